@@ -1,0 +1,202 @@
+/* clformer: backend registry, checked wrappers around struct cf_backend_ops, fault injection. */
+#define _POSIX_C_SOURCE 200809L
+#include "backend/backend.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---- fault injection --------------------------------------------------------------------- */
+
+static int g_fault_alloc = 0, g_fault_build = 0;
+
+void cf_fault_set_alloc(int nth) { g_fault_alloc = nth; }
+void cf_fault_set_build(int nth) { g_fault_build = nth; }
+static void fault_from_env(void) {
+    static int done = 0;
+    if (done) return;
+    done = 1;
+    const char *a = getenv("CF_FAULT_ALLOC"), *b = getenv("CF_FAULT_BUILD");
+    if (a && !g_fault_alloc) g_fault_alloc = atoi(a);
+    if (b && !g_fault_build) g_fault_build = atoi(b);
+}
+int cf_fault_alloc_hit(void) {
+    if (g_fault_alloc <= 0) return 0;
+    return --g_fault_alloc == 0;
+}
+int cf_fault_build_hit(void) {
+    if (g_fault_build <= 0) return 0;
+    return --g_fault_build == 0;
+}
+
+/* ---- registry ---------------------------------------------------------------------------- */
+
+int cf_backend_create(const char *spec, cf_backend **out) {
+    *out = NULL;
+    fault_from_env();
+    if (!spec || !*spec) spec = getenv("CLFORMER_DEVICE");
+    if (!spec || !*spec) spec = "auto";
+    if (strcasecmp(spec, "cpu") == 0) return cf_backend_cpu_create(out);
+#ifdef CF_HAVE_OPENCL
+    if (strcasecmp(spec, "auto") == 0) {
+        int rc = cf_backend_opencl_create("auto", out);
+        if (rc == CF_OK) return CF_OK;
+        /* the OpenCL backend has already said why (a one-line warning) */
+        return cf_backend_cpu_create(out);
+    }
+    return cf_backend_opencl_create(spec, out);
+#else
+    if (strcasecmp(spec, "auto") == 0) return cf_backend_cpu_create(out);
+    CF_ERROR("device '%s' not available: this build of clformer has no OpenCL backend "
+             "(rebuild with OpenCL headers installed) ; use --device cpu",
+             spec);
+    return CF_ERR_NOT_FOUND;
+#endif
+}
+
+void cf_backend_destroy(cf_backend *be) {
+    if (be && be->ops && be->ops->destroy) be->ops->destroy(be);
+}
+
+/* ---- wrappers ---------------------------------------------------------------------------- */
+
+const char *cf_be_name(cf_backend *be) { return be->ops->name(be); }
+
+int cf_be_alloc(cf_backend *be, size_t nbytes, cf_buffer **out) {
+    *out = NULL;
+    if (cf_fault_alloc_hit()) {
+        CF_ERROR("%s: allocation of %zu bytes failed (injected fault)", cf_be_name(be), nbytes);
+        return CF_ERR_NOMEM;
+    }
+    if (nbytes == 0) nbytes = 4;
+    int rc = be->ops->buffer_alloc(be, nbytes, out);
+    if (rc < 0) return rc;
+    (*out)->nbytes = nbytes;
+    be->stats.allocs++;
+    be->stats.bytes_allocated += nbytes;
+    if (be->stats.bytes_allocated > be->stats.peak_bytes_allocated)
+        be->stats.peak_bytes_allocated = be->stats.bytes_allocated;
+    return CF_OK;
+}
+
+void cf_be_free(cf_backend *be, cf_buffer *buf) {
+    if (!buf) return;
+    be->stats.frees++;
+    be->stats.bytes_allocated -= buf->nbytes;
+    be->ops->buffer_free(be, buf);
+}
+
+int cf_be_upload(cf_backend *be, cf_view dst, const void *src, size_t nbytes) {
+    be->stats.h2d_bytes += nbytes;
+    return be->ops->upload(be, dst, src, nbytes);
+}
+int cf_be_download(cf_backend *be, void *dst, cf_view src, size_t nbytes) {
+    be->stats.d2h_bytes += nbytes;
+    return be->ops->download(be, dst, src, nbytes);
+}
+int cf_be_copy(cf_backend *be, cf_view dst, cf_view src, size_t n) {
+    if (n == 0) return CF_OK;
+    be->stats.kernel_launches++;
+    return be->ops->copy(be, dst, src, n);
+}
+int cf_be_fill(cf_backend *be, cf_view dst, float value, size_t n) {
+    if (n == 0) return CF_OK;
+    be->stats.kernel_launches++;
+    return be->ops->fill(be, dst, value, n);
+}
+int cf_be_sync(cf_backend *be) { return be->ops->synchronize(be); }
+
+int cf_be_gemm(cf_backend *be, int ta, int tb, int M, int N, int K, float alpha, cf_view A,
+               int lda, cf_view B, int ldb, float beta, cf_view C, int ldc) {
+    if (M <= 0 || N <= 0) return CF_OK;
+    CF_ASSERT(K >= 0 && A.buf && B.buf && C.buf);
+    CF_ASSERT(ldc >= N && lda >= (ta ? M : K) && ldb >= (tb ? K : N));
+    be->stats.kernel_launches++;
+    return be->ops->gemm(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+int cf_be_matmul_forward(cf_backend *be, cf_view out, cf_view inp, cf_view weight, cf_view bias,
+                         int N, int IC, int OC) {
+    /* out(N,OC) = inp(N,IC) @ weight(OC,IC)^T */
+    CF_TRY(cf_be_gemm(be, 0, 1, N, OC, IC, 1.0f, inp, IC, weight, IC, 0.0f, out, OC));
+    if (bias.buf) {
+        be->stats.kernel_launches++;
+        CF_TRY(be->ops->add_bias(be, out, bias, N, OC));
+    }
+    return CF_OK;
+}
+
+int cf_be_matmul_backward(cf_backend *be, cf_view dinp, cf_view dweight, cf_view dbias,
+                          cf_view dout, cf_view inp, cf_view weight, int N, int IC, int OC) {
+    /* dinp(N,IC) += dout(N,OC) @ weight(OC,IC) */
+    if (dinp.buf) CF_TRY(cf_be_gemm(be, 0, 0, N, IC, OC, 1.0f, dout, OC, weight, IC, 1.0f, dinp, IC));
+    /* dweight(OC,IC) += dout^T(OC,N) @ inp(N,IC) */
+    CF_TRY(cf_be_gemm(be, 1, 0, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dweight, IC));
+    if (dbias.buf) {
+        be->stats.kernel_launches++;
+        CF_TRY(be->ops->bias_backward(be, dbias, dout, N, OC));
+    }
+    return CF_OK;
+}
+
+#define CF_DISPATCH(op, ...)                                                                       \
+    do {                                                                                           \
+        be->stats.kernel_launches++;                                                               \
+        return be->ops->op(be, __VA_ARGS__);                                                       \
+    } while (0)
+
+int cf_be_encoder_forward(cf_backend *be, cf_view out, cf_view tokens, cf_view wte, cf_view wpe,
+                          int B, int T, int C) {
+    CF_DISPATCH(encoder_forward, out, tokens, wte, wpe, B, T, C);
+}
+int cf_be_encoder_backward(cf_backend *be, cf_view dwte, cf_view dwpe, cf_view dout,
+                           cf_view tokens, int B, int T, int C) {
+    CF_DISPATCH(encoder_backward, dwte, dwpe, dout, tokens, B, T, C);
+}
+int cf_be_layernorm_forward(cf_backend *be, cf_view out, cf_view mean, cf_view rstd, cf_view inp,
+                            cf_view weight, cf_view bias, int N, int C) {
+    CF_DISPATCH(layernorm_forward, out, mean, rstd, inp, weight, bias, N, C);
+}
+int cf_be_layernorm_backward(cf_backend *be, cf_view dinp, cf_view dweight, cf_view dbias,
+                             cf_view dout, cf_view inp, cf_view weight, cf_view mean,
+                             cf_view rstd, int N, int C) {
+    CF_DISPATCH(layernorm_backward, dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
+}
+int cf_be_attention_forward(cf_backend *be, cf_view out, cf_view att, cf_view qkv, int B, int T,
+                            int C, int NH) {
+    CF_ASSERT(NH > 0 && C % NH == 0);
+    CF_DISPATCH(attention_forward, out, att, qkv, B, T, C, NH);
+}
+int cf_be_attention_backward(cf_backend *be, cf_view dqkv, cf_view datt, cf_view dpreatt,
+                             cf_view dout, cf_view qkv, cf_view att, int B, int T, int C, int NH) {
+    CF_ASSERT(NH > 0 && C % NH == 0);
+    CF_DISPATCH(attention_backward, dqkv, datt, dpreatt, dout, qkv, att, B, T, C, NH);
+}
+int cf_be_gelu_forward(cf_backend *be, cf_view out, cf_view inp, size_t n) {
+    CF_DISPATCH(gelu_forward, out, inp, n);
+}
+int cf_be_gelu_backward(cf_backend *be, cf_view dinp, cf_view inp, cf_view dout, size_t n) {
+    CF_DISPATCH(gelu_backward, dinp, inp, dout, n);
+}
+int cf_be_residual_forward(cf_backend *be, cf_view out, cf_view a, cf_view b, size_t n) {
+    CF_DISPATCH(residual_forward, out, a, b, n);
+}
+int cf_be_axpy(cf_backend *be, cf_view y, cf_view x, float alpha, size_t n) {
+    CF_DISPATCH(axpy, y, x, alpha, n);
+}
+int cf_be_crossentropy_forward(cf_backend *be, cf_view losses, cf_view logits, cf_view targets,
+                               int N, int V) {
+    CF_DISPATCH(crossentropy_forward, losses, logits, targets, N, V);
+}
+int cf_be_crossentropy_fused(cf_backend *be, cf_view losses, cf_view dlogits, cf_view logits,
+                             cf_view targets, int N, int V, float dloss) {
+    CF_DISPATCH(crossentropy_fused, losses, dlogits, logits, targets, N, V, dloss);
+}
+int cf_be_reduce_sum(cf_backend *be, cf_view out, cf_view x, size_t n, int square) {
+    CF_DISPATCH(reduce_sum, out, x, n, square);
+}
+int cf_be_adamw(cf_backend *be, cf_view params, cf_view grads, cf_view m, cf_view v, size_t n,
+                float lr, float beta1, float beta2, float eps, float weight_decay,
+                float grad_scale, int t) {
+    CF_DISPATCH(adamw, params, grads, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale, t);
+}

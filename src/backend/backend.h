@@ -1,0 +1,201 @@
+/* clformer: the backend interface. Every device (the C CPU backend, OpenCL devices) fills one
+ * static const struct cf_backend_ops; src/model/ calls only the cf_be_* wrappers below.
+ *
+ * Memory model: a backend owns buffers the host cannot touch directly; data crosses only through
+ * upload/download. Tensors are views = (buffer, offset) with the offset counted in 4-byte elements
+ * (float32 or int32). All ops are row-major and asynchronous with respect to the host: only
+ * download and synchronize are ordering points.
+ *
+ * Gradient convention (as in llm.c): every *_backward ACCUMULATES (+=) into its parameter-gradient
+ * and input-gradient outputs; the model zeroes gradient buffers with fill() when it needs to. */
+#ifndef CF_BACKEND_H
+#define CF_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "clformer/common.h"
+
+typedef struct cf_backend cf_backend;
+/* A device buffer. Backends allocate it and fill the fields they use. */
+typedef struct cf_buffer {
+    size_t nbytes; /* size as allocated */
+    void *host;    /* CPU backend: the memory; OpenCL: NULL (or a mapping on unified memory) */
+    void *handle;  /* OpenCL: the cl_mem */
+} cf_buffer;
+
+typedef struct {
+    cf_buffer *buf;
+    size_t off; /* in 4-byte elements */
+} cf_view;
+
+static inline cf_view cf_view_make(cf_buffer *buf, size_t off) {
+    cf_view v = {buf, off};
+    return v;
+}
+static inline cf_view cf_view_add(cf_view v, size_t off) {
+    v.off += off;
+    return v;
+}
+#define CF_VIEW_NULL ((cf_view){NULL, 0})
+
+/* Counters kept by the generic wrappers for every backend. */
+typedef struct {
+    uint64_t h2d_bytes, d2h_bytes; /* bytes uploaded / downloaded since creation */
+    uint64_t allocs, frees;        /* buffer allocations since creation */
+    uint64_t bytes_allocated;      /* currently allocated */
+    uint64_t peak_bytes_allocated; /* high-water mark */
+    uint64_t kernel_launches;      /* ops dispatched */
+} cf_backend_stats;
+
+struct cf_backend_ops {
+    /* identity and lifetime */
+    const char *(*name)(cf_backend *be); /* e.g. "cpu" or "opencl: NVIDIA H100 (NVIDIA CUDA)" */
+    void (*destroy)(cf_backend *be);
+
+    /* buffers */
+    int (*buffer_alloc)(cf_backend *be, size_t nbytes, cf_buffer **out);
+    void (*buffer_free)(cf_backend *be, cf_buffer *buf);
+    int (*upload)(cf_backend *be, cf_view dst, const void *src, size_t nbytes);
+    int (*download)(cf_backend *be, void *dst, cf_view src, size_t nbytes); /* blocking */
+    int (*copy)(cf_backend *be, cf_view dst, cf_view src, size_t n);        /* n elements */
+    int (*fill)(cf_backend *be, cf_view dst, float value, size_t n);        /* n floats */
+    int (*synchronize)(cf_backend *be);
+
+    /* C(M,N) = alpha * op(A) * op(B) + beta * C, row-major, op(X) = X or X^T.
+     * A is (M,K) or, transposed, stored (K,M); B is (K,N) or stored (N,K). lda/ldb/ldc are row
+     * strides in elements. */
+    int (*gemm)(cf_backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha,
+                cf_view A, int lda, cf_view B, int ldb, float beta, cf_view C, int ldc);
+    /* out(N,OC) += bias(OC) broadcast over rows */
+    int (*add_bias)(cf_backend *be, cf_view out, cf_view bias, int N, int OC);
+    /* dbias(OC) += sum over rows of dout(N,OC) */
+    int (*bias_backward)(cf_backend *be, cf_view dbias, cf_view dout, int N, int OC);
+
+    /* token + position embedding: out(B,T,C) = wte[tokens[b,t]] + wpe[t]; tokens int32 (B,T) */
+    int (*encoder_forward)(cf_backend *be, cf_view out, cf_view tokens, cf_view wte, cf_view wpe,
+                           int B, int T, int C);
+    /* dwte(V,C) += scatter of dout by token; dwpe(T,C) += sum over batch */
+    int (*encoder_backward)(cf_backend *be, cf_view dwte, cf_view dwpe, cf_view dout,
+                            cf_view tokens, int B, int T, int C);
+
+    /* LayerNorm over the last dim C, eps 1e-5: out(N,C), mean(N), rstd(N) saved for backward */
+    int (*layernorm_forward)(cf_backend *be, cf_view out, cf_view mean, cf_view rstd, cf_view inp,
+                             cf_view weight, cf_view bias, int N, int C);
+    int (*layernorm_backward)(cf_backend *be, cf_view dinp, cf_view dweight, cf_view dbias,
+                              cf_view dout, cf_view inp, cf_view weight, cf_view mean,
+                              cf_view rstd, int N, int C);
+
+    /* Causal multi-head self-attention. qkv(B,T,3C) holds q,k,v concatenated along the last dim,
+     * head h uses columns [h*hs, (h+1)*hs) of each, hs = C/NH, scale 1/sqrt(hs).
+     * out(B,T,C); att(B,NH,T,T) receives the softmax probabilities (row t valid for t2 <= t,
+     * entries t2 > t must be written as 0). */
+    int (*attention_forward)(cf_backend *be, cf_view out, cf_view att, cf_view qkv, int B, int T,
+                             int C, int NH);
+    /* dqkv(B,T,3C) += ; datt and dpreatt are (B,NH,T,T) scratch the backend may overwrite */
+    int (*attention_backward)(cf_backend *be, cf_view dqkv, cf_view datt, cf_view dpreatt,
+                              cf_view dout, cf_view qkv, cf_view att, int B, int T, int C, int NH);
+
+    /* GELU, tanh approximation (GPT-2): out = 0.5x(1+tanh(sqrt(2/pi)(x+0.044715x^3))) */
+    int (*gelu_forward)(cf_backend *be, cf_view out, cf_view inp, size_t n);
+    int (*gelu_backward)(cf_backend *be, cf_view dinp, cf_view inp, cf_view dout, size_t n);
+
+    /* out = a + b */
+    int (*residual_forward)(cf_backend *be, cf_view out, cf_view a, cf_view b, size_t n);
+    /* y += alpha * x (residual backward and gradient accumulation) */
+    int (*axpy)(cf_backend *be, cf_view y, cf_view x, float alpha, size_t n);
+
+    /* Cross-entropy over logits(N,V) with int32 targets(N); target < 0 means "ignore" (loss 0).
+     * losses(N) = -log softmax(logits)[target]. */
+    int (*crossentropy_forward)(cf_backend *be, cf_view losses, cf_view logits, cf_view targets,
+                                int N, int V);
+    /* Fused softmax + cross-entropy forward and backward: writes losses(N) and
+     * dlogits(N,V) = (softmax(logits) - onehot(target)) * dloss (ASSIGNED, not accumulated;
+     * ignored rows get 0). dlogits may alias logits (in place). */
+    int (*crossentropy_fused)(cf_backend *be, cf_view losses, cf_view dlogits, cf_view logits,
+                              cf_view targets, int N, int V, float dloss);
+
+    /* out[0] = sum(x) (square = 0) or sum(x*x) (square = 1), x of n floats */
+    int (*reduce_sum)(cf_backend *be, cf_view out, cf_view x, size_t n, int square);
+
+    /* AdamW, decoupled weight decay, bias-corrected with step t >= 1; the gradient used is
+     * grads * grad_scale (clipping). param -= lr * (mhat / (sqrt(vhat) + eps) + wd * param) */
+    int (*adamw)(cf_backend *be, cf_view params, cf_view grads, cf_view m, cf_view v, size_t n,
+                 float lr, float beta1, float beta2, float eps, float weight_decay,
+                 float grad_scale, int t);
+};
+
+struct cf_backend {
+    const struct cf_backend_ops *ops;
+    void *ctx;              /* backend private state */
+    cf_backend_stats stats; /* maintained by the wrappers */
+    int is_cpu;             /* 1 for the C backend */
+    int verbose;
+};
+
+/* ---- creation ---------------------------------------------------------------------------- */
+
+/* device spec: "auto", "cpu", "opencl", "opencl:P:D", or a substring of a platform/device name.
+ * With "auto" a failing OpenCL device falls back to the CPU backend with a warning. */
+int cf_backend_create(const char *device_spec, cf_backend **out);
+void cf_backend_destroy(cf_backend *be);
+int cf_backend_cpu_create(cf_backend **out);
+#ifdef CF_HAVE_OPENCL
+int cf_backend_opencl_create(const char *device_spec, cf_backend **out);
+#endif
+
+/* ---- wrappers (argument checks, stats, fault injection) ----------------------------------- */
+
+const char *cf_be_name(cf_backend *be);
+int cf_be_alloc(cf_backend *be, size_t nbytes, cf_buffer **out);
+void cf_be_free(cf_backend *be, cf_buffer *buf);
+int cf_be_upload(cf_backend *be, cf_view dst, const void *src, size_t nbytes);
+int cf_be_download(cf_backend *be, void *dst, cf_view src, size_t nbytes);
+int cf_be_copy(cf_backend *be, cf_view dst, cf_view src, size_t n);
+int cf_be_fill(cf_backend *be, cf_view dst, float value, size_t n);
+int cf_be_sync(cf_backend *be);
+int cf_be_gemm(cf_backend *be, int ta, int tb, int M, int N, int K, float alpha, cf_view A,
+               int lda, cf_view B, int ldb, float beta, cf_view C, int ldc);
+
+/* Linear layer built on gemm: out(N,OC) = inp(N,IC) @ weight(OC,IC)^T + bias(OC) (bias buf may
+ * be NULL). Backward accumulates dinp(N,IC), dweight(OC,IC), dbias(OC) (dbias buf may be NULL). */
+int cf_be_matmul_forward(cf_backend *be, cf_view out, cf_view inp, cf_view weight, cf_view bias,
+                         int N, int IC, int OC);
+int cf_be_matmul_backward(cf_backend *be, cf_view dinp, cf_view dweight, cf_view dbias,
+                          cf_view dout, cf_view inp, cf_view weight, int N, int IC, int OC);
+
+int cf_be_encoder_forward(cf_backend *be, cf_view out, cf_view tokens, cf_view wte, cf_view wpe,
+                          int B, int T, int C);
+int cf_be_encoder_backward(cf_backend *be, cf_view dwte, cf_view dwpe, cf_view dout,
+                           cf_view tokens, int B, int T, int C);
+int cf_be_layernorm_forward(cf_backend *be, cf_view out, cf_view mean, cf_view rstd, cf_view inp,
+                            cf_view weight, cf_view bias, int N, int C);
+int cf_be_layernorm_backward(cf_backend *be, cf_view dinp, cf_view dweight, cf_view dbias,
+                             cf_view dout, cf_view inp, cf_view weight, cf_view mean,
+                             cf_view rstd, int N, int C);
+int cf_be_attention_forward(cf_backend *be, cf_view out, cf_view att, cf_view qkv, int B, int T,
+                            int C, int NH);
+int cf_be_attention_backward(cf_backend *be, cf_view dqkv, cf_view datt, cf_view dpreatt,
+                             cf_view dout, cf_view qkv, cf_view att, int B, int T, int C, int NH);
+int cf_be_gelu_forward(cf_backend *be, cf_view out, cf_view inp, size_t n);
+int cf_be_gelu_backward(cf_backend *be, cf_view dinp, cf_view inp, cf_view dout, size_t n);
+int cf_be_residual_forward(cf_backend *be, cf_view out, cf_view a, cf_view b, size_t n);
+int cf_be_axpy(cf_backend *be, cf_view y, cf_view x, float alpha, size_t n);
+int cf_be_crossentropy_forward(cf_backend *be, cf_view losses, cf_view logits, cf_view targets,
+                               int N, int V);
+int cf_be_crossentropy_fused(cf_backend *be, cf_view losses, cf_view dlogits, cf_view logits,
+                             cf_view targets, int N, int V, float dloss);
+int cf_be_reduce_sum(cf_backend *be, cf_view out, cf_view x, size_t n, int square);
+int cf_be_adamw(cf_backend *be, cf_view params, cf_view grads, cf_view m, cf_view v, size_t n,
+                float lr, float beta1, float beta2, float eps, float weight_decay,
+                float grad_scale, int t);
+
+/* ---- test switches (fault injection) ------------------------------------------------------
+ * Make the Nth (1-based, counted from the call) buffer allocation or kernel build fail; 0 turns it
+ * off. Also read from the environment at backend creation: CF_FAULT_ALLOC=N, CF_FAULT_BUILD=N. */
+void cf_fault_set_alloc(int nth);
+void cf_fault_set_build(int nth);
+int cf_fault_alloc_hit(void); /* called by the alloc wrapper; 1 = fail this one */
+int cf_fault_build_hit(void); /* called by backends before each program build */
+
+#endif
