@@ -1,0 +1,31 @@
+/* clformer: helpers shared by the CLI subcommands. */
+#ifndef CF_CLI_H
+#define CF_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "clformer/config.h"
+
+int cf_cli_need_value(int argc, char **argv, int i, const char *cmd);
+int cf_cli_parse_int(const char *cmd, const char *opt, const char *s, long lo, long hi, int *out);
+int cf_cli_parse_float(const char *cmd, const char *opt, const char *s, double lo, double hi,
+                       float *out);
+int cf_cli_set_gemm(const char *which);
+
+/* The tokenizer a checkpoint was trained with (byte-level or BPE), checked against the hash
+ * stored in the checkpoint. */
+typedef struct cf_tok cf_tok;
+int cf_cli_tok_open(const cf_config *cfg, uint64_t expected_hash, const char *ckpt_path,
+                    cf_tok **out);
+int cf_cli_tok_encode(cf_tok *t, const char *text, size_t len, int32_t **ids, size_t *n);
+int cf_cli_tok_print(cf_tok *t, int32_t id, FILE *out);
+int32_t cf_cli_tok_eot(cf_tok *t);
+void cf_cli_tok_free(cf_tok *t);
+
+int cf_cmd_export(int argc, char **argv);
+int cf_cmd_bench(int argc, char **argv);
+int cf_cmd_tokenizer(int argc, char **argv);
+int cf_cmd_prepare(int argc, char **argv);
+
+#endif

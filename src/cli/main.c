@@ -1,0 +1,624 @@
+/* clformer: command-line entry point: train, generate, eval, export, devices, tokenizer, prepare. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <cjson/cJSON.h>
+
+#include "backend/backend.h"
+#include "cli/cli.h"
+#include "clformer/common.h"
+#include "clformer/config.h"
+#include "data/dataset.h"
+#include "io/safetensors.h"
+#include "model/gpt.h"
+#include "train/checkpoint.h"
+#include "train/train.h"
+#ifdef CF_HAVE_OPENCL
+#include "backend/opencl/cl_backend.h"
+#endif
+
+static const char *USAGE =
+    "clformer " CF_VERSION_STRING " - train and run GPT-style language models on OpenCL devices "
+    "or the CPU\n"
+    "\n"
+    "usage: clformer <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  train CONFIG      train a model from a JSON config (key=value overrides allowed)\n"
+    "  generate CKPT     generate text from a checkpoint (file or run directory)\n"
+    "  eval CKPT         mean next-token loss of a checkpoint on a text file\n"
+    "  export CKPT       export to the Hugging Face format (GPT2LMHeadModel)\n"
+    "  devices           list OpenCL platforms and devices and whether clformer can use them\n"
+    "  tokenizer         train / encode / decode a byte-level BPE tokenizer\n"
+    "  prepare           encode a text corpus into token shards for training\n"
+    "  bench CONFIG      measure training speed (tokens/s, MFU, memory)\n"
+    "  logits CKPT       write the logits of a token sequence (for checking exports)\n"
+    "\n"
+    "global options: --quiet, --verbose, --help; `clformer <command> --help` for details\n";
+
+/* ---- small argument helpers ------------------------------------------------------------ */
+
+int cf_cli_need_value(int argc, char **argv, int i, const char *cmd) {
+    if (i + 1 >= argc) {
+        CF_ERROR("%s: option %s needs a value; see `clformer %s --help`", cmd, argv[i], cmd);
+        return 0;
+    }
+    return 1;
+}
+
+int cf_cli_parse_int(const char *cmd, const char *opt, const char *s, long lo, long hi, int *out) {
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || !end || *end || v < lo || v > hi) {
+        CF_ERROR("%s: %s expects an integer in [%ld, %ld], got '%s'", cmd, opt, lo, hi, s);
+        return CF_ERR_INVALID;
+    }
+    *out = (int)v;
+    return CF_OK;
+}
+
+int cf_cli_parse_float(const char *cmd, const char *opt, const char *s, double lo, double hi,
+                       float *out) {
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || !end || *end || !(v >= lo && v <= hi)) {
+        CF_ERROR("%s: %s expects a number in [%g, %g], got '%s'", cmd, opt, lo, hi, s);
+        return CF_ERR_INVALID;
+    }
+    *out = (float)v;
+    return CF_OK;
+}
+
+/* global flags accepted anywhere */
+static int global_flag(const char *a) {
+    if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
+        cf_log_set_level(CF_LOG_WARN);
+        return 1;
+    }
+    if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0) {
+        cf_log_set_level(CF_LOG_DEBUG);
+        return 1;
+    }
+    return 0;
+}
+
+static int exit_code(int rc) {
+    if (rc == CF_OK) return 0;
+    if (rc == CF_ERR_INTERRUPTED) return 130;
+    return 1;
+}
+
+/* ---- train ------------------------------------------------------------------------------- */
+
+static const char *TRAIN_HELP =
+    "usage: clformer train CONFIG [options] [key=value ...]\n"
+    "\n"
+    "Train a model described by a JSON config (see configs/). Any config key can be overridden\n"
+    "on the command line as key=value (e.g. steps=100 data=corpus.txt learning_rate=3e-4).\n"
+    "\n"
+    "options:\n"
+    "  --device D      cpu, auto (default: best OpenCL GPU, else CPU), opencl, opencl:P:D, or a\n"
+    "                  substring of a device/platform name (env CLFORMER_DEVICE)\n"
+    "  --gemm G        GEMM path: auto, clblast, native (OpenCL); auto, blas, native (CPU)\n"
+    "  --steps N       number of optimizer steps (same as steps=N)\n"
+    "  --out DIR       checkpoint directory (default runs/<config name>)\n"
+    "  --resume CKPT   continue from a checkpoint file or run directory, exactly\n"
+    "  --stop-after N  stop after N steps in this invocation (writes a checkpoint)\n"
+    "  --log FILE      write one JSON line per step (step, loss, lr, grad_norm, tokens_per_s)\n"
+    "  --keep N        keep the newest N checkpoints in --out (default 2)\n"
+    "  --quiet/--verbose\n"
+    "\n"
+    "Ctrl-C saves a checkpoint and exits; resume with --resume DIR.\n";
+
+int cf_cli_set_gemm(const char *which);
+
+static int cmd_train(int argc, char **argv) {
+    cf_train_opts o;
+    memset(&o, 0, sizeof o);
+    cf_config_defaults(&o.cfg);
+    const char *config_path = NULL, *gemm = NULL;
+    int steps = -1;
+    static char out_buf[CF_PATH_MAX];
+    /* first pass: find the config file so overrides apply on top of it */
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(TRAIN_HELP, stdout);
+            return 0;
+        }
+        if (argv[i][0] == '-') {
+            if (strcmp(argv[i], "--device") == 0 || strcmp(argv[i], "--steps") == 0 ||
+                strcmp(argv[i], "--out") == 0 || strcmp(argv[i], "--resume") == 0 ||
+                strcmp(argv[i], "--log") == 0 || strcmp(argv[i], "--stop-after") == 0 ||
+                strcmp(argv[i], "--keep") == 0 || strcmp(argv[i], "--gemm") == 0)
+                i++;
+            continue;
+        }
+        if (!strchr(argv[i], '=')) {
+            if (config_path) {
+                CF_ERROR("train: more than one config given ('%s' and '%s')", config_path,
+                         argv[i]);
+                return 1;
+            }
+            config_path = argv[i];
+        }
+    }
+    if (config_path) {
+        if (cf_config_load(config_path, &o.cfg) < 0) return 1;
+        o.origin = config_path;
+    } else {
+        o.origin = "built-in defaults";
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (global_flag(a)) continue;
+        if (strcmp(a, "--device") == 0) {
+            if (!cf_cli_need_value(argc, argv, i, "train")) return 1;
+            o.device = argv[++i];
+        } else if (strcmp(a, "--gemm") == 0) {
+            if (!cf_cli_need_value(argc, argv, i, "train")) return 1;
+            gemm = argv[++i];
+        } else if (strcmp(a, "--steps") == 0) {
+            if (!cf_cli_need_value(argc, argv, i, "train")) return 1;
+            if (cf_cli_parse_int("train", "--steps", argv[++i], 1, 1000000000, &steps) < 0)
+                return 1;
+        } else if (strcmp(a, "--out") == 0) {
+            if (!cf_cli_need_value(argc, argv, i, "train")) return 1;
+            o.out_dir = argv[++i];
+        } else if (strcmp(a, "--resume") == 0) {
+            if (!cf_cli_need_value(argc, argv, i, "train")) return 1;
+            o.resume = argv[++i];
+        } else if (strcmp(a, "--log") == 0) {
+            if (!cf_cli_need_value(argc, argv, i, "train")) return 1;
+            o.log_path = argv[++i];
+        } else if (strcmp(a, "--stop-after") == 0) {
+            if (!cf_cli_need_value(argc, argv, i, "train")) return 1;
+            if (cf_cli_parse_int("train", "--stop-after", argv[++i], 1, 1000000000,
+                                 &o.stop_after) < 0)
+                return 1;
+        } else if (strcmp(a, "--keep") == 0) {
+            if (!cf_cli_need_value(argc, argv, i, "train")) return 1;
+            if (cf_cli_parse_int("train", "--keep", argv[++i], 1, 1000000, &o.keep_checkpoints) <
+                0)
+                return 1;
+        } else if (a[0] == '-') {
+            CF_ERROR("train: unknown option '%s'; see `clformer train --help`", a);
+            return 1;
+        } else if (strchr(a, '=')) {
+            if (cf_config_set(&o.cfg, a, "command line") < 0) return 1;
+        }
+    }
+    if (steps > 0) o.cfg.steps = steps;
+    if (!o.out_dir) {
+        snprintf(out_buf, sizeof out_buf, "runs/%s", o.cfg.name[0] ? o.cfg.name : "default");
+        o.out_dir = out_buf;
+    }
+    if (gemm && cf_cli_set_gemm(gemm) < 0) return 1;
+    o.verbose = cf_log_get_level() >= CF_LOG_DEBUG;
+    o.quiet = cf_log_get_level() < CF_LOG_INFO;
+    return exit_code(cf_train_run(&o));
+}
+
+/* --gemm is a process-wide preference read by the backends at creation (env CF_GEMM / CF_CPU_GEMM) */
+int cf_cli_set_gemm(const char *which) {
+    if (strcmp(which, "auto") && strcmp(which, "clblast") && strcmp(which, "native") &&
+        strcmp(which, "blas")) {
+        CF_ERROR("--gemm '%s' is not known; use auto, clblast, native (OpenCL) or blas (CPU)",
+                 which);
+        return CF_ERR_INVALID;
+    }
+    setenv("CF_GEMM", which, 1);
+    if (strcmp(which, "clblast") != 0) setenv("CF_CPU_GEMM", which, 1);
+    if (strcmp(which, "auto") == 0) unsetenv("CF_CPU_GEMM");
+    return CF_OK;
+}
+
+/* ---- loading a checkpoint for inference ----------------------------------------------------- */
+
+typedef struct {
+    cf_config cfg;
+    cf_train_state st;
+    cf_backend *be;
+    cf_model *m;
+    cf_tok *tok;
+} loaded_model;
+
+static void unload(loaded_model *lm) {
+    cf_model_free(lm->m);
+    cf_backend_destroy(lm->be);
+    cf_cli_tok_free(lm->tok);
+    memset(lm, 0, sizeof *lm);
+}
+
+static int load_for_inference(const char *ckpt_arg, const char *device, int B, loaded_model *lm) {
+    memset(lm, 0, sizeof *lm);
+    char path[CF_PATH_MAX + 64];
+    CF_TRY(cf_checkpoint_resolve(ckpt_arg, path, sizeof path));
+    CF_TRY(cf_checkpoint_read_config(path, &lm->cfg, &lm->st));
+    int rc;
+    if ((rc = cf_cli_tok_open(&lm->cfg, lm->st.tokenizer_hash, path, &lm->tok)) < 0) goto fail;
+    if ((rc = cf_backend_create(device, &lm->be)) < 0) goto fail;
+    if ((rc = cf_model_create(lm->be, &lm->cfg, B, lm->cfg.max_length, 0, &lm->m)) < 0) goto fail;
+    if ((rc = cf_checkpoint_load(path, lm->m, NULL, 0)) < 0) goto fail;
+    CF_DEBUG("loaded %s (step %d) on %s", path, lm->st.step, cf_be_name(lm->be));
+    return CF_OK;
+fail:
+    unload(lm);
+    return rc;
+}
+
+/* ---- generate ------------------------------------------------------------------------------ */
+
+static const char *GEN_HELP =
+    "usage: clformer generate CKPT [options]\n"
+    "\n"
+    "Sample text from a checkpoint (a .safetensors file or a run directory: its newest step).\n"
+    "\n"
+    "options:\n"
+    "  --prompt TEXT      text to continue (default: a newline)\n"
+    "  --tokens N         tokens to generate (default 200)\n"
+    "  --temperature T    sampling temperature, 0 = greedy (default 0.8)\n"
+    "  --top-k K          sample among the K most likely tokens, 0 = all (default 40)\n"
+    "  --seed S           sampling seed (default 42)\n"
+    "  --device D         as for train (default auto)\n";
+
+static int sample_token(const float *logits, int V, float temperature, int top_k, cf_rng *rng,
+                        float *probs, int *idx) {
+    if (temperature <= 0.0f) {
+        int best = 0;
+        for (int i = 1; i < V; i++)
+            if (logits[i] > logits[best]) best = i;
+        return best;
+    }
+    int n = V;
+    for (int i = 0; i < V; i++) idx[i] = i;
+    if (top_k > 0 && top_k < V) {
+        /* partial selection sort of the top k */
+        for (int i = 0; i < top_k; i++) {
+            int b = i;
+            for (int j = i + 1; j < V; j++)
+                if (logits[idx[j]] > logits[idx[b]]) b = j;
+            int t = idx[i];
+            idx[i] = idx[b];
+            idx[b] = t;
+        }
+        n = top_k;
+    }
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) mx = fmaxf(mx, logits[idx[i]]);
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        probs[i] = expf((logits[idx[i]] - mx) / temperature);
+        sum += probs[i];
+    }
+    double r = cf_rng_uniform(rng) * sum, acc = 0.0;
+    for (int i = 0; i < n; i++) {
+        acc += probs[i];
+        if (r < acc) return idx[i];
+    }
+    return idx[n - 1];
+}
+
+static int cmd_generate(int argc, char **argv) {
+    const char *ckpt = NULL, *prompt = "\n", *device = NULL;
+    int ntok = 200, top_k = 40, seed = 42;
+    float temp = 0.8f;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (global_flag(a)) continue;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(GEN_HELP, stdout);
+            return 0;
+        } else if (!strcmp(a, "--prompt")) {
+            if (!cf_cli_need_value(argc, argv, i, "generate")) return 1;
+            prompt = argv[++i];
+        } else if (!strcmp(a, "--tokens")) {
+            if (!cf_cli_need_value(argc, argv, i, "generate") ||
+                cf_cli_parse_int("generate", "--tokens", argv[++i], 1, 1000000, &ntok) < 0)
+                return 1;
+        } else if (!strcmp(a, "--top-k")) {
+            if (!cf_cli_need_value(argc, argv, i, "generate") ||
+                cf_cli_parse_int("generate", "--top-k", argv[++i], 0, 100000000, &top_k) < 0)
+                return 1;
+        } else if (!strcmp(a, "--seed")) {
+            if (!cf_cli_need_value(argc, argv, i, "generate") ||
+                cf_cli_parse_int("generate", "--seed", argv[++i], 0, 2147483647, &seed) < 0)
+                return 1;
+        } else if (!strcmp(a, "--temperature")) {
+            if (!cf_cli_need_value(argc, argv, i, "generate") ||
+                cf_cli_parse_float("generate", "--temperature", argv[++i], 0.0, 100.0, &temp) < 0)
+                return 1;
+        } else if (!strcmp(a, "--device")) {
+            if (!cf_cli_need_value(argc, argv, i, "generate")) return 1;
+            device = argv[++i];
+        } else if (a[0] == '-') {
+            CF_ERROR("generate: unknown option '%s'; see `clformer generate --help`", a);
+            return 1;
+        } else if (!ckpt) {
+            ckpt = a;
+        } else {
+            CF_ERROR("generate: unexpected argument '%s'", a);
+            return 1;
+        }
+    }
+    if (!ckpt) {
+        CF_ERROR("generate: no checkpoint given; usage: clformer generate CKPT [--prompt TEXT]");
+        return 1;
+    }
+    loaded_model lm;
+    int rc = load_for_inference(ckpt, device, 1, &lm);
+    if (rc < 0) return exit_code(rc);
+    const int V = lm.cfg.vocab_size, T = lm.cfg.max_length;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    float *logits = malloc(sizeof(float) * V), *probs = malloc(sizeof(float) * V);
+    int *idx = malloc(sizeof(int) * V);
+    int32_t *ctx = malloc(sizeof(int32_t) * T);
+    if (!logits || !probs || !idx || !ctx) {
+        rc = CF_ERR_NOMEM;
+        goto done;
+    }
+    if ((rc = cf_cli_tok_encode(lm.tok, prompt, strlen(prompt), &ids, &n)) < 0) goto done;
+    fputs(prompt, stdout);
+    fflush(stdout);
+    cf_rng rng;
+    cf_rng_seed(&rng, (uint64_t)seed);
+    cf_install_sigint_handler();
+    for (int k = 0; k < ntok && !cf_interrupted(); k++) {
+        size_t start = n > (size_t)T ? n - (size_t)T : 0;
+        int len = (int)(n - start);
+        if (len == 0) {
+            /* empty prompt with a BPE tokenizer: start from end-of-text */
+            int32_t eot = cf_cli_tok_eot(lm.tok);
+            int32_t *nid = realloc(ids, sizeof(int32_t) * (n + 1));
+            if (!nid) {
+                rc = CF_ERR_NOMEM;
+                goto done;
+            }
+            ids = nid;
+            ids[n++] = eot;
+            len = 1;
+            start = n - 1;
+        }
+        memcpy(ctx, ids + start, sizeof(int32_t) * len);
+        if ((rc = cf_model_forward(lm.m, ctx, NULL, 1, len, NULL)) < 0) goto done;
+        if ((rc = cf_model_logits_row(lm.m, 0, len - 1, logits)) < 0) goto done;
+        int next = sample_token(logits, V, temp, top_k, &rng, probs, idx);
+        int32_t *nid = realloc(ids, sizeof(int32_t) * (n + 1));
+        if (!nid) {
+            rc = CF_ERR_NOMEM;
+            goto done;
+        }
+        ids = nid;
+        ids[n++] = next;
+        if ((rc = cf_cli_tok_print(lm.tok, next, stdout)) < 0) goto done;
+        fflush(stdout);
+    }
+    fputc('\n', stdout);
+    rc = CF_OK;
+done:
+    free(ids);
+    free(logits);
+    free(probs);
+    free(idx);
+    free(ctx);
+    unload(&lm);
+    return exit_code(rc);
+}
+
+/* ---- eval ----------------------------------------------------------------------------------- */
+
+static const char *EVAL_HELP =
+    "usage: clformer eval CKPT --data PATH [--device D] [--batch N]\n"
+    "\n"
+    "Mean next-token loss over consecutive non-overlapping windows of max_length tokens covering\n"
+    "the file (window i predicts tokens i*T+1 .. i*T+T from tokens i*T .. i*T+T-1; a last partial\n"
+    "window is dropped). Prints `loss <value>` (nats/token).\n";
+
+static int cmd_eval(int argc, char **argv) {
+    const char *ckpt = NULL, *data = NULL, *device = NULL;
+    int batch = 8;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (global_flag(a)) continue;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(EVAL_HELP, stdout);
+            return 0;
+        } else if (!strcmp(a, "--data")) {
+            if (!cf_cli_need_value(argc, argv, i, "eval")) return 1;
+            data = argv[++i];
+        } else if (!strcmp(a, "--device")) {
+            if (!cf_cli_need_value(argc, argv, i, "eval")) return 1;
+            device = argv[++i];
+        } else if (!strcmp(a, "--batch")) {
+            if (!cf_cli_need_value(argc, argv, i, "eval") ||
+                cf_cli_parse_int("eval", "--batch", argv[++i], 1, 4096, &batch) < 0)
+                return 1;
+        } else if (a[0] == '-') {
+            CF_ERROR("eval: unknown option '%s'; see `clformer eval --help`", a);
+            return 1;
+        } else if (!ckpt) {
+            ckpt = a;
+        } else {
+            CF_ERROR("eval: unexpected argument '%s'", a);
+            return 1;
+        }
+    }
+    if (!ckpt || !data) {
+        CF_ERROR("eval: usage: clformer eval CKPT --data PATH");
+        return 1;
+    }
+    loaded_model lm;
+    int rc = load_for_inference(ckpt, device, batch, &lm);
+    if (rc < 0) return exit_code(rc);
+    int32_t *toks = NULL, *x = NULL, *y = NULL;
+    size_t n = 0;
+    const int T = lm.cfg.max_length;
+    if ((rc = cf_dataset_load_tokens(&lm.cfg, data, &toks, &n)) < 0) goto done;
+    size_t windows = n > 0 ? (n - 1) / (size_t)T : 0;
+    if (windows == 0) {
+        CF_ERROR("eval: data %s: %zu tokens is shorter than one window of max_length %d + 1", data,
+                 n, T);
+        rc = CF_ERR_INVALID;
+        goto done;
+    }
+    x = malloc(sizeof(int32_t) * (size_t)batch * T);
+    y = malloc(sizeof(int32_t) * (size_t)batch * T);
+    if (!x || !y) {
+        rc = CF_ERR_NOMEM;
+        goto done;
+    }
+    double sum = 0.0;
+    for (size_t w = 0; w < windows; w += (size_t)batch) {
+        int b = (int)((windows - w) < (size_t)batch ? windows - w : (size_t)batch);
+        for (int i = 0; i < b; i++) {
+            memcpy(x + (size_t)i * T, toks + (w + i) * T, sizeof(int32_t) * T);
+            memcpy(y + (size_t)i * T, toks + (w + i) * T + 1, sizeof(int32_t) * T);
+        }
+        float loss = 0.0f;
+        if ((rc = cf_model_forward(lm.m, x, y, b, T, &loss)) < 0) goto done;
+        sum += (double)loss * b;
+    }
+    printf("loss %.6f\n", sum / (double)windows);
+    CF_DEBUG("%zu windows of %d tokens", windows, T);
+    rc = CF_OK;
+done:
+    free(toks);
+    free(x);
+    free(y);
+    unload(&lm);
+    return exit_code(rc);
+}
+
+/* ---- logits (debug/export check) -------------------------------------------------------------- */
+
+static int cmd_logits(int argc, char **argv) {
+    const char *ckpt = NULL, *tokens = NULL, *out = NULL, *device = "cpu";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (global_flag(a)) continue;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            puts("usage: clformer logits CKPT --tokens \"ID ID ...\" --out FILE [--device D]\n"
+                 "Writes the logits (T, V) as raw little-endian float32 for checking exports.");
+            return 0;
+        } else if (!strcmp(a, "--tokens") && cf_cli_need_value(argc, argv, i, "logits")) {
+            tokens = argv[++i];
+        } else if (!strcmp(a, "--out") && cf_cli_need_value(argc, argv, i, "logits")) {
+            out = argv[++i];
+        } else if (!strcmp(a, "--device") && cf_cli_need_value(argc, argv, i, "logits")) {
+            device = argv[++i];
+        } else if (a[0] != '-' && !ckpt) {
+            ckpt = a;
+        } else {
+            CF_ERROR("logits: unexpected argument '%s'; see `clformer logits --help`", a);
+            return 1;
+        }
+    }
+    if (!ckpt || !tokens || !out) {
+        CF_ERROR("logits: usage: clformer logits CKPT --tokens \"ID ID ...\" --out FILE");
+        return 1;
+    }
+    loaded_model lm;
+    int rc = load_for_inference(ckpt, device, 1, &lm);
+    if (rc < 0) return exit_code(rc);
+    const int V = lm.cfg.vocab_size, T = lm.cfg.max_length;
+    int32_t ids[4096];
+    int n = 0;
+    const char *p = tokens;
+    while (*p && n < T) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p) break;
+        if (v < 0 || v >= V) {
+            CF_ERROR("logits: token id %ld is outside the vocabulary [0, %d)", v, V);
+            unload(&lm);
+            return 1;
+        }
+        ids[n++] = (int32_t)v;
+        p = end;
+    }
+    float *lg = malloc(sizeof(float) * (size_t)V * (n > 0 ? n : 1));
+    FILE *f = NULL;
+    if (n == 0 || !lg) {
+        CF_ERROR("logits: no token ids parsed from --tokens");
+        rc = CF_ERR_INVALID;
+        goto done;
+    }
+    if ((rc = cf_model_forward(lm.m, ids, NULL, 1, n, NULL)) < 0) goto done;
+    for (int t = 0; t < n; t++)
+        if ((rc = cf_model_logits_row(lm.m, 0, t, lg + (size_t)t * V)) < 0) goto done;
+    f = fopen(out, "wb");
+    if (!f || fwrite(lg, sizeof(float), (size_t)V * n, f) != (size_t)V * n) {
+        CF_ERROR("logits: cannot write %s", out);
+        rc = CF_ERR_IO;
+        goto done;
+    }
+    rc = CF_OK;
+done:
+    if (f) fclose(f);
+    free(lg);
+    unload(&lm);
+    return exit_code(rc);
+}
+
+/* ---- devices -------------------------------------------------------------------------------- */
+
+static int cmd_devices(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        if (global_flag(argv[i])) continue;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            puts("usage: clformer devices\n"
+                 "Lists every OpenCL platform and device (index for --device opencl:P:D, type,\n"
+                 "compute units, memory, OpenCL C version, fp16/subgroups) and whether clformer\n"
+                 "can use it. The CPU backend (--device cpu) is always available.");
+            return 0;
+        }
+    }
+    printf("cpu           clformer's C backend (OpenMP, %s)\n",
+#ifdef CF_HAVE_BLAS
+           "GEMM: built-in or OpenBLAS"
+#else
+           "GEMM: built-in"
+#endif
+    );
+#ifdef CF_HAVE_OPENCL
+    return exit_code(cf_opencl_list_devices(stdout));
+#else
+    printf("(this build has no OpenCL backend)\n");
+    return 0;
+#endif
+}
+
+/* ---- main ------------------------------------------------------------------------------------ */
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+        !strcmp(argv[1], "help")) {
+        fputs(USAGE, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("clformer %s\n", CF_VERSION_STRING);
+        return 0;
+    }
+    const char *cmd = argv[1];
+    int sub_argc = argc - 1;
+    char **sub_argv = argv + 1;
+    if (!strcmp(cmd, "train")) return cmd_train(sub_argc, sub_argv);
+    if (!strcmp(cmd, "generate")) return cmd_generate(sub_argc, sub_argv);
+    if (!strcmp(cmd, "eval")) return cmd_eval(sub_argc, sub_argv);
+    if (!strcmp(cmd, "export")) return cf_cmd_export(sub_argc, sub_argv);
+    if (!strcmp(cmd, "logits")) return cmd_logits(sub_argc, sub_argv);
+    if (!strcmp(cmd, "devices")) return cmd_devices(sub_argc, sub_argv);
+    if (!strcmp(cmd, "bench")) return cf_cmd_bench(sub_argc, sub_argv);
+    if (!strcmp(cmd, "tokenizer")) return cf_cmd_tokenizer(sub_argc, sub_argv);
+    if (!strcmp(cmd, "prepare")) return cf_cmd_prepare(sub_argc, sub_argv);
+    CF_ERROR("unknown command '%s'; run `clformer --help`", cmd);
+    return 2;
+}

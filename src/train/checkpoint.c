@@ -1,0 +1,249 @@
+/* clformer: model <-> safetensors checkpoint mapping. */
+#define _POSIX_C_SOURCE 200809L
+#include "train/checkpoint.h"
+
+#include <dirent.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "io/safetensors.h"
+
+#define CF_CKPT_FORMAT "clformer-checkpoint-v1"
+
+int cf_checkpoint_save(const char *path, cf_model *m, const cf_train_state *st, int with_opt) {
+    const size_t n = m->num_params;
+    int rc = CF_OK;
+    with_opt = with_opt && m->have_grads;
+    float *params = malloc(n * sizeof(float));
+    float *mm = with_opt ? malloc(n * sizeof(float)) : NULL;
+    float *vv = with_opt ? malloc(n * sizeof(float)) : NULL;
+    char *cfg_json = cf_config_to_json(&m->cfg);
+    if (!params || (with_opt && (!mm || !vv)) || !cfg_json) {
+        rc = CF_ERR_NOMEM;
+        goto done;
+    }
+    if ((rc = cf_model_get_params(m, params)) < 0) goto done;
+    if (with_opt && (rc = cf_model_get_opt_state(m, mm, vv)) < 0) goto done;
+
+    cf_st_tensor t[CF_NUM_PARAMS + 2];
+    int nt = 0;
+    for (int i = 0; i < CF_NUM_PARAMS; i++) {
+        const cf_param_info *p = &m->params[i];
+        cf_st_tensor *x = &t[nt++];
+        memset(x, 0, sizeof *x);
+        x->name = p->name;
+        x->dtype = "F32";
+        x->ndim = p->ndim;
+        for (int d = 0; d < p->ndim; d++) x->shape[d] = p->shape[d];
+        x->data = params + p->offset;
+        x->nbytes = p->size * sizeof(float);
+    }
+    if (with_opt) {
+        const char *names[2] = {"optimizer.adamw_m", "optimizer.adamw_v"};
+        float *bufs[2] = {mm, vv};
+        for (int k = 0; k < 2; k++) {
+            cf_st_tensor *x = &t[nt++];
+            memset(x, 0, sizeof *x);
+            x->name = names[k];
+            x->dtype = "F32";
+            x->ndim = 1;
+            x->shape[0] = (int64_t)n;
+            x->data = bufs[k];
+            x->nbytes = n * sizeof(float);
+        }
+    }
+    char step[32], opt_step[32], tok[32], ep[32], idx[32], seed[32], th[32], ll[32], bv[32];
+    snprintf(step, sizeof step, "%d", st->step);
+    snprintf(opt_step, sizeof opt_step, "%d", m->opt_step);
+    snprintf(tok, sizeof tok, "%" PRIu64, st->tokens_seen);
+    snprintf(ep, sizeof ep, "%" PRIu64, st->data.epoch);
+    snprintf(idx, sizeof idx, "%" PRIu64, st->data.index);
+    snprintf(seed, sizeof seed, "%" PRIu64, st->data.seed);
+    snprintf(th, sizeof th, "%016" PRIx64, st->tokenizer_hash);
+    snprintf(ll, sizeof ll, "%.9g", st->last_loss);
+    snprintf(bv, sizeof bv, "%.9g", st->best_val_loss);
+    const char *keys[] = {"format",     "config",     "tokenizer",  "tokenizer_hash",
+                          "step",       "opt_step",   "tokens_seen", "data_epoch",
+                          "data_index", "data_seed",  "last_loss",   "best_val_loss",
+                          "has_optimizer"};
+    const char *vals[] = {CF_CKPT_FORMAT, cfg_json, m->cfg.tokenizer, th, step, opt_step, tok,
+                          ep,             idx,      seed,             ll, bv, with_opt ? "1" : "0"};
+    rc = cf_st_write(path, t, nt, keys, vals, (int)(sizeof keys / sizeof keys[0]));
+done:
+    if (rc == CF_ERR_NOMEM) CF_ERROR("checkpoint %s: out of host memory while saving", path);
+    free(params);
+    free(mm);
+    free(vv);
+    free(cfg_json);
+    return rc;
+}
+
+static int parse_u64(const cf_st_file *f, const char *path, const char *key, uint64_t *out,
+                     int hex) {
+    const char *s = cf_st_meta(f, key);
+    if (!s) {
+        CF_ERROR("checkpoint %s: metadata key '%s' is missing; the file was not written by "
+                 "clformer or is damaged",
+                 path, key);
+        return CF_ERR_FORMAT;
+    }
+    char *end = NULL;
+    *out = strtoull(s, &end, hex ? 16 : 10);
+    if (!end || *end) {
+        CF_ERROR("checkpoint %s: metadata '%s' = '%s' is not a number", path, key, s);
+        return CF_ERR_FORMAT;
+    }
+    return CF_OK;
+}
+
+static int read_meta(const cf_st_file *f, const char *path, cf_config *cfg, cf_train_state *st) {
+    const char *fmt = cf_st_meta(f, "format");
+    if (!fmt || strcmp(fmt, CF_CKPT_FORMAT) != 0) {
+        CF_ERROR("checkpoint %s: not a clformer checkpoint (format '%s', expected '%s')", path,
+                 fmt ? fmt : "missing", CF_CKPT_FORMAT);
+        return CF_ERR_FORMAT;
+    }
+    const char *cj = cf_st_meta(f, "config");
+    if (!cj) {
+        CF_ERROR("checkpoint %s: the config is missing from the metadata", path);
+        return CF_ERR_FORMAT;
+    }
+    if (cfg) {
+        char origin[CF_PATH_MAX + 32];
+        snprintf(origin, sizeof origin, "checkpoint %s", path);
+        CF_TRY(cf_config_from_json(cj, cfg, origin));
+    }
+    if (st) {
+        uint64_t v;
+        memset(st, 0, sizeof *st);
+        CF_TRY(parse_u64(f, path, "step", &v, 0));
+        st->step = (int)v;
+        CF_TRY(parse_u64(f, path, "tokens_seen", &st->tokens_seen, 0));
+        CF_TRY(parse_u64(f, path, "data_epoch", &st->data.epoch, 0));
+        CF_TRY(parse_u64(f, path, "data_index", &st->data.index, 0));
+        CF_TRY(parse_u64(f, path, "data_seed", &st->data.seed, 0));
+        CF_TRY(parse_u64(f, path, "tokenizer_hash", &st->tokenizer_hash, 1));
+        const char *s = cf_st_meta(f, "last_loss");
+        st->last_loss = s ? strtof(s, NULL) : 0.0f;
+        s = cf_st_meta(f, "best_val_loss");
+        st->best_val_loss = s ? strtof(s, NULL) : 0.0f;
+    }
+    return CF_OK;
+}
+
+int cf_checkpoint_read_config(const char *path, cf_config *cfg, cf_train_state *st) {
+    cf_st_file *f = NULL;
+    CF_TRY(cf_st_open(path, &f));
+    int rc = read_meta(f, path, cfg, st);
+    cf_st_close(f);
+    return rc;
+}
+
+static void shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
+    size_t o = 0;
+    o += (size_t)snprintf(buf + o, n - o, "(");
+    for (int d = 0; d < ndim && o < n; d++)
+        o += (size_t)snprintf(buf + o, n - o, "%s%" PRId64, d ? "," : "", shape[d]);
+    if (o < n) snprintf(buf + o, n - o, ")");
+}
+
+int cf_checkpoint_load(const char *path, cf_model *m, cf_train_state *st, int with_opt) {
+    cf_st_file *f = NULL;
+    CF_TRY(cf_st_open(path, &f));
+    int rc = read_meta(f, path, NULL, st);
+    float *host = NULL, *hv = NULL;
+    const size_t n = m->num_params;
+    if (rc < 0) goto done;
+    host = malloc(n * sizeof(float));
+    if (!host) {
+        rc = CF_ERR_NOMEM;
+        goto done;
+    }
+    for (int i = 0; i < CF_NUM_PARAMS; i++) {
+        const cf_param_info *p = &m->params[i];
+        const cf_st_tensor *t = cf_st_find(f, p->name);
+        if (!t) {
+            CF_ERROR("checkpoint %s: tensor '%s' is missing", path, p->name);
+            rc = CF_ERR_FORMAT;
+            goto done;
+        }
+        int same = strcmp(t->dtype, "F32") == 0 && t->ndim == p->ndim;
+        for (int d = 0; same && d < p->ndim; d++) same = t->shape[d] == p->shape[d];
+        if (!same) {
+            char want[96], got[96];
+            shape_str(want, sizeof want, p->ndim, p->shape);
+            shape_str(got, sizeof got, t->ndim, t->shape);
+            CF_ERROR("checkpoint %s: tensor '%s' has shape %s %s but the config needs %s F32; "
+                     "use the config the checkpoint was trained with",
+                     path, p->name, got, t->dtype, want);
+            rc = CF_ERR_FORMAT;
+            goto done;
+        }
+        memcpy(host + p->offset, t->data, p->size * sizeof(float));
+    }
+    if ((rc = cf_model_set_params(m, host)) < 0) goto done;
+    if (with_opt && m->have_grads) {
+        const cf_st_tensor *tm = cf_st_find(f, "optimizer.adamw_m");
+        const cf_st_tensor *tv = cf_st_find(f, "optimizer.adamw_v");
+        if (!tm || !tv) {
+            CF_ERROR("checkpoint %s: has no optimizer state, so training cannot resume exactly; "
+                     "start a new run from it instead",
+                     path);
+            rc = CF_ERR_FORMAT;
+            goto done;
+        }
+        if (tm->nbytes != n * sizeof(float) || tv->nbytes != n * sizeof(float)) {
+            CF_ERROR("checkpoint %s: optimizer state holds %zu values, the model has %zu", path,
+                     tm->nbytes / sizeof(float), n);
+            rc = CF_ERR_FORMAT;
+            goto done;
+        }
+        if ((rc = cf_model_set_opt_state(m, tm->data, tv->data)) < 0) goto done;
+        uint64_t os = 0;
+        if ((rc = parse_u64(f, path, "opt_step", &os, 0)) < 0) goto done;
+        m->opt_step = (int)os;
+    }
+done:
+    free(host);
+    free(hv);
+    cf_st_close(f);
+    return rc;
+}
+
+int cf_checkpoint_resolve(const char *p, char *out, size_t out_len) {
+    struct stat sb;
+    if (stat(p, &sb) != 0) {
+        CF_ERROR("checkpoint %s: no such file or directory", p);
+        return CF_ERR_NOT_FOUND;
+    }
+    if (!S_ISDIR(sb.st_mode)) {
+        snprintf(out, out_len, "%s", p);
+        return CF_OK;
+    }
+    DIR *d = opendir(p);
+    if (!d) {
+        CF_ERROR("checkpoint %s: cannot read the directory", p);
+        return CF_ERR_IO;
+    }
+    long best = -1;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long s;
+        char tail[16];
+        if (sscanf(e->d_name, "step_%ld.safetensor%15s", &s, tail) == 2 && strcmp(tail, "s") == 0 &&
+            s > best)
+            best = s;
+    }
+    closedir(d);
+    if (best < 0) {
+        CF_ERROR("checkpoint %s: the directory holds no step_*.safetensors; train with --out %s "
+                 "first",
+                 p, p);
+        return CF_ERR_NOT_FOUND;
+    }
+    snprintf(out, out_len, "%s/step_%06ld.safetensors", p, best);
+    return CF_OK;
+}

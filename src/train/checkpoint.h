@@ -1,0 +1,35 @@
+/* clformer: checkpoints as safetensors: weights under stable names, config/tokenizer/training
+ * position in __metadata__, AdamW moments as two flat tensors in the same file. */
+#ifndef CF_TRAIN_CHECKPOINT_H
+#define CF_TRAIN_CHECKPOINT_H
+
+#include <stdint.h>
+
+#include "clformer/config.h"
+#include "data/dataset.h"
+#include "model/gpt.h"
+
+typedef struct {
+    int step;                /* optimizer steps completed */
+    uint64_t tokens_seen;    /* training tokens consumed */
+    cf_dataset_state data;   /* train cursor */
+    uint64_t tokenizer_hash; /* identity of the tokenizer the model was trained with */
+    float last_loss;
+    float best_val_loss;
+} cf_train_state;
+
+/* Write atomically (temp + fsync + rename). with_opt also stores the AdamW moments. */
+int cf_checkpoint_save(const char *path, cf_model *m, const cf_train_state *st, int with_opt);
+
+/* Read only the config and training state stored in a checkpoint. */
+int cf_checkpoint_read_config(const char *path, cf_config *cfg, cf_train_state *st);
+
+/* Load weights (and, with with_opt, the AdamW moments and step) into a model whose config must
+ * match the checkpoint's shapes; a mismatch names the tensor and both shapes. */
+int cf_checkpoint_load(const char *path, cf_model *m, cf_train_state *st, int with_opt);
+
+/* A checkpoint argument may be a file or a run directory: resolve a directory to its newest
+ * step_*.safetensors. out receives the file path. */
+int cf_checkpoint_resolve(const char *path_or_dir, char *out, size_t out_len);
+
+#endif
