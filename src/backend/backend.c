@@ -55,7 +55,59 @@ int cf_backend_create(const char *spec, cf_backend **out) {
 }
 
 void cf_backend_destroy(cf_backend *be) {
-    if (be && be->ops && be->ops->destroy) be->ops->destroy(be);
+    if (!be) return;
+    cf_prof_reset(be);
+    if (be->ops && be->ops->destroy) be->ops->destroy(be);
+}
+
+/* ---- profiling --------------------------------------------------------------------------- */
+
+void cf_prof_enable(cf_backend *be, int on) {
+    cf_prof_reset(be);
+    be->prof.enabled = on;
+    be->prof.t0 = cf_time_now();
+    if (on && be->ops->prof_collect) {
+        double d;
+        be->ops->synchronize(be);
+        be->ops->prof_collect(be, &d); /* discard what came before */
+    }
+}
+
+void cf_prof_reset(cf_backend *be) {
+    free(be->prof.events);
+    be->prof.events = NULL;
+    be->prof.n = be->prof.cap = 0;
+}
+
+static double prof_begin(cf_backend *be) {
+    if (!be->prof.enabled) return 0.0;
+    be->ops->synchronize(be);
+    return cf_time_now();
+}
+
+static int prof_end(cf_backend *be, const char *op, double t_start, uint64_t bytes, int rc) {
+    if (!be->prof.enabled || rc < 0) return rc;
+    be->ops->synchronize(be);
+    double t_end = cf_time_now(), dev_us = -1.0;
+    if (be->ops->prof_collect && be->ops->prof_collect(be, &dev_us) < 0) dev_us = -1.0;
+    cf_profiler *p = &be->prof;
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 4096;
+        cf_prof_event *e = realloc(p->events, cap * sizeof *e);
+        if (!e) return rc; /* drop the event rather than fail the op */
+        p->events = e;
+        p->cap = cap;
+    }
+    cf_prof_event *e = &p->events[p->n++];
+    e->op = op;
+    e->layer = p->layer;
+    e->phase = (bytes > 0 && (strcmp(op, "upload") == 0 || strcmp(op, "download") == 0))
+                   ? CF_PHASE_TRANSFER
+                   : p->phase;
+    e->start_us = (t_start - p->t0) * 1e6;
+    e->dur_us = dev_us >= 0.0 ? dev_us : (t_end - t_start) * 1e6;
+    e->bytes = bytes;
+    return rc;
 }
 
 /* ---- wrappers ---------------------------------------------------------------------------- */
@@ -88,21 +140,25 @@ void cf_be_free(cf_backend *be, cf_buffer *buf) {
 
 int cf_be_upload(cf_backend *be, cf_view dst, const void *src, size_t nbytes) {
     be->stats.h2d_bytes += nbytes;
-    return be->ops->upload(be, dst, src, nbytes);
+    double t = prof_begin(be);
+    return prof_end(be, "upload", t, nbytes, be->ops->upload(be, dst, src, nbytes));
 }
 int cf_be_download(cf_backend *be, void *dst, cf_view src, size_t nbytes) {
     be->stats.d2h_bytes += nbytes;
-    return be->ops->download(be, dst, src, nbytes);
+    double t = prof_begin(be);
+    return prof_end(be, "download", t, nbytes, be->ops->download(be, dst, src, nbytes));
 }
 int cf_be_copy(cf_backend *be, cf_view dst, cf_view src, size_t n) {
     if (n == 0) return CF_OK;
     be->stats.kernel_launches++;
-    return be->ops->copy(be, dst, src, n);
+    double t = prof_begin(be);
+    return prof_end(be, "copy", t, 0, be->ops->copy(be, dst, src, n));
 }
 int cf_be_fill(cf_backend *be, cf_view dst, float value, size_t n) {
     if (n == 0) return CF_OK;
     be->stats.kernel_launches++;
-    return be->ops->fill(be, dst, value, n);
+    double t = prof_begin(be);
+    return prof_end(be, "fill", t, 0, be->ops->fill(be, dst, value, n));
 }
 int cf_be_sync(cf_backend *be) { return be->ops->synchronize(be); }
 
@@ -112,7 +168,9 @@ int cf_be_gemm(cf_backend *be, int ta, int tb, int M, int N, int K, float alpha,
     CF_ASSERT(K >= 0 && A.buf && B.buf && C.buf);
     CF_ASSERT(ldc >= N && lda >= (ta ? M : K) && ldb >= (tb ? K : N));
     be->stats.kernel_launches++;
-    return be->ops->gemm(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    double t = prof_begin(be);
+    return prof_end(be, "gemm", t, 0,
+                    be->ops->gemm(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc));
 }
 
 int cf_be_matmul_forward(cf_backend *be, cf_view out, cf_view inp, cf_view weight, cf_view bias,
@@ -121,7 +179,8 @@ int cf_be_matmul_forward(cf_backend *be, cf_view out, cf_view inp, cf_view weigh
     CF_TRY(cf_be_gemm(be, 0, 1, N, OC, IC, 1.0f, inp, IC, weight, IC, 0.0f, out, OC));
     if (bias.buf) {
         be->stats.kernel_launches++;
-        CF_TRY(be->ops->add_bias(be, out, bias, N, OC));
+        double t = prof_begin(be);
+        CF_TRY(prof_end(be, "add_bias", t, 0, be->ops->add_bias(be, out, bias, N, OC)));
     }
     return CF_OK;
 }
@@ -134,7 +193,8 @@ int cf_be_matmul_backward(cf_backend *be, cf_view dinp, cf_view dweight, cf_view
     CF_TRY(cf_be_gemm(be, 1, 0, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dweight, IC));
     if (dbias.buf) {
         be->stats.kernel_launches++;
-        CF_TRY(be->ops->bias_backward(be, dbias, dout, N, OC));
+        double t = prof_begin(be);
+        CF_TRY(prof_end(be, "bias_backward", t, 0, be->ops->bias_backward(be, dbias, dout, N, OC)));
     }
     return CF_OK;
 }
@@ -142,7 +202,8 @@ int cf_be_matmul_backward(cf_backend *be, cf_view dinp, cf_view dweight, cf_view
 #define CF_DISPATCH(op, ...)                                                                       \
     do {                                                                                           \
         be->stats.kernel_launches++;                                                               \
-        return be->ops->op(be, __VA_ARGS__);                                                       \
+        double t_ = prof_begin(be);                                                                \
+        return prof_end(be, #op, t_, 0, be->ops->op(be, __VA_ARGS__));                             \
     } while (0)
 
 int cf_be_encoder_forward(cf_backend *be, cf_view out, cf_view tokens, cf_view wte, cf_view wpe,

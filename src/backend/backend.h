@@ -123,7 +123,34 @@ struct cf_backend_ops {
     int (*adamw)(cf_backend *be, cf_view params, cf_view grads, cf_view m, cf_view v, size_t n,
                  float lr, float beta1, float beta2, float eps, float weight_decay,
                  float grad_scale, int t);
+
+    /* optional (NULL allowed): device time in microseconds of the work enqueued since the last
+     * call, from device profiling events; called by the profiler after each op when profiling is
+     * on. Backends without it are timed on the host around a synchronize. */
+    int (*prof_collect)(cf_backend *be, double *device_us);
 };
+
+/* ---- profiling --------------------------------------------------------------------------- */
+
+enum cf_phase { CF_PHASE_FORWARD = 0, CF_PHASE_BACKWARD = 1, CF_PHASE_OPTIMIZER = 2,
+                CF_PHASE_TRANSFER = 3, CF_PHASE_OTHER = 4 };
+
+typedef struct {
+    const char *op;  /* static string: "gemm", "attention_forward", "upload", ... */
+    int layer;       /* -1 for ops outside the blocks (embedding, head, loss, optimizer) */
+    int phase;       /* enum cf_phase */
+    double start_us; /* host time since profiling was enabled */
+    double dur_us;   /* device time when available, else host time around a sync */
+    uint64_t bytes;  /* transfers: bytes moved */
+} cf_prof_event;
+
+typedef struct {
+    int enabled;
+    int layer, phase; /* current scope, set by the model */
+    double t0;        /* cf_time_now() when enabled */
+    cf_prof_event *events;
+    size_t n, cap;
+} cf_profiler;
 
 struct cf_backend {
     const struct cf_backend_ops *ops;
@@ -131,7 +158,18 @@ struct cf_backend {
     cf_backend_stats stats; /* maintained by the wrappers */
     int is_cpu;             /* 1 for the C backend */
     int verbose;
+    cf_profiler prof;       /* per-op timing, off unless enabled */
 };
+
+/* Turn per-op profiling on (clears recorded events) or off. While on, every op is followed by a
+ * synchronize, so steps run slower: profile for the breakdown, benchmark without. */
+void cf_prof_enable(cf_backend *be, int on);
+/* Scope for the following ops (the model sets it per layer and phase). */
+static inline void cf_prof_scope(cf_backend *be, int layer, int phase) {
+    be->prof.layer = layer;
+    be->prof.phase = phase;
+}
+void cf_prof_reset(cf_backend *be); /* drop recorded events, keep enabled */
 
 /* ---- creation ---------------------------------------------------------------------------- */
 

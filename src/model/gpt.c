@@ -180,6 +180,7 @@ static int forward_logits(cf_model *m, int B, int T) {
     const size_t sBT3C = 3 * sBTC, sBTF = (size_t)m->B * m->T * F;
     const size_t sBNT = (size_t)m->B * NH * m->T * m->T;
 
+    cf_prof_scope(be, -1, CF_PHASE_FORWARD);
     CF_TRY(cf_be_encoder_forward(be, A(m, CF_A_encoded, 0, 0), A(m, CF_A_tokens, 0, 0),
                                  P(m, CF_P_wte, 0, 0), P(m, CF_P_wpe, 0, 0), B, T, C));
     for (int l = 0; l < L; l++) {
@@ -191,6 +192,7 @@ static int forward_logits(cf_model *m, int B, int T) {
         cf_view fchg = A(m, CF_A_fch_gelu, l, sBTF), fcproj = A(m, CF_A_fcproj, l, sBTC);
         cf_view res3 = A(m, CF_A_residual3, l, sBTC);
 
+        cf_prof_scope(be, l, CF_PHASE_FORWARD);
         CF_TRY(cf_be_layernorm_forward(be, ln1, A(m, CF_A_ln1_mean, l, sBT),
                                        A(m, CF_A_ln1_rstd, l, sBT), residual,
                                        P(m, CF_P_ln1_w, l, C), P(m, CF_P_ln1_b, l, C), BT, C));
@@ -210,6 +212,7 @@ static int forward_logits(cf_model *m, int B, int T) {
                                     P(m, CF_P_fc_proj_b, l, C), BT, F, C));
         CF_TRY(cf_be_residual_forward(be, res3, res2, fcproj, (size_t)BT * C));
     }
+    cf_prof_scope(be, -1, CF_PHASE_FORWARD);
     CF_TRY(cf_be_layernorm_forward(be, A(m, CF_A_lnf, 0, 0), A(m, CF_A_lnf_mean, 0, 0),
                                    A(m, CF_A_lnf_rstd, 0, 0), A(m, CF_A_residual3, L - 1, sBTC),
                                    P(m, CF_P_lnf_w, 0, 0), P(m, CF_P_lnf_b, 0, 0), BT, C));
@@ -252,6 +255,7 @@ int cf_model_forward(cf_model *m, const int32_t *tokens, const int32_t *targets,
 /* ---- backward ---------------------------------------------------------------------------- */
 
 int cf_model_zero_grad(cf_model *m) {
+    cf_prof_scope(m->be, -1, CF_PHASE_BACKWARD);
     return cf_be_fill(m->be, cf_view_make(m->grads_buf, 0), 0.0f, m->num_params);
 }
 
@@ -276,6 +280,7 @@ int cf_model_forward_backward(cf_model *m, const int32_t *tokens, const int32_t 
     const size_t sBNT = (size_t)m->B * NH * m->T * m->T;
 
     /* fused softmax + cross-entropy: losses and dlogits (in place over the logits) */
+    cf_prof_scope(be, -1, CF_PHASE_BACKWARD);
     cf_view logits = A(m, CF_A_logits, 0, 0), losses = A(m, CF_A_losses, 0, 0);
     CF_TRY(cf_be_crossentropy_fused(be, losses, logits, logits, A(m, CF_A_targets, 0, 0), BT, V,
                                     dloss_scale / (float)BT));
@@ -302,6 +307,7 @@ int cf_model_forward_backward(cf_model *m, const int32_t *tokens, const int32_t 
         cf_view res2 = A(m, CF_A_residual2, l, sBTC), ln2 = A(m, CF_A_ln2, l, sBTC);
         cf_view fch = A(m, CF_A_fch, l, sBTF), fchg = A(m, CF_A_fch_gelu, l, sBTF);
 
+        cf_prof_scope(be, l, CF_PHASE_BACKWARD);
         /* residual3 = residual2 + fcproj: dfcproj = dres, and dres flows on to residual2 */
         CF_TRY(cf_be_fill(be, dfchg, 0.0f, (size_t)BT * F));
         CF_TRY(cf_be_matmul_backward(be, dfchg, G(m, CF_P_fc_proj_w, l, (size_t)C * F),
@@ -333,6 +339,7 @@ int cf_model_forward_backward(cf_model *m, const int32_t *tokens, const int32_t 
                                         A(m, CF_A_ln1_mean, l, sBT), A(m, CF_A_ln1_rstd, l, sBT),
                                         BT, C));
     }
+    cf_prof_scope(be, -1, CF_PHASE_BACKWARD);
     CF_TRY(cf_be_encoder_backward(be, G(m, CF_P_wte, 0, 0), G(m, CF_P_wpe, 0, 0), dres,
                                   A(m, CF_A_tokens, 0, 0), B, T, C));
     return CF_OK;
@@ -344,6 +351,7 @@ int cf_model_read_scalars(cf_model *m, float *out, int n) {
 
 int cf_model_grad_norm(cf_model *m, float *norm) {
     cf_view out = cf_view_add(A(m, CF_A_scalars, 0, 0), 62);
+    cf_prof_scope(m->be, -1, CF_PHASE_OPTIMIZER);
     CF_TRY(cf_be_reduce_sum(m->be, out, cf_view_make(m->grads_buf, 0), m->num_params, 1));
     float ss = 0.0f;
     CF_TRY(cf_be_download(m->be, &ss, out, sizeof(float)));
@@ -354,6 +362,7 @@ int cf_model_grad_norm(cf_model *m, float *norm) {
 int cf_model_adamw(cf_model *m, float lr, float grad_scale) {
     const cf_config *c = &m->cfg;
     int t = ++m->opt_step;
+    cf_prof_scope(m->be, -1, CF_PHASE_OPTIMIZER);
     size_t nd = m->num_decay_params, n = m->num_params;
     CF_TRY(cf_be_adamw(m->be, cf_view_make(m->params_buf, 0), cf_view_make(m->grads_buf, 0),
                        cf_view_make(m->m_buf, 0), cf_view_make(m->v_buf, 0), nd, lr, c->beta1,

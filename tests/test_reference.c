@@ -1,0 +1,175 @@
+/* clformer test: the model against the independent PyTorch reference (tools/gen_reference.py):
+ * step-0 logits, loss and every gradient, then the losses, grad norms and final weights of the
+ * AdamW steps, with and without gradient accumulation. Backend from CF_TEST_DEVICE (default cpu). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "io/safetensors.h"
+#include "model/gpt.h"
+
+static int g_fail = 0;
+
+static double rel_err(const float *a, const float *b, size_t n) {
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (d > num || isnan(d)) num = isnan(d) ? INFINITY : d;
+        if (fabs((double)b[i]) > den) den = fabs((double)b[i]);
+    }
+    return num / (den + 1e-12);
+}
+
+static void check(const char *what, const float *got, const float *want, size_t n, double tol) {
+    double e = rel_err(got, want, n);
+    int ok = e <= tol;
+    printf("  %-28s max|err|/max|ref| = %.3e (tol %.0e) %s\n", what, e, tol, ok ? "ok" : "FAIL");
+    if (!ok) g_fail = 1;
+}
+
+static const cf_st_tensor *need(cf_st_file *f, const char *name) {
+    const cf_st_tensor *t = cf_st_find(f, name);
+    if (!t) {
+        printf("fixture lacks tensor '%s'\n", name);
+        exit(1);
+    }
+    return t;
+}
+
+static int meta_int(cf_st_file *f, const char *k) { return atoi(cf_st_meta(f, k)); }
+static float meta_f(cf_st_file *f, const char *k) { return strtof(cf_st_meta(f, k), NULL); }
+
+static void run_fixture(const char *path, const char *device) {
+    cf_st_file *f = NULL;
+    if (cf_st_open(path, &f) < 0) {
+        printf("cannot open fixture %s\n", path);
+        exit(1);
+    }
+    cf_config cfg;
+    cf_config_defaults(&cfg);
+    cfg.d_model = meta_int(f, "d_model");
+    cfg.num_heads = meta_int(f, "num_heads");
+    cfg.num_layers = meta_int(f, "num_layers");
+    cfg.d_ff = meta_int(f, "d_ff");
+    cfg.max_length = meta_int(f, "max_length");
+    cfg.vocab_size = meta_int(f, "vocab_size");
+    cfg.batch_size = meta_int(f, "batch_size");
+    cfg.steps = meta_int(f, "steps");
+    cfg.learning_rate = meta_f(f, "learning_rate");
+    cfg.warmup_steps = meta_int(f, "warmup_steps");
+    cfg.min_lr_ratio = meta_f(f, "min_lr_ratio");
+    cfg.weight_decay = meta_f(f, "weight_decay");
+    cfg.grad_clip = meta_f(f, "grad_clip");
+    cfg.beta1 = meta_f(f, "beta1");
+    cfg.beta2 = meta_f(f, "beta2");
+    cfg.eps = meta_f(f, "eps");
+    const char *ga = cf_st_meta(f, "grad_accum_steps");
+    cfg.grad_accum_steps = ga ? atoi(ga) : 1;
+    const int B = cfg.batch_size, T = cfg.max_length, V = cfg.vocab_size,
+              A = cfg.grad_accum_steps;
+    printf("%s on %s: B=%d T=%d C=%d L=%d F=%d V=%d accum=%d steps=%d\n", path, device, B, T,
+           cfg.d_model, cfg.num_layers, cfg.d_ff, V, A, cfg.steps);
+
+    cf_backend *be = NULL;
+    if (cf_backend_create(device, &be) < 0) exit(1);
+    cf_model *m = NULL;
+    if (cf_model_create(be, &cfg, B, T, 1, &m) < 0) exit(1);
+    float *host = calloc(m->num_params, sizeof(float)), *want = calloc(m->num_params, 4);
+    for (int i = 0; i < CF_NUM_PARAMS; i++) {
+        const cf_param_info *p = &m->params[i];
+        const cf_st_tensor *t = need(f, p->name);
+        if (t->nbytes != p->size * 4) {
+            printf("fixture tensor %s has %zu bytes, model wants %zu\n", p->name, t->nbytes,
+                   p->size * 4);
+            exit(1);
+        }
+        memcpy(host + p->offset, t->data, t->nbytes);
+    }
+    if (cf_model_set_params(m, host) < 0) exit(1);
+    const int32_t *inputs = need(f, "inputs")->data, *targets = need(f, "targets")->data;
+
+    /* step 0: logits and loss of (micro-batch 0) */
+    float loss = 0.0f;
+    if (cf_model_forward(m, inputs, targets, B, T, &loss) < 0) exit(1);
+    float *logits = malloc(sizeof(float) * (size_t)B * T * V);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) cf_model_logits_row(m, b, t, logits + ((size_t)b * T + t) * V);
+    check("logits (step 0)", logits, need(f, "logits")->data, (size_t)B * T * V, 2e-5);
+
+    /* step 0 gradients (mean over the micro-batches) */
+    float *grads = malloc(sizeof(float) * m->num_params);
+    cf_model_zero_grad(m);
+    for (int k = 0; k < A; k++)
+        if (cf_model_forward_backward(m, inputs + (size_t)k * B * T, targets + (size_t)k * B * T,
+                                      B, T, 1.0f / A, k) < 0)
+            exit(1);
+    float sc[64];
+    cf_model_read_scalars(m, sc, A);
+    double lsum = 0;
+    for (int k = 0; k < A; k++) lsum += sc[k];
+    float loss0 = (float)(lsum / ((double)B * T * A));
+    check("loss (step 0)", &loss0, need(f, "loss")->data, 1, 1e-5);
+    cf_model_get_grads(m, grads);
+    for (int i = 0; i < CF_NUM_PARAMS; i++) {
+        const cf_param_info *p = &m->params[i];
+        char name[64];
+        snprintf(name, sizeof name, "grad.%s", p->name);
+        check(name, grads + p->offset, need(f, name)->data, p->size, 2e-4);
+    }
+
+    /* AdamW steps with the reference's learning rates */
+    const float *ref_losses = need(f, "adamw_losses")->data;
+    const float *ref_lrs = need(f, "adamw_lrs")->data;
+    const float *ref_norms = need(f, "adamw_grad_norms")->data;
+    float *losses = malloc(sizeof(float) * cfg.steps), *norms = malloc(sizeof(float) * cfg.steps);
+    float *lrs = malloc(sizeof(float) * cfg.steps);
+    for (int s = 0; s < cfg.steps; s++) {
+        cf_model_zero_grad(m);
+        for (int k = 0; k < A; k++)
+            cf_model_forward_backward(m, inputs + (size_t)k * B * T, targets + (size_t)k * B * T,
+                                      B, T, 1.0f / A, k);
+        float norm;
+        cf_model_grad_norm(m, &norm);
+        float scale = (cfg.grad_clip > 0 && norm > cfg.grad_clip) ? cfg.grad_clip / (norm + 1e-6f)
+                                                                  : 1.0f;
+        lrs[s] = cf_lr_schedule(&cfg, s);
+        cf_model_adamw(m, ref_lrs[s], scale);
+        cf_model_read_scalars(m, sc, A);
+        lsum = 0;
+        for (int k = 0; k < A; k++) lsum += sc[k];
+        losses[s] = (float)(lsum / ((double)B * T * A));
+        norms[s] = norm;
+    }
+    check("lr schedule", lrs, ref_lrs, (size_t)cfg.steps, 1e-6);
+    check("adamw losses", losses, ref_losses, (size_t)cfg.steps, 1e-4);
+    check("adamw grad norms", norms, ref_norms, (size_t)cfg.steps, 1e-3);
+    cf_model_get_params(m, host);
+    for (int i = 0; i < CF_NUM_PARAMS; i++) {
+        const cf_param_info *p = &m->params[i];
+        char name[64];
+        snprintf(name, sizeof name, "final.%s", p->name);
+        memcpy(want + p->offset, need(f, name)->data, p->size * 4);
+    }
+    check("final params (all)", host, want, m->num_params, 1e-4);
+    free(host);
+    free(want);
+    free(logits);
+    free(grads);
+    free(losses);
+    free(norms);
+    free(lrs);
+    cf_model_free(m);
+    cf_backend_destroy(be);
+    cf_st_close(f);
+}
+
+int main(void) {
+    const char *device = getenv("CF_TEST_DEVICE");
+    if (!device) device = "cpu";
+    run_fixture(CF_SOURCE_DIR "/tests/fixtures/gpt_ref_tiny.safetensors", device);
+    run_fixture(CF_SOURCE_DIR "/tests/fixtures/gpt_ref_accum.safetensors", device);
+    printf(g_fail ? "FAILED\n" : "all reference checks passed\n");
+    return g_fail;
+}
