@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "io/safetensors.h"
+#include "tokenizer/tokenizer.h"
 
 #define CF_CKPT_FORMAT "clformer-checkpoint-v1"
 
@@ -62,7 +63,9 @@ int cf_checkpoint_save(const char *path, cf_model *m, const cf_train_state *st, 
     snprintf(ep, sizeof ep, "%" PRIu64, st->data.epoch);
     snprintf(idx, sizeof idx, "%" PRIu64, st->data.index);
     snprintf(seed, sizeof seed, "%" PRIu64, st->data.seed);
-    snprintf(th, sizeof th, "%016" PRIx64, st->tokenizer_hash);
+    uint64_t tok_hash = st->tokenizer_hash;
+    if (tok_hash == 0 && cf_tokenizer_hash_of(m->cfg.tokenizer, &tok_hash) < 0) tok_hash = 0;
+    snprintf(th, sizeof th, "%016" PRIx64, tok_hash);
     snprintf(ll, sizeof ll, "%.9g", st->last_loss);
     snprintf(bv, sizeof bv, "%.9g", st->best_val_loss);
     const char *keys[] = {"format",     "config",     "tokenizer",  "tokenizer_hash",
