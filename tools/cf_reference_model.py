@@ -172,7 +172,10 @@ class CfGPT(nn.Module):
         B, T = idx.shape
         if T > c["max_length"]:
             raise ValueError(f"sequence length {T} exceeds max_length {c['max_length']}")
-        x = self.wte[idx.long()] + self.wpe[:T].unsqueeze(0)  # (B, T, C)
+        if impl == "fast":
+            x = F.embedding(idx.long(), self.wte) + self.wpe[:T].unsqueeze(0)  # (B, T, C)
+        else:
+            x = self.wte[idx.long()] + self.wpe[:T].unsqueeze(0)  # (B, T, C)
         for l in range(c["num_layers"]):
             h = layernorm(x, self.ln1_w[l], self.ln1_b[l], impl)           # (B, T, C)
             qkv = F.linear(h, self.qkv_w[l], self.qkv_b[l])                # (B, T, 3C)

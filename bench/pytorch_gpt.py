@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""clformer: PyTorch baseline for training throughput of the clformer GPT model.
+
+  python3 bench/pytorch_gpt.py --config configs/wiki_cache_optimized.json --device cpu --threads 2 \
+      --steps 10 --warmup 2 [--json] [--attn fast|math] [--set key=value ...]
+
+Same architecture as clformer (tools/cf_reference_model.py: pre-LN GPT, tanh GELU, tied head,
+d_ff from the config), float32 eager mode, TF32 off on CUDA.  Each optimizer step: grad_accum_steps
+micro-batches of random tokens (B, T), forward + backward, global-norm clipping, torch.optim.AdamW
+(weight decay on the matrices and embeddings only) at a constant learning rate.  Reports the median
+over the measured steps: ms per optimizer step and training tokens/s = B * T * grad_accum / step.
+With --json prints one JSON object: {tokens_per_s, ms_per_step, device, threads, torch_version,
+config, ...}.  Exits 0 with "skipped: torch not installed" when PyTorch is missing.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tools"))
+
+FIELDS_INT = ("d_model", "num_heads", "num_layers", "d_ff", "max_length", "vocab_size", "batch_size",
+              "grad_accum_steps")
+FIELDS_FLOAT = ("learning_rate", "weight_decay", "grad_clip", "beta1", "beta2", "eps")
+DEFAULTS = dict(grad_accum_steps=1, learning_rate=3e-4, weight_decay=0.1, grad_clip=1.0,
+                beta1=0.9, beta2=0.95, eps=1e-8)
+
+
+def load_config(path, overrides):
+    """Read the fields this benchmark needs from a clformer config JSON (flat, or with the fields
+    one level down in sub-objects) and apply key=value overrides."""
+    try:
+        with open(path) as f:
+            raw = json.load(f)
+    except FileNotFoundError:
+        raise SystemExit(f"config {path}: not found; pass an existing configs/*.json")
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"config {path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}")
+    flat = dict(DEFAULTS)
+    for k, v in raw.items():
+        if isinstance(v, dict):
+            flat.update({kk: vv for kk, vv in v.items() if kk in FIELDS_INT + FIELDS_FLOAT})
+    flat.update({k: v for k, v in raw.items() if k in FIELDS_INT + FIELDS_FLOAT})
+    for ov in overrides:
+        if "=" not in ov:
+            raise SystemExit(f"--set {ov}: expected key=value")
+        k, v = ov.split("=", 1)
+        if k not in FIELDS_INT + FIELDS_FLOAT:
+            raise SystemExit(f"--set {k}: unknown field; known: {', '.join(FIELDS_INT + FIELDS_FLOAT)}")
+        flat[k] = v
+    cfg = {}
+    for k in FIELDS_INT:
+        if k not in flat:
+            raise SystemExit(f"config {path}: missing field '{k}'")
+        try:
+            cfg[k] = int(flat[k])
+        except (TypeError, ValueError):
+            raise SystemExit(f"config {path}: {k} ({flat[k]!r}) must be an integer")
+        if cfg[k] <= 0:
+            raise SystemExit(f"config {path}: {k} ({cfg[k]}) must be positive")
+    for k in FIELDS_FLOAT:
+        cfg[k] = float(flat[k])
+    if cfg["d_model"] % cfg["num_heads"]:
+        raise SystemExit(f"config {path}: d_model ({cfg['d_model']}) must be divisible by "
+                         f"num_heads ({cfg['num_heads']})")
+    return cfg
+
+
+def main():
+    ap = argparse.ArgumentParser(description="PyTorch training-throughput baseline for clformer models.")
+    ap.add_argument("--config", required=True, help="clformer config JSON")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch default)")
+    ap.add_argument("--steps", type=int, default=10, help="measured optimizer steps")
+    ap.add_argument("--warmup", type=int, default=2, help="unmeasured steps first")
+    ap.add_argument("--attn", choices=("fast", "math"), default="fast",
+                    help="fast: fused PyTorch ops (scaled_dot_product_attention, F.layer_norm, F.gelu); "
+                         "math: the formulas spelled out")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    args = ap.parse_args()
+    if args.steps < 1 or args.warmup < 0:
+        raise SystemExit(f"--steps ({args.steps}) must be >= 1 and --warmup ({args.warmup}) >= 0")
+
+    try:
+        import torch
+        import cf_reference_model as ref
+    except ImportError as e:
+        print(f"skipped: {e.name} not installed (pip install torch)")
+        return 0
+
+    cfg = load_config(args.config, args.set)
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            print("skipped: torch has no CUDA device here (use --device cpu)")
+            return 0
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    torch.manual_seed(args.seed)
+    dev = torch.device(args.device)
+
+    model = ref.CfGPT(cfg, dtype=torch.float32, impl=args.attn)
+    model.init_random(torch.Generator().manual_seed(args.seed))  # CPU generator: same init everywhere
+    model.to(dev)
+    named = model.named_stacked()
+    decay = [p for n, p in named if n in ref.DECAY_NAMES]
+    no_decay = [p for n, p in named if n not in ref.DECAY_NAMES]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg["weight_decay"]},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=cfg["learning_rate"], betas=(cfg["beta1"], cfg["beta2"]), eps=cfg["eps"])
+    params = [p for _, p in named]
+    n_params = sum(p.numel() for p in params)
+
+    B, T, V, A = cfg["batch_size"], cfg["max_length"], cfg["vocab_size"], cfg["grad_accum_steps"]
+    pool = 4  # distinct random batches, cycled
+    gen = torch.Generator().manual_seed(args.seed + 1)
+    xs = torch.randint(0, V, (pool, B, T), generator=gen).to(dev)
+    ys = torch.randint(0, V, (pool, B, T), generator=gen).to(dev)
+
+    def sync():
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+
+    times, losses, k = [], [], 0
+    for step in range(args.warmup + args.steps):
+        sync()
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        for _ in range(A):
+            _, loss = model(xs[k % pool], ys[k % pool])
+            (loss / A).backward()
+            k += 1
+        if cfg["grad_clip"] > 0:
+            torch.nn.utils.clip_grad_norm_(params, cfg["grad_clip"])
+        opt.step()
+        sync()
+        dt = time.perf_counter() - t0
+        losses.append(float(loss.detach()))
+        if step >= args.warmup:
+            times.append(dt)
+        if not args.json:
+            print(f"  step {step:3d}{' (warmup)' if step < args.warmup else ''}: {dt * 1e3:9.1f} ms  "
+                  f"loss {losses[-1]:.4f}", flush=True)
+
+    ms = statistics.median(times) * 1e3
+    tps = B * T * A / (ms / 1e3)
+    name = torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu"
+    result = {
+        "tokens_per_s": round(tps, 1),
+        "ms_per_step": round(ms, 3),
+        "ms_per_step_min": round(min(times) * 1e3, 3),
+        "device": args.device,
+        "device_name": name,
+        "threads": threads,
+        "torch_version": torch.__version__,
+        "attn": args.attn,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "params": n_params,
+        "final_loss": round(losses[-1], 5),
+        "config": {k: cfg[k] for k in FIELDS_INT},
+        "config_path": args.config,
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"pytorch_gpt: {name} threads={threads} torch {torch.__version__} attn={args.attn} "
+              f"params={n_params}: {tps:.1f} tokens/s, {ms:.1f} ms/step (median of {args.steps} steps "
+              f"after {args.warmup} warmup; B={B} T={T} accum={A})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
