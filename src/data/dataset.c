@@ -108,7 +108,7 @@ static int walk_dir(const char *root, const char *dir, int depth, path_list *out
         rc = path_list_add(&names, e->d_name);
     }
     closedir(d);
-    if (rc == CF_OK) qsort(names.paths, names.n, sizeof *names.paths, cmp_str);
+    if (rc == CF_OK && names.n > 1) qsort(names.paths, names.n, sizeof *names.paths, cmp_str);
     for (size_t i = 0; i < names.n && rc == CF_OK; i++) {
         size_t len = strlen(dir) + strlen(names.paths[i]) + 2;
         char *full = malloc(len);
