@@ -22,6 +22,21 @@ static double rel_err(const float *a, const float *b, size_t n) {
     return num / (den + 1e-12);
 }
 
+static void check_floor(const char *what, const float *got, const float *want, size_t n,
+                        double tol, double floor) {
+    double num = 0.0, den = floor;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)want[i]);
+        if (d > num || isnan(d)) num = isnan(d) ? INFINITY : d;
+        if (fabs((double)want[i]) > den) den = fabs((double)want[i]);
+    }
+    double e = num / den;
+    int ok = e <= tol;
+    printf("  %-28s max|err|/max(|ref|,%g) = %.3e (tol %.0e) %s\n", what, floor, e, tol,
+           ok ? "ok" : "FAIL");
+    if (!ok) g_fail = 1;
+}
+
 static void check(const char *what, const float *got, const float *want, size_t n, double tol) {
     double e = rel_err(got, want, n);
     int ok = e <= tol;
@@ -76,7 +91,7 @@ static void run_fixture(const char *path, const char *device) {
     if (cf_backend_create(device, &be) < 0) exit(1);
     cf_model *m = NULL;
     if (cf_model_create(be, &cfg, B, T, 1, &m) < 0) exit(1);
-    float *host = calloc(m->num_params, sizeof(float)), *want = calloc(m->num_params, 4);
+    float *host = calloc(m->num_params, sizeof(float));
     for (int i = 0; i < CF_NUM_PARAMS; i++) {
         const cf_param_info *p = &m->params[i];
         const cf_st_tensor *t = need(f, p->name);
@@ -96,7 +111,7 @@ static void run_fixture(const char *path, const char *device) {
     float *logits = malloc(sizeof(float) * (size_t)B * T * V);
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) cf_model_logits_row(m, b, t, logits + ((size_t)b * T + t) * V);
-    check("logits (step 0)", logits, need(f, "logits")->data, (size_t)B * T * V, 2e-5);
+    check("logits (step 0)", logits, need(f, "logits")->data, (size_t)B * T * V, 1e-5);
 
     /* step 0 gradients (mean over the micro-batches) */
     float *grads = malloc(sizeof(float) * m->num_params);
@@ -116,7 +131,7 @@ static void run_fixture(const char *path, const char *device) {
         const cf_param_info *p = &m->params[i];
         char name[64];
         snprintf(name, sizeof name, "grad.%s", p->name);
-        check(name, grads + p->offset, need(f, name)->data, p->size, 2e-4);
+        check(name, grads + p->offset, need(f, name)->data, p->size, 1e-4);
     }
 
     /* AdamW steps with the reference's learning rates */
@@ -146,15 +161,30 @@ static void run_fixture(const char *path, const char *device) {
     check("adamw losses", losses, ref_losses, (size_t)cfg.steps, 1e-4);
     check("adamw grad norms", norms, ref_norms, (size_t)cfg.steps, 1e-3);
     cf_model_get_params(m, host);
+    /* final weights: relative to max(|ref|, 1e-2). The key slice of qkv_b has an exactly-zero true
+     * gradient (softmax is shift invariant), so AdamW amplifies float32 rounding noise there into
+     * updates of ~lr; it gets an absolute bound, the q and v slices the normal one. */
+    const int C = cfg.d_model;
     for (int i = 0; i < CF_NUM_PARAMS; i++) {
         const cf_param_info *p = &m->params[i];
         char name[64];
         snprintf(name, sizeof name, "final.%s", p->name);
-        memcpy(want + p->offset, need(f, name)->data, p->size * 4);
+        const float *ref = need(f, name)->data, *got = host + p->offset;
+        if (i != CF_P_qkv_b) {
+            check_floor(name, got, ref, p->size, 3e-4, 1e-2);
+            continue;
+        }
+        for (int l = 0; l < cfg.num_layers; l++) {
+            const char *part[3] = {"q", "k", "v"};
+            for (int k = 0; k < 3; k++) {
+                char nm[80];
+                snprintf(nm, sizeof nm, "final.qkv_b[%d].%s", l, part[k]);
+                size_t o = (size_t)l * 3 * C + (size_t)k * C;
+                check_floor(nm, got + o, ref + o, (size_t)C, k == 1 ? 1e-2 : 3e-4, k == 1 ? 1.0 : 1e-2);
+            }
+        }
     }
-    check("final params (all)", host, want, m->num_params, 1e-4);
     free(host);
-    free(want);
     free(logits);
     free(grads);
     free(losses);

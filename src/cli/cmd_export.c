@@ -178,6 +178,8 @@ int cf_cmd_export(int argc, char **argv) {
         cJSON_AddBoolToObject(j, "scale_attn_weights", 1);
         cJSON_AddBoolToObject(j, "tie_word_embeddings", 1);
         cJSON_AddStringToObject(j, "torch_dtype", "float32");
+        cJSON_AddNullToObject(j, "bos_token_id"); /* else transformers assumes GPT-2's 50256 */
+        cJSON_AddNullToObject(j, "eos_token_id");
         cJSON_AddStringToObject(j, "clformer_tokenizer", cfg.tokenizer);
         char *s = cJSON_Print(j);
         cJSON_Delete(j);

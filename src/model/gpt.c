@@ -413,10 +413,10 @@ float cf_lr_schedule(const cf_config *cfg, int step) {
     const float lr = cfg->learning_rate, lr_min = cfg->learning_rate * cfg->min_lr_ratio;
     if (step < cfg->warmup_steps) return lr * (float)(step + 1) / (float)cfg->warmup_steps;
     int decay_steps = cfg->steps - cfg->warmup_steps;
-    if (decay_steps <= 1) return lr;
-    float progress = (float)(step - cfg->warmup_steps) / (float)(decay_steps - 1);
+    if (decay_steps < 1) decay_steps = 1;
+    float progress = (float)(step - cfg->warmup_steps) / (float)decay_steps;
     if (progress > 1.0f) progress = 1.0f;
-    return lr_min + 0.5f * (1.0f + cosf(3.14159265358979f * progress)) * (lr - lr_min);
+    return lr_min + 0.5f * (lr - lr_min) * (1.0f + cosf(3.14159265358979f * progress));
 }
 
 double cf_model_flops_per_token(const cf_config *c) {
