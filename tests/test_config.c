@@ -153,6 +153,8 @@ static void test_file_errors(void) {
                 "malformed JSON at line 3", "missing '}'");
     expect_load("bad_literal.json", "{\"d_model\": 128, \"steps\": tru}", CF_ERR_INVALID,
                 "malformed JSON at line 1, column 27", NULL);
+    expect_load("comment.json", "{\n  \"steps\": 5, // fewer\n  \"seed\": 1\n}\n", CF_ERR_INVALID,
+                "malformed JSON at line 2, column 15", "does not allow comments");
     expect_load("empty.json", "  \n", CF_ERR_INVALID, "empty", NULL);
     expect_load("array.json", "[1, 2]", CF_ERR_INVALID, "must be a JSON object", "an array");
     /* unknown keys */

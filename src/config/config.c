@@ -406,6 +406,10 @@ static void report_malformed(const char *origin, const char *text, size_t len, s
         if (r >= len) {
             pos = i > 0 ? i - 1 : 0;
             what = "; unexpected end of file, check for a missing '}' or ']'";
+        } else if (text[r] == '/' || text[r] == '#' || text[r] == '*') {
+            while (r > 0 && (text[r - 1] == '/' || text[r - 1] == '*')) r--; /* back to the comment opener */
+            pos = r;
+            what = "; JSON does not allow comments, remove them";
         } else {
             what = "; check for a missing comma, an unquoted key or string, or a stray character";
         }
