@@ -135,7 +135,8 @@ static void test_defaults_and_shipped(void) {
                   w.vocab_size == 16000,
               "%s: got %d %d %d %d %d %d %d", wiki[i].file, w.d_model, w.num_heads, w.num_layers,
               w.d_ff, w.batch_size, w.max_length, w.vocab_size);
-        CHECK(strcmp(w.tokenizer, "tokenizers/wiki16k.json") == 0 && strcmp(w.data, "data/wiki") == 0,
+        CHECK(strcmp(w.tokenizer, "tokenizers/wiki16k.json") == 0 &&
+                  strcmp(w.data, "data/wiki") == 0,
               "%s: tokenizer %s data %s", wiki[i].file, w.tokenizer, w.data);
     }
 }

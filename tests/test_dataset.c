@@ -281,7 +281,8 @@ static void test_shipped_corpus(void) {
     int rc = cf_dataset_open(&c, &ds);
     CHECK(rc == CF_OK, "default corpus does not open: %s", g_msg);
     if (rc) return;
-    size_t tr = cf_dataset_num_tokens(ds, CF_SPLIT_TRAIN), va = cf_dataset_num_tokens(ds, CF_SPLIT_VAL);
+    size_t tr = cf_dataset_num_tokens(ds, CF_SPLIT_TRAIN);
+    size_t va = cf_dataset_num_tokens(ds, CF_SPLIT_VAL);
     double H = cf_dataset_unigram_entropy(ds);
     printf("  %zu train + %zu val tokens, unigram entropy %.4f nats, %zu train windows\n", tr, va,
            H, cf_dataset_num_windows(ds, CF_SPLIT_TRAIN));
@@ -355,7 +356,9 @@ static void test_directory(void) {
     small_cfg(&dc, big, 32, 0.1f, 1);
     cf_dataset *ds = NULL;
     rc = cf_dataset_open(&dc, &ds);
-    CHECK(rc == CF_OK && cf_dataset_num_tokens(ds, CF_SPLIT_TRAIN) + cf_dataset_num_tokens(ds, CF_SPLIT_VAL) == 6000,
+    CHECK(rc == CF_OK && cf_dataset_num_tokens(ds, CF_SPLIT_TRAIN) +
+                                 cf_dataset_num_tokens(ds, CF_SPLIT_VAL) ==
+                             6000,
           "directory dataset rc %d", rc);
     cf_dataset_free(ds);
     free(r1);

@@ -69,7 +69,8 @@ typedef struct {
 #define CF_KEY_INT(n, d, lo, hi)                                                                   \
     {#n, KT_INT, offsetof(cf_config, n), sizeof(((cf_config *)0)->n), d, NULL, lo, hi, 1, 1, 0},
 #define CF_KEY_FLT(n, d, lo, hi, li, hi_)                                                          \
-    {#n, KT_FLOAT, offsetof(cf_config, n), sizeof(((cf_config *)0)->n), d, NULL, lo, hi, li, hi_, 0},
+    {#n,  KT_FLOAT, offsetof(cf_config, n), sizeof(((cf_config *)0)->n), d, NULL, lo, hi, li,      \
+     hi_, 0},
 #define CF_KEY_U64(n, d, hi)                                                                       \
     {#n, KT_U64, offsetof(cf_config, n), sizeof(((cf_config *)0)->n), d, NULL, 0, hi, 1, 1, 0},
 #define CF_KEY_STR(n, d, e)                                                                        \
@@ -407,7 +408,8 @@ static void report_malformed(const char *origin, const char *text, size_t len, s
             pos = i > 0 ? i - 1 : 0;
             what = "; unexpected end of file, check for a missing '}' or ']'";
         } else if (text[r] == '/' || text[r] == '#' || text[r] == '*') {
-            while (r > 0 && (text[r - 1] == '/' || text[r - 1] == '*')) r--; /* back to the comment opener */
+            /* back to the comment opener */
+            while (r > 0 && (text[r - 1] == '/' || text[r - 1] == '*')) r--;
             pos = r;
             what = "; JSON does not allow comments, remove them";
         } else {

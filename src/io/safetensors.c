@@ -672,7 +672,9 @@ int cf_st_open_kind(const char *path, const char *kind, cf_st_file **out) {
     return CF_OK;
 }
 
-int cf_st_open(const char *path, cf_st_file **out) { return cf_st_open_kind(path, "checkpoint", out); }
+int cf_st_open(const char *path, cf_st_file **out) {
+    return cf_st_open_kind(path, "checkpoint", out);
+}
 
 int cf_st_count(const cf_st_file *f) { return f ? f->n : 0; }
 
