@@ -1,0 +1,210 @@
+/* clformer: the CPU backend: host buffers, the ops table, and the choice of GEMM path.
+ * This backend is the oracle the other backends are checked against. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/cpu_internal.h"
+
+typedef struct {
+    int gemm_kernel;     /* native kernel index or CF_CPU_GEMM_BLAS */
+    char gemm_name[64];  /* "native:<kernel>" or "blas" */
+} cf_cpu_ctx;
+
+static const struct cf_backend_ops cf_cpu_ops;
+
+int cf_cpu_view_check(cf_view v, size_t n, const char *op, const char *arg) {
+    if (!v.buf || !v.buf->host) {
+        CF_ERROR("cpu %s: argument '%s' has no buffer; pass a view of an allocated buffer", op,
+                 arg);
+        return CF_ERR_INVALID;
+    }
+    const size_t have = v.buf->nbytes / sizeof(float);
+    if (v.off > have || n > have - v.off) {
+        CF_ERROR("cpu %s: argument '%s' needs %zu elements at offset %zu but its buffer holds "
+                 "%zu; check the tensor's offset and shape",
+                 op, arg, n, v.off, have);
+        return CF_ERR_INVALID;
+    }
+    return CF_OK;
+}
+
+/* ---- identity, lifetime, buffers ------------------------------------------------------------ */
+
+static const char *cf_cpu_name(cf_backend *be) { return "cpu"; }
+
+static void cf_cpu_destroy(cf_backend *be) {
+    free(be->ctx);
+    free(be);
+}
+
+static int cf_cpu_buffer_alloc(cf_backend *be, size_t nbytes, cf_buffer **out) {
+    cf_buffer *b = calloc(1, sizeof *b);
+    /* 64-byte aligned (a cache line, an AVX-512 vector); aligned_alloc wants a multiple */
+    void *mem = nbytes <= SIZE_MAX - 63 ? aligned_alloc(64, (nbytes + 63) / 64 * 64) : NULL;
+    if (!b || !mem) {
+        free(b);
+        free(mem);
+        CF_ERROR("cpu: could not allocate %zu bytes (%.1f MiB) of host memory; reduce "
+                 "batch_size, max_length or the model size",
+                 nbytes, (double)nbytes / (1024.0 * 1024.0));
+        return CF_ERR_NOMEM;
+    }
+    b->nbytes = nbytes;
+    b->host = mem;
+    *out = b;
+    return CF_OK;
+}
+
+static void cf_cpu_buffer_free(cf_backend *be, cf_buffer *buf) {
+    if (!buf) return;
+    free(buf->host);
+    free(buf);
+}
+
+/* a byte range [off*4, off*4 + nbytes) inside the buffer */
+static int cf_cpu_bytes_check(cf_view v, size_t nbytes, const char *op) {
+    if (!v.buf || !v.buf->host) {
+        CF_ERROR("cpu %s: view has no buffer", op);
+        return CF_ERR_INVALID;
+    }
+    const size_t start = v.off * sizeof(float);
+    if (v.off > v.buf->nbytes / sizeof(float) || nbytes > v.buf->nbytes - start) {
+        CF_ERROR("cpu %s: %zu bytes at element offset %zu overrun the %zu-byte buffer; check "
+                 "the tensor's offset and size",
+                 op, nbytes, v.off, v.buf->nbytes);
+        return CF_ERR_INVALID;
+    }
+    return CF_OK;
+}
+
+static int cf_cpu_upload(cf_backend *be, cf_view dst, const void *src, size_t nbytes) {
+    CF_TRY(cf_cpu_bytes_check(dst, nbytes, "upload"));
+    if (nbytes) memcpy(cf_cpu_f32(dst), src, nbytes);
+    return CF_OK;
+}
+
+static int cf_cpu_download(cf_backend *be, void *dst, cf_view src, size_t nbytes) {
+    CF_TRY(cf_cpu_bytes_check(src, nbytes, "download"));
+    if (nbytes) memcpy(dst, cf_cpu_f32(src), nbytes);
+    return CF_OK;
+}
+
+static int cf_cpu_copy(cf_backend *be, cf_view dst, cf_view src, size_t n) {
+    CF_CPU_NEED(dst, n, "copy", "dst");
+    CF_CPU_NEED(src, n, "copy", "src");
+    memmove(cf_cpu_f32(dst), cf_cpu_f32(src), n * sizeof(float));
+    return CF_OK;
+}
+
+static int cf_cpu_fill(cf_backend *be, cf_view dst, float value, size_t n) {
+    CF_CPU_NEED(dst, n, "fill", "dst");
+    float *d = cf_cpu_f32(dst);
+#pragma omp parallel for simd schedule(static) if (n >= 16 * CF_CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) d[i] = value;
+    return CF_OK;
+}
+
+static int cf_cpu_synchronize(cf_backend *be) { return CF_OK; } /* every op is synchronous */
+
+/* ---- GEMM ----------------------------------------------------------------------------------- */
+
+/* elements a rows x cols matrix with row stride ld spans */
+static size_t cf_cpu_extent(int rows, int cols, int ld) {
+    if (rows <= 0 || cols <= 0) return 0;
+    return (size_t)(rows - 1) * (size_t)ld + (size_t)cols;
+}
+
+static int cf_cpu_gemm(cf_backend *be, int ta, int tb, int M, int N, int K, float alpha,
+                       cf_view A, int lda, cf_view B, int ldb, float beta, cf_view C, int ldc) {
+    if (M <= 0 || N <= 0) return CF_OK;
+    CF_CPU_NEED(A, cf_cpu_extent(ta ? K : M, ta ? M : K, lda), "gemm", "A");
+    CF_CPU_NEED(B, cf_cpu_extent(tb ? N : K, tb ? K : N, ldb), "gemm", "B");
+    CF_CPU_NEED(C, cf_cpu_extent(M, N, ldc), "gemm", "C");
+    const cf_cpu_ctx *ctx = be->ctx;
+    return cf_cpu_sgemm(ctx->gemm_kernel, ta, tb, M, N, K, alpha, cf_cpu_f32(A), lda,
+                        cf_cpu_f32(B), ldb, beta, cf_cpu_f32(C), ldc);
+}
+
+/* ---- the table ------------------------------------------------------------------------------ */
+
+static const struct cf_backend_ops cf_cpu_ops = {
+    /* .name = */ cf_cpu_name,
+    /* .destroy = */ cf_cpu_destroy,
+    /* .buffer_alloc = */ cf_cpu_buffer_alloc,
+    /* .buffer_free = */ cf_cpu_buffer_free,
+    /* .upload = */ cf_cpu_upload,
+    /* .download = */ cf_cpu_download,
+    /* .copy = */ cf_cpu_copy,
+    /* .fill = */ cf_cpu_fill,
+    /* .synchronize = */ cf_cpu_synchronize,
+    /* .gemm = */ cf_cpu_gemm,
+    /* .add_bias = */ cf_cpu_add_bias,
+    /* .bias_backward = */ cf_cpu_bias_backward,
+    /* .encoder_forward = */ cf_cpu_encoder_forward,
+    /* .encoder_backward = */ cf_cpu_encoder_backward,
+    /* .layernorm_forward = */ cf_cpu_layernorm_forward,
+    /* .layernorm_backward = */ cf_cpu_layernorm_backward,
+    /* .attention_forward = */ cf_cpu_attention_forward,
+    /* .attention_backward = */ cf_cpu_attention_backward,
+    /* .gelu_forward = */ cf_cpu_gelu_forward,
+    /* .gelu_backward = */ cf_cpu_gelu_backward,
+    /* .residual_forward = */ cf_cpu_residual_forward,
+    /* .axpy = */ cf_cpu_axpy,
+    /* .crossentropy_forward = */ cf_cpu_crossentropy_forward,
+    /* .crossentropy_fused = */ cf_cpu_crossentropy_fused,
+    /* .reduce_sum = */ cf_cpu_reduce_sum,
+    /* .adamw = */ cf_cpu_adamw,
+    /* .prof_collect = */ NULL, /* host timing around synchronize is exact here */
+};
+
+/* ---- creation and GEMM choice --------------------------------------------------------------- */
+
+static void cf_cpu_set_kernel(cf_cpu_ctx *ctx, int kernel) {
+    ctx->gemm_kernel = kernel;
+    if (kernel == CF_CPU_GEMM_BLAS)
+        snprintf(ctx->gemm_name, sizeof ctx->gemm_name, "blas");
+    else
+        snprintf(ctx->gemm_name, sizeof ctx->gemm_name, "native:%s",
+                 cf_cpu_gemm_kernel_name(kernel));
+}
+
+int cf_backend_cpu_create(cf_backend **out) {
+    *out = NULL;
+    int kernel;
+    const char *env = getenv("CF_CPU_GEMM");
+    CF_TRY(cf_cpu_gemm_parse(env, "environment variable CF_CPU_GEMM", &kernel));
+    cf_backend *be = calloc(1, sizeof *be);
+    cf_cpu_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!be || !ctx) {
+        free(be);
+        free(ctx);
+        CF_ERROR("cpu: could not allocate the backend object");
+        return CF_ERR_NOMEM;
+    }
+    cf_cpu_set_kernel(ctx, kernel);
+    be->ops = &cf_cpu_ops;
+    be->ctx = ctx;
+    be->is_cpu = 1;
+    CF_DEBUG("cpu backend: gemm %s, %d OpenMP threads", ctx->gemm_name, cf_cpu_max_threads());
+    *out = be;
+    return CF_OK;
+}
+
+int cf_backend_cpu_set_gemm(cf_backend *be, const char *which) {
+    if (!be || be->ops != &cf_cpu_ops) {
+        CF_ERROR("cf_backend_cpu_set_gemm: backend '%s' is not the CPU backend",
+                 be ? cf_be_name(be) : "(null)");
+        return CF_ERR_INVALID;
+    }
+    int kernel;
+    CF_TRY(cf_cpu_gemm_parse(which, "cpu gemm choice", &kernel));
+    cf_cpu_set_kernel(be->ctx, kernel);
+    return CF_OK;
+}
+
+const char *cf_backend_cpu_get_gemm(cf_backend *be) {
+    if (!be || be->ops != &cf_cpu_ops) return "";
+    return ((cf_cpu_ctx *)be->ctx)->gemm_name;
+}

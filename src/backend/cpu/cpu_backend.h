@@ -1,0 +1,45 @@
+/* clformer: the CPU backend's public extras: GEMM path selection and the raw SGEMM entry point.
+ *
+ * The backend itself is created with cf_backend_cpu_create() (declared in backend/backend.h).
+ * Its GEMM runs either through the built-in packed, cache-blocked, OpenMP-parallel kernels
+ * ("native") or, when clformer was built with CF_HAVE_BLAS, through cblas_sgemm ("blas").
+ * At creation the environment variable CF_CPU_GEMM (same values as cf_backend_cpu_set_gemm)
+ * overrides the default. */
+#ifndef CF_CPU_BACKEND_H
+#define CF_CPU_BACKEND_H
+
+#include "backend/backend.h"
+
+/* Pseudo kernel index for cf_cpu_sgemm: go through CBLAS. */
+#define CF_CPU_GEMM_BLAS (-1)
+
+/* Select the GEMM of a CPU backend. which:
+ *   "native"           the best built-in kernel for this CPU
+ *   "native:<kernel>"  one built-in kernel by name (see cf_cpu_gemm_kernel_name)
+ *   "blas"             cblas_sgemm; CF_ERR_UNSUPPORTED when not compiled with CF_HAVE_BLAS
+ *   "auto"             the default (see cf_cpu_gemm_default)
+ * Returns CF_ERR_INVALID for a non-CPU backend or an unknown name (with a one-line message). */
+int cf_backend_cpu_set_gemm(cf_backend *be, const char *which);
+/* The current choice, e.g. "native:avx2-6x16" or "blas". */
+const char *cf_backend_cpu_get_gemm(cf_backend *be);
+/* The choice a new backend starts with when CF_CPU_GEMM is not set: "native" or "blas". */
+const char *cf_cpu_gemm_default(void);
+
+/* 1 when the CBLAS path was compiled in. */
+int cf_cpu_blas_available(void);
+
+/* Built-in kernels usable on this CPU, best first: indices 0 .. count-1. */
+int cf_cpu_gemm_kernel_count(void);
+const char *cf_cpu_gemm_kernel_name(int kernel);
+
+/* C(M,N) = alpha * op(A) * op(B) + beta * C on host pointers, row-major, same conventions as
+ * cf_backend_ops.gemm (A is (M,K) or stored (K,M) when ta; B is (K,N) or stored (N,K) when tb;
+ * lda/ldb/ldc are row strides in elements). beta == 0 never reads C. kernel is an index below
+ * cf_cpu_gemm_kernel_count() or CF_CPU_GEMM_BLAS. The native kernels never split K across
+ * threads, so their output is bit-identical for any thread count.
+ * Returns CF_OK, CF_ERR_NOMEM (packing buffers), CF_ERR_UNSUPPORTED (BLAS not compiled in) or
+ * CF_ERR_INVALID (bad kernel index or leading dimension). */
+int cf_cpu_sgemm(int kernel, int ta, int tb, int M, int N, int K, float alpha, const float *A,
+                 int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+#endif

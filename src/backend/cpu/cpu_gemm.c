@@ -1,0 +1,534 @@
+/* clformer: the CPU backend's SGEMM. A packed, cache-blocked, OpenMP-parallel GEMM in the
+ * five-loop layout (NC columns of B packed per block, KC depth, MC rows of A packed per thread,
+ * then MR x NR register tiles), with AVX-512, AVX2/FMA and portable C micro-kernels chosen at run
+ * time, plus the optional CBLAS path.
+ *
+ * Determinism: K is never split across threads and every register tile is computed with the
+ * same instruction sequence wherever it lies (edge tiles go through a scratch tile with the same
+ * arithmetic), so the result is bit-identical for any thread count and any schedule. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/cpu_internal.h"
+
+#ifdef CF_HAVE_BLAS
+#include <cblas.h>
+#endif
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#define CF_GEMM_X86 1
+#include <immintrin.h>
+#endif
+
+/* Blocking. On the reference machine (Zen 3: 32 KiB L1d, 512 KiB L2 per core, shared L3):
+ * an MR x KC sliver of A (6 KiB) and a KC x NR sliver of B (16-32 KiB) share L1, the MC x KC
+ * packed block of A (144 KiB) sits in L2, and the KC x NC packed block of B (3 MiB) in L3.
+ * MC is a multiple of every kernel's MR and NC of every NR, so tile positions do not depend on
+ * how blocks are split among threads. */
+#define CF_GEMM_KC 256
+#define CF_GEMM_MC 144
+#define CF_GEMM_NC 3072
+/* Below this many flops a GEMM runs on one thread. */
+#define CF_GEMM_PAR_FLOPS 2.0e6
+
+/* One register-tile kernel: C[m x n] = alpha * (A sliver * B sliver) + beta * C, where the
+ * slivers are packed (a: kc x MR, b: kc x NR, row-major by k), m <= MR, n <= NR, and
+ * beta == 0 means C is not read. */
+typedef void (*cf_gemm_ukr)(int kc, const float *a, const float *b, float *c, ptrdiff_t ldc,
+                            float alpha, float beta, int m, int n);
+
+typedef struct {
+    const char *name;
+    int mr, nr;
+    cf_gemm_ukr fn;
+    int (*usable)(void);
+} cf_gemm_kernel;
+
+/* Edge tiles: copy the valid part of C into a full MR x NR scratch tile (zeros elsewhere) and
+ * back, so the kernel's vector code runs unchanged on them. */
+static void cf_gemm_tile_in(float *tile, int nr, const float *c, ptrdiff_t ldc, int mr, int m,
+                            int n, float beta) {
+    memset(tile, 0, sizeof(float) * (size_t)mr * (size_t)nr);
+    if (beta == 0.0f) return;
+    for (int i = 0; i < m; i++) memcpy(tile + (size_t)i * nr, c + i * ldc, sizeof(float) * n);
+}
+static void cf_gemm_tile_out(float *c, ptrdiff_t ldc, const float *tile, int nr, int m, int n) {
+    for (int i = 0; i < m; i++) memcpy(c + i * ldc, tile + (size_t)i * nr, sizeof(float) * n);
+}
+
+/* ---- portable kernel (plain C; compilers vectorise the inner loops) ------------------------- */
+
+#define CF_GEN_MR 4
+#define CF_GEN_NR 16
+
+static void cf_gemm_ukr_generic(int kc, const float *a, const float *b, float *c, ptrdiff_t ldc,
+                                float alpha, float beta, int m, int n) {
+    float acc[CF_GEN_MR][CF_GEN_NR];
+    memset(acc, 0, sizeof acc);
+    for (int k = 0; k < kc; k++) {
+        const float *bk = b + (size_t)k * CF_GEN_NR, *ak = a + (size_t)k * CF_GEN_MR;
+        for (int i = 0; i < CF_GEN_MR; i++)
+            for (int j = 0; j < CF_GEN_NR; j++) acc[i][j] += ak[i] * bk[j];
+    }
+    float tile[CF_GEN_MR * CF_GEN_NR];
+    float *cp = c;
+    ptrdiff_t ldp = ldc;
+    const int edge = m < CF_GEN_MR || n < CF_GEN_NR;
+    if (edge) {
+        cf_gemm_tile_in(tile, CF_GEN_NR, c, ldc, CF_GEN_MR, m, n, beta);
+        cp = tile;
+        ldp = CF_GEN_NR;
+    }
+    for (int i = 0; i < CF_GEN_MR; i++)
+        for (int j = 0; j < CF_GEN_NR; j++) {
+            float v = alpha * acc[i][j];
+            cp[i * ldp + j] = beta == 0.0f ? v : v + beta * cp[i * ldp + j];
+        }
+    if (edge) cf_gemm_tile_out(c, ldc, tile, CF_GEN_NR, m, n);
+}
+
+static int cf_gemm_usable_generic(void) { return 1; }
+
+/* ---- AVX2 + FMA kernel: 6 x 16 tile, 12 ymm accumulators --------------------------------- */
+#ifdef CF_GEMM_X86
+
+#define CF_AVX2_TARGET __attribute__((target("avx2,fma")))
+
+/* c(8 floats at p) = alpha * acc + beta * c, beta_mode 0: beta == 0, 1: beta == 1, 2: other */
+static inline CF_AVX2_TARGET void cf_avx2_store(float *p, __m256 acc, __m256 va, __m256 vb,
+                                                int beta_mode) {
+    if (beta_mode == 0)
+        _mm256_storeu_ps(p, _mm256_mul_ps(va, acc));
+    else if (beta_mode == 1)
+        _mm256_storeu_ps(p, _mm256_fmadd_ps(va, acc, _mm256_loadu_ps(p)));
+    else
+        _mm256_storeu_ps(p, _mm256_fmadd_ps(va, acc, _mm256_mul_ps(vb, _mm256_loadu_ps(p))));
+}
+
+static CF_AVX2_TARGET void cf_gemm_ukr_avx2(int kc, const float *a, const float *b, float *c,
+                                            ptrdiff_t ldc, float alpha, float beta, int m,
+                                            int n) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+    __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+    __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+    __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+    __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
+    __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+    for (int k = 0; k < kc; k++) {
+        const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+        __m256 ak;
+        ak = _mm256_broadcast_ss(a + 0);
+        c00 = _mm256_fmadd_ps(ak, b0, c00);
+        c01 = _mm256_fmadd_ps(ak, b1, c01);
+        ak = _mm256_broadcast_ss(a + 1);
+        c10 = _mm256_fmadd_ps(ak, b0, c10);
+        c11 = _mm256_fmadd_ps(ak, b1, c11);
+        ak = _mm256_broadcast_ss(a + 2);
+        c20 = _mm256_fmadd_ps(ak, b0, c20);
+        c21 = _mm256_fmadd_ps(ak, b1, c21);
+        ak = _mm256_broadcast_ss(a + 3);
+        c30 = _mm256_fmadd_ps(ak, b0, c30);
+        c31 = _mm256_fmadd_ps(ak, b1, c31);
+        ak = _mm256_broadcast_ss(a + 4);
+        c40 = _mm256_fmadd_ps(ak, b0, c40);
+        c41 = _mm256_fmadd_ps(ak, b1, c41);
+        ak = _mm256_broadcast_ss(a + 5);
+        c50 = _mm256_fmadd_ps(ak, b0, c50);
+        c51 = _mm256_fmadd_ps(ak, b1, c51);
+        a += 6;
+        b += 16;
+    }
+    float tile[6 * 16] __attribute__((aligned(32)));
+    float *cp = c;
+    ptrdiff_t ldp = ldc;
+    const int edge = m < 6 || n < 16;
+    if (edge) {
+        cf_gemm_tile_in(tile, 16, c, ldc, 6, m, n, beta);
+        cp = tile;
+        ldp = 16;
+    }
+    const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+    const int bm = beta == 0.0f ? 0 : (beta == 1.0f ? 1 : 2);
+    cf_avx2_store(cp + 0 * ldp, c00, va, vb, bm);
+    cf_avx2_store(cp + 0 * ldp + 8, c01, va, vb, bm);
+    cf_avx2_store(cp + 1 * ldp, c10, va, vb, bm);
+    cf_avx2_store(cp + 1 * ldp + 8, c11, va, vb, bm);
+    cf_avx2_store(cp + 2 * ldp, c20, va, vb, bm);
+    cf_avx2_store(cp + 2 * ldp + 8, c21, va, vb, bm);
+    cf_avx2_store(cp + 3 * ldp, c30, va, vb, bm);
+    cf_avx2_store(cp + 3 * ldp + 8, c31, va, vb, bm);
+    cf_avx2_store(cp + 4 * ldp, c40, va, vb, bm);
+    cf_avx2_store(cp + 4 * ldp + 8, c41, va, vb, bm);
+    cf_avx2_store(cp + 5 * ldp, c50, va, vb, bm);
+    cf_avx2_store(cp + 5 * ldp + 8, c51, va, vb, bm);
+    if (edge) cf_gemm_tile_out(c, ldc, tile, 16, m, n);
+}
+
+static int cf_gemm_usable_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+/* ---- AVX-512 kernel: 12 x 32 tile, 24 zmm accumulators ----------------------------------- */
+
+#define CF_AVX512_TARGET __attribute__((target("avx512f")))
+
+static inline CF_AVX512_TARGET void cf_avx512_store(float *p, __m512 acc, __m512 va, __m512 vb,
+                                                    int beta_mode) {
+    if (beta_mode == 0)
+        _mm512_storeu_ps(p, _mm512_mul_ps(va, acc));
+    else if (beta_mode == 1)
+        _mm512_storeu_ps(p, _mm512_fmadd_ps(va, acc, _mm512_loadu_ps(p)));
+    else
+        _mm512_storeu_ps(p, _mm512_fmadd_ps(va, acc, _mm512_mul_ps(vb, _mm512_loadu_ps(p))));
+}
+
+#define CF_AVX512_ROW(r)                                                                           \
+    ak = _mm512_set1_ps(a[r]);                                                                     \
+    c##r##0 = _mm512_fmadd_ps(ak, b0, c##r##0);                                                    \
+    c##r##1 = _mm512_fmadd_ps(ak, b1, c##r##1)
+#define CF_AVX512_DECL(r) __m512 c##r##0 = _mm512_setzero_ps(), c##r##1 = _mm512_setzero_ps()
+#define CF_AVX512_STORE(r)                                                                         \
+    cf_avx512_store(cp + (r)*ldp, c##r##0, va, vb, bm);                                            \
+    cf_avx512_store(cp + (r)*ldp + 16, c##r##1, va, vb, bm)
+
+static CF_AVX512_TARGET void cf_gemm_ukr_avx512(int kc, const float *a, const float *b, float *c,
+                                                ptrdiff_t ldc, float alpha, float beta, int m,
+                                                int n) {
+    CF_AVX512_DECL(0);
+    CF_AVX512_DECL(1);
+    CF_AVX512_DECL(2);
+    CF_AVX512_DECL(3);
+    CF_AVX512_DECL(4);
+    CF_AVX512_DECL(5);
+    CF_AVX512_DECL(6);
+    CF_AVX512_DECL(7);
+    CF_AVX512_DECL(8);
+    CF_AVX512_DECL(9);
+    /* rows 10 and 11 (names c10x/c11x would clash with row 1's) */
+    __m512 cA0 = _mm512_setzero_ps(), cA1 = _mm512_setzero_ps();
+    __m512 cB0 = _mm512_setzero_ps(), cB1 = _mm512_setzero_ps();
+    for (int k = 0; k < kc; k++) {
+        const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+        __m512 ak;
+        CF_AVX512_ROW(0);
+        CF_AVX512_ROW(1);
+        CF_AVX512_ROW(2);
+        CF_AVX512_ROW(3);
+        CF_AVX512_ROW(4);
+        CF_AVX512_ROW(5);
+        CF_AVX512_ROW(6);
+        CF_AVX512_ROW(7);
+        CF_AVX512_ROW(8);
+        CF_AVX512_ROW(9);
+        ak = _mm512_set1_ps(a[10]);
+        cA0 = _mm512_fmadd_ps(ak, b0, cA0);
+        cA1 = _mm512_fmadd_ps(ak, b1, cA1);
+        ak = _mm512_set1_ps(a[11]);
+        cB0 = _mm512_fmadd_ps(ak, b0, cB0);
+        cB1 = _mm512_fmadd_ps(ak, b1, cB1);
+        a += 12;
+        b += 32;
+    }
+    float tile[12 * 32] __attribute__((aligned(64)));
+    float *cp = c;
+    ptrdiff_t ldp = ldc;
+    const int edge = m < 12 || n < 32;
+    if (edge) {
+        cf_gemm_tile_in(tile, 32, c, ldc, 12, m, n, beta);
+        cp = tile;
+        ldp = 32;
+    }
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    const int bm = beta == 0.0f ? 0 : (beta == 1.0f ? 1 : 2);
+    CF_AVX512_STORE(0);
+    CF_AVX512_STORE(1);
+    CF_AVX512_STORE(2);
+    CF_AVX512_STORE(3);
+    CF_AVX512_STORE(4);
+    CF_AVX512_STORE(5);
+    CF_AVX512_STORE(6);
+    CF_AVX512_STORE(7);
+    CF_AVX512_STORE(8);
+    CF_AVX512_STORE(9);
+    cf_avx512_store(cp + 10 * ldp, cA0, va, vb, bm);
+    cf_avx512_store(cp + 10 * ldp + 16, cA1, va, vb, bm);
+    cf_avx512_store(cp + 11 * ldp, cB0, va, vb, bm);
+    cf_avx512_store(cp + 11 * ldp + 16, cB1, va, vb, bm);
+    if (edge) cf_gemm_tile_out(c, ldc, tile, 32, m, n);
+}
+
+static int cf_gemm_usable_avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+}
+#endif /* CF_GEMM_X86 */
+
+/* All compiled kernels, best first; cf_gemm_kernels() keeps the usable ones. */
+static const cf_gemm_kernel cf_gemm_all_kernels[] = {
+#ifdef CF_GEMM_X86
+    {"avx512-12x32", 12, 32, cf_gemm_ukr_avx512, cf_gemm_usable_avx512},
+    {"avx2-6x16", 6, 16, cf_gemm_ukr_avx2, cf_gemm_usable_avx2},
+#endif
+    {"generic-4x16", CF_GEN_MR, CF_GEN_NR, cf_gemm_ukr_generic, cf_gemm_usable_generic},
+};
+#define CF_GEMM_NALL ((int)(sizeof cf_gemm_all_kernels / sizeof cf_gemm_all_kernels[0]))
+
+static const cf_gemm_kernel *cf_gemm_usable[CF_GEMM_NALL];
+static int cf_gemm_nusable = -1;
+
+static void cf_gemm_detect(void) {
+    int n = 0;
+    for (int i = 0; i < CF_GEMM_NALL; i++)
+        if (cf_gemm_all_kernels[i].usable()) cf_gemm_usable[n++] = &cf_gemm_all_kernels[i];
+    cf_gemm_nusable = n; /* a racing second caller computes the same list */
+}
+
+int cf_cpu_gemm_kernel_count(void) {
+    if (cf_gemm_nusable < 0) cf_gemm_detect();
+    return cf_gemm_nusable;
+}
+
+const char *cf_cpu_gemm_kernel_name(int kernel) {
+    if (kernel == CF_CPU_GEMM_BLAS) return "blas";
+    if (kernel < 0 || kernel >= cf_cpu_gemm_kernel_count()) return "?";
+    return cf_gemm_usable[kernel]->name;
+}
+
+int cf_cpu_blas_available(void) {
+#ifdef CF_HAVE_BLAS
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/* ---- packing -------------------------------------------------------------------------------- */
+
+/* Pack rows [i0, i0+mb) x depth [p0, p0+kb) of op(A) into slivers of mr rows: sliver s holds
+ * kb x mr floats, element (k, r) at s*mr*kb + k*mr + r; rows past mb are zero. */
+static void cf_gemm_pack_a(float *dst, int ta, const float *A, int lda, int i0, int p0, int mb,
+                           int kb, int mr) {
+    for (int s = 0; s * mr < mb; s++) {
+        float *d = dst + (size_t)s * mr * kb;
+        const int r0 = i0 + s * mr, mm = mb - s * mr < mr ? mb - s * mr : mr;
+        if (!ta) {
+            /* op(A)(i,k) = A[i*lda + k]: each row is contiguous in k */
+            for (int r = 0; r < mm; r++) {
+                const float *src = A + (size_t)(r0 + r) * lda + p0;
+                for (int k = 0; k < kb; k++) d[(size_t)k * mr + r] = src[k];
+            }
+            for (int r = mm; r < mr; r++)
+                for (int k = 0; k < kb; k++) d[(size_t)k * mr + r] = 0.0f;
+        } else {
+            /* op(A)(i,k) = A[k*lda + i]: the mr rows of one k are contiguous */
+            for (int k = 0; k < kb; k++) {
+                const float *src = A + (size_t)(p0 + k) * lda + r0;
+                float *dk = d + (size_t)k * mr;
+                for (int r = 0; r < mm; r++) dk[r] = src[r];
+                for (int r = mm; r < mr; r++) dk[r] = 0.0f;
+            }
+        }
+    }
+}
+
+/* Pack depth [p0, p0+kb) x columns [j0, j0+nn) of op(B) into one sliver of nr columns:
+ * element (k, j) at k*nr + j; columns past nn are zero. */
+static void cf_gemm_pack_b(float *d, int tb, const float *B, int ldb, int p0, int j0, int kb,
+                           int nn, int nr) {
+    if (!tb) {
+        /* op(B)(k,j) = B[k*ldb + j] */
+        for (int k = 0; k < kb; k++) {
+            const float *src = B + (size_t)(p0 + k) * ldb + j0;
+            float *dk = d + (size_t)k * nr;
+            for (int j = 0; j < nn; j++) dk[j] = src[j];
+            for (int j = nn; j < nr; j++) dk[j] = 0.0f;
+        }
+    } else {
+        /* op(B)(k,j) = B[j*ldb + k]: each column of op(B) is contiguous in k */
+        if (nn < nr)
+            for (int k = 0; k < kb; k++)
+                for (int j = nn; j < nr; j++) d[(size_t)k * nr + j] = 0.0f;
+        for (int j = 0; j < nn; j++) {
+            const float *src = B + (size_t)(j0 + j) * ldb + p0;
+            for (int k = 0; k < kb; k++) d[(size_t)k * nr + j] = src[k];
+        }
+    }
+}
+
+/* ---- driver --------------------------------------------------------------------------------- */
+
+static inline int cf_ceil_div(int a, int b) { return (a + b - 1) / b; }
+static inline int cf_round_up(int a, int b) { return cf_ceil_div(a, b) * b; }
+static inline int cf_min_i(int a, int b) { return a < b ? a : b; }
+
+/* C = beta * C (beta == 0 writes zeros without reading C). */
+static void cf_gemm_scale_c(int M, int N, float beta, float *C, int ldc) {
+    if (beta == 1.0f) return;
+    for (int i = 0; i < M; i++) {
+        float *c = C + (size_t)i * ldc;
+        if (beta == 0.0f)
+            memset(c, 0, sizeof(float) * (size_t)N);
+        else
+            for (int j = 0; j < N; j++) c[j] *= beta;
+    }
+}
+
+static int cf_gemm_native(const cf_gemm_kernel *kr, int ta, int tb, int M, int N, int K,
+                          float alpha, const float *A, int lda, const float *B, int ldb,
+                          float beta, float *C, int ldc) {
+    const int mr = kr->mr, nr = kr->nr;
+    /* depth and column blocks split evenly, so no block is a thin sliver */
+    const int kc = cf_ceil_div(K, cf_ceil_div(K, CF_GEMM_KC));
+    const int nc = cf_round_up(cf_ceil_div(N, cf_ceil_div(N, CF_GEMM_NC)), nr);
+
+    int nth = cf_cpu_max_threads();
+    if (2.0 * M * N * K < CF_GEMM_PAR_FLOPS) nth = 1;
+    /* Row blocks of about MC rows; with several threads their count is a multiple of the
+     * thread count (equal shares). When M is too small for that, each row block is also split
+     * into nsplit column ranges (each such work item packs its A block itself). */
+    int mblocks = cf_ceil_div(M, CF_GEMM_MC), nsplit = 1;
+    if (nth > 1) {
+        const int mpanels = cf_ceil_div(M, mr);
+        if (mblocks >= nth)
+            mblocks = cf_min_i(cf_round_up(mblocks, nth), mpanels);
+        else {
+            mblocks = cf_min_i(nth, mpanels);
+            nsplit = cf_ceil_div(nth, mblocks);
+        }
+    }
+    const int mc = cf_round_up(cf_ceil_div(M, mblocks), mr);
+    mblocks = cf_ceil_div(M, mc);
+    const int nitems = mblocks * nsplit;
+    if (nth > nitems) nth = nitems;
+
+    const size_t bsize = (size_t)kc * nc, asize = (size_t)kc * mc;
+    const size_t bytes = sizeof(float) * (bsize + asize * (size_t)nth);
+    float *pack = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!pack) {
+        CF_ERROR("cpu gemm: could not allocate %zu bytes of packing buffers for M=%d N=%d K=%d",
+                 bytes, M, N, K);
+        return CF_ERR_NOMEM;
+    }
+    float *bpack = pack;
+
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nth)
+#endif
+    {
+        float *apack = pack + bsize + asize * (size_t)cf_cpu_thread_num();
+        for (int jc = 0; jc < N; jc += nc) {
+            const int nb = cf_min_i(nc, N - jc), npan = cf_ceil_div(nb, nr);
+            for (int pc = 0; pc < K; pc += kc) {
+                const int kb = cf_min_i(kc, K - pc);
+                const float bet = pc == 0 ? beta : 1.0f;
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+                for (int p = 0; p < npan; p++)
+                    cf_gemm_pack_b(bpack + (size_t)p * nr * kb, tb, B, ldb, pc, jc + p * nr, kb,
+                                   cf_min_i(nr, nb - p * nr), nr);
+                /* (implicit barrier: the packed B block is complete) */
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+                for (int it = 0; it < nitems; it++) {
+                    const int ic = (it / nsplit) * mc, split = it % nsplit;
+                    const int mb = cf_min_i(mc, M - ic);
+                    cf_gemm_pack_a(apack, ta, A, lda, ic, pc, mb, kb, mr);
+                    const int p0 = (int)((long)split * npan / nsplit);
+                    const int p1 = (int)((long)(split + 1) * npan / nsplit);
+                    for (int p = p0; p < p1; p++) {
+                        const int j = p * nr, nn = cf_min_i(nr, nb - j);
+                        const float *bp = bpack + (size_t)p * nr * kb;
+                        float *cblk = C + (size_t)ic * ldc + jc + j;
+                        for (int i = 0; i < mb; i += mr)
+                            kr->fn(kb, apack + (size_t)i * kb, bp, cblk + (size_t)i * ldc, ldc,
+                                   alpha, bet, cf_min_i(mr, mb - i), nn);
+                    }
+                }
+                /* (implicit barrier: nobody still reads bpack when the next block is packed) */
+            }
+        }
+    }
+    free(pack);
+    return CF_OK;
+}
+
+#ifdef CF_HAVE_BLAS
+static int cf_gemm_blas(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                        const float *B, int ldb, float beta, float *C, int ldc) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M,
+                N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return CF_OK;
+}
+#endif
+
+int cf_cpu_sgemm(int kernel, int ta, int tb, int M, int N, int K, float alpha, const float *A,
+                 int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return CF_OK;
+    if (K < 0 || ldc < N || lda < (ta ? M : K) || ldb < (tb ? K : N)) {
+        CF_ERROR("cpu gemm: bad shape M=%d N=%d K=%d lda=%d ldb=%d ldc=%d (ta=%d tb=%d); "
+                 "row strides must cover the rows they step over",
+                 M, N, K, lda, ldb, ldc, ta, tb);
+        return CF_ERR_INVALID;
+    }
+    if (kernel != CF_CPU_GEMM_BLAS && (kernel < 0 || kernel >= cf_cpu_gemm_kernel_count())) {
+        CF_ERROR("cpu gemm: kernel index %d out of range (0..%d)", kernel,
+                 cf_cpu_gemm_kernel_count() - 1);
+        return CF_ERR_INVALID;
+    }
+    if (K == 0 || alpha == 0.0f) {
+        cf_gemm_scale_c(M, N, beta, C, ldc);
+        return CF_OK;
+    }
+    if (kernel == CF_CPU_GEMM_BLAS) {
+#ifdef CF_HAVE_BLAS
+        return cf_gemm_blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#else
+        CF_ERROR("cpu gemm: the BLAS path is not compiled in (rebuild with OpenBLAS installed "
+                 "and -DCF_BLAS=ON); use CF_CPU_GEMM=native");
+        return CF_ERR_UNSUPPORTED;
+#endif
+    }
+    return cf_gemm_native(cf_gemm_usable[kernel], ta, tb, M, N, K, alpha, A, lda, B, ldb, beta,
+                          C, ldc);
+}
+
+/* ---- choice of path ------------------------------------------------------------------------- */
+
+const char *cf_cpu_gemm_default(void) { return cf_cpu_blas_available() ? "blas" : "native"; }
+
+int cf_cpu_gemm_parse(const char *which, const char *origin, int *kernel) {
+    if (!which || !*which || strcmp(which, "auto") == 0) which = cf_cpu_gemm_default();
+    if (strcmp(which, "native") == 0) {
+        *kernel = CF_CPU_GEMM_NATIVE_BEST;
+        return CF_OK;
+    }
+    if (strcmp(which, "blas") == 0) {
+        if (!cf_cpu_blas_available()) {
+            CF_ERROR("%s: gemm 'blas' requested but this build has no BLAS (install OpenBLAS "
+                     "and rebuild with -DCF_BLAS=ON); use 'native'",
+                     origin);
+            return CF_ERR_UNSUPPORTED;
+        }
+        *kernel = CF_CPU_GEMM_BLAS;
+        return CF_OK;
+    }
+    if (strncmp(which, "native:", 7) == 0) {
+        for (int i = 0; i < cf_cpu_gemm_kernel_count(); i++)
+            if (strcmp(which + 7, cf_gemm_usable[i]->name) == 0) {
+                *kernel = i;
+                return CF_OK;
+            }
+    }
+    char names[256] = "";
+    for (int i = 0; i < cf_cpu_gemm_kernel_count(); i++) {
+        size_t len = strlen(names);
+        snprintf(names + len, sizeof names - len, "%snative:%s", i ? ", " : "",
+                 cf_gemm_usable[i]->name);
+    }
+    CF_ERROR("%s: unknown gemm '%s'; use auto, native, blas or one of: %s", origin, which, names);
+    return CF_ERR_INVALID;
+}

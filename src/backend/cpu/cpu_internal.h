@@ -1,0 +1,76 @@
+/* clformer: declarations shared by the CPU backend's files (ops table, ops, GEMM); not public. */
+#ifndef CF_CPU_INTERNAL_H
+#define CF_CPU_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/cpu/cpu_backend.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Elementwise ops below this many elements run on one thread (fork/join costs more). */
+#define CF_CPU_PAR_MIN 32768
+
+static inline int cf_cpu_max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+static inline int cf_cpu_thread_num(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* Check that a view names a buffer holding at least n elements from its offset; logs
+ * "cpu <op>: <arg> ..." and returns CF_ERR_INVALID otherwise. */
+int cf_cpu_view_check(cf_view v, size_t n, const char *op, const char *arg);
+#define CF_CPU_NEED(v, n, op, arg) CF_TRY(cf_cpu_view_check((v), (n), (op), (arg)))
+
+static inline float *cf_cpu_f32(cf_view v) { return (float *)v.buf->host + v.off; }
+static inline int32_t *cf_cpu_i32(cf_view v) { return (int32_t *)v.buf->host + v.off; }
+
+/* ---- ops (cpu_ops.c), signatures as in struct cf_backend_ops -------------------------------- */
+
+int cf_cpu_add_bias(cf_backend *be, cf_view out, cf_view bias, int N, int OC);
+int cf_cpu_bias_backward(cf_backend *be, cf_view dbias, cf_view dout, int N, int OC);
+int cf_cpu_encoder_forward(cf_backend *be, cf_view out, cf_view tokens, cf_view wte, cf_view wpe,
+                           int B, int T, int C);
+int cf_cpu_encoder_backward(cf_backend *be, cf_view dwte, cf_view dwpe, cf_view dout,
+                            cf_view tokens, int B, int T, int C);
+int cf_cpu_layernorm_forward(cf_backend *be, cf_view out, cf_view mean, cf_view rstd, cf_view inp,
+                             cf_view weight, cf_view bias, int N, int C);
+int cf_cpu_layernorm_backward(cf_backend *be, cf_view dinp, cf_view dweight, cf_view dbias,
+                              cf_view dout, cf_view inp, cf_view weight, cf_view mean,
+                              cf_view rstd, int N, int C);
+int cf_cpu_attention_forward(cf_backend *be, cf_view out, cf_view att, cf_view qkv, int B, int T,
+                             int C, int NH);
+int cf_cpu_attention_backward(cf_backend *be, cf_view dqkv, cf_view datt, cf_view dpreatt,
+                              cf_view dout, cf_view qkv, cf_view att, int B, int T, int C, int NH);
+int cf_cpu_gelu_forward(cf_backend *be, cf_view out, cf_view inp, size_t n);
+int cf_cpu_gelu_backward(cf_backend *be, cf_view dinp, cf_view inp, cf_view dout, size_t n);
+int cf_cpu_residual_forward(cf_backend *be, cf_view out, cf_view a, cf_view b, size_t n);
+int cf_cpu_axpy(cf_backend *be, cf_view y, cf_view x, float alpha, size_t n);
+int cf_cpu_crossentropy_forward(cf_backend *be, cf_view losses, cf_view logits, cf_view targets,
+                                int N, int V);
+int cf_cpu_crossentropy_fused(cf_backend *be, cf_view losses, cf_view dlogits, cf_view logits,
+                              cf_view targets, int N, int V, float dloss);
+int cf_cpu_reduce_sum(cf_backend *be, cf_view out, cf_view x, size_t n, int square);
+int cf_cpu_adamw(cf_backend *be, cf_view params, cf_view grads, cf_view m, cf_view v, size_t n,
+                 float lr, float beta1, float beta2, float eps, float weight_decay,
+                 float grad_scale, int t);
+
+/* Kernel index that "native" means (0: the best usable kernel). */
+#define CF_CPU_GEMM_NATIVE_BEST 0
+/* Parse a GEMM choice ("native", "native:<kernel>", "blas", "auto") into a kernel index for
+ * cf_cpu_sgemm; origin names where the value came from for the error message. */
+int cf_cpu_gemm_parse(const char *which, const char *origin, int *kernel);
+
+#endif
