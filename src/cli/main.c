@@ -113,7 +113,12 @@ static const char *TRAIN_HELP =
     "  --stop-after N  stop after N steps in this invocation (writes a checkpoint)\n"
     "  --log FILE      write one JSON line per step (step, loss, lr, grad_norm, tokens_per_s)\n"
     "  --keep N        keep the newest N checkpoints in --out (default 2)\n"
-    "  --quiet/--verbose\n"
+    "  --profile       per-layer, per-op time table (forward and backward: GEMM, attention, norms,\n"
+    "                  activations, loss, optimizer, transfers) over the steps after the first;\n"
+    "                  ops are synchronised one by one while profiled, so those steps run slower\n"
+    "  --profile-steps N  steps profiled by --profile / --trace (default 10)\n"
+    "  --trace FILE    Chrome trace (JSON trace events) of the profiled steps, for ui.perfetto.dev\n"
+    "  --quiet/--verbose  (--verbose adds the device allocations of each step to the progress line)\n"
     "\n"
     "Ctrl-C saves a checkpoint and exits; resume with --resume DIR.\n";
 
@@ -136,7 +141,8 @@ static int cmd_train(int argc, char **argv) {
             if (strcmp(argv[i], "--device") == 0 || strcmp(argv[i], "--steps") == 0 ||
                 strcmp(argv[i], "--out") == 0 || strcmp(argv[i], "--resume") == 0 ||
                 strcmp(argv[i], "--log") == 0 || strcmp(argv[i], "--stop-after") == 0 ||
-                strcmp(argv[i], "--keep") == 0 || strcmp(argv[i], "--gemm") == 0)
+                strcmp(argv[i], "--keep") == 0 || strcmp(argv[i], "--gemm") == 0 ||
+                strcmp(argv[i], "--trace") == 0 || strcmp(argv[i], "--profile-steps") == 0)
                 i++;
             continue;
         }
@@ -187,6 +193,16 @@ static int cmd_train(int argc, char **argv) {
             if (cf_cli_parse_int("train", "--keep", argv[++i], 1, 1000000, &o.keep_checkpoints) <
                 0)
                 return 1;
+        } else if (strcmp(a, "--profile") == 0) {
+            o.profile = 1;
+        } else if (strcmp(a, "--profile-steps") == 0) {
+            if (!cf_cli_need_value(argc, argv, i, "train")) return 1;
+            if (cf_cli_parse_int("train", "--profile-steps", argv[++i], 1, 1000000,
+                                 &o.profile_steps) < 0)
+                return 1;
+        } else if (strcmp(a, "--trace") == 0) {
+            if (!cf_cli_need_value(argc, argv, i, "train")) return 1;
+            o.trace_path = argv[++i];
         } else if (a[0] == '-') {
             CF_ERROR("train: unknown option '%s'; see `clformer train --help`", a);
             return 1;

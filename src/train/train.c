@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "backend/backend.h"
+#include "bench/bench.h"
 #include "data/dataset.h"
 #include "model/gpt.h"
 #include "train/checkpoint.h"
@@ -56,9 +57,15 @@ static int save(cf_train_opts *o, cf_model *m, cf_dataset *ds, cf_train_state *s
     cf_dataset_get_state(ds, &st->data);
     char path[CF_PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/step_%06d.safetensors", o->out_dir, st->step);
+    const size_t plen = strlen(path);
+    if (plen >= sizeof o->last_checkpoint) {
+        CF_ERROR("--out %s: checkpoint path is longer than %zu bytes; use a shorter directory",
+                 o->out_dir, sizeof o->last_checkpoint - 1);
+        return CF_ERR_INVALID;
+    }
     double t0 = cf_time_now();
     CF_TRY(cf_checkpoint_save(path, m, st, 1));
-    snprintf(o->last_checkpoint, sizeof o->last_checkpoint, "%s", path);
+    memcpy(o->last_checkpoint, path, plen + 1);
     prune_checkpoints(o->out_dir, o->keep_checkpoints);
     if (o->verbose) CF_INFO("saved %s (%.2f s)", path, cf_time_now() - t0);
     return CF_OK;
@@ -79,6 +86,57 @@ static int evaluate(cf_model *m, cf_dataset *ds, int batches, int32_t *x, int32_
     return CF_OK;
 }
 
+int cf_train_step(cf_model *m, int step, cf_batch_fn next, void *user, int32_t *x, int32_t *y,
+                  cf_step_info *out) {
+    const cf_config *c = &m->cfg;
+    const int B = c->batch_size, T = c->max_length, accum = c->grad_accum_steps;
+    if (accum < 1 || accum > 60) {
+        CF_ERROR("grad_accum_steps (%d) must be in [1, 60]", accum);
+        return CF_ERR_INVALID;
+    }
+    CF_TRY(cf_model_zero_grad(m));
+    for (int k = 0; k < accum; k++) {
+        CF_TRY(next(user, x, y, B, T));
+        CF_TRY(cf_model_forward_backward(m, x, y, B, T, 1.0f / (float)accum, k));
+    }
+    float norm = 0.0f;
+    CF_TRY(cf_model_grad_norm(m, &norm));
+    float scale = 1.0f;
+    if (c->grad_clip > 0.0f && norm > c->grad_clip) scale = c->grad_clip / (norm + 1e-6f);
+    const float lr = cf_lr_schedule(c, step);
+    CF_TRY(cf_model_adamw(m, lr, scale));
+    float scal[64];
+    CF_TRY(cf_model_read_scalars(m, scal, accum));
+    double lsum = 0.0;
+    for (int k = 0; k < accum; k++) lsum += scal[k];
+    /* scalars hold the sum over B*T of per-token losses for each micro-batch */
+    out->loss = (float)(lsum / ((double)B * T * accum));
+    out->grad_norm = norm;
+    out->lr = lr;
+    return CF_OK;
+}
+
+static int next_train_batch(void *user, int32_t *x, int32_t *y, int B, int T) {
+    return cf_dataset_next_batch((cf_dataset *)user, CF_SPLIT_TRAIN, B, T, x, y);
+}
+
+/* Prints the --profile table and writes the --trace file for the profiled steps. */
+static int finish_profile(cf_train_opts *o, cf_backend *be, const cf_trace_span *spans, int n) {
+    if (o->profile) {
+        fflush(stderr);
+        fprintf(stderr, "\n");
+        cf_prof_print(stderr, be, n);
+    }
+    if (o->trace_path) {
+        char name[256];
+        snprintf(name, sizeof name, "clformer train %s", o->cfg.name[0] ? o->cfg.name : o->origin);
+        CF_TRY(cf_prof_write_trace(o->trace_path, be, name, spans, n));
+        if (!o->quiet) CF_INFO("trace of %d steps written to %s (open in ui.perfetto.dev)", n,
+                               o->trace_path);
+    }
+    return CF_OK;
+}
+
 int cf_train_run(cf_train_opts *o) {
     cf_config *c = &o->cfg;
     int rc;
@@ -87,6 +145,7 @@ int cf_train_run(cf_train_opts *o) {
     cf_model *m = NULL;
     FILE *logf = NULL;
     int32_t *x = NULL, *y = NULL;
+    cf_trace_span *spans = NULL;
     cf_train_state st;
     memset(&st, 0, sizeof st);
     st.best_val_loss = INFINITY;
@@ -146,26 +205,36 @@ int cf_train_run(cf_train_opts *o) {
     const int start_step = st.step;
     double t_run0 = 0.0, t_last_print = 0.0;
     int timed_steps = 0, steps_this_run = 0;
-    float scal[64];
+    /* --profile / --trace: the steps after the first, profile_steps of them */
+    const int want_prof = o->profile || o->trace_path;
+    const int prof_steps = o->profile_steps > 0 ? o->profile_steps : 10;
+    int prof_done = 0;
+    if (want_prof && !(spans = calloc((size_t)prof_steps, sizeof *spans))) {
+        rc = CF_ERR_NOMEM;
+        goto done;
+    }
     for (int step = st.step; step < c->steps; step++) {
         double t0 = cf_time_now();
-        if ((rc = cf_model_zero_grad(m)) < 0) goto done;
-        for (int k = 0; k < accum; k++) {
-            if ((rc = cf_dataset_next_batch(ds, CF_SPLIT_TRAIN, B, T, x, y)) < 0) goto done;
-            if ((rc = cf_model_forward_backward(m, x, y, B, T, 1.0f / (float)accum, k)) < 0)
-                goto done;
+        const int prof_on = want_prof && steps_this_run >= 1 && prof_done < prof_steps;
+        if (prof_on && !be->prof.enabled) cf_prof_enable(be, 1);
+        const double span0 = prof_on ? cf_prof_now_us(be) : 0.0;
+        const uint64_t allocs0 = be->stats.allocs;
+        cf_step_info si;
+        if ((rc = cf_train_step(m, step, next_train_batch, ds, x, y, &si)) < 0) goto done;
+        const float loss = si.loss, norm = si.grad_norm, lr = si.lr;
+        const uint64_t step_allocs = be->stats.allocs - allocs0;
+        if (prof_on) {
+            spans[prof_done].start_us = span0;
+            spans[prof_done].dur_us = cf_prof_now_us(be) - span0;
+            if (++prof_done == prof_steps) {
+                if ((rc = finish_profile(o, be, spans, prof_done)) < 0) goto done;
+                cf_prof_enable(be, 0);
+            }
         }
-        float norm = 0.0f;
-        if ((rc = cf_model_grad_norm(m, &norm)) < 0) goto done;
-        float scale = 1.0f;
-        if (c->grad_clip > 0.0f && norm > c->grad_clip) scale = c->grad_clip / (norm + 1e-6f);
-        const float lr = cf_lr_schedule(c, step);
-        if ((rc = cf_model_adamw(m, lr, scale)) < 0) goto done;
-        if ((rc = cf_model_read_scalars(m, scal, accum)) < 0) goto done;
-        double lsum = 0.0;
-        for (int k = 0; k < accum; k++) lsum += scal[k];
-        /* scalars hold the sum over B*T of per-token losses for each micro-batch */
-        const float loss = (float)(lsum / ((double)B * T * accum));
+        if (o->verbose && steps_this_run >= 1 && step_allocs > 0)
+            CF_DEBUG("step %d made %llu device allocations (a step after the first should make "
+                     "none)",
+                     step + 1, (unsigned long long)step_allocs);
         const double t1 = cf_time_now();
         if (!isfinite(loss)) {
             CF_ERROR("step %d: loss is %f; lower learning_rate (now %g) or check the data", step + 1,
@@ -196,6 +265,9 @@ int cf_train_run(cf_train_opts *o) {
         }
         float val = NAN;
         const int last = st.step == c->steps;
+        /* evaluation and checkpoints stay out of a profile of training steps */
+        const int prof_paused = be->prof.enabled;
+        be->prof.enabled = 0;
         if (c->eval_interval > 0 && (st.step % c->eval_interval == 0 || last)) {
             if ((rc = evaluate(m, ds, c->eval_batches, x, y, &val)) < 0) goto done;
             o->final_val_loss = val;
@@ -204,11 +276,13 @@ int cf_train_run(cf_train_opts *o) {
         if (!o->quiet) {
             char eta[32];
             fmt_eta(eta, sizeof eta, (c->steps - st.step) * tokens_per_step / tps);
-            char line[256];
+            char line[320], allocs[48] = "";
+            if (o->verbose)
+                snprintf(allocs, sizeof allocs, " | allocs %llu", (unsigned long long)step_allocs);
             snprintf(line, sizeof line,
                      "step %5d/%d | loss %.4f | lr %.2e | norm %6.3f | %8.0f tok/s | %7.1f "
-                     "ms/step | ETA %s",
-                     st.step, c->steps, loss, lr, norm, tps, ms, eta);
+                     "ms/step%s | ETA %s",
+                     st.step, c->steps, loss, lr, norm, tps, ms, allocs, eta);
             const int print_line = !tty && (st.step % c->log_interval == 0 || last ||
                                             st.step == start_step + 1);
             if (tty && (t1 - t_last_print > 0.1 || last || !isnan(val))) {
@@ -235,9 +309,14 @@ int cf_train_run(cf_train_opts *o) {
         if (ckpt || last || stop) {
             if ((rc = save(o, m, ds, &st)) < 0) goto done;
         }
+        be->prof.enabled = prof_paused;
         if (stop) break;
     }
     if (tty && !o->quiet) fprintf(stderr, "\n");
+    /* a run shorter than the profiling window still reports what it profiled */
+    if (want_prof && prof_done > 0 && prof_done < prof_steps &&
+        (rc = finish_profile(o, be, spans, prof_done)) < 0)
+        goto done;
     if (!o->quiet) {
         if (st.step == start_step) {
             CF_INFO("nothing to do: the checkpoint is already at step %d of %d", st.step, c->steps);
@@ -255,6 +334,7 @@ int cf_train_run(cf_train_opts *o) {
     rc = CF_OK;
 done:
     if (logf) fclose(logf);
+    free(spans);
     free(x);
     free(y);
     cf_model_free(m);

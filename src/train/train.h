@@ -2,7 +2,11 @@
 #ifndef CF_TRAIN_TRAIN_H
 #define CF_TRAIN_TRAIN_H
 
+#include <stdint.h>
+
 #include "clformer/config.h"
+
+struct cf_model;
 
 typedef struct {
     cf_config cfg;          /* after overrides */
@@ -11,6 +15,9 @@ typedef struct {
     const char *out_dir;    /* --out, default runs/<config name> */
     const char *resume;     /* --resume file or dir, NULL for a fresh run */
     const char *log_path;   /* --log: one JSON line per step */
+    int profile;            /* --profile: per-op table over profile_steps steps after the first */
+    int profile_steps;      /* default 10 */
+    const char *trace_path; /* --trace: Chrome trace of those steps (implies profiling) */
     int stop_after;         /* stop (with a checkpoint) after this many steps in this run, 0 = off */
     int keep_checkpoints;   /* step_*.safetensors kept in out_dir (older ones removed) */
     int quiet, verbose;
@@ -19,6 +26,22 @@ typedef struct {
     double tokens_per_s;    /* out: average over the run, after the first step */
     char last_checkpoint[CF_PATH_MAX]; /* out */
 } cf_train_opts;
+
+/* Source of micro-batches for cf_train_step: fills inputs x(B,T) and targets y(B,T). */
+typedef int (*cf_batch_fn)(void *user, int32_t *x, int32_t *y, int B, int T);
+
+typedef struct {
+    float loss;      /* mean training loss over the step's micro-batches */
+    float grad_norm; /* global L2 norm before clipping */
+    float lr;        /* learning rate used */
+} cf_step_info;
+
+/* One optimizer step at 0-based index `step`: zero the gradients, grad_accum_steps micro-batches
+ * of cfg (B = batch_size, T = max_length) drawn from next() into the host arrays x, y (B*T each),
+ * forward + backward, global-norm clipping, AdamW with the scheduled learning rate, and the losses
+ * read back. The training loop and `clformer bench` both run exactly this. */
+int cf_train_step(struct cf_model *m, int step, cf_batch_fn next, void *user, int32_t *x,
+                  int32_t *y, cf_step_info *out);
 
 /* Returns CF_OK, CF_ERR_INTERRUPTED after a Ctrl-C (a checkpoint was written), or an error. */
 int cf_train_run(cf_train_opts *o);

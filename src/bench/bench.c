@@ -1,0 +1,320 @@
+/* clformer: `clformer bench CONFIG`: steady-state training throughput on random tokens, MFU against
+ * the measured device peak, host and device memory against the analytic estimate, host<->device
+ * bytes and device allocations per step, and the optional per-op profile and trace. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "backend/cpu/cpu_backend.h"
+#include "bench/bench.h"
+#include "model/gpt.h"
+#include "train/train.h"
+#ifdef CF_HAVE_OPENCL
+#include "backend/opencl/cl_backend.h"
+#endif
+
+/* ---- analytic memory ------------------------------------------------------------------------ */
+
+void cf_bench_mem_estimate(const cf_config *c, int B, int T, cf_mem_estimate *out) {
+    const uint64_t C = (uint64_t)c->d_model, L = (uint64_t)c->num_layers, F = (uint64_t)c->d_ff,
+                   V = (uint64_t)c->vocab_size, NH = (uint64_t)c->num_heads,
+                   Tmax = (uint64_t)c->max_length;
+    const uint64_t BT = (uint64_t)B * (uint64_t)T, BNTT = (uint64_t)B * NH * T * T;
+    const uint64_t f = sizeof(float);
+    memset(out, 0, sizeof *out);
+    /* token and position embeddings (the head is tied to wte), per block: LN1, qkv, attention
+     * projection, LN2, MLP up and down (weights + biases), then the final LN */
+    const uint64_t per_layer = 2 * C + (3 * C * C + 3 * C) + (C * C + C) + 2 * C + (F * C + F) +
+                               (C * F + C);
+    out->num_params = V * C + Tmax * C + L * per_layer + 2 * C;
+    out->params = out->num_params * f;
+    out->grads = out->params;
+    out->adam = 2 * out->params;
+    /* kept for backward, per layer: LN1 out + mean/rstd, qkv, attention out, softmax probs
+     * (B,NH,T,T), projection out, residual, LN2 out + mean/rstd, MLP pre- and post-GELU, MLP out,
+     * residual; plus the embedding output, final LN, logits (B,T,V), per-token losses, input and
+     * target ids */
+    const uint64_t acts_layer = BT * C + 2 * BT + 3 * BT * C + BT * C + BNTT + BT * C + BT * C +
+                                BT * C + 2 * BT + 2 * BT * F + BT * C + BT * C;
+    out->acts = f * (BT * C + L * acts_layer + BT * C + 2 * BT + BT * V + BT + 2 * BT);
+    /* one layer's worth of backward scratch: residual-stream and LN gradients, attention output
+     * and qkv gradients, MLP gradients, and two (B,NH,T,T) buffers for the softmax backward */
+    out->grad_scratch = f * (3 * BT * C + 3 * BT * C + 2 * BT * F + 2 * BNTT);
+    out->total = out->params + out->grads + out->adam + out->acts + out->grad_scratch;
+}
+
+/* ---- the benchmark ------------------------------------------------------------------------- */
+
+typedef struct {
+    int32_t *pool; /* (nbatch, B*T+1) random ids */
+    int nbatch, next;
+    size_t bt;
+} rand_batches;
+
+/* Micro-batches from a small pool of random token windows (no dataset, no tokenizer). */
+static int next_rand_batch(void *user, int32_t *x, int32_t *y, int B, int T) {
+    rand_batches *rb = user;
+    const int32_t *w = rb->pool + (size_t)rb->next * (rb->bt + 1);
+    rb->next = (rb->next + 1) % rb->nbatch;
+    (void)B;
+    (void)T;
+    memcpy(x, w, rb->bt * sizeof(int32_t));
+    memcpy(y, w + 1, rb->bt * sizeof(int32_t));
+    return CF_OK;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Linear-interpolated quantile q in [0,1] of sorted v[n]. */
+static double quantile(const double *v, int n, double q) {
+    if (n <= 0) return NAN;
+    double pos = q * (n - 1);
+    int i = (int)pos;
+    if (i >= n - 1) return v[n - 1];
+    return v[i] + (pos - i) * (v[i + 1] - v[i]);
+}
+
+static void gemm_path(cf_backend *be, char *out, size_t n) {
+    if (be->is_cpu) {
+        snprintf(out, n, "%s", cf_backend_cpu_get_gemm(be));
+        return;
+    }
+#ifdef CF_HAVE_OPENCL
+    if (cf_backend_is_opencl(be)) {
+        snprintf(out, n, "%s", cf_backend_opencl_gemm_path(be));
+        return;
+    }
+#endif
+    snprintf(out, n, "unknown");
+}
+
+int cf_bench_run(const cf_config *cfg, const cf_bench_opts *o, cf_bench_result *r) {
+    memset(r, 0, sizeof *r);
+    const int steps = o->steps > 0 ? o->steps : 10;
+    const int warmup = o->warmup > 0 ? o->warmup : 2;
+    const int prof = o->profile || o->trace_path;
+    const int prof_steps = prof ? (o->profile_steps > 0 ? o->profile_steps : 2) : 0;
+    const char *origin = o->origin ? o->origin : "config";
+    CF_TRY(cf_config_validate(cfg, origin));
+    const int B = cfg->batch_size, T = cfg->max_length, V = cfg->vocab_size;
+
+    cf_backend *be = NULL;
+    cf_model *m = NULL;
+    int32_t *x = NULL, *y = NULL;
+    double *ms = NULL;
+    cf_trace_span *spans = NULL;
+    rand_batches rb = {0};
+    int rc;
+    if ((rc = cf_backend_create(o->device, &be)) < 0) return rc;
+    snprintf(r->device, sizeof r->device, "%s", cf_be_name(be));
+    snprintf(r->config_name, sizeof r->config_name, "%s", cfg->name[0] ? cfg->name : origin);
+    r->B = B;
+    r->T = T;
+    r->accum = cfg->grad_accum_steps;
+    r->steps = steps;
+    r->warmup = warmup;
+    r->tokens_per_step = (double)B * T * cfg->grad_accum_steps;
+    r->flops_per_token = cf_model_flops_per_token(cfg);
+    cf_bench_mem_estimate(cfg, B, T, &r->est);
+
+    /* the peak first, while nothing else is allocated */
+    const char *how = "";
+    double peak_s = o->peak_seconds > 0 ? o->peak_seconds : 0.3;
+    if ((rc = cf_bench_device_peak_gflops(be, peak_s, &r->peak_gflops, &how)) < 0) goto done;
+    snprintf(r->peak_how, sizeof r->peak_how, "%s", how);
+
+    if ((rc = cf_model_create(be, cfg, B, T, 1, &m)) < 0) goto done;
+    if ((rc = cf_model_init(m, cfg->seed)) < 0) goto done;
+    r->num_params = m->num_params;
+    gemm_path(be, r->gemm, sizeof r->gemm);
+
+    const size_t bt = (size_t)B * T;
+    rb.nbatch = 4;
+    rb.bt = bt;
+    x = malloc(bt * sizeof *x);
+    y = malloc(bt * sizeof *y);
+    rb.pool = malloc((size_t)rb.nbatch * (bt + 1) * sizeof *rb.pool);
+    ms = malloc((size_t)steps * sizeof *ms);
+    if (prof) spans = calloc((size_t)prof_steps, sizeof *spans);
+    if (!x || !y || !rb.pool || !ms || (prof && !spans)) {
+        rc = CF_ERR_NOMEM;
+        goto done;
+    }
+    cf_rng rng;
+    cf_rng_seed(&rng, cfg->seed ^ 0x9e3779b97f4a7c15ULL);
+    for (size_t i = 0; i < (size_t)rb.nbatch * (bt + 1); i++)
+        rb.pool[i] = (int32_t)(cf_rng_u32(&rng) % (uint32_t)V);
+
+    cf_step_info si;
+    int step = 0;
+    for (int w = 0; w < warmup; w++, step++) {
+        const uint64_t a0 = be->stats.allocs;
+        const double t0 = cf_time_now();
+        if ((rc = cf_train_step(m, step, next_rand_batch, &rb, x, y, &si)) < 0) goto done;
+        if (w == 0) {
+            r->first_step_ms = (cf_time_now() - t0) * 1e3;
+            r->first_step_allocs = be->stats.allocs - a0;
+        }
+    }
+    /* timed steps: each step ends with the loss download, so its host time is its device time */
+    const cf_backend_stats s0 = be->stats;
+    for (int i = 0; i < steps; i++, step++) {
+        const double t0 = cf_time_now();
+        if ((rc = cf_train_step(m, step, next_rand_batch, &rb, x, y, &si)) < 0) goto done;
+        ms[i] = (cf_time_now() - t0) * 1e3;
+        if (cf_interrupted()) {
+            rc = CF_ERR_INTERRUPTED;
+            goto done;
+        }
+    }
+    const cf_backend_stats s1 = be->stats;
+    r->final_loss = si.loss;
+    if (!isfinite(si.loss)) {
+        CF_ERROR("bench: loss became %f on random tokens; the device computes wrong results "
+                 "(check with the test suite)",
+                 si.loss);
+        rc = CF_ERR_DEVICE;
+        goto done;
+    }
+    r->h2d_bytes_per_step = (double)(s1.h2d_bytes - s0.h2d_bytes) / steps;
+    r->d2h_bytes_per_step = (double)(s1.d2h_bytes - s0.d2h_bytes) / steps;
+    r->allocs_per_step = (double)(s1.allocs - s0.allocs) / steps;
+    r->launches_per_step = (double)(s1.kernel_launches - s0.kernel_launches) / steps;
+
+    double sum = 0.0;
+    for (int i = 0; i < steps; i++) sum += ms[i];
+    qsort(ms, (size_t)steps, sizeof *ms, cmp_double);
+    r->ms_mean = sum / steps;
+    r->ms_min = ms[0];
+    r->ms_max = ms[steps - 1];
+    r->ms_median = quantile(ms, steps, 0.5);
+    r->ms_p10 = quantile(ms, steps, 0.1);
+    r->ms_p90 = quantile(ms, steps, 0.9);
+    r->tokens_per_s = r->tokens_per_step / (r->ms_median / 1e3);
+    r->achieved_gflops = r->flops_per_token * r->tokens_per_s / 1e9;
+    r->mfu = r->peak_gflops > 0 ? r->achieved_gflops / r->peak_gflops : 0.0;
+
+    /* profiled steps come after the timed ones: profiling synchronises after every op */
+    if (prof) {
+        cf_prof_enable(be, 1);
+        for (int i = 0; i < prof_steps; i++, step++) {
+            spans[i].start_us = cf_prof_now_us(be);
+            if ((rc = cf_train_step(m, step, next_rand_batch, &rb, x, y, &si)) < 0) goto done;
+            spans[i].dur_us = cf_prof_now_us(be) - spans[i].start_us;
+        }
+        be->prof.enabled = 0; /* keep the events for the report */
+        r->profiled_steps = prof_steps;
+        cf_prof_summary(be, prof_steps, r->prof_ms);
+        if (o->profile) cf_prof_print(o->report ? o->report : stderr, be, prof_steps);
+        if (o->trace_path) {
+            char name[256];
+            snprintf(name, sizeof name, "clformer bench %s", r->config_name);
+            if ((rc = cf_prof_write_trace(o->trace_path, be, name, spans, prof_steps)) < 0)
+                goto done;
+        }
+    }
+    r->peak_device_bytes = be->stats.peak_bytes_allocated;
+    r->peak_host_bytes = cf_peak_rss_bytes();
+    rc = CF_OK;
+done:
+    free(x);
+    free(y);
+    free(rb.pool);
+    free(ms);
+    free(spans);
+    cf_model_free(m);
+    cf_backend_destroy(be);
+    return rc;
+}
+
+/* ---- output --------------------------------------------------------------------------------- */
+
+static double mib(double b) { return b / 1048576.0; }
+
+void cf_bench_print(FILE *out, const cf_bench_result *r) {
+    fprintf(out, "clformer bench %s on %s (GEMM %s)\n", r->config_name, r->device, r->gemm);
+    fprintf(out, "  model             %.2fM parameters, batch %d x %d x %d accum = %.0f tokens/step\n",
+            r->num_params / 1e6, r->B, r->T, r->accum, r->tokens_per_step);
+    fprintf(out, "  steps             %d timed after %d warm-up (first step %.1f ms)\n", r->steps,
+            r->warmup, r->first_step_ms);
+    fprintf(out, "  throughput        %.0f tokens/s\n", r->tokens_per_s);
+    fprintf(out, "  ms/step           median %.2f  mean %.2f  p10 %.2f  p90 %.2f  min %.2f  max "
+                 "%.2f\n",
+            r->ms_median, r->ms_mean, r->ms_p10, r->ms_p90, r->ms_min, r->ms_max);
+    fprintf(out, "  model FLOPs       %.2f MFLOP/token -> %.2f GFLOP/s\n", r->flops_per_token / 1e6,
+            r->achieved_gflops);
+    fprintf(out, "  device peak       %.2f GFLOP/s (%s)\n", r->peak_gflops, r->peak_how);
+    fprintf(out, "  MFU               %.2f%%\n", 100.0 * r->mfu);
+    fprintf(out, "  peak host memory  %.1f MiB (resident set)\n", mib((double)r->peak_host_bytes));
+    fprintf(out, "  peak device mem   %.1f MiB allocated; analytic %.1f MiB = params %.1f + grads "
+                 "%.1f + AdamW %.1f + activations %.1f + backward scratch %.1f (measured/analytic "
+                 "%.3f)\n",
+            mib((double)r->peak_device_bytes), mib((double)r->est.total), mib((double)r->est.params),
+            mib((double)r->est.grads), mib((double)r->est.adam), mib((double)r->est.acts),
+            mib((double)r->est.grad_scratch),
+            r->est.total ? (double)r->peak_device_bytes / (double)r->est.total : 0.0);
+    fprintf(out, "  transfers/step    %.0f bytes host->device, %.0f bytes device->host\n",
+            r->h2d_bytes_per_step, r->d2h_bytes_per_step);
+    fprintf(out, "  allocations       %llu in the first step, %.2f per step after it%s\n",
+            (unsigned long long)r->first_step_allocs, r->allocs_per_step,
+            r->allocs_per_step > 0 ? " (NOT zero: something allocates every step)" : "");
+    fprintf(out, "  ops/step          %.0f\n", r->launches_per_step);
+}
+
+char *cf_bench_to_json(const cf_bench_result *r) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddStringToObject(o, "config", r->config_name);
+    cJSON_AddStringToObject(o, "device", r->device);
+    cJSON_AddStringToObject(o, "gemm", r->gemm);
+    cJSON_AddNumberToObject(o, "batch_size", r->B);
+    cJSON_AddNumberToObject(o, "max_length", r->T);
+    cJSON_AddNumberToObject(o, "grad_accum_steps", r->accum);
+    cJSON_AddNumberToObject(o, "num_params", (double)r->num_params);
+    cJSON_AddNumberToObject(o, "steps", r->steps);
+    cJSON_AddNumberToObject(o, "warmup", r->warmup);
+    cJSON_AddNumberToObject(o, "tokens_per_step", r->tokens_per_step);
+    cJSON_AddNumberToObject(o, "tokens_per_s", r->tokens_per_s);
+    cJSON_AddNumberToObject(o, "ms_per_step", r->ms_median);
+    cJSON_AddNumberToObject(o, "ms_per_step_mean", r->ms_mean);
+    cJSON_AddNumberToObject(o, "ms_per_step_min", r->ms_min);
+    cJSON_AddNumberToObject(o, "ms_per_step_max", r->ms_max);
+    cJSON_AddNumberToObject(o, "ms_per_step_p10", r->ms_p10);
+    cJSON_AddNumberToObject(o, "ms_per_step_p90", r->ms_p90);
+    cJSON_AddNumberToObject(o, "first_step_ms", r->first_step_ms);
+    cJSON_AddNumberToObject(o, "flops_per_token", r->flops_per_token);
+    cJSON_AddNumberToObject(o, "achieved_gflops", r->achieved_gflops);
+    cJSON_AddNumberToObject(o, "peak_gflops", r->peak_gflops);
+    cJSON_AddStringToObject(o, "peak_method", r->peak_how);
+    cJSON_AddNumberToObject(o, "mfu", r->mfu);
+    cJSON_AddNumberToObject(o, "peak_host_bytes", (double)r->peak_host_bytes);
+    cJSON_AddNumberToObject(o, "peak_device_bytes", (double)r->peak_device_bytes);
+    cJSON_AddNumberToObject(o, "analytic_bytes", (double)r->est.total);
+    cJSON *a = cJSON_AddObjectToObject(o, "analytic");
+    cJSON_AddNumberToObject(a, "params", (double)r->est.params);
+    cJSON_AddNumberToObject(a, "grads", (double)r->est.grads);
+    cJSON_AddNumberToObject(a, "adamw", (double)r->est.adam);
+    cJSON_AddNumberToObject(a, "activations", (double)r->est.acts);
+    cJSON_AddNumberToObject(a, "backward_scratch", (double)r->est.grad_scratch);
+    cJSON_AddNumberToObject(o, "h2d_bytes_per_step", r->h2d_bytes_per_step);
+    cJSON_AddNumberToObject(o, "d2h_bytes_per_step", r->d2h_bytes_per_step);
+    cJSON_AddNumberToObject(o, "first_step_allocs", (double)r->first_step_allocs);
+    cJSON_AddNumberToObject(o, "allocs_per_step", r->allocs_per_step);
+    cJSON_AddNumberToObject(o, "ops_per_step", r->launches_per_step);
+    cJSON_AddNumberToObject(o, "final_loss", r->final_loss);
+    if (r->profiled_steps > 0) {
+        cJSON *p = cJSON_AddObjectToObject(o, "profile_ms_per_step");
+        for (int c = 0; c < CF_CAT_COUNT; c++)
+            cJSON_AddNumberToObject(p, cf_prof_cat_name(c), r->prof_ms[c]);
+    }
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}

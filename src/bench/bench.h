@@ -1,0 +1,161 @@
+/* clformer: measurement: the device's peak FLOP rate, the training throughput benchmark (tokens/s,
+ * MFU, memory, transfers, allocations), the analytic memory model, the per-op profile report and
+ * Chrome trace, and the GEMM and attention sweeps. */
+#ifndef CF_BENCH_H
+#define CF_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "backend/backend.h"
+#include "clformer/config.h"
+
+/* ---- peak FLOP rate ------------------------------------------------------------------------ */
+
+/* Peak fp32 rate of the host CPU: every OpenMP thread runs independent chains of SIMD fused
+ * multiply-adds (AVX-512, AVX2+FMA, or plain vectors elsewhere) for about `seconds`; the best of
+ * three runs. One FMA counts as 2 FLOPs. */
+int cf_bench_cpu_peak_gflops(double seconds, double *gflops);
+
+/* Peak of the backend's device: the CPU loop above for the CPU backend, an FMA kernel on OpenCL
+ * devices. *how (static string) names the method for the report. */
+int cf_bench_device_peak_gflops(cf_backend *be, double seconds, double *gflops, const char **how);
+
+#ifdef CF_HAVE_OPENCL
+/* In src/backend/opencl/cl_peak.c: an FMA-chain kernel on the backend's own queue.
+ * CF_ERR_UNSUPPORTED when be is not an OpenCL backend. */
+int cf_cl_peak_gflops(cf_backend *be, double seconds, double *gflops);
+#endif
+
+/* ---- analytic memory ------------------------------------------------------------------------ */
+
+/* What training a config at batch (B, T) must hold on the device, in bytes, counted from the
+ * model's definition (not from the allocator): fp32 everywhere. */
+typedef struct {
+    uint64_t num_params;  /* parameter count */
+    uint64_t params;      /* weights */
+    uint64_t grads;       /* their gradients */
+    uint64_t adam;        /* AdamW first and second moments (2x params) */
+    uint64_t acts;        /* forward activations kept for backward, incl. logits and B*NH*T*T probs */
+    uint64_t grad_scratch;/* backward scratch reused layer by layer (incl. two B*NH*T*T buffers) */
+    uint64_t total;
+} cf_mem_estimate;
+
+void cf_bench_mem_estimate(const cf_config *cfg, int B, int T, cf_mem_estimate *out);
+
+/* ---- training benchmark --------------------------------------------------------------------- */
+
+typedef struct {
+    const char *device;     /* backend spec, NULL = auto */
+    const char *origin;     /* config file name for messages */
+    int steps;              /* timed steps (default 10) */
+    int warmup;             /* untimed steps before them (default 2, at least 1) */
+    int profile;            /* after the timed steps, profile_steps more with per-op profiling */
+    int profile_steps;      /* default 2 */
+    const char *trace_path; /* Chrome trace of the profiled steps (implies profiling) */
+    double peak_seconds;    /* duration of the peak FMA measurement (default 0.3) */
+    FILE *report;           /* where --profile prints its table (NULL = stderr) */
+} cf_bench_opts;
+
+typedef struct {
+    char device[640];
+    char config_name[128];
+    char gemm[64];     /* GEMM path of the backend ("native:avx2-6x16", "blas", "clblast", ...) */
+    char peak_how[64]; /* how the peak was measured */
+    int B, T, accum, steps, warmup;
+    uint64_t num_params;
+    double tokens_per_step;
+    /* step time over the timed steps, milliseconds */
+    double ms_median, ms_mean, ms_min, ms_max, ms_p10, ms_p90;
+    double first_step_ms;   /* includes kernel builds, first-touch of buffers */
+    double tokens_per_s;    /* tokens_per_step / median step time */
+    double flops_per_token; /* cf_model_flops_per_token */
+    double achieved_gflops; /* flops_per_token * tokens_per_s / 1e9 */
+    double peak_gflops;
+    double mfu;             /* achieved / peak */
+    uint64_t peak_host_bytes;   /* peak resident set of the process */
+    uint64_t peak_device_bytes; /* high-water mark of buffers allocated through the backend */
+    cf_mem_estimate est;        /* analytic, at (B, T) */
+    double h2d_bytes_per_step, d2h_bytes_per_step;
+    uint64_t first_step_allocs;  /* device allocations during the first step */
+    double allocs_per_step;      /* device allocations per step after the first (want 0) */
+    double launches_per_step;    /* backend ops dispatched per step */
+    float final_loss;
+    /* filled when profiled: ms per step by category (see cf_prof_category) */
+    int profiled_steps;
+    double prof_ms[16];
+} cf_bench_result;
+
+/* Random tokens (no dataset), a fresh model on the device, warmup + timed steps of exactly the
+ * training step (cf_train_step). */
+int cf_bench_run(const cf_config *cfg, const cf_bench_opts *o, cf_bench_result *r);
+
+/* Human-readable report (stdout of `clformer bench`). */
+void cf_bench_print(FILE *out, const cf_bench_result *r);
+/* The --json object (malloc'ed string, one line). Keys: see docs in BENCHMARKS.md. */
+char *cf_bench_to_json(const cf_bench_result *r);
+
+/* ---- profile report and trace (profile.c) ------------------------------------------------- */
+
+enum cf_prof_cat {
+    CF_CAT_GEMM = 0,    /* gemm, add_bias, bias_backward (the linear layers) */
+    CF_CAT_ATTENTION,   /* attention_forward/backward */
+    CF_CAT_NORM,        /* layernorm */
+    CF_CAT_ACTIVATION,  /* gelu */
+    CF_CAT_LOSS,        /* cross-entropy and the loss reduction */
+    CF_CAT_OPTIMIZER,   /* everything in the optimizer phase: grad norm, AdamW */
+    CF_CAT_TRANSFER,    /* upload, download */
+    CF_CAT_EMBEDDING,   /* encoder forward/backward */
+    CF_CAT_ELEMENTWISE, /* residual adds, axpy, fill (gradient zeroing), copy */
+    CF_CAT_COUNT
+};
+const char *cf_prof_cat_name(int cat);
+int cf_prof_category(const cf_prof_event *e);
+const char *cf_prof_phase_short(int phase); /* "fwd", "bwd", "opt", "xfer", "other" */
+
+/* Per-category milliseconds per step over the recorded events (ms_per_cat[CF_CAT_COUNT]); returns
+ * the total. */
+double cf_prof_summary(const cf_backend *be, int nsteps, double *ms_per_cat);
+
+/* The --profile tables: where the time goes by category and phase, then every (layer, phase, op)
+ * with calls, ms per step and share. nsteps divides the totals; source says where times came
+ * from. */
+void cf_prof_print(FILE *out, const cf_backend *be, int nsteps);
+
+/* Chrome trace-event JSON of the recorded events: one "X" event per op named
+ * "L<layer>.<phase>.<op>" ("model" for ops outside the blocks) on the device-queue track, and one
+ * span per step on a "steps" track (steps[i] = {start_us, dur_us} on the profiler's clock; may
+ * be NULL). Opens in Perfetto / chrome://tracing. */
+typedef struct {
+    double start_us, dur_us;
+} cf_trace_span;
+int cf_prof_write_trace(const char *path, const cf_backend *be, const char *process_name,
+                        const cf_trace_span *steps, int nsteps);
+
+/* Profiler clock now, in microseconds since cf_prof_enable (for step spans). */
+double cf_prof_now_us(const cf_backend *be);
+
+/* ---- sweeps (sweep.c) ------------------------------------------------------------------------ */
+
+typedef struct {
+    const char *device; /* NULL = auto */
+    int json;           /* print JSON instead of the table */
+    double min_seconds; /* time per measurement (default 0.2) */
+    const int *sizes;   /* square sweep sizes (GEMM) or sequence lengths (attention), 0-terminated;
+                           NULL = defaults */
+    int batch;          /* attention sweep batch (default 4) */
+    int skip_shapes;    /* GEMM: square sweep only */
+} cf_sweep_opts;
+
+/* GFLOP/s of every GEMM of a training step of cfg (forward, dinp, dweight of each linear layer,
+ * the tied head included) and of square M=N=K sizes, for each GEMM path of the device: CPU
+ * backend native / BLAS; OpenCL native with 8x8 and 16x16 work-groups forced, the backend's own
+ * choice (rule or tuning file), and CLBlast. */
+int cf_bench_gemm_sweep(const cf_config *cfg, const cf_sweep_opts *o, FILE *out);
+
+/* Attention forward and backward time and memory for T = 64 .. 1024 (doubling) at cfg's d_model
+ * and num_heads. */
+int cf_bench_attention_sweep(const cf_config *cfg, const cf_sweep_opts *o, FILE *out);
+
+#endif

@@ -1,0 +1,433 @@
+/* clformer: micro-benchmarks: GFLOP/s of every GEMM shape of a training step (and a square sweep)
+ * for each GEMM path of the device, and attention time and memory against sequence length. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <cjson/cJSON.h>
+
+#include "backend/cpu/cpu_backend.h"
+#include "bench/bench.h"
+#ifdef CF_HAVE_OPENCL
+#include "backend/opencl/cl_backend.h"
+#endif
+
+/* ---- shared helpers --------------------------------------------------------------------------- */
+
+/* Upload n uniform values in [-scale, scale) (deterministic) to dst. */
+static int fill_random(cf_backend *be, cf_view dst, size_t n, float scale, uint64_t seed) {
+    float *h = malloc(n * sizeof *h);
+    if (!h) return CF_ERR_NOMEM;
+    cf_rng r;
+    cf_rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++) h[i] = scale * (2.0f * cf_rng_uniform(&r) - 1.0f);
+    int rc = cf_be_upload(be, dst, h, n * sizeof *h);
+    free(h);
+    return rc;
+}
+
+/* ---- GEMM sweep ------------------------------------------------------------------------------- */
+
+typedef struct {
+    char name[32];
+    int ta, tb, M, N, K, lda, ldb, ldc;
+} gemm_shape;
+
+typedef struct {
+    const char *label;  /* column header */
+    const char *device; /* backend spec */
+    const char *gemm;   /* CPU: cf_backend_cpu_set_gemm value; OpenCL: "native" / "clblast" */
+    int force_tile;     /* OpenCL native: 8 or 16 work-group side, 0 = the backend's choice */
+} gemm_variant;
+
+static int add_shape(gemm_shape *s, int n, const char *name, int ta, int tb, int M, int N, int K) {
+    gemm_shape *g = &s[n];
+    snprintf(g->name, sizeof g->name, "%s", name);
+    g->ta = ta;
+    g->tb = tb;
+    g->M = M;
+    g->N = N;
+    g->K = K;
+    g->lda = ta ? M : K; /* A is (M,K), or stored (K,M) when transposed */
+    g->ldb = tb ? K : N; /* B is (K,N), or stored (N,K) when transposed */
+    g->ldc = N;
+    return n + 1;
+}
+
+/* The GEMMs of one training step (cf_be_matmul_forward / _backward): for each linear layer
+ * in(BT,IC) -> out(BT,OC): forward out = in @ W^T, dinp = dout @ W, dW = dout^T @ in. */
+static int config_shapes(const cf_config *c, gemm_shape *s, int n) {
+    const int BT = c->batch_size * c->max_length, C = c->d_model, F = c->d_ff,
+              V = c->vocab_size;
+    const struct {
+        const char *nm;
+        int ic, oc;
+    } lin[] = {{"qkv", C, 3 * C}, {"attn_proj", C, C}, {"fc", C, F}, {"fc_proj", F, C},
+               {"head", C, V}};
+    for (size_t i = 0; i < sizeof lin / sizeof lin[0]; i++) {
+        char nm[32];
+        snprintf(nm, sizeof nm, "%s.fwd", lin[i].nm);
+        n = add_shape(s, n, nm, 0, 1, BT, lin[i].oc, lin[i].ic);
+        snprintf(nm, sizeof nm, "%s.dinp", lin[i].nm);
+        n = add_shape(s, n, nm, 0, 0, BT, lin[i].ic, lin[i].oc);
+        snprintf(nm, sizeof nm, "%s.dw", lin[i].nm);
+        n = add_shape(s, n, nm, 1, 0, lin[i].oc, lin[i].ic, BT);
+    }
+    return n;
+}
+
+#ifdef CF_HAVE_OPENCL
+static int force_tile_tuner(void *user, const char *device, int M, int N, int K, int ta, int tb,
+                            cf_cl_gemm_params *out) {
+    (void)device;
+    (void)ta;
+    (void)tb;
+    const int tile = *(const int *)user;
+    cf_cl_gemm_rule(M, N, K, 1 << 30, out); /* the rule's WPT and TK, our work-group side */
+    out->tile = tile;
+    out->source = tile == 8 ? "forced 8x8" : "forced 16x16";
+    return 1;
+}
+#endif
+
+/* Creates the backend of a variant with its GEMM path selected. */
+static int variant_backend(const gemm_variant *v, cf_backend **out) {
+    cf_backend *be = NULL;
+    CF_TRY(cf_backend_create(v->device, &be));
+    int rc = CF_OK;
+    if (be->is_cpu) {
+        rc = cf_backend_cpu_set_gemm(be, v->gemm);
+    }
+#ifdef CF_HAVE_OPENCL
+    else if (cf_backend_is_opencl(be)) {
+        rc = cf_backend_opencl_set_gemm(be, v->gemm);
+        if (rc >= 0 && v->force_tile)
+            rc = cf_backend_opencl_set_gemm_tuner(be, force_tile_tuner, (void *)&v->force_tile);
+    }
+#endif
+    if (rc < 0) {
+        cf_backend_destroy(be);
+        return rc;
+    }
+    *out = be;
+    return CF_OK;
+}
+
+/* GFLOP/s of one shape: one untimed call (kernel builds, first touch), then calls until
+ * min_seconds have passed (at least two). */
+static int time_gemm(cf_backend *be, const gemm_shape *g, cf_view A, cf_view Bv, cf_view C,
+                     double min_seconds, double *gflops) {
+    CF_TRY(cf_be_gemm(be, g->ta, g->tb, g->M, g->N, g->K, 1.0f, A, g->lda, Bv, g->ldb, 0.0f, C,
+                      g->ldc));
+    CF_TRY(cf_be_sync(be));
+    int reps = 0;
+    double t0 = cf_time_now(), t = 0.0;
+    do {
+        CF_TRY(cf_be_gemm(be, g->ta, g->tb, g->M, g->N, g->K, 1.0f, A, g->lda, Bv, g->ldb, 0.0f,
+                          C, g->ldc));
+        reps++;
+        /* synchronise every call while calibrating, then in batches */
+        if (reps < 4 || reps % 8 == 0) {
+            CF_TRY(cf_be_sync(be));
+            t = cf_time_now() - t0;
+        }
+    } while (t < min_seconds || reps < 2);
+    CF_TRY(cf_be_sync(be));
+    t = cf_time_now() - t0;
+    *gflops = 2.0 * g->M * g->N * (double)g->K * reps / t / 1e9;
+    return CF_OK;
+}
+
+int cf_bench_gemm_sweep(const cf_config *cfg, const cf_sweep_opts *o, FILE *out) {
+    static const int default_sizes[] = {128, 256, 512, 1024, 2048, 0};
+    const int *sizes = o->sizes ? o->sizes : default_sizes;
+    const double min_s = o->min_seconds > 0 ? o->min_seconds : 0.2;
+    gemm_shape shapes[64];
+    int ns = 0;
+    if (!o->skip_shapes) ns = config_shapes(cfg, shapes, ns);
+    for (int i = 0; sizes[i] > 0 && ns < 64; i++) {
+        char nm[32];
+        snprintf(nm, sizeof nm, "square %d", sizes[i]);
+        ns = add_shape(shapes, ns, nm, 0, 0, sizes[i], sizes[i], sizes[i]);
+    }
+
+    /* which device, and so which variants */
+    cf_backend *probe = NULL;
+    CF_TRY(cf_backend_create(o->device, &probe));
+    char devname[640];
+    snprintf(devname, sizeof devname, "%s", cf_be_name(probe));
+    const int is_cpu = probe->is_cpu;
+    cf_backend_destroy(probe);
+    gemm_variant vars[8];
+    int nv = 0;
+    vars[nv++] = (gemm_variant){"cpu native", "cpu", "native", 0};
+    if (cf_cpu_blas_available()) vars[nv++] = (gemm_variant){"cpu blas", "cpu", "blas", 0};
+    if (!is_cpu) {
+        const char *dev = o->device ? o->device : "auto";
+        vars[nv++] = (gemm_variant){"native 8x8", dev, "native", 8};
+        vars[nv++] = (gemm_variant){"native 16x16", dev, "native", 16};
+        vars[nv++] = (gemm_variant){"native auto", dev, "native", 0};
+        vars[nv++] = (gemm_variant){"clblast", dev, "clblast", 0};
+    }
+
+    double *res = calloc((size_t)ns * nv, sizeof *res); /* GFLOP/s, NAN = not run */
+    char (*params)[48] = calloc((size_t)ns, sizeof *params); /* native auto's choice per shape */
+    if (!res || !params) {
+        free(res);
+        free(params);
+        return CF_ERR_NOMEM;
+    }
+    size_t maxA = 0, maxB = 0, maxC = 0;
+    for (int i = 0; i < ns; i++) {
+        const gemm_shape *g = &shapes[i];
+        size_t a = (size_t)g->M * g->K, b = (size_t)g->K * g->N, c = (size_t)g->M * g->N;
+        if (a > maxA) maxA = a;
+        if (b > maxB) maxB = b;
+        if (c > maxC) maxC = c;
+    }
+    int rc = CF_OK;
+    for (int v = 0; v < nv; v++) {
+        for (int i = 0; i < ns; i++) res[(size_t)i * nv + v] = NAN;
+        cf_backend *be = NULL;
+        if (variant_backend(&vars[v], &be) < 0) {
+            CF_WARN("gemm sweep: skipping '%s' on %s (not available, see above)", vars[v].label,
+                    vars[v].device);
+            continue;
+        }
+        cf_buffer *A = NULL, *Bb = NULL, *C = NULL;
+        if ((rc = cf_be_alloc(be, maxA * 4, &A)) < 0 || (rc = cf_be_alloc(be, maxB * 4, &Bb)) < 0 ||
+            (rc = cf_be_alloc(be, maxC * 4, &C)) < 0 ||
+            (rc = fill_random(be, cf_view_make(A, 0), maxA, 1.0f, 1)) < 0 ||
+            (rc = fill_random(be, cf_view_make(Bb, 0), maxB, 1.0f, 2)) < 0) {
+            cf_be_free(be, A);
+            cf_be_free(be, Bb);
+            cf_be_free(be, C);
+            cf_backend_destroy(be);
+            goto done;
+        }
+        for (int i = 0; i < ns; i++) {
+            double gf = NAN;
+            if ((rc = time_gemm(be, &shapes[i], cf_view_make(A, 0), cf_view_make(Bb, 0),
+                                cf_view_make(C, 0), min_s, &gf)) < 0)
+                break;
+            res[(size_t)i * nv + v] = gf;
+            if (!o->json)
+                CF_DEBUG("gemm sweep: %s %s: %.2f GFLOP/s", vars[v].label, shapes[i].name, gf);
+#ifdef CF_HAVE_OPENCL
+            if (cf_backend_is_opencl(be) && !vars[v].force_tile && !strcmp(vars[v].gemm, "native")) {
+                cf_cl_gemm_params p;
+                const gemm_shape *g = &shapes[i];
+                if (cf_backend_opencl_gemm_params(be, g->M, g->N, g->K, g->ta, g->tb, &p) >= 0)
+                    snprintf(params[i], sizeof params[i], "%dx%d wpt%d tk%d (%s)", p.tile, p.tile,
+                             p.wpt, p.tk, p.source ? p.source : "?");
+            }
+#endif
+        }
+        cf_be_free(be, A);
+        cf_be_free(be, Bb);
+        cf_be_free(be, C);
+        cf_backend_destroy(be);
+        if (rc < 0) goto done;
+    }
+
+    if (o->json) {
+        cJSON *root = cJSON_CreateObject(), *rows = NULL;
+        cJSON_AddStringToObject(root, "config", cfg->name);
+        cJSON_AddStringToObject(root, "device", devname);
+        rows = cJSON_AddArrayToObject(root, "shapes");
+        for (int i = 0; i < ns; i++) {
+            const gemm_shape *g = &shapes[i];
+            cJSON *r = cJSON_CreateObject();
+            cJSON_AddStringToObject(r, "name", g->name);
+            cJSON_AddNumberToObject(r, "M", g->M);
+            cJSON_AddNumberToObject(r, "N", g->N);
+            cJSON_AddNumberToObject(r, "K", g->K);
+            cJSON_AddNumberToObject(r, "ta", g->ta);
+            cJSON_AddNumberToObject(r, "tb", g->tb);
+            cJSON *gf = cJSON_AddObjectToObject(r, "gflops");
+            for (int v = 0; v < nv; v++) {
+                double x = res[(size_t)i * nv + v];
+                if (isnan(x))
+                    cJSON_AddNullToObject(gf, vars[v].label);
+                else
+                    cJSON_AddNumberToObject(gf, vars[v].label, x);
+            }
+            if (params[i][0]) cJSON_AddStringToObject(r, "native_auto_params", params[i]);
+            cJSON_AddItemToArray(rows, r);
+        }
+        char *s = cJSON_PrintUnformatted(root);
+        cJSON_Delete(root);
+        if (s) fprintf(out, "%s\n", s);
+        free(s);
+    } else {
+        fprintf(out, "GEMM GFLOP/s on %s, config %s (batch %d x %d = %d rows)\n", devname,
+                cfg->name, cfg->batch_size, cfg->max_length, cfg->batch_size * cfg->max_length);
+        fprintf(out, "%-16s %2s %2s %6s %6s %6s", "shape", "tA", "tB", "M", "N", "K");
+        for (int v = 0; v < nv; v++) fprintf(out, " %12s", vars[v].label);
+        if (!is_cpu) fprintf(out, "  native auto chose");
+        fprintf(out, "\n");
+        for (int i = 0; i < ns; i++) {
+            const gemm_shape *g = &shapes[i];
+            fprintf(out, "%-16s %2d %2d %6d %6d %6d", g->name, g->ta, g->tb, g->M, g->N, g->K);
+            for (int v = 0; v < nv; v++) {
+                double x = res[(size_t)i * nv + v];
+                if (isnan(x))
+                    fprintf(out, " %12s", "-");
+                else
+                    fprintf(out, " %12.2f", x);
+            }
+            if (!is_cpu) fprintf(out, "  %s", params[i]);
+            fprintf(out, "\n");
+        }
+    }
+    rc = CF_OK;
+done:
+    free(res);
+    free(params);
+    return rc;
+}
+
+/* ---- attention sweep ------------------------------------------------------------------------- */
+
+typedef struct {
+    int T;
+    double fwd_ms, bwd_ms;
+    uint64_t att_bytes;   /* the three (B,NH,T,T) buffers: probabilities + two backward scratch */
+    uint64_t total_bytes; /* every buffer the two ops touch */
+} att_row;
+
+static int time_op_ms(cf_backend *be, int fwd, cf_view out, cf_view att, cf_view qkv, cf_view dqkv,
+                      cf_view datt, cf_view dpre, cf_view dout, int B, int T, int C, int NH,
+                      double min_s, double *ms) {
+    int reps = 0;
+    double t0 = 0.0, t = 0.0;
+    for (int i = -1; i < 0 || t < min_s || reps < 2; i++) {
+        if (fwd)
+            CF_TRY(cf_be_attention_forward(be, out, att, qkv, B, T, C, NH));
+        else
+            CF_TRY(cf_be_attention_backward(be, dqkv, datt, dpre, dout, qkv, att, B, T, C, NH));
+        CF_TRY(cf_be_sync(be));
+        if (i < 0) { /* the first call is untimed (kernel build, first touch) */
+            t0 = cf_time_now();
+            continue;
+        }
+        reps++;
+        t = cf_time_now() - t0;
+    }
+    *ms = t / reps * 1e3;
+    return CF_OK;
+}
+
+int cf_bench_attention_sweep(const cf_config *cfg, const cf_sweep_opts *o, FILE *out) {
+    static const int default_T[] = {64, 128, 256, 512, 1024, 0};
+    const int *Ts = o->sizes ? o->sizes : default_T;
+    const int B = o->batch > 0 ? o->batch : 4, C = cfg->d_model, NH = cfg->num_heads;
+    const double min_s = o->min_seconds > 0 ? o->min_seconds : 0.2;
+    if (NH <= 0 || C % NH != 0) {
+        CF_ERROR("attention sweep: d_model (%d) must be divisible by num_heads (%d)", C, NH);
+        return CF_ERR_INVALID;
+    }
+    int nT = 0;
+    while (Ts[nT] > 0) nT++;
+    att_row *rows = calloc((size_t)(nT ? nT : 1), sizeof *rows);
+    if (!rows) return CF_ERR_NOMEM;
+    cf_backend *be = NULL;
+    int rc = cf_backend_create(o->device, &be);
+    if (rc < 0) {
+        free(rows);
+        return rc;
+    }
+    for (int k = 0; k < nT; k++) {
+        const int T = Ts[k];
+        const size_t btc = (size_t)B * T * C, bntt = (size_t)B * NH * T * T;
+        cf_buffer *qkv = NULL, *outb = NULL, *att = NULL, *dqkv = NULL, *datt = NULL,
+                  *dpre = NULL, *dout = NULL;
+        const uint64_t before = be->stats.bytes_allocated;
+        if ((rc = cf_be_alloc(be, 3 * btc * 4, &qkv)) < 0 ||
+            (rc = cf_be_alloc(be, btc * 4, &outb)) < 0 ||
+            (rc = cf_be_alloc(be, bntt * 4, &att)) < 0 ||
+            (rc = cf_be_alloc(be, 3 * btc * 4, &dqkv)) < 0 ||
+            (rc = cf_be_alloc(be, bntt * 4, &datt)) < 0 ||
+            (rc = cf_be_alloc(be, bntt * 4, &dpre)) < 0 ||
+            (rc = cf_be_alloc(be, btc * 4, &dout)) < 0)
+            goto next;
+        rows[k].T = T;
+        rows[k].total_bytes = be->stats.bytes_allocated - before;
+        rows[k].att_bytes = 3 * (uint64_t)bntt * 4;
+        if ((rc = fill_random(be, cf_view_make(qkv, 0), 3 * btc, 1.0f, 11)) < 0 ||
+            (rc = fill_random(be, cf_view_make(dout, 0), btc, 1.0f, 12)) < 0 ||
+            (rc = cf_be_fill(be, cf_view_make(dqkv, 0), 0.0f, 3 * btc)) < 0)
+            goto next;
+        if ((rc = time_op_ms(be, 1, cf_view_make(outb, 0), cf_view_make(att, 0),
+                             cf_view_make(qkv, 0), cf_view_make(dqkv, 0), cf_view_make(datt, 0),
+                             cf_view_make(dpre, 0), cf_view_make(dout, 0), B, T, C, NH, min_s,
+                             &rows[k].fwd_ms)) < 0)
+            goto next;
+        rc = time_op_ms(be, 0, cf_view_make(outb, 0), cf_view_make(att, 0), cf_view_make(qkv, 0),
+                        cf_view_make(dqkv, 0), cf_view_make(datt, 0), cf_view_make(dpre, 0),
+                        cf_view_make(dout, 0), B, T, C, NH, min_s, &rows[k].bwd_ms);
+    next:
+        cf_be_free(be, qkv);
+        cf_be_free(be, outb);
+        cf_be_free(be, att);
+        cf_be_free(be, dqkv);
+        cf_be_free(be, datt);
+        cf_be_free(be, dpre);
+        cf_be_free(be, dout);
+        if (rc < 0) {
+            CF_ERROR("attention sweep: T=%d failed on %s (%s)", T, cf_be_name(be),
+                     cf_status_str(rc));
+            nT = k;
+            break;
+        }
+    }
+    char devname[640];
+    snprintf(devname, sizeof devname, "%s", cf_be_name(be));
+    cf_backend_destroy(be);
+    /* causal FLOPs: QK^T and AV over the t2 <= t half, 2 FLOPs per multiply-add */
+    if (o->json) {
+        cJSON *root = cJSON_CreateObject();
+        cJSON_AddStringToObject(root, "device", devname);
+        cJSON_AddNumberToObject(root, "batch", B);
+        cJSON_AddNumberToObject(root, "d_model", C);
+        cJSON_AddNumberToObject(root, "num_heads", NH);
+        cJSON *arr = cJSON_AddArrayToObject(root, "rows");
+        for (int k = 0; k < nT; k++) {
+            cJSON *r = cJSON_CreateObject();
+            cJSON_AddNumberToObject(r, "T", rows[k].T);
+            cJSON_AddNumberToObject(r, "forward_ms", rows[k].fwd_ms);
+            cJSON_AddNumberToObject(r, "backward_ms", rows[k].bwd_ms);
+            cJSON_AddNumberToObject(r, "att_bytes", (double)rows[k].att_bytes);
+            cJSON_AddNumberToObject(r, "total_bytes", (double)rows[k].total_bytes);
+            cJSON_AddItemToArray(arr, r);
+        }
+        char *s = cJSON_PrintUnformatted(root);
+        cJSON_Delete(root);
+        if (s) fprintf(out, "%s\n", s);
+        free(s);
+    } else {
+        fprintf(out, "attention on %s: batch %d, d_model %d, %d heads (x = growth over the "
+                     "previous T)\n",
+                devname, B, C, NH);
+        fprintf(out, "%6s %11s %7s %11s %7s %10s %13s %7s %11s\n", "T", "fwd ms", "x", "bwd ms",
+                "x", "fwd GF/s", "(B,NH,T,T)MiB", "x", "total MiB");
+        for (int k = 0; k < nT; k++) {
+            const att_row *r = &rows[k], *p = k > 0 ? &rows[k - 1] : NULL;
+            const double fl = 2.0 * B * (double)r->T * r->T * C; /* causal forward FLOPs */
+            char gx[16] = "", bx[16] = "", mx[16] = "";
+            if (p) {
+                snprintf(gx, sizeof gx, "%.2f", r->fwd_ms / p->fwd_ms);
+                snprintf(bx, sizeof bx, "%.2f", r->bwd_ms / p->bwd_ms);
+                snprintf(mx, sizeof mx, "%.2f", (double)r->att_bytes / p->att_bytes);
+            }
+            fprintf(out, "%6d %11.3f %7s %11.3f %7s %10.2f %13.1f %7s %11.1f\n", r->T, r->fwd_ms,
+                    gx, r->bwd_ms, bx, fl / (r->fwd_ms / 1e3) / 1e9, r->att_bytes / 1048576.0, mx,
+                    r->total_bytes / 1048576.0);
+        }
+    }
+    free(rows);
+    return rc < 0 ? rc : CF_OK;
+}
