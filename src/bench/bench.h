@@ -14,8 +14,9 @@
 /* ---- peak FLOP rate ------------------------------------------------------------------------ */
 
 /* Peak fp32 rate of the host CPU: every OpenMP thread runs independent chains of SIMD fused
- * multiply-adds (AVX-512, AVX2+FMA, or plain vectors elsewhere) for about `seconds`; the best of
- * three runs. One FMA counts as 2 FLOPs. */
+ * multiply-adds (AVX-512, AVX2+FMA, or plain vectors elsewhere); each thread's rate is its FLOPs
+ * over its own CPU time (so other processes on a shared machine do not lower it), summed over
+ * the threads; the best of runs of about 50 ms for `seconds` in all. One FMA is 2 FLOPs. */
 int cf_bench_cpu_peak_gflops(double seconds, double *gflops);
 
 /* Peak of the backend's device: the CPU loop above for the CPU backend, an FMA kernel on OpenCL
