@@ -19,14 +19,42 @@ static void expect(const char *what, int cond) {
     if (!cond) g_fail = 1;
 }
 
-static const char *const FIELDS[] = {
-    "config", "device", "gemm", "batch_size", "max_length", "grad_accum_steps", "num_params",
-    "steps", "warmup", "tokens_per_step", "tokens_per_s", "ms_per_step", "ms_per_step_mean",
-    "ms_per_step_min", "ms_per_step_max", "ms_per_step_p10", "ms_per_step_p90", "first_step_ms",
-    "flops_per_token", "achieved_gflops", "peak_gflops", "peak_method", "mfu", "peak_host_bytes",
-    "peak_device_bytes", "analytic_bytes", "analytic", "h2d_bytes_per_step",
-    "d2h_bytes_per_step", "first_step_allocs", "allocs_per_step", "ops_per_step", "final_loss",
-    "profile_ms_per_step", NULL};
+static const char *const FIELDS[] = {"config",
+                                     "device",
+                                     "gemm",
+                                     "batch_size",
+                                     "max_length",
+                                     "grad_accum_steps",
+                                     "num_params",
+                                     "steps",
+                                     "warmup",
+                                     "tokens_per_step",
+                                     "tokens_per_s",
+                                     "ms_per_step",
+                                     "ms_per_step_mean",
+                                     "ms_per_step_min",
+                                     "ms_per_step_max",
+                                     "ms_per_step_p10",
+                                     "ms_per_step_p90",
+                                     "first_step_ms",
+                                     "flops_per_token",
+                                     "achieved_gflops",
+                                     "peak_gflops",
+                                     "peak_method",
+                                     "mfu",
+                                     "peak_host_bytes",
+                                     "peak_device_bytes",
+                                     "device_scratch_bytes",
+                                     "analytic_bytes",
+                                     "analytic",
+                                     "h2d_bytes_per_step",
+                                     "d2h_bytes_per_step",
+                                     "first_step_allocs",
+                                     "allocs_per_step",
+                                     "ops_per_step",
+                                     "final_loss",
+                                     "profile_ms_per_step",
+                                     NULL};
 
 static double num(cJSON *o, const char *k) {
     cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -80,7 +108,8 @@ int main(void) {
     }
     const double B = 4, T = 16, accum = 2;
     expect("tokens_per_step = B*T*accum", num(j, "tokens_per_step") == B * T * accum);
-    expect("tokens_per_s > 0 and finite", num(j, "tokens_per_s") > 0 && isfinite(num(j, "tokens_per_s")));
+    expect("tokens_per_s > 0 and finite",
+           num(j, "tokens_per_s") > 0 && isfinite(num(j, "tokens_per_s")));
     expect("tokens_per_s = tokens_per_step / (ms_per_step / 1000)",
            fabs(num(j, "tokens_per_s") - B * T * accum / (num(j, "ms_per_step") / 1e3)) <=
                1e-6 * num(j, "tokens_per_s"));
@@ -94,9 +123,10 @@ int main(void) {
     expect("mfu = flops_per_token * tokens_per_s / peak",
            fabs(num(j, "mfu") - num(j, "flops_per_token") * num(j, "tokens_per_s") /
                                     (num(j, "peak_gflops") * 1e9)) <= 1e-9);
-    expect("peak_host_bytes > peak_device_bytes > 0 (CPU)",
-           num(j, "peak_device_bytes") > 0 &&
-               (strcmp(dev, "cpu") != 0 || num(j, "peak_host_bytes") > num(j, "peak_device_bytes")));
+    expect(
+        "peak_host_bytes > peak_device_bytes > 0 (CPU)",
+        num(j, "peak_device_bytes") > 0 &&
+            (strcmp(dev, "cpu") != 0 || num(j, "peak_host_bytes") > num(j, "peak_device_bytes")));
     expect("peak_device_bytes >= analytic_bytes",
            num(j, "peak_device_bytes") >= num(j, "analytic_bytes"));
     /* per micro-batch: input and target ids; nothing else goes up during a step */
@@ -110,8 +140,8 @@ int main(void) {
     expect("final_loss finite and near ln(256) on random tokens",
            fabs(num(j, "final_loss") - log(256.0)) < 1.0);
     cJSON *pm = cJSON_GetObjectItemCaseSensitive(j, "profile_ms_per_step");
-    const char *cats[] = {"gemm", "attention", "norm", "activation", "loss", "optimizer",
-                          "transfer", NULL};
+    const char *cats[] = {"gemm", "attention", "norm",     "activation",
+                          "loss", "optimizer", "transfer", NULL};
     for (int i = 0; cats[i]; i++) {
         char what[96];
         snprintf(what, sizeof what, "profile has time for %s", cats[i]);
@@ -133,7 +163,8 @@ int main(void) {
     expect("has a traceEvents array", cJSON_IsArray(ev));
     int nx = 0, nmeta = 0, bad = 0, overlap = 0, steps = 0, named_ok = 0, unbalanced = 0;
     double last_end[8];
-    for (int i = 0; i < 8; i++) last_end[i] = -1e300;
+    for (int i = 0; i < 8; i++)
+        last_end[i] = -1e300;
     cJSON *e;
     cJSON_ArrayForEach(e, ev) {
         const cJSON *ph = cJSON_GetObjectItemCaseSensitive(e, "ph");

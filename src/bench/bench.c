@@ -28,8 +28,8 @@ void cf_bench_mem_estimate(const cf_config *c, int B, int T, cf_mem_estimate *ou
     memset(out, 0, sizeof *out);
     /* token and position embeddings (the head is tied to wte), per block: LN1, qkv, attention
      * projection, LN2, MLP up and down (weights + biases), then the final LN */
-    const uint64_t per_layer = 2 * C + (3 * C * C + 3 * C) + (C * C + C) + 2 * C + (F * C + F) +
-                               (C * F + C);
+    const uint64_t per_layer =
+        2 * C + (3 * C * C + 3 * C) + (C * C + C) + 2 * C + (F * C + F) + (C * F + C);
     out->num_params = V * C + Tmax * C + L * per_layer + 2 * C;
     out->params = out->num_params * f;
     out->grads = out->params;
@@ -189,7 +189,8 @@ int cf_bench_run(const cf_config *cfg, const cf_bench_opts *o, cf_bench_result *
     r->launches_per_step = (double)(s1.kernel_launches - s0.kernel_launches) / steps;
 
     double sum = 0.0;
-    for (int i = 0; i < steps; i++) sum += ms[i];
+    for (int i = 0; i < steps; i++)
+        sum += ms[i];
     qsort(ms, (size_t)steps, sizeof *ms, cmp_double);
     r->ms_mean = sum / steps;
     r->ms_min = ms[0];
@@ -220,7 +221,10 @@ int cf_bench_run(const cf_config *cfg, const cf_bench_opts *o, cf_bench_result *
                 goto done;
         }
     }
-    r->peak_device_bytes = be->stats.peak_bytes_allocated;
+#ifdef CF_HAVE_OPENCL
+    r->device_scratch_bytes = cf_cl_scratch_bytes(be);
+#endif
+    r->peak_device_bytes = be->stats.peak_bytes_allocated + r->device_scratch_bytes;
     r->peak_host_bytes = cf_peak_rss_bytes();
     rc = CF_OK;
 done:
@@ -236,29 +240,35 @@ done:
 
 /* ---- output --------------------------------------------------------------------------------- */
 
-static double mib(double b) { return b / 1048576.0; }
+static double mib(double b) {
+    return b / 1048576.0;
+}
 
 void cf_bench_print(FILE *out, const cf_bench_result *r) {
     fprintf(out, "clformer bench %s on %s (GEMM %s)\n", r->config_name, r->device, r->gemm);
-    fprintf(out, "  model             %.2fM parameters, batch %d x %d x %d accum = %.0f tokens/step\n",
+    fprintf(out,
+            "  model             %.2fM parameters, batch %d x %d x %d accum = %.0f tokens/step\n",
             r->num_params / 1e6, r->B, r->T, r->accum, r->tokens_per_step);
     fprintf(out, "  steps             %d timed after %d warm-up (first step %.1f ms)\n", r->steps,
             r->warmup, r->first_step_ms);
     fprintf(out, "  throughput        %.0f tokens/s\n", r->tokens_per_s);
-    fprintf(out, "  ms/step           median %.2f  mean %.2f  p10 %.2f  p90 %.2f  min %.2f  max "
-                 "%.2f\n",
+    fprintf(out,
+            "  ms/step           median %.2f  mean %.2f  p10 %.2f  p90 %.2f  min %.2f  max "
+            "%.2f\n",
             r->ms_median, r->ms_mean, r->ms_p10, r->ms_p90, r->ms_min, r->ms_max);
     fprintf(out, "  model FLOPs       %.2f MFLOP/token -> %.2f GFLOP/s\n", r->flops_per_token / 1e6,
             r->achieved_gflops);
     fprintf(out, "  device peak       %.2f GFLOP/s (%s)\n", r->peak_gflops, r->peak_how);
     fprintf(out, "  MFU               %.2f%%\n", 100.0 * r->mfu);
     fprintf(out, "  peak host memory  %.1f MiB (resident set)\n", mib((double)r->peak_host_bytes));
-    fprintf(out, "  peak device mem   %.1f MiB allocated; analytic %.1f MiB = params %.1f + grads "
-                 "%.1f + AdamW %.1f + activations %.1f + backward scratch %.1f (measured/analytic "
-                 "%.3f)\n",
-            mib((double)r->peak_device_bytes), mib((double)r->est.total), mib((double)r->est.params),
-            mib((double)r->est.grads), mib((double)r->est.adam), mib((double)r->est.acts),
-            mib((double)r->est.grad_scratch),
+    fprintf(out,
+            "  peak device mem   %.1f MiB allocated (backend scratch %.1f MiB of it); analytic "
+            "%.1f MiB = params %.1f + grads "
+            "%.1f + AdamW %.1f + activations %.1f + backward scratch %.1f (measured/analytic "
+            "%.3f)\n",
+            mib((double)r->peak_device_bytes), mib((double)r->device_scratch_bytes),
+            mib((double)r->est.total), mib((double)r->est.params), mib((double)r->est.grads),
+            mib((double)r->est.adam), mib((double)r->est.acts), mib((double)r->est.grad_scratch),
             r->est.total ? (double)r->peak_device_bytes / (double)r->est.total : 0.0);
     fprintf(out, "  transfers/step    %.0f bytes host->device, %.0f bytes device->host\n",
             r->h2d_bytes_per_step, r->d2h_bytes_per_step);
@@ -296,6 +306,7 @@ char *cf_bench_to_json(const cf_bench_result *r) {
     cJSON_AddNumberToObject(o, "mfu", r->mfu);
     cJSON_AddNumberToObject(o, "peak_host_bytes", (double)r->peak_host_bytes);
     cJSON_AddNumberToObject(o, "peak_device_bytes", (double)r->peak_device_bytes);
+    cJSON_AddNumberToObject(o, "device_scratch_bytes", (double)r->device_scratch_bytes);
     cJSON_AddNumberToObject(o, "analytic_bytes", (double)r->est.total);
     cJSON *a = cJSON_AddObjectToObject(o, "analytic");
     cJSON_AddNumberToObject(a, "params", (double)r->est.params);

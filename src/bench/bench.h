@@ -27,6 +27,9 @@ int cf_bench_device_peak_gflops(cf_backend *be, double seconds, double *gflops, 
 /* In src/backend/opencl/cl_peak.c: an FMA-chain kernel on the backend's own queue.
  * CF_ERR_UNSUPPORTED when be is not an OpenCL backend. */
 int cf_cl_peak_gflops(cf_backend *be, double seconds, double *gflops);
+/* Bytes of the OpenCL backend's own scratch buffers (grown on demand, kept until it is destroyed;
+ * not counted in be->stats). 0 for other backends. */
+uint64_t cf_cl_scratch_bytes(cf_backend *be);
 #endif
 
 /* ---- analytic memory ------------------------------------------------------------------------ */
@@ -34,12 +37,12 @@ int cf_cl_peak_gflops(cf_backend *be, double seconds, double *gflops);
 /* What training a config at batch (B, T) must hold on the device, in bytes, counted from the
  * model's definition (not from the allocator): fp32 everywhere. */
 typedef struct {
-    uint64_t num_params;  /* parameter count */
-    uint64_t params;      /* weights */
-    uint64_t grads;       /* their gradients */
-    uint64_t adam;        /* AdamW first and second moments (2x params) */
-    uint64_t acts;        /* forward activations kept for backward, incl. logits and B*NH*T*T probs */
-    uint64_t grad_scratch;/* backward scratch reused layer by layer (incl. two B*NH*T*T buffers) */
+    uint64_t num_params; /* parameter count */
+    uint64_t params;     /* weights */
+    uint64_t grads;      /* their gradients */
+    uint64_t adam;       /* AdamW first and second moments (2x params) */
+    uint64_t acts; /* forward activations kept for backward, incl. logits and B*NH*T*T probs */
+    uint64_t grad_scratch; /* backward scratch reused layer by layer (incl. two B*NH*T*T buffers) */
     uint64_t total;
 } cf_mem_estimate;
 
@@ -74,14 +77,16 @@ typedef struct {
     double flops_per_token; /* cf_model_flops_per_token */
     double achieved_gflops; /* flops_per_token * tokens_per_s / 1e9 */
     double peak_gflops;
-    double mfu;             /* achieved / peak */
-    uint64_t peak_host_bytes;   /* peak resident set of the process */
-    uint64_t peak_device_bytes; /* high-water mark of buffers allocated through the backend */
-    cf_mem_estimate est;        /* analytic, at (B, T) */
+    double mfu;                    /* achieved / peak */
+    uint64_t peak_host_bytes;      /* peak resident set of the process */
+    uint64_t peak_device_bytes;    /* high-water mark of buffers allocated through the backend, plus
+                                      the backend's private scratch (OpenCL) */
+    uint64_t device_scratch_bytes; /* that scratch alone */
+    cf_mem_estimate est;           /* analytic, at (B, T) */
     double h2d_bytes_per_step, d2h_bytes_per_step;
-    uint64_t first_step_allocs;  /* device allocations during the first step */
-    double allocs_per_step;      /* device allocations per step after the first (want 0) */
-    double launches_per_step;    /* backend ops dispatched per step */
+    uint64_t first_step_allocs; /* device allocations during the first step */
+    double allocs_per_step;     /* device allocations per step after the first (want 0) */
+    double launches_per_step;   /* backend ops dispatched per step */
     float final_loss;
     /* filled when profiled: ms per step by category (see cf_prof_category) */
     int profiled_steps;

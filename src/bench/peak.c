@@ -29,7 +29,9 @@
 typedef __m512 peak_vec;
 #define PV_SET(x) _mm512_set1_ps(x)
 #define PV_FMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
-static float pv_sum(peak_vec v) { return _mm512_reduce_add_ps(v); }
+static float pv_sum(peak_vec v) {
+    return _mm512_reduce_add_ps(v);
+}
 #elif defined(__AVX__) && defined(__FMA__)
 #define CF_PEAK_ISA "AVX2 FMA"
 #define CF_PEAK_LANES 8
@@ -49,7 +51,9 @@ static float pv_sum(peak_vec v) {
 typedef float peak_vec __attribute__((vector_size(16)));
 #define PV_SET(x) ((peak_vec){(x), (x), (x), (x)})
 #define PV_FMA(a, b, c) ((a) * (b) + (c))
-static float pv_sum(peak_vec v) { return v[0] + v[1] + v[2] + v[3]; }
+static float pv_sum(peak_vec v) {
+    return v[0] + v[1] + v[2] + v[3];
+}
 #endif
 
 /* CPU time of the calling thread, seconds (wall time where there is no per-thread clock). */

@@ -11,8 +11,8 @@
 #include "bench/bench.h"
 
 static const char *const CAT_NAMES[CF_CAT_COUNT] = {
-    "gemm", "attention", "norm", "activation", "loss", "optimizer", "transfer", "embedding",
-    "elementwise",
+    "gemm",      "attention", "norm",      "activation",  "loss",
+    "optimizer", "transfer",  "embedding", "elementwise",
 };
 
 const char *cf_prof_cat_name(int cat) {
@@ -47,11 +47,14 @@ int cf_prof_category(const cf_prof_event *e) {
     return CF_CAT_ELEMENTWISE;
 }
 
-double cf_prof_now_us(const cf_backend *be) { return (cf_time_now() - be->prof.t0) * 1e6; }
+double cf_prof_now_us(const cf_backend *be) {
+    return (cf_time_now() - be->prof.t0) * 1e6;
+}
 
 double cf_prof_summary(const cf_backend *be, int nsteps, double *ms_per_cat) {
     const cf_profiler *p = &be->prof;
-    for (int c = 0; c < CF_CAT_COUNT; c++) ms_per_cat[c] = 0.0;
+    for (int c = 0; c < CF_CAT_COUNT; c++)
+        ms_per_cat[c] = 0.0;
     double total = 0.0;
     for (size_t i = 0; i < p->n; i++) {
         const double ms = p->events[i].dur_us / 1e3;
@@ -59,7 +62,8 @@ double cf_prof_summary(const cf_backend *be, int nsteps, double *ms_per_cat) {
         total += ms;
     }
     const double d = nsteps > 0 ? nsteps : 1;
-    for (int c = 0; c < CF_CAT_COUNT; c++) ms_per_cat[c] /= d;
+    for (int c = 0; c < CF_CAT_COUNT; c++)
+        ms_per_cat[c] /= d;
     return total / d;
 }
 
@@ -95,8 +99,8 @@ void cf_prof_print(FILE *out, const cf_backend *be, int nsteps) {
         fprintf(out, "profile: no ops were recorded\n");
         return;
     }
-    const char *source = be->ops->prof_collect ? "device profiling events"
-                                               : "host timers around a synchronize";
+    const char *source =
+        be->ops->prof_collect ? "device profiling events" : "host timers around a synchronize";
     /* category x phase matrix, ms */
     double m[CF_CAT_COUNT][5];
     memset(m, 0, sizeof m);
@@ -107,15 +111,15 @@ void cf_prof_print(FILE *out, const cf_backend *be, int nsteps) {
         m[cf_prof_category(e)][ph] += e->dur_us / 1e3;
         total += e->dur_us / 1e3;
     }
-    fprintf(out, "profile of %d step%s on %s: %zu ops, %.2f ms of op time per step (%s)\n",
-            nsteps, nsteps == 1 ? "" : "s", cf_be_name((cf_backend *)be), p->n, total / d,
-            source);
+    fprintf(out, "profile of %d step%s on %s: %zu ops, %.2f ms of op time per step (%s)\n", nsteps,
+            nsteps == 1 ? "" : "s", cf_be_name((cf_backend *)be), p->n, total / d, source);
     fprintf(out, "\nwhere the time goes (ms per step)\n");
     fprintf(out, "%-12s %10s %10s %10s %10s %10s %7s\n", "category", "forward", "backward",
             "optimizer", "transfer", "total", "share");
     for (int c = 0; c < CF_CAT_COUNT; c++) {
         double row = 0.0;
-        for (int ph = 0; ph < 5; ph++) row += m[c][ph];
+        for (int ph = 0; ph < 5; ph++)
+            row += m[c][ph];
         if (row == 0.0) continue;
         fprintf(out, "%-12s %10.3f %10.3f %10.3f %10.3f %10.3f %6.1f%%\n", CAT_NAMES[c],
                 m[c][0] / d, m[c][1] / d, m[c][2] / d, (m[c][3] + m[c][4]) / d, row / d,
@@ -123,7 +127,8 @@ void cf_prof_print(FILE *out, const cf_backend *be, int nsteps) {
     }
     double col[5] = {0};
     for (int c = 0; c < CF_CAT_COUNT; c++)
-        for (int ph = 0; ph < 5; ph++) col[ph] += m[c][ph];
+        for (int ph = 0; ph < 5; ph++)
+            col[ph] += m[c][ph];
     fprintf(out, "%-12s %10.3f %10.3f %10.3f %10.3f %10.3f %6.1f%%\n", "total", col[0] / d,
             col[1] / d, col[2] / d, (col[3] + col[4]) / d, total / d, 100.0);
 
@@ -168,8 +173,8 @@ void cf_prof_print(FILE *out, const cf_backend *be, int nsteps) {
         scope_name(sc, sizeof sc, rows[j].layer);
         cf_prof_event probe = {rows[j].op, rows[j].layer, rows[j].phase, 0, 0, 0};
         fprintf(out, "%-6s %-5s %-20s %-12s %9.1f %10.3f %6.1f%%\n", sc,
-                cf_prof_phase_short(rows[j].phase), rows[j].op,
-                CAT_NAMES[cf_prof_category(&probe)], rows[j].calls / d, rows[j].us / 1e3 / d,
+                cf_prof_phase_short(rows[j].phase), rows[j].op, CAT_NAMES[cf_prof_category(&probe)],
+                rows[j].calls / d, rows[j].us / 1e3 / d,
                 total > 0 ? 100.0 * rows[j].us / 1e3 / total : 0.0);
     }
     /* layer totals: forward and backward side by side */
@@ -235,9 +240,10 @@ int cf_prof_write_trace(const char *path, const cf_backend *be, const char *proc
     cJSON *ev = cJSON_AddArrayToObject(root, "traceEvents");
     cJSON_AddStringToObject(root, "displayTimeUnit", "ms");
     char qname[700];
-    snprintf(qname, sizeof qname, "%s %s", be->is_cpu ? "cpu backend:" : "device queue:",
-             cf_be_name((cf_backend *)be));
-    cJSON_AddItemToArray(ev, meta_event("process_name", -1, process_name ? process_name : "clformer"));
+    snprintf(qname, sizeof qname, "%s %s",
+             be->is_cpu ? "cpu backend:" : "device queue:", cf_be_name((cf_backend *)be));
+    cJSON_AddItemToArray(ev,
+                         meta_event("process_name", -1, process_name ? process_name : "clformer"));
     cJSON_AddItemToArray(ev, meta_event("thread_name", TRACK_STEPS, "steps (host)"));
     cJSON_AddItemToArray(ev, meta_event("thread_name", TRACK_QUEUE, qname));
     for (int s = 0; s < nsteps && steps; s++) {

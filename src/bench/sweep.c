@@ -15,7 +15,8 @@
 #include "backend/opencl/cl_backend.h"
 #endif
 
-/* ---- shared helpers --------------------------------------------------------------------------- */
+/* ---- shared helpers ---------------------------------------------------------------------------
+ */
 
 /* Upload n uniform values in [-scale, scale) (deterministic) to dst. */
 static int fill_random(cf_backend *be, cf_view dst, size_t n, float scale, uint64_t seed) {
@@ -23,13 +24,15 @@ static int fill_random(cf_backend *be, cf_view dst, size_t n, float scale, uint6
     if (!h) return CF_ERR_NOMEM;
     cf_rng r;
     cf_rng_seed(&r, seed);
-    for (size_t i = 0; i < n; i++) h[i] = scale * (2.0f * cf_rng_uniform(&r) - 1.0f);
+    for (size_t i = 0; i < n; i++)
+        h[i] = scale * (2.0f * cf_rng_uniform(&r) - 1.0f);
     int rc = cf_be_upload(be, dst, h, n * sizeof *h);
     free(h);
     return rc;
 }
 
-/* ---- GEMM sweep ------------------------------------------------------------------------------- */
+/* ---- GEMM sweep -------------------------------------------------------------------------------
+ */
 
 typedef struct {
     char name[32];
@@ -60,13 +63,12 @@ static int add_shape(gemm_shape *s, int n, const char *name, int ta, int tb, int
 /* The GEMMs of one training step (cf_be_matmul_forward / _backward): for each linear layer
  * in(BT,IC) -> out(BT,OC): forward out = in @ W^T, dinp = dout @ W, dW = dout^T @ in. */
 static int config_shapes(const cf_config *c, gemm_shape *s, int n) {
-    const int BT = c->batch_size * c->max_length, C = c->d_model, F = c->d_ff,
-              V = c->vocab_size;
+    const int BT = c->batch_size * c->max_length, C = c->d_model, F = c->d_ff, V = c->vocab_size;
     const struct {
         const char *nm;
         int ic, oc;
-    } lin[] = {{"qkv", C, 3 * C}, {"attn_proj", C, C}, {"fc", C, F}, {"fc_proj", F, C},
-               {"head", C, V}};
+    } lin[] = {
+        {"qkv", C, 3 * C}, {"attn_proj", C, C}, {"fc", C, F}, {"fc_proj", F, C}, {"head", C, V}};
     for (size_t i = 0; i < sizeof lin / sizeof lin[0]; i++) {
         char nm[32];
         snprintf(nm, sizeof nm, "%s.fwd", lin[i].nm);
@@ -126,8 +128,8 @@ static int time_gemm(cf_backend *be, const gemm_shape *g, cf_view A, cf_view Bv,
     int reps = 0;
     double t0 = cf_time_now(), t = 0.0;
     do {
-        CF_TRY(cf_be_gemm(be, g->ta, g->tb, g->M, g->N, g->K, 1.0f, A, g->lda, Bv, g->ldb, 0.0f,
-                          C, g->ldc));
+        CF_TRY(cf_be_gemm(be, g->ta, g->tb, g->M, g->N, g->K, 1.0f, A, g->lda, Bv, g->ldb, 0.0f, C,
+                          g->ldc));
         reps++;
         /* synchronise every call while calibrating, then in batches */
         if (reps < 4 || reps % 8 == 0) {
@@ -173,8 +175,8 @@ int cf_bench_gemm_sweep(const cf_config *cfg, const cf_sweep_opts *o, FILE *out)
         vars[nv++] = (gemm_variant){"clblast", dev, "clblast", 0};
     }
 
-    double *res = calloc((size_t)ns * nv, sizeof *res); /* GFLOP/s, NAN = not run */
-    char (*params)[48] = calloc((size_t)ns, sizeof *params); /* native auto's choice per shape */
+    double *res = calloc((size_t)ns * nv, sizeof *res);     /* GFLOP/s, NAN = not run */
+    char(*params)[48] = calloc((size_t)ns, sizeof *params); /* native auto's choice per shape */
     if (!res || !params) {
         free(res);
         free(params);
@@ -190,7 +192,8 @@ int cf_bench_gemm_sweep(const cf_config *cfg, const cf_sweep_opts *o, FILE *out)
     }
     int rc = CF_OK;
     for (int v = 0; v < nv; v++) {
-        for (int i = 0; i < ns; i++) res[(size_t)i * nv + v] = NAN;
+        for (int i = 0; i < ns; i++)
+            res[(size_t)i * nv + v] = NAN;
         cf_backend *be = NULL;
         if (variant_backend(&vars[v], &be) < 0) {
             CF_WARN("gemm sweep: skipping '%s' on %s (not available, see above)", vars[v].label,
@@ -217,7 +220,8 @@ int cf_bench_gemm_sweep(const cf_config *cfg, const cf_sweep_opts *o, FILE *out)
             if (!o->json)
                 CF_DEBUG("gemm sweep: %s %s: %.2f GFLOP/s", vars[v].label, shapes[i].name, gf);
 #ifdef CF_HAVE_OPENCL
-            if (cf_backend_is_opencl(be) && !vars[v].force_tile && !strcmp(vars[v].gemm, "native")) {
+            if (cf_backend_is_opencl(be) && !vars[v].force_tile &&
+                !strcmp(vars[v].gemm, "native")) {
                 cf_cl_gemm_params p;
                 const gemm_shape *g = &shapes[i];
                 if (cf_backend_opencl_gemm_params(be, g->M, g->N, g->K, g->ta, g->tb, &p) >= 0)
@@ -266,7 +270,8 @@ int cf_bench_gemm_sweep(const cf_config *cfg, const cf_sweep_opts *o, FILE *out)
         fprintf(out, "GEMM GFLOP/s on %s, config %s (batch %d x %d = %d rows)\n", devname,
                 cfg->name, cfg->batch_size, cfg->max_length, cfg->batch_size * cfg->max_length);
         fprintf(out, "%-16s %2s %2s %6s %6s %6s", "shape", "tA", "tB", "M", "N", "K");
-        for (int v = 0; v < nv; v++) fprintf(out, " %12s", vars[v].label);
+        for (int v = 0; v < nv; v++)
+            fprintf(out, " %12s", vars[v].label);
         if (!is_cpu) fprintf(out, "  native auto chose");
         fprintf(out, "\n");
         for (int i = 0; i < ns; i++) {
@@ -331,7 +336,8 @@ int cf_bench_attention_sweep(const cf_config *cfg, const cf_sweep_opts *o, FILE 
         return CF_ERR_INVALID;
     }
     int nT = 0;
-    while (Ts[nT] > 0) nT++;
+    while (Ts[nT] > 0)
+        nT++;
     att_row *rows = calloc((size_t)(nT ? nT : 1), sizeof *rows);
     if (!rows) return CF_ERR_NOMEM;
     cf_backend *be = NULL;
@@ -343,8 +349,8 @@ int cf_bench_attention_sweep(const cf_config *cfg, const cf_sweep_opts *o, FILE 
     for (int k = 0; k < nT; k++) {
         const int T = Ts[k];
         const size_t btc = (size_t)B * T * C, bntt = (size_t)B * NH * T * T;
-        cf_buffer *qkv = NULL, *outb = NULL, *att = NULL, *dqkv = NULL, *datt = NULL,
-                  *dpre = NULL, *dout = NULL;
+        cf_buffer *qkv = NULL, *outb = NULL, *att = NULL, *dqkv = NULL, *datt = NULL, *dpre = NULL,
+                  *dout = NULL;
         const uint64_t before = be->stats.bytes_allocated;
         if ((rc = cf_be_alloc(be, 3 * btc * 4, &qkv)) < 0 ||
             (rc = cf_be_alloc(be, btc * 4, &outb)) < 0 ||
@@ -409,8 +415,9 @@ int cf_bench_attention_sweep(const cf_config *cfg, const cf_sweep_opts *o, FILE 
         if (s) fprintf(out, "%s\n", s);
         free(s);
     } else {
-        fprintf(out, "attention on %s: batch %d, d_model %d, %d heads (x = growth over the "
-                     "previous T)\n",
+        fprintf(out,
+                "attention on %s: batch %d, d_model %d, %d heads (x = growth over the "
+                "previous T)\n",
                 devname, B, C, NH);
         fprintf(out, "%6s %11s %7s %11s %7s %10s %13s %7s %11s\n", "T", "fwd ms", "x", "bwd ms",
                 "x", "fwd GF/s", "(B,NH,T,T)MiB", "x", "total MiB");

@@ -18,7 +18,8 @@ static const char *BENCH_HELP =
     "       clformer bench --attention-sweep [CONFIG] [options] [key=value ...]\n"
     "       clformer bench --peak [--device D]\n"
     "\n"
-    "Training benchmark (default): random tokens (no dataset needed), a freshly initialised model,\n"
+    "Training benchmark (default): random tokens (no dataset needed), a freshly initialised "
+    "model,\n"
     "--warmup untimed steps, then --steps timed training steps (the exact step `clformer train`\n"
     "runs). Reports tokens/s (tokens per step / median step time), ms/step (median, mean, p10,\n"
     "p90, min, max), model FLOPs per token and MFU against the device's peak (measured by an FMA\n"
@@ -79,8 +80,9 @@ static int parse_sizes(const char *s, int *out, int max) {
 }
 
 static int is_value_opt(const char *a) {
-    static const char *const v[] = {"--device", "--gemm", "--steps", "--warmup", "--trace",
-                                    "--profile-steps", "--sizes", "--batch", "--min-time", NULL};
+    static const char *const v[] = {
+        "--device",        "--gemm",  "--steps", "--warmup",   "--trace",
+        "--profile-steps", "--sizes", "--batch", "--min-time", NULL};
     for (int i = 0; v[i]; i++)
         if (!strcmp(a, v[i])) return 1;
     return 0;
@@ -109,8 +111,7 @@ int cf_cmd_bench(int argc, char **argv) {
         }
         if (!strchr(argv[i], '=')) {
             if (config_path) {
-                CF_ERROR("bench: more than one config given ('%s' and '%s')", config_path,
-                         argv[i]);
+                CF_ERROR("bench: more than one config given ('%s' and '%s')", config_path, argv[i]);
                 return 1;
             }
             config_path = argv[i];
@@ -201,8 +202,7 @@ int cf_cmd_bench(int argc, char **argv) {
         cf_backend_destroy(be);
         return rc < 0 ? 1 : 0;
     }
-    if (!config_path)
-        CF_INFO("bench: no CONFIG given, measuring the built-in tiny model");
+    if (!config_path) CF_INFO("bench: no CONFIG given, measuring the built-in tiny model");
     cf_bench_result r;
     o.report = stderr;
     rc = cf_bench_run(&cfg, &o, &r);
@@ -214,7 +214,8 @@ int cf_cmd_bench(int argc, char **argv) {
         free(s);
     } else {
         cf_bench_print(stdout, &r);
-        if (o.trace_path) printf("  trace             %s (open in ui.perfetto.dev)\n", o.trace_path);
+        if (o.trace_path)
+            printf("  trace             %s (open in ui.perfetto.dev)\n", o.trace_path);
     }
     return 0;
 }

@@ -113,12 +113,13 @@ static const char *TRAIN_HELP =
     "  --stop-after N  stop after N steps in this invocation (writes a checkpoint)\n"
     "  --log FILE      write one JSON line per step (step, loss, lr, grad_norm, tokens_per_s)\n"
     "  --keep N        keep the newest N checkpoints in --out (default 2)\n"
-    "  --profile       per-layer, per-op time table (forward and backward: GEMM, attention, norms,\n"
-    "                  activations, loss, optimizer, transfers) over the steps after the first;\n"
-    "                  ops are synchronised one by one while profiled, so those steps run slower\n"
+    "  --profile       per-layer, per-op time table (forward and backward: GEMM, attention,\n"
+    "                  norms, activations, loss, optimizer, transfers) over the steps after\n"
+    "                  the first; ops are synchronised one by one while profiled, so those\n"
+    "                  steps run slower\n"
     "  --profile-steps N  steps profiled by --profile / --trace (default 10)\n"
-    "  --trace FILE    Chrome trace (JSON trace events) of the profiled steps, for ui.perfetto.dev\n"
-    "  --quiet/--verbose  (--verbose adds the device allocations of each step to the progress line)\n"
+    "  --trace FILE    Chrome trace (JSON trace events) of the profiled steps (ui.perfetto.dev)\n"
+    "  --quiet/--verbose  --verbose adds each step's device allocations to the progress line\n"
     "\n"
     "Ctrl-C saves a checkpoint and exits; resume with --resume DIR.\n";
 

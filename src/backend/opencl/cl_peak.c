@@ -1,6 +1,7 @@
-/* clformer: the peak fp32 rate of an OpenCL device for MFU: a kernel of independent
- * multiply-add chains, enough work-items to fill every compute unit, timed on the backend's own
- * queue. */
+/* clformer: what the benchmark needs from inside the OpenCL backend: the device's peak fp32 rate
+ * for MFU (a kernel of independent multiply-add chains, enough work-items to fill every compute
+ * unit, timed on the backend's own queue) and the bytes of the backend's private scratch buffers,
+ * which do not pass through the allocation wrapper. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -127,8 +128,7 @@ int cf_cl_peak_gflops(cf_backend *be, double seconds, double *gflops) {
     double best = 0.0;
     for (int r = 0; r < nruns; r++) {
         if ((rc = peak_launch(ctx, k, global, run, &t)) < 0) goto done;
-        const double flops =
-            2.0 * PEAK_CHAINS * PEAK_ROUNDS * vw * (double)run * (double)global;
+        const double flops = 2.0 * PEAK_CHAINS * PEAK_ROUNDS * vw * (double)run * (double)global;
         if (t > 0 && flops / t > best) best = flops / t;
     }
     *gflops = best / 1e9;
@@ -138,4 +138,13 @@ done:
     if (k) clReleaseKernel(k);
     if (prog) clReleaseProgram(prog);
     return rc;
+}
+
+uint64_t cf_cl_scratch_bytes(cf_backend *be) {
+    if (!cf_backend_is_opencl(be)) return 0;
+    const cf_cl_ctx *ctx = (const cf_cl_ctx *)be->ctx;
+    uint64_t n = 0;
+    for (int i = 0; i < CF_SCRATCH_COUNT; i++)
+        n += ctx->scratch_bytes[i];
+    return n;
 }
