@@ -422,8 +422,11 @@ float cf_lr_schedule(const cf_config *cfg, int step) {
 double cf_model_flops_per_token(const cf_config *c) {
     const double C = c->d_model, L = c->num_layers, F = c->d_ff, V = c->vocab_size,
                  T = c->max_length;
-    /* forward matmul FLOPs per token: 2 * (weights used), attention QK^T and AV: 2*2*T*C/2
-     * averaged over causal positions counted as full T (the usual convention). */
+    /* Forward: 2 FLOPs per multiply-add of every weight matrix a token goes through (per block
+     * qkv 3C x C, projection C x C, MLP F x C and C x F; the tied V x C head; biases, LayerNorm
+     * and the position table are not matmuls), plus attention: q.k over T keys and the weighted
+     * sum of T values, T*C multiply-adds each per layer, counted over the full context T (the
+     * usual convention for MFU; a causal kernel does about half). Backward costs 2 x forward. */
     double fwd_mm = 2.0 * (L * (3 * C * C + C * C + 2 * C * F) + V * C);
     double fwd_att = 2.0 * 2.0 * L * T * C;
     return 3.0 * (fwd_mm + fwd_att);
