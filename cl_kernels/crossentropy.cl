@@ -1,0 +1,81 @@
+/* clformer: softmax cross-entropy over logits(N,V) with int32 targets; target < 0 is ignored
+ * (loss 0, gradient 0), target >= V gives a NaN loss so bad data cannot pass silently.
+ * One work-group per row; the row max and the sum of exponentials are tree reductions.
+ * Row kernels here have no early exit: the host launches exactly one group per row, and a return
+ * ahead of a barrier is undefined (PoCL 3.1 crashes on it).
+ * Build-time parameter: LS, the work-group size (a power of two). */
+#ifndef LS
+#define LS 256
+#endif
+
+static float ce_group_reduce(__local float *red, float v, int is_max) {
+    int lid = get_local_id(0);
+    red[lid] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int s = LS / 2; s > 0; s >>= 1) {
+        if (lid < s) red[lid] = is_max ? fmax(red[lid], red[lid + s]) : red[lid] + red[lid + s];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    float r = red[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return r;
+}
+
+/* losses(N) = logsumexp(logits row) - logits[target] */
+__kernel void crossentropy_forward(__global float *losses, ulong loss_off,
+                                   __global const float *logits, ulong logits_off,
+                                   __global const int *targets, ulong tgt_off, int N, int V) {
+    __local float red[LS];
+    int row = get_group_id(0), lid = get_local_id(0);
+    __global const float *x = logits + logits_off + (size_t)row * V;
+    int target = targets[tgt_off + row];
+    float mx = -INFINITY;
+    for (int i = lid; i < V; i += LS) mx = fmax(mx, x[i]);
+    mx = ce_group_reduce(red, mx, 1);
+    float s = 0.0f;
+    for (int i = lid; i < V; i += LS) s += exp(x[i] - mx);
+    s = ce_group_reduce(red, s, 0);
+    if (lid == 0) {
+        float loss = 0.0f;
+        if (target >= V) loss = NAN;
+        else if (target >= 0) loss = log(s) + mx - x[target];
+        losses[loss_off + row] = loss;
+    }
+}
+
+/* losses(N) as above and dlogits(N,V) = (softmax - onehot(target)) * dloss, assigned.
+ * dlogits may alias logits: every element is read by the work-item that later overwrites it, and
+ * all reads of other elements (max, sum, target logit) finish before the first write. */
+__kernel void crossentropy_fused(__global float *losses, ulong loss_off, __global float *dlogits,
+                                 ulong dlogits_off, __global const float *logits,
+                                 ulong logits_off, __global const int *targets, ulong tgt_off,
+                                 int N, int V, float dloss) {
+    __local float red[LS];
+    int row = get_group_id(0), lid = get_local_id(0);
+    __global const float *x = logits + logits_off + (size_t)row * V;
+    __global float *dx = dlogits + dlogits_off + (size_t)row * V;
+    int target = targets[tgt_off + row];
+    float mx = -INFINITY;
+    for (int i = lid; i < V; i += LS) mx = fmax(mx, x[i]);
+    mx = ce_group_reduce(red, mx, 1);
+    float s = 0.0f;
+    for (int i = lid; i < V; i += LS) s += exp(x[i] - mx);
+    s = ce_group_reduce(red, s, 0); /* ends with a barrier: all reads of the row are done */
+    if (lid == 0) {
+        float loss = 0.0f;
+        if (target >= V) loss = NAN;
+        else if (target >= 0) loss = log(s) + mx - x[target];
+        losses[loss_off + row] = loss;
+    }
+    /* the target logit was read above by work-item 0; keep its read ahead of any write */
+    barrier(CLK_GLOBAL_MEM_FENCE);
+    float inv = 1.0f / s;
+    if (target < 0) {
+        for (int i = lid; i < V; i += LS) dx[i] = 0.0f;
+    } else {
+        for (int i = lid; i < V; i += LS) {
+            float p = exp(x[i] - mx) * inv;
+            dx[i] = (p - (i == target ? 1.0f : 0.0f)) * dloss;
+        }
+    }
+}

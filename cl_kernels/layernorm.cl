@@ -1,0 +1,92 @@
+/* clformer: LayerNorm over the last dimension (eps 1e-5), forward and backward.
+ * Forward: one work-group per row (exactly N groups: no early exit ahead of the barriers). Backward: a fixed number of work-groups walk the rows; each keeps
+ * private partial sums of dweight/dbias in its own row of a scratch buffer (no atomics), which the
+ * host then adds into dweight/dbias with reduce_colsum_partial, so results are deterministic.
+ * Build-time parameter: LS, the work-group size (a power of two). */
+#ifndef LS
+#define LS 256
+#endif
+
+static float ln_group_sum(__local float *red, float v) {
+    int lid = get_local_id(0);
+    red[lid] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int s = LS / 2; s > 0; s >>= 1) {
+        if (lid < s) red[lid] += red[lid + s];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    float r = red[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return r;
+}
+
+/* out(N,C) = (inp - mean) * rstd * weight(C) + bias(C); mean(N), rstd(N) saved when save != 0 */
+__kernel void layernorm_forward(__global float *out, ulong out_off, __global float *mean,
+                                ulong mean_off, __global float *rstd, ulong rstd_off, int save,
+                                __global const float *inp, ulong inp_off,
+                                __global const float *weight, ulong w_off,
+                                __global const float *bias, ulong b_off, int N, int C) {
+    __local float red[LS];
+    int row = get_group_id(0), lid = get_local_id(0);
+    __global const float *x = inp + inp_off + (size_t)row * C;
+    __global float *o = out + out_off + (size_t)row * C;
+    __global const float *w = weight + w_off;
+    __global const float *b = bias + b_off;
+    float s = 0.0f;
+    for (int c = lid; c < C; c += LS) s += x[c];
+    float m = ln_group_sum(red, s) / C;
+    float v = 0.0f;
+    for (int c = lid; c < C; c += LS) {
+        float d = x[c] - m;
+        v += d * d;
+    }
+    float var = ln_group_sum(red, v) / C;
+    float rs = 1.0f / sqrt(var + 1e-5f);
+    for (int c = lid; c < C; c += LS) o[c] = (x[c] - m) * rs * w[c] + b[c];
+    if (save && lid == 0) {
+        mean[mean_off + row] = m;
+        rstd[rstd_off + row] = rs;
+    }
+}
+
+/* dinp(N,C) += LayerNorm input gradient; partial(num_groups, 2C): row g holds work-group g's sums
+ * over its rows of dout (columns 0..C-1, for dbias) and dout * norm (columns C..2C-1, dweight). */
+__kernel void layernorm_backward(__global float *dinp, ulong dinp_off, __global float *partial,
+                                 __global const float *dout, ulong dout_off,
+                                 __global const float *inp, ulong inp_off,
+                                 __global const float *weight, ulong w_off,
+                                 __global const float *mean, ulong mean_off,
+                                 __global const float *rstd, ulong rstd_off, int N, int C) {
+    __local float red[LS];
+    int g = get_group_id(0), ng = get_num_groups(0), lid = get_local_id(0);
+    __global float *pb = partial + (size_t)g * 2 * C; /* this group's dbias sums */
+    __global float *pw = pb + C;                       /* this group's dweight sums */
+    __global const float *w = weight + w_off;
+    /* each work-item owns columns lid, lid+LS, ... of its group's partial row: no races */
+    for (int c = lid; c < C; c += LS) {
+        pb[c] = 0.0f;
+        pw[c] = 0.0f;
+    }
+    for (int row = g; row < N; row += ng) {
+        __global const float *x = inp + inp_off + (size_t)row * C;
+        __global const float *dy = dout + dout_off + (size_t)row * C;
+        __global float *dx = dinp + dinp_off + (size_t)row * C;
+        float m = mean[mean_off + row], rs = rstd[rstd_off + row];
+        float s1 = 0.0f, s2 = 0.0f;
+        for (int c = lid; c < C; c += LS) {
+            float norm = (x[c] - m) * rs;
+            float dnorm = w[c] * dy[c];
+            s1 += dnorm;
+            s2 += dnorm * norm;
+        }
+        float dnorm_mean = ln_group_sum(red, s1) / C;
+        float dnorm_norm_mean = ln_group_sum(red, s2) / C;
+        for (int c = lid; c < C; c += LS) {
+            float norm = (x[c] - m) * rs;
+            float dnorm = w[c] * dy[c];
+            dx[c] += (dnorm - dnorm_mean - norm * dnorm_norm_mean) * rs;
+            pb[c] += dy[c];
+            pw[c] += norm * dy[c];
+        }
+    }
+}

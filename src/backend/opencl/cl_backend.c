@@ -1,0 +1,994 @@
+/* clformer: the OpenCL backend: device selection from a device spec, context and program setup,
+ * device buffers and transfers, and every op of struct cf_backend_ops as kernel launches. */
+#define _POSIX_C_SOURCE 200809L
+#include <ctype.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "backend/opencl/cl_internal.h"
+
+static const struct cf_backend_ops cf_cl_ops;
+
+/* ---- errors ------------------------------------------------------------------------------------ */
+
+void cf_cl_fail(cf_cl_ctx *ctx, const char *fmt, ...) {
+    char msg[480];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (ctx && ctx->quiet_init) {
+        CF_DEBUG("%s", msg);
+        if (!ctx->last_error[0]) snprintf(ctx->last_error, sizeof ctx->last_error, "%s", msg);
+        return;
+    }
+    CF_ERROR("%s", msg);
+}
+
+/* ---- kernel table ------------------------------------------------------------------------------ */
+
+static const char *program_files[CF_PROG_COUNT] = {
+    [CF_PROG_RESIDUAL] = "residual.cl",   [CF_PROG_REDUCE] = "reduce.cl",
+    [CF_PROG_GELU] = "gelu.cl",           [CF_PROG_ADAMW] = "adamw.cl",
+    [CF_PROG_LAYERNORM] = "layernorm.cl", [CF_PROG_CROSSENTROPY] = "crossentropy.cl",
+    [CF_PROG_ATTENTION] = "attention.cl", [CF_PROG_ENCODER] = "encoder.cl",
+};
+
+static const struct {
+    int program;
+    const char *name;
+    int uses_ls; /* launched with work-groups of ctx->ls items (local arrays sized by LS) */
+} kernel_table[K_COUNT] = {
+    [K_RESIDUAL_FORWARD] = {CF_PROG_RESIDUAL, "residual_forward", 0},
+    [K_AXPY] = {CF_PROG_RESIDUAL, "residual_axpy", 0},
+    [K_FILL] = {CF_PROG_RESIDUAL, "residual_fill", 0},
+    [K_COPY] = {CF_PROG_RESIDUAL, "residual_copy", 0},
+    [K_ADD_BIAS] = {CF_PROG_RESIDUAL, "residual_add_bias", 0},
+    [K_SUM_PARTIAL] = {CF_PROG_REDUCE, "reduce_sum_partial", 1},
+    [K_SUM_FINAL] = {CF_PROG_REDUCE, "reduce_sum_final", 1},
+    [K_COLSUM_PARTIAL] = {CF_PROG_REDUCE, "reduce_colsum_partial", 0},
+    [K_COLSUM_FINAL] = {CF_PROG_REDUCE, "reduce_colsum_final", 0},
+    [K_GELU_FORWARD] = {CF_PROG_GELU, "gelu_forward", 0},
+    [K_GELU_BACKWARD] = {CF_PROG_GELU, "gelu_backward", 0},
+    [K_ADAMW] = {CF_PROG_ADAMW, "adamw_update", 0},
+    [K_LN_FORWARD] = {CF_PROG_LAYERNORM, "layernorm_forward", 1},
+    [K_LN_BACKWARD] = {CF_PROG_LAYERNORM, "layernorm_backward", 1},
+    [K_CE_FORWARD] = {CF_PROG_CROSSENTROPY, "crossentropy_forward", 1},
+    [K_CE_FUSED] = {CF_PROG_CROSSENTROPY, "crossentropy_fused", 1},
+    [K_SOFTMAX_FORWARD] = {CF_PROG_ATTENTION, "attention_softmax_forward", 1},
+    [K_SOFTMAX_BACKWARD] = {CF_PROG_ATTENTION, "attention_softmax_backward", 1},
+    [K_ENC_FORWARD] = {CF_PROG_ENCODER, "encoder_forward", 0},
+    [K_ENC_RANK] = {CF_PROG_ENCODER, "encoder_rank", 1},
+    [K_ENC_WTE] = {CF_PROG_ENCODER, "encoder_backward_wte", 0},
+};
+
+static void release_programs(cf_cl_ctx *ctx) {
+    for (int i = 0; i < K_COUNT; i++) {
+        if (ctx->kernels[i]) clReleaseKernel(ctx->kernels[i]);
+        ctx->kernels[i] = NULL;
+    }
+    for (int i = 0; i < CF_PROG_COUNT; i++) {
+        if (ctx->programs[i]) clReleaseProgram(ctx->programs[i]);
+        ctx->programs[i] = NULL;
+    }
+}
+
+/* Build every non-GEMM program with -DLS=ctx->ls; *max_ls receives the smallest per-kernel
+ * work-group limit among the kernels that use LS-sized groups. */
+static int build_programs(cf_cl_ctx *ctx, size_t *max_ls) {
+    char opts[96];
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DLS=%d", ctx->ls);
+    for (int p = 0; p < CF_PROG_COUNT; p++)
+        CF_TRY(cf_cl_build_program(ctx, program_files[p], opts, &ctx->programs[p]));
+    *max_ls = (size_t)-1;
+    for (int k = 0; k < K_COUNT; k++) {
+        cl_int err = CL_SUCCESS;
+        ctx->kernels[k] = clCreateKernel(ctx->programs[kernel_table[k].program],
+                                         kernel_table[k].name, &err);
+        if (err != CL_SUCCESS) {
+            cf_cl_fail(ctx, "cl_kernels/%s: kernel %s not created: %s",
+                       program_files[kernel_table[k].program], kernel_table[k].name,
+                       cf_cl_errstr(err));
+            return CF_ERR_BUILD;
+        }
+        size_t wg = 0;
+        CF_CHECK_CL(ctx, clGetKernelWorkGroupInfo(ctx->kernels[k], ctx->dev.device,
+                                                  CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg,
+                                                  NULL));
+        if (kernel_table[k].uses_ls && wg < *max_ls) *max_ls = wg;
+    }
+    return CF_OK;
+}
+
+/* ---- launches and scratch ---------------------------------------------------------------------- */
+
+int cf_cl_launch(cf_cl_ctx *ctx, cl_kernel k, const char *name, int dims, const size_t *global,
+                 const size_t *local, int nargs, const cf_cl_arg *args) {
+    for (int d = 0; d < dims; d++)
+        if (global[d] == 0) return CF_OK; /* empty range: nothing to do */
+    for (int i = 0; i < nargs; i++) {
+        const cf_cl_arg *a = &args[i];
+        cl_int err;
+        switch (a->kind) {
+        case CF_ARG_MEM: err = clSetKernelArg(k, (cl_uint)i, sizeof(cl_mem), &a->m); break;
+        case CF_ARG_INT: err = clSetKernelArg(k, (cl_uint)i, sizeof(cl_int), &a->i); break;
+        case CF_ARG_FLOAT: err = clSetKernelArg(k, (cl_uint)i, sizeof(cl_float), &a->f); break;
+        default: err = clSetKernelArg(k, (cl_uint)i, sizeof(cl_ulong), &a->u); break;
+        }
+        if (err != CL_SUCCESS) {
+            cf_cl_fail(ctx, "kernel %s: argument %d not set: %s", name, i, cf_cl_errstr(err));
+            return CF_ERR_DEVICE;
+        }
+    }
+    cl_int err = clEnqueueNDRangeKernel(ctx->queue, k, (cl_uint)dims, NULL, global, local, 0, NULL,
+                                        NULL);
+    if (err != CL_SUCCESS) {
+        cf_cl_fail(ctx, "kernel %s: launch of (%zu, %zu, %zu) items failed on %s: %s", name,
+                   global[0], dims > 1 ? global[1] : 1, dims > 2 ? global[2] : 1, ctx->dev.name,
+                   cf_cl_errstr(err));
+        return (err == CL_MEM_OBJECT_ALLOCATION_FAILURE || err == CL_OUT_OF_RESOURCES)
+                   ? CF_ERR_NOMEM
+                   : CF_ERR_DEVICE;
+    }
+    return CF_OK;
+}
+
+static int create_mem(cf_cl_ctx *ctx, size_t nbytes, cl_mem *out) {
+    *out = NULL;
+    if (nbytes > ctx->dev.max_alloc) {
+        cf_cl_fail(ctx, "opencl: a buffer of %zu bytes exceeds the largest allocation %s allows "
+                        "(%llu bytes); use a smaller model or batch",
+                   nbytes, ctx->dev.name, (unsigned long long)ctx->dev.max_alloc);
+        return CF_ERR_NOMEM;
+    }
+    cl_int err = CL_SUCCESS;
+    cl_mem_flags flags = CL_MEM_READ_WRITE | (ctx->use_map ? CL_MEM_ALLOC_HOST_PTR : 0);
+    cl_mem m = clCreateBuffer(ctx->context, flags, nbytes, NULL, &err);
+    if (err != CL_SUCCESS || !m) {
+        cf_cl_fail(ctx, "opencl: allocation of %zu bytes on %s failed: %s", nbytes, ctx->dev.name,
+                   cf_cl_errstr(err));
+        return CF_ERR_NOMEM;
+    }
+    *out = m;
+    return CF_OK;
+}
+
+static int fill_mem(cf_cl_ctx *ctx, cl_mem m, size_t off, float value, size_t n) {
+    size_t ls = (size_t)ctx->ls, g = cf_round_up(n, ls);
+    return cf_cl_launch(ctx, ctx->kernels[K_FILL], "residual_fill", 1, &g, &ls,
+                        CF_ARGS(ARG_MEM(m), ARG_ULONG(off), ARG_FLOAT(value), ARG_ULONG(n)));
+}
+
+int cf_cl_scratch(cf_cl_ctx *ctx, int slot, size_t nbytes, cl_mem *out) {
+    if (nbytes < 4) nbytes = 4;
+    if (ctx->scratch[slot] && ctx->scratch_bytes[slot] >= nbytes) {
+        *out = ctx->scratch[slot];
+        return CF_OK;
+    }
+    if (cf_fault_alloc_hit()) {
+        cf_cl_fail(ctx, "opencl: scratch allocation of %zu bytes failed (injected fault)", nbytes);
+        return CF_ERR_NOMEM;
+    }
+    /* kernels still queued on the old buffer keep it alive until they finish */
+    if (ctx->scratch[slot]) clReleaseMemObject(ctx->scratch[slot]);
+    ctx->scratch[slot] = NULL;
+    ctx->scratch_bytes[slot] = 0;
+    size_t grown = nbytes + nbytes / 4;
+    CF_TRY(create_mem(ctx, grown, &ctx->scratch[slot]));
+    ctx->scratch_bytes[slot] = grown;
+    *out = ctx->scratch[slot];
+    return CF_OK;
+}
+
+static cf_cl_ctx *CTX(cf_backend *be) { return (cf_cl_ctx *)be->ctx; }
+static int is_gpu(const cf_cl_ctx *ctx) { return (ctx->dev.type & CL_DEVICE_TYPE_GPU) != 0; }
+
+/* 1-D element-wise launch over n items */
+#define LAUNCH_1D(ctx, kid, n, ...)                                                                \
+    do {                                                                                           \
+        size_t ls_ = (size_t)(ctx)->ls, g_ = cf_round_up((n), ls_);                                \
+        return cf_cl_launch((ctx), (ctx)->kernels[kid], kernel_table[kid].name, 1, &g_, &ls_,      \
+                            CF_ARGS(__VA_ARGS__));                                                 \
+    } while (0)
+
+/* ---- identity, buffers, transfers -------------------------------------------------------------- */
+
+static const char *cl_name(cf_backend *be) { return CTX(be)->name; }
+
+static void ctx_free(cf_cl_ctx *ctx) {
+    if (!ctx) return;
+    if (ctx->queue) clFinish(ctx->queue);
+    for (int i = 0; i < CF_SCRATCH_COUNT; i++)
+        if (ctx->scratch[i]) clReleaseMemObject(ctx->scratch[i]);
+    cf_cl_gemm_release(ctx);
+    release_programs(ctx);
+    if (ctx->queue) clReleaseCommandQueue(ctx->queue);
+    if (ctx->context) clReleaseContext(ctx->context);
+    free(ctx);
+}
+
+static void cl_destroy(cf_backend *be) {
+    ctx_free(CTX(be));
+    free(be);
+}
+
+/* New buffers start zeroed, as the CPU backend's do, so no op can read garbage. */
+static int cl_buffer_alloc(cf_backend *be, size_t nbytes, cf_buffer **out) {
+    cf_cl_ctx *ctx = CTX(be);
+    *out = NULL;
+    cl_mem m = NULL;
+    CF_TRY(create_mem(ctx, nbytes, &m));
+    int rc = fill_mem(ctx, m, 0, 0.0f, nbytes / 4);
+    if (rc == CF_OK && nbytes % 4) {
+        cl_uchar zero = 0;
+        for (size_t i = nbytes - nbytes % 4; i < nbytes && rc == CF_OK; i++)
+            if (clEnqueueWriteBuffer(ctx->queue, m, CL_TRUE, i, 1, &zero, 0, NULL, NULL) !=
+                CL_SUCCESS)
+                rc = CF_ERR_DEVICE;
+    }
+    cf_buffer *b = rc == CF_OK ? calloc(1, sizeof *b) : NULL;
+    if (!b) {
+        clReleaseMemObject(m);
+        return rc < 0 ? rc : CF_ERR_NOMEM;
+    }
+    b->nbytes = nbytes;
+    b->handle = m;
+    *out = b;
+    return CF_OK;
+}
+
+static void cl_buffer_free(cf_backend *be, cf_buffer *buf) {
+    (void)be;
+    if (!buf) return;
+    if (buf->handle) clReleaseMemObject((cl_mem)buf->handle);
+    free(buf);
+}
+
+static int check_range(cf_cl_ctx *ctx, const char *what, cf_view v, size_t nbytes) {
+    if (!v.buf || v.off * 4 + nbytes > v.buf->nbytes) {
+        cf_cl_fail(ctx, "opencl %s: %zu bytes at element %zu exceed the buffer (%zu bytes)", what,
+                   nbytes, v.off, v.buf ? v.buf->nbytes : 0);
+        return CF_ERR_INVALID;
+    }
+    return CF_OK;
+}
+
+static int cl_upload(cf_backend *be, cf_view dst, const void *src, size_t nbytes) {
+    cf_cl_ctx *ctx = CTX(be);
+    if (nbytes == 0) return CF_OK;
+    CF_TRY(check_range(ctx, "upload", dst, nbytes));
+    cl_mem m = cf_cl_mem(dst);
+    if (ctx->use_map) {
+        cl_int err = CL_SUCCESS;
+        void *p = clEnqueueMapBuffer(ctx->queue, m, CL_TRUE, CL_MAP_WRITE_INVALIDATE_REGION,
+                                     dst.off * 4, nbytes, 0, NULL, NULL, &err);
+        CF_CHECK_CL(ctx, err);
+        memcpy(p, src, nbytes);
+        CF_CHECK_CL(ctx, clEnqueueUnmapMemObject(ctx->queue, m, p, 0, NULL, NULL));
+        return CF_OK;
+    }
+    CF_CHECK_CL(ctx, clEnqueueWriteBuffer(ctx->queue, m, CL_TRUE, dst.off * 4, nbytes, src, 0, NULL,
+                                          NULL));
+    return CF_OK;
+}
+
+static int cl_download(cf_backend *be, void *dst, cf_view src, size_t nbytes) {
+    cf_cl_ctx *ctx = CTX(be);
+    if (nbytes == 0) return CF_OK;
+    CF_TRY(check_range(ctx, "download", src, nbytes));
+    cl_mem m = cf_cl_mem(src);
+    if (ctx->use_map) {
+        cl_int err = CL_SUCCESS;
+        void *p = clEnqueueMapBuffer(ctx->queue, m, CL_TRUE, CL_MAP_READ, src.off * 4, nbytes, 0,
+                                     NULL, NULL, &err);
+        CF_CHECK_CL(ctx, err);
+        memcpy(dst, p, nbytes);
+        CF_CHECK_CL(ctx, clEnqueueUnmapMemObject(ctx->queue, m, p, 0, NULL, NULL));
+        CF_CHECK_CL(ctx, clFinish(ctx->queue));
+        return CF_OK;
+    }
+    CF_CHECK_CL(ctx, clEnqueueReadBuffer(ctx->queue, m, CL_TRUE, src.off * 4, nbytes, dst, 0, NULL,
+                                         NULL));
+    return CF_OK;
+}
+
+static int cl_copy(cf_backend *be, cf_view dst, cf_view src, size_t n) {
+    cf_cl_ctx *ctx = CTX(be);
+    cl_mem d = cf_cl_mem(dst), s = cf_cl_mem(src);
+    if (d == s && dst.off == src.off) return CF_OK;
+    size_t ls = (size_t)ctx->ls, g = cf_round_up(n, ls);
+    if (d == s && dst.off < src.off + n && src.off < dst.off + n) {
+        /* overlapping ranges: stage through scratch (memmove semantics) */
+        cl_mem t = NULL;
+        CF_TRY(cf_cl_scratch(ctx, CF_SCRATCH_COPY, n * 4, &t));
+        CF_TRY(cf_cl_launch(ctx, ctx->kernels[K_COPY], "residual_copy", 1, &g, &ls,
+                            CF_ARGS(ARG_MEM(t), ARG_ULONG(0), ARG_MEM(s), ARG_ULONG(src.off),
+                                    ARG_ULONG(n))));
+        s = t;
+        src.off = 0;
+    }
+    return cf_cl_launch(ctx, ctx->kernels[K_COPY], "residual_copy", 1, &g, &ls,
+                        CF_ARGS(ARG_MEM(d), ARG_ULONG(dst.off), ARG_MEM(s), ARG_ULONG(src.off),
+                                ARG_ULONG(n)));
+}
+
+static int cl_fill(cf_backend *be, cf_view dst, float value, size_t n) {
+    return fill_mem(CTX(be), cf_cl_mem(dst), dst.off, value, n);
+}
+
+static int cl_synchronize(cf_backend *be) {
+    cf_cl_ctx *ctx = CTX(be);
+    CF_CHECK_CL(ctx, clFinish(ctx->queue));
+    return CF_OK;
+}
+
+/* ---- GEMM and bias ----------------------------------------------------------------------------- */
+
+static cf_cl_gemm_desc gemm_desc(int ta, int tb, int M, int N, int K, float alpha, cf_view A,
+                                 int lda, cf_view B, int ldb, float beta, cf_view C, int ldc) {
+    cf_cl_gemm_desc d;
+    memset(&d, 0, sizeof d);
+    d.ta = ta;
+    d.tb = tb;
+    d.M = M;
+    d.N = N;
+    d.K = K;
+    d.alpha = alpha;
+    d.beta = beta;
+    d.A = cf_cl_mem(A);
+    d.B = cf_cl_mem(B);
+    d.C = cf_cl_mem(C);
+    d.a_off = A.off;
+    d.b_off = B.off;
+    d.c_off = C.off;
+    d.lda = lda;
+    d.ldb = ldb;
+    d.ldc = ldc;
+    d.outer = 1;
+    d.inner = 1;
+    return d;
+}
+
+static int cl_gemm_op(cf_backend *be, int ta, int tb, int M, int N, int K, float alpha, cf_view A,
+                      int lda, cf_view B, int ldb, float beta, cf_view C, int ldc) {
+    cf_cl_gemm_desc d = gemm_desc(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return cf_cl_gemm(CTX(be), &d);
+}
+
+static int cl_add_bias(cf_backend *be, cf_view out, cf_view bias, int N, int OC) {
+    cf_cl_ctx *ctx = CTX(be);
+    size_t local[2] = {64, 1};
+    size_t global[2] = {cf_round_up((size_t)OC, 64), (size_t)N};
+    return cf_cl_launch(ctx, ctx->kernels[K_ADD_BIAS], "residual_add_bias", 2, global, local,
+                        CF_ARGS(ARG_MEM(cf_cl_mem(out)), ARG_ULONG(out.off),
+                                ARG_MEM(cf_cl_mem(bias)), ARG_ULONG(bias.off), ARG_INT(N),
+                                ARG_INT(OC)));
+}
+
+/* out(cols) += column sums of x(rows, cols) with row stride ld. Work is split into row chunks
+ * when there are too few columns to fill the device; the split depends only on the device, so the
+ * result is reproducible. */
+static int colsum(cf_cl_ctx *ctx, cl_mem x, size_t x_off, int rows, int cols, int ld, cl_mem out,
+                  size_t out_off) {
+    if (rows <= 0 || cols <= 0) return CF_OK;
+    size_t target = (size_t)ctx->dev.compute_units * (is_gpu(ctx) ? 2048 : 64);
+    size_t max_chunks = target / (size_t)cols;
+    if (max_chunks < 1) max_chunks = 1;
+    size_t rpc = ((size_t)rows + max_chunks - 1) / max_chunks;
+    if (rpc < 32) rpc = 32;
+    size_t chunks = ((size_t)rows + rpc - 1) / rpc;
+    size_t local[2] = {64, 1};
+    size_t global[2] = {cf_round_up((size_t)cols, 64), chunks};
+    if (chunks == 1) {
+        return cf_cl_launch(ctx, ctx->kernels[K_COLSUM_PARTIAL], "reduce_colsum_partial", 2,
+                            global, local,
+                            CF_ARGS(ARG_MEM(x), ARG_ULONG(x_off), ARG_INT(rows), ARG_INT(cols),
+                                    ARG_INT(ld), ARG_INT(rows), ARG_MEM(out), ARG_MEM(out),
+                                    ARG_ULONG(out_off), ARG_INT(1)));
+    }
+    cl_mem part = NULL;
+    CF_TRY(cf_cl_scratch(ctx, CF_SCRATCH_COLSUM, chunks * (size_t)cols * 4, &part));
+    CF_TRY(cf_cl_launch(ctx, ctx->kernels[K_COLSUM_PARTIAL], "reduce_colsum_partial", 2, global,
+                        local,
+                        CF_ARGS(ARG_MEM(x), ARG_ULONG(x_off), ARG_INT(rows), ARG_INT(cols),
+                                ARG_INT(ld), ARG_INT((int)rpc), ARG_MEM(part), ARG_MEM(out),
+                                ARG_ULONG(out_off), ARG_INT(0))));
+    size_t g1 = global[0], l1 = 64;
+    return cf_cl_launch(ctx, ctx->kernels[K_COLSUM_FINAL], "reduce_colsum_final", 1, &g1, &l1,
+                        CF_ARGS(ARG_MEM(part), ARG_INT((int)chunks), ARG_INT(cols), ARG_MEM(out),
+                                ARG_ULONG(out_off)));
+}
+
+static int cl_bias_backward(cf_backend *be, cf_view dbias, cf_view dout, int N, int OC) {
+    return colsum(CTX(be), cf_cl_mem(dout), dout.off, N, OC, OC, cf_cl_mem(dbias), dbias.off);
+}
+
+/* ---- encoder ----------------------------------------------------------------------------------- */
+
+/* rows of the embedding table the view can hold: the bound for token ids (V is not an argument) */
+static size_t table_rows(cf_view wte, int C) {
+    if (!wte.buf || C <= 0 || wte.off > wte.buf->nbytes / 4) return 0;
+    return (wte.buf->nbytes / 4 - wte.off) / (size_t)C;
+}
+
+static int cl_encoder_forward(cf_backend *be, cf_view out, cf_view tokens, cf_view wte,
+                              cf_view wpe, int B, int T, int C) {
+    cf_cl_ctx *ctx = CTX(be);
+    LAUNCH_1D(ctx, K_ENC_FORWARD, (size_t)B * T * C, ARG_MEM(cf_cl_mem(out)), ARG_ULONG(out.off),
+              ARG_MEM(cf_cl_mem(tokens)), ARG_ULONG(tokens.off), ARG_MEM(cf_cl_mem(wte)),
+              ARG_ULONG(wte.off), ARG_MEM(cf_cl_mem(wpe)), ARG_ULONG(wpe.off), ARG_INT(B),
+              ARG_INT(T), ARG_INT(C), ARG_ULONG(table_rows(wte, C)));
+}
+
+static int cl_encoder_backward(cf_backend *be, cf_view dwte, cf_view dwpe, cf_view dout,
+                               cf_view tokens, int B, int T, int C) {
+    cf_cl_ctx *ctx = CTX(be);
+    int n = B * T;
+    if (n <= 0 || C <= 0) return CF_OK;
+    cl_mem sorted = NULL;
+    CF_TRY(cf_cl_scratch(ctx, CF_SCRATCH_SORT, (size_t)n * 4, &sorted));
+    size_t ls = (size_t)ctx->ls, g = cf_round_up((size_t)n, ls);
+    CF_TRY(cf_cl_launch(ctx, ctx->kernels[K_ENC_RANK], "encoder_rank", 1, &g, &ls,
+                        CF_ARGS(ARG_MEM(cf_cl_mem(tokens)), ARG_ULONG(tokens.off), ARG_INT(n),
+                                ARG_MEM(sorted))));
+    size_t local[2] = {64, 1}, global[2] = {cf_round_up((size_t)C, 64), (size_t)n};
+    CF_TRY(cf_cl_launch(ctx, ctx->kernels[K_ENC_WTE], "encoder_backward_wte", 2, global, local,
+                        CF_ARGS(ARG_MEM(cf_cl_mem(dwte)), ARG_ULONG(dwte.off),
+                                ARG_MEM(cf_cl_mem(dout)), ARG_ULONG(dout.off),
+                                ARG_MEM(cf_cl_mem(tokens)), ARG_ULONG(tokens.off),
+                                ARG_MEM(sorted), ARG_INT(n), ARG_INT(C),
+                                ARG_ULONG(table_rows(dwte, C)))));
+    /* dwpe(T,C) += sum over b of dout(b, T, C): column sums over B rows of width T*C */
+    return colsum(ctx, cf_cl_mem(dout), dout.off, B, T * C, T * C, cf_cl_mem(dwpe), dwpe.off);
+}
+
+/* ---- LayerNorm --------------------------------------------------------------------------------- */
+
+static int cl_layernorm_forward(cf_backend *be, cf_view out, cf_view mean, cf_view rstd,
+                                cf_view inp, cf_view weight, cf_view bias, int N, int C) {
+    cf_cl_ctx *ctx = CTX(be);
+    int save = mean.buf && rstd.buf;
+    cl_mem om = cf_cl_mem(out);
+    size_t ls = (size_t)ctx->ls, g = (size_t)N * ls;
+    return cf_cl_launch(ctx, ctx->kernels[K_LN_FORWARD], "layernorm_forward", 1, &g, &ls,
+                        CF_ARGS(ARG_MEM(om), ARG_ULONG(out.off),
+                                ARG_MEM(save ? cf_cl_mem(mean) : om), ARG_ULONG(mean.off),
+                                ARG_MEM(save ? cf_cl_mem(rstd) : om), ARG_ULONG(rstd.off),
+                                ARG_INT(save), ARG_MEM(cf_cl_mem(inp)), ARG_ULONG(inp.off),
+                                ARG_MEM(cf_cl_mem(weight)), ARG_ULONG(weight.off),
+                                ARG_MEM(cf_cl_mem(bias)), ARG_ULONG(bias.off), ARG_INT(N),
+                                ARG_INT(C)));
+}
+
+static int cl_layernorm_backward(cf_backend *be, cf_view dinp, cf_view dweight, cf_view dbias,
+                                 cf_view dout, cf_view inp, cf_view weight, cf_view mean,
+                                 cf_view rstd, int N, int C) {
+    cf_cl_ctx *ctx = CTX(be);
+    if (N <= 0 || C <= 0) return CF_OK;
+    size_t groups = (size_t)ctx->dev.compute_units * (is_gpu(ctx) ? 4 : 2);
+    if (groups > (size_t)N) groups = (size_t)N;
+    if (groups < 1) groups = 1;
+    cl_mem part = NULL;
+    CF_TRY(cf_cl_scratch(ctx, CF_SCRATCH_PARTIAL, groups * 2 * (size_t)C * 4, &part));
+    size_t ls = (size_t)ctx->ls, g = groups * ls;
+    CF_TRY(cf_cl_launch(ctx, ctx->kernels[K_LN_BACKWARD], "layernorm_backward", 1, &g, &ls,
+                        CF_ARGS(ARG_MEM(cf_cl_mem(dinp)), ARG_ULONG(dinp.off), ARG_MEM(part),
+                                ARG_MEM(cf_cl_mem(dout)), ARG_ULONG(dout.off),
+                                ARG_MEM(cf_cl_mem(inp)), ARG_ULONG(inp.off),
+                                ARG_MEM(cf_cl_mem(weight)), ARG_ULONG(weight.off),
+                                ARG_MEM(cf_cl_mem(mean)), ARG_ULONG(mean.off),
+                                ARG_MEM(cf_cl_mem(rstd)), ARG_ULONG(rstd.off), ARG_INT(N),
+                                ARG_INT(C))));
+    /* partial(groups, 2C): columns [0, C) sum to dbias, [C, 2C) to dweight */
+    if (dbias.buf)
+        CF_TRY(colsum(ctx, part, 0, (int)groups, C, 2 * C, cf_cl_mem(dbias), dbias.off));
+    if (dweight.buf)
+        CF_TRY(colsum(ctx, part, (size_t)C, (int)groups, C, 2 * C, cf_cl_mem(dweight),
+                      dweight.off));
+    return CF_OK;
+}
+
+/* ---- attention --------------------------------------------------------------------------------- */
+
+/* A per-(batch, head) operand of attention: base offset, row stride, and the strides between
+ * batches (outer) and heads (inner). */
+typedef struct {
+    cl_mem m;
+    size_t off, so, si;
+    int ld;
+} att_operand;
+
+static int att_gemm(cf_cl_ctx *ctx, int ta, int tb, int M, int N, int K, float alpha,
+                    att_operand a, att_operand b, float beta, att_operand c, int B, int NH,
+                    int causal) {
+    cf_cl_gemm_desc d;
+    memset(&d, 0, sizeof d);
+    d.ta = ta;
+    d.tb = tb;
+    d.M = M;
+    d.N = N;
+    d.K = K;
+    d.alpha = alpha;
+    d.beta = beta;
+    d.A = a.m;
+    d.a_off = a.off;
+    d.lda = a.ld;
+    d.a_so = a.so;
+    d.a_si = a.si;
+    d.B = b.m;
+    d.b_off = b.off;
+    d.ldb = b.ld;
+    d.b_so = b.so;
+    d.b_si = b.si;
+    d.C = c.m;
+    d.c_off = c.off;
+    d.ldc = c.ld;
+    d.c_so = c.so;
+    d.c_si = c.si;
+    d.outer = B;
+    d.inner = NH;
+    d.causal = causal;
+    return cf_cl_gemm(ctx, &d);
+}
+
+/* q, k, v of head h in qkv(B,T,3C): columns [h*hs + part*C, ...), row stride 3C */
+static att_operand qkv_part(cf_view qkv, int part, int T, int C, int hs) {
+    att_operand o = {cf_cl_mem(qkv), qkv.off + (size_t)part * C, (size_t)T * 3 * C, (size_t)hs,
+                     3 * C};
+    return o;
+}
+/* (B,NH,T,T) score-shaped tensors */
+static att_operand tt_part(cf_view v, int NH, int T) {
+    att_operand o = {cf_cl_mem(v), v.off, (size_t)NH * T * T, (size_t)T * T, T};
+    return o;
+}
+/* (B,T,C) tensors split by head */
+static att_operand btc_part(cf_view v, int T, int C, int hs) {
+    att_operand o = {cf_cl_mem(v), v.off, (size_t)T * C, (size_t)hs, C};
+    return o;
+}
+
+static int softmax_rows(cf_cl_ctx *ctx, int kid, size_t rows, int nargs, const cf_cl_arg *args) {
+    size_t ls = (size_t)ctx->ls, g = rows * ls;
+    return cf_cl_launch(ctx, ctx->kernels[kid], kernel_table[kid].name, 1, &g, &ls, nargs, args);
+}
+
+static int cl_attention_forward(cf_backend *be, cf_view out, cf_view att, cf_view qkv, int B,
+                                int T, int C, int NH) {
+    cf_cl_ctx *ctx = CTX(be);
+    int hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    int rows = B * NH * T;
+    att_operand q = qkv_part(qkv, 0, T, C, hs), k = qkv_part(qkv, 1, T, C, hs),
+                v = qkv_part(qkv, 2, T, C, hs);
+    att_operand a = tt_part(att, NH, T), o = btc_part(out, T, C, hs);
+    /* att(T,T) = scale * q(T,hs) k^T; blocks wholly above the diagonal are skipped */
+    CF_TRY(att_gemm(ctx, 0, 1, T, T, hs, scale, q, k, 0.0f, a, B, NH, 1));
+    CF_TRY(softmax_rows(ctx, K_SOFTMAX_FORWARD, (size_t)rows,
+                        CF_ARGS(ARG_MEM(a.m), ARG_ULONG(att.off), ARG_INT(rows), ARG_INT(T))));
+    /* out(T,hs) = att(T,T) v(T,hs); att is lower triangular */
+    return att_gemm(ctx, 0, 0, T, hs, T, 1.0f, a, v, 0.0f, o, B, NH, 2);
+}
+
+static int cl_attention_backward(cf_backend *be, cf_view dqkv, cf_view datt, cf_view dpreatt,
+                                 cf_view dout, cf_view qkv, cf_view att, int B, int T, int C,
+                                 int NH) {
+    cf_cl_ctx *ctx = CTX(be);
+    int hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    int rows = B * NH * T;
+    att_operand q = qkv_part(qkv, 0, T, C, hs), k = qkv_part(qkv, 1, T, C, hs),
+                v = qkv_part(qkv, 2, T, C, hs);
+    att_operand dq = qkv_part(dqkv, 0, T, C, hs), dk = qkv_part(dqkv, 1, T, C, hs),
+                dv = qkv_part(dqkv, 2, T, C, hs);
+    att_operand a = tt_part(att, NH, T), da = tt_part(datt, NH, T), dp = tt_part(dpreatt, NH, T);
+    att_operand dO = btc_part(dout, T, C, hs);
+    /* datt(T,T) = dout(T,hs) v^T (only t2 <= t is read below) */
+    CF_TRY(att_gemm(ctx, 0, 1, T, T, hs, 1.0f, dO, v, 0.0f, da, B, NH, 1));
+    /* dv(T,hs) += att^T dout; att^T is upper triangular */
+    CF_TRY(att_gemm(ctx, 1, 0, T, hs, T, 1.0f, a, dO, 1.0f, dv, B, NH, 3));
+    CF_TRY(softmax_rows(ctx, K_SOFTMAX_BACKWARD, (size_t)rows,
+                        CF_ARGS(ARG_MEM(dp.m), ARG_ULONG(dpreatt.off), ARG_MEM(da.m),
+                                ARG_ULONG(datt.off), ARG_MEM(a.m), ARG_ULONG(att.off),
+                                ARG_INT(rows), ARG_INT(T), ARG_FLOAT(scale))));
+    /* dq(T,hs) += dpreatt k (lower triangular); dk(T,hs) += dpreatt^T q (upper triangular) */
+    CF_TRY(att_gemm(ctx, 0, 0, T, hs, T, 1.0f, dp, k, 1.0f, dq, B, NH, 2));
+    return att_gemm(ctx, 1, 0, T, hs, T, 1.0f, dp, q, 1.0f, dk, B, NH, 3);
+}
+
+/* ---- element-wise ------------------------------------------------------------------------------ */
+
+static int cl_gelu_forward(cf_backend *be, cf_view out, cf_view inp, size_t n) {
+    cf_cl_ctx *ctx = CTX(be);
+    LAUNCH_1D(ctx, K_GELU_FORWARD, n, ARG_MEM(cf_cl_mem(out)), ARG_ULONG(out.off),
+              ARG_MEM(cf_cl_mem(inp)), ARG_ULONG(inp.off), ARG_ULONG(n));
+}
+
+static int cl_gelu_backward(cf_backend *be, cf_view dinp, cf_view inp, cf_view dout, size_t n) {
+    cf_cl_ctx *ctx = CTX(be);
+    LAUNCH_1D(ctx, K_GELU_BACKWARD, n, ARG_MEM(cf_cl_mem(dinp)), ARG_ULONG(dinp.off),
+              ARG_MEM(cf_cl_mem(inp)), ARG_ULONG(inp.off), ARG_MEM(cf_cl_mem(dout)),
+              ARG_ULONG(dout.off), ARG_ULONG(n));
+}
+
+static int cl_residual_forward(cf_backend *be, cf_view out, cf_view a, cf_view b, size_t n) {
+    cf_cl_ctx *ctx = CTX(be);
+    LAUNCH_1D(ctx, K_RESIDUAL_FORWARD, n, ARG_MEM(cf_cl_mem(out)), ARG_ULONG(out.off),
+              ARG_MEM(cf_cl_mem(a)), ARG_ULONG(a.off), ARG_MEM(cf_cl_mem(b)), ARG_ULONG(b.off),
+              ARG_ULONG(n));
+}
+
+static int cl_axpy(cf_backend *be, cf_view y, cf_view x, float alpha, size_t n) {
+    cf_cl_ctx *ctx = CTX(be);
+    LAUNCH_1D(ctx, K_AXPY, n, ARG_MEM(cf_cl_mem(y)), ARG_ULONG(y.off), ARG_MEM(cf_cl_mem(x)),
+              ARG_ULONG(x.off), ARG_FLOAT(alpha), ARG_ULONG(n));
+}
+
+/* ---- cross-entropy ----------------------------------------------------------------------------- */
+
+static int cl_crossentropy_forward(cf_backend *be, cf_view losses, cf_view logits,
+                                   cf_view targets, int N, int V) {
+    cf_cl_ctx *ctx = CTX(be);
+    return softmax_rows(ctx, K_CE_FORWARD, (size_t)N,
+                        CF_ARGS(ARG_MEM(cf_cl_mem(losses)), ARG_ULONG(losses.off),
+                                ARG_MEM(cf_cl_mem(logits)), ARG_ULONG(logits.off),
+                                ARG_MEM(cf_cl_mem(targets)), ARG_ULONG(targets.off), ARG_INT(N),
+                                ARG_INT(V)));
+}
+
+static int cl_crossentropy_fused(cf_backend *be, cf_view losses, cf_view dlogits, cf_view logits,
+                                 cf_view targets, int N, int V, float dloss) {
+    cf_cl_ctx *ctx = CTX(be);
+    return softmax_rows(ctx, K_CE_FUSED, (size_t)N,
+                        CF_ARGS(ARG_MEM(cf_cl_mem(losses)), ARG_ULONG(losses.off),
+                                ARG_MEM(cf_cl_mem(dlogits)), ARG_ULONG(dlogits.off),
+                                ARG_MEM(cf_cl_mem(logits)), ARG_ULONG(logits.off),
+                                ARG_MEM(cf_cl_mem(targets)), ARG_ULONG(targets.off), ARG_INT(N),
+                                ARG_INT(V), ARG_FLOAT(dloss)));
+}
+
+/* ---- reductions and optimizer ------------------------------------------------------------------ */
+
+static int cl_reduce_sum(cf_backend *be, cf_view out, cf_view x, size_t n, int square) {
+    cf_cl_ctx *ctx = CTX(be);
+    size_t ls = (size_t)ctx->ls;
+    size_t groups = (n + ls - 1) / ls;
+    if (groups > (size_t)ctx->max_groups) groups = (size_t)ctx->max_groups;
+    if (groups < 1) groups = 1;
+    cl_mem part = NULL;
+    CF_TRY(cf_cl_scratch(ctx, CF_SCRATCH_PARTIAL, groups * 4, &part));
+    size_t g = groups * ls;
+    CF_TRY(cf_cl_launch(ctx, ctx->kernels[K_SUM_PARTIAL], "reduce_sum_partial", 1, &g, &ls,
+                        CF_ARGS(ARG_MEM(cf_cl_mem(x)), ARG_ULONG(x.off), ARG_ULONG(n),
+                                ARG_INT(square), ARG_MEM(part))));
+    return cf_cl_launch(ctx, ctx->kernels[K_SUM_FINAL], "reduce_sum_final", 1, &ls, &ls,
+                        CF_ARGS(ARG_MEM(part), ARG_INT((int)groups), ARG_MEM(cf_cl_mem(out)),
+                                ARG_ULONG(out.off)));
+}
+
+static int cl_adamw(cf_backend *be, cf_view params, cf_view grads, cf_view m, cf_view v,
+                    size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
+                    float grad_scale, int t) {
+    cf_cl_ctx *ctx = CTX(be);
+    if (t < 1) {
+        CF_ERROR("opencl adamw: step t=%d must be >= 1 (bias correction divides by 1 - beta^t)", t);
+        return CF_ERR_INVALID;
+    }
+    /* in double: 1 - beta2^t is tiny for small t and beta2 near 1 */
+    float inv_bc1 = (float)(1.0 / (1.0 - pow((double)beta1, (double)t)));
+    float inv_bc2 = (float)(1.0 / (1.0 - pow((double)beta2, (double)t)));
+    LAUNCH_1D(ctx, K_ADAMW, n, ARG_MEM(cf_cl_mem(params)), ARG_ULONG(params.off),
+              ARG_MEM(cf_cl_mem(grads)), ARG_ULONG(grads.off), ARG_MEM(cf_cl_mem(m)),
+              ARG_ULONG(m.off), ARG_MEM(cf_cl_mem(v)), ARG_ULONG(v.off), ARG_ULONG(n),
+              ARG_FLOAT(lr), ARG_FLOAT(beta1), ARG_FLOAT(beta2), ARG_FLOAT(inv_bc1),
+              ARG_FLOAT(inv_bc2), ARG_FLOAT(eps), ARG_FLOAT(weight_decay), ARG_FLOAT(grad_scale));
+}
+
+static const struct cf_backend_ops cf_cl_ops = {
+    /* .name = */ cl_name,
+    /* .destroy = */ cl_destroy,
+    /* .buffer_alloc = */ cl_buffer_alloc,
+    /* .buffer_free = */ cl_buffer_free,
+    /* .upload = */ cl_upload,
+    /* .download = */ cl_download,
+    /* .copy = */ cl_copy,
+    /* .fill = */ cl_fill,
+    /* .synchronize = */ cl_synchronize,
+    /* .gemm = */ cl_gemm_op,
+    /* .add_bias = */ cl_add_bias,
+    /* .bias_backward = */ cl_bias_backward,
+    /* .encoder_forward = */ cl_encoder_forward,
+    /* .encoder_backward = */ cl_encoder_backward,
+    /* .layernorm_forward = */ cl_layernorm_forward,
+    /* .layernorm_backward = */ cl_layernorm_backward,
+    /* .attention_forward = */ cl_attention_forward,
+    /* .attention_backward = */ cl_attention_backward,
+    /* .gelu_forward = */ cl_gelu_forward,
+    /* .gelu_backward = */ cl_gelu_backward,
+    /* .residual_forward = */ cl_residual_forward,
+    /* .axpy = */ cl_axpy,
+    /* .crossentropy_forward = */ cl_crossentropy_forward,
+    /* .crossentropy_fused = */ cl_crossentropy_fused,
+    /* .reduce_sum = */ cl_reduce_sum,
+    /* .adamw = */ cl_adamw,
+    /* .prof_collect = */ NULL,
+};
+
+/* ---- device selection -------------------------------------------------------------------------- */
+
+static int contains_ci(const char *hay, const char *needle) {
+    size_t n = strlen(needle);
+    if (n == 0) return 0;
+    for (; *hay; hay++) {
+        size_t i = 0;
+        while (i < n && hay[i] &&
+               tolower((unsigned char)hay[i]) == tolower((unsigned char)needle[i]))
+            i++;
+        if (i == n) return 1;
+    }
+    return 0;
+}
+
+/* "opencl:0:0 NAME (PLATFORM), ..." for error messages */
+static void describe_all(const cf_cl_device_info *list, int n, int with_reason, char *out,
+                         size_t len) {
+    out[0] = 0;
+    size_t used = 0;
+    for (int i = 0; i < n && used + 1 < len; i++) {
+        const cf_cl_device_info *d = &list[i];
+        int w = snprintf(out + used, len - used, "%sopencl:%d:%d %s (%s%s%s)", i ? ", " : "",
+                         d->platform_index, d->device_index, d->name, cf_cl_type_name(d),
+                         with_reason && !d->usable ? ", not usable: " : "",
+                         with_reason && !d->usable ? d->reason : "");
+        if (w < 0) break;
+        used += (size_t)w;
+    }
+    if (n == 0) snprintf(out, len, "none");
+}
+
+static int gpu_rank(const cf_cl_device_info *d) {
+    if (d->type & CL_DEVICE_TYPE_GPU) return d->unified ? 2 : 3; /* discrete before integrated */
+    if (d->type & CL_DEVICE_TYPE_ACCELERATOR) return 1;
+    return 0;
+}
+
+/* Pick a device for spec; -1 with an error (or, for auto, the warning) printed when none. */
+static int select_device(const char *spec, const cf_cl_device_info *list, int n,
+                         const char *enum_why, int is_auto) {
+    char all[2048];
+    if (is_auto) {
+        int allow_cpu = getenv("CF_OPENCL_AUTO_CPU") && atoi(getenv("CF_OPENCL_AUTO_CPU")) != 0;
+        int best = -1;
+        double best_score = -1.0;
+        for (int i = 0; i < n; i++) {
+            const cf_cl_device_info *d = &list[i];
+            int r = gpu_rank(d);
+            if (!d->usable || (r < 2 && !allow_cpu)) continue;
+            double score = r * 1e12 + (double)d->compute_units * d->clock_mhz * 1e3 +
+                           (double)(d->global_mem >> 20);
+            if (score > best_score) {
+                best_score = score;
+                best = i;
+            }
+        }
+        if (best < 0) {
+            if (n == 0) snprintf(all, sizeof all, "%s", enum_why);
+            else describe_all(list, n, 1, all, sizeof all);
+            CF_WARN("no usable OpenCL GPU (found: %s); falling back to the CPU backend", all);
+        }
+        return best;
+    }
+    describe_all(list, n, 1, all, sizeof all);
+    if (strcasecmp(spec, "opencl") == 0) {
+        for (int i = 0; i < n; i++)
+            if (list[i].usable) return i;
+        CF_ERROR("device 'opencl': no usable OpenCL device (found: %s); run 'clformer devices'",
+                 n ? all : enum_why);
+        return -1;
+    }
+    int p = -1, dv = -1;
+    char tail = 0;
+    if (strncasecmp(spec, "opencl:", 7) == 0) {
+        if (sscanf(spec + 7, "%d:%d%c", &p, &dv, &tail) != 2 || p < 0 || dv < 0) {
+            CF_ERROR("device '%s': expected opencl:P:D with platform and device numbers, e.g. "
+                     "opencl:0:0; run 'clformer devices'",
+                     spec);
+            return -1;
+        }
+        for (int i = 0; i < n; i++) {
+            if (list[i].platform_index != p || list[i].device_index != dv) continue;
+            if (list[i].usable) return i;
+            CF_ERROR("device '%s' (%s) is not usable: %s; run 'clformer devices'", spec,
+                     list[i].name, list[i].reason);
+            return -1;
+        }
+        CF_ERROR("device '%s' not found; available: %s; run 'clformer devices'", spec,
+                 n ? all : enum_why);
+        return -1;
+    }
+    int first_match = -1;
+    for (int i = 0; i < n; i++) {
+        const cf_cl_device_info *d = &list[i];
+        if (!contains_ci(d->platform_name, spec) && !contains_ci(d->name, spec) &&
+            !contains_ci(d->version, spec))
+            continue;
+        if (d->usable) return i;
+        if (first_match < 0) first_match = i;
+    }
+    if (first_match >= 0) {
+        CF_ERROR("device '%s' (opencl:%d:%d %s) is not usable: %s; run 'clformer devices'", spec,
+                 list[first_match].platform_index, list[first_match].device_index,
+                 list[first_match].name, list[first_match].reason);
+        return -1;
+    }
+    CF_ERROR("device '%s' not found; available: cpu, %s; run 'clformer devices'", spec,
+             n ? all : enum_why);
+    return -1;
+}
+
+/* ---- creation ---------------------------------------------------------------------------------- */
+
+static void read_env(cf_cl_ctx *ctx) {
+    const char *g = getenv("CF_GEMM");
+    ctx->gemm_mode = CF_GEMM_AUTO;
+    if (g && strcasecmp(g, "native") == 0) ctx->gemm_mode = CF_GEMM_NATIVE;
+    else if (g && strcasecmp(g, "clblast") == 0) ctx->gemm_mode = CF_GEMM_CLBLAST;
+    else if (g && *g && strcasecmp(g, "auto") != 0)
+        CF_WARN("CF_GEMM='%s' not understood (auto, clblast or native); using auto", g);
+    const char *kd = getenv("CF_KERNEL_DIR");
+    const char *ks = getenv("CF_KERNEL_SOURCE");
+    if (kd && *kd) snprintf(ctx->kernel_dir, sizeof ctx->kernel_dir, "%s", kd);
+    else if (ks && strcasecmp(ks, "dir") == 0)
+        snprintf(ctx->kernel_dir, sizeof ctx->kernel_dir, "%s", CF_KERNEL_DIR);
+    cf_cl_default_cache_dir(ctx->cache_dir, sizeof ctx->cache_dir);
+    const char *map = getenv("CF_CL_MAP");
+    ctx->use_map = ctx->dev.unified && !(map && strcmp(map, "0") == 0);
+}
+
+static int ctx_init(cf_cl_ctx *ctx) {
+    cl_int err = CL_SUCCESS;
+    cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)ctx->dev.platform,
+                                     0};
+    ctx->context = clCreateContext(props, 1, &ctx->dev.device, NULL, NULL, &err);
+    CF_CHECK_CL(ctx, err);
+    ctx->queue = clCreateCommandQueue(ctx->context, ctx->dev.device, 0, &err);
+    CF_CHECK_CL(ctx, err);
+    read_env(ctx);
+    if (ctx->gemm_mode == CF_GEMM_CLBLAST && !cf_cl_have_clblast())
+        CF_WARN("CF_GEMM=clblast: this build has no CLBlast; using the native GEMM");
+
+    int ls = 256;
+    while ((size_t)ls > ctx->dev.max_group) ls /= 2;
+    ctx->ls = ls;
+    size_t gm = (size_t)ctx->dev.compute_units * (is_gpu(ctx) ? 4 : 2);
+    ctx->max_groups = gm < 1 ? 1 : (gm > 1024 ? 1024 : (int)gm);
+
+    size_t max_ls = 0;
+    CF_TRY(build_programs(ctx, &max_ls));
+    if (max_ls < (size_t)ctx->ls) {
+        /* some kernel cannot run LS-item groups on this device: rebuild with a smaller LS */
+        while ((size_t)ctx->ls > max_ls && ctx->ls > 32) ctx->ls /= 2;
+        CF_DEBUG("opencl: reduction work-groups reduced to %d items on %s", ctx->ls,
+                 ctx->dev.name);
+        release_programs(ctx);
+        CF_TRY(build_programs(ctx, &max_ls));
+        if (max_ls < (size_t)ctx->ls) {
+            cf_cl_fail(ctx, "opencl: %s cannot run the reduction kernels with %d-item work-groups",
+                       ctx->dev.name, ctx->ls);
+            return CF_ERR_UNSUPPORTED;
+        }
+    }
+    CF_TRY(cf_cl_gemm_prepare(ctx));
+    snprintf(ctx->name, sizeof ctx->name, "opencl: %s (%s)", ctx->dev.name, ctx->dev.platform_name);
+    return CF_OK;
+}
+
+int cf_backend_opencl_create(const char *spec, cf_backend **out) {
+    *out = NULL;
+    if (!spec || !*spec) spec = "auto";
+    int is_auto = strcasecmp(spec, "auto") == 0;
+    cf_cl_device_info *list = NULL;
+    int n = 0;
+    char why[256];
+    CF_TRY(cf_cl_enumerate(&list, &n, why, sizeof why));
+    int idx = select_device(spec, list, n, why, is_auto);
+    if (idx < 0) {
+        free(list);
+        return CF_ERR_NOT_FOUND;
+    }
+    cf_cl_ctx *ctx = calloc(1, sizeof *ctx);
+    cf_backend *be = calloc(1, sizeof *be);
+    if (!ctx || !be) {
+        free(ctx);
+        free(be);
+        free(list);
+        CF_ERROR("out of host memory creating the OpenCL backend");
+        return CF_ERR_NOMEM;
+    }
+    ctx->dev = list[idx];
+    free(list);
+    ctx->quiet_init = is_auto;
+    double t0 = cf_time_now();
+    int rc = ctx_init(ctx);
+    if (rc < 0) {
+        if (is_auto)
+            CF_WARN("OpenCL device opencl:%d:%d %s could not be used (%s); falling back to the CPU "
+                    "backend",
+                    ctx->dev.platform_index, ctx->dev.device_index, ctx->dev.name,
+                    ctx->last_error[0] ? ctx->last_error : cf_status_str(rc));
+        ctx_free(ctx);
+        free(be);
+        return rc;
+    }
+    ctx->quiet_init = 0;
+    CF_DEBUG("%s ready in %.3f s (%d programs compiled, %d from the cache in %s; gemm %s)",
+             ctx->name, cf_time_now() - t0, ctx->build.programs_from_source,
+             ctx->build.programs_from_cache, ctx->cache_dir[0] ? ctx->cache_dir : "(no cache)",
+             ctx->gemm_mode == CF_GEMM_NATIVE || !cf_cl_have_clblast() ? "native" : "clblast");
+    be->ops = &cf_cl_ops;
+    be->ctx = ctx;
+    be->is_cpu = 0;
+    *out = be;
+    return CF_OK;
+}
+
+/* ---- public extras ----------------------------------------------------------------------------- */
+
+int cf_backend_is_opencl(const cf_backend *be) { return be && be->ops == &cf_cl_ops; }
+
+int cf_backend_opencl_set_gemm(cf_backend *be, const char *which) {
+    if (!cf_backend_is_opencl(be)) return CF_ERR_UNSUPPORTED;
+    cf_cl_ctx *ctx = CTX(be);
+    if (!which || strcasecmp(which, "auto") == 0) {
+        ctx->gemm_mode = CF_GEMM_AUTO;
+    } else if (strcasecmp(which, "native") == 0) {
+        ctx->gemm_mode = CF_GEMM_NATIVE;
+    } else if (strcasecmp(which, "clblast") == 0) {
+        if (!cf_cl_have_clblast()) {
+            CF_ERROR("--gemm clblast: this build of clformer has no CLBlast (install libclblast-dev "
+                     "and rebuild with -DCF_CLBLAST=ON); use --gemm native");
+            return CF_ERR_UNSUPPORTED;
+        }
+        ctx->gemm_mode = CF_GEMM_CLBLAST;
+        ctx->clblast_failed = 0;
+    } else {
+        CF_ERROR("--gemm '%s': expected auto, clblast or native", which);
+        return CF_ERR_INVALID;
+    }
+    /* shapes log their path again after a switch */
+    for (int i = 0; i < ctx->n_memo; i++) ctx->memo[i].logged = 0;
+    return CF_OK;
+}
+
+const char *cf_backend_opencl_gemm_path(cf_backend *be) {
+    if (!cf_backend_is_opencl(be)) return "none";
+    cf_cl_ctx *ctx = CTX(be);
+    if (ctx->gemm_mode == CF_GEMM_NATIVE || ctx->clblast_failed || !cf_cl_have_clblast())
+        return "native";
+    return "clblast";
+}
+
+int cf_backend_opencl_set_gemm_tuner(cf_backend *be, cf_cl_gemm_tuner_fn fn, void *user) {
+    if (!cf_backend_is_opencl(be)) return CF_ERR_UNSUPPORTED;
+    cf_cl_ctx *ctx = CTX(be);
+    ctx->tuner = fn;
+    ctx->tuner_user = user;
+    ctx->n_memo = 0; /* shapes are decided again */
+    return CF_OK;
+}
+
+int cf_backend_opencl_gemm_params(cf_backend *be, int M, int N, int K, int ta, int tb,
+                                  cf_cl_gemm_params *out) {
+    if (!cf_backend_is_opencl(be)) return CF_ERR_UNSUPPORTED;
+    return cf_cl_gemm_params_lookup(CTX(be), M, N, K, ta, tb, out);
+}
+
+int cf_backend_opencl_build_stats(cf_backend *be, cf_cl_build_stats *out) {
+    if (!cf_backend_is_opencl(be)) return CF_ERR_UNSUPPORTED;
+    *out = CTX(be)->build;
+    return CF_OK;
+}

@@ -1,0 +1,268 @@
+/* clformer: GEMM on OpenCL: parameter choice per shape (built-in rule, tuner hook), clformer's
+ * tiled kernel (cl_kernels/gemm.cl) and the CLBlast path (plain products only) with fallback to the
+ * native kernel when CLBlast reports an error. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/opencl/cl_internal.h"
+
+#ifdef CF_HAVE_CLBLAST
+#include <clblast_c.h>
+#endif
+
+int cf_cl_have_clblast(void) {
+#ifdef CF_HAVE_CLBLAST
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/* Why 8x8 below 256: a 16x16 group with 4x4 outputs per work-item covers 64x64 of C, so a
+ * 200x200 result would give only 16 groups -- too few to fill a GPU; 8x8 groups (32x32 blocks)
+ * give 49. Above 256 the larger block reuses each staged value twice as often. */
+void cf_cl_gemm_rule(int M, int N, int K, int max_group, cf_cl_gemm_params *out) {
+    (void)K;
+    int tile = (M < 256 && N < 256) ? 8 : 16;
+    if (tile * tile > max_group) tile = 8;
+    out->tile = tile;
+    out->wpt = 4;
+    out->tk = 16;
+    out->source = "rule";
+}
+
+static size_t gemm_local_bytes(const cf_cl_gemm_params *p) {
+    return (size_t)p->tk * (size_t)(p->tile * p->wpt + 1) * 2 * sizeof(float);
+}
+
+static int params_valid(cf_cl_ctx *ctx, const cf_cl_gemm_params *p) {
+    return p->tile >= 1 && p->tile * p->tile <= (int)ctx->dev.max_group && p->wpt >= 1 &&
+           p->wpt <= 16 && p->tk >= 1 && p->tk <= 64 && gemm_local_bytes(p) <= ctx->dev.local_mem;
+}
+
+static cf_cl_shape_memo *memo_find(cf_cl_ctx *ctx, int M, int N, int K, int ta, int tb) {
+    for (int i = 0; i < ctx->n_memo; i++) {
+        cf_cl_shape_memo *e = &ctx->memo[i];
+        if (e->M == M && e->N == N && e->K == K && e->ta == ta && e->tb == tb) return e;
+    }
+    return NULL;
+}
+
+static void choose(cf_cl_ctx *ctx, int M, int N, int K, int ta, int tb, cf_cl_gemm_params *p) {
+    if (ctx->tuner) {
+        cf_cl_gemm_params t = {0, 0, 0, "tuning"};
+        if (ctx->tuner(ctx->tuner_user, ctx->dev.name, M, N, K, ta, tb, &t)) {
+            if (!t.source) t.source = "tuning";
+            if (params_valid(ctx, &t)) {
+                *p = t;
+                return;
+            }
+            CF_WARN("gemm M=%d N=%d K=%d: tuned parameters tile %d, wpt %d, tk %d do not fit %s "
+                    "(work-groups up to %zu, %llu bytes local memory); using the built-in rule",
+                    M, N, K, t.tile, t.wpt, t.tk, ctx->dev.name, ctx->dev.max_group,
+                    (unsigned long long)ctx->dev.local_mem);
+        }
+    }
+    cf_cl_gemm_rule(M, N, K, ctx->gemm_max_group, p);
+}
+
+int cf_cl_gemm_params_lookup(cf_cl_ctx *ctx, int M, int N, int K, int ta, int tb,
+                             cf_cl_gemm_params *out) {
+    cf_cl_shape_memo *e = memo_find(ctx, M, N, K, ta, tb);
+    if (e) {
+        *out = e->p;
+        return CF_OK;
+    }
+    choose(ctx, M, N, K, ta, tb, out);
+    if (ctx->n_memo < CF_CL_SHAPE_MEMO) {
+        e = &ctx->memo[ctx->n_memo++];
+        e->M = M;
+        e->N = N;
+        e->K = K;
+        e->ta = ta;
+        e->tb = tb;
+        e->p = *out;
+        e->logged = 0;
+    }
+    return CF_OK;
+}
+
+/* Log the path taken for a shape once (visible with --verbose). */
+static void log_shape(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, int path,
+                      const cf_cl_gemm_params *p) {
+    cf_cl_gemm_params tmp;
+    cf_cl_gemm_params_lookup(ctx, d->M, d->N, d->K, d->ta, d->tb, &tmp); /* memo entry */
+    cf_cl_shape_memo *e = memo_find(ctx, d->M, d->N, d->K, d->ta, d->tb);
+    if (e && e->logged == path) return;
+    if (e) e->logged = path;
+    int batch = d->outer * d->inner;
+    char bs[32] = "";
+    if (batch > 1) snprintf(bs, sizeof bs, " batch=%d", batch);
+    if (path == 2)
+        CF_DEBUG("gemm M=%d N=%d K=%d%s %c%c: clblast", d->M, d->N, d->K, bs, d->ta ? 'T' : 'N',
+                 d->tb ? 'T' : 'N');
+    else
+        CF_DEBUG("gemm M=%d N=%d K=%d%s %c%c: native %dx%d (wpt %d, tk %d, %s)", d->M, d->N, d->K,
+                 bs, d->ta ? 'T' : 'N', d->tb ? 'T' : 'N', p->tile, p->tile, p->wpt, p->tk,
+                 p->source);
+}
+
+static const char *kernel_names[4] = {"gemm_nn", "gemm_nt", "gemm_tn", "gemm_tt"};
+
+static int gemm_program(cf_cl_ctx *ctx, const cf_cl_gemm_params *p, cf_cl_gemm_program **out) {
+    for (int i = 0; i < ctx->n_gemm_progs; i++) {
+        cf_cl_gemm_program *g = &ctx->gemm_progs[i];
+        if (g->tile == p->tile && g->wpt == p->wpt && g->tk == p->tk) {
+            *out = g;
+            return CF_OK;
+        }
+    }
+    if (ctx->n_gemm_progs == CF_CL_MAX_GEMM_PROGRAMS) {
+        cf_cl_fail(ctx, "gemm: more than %d kernel variants requested (tile %d, wpt %d, tk %d); "
+                        "reduce the number of distinct entries in the tuning file",
+                   CF_CL_MAX_GEMM_PROGRAMS, p->tile, p->wpt, p->tk);
+        return CF_ERR_UNSUPPORTED;
+    }
+    char opts[160];
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DTS=%d -DWPT=%d -DTK=%d", p->tile, p->wpt, p->tk);
+    cf_cl_gemm_program g;
+    memset(&g, 0, sizeof g);
+    g.tile = p->tile;
+    g.wpt = p->wpt;
+    g.tk = p->tk;
+    CF_TRY(cf_cl_build_program(ctx, "gemm.cl", opts, &g.program));
+    for (int i = 0; i < 4; i++) {
+        cl_int err = CL_SUCCESS;
+        g.k[i] = clCreateKernel(g.program, kernel_names[i], &err);
+        size_t wg = 0;
+        if (err == CL_SUCCESS)
+            err = clGetKernelWorkGroupInfo(g.k[i], ctx->dev.device, CL_KERNEL_WORK_GROUP_SIZE,
+                                           sizeof wg, &wg, NULL);
+        if (err == CL_SUCCESS && wg < (size_t)(p->tile * p->tile)) {
+            cf_cl_fail(ctx, "cl_kernels/gemm.cl: %s with %dx%d work-groups (wpt %d) exceeds the "
+                            "%zu work-items %s can run per group",
+                       kernel_names[i], p->tile, p->tile, p->wpt, wg, ctx->dev.name);
+            err = CL_INVALID_WORK_GROUP_SIZE;
+            for (int j = 0; j <= i; j++)
+                if (g.k[j]) clReleaseKernel(g.k[j]);
+            clReleaseProgram(g.program);
+            return CF_ERR_UNSUPPORTED;
+        } else if (err != CL_SUCCESS) {
+            cf_cl_fail(ctx, "cl_kernels/gemm.cl: kernel %s: %s", kernel_names[i],
+                       cf_cl_errstr(err));
+        }
+        if (err != CL_SUCCESS) {
+            for (int j = 0; j <= i; j++)
+                if (g.k[j]) clReleaseKernel(g.k[j]);
+            clReleaseProgram(g.program);
+            return CF_ERR_BUILD;
+        }
+    }
+    ctx->gemm_progs[ctx->n_gemm_progs] = g;
+    *out = &ctx->gemm_progs[ctx->n_gemm_progs++];
+    return CF_OK;
+}
+
+int cf_cl_gemm_prepare(cf_cl_ctx *ctx) {
+    ctx->gemm_max_group = (int)ctx->dev.max_group;
+    cf_cl_gemm_params small, large;
+    cf_cl_gemm_rule(1, 1, 1, ctx->gemm_max_group, &small);
+    cf_cl_gemm_rule(1024, 1024, 1024, ctx->gemm_max_group, &large);
+    cf_cl_gemm_program *g = NULL;
+    CF_TRY(gemm_program(ctx, &small, &g));
+    if (large.tile != small.tile) {
+        /* a device whose 16x16 kernel cannot run 256 items per group uses 8x8 everywhere */
+        int rc = gemm_program(ctx, &large, &g);
+        if (rc == CF_ERR_UNSUPPORTED) {
+            ctx->gemm_max_group = small.tile * small.tile;
+            CF_DEBUG("gemm: 16x16 work-groups unavailable on %s; using 8x8 tiles", ctx->dev.name);
+            ctx->last_error[0] = 0;
+        } else if (rc < 0) {
+            return rc;
+        }
+    }
+    return CF_OK;
+}
+
+void cf_cl_gemm_release(cf_cl_ctx *ctx) {
+    for (int i = 0; i < ctx->n_gemm_progs; i++) {
+        for (int j = 0; j < 4; j++)
+            if (ctx->gemm_progs[i].k[j]) clReleaseKernel(ctx->gemm_progs[i].k[j]);
+        if (ctx->gemm_progs[i].program) clReleaseProgram(ctx->gemm_progs[i].program);
+    }
+    ctx->n_gemm_progs = 0;
+}
+
+static int gemm_native(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
+    cf_cl_gemm_params p;
+    CF_TRY(cf_cl_gemm_params_lookup(ctx, d->M, d->N, d->K, d->ta, d->tb, &p));
+    cf_cl_gemm_program *g = NULL;
+    int rc = gemm_program(ctx, &p, &g);
+    if (rc < 0 && strcmp(p.source, "rule") != 0) {
+        /* a tuned variant that does not build must not stop the run */
+        CF_WARN("gemm: tuned variant tile %d, wpt %d, tk %d unusable on %s; using the built-in "
+                "rule for M=%d N=%d K=%d",
+                p.tile, p.wpt, p.tk, ctx->dev.name, d->M, d->N, d->K);
+        cf_cl_gemm_rule(d->M, d->N, d->K, ctx->gemm_max_group, &p);
+        cf_cl_shape_memo *e = memo_find(ctx, d->M, d->N, d->K, d->ta, d->tb);
+        if (e) e->p = p;
+        rc = gemm_program(ctx, &p, &g);
+    }
+    if (rc < 0) return rc;
+    log_shape(ctx, d, 1, &p);
+    int bm = p.tile * p.wpt;
+    size_t global[3] = {(size_t)((d->N + bm - 1) / bm) * (size_t)p.tile,
+                        (size_t)((d->M + bm - 1) / bm) * (size_t)p.tile,
+                        (size_t)d->outer * (size_t)d->inner};
+    size_t local[3] = {(size_t)p.tile, (size_t)p.tile, 1};
+    cl_kernel k = g->k[(d->ta ? 2 : 0) + (d->tb ? 1 : 0)];
+    return cf_cl_launch(ctx, k, kernel_names[(d->ta ? 2 : 0) + (d->tb ? 1 : 0)], 3, global, local,
+                        CF_ARGS(ARG_INT(d->M), ARG_INT(d->N), ARG_INT(d->K), ARG_FLOAT(d->alpha),
+                                ARG_MEM(d->A), ARG_ULONG(d->a_off), ARG_INT(d->lda),
+                                ARG_ULONG(d->a_so), ARG_ULONG(d->a_si), ARG_MEM(d->B),
+                                ARG_ULONG(d->b_off), ARG_INT(d->ldb), ARG_ULONG(d->b_so),
+                                ARG_ULONG(d->b_si), ARG_FLOAT(d->beta), ARG_MEM(d->C),
+                                ARG_ULONG(d->c_off), ARG_INT(d->ldc), ARG_ULONG(d->c_so),
+                                ARG_ULONG(d->c_si), ARG_INT(d->inner), ARG_INT(d->causal)));
+}
+
+#ifdef CF_HAVE_CLBLAST
+/* 0 on success, else the CLBlast status code (negative) */
+static int gemm_clblast(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
+    CLBlastTranspose ta = d->ta ? CLBlastTransposeYes : CLBlastTransposeNo;
+    CLBlastTranspose tb = d->tb ? CLBlastTransposeYes : CLBlastTransposeNo;
+    CLBlastStatusCode st =
+        CLBlastSgemm(CLBlastLayoutRowMajor, ta, tb, (size_t)d->M, (size_t)d->N, (size_t)d->K,
+                     d->alpha, d->A, d->a_off, (size_t)d->lda, d->B, d->b_off, (size_t)d->ldb,
+                     d->beta, d->C, d->c_off, (size_t)d->ldc, &ctx->queue, NULL);
+    return st == CLBlastSuccess ? 0 : (int)st;
+}
+#endif
+
+int cf_cl_gemm(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
+    if (d->M <= 0 || d->N <= 0 || d->outer * d->inner <= 0) return CF_OK;
+#ifdef CF_HAVE_CLBLAST
+    /* Batched products (attention) stay on the native kernel: it skips the blocks that causality
+     * makes zero, which CLBlast cannot, and CLBlast's batched kernels would be one more set to
+     * compile at start-up. */
+    int batch = d->outer * d->inner;
+    if (ctx->gemm_mode != CF_GEMM_NATIVE && !ctx->clblast_failed && d->K > 0 && batch == 1) {
+        double t0 = cf_time_now();
+        int st = gemm_clblast(ctx, d);
+        if (st == 0) {
+            if (!memo_find(ctx, d->M, d->N, d->K, d->ta, d->tb))
+                CF_DEBUG("gemm: first CLBlast call for this shape took %.3f s",
+                         cf_time_now() - t0);
+            log_shape(ctx, d, 2, NULL);
+            return CF_OK;
+        }
+        ctx->clblast_failed = 1;
+        CF_WARN("gemm M=%d N=%d K=%d: CLBlast failed with status %d on %s; using clformer's "
+                "native GEMM kernel from now on (--gemm native avoids this)",
+                d->M, d->N, d->K, st, ctx->dev.name);
+    }
+#endif
+    return gemm_native(ctx, d);
+}

@@ -1,0 +1,206 @@
+/* clformer: private state and helpers shared by the files of the OpenCL backend. */
+#ifndef CF_CL_INTERNAL_H
+#define CF_CL_INTERNAL_H
+
+#include <CL/cl.h>
+#include <stddef.h>
+
+#include "backend/backend.h"
+#include "backend/opencl/cl_backend.h"
+
+/* ---- devices ------------------------------------------------------------------------------ */
+
+typedef struct cf_cl_device_info {
+    int platform_index, device_index; /* opencl:P:D */
+    cl_platform_id platform;
+    cl_device_id device;
+    char platform_name[256], platform_version[256];
+    char name[256], vendor[256], version[256], driver[256], c_version[128];
+    cl_device_type type;
+    int unified; /* CL_DEVICE_HOST_UNIFIED_MEMORY: integrated GPU or CPU device */
+    cl_uint compute_units, clock_mhz;
+    cl_ulong global_mem, local_mem, max_alloc;
+    size_t max_group; /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
+    int fp16, subgroups;
+    int usable;
+    char reason[192]; /* why not usable */
+} cf_cl_device_info;
+
+/* All devices of all platforms; *count 0 (and CF_OK) when there is no platform. Free with free(). */
+int cf_cl_enumerate(cf_cl_device_info **out, int *count, char *why, size_t why_len);
+const char *cf_cl_type_name(const cf_cl_device_info *d);
+const char *cf_cl_errstr(cl_int err);
+
+/* ---- kernels -------------------------------------------------------------------------------- */
+
+enum cf_cl_program_id {
+    CF_PROG_RESIDUAL,
+    CF_PROG_REDUCE,
+    CF_PROG_GELU,
+    CF_PROG_ADAMW,
+    CF_PROG_LAYERNORM,
+    CF_PROG_CROSSENTROPY,
+    CF_PROG_ATTENTION,
+    CF_PROG_ENCODER,
+    CF_PROG_COUNT
+};
+
+enum cf_cl_kernel_id {
+    K_RESIDUAL_FORWARD,
+    K_AXPY,
+    K_FILL,
+    K_COPY,
+    K_ADD_BIAS,
+    K_SUM_PARTIAL,
+    K_SUM_FINAL,
+    K_COLSUM_PARTIAL,
+    K_COLSUM_FINAL,
+    K_GELU_FORWARD,
+    K_GELU_BACKWARD,
+    K_ADAMW,
+    K_LN_FORWARD,
+    K_LN_BACKWARD,
+    K_CE_FORWARD,
+    K_CE_FUSED,
+    K_SOFTMAX_FORWARD,
+    K_SOFTMAX_BACKWARD,
+    K_ENC_FORWARD,
+    K_ENC_RANK,
+    K_ENC_WTE,
+    K_COUNT
+};
+
+#define CF_CL_MAX_GEMM_PROGRAMS 16
+#define CF_CL_SHAPE_MEMO 512
+
+enum cf_cl_gemm_mode { CF_GEMM_AUTO = 0, CF_GEMM_CLBLAST = 1, CF_GEMM_NATIVE = 2 };
+enum cf_cl_scratch_slot {
+    CF_SCRATCH_PARTIAL, /* reduce_sum partials, LayerNorm backward per-group sums */
+    CF_SCRATCH_COLSUM,  /* column-sum chunk partials */
+    CF_SCRATCH_SORT,    /* encoder backward: positions sorted by token */
+    CF_SCRATCH_COPY,    /* staging for overlapping copies */
+    CF_SCRATCH_COUNT
+};
+
+typedef struct {
+    int tile, wpt, tk;
+    cl_program program;
+    cl_kernel k[4]; /* nn, nt, tn, tt */
+} cf_cl_gemm_program;
+
+typedef struct {
+    int M, N, K, ta, tb;
+    cf_cl_gemm_params p;
+    int logged; /* path already logged for this shape: 0 none, 1 native, 2 clblast */
+} cf_cl_shape_memo;
+
+typedef struct cf_cl_ctx {
+    cf_cl_device_info dev;
+    cl_context context;
+    cl_command_queue queue;
+    char name[600]; /* "opencl: <device> (<platform>)" */
+
+    int quiet_init;       /* during `auto` creation: errors go to the debug log, one warning later */
+    char last_error[512]; /* first error message seen while quiet_init */
+
+    int ls;         /* work-group size of the reduction kernels (power of two, <= 256) */
+    int max_groups; /* number of work-groups for grid-stride reductions */
+    int use_map;    /* unified memory: map/unmap for transfers, ALLOC_HOST_PTR buffers */
+
+    cl_program programs[CF_PROG_COUNT];
+    cl_kernel kernels[K_COUNT];
+    cf_cl_gemm_program gemm_progs[CF_CL_MAX_GEMM_PROGRAMS];
+    int n_gemm_progs;
+    cf_cl_shape_memo memo[CF_CL_SHAPE_MEMO];
+    int n_memo;
+
+    int gemm_max_group; /* largest work-group the native GEMM can use (64 or 256) */
+    int gemm_mode;      /* enum cf_cl_gemm_mode */
+    int clblast_failed; /* CLBlast returned an error once: native from then on */
+    cf_cl_gemm_tuner_fn tuner;
+    void *tuner_user;
+
+    cl_mem scratch[CF_SCRATCH_COUNT];
+    size_t scratch_bytes[CF_SCRATCH_COUNT];
+
+    char kernel_dir[1024]; /* read sources from here instead of the embedded copies ("" = embedded) */
+    char cache_dir[1024];  /* "" = no program cache */
+    cf_cl_build_stats build;
+} cf_cl_ctx;
+
+/* Report an error: logged (or, while quiet_init, sent to the debug log and kept for the warning). */
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+void cf_cl_fail(cf_cl_ctx *ctx, const char *fmt, ...);
+
+/* Check an OpenCL call: on failure report the call text, the error name, file and line. */
+#define CF_CHECK_CL(ctx, call)                                                                     \
+    do {                                                                                           \
+        cl_int cf_cl_err_ = (call);                                                                \
+        if (cf_cl_err_ != CL_SUCCESS) {                                                            \
+            cf_cl_fail((ctx), "OpenCL call %s failed: %s (%s:%d)", #call, cf_cl_errstr(cf_cl_err_), \
+                       __FILE__, __LINE__);                                                        \
+            return CF_ERR_DEVICE;                                                                  \
+        }                                                                                          \
+    } while (0)
+
+/* ---- programs (cl_program.c) ------------------------------------------------------------------ */
+
+/* Source of cl_kernels/<file> (embedded copy, or read from ctx->kernel_dir). Caller frees. */
+int cf_cl_kernel_source(cf_cl_ctx *ctx, const char *file, char **src, size_t *len);
+/* Build (or load from the cache) the program for cl_kernels/<file> with the given options. */
+int cf_cl_build_program(cf_cl_ctx *ctx, const char *file, const char *options, cl_program *out);
+/* Resolve the program cache directory from CF_CACHE_DIR / XDG_CACHE_HOME / HOME. */
+void cf_cl_default_cache_dir(char *out, size_t len);
+
+/* ---- kernel launches (cl_backend.c) ----------------------------------------------------------- */
+
+enum { CF_ARG_MEM, CF_ARG_INT, CF_ARG_FLOAT, CF_ARG_ULONG };
+typedef struct {
+    int kind;
+    cl_mem m;
+    cl_int i;
+    cl_float f;
+    cl_ulong u;
+} cf_cl_arg;
+
+#define ARG_MEM(x) ((cf_cl_arg){CF_ARG_MEM, (x), 0, 0.0f, 0})
+#define ARG_INT(x) ((cf_cl_arg){CF_ARG_INT, NULL, (cl_int)(x), 0.0f, 0})
+#define ARG_FLOAT(x) ((cf_cl_arg){CF_ARG_FLOAT, NULL, 0, (cl_float)(x), 0})
+#define ARG_ULONG(x) ((cf_cl_arg){CF_ARG_ULONG, NULL, 0, 0.0f, (cl_ulong)(x)})
+#define CF_ARGS(...)                                                                               \
+    (int)(sizeof((cf_cl_arg[]){__VA_ARGS__}) / sizeof(cf_cl_arg)), (cf_cl_arg[]) { __VA_ARGS__ }
+
+int cf_cl_launch(cf_cl_ctx *ctx, cl_kernel k, const char *name, int dims, const size_t *global,
+                 const size_t *local, int nargs, const cf_cl_arg *args);
+/* A scratch buffer of at least nbytes (grown on demand, kept for the backend's lifetime). */
+int cf_cl_scratch(cf_cl_ctx *ctx, int slot, size_t nbytes, cl_mem *out);
+
+static inline cl_mem cf_cl_mem(cf_view v) { return v.buf ? (cl_mem)v.buf->handle : NULL; }
+static inline size_t cf_round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
+
+/* ---- GEMM (cl_gemm.c) ------------------------------------------------------------------------- */
+
+typedef struct {
+    int ta, tb, M, N, K;
+    float alpha, beta;
+    cl_mem A, B, C;
+    size_t a_off, b_off, c_off; /* elements */
+    int lda, ldb, ldc;
+    /* batch z = zo * inner + zi for zo < outer, zi < inner; operand offset += zo*so + zi*si */
+    int outer, inner;
+    size_t a_so, a_si, b_so, b_si, c_so, c_si;
+    int causal; /* see cl_kernels/gemm.cl; batched and causal products always run natively */
+} cf_cl_gemm_desc;
+
+int cf_cl_gemm(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d);
+/* Choose (and memoise, logging once per shape) the native kernel's parameters for a shape. */
+int cf_cl_gemm_params_lookup(cf_cl_ctx *ctx, int M, int N, int K, int ta, int tb,
+                             cf_cl_gemm_params *out);
+/* Build the default 8x8 and 16x16 GEMM programs up front (part of backend creation). */
+int cf_cl_gemm_prepare(cf_cl_ctx *ctx);
+void cf_cl_gemm_release(cf_cl_ctx *ctx);
+int cf_cl_have_clblast(void);
+
+#endif

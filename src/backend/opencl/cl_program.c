@@ -1,0 +1,255 @@
+/* clformer: kernel sources (embedded or read from cl_kernels/) and program builds with the on-disk
+ * binary cache. Cache key: hash of the source, the build options, the device name and version, the
+ * driver version, the platform version and clformer's version; files are written to a temporary
+ * name and renamed, so a concurrent reader never sees half a binary. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backend/opencl/cl_internal.h"
+
+/* generated from the cl_kernels directory by tools/embed_kernels.cmake */
+struct cf_embedded_kernel {
+    const char *name;
+    const char *source;
+};
+extern const struct cf_embedded_kernel cf_embedded_kernels[];
+
+int cf_cl_kernel_source(cf_cl_ctx *ctx, const char *file, char **src, size_t *len) {
+    *src = NULL;
+    *len = 0;
+    if (!ctx->kernel_dir[0]) {
+        for (const struct cf_embedded_kernel *k = cf_embedded_kernels; k->name; k++) {
+            if (strcmp(k->name, file) != 0) continue;
+            size_t n = strlen(k->source);
+            *src = malloc(n + 1);
+            if (!*src) return CF_ERR_NOMEM;
+            memcpy(*src, k->source, n + 1);
+            *len = n;
+            return CF_OK;
+        }
+    }
+    /* read from the directory: asked for, or the build did not embed the kernels */
+    const char *dir = ctx->kernel_dir[0] ? ctx->kernel_dir : CF_KERNEL_DIR;
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    int rc = cf_read_file(path, src, len);
+    if (rc < 0)
+        cf_cl_fail(ctx, "kernel source %s not readable; set CF_KERNEL_DIR to the cl_kernels "
+                        "directory or rebuild with CF_EMBED_KERNELS=ON", path);
+    return rc;
+}
+
+void cf_cl_default_cache_dir(char *out, size_t len) {
+    out[0] = 0;
+    const char *env = getenv("CF_CACHE_DIR");
+    if (env) {
+        if (*env && strcmp(env, "off") != 0 && strcmp(env, "none") != 0)
+            snprintf(out, len, "%s", env);
+        return;
+    }
+    const char *xdg = getenv("XDG_CACHE_HOME");
+    if (xdg && *xdg) {
+        snprintf(out, len, "%s/clformer", xdg);
+        return;
+    }
+    const char *home = getenv("HOME");
+    if (home && *home) snprintf(out, len, "%s/.cache/clformer", home);
+}
+
+/* mkdir -p without error messages (the cache is optional: failures go to the debug log) */
+static int quiet_mkdirs(const char *path) {
+    char buf[1100];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf) return -1;
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != 0) continue;
+        char c = buf[i];
+        buf[i] = 0;
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
+        buf[i] = c;
+    }
+    return 0;
+}
+
+static int quiet_write_atomic(const char *path, const void *data, size_t len) {
+    static unsigned counter = 0;
+    char tmp[1300];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%u", path, (long)getpid(), counter++);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return -1;
+    const char *p = data;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            close(fd);
+            unlink(tmp);
+            return -1;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (close(fd) != 0 || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+static uint64_t hash_str(const char *s, uint64_t h) { return cf_hash64(s, strlen(s) + 1, h); }
+
+static void cache_path(cf_cl_ctx *ctx, const char *file, const char *src, size_t len,
+                       const char *options, char *out, size_t out_len) {
+    uint64_t h = cf_hash64(src, len, 0x636c666f726d6572ull);
+    h = hash_str(file, h);
+    h = hash_str(options, h);
+    h = hash_str(ctx->dev.name, h);
+    h = hash_str(ctx->dev.version, h);
+    h = hash_str(ctx->dev.driver, h);
+    h = hash_str(ctx->dev.platform_name, h);
+    h = hash_str(ctx->dev.platform_version, h);
+    h = hash_str(CF_VERSION_STRING, h);
+    char stem[64];
+    snprintf(stem, sizeof stem, "%s", file);
+    char *dot = strrchr(stem, '.');
+    if (dot) *dot = 0;
+    snprintf(out, out_len, "%s/%s-%016llx.bin", ctx->cache_dir, stem, (unsigned long long)h);
+}
+
+/* Read a whole cache file without logging (a missing or vanished entry is normal). */
+static int quiet_read(const char *path, char **data, size_t *len) {
+    *data = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || st.st_size <= 0) {
+        fclose(f);
+        return -1;
+    }
+    char *buf = malloc((size_t)st.st_size);
+    if (!buf || fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
+        free(buf);
+        fclose(f);
+        return -1;
+    }
+    fclose(f);
+    *data = buf;
+    *len = (size_t)st.st_size;
+    return 0;
+}
+
+/* Try the cached binary; 1 = loaded and built, 0 = not usable (caller compiles the source). */
+static int load_cached(cf_cl_ctx *ctx, const char *path, const char *options, cl_program *out) {
+    char *bin = NULL;
+    size_t len = 0;
+    if (quiet_read(path, &bin, &len) != 0) return 0;
+    const unsigned char *bins[1] = {(const unsigned char *)bin};
+    cl_int status = CL_SUCCESS, err = CL_SUCCESS;
+    cl_program prog = clCreateProgramWithBinary(ctx->context, 1, &ctx->dev.device, &len, bins,
+                                                &status, &err);
+    free(bin);
+    if (err != CL_SUCCESS || status != CL_SUCCESS) {
+        CF_DEBUG("program cache %s unusable (%s); compiling from source", path,
+                 cf_cl_errstr(err != CL_SUCCESS ? err : status));
+        if (prog) clReleaseProgram(prog);
+        return 0;
+    }
+    err = clBuildProgram(prog, 1, &ctx->dev.device, options, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        CF_DEBUG("program cache %s did not build (%s); compiling from source", path,
+                 cf_cl_errstr(err));
+        clReleaseProgram(prog);
+        return 0;
+    }
+    *out = prog;
+    return 1;
+}
+
+static void store_cached(cf_cl_ctx *ctx, const char *path, cl_program prog) {
+    size_t size = 0;
+    if (clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL) != CL_SUCCESS ||
+        size == 0)
+        return;
+    unsigned char *bin = malloc(size);
+    if (!bin) return;
+    unsigned char *bins[1] = {bin};
+    if (clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) == CL_SUCCESS) {
+        if (quiet_mkdirs(ctx->cache_dir) == 0 && quiet_write_atomic(path, bin, size) == 0)
+            ctx->build.cache_writes++;
+        else
+            CF_DEBUG("program cache: cannot write %s (%s); kernels will be compiled again next "
+                     "run", path, strerror(errno));
+    }
+    free(bin);
+}
+
+static void report_build_log(cf_cl_ctx *ctx, cl_program prog, const char *file,
+                             const char *options, cl_int err) {
+    cf_cl_fail(ctx, "cl_kernels/%s: kernel build failed on %s (%s, options '%s'); build log:", file,
+               ctx->dev.name, cf_cl_errstr(err), options);
+    size_t n = 0;
+    clGetProgramBuildInfo(prog, ctx->dev.device, CL_PROGRAM_BUILD_LOG, 0, NULL, &n);
+    char *log = calloc(n + 1, 1);
+    if (!log) return;
+    clGetProgramBuildInfo(prog, ctx->dev.device, CL_PROGRAM_BUILD_LOG, n, log, NULL);
+    int level = ctx->quiet_init ? CF_LOG_DEBUG : CF_LOG_ERROR;
+    char *save = NULL;
+    for (char *line = strtok_r(log, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+        cf_log(level, "  %s", line);
+    free(log);
+}
+
+int cf_cl_build_program(cf_cl_ctx *ctx, const char *file, const char *options, cl_program *out) {
+    *out = NULL;
+    double t0 = cf_time_now();
+    if (cf_fault_build_hit()) {
+        cf_cl_fail(ctx, "cl_kernels/%s: kernel build failed on %s (injected fault, CF_FAULT_BUILD)",
+                   file, ctx->dev.name);
+        return CF_ERR_BUILD;
+    }
+    char *src = NULL;
+    size_t len = 0;
+    CF_TRY(cf_cl_kernel_source(ctx, file, &src, &len));
+    char path[1400] = "";
+    if (ctx->cache_dir[0]) {
+        cache_path(ctx, file, src, len, options, path, sizeof path);
+        if (load_cached(ctx, path, options, out)) {
+            free(src);
+            ctx->build.programs_from_cache++;
+            ctx->build.build_seconds += cf_time_now() - t0;
+            CF_DEBUG("cl_kernels/%s: loaded from the program cache %s", file, path);
+            return CF_OK;
+        }
+    }
+    cl_int err = CL_SUCCESS;
+    const char *srcs[1] = {src};
+    cl_program prog = clCreateProgramWithSource(ctx->context, 1, srcs, &len, &err);
+    free(src);
+    if (err != CL_SUCCESS) {
+        cf_cl_fail(ctx, "cl_kernels/%s: clCreateProgramWithSource failed: %s", file,
+                   cf_cl_errstr(err));
+        return CF_ERR_BUILD;
+    }
+    err = clBuildProgram(prog, 1, &ctx->dev.device, options, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        report_build_log(ctx, prog, file, options, err);
+        clReleaseProgram(prog);
+        return CF_ERR_BUILD;
+    }
+    ctx->build.programs_from_source++;
+    if (path[0]) store_cached(ctx, path, prog);
+    ctx->build.build_seconds += cf_time_now() - t0;
+    CF_DEBUG("cl_kernels/%s: compiled in %.3f s (options '%s')", file, cf_time_now() - t0,
+             options);
+    *out = prog;
+    return CF_OK;
+}

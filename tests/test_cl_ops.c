@@ -1,0 +1,363 @@
+/* clformer test: every op of the OpenCL backend, forward and backward, against the CPU backend on
+ * the same inputs, with a normalised error max|a-b| / max|b| per output. Views sit at an offset
+ * inside guard elements that must survive untouched; backward ops start from non-zero gradients
+ * (they accumulate). GEMM paths, tiles and transposes are covered by test_cl_gemm.
+ *   test_cl_ops [--small] [--device SPEC]
+ * --small: small shapes, every kernel including both GEMM tile sizes (for oclgrind, see
+ * tests/cli_oclgrind.sh). */
+#include "test_cl_common.h"
+
+static int small_mode = 0;
+
+/* ---- GEMM ---------------------------------------------------------------------------------- */
+
+/* ---- the other ops ------------------------------------------------------------------------- */
+
+static void test_bias(int N, int OC) {
+    pair out = pair_rand((size_t)N * OC, 1.0f), bias = pair_rand(OC, 1.0f);
+    for (int g_ = 0; g_ < 2; g_++) {
+        cf_backend *be = g_ ? GPU : CPU;
+        TCL_OK(be->ops->add_bias(be, V(out), V(bias), N, OC));
+    }
+    char what[96];
+    snprintf(what, sizeof what, "add_bias N=%d OC=%d", N, OC);
+    check(what, out, 1e-6);
+    pair dbias = pair_rand(OC, 1.0f), dout = pair_rand((size_t)N * OC, 1.0f);
+    for (int g_ = 0; g_ < 2; g_++) {
+        cf_backend *be = g_ ? GPU : CPU;
+        TCL_OK(be->ops->bias_backward(be, V(dbias), V(dout), N, OC));
+    }
+    snprintf(what, sizeof what, "bias_backward (accumulates) N=%d OC=%d", N, OC);
+    check(what, dbias, 1e-5);
+    pair_free(out);
+    pair_free(bias);
+    pair_free(dbias);
+    pair_free(dout);
+}
+
+static void test_matmul(int N, int IC, int OC) {
+    pair inp = pair_rand((size_t)N * IC, 1.0f), w = pair_rand((size_t)OC * IC, 0.5f);
+    pair b = pair_rand(OC, 0.5f), out = pair_rand((size_t)N * OC, 1.0f);
+    BOTH(cf_be_matmul_forward(be, V(out), V(inp), V(w), V(b), N, IC, OC));
+    char what[96];
+    snprintf(what, sizeof what, "matmul_forward N=%d IC=%d OC=%d", N, IC, OC);
+    check(what, out, 1e-5);
+    pair dinp = pair_rand((size_t)N * IC, 1.0f), dw = pair_rand((size_t)OC * IC, 1.0f);
+    pair db = pair_rand(OC, 1.0f), dout = pair_rand((size_t)N * OC, 1.0f);
+    BOTH(cf_be_matmul_backward(be, V(dinp), V(dw), V(db), V(dout), V(inp), V(w), N, IC, OC));
+    snprintf(what, sizeof what, "matmul_backward dinp N=%d IC=%d OC=%d", N, IC, OC);
+    check(what, dinp, 1e-5);
+    snprintf(what, sizeof what, "matmul_backward dweight N=%d IC=%d OC=%d", N, IC, OC);
+    check(what, dw, 1e-5);
+    snprintf(what, sizeof what, "matmul_backward dbias N=%d IC=%d OC=%d", N, IC, OC);
+    check(what, db, 1e-5);
+    pair_free(inp), pair_free(w), pair_free(b), pair_free(out);
+    pair_free(dinp), pair_free(dw), pair_free(db), pair_free(dout);
+}
+
+static void test_encoder(int B, int T, int C, int Vocab) {
+    int n = B * T;
+    int *tok = tcl_malloc((size_t)n * 4);
+    for (int i = 0; i < n; i++) tok[i] = (int)(cf_rng_u32(&rng) % (uint32_t)Vocab);
+    tok[0] = tok[n - 1] = Vocab - 1; /* repeated ids, the last row of the table */
+    pair tokens = pair_new((size_t)n, tok, 0.0f);
+    pair wte = pair_rand((size_t)Vocab * C, 1.0f), wpe = pair_rand((size_t)T * C, 1.0f);
+    pair out = pair_rand((size_t)n * C, 1.0f);
+    BOTH(cf_be_encoder_forward(be, V(out), V(tokens), V(wte), V(wpe), B, T, C));
+    char what[96];
+    snprintf(what, sizeof what, "encoder_forward B=%d T=%d C=%d V=%d", B, T, C, Vocab);
+    check(what, out, 1e-7);
+    pair dwte = pair_rand((size_t)Vocab * C, 1.0f), dwpe = pair_rand((size_t)T * C, 1.0f);
+    pair dout = pair_rand((size_t)n * C, 1.0f);
+    BOTH(cf_be_encoder_backward(be, V(dwte), V(dwpe), V(dout), V(tokens), B, T, C));
+    snprintf(what, sizeof what, "encoder_backward dwte B=%d T=%d C=%d V=%d", B, T, C, Vocab);
+    check(what, dwte, 1e-6);
+    snprintf(what, sizeof what, "encoder_backward dwpe B=%d T=%d C=%d", B, T, C);
+    check(what, dwpe, 1e-6);
+    /* determinism: a second run from the same start gives bit-identical gradients */
+    size_t nw = (size_t)Vocab * C;
+    float *first = tcl_malloc(nw * 4), *second = tcl_malloc(nw * 4), *zeros = calloc(nw, 4);
+    for (int rep = 0; rep < 2; rep++) {
+        TCL_OK(cf_be_upload(GPU, cf_view_make(dwte.g, PAD), zeros, nw * 4));
+        TCL_OK(cf_be_encoder_backward(GPU, cf_view_make(dwte.g, PAD), cf_view_make(dwpe.g, PAD),
+                                      cf_view_make(dout.g, PAD), cf_view_make(tokens.g, PAD), B,
+                                      T, C));
+        TCL_OK(cf_be_download(GPU, rep ? second : first, cf_view_make(dwte.g, PAD), nw * 4));
+    }
+    expect(memcmp(first, second, nw * 4) == 0, "encoder_backward dwte is bit-identical run to run");
+    free(first), free(second), free(zeros), free(tok);
+    pair_free(tokens), pair_free(wte), pair_free(wpe), pair_free(out);
+    pair_free(dwte), pair_free(dwpe), pair_free(dout);
+}
+
+static void test_layernorm(int N, int C) {
+    pair inp = pair_rand((size_t)N * C, 2.0f), w = pair_rand(C, 1.0f), b = pair_rand(C, 1.0f);
+    pair out = pair_rand((size_t)N * C, 1.0f), mean = pair_rand(N, 1.0f),
+         rstd = pair_rand(N, 1.0f);
+    BOTH(cf_be_layernorm_forward(be, V(out), V(mean), V(rstd), V(inp), V(w), V(b), N, C));
+    char what[96];
+    snprintf(what, sizeof what, "layernorm_forward out N=%d C=%d", N, C);
+    check(what, out, 1e-5);
+    snprintf(what, sizeof what, "layernorm_forward mean N=%d C=%d", N, C);
+    check(what, mean, 1e-5);
+    snprintf(what, sizeof what, "layernorm_forward rstd N=%d C=%d", N, C);
+    check(what, rstd, 1e-5);
+    /* mean/rstd left out (inference) */
+    pair out2 = pair_rand((size_t)N * C, 1.0f);
+    BOTH(cf_be_layernorm_forward(be, V(out2), CF_VIEW_NULL, CF_VIEW_NULL, V(inp), V(w), V(b), N,
+                                 C));
+    snprintf(what, sizeof what, "layernorm_forward without mean/rstd N=%d C=%d", N, C);
+    check(what, out2, 1e-5);
+    pair dinp = pair_rand((size_t)N * C, 1.0f), dw = pair_rand(C, 1.0f), db = pair_rand(C, 1.0f);
+    pair dout = pair_rand((size_t)N * C, 1.0f);
+    BOTH(cf_be_layernorm_backward(be, V(dinp), V(dw), V(db), V(dout), V(inp), V(w), V(mean),
+                                  V(rstd), N, C));
+    snprintf(what, sizeof what, "layernorm_backward dinp N=%d C=%d", N, C);
+    check(what, dinp, 2e-5);
+    snprintf(what, sizeof what, "layernorm_backward dweight N=%d C=%d", N, C);
+    check(what, dw, 2e-5);
+    snprintf(what, sizeof what, "layernorm_backward dbias N=%d C=%d", N, C);
+    check(what, db, 2e-5);
+    pair_free(inp), pair_free(w), pair_free(b), pair_free(out), pair_free(mean), pair_free(rstd);
+    pair_free(out2), pair_free(dinp), pair_free(dw), pair_free(db), pair_free(dout);
+}
+
+static void test_attention(int B, int T, int C, int NH, const char *path) {
+    size_t btc = (size_t)B * T * C, att_n = (size_t)B * NH * T * T;
+    pair qkv = pair_rand(3 * btc, 1.0f), out = pair_rand(btc, 1.0f);
+    pair att = pair_rand(att_n, 1.0f); /* garbage in: the op must write every entry */
+    BOTH(cf_be_attention_forward(be, V(out), V(att), V(qkv), B, T, C, NH));
+    char what[128];
+    snprintf(what, sizeof what, "attention_forward out B=%d T=%d C=%d NH=%d %s", B, T, C, NH,
+             path);
+    check(what, out, 2e-5);
+    snprintf(what, sizeof what, "attention_forward att B=%d T=%d C=%d NH=%d %s", B, T, C, NH,
+             path);
+    check(what, att, 2e-5);
+    float *a = tcl_malloc(att_n * 4);
+    TCL_OK(cf_be_download(GPU, a, cf_view_make(att.g, PAD), att_n * 4));
+    size_t nonzero = 0;
+    for (size_t r = 0; r < (size_t)B * NH * T; r++)
+        for (int t2 = (int)(r % T) + 1; t2 < T; t2++)
+            if (a[r * T + t2] != 0.0f) nonzero++;
+    expect(nonzero == 0, "attention_forward att upper triangle is exactly 0 (%zu non-zero)",
+           nonzero);
+    free(a);
+    pair dqkv = pair_rand(3 * btc, 1.0f), dout = pair_rand(btc, 1.0f);
+    pair datt = pair_rand(att_n, 1.0f), dpre = pair_rand(att_n, 1.0f);
+    BOTH(cf_be_attention_backward(be, V(dqkv), V(datt), V(dpre), V(dout), V(qkv), V(att), B, T, C,
+                                  NH));
+    snprintf(what, sizeof what, "attention_backward dqkv (accumulates) B=%d T=%d NH=%d %s", B, T,
+             NH, path);
+    check(what, dqkv, 5e-5);
+    pair_free(qkv), pair_free(out), pair_free(att), pair_free(dqkv), pair_free(dout);
+    pair_free(datt), pair_free(dpre);
+}
+
+static void test_elementwise(size_t n) {
+    pair x = pair_rand(n, 4.0f), y = pair_rand(n, 1.0f), out = pair_rand(n, 1.0f);
+    char what[96];
+    BOTH(cf_be_gelu_forward(be, V(out), V(x), n));
+    snprintf(what, sizeof what, "gelu_forward n=%zu", n);
+    check(what, out, 1e-6);
+    pair dinp = pair_rand(n, 1.0f);
+    BOTH(cf_be_gelu_backward(be, V(dinp), V(x), V(y), n));
+    snprintf(what, sizeof what, "gelu_backward (accumulates) n=%zu", n);
+    check(what, dinp, 1e-6);
+    BOTH(cf_be_residual_forward(be, V(out), V(x), V(y), n));
+    snprintf(what, sizeof what, "residual_forward n=%zu", n);
+    check(what, out, 1e-7);
+    BOTH(cf_be_residual_forward(be, V(x), V(x), V(y), n)); /* in place */
+    snprintf(what, sizeof what, "residual_forward in place n=%zu", n);
+    check(what, x, 1e-7);
+    /* OpenCL may contract y + alpha*x into one fma: a last-bit difference */
+    BOTH(cf_be_axpy(be, V(y), V(x), -0.375f, n));
+    snprintf(what, sizeof what, "axpy n=%zu", n);
+    check(what, y, 1e-6);
+    pair src = pair_rand(n, 1.0f);
+    BOTH(cf_be_fill(be, cf_view_add(V(out), 3), 2.5f, n - 5));
+    snprintf(what, sizeof what, "fill n=%zu at offset 3", n - 5);
+    check(what, out, 0.0);
+    BOTH(cf_be_copy(be, V(out), V(src), n));
+    snprintf(what, sizeof what, "copy n=%zu", n);
+    check(what, out, 0.0);
+    /* overlapping copies within one buffer behave like memmove */
+    BOTH(cf_be_copy(be, cf_view_add(V(out), 7), V(out), n - 7));
+    snprintf(what, sizeof what, "copy overlapping forward n=%zu", n - 7);
+    check(what, out, 0.0);
+    BOTH(cf_be_copy(be, V(out), cf_view_add(V(out), 3), n - 3));
+    snprintf(what, sizeof what, "copy overlapping backward n=%zu", n - 3);
+    check(what, out, 0.0);
+    pair_free(src);
+    pair_free(x), pair_free(y), pair_free(out), pair_free(dinp);
+}
+
+static void test_crossentropy(int N, int Vocab) {
+    int *tg = tcl_malloc((size_t)N * 4);
+    for (int i = 0; i < N; i++) tg[i] = (int)(cf_rng_u32(&rng) % (uint32_t)Vocab);
+    tg[1 % N] = -1; /* ignored row */
+    tg[0] = Vocab - 1;
+    pair targets = pair_new((size_t)N, tg, 0.0f);
+    pair logits = pair_rand((size_t)N * Vocab, 6.0f), losses = pair_rand(N, 1.0f);
+    char what[96];
+    BOTH(cf_be_crossentropy_forward(be, V(losses), V(logits), V(targets), N, Vocab));
+    snprintf(what, sizeof what, "crossentropy_forward N=%d V=%d", N, Vocab);
+    check(what, losses, 1e-6);
+    pair dlogits = pair_rand((size_t)N * Vocab, 1.0f), losses2 = pair_rand(N, 1.0f);
+    BOTH(cf_be_crossentropy_fused(be, V(losses2), V(dlogits), V(logits), V(targets), N, Vocab,
+                                  0.25f));
+    snprintf(what, sizeof what, "crossentropy_fused losses N=%d V=%d", N, Vocab);
+    check(what, losses2, 1e-6);
+    snprintf(what, sizeof what, "crossentropy_fused dlogits (assigned) N=%d V=%d", N, Vocab);
+    check(what, dlogits, 1e-6);
+    /* in place: dlogits aliases logits */
+    BOTH(cf_be_crossentropy_fused(be, V(losses2), V(logits), V(logits), V(targets), N, Vocab,
+                                  1.0f / N));
+    snprintf(what, sizeof what, "crossentropy_fused in place losses N=%d V=%d", N, Vocab);
+    check(what, losses2, 1e-6);
+    snprintf(what, sizeof what, "crossentropy_fused in place dlogits N=%d V=%d", N, Vocab);
+    check(what, logits, 1e-6);
+    free(tg);
+    pair_free(targets), pair_free(logits), pair_free(losses), pair_free(dlogits);
+    pair_free(losses2);
+}
+
+static void test_reduce(size_t n) {
+    pair x = pair_rand(n, 1.0f), out = pair_rand(2, 1.0f);
+    char what[96];
+    BOTH(cf_be_reduce_sum(be, V(out), V(x), n, 0));
+    BOTH(cf_be_reduce_sum(be, cf_view_add(V(out), 1), V(x), n, 1));
+    /* the plain sum of random signs cancels: compare against the sum of |x| scale instead */
+    float a[2], b[2];
+    TCL_OK(cf_be_download(GPU, a, cf_view_make(out.g, PAD), 8));
+    TCL_OK(cf_be_download(CPU, b, cf_view_make(out.c, PAD), 8));
+    double e0 = fabs((double)a[0] - b[0]) / ((double)n * 0.5);
+    double e1 = fabs((double)a[1] - b[1]) / fabs((double)b[1]);
+    snprintf(what, sizeof what, "reduce_sum n=%zu: %.6g vs %.6g, err/sum|x| %.1e", n, a[0], b[0],
+             e0);
+    expect(e0 < 1e-6, "%s", what);
+    snprintf(what, sizeof what, "reduce_sum square n=%zu: %.6g vs %.6g, err %.1e", n, a[1], b[1],
+             e1);
+    expect(e1 < 1e-5, "%s", what);
+    pair_free(x), pair_free(out);
+}
+
+static void test_adamw(size_t n) {
+    pair p = pair_rand(n, 1.0f), g = pair_rand(n, 1.0f), m = pair_const(n, 0.0f),
+         v = pair_const(n, 0.0f);
+    for (int t = 1; t <= 3; t++)
+        BOTH(cf_be_adamw(be, V(p), V(g), V(m), V(v), n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.8f, t));
+    char what[96];
+    snprintf(what, sizeof what, "adamw params after 3 steps n=%zu", n);
+    check(what, p, 1e-6);
+    snprintf(what, sizeof what, "adamw m n=%zu", n);
+    check(what, m, 1e-6);
+    snprintf(what, sizeof what, "adamw v n=%zu", n);
+    check(what, v, 1e-6);
+    pair_free(p), pair_free(g), pair_free(m), pair_free(v);
+}
+
+/* transfers at offsets, and the copy path of devices without unified memory (CF_CL_MAP=0) */
+static void test_transfers(cf_backend *be, const char *label) {
+    size_t n = 1000;
+    float *h = tcl_malloc(n * 4), *back = tcl_malloc(n * 4);
+    tcl_rand(&rng, h, n, 1.0f);
+    cf_buffer *b;
+    TCL_OK(cf_be_alloc(be, (n + 40) * 4, &b));
+    float z[40];
+    TCL_OK(cf_be_download(be, z, cf_view_make(b, 0), sizeof z));
+    int zeroed = 1;
+    for (int i = 0; i < 40; i++) zeroed &= z[i] == 0.0f;
+    expect(zeroed, "%s: new buffers start zeroed", label);
+    TCL_OK(cf_be_upload(be, cf_view_make(b, 17), h, n * 4));
+    TCL_OK(cf_be_download(be, back, cf_view_make(b, 17), n * 4));
+    expect(memcmp(h, back, n * 4) == 0, "%s: upload/download round trip at offset 17", label);
+    TCL_OK(cf_be_download(be, back, cf_view_make(b, 20), 8));
+    expect(back[0] == h[3] && back[1] == h[4], "%s: partial download at another offset", label);
+    cf_be_free(be, b);
+    free(h), free(back);
+}
+
+/* oclgrind mode: every GEMM kernel variant the rule can pick (8x8, 16x16), all transposes */
+static void small_gemm(void) {
+    static const int tiles[2] = {8, 16};
+    for (int f = 0; f < 2; f++) {
+        g_force_tile = tiles[f];
+        g_force_wpt = 4;
+        g_force_tk = 16;
+        TCL_OK(cf_backend_opencl_set_gemm_tuner(GPU, force_tuner, NULL));
+        for (int t = 0; t < 4; t++) {
+            gemm_case("native", t >> 1, t & 1, 37, 21, 13, 1.0f, 0.0f);
+            gemm_case("native", t >> 1, t & 1, 9, 40, 5, 0.7f, 0.5f);
+        }
+    }
+    g_force_tile = 0;
+    TCL_OK(cf_backend_opencl_set_gemm_tuner(GPU, NULL, NULL));
+}
+
+int main(int argc, char **argv) {
+    const char *spec = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--small") == 0) small_mode = 1;
+        else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) spec = argv[++i];
+        else {
+            fprintf(stderr, "usage: %s [--small] [--device SPEC]\n", argv[0]);
+            return 2;
+        }
+    }
+    int code = 0;
+    if (tcl_open("test_cl_ops", spec, &code) < 0) return code;
+    double t0 = cf_time_now();
+    /* GEMM paths, tiles and transposes are test_cl_gemm's; here the ops built on GEMM use the
+     * native kernel (attention always does) */
+    TCL_OK(cf_backend_opencl_set_gemm(GPU, "native"));
+    test_transfers(GPU, "opencl");
+    if (small_mode) {
+        small_gemm();
+        test_matmul(9, 13, 7);
+        test_attention(1, 5, 8, 2, "native");
+        test_attention(2, 37, 8, 2, "native");
+        test_bias(5, 7);
+        test_encoder(2, 5, 6, 4);
+        test_layernorm(3, 10);
+        test_elementwise(37);
+        test_crossentropy(3, 11);
+        test_reduce(1);
+        test_reduce(300);
+        test_adamw(37);
+        return tcl_finish("test_cl_ops --small", t0);
+    }
+    test_matmul(70, 48, 150);
+    test_attention(2, 19, 48, 4, "native");
+    test_attention(1, 70, 24, 3, "native");
+    test_attention(1, 260, 16, 2, "native");
+    test_bias(1, 1);
+    test_bias(70, 33);
+    test_bias(3000, 96);
+    test_encoder(3, 17, 40, 11);
+    test_encoder(4, 64, 72, 256);
+    test_layernorm(23, 70);
+    test_layernorm(40, 300);
+    test_layernorm(1, 1);
+    test_elementwise(8);
+    test_elementwise(100003);
+    test_crossentropy(7, 50);
+    test_crossentropy(33, 300);
+    test_reduce(1);
+    test_reduce(1000);
+    test_reduce(100003);
+    test_adamw(1);
+    test_adamw(10007);
+    cf_backend_destroy(GPU);
+    GPU = NULL;
+
+    /* the same device through copies instead of map/unmap (the discrete-GPU transfer path) */
+    const char *dev = spec ? spec : (getenv("CF_TEST_OPENCL_DEVICE") ? getenv("CF_TEST_OPENCL_DEVICE") : "opencl");
+    setenv("CF_CL_MAP", "0", 1);
+    cf_backend *copy_be = NULL;
+    TCL_OK(cf_backend_opencl_create(dev, &copy_be));
+    test_transfers(copy_be, "opencl, CF_CL_MAP=0");
+    cf_backend_destroy(copy_be);
+    unsetenv("CF_CL_MAP");
+    return tcl_finish("test_cl_ops", t0);
+}
