@@ -28,7 +28,7 @@ const char *cf_cpu_gemm_default(void);
 /* 1 when the CBLAS path was compiled in. */
 int cf_cpu_blas_available(void);
 
-/* Built-in kernels usable on this CPU, best first: indices 0 .. count-1. */
+/* Built-in kernels usable on this CPU, in order of preference ("native" = index 0). */
 int cf_cpu_gemm_kernel_count(void);
 const char *cf_cpu_gemm_kernel_name(int kernel);
 

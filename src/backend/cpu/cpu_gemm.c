@@ -43,6 +43,7 @@ typedef struct {
     int mr, nr;
     cf_gemm_ukr fn;
     int (*usable)(void);
+    int simd_pack; /* 1: pack the strided operands with AVX2 transposes (x86 kernels only) */
 } cf_gemm_kernel;
 
 /* Edge tiles: copy the valid part of C into a full MR x NR scratch tile (zeros elsewhere) and
@@ -115,6 +116,11 @@ static CF_AVX2_TARGET void cf_gemm_ukr_avx2(int kc, const float *a, const float 
     __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
     __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
     __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+    /* start fetching the C tile now; it is needed after the loop (prefetches never fault) */
+    for (int r = 0; r < 6; r++) {
+        _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + r * ldc + 15), _MM_HINT_T0);
+    }
     for (int k = 0; k < kc; k++) {
         const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
         __m256 ak;
@@ -209,6 +215,10 @@ static CF_AVX512_TARGET void cf_gemm_ukr_avx512(int kc, const float *a, const fl
     /* rows 10 and 11 (names c10x/c11x would clash with row 1's) */
     __m512 cA0 = _mm512_setzero_ps(), cA1 = _mm512_setzero_ps();
     __m512 cB0 = _mm512_setzero_ps(), cB1 = _mm512_setzero_ps();
+    for (int r = 0; r < 12; r++) {
+        _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + r * ldc + 31), _MM_HINT_T0);
+    }
     for (int k = 0; k < kc; k++) {
         const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
         __m512 ak;
@@ -265,13 +275,16 @@ static int cf_gemm_usable_avx512(void) {
 }
 #endif /* CF_GEMM_X86 */
 
-/* All compiled kernels, best first; cf_gemm_kernels() keeps the usable ones. */
+/* All compiled kernels in order of preference; cf_gemm_detect() keeps the usable ones and
+ * "native" takes the first. The AVX-512 kernel comes after AVX2: the reference machine has no
+ * AVX-512, so it is checked only where test_cpu_gemm runs on such a CPU; select it with
+ * CF_CPU_GEMM=native:avx512-12x32 (and move it first once it has been measured there). */
 static const cf_gemm_kernel cf_gemm_all_kernels[] = {
 #ifdef CF_GEMM_X86
-    {"avx512-12x32", 12, 32, cf_gemm_ukr_avx512, cf_gemm_usable_avx512},
-    {"avx2-6x16", 6, 16, cf_gemm_ukr_avx2, cf_gemm_usable_avx2},
+    {"avx2-6x16", 6, 16, cf_gemm_ukr_avx2, cf_gemm_usable_avx2, 1},
+    {"avx512-12x32", 12, 32, cf_gemm_ukr_avx512, cf_gemm_usable_avx512, 1},
 #endif
-    {"generic-4x16", CF_GEN_MR, CF_GEN_NR, cf_gemm_ukr_generic, cf_gemm_usable_generic},
+    {"generic-4x16", CF_GEN_MR, CF_GEN_NR, cf_gemm_ukr_generic, cf_gemm_usable_generic, 0},
 };
 #define CF_GEMM_NALL ((int)(sizeof cf_gemm_all_kernels / sizeof cf_gemm_all_kernels[0]))
 
@@ -306,52 +319,178 @@ int cf_cpu_blas_available(void) {
 
 /* ---- packing -------------------------------------------------------------------------------- */
 
+/* Slack after each packed A block: the AVX2 packer may spill up to 7 floats past its last
+ * sliver (see cf_gemm_pack_a_avx2). 16 keeps the blocks 64-byte aligned. */
+#define CF_GEMM_APAD 16
+
+#ifdef CF_GEMM_X86
+/* In-register 8 x 8 transpose: on entry r[i] is row i, on exit r[k] is column k. */
+static inline CF_AVX2_TARGET void cf_avx2_transpose8(__m256 r[8]) {
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+    r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+    r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+    r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+    r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+/* One sliver of op(A) = A (rows contiguous in k): rows r0 .. r0+mm-1 (mm <= mr <= 16), depth
+ * p0 .. p0+kb-1, into d (kb x mr). Each 8 x 8 chunk (8 rows, 8 k) is transposed in registers
+ * and stored as 8 floats per k. When mr is not a multiple of 8 the last group's store runs into
+ * the next k's slot, which that k's own stores (issued afterwards) overwrite; the sliver's last
+ * k spills at most 7 floats past it (into the next sliver, packed later, or CF_GEMM_APAD). */
+static CF_AVX2_TARGET void cf_gemm_pack_a_avx2(float *d, const float *A, int lda, int r0, int p0,
+                                               int mm, int kb, int mr) {
+    int k = 0;
+    for (; k + 8 <= kb; k += 8) {
+        __m256 g[2][8];
+        for (int q = 0; q * 8 < mr; q++) {
+            for (int i = 0; i < 8; i++) {
+                const int row = q * 8 + i;
+                g[q][i] = row < mm ? _mm256_loadu_ps(A + (size_t)(r0 + row) * lda + p0 + k)
+                                   : _mm256_setzero_ps();
+            }
+            cf_avx2_transpose8(g[q]);
+        }
+        for (int kk = 0; kk < 8; kk++)
+            for (int q = 0; q * 8 < mr; q++)
+                _mm256_storeu_ps(d + (size_t)(k + kk) * mr + q * 8, g[q][kk]);
+    }
+    for (; k < kb; k++)
+        for (int r = 0; r < mr; r++)
+            d[(size_t)k * mr + r] = r < mm ? A[(size_t)(r0 + r) * lda + p0 + k] : 0.0f;
+}
+
+/* One sliver of op(B) = B^T (columns of op(B) contiguous in k): columns j0 .. j0+nn-1
+ * (nn <= nr, nr a multiple of 8), into d (kb x nr), by 8 x 8 register transposes. */
+static CF_AVX2_TARGET void cf_gemm_pack_bt_avx2(float *d, const float *B, int ldb, int p0, int j0,
+                                                int kb, int nn, int nr) {
+    int k = 0;
+    for (; k + 8 <= kb; k += 8)
+        for (int q = 0; q < nr; q += 8) {
+            __m256 g[8];
+            for (int i = 0; i < 8; i++)
+                g[i] = q + i < nn ? _mm256_loadu_ps(B + (size_t)(j0 + q + i) * ldb + p0 + k)
+                                  : _mm256_setzero_ps();
+            cf_avx2_transpose8(g);
+            for (int kk = 0; kk < 8; kk++) _mm256_storeu_ps(d + (size_t)(k + kk) * nr + q, g[kk]);
+        }
+    for (; k < kb; k++)
+        for (int j = 0; j < nr; j++)
+            d[(size_t)k * nr + j] = j < nn ? B[(size_t)(j0 + j) * ldb + p0 + k] : 0.0f;
+}
+#endif
+
+static inline int cf_min_i(int a, int b) { return a < b ? a : b; }
+
+/* n floats; inlined with a constant n it becomes a few vector moves */
+static inline void cf_gemm_copy(float *restrict d, const float *restrict s, int n) {
+    for (int i = 0; i < n; i++) d[i] = s[i];
+}
+
 /* Pack rows [i0, i0+mb) x depth [p0, p0+kb) of op(A) into slivers of mr rows: sliver s holds
  * kb x mr floats, element (k, r) at s*mr*kb + k*mr + r; rows past mb are zero. */
 static void cf_gemm_pack_a(float *dst, int ta, const float *A, int lda, int i0, int p0, int mb,
-                           int kb, int mr) {
-    for (int s = 0; s * mr < mb; s++) {
-        float *d = dst + (size_t)s * mr * kb;
-        const int r0 = i0 + s * mr, mm = mb - s * mr < mr ? mb - s * mr : mr;
-        if (!ta) {
-            /* op(A)(i,k) = A[i*lda + k]: each row is contiguous in k */
-            for (int r = 0; r < mm; r++) {
-                const float *src = A + (size_t)(r0 + r) * lda + p0;
-                for (int k = 0; k < kb; k++) d[(size_t)k * mr + r] = src[k];
-            }
-            for (int r = mm; r < mr; r++)
-                for (int k = 0; k < kb; k++) d[(size_t)k * mr + r] = 0.0f;
-        } else {
-            /* op(A)(i,k) = A[k*lda + i]: the mr rows of one k are contiguous */
-            for (int k = 0; k < kb; k++) {
-                const float *src = A + (size_t)(p0 + k) * lda + r0;
-                float *dk = d + (size_t)k * mr;
-                for (int r = 0; r < mm; r++) dk[r] = src[r];
-                for (int r = mm; r < mr; r++) dk[r] = 0.0f;
+                           int kb, int mr, int simd) {
+    const int nsl = (mb + mr - 1) / mr;
+    if (ta) {
+        /* op(A)(i,k) = A[k*lda + i]: walk the stored rows once, each feeding every sliver */
+        const int full = mb / mr; /* slivers without padding rows */
+        for (int k = 0; k < kb; k++) {
+            const float *src = A + (size_t)(p0 + k) * lda + i0;
+            float *dk = dst + (size_t)k * mr;
+            const size_t step = (size_t)mr * kb;
+            /* fixed-length copies compile to a few vector moves */
+            if (mr == 6)
+                for (int s = 0; s < full; s++) cf_gemm_copy(dk + s * step, src + s * 6, 6);
+            else if (mr == 12)
+                for (int s = 0; s < full; s++) cf_gemm_copy(dk + s * step, src + s * 12, 12);
+            else
+                for (int s = 0; s < full; s++) cf_gemm_copy(dk + s * step, src + s * mr, mr);
+            if (full < nsl) {
+                const int mm = mb - full * mr;
+                float *d = dk + full * step;
+                for (int r = 0; r < mm; r++) d[r] = src[full * mr + r];
+                for (int r = mm; r < mr; r++) d[r] = 0.0f;
             }
         }
+        return;
+    }
+    /* op(A)(i,k) = A[i*lda + k]: each row is contiguous in k; transpose into the sliver */
+    for (int s = 0; s < nsl; s++) {
+        float *d = dst + (size_t)s * mr * kb;
+        const int r0 = i0 + s * mr, mm = mb - s * mr < mr ? mb - s * mr : mr;
+#ifdef CF_GEMM_X86
+        if (simd) {
+            cf_gemm_pack_a_avx2(d, A, lda, r0, p0, mm, kb, mr);
+            continue;
+        }
+#else
+        (void)simd;
+#endif
+        for (int r = 0; r < mm; r++) {
+            const float *src = A + (size_t)(r0 + r) * lda + p0;
+            for (int k = 0; k < kb; k++) d[(size_t)k * mr + r] = src[k];
+        }
+        for (int r = mm; r < mr; r++)
+            for (int k = 0; k < kb; k++) d[(size_t)k * mr + r] = 0.0f;
     }
 }
 
-/* Pack depth [p0, p0+kb) x columns [j0, j0+nn) of op(B) into one sliver of nr columns:
- * element (k, j) at k*nr + j; columns past nn are zero. */
-static void cf_gemm_pack_b(float *d, int tb, const float *B, int ldb, int p0, int j0, int kb,
-                           int nn, int nr) {
+/* Pack slivers [pa, pb) of the block depth [p0, p0+kb) x columns [j0, j0+nb) of op(B): sliver
+ * p holds kb x nr floats at p*nr*kb, element (k, j) at k*nr + j (column j0 + p*nr + j);
+ * columns past nb are zero. */
+static void cf_gemm_pack_b(float *bpack, int tb, const float *B, int ldb, int p0, int j0, int kb,
+                           int nb, int nr, int pa, int pb, int simd) {
     if (!tb) {
-        /* op(B)(k,j) = B[k*ldb + j] */
+        /* op(B)(k,j) = B[k*ldb + j]: walk the stored rows once, each feeding every sliver */
+        const int full = cf_min_i(pb, nb / nr); /* slivers without padding columns */
+        const size_t step = (size_t)nr * kb;
         for (int k = 0; k < kb; k++) {
             const float *src = B + (size_t)(p0 + k) * ldb + j0;
-            float *dk = d + (size_t)k * nr;
-            for (int j = 0; j < nn; j++) dk[j] = src[j];
-            for (int j = nn; j < nr; j++) dk[j] = 0.0f;
+            float *dk = bpack + (size_t)k * nr;
+            if (nr == 16)
+                for (int p = pa; p < full; p++) cf_gemm_copy(dk + p * step, src + p * 16, 16);
+            else if (nr == 32)
+                for (int p = pa; p < full; p++) cf_gemm_copy(dk + p * step, src + p * 32, 32);
+            else
+                for (int p = pa; p < full; p++) cf_gemm_copy(dk + p * step, src + p * nr, nr);
+            for (int p = full > pa ? full : pa; p < pb; p++) {
+                const int nn = nb - p * nr;
+                float *d = dk + p * step;
+                for (int j = 0; j < nn; j++) d[j] = src[p * nr + j];
+                for (int j = nn; j < nr; j++) d[j] = 0.0f;
+            }
         }
-    } else {
-        /* op(B)(k,j) = B[j*ldb + k]: each column of op(B) is contiguous in k */
+        return;
+    }
+    /* op(B)(k,j) = B[j*ldb + k]: each column of op(B) is contiguous in k; transpose */
+    for (int p = pa; p < pb; p++) {
+        float *d = bpack + (size_t)p * nr * kb;
+        const int jp = j0 + p * nr, nn = nb - p * nr < nr ? nb - p * nr : nr;
+#ifdef CF_GEMM_X86
+        if (simd) {
+            cf_gemm_pack_bt_avx2(d, B, ldb, p0, jp, kb, nn, nr);
+            continue;
+        }
+#else
+        (void)simd;
+#endif
         if (nn < nr)
             for (int k = 0; k < kb; k++)
                 for (int j = nn; j < nr; j++) d[(size_t)k * nr + j] = 0.0f;
         for (int j = 0; j < nn; j++) {
-            const float *src = B + (size_t)(j0 + j) * ldb + p0;
+            const float *src = B + (size_t)(jp + j) * ldb + p0;
             for (int k = 0; k < kb; k++) d[(size_t)k * nr + j] = src[k];
         }
     }
@@ -361,7 +500,6 @@ static void cf_gemm_pack_b(float *d, int tb, const float *B, int ldb, int p0, in
 
 static inline int cf_ceil_div(int a, int b) { return (a + b - 1) / b; }
 static inline int cf_round_up(int a, int b) { return cf_ceil_div(a, b) * b; }
-static inline int cf_min_i(int a, int b) { return a < b ? a : b; }
 
 /* C = beta * C (beta == 0 writes zeros without reading C). */
 static void cf_gemm_scale_c(int M, int N, float beta, float *C, int ldc) {
@@ -403,7 +541,8 @@ static int cf_gemm_native(const cf_gemm_kernel *kr, int ta, int tb, int M, int N
     const int nitems = mblocks * nsplit;
     if (nth > nitems) nth = nitems;
 
-    const size_t bsize = (size_t)kc * nc, asize = (size_t)kc * mc;
+    const size_t bsize = (size_t)kc * nc; /* a multiple of 16: nc is one of nr */
+    const size_t asize = ((size_t)kc * mc + CF_GEMM_APAD + 15) / 16 * 16;
     const size_t bytes = sizeof(float) * (bsize + asize * (size_t)nth);
     float *pack = aligned_alloc(64, (bytes + 63) / 64 * 64);
     if (!pack) {
@@ -417,26 +556,30 @@ static int cf_gemm_native(const cf_gemm_kernel *kr, int ta, int tb, int M, int N
 #pragma omp parallel num_threads(nth)
 #endif
     {
-        float *apack = pack + bsize + asize * (size_t)cf_cpu_thread_num();
+        const int tid = cf_cpu_thread_num();
+#ifdef _OPENMP
+        const int team = omp_get_num_threads();
+#else
+        const int team = 1;
+#endif
+        float *apack = pack + bsize + asize * (size_t)tid;
         for (int jc = 0; jc < N; jc += nc) {
             const int nb = cf_min_i(nc, N - jc), npan = cf_ceil_div(nb, nr);
             for (int pc = 0; pc < K; pc += kc) {
                 const int kb = cf_min_i(kc, K - pc);
                 const float bet = pc == 0 ? beta : 1.0f;
+                /* every thread packs an equal share of the B block's slivers */
+                const int pa = (int)((long)tid * npan / team);
+                const int pb = (int)((long)(tid + 1) * npan / team);
+                cf_gemm_pack_b(bpack, tb, B, ldb, pc, jc, kb, nb, nr, pa, pb, kr->simd_pack);
 #ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-                for (int p = 0; p < npan; p++)
-                    cf_gemm_pack_b(bpack + (size_t)p * nr * kb, tb, B, ldb, pc, jc + p * nr, kb,
-                                   cf_min_i(nr, nb - p * nr), nr);
-                /* (implicit barrier: the packed B block is complete) */
-#ifdef _OPENMP
+#pragma omp barrier
 #pragma omp for schedule(static)
 #endif
                 for (int it = 0; it < nitems; it++) {
                     const int ic = (it / nsplit) * mc, split = it % nsplit;
                     const int mb = cf_min_i(mc, M - ic);
-                    cf_gemm_pack_a(apack, ta, A, lda, ic, pc, mb, kb, mr);
+                    cf_gemm_pack_a(apack, ta, A, lda, ic, pc, mb, kb, mr, kr->simd_pack);
                     const int p0 = (int)((long)split * npan / nsplit);
                     const int p1 = (int)((long)(split + 1) * npan / nsplit);
                     for (int p = p0; p < p1; p++) {
