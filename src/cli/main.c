@@ -132,36 +132,10 @@ static int cmd_train(int argc, char **argv) {
     const char *config_path = NULL, *gemm = NULL;
     int steps = -1;
     static char out_buf[CF_PATH_MAX];
-    /* first pass: find the config file so overrides apply on top of it */
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            fputs(TRAIN_HELP, stdout);
-            return 0;
-        }
-        if (argv[i][0] == '-') {
-            if (strcmp(argv[i], "--device") == 0 || strcmp(argv[i], "--steps") == 0 ||
-                strcmp(argv[i], "--out") == 0 || strcmp(argv[i], "--resume") == 0 ||
-                strcmp(argv[i], "--log") == 0 || strcmp(argv[i], "--stop-after") == 0 ||
-                strcmp(argv[i], "--keep") == 0 || strcmp(argv[i], "--gemm") == 0 ||
-                strcmp(argv[i], "--trace") == 0 || strcmp(argv[i], "--profile-steps") == 0)
-                i++;
-            continue;
-        }
-        if (!strchr(argv[i], '=')) {
-            if (config_path) {
-                CF_ERROR("train: more than one config given ('%s' and '%s')", config_path,
-                         argv[i]);
-                return 1;
-            }
-            config_path = argv[i];
-        }
-    }
-    if (config_path) {
-        if (cf_config_load(config_path, &o.cfg) < 0) return 1;
-        o.origin = config_path;
-    } else {
-        o.origin = "built-in defaults";
-    }
+    /* one pass over the options; key=value overrides are applied after the config file loads */
+    const char **overrides = calloc((size_t)argc, sizeof *overrides);
+    int n_over = 0;
+    if (!overrides) return 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (global_flag(a)) continue;
@@ -204,13 +178,29 @@ static int cmd_train(int argc, char **argv) {
         } else if (strcmp(a, "--trace") == 0) {
             if (!cf_cli_need_value(argc, argv, i, "train")) return 1;
             o.trace_path = argv[++i];
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fputs(TRAIN_HELP, stdout);
+            free(overrides);
+            return 0;
         } else if (a[0] == '-') {
             CF_ERROR("train: unknown option '%s'; see `clformer train --help`", a);
+            free(overrides);
             return 1;
         } else if (strchr(a, '=')) {
-            if (cf_config_set(&o.cfg, a, "command line") < 0) return 1;
+            overrides[n_over++] = a;
+        } else if (config_path) {
+            CF_ERROR("train: more than one config given ('%s' and '%s')", config_path, a);
+            free(overrides);
+            return 1;
+        } else {
+            config_path = a;
         }
     }
+    o.origin = config_path ? config_path : "built-in defaults";
+    int bad = config_path && cf_config_load(config_path, &o.cfg) < 0;
+    for (int i = 0; i < n_over && !bad; i++) bad = cf_config_set(&o.cfg, overrides[i], "command line") < 0;
+    free(overrides);
+    if (bad) return 1;
     if (steps > 0) o.cfg.steps = steps;
     if (!o.out_dir) {
         snprintf(out_buf, sizeof out_buf, "runs/%s", o.cfg.name[0] ? o.cfg.name : "default");
