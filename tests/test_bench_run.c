@@ -19,42 +19,16 @@ static void expect(const char *what, int cond) {
     if (!cond) g_fail = 1;
 }
 
-static const char *const FIELDS[] = {"config",
-                                     "device",
-                                     "gemm",
-                                     "batch_size",
-                                     "max_length",
-                                     "grad_accum_steps",
-                                     "num_params",
-                                     "steps",
-                                     "warmup",
-                                     "tokens_per_step",
-                                     "tokens_per_s",
-                                     "ms_per_step",
-                                     "ms_per_step_mean",
-                                     "ms_per_step_min",
-                                     "ms_per_step_max",
-                                     "ms_per_step_p10",
-                                     "ms_per_step_p90",
-                                     "first_step_ms",
-                                     "flops_per_token",
-                                     "achieved_gflops",
-                                     "peak_gflops",
-                                     "peak_method",
-                                     "mfu",
-                                     "peak_host_bytes",
-                                     "peak_device_bytes",
-                                     "device_scratch_bytes",
-                                     "analytic_bytes",
-                                     "analytic",
-                                     "h2d_bytes_per_step",
-                                     "d2h_bytes_per_step",
-                                     "first_step_allocs",
-                                     "allocs_per_step",
-                                     "ops_per_step",
-                                     "final_loss",
-                                     "profile_ms_per_step",
-                                     NULL};
+/* clang-format off */
+static const char *const FIELDS[] = {
+    "config", "device", "gemm", "batch_size", "max_length", "grad_accum_steps", "num_params",
+    "steps", "warmup", "tokens_per_step", "tokens_per_s", "ms_per_step", "ms_per_step_mean",
+    "ms_per_step_min", "ms_per_step_max", "ms_per_step_p10", "ms_per_step_p90", "first_step_ms",
+    "flops_per_token", "achieved_gflops", "peak_gflops", "peak_method", "mfu", "peak_host_bytes",
+    "peak_device_bytes", "device_scratch_bytes", "analytic_bytes", "analytic",
+    "h2d_bytes_per_step", "d2h_bytes_per_step", "first_step_allocs", "allocs_per_step",
+    "ops_per_step", "final_loss", "host_cpu_cores", "profile_ms_per_step", NULL};
+/* clang-format on */
 
 static double num(cJSON *o, const char *k) {
     cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);

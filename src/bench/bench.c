@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 
@@ -65,6 +66,13 @@ static int next_rand_batch(void *user, int32_t *x, int32_t *y, int B, int T) {
     memcpy(x, w, rb->bt * sizeof(int32_t));
     memcpy(y, w + 1, rb->bt * sizeof(int32_t));
     return CF_OK;
+}
+
+/* CPU time of the whole process, seconds. */
+static double process_cpu_seconds(void) {
+    struct timespec ts;
+    if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0) return 0.0;
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -165,6 +173,7 @@ int cf_bench_run(const cf_config *cfg, const cf_bench_opts *o, cf_bench_result *
     }
     /* timed steps: each step ends with the loss download, so its host time is its device time */
     const cf_backend_stats s0 = be->stats;
+    const double cpu0 = process_cpu_seconds(), wall0 = cf_time_now();
     for (int i = 0; i < steps; i++, step++) {
         const double t0 = cf_time_now();
         if ((rc = cf_train_step(m, step, next_rand_batch, &rb, x, y, &si)) < 0) goto done;
@@ -175,6 +184,8 @@ int cf_bench_run(const cf_config *cfg, const cf_bench_opts *o, cf_bench_result *
         }
     }
     const cf_backend_stats s1 = be->stats;
+    const double wall = cf_time_now() - wall0;
+    r->host_cpu_cores = wall > 0 ? (process_cpu_seconds() - cpu0) / wall : 0.0;
     r->final_loss = si.loss;
     if (!isfinite(si.loss)) {
         CF_ERROR("bench: loss became %f on random tokens; the device computes wrong results "
@@ -276,6 +287,8 @@ void cf_bench_print(FILE *out, const cf_bench_result *r) {
             (unsigned long long)r->first_step_allocs, r->allocs_per_step,
             r->allocs_per_step > 0 ? " (NOT zero: something allocates every step)" : "");
     fprintf(out, "  ops/step          %.0f\n", r->launches_per_step);
+    fprintf(out, "  host CPU          %.2f cores busy on average during the timed steps\n",
+            r->host_cpu_cores);
 }
 
 char *cf_bench_to_json(const cf_bench_result *r) {
@@ -320,6 +333,7 @@ char *cf_bench_to_json(const cf_bench_result *r) {
     cJSON_AddNumberToObject(o, "allocs_per_step", r->allocs_per_step);
     cJSON_AddNumberToObject(o, "ops_per_step", r->launches_per_step);
     cJSON_AddNumberToObject(o, "final_loss", r->final_loss);
+    cJSON_AddNumberToObject(o, "host_cpu_cores", r->host_cpu_cores);
     if (r->profiled_steps > 0) {
         cJSON *p = cJSON_AddObjectToObject(o, "profile_ms_per_step");
         for (int c = 0; c < CF_CAT_COUNT; c++)

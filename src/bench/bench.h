@@ -88,6 +88,8 @@ typedef struct {
     double allocs_per_step;     /* device allocations per step after the first (want 0) */
     double launches_per_step;   /* backend ops dispatched per step */
     float final_loss;
+    double host_cpu_cores; /* process CPU time / wall time over the timed steps: how much of the
+                              host the run got (below the core count on a shared machine) */
     /* filled when profiled: ms per step by category (see cf_prof_category) */
     int profiled_steps;
     double prof_ms[16];
