@@ -70,30 +70,45 @@ warmup_for() {
   esac
 }
 
-# record ROW CMD STATUS OUTFILE: one JSON line (the result object, or why it was skipped)
-record() {
-  python3 - "$RES" "$1" "$2" "$3" "$4" "$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)" <<'PY'
-import json, sys
-res, row, cmd, status, outf, load = sys.argv[1:7]
-text = open(outf).read() if outf else ""
-entry = {"row": row, "command": cmd, "load_average_before": load}
+# run_row ROW ERRFILE CMD...: runs the command, keeps its JSON object (or why it was skipped) as one
+# line of results.jsonl with the command, the load average before it, and the CPU time the whole
+# run used per second of wall time (how much of a shared machine it got).
+run_row() {
+  local row=$1 errf=$2
+  shift 2
+  python3 - "$RES" "$row" "$errf" "$@" <<'PY'
+import json, os, resource, shlex, subprocess, sys, time
+res, row, errf, cmd = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+load = open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else []
+r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+t0 = time.time()
+p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+wall = time.time() - t0
+r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+if errf:
+    open(errf, "w").write(p.stderr)
+entry = {"row": row, "command": " ".join(shlex.quote(c) for c in cmd),
+         "load_average_before": " ".join(load), "wall_s": round(wall, 2),
+         "cpu_cores_busy": round(cpu / wall, 2) if wall > 0 else None}
 result = None
-for line in text.splitlines():
+for line in p.stdout.splitlines():
     line = line.strip()
     if line.startswith("{"):
         try:
             result = json.loads(line)
         except ValueError:
             pass
-if status == "0" and result is not None:
+if p.returncode == 0 and result is not None:
     entry["result"] = result
 else:
-    why = [l for l in text.splitlines() if l.strip()]
-    entry["skipped"] = why[-1] if why else "exit status %s" % status
+    why = [l for l in (p.stdout + "\n" + p.stderr).splitlines() if l.strip()]
+    entry["skipped"] = why[-1] if why else "exit status %d" % p.returncode
 with open(res, "a") as f:
     f.write(json.dumps(entry) + "\n")
-print("  -> %s" % ("tokens/s %.1f" % result["tokens_per_s"] if "result" in entry
-                     else "skipped: " + entry["skipped"]))
+print("  -> %s (%.0f s, %.2f cores busy)" % (
+    "tokens/s %.1f" % result["tokens_per_s"] if "result" in entry else "skipped: " + entry["skipped"],
+    wall, entry["cpu_cores_busy"] or 0))
 PY
 }
 
@@ -110,27 +125,19 @@ for cfg in $CONFIGS; do
   for dev in $DEVICES; do
     label=${dev%%=*}
     spec=${dev#*=}
-    cmd="$CLF bench $conf --device $spec --steps $st --warmup $wu --json"
-    [ $PROFILE -eq 1 ] && cmd="$cmd --profile"
-    echo "[$cfg / $label] $cmd"
-    tmp=$(mktemp)
+    cmd=("$CLF" bench "$conf" --device "$spec" --steps "$st" --warmup "$wu" --json)
+    errf=""
     if [ $PROFILE -eq 1 ]; then
-      $cmd >"$tmp" 2>"$OUT/profile_${cfg}_${label}.txt"
-    else
-      $cmd >"$tmp" 2>"$tmp.err"
+      cmd+=(--profile)
+      errf="$OUT/profile_${cfg}_${label}.txt"
     fi
-    rc=$?
-    [ $rc -ne 0 ] && cat "$tmp.err" "$OUT/profile_${cfg}_${label}.txt" 2>/dev/null | tail -1 >>"$tmp"
-    record "$cfg / $label" "$cmd" "$rc" "$tmp"
-    rm -f "$tmp" "$tmp.err"
+    echo "[$cfg / $label] ${cmd[*]}"
+    run_row "$cfg / $label" "$errf" "${cmd[@]}"
   done
   if [ -f bench/pytorch_gpt.py ]; then
-    cmd="python3 bench/pytorch_gpt.py --config $conf --device $TORCH_DEVICE --threads $TORCH_THREADS --steps $st --warmup $wu --json"
-    echo "[$cfg / pytorch-$TORCH_DEVICE] $cmd"
-    tmp=$(mktemp)
-    $cmd >"$tmp" 2>&1
-    record "$cfg / pytorch-$TORCH_DEVICE" "$cmd" "$?" "$tmp"
-    rm -f "$tmp"
+    cmd=(python3 bench/pytorch_gpt.py --config "$conf" --device "$TORCH_DEVICE" --threads "$TORCH_THREADS" --steps "$st" --warmup "$wu" --json)
+    echo "[$cfg / pytorch-$TORCH_DEVICE] ${cmd[*]}"
+    run_row "$cfg / pytorch-$TORCH_DEVICE" "" "${cmd[@]}"
   else
     echo "[$cfg / pytorch] skipped: bench/pytorch_gpt.py is absent"
   fi
@@ -147,25 +154,26 @@ for r in rows:
         torch[cfg] = r["result"]["tokens_per_s"]
 def mib(b):
     return "%.0f" % (b / 1048576.0)
-out = ["| config | device | tokens/s | ms/step (p10-p90) | MFU | peak GFLOP/s | host MiB | device MiB (analytic) | h2d B/step | allocs/step | vs PyTorch | command |",
-       "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+out = ["| config | device | tokens/s | ms/step (p10-p90) | MFU | peak GFLOP/s | host MiB | device MiB (analytic) | h2d B/step | allocs/step | cores busy | vs PyTorch | command |",
+       "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
 for r in rows:
     cfg, who = r["row"].split(" / ")
     cmd = "`%s`" % r["command"].replace("|", "\\|")
     if "result" not in r:
-        out.append("| %s | %s | skipped: %s | | | | | | | | | %s |" % (cfg, who, r["skipped"].replace("|", "/"), cmd))
+        out.append("| %s | %s | skipped: %s | | | | | | | | | | %s |" % (cfg, who, r["skipped"].replace("|", "/"), cmd))
         continue
     x = r["result"]
     if who.startswith("pytorch"):
-        out.append("| %s | %s (%s threads, torch %s) | %.0f | %.1f | | | | | | | 1.00 | %s |" % (
+        out.append("| %s | %s (%s threads, torch %s) | %.0f | %.1f | | | | | | | %s | 1.00 | %s |" % (
             cfg, who, x.get("threads", "?"), x.get("torch_version", "?"), x["tokens_per_s"],
-            x["ms_per_step"], cmd))
+            x["ms_per_step"], r.get("cpu_cores_busy"), cmd))
         continue
     ratio = "%.2f" % (x["tokens_per_s"] / torch[cfg]) if cfg in torch else "n/a"
-    out.append("| %s | %s | %.0f | %.1f (%.1f-%.1f) | %.1f%% | %.0f | %s | %s (%s) | %.0f | %g | %s | %s |" % (
+    out.append("| %s | %s | %.0f | %.1f (%.1f-%.1f) | %.1f%% | %.0f | %s | %s (%s) | %.0f | %g | %s | %s | %s |" % (
         cfg, who, x["tokens_per_s"], x["ms_per_step"], x["ms_per_step_p10"], x["ms_per_step_p90"],
         100 * x["mfu"], x["peak_gflops"], mib(x["peak_host_bytes"]), mib(x["peak_device_bytes"]),
-        mib(x["analytic_bytes"]), x["h2d_bytes_per_step"], x["allocs_per_step"], ratio, cmd))
+        mib(x["analytic_bytes"]), x["h2d_bytes_per_step"], x["allocs_per_step"],
+        r.get("cpu_cores_busy"), ratio, cmd))
 text = "\n".join(out) + "\n"
 open(sys.argv[2], "w").write(text)
 print()
