@@ -10,14 +10,18 @@
 #include "tokenizer/tokenizer.h"
 
 static const char *TOKENIZER_HELP =
-    "usage: clformer tokenizer train --vocab-size N --input PATH... --out tokenizer.json [--threads N]\n"
+    "usage: clformer tokenizer train --vocab-size N --input PATH... --out tokenizer.json "
+    "[--threads N]\n"
     "       clformer tokenizer encode --tokenizer FILE [--input FILE]\n"
     "       clformer tokenizer decode --tokenizer FILE [--input FILE]\n"
     "       clformer tokenizer info --tokenizer FILE\n"
     "\n"
-    "train   learns a byte-level BPE (GPT-2 pre-tokenization, every byte representable, <|endoftext|>\n"
-    "        as the last id) from text files and directories (walked recursively; binary files are\n"
-    "        skipped) and writes it in the Hugging Face `tokenizers` JSON format. N counts all ids:\n"
+    "train   learns a byte-level BPE (GPT-2 pre-tokenization, every byte representable, "
+    "<|endoftext|>\n"
+    "        as the last id) from text files and directories (walked recursively; binary files "
+    "are\n"
+    "        skipped) and writes it in the Hugging Face `tokenizers` JSON format. N counts all "
+    "ids:\n"
     "        256 bytes + merges + <|endoftext|>.\n"
     "encode  prints the ids of the input (stdin when no --input), space-separated.\n"
     "decode  reads whitespace-separated ids (stdin when no --input) and writes their bytes.\n"
@@ -29,11 +33,14 @@ static const char *PREPARE_HELP =
     "usage: clformer prepare --tokenizer FILE --input PATH... --out DIR [--val-fraction F]\n"
     "                        [--blank-line-docs] [--shard-tokens N] [--seed S] [--threads N]\n"
     "\n"
-    "Encodes text files and directories (walked recursively, binary files skipped) with the tokenizer\n"
+    "Encodes text files and directories (walked recursively, binary files skipped) with the "
+    "tokenizer\n"
     "on all cores and writes DIR/train.bin and DIR/val.bin (DIR/train_00000.bin, ... with\n"
     "--shard-tokens) plus DIR/meta.json. Ids are uint16 when the vocab fits, else uint32, after a\n"
-    "header with magic, version, token count, dtype and the tokenizer's hash; <|endoftext|> follows\n"
-    "every document. A document is one file, or with --blank-line-docs a block of text between blank\n"
+    "header with magic, version, token count, dtype and the tokenizer's hash; <|endoftext|> "
+    "follows\n"
+    "every document. A document is one file, or with --blank-line-docs a block of text between "
+    "blank\n"
     "lines. Text goes to val in units (a document, or ~1 MB of a longer one) with probability F\n"
     "(default 0.05), drawn from the seed (default 1337). Earlier shards in DIR are replaced.\n"
     "Train with: data=DIR tokenizer=FILE vocab_size=<the tokenizer's vocab size>.\n";
@@ -59,12 +66,14 @@ static int need(int argc, char **argv, int i, const char *cmd) {
     return 1;
 }
 
-static int parse_u64(const char *cmd, const char *opt, const char *s, uint64_t lo, uint64_t hi, uint64_t *out) {
+static int parse_u64(const char *cmd, const char *opt, const char *s, uint64_t lo, uint64_t hi,
+                     uint64_t *out) {
     char *end = NULL;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
     if (errno || !end || *end || s[0] == '-' || v < lo || v > hi) {
-        CF_ERROR("%s: %s '%s' is not an integer in [%" PRIu64 ", %" PRIu64 "]", cmd, opt, s, lo, hi);
+        CF_ERROR("%s: %s '%s' is not an integer in [%" PRIu64 ", %" PRIu64 "]", cmd, opt, s, lo,
+                 hi);
         return CF_ERR_INVALID;
     }
     *out = v;
@@ -74,7 +83,8 @@ static int parse_u64(const char *cmd, const char *opt, const char *s, uint64_t l
 static int exit_code(int rc) { return rc == CF_OK ? 0 : rc == CF_ERR_INTERRUPTED ? 130 : 1; }
 
 /* --input PATH [PATH ...]: every following argument up to the next option. */
-static int take_inputs(int argc, char **argv, int *i, const char ***inputs, int *n, const char *cmd) {
+static int take_inputs(int argc, char **argv, int *i, const char ***inputs, int *n,
+                       const char *cmd) {
     if (!need(argc, argv, *i, cmd)) return CF_ERR_INVALID;
     while (*i + 1 < argc && !(argv[*i + 1][0] == '-' && argv[*i + 1][1] == '-')) {
         const char **ni = realloc(*inputs, (size_t)(*n + 1) * sizeof *ni);
@@ -124,23 +134,30 @@ static int cmd_train(int argc, char **argv) {
         const char *a = argv[i];
         if (log_flag(a)) continue;
         if (!strcmp(a, "--vocab-size")) {
-            if (!need(argc, argv, i, "tokenizer train")) rc = CF_ERR_INVALID;
-            else rc = parse_u64("tokenizer train", a, argv[++i], 257, 1u << 24, &v);
+            if (!need(argc, argv, i, "tokenizer train"))
+                rc = CF_ERR_INVALID;
+            else
+                rc = parse_u64("tokenizer train", a, argv[++i], 257, 1u << 24, &v);
         } else if (!strcmp(a, "--input")) {
             rc = take_inputs(argc, argv, &i, &inputs, &n_inputs, "tokenizer train");
         } else if (!strcmp(a, "--out")) {
-            if (!need(argc, argv, i, "tokenizer train")) rc = CF_ERR_INVALID;
-            else o.out_path = argv[++i];
+            if (!need(argc, argv, i, "tokenizer train"))
+                rc = CF_ERR_INVALID;
+            else
+                o.out_path = argv[++i];
         } else if (!strcmp(a, "--threads")) {
-            if (!need(argc, argv, i, "tokenizer train")) rc = CF_ERR_INVALID;
-            else rc = parse_u64("tokenizer train", a, argv[++i], 1, 64, &threads);
+            if (!need(argc, argv, i, "tokenizer train"))
+                rc = CF_ERR_INVALID;
+            else
+                rc = parse_u64("tokenizer train", a, argv[++i], 1, 64, &threads);
         } else {
             CF_ERROR("tokenizer train: unknown option '%s'; see `clformer tokenizer --help`", a);
             rc = CF_ERR_INVALID;
         }
     }
     if (rc == CF_OK && (!v || !n_inputs || !o.out_path)) {
-        CF_ERROR("tokenizer train: needs --vocab-size N, --input PATH and --out FILE; see `clformer tokenizer "
+        CF_ERROR("tokenizer train: needs --vocab-size N, --input PATH and --out FILE; see "
+                 "`clformer tokenizer "
                  "--help`");
         rc = CF_ERR_INVALID;
     }
@@ -160,8 +177,8 @@ static int cmd_train(int argc, char **argv) {
     if (rc == CF_OK)
         CF_INFO("wrote %s: %u ids (%u merges) from %.1f MB in %" PRIu64 " file(s), %" PRIu64
                 " distinct words; counting %.2fs, merges %.2fs",
-                o.out_path, st.vocab_size, st.merges, (double)st.input_bytes / 1e6, st.files, st.distinct_words,
-                st.count_seconds, st.merge_seconds);
+                o.out_path, st.vocab_size, st.merges, (double)st.input_bytes / 1e6, st.files,
+                st.distinct_words, st.count_seconds, st.merge_seconds);
     return exit_code(rc);
 }
 
@@ -234,7 +251,8 @@ static int cmd_decode(int argc, char **argv) {
     cf_token_buf ids = {0};
     rc = read_input(input, &text, &len);
     for (size_t i = 0; rc == CF_OK && i < len;) {
-        while (i < len && (text[i] == ' ' || text[i] == '\n' || text[i] == '\t' || text[i] == '\r' || text[i] == ','))
+        while (i < len && (text[i] == ' ' || text[i] == '\n' || text[i] == '\t' ||
+                           text[i] == '\r' || text[i] == ','))
             i++;
         if (i >= len) break;
         char *end = NULL;
@@ -243,7 +261,8 @@ static int cmd_decode(int argc, char **argv) {
         if (end == text + i || errno || v > UINT32_MAX || text[i] == '-' || text[i] == '+') {
             size_t k = 0;
             while (i + k < len && k < 20 && text[i + k] != ' ' && text[i + k] != '\n') k++;
-            CF_ERROR("tokenizer decode: '%.*s' at byte %zu of %s is not a token id; the input is whitespace-"
+            CF_ERROR("tokenizer decode: '%.*s' at byte %zu of %s is not a token id; the input is "
+                     "whitespace-"
                      "separated integers (the output of `clformer tokenizer encode`)",
                      (int)k, text + i, i, input ? input : "stdin");
             rc = CF_ERR_INVALID;
@@ -273,7 +292,8 @@ static int cmd_info(int argc, char **argv) {
     int rc = cf_tokenizer_load(tpath, &tok);
     if (rc < 0) return exit_code(rc);
     printf("tokenizer:  %s\n", cf_tokenizer_name(tok));
-    printf("kind:       %s\n", cf_tokenizer_kind(tok) == CF_TOKENIZER_BYTE ? "byte" : "byte-level BPE");
+    printf("kind:       %s\n",
+           cf_tokenizer_kind(tok) == CF_TOKENIZER_BYTE ? "byte" : "byte-level BPE");
     printf("vocab_size: %u\n", cf_tokenizer_vocab_size(tok));
     printf("eot_id:     %d\n", (int)cf_tokenizer_eot_id(tok));
     printf("hash:       %016" PRIx64 "\n", cf_tokenizer_hash(tok));
@@ -318,13 +338,17 @@ int cf_cmd_prepare(int argc, char **argv) {
         const char *a = argv[i];
         if (log_flag(a)) continue;
         if (!strcmp(a, "--tokenizer")) {
-            if (!need(argc, argv, i, "prepare")) rc = CF_ERR_INVALID;
-            else o.tokenizer = argv[++i];
+            if (!need(argc, argv, i, "prepare"))
+                rc = CF_ERR_INVALID;
+            else
+                o.tokenizer = argv[++i];
         } else if (!strcmp(a, "--input")) {
             rc = take_inputs(argc, argv, &i, &inputs, &n_inputs, "prepare");
         } else if (!strcmp(a, "--out")) {
-            if (!need(argc, argv, i, "prepare")) rc = CF_ERR_INVALID;
-            else o.out_dir = argv[++i];
+            if (!need(argc, argv, i, "prepare"))
+                rc = CF_ERR_INVALID;
+            else
+                o.out_dir = argv[++i];
         } else if (!strcmp(a, "--val-fraction")) {
             if (!need(argc, argv, i, "prepare")) {
                 rc = CF_ERR_INVALID;
@@ -333,28 +357,36 @@ int cf_cmd_prepare(int argc, char **argv) {
                 const char *s = argv[++i];
                 o.val_fraction = strtod(s, &end);
                 if (!end || *end || !(o.val_fraction >= 0.0 && o.val_fraction < 1.0)) {
-                    CF_ERROR("prepare: --val-fraction '%s' must be a number in [0, 1), e.g. 0.05", s);
+                    CF_ERROR("prepare: --val-fraction '%s' must be a number in [0, 1), e.g. 0.05",
+                             s);
                     rc = CF_ERR_INVALID;
                 }
             }
         } else if (!strcmp(a, "--blank-line-docs")) {
             o.blank_line_docs = 1;
         } else if (!strcmp(a, "--shard-tokens")) {
-            if (!need(argc, argv, i, "prepare")) rc = CF_ERR_INVALID;
-            else rc = parse_u64("prepare", a, argv[++i], 1, UINT64_MAX / 8, &o.shard_tokens);
+            if (!need(argc, argv, i, "prepare"))
+                rc = CF_ERR_INVALID;
+            else
+                rc = parse_u64("prepare", a, argv[++i], 1, UINT64_MAX / 8, &o.shard_tokens);
         } else if (!strcmp(a, "--seed")) {
-            if (!need(argc, argv, i, "prepare")) rc = CF_ERR_INVALID;
-            else rc = parse_u64("prepare", a, argv[++i], 0, UINT64_MAX, &o.seed);
+            if (!need(argc, argv, i, "prepare"))
+                rc = CF_ERR_INVALID;
+            else
+                rc = parse_u64("prepare", a, argv[++i], 0, UINT64_MAX, &o.seed);
         } else if (!strcmp(a, "--threads")) {
-            if (!need(argc, argv, i, "prepare")) rc = CF_ERR_INVALID;
-            else rc = parse_u64("prepare", a, argv[++i], 1, 64, &threads);
+            if (!need(argc, argv, i, "prepare"))
+                rc = CF_ERR_INVALID;
+            else
+                rc = parse_u64("prepare", a, argv[++i], 1, 64, &threads);
         } else {
             CF_ERROR("prepare: unknown option '%s'; see `clformer prepare --help`", a);
             rc = CF_ERR_INVALID;
         }
     }
     if (rc == CF_OK && (!o.tokenizer || !n_inputs || !o.out_dir)) {
-        CF_ERROR("prepare: needs --tokenizer FILE, --input PATH and --out DIR; see `clformer prepare --help`");
+        CF_ERROR("prepare: needs --tokenizer FILE, --input PATH and --out DIR; see `clformer "
+                 "prepare --help`");
         rc = CF_ERR_INVALID;
     }
     if (rc < 0) {
@@ -370,9 +402,11 @@ int cf_cmd_prepare(int argc, char **argv) {
     rc = cf_prepare_run(&o, &st);
     free(inputs);
     if (rc == CF_OK)
-        CF_INFO("wrote %s: %" PRIu64 " train + %" PRIu64 " val tokens from %" PRIu64 " document(s) in %" PRIu64
-                " file(s) (%.1f MB, %" PRIu64 " binary skipped), %.1f MB/s",
-                o.out_dir, st.train_tokens, st.val_tokens, st.documents, st.files, (double)st.input_bytes / 1e6,
-                st.skipped_files, st.seconds > 0 ? (double)st.input_bytes / 1e6 / st.seconds : 0.0);
+        CF_INFO("wrote %s: %" PRIu64 " train + %" PRIu64 " val tokens from %" PRIu64
+                " document(s) in %" PRIu64 " file(s) (%.1f MB, %" PRIu64
+                " binary skipped), %.1f MB/s",
+                o.out_dir, st.train_tokens, st.val_tokens, st.documents, st.files,
+                (double)st.input_bytes / 1e6, st.skipped_files,
+                st.seconds > 0 ? (double)st.input_bytes / 1e6 / st.seconds : 0.0);
     return exit_code(rc);
 }

@@ -1,5 +1,5 @@
-/* clformer: token shard files: writer, memory-mapped reader with header validation, shard directories
- * for the training dataset. */
+/* clformer: token shard files: writer, memory-mapped reader with header validation, shard
+ * directories for the training dataset. */
 #define _POSIX_C_SOURCE 200809L
 #include "data/shards.h"
 
@@ -54,15 +54,18 @@ void cf_shard_header_encode(const cf_shard_info *info, uint8_t out[CF_SHARD_HEAD
 #define REPREPARE "re-create it with `clformer prepare`"
 
 /* Checks of the header against the file size; info filled on success. */
-static int parse_header(const char *path, const uint8_t *h, uint64_t file_size, cf_shard_info *info) {
+static int parse_header(const char *path, const uint8_t *h, uint64_t file_size,
+                        cf_shard_info *info) {
     if (file_size < CF_SHARD_HEADER_BYTES) {
-        CF_ERROR("shard %s: truncated: %" PRIu64 " bytes, less than the %d-byte header; " REPREPARE, path,
-                 file_size, CF_SHARD_HEADER_BYTES);
+        CF_ERROR("shard %s: truncated: %" PRIu64 " bytes, less than the %d-byte header; " REPREPARE,
+                 path, file_size, CF_SHARD_HEADER_BYTES);
         return CF_ERR_FORMAT;
     }
     if (memcmp(h, CF_SHARD_MAGIC, 8) != 0) {
-        CF_ERROR("shard %s: not a clformer token shard (no \"" CF_SHARD_MAGIC "\" magic); point data at a "
-                 "directory made by `clformer prepare`", path);
+        CF_ERROR("shard %s: not a clformer token shard (no \"" CF_SHARD_MAGIC
+                 "\" magic); point data at a "
+                 "directory made by `clformer prepare`",
+                 path);
         return CF_ERR_FORMAT;
     }
     info->version = get32(h + 8);
@@ -73,29 +76,34 @@ static int parse_header(const char *path, const uint8_t *h, uint64_t file_size, 
     info->eot_id = (int32_t)get32(h + 36);
     uint32_t hb = get32(h + 40);
     if (info->version != CF_SHARD_VERSION) {
-        CF_ERROR("shard %s: format version %u, this build reads version %d; " REPREPARE " from this build",
+        CF_ERROR("shard %s: format version %u, this build reads version %d; " REPREPARE
+                 " from this build",
                  path, info->version, CF_SHARD_VERSION);
         return CF_ERR_FORMAT;
     }
     if ((info->dtype != 2 && info->dtype != 4) || hb != CF_SHARD_HEADER_BYTES) {
-        CF_ERROR("shard %s: corrupt header (%u bytes per token, %u header bytes; expected 2 or 4, and %d); "
-                 REPREPARE, path, info->dtype, hb, CF_SHARD_HEADER_BYTES);
+        CF_ERROR("shard %s: corrupt header (%u bytes per token, %u header bytes; expected 2 or 4, "
+                 "and %d); " REPREPARE,
+                 path, info->dtype, hb, CF_SHARD_HEADER_BYTES);
         return CF_ERR_FORMAT;
     }
     if (info->dtype == 2 && info->vocab_size > 65536) {
-        CF_ERROR("shard %s: corrupt header (uint16 ids but a vocab of %u); " REPREPARE, path, info->vocab_size);
+        CF_ERROR("shard %s: corrupt header (uint16 ids but a vocab of %u); " REPREPARE, path,
+                 info->vocab_size);
         return CF_ERR_FORMAT;
     }
     uint64_t have = file_size - CF_SHARD_HEADER_BYTES;
     if (info->count > UINT64_MAX / info->dtype || have != info->count * info->dtype) {
         if (info->count <= UINT64_MAX / info->dtype && have < info->count * info->dtype)
-            CF_ERROR("shard %s: truncated: the header says %" PRIu64 " tokens (%" PRIu64 " bytes) but the file "
-                     "holds %" PRIu64 " bytes of tokens; " REPREPARE, path, info->count,
-                     info->count * info->dtype, have);
+            CF_ERROR("shard %s: truncated: the header says %" PRIu64 " tokens (%" PRIu64
+                     " bytes) but the file "
+                     "holds %" PRIu64 " bytes of tokens; " REPREPARE,
+                     path, info->count, info->count * info->dtype, have);
         else
-            CF_ERROR("shard %s: the header says %" PRIu64 " tokens but the file holds %" PRIu64 " bytes of "
-                     "tokens (%u bytes each): extra data or a corrupt header; " REPREPARE, path, info->count,
-                     have, info->dtype);
+            CF_ERROR("shard %s: the header says %" PRIu64 " tokens but the file holds %" PRIu64
+                     " bytes of "
+                     "tokens (%u bytes each): extra data or a corrupt header; " REPREPARE,
+                     path, info->count, have, info->dtype);
         return CF_ERR_FORMAT;
     }
     return CF_OK;
@@ -104,10 +112,12 @@ static int parse_header(const char *path, const uint8_t *h, uint64_t file_size, 
 static int check_expect(const char *path, const cf_shard_info *info, const cf_shard_expect *e) {
     if (!e) return CF_OK;
     if (e->check_hash && info->tokenizer_hash != e->tokenizer_hash) {
-        CF_ERROR("shard %s: made with tokenizer %016" PRIx64 " but tokenizer %s is %016" PRIx64 "; re-run "
-                 "`clformer prepare --tokenizer %s` or set tokenizer to the file the shards were made with",
-                 path, info->tokenizer_hash, e->tokenizer_name ? e->tokenizer_name : "?", e->tokenizer_hash,
-                 e->tokenizer_name ? e->tokenizer_name : "FILE");
+        CF_ERROR("shard %s: made with tokenizer %016" PRIx64 " but tokenizer %s is %016" PRIx64
+                 "; re-run "
+                 "`clformer prepare --tokenizer %s` or set tokenizer to the file the shards were "
+                 "made with",
+                 path, info->tokenizer_hash, e->tokenizer_name ? e->tokenizer_name : "?",
+                 e->tokenizer_hash, e->tokenizer_name ? e->tokenizer_name : "FILE");
         return CF_ERR_FORMAT;
     }
     if (e->max_vocab && info->vocab_size > e->max_vocab) {
@@ -134,8 +144,8 @@ int cf_shard_read_info(const char *path, cf_shard_info *info) {
         return CF_ERR_IO;
     }
     if (got < sizeof h) {
-        CF_ERROR("shard %s: truncated: %zu bytes, less than the %d-byte header; " REPREPARE, path, got,
-                 CF_SHARD_HEADER_BYTES);
+        CF_ERROR("shard %s: truncated: %zu bytes, less than the %d-byte header; " REPREPARE, path,
+                 got, CF_SHARD_HEADER_BYTES);
         return CF_ERR_FORMAT;
     }
     return parse_header(path, h, (uint64_t)st.st_size, info);
@@ -144,7 +154,8 @@ int cf_shard_read_info(const char *path, cf_shard_info *info) {
 int cf_shard_open(const char *path, const cf_shard_expect *expect, cf_shard *out) {
     memset(out, 0, sizeof *out);
     if (!host_little_endian()) {
-        CF_ERROR("shard %s: token shards are little-endian and this host is not; not supported", path);
+        CF_ERROR("shard %s: token shards are little-endian and this host is not; not supported",
+                 path);
         return CF_ERR_UNSUPPORTED;
     }
     int fd = open(path, O_RDONLY);
@@ -161,8 +172,8 @@ int cf_shard_open(const char *path, const cf_shard_expect *expect, cf_shard *out
     uint64_t size = (uint64_t)st.st_size;
     if (size < CF_SHARD_HEADER_BYTES) {
         close(fd);
-        CF_ERROR("shard %s: truncated: %" PRIu64 " bytes, less than the %d-byte header; " REPREPARE, path, size,
-                 CF_SHARD_HEADER_BYTES);
+        CF_ERROR("shard %s: truncated: %" PRIu64 " bytes, less than the %d-byte header; " REPREPARE,
+                 path, size, CF_SHARD_HEADER_BYTES);
         return CF_ERR_FORMAT;
     }
     void *map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -191,7 +202,8 @@ void cf_shard_close(cf_shard *s) {
     memset(s, 0, sizeof *s);
 }
 
-/* ---- writer -------------------------------------------------------------------------------------- */
+/* ---- writer
+ * -------------------------------------------------------------------------------------- */
 
 struct cf_shard_writer {
     FILE *f;
@@ -201,15 +213,16 @@ struct cf_shard_writer {
     size_t nbuf;
 };
 
-int cf_shard_writer_open(const char *path, uint32_t dtype, uint64_t tokenizer_hash, uint32_t vocab_size,
-                         int32_t eot_id, cf_shard_writer **out) {
+int cf_shard_writer_open(const char *path, uint32_t dtype, uint64_t tokenizer_hash,
+                         uint32_t vocab_size, int32_t eot_id, cf_shard_writer **out) {
     *out = NULL;
     if (dtype != 2 && dtype != 4) {
         CF_ERROR("shard %s: bytes per token must be 2 or 4, not %u", path, dtype);
         return CF_ERR_INVALID;
     }
     if (!host_little_endian()) {
-        CF_ERROR("shard %s: token shards are little-endian and this host is not; not supported", path);
+        CF_ERROR("shard %s: token shards are little-endian and this host is not; not supported",
+                 path);
         return CF_ERR_UNSUPPORTED;
     }
     cf_shard_writer *w = calloc(1, sizeof *w);
@@ -256,7 +269,8 @@ static int writer_flush(cf_shard_writer *w) {
 int cf_shard_writer_append(cf_shard_writer *w, const uint32_t *ids, size_t n) {
     for (size_t i = 0; i < n; i++) {
         if (ids[i] >= w->info.vocab_size) {
-            CF_ERROR("shard %s: id %u is outside the vocab of %u", w->path, ids[i], w->info.vocab_size);
+            CF_ERROR("shard %s: id %u is outside the vocab of %u", w->path, ids[i],
+                     w->info.vocab_size);
             return CF_ERR_INVALID;
         }
         if (w->nbuf + 4 > sizeof w->buf) CF_TRY(writer_flush(w));
@@ -310,12 +324,14 @@ int cf_shard_writer_close(cf_shard_writer *w) {
     return CF_OK;
 }
 
-/* ---- shard lists and directories ----------------------------------------------------------------- */
+/* ---- shard lists and directories
+ * ----------------------------------------------------------------- */
 
 /* Whether name is "<split>.bin" (returns 1) or "<split>_<digits>.bin" (returns 2). */
 static int shard_name_kind(const char *name, const char *split) {
     size_t ls = strlen(split), ln = strlen(name);
-    if (ln < ls + 4 || strncmp(name, split, ls) != 0 || strcmp(name + ln - 4, ".bin") != 0) return 0;
+    if (ln < ls + 4 || strncmp(name, split, ls) != 0 || strcmp(name + ln - 4, ".bin") != 0)
+        return 0;
     if (ln == ls + 4) return 1;
     if (name[ls] != '_' || ln == ls + 5) return 0;
     for (size_t i = ls + 1; i < ln - 4; i++)
@@ -323,7 +339,9 @@ static int shard_name_kind(const char *name, const char *split) {
     return 2;
 }
 
-static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static int cmp_name(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
 void cf_shard_list_close(cf_shard_list *l) {
     for (int k = 0; k < l->n; k++) cf_shard_close(&l->sh[k]);
@@ -332,7 +350,8 @@ void cf_shard_list_close(cf_shard_list *l) {
     memset(l, 0, sizeof *l);
 }
 
-int cf_shard_list_open(const char *dir, const char *split, const cf_shard_expect *expect, cf_shard_list *out) {
+int cf_shard_list_open(const char *dir, const char *split, const cf_shard_expect *expect,
+                       cf_shard_list *out) {
     memset(out, 0, sizeof *out);
     DIR *d = opendir(dir);
     if (!d) {
@@ -345,8 +364,10 @@ int cf_shard_list_open(const char *dir, const char *split, const cf_shard_expect
     while ((e = readdir(d))) {
         int kind = shard_name_kind(e->d_name, split);
         if (!kind) continue;
-        if (kind == 1) single++;
-        else numbered++;
+        if (kind == 1)
+            single++;
+        else
+            numbered++;
         if (n == cap) {
             cap = cap ? cap * 2 : 8;
             char **nn = realloc(names, (size_t)cap * sizeof *nn);
@@ -364,8 +385,10 @@ int cf_shard_list_open(const char *dir, const char *split, const cf_shard_expect
     }
     closedir(d);
     if (rc == CF_OK && single && numbered) {
-        CF_ERROR("data %s: has both %s.bin and %s_*.bin shards (from two prepare runs?); delete the stale ones "
-                 "or re-run `clformer prepare` into an empty directory", dir, split, split);
+        CF_ERROR("data %s: has both %s.bin and %s_*.bin shards (from two prepare runs?); delete "
+                 "the stale ones "
+                 "or re-run `clformer prepare` into an empty directory",
+                 dir, split, split);
         rc = CF_ERR_INVALID;
     }
     if (rc == CF_OK && n) qsort(names, (size_t)n, sizeof *names, cmp_name);
@@ -388,8 +411,10 @@ int cf_shard_list_open(const char *dir, const char *split, const cf_shard_expect
         out->n = k + 1;
         if (k > 0 && (out->sh[k].info.dtype != out->sh[0].info.dtype ||
                       out->sh[k].info.tokenizer_hash != out->sh[0].info.tokenizer_hash)) {
-            CF_ERROR("shard %s: its dtype or tokenizer differs from %s; all shards of a directory come from one "
-                     "prepare run", out->sh[k].path, out->sh[0].path);
+            CF_ERROR("shard %s: its dtype or tokenizer differs from %s; all shards of a directory "
+                     "come from one "
+                     "prepare run",
+                     out->sh[k].path, out->sh[0].path);
             rc = CF_ERR_FORMAT;
             break;
         }
@@ -436,8 +461,10 @@ int cf_shard_set_open(const cf_config *cfg, const char *dir, cf_shard_set **out)
     e.max_vocab = cfg->vocab_size > 0 ? (uint32_t)cfg->vocab_size : 0;
     int rc = cf_tokenizer_hash_of(cfg->tokenizer, &e.tokenizer_hash);
     if (rc < 0) {
-        CF_ERROR("data %s: cannot read tokenizer '%s' to check the shards against it; set tokenizer to the "
-                 "tokenizer.json the shards were prepared with", dir, cfg->tokenizer);
+        CF_ERROR("data %s: cannot read tokenizer '%s' to check the shards against it; set "
+                 "tokenizer to the "
+                 "tokenizer.json the shards were prepared with",
+                 dir, cfg->tokenizer);
         return rc;
     }
     cf_shard_set *s = calloc(1, sizeof *s);
@@ -449,21 +476,23 @@ int cf_shard_set_open(const cf_config *cfg, const char *dir, cf_shard_set **out)
         rc = CF_ERR_NOT_FOUND;
     }
     if (rc == CF_OK && s->val.n && s->val.sh[0].info.dtype != s->train.sh[0].info.dtype) {
-        CF_ERROR("data %s: train and val shards have different token widths; re-run `clformer prepare`", dir);
+        CF_ERROR(
+            "data %s: train and val shards have different token widths; re-run `clformer prepare`",
+            dir);
         rc = CF_ERR_FORMAT;
     }
     if (rc < 0) {
         cf_shard_set_close(s);
         return rc;
     }
-    CF_DEBUG("data %s: %d train shard(s) %" PRIu64 " tokens, %d val shard(s) %" PRIu64 " tokens", dir,
-             s->train.n, s->train.total, s->val.n, s->val.total);
+    CF_DEBUG("data %s: %d train shard(s) %" PRIu64 " tokens, %d val shard(s) %" PRIu64 " tokens",
+             dir, s->train.n, s->train.total, s->val.n, s->val.total);
     *out = s;
     return CF_OK;
 }
 
-int cf_shards_encode_text(const cf_config *cfg, const unsigned char *text, size_t n, void **ids, int *width,
-                          size_t *count) {
+int cf_shards_encode_text(const cf_config *cfg, const unsigned char *text, size_t n, void **ids,
+                          int *width, size_t *count) {
     *ids = NULL;
     *count = 0;
     cf_tokenizer *tok;

@@ -1,6 +1,6 @@
-/* clformer: token shard files written by `clformer prepare`: a 64-byte header (magic, version, dtype,
- * token count, tokenizer hash) followed by the ids; a writer, a memory-mapped reader that validates the
- * header, and the shard directory the training dataset reads.
+/* clformer: token shard files written by `clformer prepare`: a 64-byte header (magic, version,
+ * dtype, token count, tokenizer hash) followed by the ids; a writer, a memory-mapped reader that
+ * validates the header, and the shard directory the training dataset reads.
  *
  * Header, little-endian:
  *   0  char[8] "CFTOKENS"     16 u64 token count        36 i32 <|endoftext|> id (-1: none)
@@ -45,8 +45,9 @@ typedef struct {
     const uint8_t *tokens; /* map + CF_SHARD_HEADER_BYTES */
 } cf_shard;
 
-/* Map and validate one shard. Errors are one line naming the file and the fix: truncated, wrong magic,
- * unknown version or dtype, token count vs file size, other tokenizer, vocab larger than expected. */
+/* Map and validate one shard. Errors are one line naming the file and the fix: truncated, wrong
+ * magic, unknown version or dtype, token count vs file size, other tokenizer, vocab larger than
+ * expected. */
 int cf_shard_open(const char *path, const cf_shard_expect *expect, cf_shard *out);
 void cf_shard_close(cf_shard *s);
 /* Header only (no mapping), same checks except the tokenizer ones. */
@@ -57,22 +58,24 @@ static inline uint32_t cf_shard_token(const cf_shard *s, uint64_t i) {
                               : ((const uint32_t *)(const void *)s->tokens)[i];
 }
 
-/* ---- writing ----------------------------------------------------------------------------------- */
+/* ---- writing -----------------------------------------------------------------------------------
+ */
 
 typedef struct cf_shard_writer cf_shard_writer;
 
 /* Writes to "<path>.tmp.<pid>"; close() fixes the token count in the header, syncs and renames. */
-int cf_shard_writer_open(const char *path, uint32_t dtype, uint64_t tokenizer_hash, uint32_t vocab_size,
-                         int32_t eot_id, cf_shard_writer **out);
+int cf_shard_writer_open(const char *path, uint32_t dtype, uint64_t tokenizer_hash,
+                         uint32_t vocab_size, int32_t eot_id, cf_shard_writer **out);
 int cf_shard_writer_append(cf_shard_writer *w, const uint32_t *ids, size_t n);
 uint64_t cf_shard_writer_count(const cf_shard_writer *w);
-int cf_shard_writer_close(cf_shard_writer *w); /* frees w */
+int cf_shard_writer_close(cf_shard_writer *w);  /* frees w */
 void cf_shard_writer_abort(cf_shard_writer *w); /* removes the temporary file, frees w */
 
 /* Build the 64-byte header (for writers and tests). */
 void cf_shard_header_encode(const cf_shard_info *info, uint8_t out[CF_SHARD_HEADER_BYTES]);
 
-/* ---- a split (train or val) of a shard directory ------------------------------------------------- */
+/* ---- a split (train or val) of a shard directory
+ * ------------------------------------------------- */
 
 typedef struct {
     int n;           /* shards, in name order */
@@ -83,7 +86,8 @@ typedef struct {
 } cf_shard_list;
 
 /* "<dir>/<split>.bin" or "<dir>/<split>_NNNNN.bin"; no file gives an empty list (n = 0). */
-int cf_shard_list_open(const char *dir, const char *split, const cf_shard_expect *expect, cf_shard_list *out);
+int cf_shard_list_open(const char *dir, const char *split, const cf_shard_expect *expect,
+                       cf_shard_list *out);
 void cf_shard_list_close(cf_shard_list *l);
 
 static inline uint32_t cf_shard_list_token(cf_shard_list *l, uint64_t i) {
@@ -105,7 +109,8 @@ static inline uint32_t cf_shard_list_token(cf_shard_list *l, uint64_t i) {
 /* Whether dir is a shard directory (has train.bin or train_00000.bin). */
 int cf_shards_is_dir(const char *path);
 
-/* ---- the training dataset's view --------------------------------------------------------------- */
+/* ---- the training dataset's view ---------------------------------------------------------------
+ */
 
 /* The tokens of a shard directory as one sequence: the train split, then the val split. */
 typedef struct cf_shard_set {
@@ -116,17 +121,20 @@ typedef struct cf_shard_set {
  * cfg->tokenizer and a vocab no larger than cfg->vocab_size. */
 int cf_shard_set_open(const cf_config *cfg, const char *dir, cf_shard_set **out);
 void cf_shard_set_close(cf_shard_set *s);
-static inline uint64_t cf_shard_set_tokens(const cf_shard_set *s) { return s->train.total + s->val.total; }
+static inline uint64_t cf_shard_set_tokens(const cf_shard_set *s) {
+    return s->train.total + s->val.total;
+}
 static inline uint64_t cf_shard_set_val_tokens(const cf_shard_set *s) { return s->val.total; }
 /* Token i of train ++ val (not thread-safe: it remembers the last shard). */
 static inline uint32_t cf_shard_set_token(cf_shard_set *s, uint64_t i) {
-    return i < s->train.total ? cf_shard_list_token(&s->train, i) : cf_shard_list_token(&s->val, i - s->train.total);
+    return i < s->train.total ? cf_shard_list_token(&s->train, i)
+                              : cf_shard_list_token(&s->val, i - s->train.total);
 }
 
-/* Text of a corpus through cfg->tokenizer (a tokenizer.json; "byte" also works): *ids malloc'ed with
- * *width bytes per id (2 when the vocab fits in uint16, else 4). For text data with a trained
+/* Text of a corpus through cfg->tokenizer (a tokenizer.json; "byte" also works): *ids malloc'ed
+ * with *width bytes per id (2 when the vocab fits in uint16, else 4). For text data with a trained
  * tokenizer and for cf_dataset_load_tokens. */
-int cf_shards_encode_text(const cf_config *cfg, const unsigned char *text, size_t n, void **ids, int *width,
-                          size_t *count);
+int cf_shards_encode_text(const cf_config *cfg, const unsigned char *text, size_t n, void **ids,
+                          int *width, size_t *count);
 
 #endif

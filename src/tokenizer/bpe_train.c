@@ -1,5 +1,5 @@
-/* clformer: byte-level BPE training: parallel word counting over a streamed corpus, then merges with
- * incrementally maintained pair counts and a lazy max-heap. */
+/* clformer: byte-level BPE training: parallel word counting over a streamed corpus, then merges
+ * with incrementally maintained pair counts and a lazy max-heap. */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,12 +10,14 @@
 #include "tokenizer/tok_internal.h"
 
 /* Pre-tokens longer than this are counted as pieces of at most this many bytes (cut between UTF-8
- * characters), which keeps the merge phase linear in pathological inputs (huge runs of one class). */
+ * characters), which keeps the merge phase linear in pathological inputs (huge runs of one class).
+ */
 #define CF_TRAIN_MAX_WORD 256
 /* Bytes read per piece while counting. */
 #define CF_TRAIN_CHUNK ((size_t)8 << 20)
 
-/* ---- counting ------------------------------------------------------------------------------------ */
+/* ---- counting
+ * ------------------------------------------------------------------------------------ */
 
 static int count_word(cf_strmap *m, const uint8_t *w, size_t n) {
     while (n > 0) {
@@ -50,7 +52,8 @@ static int count_text(cf_strmap *m, const cf_specials *sp, const uint8_t *s, siz
 }
 
 /* Count s[0..n) on nt threads, each into its own table: the text is cut at exact points. */
-static int count_parallel(cf_strmap *maps, int nt, const cf_specials *sp, const uint8_t *s, size_t n) {
+static int count_parallel(cf_strmap *maps, int nt, const cf_specials *sp, const uint8_t *s,
+                          size_t n) {
     size_t cut[65];
     int np = 0;
     cut[0] = 0;
@@ -71,7 +74,8 @@ static int count_parallel(cf_strmap *maps, int nt, const cf_specials *sp, const 
     return rc;
 }
 
-/* ---- merging ------------------------------------------------------------------------------------- */
+/* ---- merging
+ * ------------------------------------------------------------------------------------- */
 
 typedef struct {
     uint32_t *items;
@@ -226,8 +230,9 @@ static heap_ent heap_pop(trainer *T) {
     return top;
 }
 
-/* Append a token made of bytes b1 then the bytes of token b2 (b2 < 0: none), or find the existing token
- * with the same bytes. b1 may point into T->tb: it is read only after the buffer has its final size. */
+/* Append a token made of bytes b1 then the bytes of token b2 (b2 < 0: none), or find the existing
+ * token with the same bytes. b1 may point into T->tb: it is read only after the buffer has its
+ * final size. */
 static int token_add(trainer *T, const uint8_t *b1, size_t n1, int64_t b2, uint32_t *id) {
     size_t n2 = b2 >= 0 ? (size_t)(T->to[b2 + 1] - T->to[b2]) : 0, n = n1 + n2;
     if (T->tb_len + n > T->tb_cap) {
@@ -311,8 +316,8 @@ static size_t trainer_bytes(const trainer *T) {
 }
 
 /* Learn merges from the word counts in m until `target` tokens exist (EOT excluded); JSON out. */
-static int learn(const cf_strmap *m, uint32_t vocab_size, int progress, char **json, size_t *json_len,
-                 cf_bpe_train_stats *st) {
+static int learn(const cf_strmap *m, uint32_t vocab_size, int progress, char **json,
+                 size_t *json_len, cf_bpe_train_stats *st) {
     trainer T = {0};
     int rc = CF_ERR_NOMEM;
     uint32_t target = vocab_size - 1;
@@ -393,8 +398,7 @@ static int learn(const cf_strmap *m, uint32_t vocab_size, int progress, char **j
         }
         if (top.count <= 0) break;
         uint32_t a = T.pa[p], b = T.pb[p], z;
-        if ((rc = token_add(&T, T.tb + T.to[a], T.to[a + 1] - T.to[a], b, &z)) < 0)
-            break;
+        if ((rc = token_add(&T, T.tb + T.to[a], T.to[a + 1] - T.to[a], b, &z)) < 0) break;
         T.merges[2 * T.nmerges] = a;
         T.merges[2 * T.nmerges + 1] = b;
         T.nmerges++;
@@ -463,9 +467,12 @@ static int learn(const cf_strmap *m, uint32_t vocab_size, int progress, char **j
     }
     if (rc < 0) goto done;
     if (T.ntok < target)
-        CF_WARN("the corpus has no pairs left after %u merges: the tokenizer has %u ids instead of the %u "
-                "asked for; set vocab_size to %u in the config", T.nmerges, T.ntok + 1, vocab_size, T.ntok + 1);
-    /* <|endoftext|> takes the last id (no merge can build it: pre-tokens never mix letters and '<') */
+        CF_WARN("the corpus has no pairs left after %u merges: the tokenizer has %u ids instead of "
+                "the %u "
+                "asked for; set vocab_size to %u in the config",
+                T.nmerges, T.ntok + 1, vocab_size, T.ntok + 1);
+    /* <|endoftext|> takes the last id (no merge can build it: pre-tokens never mix letters and '<')
+     */
     {
         const uint8_t **tp = malloc(((size_t)T.ntok + 1) * sizeof *tp);
         size_t *tl = malloc(((size_t)T.ntok + 1) * sizeof *tl);
@@ -481,7 +488,8 @@ static int learn(const cf_strmap *m, uint32_t vocab_size, int progress, char **j
         }
         tp[T.ntok] = (const uint8_t *)CF_TOKENIZER_EOT;
         tl[T.ntok] = strlen(CF_TOKENIZER_EOT);
-        rc = cf_bpe_write_json(tp, tl, T.ntok + 1, T.merges, T.nmerges, (int32_t)T.ntok, json, json_len);
+        rc = cf_bpe_write_json(tp, tl, T.ntok + 1, T.merges, T.nmerges, (int32_t)T.ntok, json,
+                               json_len);
         if (st) {
             st->merges = T.nmerges;
             st->vocab_size = T.ntok + 1;
@@ -490,18 +498,21 @@ static int learn(const cf_strmap *m, uint32_t vocab_size, int progress, char **j
         free(tl);
     }
 done:
-    if (rc == CF_ERR_NOMEM) CF_ERROR("out of memory while learning merges (%zu distinct words)", T.nw);
+    if (rc == CF_ERR_NOMEM)
+        CF_ERROR("out of memory while learning merges (%zu distinct words)", T.nw);
     trainer_free(&T);
     free(words);
     return rc;
 }
 
-/* ---- entry points -------------------------------------------------------------------------------- */
+/* ---- entry points
+ * -------------------------------------------------------------------------------- */
 
 static int check_vocab_size(uint32_t v) {
     if (v < 257 || v > (1u << 24)) {
-        CF_ERROR("vocab size %u is out of range: it must be at least 257 (256 bytes + %s) and at most %u", v,
-                 CF_TOKENIZER_EOT, 1u << 24);
+        CF_ERROR("vocab size %u is out of range: it must be at least 257 (256 bytes + %s) and at "
+                 "most %u",
+                 v, CF_TOKENIZER_EOT, 1u << 24);
         return CF_ERR_INVALID;
     }
     return CF_OK;
@@ -555,8 +566,8 @@ static int threads_of(int threads) {
     return nt < 1 ? 1 : (nt > 64 ? 64 : nt);
 }
 
-int cf_tokenizer_train_text(const uint8_t *text, size_t n, uint32_t vocab_size, char **json, size_t *len,
-                            cf_bpe_train_stats *st) {
+int cf_tokenizer_train_text(const uint8_t *text, size_t n, uint32_t vocab_size, char **json,
+                            size_t *len, cf_bpe_train_stats *st) {
     *json = NULL;
     *len = 0;
     CF_TRY(check_vocab_size(vocab_size));
@@ -606,7 +617,10 @@ int cf_tokenizer_train(const cf_bpe_train_opts *o, cf_bpe_train_stats *st) {
     uint64_t done_bytes = 0, skipped = 0;
     for (size_t f = 0; f < corpus.n && rc == CF_OK; f++) {
         cf_chunk_reader r;
-        if ((rc = cf_chunk_reader_open(&r, corpus.files[f].path, CF_TRAIN_CHUNK, CF_CUT_PRETOK, &sp)) < 0) break;
+        if ((rc = cf_chunk_reader_open(&r, corpus.files[f].path,
+                                       o->chunk_bytes ? o->chunk_bytes : CF_TRAIN_CHUNK,
+                                       CF_CUT_PRETOK, &sp)) < 0)
+            break;
         if (r.binary) {
             CF_DEBUG("skipping binary file '%s'", corpus.files[f].path);
             skipped++;
@@ -636,12 +650,14 @@ int cf_tokenizer_train(const cf_bpe_train_opts *o, cf_bpe_train_stats *st) {
         cf_chunk_reader_close(&r);
     }
     if (o->progress) cf_progress_finish(&bar, done_bytes);
-    if (skipped) CF_INFO("skipped %llu binary file(s) (NUL bytes in their first 8 KB)", (unsigned long long)skipped);
+    if (skipped)
+        CF_INFO("skipped %llu binary file(s) (NUL bytes in their first 8 KB)",
+                (unsigned long long)skipped);
     if (rc == CF_OK) rc = maps_fold(maps, nt);
     st->count_seconds = cf_time_now() - t0;
     if (rc == CF_OK && st->input_bytes == 0) {
-        CF_ERROR("tokenizer train: the inputs hold no text (%zu file(s), %llu skipped as binary)", corpus.n,
-                 (unsigned long long)skipped);
+        CF_ERROR("tokenizer train: the inputs hold no text (%zu file(s), %llu skipped as binary)",
+                 corpus.n, (unsigned long long)skipped);
         rc = CF_ERR_INVALID;
     }
     char *json = NULL;

@@ -139,7 +139,8 @@ static int fill(cf_chunk_reader *r, size_t want) {
     return CF_OK;
 }
 
-int cf_chunk_reader_open(cf_chunk_reader *r, const char *path, size_t chunk, int mode, const cf_specials *sp) {
+int cf_chunk_reader_open(cf_chunk_reader *r, const char *path, size_t chunk, int mode,
+                         const cf_specials *sp) {
     memset(r, 0, sizeof *r);
     r->path = path;
     r->sp = sp;
@@ -159,8 +160,8 @@ int cf_chunk_reader_open(cf_chunk_reader *r, const char *path, size_t chunk, int
     return CF_OK;
 }
 
-/* End of the last blank line in buf[lo..n): the offset just after its '\n', or 0. A blank line holds
- * only spaces, tabs and '\r'. */
+/* End of the last blank line in buf[lo..n): the offset just after its '\n', or 0. A blank line
+ * holds only spaces, tabs and '\r'. */
 static size_t last_blank_line_end(const uint8_t *b, size_t n, size_t lo) {
     if (n == 0) return 0;
     size_t i = n; /* look for "\n<blank>\n" ending at or before n */
@@ -218,10 +219,13 @@ int cf_chunk_reader_next(cf_chunk_reader *r, const uint8_t **data, size_t *len, 
             }
             if (!p) {
                 p = r->len;
-                while (p > r->len - 4 && (r->buf[p - 1] & 0xC0) == 0x80) p--; /* keep a UTF-8 char whole */
+                while (p > r->len - 4 && (r->buf[p - 1] & 0xC0) == 0x80)
+                    p--; /* keep a UTF-8 char whole */
                 if (!r->warned)
-                    CF_WARN("'%s': no word boundary in %zu MB of text; cutting there, the words at the cut "
-                            "may split differently than in one piece", r->path, r->len >> 20);
+                    CF_WARN("'%s': no word boundary in %zu MB of text; cutting there, the words at "
+                            "the cut "
+                            "may split differently than in one piece",
+                            r->path, r->len >> 20);
                 r->warned = 1;
             }
         }

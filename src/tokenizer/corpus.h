@@ -1,5 +1,6 @@
-/* clformer: text corpus input for tokenizer training and preparation: walking files and directories,
- * and reading a file in pieces that end at exact pre-tokenizer split points (or blank lines). */
+/* clformer: text corpus input for tokenizer training and preparation: walking files and
+ * directories, and reading a file in pieces that end at exact pre-tokenizer split points (or blank
+ * lines). */
 #ifndef CF_TOKENIZER_CORPUS_H
 #define CF_TOKENIZER_CORPUS_H
 
@@ -19,7 +20,8 @@ typedef struct {
     uint64_t total_bytes;
 } cf_corpus;
 
-/* Regular files named by inputs, directories walked recursively in sorted order (names starting with
+/* Regular files named by inputs, directories walked recursively in sorted order (names starting
+ * with
  * '.' skipped). A missing input is an error naming it. */
 int cf_corpus_collect(cf_corpus *c, const char *const *inputs, int n_inputs);
 void cf_corpus_free(cf_corpus *c);
@@ -43,9 +45,10 @@ typedef struct {
 
 /* Opens path and reads the first bytes; r->binary is set when they contain a NUL byte (the caller
  * then skips the file). */
-int cf_chunk_reader_open(cf_chunk_reader *r, const char *path, size_t chunk, int mode, const cf_specials *sp);
-/* Next piece (valid until the next call): 1 with data and len set, 0 at the end, or an error. *clean is 1
- * when the piece ends at end of file or right after a blank line. */
+int cf_chunk_reader_open(cf_chunk_reader *r, const char *path, size_t chunk, int mode,
+                         const cf_specials *sp);
+/* Next piece (valid until the next call): 1 with data and len set, 0 at the end, or an error.
+ * *clean is 1 when the piece ends at end of file or right after a blank line. */
 int cf_chunk_reader_next(cf_chunk_reader *r, const uint8_t **data, size_t *len, int *clean);
 void cf_chunk_reader_close(cf_chunk_reader *r);
 

@@ -2,9 +2,9 @@
  *
  * The corpus is cut into units: a document (a file, or a blank-line separated block with
  * blank_line_docs), or a piece of about 1 MB of a longer document cut where pre-tokenization is
- * unaffected. Each unit goes to val with probability val_fraction, drawn from (seed, unit index), so
- * the split is reproducible. Within each split's stream an end-of-text id follows every document and
- * separates pieces that were not adjacent in the text; it never appears twice in a row. */
+ * unaffected. Each unit goes to val with probability val_fraction, drawn from (seed, unit index),
+ * so the split is reproducible. Within each split's stream an end-of-text id follows every document
+ * and separates pieces that were not adjacent in the text; it never appears twice in a row. */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
 #include <errno.h>
@@ -20,7 +20,7 @@
 #include "tokenizer/progress.h"
 #include "tokenizer/tok_internal.h"
 
-#define PREP_READ_CHUNK ((size_t)16 << 20) /* bytes read from a file at a time */
+#define PREP_READ_CHUNK ((size_t)16 << 20)  /* bytes read from a file at a time */
 #define PREP_BATCH_BYTES ((size_t)32 << 20) /* text encoded per parallel batch */
 #define PREP_UNIT_BYTES ((size_t)1 << 20)   /* longer documents are cut into pieces of about this */
 
@@ -44,10 +44,10 @@ typedef struct {
 typedef struct {
     const char *name; /* "train" / "val" */
     cf_shard_writer *w;
-    int shard;          /* index of the open shard */
-    int64_t open_doc;   /* document whose last written unit did not end it, or -1 */
-    int64_t last_unit;  /* index of the last unit written */
-    int last_was_sep;   /* the stream ends with the separator */
+    int shard;         /* index of the open shard */
+    int64_t open_doc;  /* document whose last written unit did not end it, or -1 */
+    int64_t last_unit; /* index of the last unit written */
+    int last_was_sep;  /* the stream ends with the separator */
     uint64_t tokens;
 } split_out;
 
@@ -93,8 +93,9 @@ static int batch_add_unit(batch *b, const uint8_t *p, size_t n, int doc_end, uin
 /* One document's text (or the part of it in this piece) as units of about PREP_UNIT_BYTES. */
 static int add_doc_text(prep *P, batch *b, const uint8_t *p, size_t n, int doc_end) {
     size_t pos = 0;
-    while (n - pos > PREP_UNIT_BYTES + PREP_UNIT_BYTES / 2) {
-        size_t c = cf_pretok_find_cut(&P->tok->sp, p, n, pos + PREP_UNIT_BYTES, pos + PREP_UNIT_BYTES / 2);
+    size_t U = P->o->unit_bytes ? P->o->unit_bytes : PREP_UNIT_BYTES;
+    while (n - pos > U + U / 2) {
+        size_t c = cf_pretok_find_cut(&P->tok->sp, p, n, pos + U, pos + U / 2);
         if (!c) break; /* no exact cut near: keep the rest whole */
         CF_TRY(batch_add_unit(b, p + pos, c - pos, 0, P->doc_index));
         pos = c;
@@ -110,9 +111,11 @@ static int is_blank(const uint8_t *p, size_t n) {
     return 1;
 }
 
-/* Units of a piece in blank-line mode. *open: a document continues from the previous piece (in), and
- * into the next one (out). A document is a maximal run of non-blank lines without its final newline. */
-static int add_blank_line_docs(prep *P, batch *b, const uint8_t *p, size_t n, int clean, int *open) {
+/* Units of a piece in blank-line mode. *open: a document continues from the previous piece (in),
+ * and into the next one (out). A document is a maximal run of non-blank lines without its final
+ * newline. */
+static int add_blank_line_docs(prep *P, batch *b, const uint8_t *p, size_t n, int clean,
+                               int *open) {
     size_t ls = 0, content_end = 0;
     int64_t doc_start = *open ? 0 : -1;
     int first = 1;
@@ -154,8 +157,9 @@ static int split_open_shard(prep *P, split_out *S) {
     char *path = malloc(len);
     if (!path) return CF_ERR_NOMEM;
     snprintf(path, len, "%s/%s", P->o->out_dir, name);
-    int rc = cf_shard_writer_open(path, P->dtype, cf_tokenizer_hash(P->tok), cf_tokenizer_vocab_size(P->tok),
-                                  cf_tokenizer_eot_id(P->tok), &S->w);
+    int rc =
+        cf_shard_writer_open(path, P->dtype, cf_tokenizer_hash(P->tok),
+                             cf_tokenizer_vocab_size(P->tok), cf_tokenizer_eot_id(P->tok), &S->w);
     free(path);
     return rc;
 }
@@ -210,7 +214,8 @@ static int batch_flush(prep *P, batch *b) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(P->nt)
     for (size_t k = 0; k < b->nu; k++) {
         b->out[k].n = 0;
-        int r = cf_tok_encoder_encode(P->enc[omp_get_thread_num()], b->u[k].p, b->u[k].n, &b->out[k]);
+        int r =
+            cf_tok_encoder_encode(P->enc[omp_get_thread_num()], b->u[k].p, b->u[k].n, &b->out[k]);
         if (r < 0) {
 #pragma omp critical(cf_prepare_rc)
             rc = r;
@@ -226,9 +231,11 @@ static int batch_flush(prep *P, batch *b) {
                     if (P->sp[s].open_doc == (int64_t)u->doc) rc = split_sep(P, &P->sp[s]);
             continue;
         }
-        double draw = (double)(mix64(P->o->seed ^ mix64(ui + 0x5851F42D4C957F2Dull)) >> 11) * 0x1.0p-53;
+        double draw =
+            (double)(mix64(P->o->seed ^ mix64(ui + 0x5851F42D4C957F2Dull)) >> 11) * 0x1.0p-53;
         split_out *S = &P->sp[draw < P->o->val_fraction ? 1 : 0];
-        if (S->open_doc >= 0 && !(S->open_doc == (int64_t)u->doc && S->last_unit == (int64_t)ui - 1))
+        if (S->open_doc >= 0 &&
+            !(S->open_doc == (int64_t)u->doc && S->last_unit == (int64_t)ui - 1))
             rc = split_sep(P, S); /* the stream would jump: mark the discontinuity */
         if (rc == CF_OK) rc = split_write(P, S, b->out[k].ids, b->out[k].n);
         if (rc != CF_OK) break;
@@ -263,7 +270,8 @@ static int remove_stale_shards(const char *dir) {
     while ((e = readdir(d)) && rc == CF_OK) {
         const char *nm = e->d_name;
         size_t ln = strlen(nm);
-        if (ln < 5 || strcmp(nm + ln - 4, ".bin") != 0 || (strncmp(nm, "train", 5) && strncmp(nm, "val", 3)))
+        if (ln < 5 || strcmp(nm + ln - 4, ".bin") != 0 ||
+            (strncmp(nm, "train", 5) && strncmp(nm, "val", 3)))
             continue;
         size_t len = strlen(dir) + ln + 2;
         char *p = malloc(len);
@@ -280,7 +288,8 @@ static int remove_stale_shards(const char *dir) {
             if (remove(p) == 0)
                 CF_INFO("removed %s from an earlier prepare run", p);
             else {
-                CF_ERROR("cannot remove the old shard %s: %s; delete it by hand", p, strerror(errno));
+                CF_ERROR("cannot remove the old shard %s: %s; delete it by hand", p,
+                         strerror(errno));
                 rc = CF_ERR_IO;
             }
         }
@@ -292,22 +301,30 @@ static int remove_stale_shards(const char *dir) {
 
 static int write_meta(prep *P, const cf_prepare_stats *st) {
     cf_sbuf b = {0};
-    cf_sbuf_printf(&b, "{\n  \"format\": \"clformer token shards\",\n  \"version\": %d,\n", CF_SHARD_VERSION);
+    cf_sbuf_printf(&b, "{\n  \"format\": \"clformer token shards\",\n  \"version\": %d,\n",
+                   CF_SHARD_VERSION);
     cf_sbuf_puts(&b, "  \"tokenizer\": \"");
     for (const char *c = cf_tokenizer_name(P->tok); *c; c++) {
         if (*c == '"' || *c == '\\') cf_sbuf_put(&b, "\\", 1);
         if ((unsigned char)*c >= 0x20) cf_sbuf_put(&b, c, 1);
     }
-    cf_sbuf_printf(&b, "\",\n  \"tokenizer_hash\": \"%016" PRIx64 "\",\n  \"vocab_size\": %u,\n  \"eot_id\": %d,\n",
-                   cf_tokenizer_hash(P->tok), cf_tokenizer_vocab_size(P->tok), (int)cf_tokenizer_eot_id(P->tok));
+    cf_sbuf_printf(&b,
+                   "\",\n  \"tokenizer_hash\": \"%016" PRIx64
+                   "\",\n  \"vocab_size\": %u,\n  \"eot_id\": %d,\n",
+                   cf_tokenizer_hash(P->tok), cf_tokenizer_vocab_size(P->tok),
+                   (int)cf_tokenizer_eot_id(P->tok));
     cf_sbuf_printf(&b, "  \"dtype\": \"%s\",\n  \"val_fraction\": %g,\n  \"seed\": %" PRIu64 ",\n",
                    P->dtype == 2 ? "uint16" : "uint32", P->o->val_fraction, P->o->seed);
-    cf_sbuf_printf(&b, "  \"documents\": \"%s\",\n", P->o->blank_line_docs ? "blank-line separated" : "one per file");
-    cf_sbuf_printf(&b, "  \"files\": %" PRIu64 ",\n  \"skipped_files\": %" PRIu64 ",\n  \"document_count\": %" PRIu64
-                       ",\n  \"input_bytes\": %" PRIu64 ",\n",
+    cf_sbuf_printf(&b, "  \"documents\": \"%s\",\n",
+                   P->o->blank_line_docs ? "blank-line separated" : "one per file");
+    cf_sbuf_printf(&b,
+                   "  \"files\": %" PRIu64 ",\n  \"skipped_files\": %" PRIu64
+                   ",\n  \"document_count\": %" PRIu64 ",\n  \"input_bytes\": %" PRIu64 ",\n",
                    st->files, st->skipped_files, st->documents, st->input_bytes);
-    cf_sbuf_printf(&b, "  \"train_tokens\": %" PRIu64 ",\n  \"val_tokens\": %" PRIu64 ",\n  \"train_shards\": %d,\n"
-                       "  \"val_shards\": %d\n}\n",
+    cf_sbuf_printf(&b,
+                   "  \"train_tokens\": %" PRIu64 ",\n  \"val_tokens\": %" PRIu64
+                   ",\n  \"train_shards\": %d,\n"
+                   "  \"val_shards\": %d\n}\n",
                    st->train_tokens, st->val_tokens, st->train_shards, st->val_shards);
     if (b.oom) {
         free(b.p);
@@ -334,7 +351,8 @@ int cf_prepare_run(const cf_prepare_opts *o, cf_prepare_stats *st) {
         return CF_ERR_INVALID;
     }
     if (!(o->val_fraction >= 0.0 && o->val_fraction < 1.0)) {
-        CF_ERROR("prepare: --val-fraction %g is out of range; use a value in [0, 1), e.g. 0.05", o->val_fraction);
+        CF_ERROR("prepare: --val-fraction %g is out of range; use a value in [0, 1), e.g. 0.05",
+                 o->val_fraction);
         return CF_ERR_INVALID;
     }
     prep P;
@@ -364,8 +382,9 @@ int cf_prepare_run(const cf_prepare_opts *o, cf_prepare_stats *st) {
     uint64_t done = 0;
     for (size_t f = 0; f < corpus.n && rc == CF_OK; f++) {
         cf_chunk_reader r;
-        rc = cf_chunk_reader_open(&r, corpus.files[f].path, PREP_READ_CHUNK,
-                                  o->blank_line_docs ? CF_CUT_BLANKLINE : CF_CUT_PRETOK, &P.tok->sp);
+        rc = cf_chunk_reader_open(
+            &r, corpus.files[f].path, o->read_bytes ? o->read_bytes : PREP_READ_CHUNK,
+            o->blank_line_docs ? CF_CUT_BLANKLINE : CF_CUT_PRETOK, &P.tok->sp);
         if (rc < 0) break;
         if (r.binary) {
             CF_DEBUG("skipping binary file '%s'", corpus.files[f].path);
@@ -412,12 +431,14 @@ int cf_prepare_run(const cf_prepare_opts *o, cf_prepare_stats *st) {
         P.sp[s].w = NULL;
     }
     if (rc == CF_OK && st->train_tokens == 0 && st->val_tokens == 0) {
-        CF_ERROR("prepare: the inputs hold no text (%" PRIu64 " file(s), %" PRIu64 " skipped as binary)", st->files,
-                 st->skipped_files);
+        CF_ERROR("prepare: the inputs hold no text (%" PRIu64 " file(s), %" PRIu64
+                 " skipped as binary)",
+                 st->files, st->skipped_files);
         rc = CF_ERR_INVALID;
     } else if (rc == CF_OK && st->train_tokens == 0) {
-        CF_ERROR("prepare: all %" PRIu64 " tokens went to val; lower --val-fraction (%g) or add text", st->val_tokens,
-                 o->val_fraction);
+        CF_ERROR("prepare: all %" PRIu64
+                 " tokens went to val; lower --val-fraction (%g) or add text",
+                 st->val_tokens, o->val_fraction);
         rc = CF_ERR_INVALID;
     }
     if (rc == CF_OK) rc = write_meta(&P, st);

@@ -1,4 +1,5 @@
-/* clformer: GPT-2 style pre-tokenizer, byte-level alphabet and exact split points for parallel work. */
+/* clformer: GPT-2 style pre-tokenizer, byte-level alphabet and exact split points for parallel
+ * work. */
 #include "tokenizer/pretok.h"
 
 #include <string.h>
@@ -6,13 +7,137 @@
 /* ASCII classes; bytes >= 0x80 go through the UTF-8 decoder and the generated range table. */
 static const uint8_t g_ascii_class[128] = {
     /* 0x00-0x08 other, \t \n \v \f \r space, 0x0E-0x1F other */
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 3, 3, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    3,
+    3,
+    3,
+    3,
+    3,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
     /* ' ' !"#$%&'()*+,-./ 0-9 :;<=>? */
-    3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0,
+    3,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    2,
+    2,
+    2,
+    2,
+    2,
+    2,
+    2,
+    2,
+    2,
+    2,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
     /* @ A-Z [\]^_ */
-    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0,
+    0,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    0,
+    0,
+    0,
+    0,
+    0,
     /* ` a-z {|}~ DEL */
-    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0,
+    0,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    0,
+    0,
+    0,
+    0,
+    0,
 };
 
 int cf_uclass_of(uint32_t cp) {
@@ -35,7 +160,8 @@ size_t cf_utf8_decode(const uint8_t *s, size_t n, uint32_t *cp) {
         *cp = c;
         return 1;
     }
-    /* Well-formed sequences (Unicode table 3-7): the second byte's range depends on the lead byte. */
+    /* Well-formed sequences (Unicode table 3-7): the second byte's range depends on the lead byte.
+     */
     size_t len;
     uint8_t lo2 = 0x80, hi2 = 0xBF;
     uint32_t v;
@@ -45,13 +171,13 @@ size_t cf_utf8_decode(const uint8_t *s, size_t n, uint32_t *cp) {
     } else if (c >= 0xE0 && c <= 0xEF) {
         len = 3;
         v = c & 0x0F;
-        if (c == 0xE0) lo2 = 0xA0;    /* no overlongs */
-        if (c == 0xED) hi2 = 0x9F;    /* no surrogates */
+        if (c == 0xE0) lo2 = 0xA0; /* no overlongs */
+        if (c == 0xED) hi2 = 0x9F; /* no surrogates */
     } else if (c >= 0xF0 && c <= 0xF4) {
         len = 4;
         v = c & 0x07;
-        if (c == 0xF0) lo2 = 0x90;    /* no overlongs */
-        if (c == 0xF4) hi2 = 0x8F;    /* nothing above U+10FFFF */
+        if (c == 0xF0) lo2 = 0x90; /* no overlongs */
+        if (c == 0xF4) hi2 = 0x8F; /* nothing above U+10FFFF */
     } else {
         *cp = CF_UTF8_INVALID;
         return 1;
@@ -114,7 +240,8 @@ size_t cf_pretok_next(const uint8_t *s, size_t n, size_t i) {
         if (a == 's' || a == 't' || a == 'm' || a == 'd') return i + 2;
         if (i + 2 < n) {
             uint8_t b = s[i + 2];
-            if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return i + 3;
+            if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l'))
+                return i + 3;
         }
     }
     size_t len, j;
@@ -195,14 +322,16 @@ static int inside_special(const cf_specials *sp, const uint8_t *s, size_t n, siz
     return 0;
 }
 
-size_t cf_pretok_find_cut(const cf_specials *sp, const uint8_t *s, size_t n, size_t near, size_t lo) {
+size_t cf_pretok_find_cut(const cf_specials *sp, const uint8_t *s, size_t n, size_t near,
+                          size_t lo) {
     if (near >= n) near = n - 1;
     for (size_t p = near; p > lo && p > 0; p--) {
         uint8_t a = s[p - 1], b = s[p];
         if (b >= 0x80) continue;
-        /* A letter run ends before any non-letter, a digit run before any non-digit, whatever follows;
-         * the piece starting at p does not look behind. */
-        int ok = (is_ascii_letter(a) && !is_ascii_letter(b)) || (is_ascii_digit(a) && !is_ascii_digit(b));
+        /* A letter run ends before any non-letter, a digit run before any non-digit, whatever
+         * follows; the piece starting at p does not look behind. */
+        int ok = (is_ascii_letter(a) && !is_ascii_letter(b)) ||
+                 (is_ascii_digit(a) && !is_ascii_digit(b));
         if (ok && !inside_special(sp, s, n, p)) return p;
     }
     return 0;

@@ -1,4 +1,5 @@
-/* clformer: GPT-2 style pre-tokenizer, byte-level alphabet and exact split points for parallel work. */
+/* clformer: GPT-2 style pre-tokenizer, byte-level alphabet and exact split points for parallel
+ * work. */
 #ifndef CF_TOKENIZER_PRETOK_H
 #define CF_TOKENIZER_PRETOK_H
 
@@ -27,9 +28,9 @@ extern const size_t cf_uclass_nranges;
 /* Class of one code point. */
 int cf_uclass_of(uint32_t cp);
 
-/* Decode the UTF-8 character at s[0..n), n >= 1. Returns its length in bytes; *cp is the code point, or
- * CF_UTF8_INVALID (length 1) when s[0] does not start a well-formed sequence (overlong, surrogate,
- * truncated, > U+10FFFF). */
+/* Decode the UTF-8 character at s[0..n), n >= 1. Returns its length in bytes; *cp is the code
+ * point, or CF_UTF8_INVALID (length 1) when s[0] does not start a well-formed sequence (overlong,
+ * surrogate, truncated, > U+10FFFF). */
 size_t cf_utf8_decode(const uint8_t *s, size_t n, uint32_t *cp);
 
 /* End (exclusive) of the pre-token starting at s[i], i < n. Same pieces as the GPT-2 regex
@@ -37,8 +38,8 @@ size_t cf_utf8_decode(const uint8_t *s, size_t n, uint32_t *cp);
  * with each invalid UTF-8 byte taken as one OTHER character (so any byte string splits). */
 size_t cf_pretok_next(const uint8_t *s, size_t n, size_t i);
 
-/* Added (special) tokens, split out of the text before pre-tokenization, leftmost first (longest when
- * two start at the same byte). */
+/* Added (special) tokens, split out of the text before pre-tokenization, leftmost first (longest
+ * when two start at the same byte). */
 #define CF_TOK_MAX_SPECIALS 16
 typedef struct {
     int n;
@@ -52,8 +53,10 @@ size_t cf_specials_find(const cf_specials *sp, const uint8_t *s, size_t n, size_
 
 /* An exact split point p in (lo, near]: pre-tokenizing s[0,p) and s[p,n) separately yields the same
  * pieces as s[0,n) (p sits right after an ASCII letter or digit and before an ASCII byte of another
- * class, and inside no special token). Searches downward from near; returns 0 when there is none. */
-size_t cf_pretok_find_cut(const cf_specials *sp, const uint8_t *s, size_t n, size_t near, size_t lo);
+ * class, and inside no special token). Searches downward from near; returns 0 when there is none.
+ */
+size_t cf_pretok_find_cut(const cf_specials *sp, const uint8_t *s, size_t n, size_t near,
+                          size_t lo);
 
 /* GPT-2 byte-level alphabet: every byte maps to one printable code point and back. */
 uint32_t cf_bytelevel_cp(uint8_t b);

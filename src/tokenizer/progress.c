@@ -26,11 +26,12 @@ static void draw(cf_progress *p, uint64_t done, double now) {
     bar[30] = 0;
     if (p->bytes) {
         double mb = (double)done / 1e6;
-        fprintf(stderr, "\r%-10s [%s] %5.1f%% %9.1f MB %7.1f MB/s %6.1fs", p->label, bar, 100 * frac, mb,
-                mb / dt, dt);
+        fprintf(stderr, "\r%-10s [%s] %5.1f%% %9.1f MB %7.1f MB/s %6.1fs", p->label, bar,
+                100 * frac, mb, mb / dt, dt);
     } else {
-        fprintf(stderr, "\r%-10s [%s] %5.1f%% %10llu/%llu %8.0f/s %6.1fs", p->label, bar, 100 * frac,
-                (unsigned long long)done, (unsigned long long)p->total, (double)done / dt, dt);
+        fprintf(stderr, "\r%-10s [%s] %5.1f%% %10llu/%llu %8.0f/s %6.1fs", p->label, bar,
+                100 * frac, (unsigned long long)done, (unsigned long long)p->total,
+                (double)done / dt, dt);
     }
     fflush(stderr);
 }

@@ -1,5 +1,5 @@
-/* clformer: one-line progress bar on stderr for the tokenizer and data tools (quiet when stderr is not
- * a terminal or the log level is below info; a summary line is logged at the end instead). */
+/* clformer: one-line progress bar on stderr for the tokenizer and data tools (quiet when stderr is
+ * not a terminal or the log level is below info; a summary line is logged at the end instead). */
 #ifndef CF_TOKENIZER_PROGRESS_H
 #define CF_TOKENIZER_PROGRESS_H
 
@@ -7,9 +7,9 @@
 
 typedef struct {
     const char *label;
-    uint64_t total;   /* units of work; 0 when unknown */
-    int bytes;        /* 1: units are bytes, show MB and MB/s */
-    int tty;          /* draw the bar */
+    uint64_t total; /* units of work; 0 when unknown */
+    int bytes;      /* 1: units are bytes, show MB and MB/s */
+    int tty;        /* draw the bar */
     double t0, t_last;
 } cf_progress;
 

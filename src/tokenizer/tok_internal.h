@@ -19,7 +19,8 @@ struct cf_tokenizer {
     uint8_t *tok_bytes;
     uint64_t *tok_off; /* (V+1) */
     uint32_t byte_id[256];
-    /* merges (a, b) -> rank, new id: open addressing on key a<<32|b, mval = (rank+1)<<32 | new id */
+    /* merges (a, b) -> rank, new id: open addressing on key a<<32|b, mval = (rank+1)<<32 | new id
+     */
     uint64_t *mkey, *mval;
     size_t mcap;
     uint32_t n_merges;
@@ -48,12 +49,13 @@ void cf_sbuf_printf(cf_sbuf *b, const char *fmt, ...)
 /* Tokenizer JSON (Hugging Face format) for a byte-level BPE: token i has bytes tok[i][0..len[i]),
  * merges[k] = (a, b) in rank order, eot < 0 for none (else its bytes are the content of the added
  * token). Deterministic output. */
-int cf_bpe_write_json(const uint8_t *const *tok, const size_t *len, uint32_t n_tokens, const uint32_t *merges,
-                      uint32_t n_merges, int32_t eot, char **out, size_t *out_len);
+int cf_bpe_write_json(const uint8_t *const *tok, const size_t *len, uint32_t n_tokens,
+                      const uint32_t *merges, uint32_t n_merges, int32_t eot, char **out,
+                      size_t *out_len);
 
 /* Rank and result of merging (a, b); 0 when there is no such merge. */
-static inline int cf_bpe_merge_lookup(const struct cf_tokenizer *t, uint32_t a, uint32_t b, uint32_t *rank,
-                                      uint32_t *id) {
+static inline int cf_bpe_merge_lookup(const struct cf_tokenizer *t, uint32_t a, uint32_t b,
+                                      uint32_t *rank, uint32_t *id) {
     if (!t->mcap) return 0;
     uint64_t key = ((uint64_t)a << 32) | b;
     size_t j = (size_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & (t->mcap - 1);

@@ -1,5 +1,5 @@
-/* clformer: tokenizers behind one API: the built-in byte tokenizer and byte-level BPE in the Hugging Face
- * `tokenizers` JSON format (reading, writing, encoding, decoding). */
+/* clformer: tokenizers behind one API: the built-in byte tokenizer and byte-level BPE in the
+ * Hugging Face `tokenizers` JSON format (reading, writing, encoding, decoding). */
 #define _POSIX_C_SOURCE 200809L
 #include "tokenizer/tok_internal.h"
 
@@ -12,7 +12,8 @@
 
 #include "clformer/common.h"
 
-/* ---- small buffers ------------------------------------------------------------------------------- */
+/* ---- small buffers
+ * ------------------------------------------------------------------------------- */
 
 int cf_token_buf_reserve(cf_token_buf *b, size_t cap) {
     if (cap <= b->cap) return CF_OK;
@@ -67,7 +68,8 @@ void cf_sbuf_printf(cf_sbuf *b, const char *fmt, ...) {
     cf_sbuf_put(b, tmp, (size_t)k < sizeof tmp ? (size_t)k : sizeof tmp - 1);
 }
 
-/* ---- writing the JSON format --------------------------------------------------------------------- */
+/* ---- writing the JSON format
+ * --------------------------------------------------------------------- */
 
 /* A JSON string literal of UTF-8 text (escapes quote, backslash and control characters). */
 static void json_string_utf8(cf_sbuf *b, const uint8_t *s, size_t n) {
@@ -98,28 +100,38 @@ static void bytelevel_string(cf_sbuf *b, const uint8_t *s, size_t n) {
     }
 }
 
-int cf_bpe_write_json(const uint8_t *const *tok, const size_t *len, uint32_t n_tokens, const uint32_t *merges,
-                      uint32_t n_merges, int32_t eot, char **out, size_t *out_len) {
+int cf_bpe_write_json(const uint8_t *const *tok, const size_t *len, uint32_t n_tokens,
+                      const uint32_t *merges, uint32_t n_merges, int32_t eot, char **out,
+                      size_t *out_len) {
     cf_sbuf b = {0}, s = {0};
     cf_sbuf_puts(&b, "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n");
     cf_sbuf_puts(&b, "  \"added_tokens\": [");
     if (eot >= 0) {
         cf_sbuf_printf(&b, "\n    {\n      \"id\": %d,\n      \"content\": ", (int)eot);
         json_string_utf8(&b, tok[eot], len[eot]);
-        cf_sbuf_puts(&b, ",\n      \"single_word\": false,\n      \"lstrip\": false,\n      \"rstrip\": false,\n"
-                         "      \"normalized\": true,\n      \"special\": true\n    }\n  ");
+        cf_sbuf_puts(
+            &b,
+            ",\n      \"single_word\": false,\n      \"lstrip\": false,\n      \"rstrip\": false,\n"
+            "      \"normalized\": true,\n      \"special\": true\n    }\n  ");
     }
     cf_sbuf_puts(&b, "],\n  \"normalizer\": null,\n");
-    cf_sbuf_puts(&b, "  \"pre_tokenizer\": {\n    \"type\": \"ByteLevel\",\n    \"add_prefix_space\": false,\n"
-                     "    \"trim_offsets\": true,\n    \"use_regex\": true\n  },\n");
-    cf_sbuf_puts(&b, "  \"post_processor\": {\n    \"type\": \"ByteLevel\",\n    \"add_prefix_space\": true,\n"
-                     "    \"trim_offsets\": false,\n    \"use_regex\": true\n  },\n");
-    cf_sbuf_puts(&b, "  \"decoder\": {\n    \"type\": \"ByteLevel\",\n    \"add_prefix_space\": true,\n"
-                     "    \"trim_offsets\": true,\n    \"use_regex\": true\n  },\n");
-    cf_sbuf_puts(&b, "  \"model\": {\n    \"type\": \"BPE\",\n    \"dropout\": null,\n    \"unk_token\": null,\n"
-                     "    \"continuing_subword_prefix\": null,\n    \"end_of_word_suffix\": null,\n"
-                     "    \"fuse_unk\": false,\n    \"byte_fallback\": false,\n    \"ignore_merges\": false,\n"
-                     "    \"vocab\": {");
+    cf_sbuf_puts(
+        &b,
+        "  \"pre_tokenizer\": {\n    \"type\": \"ByteLevel\",\n    \"add_prefix_space\": false,\n"
+        "    \"trim_offsets\": true,\n    \"use_regex\": true\n  },\n");
+    cf_sbuf_puts(
+        &b,
+        "  \"post_processor\": {\n    \"type\": \"ByteLevel\",\n    \"add_prefix_space\": true,\n"
+        "    \"trim_offsets\": false,\n    \"use_regex\": true\n  },\n");
+    cf_sbuf_puts(&b,
+                 "  \"decoder\": {\n    \"type\": \"ByteLevel\",\n    \"add_prefix_space\": true,\n"
+                 "    \"trim_offsets\": true,\n    \"use_regex\": true\n  },\n");
+    cf_sbuf_puts(
+        &b,
+        "  \"model\": {\n    \"type\": \"BPE\",\n    \"dropout\": null,\n    \"unk_token\": null,\n"
+        "    \"continuing_subword_prefix\": null,\n    \"end_of_word_suffix\": null,\n"
+        "    \"fuse_unk\": false,\n    \"byte_fallback\": false,\n    \"ignore_merges\": false,\n"
+        "    \"vocab\": {");
     for (uint32_t i = 0; i < n_tokens; i++) {
         cf_sbuf_puts(&b, i ? ",\n      " : "\n      ");
         s.n = 0;
@@ -152,7 +164,8 @@ int cf_bpe_write_json(const uint8_t *const *tok, const size_t *len, uint32_t n_t
     return CF_OK;
 }
 
-/* ---- construction -------------------------------------------------------------------------------- */
+/* ---- construction
+ * -------------------------------------------------------------------------------- */
 
 void cf_tokenizer_free(cf_tokenizer *t) {
     if (!t) return;
@@ -192,7 +205,8 @@ int cf_tokenizer_byte(cf_tokenizer **out) {
     return CF_OK;
 }
 
-/* ---- reading the JSON format --------------------------------------------------------------------- */
+/* ---- reading the JSON format
+ * --------------------------------------------------------------------- */
 
 /* Byte-level string (UTF-8) -> bytes; -1 when a character is outside the byte-level alphabet. */
 static long bytelevel_decode(const char *s, uint8_t *out) {
@@ -228,14 +242,17 @@ static int check_bytelevel(const cJSON *pt, const char *origin, const char *fiel
         return CF_ERR_UNSUPPORTED;
     }
     if (!json_is_false_or_absent(pt, "add_prefix_space")) {
-        CF_ERROR("tokenizer %s: %s.add_prefix_space is true; clformer supports false only (so decode gives "
-                 "back the exact input)", origin, field);
+        CF_ERROR("tokenizer %s: %s.add_prefix_space is true; clformer supports false only (so "
+                 "decode gives "
+                 "back the exact input)",
+                 origin, field);
         return CF_ERR_UNSUPPORTED;
     }
     const cJSON *re = cJSON_GetObjectItemCaseSensitive(pt, "use_regex");
     if (re && cJSON_IsFalse(re)) {
-        CF_ERROR("tokenizer %s: %s.use_regex is false; clformer supports the GPT-2 split regex only", origin,
-                 field);
+        CF_ERROR(
+            "tokenizer %s: %s.use_regex is false; clformer supports the GPT-2 split regex only",
+            origin, field);
         return CF_ERR_UNSUPPORTED;
     }
     return CF_OK;
@@ -265,8 +282,9 @@ int cf_tokenizer_load_json(const char *json, size_t len, const char *origin, cf_
     if (!root || !cJSON_IsObject(root)) {
         const char *at = cJSON_GetErrorPtr();
         long off = (at && at >= json && at <= json + len) ? (long)(at - json) : -1;
-        CF_ERROR("tokenizer %s: not valid JSON (near byte %ld); expected a Hugging Face tokenizer.json", origin,
-                 off);
+        CF_ERROR(
+            "tokenizer %s: not valid JSON (near byte %ld); expected a Hugging Face tokenizer.json",
+            origin, off);
         goto done;
     }
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
@@ -275,34 +293,43 @@ int cf_tokenizer_load_json(const char *json, size_t len, const char *origin, cf_
     const cJSON *mtype = model ? cJSON_GetObjectItemCaseSensitive(model, "type") : NULL;
     if (!cJSON_IsObject(model) || !cJSON_IsObject(vocab) || !cJSON_IsArray(merges) ||
         (mtype && (!cJSON_IsString(mtype) || strcmp(mtype->valuestring, "BPE") != 0))) {
-        CF_ERROR("tokenizer %s: model is not BPE with vocab and merges (type '%s'); clformer reads byte-level "
-                 "BPE tokenizer.json files", origin, cJSON_IsString(mtype) ? mtype->valuestring : "?");
+        CF_ERROR("tokenizer %s: model is not BPE with vocab and merges (type '%s'); clformer reads "
+                 "byte-level "
+                 "BPE tokenizer.json files",
+                 origin, cJSON_IsString(mtype) ? mtype->valuestring : "?");
         rc = CF_ERR_UNSUPPORTED;
         goto done;
     }
     const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
     if (norm && !cJSON_IsNull(norm)) {
-        CF_ERROR("tokenizer %s: has a normalizer; clformer supports \"normalizer\": null only", origin);
+        CF_ERROR("tokenizer %s: has a normalizer; clformer supports \"normalizer\": null only",
+                 origin);
         rc = CF_ERR_UNSUPPORTED;
         goto done;
     }
     const cJSON *pt = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
     if (!cJSON_IsObject(pt)) {
-        CF_ERROR("tokenizer %s: pre_tokenizer missing; clformer needs the ByteLevel pre-tokenizer", origin);
+        CF_ERROR("tokenizer %s: pre_tokenizer missing; clformer needs the ByteLevel pre-tokenizer",
+                 origin);
         rc = CF_ERR_UNSUPPORTED;
         goto done;
     }
     if ((rc = check_bytelevel(pt, origin, "pre_tokenizer")) < 0) goto done;
     rc = CF_ERR_UNSUPPORTED;
-    if (!json_is_false_or_absent(model, "byte_fallback") || !json_is_empty_string_or_absent(model, "continuing_subword_prefix") ||
+    if (!json_is_false_or_absent(model, "byte_fallback") ||
+        !json_is_empty_string_or_absent(model, "continuing_subword_prefix") ||
         !json_is_empty_string_or_absent(model, "end_of_word_suffix")) {
-        CF_ERROR("tokenizer %s: model uses byte_fallback, continuing_subword_prefix or end_of_word_suffix, "
-                 "which byte-level BPE does not; clformer does not support them", origin);
+        CF_ERROR("tokenizer %s: model uses byte_fallback, continuing_subword_prefix or "
+                 "end_of_word_suffix, "
+                 "which byte-level BPE does not; clformer does not support them",
+                 origin);
         goto done;
     }
     const cJSON *dropout = cJSON_GetObjectItemCaseSensitive(model, "dropout");
-    if (dropout && !cJSON_IsNull(dropout) && !(cJSON_IsNumber(dropout) && dropout->valuedouble == 0.0)) {
-        CF_ERROR("tokenizer %s: model.dropout is set; clformer encodes deterministically, set it to null",
+    if (dropout && !cJSON_IsNull(dropout) &&
+        !(cJSON_IsNumber(dropout) && dropout->valuedouble == 0.0)) {
+        CF_ERROR("tokenizer %s: model.dropout is set; clformer encodes deterministically, set it "
+                 "to null",
                  origin);
         goto done;
     }
@@ -320,8 +347,9 @@ int cf_tokenizer_load_json(const char *json, size_t len, const char *origin, cf_
     cJSON_ArrayForEach(it, vocab) {
         if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 16777215.0 ||
             it->valuedouble != (double)(long)it->valuedouble) {
-            CF_ERROR("tokenizer %s: vocab entry \"%s\" has id %g; ids must be integers in [0, 16777215]", origin,
-                     it->string, it->valuedouble);
+            CF_ERROR(
+                "tokenizer %s: vocab entry \"%s\" has id %g; ids must be integers in [0, 16777215]",
+                origin, it->string, it->valuedouble);
             goto done;
         }
         if (it->valueint > maxid) maxid = it->valueint;
@@ -330,16 +358,19 @@ int cf_tokenizer_load_json(const char *json, size_t len, const char *origin, cf_
     cJSON_ArrayForEach(it, added) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(it, "content");
-        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > 16777215.0 || !cJSON_IsString(content)) {
-            CF_ERROR("tokenizer %s: added_tokens entry without an integer id and a content string", origin);
+        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > 16777215.0 ||
+            !cJSON_IsString(content)) {
+            CF_ERROR("tokenizer %s: added_tokens entry without an integer id and a content string",
+                     origin);
             goto done;
         }
         if (id->valueint > maxid) maxid = id->valueint;
         total_chars += strlen(content->valuestring);
     }
     if (maxid < 255) {
-        CF_ERROR("tokenizer %s: vocab has %ld ids; a byte-level BPE has at least the 256 byte symbols", origin,
-                 maxid + 1);
+        CF_ERROR(
+            "tokenizer %s: vocab has %ld ids; a byte-level BPE has at least the 256 byte symbols",
+            origin, maxid + 1);
         goto done;
     }
     uint32_t V = (uint32_t)maxid + 1;
@@ -373,8 +404,10 @@ int cf_tokenizer_load_json(const char *json, size_t len, const char *origin, cf_
         }
         if (!json_is_false_or_absent(it, "lstrip") || !json_is_false_or_absent(it, "rstrip") ||
             !json_is_false_or_absent(it, "single_word")) {
-            CF_ERROR("tokenizer %s: added token \"%s\" uses lstrip/rstrip/single_word, which clformer does "
-                     "not support", origin, content);
+            CF_ERROR("tokenizer %s: added token \"%s\" uses lstrip/rstrip/single_word, which "
+                     "clformer does "
+                     "not support",
+                     origin, content);
             rc = CF_ERR_UNSUPPORTED;
             free(present);
             goto done;
@@ -414,8 +447,10 @@ int cf_tokenizer_load_json(const char *json, size_t len, const char *origin, cf_
         if (present[id] == 2) continue; /* an added token that the vocab also lists */
         long k = bytelevel_decode(it->string, scratch + used);
         if (k < 0) {
-            CF_ERROR("tokenizer %s: vocab token \"%s\" (id %u) is not a byte-level string; clformer reads "
-                     "byte-level BPE files", origin, it->string, id);
+            CF_ERROR("tokenizer %s: vocab token \"%s\" (id %u) is not a byte-level string; "
+                     "clformer reads "
+                     "byte-level BPE files",
+                     origin, it->string, id);
             rc = CF_ERR_UNSUPPORTED;
             free(present);
             goto done;
@@ -427,8 +462,10 @@ int cf_tokenizer_load_json(const char *json, size_t len, const char *origin, cf_
     }
     for (uint32_t i = 0; i < V; i++) {
         if (!present[i]) {
-            CF_ERROR("tokenizer %s: id %u is neither in model.vocab nor in added_tokens; ids must be 0..%u "
-                     "without gaps", origin, i, V - 1);
+            CF_ERROR("tokenizer %s: id %u is neither in model.vocab nor in added_tokens; ids must "
+                     "be 0..%u "
+                     "without gaps",
+                     origin, i, V - 1);
             free(present);
             goto done;
         }
@@ -440,7 +477,8 @@ int cf_tokenizer_load_json(const char *json, size_t len, const char *origin, cf_
         uint64_t *v = cf_strmap_find(&smap, u, k, cf_strmap_hash(u, k));
         if (!v) {
             u[k] = 0;
-            CF_ERROR("tokenizer %s: vocab lacks \"%s\", the symbol of byte 0x%02x; a byte-level BPE needs all 256",
+            CF_ERROR("tokenizer %s: vocab lacks \"%s\", the symbol of byte 0x%02x; a byte-level "
+                     "BPE needs all 256",
                      origin, (char *)u, b);
             goto done;
         }
@@ -499,11 +537,13 @@ int cf_tokenizer_load_json(const char *json, size_t len, const char *origin, cf_
             cf_sbuf_put(&cat, a, la);
             cf_sbuf_put(&cat, b, lb);
         }
-        uint64_t *iz = (ia && ib && !cat.oom) ? cf_strmap_find(&smap, cat.p, cat.n, cf_strmap_hash(cat.p, cat.n)) : NULL;
+        uint64_t *iz = (ia && ib && !cat.oom)
+                           ? cf_strmap_find(&smap, cat.p, cat.n, cf_strmap_hash(cat.p, cat.n))
+                           : NULL;
         if (!iz) {
             char *txt = cJSON_PrintUnformatted(it);
-            CF_ERROR("tokenizer %s: merge %u (%s) is malformed or names tokens missing from vocab", origin, rank,
-                     txt ? txt : "?");
+            CF_ERROR("tokenizer %s: merge %u (%s) is malformed or names tokens missing from vocab",
+                     origin, rank, txt ? txt : "?");
             free(txt);
             free(cat.p);
             goto done;
@@ -567,7 +607,8 @@ int cf_tokenizer_load(const char *spec, cf_tokenizer **out) {
     size_t len;
     int rc = cf_read_file(spec, &data, &len);
     if (rc < 0) {
-        CF_ERROR("tokenizer '%s' could not be read; train one with `clformer tokenizer train` or use \"byte\"",
+        CF_ERROR("tokenizer '%s' could not be read; train one with `clformer tokenizer train` or "
+                 "use \"byte\"",
                  spec);
         return rc;
     }
@@ -618,7 +659,8 @@ int cf_tokenizer_to_json(const cf_tokenizer *t, char **json, size_t *len) {
     return cf_bpe_write_json(tok, tl, 256, NULL, 0, -1, json, len);
 }
 
-/* ---- encoding ------------------------------------------------------------------------------------ */
+/* ---- encoding
+ * ------------------------------------------------------------------------------------ */
 
 /* Words up to this many bytes are cached per encoder; the cache is emptied when it holds more than
  * CF_ENC_CACHE_IDS ids. */
@@ -634,7 +676,7 @@ typedef struct {
 
 struct cf_tok_encoder {
     const cf_tokenizer *tok;
-    cf_strmap cache;  /* word bytes -> offset into cache_ids (count first, then the ids) */
+    cf_strmap cache; /* word bytes -> offset into cache_ids (count first, then the ids) */
     cf_token_buf cache_ids;
     uint32_t *sym, *rk; /* symbols and pair ranks of the word being merged */
     int32_t *prv, *nxt;
@@ -684,7 +726,9 @@ static int enc_reserve(cf_tok_encoder *e, size_t n) {
     return CF_OK;
 }
 
-static inline int heap_less(heap_ent a, heap_ent b) { return a.rank < b.rank || (a.rank == b.rank && a.pos < b.pos); }
+static inline int heap_less(heap_ent a, heap_ent b) {
+    return a.rank < b.rank || (a.rank == b.rank && a.pos < b.pos);
+}
 
 static int heap_push(cf_tok_encoder *e, size_t *n, heap_ent x) {
     if (*n == e->heap_cap) {
@@ -720,8 +764,8 @@ static heap_ent heap_pop(cf_tok_encoder *e, size_t *n) {
     return top;
 }
 
-/* BPE of one pre-token: repeatedly apply the lowest-ranked merge present, leftmost first (the rule of
- * Hugging Face tokenizers). Leaves the ids in e->sym[0..*m). */
+/* BPE of one pre-token: repeatedly apply the lowest-ranked merge present, leftmost first (the rule
+ * of Hugging Face tokenizers). Leaves the ids in e->sym[0..*m). */
 static int bpe_word(cf_tok_encoder *e, const uint8_t *w, size_t n, size_t *m_out) {
     const cf_tokenizer *t = e->tok;
     CF_TRY(enc_reserve(e, n + 1));
@@ -760,7 +804,8 @@ static int bpe_word(cf_tok_encoder *e, const uint8_t *w, size_t n, size_t *m_out
     }
     for (size_t k = 0; k + 1 < n; k++) {
         uint32_t r;
-        if (cf_bpe_merge_lookup(t, sym[k], sym[k + 1], &r, &id)) CF_TRY(heap_push(e, &hn, (heap_ent){r, (uint32_t)k}));
+        if (cf_bpe_merge_lookup(t, sym[k], sym[k + 1], &r, &id))
+            CF_TRY(heap_push(e, &hn, (heap_ent){r, (uint32_t)k}));
     }
     const uint32_t dead = UINT32_MAX;
     while (hn) {
@@ -881,7 +926,8 @@ int cf_tokenizer_encode(const cf_tokenizer *tok, const uint8_t *text, size_t n, 
     if (rc == CF_OK) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
         for (size_t k = 0; k < np; k++) {
-            int r = cf_tok_encoder_encode(enc[omp_get_thread_num()], text + cut[k], cut[k + 1] - cut[k], &part[k]);
+            int r = cf_tok_encoder_encode(enc[omp_get_thread_num()], text + cut[k],
+                                          cut[k + 1] - cut[k], &part[k]);
             if (r < 0) {
 #pragma omp critical(cf_tok_encode_rc)
                 rc = r;
@@ -907,16 +953,18 @@ int cf_tokenizer_encode(const cf_tokenizer *tok, const uint8_t *text, size_t n, 
     return rc;
 }
 
-/* ---- decoding ------------------------------------------------------------------------------------ */
+/* ---- decoding
+ * ------------------------------------------------------------------------------------ */
 
-int cf_tokenizer_decode(const cf_tokenizer *t, const uint32_t *ids, size_t n, uint8_t **text, size_t *len) {
+int cf_tokenizer_decode(const cf_tokenizer *t, const uint32_t *ids, size_t n, uint8_t **text,
+                        size_t *len) {
     *text = NULL;
     *len = 0;
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
         if (ids[i] >= t->vocab_size) {
-            CF_ERROR("token id %u at position %zu is out of range for tokenizer %s (vocab size %u)", ids[i], i,
-                     t->name, t->vocab_size);
+            CF_ERROR("token id %u at position %zu is out of range for tokenizer %s (vocab size %u)",
+                     ids[i], i, t->name, t->vocab_size);
             return CF_ERR_INVALID;
         }
         total += (size_t)(t->tok_off[ids[i] + 1] - t->tok_off[ids[i]]);

@@ -1,6 +1,6 @@
-/* clformer: tokenizers behind one API: the built-in byte tokenizer (id = byte, 256 ids) and byte-level
- * BPE read from / written to the Hugging Face `tokenizers` JSON format; training, encoding, decoding,
- * and the `clformer tokenizer` / `clformer prepare` commands. */
+/* clformer: tokenizers behind one API: the built-in byte tokenizer (id = byte, 256 ids) and
+ * byte-level BPE read from / written to the Hugging Face `tokenizers` JSON format; training,
+ * encoding, decoding, and the `clformer tokenizer` / `clformer prepare` commands. */
 #ifndef CF_TOKENIZER_TOKENIZER_H
 #define CF_TOKENIZER_TOKENIZER_H
 
@@ -15,7 +15,8 @@ enum cf_tokenizer_kind { CF_TOKENIZER_BYTE = 0, CF_TOKENIZER_BPE = 1 };
 /* The end-of-text token every trained tokenizer has. */
 #define CF_TOKENIZER_EOT "<|endoftext|>"
 
-/* A growable vector of token ids (ids: n used of cap). Zero-initialise, free with cf_token_buf_free. */
+/* A growable vector of token ids (ids: n used of cap). Zero-initialise, free with
+ * cf_token_buf_free. */
 typedef struct {
     uint32_t *ids;
     size_t n, cap;
@@ -24,7 +25,8 @@ int cf_token_buf_push(cf_token_buf *b, uint32_t id);
 int cf_token_buf_reserve(cf_token_buf *b, size_t cap);
 void cf_token_buf_free(cf_token_buf *b);
 
-/* ---- loading ------------------------------------------------------------------------------------- */
+/* ---- loading
+ * ------------------------------------------------------------------------------------- */
 
 /* "byte" (or NULL / "") gives the built-in byte tokenizer; anything else is a tokenizer.json path.
  * Errors name the file and what is wrong with it. */
@@ -54,11 +56,13 @@ const uint8_t *cf_tokenizer_token_bytes(const cf_tokenizer *tok, uint32_t id, si
  * equivalent (ByteLevel, 256 ids, no merges) for the byte tokenizer. malloc'ed, NUL-terminated. */
 int cf_tokenizer_to_json(const cf_tokenizer *tok, char **json, size_t *len);
 
-/* ---- encoding / decoding ------------------------------------------------------------------------- */
+/* ---- encoding / decoding
+ * ------------------------------------------------------------------------- */
 
-/* Append the ids of text[0..n) to out. Any bytes are accepted (invalid UTF-8 included); special tokens
- * written literally in the text (e.g. "<|endoftext|>") become their ids, as in Hugging Face tokenizers.
- * Thread-safe; large inputs are split at exact points and encoded on all OpenMP threads. */
+/* Append the ids of text[0..n) to out. Any bytes are accepted (invalid UTF-8 included); special
+ * tokens written literally in the text (e.g. "<|endoftext|>") become their ids, as in Hugging Face
+ * tokenizers. Thread-safe; large inputs are split at exact points and encoded on all OpenMP
+ * threads. */
 int cf_tokenizer_encode(const cf_tokenizer *tok, const uint8_t *text, size_t n, cf_token_buf *out);
 
 /* An encoder keeps a cache of recently seen words; one per thread for repeated calls. */
@@ -66,19 +70,23 @@ int cf_tok_encoder_new(const cf_tokenizer *tok, cf_tok_encoder **out);
 void cf_tok_encoder_free(cf_tok_encoder *enc);
 int cf_tok_encoder_encode(cf_tok_encoder *enc, const uint8_t *text, size_t n, cf_token_buf *out);
 
-/* Decode ids into bytes (malloc'ed, NUL-terminated, *len excludes the NUL). decode(encode(x)) == x for
- * every byte string x. Ids out of range are an error naming the id. */
-int cf_tokenizer_decode(const cf_tokenizer *tok, const uint32_t *ids, size_t n, uint8_t **text, size_t *len);
+/* Decode ids into bytes (malloc'ed, NUL-terminated, *len excludes the NUL). decode(encode(x)) == x
+ * for every byte string x. Ids out of range are an error naming the id. */
+int cf_tokenizer_decode(const cf_tokenizer *tok, const uint32_t *ids, size_t n, uint8_t **text,
+                        size_t *len);
 
-/* ---- training ------------------------------------------------------------------------------------ */
+/* ---- training
+ * ------------------------------------------------------------------------------------ */
 
 typedef struct {
-    uint32_t vocab_size;       /* total ids: 256 bytes + merges + <|endoftext|>; >= 257 */
-    const char *const *inputs; /* files and directories (walked recursively, binary files skipped) */
+    uint32_t vocab_size; /* total ids: 256 bytes + merges + <|endoftext|>; >= 257 */
+    const char *const
+        *inputs; /* files and directories (walked recursively, binary files skipped) */
     int n_inputs;
     const char *out_path; /* tokenizer.json to write (atomically) */
     int threads;          /* counting threads; 0 = all OpenMP threads */
     int progress;         /* 1: progress bars on stderr (when it is a terminal) */
+    size_t chunk_bytes;   /* bytes read per piece; 0 = 8 MB (tests use small pieces) */
 } cf_bpe_train_opts;
 
 typedef struct {
@@ -90,22 +98,26 @@ typedef struct {
 
 int cf_tokenizer_train(const cf_bpe_train_opts *opts, cf_bpe_train_stats *stats);
 /* Train on one in-memory text; *json is the tokenizer file contents (malloc'ed). */
-int cf_tokenizer_train_text(const uint8_t *text, size_t n, uint32_t vocab_size, char **json, size_t *len,
-                            cf_bpe_train_stats *stats);
+int cf_tokenizer_train_text(const uint8_t *text, size_t n, uint32_t vocab_size, char **json,
+                            size_t *len, cf_bpe_train_stats *stats);
 
-/* ---- corpus preparation -------------------------------------------------------------------------- */
+/* ---- corpus preparation
+ * -------------------------------------------------------------------------- */
 
 typedef struct {
     const char *tokenizer; /* tokenizer.json path (or "byte") */
     const char *const *inputs;
     int n_inputs;
     const char *out_dir;
-    double val_fraction;   /* share of text units that go to val (deterministic, seeded) */
-    int blank_line_docs;   /* 1: documents are separated by blank lines; 0: one document per file */
-    uint64_t shard_tokens; /* 0: one train.bin and one val.bin; else train_00000.bin, ... of this size */
+    double val_fraction; /* share of text units that go to val (deterministic, seeded) */
+    int blank_line_docs; /* 1: documents are separated by blank lines; 0: one document per file */
+    uint64_t
+        shard_tokens; /* 0: one train.bin and one val.bin; else train_00000.bin, ... of this size */
     uint64_t seed;
-    int threads;  /* 0 = all */
-    int progress; /* 1: progress bar */
+    int threads;       /* 0 = all */
+    int progress;      /* 1: progress bar */
+    size_t read_bytes; /* bytes read from a file at a time; 0 = 16 MB (tests use small values) */
+    size_t unit_bytes; /* documents longer than about this are split into units; 0 = 1 MB */
 } cf_prepare_opts;
 
 typedef struct {
@@ -117,7 +129,8 @@ typedef struct {
 
 int cf_prepare_run(const cf_prepare_opts *opts, cf_prepare_stats *stats);
 
-/* ---- CLI (src/cli/cmd_tokenizer.c); argv[0] is the command name --------------------------------- */
+/* ---- CLI (src/cli/cmd_tokenizer.c); argv[0] is the command name ---------------------------------
+ */
 
 int cf_cmd_tokenizer(int argc, char **argv); /* clformer tokenizer train|encode|decode ... */
 int cf_cmd_prepare(int argc, char **argv);   /* clformer prepare ... */
