@@ -1,6 +1,7 @@
 /* clformer: corpus loading, train/val split, seeded window shuffling and batch assembly. */
 #define _POSIX_C_SOURCE 200809L
 #include "data/dataset.h"
+#include "data/shards.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -16,6 +17,7 @@ typedef struct {
     void *data;
     int width; /* bytes per token: 1, 2 or 4 */
     size_t n;
+    cf_shard_set *shards; /* token shards (memory-mapped) instead of data, when not NULL */
 } cf_tokbuf;
 
 struct cf_dataset {
@@ -35,6 +37,7 @@ struct cf_dataset {
 };
 
 static inline uint32_t tok_at(const cf_tokbuf *t, size_t i) {
+    if (t->shards) return cf_shard_set_token(t->shards, i);
     switch (t->width) {
     case 1: return ((const uint8_t *)t->data)[i];
     case 2: return ((const uint16_t *)t->data)[i];
@@ -232,10 +235,16 @@ static int read_text(const char *path, unsigned char **out, size_t *n) {
     return CF_OK;
 }
 
-/* The tokenizer dispatch point: "byte" maps each byte to one token; a trained tokenizer will read
- * pre-tokenized shards here. */
+/* The tokenizer dispatch point: a shard directory (data/shards.h) is memory-mapped whatever the
+ * tokenizer; "byte" maps each byte of text to one token; a tokenizer.json encodes the text. */
 static int load_corpus(const cf_config *cfg, const char *path, cf_tokbuf *out) {
     memset(out, 0, sizeof *out);
+    if (cf_shards_is_dir(path)) { /* from `clformer prepare`: checked against cfg->tokenizer */
+        CF_TRY(cf_shard_set_open(cfg, path, &out->shards));
+        out->width = 4;
+        out->n = (size_t)cf_shard_set_tokens(out->shards);
+        return CF_OK;
+    }
     if (strcmp(cfg->tokenizer, "byte") == 0) {
         unsigned char *bytes;
         size_t n;
@@ -245,10 +254,13 @@ static int load_corpus(const cf_config *cfg, const char *path, cf_tokbuf *out) {
         out->n = n;
         return CF_OK;
     }
-    CF_ERROR("data %s: tokenizer '%s' needs a token-shard reader, which this build lacks; train "
-             "with tokenizer=byte vocab_size=256",
-             path, cfg->tokenizer);
-    return CF_ERR_UNSUPPORTED;
+    /* text with a trained tokenizer: encoded now (token shards avoid redoing this every run) */
+    unsigned char *bytes;
+    size_t n;
+    CF_TRY(read_text(path, &bytes, &n));
+    int rc = cf_shards_encode_text(cfg, bytes, n, &out->data, &out->width, &out->n);
+    free(bytes);
+    return rc;
 }
 
 /* ---- split sizes --------------------------------------------------------------------------- */
@@ -345,14 +357,20 @@ int cf_dataset_open(const cf_config *cfg, cf_dataset **out) {
         return rc;
     }
     double f = cfg->val_fraction;
-    if (!split_ok(ds->tok.n, f, ds->T)) {
+    if (ds->tok.shards) { /* the split is the one `clformer prepare` wrote */
+        rc = cf_shard_set_split(ds->tok.shards, ds->path, ds->T, f > 0.0, &ds->n_val);
+        if (rc != CF_OK) {
+            cf_dataset_free(ds);
+            return rc;
+        }
+    } else if (!split_ok(ds->tok.n, f, ds->T)) {
         CF_ERROR("data %s: %zu tokens is too short for max_length %d with val_fraction %g; need at "
                  "least %zu tokens (provide more text or lower max_length)",
                  ds->path, ds->tok.n, ds->T, f, min_tokens(f, ds->T));
         cf_dataset_free(ds);
         return CF_ERR_INVALID;
     }
-    ds->n_val = val_count(ds->tok.n, f);
+    if (!ds->tok.shards) ds->n_val = val_count(ds->tok.n, f);
     ds->n_train = ds->tok.n - ds->n_val;
     /* token ids must fit the model's vocabulary */
     size_t *counts = calloc((size_t)ds->vocab_size, sizeof *counts);
@@ -483,11 +501,13 @@ int cf_dataset_load_tokens(const cf_config *cfg, const char *path, int32_t **tok
     int32_t *out = malloc(tb.n * sizeof *out);
     if (!out) {
         free(tb.data);
+        cf_shard_set_close(tb.shards);
         CF_ERROR("data %s: out of memory for %zu tokens", path, tb.n);
         return CF_ERR_NOMEM;
     }
     for (size_t i = 0; i < tb.n; i++) out[i] = (int32_t)tok_at(&tb, i);
     free(tb.data);
+    cf_shard_set_close(tb.shards);
     *tokens = out;
     *n = tb.n;
     return CF_OK;
@@ -496,6 +516,7 @@ int cf_dataset_load_tokens(const cf_config *cfg, const char *path, int32_t **tok
 void cf_dataset_free(cf_dataset *ds) {
     if (!ds) return;
     free(ds->tok.data);
+    cf_shard_set_close(ds->tok.shards);
     free(ds->perm);
     free(ds);
 }

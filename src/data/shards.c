@@ -491,6 +491,19 @@ int cf_shard_set_open(const cf_config *cfg, const char *dir, cf_shard_set **out)
     return CF_OK;
 }
 
+int cf_shard_set_split(const cf_shard_set *s, const char *dir, int T, int need_val, size_t *n_val) {
+    uint64_t need = (uint64_t)T + 1;
+    if (s->train.total < need || (need_val && s->val.total < need)) {
+        CF_ERROR("data %s: %" PRIu64 " train and %" PRIu64 " val tokens, but each split needs at least "
+                 "max_length + 1 = %" PRIu64 "; prepare more text%s",
+                 dir, s->train.total, s->val.total, need,
+                 s->train.total >= need ? " or a larger --val-fraction, or set val_fraction=0" : "");
+        return CF_ERR_INVALID;
+    }
+    *n_val = (size_t)s->val.total;
+    return CF_OK;
+}
+
 int cf_shards_encode_text(const cf_config *cfg, const unsigned char *text, size_t n, void **ids,
                           int *width, size_t *count) {
     *ids = NULL;
