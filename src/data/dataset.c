@@ -258,7 +258,7 @@ static int load_corpus(const cf_config *cfg, const char *path, cf_tokbuf *out) {
     unsigned char *bytes;
     size_t n;
     CF_TRY(read_text(path, &bytes, &n));
-    int rc = cf_shards_encode_text(cfg, bytes, n, &out->data, &out->width, &out->n);
+    int rc = cf_shards_encode_text(cfg, path, bytes, n, &out->data, &out->width, &out->n);
     free(bytes);
     return rc;
 }

@@ -504,14 +504,19 @@ int cf_shard_set_split(const cf_shard_set *s, const char *dir, int T, int need_v
     return CF_OK;
 }
 
-int cf_shards_encode_text(const cf_config *cfg, const unsigned char *text, size_t n, void **ids,
-                          int *width, size_t *count) {
+int cf_shards_encode_text(const cf_config *cfg, const char *origin, const unsigned char *text,
+                          size_t n, void **ids, int *width, size_t *count) {
     *ids = NULL;
     *count = 0;
     cf_tokenizer *tok;
-    CF_TRY(cf_tokenizer_load(cfg->tokenizer, &tok));
+    int rc = cf_tokenizer_load(cfg->tokenizer, &tok);
+    if (rc < 0) {
+        CF_ERROR("data %s: cannot encode it: tokenizer '%s' did not load (see above); fix the tokenizer "
+                 "path or use tokenizer=byte vocab_size=256", origin, cfg->tokenizer);
+        return rc;
+    }
     cf_token_buf b = {0};
-    int rc = cf_tokenizer_encode(tok, text, n, &b);
+    rc = cf_tokenizer_encode(tok, text, n, &b);
     int w = cf_tokenizer_vocab_size(tok) <= 65536 ? 2 : 4;
     cf_tokenizer_free(tok);
     if (rc < 0) {

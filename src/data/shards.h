@@ -136,8 +136,8 @@ static inline uint32_t cf_shard_set_token(cf_shard_set *s, uint64_t i) {
 
 /* Text of a corpus through cfg->tokenizer (a tokenizer.json; "byte" also works): *ids malloc'ed
  * with *width bytes per id (2 when the vocab fits in uint16, else 4). For text data with a trained
- * tokenizer and for cf_dataset_load_tokens. */
-int cf_shards_encode_text(const cf_config *cfg, const unsigned char *text, size_t n, void **ids,
-                          int *width, size_t *count);
+ * tokenizer and for cf_dataset_load_tokens; origin names the data in messages. */
+int cf_shards_encode_text(const cf_config *cfg, const char *origin, const unsigned char *text,
+                          size_t n, void **ids, int *width, size_t *count);
 
 #endif
