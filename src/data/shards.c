@@ -494,10 +494,11 @@ int cf_shard_set_open(const cf_config *cfg, const char *dir, cf_shard_set **out)
 int cf_shard_set_split(const cf_shard_set *s, const char *dir, int T, int need_val, size_t *n_val) {
     uint64_t need = (uint64_t)T + 1;
     if (s->train.total < need || (need_val && s->val.total < need)) {
-        CF_ERROR("data %s: %" PRIu64 " train and %" PRIu64 " val tokens, but each split needs at least "
-                 "max_length + 1 = %" PRIu64 "; prepare more text%s",
-                 dir, s->train.total, s->val.total, need,
-                 s->train.total >= need ? " or a larger --val-fraction, or set val_fraction=0" : "");
+        CF_ERROR(
+            "data %s: %" PRIu64 " train and %" PRIu64 " val tokens, but each split needs at least "
+            "max_length + 1 = %" PRIu64 "; prepare more text%s",
+            dir, s->train.total, s->val.total, need,
+            s->train.total >= need ? " or a larger --val-fraction, or set val_fraction=0" : "");
         return CF_ERR_INVALID;
     }
     *n_val = (size_t)s->val.total;
@@ -511,8 +512,10 @@ int cf_shards_encode_text(const cf_config *cfg, const char *origin, const unsign
     cf_tokenizer *tok;
     int rc = cf_tokenizer_load(cfg->tokenizer, &tok);
     if (rc < 0) {
-        CF_ERROR("data %s: cannot encode it: tokenizer '%s' did not load (see above); fix the tokenizer "
-                 "path or use tokenizer=byte vocab_size=256", origin, cfg->tokenizer);
+        CF_ERROR(
+            "data %s: cannot encode it: tokenizer '%s' did not load (see above); fix the tokenizer "
+            "path or use tokenizer=byte vocab_size=256",
+            origin, cfg->tokenizer);
         return rc;
     }
     cf_token_buf b = {0};

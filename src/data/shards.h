@@ -125,8 +125,8 @@ static inline uint64_t cf_shard_set_tokens(const cf_shard_set *s) {
     return s->train.total + s->val.total;
 }
 static inline uint64_t cf_shard_set_val_tokens(const cf_shard_set *s) { return s->val.total; }
-/* The dataset's split: *n_val = the val shards' tokens. Fails with a message naming dir when the train
- * split has fewer than T + 1 tokens, or when need_val and the val split has fewer. */
+/* The dataset's split: *n_val = the val shards' tokens. Fails with a message naming dir when the
+ * train split has fewer than T + 1 tokens, or when need_val and the val split has fewer. */
 int cf_shard_set_split(const cf_shard_set *s, const char *dir, int T, int need_val, size_t *n_val);
 /* Token i of train ++ val (not thread-safe: it remembers the last shard). */
 static inline uint32_t cf_shard_set_token(cf_shard_set *s, uint64_t i) {
