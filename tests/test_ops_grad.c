@@ -9,8 +9,10 @@
  * error sources remain:
  *   rounding: each float output carries a relative error of a few u (u = 2^-24); the outputs that
  *     depend on the perturbed input (found by a probe step of 0.5) contribute at most
- *       noise = 4 u sum_dependent (|out+| + |out-|) |w| / (xp - xm)
- *     (4 = a generous count of roundings per output: the largest ratio seen in practice is about 0.4 of the tolerance); this is about 1e-5..1e-3 here. (A
+ *       noise = 8 u sum_dependent (|out+| + |out-|) |w| / (xp - xm)
+ *     (8: an output that is a sum with cancellation, like attention's att @ v over 70 rows,
+ *     carries a few u of the sum of its terms' magnitudes, which exceeds |out|; the largest
+ *     error seen here is about 0.4 of the tolerance); this is about 1e-5..1e-3 here. (A
  *     gradient smaller than this cannot be seen by finite differences in float at all: its
  *     change rounds away.)
  *   truncation: h^2 |f'''| / 6 ~ 1e-7 for these smooth ops with O(1) inputs.
@@ -77,7 +79,7 @@ static int fd_check(const char *op, const char *what, const loss_def *L, float *
                 s += (fabs(op_[i]) + fabs(om[i])) * fabs(L->w[i]);
         }
         const double fd = (lp - lm) / (xp - xm);
-        const double noise = 4.0 * CFT_U * s / (xp - xm);
+        const double noise = 8.0 * CFT_U * s / (xp - xm);
         cft_err_add(&e, j, ga[j], fd, noise + FD_ATOL, FD_RTOL);
     }
     free(op_);
@@ -401,6 +403,43 @@ static void att_ref(const float *qkv, int B, int T, int C, int NH, double *out, 
             }
 }
 
+/* naive attention backward in double (the llm.c loops): dqkv += gradient of sum(out * dout),
+ * with att from att_ref */
+static void att_bwd_ref(const float *qkv, const double *att, const float *dout, int B, int T,
+                        int C, int NH, double *dqkv) {
+    const int hs = C / NH;
+    const double scale = 1.0 / sqrt((double)hs);
+    double *datt = cft_doubles(T), *dpre = cft_doubles(T);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < NH; h++) {
+                const double *a = att + (((size_t)b * NH + h) * T + t) * T;
+                const float *dO = dout + ((size_t)b * T + t) * C + h * hs;
+                const size_t qt = ((size_t)b * T + t) * 3 * C + h * hs;
+                double sd = 0;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const size_t r2 = ((size_t)b * T + t2) * 3 * C + h * hs;
+                    double s = 0;
+                    for (int i = 0; i < hs; i++) {
+                        s += (double)dO[i] * qkv[r2 + 2 * C + i];
+                        dqkv[r2 + 2 * C + i] += a[t2] * dO[i];
+                    }
+                    datt[t2] = s;
+                    sd += a[t2] * s;
+                }
+                for (int t2 = 0; t2 <= t; t2++) dpre[t2] = a[t2] * (datt[t2] - sd);
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const size_t r2 = ((size_t)b * T + t2) * 3 * C + h * hs;
+                    for (int i = 0; i < hs; i++) {
+                        dqkv[qt + i] += scale * dpre[t2] * qkv[r2 + C + i];
+                        dqkv[r2 + C + i] += scale * dpre[t2] * qkv[qt + i];
+                    }
+                }
+            }
+    free(datt);
+    free(dpre);
+}
+
 static int test_attention(int B, int T, int C, int NH) {
     const size_t nqkv = (size_t)B * T * 3 * C, nout = (size_t)B * T * C;
     const size_t natt = (size_t)B * NH * T * T;
@@ -425,6 +464,11 @@ static int test_attention(int B, int T, int C, int NH) {
                                     cft_v(c.bqkv), cft_v(c.batt), B, T, C, NH));
     float *gq = cft_floats(nqkv);
     grad_minus_prefill(bdqkv, pq, gq, nqkv);
+    double *rq = cft_doubles(nqkv);
+    memset(rq, 0, sizeof(double) * nqkv);
+    att_bwd_ref(c.qkv, refa, w, B, T, C, NH, rq);
+    fail += cft_compare(op, "dqkv vs loops", gq, rq, nqkv, 1e-5, 1e-4);
+    free(rq);
     loss_def L = {att_fwd, &c, nout, w};
     fail += fd_check(op, "qkv", &L, c.qkv, nqkv, gq);
     cf_buffer *bufs[] = {c.bqkv, c.bout, c.batt, bdqkv, bdout, bdatt, bdpre};
@@ -842,6 +886,13 @@ static int test_big(int B, int T, int C, int NH, int V) {
         const double r = 1.0 / sqrt(v / C + 1e-5);
         for (int k = 0; k < C; k++) ref[i * C + k] = (x[k] - m) * r * lnw[k] + lnb[k];
     }
+    /* attention backward against the double loops: dqkv = starting values + gradient; errors
+     * are a few u of the largest terms (|q|, |k|, |v|, |dout| <= 1, sums of T terms) */
+    double *rdq = cft_doubles(n3C);
+    for (size_t i = 0; i < n3C; i++) rdq[i] = init[0][i];
+    att_bwd_ref(qkv, refa, dout, B, T, C, NH, rdq);
+    fail += cft_compare(op, "dqkv", r3[5], rdq, n3C, 1e-5, 1e-4);
+    free(rdq);
     snprintf(op, sizeof op, "layernorm %zux%d", s.BT, C);
     fail += cft_compare(op, "out", r3[1], ref, nC, 4 * C * CFT_U * 8, 0);
     /* dwpe and dwte against sequential double sums */
@@ -888,13 +939,14 @@ int main(void) {
     fail += test_layernorm(3, 70);
     fail += test_attention(2, 5, 8, 2);
     fail += test_attention(1, 7, 12, 3);
+    fail += test_attention(1, 70, 8, 2); /* two blocks of query rows */
     fail += test_gelu(37);
     fail += test_residual(23);
     fail += test_crossentropy(10, 11);
     fail += test_crossentropy(4, 300);
     fail += test_reduce_sum(100003);
     fail += test_adamw();
-    fail += test_big(4, 64, 128, 4, 1000);
+    fail += test_big(4, 80, 128, 4, 1000); /* T = 80: a full and a partial row block */
     cf_backend_destroy(g_be);
     printf("%s: %d failure(s)\n", fail ? "FAILED" : "PASSED", fail);
     return fail ? 1 : 0;

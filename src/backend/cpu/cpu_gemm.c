@@ -523,6 +523,9 @@ static int cf_gemm_native(const cf_gemm_kernel *kr, int ta, int tb, int M, int N
 
     int nth = cf_cpu_max_threads();
     if (2.0 * M * N * K < CF_GEMM_PAR_FLOPS) nth = 1;
+#ifdef _OPENMP
+    if (omp_in_parallel()) nth = 1; /* called from a team (the attention ops): no nesting */
+#endif
     /* Row blocks of about MC rows; with several threads their count is a multiple of the
      * thread count (equal shares). When M is too small for that, each row block is also split
      * into nsplit column ranges (each such work item packs its A block itself). */

@@ -5,6 +5,16 @@
  * additions that does not depend on the thread count. Sums over rows into a shared vector
  * (dbias, dweight, the dwte scatter) are split by column ranges, each range walking all rows in
  * order; sums over a whole tensor go through fixed-size chunks combined in order. No atomics. */
+
+/* GCC: vectorise loops with float compares (no code here inspects floating-point exception
+ * flags; Clang assumes this by default), and let a * b + c become one FMA (ISO C mode turns
+ * contraction off; FMAs double the inner loops' throughput, and results stay deterministic for
+ * a given build). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#pragma GCC optimize("fp-contract=fast")
+#endif
+
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -24,10 +34,18 @@
 /* exp(x) without libm: Cody-Waite reduction x = k ln2 + r, |r| <= ln2/2, then a degree-7
  * Taylor polynomial (truncation error < 1e-8 relative) and 2^k from the exponent bits. Inputs
  * are clamped to [-87, 88] (so 2^k stays a normal float); NaN propagates. Written without
- * branches or calls so that loops around it vectorise. */
+ * branches or calls so that loops around it vectorise. The clamp is a bitwise select on purpose:
+ * with `x < -87 ? -87 : x` GCC evaluates the rest for the constant bound as a separate branch
+ * in every lane, and that branch's tiny results (1/exp(88) in the GELU) are subnormal, which
+ * costs a microcode assist per vector (10x slower). */
 static inline float cf_cpu_expf(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
+    union {
+        float f;
+        uint32_t u;
+    } v = {x}, lo = {-87.0f}, hi = {88.0f};
+    const uint32_t mlo = (uint32_t) - (int32_t)(x < -87.0f), mhi = (uint32_t) - (int32_t)(x > 88.0f);
+    v.u = (v.u & ~(mlo | mhi)) | (lo.u & mlo) | (hi.u & mhi);
+    x = v.f;
     /* round to nearest by adding and removing 1.5 * 2^23 (valid for |t| < 2^22) */
     const float kf = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = x - kf * 0.693145751953125f; /* ln2 high part, exact in kf * hi */
@@ -269,7 +287,29 @@ int cf_cpu_layernorm_backward(cf_backend *be, cf_view dinp_v, cf_view dweight_v,
     return CF_OK;
 }
 
-/* ---- attention ------------------------------------------------------------------------------ */
+/* ---- attention ------------------------------------------------------------------------------
+ * Per (b, h) the llm.c loops are three small matrix products around a row softmax:
+ *   S = Q K^T / sqrt(hs),  att = causal_softmax(S),  out = att V,
+ * and backward
+ *   datt = dout V^T,  dpre = att * (datt - rowsum(att * datt)),
+ *   dQ += dpre K / sqrt(hs),  dK += dpre^T Q / sqrt(hs),  dV += att^T dout.
+ * They run on the native GEMM (single-threaded inside the (b, h) loop, which is the parallel
+ * one), in blocks of CF_ATT_BLK query rows so that only the causal part (plus the diagonal
+ * blocks) is computed: a block of rows [r0, r1) needs keys [0, r1) only. Entries above the
+ * diagonal of att are zero (the forward writes them), which keeps the products exact where a
+ * block crosses the diagonal. Each (b, h) is one work item and the GEMM does not depend on the
+ * thread count, so neither do the results. (About 1.6x faster here than the same loops written
+ * as per-(t, t2) dot products.) */
+
+#define CF_ATT_BLK 64
+
+/* the native GEMM on host pointers; only fails on allocation */
+#define CF_ATT_GEMM(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)                          \
+    do {                                                                                           \
+        if (cf_cpu_sgemm(CF_CPU_GEMM_NATIVE_BEST, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta,    \
+                         C, ldc) < 0)                                                              \
+            failed = 1;                                                                            \
+    } while (0)
 
 int cf_cpu_attention_forward(cf_backend *be, cf_view out_v, cf_view att_v, cf_view qkv_v, int B,
                              int T, int C, int NH) {
@@ -279,50 +319,46 @@ int cf_cpu_attention_forward(cf_backend *be, cf_view out_v, cf_view att_v, cf_vi
     CF_CPU_NEED(qkv_v, BT * 3 * C, "attention_forward", "qkv");
     float *out = cf_cpu_f32(out_v), *att = cf_cpu_f32(att_v);
     const float *qkv = cf_cpu_f32(qkv_v);
-    const int hs = C / NH;
-    const size_t C3 = 3 * (size_t)C;
+    const int hs = C / NH, C3 = 3 * C;
     const float scale = 1.0f / sqrtf((float)hs);
-    /* one (b, t, h) per iteration; chunks of 1 deal the rows of growing length t out evenly */
-#pragma omp parallel for collapse(3) schedule(static, 1) if (BT * C >= CF_CPU_PAR_MIN / 8)
+    int failed = 0;
+#pragma omp parallel for collapse(2) schedule(static) reduction(| : failed)                      \
+    if (BT * C >= CF_CPU_PAR_MIN / 8)
     for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++)
-            for (int h = 0; h < NH; h++) {
-                const float *q = qkv + (cf_zmul(b, T) + t) * C3 + cf_zmul(h, hs);
-                const float *kv0 = qkv + cf_zmul(b, T) * C3 + cf_zmul(h, hs);
-                float *arow = att + ((cf_zmul(b, NH) + h) * T + t) * T;
-                /* scores q.k / sqrt(hs) and their max */
-                float maxv = -FLT_MAX;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float *k = kv0 + t2 * C3 + C;
-                    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-                    for (int i = 0; i < hs; i++) s += q[i] * k[i];
-                    s *= scale;
-                    arow[t2] = s;
-                    maxv = s > maxv ? s : maxv;
-                }
-                /* softmax over t2 <= t; the rest of the row is written as zeros */
-                float sum = 0.0f;
+        for (int h = 0; h < NH; h++) {
+            const float *q0 = qkv + cf_zmul(b, T) * C3 + cf_zmul(h, hs);
+            const float *k0 = q0 + C, *v0 = q0 + 2 * (size_t)C;
+            float *att0 = att + (cf_zmul(b, NH) + h) * T * T;
+            float *o0 = out + cf_zmul(b, T) * C + cf_zmul(h, hs);
+            for (int r0 = 0; r0 < T; r0 += CF_ATT_BLK) {
+                const int r1 = r0 + CF_ATT_BLK < T ? r0 + CF_ATT_BLK : T, m = r1 - r0;
+                float *a0 = att0 + (size_t)r0 * T;
+                /* S[r0:r1, 0:r1] = Q[r0:r1] K[0:r1]^T / sqrt(hs) */
+                CF_ATT_GEMM(0, 1, m, r1, hs, scale, q0 + (size_t)r0 * C3, C3, k0, C3, 0.0f, a0, T);
+                /* causal softmax of each row t over t2 <= t; zeros beyond */
+                for (int t = r0; t < r1; t++) {
+                    float *arow = att0 + (size_t)t * T;
+                    const int n = t + 1;
+                    float maxv = -FLT_MAX;
+#pragma omp simd reduction(max : maxv)
+                    for (int t2 = 0; t2 < n; t2++) maxv = arow[t2] > maxv ? arow[t2] : maxv;
+                    float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float e = cf_cpu_expf(arow[t2] - maxv);
-                    arow[t2] = e;
-                    sum += e;
-                }
-                const float inv = 1.0f / sum;
+                    for (int t2 = 0; t2 < n; t2++) {
+                        const float e = cf_cpu_expf(arow[t2] - maxv);
+                        arow[t2] = e;
+                        sum += e;
+                    }
+                    const float inv = 1.0f / sum;
 #pragma omp simd
-                for (int t2 = 0; t2 <= t; t2++) arow[t2] *= inv;
-                for (int t2 = t + 1; t2 < T; t2++) arow[t2] = 0.0f;
-                /* out = att @ v */
-                float *o = out + (cf_zmul(b, T) + t) * C + cf_zmul(h, hs);
-                for (int i = 0; i < hs; i++) o[i] = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float *v = kv0 + t2 * C3 + 2 * (size_t)C;
-                    const float a = arow[t2];
-#pragma omp simd
-                    for (int i = 0; i < hs; i++) o[i] += a * v[i];
+                    for (int t2 = 0; t2 < n; t2++) arow[t2] *= inv;
+                    for (int t2 = n; t2 < T; t2++) arow[t2] = 0.0f;
                 }
+                /* out[r0:r1] = att[r0:r1, 0:r1] V[0:r1] */
+                CF_ATT_GEMM(0, 0, m, hs, r1, 1.0f, a0, T, v0, C3, 0.0f, o0 + (size_t)r0 * C, C);
             }
+        }
+    if (failed) return CF_ERR_NOMEM;
     return CF_OK;
 }
 
@@ -339,56 +375,48 @@ int cf_cpu_attention_backward(cf_backend *be, cf_view dqkv_v, cf_view datt_v, cf
     float *dqkv = cf_cpu_f32(dqkv_v), *datt = cf_cpu_f32(datt_v);
     float *dpreatt = cf_cpu_f32(dpreatt_v);
     const float *dout = cf_cpu_f32(dout_v), *qkv = cf_cpu_f32(qkv_v), *att = cf_cpu_f32(att_v);
-    const int hs = C / NH;
-    const size_t C3 = 3 * (size_t)C;
+    const int hs = C / NH, C3 = 3 * C;
     const float scale = 1.0f / sqrtf((float)hs);
-    /* One (b, h) per iteration: it owns head h's columns of dq, dk, dv in batch b, and walks t
-     * in order, so each gradient element is summed in a fixed order without atomics. */
-#pragma omp parallel for collapse(2) schedule(static) if (BT * C >= CF_CPU_PAR_MIN / 8)
+    int failed = 0;
+    /* One (b, h) per iteration: it owns head h's columns of dq, dk, dv in batch b. */
+#pragma omp parallel for collapse(2) schedule(static) reduction(| : failed)                      \
+    if (BT * C >= CF_CPU_PAR_MIN / 8)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
             const size_t base = cf_zmul(b, T) * C3 + cf_zmul(h, hs);
-            const float *qkv0 = qkv + base;
-            float *dqkv0 = dqkv + base;
-            for (int t = 0; t < T; t++) {
-                const size_t row = ((cf_zmul(b, NH) + h) * T + t) * T;
-                const float *arow = att + row;
-                float *drow = datt + row, *dprow = dpreatt + row;
-                const float *q = qkv0 + t * C3;
-                float *dq = dqkv0 + t * C3;
-                const float *dO = dout + (cf_zmul(b, T) + t) * C + cf_zmul(h, hs);
-                /* datt[t2] = dout_t . v_t2 ; dv_t2 += att[t2] * dout_t */
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float *v = qkv0 + t2 * C3 + 2 * (size_t)C;
-                    float *dv = dqkv0 + t2 * C3 + 2 * (size_t)C;
-                    const float a = arow[t2];
-                    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-                    for (int i = 0; i < hs; i++) {
-                        s += dO[i] * v[i];
-                        dv[i] += a * dO[i];
-                    }
-                    drow[t2] = s;
-                }
-                /* softmax backward: dpre[t2] = att[t2] * (datt[t2] - sum_j att[j] datt[j]) */
-                float sd = 0.0f;
+            const float *q0 = qkv + base, *k0 = q0 + C, *v0 = q0 + 2 * (size_t)C;
+            float *dq0 = dqkv + base, *dk0 = dq0 + C, *dv0 = dq0 + 2 * (size_t)C;
+            const float *dO0 = dout + cf_zmul(b, T) * C + cf_zmul(h, hs);
+            const size_t bh = (cf_zmul(b, NH) + h) * T * T;
+            const float *att0 = att + bh;
+            float *datt0 = datt + bh, *dpre0 = dpreatt + bh;
+            for (int r0 = 0; r0 < T; r0 += CF_ATT_BLK) {
+                const int r1 = r0 + CF_ATT_BLK < T ? r0 + CF_ATT_BLK : T, m = r1 - r0;
+                const float *a0 = att0 + (size_t)r0 * T;
+                float *da0 = datt0 + (size_t)r0 * T, *dp0 = dpre0 + (size_t)r0 * T;
+                const float *dOb = dO0 + (size_t)r0 * C;
+                /* datt[r0:r1, 0:r1] = dout[r0:r1] V[0:r1]^T */
+                CF_ATT_GEMM(0, 1, m, r1, hs, 1.0f, dOb, C, v0, C3, 0.0f, da0, T);
+                /* softmax backward, row by row; att is zero above the diagonal, so is dpre */
+                for (int i = 0; i < m; i++) {
+                    const float *arow = a0 + (size_t)i * T, *drow = da0 + (size_t)i * T;
+                    float *dprow = dp0 + (size_t)i * T;
+                    float sd = 0.0f;
 #pragma omp simd reduction(+ : sd)
-                for (int t2 = 0; t2 <= t; t2++) sd += arow[t2] * drow[t2];
+                    for (int t2 = 0; t2 < r1; t2++) sd += arow[t2] * drow[t2];
 #pragma omp simd
-                for (int t2 = 0; t2 <= t; t2++) dprow[t2] = arow[t2] * (drow[t2] - sd);
-                /* dq_t += scale * dpre[t2] * k_t2 ; dk_t2 += scale * dpre[t2] * q_t */
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float *k = qkv0 + t2 * C3 + C;
-                    float *dk = dqkv0 + t2 * C3 + C;
-                    const float g = dprow[t2] * scale;
-#pragma omp simd
-                    for (int i = 0; i < hs; i++) {
-                        dq[i] += g * k[i];
-                        dk[i] += g * q[i];
-                    }
+                    for (int t2 = 0; t2 < r1; t2++) dprow[t2] = arow[t2] * (drow[t2] - sd);
                 }
+                /* dQ[r0:r1] += dpre K[0:r1] / sqrt(hs) */
+                CF_ATT_GEMM(0, 0, m, hs, r1, scale, dp0, T, k0, C3, 1.0f, dq0 + (size_t)r0 * C3,
+                            C3);
+                /* dK[0:r1] += dpre^T Q[r0:r1] / sqrt(hs) ; dV[0:r1] += att^T dout[r0:r1] */
+                CF_ATT_GEMM(1, 0, r1, hs, m, scale, dp0, T, q0 + (size_t)r0 * C3, C3, 1.0f, dk0,
+                            C3);
+                CF_ATT_GEMM(1, 0, r1, hs, m, 1.0f, a0, T, dOb, C, 1.0f, dv0, C3);
             }
         }
+    if (failed) return CF_ERR_NOMEM;
     return CF_OK;
 }
 
