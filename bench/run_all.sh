@@ -88,7 +88,10 @@ r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
 cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 if errf:
     open(errf, "w").write(p.stderr)
-entry = {"row": row, "command": " ".join(shlex.quote(c) for c in cmd),
+# the environment that changes these numbers (thread counts, OpenMP waiting, GEMM path)
+env = {k: v for k, v in os.environ.items()
+       if k.startswith(("OMP_", "GOMP_", "OPENBLAS_", "MKL_", "CF_", "CLFORMER_", "POCL_"))}
+entry = {"row": row, "command": " ".join(shlex.quote(c) for c in cmd), "env": env,
          "load_average_before": " ".join(load), "wall_s": round(wall, 2),
          "cpu_cores_busy": round(cpu / wall, 2) if wall > 0 else None}
 result = None
