@@ -161,7 +161,8 @@ out = ["| config | device | tokens/s | ms/step (p10-p90) | MFU | peak GFLOP/s | 
        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
 for r in rows:
     cfg, who = r["row"].split(" / ")
-    cmd = "`%s`" % r["command"].replace("|", "\\|")
+    envs = " ".join("%s=%s" % kv for kv in sorted(r.get("env", {}).items()))
+    cmd = "`%s`" % ((envs + " " if envs else "") + r["command"]).replace("|", "\\|")
     if "result" not in r:
         out.append("| %s | %s | skipped: %s | | | | | | | | | | %s |" % (cfg, who, r["skipped"].replace("|", "/"), cmd))
         continue
