@@ -217,7 +217,7 @@ static int cmd_encode(int argc, char **argv) {
     rc = read_input(input, &text, &len);
     if (rc == CF_OK) rc = cf_tokenizer_encode(tok, (const uint8_t *)text, len, &ids);
     if (rc == CF_OK) {
-        /* one write per ~64 KB of digits */
+        /* decimal ids written by hand (snprintf per id would dominate the run time) */
         char buf[1 << 16];
         size_t o = 0;
         for (size_t i = 0; i < ids.n; i++) {
@@ -225,7 +225,15 @@ static int cmd_encode(int argc, char **argv) {
                 fwrite(buf, 1, o, stdout);
                 o = 0;
             }
-            o += (size_t)snprintf(buf + o, sizeof buf - o, i ? " %u" : "%u", ids.ids[i]);
+            if (i) buf[o++] = ' ';
+            char d[12];
+            int k = 0;
+            uint32_t v = ids.ids[i];
+            do {
+                d[k++] = (char)('0' + v % 10);
+                v /= 10;
+            } while (v);
+            while (k) buf[o++] = d[--k];
         }
         buf[o++] = '\n';
         fwrite(buf, 1, o, stdout);

@@ -51,27 +51,81 @@ static int count_text(cf_strmap *m, const cf_specials *sp, const uint8_t *s, siz
     return CF_OK;
 }
 
-/* Count s[0..n) on nt threads, each into its own table: the text is cut at exact points. */
-static int count_parallel(cf_strmap *maps, int nt, const cf_specials *sp, const uint8_t *s,
-                          size_t n) {
-    size_t cut[65];
-    int np = 0;
-    cut[0] = 0;
-    for (int k = 1; k < nt && k < 64; k++) {
-        size_t p = cf_pretok_find_cut(sp, s, n, (size_t)((double)n * k / nt), cut[np]);
-        if (p > cut[np]) cut[++np] = p;
+/* Text waiting to be counted: copies of file pieces, cut into segments of about CF_TRAIN_SEGMENT
+ * bytes at exact points, counted in one parallel region per CF_TRAIN_BATCH bytes (few regions: an
+ * idle OpenMP thread spins between them). */
+#define CF_TRAIN_SEGMENT ((size_t)1 << 20)
+#define CF_TRAIN_BATCH ((size_t)16 << 20)
+
+typedef struct {
+    const uint8_t *p;
+    size_t n;
+} segment;
+
+typedef struct {
+    uint8_t **blocks;
+    size_t nblocks, cap_blocks;
+    segment *seg;
+    size_t nseg, cap_seg;
+    size_t bytes;
+} count_batch;
+
+static int batch_add(count_batch *b, const cf_specials *sp, const uint8_t *s, size_t n) {
+    if (b->nblocks == b->cap_blocks) {
+        size_t c = b->cap_blocks ? b->cap_blocks * 2 : 64;
+        uint8_t **nb = realloc(b->blocks, c * sizeof *nb);
+        if (!nb) return CF_ERR_NOMEM;
+        b->blocks = nb;
+        b->cap_blocks = c;
     }
-    cut[++np] = n;
+    uint8_t *copy = malloc(n ? n : 1);
+    if (!copy) return CF_ERR_NOMEM;
+    memcpy(copy, s, n);
+    b->blocks[b->nblocks++] = copy;
+    b->bytes += n;
+    size_t pos = 0;
+    while (pos < n) {
+        size_t end = n;
+        if (n - pos > CF_TRAIN_SEGMENT + CF_TRAIN_SEGMENT / 2) {
+            size_t c =
+                cf_pretok_find_cut(sp, copy, n, pos + CF_TRAIN_SEGMENT, pos + CF_TRAIN_SEGMENT / 2);
+            if (c) end = c;
+        }
+        if (b->nseg == b->cap_seg) {
+            size_t c = b->cap_seg ? b->cap_seg * 2 : 256;
+            segment *ns = realloc(b->seg, c * sizeof *ns);
+            if (!ns) return CF_ERR_NOMEM;
+            b->seg = ns;
+            b->cap_seg = c;
+        }
+        b->seg[b->nseg++] = (segment){copy + pos, end - pos};
+        pos = end;
+    }
+    return CF_OK;
+}
+
+/* Count every segment, each thread into its own table, and empty the batch. */
+static int batch_count(count_batch *b, cf_strmap *maps, int nt, const cf_specials *sp) {
     int rc = CF_OK;
-#pragma omp parallel for schedule(static, 1) num_threads(nt)
-    for (int k = 0; k < np; k++) {
-        int r = count_text(&maps[omp_get_thread_num()], sp, s + cut[k], cut[k + 1] - cut[k]);
-        if (r < 0) {
+    if (b->nseg) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+        for (size_t k = 0; k < b->nseg; k++) {
+            int r = count_text(&maps[omp_get_thread_num()], sp, b->seg[k].p, b->seg[k].n);
+            if (r < 0) {
 #pragma omp critical(cf_bpe_count_rc)
-            rc = r;
+                rc = r;
+            }
         }
     }
+    for (size_t k = 0; k < b->nblocks; k++) free(b->blocks[k]);
+    b->nblocks = b->nseg = b->bytes = 0;
     return rc;
+}
+
+static void batch_free(count_batch *b) {
+    for (size_t k = 0; k < b->nblocks; k++) free(b->blocks[k]);
+    free(b->blocks);
+    free(b->seg);
 }
 
 /* ---- merging
@@ -82,9 +136,10 @@ typedef struct {
     uint32_t n, cap;
 } u32list;
 
+/* Heap entries carry the pair's symbols, so comparisons touch no other memory. */
 typedef struct {
     int64_t count;
-    uint32_t pair;
+    uint64_t key; /* a << 32 | b */
 } heap_ent;
 
 typedef struct {
@@ -189,14 +244,13 @@ static int list_add(u32list *l, uint32_t w) {
     return CF_OK;
 }
 
-/* Max-heap order: larger count first, then the smaller (a, b) — the deterministic tie-break. */
-static inline int heap_before(const trainer *T, heap_ent x, heap_ent y) {
-    if (x.count != y.count) return x.count > y.count;
-    if (T->pa[x.pair] != T->pa[y.pair]) return T->pa[x.pair] < T->pa[y.pair];
-    return T->pb[x.pair] < T->pb[y.pair];
+/* Max-heap order: larger count first, then the smaller (a, b) — the deterministic tie-break. A
+ * 4-ary heap: half the depth of a binary one, and the four children share a cache line or two. */
+static inline int heap_before(heap_ent x, heap_ent y) {
+    return x.count > y.count || (x.count == y.count && x.key < y.key);
 }
 
-static int heap_push(trainer *T, heap_ent x) {
+static int heap_push(trainer *T, int64_t count, uint32_t pair) {
     if (T->hn == T->hcap) {
         size_t c = T->hcap ? T->hcap * 2 : 1 << 16;
         heap_ent *h = realloc(T->heap, c * sizeof *h);
@@ -204,10 +258,11 @@ static int heap_push(trainer *T, heap_ent x) {
         T->heap = h;
         T->hcap = c;
     }
+    heap_ent x = {count, ((uint64_t)T->pa[pair] << 32) | T->pb[pair]};
     size_t i = T->hn++;
     while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!heap_before(T, x, T->heap[p])) break;
+        size_t p = (i - 1) / 4;
+        if (!heap_before(x, T->heap[p])) break;
         T->heap[i] = T->heap[p];
         i = p;
     }
@@ -219,12 +274,14 @@ static heap_ent heap_pop(trainer *T) {
     heap_ent top = T->heap[0], x = T->heap[--T->hn];
     size_t i = 0, n = T->hn;
     for (;;) {
-        size_t c = 2 * i + 1;
+        size_t c = 4 * i + 1, best = c;
         if (c >= n) break;
-        if (c + 1 < n && heap_before(T, T->heap[c + 1], T->heap[c])) c++;
-        if (!heap_before(T, T->heap[c], x)) break;
-        T->heap[i] = T->heap[c];
-        i = c;
+        size_t end = c + 4 < n ? c + 4 : n;
+        for (size_t k = c + 1; k < end; k++)
+            if (heap_before(T->heap[k], T->heap[best])) best = k;
+        if (!heap_before(T->heap[best], x)) break;
+        T->heap[i] = T->heap[best];
+        i = best;
     }
     if (n) T->heap[i] = x;
     return top;
@@ -375,7 +432,7 @@ static int learn(const cf_strmap *m, uint32_t vocab_size, int progress, char **j
         }
     }
     for (uint32_t p = 0; p < T.npairs; p++)
-        if (heap_push(&T, (heap_ent){T.pcount[p], p}) < 0) goto done;
+        if (heap_push(&T, T.pcount[p], p) < 0) goto done;
 
     cf_progress bar;
     uint32_t want = target > T.ntok ? target - T.ntok : 0;
@@ -390,10 +447,10 @@ static int learn(const cf_strmap *m, uint32_t vocab_size, int progress, char **j
             break;
         }
         heap_ent top = heap_pop(&T);
-        uint32_t p = top.pair;
+        uint32_t p = (uint32_t)pair_get(&T, (uint32_t)(top.key >> 32), (uint32_t)top.key);
         if (top.count != T.pcount[p]) {
             /* stale entry (counts of old pairs only go down): requeue with the true count */
-            if (T.pcount[p] > 0 && (rc = heap_push(&T, (heap_ent){T.pcount[p], p})) < 0) break;
+            if (T.pcount[p] > 0 && (rc = heap_push(&T, T.pcount[p], p)) < 0) break;
             continue;
         }
         if (top.count <= 0) break;
@@ -451,7 +508,7 @@ static int learn(const cf_strmap *m, uint32_t vocab_size, int progress, char **j
         }
         for (size_t i = 0; i < nchanged && rc == CF_OK; i++) {
             uint32_t q = changed[i];
-            if (T.pcount[q] > 0) rc = heap_push(&T, (heap_ent){T.pcount[q], q});
+            if (T.pcount[q] > 0) rc = heap_push(&T, T.pcount[q], q);
         }
         /* the merged pair is gone everywhere; its word list is no longer needed */
         free(T.pwords[p].items);
@@ -580,7 +637,10 @@ int cf_tokenizer_train_text(const uint8_t *text, size_t n, uint32_t vocab_size, 
     cf_strmap *maps;
     CF_TRY(maps_new(nt, &maps));
     double t0 = cf_time_now();
-    int rc = count_parallel(maps, nt, &sp, text, n);
+    count_batch b = {0};
+    int rc = batch_add(&b, &sp, text, n);
+    if (rc == CF_OK) rc = batch_count(&b, maps, nt, &sp);
+    batch_free(&b);
     st->peak_table_bytes = maps_bytes(maps, nt);
     if (rc == CF_OK) rc = maps_fold(maps, nt);
     st->input_bytes = n;
@@ -615,6 +675,7 @@ int cf_tokenizer_train(const cf_bpe_train_opts *o, cf_bpe_train_stats *st) {
     if (o->progress) cf_progress_start(&bar, "counting", corpus.total_bytes, 1);
     double t0 = cf_time_now();
     uint64_t done_bytes = 0, skipped = 0;
+    count_batch batch = {0};
     for (size_t f = 0; f < corpus.n && rc == CF_OK; f++) {
         cf_chunk_reader r;
         if ((rc = cf_chunk_reader_open(&r, corpus.files[f].path,
@@ -633,7 +694,9 @@ int cf_tokenizer_train(const cf_bpe_train_opts *o, cf_bpe_train_stats *st) {
         int clean, got;
         uint64_t file_done = 0;
         while ((got = cf_chunk_reader_next(&r, &piece, &plen, &clean)) > 0) {
-            if ((rc = count_parallel(maps, nt, &sp, piece, plen)) < 0) break;
+            if ((rc = batch_add(&batch, &sp, piece, plen)) < 0) break;
+            if (batch.bytes >= CF_TRAIN_BATCH && (rc = batch_count(&batch, maps, nt, &sp)) < 0)
+                break;
             file_done += plen;
             if (o->progress) cf_progress_update(&bar, done_bytes + file_done);
             if (cf_interrupted()) {
@@ -649,6 +712,8 @@ int cf_tokenizer_train(const cf_bpe_train_opts *o, cf_bpe_train_stats *st) {
         if (mb > st->peak_table_bytes) st->peak_table_bytes = mb;
         cf_chunk_reader_close(&r);
     }
+    if (rc == CF_OK) rc = batch_count(&batch, maps, nt, &sp);
+    batch_free(&batch);
     if (o->progress) cf_progress_finish(&bar, done_bytes);
     if (skipped)
         CF_INFO("skipped %llu binary file(s) (NUL bytes in their first 8 KB)",

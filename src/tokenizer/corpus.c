@@ -151,7 +151,12 @@ int cf_chunk_reader_open(cf_chunk_reader *r, const char *path, size_t chunk, int
         CF_ERROR("cannot open '%s': %s", path, strerror(errno));
         return CF_ERR_IO;
     }
-    int rc = fill(r, r->chunk);
+    /* a small file is read whole at once, into a buffer of its size (one byte more shows EOF) */
+    struct stat st;
+    size_t first = r->chunk;
+    if (fstat(fileno(r->f), &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size < first)
+        first = (size_t)st.st_size + 1;
+    int rc = fill(r, first);
     if (rc < 0) {
         cf_chunk_reader_close(r);
         return rc;

@@ -6,10 +6,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Keys of up to 8 bytes live in the slot itself (most words), longer ones in the arena. */
+#define CF_STRMAP_INLINE 8
+
 typedef struct {
     uint64_t hash; /* 0 marks an empty slot (real hashes are forced non-zero) */
-    uint64_t off;  /* key bytes at arena + off */
     uint64_t len;
+    union {
+        uint64_t off;                    /* len > CF_STRMAP_INLINE: key bytes at arena + off */
+        uint8_t bytes[CF_STRMAP_INLINE]; /* len <= CF_STRMAP_INLINE: the key, zero-padded */
+        uint64_t word;                   /* the same 8 bytes, little-endian */
+    } key;
     uint64_t val;
 } cf_strmap_slot;
 
@@ -36,7 +43,7 @@ int cf_strmap_upsert(cf_strmap *m, const void *key, size_t len, uint64_t hash, u
 uint64_t *cf_strmap_find(const cf_strmap *m, const void *key, size_t len, uint64_t hash);
 
 static inline const uint8_t *cf_strmap_key(const cf_strmap *m, const cf_strmap_slot *s) {
-    return m->arena + s->off;
+    return s->len <= CF_STRMAP_INLINE ? s->key.bytes : m->arena + s->key.off;
 }
 
 #endif
