@@ -41,7 +41,10 @@ static inline void gemm_body(const int ta, const int tb, int M, int N, int K, fl
     const int lid = ty * TS + tx;
     const int n0 = get_group_id(0) * BN, m0 = get_group_id(1) * BM;
     const int z = get_group_id(2);
-    const ulong zo = (ulong)(z / inner), zi = (ulong)(z % inner);
+    /* here and below x - q*d rather than x % d next to x / d: a div/rem pair becomes an LLVM
+     * `freeze`, which oclgrind's uninitialised-value checker cannot interpret */
+    const int zo_i = z / inner;
+    const ulong zo = (ulong)zo_i, zi = (ulong)(z - zo_i * inner);
     A += a_off + zo * a_so + zi * a_si;
     B += b_off + zo * b_so + zi * b_si;
     C += c_off + zo * c_so + zi * c_si;
@@ -64,11 +67,11 @@ static inline void gemm_body(const int ta, const int tb, int M, int N, int K, fl
         for (int i = lid; i < BM * TK; i += NTHREADS) {
             int mm, kk;
             if (ta) {
-                mm = i % BM;
                 kk = i / BM;
+                mm = i - kk * BM;
             } else {
-                kk = i % TK;
                 mm = i / TK;
+                kk = i - mm * TK;
             }
             int gm = m0 + mm, gk = k0 + kk;
             float v = 0.0f;
@@ -80,11 +83,11 @@ static inline void gemm_body(const int ta, const int tb, int M, int N, int K, fl
         for (int i = lid; i < BN * TK; i += NTHREADS) {
             int nn, kk;
             if (tb) {
-                kk = i % TK;
                 nn = i / TK;
+                kk = i - nn * TK;
             } else {
-                nn = i % BN;
                 kk = i / BN;
+                nn = i - kk * BN;
             }
             int gn = n0 + nn, gk = k0 + kk;
             float v = 0.0f;

@@ -2,7 +2,7 @@
  * the same inputs, with a normalised error max|a-b| / max|b| per output. Views sit at an offset
  * inside guard elements that must survive untouched; backward ops start from non-zero gradients
  * (they accumulate). GEMM paths, tiles and transposes are covered by test_cl_gemm.
- *   test_cl_ops [--small] [--device SPEC]
+ *   test_cl_ops [--small] [--only FAMILY] [--device SPEC]
  * --small: small shapes, every kernel including both GEMM tile sizes (for oclgrind, see
  * tests/cli_oclgrind.sh). */
 #include "test_cl_common.h"
@@ -76,9 +76,10 @@ static void test_encoder(int B, int T, int C, int Vocab) {
     check(what, dwpe, 1e-6);
     /* determinism: a second run from the same start gives bit-identical gradients */
     size_t nw = (size_t)Vocab * C;
-    float *first = tcl_malloc(nw * 4), *second = tcl_malloc(nw * 4), *zeros = calloc(nw, 4);
+    float *first = tcl_malloc(nw * 4), *second = tcl_malloc(nw * 4);
+    float *zeros = calloc(nw + 2 * PAD, 4); /* the whole buffer: see tcl_keep_buffers */
     for (int rep = 0; rep < 2; rep++) {
-        TCL_OK(cf_be_upload(GPU, cf_view_make(dwte.g, PAD), zeros, nw * 4));
+        TCL_OK(cf_be_upload(GPU, cf_view_make(dwte.g, 0), zeros, (nw + 2 * PAD) * 4));
         TCL_OK(cf_be_encoder_backward(GPU, cf_view_make(dwte.g, PAD), cf_view_make(dwpe.g, PAD),
                                       cf_view_make(dout.g, PAD), cf_view_make(tokens.g, PAD), B,
                                       T, C));
@@ -295,13 +296,19 @@ static void small_gemm(void) {
     TCL_OK(cf_backend_opencl_set_gemm_tuner(GPU, NULL, NULL));
 }
 
+/* --only FAMILY runs one family: gemm, matmul, attention, bias, encoder, layernorm,
+ * elementwise, crossentropy, reduce, adamw, transfers */
+static const char *only = NULL;
+static int want(const char *family) { return !only || strcmp(only, family) == 0; }
+
 int main(int argc, char **argv) {
     const char *spec = NULL;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--small") == 0) small_mode = 1;
+        if (strcmp(argv[i], "--small") == 0) small_mode = tcl_keep_buffers = 1;
         else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) spec = argv[++i];
+        else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--small] [--device SPEC]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--small] [--only FAMILY] [--device SPEC]\n", argv[0]);
             return 2;
         }
     }
@@ -311,53 +318,76 @@ int main(int argc, char **argv) {
     /* GEMM paths, tiles and transposes are test_cl_gemm's; here the ops built on GEMM use the
      * native kernel (attention always does) */
     TCL_OK(cf_backend_opencl_set_gemm(GPU, "native"));
-    test_transfers(GPU, "opencl");
+    if (want("transfers")) test_transfers(GPU, "opencl");
     if (small_mode) {
-        small_gemm();
-        test_matmul(9, 13, 7);
-        test_attention(1, 5, 8, 2, "native");
-        test_attention(2, 37, 8, 2, "native");
-        test_bias(5, 7);
-        test_encoder(2, 5, 6, 4);
-        test_layernorm(3, 10);
-        test_elementwise(37);
-        test_crossentropy(3, 11);
-        test_reduce(1);
-        test_reduce(300);
-        test_adamw(37);
+        if (want("gemm")) small_gemm();
+        if (want("matmul")) test_matmul(9, 13, 7);
+        if (want("attention")) {
+            test_attention(1, 5, 8, 2, "native");
+            test_attention(2, 37, 8, 2, "native");
+        }
+        if (want("bias")) test_bias(5, 7);
+        if (want("encoder")) test_encoder(2, 5, 6, 4);
+        if (want("layernorm")) test_layernorm(3, 10);
+        if (want("elementwise")) test_elementwise(37);
+        if (want("crossentropy")) test_crossentropy(3, 11);
+        if (want("reduce")) {
+            test_reduce(1);
+            test_reduce(300);
+        }
+        if (want("adamw")) test_adamw(37);
         return tcl_finish("test_cl_ops --small", t0);
     }
-    test_matmul(70, 48, 150);
-    test_attention(2, 19, 48, 4, "native");
-    test_attention(1, 70, 24, 3, "native");
-    test_attention(1, 260, 16, 2, "native");
-    test_bias(1, 1);
-    test_bias(70, 33);
-    test_bias(3000, 96);
-    test_encoder(3, 17, 40, 11);
-    test_encoder(4, 64, 72, 256);
-    test_layernorm(23, 70);
-    test_layernorm(40, 300);
-    test_layernorm(1, 1);
-    test_elementwise(8);
-    test_elementwise(100003);
-    test_crossentropy(7, 50);
-    test_crossentropy(33, 300);
-    test_reduce(1);
-    test_reduce(1000);
-    test_reduce(100003);
-    test_adamw(1);
-    test_adamw(10007);
+    if (want("matmul")) test_matmul(70, 48, 150);
+    if (want("attention")) {
+        test_attention(2, 19, 48, 4, "native");
+        test_attention(1, 70, 24, 3, "native");
+        test_attention(1, 260, 16, 2, "native");
+    }
+    if (want("bias")) {
+        test_bias(1, 1);
+        test_bias(70, 33);
+        test_bias(3000, 96);
+    }
+    if (want("encoder")) {
+        test_encoder(3, 17, 40, 11);
+        test_encoder(4, 64, 72, 256);
+    }
+    if (want("layernorm")) {
+        test_layernorm(23, 70);
+        test_layernorm(40, 300);
+        test_layernorm(1, 1);
+    }
+    if (want("elementwise")) {
+        test_elementwise(8);
+        test_elementwise(100003);
+    }
+    if (want("crossentropy")) {
+        test_crossentropy(7, 50);
+        test_crossentropy(33, 300);
+    }
+    if (want("reduce")) {
+        test_reduce(1);
+        test_reduce(1000);
+        test_reduce(100003);
+    }
+    if (want("adamw")) {
+        test_adamw(1);
+        test_adamw(10007);
+    }
     cf_backend_destroy(GPU);
     GPU = NULL;
 
     /* the same device through copies instead of map/unmap (the discrete-GPU transfer path) */
-    const char *dev = spec ? spec : (getenv("CF_TEST_OPENCL_DEVICE") ? getenv("CF_TEST_OPENCL_DEVICE") : "opencl");
-    setenv("CF_CL_MAP", "0", 1);
-    cf_backend *copy_be = NULL;
-    TCL_OK(cf_backend_opencl_create(dev, &copy_be));
-    test_transfers(copy_be, "opencl, CF_CL_MAP=0");
-    cf_backend_destroy(copy_be);
-    unsetenv("CF_CL_MAP");
+    if (want("transfers")) {
+        const char *dev = spec ? spec : getenv("CF_TEST_OPENCL_DEVICE");
+        if (!dev) dev = "opencl";
+        setenv("CF_CL_MAP", "0", 1);
+        cf_backend *copy_be = NULL;
+        TCL_OK(cf_backend_opencl_create(dev, &copy_be));
+        test_transfers(copy_be, "opencl, CF_CL_MAP=0");
+        cf_backend_destroy(copy_be);
+        unsetenv("CF_CL_MAP");
+    }
     return tcl_finish("test_cl_ops", t0);
 }

@@ -177,7 +177,7 @@ int cf_cl_scratch(cf_cl_ctx *ctx, int slot, size_t nbytes, cl_mem *out) {
     if (ctx->scratch[slot]) clReleaseMemObject(ctx->scratch[slot]);
     ctx->scratch[slot] = NULL;
     ctx->scratch_bytes[slot] = 0;
-    size_t grown = nbytes + nbytes / 4;
+    size_t grown = cf_round_up(nbytes + nbytes / 4, 256); /* headroom, whole cache lines */
     CF_TRY(create_mem(ctx, grown, &ctx->scratch[slot]));
     ctx->scratch_bytes[slot] = grown;
     *out = ctx->scratch[slot];
@@ -916,10 +916,11 @@ int cf_backend_opencl_create(const char *spec, cf_backend **out) {
     int rc = ctx_init(ctx);
     if (rc < 0) {
         if (is_auto)
-            CF_WARN("OpenCL device opencl:%d:%d %s could not be used (%s); falling back to the CPU "
-                    "backend",
+            CF_WARN("OpenCL device opencl:%d:%d %s could not be used (%s; --device opencl:%d:%d "
+                    "shows the details); falling back to the CPU backend",
                     ctx->dev.platform_index, ctx->dev.device_index, ctx->dev.name,
-                    ctx->last_error[0] ? ctx->last_error : cf_status_str(rc));
+                    ctx->last_error[0] ? ctx->last_error : cf_status_str(rc),
+                    ctx->dev.platform_index, ctx->dev.device_index);
         ctx_free(ctx);
         free(be);
         return rc;

@@ -125,6 +125,7 @@ typedef struct cf_cl_ctx {
 
     char kernel_dir[1024]; /* read sources from here instead of the embedded copies ("" = embedded) */
     char cache_dir[1024];  /* "" = no program cache */
+    int cache_writable;    /* 0 not yet checked, 1 yes, -1 no (binaries are then not fetched) */
     cf_cl_build_stats build;
 } cf_cl_ctx;
 

@@ -175,6 +175,18 @@ static int load_cached(cf_cl_ctx *ctx, const char *path, const char *options, cl
 }
 
 static void store_cached(cf_cl_ctx *ctx, const char *path, cl_program prog) {
+    /* check the directory first: fetching binaries can itself cost a compile (PoCL) */
+    if (ctx->cache_writable == 0) {
+        if (quiet_mkdirs(ctx->cache_dir) == 0 && access(ctx->cache_dir, W_OK) == 0) {
+            ctx->cache_writable = 1;
+        } else {
+            ctx->cache_writable = -1;
+            CF_DEBUG("program cache: %s is not writable (%s); kernels will be compiled again next "
+                     "run (set CF_CACHE_DIR to a writable directory)",
+                     ctx->cache_dir, strerror(errno));
+        }
+    }
+    if (ctx->cache_writable < 0) return;
     size_t size = 0;
     if (clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL) != CL_SUCCESS ||
         size == 0)
@@ -183,7 +195,7 @@ static void store_cached(cf_cl_ctx *ctx, const char *path, cl_program prog) {
     if (!bin) return;
     unsigned char *bins[1] = {bin};
     if (clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) == CL_SUCCESS) {
-        if (quiet_mkdirs(ctx->cache_dir) == 0 && quiet_write_atomic(path, bin, size) == 0)
+        if (quiet_write_atomic(path, bin, size) == 0)
             ctx->build.cache_writes++;
         else
             CF_DEBUG("program cache: cannot write %s (%s); kernels will be compiled again next "
@@ -192,16 +204,29 @@ static void store_cached(cf_cl_ctx *ctx, const char *path, cl_program prog) {
     free(bin);
 }
 
+/* A failed build: one line naming the kernel file, the device and the first compiler error, then
+ * (unless quiet) the whole build log. */
 static void report_build_log(cf_cl_ctx *ctx, cl_program prog, const char *file,
                              const char *options, cl_int err) {
-    cf_cl_fail(ctx, "cl_kernels/%s: kernel build failed on %s (%s, options '%s'); build log:", file,
-               ctx->dev.name, cf_cl_errstr(err), options);
     size_t n = 0;
     clGetProgramBuildInfo(prog, ctx->dev.device, CL_PROGRAM_BUILD_LOG, 0, NULL, &n);
     char *log = calloc(n + 1, 1);
+    if (log) clGetProgramBuildInfo(prog, ctx->dev.device, CL_PROGRAM_BUILD_LOG, n, log, NULL);
+    char first[200] = "see the build log";
+    const char *e = log ? strstr(log, "error") : NULL;
+    if (e) {
+        const char *start = e;
+        while (start > log && start[-1] != '\n') start--;
+        size_t len = strcspn(start, "\n");
+        if (len >= sizeof first) len = sizeof first - 1;
+        memcpy(first, start, len);
+        first[len] = 0;
+    }
+    cf_cl_fail(ctx, "cl_kernels/%s: kernel build failed on %s (%s, options '%s'): %s", file,
+               ctx->dev.name, cf_cl_errstr(err), options, first);
     if (!log) return;
-    clGetProgramBuildInfo(prog, ctx->dev.device, CL_PROGRAM_BUILD_LOG, n, log, NULL);
     int level = ctx->quiet_init ? CF_LOG_DEBUG : CF_LOG_ERROR;
+    cf_log(level, "build log of cl_kernels/%s:", file);
     char *save = NULL;
     for (char *line = strtok_r(log, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
         cf_log(level, "  %s", line);
