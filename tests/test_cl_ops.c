@@ -296,8 +296,32 @@ static void small_gemm(void) {
     TCL_OK(cf_backend_opencl_set_gemm_tuner(GPU, NULL, NULL));
 }
 
+/* The per-op profiler takes device times from OpenCL events (prof_collect). */
+static void test_profile(void) {
+    size_t n = 4096;
+    pair a = pair_rand(n, 1.0f), b = pair_rand(n, 1.0f);
+    cf_backend *be = GPU;
+    cf_prof_enable(be, 1);
+    TCL_OK(cf_be_gelu_forward(be, cf_view_make(b.g, PAD), cf_view_make(a.g, PAD), n));
+    TCL_OK(cf_be_gemm(be, 0, 0, 64, 64, 64, 1.0f, cf_view_make(a.g, PAD), 64,
+                      cf_view_make(a.g, PAD), 64, 0.0f, cf_view_make(b.g, PAD), 64));
+    float h[16];
+    TCL_OK(cf_be_download(be, h, cf_view_make(b.g, PAD), sizeof h));
+    int ok = be->prof.n == 3;
+    for (size_t i = 0; ok && i < be->prof.n; i++) ok = be->prof.events[i].dur_us > 0.0;
+    expect(ok && strcmp(be->prof.events[0].op, "gelu_forward") == 0 &&
+               strcmp(be->prof.events[1].op, "gemm") == 0,
+           "profiler records 3 ops with device times (%zu events: %.1f, %.1f, %.1f us)",
+           be->prof.n, be->prof.n > 0 ? be->prof.events[0].dur_us : -1.0,
+           be->prof.n > 1 ? be->prof.events[1].dur_us : -1.0,
+           be->prof.n > 2 ? be->prof.events[2].dur_us : -1.0);
+    cf_prof_enable(be, 0);
+    pair_free(a);
+    pair_free(b);
+}
+
 /* --only FAMILY runs one family: gemm, matmul, attention, bias, encoder, layernorm,
- * elementwise, crossentropy, reduce, adamw, transfers */
+ * elementwise, crossentropy, reduce, adamw, transfers, profile */
 static const char *only = NULL;
 static int want(const char *family) { return !only || strcmp(only, family) == 0; }
 
@@ -375,6 +399,7 @@ int main(int argc, char **argv) {
         test_adamw(1);
         test_adamw(10007);
     }
+    if (want("profile")) test_profile();
     cf_backend_destroy(GPU);
     GPU = NULL;
 

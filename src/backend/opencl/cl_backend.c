@@ -12,6 +12,7 @@
 #include "backend/opencl/cl_internal.h"
 
 static const struct cf_backend_ops cf_cl_ops;
+static cf_cl_ctx *CTX(cf_backend *be) { return (cf_cl_ctx *)be->ctx; }
 
 /* ---- errors ------------------------------------------------------------------------------------ */
 
@@ -124,8 +125,10 @@ int cf_cl_launch(cf_cl_ctx *ctx, cl_kernel k, const char *name, int dims, const 
             return CF_ERR_DEVICE;
         }
     }
+    cl_event ev = NULL;
     cl_int err = clEnqueueNDRangeKernel(ctx->queue, k, (cl_uint)dims, NULL, global, local, 0, NULL,
-                                        NULL);
+                                        cf_cl_profiling(ctx) ? &ev : NULL);
+    cf_cl_prof_keep(ctx, ev);
     if (err != CL_SUCCESS) {
         cf_cl_fail(ctx, "kernel %s: launch of (%zu, %zu, %zu) items failed on %s: %s", name,
                    global[0], dims > 1 ? global[1] : 1, dims > 2 ? global[2] : 1, ctx->dev.name,
@@ -135,6 +138,49 @@ int cf_cl_launch(cf_cl_ctx *ctx, cl_kernel k, const char *name, int dims, const 
                    : CF_ERR_DEVICE;
     }
     return CF_OK;
+}
+
+void cf_cl_prof_keep(cf_cl_ctx *ctx, cl_event ev) {
+    if (!ev) return;
+    if (ctx->n_prof == ctx->cap_prof) {
+        int cap = ctx->cap_prof ? ctx->cap_prof * 2 : 256;
+        cl_event *grown = cap <= (1 << 20) ? realloc(ctx->prof_events, (size_t)cap * sizeof *grown)
+                                           : NULL;
+        if (!grown) { /* nobody collects: drop this one rather than grow without bound */
+            clReleaseEvent(ev);
+            return;
+        }
+        ctx->prof_events = grown;
+        ctx->cap_prof = cap;
+    }
+    ctx->prof_events[ctx->n_prof++] = ev;
+}
+
+static void prof_drop(cf_cl_ctx *ctx) {
+    for (int i = 0; i < ctx->n_prof; i++) clReleaseEvent(ctx->prof_events[i]);
+    ctx->n_prof = 0;
+}
+
+/* Device time of everything enqueued since the last call: the sum of (END - START) of the events
+ * (the profiler synchronises first, so they are complete). */
+static int cl_prof_collect(cf_backend *be, double *device_us) {
+    cf_cl_ctx *ctx = CTX(be);
+    *device_us = 0.0;
+    int rc = ctx->prof_host_timed ? CF_ERR_UNSUPPORTED : CF_OK;
+    ctx->prof_host_timed = 0;
+    for (int i = 0; i < ctx->n_prof; i++) {
+        cl_ulong t0 = 0, t1 = 0;
+        if (clGetEventProfilingInfo(ctx->prof_events[i], CL_PROFILING_COMMAND_START, sizeof t0,
+                                    &t0, NULL) != CL_SUCCESS ||
+            clGetEventProfilingInfo(ctx->prof_events[i], CL_PROFILING_COMMAND_END, sizeof t1, &t1,
+                                    NULL) != CL_SUCCESS) {
+            rc = CF_ERR_DEVICE; /* the caller falls back to host timing */
+            continue;
+        }
+        if (t1 > t0) *device_us += (double)(t1 - t0) * 1e-3;
+    }
+    prof_drop(ctx);
+    return rc;
 }
 
 static int create_mem(cf_cl_ctx *ctx, size_t nbytes, cl_mem *out) {
@@ -184,7 +230,6 @@ int cf_cl_scratch(cf_cl_ctx *ctx, int slot, size_t nbytes, cl_mem *out) {
     return CF_OK;
 }
 
-static cf_cl_ctx *CTX(cf_backend *be) { return (cf_cl_ctx *)be->ctx; }
 static int is_gpu(const cf_cl_ctx *ctx) { return (ctx->dev.type & CL_DEVICE_TYPE_GPU) != 0; }
 
 /* 1-D element-wise launch over n items */
@@ -202,6 +247,8 @@ static const char *cl_name(cf_backend *be) { return CTX(be)->name; }
 static void ctx_free(cf_cl_ctx *ctx) {
     if (!ctx) return;
     if (ctx->queue) clFinish(ctx->queue);
+    prof_drop(ctx);
+    free(ctx->prof_events);
     for (int i = 0; i < CF_SCRATCH_COUNT; i++)
         if (ctx->scratch[i]) clReleaseMemObject(ctx->scratch[i]);
     cf_cl_gemm_release(ctx);
@@ -268,11 +315,18 @@ static int cl_upload(cf_backend *be, cf_view dst, const void *src, size_t nbytes
                                      dst.off * 4, nbytes, 0, NULL, NULL, &err);
         CF_CHECK_CL(ctx, err);
         memcpy(p, src, nbytes);
-        CF_CHECK_CL(ctx, clEnqueueUnmapMemObject(ctx->queue, m, p, 0, NULL, NULL));
+        cl_event ev = NULL;
+        err = clEnqueueUnmapMemObject(ctx->queue, m, p, 0, NULL,
+                                      cf_cl_profiling(ctx) ? &ev : NULL);
+        cf_cl_prof_keep(ctx, ev);
+        CF_CHECK_CL(ctx, err);
         return CF_OK;
     }
-    CF_CHECK_CL(ctx, clEnqueueWriteBuffer(ctx->queue, m, CL_TRUE, dst.off * 4, nbytes, src, 0, NULL,
-                                          NULL));
+    cl_event ev = NULL;
+    cl_int err = clEnqueueWriteBuffer(ctx->queue, m, CL_TRUE, dst.off * 4, nbytes, src, 0, NULL,
+                                      cf_cl_profiling(ctx) ? &ev : NULL);
+    cf_cl_prof_keep(ctx, ev);
+    CF_CHECK_CL(ctx, err);
     return CF_OK;
 }
 
@@ -283,16 +337,21 @@ static int cl_download(cf_backend *be, void *dst, cf_view src, size_t nbytes) {
     cl_mem m = cf_cl_mem(src);
     if (ctx->use_map) {
         cl_int err = CL_SUCCESS;
+        cl_event ev = NULL;
         void *p = clEnqueueMapBuffer(ctx->queue, m, CL_TRUE, CL_MAP_READ, src.off * 4, nbytes, 0,
-                                     NULL, NULL, &err);
+                                     NULL, cf_cl_profiling(ctx) ? &ev : NULL, &err);
+        cf_cl_prof_keep(ctx, ev);
         CF_CHECK_CL(ctx, err);
         memcpy(dst, p, nbytes);
         CF_CHECK_CL(ctx, clEnqueueUnmapMemObject(ctx->queue, m, p, 0, NULL, NULL));
         CF_CHECK_CL(ctx, clFinish(ctx->queue));
         return CF_OK;
     }
-    CF_CHECK_CL(ctx, clEnqueueReadBuffer(ctx->queue, m, CL_TRUE, src.off * 4, nbytes, dst, 0, NULL,
-                                         NULL));
+    cl_event ev = NULL;
+    cl_int err = clEnqueueReadBuffer(ctx->queue, m, CL_TRUE, src.off * 4, nbytes, dst, 0, NULL,
+                                     cf_cl_profiling(ctx) ? &ev : NULL);
+    cf_cl_prof_keep(ctx, ev);
+    CF_CHECK_CL(ctx, err);
     return CF_OK;
 }
 
@@ -715,7 +774,7 @@ static const struct cf_backend_ops cf_cl_ops = {
     /* .crossentropy_fused = */ cl_crossentropy_fused,
     /* .reduce_sum = */ cl_reduce_sum,
     /* .adamw = */ cl_adamw,
-    /* .prof_collect = */ NULL,
+    /* .prof_collect = */ cl_prof_collect,
 };
 
 /* ---- device selection -------------------------------------------------------------------------- */
@@ -855,7 +914,9 @@ static int ctx_init(cf_cl_ctx *ctx) {
                                      0};
     ctx->context = clCreateContext(props, 1, &ctx->dev.device, NULL, NULL, &err);
     CF_CHECK_CL(ctx, err);
-    ctx->queue = clCreateCommandQueue(ctx->context, ctx->dev.device, 0, &err);
+    /* profiling on: events are requested only while the per-op profiler runs */
+    ctx->queue = clCreateCommandQueue(ctx->context, ctx->dev.device, CL_QUEUE_PROFILING_ENABLE,
+                                      &err);
     CF_CHECK_CL(ctx, err);
     read_env(ctx);
     if (ctx->gemm_mode == CF_GEMM_CLBLAST && !cf_cl_have_clblast())
@@ -932,6 +993,7 @@ int cf_backend_opencl_create(const char *spec, cf_backend **out) {
              ctx->gemm_mode == CF_GEMM_NATIVE || !cf_cl_have_clblast() ? "native" : "clblast");
     be->ops = &cf_cl_ops;
     be->ctx = ctx;
+    ctx->be = be;
     be->is_cpu = 0;
     *out = be;
     return CF_OK;

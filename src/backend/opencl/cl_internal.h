@@ -95,6 +95,7 @@ typedef struct {
 } cf_cl_shape_memo;
 
 typedef struct cf_cl_ctx {
+    cf_backend *be; /* the backend this context belongs to (for be->prof) */
     cf_cl_device_info dev;
     cl_context context;
     cl_command_queue queue;
@@ -122,6 +123,12 @@ typedef struct cf_cl_ctx {
 
     cl_mem scratch[CF_SCRATCH_COUNT];
     size_t scratch_bytes[CF_SCRATCH_COUNT];
+
+    /* device-side profiling: while be->prof.enabled, every enqueue leaves an event here and
+     * prof_collect sums their device times */
+    cl_event *prof_events;
+    int n_prof, cap_prof;
+    int prof_host_timed; /* an enqueue without a usable event happened (CLBlast): host timing */
 
     char kernel_dir[1024]; /* read sources from here instead of the embedded copies ("" = embedded) */
     char cache_dir[1024];  /* "" = no program cache */
@@ -172,6 +179,11 @@ typedef struct {
 #define ARG_ULONG(x) ((cf_cl_arg){CF_ARG_ULONG, NULL, 0, 0.0f, (cl_ulong)(x)})
 #define CF_ARGS(...)                                                                               \
     (int)(sizeof((cf_cl_arg[]){__VA_ARGS__}) / sizeof(cf_cl_arg)), (cf_cl_arg[]) { __VA_ARGS__ }
+
+/* Event slot for the next enqueue: NULL unless profiling is on; pass the result of
+ * cf_cl_prof_keep after the call. */
+static inline int cf_cl_profiling(const cf_cl_ctx *ctx) { return ctx->be && ctx->be->prof.enabled; }
+void cf_cl_prof_keep(cf_cl_ctx *ctx, cl_event ev);
 
 int cf_cl_launch(cf_cl_ctx *ctx, cl_kernel k, const char *name, int dims, const size_t *global,
                  const size_t *local, int nargs, const cf_cl_arg *args);
