@@ -6,14 +6,11 @@
 #
 #   bench/tokenizer_bench.sh [--clformer PATH] [--work DIR] [--vocab-size N] [--repeat N] [--no-install]
 #
-# Corpus (about 22 MB of English prose and technical text, all plain text from Debian 12 packages,
-# installed with apt-get by name unless --no-install, with `time` for /usr/bin/time):
-#   python3.11-doc   /usr/share/doc/python3.11/html/_sources/**/*.txt   (reStructuredText sources)
-#   perl-doc         /usr/share/perl/5.*/pod/*.pod                     (Perl's manual, POD)
-#   debian-policy    /usr/share/doc/debian-policy/*.txt.gz             (decompressed)
-# Files are copied into DIR/corpus (one document each), bytes that are not UTF-8 dropped (Hugging
-# Face reads str only). Times are wall-clock seconds (best of --repeat runs, default 3) with the CPU
-# seconds of that run; every row prints the load average before it, since the CI box is shared.
+# Corpus: tools/tokenizer_corpus.sh (about 21 MB of plain text from Debian 12 packages: python3.11-doc
+# reST sources, perl-doc PODs, debian-policy text, common-licenses; installed with apt-get by name
+# unless --no-install, like `time` for /usr/bin/time), one document per file, valid UTF-8.
+# Times are wall-clock seconds (best of --repeat runs, default 3) with the CPU seconds of that run;
+# every row prints the load average before it, since the CI box is shared.
 # Writes DIR/results.md (the table) and DIR/results.jsonl.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -30,7 +27,7 @@ while [ $# -gt 0 ]; do
   --vocab-size) V=$2; shift 2 ;;
   --repeat) REPEAT=$2; shift 2 ;;
   --no-install) INSTALL=0; shift ;;
-  -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
+  -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
   *) echo "error: unknown option '$1'; see $0 --help" >&2; exit 2 ;;
   esac
 done
@@ -39,35 +36,23 @@ CLF=$(cd "$(dirname "$CLF")" && pwd)/$(basename "$CLF")
 mkdir -p "$W"
 W=$(cd "$W" && pwd)
 
-PKGS="python3.11-doc perl-doc debian-policy"
-if [ $INSTALL = 1 ]; then
-  missing=""
-  for p in $PKGS time; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
-  if [ -n "$missing" ]; then
-    echo "installing:$missing"
-    SUDO=""
-    [ "$(id -u)" = 0 ] || SUDO=sudo
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing >/dev/null ||
-      { echo "error: apt-get install$missing failed; install them or pass --no-install" >&2; exit 1; }
-  fi
+if [ $INSTALL = 1 ] && ! command -v /usr/bin/time >/dev/null; then
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends time >/dev/null
 fi
+[ -x /usr/bin/time ] || { echo "error: /usr/bin/time missing: apt-get install time" >&2; exit 1; }
 
 # ---- corpus ----------------------------------------------------------------------------------
 C="$W/corpus"
-rm -rf "$C"
-mkdir -p "$C"
-n=0
-add() { # add FILE: copy as valid UTF-8 (decompressing .gz)
-  local out
-  out=$(printf '%s/%06d_%s' "$C" "$n" "$(basename "${1%.gz}")")
-  if [ "${1%.gz}" != "$1" ]; then zcat "$1"; else cat "$1"; fi | iconv -f utf-8 -t utf-8 -c >"$out"
-  n=$((n + 1))
-}
-while IFS= read -r f; do add "$f"; done < <(
-  { find /usr/share/doc/python3.11/html/_sources -name '*.txt' 2>/dev/null
-    find /usr/share/perl/ -path '*/pod/*.pod' 2>/dev/null
-    find /usr/share/doc/debian-policy -name '*.txt.gz' 2>/dev/null; } | LC_ALL=C sort)
-BYTES=$(cat "$C"/* | wc -c)
+if [ $INSTALL = 1 ]; then
+  last=$("$ROOT/tools/tokenizer_corpus.sh" "$C" | tail -1)
+else
+  last=$("$ROOT/tools/tokenizer_corpus.sh" "$C" --no-install | tail -1)
+fi
+read -r n BYTES <<<"$last"
+[ -n "${BYTES:-}" ] || exit 1
+PKGS="python3.11-doc perl-doc debian-policy base-files"
 MB=$(awk -v b="$BYTES" 'BEGIN { printf "%.1f", b / 1e6 }')
 echo "corpus: $n files, $MB MB in $C"
 if [ "$BYTES" -lt 20000000 ]; then
