@@ -3,11 +3,13 @@
 # packages (tools/tokenizer_corpus.sh), a 16000-id byte-level BPE at tokenizers/wiki16k.json, and
 # token shards in data/wiki (train.bin, val.bin with 2% of the documents, meta.json).
 #
-#   tools/prepare_wiki.sh [--clformer PATH] [--work DIR] [--no-install] [--keep-tokenizer]
+#   tools/prepare_wiki.sh [--clformer PATH] [--work DIR] [--no-install] [--retrain-tokenizer]
 #
-# --work DIR        where the corpus is assembled (default /tmp/clformer-wiki-corpus)
-# --keep-tokenizer  reuse an existing tokenizers/wiki16k.json instead of training it again (the
-#                   committed file; shards record its hash, so they match the configs as shipped)
+# --work DIR            where the corpus is assembled (default /tmp/clformer-wiki-corpus)
+# --retrain-tokenizer   train tokenizers/wiki16k.json again (by default the committed file is kept:
+#                       shards and checkpoints record its hash; it was trained by this script on
+#                       the corpus of Debian 12's packages, and retraining on the same packages
+#                       gives the same file)
 # Then: clformer train configs/wiki_cache_optimized.json
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -15,14 +17,14 @@ ROOT=$(cd "$HERE/.." && pwd)
 CLF="$ROOT/build/clformer"
 WORK=/tmp/clformer-wiki-corpus
 NOINSTALL=""
-KEEP=0
+RETRAIN=0
 while [ $# -gt 0 ]; do
   case "$1" in
   --clformer) CLF=$2; shift 2 ;;
   --work) WORK=$2; shift 2 ;;
   --no-install) NOINSTALL=--no-install; shift ;;
-  --keep-tokenizer) KEEP=1; shift ;;
-  -h | --help) sed -n '2,11p' "$0"; exit 0 ;;
+  --retrain-tokenizer) RETRAIN=1; shift ;;
+  -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
   *) echo "error: unknown option '$1'; see $0 --help" >&2; exit 2 ;;
   esac
 done
@@ -32,7 +34,7 @@ echo "corpus -> $WORK"
 read -r n bytes <<<"$(tools/tokenizer_corpus.sh "$WORK" $NOINSTALL | tail -1)"
 echo "  $n files, $bytes bytes"
 mkdir -p tokenizers data/wiki
-if [ $KEEP = 1 ] && [ -f tokenizers/wiki16k.json ]; then
+if [ $RETRAIN = 0 ] && [ -f tokenizers/wiki16k.json ]; then
   echo "tokenizer: keeping tokenizers/wiki16k.json"
 else
   echo "tokenizer -> tokenizers/wiki16k.json"
