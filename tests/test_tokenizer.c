@@ -703,6 +703,37 @@ static void test_parallel(const cf_tokenizer *t, const uint8_t *corpus, size_t c
     free(big);
 }
 
+/* Training on a few MB (several counting segments, all threads) equals training on the same text
+ * streamed from a file in 100 KB pieces on one thread. */
+static void test_training_big(const uint8_t *corpus, size_t clen) {
+    size_t n = 0, cap = (size_t)3 << 20;
+    uint8_t *big = malloc(cap + clen + 64);
+    for (int k = 0; n < cap; k++) {
+        memcpy(big + n, corpus, clen);
+        n += clen;
+        n += (size_t)snprintf((char *)big + n, 64, " variant%d <|endoftext|>", k % 97);
+    }
+    char *j1 = NULL, *j2 = NULL;
+    size_t l1 = 0, l2 = 0;
+    CHECK(cf_tokenizer_train_text(big, n, 700, &j1, &l1, NULL) == CF_OK, "train on %zu bytes", n);
+    char path[256], out[256];
+    snprintf(path, sizeof path, "%s/test_tokenizer_%ld_big.txt", CF_BINARY_DIR, (long)getpid());
+    snprintf(out, sizeof out, "%s/test_tokenizer_%ld_big.json", CF_BINARY_DIR, (long)getpid());
+    CHECK(cf_write_file_atomic(path, big, n) == CF_OK, "write %s", path);
+    const char *in[] = {path};
+    cf_bpe_train_opts o = {700, in, 1, out, 1, 0, 100000};
+    CHECK(cf_tokenizer_train(&o, NULL) == CF_OK, "train streamed");
+    CHECK(cf_read_file(out, &j2, &l2) == CF_OK, "read %s", out);
+    CHECK(j1 && j2 && l1 == l2 && !memcmp(j1, j2, l1),
+          "%zu-byte text: parallel in-memory training differs from streamed one-thread training",
+          n);
+    remove(path);
+    remove(out);
+    free(j1);
+    free(j2);
+    free(big);
+}
+
 static int load_fails(const char *json, const char *what, const char *expect_in_msg) {
     cf_tokenizer *t = NULL;
     g_last_error[0] = 0;
@@ -775,6 +806,7 @@ int main(void) {
         test_reference_encode(t, json, (const uint8_t *)corpus, clen);
         test_cuts(t);
         test_parallel(t, (const uint8_t *)corpus, clen);
+        test_training_big((const uint8_t *)corpus, clen);
         test_format_errors(json);
         /* compression: the trained tokenizer must beat bytes clearly on its own corpus */
         cf_token_buf ids = {0};
