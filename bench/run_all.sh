@@ -5,7 +5,7 @@
 #
 #   bench/run_all.sh [--clformer PATH] [--devices "LABEL=SPEC ..."] [--configs "NAME ..."]
 #                    [--steps N] [--warmup N] [--torch-device cpu|cuda] [--torch-threads N]
-#                    [--out DIR] [--profile] [--rounds N]
+#                    [--out DIR] [--profile] [--rounds N] [--append] [--table-only]
 #
 # Defaults (this repository's 2-core CI box): devices "cpu=cpu pocl=pocl", configs tiny,
 # wiki_cache_optimized, wiki_performance_tuned, wiki_gpu_optimized, PyTorch on the CPU with as
@@ -17,7 +17,8 @@
 # Rows whose tool is missing (no torch, no OpenCL device) are reported as skipped, with why.
 # --rounds N runs every row of a config N times, alternating clformer and PyTorch, and the table
 # keeps each row's fastest round (the least disturbed on a machine shared with other work); all
-# rounds stay in results.jsonl.
+# rounds stay in results.jsonl. --append adds to an existing DIR/results.jsonl (rows run with
+# different --steps, say) and --table-only rebuilds DIR/table.md from it without running anything.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -31,6 +32,8 @@ TORCH_THREADS=$(nproc 2>/dev/null || echo 1)
 OUT="$ROOT/bench/results"
 PROFILE=0
 ROUNDS=1
+APPEND=0
+TABLE_ONLY=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --clformer) CLF=$2; shift 2 ;;
@@ -43,18 +46,20 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift 2 ;;
     --profile) PROFILE=1; shift ;;
     --rounds) ROUNDS=$2; shift 2 ;;
-    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --append) APPEND=1; shift ;;
+    --table-only) TABLE_ONLY=1; APPEND=1; shift ;;
+    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run_all.sh: unknown argument '$1'; see bench/run_all.sh --help" >&2; exit 2 ;;
   esac
 done
-if [ ! -x "$CLF" ]; then
+if [ $TABLE_ONLY -eq 0 ] && [ ! -x "$CLF" ]; then
   echo "run_all.sh: $CLF is not an executable; build first (cmake -S . -B build && cmake --build build) or pass --clformer PATH" >&2
   exit 2
 fi
 command -v python3 >/dev/null || { echo "run_all.sh: python3 is needed to collect the JSON rows" >&2; exit 2; }
 mkdir -p "$OUT" || exit 2
 RES="$OUT/results.jsonl"
-: >"$RES"
+[ $APPEND -eq 1 ] || : >"$RES"
 cd "$ROOT" || exit 2
 
 # Steps per config: enough for a stable median on 2 cores without taking all day; --steps and
@@ -120,8 +125,15 @@ print("  -> %s (%.0f s, %.2f cores busy)" % (
 PY
 }
 
-echo "machine: $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1), $(nproc) processors; $(date -u +%Y-%m-%dT%H:%MZ)"
-echo "clformer: $CLF ($("$CLF" --version 2>/dev/null))"
+[ $TABLE_ONLY -eq 1 ] && CONFIGS=""
+if [ $TABLE_ONLY -eq 0 ]; then
+  echo "machine: $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1), $(nproc) processors; $(date -u +%Y-%m-%dT%H:%MZ)"
+  { date -u +%Y-%m-%dT%H:%MZ; lscpu 2>/dev/null | grep -E '^(Model name|CPU\(s\)|Thread|Core|Socket|L2|L3)'
+    free -h 2>/dev/null | sed -n 2p; uname -sr; "$CLF" devices 2>&1
+    python3 -c 'import torch; print("torch", torch.__version__, "threads", torch.get_num_threads())' 2>&1 | tail -1
+  } >>"$OUT/machine.txt"
+fi
+[ $TABLE_ONLY -eq 0 ] && echo "clformer: $CLF ($("$CLF" --version 2>/dev/null))"
 for cfg in $CONFIGS; do
   conf="configs/$cfg.json"
   if [ ! -f "$conf" ]; then
