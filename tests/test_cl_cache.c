@@ -45,7 +45,7 @@ static void find_bin(const char *prefix, char *out, size_t len) {
 static cf_backend *open_timed(const char *label, double *sec, cf_cl_build_stats *st) {
     double t0 = cf_time_now();
     cf_backend *be = NULL;
-    TCL_OK(cf_backend_opencl_create("opencl", &be));
+    TCL_OK(cf_backend_opencl_create(tcl_spec(), &be));
     *sec = cf_time_now() - t0;
     TCL_OK(cf_backend_opencl_build_stats(be, st));
     printf("     %-34s %7.3f s: %d compiled, %d from cache, %d written (build %.3f s)\n", label,

@@ -211,9 +211,12 @@ static inline void gemm_case(const char *path, int ta, int tb, int M, int N, int
     pair C = beta == 0.0f ? pair_const((size_t)M * ldc, NAN) : pair_rand((size_t)M * ldc, 1.0f);
     BOTH(cf_be_gemm(be, ta, tb, M, N, K, alpha, V(A), lda, V(B), ldb, beta, V(C), ldc));
     char what[128];
+    char forced[32] = "";
+    if (g_force_tile)
+        snprintf(forced, sizeof forced, " [%dx%d wpt %d tk %d]", g_force_tile, g_force_tile,
+                 g_force_wpt, g_force_tk);
     snprintf(what, sizeof what, "gemm %s %c%c M=%d N=%d K=%d a=%.1f b=%.1f%s", path,
-             ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, beta,
-             g_force_tile ? (g_force_tile == 8 ? " [8x8]" : " [16x16]") : "");
+             ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, beta, forced);
     check(what, C, 2e-6 * (K > 16 ? sqrt((double)K) : 4.0));
     pair_free(A);
     pair_free(B);
@@ -221,14 +224,20 @@ static inline void gemm_case(const char *path, int ta, int tb, int M, int N, int
 }
 
 
+/* The OpenCL device the tests use: CF_TEST_OPENCL_DEVICE (e.g. "nvidia" on a machine that also
+ * has PoCL), else the first usable device. */
+static inline const char *tcl_spec(void) {
+    const char *s = getenv("CF_TEST_OPENCL_DEVICE");
+    return s && *s ? s : "opencl";
+}
+
 /* Open both backends: the CPU oracle and the OpenCL device spec (CF_TEST_OPENCL_DEVICE or
  * "opencl"). Returns -1 (after printing SKIP/FAIL and setting *exit_code) when there is none.
  * Programs are cached under the build directory unless CF_CACHE_DIR says otherwise, so the tests
  * share one warm cache and leave the user's cache alone. */
 static inline int tcl_open(const char *test, const char *spec, int *exit_code) {
     if (!getenv("CF_CACHE_DIR")) setenv("CF_CACHE_DIR", CF_BINARY_DIR "/cl_cache", 1);
-    if (!spec) spec = getenv("CF_TEST_OPENCL_DEVICE");
-    if (!spec) spec = "opencl";
+    if (!spec) spec = tcl_spec();
     if (tcl_device_count() == 0) {
         *exit_code = tcl_no_device(test);
         return -1;

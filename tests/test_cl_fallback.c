@@ -116,7 +116,7 @@ static void expect_auto_fallback(const char *label, const char *warn_must_say) {
 static void expect_explicit_error(const char *label, int want_rc, const char *must_say) {
     reset_log();
     cf_backend *be = NULL;
-    int rc = cf_backend_create("opencl", &be);
+    int rc = cf_backend_create(tcl_spec(), &be);
     expect(rc == want_rc && !be && n_err >= 1 && n_warn == 0 && strstr(all_errors, must_say),
            "%s: explicit device is an error (rc %d) naming \"%s\"", label, rc, must_say);
     if (be) cf_backend_destroy(be);
@@ -128,7 +128,7 @@ static void test_build_failures(void) {
     int builds = 0;
     {
         cf_backend *be = NULL;
-        TCL_OK(cf_backend_create("opencl", &be));
+        TCL_OK(cf_backend_create(tcl_spec(), &be));
         cf_cl_build_stats st;
         TCL_OK(cf_backend_opencl_build_stats(be, &st));
         builds = st.programs_from_source + st.programs_from_cache;
@@ -214,7 +214,7 @@ static void test_alloc_failures(void) {
     /* the backend's own scratch (reduce_sum partials) failing inside an op */
     pair x = pair_rand(100000, 1.0f), out = pair_rand(1, 1.0f);
     cf_backend *fresh = NULL;
-    TCL_OK(cf_backend_opencl_create("opencl", &fresh));
+    TCL_OK(cf_backend_opencl_create(tcl_spec(), &fresh));
     cf_buffer *fx = NULL, *fo = NULL;
     TCL_OK(cf_be_alloc(fresh, 4000, &fx));
     TCL_OK(cf_be_alloc(fresh, 4, &fo));

@@ -1,9 +1,9 @@
 /* clformer test: GEMM on the OpenCL backend against the CPU backend: both paths (clformer's native
  * kernel and CLBlast when compiled in), all four transpose combinations, alpha/beta (beta = 0 must
  * not read C: C starts as NaN), padded leading dimensions, views at offsets, shapes that are not
- * multiples of the tile; the adaptive-tile rule (8x8 below 256, else 16x16) and its debug log
- * line; both tile sizes and a non-default variant forced through the tuner hook; the linear layer
- * (matmul forward/backward) on both paths.
+ * multiples of the tile; the adaptive-tile rule (8x8 below 256, else 16x16; WPT 8 for large
+ * products) and its debug log line; both tile sizes, both WPTs and a non-default variant forced
+ * through the tuner hook; the linear layer (matmul forward/backward) on both paths.
  *   test_cl_gemm [--device SPEC] */
 #include "test_cl_common.h"
 
@@ -28,7 +28,11 @@ static void test_gemm_rule(void) {
     TCL_OK(cf_backend_opencl_gemm_params(GPU, 256, 10, 10, 0, 0, &p));
     expect(p.tile == 16, "gemm rule: M=256 N=10 -> %dx%d (want 16x16)", p.tile, p.tile);
     TCL_OK(cf_backend_opencl_gemm_params(GPU, 10, 4096, 10, 1, 0, &p));
-    expect(p.tile == 16, "gemm rule: M=10 N=4096 -> %dx%d (want 16x16)", p.tile, p.tile);
+    expect(p.tile == 16 && p.wpt == 4, "gemm rule: M=10 N=4096 -> %dx%d wpt %d (want 16x16 wpt 4)",
+           p.tile, p.tile, p.wpt);
+    TCL_OK(cf_backend_opencl_gemm_params(GPU, 2048, 1024, 64, 0, 1, &p));
+    expect(p.tile == 16 && p.wpt == 8, "gemm rule: M=2048 N=1024 -> %dx%d wpt %d (want 16x16 wpt 8)",
+           p.tile, p.tile, p.wpt);
     /* the choice is logged once per shape at debug level */
     int level = cf_log_get_level();
     cf_log_set_level(CF_LOG_DEBUG);
@@ -57,8 +61,8 @@ static void test_gemm_paths(void) {
     }
     /* both tile sizes forced on the same shapes, and a non-default variant */
     TCL_OK(cf_backend_opencl_set_gemm(GPU, "native"));
-    static const int forced[][3] = {{16, 4, 16}, {8, 4, 16}, {8, 2, 8}};
-    for (int f = 0; f < 3; f++) {
+    static const int forced[][3] = {{16, 4, 16}, {16, 8, 16}, {8, 4, 16}, {8, 2, 8}};
+    for (int f = 0; f < 4; f++) {
         g_force_tile = forced[f][0];
         g_force_wpt = forced[f][1];
         g_force_tk = forced[f][2];

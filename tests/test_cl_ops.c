@@ -279,12 +279,13 @@ static void test_transfers(cf_backend *be, const char *label) {
     free(h), free(back);
 }
 
-/* oclgrind mode: every GEMM kernel variant the rule can pick (8x8, 16x16), all transposes */
+/* oclgrind mode: every GEMM kernel variant the rule can pick (8x8; 16x16 with WPT 4 and 8), all
+ * transposes */
 static void small_gemm(void) {
-    static const int tiles[2] = {8, 16};
-    for (int f = 0; f < 2; f++) {
-        g_force_tile = tiles[f];
-        g_force_wpt = 4;
+    static const int variants[3][2] = {{8, 4}, {16, 4}, {16, 8}};
+    for (int f = 0; f < 3; f++) {
+        g_force_tile = variants[f][0];
+        g_force_wpt = variants[f][1];
         g_force_tk = 16;
         TCL_OK(cf_backend_opencl_set_gemm_tuner(GPU, force_tuner, NULL));
         for (int t = 0; t < 4; t++) {
@@ -405,8 +406,7 @@ int main(int argc, char **argv) {
 
     /* the same device through copies instead of map/unmap (the discrete-GPU transfer path) */
     if (want("transfers")) {
-        const char *dev = spec ? spec : getenv("CF_TEST_OPENCL_DEVICE");
-        if (!dev) dev = "opencl";
+        const char *dev = spec ? spec : tcl_spec();
         setenv("CF_CL_MAP", "0", 1);
         cf_backend *copy_be = NULL;
         TCL_OK(cf_backend_opencl_create(dev, &copy_be));

@@ -32,7 +32,8 @@ typedef struct cf_cl_gemm_params {
 } cf_cl_gemm_params;
 
 /* The built-in rule (used when no tuner answers): 8x8 work-groups when both M and N are below 256,
- * else 16x16 (8x8 also when the device cannot run 256-item groups); WPT 4, TK 16. */
+ * else 16x16 (8x8 also when the device cannot run 256-item groups); WPT 8 for 16x16 groups once
+ * M*N >= 2^21, else 4; TK 16. */
 void cf_cl_gemm_rule(int M, int N, int K, int max_group, cf_cl_gemm_params *out);
 
 /* Tuning hook: when set, called for every new GEMM shape before the rule; return 1 and fill *out to
