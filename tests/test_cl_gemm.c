@@ -101,6 +101,26 @@ static void test_matmul(int N, int IC, int OC, const char *path) {
     pair_free(dinp), pair_free(dw), pair_free(db), pair_free(dout);
 }
 
+/* CLBlast reporting an error (test switch CF_FAULT_CLBLAST=1): one warning, the result comes from
+ * the native kernel, and the backend stays on the native path without further warnings. */
+static void test_clblast_fallback(void) {
+    setenv("CF_FAULT_CLBLAST", "1", 1);
+    cf_backend *keep = GPU;
+    TCL_OK(cf_backend_opencl_create(tcl_spec(), &GPU));
+    if (cf_backend_opencl_set_gemm(GPU, "clblast") == CF_OK) {
+        int warn_before = g_warnings;
+        gemm_case("clblast->native", 0, 1, 70, 50, 30, 1.0f, 0.0f);
+        gemm_case("native after fallback", 1, 0, 70, 50, 30, 1.0f, 1.0f);
+        expect(g_warnings - warn_before == 1 &&
+                   strcmp(cf_backend_opencl_gemm_path(GPU), "native") == 0,
+               "a CLBlast error gives one warning and the native path from then on (%d warnings)",
+               g_warnings - warn_before);
+    }
+    cf_backend_destroy(GPU);
+    GPU = keep;
+    unsetenv("CF_FAULT_CLBLAST");
+}
+
 int main(int argc, char **argv) {
     const char *spec = NULL;
     for (int i = 1; i < argc; i++) {
@@ -121,6 +141,7 @@ int main(int argc, char **argv) {
         test_matmul(300, 64, 257, "clblast");
         expect(strcmp(cf_backend_opencl_gemm_path(GPU), "clblast") == 0,
                "gemm path after the clblast matmuls is still clblast");
+        test_clblast_fallback();
     }
     return tcl_finish("test_cl_gemm", t0);
 }

@@ -237,6 +237,12 @@ static int gemm_native(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
 #ifdef CF_HAVE_CLBLAST
 /* 0 on success, else the CLBlast status code (negative) */
 static int gemm_clblast(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
+    /* test switch CF_FAULT_CLBLAST=1: CLBlast's next call "fails" (exercises the fallback) */
+    const char *fault = getenv("CF_FAULT_CLBLAST");
+    if (fault && atoi(fault) == 1 && !ctx->clblast_fault_used) {
+        ctx->clblast_fault_used = 1;
+        return (int)CLBlastUnexpectedError;
+    }
     CLBlastTranspose ta = d->ta ? CLBlastTransposeYes : CLBlastTransposeNo;
     CLBlastTranspose tb = d->tb ? CLBlastTransposeYes : CLBlastTransposeNo;
     CLBlastStatusCode st =

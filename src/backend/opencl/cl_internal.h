@@ -118,6 +118,7 @@ typedef struct cf_cl_ctx {
     int gemm_max_group; /* largest work-group the native GEMM can use (64 or 256) */
     int gemm_mode;      /* enum cf_cl_gemm_mode */
     int clblast_failed; /* CLBlast returned an error once: native from then on */
+    int clblast_fault_used; /* the CF_FAULT_CLBLAST test switch has fired */
     cf_cl_gemm_tuner_fn tuner;
     void *tuner_user;
 
