@@ -6,6 +6,7 @@
  * Determinism: K is never split across threads and every register tile is computed with the
  * same instruction sequence wherever it lies (edge tiles go through a scratch tile with the same
  * arithmetic), so the result is bit-identical for any thread count and any schedule. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,9 +27,15 @@
  * packed block of A (144 KiB) sits in L2, and the KC x NC packed block of B (3 MiB) in L3.
  * MC is a multiple of every kernel's MR and NC of every NR, so tile positions do not depend on
  * how blocks are split among threads. */
+#ifndef CF_GEMM_KC
 #define CF_GEMM_KC 256
+#endif
+#ifndef CF_GEMM_MC
 #define CF_GEMM_MC 144
+#endif
+#ifndef CF_GEMM_NC
 #define CF_GEMM_NC 3072
+#endif
 /* Below this many flops a GEMM runs on one thread. */
 #define CF_GEMM_PAR_FLOPS 2.0e6
 
@@ -289,18 +296,24 @@ static const cf_gemm_kernel cf_gemm_all_kernels[] = {
 #define CF_GEMM_NALL ((int)(sizeof cf_gemm_all_kernels / sizeof cf_gemm_all_kernels[0]))
 
 static const cf_gemm_kernel *cf_gemm_usable[CF_GEMM_NALL];
-static int cf_gemm_nusable = -1;
-
-static void cf_gemm_detect(void) {
-    int n = 0;
-    for (int i = 0; i < CF_GEMM_NALL; i++)
-        if (cf_gemm_all_kernels[i].usable()) cf_gemm_usable[n++] = &cf_gemm_all_kernels[i];
-    cf_gemm_nusable = n; /* a racing second caller computes the same list */
-}
+static _Atomic int cf_gemm_nusable = -1; /* set once, after the list is complete */
 
 int cf_cpu_gemm_kernel_count(void) {
-    if (cf_gemm_nusable < 0) cf_gemm_detect();
-    return cf_gemm_nusable;
+    int n = atomic_load_explicit(&cf_gemm_nusable, memory_order_acquire);
+    if (n >= 0) return n;
+    /* first use, possibly from several threads (the attention ops call GEMM inside a team) */
+#ifdef _OPENMP
+#pragma omp critical(cf_gemm_detect)
+#endif
+    {
+        if (atomic_load_explicit(&cf_gemm_nusable, memory_order_relaxed) < 0) {
+            int k = 0;
+            for (int i = 0; i < CF_GEMM_NALL; i++)
+                if (cf_gemm_all_kernels[i].usable()) cf_gemm_usable[k++] = &cf_gemm_all_kernels[i];
+            atomic_store_explicit(&cf_gemm_nusable, k, memory_order_release);
+        }
+    }
+    return atomic_load_explicit(&cf_gemm_nusable, memory_order_acquire);
 }
 
 const char *cf_cpu_gemm_kernel_name(int kernel) {
