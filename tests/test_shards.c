@@ -198,6 +198,7 @@ static void docs_add(docs *d, const char *s, size_t n) {
     d->len = realloc(d->len, (size_t)(d->n + 1) * sizeof *d->len);
     d->doc[d->n] = malloc(n + 1);
     memcpy(d->doc[d->n], s, n);
+    d->doc[d->n][n] = 0;
     d->len[d->n] = n;
     d->n++;
 }
