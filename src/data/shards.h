@@ -82,7 +82,6 @@ typedef struct {
     cf_shard *sh;    /* (n) */
     uint64_t *first; /* (n+1) index of each shard's first token; first[n] = total */
     uint64_t total;
-    int last; /* shard of the previous lookup (windows are read in order) */
 } cf_shard_list;
 
 /* "<dir>/<split>.bin" or "<dir>/<split>_NNNNN.bin"; no file gives an empty list (n = 0). */
@@ -90,9 +89,9 @@ int cf_shard_list_open(const char *dir, const char *split, const cf_shard_expect
                        cf_shard_list *out);
 void cf_shard_list_close(cf_shard_list *l);
 
-static inline uint32_t cf_shard_list_token(cf_shard_list *l, uint64_t i) {
-    int k = l->last;
-    if (i < l->first[k] || i >= l->first[k + 1]) {
+static inline uint32_t cf_shard_list_token(const cf_shard_list *l, uint64_t i) {
+    int k = 0;
+    if (l->n > 1) { /* the last shard starting at or before i (empty shards are skipped) */
         int lo = 0, hi = l->n - 1;
         while (lo < hi) {
             int mid = (lo + hi + 1) / 2;
@@ -101,7 +100,7 @@ static inline uint32_t cf_shard_list_token(cf_shard_list *l, uint64_t i) {
             else
                 hi = mid - 1;
         }
-        k = l->last = lo;
+        k = lo;
     }
     return cf_shard_token(&l->sh[k], i - l->first[k]);
 }
@@ -128,8 +127,8 @@ static inline uint64_t cf_shard_set_val_tokens(const cf_shard_set *s) { return s
 /* The dataset's split: *n_val = the val shards' tokens. Fails with a message naming dir when the
  * train split has fewer than T + 1 tokens, or when need_val and the val split has fewer. */
 int cf_shard_set_split(const cf_shard_set *s, const char *dir, int T, int need_val, size_t *n_val);
-/* Token i of train ++ val (not thread-safe: it remembers the last shard). */
-static inline uint32_t cf_shard_set_token(cf_shard_set *s, uint64_t i) {
+/* Token i of train ++ val. */
+static inline uint32_t cf_shard_set_token(const cf_shard_set *s, uint64_t i) {
     return i < s->train.total ? cf_shard_list_token(&s->train, i)
                               : cf_shard_list_token(&s->val, i - s->train.total);
 }
