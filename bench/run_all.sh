@@ -5,7 +5,7 @@
 #
 #   bench/run_all.sh [--clformer PATH] [--devices "LABEL=SPEC ..."] [--configs "NAME ..."]
 #                    [--steps N] [--warmup N] [--torch-device cpu|cuda] [--torch-threads N]
-#                    [--out DIR] [--profile] [--rounds N] [--append] [--table-only]
+#                    [--out DIR] [--profile] [--rounds N] [--append] [--table-only] [--no-torch]
 #
 # Defaults (this repository's 2-core CI box): devices "cpu=cpu pocl=pocl", configs tiny,
 # wiki_cache_optimized, wiki_performance_tuned, wiki_gpu_optimized, PyTorch on the CPU with as
@@ -18,7 +18,8 @@
 # --rounds N runs every row of a config N times, alternating clformer and PyTorch, and the table
 # keeps each row's fastest round (the least disturbed on a machine shared with other work); all
 # rounds stay in results.jsonl. --append adds to an existing DIR/results.jsonl (rows run with
-# different --steps, say) and --table-only rebuilds DIR/table.md from it without running anything.
+# different --steps, say) and --table-only rebuilds DIR/table.md from it without running anything;
+# --no-torch leaves out the PyTorch rows (when an earlier --append run of the same DIR has them).
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -34,6 +35,7 @@ PROFILE=0
 ROUNDS=1
 APPEND=0
 TABLE_ONLY=0
+TORCH=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --clformer) CLF=$2; shift 2 ;;
@@ -47,8 +49,9 @@ while [ $# -gt 0 ]; do
     --profile) PROFILE=1; shift ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     --append) APPEND=1; shift ;;
+    --no-torch) TORCH=0; shift ;;
     --table-only) TABLE_ONLY=1; APPEND=1; shift ;;
-    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "run_all.sh: unknown argument '$1'; see bench/run_all.sh --help" >&2; exit 2 ;;
   esac
 done
@@ -155,7 +158,9 @@ for cfg in $CONFIGS; do
       echo "[$cfg / $label, round $round] ${cmd[*]}"
       run_row "$cfg / $label" "$errf" "$round" "${cmd[@]}"
     done
-    if [ -f bench/pytorch_gpt.py ]; then
+    if [ $TORCH -eq 0 ]; then
+      :
+    elif [ -f bench/pytorch_gpt.py ]; then
       cmd=(python3 bench/pytorch_gpt.py --config "$conf" --device "$TORCH_DEVICE" --threads "$TORCH_THREADS" --steps "$st" --warmup "$wu" --json)
       echo "[$cfg / pytorch-$TORCH_DEVICE, round $round] ${cmd[*]}"
       run_row "$cfg / pytorch-$TORCH_DEVICE" "" "$round" "${cmd[@]}"
