@@ -140,11 +140,15 @@ static int test_path(cf_backend *be, const char *path, int native, cf_rng *rng) 
                     }
     printf("  %-5s gemm %-20s %d small cases (sizes 1..130, 4 transposes, 3 alpha/beta)\n",
            fail ? "FAIL" : "ok", path, cases);
-    /* larger shapes: several K, M and N blocks, the thread split, N past one column block */
+    /* larger shapes: several K, M and N blocks, N past one column block, and each way the
+     * native GEMM shares work among threads (shared packing; separate row blocks; separate
+     * column blocks) */
     for (int t = 0; t < 4; t++) {
         fail += run_case(be, path, t >> 1, t & 1, 301, 157, 601, (cft_ab){1.0f, 1.0f}, 3, 5, rng,
                          1);
         fail += run_case(be, path, t >> 1, t & 1, 13, 3100, 260, (cft_ab){0.5f, 0.0f}, 1, 2, rng,
+                         1);
+        fail += run_case(be, path, t >> 1, t & 1, 1100, 70, 50, (cft_ab){1.0f, 0.5f}, 2, 3, rng,
                          1);
     }
     /* alpha == 0 and K == 0 reduce to C = beta C */
@@ -152,7 +156,11 @@ static int test_path(cf_backend *be, const char *path, int native, cf_rng *rng) 
     fail += run_case(be, path, 1, 1, 33, 17, 0, (cft_ab){1.0f, -1.5f}, 2, 1, rng, 1);
     fail += run_case(be, path, 0, 1, 33, 17, 0, (cft_ab){1.0f, 0.0f}, 2, 1, rng, 1);
     if (native)
-        for (int t = 0; t < 4; t++) fail += check_threads(be, path, t >> 1, t & 1, 250, 190, 300, rng);
+        for (int t = 0; t < 4; t++) {
+            fail += check_threads(be, path, t >> 1, t & 1, 250, 190, 300, rng);
+            fail += check_threads(be, path, t >> 1, t & 1, 1100, 70, 50, rng);
+            fail += check_threads(be, path, t >> 1, t & 1, 20, 1100, 60, rng);
+        }
     return fail;
 }
 

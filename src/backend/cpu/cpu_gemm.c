@@ -526,6 +526,55 @@ static void cf_gemm_scale_c(int M, int N, float beta, float *C, int ldc) {
     }
 }
 
+/* The whole five-loop nest on one thread for the block C[i0:i1, j0:j1] (row blocks of mc),
+ * with its own packing buffers. */
+static void cf_gemm_serial(const cf_gemm_kernel *kr, int ta, int tb, int i0, int i1, int j0,
+                           int j1, int K, int kc, int nc, int mc, float alpha, const float *A,
+                           int lda, const float *B, int ldb, float beta, float *C, int ldc,
+                           float *apack, float *bpack) {
+    const int mr = kr->mr, nr = kr->nr;
+    for (int jc = j0; jc < j1; jc += nc) {
+        const int nb = cf_min_i(nc, j1 - jc), npan = cf_ceil_div(nb, nr);
+        for (int pc = 0; pc < K; pc += kc) {
+            const int kb = cf_min_i(kc, K - pc);
+            const float bet = pc == 0 ? beta : 1.0f;
+            cf_gemm_pack_b(bpack, tb, B, ldb, pc, jc, kb, nb, nr, 0, npan, kr->simd_pack);
+            for (int ic = i0; ic < i1; ic += mc) {
+                const int mb = cf_min_i(mc, i1 - ic);
+                cf_gemm_pack_a(apack, ta, A, lda, ic, pc, mb, kb, mr, kr->simd_pack);
+                for (int p = 0; p < npan; p++) {
+                    const int j = p * nr, nn = cf_min_i(nr, nb - j);
+                    const float *bp = bpack + (size_t)p * nr * kb;
+                    float *cblk = C + (size_t)ic * ldc + jc + j;
+                    for (int i = 0; i < mb; i += mr)
+                        kr->fn(kb, apack + (size_t)i * kb, bp, cblk + (size_t)i * ldc, ldc, alpha,
+                               bet, cf_min_i(mr, mb - i), nn);
+                }
+            }
+        }
+    }
+}
+
+static float *cf_gemm_alloc(size_t floats, int M, int N, int K) {
+    const size_t bytes = sizeof(float) * floats;
+    float *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!p)
+        CF_ERROR("cpu gemm: could not allocate %zu bytes of packing buffers for M=%d N=%d K=%d",
+                 bytes, M, N, K);
+    return p;
+}
+
+/* Per-thread extent (rows or columns) from which each thread takes a separate block of C and
+ * packs both operands itself. The other operand is then packed by every thread (an extra copy
+ * out of L3 per element, against 2 * extent flops per element: a few percent at 128); in
+ * return the threads never wait for each other until the end. That matters on a shared
+ * machine, where a thread that loses its core at one of the barriers of the shared-packing
+ * scheme stalls the other: on the loaded 2-core reference box the 384x384x4096 dW product ran
+ * at 5-20 GFLOP/s with shared packing and at 38-45 with separate blocks. */
+#ifndef CF_GEMM_SPLIT_MIN
+#define CF_GEMM_SPLIT_MIN 128
+#endif
+
 static int cf_gemm_native(const cf_gemm_kernel *kr, int ta, int tb, int M, int N, int K,
                           float alpha, const float *A, int lda, const float *B, int ldb,
                           float beta, float *C, int ldc) {
@@ -539,33 +588,67 @@ static int cf_gemm_native(const cf_gemm_kernel *kr, int ta, int tb, int M, int N
 #ifdef _OPENMP
     if (omp_in_parallel()) nth = 1; /* called from a team (the attention ops): no nesting */
 #endif
-    /* Row blocks of about MC rows; with several threads their count is a multiple of the
-     * thread count (equal shares). When M is too small for that, each row block is also split
-     * into nsplit column ranges (each such work item packs its A block itself). */
-    int mblocks = cf_ceil_div(M, CF_GEMM_MC), nsplit = 1;
-    if (nth > 1) {
-        const int mpanels = cf_ceil_div(M, mr);
-        if (mblocks >= nth)
-            mblocks = cf_min_i(cf_round_up(mblocks, nth), mpanels);
-        else {
-            mblocks = cf_min_i(nth, mpanels);
-            nsplit = cf_ceil_div(nth, mblocks);
+    const size_t bsize = (size_t)kc * nc; /* a multiple of 16: nc is one of nr */
+    const size_t asize_mc = ((size_t)kc * CF_GEMM_MC + CF_GEMM_APAD + 15) / 16 * 16;
+
+    if (nth == 1) {
+        float *pack = cf_gemm_alloc(bsize + asize_mc, M, N, K);
+        if (!pack) return CF_ERR_NOMEM;
+        cf_gemm_serial(kr, ta, tb, 0, M, 0, N, K, kc, nc, CF_GEMM_MC, alpha, A, lda, B, ldb, beta,
+                       C, ldc, pack + bsize, pack);
+        free(pack);
+        return CF_OK;
+    }
+
+    /* Separate blocks: split the longer side of C evenly (in whole register tiles). */
+    const int rows_t = cf_round_up(cf_ceil_div(M, nth), mr);
+    const int cols_t = cf_round_up(cf_ceil_div(N, nth), nr);
+    if (rows_t >= CF_GEMM_SPLIT_MIN || cols_t >= CF_GEMM_SPLIT_MIN) {
+        const int by_rows = rows_t >= cols_t;
+        const size_t per = bsize + asize_mc;
+        float *pack = cf_gemm_alloc(per * (size_t)nth, M, N, K);
+        if (!pack) return CF_ERR_NOMEM;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nth)
+#endif
+        {
+            const int t = cf_cpu_thread_num();
+            float *bp = pack + per * (size_t)t, *ap = bp + bsize;
+            if (by_rows) {
+                const int i0 = cf_min_i(M, t * rows_t), i1 = cf_min_i(M, i0 + rows_t);
+                if (i0 < i1)
+                    cf_gemm_serial(kr, ta, tb, i0, i1, 0, N, K, kc, nc, CF_GEMM_MC, alpha, A, lda,
+                                   B, ldb, beta, C, ldc, ap, bp);
+            } else {
+                const int j0 = cf_min_i(N, t * cols_t), j1 = cf_min_i(N, j0 + cols_t);
+                if (j0 < j1)
+                    cf_gemm_serial(kr, ta, tb, 0, M, j0, j1, K, kc, nc, CF_GEMM_MC, alpha, A, lda,
+                                   B, ldb, beta, C, ldc, ap, bp);
+            }
         }
+        free(pack);
+        return CF_OK;
+    }
+
+    /* Small C, long K (the dW products of narrow layers): one shared packed B block per depth
+     * step, row blocks of about MC rows in a count that is a multiple of the thread count
+     * (equal shares); when M is too small for that, each row block is also split into nsplit
+     * column ranges (each such work item packs its A block itself). */
+    int mblocks = cf_ceil_div(M, CF_GEMM_MC), nsplit = 1;
+    const int mpanels = cf_ceil_div(M, mr);
+    if (mblocks >= nth)
+        mblocks = cf_min_i(cf_round_up(mblocks, nth), mpanels);
+    else {
+        mblocks = cf_min_i(nth, mpanels);
+        nsplit = cf_ceil_div(nth, mblocks);
     }
     const int mc = cf_round_up(cf_ceil_div(M, mblocks), mr);
     mblocks = cf_ceil_div(M, mc);
     const int nitems = mblocks * nsplit;
     if (nth > nitems) nth = nitems;
-
-    const size_t bsize = (size_t)kc * nc; /* a multiple of 16: nc is one of nr */
     const size_t asize = ((size_t)kc * mc + CF_GEMM_APAD + 15) / 16 * 16;
-    const size_t bytes = sizeof(float) * (bsize + asize * (size_t)nth);
-    float *pack = aligned_alloc(64, (bytes + 63) / 64 * 64);
-    if (!pack) {
-        CF_ERROR("cpu gemm: could not allocate %zu bytes of packing buffers for M=%d N=%d K=%d",
-                 bytes, M, N, K);
-        return CF_ERR_NOMEM;
-    }
+    float *pack = cf_gemm_alloc(bsize + asize * (size_t)nth, M, N, K);
+    if (!pack) return CF_ERR_NOMEM;
     float *bpack = pack;
 
 #ifdef _OPENMP
