@@ -5,7 +5,8 @@
  *    sequence, and a real compile error from a broken kernel file): `auto` falls back to the CPU
  *    backend with exactly one warning line; an explicit device is an error naming the kernel file.
  *  - Allocation failures (injected in the wrapper and in the backend's scratch, and a request over
- *    the device's limit) return CF_ERR_NOMEM and leave the backend usable. */
+ *    the device's limit) return CF_ERR_NOMEM and leave the backend usable.
+ *  - Views too small for an op's shape are CF_ERR_INVALID before anything reaches the device. */
 #include "test_cl_common.h"
 
 #include <sys/stat.h>
@@ -240,6 +241,23 @@ static void test_alloc_failures(void) {
     cf_be_free(GPU, b);
 }
 
+/* an op whose view is too small for its shape is an error before anything reaches the device */
+static void test_view_checks(void) {
+    cf_buffer *small = NULL;
+    TCL_OK(cf_be_alloc(GPU, 100 * 4, &small));
+    reset_log();
+    int rc = cf_be_gelu_forward(GPU, cf_view_make(small, 50), cf_view_make(small, 0), 60);
+    expect(rc == CF_ERR_INVALID && n_err == 1 && strstr(all_errors, "'out' needs 60 elements"),
+           "gelu_forward on a view too small: CF_ERR_INVALID naming the argument");
+    printf("     message: %s", all_errors);
+    reset_log();
+    rc = cf_be_gemm(GPU, 0, 0, 10, 10, 10, 1.0f, cf_view_make(small, 0), 10,
+                    cf_view_make(small, 0), 10, 0.0f, cf_view_make(small, 10), 10);
+    expect(rc == CF_ERR_INVALID && n_err == 1 && strstr(all_errors, "'C'"),
+           "gemm whose C overruns the buffer: CF_ERR_INVALID naming C");
+    cf_be_free(GPU, small);
+}
+
 int main(void) {
     int code = 0;
     if (tcl_open("test_cl_fallback", NULL, &code) < 0) return code;
@@ -249,6 +267,7 @@ int main(void) {
     test_specs();
     test_build_failures();
     test_alloc_failures();
+    test_view_checks();
     cf_log_set_callback(NULL, NULL);
     return tcl_finish("test_cl_fallback", t0);
 }

@@ -14,6 +14,28 @@
 static const struct cf_backend_ops cf_cl_ops;
 static cf_cl_ctx *CTX(cf_backend *be) { return (cf_cl_ctx *)be->ctx; }
 
+/* A view must hold n elements: a wrong offset or shape in the caller becomes one error line here
+ * instead of an out-of-bounds access on the device. */
+static int need(cf_cl_ctx *ctx, cf_view v, size_t n, const char *op, const char *arg) {
+    if (!v.buf || !v.buf->handle) {
+        cf_cl_fail(ctx, "opencl %s: argument '%s' has no buffer; pass a view of a buffer allocated "
+                        "on this backend", op, arg);
+        return CF_ERR_INVALID;
+    }
+    size_t have = v.buf->nbytes / 4;
+    if (v.off > have || n > have - v.off) {
+        cf_cl_fail(ctx, "opencl %s: argument '%s' needs %zu elements at offset %zu but its buffer "
+                        "holds %zu; check the tensor's offset and shape", op, arg, n, v.off, have);
+        return CF_ERR_INVALID;
+    }
+    return CF_OK;
+}
+#define NEED(v, n, op, arg) CF_TRY(need(ctx, (v), (n), (op), (arg)))
+/* elements a rows x cols matrix with row stride ld spans */
+static size_t extent(int rows, int cols, int ld) {
+    return rows <= 0 || cols <= 0 ? 0 : (size_t)(rows - 1) * (size_t)ld + (size_t)cols;
+}
+
 /* ---- errors ------------------------------------------------------------------------------------ */
 
 void cf_cl_fail(cf_cl_ctx *ctx, const char *fmt, ...) {
@@ -83,8 +105,10 @@ static void release_programs(cf_cl_ctx *ctx) {
 static int build_programs(cf_cl_ctx *ctx, size_t *max_ls) {
     char opts[96];
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DLS=%d", ctx->ls);
-    for (int p = 0; p < CF_PROG_COUNT; p++)
+    for (int p = 0; p < CF_PROG_COUNT; p++) {
         CF_TRY(cf_cl_build_program(ctx, program_files[p], opts, &ctx->programs[p]));
+        ctx->prog_ls[p] = ctx->ls;
+    }
     *max_ls = (size_t)-1;
     for (int k = 0; k < K_COUNT; k++) {
         cl_int err = CL_SUCCESS;
@@ -103,6 +127,63 @@ static int build_programs(cf_cl_ctx *ctx, size_t *max_ls) {
         if (kernel_table[k].uses_ls && wg < *max_ls) *max_ls = wg;
     }
     return CF_OK;
+}
+
+int cf_cl_program_set_ls(cf_cl_ctx *ctx, int prog, int ls) {
+    if (prog < 0 || prog >= CF_PROG_COUNT || ls < 1 || (ls & (ls - 1)) != 0 ||
+        (size_t)ls > ctx->dev.max_group) {
+        cf_cl_fail(ctx, "opencl: work-group size %d for cl_kernels/%s is not a power of two within "
+                        "the device's limit (%zu)", ls, prog >= 0 && prog < CF_PROG_COUNT ?
+                        program_files[prog] : "?", ctx->dev.max_group);
+        return CF_ERR_INVALID;
+    }
+    if (ctx->prog_ls[prog] == ls) return CF_OK;
+    char opts[96];
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DLS=%d", ls);
+    cl_program program = NULL;
+    CF_TRY(cf_cl_build_program(ctx, program_files[prog], opts, &program));
+    cl_kernel ks[K_COUNT] = {0};
+    int rc = CF_OK;
+    for (int k = 0; k < K_COUNT && rc == CF_OK; k++) {
+        if (kernel_table[k].program != prog) continue;
+        cl_int err = CL_SUCCESS;
+        ks[k] = clCreateKernel(program, kernel_table[k].name, &err);
+        size_t wg = 0;
+        if (err == CL_SUCCESS)
+            err = clGetKernelWorkGroupInfo(ks[k], ctx->dev.device, CL_KERNEL_WORK_GROUP_SIZE,
+                                           sizeof wg, &wg, NULL);
+        if (err != CL_SUCCESS) {
+            cf_cl_fail(ctx, "cl_kernels/%s: kernel %s with LS=%d: %s", program_files[prog],
+                       kernel_table[k].name, ls, cf_cl_errstr(err));
+            rc = CF_ERR_BUILD;
+        } else if (wg < (size_t)ls) {
+            cf_cl_fail(ctx, "cl_kernels/%s: kernel %s can run %zu work-items per group on %s, "
+                            "fewer than LS=%d", program_files[prog], kernel_table[k].name, wg,
+                       ctx->dev.name, ls);
+            rc = CF_ERR_UNSUPPORTED;
+        }
+    }
+    if (rc < 0) {
+        for (int k = 0; k < K_COUNT; k++)
+            if (ks[k]) clReleaseKernel(ks[k]);
+        clReleaseProgram(program);
+        return rc;
+    }
+    /* kernels already enqueued keep the old objects alive until they finish */
+    for (int k = 0; k < K_COUNT; k++) {
+        if (kernel_table[k].program != prog) continue;
+        if (ctx->kernels[k]) clReleaseKernel(ctx->kernels[k]);
+        ctx->kernels[k] = ks[k];
+    }
+    if (ctx->programs[prog]) clReleaseProgram(ctx->programs[prog]);
+    ctx->programs[prog] = program;
+    ctx->prog_ls[prog] = ls;
+    return CF_OK;
+}
+
+/* work-group size of a kernel: the LS its program was built with */
+static size_t kernel_ls(const cf_cl_ctx *ctx, int kid) {
+    return (size_t)ctx->prog_ls[kernel_table[kid].program];
 }
 
 /* ---- launches and scratch ---------------------------------------------------------------------- */
@@ -235,7 +316,7 @@ static int is_gpu(const cf_cl_ctx *ctx) { return (ctx->dev.type & CL_DEVICE_TYPE
 /* 1-D element-wise launch over n items */
 #define LAUNCH_1D(ctx, kid, n, ...)                                                                \
     do {                                                                                           \
-        size_t ls_ = (size_t)(ctx)->ls, g_ = cf_round_up((n), ls_);                                \
+        size_t ls_ = kernel_ls((ctx), (kid)), g_ = cf_round_up((n), ls_);                          \
         return cf_cl_launch((ctx), (ctx)->kernels[kid], kernel_table[kid].name, 1, &g_, &ls_,      \
                             CF_ARGS(__VA_ARGS__));                                                 \
     } while (0)
@@ -252,6 +333,7 @@ static void ctx_free(cf_cl_ctx *ctx) {
     for (int i = 0; i < CF_SCRATCH_COUNT; i++)
         if (ctx->scratch[i]) clReleaseMemObject(ctx->scratch[i]);
     cf_cl_gemm_release(ctx);
+    cf_cl_tuning_detach(ctx);
     release_programs(ctx);
     if (ctx->queue) clReleaseCommandQueue(ctx->queue);
     if (ctx->context) clReleaseContext(ctx->context);
@@ -344,7 +426,6 @@ static int cl_download(cf_backend *be, void *dst, cf_view src, size_t nbytes) {
         CF_CHECK_CL(ctx, err);
         memcpy(dst, p, nbytes);
         CF_CHECK_CL(ctx, clEnqueueUnmapMemObject(ctx->queue, m, p, 0, NULL, NULL));
-        CF_CHECK_CL(ctx, clFinish(ctx->queue));
         return CF_OK;
     }
     cl_event ev = NULL;
@@ -357,6 +438,8 @@ static int cl_download(cf_backend *be, void *dst, cf_view src, size_t nbytes) {
 
 static int cl_copy(cf_backend *be, cf_view dst, cf_view src, size_t n) {
     cf_cl_ctx *ctx = CTX(be);
+    NEED(dst, n, "copy", "dst");
+    NEED(src, n, "copy", "src");
     cl_mem d = cf_cl_mem(dst), s = cf_cl_mem(src);
     if (d == s && dst.off == src.off) return CF_OK;
     size_t ls = (size_t)ctx->ls, g = cf_round_up(n, ls);
@@ -376,7 +459,9 @@ static int cl_copy(cf_backend *be, cf_view dst, cf_view src, size_t n) {
 }
 
 static int cl_fill(cf_backend *be, cf_view dst, float value, size_t n) {
-    return fill_mem(CTX(be), cf_cl_mem(dst), dst.off, value, n);
+    cf_cl_ctx *ctx = CTX(be);
+    NEED(dst, n, "fill", "dst");
+    return fill_mem(ctx, cf_cl_mem(dst), dst.off, value, n);
 }
 
 static int cl_synchronize(cf_backend *be) {
@@ -414,12 +499,19 @@ static cf_cl_gemm_desc gemm_desc(int ta, int tb, int M, int N, int K, float alph
 
 static int cl_gemm_op(cf_backend *be, int ta, int tb, int M, int N, int K, float alpha, cf_view A,
                       int lda, cf_view B, int ldb, float beta, cf_view C, int ldc) {
+    cf_cl_ctx *ctx = CTX(be);
+    if (M <= 0 || N <= 0) return CF_OK;
+    NEED(A, extent(ta ? K : M, ta ? M : K, lda), "gemm", "A");
+    NEED(B, extent(tb ? N : K, tb ? K : N, ldb), "gemm", "B");
+    NEED(C, extent(M, N, ldc), "gemm", "C");
     cf_cl_gemm_desc d = gemm_desc(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    return cf_cl_gemm(CTX(be), &d);
+    return cf_cl_gemm(ctx, &d);
 }
 
 static int cl_add_bias(cf_backend *be, cf_view out, cf_view bias, int N, int OC) {
     cf_cl_ctx *ctx = CTX(be);
+    NEED(out, (size_t)N * OC, "add_bias", "out");
+    NEED(bias, (size_t)OC, "add_bias", "bias");
     size_t local[2] = {64, 1};
     size_t global[2] = {cf_round_up((size_t)OC, 64), (size_t)N};
     return cf_cl_launch(ctx, ctx->kernels[K_ADD_BIAS], "residual_add_bias", 2, global, local,
@@ -463,7 +555,10 @@ static int colsum(cf_cl_ctx *ctx, cl_mem x, size_t x_off, int rows, int cols, in
 }
 
 static int cl_bias_backward(cf_backend *be, cf_view dbias, cf_view dout, int N, int OC) {
-    return colsum(CTX(be), cf_cl_mem(dout), dout.off, N, OC, OC, cf_cl_mem(dbias), dbias.off);
+    cf_cl_ctx *ctx = CTX(be);
+    NEED(dbias, (size_t)OC, "bias_backward", "dbias");
+    NEED(dout, (size_t)N * OC, "bias_backward", "dout");
+    return colsum(ctx, cf_cl_mem(dout), dout.off, N, OC, OC, cf_cl_mem(dbias), dbias.off);
 }
 
 /* ---- encoder ----------------------------------------------------------------------------------- */
@@ -477,6 +572,11 @@ static size_t table_rows(cf_view wte, int C) {
 static int cl_encoder_forward(cf_backend *be, cf_view out, cf_view tokens, cf_view wte,
                               cf_view wpe, int B, int T, int C) {
     cf_cl_ctx *ctx = CTX(be);
+    size_t bt = (size_t)B * T;
+    NEED(out, bt * C, "encoder_forward", "out");
+    NEED(tokens, bt, "encoder_forward", "tokens");
+    NEED(wte, (size_t)C, "encoder_forward", "wte");
+    NEED(wpe, (size_t)T * C, "encoder_forward", "wpe");
     LAUNCH_1D(ctx, K_ENC_FORWARD, (size_t)B * T * C, ARG_MEM(cf_cl_mem(out)), ARG_ULONG(out.off),
               ARG_MEM(cf_cl_mem(tokens)), ARG_ULONG(tokens.off), ARG_MEM(cf_cl_mem(wte)),
               ARG_ULONG(wte.off), ARG_MEM(cf_cl_mem(wpe)), ARG_ULONG(wpe.off), ARG_INT(B),
@@ -486,6 +586,10 @@ static int cl_encoder_forward(cf_backend *be, cf_view out, cf_view tokens, cf_vi
 static int cl_encoder_backward(cf_backend *be, cf_view dwte, cf_view dwpe, cf_view dout,
                                cf_view tokens, int B, int T, int C) {
     cf_cl_ctx *ctx = CTX(be);
+    NEED(dwte, (size_t)C, "encoder_backward", "dwte");
+    NEED(dwpe, (size_t)T * C, "encoder_backward", "dwpe");
+    NEED(dout, (size_t)B * T * C, "encoder_backward", "dout");
+    NEED(tokens, (size_t)B * T, "encoder_backward", "tokens");
     int n = B * T;
     if (n <= 0 || C <= 0) return CF_OK;
     cl_mem sorted = NULL;
@@ -510,9 +614,16 @@ static int cl_encoder_backward(cf_backend *be, cf_view dwte, cf_view dwpe, cf_vi
 static int cl_layernorm_forward(cf_backend *be, cf_view out, cf_view mean, cf_view rstd,
                                 cf_view inp, cf_view weight, cf_view bias, int N, int C) {
     cf_cl_ctx *ctx = CTX(be);
+    NEED(out, (size_t)N * C, "layernorm_forward", "out");
+    NEED(inp, (size_t)N * C, "layernorm_forward", "inp");
+    NEED(weight, (size_t)C, "layernorm_forward", "weight");
+    NEED(bias, (size_t)C, "layernorm_forward", "bias");
+    /* mean and rstd may be left out (NULL buffers) when no backward follows */
+    if (mean.buf) NEED(mean, (size_t)N, "layernorm_forward", "mean");
+    if (rstd.buf) NEED(rstd, (size_t)N, "layernorm_forward", "rstd");
     int save = mean.buf && rstd.buf;
     cl_mem om = cf_cl_mem(out);
-    size_t ls = (size_t)ctx->ls, g = (size_t)N * ls;
+    size_t ls = kernel_ls(ctx, K_LN_FORWARD), g = (size_t)N * ls;
     return cf_cl_launch(ctx, ctx->kernels[K_LN_FORWARD], "layernorm_forward", 1, &g, &ls,
                         CF_ARGS(ARG_MEM(om), ARG_ULONG(out.off),
                                 ARG_MEM(save ? cf_cl_mem(mean) : om), ARG_ULONG(mean.off),
@@ -527,13 +638,21 @@ static int cl_layernorm_backward(cf_backend *be, cf_view dinp, cf_view dweight, 
                                  cf_view dout, cf_view inp, cf_view weight, cf_view mean,
                                  cf_view rstd, int N, int C) {
     cf_cl_ctx *ctx = CTX(be);
+    NEED(dinp, (size_t)N * C, "layernorm_backward", "dinp");
+    if (dweight.buf) NEED(dweight, (size_t)C, "layernorm_backward", "dweight");
+    if (dbias.buf) NEED(dbias, (size_t)C, "layernorm_backward", "dbias");
+    NEED(dout, (size_t)N * C, "layernorm_backward", "dout");
+    NEED(inp, (size_t)N * C, "layernorm_backward", "inp");
+    NEED(weight, (size_t)C, "layernorm_backward", "weight");
+    NEED(mean, (size_t)N, "layernorm_backward", "mean");
+    NEED(rstd, (size_t)N, "layernorm_backward", "rstd");
     if (N <= 0 || C <= 0) return CF_OK;
     size_t groups = (size_t)ctx->dev.compute_units * (is_gpu(ctx) ? 4 : 2);
     if (groups > (size_t)N) groups = (size_t)N;
     if (groups < 1) groups = 1;
     cl_mem part = NULL;
     CF_TRY(cf_cl_scratch(ctx, CF_SCRATCH_PARTIAL, groups * 2 * (size_t)C * 4, &part));
-    size_t ls = (size_t)ctx->ls, g = groups * ls;
+    size_t ls = kernel_ls(ctx, K_LN_BACKWARD), g = groups * ls;
     CF_TRY(cf_cl_launch(ctx, ctx->kernels[K_LN_BACKWARD], "layernorm_backward", 1, &g, &ls,
                         CF_ARGS(ARG_MEM(cf_cl_mem(dinp)), ARG_ULONG(dinp.off), ARG_MEM(part),
                                 ARG_MEM(cf_cl_mem(dout)), ARG_ULONG(dout.off),
@@ -612,13 +731,17 @@ static att_operand btc_part(cf_view v, int T, int C, int hs) {
 }
 
 static int softmax_rows(cf_cl_ctx *ctx, int kid, size_t rows, int nargs, const cf_cl_arg *args) {
-    size_t ls = (size_t)ctx->ls, g = rows * ls;
+    size_t ls = kernel_ls(ctx, kid), g = rows * ls;
     return cf_cl_launch(ctx, ctx->kernels[kid], kernel_table[kid].name, 1, &g, &ls, nargs, args);
 }
 
 static int cl_attention_forward(cf_backend *be, cf_view out, cf_view att, cf_view qkv, int B,
                                 int T, int C, int NH) {
     cf_cl_ctx *ctx = CTX(be);
+    size_t btc = (size_t)B * T * C, bhtt = (size_t)B * NH * T * T;
+    NEED(out, btc, "attention_forward", "out");
+    NEED(att, bhtt, "attention_forward", "att");
+    NEED(qkv, 3 * btc, "attention_forward", "qkv");
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     int rows = B * NH * T;
@@ -637,6 +760,13 @@ static int cl_attention_backward(cf_backend *be, cf_view dqkv, cf_view datt, cf_
                                  cf_view dout, cf_view qkv, cf_view att, int B, int T, int C,
                                  int NH) {
     cf_cl_ctx *ctx = CTX(be);
+    size_t btc = (size_t)B * T * C, bhtt = (size_t)B * NH * T * T;
+    NEED(dqkv, 3 * btc, "attention_backward", "dqkv");
+    NEED(datt, bhtt, "attention_backward", "datt");
+    NEED(dpreatt, bhtt, "attention_backward", "dpreatt");
+    NEED(dout, btc, "attention_backward", "dout");
+    NEED(qkv, 3 * btc, "attention_backward", "qkv");
+    NEED(att, bhtt, "attention_backward", "att");
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     int rows = B * NH * T;
@@ -663,12 +793,17 @@ static int cl_attention_backward(cf_backend *be, cf_view dqkv, cf_view datt, cf_
 
 static int cl_gelu_forward(cf_backend *be, cf_view out, cf_view inp, size_t n) {
     cf_cl_ctx *ctx = CTX(be);
+    NEED(out, n, "gelu_forward", "out");
+    NEED(inp, n, "gelu_forward", "inp");
     LAUNCH_1D(ctx, K_GELU_FORWARD, n, ARG_MEM(cf_cl_mem(out)), ARG_ULONG(out.off),
               ARG_MEM(cf_cl_mem(inp)), ARG_ULONG(inp.off), ARG_ULONG(n));
 }
 
 static int cl_gelu_backward(cf_backend *be, cf_view dinp, cf_view inp, cf_view dout, size_t n) {
     cf_cl_ctx *ctx = CTX(be);
+    NEED(dinp, n, "gelu_backward", "dinp");
+    NEED(inp, n, "gelu_backward", "inp");
+    NEED(dout, n, "gelu_backward", "dout");
     LAUNCH_1D(ctx, K_GELU_BACKWARD, n, ARG_MEM(cf_cl_mem(dinp)), ARG_ULONG(dinp.off),
               ARG_MEM(cf_cl_mem(inp)), ARG_ULONG(inp.off), ARG_MEM(cf_cl_mem(dout)),
               ARG_ULONG(dout.off), ARG_ULONG(n));
@@ -676,6 +811,9 @@ static int cl_gelu_backward(cf_backend *be, cf_view dinp, cf_view inp, cf_view d
 
 static int cl_residual_forward(cf_backend *be, cf_view out, cf_view a, cf_view b, size_t n) {
     cf_cl_ctx *ctx = CTX(be);
+    NEED(out, n, "residual_forward", "out");
+    NEED(a, n, "residual_forward", "a");
+    NEED(b, n, "residual_forward", "b");
     LAUNCH_1D(ctx, K_RESIDUAL_FORWARD, n, ARG_MEM(cf_cl_mem(out)), ARG_ULONG(out.off),
               ARG_MEM(cf_cl_mem(a)), ARG_ULONG(a.off), ARG_MEM(cf_cl_mem(b)), ARG_ULONG(b.off),
               ARG_ULONG(n));
@@ -683,6 +821,8 @@ static int cl_residual_forward(cf_backend *be, cf_view out, cf_view a, cf_view b
 
 static int cl_axpy(cf_backend *be, cf_view y, cf_view x, float alpha, size_t n) {
     cf_cl_ctx *ctx = CTX(be);
+    NEED(y, n, "axpy", "y");
+    NEED(x, n, "axpy", "x");
     LAUNCH_1D(ctx, K_AXPY, n, ARG_MEM(cf_cl_mem(y)), ARG_ULONG(y.off), ARG_MEM(cf_cl_mem(x)),
               ARG_ULONG(x.off), ARG_FLOAT(alpha), ARG_ULONG(n));
 }
@@ -692,6 +832,9 @@ static int cl_axpy(cf_backend *be, cf_view y, cf_view x, float alpha, size_t n) 
 static int cl_crossentropy_forward(cf_backend *be, cf_view losses, cf_view logits,
                                    cf_view targets, int N, int V) {
     cf_cl_ctx *ctx = CTX(be);
+    NEED(losses, (size_t)N, "crossentropy_forward", "losses");
+    NEED(logits, (size_t)N * V, "crossentropy_forward", "logits");
+    NEED(targets, (size_t)N, "crossentropy_forward", "targets");
     return softmax_rows(ctx, K_CE_FORWARD, (size_t)N,
                         CF_ARGS(ARG_MEM(cf_cl_mem(losses)), ARG_ULONG(losses.off),
                                 ARG_MEM(cf_cl_mem(logits)), ARG_ULONG(logits.off),
@@ -702,6 +845,10 @@ static int cl_crossentropy_forward(cf_backend *be, cf_view losses, cf_view logit
 static int cl_crossentropy_fused(cf_backend *be, cf_view losses, cf_view dlogits, cf_view logits,
                                  cf_view targets, int N, int V, float dloss) {
     cf_cl_ctx *ctx = CTX(be);
+    NEED(losses, (size_t)N, "crossentropy_fused", "losses");
+    NEED(dlogits, (size_t)N * V, "crossentropy_fused", "dlogits");
+    NEED(logits, (size_t)N * V, "crossentropy_fused", "logits");
+    NEED(targets, (size_t)N, "crossentropy_fused", "targets");
     return softmax_rows(ctx, K_CE_FUSED, (size_t)N,
                         CF_ARGS(ARG_MEM(cf_cl_mem(losses)), ARG_ULONG(losses.off),
                                 ARG_MEM(cf_cl_mem(dlogits)), ARG_ULONG(dlogits.off),
@@ -714,6 +861,8 @@ static int cl_crossentropy_fused(cf_backend *be, cf_view losses, cf_view dlogits
 
 static int cl_reduce_sum(cf_backend *be, cf_view out, cf_view x, size_t n, int square) {
     cf_cl_ctx *ctx = CTX(be);
+    NEED(out, 1, "reduce_sum", "out");
+    NEED(x, n, "reduce_sum", "x");
     size_t ls = (size_t)ctx->ls;
     size_t groups = (n + ls - 1) / ls;
     if (groups > (size_t)ctx->max_groups) groups = (size_t)ctx->max_groups;
@@ -733,6 +882,10 @@ static int cl_adamw(cf_backend *be, cf_view params, cf_view grads, cf_view m, cf
                     size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
                     float grad_scale, int t) {
     cf_cl_ctx *ctx = CTX(be);
+    NEED(params, n, "adamw", "params");
+    NEED(grads, n, "adamw", "grads");
+    NEED(m, n, "adamw", "m");
+    NEED(v, n, "adamw", "v");
     if (t < 1) {
         CF_ERROR("opencl adamw: step t=%d must be >= 1 (bias correction divides by 1 - beta^t)", t);
         return CF_ERR_INVALID;
@@ -944,6 +1097,7 @@ static int ctx_init(cf_cl_ctx *ctx) {
         }
     }
     CF_TRY(cf_cl_gemm_prepare(ctx));
+    cf_cl_tuning_attach(ctx); /* tuned GEMM parameters and work-group sizes, if a file matches */
     snprintf(ctx->name, sizeof ctx->name, "opencl: %s (%s)", ctx->dev.name, ctx->dev.platform_name);
     return CF_OK;
 }
