@@ -272,7 +272,7 @@ static void test_json_roundtrip(void) {
     CHECK(js != NULL, "to_json returned NULL");
     if (!js) return;
     printf("  defaults: %s\n", js);
-    CHECK(strstr(js, "\"learning_rate\":0.001,") != NULL, "lr not printed shortest: %s", js);
+    CHECK(strstr(js, "\"learning_rate\":0.003,") != NULL, "lr not printed shortest: %s", js);
     CHECK(strstr(js, "\"eps\":1e-08") != NULL, "eps: %s", js);
     CHECK(strstr(js, "\"d_model\":128,") == js + 1, "key order / names: %s", js);
     cf_config b;

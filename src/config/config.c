@@ -34,7 +34,7 @@
     INT(vocab_size, 256, 2, 1 << 24)                                                               \
     INT(batch_size, 16, 1, 1 << 20)                                                                \
     INT(steps, 400, 1, INT_MAX)                                                                    \
-    FLT(learning_rate, 1e-3, 0.0, 10.0, 0, 1)                                                      \
+    FLT(learning_rate, 3e-3, 0.0, 10.0, 0, 1)                                                      \
     FLT(min_lr_ratio, 0.1, 0.0, 1.0, 1, 1)                                                         \
     INT(warmup_steps, 30, 0, INT_MAX)                                                              \
     FLT(weight_decay, 0.1, 0.0, 10.0, 1, 1)                                                        \
