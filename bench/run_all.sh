@@ -119,7 +119,9 @@ if p.returncode == 0 and result is not None:
     entry["result"] = result
 else:
     why = [l for l in (p.stdout + "\n" + p.stderr).splitlines() if l.strip()]
-    entry["skipped"] = why[-1] if why else "exit status %d" % p.returncode
+    # the first error names the cause; later lines are its consequences
+    errs = [l for l in why if l.startswith("error")]
+    entry["skipped"] = errs[0] if errs else why[-1] if why else "exit status %d" % p.returncode
 with open(res, "a") as f:
     f.write(json.dumps(entry) + "\n")
 print("  -> %s (%.0f s, %.2f cores busy)" % (
@@ -186,6 +188,7 @@ for r in runs:
         best[k] = r
 rounds = max(r.get("round", 1) for r in runs) if runs else 1
 rows = [best[k] for k in order]
+nrounds = {k: sum(1 for r in runs if r["row"] == k) for k in order}
 torch = {}
 for r in rows:
     cfg, who = r["row"].split(" / ")
@@ -197,6 +200,8 @@ out = ["| config | device | tokens/s | ms/step (p10-p90) | MFU | peak GFLOP/s | 
        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
 for r in rows:
     cfg, who = r["row"].split(" / ")
+    if nrounds[r["row"]] > 1:
+        who += " (best of %d)" % nrounds[r["row"]]
     envs = " ".join("%s=%s" % kv for kv in sorted(r.get("env", {}).items()))
     cmd = "`%s`" % ((envs + " " if envs else "") + r["command"]).replace("|", "\\|")
     if "result" not in r:
@@ -216,7 +221,8 @@ for r in rows:
         r.get("cpu_cores_busy"), ratio, cmd))
 if rounds > 1:
     out.append("")
-    out.append("Each row is the fastest of %d rounds run alternately (all rounds: results.jsonl)." % rounds)
+    out.append("\"best of N\": the fastest of N rounds run alternately with the other rows of the "
+               "config (every round: results.jsonl).")
 text = "\n".join(out) + "\n"
 open(sys.argv[2], "w").write(text)
 print()
