@@ -11,8 +11,10 @@
 #include <omp.h>
 #endif
 
-/* Elementwise ops below this many elements run on one thread (fork/join costs more). */
-#define CF_CPU_PAR_MIN 32768
+/* Elementwise ops below this many elements run on one thread: each thread's share should take
+ * tens of microseconds, well above a fork/join. (On a loaded machine waking the second thread
+ * can take a scheduler slice, milliseconds; memory-bound ops gain little from it anyway.) */
+#define CF_CPU_PAR_MIN (1 << 17)
 
 static inline int cf_cpu_max_threads(void) {
 #ifdef _OPENMP
