@@ -7,6 +7,12 @@
  *   WPT  outputs per work-item per dimension (register blocking): a group computes a
  *        BM x BN = (TS*WPT) x (TS*WPT) block of C
  *   TK   depth of the K slice staged in local memory per iteration
+ *   VW   vector width of the global loads that stage A and B (1, 2, 4 or 8; TK and TS*WPT must be
+ *        multiples of it): each work-item loads VW consecutive elements of the stored layout with
+ *        one vloadVW, falling back to element loads at the matrix edges
+ *   PAD  extra floats per local-memory row (BM + PAD), against bank conflicts on the transposing
+ *        stores; 1 by default
+ * The built-in rule uses VW 1 and PAD 1; tuning files (configs/tuning/) may choose others.
  * Work-item (tx, ty) owns rows m0 + ty + i*TS and columns n0 + tx + j*TS (i, j < WPT): neighbouring
  * work-items touch neighbouring columns, so stores are coalesced and local reads conflict-free.
  *
@@ -25,11 +31,23 @@
 #ifndef TK
 #define TK 16
 #endif
+#ifndef VW
+#define VW 1
+#endif
+#ifndef PAD
+#define PAD 1
+#endif
 #define BM (TS * WPT)
 #define BN (TS * WPT)
 #define NTHREADS (TS * TS)
-#define LDA_S (BM + 1) /* local row stride, padded against bank conflicts on transposing stores */
-#define LDB_S (BN + 1)
+#define LDA_S (BM + PAD) /* local row stride, padded against bank conflicts on transposing stores */
+#define LDB_S (BN + PAD)
+#if VW > 1
+#define CF_CAT_(a, b) a##b
+#define CF_CAT(a, b) CF_CAT_(a, b)
+#define VLOADW CF_CAT(vload, VW)
+#define VSTOREW CF_CAT(vstore, VW)
+#endif
 
 static inline void gemm_body(const int ta, const int tb, int M, int N, int K, float alpha,
                              __global const float *A, ulong a_off, int lda, ulong a_so, ulong a_si,
@@ -62,6 +80,70 @@ static inline void gemm_body(const int ta, const int tb, int M, int N, int K, fl
         for (int j = 0; j < WPT; j++) acc[i][j] = 0.0f;
 
     for (int k0 = k_begin; k0 < k_end; k0 += TK) {
+#if VW > 1
+        /* stage op(A) and op(B) with vector loads of VW elements along the stored rows: A's rows
+         * run along k (or, transposed, along m), B's along n (or, transposed, along k) */
+        for (int i = lid; i < BM * TK / VW; i += NTHREADS) {
+            int mm, kk;
+            if (ta) {
+                kk = i / (BM / VW);
+                mm = (i - kk * (BM / VW)) * VW;
+            } else {
+                mm = i / (TK / VW);
+                kk = (i - mm * (TK / VW)) * VW;
+            }
+            int gm = m0 + mm, gk = k0 + kk;
+            float v[VW];
+            if (ta ? (gk < k_end && gm + VW <= M) : (gm < M && gk + VW <= k_end)) {
+                __global const float *src =
+                    ta ? A + (size_t)gk * lda + gm : A + (size_t)gm * lda + gk;
+                VSTOREW(VLOADW(0, src), 0, v);
+            } else {
+#pragma unroll
+                for (int e = 0; e < VW; e++) {
+                    int em = ta ? gm + e : gm, ek = ta ? gk : gk + e;
+                    v[e] = (em < M && ek < k_end)
+                               ? (ta ? A[(size_t)ek * lda + em] : A[(size_t)em * lda + ek])
+                               : 0.0f;
+                }
+            }
+#pragma unroll
+            for (int e = 0; e < VW; e++) {
+                if (ta) As[kk * LDA_S + mm + e] = v[e];
+                else As[(kk + e) * LDA_S + mm] = v[e];
+            }
+        }
+        for (int i = lid; i < BN * TK / VW; i += NTHREADS) {
+            int nn, kk;
+            if (tb) {
+                nn = i / (TK / VW);
+                kk = (i - nn * (TK / VW)) * VW;
+            } else {
+                kk = i / (BN / VW);
+                nn = (i - kk * (BN / VW)) * VW;
+            }
+            int gn = n0 + nn, gk = k0 + kk;
+            float v[VW];
+            if (tb ? (gn < N && gk + VW <= k_end) : (gk < k_end && gn + VW <= N)) {
+                __global const float *src =
+                    tb ? B + (size_t)gn * ldb + gk : B + (size_t)gk * ldb + gn;
+                VSTOREW(VLOADW(0, src), 0, v);
+            } else {
+#pragma unroll
+                for (int e = 0; e < VW; e++) {
+                    int en = tb ? gn : gn + e, ek = tb ? gk + e : gk;
+                    v[e] = (en < N && ek < k_end)
+                               ? (tb ? B[(size_t)en * ldb + ek] : B[(size_t)ek * ldb + en])
+                               : 0.0f;
+                }
+            }
+#pragma unroll
+            for (int e = 0; e < VW; e++) {
+                if (tb) Bs[(kk + e) * LDB_S + nn] = v[e];
+                else Bs[kk * LDB_S + nn + e] = v[e];
+            }
+        }
+#else
         /* stage op(A)[m0:m0+BM, k0:k0+TK] as As[k][m]; consecutive work-items read consecutive
          * addresses of the stored layout */
         for (int i = lid; i < BM * TK; i += NTHREADS) {
@@ -95,6 +177,7 @@ static inline void gemm_body(const int ta, const int tb, int M, int N, int K, fl
                 v = tb ? B[(size_t)gn * ldb + gk] : B[(size_t)gk * ldb + gn];
             Bs[kk * LDB_S + nn] = v;
         }
+#endif
         barrier(CLK_LOCAL_MEM_FENCE);
 #pragma unroll 4
         for (int kk = 0; kk < TK; kk++) {

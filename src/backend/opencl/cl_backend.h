@@ -29,6 +29,11 @@ typedef struct cf_cl_gemm_params {
     int wpt;            /* outputs per work-item per dimension; a group covers (TS*WPT)^2 of C */
     int tk;             /* K slice staged in local memory per iteration */
     const char *source; /* where the choice came from: "rule", "tuning", ... (static string) */
+    int vw;             /* vector width of the global loads (1, 2, 4, 8); a tuner that leaves it 0
+                         * gets 1 */
+    int pad;            /* floats of padding per local-memory row (0..8; the rule uses 1) */
+    int path;           /* enum cf_cl_gemm_mode: CLBlast or native for this shape when the GEMM
+                         * mode is auto (a tuning file's measured choice); 0 = no preference */
 } cf_cl_gemm_params;
 
 /* The built-in rule (used when no tuner answers): 8x8 work-groups when both M and N are below 256,
@@ -38,7 +43,10 @@ void cf_cl_gemm_rule(int M, int N, int K, int max_group, cf_cl_gemm_params *out)
 
 /* Tuning hook: when set, called for every new GEMM shape before the rule; return 1 and fill *out to
  * override (the values are validated: tile*tile must fit the device's work-group limit, wpt in
- * 1..16, tk in 1..64), 0 to let the rule decide. device is the device name. */
+ * 1..16, tk in 1..64, vw 1/2/4/8 dividing tk and tile*wpt, pad 0..8, local memory within the
+ * device's), 0 to let the rule decide. *out arrives with vw 1 and pad 1 filled in. device is the
+ * device name. A tuning file (configs/tuning/, see docs/tuning.md) installs such a hook at
+ * creation; setting another replaces it. */
 typedef int (*cf_cl_gemm_tuner_fn)(void *user, const char *device, int M, int N, int K, int ta,
                                    int tb, cf_cl_gemm_params *out);
 int cf_backend_opencl_set_gemm_tuner(cf_backend *be, cf_cl_gemm_tuner_fn fn, void *user);

@@ -35,15 +35,21 @@ void cf_cl_gemm_rule(int M, int N, int K, int max_group, cf_cl_gemm_params *out)
     out->wpt = (tile == 16 && (long long)M * N >= (1ll << 21)) ? 8 : 4;
     out->tk = 16;
     out->source = "rule";
+    out->vw = 1;
+    out->pad = 1;
+    out->path = CF_GEMM_AUTO;
 }
 
 static size_t gemm_local_bytes(const cf_cl_gemm_params *p) {
-    return (size_t)p->tk * (size_t)(p->tile * p->wpt + 1) * 2 * sizeof(float);
+    return (size_t)p->tk * (size_t)(p->tile * p->wpt + p->pad) * 2 * sizeof(float);
 }
 
 static int params_valid(cf_cl_ctx *ctx, const cf_cl_gemm_params *p) {
+    int vw_ok = (p->vw == 1 || p->vw == 2 || p->vw == 4 || p->vw == 8) && p->tk % p->vw == 0 &&
+                (p->tile * p->wpt) % p->vw == 0;
     return p->tile >= 1 && p->tile * p->tile <= (int)ctx->dev.max_group && p->wpt >= 1 &&
-           p->wpt <= 16 && p->tk >= 1 && p->tk <= 64 && gemm_local_bytes(p) <= ctx->dev.local_mem;
+           p->wpt <= 16 && p->tk >= 1 && p->tk <= 64 && vw_ok && p->pad >= 0 && p->pad <= 8 &&
+           gemm_local_bytes(p) <= ctx->dev.local_mem;
 }
 
 static cf_cl_shape_memo *memo_find(cf_cl_ctx *ctx, int M, int N, int K, int ta, int tb) {
@@ -56,16 +62,18 @@ static cf_cl_shape_memo *memo_find(cf_cl_ctx *ctx, int M, int N, int K, int ta, 
 
 static void choose(cf_cl_ctx *ctx, int M, int N, int K, int ta, int tb, cf_cl_gemm_params *p) {
     if (ctx->tuner) {
-        cf_cl_gemm_params t = {0, 0, 0, "tuning"};
+        cf_cl_gemm_params t = {0, 0, 0, "tuning", 1, 1, CF_GEMM_AUTO};
         if (ctx->tuner(ctx->tuner_user, ctx->dev.name, M, N, K, ta, tb, &t)) {
             if (!t.source) t.source = "tuning";
+            if (t.vw == 0) t.vw = 1;
             if (params_valid(ctx, &t)) {
                 *p = t;
                 return;
             }
-            CF_WARN("gemm M=%d N=%d K=%d: tuned parameters tile %d, wpt %d, tk %d do not fit %s "
-                    "(work-groups up to %zu, %llu bytes local memory); using the built-in rule",
-                    M, N, K, t.tile, t.wpt, t.tk, ctx->dev.name, ctx->dev.max_group,
+            CF_WARN("gemm M=%d N=%d K=%d: tuned parameters tile %d, wpt %d, tk %d, vw %d, pad %d "
+                    "do not fit %s (work-groups up to %zu, %llu bytes local memory; vw must divide "
+                    "tk and tile*wpt); using the built-in rule",
+                    M, N, K, t.tile, t.wpt, t.tk, t.vw, t.pad, ctx->dev.name, ctx->dev.max_group,
                     (unsigned long long)ctx->dev.local_mem);
         }
     }
@@ -109,9 +117,9 @@ static void log_shape(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, int path,
         CF_DEBUG("gemm M=%d N=%d K=%d%s %c%c: clblast", d->M, d->N, d->K, bs, d->ta ? 'T' : 'N',
                  d->tb ? 'T' : 'N');
     else
-        CF_DEBUG("gemm M=%d N=%d K=%d%s %c%c: native %dx%d (wpt %d, tk %d, %s)", d->M, d->N, d->K,
-                 bs, d->ta ? 'T' : 'N', d->tb ? 'T' : 'N', p->tile, p->tile, p->wpt, p->tk,
-                 p->source);
+        CF_DEBUG("gemm M=%d N=%d K=%d%s %c%c: native %dx%d (wpt %d, tk %d, vw %d, pad %d, %s)",
+                 d->M, d->N, d->K, bs, d->ta ? 'T' : 'N', d->tb ? 'T' : 'N', p->tile, p->tile,
+                 p->wpt, p->tk, p->vw, p->pad, p->source);
 }
 
 static const char *kernel_names[4] = {"gemm_nn", "gemm_nt", "gemm_tn", "gemm_tt"};
@@ -119,24 +127,28 @@ static const char *kernel_names[4] = {"gemm_nn", "gemm_nt", "gemm_tn", "gemm_tt"
 static int gemm_program(cf_cl_ctx *ctx, const cf_cl_gemm_params *p, cf_cl_gemm_program **out) {
     for (int i = 0; i < ctx->n_gemm_progs; i++) {
         cf_cl_gemm_program *g = &ctx->gemm_progs[i];
-        if (g->tile == p->tile && g->wpt == p->wpt && g->tk == p->tk) {
+        if (g->tile == p->tile && g->wpt == p->wpt && g->tk == p->tk && g->vw == p->vw &&
+            g->pad == p->pad) {
             *out = g;
             return CF_OK;
         }
     }
     if (ctx->n_gemm_progs == CF_CL_MAX_GEMM_PROGRAMS) {
-        cf_cl_fail(ctx, "gemm: more than %d kernel variants requested (tile %d, wpt %d, tk %d); "
-                        "reduce the number of distinct entries in the tuning file",
-                   CF_CL_MAX_GEMM_PROGRAMS, p->tile, p->wpt, p->tk);
+        cf_cl_fail(ctx, "gemm: more than %d kernel variants requested (tile %d, wpt %d, tk %d, "
+                        "vw %d, pad %d); reduce the number of distinct entries in the tuning file",
+                   CF_CL_MAX_GEMM_PROGRAMS, p->tile, p->wpt, p->tk, p->vw, p->pad);
         return CF_ERR_UNSUPPORTED;
     }
     char opts[160];
-    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DTS=%d -DWPT=%d -DTK=%d", p->tile, p->wpt, p->tk);
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DTS=%d -DWPT=%d -DTK=%d -DVW=%d -DPAD=%d",
+             p->tile, p->wpt, p->tk, p->vw, p->pad);
     cf_cl_gemm_program g;
     memset(&g, 0, sizeof g);
     g.tile = p->tile;
     g.wpt = p->wpt;
     g.tk = p->tk;
+    g.vw = p->vw;
+    g.pad = p->pad;
     CF_TRY(cf_cl_build_program(ctx, "gemm.cl", opts, &g.program));
     for (int i = 0; i < 4; i++) {
         cl_int err = CL_SUCCESS;
@@ -168,6 +180,16 @@ static int gemm_program(cf_cl_ctx *ctx, const cf_cl_gemm_params *p, cf_cl_gemm_p
     ctx->gemm_progs[ctx->n_gemm_progs] = g;
     *out = &ctx->gemm_progs[ctx->n_gemm_progs++];
     return CF_OK;
+}
+
+int cf_cl_gemm_params_fit(cf_cl_ctx *ctx, const cf_cl_gemm_params *p) {
+    return params_valid(ctx, p);
+}
+
+int cf_cl_gemm_variant(cf_cl_ctx *ctx, const cf_cl_gemm_params *p) {
+    if (!params_valid(ctx, p)) return CF_ERR_UNSUPPORTED;
+    cf_cl_gemm_program *g = NULL;
+    return gemm_program(ctx, p, &g);
 }
 
 /* Build the variants the rule can pick (8x8; 16x16 with WPT 4 and 8) at start-up, so that a
@@ -208,9 +230,9 @@ static int gemm_native(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
     int rc = gemm_program(ctx, &p, &g);
     if (rc < 0 && strcmp(p.source, "rule") != 0) {
         /* a tuned variant that does not build must not stop the run */
-        CF_WARN("gemm: tuned variant tile %d, wpt %d, tk %d unusable on %s; using the built-in "
-                "rule for M=%d N=%d K=%d",
-                p.tile, p.wpt, p.tk, ctx->dev.name, d->M, d->N, d->K);
+        CF_WARN("gemm: tuned variant tile %d, wpt %d, tk %d, vw %d, pad %d unusable on %s; using "
+                "the built-in rule for M=%d N=%d K=%d",
+                p.tile, p.wpt, p.tk, p.vw, p.pad, ctx->dev.name, d->M, d->N, d->K);
         cf_cl_gemm_rule(d->M, d->N, d->K, ctx->gemm_max_group, &p);
         cf_cl_shape_memo *e = memo_find(ctx, d->M, d->N, d->K, d->ta, d->tb);
         if (e) e->p = p;
@@ -263,7 +285,15 @@ int cf_cl_gemm(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
      * makes zero, which CLBlast cannot, and CLBlast's batched kernels would be one more set to
      * compile at start-up. */
     int batch = d->outer * d->inner;
-    if (ctx->gemm_mode != CF_GEMM_NATIVE && !ctx->clblast_failed && d->K > 0 && batch == 1) {
+    int use_clblast = ctx->gemm_mode != CF_GEMM_NATIVE && !ctx->clblast_failed && d->K > 0 &&
+                      batch == 1;
+    if (use_clblast && ctx->gemm_mode == CF_GEMM_AUTO && ctx->tuner) {
+        /* a tuning file may have measured the native kernel faster for this shape */
+        cf_cl_gemm_params p;
+        CF_TRY(cf_cl_gemm_params_lookup(ctx, d->M, d->N, d->K, d->ta, d->tb, &p));
+        use_clblast = p.path != CF_GEMM_NATIVE;
+    }
+    if (use_clblast) {
         double t0 = cf_time_now();
         int st = gemm_clblast(ctx, d);
         if (st == 0) {

@@ -83,7 +83,7 @@ enum cf_cl_scratch_slot {
 };
 
 typedef struct {
-    int tile, wpt, tk;
+    int tile, wpt, tk, vw, pad;
     cl_program program;
     cl_kernel k[4]; /* nn, nt, tn, tt */
 } cf_cl_gemm_program;
@@ -109,6 +109,7 @@ typedef struct cf_cl_ctx {
     int use_map;    /* unified memory: map/unmap for transfers, ALLOC_HOST_PTR buffers */
 
     cl_program programs[CF_PROG_COUNT];
+    int prog_ls[CF_PROG_COUNT]; /* LS each program was built with: its kernels' work-group size */
     cl_kernel kernels[K_COUNT];
     cf_cl_gemm_program gemm_progs[CF_CL_MAX_GEMM_PROGRAMS];
     int n_gemm_progs;
@@ -121,6 +122,7 @@ typedef struct cf_cl_ctx {
     int clblast_fault_used; /* the CF_FAULT_CLBLAST test switch has fired */
     cf_cl_gemm_tuner_fn tuner;
     void *tuner_user;
+    struct cf_tuning *tuning; /* the tuning file in use (cl_tuning.c), NULL = built-in rule */
 
     cl_mem scratch[CF_SCRATCH_COUNT];
     size_t scratch_bytes[CF_SCRATCH_COUNT];
@@ -164,6 +166,11 @@ int cf_cl_build_program(cf_cl_ctx *ctx, const char *file, const char *options, c
 void cf_cl_default_cache_dir(char *out, size_t len);
 
 /* ---- kernel launches (cl_backend.c) ----------------------------------------------------------- */
+
+/* Rebuild one program (enum cf_cl_program_id) with -DLS=ls and use ls-item work-groups for its
+ * kernels from then on. On failure (build error, or a kernel that cannot run ls items per group on
+ * this device) the previous program stays in use and the error is returned. */
+int cf_cl_program_set_ls(cf_cl_ctx *ctx, int prog, int ls);
 
 enum { CF_ARG_MEM, CF_ARG_INT, CF_ARG_FLOAT, CF_ARG_ULONG };
 typedef struct {
@@ -212,9 +219,25 @@ int cf_cl_gemm(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d);
 /* Choose (and memoise, logging once per shape) the native kernel's parameters for a shape. */
 int cf_cl_gemm_params_lookup(cf_cl_ctx *ctx, int M, int N, int K, int ta, int tb,
                              cf_cl_gemm_params *out);
+/* Do these native parameters fit the device (work-group size, local memory, vw dividing tk and
+ * tile*wpt)? And build (or find) their program: CF_ERR_UNSUPPORTED when they do not fit or a
+ * kernel cannot run tile*tile items per group, CF_ERR_BUILD when it does not compile. For the
+ * tuner, which measures candidates one by one (cf_cl_gemm_release frees the variants). */
+int cf_cl_gemm_params_fit(cf_cl_ctx *ctx, const cf_cl_gemm_params *p);
+int cf_cl_gemm_variant(cf_cl_ctx *ctx, const cf_cl_gemm_params *p);
 /* Build the default 8x8 and 16x16 GEMM programs up front (part of backend creation). */
 int cf_cl_gemm_prepare(cf_cl_ctx *ctx);
 void cf_cl_gemm_release(cf_cl_ctx *ctx);
 int cf_cl_have_clblast(void);
+
+/* ---- tuning files (cl_tuning.c) --------------------------------------------------------------- */
+
+/* At creation: find the tuning file for this device (CF_TUNING, else configs/tuning/<device>.json
+ * under the working directory, then under the source tree), check that it was measured on this
+ * platform, device and driver, and install its GEMM parameters and work-group sizes. A missing,
+ * stale or corrupt file gives a warning (missing: only when named by CF_TUNING) and leaves the
+ * built-in rule; it never fails the creation. */
+void cf_cl_tuning_attach(cf_cl_ctx *ctx);
+void cf_cl_tuning_detach(cf_cl_ctx *ctx);
 
 #endif
