@@ -22,7 +22,8 @@
 int cf_backend_cpu_set_gemm(cf_backend *be, const char *which);
 /* The current choice, e.g. "native:avx2-6x16" or "blas". */
 const char *cf_backend_cpu_get_gemm(cf_backend *be);
-/* The choice a new backend starts with when CF_CPU_GEMM is not set: "native" or "blas". */
+/* The choice a new backend starts with when CF_CPU_GEMM is not set ("native"; why: see
+ * cpu_gemm.c). */
 const char *cf_cpu_gemm_default(void);
 
 /* 1 when the CBLAS path was compiled in. */
