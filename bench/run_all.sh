@@ -6,6 +6,7 @@
 #   bench/run_all.sh [--clformer PATH] [--devices "LABEL=SPEC ..."] [--configs "NAME ..."]
 #                    [--steps N] [--warmup N] [--torch-device cpu|cuda] [--torch-threads N]
 #                    [--out DIR] [--profile] [--rounds N] [--append] [--table-only] [--no-torch]
+#                    [--set "KEY=VALUE ..."]
 #
 # Defaults (this repository's 2-core CI box): devices "cpu=cpu pocl=pocl", configs tiny,
 # wiki_cache_optimized, wiki_performance_tuned, wiki_gpu_optimized, PyTorch on the CPU with as
@@ -20,6 +21,8 @@
 # rounds stay in results.jsonl. --append adds to an existing DIR/results.jsonl (rows run with
 # different --steps, say) and --table-only rebuilds DIR/table.md from it without running anything;
 # --no-torch leaves out the PyTorch rows (when an earlier --append run of the same DIR has them).
+# --set overrides config keys in every row (clformer: KEY=VALUE, PyTorch: --set KEY=VALUE); the
+# rows are then named "config[KEY=VALUE ...]".
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -36,6 +39,7 @@ ROUNDS=1
 APPEND=0
 TABLE_ONLY=0
 TORCH=1
+SETS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --clformer) CLF=$2; shift 2 ;;
@@ -50,6 +54,7 @@ while [ $# -gt 0 ]; do
     --rounds) ROUNDS=$2; shift 2 ;;
     --append) APPEND=1; shift ;;
     --no-torch) TORCH=0; shift ;;
+    --set) SETS=$2; shift 2 ;;
     --table-only) TABLE_ONLY=1; APPEND=1; shift ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "run_all.sh: unknown argument '$1'; see bench/run_all.sh --help" >&2; exit 2 ;;
@@ -145,27 +150,33 @@ for cfg in $CONFIGS; do
     echo "run_all.sh: $conf not found; skipping" >&2
     continue
   fi
+  name=$cfg
+  torch_sets=()
+  if [ -n "$SETS" ]; then
+    name="$cfg[$SETS]"
+    for kv in $SETS; do torch_sets+=(--set "$kv"); done
+  fi
   st=$(steps_for "$cfg")
   wu=$(warmup_for "$cfg")
   for round in $(seq 1 "$ROUNDS"); do
     for dev in $DEVICES; do
       label=${dev%%=*}
       spec=${dev#*=}
-      cmd=("$CLF" bench "$conf" --device "$spec" --steps "$st" --warmup "$wu" --json)
+      cmd=("$CLF" bench "$conf" --device "$spec" --steps "$st" --warmup "$wu" --json $SETS)
       errf=""
       if [ $PROFILE -eq 1 ]; then
         cmd+=(--profile)
         errf="$OUT/profile_${cfg}_${label}.txt"
       fi
-      echo "[$cfg / $label, round $round] ${cmd[*]}"
-      run_row "$cfg / $label" "$errf" "$round" "${cmd[@]}"
+      echo "[$name / $label, round $round] ${cmd[*]}"
+      run_row "$name / $label" "$errf" "$round" "${cmd[@]}"
     done
     if [ $TORCH -eq 0 ]; then
       :
     elif [ -f bench/pytorch_gpt.py ]; then
-      cmd=(python3 bench/pytorch_gpt.py --config "$conf" --device "$TORCH_DEVICE" --threads "$TORCH_THREADS" --steps "$st" --warmup "$wu" --json)
-      echo "[$cfg / pytorch-$TORCH_DEVICE, round $round] ${cmd[*]}"
-      run_row "$cfg / pytorch-$TORCH_DEVICE" "" "$round" "${cmd[@]}"
+      cmd=(python3 bench/pytorch_gpt.py --config "$conf" --device "$TORCH_DEVICE" --threads "$TORCH_THREADS" --steps "$st" --warmup "$wu" --json "${torch_sets[@]}")
+      echo "[$name / pytorch-$TORCH_DEVICE, round $round] ${cmd[*]}"
+      run_row "$name / pytorch-$TORCH_DEVICE" "" "$round" "${cmd[@]}"
     else
       echo "[$cfg / pytorch] skipped: bench/pytorch_gpt.py is absent"
     fi
