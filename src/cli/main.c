@@ -107,6 +107,8 @@ static const char *TRAIN_HELP =
     "  --device D      cpu, auto (default: best OpenCL GPU, else CPU), opencl, opencl:P:D, or a\n"
     "                  substring of a device/platform name (env CLFORMER_DEVICE)\n"
     "  --gemm G        GEMM path: auto, clblast, native (OpenCL); auto, blas, native (CPU)\n"
+    "  --tuning FILE   OpenCL tuning file from clformer-tune (default: configs/tuning/ when one\n"
+    "                  matches the device; 'off' for none; env CF_TUNING; docs/tuning.md)\n"
     "  --steps N       number of optimizer steps (same as steps=N)\n"
     "  --out DIR       checkpoint directory (default runs/<config name>)\n"
     "  --resume CKPT   continue from a checkpoint file or run directory, exactly\n"
@@ -145,6 +147,9 @@ static int cmd_train(int argc, char **argv) {
         } else if (strcmp(a, "--gemm") == 0) {
             if (!cf_cli_need_value(argc, argv, i, "train")) return 1;
             gemm = argv[++i];
+        } else if (strcmp(a, "--tuning") == 0) {
+            if (!cf_cli_need_value(argc, argv, i, "train")) return 1;
+            setenv("CF_TUNING", argv[++i], 1); /* read by the OpenCL backend at creation */
         } else if (strcmp(a, "--steps") == 0) {
             if (!cf_cli_need_value(argc, argv, i, "train")) return 1;
             if (cf_cli_parse_int("train", "--steps", argv[++i], 1, 1000000000, &steps) < 0)

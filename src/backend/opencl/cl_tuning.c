@@ -14,6 +14,8 @@
 #include "backend/opencl/cl_internal.h"
 #include "backend/opencl/cl_tuning.h"
 
+static const char *path_names[3] = {"native", "clblast", "fast"};
+
 static const char *family_names[CF_TUNE_FAMILIES] = {"attention", "layernorm", "crossentropy",
                                                      "adamw"};
 
@@ -92,7 +94,7 @@ char *cf_tuning_to_json(const cf_tuning *t) {
         cJSON_AddNumberToObject(e, "K", g->K);
         cJSON_AddNumberToObject(e, "ta", g->ta);
         cJSON_AddNumberToObject(e, "tb", g->tb);
-        cJSON_AddStringToObject(e, "path", g->path == CF_TUNING_CLBLAST ? "clblast" : "native");
+        cJSON_AddStringToObject(e, "path", path_names[g->path >= 0 && g->path < 3 ? g->path : 0]);
         cJSON *nat = cJSON_AddObjectToObject(e, "native");
         if (nat) {
             cJSON_AddNumberToObject(nat, "tile", g->tile);
@@ -106,6 +108,7 @@ char *cf_tuning_to_json(const cf_tuning *t) {
             cJSON_AddNumberToObject(gf, "tuned", round2(g->gflops_tuned));
             cJSON_AddNumberToObject(gf, "rule", round2(g->gflops_rule));
             cJSON_AddNumberToObject(gf, "clblast", round2(g->gflops_clblast));
+            cJSON_AddNumberToObject(gf, "fast", round2(g->gflops_fast));
         }
         cJSON_AddNumberToObject(e, "candidates", g->candidates);
         cJSON_AddNumberToObject(e, "rejected", g->rejected);
@@ -188,10 +191,12 @@ static int parse_gemm(parse_ctx *pc, const cJSON *e, int idx, cf_tuning_gemm *g)
     CF_TRY(get_int(pc, e, where, "tb", 0, 1, &g->tb));
     char path[32] = "";
     CF_TRY(get_str(pc, e, where, "path", path, sizeof path, 1));
-    if (strcmp(path, "native") == 0) g->path = CF_TUNING_NATIVE;
-    else if (strcmp(path, "clblast") == 0) g->path = CF_TUNING_CLBLAST;
-    else return bad(pc, "%sfield '%s' must be \"native\" or \"clblast\", not \"%s\"", where, "path",
-                    path);
+    g->path = -1;
+    for (int i = 0; i < 3; i++)
+        if (strcmp(path, path_names[i]) == 0) g->path = i;
+    if (g->path < 0)
+        return bad(pc, "%sfield '%s' must be \"native\", \"clblast\" or \"fast\", not \"%s\"",
+                   where, "path", path);
     const cJSON *nat = cJSON_GetObjectItemCaseSensitive(e, "native");
     if (!cJSON_IsObject(nat)) return bad(pc, "%sfield '%s' (an object) is missing%s", where,
                                          "native", "");
@@ -209,6 +214,7 @@ static int parse_gemm(parse_ctx *pc, const cJSON *e, int idx, cf_tuning_gemm *g)
         g->gflops_tuned = get_num(gf, "tuned");
         g->gflops_rule = get_num(gf, "rule");
         g->gflops_clblast = get_num(gf, "clblast");
+        g->gflops_fast = get_num(gf, "fast");
     }
     g->candidates = (int)get_num(e, "candidates");
     g->rejected = (int)get_num(e, "rejected");
@@ -498,7 +504,8 @@ static int tuning_hook(void *user, const char *device, int M, int N, int K, int 
     (void)device;
     int exact = 0;
     const cf_tuning_gemm *g = cf_tuning_lookup((const cf_tuning *)user, M, N, K, ta, tb, &exact);
-    if (!g) return 0;
+    /* "fast": leave the shape to the backend's own choice, which was measured fastest */
+    if (!g || g->path == CF_TUNING_FAST) return 0;
     out->tile = g->tile;
     out->wpt = g->wpt;
     out->tk = g->tk;

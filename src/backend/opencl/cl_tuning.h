@@ -21,17 +21,22 @@ enum cf_tuning_family {
 const char *cf_tuning_family_name(int family); /* "attention", "layernorm", ... */
 int cf_tuning_family_from_name(const char *name); /* -1 when unknown */
 
-enum cf_tuning_path { CF_TUNING_NATIVE = 0, CF_TUNING_CLBLAST = 1 };
+/* Which GEMM runs a shape: clformer's tiled kernel with the entry's parameters, CLBlast, or
+ * whatever the backend picks without a tuning file ("fast": on GPUs that is the register-blocked
+ * kernel of cl_gemm_fast.c for large products, which the tuner measured faster). */
+enum cf_tuning_path { CF_TUNING_NATIVE = 0, CF_TUNING_CLBLAST = 1, CF_TUNING_FAST = 2 };
 
 /* One measured GEMM shape: C(M,N) = op(A) op(B), row-major, op = transpose when ta/tb. */
 typedef struct cf_tuning_gemm {
     char label[48];             /* where the shape comes from: "qkv.fwd", "square 1024", ... */
     int M, N, K, ta, tb;        /* the shape measured */
     int tile, wpt, tk, vw, pad; /* the native kernel's best parameters (see cl_kernels/gemm.cl) */
-    int path;                   /* enum cf_tuning_path: the faster of CLBlast and native */
+    int path;                   /* enum cf_tuning_path: the fastest of the measured paths */
     double gflops_tuned;        /* native kernel with the parameters above */
     double gflops_rule;         /* native kernel with the built-in rule's parameters */
     double gflops_clblast;      /* CLBlast; 0 when not measured (no CLBlast, or it failed) */
+    double gflops_fast;         /* the backend's untuned native choice where that is not the
+                                 * tiled rule (GPUs: the register-blocked kernel); 0 = n/a */
     int candidates;             /* native parameter sets measured */
     int rejected;               /* of which gave wrong results (checked against the CPU backend) */
 } cf_tuning_gemm;

@@ -1,0 +1,144 @@
+#!/bin/bash
+# clformer test: clformer-tune end to end on the OpenCL device (PoCL in CI) with a small config:
+# bad arguments give one error line and a non-zero exit; a run stopped by --budget writes what it
+# measured plus <out>.partial, and a rerun resumes from it, finishes and removes it; a candidate
+# planted wrong (CF_TUNE_PLANT_WRONG) is rejected, reported and does not win; the tuning file is
+# valid and complete; clformer announces it with --verbose and trains with it to the same losses
+# as the CPU backend; a corrupt file gives one warning and training still runs.
+# Skips (77) without the tuner or an OpenCL device, unless CF_REQUIRE_OPENCL=1.
+#     bash tests/cli_tune.sh <path-to-clformer> <source-dir>
+set -u
+CLF=$1
+SRC=$2
+BIN=$(cd "$(dirname "$CLF")" && pwd)
+TUNE="$BIN/clformer-tune"
+DEV=${CF_TEST_OPENCL_DEVICE:-opencl}
+required=${CF_REQUIRE_OPENCL:-0}
+skip() {
+  if [ "$required" = "1" ]; then echo "FAIL cli_tune: $1, and CF_REQUIRE_OPENCL=1"; exit 1; fi
+  echo "SKIP cli_tune: $1"
+  exit 77
+}
+[ -x "$TUNE" ] || skip "$TUNE not built (no OpenCL backend in this build)"
+"$CLF" devices 2>/dev/null | grep -q '^opencl:' || skip "no OpenCL device (clformer devices lists none)"
+
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+fail=0
+ok() { echo "ok   - $*"; }
+bad() { echo "FAIL - $*"; fail=1; }
+cd "$SRC" || exit 1
+export CF_CACHE_DIR=${CF_CACHE_DIR:-$BIN/cl_cache}  # the tests' shared program cache
+unset CF_TUNING
+
+# 1. bad arguments: one error line, non-zero exit
+expect_fail() {
+  local what=$1; shift
+  if "$@" >"$W/o" 2>"$W/e"; then bad "$what: exit 0"; return; fi
+  local n
+  n=$(grep -c '^error: ' "$W/e")
+  [ "$n" = 1 ] && ok "$what: $(head -1 "$W/e")" || bad "$what: expected one error line, got: $(cat "$W/e")"
+}
+expect_fail "--budget -1" "$TUNE" --budget -1
+expect_fail "unknown option" "$TUNE" --frobnicate
+expect_fail "--device cpu" "$TUNE" --device cpu
+expect_fail "missing config" "$TUNE" --device "$DEV" --config "$W/none.json"
+expect_fail "bad --squares" "$TUNE" --squares 12,x
+"$TUNE" --help | grep -q -- "--budget S" && ok "--help" || bad "--help does not document --budget"
+
+# a small model: every GEMM shape of its training step is tuned
+cat > "$W/small.json" <<'EOF'
+{"name": "small", "d_model": 32, "num_heads": 2, "num_layers": 1, "d_ff": 64, "max_length": 16,
+ "vocab_size": 256, "batch_size": 4, "data": "data/tiny_corpus.txt", "tokenizer": "byte"}
+EOF
+# few candidate values (few kernel builds: the test stays fast with a cold program cache)
+ARGS=(--device "$DEV" --config "$W/small.json" --quick --squares 64 --repeats 2 --tiles 8
+      --wpt 4,8 --tk 16 --vw 1,4 --pad 1 --ls 64,256 --out "$W/t.json")
+
+# 2. a budget that runs out: partial output, resumable
+"$TUNE" "${ARGS[@]}" --budget 1 >"$W/b.out" 2>"$W/b.err"
+rc=$?
+if [ $rc = 0 ] && grep -q "budget reached" "$W/b.out" && [ -f "$W/t.json.partial" ] && [ -f "$W/t.json" ]; then
+  ok "--budget 1 stops early, writes $W/t.json and t.json.partial"
+else
+  bad "--budget run (rc $rc): $(tail -3 "$W/b.out") $(tail -3 "$W/b.err")"
+fi
+
+# 3. the rerun resumes and finishes; the 2nd native candidate is planted wrong
+CF_TUNE_PLANT_WRONG=2 "$TUNE" "${ARGS[@]}" >"$W/r.out" 2>"$W/r.err"
+rc=$?
+[ $rc = 0 ] || bad "resumed run failed (rc $rc): $(tail -5 "$W/r.err")"
+grep -q "^resuming: [1-9][0-9]* measurements" "$W/r.err" && ok "rerun resumes: $(grep '^resuming' "$W/r.err")" || bad "rerun did not resume: $(head -3 "$W/r.err")"
+[ ! -f "$W/t.json.partial" ] && ok "a finished run removes the partial file" || bad "t.json.partial left after a finished run"
+grep -Eq "^shape +op +M +N +K +rule GF/s +tuned GF/s +speed-up +CLBlast GF/s" "$W/r.out" && ok "final table printed" || bad "no final table: $(cat "$W/r.out")"
+python3 - "$W/t.json" "$W/r.out" <<'PY' && ok "tuning file complete; the planted wrong candidate is reported and not chosen" || bad "tuning file content"
+import json, re, sys
+t = json.load(open(sys.argv[1]))
+out = open(sys.argv[2]).read()
+assert t["format"] == "clformer-tuning" and t["version"] == 1, t["format"]
+for k in ("platform", "device", "driver", "created", "gemm", "workgroups"):
+    assert k in t, k
+labels = {g["label"] for g in t["gemm"]}
+want = {f"{l}.{p}" for l in ("qkv", "attn_proj", "fc", "fc_proj", "head") for p in ("fwd", "dinp", "dw")}
+assert want <= labels, want - labels
+assert "square 64" in labels, labels
+for g in t["gemm"]:
+    assert g["path"] in ("native", "clblast", "fast"), g
+    assert g["gflops"]["tuned"] > 0 and g["gflops"]["rule"] > 0, g
+    n = g["native"]
+    assert n["tk"] % n["vw"] == 0 and (n["tile"] * n["wpt"]) % n["vw"] == 0, g
+assert set(t["workgroups"]) == {"attention", "layernorm", "crossentropy", "adamw"}, t["workgroups"]
+# the reject line: "<label> <op> <M>x<N>x<K>  t<tile>w<wpt>k<tk>v<vw>p<pad> max error ..."
+m = re.search(r"^  (\S+(?: \d+)?) +[NT]{2} .*?\bt(\d+)w(\d+)k(\d+)v(\d+)p(\d+) +max error", out, re.M)
+assert m, "no rejected candidate in the report"
+g = [g for g in t["gemm"] if g["label"] == m.group(1)][0]
+n = g["native"]
+assert g["rejected"] >= 1, g
+assert (n["tile"], n["wpt"], n["tk"], n["vw"], n["pad"]) != tuple(int(x) for x in m.groups()[1:]), g
+print("  %d shapes; rejected: %s" % (len(t["gemm"]), m.group(0).strip()))
+PY
+
+# 4. clformer uses it: announced with --verbose, same losses as the CPU backend
+SMALL="d_model=32 num_heads=2 num_layers=1 d_ff=64 max_length=16 batch_size=4 eval_interval=0 log_interval=1 warmup_steps=1"
+$CLF train configs/tiny.json $SMALL --device cpu --steps 3 --out "$W/cpu" --log "$W/cpu.jsonl" --quiet || bad "train on the CPU backend"
+CF_TUNING="$W/t.json" $CLF train configs/tiny.json $SMALL --device "$DEV" --steps 3 --out "$W/cl" --log "$W/cl.jsonl" --verbose >"$W/cl.out" 2>"$W/cl.err" || bad "tuned training failed: $(tail -3 "$W/cl.err")"
+grep -q "tuning: using $W/t.json" "$W/cl.err" && ok "--verbose announces the tuning file" || bad "no 'tuning: using' line in: $(grep -i tuning "$W/cl.err")"
+python3 - "$W/t.json" "$W/cl.err" <<'PY' && ok "each tuned GEMM shape ran on its file's path with its parameters (debug log)" || bad "GEMM paths or parameters differ from the tuning file"
+import json, re, sys
+t = json.load(open(sys.argv[1]))
+log = open(sys.argv[2]).read()
+entries = {(g["M"], g["N"], g["K"], "NT"[g["ta"]] + "NT"[g["tb"]]): g for g in t["gemm"]}
+seen = 0
+for m in re.finditer(r"gemm M=(\d+) N=(\d+) K=(\d+) ([NT]{2}): (.*)", log):
+    g = entries.get((int(m.group(1)), int(m.group(2)), int(m.group(3)), m.group(4)))
+    if not g:
+        continue
+    seen += 1
+    n = g["native"]
+    want = ("clblast" if g["path"] == "clblast" else
+            "native %dx%d (wpt %d, tk %d, vw %d, pad %d, tuning)" % (n["tile"], n["tile"], n["wpt"], n["tk"], n["vw"], n["pad"]))
+    assert m.group(5) == want, (m.group(0), want)
+assert seen >= 10, seen
+print("  %d GEMM shapes of the step checked against the file" % seen)
+PY
+python3 - "$W/cpu.jsonl" "$W/cl.jsonl" <<'PY' && ok "tuned OpenCL training matches the CPU backend's losses" || bad "tuned training losses differ from the CPU backend"
+import json, sys
+a = [json.loads(l)["loss"] for l in open(sys.argv[1])]
+b = [json.loads(l)["loss"] for l in open(sys.argv[2])]
+assert len(a) == len(b) == 3, (a, b)
+for x, y in zip(a, b):
+    assert abs(x - y) <= 2e-3 * max(1.0, abs(x)), (a, b)
+print("  losses cpu %s, tuned opencl %s" % (["%.5f" % x for x in a], ["%.5f" % y for y in b]))
+PY
+
+# 5. a corrupt file named with --tuning: one warning, the run goes on
+echo '{"format": "clformer-tuning", "version": 1, "gemm": [' > "$W/bad.json"
+if $CLF train configs/tiny.json $SMALL --device "$DEV" --tuning "$W/bad.json" --steps 1 --out "$W/bad" >"$W/bad.out" 2>"$W/bad.err"; then
+  n=$(grep -c "^warning: tuning file" "$W/bad.err")
+  [ "$n" = 1 ] && ok "corrupt tuning file: $(grep '^warning: tuning file' "$W/bad.err" | cut -c1-120)..." || bad "corrupt tuning file: $n warnings: $(cat "$W/bad.err")"
+else
+  bad "training with a corrupt tuning file failed: $(tail -3 "$W/bad.err")"
+fi
+
+[ $fail = 0 ] && echo "PASS cli_tune" || echo "FAIL cli_tune"
+exit $fail

@@ -1,0 +1,487 @@
+/* clformer test: tuning files (src/backend/opencl/cl_tuning.c). Without a device: a tuning round-
+ * trips through JSON and through a file field by field; corrupt or invalid files are refused with
+ * a reason naming the field; shape lookup (exact, same bucket, miss) and file names. With an OpenCL
+ * device: a missing, corrupt, invalid, stale (other driver) or foreign (other device) file gives
+ * exactly one warning and the built-in rule; CF_TUNING=off gives none; a matching file is found
+ * automatically under ./configs/tuning/ and announced at debug level; and a backend running tuned
+ * parameters (odd tiles, WPT, K slices, vector widths, paddings, CLBlast/native per shape, a
+ * variant that does not fit the device, tuned work-group sizes) still matches the CPU backend on
+ * GEMMs of every transpose, LayerNorm, attention, softmax cross-entropy and AdamW.
+ *   test_cl_tuning [--device SPEC] */
+#define _POSIX_C_SOURCE 200809L /* setenv, mkdtemp, chdir */
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backend/opencl/cl_internal.h"
+#include "backend/opencl/cl_tuning.h"
+#include "test_cl_common.h"
+
+static char g_dir[512]; /* scratch directory */
+
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
+        fprintf(stderr, "FAIL: cannot write %s\n", path);
+        exit(1);
+    }
+}
+
+static cf_tuning_gemm entry(const char *label, int ta, int tb, int M, int N, int K, int tile,
+                            int wpt, int tk, int vw, int pad, int path) {
+    cf_tuning_gemm g;
+    memset(&g, 0, sizeof g);
+    snprintf(g.label, sizeof g.label, "%s", label);
+    g.ta = ta, g.tb = tb, g.M = M, g.N = N, g.K = K;
+    g.tile = tile, g.wpt = wpt, g.tk = tk, g.vw = vw, g.pad = pad, g.path = path;
+    g.gflops_tuned = 123.45, g.gflops_rule = 100.5, g.gflops_clblast = path ? 150.25 : 0.0;
+    g.gflops_fast = path == CF_TUNING_FAST ? 170.75 : 0.0;
+    g.candidates = 9, g.rejected = 1;
+    return g;
+}
+
+static int same_gemm(const cf_tuning_gemm *a, const cf_tuning_gemm *b) {
+    return !strcmp(a->label, b->label) && a->M == b->M && a->N == b->N && a->K == b->K &&
+           a->ta == b->ta && a->tb == b->tb && a->tile == b->tile && a->wpt == b->wpt &&
+           a->tk == b->tk && a->vw == b->vw && a->pad == b->pad && a->path == b->path &&
+           fabs(a->gflops_tuned - b->gflops_tuned) < 1e-9 &&
+           fabs(a->gflops_rule - b->gflops_rule) < 1e-9 &&
+           fabs(a->gflops_clblast - b->gflops_clblast) < 1e-9 &&
+           fabs(a->gflops_fast - b->gflops_fast) < 1e-9 && a->candidates == b->candidates &&
+           a->rejected == b->rejected;
+}
+
+static int same_tuning(const cf_tuning *a, const cf_tuning *b) {
+    if (strcmp(a->platform, b->platform) || strcmp(a->device, b->device) ||
+        strcmp(a->driver, b->driver) || strcmp(a->device_version, b->device_version) ||
+        strcmp(a->created, b->created) || strcmp(a->tool, b->tool) ||
+        strcmp(a->config, b->config) || a->quick != b->quick || a->n_gemm != b->n_gemm)
+        return 0;
+    for (int i = 0; i < a->n_gemm; i++)
+        if (!same_gemm(&a->gemm[i], &b->gemm[i])) return 0;
+    for (int f = 0; f < CF_TUNE_FAMILIES; f++) {
+        const cf_tuning_wg *x = &a->wg[f], *y = &b->wg[f];
+        if (x->ls != y->ls || x->default_ls != y->default_ls ||
+            fabs(x->us_tuned - y->us_tuned) > 1e-9 || fabs(x->us_default - y->us_default) > 1e-9)
+            return 0;
+    }
+    return 1;
+}
+
+/* a tuning with three GEMM entries and two work-group sizes for the given key */
+static void sample(cf_tuning *t, const char *platform, const char *device, const char *driver) {
+    cf_tuning_init(t, platform, device, driver);
+    snprintf(t->device_version, sizeof t->device_version, "OpenCL 3.0 test");
+    snprintf(t->created, sizeof t->created, "2025-01-02T03:04:05Z");
+    snprintf(t->config, sizeof t->config, "configs/tiny.json");
+    t->quick = 1;
+    cf_tuning_gemm g = entry("qkv.fwd", 0, 1, 4096, 1152, 384, 16, 8, 16, 4, 0, CF_TUNING_NATIVE);
+    TCL_OK(cf_tuning_set_gemm(t, &g));
+    g = entry("head.dw", 1, 0, 16000, 384, 4096, 8, 4, 32, 2, 1, CF_TUNING_CLBLAST);
+    TCL_OK(cf_tuning_set_gemm(t, &g));
+    g = entry("square 512", 0, 0, 512, 512, 512, 32, 2, 8, 8, 2, CF_TUNING_FAST);
+    TCL_OK(cf_tuning_set_gemm(t, &g));
+    t->wg[CF_TUNE_ATTENTION] = (cf_tuning_wg){128, 256, 10.5, 12.25};
+    t->wg[CF_TUNE_ADAMW] = (cf_tuning_wg){64, 256, 3.5, 4.75};
+}
+
+/* ---- without a device ------------------------------------------------------------------------ */
+
+static void test_roundtrip(void) {
+    cf_tuning t, back, file;
+    sample(&t, "Plat \"quoted\"", "Dev/ice 1", "1.2.3");
+    char *json = cf_tuning_to_json(&t);
+    char why[512];
+    int rc = cf_tuning_parse(json, "memory", &back, why, sizeof why);
+    expect(rc == CF_OK && same_tuning(&t, &back),
+           "tuning round-trips through JSON: %d entries, 2 work-group sizes (%s)", back.n_gemm,
+           rc == CF_OK ? "parsed" : why);
+    char path[700];
+    snprintf(path, sizeof path, "%s/sub/dir/t.json", g_dir);
+    TCL_OK(cf_tuning_save(&t, path));
+    rc = cf_tuning_load(path, &file, why, sizeof why);
+    expect(rc == CF_OK && same_tuning(&t, &file) && !strcmp(file.path, path),
+           "tuning round-trips through a file (directories created): %s", rc ? why : "equal");
+    /* replacing an entry of the same shape keeps the count */
+    cf_tuning_gemm g = entry("qkv.fwd", 0, 1, 4096, 1152, 384, 8, 2, 8, 1, 1, CF_TUNING_CLBLAST);
+    TCL_OK(cf_tuning_set_gemm(&t, &g));
+    expect(t.n_gemm == 3 && t.gemm[0].tile == 8 && t.gemm[0].path == CF_TUNING_CLBLAST,
+           "cf_tuning_set_gemm replaces the entry of the same shape (%d entries)", t.n_gemm);
+    free(json);
+    cf_tuning_free(&t);
+    cf_tuning_free(&back);
+    cf_tuning_free(&file);
+}
+
+/* text with the first occurrence of `from` replaced by `to` */
+static char *edit(const char *text, const char *from, const char *to) {
+    const char *at = strstr(text, from);
+    if (!at) {
+        fprintf(stderr, "FAIL: test setup: '%s' not in the sample JSON\n", from);
+        exit(1);
+    }
+    size_t n = strlen(text) + strlen(to) + 1;
+    char *out = tcl_malloc(n);
+    snprintf(out, n, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+    return out;
+}
+
+static void test_parse_errors(void) {
+    cf_tuning t;
+    sample(&t, "P", "D", "1");
+    char *good = cf_tuning_to_json(&t);
+    cf_tuning_free(&t);
+    const struct {
+        const char *what, *from, *to, *expect;
+    } cases[] = {
+        {"truncated JSON", "\"workgroups\"", "", "not valid JSON"},
+        {"another format", "clformer-tuning", "something-else", "'format'"},
+        {"a newer version", "\"version\":\t1", "\"version\":\t2", "version 2"},
+        {"no driver", "\"driver\"", "\"driverx\"", "'driver' is missing"},
+        {"vector width 3", "\"vw\":\t4", "\"vw\":\t3", "'vw'"},
+        {"tile 0", "\"tile\":\t16", "\"tile\":\t0", "'tile'"},
+        {"path neither native, clblast nor fast", "\"clblast\",", "\"cuda\",", "'path'"},
+        {"work-group size 100", "\"ls\":\t128", "\"ls\":\t100", "power of two"},
+        {"unknown kernel family", "\"adamw\":", "\"adam\":", "unknown kernel family 'adam'"},
+        {"gemm not an array", "\"gemm\":\t[", "\"gemm\":\t\"none\", \"g2\":\t[",
+         "'gemm' must be an array"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *bad;
+        if (!strcmp(cases[i].what, "truncated JSON")) {
+            bad = tcl_malloc(strlen(good) + 1);
+            snprintf(bad, strlen(good) + 1, "%.*s", (int)(strstr(good, cases[i].from) - good),
+                     good);
+        } else {
+            bad = edit(good, cases[i].from, cases[i].to);
+        }
+        char why[512] = "";
+        int rc = cf_tuning_parse(bad, "t.json", &t, why, sizeof why);
+        expect(rc == CF_ERR_FORMAT && strstr(why, cases[i].expect),
+               "refused: %s -> \"%s\" (want '%s')", cases[i].what, why, cases[i].expect);
+        cf_tuning_free(&t);
+        free(bad);
+    }
+    char why[256];
+    char path[700];
+    snprintf(path, sizeof path, "%s/none.json", g_dir);
+    int rc = cf_tuning_load(path, &t, why, sizeof why);
+    expect(rc == CF_ERR_NOT_FOUND, "a missing file: CF_ERR_NOT_FOUND (%s)", why);
+    free(good);
+}
+
+static void test_lookup(void) {
+    cf_tuning t;
+    sample(&t, "P", "D", "1");
+    int exact = -1;
+    const cf_tuning_gemm *g = cf_tuning_lookup(&t, 4096, 1152, 384, 0, 1, &exact);
+    expect(g && exact == 1 && !strcmp(g->label, "qkv.fwd"), "lookup: exact shape");
+    g = cf_tuning_lookup(&t, 4000, 1100, 400, 0, 1, &exact);
+    expect(g && exact == 0 && !strcmp(g->label, "qkv.fwd"), "lookup: nearby shape, same bucket");
+    g = cf_tuning_lookup(&t, 4096, 1152, 384, 1, 1, &exact);
+    expect(!g, "lookup: other transposes -> no entry");
+    g = cf_tuning_lookup(&t, 64, 64, 64, 0, 0, &exact);
+    expect(!g, "lookup: another bucket -> no entry");
+    char b[64];
+    cf_tuning_bucket(4096, 1152, 384, 0, 1, b, sizeof b);
+    expect(!strcmp(b, "nt:4096x1024x512"), "bucket of 4096x1152x384 NT is %s", b);
+    char name[300];
+    cf_tuning_file_name("Portable Computing Language", "pthread-haswell-AMD EPYC 7B13", name,
+                        sizeof name);
+    expect(!strcmp(name, "portable-computing-language__pthread-haswell-amd-epyc-7b13.json"),
+           "file name: %s", name);
+    char why[256];
+    expect(cf_tuning_match(&t, "P", "D", "1", why, sizeof why) == CF_TUNING_MATCH,
+           "match: same platform, device and driver");
+    expect(cf_tuning_match(&t, "P", "D", "2", why, sizeof why) == CF_TUNING_STALE &&
+               strstr(why, "stale"),
+           "match: another driver is stale (%s)", why);
+    expect(cf_tuning_match(&t, "P", "E", "1", why, sizeof why) == CF_TUNING_OTHER_DEVICE,
+           "match: another device (%s)", why);
+    cf_tuning_free(&t);
+}
+
+/* ---- with a device --------------------------------------------------------------------------- */
+
+static cf_cl_device_info g_dev;
+
+/* Create an OpenCL backend under CF_TUNING=value (NULL: unset), count the warnings and keep the
+ * log; return the native parameters it picks for an NT 70x90x50 product. */
+static cf_backend *open_with(const char *value, int *warnings, cf_cl_gemm_params *p) {
+    if (value) setenv("CF_TUNING", value, 1);
+    else unsetenv("CF_TUNING");
+    g_log[0] = 0;
+    g_warnings = 0;
+    int level = cf_log_get_level();
+    cf_log_set_level(CF_LOG_DEBUG);
+    cf_backend *be = NULL;
+    TCL_OK(cf_backend_opencl_create(tcl_spec(), &be));
+    cf_log_set_level(level);
+    *warnings = g_warnings;
+    TCL_OK(cf_backend_opencl_gemm_params(be, 70, 90, 50, 0, 1, p));
+    return be;
+}
+
+static void expect_fallback(const char *what, const char *value, const char *needle) {
+    int w = 0;
+    cf_cl_gemm_params p;
+    cf_backend *be = open_with(value, &w, &p);
+    const char *line = strstr(g_log, "tuning file");
+    expect(w == 1 && line && strstr(line, needle) && !strcmp(p.source, "rule"),
+           "%s: one warning naming '%s', built-in rule (%d warnings, gemm from %s)", what, needle,
+           w, p.source);
+    cf_backend_destroy(be);
+}
+
+/* the tuned file for this device: odd parameters that must still compute the right results */
+static void device_tuning(cf_tuning *t, const char *driver) {
+    cf_tuning_init(t, g_dev.platform_name, g_dev.name, driver);
+    int big = g_dev.max_group >= 1024 ? 32 : 16;
+    cf_tuning_gemm e[] = {
+        entry("nt", 0, 1, 70, 90, 50, 4, 2, 8, 2, 0, CF_TUNING_NATIVE),
+        entry("nn", 0, 0, 129, 65, 33, 8, 4, 16, 4, 2, CF_TUNING_NATIVE),
+        entry("tn", 1, 0, 64, 48, 200, 16, 2, 32, 8, 1, CF_TUNING_CLBLAST),
+        entry("tt", 1, 1, 33, 47, 31, big, 1, 8, 1, 0, CF_TUNING_NATIVE),
+        entry("nn big", 0, 0, 300, 260, 70, 16, 8, 8, 8, 3, CF_TUNING_NATIVE),
+        /* left to the backend's own choice (the rule here: no "fast" kernel for this size) */
+        entry("fast", 0, 0, 100, 90, 80, 16, 4, 16, 1, 1, CF_TUNING_FAST),
+        /* does not fit any device: 1024x1024 blocks need 512 KiB + of local memory */
+        entry("too big", 1, 0, 40, 30, 20, 64, 16, 64, 1, 1, CF_TUNING_NATIVE),
+    };
+    for (size_t i = 0; i < sizeof e / sizeof e[0]; i++) TCL_OK(cf_tuning_set_gemm(t, &e[i]));
+    t->wg[CF_TUNE_ATTENTION] = (cf_tuning_wg){32, 256, 1, 1};
+    t->wg[CF_TUNE_LAYERNORM] = (cf_tuning_wg){64, 256, 1, 1};
+    t->wg[CF_TUNE_CROSSENTROPY] = (cf_tuning_wg){128, 256, 1, 1};
+    t->wg[CF_TUNE_ADAMW] = (cf_tuning_wg){32, 256, 1, 1};
+}
+
+static void test_fallbacks(void) {
+    char path[1000], other[700];
+    snprintf(path, sizeof path, "%s/missing.json", g_dir);
+    expect_fallback("a missing file named by CF_TUNING", path, "not found");
+
+    cf_tuning t;
+    device_tuning(&t, g_dev.driver);
+    char *good = cf_tuning_to_json(&t);
+    cf_tuning_free(&t);
+    snprintf(path, sizeof path, "%s/corrupt.json", g_dir);
+    write_text(path, "{\"format\": \"clformer-tuning\", \"version\": 1, \"gemm\": [ {");
+    expect_fallback("a corrupt (truncated) file", path, "not valid JSON");
+    char *bad = edit(good, "\"pad\":\t2", "\"pad\":\t9");
+    snprintf(path, sizeof path, "%s/invalid.json", g_dir);
+    write_text(path, bad);
+    free(bad);
+    expect_fallback("a file with an out-of-range field", path, "'pad'");
+
+    device_tuning(&t, "0.0-another-driver");
+    snprintf(path, sizeof path, "%s/stale.json", g_dir);
+    TCL_OK(cf_tuning_save(&t, path));
+    cf_tuning_free(&t);
+    expect_fallback("a stale file (another driver)", path, "stale");
+
+    device_tuning(&t, g_dev.driver);
+    snprintf(t.device, sizeof t.device, "Some Other Device 9000");
+    snprintf(other, sizeof other, "%s/other.json", g_dir);
+    TCL_OK(cf_tuning_save(&t, other));
+    cf_tuning_free(&t);
+    expect_fallback("a file of another device", other, "was measured on");
+
+    int w = 0;
+    cf_cl_gemm_params p;
+    cf_backend *be = open_with("off", &w, &p);
+    expect(w == 0 && !strcmp(p.source, "rule"), "CF_TUNING=off: no warning, built-in rule");
+    cf_backend_destroy(be);
+
+    /* found automatically in ./configs/tuning/<platform>__<device>.json */
+    char cwd[1024], name[300], dir[600];
+    if (!getcwd(cwd, sizeof cwd)) exit(1);
+    cf_tuning_file_name(g_dev.platform_name, g_dev.name, name, sizeof name);
+    snprintf(dir, sizeof dir, "%s/work/configs/tuning", g_dir);
+    TCL_OK(cf_mkdirs(dir));
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    write_text(path, good);
+    snprintf(dir, sizeof dir, "%s/work", g_dir);
+    if (chdir(dir) != 0) exit(1);
+    be = open_with(NULL, &w, &p);
+    char want[400];
+    snprintf(want, sizeof want, "tuning: using configs/tuning/%s", name);
+    expect(w == 0 && strstr(g_log, want) && !strcmp(p.source, "tuning") && p.tile == 4,
+           "automatic lookup: %s used and announced at debug level (gemm from %s, %dx%d)", name,
+           p.source, p.tile, p.tile);
+    cf_backend_destroy(be);
+    /* an unrelated file there is a warning, not a crash */
+    TCL_OK(cf_tuning_load(other, &t, want, sizeof want));
+    TCL_OK(cf_tuning_save(&t, path));
+    cf_tuning_free(&t);
+    expect_fallback("automatic lookup finding another device's file", NULL, "was measured on");
+    remove(path);
+    /* none: silent (unless the source tree holds one for this device) */
+    char src_file[1200];
+    snprintf(src_file, sizeof src_file, "%s/configs/tuning/%s", CF_SOURCE_DIR, name);
+    if (access(src_file, F_OK) != 0) {
+        be = open_with(NULL, &w, &p);
+        expect(w == 0 && strstr(g_log, "tuning: no tuning file") && !strcmp(p.source, "rule"),
+               "no tuning file: no warning, a debug line, built-in rule");
+        cf_backend_destroy(be);
+    } else {
+        printf("skip the no-file case: %s exists\n", src_file);
+    }
+    if (chdir(cwd) != 0) exit(1);
+    free(good);
+}
+
+static void expect_params(int M, int N, int K, int ta, int tb, int tile, int wpt, int tk, int vw,
+                          int pad, const char *source) {
+    cf_cl_gemm_params p;
+    TCL_OK(cf_backend_opencl_gemm_params(GPU, M, N, K, ta, tb, &p));
+    expect(p.tile == tile && p.wpt == wpt && p.tk == tk && p.vw == vw && p.pad == pad &&
+               !strcmp(p.source, source),
+           "%c%c %dx%dx%d runs %dx%d wpt %d tk %d vw %d pad %d (%s), want %dx%d wpt %d tk %d vw "
+           "%d pad %d (%s)",
+           ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, p.tile, p.tile, p.wpt, p.tk, p.vw, p.pad,
+           p.source, tile, tile, wpt, tk, vw, pad, source);
+}
+
+static void test_tuned_ops(void) {
+    /* the parameters in use */
+    int big = g_dev.max_group >= 1024 ? 32 : 16;
+    expect_params(70, 90, 50, 0, 1, 4, 2, 8, 2, 0, "tuning");
+    expect_params(72, 88, 52, 0, 1, 4, 2, 8, 2, 0, "tuning, same bucket");
+    expect_params(129, 65, 33, 0, 0, 8, 4, 16, 4, 2, "tuning");
+    expect_params(33, 47, 31, 1, 1, big, 1, 8, 1, 0, "tuning");
+    cf_cl_gemm_params rule;
+    cf_cl_gemm_rule(100, 90, 80, ((cf_cl_ctx *)GPU->ctx)->gemm_max_group, &rule);
+    expect_params(100, 90, 80, 0, 0, rule.tile, rule.wpt, rule.tk, 1, 1, "rule");
+    cf_cl_gemm_rule(40, 30, 20, ((cf_cl_ctx *)GPU->ctx)->gemm_max_group, &rule);
+    g_warnings = 0;
+    expect_params(40, 30, 20, 1, 0, rule.tile, rule.wpt, rule.tk, 1, 1, "rule");
+    expect(g_warnings == 1 && strstr(g_log, "do not fit"),
+           "a tuned variant that does not fit the device: one warning, the rule");
+    cf_cl_ctx *ctx = GPU->ctx;
+    expect(ctx->prog_ls[CF_PROG_ATTENTION] == 32 && ctx->prog_ls[CF_PROG_LAYERNORM] == 64 &&
+               ctx->prog_ls[CF_PROG_CROSSENTROPY] == 128 && ctx->prog_ls[CF_PROG_ADAMW] == 32,
+           "tuned work-group sizes in use: attention %d, layernorm %d, crossentropy %d, adamw %d",
+           ctx->prog_ls[CF_PROG_ATTENTION], ctx->prog_ls[CF_PROG_LAYERNORM],
+           ctx->prog_ls[CF_PROG_CROSSENTROPY], ctx->prog_ls[CF_PROG_ADAMW]);
+
+    /* GEMMs under the tuned parameters, the per-shape path in auto mode */
+    TCL_OK(cf_backend_opencl_set_gemm(GPU, "auto"));
+    int level = cf_log_get_level();
+    cf_log_set_level(CF_LOG_DEBUG);
+    g_log[0] = 0;
+    static const int shapes[][5] = {{0, 1, 70, 90, 50},  {0, 1, 72, 88, 52}, {0, 0, 129, 65, 33},
+                                    {1, 0, 64, 48, 200}, {1, 1, 33, 47, 31}, {0, 0, 300, 260, 70},
+                                    {1, 0, 40, 30, 20},  {0, 0, 100, 90, 80}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const int *s = shapes[i];
+        gemm_case("tuned", s[0], s[1], s[2], s[3], s[4], 1.0f, 0.0f);
+        gemm_case("tuned", s[0], s[1], s[2], s[3], s[4], 0.7f, 0.5f);
+    }
+    cf_log_set_level(level);
+    expect(strstr(g_log, "gemm M=70 N=90 K=50 NT: native 4x4 (wpt 2, tk 8, vw 2, pad 0, tuning)") !=
+               NULL,
+           "auto mode: the file's 'native' choice runs the native kernel (debug log)");
+    if (cf_cl_have_clblast())
+        expect(strstr(g_log, "gemm M=64 N=48 K=200 TN: clblast") != NULL,
+               "auto mode: the file's 'clblast' choice runs CLBlast (debug log)");
+
+    /* the kernels with tuned work-group sizes */
+    const int N = 37, C = 100;
+    pair inp = pair_rand((size_t)N * C, 2.0f), w = pair_rand(C, 1.0f), b = pair_rand(C, 1.0f);
+    pair out = pair_rand((size_t)N * C, 1.0f), mean = pair_rand(N, 1.0f),
+         rstd = pair_rand(N, 1.0f);
+    BOTH(cf_be_layernorm_forward(be, V(out), V(mean), V(rstd), V(inp), V(w), V(b), N, C));
+    check("layernorm_forward, LS 64", out, 1e-5);
+    pair dinp = pair_rand((size_t)N * C, 1.0f), dw = pair_rand(C, 1.0f), db = pair_rand(C, 1.0f),
+         dout = pair_rand((size_t)N * C, 1.0f);
+    BOTH(cf_be_layernorm_backward(be, V(dinp), V(dw), V(db), V(dout), V(inp), V(w), V(mean),
+                                  V(rstd), N, C));
+    check("layernorm_backward dinp, LS 64", dinp, 1e-5);
+    check("layernorm_backward dweight, LS 64", dw, 1e-5);
+
+    const int B = 2, T = 19, AC = 24, NH = 3;
+    size_t btc = (size_t)B * T * AC, att = (size_t)B * NH * T * T;
+    pair qkv = pair_rand(3 * btc, 1.0f), aout = pair_rand(btc, 1.0f), a = pair_rand(att, 1.0f);
+    BOTH(cf_be_attention_forward(be, V(aout), V(a), V(qkv), B, T, AC, NH));
+    check("attention_forward out, LS 32", aout, 1e-5);
+    pair dqkv = pair_rand(3 * btc, 1.0f), datt = pair_rand(att, 1.0f),
+         dpre = pair_rand(att, 1.0f), daout = pair_rand(btc, 1.0f);
+    BOTH(cf_be_attention_backward(be, V(dqkv), V(datt), V(dpre), V(daout), V(qkv), V(a), B, T, AC,
+                                  NH));
+    check("attention_backward dqkv, LS 32", dqkv, 1e-5);
+
+    const int R = 13, Vocab = 300;
+    int32_t tg[13];
+    for (int i = 0; i < R; i++) tg[i] = (int32_t)(cf_rng_u32(&rng) % Vocab);
+    tg[3] = -1; /* ignored row */
+    pair targets = pair_new(R, tg, 0.0f), logits = pair_rand((size_t)R * Vocab, 4.0f);
+    pair losses = pair_rand(R, 1.0f), dlogits = pair_rand((size_t)R * Vocab, 1.0f);
+    BOTH(cf_be_crossentropy_fused(be, V(losses), V(dlogits), V(logits), V(targets), R, Vocab,
+                                  0.25f));
+    check("crossentropy_fused losses, LS 128", losses, 1e-5);
+    check("crossentropy_fused dlogits, LS 128", dlogits, 1e-5);
+
+    const size_t n = 1000;
+    pair prm = pair_rand(n, 1.0f), grd = pair_rand(n, 1.0f), m = pair_rand(n, 0.1f),
+         v = pair_const(n, 0.01f);
+    BOTH(cf_be_adamw(be, V(prm), V(grd), V(m), V(v), n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f,
+                     2));
+    check("adamw params, LS 32", prm, 1e-6);
+    check("adamw m, LS 32", m, 1e-6);
+    pair_free(inp), pair_free(w), pair_free(b), pair_free(out), pair_free(mean), pair_free(rstd);
+    pair_free(dinp), pair_free(dw), pair_free(db), pair_free(dout);
+    pair_free(qkv), pair_free(aout), pair_free(a), pair_free(dqkv), pair_free(datt),
+        pair_free(dpre), pair_free(daout);
+    pair_free(targets), pair_free(logits), pair_free(losses), pair_free(dlogits);
+    pair_free(prm), pair_free(grd), pair_free(m), pair_free(v);
+}
+
+int main(int argc, char **argv) {
+    double t0 = cf_time_now();
+    const char *spec = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--device") && i + 1 < argc) spec = argv[++i];
+        else {
+            fprintf(stderr, "usage: %s [--device SPEC]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (spec) setenv("CF_TEST_OPENCL_DEVICE", spec, 1);
+    snprintf(g_dir, sizeof g_dir, "%s/tuning_test_XXXXXX", CF_BINARY_DIR);
+    if (!mkdtemp(g_dir)) {
+        fprintf(stderr, "FAIL: mkdtemp %s\n", g_dir);
+        return 1;
+    }
+    test_roundtrip();
+    test_parse_errors();
+    test_lookup();
+
+    if (!getenv("CF_CACHE_DIR")) setenv("CF_CACHE_DIR", CF_BINARY_DIR "/cl_cache", 1);
+    int code = 0;
+    if (tcl_device_count() == 0) {
+        code = tcl_no_device("test_cl_tuning (device part)");
+    } else {
+        /* the device's key, from a backend without tuning */
+        cf_log_set_callback(capture_log, NULL);
+        setenv("CF_TUNING", "off", 1);
+        cf_backend *probe = NULL;
+        TCL_OK(cf_backend_opencl_create(tcl_spec(), &probe));
+        g_dev = ((cf_cl_ctx *)probe->ctx)->dev;
+        cf_backend_destroy(probe);
+        test_fallbacks();
+
+        cf_tuning t;
+        device_tuning(&t, g_dev.driver);
+        char path[700];
+        snprintf(path, sizeof path, "%s/tuned.json", g_dir);
+        TCL_OK(cf_tuning_save(&t, path));
+        cf_tuning_free(&t);
+        setenv("CF_TUNING", path, 1);
+        if (tcl_open("test_cl_tuning", NULL, &code) == 0) test_tuned_ops();
+        else return code;
+    }
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+    if (system(cmd) != 0) printf("note: could not remove %s\n", g_dir);
+    int rc = tcl_finish("test_cl_tuning", t0);
+    return code ? code : rc;
+}
