@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/opencl/cl_gemm_fast.h"
 #include "backend/opencl/cl_internal.h"
 
 #ifdef CF_HAVE_CLBLAST
@@ -221,6 +222,7 @@ void cf_cl_gemm_release(cf_cl_ctx *ctx) {
         if (ctx->gemm_progs[i].program) clReleaseProgram(ctx->gemm_progs[i].program);
     }
     ctx->n_gemm_progs = 0;
+    cf_cl_gemm_fast_release(ctx);
 }
 
 static int gemm_native(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
@@ -280,6 +282,10 @@ static int gemm_clblast(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
 
 int cf_cl_gemm(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
     if (d->M <= 0 || d->N <= 0 || d->outer * d->inner <= 0) return CF_OK;
+    /* large plain products on GPUs: the register-blocked kernel (cl_gemm_fast.c), unless the mode
+     * is clblast or a tuning file measured the shape */
+    int fast = cf_cl_gemm_fast_try(ctx, d);
+    if (fast != 0) return fast < 0 ? fast : CF_OK;
 #ifdef CF_HAVE_CLBLAST
     /* Batched products (attention) stay on the native kernel: it skips the blocks that causality
      * makes zero, which CLBlast cannot, and CLBlast's batched kernels would be one more set to

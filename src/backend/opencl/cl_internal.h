@@ -115,6 +115,7 @@ typedef struct cf_cl_ctx {
     int n_gemm_progs;
     cf_cl_shape_memo memo[CF_CL_SHAPE_MEMO];
     int n_memo;
+    struct cf_cl_gemm_fast *gemm_fast; /* cl_gemm_fast.c state (programs, scratch); NULL = unused */
 
     int gemm_max_group; /* largest work-group the native GEMM can use (64 or 256) */
     int gemm_mode;      /* enum cf_cl_gemm_mode */

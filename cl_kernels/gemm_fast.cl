@@ -1,0 +1,262 @@
+/* clformer: register-blocked single-precision GEMM for GPUs, row-major, with optional split-K:
+ *     C(M,N) = alpha * op(A) * op(B) + beta * C        (beta == 0: C is not read)
+ * op(A) is A(M,K) or, with TA, A stored (K,M); op(B) is B(K,N) or, with TB, B stored (N,K).
+ * Plain (unbatched) products only; src/backend/opencl/cl_gemm_fast.c decides when to use it.
+ *
+ * A work-group is 16 x 16 work-items and computes a BM x BN = (16*RM) x (16*RN) block of C; each
+ * work-item keeps RM x RN outputs in registers: rows ty*4 + i*64 + e and columns tx*4 + j*64 + f
+ * (i < RM/4, j < RN/4, e, f < 4), so every operand value it needs from local memory comes as one
+ * float4 read (4 per K step for RM = RN = 8, against 64 multiply-adds) and its stores are float4.
+ * Local memory holds op(A) as As[k][m] and op(B) as Bs[k][n] (both "k-major"), each twice: while
+ * the work-group multiplies one K slice out of one copy, the next slice's global loads are already
+ * in registers and go into the other copy afterwards (one barrier per K slice).
+ *
+ * Build-time parameters (-D), chosen by cl_gemm_fast.c:
+ *   RM, RN  outputs per work-item along m and n: 4 or 8 (blocks of 64 or 128)
+ *   BK      K depth of one local-memory slice: 8 or 16; BM*BK and BN*BK must be multiples of 1024
+ *           (each of the 256 work-items stages whole float4s)
+ *   VEC     1: the host checked that A, B and C offsets and leading dimensions are multiples of 4
+ *           elements, so whole tiles are read and written as float4; 0: element accesses
+ *
+ * Split-K: dimension 2 of the range is the K slice s; the group multiplies k in
+ * [s*kps, min(K, (s+1)*kps)) and writes its block to C + s*c_split. The host then passes a scratch
+ * buffer as C (alpha 1, beta 0) and gemm_fast_reduce adds the slices in order s = 0, 1, ... and
+ * applies alpha and beta: deterministic, no atomics. Without split, kps >= K and c_split is 0.
+ *
+ * Every staged element outside op(A) or op(B) (block edges, last K slice) is staged as 0, so edge
+ * blocks need no checks in the multiply loop; only their stores are checked. */
+#ifndef RM
+#define RM 8
+#endif
+#ifndef RN
+#define RN 8
+#endif
+#ifndef BK
+#define BK 8
+#endif
+#ifndef VEC
+#define VEC 0
+#endif
+#define NT 256 /* work-items per group: 16 x 16 */
+#define BM (16 * RM)
+#define BN (16 * RN)
+/* float4s per local-memory row: one float4 of padding, so that the transposing scalar stores of
+ * k-contiguous operands (rows 4 floats apart) fall into different banks */
+#define LDA4 (BM / 4 + 1)
+#define LDB4 (BN / 4 + 1)
+#define NLA (BM * BK / 4 / NT) /* float4s of op(A) each work-item stages per K slice */
+#define NLB (BN * BK / 4 / NT)
+#if (RM != 4 && RM != 8) || (RN != 4 && RN != 8) || (BK != 8 && BK != 16)
+#error "gemm_fast.cl: RM and RN must be 4 or 8, BK 8 or 16"
+#endif
+#if (BM * BK) % (4 * NT) != 0 || (BN * BK) % (4 * NT) != 0
+#error "gemm_fast.cl: BM*BK and BN*BK must be multiples of 1024"
+#endif
+
+/* Load float4 number idx (0 <= idx < BX*BK/4) of the BX x BK tile of an operand X whose rows and
+ * columns are (x, k): x in [x0, x0+BX), k in [k0, k0+BK).
+ *   xc = 1: X stores (k, x) at X[k*ldx + x] (rows run along x): the float4 holds x .. x+3 of one k
+ *   xc = 0: X stores (k, x) at X[x*ldx + k] (rows run along k): the float4 holds k .. k+3 of one x
+ * full: the whole tile lies inside [0, xdim) x [0, kend); otherwise outside elements read as 0.
+ * Here and below x - q*d rather than x % d next to x / d: a div/rem pair becomes an LLVM `freeze`,
+ * which oclgrind's uninitialised-value checker cannot interpret. */
+static inline float4 gf_load4(const int xc, const int bx, __global const float *X, int ldx, int x0,
+                              int k0, int idx, int xdim, int kend, int full) {
+    int x, k;
+    if (xc) {
+        k = idx / (bx / 4);
+        x = (idx - k * (bx / 4)) * 4;
+    } else {
+        x = idx / (BK / 4);
+        k = (idx - x * (BK / 4)) * 4;
+    }
+    const int gx = x0 + x, gk = k0 + k;
+    const size_t base = xc ? (size_t)gk * ldx + gx : (size_t)gx * ldx + gk;
+    if (full) {
+#if VEC
+        return *(__global const float4 *)(X + base);
+#else
+        return (float4)(X[base], X[base + 1], X[base + 2], X[base + 3]);
+#endif
+    }
+    float v[4];
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+        const int ex = xc ? gx + e : gx, ek = xc ? gk : gk + e;
+        v[e] = (ex < xdim && ek < kend) ? X[base + e] : 0.0f;
+    }
+    return (float4)(v[0], v[1], v[2], v[3]);
+}
+
+/* Store what gf_load4 loaded for idx into the k-major local tile Xs[k][x] (row stride ld4 float4s). */
+static inline void gf_store4(const int xc, const int bx, __local float4 *Xs, const int ld4, int idx,
+                             float4 v) {
+    if (xc) {
+        const int k = idx / (bx / 4), x4 = idx - k * (bx / 4);
+        Xs[k * ld4 + x4] = v;
+    } else {
+        const int x = idx / (BK / 4), k = (idx - x * (BK / 4)) * 4;
+        __local float *s = (__local float *)Xs;
+        s[(k + 0) * ld4 * 4 + x] = v.x;
+        s[(k + 1) * ld4 * 4 + x] = v.y;
+        s[(k + 2) * ld4 * 4 + x] = v.z;
+        s[(k + 3) * ld4 * 4 + x] = v.w;
+    }
+}
+
+static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int K, int kps,
+                                  float alpha, __global const float *A, ulong a_off, int lda,
+                                  __global const float *B, ulong b_off, int ldb, float beta,
+                                  __global float *C, ulong c_off, int ldc, ulong c_split,
+                                  __local float4 *As, __local float4 *Bs) {
+    const int tx = get_local_id(0), ty = get_local_id(1);
+    const int lid = ty * 16 + tx;
+    const int n0 = get_group_id(0) * BN, m0 = get_group_id(1) * BM;
+    const int s = get_group_id(2);
+    A += a_off;
+    B += b_off;
+    C += c_off + (ulong)s * c_split;
+    const int k_begin = s * kps;
+    const int k_end = min(K, k_begin + kps);
+    const int inside = m0 + BM <= M && n0 + BN <= N;
+    /* op(A) is stored with rows along m when transposed, op(B) with rows along n when not */
+    const int a_xc = ta, b_xc = !tb;
+
+    float acc[RM][RN];
+#pragma unroll
+    for (int i = 0; i < RM; i++)
+#pragma unroll
+        for (int j = 0; j < RN; j++) acc[i][j] = 0.0f;
+
+    float4 ra[NLA], rb[NLB];
+    /* first slice: global -> registers -> copy 0 */
+    if (k_begin < k_end) {
+        const int full = inside && k_begin + BK <= k_end;
+#pragma unroll
+        for (int q = 0; q < NLA; q++)
+            ra[q] = gf_load4(a_xc, BM, A, lda, m0, k_begin, lid + q * NT, M, k_end, full);
+#pragma unroll
+        for (int q = 0; q < NLB; q++)
+            rb[q] = gf_load4(b_xc, BN, B, ldb, n0, k_begin, lid + q * NT, N, k_end, full);
+#pragma unroll
+        for (int q = 0; q < NLA; q++) gf_store4(a_xc, BM, As, LDA4, lid + q * NT, ra[q]);
+#pragma unroll
+        for (int q = 0; q < NLB; q++) gf_store4(b_xc, BN, Bs, LDB4, lid + q * NT, rb[q]);
+    }
+    /* copy 0 complete before anyone reads it */
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    int cur = 0;
+    for (int k0 = k_begin; k0 < k_end; k0 += BK) {
+        const int kn = k0 + BK;
+        const int more = kn < k_end;
+        if (more) { /* next slice into registers while this one is multiplied */
+            const int full = inside && kn + BK <= k_end;
+#pragma unroll
+            for (int q = 0; q < NLA; q++)
+                ra[q] = gf_load4(a_xc, BM, A, lda, m0, kn, lid + q * NT, M, k_end, full);
+#pragma unroll
+            for (int q = 0; q < NLB; q++)
+                rb[q] = gf_load4(b_xc, BN, B, ldb, n0, kn, lid + q * NT, N, k_end, full);
+        }
+        __local const float4 *as = As + cur * (BK * LDA4);
+        __local const float4 *bs = Bs + cur * (BK * LDB4);
+#pragma unroll
+        for (int kk = 0; kk < BK; kk++) {
+            float a[RM], b[RN];
+#pragma unroll
+            for (int i = 0; i < RM / 4; i++) {
+                const float4 v = as[kk * LDA4 + ty + i * 16];
+                a[i * 4 + 0] = v.x;
+                a[i * 4 + 1] = v.y;
+                a[i * 4 + 2] = v.z;
+                a[i * 4 + 3] = v.w;
+            }
+#pragma unroll
+            for (int j = 0; j < RN / 4; j++) {
+                const float4 v = bs[kk * LDB4 + tx + j * 16];
+                b[j * 4 + 0] = v.x;
+                b[j * 4 + 1] = v.y;
+                b[j * 4 + 2] = v.z;
+                b[j * 4 + 3] = v.w;
+            }
+#pragma unroll
+            for (int i = 0; i < RM; i++)
+#pragma unroll
+                for (int j = 0; j < RN; j++) acc[i][j] = mad(a[i], b[j], acc[i][j]);
+        }
+        if (more) {
+            __local float4 *na = As + (cur ^ 1) * (BK * LDA4);
+            __local float4 *nb = Bs + (cur ^ 1) * (BK * LDB4);
+#pragma unroll
+            for (int q = 0; q < NLA; q++) gf_store4(a_xc, BM, na, LDA4, lid + q * NT, ra[q]);
+#pragma unroll
+            for (int q = 0; q < NLB; q++) gf_store4(b_xc, BN, nb, LDB4, lid + q * NT, rb[q]);
+        }
+        /* the copy just written is complete, and nobody reads the other one any more before it is
+         * overwritten in the next iteration */
+        barrier(CLK_LOCAL_MEM_FENCE);
+        cur ^= 1;
+    }
+
+#pragma unroll
+    for (int i = 0; i < RM / 4; i++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int r = i * 4 + e;
+            const int m = m0 + ty * 4 + i * 64 + e;
+#pragma unroll
+            for (int j = 0; j < RN / 4; j++) {
+                const int n = n0 + tx * 4 + j * 64;
+                const float4 v = (float4)(acc[r][j * 4 + 0], acc[r][j * 4 + 1], acc[r][j * 4 + 2],
+                                          acc[r][j * 4 + 3]) *
+                                 alpha;
+#if VEC
+                if (inside) {
+                    __global float4 *p = (__global float4 *)(C + (size_t)m * ldc + n);
+                    *p = beta == 0.0f ? v : v + beta * *p;
+                    continue;
+                }
+#endif
+                if (m >= M) continue;
+                const float w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+                for (int f = 0; f < 4; f++) {
+                    if (n + f >= N) continue;
+                    const size_t idx = (size_t)m * ldc + n + f;
+                    C[idx] = beta == 0.0f ? w[f] : w[f] + beta * C[idx];
+                }
+            }
+        }
+    }
+}
+
+/* One kernel per transpose combination, so ta/tb are constants after inlining. */
+#define GEMM_FAST_KERNEL(NAME, TA_, TB_)                                                           \
+    __kernel __attribute__((reqd_work_group_size(16, 16, 1))) void NAME(                          \
+        int M, int N, int K, int kps, float alpha, __global const float *A, ulong a_off, int lda,  \
+        __global const float *B, ulong b_off, int ldb, float beta, __global float *C,              \
+        ulong c_off, int ldc, ulong c_split) {                                                     \
+        __local float4 As[2 * BK * LDA4];                                                          \
+        __local float4 Bs[2 * BK * LDB4];                                                          \
+        gemm_fast_body(TA_, TB_, M, N, K, kps, alpha, A, a_off, lda, B, b_off, ldb, beta, C,       \
+                       c_off, ldc, c_split, As, Bs);                                               \
+    }
+
+GEMM_FAST_KERNEL(gemm_fast_nn, 0, 0)
+GEMM_FAST_KERNEL(gemm_fast_nt, 0, 1)
+GEMM_FAST_KERNEL(gemm_fast_tn, 1, 0)
+GEMM_FAST_KERNEL(gemm_fast_tt, 1, 1)
+
+/* Second pass of split-K: C(M,N) = alpha * sum_s P_s + beta * C, adding the S slices
+ * P_s(M,N) = P + s*p_split (row stride ldp) in order s = 0 .. S-1. One work-item per element of C. */
+__kernel void gemm_fast_reduce(int M, int N, int S, __global const float *P, int ldp, ulong p_split,
+                               float alpha, float beta, __global float *C, ulong c_off, int ldc) {
+    const int n = get_global_id(0), m = get_global_id(1);
+    if (n >= N || m >= M) return;
+    __global const float *p = P + (size_t)m * ldp + n;
+    float sum = 0.0f;
+    for (int s = 0; s < S; s++) sum += p[(size_t)s * p_split];
+    __global float *c = C + c_off + (size_t)m * ldc + n;
+    *c = beta == 0.0f ? alpha * sum : alpha * sum + beta * *c;
+}

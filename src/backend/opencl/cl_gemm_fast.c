@@ -1,0 +1,446 @@
+/* clformer: the register-blocked GPU GEMM (cl_kernels/gemm_fast.cl): which products it takes, the
+ * block size and split-K rule, program building (one program per variant, built on first use),
+ * the split-K scratch and the launches. cl_gemm.c calls cf_cl_gemm_fast_try first for every
+ * product; what it declines goes to CLBlast or to the tiled kernel of cl_kernels/gemm.cl. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "backend/opencl/cl_gemm_fast.h"
+
+#define FAST_MAX_PROGRAMS 12
+#define FAST_MAX_LOGGED 128
+#define FAST_MAX_SPLIT 64
+
+typedef struct {
+    int rm, rn, bk, vec;
+    cl_program program;
+    cl_kernel k[4]; /* nn, nt, tn, tt */
+    cl_kernel reduce;
+} fast_program;
+
+struct cf_cl_gemm_fast {
+    fast_program progs[FAST_MAX_PROGRAMS];
+    int n_progs;
+    int broken;           /* a variant did not build or cannot run 256-item groups: decline all */
+    cl_mem scratch;       /* split-K partial products */
+    size_t scratch_bytes; /* its size */
+    struct {
+        int M, N, K, ta, tb;
+    } logged[FAST_MAX_LOGGED]; /* shapes whose choice was logged (debug level) */
+    int n_logged;
+};
+
+static const char *fast_kernel_names[4] = {"gemm_fast_nn", "gemm_fast_nt", "gemm_fast_tn",
+                                           "gemm_fast_tt"};
+
+int cf_cl_gemm_fast_choice_valid(const cf_cl_gemm_fast_choice *c) {
+    return c && (c->rm == 4 || c->rm == 8) && (c->rn == 4 || c->rn == 8) &&
+           (c->bk == 8 || c->bk == 16) && c->rm * c->bk >= 64 && c->rn * c->bk >= 64 &&
+           c->split >= 1 && c->split <= FAST_MAX_SPLIT;
+}
+
+/* ---- the rule ----------------------------------------------------------------------------------
+ * Estimated time of each candidate, the smallest wins:
+ *   waves * resident * BM*BN*kps / (eff * per-CU rate)   the multiply (kps = K per slice)
+ *   + (split + 2) * M*N * 4 bytes / bandwidth + launch    the split-K second pass, when split > 1
+ * where waves = ceil(groups / (compute_units * resident)) and resident is how many groups of the
+ * variant one compute unit holds (registers: 64 accumulators per work-item for 8x8, 32 for 8x4,
+ * 16 for 4x4). A block that is too large for the product leaves compute units idle (few groups);
+ * one that is too small reloads each operand value more often (eff lower); split-K multiplies the
+ * groups of a long-K product with few outputs (weight gradients) at the price of the second pass.
+ * eff and resident were measured on an H200 (docs/opencl.md). */
+typedef struct {
+    int rm, rn, bk;
+    int resident;
+    double eff;
+} fast_candidate;
+
+static const fast_candidate candidates[] = {
+    {8, 8, 8, 2, 1.00},
+    {8, 4, 16, 3, 0.85},
+    {4, 8, 16, 3, 0.85},
+    {4, 4, 16, 4, 0.65},
+};
+#define N_CANDIDATES (int)(sizeof candidates / sizeof candidates[0])
+
+size_t cf_cl_gemm_fast_local_bytes(const cf_cl_gemm_fast_choice *c) {
+    /* two copies of As[bk][16*rm + 4] and Bs[bk][16*rn + 4] (gemm_fast.cl) */
+    return (size_t)2 * c->bk * (size_t)(16 * c->rm + 4 + 16 * c->rn + 4) * sizeof(float);
+}
+
+static double fast_estimate(int M, int N, int K, int cu, const fast_candidate *c, int split) {
+    const double rate = 128.0 * 1.9e9;      /* multiply-adds per second of one compute unit */
+    const double bandwidth = 2.5e12, launch = 4e-6;
+    const int bm = 16 * c->rm, bn = 16 * c->rn;
+    const long long groups = (long long)((M + bm - 1) / bm) * ((N + bn - 1) / bn) * split;
+    const long long slots = (long long)cu * c->resident;
+    const long long waves = (groups + slots - 1) / slots;
+    const int kps = ((K + split - 1) / split + c->bk - 1) / c->bk * c->bk;
+    double t = (double)waves * c->resident * bm * (double)bn * kps / (c->eff * rate) + launch;
+    if (split > 1) t += (split + 2.0) * M * (double)N * 4.0 / bandwidth + launch;
+    return t;
+}
+
+int cf_cl_gemm_fast_rule(int M, int N, int K, int compute_units, size_t local_mem,
+                         cf_cl_gemm_fast_choice *out) {
+    static const int splits[] = {1, 2, 3, 4, 6, 8, 12, 16};
+    const int cu = compute_units > 0 ? compute_units : 1;
+    double best = 0.0;
+    *out = (cf_cl_gemm_fast_choice){8, 8, 8, 1};
+    for (int c = 0; c < N_CANDIDATES; c++) {
+        const cf_cl_gemm_fast_choice cc = {candidates[c].rm, candidates[c].rn, candidates[c].bk, 1};
+        if (cf_cl_gemm_fast_local_bytes(&cc) > local_mem) continue;
+        for (size_t s = 0; s < sizeof splits / sizeof splits[0]; s++) {
+            const int split = splits[s];
+            /* each slice keeps at least 256 of K, so the pipeline has something to overlap */
+            if (split > 1 && K / split < 256) break;
+            double t = fast_estimate(M, N, K, cu, &candidates[c], split);
+            if (best == 0.0 || t < best) {
+                best = t;
+                *out = (cf_cl_gemm_fast_choice){candidates[c].rm, candidates[c].rn,
+                                                candidates[c].bk, split};
+            }
+        }
+    }
+    return best > 0.0;
+}
+
+/* ---- which products ---------------------------------------------------------------------------- */
+
+/* CF_GEMM_FAST: "0"/"off" never, "1"/"on" every plain product (whatever the device and size; for
+ * tests on CPU devices), unset or "auto" the rule below. */
+static int fast_env(void) {
+    const char *e = getenv("CF_GEMM_FAST");
+    if (!e || !*e || strcasecmp(e, "auto") == 0) return -1;
+    if (strcmp(e, "0") == 0 || strcasecmp(e, "off") == 0) return 0;
+    return 1;
+}
+
+int cf_cl_gemm_fast_wanted(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
+    if (ctx->gemm_mode == CF_GEMM_CLBLAST) return 0; /* asked for CLBlast by name */
+    if (d->outer * d->inner != 1 || d->causal || d->K <= 0 || d->M <= 0 || d->N <= 0) return 0;
+    if (ctx->gemm_fast && ctx->gemm_fast->broken) return 0;
+    const int env = fast_env();
+    if (env >= 0) return env;
+    /* GPUs only: on CPU devices (PoCL) the tiled kernel and CLBlast do as well */
+    if (!(ctx->dev.type & CL_DEVICE_TYPE_GPU)) return 0;
+    /* Large products only: below 2^20 outputs or K 64 the product takes a few microseconds either
+     * way and the tiled kernel's smaller blocks fill the device better. */
+    if ((long long)d->M * d->N < (1ll << 20) || d->K < 64) return 0;
+    /* a tuner (tuning file) that measured this shape keeps it on the path it chose */
+    if (ctx->tuner) {
+        cf_cl_gemm_params p;
+        if (cf_cl_gemm_params_lookup(ctx, d->M, d->N, d->K, d->ta, d->tb, &p) < 0) return 0;
+        if (!p.source || strcmp(p.source, "rule") != 0) return 0;
+    }
+    return 1;
+}
+
+/* ---- programs ----------------------------------------------------------------------------------- */
+
+static struct cf_cl_gemm_fast *fast_state(cf_cl_ctx *ctx) {
+    if (!ctx->gemm_fast) ctx->gemm_fast = calloc(1, sizeof *ctx->gemm_fast);
+    return ctx->gemm_fast;
+}
+
+static void program_free(fast_program *g) {
+    for (int i = 0; i < 4; i++)
+        if (g->k[i]) clReleaseKernel(g->k[i]);
+    if (g->reduce) clReleaseKernel(g->reduce);
+    if (g->program) clReleaseProgram(g->program);
+    memset(g, 0, sizeof *g);
+}
+
+/* CF_GEMM_FAST_VERBOSE=1 on NVIDIA: build with -cl-nv-verbose and print the compiler's report
+ * (registers, spills, local memory per kernel) at info level. Use with CF_CACHE_DIR=off: a program
+ * from the cache has no report. */
+static int fast_verbose(const cf_cl_ctx *ctx) {
+    const char *e = getenv("CF_GEMM_FAST_VERBOSE");
+    return e && atoi(e) == 1 && strstr(ctx->dev.platform_name, "NVIDIA") != NULL;
+}
+
+static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int vec,
+                            fast_program **out) {
+    struct cf_cl_gemm_fast *st = fast_state(ctx);
+    if (!st) return CF_ERR_NOMEM;
+    for (int i = 0; i < st->n_progs; i++) {
+        fast_program *g = &st->progs[i];
+        if (g->rm == c->rm && g->rn == c->rn && g->bk == c->bk && g->vec == vec) {
+            *out = g;
+            return CF_OK;
+        }
+    }
+    if (st->n_progs == FAST_MAX_PROGRAMS) {
+        cf_cl_fail(ctx, "gemm_fast: more than %d kernel variants requested (rm %d, rn %d, bk %d, "
+                        "vec %d)",
+                   FAST_MAX_PROGRAMS, c->rm, c->rn, c->bk, vec);
+        return CF_ERR_UNSUPPORTED;
+    }
+    const int verbose = fast_verbose(ctx);
+    /* The dispatch sends products here on GPUs only; on CPU devices the kernel runs in tests (and
+     * under CF_GEMM_FAST=1), where compiling it dominates: PoCL takes 5 to 11 s per variant on two
+     * cores with optimisation and 1 to 3 s without it. */
+    const int cpu = !(ctx->dev.type & CL_DEVICE_TYPE_GPU);
+    char opts[192];
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DRM=%d -DRN=%d -DBK=%d -DVEC=%d%s%s", c->rm, c->rn,
+             c->bk, vec, cpu ? " -cl-opt-disable" : "", verbose ? " -cl-nv-verbose" : "");
+    fast_program g;
+    memset(&g, 0, sizeof g);
+    g.rm = c->rm;
+    g.rn = c->rn;
+    g.bk = c->bk;
+    g.vec = vec;
+    CF_TRY(cf_cl_build_program(ctx, "gemm_fast.cl", opts, &g.program));
+    if (verbose) { /* the compiler's lines about entry points, registers and spills */
+        const size_t cap = 1 << 16;
+        char *log = calloc(1, cap), *save = NULL;
+        if (log && clGetProgramBuildInfo(g.program, ctx->dev.device, CL_PROGRAM_BUILD_LOG,
+                                         cap - 1, log, NULL) == CL_SUCCESS)
+            for (char *line = strtok_r(log, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+                if (strstr(line, "entry") || strstr(line, "registers") || strstr(line, "spill"))
+                    CF_INFO("gemm_fast rm %d rn %d bk %d vec %d: %s", c->rm, c->rn, c->bk, vec,
+                            line);
+        free(log);
+    }
+    cl_int err = CL_SUCCESS;
+    for (int i = 0; i < 5 && err == CL_SUCCESS; i++) {
+        const char *name = i < 4 ? fast_kernel_names[i] : "gemm_fast_reduce";
+        cl_kernel k = clCreateKernel(g.program, name, &err);
+        if (err != CL_SUCCESS) {
+            cf_cl_fail(ctx, "cl_kernels/gemm_fast.cl: kernel %s: %s", name, cf_cl_errstr(err));
+            break;
+        }
+        if (i < 4) g.k[i] = k;
+        else g.reduce = k;
+        size_t wg = 0;
+        err = clGetKernelWorkGroupInfo(k, ctx->dev.device, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg,
+                                       &wg, NULL);
+        if (err == CL_SUCCESS && wg < (i < 4 ? 256u : 64u)) {
+            cf_cl_fail(ctx, "cl_kernels/gemm_fast.cl: %s (rm %d, rn %d, bk %d) runs at most %zu "
+                            "work-items per group on %s, it needs %d",
+                       name, c->rm, c->rn, c->bk, wg, ctx->dev.name, i < 4 ? 256 : 64);
+            program_free(&g);
+            return CF_ERR_UNSUPPORTED;
+        }
+        if (err != CL_SUCCESS)
+            cf_cl_fail(ctx, "cl_kernels/gemm_fast.cl: work-group size of %s: %s", name,
+                       cf_cl_errstr(err));
+    }
+    if (err != CL_SUCCESS) {
+        program_free(&g);
+        return CF_ERR_BUILD;
+    }
+    st->progs[st->n_progs] = g;
+    *out = &st->progs[st->n_progs++];
+    return CF_OK;
+}
+
+void cf_cl_gemm_fast_release(cf_cl_ctx *ctx) {
+    struct cf_cl_gemm_fast *st = ctx->gemm_fast;
+    if (!st) return;
+    for (int i = 0; i < st->n_progs; i++) program_free(&st->progs[i]);
+    if (st->scratch) clReleaseMemObject(st->scratch);
+    free(st);
+    ctx->gemm_fast = NULL;
+}
+
+/* ---- launches ----------------------------------------------------------------------------------- */
+
+static int scratch_get(cf_cl_ctx *ctx, size_t nbytes, cl_mem *out) {
+    struct cf_cl_gemm_fast *st = ctx->gemm_fast;
+    if (st->scratch && st->scratch_bytes >= nbytes) {
+        *out = st->scratch;
+        return CF_OK;
+    }
+    if (st->scratch) clReleaseMemObject(st->scratch);
+    st->scratch = NULL;
+    st->scratch_bytes = 0;
+    if (cf_fault_alloc_hit()) return CF_ERR_NOMEM;
+    cl_int err = CL_SUCCESS;
+    st->scratch = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, nbytes, NULL, &err);
+    if (err != CL_SUCCESS) {
+        st->scratch = NULL;
+        return CF_ERR_NOMEM;
+    }
+    st->scratch_bytes = nbytes;
+    *out = st->scratch;
+    return CF_OK;
+}
+
+static int aligned4(size_t off, int ld) { return off % 4 == 0 && ld % 4 == 0; }
+
+static void log_choice(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, const cf_cl_gemm_fast_choice *c,
+                       int vec) {
+    struct cf_cl_gemm_fast *st = ctx->gemm_fast;
+    for (int i = 0; i < st->n_logged; i++)
+        if (st->logged[i].M == d->M && st->logged[i].N == d->N && st->logged[i].K == d->K &&
+            st->logged[i].ta == d->ta && st->logged[i].tb == d->tb)
+            return;
+    if (st->n_logged < FAST_MAX_LOGGED) {
+        st->logged[st->n_logged].M = d->M;
+        st->logged[st->n_logged].N = d->N;
+        st->logged[st->n_logged].K = d->K;
+        st->logged[st->n_logged].ta = d->ta;
+        st->logged[st->n_logged].tb = d->tb;
+        st->n_logged++;
+    }
+    CF_DEBUG("gemm M=%d N=%d K=%d %c%c: fast %dx%d (bk %d, split %d, %s)", d->M, d->N, d->K,
+             d->ta ? 'T' : 'N', d->tb ? 'T' : 'N', 16 * c->rm, 16 * c->rn, c->bk, c->split,
+             vec ? "float4" : "scalar");
+}
+
+int cf_cl_gemm_fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d,
+                        const cf_cl_gemm_fast_choice *choice) {
+    if (d->M <= 0 || d->N <= 0) return CF_OK;
+    cf_cl_gemm_fast_choice c;
+    if (choice) {
+        c = *choice;
+    } else if (!cf_cl_gemm_fast_rule(d->M, d->N, d->K, (int)ctx->dev.compute_units,
+                                     (size_t)ctx->dev.local_mem, &c)) {
+        cf_cl_fail(ctx, "gemm_fast: no variant fits the %llu bytes of local memory of %s",
+                   (unsigned long long)ctx->dev.local_mem, ctx->dev.name);
+        return CF_ERR_UNSUPPORTED;
+    }
+    if (!cf_cl_gemm_fast_choice_valid(&c)) {
+        cf_cl_fail(ctx, "gemm_fast: invalid choice rm %d, rn %d, bk %d, split %d (rm, rn: 4 or 8; "
+                        "bk: 8 or 16 with rm*bk, rn*bk >= 64; split 1..%d)",
+                   c.rm, c.rn, c.bk, c.split, FAST_MAX_SPLIT);
+        return CF_ERR_INVALID;
+    }
+    if (cf_cl_gemm_fast_local_bytes(&c) > ctx->dev.local_mem) {
+        cf_cl_fail(ctx, "gemm_fast: %dx%d blocks with bk %d need %zu bytes of local memory; %s "
+                        "has %llu",
+                   16 * c.rm, 16 * c.rn, c.bk, cf_cl_gemm_fast_local_bytes(&c), ctx->dev.name,
+                   (unsigned long long)ctx->dev.local_mem);
+        return CF_ERR_UNSUPPORTED;
+    }
+    if (!fast_state(ctx)) return CF_ERR_NOMEM;
+    const int bm = 16 * c.rm, bn = 16 * c.rn;
+    const int K = d->K > 0 ? d->K : 0;
+    /* K per slice, a multiple of bk; the split actually used may be smaller than asked */
+    int kps = (K + c.split - 1) / c.split;
+    kps = (kps + c.bk - 1) / c.bk * c.bk;
+    int split = kps > 0 ? (K + kps - 1) / kps : 1;
+    if (split < 1) split = 1;
+    const int ldp = (d->N + 3) / 4 * 4; /* scratch row stride: float4 rows */
+    cl_mem part = NULL;
+    if (split > 1 &&
+        scratch_get(ctx, (size_t)split * (size_t)d->M * (size_t)ldp * sizeof(float), &part) < 0) {
+        CF_DEBUG("gemm_fast: no scratch for %d K slices of %dx%d; one slice", split, d->M, d->N);
+        split = 1;
+    }
+    if (split == 1) kps = K;
+    c.split = split;
+    const int vec = aligned4(d->a_off, d->lda) && aligned4(d->b_off, d->ldb) &&
+                    (split > 1 || aligned4(d->c_off, d->ldc));
+    fast_program *g = NULL;
+    CF_TRY(fast_program_get(ctx, &c, vec, &g));
+    log_choice(ctx, d, &c, vec);
+    const int which = (d->ta ? 2 : 0) + (d->tb ? 1 : 0);
+    size_t global[3] = {(size_t)((d->N + bn - 1) / bn) * 16, (size_t)((d->M + bm - 1) / bm) * 16,
+                        (size_t)split};
+    size_t local[3] = {16, 16, 1};
+    if (split == 1)
+        return cf_cl_launch(ctx, g->k[which], fast_kernel_names[which], 3, global, local,
+                            CF_ARGS(ARG_INT(d->M), ARG_INT(d->N), ARG_INT(K), ARG_INT(kps),
+                                    ARG_FLOAT(d->alpha), ARG_MEM(d->A), ARG_ULONG(d->a_off),
+                                    ARG_INT(d->lda), ARG_MEM(d->B), ARG_ULONG(d->b_off),
+                                    ARG_INT(d->ldb), ARG_FLOAT(d->beta), ARG_MEM(d->C),
+                                    ARG_ULONG(d->c_off), ARG_INT(d->ldc), ARG_ULONG(0)));
+    const size_t p_split = (size_t)d->M * (size_t)ldp;
+    CF_TRY(cf_cl_launch(ctx, g->k[which], fast_kernel_names[which], 3, global, local,
+                        CF_ARGS(ARG_INT(d->M), ARG_INT(d->N), ARG_INT(K), ARG_INT(kps),
+                                ARG_FLOAT(1.0f), ARG_MEM(d->A), ARG_ULONG(d->a_off),
+                                ARG_INT(d->lda), ARG_MEM(d->B), ARG_ULONG(d->b_off),
+                                ARG_INT(d->ldb), ARG_FLOAT(0.0f), ARG_MEM(part), ARG_ULONG(0),
+                                ARG_INT(ldp), ARG_ULONG(p_split))));
+    size_t rglobal[2] = {cf_round_up((size_t)d->N, 64), (size_t)d->M};
+    size_t rlocal[2] = {64, 1};
+    return cf_cl_launch(ctx, g->reduce, "gemm_fast_reduce", 2, rglobal, rlocal,
+                        CF_ARGS(ARG_INT(d->M), ARG_INT(d->N), ARG_INT(split), ARG_MEM(part),
+                                ARG_INT(ldp), ARG_ULONG(p_split), ARG_FLOAT(d->alpha),
+                                ARG_FLOAT(d->beta), ARG_MEM(d->C), ARG_ULONG(d->c_off),
+                                ARG_INT(d->ldc)));
+}
+
+int cf_cl_gemm_fast_try(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
+    if (!cf_cl_gemm_fast_wanted(ctx, d)) return 0;
+    cf_cl_gemm_fast_choice c;
+    if (!cf_cl_gemm_fast_rule(d->M, d->N, d->K, (int)ctx->dev.compute_units,
+                              (size_t)ctx->dev.local_mem, &c))
+        return 0; /* no variant fits this device's local memory: the other paths, silently */
+    /* a variant that does not build here (a compiler limit, an injected fault) must not stop the
+     * run: the error goes to the debug log and one warning, and the other paths take over */
+    const int quiet = ctx->quiet_init;
+    ctx->quiet_init = 1;
+    ctx->last_error[0] = 0;
+    int rc = cf_cl_gemm_fast_run(ctx, d, &c);
+    ctx->quiet_init = quiet;
+    if (rc == CF_ERR_BUILD || rc == CF_ERR_UNSUPPORTED) {
+        CF_WARN("gemm M=%d N=%d K=%d: the fast GEMM kernel is unusable on %s (%s); using the "
+                "other GEMM paths from now on",
+                d->M, d->N, d->K, ctx->dev.name, ctx->last_error[0] ? ctx->last_error : "?");
+        ctx->last_error[0] = 0;
+        if (ctx->gemm_fast) ctx->gemm_fast->broken = 1;
+        return 0;
+    }
+    if (rc < 0 && ctx->last_error[0]) CF_ERROR("%s", ctx->last_error);
+    ctx->last_error[0] = 0;
+    return rc < 0 ? rc : 1;
+}
+
+/* ---- public entry point ------------------------------------------------------------------------- */
+
+int cf_backend_opencl_gemm_fast(cf_backend *be, const cf_cl_gemm_fast_choice *choice, int ta,
+                                int tb, int M, int N, int K, float alpha, cf_view A, int lda,
+                                cf_view B, int ldb, float beta, cf_view C, int ldc) {
+    if (!cf_backend_is_opencl(be)) return CF_ERR_UNSUPPORTED;
+    if (M <= 0 || N <= 0) return CF_OK;
+    if (K < 0 || lda < (ta ? M : K) || ldb < (tb ? K : N) || ldc < N) {
+        CF_ERROR("gemm_fast: M=%d N=%d K=%d with lda %d, ldb %d, ldc %d: a leading dimension is "
+                 "shorter than its row",
+                 M, N, K, lda, ldb, ldc);
+        return CF_ERR_INVALID;
+    }
+    const struct {
+        cf_view v;
+        int rows, cols, ld;
+        const char *name;
+    } ops[3] = {{A, ta ? K : M, ta ? M : K, lda, "A"},
+                {B, tb ? N : K, tb ? K : N, ldb, "B"},
+                {C, M, N, ldc, "C"}};
+    for (int i = 0; i < 3; i++) {
+        size_t need = ops[i].rows > 0 ? (size_t)(ops[i].rows - 1) * ops[i].ld + ops[i].cols : 0;
+        if (need && (!ops[i].v.buf || (ops[i].v.off + need) * sizeof(float) > ops[i].v.buf->nbytes)) {
+            CF_ERROR("gemm_fast: %s (%d x %d, leading dimension %d) at element %zu does not fit "
+                     "its buffer (%zu bytes)",
+                     ops[i].name, ops[i].rows, ops[i].cols, ops[i].ld, ops[i].v.off,
+                     ops[i].v.buf ? ops[i].v.buf->nbytes : 0);
+            return CF_ERR_INVALID;
+        }
+    }
+    cf_cl_gemm_desc d;
+    memset(&d, 0, sizeof d);
+    d.ta = ta;
+    d.tb = tb;
+    d.M = M;
+    d.N = N;
+    d.K = K;
+    d.alpha = alpha;
+    d.beta = beta;
+    d.A = cf_cl_mem(A);
+    d.B = cf_cl_mem(B);
+    d.C = cf_cl_mem(C);
+    d.a_off = A.off;
+    d.b_off = B.off;
+    d.c_off = C.off;
+    d.lda = lda;
+    d.ldb = ldb;
+    d.ldc = ldc;
+    d.outer = 1;
+    d.inner = 1;
+    return cf_cl_gemm_fast_run((cf_cl_ctx *)be->ctx, &d, choice);
+}

@@ -1,0 +1,58 @@
+/* clformer: the register-blocked GPU GEMM (cl_kernels/gemm_fast.cl): block-size and split-K rule,
+ * the dispatch hook that cl_gemm.c calls first for every product, and an entry point that runs a
+ * chosen variant (tests, benchmarks). */
+#ifndef CF_CL_GEMM_FAST_H
+#define CF_CL_GEMM_FAST_H
+
+#include "backend/backend.h"
+#include "backend/opencl/cl_internal.h"
+
+/* One variant of the kernel and how the product is split. */
+typedef struct cf_cl_gemm_fast_choice {
+    int rm, rn; /* outputs per work-item along m and n (4 or 8): blocks of C are 16*rm x 16*rn */
+    int bk;     /* K depth of one local-memory slice (8 or 16); rm*bk and rn*bk must be >= 64 */
+    int split;  /* K slices (1..64): > 1 writes partial products to scratch, then a second kernel
+                 * adds them in order (deterministic) */
+} cf_cl_gemm_fast_choice;
+
+/* Is the choice one the kernel can be built for (rm, rn, bk, split within the ranges above)? */
+int cf_cl_gemm_fast_choice_valid(const cf_cl_gemm_fast_choice *c);
+
+/* Bytes of local memory one work-group of the choice uses. */
+size_t cf_cl_gemm_fast_local_bytes(const cf_cl_gemm_fast_choice *c);
+
+/* The built-in rule: the choice for a product of M x N outputs over K on a GPU with
+ * compute_units multiprocessors and local_mem bytes of local memory per work-group (see the
+ * comment in cl_gemm_fast.c for the cost model). Returns 0 (and a default in *out) when no variant
+ * fits local_mem, else 1. */
+int cf_cl_gemm_fast_rule(int M, int N, int K, int compute_units, size_t local_mem,
+                         cf_cl_gemm_fast_choice *out);
+
+/* Would the dispatch use the fast kernel for this shape on this device, GEMM mode and tuner (the
+ * decision of cf_cl_gemm_fast_try without running anything)? 1 yes, 0 no. */
+int cf_cl_gemm_fast_wanted(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d);
+
+/* The hook at the top of cf_cl_gemm: runs d with the fast kernel when cf_cl_gemm_fast_wanted says
+ * so and returns 1; returns 0 (nothing enqueued) when the product belongs to the other paths, or
+ * when the fast kernel cannot be built on this device (one warning, then never again for this
+ * backend); a negative status when an enqueue fails. */
+int cf_cl_gemm_fast_try(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d);
+
+/* Run d with the given choice (NULL = the rule's). d must be a plain product (outer = inner = 1,
+ * causal 0). CF_ERR_INVALID for an invalid choice, CF_ERR_UNSUPPORTED when it does not fit the
+ * device's local memory or work-group size. */
+int cf_cl_gemm_fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d,
+                        const cf_cl_gemm_fast_choice *choice);
+
+/* Free the programs and the split-K scratch (backend teardown; the next use rebuilds). */
+void cf_cl_gemm_fast_release(cf_cl_ctx *ctx);
+
+/* Public form for tests and benchmarks: C(M,N) = alpha op(A) op(B) + beta C on an OpenCL backend
+ * with the fast kernel, whatever the device and the GEMM mode; choice NULL = the rule's.
+ * CF_ERR_UNSUPPORTED when be is not an OpenCL backend, CF_ERR_INVALID for an invalid choice or
+ * views too short for the shape. */
+int cf_backend_opencl_gemm_fast(cf_backend *be, const cf_cl_gemm_fast_choice *choice, int ta,
+                                int tb, int M, int N, int K, float alpha, cf_view A, int lda,
+                                cf_view B, int ldb, float beta, cf_view C, int ldc);
+
+#endif

@@ -1,0 +1,448 @@
+/* clformer test: the register-blocked GEMM (cl_kernels/gemm_fast.cl, cl_gemm_fast.c) against the
+ * CPU backend: every kernel variant (blocks 128x128, 128x64, 64x128, 64x64; K slices of 8 and 16),
+ * with float4 accesses (offsets and leading dimensions multiples of 4) and element accesses, all
+ * four transpose combinations, shapes with partial blocks and K not a multiple of the slice, views
+ * at offsets between guard elements, alpha/beta (beta = 0 must not read C: C starts as NaN),
+ * split-K (results reproducible bit for bit), K = 0; the block/split rule; the dispatch hook
+ * (CF_GEMM_FAST, the clblast mode), the linear layer through it, and a failed build falling back
+ * to the other paths with one warning.
+ *   test_cl_gemm_fast [--small | --planted] [--variant I] [--device SPEC]
+ *   test_cl_gemm_fast --bench [--min-time S] [--device SPEC]
+ * --small: two products per variant (for oclgrind, tests/cli_oclgrind_gemm_fast.sh).
+ * --planted: one 16x16x8 product (the planted-bug check of that script).
+ * --variant I: only the I-th variant (0 = 128x128/8, 1 = 128x128/16, 2 = 128x64/16, 3 = 64x128/16,
+ * 4 = 64x64/16) in the variant tests.
+ * --bench: TFLOP/s of every GEMM of a training step of the d_model 384 / d_ff 1536 / vocab 16000
+ * model at 4096 rows (and 4096^3) on the device: the tiled kernel (CF_GEMM_FAST=0, native),
+ * CLBlast, what the dispatch does by default, the rule's fast choice, and every fast variant and
+ * split; no checks. */
+#include "test_cl_common.h"
+
+#include "backend/opencl/cl_gemm_fast.h"
+
+static int small_mode = 0;
+static int only_variant = -1; /* --variant I: variants[I] only */
+static int planted_mode = 0;  /* --planted: one 16x16x8 product (cli_oclgrind_gemm_fast.sh) */
+
+static const cf_cl_gemm_fast_choice variants[] = {
+    {8, 8, 8, 1}, {8, 8, 16, 1}, {8, 4, 16, 1}, {4, 8, 16, 1}, {4, 4, 16, 1}};
+#define N_VARIANTS (int)(sizeof variants / sizeof variants[0])
+
+/* A (rows x cols) operand with leading dimension ld at element `lead` of a guarded pair. */
+typedef struct {
+    pair p;
+    size_t lead;
+} operand;
+
+static operand operand_new(int rows, int ld, size_t lead, float fill_nan) {
+    operand o;
+    o.lead = lead;
+    size_t n = lead + (size_t)rows * ld;
+    o.p = fill_nan ? pair_const(n, NAN) : pair_rand(n, 1.0f);
+    return o;
+}
+#define OV(o) cf_view_make(g_ ? (o).p.g : (o).p.c, PAD + (o).lead)
+
+/* ld for a row of `cols`: a multiple of 4 (float4 path) or not */
+static int pick_ld(int cols, int aligned, int extra) {
+    if (aligned) return (cols + 3) / 4 * 4 + 4 * extra;
+    int ld = cols + 1 + extra;
+    return ld % 4 == 0 ? ld + 1 : ld;
+}
+
+/* One product with the fast kernel (choice c, NULL = rule) on the OpenCL side, cf_be_gemm on the
+ * CPU side. aligned: offsets (PAD + 3 = 8) and leading dimensions multiples of 4. */
+static void fast_case(const cf_cl_gemm_fast_choice *c, int ta, int tb, int M, int N, int K,
+                      float alpha, float beta, int aligned) {
+    const size_t lead = aligned ? 3 : 1;
+    const int lda = pick_ld(ta ? M : K, aligned, 1), ldb = pick_ld(tb ? K : N, aligned, 0);
+    const int ldc = pick_ld(N, aligned, 1);
+    operand A = operand_new(ta ? K : M, lda, lead, 0), B = operand_new(tb ? N : K, ldb, lead, 0);
+    operand C = operand_new(M, ldc, lead, beta == 0.0f);
+    for (int g_ = 0; g_ < 2; g_++) {
+        if (g_)
+            TCL_OK(cf_backend_opencl_gemm_fast(GPU, c, ta, tb, M, N, K, alpha, OV(A), lda, OV(B),
+                                               ldb, beta, OV(C), ldc));
+        else
+            TCL_OK(cf_be_gemm(CPU, ta, tb, M, N, K, alpha, OV(A), lda, OV(B), ldb, beta, OV(C),
+                              ldc));
+    }
+    char what[160], cs[48] = "rule";
+    if (c) snprintf(cs, sizeof cs, "%dx%d bk %d split %d", 16 * c->rm, 16 * c->rn, c->bk, c->split);
+    snprintf(what, sizeof what, "fast %s %c%c M=%d N=%d K=%d a=%.1f b=%.1f %s", cs,
+             ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, beta, aligned ? "float4" : "scalar");
+    check(what, C.p, 2e-6 * (K > 16 ? sqrt((double)K) : 4.0));
+    pair_free(A.p);
+    pair_free(B.p);
+    pair_free(C.p);
+}
+
+/* On CPU devices (PoCL in CI) each variant costs 5 to 11 s of compiling on two cores, so there the
+ * test takes three that together cover both access modes, one and two float4s staged per operand
+ * and work-item, and one and two float4s read per K step (128x128/8 with float4 accesses, 128x64/16
+ * and 64x64/16 with element accesses); GPUs, or CF_TEST_GEMM_FAST_ALL=1, test all of them with
+ * both access modes. */
+static int all_variants(void) {
+    const char *e = getenv("CF_TEST_GEMM_FAST_ALL");
+    if (e && atoi(e) == 1) return 1;
+    return (((cf_cl_ctx *)GPU->ctx)->dev.type & CL_DEVICE_TYPE_GPU) != 0;
+}
+
+static void test_variants(void) {
+    const int all = all_variants();
+    static const int subset_vec[N_VARIANTS] = {1, -1, 0, -1, 0}; /* -1: not on CPU devices */
+    if (!all) printf("CPU device: variants 128x128/8, 128x64/16, 64x64/16 only\n");
+    const cf_cl_device_info *dev = &((cf_cl_ctx *)GPU->ctx)->dev;
+    for (int v = 0; v < N_VARIANTS; v++) {
+        if ((!all && subset_vec[v] < 0) || (only_variant >= 0 && v != only_variant)) continue;
+        if (cf_cl_gemm_fast_local_bytes(&variants[v]) > dev->local_mem) {
+            printf("skip %dx%d bk %d: needs %zu bytes of local memory, %s has %llu\n",
+                   16 * variants[v].rm, 16 * variants[v].rn, variants[v].bk,
+                   cf_cl_gemm_fast_local_bytes(&variants[v]), dev->name,
+                   (unsigned long long)dev->local_mem);
+            continue;
+        }
+        /* aligned operands take the float4 variant, unaligned the element one */
+        const int vec_a = all ? 1 : subset_vec[v], vec_b = all ? 0 : subset_vec[v];
+        cf_cl_gemm_fast_choice c = variants[v], c3 = variants[v];
+        c3.split = 3;
+        for (int t = 0; t < 4; t++) {
+            const int ta = t >> 1, tb = t & 1;
+            if (small_mode) {
+                /* oclgrind takes seconds per product: two per variant, (transpose combination,
+                 * float4) pairs such that every combination runs with both access modes also
+                 * without 128x128/16 (too much local memory for oclgrind's 32 KiB) */
+                static const int plan[N_VARIANTS][2][2] = {{{0, 0}, {3, 1}}, {{1, 0}, {2, 1}},
+                                                           {{2, 0}, {1, 1}}, {{1, 0}, {2, 1}},
+                                                           {{3, 0}, {0, 1}}};
+                if (t == plan[v][0][0])
+                    fast_case(&c, ta, tb, 70, 37, 21, 1.0f, 0.0f, plan[v][0][1]);
+                if (t == plan[v][1][0])
+                    fast_case(&c3, ta, tb, 130, 68, 40, 0.7f, 0.5f, plan[v][1][1]);
+                continue;
+            }
+            /* partial blocks everywhere, K not a multiple of the slice */
+            fast_case(&c, ta, tb, 131, 67, 45, 1.0f, 0.0f, vec_b);
+            fast_case(&c, ta, tb, 131, 67, 45, 0.7f, 0.5f, vec_a);
+            /* whole blocks (float4 stores) next to partial ones, K a multiple of 16 */
+            fast_case(&c, ta, tb, 144, 136, 48, 0.7f, 0.5f, vec_a);
+            /* split-K: 3 slices, the last one short */
+            fast_case(&c3, ta, tb, 131, 67, 100, 1.0f, 0.0f, vec_b);
+            fast_case(&c3, ta, tb, 136, 132, 72, 0.5f, 1.0f, vec_a);
+        }
+    }
+}
+
+/* Corner shapes: 1x1, K = 0 (C = beta * C), K = 1, a split larger than K allows. */
+static void test_corners(void) {
+    const cf_cl_gemm_fast_choice big = {8, 8, 8, 1}, many = {4, 4, 16, 64};
+    /* (128x128 with float4 accesses and 64x64 with element accesses: variants built already) */
+    fast_case(&big, 0, 0, 1, 1, 1, 1.0f, 0.0f, 1);
+    fast_case(&big, 1, 1, 1, 1, 7, 0.5f, 2.0f, 1);
+    fast_case(&big, 0, 1, 20, 30, 0, 1.0f, 0.5f, 1);
+    fast_case(&many, 1, 0, 20, 30, 0, 1.0f, 0.0f, 0);
+    fast_case(&many, 1, 0, 33, 65, 50, 1.0f, 1.0f, 0); /* 64 slices asked, 4 of 16 possible */
+    fast_case(NULL, 0, 1, 150, 90, 70, 1.0f, 0.0f, 0);
+}
+
+/* Two runs of a split product give identical bits (the second pass adds slices in order). */
+static void test_deterministic(void) {
+    const cf_cl_gemm_fast_choice c = {8, 8, 8, 5};
+    const int M = 140, N = 130, K = 300;
+    pair A = pair_rand((size_t)K * M, 1.0f), B = pair_rand((size_t)K * N, 1.0f);
+    pair C1 = pair_const((size_t)M * N, 0.0f), C2 = pair_const((size_t)M * N, 0.0f);
+    TCL_OK(cf_backend_opencl_gemm_fast(GPU, &c, 1, 0, M, N, K, 1.0f, cf_view_make(A.g, PAD), M,
+                                       cf_view_make(B.g, PAD), N, 0.0f, cf_view_make(C1.g, PAD),
+                                       N));
+    TCL_OK(cf_backend_opencl_gemm_fast(GPU, &c, 1, 0, M, N, K, 1.0f, cf_view_make(A.g, PAD), M,
+                                       cf_view_make(B.g, PAD), N, 0.0f, cf_view_make(C2.g, PAD),
+                                       N));
+    float *h1 = tcl_malloc((size_t)M * N * 4), *h2 = tcl_malloc((size_t)M * N * 4);
+    TCL_OK(cf_be_download(GPU, h1, cf_view_make(C1.g, PAD), (size_t)M * N * 4));
+    TCL_OK(cf_be_download(GPU, h2, cf_view_make(C2.g, PAD), (size_t)M * N * 4));
+    expect(memcmp(h1, h2, (size_t)M * N * 4) == 0,
+           "split-K (5 slices) TN M=%d N=%d K=%d: two runs give identical bits", M, N, K);
+    free(h1);
+    free(h2);
+    pair_free(A), pair_free(B), pair_free(C1), pair_free(C2);
+}
+
+/* The rule (a pure function of the shape and the number of compute units). */
+static void test_rule(void) {
+    cf_cl_gemm_fast_choice c;
+    cf_cl_gemm_fast_rule(4096, 16000, 384, 132, 49152, &c);
+    expect(c.rm == 8 && c.rn == 8 && c.split == 1,
+           "rule, 132 CUs, LM head forward 4096 x 16000 x 384: %dx%d split %d (want 128x128, no "
+           "split)",
+           16 * c.rm, 16 * c.rn, c.split);
+    cf_cl_gemm_fast_rule(384, 384, 4096, 132, 49152, &c);
+    expect(c.split > 1 && cf_cl_gemm_fast_choice_valid(&c),
+           "rule, 132 CUs, weight gradient 384 x 384 x 4096: split %d (want > 1)", c.split);
+    cf_cl_gemm_fast_rule(4096, 4096, 4096, 132, 49152, &c);
+    expect(c.rm == 8 && c.rn == 8 && c.split == 1, "rule, 132 CUs, 4096^3: %dx%d split %d",
+           16 * c.rm, 16 * c.rn, c.split);
+    int found = cf_cl_gemm_fast_rule(100, 100, 100, 1, 49152, &c);
+    expect(found && cf_cl_gemm_fast_choice_valid(&c) && c.split == 1,
+           "rule, 1 CU, 100^3: a valid choice without split (%dx%d bk %d split %d)", 16 * c.rm,
+           16 * c.rn, c.bk, c.split);
+    found = cf_cl_gemm_fast_rule(384, 384, 4096, 132, 17000, &c);
+    expect(found && cf_cl_gemm_fast_local_bytes(&c) <= 17000,
+           "rule with 17000 bytes of local memory: %dx%d bk %d (%zu bytes)", 16 * c.rm, 16 * c.rn,
+           c.bk, cf_cl_gemm_fast_local_bytes(&c));
+    found = cf_cl_gemm_fast_rule(4096, 4096, 4096, 132, 16384, &c);
+    expect(!found, "rule with 16 KiB of local memory: no variant fits");
+    const cf_cl_gemm_fast_choice bad[] = {{2, 8, 8, 1}, {4, 4, 8, 1}, {8, 8, 8, 0}, {8, 8, 32, 1}};
+    int all_rejected = 1;
+    for (int i = 0; i < 4; i++) all_rejected &= !cf_cl_gemm_fast_choice_valid(&bad[i]);
+    expect(all_rejected, "invalid choices (rm 2, 4x4 with bk 8, split 0, bk 32) are rejected");
+    pair a = pair_rand(64, 1.0f);
+    printf("(two error lines expected)\n");
+    int rc = cf_backend_opencl_gemm_fast(GPU, &bad[1], 0, 0, 4, 4, 4, 1.0f, cf_view_make(a.g, PAD),
+                                         4, cf_view_make(a.g, PAD), 4, 0.0f,
+                                         cf_view_make(a.g, PAD + 16), 4);
+    int rc2 = cf_backend_opencl_gemm_fast(CPU, NULL, 0, 0, 4, 4, 4, 1.0f, cf_view_make(a.c, PAD),
+                                          4, cf_view_make(a.c, PAD), 4, 0.0f,
+                                          cf_view_make(a.c, PAD + 16), 4);
+    int rc3 = cf_backend_opencl_gemm_fast(GPU, NULL, 0, 0, 8, 8, 8, 1.0f, cf_view_make(a.g, PAD),
+                                          8, cf_view_make(a.g, PAD), 8, 0.0f,
+                                          cf_view_make(a.g, PAD + 16), 8);
+    expect(rc == CF_ERR_INVALID && rc2 == CF_ERR_UNSUPPORTED && rc3 == CF_ERR_INVALID,
+           "gemm_fast refuses an invalid choice (%d), a CPU backend (%d), views past the buffer "
+           "end (%d)",
+           rc, rc2, rc3);
+    pair_free(a);
+}
+
+/* cf_be_gemm through the dispatch: CF_GEMM_FAST=1 sends every plain product to the fast kernel
+ * (the debug log says so), =0 none, the clblast mode none. */
+static void hook_case(const char *env, const char *mode, int ta, int tb, int M, int N, int K,
+                      const char *want_log, int want_present) {
+    setenv("CF_GEMM_FAST", env, 1);
+    if (cf_backend_opencl_set_gemm(GPU, mode) < 0) {
+        printf("skip hook case (mode %s not compiled in)\n", mode);
+        unsetenv("CF_GEMM_FAST");
+        return;
+    }
+    int level = cf_log_get_level();
+    cf_log_set_level(CF_LOG_DEBUG);
+    g_log[0] = 0;
+    char path[64];
+    snprintf(path, sizeof path, "CF_GEMM_FAST=%s %s", env, mode);
+    gemm_case(path, ta, tb, M, N, K, 1.0f, 0.5f);
+    cf_log_set_level(level);
+    char line[96];
+    snprintf(line, sizeof line, "gemm M=%d N=%d K=%d %c%c: %s", M, N, K, ta ? 'T' : 'N',
+             tb ? 'T' : 'N', want_log);
+    expect((strstr(g_log, line) != NULL) == want_present, "debug log %s '%s'",
+           want_present ? "has" : "lacks", line);
+    unsetenv("CF_GEMM_FAST");
+}
+
+static void test_hook(void) {
+    hook_case("1", "native", 0, 1, 150, 70, 40, "fast", 1);
+    hook_case("1", "auto", 1, 0, 77, 130, 66, "fast", 1);
+    hook_case("0", "native", 0, 0, 150, 70, 40, "fast", 0);
+    hook_case("1", "clblast", 1, 1, 150, 70, 40, "fast", 0);
+    /* the linear layer (forward: NT, backward: NN and TN with accumulation) through the hook */
+    setenv("CF_GEMM_FAST", "1", 1);
+    TCL_OK(cf_backend_opencl_set_gemm(GPU, "native"));
+    const int N = 150, IC = 72, OC = 136;
+    pair inp = pair_rand((size_t)N * IC, 1.0f), w = pair_rand((size_t)OC * IC, 0.5f);
+    pair b = pair_rand(OC, 0.5f), out = pair_rand((size_t)N * OC, 1.0f);
+    BOTH(cf_be_matmul_forward(be, V(out), V(inp), V(w), V(b), N, IC, OC));
+    check("matmul_forward through the fast kernel N=150 IC=72 OC=136", out, 1e-5);
+    pair dinp = pair_rand((size_t)N * IC, 1.0f), dw = pair_rand((size_t)OC * IC, 1.0f);
+    pair db = pair_rand(OC, 1.0f), dout = pair_rand((size_t)N * OC, 1.0f);
+    BOTH(cf_be_matmul_backward(be, V(dinp), V(dw), V(db), V(dout), V(inp), V(w), N, IC, OC));
+    check("matmul_backward dinp through the fast kernel", dinp, 1e-5);
+    check("matmul_backward dweight through the fast kernel", dw, 1e-5);
+    pair_free(inp), pair_free(w), pair_free(b), pair_free(out);
+    pair_free(dinp), pair_free(dw), pair_free(db), pair_free(dout);
+    unsetenv("CF_GEMM_FAST");
+    TCL_OK(cf_backend_opencl_set_gemm(GPU, "auto"));
+}
+
+/* A fast program that fails to build (injected): one warning, the product still right (other
+ * path), and no further warning or attempt on the next product. */
+static void test_build_failure(void) {
+    cf_backend *keep = GPU;
+    TCL_OK(cf_backend_opencl_create(tcl_spec(), &GPU));
+    TCL_OK(cf_backend_opencl_set_gemm(GPU, "native"));
+    setenv("CF_GEMM_FAST", "1", 1);
+    int warn_before = g_warnings;
+    cf_fault_set_build(1); /* the next program build: the fast kernel's */
+    gemm_case("fast build fails -> native", 0, 1, 70, 50, 30, 1.0f, 0.0f);
+    gemm_case("after the failed build", 1, 0, 70, 50, 30, 1.0f, 1.0f);
+    cf_fault_set_build(0);
+    expect(g_warnings - warn_before == 1,
+           "a fast kernel that does not build gives one warning and the other path (%d warnings)",
+           g_warnings - warn_before);
+    unsetenv("CF_GEMM_FAST");
+    cf_backend_destroy(GPU);
+    GPU = keep;
+}
+
+/* ---- --bench -------------------------------------------------------------------------------- */
+
+typedef struct {
+    const char *name;
+    int ta, tb, M, N, K;
+} bench_shape;
+
+static double bench_time(int mode, const cf_cl_gemm_fast_choice *c, const bench_shape *s,
+                         cf_view A, cf_view B, cf_view C, double min_s) {
+    const int lda = s->ta ? s->M : s->K, ldb = s->tb ? s->K : s->N, ldc = s->N;
+    int reps = 0;
+    double t0 = 0.0, t = 0.0;
+    for (int i = -1; i < 0 || t < min_s || reps < 3; i++) {
+        int rc = mode == 0 ? cf_be_gemm(GPU, s->ta, s->tb, s->M, s->N, s->K, 1.0f, A, lda, B, ldb,
+                                        0.0f, C, ldc)
+                           : cf_backend_opencl_gemm_fast(GPU, c, s->ta, s->tb, s->M, s->N, s->K,
+                                                         1.0f, A, lda, B, ldb, 0.0f, C, ldc);
+        if (rc < 0) return -1.0;
+        if (i < 0 || reps % 4 == 3) {
+            if (cf_be_sync(GPU) < 0) return -1.0;
+            if (i < 0) {
+                t0 = cf_time_now();
+                continue;
+            }
+        }
+        reps++;
+        t = cf_time_now() - t0;
+    }
+    if (cf_be_sync(GPU) < 0) return -1.0;
+    t = cf_time_now() - t0;
+    return 2.0 * s->M * (double)s->N * s->K * reps / t / 1e12;
+}
+
+static int bench(double min_s) {
+    const int BT = 4096, C = 384, F = 1536, Vv = 16000;
+    const bench_shape shapes[] = {
+        {"qkv.fwd", 0, 1, BT, 3 * C, C},      {"qkv.dinp", 0, 0, BT, C, 3 * C},
+        {"qkv.dw", 1, 0, 3 * C, C, BT},       {"attn_proj.fwd", 0, 1, BT, C, C},
+        {"attn_proj.dinp", 0, 0, BT, C, C},   {"attn_proj.dw", 1, 0, C, C, BT},
+        {"fc.fwd", 0, 1, BT, F, C},           {"fc.dinp", 0, 0, BT, C, F},
+        {"fc.dw", 1, 0, F, C, BT},            {"fc_proj.fwd", 0, 1, BT, C, F},
+        {"fc_proj.dinp", 0, 0, BT, F, C},     {"fc_proj.dw", 1, 0, C, F, BT},
+        {"head.fwd", 0, 1, BT, Vv, C},        {"head.dinp", 0, 0, BT, C, Vv},
+        {"head.dw", 1, 0, Vv, C, BT},         {"square 4096", 0, 0, 4096, 4096, 4096}};
+    const int ns = (int)(sizeof shapes / sizeof shapes[0]);
+    size_t na = (size_t)BT * Vv, nb = (size_t)Vv * F, nc = (size_t)BT * Vv;
+    cf_buffer *A = NULL, *B = NULL, *Cb = NULL;
+    TCL_OK(cf_be_alloc(GPU, na * 4, &A));
+    TCL_OK(cf_be_alloc(GPU, nb * 4, &B));
+    TCL_OK(cf_be_alloc(GPU, nc * 4, &Cb));
+    float *h = tcl_malloc(nb * 4);
+    tcl_rand(&rng, h, nb, 1.0f);
+    TCL_OK(cf_be_upload(GPU, cf_view_make(A, 0), h, nb * 4 < na * 4 ? nb * 4 : na * 4));
+    TCL_OK(cf_be_upload(GPU, cf_view_make(B, 0), h, nb * 4));
+    free(h);
+    cf_view a = cf_view_make(A, 0), b = cf_view_make(B, 0), c = cf_view_make(Cb, 0);
+    const cf_cl_device_info *dev = &((cf_cl_ctx *)GPU->ctx)->dev;
+    static const int splits[] = {1, 2, 3, 4, 6, 8, 12, 16};
+    printf("TFLOP/s on %s (fp32; min %.2f s per cell)\n", cf_be_name(GPU), min_s);
+    printf("%-15s %2s %2s %5s %5s %5s %7s %7s %7s %7s %7s  %-20s %-20s\n", "shape", "tA", "tB",
+           "M", "N", "K", "tiled", "clblast", "default", "rule", "best", "rule choice",
+           "best choice");
+    double tot[5] = {0, 0, 0, 0, 0}; /* seconds of one step's GEMMs */
+    for (int i = 0; i < ns; i++) {
+        const bench_shape *s = &shapes[i];
+        double r[5] = {-1, -1, -1, -1, -1};
+        setenv("CF_GEMM_FAST", "0", 1);
+        if (cf_backend_opencl_set_gemm(GPU, "native") == CF_OK)
+            r[0] = bench_time(0, NULL, s, a, b, c, min_s);
+        if (cf_backend_opencl_set_gemm(GPU, "clblast") == CF_OK)
+            r[1] = bench_time(0, NULL, s, a, b, c, min_s);
+        unsetenv("CF_GEMM_FAST");
+        TCL_OK(cf_backend_opencl_set_gemm(GPU, "auto"));
+        r[2] = bench_time(0, NULL, s, a, b, c, min_s);
+        cf_cl_gemm_fast_choice rc;
+        cf_cl_gemm_fast_rule(s->M, s->N, s->K, (int)dev->compute_units, (size_t)dev->local_mem, &rc);
+        r[3] = bench_time(1, NULL, s, a, b, c, min_s);
+        cf_cl_gemm_fast_choice best = variants[0];
+        char all[1024] = "";
+        size_t used = 0;
+        for (int v = 0; v < N_VARIANTS; v++) {
+            for (int k = 0; k < 8; k++) {
+                cf_cl_gemm_fast_choice ch = variants[v];
+                ch.split = splits[k];
+                if (ch.split > 1 && s->K / ch.split < 128) break;
+                double x = bench_time(1, &ch, s, a, b, c, min_s);
+                if (x > r[4]) {
+                    r[4] = x;
+                    best = ch;
+                }
+                if (used < sizeof all - 40)
+                    used += (size_t)snprintf(all + used, sizeof all - used, " %dx%d/%d/s%d=%.1f",
+                                             16 * ch.rm, 16 * ch.rn, ch.bk, ch.split, x);
+            }
+        }
+        char rcs[32], bcs[32];
+        snprintf(rcs, sizeof rcs, "%dx%d bk%d split%d", 16 * rc.rm, 16 * rc.rn, rc.bk, rc.split);
+        snprintf(bcs, sizeof bcs, "%dx%d bk%d split%d", 16 * best.rm, 16 * best.rn, best.bk,
+                 best.split);
+        printf("%-15s %2d %2d %5d %5d %5d %7.2f %7.2f %7.2f %7.2f %7.2f  %-20s %-20s\n", s->name,
+               s->ta, s->tb, s->M, s->N, s->K, r[0], r[1], r[2], r[3], r[4], rcs, bcs);
+        printf("    all:%s\n", all);
+        /* a step runs the 12 layer shapes 4 times (4 layers) and the head's once */
+        const double times = i < 12 ? 4.0 : i < 15 ? 1.0 : 0.0;
+        for (int k = 0; k < 5; k++)
+            tot[k] += r[k] > 0 ? times * 2.0 * s->M * (double)s->N * s->K / (r[k] * 1e12) : 0.0;
+    }
+    printf("GEMMs of one training step (4 layers + head), ms: tiled %.2f, clblast %.2f, default "
+           "%.2f, rule %.2f, best %.2f\n",
+           tot[0] * 1e3, tot[1] * 1e3, tot[2] * 1e3, tot[3] * 1e3, tot[4] * 1e3);
+    cf_be_free(GPU, A);
+    cf_be_free(GPU, B);
+    cf_be_free(GPU, Cb);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    const char *spec = NULL;
+    int bench_mode = 0;
+    double min_s = 0.05;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) spec = argv[++i];
+        else if (strcmp(argv[i], "--small") == 0) small_mode = tcl_keep_buffers = 1;
+        else if (strcmp(argv[i], "--bench") == 0) bench_mode = 1;
+        else if (strcmp(argv[i], "--planted") == 0) planted_mode = tcl_keep_buffers = 1;
+        else if (strcmp(argv[i], "--min-time") == 0 && i + 1 < argc) min_s = atof(argv[++i]);
+        else if (strcmp(argv[i], "--variant") == 0 && i + 1 < argc) {
+            only_variant = atoi(argv[++i]);
+            if (only_variant < 0 || only_variant >= N_VARIANTS) {
+                fprintf(stderr, "--variant %s: expected 0 .. %d\n", argv[i], N_VARIANTS - 1);
+                return 2;
+            }
+        } else {
+            fprintf(stderr,
+                    "usage: %s [--small | --planted] [--variant I] [--device SPEC]\n"
+                    "       %s --bench [--min-time S] [--device SPEC]\n",
+                    argv[0], argv[0]);
+            return 2;
+        }
+    }
+    int code = 0;
+    if (tcl_open("test_cl_gemm_fast", spec, &code) < 0) return code;
+    double t0 = cf_time_now();
+    if (bench_mode) {
+        cf_log_set_callback(NULL, NULL); /* info lines (CF_GEMM_FAST_VERBOSE reports) to stderr */
+        int rc = bench(min_s);
+        cf_backend_destroy(GPU);
+        cf_backend_destroy(CPU);
+        return rc;
+    }
+    if (planted_mode) { /* one work-group, one K slice: cheap for oclgrind to check */
+        fast_case(&variants[0], 0, 0, 16, 16, 8, 1.0f, 0.0f, 0);
+        return tcl_finish("test_cl_gemm_fast --planted", t0);
+    }
+    test_rule();
+    test_variants();
+    if (!small_mode) {
+        test_corners();
+        test_deterministic();
+        test_hook();
+        test_build_failure();
+    }
+    return tcl_finish(small_mode ? "test_cl_gemm_fast --small" : "test_cl_gemm_fast", t0);
+}
