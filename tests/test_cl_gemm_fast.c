@@ -360,7 +360,7 @@ static int bench(double min_s) {
         cf_cl_gemm_fast_rule(s->M, s->N, s->K, (int)dev->compute_units, (size_t)dev->local_mem, &rc);
         r[3] = bench_time(1, NULL, s, a, b, c, min_s);
         cf_cl_gemm_fast_choice best = variants[0];
-        char all[1024] = "";
+        char all[2048] = "";
         size_t used = 0;
         for (int v = 0; v < N_VARIANTS; v++) {
             for (int k = 0; k < 8; k++) {
