@@ -218,11 +218,13 @@ int cf_train_run(cf_train_opts *o) {
         const int prof_on = want_prof && steps_this_run >= 1 && prof_done < prof_steps;
         if (prof_on && !be->prof.enabled) cf_prof_enable(be, 1);
         const double span0 = prof_on ? cf_prof_now_us(be) : 0.0;
-        const uint64_t allocs0 = be->stats.allocs;
+        const uint64_t allocs0 = be->stats.allocs, h2d0 = be->stats.h2d_bytes,
+                       d2h0 = be->stats.d2h_bytes;
         cf_step_info si;
         if ((rc = cf_train_step(m, step, next_train_batch, ds, x, y, &si)) < 0) goto done;
         const float loss = si.loss, norm = si.grad_norm, lr = si.lr;
         const uint64_t step_allocs = be->stats.allocs - allocs0;
+        const uint64_t step_h2d = be->stats.h2d_bytes - h2d0, step_d2h = be->stats.d2h_bytes - d2h0;
         if (prof_on) {
             spans[prof_done].start_us = span0;
             spans[prof_done].dur_us = cf_prof_now_us(be) - span0;
@@ -276,9 +278,11 @@ int cf_train_run(cf_train_opts *o) {
         if (!o->quiet) {
             char eta[32];
             fmt_eta(eta, sizeof eta, (c->steps - st.step) * tokens_per_step / tps);
-            char line[320], allocs[48] = "";
-            if (o->verbose)
-                snprintf(allocs, sizeof allocs, " | allocs %llu", (unsigned long long)step_allocs);
+            char line[384], allocs[96] = "";
+            if (o->verbose) /* bus traffic of the step itself (eval and checkpoints excluded) */
+                snprintf(allocs, sizeof allocs, " | h2d %llu B d2h %llu B | allocs %llu",
+                         (unsigned long long)step_h2d, (unsigned long long)step_d2h,
+                         (unsigned long long)step_allocs);
             snprintf(line, sizeof line,
                      "step %5d/%d | loss %.4f | lr %.2e | norm %6.3f | %8.0f tok/s | %7.1f "
                      "ms/step%s | ETA %s",
