@@ -238,6 +238,33 @@ static void hook_case(const char *env, const char *mode, int ta, int tb, int M, 
     unsetenv("CF_GEMM_FAST");
 }
 
+/* Which products the dispatch gives the fast kernel without CF_GEMM_FAST: on GPUs those from
+ * 2^27 multiply-adds with K >= 64 (weight gradients included), never on CPU devices. */
+static void test_wanted(void) {
+    cf_cl_ctx *ctx = (cf_cl_ctx *)GPU->ctx;
+    const int gpu = (ctx->dev.type & CL_DEVICE_TYPE_GPU) != 0;
+    unsetenv("CF_GEMM_FAST");
+    TCL_OK(cf_backend_opencl_set_gemm(GPU, "auto"));
+    cf_cl_gemm_desc d;
+    memset(&d, 0, sizeof d);
+    d.outer = d.inner = 1;
+    const int shapes[4][5] = {{384, 384, 4096, 1, 0}, /* weight gradient */
+                              {4096, 16000, 384, 0, 1},
+                              {64, 64, 64, 0, 0},
+                              {8192, 8192, 32, 0, 1}}; /* K below 64 */
+    const int want_gpu[4] = {1, 1, 0, 0};
+    for (int i = 0; i < 4; i++) {
+        d.M = shapes[i][0], d.N = shapes[i][1], d.K = shapes[i][2];
+        d.ta = shapes[i][3], d.tb = shapes[i][4];
+        const int w = cf_cl_gemm_fast_wanted(ctx, &d), want = gpu && want_gpu[i];
+        expect(w == want, "dispatch on this %s device: M=%d N=%d K=%d %s the fast kernel",
+               gpu ? "GPU" : "non-GPU", d.M, d.N, d.K, w ? "takes" : "does not take");
+    }
+    d.M = 4096, d.N = 16000, d.K = 384, d.ta = 0, d.tb = 1;
+    d.outer = 2;
+    expect(!cf_cl_gemm_fast_wanted(ctx, &d), "batched products are not the fast kernel's");
+}
+
 static void test_hook(void) {
     hook_case("1", "native", 0, 1, 150, 70, 40, "fast", 1);
     hook_case("1", "auto", 1, 0, 77, 130, 66, "fast", 1);
@@ -441,6 +468,7 @@ int main(int argc, char **argv) {
     if (!small_mode) {
         test_corners();
         test_deterministic();
+        test_wanted();
         test_hook();
         test_build_failure();
     }
