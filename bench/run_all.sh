@@ -12,7 +12,7 @@
 # wiki_cache_optimized, wiki_performance_tuned, wiki_gpu_optimized, PyTorch on the CPU with as
 # many threads as processors. On an NVIDIA machine:
 #   bench/run_all.sh --devices "nvidia=nvidia" --torch-device cuda
-# Writes DIR/results.jsonl (one object per row: row, command, load average, result) and
+# DIR defaults to runs/bench. Writes DIR/results.jsonl (one object per row: row, command, load average, result) and
 # DIR/table.md (the Markdown table for BENCHMARKS.md), and prints the table. With --profile the
 # clformer rows also write their per-op profile tables to DIR/profile_<config>_<device>.txt.
 # Rows whose tool is missing (no torch, no OpenCL device) are reported as skipped, with why.
@@ -33,7 +33,7 @@ STEPS=""
 WARMUP=""
 TORCH_DEVICE=cpu
 TORCH_THREADS=$(nproc 2>/dev/null || echo 1)
-OUT="$ROOT/bench/results"
+OUT="$ROOT/runs/bench"
 PROFILE=0
 ROUNDS=1
 APPEND=0
