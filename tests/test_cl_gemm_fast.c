@@ -239,7 +239,8 @@ static void hook_case(const char *env, const char *mode, int ta, int tb, int M, 
 }
 
 /* Which products the dispatch gives the fast kernel without CF_GEMM_FAST: on GPUs those from
- * 2^27 multiply-adds with K >= 64 (weight gradients included), never on CPU devices. */
+ * 2^27 multiply-adds with K >= 64 (weight gradients included), from 2^28 when CLBlast would take
+ * the product; never on CPU devices. */
 static void test_wanted(void) {
     cf_cl_ctx *ctx = (cf_cl_ctx *)GPU->ctx;
     const int gpu = (ctx->dev.type & CL_DEVICE_TYPE_GPU) != 0;
@@ -260,6 +261,15 @@ static void test_wanted(void) {
         expect(w == want, "dispatch on this %s device: M=%d N=%d K=%d %s the fast kernel",
                gpu ? "GPU" : "non-GPU", d.M, d.N, d.K, w ? "takes" : "does not take");
     }
+    /* 512^3 = 2^27: the fast kernel's against the tiled one, CLBlast's where it would run */
+    d.M = d.N = d.K = 512, d.ta = d.tb = 0;
+    int w = cf_cl_gemm_fast_wanted(ctx, &d);
+    expect(w == (gpu && !cf_cl_have_clblast()), "auto mode%s: 512^3 %s the fast kernel",
+           cf_cl_have_clblast() ? " with CLBlast" : "", w ? "takes" : "does not take");
+    TCL_OK(cf_backend_opencl_set_gemm(GPU, "native"));
+    w = cf_cl_gemm_fast_wanted(ctx, &d);
+    expect(w == gpu, "native mode: 512^3 %s the fast kernel", w ? "takes" : "does not take");
+    TCL_OK(cf_backend_opencl_set_gemm(GPU, "auto"));
     d.M = 4096, d.N = 16000, d.K = 384, d.ta = 0, d.tb = 1;
     d.outer = 2;
     expect(!cf_cl_gemm_fast_wanted(ctx, &d), "batched products are not the fast kernel's");

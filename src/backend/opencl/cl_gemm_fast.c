@@ -132,10 +132,15 @@ int cf_cl_gemm_fast_wanted(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
     if (env >= 0) return env;
     /* GPUs only: on CPU devices (PoCL) the tiled kernel and CLBlast do as well */
     if (!(ctx->dev.type & CL_DEVICE_TYPE_GPU)) return 0;
-    /* Large products only: from 2^27 multiply-adds (about 10 us on an H200) with K >= 64, which
-     * includes the weight gradients (small M x N, long K: split-K) that run 2.5 to 5 times faster
-     * here than with CLBlast; smaller ones take microseconds either way. */
-    if ((long long)d->M * d->N * d->K < (1ll << 27) || d->K < 64) return 0;
+    /* Large products only, K >= 64: from 2^27 multiply-adds against the tiled kernel (512^3 on an
+     * H200: 7.4 against 5.5 TFLOP/s), from 2^28 when CLBlast would take the product (512^3: 9.6
+     * TFLOP/s with CLBlast; 1024^3: 29.8 here, 15.0 with CLBlast). Every product of the model's
+     * linear layers at 4096 rows is above both, the weight gradients included (small M x N, long
+     * K: split-K, 2.5 to 10 times CLBlast's speed). */
+    const int clblast_next =
+        cf_cl_have_clblast() && ctx->gemm_mode != CF_GEMM_NATIVE && !ctx->clblast_failed;
+    const long long min_macs = clblast_next ? (1ll << 28) : (1ll << 27);
+    if ((long long)d->M * d->N * d->K < min_macs || d->K < 64) return 0;
     /* a tuner (tuning file) that measured this shape keeps it on the path it chose */
     if (ctx->tuner) {
         cf_cl_gemm_params p;
