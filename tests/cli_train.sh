@@ -84,6 +84,7 @@ expect_err "unknown key override" "did you mean" $CLF train configs/tiny.json d_
 expect_err "inconsistent heads" "divisible" $CLF train configs/tiny.json d_model=50 num_heads=4 --steps 1 --out "$W/z"
 printf '{"d_model": 64,\n "num_heads": }\n' > "$W/bad.json"
 expect_err "malformed JSON" "line 2" $CLF train "$W/bad.json" --steps 1 --out "$W/z"
+expect_err "grad_accum_steps out of range" "grad_accum_steps (100)" $CLF train configs/tiny.json grad_accum_steps=100 --steps 1 --out "$W/z"
 expect_err "unknown option" "unknown option" $CLF train configs/tiny.json --stepz 3
 expect_err "missing checkpoint" "no such file" $CLF generate "$W/none.safetensors"
 exit $fail

@@ -42,7 +42,7 @@
     FLT(beta1, 0.9, 0.0, 1.0, 1, 0)                                                                \
     FLT(beta2, 0.95, 0.0, 1.0, 1, 0)                                                               \
     FLT(eps, 1e-8, 0.0, 1.0, 0, 1)                                                                 \
-    INT(grad_accum_steps, 1, 1, 1 << 20)                                                           \
+    INT(grad_accum_steps, 1, 1, 60)                                                                \
     INT(eval_interval, 100, 0, INT_MAX)                                                            \
     INT(eval_batches, 10, 1, 1 << 20)                                                              \
     INT(checkpoint_interval, 200, 0, INT_MAX)                                                      \
