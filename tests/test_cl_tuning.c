@@ -7,7 +7,8 @@
  * parameters (odd tiles, WPT, K slices, vector widths, paddings, CLBlast/native per shape, a
  * variant that does not fit the device, tuned work-group sizes) still matches the CPU backend on
  * GEMMs of every transpose, LayerNorm, attention, softmax cross-entropy and AdamW.
- *   test_cl_tuning [--device SPEC] */
+ *   test_cl_tuning [--device SPEC] [--tuned-only]
+ * --tuned-only: only the tuned backend against the CPU (one backend: for oclgrind). */
 #define _POSIX_C_SOURCE 200809L /* setenv, mkdtemp, chdir */
 #include <sys/stat.h>
 #include <unistd.h>
@@ -242,6 +243,10 @@ static void device_tuning(cf_tuning *t, const char *driver) {
         entry("tn", 1, 0, 64, 48, 200, 16, 2, 32, 8, 1, CF_TUNING_CLBLAST),
         entry("tt", 1, 1, 33, 47, 31, big, 1, 8, 1, 0, CF_TUNING_NATIVE),
         entry("nn big", 0, 0, 300, 260, 70, 16, 8, 8, 8, 3, CF_TUNING_NATIVE),
+        /* the attention products of test_tuned_ops (T 19, head size 8; batched, causal) */
+        entry("q k^T", 0, 1, 19, 19, 8, 4, 2, 8, 4, 0, CF_TUNING_NATIVE),
+        entry("att v", 0, 0, 19, 8, 19, 4, 2, 8, 2, 2, CF_TUNING_NATIVE),
+        entry("att^T dout", 1, 0, 19, 8, 19, 8, 1, 8, 8, 1, CF_TUNING_NATIVE),
         /* left to the backend's own choice (the rule here: no "fast" kernel for this size) */
         entry("fast", 0, 0, 100, 90, 80, 16, 4, 16, 1, 1, CF_TUNING_FAST),
         /* does not fit any device: 1024x1024 blocks need 512 KiB + of local memory */
@@ -401,13 +406,19 @@ static void test_tuned_ops(void) {
     const int B = 2, T = 19, AC = 24, NH = 3;
     size_t btc = (size_t)B * T * AC, att = (size_t)B * NH * T * T;
     pair qkv = pair_rand(3 * btc, 1.0f), aout = pair_rand(btc, 1.0f), a = pair_rand(att, 1.0f);
+    cf_log_set_level(CF_LOG_DEBUG);
+    g_log[0] = 0;
     BOTH(cf_be_attention_forward(be, V(aout), V(a), V(qkv), B, T, AC, NH));
-    check("attention_forward out, LS 32", aout, 1e-5);
+    cf_log_set_level(level);
+    expect(strstr(g_log, "gemm M=19 N=19 K=8 batch=6 NT: native 4x4 (wpt 2, tk 8, vw 4, pad 0, "
+                         "tuning)") != NULL,
+           "attention's batched products run the tuned variants (debug log)");
+    check("attention_forward out, LS 32, tuned batched causal GEMMs (vw 4, 2)", aout, 1e-5);
     pair dqkv = pair_rand(3 * btc, 1.0f), datt = pair_rand(att, 1.0f),
          dpre = pair_rand(att, 1.0f), daout = pair_rand(btc, 1.0f);
     BOTH(cf_be_attention_backward(be, V(dqkv), V(datt), V(dpre), V(daout), V(qkv), V(a), B, T, AC,
                                   NH));
-    check("attention_backward dqkv, LS 32", dqkv, 1e-5);
+    check("attention_backward dqkv, LS 32, tuned batched causal GEMMs (vw 4, 2, 8)", dqkv, 1e-5);
 
     const int R = 13, Vocab = 300;
     int32_t tg[13];
@@ -438,10 +449,12 @@ static void test_tuned_ops(void) {
 int main(int argc, char **argv) {
     double t0 = cf_time_now();
     const char *spec = NULL;
+    int tuned_only = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--device") && i + 1 < argc) spec = argv[++i];
+        else if (!strcmp(argv[i], "--tuned-only")) tuned_only = 1;
         else {
-            fprintf(stderr, "usage: %s [--device SPEC]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--device SPEC] [--tuned-only]\n", argv[0]);
             return 2;
         }
     }
@@ -451,9 +464,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "FAIL: mkdtemp %s\n", g_dir);
         return 1;
     }
-    test_roundtrip();
-    test_parse_errors();
-    test_lookup();
+    if (!tuned_only) {
+        test_roundtrip();
+        test_parse_errors();
+        test_lookup();
+    }
 
     if (!getenv("CF_CACHE_DIR")) setenv("CF_CACHE_DIR", CF_BINARY_DIR "/cl_cache", 1);
     int code = 0;
@@ -467,7 +482,7 @@ int main(int argc, char **argv) {
         TCL_OK(cf_backend_opencl_create(tcl_spec(), &probe));
         g_dev = ((cf_cl_ctx *)probe->ctx)->dev;
         cf_backend_destroy(probe);
-        test_fallbacks();
+        if (!tuned_only) test_fallbacks();
 
         cf_tuning t;
         device_tuning(&t, g_dev.driver);
