@@ -48,7 +48,8 @@ static const char *HELP =
     "                   only, kernel sizes of the built-in tiny model)\n"
     "  --out FILE       where to write (default configs/tuning/<platform>__<device>.json)\n"
     "  --quick          fewer candidates and repeats (a few minutes on a CPU device)\n"
-    "  --budget S       stop after S seconds and write what was measured; rerun to continue\n"
+    "  --budget S       stop after S seconds (at least one measurement), write what was measured;\n"
+    "                   rerun to continue\n"
     "  --repeats N      timed runs per candidate (default 7, --quick 3)\n"
     "  --squares LIST   square sizes, comma separated (default 256,512,1024,2048,4096; --quick\n"
     "                   256,1024); 'none' for none\n"
@@ -104,10 +105,12 @@ typedef struct {
     cf_backend *be, *cpu;
     cf_cl_ctx *ctx;
     int have_clblast;
-    int measure_fast; /* GPUs: the untuned native dispatch may use another kernel (cl_gemm_fast) */
+    int measure_fast; /* GPUs: the untuned dispatch may use another kernel (cl_gemm_fast.c) */
+    char fast_env[32];  /* CF_GEMM_FAST as given ("" = unset) */
     char out_path[1024], partial_path[1100];
     cJSON *cache; /* "key" -> {us, status, err, note}: the measurements, resumable */
     int resumed;  /* measurements taken from the partial file */
+    int measured; /* measurements taken in this run */
     double t0, last_save;
     int stopped; /* 1 budget, 2 interrupted */
     /* progress */
@@ -170,6 +173,11 @@ static int fits(tuner *T, const cand *c) {
 }
 
 static double elapsed(const tuner *T) { return cf_time_now() - T->t0; }
+
+/* --budget: spent (each run measures at least one candidate, so reruns always progress) */
+static int out_of_budget(const tuner *T) {
+    return T->o.budget > 0 && T->measured > 0 && elapsed(T) >= T->o.budget;
+}
 
 static void fmt_time(double s, char *out, size_t len) {
     if (!(s >= 0) || s > 360000) snprintf(out, len, "--");
@@ -262,6 +270,7 @@ static void save_partial(tuner *T) {
 }
 
 static void cache_put(tuner *T, const char *key, const result *r) {
+    T->measured++;
     cJSON *e = cJSON_CreateObject();
     if (!e) return;
     cJSON_AddNumberToObject(e, "us", r->us);
@@ -300,8 +309,8 @@ static void load_partial(tuner *T) {
         cJSON_Delete(T->cache);
         T->cache = res;
         T->resumed = cJSON_GetArraySize(res);
-        CF_INFO("resuming: %d measurements from %s (--restart ignores them)", T->resumed,
-                T->partial_path);
+        CF_INFO("resuming: %d measurement%s from %s (--restart ignores them)", T->resumed,
+                T->resumed == 1 ? "" : "s", T->partial_path);
     }
     cJSON_Delete(root);
 }
@@ -512,22 +521,30 @@ static int reference(tuner *T, int i, const float **out) {
 /* what a measurement runs */
 enum { KIND_NATIVE, KIND_CLBLAST, KIND_FAST };
 
-/* Select on the backend: the tiled kernel with candidate c, CLBlast, or the backend's untuned
- * native choice (no hook). */
+/* Select on the backend: the tiled kernel with candidate c (native mode), CLBlast (clblast mode),
+ * or the backend's untuned choice (auto mode, no hook: what a tuning entry with path "fast"
+ * leaves the shape to). */
 static int select_gemm(tuner *T, const cand *c, int kind) {
     T->cur = kind == KIND_NATIVE ? c : NULL;
+    /* CF_GEMM_FAST=1 (read per product by cl_gemm_fast.c) would send the tiled candidates to the
+     * other kernel: it applies only to the untuned choice */
+    if (kind == KIND_FAST && T->fast_env[0]) setenv("CF_GEMM_FAST", T->fast_env, 1);
+    else if (kind == KIND_FAST) unsetenv("CF_GEMM_FAST");
+    else setenv("CF_GEMM_FAST", "0", 1);
     CF_TRY(cf_backend_opencl_set_gemm_tuner(T->be, kind == KIND_FAST ? NULL : cand_hook, T));
-    return cf_backend_opencl_set_gemm(T->be, kind == KIND_CLBLAST ? "clblast" : "native");
+    return cf_backend_opencl_set_gemm(T->be, kind == KIND_CLBLAST ? "clblast"
+                                             : kind == KIND_FAST  ? "auto"
+                                                                  : "native");
 }
 
-/* Did the last run of shape s go through the tiled kernel? (cl_gemm.c marks the memo entry of a
- * shape it runs natively) */
-static int ran_tiled(const tuner *T, const shape *s) {
+/* Which of cl_gemm.c's paths ran shape s last: 1 the tiled kernel, 2 CLBlast (it marks the memo
+ * entry of the shape), 0 neither (another kernel: cl_gemm_fast.c). */
+static int path_ran(const tuner *T, const shape *s) {
     const cf_cl_ctx *ctx = T->ctx;
     for (int j = 0; j < ctx->n_memo; j++) {
         const cf_cl_shape_memo *e = &ctx->memo[j];
         if (e->M == s->M && e->N == s->N && e->K == s->K && e->ta == s->ta && e->tb == s->tb)
-            return e->logged == 1;
+            return e->logged;
     }
     return 0;
 }
@@ -573,9 +590,15 @@ static int measure_gemm(tuner *T, int i, const cand *c, int kind, int is_rule, c
         snprintf(r->note, sizeof r->note, "CLBlast failed on this shape");
         return CF_OK;
     }
-    if (kind == KIND_FAST && ran_tiled(T, s)) {
+    if (kind == KIND_NATIVE && path_ran(T, s) != 1) {
         r->status = CAND_UNSUPPORTED;
-        snprintf(r->note, sizeof r->note, "the untuned native choice here is the tiled rule");
+        snprintf(r->note, sizeof r->note, "the backend did not run the tiled kernel");
+        return CF_OK;
+    }
+    if (kind == KIND_FAST && path_ran(T, s) != 0) {
+        r->status = CAND_UNSUPPORTED;
+        snprintf(r->note, sizeof r->note, "the untuned choice here is %s, measured already",
+                 path_ran(T, s) == 2 ? "CLBlast" : "the tiled rule");
         return CF_OK;
     }
     /* test switch: the Nth native candidate (other than the rule) of this run gives a wrong
@@ -616,7 +639,7 @@ static int gemm_result(tuner *T, int i, const cand *c, int kind, double prune_us
     }
     if (T->stopped) return CF_OK;
     if (cf_interrupted()) T->stopped = 2;
-    else if (T->o.budget > 0 && elapsed(T) >= T->o.budget) T->stopped = 1;
+    else if (out_of_budget(T)) T->stopped = 1;
     if (T->stopped) {
         r->us = -1;
         r->status = CAND_UNSUPPORTED;
@@ -647,7 +670,7 @@ typedef struct {
     cand rule;
     double rule_us;  /* < 0: not measured */
     double clblast_us;
-    double fast_us; /* the backend's untuned native choice when it is not the tiled rule */
+    double fast_us; /* the untuned choice when it is another kernel (cl_gemm_fast.c) */
     int candidates, rejected;
     cand seen[MAX_CANDS * 2];
     int n_seen;
@@ -980,7 +1003,7 @@ static int tune_workgroups(tuner *T, cf_tuning *out) {
             result r;
             if (!cache_get(T, key, &r)) {
                 if (cf_interrupted()) T->stopped = 2;
-                else if (T->o.budget > 0 && elapsed(T) >= T->o.budget) T->stopped = 1;
+                else if (out_of_budget(T)) T->stopped = 1;
                 if (T->stopped) break;
                 memset(&r, 0, sizeof r);
                 r.us = -1;
@@ -1513,6 +1536,7 @@ static int open_device(tuner *T) {
     /* on GPUs the untuned backend may run another kernel than the tiled one (cl_gemm_fast.c) for
      * large products: measured as "fast" (CF_GEMM_FAST=1 makes it apply on other devices too) */
     const char *fe = getenv("CF_GEMM_FAST");
+    snprintf(T->fast_env, sizeof T->fast_env, "%s", fe ? fe : "");
     T->measure_fast = (T->ctx->dev.type & CL_DEVICE_TYPE_GPU) ||
                       (fe && *fe && strcmp(fe, "0") && strcasecmp(fe, "off") &&
                        strcasecmp(fe, "auto"));
