@@ -239,6 +239,9 @@ static inline const char *tcl_spec(void) {
  * share one warm cache and leave the user's cache alone. */
 static inline int tcl_open(const char *test, const char *spec, int *exit_code) {
     if (!getenv("CF_CACHE_DIR")) setenv("CF_CACHE_DIR", CF_BINARY_DIR "/cl_cache", 1);
+    /* a committed tuning file matching this device would change build counts and kernel
+     * variants under test; tests that want tuning set CF_TUNING themselves */
+    if (!getenv("CF_TUNING")) setenv("CF_TUNING", "off", 1);
     if (!spec) spec = tcl_spec();
     if (tcl_device_count() == 0) {
         *exit_code = tcl_no_device(test);

@@ -31,6 +31,7 @@ static const char *BENCH_HELP =
     "options:\n"
     "  --device D        cpu, auto, opencl, opencl:P:D or a device-name substring\n"
     "  --gemm G          GEMM path: auto, clblast, native (OpenCL); auto, blas, native (CPU)\n"
+    "  --tuning FILE     OpenCL tuning file from clformer-tune ('off' for none; env CF_TUNING)\n"
     "  --steps N         timed steps (default 10)\n"
     "  --warmup N        untimed steps first (default 2)\n"
     "  --json            print one JSON object (keys: tokens_per_s, ms_per_step, mfu,\n"
@@ -82,7 +83,7 @@ static int parse_sizes(const char *s, int *out, int max) {
 static int is_value_opt(const char *a) {
     static const char *const v[] = {
         "--device",        "--gemm",  "--steps", "--warmup",   "--trace",
-        "--profile-steps", "--sizes", "--batch", "--min-time", NULL};
+        "--profile-steps", "--sizes", "--batch", "--min-time", "--tuning", NULL};
     for (int i = 0; v[i]; i++)
         if (!strcmp(a, v[i])) return 1;
     return 0;
@@ -145,6 +146,8 @@ int cf_cmd_bench(int argc, char **argv) {
                 o.device = so.device = v;
             else if (!strcmp(a, "--gemm"))
                 gemm = v;
+            else if (!strcmp(a, "--tuning"))
+                setenv("CF_TUNING", v, 1); /* read by the OpenCL backend at creation */
             else if (!strcmp(a, "--steps"))
                 rc = cf_cli_parse_int("bench", a, v, 1, 1000000, &o.steps);
             else if (!strcmp(a, "--warmup"))
