@@ -157,6 +157,7 @@ struct cf_backend {
     void *ctx;              /* backend private state */
     cf_backend_stats stats; /* maintained by the wrappers */
     int is_cpu;             /* 1 for the C backend */
+    size_t max_alloc;       /* largest single buffer the device allows in bytes, 0 = no limit */
     int verbose;
     cf_profiler prof;       /* per-op timing, off unless enabled */
 };

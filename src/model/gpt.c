@@ -39,17 +39,30 @@ static void layout_acts(cf_model *m) {
     const size_t C = (size_t)c->d_model, L = (size_t)c->num_layers, F = (size_t)c->d_ff,
                  V = (size_t)c->vocab_size, NH = (size_t)c->num_heads;
     const size_t BT = (size_t)m->B * (size_t)m->T, BNT = (size_t)m->B * NH * m->T * m->T;
-    size_t off = 0;
-    int i = 0;
+    /* elements per chunk allowed by the device (0 = no limit) */
+    const size_t cap = m->be->max_alloc ? m->be->max_alloc / sizeof(float) : (size_t)-1;
+    size_t off = 0, total = 0;
+    int i = 0, chunk = 0;
     (void)V;
 #define CF_X(nm, sz)                                                                               \
-    m->act_off[i] = off;                                                                           \
-    m->act_size[i] = (sz);                                                                         \
-    off += ((sz) + 15) & ~(size_t)15; /* 64-byte aligned starts */                                 \
-    i++;
+    {                                                                                              \
+        const size_t sz_ = ((sz) + 15) & ~(size_t)15; /* 64-byte aligned starts */                 \
+        if (off > 0 && off + sz_ > cap) {                                                          \
+            m->act_chunk_elems[chunk++] = off;                                                     \
+            off = 0;                                                                               \
+        }                                                                                          \
+        m->act_chunk[i] = chunk;                                                                   \
+        m->act_off[i] = off;                                                                       \
+        m->act_size[i] = (sz);                                                                     \
+        off += sz_;                                                                                \
+        total += sz_;                                                                              \
+        i++;                                                                                       \
+    }
     CF_GPT_ACTS(CF_X)
 #undef CF_X
-    m->acts_elems = off;
+    m->act_chunk_elems[chunk++] = off;
+    m->n_act_chunks = chunk;
+    m->acts_elems = total;
     off = 0;
     i = 0;
 #define CF_X(nm, sz)                                                                               \
@@ -59,6 +72,8 @@ static void layout_acts(cf_model *m) {
 #undef CF_X
     m->gacts_elems = off;
 }
+
+static inline cf_view A(cf_model *m, int id, size_t l, size_t per_layer);
 
 int cf_model_create(cf_backend *be, const cf_config *cfg, int max_B, int max_T, int training,
                     cf_model **out) {
@@ -79,7 +94,12 @@ int cf_model_create(cf_backend *be, const cf_config *cfg, int max_B, int max_T, 
     int rc;
     const size_t pb = m->num_params * sizeof(float);
     if ((rc = cf_be_alloc(be, pb, &m->params_buf)) < 0) goto fail;
-    if ((rc = cf_be_alloc(be, m->acts_elems * sizeof(float), &m->acts_buf)) < 0) goto fail;
+    for (int c = 0; c < m->n_act_chunks; c++)
+        if ((rc = cf_be_alloc(be, m->act_chunk_elems[c] * sizeof(float), &m->acts_bufs[c])) < 0)
+            goto fail;
+    if (m->n_act_chunks > 1)
+        CF_DEBUG("model: activations split into %d buffers (device allows %zu bytes per buffer)",
+                 m->n_act_chunks, be->max_alloc);
     if (training) {
         if ((rc = cf_be_alloc(be, pb, &m->grads_buf)) < 0) goto fail;
         if ((rc = cf_be_alloc(be, pb, &m->m_buf)) < 0) goto fail;
@@ -92,7 +112,7 @@ int cf_model_create(cf_backend *be, const cf_config *cfg, int max_B, int max_T, 
             goto fail;
     }
     /* scratch scalars start defined */
-    if ((rc = cf_be_fill(be, cf_view_make(m->acts_buf, m->act_off[CF_A_scalars]), 0.0f, 64)) < 0)
+    if ((rc = cf_be_fill(be, A(m, CF_A_scalars, 0, 0), 0.0f, 64)) < 0)
         goto fail;
     *out = m;
     return CF_OK;
@@ -111,7 +131,7 @@ void cf_model_free(cf_model *m) {
     cf_be_free(m->be, m->grads_buf);
     cf_be_free(m->be, m->m_buf);
     cf_be_free(m->be, m->v_buf);
-    cf_be_free(m->be, m->acts_buf);
+    for (int c = 0; c < m->n_act_chunks; c++) cf_be_free(m->be, m->acts_bufs[c]);
     cf_be_free(m->be, m->gacts_buf);
     free(m);
 }
@@ -126,7 +146,7 @@ static inline cf_view G(cf_model *m, int id, size_t l, size_t per_layer) {
 }
 /* per-layer activation slices are strided by the allocated (max) B*T, packed within */
 static inline cf_view A(cf_model *m, int id, size_t l, size_t per_layer) {
-    return cf_view_make(m->acts_buf, m->act_off[id] + l * per_layer);
+    return cf_view_make(m->acts_bufs[m->act_chunk[id]], m->act_off[id] + l * per_layer);
 }
 static inline cf_view GA(cf_model *m, int id) {
     return cf_view_make(m->gacts_buf, m->gact_off[id]);

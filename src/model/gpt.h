@@ -110,8 +110,14 @@ typedef struct cf_model {
     size_t num_params;       /* total parameter elements */
     size_t num_decay_params; /* elements in the leading weight-decayed range */
     /* device buffers: one allocation each */
-    cf_buffer *params_buf, *grads_buf, *m_buf, *v_buf, *acts_buf, *gacts_buf;
+    cf_buffer *params_buf, *grads_buf, *m_buf, *v_buf, *gacts_buf;
+    /* Activations live in one allocation, or in as few chunks as the device's largest allocation
+     * (be->max_alloc) requires: tensor i is at act_off[i] in acts_bufs[act_chunk[i]]. */
+    cf_buffer *acts_bufs[CF_NUM_ACTS];
+    int n_act_chunks;
+    int act_chunk[CF_NUM_ACTS];
     size_t act_off[CF_NUM_ACTS], act_size[CF_NUM_ACTS];
+    size_t act_chunk_elems[CF_NUM_ACTS];
     size_t gact_off[CF_NUM_GACTS];
     size_t acts_elems, gacts_elems;
     int have_grads; /* grads/m/v/grad-acts allocated (training) */

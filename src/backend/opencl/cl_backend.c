@@ -1149,6 +1149,7 @@ int cf_backend_opencl_create(const char *spec, cf_backend **out) {
     be->ctx = ctx;
     ctx->be = be;
     be->is_cpu = 0;
+    be->max_alloc = ctx->dev.max_alloc; /* the model splits its activations to fit */
     *out = be;
     return CF_OK;
 }
