@@ -135,9 +135,8 @@ static int cmd_train(int argc, char **argv) {
     int steps = -1;
     static char out_buf[CF_PATH_MAX];
     /* one pass over the options; key=value overrides are applied after the config file loads */
-    const char **overrides = calloc((size_t)argc, sizeof *overrides);
+    const char *overrides[256];
     int n_over = 0;
-    if (!overrides) return 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (global_flag(a)) continue;
@@ -185,17 +184,18 @@ static int cmd_train(int argc, char **argv) {
             o.trace_path = argv[++i];
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             fputs(TRAIN_HELP, stdout);
-            free(overrides);
             return 0;
         } else if (a[0] == '-') {
             CF_ERROR("train: unknown option '%s'; see `clformer train --help`", a);
-            free(overrides);
             return 1;
         } else if (strchr(a, '=')) {
+            if (n_over == (int)(sizeof overrides / sizeof overrides[0])) {
+                CF_ERROR("train: more than 256 key=value overrides; put them in a config file");
+                return 1;
+            }
             overrides[n_over++] = a;
         } else if (config_path) {
             CF_ERROR("train: more than one config given ('%s' and '%s')", config_path, a);
-            free(overrides);
             return 1;
         } else {
             config_path = a;
@@ -203,8 +203,8 @@ static int cmd_train(int argc, char **argv) {
     }
     o.origin = config_path ? config_path : "built-in defaults";
     int bad = config_path && cf_config_load(config_path, &o.cfg) < 0;
-    for (int i = 0; i < n_over && !bad; i++) bad = cf_config_set(&o.cfg, overrides[i], "command line") < 0;
-    free(overrides);
+    for (int i = 0; i < n_over && !bad; i++)
+        bad = cf_config_set(&o.cfg, overrides[i], "command line") < 0;
     if (bad) return 1;
     if (steps > 0) o.cfg.steps = steps;
     if (!o.out_dir) {
