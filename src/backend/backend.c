@@ -185,10 +185,12 @@ int cf_be_matmul_forward(cf_backend *be, cf_view out, cf_view inp, cf_view weigh
     return CF_OK;
 }
 
-int cf_be_matmul_backward(cf_backend *be, cf_view dinp, cf_view dweight, cf_view dbias,
-                          cf_view dout, cf_view inp, cf_view weight, int N, int IC, int OC) {
-    /* dinp(N,IC) += dout(N,OC) @ weight(OC,IC) */
-    if (dinp.buf) CF_TRY(cf_be_gemm(be, 0, 0, N, IC, OC, 1.0f, dout, OC, weight, IC, 1.0f, dinp, IC));
+static int matmul_backward(cf_backend *be, cf_view dinp, cf_view dweight, cf_view dbias,
+                           cf_view dout, cf_view inp, cf_view weight, int N, int IC, int OC,
+                           float dinp_beta) {
+    /* dinp(N,IC) = dinp_beta * dinp + dout(N,OC) @ weight(OC,IC) */
+    if (dinp.buf)
+        CF_TRY(cf_be_gemm(be, 0, 0, N, IC, OC, 1.0f, dout, OC, weight, IC, dinp_beta, dinp, IC));
     /* dweight(OC,IC) += dout^T(OC,N) @ inp(N,IC) */
     CF_TRY(cf_be_gemm(be, 1, 0, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dweight, IC));
     if (dbias.buf) {
@@ -197,6 +199,16 @@ int cf_be_matmul_backward(cf_backend *be, cf_view dinp, cf_view dweight, cf_view
         CF_TRY(prof_end(be, "bias_backward", t, 0, be->ops->bias_backward(be, dbias, dout, N, OC)));
     }
     return CF_OK;
+}
+
+int cf_be_matmul_backward(cf_backend *be, cf_view dinp, cf_view dweight, cf_view dbias,
+                          cf_view dout, cf_view inp, cf_view weight, int N, int IC, int OC) {
+    return matmul_backward(be, dinp, dweight, dbias, dout, inp, weight, N, IC, OC, 1.0f);
+}
+
+int cf_be_matmul_backward_set(cf_backend *be, cf_view dinp, cf_view dweight, cf_view dbias,
+                              cf_view dout, cf_view inp, cf_view weight, int N, int IC, int OC) {
+    return matmul_backward(be, dinp, dweight, dbias, dout, inp, weight, N, IC, OC, 0.0f);
 }
 
 #define CF_DISPATCH(op, ...)                                                                       \

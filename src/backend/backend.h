@@ -202,6 +202,9 @@ int cf_be_matmul_forward(cf_backend *be, cf_view out, cf_view inp, cf_view weigh
                          int N, int IC, int OC);
 int cf_be_matmul_backward(cf_backend *be, cf_view dinp, cf_view dweight, cf_view dbias,
                           cf_view dout, cf_view inp, cf_view weight, int N, int IC, int OC);
+/* The same, but dinp is ASSIGNED (written, not accumulated): no zero-fill needed before it. */
+int cf_be_matmul_backward_set(cf_backend *be, cf_view dinp, cf_view dweight, cf_view dbias,
+                              cf_view dout, cf_view inp, cf_view weight, int N, int IC, int OC);
 
 int cf_be_encoder_forward(cf_backend *be, cf_view out, cf_view tokens, cf_view wte, cf_view wpe,
                           int B, int T, int C);

@@ -312,8 +312,7 @@ int cf_model_forward_backward(cf_model *m, const int32_t *tokens, const int32_t 
     cf_view datt = GA(m, CF_G_datt), dpreatt = GA(m, CF_G_dpreatt);
 
     /* LM head: dlnf = dlogits @ wte; dwte += dlogits^T @ lnf */
-    CF_TRY(cf_be_fill(be, dln, 0.0f, (size_t)BT * C));
-    CF_TRY(cf_be_matmul_backward(be, dln, G(m, CF_P_wte, 0, 0), CF_VIEW_NULL, logits,
+    CF_TRY(cf_be_matmul_backward_set(be, dln, G(m, CF_P_wte, 0, 0), CF_VIEW_NULL, logits,
                                  A(m, CF_A_lnf, 0, 0), P(m, CF_P_wte, 0, 0), BT, C, V));
     CF_TRY(cf_be_fill(be, dres, 0.0f, (size_t)BT * C));
     CF_TRY(cf_be_layernorm_backward(be, dres, G(m, CF_P_lnf_w, 0, 0), G(m, CF_P_lnf_b, 0, 0), dln,
@@ -329,14 +328,12 @@ int cf_model_forward_backward(cf_model *m, const int32_t *tokens, const int32_t 
 
         cf_prof_scope(be, l, CF_PHASE_BACKWARD);
         /* residual3 = residual2 + fcproj: dfcproj = dres, and dres flows on to residual2 */
-        CF_TRY(cf_be_fill(be, dfchg, 0.0f, (size_t)BT * F));
-        CF_TRY(cf_be_matmul_backward(be, dfchg, G(m, CF_P_fc_proj_w, l, (size_t)C * F),
+        CF_TRY(cf_be_matmul_backward_set(be, dfchg, G(m, CF_P_fc_proj_w, l, (size_t)C * F),
                                      G(m, CF_P_fc_proj_b, l, C), dres, fchg,
                                      P(m, CF_P_fc_proj_w, l, (size_t)C * F), BT, F, C));
         CF_TRY(cf_be_fill(be, dfch, 0.0f, (size_t)BT * F));
         CF_TRY(cf_be_gelu_backward(be, dfch, fch, dfchg, (size_t)BT * F));
-        CF_TRY(cf_be_fill(be, dln, 0.0f, (size_t)BT * C));
-        CF_TRY(cf_be_matmul_backward(be, dln, G(m, CF_P_fc_w, l, (size_t)F * C),
+        CF_TRY(cf_be_matmul_backward_set(be, dln, G(m, CF_P_fc_w, l, (size_t)F * C),
                                      G(m, CF_P_fc_b, l, F), dfch, ln2,
                                      P(m, CF_P_fc_w, l, (size_t)F * C), BT, C, F));
         CF_TRY(cf_be_layernorm_backward(be, dres, G(m, CF_P_ln2_w, l, C), G(m, CF_P_ln2_b, l, C),
@@ -344,14 +341,12 @@ int cf_model_forward_backward(cf_model *m, const int32_t *tokens, const int32_t 
                                         A(m, CF_A_ln2_mean, l, sBT), A(m, CF_A_ln2_rstd, l, sBT),
                                         BT, C));
         /* residual2 = residual + attproj: dattproj = dres (now d residual2) */
-        CF_TRY(cf_be_fill(be, datty, 0.0f, (size_t)BT * C));
-        CF_TRY(cf_be_matmul_backward(be, datty, G(m, CF_P_attn_proj_w, l, (size_t)C * C),
+        CF_TRY(cf_be_matmul_backward_set(be, datty, G(m, CF_P_attn_proj_w, l, (size_t)C * C),
                                      G(m, CF_P_attn_proj_b, l, C), dres, atty,
                                      P(m, CF_P_attn_proj_w, l, (size_t)C * C), BT, C, C));
         CF_TRY(cf_be_fill(be, dqkv, 0.0f, (size_t)BT * 3 * C));
         CF_TRY(cf_be_attention_backward(be, dqkv, datt, dpreatt, datty, qkv, att, B, T, C, NH));
-        CF_TRY(cf_be_fill(be, dln, 0.0f, (size_t)BT * C));
-        CF_TRY(cf_be_matmul_backward(be, dln, G(m, CF_P_qkv_w, l, (size_t)3 * C * C),
+        CF_TRY(cf_be_matmul_backward_set(be, dln, G(m, CF_P_qkv_w, l, (size_t)3 * C * C),
                                      G(m, CF_P_qkv_b, l, 3 * C), dqkv, ln1,
                                      P(m, CF_P_qkv_w, l, (size_t)3 * C * C), BT, C, 3 * C));
         CF_TRY(cf_be_layernorm_backward(be, dres, G(m, CF_P_ln1_w, l, C), G(m, CF_P_ln1_b, l, C),

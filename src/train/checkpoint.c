@@ -157,7 +157,7 @@ int cf_checkpoint_load(const char *path, cf_model *m, cf_train_state *st, int wi
     cf_st_file *f = NULL;
     CF_TRY(cf_st_open(path, &f));
     int rc = read_meta(f, path, NULL, st);
-    float *host = NULL, *hv = NULL;
+    float *host = NULL;
     const size_t n = m->num_params;
     if (rc < 0) goto done;
     host = malloc(n * sizeof(float));
@@ -211,7 +211,6 @@ int cf_checkpoint_load(const char *path, cf_model *m, cf_train_state *st, int wi
     }
 done:
     free(host);
-    free(hv);
     cf_st_close(f);
     return rc;
 }

@@ -472,8 +472,9 @@ static int cl_synchronize(cf_backend *be) {
 
 /* ---- GEMM and bias ----------------------------------------------------------------------------- */
 
-static cf_cl_gemm_desc gemm_desc(int ta, int tb, int M, int N, int K, float alpha, cf_view A,
-                                 int lda, cf_view B, int ldb, float beta, cf_view C, int ldc) {
+cf_cl_gemm_desc cf_cl_gemm_desc_plain(int ta, int tb, int M, int N, int K, float alpha, cf_view A,
+                                      int lda, cf_view B, int ldb, float beta, cf_view C,
+                                      int ldc) {
     cf_cl_gemm_desc d;
     memset(&d, 0, sizeof d);
     d.ta = ta;
@@ -504,7 +505,7 @@ static int cl_gemm_op(cf_backend *be, int ta, int tb, int M, int N, int K, float
     NEED(A, extent(ta ? K : M, ta ? M : K, lda), "gemm", "A");
     NEED(B, extent(tb ? N : K, tb ? K : N, ldb), "gemm", "B");
     NEED(C, extent(M, N, ldc), "gemm", "C");
-    cf_cl_gemm_desc d = gemm_desc(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    cf_cl_gemm_desc d = cf_cl_gemm_desc_plain(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return cf_cl_gemm(ctx, &d);
 }
 

@@ -433,25 +433,6 @@ int cf_backend_opencl_gemm_fast(cf_backend *be, const cf_cl_gemm_fast_choice *ch
             return CF_ERR_INVALID;
         }
     }
-    cf_cl_gemm_desc d;
-    memset(&d, 0, sizeof d);
-    d.ta = ta;
-    d.tb = tb;
-    d.M = M;
-    d.N = N;
-    d.K = K;
-    d.alpha = alpha;
-    d.beta = beta;
-    d.A = cf_cl_mem(A);
-    d.B = cf_cl_mem(B);
-    d.C = cf_cl_mem(C);
-    d.a_off = A.off;
-    d.b_off = B.off;
-    d.c_off = C.off;
-    d.lda = lda;
-    d.ldb = ldb;
-    d.ldc = ldc;
-    d.outer = 1;
-    d.inner = 1;
+    cf_cl_gemm_desc d = cf_cl_gemm_desc_plain(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return cf_cl_gemm_fast_run((cf_cl_ctx *)be->ctx, &d, choice);
 }

@@ -216,6 +216,11 @@ typedef struct {
     int causal; /* see cl_kernels/gemm.cl; batched and causal products always run natively */
 } cf_cl_gemm_desc;
 
+/* The descriptor of one plain (unbatched) product on views. */
+cf_cl_gemm_desc cf_cl_gemm_desc_plain(int ta, int tb, int M, int N, int K, float alpha, cf_view A,
+                                      int lda, cf_view B, int ldb, float beta, cf_view C,
+                                      int ldc);
+
 int cf_cl_gemm(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d);
 /* Choose (and memoise, logging once per shape) the native kernel's parameters for a shape. */
 int cf_cl_gemm_params_lookup(cf_cl_ctx *ctx, int M, int N, int K, int ta, int tb,
