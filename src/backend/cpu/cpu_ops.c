@@ -1,5 +1,6 @@
-/* clformer: the CPU backend's ops other than GEMM (bias, encoder, LayerNorm, attention, GELU,
- * residual, cross-entropy, reductions, AdamW): OpenMP-parallel, vectorisable loops.
+/* clformer: the CPU backend's ops other than GEMM and attention (bias, encoder, LayerNorm, GELU,
+ * residual, cross-entropy, reductions, AdamW): OpenMP-parallel, vectorisable loops. Attention is
+ * in cpu_attention.c.
  *
  * Determinism: every output element is produced by exactly one thread with a fixed order of
  * additions that does not depend on the thread count. Sums over rows into a shared vector
@@ -21,6 +22,7 @@
 #include <string.h>
 
 #include "backend/cpu/cpu_internal.h"
+#include "backend/cpu/cpu_math.h"
 
 /* Column ranges for "sum over rows" reductions: 64 floats = four cache lines, so two threads
  * never write the same line and each range's accumulators fit in registers. */
@@ -30,56 +32,6 @@
 
 #define CF_GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 #define CF_GELU_A 0.044715f
-
-/* exp(x) without libm: Cody-Waite reduction x = k ln2 + r, |r| <= ln2/2, then a degree-7
- * Taylor polynomial (truncation error < 1e-8 relative) and 2^k from the exponent bits. Inputs
- * are clamped to [-87, 88] (so 2^k stays a normal float); NaN propagates. Written without
- * branches or calls so that loops around it vectorise. The clamp is a bitwise select on purpose:
- * with `x < -87 ? -87 : x` GCC evaluates the rest for the constant bound as a separate branch
- * in every lane, and that branch's tiny results (1/exp(88) in the GELU) are subnormal, which
- * costs a microcode assist per vector (10x slower). */
-static inline float cf_cpu_expf(float x) {
-    union {
-        float f;
-        uint32_t u;
-    } v = {x}, lo = {-87.0f}, hi = {88.0f};
-    const uint32_t mlo = (uint32_t) - (int32_t)(x < -87.0f), mhi = (uint32_t) - (int32_t)(x > 88.0f);
-    v.u = (v.u & ~(mlo | mhi)) | (lo.u & mlo) | (hi.u & mhi);
-    x = v.f;
-    /* round to nearest by adding and removing 1.5 * 2^23 (valid for |t| < 2^22) */
-    const float kf = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    float r = x - kf * 0.693145751953125f; /* ln2 high part, exact in kf * hi */
-    r = r - kf * 1.42860682030941723212e-6f;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    union {
-        uint32_t u;
-        float f;
-    } s;
-    s.u = (uint32_t)((int32_t)kf + 127) << 23;
-    return p * s.f;
-}
-
-static inline size_t cf_zmul(int a, int b) { return (size_t)a * (size_t)b; }
-
-/* max of x[0..n) (n >= 1) in eight explicit lanes: compilers turn this into vector max
- * instructions, which they will not do for a float max reduction without -ffast-math */
-static inline float cf_cpu_maxf(const float *x, int n) {
-    float m[8];
-    for (int l = 0; l < 8; l++) m[l] = x[0];
-    int j = 0;
-    for (; j + 8 <= n; j += 8)
-        for (int l = 0; l < 8; l++) m[l] = x[j + l] > m[l] ? x[j + l] : m[l];
-    for (; j < n; j++) m[0] = x[j] > m[0] ? x[j] : m[0];
-    for (int l = 1; l < 8; l++) m[0] = m[l] > m[0] ? m[l] : m[0];
-    return m[0];
-}
 
 /* ---- bias ----------------------------------------------------------------------------------- */
 
@@ -297,137 +249,6 @@ int cf_cpu_layernorm_backward(cf_backend *be, cf_view dinp_v, cf_view dweight_v,
             }
         }
     }
-    return CF_OK;
-}
-
-/* ---- attention ------------------------------------------------------------------------------
- * Per (b, h) the llm.c loops are three small matrix products around a row softmax:
- *   S = Q K^T / sqrt(hs),  att = causal_softmax(S),  out = att V,
- * and backward
- *   datt = dout V^T,  dpre = att * (datt - rowsum(att * datt)),
- *   dQ += dpre K / sqrt(hs),  dK += dpre^T Q / sqrt(hs),  dV += att^T dout.
- * They run on the native GEMM (single-threaded inside the (b, h) loop, which is the parallel
- * one), in blocks of CF_ATT_BLK query rows so that only the causal part (plus the diagonal
- * blocks) is computed: a block of rows [r0, r1) needs keys [0, r1) only. Entries above the
- * diagonal of att are zero (the forward writes them), which keeps the products exact where a
- * block crosses the diagonal. Each (b, h) is one work item and the GEMM does not depend on the
- * thread count, so neither do the results. (About 1.6x faster here than the same loops written
- * as per-(t, t2) dot products.) */
-
-#define CF_ATT_BLK 64
-
-/* the native GEMM on host pointers; only fails on allocation */
-#define CF_ATT_GEMM(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)                          \
-    do {                                                                                           \
-        if (cf_cpu_sgemm(CF_CPU_GEMM_NATIVE_BEST, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta,    \
-                         C, ldc) < 0)                                                              \
-            failed = 1;                                                                            \
-    } while (0)
-
-int cf_cpu_attention_forward(cf_backend *be, cf_view out_v, cf_view att_v, cf_view qkv_v, int B,
-                             int T, int C, int NH) {
-    const size_t BT = cf_zmul(B, T);
-    CF_CPU_NEED(out_v, BT * C, "attention_forward", "out");
-    CF_CPU_NEED(att_v, cf_zmul(B, NH) * cf_zmul(T, T), "attention_forward", "att");
-    CF_CPU_NEED(qkv_v, BT * 3 * C, "attention_forward", "qkv");
-    float *out = cf_cpu_f32(out_v), *att = cf_cpu_f32(att_v);
-    const float *qkv = cf_cpu_f32(qkv_v);
-    const int hs = C / NH, C3 = 3 * C;
-    const float scale = 1.0f / sqrtf((float)hs);
-    int failed = 0;
-#pragma omp parallel for collapse(2) schedule(static) reduction(| : failed)                      \
-    if (BT * C >= CF_CPU_PAR_MIN / 8)
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++) {
-            const float *q0 = qkv + cf_zmul(b, T) * C3 + cf_zmul(h, hs);
-            const float *k0 = q0 + C, *v0 = q0 + 2 * (size_t)C;
-            float *att0 = att + (cf_zmul(b, NH) + h) * T * T;
-            float *o0 = out + cf_zmul(b, T) * C + cf_zmul(h, hs);
-            for (int r0 = 0; r0 < T; r0 += CF_ATT_BLK) {
-                const int r1 = r0 + CF_ATT_BLK < T ? r0 + CF_ATT_BLK : T, m = r1 - r0;
-                float *a0 = att0 + (size_t)r0 * T;
-                /* S[r0:r1, 0:r1] = Q[r0:r1] K[0:r1]^T / sqrt(hs) */
-                CF_ATT_GEMM(0, 1, m, r1, hs, scale, q0 + (size_t)r0 * C3, C3, k0, C3, 0.0f, a0, T);
-                /* causal softmax of each row t over t2 <= t; zeros beyond */
-                for (int t = r0; t < r1; t++) {
-                    float *arow = att0 + (size_t)t * T;
-                    const int n = t + 1;
-                    const float maxv = cf_cpu_maxf(arow, n);
-                    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-                    for (int t2 = 0; t2 < n; t2++) {
-                        const float e = cf_cpu_expf(arow[t2] - maxv);
-                        arow[t2] = e;
-                        sum += e;
-                    }
-                    const float inv = 1.0f / sum;
-#pragma omp simd
-                    for (int t2 = 0; t2 < n; t2++) arow[t2] *= inv;
-                    for (int t2 = n; t2 < T; t2++) arow[t2] = 0.0f;
-                }
-                /* out[r0:r1] = att[r0:r1, 0:r1] V[0:r1] */
-                CF_ATT_GEMM(0, 0, m, hs, r1, 1.0f, a0, T, v0, C3, 0.0f, o0 + (size_t)r0 * C, C);
-            }
-        }
-    if (failed) return CF_ERR_NOMEM;
-    return CF_OK;
-}
-
-int cf_cpu_attention_backward(cf_backend *be, cf_view dqkv_v, cf_view datt_v, cf_view dpreatt_v,
-                              cf_view dout_v, cf_view qkv_v, cf_view att_v, int B, int T, int C,
-                              int NH) {
-    const size_t BT = cf_zmul(B, T), BHTT = cf_zmul(B, NH) * cf_zmul(T, T);
-    CF_CPU_NEED(dqkv_v, BT * 3 * C, "attention_backward", "dqkv");
-    CF_CPU_NEED(datt_v, BHTT, "attention_backward", "datt");
-    CF_CPU_NEED(dpreatt_v, BHTT, "attention_backward", "dpreatt");
-    CF_CPU_NEED(dout_v, BT * C, "attention_backward", "dout");
-    CF_CPU_NEED(qkv_v, BT * 3 * C, "attention_backward", "qkv");
-    CF_CPU_NEED(att_v, BHTT, "attention_backward", "att");
-    float *dqkv = cf_cpu_f32(dqkv_v), *datt = cf_cpu_f32(datt_v);
-    float *dpreatt = cf_cpu_f32(dpreatt_v);
-    const float *dout = cf_cpu_f32(dout_v), *qkv = cf_cpu_f32(qkv_v), *att = cf_cpu_f32(att_v);
-    const int hs = C / NH, C3 = 3 * C;
-    const float scale = 1.0f / sqrtf((float)hs);
-    int failed = 0;
-    /* One (b, h) per iteration: it owns head h's columns of dq, dk, dv in batch b. */
-#pragma omp parallel for collapse(2) schedule(static) reduction(| : failed)                      \
-    if (BT * C >= CF_CPU_PAR_MIN / 8)
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++) {
-            const size_t base = cf_zmul(b, T) * C3 + cf_zmul(h, hs);
-            const float *q0 = qkv + base, *k0 = q0 + C, *v0 = q0 + 2 * (size_t)C;
-            float *dq0 = dqkv + base, *dk0 = dq0 + C, *dv0 = dq0 + 2 * (size_t)C;
-            const float *dO0 = dout + cf_zmul(b, T) * C + cf_zmul(h, hs);
-            const size_t bh = (cf_zmul(b, NH) + h) * T * T;
-            const float *att0 = att + bh;
-            float *datt0 = datt + bh, *dpre0 = dpreatt + bh;
-            for (int r0 = 0; r0 < T; r0 += CF_ATT_BLK) {
-                const int r1 = r0 + CF_ATT_BLK < T ? r0 + CF_ATT_BLK : T, m = r1 - r0;
-                const float *a0 = att0 + (size_t)r0 * T;
-                float *da0 = datt0 + (size_t)r0 * T, *dp0 = dpre0 + (size_t)r0 * T;
-                const float *dOb = dO0 + (size_t)r0 * C;
-                /* datt[r0:r1, 0:r1] = dout[r0:r1] V[0:r1]^T */
-                CF_ATT_GEMM(0, 1, m, r1, hs, 1.0f, dOb, C, v0, C3, 0.0f, da0, T);
-                /* softmax backward, row by row; att is zero above the diagonal, so is dpre */
-                for (int i = 0; i < m; i++) {
-                    const float *arow = a0 + (size_t)i * T, *drow = da0 + (size_t)i * T;
-                    float *dprow = dp0 + (size_t)i * T;
-                    float sd = 0.0f;
-#pragma omp simd reduction(+ : sd)
-                    for (int t2 = 0; t2 < r1; t2++) sd += arow[t2] * drow[t2];
-#pragma omp simd
-                    for (int t2 = 0; t2 < r1; t2++) dprow[t2] = arow[t2] * (drow[t2] - sd);
-                }
-                /* dQ[r0:r1] += dpre K[0:r1] / sqrt(hs) */
-                CF_ATT_GEMM(0, 0, m, hs, r1, scale, dp0, T, k0, C3, 1.0f, dq0 + (size_t)r0 * C3,
-                            C3);
-                /* dK[0:r1] += dpre^T Q[r0:r1] / sqrt(hs) ; dV[0:r1] += att^T dout[r0:r1] */
-                CF_ATT_GEMM(1, 0, r1, hs, m, scale, dp0, T, q0 + (size_t)r0 * C3, C3, 1.0f, dk0,
-                            C3);
-                CF_ATT_GEMM(1, 0, r1, hs, m, 1.0f, a0, T, dOb, C, 1.0f, dv0, C3);
-            }
-        }
-    if (failed) return CF_ERR_NOMEM;
     return CF_OK;
 }
 
