@@ -83,6 +83,9 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="after the measured steps, profile N more steps with torch.profiler and print "
+                         "the per-kernel table (self device time), to stderr")
     args = ap.parse_args()
     if args.steps < 1 or args.warmup < 0:
         raise SystemExit(f"--steps ({args.steps}) must be >= 1 and --warmup ({args.warmup}) >= 0")
@@ -149,6 +152,26 @@ def main():
         if not args.json:
             print(f"  step {step:3d}{' (warmup)' if step < args.warmup else ''}: {dt * 1e3:9.1f} ms  "
                   f"loss {losses[-1]:.4f}", flush=True)
+
+    if args.profile > 0:
+        acts = [torch.profiler.ProfilerActivity.CPU]
+        if args.device == "cuda":
+            acts.append(torch.profiler.ProfilerActivity.CUDA)
+        with torch.profiler.profile(activities=acts) as prof:
+            for _ in range(args.profile):
+                opt.zero_grad(set_to_none=True)
+                for _ in range(A):
+                    _, loss = model(xs[k % pool], ys[k % pool])
+                    (loss / A).backward()
+                    k += 1
+                if cfg["grad_clip"] > 0:
+                    torch.nn.utils.clip_grad_norm_(params, cfg["grad_clip"])
+                opt.step()
+            sync()
+        key = "self_cuda_time_total" if args.device == "cuda" else "self_cpu_time_total"
+        print(f"torch.profiler, {args.profile} steps (times are totals over them):", file=sys.stderr)
+        print(prof.key_averages().table(sort_by=key, row_limit=40, max_name_column_width=70),
+              file=sys.stderr)
 
     ms = statistics.median(times) * 1e3
     tps = B * T * A / (ms / 1e3)

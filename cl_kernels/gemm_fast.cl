@@ -1,5 +1,5 @@
 /* clformer: register-blocked single-precision GEMM for GPUs, row-major, with optional split-K:
- *     C(M,N) = alpha * op(A) * op(B) + beta * C        (beta == 0: C is not read)
+ *     C(M,N) = alpha * op(A) * op(B) + beta * C [+ bias]   (beta == 0: C is not read)
  * op(A) is A(M,K) or, with TA, A stored (K,M); op(B) is B(K,N) or, with TB, B stored (N,K).
  * Plain (unbatched) products only; src/backend/opencl/cl_gemm_fast.c decides when to use it.
  *
@@ -22,6 +22,9 @@
  * [s*kps, min(K, (s+1)*kps)) and writes its block to C + s*c_split. The host then passes a scratch
  * buffer as C (alpha 1, beta 0) and gemm_fast_reduce adds the slices in order s = 0, 1, ... and
  * applies alpha and beta: deterministic, no atomics. Without split, kps >= K and c_split is 0.
+ *
+ * With has_bias, bias(N) (at bias + bias_off) is added to every row of C as C is stored (by the
+ * reduce pass under split-K), which saves the separate pass over C of a linear layer's bias.
  *
  * Every staged element outside op(A) or op(B) (block edges, last K slice) is staged as 0, so edge
  * blocks need no checks in the multiply loop; only their stores are checked. */
@@ -108,6 +111,7 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
                                   float alpha, __global const float *A, ulong a_off, int lda,
                                   __global const float *B, ulong b_off, int ldb, float beta,
                                   __global float *C, ulong c_off, int ldc, ulong c_split,
+                                  __global const float *bias, ulong bias_off, int has_bias,
                                   __local float4 *As, __local float4 *Bs) {
     /* (a warp of 32 work-items spans 16 x 2 positions; 8 x 4, which halves the distinct float4
      * addresses of the As reads and doubles those of Bs, measured the same on an H200) */
@@ -216,7 +220,8 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
 #if VEC
                 if (inside) {
                     __global float4 *p = (__global float4 *)(C + (size_t)m * ldc + n);
-                    *p = beta == 0.0f ? v : v + beta * *p;
+                    const float4 bv = has_bias ? vload4(0, bias + bias_off + n) : (float4)(0.0f);
+                    *p = (beta == 0.0f ? v : v + beta * *p) + bv;
                     continue;
                 }
 #endif
@@ -226,7 +231,8 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
                 for (int f = 0; f < 4; f++) {
                     if (n + f >= N) continue;
                     const size_t idx = (size_t)m * ldc + n + f;
-                    C[idx] = beta == 0.0f ? w[f] : w[f] + beta * C[idx];
+                    const float bf = has_bias ? bias[bias_off + n + f] : 0.0f;
+                    C[idx] = (beta == 0.0f ? w[f] : w[f] + beta * C[idx]) + bf;
                 }
             }
         }
@@ -238,11 +244,12 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
     __kernel __attribute__((reqd_work_group_size(16, 16, 1))) void NAME(                          \
         int M, int N, int K, int kps, float alpha, __global const float *A, ulong a_off, int lda,  \
         __global const float *B, ulong b_off, int ldb, float beta, __global float *C,              \
-        ulong c_off, int ldc, ulong c_split) {                                                     \
+        ulong c_off, int ldc, ulong c_split, __global const float *bias, ulong bias_off,           \
+        int has_bias) {                                                                            \
         __local float4 As[2 * BK * LDA4];                                                          \
         __local float4 Bs[2 * BK * LDB4];                                                          \
         gemm_fast_body(TA_, TB_, M, N, K, kps, alpha, A, a_off, lda, B, b_off, ldb, beta, C,       \
-                       c_off, ldc, c_split, As, Bs);                                               \
+                       c_off, ldc, c_split, bias, bias_off, has_bias, As, Bs);                     \
     }
 
 GEMM_FAST_KERNEL(gemm_fast_nn, 0, 0)
@@ -250,15 +257,17 @@ GEMM_FAST_KERNEL(gemm_fast_nt, 0, 1)
 GEMM_FAST_KERNEL(gemm_fast_tn, 1, 0)
 GEMM_FAST_KERNEL(gemm_fast_tt, 1, 1)
 
-/* Second pass of split-K: C(M,N) = alpha * sum_s P_s + beta * C, adding the S slices
+/* Second pass of split-K: C(M,N) = alpha * sum_s P_s + beta * C [+ bias], adding the S slices
  * P_s(M,N) = P + s*p_split (row stride ldp) in order s = 0 .. S-1. One work-item per element of C. */
 __kernel void gemm_fast_reduce(int M, int N, int S, __global const float *P, int ldp, ulong p_split,
-                               float alpha, float beta, __global float *C, ulong c_off, int ldc) {
+                               float alpha, float beta, __global float *C, ulong c_off, int ldc,
+                               __global const float *bias, ulong bias_off, int has_bias) {
     const int n = get_global_id(0), m = get_global_id(1);
     if (n >= N || m >= M) return;
     __global const float *p = P + (size_t)m * ldp + n;
     float sum = 0.0f;
     for (int s = 0; s < S; s++) sum += p[(size_t)s * p_split];
     __global float *c = C + c_off + (size_t)m * ldc + n;
-    *c = beta == 0.0f ? alpha * sum : alpha * sum + beta * *c;
+    const float b = has_bias ? bias[bias_off + n] : 0.0f;
+    *c = (beta == 0.0f ? alpha * sum : alpha * sum + beta * *c) + b;
 }

@@ -52,29 +52,41 @@ static int pick_ld(int cols, int aligned, int extra) {
 
 /* One product with the fast kernel (choice c, NULL = rule) on the OpenCL side, cf_be_gemm on the
  * CPU side. aligned: offsets (PAD + 3 = 8) and leading dimensions multiples of 4. */
-static void fast_case(const cf_cl_gemm_fast_choice *c, int ta, int tb, int M, int N, int K,
-                      float alpha, float beta, int aligned) {
+static void fast_case_bias(const cf_cl_gemm_fast_choice *c, int ta, int tb, int M, int N, int K,
+                           float alpha, float beta, int aligned, int with_bias) {
     const size_t lead = aligned ? 3 : 1;
     const int lda = pick_ld(ta ? M : K, aligned, 1), ldb = pick_ld(tb ? K : N, aligned, 0);
     const int ldc = pick_ld(N, aligned, 1);
     operand A = operand_new(ta ? K : M, lda, lead, 0), B = operand_new(tb ? N : K, ldb, lead, 0);
     operand C = operand_new(M, ldc, lead, beta == 0.0f);
+    operand bias = operand_new(1, N, lead, 0);
     for (int g_ = 0; g_ < 2; g_++) {
         if (g_)
-            TCL_OK(cf_backend_opencl_gemm_fast(GPU, c, ta, tb, M, N, K, alpha, OV(A), lda, OV(B),
-                                               ldb, beta, OV(C), ldc));
+            TCL_OK(cf_backend_opencl_gemm_fast_bias(GPU, c, ta, tb, M, N, K, alpha, OV(A), lda,
+                                                    OV(B), ldb, beta, OV(C), ldc,
+                                                    with_bias ? OV(bias) : (cf_view){0}));
+        else if (with_bias)
+            TCL_OK(CPU->ops->gemm_bias(CPU, ta, tb, M, N, K, alpha, OV(A), lda, OV(B), ldb, beta,
+                                       OV(C), ldc, OV(bias)));
         else
             TCL_OK(cf_be_gemm(CPU, ta, tb, M, N, K, alpha, OV(A), lda, OV(B), ldb, beta, OV(C),
                               ldc));
     }
     char what[160], cs[48] = "rule";
     if (c) snprintf(cs, sizeof cs, "%dx%d bk %d split %d", 16 * c->rm, 16 * c->rn, c->bk, c->split);
-    snprintf(what, sizeof what, "fast %s %c%c M=%d N=%d K=%d a=%.1f b=%.1f %s", cs,
-             ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, beta, aligned ? "float4" : "scalar");
+    snprintf(what, sizeof what, "fast %s %c%c M=%d N=%d K=%d a=%.1f b=%.1f %s%s", cs,
+             ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, beta, aligned ? "float4" : "scalar",
+             with_bias ? " +bias" : "");
     check(what, C.p, 2e-6 * (K > 16 ? sqrt((double)K) : 4.0));
     pair_free(A.p);
     pair_free(B.p);
     pair_free(C.p);
+    pair_free(bias.p);
+}
+
+static void fast_case(const cf_cl_gemm_fast_choice *c, int ta, int tb, int M, int N, int K,
+                      float alpha, float beta, int aligned) {
+    fast_case_bias(c, ta, tb, M, N, K, alpha, beta, aligned, 0);
 }
 
 /* On CPU devices (PoCL in CI) each variant costs 5 to 11 s of compiling on two cores, so there the
@@ -119,6 +131,9 @@ static void test_variants(void) {
                     fast_case(&c, ta, tb, 70, 37, 21, 1.0f, 0.0f, plan[v][0][1]);
                 if (t == plan[v][1][0])
                     fast_case(&c3, ta, tb, 130, 68, 40, 0.7f, 0.5f, plan[v][1][1]);
+                /* the fused bias: in the float4 store, and in the split-K second pass */
+                if (v == 0 && t == 1) fast_case_bias(&c, ta, tb, 70, 36, 21, 1.0f, 0.0f, 1, 1);
+                if (v == 4 && t == 1) fast_case_bias(&c3, ta, tb, 70, 37, 40, 1.0f, 0.5f, 0, 1);
                 continue;
             }
             /* partial blocks everywhere, K not a multiple of the slice */
@@ -129,6 +144,13 @@ static void test_variants(void) {
             /* split-K: 3 slices, the last one short */
             fast_case(&c3, ta, tb, 131, 67, 100, 1.0f, 0.0f, vec_b);
             fast_case(&c3, ta, tb, 136, 132, 72, 0.5f, 1.0f, vec_a);
+            /* the fused bias (the linear layer's forward is NT): in the store and, under
+             * split-K, in the second pass; partial blocks */
+            if (tb) {
+                fast_case_bias(&c, ta, tb, 131, 67, 45, 1.0f, 0.0f, vec_b, 1);
+                fast_case_bias(&c, ta, tb, 144, 136, 48, 0.7f, 0.5f, vec_a, 1);
+                fast_case_bias(&c3, ta, tb, 131, 67, 100, 1.0f, 0.0f, vec_a, 1);
+            }
         }
     }
 }
@@ -288,6 +310,17 @@ static void test_hook(void) {
     pair b = pair_rand(OC, 0.5f), out = pair_rand((size_t)N * OC, 1.0f);
     BOTH(cf_be_matmul_forward(be, V(out), V(inp), V(w), V(b), N, IC, OC));
     check("matmul_forward through the fast kernel N=150 IC=72 OC=136", out, 1e-5);
+    /* the bias on the other paths: the product, then a second pass */
+    setenv("CF_GEMM_FAST", "0", 1);
+    BOTH(cf_be_matmul_forward(be, V(out), V(inp), V(w), V(b), N, IC, OC));
+    check("matmul_forward, fast kernel off (native tiled + bias pass)", out, 1e-5);
+    if (cf_cl_have_clblast()) {
+        TCL_OK(cf_backend_opencl_set_gemm(GPU, "clblast"));
+        BOTH(cf_be_matmul_forward(be, V(out), V(inp), V(w), V(b), N, IC, OC));
+        check("matmul_forward on CLBlast + bias pass", out, 1e-5);
+        TCL_OK(cf_backend_opencl_set_gemm(GPU, "native"));
+    }
+    setenv("CF_GEMM_FAST", "1", 1);
     pair dinp = pair_rand((size_t)N * IC, 1.0f), dw = pair_rand((size_t)OC * IC, 1.0f);
     pair db = pair_rand(OC, 1.0f), dout = pair_rand((size_t)N * OC, 1.0f);
     BOTH(cf_be_matmul_backward(be, V(dinp), V(dw), V(db), V(dout), V(inp), V(w), N, IC, OC));

@@ -1,8 +1,8 @@
 /* clformer test: the CPU backend's GEMM paths (every built-in kernel usable on this CPU, and
  * CBLAS when compiled in) against a double-precision reference, over all four transpose
  * combinations, several alpha/beta, odd sizes, padded row strides and unaligned view offsets;
- * plus beta = 0 never reading C, K = 0, bit-identical results for any thread count, and the
- * path selection API. */
+ * plus beta = 0 never reading C, K = 0, bit-identical results for any thread count, the
+ * path selection API, and the fused bias (gemm_bias: C = alpha op(A) op(B) + beta C + bias). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +18,9 @@
 typedef struct {
     float alpha, beta;
 } cft_ab;
+
+/* 1: run_case goes through the backend's gemm_bias with a random bias(N) */
+static int g_bias;
 
 /* One GEMM through the backend with views at element offset `off`, compared with the
  * reference. Error bound per element: (K + 4) u (|alpha| sum_k |a b| + |beta c|), the
@@ -36,14 +39,29 @@ static int run_case(cf_backend *be, const char *path, int ta, int tb, int M, int
         for (size_t i = 0; i < nc; i++) C[i] = NAN;
     double *ref = cft_doubles((size_t)M * N), *cabs = cft_doubles((size_t)M * N);
     cft_gemm_ref(ta, tb, M, N, K, ab.alpha, A, lda, B, ldb, ab.beta, C, ldc, ref, cabs);
+    float *bias = cft_floats((size_t)N);
+    cft_rand(rng, bias, (size_t)N, 1.0f);
+    if (g_bias)
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                ref[(size_t)i * N + j] += bias[j];
+                cabs[(size_t)i * N + j] += fabs(bias[j]);
+            }
+    cf_buffer *bBias = cft_buf(be, NULL, (size_t)N + off);
+    CFT_OK(cf_be_upload(be, cf_view_make(bBias, off), bias, (size_t)N * 4));
 
     cf_buffer *bA = cft_buf(be, NULL, na + off), *bB = cft_buf(be, NULL, nb + off);
     cf_buffer *bC = cft_buf(be, NULL, nc + off);
     CFT_OK(cf_be_upload(be, cf_view_make(bA, off), A, na * 4));
     CFT_OK(cf_be_upload(be, cf_view_make(bB, off), B, nb * 4));
     CFT_OK(cf_be_upload(be, cf_view_make(bC, off), C, nc * 4));
-    CFT_OK(cf_be_gemm(be, ta, tb, M, N, K, ab.alpha, cf_view_make(bA, off), lda,
-                      cf_view_make(bB, off), ldb, ab.beta, cf_view_make(bC, off), ldc));
+    if (g_bias)
+        CFT_OK(be->ops->gemm_bias(be, ta, tb, M, N, K, ab.alpha, cf_view_make(bA, off), lda,
+                                  cf_view_make(bB, off), ldb, ab.beta, cf_view_make(bC, off), ldc,
+                                  cf_view_make(bBias, off)));
+    else
+        CFT_OK(cf_be_gemm(be, ta, tb, M, N, K, ab.alpha, cf_view_make(bA, off), lda,
+                          cf_view_make(bB, off), ldb, ab.beta, cf_view_make(bC, off), ldc));
     CFT_OK(cf_be_download(be, Cout, cf_view_make(bC, off), nc * 4));
 
     cft_err e = {0};
@@ -61,14 +79,16 @@ static int run_case(cf_backend *be, const char *path, int ta, int tb, int M, int
     int fail = e.bad > 0 || !pad_ok;
     if (fail || verbose) {
         char what[160];
-        snprintf(what, sizeof what, "%s ta=%d tb=%d M=%d N=%d K=%d a=%g b=%g pad=%d off=%d", path,
-                 ta, tb, M, N, K, ab.alpha, ab.beta, pad, off);
+        snprintf(what, sizeof what, "%s%s ta=%d tb=%d M=%d N=%d K=%d a=%g b=%g pad=%d off=%d",
+                 path, g_bias ? " +bias" : "", ta, tb, M, N, K, ab.alpha, ab.beta, pad, off);
         cft_err_report("gemm", what, &e);
         if (!pad_ok) printf("  FAIL  gemm %s: wrote into the row padding of C\n", what);
     }
     cf_be_free(be, bA);
     cf_be_free(be, bB);
     cf_be_free(be, bC);
+    cf_be_free(be, bBias);
+    free(bias);
     free(A);
     free(B);
     free(C);
@@ -151,6 +171,31 @@ static int test_path(cf_backend *be, const char *path, int native, cf_rng *rng) 
         fail += run_case(be, path, t >> 1, t & 1, 1100, 70, 50, (cft_ab){1.0f, 0.5f}, 2, 3, rng,
                          1);
     }
+    /* the fused bias: edge tiles (N not a multiple of the tile), several depth blocks (the bias
+     * is added once), each threading scheme, K == 0 and alpha == 0 */
+    g_bias = 1;
+    int bias_fail = 0, bias_cases = 0;
+    for (int t = 0; t < 4; t++)
+        for (int in = 0; in < ns; in++) {
+            bias_fail += run_case(be, path, t >> 1, t & 1, sizes[(in + t) % ns], sizes[in], 33,
+                                  abs_[(in + t) % 3], in % 3, in % 2 ? 3 : 0, rng, 0);
+            bias_cases++;
+        }
+    for (int t = 0; t < 4; t++) {
+        bias_fail += run_case(be, path, t >> 1, t & 1, 301, 157, 601, (cft_ab){1.0f, 0.0f}, 3, 5,
+                              rng, 0);
+        bias_fail += run_case(be, path, t >> 1, t & 1, 13, 3100, 260, (cft_ab){0.5f, 1.0f}, 1, 2,
+                              rng, 0);
+        bias_fail += run_case(be, path, t >> 1, t & 1, 1100, 70, 50, (cft_ab){1.0f, 0.0f}, 2, 3,
+                              rng, 0);
+        bias_cases += 3;
+    }
+    bias_fail += run_case(be, path, 0, 0, 33, 17, 9, (cft_ab){0.0f, 2.0f}, 2, 1, rng, 0);
+    bias_fail += run_case(be, path, 0, 1, 33, 17, 0, (cft_ab){1.0f, 0.0f}, 2, 1, rng, 0);
+    bias_cases += 2;
+    g_bias = 0;
+    printf("  %-5s gemm_bias %-15s %d cases\n", bias_fail ? "FAIL" : "ok", path, bias_cases);
+    fail += bias_fail;
     /* alpha == 0 and K == 0 reduce to C = beta C */
     fail += run_case(be, path, 0, 0, 33, 17, 9, (cft_ab){0.0f, 2.0f}, 2, 1, rng, 1);
     fail += run_case(be, path, 1, 1, 33, 17, 0, (cft_ab){1.0f, -1.5f}, 2, 1, rng, 1);

@@ -67,6 +67,11 @@ struct cf_backend_ops {
      * strides in elements. */
     int (*gemm)(cf_backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha,
                 cf_view A, int lda, cf_view B, int ldb, float beta, cf_view C, int ldc);
+    /* Optional (NULL: gemm, then add_bias): as gemm, plus bias(N) added to every row of C in the
+     * same pass over C: C = alpha * op(A) * op(B) + beta * C + bias. */
+    int (*gemm_bias)(cf_backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha,
+                     cf_view A, int lda, cf_view B, int ldb, float beta, cf_view C, int ldc,
+                     cf_view bias);
     /* out(N,OC) += bias(OC) broadcast over rows */
     int (*add_bias)(cf_backend *be, cf_view out, cf_view bias, int N, int OC);
     /* dbias(OC) += sum over rows of dout(N,OC) */

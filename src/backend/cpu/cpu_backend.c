@@ -127,6 +127,19 @@ static int cf_cpu_gemm(cf_backend *be, int ta, int tb, int M, int N, int K, floa
                         cf_cpu_f32(B), ldb, beta, cf_cpu_f32(C), ldc);
 }
 
+static int cf_cpu_gemm_bias(cf_backend *be, int ta, int tb, int M, int N, int K, float alpha,
+                            cf_view A, int lda, cf_view B, int ldb, float beta, cf_view C,
+                            int ldc, cf_view bias) {
+    if (M <= 0 || N <= 0) return CF_OK;
+    CF_CPU_NEED(A, cf_cpu_extent(ta ? K : M, ta ? M : K, lda), "gemm_bias", "A");
+    CF_CPU_NEED(B, cf_cpu_extent(tb ? N : K, tb ? K : N, ldb), "gemm_bias", "B");
+    CF_CPU_NEED(C, cf_cpu_extent(M, N, ldc), "gemm_bias", "C");
+    CF_CPU_NEED(bias, (size_t)N, "gemm_bias", "bias");
+    const cf_cpu_ctx *ctx = be->ctx;
+    return cf_cpu_sgemm_bias(ctx->gemm_kernel, ta, tb, M, N, K, alpha, cf_cpu_f32(A), lda,
+                             cf_cpu_f32(B), ldb, beta, cf_cpu_f32(C), ldc, cf_cpu_f32(bias));
+}
+
 /* ---- the table ------------------------------------------------------------------------------ */
 
 static const struct cf_backend_ops cf_cpu_ops = {
@@ -140,6 +153,7 @@ static const struct cf_backend_ops cf_cpu_ops = {
     /* .fill = */ cf_cpu_fill,
     /* .synchronize = */ cf_cpu_synchronize,
     /* .gemm = */ cf_cpu_gemm,
+    /* .gemm_bias = */ cf_cpu_gemm_bias,
     /* .add_bias = */ cf_cpu_add_bias,
     /* .bias_backward = */ cf_cpu_bias_backward,
     /* .encoder_forward = */ cf_cpu_encoder_forward,

@@ -42,5 +42,9 @@ const char *cf_cpu_gemm_kernel_name(int kernel);
  * CF_ERR_INVALID (bad kernel index or leading dimension). */
 int cf_cpu_sgemm(int kernel, int ta, int tb, int M, int N, int K, float alpha, const float *A,
                  int lda, const float *B, int ldb, float beta, float *C, int ldc);
+/* As cf_cpu_sgemm, plus bias(N) (NULL: none) added to every row of C as it is stored. */
+int cf_cpu_sgemm_bias(int kernel, int ta, int tb, int M, int N, int K, float alpha,
+                      const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                      int ldc, const float *bias);
 
 #endif

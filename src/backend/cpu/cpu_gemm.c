@@ -46,11 +46,11 @@
 /* Below this many flops a GEMM runs on one thread. */
 #define CF_GEMM_PAR_FLOPS 2.0e6
 
-/* One register-tile kernel: C[m x n] = alpha * (A sliver * B sliver) + beta * C, where the
- * slivers are packed (a: kc x MR, b: kc x NR, row-major by k), m <= MR, n <= NR, and
- * beta == 0 means C is not read. */
+/* One register-tile kernel: C[m x n] = alpha * (A sliver * B sliver) + beta * C [+ bias], where
+ * the slivers are packed (a: kc x MR, b: kc x NR, row-major by k), m <= MR, n <= NR, beta == 0
+ * means C is not read, and bias (NULL: none) holds the n column biases of the tile. */
 typedef void (*cf_gemm_ukr)(int kc, const float *a, const float *b, float *c, ptrdiff_t ldc,
-                            float alpha, float beta, int m, int n);
+                            float alpha, float beta, const float *bias, int m, int n);
 
 typedef struct {
     const char *name;
@@ -71,6 +71,13 @@ static void cf_gemm_tile_in(float *tile, int nr, const float *c, ptrdiff_t ldc, 
 static void cf_gemm_tile_out(float *c, ptrdiff_t ldc, const float *tile, int nr, int m, int n) {
     for (int i = 0; i < m; i++) memcpy(c + i * ldc, tile + (size_t)i * nr, sizeof(float) * n);
 }
+/* The n biases of an edge tile, zero-padded to nr in pad (so vector loads stay in bounds). */
+static const float *cf_gemm_bias_pad(float *pad, int nr, const float *bias, int n) {
+    if (!bias || n >= nr) return bias;
+    memset(pad, 0, sizeof(float) * (size_t)nr);
+    memcpy(pad, bias, sizeof(float) * (size_t)n);
+    return pad;
+}
 
 /* ---- portable kernel (plain C; compilers vectorise the inner loops) ------------------------- */
 
@@ -78,7 +85,7 @@ static void cf_gemm_tile_out(float *c, ptrdiff_t ldc, const float *tile, int nr,
 #define CF_GEN_NR 16
 
 static void cf_gemm_ukr_generic(int kc, const float *a, const float *b, float *c, ptrdiff_t ldc,
-                                float alpha, float beta, int m, int n) {
+                                float alpha, float beta, const float *bias, int m, int n) {
     float acc[CF_GEN_MR][CF_GEN_NR];
     memset(acc, 0, sizeof acc);
     for (int k = 0; k < kc; k++) {
@@ -95,9 +102,11 @@ static void cf_gemm_ukr_generic(int kc, const float *a, const float *b, float *c
         cp = tile;
         ldp = CF_GEN_NR;
     }
+    float bpad[CF_GEN_NR];
+    const float *bb = cf_gemm_bias_pad(bpad, CF_GEN_NR, bias, n);
     for (int i = 0; i < CF_GEN_MR; i++)
         for (int j = 0; j < CF_GEN_NR; j++) {
-            float v = alpha * acc[i][j];
+            float v = alpha * acc[i][j] + (bb ? bb[j] : 0.0f);
             cp[i * ldp + j] = beta == 0.0f ? v : v + beta * cp[i * ldp + j];
         }
     if (edge) cf_gemm_tile_out(c, ldc, tile, CF_GEN_NR, m, n);
@@ -122,8 +131,8 @@ static inline CF_AVX2_TARGET void cf_avx2_store(float *p, __m256 acc, __m256 va,
 }
 
 static CF_AVX2_TARGET void cf_gemm_ukr_avx2(int kc, const float *a, const float *b, float *c,
-                                            ptrdiff_t ldc, float alpha, float beta, int m,
-                                            int n) {
+                                            ptrdiff_t ldc, float alpha, float beta,
+                                            const float *bias, int m, int n) {
     __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
     __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
     __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
@@ -168,8 +177,27 @@ static CF_AVX2_TARGET void cf_gemm_ukr_avx2(int kc, const float *a, const float 
         cp = tile;
         ldp = 16;
     }
-    const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+    __m256 va = _mm256_set1_ps(alpha);
+    const __m256 vb = _mm256_set1_ps(beta);
     const int bm = beta == 0.0f ? 0 : (beta == 1.0f ? 1 : 2);
+    if (bias) { /* fold alpha and the bias into the accumulators, then store with alpha 1 */
+        float bpad[16] __attribute__((aligned(32)));
+        const float *bb = cf_gemm_bias_pad(bpad, 16, bias, n);
+        const __m256 b0 = _mm256_loadu_ps(bb), b1 = _mm256_loadu_ps(bb + 8);
+        c00 = _mm256_fmadd_ps(c00, va, b0);
+        c01 = _mm256_fmadd_ps(c01, va, b1);
+        c10 = _mm256_fmadd_ps(c10, va, b0);
+        c11 = _mm256_fmadd_ps(c11, va, b1);
+        c20 = _mm256_fmadd_ps(c20, va, b0);
+        c21 = _mm256_fmadd_ps(c21, va, b1);
+        c30 = _mm256_fmadd_ps(c30, va, b0);
+        c31 = _mm256_fmadd_ps(c31, va, b1);
+        c40 = _mm256_fmadd_ps(c40, va, b0);
+        c41 = _mm256_fmadd_ps(c41, va, b1);
+        c50 = _mm256_fmadd_ps(c50, va, b0);
+        c51 = _mm256_fmadd_ps(c51, va, b1);
+        va = _mm256_set1_ps(1.0f);
+    }
     cf_avx2_store(cp + 0 * ldp, c00, va, vb, bm);
     cf_avx2_store(cp + 0 * ldp + 8, c01, va, vb, bm);
     cf_avx2_store(cp + 1 * ldp, c10, va, vb, bm);
@@ -214,8 +242,8 @@ static inline CF_AVX512_TARGET void cf_avx512_store(float *p, __m512 acc, __m512
     cf_avx512_store(cp + (r)*ldp + 16, c##r##1, va, vb, bm)
 
 static CF_AVX512_TARGET void cf_gemm_ukr_avx512(int kc, const float *a, const float *b, float *c,
-                                                ptrdiff_t ldc, float alpha, float beta, int m,
-                                                int n) {
+                                                ptrdiff_t ldc, float alpha, float beta,
+                                                const float *bias, int m, int n) {
     CF_AVX512_DECL(0);
     CF_AVX512_DECL(1);
     CF_AVX512_DECL(2);
@@ -264,8 +292,31 @@ static CF_AVX512_TARGET void cf_gemm_ukr_avx512(int kc, const float *a, const fl
         cp = tile;
         ldp = 32;
     }
-    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    __m512 va = _mm512_set1_ps(alpha);
+    const __m512 vb = _mm512_set1_ps(beta);
     const int bm = beta == 0.0f ? 0 : (beta == 1.0f ? 1 : 2);
+    if (bias) { /* fold alpha and the bias into the accumulators, then store with alpha 1 */
+        float bpad[32] __attribute__((aligned(64)));
+        const float *bb = cf_gemm_bias_pad(bpad, 32, bias, n);
+        const __m512 b0 = _mm512_loadu_ps(bb), b1 = _mm512_loadu_ps(bb + 16);
+#define CF_AVX512_BIAS(x0, x1)                                                                     \
+    x0 = _mm512_fmadd_ps(x0, va, b0);                                                              \
+    x1 = _mm512_fmadd_ps(x1, va, b1)
+        CF_AVX512_BIAS(c00, c01);
+        CF_AVX512_BIAS(c10, c11);
+        CF_AVX512_BIAS(c20, c21);
+        CF_AVX512_BIAS(c30, c31);
+        CF_AVX512_BIAS(c40, c41);
+        CF_AVX512_BIAS(c50, c51);
+        CF_AVX512_BIAS(c60, c61);
+        CF_AVX512_BIAS(c70, c71);
+        CF_AVX512_BIAS(c80, c81);
+        CF_AVX512_BIAS(c90, c91);
+        CF_AVX512_BIAS(cA0, cA1);
+        CF_AVX512_BIAS(cB0, cB1);
+#undef CF_AVX512_BIAS
+        va = _mm512_set1_ps(1.0f);
+    }
     CF_AVX512_STORE(0);
     CF_AVX512_STORE(1);
     CF_AVX512_STORE(2);
@@ -538,13 +589,14 @@ static void cf_gemm_scale_c(int M, int N, float beta, float *C, int ldc) {
 static void cf_gemm_serial(const cf_gemm_kernel *kr, int ta, int tb, int i0, int i1, int j0,
                            int j1, int K, int kc, int nc, int mc, float alpha, const float *A,
                            int lda, const float *B, int ldb, float beta, float *C, int ldc,
-                           float *apack, float *bpack) {
+                           const float *bias, float *apack, float *bpack) {
     const int mr = kr->mr, nr = kr->nr;
     for (int jc = j0; jc < j1; jc += nc) {
         const int nb = cf_min_i(nc, j1 - jc), npan = cf_ceil_div(nb, nr);
         for (int pc = 0; pc < K; pc += kc) {
             const int kb = cf_min_i(kc, K - pc);
             const float bet = pc == 0 ? beta : 1.0f;
+            const float *bia = pc == 0 ? bias : NULL; /* added once, with the first depth block */
             cf_gemm_pack_b(bpack, tb, B, ldb, pc, jc, kb, nb, nr, 0, npan, kr->simd_pack);
             for (int ic = i0; ic < i1; ic += mc) {
                 const int mb = cf_min_i(mc, i1 - ic);
@@ -553,9 +605,10 @@ static void cf_gemm_serial(const cf_gemm_kernel *kr, int ta, int tb, int i0, int
                     const int j = p * nr, nn = cf_min_i(nr, nb - j);
                     const float *bp = bpack + (size_t)p * nr * kb;
                     float *cblk = C + (size_t)ic * ldc + jc + j;
+                    const float *bj = bia ? bia + jc + j : NULL;
                     for (int i = 0; i < mb; i += mr)
                         kr->fn(kb, apack + (size_t)i * kb, bp, cblk + (size_t)i * ldc, ldc, alpha,
-                               bet, cf_min_i(mr, mb - i), nn);
+                               bet, bj, cf_min_i(mr, mb - i), nn);
                 }
             }
         }
@@ -584,7 +637,7 @@ static float *cf_gemm_alloc(size_t floats, int M, int N, int K) {
 
 static int cf_gemm_native(const cf_gemm_kernel *kr, int ta, int tb, int M, int N, int K,
                           float alpha, const float *A, int lda, const float *B, int ldb,
-                          float beta, float *C, int ldc) {
+                          float beta, float *C, int ldc, const float *bias) {
     const int mr = kr->mr, nr = kr->nr;
     /* depth and column blocks split evenly, so no block is a thin sliver */
     const int kc = cf_ceil_div(K, cf_ceil_div(K, CF_GEMM_KC));
@@ -602,7 +655,7 @@ static int cf_gemm_native(const cf_gemm_kernel *kr, int ta, int tb, int M, int N
         float *pack = cf_gemm_alloc(bsize + asize_mc, M, N, K);
         if (!pack) return CF_ERR_NOMEM;
         cf_gemm_serial(kr, ta, tb, 0, M, 0, N, K, kc, nc, CF_GEMM_MC, alpha, A, lda, B, ldb, beta,
-                       C, ldc, pack + bsize, pack);
+                       C, ldc, bias, pack + bsize, pack);
         free(pack);
         return CF_OK;
     }
@@ -625,12 +678,12 @@ static int cf_gemm_native(const cf_gemm_kernel *kr, int ta, int tb, int M, int N
                 const int i0 = cf_min_i(M, t * rows_t), i1 = cf_min_i(M, i0 + rows_t);
                 if (i0 < i1)
                     cf_gemm_serial(kr, ta, tb, i0, i1, 0, N, K, kc, nc, CF_GEMM_MC, alpha, A, lda,
-                                   B, ldb, beta, C, ldc, ap, bp);
+                                   B, ldb, beta, C, ldc, bias, ap, bp);
             } else {
                 const int j0 = cf_min_i(N, t * cols_t), j1 = cf_min_i(N, j0 + cols_t);
                 if (j0 < j1)
                     cf_gemm_serial(kr, ta, tb, 0, M, j0, j1, K, kc, nc, CF_GEMM_MC, alpha, A, lda,
-                                   B, ldb, beta, C, ldc, ap, bp);
+                                   B, ldb, beta, C, ldc, bias, ap, bp);
             }
         }
         free(pack);
@@ -674,6 +727,7 @@ static int cf_gemm_native(const cf_gemm_kernel *kr, int ta, int tb, int M, int N
             for (int pc = 0; pc < K; pc += kc) {
                 const int kb = cf_min_i(kc, K - pc);
                 const float bet = pc == 0 ? beta : 1.0f;
+                const float *bia = pc == 0 ? bias : NULL;
                 /* every thread packs an equal share of the B block's slivers */
                 const int pa = (int)((long)tid * npan / team);
                 const int pb = (int)((long)(tid + 1) * npan / team);
@@ -692,9 +746,10 @@ static int cf_gemm_native(const cf_gemm_kernel *kr, int ta, int tb, int M, int N
                         const int j = p * nr, nn = cf_min_i(nr, nb - j);
                         const float *bp = bpack + (size_t)p * nr * kb;
                         float *cblk = C + (size_t)ic * ldc + jc + j;
+                        const float *bj = bia ? bia + jc + j : NULL;
                         for (int i = 0; i < mb; i += mr)
                             kr->fn(kb, apack + (size_t)i * kb, bp, cblk + (size_t)i * ldc, ldc,
-                                   alpha, bet, cf_min_i(mr, mb - i), nn);
+                                   alpha, bet, bj, cf_min_i(mr, mb - i), nn);
                     }
                 }
                 /* (implicit barrier: nobody still reads bpack when the next block is packed) */
@@ -714,8 +769,22 @@ static int cf_gemm_blas(int ta, int tb, int M, int N, int K, float alpha, const 
 }
 #endif
 
+/* C(M,N) += bias(N) on every row */
+static void cf_gemm_add_bias(int M, int N, const float *bias, float *C, int ldc) {
+    for (int i = 0; i < M; i++) {
+        float *c = C + (size_t)i * ldc;
+        for (int j = 0; j < N; j++) c[j] += bias[j];
+    }
+}
+
 int cf_cpu_sgemm(int kernel, int ta, int tb, int M, int N, int K, float alpha, const float *A,
                  int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    return cf_cpu_sgemm_bias(kernel, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL);
+}
+
+int cf_cpu_sgemm_bias(int kernel, int ta, int tb, int M, int N, int K, float alpha,
+                      const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                      int ldc, const float *bias) {
     if (M <= 0 || N <= 0) return CF_OK;
     if (K < 0 || ldc < N || lda < (ta ? M : K) || ldb < (tb ? K : N)) {
         CF_ERROR("cpu gemm: bad shape M=%d N=%d K=%d lda=%d ldb=%d ldc=%d (ta=%d tb=%d); "
@@ -730,11 +799,14 @@ int cf_cpu_sgemm(int kernel, int ta, int tb, int M, int N, int K, float alpha, c
     }
     if (K == 0 || alpha == 0.0f) {
         cf_gemm_scale_c(M, N, beta, C, ldc);
+        if (bias) cf_gemm_add_bias(M, N, bias, C, ldc);
         return CF_OK;
     }
     if (kernel == CF_CPU_GEMM_BLAS) {
 #ifdef CF_HAVE_BLAS
-        return cf_gemm_blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        CF_TRY(cf_gemm_blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc));
+        if (bias) cf_gemm_add_bias(M, N, bias, C, ldc);
+        return CF_OK;
 #else
         CF_ERROR("cpu gemm: the BLAS path is not compiled in (rebuild with OpenBLAS installed "
                  "and -DCF_BLAS=ON); use CF_CPU_GEMM=native");
@@ -742,7 +814,7 @@ int cf_cpu_sgemm(int kernel, int ta, int tb, int M, int N, int K, float alpha, c
 #endif
     }
     return cf_gemm_native(cf_gemm_usable[kernel], ta, tb, M, N, K, alpha, A, lda, B, ldb, beta,
-                          C, ldc);
+                          C, ldc, bias);
 }
 
 /* ---- choice of path ------------------------------------------------------------------------- */

@@ -509,6 +509,21 @@ static int cl_gemm_op(cf_backend *be, int ta, int tb, int M, int N, int K, float
     return cf_cl_gemm(ctx, &d);
 }
 
+static int cl_gemm_bias_op(cf_backend *be, int ta, int tb, int M, int N, int K, float alpha,
+                           cf_view A, int lda, cf_view B, int ldb, float beta, cf_view C, int ldc,
+                           cf_view bias) {
+    cf_cl_ctx *ctx = CTX(be);
+    if (M <= 0 || N <= 0) return CF_OK;
+    NEED(A, extent(ta ? K : M, ta ? M : K, lda), "gemm_bias", "A");
+    NEED(B, extent(tb ? N : K, tb ? K : N, ldb), "gemm_bias", "B");
+    NEED(C, extent(M, N, ldc), "gemm_bias", "C");
+    NEED(bias, (size_t)N, "gemm_bias", "bias");
+    cf_cl_gemm_desc d = cf_cl_gemm_desc_plain(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    d.bias = cf_cl_mem(bias);
+    d.bias_off = bias.off;
+    return cf_cl_gemm(ctx, &d);
+}
+
 static int cl_add_bias(cf_backend *be, cf_view out, cf_view bias, int N, int OC) {
     cf_cl_ctx *ctx = CTX(be);
     NEED(out, (size_t)N * OC, "add_bias", "out");
@@ -912,6 +927,7 @@ static const struct cf_backend_ops cf_cl_ops = {
     /* .fill = */ cl_fill,
     /* .synchronize = */ cl_synchronize,
     /* .gemm = */ cl_gemm_op,
+    /* .gemm_bias = */ cl_gemm_bias_op,
     /* .add_bias = */ cl_add_bias,
     /* .bias_backward = */ cl_bias_backward,
     /* .encoder_forward = */ cl_encoder_forward,

@@ -280,12 +280,33 @@ static int gemm_clblast(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
 }
 #endif
 
+static int gemm_product(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d);
+
 int cf_cl_gemm(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
     if (d->M <= 0 || d->N <= 0 || d->outer * d->inner <= 0) return CF_OK;
     /* large plain products on GPUs: the register-blocked kernel (cl_gemm_fast.c), unless the mode
-     * is clblast or a tuning file measured the shape */
+     * is clblast or a tuning file measured the shape; it adds a bias as it stores C */
     int fast = cf_cl_gemm_fast_try(ctx, d);
     if (fast != 0) return fast < 0 ? fast : CF_OK;
+    if (!d->bias) return gemm_product(ctx, d);
+    if (d->outer * d->inner != 1 || d->ldc != d->N) {
+        cf_cl_fail(ctx, "gemm M=%d N=%d: a bias needs a plain product with ldc == N (ldc %d)",
+                   d->M, d->N, d->ldc);
+        return CF_ERR_INVALID;
+    }
+    /* the other paths: the product, then the bias in a second pass */
+    cf_cl_gemm_desc p = *d;
+    p.bias = NULL;
+    CF_TRY(gemm_product(ctx, &p));
+    size_t local[2] = {64, 1};
+    size_t global[2] = {cf_round_up((size_t)d->N, 64), (size_t)d->M};
+    return cf_cl_launch(ctx, ctx->kernels[K_ADD_BIAS], "residual_add_bias", 2, global, local,
+                        CF_ARGS(ARG_MEM(d->C), ARG_ULONG(d->c_off), ARG_MEM(d->bias),
+                                ARG_ULONG(d->bias_off), ARG_INT(d->M), ARG_INT(d->N)));
+}
+
+/* the product alone (no bias) on CLBlast or the tiled kernel of cl_kernels/gemm.cl */
+static int gemm_product(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
 #ifdef CF_HAVE_CLBLAST
     /* Batched products (attention) stay on the native kernel: it skips the blocks that causality
      * makes zero, which CLBlast cannot, and CLBlast's batched kernels would be one more set to

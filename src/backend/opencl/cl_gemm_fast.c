@@ -351,6 +351,8 @@ int cf_cl_gemm_fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d,
     CF_TRY(fast_program_get(ctx, &c, vec, &g));
     log_choice(ctx, d, &c, vec);
     const int which = (d->ta ? 2 : 0) + (d->tb ? 1 : 0);
+    /* without a bias the kernels still get a valid buffer for it (never read) */
+    cl_mem bias_mem = d->bias ? d->bias : d->C;
     size_t global[3] = {(size_t)((d->N + bn - 1) / bn) * 16, (size_t)((d->M + bm - 1) / bm) * 16,
                         (size_t)split};
     size_t local[3] = {16, 16, 1};
@@ -360,21 +362,25 @@ int cf_cl_gemm_fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d,
                                     ARG_FLOAT(d->alpha), ARG_MEM(d->A), ARG_ULONG(d->a_off),
                                     ARG_INT(d->lda), ARG_MEM(d->B), ARG_ULONG(d->b_off),
                                     ARG_INT(d->ldb), ARG_FLOAT(d->beta), ARG_MEM(d->C),
-                                    ARG_ULONG(d->c_off), ARG_INT(d->ldc), ARG_ULONG(0)));
+                                    ARG_ULONG(d->c_off), ARG_INT(d->ldc), ARG_ULONG(0),
+                                    ARG_MEM(bias_mem), ARG_ULONG(d->bias_off),
+                                    ARG_INT(d->bias != NULL)));
     const size_t p_split = (size_t)d->M * (size_t)ldp;
     CF_TRY(cf_cl_launch(ctx, g->k[which], fast_kernel_names[which], 3, global, local,
                         CF_ARGS(ARG_INT(d->M), ARG_INT(d->N), ARG_INT(K), ARG_INT(kps),
                                 ARG_FLOAT(1.0f), ARG_MEM(d->A), ARG_ULONG(d->a_off),
                                 ARG_INT(d->lda), ARG_MEM(d->B), ARG_ULONG(d->b_off),
                                 ARG_INT(d->ldb), ARG_FLOAT(0.0f), ARG_MEM(part), ARG_ULONG(0),
-                                ARG_INT(ldp), ARG_ULONG(p_split))));
+                                ARG_INT(ldp), ARG_ULONG(p_split), ARG_MEM(bias_mem),
+                                ARG_ULONG(0), ARG_INT(0))));
     size_t rglobal[2] = {cf_round_up((size_t)d->N, 64), (size_t)d->M};
     size_t rlocal[2] = {64, 1};
     return cf_cl_launch(ctx, g->reduce, "gemm_fast_reduce", 2, rglobal, rlocal,
                         CF_ARGS(ARG_INT(d->M), ARG_INT(d->N), ARG_INT(split), ARG_MEM(part),
                                 ARG_INT(ldp), ARG_ULONG(p_split), ARG_FLOAT(d->alpha),
                                 ARG_FLOAT(d->beta), ARG_MEM(d->C), ARG_ULONG(d->c_off),
-                                ARG_INT(d->ldc)));
+                                ARG_INT(d->ldc), ARG_MEM(bias_mem), ARG_ULONG(d->bias_off),
+                                ARG_INT(d->bias != NULL)));
 }
 
 int cf_cl_gemm_fast_try(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
@@ -408,6 +414,15 @@ int cf_cl_gemm_fast_try(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
 int cf_backend_opencl_gemm_fast(cf_backend *be, const cf_cl_gemm_fast_choice *choice, int ta,
                                 int tb, int M, int N, int K, float alpha, cf_view A, int lda,
                                 cf_view B, int ldb, float beta, cf_view C, int ldc) {
+    const cf_view none = {0};
+    return cf_backend_opencl_gemm_fast_bias(be, choice, ta, tb, M, N, K, alpha, A, lda, B, ldb,
+                                            beta, C, ldc, none);
+}
+
+int cf_backend_opencl_gemm_fast_bias(cf_backend *be, const cf_cl_gemm_fast_choice *choice, int ta,
+                                     int tb, int M, int N, int K, float alpha, cf_view A, int lda,
+                                     cf_view B, int ldb, float beta, cf_view C, int ldc,
+                                     cf_view bias) {
     if (!cf_backend_is_opencl(be)) return CF_ERR_UNSUPPORTED;
     if (M <= 0 || N <= 0) return CF_OK;
     if (K < 0 || lda < (ta ? M : K) || ldb < (tb ? K : N) || ldc < N) {
@@ -433,6 +448,14 @@ int cf_backend_opencl_gemm_fast(cf_backend *be, const cf_cl_gemm_fast_choice *ch
             return CF_ERR_INVALID;
         }
     }
+    if (bias.buf && (bias.off + (size_t)N) * sizeof(float) > bias.buf->nbytes) {
+        CF_ERROR("gemm_fast: bias of %d elements at element %zu does not fit its buffer (%zu "
+                 "bytes)",
+                 N, bias.off, bias.buf->nbytes);
+        return CF_ERR_INVALID;
+    }
     cf_cl_gemm_desc d = cf_cl_gemm_desc_plain(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    d.bias = cf_cl_mem(bias);
+    d.bias_off = bias.off;
     return cf_cl_gemm_fast_run((cf_cl_ctx *)be->ctx, &d, choice);
 }

@@ -54,5 +54,10 @@ void cf_cl_gemm_fast_release(cf_cl_ctx *ctx);
 int cf_backend_opencl_gemm_fast(cf_backend *be, const cf_cl_gemm_fast_choice *choice, int ta,
                                 int tb, int M, int N, int K, float alpha, cf_view A, int lda,
                                 cf_view B, int ldb, float beta, cf_view C, int ldc);
+/* The same plus bias(N) added to every row of C as it is stored (bias.buf NULL: none). */
+int cf_backend_opencl_gemm_fast_bias(cf_backend *be, const cf_cl_gemm_fast_choice *choice, int ta,
+                                     int tb, int M, int N, int K, float alpha, cf_view A, int lda,
+                                     cf_view B, int ldb, float beta, cf_view C, int ldc,
+                                     cf_view bias);
 
 #endif

@@ -214,6 +214,10 @@ typedef struct {
     int outer, inner;
     size_t a_so, a_si, b_so, b_si, c_so, c_si;
     int causal; /* see cl_kernels/gemm.cl; batched and causal products always run natively */
+    /* plain products only: bias(N) at element bias_off of this buffer is added to every row of C
+     * (NULL: none); the register-blocked kernel adds it as it stores C, other paths afterwards */
+    cl_mem bias;
+    size_t bias_off;
 } cf_cl_gemm_desc;
 
 /* The descriptor of one plain (unbatched) product on views. */
