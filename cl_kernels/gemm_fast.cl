@@ -3,18 +3,21 @@
  * op(A) is A(M,K) or, with TA, A stored (K,M); op(B) is B(K,N) or, with TB, B stored (N,K).
  * Plain (unbatched) products only; src/backend/opencl/cl_gemm_fast.c decides when to use it.
  *
- * A work-group is 16 x 16 work-items and computes a BM x BN = (16*RM) x (16*RN) block of C; each
- * work-item keeps RM x RN outputs in registers: rows ty*4 + i*64 + e and columns tx*4 + j*64 + f
- * (i < RM/4, j < RN/4, e, f < 4), so every operand value it needs from local memory comes as one
- * float4 read (4 per K step for RM = RN = 8, against 64 multiply-adds) and its stores are float4.
+ * A work-group is WG x WG work-items and computes a BM x BN = (WG*RM) x (WG*RN) block of C; each
+ * work-item keeps RM x RN outputs in registers: rows ty*4 + i*4*WG + e and columns
+ * tx*4 + j*4*WG + f (i < RM/4, j < RN/4, e, f < 4), so every operand value it needs from local
+ * memory comes as one float4 read (4 per K step for RM = RN = 8, against 64 multiply-adds) and its
+ * stores are float4.
  * Local memory holds op(A) as As[k][m] and op(B) as Bs[k][n] (both "k-major"), each twice: while
  * the work-group multiplies one K slice out of one copy, the next slice's global loads are already
  * in registers and go into the other copy afterwards (one barrier per K slice).
  *
  * Build-time parameters (-D), chosen by cl_gemm_fast.c:
- *   RM, RN  outputs per work-item along m and n: 4 or 8 (blocks of 64 or 128)
- *   BK      K depth of one local-memory slice: 8 or 16; BM*BK and BN*BK must be multiples of 1024
- *           (each of the 256 work-items stages whole float4s)
+ *   WG      work-group side: 16 (256 work-items) or 8 (64 work-items: more, smaller groups for
+ *           products with few outputs)
+ *   RM, RN  outputs per work-item along m and n: 4 or 8 (blocks of WG*4 or WG*8)
+ *   BK      K depth of one local-memory slice: 8 or 16; BM*BK and BN*BK must be multiples of
+ *           4*WG*WG (each work-item stages whole float4s)
  *   VEC     1: the host checked that A, B and C offsets and leading dimensions are multiples of 4
  *           elements, so whole tiles are read and written as float4; 0: element accesses
  *
@@ -40,20 +43,23 @@
 #ifndef VEC
 #define VEC 0
 #endif
-#define NT 256 /* work-items per group: 16 x 16 */
-#define BM (16 * RM)
-#define BN (16 * RN)
+#ifndef WG
+#define WG 16
+#endif
+#define NT (WG * WG) /* work-items per group */
+#define BM (WG * RM)
+#define BN (WG * RN)
 /* float4s per local-memory row: one float4 of padding, so that the transposing scalar stores of
  * k-contiguous operands (rows 4 floats apart) fall into different banks */
 #define LDA4 (BM / 4 + 1)
 #define LDB4 (BN / 4 + 1)
 #define NLA (BM * BK / 4 / NT) /* float4s of op(A) each work-item stages per K slice */
 #define NLB (BN * BK / 4 / NT)
-#if (RM != 4 && RM != 8) || (RN != 4 && RN != 8) || (BK != 8 && BK != 16)
-#error "gemm_fast.cl: RM and RN must be 4 or 8, BK 8 or 16"
+#if (RM != 4 && RM != 8) || (RN != 4 && RN != 8) || (BK != 8 && BK != 16) || (WG != 8 && WG != 16)
+#error "gemm_fast.cl: RM and RN must be 4 or 8, BK 8 or 16, WG 8 or 16"
 #endif
 #if (BM * BK) % (4 * NT) != 0 || (BN * BK) % (4 * NT) != 0
-#error "gemm_fast.cl: BM*BK and BN*BK must be multiples of 1024"
+#error "gemm_fast.cl: BM*BK and BN*BK must be multiples of 4*WG*WG"
 #endif
 
 /* Load float4 number idx (0 <= idx < BX*BK/4) of the BX x BK tile of an operand X whose rows and
@@ -116,7 +122,7 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
     /* (a warp of 32 work-items spans 16 x 2 positions; 8 x 4, which halves the distinct float4
      * addresses of the As reads and doubles those of Bs, measured the same on an H200) */
     const int tx = get_local_id(0), ty = get_local_id(1);
-    const int lid = ty * 16 + tx;
+    const int lid = ty * WG + tx;
     const int n0 = get_group_id(0) * BN, m0 = get_group_id(1) * BM;
     const int s = get_group_id(2);
     A += a_off;
@@ -172,7 +178,7 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
             float a[RM], b[RN];
 #pragma unroll
             for (int i = 0; i < RM / 4; i++) {
-                const float4 v = as[kk * LDA4 + ty + i * 16];
+                const float4 v = as[kk * LDA4 + ty + i * WG];
                 a[i * 4 + 0] = v.x;
                 a[i * 4 + 1] = v.y;
                 a[i * 4 + 2] = v.z;
@@ -180,7 +186,7 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
             }
 #pragma unroll
             for (int j = 0; j < RN / 4; j++) {
-                const float4 v = bs[kk * LDB4 + tx + j * 16];
+                const float4 v = bs[kk * LDB4 + tx + j * WG];
                 b[j * 4 + 0] = v.x;
                 b[j * 4 + 1] = v.y;
                 b[j * 4 + 2] = v.z;
@@ -210,10 +216,10 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             const int r = i * 4 + e;
-            const int m = m0 + ty * 4 + i * 64 + e;
+            const int m = m0 + ty * 4 + i * 4 * WG + e;
 #pragma unroll
             for (int j = 0; j < RN / 4; j++) {
-                const int n = n0 + tx * 4 + j * 64;
+                const int n = n0 + tx * 4 + j * 4 * WG;
                 const float4 v = (float4)(acc[r][j * 4 + 0], acc[r][j * 4 + 1], acc[r][j * 4 + 2],
                                           acc[r][j * 4 + 3]) *
                                  alpha;
@@ -241,7 +247,7 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
 
 /* One kernel per transpose combination, so ta/tb are constants after inlining. */
 #define GEMM_FAST_KERNEL(NAME, TA_, TB_)                                                           \
-    __kernel __attribute__((reqd_work_group_size(16, 16, 1))) void NAME(                          \
+    __kernel __attribute__((reqd_work_group_size(WG, WG, 1))) void NAME(                          \
         int M, int N, int K, int kps, float alpha, __global const float *A, ulong a_off, int lda,  \
         __global const float *B, ulong b_off, int ldb, float beta, __global float *C,              \
         ulong c_off, int ldc, ulong c_split, __global const float *bias, ulong bias_off,           \

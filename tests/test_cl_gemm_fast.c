@@ -1,5 +1,6 @@
 /* clformer test: the register-blocked GEMM (cl_kernels/gemm_fast.cl, cl_gemm_fast.c) against the
- * CPU backend: every kernel variant (blocks 128x128, 128x64, 64x128, 64x64; K slices of 8 and 16),
+ * CPU backend: every kernel variant (work-groups of 16x16: blocks 128x128, 128x64, 64x128, 64x64;
+ * of 8x8: blocks 64x64 and 64x32; K slices of 8 and 16),
  * with float4 accesses (offsets and leading dimensions multiples of 4) and element accesses, all
  * four transpose combinations, shapes with partial blocks and K not a multiple of the slice, views
  * at offsets between guard elements, alpha/beta (beta = 0 must not read C: C starts as NaN),
@@ -11,7 +12,7 @@
  * --small: two products per variant (for oclgrind, tests/cli_oclgrind_gemm_fast.sh).
  * --planted: one 16x16x8 product (the planted-bug check of that script).
  * --variant I: only the I-th variant (0 = 128x128/8, 1 = 128x128/16, 2 = 128x64/16, 3 = 64x128/16,
- * 4 = 64x64/16) in the variant tests.
+ * 4 = 64x64/16; groups of 8x8: 5 = 64x64/8, 6 = 64x64/16, 7 = 64x32/8) in the variant tests.
  * --bench: TFLOP/s of every GEMM of a training step of the d_model 384 / d_ff 1536 / vocab 16000
  * model at 4096 rows (and 4096^3) on the device: the tiled kernel (CF_GEMM_FAST=0, native),
  * CLBlast, what the dispatch does by default, the rule's fast choice, and every fast variant and
@@ -25,7 +26,8 @@ static int only_variant = -1; /* --variant I: variants[I] only */
 static int planted_mode = 0;  /* --planted: one 16x16x8 product (cli_oclgrind_gemm_fast.sh) */
 
 static const cf_cl_gemm_fast_choice variants[] = {
-    {8, 8, 8, 1}, {8, 8, 16, 1}, {8, 4, 16, 1}, {4, 8, 16, 1}, {4, 4, 16, 1}};
+    {8, 8, 8, 1, 16}, {8, 8, 16, 1, 16}, {8, 4, 16, 1, 16}, {4, 8, 16, 1, 16},
+    {4, 4, 16, 1, 16}, {8, 8, 8, 1, 8},   {8, 8, 16, 1, 8},  {8, 4, 8, 1, 8}};
 #define N_VARIANTS (int)(sizeof variants / sizeof variants[0])
 
 /* A (rows x cols) operand with leading dimension ld at element `lead` of a guarded pair. */
@@ -73,7 +75,9 @@ static void fast_case_bias(const cf_cl_gemm_fast_choice *c, int ta, int tb, int 
                               ldc));
     }
     char what[160], cs[48] = "rule";
-    if (c) snprintf(cs, sizeof cs, "%dx%d bk %d split %d", 16 * c->rm, 16 * c->rn, c->bk, c->split);
+    if (c)
+        snprintf(cs, sizeof cs, "%dx%d bk %d wg %d split %d", c->wg * c->rm, c->wg * c->rn, c->bk,
+                 c->wg, c->split);
     snprintf(what, sizeof what, "fast %s %c%c M=%d N=%d K=%d a=%.1f b=%.1f %s%s", cs,
              ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, beta, aligned ? "float4" : "scalar",
              with_bias ? " +bias" : "");
@@ -102,14 +106,15 @@ static int all_variants(void) {
 
 static void test_variants(void) {
     const int all = all_variants();
-    static const int subset_vec[N_VARIANTS] = {1, -1, 0, -1, 0}; /* -1: not on CPU devices */
-    if (!all) printf("CPU device: variants 128x128/8, 128x64/16, 64x64/16 only\n");
+    /* -1: not on CPU devices */
+    static const int subset_vec[N_VARIANTS] = {1, -1, 0, -1, 0, 0, -1, -1};
+    if (!all) printf("CPU device: variants 128x128/8, 128x64/16, 64x64/16, 64x64/8 (8x8) only\n");
     const cf_cl_device_info *dev = &((cf_cl_ctx *)GPU->ctx)->dev;
     for (int v = 0; v < N_VARIANTS; v++) {
         if ((!all && subset_vec[v] < 0) || (only_variant >= 0 && v != only_variant)) continue;
         if (cf_cl_gemm_fast_local_bytes(&variants[v]) > dev->local_mem) {
             printf("skip %dx%d bk %d: needs %zu bytes of local memory, %s has %llu\n",
-                   16 * variants[v].rm, 16 * variants[v].rn, variants[v].bk,
+                   variants[v].wg * variants[v].rm, variants[v].wg * variants[v].rn, variants[v].bk,
                    cf_cl_gemm_fast_local_bytes(&variants[v]), dev->name,
                    (unsigned long long)dev->local_mem);
             continue;
@@ -124,9 +129,9 @@ static void test_variants(void) {
                 /* oclgrind takes seconds per product: two per variant, (transpose combination,
                  * float4) pairs such that every combination runs with both access modes also
                  * without 128x128/16 (too much local memory for oclgrind's 32 KiB) */
-                static const int plan[N_VARIANTS][2][2] = {{{0, 0}, {3, 1}}, {{1, 0}, {2, 1}},
-                                                           {{2, 0}, {1, 1}}, {{1, 0}, {2, 1}},
-                                                           {{3, 0}, {0, 1}}};
+                static const int plan[N_VARIANTS][2][2] = {
+                    {{0, 0}, {3, 1}}, {{1, 0}, {2, 1}}, {{2, 0}, {1, 1}},   {{1, 0}, {2, 1}},
+                    {{3, 0}, {0, 1}}, {{0, 1}, {3, 0}}, {{-1, 0}, {-1, 0}}, {{2, 1}, {1, 0}}};
                 if (t == plan[v][0][0])
                     fast_case(&c, ta, tb, 70, 37, 21, 1.0f, 0.0f, plan[v][0][1]);
                 if (t == plan[v][1][0])
@@ -157,7 +162,7 @@ static void test_variants(void) {
 
 /* Corner shapes: 1x1, K = 0 (C = beta * C), K = 1, a split larger than K allows. */
 static void test_corners(void) {
-    const cf_cl_gemm_fast_choice big = {8, 8, 8, 1}, many = {4, 4, 16, 64};
+    const cf_cl_gemm_fast_choice big = {8, 8, 8, 1, 16}, many = {4, 4, 16, 64, 16};
     /* (128x128 with float4 accesses and 64x64 with element accesses: variants built already) */
     fast_case(&big, 0, 0, 1, 1, 1, 1.0f, 0.0f, 1);
     fast_case(&big, 1, 1, 1, 1, 7, 0.5f, 2.0f, 1);
@@ -169,7 +174,7 @@ static void test_corners(void) {
 
 /* Two runs of a split product give identical bits (the second pass adds slices in order). */
 static void test_deterministic(void) {
-    const cf_cl_gemm_fast_choice c = {8, 8, 8, 5};
+    const cf_cl_gemm_fast_choice c = {8, 8, 8, 5, 16};
     const int M = 140, N = 130, K = 300;
     pair A = pair_rand((size_t)K * M, 1.0f), B = pair_rand((size_t)K * N, 1.0f);
     pair C1 = pair_const((size_t)M * N, 0.0f), C2 = pair_const((size_t)M * N, 0.0f);
@@ -196,27 +201,29 @@ static void test_rule(void) {
     expect(c.rm == 8 && c.rn == 8 && c.split == 1,
            "rule, 132 CUs, LM head forward 4096 x 16000 x 384: %dx%d split %d (want 128x128, no "
            "split)",
-           16 * c.rm, 16 * c.rn, c.split);
+           c.wg * c.rm, c.wg * c.rn, c.split);
     cf_cl_gemm_fast_rule(384, 384, 4096, 132, 49152, &c);
     expect(c.split > 1 && cf_cl_gemm_fast_choice_valid(&c),
            "rule, 132 CUs, weight gradient 384 x 384 x 4096: split %d (want > 1)", c.split);
     cf_cl_gemm_fast_rule(4096, 4096, 4096, 132, 49152, &c);
     expect(c.rm == 8 && c.rn == 8 && c.split == 1, "rule, 132 CUs, 4096^3: %dx%d split %d",
-           16 * c.rm, 16 * c.rn, c.split);
+           c.wg * c.rm, c.wg * c.rn, c.split);
     int found = cf_cl_gemm_fast_rule(100, 100, 100, 1, 49152, &c);
     expect(found && cf_cl_gemm_fast_choice_valid(&c) && c.split == 1,
-           "rule, 1 CU, 100^3: a valid choice without split (%dx%d bk %d split %d)", 16 * c.rm,
-           16 * c.rn, c.bk, c.split);
+           "rule, 1 CU, 100^3: a valid choice without split (%dx%d bk %d split %d)", c.wg * c.rm,
+           c.wg * c.rn, c.bk, c.split);
     found = cf_cl_gemm_fast_rule(384, 384, 4096, 132, 17000, &c);
     expect(found && cf_cl_gemm_fast_local_bytes(&c) <= 17000,
-           "rule with 17000 bytes of local memory: %dx%d bk %d (%zu bytes)", 16 * c.rm, 16 * c.rn,
+           "rule with 17000 bytes of local memory: %dx%d bk %d (%zu bytes)", c.wg * c.rm, c.wg * c.rn,
            c.bk, cf_cl_gemm_fast_local_bytes(&c));
     found = cf_cl_gemm_fast_rule(4096, 4096, 4096, 132, 16384, &c);
     expect(!found, "rule with 16 KiB of local memory: no variant fits");
-    const cf_cl_gemm_fast_choice bad[] = {{2, 8, 8, 1}, {4, 4, 8, 1}, {8, 8, 8, 0}, {8, 8, 32, 1}};
+    const cf_cl_gemm_fast_choice bad[] = {
+        {2, 8, 8, 1, 16}, {4, 4, 8, 1, 16}, {8, 8, 8, 0, 16}, {8, 8, 32, 1, 16}, {8, 8, 8, 1, 12}};
     int all_rejected = 1;
-    for (int i = 0; i < 4; i++) all_rejected &= !cf_cl_gemm_fast_choice_valid(&bad[i]);
-    expect(all_rejected, "invalid choices (rm 2, 4x4 with bk 8, split 0, bk 32) are rejected");
+    for (int i = 0; i < 5; i++) all_rejected &= !cf_cl_gemm_fast_choice_valid(&bad[i]);
+    expect(all_rejected,
+           "invalid choices (rm 2, 4x4 with bk 8, split 0, bk 32, wg 12) are rejected");
     pair a = pair_rand(64, 1.0f);
     printf("(two error lines expected)\n");
     int rc = cf_backend_opencl_gemm_fast(GPU, &bad[1], 0, 0, 4, 4, 4, 1.0f, cf_view_make(a.g, PAD),
@@ -430,7 +437,7 @@ static int bench(double min_s) {
         cf_cl_gemm_fast_rule(s->M, s->N, s->K, (int)dev->compute_units, (size_t)dev->local_mem, &rc);
         r[3] = bench_time(1, NULL, s, a, b, c, min_s);
         cf_cl_gemm_fast_choice best = variants[0];
-        char all[2048] = "";
+        char all[4096] = "";
         size_t used = 0;
         for (int v = 0; v < N_VARIANTS; v++) {
             for (int k = 0; k < 8; k++) {
@@ -443,14 +450,16 @@ static int bench(double min_s) {
                     best = ch;
                 }
                 if (used < sizeof all - 40)
-                    used += (size_t)snprintf(all + used, sizeof all - used, " %dx%d/%d/s%d=%.1f",
-                                             16 * ch.rm, 16 * ch.rn, ch.bk, ch.split, x);
+                    used += (size_t)snprintf(all + used, sizeof all - used,
+                                             " %dx%d/%d/w%d/s%d=%.1f", ch.wg * ch.rm,
+                                             ch.wg * ch.rn, ch.bk, ch.wg, ch.split, x);
             }
         }
-        char rcs[32], bcs[32];
-        snprintf(rcs, sizeof rcs, "%dx%d bk%d split%d", 16 * rc.rm, 16 * rc.rn, rc.bk, rc.split);
-        snprintf(bcs, sizeof bcs, "%dx%d bk%d split%d", 16 * best.rm, 16 * best.rn, best.bk,
-                 best.split);
+        char rcs[40], bcs[40];
+        snprintf(rcs, sizeof rcs, "%dx%d bk%d wg%d split%d", rc.wg * rc.rm, rc.wg * rc.rn, rc.bk,
+                 rc.wg, rc.split);
+        snprintf(bcs, sizeof bcs, "%dx%d bk%d wg%d split%d", best.wg * best.rm, best.wg * best.rn,
+                 best.bk, best.wg, best.split);
         printf("%-15s %2d %2d %5d %5d %5d %7.2f %7.2f %7.2f %7.2f %7.2f  %-20s %-20s\n", s->name,
                s->ta, s->tb, s->M, s->N, s->K, r[0], r[1], r[2], r[3], r[4], rcs, bcs);
         printf("    all:%s\n", all);

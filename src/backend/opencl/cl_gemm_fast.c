@@ -10,12 +10,12 @@
 
 #include "backend/opencl/cl_gemm_fast.h"
 
-#define FAST_MAX_PROGRAMS 12
+#define FAST_MAX_PROGRAMS 24
 #define FAST_MAX_LOGGED 128
 #define FAST_MAX_SPLIT 64
 
 typedef struct {
-    int rm, rn, bk, vec;
+    int rm, rn, bk, vec, wg;
     cl_program program;
     cl_kernel k[4]; /* nn, nt, tn, tt */
     cl_kernel reduce;
@@ -38,8 +38,9 @@ static const char *fast_kernel_names[4] = {"gemm_fast_nn", "gemm_fast_nt", "gemm
 
 int cf_cl_gemm_fast_choice_valid(const cf_cl_gemm_fast_choice *c) {
     return c && (c->rm == 4 || c->rm == 8) && (c->rn == 4 || c->rn == 8) &&
-           (c->bk == 8 || c->bk == 16) && c->rm * c->bk >= 64 && c->rn * c->bk >= 64 &&
-           c->split >= 1 && c->split <= FAST_MAX_SPLIT;
+           (c->bk == 8 || c->bk == 16) && (c->wg == 8 || c->wg == 16) &&
+           c->rm * c->bk >= 4 * c->wg && c->rn * c->bk >= 4 * c->wg && c->split >= 1 &&
+           c->split <= FAST_MAX_SPLIT;
 }
 
 /* ---- the rule ----------------------------------------------------------------------------------
@@ -54,31 +55,33 @@ int cf_cl_gemm_fast_choice_valid(const cf_cl_gemm_fast_choice *c) {
  * long-K product with few outputs (weight gradients) at the price of the second pass.
  * resident and eff were fitted to every block/split candidate measured on the 15 GEMM shapes of a
  * training step (d_model 384, d_ff 1536, vocab 16000, 4096 rows) on an NVIDIA H200
- * (test_cl_gemm_fast --bench, docs/opencl.md): the rule's choices run those GEMMs in 9.0 ms, the
- * best candidate of each shape in 8.8 ms. resident agrees with the register counts NVIDIA's
+ * (test_cl_gemm_fast --bench, docs/opencl.md). resident agrees with the register counts NVIDIA's
  * compiler reports (128 for 8x8 outputs and K slices of 8: two groups of 256 per compute unit;
- * 129 to 144 with slices of 16: one; 79 to 99 for 8x4; 59 to 64 for 4x4). */
+ * 129 to 144 with slices of 16: one; 79 to 99 for 8x4; 59 to 64 for 4x4). Groups of 8 x 8
+ * work-items (64x64 blocks with 8x8 outputs each) were added later and fitted the same way: with
+ * them the rule's choices for those 15 shapes take 8.87 ms (9.09 ms without), the best measured
+ * candidate of each shape 8.62 ms. */
 typedef struct {
-    int rm, rn, bk;
+    int rm, rn, bk, wg;
     int resident;
     double eff;
 } fast_candidate;
 
 static const fast_candidate candidates[] = {
-    {8, 8, 8, 2, 1.00}, {8, 8, 16, 1, 0.95}, {8, 4, 16, 3, 0.90},
-    {4, 8, 16, 3, 0.85}, {4, 4, 16, 4, 0.65},
+    {8, 8, 8, 16, 2, 1.00}, {8, 8, 16, 16, 1, 0.95}, {8, 4, 16, 16, 3, 0.90},
+    {4, 8, 16, 16, 3, 0.85}, {4, 4, 16, 16, 4, 0.65}, {8, 8, 16, 8, 6, 0.95},
 };
 #define N_CANDIDATES (int)(sizeof candidates / sizeof candidates[0])
 
 size_t cf_cl_gemm_fast_local_bytes(const cf_cl_gemm_fast_choice *c) {
-    /* two copies of As[bk][16*rm + 4] and Bs[bk][16*rn + 4] (gemm_fast.cl) */
-    return (size_t)2 * c->bk * (size_t)(16 * c->rm + 4 + 16 * c->rn + 4) * sizeof(float);
+    /* two copies of As[bk][wg*rm + 4] and Bs[bk][wg*rn + 4] (gemm_fast.cl) */
+    return (size_t)2 * c->bk * (size_t)(c->wg * c->rm + 4 + c->wg * c->rn + 4) * sizeof(float);
 }
 
 static double fast_estimate(int M, int N, int K, int cu, const fast_candidate *c, int split) {
     const double rate = 128.0 * 1.9e9; /* multiply-adds per second of one compute unit */
     const double bandwidth = 2.5e12, launch = 4e-6;
-    const int bm = 16 * c->rm, bn = 16 * c->rn;
+    const int bm = c->wg * c->rm, bn = c->wg * c->rn;
     const int kps = ((K + split - 1) / split + c->bk - 1) / c->bk * c->bk;
     const int slices = kps > 0 ? (K + kps - 1) / kps : 1; /* the split actually used */
     const long long groups = (long long)((M + bm - 1) / bm) * ((N + bn - 1) / bn) * slices;
@@ -94,9 +97,10 @@ int cf_cl_gemm_fast_rule(int M, int N, int K, int compute_units, size_t local_me
     static const int splits[] = {1, 2, 3, 4, 6, 8, 12, 16};
     const int cu = compute_units > 0 ? compute_units : 1;
     double best = 0.0;
-    *out = (cf_cl_gemm_fast_choice){8, 8, 8, 1};
+    *out = (cf_cl_gemm_fast_choice){8, 8, 8, 1, 16};
     for (int c = 0; c < N_CANDIDATES; c++) {
-        const cf_cl_gemm_fast_choice cc = {candidates[c].rm, candidates[c].rn, candidates[c].bk, 1};
+        const cf_cl_gemm_fast_choice cc = {candidates[c].rm, candidates[c].rn, candidates[c].bk, 1,
+                                           candidates[c].wg};
         if (cf_cl_gemm_fast_local_bytes(&cc) > local_mem) continue;
         for (size_t s = 0; s < sizeof splits / sizeof splits[0]; s++) {
             const int split = splits[s];
@@ -106,7 +110,7 @@ int cf_cl_gemm_fast_rule(int M, int N, int K, int compute_units, size_t local_me
             if (best == 0.0 || t < best) {
                 best = t;
                 *out = (cf_cl_gemm_fast_choice){candidates[c].rm, candidates[c].rn,
-                                                candidates[c].bk, split};
+                                                candidates[c].bk, split, candidates[c].wg};
             }
         }
     }
@@ -179,15 +183,16 @@ static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int
     if (!st) return CF_ERR_NOMEM;
     for (int i = 0; i < st->n_progs; i++) {
         fast_program *g = &st->progs[i];
-        if (g->rm == c->rm && g->rn == c->rn && g->bk == c->bk && g->vec == vec) {
+        if (g->rm == c->rm && g->rn == c->rn && g->bk == c->bk && g->wg == c->wg &&
+            g->vec == vec) {
             *out = g;
             return CF_OK;
         }
     }
     if (st->n_progs == FAST_MAX_PROGRAMS) {
         cf_cl_fail(ctx, "gemm_fast: more than %d kernel variants requested (rm %d, rn %d, bk %d, "
-                        "vec %d)",
-                   FAST_MAX_PROGRAMS, c->rm, c->rn, c->bk, vec);
+                        "wg %d, vec %d)",
+                   FAST_MAX_PROGRAMS, c->rm, c->rn, c->bk, c->wg, vec);
         return CF_ERR_UNSUPPORTED;
     }
     const int verbose = fast_verbose(ctx);
@@ -196,13 +201,15 @@ static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int
      * cores with optimisation and 1 to 3 s without it. */
     const int cpu = !(ctx->dev.type & CL_DEVICE_TYPE_GPU);
     char opts[192];
-    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DRM=%d -DRN=%d -DBK=%d -DVEC=%d%s%s", c->rm, c->rn,
-             c->bk, vec, cpu ? " -cl-opt-disable" : "", verbose ? " -cl-nv-verbose" : "");
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DRM=%d -DRN=%d -DBK=%d -DWG=%d -DVEC=%d%s%s",
+             c->rm, c->rn, c->bk, c->wg, vec, cpu ? " -cl-opt-disable" : "",
+             verbose ? " -cl-nv-verbose" : "");
     fast_program g;
     memset(&g, 0, sizeof g);
     g.rm = c->rm;
     g.rn = c->rn;
     g.bk = c->bk;
+    g.wg = c->wg;
     g.vec = vec;
     CF_TRY(cf_cl_build_program(ctx, "gemm_fast.cl", opts, &g.program));
     if (verbose) { /* the compiler's lines about entry points, registers and spills */
@@ -212,8 +219,8 @@ static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int
                                          cap - 1, log, NULL) == CL_SUCCESS)
             for (char *line = strtok_r(log, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
                 if (strstr(line, "entry") || strstr(line, "registers") || strstr(line, "spill"))
-                    CF_INFO("gemm_fast rm %d rn %d bk %d vec %d: %s", c->rm, c->rn, c->bk, vec,
-                            line);
+                    CF_INFO("gemm_fast rm %d rn %d bk %d wg %d vec %d: %s", c->rm, c->rn, c->bk,
+                            c->wg, vec, line);
         free(log);
     }
     cl_int err = CL_SUCCESS;
@@ -229,10 +236,11 @@ static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int
         size_t wg = 0;
         err = clGetKernelWorkGroupInfo(k, ctx->dev.device, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg,
                                        &wg, NULL);
-        if (err == CL_SUCCESS && wg < (i < 4 ? 256u : 64u)) {
-            cf_cl_fail(ctx, "cl_kernels/gemm_fast.cl: %s (rm %d, rn %d, bk %d) runs at most %zu "
-                            "work-items per group on %s, it needs %d",
-                       name, c->rm, c->rn, c->bk, wg, ctx->dev.name, i < 4 ? 256 : 64);
+        const size_t need = i < 4 ? (size_t)c->wg * c->wg : 64u;
+        if (err == CL_SUCCESS && wg < need) {
+            cf_cl_fail(ctx, "cl_kernels/gemm_fast.cl: %s (rm %d, rn %d, bk %d, wg %d) runs at most "
+                            "%zu work-items per group on %s, it needs %zu",
+                       name, c->rm, c->rn, c->bk, c->wg, wg, ctx->dev.name, need);
             program_free(&g);
             return CF_ERR_UNSUPPORTED;
         }
@@ -299,7 +307,7 @@ static void log_choice(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, const cf_cl_gem
         st->n_logged++;
     }
     CF_DEBUG("gemm M=%d N=%d K=%d %c%c: fast %dx%d (bk %d, split %d, %s)", d->M, d->N, d->K,
-             d->ta ? 'T' : 'N', d->tb ? 'T' : 'N', 16 * c->rm, 16 * c->rn, c->bk, c->split,
+             d->ta ? 'T' : 'N', d->tb ? 'T' : 'N', c->wg * c->rm, c->wg * c->rn, c->bk, c->split,
              vec ? "float4" : "scalar");
 }
 
@@ -316,20 +324,20 @@ int cf_cl_gemm_fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d,
         return CF_ERR_UNSUPPORTED;
     }
     if (!cf_cl_gemm_fast_choice_valid(&c)) {
-        cf_cl_fail(ctx, "gemm_fast: invalid choice rm %d, rn %d, bk %d, split %d (rm, rn: 4 or 8; "
-                        "bk: 8 or 16 with rm*bk, rn*bk >= 64; split 1..%d)",
-                   c.rm, c.rn, c.bk, c.split, FAST_MAX_SPLIT);
+        cf_cl_fail(ctx, "gemm_fast: invalid choice rm %d, rn %d, bk %d, split %d, wg %d (rm, rn: 4 "
+                        "or 8; bk: 8 or 16; wg: 8 or 16 with rm*bk, rn*bk >= 4*wg; split 1..%d)",
+                   c.rm, c.rn, c.bk, c.split, c.wg, FAST_MAX_SPLIT);
         return CF_ERR_INVALID;
     }
     if (cf_cl_gemm_fast_local_bytes(&c) > ctx->dev.local_mem) {
         cf_cl_fail(ctx, "gemm_fast: %dx%d blocks with bk %d need %zu bytes of local memory; %s "
                         "has %llu",
-                   16 * c.rm, 16 * c.rn, c.bk, cf_cl_gemm_fast_local_bytes(&c), ctx->dev.name,
+                   c.wg * c.rm, c.wg * c.rn, c.bk, cf_cl_gemm_fast_local_bytes(&c), ctx->dev.name,
                    (unsigned long long)ctx->dev.local_mem);
         return CF_ERR_UNSUPPORTED;
     }
     if (!fast_state(ctx)) return CF_ERR_NOMEM;
-    const int bm = 16 * c.rm, bn = 16 * c.rn;
+    const int bm = c.wg * c.rm, bn = c.wg * c.rn;
     const int K = d->K > 0 ? d->K : 0;
     /* K per slice, a multiple of bk; the split actually used may be smaller than asked */
     int kps = (K + c.split - 1) / c.split;
@@ -353,9 +361,9 @@ int cf_cl_gemm_fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d,
     const int which = (d->ta ? 2 : 0) + (d->tb ? 1 : 0);
     /* without a bias the kernels still get a valid buffer for it (never read) */
     cl_mem bias_mem = d->bias ? d->bias : d->C;
-    size_t global[3] = {(size_t)((d->N + bn - 1) / bn) * 16, (size_t)((d->M + bm - 1) / bm) * 16,
-                        (size_t)split};
-    size_t local[3] = {16, 16, 1};
+    size_t global[3] = {(size_t)((d->N + bn - 1) / bn) * c.wg,
+                        (size_t)((d->M + bm - 1) / bm) * c.wg, (size_t)split};
+    size_t local[3] = {(size_t)c.wg, (size_t)c.wg, 1};
     if (split == 1)
         return cf_cl_launch(ctx, g->k[which], fast_kernel_names[which], 3, global, local,
                             CF_ARGS(ARG_INT(d->M), ARG_INT(d->N), ARG_INT(K), ARG_INT(kps),

@@ -9,10 +9,11 @@
 
 /* One variant of the kernel and how the product is split. */
 typedef struct cf_cl_gemm_fast_choice {
-    int rm, rn; /* outputs per work-item along m and n (4 or 8): blocks of C are 16*rm x 16*rn */
-    int bk;     /* K depth of one local-memory slice (8 or 16); rm*bk and rn*bk must be >= 64 */
+    int rm, rn; /* outputs per work-item along m and n (4 or 8): blocks of C are wg*rm x wg*rn */
+    int bk;     /* K depth of one local-memory slice (8 or 16); rm*bk and rn*bk must be >= 4*wg */
     int split;  /* K slices (1..64): > 1 writes partial products to scratch, then a second kernel
                  * adds them in order (deterministic) */
+    int wg;     /* work-group side: 16 (256 work-items) or 8 (64) */
 } cf_cl_gemm_fast_choice;
 
 /* Is the choice one the kernel can be built for (rm, rn, bk, split within the ranges above)? */
