@@ -4,7 +4,11 @@
 # measured plus <out>.partial, and a rerun resumes from it, finishes and removes it; a candidate
 # planted wrong (CF_TUNE_PLANT_WRONG) is rejected, reported and does not win; the tuning file is
 # valid and complete; clformer announces it with --verbose and trains with it to the same losses
-# as the CPU backend; a corrupt file gives one warning and training still runs.
+# as the CPU backend; a corrupt file gives one warning and training still runs. With CF_GEMM_FAST=1
+# (the register-blocked kernel on a CPU device) the tuner searches that kernel's choices (a
+# restricted set), rejects a choice planted wrong, records the best as "fast_choice"; training
+# with entries sent to that kernel runs each shape with its file's choice and matches the CPU
+# backend; an invalid fast_choice gives one warning naming the entry and the field.
 # Skips (77) without the tuner or an OpenCL device, unless CF_REQUIRE_OPENCL=1.
 #     bash tests/cli_tune.sh <path-to-clformer> <source-dir>
 set -u
@@ -44,6 +48,7 @@ expect_fail "unknown option" "$TUNE" --frobnicate
 expect_fail "--device cpu" "$TUNE" --device cpu
 expect_fail "missing config" "$TUNE" --device "$DEV" --config "$W/none.json"
 expect_fail "bad --squares" "$TUNE" --squares 12,x
+expect_fail "bad --fast-variants" "$TUNE" --fast-variants 8x8x4x16
 "$TUNE" --help | grep -q -- "--budget S" && ok "--help" || bad "--help does not document --budget"
 
 # a small model: every GEMM shape of its training step is tuned
@@ -99,15 +104,43 @@ print("  %d shapes; rejected: %s" % (len(t["gemm"]), m.group(0).strip()))
 PY
 
 # 3b. the backend's other kernel (cl_gemm_fast.c, GPUs; CF_GEMM_FAST=1 forces it here) is measured
-# as "fast", and the tiled candidates still run the tiled kernel
-CF_GEMM_FAST=1 "$TUNE" "${ARGS[@]}" --no-workgroups --out "$W/f.json" >"$W/f.out" 2>"$W/f.err" || bad "tuner with CF_GEMM_FAST=1 failed: $(tail -3 "$W/f.err")"
-python3 - "$W/f.json" "$W/f.out" <<'PY' && ok "CF_GEMM_FAST=1: 'fast GF/s' measured per shape, tiled candidates measured apart" || bad "CF_GEMM_FAST=1 run"
+# as "fast" with the rule's choice and over other choices (restricted here to one more variant and
+# splits 1 and 2: each variant is a kernel build), the best recorded as "fast_choice"; the first
+# choice other than the rule's is planted wrong; the tiled candidates still run the tiled kernel
+FAST_ARGS=(--no-workgroups --fast-variants 8x4x8x8 --fast-splits 1,2)
+CF_GEMM_FAST=1 CF_TUNE_PLANT_WRONG_FAST=1 "$TUNE" "${ARGS[@]}" "${FAST_ARGS[@]}" --out "$W/f.json" >"$W/f.out" 2>"$W/f.err" || bad "tuner with CF_GEMM_FAST=1 failed: $(tail -3 "$W/f.err")"
+python3 - "$W/f.json" "$W/f.out" <<'PY' && ok "CF_GEMM_FAST=1: the fast kernel measured per shape with the rule's choice and searched; the planted wrong choice is reported and not chosen" || bad "CF_GEMM_FAST=1 run"
+import json, re, sys
+t = json.load(open(sys.argv[1]))
+out = open(sys.argv[2]).read()
+assert "fast GF/s" in out and "fastT GF/s" in out
+splits2 = 0
+for g in t["gemm"]:
+    gf = g["gflops"]
+    assert gf["fast"] > 0 and gf["fast_rule"] > 0 and gf["rule"] > 0, g
+    assert g["path"] in ("native", "clblast", "fast"), g
+    f = g["fast_choice"]
+    assert f["rm"] in (4, 8) and f["rn"] in (4, 8) and f["bk"] in (8, 16) and f["wg"] in (8, 16), g
+    assert f["rm"] * f["bk"] >= 4 * f["wg"] and f["rn"] * f["bk"] >= 4 * f["wg"], g
+    assert f["split"] == 1 or g["K"] // f["split"] >= 128, g
+    splits2 += g["K"] >= 256
+assert splits2 >= 1, "no shape with K >= 256: split 2 never a candidate"
+# "<label> <op> <M>x<N>x<K>  f<rm>x<rn>b<bk>w<wg>s<split> max error ..."
+m = re.search(r"^  (\S+(?: \d+)?) +[NT]{2} .*?\bf(\d+)x(\d+)b(\d+)w(\d+)s(\d+) +max error", out, re.M)
+assert m, "no rejected fast-kernel choice in the report"
+g = [g for g in t["gemm"] if g["label"] == m.group(1)][0]
+f = g["fast_choice"]
+assert (f["rm"], f["rn"], f["bk"], f["wg"], f["split"]) != tuple(int(x) for x in m.groups()[1:]), g
+print("  %d shapes with a fast choice; rejected: %s" % (len(t["gemm"]), m.group(0).strip()))
+PY
+# every entry sent to the fast kernel: training under CF_GEMM_FAST=1 runs each shape with its
+# file's choice (debug log) and matches the CPU backend's losses (below, after the CPU run)
+python3 - "$W/f.json" "$W/fall.json" <<'PY' || bad "could not write fall.json"
 import json, sys
 t = json.load(open(sys.argv[1]))
-assert "fast GF/s" in open(sys.argv[2]).read()
 for g in t["gemm"]:
-    assert g["gflops"]["fast"] > 0 and g["gflops"]["rule"] > 0, g
-    assert g["path"] in ("native", "clblast", "fast"), g
+    g["path"] = "fast"
+json.dump(t, open(sys.argv[2], "w"), indent=1)
 PY
 
 # 4. clformer uses it: announced with --verbose, same losses as the CPU backend
@@ -143,6 +176,40 @@ for x, y in zip(a, b):
 print("  losses cpu %s, tuned opencl %s" % (["%.5f" % x for x in a], ["%.5f" % y for y in b]))
 PY
 
+# 4b. the file's fast choices in use: every entry of the CF_GEMM_FAST=1 tuning sent to the fast
+# kernel; each GEMM shape of the step runs with its entry's choice, losses as on the CPU backend
+CF_GEMM_FAST=1 CF_TUNING="$W/fall.json" $CLF train configs/tiny.json $SMALL --device "$DEV" --steps 3 --out "$W/fa" --log "$W/fa.jsonl" --verbose >"$W/fa.out" 2>"$W/fa.err" || bad "training with fast choices failed: $(tail -3 "$W/fa.err")"
+python3 - "$W/fall.json" "$W/fa.err" <<'PY' && ok "CF_GEMM_FAST=1 and path fast: each GEMM shape of the step ran with its file's fast choice (debug log)" || bad "fast choices of the tuning file not used"
+import json, re, sys
+t = json.load(open(sys.argv[1]))
+log = open(sys.argv[2]).read()
+entries = {(g["M"], g["N"], g["K"], "NT"[g["ta"]] + "NT"[g["tb"]]): g for g in t["gemm"]}
+seen = 0
+for m in re.finditer(r"gemm M=(\d+) N=(\d+) K=(\d+) ([NT]{2}): (.*)", log):
+    K = int(m.group(3))
+    g = entries.get((int(m.group(1)), int(m.group(2)), K, m.group(4)))
+    if not g:
+        continue
+    seen += 1
+    f = g["fast_choice"]
+    kps = -(-(-(-K // f["split"])) // f["bk"]) * f["bk"]  # K per slice, a multiple of bk
+    split = -(-K // kps)                                  # the split actually run
+    want = r"fast %dx%d \(bk %d, split %d, (float4|scalar), from the tuning file\)$" % (
+        f["wg"] * f["rm"], f["wg"] * f["rn"], f["bk"], split)
+    assert re.match(want, m.group(5)), (m.group(0), want)
+assert seen >= 10, seen
+print("  %d GEMM shapes of the step ran their file's fast choice" % seen)
+PY
+python3 - "$W/cpu.jsonl" "$W/fa.jsonl" <<'PY' && ok "training with the file's fast choices matches the CPU backend's losses" || bad "losses with fast choices differ from the CPU backend"
+import json, sys
+a = [json.loads(l)["loss"] for l in open(sys.argv[1])]
+b = [json.loads(l)["loss"] for l in open(sys.argv[2])]
+assert len(a) == len(b) == 3, (a, b)
+for x, y in zip(a, b):
+    assert abs(x - y) <= 2e-3 * max(1.0, abs(x)), (a, b)
+print("  losses cpu %s, fast choices %s" % (["%.5f" % x for x in a], ["%.5f" % y for y in b]))
+PY
+
 # 5. a corrupt file named with --tuning: one warning, the run goes on
 echo '{"format": "clformer-tuning", "version": 1, "gemm": [' > "$W/bad.json"
 if $CLF train configs/tiny.json $SMALL --device "$DEV" --tuning "$W/bad.json" --steps 1 --out "$W/bad" >"$W/bad.out" 2>"$W/bad.err"; then
@@ -150,6 +217,25 @@ if $CLF train configs/tiny.json $SMALL --device "$DEV" --tuning "$W/bad.json" --
   [ "$n" = 1 ] && ok "corrupt tuning file: $(grep '^warning: tuning file' "$W/bad.err" | cut -c1-120)..." || bad "corrupt tuning file: $n warnings: $(cat "$W/bad.err")"
 else
   bad "training with a corrupt tuning file failed: $(tail -3 "$W/bad.err")"
+fi
+
+# 5b. an invalid fast_choice: one warning naming the entry, the field and the fix; the run goes on
+python3 - "$W/f.json" "$W/badfast.json" <<'PY' || bad "could not write badfast.json"
+import json, sys
+t = json.load(open(sys.argv[1]))
+t["gemm"][1]["fast_choice"]["bk"] = 12
+json.dump(t, open(sys.argv[2], "w"), indent=1)
+PY
+if $CLF train configs/tiny.json $SMALL --device "$DEV" --tuning "$W/badfast.json" --steps 1 --out "$W/bf" >"$W/bf.out" 2>"$W/bf.err"; then
+  line=$(grep "^warning: tuning file" "$W/bf.err")
+  n=$(grep -c "^warning: tuning file" "$W/bf.err")
+  if [ "$n" = 1 ] && echo "$line" | grep -q "gemm\[1\] (qkv.dinp).fast_choice: rm [48], rn [48], bk 12, wg [0-9]* is no variant of the fast kernel" && echo "$line" | grep -q "rerun clformer-tune"; then
+    ok "invalid fast_choice: $(echo "$line" | cut -c1-60)...$(echo "$line" | grep -o 'gemm\[1\].*kernel')"
+  else
+    bad "invalid fast_choice: $n warnings: $(cat "$W/bf.err")"
+  fi
+else
+  bad "training with an invalid fast_choice failed: $(tail -3 "$W/bf.err")"
 fi
 
 [ $fail = 0 ] && echo "PASS cli_tune" || echo "FAIL cli_tune"

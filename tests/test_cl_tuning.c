@@ -1,18 +1,24 @@
 /* clformer test: tuning files (src/backend/opencl/cl_tuning.c). Without a device: a tuning round-
- * trips through JSON and through a file field by field; corrupt or invalid files are refused with
- * a reason naming the field; shape lookup (exact, same bucket, miss) and file names. With an OpenCL
- * device: a missing, corrupt, invalid, stale (other driver) or foreign (other device) file gives
- * exactly one warning and the built-in rule; CF_TUNING=off gives none; a matching file is found
- * automatically under ./configs/tuning/ and announced at debug level; and a backend running tuned
- * parameters (odd tiles, WPT, K slices, vector widths, paddings, CLBlast/native per shape, a
- * variant that does not fit the device, tuned work-group sizes) still matches the CPU backend on
- * GEMMs of every transpose, LayerNorm, attention, softmax cross-entropy and AdamW.
+ * trips through JSON and through a file field by field (the register-blocked kernel's fast choice
+ * included); corrupt or invalid files (an invalid fast choice among them) are refused with a reason
+ * naming the entry and the field; the committed H200 file (written before fast choices existed)
+ * still loads; shape lookup (exact, same bucket, miss) and file names. With an OpenCL device: a
+ * missing, corrupt, invalid, stale (other driver) or foreign (other device) file gives exactly one
+ * warning and the built-in rule; CF_TUNING=off gives none; a matching file is found automatically
+ * under ./configs/tuning/ and announced at debug level; a backend running tuned parameters (odd
+ * tiles, WPT, K slices, vector widths, paddings, CLBlast/native per shape, a variant that does not
+ * fit the device, tuned work-group sizes) still matches the CPU backend on GEMMs of every
+ * transpose, LayerNorm, attention, softmax cross-entropy and AdamW; and under CF_GEMM_FAST=1 (the
+ * register-blocked kernel on a CPU device) the dispatch runs a shape with its entry's fast choice
+ * (exact and same-bucket entries), falls back to the rule with one debug line when the choice no
+ * longer fits the device's local memory, and matches the CPU backend.
  *   test_cl_tuning [--device SPEC] [--tuned-only]
  * --tuned-only: only the tuned backend against the CPU (one backend: for oclgrind). */
 #define _POSIX_C_SOURCE 200809L /* setenv, mkdtemp, chdir */
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "backend/opencl/cl_gemm_fast.h"
 #include "backend/opencl/cl_internal.h"
 #include "backend/opencl/cl_tuning.h"
 #include "test_cl_common.h"
@@ -41,7 +47,9 @@ static cf_tuning_gemm entry(const char *label, int ta, int tb, int M, int N, int
 }
 
 static int same_gemm(const cf_tuning_gemm *a, const cf_tuning_gemm *b) {
-    return !strcmp(a->label, b->label) && a->M == b->M && a->N == b->N && a->K == b->K &&
+    return !memcmp(&a->fast, &b->fast, sizeof a->fast) &&
+           fabs(a->gflops_fast_rule - b->gflops_fast_rule) < 1e-9 && !strcmp(a->label, b->label) &&
+           a->M == b->M && a->N == b->N && a->K == b->K &&
            a->ta == b->ta && a->tb == b->tb && a->tile == b->tile && a->wpt == b->wpt &&
            a->tk == b->tk && a->vw == b->vw && a->pad == b->pad && a->path == b->path &&
            fabs(a->gflops_tuned - b->gflops_tuned) < 1e-9 &&
@@ -80,6 +88,8 @@ static void sample(cf_tuning *t, const char *platform, const char *device, const
     g = entry("head.dw", 1, 0, 16000, 384, 4096, 8, 4, 32, 2, 1, CF_TUNING_CLBLAST);
     TCL_OK(cf_tuning_set_gemm(t, &g));
     g = entry("square 512", 0, 0, 512, 512, 512, 32, 2, 8, 8, 2, CF_TUNING_FAST);
+    g.fast = (cf_tuning_fast){4, 8, 16, 16, 3}; /* 64x128 blocks, K in 3 slices */
+    g.gflops_fast_rule = 160.5;
     TCL_OK(cf_tuning_set_gemm(t, &g));
     t->wg[CF_TUNE_ATTENTION] = (cf_tuning_wg){128, 256, 10.5, 12.25};
     t->wg[CF_TUNE_ADAMW] = (cf_tuning_wg){64, 256, 3.5, 4.75};
@@ -96,6 +106,13 @@ static void test_roundtrip(void) {
     expect(rc == CF_OK && same_tuning(&t, &back),
            "tuning round-trips through JSON: %d entries, 2 work-group sizes (%s)", back.n_gemm,
            rc == CF_OK ? "parsed" : why);
+    expect(strstr(json, "\"fast_choice\":") && rc == CF_OK && back.gemm[2].fast.rm == 4 &&
+               back.gemm[2].fast.rn == 8 && back.gemm[2].fast.bk == 16 &&
+               back.gemm[2].fast.wg == 16 && back.gemm[2].fast.split == 3 &&
+               back.gemm[0].fast.rm == 0 && !strstr(strstr(json, "\"fast_choice\":") + 1,
+                                                   "\"fast_choice\":"),
+           "the fast choice is written as \"fast_choice\" only for the entry that has one and "
+           "read back (rm 4, rn 8, bk 16, wg 16, split 3)");
     char path[700];
     snprintf(path, sizeof path, "%s/sub/dir/t.json", g_dir);
     TCL_OK(cf_tuning_save(&t, path));
@@ -145,6 +162,17 @@ static void test_parse_errors(void) {
         {"unknown kernel family", "\"adamw\":", "\"adam\":", "unknown kernel family 'adam'"},
         {"gemm not an array", "\"gemm\":\t[", "\"gemm\":\t\"none\", \"g2\":\t[",
          "'gemm' must be an array"},
+        /* the fast choice of entry 2 ("square 512"): rm 4, rn 8, bk 16, wg 16, split 3 */
+        {"fast_choice not an object", "\"fast_choice\":\t{",
+         "\"fast_choice\":\t[], \"x\":\t{", "gemm[2] (square 512): field 'fast_choice' must be"},
+        {"fast_choice rm 5", "\"rm\":\t4", "\"rm\":\t5",
+         "gemm[2] (square 512).fast_choice: rm 5, rn 8, bk 16, wg 16 is no variant"},
+        {"fast_choice 4x8 with bk 8 and wg 16", "\"bk\":\t16", "\"bk\":\t8",
+         "gemm[2] (square 512).fast_choice: rm 4, rn 8, bk 8, wg 16 is no variant"},
+        {"fast_choice split 0", "\"split\":\t3", "\"split\":\t0",
+         "gemm[2] (square 512).fast_choice: field 'split' must be an integer in 1..64"},
+        {"fast_choice without wg", "\"wg\":\t16", "\"wq\":\t16",
+         "gemm[2] (square 512).fast_choice: field 'wg' (an integer in 8..16) is missing"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *bad;
@@ -168,6 +196,27 @@ static void test_parse_errors(void) {
     int rc = cf_tuning_load(path, &t, why, sizeof why);
     expect(rc == CF_ERR_NOT_FOUND, "a missing file: CF_ERR_NOT_FOUND (%s)", why);
     free(good);
+}
+
+/* A file written before fast choices existed: "path": "fast" meant the backend's untuned choice,
+ * and gflops.fast its speed. It loads; no entry has a fast choice; fast_rule takes "fast". */
+static void test_old_file(void) {
+    const char *path = CF_SOURCE_DIR "/configs/tuning/nvidia-cuda__nvidia-h200.json";
+    cf_tuning t;
+    char why[512] = "";
+    int rc = cf_tuning_load(path, &t, why, sizeof why);
+    int with_choice = 0, fast = 0, fast_rule_ok = 1;
+    for (int i = 0; rc == CF_OK && i < t.n_gemm; i++) {
+        with_choice += t.gemm[i].fast.rm != 0;
+        fast += t.gemm[i].path == CF_TUNING_FAST;
+        if (t.gemm[i].gflops_fast_rule != t.gemm[i].gflops_fast) fast_rule_ok = 0;
+    }
+    expect(rc == CF_OK && t.n_gemm > 0 && with_choice == 0 && fast > 0 && fast_rule_ok,
+           "the committed %s loads (%s): %d entries, %d on path fast, none with a fast choice, "
+           "gflops.fast_rule = gflops.fast",
+           "configs/tuning/nvidia-cuda__nvidia-h200.json", rc == CF_OK ? "ok" : why, t.n_gemm,
+           fast);
+    cf_tuning_free(&t);
 }
 
 static void test_lookup(void) {
@@ -251,7 +300,15 @@ static void device_tuning(cf_tuning *t, const char *driver) {
         entry("fast", 0, 0, 100, 90, 80, 16, 4, 16, 1, 1, CF_TUNING_FAST),
         /* does not fit any device: 1024x1024 blocks need 512 KiB + of local memory */
         entry("too big", 1, 0, 40, 30, 20, 64, 16, 64, 1, 1, CF_TUNING_NATIVE),
+        /* the register-blocked kernel with the entry's choice (where that kernel applies: GPUs,
+         * CF_GEMM_FAST=1): 64x32 blocks, K in 2 slices */
+        entry("fast choice", 0, 1, 96, 80, 300, 8, 4, 16, 1, 1, CF_TUNING_FAST),
+        /* a choice of 128x128 blocks with K slices of 16 (33 KiB of local memory): test_fast_choice
+         * makes the device's local memory smaller */
+        entry("fast, too big", 1, 0, 72, 40, 136, 8, 4, 16, 1, 1, CF_TUNING_FAST),
     };
+    e[10].fast = (cf_tuning_fast){8, 4, 8, 8, 2};
+    e[11].fast = (cf_tuning_fast){8, 8, 16, 16, 1};
     for (size_t i = 0; i < sizeof e / sizeof e[0]; i++) TCL_OK(cf_tuning_set_gemm(t, &e[i]));
     t->wg[CF_TUNE_ATTENTION] = (cf_tuning_wg){32, 256, 1, 1};
     t->wg[CF_TUNE_LAYERNORM] = (cf_tuning_wg){64, 256, 1, 1};
@@ -276,6 +333,13 @@ static void test_fallbacks(void) {
     write_text(path, bad);
     free(bad);
     expect_fallback("a file with an out-of-range field", path, "'pad'");
+    bad = edit(good, "\"rn\":\t4", "\"rn\":\t6");
+    snprintf(path, sizeof path, "%s/invalid_fast.json", g_dir);
+    write_text(path, bad);
+    free(bad);
+    expect_fallback("a file with an invalid fast choice", path,
+                    "gemm[10] (fast choice).fast_choice: rm 8, rn 6, bk 8, wg 8 is no variant of "
+                    "the fast kernel");
 
     device_tuning(&t, "0.0-another-driver");
     snprintf(path, sizeof path, "%s/stale.json", g_dir);
@@ -406,6 +470,8 @@ static void test_tuned_ops(void) {
     const int B = 2, T = 19, AC = 24, NH = 3;
     size_t btc = (size_t)B * T * AC, att = (size_t)B * NH * T * T;
     pair qkv = pair_rand(3 * btc, 1.0f), aout = pair_rand(btc, 1.0f), a = pair_rand(att, 1.0f);
+    /* the batched GEMM path of attention (not the fused kernels), whose products are tuned */
+    setenv("CF_ATTENTION", "gemm", 1);
     cf_log_set_level(CF_LOG_DEBUG);
     g_log[0] = 0;
     BOTH(cf_be_attention_forward(be, V(aout), V(a), V(qkv), B, T, AC, NH));
@@ -446,6 +512,79 @@ static void test_tuned_ops(void) {
     pair_free(prm), pair_free(grd), pair_free(m), pair_free(v);
 }
 
+/* count of non-overlapping occurrences of needle in hay */
+static int count_of(const char *hay, const char *needle) {
+    int n = 0;
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + strlen(needle), needle)) n++;
+    return n;
+}
+
+/* the log line that starts with `start` ("" when none) */
+static void log_line(const char *start, char *out, size_t len) {
+    const char *p = strstr(g_log, start);
+    size_t n = p ? strcspn(p, "\n") : 0;
+    snprintf(out, len, "%.*s", (int)n, p ? p : "");
+}
+
+/* The register-blocked kernel with the tuning file's choices (device_tuning's "fast choice" and
+ * "fast, too big" entries), on the backend of test_tuned_ops. */
+static void test_fast_choice(void) {
+    cf_cl_ctx *ctx = GPU->ctx;
+    const int gpu = (ctx->dev.type & CL_DEVICE_TYPE_GPU) != 0;
+    int level = cf_log_get_level();
+    cf_log_set_level(CF_LOG_DEBUG);
+    /* where the fast kernel does not apply (a CPU device without CF_GEMM_FAST), a "fast" entry
+     * leaves the shape to the untuned choice (CLBlast or the tiled rule) */
+    unsetenv("CF_GEMM_FAST");
+    g_log[0] = 0;
+    gemm_case("tuned fast choice", 0, 1, 96, 80, 300, 1.0f, 0.0f);
+    char line[200];
+    log_line("gemm M=96 N=80 K=300 NT: ", line, sizeof line);
+    expect(gpu ? strstr(line, ": fast 64x32 (bk 8, split 2, scalar, from the tuning file)") != NULL
+               : line[0] && !strstr(line, ": fast"),
+           "without CF_GEMM_FAST on this %s device, NT 96x80x300 (path fast, a fast choice) runs "
+           "%s (%s)",
+           gpu ? "GPU" : "non-GPU", gpu ? "the file's fast choice" : "another kernel", line);
+
+    /* CF_GEMM_FAST=1: every plain product on the register-blocked kernel; a device with less
+     * local memory than the "fast, too big" choice needs (33 KiB; the rule's choices fit) */
+    setenv("CF_GEMM_FAST", "1", 1);
+    const cl_ulong local_mem = ctx->dev.local_mem;
+    ctx->dev.local_mem = 20000;
+    g_log[0] = 0;
+    gemm_case("tuned fast choice", 0, 1, 96, 80, 300, 0.7f, 0.5f);
+    gemm_case("tuned fast choice, same bucket", 0, 1, 100, 84, 290, 1.0f, 0.0f);
+    gemm_case("tuned fast choice that does not fit", 1, 0, 72, 40, 136, 1.0f, 0.0f);
+    gemm_case("tuned fast choice that does not fit", 1, 0, 72, 40, 136, 0.7f, 0.5f);
+    gemm_case("tuned path fast without a choice", 0, 0, 100, 90, 80, 1.0f, 0.0f);
+    ctx->dev.local_mem = local_mem;
+    unsetenv("CF_GEMM_FAST");
+    cf_log_set_level(level);
+    if (!gpu) /* on a GPU the shape was logged above already */
+        expect(strstr(g_log, "gemm M=96 N=80 K=300 NT: fast 64x32 (bk 8, split 2, scalar, from the "
+                             "tuning file)") != NULL,
+               "CF_GEMM_FAST=1: NT 96x80x300 runs its entry's fast choice, 64x32 blocks in 2 K "
+               "slices (debug log)");
+    expect(strstr(g_log, "gemm M=100 N=84 K=290 NT: fast 64x32 (bk 8, split 2, scalar, from the "
+                         "tuning file, same bucket)") != NULL,
+           "CF_GEMM_FAST=1: NT 100x84x290 runs the fast choice of the same bucket's entry (debug "
+           "log)");
+    const char *fb = strstr(g_log, "gemm M=72 N=40 K=136 TN: the tuning file's fast choice "
+                                   "(fast, too big, rm 8, rn 8, bk 16, wg 16, split 1) is invalid "
+                                   "or does not fit");
+    char ran[200];
+    log_line("gemm M=72 N=40 K=136 TN: fast ", ran, sizeof ran);
+    expect(fb && count_of(g_log, "the tuning file's fast choice") == 1 && ran[0] &&
+               !strstr(ran, "tuning file") && !strstr(ran, "128x128 (bk 16"),
+           "a fast choice that no longer fits the local memory: one debug line, then the rule's "
+           "choice (%s)",
+           ran[0] ? ran : "no 'fast' line for TN 72x40x136");
+    log_line("gemm M=100 N=90 K=80 NN: fast ", ran, sizeof ran);
+    expect(ran[0] && !strstr(ran, "tuning file"),
+           "path fast without a fast choice (an older file): the rule's choice (%s)",
+           ran[0] ? ran : "no 'fast' line for NN 100x90x80");
+}
+
 int main(int argc, char **argv) {
     double t0 = cf_time_now();
     const char *spec = NULL;
@@ -467,6 +606,7 @@ int main(int argc, char **argv) {
     if (!tuned_only) {
         test_roundtrip();
         test_parse_errors();
+        test_old_file();
         test_lookup();
     }
 
@@ -491,8 +631,12 @@ int main(int argc, char **argv) {
         TCL_OK(cf_tuning_save(&t, path));
         cf_tuning_free(&t);
         setenv("CF_TUNING", path, 1);
-        if (tcl_open("test_cl_tuning", NULL, &code) == 0) test_tuned_ops();
-        else return code;
+        if (tcl_open("test_cl_tuning", NULL, &code) == 0) {
+            test_tuned_ops();
+            test_fast_choice();
+        } else {
+            return code;
+        }
     }
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);

@@ -1,7 +1,8 @@
 /* clformer-tune: measures clformer's OpenCL kernels on one device and writes a tuning file
  * (configs/tuning/<platform>__<device>.json) that the OpenCL backend loads at creation: the best
  * native GEMM parameters (work-group tile, work per thread, K slice, vector width, local-memory
- * padding) and the CLBlast-or-native choice for each GEMM shape of a config plus a square set, and
+ * padding), where the register-blocked kernel applies (GPUs) its best variant and split-K, and the
+ * CLBlast / tiled / register-blocked choice for each GEMM shape of a config plus a square set, and
  * the work-group sizes of the attention, LayerNorm, cross-entropy and AdamW kernels.
  * Every candidate's result is checked against the CPU backend before it may win. Times are device
  * times between OpenCL profiling events, medians of repeats after a warm-up run. A rerun resumes
@@ -21,6 +22,7 @@
 
 #include "backend/backend.h"
 #include "backend/opencl/cl_backend.h"
+#include "backend/opencl/cl_gemm_fast.h"
 #include "backend/opencl/cl_internal.h"
 #include "backend/opencl/cl_tuning.h"
 #include "clformer/common.h"
@@ -34,7 +36,9 @@ static const char *HELP =
     "  - GEMM: for each shape of CONFIG's training step (QKV, attention projection, MLP up/down,\n"
     "    LM head; forward, input-gradient and weight-gradient products) and a set of squares,\n"
     "    the native kernel's work-group tile, work per thread, K slice, vector width and\n"
-    "    local-memory padding, and whether CLBlast or the native kernel is faster;\n"
+    "    local-memory padding; where the register-blocked kernel applies (GPUs, or\n"
+    "    CF_GEMM_FAST=1) its variant and split-K; and whether CLBlast, the tiled or the\n"
+    "    register-blocked kernel is fastest;\n"
     "  - the work-group sizes of the attention softmax, LayerNorm, cross-entropy and AdamW\n"
     "    kernels.\n"
     "Each candidate's result is compared with the CPU backend; wrong ones are rejected and\n"
@@ -47,8 +51,9 @@ static const char *HELP =
     "  --config FILE    take the GEMM shapes and kernel sizes from this config (default: squares\n"
     "                   only, kernel sizes of the built-in tiny model)\n"
     "  --out FILE       where to write (default configs/tuning/<platform>__<device>.json)\n"
-    "  --quick          fewer candidates and repeats (an H200: 12 s for wiki_cache_optimized; a\n"
-    "                   2-core CPU device: about 15 minutes for it, 20 s for configs/tiny.json)\n"
+    "  --quick          fewer candidates and repeats (an H200: 12 s for wiki_cache_optimized\n"
+    "                   before the fast-kernel search; a 2-core CPU device: about 15 minutes\n"
+    "                   for it, 20 s for configs/tiny.json)\n"
     "  --budget S       stop after S seconds (at least one measurement), write what was measured;\n"
     "                   rerun to continue\n"
     "  --repeats N      timed runs per candidate (default 7, --quick 3)\n"
@@ -58,6 +63,13 @@ static const char *HELP =
     "                   candidate values, comma separated (defaults: tiles 4,8,16,32, wpt\n"
     "                   1,2,4,8, tk 8,16,32, vw 1,2,4,8, pad 0,1,2, work-group sizes\n"
     "                   32..1024; --quick: 8,16 / 4,8 / 16,32 / 1,4 / 0,1 / 64..512)\n"
+    "  --fast-variants L  register-blocked kernel variants RMxRNxBKxWG, comma separated, at most\n"
+    "                   8 (default the 8 of test_cl_gemm_fast: 8x8x8x16,8x8x16x16,8x4x16x16,\n"
+    "                   4x8x16x16,4x4x16x16,8x8x8x8,8x8x16x8,8x4x8x8); 'none': measure only\n"
+    "                   the rule's choice. The rule's choice is always a candidate.\n"
+    "  --fast-splits L  split-K values (default 1,2,3,4,6,8,12,16; --quick: 1, the rule's\n"
+    "                   split and its neighbours in that list); only splits leaving K/split\n"
+    "                   >= 128\n"
     "  --no-gemm        skip the GEMM sweep      --no-workgroups  skip the work-group sweep\n"
     "  --restart        ignore the results of an interrupted run (<out>.partial)\n"
     "  --quiet/--verbose\n"
@@ -97,6 +109,9 @@ typedef struct {
     double budget;
     int squares[16], n_squares;
     int list[6][8], n_list[6]; /* candidate values: tiles, wpt, tk, vw, pad, ls */
+    cf_cl_gemm_fast_choice fast_var[8]; /* --fast-variants (split unused) */
+    int n_fast_var;                     /* -1 none, 0 the default table */
+    int fast_split[8], n_fast_split;    /* --fast-splits; 0 = the default */
 } options;
 
 typedef struct {
@@ -133,6 +148,9 @@ typedef struct {
     const cand *cur; /* the candidate the GEMM hook answers with */
     int plant_wrong; /* test switch CF_TUNE_PLANT_WRONG=N: corrupt the Nth checked candidate */
     int checked;     /* native candidates other than the rule checked so far */
+    const cf_cl_gemm_fast_choice *fcur; /* the register-blocked choice run_fast runs */
+    int plant_wrong_fast; /* CF_TUNE_PLANT_WRONG_FAST=N: the same for the fast-kernel choices */
+    int checked_fast;     /* fast-kernel choices other than the rule's checked so far */
     /* report lines */
     char **rejects;
     int n_rejects;
@@ -486,6 +504,25 @@ static int run_gemm(tuner *T, void *arg) {
                       cf_view_make(T->gB, 0), ldb, 0.0f, cf_view_make(T->gC, 0), s->N);
 }
 
+/* the register-blocked kernel with the choice T->fcur, called directly (whatever the dispatch
+ * would pick for the shape) */
+static int run_fast(tuner *T, void *arg) {
+    const shape *s = arg;
+    int lda = s->ta ? s->M : s->K, ldb = s->tb ? s->K : s->N;
+    return cf_backend_opencl_gemm_fast(T->be, T->fcur, s->ta, s->tb, s->M, s->N, s->K, 1.0f,
+                                       cf_view_make(T->gA, 0), lda, cf_view_make(T->gB, 0), ldb,
+                                       0.0f, cf_view_make(T->gC, 0), s->N);
+}
+
+static void fast_key(const cf_cl_gemm_fast_choice *c, char *out, size_t len) {
+    snprintf(out, len, "f%dx%db%dw%ds%d", c->rm, c->rn, c->bk, c->wg, c->split);
+}
+
+static int same_fast(const cf_cl_gemm_fast_choice *a, const cf_cl_gemm_fast_choice *b) {
+    return a->rm == b->rm && a->rn == b->rn && a->bk == b->bk && a->wg == b->wg &&
+           a->split == b->split;
+}
+
 /* the CPU backend's result for shape i (computed once) */
 static int reference(tuner *T, int i, const float **out) {
     if (T->ref[i]) {
@@ -519,8 +556,10 @@ static int reference(tuner *T, int i, const float **out) {
     return CF_OK;
 }
 
-/* what a measurement runs */
-enum { KIND_NATIVE, KIND_CLBLAST, KIND_FAST };
+/* what a measurement runs: the tiled kernel with a candidate, CLBlast, the backend's untuned choice
+ * (the register-blocked kernel with its rule, where it takes the shape), the register-blocked
+ * kernel with the choice T->fcur */
+enum { KIND_NATIVE, KIND_CLBLAST, KIND_FAST, KIND_FAST_CHOICE };
 
 /* Select on the backend: the tiled kernel with candidate c (native mode), CLBlast (clblast mode),
  * or the backend's untuned choice (auto mode, no hook: what a tuning entry with path "fast"
@@ -530,12 +569,12 @@ static int select_gemm(tuner *T, const cand *c, int kind) {
     /* CF_GEMM_FAST=1 (read per product by cl_gemm_fast.c) would send the tiled candidates to the
      * other kernel: it applies only to the untuned choice */
     if (kind == KIND_FAST && T->fast_env[0]) setenv("CF_GEMM_FAST", T->fast_env, 1);
-    else if (kind == KIND_FAST) unsetenv("CF_GEMM_FAST");
+    else if (kind == KIND_FAST || kind == KIND_FAST_CHOICE) unsetenv("CF_GEMM_FAST");
     else setenv("CF_GEMM_FAST", "0", 1);
-    CF_TRY(cf_backend_opencl_set_gemm_tuner(T->be, kind == KIND_FAST ? NULL : cand_hook, T));
+    CF_TRY(cf_backend_opencl_set_gemm_tuner(T->be, kind == KIND_NATIVE ? cand_hook : NULL, T));
     return cf_backend_opencl_set_gemm(T->be, kind == KIND_CLBLAST ? "clblast"
-                                             : kind == KIND_FAST  ? "auto"
-                                                                  : "native");
+                                             : kind == KIND_NATIVE ? "native"
+                                                                   : "auto");
 }
 
 /* Which of cl_gemm.c's paths ran shape s last: 1 the tiled kernel, 2 CLBlast (it marks the memo
@@ -579,11 +618,17 @@ static int measure_gemm(tuner *T, int i, const cand *c, int kind, int is_rule, c
     CF_TRY(reference(T, i, &ref));
     size_t n = (size_t)s->M * s->N;
     CF_TRY(cf_be_fill(T->be, cf_view_make(T->gC, 0), NAN, n)); /* unwritten elements show */
-    int rc = run_gemm(T, (void *)s);
+    const work_fn fn = kind == KIND_FAST_CHOICE ? run_fast : run_gemm;
+    ctx->quiet_init = kind == KIND_FAST_CHOICE; /* a variant that does not build: its note */
+    ctx->last_error[0] = 0;
+    int rc = fn(T, (void *)s);
+    ctx->quiet_init = 0;
     if (rc >= 0) rc = cf_be_download(T->be, T->host_c, cf_view_make(T->gC, 0), n * 4);
     if (rc < 0) {
         r->status = CAND_UNSUPPORTED;
-        snprintf(r->note, sizeof r->note, "the run failed (%s)", cf_status_str(rc));
+        snprintf(r->note, sizeof r->note, "the run failed (%s)%s%.400s", cf_status_str(rc),
+                 ctx->last_error[0] ? ": " : "", ctx->last_error);
+        ctx->last_error[0] = 0;
         return CF_OK;
     }
     if (kind == KIND_CLBLAST && strcmp(cf_backend_opencl_gemm_path(T->be), "clblast") != 0) {
@@ -606,6 +651,8 @@ static int measure_gemm(tuner *T, int i, const cand *c, int kind, int is_rule, c
      * element, which the check must catch */
     if (kind == KIND_NATIVE && !is_rule && ++T->checked == T->plant_wrong)
         T->host_c[n / 2] += 1.0f;
+    if (kind == KIND_FAST_CHOICE && !is_rule && ++T->checked_fast == T->plant_wrong_fast)
+        T->host_c[n / 2] += 1.0f;
     r->err = norm_err(T->host_c, ref, n);
     double tol = 1e-5 * sqrt((double)s->K) + 1e-6;
     if (!(r->err <= tol)) {
@@ -616,7 +663,7 @@ static int measure_gemm(tuner *T, int i, const cand *c, int kind, int is_rule, c
                    s->tb ? 'T' : 'N', s->M, s->N, s->K, key, r->note);
         return CF_OK;
     }
-    CF_TRY(time_runs(T, run_gemm, (void *)s, T->o.repeats, prune_us, &r->us));
+    CF_TRY(time_runs(T, fn, (void *)s, T->o.repeats, prune_us, &r->us));
     r->status = CAND_OK;
     return CF_OK;
 }
@@ -628,6 +675,7 @@ static int gemm_result(tuner *T, int i, const cand *c, int kind, double prune_us
     shape_key(s, sk, sizeof sk);
     if (kind == KIND_CLBLAST) snprintf(ck, sizeof ck, "clblast");
     else if (kind == KIND_FAST) snprintf(ck, sizeof ck, "fast");
+    else if (kind == KIND_FAST_CHOICE) fast_key(T->fcur, ck, sizeof ck);
     else cand_key(c, ck, sizeof ck);
     snprintf(key, sizeof key, "%s|%s", sk, ck);
     double work = cand_work(T, s->flops);
@@ -656,6 +704,11 @@ static int gemm_result(tuner *T, int i, const cand *c, int kind, double prune_us
         cf_cl_gemm_rule(s->M, s->N, s->K, T->ctx->gemm_max_group, &rp);
         cand rule_c = {rp.tile, rp.wpt, rp.tk, rp.vw, rp.pad};
         is_rule = !memcmp(&rule_c, c, sizeof rule_c);
+    } else if (kind == KIND_FAST_CHOICE) {
+        cf_cl_gemm_fast_choice rc;
+        is_rule = cf_cl_gemm_fast_rule(s->M, s->N, s->K, (int)T->ctx->dev.compute_units,
+                                       (size_t)T->ctx->dev.local_mem, &rc) &&
+                  same_fast(&rc, T->fcur);
     }
     CF_TRY(measure_gemm(T, i, c, kind, is_rule, ck, prune_us, r));
     T->measure_seconds += cf_time_now() - t;
@@ -672,6 +725,10 @@ typedef struct {
     double rule_us;  /* < 0: not measured */
     double clblast_us;
     double fast_us; /* the untuned choice when it is another kernel (cl_gemm_fast.c) */
+    cf_cl_gemm_fast_choice fast_rule; /* the register-blocked kernel: the rule's choice, */
+    double fast_rule_us;              /* its time (< 0: not measured), */
+    cf_cl_gemm_fast_choice fast_best; /* the fastest choice measured */
+    double fast_best_us;              /* and its time (< 0: none) */
     int candidates, rejected;
     cand seen[MAX_CANDS * 2];
     int n_seen;
@@ -747,24 +804,120 @@ static int sensible(const shape *sh, const cand *c) {
     return !(block > 2 * sh->M && block > 2 * sh->N) && block <= 256;
 }
 
-/* Stages of the search, per shape: 0 the rule and CLBlast; 1 tile x WPT (TK 16, VW 1, PAD 1 when
- * those are in the lists);
- * 2 TK; 3 VW; 4 padding -- each from the best so far. Stages run over all shapes in turn, so a
- * budget that runs out leaves every shape with the large early gains. */
-static int stage_slots(const tuner *T, const space *sp, int stage) {
+/* ---- the register-blocked kernel's choices (cl_gemm_fast.c) ---------------------------------- */
+
+/* The default variants: the table of test_cl_gemm_fast (the rule's candidates are among them). */
+static const cf_cl_gemm_fast_choice fast_variants_default[8] = {
+    {8, 8, 8, 1, 16}, {8, 8, 16, 1, 16}, {8, 4, 16, 1, 16}, {4, 8, 16, 1, 16},
+    {4, 4, 16, 1, 16}, {8, 8, 8, 1, 8},   {8, 8, 16, 1, 8},  {8, 4, 8, 1, 8}};
+static const int fast_splits_default[8] = {1, 2, 3, 4, 6, 8, 12, 16};
+#define MAX_FAST_CANDS 72
+
+/* The register-blocked choices measured for shape i, the rule's first: every variant (--fast-
+ * variants, else the default table; those that fit the device) x every split that leaves
+ * K/split >= 128 of the split list (--fast-splits, else all 8 values; --quick: 1, the rule's split
+ * and its neighbours in the list). 0 when the fast kernel is not measured on this device or no
+ * variant fits it. */
+static int fast_cands(const tuner *T, int i, cf_cl_gemm_fast_choice *out) {
+    if (!T->measure_fast) return 0;
+    const shape *s = &T->shapes[i];
+    const cf_cl_ctx *ctx = T->ctx;
+    cf_cl_gemm_fast_choice rule;
+    if (!cf_cl_gemm_fast_rule(s->M, s->N, s->K, (int)ctx->dev.compute_units,
+                              (size_t)ctx->dev.local_mem, &rule))
+        return 0;
+    int n = 0;
+    out[n++] = rule;
+    if (T->o.n_fast_var < 0) return n; /* --fast-variants none */
+    const cf_cl_gemm_fast_choice *vars = T->o.n_fast_var ? T->o.fast_var : fast_variants_default;
+    const int n_vars = T->o.n_fast_var ? T->o.n_fast_var : 8;
+    int splits[8], n_splits = 0;
+    if (T->o.n_fast_split) {
+        n_splits = T->o.n_fast_split;
+        memcpy(splits, T->o.fast_split, sizeof splits);
+    } else if (!T->o.quick) {
+        n_splits = 8;
+        memcpy(splits, fast_splits_default, sizeof splits);
+    } else {
+        splits[n_splits++] = 1;
+        for (int k = 0; k < 8; k++) {
+            if (fast_splits_default[k] != rule.split) continue;
+            for (int j = k - 1; j <= k + 1; j++)
+                if (j > 0 && j < 8) splits[n_splits++] = fast_splits_default[j];
+        }
+    }
+    for (int v = 0; v < n_vars; v++)
+        for (int k = 0; k < n_splits; k++) {
+            cf_cl_gemm_fast_choice c = vars[v];
+            c.split = splits[k];
+            if (c.split > 1 && s->K / c.split < 128) continue;
+            if (!cf_cl_gemm_fast_choice_valid(&c) ||
+                cf_cl_gemm_fast_local_bytes(&c) > ctx->dev.local_mem ||
+                (size_t)c.wg * c.wg > ctx->dev.max_group)
+                continue;
+            int dup = 0;
+            for (int j = 0; j < n && !dup; j++) dup = same_fast(&out[j], &c);
+            if (!dup && n < MAX_FAST_CANDS) out[n++] = c;
+        }
+    return n;
+}
+
+/* Measure the register-blocked choices of shape i (the rule's from stage 0 where the untuned
+ * dispatch ran it), each checked against the CPU backend; keep the rule's and the fastest. */
+static int fast_stage(tuner *T, int i, shape_state *st) {
+    cf_cl_gemm_fast_choice cands[MAX_FAST_CANDS];
+    const int n = fast_cands(T, i, cands);
+    for (int k = 0; k < n; k++) {
+        double us = -1;
+        if (k == 0 && st->fast_us > 0) {
+            us = st->fast_us; /* the same kernel and choice, measured through the dispatch */
+            slot_done(T, cand_work(T, T->shapes[i].flops));
+        } else {
+            result r;
+            T->fcur = &cands[k];
+            double prune = st->fast_best_us > 0 ? 1.5 * st->fast_best_us : 0.0;
+            int rc = gemm_result(T, i, NULL, KIND_FAST_CHOICE, prune, &r);
+            T->fcur = NULL;
+            CF_TRY(rc);
+            if (r.status == CAND_OK) us = r.us;
+        }
+        if (us <= 0) continue;
+        if (k == 0) {
+            st->fast_rule = cands[k];
+            st->fast_rule_us = us;
+        }
+        if (st->fast_best_us < 0 || us < st->fast_best_us) {
+            st->fast_best = cands[k];
+            st->fast_best_us = us;
+        }
+    }
+    return CF_OK;
+}
+
+/* Stages of the search, per shape: 0 the rule, CLBlast and the untuned dispatch; 1 tile x WPT
+ * (TK 16, VW 1, PAD 1 when those are in the lists); then the register-blocked kernel's choices
+ * (STAGE_FAST, where it applies); TK; VW; padding -- the tiled ones each from the best so far.
+ * Stages run over all shapes in turn, so a budget that runs out leaves every shape with the large
+ * early gains. */
+enum { STAGE_FAST = 5, N_STAGES = 6 };
+static const int stage_order[N_STAGES] = {0, 1, STAGE_FAST, 2, 3, 4};
+
+static int stage_slots(const tuner *T, const space *sp, int stage, int i) {
+    cf_cl_gemm_fast_choice cands[MAX_FAST_CANDS];
     switch (stage) {
     case 0: return 1 + T->have_clblast + T->measure_fast;
     case 1: return sp->n_tiles * sp->n_wpts;
     case 2: return sp->n_tks;
     case 3: return sp->n_vws;
-    default: return sp->n_pads;
+    case 4: return sp->n_pads;
+    default: return fast_cands(T, i, cands);
     }
 }
 
 static int run_stage(tuner *T, const space *sp, int stage, int i, shape_state *st) {
     const shape *sh = &T->shapes[i];
     long before = T->done;
-    int slots = stage_slots(T, sp, stage);
+    int slots = stage_slots(T, sp, stage, i);
     if (stage == 0) {
         cf_cl_gemm_params rp;
         cf_cl_gemm_rule(sh->M, sh->N, sh->K, T->ctx->gemm_max_group, &rp);
@@ -788,6 +941,8 @@ static int run_stage(tuner *T, const space *sp, int stage, int i, shape_state *s
                 cand c = {sp->tiles[a], sp->wpts[b], sp->base.tk, sp->base.vw, sp->base.pad};
                 if (fits(T, &c) && sensible(sh, &c)) CF_TRY(try_cand(T, i, st, &c));
             }
+    } else if (stage == STAGE_FAST) {
+        CF_TRY(fast_stage(T, i, st));
     } else if (st->best_us > 0) {
         const int *vals = stage == 2 ? sp->tks : stage == 3 ? sp->vws : sp->pads;
         int n = stage == 2 ? sp->n_tks : stage == 3 ? sp->n_vws : sp->n_pads;
@@ -1119,14 +1274,20 @@ static double gflops(const shape *s, double us) { return us > 0 ? s->flops / us 
 
 static double us_of(double flops, double gf) { return gf > 0 ? flops / gf * 1e-3 : -1; }
 
-/* The path for a shape: the fastest measured, except that the untuned default (the "fast" kernel
- * where the backend uses it, else CLBlast where present, else the tiled rule) stays unless another
- * is clearly (2%) faster: noise must not churn files. us: native tuned, clblast, fast (<= 0 = not
- * measured). */
-static int decide_path(const double us[3], double *chosen_us) {
-    int def = us[CF_TUNING_FAST] > 0      ? CF_TUNING_FAST
-              : us[CF_TUNING_CLBLAST] > 0 ? CF_TUNING_CLBLAST
-                                          : CF_TUNING_NATIVE;
+/* The path the untuned backend takes for a shape: the register-blocked kernel where its dispatch
+ * takes the shape (fast_rule_us > 0: measured so), else CLBlast where present, else the tiled
+ * rule. */
+static int untuned_path(double fast_rule_us, double clblast_us) {
+    return fast_rule_us > 0   ? CF_TUNING_FAST
+           : clblast_us > 0   ? CF_TUNING_CLBLAST
+                              : CF_TUNING_NATIVE;
+}
+
+/* The path for a shape: the fastest measured, except that the untuned default def (see
+ * untuned_path) stays unless another is clearly (2%) faster: noise must not churn files. us: native
+ * tuned, clblast, fast with its tuned choice (<= 0 = not measured). */
+static int decide_path(const double us[3], int def, double *chosen_us) {
+    if (us[def] <= 0) def = us[CF_TUNING_CLBLAST] > 0 ? CF_TUNING_CLBLAST : CF_TUNING_NATIVE;
     int best = def;
     for (int p = 0; p < 3; p++)
         if (us[p] > 0 && (us[best] <= 0 || us[p] < us[best])) best = p;
@@ -1137,7 +1298,7 @@ static int decide_path(const double us[3], double *chosen_us) {
 
 /* the untuned backend's time for a shape (see decide_path) */
 static double default_us(const cf_tuning_gemm *g, double flops) {
-    if (g->gflops_fast > 0) return us_of(flops, g->gflops_fast);
+    if (g->gflops_fast_rule > 0) return us_of(flops, g->gflops_fast_rule);
     if (g->gflops_clblast > 0) return us_of(flops, g->gflops_clblast);
     return us_of(flops, g->gflops_rule);
 }
@@ -1167,10 +1328,23 @@ static void shape_entry(const tuner *T, int i, const shape_state *st, cf_tuning_
     g->gflops_tuned = gflops(s, win_us);
     g->gflops_rule = gflops(s, st->rule_us);
     g->gflops_clblast = gflops(s, st->clblast_us);
-    g->gflops_fast = gflops(s, st->fast_us);
-    const double us[3] = {win_us, st->clblast_us, st->fast_us};
+    g->gflops_fast_rule = gflops(s, st->fast_us);
+    /* the register-blocked kernel: the rule's choice stays unless another is clearly (2%) faster;
+     * without a search (stopped early) the untuned dispatch's time and no choice */
+    double fast_us = st->fast_us;
+    if (st->fast_best_us > 0) {
+        cf_cl_gemm_fast_choice fc = st->fast_best;
+        fast_us = st->fast_best_us;
+        if (st->fast_rule_us > 0 && fast_us > 0.98 * st->fast_rule_us) {
+            fc = st->fast_rule;
+            fast_us = st->fast_rule_us;
+        }
+        g->fast = (cf_tuning_fast){fc.rm, fc.rn, fc.bk, fc.wg, fc.split};
+    }
+    g->gflops_fast = gflops(s, fast_us);
+    const double us[3] = {win_us, st->clblast_us, fast_us};
     double chosen;
-    g->path = decide_path(us, &chosen);
+    g->path = decide_path(us, untuned_path(st->fast_us, st->clblast_us), &chosen);
     g->candidates = st->candidates;
     g->rejected = st->rejected;
 }
@@ -1262,7 +1436,8 @@ static void limit_variants(tuner *T, cf_tuning *t) {
         const double us[3] = {best_us, us_of(s.flops, g->gflops_clblast),
                               us_of(s.flops, g->gflops_fast)};
         double chosen;
-        g->path = decide_path(us, &chosen);
+        g->path = decide_path(us, untuned_path(us_of(s.flops, g->gflops_fast_rule), us[1]),
+                              &chosen);
     }
 }
 
@@ -1271,9 +1446,11 @@ static int tune_gemm(tuner *T, cf_tuning *out, int with_wg) {
     shape_state *st = calloc((size_t)T->n_shapes, sizeof *st);
     if (!st) return CF_ERR_NOMEM;
     for (int i = 0; i < T->n_shapes; i++)
-        st[i].best_us = st[i].rule_us = st[i].clblast_us = st[i].fast_us = -1;
+        st[i].best_us = st[i].rule_us = st[i].clblast_us = st[i].fast_us = st[i].fast_rule_us =
+            st[i].fast_best_us = -1;
     int rc = CF_OK;
-    for (int stage = 0; stage <= 4 && rc >= 0; stage++) {
+    for (int k = 0; k < N_STAGES && rc >= 0; k++) {
+        const int stage = stage_order[k];
         for (int i = 0; i < T->n_shapes && rc >= 0; i++) rc = run_stage(T, &sp, stage, i, &st[i]);
         if (stage == 1 && with_wg && rc >= 0) rc = tune_workgroups(T, out);
     }
@@ -1305,9 +1482,11 @@ static void print_table(const tuner *T, const cf_tuning *t) {
     const int fast = T->measure_fast;
     printf("\n%-14s %2s %6s %6s %6s %10s %10s %8s %12s", "shape", "op", "M", "N", "K", "rule GF/s",
            "tuned GF/s", "speed-up", "CLBlast GF/s");
-    if (fast) printf(" %9s", "fast GF/s");
-    printf(" %-7s %s\n", "uses", "tuned tiled parameters");
+    if (fast) printf(" %9s %10s", "fast GF/s", "fastT GF/s");
+    printf(" %-7s %s\n", "uses",
+           fast ? "tuned tiled parameters; fast choice" : "tuned tiled parameters");
     double t_rule = 0, t_tuned = 0, t_default = 0, t_chosen = 0, flops = 0;
+    double f_rule = 0, f_tuned = 0, f_flops = 0; /* the register-blocked kernel's choices */
     for (int i = 0; i < T->n_shapes; i++) {
         const shape *s = &T->shapes[i];
         const cf_tuning_gemm *g = NULL;
@@ -1319,19 +1498,28 @@ static void print_table(const tuner *T, const cf_tuning *t) {
         printf("%-14s %2s %6d %6d %6d", s->label, op, s->M, s->N, s->K);
         if (!g) {
             printf(" %10s %10s %8s %12s", "-", "-", "-", "-");
-            if (fast) printf(" %9s", "-");
+            if (fast) printf(" %9s %10s", "-", "-");
             printf(" %-7s %s\n", "-", "not measured (budget)");
             continue;
         }
-        char clb[32] = "-", fst[32] = "-", params[64];
+        char clb[32] = "-", fst[32] = "-", fstt[32] = "-", params[64], fc[64] = "";
         if (g->gflops_clblast > 0) snprintf(clb, sizeof clb, "%.1f", g->gflops_clblast);
-        if (g->gflops_fast > 0) snprintf(fst, sizeof fst, "%.1f", g->gflops_fast);
+        if (g->gflops_fast_rule > 0) snprintf(fst, sizeof fst, "%.1f", g->gflops_fast_rule);
+        if (g->gflops_fast > 0) snprintf(fstt, sizeof fstt, "%.1f", g->gflops_fast);
         snprintf(params, sizeof params, "%dx%d wpt %d tk %d vw %d pad %d", g->tile, g->tile,
                  g->wpt, g->tk, g->vw, g->pad);
+        if (g->fast.rm > 0)
+            snprintf(fc, sizeof fc, "; %dx%d bk %d wg %d split %d", g->fast.wg * g->fast.rm,
+                     g->fast.wg * g->fast.rn, g->fast.bk, g->fast.wg, g->fast.split);
         double up = g->gflops_rule > 0 ? g->gflops_tuned / g->gflops_rule : 0;
         printf(" %10.1f %10.1f %7.2fx %12s", g->gflops_rule, g->gflops_tuned, up, clb);
-        if (fast) printf(" %9s", fst);
-        printf(" %-7s %s\n", path_label(g->path), params);
+        if (fast) printf(" %9s %10s", fst, fstt);
+        printf(" %-7s %s%s\n", path_label(g->path), params, fc);
+        if (g->gflops_fast_rule > 0 && g->gflops_fast > 0 && strncmp(s->label, "square", 6) != 0) {
+            f_rule += us_of(s->flops, g->gflops_fast_rule);
+            f_tuned += us_of(s->flops, g->gflops_fast);
+            f_flops += s->flops;
+        }
         if (g->gflops_rule > 0 && g->gflops_tuned > 0 && path_gflops(g) > 0 &&
             strncmp(s->label, "square", 6) != 0) {
             /* over the config's shapes, time-weighted: total flops / total time */
@@ -1352,6 +1540,12 @@ static void print_table(const tuner *T, const cf_tuning *t) {
                     : T->have_clblast ? "CLBlast" : "the tiled rule",
                flops / t_default * 1e-3, flops / t_chosen * 1e-3, t_default / t_chosen);
     }
+    if (f_flops > 0)
+        printf("  register-blocked kernel (fast), the shapes its dispatch takes: the rule's "
+               "choices %.3f ms (%.1f GFLOP/s), the tuned choices %.3f ms (%.1f GFLOP/s, "
+               "%.3fx)\n",
+               f_rule * 1e-3, f_flops / f_rule * 1e-3, f_tuned * 1e-3, f_flops / f_tuned * 1e-3,
+               f_rule / f_tuned);
     int any = 0;
     for (int f = 0; f < CF_TUNE_FAMILIES; f++) {
         const cf_tuning_wg *w = &t->wg[f];
@@ -1390,6 +1584,35 @@ static int parse_list(const char *opt, const char *s, int lo, int hi, int pow2, 
     }
     if (*n == 0) {
         CF_ERROR("clformer-tune: %s needs at least one value", opt);
+        return CF_ERR_INVALID;
+    }
+    return CF_OK;
+}
+
+/* --fast-variants: up to 8 of RMxRNxBKxWG, comma separated, or "none" (n = -1) */
+static int parse_fast_variants(const char *s, cf_cl_gemm_fast_choice *out, int *n) {
+    *n = 0;
+    if (!strcmp(s, "none")) {
+        *n = -1;
+        return CF_OK;
+    }
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        cf_cl_gemm_fast_choice c = {0, 0, 0, 1, 0};
+        char extra = 0;
+        if (sscanf(tok, "%dx%dx%dx%d%c", &c.rm, &c.rn, &c.bk, &c.wg, &extra) != 4 ||
+            !cf_cl_gemm_fast_choice_valid(&c) || *n == 8) {
+            CF_ERROR("clformer-tune: --fast-variants '%s': '%s' is %s (RMxRNxBKxWG with RM, RN 4 "
+                     "or 8, BK 8 or 16, WG 8 or 16, RM*BK and RN*BK at least 4*WG; up to 8, comma "
+                     "separated, or 'none')",
+                     s, tok, *n == 8 ? "one too many" : "no variant of the fast kernel");
+            return CF_ERR_INVALID;
+        }
+        out[(*n)++] = c;
+    }
+    if (*n == 0) {
+        CF_ERROR("clformer-tune: --fast-variants needs at least one value (or 'none')");
         return CF_ERR_INVALID;
     }
     return CF_OK;
@@ -1459,6 +1682,13 @@ static int parse_args(int argc, char **argv, options *o) {
             static const int hi[N_LISTS] = {64, 16, 64, 8, 8, 4096};
             static const int pow2[N_LISTS] = {0, 0, 0, 1, 0, 1};
             CF_TRY(parse_list(a, argv[++i], lo[l], hi[l], pow2[l], 8, o->list[l], &o->n_list[l]));
+        } else if (!strcmp(a, "--fast-variants")) {
+            NEED_VALUE();
+            CF_TRY(parse_fast_variants(argv[++i], o->fast_var, &o->n_fast_var));
+        } else if (!strcmp(a, "--fast-splits")) {
+            NEED_VALUE();
+            CF_TRY(parse_list("--fast-splits", argv[++i], 1, 64, 0, 8, o->fast_split,
+                              &o->n_fast_split));
         } else if (!strcmp(a, "--no-gemm")) {
             o->no_gemm = 1;
         } else if (!strcmp(a, "--no-workgroups")) {
@@ -1549,6 +1779,8 @@ static int run(tuner *T) {
     T->tty = isatty(2);
     const char *pw = getenv("CF_TUNE_PLANT_WRONG");
     T->plant_wrong = pw ? atoi(pw) : 0;
+    const char *pwf = getenv("CF_TUNE_PLANT_WRONG_FAST");
+    T->plant_wrong_fast = pwf ? atoi(pwf) : 0;
     cf_config_defaults(&T->cfg);
     if (T->o.config_path) {
         CF_TRY(cf_config_load(T->o.config_path, &T->cfg));
@@ -1592,8 +1824,8 @@ static int run(tuner *T) {
     }
     space sp = make_space(T);
     for (int i = 0; i < T->n_shapes; i++)
-        for (int stage = 0; stage <= 4; stage++) {
-            int slots = stage_slots(T, &sp, stage);
+        for (int stage = 0; stage < N_STAGES; stage++) {
+            int slots = stage_slots(T, &sp, stage, i);
             T->planned += slots;
             T->work_planned += slots * cand_work(T, T->shapes[i].flops);
         }
@@ -1603,13 +1835,16 @@ static int run(tuner *T) {
         T->work_planned += CF_TUNE_FAMILIES * n_ls * 5e9;
     }
     CF_INFO("clformer-tune: %s (%s, driver %s), max work-group %zu, local memory %llu KiB; %d GEMM "
-            "shape%s%s%s, %ld candidates at most%s; %d timed runs each%s",
+            "shape%s%s%s, %ld candidates at most%s%s; %d timed runs each%s",
             ctx->dev.name, ctx->dev.platform_name, ctx->dev.driver, ctx->dev.max_group,
             (unsigned long long)(ctx->dev.local_mem >> 10), T->n_shapes,
             T->n_shapes == 1 ? "" : "s", T->have_config ? " from " : "",
             T->have_config ? T->o.config_path : "", T->planned,
-            T->have_clblast ? ", CLBlast included" : " (no CLBlast in this build)", T->o.repeats,
-            T->o.quick ? " (--quick)" : "");
+            T->have_clblast ? ", CLBlast included" : " (no CLBlast in this build)",
+            !T->measure_fast           ? ""
+            : T->o.n_fast_var < 0      ? ", the register-blocked kernel with its rule's choice"
+                                       : ", the register-blocked kernel's variants and splits",
+            T->o.repeats, T->o.quick ? " (--quick)" : "");
 
     cf_tuning out;
     cf_tuning_init(&out, ctx->dev.platform_name, ctx->dev.name, ctx->dev.driver);

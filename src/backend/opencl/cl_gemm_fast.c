@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "backend/opencl/cl_gemm_fast.h"
+#include "backend/opencl/cl_tuning.h"
 
 #define FAST_MAX_PROGRAMS 24
 #define FAST_MAX_LOGGED 128
@@ -31,6 +32,14 @@ struct cf_cl_gemm_fast {
         int M, N, K, ta, tb;
     } logged[FAST_MAX_LOGGED]; /* shapes whose choice was logged (debug level) */
     int n_logged;
+    struct {
+        int M, N, K, ta, tb;
+        const struct cf_tuning *tuning; /* the tuning file the answer came from */
+        int found;                      /* 1: run the shape with `choice` (see tuned_choice) */
+        int exact;                      /* the file's entry is of exactly this shape */
+        cf_cl_gemm_fast_choice choice;
+    } tuned[FAST_MAX_LOGGED]; /* the tuning file's answers per shape */
+    int n_tuned;
 };
 
 static const char *fast_kernel_names[4] = {"gemm_fast_nn", "gemm_fast_nt", "gemm_fast_tn",
@@ -117,6 +126,65 @@ int cf_cl_gemm_fast_rule(int M, int N, int K, int compute_units, size_t local_me
     return best > 0.0;
 }
 
+/* ---- the tuning file's choice ------------------------------------------------------------------- */
+
+static struct cf_cl_gemm_fast *fast_state(cf_cl_ctx *ctx);
+
+/* The tuning file's entry for the shape (exact, else the nearest of its bucket: the lookup of the
+ * tiled parameters), when it sends the shape to this kernel ("path": "fast") with a "fast_choice"
+ * that is valid and fits this device; only while the backend's own tuning file answers the GEMM
+ * hook (another hook replaces it). A choice that no longer fits gives one debug line per shape and
+ * 0: the rule. Memoised per shape. 1 and *out (may be NULL), *exact when found; else 0. */
+static int tuned_choice(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, cf_cl_gemm_fast_choice *out,
+                        int *exact) {
+    const struct cf_tuning *t = ctx->tuning;
+    if (!t || ctx->tuner_user != (const void *)t) return 0;
+    struct cf_cl_gemm_fast *st = fast_state(ctx);
+    if (st)
+        for (int i = 0; i < st->n_tuned; i++) {
+            if (st->tuned[i].M != d->M || st->tuned[i].N != d->N || st->tuned[i].K != d->K ||
+                st->tuned[i].ta != d->ta || st->tuned[i].tb != d->tb || st->tuned[i].tuning != t)
+                continue;
+            if (st->tuned[i].found && out) *out = st->tuned[i].choice;
+            if (st->tuned[i].found && exact) *exact = st->tuned[i].exact;
+            return st->tuned[i].found;
+        }
+    int ex = 0, found = 0;
+    cf_cl_gemm_fast_choice c = {0, 0, 0, 0, 0};
+    const cf_tuning_gemm *g = cf_tuning_lookup(t, d->M, d->N, d->K, d->ta, d->tb, &ex);
+    if (g && g->path == CF_TUNING_FAST && g->fast.rm > 0) {
+        c = (cf_cl_gemm_fast_choice){g->fast.rm, g->fast.rn, g->fast.bk, g->fast.split,
+                                     g->fast.wg};
+        found = cf_cl_gemm_fast_choice_valid(&c) &&
+                cf_cl_gemm_fast_local_bytes(&c) <= ctx->dev.local_mem &&
+                (size_t)c.wg * c.wg <= ctx->dev.max_group;
+        if (!found)
+            CF_DEBUG("gemm M=%d N=%d K=%d %c%c: the tuning file's fast choice (%s, rm %d, rn %d, "
+                     "bk %d, wg %d, split %d) is invalid or does not fit %s (it needs %zu bytes "
+                     "of local memory, the device has %llu; work-groups up to %zu); the built-in "
+                     "rule decides",
+                     d->M, d->N, d->K, d->ta ? 'T' : 'N', d->tb ? 'T' : 'N', g->label, c.rm,
+                     c.rn, c.bk, c.wg, c.split, ctx->dev.name,
+                     cf_cl_gemm_fast_choice_valid(&c) ? cf_cl_gemm_fast_local_bytes(&c) : 0,
+                     (unsigned long long)ctx->dev.local_mem, ctx->dev.max_group);
+    }
+    if (st && st->n_tuned < FAST_MAX_LOGGED) {
+        int i = st->n_tuned++;
+        st->tuned[i].M = d->M;
+        st->tuned[i].N = d->N;
+        st->tuned[i].K = d->K;
+        st->tuned[i].ta = d->ta;
+        st->tuned[i].tb = d->tb;
+        st->tuned[i].tuning = t;
+        st->tuned[i].found = found;
+        st->tuned[i].exact = ex;
+        st->tuned[i].choice = c;
+    }
+    if (found && out) *out = c;
+    if (found && exact) *exact = ex;
+    return found;
+}
+
 /* ---- which products ---------------------------------------------------------------------------- */
 
 /* CF_GEMM_FAST: "0"/"off" never, "1"/"on" every plain product (whatever the device and size; for
@@ -136,6 +204,8 @@ int cf_cl_gemm_fast_wanted(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
     if (env >= 0) return env;
     /* GPUs only: on CPU devices (PoCL) the tiled kernel and CLBlast do as well */
     if (!(ctx->dev.type & CL_DEVICE_TYPE_GPU)) return 0;
+    /* a tuning file that measured this kernel fastest for the shape, with its choice: any size */
+    if (tuned_choice(ctx, d, NULL, NULL)) return 1;
     /* Large products only, K >= 64: from 2^27 multiply-adds against the tiled kernel (512^3 on an
      * H200: 7.4 against 5.5 TFLOP/s), from 2^28 when CLBlast would take the product (512^3: 9.6
      * TFLOP/s with CLBlast; 1024^3: 29.8 here, 15.0 with CLBlast). Every product of the model's
@@ -292,7 +362,7 @@ static int scratch_get(cf_cl_ctx *ctx, size_t nbytes, cl_mem *out) {
 static int aligned4(size_t off, int ld) { return off % 4 == 0 && ld % 4 == 0; }
 
 static void log_choice(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, const cf_cl_gemm_fast_choice *c,
-                       int vec) {
+                       int vec, const char *source) {
     struct cf_cl_gemm_fast *st = ctx->gemm_fast;
     for (int i = 0; i < st->n_logged; i++)
         if (st->logged[i].M == d->M && st->logged[i].N == d->N && st->logged[i].K == d->K &&
@@ -306,13 +376,14 @@ static void log_choice(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, const cf_cl_gem
         st->logged[st->n_logged].tb = d->tb;
         st->n_logged++;
     }
-    CF_DEBUG("gemm M=%d N=%d K=%d %c%c: fast %dx%d (bk %d, split %d, %s)", d->M, d->N, d->K,
+    CF_DEBUG("gemm M=%d N=%d K=%d %c%c: fast %dx%d (bk %d, split %d, %s%s%s)", d->M, d->N, d->K,
              d->ta ? 'T' : 'N', d->tb ? 'T' : 'N', c->wg * c->rm, c->wg * c->rn, c->bk, c->split,
-             vec ? "float4" : "scalar");
+             vec ? "float4" : "scalar", source ? ", " : "", source ? source : "");
 }
 
-int cf_cl_gemm_fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d,
-                        const cf_cl_gemm_fast_choice *choice) {
+/* cf_cl_gemm_fast_run; source (may be NULL) says in the debug line where the choice came from */
+static int fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, const cf_cl_gemm_fast_choice *choice,
+                    const char *source) {
     if (d->M <= 0 || d->N <= 0) return CF_OK;
     cf_cl_gemm_fast_choice c;
     if (choice) {
@@ -357,7 +428,7 @@ int cf_cl_gemm_fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d,
                     (split > 1 || aligned4(d->c_off, d->ldc));
     fast_program *g = NULL;
     CF_TRY(fast_program_get(ctx, &c, vec, &g));
-    log_choice(ctx, d, &c, vec);
+    log_choice(ctx, d, &c, vec, source);
     const int which = (d->ta ? 2 : 0) + (d->tb ? 1 : 0);
     /* without a bias the kernels still get a valid buffer for it (never read) */
     cl_mem bias_mem = d->bias ? d->bias : d->C;
@@ -391,18 +462,27 @@ int cf_cl_gemm_fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d,
                                 ARG_INT(d->bias != NULL)));
 }
 
+int cf_cl_gemm_fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d,
+                        const cf_cl_gemm_fast_choice *choice) {
+    return fast_run(ctx, d, choice, NULL);
+}
+
 int cf_cl_gemm_fast_try(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
     if (!cf_cl_gemm_fast_wanted(ctx, d)) return 0;
     cf_cl_gemm_fast_choice c;
-    if (!cf_cl_gemm_fast_rule(d->M, d->N, d->K, (int)ctx->dev.compute_units,
-                              (size_t)ctx->dev.local_mem, &c))
+    int exact = 0;
+    const char *source = NULL;
+    if (tuned_choice(ctx, d, &c, &exact))
+        source = exact ? "from the tuning file" : "from the tuning file, same bucket";
+    else if (!cf_cl_gemm_fast_rule(d->M, d->N, d->K, (int)ctx->dev.compute_units,
+                                   (size_t)ctx->dev.local_mem, &c))
         return 0; /* no variant fits this device's local memory: the other paths, silently */
     /* a variant that does not build here (a compiler limit, an injected fault) must not stop the
      * run: the error goes to the debug log and one warning, and the other paths take over */
     const int quiet = ctx->quiet_init;
     ctx->quiet_init = 1;
     ctx->last_error[0] = 0;
-    int rc = cf_cl_gemm_fast_run(ctx, d, &c);
+    int rc = fast_run(ctx, d, &c, source);
     ctx->quiet_init = quiet;
     if (rc == CF_ERR_BUILD || rc == CF_ERR_UNSUPPORTED) {
         CF_WARN("gemm M=%d N=%d K=%d: the fast GEMM kernel is unusable on %s (%s); using the "

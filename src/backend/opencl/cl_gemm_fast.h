@@ -30,13 +30,16 @@ int cf_cl_gemm_fast_rule(int M, int N, int K, int compute_units, size_t local_me
                          cf_cl_gemm_fast_choice *out);
 
 /* Would the dispatch use the fast kernel for this shape on this device, GEMM mode and tuner (the
- * decision of cf_cl_gemm_fast_try without running anything)? 1 yes, 0 no. */
+ * decision of cf_cl_gemm_fast_try without running anything)? 1 yes, 0 no. A tuning file entry
+ * with "path": "fast" and a "fast_choice" (docs/tuning.md) takes the shape whatever its size,
+ * where the kernel applies (GPUs, or CF_GEMM_FAST=1). */
 int cf_cl_gemm_fast_wanted(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d);
 
 /* The hook at the top of cf_cl_gemm: runs d with the fast kernel when cf_cl_gemm_fast_wanted says
- * so and returns 1; returns 0 (nothing enqueued) when the product belongs to the other paths, or
- * when the fast kernel cannot be built on this device (one warning, then never again for this
- * backend); a negative status when an enqueue fails. */
+ * so (with the tuning file's fast choice for the shape when it has one that fits the device, else
+ * the rule's) and returns 1; returns 0 (nothing enqueued) when the product belongs to the other
+ * paths, or when the fast kernel cannot be built on this device (one warning, then never again for
+ * this backend); a negative status when an enqueue fails. */
 int cf_cl_gemm_fast_try(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d);
 
 /* Run d with the given choice (NULL = the rule's). d must be a plain product (outer = inner = 1,

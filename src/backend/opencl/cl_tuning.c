@@ -11,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "backend/opencl/cl_gemm_fast.h"
 #include "backend/opencl/cl_internal.h"
 #include "backend/opencl/cl_tuning.h"
 
@@ -103,12 +104,23 @@ char *cf_tuning_to_json(const cf_tuning *t) {
             cJSON_AddNumberToObject(nat, "vw", g->vw);
             cJSON_AddNumberToObject(nat, "pad", g->pad);
         }
+        if (g->fast.rm > 0) {
+            cJSON *fc = cJSON_AddObjectToObject(e, "fast_choice");
+            if (fc) {
+                cJSON_AddNumberToObject(fc, "rm", g->fast.rm);
+                cJSON_AddNumberToObject(fc, "rn", g->fast.rn);
+                cJSON_AddNumberToObject(fc, "bk", g->fast.bk);
+                cJSON_AddNumberToObject(fc, "wg", g->fast.wg);
+                cJSON_AddNumberToObject(fc, "split", g->fast.split);
+            }
+        }
         cJSON *gf = cJSON_AddObjectToObject(e, "gflops");
         if (gf) {
             cJSON_AddNumberToObject(gf, "tuned", round2(g->gflops_tuned));
             cJSON_AddNumberToObject(gf, "rule", round2(g->gflops_rule));
             cJSON_AddNumberToObject(gf, "clblast", round2(g->gflops_clblast));
             cJSON_AddNumberToObject(gf, "fast", round2(g->gflops_fast));
+            cJSON_AddNumberToObject(gf, "fast_rule", round2(g->gflops_fast_rule));
         }
         cJSON_AddNumberToObject(e, "candidates", g->candidates);
         cJSON_AddNumberToObject(e, "rejected", g->rejected);
@@ -139,7 +151,7 @@ typedef struct {
 
 static int bad(parse_ctx *pc, const char *fmt, const char *where, const char *field,
                const char *detail) {
-    char head[128] = "";
+    char head[240] = "";
     if (where && *where) snprintf(head, sizeof head, "%s: ", where);
     snprintf(pc->why, pc->why_len, fmt, head, field, detail);
     return CF_ERR_FORMAT;
@@ -178,12 +190,46 @@ static double get_num(const cJSON *o, const char *key) {
 
 static int is_pow2(int x) { return x > 0 && (x & (x - 1)) == 0; }
 
+/* the optional "fast_choice" object of an entry: the register-blocked kernel's variant and split,
+ * one the kernel can be built for */
+static int parse_fast_choice(parse_ctx *pc, const cJSON *fc, const char *entry,
+                             cf_tuning_fast *out) {
+    char where[200];
+    snprintf(where, sizeof where, "%s.fast_choice", entry);
+    if (!cJSON_IsObject(fc))
+        return bad(pc, "%sfield '%s' must be an object {\"rm\", \"rn\", \"bk\", \"wg\", "
+                       "\"split\"}%s",
+                   entry, "fast_choice", "");
+    cf_tuning_fast f;
+    CF_TRY(get_int(pc, fc, where, "rm", 4, 8, &f.rm));
+    CF_TRY(get_int(pc, fc, where, "rn", 4, 8, &f.rn));
+    CF_TRY(get_int(pc, fc, where, "bk", 8, 16, &f.bk));
+    CF_TRY(get_int(pc, fc, where, "wg", 8, 16, &f.wg));
+    CF_TRY(get_int(pc, fc, where, "split", 1, 64, &f.split));
+    const cf_cl_gemm_fast_choice c = {f.rm, f.rn, f.bk, f.split, f.wg};
+    if (!cf_cl_gemm_fast_choice_valid(&c)) {
+        char detail[200];
+        snprintf(detail, sizeof detail,
+                 "rm %d, rn %d, bk %d, wg %d is no variant of the fast kernel (rm, rn: 4 or 8; "
+                 "bk: 8 or 16; wg: 8 or 16; rm*bk and rn*bk at least 4*wg)",
+                 f.rm, f.rn, f.bk, f.wg);
+        return bad(pc, "%s%s%s", where, "", detail);
+    }
+    *out = f;
+    return CF_OK;
+}
+
 static int parse_gemm(parse_ctx *pc, const cJSON *e, int idx, cf_tuning_gemm *g) {
-    char where[64];
+    char where[160];
     snprintf(where, sizeof where, "gemm[%d]", idx);
     memset(g, 0, sizeof *g);
     if (!cJSON_IsObject(e)) return bad(pc, "%sentry must be an object%s%s", where, "", "");
     CF_TRY(get_str(pc, e, where, "label", g->label, sizeof g->label, 0));
+    /* from here on messages name the entry by its label too */
+    char entry[128];
+    if (g->label[0]) snprintf(entry, sizeof entry, "gemm[%d] (%s)", idx, g->label);
+    else snprintf(entry, sizeof entry, "gemm[%d]", idx);
+    snprintf(where, sizeof where, "%s", entry);
     CF_TRY(get_int(pc, e, where, "M", 1, 1 << 30, &g->M));
     CF_TRY(get_int(pc, e, where, "N", 1, 1 << 30, &g->N));
     CF_TRY(get_int(pc, e, where, "K", 1, 1 << 30, &g->K));
@@ -200,7 +246,7 @@ static int parse_gemm(parse_ctx *pc, const cJSON *e, int idx, cf_tuning_gemm *g)
     const cJSON *nat = cJSON_GetObjectItemCaseSensitive(e, "native");
     if (!cJSON_IsObject(nat)) return bad(pc, "%sfield '%s' (an object) is missing%s", where,
                                          "native", "");
-    snprintf(where, sizeof where, "gemm[%d].native", idx);
+    snprintf(where, sizeof where, "%s.native", entry);
     CF_TRY(get_int(pc, nat, where, "tile", 1, 64, &g->tile));
     CF_TRY(get_int(pc, nat, where, "wpt", 1, 16, &g->wpt));
     CF_TRY(get_int(pc, nat, where, "tk", 1, 64, &g->tk));
@@ -209,12 +255,19 @@ static int parse_gemm(parse_ctx *pc, const cJSON *e, int idx, cf_tuning_gemm *g)
     if (!is_pow2(g->vw) || g->tk % g->vw || (g->tile * g->wpt) % g->vw)
         return bad(pc, "%sfield '%s' must be 1, 2, 4 or 8 and divide tk and tile*wpt%s", where,
                    "vw", "");
+    const cJSON *fc = cJSON_GetObjectItemCaseSensitive(e, "fast_choice");
+    if (fc) CF_TRY(parse_fast_choice(pc, fc, entry, &g->fast));
     const cJSON *gf = cJSON_GetObjectItemCaseSensitive(e, "gflops");
     if (gf) {
         g->gflops_tuned = get_num(gf, "tuned");
         g->gflops_rule = get_num(gf, "rule");
         g->gflops_clblast = get_num(gf, "clblast");
         g->gflops_fast = get_num(gf, "fast");
+        /* files before "fast_choice": "fast" was the rule's choice where the backend ran it */
+        if (cJSON_GetObjectItemCaseSensitive(gf, "fast_rule"))
+            g->gflops_fast_rule = get_num(gf, "fast_rule");
+        else if (!fc)
+            g->gflops_fast_rule = g->gflops_fast;
     }
     g->candidates = (int)get_num(e, "candidates");
     g->rejected = (int)get_num(e, "rejected");

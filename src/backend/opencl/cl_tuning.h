@@ -22,9 +22,21 @@ const char *cf_tuning_family_name(int family); /* "attention", "layernorm", ... 
 int cf_tuning_family_from_name(const char *name); /* -1 when unknown */
 
 /* Which GEMM runs a shape: clformer's tiled kernel with the entry's parameters, CLBlast, or
- * whatever the backend picks without a tuning file ("fast": on GPUs that is the register-blocked
- * kernel of cl_gemm_fast.c for large products, which the tuner measured faster). */
+ * "fast": the register-blocked kernel of cl_gemm_fast.c with the entry's fast choice (any size, on
+ * devices where that kernel applies); an entry without a fast choice (older files) leaves the shape
+ * to whatever the backend picks without a tuning file (on GPUs the register-blocked kernel with its
+ * built-in rule for large products). */
 enum cf_tuning_path { CF_TUNING_NATIVE = 0, CF_TUNING_CLBLAST = 1, CF_TUNING_FAST = 2 };
+
+/* The register-blocked kernel's variant and split for a shape: the fields of
+ * cf_cl_gemm_fast_choice (cl_gemm_fast.h), kept apart so this header needs no OpenCL. rm 0 = none
+ * recorded (the built-in rule's choice). */
+typedef struct cf_tuning_fast {
+    int rm, rn; /* outputs per work-item along m and n (4 or 8) */
+    int bk;     /* K depth of a local-memory slice (8 or 16) */
+    int wg;     /* work-group side (8 or 16) */
+    int split;  /* K slices (1..64) */
+} cf_tuning_fast;
 
 /* One measured GEMM shape: C(M,N) = op(A) op(B), row-major, op = transpose when ta/tb. */
 typedef struct cf_tuning_gemm {
@@ -35,8 +47,13 @@ typedef struct cf_tuning_gemm {
     double gflops_tuned;        /* native kernel with the parameters above */
     double gflops_rule;         /* native kernel with the built-in rule's parameters */
     double gflops_clblast;      /* CLBlast; 0 when not measured (no CLBlast, or it failed) */
-    double gflops_fast;         /* the backend's untuned native choice where that is not the
-                                 * tiled rule (GPUs: the register-blocked kernel); 0 = n/a */
+    double gflops_fast;         /* the register-blocked kernel with the fast choice below (older
+                                 * files: with the rule's choice, where the untuned backend runs
+                                 * it); 0 = not measured */
+    double gflops_fast_rule;    /* the register-blocked kernel with the rule's choice, where the
+                                 * untuned backend runs it for this shape; 0 = it does not */
+    cf_tuning_fast fast;        /* the register-blocked kernel's measured best choice (file:
+                                 * "fast_choice"); fast.rm 0 = none: the rule's */
     int candidates;             /* native parameter sets measured */
     int rejected;               /* of which gave wrong results (checked against the CPU backend) */
 } cf_tuning_gemm;
