@@ -360,6 +360,7 @@ static int test_layernorm(int N, int C) {
 
 typedef struct {
     int B, T, C, NH;
+    size_t aoff; /* att's offset in its buffer (floats) */
     float *qkv;
     cf_buffer *bqkv, *bout, *batt;
 } att_ctx;
@@ -367,8 +368,8 @@ typedef struct {
 static void att_fwd(void *vc, float *out) {
     att_ctx *c = vc;
     cft_put(g_be, c->bqkv, c->qkv, (size_t)c->B * c->T * 3 * c->C);
-    CFT_OK(cf_be_attention_forward(g_be, cft_v(c->bout), cft_v(c->batt), cft_v(c->bqkv), c->B,
-                                   c->T, c->C, c->NH));
+    CFT_OK(cf_be_attention_forward(g_be, cft_v(c->bout), cf_view_make(c->batt, c->aoff),
+                                   cft_v(c->bqkv), c->B, c->T, c->C, c->NH));
     cft_get(g_be, out, c->bout, (size_t)c->B * c->T * c->C);
 }
 
@@ -440,28 +441,32 @@ static void att_bwd_ref(const float *qkv, const double *att, const float *dout, 
     free(dpre);
 }
 
-static int test_attention(int B, int T, int C, int NH) {
+/* Forward against att_ref (out, att with its zeros), backward against att_bwd_ref (dqkv
+ * accumulated onto random values), and, when fd, against finite differences. att lies at
+ * offset aoff (floats) in its buffer: an odd offset leaves no row aligned for vector stores. */
+static int test_attention(int B, int T, int C, int NH, size_t aoff, int fd) {
     const size_t nqkv = (size_t)B * T * 3 * C, nout = (size_t)B * T * C;
     const size_t natt = (size_t)B * NH * T * T;
-    att_ctx c = {B, T, C, NH, rnd(nqkv, 1.5f), 0, 0, 0};
+    att_ctx c = {B, T, C, NH, aoff, rnd(nqkv, 1.5f), 0, 0, 0};
     c.bqkv = cft_buf(g_be, c.qkv, nqkv);
     c.bout = cft_buf(g_be, NULL, nout);
-    float *garbage = rnd(natt, 9);
-    c.batt = cft_buf(g_be, garbage, natt); /* the op must write every entry, zeros included */
+    float *garbage = rnd(natt + aoff, 9);
+    c.batt = cft_buf(g_be, garbage, natt + aoff); /* the op must write every entry, zeros too */
+    const cf_view vatt = cf_view_make(c.batt, aoff);
     float *out = cft_floats(nout), *att = cft_floats(natt), *w = rnd(nout, 1);
     double *ref = cft_doubles(nout), *refa = cft_doubles(natt);
     att_fwd(&c, out);
-    cft_get(g_be, att, c.batt, natt);
+    CFT_OK(cf_be_download(g_be, att, vatt, natt * 4));
     att_ref(c.qkv, B, T, C, NH, ref, refa);
-    char op[48];
-    snprintf(op, sizeof op, "attention B%d T%d C%d NH%d", B, T, C, NH);
+    char op[64];
+    snprintf(op, sizeof op, "attention B%d T%d C%d NH%d%s", B, T, C, NH, aoff ? " att+odd" : "");
     int fail = cft_compare(op, "out", out, ref, nout, 64 * CFT_U * 2, 0);
     fail += cft_compare(op, "att", att, refa, natt, 64 * CFT_U, 0);
     float *pq;
     cf_buffer *bdqkv = grad_buf(nqkv, &pq), *bdout = cft_buf(g_be, w, nout);
     cf_buffer *bdatt = cft_buf(g_be, garbage, natt), *bdpre = cft_buf(g_be, garbage, natt);
     CFT_OK(cf_be_attention_backward(g_be, cft_v(bdqkv), cft_v(bdatt), cft_v(bdpre), cft_v(bdout),
-                                    cft_v(c.bqkv), cft_v(c.batt), B, T, C, NH));
+                                    cft_v(c.bqkv), vatt, B, T, C, NH));
     float *gq = cft_floats(nqkv);
     grad_minus_prefill(bdqkv, pq, gq, nqkv);
     double *rq = cft_doubles(nqkv);
@@ -470,11 +475,28 @@ static int test_attention(int B, int T, int C, int NH) {
     fail += cft_compare(op, "dqkv vs loops", gq, rq, nqkv, 1e-5, 1e-4);
     free(rq);
     loss_def L = {att_fwd, &c, nout, w};
-    fail += fd_check(op, "qkv", &L, c.qkv, nqkv, gq);
+    if (fd) fail += fd_check(op, "qkv", &L, c.qkv, nqkv, gq);
     cf_buffer *bufs[] = {c.bqkv, c.bout, c.batt, bdqkv, bdout, bdatt, bdpre};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cf_be_free(g_be, bufs[i]);
     free(c.qkv), free(garbage), free(out), free(att), free(w), free(ref), free(refa), free(pq);
     free(gq);
+    return fail;
+}
+
+/* The CPU attention works in blocks of 6 query rows, tiles of 16 keys and 16 head columns, and
+ * 8 x 8 transposes; these shapes cover whole and partial blocks of each: T below, between and
+ * above them (5, 7, 16, 19, 37, 70, 128), head sizes 4, 20 (16 + 4), 24 (16 + 8) and 48 (the
+ * benchmark configs'), att rows not aligned for vector stores. The largest is checked against
+ * the double loops only (finite differences over all of its qkv would take seconds). */
+static int test_attention_shapes(void) {
+    int fail = 0;
+    fail += test_attention(2, 5, 8, 2, 0, 1);
+    fail += test_attention(1, 7, 12, 3, 0, 1);
+    fail += test_attention(1, 70, 8, 2, 0, 1); /* 12 row blocks, the last partial */
+    fail += test_attention(1, 37, 40, 2, 0, 1);
+    fail += test_attention(2, 19, 72, 3, 0, 1);
+    fail += test_attention(1, 16, 16, 2, 3, 1); /* att at an odd offset */
+    fail += test_attention(1, 128, 96, 2, 0, 0);
     return fail;
 }
 
@@ -950,9 +972,19 @@ int main(void) {
     fail += test_encoder(3, 7, 70, 9);
     fail += test_layernorm(10, 8);
     fail += test_layernorm(3, 70);
-    fail += test_attention(2, 5, 8, 2);
-    fail += test_attention(1, 7, 12, 3);
-    fail += test_attention(1, 70, 8, 2); /* two blocks of query rows */
+    fail += test_attention_shapes();
+    /* and through the portable attention loops (a native GEMM kernel without "avx" in its name
+     * selects them) */
+    for (int i = 0; i < cf_cpu_gemm_kernel_count(); i++) {
+        char k[64];
+        snprintf(k, sizeof k, "native:%s", cf_cpu_gemm_kernel_name(i));
+        if (strstr(k, "avx")) continue;
+        printf("  (CF_CPU_GEMM=%s: the portable attention loops)\n", k);
+        CFT_OK(cf_backend_cpu_set_gemm(g_be, k));
+        fail += test_attention_shapes();
+        CFT_OK(cf_backend_cpu_set_gemm(g_be, "auto"));
+        break;
+    }
     fail += test_gelu(37);
     fail += test_residual(23);
     fail += test_crossentropy(10, 11);
