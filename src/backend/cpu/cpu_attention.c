@@ -50,19 +50,22 @@
  *   S, dP:      A = Q or dO rows (ks 1),  B = K^T or V^T (hs, Tc)   tiles of keys <= the last row
  *   O, dQ:      A = P or dS rows (ks 1),  B = V or K (T, hp)        kc = keys up to the last row
  *   dK, dV:     A = dS or P columns (ks = row stride), B = Q or dO  kc = query rows >= the key
- * Entries of P and dS above the diagonal are zero (att's contract; dS is zeroed here), so
+ * Entries of P and dS above the diagonal are zero (att's contract; the rows of dS are
+ * completed with zeros up to T, those of the forward's P block up to the block's last key), so
  * running a tile over the whole block of keys or rows is exact. A tile's rows past the end of
- * the matrix repeat its last row and are not stored.
+ * its block repeat its last row and are not stored.
  *
  * Tile 6 x 16: 12 accumulators of 8 floats, two vector loads and six broadcasts per k (the
- * shape of the GEMM's AVX2 kernel). Block rows (6) and key tiles (16) start at 0 for every
- * product, so a tile never reads a P or dS entry that a previous tile left unwritten. */
+ * shape of the GEMM's AVX2 kernel). */
 
 #define CF_ATT_MR 6
 #define CF_ATT_NR 16
 
 static inline int cf_att_min(int a, int b) { return a < b ? a : b; }
 static inline int cf_att_round(int x, int to) { return (x + to - 1) / to * to; }
+/* Rows of the first block of query rows. The products over query rows (S, O, dP, dQ) take the
+ * partial block first, where rows see the fewest keys: its unused tile rows cost least there. */
+static inline int cf_att_first(int T) { return T % CF_ATT_MR ? T % CF_ATT_MR : CF_ATT_MR; }
 
 /* Portable tile. c[r * ldc + j] (r < m, j < n) = alpha * acc (accum 0) or += alpha * acc
  * (accum 1). */
@@ -97,8 +100,8 @@ CF_ATT_INLINE CF_ATT_AVX2 void cf_att_store8(float *p, __m256 acc, __m256 va, in
     x = _mm256_broadcast_ss(a##r + o);                                                             \
     c##r##0 = _mm256_fmadd_ps(x, b0, c##r##0);                                                     \
     c##r##1 = _mm256_fmadd_ps(x, b1, c##r##1)
-#define CF_ATT_STORE(r, p, ld, acc)                                                                 \
-    cf_att_store8((p) + (r) * (ld), c##r##0, va, acc);                                            \
+#define CF_ATT_STORE(r, p, ld, acc)                                                                \
+    cf_att_store8((p) + (r) * (ld), c##r##0, va, acc);                                             \
     cf_att_store8((p) + (r) * (ld) + 8, c##r##1, va, acc)
 
 /* AVX2 tile, same contract as cf_att_tile_portable. (Not always_inline: it is inlined into the
@@ -147,6 +150,28 @@ static inline CF_ATT_AVX2 void cf_att_tile_avx2(int kc, const float *const *a, p
         for (int j = 0; j < n; j++)
             c[r * ldc + j] = accum ? c[r * ldc + j] + t[r * CF_ATT_NR + j] : t[r * CF_ATT_NR + j];
 }
+
+/* Half-width tile, 6 x 8, assigned (c[r * ldc + j] = alpha * acc, r < m, j < 8): the key tile
+ * on the diagonal when the block's rows need at most its first 8 keys. */
+static inline CF_ATT_AVX2 void cf_att_tile8_avx2(int kc, const float *const *a, ptrdiff_t ks,
+                                                 const float *b, ptrdiff_t ldb, float *c,
+                                                 ptrdiff_t ldc, float alpha, int m) {
+    const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
+    __m256 acc[CF_ATT_MR];
+    for (int r = 0; r < CF_ATT_MR; r++) acc[r] = _mm256_setzero_ps();
+    ptrdiff_t o = 0;
+    for (int k = 0; k < kc; k++, o += ks, b += ldb) {
+        const __m256 b0 = _mm256_loadu_ps(b);
+        acc[0] = _mm256_fmadd_ps(_mm256_broadcast_ss(a0 + o), b0, acc[0]);
+        acc[1] = _mm256_fmadd_ps(_mm256_broadcast_ss(a1 + o), b0, acc[1]);
+        acc[2] = _mm256_fmadd_ps(_mm256_broadcast_ss(a2 + o), b0, acc[2]);
+        acc[3] = _mm256_fmadd_ps(_mm256_broadcast_ss(a3 + o), b0, acc[3]);
+        acc[4] = _mm256_fmadd_ps(_mm256_broadcast_ss(a4 + o), b0, acc[4]);
+        acc[5] = _mm256_fmadd_ps(_mm256_broadcast_ss(a5 + o), b0, acc[5]);
+    }
+    const __m256 va = _mm256_set1_ps(alpha);
+    for (int r = 0; r < m; r++) _mm256_storeu_ps(c + r * ldc, _mm256_mul_ps(va, acc[r]));
+}
 #undef CF_ATT_ROW
 #undef CF_ATT_STORE
 #endif /* CF_ATT_X86 */
@@ -163,6 +188,21 @@ CF_ATT_INLINE void cf_att_tile(int avx2, int kc, const float *const *a, ptrdiff_
 #endif
     (void)avx2;
     cf_att_tile_portable(kc, a, ks, b, ldb, c, ldc, alpha, accum, m, n);
+}
+
+/* A key tile of S or dP (assigned, whole width in the padded destination), half width when
+ * the rows need only keys < j0 + 8 (i1 - j0 <= 8): about half of the diagonal tiles. */
+CF_ATT_INLINE void cf_att_key_tile(int avx2, int i1, int j0, int kc, const float *const *a,
+                                   const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc,
+                                   float alpha, int m) {
+#ifdef CF_ATT_X86
+    if (avx2 && i1 - j0 <= 8) {
+        cf_att_tile8_avx2(kc, a, 1, b, ldb, c, ldc, alpha, m);
+        return;
+    }
+#endif
+    (void)i1, (void)j0;
+    cf_att_tile(avx2, kc, a, 1, b, ldb, c, ldc, alpha, 0, m, CF_ATT_NR);
 }
 
 /* Tile row pointers base + r * ld for rows i0 + r; rows at or past i0 + m repeat the last. */
@@ -391,9 +431,35 @@ CF_ATT_INLINE void cf_att_dsoftmax_row(int avx2, const float *p, float *ds, int 
 }
 
 /* dst (T, hp) = src (T, hs) with row stride ld; columns hs..hp of dst stay zero. */
-static inline void cf_att_copy(float *dst, int hp, const float *src, ptrdiff_t ld, int T, int hs) {
+static inline void cf_att_copy_portable(float *dst, int hp, const float *src, ptrdiff_t ld, int T,
+                                        int hs) {
     for (int j = 0; j < T; j++)
         memcpy(dst + (ptrdiff_t)j * hp, src + (ptrdiff_t)j * ld, sizeof(float) * (size_t)hs);
+}
+
+#ifdef CF_ATT_X86
+/* The same in vectors (a row is a few of them: no call per row) */
+static inline CF_ATT_AVX2 void cf_att_copy_avx2(float *dst, int hp, const float *src,
+                                                ptrdiff_t ld, int T, int hs) {
+    const int h8 = hs / 8 * 8;
+    for (int j = 0; j < T; j++) {
+        const float *s = src + (ptrdiff_t)j * ld;
+        float *d = dst + (ptrdiff_t)j * hp;
+        for (int c = 0; c < h8; c += 8) _mm256_storeu_ps(d + c, _mm256_loadu_ps(s + c));
+        for (int c = h8; c < hs; c++) d[c] = s[c];
+    }
+}
+#endif
+
+CF_ATT_INLINE void cf_att_copy(int avx2, float *dst, int hp, const float *src, ptrdiff_t ld, int T,
+                               int hs) {
+#ifdef CF_ATT_X86
+    if (avx2) {
+        cf_att_copy_avx2(dst, hp, src, ld, T, hs);
+        return;
+    }
+#endif
+    cf_att_copy_portable(dst, hp, src, ld, T, hs);
 }
 
 /* Zeroed per-thread scratch: nth blocks of per floats, each 64-byte aligned. NULL (logged) when
@@ -437,21 +503,29 @@ static inline size_t cf_att_offa(const cf_att_args *g, int it) {
 }
 
 /* Part `part` of nparts of the rows [0, rows) of a (rows, cols) block with row stride ld: a
- * prefetch of each of their cache lines. The item a thread takes next reads its Q, K, V (dO,
- * dqkv, att) from memory; fetching them while this item computes hides that latency (rows
- * 3C floats apart are a pattern the hardware prefetchers follow poorly). */
-static inline void cf_att_prefetch(const float *p, ptrdiff_t ld, int rows, int cols, int part,
-                                   int nparts) {
+ * prefetch of each of their cache lines (for writing when write). The item a thread takes
+ * next reads its Q, K, V (dO, dqkv, att) from memory; fetching them while this item computes
+ * hides that latency (rows 3C floats apart are a pattern the hardware prefetchers follow
+ * poorly). */
+static inline void cf_att_prefetch(const float *p, ptrdiff_t ld, int rows, int cols, int tri,
+                                   int part, int nparts, int write) {
 #if defined(__GNUC__)
     const int r0 = (int)((long long)rows * part / nparts);
     const int r1 = (int)((long long)rows * (part + 1) / nparts);
-    for (int r = r0; r < r1; r++) {
+    for (int r = r0; r < r1; r++) { /* each 64-byte line of the row once */
         const float *row = p + (ptrdiff_t)r * ld;
-        for (int c = 0; c < cols; c += 16) __builtin_prefetch(row + c, 0, 2);
-        __builtin_prefetch(row + cols - 1, 0, 2);
+        /* tri: the lower triangle (of att: the backward reads row r up to key r + MR - 1) */
+        const int n = tri ? cf_att_min(cols, r + CF_ATT_MR) : cols;
+        const uintptr_t l1 = (uintptr_t)(row + n - 1) >> 6;
+        for (uintptr_t l = (uintptr_t)row >> 6; l <= l1; l++) {
+            if (write)
+                __builtin_prefetch((const void *)(l << 6), 1, 2);
+            else
+                __builtin_prefetch((const void *)(l << 6), 0, 2);
+        }
     }
 #else
-    (void)p, (void)ld, (void)rows, (void)cols, (void)part, (void)nparts;
+    (void)p, (void)ld, (void)rows, (void)cols, (void)tri, (void)part, (void)nparts, (void)write;
 #endif
 }
 
@@ -472,25 +546,28 @@ CF_ATT_INLINE void cf_att_fwd_item(int avx2, const cf_att_args *g, int it, int n
     const float *q0 = g->qkv + cf_att_off3(g, it), *k0 = q0 + g->C, *v0 = k0 + g->C;
     float *o0 = g->out + cf_att_off1(g, it), *att0 = g->att_out + cf_att_offa(g, it);
     const float *qn = next >= 0 ? g->qkv + cf_att_off3(g, next) : NULL;
+    const float *on = next >= 0 ? g->out + cf_att_off1(g, next) : NULL;
     const int Tc = cf_att_round(T, CF_ATT_NR), hp = cf_att_round(hs, CF_ATT_NR);
     const int nblk = (T + CF_ATT_MR - 1) / CF_ATT_MR;
     float *Kt = scr;                     /* (hs, Tc): K^T, columns >= T zero */
     float *Vl = Kt + (ptrdiff_t)hs * Tc; /* (T, hp): V, columns >= hs zero */
     float *Sb = Vl + (ptrdiff_t)T * hp;  /* (MR, Tc): one block of rows of S, then of P */
     cf_att_transpose(avx2, Kt, Tc, k0, ld, T, hs);
-    cf_att_copy(Vl, hp, v0, ld, T, hs);
+    cf_att_copy(avx2, Vl, hp, v0, ld, T, hs);
     const float *a[CF_ATT_MR];
-    for (int i0 = 0; i0 < T; i0 += CF_ATT_MR) {
+    for (int blk = 0, i0 = 0, m = cf_att_first(T); i0 < T; blk++, i0 += m, m = CF_ATT_MR) {
         /* query rows [i0, i1) see keys [0, i1) */
-        const int m = cf_att_min(CF_ATT_MR, T - i0), i1 = i0 + m;
-        if (qn) /* the next item's q, k, v rows: 3 hs floats each */
+        const int i1 = i0 + m;
+        if (qn) { /* the next item's q, k, v rows (3 hs floats each) and out rows */
             for (int s = 0; s < 3; s++)
-                cf_att_prefetch(qn + (ptrdiff_t)s * g->C, ld, T, hs, i0 / CF_ATT_MR, nblk);
-        /* S = scale Q K^T, key tiles up to the last row's diagonal (all MR rows: Sb has them) */
+                cf_att_prefetch(qn + (ptrdiff_t)s * g->C, ld, T, hs, 0, blk, nblk, 0);
+            cf_att_prefetch(on, ldo, T, hs, 0, blk, nblk, 1);
+        }
+        /* S = scale Q K^T, key tiles up to the last row's diagonal (all MR rows: Sb has them;
+         * a half tile leaves keys >= j0 + 8 > i1 unwritten, and nothing reads them) */
         cf_att_rows(a, q0 + (ptrdiff_t)i0 * ld, ld, m);
         for (int j0 = 0; j0 < i1; j0 += CF_ATT_NR)
-            cf_att_tile(avx2, hs, a, 1, Kt + j0, Tc, Sb + j0, Tc, g->scale, 0, CF_ATT_MR,
-                        CF_ATT_NR);
+            cf_att_key_tile(avx2, i1, j0, hs, a, Kt + j0, Tc, Sb + j0, Tc, g->scale, CF_ATT_MR);
         /* causal softmax of each row t over keys <= t, zeros for keys in (t, i1); to att with
          * zeros up to T */
         for (int t = i0; t < i1; t++)
@@ -549,23 +626,24 @@ CF_ATT_INLINE void cf_att_bwd_item(int avx2, const cf_att_args *g, int it, int n
     float *dOl = Ql + nrow;              /* (T, hp): dO */
     float *dS = dOl + nrow;              /* (T, Tc): scale * dpreatt, zero above the diagonal */
     cf_att_transpose(avx2, Vt, Tc, v0, ld, T, hs);
-    cf_att_copy(Kl, hp, k0, ld, T, hs);
-    cf_att_copy(Ql, hp, q0, ld, T, hs);
-    cf_att_copy(dOl, hp, dO0, ldo, T, hs);
+    cf_att_copy(avx2, Kl, hp, k0, ld, T, hs);
+    cf_att_copy(avx2, Ql, hp, q0, ld, T, hs);
+    cf_att_copy(avx2, dOl, hp, dO0, ldo, T, hs);
     const float *a[CF_ATT_MR];
-    for (int i0 = 0; i0 < T; i0 += CF_ATT_MR) {
-        const int m = cf_att_min(CF_ATT_MR, T - i0), i1 = i0 + m, blk = i0 / CF_ATT_MR;
+    for (int blk = 0, i0 = 0, m = cf_att_first(T); i0 < T; blk++, i0 += m, m = CF_ATT_MR) {
+        const int i1 = i0 + m;
         if (qn) { /* the next item's inputs; its dq, dk, dv come in the second loop */
             for (int s = 0; s < 3; s++)
-                cf_att_prefetch(qn + (ptrdiff_t)s * g->C, ld, T, hs, blk, nblk);
-            cf_att_prefetch(dOn, ldo, T, hs, blk, nblk);
-            cf_att_prefetch(attn, T, T, T, blk, nblk);
+                cf_att_prefetch(qn + (ptrdiff_t)s * g->C, ld, T, hs, 0, blk, nblk, 0);
+            cf_att_prefetch(dOn, ldo, T, hs, 0, blk, nblk, 0);
+            cf_att_prefetch(attn, T, T, T, 1, blk, nblk, 0);
         }
         float *ds0 = dS + (ptrdiff_t)i0 * Tc;
-        /* dP = dO V^T into dS's rows (padded to Tc: whole tiles) */
+        /* dP = dO V^T into dS's rows (padded to Tc: whole tiles; as in the forward, a half tile
+         * leaves keys past the block's last row unwritten, and the rows are completed below) */
         cf_att_rows(a, dOl + (ptrdiff_t)i0 * hp, hp, m);
         for (int j0 = 0; j0 < i1; j0 += CF_ATT_NR)
-            cf_att_tile(avx2, hs, a, 1, Vt + j0, Tc, ds0 + j0, Tc, 1.0f, 0, m, CF_ATT_NR);
+            cf_att_key_tile(avx2, i1, j0, hs, a, Vt + j0, Tc, ds0 + j0, Tc, 1.0f, m);
         /* dS = scale P (dP - rowsum(P dP)) for keys <= t, zero for keys in (t, T) */
         for (int t = i0; t < i1; t++)
             cf_att_dsoftmax_row(avx2, att0 + (ptrdiff_t)t * T, dS + (ptrdiff_t)t * Tc, t + 1, T,
@@ -582,7 +660,7 @@ CF_ATT_INLINE void cf_att_bwd_item(int avx2, const cf_att_args *g, int it, int n
         const int m = cf_att_min(CF_ATT_MR, T - j0), kc = T - j0;
         if (dqn)
             for (int s = 0; s < 3; s++)
-                cf_att_prefetch(dqn + (ptrdiff_t)s * g->C, ld, T, hs, j0 / CF_ATT_MR, nblk);
+                cf_att_prefetch(dqn + (ptrdiff_t)s * g->C, ld, T, hs, 0, j0 / CF_ATT_MR, nblk, 1);
         cf_att_rows(a, dS + (ptrdiff_t)j0 * Tc + j0, 1, m);
         for (int d0 = 0; d0 < hs; d0 += CF_ATT_NR)
             cf_att_tile(avx2, kc, a, Tc, Ql + (ptrdiff_t)j0 * hp + d0, hp,
@@ -640,7 +718,8 @@ static int cf_att_run(const char *op, const cf_att_args *g, cf_att_item_fn fn, s
         team = omp_get_num_threads();
 #endif
         const int tid = cf_cpu_thread_num();
-        const int lo = (int)((long long)n * tid / team), hi = (int)((long long)n * (tid + 1) / team);
+        const int lo = (int)((long long)n * tid / team);
+        const int hi = (int)((long long)n * (tid + 1) / team);
         float *mine = scr + stride * (size_t)tid;
         for (int it = lo; it < hi; it++) fn(g, it, it + 1 < hi ? it + 1 : -1, mine);
     }
