@@ -15,7 +15,8 @@ __kernel void gelu_forward(__global float *out, ulong out_off, __global const fl
     out[out_off + i] = x / (1.0f + exp(-2.0f * u));
 }
 
-/* dinp(n) += gelu'(inp(n)) * dout(n); dinp may alias dout */
+/* dinp(n) = gelu'(inp(n)) * dout(n), ASSIGNED (not accumulated); dinp may alias dout (the model
+ * runs it in place) */
 __kernel void gelu_backward(__global float *dinp, ulong dinp_off, __global const float *inp,
                             ulong inp_off, __global const float *dout, ulong dout_off, ulong n) {
     size_t i = get_global_id(0);
@@ -24,5 +25,5 @@ __kernel void gelu_backward(__global float *dinp, ulong dinp_off, __global const
     float u = GELU_SCALE * (x + 0.044715f * x * x * x);
     float du = GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
     float s = 1.0f / (1.0f + exp(-2.0f * u));
-    dinp[dinp_off + i] += (s + 2.0f * x * s * (1.0f - s) * du) * dout[dout_off + i];
+    dinp[dinp_off + i] = (s + 2.0f * x * s * (1.0f - s) * du) * dout[dout_off + i];
 }

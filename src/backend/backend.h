@@ -7,7 +7,9 @@
  * download and synchronize are ordering points.
  *
  * Gradient convention (as in llm.c): every *_backward ACCUMULATES (+=) into its parameter-gradient
- * and input-gradient outputs; the model zeroes gradient buffers with fill() when it needs to. */
+ * and input-gradient outputs; the model zeroes gradient buffers with fill() when it needs to.
+ * Exception: gelu_backward ASSIGNS its input gradient (its only consumer is the fc layer's
+ * backward, so accumulating would only cost a zero-fill and a read per step). */
 #ifndef CF_BACKEND_H
 #define CF_BACKEND_H
 
@@ -103,6 +105,7 @@ struct cf_backend_ops {
 
     /* GELU, tanh approximation (GPT-2): out = 0.5x(1+tanh(sqrt(2/pi)(x+0.044715x^3))) */
     int (*gelu_forward)(cf_backend *be, cf_view out, cf_view inp, size_t n);
+    /* dinp(n) = gelu'(inp) * dout, ASSIGNED (not accumulated); dinp may alias dout (in place) */
     int (*gelu_backward)(cf_backend *be, cf_view dinp, cf_view inp, cf_view dout, size_t n);
 
     /* out = a + b */

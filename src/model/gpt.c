@@ -308,7 +308,7 @@ int cf_model_forward_backward(cf_model *m, const int32_t *tokens, const int32_t 
                             (size_t)BT, 0));
 
     cf_view dres = GA(m, CF_G_dres), dln = GA(m, CF_G_dln), datty = GA(m, CF_G_datty);
-    cf_view dqkv = GA(m, CF_G_dqkv), dfch = GA(m, CF_G_dfch), dfchg = GA(m, CF_G_dfch_gelu);
+    cf_view dqkv = GA(m, CF_G_dqkv), dfchg = GA(m, CF_G_dfch_gelu);
     cf_view datt = GA(m, CF_G_datt), dpreatt = GA(m, CF_G_dpreatt);
 
     /* LM head: dlnf = dlogits @ wte; dwte += dlogits^T @ lnf */
@@ -331,10 +331,10 @@ int cf_model_forward_backward(cf_model *m, const int32_t *tokens, const int32_t 
         CF_TRY(cf_be_matmul_backward_set(be, dfchg, G(m, CF_P_fc_proj_w, l, (size_t)C * F),
                                      G(m, CF_P_fc_proj_b, l, C), dres, fchg,
                                      P(m, CF_P_fc_proj_w, l, (size_t)C * F), BT, F, C));
-        CF_TRY(cf_be_fill(be, dfch, 0.0f, (size_t)BT * F));
-        CF_TRY(cf_be_gelu_backward(be, dfch, fch, dfchg, (size_t)BT * F));
+        /* GELU backward in place: dfchg becomes d(fch) (gelu_backward assigns, no zero-fill) */
+        CF_TRY(cf_be_gelu_backward(be, dfchg, fch, dfchg, (size_t)BT * F));
         CF_TRY(cf_be_matmul_backward_set(be, dln, G(m, CF_P_fc_w, l, (size_t)F * C),
-                                     G(m, CF_P_fc_b, l, F), dfch, ln2,
+                                     G(m, CF_P_fc_b, l, F), dfchg, ln2,
                                      P(m, CF_P_fc_w, l, (size_t)F * C), BT, C, F));
         CF_TRY(cf_be_layernorm_backward(be, dres, G(m, CF_P_ln2_w, l, C), G(m, CF_P_ln2_b, l, C),
                                         dln, res2, P(m, CF_P_ln2_w, l, C),

@@ -3,14 +3,23 @@
  * in cpu_attention.c.
  *
  * Determinism: every output element is produced by exactly one thread with a fixed order of
- * additions that does not depend on the thread count. Sums over rows into a shared vector
- * (dbias, dweight, the dwte scatter) are split by column ranges, each range walking all rows in
- * order; sums over a whole tensor go through fixed-size chunks combined in order. No atomics. */
+ * additions that does not depend on the thread count. Sums over rows into a shared vector are
+ * split by column ranges, each range walking all rows in order (dbias, the dwte scatter), or
+ * summed per fixed-size chunk of rows with the chunks' partials then added in order (LayerNorm's
+ * dweight, dbias); sums over a whole tensor go through fixed-size chunks combined in order. No
+ * atomics. Elementwise loops are split between threads at multiples of the vector width
+ * (schedule(simd : static)) or in fixed blocks (AdamW), so which elements a vector body and
+ * which a scalar tail computes does not depend on the thread count either.
+ *
+ * Most of these ops are memory-bound at 2 threads (about 30 GB/s); per op the comments count
+ * the bytes moved. Kernels with AVX2/FMA intrinsics (cross-entropy, AdamW) are chosen at run
+ * time, next to portable loops that compute the same formulas. */
 
 /* GCC: vectorise loops with float compares (no code here inspects floating-point exception
  * flags; Clang assumes this by default), and let a * b + c become one FMA (ISO C mode turns
  * contraction off; FMAs double the inner loops' throughput, and results stay deterministic for
- * a given build). */
+ * a given build). (optimize("no-math-errno") would be no help for sqrtf: GCC fixes a builtin's
+ * errno semantics for the whole translation unit, so AdamW's vsqrtps needs intrinsics.) */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math")
 #pragma GCC optimize("fp-contract=fast")
@@ -24,14 +33,93 @@
 #include "backend/cpu/cpu_internal.h"
 #include "backend/cpu/cpu_math.h"
 
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#define CF_OPS_X86 1
+#include <immintrin.h>
+#define CF_OPS_AVX2 __attribute__((target("avx2,fma")))
+#endif
+
 /* Column ranges for "sum over rows" reductions: 64 floats = four cache lines, so two threads
  * never write the same line and each range's accumulators fit in registers. */
 #define CF_COLS 64
 /* Elements per partial sum of reduce_sum (fixed, so the result does not depend on threads). */
 #define CF_SUM_CHUNK 16384
 
+/* Rows per partial sum of LayerNorm's dweight/dbias (fixed, so the result does not depend on
+ * threads; 64 rows of C floats stay in L1/L2 while the partials are built). */
+#define CF_LN_ROWS 64
+/* Widest column block one thread sums over rows in bias_backward: its accumulators (4 KB)
+ * stay in L1 while the rows stream past. */
+#define CF_BIAS_BLOCK 1024
+
 #define CF_GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 #define CF_GELU_A 0.044715f
+
+static inline int cf_cpu_num_threads(void) {
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
+/* Row reductions in 32 fixed lanes: four independent vector accumulators (so the adds' latency
+ * overlaps instead of chaining) combined in a fixed order; deterministic for a given build. */
+static inline float cf_cpu_lanes32_sum(const float a[32]) {
+    float h[8];
+    for (int l = 0; l < 8; l++) h[l] = (a[l] + a[l + 8]) + (a[l + 16] + a[l + 24]);
+    return ((h[0] + h[4]) + (h[1] + h[5])) + ((h[2] + h[6]) + (h[3] + h[7]));
+}
+
+/* sum of x[0..n) */
+static inline float cf_cpu_sum32(const float *x, int n) {
+    float a[32] = {0};
+    int j = 0;
+    for (; j + 32 <= n; j += 32)
+        for (int l = 0; l < 32; l++) a[l] += x[j + l];
+    for (; j < n; j++) a[j & 31] += x[j];
+    return cf_cpu_lanes32_sum(a);
+}
+
+/* sum of (x[j] - m)^2 over [0, n) */
+static inline float cf_cpu_sqdev32(const float *x, float m, int n) {
+    float a[32] = {0};
+    int j = 0;
+    for (; j + 32 <= n; j += 32)
+        for (int l = 0; l < 32; l++) {
+            const float d = x[j + l] - m;
+            a[l] += d * d;
+        }
+    for (; j < n; j++) {
+        const float d = x[j] - m;
+        a[j & 31] += d * d;
+    }
+    return cf_cpu_lanes32_sum(a);
+}
+
+/* max of x[0..n) (n >= 1) as an OpenMP simd max reduction: GCC turns this into vmaxps, while
+ * the eight-lane ternary form in cpu_math.h stays scalar (vmaxss) under GCC 12 */
+static inline float cf_cpu_vmaxf(const float *x, int n) {
+    float m = x[0];
+#pragma omp simd reduction(max : m)
+    for (int j = 0; j < n; j++) m = x[j] > m ? x[j] : m;
+    return m;
+}
+
+/* 1: the AVX2/FMA kernels (the CPU has both, and the GEMM choice is not a portable native
+ * kernel: CF_CPU_GEMM=native:generic-4x16 selects the portable code everywhere, so the tests
+ * reach it on any machine), 0: the portable loops */
+static int cf_ops_use_avx2(cf_backend *be) {
+#ifdef CF_OPS_X86
+    const char *gm = cf_backend_cpu_get_gemm(be);
+    if (strncmp(gm, "native:", 7) == 0 && !strstr(gm, "avx")) return 0;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    (void)be;
+    return 0;
+#endif
+}
 
 /* ---- bias ----------------------------------------------------------------------------------- */
 
@@ -49,22 +137,42 @@ int cf_cpu_add_bias(cf_backend *be, cf_view out_v, cf_view bias_v, int N, int OC
     return CF_OK;
 }
 
+/* dbias(OC) += column sums of dout(N,OC). Each thread owns one contiguous column range (cut at
+ * multiples of 16 floats, so two threads never write the same cache line) and walks every row in
+ * order over it: each row is read as one contiguous piece per thread, and a column's sum is the
+ * same sequence of additions whatever the ranges are, so the result does not depend on the
+ * thread count. */
 int cf_cpu_bias_backward(cf_backend *be, cf_view dbias_v, cf_view dout_v, int N, int OC) {
     CF_CPU_NEED(dbias_v, (size_t)OC, "bias_backward", "dbias");
     CF_CPU_NEED(dout_v, cf_zmul(N, OC), "bias_backward", "dout");
     float *dbias = cf_cpu_f32(dbias_v);
     const float *dout = cf_cpu_f32(dout_v);
-    const int nr = (OC + CF_COLS - 1) / CF_COLS;
-#pragma omp parallel for schedule(static) if (cf_zmul(N, OC) >= CF_CPU_PAR_MIN)
-    for (int r = 0; r < nr; r++) {
-        const int c0 = r * CF_COLS, w = OC - c0 < CF_COLS ? OC - c0 : CF_COLS;
-        float acc[CF_COLS] = {0};
-        for (int i = 0; i < N; i++) {
-            const float *d = dout + cf_zmul(i, OC) + c0;
+#pragma omp parallel if (cf_zmul(N, OC) >= CF_CPU_PAR_MIN)
+    {
+        const int nt = cf_cpu_num_threads(), tid = cf_cpu_thread_num();
+        const int per = ((OC + nt - 1) / nt + 15) & ~15;
+        const int lo = tid * per < OC ? tid * per : OC;
+        const int hi = lo + per < OC ? lo + per : OC;
+        for (int c0 = lo; c0 < hi; c0 += CF_BIAS_BLOCK) {
+            const int w = hi - c0 < CF_BIAS_BLOCK ? hi - c0 : CF_BIAS_BLOCK;
+            float acc[CF_BIAS_BLOCK];
+            const float *d = dout + c0;
+            const size_t ld = (size_t)OC;
+            int i = 0;
 #pragma omp simd
-            for (int j = 0; j < w; j++) acc[j] += d[j];
+            for (int j = 0; j < w; j++) acc[j] = 0.0f;
+            /* four rows per visit of acc: the same additions in the same order as one row at a
+             * time, with a quarter of the accumulator loads and stores */
+            for (; i + 4 <= N; i += 4, d += 4 * ld)
+#pragma omp simd
+                for (int j = 0; j < w; j++)
+                    acc[j] = (((acc[j] + d[j]) + d[ld + j]) + d[2 * ld + j]) + d[3 * ld + j];
+            for (; i < N; i++, d += ld)
+#pragma omp simd
+                for (int j = 0; j < w; j++) acc[j] += d[j];
+#pragma omp simd
+            for (int j = 0; j < w; j++) dbias[c0 + j] += acc[j];
         }
-        for (int j = 0; j < w; j++) dbias[c0 + j] += acc[j];
     }
     return CF_OK;
 }
@@ -167,17 +275,8 @@ int cf_cpu_layernorm_forward(cf_backend *be, cf_view out_v, cf_view mean_v, cf_v
 #pragma omp parallel for schedule(static) if (NC >= CF_CPU_PAR_MIN)
     for (int i = 0; i < N; i++) {
         const float *x = inp + cf_zmul(i, C);
-        float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-        for (int c = 0; c < C; c++) s += x[c];
-        const float m = s / (float)C;
-        float v = 0.0f;
-#pragma omp simd reduction(+ : v)
-        for (int c = 0; c < C; c++) {
-            const float d = x[c] - m;
-            v += d * d;
-        }
-        const float r = 1.0f / sqrtf(v / (float)C + 1e-5f);
+        const float m = cf_cpu_sum32(x, C) / (float)C;
+        const float r = 1.0f / sqrtf(cf_cpu_sqdev32(x, m, C) / (float)C + 1e-5f);
         float *o = out + cf_zmul(i, C);
 #pragma omp simd
         for (int c = 0; c < C; c++) o[c] = (x[c] - m) * r * w[c] + bb[c];
@@ -204,22 +303,67 @@ int cf_cpu_layernorm_backward(cf_backend *be, cf_view dinp_v, cf_view dweight_v,
     const float *dout = cf_cpu_f32(dout_v), *inp = cf_cpu_f32(inp_v);
     const float *w = cf_cpu_f32(weight_v), *mean = cf_cpu_f32(mean_v);
     const float *rstd = cf_cpu_f32(rstd_v);
+    /* One pass over the rows does both gradients: dinp row by row, and per chunk of CF_LN_ROWS
+     * rows the partial sums of norm * dout and dout (part: (nch, 2, C)); the partials are then
+     * added in chunk order, so the result does not depend on how chunks fall to threads. */
+    if (N <= 0 || C <= 0) return CF_OK;
+    const int nch = (N + CF_LN_ROWS - 1) / CF_LN_ROWS;
+    float *part = malloc(sizeof(float) * 2 * cf_zmul(nch, C));
+    if (!part) {
+        CF_ERROR("cpu layernorm_backward: could not allocate %d x %d partial sums", nch, 2 * C);
+        return CF_ERR_NOMEM;
+    }
     const int nr = (C + CF_COLS - 1) / CF_COLS;
 #pragma omp parallel if (NC >= CF_CPU_PAR_MIN)
     {
-        /* dweight(C) += sum_i norm_i * dout_i, dbias(C) += sum_i dout_i: column ranges, rows in
-         * order (done first, so it reads dout before anything writes dinp) */
+#pragma omp for schedule(static)
+        for (int ch = 0; ch < nch; ch++) {
+            float *pw = part + 2 * cf_zmul(ch, C), *pb = pw + C;
+            const int i1 = (ch + 1) * CF_LN_ROWS < N ? (ch + 1) * CF_LN_ROWS : N;
+#pragma omp simd
+            for (int c = 0; c < 2 * C; c++) pw[c] = 0.0f;
+            for (int i = ch * CF_LN_ROWS; i < i1; i++) {
+                const float *x = inp + cf_zmul(i, C), *d = dout + cf_zmul(i, C);
+                float *di = dinp + cf_zmul(i, C);
+                const float m = mean[i], rs = rstd[i];
+                /* s1 = mean(w*dout), s2 = mean(w*dout*norm), in 32 fixed lanes */
+                float a1[32] = {0}, a2[32] = {0};
+                int c = 0;
+                for (; c + 32 <= C; c += 32)
+                    for (int l = 0; l < 32; l++) {
+                        const float dn = w[c + l] * d[c + l];
+                        a1[l] += dn;
+                        a2[l] += dn * (x[c + l] - m);
+                    }
+                for (; c < C; c++) {
+                    const float dn = w[c] * d[c];
+                    a1[c & 31] += dn;
+                    a2[c & 31] += dn * (x[c] - m);
+                }
+                const float s1 = cf_cpu_lanes32_sum(a1) / (float)C;
+                const float s2 = cf_cpu_lanes32_sum(a2) * rs / (float)C;
+                /* dinp(N,C) += (w*dout - s1 - norm * s2) * rstd */
+#pragma omp simd
+                for (int j = 0; j < C; j++) {
+                    const float norm = (x[j] - m) * rs;
+                    pw[j] += norm * d[j];
+                    pb[j] += d[j];
+                    di[j] += (w[j] * d[j] - s1 - norm * s2) * rs;
+                }
+            }
+        }
+        /* dweight(C) += sum of the chunks' partials, dbias(C) likewise: column ranges, chunks in
+         * order */
 #pragma omp for schedule(static)
         for (int r = 0; r < nr; r++) {
             const int c0 = r * CF_COLS, cw = C - c0 < CF_COLS ? C - c0 : CF_COLS;
             float aw[CF_COLS] = {0}, ab[CF_COLS] = {0};
-            for (int i = 0; i < N; i++) {
-                const float *x = inp + cf_zmul(i, C) + c0, *d = dout + cf_zmul(i, C) + c0;
-                const float m = mean[i], rs = rstd[i];
+            for (int ch = 0; ch < nch; ch++) {
+                const float *pw = part + 2 * cf_zmul(ch, C) + c0, *pb = pw + C;
 #pragma omp simd
                 for (int j = 0; j < cw; j++) {
-                    aw[j] += (x[j] - m) * rs * d[j];
-                    ab[j] += d[j];
+                    aw[j] += pw[j];
+                    ab[j] += pb[j];
                 }
             }
             for (int j = 0; j < cw; j++) {
@@ -227,28 +371,8 @@ int cf_cpu_layernorm_backward(cf_backend *be, cf_view dinp_v, cf_view dweight_v,
                 dbias[c0 + j] += ab[j];
             }
         }
-        /* dinp(N,C) += (w*dout - mean(w*dout) - norm * mean(w*dout*norm)) * rstd, per row */
-#pragma omp for schedule(static)
-        for (int i = 0; i < N; i++) {
-            const float *x = inp + cf_zmul(i, C), *d = dout + cf_zmul(i, C);
-            float *di = dinp + cf_zmul(i, C);
-            const float m = mean[i], rs = rstd[i];
-            float s1 = 0.0f, s2 = 0.0f;
-#pragma omp simd reduction(+ : s1, s2)
-            for (int c = 0; c < C; c++) {
-                const float dn = w[c] * d[c];
-                s1 += dn;
-                s2 += dn * (x[c] - m) * rs;
-            }
-            s1 /= (float)C;
-            s2 /= (float)C;
-#pragma omp simd
-            for (int c = 0; c < C; c++) {
-                const float norm = (x[c] - m) * rs;
-                di[c] += (w[c] * d[c] - s1 - norm * s2) * rs;
-            }
-        }
     }
+    free(part);
     return CF_OK;
 }
 
@@ -262,7 +386,7 @@ int cf_cpu_gelu_forward(cf_backend *be, cf_view out_v, cf_view inp_v, size_t n) 
     CF_CPU_NEED(inp_v, n, "gelu_forward", "inp");
     float *out = cf_cpu_f32(out_v);
     const float *inp = cf_cpu_f32(inp_v);
-#pragma omp parallel for simd schedule(static) if (n >= CF_CPU_PAR_MIN)
+#pragma omp parallel for simd schedule(simd : static) if (parallel : n >= CF_CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         const float x = inp[i];
         const float u = CF_GELU_K * (x + CF_GELU_A * x * x * x);
@@ -271,6 +395,8 @@ int cf_cpu_gelu_forward(cf_backend *be, cf_view out_v, cf_view inp_v, size_t n) 
     return CF_OK;
 }
 
+/* dinp = gelu'(inp) * dout, ASSIGNED (see backend.h); dinp may alias dout or inp: each element
+ * is read before it is written, and the simd loop carries no dependence between elements. */
 int cf_cpu_gelu_backward(cf_backend *be, cf_view dinp_v, cf_view inp_v, cf_view dout_v,
                          size_t n) {
     CF_CPU_NEED(dinp_v, n, "gelu_backward", "dinp");
@@ -278,13 +404,13 @@ int cf_cpu_gelu_backward(cf_backend *be, cf_view dinp_v, cf_view inp_v, cf_view 
     CF_CPU_NEED(dout_v, n, "gelu_backward", "dout");
     float *dinp = cf_cpu_f32(dinp_v);
     const float *inp = cf_cpu_f32(inp_v), *dout = cf_cpu_f32(dout_v);
-#pragma omp parallel for simd schedule(static) if (n >= CF_CPU_PAR_MIN)
+#pragma omp parallel for simd schedule(simd : static) if (parallel : n >= CF_CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         const float x = inp[i];
         const float u = CF_GELU_K * (x + CF_GELU_A * x * x * x);
         const float du = CF_GELU_K * (1.0f + 3.0f * CF_GELU_A * x * x);
         const float s = 1.0f / (1.0f + cf_cpu_expf(-2.0f * u));
-        dinp[i] += (s + 2.0f * x * s * (1.0f - s) * du) * dout[i];
+        dinp[i] = (s + 2.0f * x * s * (1.0f - s) * du) * dout[i];
     }
     return CF_OK;
 }
@@ -295,7 +421,7 @@ int cf_cpu_residual_forward(cf_backend *be, cf_view out_v, cf_view a_v, cf_view 
     CF_CPU_NEED(b_v, n, "residual_forward", "b");
     float *out = cf_cpu_f32(out_v);
     const float *a = cf_cpu_f32(a_v), *b = cf_cpu_f32(b_v);
-#pragma omp parallel for simd schedule(static) if (n >= CF_CPU_PAR_MIN)
+#pragma omp parallel for simd schedule(simd : static) if (parallel : n >= CF_CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
     return CF_OK;
 }
@@ -305,7 +431,7 @@ int cf_cpu_axpy(cf_backend *be, cf_view y_v, cf_view x_v, float alpha, size_t n)
     CF_CPU_NEED(x_v, n, "axpy", "x");
     float *y = cf_cpu_f32(y_v);
     const float *x = cf_cpu_f32(x_v);
-#pragma omp parallel for simd schedule(static) if (n >= CF_CPU_PAR_MIN)
+#pragma omp parallel for simd schedule(simd : static) if (parallel : n >= CF_CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) y[i] += alpha * x[i];
     return CF_OK;
 }
@@ -326,7 +452,7 @@ static int cf_cpu_check_targets(const int32_t *targets, int N, int V, const char
 /* max of a row and sum of exp(x - max), with exp(x - max) stored into e when e != NULL
  * (e may be x itself) */
 static inline float cf_cpu_softmax_row(const float *x, float *e, int V, float *sum_out) {
-    const float maxv = cf_cpu_maxf(x, V);
+    const float maxv = cf_cpu_vmaxf(x, V);
     float sum = 0.0f;
     if (e) {
 #pragma omp simd reduction(+ : sum)
@@ -367,6 +493,104 @@ int cf_cpu_crossentropy_forward(cf_backend *be, cf_view losses_v, cf_view logits
     return CF_OK;
 }
 
+#ifdef CF_OPS_X86
+/* exp(t) for 8 lanes with t <= 0 or NaN (softmax arguments x - max): cf_cpu_expf's reduction,
+ * polynomial and scaling, with the same operations in the same order (so the same bits), minus
+ * the upper clamp, which such arguments never reach; the lower clamp keeps NaN (vmaxps returns
+ * its second operand when either is NaN). 2^k comes from the bits of t log2e + 1.5 * 2^23,
+ * whose low bits hold k: shifted left by 23 they are k << 23. */
+CF_OPS_AVX2 static inline __m256 cf_exp8_nonpos(__m256 t) {
+    const __m256 magic = _mm256_set1_ps(12582912.0f);
+    t = _mm256_max_ps(_mm256_set1_ps(-87.0f), t);
+    const __m256 kb = _mm256_fmadd_ps(t, _mm256_set1_ps(1.44269504088896341f), magic);
+    const __m256 kf = _mm256_sub_ps(kb, magic);
+    __m256 r = _mm256_fnmadd_ps(kf, _mm256_set1_ps(0.693145751953125f), t);
+    r = _mm256_fnmadd_ps(kf, _mm256_set1_ps(1.42860682030941723212e-6f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    const __m256i e = _mm256_add_epi32(_mm256_slli_epi32(_mm256_castps_si256(kb), 23),
+                                       _mm256_set1_epi32(127 << 23));
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/* One row of the fused cross-entropy, V >= 1: max, then e = exp(x - max) into d with its sum,
+ * then d *= dloss / sum. The row (64 KB at V = 16000) stays in L2 between the passes; while the
+ * exp pass computes, the next row (nx, or NULL) is prefetched, so that its max pass finds it in
+ * cache instead of waiting on memory. The last V % 8 entries go through masked loads and stores
+ * (the same arithmetic). Returns the sum; *maxv_out gets the max. */
+CF_OPS_AVX2 static float cf_ce_row_avx2(const float *x, float *d, const float *nx, int V,
+                                        float *maxv_out) {
+    const int V8 = V & ~7, rem = V - V8;
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(rem), lane);
+    /* max: four accumulators, then the masked tail (masked-off lanes read as x[0]'s value) */
+    __m256 m0 = _mm256_set1_ps(x[0]), m1 = m0, m2 = m0, m3 = m0;
+    int j = 0;
+    for (; j + 32 <= V8; j += 32) {
+        m0 = _mm256_max_ps(_mm256_loadu_ps(x + j), m0);
+        m1 = _mm256_max_ps(_mm256_loadu_ps(x + j + 8), m1);
+        m2 = _mm256_max_ps(_mm256_loadu_ps(x + j + 16), m2);
+        m3 = _mm256_max_ps(_mm256_loadu_ps(x + j + 24), m3);
+    }
+    for (; j < V8; j += 8) m0 = _mm256_max_ps(_mm256_loadu_ps(x + j), m0);
+    if (rem)
+        m1 = _mm256_max_ps(_mm256_blendv_ps(_mm256_set1_ps(x[0]), _mm256_maskload_ps(x + V8, tail),
+                                            _mm256_castsi256_ps(tail)),
+                           m1);
+    m0 = _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3));
+    float mx[8];
+    _mm256_storeu_ps(mx, m0);
+    float maxv = mx[0];
+    for (int l = 1; l < 8; l++) maxv = mx[l] > maxv ? mx[l] : maxv;
+    /* exp and sum: two accumulators, 16 floats (one cache line of the next row) per step */
+    const __m256 vmax = _mm256_set1_ps(maxv);
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    j = 0;
+    for (; j + 16 <= V8; j += 16) {
+        if (nx) _mm_prefetch((const char *)(nx + j), _MM_HINT_T0);
+        const __m256 e0 = cf_exp8_nonpos(_mm256_sub_ps(_mm256_loadu_ps(x + j), vmax));
+        const __m256 e1 = cf_exp8_nonpos(_mm256_sub_ps(_mm256_loadu_ps(x + j + 8), vmax));
+        _mm256_storeu_ps(d + j, e0);
+        _mm256_storeu_ps(d + j + 8, e1);
+        s0 = _mm256_add_ps(s0, e0);
+        s1 = _mm256_add_ps(s1, e1);
+    }
+    if (nx)
+        for (int k = j; k < V; k += 16) _mm_prefetch((const char *)(nx + k), _MM_HINT_T0);
+    for (; j < V8; j += 8) {
+        const __m256 e0 = cf_exp8_nonpos(_mm256_sub_ps(_mm256_loadu_ps(x + j), vmax));
+        _mm256_storeu_ps(d + j, e0);
+        s0 = _mm256_add_ps(s0, e0);
+    }
+    if (rem) {
+        const __m256 e1 = _mm256_and_ps(
+            cf_exp8_nonpos(_mm256_sub_ps(_mm256_maskload_ps(x + V8, tail), vmax)),
+            _mm256_castsi256_ps(tail));
+        _mm256_maskstore_ps(d + V8, tail, e1);
+        s1 = _mm256_add_ps(s1, e1);
+    }
+    float sv[8];
+    _mm256_storeu_ps(sv, _mm256_add_ps(s0, s1));
+    const float sum = ((sv[0] + sv[4]) + (sv[1] + sv[5])) + ((sv[2] + sv[6]) + (sv[3] + sv[7]));
+    *maxv_out = maxv;
+    return sum;
+}
+
+/* d[0..V) *= s */
+CF_OPS_AVX2 static void cf_scale_avx2(float *d, int V, float s) {
+    const __m256 vs = _mm256_set1_ps(s);
+    int j = 0;
+    for (; j + 8 <= V; j += 8) _mm256_storeu_ps(d + j, _mm256_mul_ps(_mm256_loadu_ps(d + j), vs));
+    for (; j < V; j++) d[j] *= s;
+}
+#endif
+
 int cf_cpu_crossentropy_fused(cf_backend *be, cf_view losses_v, cf_view dlogits_v,
                               cf_view logits_v, cf_view targets_v, int N, int V, float dloss) {
     CF_CPU_NEED(losses_v, (size_t)N, "crossentropy_fused", "losses");
@@ -377,24 +601,44 @@ int cf_cpu_crossentropy_fused(cf_backend *be, cf_view losses_v, cf_view dlogits_
     CF_TRY(cf_cpu_check_targets(targets, N, V, "crossentropy_fused"));
     float *losses = cf_cpu_f32(losses_v), *dlogits = cf_cpu_f32(dlogits_v);
     const float *logits = cf_cpu_f32(logits_v);
-#pragma omp parallel for schedule(static) if (cf_zmul(N, V) >= CF_CPU_PAR_MIN)
-    for (int i = 0; i < N; i++) {
-        const int tg = targets[i];
-        float *d = dlogits + cf_zmul(i, V);
-        if (tg < 0) {
-            losses[i] = 0.0f;
-            memset(d, 0, sizeof(float) * (size_t)V);
-            continue;
-        }
-        const float *x = logits + cf_zmul(i, V);
-        const float xt = x[tg]; /* read before d (possibly x itself) is overwritten */
-        float sum;
-        const float maxv = cf_cpu_softmax_row(x, d, V, &sum);
-        losses[i] = logf(sum) - (xt - maxv);
-        const float s = dloss / sum;
+    const int avx2 = cf_ops_use_avx2(be) && V >= 1;
+    (void)avx2;
+    /* each row: read once from memory (max), then twice from L2 (exp, scale); per thread the
+     * rows are consecutive, so the row after this one is the next to prefetch */
+#pragma omp parallel if (cf_zmul(N, V) >= CF_CPU_PAR_MIN)
+    {
+        const int nt = cf_cpu_num_threads(), tid = cf_cpu_thread_num();
+        const int per = N / nt, extra = N % nt;
+        const int i0 = tid * per + (tid < extra ? tid : extra);
+        const int i1 = i0 + per + (tid < extra);
+        for (int i = i0; i < i1; i++) {
+            const int tg = targets[i];
+            float *d = dlogits + cf_zmul(i, V);
+            if (tg < 0) {
+                losses[i] = 0.0f;
+                memset(d, 0, sizeof(float) * (size_t)V);
+                continue;
+            }
+            const float *x = logits + cf_zmul(i, V);
+            const float xt = x[tg]; /* read before d (possibly x itself) is overwritten */
+            float sum, maxv;
+#ifdef CF_OPS_X86
+            if (avx2) {
+                sum = cf_ce_row_avx2(x, d, i + 1 < i1 ? x + V : NULL, V, &maxv);
+                const float s = dloss / sum;
+                cf_scale_avx2(d, V, s);
+                losses[i] = logf(sum) - (xt - maxv);
+                d[tg] -= dloss;
+                continue;
+            }
+#endif
+            maxv = cf_cpu_softmax_row(x, d, V, &sum);
+            losses[i] = logf(sum) - (xt - maxv);
+            const float s = dloss / sum;
 #pragma omp simd
-        for (int j = 0; j < V; j++) d[j] *= s;
-        d[tg] -= dloss;
+            for (int j = 0; j < V; j++) d[j] *= s;
+            d[tg] -= dloss;
+        }
     }
     return CF_OK;
 }
@@ -433,6 +677,57 @@ int cf_cpu_reduce_sum(cf_backend *be, cf_view out_v, cf_view x_v, size_t n, int 
     return CF_OK;
 }
 
+/* AdamW's per-step constants */
+typedef struct {
+    float lr, beta1, beta2, omb1, omb2, eps, wd, scale, inv_bc1, inv_bc2;
+} cf_adamw_k;
+
+/* Elements per AdamW work item (a multiple of 8): which elements take a kernel's vector body
+ * and which its scalar tail is then the same for any thread count. */
+#define CF_ADAMW_BLOCK 16384
+
+/* portable: scalar sqrtf (with errno semantics, which both GCC and Clang keep by default, a
+ * compiler cannot vectorise it) */
+static void cf_adamw_portable(float *p, const float *g, float *m, float *v, size_t n,
+                              const cf_adamw_k *k) {
+    for (size_t i = 0; i < n; i++) {
+        const float gi = g[i] * k->scale;
+        const float mi = k->beta1 * m[i] + k->omb1 * gi;
+        const float vi = k->beta2 * v[i] + k->omb2 * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        const float mhat = mi * k->inv_bc1, vhat = vi * k->inv_bc2;
+        p[i] -= k->lr * (mhat / (sqrtf(vhat) + k->eps) + k->wd * p[i]);
+    }
+}
+
+#ifdef CF_OPS_X86
+/* AVX2/FMA: vsqrtps and vdivps whatever the compiler's errno semantics; the last n % 8 elements
+ * go through the portable loop */
+CF_OPS_AVX2 static void cf_adamw_avx2(float *p, const float *g, float *m, float *v, size_t n,
+                                      const cf_adamw_k *k) {
+    const __m256 scale = _mm256_set1_ps(k->scale), b1 = _mm256_set1_ps(k->beta1);
+    const __m256 b2 = _mm256_set1_ps(k->beta2), omb1 = _mm256_set1_ps(k->omb1);
+    const __m256 omb2 = _mm256_set1_ps(k->omb2), ibc1 = _mm256_set1_ps(k->inv_bc1);
+    const __m256 ibc2 = _mm256_set1_ps(k->inv_bc2), eps = _mm256_set1_ps(k->eps);
+    const __m256 wd = _mm256_set1_ps(k->wd), lr = _mm256_set1_ps(k->lr);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 gi = _mm256_mul_ps(_mm256_loadu_ps(g + i), scale);
+        const __m256 mi = _mm256_fmadd_ps(b1, _mm256_loadu_ps(m + i), _mm256_mul_ps(omb1, gi));
+        const __m256 vi = _mm256_fmadd_ps(b2, _mm256_loadu_ps(v + i),
+                                          _mm256_mul_ps(_mm256_mul_ps(omb2, gi), gi));
+        _mm256_storeu_ps(m + i, mi);
+        _mm256_storeu_ps(v + i, vi);
+        const __m256 den = _mm256_add_ps(_mm256_sqrt_ps(_mm256_mul_ps(vi, ibc2)), eps);
+        const __m256 pi = _mm256_loadu_ps(p + i);
+        const __m256 upd = _mm256_fmadd_ps(wd, pi, _mm256_div_ps(_mm256_mul_ps(mi, ibc1), den));
+        _mm256_storeu_ps(p + i, _mm256_fnmadd_ps(lr, upd, pi));
+    }
+    if (i < n) cf_adamw_portable(p + i, g + i, m + i, v + i, n - i, k);
+}
+#endif
+
 int cf_cpu_adamw(cf_backend *be, cf_view params_v, cf_view grads_v, cf_view m_v, cf_view v_v,
                  size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
                  float grad_scale, int t) {
@@ -447,20 +742,31 @@ int cf_cpu_adamw(cf_backend *be, cf_view params_v, cf_view grads_v, cf_view m_v,
     float *p = cf_cpu_f32(params_v), *m = cf_cpu_f32(m_v), *v = cf_cpu_f32(v_v);
     const float *g = cf_cpu_f32(grads_v);
     /* bias corrections in double: 1 - beta2^t is tiny for small t and beta2 near 1 */
-    const float inv_bc1 = (float)(1.0 / (1.0 - pow((double)beta1, (double)t)));
-    const float inv_bc2 = (float)(1.0 / (1.0 - pow((double)beta2, (double)t)));
-    const float omb1 = 1.0f - beta1, omb2 = 1.0f - beta2;
-    /* Memory-bound (four arrays read, three written). Not marked simd: with errno semantics no
-     * compiler vectorises sqrtf, and Clang warns when told to. */
+    const cf_adamw_k k = {lr,
+                          beta1,
+                          beta2,
+                          1.0f - beta1,
+                          1.0f - beta2,
+                          eps,
+                          weight_decay,
+                          grad_scale,
+                          (float)(1.0 / (1.0 - pow((double)beta1, (double)t))),
+                          (float)(1.0 / (1.0 - pow((double)beta2, (double)t)))};
+    /* Memory-bound once vectorised (four arrays read, three written: 28 bytes per parameter);
+     * with scalar sqrt and division it was compute-bound. */
+    const int avx2 = cf_ops_use_avx2(be);
+    const size_t nb = (n + CF_ADAMW_BLOCK - 1) / CF_ADAMW_BLOCK;
 #pragma omp parallel for schedule(static) if (n >= CF_CPU_PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        const float gi = g[i] * grad_scale;
-        const float mi = beta1 * m[i] + omb1 * gi;
-        const float vi = beta2 * v[i] + omb2 * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        const float mhat = mi * inv_bc1, vhat = vi * inv_bc2;
-        p[i] -= lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * p[i]);
+    for (size_t b = 0; b < nb; b++) {
+        const size_t i0 = b * CF_ADAMW_BLOCK, len = n - i0 < CF_ADAMW_BLOCK ? n - i0 : CF_ADAMW_BLOCK;
+#ifdef CF_OPS_X86
+        if (avx2) {
+            cf_adamw_avx2(p + i0, g + i0, m + i0, v + i0, len, &k);
+            continue;
+        }
+#endif
+        cf_adamw_portable(p + i0, g + i0, m + i0, v + i0, len, &k);
     }
+    (void)avx2;
     return CF_OK;
 }
