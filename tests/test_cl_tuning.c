@@ -1,8 +1,8 @@
 /* clformer test: tuning files (src/backend/opencl/cl_tuning.c). Without a device: a tuning round-
  * trips through JSON and through a file field by field (the register-blocked kernel's fast choice
  * included); corrupt or invalid files (an invalid fast choice among them) are refused with a reason
- * naming the entry and the field; the committed H200 file (written before fast choices existed)
- * still loads; shape lookup (exact, same bucket, miss) and file names. With an OpenCL device: a
+ * naming the entry and the field; files from before fast choices existed, and the committed H200
+ * file, load; shape lookup (exact, same bucket, miss) and file names. With an OpenCL device: a
  * missing, corrupt, invalid, stale (other driver) or foreign (other device) file gives exactly one
  * warning and the built-in rule; CF_TUNING=off gives none; a matching file is found automatically
  * under ./configs/tuning/ and announced at debug level; a backend running tuned parameters (odd
@@ -86,6 +86,7 @@ static void sample(cf_tuning *t, const char *platform, const char *device, const
     cf_tuning_gemm g = entry("qkv.fwd", 0, 1, 4096, 1152, 384, 16, 8, 16, 4, 0, CF_TUNING_NATIVE);
     TCL_OK(cf_tuning_set_gemm(t, &g));
     g = entry("head.dw", 1, 0, 16000, 384, 4096, 8, 4, 32, 2, 1, CF_TUNING_CLBLAST);
+    g.gflops_fast_rule = 0.004057; /* a slow candidate on a CPU device: not written as 0 */
     TCL_OK(cf_tuning_set_gemm(t, &g));
     g = entry("square 512", 0, 0, 512, 512, 512, 32, 2, 8, 8, 2, CF_TUNING_FAST);
     g.fast = (cf_tuning_fast){4, 8, 16, 16, 3}; /* 64x128 blocks, K in 3 slices */
@@ -113,6 +114,9 @@ static void test_roundtrip(void) {
                                                    "\"fast_choice\":"),
            "the fast choice is written as \"fast_choice\" only for the entry that has one and "
            "read back (rm 4, rn 8, bk 16, wg 16, split 3)");
+    expect(rc == CF_OK && back.gemm[1].gflops_fast_rule == 0.004057,
+           "a small GFLOP/s value keeps 4 significant digits (0.004057 -> %g)",
+           rc == CF_OK ? back.gemm[1].gflops_fast_rule : -1.0);
     char path[700];
     snprintf(path, sizeof path, "%s/sub/dir/t.json", g_dir);
     TCL_OK(cf_tuning_save(&t, path));
@@ -198,24 +202,44 @@ static void test_parse_errors(void) {
     free(good);
 }
 
-/* A file written before fast choices existed: "path": "fast" meant the backend's untuned choice,
- * and gflops.fast its speed. It loads; no entry has a fast choice; fast_rule takes "fast". */
+/* Files written before fast choices existed ("path": "fast" meant the backend's untuned choice,
+ * gflops.fast its speed) load: no entry has a fast choice, fast_rule takes "fast". The committed
+ * H200 file loads too, whichever it is. */
 static void test_old_file(void) {
-    const char *path = CF_SOURCE_DIR "/configs/tuning/nvidia-cuda__nvidia-h200.json";
+    static const char *old =
+        "{\"format\": \"clformer-tuning\", \"version\": 1, \"platform\": \"NVIDIA CUDA\",\n"
+        " \"device\": \"NVIDIA H200\", \"driver\": \"580.159.04\", \"quick\": true,\n"
+        " \"gemm\": [\n"
+        "  {\"label\": \"qkv.fwd\", \"bucket\": \"nt:4096x1024x512\", \"M\": 4096, \"N\": 1152,\n"
+        "   \"K\": 384, \"ta\": 0, \"tb\": 1, \"path\": \"fast\",\n"
+        "   \"native\": {\"tile\": 16, \"wpt\": 8, \"tk\": 32, \"vw\": 4, \"pad\": 1},\n"
+        "   \"gflops\": {\"tuned\": 20096.93, \"rule\": 18055.84, \"clblast\": 15506.81,\n"
+        "              \"fast\": 27729.24}, \"candidates\": 7, \"rejected\": 0},\n"
+        "  {\"label\": \"square 256\", \"bucket\": \"nn:256x256x256\", \"M\": 256, \"N\": 256,\n"
+        "   \"K\": 256, \"ta\": 0, \"tb\": 0, \"path\": \"native\",\n"
+        "   \"native\": {\"tile\": 16, \"wpt\": 4, \"tk\": 32, \"vw\": 4, \"pad\": 1},\n"
+        "   \"gflops\": {\"tuned\": 1405.5, \"rule\": 1191.6, \"clblast\": 1593.6, \"fast\": 0}}\n"
+        " ],\n"
+        " \"workgroups\": {\"attention\": {\"ls\": 64, \"default_ls\": 256}}}\n";
     cf_tuning t;
     char why[512] = "";
-    int rc = cf_tuning_load(path, &t, why, sizeof why);
-    int with_choice = 0, fast = 0, fast_rule_ok = 1;
-    for (int i = 0; rc == CF_OK && i < t.n_gemm; i++) {
-        with_choice += t.gemm[i].fast.rm != 0;
-        fast += t.gemm[i].path == CF_TUNING_FAST;
-        if (t.gemm[i].gflops_fast_rule != t.gemm[i].gflops_fast) fast_rule_ok = 0;
-    }
-    expect(rc == CF_OK && t.n_gemm > 0 && with_choice == 0 && fast > 0 && fast_rule_ok,
-           "the committed %s loads (%s): %d entries, %d on path fast, none with a fast choice, "
-           "gflops.fast_rule = gflops.fast",
-           "configs/tuning/nvidia-cuda__nvidia-h200.json", rc == CF_OK ? "ok" : why, t.n_gemm,
-           fast);
+    int rc = cf_tuning_parse(old, "old.json", &t, why, sizeof why);
+    expect(rc == CF_OK && t.n_gemm == 2 && t.gemm[0].path == CF_TUNING_FAST &&
+               t.gemm[0].fast.rm == 0 && t.gemm[1].fast.rm == 0 &&
+               t.gemm[0].gflops_fast_rule == 27729.24 && t.gemm[1].gflops_fast_rule == 0.0,
+           "a file from before fast choices loads (%s): path fast without a choice, "
+           "gflops.fast_rule = gflops.fast (%.2f)",
+           rc == CF_OK ? "ok" : why, rc == CF_OK ? t.gemm[0].gflops_fast_rule : 0.0);
+    cf_tuning_free(&t);
+
+    const char *path = CF_SOURCE_DIR "/configs/tuning/nvidia-cuda__nvidia-h200.json";
+    rc = cf_tuning_load(path, &t, why, sizeof why);
+    int with_choice = 0;
+    for (int i = 0; rc == CF_OK && i < t.n_gemm; i++) with_choice += t.gemm[i].fast.rm != 0;
+    expect(rc == CF_OK && t.n_gemm > 0,
+           "the committed configs/tuning/nvidia-cuda__nvidia-h200.json loads (%s): %d entries, "
+           "%d with a fast choice",
+           rc == CF_OK ? "ok" : why, t.n_gemm, with_choice);
     cf_tuning_free(&t);
 }
 

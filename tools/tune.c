@@ -51,9 +51,9 @@ static const char *HELP =
     "  --config FILE    take the GEMM shapes and kernel sizes from this config (default: squares\n"
     "                   only, kernel sizes of the built-in tiny model)\n"
     "  --out FILE       where to write (default configs/tuning/<platform>__<device>.json)\n"
-    "  --quick          fewer candidates and repeats (an H200: 12 s for wiki_cache_optimized\n"
-    "                   before the fast-kernel search; a 2-core CPU device: about 15 minutes\n"
-    "                   for it, 20 s for configs/tiny.json)\n"
+    "  --quick          fewer candidates and repeats (an H200: 29 s for wiki_cache_optimized;\n"
+    "                   a 2-core CPU device: about 15 minutes for it, 20 s for\n"
+    "                   configs/tiny.json, without the fast-kernel search)\n"
     "  --budget S       stop after S seconds (at least one measurement), write what was measured;\n"
     "                   rerun to continue\n"
     "  --repeats N      timed runs per candidate (default 7, --quick 3)\n"
@@ -711,6 +711,12 @@ static int gemm_result(tuner *T, int i, const cand *c, int kind, double prune_us
                   same_fast(&rc, T->fcur);
     }
     CF_TRY(measure_gemm(T, i, c, kind, is_rule, ck, prune_us, r));
+    if (r->status == CAND_UNSUPPORTED)
+        CF_DEBUG("%s %c%c %dx%dx%d %s: not measured: %s", s->label, s->ta ? 'T' : 'N',
+                 s->tb ? 'T' : 'N', s->M, s->N, s->K, ck, r->note[0] ? r->note : "?");
+    else
+        CF_DEBUG("%s %c%c %dx%dx%d %s: %s, %.2f us, error %.1e", s->label, s->ta ? 'T' : 'N',
+                 s->tb ? 'T' : 'N', s->M, s->N, s->K, ck, status_names[r->status], r->us, r->err);
     T->measure_seconds += cf_time_now() - t;
     slot_done(T, work);
     cache_put(T, key, r);
@@ -1515,34 +1521,37 @@ static void print_table(const tuner *T, const cf_tuning *t) {
         printf(" %10.1f %10.1f %7.2fx %12s", g->gflops_rule, g->gflops_tuned, up, clb);
         if (fast) printf(" %9s %10s", fst, fstt);
         printf(" %-7s %s%s\n", path_label(g->path), params, fc);
-        if (g->gflops_fast_rule > 0 && g->gflops_fast > 0 && strncmp(s->label, "square", 6) != 0) {
-            f_rule += us_of(s->flops, g->gflops_fast_rule);
-            f_tuned += us_of(s->flops, g->gflops_fast);
-            f_flops += s->flops;
-        }
+        /* over the config's shapes as one training step runs them (the layers' shapes once per
+         * layer), time-weighted: total flops / total time */
+        const double times = strncmp(s->label, "head", 4) == 0 ? 1.0 : (double)T->cfg.num_layers;
         if (g->gflops_rule > 0 && g->gflops_tuned > 0 && path_gflops(g) > 0 &&
             strncmp(s->label, "square", 6) != 0) {
-            /* over the config's shapes, time-weighted: total flops / total time */
-            t_rule += us_of(s->flops, g->gflops_rule);
-            t_tuned += us_of(s->flops, g->gflops_tuned);
-            t_default += default_us(g, s->flops);
-            t_chosen += us_of(s->flops, path_gflops(g));
-            flops += s->flops;
+            t_rule += times * us_of(s->flops, g->gflops_rule);
+            t_tuned += times * us_of(s->flops, g->gflops_tuned);
+            t_default += times * default_us(g, s->flops);
+            t_chosen += times * us_of(s->flops, path_gflops(g));
+            flops += times * s->flops;
+        }
+        if (g->gflops_fast_rule > 0 && g->gflops_fast > 0 && strncmp(s->label, "square", 6) != 0) {
+            f_rule += times * us_of(s->flops, g->gflops_fast_rule);
+            f_tuned += times * us_of(s->flops, g->gflops_fast);
+            f_flops += times * s->flops;
         }
     }
     if (flops > 0) {
-        printf("the config's shapes together (one training step's GEMMs, time-weighted):\n"
+        printf("the config's shapes together (one training step's GEMMs, %d layers, "
+               "time-weighted):\n"
                "  tiled rule %.1f GFLOP/s, tuned tiled %.1f GFLOP/s (%.2fx);\n"
                "  untuned clformer (%s) %.1f GFLOP/s, tuned choice per shape %.1f GFLOP/s "
                "(%.2fx)\n",
-               flops / t_rule * 1e-3, flops / t_tuned * 1e-3, t_rule / t_tuned,
+               T->cfg.num_layers, flops / t_rule * 1e-3, flops / t_tuned * 1e-3, t_rule / t_tuned,
                fast ? "fast kernel where it applies, else CLBlast or the rule"
                     : T->have_clblast ? "CLBlast" : "the tiled rule",
                flops / t_default * 1e-3, flops / t_chosen * 1e-3, t_default / t_chosen);
     }
     if (f_flops > 0)
-        printf("  register-blocked kernel (fast), the shapes its dispatch takes: the rule's "
-               "choices %.3f ms (%.1f GFLOP/s), the tuned choices %.3f ms (%.1f GFLOP/s, "
+        printf("  register-blocked kernel (fast), the shapes its dispatch takes, per step: the "
+               "rule's choices %.3f ms (%.1f GFLOP/s), the tuned choices %.3f ms (%.1f GFLOP/s, "
                "%.3fx)\n",
                f_rule * 1e-3, f_flops / f_rule * 1e-3, f_tuned * 1e-3, f_flops / f_tuned * 1e-3,
                f_rule / f_tuned);

@@ -66,7 +66,14 @@ int cf_tuning_set_gemm(cf_tuning *t, const cf_tuning_gemm *g) {
 
 /* ---- JSON ------------------------------------------------------------------------------------ */
 
-static double round2(double x) { return isfinite(x) ? round(x * 100.0) / 100.0 : 0.0; }
+/* two decimals, or 4 significant digits where that is finer: a CPU device's slow candidates
+ * (0.004 GFLOP/s) must not be written as 0, which means "not measured" */
+static double round2(double x) {
+    if (!isfinite(x) || x == 0.0) return 0.0;
+    double scale = 100.0;
+    while (fabs(x) * scale < 1000.0 && scale < 1e12) scale *= 10.0;
+    return round(x * scale) / scale;
+}
 
 char *cf_tuning_to_json(const cf_tuning *t) {
     cJSON *root = cJSON_CreateObject();
