@@ -7,7 +7,15 @@
  * one switch selects the portable code everywhere and the tests can reach it on any machine.
  *
  * Determinism: each (batch, head) pair is one work item whose arithmetic does not depend on the
- * thread count, so neither do the results. */
+ * thread count, so neither do the results.
+ *
+ * Where the time goes (configs/wiki_cache_optimized.json, B 32, NH 8, T 128, hs 48, 4 layers,
+ * on the 2-core reference machine): the causal products are 1.22 GFLOP per layer, 4.9 per
+ * step, 26 ms at the FMA peak of both cores (93 GFLOP/s each); with the half-empty diagonal
+ * tiles, the softmax exponentials and the copies they take about 42 ms per step when the data
+ * is in cache, and about 50 ms in the model: a layer moves about 120 MB (att written in the
+ * forward and read in the backward, q, k, v read twice, dqkv read and written), which at the
+ * machine's 10 GB/s takes as long as the arithmetic, and the two overlap only in part. */
 
 /* GCC: vectorise loops with float compares (no code here inspects floating-point exception
  * flags; Clang assumes this by default), and let a * b + c become one FMA (ISO C mode turns
