@@ -2,7 +2,8 @@
 # clformer test: every OpenCL kernel under oclgrind (the OpenCL device simulator) at small sizes,
 # with out-of-bounds access, data-race, uninitialised-value and API checking on:
 #     oclgrind --data-races --uninitialized --check-api test_cl_ops --small
-# It fails if test_cl_ops fails (results against the CPU backend) or if oclgrind reports anything.
+# It fails if test_cl_ops fails (results against the CPU backend) or if oclgrind reports anything,
+# and if attention's default path there was not the fused kernels (oclgrind's device is a GPU).
 # First it plants a bug (a missing barrier in a copy of cl_kernels/reduce.cl) and requires oclgrind
 # to report it, so a silent checker cannot pass for a clean run.
 # Skips (exit 0) when oclgrind or the OpenCL tests are missing, unless CF_REQUIRE_OPENCL=1.
@@ -67,6 +68,11 @@ if grep -Eq "$pattern" "$work/err"; then
 fi
 if ! grep -q "Oclgrind" "$work/out"; then
     echo "FAIL cli_oclgrind: the test did not run on the oclgrind device"
+    exit 1
+fi
+if ! grep -q "^ok .*mode auto: forward and backward ran on the fused path" "$work/out"; then
+    echo "FAIL cli_oclgrind: attention's default path under oclgrind was not the fused kernels"
+    grep "attention B=" "$work/out" | head -5
     exit 1
 fi
 echo "PASS cli_oclgrind: every kernel ran under oclgrind with no reports ($(( $(date +%s) - start )) s)"

@@ -7,6 +7,8 @@
  * tests/cli_oclgrind.sh). */
 #include "test_cl_common.h"
 
+#include "backend/opencl/cl_internal.h"
+
 static int small_mode = 0;
 
 /* ---- GEMM ---------------------------------------------------------------------------------- */
@@ -123,7 +125,26 @@ static void test_layernorm(int N, int C) {
     pair_free(out2), pair_free(dinp), pair_free(dw), pair_free(db), pair_free(dout);
 }
 
-static void test_attention(int B, int T, int C, int NH, const char *path) {
+/* ---- attention -------------------------------------------------------------------------------
+ * Each case runs forward and backward with the path forced by mode ("fused" or "gemm", as
+ * CF_ATTENTION would) and checks, with the backend's counters, that `expect_path` ran: a shape the
+ * fused kernels do not take falls back to the GEMMs even when the fused path is asked for. */
+
+static cf_cl_ctx *gpu_ctx(void) { return (cf_cl_ctx *)GPU->ctx; }
+/* the path of mode auto on this device: fused on GPUs (oclgrind's simulator is one), the GEMMs
+ * on CPU devices (PoCL) */
+static const char *auto_path(void) {
+    return (gpu_ctx()->dev.type & CL_DEVICE_TYPE_GPU) ? "fused" : "gemm";
+}
+
+static void test_attention(int B, int T, int C, int NH, const char *mode, const char *expect_path) {
+    char path[64];
+    snprintf(path, sizeof path, "hs=%d %s", C / NH, mode);
+    if (strcmp(mode, expect_path) != 0)
+        snprintf(path, sizeof path, "hs=%d %s -> %s", C / NH, mode, expect_path);
+    long fused0, gemm0, fused1, gemm1;
+    TCL_OK(cf_cl_attention_set_mode(gpu_ctx(), mode));
+    cf_cl_attention_counts(gpu_ctx(), &fused0, &gemm0);
     size_t btc = (size_t)B * T * C, att_n = (size_t)B * NH * T * T;
     pair qkv = pair_rand(3 * btc, 1.0f), out = pair_rand(btc, 1.0f);
     pair att = pair_rand(att_n, 1.0f); /* garbage in: the op must write every entry */
@@ -151,8 +172,58 @@ static void test_attention(int B, int T, int C, int NH, const char *path) {
     snprintf(what, sizeof what, "attention_backward dqkv (accumulates) B=%d T=%d NH=%d %s", B, T,
              NH, path);
     check(what, dqkv, 5e-5);
+    cf_cl_attention_counts(gpu_ctx(), &fused1, &gemm1);
+    const int want_fused = strcmp(expect_path, "fused") == 0;
+    expect(fused1 - fused0 == (want_fused ? 2 : 0) && gemm1 - gemm0 == (want_fused ? 0 : 2),
+           "attention B=%d T=%d C=%d NH=%d mode %s: forward and backward ran on the %s path "
+           "(fused ops %ld, gemm ops %ld)",
+           B, T, C, NH, mode, expect_path, fused1 - fused0, gemm1 - gemm0);
+    TCL_OK(cf_cl_attention_set_mode(gpu_ctx(), "auto"));
     pair_free(qkv), pair_free(out), pair_free(att), pair_free(dqkv), pair_free(dout);
     pair_free(datt), pair_free(dpre);
+}
+
+/* the fused kernels' block sizes: blocks of 32 rows (groups of 128) where the device cannot run
+ * groups of 256 or lacks the local memory for them, and no fit at all (little local memory) */
+static void test_attention_blocks(int small) {
+    cf_cl_ctx *ctx = gpu_ctx();
+    const size_t max_group = ctx->dev.max_group;
+    const cl_ulong local_mem = ctx->dev.local_mem;
+    ctx->dev.max_group = 128;
+    if (small) test_attention(1, 37, 6, 2, "fused", "fused");
+    else test_attention(2, 70, 39, 3, "fused", "fused");
+    ctx->dev.max_group = max_group;
+    if (!small) {
+        /* hs 13 (as any up to 16): groups of 256 need 22528 bytes, of 128 14336 (cl_attention.c) */
+        ctx->dev.local_mem = 20000;
+        test_attention(1, 100, 26, 2, "fused", "fused");
+        ctx->dev.local_mem = 10000;
+        test_attention(1, 20, 26, 2, "fused", "gemm");
+        ctx->dev.local_mem = local_mem;
+    }
+}
+
+/* CF_ATTENTION is read when the backend first needs the attention state */
+static void test_attention_env(const char *spec) {
+    setenv("CF_ATTENTION", "gemm", 1);
+    cf_backend *be = NULL;
+    TCL_OK(cf_backend_opencl_create(spec, &be));
+    const int B = 1, T = 9, C = 8, NH = 2;
+    cf_buffer *buf = NULL;
+    const size_t btc = (size_t)B * T * C, tt = (size_t)B * NH * T * T;
+    TCL_OK(cf_be_alloc(be, (4 * btc + tt) * 4, &buf));
+    TCL_OK(cf_be_attention_forward(be, cf_view_make(buf, 3 * btc), cf_view_make(buf, 4 * btc),
+                                   cf_view_make(buf, 0), B, T, C, NH));
+    TCL_OK(cf_be_sync(be));
+    long fused, gemm;
+    cf_cl_attention_counts((cf_cl_ctx *)be->ctx, &fused, &gemm);
+    expect(fused == 0 && gemm == 1, "CF_ATTENTION=gemm: attention runs the GEMM path (fused %ld, "
+           "gemm %ld)", fused, gemm);
+    expect(cf_cl_attention_set_mode((cf_cl_ctx *)be->ctx, "fast") == CF_ERR_INVALID,
+           "an unknown attention path is refused");
+    cf_be_free(be, buf);
+    cf_backend_destroy(be);
+    unsetenv("CF_ATTENTION");
 }
 
 static void test_elementwise(size_t n) {
@@ -348,8 +419,12 @@ int main(int argc, char **argv) {
         if (want("gemm")) small_gemm();
         if (want("matmul")) test_matmul(9, 13, 7);
         if (want("attention")) {
-            test_attention(1, 5, 8, 2, "native");
-            test_attention(2, 37, 8, 2, "native");
+            test_attention(1, 5, 8, 2, "fused", "fused");
+            test_attention(2, 37, 8, 2, "fused", "fused");
+            test_attention(1, 11, 6, 2, "fused", "fused"); /* hs 3 */
+            test_attention(2, 37, 8, 2, "gemm", "gemm");
+            test_attention(1, 9, 8, 2, "auto", auto_path());
+            test_attention_blocks(1);
         }
         if (want("bias")) test_bias(5, 7);
         if (want("encoder")) test_encoder(2, 5, 6, 4);
@@ -365,9 +440,21 @@ int main(int argc, char **argv) {
     }
     if (want("matmul")) test_matmul(70, 48, 150);
     if (want("attention")) {
-        test_attention(2, 19, 48, 4, "native");
-        test_attention(1, 70, 24, 3, "native");
-        test_attention(1, 260, 16, 2, "native");
+        /* hs 13 (not a multiple of 4) for most cases: on PoCL each head size and block height
+         * costs 5 s of compiling; T 260: five blocks of 64 rows */
+        static const int both[][4] = {{2, 19, 52, 4}, {1, 260, 26, 2}, {2, 37, 26, 2}};
+        for (size_t i = 0; i < sizeof both / sizeof both[0]; i++)
+            for (int m = 0; m < 2; m++)
+                test_attention(both[i][0], both[i][1], both[i][2], both[i][3],
+                               m ? "gemm" : "fused", m ? "gemm" : "fused");
+        test_attention(1, 70, 24, 3, "gemm", "gemm");
+        test_attention(3, 128, 96, 2, "fused", "fused"); /* hs 48, the wiki configs' heads */
+        test_attention(2, 40, 26, 2, "auto", auto_path());
+        test_attention(1, 33, 128, 2, "fused", "fused"); /* hs 64, the largest fused */
+        test_attention(1, 20, 130, 2, "fused", "gemm");  /* hs 65: the GEMMs, with a warning */
+        test_attention(2, 1, 26, 2, "fused", "fused");   /* T 1 */
+        test_attention_blocks(0);
+        test_attention_env(spec ? spec : tcl_spec());
     }
     if (want("bias")) {
         test_bias(1, 1);

@@ -333,6 +333,7 @@ static void ctx_free(cf_cl_ctx *ctx) {
     for (int i = 0; i < CF_SCRATCH_COUNT; i++)
         if (ctx->scratch[i]) clReleaseMemObject(ctx->scratch[i]);
     cf_cl_gemm_release(ctx);
+    cf_cl_attention_release(ctx);
     cf_cl_tuning_detach(ctx);
     release_programs(ctx);
     if (ctx->queue) clReleaseCommandQueue(ctx->queue);
@@ -758,6 +759,10 @@ static int cl_attention_forward(cf_backend *be, cf_view out, cf_view att, cf_vie
     NEED(out, btc, "attention_forward", "out");
     NEED(att, bhtt, "attention_forward", "att");
     NEED(qkv, 3 * btc, "attention_forward", "qkv");
+    /* one fused launch (cl_attention.c) where the shape fits, else the GEMM path below */
+    int fused = cf_cl_attention_fused_forward(ctx, out, att, qkv, B, T, C, NH);
+    if (fused != 0) return fused < 0 ? fused : CF_OK;
+    cf_cl_attention_count_gemm(ctx);
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     int rows = B * NH * T;
@@ -783,6 +788,9 @@ static int cl_attention_backward(cf_backend *be, cf_view dqkv, cf_view datt, cf_
     NEED(dout, btc, "attention_backward", "dout");
     NEED(qkv, 3 * btc, "attention_backward", "qkv");
     NEED(att, bhtt, "attention_backward", "att");
+    int fused = cf_cl_attention_fused_backward(ctx, dqkv, dpreatt, dout, qkv, att, B, T, C, NH);
+    if (fused != 0) return fused < 0 ? fused : CF_OK;
+    cf_cl_attention_count_gemm(ctx);
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     int rows = B * NH * T;

@@ -116,6 +116,7 @@ typedef struct cf_cl_ctx {
     cf_cl_shape_memo memo[CF_CL_SHAPE_MEMO];
     int n_memo;
     struct cf_cl_gemm_fast *gemm_fast; /* cl_gemm_fast.c state (programs, scratch); NULL = unused */
+    struct cf_cl_attention *attention; /* cl_attention.c state (fused programs); NULL = unused */
 
     int gemm_max_group; /* largest work-group the native GEMM can use (64 or 256) */
     int gemm_mode;      /* enum cf_cl_gemm_mode */
@@ -239,6 +240,30 @@ int cf_cl_gemm_variant(cf_cl_ctx *ctx, const cf_cl_gemm_params *p);
 int cf_cl_gemm_prepare(cf_cl_ctx *ctx);
 void cf_cl_gemm_release(cf_cl_ctx *ctx);
 int cf_cl_have_clblast(void);
+
+/* ---- fused attention (cl_attention.c) -------------------------------------------------------- */
+
+/* Which attention path runs: auto (on GPUs the fused kernels wherever the shape fits: head size
+ * up to 64, enough local memory and work-group size; elsewhere, and on CPU devices, the batched
+ * GEMMs), fused (the fused kernels wherever the shape fits, on any device, with a warning for
+ * each shape that does not), gemm (always the batched GEMMs around the softmax kernels). The
+ * environment variable CF_ATTENTION sets it. */
+enum cf_cl_attention_mode { CF_ATT_AUTO = 0, CF_ATT_FUSED = 1, CF_ATT_GEMM = 2 };
+/* Set the mode: "auto", "fused" or "gemm" (CF_ERR_INVALID with a message otherwise). */
+int cf_cl_attention_set_mode(cf_cl_ctx *ctx, const char *mode);
+/* Counters of attention ops (forward and backward each count one) run by each path. */
+void cf_cl_attention_counts(cf_cl_ctx *ctx, long *fused, long *gemm);
+/* Run attention forward / backward (the contract of struct cf_backend_ops) with the fused kernels:
+ * 1 when done, 0 when declined (the mode is gemm, or the shape does not fit this device: the caller
+ * runs the GEMM path and counts it with cf_cl_attention_count_gemm), negative on an enqueue error.
+ * The views are already checked. */
+int cf_cl_attention_fused_forward(cf_cl_ctx *ctx, cf_view out, cf_view att, cf_view qkv, int B,
+                                  int T, int C, int NH);
+int cf_cl_attention_fused_backward(cf_cl_ctx *ctx, cf_view dqkv, cf_view dpreatt, cf_view dout,
+                                   cf_view qkv, cf_view att, int B, int T, int C, int NH);
+void cf_cl_attention_count_gemm(cf_cl_ctx *ctx);
+/* Free the fused programs (backend teardown). */
+void cf_cl_attention_release(cf_cl_ctx *ctx);
 
 /* ---- tuning files (cl_tuning.c) --------------------------------------------------------------- */
 

@@ -1,0 +1,304 @@
+/* clformer: fused causal attention for the OpenCL backend (cl_kernels/attention.cl built with
+ * -DHS): the path switch (CF_ATTENTION), the block-size rule, the programs (one per head size and
+ * work-group height, built on first use and kept in the ctx) and the launches: forward in one
+ * kernel, backward in two. cl_backend.c's attention ops call these first; what they decline runs
+ * as batched GEMMs around the softmax kernels. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "backend/opencl/cl_internal.h"
+
+/* Largest head size of the fused kernels: their register tiles and local row tiles grow with
+ * it (at 64, 43.5 KiB of local memory per group of 256); larger heads have products large enough
+ * for the batched GEMMs. */
+#define ATT_MAX_HS 64
+#define ATT_MAX_VARIANTS 12
+#define ATT_MAX_NOTED 32
+
+typedef struct {
+    int hs, ty; /* -DHS, -DTY: groups of 16 x ty work-items, blocks of 4 * ty rows */
+    int status; /* CF_OK usable; negative: build failed or the device cannot run it (kept, so
+                 * that it is not built again) */
+    cl_program program;
+    cl_kernel fwd, bwd_q, bwd_kv;
+} att_variant;
+
+struct cf_cl_attention {
+    int mode; /* enum cf_cl_attention_mode */
+    att_variant v[ATT_MAX_VARIANTS];
+    int n;
+    long fused, gemm; /* ops run by each path */
+    struct {
+        int T, hs, bwd;
+    } noted[ATT_MAX_NOTED]; /* shapes whose path was logged */
+    int n_noted;
+};
+
+static int parse_mode(const char *s) {
+    if (!s || !*s || strcasecmp(s, "auto") == 0) return CF_ATT_AUTO;
+    if (strcasecmp(s, "fused") == 0) return CF_ATT_FUSED;
+    if (strcasecmp(s, "gemm") == 0) return CF_ATT_GEMM;
+    return -1;
+}
+
+static struct cf_cl_attention *att_state(cf_cl_ctx *ctx) {
+    if (ctx->attention) return ctx->attention;
+    struct cf_cl_attention *st = calloc(1, sizeof *st);
+    if (!st) return NULL;
+    const char *env = getenv("CF_ATTENTION");
+    st->mode = parse_mode(env);
+    if (st->mode < 0) {
+        CF_WARN("CF_ATTENTION='%s' not understood (auto, fused or gemm); using auto", env);
+        st->mode = CF_ATT_AUTO;
+    }
+    ctx->attention = st;
+    return st;
+}
+
+int cf_cl_attention_set_mode(cf_cl_ctx *ctx, const char *mode) {
+    int m = parse_mode(mode);
+    if (m < 0) {
+        cf_cl_fail(ctx, "attention path '%s': expected auto, fused or gemm", mode);
+        return CF_ERR_INVALID;
+    }
+    struct cf_cl_attention *st = att_state(ctx);
+    if (!st) return CF_ERR_NOMEM;
+    st->mode = m;
+    st->n_noted = 0; /* shapes log their path again */
+    return CF_OK;
+}
+
+void cf_cl_attention_counts(cf_cl_ctx *ctx, long *fused, long *gemm) {
+    const struct cf_cl_attention *st = ctx->attention;
+    *fused = st ? st->fused : 0;
+    *gemm = st ? st->gemm : 0;
+}
+
+void cf_cl_attention_count_gemm(cf_cl_ctx *ctx) {
+    struct cf_cl_attention *st = att_state(ctx);
+    if (st) st->gemm++;
+}
+
+static void variant_free(att_variant *v) {
+    if (v->fwd) clReleaseKernel(v->fwd);
+    if (v->bwd_q) clReleaseKernel(v->bwd_q);
+    if (v->bwd_kv) clReleaseKernel(v->bwd_kv);
+    if (v->program) clReleaseProgram(v->program);
+    memset(v, 0, sizeof *v);
+}
+
+void cf_cl_attention_release(cf_cl_ctx *ctx) {
+    struct cf_cl_attention *st = ctx->attention;
+    if (!st) return;
+    for (int i = 0; i < st->n; i++) variant_free(&st->v[i]);
+    free(st);
+    ctx->attention = NULL;
+}
+
+/* ---- block sizes ------------------------------------------------------------------------------
+ * The same formulas as cl_kernels/attention.cl: RD head dimensions per work-item, row tiles of
+ * LDK floats, [k][m] tiles of LDA, chunks of BK = 32. */
+
+static size_t local_bytes(int hs, int ty) {
+    const size_t rd = (size_t)(hs + 15) / 16, ldk = 16 * rd + 4, lda = 4 * (size_t)ty + 4;
+    const size_t bm = 4 * (size_t)ty, bk = 32;
+    const size_t rows = (bm + bk) * ldk + bk * lda; /* forward, backward over query rows */
+    const size_t keys = 2 * bk * (lda + ldk);        /* backward over keys */
+    return (rows > keys ? rows : keys) * 4;
+}
+
+/* ---- programs ----------------------------------------------------------------------------------- */
+
+static int kernel_fits(cf_cl_ctx *ctx, cl_kernel k, const char *name, const att_variant *v) {
+    size_t wg = 0;
+    cl_ulong lmem = 0;
+    cl_int err = clGetKernelWorkGroupInfo(k, ctx->dev.device, CL_KERNEL_WORK_GROUP_SIZE,
+                                          sizeof wg, &wg, NULL);
+    if (err == CL_SUCCESS)
+        err = clGetKernelWorkGroupInfo(k, ctx->dev.device, CL_KERNEL_LOCAL_MEM_SIZE, sizeof lmem,
+                                       &lmem, NULL);
+    if (err != CL_SUCCESS) {
+        cf_cl_fail(ctx, "cl_kernels/attention.cl: %s (HS %d, TY %d): work-group info: %s", name,
+                   v->hs, v->ty, cf_cl_errstr(err));
+        return CF_ERR_DEVICE;
+    }
+    if (wg < (size_t)(16 * v->ty) || lmem > ctx->dev.local_mem) {
+        CF_DEBUG("cl_kernels/attention.cl: %s (HS %d, TY %d) runs at most %zu work-items per "
+                 "group with %llu bytes of local memory on %s (%llu available)",
+                 name, v->hs, v->ty, wg, (unsigned long long)lmem, ctx->dev.name,
+                 (unsigned long long)ctx->dev.local_mem);
+        return CF_ERR_UNSUPPORTED;
+    }
+    return CF_OK;
+}
+
+/* The variant (hs, ty), built on first use. Returns its status: CF_OK, or the reason it cannot
+ * be used (a build error is reported once, when it happens). */
+static int variant_get(cf_cl_ctx *ctx, struct cf_cl_attention *st, int hs, int ty,
+                       att_variant **out) {
+    *out = NULL;
+    for (int i = 0; i < st->n; i++) {
+        att_variant *v = &st->v[i];
+        if (v->hs == hs && v->ty == ty) {
+            *out = v;
+            return v->status;
+        }
+    }
+    if (st->n == ATT_MAX_VARIANTS) { /* many shapes (tests, sweeps): recycle the oldest */
+        variant_free(&st->v[0]);
+        memmove(&st->v[0], &st->v[1], (size_t)(ATT_MAX_VARIANTS - 1) * sizeof st->v[0]);
+        memset(&st->v[ATT_MAX_VARIANTS - 1], 0, sizeof st->v[0]);
+        st->n--;
+    }
+    att_variant *v = &st->v[st->n++];
+    memset(v, 0, sizeof *v);
+    v->hs = hs;
+    v->ty = ty;
+    *out = v;
+    /* GPUs: tile copies unrolled 8 deep, 8 loads in flight per work-item (see the kernels) */
+    const int unroll = (ctx->dev.type & CL_DEVICE_TYPE_GPU) ? 8 : 1;
+    char opts[128];
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DHS=%d -DTY=%d -DATT_UNROLL=%d", hs, ty, unroll);
+    int rc = cf_cl_build_program(ctx, "attention.cl", opts, &v->program);
+    cl_int err = CL_SUCCESS;
+    if (rc == CF_OK) {
+        v->fwd = clCreateKernel(v->program, "attention_fused_forward", &err);
+        if (err == CL_SUCCESS)
+            v->bwd_q = clCreateKernel(v->program, "attention_fused_backward_q", &err);
+        if (err == CL_SUCCESS)
+            v->bwd_kv = clCreateKernel(v->program, "attention_fused_backward_kv", &err);
+        if (err != CL_SUCCESS) {
+            cf_cl_fail(ctx, "cl_kernels/attention.cl (%s): fused kernels not created: %s", opts,
+                       cf_cl_errstr(err));
+            rc = CF_ERR_BUILD;
+        }
+    }
+    if (rc == CF_OK) rc = kernel_fits(ctx, v->fwd, "attention_fused_forward", v);
+    if (rc == CF_OK) rc = kernel_fits(ctx, v->bwd_q, "attention_fused_backward_q", v);
+    if (rc == CF_OK) rc = kernel_fits(ctx, v->bwd_kv, "attention_fused_backward_kv", v);
+    if (rc < 0) {
+        variant_free(v);
+        v->hs = hs;
+        v->ty = ty;
+    }
+    v->status = rc;
+    return rc;
+}
+
+/* Log the path of a shape once (debug; a warning when the fused path was asked for by name). */
+static void note(cf_cl_ctx *ctx, struct cf_cl_attention *st, int T, int hs, int bwd,
+                 const att_variant *v, const char *why) {
+    for (int i = 0; i < st->n_noted; i++)
+        if (st->noted[i].T == T && st->noted[i].hs == hs && st->noted[i].bwd == bwd) return;
+    if (st->n_noted < ATT_MAX_NOTED) {
+        st->noted[st->n_noted].T = T;
+        st->noted[st->n_noted].hs = hs;
+        st->noted[st->n_noted].bwd = bwd;
+        st->n_noted++;
+    }
+    const char *op = bwd ? "backward" : "forward";
+    if (v)
+        CF_DEBUG("attention %s T=%d hs=%d: fused (blocks of %d rows, groups of %d)", op, T, hs,
+                 4 * v->ty, 16 * v->ty);
+    else if (st->mode == CF_ATT_FUSED)
+        CF_WARN("attention %s T=%d hs=%d: the fused kernels do not fit (%s); using the batched "
+                "GEMMs", op, T, hs, why);
+    else
+        CF_DEBUG("attention %s T=%d hs=%d: batched GEMMs (%s)", op, T, hs, why);
+}
+
+/* The variant for a shape, or NULL (with *why) when the fused path declines it: groups of 256
+ * (blocks of 64 rows), else of 128 (32 rows) where the device's local memory or work-group limit
+ * needs it. */
+static att_variant *choose(cf_cl_ctx *ctx, struct cf_cl_attention *st, int C, int NH,
+                           const char **why) {
+    const int hs = NH > 0 ? C / NH : 0;
+    *why = "";
+    if (st->mode == CF_ATT_GEMM) {
+        *why = "CF_ATTENTION=gemm";
+        return NULL;
+    }
+    if (hs > ATT_MAX_HS || hs < 1 || hs * NH != C) {
+        *why = "head size above 64";
+        return NULL;
+    }
+    /* CPU devices run a group's work-items one after another, the register tiles as memory: on
+     * PoCL (2 cores, wiki_cache_optimized's attention at batch 4) the fused kernels took 66 and
+     * 100-116 ms against 47-61 and 50 ms for the batched GEMMs, forward and backward */
+    if (st->mode == CF_ATT_AUTO && !(ctx->dev.type & CL_DEVICE_TYPE_GPU)) {
+        *why = "CPU device: the batched GEMMs are faster there; CF_ATTENTION=fused overrides";
+        return NULL;
+    }
+    *why = "not enough local memory or work-group size on this device";
+    for (int ty = 16; ty >= 8; ty /= 2) {
+        if ((size_t)(16 * ty) > ctx->dev.max_group ||
+            local_bytes(hs, ty) > (size_t)ctx->dev.local_mem)
+            continue;
+        att_variant *v = NULL;
+        int rc = variant_get(ctx, st, hs, ty, &v);
+        if (rc == CF_OK) return v;
+        if (rc != CF_ERR_UNSUPPORTED) {
+            *why = "the program did not build";
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+/* ---- launches ----------------------------------------------------------------------------------- */
+
+int cf_cl_attention_fused_forward(cf_cl_ctx *ctx, cf_view out, cf_view att, cf_view qkv, int B,
+                                  int T, int C, int NH) {
+    struct cf_cl_attention *st = att_state(ctx);
+    if (!st) return 0;
+    const char *why = "";
+    att_variant *v = choose(ctx, st, C, NH, &why);
+    note(ctx, st, T, NH > 0 ? C / NH : 0, 0, v, why);
+    if (!v) return 0;
+    const int hs = C / NH, bm = 4 * v->ty, nqb = (T + bm - 1) / bm;
+    /* groups (head, batch, query block); indices from the range, not divided out of one */
+    size_t local[3] = {(size_t)(16 * v->ty), 1, 1};
+    size_t global[3] = {(size_t)NH * local[0], (size_t)B, (size_t)nqb};
+    CF_TRY(cf_cl_launch(ctx, v->fwd, "attention_fused_forward", 3, global, local,
+                        CF_ARGS(ARG_MEM(cf_cl_mem(out)), ARG_ULONG(out.off),
+                                ARG_MEM(cf_cl_mem(att)), ARG_ULONG(att.off),
+                                ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(qkv.off), ARG_INT(NH),
+                                ARG_INT(T), ARG_INT(C), ARG_FLOAT(1.0f / sqrtf((float)hs)))));
+    st->fused++;
+    return 1;
+}
+
+int cf_cl_attention_fused_backward(cf_cl_ctx *ctx, cf_view dqkv, cf_view dpreatt, cf_view dout,
+                                   cf_view qkv, cf_view att, int B, int T, int C, int NH) {
+    struct cf_cl_attention *st = att_state(ctx);
+    if (!st) return 0;
+    const char *why = "";
+    att_variant *v = choose(ctx, st, C, NH, &why);
+    note(ctx, st, T, NH > 0 ? C / NH : 0, 1, v, why);
+    if (!v) return 0;
+    const int hs = C / NH, bm = 4 * v->ty, nb = (T + bm - 1) / bm;
+    /* groups (head, batch, block): query blocks for dq and dpreatt, then key blocks for dk, dv */
+    size_t local[3] = {(size_t)(16 * v->ty), 1, 1};
+    size_t global[3] = {(size_t)NH * local[0], (size_t)B, (size_t)nb};
+    const float scale = 1.0f / sqrtf((float)hs);
+    CF_TRY(cf_cl_launch(ctx, v->bwd_q, "attention_fused_backward_q", 3, global, local,
+                        CF_ARGS(ARG_MEM(cf_cl_mem(dqkv)), ARG_ULONG(dqkv.off),
+                                ARG_MEM(cf_cl_mem(dpreatt)), ARG_ULONG(dpreatt.off),
+                                ARG_MEM(cf_cl_mem(dout)), ARG_ULONG(dout.off),
+                                ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(qkv.off),
+                                ARG_MEM(cf_cl_mem(att)), ARG_ULONG(att.off), ARG_INT(NH),
+                                ARG_INT(T), ARG_INT(C), ARG_FLOAT(scale))));
+    CF_TRY(cf_cl_launch(ctx, v->bwd_kv, "attention_fused_backward_kv", 3, global, local,
+                        CF_ARGS(ARG_MEM(cf_cl_mem(dqkv)), ARG_ULONG(dqkv.off),
+                                ARG_MEM(cf_cl_mem(dpreatt)), ARG_ULONG(dpreatt.off),
+                                ARG_MEM(cf_cl_mem(dout)), ARG_ULONG(dout.off),
+                                ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(qkv.off),
+                                ARG_MEM(cf_cl_mem(att)), ARG_ULONG(att.off), ARG_INT(NH),
+                                ARG_INT(T), ARG_INT(C), ARG_FLOAT(scale))));
+    st->fused++;
+    return 1;
+}
