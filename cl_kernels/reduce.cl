@@ -45,34 +45,55 @@ __kernel void reduce_sum_final(__global const float *partial, int count, __globa
     if (get_local_id(0) == 0) out[out_off] = s;
 }
 
-/* Column sums of x(rows, cols) with row stride ld. 2-D range: dim 0 = column, dim 1 = chunk of
- * rows_per_chunk consecutive rows. With direct = 0, partial(chunks, cols) receives each chunk's sum;
- * with direct = 1 (a single chunk), out(cols) += the rows, added in row order. */
-__kernel void reduce_colsum_partial(__global const float *x, ulong x_off, int rows, int cols,
-                                    int ld, int rows_per_chunk, __global float *partial,
-                                    __global float *out, ulong out_off, int direct) {
-    int c = get_global_id(0), chunk = get_global_id(1);
-    if (c >= cols) return;
-    int r0 = chunk * rows_per_chunk;
-    int r1 = min(rows, r0 + rows_per_chunk);
-    __global const float *p = x + x_off + c;
-    if (direct) {
-        float acc = out[out_off + c];
-        for (int r = r0; r < r1; r++) acc += p[(size_t)r * ld];
-        out[out_off + c] = acc;
-    } else {
-        float acc = 0.0f;
-        for (int r = r0; r < r1; r++) acc += p[(size_t)r * ld];
-        partial[(size_t)chunk * cols + c] = acc;
+/* Column sums of x(rows, cols) with row stride ld, in work-groups of CS_C columns x CS_R row lanes:
+ * a warp reads 32 consecutive floats of a row, and the lanes keep many independent loads in flight.
+ * 2-D range: dim 0 = column (groups of CS_C), dim 1 = CS_R lanes per chunk of rows_per_chunk
+ * consecutive rows. Lane l of a column adds the chunk's rows r0 + l, r0 + l + CS_R, ... in order,
+ * then the lanes' sums are added in lane order. With direct = 0, partial(chunks, cols) receives
+ * each chunk's sum; with direct = 1 (a single chunk), out(cols) += the column sums. */
+#define CS_C 32
+#define CS_R 8
+__kernel __attribute__((reqd_work_group_size(CS_C, CS_R, 1))) void
+reduce_colsum_partial(__global const float *x, ulong x_off, int rows, int cols, int ld,
+                      int rows_per_chunk, __global float *partial, __global float *out,
+                      ulong out_off, int direct) {
+    __local float red[CS_R * CS_C];
+    const int lx = get_local_id(0), ly = get_local_id(1);
+    const int c = get_group_id(0) * CS_C + lx, chunk = get_group_id(1);
+    const int r0 = chunk * rows_per_chunk, r1 = min(rows, r0 + rows_per_chunk);
+    float acc = 0.0f;
+    if (c < cols) {
+        __global const float *p = x + x_off + c;
+        for (int r = r0 + ly; r < r1; r += CS_R) acc += p[(size_t)r * ld];
+    }
+    red[ly * CS_C + lx] = acc;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (ly == 0 && c < cols) {
+        float s = red[lx];
+        for (int l = 1; l < CS_R; l++) s += red[l * CS_C + lx];
+        if (direct)
+            out[out_off + c] += s;
+        else
+            partial[(size_t)chunk * cols + c] = s;
     }
 }
 
-/* out(cols) += sum over chunks of partial(chunks, cols), chunks added in order */
-__kernel void reduce_colsum_final(__global const float *partial, int chunks, int cols,
-                                  __global float *out, ulong out_off) {
-    int c = get_global_id(0);
-    if (c >= cols) return;
-    float s = 0.0f;
-    for (int k = 0; k < chunks; k++) s += partial[(size_t)k * cols + c];
-    out[out_off + c] += s;
+/* out(cols) += sum over chunks of partial(chunks, cols): lane l adds chunks l, l + CS_R, ... in
+ * order, then the lanes' sums in lane order. Range (ceil(cols / CS_C) * CS_C, CS_R). */
+__kernel __attribute__((reqd_work_group_size(CS_C, CS_R, 1))) void
+reduce_colsum_final(__global const float *partial, int chunks, int cols, __global float *out,
+                    ulong out_off) {
+    __local float red[CS_R * CS_C];
+    const int lx = get_local_id(0), ly = get_local_id(1);
+    const int c = get_group_id(0) * CS_C + lx;
+    float acc = 0.0f;
+    if (c < cols)
+        for (int k = ly; k < chunks; k += CS_R) acc += partial[(size_t)k * cols + c];
+    red[ly * CS_C + lx] = acc;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (ly == 0 && c < cols) {
+        float s = red[lx];
+        for (int l = 1; l < CS_R; l++) s += red[l * CS_C + lx];
+        out[out_off + c] += s;
+    }
 }

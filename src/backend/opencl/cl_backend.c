@@ -543,14 +543,17 @@ static int cl_add_bias(cf_backend *be, cf_view out, cf_view bias, int N, int OC)
 static int colsum(cf_cl_ctx *ctx, cl_mem x, size_t x_off, int rows, int cols, int ld, cl_mem out,
                   size_t out_off) {
     if (rows <= 0 || cols <= 0) return CF_OK;
-    size_t target = (size_t)ctx->dev.compute_units * (is_gpu(ctx) ? 2048 : 64);
-    size_t max_chunks = target / (size_t)cols;
-    if (max_chunks < 1) max_chunks = 1;
-    size_t rpc = ((size_t)rows + max_chunks - 1) / max_chunks;
+    /* groups of 32 columns x 8 row lanes (cl_kernels/reduce.cl); enough row chunks for about four
+     * groups per compute unit, each lane adding at least 4 rows */
+    const size_t cgroups = ((size_t)cols + 31) / 32;
+    const size_t target = (size_t)ctx->dev.compute_units * 4;
+    size_t chunks = target / cgroups;
+    if (chunks < 1) chunks = 1;
+    size_t rpc = ((size_t)rows + chunks - 1) / chunks;
     if (rpc < 32) rpc = 32;
-    size_t chunks = ((size_t)rows + rpc - 1) / rpc;
-    size_t local[2] = {64, 1};
-    size_t global[2] = {cf_round_up((size_t)cols, 64), chunks};
+    chunks = ((size_t)rows + rpc - 1) / rpc;
+    size_t local[2] = {32, 8};
+    size_t global[2] = {cgroups * 32, chunks * 8};
     if (chunks == 1) {
         return cf_cl_launch(ctx, ctx->kernels[K_COLSUM_PARTIAL], "reduce_colsum_partial", 2,
                             global, local,
@@ -565,8 +568,8 @@ static int colsum(cf_cl_ctx *ctx, cl_mem x, size_t x_off, int rows, int cols, in
                         CF_ARGS(ARG_MEM(x), ARG_ULONG(x_off), ARG_INT(rows), ARG_INT(cols),
                                 ARG_INT(ld), ARG_INT((int)rpc), ARG_MEM(part), ARG_MEM(out),
                                 ARG_ULONG(out_off), ARG_INT(0))));
-    size_t g1 = global[0], l1 = 64;
-    return cf_cl_launch(ctx, ctx->kernels[K_COLSUM_FINAL], "reduce_colsum_final", 1, &g1, &l1,
+    size_t fglobal[2] = {cgroups * 32, 8};
+    return cf_cl_launch(ctx, ctx->kernels[K_COLSUM_FINAL], "reduce_colsum_final", 2, fglobal, local,
                         CF_ARGS(ARG_MEM(part), ARG_INT((int)chunks), ARG_INT(cols), ARG_MEM(out),
                                 ARG_ULONG(out_off)));
 }
