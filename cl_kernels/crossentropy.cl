@@ -46,6 +46,10 @@ __kernel void crossentropy_forward(__global float *losses, ulong loss_off,
 /* losses(N) as above and dlogits(N,V) = (softmax - onehot(target)) * dloss, assigned.
  * dlogits may alias logits: every element is read by the work-item that later overwrites it, and
  * all reads of other elements (max, sum, target logit) finish before the first write. */
+/* Elements of a row each work-item keeps in registers in crossentropy_fused (V <= CE_CPT * LS): the
+ * row is then read from global memory once instead of three times. */
+#define CE_CPT 64
+
 __kernel void crossentropy_fused(__global float *losses, ulong loss_off, __global float *dlogits,
                                  ulong dlogits_off, __global const float *logits,
                                  ulong logits_off, __global const int *targets, ulong tgt_off,
@@ -55,6 +59,40 @@ __kernel void crossentropy_fused(__global float *losses, ulong loss_off, __globa
     __global const float *x = logits + logits_off + (size_t)row * V;
     __global float *dx = dlogits + dlogits_off + (size_t)row * V;
     int target = targets[tgt_off + row];
+    if (V <= CE_CPT * LS) { /* uniform over the group */
+        float v[CE_CPT];
+        float mx = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < CE_CPT; j++) {
+            const int i = lid + j * LS;
+            v[j] = i < V ? x[i] : -INFINITY;
+            mx = fmax(mx, v[j]);
+        }
+        mx = ce_group_reduce(red, mx, 1);
+        float s = 0.0f;
+#pragma unroll
+        for (int j = 0; j < CE_CPT; j++) {
+            const int i = lid + j * LS;
+            v[j] = i < V ? exp(v[j] - mx) : 0.0f;
+            s += v[j];
+        }
+        s = ce_group_reduce(red, s, 0);
+        if (lid == 0) {
+            float loss = 0.0f;
+            if (target >= V) loss = NAN;
+            else if (target >= 0) loss = log(s) + mx - x[target];
+            losses[loss_off + row] = loss;
+        }
+        barrier(CLK_GLOBAL_MEM_FENCE); /* the target logit is read before any write */
+        const float inv = 1.0f / s;
+#pragma unroll
+        for (int j = 0; j < CE_CPT; j++) {
+            const int i = lid + j * LS;
+            if (i < V)
+                dx[i] = target < 0 ? 0.0f : (v[j] * inv - (i == target ? 1.0f : 0.0f)) * dloss;
+        }
+        return;
+    }
     float mx = -INFINITY;
     for (int i = lid; i < V; i += LS) mx = fmax(mx, x[i]);
     mx = ce_group_reduce(red, mx, 1);

@@ -469,6 +469,9 @@ int main(int argc, char **argv) {
         test_layernorm(23, 70);
         test_layernorm(40, 300);
         test_layernorm(1, 1);
+        /* rows wider than the backward keeps in registers (8 columns per work-item): the loop */
+        const int ls = ((cf_cl_ctx *)GPU->ctx)->prog_ls[CF_PROG_LAYERNORM];
+        test_layernorm(5, 8 * ls + 37);
     }
     if (want("elementwise")) {
         test_elementwise(8);
@@ -477,6 +480,9 @@ int main(int argc, char **argv) {
     if (want("crossentropy")) {
         test_crossentropy(7, 50);
         test_crossentropy(33, 300);
+        /* rows wider than the fused kernel keeps in registers (64 per work-item): the loops */
+        const int ls = ((cf_cl_ctx *)GPU->ctx)->prog_ls[CF_PROG_CROSSENTROPY];
+        test_crossentropy(3, 64 * ls + 37);
     }
     if (want("reduce")) {
         test_reduce(1);
