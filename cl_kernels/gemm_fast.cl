@@ -28,6 +28,11 @@
  *
  * With has_bias, bias(N) (at bias + bias_off) is added to every row of C as C is stored (by the
  * reduce pass under split-K), which saves the separate pass over C of a linear layer's bias.
+ * act 1 (GELU forward) also writes gelu(C) to X (same layout as C); act 2 (GELU backward) stores
+ * C = (the product) * gelu'(X) with X the pre-activation (alpha 1, beta 0, no bias): the MLP's
+ * activation and its gradient without a pass of their own. The epilogue is a build-time choice
+ * (EPI_BIAS 0/1, EPI_ACT 0/1/2; the has_bias and act arguments must match them): a run-time
+ * branch would cost every product registers (measured on an H200: 0.7 ms more per training step).
  *
  * Every staged element outside op(A) or op(B) (block edges, last K slice) is staged as 0, so edge
  * blocks need no checks in the multiply loop; only their stores are checked. */
@@ -46,7 +51,35 @@
 #ifndef WG
 #define WG 16
 #endif
+#ifndef EPI_BIAS
+#define EPI_BIAS 0
+#endif
+#ifndef EPI_ACT
+#define EPI_ACT 0
+#endif
 #define NT (WG * WG) /* work-items per group */
+
+/* GELU, tanh form, as cl_kernels/gelu.cl (the same expressions): gelu(x) = x sigmoid(2u) */
+#define GF_GELU_SCALE 0.7978845608028654f
+#define GF_GELU_C1 (-2.0f * GF_GELU_SCALE)
+#define GF_GELU_C2 (-2.0f * GF_GELU_SCALE * 0.044715f)
+static inline float gf_gelu(float x) {
+    return x / (1.0f + exp(x * (GF_GELU_C1 + GF_GELU_C2 * (x * x))));
+}
+static inline float gf_gelu_grad(float x) {
+    const float x2 = x * x;
+    const float e = exp(fmin(x * (GF_GELU_C1 + GF_GELU_C2 * x2), 80.0f));
+    const float s = 1.0f / (1.0f + e);
+    const float du2 = 2.0f * GF_GELU_SCALE + 6.0f * GF_GELU_SCALE * 0.044715f * x2;
+    const float q = (x * du2) * (e * s);
+    return s * q + s;
+}
+/* the store of one value of C at idx: bias already added; act as above */
+static inline void gf_store(__global float *C, __global float *X, size_t idx, float v, int act) {
+    if (act == 2) v *= gf_gelu_grad(X[idx]);
+    C[idx] = v;
+    if (act == 1) X[idx] = gf_gelu(v);
+}
 #define BM (WG * RM)
 #define BN (WG * RN)
 /* float4s per local-memory row: one float4 of padding, so that the transposing scalar stores of
@@ -118,7 +151,8 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
                                   __global const float *B, ulong b_off, int ldb, float beta,
                                   __global float *C, ulong c_off, int ldc, ulong c_split,
                                   __global const float *bias, ulong bias_off, int has_bias,
-                                  __local float4 *As, __local float4 *Bs) {
+                                  __global float *X, ulong x_off, int act, __local float4 *As,
+                                  __local float4 *Bs) {
     /* (a warp of 32 work-items spans 16 x 2 positions; 8 x 4, which halves the distinct float4
      * addresses of the As reads and doubles those of Bs, measured the same on an H200) */
     const int tx = get_local_id(0), ty = get_local_id(1);
@@ -128,6 +162,8 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
     A += a_off;
     B += b_off;
     C += c_off + (ulong)s * c_split;
+    X += x_off;
+    (void)has_bias, (void)act; /* the build-time EPI_BIAS and EPI_ACT decide */
     const int k_begin = s * kps;
     const int k_end = min(K, k_begin + kps);
     const int inside = m0 + BM <= M && n0 + BN <= N;
@@ -224,10 +260,20 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
                                           acc[r][j * 4 + 3]) *
                                  alpha;
 #if VEC
-                if (inside) {
-                    __global float4 *p = (__global float4 *)(C + (size_t)m * ldc + n);
-                    const float4 bv = has_bias ? vload4(0, bias + bias_off + n) : (float4)(0.0f);
-                    *p = (beta == 0.0f ? v : v + beta * *p) + bv;
+                if (inside) { /* (the host checked X's offset too) */
+                    const size_t i4 = (size_t)m * ldc + n;
+                    __global float4 *p = (__global float4 *)(C + i4);
+                    const float4 bv = EPI_BIAS ? vload4(0, bias + bias_off + n) : (float4)(0.0f);
+                    float4 o = (beta == 0.0f ? v : v + beta * *p) + bv;
+                    if (EPI_ACT == 2) {
+                        const float4 xv = *(__global const float4 *)(X + i4);
+                        o *= (float4)(gf_gelu_grad(xv.x), gf_gelu_grad(xv.y), gf_gelu_grad(xv.z),
+                                      gf_gelu_grad(xv.w));
+                    }
+                    *p = o;
+                    if (EPI_ACT == 1)
+                        *(__global float4 *)(X + i4) =
+                            (float4)(gf_gelu(o.x), gf_gelu(o.y), gf_gelu(o.z), gf_gelu(o.w));
                     continue;
                 }
 #endif
@@ -237,8 +283,8 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
                 for (int f = 0; f < 4; f++) {
                     if (n + f >= N) continue;
                     const size_t idx = (size_t)m * ldc + n + f;
-                    const float bf = has_bias ? bias[bias_off + n + f] : 0.0f;
-                    C[idx] = (beta == 0.0f ? w[f] : w[f] + beta * C[idx]) + bf;
+                    const float bf = EPI_BIAS ? bias[bias_off + n + f] : 0.0f;
+                    gf_store(C, X, idx, (beta == 0.0f ? w[f] : w[f] + beta * C[idx]) + bf, EPI_ACT);
                 }
             }
         }
@@ -251,11 +297,11 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
         int M, int N, int K, int kps, float alpha, __global const float *A, ulong a_off, int lda,  \
         __global const float *B, ulong b_off, int ldb, float beta, __global float *C,              \
         ulong c_off, int ldc, ulong c_split, __global const float *bias, ulong bias_off,           \
-        int has_bias) {                                                                            \
+        int has_bias, __global float *X, ulong x_off, int act) {                                   \
         __local float4 As[2 * BK * LDA4];                                                          \
         __local float4 Bs[2 * BK * LDB4];                                                          \
         gemm_fast_body(TA_, TB_, M, N, K, kps, alpha, A, a_off, lda, B, b_off, ldb, beta, C,       \
-                       c_off, ldc, c_split, bias, bias_off, has_bias, As, Bs);                     \
+                       c_off, ldc, c_split, bias, bias_off, has_bias, X, x_off, act, As, Bs);      \
     }
 
 GEMM_FAST_KERNEL(gemm_fast_nn, 0, 0)
@@ -267,13 +313,16 @@ GEMM_FAST_KERNEL(gemm_fast_tt, 1, 1)
  * P_s(M,N) = P + s*p_split (row stride ldp) in order s = 0 .. S-1. One work-item per element of C. */
 __kernel void gemm_fast_reduce(int M, int N, int S, __global const float *P, int ldp, ulong p_split,
                                float alpha, float beta, __global float *C, ulong c_off, int ldc,
-                               __global const float *bias, ulong bias_off, int has_bias) {
+                               __global const float *bias, ulong bias_off, int has_bias,
+                               __global float *X, ulong x_off, int act) {
     const int n = get_global_id(0), m = get_global_id(1);
     if (n >= N || m >= M) return;
     __global const float *p = P + (size_t)m * ldp + n;
     float sum = 0.0f;
     for (int s = 0; s < S; s++) sum += p[(size_t)s * p_split];
-    __global float *c = C + c_off + (size_t)m * ldc + n;
-    const float b = has_bias ? bias[bias_off + n] : 0.0f;
-    *c = (beta == 0.0f ? alpha * sum : alpha * sum + beta * *c) + b;
+    (void)has_bias, (void)act; /* the build-time EPI_BIAS and EPI_ACT decide */
+    const float b = EPI_BIAS ? bias[bias_off + n] : 0.0f;
+    gf_store(C + c_off, X + x_off, (size_t)m * ldc + n,
+             (beta == 0.0f ? alpha * sum : alpha * sum + beta * C[c_off + (size_t)m * ldc + n]) + b,
+             EPI_ACT);
 }

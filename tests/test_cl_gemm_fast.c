@@ -88,6 +88,49 @@ static void fast_case_bias(const cf_cl_gemm_fast_choice *c, int ta, int tb, int 
     pair_free(bias.p);
 }
 
+/* The GELU epilogues (ldc == N, alpha 1, beta 0): act 1 stores C = product + bias and
+ * X = gelu(C); act 2 stores C = product * gelu'(X). The CPU side runs the product, then the CPU
+ * backend's GELU op. aligned: N and the offsets multiples of 4 (float4 stores). */
+static void gelu_case(const cf_cl_gemm_fast_choice *c, int ta, int tb, int M, int N, int K,
+                      int act) {
+    const int aligned = N % 4 == 0;
+    const size_t lead = aligned ? 3 : 1;
+    const int lda = pick_ld(ta ? M : K, 1, 0), ldb = pick_ld(tb ? K : N, 1, 0);
+    operand A = operand_new(ta ? K : M, lda, lead, 0), B = operand_new(tb ? N : K, ldb, lead, 0);
+    operand C = operand_new(M, N, lead, 1), X = operand_new(M, N, lead, act == 1);
+    operand bias = operand_new(1, N, lead, 0);
+    for (int g_ = 0; g_ < 2; g_++) {
+        if (g_) {
+            TCL_OK(cf_backend_opencl_gemm_fast_gelu(GPU, c, ta, tb, M, N, K, OV(A), lda, OV(B),
+                                                    ldb, OV(C), act == 1 ? OV(bias) : (cf_view){0},
+                                                    OV(X), act));
+        } else if (act == 1) {
+            TCL_OK(CPU->ops->gemm_bias(CPU, ta, tb, M, N, K, 1.0f, OV(A), lda, OV(B), ldb, 0.0f,
+                                       OV(C), N, OV(bias)));
+            TCL_OK(cf_be_gelu_forward(CPU, OV(X), OV(C), (size_t)M * N));
+        } else {
+            TCL_OK(cf_be_gemm(CPU, ta, tb, M, N, K, 1.0f, OV(A), lda, OV(B), ldb, 0.0f, OV(C), N));
+            TCL_OK(cf_be_gelu_backward(CPU, OV(C), OV(X), OV(C), (size_t)M * N));
+        }
+    }
+    char what[160], cs[48];
+    snprintf(cs, sizeof cs, "%dx%d bk %d wg %d split %d", c->wg * c->rm, c->wg * c->rn, c->bk,
+             c->wg, c->split);
+    snprintf(what, sizeof what, "fast %s %c%c M=%d N=%d K=%d GELU %s, C %s", cs, ta ? 'T' : 'N',
+             tb ? 'T' : 'N', M, N, K, act == 1 ? "forward" : "backward",
+             aligned ? "float4" : "scalar");
+    check(what, C.p, 2e-6 * (K > 16 ? sqrt((double)K) : 4.0));
+    if (act == 1) {
+        snprintf(what, sizeof what, "fast %s M=%d N=%d K=%d GELU forward, X = gelu(C)", cs, M, N, K);
+        check(what, X.p, 2e-6 * (K > 16 ? sqrt((double)K) : 4.0));
+    }
+    pair_free(A.p);
+    pair_free(B.p);
+    pair_free(C.p);
+    pair_free(X.p);
+    pair_free(bias.p);
+}
+
 static void fast_case(const cf_cl_gemm_fast_choice *c, int ta, int tb, int M, int N, int K,
                       float alpha, float beta, int aligned) {
     fast_case_bias(c, ta, tb, M, N, K, alpha, beta, aligned, 0);
@@ -139,6 +182,9 @@ static void test_variants(void) {
                 /* the fused bias: in the float4 store, and in the split-K second pass */
                 if (v == 0 && t == 1) fast_case_bias(&c, ta, tb, 70, 36, 21, 1.0f, 0.0f, 1, 1);
                 if (v == 4 && t == 1) fast_case_bias(&c3, ta, tb, 70, 37, 40, 1.0f, 0.5f, 0, 1);
+                /* the GELU epilogues: float4 store, and scalar in the split-K second pass */
+                if (v == 0 && t == 1) gelu_case(&c, ta, tb, 70, 36, 21, 1);
+                if (v == 4 && t == 0) gelu_case(&c3, ta, tb, 70, 37, 40, 2);
                 continue;
             }
             /* partial blocks everywhere, K not a multiple of the slice */
@@ -151,6 +197,16 @@ static void test_variants(void) {
             fast_case(&c3, ta, tb, 136, 132, 72, 0.5f, 1.0f, vec_a);
             /* the fused bias (the linear layer's forward is NT): in the store and, under
              * split-K, in the second pass; partial blocks */
+            /* the GELU epilogues: forward on the NT product, backward on NN; in the store and
+             * in the split-K second pass */
+            if (!ta && tb) {
+                gelu_case(&c, 0, 1, 131, 68, 45, 1);
+                gelu_case(&c3, 0, 1, 131, 67, 100, 1);
+            }
+            if (!ta && !tb) {
+                gelu_case(&c, 0, 0, 131, 67, 45, 2);
+                gelu_case(&c3, 0, 0, 144, 136, 100, 2);
+            }
             if (tb) {
                 fast_case_bias(&c, ta, tb, 131, 67, 45, 1.0f, 0.0f, vec_b, 1);
                 fast_case_bias(&c, ta, tb, 144, 136, 48, 0.7f, 0.5f, vec_a, 1);

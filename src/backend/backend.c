@@ -220,6 +220,40 @@ int cf_be_matmul_backward_set(cf_backend *be, cf_view dinp, cf_view dweight, cf_
     return matmul_backward(be, dinp, dweight, dbias, dout, inp, weight, N, IC, OC, 0.0f);
 }
 
+int cf_be_matmul_gelu_forward(cf_backend *be, cf_view pre, cf_view act, cf_view inp,
+                              cf_view weight, cf_view bias, int N, int IC, int OC) {
+    if (be->ops->gemm_gelu && N > 0 && OC > 0) {
+        /* pre(N,OC) = inp(N,IC) @ weight(OC,IC)^T + bias, act = gelu(pre), as pre is stored */
+        CF_ASSERT(IC >= 0 && inp.buf && weight.buf && pre.buf && act.buf);
+        be->stats.kernel_launches++;
+        double t = prof_begin(be);
+        return prof_end(be, "gemm", t, 0,
+                        be->ops->gemm_gelu(be, 0, 1, N, OC, IC, inp, IC, weight, IC, pre, bias,
+                                           act, 0));
+    }
+    CF_TRY(cf_be_matmul_forward(be, pre, inp, weight, bias, N, IC, OC));
+    return cf_be_gelu_forward(be, act, pre, (size_t)N * OC);
+}
+
+int cf_be_matmul_gelu_backward_set(cf_backend *be, cf_view dpre, cf_view dweight, cf_view dbias,
+                                   cf_view dout, cf_view inp, cf_view weight, cf_view pre, int N,
+                                   int IC, int OC) {
+    if (!be->ops->gemm_gelu || N <= 0 || IC <= 0) {
+        CF_TRY(matmul_backward(be, dpre, dweight, dbias, dout, inp, weight, N, IC, OC, 0.0f));
+        return cf_be_gelu_backward(be, dpre, pre, dpre, (size_t)N * IC);
+    }
+    /* dpre(N,IC) = (dout(N,OC) @ weight(OC,IC)) * gelu'(pre), as dpre is stored */
+    CF_ASSERT(OC >= 0 && dout.buf && weight.buf && dpre.buf && pre.buf);
+    be->stats.kernel_launches++;
+    double t = prof_begin(be);
+    const cf_view none = {0};
+    CF_TRY(prof_end(be, "gemm", t, 0,
+                    be->ops->gemm_gelu(be, 0, 0, N, IC, OC, dout, OC, weight, IC, dpre, none, pre,
+                                       1)));
+    /* then dweight and dbias (no dinp: done above) */
+    return matmul_backward(be, none, dweight, dbias, dout, inp, weight, N, IC, OC, 0.0f);
+}
+
 #define CF_DISPATCH(op, ...)                                                                       \
     do {                                                                                           \
         be->stats.kernel_launches++;                                                               \

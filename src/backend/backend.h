@@ -74,6 +74,14 @@ struct cf_backend_ops {
     int (*gemm_bias)(cf_backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha,
                      cf_view A, int lda, cf_view B, int ldb, float beta, cf_view C, int ldc,
                      cf_view bias);
+    /* Optional (NULL: gemm_bias or gemm, then gelu_forward / gelu_backward): a product with the
+     * MLP's activation in the same pass over C, alpha 1 and beta 0.
+     *   backward 0: C = op(A) op(B) + bias (bias.buf may be NULL), X = gelu(C)
+     *   backward 1: C = (op(A) op(B)) * gelu'(X), X the pre-activation (bias must be NULL)
+     * X has C's shape and row stride ldc == N. */
+    int (*gemm_gelu)(cf_backend *be, int trans_a, int trans_b, int M, int N, int K, cf_view A,
+                     int lda, cf_view B, int ldb, cf_view C, cf_view bias, cf_view X,
+                     int backward);
     /* out(N,OC) += bias(OC) broadcast over rows */
     int (*add_bias)(cf_backend *be, cf_view out, cf_view bias, int N, int OC);
     /* dbias(OC) += sum over rows of dout(N,OC) */
@@ -213,6 +221,16 @@ int cf_be_matmul_backward(cf_backend *be, cf_view dinp, cf_view dweight, cf_view
 /* The same, but dinp is ASSIGNED (written, not accumulated): no zero-fill needed before it. */
 int cf_be_matmul_backward_set(cf_backend *be, cf_view dinp, cf_view dweight, cf_view dbias,
                               cf_view dout, cf_view inp, cf_view weight, int N, int IC, int OC);
+/* A linear layer followed by GELU: pre(N,OC) = inp @ weight^T + bias, act(N,OC) = gelu(pre); one
+ * launch where the backend has gemm_gelu, else matmul_forward then gelu_forward. */
+int cf_be_matmul_gelu_forward(cf_backend *be, cf_view pre, cf_view act, cf_view inp,
+                              cf_view weight, cf_view bias, int N, int IC, int OC);
+/* The backward of a linear layer whose input inp(N,IC) = gelu(pre(N,IC)): dpre(N,IC) =
+ * (dout @ weight) * gelu'(pre) ASSIGNED (the gradient through the GELU as well), dweight and dbias
+ * accumulated as in matmul_backward; gemm_gelu where the backend has it. */
+int cf_be_matmul_gelu_backward_set(cf_backend *be, cf_view dpre, cf_view dweight, cf_view dbias,
+                                   cf_view dout, cf_view inp, cf_view weight, cf_view pre, int N,
+                                   int IC, int OC);
 
 int cf_be_encoder_forward(cf_backend *be, cf_view out, cf_view tokens, cf_view wte, cf_view wpe,
                           int B, int T, int C);

@@ -225,9 +225,9 @@ static int forward_logits(cf_model *m, int B, int T) {
         CF_TRY(cf_be_layernorm_forward(be, ln2, A(m, CF_A_ln2_mean, l, sBT),
                                        A(m, CF_A_ln2_rstd, l, sBT), res2, P(m, CF_P_ln2_w, l, C),
                                        P(m, CF_P_ln2_b, l, C), BT, C));
-        CF_TRY(cf_be_matmul_forward(be, fch, ln2, P(m, CF_P_fc_w, l, (size_t)F * C),
-                                    P(m, CF_P_fc_b, l, F), BT, C, F));
-        CF_TRY(cf_be_gelu_forward(be, fchg, fch, (size_t)BT * F));
+        /* fch = ln2 @ fc_w^T + fc_b, fchg = gelu(fch) (one launch where the backend can) */
+        CF_TRY(cf_be_matmul_gelu_forward(be, fch, fchg, ln2, P(m, CF_P_fc_w, l, (size_t)F * C),
+                                         P(m, CF_P_fc_b, l, F), BT, C, F));
         CF_TRY(cf_be_matmul_forward(be, fcproj, fchg, P(m, CF_P_fc_proj_w, l, (size_t)C * F),
                                     P(m, CF_P_fc_proj_b, l, C), BT, F, C));
         CF_TRY(cf_be_residual_forward(be, res3, res2, fcproj, (size_t)BT * C));
@@ -328,11 +328,12 @@ int cf_model_forward_backward(cf_model *m, const int32_t *tokens, const int32_t 
 
         cf_prof_scope(be, l, CF_PHASE_BACKWARD);
         /* residual3 = residual2 + fcproj: dfcproj = dres, and dres flows on to residual2 */
-        CF_TRY(cf_be_matmul_backward_set(be, dfchg, G(m, CF_P_fc_proj_w, l, (size_t)C * F),
-                                     G(m, CF_P_fc_proj_b, l, C), dres, fchg,
-                                     P(m, CF_P_fc_proj_w, l, (size_t)C * F), BT, F, C));
-        /* GELU backward in place: dfchg becomes d(fch) (gelu_backward assigns, no zero-fill) */
-        CF_TRY(cf_be_gelu_backward(be, dfchg, fch, dfchg, (size_t)BT * F));
+        /* dfchg receives d(fch) = (dres @ fc_proj_w) * gelu'(fch), assigned: the GELU's backward
+         * with the product where the backend can, else a pass of its own (no zero-fill) */
+        CF_TRY(cf_be_matmul_gelu_backward_set(be, dfchg, G(m, CF_P_fc_proj_w, l, (size_t)C * F),
+                                              G(m, CF_P_fc_proj_b, l, C), dres, fchg,
+                                              P(m, CF_P_fc_proj_w, l, (size_t)C * F), fch, BT, F,
+                                              C));
         CF_TRY(cf_be_matmul_backward_set(be, dln, G(m, CF_P_fc_w, l, (size_t)F * C),
                                      G(m, CF_P_fc_b, l, F), dfchg, ln2,
                                      P(m, CF_P_fc_w, l, (size_t)F * C), BT, C, F));

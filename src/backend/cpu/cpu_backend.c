@@ -154,6 +154,7 @@ static const struct cf_backend_ops cf_cpu_ops = {
     /* .synchronize = */ cf_cpu_synchronize,
     /* .gemm = */ cf_cpu_gemm,
     /* .gemm_bias = */ cf_cpu_gemm_bias,
+    /* .gemm_gelu = */ NULL, /* matmul, then the vectorised GELU kernels of cpu_ops.c */
     /* .add_bias = */ cf_cpu_add_bias,
     /* .bias_backward = */ cf_cpu_bias_backward,
     /* .encoder_forward = */ cf_cpu_encoder_forward,

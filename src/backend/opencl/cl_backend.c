@@ -525,6 +525,29 @@ static int cl_gemm_bias_op(cf_backend *be, int ta, int tb, int M, int N, int K, 
     return cf_cl_gemm(ctx, &d);
 }
 
+static int cl_gemm_gelu_op(cf_backend *be, int ta, int tb, int M, int N, int K, cf_view A,
+                           int lda, cf_view B, int ldb, cf_view C, cf_view bias, cf_view X,
+                           int backward) {
+    cf_cl_ctx *ctx = CTX(be);
+    if (M <= 0 || N <= 0) return CF_OK;
+    NEED(A, extent(ta ? K : M, ta ? M : K, lda), "gemm_gelu", "A");
+    NEED(B, extent(tb ? N : K, tb ? K : N, ldb), "gemm_gelu", "B");
+    NEED(C, extent(M, N, N), "gemm_gelu", "C");
+    NEED(X, extent(M, N, N), "gemm_gelu", "X");
+    if (bias.buf) NEED(bias, (size_t)N, "gemm_gelu", "bias");
+    if (backward && bias.buf) {
+        CF_ERROR("opencl gemm_gelu: the backward form takes no bias");
+        return CF_ERR_INVALID;
+    }
+    cf_cl_gemm_desc d = cf_cl_gemm_desc_plain(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N);
+    d.bias = cf_cl_mem(bias);
+    d.bias_off = bias.off;
+    d.act = backward ? 2 : 1;
+    d.act_x = cf_cl_mem(X);
+    d.act_x_off = X.off;
+    return cf_cl_gemm(ctx, &d);
+}
+
 static int cl_add_bias(cf_backend *be, cf_view out, cf_view bias, int N, int OC) {
     cf_cl_ctx *ctx = CTX(be);
     NEED(out, (size_t)N * OC, "add_bias", "out");
@@ -939,6 +962,7 @@ static const struct cf_backend_ops cf_cl_ops = {
     /* .synchronize = */ cl_synchronize,
     /* .gemm = */ cl_gemm_op,
     /* .gemm_bias = */ cl_gemm_bias_op,
+    /* .gemm_gelu = */ cl_gemm_gelu_op,
     /* .add_bias = */ cl_add_bias,
     /* .bias_backward = */ cl_bias_backward,
     /* .encoder_forward = */ cl_encoder_forward,

@@ -11,12 +11,13 @@
 #include "backend/opencl/cl_gemm_fast.h"
 #include "backend/opencl/cl_tuning.h"
 
-#define FAST_MAX_PROGRAMS 24
+#define FAST_MAX_PROGRAMS 48
 #define FAST_MAX_LOGGED 128
 #define FAST_MAX_SPLIT 64
 
 typedef struct {
     int rm, rn, bk, vec, wg;
+    int epi_bias, epi_act; /* the epilogue built in (gemm_fast.cl: EPI_BIAS, EPI_ACT) */
     cl_program program;
     cl_kernel k[4]; /* nn, nt, tn, tt */
     cl_kernel reduce;
@@ -247,14 +248,15 @@ static int fast_verbose(const cf_cl_ctx *ctx) {
     return e && atoi(e) == 1 && strstr(ctx->dev.platform_name, "NVIDIA") != NULL;
 }
 
+/* The program of a variant with an epilogue built in: epi_bias 0/1, epi_act 0/1/2 (gemm_fast.cl). */
 static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int vec,
-                            fast_program **out) {
+                            int epi_bias, int epi_act, fast_program **out) {
     struct cf_cl_gemm_fast *st = fast_state(ctx);
     if (!st) return CF_ERR_NOMEM;
     for (int i = 0; i < st->n_progs; i++) {
         fast_program *g = &st->progs[i];
         if (g->rm == c->rm && g->rn == c->rn && g->bk == c->bk && g->wg == c->wg &&
-            g->vec == vec) {
+            g->vec == vec && g->epi_bias == epi_bias && g->epi_act == epi_act) {
             *out = g;
             return CF_OK;
         }
@@ -270,9 +272,10 @@ static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int
      * under CF_GEMM_FAST=1), where compiling it dominates: PoCL takes 5 to 11 s per variant on two
      * cores with optimisation and 1 to 3 s without it. */
     const int cpu = !(ctx->dev.type & CL_DEVICE_TYPE_GPU);
-    char opts[192];
-    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DRM=%d -DRN=%d -DBK=%d -DWG=%d -DVEC=%d%s%s",
-             c->rm, c->rn, c->bk, c->wg, vec, cpu ? " -cl-opt-disable" : "",
+    char opts[224];
+    snprintf(opts, sizeof opts,
+             "-cl-std=CL1.2 -DRM=%d -DRN=%d -DBK=%d -DWG=%d -DVEC=%d -DEPI_BIAS=%d -DEPI_ACT=%d%s%s",
+             c->rm, c->rn, c->bk, c->wg, vec, epi_bias, epi_act, cpu ? " -cl-opt-disable" : "",
              verbose ? " -cl-nv-verbose" : "");
     fast_program g;
     memset(&g, 0, sizeof g);
@@ -281,6 +284,8 @@ static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int
     g.bk = c->bk;
     g.wg = c->wg;
     g.vec = vec;
+    g.epi_bias = epi_bias;
+    g.epi_act = epi_act;
     CF_TRY(cf_cl_build_program(ctx, "gemm_fast.cl", opts, &g.program));
     if (verbose) { /* the compiler's lines about entry points, registers and spills */
         const size_t cap = 1 << 16;
@@ -425,13 +430,19 @@ static int fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, const cf_cl_gemm_f
     if (split == 1) kps = K;
     c.split = split;
     const int vec = aligned4(d->a_off, d->lda) && aligned4(d->b_off, d->ldb) &&
-                    (split > 1 || aligned4(d->c_off, d->ldc));
-    fast_program *g = NULL;
-    CF_TRY(fast_program_get(ctx, &c, vec, &g));
+                    (split > 1 || (aligned4(d->c_off, d->ldc) &&
+                                   (!d->act || aligned4(d->act_x_off, d->ldc))));
+    /* the epilogue is built into the program: without split the product's, with split the
+     * partial products get none and the second pass (this program's reduce kernel) applies it */
+    const int eb = d->bias != NULL, ea = d->act;
+    fast_program *g = NULL, *gp = NULL;
+    CF_TRY(fast_program_get(ctx, &c, vec, eb, ea, &g));
+    if (split > 1) CF_TRY(fast_program_get(ctx, &c, vec, 0, 0, &gp));
     log_choice(ctx, d, &c, vec, source);
     const int which = (d->ta ? 2 : 0) + (d->tb ? 1 : 0);
     /* without a bias the kernels still get a valid buffer for it (never read) */
     cl_mem bias_mem = d->bias ? d->bias : d->C;
+    cl_mem x_mem = d->act ? d->act_x : d->C;
     size_t global[3] = {(size_t)((d->N + bn - 1) / bn) * c.wg,
                         (size_t)((d->M + bm - 1) / bm) * c.wg, (size_t)split};
     size_t local[3] = {(size_t)c.wg, (size_t)c.wg, 1};
@@ -443,15 +454,17 @@ static int fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, const cf_cl_gemm_f
                                     ARG_INT(d->ldb), ARG_FLOAT(d->beta), ARG_MEM(d->C),
                                     ARG_ULONG(d->c_off), ARG_INT(d->ldc), ARG_ULONG(0),
                                     ARG_MEM(bias_mem), ARG_ULONG(d->bias_off),
-                                    ARG_INT(d->bias != NULL)));
+                                    ARG_INT(d->bias != NULL), ARG_MEM(x_mem),
+                                    ARG_ULONG(d->act_x_off), ARG_INT(d->act)));
     const size_t p_split = (size_t)d->M * (size_t)ldp;
-    CF_TRY(cf_cl_launch(ctx, g->k[which], fast_kernel_names[which], 3, global, local,
+    CF_TRY(cf_cl_launch(ctx, gp->k[which], fast_kernel_names[which], 3, global, local,
                         CF_ARGS(ARG_INT(d->M), ARG_INT(d->N), ARG_INT(K), ARG_INT(kps),
                                 ARG_FLOAT(1.0f), ARG_MEM(d->A), ARG_ULONG(d->a_off),
                                 ARG_INT(d->lda), ARG_MEM(d->B), ARG_ULONG(d->b_off),
                                 ARG_INT(d->ldb), ARG_FLOAT(0.0f), ARG_MEM(part), ARG_ULONG(0),
                                 ARG_INT(ldp), ARG_ULONG(p_split), ARG_MEM(bias_mem),
-                                ARG_ULONG(0), ARG_INT(0))));
+                                ARG_ULONG(0), ARG_INT(0), ARG_MEM(x_mem), ARG_ULONG(0),
+                                ARG_INT(0))));
     size_t rglobal[2] = {cf_round_up((size_t)d->N, 64), (size_t)d->M};
     size_t rlocal[2] = {64, 1};
     return cf_cl_launch(ctx, g->reduce, "gemm_fast_reduce", 2, rglobal, rlocal,
@@ -459,7 +472,8 @@ static int fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, const cf_cl_gemm_f
                                 ARG_INT(ldp), ARG_ULONG(p_split), ARG_FLOAT(d->alpha),
                                 ARG_FLOAT(d->beta), ARG_MEM(d->C), ARG_ULONG(d->c_off),
                                 ARG_INT(d->ldc), ARG_MEM(bias_mem), ARG_ULONG(d->bias_off),
-                                ARG_INT(d->bias != NULL)));
+                                ARG_INT(d->bias != NULL), ARG_MEM(x_mem),
+                                ARG_ULONG(d->act_x_off), ARG_INT(d->act)));
 }
 
 int cf_cl_gemm_fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d,
@@ -505,6 +519,28 @@ int cf_backend_opencl_gemm_fast(cf_backend *be, const cf_cl_gemm_fast_choice *ch
     const cf_view none = {0};
     return cf_backend_opencl_gemm_fast_bias(be, choice, ta, tb, M, N, K, alpha, A, lda, B, ldb,
                                             beta, C, ldc, none);
+}
+
+int cf_backend_opencl_gemm_fast_gelu(cf_backend *be, const cf_cl_gemm_fast_choice *choice, int ta,
+                                     int tb, int M, int N, int K, cf_view A, int lda, cf_view B,
+                                     int ldb, cf_view C, cf_view bias, cf_view X, int act) {
+    if (!cf_backend_is_opencl(be)) return CF_ERR_UNSUPPORTED;
+    if (act < 1 || act > 2 || !X.buf || (act == 2 && bias.buf) ||
+        (X.off + (size_t)M * N) * sizeof(float) > X.buf->nbytes) {
+        CF_ERROR("gemm_fast: GELU epilogue %d needs an X of %d x %d elements (and no bias for 2)",
+                 act, M, N);
+        return CF_ERR_INVALID;
+    }
+    /* the checks of the plain form (operands, bias) on a product with nothing added */
+    CF_TRY(cf_backend_opencl_gemm_fast_bias(be, choice, ta, tb, M, N, K, 1.0f, A, lda, B, ldb,
+                                            0.0f, C, N, bias));
+    cf_cl_gemm_desc d = cf_cl_gemm_desc_plain(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N);
+    d.bias = cf_cl_mem(bias);
+    d.bias_off = bias.off;
+    d.act = act;
+    d.act_x = cf_cl_mem(X);
+    d.act_x_off = X.off;
+    return cf_cl_gemm_fast_run((cf_cl_ctx *)be->ctx, &d, choice);
 }
 
 int cf_backend_opencl_gemm_fast_bias(cf_backend *be, const cf_cl_gemm_fast_choice *choice, int ta,

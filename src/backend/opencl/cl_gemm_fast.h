@@ -58,6 +58,11 @@ void cf_cl_gemm_fast_release(cf_cl_ctx *ctx);
 int cf_backend_opencl_gemm_fast(cf_backend *be, const cf_cl_gemm_fast_choice *choice, int ta,
                                 int tb, int M, int N, int K, float alpha, cf_view A, int lda,
                                 cf_view B, int ldb, float beta, cf_view C, int ldc);
+/* With the GELU epilogue (alpha 1, beta 0, ldc == N): act 1: C = product + bias, X = gelu(C);
+ * act 2: C = product * gelu'(X) (no bias). For tests. */
+int cf_backend_opencl_gemm_fast_gelu(cf_backend *be, const cf_cl_gemm_fast_choice *choice, int ta,
+                                     int tb, int M, int N, int K, cf_view A, int lda, cf_view B,
+                                     int ldb, cf_view C, cf_view bias, cf_view X, int act);
 /* The same plus bias(N) added to every row of C as it is stored (bias.buf NULL: none). */
 int cf_backend_opencl_gemm_fast_bias(cf_backend *be, const cf_cl_gemm_fast_choice *choice, int ta,
                                      int tb, int M, int N, int K, float alpha, cf_view A, int lda,

@@ -219,6 +219,11 @@ typedef struct {
      * (NULL: none); the register-blocked kernel adds it as it stores C, other paths afterwards */
     cl_mem bias;
     size_t bias_off;
+    /* plain products only, alpha 1, beta 0: act 1 also writes gelu(C) to act_x (layout of C);
+     * act 2 multiplies the product by gelu'(act_x) (the pre-activation, layout of C) */
+    int act;
+    cl_mem act_x;
+    size_t act_x_off;
 } cf_cl_gemm_desc;
 
 /* The descriptor of one plain (unbatched) product on views. */
