@@ -76,10 +76,19 @@ static inline float cf_cpu_lanes32_sum(const float a[32]) {
     return ((h[0] + h[4]) + (h[1] + h[5])) + ((h[2] + h[6]) + (h[3] + h[7]));
 }
 
+/* The lanes start from the first 32 terms rather than from zero: a zeroed local array becomes
+ * a memset (rep stosq under GCC 12), which cost more than the row's arithmetic. */
+
 /* sum of x[0..n) */
 static inline float cf_cpu_sum32(const float *x, int n) {
-    float a[32] = {0};
-    int j = 0;
+    if (n < 32) {
+        float s = 0.0f;
+        for (int j = 0; j < n; j++) s += x[j];
+        return s;
+    }
+    float a[32];
+    for (int l = 0; l < 32; l++) a[l] = x[l];
+    int j = 32;
     for (; j + 32 <= n; j += 32)
         for (int l = 0; l < 32; l++) a[l] += x[j + l];
     for (; j < n; j++) a[j & 31] += x[j];
@@ -88,8 +97,14 @@ static inline float cf_cpu_sum32(const float *x, int n) {
 
 /* sum of (x[j] - m)^2 over [0, n) */
 static inline float cf_cpu_sqdev32(const float *x, float m, int n) {
-    float a[32] = {0};
-    int j = 0;
+    if (n < 32) {
+        float s = 0.0f;
+        for (int j = 0; j < n; j++) s += (x[j] - m) * (x[j] - m);
+        return s;
+    }
+    float a[32];
+    for (int l = 0; l < 32; l++) a[l] = (x[l] - m) * (x[l] - m);
+    int j = 32;
     for (; j + 32 <= n; j += 32)
         for (int l = 0; l < 32; l++) {
             const float d = x[j + l] - m;
@@ -100,6 +115,38 @@ static inline float cf_cpu_sqdev32(const float *x, float m, int n) {
         a[j & 31] += d * d;
     }
     return cf_cpu_lanes32_sum(a);
+}
+
+/* s1 = sum of w*d, s2 = sum of w*d*(x - m) over [0, n) (LayerNorm backward's row sums) */
+static inline void cf_cpu_lnb_sums32(const float *x, const float *d, const float *w, float m, int n,
+                                     float *s1, float *s2) {
+    if (n < 32) {
+        float t1 = 0.0f, t2 = 0.0f;
+        for (int j = 0; j < n; j++) {
+            t1 += w[j] * d[j];
+            t2 += w[j] * d[j] * (x[j] - m);
+        }
+        *s1 = t1, *s2 = t2;
+        return;
+    }
+    float a1[32], a2[32];
+    for (int l = 0; l < 32; l++) {
+        a1[l] = w[l] * d[l];
+        a2[l] = a1[l] * (x[l] - m);
+    }
+    int j = 32;
+    for (; j + 32 <= n; j += 32)
+        for (int l = 0; l < 32; l++) {
+            const float dn = w[j + l] * d[j + l];
+            a1[l] += dn;
+            a2[l] += dn * (x[j + l] - m);
+        }
+    for (; j < n; j++) {
+        const float dn = w[j] * d[j];
+        a1[j & 31] += dn;
+        a2[j & 31] += dn * (x[j] - m);
+    }
+    *s1 = cf_cpu_lanes32_sum(a1), *s2 = cf_cpu_lanes32_sum(a2);
 }
 
 /* max of x[0..n) (n >= 1) as an OpenMP simd max reduction: GCC turns this into vmaxps, while
@@ -335,21 +382,9 @@ int cf_cpu_layernorm_backward(cf_backend *be, cf_view dinp_v, cf_view dweight_v,
                 float *di = dinp + cf_zmul(i, C);
                 const float m = mean[i], rs = rstd[i];
                 /* s1 = mean(w*dout), s2 = mean(w*dout*norm), in 32 fixed lanes */
-                float a1[32] = {0}, a2[32] = {0};
-                int c = 0;
-                for (; c + 32 <= C; c += 32)
-                    for (int l = 0; l < 32; l++) {
-                        const float dn = w[c + l] * d[c + l];
-                        a1[l] += dn;
-                        a2[l] += dn * (x[c + l] - m);
-                    }
-                for (; c < C; c++) {
-                    const float dn = w[c] * d[c];
-                    a1[c & 31] += dn;
-                    a2[c & 31] += dn * (x[c] - m);
-                }
-                const float s1 = cf_cpu_lanes32_sum(a1) / (float)C;
-                const float s2 = cf_cpu_lanes32_sum(a2) * rs / (float)C;
+                float t1, t2;
+                cf_cpu_lnb_sums32(x, d, w, m, C, &t1, &t2);
+                const float s1 = t1 / (float)C, s2 = t2 * rs / (float)C;
                 /* dinp(N,C) += (w*dout - s1 - norm * s2) * rstd */
 #pragma omp simd
                 for (int j = 0; j < C; j++) {
