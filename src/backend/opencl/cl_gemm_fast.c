@@ -11,7 +11,7 @@
 #include "backend/opencl/cl_gemm_fast.h"
 #include "backend/opencl/cl_tuning.h"
 
-#define FAST_MAX_PROGRAMS 48
+#define FAST_MAX_PROGRAMS 128 /* variants x float4 or not x epilogues (4) */
 #define FAST_MAX_LOGGED 128
 #define FAST_MAX_SPLIT 64
 
