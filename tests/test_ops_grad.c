@@ -404,7 +404,7 @@ static void att_ref(const float *qkv, int B, int T, int C, int NH, double *out, 
             }
 }
 
-/* naive attention backward in double (the llm.c loops): dqkv += gradient of sum(out * dout),
+/* naive attention backward in double (plain loops): dqkv += gradient of sum(out * dout),
  * with att from att_ref */
 static void att_bwd_ref(const float *qkv, const double *att, const float *dout, int B, int T,
                         int C, int NH, double *dqkv) {

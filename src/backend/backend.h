@@ -6,7 +6,7 @@
  * (float32 or int32). All ops are row-major and asynchronous with respect to the host: only
  * download and synchronize are ordering points.
  *
- * Gradient convention (as in llm.c): every *_backward ACCUMULATES (+=) into its parameter-gradient
+ * Gradient convention: every *_backward ACCUMULATES (+=) into its parameter-gradient
  * and input-gradient outputs; the model zeroes gradient buffers with fill() when it needs to.
  * Exception: gelu_backward ASSIGNS its input gradient (its only consumer is the fc layer's
  * backward, so accumulating would only cost a zero-fill and a read per step). */
