@@ -234,7 +234,7 @@ static void test_elementwise(size_t n) {
     check(what, out, 1e-6);
     pair dinp = pair_rand(n, 1.0f);
     BOTH(cf_be_gelu_backward(be, V(dinp), V(x), V(y), n));
-    snprintf(what, sizeof what, "gelu_backward (accumulates) n=%zu", n);
+    snprintf(what, sizeof what, "gelu_backward (assigns) n=%zu", n);
     check(what, dinp, 1e-6);
     BOTH(cf_be_residual_forward(be, V(out), V(x), V(y), n));
     snprintf(what, sizeof what, "residual_forward n=%zu", n);

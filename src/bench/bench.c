@@ -43,8 +43,9 @@ void cf_bench_mem_estimate(const cf_config *c, int B, int T, cf_mem_estimate *ou
                                 BT * C + 2 * BT + 2 * BT * F + BT * C + BT * C;
     out->acts = f * (BT * C + L * acts_layer + BT * C + 2 * BT + BT * V + BT + 2 * BT);
     /* one layer's worth of backward scratch: residual-stream and LN gradients, attention output
-     * and qkv gradients, MLP gradients, and two (B,NH,T,T) buffers for the softmax backward */
-    out->grad_scratch = f * (3 * BT * C + 3 * BT * C + 2 * BT * F + 2 * BNTT);
+     * and qkv gradients, the MLP gradient (one (B,T,F) buffer: the GELU backward runs in place),
+     * and two (B,NH,T,T) buffers for the softmax backward */
+    out->grad_scratch = f * (3 * BT * C + 3 * BT * C + BT * F + 2 * BNTT);
     out->total = out->params + out->grads + out->adam + out->acts + out->grad_scratch;
 }
 

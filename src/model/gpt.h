@@ -74,8 +74,7 @@ enum cf_param_id {
     X(dln,       BT * C)          /* (B,T,C) gradient of a LayerNorm output */                     \
     X(datty,     BT * C)          /* (B,T,C) */                                                    \
     X(dqkv,      BT * 3 * C)      /* (B,T,3C) */                                                   \
-    X(dfch,      BT * F)          /* (B,T,F) */                                                    \
-    X(dfch_gelu, BT * F)          /* (B,T,F) */                                                    \
+    X(dfch_gelu, BT * F)          /* (B,T,F) the MLP's input gradient, then (in place) d(fch) */   \
     X(datt,      BNT)             /* (B,NH,T,T) */                                                 \
     X(dpreatt,   BNT)             /* (B,NH,T,T) */
 
