@@ -521,6 +521,9 @@ int cf_backend_opencl_gemm_fast(cf_backend *be, const cf_cl_gemm_fast_choice *ch
                                             beta, C, ldc, none);
 }
 
+static int views_fit(int ta, int tb, int M, int N, int K, cf_view A, int lda, cf_view B, int ldb,
+                     cf_view C, int ldc, cf_view bias);
+
 int cf_backend_opencl_gemm_fast_gelu(cf_backend *be, const cf_cl_gemm_fast_choice *choice, int ta,
                                      int tb, int M, int N, int K, cf_view A, int lda, cf_view B,
                                      int ldb, cf_view C, cf_view bias, cf_view X, int act) {
@@ -531,9 +534,8 @@ int cf_backend_opencl_gemm_fast_gelu(cf_backend *be, const cf_cl_gemm_fast_choic
                  act, M, N);
         return CF_ERR_INVALID;
     }
-    /* the checks of the plain form (operands, bias) on a product with nothing added */
-    CF_TRY(cf_backend_opencl_gemm_fast_bias(be, choice, ta, tb, M, N, K, 1.0f, A, lda, B, ldb,
-                                            0.0f, C, N, bias));
+    if (M <= 0 || N <= 0) return CF_OK;
+    CF_TRY(views_fit(ta, tb, M, N, K, A, lda, B, ldb, C, N, bias));
     cf_cl_gemm_desc d = cf_cl_gemm_desc_plain(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N);
     d.bias = cf_cl_mem(bias);
     d.bias_off = bias.off;
@@ -543,12 +545,9 @@ int cf_backend_opencl_gemm_fast_gelu(cf_backend *be, const cf_cl_gemm_fast_choic
     return cf_cl_gemm_fast_run((cf_cl_ctx *)be->ctx, &d, choice);
 }
 
-int cf_backend_opencl_gemm_fast_bias(cf_backend *be, const cf_cl_gemm_fast_choice *choice, int ta,
-                                     int tb, int M, int N, int K, float alpha, cf_view A, int lda,
-                                     cf_view B, int ldb, float beta, cf_view C, int ldc,
-                                     cf_view bias) {
-    if (!cf_backend_is_opencl(be)) return CF_ERR_UNSUPPORTED;
-    if (M <= 0 || N <= 0) return CF_OK;
+/* The public forms' checks of the views against the shape (M, N > 0): CF_OK or CF_ERR_INVALID. */
+static int views_fit(int ta, int tb, int M, int N, int K, cf_view A, int lda, cf_view B, int ldb,
+                     cf_view C, int ldc, cf_view bias) {
     if (K < 0 || lda < (ta ? M : K) || ldb < (tb ? K : N) || ldc < N) {
         CF_ERROR("gemm_fast: M=%d N=%d K=%d with lda %d, ldb %d, ldc %d: a leading dimension is "
                  "shorter than its row",
@@ -578,6 +577,16 @@ int cf_backend_opencl_gemm_fast_bias(cf_backend *be, const cf_cl_gemm_fast_choic
                  N, bias.off, bias.buf->nbytes);
         return CF_ERR_INVALID;
     }
+    return CF_OK;
+}
+
+int cf_backend_opencl_gemm_fast_bias(cf_backend *be, const cf_cl_gemm_fast_choice *choice, int ta,
+                                     int tb, int M, int N, int K, float alpha, cf_view A, int lda,
+                                     cf_view B, int ldb, float beta, cf_view C, int ldc,
+                                     cf_view bias) {
+    if (!cf_backend_is_opencl(be)) return CF_ERR_UNSUPPORTED;
+    if (M <= 0 || N <= 0) return CF_OK;
+    CF_TRY(views_fit(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, bias));
     cf_cl_gemm_desc d = cf_cl_gemm_desc_plain(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     d.bias = cf_cl_mem(bias);
     d.bias_off = bias.off;
