@@ -696,20 +696,6 @@ static CF_ATT_AVX2 void cf_att_bwd_item_avx2(const cf_att_args *g, int it, int n
 
 typedef void (*cf_att_item_fn)(const cf_att_args *g, int it, int next, float *scr);
 
-/* 1: the AVX2 tiles (the CPU has AVX2 and FMA, and the GEMM choice is not a portable native
- * kernel), 0: the portable ones */
-static int cf_att_use_avx2(cf_backend *be) {
-#ifdef CF_ATT_X86
-    const char *g = cf_backend_cpu_get_gemm(be);
-    if (strncmp(g, "native:", 7) == 0 && !strstr(g, "avx")) return 0;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    (void)be;
-    return 0;
-#endif
-}
-
 /* Runs fn on every item b * NH + h, each thread on one contiguous range of items (so that it
  * knows which item it takes next), with per_thread floats of zeroed scratch each. */
 static int cf_att_run(const char *op, const cf_att_args *g, cf_att_item_fn fn, size_t per_thread) {
@@ -746,7 +732,7 @@ int cf_cpu_attention_forward(cf_backend *be, cf_view out_v, cf_view att_v, cf_vi
                            NULL, B, T, C, NH, hs, 1.0f / sqrtf((float)hs)};
     cf_att_item_fn fn = cf_att_fwd_item_portable;
 #ifdef CF_ATT_X86
-    if (cf_att_use_avx2(be)) fn = cf_att_fwd_item_avx2;
+    if (cf_cpu_use_avx2(be)) fn = cf_att_fwd_item_avx2;
 #endif
     return cf_att_run("attention_forward", &g, fn, cf_att_fwd_scratch(T, hs));
 }
@@ -767,7 +753,7 @@ int cf_cpu_attention_backward(cf_backend *be, cf_view dqkv_v, cf_view datt_v, cf
                            cf_cpu_f32(dqkv_v), B, T, C, NH, hs, 1.0f / sqrtf((float)hs)};
     cf_att_item_fn fn = cf_att_bwd_item_portable;
 #ifdef CF_ATT_X86
-    if (cf_att_use_avx2(be)) fn = cf_att_bwd_item_avx2;
+    if (cf_cpu_use_avx2(be)) fn = cf_att_bwd_item_avx2;
 #endif
     return cf_att_run("attention_backward", &g, fn, cf_att_bwd_scratch(T, hs));
 }

@@ -140,6 +140,18 @@ static int cf_cpu_gemm_bias(cf_backend *be, int ta, int tb, int M, int N, int K,
                              cf_cpu_f32(B), ldb, beta, cf_cpu_f32(C), ldc, cf_cpu_f32(bias));
 }
 
+int cf_cpu_use_avx2(cf_backend *be) {
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+    const char *g = cf_backend_cpu_get_gemm(be);
+    if (strncmp(g, "native:", 7) == 0 && !strstr(g, "avx")) return 0;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    (void)be;
+    return 0;
+#endif
+}
+
 /* ---- the table ------------------------------------------------------------------------------ */
 
 static const struct cf_backend_ops cf_cpu_ops = {

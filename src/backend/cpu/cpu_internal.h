@@ -31,6 +31,11 @@ static inline int cf_cpu_thread_num(void) {
 #endif
 }
 
+/* 1: the ops' AVX2/FMA kernels (the CPU has both, and the GEMM choice is not a portable native
+ * kernel: CF_CPU_GEMM=native:generic-4x16 selects the portable code everywhere, so the tests reach
+ * it on any machine), 0: the portable loops. */
+int cf_cpu_use_avx2(cf_backend *be);
+
 /* Check that a view names a buffer holding at least n elements from its offset; logs
  * "cpu <op>: <arg> ..." and returns CF_ERR_INVALID otherwise. */
 int cf_cpu_view_check(cf_view v, size_t n, const char *op, const char *arg);

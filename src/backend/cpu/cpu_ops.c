@@ -161,21 +161,6 @@ static inline float cf_cpu_vmaxf(const float *x, int n) {
     return m;
 }
 
-/* 1: the AVX2/FMA kernels (the CPU has both, and the GEMM choice is not a portable native
- * kernel: CF_CPU_GEMM=native:generic-4x16 selects the portable code everywhere, so the tests
- * reach it on any machine), 0: the portable loops */
-static int cf_ops_use_avx2(cf_backend *be) {
-#ifdef CF_OPS_X86
-    const char *gm = cf_backend_cpu_get_gemm(be);
-    if (strncmp(gm, "native:", 7) == 0 && !strstr(gm, "avx")) return 0;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    (void)be;
-    return 0;
-#endif
-}
-
 /* ---- bias ----------------------------------------------------------------------------------- */
 
 int cf_cpu_add_bias(cf_backend *be, cf_view out_v, cf_view bias_v, int N, int OC) {
@@ -542,7 +527,7 @@ int cf_cpu_gelu_forward(cf_backend *be, cf_view out_v, cf_view inp_v, size_t n) 
     float *out = cf_cpu_f32(out_v);
     const float *inp = cf_cpu_f32(inp_v);
 #ifdef CF_OPS_X86
-    if (cf_ops_use_avx2(be)) {
+    if (cf_cpu_use_avx2(be)) {
         const size_t nb = (n + CF_EW_BLOCK - 1) / CF_EW_BLOCK;
 #pragma omp parallel for schedule(static) if (n >= CF_CPU_PAR_MIN)
         for (size_t b = 0; b < nb; b++) {
@@ -570,7 +555,7 @@ int cf_cpu_gelu_backward(cf_backend *be, cf_view dinp_v, cf_view inp_v, cf_view 
     float *dinp = cf_cpu_f32(dinp_v);
     const float *inp = cf_cpu_f32(inp_v), *dout = cf_cpu_f32(dout_v);
 #ifdef CF_OPS_X86
-    if (cf_ops_use_avx2(be)) {
+    if (cf_cpu_use_avx2(be)) {
         const size_t nb = (n + CF_EW_BLOCK - 1) / CF_EW_BLOCK;
 #pragma omp parallel for schedule(static) if (n >= CF_CPU_PAR_MIN)
         for (size_t b = 0; b < nb; b++) {
@@ -760,7 +745,7 @@ int cf_cpu_crossentropy_fused(cf_backend *be, cf_view losses_v, cf_view dlogits_
     CF_TRY(cf_cpu_check_targets(targets, N, V, "crossentropy_fused"));
     float *losses = cf_cpu_f32(losses_v), *dlogits = cf_cpu_f32(dlogits_v);
     const float *logits = cf_cpu_f32(logits_v);
-    const int avx2 = cf_ops_use_avx2(be) && V >= 1;
+    const int avx2 = cf_cpu_use_avx2(be) && V >= 1;
     (void)avx2;
     /* each row: read once from memory, then twice from L2 (exp, scale); per thread the rows are
      * consecutive, and each row's exp pass prefetches the row two ahead (measured in the
@@ -915,7 +900,7 @@ int cf_cpu_adamw(cf_backend *be, cf_view params_v, cf_view grads_v, cf_view m_v,
                           (float)(1.0 / (1.0 - pow((double)beta2, (double)t)))};
     /* Memory-bound once vectorised (four arrays read, three written: 28 bytes per parameter);
      * with scalar sqrt and division it was compute-bound. */
-    const int avx2 = cf_ops_use_avx2(be);
+    const int avx2 = cf_cpu_use_avx2(be);
     const size_t nb = (n + CF_ADAMW_BLOCK - 1) / CF_ADAMW_BLOCK;
 #pragma omp parallel for schedule(static) if (n >= CF_CPU_PAR_MIN)
     for (size_t b = 0; b < nb; b++) {
