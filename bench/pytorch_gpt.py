@@ -132,10 +132,11 @@ def main():
         if args.device == "cuda":
             torch.cuda.synchronize()
 
-    times, losses, k = [], [], 0
-    for step in range(args.warmup + args.steps):
-        sync()
-        t0 = time.perf_counter()
+    k = 0
+
+    def train_step():
+        """One optimizer step over A micro-batches of the pool; returns the last micro-batch loss."""
+        nonlocal k
         opt.zero_grad(set_to_none=True)
         for _ in range(A):
             _, loss = model(xs[k % pool], ys[k % pool])
@@ -144,6 +145,13 @@ def main():
         if cfg["grad_clip"] > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg["grad_clip"])
         opt.step()
+        return loss
+
+    times, losses = [], []
+    for step in range(args.warmup + args.steps):
+        sync()
+        t0 = time.perf_counter()
+        loss = train_step()
         sync()
         dt = time.perf_counter() - t0
         losses.append(float(loss.detach()))
@@ -159,14 +167,7 @@ def main():
             acts.append(torch.profiler.ProfilerActivity.CUDA)
         with torch.profiler.profile(activities=acts) as prof:
             for _ in range(args.profile):
-                opt.zero_grad(set_to_none=True)
-                for _ in range(A):
-                    _, loss = model(xs[k % pool], ys[k % pool])
-                    (loss / A).backward()
-                    k += 1
-                if cfg["grad_clip"] > 0:
-                    torch.nn.utils.clip_grad_norm_(params, cfg["grad_clip"])
-                opt.step()
+                train_step()
             sync()
         key = "self_cuda_time_total" if args.device == "cuda" else "self_cpu_time_total"
         print(f"torch.profiler, {args.profile} steps (times are totals over them):", file=sys.stderr)

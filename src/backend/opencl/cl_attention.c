@@ -251,39 +251,48 @@ static att_variant *choose(cf_cl_ctx *ctx, struct cf_cl_attention *st, int C, in
 
 /* ---- launches ----------------------------------------------------------------------------------- */
 
-int cf_cl_attention_fused_forward(cf_cl_ctx *ctx, cf_view out, cf_view att, cf_view qkv, int B,
-                                  int T, int C, int NH) {
+/* The variant for this shape (noted once per shape; NULL: the GEMM path) and the launch range of
+ * its kernels: groups (head, batch, block of 4*ty query or key rows), indices from the range, not
+ * divided out of one. */
+static att_variant *fused_setup(cf_cl_ctx *ctx, int B, int T, int C, int NH, int backward,
+                                size_t local[3], size_t global[3]) {
     struct cf_cl_attention *st = att_state(ctx);
-    if (!st) return 0;
+    if (!st) return NULL;
     const char *why = "";
     att_variant *v = choose(ctx, st, C, NH, &why);
-    note(ctx, st, T, NH > 0 ? C / NH : 0, 0, v, why);
+    note(ctx, st, T, NH > 0 ? C / NH : 0, backward, v, why);
+    if (!v) return NULL;
+    const int bm = 4 * v->ty;
+    local[0] = (size_t)(16 * v->ty);
+    local[1] = local[2] = 1;
+    global[0] = (size_t)NH * local[0];
+    global[1] = (size_t)B;
+    global[2] = (size_t)((T + bm - 1) / bm);
+    return v;
+}
+
+int cf_cl_attention_fused_forward(cf_cl_ctx *ctx, cf_view out, cf_view att, cf_view qkv, int B,
+                                  int T, int C, int NH) {
+    size_t local[3], global[3];
+    att_variant *v = fused_setup(ctx, B, T, C, NH, 0, local, global);
     if (!v) return 0;
-    const int hs = C / NH, bm = 4 * v->ty, nqb = (T + bm - 1) / bm;
-    /* groups (head, batch, query block); indices from the range, not divided out of one */
-    size_t local[3] = {(size_t)(16 * v->ty), 1, 1};
-    size_t global[3] = {(size_t)NH * local[0], (size_t)B, (size_t)nqb};
+    const int hs = C / NH;
     CF_TRY(cf_cl_launch(ctx, v->fwd, "attention_fused_forward", 3, global, local,
                         CF_ARGS(ARG_MEM(cf_cl_mem(out)), ARG_ULONG(out.off),
                                 ARG_MEM(cf_cl_mem(att)), ARG_ULONG(att.off),
                                 ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(qkv.off), ARG_INT(NH),
                                 ARG_INT(T), ARG_INT(C), ARG_FLOAT(1.0f / sqrtf((float)hs)))));
-    st->fused++;
+    ctx->attention->fused++;
     return 1;
 }
 
 int cf_cl_attention_fused_backward(cf_cl_ctx *ctx, cf_view dqkv, cf_view dpreatt, cf_view dout,
                                    cf_view qkv, cf_view att, int B, int T, int C, int NH) {
-    struct cf_cl_attention *st = att_state(ctx);
-    if (!st) return 0;
-    const char *why = "";
-    att_variant *v = choose(ctx, st, C, NH, &why);
-    note(ctx, st, T, NH > 0 ? C / NH : 0, 1, v, why);
+    /* query blocks for dq and dpreatt, then key blocks for dk, dv */
+    size_t local[3], global[3];
+    att_variant *v = fused_setup(ctx, B, T, C, NH, 1, local, global);
     if (!v) return 0;
-    const int hs = C / NH, bm = 4 * v->ty, nb = (T + bm - 1) / bm;
-    /* groups (head, batch, block): query blocks for dq and dpreatt, then key blocks for dk, dv */
-    size_t local[3] = {(size_t)(16 * v->ty), 1, 1};
-    size_t global[3] = {(size_t)NH * local[0], (size_t)B, (size_t)nb};
+    const int hs = C / NH;
     const float scale = 1.0f / sqrtf((float)hs);
     CF_TRY(cf_cl_launch(ctx, v->bwd_q, "attention_fused_backward_q", 3, global, local,
                         CF_ARGS(ARG_MEM(cf_cl_mem(dqkv)), ARG_ULONG(dqkv.off),
@@ -299,6 +308,6 @@ int cf_cl_attention_fused_backward(cf_cl_ctx *ctx, cf_view dqkv, cf_view dpreatt
                                 ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(qkv.off),
                                 ARG_MEM(cf_cl_mem(att)), ARG_ULONG(att.off), ARG_INT(NH),
                                 ARG_INT(T), ARG_INT(C), ARG_FLOAT(scale))));
-    st->fused++;
+    ctx->attention->fused++;
     return 1;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "backend/opencl/cl_gemm_fast.h"
 #include "backend/opencl/cl_internal.h"
 
 static const struct cf_backend_ops cf_cl_ops;
@@ -525,6 +526,9 @@ static int cl_gemm_bias_op(cf_backend *be, int ta, int tb, int M, int N, int K, 
     return cf_cl_gemm(ctx, &d);
 }
 
+static int cl_gelu_forward(cf_backend *be, cf_view out, cf_view inp, size_t n);
+static int cl_gelu_backward(cf_backend *be, cf_view dinp, cf_view inp, cf_view dout, size_t n);
+
 static int cl_gemm_gelu_op(cf_backend *be, int ta, int tb, int M, int N, int K, cf_view A,
                            int lda, cf_view B, int ldb, cf_view C, cf_view bias, cf_view X,
                            int backward) {
@@ -545,7 +549,13 @@ static int cl_gemm_gelu_op(cf_backend *be, int ta, int tb, int M, int N, int K, 
     d.act = backward ? 2 : 1;
     d.act_x = cf_cl_mem(X);
     d.act_x_off = X.off;
-    return cf_cl_gemm(ctx, &d);
+    const int fast = cf_cl_gemm_fast_try(ctx, &d); /* the epilogue in the store */
+    if (fast != 0) return fast < 0 ? fast : CF_OK;
+    /* other paths: the product (with its bias), then the GELU ops */
+    d.act = 0;
+    CF_TRY(cf_cl_gemm(ctx, &d));
+    const size_t n = (size_t)M * N;
+    return backward ? cl_gelu_backward(be, C, X, C, n) : cl_gelu_forward(be, X, C, n);
 }
 
 static int cl_add_bias(cf_backend *be, cf_view out, cf_view bias, int N, int OC) {

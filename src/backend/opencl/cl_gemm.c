@@ -288,37 +288,25 @@ int cf_cl_gemm(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
      * is clblast or a tuning file measured the shape; it adds a bias as it stores C */
     int fast = cf_cl_gemm_fast_try(ctx, d);
     if (fast != 0) return fast < 0 ? fast : CF_OK;
-    if (!d->bias && !d->act) return gemm_product(ctx, d);
+    if (d->act) { /* the activation epilogue exists in the fast kernel only (cl_gemm_gelu_op) */
+        cf_cl_fail(ctx, "gemm M=%d N=%d: an activation epilogue on a path without one", d->M, d->N);
+        return CF_ERR_INVALID;
+    }
+    if (!d->bias) return gemm_product(ctx, d);
     if (d->outer * d->inner != 1 || d->ldc != d->N) {
-        cf_cl_fail(ctx, "gemm M=%d N=%d: a bias or activation needs a plain product with ldc == N "
-                        "(ldc %d)",
+        cf_cl_fail(ctx, "gemm M=%d N=%d: a bias needs a plain product with ldc == N (ldc %d)",
                    d->M, d->N, d->ldc);
         return CF_ERR_INVALID;
     }
-    /* the other paths: the product, then the bias and the activation in passes of their own */
+    /* the other paths: the product, then the bias in a second pass */
     cf_cl_gemm_desc p = *d;
     p.bias = NULL;
-    p.act = 0;
     CF_TRY(gemm_product(ctx, &p));
-    if (d->bias) {
-        size_t local[2] = {64, 1};
-        size_t global[2] = {cf_round_up((size_t)d->N, 64), (size_t)d->M};
-        CF_TRY(cf_cl_launch(ctx, ctx->kernels[K_ADD_BIAS], "residual_add_bias", 2, global, local,
-                            CF_ARGS(ARG_MEM(d->C), ARG_ULONG(d->c_off), ARG_MEM(d->bias),
-                                    ARG_ULONG(d->bias_off), ARG_INT(d->M), ARG_INT(d->N))));
-    }
-    if (!d->act) return CF_OK;
-    const size_t n = (size_t)d->M * (size_t)d->N, ls = (size_t)ctx->prog_ls[CF_PROG_GELU];
-    const size_t g = cf_round_up(n, ls);
-    if (d->act == 1) /* act_x = gelu(C) */
-        return cf_cl_launch(ctx, ctx->kernels[K_GELU_FORWARD], "gelu_forward", 1, &g, &ls,
-                            CF_ARGS(ARG_MEM(d->act_x), ARG_ULONG(d->act_x_off), ARG_MEM(d->C),
-                                    ARG_ULONG(d->c_off), ARG_ULONG(n)));
-    /* C = gelu'(act_x) * C */
-    return cf_cl_launch(ctx, ctx->kernels[K_GELU_BACKWARD], "gelu_backward", 1, &g, &ls,
-                        CF_ARGS(ARG_MEM(d->C), ARG_ULONG(d->c_off), ARG_MEM(d->act_x),
-                                ARG_ULONG(d->act_x_off), ARG_MEM(d->C), ARG_ULONG(d->c_off),
-                                ARG_ULONG(n)));
+    size_t local[2] = {64, 1};
+    size_t global[2] = {cf_round_up((size_t)d->N, 64), (size_t)d->M};
+    return cf_cl_launch(ctx, ctx->kernels[K_ADD_BIAS], "residual_add_bias", 2, global, local,
+                        CF_ARGS(ARG_MEM(d->C), ARG_ULONG(d->c_off), ARG_MEM(d->bias),
+                                ARG_ULONG(d->bias_off), ARG_INT(d->M), ARG_INT(d->N)));
 }
 
 /* the product alone (no bias) on CLBlast or the tiled kernel of cl_kernels/gemm.cl */

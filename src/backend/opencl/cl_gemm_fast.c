@@ -453,9 +453,8 @@ static int fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, const cf_cl_gemm_f
                                     ARG_INT(d->lda), ARG_MEM(d->B), ARG_ULONG(d->b_off),
                                     ARG_INT(d->ldb), ARG_FLOAT(d->beta), ARG_MEM(d->C),
                                     ARG_ULONG(d->c_off), ARG_INT(d->ldc), ARG_ULONG(0),
-                                    ARG_MEM(bias_mem), ARG_ULONG(d->bias_off),
-                                    ARG_INT(d->bias != NULL), ARG_MEM(x_mem),
-                                    ARG_ULONG(d->act_x_off), ARG_INT(d->act)));
+                                    ARG_MEM(bias_mem), ARG_ULONG(d->bias_off), ARG_MEM(x_mem),
+                                    ARG_ULONG(d->act_x_off)));
     const size_t p_split = (size_t)d->M * (size_t)ldp;
     CF_TRY(cf_cl_launch(ctx, gp->k[which], fast_kernel_names[which], 3, global, local,
                         CF_ARGS(ARG_INT(d->M), ARG_INT(d->N), ARG_INT(K), ARG_INT(kps),
@@ -463,8 +462,7 @@ static int fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, const cf_cl_gemm_f
                                 ARG_INT(d->lda), ARG_MEM(d->B), ARG_ULONG(d->b_off),
                                 ARG_INT(d->ldb), ARG_FLOAT(0.0f), ARG_MEM(part), ARG_ULONG(0),
                                 ARG_INT(ldp), ARG_ULONG(p_split), ARG_MEM(bias_mem),
-                                ARG_ULONG(0), ARG_INT(0), ARG_MEM(x_mem), ARG_ULONG(0),
-                                ARG_INT(0))));
+                                ARG_ULONG(0), ARG_MEM(x_mem), ARG_ULONG(0))));
     size_t rglobal[2] = {cf_round_up((size_t)d->N, 64), (size_t)d->M};
     size_t rlocal[2] = {64, 1};
     return cf_cl_launch(ctx, g->reduce, "gemm_fast_reduce", 2, rglobal, rlocal,
@@ -472,8 +470,7 @@ static int fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, const cf_cl_gemm_f
                                 ARG_INT(ldp), ARG_ULONG(p_split), ARG_FLOAT(d->alpha),
                                 ARG_FLOAT(d->beta), ARG_MEM(d->C), ARG_ULONG(d->c_off),
                                 ARG_INT(d->ldc), ARG_MEM(bias_mem), ARG_ULONG(d->bias_off),
-                                ARG_INT(d->bias != NULL), ARG_MEM(x_mem),
-                                ARG_ULONG(d->act_x_off), ARG_INT(d->act)));
+                                ARG_MEM(x_mem), ARG_ULONG(d->act_x_off)));
 }
 
 int cf_cl_gemm_fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d,
