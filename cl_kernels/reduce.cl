@@ -21,14 +21,36 @@ static float group_sum(__local float *red, float v) {
     return r;
 }
 
-/* pass 1: partial(num_groups) = per-group sums of x(n) (or of x*x when square) */
+/* pass 1: partial(num_groups) = per-group sums of x(n) (or of x*x when square).
+ * With x_off a multiple of 4 the work-items read float4s (two per iteration, into two
+ * accumulators, so that twice the loads are in flight), then the n % 4 tail element by element;
+ * otherwise element by element. */
 __kernel void reduce_sum_partial(__global const float *x, ulong x_off, ulong n, int square,
                                  __global float *partial) {
     __local float red[LS];
-    size_t stride = get_global_size(0);
+    const size_t stride = get_global_size(0), gid = get_global_id(0);
     float s = 0.0f;
-    for (size_t i = get_global_id(0); i < n; i += stride) {
-        float v = x[x_off + i];
+    size_t i0 = 0; /* the elements from i0 on are added one by one */
+    if (x_off % 4 == 0) {
+        __global const float4 *x4 = (__global const float4 *)(x + x_off);
+        const size_t n4 = n / 4;
+        float4 s0 = (float4)(0.0f), s1 = (float4)(0.0f);
+        size_t i = gid;
+        for (; i + stride < n4; i += 2 * stride) {
+            const float4 a = x4[i], b = x4[i + stride];
+            s0 += square ? a * a : a;
+            s1 += square ? b * b : b;
+        }
+        if (i < n4) {
+            const float4 a = x4[i];
+            s0 += square ? a * a : a;
+        }
+        s0 += s1;
+        s = (s0.x + s0.y) + (s0.z + s0.w);
+        i0 = n4 * 4;
+    }
+    for (size_t i = i0 + gid; i < n; i += stride) {
+        const float v = x[x_off + i];
         s += square ? v * v : v;
     }
     s = group_sum(red, s);
@@ -50,13 +72,15 @@ __kernel void reduce_sum_final(__global const float *partial, int count, __globa
  * 2-D range: dim 0 = column (groups of CS_C), dim 1 = CS_R lanes per chunk of rows_per_chunk
  * consecutive rows. Lane l of a column adds the chunk's rows r0 + l, r0 + l + CS_R, ... in order,
  * then the lanes' sums are added in lane order. With direct = 0, partial(chunks, cols) receives
- * each chunk's sum; with direct = 1 (a single chunk), out(cols) += the column sums. */
+ * each chunk's sum; with direct = 1 (a single chunk), out(cols) += the column sums.
+ * Two outputs: columns c >= split go to out2[out2_off + c - split] instead of out[out_off + c]
+ * (LayerNorm's bias and weight gradients from one partial matrix); split = cols: out only. */
 #define CS_C 32
 #define CS_R 8
 __kernel __attribute__((reqd_work_group_size(CS_C, CS_R, 1))) void
 reduce_colsum_partial(__global const float *x, ulong x_off, int rows, int cols, int ld,
                       int rows_per_chunk, __global float *partial, __global float *out,
-                      ulong out_off, int direct) {
+                      ulong out_off, __global float *out2, ulong out2_off, int split, int direct) {
     __local float red[CS_R * CS_C];
     const int lx = get_local_id(0), ly = get_local_id(1);
     const int c = get_group_id(0) * CS_C + lx, chunk = get_group_id(1);
@@ -71,18 +95,21 @@ reduce_colsum_partial(__global const float *x, ulong x_off, int rows, int cols, 
     if (ly == 0 && c < cols) {
         float s = red[lx];
         for (int l = 1; l < CS_R; l++) s += red[l * CS_C + lx];
-        if (direct)
+        if (direct && c < split)
             out[out_off + c] += s;
+        else if (direct)
+            out2[out2_off + c - split] += s;
         else
             partial[(size_t)chunk * cols + c] = s;
     }
 }
 
 /* out(cols) += sum over chunks of partial(chunks, cols): lane l adds chunks l, l + CS_R, ... in
- * order, then the lanes' sums in lane order. Range (ceil(cols / CS_C) * CS_C, CS_R). */
+ * order, then the lanes' sums in lane order; columns from split on into out2 as above. Range
+ * (ceil(cols / CS_C) * CS_C, CS_R). */
 __kernel __attribute__((reqd_work_group_size(CS_C, CS_R, 1))) void
 reduce_colsum_final(__global const float *partial, int chunks, int cols, __global float *out,
-                    ulong out_off) {
+                    ulong out_off, __global float *out2, ulong out2_off, int split) {
     __local float red[CS_R * CS_C];
     const int lx = get_local_id(0), ly = get_local_id(1);
     const int c = get_group_id(0) * CS_C + lx;
@@ -94,6 +121,9 @@ reduce_colsum_final(__global const float *partial, int chunks, int cols, __globa
     if (ly == 0 && c < cols) {
         float s = red[lx];
         for (int l = 1; l < CS_R; l++) s += red[l * CS_C + lx];
-        out[out_off + c] += s;
+        if (c < split)
+            out[out_off + c] += s;
+        else
+            out2[out2_off + c - split] += s;
     }
 }

@@ -1,13 +1,23 @@
 /* clformer: element-wise kernels: residual add, axpy, fill, copy, bias add and bias gradient.
  * Every tensor argument is a buffer plus an element offset (views into the backend's big buffers).
+ * residual_forward and residual_fill give each work-item 4 consecutive elements (i = 4 * global id):
+ * when the host says `aligned` (every offset a multiple of 4 elements, so 16-byte aligned) a whole
+ * group of 4 moves as one float4, which a GPU's memory system needs to come near its bandwidth;
+ * otherwise, and for the last partial group, element by element.
  * Build-time parameter: none. */
 
-/* out(n) = a(n) + b(n); out may alias a or b */
+/* out(n) = a(n) + b(n); out may alias a or b; range ceil(n / 4) */
 __kernel void residual_forward(__global float *out, ulong out_off, __global const float *a,
-                               ulong a_off, __global const float *b, ulong b_off, ulong n) {
-    size_t i = get_global_id(0);
+                               ulong a_off, __global const float *b, ulong b_off, ulong n,
+                               int aligned) {
+    const size_t i = get_global_id(0) * 4;
     if (i >= n) return;
-    out[out_off + i] = a[a_off + i] + b[b_off + i];
+    if (aligned && i + 4 <= n) {
+        *(__global float4 *)(out + out_off + i) =
+            *(__global const float4 *)(a + a_off + i) + *(__global const float4 *)(b + b_off + i);
+        return;
+    }
+    for (size_t e = i; e < n && e < i + 4; e++) out[out_off + e] = a[a_off + e] + b[b_off + e];
 }
 
 /* y(n) += alpha * x(n) */
@@ -18,11 +28,16 @@ __kernel void residual_axpy(__global float *y, ulong y_off, __global const float
     y[y_off + i] += alpha * x[x_off + i];
 }
 
-/* dst(n) = value */
-__kernel void residual_fill(__global float *dst, ulong dst_off, float value, ulong n) {
-    size_t i = get_global_id(0);
+/* dst(n) = value; range ceil(n / 4) */
+__kernel void residual_fill(__global float *dst, ulong dst_off, float value, ulong n,
+                            int aligned) {
+    const size_t i = get_global_id(0) * 4;
     if (i >= n) return;
-    dst[dst_off + i] = value;
+    if (aligned && i + 4 <= n) {
+        *(__global float4 *)(dst + dst_off + i) = (float4)(value);
+        return;
+    }
+    for (size_t e = i; e < n && e < i + 4; e++) dst[dst_off + e] = value;
 }
 
 /* dst(n) = src(n), the two ranges must not overlap (the host stages overlapping copies) */

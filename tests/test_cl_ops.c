@@ -242,13 +242,22 @@ static void test_elementwise(size_t n) {
     BOTH(cf_be_residual_forward(be, V(x), V(x), V(y), n)); /* in place */
     snprintf(what, sizeof what, "residual_forward in place n=%zu", n);
     check(what, x, 1e-7);
+    /* the kernels move 4 elements at a time, as float4 when every view starts on a multiple of 4
+     * elements: V() sits at PAD = 5 (element by element), PAD + 3 on the grid (float4) */
+    BOTH(cf_be_residual_forward(be, cf_view_add(V(out), 3), cf_view_add(V(x), 3),
+                                cf_view_add(V(y), 3), n - 4));
+    snprintf(what, sizeof what, "residual_forward n=%zu, views on the 4-element grid", n - 4);
+    check(what, out, 1e-7);
     /* OpenCL may contract y + alpha*x into one fma: a last-bit difference */
     BOTH(cf_be_axpy(be, V(y), V(x), -0.375f, n));
     snprintf(what, sizeof what, "axpy n=%zu", n);
     check(what, y, 1e-6);
     pair src = pair_rand(n, 1.0f);
-    BOTH(cf_be_fill(be, cf_view_add(V(out), 3), 2.5f, n - 5));
+    BOTH(cf_be_fill(be, cf_view_add(V(out), 3), 2.5f, n - 5)); /* on the 4-element grid */
     snprintf(what, sizeof what, "fill n=%zu at offset 3", n - 5);
+    check(what, out, 0.0);
+    BOTH(cf_be_fill(be, cf_view_add(V(out), 4), -1.5f, n - 7)); /* off it */
+    snprintf(what, sizeof what, "fill n=%zu at offset 4", n - 7);
     check(what, out, 0.0);
     BOTH(cf_be_copy(be, V(out), V(src), n));
     snprintf(what, sizeof what, "copy n=%zu", n);
@@ -294,37 +303,45 @@ static void test_crossentropy(int N, int Vocab) {
     pair_free(losses2);
 }
 
-static void test_reduce(size_t n) {
-    pair x = pair_rand(n, 1.0f), out = pair_rand(2, 1.0f);
+/* skip = 0: x at PAD = 5, read element by element; skip = 3: on the 4-element grid (float4s) */
+static void test_reduce(size_t n0, size_t skip) {
+    if (n0 <= skip) return;
+    const size_t n = n0 - skip;
+    pair x = pair_rand(n0, 1.0f), out = pair_rand(2, 1.0f);
     char what[96];
-    BOTH(cf_be_reduce_sum(be, V(out), V(x), n, 0));
-    BOTH(cf_be_reduce_sum(be, cf_view_add(V(out), 1), V(x), n, 1));
+    BOTH(cf_be_reduce_sum(be, V(out), cf_view_add(V(x), skip), n, 0));
+    BOTH(cf_be_reduce_sum(be, cf_view_add(V(out), 1), cf_view_add(V(x), skip), n, 1));
     /* the plain sum of random signs cancels: compare against the sum of |x| scale instead */
     float a[2], b[2];
     TCL_OK(cf_be_download(GPU, a, cf_view_make(out.g, PAD), 8));
     TCL_OK(cf_be_download(CPU, b, cf_view_make(out.c, PAD), 8));
     double e0 = fabs((double)a[0] - b[0]) / ((double)n * 0.5);
     double e1 = fabs((double)a[1] - b[1]) / fabs((double)b[1]);
-    snprintf(what, sizeof what, "reduce_sum n=%zu: %.6g vs %.6g, err/sum|x| %.1e", n, a[0], b[0],
-             e0);
+    snprintf(what, sizeof what, "reduce_sum n=%zu at +%zu: %.6g vs %.6g, err/sum|x| %.1e", n, skip,
+             a[0], b[0], e0);
     expect(e0 < 1e-6, "%s", what);
-    snprintf(what, sizeof what, "reduce_sum square n=%zu: %.6g vs %.6g, err %.1e", n, a[1], b[1],
-             e1);
+    snprintf(what, sizeof what, "reduce_sum square n=%zu at +%zu: %.6g vs %.6g, err %.1e", n,
+             skip, a[1], b[1], e1);
     expect(e1 < 1e-5, "%s", what);
     pair_free(x), pair_free(out);
 }
 
-static void test_adamw(size_t n) {
-    pair p = pair_rand(n, 1.0f), g = pair_rand(n, 1.0f), m = pair_const(n, 0.0f),
-         v = pair_const(n, 0.0f);
+/* skip = 0: views at PAD = 5 (element by element); 3: on the 4-element grid (float4s) */
+static void test_adamw(size_t n0, size_t skip) {
+    if (n0 <= skip) return;
+    const size_t n = n0 - skip;
+    pair p = pair_rand(n0, 1.0f), g = pair_rand(n0, 1.0f), m = pair_const(n0, 0.0f),
+         v = pair_const(n0, 0.0f);
     for (int t = 1; t <= 3; t++)
-        BOTH(cf_be_adamw(be, V(p), V(g), V(m), V(v), n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.8f, t));
+        BOTH(cf_be_adamw(be, cf_view_add(V(p), skip), cf_view_add(V(g), skip),
+                         cf_view_add(V(m), skip), cf_view_add(V(v), skip), n, 1e-2f, 0.9f, 0.95f,
+                         1e-8f, 0.1f, 0.8f, t));
     char what[96];
-    snprintf(what, sizeof what, "adamw params after 3 steps n=%zu", n);
+    snprintf(what, sizeof what, "adamw params after 3 steps n=%zu at +%zu", n, skip);
     check(what, p, 1e-6);
-    snprintf(what, sizeof what, "adamw m n=%zu", n);
+    snprintf(what, sizeof what, "adamw m n=%zu at +%zu", n, skip);
     check(what, m, 1e-6);
-    snprintf(what, sizeof what, "adamw v n=%zu", n);
+    snprintf(what, sizeof what, "adamw v n=%zu at +%zu", n, skip);
     check(what, v, 1e-6);
     pair_free(p), pair_free(g), pair_free(m), pair_free(v);
 }
@@ -432,10 +449,14 @@ int main(int argc, char **argv) {
         if (want("elementwise")) test_elementwise(37);
         if (want("crossentropy")) test_crossentropy(3, 11);
         if (want("reduce")) {
-            test_reduce(1);
-            test_reduce(300);
+            test_reduce(1, 0);
+            test_reduce(300, 0);
+            test_reduce(300, 3);
         }
-        if (want("adamw")) test_adamw(37);
+        if (want("adamw")) {
+            test_adamw(37, 0);
+            test_adamw(37, 3);
+        }
         return tcl_finish("test_cl_ops --small", t0);
     }
     if (want("matmul")) test_matmul(70, 48, 150);
@@ -485,13 +506,19 @@ int main(int argc, char **argv) {
         test_crossentropy(3, 64 * ls + 37);
     }
     if (want("reduce")) {
-        test_reduce(1);
-        test_reduce(1000);
-        test_reduce(100003);
+        for (size_t skip = 0; skip <= 3; skip += 3) {
+            test_reduce(1, skip);
+            test_reduce(1000, skip);
+            test_reduce(100003, skip);
+            test_reduce(100006, skip);
+        }
     }
     if (want("adamw")) {
-        test_adamw(1);
-        test_adamw(10007);
+        for (size_t skip = 0; skip <= 3; skip += 3) {
+            test_adamw(1, skip);
+            test_adamw(10007, skip);
+            test_adamw(10010, skip);
+        }
     }
     if (want("profile")) test_profile();
     cf_backend_destroy(GPU);

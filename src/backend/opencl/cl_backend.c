@@ -285,10 +285,17 @@ static int create_mem(cf_cl_ctx *ctx, size_t nbytes, cl_mem *out) {
     return CF_OK;
 }
 
+/* residual_fill, residual_forward and adamw_update: 4 elements per work-item, float4 when every
+ * offset is a multiple of 4 (cl_kernels/residual.cl, adamw.cl) */
+static size_t quad_range(const cf_cl_ctx *ctx, int kid, size_t n) {
+    return cf_round_up((n + 3) / 4, kernel_ls(ctx, kid));
+}
+
 static int fill_mem(cf_cl_ctx *ctx, cl_mem m, size_t off, float value, size_t n) {
-    size_t ls = (size_t)ctx->ls, g = cf_round_up(n, ls);
+    size_t ls = kernel_ls(ctx, K_FILL), g = quad_range(ctx, K_FILL, n);
     return cf_cl_launch(ctx, ctx->kernels[K_FILL], "residual_fill", 1, &g, &ls,
-                        CF_ARGS(ARG_MEM(m), ARG_ULONG(off), ARG_FLOAT(value), ARG_ULONG(n)));
+                        CF_ARGS(ARG_MEM(m), ARG_ULONG(off), ARG_FLOAT(value), ARG_ULONG(n),
+                                ARG_INT(off % 4 == 0)));
 }
 
 int cf_cl_scratch(cf_cl_ctx *ctx, int slot, size_t nbytes, cl_mem *out) {
@@ -570,11 +577,12 @@ static int cl_add_bias(cf_backend *be, cf_view out, cf_view bias, int N, int OC)
                                 ARG_INT(OC)));
 }
 
-/* out(cols) += column sums of x(rows, cols) with row stride ld. Work is split into row chunks
- * when there are too few columns to fill the device; the split depends only on the device, so the
+/* out(cols) += column sums of x(rows, cols) with row stride ld; columns c >= split go to
+ * out2[out2_off + c - split] instead (split = cols: out only). Work is split into row chunks when
+ * there are too few columns to fill the device; the split depends only on the device, so the
  * result is reproducible. */
-static int colsum(cf_cl_ctx *ctx, cl_mem x, size_t x_off, int rows, int cols, int ld, cl_mem out,
-                  size_t out_off) {
+static int colsum2(cf_cl_ctx *ctx, cl_mem x, size_t x_off, int rows, int cols, int ld, cl_mem out,
+                   size_t out_off, cl_mem out2, size_t out2_off, int split) {
     if (rows <= 0 || cols <= 0) return CF_OK;
     /* groups of 32 columns x 8 row lanes (cl_kernels/reduce.cl); enough row chunks for about four
      * groups per compute unit, each lane adding at least 4 rows */
@@ -592,7 +600,8 @@ static int colsum(cf_cl_ctx *ctx, cl_mem x, size_t x_off, int rows, int cols, in
                             global, local,
                             CF_ARGS(ARG_MEM(x), ARG_ULONG(x_off), ARG_INT(rows), ARG_INT(cols),
                                     ARG_INT(ld), ARG_INT(rows), ARG_MEM(out), ARG_MEM(out),
-                                    ARG_ULONG(out_off), ARG_INT(1)));
+                                    ARG_ULONG(out_off), ARG_MEM(out2), ARG_ULONG(out2_off),
+                                    ARG_INT(split), ARG_INT(1)));
     }
     cl_mem part = NULL;
     CF_TRY(cf_cl_scratch(ctx, CF_SCRATCH_COLSUM, chunks * (size_t)cols * 4, &part));
@@ -600,11 +609,18 @@ static int colsum(cf_cl_ctx *ctx, cl_mem x, size_t x_off, int rows, int cols, in
                         local,
                         CF_ARGS(ARG_MEM(x), ARG_ULONG(x_off), ARG_INT(rows), ARG_INT(cols),
                                 ARG_INT(ld), ARG_INT((int)rpc), ARG_MEM(part), ARG_MEM(out),
-                                ARG_ULONG(out_off), ARG_INT(0))));
+                                ARG_ULONG(out_off), ARG_MEM(out2), ARG_ULONG(out2_off),
+                                ARG_INT(split), ARG_INT(0))));
     size_t fglobal[2] = {cgroups * 32, 8};
     return cf_cl_launch(ctx, ctx->kernels[K_COLSUM_FINAL], "reduce_colsum_final", 2, fglobal, local,
                         CF_ARGS(ARG_MEM(part), ARG_INT((int)chunks), ARG_INT(cols), ARG_MEM(out),
-                                ARG_ULONG(out_off)));
+                                ARG_ULONG(out_off), ARG_MEM(out2), ARG_ULONG(out2_off),
+                                ARG_INT(split)));
+}
+
+static int colsum(cf_cl_ctx *ctx, cl_mem x, size_t x_off, int rows, int cols, int ld, cl_mem out,
+                  size_t out_off) {
+    return colsum2(ctx, x, x_off, rows, cols, ld, out, out_off, out, out_off, cols);
 }
 
 static int cl_bias_backward(cf_backend *be, cf_view dbias, cf_view dout, int N, int OC) {
@@ -714,7 +730,10 @@ static int cl_layernorm_backward(cf_backend *be, cf_view dinp, cf_view dweight, 
                                 ARG_MEM(cf_cl_mem(mean)), ARG_ULONG(mean.off),
                                 ARG_MEM(cf_cl_mem(rstd)), ARG_ULONG(rstd.off), ARG_INT(N),
                                 ARG_INT(C))));
-    /* partial(groups, 2C): columns [0, C) sum to dbias, [C, 2C) to dweight */
+    /* partial(groups, 2C): columns [0, C) sum to dbias, [C, 2C) to dweight (one pass for both) */
+    if (dbias.buf && dweight.buf)
+        return colsum2(ctx, part, 0, (int)groups, 2 * C, 2 * C, cf_cl_mem(dbias), dbias.off,
+                       cf_cl_mem(dweight), dweight.off, C);
     if (dbias.buf)
         CF_TRY(colsum(ctx, part, 0, (int)groups, C, 2 * C, cf_cl_mem(dbias), dbias.off));
     if (dweight.buf)
@@ -874,9 +893,13 @@ static int cl_residual_forward(cf_backend *be, cf_view out, cf_view a, cf_view b
     NEED(out, n, "residual_forward", "out");
     NEED(a, n, "residual_forward", "a");
     NEED(b, n, "residual_forward", "b");
-    LAUNCH_1D(ctx, K_RESIDUAL_FORWARD, n, ARG_MEM(cf_cl_mem(out)), ARG_ULONG(out.off),
-              ARG_MEM(cf_cl_mem(a)), ARG_ULONG(a.off), ARG_MEM(cf_cl_mem(b)), ARG_ULONG(b.off),
-              ARG_ULONG(n));
+    if (n == 0) return CF_OK;
+    size_t ls = kernel_ls(ctx, K_RESIDUAL_FORWARD), g = quad_range(ctx, K_RESIDUAL_FORWARD, n);
+    const int aligned = out.off % 4 == 0 && a.off % 4 == 0 && b.off % 4 == 0;
+    return cf_cl_launch(ctx, ctx->kernels[K_RESIDUAL_FORWARD], "residual_forward", 1, &g, &ls,
+                        CF_ARGS(ARG_MEM(cf_cl_mem(out)), ARG_ULONG(out.off),
+                                ARG_MEM(cf_cl_mem(a)), ARG_ULONG(a.off), ARG_MEM(cf_cl_mem(b)),
+                                ARG_ULONG(b.off), ARG_ULONG(n), ARG_INT(aligned)));
 }
 
 static int cl_axpy(cf_backend *be, cf_view y, cf_view x, float alpha, size_t n) {
@@ -953,11 +976,17 @@ static int cl_adamw(cf_backend *be, cf_view params, cf_view grads, cf_view m, cf
     /* in double: 1 - beta2^t is tiny for small t and beta2 near 1 */
     float inv_bc1 = (float)(1.0 / (1.0 - pow((double)beta1, (double)t)));
     float inv_bc2 = (float)(1.0 / (1.0 - pow((double)beta2, (double)t)));
-    LAUNCH_1D(ctx, K_ADAMW, n, ARG_MEM(cf_cl_mem(params)), ARG_ULONG(params.off),
-              ARG_MEM(cf_cl_mem(grads)), ARG_ULONG(grads.off), ARG_MEM(cf_cl_mem(m)),
-              ARG_ULONG(m.off), ARG_MEM(cf_cl_mem(v)), ARG_ULONG(v.off), ARG_ULONG(n),
-              ARG_FLOAT(lr), ARG_FLOAT(beta1), ARG_FLOAT(beta2), ARG_FLOAT(inv_bc1),
-              ARG_FLOAT(inv_bc2), ARG_FLOAT(eps), ARG_FLOAT(weight_decay), ARG_FLOAT(grad_scale));
+    const int aligned =
+        params.off % 4 == 0 && grads.off % 4 == 0 && m.off % 4 == 0 && v.off % 4 == 0;
+    size_t ls = kernel_ls(ctx, K_ADAMW), g = quad_range(ctx, K_ADAMW, n);
+    return cf_cl_launch(
+        ctx, ctx->kernels[K_ADAMW], "adamw_update", 1, &g, &ls,
+        CF_ARGS(ARG_MEM(cf_cl_mem(params)), ARG_ULONG(params.off), ARG_MEM(cf_cl_mem(grads)),
+                ARG_ULONG(grads.off), ARG_MEM(cf_cl_mem(m)), ARG_ULONG(m.off),
+                ARG_MEM(cf_cl_mem(v)), ARG_ULONG(v.off), ARG_ULONG(n), ARG_FLOAT(lr),
+                ARG_FLOAT(beta1), ARG_FLOAT(beta2), ARG_FLOAT(inv_bc1), ARG_FLOAT(inv_bc2),
+                ARG_FLOAT(eps), ARG_FLOAT(weight_decay), ARG_FLOAT(grad_scale),
+                ARG_INT(aligned)));
 }
 
 static const struct cf_backend_ops cf_cl_ops = {
