@@ -33,6 +33,12 @@
  * MLP's activation and its gradient without a pass of their own. The epilogue is a build-time
  * choice (EPI_BIAS 0/1, EPI_ACT 0/1/2; bias and X are unused arguments without it): a run-time
  * branch would cost every product registers (measured on an H200: 0.7 ms more per training step).
+ * EPI_COLSUM 1 (transposed A only, the tn and tt kernels) also sums op(A) over k:
+ * CS[m] (+)= sum over k of op(A)(m, k), the bias gradient of a linear layer from the pass of its
+ * weight gradient (A = dout stored (N, OC)). Each work-item adds the float4s of A it stages (all of
+ * one float4 column of the block), the work-group adds its work-items' sums in a fixed order, and
+ * the groups of the first column of blocks write them: CS[cs_off + s*cs_split + m] += (cs_acc) or
+ * = (a split-K slice's partial; the reduce pass adds the slices in order into CS). Deterministic.
  *
  * Every staged element outside op(A) or op(B) (block edges, last K slice) is staged as 0, so edge
  * blocks need no checks in the multiply loop; only their stores are checked. */
@@ -56,6 +62,9 @@
 #endif
 #ifndef EPI_ACT
 #define EPI_ACT 0
+#endif
+#ifndef EPI_COLSUM
+#define EPI_COLSUM 0
 #endif
 #define NT (WG * WG) /* work-items per group */
 
@@ -93,6 +102,11 @@ static inline void gf_store(__global float *C, __global float *X, size_t idx, fl
 #endif
 #if (BM * BK) % (4 * NT) != 0 || (BN * BK) % (4 * NT) != 0
 #error "gemm_fast.cl: BM*BK and BN*BK must be multiples of 4*WG*WG"
+#endif
+/* EPI_COLSUM: the work-items' sums meet in the As tile, and every float4 a work-item stages from a
+ * transposed A lies in float4 column lid % (BM/4) (NT is a multiple of BM/4) */
+#if EPI_COLSUM && (2 * BK * LDA4 < NT || NT % (BM / 4) != 0)
+#error "gemm_fast.cl: EPI_COLSUM needs the As tile to hold one float4 per work-item"
 #endif
 
 /* Load float4 number idx (0 <= idx < BX*BK/4) of the BX x BK tile of an operand X whose rows and
@@ -151,7 +165,8 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
                                   __global const float *B, ulong b_off, int ldb, float beta,
                                   __global float *C, ulong c_off, int ldc, ulong c_split,
                                   __global const float *bias, ulong bias_off,
-                                  __global float *X, ulong x_off, __local float4 *As,
+                                  __global float *X, ulong x_off, __global float *CS,
+                                  ulong cs_off, ulong cs_split, int cs_acc, __local float4 *As,
                                   __local float4 *Bs) {
     /* (a warp of 32 work-items spans 16 x 2 positions; 8 x 4, which halves the distinct float4
      * addresses of the As reads and doubles those of Bs, measured the same on an H200) */
@@ -176,12 +191,17 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
         for (int j = 0; j < RN; j++) acc[i][j] = 0.0f;
 
     float4 ra[NLA], rb[NLB];
+    float4 csum = (float4)(0.0f); /* EPI_COLSUM: this work-item's staged A float4s, added */
     /* first slice: global -> registers -> copy 0 */
     if (k_begin < k_end) {
         const int full = inside && k_begin + BK <= k_end;
 #pragma unroll
         for (int q = 0; q < NLA; q++)
             ra[q] = gf_load4(a_xc, BM, A, lda, m0, k_begin, lid + q * NT, M, k_end, full);
+        if (EPI_COLSUM && ta) {
+#pragma unroll
+            for (int q = 0; q < NLA; q++) csum += ra[q];
+        }
 #pragma unroll
         for (int q = 0; q < NLB; q++)
             rb[q] = gf_load4(b_xc, BN, B, ldb, n0, k_begin, lid + q * NT, N, k_end, full);
@@ -202,6 +222,10 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
 #pragma unroll
             for (int q = 0; q < NLA; q++)
                 ra[q] = gf_load4(a_xc, BM, A, lda, m0, kn, lid + q * NT, M, k_end, full);
+            if (EPI_COLSUM && ta) {
+#pragma unroll
+                for (int q = 0; q < NLA; q++) csum += ra[q];
+            }
 #pragma unroll
             for (int q = 0; q < NLB; q++)
                 rb[q] = gf_load4(b_xc, BN, B, ldb, n0, kn, lid + q * NT, N, k_end, full);
@@ -245,6 +269,23 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
         barrier(CLK_LOCAL_MEM_FENCE);
         cur ^= 1;
     }
+
+#if EPI_COLSUM
+    if (ta) { /* the loop ended at a barrier: nobody reads As any more */
+        As[lid] = csum;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (get_group_id(0) == 0 && lid < BM / 4) {
+            float4 t = As[lid];
+            for (int j = 1; j < NT / (BM / 4); j++) t += As[lid + j * (BM / 4)];
+            __global float *cs = CS + cs_off + (ulong)s * cs_split;
+            const float w[4] = {t.x, t.y, t.z, t.w};
+            for (int e = 0; e < 4; e++) {
+                const int m = m0 + lid * 4 + e;
+                if (m < M) cs[m] = cs_acc ? cs[m] + w[e] : w[e];
+            }
+        }
+    }
+#endif
 
 #pragma unroll
     for (int i = 0; i < RM / 4; i++) {
@@ -296,11 +337,13 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
         int M, int N, int K, int kps, float alpha, __global const float *A, ulong a_off, int lda,  \
         __global const float *B, ulong b_off, int ldb, float beta, __global float *C,              \
         ulong c_off, int ldc, ulong c_split, __global const float *bias, ulong bias_off,           \
-        __global float *X, ulong x_off) {                                                          \
+        __global float *X, ulong x_off, __global float *CS, ulong cs_off, ulong cs_split,          \
+        int cs_acc) {                                                                              \
         __local float4 As[2 * BK * LDA4];                                                          \
         __local float4 Bs[2 * BK * LDB4];                                                          \
         gemm_fast_body(TA_, TB_, M, N, K, kps, alpha, A, a_off, lda, B, b_off, ldb, beta, C,       \
-                       c_off, ldc, c_split, bias, bias_off, X, x_off, As, Bs);                     \
+                       c_off, ldc, c_split, bias, bias_off, X, x_off, CS, cs_off, cs_split,        \
+                       cs_acc, As, Bs);                                                            \
     }
 
 GEMM_FAST_KERNEL(gemm_fast_nn, 0, 0)
@@ -309,13 +352,20 @@ GEMM_FAST_KERNEL(gemm_fast_tn, 1, 0)
 GEMM_FAST_KERNEL(gemm_fast_tt, 1, 1)
 
 /* Second pass of split-K: C(M,N) = alpha * sum_s P_s + beta * C [+ bias], adding the S slices
- * P_s(M,N) = P + s*p_split (row stride ldp) in order s = 0 .. S-1. One work-item per element of C. */
+ * P_s(M,N) = P + s*p_split (row stride ldp) in order s = 0 .. S-1. One work-item per element of C.
+ * EPI_COLSUM: the work-items of column 0 also add the slices' sums of op(A) at
+ * P + csp_off + s*M (m < M), in order, into CS[cs_off + m]. */
 __kernel void gemm_fast_reduce(int M, int N, int S, __global const float *P, int ldp, ulong p_split,
                                float alpha, float beta, __global float *C, ulong c_off, int ldc,
                                __global const float *bias, ulong bias_off, __global float *X,
-                               ulong x_off) {
+                               ulong x_off, ulong csp_off, __global float *CS, ulong cs_off) {
     const int n = get_global_id(0), m = get_global_id(1);
     if (n >= N || m >= M) return;
+    if (EPI_COLSUM && n == 0) {
+        float t = 0.0f;
+        for (int s = 0; s < S; s++) t += P[csp_off + (size_t)s * M + m];
+        CS[cs_off + m] += t;
+    }
     __global const float *p = P + (size_t)m * ldp + n;
     float sum = 0.0f;
     for (int s = 0; s < S; s++) sum += p[(size_t)s * p_split];

@@ -22,9 +22,14 @@ static float group_sum(__local float *red, float v) {
 }
 
 /* pass 1: partial(num_groups) = per-group sums of x(n) (or of x*x when square).
- * With x_off a multiple of 4 the work-items read float4s (two per iteration, into two
- * accumulators, so that twice the loads are in flight), then the n % 4 tail element by element;
- * otherwise element by element. */
+ * With x_off a multiple of 4 the work-items read float4s, two per iteration (so that twice the
+ * loads are in flight) into two sums, then the n % 4 tail element by element; otherwise element by
+ * element. (The float4s are taken apart at once: oclgrind's uninitialised-value checker crashes
+ * on float4 arithmetic in this loop.) */
+static float sq_or(float v, int square) { return square ? v * v : v; }
+static float sum4(float4 a, int square) {
+    return (sq_or(a.x, square) + sq_or(a.y, square)) + (sq_or(a.z, square) + sq_or(a.w, square));
+}
 __kernel void reduce_sum_partial(__global const float *x, ulong x_off, ulong n, int square,
                                  __global float *partial) {
     __local float red[LS];
@@ -34,25 +39,18 @@ __kernel void reduce_sum_partial(__global const float *x, ulong x_off, ulong n, 
     if (x_off % 4 == 0) {
         __global const float4 *x4 = (__global const float4 *)(x + x_off);
         const size_t n4 = n / 4;
-        float4 s0 = (float4)(0.0f), s1 = (float4)(0.0f);
+        float s1 = 0.0f;
         size_t i = gid;
         for (; i + stride < n4; i += 2 * stride) {
             const float4 a = x4[i], b = x4[i + stride];
-            s0 += square ? a * a : a;
-            s1 += square ? b * b : b;
+            s += sum4(a, square);
+            s1 += sum4(b, square);
         }
-        if (i < n4) {
-            const float4 a = x4[i];
-            s0 += square ? a * a : a;
-        }
-        s0 += s1;
-        s = (s0.x + s0.y) + (s0.z + s0.w);
+        if (i < n4) s += sum4(x4[i], square);
+        s += s1;
         i0 = n4 * 4;
     }
-    for (size_t i = i0 + gid; i < n; i += stride) {
-        const float v = x[x_off + i];
-        s += square ? v * v : v;
-    }
+    for (size_t i = i0 + gid; i < n; i += stride) s += sq_or(x[x_off + i], square);
     s = group_sum(red, s);
     if (get_local_id(0) == 0) partial[get_group_id(0)] = s;
 }

@@ -88,6 +88,44 @@ static void fast_case_bias(const cf_cl_gemm_fast_choice *c, int ta, int tb, int 
     pair_free(bias.p);
 }
 
+/* The sums of op(A) (EPI_COLSUM, transposed A): C = alpha A^T op(B) + beta C and
+ * colsum(M) += sum over k of A^T(m, k), against the CPU's gemm and, for the sums, the product
+ * ones(1,K) A(K,M) accumulated into a copy of colsum's start values. */
+static void colsum_case(const cf_cl_gemm_fast_choice *c, int tb, int M, int N, int K, float alpha,
+                        float beta, int aligned) {
+    const size_t lead = aligned ? 3 : 1;
+    const int lda = pick_ld(M, aligned, 1), ldb = pick_ld(tb ? K : N, aligned, 0);
+    const int ldc = pick_ld(N, aligned, 1);
+    operand A = operand_new(K, lda, lead, 0), B = operand_new(tb ? N : K, ldb, lead, 0);
+    operand C = operand_new(M, ldc, lead, beta == 0.0f);
+    operand cs = operand_new(1, M, lead, 0);
+    pair ones = pair_const(K > 0 ? (size_t)K : 1, 1.0f);
+    for (int g_ = 0; g_ < 2; g_++) {
+        if (g_) {
+            TCL_OK(cf_backend_opencl_gemm_fast_colsum(GPU, c, tb, M, N, K, alpha, OV(A), lda, OV(B),
+                                                      ldb, beta, OV(C), ldc, OV(cs)));
+        } else {
+            TCL_OK(cf_be_gemm(CPU, 1, tb, M, N, K, alpha, OV(A), lda, OV(B), ldb, beta, OV(C),
+                              ldc));
+            TCL_OK(cf_be_gemm(CPU, 0, 0, 1, M, K, 1.0f, cf_view_make(ones.c, PAD), K, OV(A), lda,
+                              1.0f, OV(cs), M));
+        }
+    }
+    char what[160];
+    snprintf(what, sizeof what, "fast %dx%d bk %d wg %d split %d T%c M=%d N=%d K=%d a=%.1f b=%.1f %s",
+             c->wg * c->rm, c->wg * c->rn, c->bk, c->wg, c->split, tb ? 'T' : 'N', M, N, K, alpha,
+             beta, aligned ? "float4" : "scalar");
+    check(what, C.p, 2e-6 * (K > 16 ? sqrt((double)K) : 4.0));
+    char what2[200];
+    snprintf(what2, sizeof what2, "%s: sums of op(A)", what);
+    check(what2, cs.p, 2e-6 * (K > 16 ? sqrt((double)K) : 4.0));
+    pair_free(A.p);
+    pair_free(B.p);
+    pair_free(C.p);
+    pair_free(cs.p);
+    pair_free(ones);
+}
+
 /* The GELU epilogues (ldc == N, alpha 1, beta 0): act 1 stores C = product + bias and
  * X = gelu(C); act 2 stores C = product * gelu'(X). The CPU side runs the product, then the CPU
  * backend's GELU op. aligned: N and the offsets multiples of 4 (float4 stores). */
@@ -185,6 +223,9 @@ static void test_variants(void) {
                 /* the GELU epilogues: float4 store, and scalar in the split-K second pass */
                 if (v == 0 && t == 1) gelu_case(&c, ta, tb, 70, 36, 21, 1);
                 if (v == 4 && t == 0) gelu_case(&c3, ta, tb, 70, 37, 40, 2);
+                /* the sums of op(A): in the kernel, and added up by the split-K second pass */
+                if (v == 0 && t == 2) colsum_case(&c, tb, 70, 36, 21, 1.0f, 1.0f, 1);
+                if (v == 5 && t == 3) colsum_case(&c3, tb, 70, 37, 40, 1.0f, 0.0f, 0);
                 continue;
             }
             /* partial blocks everywhere, K not a multiple of the slice */
@@ -206,6 +247,12 @@ static void test_variants(void) {
             if (!ta && !tb) {
                 gelu_case(&c, 0, 0, 131, 67, 45, 2);
                 gelu_case(&c3, 0, 0, 144, 136, 100, 2);
+            }
+            /* the sums of op(A) (the weight gradient's TN product gives the bias gradient) */
+            if (ta) {
+                colsum_case(&c, tb, 131, 67, 45, 1.0f, 1.0f, vec_b);
+                colsum_case(&c, tb, 144, 136, 48, 0.7f, 0.0f, vec_a);
+                colsum_case(&c3, tb, 131, 67, 100, 1.0f, 1.0f, vec_a);
             }
             if (tb) {
                 fast_case_bias(&c, ta, tb, 131, 67, 45, 1.0f, 0.0f, vec_b, 1);

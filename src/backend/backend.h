@@ -86,6 +86,11 @@ struct cf_backend_ops {
     int (*add_bias)(cf_backend *be, cf_view out, cf_view bias, int N, int OC);
     /* dbias(OC) += sum over rows of dout(N,OC) */
     int (*bias_backward)(cf_backend *be, cf_view dbias, cf_view dout, int N, int OC);
+    /* Optional (NULL: gemm, then bias_backward): a linear layer's weight and bias gradients in one
+     * pass over dout: dweight(OC,IC) += dout(N,OC)^T @ inp(N,IC), dbias(OC) += sum over rows of
+     * dout (the same results as those two ops, up to the order of the additions). */
+    int (*weight_bias_backward)(cf_backend *be, cf_view dweight, cf_view dbias, cf_view dout,
+                                cf_view inp, int N, int IC, int OC);
 
     /* token + position embedding: out(B,T,C) = wte[tokens[b,t]] + wpe[t]; tokens int32 (B,T) */
     int (*encoder_forward)(cf_backend *be, cf_view out, cf_view tokens, cf_view wte, cf_view wpe,

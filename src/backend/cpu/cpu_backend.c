@@ -169,6 +169,7 @@ static const struct cf_backend_ops cf_cpu_ops = {
     /* .gemm_gelu = */ NULL, /* matmul, then the vectorised GELU kernels of cpu_ops.c */
     /* .add_bias = */ cf_cpu_add_bias,
     /* .bias_backward = */ cf_cpu_bias_backward,
+    /* .weight_bias_backward = */ NULL, /* the GEMM, then one pass over dout */
     /* .encoder_forward = */ cf_cpu_encoder_forward,
     /* .encoder_backward = */ cf_cpu_encoder_backward,
     /* .layernorm_forward = */ cf_cpu_layernorm_forward,

@@ -630,6 +630,28 @@ static int cl_bias_backward(cf_backend *be, cf_view dbias, cf_view dout, int N, 
     return colsum(ctx, cf_cl_mem(dout), dout.off, N, OC, OC, cf_cl_mem(dbias), dbias.off);
 }
 
+/* dweight(OC,IC) += dout^T(OC,N) @ inp(N,IC) and dbias(OC) += column sums of dout: where the
+ * register-blocked kernel takes the product, it sums dout as it stages it (EPI_COLSUM in
+ * cl_kernels/gemm_fast.cl); elsewhere the product, then the column-sum passes. */
+static int cl_weight_bias_backward(cf_backend *be, cf_view dweight, cf_view dbias, cf_view dout,
+                                   cf_view inp, int N, int IC, int OC) {
+    cf_cl_ctx *ctx = CTX(be);
+    if (OC <= 0 || IC <= 0) return CF_OK;
+    NEED(dweight, (size_t)OC * IC, "weight_bias_backward", "dweight");
+    NEED(dbias, (size_t)OC, "weight_bias_backward", "dbias");
+    NEED(dout, (size_t)N * OC, "weight_bias_backward", "dout");
+    NEED(inp, (size_t)N * IC, "weight_bias_backward", "inp");
+    cf_cl_gemm_desc d = cf_cl_gemm_desc_plain(1, 0, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f,
+                                              dweight, IC);
+    d.colsum = cf_cl_mem(dbias);
+    d.colsum_off = dbias.off;
+    const int fast = N > 0 ? cf_cl_gemm_fast_try(ctx, &d) : 0;
+    if (fast != 0) return fast < 0 ? fast : CF_OK;
+    d.colsum = NULL;
+    CF_TRY(cf_cl_gemm(ctx, &d));
+    return cl_bias_backward(be, dbias, dout, N, OC);
+}
+
 /* ---- encoder ----------------------------------------------------------------------------------- */
 
 /* rows of the embedding table the view can hold: the bound for token ids (V is not an argument) */
@@ -1004,6 +1026,7 @@ static const struct cf_backend_ops cf_cl_ops = {
     /* .gemm_gelu = */ cl_gemm_gelu_op,
     /* .add_bias = */ cl_add_bias,
     /* .bias_backward = */ cl_bias_backward,
+    /* .weight_bias_backward = */ cl_weight_bias_backward,
     /* .encoder_forward = */ cl_encoder_forward,
     /* .encoder_backward = */ cl_encoder_backward,
     /* .layernorm_forward = */ cl_layernorm_forward,

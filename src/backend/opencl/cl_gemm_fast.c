@@ -11,13 +11,13 @@
 #include "backend/opencl/cl_gemm_fast.h"
 #include "backend/opencl/cl_tuning.h"
 
-#define FAST_MAX_PROGRAMS 128 /* variants x float4 or not x epilogues (4) */
+#define FAST_MAX_PROGRAMS 192 /* variants x float4 or not x epilogues (6) */
 #define FAST_MAX_LOGGED 128
 #define FAST_MAX_SPLIT 64
 
 typedef struct {
     int rm, rn, bk, vec, wg;
-    int epi_bias, epi_act; /* the epilogue built in (gemm_fast.cl: EPI_BIAS, EPI_ACT) */
+    int epi_bias, epi_act, epi_colsum; /* the epilogue built in (gemm_fast.cl: EPI_*) */
     cl_program program;
     cl_kernel k[4]; /* nn, nt, tn, tt */
     cl_kernel reduce;
@@ -248,15 +248,17 @@ static int fast_verbose(const cf_cl_ctx *ctx) {
     return e && atoi(e) == 1 && strstr(ctx->dev.platform_name, "NVIDIA") != NULL;
 }
 
-/* The program of a variant with an epilogue built in: epi_bias 0/1, epi_act 0/1/2 (gemm_fast.cl). */
+/* The program of a variant with an epilogue built in: epi_bias 0/1, epi_act 0/1/2, epi_colsum 0/1
+ * (gemm_fast.cl). */
 static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int vec,
-                            int epi_bias, int epi_act, fast_program **out) {
+                            int epi_bias, int epi_act, int epi_colsum, fast_program **out) {
     struct cf_cl_gemm_fast *st = fast_state(ctx);
     if (!st) return CF_ERR_NOMEM;
     for (int i = 0; i < st->n_progs; i++) {
         fast_program *g = &st->progs[i];
         if (g->rm == c->rm && g->rn == c->rn && g->bk == c->bk && g->wg == c->wg &&
-            g->vec == vec && g->epi_bias == epi_bias && g->epi_act == epi_act) {
+            g->vec == vec && g->epi_bias == epi_bias && g->epi_act == epi_act &&
+            g->epi_colsum == epi_colsum) {
             *out = g;
             return CF_OK;
         }
@@ -277,9 +279,10 @@ static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int
     if (mr && atoi(mr) > 0 && strstr(ctx->dev.vendor, "NVIDIA"))
         snprintf(rreg, sizeof rreg, " -cl-nv-maxrregcount %d", atoi(mr));
     snprintf(opts, sizeof opts,
-             "-cl-std=CL1.2 -DRM=%d -DRN=%d -DBK=%d -DWG=%d -DVEC=%d -DEPI_BIAS=%d -DEPI_ACT=%d%s%s%s",
-             c->rm, c->rn, c->bk, c->wg, vec, epi_bias, epi_act, cpu ? " -cl-opt-disable" : "",
-             verbose ? " -cl-nv-verbose" : "", rreg);
+             "-cl-std=CL1.2 -DRM=%d -DRN=%d -DBK=%d -DWG=%d -DVEC=%d -DEPI_BIAS=%d -DEPI_ACT=%d "
+             "-DEPI_COLSUM=%d%s%s%s",
+             c->rm, c->rn, c->bk, c->wg, vec, epi_bias, epi_act, epi_colsum,
+             cpu ? " -cl-opt-disable" : "", verbose ? " -cl-nv-verbose" : "", rreg);
     fast_program g;
     memset(&g, 0, sizeof g);
     g.rm = c->rm;
@@ -289,6 +292,7 @@ static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int
     g.vec = vec;
     g.epi_bias = epi_bias;
     g.epi_act = epi_act;
+    g.epi_colsum = epi_colsum;
     CF_TRY(cf_cl_build_program(ctx, "gemm_fast.cl", opts, &g.program));
     if (verbose) { /* the compiler's lines about entry points, registers and spills */
         const size_t cap = 1 << 16;
@@ -424,9 +428,11 @@ static int fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, const cf_cl_gemm_f
     int split = kps > 0 ? (K + kps - 1) / kps : 1;
     if (split < 1) split = 1;
     const int ldp = (d->N + 3) / 4 * 4; /* scratch row stride: float4 rows */
+    /* the scratch: split partial products, then (colsum) split partial sums of op(A) */
+    const size_t csp_off = (size_t)split * (size_t)d->M * (size_t)ldp;
+    const size_t part_elems = csp_off + (d->colsum ? (size_t)split * (size_t)d->M : 0);
     cl_mem part = NULL;
-    if (split > 1 &&
-        scratch_get(ctx, (size_t)split * (size_t)d->M * (size_t)ldp * sizeof(float), &part) < 0) {
+    if (split > 1 && scratch_get(ctx, part_elems * sizeof(float), &part) < 0) {
         CF_DEBUG("gemm_fast: no scratch for %d K slices of %dx%d; one slice", split, d->M, d->N);
         split = 1;
     }
@@ -437,15 +443,21 @@ static int fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, const cf_cl_gemm_f
                                    (!d->act || aligned4(d->act_x_off, d->ldc))));
     /* the epilogue is built into the program: without split the product's, with split the
      * partial products get none and the second pass (this program's reduce kernel) applies it */
-    const int eb = d->bias != NULL, ea = d->act;
+    const int eb = d->bias != NULL, ea = d->act, ecs = d->colsum != NULL;
+    if (ecs && !d->ta) {
+        cf_cl_fail(ctx, "gemm_fast: the sums of op(A) need a transposed A");
+        return CF_ERR_INVALID;
+    }
     fast_program *g = NULL, *gp = NULL;
-    CF_TRY(fast_program_get(ctx, &c, vec, eb, ea, &g));
-    if (split > 1) CF_TRY(fast_program_get(ctx, &c, vec, 0, 0, &gp));
+    CF_TRY(fast_program_get(ctx, &c, vec, eb, ea, ecs, &g));
+    /* the partial products' program sums op(A) too (into the scratch), the reduce adds them */
+    if (split > 1) CF_TRY(fast_program_get(ctx, &c, vec, 0, 0, ecs, &gp));
     log_choice(ctx, d, &c, vec, source);
     const int which = (d->ta ? 2 : 0) + (d->tb ? 1 : 0);
     /* without a bias the kernels still get a valid buffer for it (never read) */
     cl_mem bias_mem = d->bias ? d->bias : d->C;
     cl_mem x_mem = d->act ? d->act_x : d->C;
+    cl_mem cs_mem = d->colsum ? d->colsum : d->C;
     size_t global[3] = {(size_t)((d->N + bn - 1) / bn) * c.wg,
                         (size_t)((d->M + bm - 1) / bm) * c.wg, (size_t)split};
     size_t local[3] = {(size_t)c.wg, (size_t)c.wg, 1};
@@ -457,7 +469,8 @@ static int fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, const cf_cl_gemm_f
                                     ARG_INT(d->ldb), ARG_FLOAT(d->beta), ARG_MEM(d->C),
                                     ARG_ULONG(d->c_off), ARG_INT(d->ldc), ARG_ULONG(0),
                                     ARG_MEM(bias_mem), ARG_ULONG(d->bias_off), ARG_MEM(x_mem),
-                                    ARG_ULONG(d->act_x_off)));
+                                    ARG_ULONG(d->act_x_off), ARG_MEM(cs_mem),
+                                    ARG_ULONG(d->colsum_off), ARG_ULONG(0), ARG_INT(1)));
     const size_t p_split = (size_t)d->M * (size_t)ldp;
     CF_TRY(cf_cl_launch(ctx, gp->k[which], fast_kernel_names[which], 3, global, local,
                         CF_ARGS(ARG_INT(d->M), ARG_INT(d->N), ARG_INT(K), ARG_INT(kps),
@@ -465,7 +478,8 @@ static int fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, const cf_cl_gemm_f
                                 ARG_INT(d->lda), ARG_MEM(d->B), ARG_ULONG(d->b_off),
                                 ARG_INT(d->ldb), ARG_FLOAT(0.0f), ARG_MEM(part), ARG_ULONG(0),
                                 ARG_INT(ldp), ARG_ULONG(p_split), ARG_MEM(bias_mem),
-                                ARG_ULONG(0), ARG_MEM(x_mem), ARG_ULONG(0))));
+                                ARG_ULONG(0), ARG_MEM(x_mem), ARG_ULONG(0), ARG_MEM(part),
+                                ARG_ULONG(csp_off), ARG_ULONG((size_t)d->M), ARG_INT(0))));
     size_t rglobal[2] = {cf_round_up((size_t)d->N, 64), (size_t)d->M};
     size_t rlocal[2] = {64, 1};
     return cf_cl_launch(ctx, g->reduce, "gemm_fast_reduce", 2, rglobal, rlocal,
@@ -473,7 +487,8 @@ static int fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, const cf_cl_gemm_f
                                 ARG_INT(ldp), ARG_ULONG(p_split), ARG_FLOAT(d->alpha),
                                 ARG_FLOAT(d->beta), ARG_MEM(d->C), ARG_ULONG(d->c_off),
                                 ARG_INT(d->ldc), ARG_MEM(bias_mem), ARG_ULONG(d->bias_off),
-                                ARG_MEM(x_mem), ARG_ULONG(d->act_x_off)));
+                                ARG_MEM(x_mem), ARG_ULONG(d->act_x_off), ARG_ULONG(csp_off),
+                                ARG_MEM(cs_mem), ARG_ULONG(d->colsum_off)));
 }
 
 int cf_cl_gemm_fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d,
@@ -482,7 +497,7 @@ int cf_cl_gemm_fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d,
 }
 
 int cf_cl_gemm_fast_try(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
-    if (!cf_cl_gemm_fast_wanted(ctx, d)) return 0;
+    if (!cf_cl_gemm_fast_wanted(ctx, d) || (d->colsum && !d->ta)) return 0;
     cf_cl_gemm_fast_choice c;
     int exact = 0;
     const char *source = NULL;
@@ -578,6 +593,24 @@ static int views_fit(int ta, int tb, int M, int N, int K, cf_view A, int lda, cf
         return CF_ERR_INVALID;
     }
     return CF_OK;
+}
+
+int cf_backend_opencl_gemm_fast_colsum(cf_backend *be, const cf_cl_gemm_fast_choice *choice,
+                                       int tb, int M, int N, int K, float alpha, cf_view A,
+                                       int lda, cf_view B, int ldb, float beta, cf_view C, int ldc,
+                                       cf_view colsum) {
+    if (!cf_backend_is_opencl(be)) return CF_ERR_UNSUPPORTED;
+    if (!colsum.buf || (colsum.off + (size_t)M) * sizeof(float) > colsum.buf->nbytes) {
+        CF_ERROR("gemm_fast: the sums of op(A) need a view of %d elements", M);
+        return CF_ERR_INVALID;
+    }
+    if (M <= 0 || N <= 0) return CF_OK;
+    const cf_view none = {0};
+    CF_TRY(views_fit(1, tb, M, N, K, A, lda, B, ldb, C, ldc, none));
+    cf_cl_gemm_desc d = cf_cl_gemm_desc_plain(1, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    d.colsum = cf_cl_mem(colsum);
+    d.colsum_off = colsum.off;
+    return cf_cl_gemm_fast_run((cf_cl_ctx *)be->ctx, &d, choice);
 }
 
 int cf_backend_opencl_gemm_fast_bias(cf_backend *be, const cf_cl_gemm_fast_choice *choice, int ta,

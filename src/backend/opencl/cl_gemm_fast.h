@@ -63,6 +63,12 @@ int cf_backend_opencl_gemm_fast(cf_backend *be, const cf_cl_gemm_fast_choice *ch
 int cf_backend_opencl_gemm_fast_gelu(cf_backend *be, const cf_cl_gemm_fast_choice *choice, int ta,
                                      int tb, int M, int N, int K, cf_view A, int lda, cf_view B,
                                      int ldb, cf_view C, cf_view bias, cf_view X, int act);
+/* With A transposed (stored (K, M)): also colsum(M) += the sums over k of op(A) (a linear layer's
+ * bias gradient from the pass of its weight gradient). For tests. */
+int cf_backend_opencl_gemm_fast_colsum(cf_backend *be, const cf_cl_gemm_fast_choice *choice,
+                                       int tb, int M, int N, int K, float alpha, cf_view A,
+                                       int lda, cf_view B, int ldb, float beta, cf_view C, int ldc,
+                                       cf_view colsum);
 /* The same plus bias(N) added to every row of C as it is stored (bias.buf NULL: none). */
 int cf_backend_opencl_gemm_fast_bias(cf_backend *be, const cf_cl_gemm_fast_choice *choice, int ta,
                                      int tb, int M, int N, int K, float alpha, cf_view A, int lda,

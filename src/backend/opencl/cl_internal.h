@@ -224,6 +224,10 @@ typedef struct {
     int act;
     cl_mem act_x;
     size_t act_x_off;
+    /* register-blocked kernel only, transposed A: colsum(M) at element colsum_off += the sums
+     * over k of op(A) (NULL: none; cf_cl_gemm_fast_try declines the product otherwise) */
+    cl_mem colsum;
+    size_t colsum_off;
 } cf_cl_gemm_desc;
 
 /* The descriptor of one plain (unbatched) product on views. */
