@@ -436,6 +436,12 @@ static void test_hook(void) {
     BOTH(cf_be_matmul_backward(be, V(dinp), V(dw), V(db), V(dout), V(inp), V(w), N, IC, OC));
     check("matmul_backward dinp through the fast kernel", dinp, 1e-5);
     check("matmul_backward dweight through the fast kernel", dw, 1e-5);
+    check("matmul_backward dbias from the weight gradient's pass (EPI_COLSUM)", db, 1e-5);
+    /* weight_bias_backward on the other paths: the product, then the column-sum passes */
+    setenv("CF_GEMM_FAST", "0", 1);
+    BOTH(cf_be_matmul_backward(be, V(dinp), V(dw), V(db), V(dout), V(inp), V(w), N, IC, OC));
+    check("matmul_backward dweight, fast kernel off", dw, 1e-5);
+    check("matmul_backward dbias, fast kernel off (column-sum passes)", db, 1e-5);
     pair_free(inp), pair_free(w), pair_free(b), pair_free(out);
     pair_free(dinp), pair_free(dw), pair_free(db), pair_free(dout);
     unsetenv("CF_GEMM_FAST");
