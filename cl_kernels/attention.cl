@@ -217,10 +217,11 @@ static inline __attribute__((always_inline)) void att_tn(float acc[4][RD], __loc
     }
 }
 
-/* acc[i][j] into (+= c *) rows r0 + 4*ty + i, columns tx + TX*j of a (T, HS) slice, stride ld */
+/* c * acc[i][j] into rows r0 + 4*ty + i, columns tx + TX*j of a (T, HS) slice, stride ld:
+ * assigned (the old contents are not read); a group's 16 x TY work-items cover all BM rows of
+ * its block (past T: skipped) and all HS columns (RD * TX >= HS) */
 static inline __attribute__((always_inline)) void att_out(__global float *dst, int ld, int r0,
-                                                           int T, float acc[4][RD], float c,
-                                                           int add) {
+                                                           int T, float acc[4][RD], float c) {
     const uint tx = get_local_id(0) % TX, ty = get_local_id(0) / TX;
     ATT_UNROLL_ALL
     for (int i = 0; i < 4; i++) {
@@ -228,10 +229,7 @@ static inline __attribute__((always_inline)) void att_out(__global float *dst, i
         ATT_UNROLL_ALL
         for (int j = 0; j < RD; j++) {
             const int d = (int)tx + TX * j;
-            if (row < T && d < HS) {
-                __global float *p = dst + (size_t)row * ld + d;
-                *p = add ? *p + c * acc[i][j] : c * acc[i][j];
-            }
+            if (row < T && d < HS) dst[(size_t)row * ld + d] = c * acc[i][j];
         }
     }
 }
@@ -349,18 +347,21 @@ attention_fused_forward(__global float *out, ulong out_off, __global float *att,
         for (int row = q0; row < kend; row++)
             for (int col = zc + (int)get_local_id(0); col < T; col += WG)
                 A[(size_t)row * T + col] = 0.0f;
-    att_out(out + out_off + (size_t)b * T * C + (size_t)h * HS, C, q0, T, o, 1.0f, 0);
+    att_out(out + out_off + (size_t)b * T * C + (size_t)h * HS, C, q0, T, o, 1.0f);
 }
 
 /* Backward, with datt = dout v^T and dpre = att * (datt - rowsum(att * datt)):
- *   dq += scale * dpre k,  dk += scale * dpre^T q,  dv += att^T dout   (dqkv(B,T,3C) accumulates)
- * in two launches (the second reads the first's dpre; a queue runs them in order). */
+ *   dq = scale * dpre k,  dk = scale * dpre^T q,  dv = att^T dout
+ * in two launches (the second reads the first's dpre; a queue runs them in order). dqkv(B,T,3C)
+ * is assigned, not accumulated: the groups of the two launches together cover every (row, head)
+ * of dq, dk and dv, each element is stored once, and none is read (the caller need not clear
+ * dqkv). */
 
 /* Query rows: dpre(B,NH,T,T) (scratch) and dq. One work-group per (head, batch, block of BM query
  * rows), the most expensive first; keys BK at a time. Pass A: datt (NT: dout v^T), parked in
  * dpre, and the row sums of att * datt (att read at the work-item's positions, summed over the
  * row's TX work-items). Pass B: each work-item turns its parked datt into dpre (stored, and into
- * a local [key][row] tile), dq += dpre k (TN).
+ * a local [key][row] tile), dq = dpre k (TN).
  * Launch: (NH * WG, B, ceil(T / BM)) items in groups of (WG, 1, 1). */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void
 attention_fused_backward_q(__global float *dqkv, ulong dqkv_off, __global float *dpre,
@@ -460,12 +461,12 @@ attention_fused_backward_q(__global float *dqkv, ulong dqkv_off, __global float 
         barrier(CLK_LOCAL_MEM_FENCE);
         att_tn(dq, Ps, (__local const float *)KVs);
     }
-    att_out(dqkv + dqkv_off + head, ld, q0, T, dq, scale, 1);
+    att_out(dqkv + dqkv_off + head, ld, q0, T, dq, scale);
 }
 
 /* Keys: dk and dv. One work-group per (head, batch, block of BM keys), the most expensive (first
- * keys) first; query rows BK at a time from the block's first key on: dv += att^T dout and
- * dk += dpre^T q (TN, with the att and dpre tiles as they lie in memory).
+ * keys) first; query rows BK at a time from the block's first key on: dv = att^T dout and
+ * dk = dpre^T q (TN, with the att and dpre tiles as they lie in memory).
  * Launch: (NH * WG, B, ceil(T / BM)) items in groups of (WG, 1, 1). */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void
 attention_fused_backward_kv(__global float *dqkv, ulong dqkv_off, __global const float *dpre,
@@ -508,8 +509,8 @@ attention_fused_backward_kv(__global float *dqkv, ulong dqkv_off, __global const
         att_tn(dk, Ds, (__local const float *)Qs);
     }
     __global float *dQ = dqkv + dqkv_off + head;
-    att_out(dQ + C, ld, k0, T, dk, scale, 1);
-    att_out(dQ + 2 * (size_t)C, ld, k0, T, dv, 1.0f, 1);
+    att_out(dQ + C, ld, k0, T, dk, scale);
+    att_out(dQ + 2 * (size_t)C, ld, k0, T, dv, 1.0f);
 }
 
 #endif /* HS */

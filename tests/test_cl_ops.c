@@ -1,7 +1,9 @@
 /* clformer test: every op of the OpenCL backend, forward and backward, against the CPU backend on
  * the same inputs, with a normalised error max|a-b| / max|b| per output. Views sit at an offset
- * inside guard elements that must survive untouched; backward ops start from non-zero gradients
- * (they accumulate). GEMM paths, tiles and transposes are covered by test_cl_gemm.
+ * inside guard elements that must survive untouched; backward ops that accumulate start from
+ * non-zero gradients, and those that assign (attention's dqkv) from NaN on the OpenCL side and
+ * zeros on the CPU side, so that an element left unwritten or read shows. GEMM paths, tiles and
+ * transposes are covered by test_cl_gemm.
  *   test_cl_ops [--small] [--only FAMILY] [--device SPEC]
  * --small: small shapes, every kernel including both GEMM tile sizes (for oclgrind, see
  * tests/cli_oclgrind.sh). */
@@ -137,6 +139,19 @@ static const char *auto_path(void) {
     return (gpu_ctx()->dev.type & CL_DEVICE_TYPE_GPU) ? "fused" : "gemm";
 }
 
+/* Refill a pair between its guards: gpu_v on the OpenCL side, cpu_v on the CPU side (whole-buffer
+ * uploads: see tcl_keep_buffers). */
+static void pair_fill_sides(pair p, float gpu_v, float cpu_v) {
+    const size_t total = p.n + 2 * PAD;
+    float *h = tcl_malloc(total * 4);
+    for (int g_ = 0; g_ < 2; g_++) {
+        for (size_t i = 0; i < total; i++)
+            h[i] = i < PAD || i >= PAD + p.n ? GUARD : g_ ? gpu_v : cpu_v;
+        TCL_OK(cf_be_upload(g_ ? GPU : CPU, cf_view_make(g_ ? p.g : p.c, 0), h, total * 4));
+    }
+    free(h);
+}
+
 static void test_attention(int B, int T, int C, int NH, const char *mode, const char *expect_path) {
     char path[64];
     snprintf(path, sizeof path, "hs=%d %s", C / NH, mode);
@@ -165,12 +180,15 @@ static void test_attention(int B, int T, int C, int NH, const char *mode, const 
     expect(nonzero == 0, "attention_forward att upper triangle is exactly 0 (%zu non-zero)",
            nonzero);
     free(a);
+    /* dqkv is assigned: NaN in on the OpenCL side must come out as the CPU's result from a
+     * zero-filled dqkv (a NaN left anywhere fails the comparison) */
     pair dqkv = pair_rand(3 * btc, 1.0f), dout = pair_rand(btc, 1.0f);
     pair datt = pair_rand(att_n, 1.0f), dpre = pair_rand(att_n, 1.0f);
+    pair_fill_sides(dqkv, NAN, 0.0f);
     BOTH(cf_be_attention_backward(be, V(dqkv), V(datt), V(dpre), V(dout), V(qkv), V(att), B, T, C,
                                   NH));
-    snprintf(what, sizeof what, "attention_backward dqkv (accumulates) B=%d T=%d NH=%d %s", B, T,
-             NH, path);
+    snprintf(what, sizeof what, "attention_backward dqkv (NaN in, assigned) B=%d T=%d NH=%d %s", B,
+             T, NH, path);
     check(what, dqkv, 5e-5);
     cf_cl_attention_counts(gpu_ctx(), &fused1, &gemm1);
     const int want_fused = strcmp(expect_path, "fused") == 0;
@@ -474,6 +492,21 @@ int main(int argc, char **argv) {
         test_attention(1, 33, 128, 2, "fused", "fused"); /* hs 64, the largest fused */
         test_attention(1, 20, 130, 2, "fused", "gemm");  /* hs 65: the GEMMs, with a warning */
         test_attention(2, 1, 26, 2, "fused", "fused");   /* T 1 */
+        if (cf_cl_have_clblast()) {
+            /* B 1, NH 1: the GEMM path's products are unbatched, so CLBlast runs them (beta 0:
+             * it must not read the NaN in dqkv) */
+            TCL_OK(cf_backend_opencl_set_gemm(GPU, "clblast"));
+            const int level = cf_log_get_level();
+            g_log[0] = 0;
+            cf_log_set_callback(capture_log, NULL);
+            cf_log_set_level(CF_LOG_DEBUG);
+            test_attention(1, 21, 8, 1, "gemm", "gemm");
+            cf_log_set_level(level);
+            cf_log_set_callback(NULL, NULL);
+            expect(strstr(g_log, "gemm M=21 N=8 K=21 TN: clblast") != NULL,
+                   "attention B=1 NH=1: the backward's products ran on CLBlast (debug log)");
+            TCL_OK(cf_backend_opencl_set_gemm(GPU, "native"));
+        }
         test_attention_blocks(0);
         test_attention_env(spec ? spec : tcl_spec());
     }

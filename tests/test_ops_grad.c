@@ -441,9 +441,10 @@ static void att_bwd_ref(const float *qkv, const double *att, const float *dout, 
     free(dpre);
 }
 
-/* Forward against att_ref (out, att with its zeros), backward against att_bwd_ref (dqkv
- * accumulated onto random values), and, when fd, against finite differences. att lies at
- * offset aoff (floats) in its buffer: an odd offset leaves no row aligned for vector stores. */
+/* Forward against att_ref (out, att with its zeros), backward against att_bwd_ref (dqkv is
+ * assigned: it starts as NaN, and must come out bit-identical to a run from zeros), and, when
+ * fd, against finite differences. att lies at offset aoff (floats) in its buffer: an odd offset
+ * leaves no row aligned for vector stores. */
 static int test_attention(int B, int T, int C, int NH, size_t aoff, int fd) {
     const size_t nqkv = (size_t)B * T * 3 * C, nout = (size_t)B * T * C;
     const size_t natt = (size_t)B * NH * T * T;
@@ -462,18 +463,28 @@ static int test_attention(int B, int T, int C, int NH, size_t aoff, int fd) {
     snprintf(op, sizeof op, "attention B%d T%d C%d NH%d%s", B, T, C, NH, aoff ? " att+odd" : "");
     int fail = cft_compare(op, "out", out, ref, nout, 64 * CFT_U * 2, 0);
     fail += cft_compare(op, "att", att, refa, natt, 64 * CFT_U, 0);
-    float *pq;
-    cf_buffer *bdqkv = grad_buf(nqkv, &pq), *bdout = cft_buf(g_be, w, nout);
+    /* dqkv's starting values: NaN, then zeros (drawn first, as the accumulating ops' pre-fills
+     * are, so that the random data of the tests after this one stay as they were) */
+    float *pq = rnd(nqkv, 1.0f);
+    for (size_t i = 0; i < nqkv; i++) pq[i] = NAN;
+    cf_buffer *bdqkv = cft_buf(g_be, pq, nqkv), *bdout = cft_buf(g_be, w, nout);
     cf_buffer *bdatt = cft_buf(g_be, garbage, natt), *bdpre = cft_buf(g_be, garbage, natt);
     CFT_OK(cf_be_attention_backward(g_be, cft_v(bdqkv), cft_v(bdatt), cft_v(bdpre), cft_v(bdout),
                                     cft_v(c.bqkv), vatt, B, T, C, NH));
-    float *gq = cft_floats(nqkv);
-    grad_minus_prefill(bdqkv, pq, gq, nqkv);
+    float *gq = cft_floats(nqkv), *gz = cft_floats(nqkv);
+    cft_get(g_be, gq, bdqkv, nqkv);
     double *rq = cft_doubles(nqkv);
     memset(rq, 0, sizeof(double) * nqkv);
     att_bwd_ref(c.qkv, refa, w, B, T, C, NH, rq);
-    fail += cft_compare(op, "dqkv vs loops", gq, rq, nqkv, 1e-5, 1e-4);
+    fail += cft_compare(op, "dqkv vs loops", gq, rq, nqkv, 1e-5, 1e-4); /* a NaN left fails */
     free(rq);
+    memset(pq, 0, sizeof(float) * nqkv);
+    cft_put(g_be, bdqkv, pq, nqkv);
+    CFT_OK(cf_be_attention_backward(g_be, cft_v(bdqkv), cft_v(bdatt), cft_v(bdpre), cft_v(bdout),
+                                    cft_v(c.bqkv), vatt, B, T, C, NH));
+    cft_get(g_be, gz, bdqkv, nqkv);
+    fail += cft_identical(op, "dqkv NaN vs 0 in", gq, gz, nqkv);
+    free(gz);
     loss_def L = {att_fwd, &c, nout, w};
     if (fd) fail += fd_check(op, "qkv", &L, c.qkv, nqkv, gq);
     cf_buffer *bufs[] = {c.bqkv, c.bout, c.batt, bdqkv, bdout, bdatt, bdpre};
@@ -786,7 +797,7 @@ typedef struct {
 static void big_run(big_bufs *s, const float *const *init) {
     const int B = s->B, T = s->T, C = s->C, NH = s->NH, V = s->V, N = (int)s->BT;
     const size_t nC = s->BT * C, n3C = 3 * nC, nV = s->BT * V;
-    /* reset the accumulated outputs */
+    /* reset the accumulated outputs (and dqkv, which the attention backward assigns: NaN) */
     cft_put(g_be, s->dqkv, init[0], n3C);
     cft_put(g_be, s->dx, init[1], nC);
     cft_put(g_be, s->dlnw, init[2], C);
@@ -866,6 +877,7 @@ static int test_big(int B, int T, int C, int NH, int V) {
     float *init[10];
     for (int i = 0; i < 10; i++) init[i] = rnd(ninit[i], i == 6 ? 5.0f : 0.5f);
     for (size_t i = 0; i < nV; i++) init[9][i] = fabsf(init[9][i]); /* AdamW v >= 0 */
+    for (size_t i = 0; i < n3C; i++) init[0][i] = NAN; /* dqkv is assigned, nothing of it read */
 
     struct {
         const char *name;
@@ -916,10 +928,10 @@ static int test_big(int B, int T, int C, int NH, int V) {
         const double r = 1.0 / sqrt(v / C + 1e-5);
         for (int k = 0; k < C; k++) ref[i * C + k] = (x[k] - m) * r * lnw[k] + lnb[k];
     }
-    /* attention backward against the double loops: dqkv = starting values + gradient; errors
-     * are a few u of the largest terms (|q|, |k|, |v|, |dout| <= 1, sums of T terms) */
+    /* attention backward against the double loops: dqkv = the gradient (from NaN: assigned);
+     * errors are a few u of the largest terms (|q|, |k|, |v|, |dout| <= 1, sums of T terms) */
     double *rdq = cft_doubles(n3C);
-    for (size_t i = 0; i < n3C; i++) rdq[i] = init[0][i];
+    memset(rdq, 0, sizeof(double) * n3C);
     att_bwd_ref(qkv, refa, dout, B, T, C, NH, rdq);
     fail += cft_compare(op, "dqkv", r3[5], rdq, n3C, 1e-5, 1e-4);
     free(rdq);

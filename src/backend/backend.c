@@ -291,6 +291,7 @@ int cf_be_attention_forward(cf_backend *be, cf_view out, cf_view att, cf_view qk
     CF_ASSERT(NH > 0 && C % NH == 0);
     CF_DISPATCH(attention_forward, out, att, qkv, B, T, C, NH);
 }
+/* dqkv(B,T,3C) is assigned, not accumulated (see backend.h) */
 int cf_be_attention_backward(cf_backend *be, cf_view dqkv, cf_view datt, cf_view dpreatt,
                              cf_view dout, cf_view qkv, cf_view att, int B, int T, int C, int NH) {
     CF_ASSERT(NH > 0 && C % NH == 0);

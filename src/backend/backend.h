@@ -112,7 +112,9 @@ struct cf_backend_ops {
      * entries t2 > t must be written as 0). */
     int (*attention_forward)(cf_backend *be, cf_view out, cf_view att, cf_view qkv, int B, int T,
                              int C, int NH);
-    /* dqkv(B,T,3C) += ; datt and dpreatt are (B,NH,T,T) scratch the backend may overwrite */
+    /* dqkv(B,T,3C) = the gradient of qkv, ASSIGNED (not accumulated): every element of dqkv is
+     * written, zeros included, and none is read, so the caller need not clear it first.
+     * datt and dpreatt are (B,NH,T,T) scratch the backend may overwrite. */
     int (*attention_backward)(cf_backend *be, cf_view dqkv, cf_view datt, cf_view dpreatt,
                               cf_view dout, cf_view qkv, cf_view att, int B, int T, int C, int NH);
 

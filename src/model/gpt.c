@@ -345,7 +345,7 @@ int cf_model_forward_backward(cf_model *m, const int32_t *tokens, const int32_t 
         CF_TRY(cf_be_matmul_backward_set(be, datty, G(m, CF_P_attn_proj_w, l, (size_t)C * C),
                                      G(m, CF_P_attn_proj_b, l, C), dres, atty,
                                      P(m, CF_P_attn_proj_w, l, (size_t)C * C), BT, C, C));
-        CF_TRY(cf_be_fill(be, dqkv, 0.0f, (size_t)BT * 3 * C));
+        /* dqkv is assigned by the attention backward (no zero-fill) */
         CF_TRY(cf_be_attention_backward(be, dqkv, datt, dpreatt, datty, qkv, att, B, T, C, NH));
         CF_TRY(cf_be_matmul_backward_set(be, dln, G(m, CF_P_qkv_w, l, (size_t)3 * C * C),
                                      G(m, CF_P_qkv_b, l, 3 * C), dqkv, ln1,

@@ -13,9 +13,13 @@
  * on the 2-core reference machine): the causal products are 1.22 GFLOP per layer, 4.9 per
  * step, 26 ms at the FMA peak of both cores (93 GFLOP/s each); with the half-empty diagonal
  * tiles, the softmax exponentials and the copies they take about 42 ms per step when the data
- * is in cache, and about 50 ms in the model: a layer moves about 120 MB (att written in the
- * forward and read in the backward, q, k, v read twice, dqkv read and written), which at the
- * machine's 10 GB/s takes as long as the arithmetic, and the two overlap only in part. */
+ * is in cache, and about 50 ms in the model: a layer moves about 100 MB (att written in the
+ * forward and read in the backward, q, k, v read twice, dqkv written), which at the
+ * machine's 10 GB/s takes as long as the arithmetic, and the two overlap only in part.
+ *
+ * The backward ASSIGNS dqkv (every element of dq, dk and dv is written and none is read), so
+ * that the model needs no zero-fill of dqkv before each layer's call (18.9 MB per layer at the
+ * sizes above), and dqkv is only written here, not read and written. */
 
 /* GCC: vectorise loops with float compares (no code here inspects floating-point exception
  * flags; Clang assumes this by default), and let a * b + c become one FMA (ISO C mode turns
@@ -49,7 +53,7 @@
  * Per (b, h), with Q, K, V, dO (T, hs) and s = 1/sqrt(hs):
  *   forward   S = s Q K^T,  P = causal_softmax(S) (written to att),  O = P V
  *   backward  dP = dO V^T,  dS = s P * (dP - rowsum(P * dP)),
- *             dQ += dS K,  dK += dS^T Q,  dV += P^T dO.
+ *             dQ = dS K,  dK = dS^T Q,  dV = P^T dO   (assigned: dqkv's old values are not read).
  * Every product is a sequence of MR x NR register tiles
  *   acc[r][c] = sum_{k < kc} A(r, k) B(k, c),   A(r, k) = a_r[k * ks],  B(k, c) = b[k * ldb + c],
  * where A is read element by element (broadcast) through one pointer per tile row and a stride,
@@ -75,11 +79,10 @@ static inline int cf_att_round(int x, int to) { return (x + to - 1) / to * to; }
  * partial block first, where rows see the fewest keys: its unused tile rows cost least there. */
 static inline int cf_att_first(int T) { return T % CF_ATT_MR ? T % CF_ATT_MR : CF_ATT_MR; }
 
-/* Portable tile. c[r * ldc + j] (r < m, j < n) = alpha * acc (accum 0) or += alpha * acc
- * (accum 1). */
+/* Portable tile. c[r * ldc + j] = alpha * acc (r < m, j < n), assigned. */
 CF_ATT_INLINE void cf_att_tile_portable(int kc, const float *const *a, ptrdiff_t ks,
                                         const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc,
-                                        float alpha, int accum, int m, int n) {
+                                        float alpha, int m, int n) {
     float acc[CF_ATT_MR][CF_ATT_NR] = {{0.0f}};
     for (int k = 0; k < kc; k++) {
         const float *bk = b + (ptrdiff_t)k * ldb;
@@ -89,35 +92,28 @@ CF_ATT_INLINE void cf_att_tile_portable(int kc, const float *const *a, ptrdiff_t
         }
     }
     for (int r = 0; r < m; r++)
-        for (int j = 0; j < n; j++) {
-            const float v = alpha * acc[r][j];
-            c[r * ldc + j] = accum ? c[r * ldc + j] + v : v;
-        }
+        for (int j = 0; j < n; j++) c[r * ldc + j] = alpha * acc[r][j];
 }
 
 #ifdef CF_ATT_X86
-/* p[0..8) = alpha * acc (accum 0) or += alpha * acc (accum 1) */
-CF_ATT_INLINE CF_ATT_AVX2 void cf_att_store8(float *p, __m256 acc, __m256 va, int accum) {
-    if (accum)
-        _mm256_storeu_ps(p, _mm256_fmadd_ps(va, acc, _mm256_loadu_ps(p)));
-    else
-        _mm256_storeu_ps(p, _mm256_mul_ps(va, acc));
+/* p[0..8) = alpha * acc */
+CF_ATT_INLINE CF_ATT_AVX2 void cf_att_store8(float *p, __m256 acc, __m256 va) {
+    _mm256_storeu_ps(p, _mm256_mul_ps(va, acc));
 }
 
 #define CF_ATT_ROW(r)                                                                              \
     x = _mm256_broadcast_ss(a##r + o);                                                             \
     c##r##0 = _mm256_fmadd_ps(x, b0, c##r##0);                                                     \
     c##r##1 = _mm256_fmadd_ps(x, b1, c##r##1)
-#define CF_ATT_STORE(r, p, ld, acc)                                                                \
-    cf_att_store8((p) + (r) * (ld), c##r##0, va, acc);                                             \
-    cf_att_store8((p) + (r) * (ld) + 8, c##r##1, va, acc)
+#define CF_ATT_STORE(r, p, ld)                                                                     \
+    cf_att_store8((p) + (r) * (ld), c##r##0, va);                                                  \
+    cf_att_store8((p) + (r) * (ld) + 8, c##r##1, va)
 
 /* AVX2 tile, same contract as cf_att_tile_portable. (Not always_inline: it is inlined into the
  * AVX2 instances of the per-head loops, and must not be into the portable ones.) */
 static inline CF_ATT_AVX2 void cf_att_tile_avx2(int kc, const float *const *a, ptrdiff_t ks,
                                                 const float *b, ptrdiff_t ldb, float *c,
-                                                ptrdiff_t ldc, float alpha, int accum, int m,
-                                                int n) {
+                                                ptrdiff_t ldc, float alpha, int m, int n) {
     const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
     __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
     __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
@@ -138,25 +134,25 @@ static inline CF_ATT_AVX2 void cf_att_tile_avx2(int kc, const float *const *a, p
     }
     const __m256 va = _mm256_set1_ps(alpha);
     if (m == CF_ATT_MR && n == CF_ATT_NR) {
-        CF_ATT_STORE(0, c, ldc, accum);
-        CF_ATT_STORE(1, c, ldc, accum);
-        CF_ATT_STORE(2, c, ldc, accum);
-        CF_ATT_STORE(3, c, ldc, accum);
-        CF_ATT_STORE(4, c, ldc, accum);
-        CF_ATT_STORE(5, c, ldc, accum);
+        CF_ATT_STORE(0, c, ldc);
+        CF_ATT_STORE(1, c, ldc);
+        CF_ATT_STORE(2, c, ldc);
+        CF_ATT_STORE(3, c, ldc);
+        CF_ATT_STORE(4, c, ldc);
+        CF_ATT_STORE(5, c, ldc);
         return;
     }
     /* edge tile: through a scratch tile, the valid m x n part only */
     float t[CF_ATT_MR * CF_ATT_NR] __attribute__((aligned(32)));
-    CF_ATT_STORE(0, t, CF_ATT_NR, 0);
-    CF_ATT_STORE(1, t, CF_ATT_NR, 0);
-    CF_ATT_STORE(2, t, CF_ATT_NR, 0);
-    CF_ATT_STORE(3, t, CF_ATT_NR, 0);
-    CF_ATT_STORE(4, t, CF_ATT_NR, 0);
-    CF_ATT_STORE(5, t, CF_ATT_NR, 0);
+    CF_ATT_STORE(0, t, CF_ATT_NR);
+    CF_ATT_STORE(1, t, CF_ATT_NR);
+    CF_ATT_STORE(2, t, CF_ATT_NR);
+    CF_ATT_STORE(3, t, CF_ATT_NR);
+    CF_ATT_STORE(4, t, CF_ATT_NR);
+    CF_ATT_STORE(5, t, CF_ATT_NR);
     for (int r = 0; r < m; r++)
         for (int j = 0; j < n; j++)
-            c[r * ldc + j] = accum ? c[r * ldc + j] + t[r * CF_ATT_NR + j] : t[r * CF_ATT_NR + j];
+            c[r * ldc + j] = t[r * CF_ATT_NR + j];
 }
 
 /* Half-width tile, 6 x 8, assigned (c[r * ldc + j] = alpha * acc, r < m, j < 8): the key tile
@@ -187,15 +183,15 @@ static inline CF_ATT_AVX2 void cf_att_tile8_avx2(int kc, const float *const *a, 
 /* One tile through the kernel named by avx2 (a compile-time constant after inlining). */
 CF_ATT_INLINE void cf_att_tile(int avx2, int kc, const float *const *a, ptrdiff_t ks,
                                const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc, float alpha,
-                               int accum, int m, int n) {
+                               int m, int n) {
 #ifdef CF_ATT_X86
     if (avx2) {
-        cf_att_tile_avx2(kc, a, ks, b, ldb, c, ldc, alpha, accum, m, n);
+        cf_att_tile_avx2(kc, a, ks, b, ldb, c, ldc, alpha, m, n);
         return;
     }
 #endif
     (void)avx2;
-    cf_att_tile_portable(kc, a, ks, b, ldb, c, ldc, alpha, accum, m, n);
+    cf_att_tile_portable(kc, a, ks, b, ldb, c, ldc, alpha, m, n);
 }
 
 /* A key tile of S or dP (assigned, whole width in the padded destination), half width when
@@ -210,7 +206,7 @@ CF_ATT_INLINE void cf_att_key_tile(int avx2, int i1, int j0, int kc, const float
     }
 #endif
     (void)i1, (void)j0;
-    cf_att_tile(avx2, kc, a, 1, b, ldb, c, ldc, alpha, 0, m, CF_ATT_NR);
+    cf_att_tile(avx2, kc, a, 1, b, ldb, c, ldc, alpha, m, CF_ATT_NR);
 }
 
 /* Tile row pointers base + r * ld for rows i0 + r; rows at or past i0 + m repeat the last. */
@@ -493,7 +489,7 @@ typedef struct {
     float *att_out;    /* (B, NH, T, T) written by the forward */
     float *out;        /* (B, T, C) forward output */
     const float *dout; /* (B, T, C) */
-    float *dqkv;       /* (B, T, 3C), accumulated */
+    float *dqkv;       /* (B, T, 3C), assigned by the backward */
     int B, T, C, NH, hs;
     float scale; /* 1 / sqrt(hs) */
 } cf_att_args;
@@ -512,8 +508,8 @@ static inline size_t cf_att_offa(const cf_att_args *g, int it) {
 
 /* Part `part` of nparts of the rows [0, rows) of a (rows, cols) block with row stride ld: a
  * prefetch of each of their cache lines (for writing when write). The item a thread takes
- * next reads its Q, K, V (dO, dqkv, att) from memory; fetching them while this item computes
- * hides that latency (rows 3C floats apart are a pattern the hardware prefetchers follow
+ * next reads its Q, K, V (dO, att) from memory and writes its dqkv rows, whose lines a store
+ * must fetch first; fetching them while this item computes hides that latency (rows 3C floats apart are a pattern the hardware prefetchers follow
  * poorly). */
 static inline void cf_att_prefetch(const float *p, ptrdiff_t ld, int rows, int cols, int tri,
                                    int part, int nparts, int write) {
@@ -584,8 +580,8 @@ CF_ATT_INLINE void cf_att_fwd_item(int avx2, const cf_att_args *g, int it, int n
         /* O = P V over keys [0, i1) */
         cf_att_rows(a, Sb, Tc, m);
         for (int d0 = 0; d0 < hs; d0 += CF_ATT_NR)
-            cf_att_tile(avx2, i1, a, 1, Vl + d0, hp, o0 + (ptrdiff_t)i0 * ldo + d0, ldo, 1.0f, 0,
-                        m, cf_att_min(CF_ATT_NR, hs - d0));
+            cf_att_tile(avx2, i1, a, 1, Vl + d0, hp, o0 + (ptrdiff_t)i0 * ldo + d0, ldo, 1.0f, m,
+                        cf_att_min(CF_ATT_NR, hs - d0));
     }
 #ifdef CF_ATT_X86
     if (avx2) _mm_sfence(); /* order the streaming stores before the loop's closing barrier */
@@ -609,7 +605,9 @@ static size_t cf_att_bwd_scratch(int T, int hs) {
     return cf_zmul(hs, Tc) + 3 * cf_zmul(T, hp) + cf_zmul(T, Tc);
 }
 
-/* As cf_att_fwd_item; accumulates into head h's columns of dq, dk, dv in batch b. */
+/* As cf_att_fwd_item; assigns head h's columns of dq, dk, dv in batch b: every row and column
+ * of them is stored once (dq by the row blocks, dk and dv by the key blocks), from tiles that
+ * start at zero, so stale contents never leak in. */
 CF_ATT_INLINE void cf_att_bwd_item(int avx2, const cf_att_args *g, int it, int next,
                                    float *scr) {
     const int T = g->T, hs = g->hs;
@@ -656,14 +654,14 @@ CF_ATT_INLINE void cf_att_bwd_item(int avx2, const cf_att_args *g, int it, int n
         for (int t = i0; t < i1; t++)
             cf_att_dsoftmax_row(avx2, att0 + (ptrdiff_t)t * T, dS + (ptrdiff_t)t * Tc, t + 1, T,
                                 g->scale);
-        /* dQ[i0:i1] += dS[i0:i1, 0:i1] K[0:i1] */
+        /* dQ[i0:i1] = dS[i0:i1, 0:i1] K[0:i1] */
         cf_att_rows(a, ds0, Tc, m);
         for (int d0 = 0; d0 < hs; d0 += CF_ATT_NR)
-            cf_att_tile(avx2, i1, a, 1, Kl + d0, hp, dq0 + (ptrdiff_t)i0 * ld + d0, ld, 1.0f, 1, m,
+            cf_att_tile(avx2, i1, a, 1, Kl + d0, hp, dq0 + (ptrdiff_t)i0 * ld + d0, ld, 1.0f, m,
                         cf_att_min(CF_ATT_NR, hs - d0));
     }
-    /* dK[j0:j1] += dS[j0:T, j0:j1]^T Q[j0:T],  dV[j0:j1] += P[j0:T, j0:j1]^T dO[j0:T]
-     * (rows above j0 hold zeros in these columns: skipped) */
+    /* dK[j0:j1] = dS[j0:T, j0:j1]^T Q[j0:T],  dV[j0:j1] = P[j0:T, j0:j1]^T dO[j0:T]
+     * (rows above j0 hold zeros in these columns: skipped; kc >= 1 for every key) */
     for (int j0 = 0; j0 < T; j0 += CF_ATT_MR) {
         const int m = cf_att_min(CF_ATT_MR, T - j0), kc = T - j0;
         if (dqn)
@@ -672,12 +670,12 @@ CF_ATT_INLINE void cf_att_bwd_item(int avx2, const cf_att_args *g, int it, int n
         cf_att_rows(a, dS + (ptrdiff_t)j0 * Tc + j0, 1, m);
         for (int d0 = 0; d0 < hs; d0 += CF_ATT_NR)
             cf_att_tile(avx2, kc, a, Tc, Ql + (ptrdiff_t)j0 * hp + d0, hp,
-                        dk0 + (ptrdiff_t)j0 * ld + d0, ld, 1.0f, 1, m,
+                        dk0 + (ptrdiff_t)j0 * ld + d0, ld, 1.0f, m,
                         cf_att_min(CF_ATT_NR, hs - d0));
         cf_att_rows(a, att0 + (ptrdiff_t)j0 * T + j0, 1, m);
         for (int d0 = 0; d0 < hs; d0 += CF_ATT_NR)
             cf_att_tile(avx2, kc, a, T, dOl + (ptrdiff_t)j0 * hp + d0, hp,
-                        dv0 + (ptrdiff_t)j0 * ld + d0, ld, 1.0f, 1, m,
+                        dv0 + (ptrdiff_t)j0 * ld + d0, ld, 1.0f, m,
                         cf_att_min(CF_ATT_NR, hs - d0));
     }
 }

@@ -288,7 +288,8 @@ int cf_cl_attention_fused_forward(cf_cl_ctx *ctx, cf_view out, cf_view att, cf_v
 
 int cf_cl_attention_fused_backward(cf_cl_ctx *ctx, cf_view dqkv, cf_view dpreatt, cf_view dout,
                                    cf_view qkv, cf_view att, int B, int T, int C, int NH) {
-    /* query blocks for dq and dpreatt, then key blocks for dk, dv */
+    /* query blocks for dq and dpreatt, then key blocks for dk, dv; dqkv is assigned (every
+     * element written, none read: cl_kernels/attention.cl) */
     size_t local[3], global[3];
     att_variant *v = fused_setup(ctx, B, T, C, NH, 1, local, global);
     if (!v) return 0;
