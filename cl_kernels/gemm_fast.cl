@@ -35,8 +35,8 @@
  * branch would cost every product registers (measured on an H200: 0.7 ms more per training step).
  * EPI_COLSUM 1 (transposed A only, the tn and tt kernels) also sums op(A) over k:
  * CS[m] (+)= sum over k of op(A)(m, k), the bias gradient of a linear layer from the pass of its
- * weight gradient (A = dout stored (N, OC)). Each work-item adds the float4s of A it stages (all of
- * one float4 column of the block), the work-group adds its work-items' sums in a fixed order, and
+ * weight gradient (A = dout stored (N, OC)). Each work-item adds the float4s of A it stages as it
+ * writes them to local memory (all of one float4 column of the block), the work-group adds its work-items' sums in a fixed order, and
  * the groups of the first column of blocks write them: CS[cs_off + s*cs_split + m] += (cs_acc) or
  * = (a split-K slice's partial; the reduce pass adds the slices in order into CS). Deterministic.
  *
@@ -198,15 +198,15 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
 #pragma unroll
         for (int q = 0; q < NLA; q++)
             ra[q] = gf_load4(a_xc, BM, A, lda, m0, k_begin, lid + q * NT, M, k_end, full);
-        if (EPI_COLSUM && ta) {
-#pragma unroll
-            for (int q = 0; q < NLA; q++) csum += ra[q];
-        }
 #pragma unroll
         for (int q = 0; q < NLB; q++)
             rb[q] = gf_load4(b_xc, BN, B, ldb, n0, k_begin, lid + q * NT, N, k_end, full);
 #pragma unroll
         for (int q = 0; q < NLA; q++) gf_store4(a_xc, BM, As, LDA4, lid + q * NT, ra[q]);
+        if (EPI_COLSUM && ta) {
+#pragma unroll
+            for (int q = 0; q < NLA; q++) csum += ra[q];
+        }
 #pragma unroll
         for (int q = 0; q < NLB; q++) gf_store4(b_xc, BN, Bs, LDB4, lid + q * NT, rb[q]);
     }
@@ -222,10 +222,6 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
 #pragma unroll
             for (int q = 0; q < NLA; q++)
                 ra[q] = gf_load4(a_xc, BM, A, lda, m0, kn, lid + q * NT, M, k_end, full);
-            if (EPI_COLSUM && ta) {
-#pragma unroll
-                for (int q = 0; q < NLA; q++) csum += ra[q];
-            }
 #pragma unroll
             for (int q = 0; q < NLB; q++)
                 rb[q] = gf_load4(b_xc, BN, B, ldb, n0, kn, lid + q * NT, N, k_end, full);
@@ -261,6 +257,13 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
             __local float4 *nb = Bs + (cur ^ 1) * (BK * LDB4);
 #pragma unroll
             for (int q = 0; q < NLA; q++) gf_store4(a_xc, BM, na, LDA4, lid + q * NT, ra[q]);
+            /* (added here, where the loads are consumed anyway: an add right after them waits
+             * for global memory before the multiply; on an H200 that cost each layer's backward
+             * products 0.11 ms per step) */
+            if (EPI_COLSUM && ta) {
+#pragma unroll
+                for (int q = 0; q < NLA; q++) csum += ra[q];
+            }
 #pragma unroll
             for (int q = 0; q < NLB; q++) gf_store4(b_xc, BN, nb, LDB4, lid + q * NT, rb[q]);
         }

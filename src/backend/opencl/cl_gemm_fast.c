@@ -274,15 +274,12 @@ static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int
      * under CF_GEMM_FAST=1), where compiling it dominates: PoCL takes 5 to 11 s per variant on two
      * cores with optimisation and 1 to 3 s without it. */
     const int cpu = !(ctx->dev.type & CL_DEVICE_TYPE_GPU);
-    char opts[256], rreg[48] = "";
-    const char *mr = getenv("CF_GEMM_FAST_MAXRREG");
-    if (mr && atoi(mr) > 0 && strstr(ctx->dev.vendor, "NVIDIA"))
-        snprintf(rreg, sizeof rreg, " -cl-nv-maxrregcount %d", atoi(mr));
+    char opts[256];
     snprintf(opts, sizeof opts,
              "-cl-std=CL1.2 -DRM=%d -DRN=%d -DBK=%d -DWG=%d -DVEC=%d -DEPI_BIAS=%d -DEPI_ACT=%d "
-             "-DEPI_COLSUM=%d%s%s%s",
+             "-DEPI_COLSUM=%d%s%s",
              c->rm, c->rn, c->bk, c->wg, vec, epi_bias, epi_act, epi_colsum,
-             cpu ? " -cl-opt-disable" : "", verbose ? " -cl-nv-verbose" : "", rreg);
+             cpu ? " -cl-opt-disable" : "", verbose ? " -cl-nv-verbose" : "");
     fast_program g;
     memset(&g, 0, sizeof g);
     g.rm = c->rm;
