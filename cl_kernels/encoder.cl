@@ -1,15 +1,21 @@
 /* clformer: token + position embedding, forward and backward.
  * The token-embedding gradient is a scatter by token id. To stay deterministic without float
- * atomics, the backward first ranks the positions by (token, position) -- a stable counting sort
- * done by comparisons, O((B*T)^2) integer compares, which a GPU does in well under a millisecond at
- * B*T = 16K -- then one work-item per (run of equal tokens, channel) adds the gradient rows of that
- * token in position order, exactly the order of a sequential loop over (b, t).
+ * atomics, the backward first orders the positions by (token, position) -- a stable counting sort
+ * done by comparisons (encoder_rank: one launch, the compares of each position split over several
+ * items of a work-group so that even a few thousand positions fill a large GPU, integer counts
+ * added exactly) -- then one work-item per 4 channels adds up each run of equal tokens in
+ * position order (encoder_backward_wte): exactly the order of a sequential loop over (b, t), so
+ * the result is bit-identical to the CPU backend's and the same on every run.
  * Tokens outside the embedding table (0..V-1, V = rows the wte view holds) give NaN outputs in the
  * forward and are skipped by the backward, instead of reading or writing out of bounds.
  * Build-time parameter: LS, the work-group size of encoder_rank. */
 #ifndef LS
 #define LS 256
 #endif
+/* encoder_rank: tokens staged in local memory per pass (ints) */
+#define RANK_TILE (4 * LS)
+/* encoder_backward_wte: rows of a run loaded together, before their adds in order */
+#define RUN_BATCH 16
 
 /* out(B,T,C) = wte[tokens[b,t]] + wpe[t]; 1-D range over B*T*C */
 __kernel void encoder_forward(__global float *out, ulong out_off, __global const int *tokens,
@@ -28,43 +34,106 @@ __kernel void encoder_forward(__global float *out, ulong out_off, __global const
                            : NAN;
 }
 
-/* sorted(n): sorted[rank(i)] = i where rank orders positions by (token, position) */
-__kernel void encoder_rank(__global const int *tokens, ulong tok_off, int n,
-                           __global int *sorted) {
-    __local int tile[LS];
-    int i = get_global_id(0), lid = get_local_id(0);
-    int key = i < n ? tokens[tok_off + i] : 0;
-    int rank = 0;
-    for (int j0 = 0; j0 < n; j0 += LS) {
-        int j = j0 + lid;
-        tile[lid] = j < n ? tokens[tok_off + j] : 0;
+/* order(3, n): for the position i of rank r in (token, position) order, order[r] = i,
+ * order[n + r] = tokens[i] and order[2n + r] = the number of positions holding that token.
+ * Work-groups of LS items rank P positions each (P a power of two dividing LS, chosen by the host
+ * so that there are enough groups to fill the device); the Q = LS / P items of one position each
+ * compare it with every Q-th token of a tile, and their integer counts are added in local memory,
+ * so the result is exact and does not depend on P. O(n^2) compares in all, n / P groups.
+ * The loops run the same number of times on every item of a group (no item-dependent bounds or
+ * branches), which lets CPU compilers run the items of a group as vector lanes. */
+__kernel void encoder_rank(__global const int *tokens, ulong tok_off, int n, int P,
+                           __global int *order) {
+    __local int tile[RANK_TILE];
+    __local int part[2 * LS];
+    const int lid = get_local_id(0), Q = LS / P, p = lid / Q, q = lid - p * Q;
+    const int i = get_group_id(0) * P + p;
+    const int key = i < n ? tokens[tok_off + i] : 0;
+    int rank = 0, count = 0; /* tokens before (key, i); tokens == key */
+    for (int j0 = 0; j0 < n; j0 += RANK_TILE) {
+        for (int t = lid; t < RANK_TILE; t += LS)
+            tile[t] = j0 + t < n ? tokens[tok_off + j0 + t] : 0;
+        /* every item's share of the tile stored before any item reads it */
         barrier(CLK_LOCAL_MEM_FENCE);
-        int cnt = min(LS, n - j0);
-        for (int jj = 0; jj < cnt; jj++) {
-            int kj = tile[jj];
-            rank += (kj < key) | ((kj == key) & (j0 + jj < i));
+        const int m = min(RANK_TILE, n - j0), steps = (m + Q - 1) / Q;
+        for (int t = 0; t < steps; t++) {
+            int jj = t * Q + q, in = jj < m, kj = in ? tile[jj] : 0;
+            int eq = in & (kj == key);
+            rank += (in & (kj < key)) | (eq & (j0 + jj < i));
+            count += eq;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    if (i < n) sorted[rank] = i;
+    part[lid] = rank;
+    part[LS + lid] = count;
+    for (int h = Q >> 1; h > 0; h >>= 1) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (q < h) {
+            part[lid] += part[lid + h];
+            part[LS + lid] += part[LS + lid + h];
+        }
+    }
+    if (q == 0 && i < n) {
+        const int r = part[lid];
+        order[r] = i;
+        order[(size_t)n + r] = key;
+        order[(size_t)2 * n + r] = part[LS + lid];
+    }
 }
 
-/* dwte(V,C) += dout rows gathered by token. 2-D range: dim 0 = channel, dim 1 = slot of sorted.
- * Only the first slot of each run of equal tokens does work. */
-__kernel void encoder_backward_wte(__global float *dwte, ulong dwte_off, __global const float *dout,
-                                   ulong dout_off, __global const int *tokens, ulong tok_off,
-                                   __global const int *sorted, int n, int C, long V) {
-    int c = get_global_id(0), s = get_global_id(1);
-    if (c >= C || s >= n) return;
-    int tok = tokens[tok_off + sorted[s]];
-    if (tok < 0 || tok >= V) return;
-    if (s > 0 && tokens[tok_off + sorted[s - 1]] == tok) return;
-    __global float *w = dwte + dwte_off + (size_t)tok * C + c;
-    float acc = *w;
-    for (int s2 = s; s2 < n; s2++) {
-        int pos = sorted[s2];
-        if (s2 > s && tokens[tok_off + pos] != tok) break;
-        acc += dout[dout_off + (size_t)pos * C + c];
+/* acc(4) + the rows dout[pos[k]] (4 channels at d), k = 0..len-1, added in that order. The loads
+ * of RUN_BATCH rows are issued before their adds, so a long run waits on memory once per batch
+ * instead of once per row. */
+static float4 run_sum4(float4 acc, const __global float *d, const __global int *pos, int len,
+                       int C) {
+    int k = 0;
+    for (; k + RUN_BATCH <= len; k += RUN_BATCH) {
+        float4 v[RUN_BATCH];
+#pragma unroll
+        for (int u = 0; u < RUN_BATCH; u++) v[u] = vload4(0, d + (size_t)pos[k + u] * C);
+#pragma unroll
+        for (int u = 0; u < RUN_BATCH; u++) acc += v[u];
     }
-    *w = acc;
+    if (k < len) {
+        float4 v[RUN_BATCH];
+#pragma unroll
+        for (int u = 0; u < RUN_BATCH; u++)
+            if (k + u < len) v[u] = vload4(0, d + (size_t)pos[k + u] * C);
+#pragma unroll
+        for (int u = 0; u < RUN_BATCH; u++)
+            if (k + u < len) acc += v[u];
+    }
+    return acc;
+}
+
+/* the same for one channel (the last 1-3 channels when C is not a multiple of 4) */
+static float run_sum1(float acc, const __global float *d, const __global int *pos, int len,
+                      int C) {
+    for (int k = 0; k < len; k++) acc += d[(size_t)pos[k] * C];
+    return acc;
+}
+
+/* dwte(V,C) += the dout(n,C) rows of each token, added in position order. order(3, n) comes from
+ * encoder_rank. 2-D range: dim 0 = 4 channels c..c+3 per item, dim 1 = a block of SB slots of
+ * order; an item adds up the runs whose first slot lies in its block. */
+__kernel void encoder_backward_wte(__global float *dwte, ulong dwte_off, __global const float *dout,
+                                   ulong dout_off, __global const int *order, int n, int C, long V,
+                                   int SB) {
+    const int c = 4 * (int)get_global_id(0);
+    const size_t s0 = get_global_id(1) * (size_t)SB;
+    if (c >= C || s0 >= (size_t)n) return;
+    const int s1 = (int)min(s0 + (size_t)SB, (size_t)n);
+    const __global float *d = dout + dout_off + c;
+    for (int s = (int)s0; s < s1; s++) {
+        const int tok = order[(size_t)n + s];
+        if ((s > 0 && order[(size_t)n + s - 1] == tok) || tok < 0 || tok >= V)
+            continue; /* not the first slot of its run, or a token outside the table */
+        const int len = order[(size_t)2 * n + s];
+        __global float *w = dwte + dwte_off + (size_t)tok * C + c;
+        if (C - c >= 4) {
+            vstore4(run_sum4(vload4(0, w), d, order + s, len, C), 0, w);
+        } else {
+            for (int cc = 0; cc < C - c; cc++) w[cc] = run_sum1(w[cc], d + cc, order + s, len, C);
+        }
+    }
 }
