@@ -87,7 +87,7 @@ static const struct {
     [K_SOFTMAX_BACKWARD] = {CF_PROG_ATTENTION, "attention_softmax_backward", 1},
     [K_ENC_FORWARD] = {CF_PROG_ENCODER, "encoder_forward", 0},
     [K_ENC_RANK] = {CF_PROG_ENCODER, "encoder_rank", 1},
-    [K_ENC_WTE] = {CF_PROG_ENCODER, "encoder_backward_wte", 0},
+    [K_ENC_WTE] = {CF_PROG_ENCODER, "encoder_backward_wte", 1},
 };
 
 static void release_programs(cf_cl_ctx *ctx) {
@@ -683,19 +683,34 @@ static int cl_encoder_backward(cf_backend *be, cf_view dwte, cf_view dwpe, cf_vi
     NEED(tokens, (size_t)B * T, "encoder_backward", "tokens");
     int n = B * T;
     if (n <= 0 || C <= 0) return CF_OK;
-    cl_mem sorted = NULL;
-    CF_TRY(cf_cl_scratch(ctx, CF_SCRATCH_SORT, (size_t)n * 4, &sorted));
-    size_t ls = (size_t)ctx->ls, g = cf_round_up((size_t)n, ls);
+    const size_t cu = ctx->dev.compute_units > 0 ? ctx->dev.compute_units : 1;
+    /* order(3, n): positions sorted by (token, position), their tokens, run lengths (encoder.cl) */
+    cl_mem order = NULL;
+    CF_TRY(cf_cl_scratch(ctx, CF_SCRATCH_SORT, 3 * (size_t)n * 4, &order));
+    /* ranks: P positions per group of ls items, P halved from ls until there are four groups per
+     * compute unit (the LS / P items of a position split its compares; counts are exact) */
+    size_t ls = kernel_ls(ctx, K_ENC_RANK), P = ls;
+    while (P > 1 && ((size_t)n + P - 1) / P < 4 * cu) P /= 2;
+    size_t g = ((size_t)n + P - 1) / P * ls;
     CF_TRY(cf_cl_launch(ctx, ctx->kernels[K_ENC_RANK], "encoder_rank", 1, &g, &ls,
                         CF_ARGS(ARG_MEM(cf_cl_mem(tokens)), ARG_ULONG(tokens.off), ARG_INT(n),
-                                ARG_MEM(sorted))));
-    size_t local[2] = {64, 1}, global[2] = {cf_round_up((size_t)C, 64), (size_t)n};
+                                ARG_INT((int)P), ARG_MEM(order))));
+    /* runs: items of 4 channels, one work-group across a row where it fits in ls items (a CPU
+     * then reads each row once); the n slots in blocks of sb, about 16 groups per compute unit */
+    const size_t quads = ((size_t)C + 3) / 4;
+    size_t l0 = cf_round_up(quads, 32);
+    if (l0 > ls) l0 = ls;
+    const size_t cgroups = (quads + l0 - 1) / l0;
+    size_t blocks = 16 * cu / cgroups;
+    if (blocks < 1) blocks = 1;
+    if (blocks > (size_t)n) blocks = (size_t)n;
+    const size_t sb = ((size_t)n + blocks - 1) / blocks;
+    size_t local[2] = {l0, 1}, global[2] = {cgroups * l0, ((size_t)n + sb - 1) / sb};
     CF_TRY(cf_cl_launch(ctx, ctx->kernels[K_ENC_WTE], "encoder_backward_wte", 2, global, local,
                         CF_ARGS(ARG_MEM(cf_cl_mem(dwte)), ARG_ULONG(dwte.off),
-                                ARG_MEM(cf_cl_mem(dout)), ARG_ULONG(dout.off),
-                                ARG_MEM(cf_cl_mem(tokens)), ARG_ULONG(tokens.off),
-                                ARG_MEM(sorted), ARG_INT(n), ARG_INT(C),
-                                ARG_ULONG(table_rows(dwte, C)))));
+                                ARG_MEM(cf_cl_mem(dout)), ARG_ULONG(dout.off), ARG_MEM(order),
+                                ARG_INT(n), ARG_INT(C), ARG_ULONG(table_rows(dwte, C)),
+                                ARG_INT((int)sb))));
     /* dwpe(T,C) += sum over b of dout(b, T, C): column sums over B rows of width T*C */
     return colsum(ctx, cf_cl_mem(dout), dout.off, B, T * C, T * C, cf_cl_mem(dwpe), dwpe.off);
 }
@@ -879,15 +894,19 @@ static int cl_attention_backward(cf_backend *be, cf_view dqkv, cf_view datt, cf_
     att_operand dO = btc_part(dout, T, C, hs);
     /* datt(T,T) = dout(T,hs) v^T (only t2 <= t is read below) */
     CF_TRY(att_gemm(ctx, 0, 1, T, T, hs, 1.0f, dO, v, 0.0f, da, B, NH, 1));
-    /* dv(T,hs) += att^T dout; att^T is upper triangular */
-    CF_TRY(att_gemm(ctx, 1, 0, T, hs, T, 1.0f, a, dO, 1.0f, dv, B, NH, 3));
+    /* dqkv is assigned, not accumulated: dv, dq and dk are each one product with beta 0 (C not
+     * read), and causal modes 2 and 3 only shorten the K loop, so every (row, column) of each
+     * is stored. dv(T,hs) = att^T dout; att^T is upper triangular */
+    CF_TRY(att_gemm(ctx, 1, 0, T, hs, T, 1.0f, a, dO, 0.0f, dv, B, NH, 3));
     CF_TRY(softmax_rows(ctx, K_SOFTMAX_BACKWARD, (size_t)rows,
                         CF_ARGS(ARG_MEM(dp.m), ARG_ULONG(dpreatt.off), ARG_MEM(da.m),
                                 ARG_ULONG(datt.off), ARG_MEM(a.m), ARG_ULONG(att.off),
                                 ARG_INT(rows), ARG_INT(T), ARG_FLOAT(scale))));
-    /* dq(T,hs) += dpreatt k (lower triangular); dk(T,hs) += dpreatt^T q (upper triangular) */
-    CF_TRY(att_gemm(ctx, 0, 0, T, hs, T, 1.0f, dp, k, 1.0f, dq, B, NH, 2));
-    return att_gemm(ctx, 1, 0, T, hs, T, 1.0f, dp, q, 1.0f, dk, B, NH, 3);
+    /* dq(T,hs) = dpreatt k (lower triangular); dk(T,hs) = dpreatt^T q (upper triangular; the
+     * K loop from the block's first key reads dpreatt's zeros above the diagonal, which the
+     * softmax backward writes) */
+    CF_TRY(att_gemm(ctx, 0, 0, T, hs, T, 1.0f, dp, k, 0.0f, dq, B, NH, 2));
+    return att_gemm(ctx, 1, 0, T, hs, T, 1.0f, dp, q, 0.0f, dk, B, NH, 3);
 }
 
 /* ---- element-wise ------------------------------------------------------------------------------ */

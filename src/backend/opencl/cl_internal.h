@@ -77,7 +77,7 @@ enum cf_cl_gemm_mode { CF_GEMM_AUTO = 0, CF_GEMM_CLBLAST = 1, CF_GEMM_NATIVE = 2
 enum cf_cl_scratch_slot {
     CF_SCRATCH_PARTIAL, /* reduce_sum partials, LayerNorm backward per-group sums */
     CF_SCRATCH_COLSUM,  /* column-sum chunk partials */
-    CF_SCRATCH_SORT,    /* encoder backward: positions sorted by token */
+    CF_SCRATCH_SORT,    /* encoder backward: positions sorted by token, their tokens, run lengths */
     CF_SCRATCH_COPY,    /* staging for overlapping copies */
     CF_SCRATCH_COUNT
 };
