@@ -9,68 +9,8 @@
 # it, removed from a copy of gemm_fast.cl) and requires oclgrind to report it on one small product,
 # so a silent checker cannot pass for a clean run.
 # Skips (exit 0) when oclgrind or the OpenCL tests are missing, unless CF_REQUIRE_OPENCL=1.
+# The steps are tests/oclgrind_kernels.sh's.
 #     bash tests/cli_oclgrind_gemm_fast.sh <path-to-clformer> <source-dir>
 set -u
-clformer=$1
-src=$2
-bin="$(dirname "$clformer")/test_cl_gemm_fast"
-required=${CF_REQUIRE_OPENCL:-0}
-
-skip() {
-    if [ "$required" = "1" ]; then
-        echo "FAIL cli_oclgrind_gemm_fast: $1, and CF_REQUIRE_OPENCL=1"
-        exit 1
-    fi
-    echo "SKIP cli_oclgrind_gemm_fast: $1"
-    exit 0
-}
-command -v oclgrind >/dev/null 2>&1 || skip "oclgrind is not installed (apt-get install oclgrind)"
-[ -x "$bin" ] || skip "$bin not built (this build has no OpenCL backend)"
-
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-# oclgrind's simulated device has 128 MiB by default; clformer asks for 256 MiB to call it usable
-og=(oclgrind --data-races --uninitialized --check-api --global-mem-size 1073741824)
-# what oclgrind prints for a problem (every report names the kernel, or is a fatal/API error)
-pattern='^[[:space:]]*Kernel: |OCLGRIND FATAL|Oclgrind - |data race|Invalid (read|write)|Uninitiali[sz]ed'
-export CF_CACHE_DIR=off CF_TEST_OPENCL_DEVICE=oclgrind
-
-# 1. the planted bug: no barrier between staging the first K slice and multiplying it
-mkdir "$work/kernels"
-cp "$src"/cl_kernels/*.cl "$work/kernels/"
-sed '/copy 0 complete before anyone reads it/{n;d}' "$src/cl_kernels/gemm_fast.cl" \
-    > "$work/kernels/gemm_fast.cl"
-if cmp -s "$src/cl_kernels/gemm_fast.cl" "$work/kernels/gemm_fast.cl"; then
-    echo "FAIL cli_oclgrind_gemm_fast: could not plant the missing-barrier bug in gemm_fast.cl"
-    exit 1
-fi
-CF_KERNEL_DIR="$work/kernels" "${og[@]}" --max-errors 20 "$bin" --planted >"$work/planted.out" \
-    2>"$work/planted.err"
-if ! grep -Eq "$pattern" "$work/planted.err"; then
-    echo "FAIL cli_oclgrind_gemm_fast: oclgrind did not report the planted data race in gemm_fast.cl"
-    head -40 "$work/planted.err"
-    exit 1
-fi
-echo "ok   oclgrind reports the planted data race ($(grep -Ec "$pattern" "$work/planted.err") lines)"
-
-# 2. the kernels as shipped (embedded sources)
-start=$(date +%s)
-"${og[@]}" "$bin" --small >"$work/out" 2>"$work/err"
-rc=$?
-cat "$work/out"
-if [ $rc -ne 0 ]; then
-    echo "FAIL cli_oclgrind_gemm_fast: test_cl_gemm_fast --small failed under oclgrind (exit $rc)"
-    head -60 "$work/err"
-    exit 1
-fi
-if grep -Eq "$pattern" "$work/err"; then
-    echo "FAIL cli_oclgrind_gemm_fast: oclgrind reported $(grep -Ec "$pattern" "$work/err") problems:"
-    head -60 "$work/err"
-    exit 1
-fi
-if ! grep -q "Oclgrind" "$work/out"; then
-    echo "FAIL cli_oclgrind_gemm_fast: the test did not run on the oclgrind device"
-    exit 1
-fi
-echo "PASS cli_oclgrind_gemm_fast: the fast GEMM kernels ran under oclgrind with no reports" \
-    "($(( $(date +%s) - start )) s)"
+exec bash "$2/tests/oclgrind_kernels.sh" cli_oclgrind_gemm_fast test_cl_gemm_fast gemm_fast.cl \
+    "copy 0 complete before anyone reads it" --planted "the fast GEMM kernels" "$1" "$2"

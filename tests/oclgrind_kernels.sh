@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# clformer test helper (not a test itself): run one OpenCL test program under oclgrind, the OpenCL
+# device simulator, with out-of-bounds access, data-race, uninitialised-value and API checking on,
+# after checking that oclgrind reports a planted bug: a barrier removed from a copy of one kernel
+# file (the line after the one matching MARKER), run with the test's PLANTED arguments. Fails if
+# the planted race goes unreported, if the test fails (its own results against the CPU backend) or
+# if oclgrind reports anything in the shipped kernels. Skips (exit 0) when oclgrind or the test
+# program is missing, unless CF_REQUIRE_OPENCL=1. Called by tests/cli_oclgrind_*.sh as
+#     bash tests/oclgrind_kernels.sh NAME TEST_PROGRAM KERNEL_FILE MARKER PLANTED_ARG WHAT \
+#         <path-to-clformer> <source-dir>
+set -u
+name=$1 prog=$2 kfile=$3 marker=$4 planted_arg=$5 what=$6 clformer=$7 src=$8
+bin="$(dirname "$clformer")/$prog"
+required=${CF_REQUIRE_OPENCL:-0}
+
+skip() {
+    if [ "$required" = "1" ]; then
+        echo "FAIL $name: $1, and CF_REQUIRE_OPENCL=1"
+        exit 1
+    fi
+    echo "SKIP $name: $1"
+    exit 0
+}
+command -v oclgrind >/dev/null 2>&1 || skip "oclgrind is not installed (apt-get install oclgrind)"
+[ -x "$bin" ] || skip "$bin not built (this build has no OpenCL backend)"
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+# oclgrind's simulated device has 128 MiB by default; clformer asks for 256 MiB to call it usable
+og=(oclgrind --data-races --uninitialized --check-api --global-mem-size 1073741824)
+# what oclgrind prints for a problem (every report names the kernel, or is a fatal/API error)
+pattern='^[[:space:]]*Kernel: |OCLGRIND FATAL|Oclgrind - |data race|Invalid (read|write)|Uninitiali[sz]ed'
+export CF_CACHE_DIR=off CF_TEST_OPENCL_DEVICE=oclgrind
+
+# 1. the planted bug: the barrier on the line after MARKER removed
+mkdir "$work/kernels"
+cp "$src"/cl_kernels/*.cl "$work/kernels/"
+sed "/$marker/{n;d}" "$src/cl_kernels/$kfile" > "$work/kernels/$kfile"
+if cmp -s "$src/cl_kernels/$kfile" "$work/kernels/$kfile"; then
+    echo "FAIL $name: could not plant the missing-barrier bug in $kfile"
+    exit 1
+fi
+CF_KERNEL_DIR="$work/kernels" "${og[@]}" --max-errors 20 "$bin" "$planted_arg" \
+    >"$work/planted.out" 2>"$work/planted.err"
+if ! grep -Eq "$pattern" "$work/planted.err"; then
+    echo "FAIL $name: oclgrind did not report the planted data race in $kfile"
+    head -40 "$work/planted.err"
+    exit 1
+fi
+echo "ok   oclgrind reports the planted data race ($(grep -Ec "$pattern" "$work/planted.err") lines)"
+
+# 2. the kernels as shipped (embedded sources)
+start=$(date +%s)
+"${og[@]}" "$bin" --small >"$work/out" 2>"$work/err"
+rc=$?
+cat "$work/out"
+if [ $rc -ne 0 ]; then
+    echo "FAIL $name: $prog --small failed under oclgrind (exit $rc)"
+    head -60 "$work/err"
+    exit 1
+fi
+if grep -Eq "$pattern" "$work/err"; then
+    echo "FAIL $name: oclgrind reported $(grep -Ec "$pattern" "$work/err") problems:"
+    head -60 "$work/err"
+    exit 1
+fi
+if ! grep -q "Oclgrind" "$work/out"; then
+    echo "FAIL $name: the test did not run on the oclgrind device"
+    exit 1
+fi
+echo "PASS $name: $what ran under oclgrind with no reports ($(( $(date +%s) - start )) s)"
