@@ -5,11 +5,13 @@
 # file (the line after the one matching MARKER), run with the test's PLANTED arguments. Fails if
 # the planted race goes unreported, if the test fails (its own results against the CPU backend) or
 # if oclgrind reports anything in the shipped kernels. Skips (exit 0) when oclgrind or the test
-# program is missing, unless CF_REQUIRE_OPENCL=1. Called by tests/cli_oclgrind_*.sh as
-#     bash tests/oclgrind_kernels.sh NAME TEST_PROGRAM KERNEL_FILE MARKER PLANTED_ARG WHAT \
-#         <path-to-clformer> <source-dir>
+# program is missing, unless CF_REQUIRE_OPENCL=1. Called by tests/cli_oclgrind*.sh as
+#     bash tests/oclgrind_kernels.sh NAME TEST_PROGRAM KERNEL_FILE MARKER PLANTED_ARGS WHAT \
+#         <path-to-clformer> <source-dir> [REQUIRED_LINE]
+# PLANTED_ARGS are split at spaces; REQUIRED_LINE, when given, is a regular expression some line of
+# the shipped run's output must match.
 set -u
-name=$1 prog=$2 kfile=$3 marker=$4 planted_arg=$5 what=$6 clformer=$7 src=$8
+name=$1 prog=$2 kfile=$3 marker=$4 planted_args=$5 what=$6 clformer=$7 src=$8 required_line=${9:-}
 bin="$(dirname "$clformer")/$prog"
 required=${CF_REQUIRE_OPENCL:-0}
 
@@ -40,7 +42,7 @@ if cmp -s "$src/cl_kernels/$kfile" "$work/kernels/$kfile"; then
     echo "FAIL $name: could not plant the missing-barrier bug in $kfile"
     exit 1
 fi
-CF_KERNEL_DIR="$work/kernels" "${og[@]}" --max-errors 20 "$bin" "$planted_arg" \
+CF_KERNEL_DIR="$work/kernels" "${og[@]}" --max-errors 20 "$bin" $planted_args \
     >"$work/planted.out" 2>"$work/planted.err"
 if ! grep -Eq "$pattern" "$work/planted.err"; then
     echo "FAIL $name: oclgrind did not report the planted data race in $kfile"
@@ -66,6 +68,10 @@ if grep -Eq "$pattern" "$work/err"; then
 fi
 if ! grep -q "Oclgrind" "$work/out"; then
     echo "FAIL $name: the test did not run on the oclgrind device"
+    exit 1
+fi
+if [ -n "$required_line" ] && ! grep -Eq "$required_line" "$work/out"; then
+    echo "FAIL $name: no line of the output matches '$required_line'"
     exit 1
 fi
 echo "PASS $name: $what ran under oclgrind with no reports ($(( $(date +%s) - start )) s)"
