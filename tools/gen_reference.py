@@ -4,13 +4,20 @@
   python3 tools/gen_reference.py [--out-dir tests/fixtures] [--check]
 
 Writes (deterministic, seeded; everything computed in float64, stored as float32 / int32):
-  gpt_ref_tiny.safetensors   grad_accum 1, 10 AdamW steps on one batch
-  gpt_ref_accum.safetensors  grad_accum 2 (two micro-batches per step), 5 AdamW steps
+  gpt_ref_tiny.safetensors        GPT-2, grad_accum 1, 10 AdamW steps on one batch
+  gpt_ref_accum.safetensors       GPT-2, grad_accum 2 (two micro-batches per step), 5 AdamW steps
+  llama_ref_tiny.safetensors      Llama-style: rmsnorm, rope, swiglu, 4 query heads over 2 KV heads,
+                                  no bias, untied lm_head; 10 AdamW steps
+  gpt_share_ref_tiny.safetensors  GPT-2 with share_layers 2 over 4 layers, qk_norm and
+                                  logit_softcap; 10 AdamW steps
+The model family and its parameter table: docs/model_family.md and tools/cf_reference_model.py.
 
 Tensors in each file:
-  <name>            initial parameters, clformer stacked names and layouts (tools/cf_reference_model.py)
+  <name>            initial parameters, clformer stacked names and layouts (tools/cf_reference_model.py);
+                    only the tensors the fixture's config has (e.g. no wpe or biases in the Llama one)
   inputs, targets   I32: (B, T) in the tiny fixture; (A, B, T) micro-batches in the accum fixture
-  logits            (B, T, V) step-0 logits of inputs (tiny) / of micro-batch 0 (accum)
+  logits            (B, T, V) step-0 logits of inputs (tiny) / of micro-batch 0 (accum); after
+                    the soft-cap when logit_softcap > 0
   loss              (1) step-0 mean loss (accum: mean of the A micro-batch losses)
   grad.<name>       step-0 gradients of that loss (accum: mean of the micro-batch gradients)
   adamw_losses      (steps) loss before each optimizer update (step 0 equals `loss`)
@@ -21,14 +28,21 @@ Tensors in each file:
 Training step s (0-based): g = gradient of the mean loss (over the A micro-batches, each a mean
 over its B*T positions); n = ||g||_2 over all parameters; if n > clip: g *= clip / (n + 1e-6);
 AdamW with t = s + 1:  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
-p -= lr_s * (m/(1-b1^t) / (sqrt(v/(1-b2^t)) + eps) + wd * p), wd only on wte wpe qkv_w
+p -= lr_s * (m/(1-b1^t) / (sqrt(v/(1-b2^t)) + eps) + wd * p), wd only on wte wpe lm_head qkv_w
 attn_proj_w fc_w fc_proj_w.  lr_s: see lr_at() in cf_reference_model.py (also stored).
+
+Metadata (safetensors __metadata__, all strings): the model and training config (d_model,
+num_heads, num_layers, d_ff, max_length, vocab_size, batch_size, steps, learning_rate, ...); the
+family fixtures also carry every family key (norm, norm_eps, bias, position, rope_theta, mlp,
+num_kv_heads, qk_norm, tie_embeddings, logit_softcap, share_layers; booleans "true"/"false"),
+"tensors" (the parameter names of the config, in layout order) and "tolerances".
 
 Before writing, the script cross-checks itself (and fails loudly if any check fails):
   * the spelled-out ("math") model against PyTorch's fused ops ("fast"), float64;
   * the hand-written AdamW + clipping against torch.optim.AdamW + clip_grad_norm_, float64;
-  * the Hugging Face mapping (tools/check_hf_export.py): GPT2LMHeadModel built from the
-    parameters reproduces the reference logits;
+  * the Hugging Face mapping (tools/check_hf_export.py): GPT2LMHeadModel (GPT-2 fixtures) or
+    LlamaForCausalLM (Llama fixture) built from the parameters reproduces the reference logits
+    (float64; for Llama with the rotary table computed in float64, see hf_check);
   * a float32 run of the same pipeline against the float64 reference, which must stay within the
     tolerances recommended for the C tests (printed at the end).
 --check regenerates in memory and compares with the files on disk instead of writing them.
@@ -57,7 +71,20 @@ TINY = dict(d_model=16, num_heads=2, num_layers=2, d_ff=40, max_length=8, vocab_
             steps=10, learning_rate=1e-2, warmup_steps=2, min_lr_ratio=0.1, weight_decay=0.1,
             grad_clip=1.0, beta1=0.9, beta2=0.95, eps=1e-8, grad_accum_steps=1)
 ACCUM = dict(TINY, steps=5, warmup_steps=1, grad_accum_steps=2)
-SEEDS = {"gpt_ref_tiny": 1234, "gpt_ref_accum": 5678}
+# Llama-style: rmsnorm, rope, swiglu, GQA 4 query heads over 2 KV heads (hs 4), no bias, untied head.
+LLAMA = dict(TINY, d_model=16, num_heads=4, num_layers=2, d_ff=32, max_length=16, vocab_size=64,
+             batch_size=2, norm="rmsnorm", norm_eps=1e-6, bias=False, position="rope", rope_theta=10000.0,
+             mlp="swiglu", num_kv_heads=2, qk_norm=False, tie_embeddings=False, logit_softcap=0.0,
+             share_layers=0)
+# GPT-2 with 4 layers over 2 shared blocks (layer l uses block l % 2), QK-norm and a logit soft-cap
+# of 1.0: the uncapped logits reach |z| 0.28 at step 0 and 1.2 after the 10 steps, so tanh bends
+# them by 2.5% to ~30% (leaving the cap out moves the logits ~1e-2 relative, far outside tolerance).
+GPT_SHARE = dict(TINY, num_layers=4, norm="layernorm", norm_eps=1e-5, bias=True, position="learned",
+                 rope_theta=10000.0, mlp="gelu", num_kv_heads=2, qk_norm=True, tie_embeddings=True,
+                 logit_softcap=1.0, share_layers=2)
+SEEDS = {"gpt_ref_tiny": 1234, "gpt_ref_accum": 5678, "llama_ref_tiny": 4321, "gpt_share_ref_tiny": 8765}
+FIXTURES = (("gpt_ref_tiny", TINY), ("gpt_ref_accum", ACCUM), ("llama_ref_tiny", LLAMA),
+            ("gpt_share_ref_tiny", GPT_SHARE))
 
 # Tolerances recommended for float32 C code vs these fixtures; the float32 self-run must meet them
 # with margin (checked below).  "rel" is max|c - ref| / max(max|ref|, floor) over the tensor.
@@ -163,19 +190,35 @@ def tolerance_of(key):
     return TOLERANCES.get(key), 1e-30
 
 
-def split_k_bias(r, C):
-    """Replace final.qkv_b by 'final.qkv_b[q,v]' and 'final.qkv_b[k]' views (for comparisons)."""
+def k_bias_range(cfg):
+    """(lo, hi) columns of qkv_b holding the key bias when its gradient is exactly zero (bias on and
+    no qk_norm: softmax rows are invariant to q.b_k), else None."""
+    c = ref.normalize_config(cfg)
+    if not c["bias"] or c["qk_norm"]:
+        return None
+    hs = c["d_model"] // c["num_heads"]
+    lo = c["num_heads"] * hs
+    return lo, lo + c["num_kv_heads"] * hs
+
+
+def split_k_bias(r, cfg):
+    """Replace final.qkv_b by 'final.qkv_b[q,v]' and 'final.qkv_b[k]' views (for comparisons),
+    when the config has a gradient-free key bias."""
+    kr = k_bias_range(cfg)
+    if kr is None:
+        return r
+    lo, hi = kr
     r = dict(r)
     b = r.pop("final.qkv_b")
-    r["final.qkv_b[q,v]"] = np.concatenate([b[:, :C], b[:, 2 * C:]], axis=1)
-    r["final.qkv_b[k]"] = b[:, C:2 * C]
+    r["final.qkv_b[q,v]"] = np.concatenate([b[:, :lo], b[:, hi:]], axis=1)
+    r["final.qkv_b[k]"] = b[:, lo:hi]
     return r
 
 
-def compare_all(name, got, want, tol_scale, C, only_checked=True):
+def compare_all(name, got, want, tol_scale, cfg, only_checked=True):
     """Compare every float tensor; tolerance = TOLERANCES * tol_scale.  Returns (ok, worst lines)."""
     ok, lines = True, []
-    got, want = split_k_bias(got, C), split_k_bias(want, C)
+    got, want = split_k_bias(got, cfg), split_k_bias(want, cfg)
     for key in sorted(want):
         if key == "final.qkv_b[k]":
             e = float(np.max(np.abs(got[key].astype(np.float64) - want[key])))
@@ -201,11 +244,12 @@ def compare_all(name, got, want, tol_scale, C, only_checked=True):
 def self_checks(label, cfg, seed, r64):
     """Cross-check the float64 reference; returns True if every check passes."""
     ok = True
-    init = {n: r64[n] for n in ref.PARAM_NAMES}
+    names = ref.param_names(cfg)
+    init = {n: r64[n] for n in names}
     data = (r64["inputs"], r64["targets"])
 
     fast = run_reference(cfg, seed, impl="fast", init=init, data=data)
-    good, lines = compare_all("fast-vs-math", fast, r64, 1e-7, cfg["d_model"], only_checked=False)
+    good, lines = compare_all("fast-vs-math", fast, r64, 1e-7, cfg, only_checked=False)
     print(f"[{label}] float64 fused-ops model vs spelled-out model: max rel "
           f"{max(rel_err(fast[k], r64[k]) for k in r64 if r64[k].dtype.kind == 'f'):.2e} -> {'ok' if good else 'FAIL'}")
     ok &= good
@@ -213,14 +257,14 @@ def self_checks(label, cfg, seed, r64):
         print("\n".join(line for _, line in lines if line.endswith("FAIL")))
 
     topt = run_reference(cfg, seed, init=init, data=data, use_torch_optim=True)
-    e = max(rel_err(topt["final." + n], r64["final." + n], 1e-2) for n in ref.PARAM_NAMES)
+    e = max(rel_err(topt["final." + n], r64["final." + n], 1e-2) for n in names)
     good = e <= 1e-9
     print(f"[{label}] hand AdamW vs torch.optim.AdamW + clip_grad_norm_ (float64): final params max rel "
           f"{e:.2e} -> {'ok' if good else 'FAIL'}")
     ok &= good
 
     r32 = run_reference(cfg, seed, dtype=torch.float32, init=init, data=data)
-    good, lines = compare_all("f32", r32, r64, 1.0 / SELF_MARGIN, cfg["d_model"])
+    good, lines = compare_all("f32", r32, r64, 1.0 / SELF_MARGIN, cfg)
     lines.sort(reverse=True)
     print(f"[{label}] float32 run vs float64 reference (must be {SELF_MARGIN:g}x inside the recommended "
           f"tolerances) -> {'ok' if good else 'FAIL'}; worst:")
@@ -230,7 +274,9 @@ def self_checks(label, cfg, seed, r64):
 
 
 def hf_check(label, cfg, r64):
-    """Build GPT2LMHeadModel from the parameters via the documented mapping; compare logits."""
+    """Build the Hugging Face model (GPT2LMHeadModel or LlamaForCausalLM) from the parameters via
+    the documented mapping and compare logits in float64.  A config no Hugging Face class expresses
+    (relu2, soft-cap, qk_norm, shared layers, ...) is reported and not checked."""
     try:
         import check_hf_export as hf
         import transformers  # noqa: F401
@@ -239,42 +285,77 @@ def hf_check(label, cfg, r64):
         return True
     import tempfile
 
+    try:
+        family = hf.hf_family(cfg)
+    except hf.BadInput as e:
+        print(f"[{label}] Hugging Face mapping check not applicable: {e}")
+        return True
+    cls = hf.HF_CLASS[family]
     ok = True
     with tempfile.TemporaryDirectory(prefix="cf_hf_") as tmp:
         # export the float32-rounded parameters (exactly what the fixture stores)
-        params32 = {n: r64[n].astype(np.float32) for n in ref.PARAM_NAMES}
+        params32 = {n: r64[n].astype(np.float32) for n in ref.param_names(cfg)}
         hf.export_hf(params32, cfg, tmp)
+        hf.check_config_json(tmp)
         model = hf.load_hf_model(tmp)
         mine = ref.CfGPT(cfg, dtype=torch.float64)
         mine.load_stacked(params32)
         inputs = r64["inputs"] if r64["inputs"].ndim == 2 else r64["inputs"][0]
         with torch.no_grad():
             want = mine(torch.as_tensor(inputs))[0].numpy()
-        for b in range(inputs.shape[0]):
-            got = hf.hf_logits(model, [int(x) for x in inputs[b]])
-            e = rel_err(got, want[b])
-            good = e <= 1e-12
-            ok &= good
-            print(f"[{label}] HF GPT2LMHeadModel (float64) vs reference, sequence {b}: rel {e:.2e} -> "
-                  f"{'ok' if good else 'FAIL'}")
+        # transformers' Llama computes the RoPE tables, the RMSNorm statistics and the eager
+        # softmax in float32 whatever the model's dtype, so as loaded it agrees to ~1e-7 only.
+        # The mapping itself is checked to 1e-10 with those three pieces evaluated in float64
+        # (hf.use_float64_numerics: same formulas, HF's weights, slices and layouts).
+        runs = [("", 1e-12)]
+        if family == "llama":
+            runs = [(" as loaded (float32 RoPE/RMSNorm/softmax inside)", 1e-5),
+                    (" with float64 RoPE/RMSNorm/softmax", 1e-10)]
+        for note, tol in runs:
+            if "with float64" in note:
+                hf.use_float64_numerics(model)
+            for b in range(inputs.shape[0]):
+                got = hf.hf_logits(model, [int(x) for x in inputs[b]])
+                e = rel_err(got, want[b])
+                good = e <= tol
+                ok &= good
+                print(f"[{label}] HF {cls} (float64){note} vs reference, sequence {b}: rel {e:.2e} "
+                      f"(limit {tol:g}) -> {'ok' if good else 'FAIL'}")
     return ok
 
 
+def meta_value(v):
+    """Metadata string of a config value: floats by repr, booleans as JSON's true/false."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return repr(v) if isinstance(v, float) else str(v)
+
+
 def metadata_of(cfg, label):
-    meta = {k: repr(v) if isinstance(v, float) else str(v) for k, v in cfg.items()}
+    meta = {k: meta_value(v) for k, v in cfg.items()}
+    family = any(k in cfg for k in ref.FAMILY_KEYS)
+    if family:  # the family fixtures state every family key (C tests build the model from them)
+        full = ref.normalize_config(cfg)
+        meta.update({k: meta_value(full[k]) for k in ref.FAMILY_KEYS})
+        meta["tensors"] = ",".join(ref.param_names(cfg))
+        meta["logits_note"] = "logits are the model's output: after the soft-cap when logit_softcap > 0"
+    else:  # the GPT-2 fixtures keep their original metadata
+        meta["ln_eps"] = "1e-5"
     meta.update({
         "fixture": label,
         "format_version": "1",
         "generator": "tools/gen_reference.py",
         "reference_dtype": "float64 computation, stored as float32",
-        "ln_eps": "1e-5",
         "lr_schedule": "step<warmup: lr*(step+1)/warmup; else min_lr+0.5*(lr-min_lr)*(1+cos(pi*(step-warmup)"
                        "/max(1,steps-warmup))), min_lr=lr*min_lr_ratio, step 0-based; values in adamw_lrs",
         "grad_clip_rule": "norm=||g||_2 before clipping (adamw_grad_norms); if norm>clip: g*=clip/(norm+1e-6)",
         "accum_rule": "loss and gradient are the mean over grad_accum_steps micro-batches (inputs (A,B,T))",
-        "k_bias_note": K_BIAS_NOTE,
         "tolerances": ",".join(f"{k}={v:g}" for k, v in TOLERANCES.items()),
     })
+    if k_bias_range(cfg) is not None:
+        meta["k_bias_note"] = K_BIAS_NOTE
+    else:
+        meta["tolerances"] = ",".join(f"{k}={v:g}" for k, v in TOLERANCES.items() if k != "final_k_bias_abs")
     return meta
 
 
@@ -318,7 +399,7 @@ def main():
     torch.set_num_threads(1)
 
     all_ok = True
-    for label, cfg in (("gpt_ref_tiny", TINY), ("gpt_ref_accum", ACCUM)):
+    for label, cfg in FIXTURES:
         r64 = run_reference(cfg, SEEDS[label])
         print(f"[{label}] loss {r64['loss'][0]:.6f} (ln V = {math.log(cfg['vocab_size']):.6f}); adamw_losses "
               + " ".join(f"{x:.4f}" for x in r64["adamw_losses"]))
