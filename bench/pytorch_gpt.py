@@ -4,8 +4,12 @@
   python3 bench/pytorch_gpt.py --config configs/wiki_cache_optimized.json --device cpu --threads 2 \
       --steps 10 --warmup 2 [--json] [--attn fast|math] [--set key=value ...]
 
-Same architecture as clformer (tools/cf_reference_model.py: pre-LN GPT, tanh GELU, tied head,
-d_ff from the config), float32 eager mode, TF32 off on CUDA.  Each optimizer step: grad_accum_steps
+Same model as clformer (tools/cf_reference_model.py, "fast" path: the family of
+docs/model_family.md; the config's norm, norm_eps, bias, position, rope_theta, mlp, num_kv_heads,
+qk_norm, tie_embeddings, logit_softcap and share_layers keys are honoured, with GPT-2's defaults),
+float32 eager mode, TF32 off on CUDA (--tf32 turns it on).  Attention is
+F.scaled_dot_product_attention; grouped-query attention passes enable_gqa=True (--gqa sdpa) or
+repeats k and v to every query head first (--gqa repeat).  Each optimizer step: grad_accum_steps
 micro-batches of random tokens (B, T), forward + backward, global-norm clipping, torch.optim.AdamW
 (weight decay on the matrices and embeddings only) at a constant learning rate.  Reports the median
 over the measured steps: ms per optimizer step and training tokens/s = B * T * grad_accum / step.
@@ -26,6 +30,10 @@ sys.path.insert(0, os.path.join(HERE, "..", "tools"))
 FIELDS_INT = ("d_model", "num_heads", "num_layers", "d_ff", "max_length", "vocab_size", "batch_size",
               "grad_accum_steps")
 FIELDS_FLOAT = ("learning_rate", "weight_decay", "grad_clip", "beta1", "beta2", "eps")
+# The model family's keys (tools/cf_reference_model.py FAMILY_DEFAULTS; parsed and checked there).
+FIELDS_FAMILY = ("norm", "norm_eps", "bias", "position", "rope_theta", "mlp", "num_kv_heads", "qk_norm",
+                 "tie_embeddings", "logit_softcap", "share_layers")
+FIELDS = FIELDS_INT + FIELDS_FLOAT + FIELDS_FAMILY
 DEFAULTS = dict(grad_accum_steps=1, learning_rate=3e-4, weight_decay=0.1, grad_clip=1.0,
                 beta1=0.9, beta2=0.95, eps=1e-8)
 
@@ -43,14 +51,14 @@ def load_config(path, overrides):
     flat = dict(DEFAULTS)
     for k, v in raw.items():
         if isinstance(v, dict):
-            flat.update({kk: vv for kk, vv in v.items() if kk in FIELDS_INT + FIELDS_FLOAT})
-    flat.update({k: v for k, v in raw.items() if k in FIELDS_INT + FIELDS_FLOAT})
+            flat.update({kk: vv for kk, vv in v.items() if kk in FIELDS})
+    flat.update({k: v for k, v in raw.items() if k in FIELDS})
     for ov in overrides:
         if "=" not in ov:
             raise SystemExit(f"--set {ov}: expected key=value")
         k, v = ov.split("=", 1)
-        if k not in FIELDS_INT + FIELDS_FLOAT:
-            raise SystemExit(f"--set {k}: unknown field; known: {', '.join(FIELDS_INT + FIELDS_FLOAT)}")
+        if k not in FIELDS:
+            raise SystemExit(f"--set {k}: unknown field; known: {', '.join(FIELDS)}")
         flat[k] = v
     cfg = {}
     for k in FIELDS_INT:
@@ -64,6 +72,7 @@ def load_config(path, overrides):
             raise SystemExit(f"config {path}: {k} ({cfg[k]}) must be positive")
     for k in FIELDS_FLOAT:
         cfg[k] = float(flat[k])
+    cfg.update({k: flat[k] for k in FIELDS_FAMILY if k in flat})  # checked by normalize_config
     if cfg["d_model"] % cfg["num_heads"]:
         raise SystemExit(f"config {path}: d_model ({cfg['d_model']}) must be divisible by "
                          f"num_heads ({cfg['num_heads']})")
@@ -78,8 +87,12 @@ def main():
     ap.add_argument("--steps", type=int, default=10, help="measured optimizer steps")
     ap.add_argument("--warmup", type=int, default=2, help="unmeasured steps first")
     ap.add_argument("--attn", choices=("fast", "math"), default="fast",
-                    help="fast: fused PyTorch ops (scaled_dot_product_attention, F.layer_norm, F.gelu); "
+                    help="fast: fused PyTorch ops (scaled_dot_product_attention, F.layer_norm, F.rms_norm, F.gelu, F.silu); "
                          "math: the formulas spelled out")
+    ap.add_argument("--gqa", choices=("sdpa", "repeat"), default="sdpa",
+                    help="grouped-query attention in the fast path: sdpa (enable_gqa=True) or repeat "
+                         "(k, v repeated to every query head before SDPA)")
+    ap.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on CUDA (default off)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
@@ -98,12 +111,17 @@ def main():
         return 0
 
     cfg = load_config(args.config, args.set)
+    try:
+        cfg = ref.normalize_config(cfg)
+    except ValueError as e:
+        raise SystemExit(f"config {args.config}: {str(e).removeprefix('config: ')}")
+    ref.GQA_MODE = args.gqa
     if args.device == "cuda":
         if not torch.cuda.is_available():
             print("skipped: torch has no CUDA device here (use --device cpu)")
             return 0
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = args.tf32
+        torch.backends.cudnn.allow_tf32 = args.tf32
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
@@ -186,11 +204,13 @@ def main():
         "threads": threads,
         "torch_version": torch.__version__,
         "attn": args.attn,
+        "gqa": args.gqa,
+        "tf32": args.tf32,
         "steps": args.steps,
         "warmup": args.warmup,
         "params": n_params,
         "final_loss": round(losses[-1], 5),
-        "config": {k: cfg[k] for k in FIELDS_INT},
+        "config": {k: cfg[k] for k in FIELDS_INT + FIELDS_FAMILY},
         "config_path": args.config,
     }
     if args.json:
