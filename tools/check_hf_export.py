@@ -82,10 +82,10 @@ HF_CLASS = {"gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM"}
 # Options no Hugging Face class expresses: export --format hf refuses them (the safetensors
 # checkpoint stays the native format).
 NO_HF_OPTIONS = (
-    ("mlp", lambda c: c["mlp"] == "relu2"),
-    ("logit_softcap", lambda c: c["logit_softcap"] > 0),
-    ("qk_norm", lambda c: c["qk_norm"]),
-    ("share_layers", lambda c: c["share_layers"] > 0),
+    ("mlp", lambda c: c["mlp"] == "relu2", "gelu (GPT-2) or swiglu (Llama)"),
+    ("logit_softcap", lambda c: c["logit_softcap"] > 0, "0"),
+    ("qk_norm", lambda c: c["qk_norm"], "false"),
+    ("share_layers", lambda c: c["share_layers"] > 0, "0"),
 )
 
 
@@ -103,10 +103,10 @@ def hf_family(cfg):
         c = ref.normalize_config(cfg)
     except ValueError as e:
         raise BadInput(str(e))
-    for key, bad in NO_HF_OPTIONS:
+    for key, bad, fix in NO_HF_OPTIONS:
         if bad(c):
             raise BadInput(f"{key} = {c[key]!r} has no Hugging Face class; the safetensors checkpoint "
-                           f"is the native format (export --format hf needs {key} off)")
+                           f"is the native format (export --format hf needs {key} {fix})")
     gpt2 = {"norm": "layernorm", "position": "learned", "mlp": "gelu", "bias": True,
             "num_kv_heads": c["num_heads"]}
     llama = {"norm": "rmsnorm", "position": "rope", "mlp": "swiglu", "bias": False}
