@@ -996,6 +996,7 @@ static void wg_free(tuner *T, wg_case *w) {
 }
 
 #define WV(w, which, s) cf_view_f32((w)->b[which][s], 0)
+#define WVI(w, which, s) cf_view_i32((w)->b[which][s], 0) /* int32 contents (targets) */
 
 /* the family's ops on backend `which` (0 OpenCL, 1 CPU) */
 static int wg_ops(tuner *T, wg_case *w, int which) {
@@ -1020,7 +1021,7 @@ static int wg_ops(tuner *T, wg_case *w, int which) {
     case CF_TUNE_CROSSENTROPY:
         /* 0 logits(BT,V) 1 targets(BT) int32 2 losses(BT) 3 dlogits(BT,V) */
         return cf_be_crossentropy_fused(be, WV(w, which, 2), WV(w, which, 3), WV(w, which, 0),
-                                        WV(w, which, 1), BT, w->V, 1.0f / (float)BT);
+                                        WVI(w, which, 1), BT, w->V, 1.0f / (float)BT);
     default:
         /* 0 params 1 grads 2 m 3 v */
         return cf_be_adamw(be, WV(w, which, 0), WV(w, which, 1), WV(w, which, 2), WV(w, which, 3),
