@@ -1,5 +1,6 @@
-/* clformer: softmax cross-entropy over logits(N,V) with int32 targets; target < 0 is ignored
- * (loss 0, gradient 0), target >= V gives a NaN loss so bad data cannot pass silently.
+/* clformer: softmax cross-entropy over logits(N,V) with int32 targets; a target outside [0, V)
+ * is ignored (loss 0, gradient 0), as on every backend (backend.h): < 0 is the ignore marker,
+ * >= V bad data that the loaders reject before it gets here.
  * One work-group per row; the row max and the sum of exponentials are tree reductions.
  * Row kernels here have no early exit: the host launches exactly one group per row, and a return
  * ahead of a barrier is undefined (PoCL 3.1 crashes on it).
@@ -29,6 +30,7 @@ __kernel void crossentropy_forward(__global float *losses, ulong loss_off,
     int row = get_group_id(0), lid = get_local_id(0);
     __global const float *x = logits + logits_off + (size_t)row * V;
     int target = targets[tgt_off + row];
+    if (target >= V) target = -1; /* outside the row: ignored */
     float mx = -INFINITY;
     for (int i = lid; i < V; i += LS) mx = fmax(mx, x[i]);
     mx = ce_group_reduce(red, mx, 1);
@@ -37,8 +39,7 @@ __kernel void crossentropy_forward(__global float *losses, ulong loss_off,
     s = ce_group_reduce(red, s, 0);
     if (lid == 0) {
         float loss = 0.0f;
-        if (target >= V) loss = NAN;
-        else if (target >= 0) loss = log(s) + mx - x[target];
+        if (target >= 0) loss = log(s) + mx - x[target];
         losses[loss_off + row] = loss;
     }
 }
@@ -59,6 +60,7 @@ __kernel void crossentropy_fused(__global float *losses, ulong loss_off, __globa
     __global const float *x = logits + logits_off + (size_t)row * V;
     __global float *dx = dlogits + dlogits_off + (size_t)row * V;
     int target = targets[tgt_off + row];
+    if (target >= V) target = -1; /* outside the row: ignored */
     if (V <= CE_CPT * LS) { /* uniform over the group */
         float v[CE_CPT];
         float mx = -INFINITY;
@@ -79,8 +81,7 @@ __kernel void crossentropy_fused(__global float *losses, ulong loss_off, __globa
         s = ce_group_reduce(red, s, 0);
         if (lid == 0) {
             float loss = 0.0f;
-            if (target >= V) loss = NAN;
-            else if (target >= 0) loss = log(s) + mx - x[target];
+            if (target >= 0) loss = log(s) + mx - x[target];
             losses[loss_off + row] = loss;
         }
         barrier(CLK_GLOBAL_MEM_FENCE); /* the target logit is read before any write */
@@ -101,8 +102,7 @@ __kernel void crossentropy_fused(__global float *losses, ulong loss_off, __globa
     s = ce_group_reduce(red, s, 0); /* ends with a barrier: all reads of the row are done */
     if (lid == 0) {
         float loss = 0.0f;
-        if (target >= V) loss = NAN;
-        else if (target >= 0) loss = log(s) + mx - x[target];
+        if (target >= 0) loss = log(s) + mx - x[target];
         losses[loss_off + row] = loss;
     }
     /* the target logit was read above by work-item 0; keep its read ahead of any write */

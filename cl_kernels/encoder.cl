@@ -6,8 +6,10 @@
  * added exactly) -- then one work-item per 4 channels adds up each run of equal tokens in
  * position order (encoder_backward_wte): exactly the order of a sequential loop over (b, t), so
  * the result is bit-identical to the CPU backend's and the same on every run.
- * Tokens outside the embedding table (0..V-1, V = rows the wte view holds) give NaN outputs in the
- * forward and are skipped by the backward, instead of reading or writing out of bounds.
+ * Token ids are clamped into the table, [0, V) with V the vocab size passed by the host (the
+ * contract of backend.h, the same on every backend): an id < 0 uses row 0, an id >= V row V-1, so
+ * no id reads or writes outside wte. encoder_rank clamps as it reads, so the runs of the backward
+ * are runs of clamped ids and each row of dwte is written by one item.
  * Build-time parameter: LS, the work-group size of encoder_rank. */
 #ifndef LS
 #define LS 256
@@ -17,7 +19,7 @@
 /* encoder_backward_wte: rows of a run loaded together, before their adds in order */
 #define RUN_BATCH 16
 
-/* out(B,T,C) = wte[tokens[b,t]] + wpe[t]; 1-D range over B*T*C */
+/* out(B,T,C) = wte[tokens[b,t] clamped into [0, V)] + wpe[t]; 1-D range over B*T*C */
 __kernel void encoder_forward(__global float *out, ulong out_off, __global const int *tokens,
                               ulong tok_off, __global const float *wte, ulong wte_off,
                               __global const float *wpe, ulong wpe_off, int B, int T, int C,
@@ -28,31 +30,30 @@ __kernel void encoder_forward(__global float *out, ulong out_off, __global const
     size_t bt = i / C;
     int c = (int)(i - bt * C);
     int t = (int)(bt % T);
-    int tok = tokens[tok_off + bt];
-    out[out_off + i] = (tok >= 0 && tok < V)
-                           ? wte[wte_off + (size_t)tok * C + c] + wpe[wpe_off + (size_t)t * C + c]
-                           : NAN;
+    const long tok = clamp((long)tokens[tok_off + bt], 0L, V - 1);
+    out[out_off + i] = wte[wte_off + (size_t)tok * C + c] + wpe[wpe_off + (size_t)t * C + c];
 }
 
-/* order(3, n): for the position i of rank r in (token, position) order, order[r] = i,
- * order[n + r] = tokens[i] and order[2n + r] = the number of positions holding that token.
+/* order(3, n): for the position i of rank r in (token, position) order, token ids clamped into
+ * [0, V), order[r] = i, order[n + r] = the clamped tokens[i] and order[2n + r] = the number
+ * of positions holding that token.
  * Work-groups of LS items rank P positions each (P a power of two dividing LS, chosen by the host
  * so that there are enough groups to fill the device); the Q = LS / P items of one position each
  * compare it with every Q-th token of a tile, and their integer counts are added in local memory,
  * so the result is exact and does not depend on P. O(n^2) compares in all, n / P groups.
  * The loops run the same number of times on every item of a group (no item-dependent bounds or
  * branches), which lets CPU compilers run the items of a group as vector lanes. */
-__kernel void encoder_rank(__global const int *tokens, ulong tok_off, int n, int P,
+__kernel void encoder_rank(__global const int *tokens, ulong tok_off, int n, int P, int V,
                            __global int *order) {
     __local int tile[RANK_TILE];
     __local int part[2 * LS];
     const int lid = get_local_id(0), Q = LS / P, p = lid / Q, q = lid - p * Q;
     const int i = get_group_id(0) * P + p;
-    const int key = i < n ? tokens[tok_off + i] : 0;
+    const int key = i < n ? clamp(tokens[tok_off + i], 0, V - 1) : 0;
     int rank = 0, count = 0; /* tokens before (key, i); tokens == key */
     for (int j0 = 0; j0 < n; j0 += RANK_TILE) {
         for (int t = lid; t < RANK_TILE; t += LS)
-            tile[t] = j0 + t < n ? tokens[tok_off + j0 + t] : 0;
+            tile[t] = j0 + t < n ? clamp(tokens[tok_off + j0 + t], 0, V - 1) : 0;
         /* every item's share of the tile stored before any item reads it */
         barrier(CLK_LOCAL_MEM_FENCE);
         const int m = min(RANK_TILE, n - j0), steps = (m + Q - 1) / Q;
@@ -127,7 +128,7 @@ __kernel void encoder_backward_wte(__global float *dwte, ulong dwte_off, __globa
     for (int s = (int)s0; s < s1; s++) {
         const int tok = order[(size_t)n + s];
         if ((s > 0 && order[(size_t)n + s - 1] == tok) || tok < 0 || tok >= V)
-            continue; /* not the first slot of its run, or a token outside the table */
+            continue; /* not the first slot of its run (ids are clamped: never outside the table) */
         const int len = order[(size_t)2 * n + s];
         __global float *w = dwte + dwte_off + (size_t)tok * C + c;
         if (C - c >= 4) {

@@ -107,8 +107,8 @@ static inline pair pair_new(size_t n, const void *data, float scale) {
     pair p = {NULL, NULL, n};
     TCL_OK(cf_be_alloc(CPU, total * 4, &p.c));
     TCL_OK(cf_be_alloc(GPU, total * 4, &p.g));
-    TCL_OK(cf_be_upload(CPU, cf_view_make(p.c, 0), h, total * 4));
-    TCL_OK(cf_be_upload(GPU, cf_view_make(p.g, 0), h, total * 4));
+    TCL_OK(cf_be_upload(CPU, cf_view_f32(p.c, 0), h, total * 4));
+    TCL_OK(cf_be_upload(GPU, cf_view_f32(p.g, 0), h, total * 4));
     free(h);
     return p;
 }
@@ -132,7 +132,8 @@ static inline void pair_free(pair p) {
 }
 
 /* Run the same call on both backends: inside, `be` is the backend and V(p) the pair's view. */
-#define V(p) cf_view_make(g_ ? (p).g : (p).c, PAD)
+#define V(p) cf_view_f32(g_ ? (p).g : (p).c, PAD)
+#define VI(p) cf_view_i32(g_ ? (p).g : (p).c, PAD) /* the pair holds int32 (tokens, targets) */
 #define BOTH(expr)                                                                                 \
     do {                                                                                           \
         for (int g_ = 0; g_ < 2; g_++) {                                                           \
@@ -146,8 +147,8 @@ static inline void pair_free(pair p) {
 static inline void check(const char *what, pair p, double tol) {
     size_t total = p.n + 2 * PAD;
     float *a = tcl_malloc(total * 4), *b = tcl_malloc(total * 4);
-    TCL_OK(cf_be_download(GPU, a, cf_view_make(p.g, 0), total * 4));
-    TCL_OK(cf_be_download(CPU, b, cf_view_make(p.c, 0), total * 4));
+    TCL_OK(cf_be_download(GPU, a, cf_view_f32(p.g, 0), total * 4));
+    TCL_OK(cf_be_download(CPU, b, cf_view_f32(p.c, 0), total * 4));
     int guard_ok = 1;
     for (size_t i = 0; i < PAD; i++)
         if (a[i] != GUARD || a[PAD + p.n + i] != GUARD) guard_ok = 0;

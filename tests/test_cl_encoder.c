@@ -6,10 +6,10 @@
  * longer than the batch of rows encoder_backward_wte loads at once and than a block of slots),
  * every position the same id, distinct ids in descending order, a skewed (Zipf-like) mix; sizes
  * with B*T not a multiple of the work-group size or of encoder_rank's tile, C not a multiple of
- * 4 and wider than one work-group of 4-channel items. Tokens outside the table (negative, V,
- * INT_MAX, INT_MIN), which the CPU backend refuses, are checked against a host loop: NaN rows in
- * the forward, skipped by the backward. A second backward from the same start must give the same
- * bits.
+ * 4 and wider than one work-group of 4-channel items. Ids outside the table (negative, V,
+ * INT_MAX, INT_MIN) are clamped into it by contract (backend.h): checked against the CPU backend
+ * and a host loop with clamped ids, with a sentinel tensor after wte and dwte that must stay
+ * unread and unchanged. A second backward from the same start must give the same bits.
  *   test_cl_encoder [--small] [--device SPEC]
  * --small: small shapes only (for oclgrind, see tests/cli_oclgrind_encoder.sh). */
 #include "test_cl_common.h"
@@ -42,8 +42,8 @@ static void fill_tokens(int *tok, int n, int V, int pattern) {
 /* whole buffers (guards included) of the pair, downloaded from both backends */
 static void download_both(pair p, float *gpu, float *cpu) {
     size_t total = p.n + 2 * PAD;
-    TCL_OK(cf_be_download(GPU, gpu, cf_view_make(p.g, 0), total * 4));
-    TCL_OK(cf_be_download(CPU, cpu, cf_view_make(p.c, 0), total * 4));
+    TCL_OK(cf_be_download(GPU, gpu, cf_view_f32(p.g, 0), total * 4));
+    TCL_OK(cf_be_download(CPU, cpu, cf_view_f32(p.c, 0), total * 4));
 }
 
 /* index of the first element whose bits differ, or -1 (two NaNs count as equal whatever their
@@ -79,7 +79,7 @@ static void test_vs_cpu(int B, int T, int C, int Vocab, int pattern) {
     char what[160];
     snprintf(what, sizeof what, "encoder_forward B=%d T=%d C=%d V=%d %s", B, T, C, Vocab,
              pattern_name[pattern]);
-    BOTH(cf_be_encoder_forward(be, V(out), V(tokens), V(wte), V(wpe), B, T, C));
+    BOTH(cf_be_encoder_forward(be, V(out), VI(tokens), V(wte), V(wpe), B, T, C, Vocab));
     check_exact(what, out);
 
     pair dwte = pair_rand((size_t)Vocab * C, 1.0f), dwpe = pair_rand((size_t)T * C, 1.0f);
@@ -87,7 +87,7 @@ static void test_vs_cpu(int B, int T, int C, int Vocab, int pattern) {
     const size_t total = dwte.n + 2 * PAD;
     float *start = tcl_malloc(total * 4), *cpu = tcl_malloc(total * 4);
     download_both(dwte, start, cpu); /* the starting gradient (the same on both sides) */
-    BOTH(cf_be_encoder_backward(be, V(dwte), V(dwpe), V(dout), V(tokens), B, T, C));
+    BOTH(cf_be_encoder_backward(be, V(dwte), V(dwpe), V(dout), VI(tokens), B, T, C, Vocab));
     snprintf(what, sizeof what, "encoder_backward dwte B=%d T=%d C=%d V=%d %s", B, T, C, Vocab,
              pattern_name[pattern]);
     check_exact(what, dwte);
@@ -96,12 +96,12 @@ static void test_vs_cpu(int B, int T, int C, int Vocab, int pattern) {
 
     /* a second run from the same start: the same bits */
     float *first = tcl_malloc(total * 4), *second = tcl_malloc(total * 4);
-    TCL_OK(cf_be_download(GPU, first, cf_view_make(dwte.g, 0), total * 4));
-    TCL_OK(cf_be_upload(GPU, cf_view_make(dwte.g, 0), start, total * 4));
-    TCL_OK(cf_be_encoder_backward(GPU, cf_view_make(dwte.g, PAD), cf_view_make(dwpe.g, PAD),
-                                  cf_view_make(dout.g, PAD), cf_view_make(tokens.g, PAD), B, T,
-                                  C));
-    TCL_OK(cf_be_download(GPU, second, cf_view_make(dwte.g, 0), total * 4));
+    TCL_OK(cf_be_download(GPU, first, cf_view_f32(dwte.g, 0), total * 4));
+    TCL_OK(cf_be_upload(GPU, cf_view_f32(dwte.g, 0), start, total * 4));
+    TCL_OK(cf_be_encoder_backward(GPU, cf_view_f32(dwte.g, PAD), cf_view_f32(dwpe.g, PAD),
+                                  cf_view_f32(dout.g, PAD), cf_view_i32(tokens.g, PAD), B, T, C,
+                                  Vocab));
+    TCL_OK(cf_be_download(GPU, second, cf_view_f32(dwte.g, 0), total * 4));
     long d = first_diff(first, second, total);
     expect(d < 0, "encoder_backward dwte B=%d T=%d C=%d %s: bit-identical run to run%s", B, T, C,
            pattern_name[pattern], d < 0 ? "" : " (differs)");
@@ -110,44 +110,50 @@ static void test_vs_cpu(int B, int T, int C, int Vocab, int pattern) {
     pair_free(dwte), pair_free(dwpe), pair_free(dout);
 }
 
-/* Tokens outside 0..Vocab-1 on the OpenCL backend alone, against a host loop in (b, t) order. */
+/* Tokens outside 0..Vocab-1 are clamped into the table (backend.h), on both backends: wte(V,C)
+ * and dwte(V,C) each have a sentinel tensor right after them in the same buffer (as wpe and qkv_w
+ * follow wte among the parameters), which no id may read or change. Checked against a host loop
+ * in (b, t) order with clamped ids, and OpenCL against the CPU backend bit for bit. */
 static void test_bad_tokens(int B, int T, int C, int Vocab) {
     const int n = B * T;
-    if (C <= PAD) { /* the table's rows must end at the guard: rows = (V*C + PAD) / C */
-        expect(0, "test_bad_tokens: C (%d) must exceed PAD (%d)", C, PAD);
-        return;
-    }
     int *tok = tcl_malloc((size_t)n * 4);
     fill_tokens(tok, n, Vocab, TOK_RANDOM);
     const int bad[] = {-1, Vocab, INT_MAX, INT_MIN, Vocab + 7, -Vocab};
     const int nbad = (int)(sizeof bad / sizeof bad[0]);
     for (int k = 0; k < 2 * nbad && k < n / 2; k++) tok[(size_t)k * 7 % (size_t)n] = bad[k % nbad];
-    const size_t nw = (size_t)Vocab * C, np = (size_t)T * C, nd = (size_t)n * C;
-    float *h_wte = tcl_malloc(nw * 4), *h_wpe = tcl_malloc(np * 4), *h_dout = tcl_malloc(nd * 4);
-    float *h_dwte = tcl_malloc(nw * 4), *h_dwpe = tcl_malloc(np * 4);
+    /* the tables: V rows, then a sentinel of 3 rows */
+    const size_t nw = (size_t)Vocab * C, ns = 3 * (size_t)C, np = (size_t)T * C, nd = (size_t)n * C;
+    float *h_wte = tcl_malloc((nw + ns) * 4), *h_wpe = tcl_malloc(np * 4);
+    float *h_dout = tcl_malloc(nd * 4), *h_dwte = tcl_malloc((nw + ns) * 4);
+    float *h_dwpe = tcl_malloc(np * 4);
     tcl_rand(&rng, h_wte, nw, 1.0f);
     tcl_rand(&rng, h_wpe, np, 1.0f);
     tcl_rand(&rng, h_dout, nd, 1.0f);
     tcl_rand(&rng, h_dwte, nw, 1.0f);
     tcl_rand(&rng, h_dwpe, np, 1.0f);
-    pair tokens = pair_new((size_t)n, tok, 0.0f), wte = pair_new(nw, h_wte, 0.0f);
+    for (size_t i = 0; i < ns; i++) h_wte[nw + i] = h_dwte[nw + i] = 1e6f + (float)i;
+    pair tokens = pair_new((size_t)n, tok, 0.0f), wte = pair_new(nw + ns, h_wte, 0.0f);
     pair wpe = pair_new(np, h_wpe, 0.0f), out = pair_rand(nd, 1.0f);
-    pair dwte = pair_new(nw, h_dwte, 0.0f), dwpe = pair_new(np, h_dwpe, 0.0f);
+    pair dwte = pair_new(nw + ns, h_dwte, 0.0f), dwpe = pair_new(np, h_dwpe, 0.0f);
     pair dout = pair_new(nd, h_dout, 0.0f);
-    cf_backend *be = GPU;
-    const int g_ = 1;
-    TCL_OK(cf_be_encoder_forward(be, V(out), V(tokens), V(wte), V(wpe), B, T, C));
-    TCL_OK(cf_be_encoder_backward(be, V(dwte), V(dwpe), V(dout), V(tokens), B, T, C));
+    char what[160];
+    BOTH(cf_be_encoder_forward(be, V(out), VI(tokens), V(wte), V(wpe), B, T, C, Vocab));
+    BOTH(cf_be_encoder_backward(be, V(dwte), V(dwpe), V(dout), VI(tokens), B, T, C, Vocab));
+    snprintf(what, sizeof what, "encoder_forward B=%d T=%d C=%d V=%d ids outside the table", B, T,
+             C, Vocab);
+    check_exact(what, out);
+    snprintf(what, sizeof what, "encoder_backward dwte+sentinel B=%d T=%d C=%d V=%d ids outside", B,
+             T, C, Vocab);
+    check_exact(what, dwte);
 
-    /* host reference: the same loops as the CPU backend, bad tokens skipped */
+    /* host reference: the same loops as the CPU backend, ids clamped into 0..Vocab-1 */
     float *ref_out = tcl_malloc(nd * 4);
     for (int i = 0; i < n; i++) {
-        const int t = i % T, ok = tok[i] >= 0 && tok[i] < Vocab;
+        const int t = i % T, r = tok[i] < 0 ? 0 : tok[i] >= Vocab ? Vocab - 1 : tok[i];
         for (int c = 0; c < C; c++) {
-            ref_out[(size_t)i * C + c] =
-                ok ? h_wte[(size_t)tok[i] * C + c] + h_wpe[(size_t)t * C + c] : NAN;
+            ref_out[(size_t)i * C + c] = h_wte[(size_t)r * C + c] + h_wpe[(size_t)t * C + c];
             h_dwpe[(size_t)t * C + c] += h_dout[(size_t)i * C + c];
-            if (ok) h_dwte[(size_t)tok[i] * C + c] += h_dout[(size_t)i * C + c];
+            h_dwte[(size_t)r * C + c] += h_dout[(size_t)i * C + c];
         }
     }
     struct {
@@ -156,19 +162,19 @@ static void test_bad_tokens(int B, int T, int C, int Vocab) {
         const float *ref;
         int exact;
     } outs[] = {{"encoder_forward out", out, ref_out, 1},
-                {"encoder_backward dwte", dwte, h_dwte, 1},
+                {"encoder_backward dwte (sentinel after it kept)", dwte, h_dwte, 1},
                 {"encoder_backward dwpe", dwpe, h_dwpe, 0}};
     for (size_t o = 0; o < sizeof outs / sizeof outs[0]; o++) {
         const size_t m = outs[o].p.n, total = m + 2 * PAD;
         float *a = tcl_malloc(total * 4);
-        TCL_OK(cf_be_download(GPU, a, cf_view_make(outs[o].p.g, 0), total * 4));
+        TCL_OK(cf_be_download(GPU, a, cf_view_f32(outs[o].p.g, 0), total * 4));
         int guards = 1;
         for (size_t i = 0; i < PAD; i++)
             if (a[i] != GUARD || a[PAD + m + i] != GUARD) guards = 0;
         if (outs[o].exact) {
             long d = first_diff(a + PAD, outs[o].ref, m);
             expect(d < 0 && guards,
-                   "%s with tokens outside 0..%d: bit-identical to the host loop (B=%d T=%d "
+                   "%s with ids outside 0..%d: bit-identical to the clamped host loop (B=%d T=%d "
                    "C=%d)%s",
                    outs[o].name, Vocab - 1, B, T, C, guards ? "" : ", guard elements overwritten");
             if (d >= 0)
@@ -176,7 +182,7 @@ static void test_bad_tokens(int B, int T, int C, int Vocab) {
                        outs[o].ref[d]);
         } else {
             double err = tcl_norm_err(a + PAD, outs[o].ref, m);
-            expect(err <= 1e-6 && guards, "%s with tokens outside 0..%d: err %.2e (tol 1e-06)%s",
+            expect(err <= 1e-6 && guards, "%s with ids outside 0..%d: err %.2e (tol 1e-06)%s",
                    outs[o].name, Vocab - 1, err, guards ? "" : ", guard elements overwritten");
         }
         free(a);

@@ -221,13 +221,13 @@ static void test_alloc_failures(void) {
     TCL_OK(cf_be_alloc(fresh, 4, &fo));
     reset_log();
     cf_fault_set_alloc(1);
-    rc = cf_be_reduce_sum(fresh, cf_view_make(fo, 0), cf_view_make(fx, 0), 1000, 1);
+    rc = cf_be_reduce_sum(fresh, cf_view_f32(fo, 0), cf_view_f32(fx, 0), 1000, 1);
     expect(rc == CF_ERR_NOMEM && n_err == 1,
            "injected scratch allocation failure inside reduce_sum: CF_ERR_NOMEM (rc %d)", rc);
     cf_fault_set_alloc(0);
     float v = -1.0f;
-    rc = cf_be_reduce_sum(fresh, cf_view_make(fo, 0), cf_view_make(fx, 0), 1000, 1);
-    if (rc == CF_OK) rc = cf_be_download(fresh, &v, cf_view_make(fo, 0), 4);
+    rc = cf_be_reduce_sum(fresh, cf_view_f32(fo, 0), cf_view_f32(fx, 0), 1000, 1);
+    if (rc == CF_OK) rc = cf_be_download(fresh, &v, cf_view_f32(fo, 0), 4);
     expect(rc == CF_OK && v == 0.0f, "the same op works afterwards (sum of a zeroed buffer: %g)",
            v);
     cf_be_free(fresh, fx);
@@ -246,13 +246,13 @@ static void test_view_checks(void) {
     cf_buffer *small = NULL;
     TCL_OK(cf_be_alloc(GPU, 100 * 4, &small));
     reset_log();
-    int rc = cf_be_gelu_forward(GPU, cf_view_make(small, 50), cf_view_make(small, 0), 60);
-    expect(rc == CF_ERR_INVALID && n_err == 1 && strstr(all_errors, "'out' needs 60 elements"),
+    int rc = cf_be_gelu_forward(GPU, cf_view_f32(small, 50), cf_view_f32(small, 0), 60);
+    expect(rc == CF_ERR_INVALID && n_err == 1 && strstr(all_errors, "'out' needs 60 f32 elements"),
            "gelu_forward on a view too small: CF_ERR_INVALID naming the argument");
     printf("     message: %s", all_errors);
     reset_log();
-    rc = cf_be_gemm(GPU, 0, 0, 10, 10, 10, 1.0f, cf_view_make(small, 0), 10,
-                    cf_view_make(small, 0), 10, 0.0f, cf_view_make(small, 10), 10);
+    rc = cf_be_gemm(GPU, 0, 0, 10, 10, 10, 1.0f, cf_view_f32(small, 0), 10, cf_view_f32(small, 0),
+                    10, 0.0f, cf_view_f32(small, 10), 10);
     expect(rc == CF_ERR_INVALID && n_err == 1 && strstr(all_errors, "'C'"),
            "gemm whose C overruns the buffer: CF_ERR_INVALID naming C");
     cf_be_free(GPU, small);

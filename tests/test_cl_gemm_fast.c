@@ -43,7 +43,7 @@ static operand operand_new(int rows, int ld, size_t lead, float fill_nan) {
     o.p = fill_nan ? pair_const(n, NAN) : pair_rand(n, 1.0f);
     return o;
 }
-#define OV(o) cf_view_make(g_ ? (o).p.g : (o).p.c, PAD + (o).lead)
+#define OV(o) cf_view_f32(g_ ? (o).p.g : (o).p.c, PAD + (o).lead)
 
 /* ld for a row of `cols`: a multiple of 4 (float4 path) or not */
 static int pick_ld(int cols, int aligned, int extra) {
@@ -107,7 +107,7 @@ static void colsum_case(const cf_cl_gemm_fast_choice *c, int tb, int M, int N, i
         } else {
             TCL_OK(cf_be_gemm(CPU, 1, tb, M, N, K, alpha, OV(A), lda, OV(B), ldb, beta, OV(C),
                               ldc));
-            TCL_OK(cf_be_gemm(CPU, 0, 0, 1, M, K, 1.0f, cf_view_make(ones.c, PAD), K, OV(A), lda,
+            TCL_OK(cf_be_gemm(CPU, 0, 0, 1, M, K, 1.0f, cf_view_f32(ones.c, PAD), K, OV(A), lda,
                               1.0f, OV(cs), M));
         }
     }
@@ -281,15 +281,13 @@ static void test_deterministic(void) {
     const int M = 140, N = 130, K = 300;
     pair A = pair_rand((size_t)K * M, 1.0f), B = pair_rand((size_t)K * N, 1.0f);
     pair C1 = pair_const((size_t)M * N, 0.0f), C2 = pair_const((size_t)M * N, 0.0f);
-    TCL_OK(cf_backend_opencl_gemm_fast(GPU, &c, 1, 0, M, N, K, 1.0f, cf_view_make(A.g, PAD), M,
-                                       cf_view_make(B.g, PAD), N, 0.0f, cf_view_make(C1.g, PAD),
-                                       N));
-    TCL_OK(cf_backend_opencl_gemm_fast(GPU, &c, 1, 0, M, N, K, 1.0f, cf_view_make(A.g, PAD), M,
-                                       cf_view_make(B.g, PAD), N, 0.0f, cf_view_make(C2.g, PAD),
-                                       N));
+    TCL_OK(cf_backend_opencl_gemm_fast(GPU, &c, 1, 0, M, N, K, 1.0f, cf_view_f32(A.g, PAD), M,
+                                       cf_view_f32(B.g, PAD), N, 0.0f, cf_view_f32(C1.g, PAD), N));
+    TCL_OK(cf_backend_opencl_gemm_fast(GPU, &c, 1, 0, M, N, K, 1.0f, cf_view_f32(A.g, PAD), M,
+                                       cf_view_f32(B.g, PAD), N, 0.0f, cf_view_f32(C2.g, PAD), N));
     float *h1 = tcl_malloc((size_t)M * N * 4), *h2 = tcl_malloc((size_t)M * N * 4);
-    TCL_OK(cf_be_download(GPU, h1, cf_view_make(C1.g, PAD), (size_t)M * N * 4));
-    TCL_OK(cf_be_download(GPU, h2, cf_view_make(C2.g, PAD), (size_t)M * N * 4));
+    TCL_OK(cf_be_download(GPU, h1, cf_view_f32(C1.g, PAD), (size_t)M * N * 4));
+    TCL_OK(cf_be_download(GPU, h2, cf_view_f32(C2.g, PAD), (size_t)M * N * 4));
     expect(memcmp(h1, h2, (size_t)M * N * 4) == 0,
            "split-K (5 slices) TN M=%d N=%d K=%d: two runs give identical bits", M, N, K);
     free(h1);
@@ -329,15 +327,15 @@ static void test_rule(void) {
            "invalid choices (rm 2, 4x4 with bk 8, split 0, bk 32, wg 12) are rejected");
     pair a = pair_rand(64, 1.0f);
     printf("(two error lines expected)\n");
-    int rc = cf_backend_opencl_gemm_fast(GPU, &bad[1], 0, 0, 4, 4, 4, 1.0f, cf_view_make(a.g, PAD),
-                                         4, cf_view_make(a.g, PAD), 4, 0.0f,
-                                         cf_view_make(a.g, PAD + 16), 4);
-    int rc2 = cf_backend_opencl_gemm_fast(CPU, NULL, 0, 0, 4, 4, 4, 1.0f, cf_view_make(a.c, PAD),
-                                          4, cf_view_make(a.c, PAD), 4, 0.0f,
-                                          cf_view_make(a.c, PAD + 16), 4);
-    int rc3 = cf_backend_opencl_gemm_fast(GPU, NULL, 0, 0, 8, 8, 8, 1.0f, cf_view_make(a.g, PAD),
-                                          8, cf_view_make(a.g, PAD), 8, 0.0f,
-                                          cf_view_make(a.g, PAD + 16), 8);
+    int rc =
+        cf_backend_opencl_gemm_fast(GPU, &bad[1], 0, 0, 4, 4, 4, 1.0f, cf_view_f32(a.g, PAD), 4,
+                                    cf_view_f32(a.g, PAD), 4, 0.0f, cf_view_f32(a.g, PAD + 16), 4);
+    int rc2 =
+        cf_backend_opencl_gemm_fast(CPU, NULL, 0, 0, 4, 4, 4, 1.0f, cf_view_f32(a.c, PAD), 4,
+                                    cf_view_f32(a.c, PAD), 4, 0.0f, cf_view_f32(a.c, PAD + 16), 4);
+    int rc3 =
+        cf_backend_opencl_gemm_fast(GPU, NULL, 0, 0, 8, 8, 8, 1.0f, cf_view_f32(a.g, PAD), 8,
+                                    cf_view_f32(a.g, PAD), 8, 0.0f, cf_view_f32(a.g, PAD + 16), 8);
     expect(rc == CF_ERR_INVALID && rc2 == CF_ERR_UNSUPPORTED && rc3 == CF_ERR_INVALID,
            "gemm_fast refuses an invalid choice (%d), a CPU backend (%d), views past the buffer "
            "end (%d)",
@@ -520,10 +518,10 @@ static int bench(double min_s) {
     TCL_OK(cf_be_alloc(GPU, nc * 4, &Cb));
     float *h = tcl_malloc(nb * 4);
     tcl_rand(&rng, h, nb, 1.0f);
-    TCL_OK(cf_be_upload(GPU, cf_view_make(A, 0), h, nb * 4 < na * 4 ? nb * 4 : na * 4));
-    TCL_OK(cf_be_upload(GPU, cf_view_make(B, 0), h, nb * 4));
+    TCL_OK(cf_be_upload(GPU, cf_view_f32(A, 0), h, nb * 4 < na * 4 ? nb * 4 : na * 4));
+    TCL_OK(cf_be_upload(GPU, cf_view_f32(B, 0), h, nb * 4));
     free(h);
-    cf_view a = cf_view_make(A, 0), b = cf_view_make(B, 0), c = cf_view_make(Cb, 0);
+    cf_view a = cf_view_f32(A, 0), b = cf_view_f32(B, 0), c = cf_view_f32(Cb, 0);
     const cf_cl_device_info *dev = &((cf_cl_ctx *)GPU->ctx)->dev;
     static const int splits[] = {1, 2, 3, 4, 6, 8, 12, 16};
     printf("TFLOP/s on %s (fp32; min %.2f s per cell)\n", cf_be_name(GPU), min_s);

@@ -67,13 +67,13 @@ static void test_encoder(int B, int T, int C, int Vocab) {
     pair tokens = pair_new((size_t)n, tok, 0.0f);
     pair wte = pair_rand((size_t)Vocab * C, 1.0f), wpe = pair_rand((size_t)T * C, 1.0f);
     pair out = pair_rand((size_t)n * C, 1.0f);
-    BOTH(cf_be_encoder_forward(be, V(out), V(tokens), V(wte), V(wpe), B, T, C));
+    BOTH(cf_be_encoder_forward(be, V(out), VI(tokens), V(wte), V(wpe), B, T, C, Vocab));
     char what[96];
     snprintf(what, sizeof what, "encoder_forward B=%d T=%d C=%d V=%d", B, T, C, Vocab);
     check(what, out, 1e-7);
     pair dwte = pair_rand((size_t)Vocab * C, 1.0f), dwpe = pair_rand((size_t)T * C, 1.0f);
     pair dout = pair_rand((size_t)n * C, 1.0f);
-    BOTH(cf_be_encoder_backward(be, V(dwte), V(dwpe), V(dout), V(tokens), B, T, C));
+    BOTH(cf_be_encoder_backward(be, V(dwte), V(dwpe), V(dout), VI(tokens), B, T, C, Vocab));
     snprintf(what, sizeof what, "encoder_backward dwte B=%d T=%d C=%d V=%d", B, T, C, Vocab);
     check(what, dwte, 1e-6);
     snprintf(what, sizeof what, "encoder_backward dwpe B=%d T=%d C=%d", B, T, C);
@@ -83,11 +83,11 @@ static void test_encoder(int B, int T, int C, int Vocab) {
     float *first = tcl_malloc(nw * 4), *second = tcl_malloc(nw * 4);
     float *zeros = calloc(nw + 2 * PAD, 4); /* the whole buffer: see tcl_keep_buffers */
     for (int rep = 0; rep < 2; rep++) {
-        TCL_OK(cf_be_upload(GPU, cf_view_make(dwte.g, 0), zeros, (nw + 2 * PAD) * 4));
-        TCL_OK(cf_be_encoder_backward(GPU, cf_view_make(dwte.g, PAD), cf_view_make(dwpe.g, PAD),
-                                      cf_view_make(dout.g, PAD), cf_view_make(tokens.g, PAD), B,
-                                      T, C));
-        TCL_OK(cf_be_download(GPU, rep ? second : first, cf_view_make(dwte.g, PAD), nw * 4));
+        TCL_OK(cf_be_upload(GPU, cf_view_f32(dwte.g, 0), zeros, (nw + 2 * PAD) * 4));
+        TCL_OK(cf_be_encoder_backward(GPU, cf_view_f32(dwte.g, PAD), cf_view_f32(dwpe.g, PAD),
+                                      cf_view_f32(dout.g, PAD), cf_view_i32(tokens.g, PAD), B, T, C,
+                                      Vocab));
+        TCL_OK(cf_be_download(GPU, rep ? second : first, cf_view_f32(dwte.g, PAD), nw * 4));
     }
     expect(memcmp(first, second, nw * 4) == 0, "encoder_backward dwte is bit-identical run to run");
     free(first), free(second), free(zeros), free(tok);
@@ -147,7 +147,7 @@ static void pair_fill_sides(pair p, float gpu_v, float cpu_v) {
     for (int g_ = 0; g_ < 2; g_++) {
         for (size_t i = 0; i < total; i++)
             h[i] = i < PAD || i >= PAD + p.n ? GUARD : g_ ? gpu_v : cpu_v;
-        TCL_OK(cf_be_upload(g_ ? GPU : CPU, cf_view_make(g_ ? p.g : p.c, 0), h, total * 4));
+        TCL_OK(cf_be_upload(g_ ? GPU : CPU, cf_view_f32(g_ ? p.g : p.c, 0), h, total * 4));
     }
     free(h);
 }
@@ -172,7 +172,7 @@ static void test_attention(int B, int T, int C, int NH, const char *mode, const 
              path);
     check(what, att, 2e-5);
     float *a = tcl_malloc(att_n * 4);
-    TCL_OK(cf_be_download(GPU, a, cf_view_make(att.g, PAD), att_n * 4));
+    TCL_OK(cf_be_download(GPU, a, cf_view_f32(att.g, PAD), att_n * 4));
     size_t nonzero = 0;
     for (size_t r = 0; r < (size_t)B * NH * T; r++)
         for (int t2 = (int)(r % T) + 1; t2 < T; t2++)
@@ -230,8 +230,8 @@ static void test_attention_env(const char *spec) {
     cf_buffer *buf = NULL;
     const size_t btc = (size_t)B * T * C, tt = (size_t)B * NH * T * T;
     TCL_OK(cf_be_alloc(be, (4 * btc + tt) * 4, &buf));
-    TCL_OK(cf_be_attention_forward(be, cf_view_make(buf, 3 * btc), cf_view_make(buf, 4 * btc),
-                                   cf_view_make(buf, 0), B, T, C, NH));
+    TCL_OK(cf_be_attention_forward(be, cf_view_f32(buf, 3 * btc), cf_view_f32(buf, 4 * btc),
+                                   cf_view_f32(buf, 0), B, T, C, NH));
     TCL_OK(cf_be_sync(be));
     long fused, gemm;
     cf_cl_attention_counts((cf_cl_ctx *)be->ctx, &fused, &gemm);
@@ -296,21 +296,38 @@ static void test_crossentropy(int N, int Vocab) {
     for (int i = 0; i < N; i++) tg[i] = (int)(cf_rng_u32(&rng) % (uint32_t)Vocab);
     tg[1 % N] = -1; /* ignored row */
     tg[0] = Vocab - 1;
+    /* a target past the vocabulary on the last row: ignored on both backends (backend.h) */
+    if (N > 2) tg[N - 1] = Vocab + 5;
     pair targets = pair_new((size_t)N, tg, 0.0f);
     pair logits = pair_rand((size_t)N * Vocab, 6.0f), losses = pair_rand(N, 1.0f);
     char what[96];
-    BOTH(cf_be_crossentropy_forward(be, V(losses), V(logits), V(targets), N, Vocab));
+    BOTH(cf_be_crossentropy_forward(be, V(losses), V(logits), VI(targets), N, Vocab));
     snprintf(what, sizeof what, "crossentropy_forward N=%d V=%d", N, Vocab);
     check(what, losses, 1e-6);
     pair dlogits = pair_rand((size_t)N * Vocab, 1.0f), losses2 = pair_rand(N, 1.0f);
-    BOTH(cf_be_crossentropy_fused(be, V(losses2), V(dlogits), V(logits), V(targets), N, Vocab,
+    BOTH(cf_be_crossentropy_fused(be, V(losses2), V(dlogits), V(logits), VI(targets), N, Vocab,
                                   0.25f));
     snprintf(what, sizeof what, "crossentropy_fused losses N=%d V=%d", N, Vocab);
     check(what, losses2, 1e-6);
     snprintf(what, sizeof what, "crossentropy_fused dlogits (assigned) N=%d V=%d", N, Vocab);
     check(what, dlogits, 1e-6);
+    if (N > 2) {
+        float l[2];
+        float *row = tcl_malloc((size_t)Vocab * 4);
+        TCL_OK(cf_be_download(GPU, &l[0], cf_view_f32(losses.g, PAD + (size_t)N - 1), 4));
+        TCL_OK(cf_be_download(GPU, &l[1], cf_view_f32(losses2.g, PAD + (size_t)N - 1), 4));
+        TCL_OK(cf_be_download(GPU, row, cf_view_f32(dlogits.g, PAD + (size_t)(N - 1) * Vocab),
+                              (size_t)Vocab * 4));
+        int zero = 1;
+        for (int j = 0; j < Vocab; j++) zero &= row[j] == 0.0f;
+        expect(l[0] == 0.0f && l[1] == 0.0f && zero,
+               "crossentropy target %d >= V=%d ignored on OpenCL: losses %g, %g, dlogits row "
+               "zero: %s",
+               Vocab + 5, Vocab, l[0], l[1], zero ? "yes" : "no");
+        free(row);
+    }
     /* in place: dlogits aliases logits */
-    BOTH(cf_be_crossentropy_fused(be, V(losses2), V(logits), V(logits), V(targets), N, Vocab,
+    BOTH(cf_be_crossentropy_fused(be, V(losses2), V(logits), V(logits), VI(targets), N, Vocab,
                                   1.0f / N));
     snprintf(what, sizeof what, "crossentropy_fused in place losses N=%d V=%d", N, Vocab);
     check(what, losses2, 1e-6);
@@ -331,8 +348,8 @@ static void test_reduce(size_t n0, size_t skip) {
     BOTH(cf_be_reduce_sum(be, cf_view_add(V(out), 1), cf_view_add(V(x), skip), n, 1));
     /* the plain sum of random signs cancels: compare against the sum of |x| scale instead */
     float a[2], b[2];
-    TCL_OK(cf_be_download(GPU, a, cf_view_make(out.g, PAD), 8));
-    TCL_OK(cf_be_download(CPU, b, cf_view_make(out.c, PAD), 8));
+    TCL_OK(cf_be_download(GPU, a, cf_view_f32(out.g, PAD), 8));
+    TCL_OK(cf_be_download(CPU, b, cf_view_f32(out.c, PAD), 8));
     double e0 = fabs((double)a[0] - b[0]) / ((double)n * 0.5);
     double e1 = fabs((double)a[1] - b[1]) / fabs((double)b[1]);
     snprintf(what, sizeof what, "reduce_sum n=%zu at +%zu: %.6g vs %.6g, err/sum|x| %.1e", n, skip,
@@ -372,14 +389,14 @@ static void test_transfers(cf_backend *be, const char *label) {
     cf_buffer *b;
     TCL_OK(cf_be_alloc(be, (n + 40) * 4, &b));
     float z[40];
-    TCL_OK(cf_be_download(be, z, cf_view_make(b, 0), sizeof z));
+    TCL_OK(cf_be_download(be, z, cf_view_f32(b, 0), sizeof z));
     int zeroed = 1;
     for (int i = 0; i < 40; i++) zeroed &= z[i] == 0.0f;
     expect(zeroed, "%s: new buffers start zeroed", label);
-    TCL_OK(cf_be_upload(be, cf_view_make(b, 17), h, n * 4));
-    TCL_OK(cf_be_download(be, back, cf_view_make(b, 17), n * 4));
+    TCL_OK(cf_be_upload(be, cf_view_f32(b, 17), h, n * 4));
+    TCL_OK(cf_be_download(be, back, cf_view_f32(b, 17), n * 4));
     expect(memcmp(h, back, n * 4) == 0, "%s: upload/download round trip at offset 17", label);
-    TCL_OK(cf_be_download(be, back, cf_view_make(b, 20), 8));
+    TCL_OK(cf_be_download(be, back, cf_view_f32(b, 20), 8));
     expect(back[0] == h[3] && back[1] == h[4], "%s: partial download at another offset", label);
     cf_be_free(be, b);
     free(h), free(back);
@@ -409,11 +426,11 @@ static void test_profile(void) {
     pair a = pair_rand(n, 1.0f), b = pair_rand(n, 1.0f);
     cf_backend *be = GPU;
     cf_prof_enable(be, 1);
-    TCL_OK(cf_be_gelu_forward(be, cf_view_make(b.g, PAD), cf_view_make(a.g, PAD), n));
-    TCL_OK(cf_be_gemm(be, 0, 0, 64, 64, 64, 1.0f, cf_view_make(a.g, PAD), 64,
-                      cf_view_make(a.g, PAD), 64, 0.0f, cf_view_make(b.g, PAD), 64));
+    TCL_OK(cf_be_gelu_forward(be, cf_view_f32(b.g, PAD), cf_view_f32(a.g, PAD), n));
+    TCL_OK(cf_be_gemm(be, 0, 0, 64, 64, 64, 1.0f, cf_view_f32(a.g, PAD), 64, cf_view_f32(a.g, PAD),
+                      64, 0.0f, cf_view_f32(b.g, PAD), 64));
     float h[16];
-    TCL_OK(cf_be_download(be, h, cf_view_make(b.g, PAD), sizeof h));
+    TCL_OK(cf_be_download(be, h, cf_view_f32(b.g, PAD), sizeof h));
     int ok = be->prof.n == 3;
     for (size_t i = 0; ok && i < be->prof.n; i++) ok = be->prof.events[i].dur_us > 0.0;
     expect(ok && strcmp(be->prof.events[0].op, "gelu_forward") == 0 &&

@@ -516,7 +516,7 @@ static void test_tuned_ops(void) {
     tg[3] = -1; /* ignored row */
     pair targets = pair_new(R, tg, 0.0f), logits = pair_rand((size_t)R * Vocab, 4.0f);
     pair losses = pair_rand(R, 1.0f), dlogits = pair_rand((size_t)R * Vocab, 1.0f);
-    BOTH(cf_be_crossentropy_fused(be, V(losses), V(dlogits), V(logits), V(targets), R, Vocab,
+    BOTH(cf_be_crossentropy_fused(be, V(losses), V(dlogits), V(logits), VI(targets), R, Vocab,
                                   0.25f));
     check("crossentropy_fused losses, LS 128", losses, 1e-5);
     check("crossentropy_fused dlogits, LS 128", dlogits, 1e-5);

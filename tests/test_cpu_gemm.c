@@ -48,21 +48,21 @@ static int run_case(cf_backend *be, const char *path, int ta, int tb, int M, int
                 cabs[(size_t)i * N + j] += fabs(bias[j]);
             }
     cf_buffer *bBias = cft_buf(be, NULL, (size_t)N + off);
-    CFT_OK(cf_be_upload(be, cf_view_make(bBias, off), bias, (size_t)N * 4));
+    CFT_OK(cf_be_upload(be, cf_view_f32(bBias, off), bias, (size_t)N * 4));
 
     cf_buffer *bA = cft_buf(be, NULL, na + off), *bB = cft_buf(be, NULL, nb + off);
     cf_buffer *bC = cft_buf(be, NULL, nc + off);
-    CFT_OK(cf_be_upload(be, cf_view_make(bA, off), A, na * 4));
-    CFT_OK(cf_be_upload(be, cf_view_make(bB, off), B, nb * 4));
-    CFT_OK(cf_be_upload(be, cf_view_make(bC, off), C, nc * 4));
+    CFT_OK(cf_be_upload(be, cf_view_f32(bA, off), A, na * 4));
+    CFT_OK(cf_be_upload(be, cf_view_f32(bB, off), B, nb * 4));
+    CFT_OK(cf_be_upload(be, cf_view_f32(bC, off), C, nc * 4));
     if (g_bias)
-        CFT_OK(be->ops->gemm_bias(be, ta, tb, M, N, K, ab.alpha, cf_view_make(bA, off), lda,
-                                  cf_view_make(bB, off), ldb, ab.beta, cf_view_make(bC, off), ldc,
-                                  cf_view_make(bBias, off)));
+        CFT_OK(be->ops->gemm_bias(be, ta, tb, M, N, K, ab.alpha, cf_view_f32(bA, off), lda,
+                                  cf_view_f32(bB, off), ldb, ab.beta, cf_view_f32(bC, off), ldc,
+                                  cf_view_f32(bBias, off)));
     else
-        CFT_OK(cf_be_gemm(be, ta, tb, M, N, K, ab.alpha, cf_view_make(bA, off), lda,
-                          cf_view_make(bB, off), ldb, ab.beta, cf_view_make(bC, off), ldc));
-    CFT_OK(cf_be_download(be, Cout, cf_view_make(bC, off), nc * 4));
+        CFT_OK(cf_be_gemm(be, ta, tb, M, N, K, ab.alpha, cf_view_f32(bA, off), lda,
+                          cf_view_f32(bB, off), ldb, ab.beta, cf_view_f32(bC, off), ldc));
+    CFT_OK(cf_be_download(be, Cout, cf_view_f32(bC, off), nc * 4));
 
     cft_err e = {0};
     int pad_ok = 1;

@@ -46,18 +46,19 @@ static inline cf_buffer *cft_buf(cf_backend *be, const void *data, size_t n) {
     cf_buffer *b;
     CFT_OK(cf_be_alloc(be, n * 4, &b));
     if (data)
-        CFT_OK(cf_be_upload(be, cf_view_make(b, 0), data, n * 4));
+        CFT_OK(cf_be_upload(be, cf_view_f32(b, 0), data, n * 4));
     else
-        CFT_OK(cf_be_fill(be, cf_view_make(b, 0), 0.0f, n));
+        CFT_OK(cf_be_fill(be, cf_view_f32(b, 0), 0.0f, n));
     return b;
 }
 static inline void cft_put(cf_backend *be, cf_buffer *b, const void *data, size_t n) {
-    CFT_OK(cf_be_upload(be, cf_view_make(b, 0), data, n * 4));
+    CFT_OK(cf_be_upload(be, cf_view_f32(b, 0), data, n * 4));
 }
 static inline void cft_get(cf_backend *be, void *dst, cf_buffer *b, size_t n) {
-    CFT_OK(cf_be_download(be, dst, cf_view_make(b, 0), n * 4));
+    CFT_OK(cf_be_download(be, dst, cf_view_f32(b, 0), n * 4));
 }
-static inline cf_view cft_v(cf_buffer *b) { return cf_view_make(b, 0); }
+static inline cf_view cft_v(cf_buffer *b) { return cf_view_f32(b, 0); }
+static inline cf_view cft_vi(cf_buffer *b) { return cf_view_i32(b, 0); } /* int32 contents */
 
 /* Error statistics of got against a double reference. An element passes when
  * |got - ref| <= atol + rtol * |ref|. */

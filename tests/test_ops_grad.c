@@ -235,8 +235,8 @@ static void enc_fwd(void *vc, float *out) {
     enc_ctx *c = vc;
     cft_put(g_be, c->bwte, c->wte, (size_t)c->V * c->C);
     cft_put(g_be, c->bwpe, c->wpe, (size_t)c->T * c->C);
-    CFT_OK(cf_be_encoder_forward(g_be, cft_v(c->bout), cft_v(c->btok), cft_v(c->bwte),
-                                 cft_v(c->bwpe), c->B, c->T, c->C));
+    CFT_OK(cf_be_encoder_forward(g_be, cft_v(c->bout), cft_vi(c->btok), cft_v(c->bwte),
+                                 cft_v(c->bwpe), c->B, c->T, c->C, c->V));
     cft_get(g_be, out, c->bout, (size_t)c->B * c->T * c->C);
 }
 
@@ -260,27 +260,71 @@ static int test_encoder(int B, int T, int C, int V) {
     float *pte, *ppe;
     cf_buffer *bdte = grad_buf((size_t)V * C, &pte), *bdpe = grad_buf((size_t)T * C, &ppe);
     cf_buffer *bdout = cft_buf(g_be, w, nout);
-    CFT_OK(cf_be_encoder_backward(g_be, cft_v(bdte), cft_v(bdpe), cft_v(bdout), cft_v(c.btok), B,
-                                  T, C));
+    CFT_OK(cf_be_encoder_backward(g_be, cft_v(bdte), cft_v(bdpe), cft_v(bdout), cft_vi(c.btok), B,
+                                  T, C, V));
     float *gte = cft_floats((size_t)V * C), *gpe = cft_floats((size_t)T * C);
     grad_minus_prefill(bdte, pte, gte, (size_t)V * C);
     grad_minus_prefill(bdpe, ppe, gpe, (size_t)T * C);
     loss_def L = {enc_fwd, &c, nout, w};
     fail += fd_check("encoder", "wte", &L, c.wte, (size_t)V * C, gte);
     fail += fd_check("encoder", "wpe", &L, c.wpe, (size_t)T * C, gpe);
-    /* a token outside the table is refused */
-    tok[1] = -3;
-    cft_put(g_be, c.btok, tok, BT);
-    printf("  (the error below is expected)\n");
-    const int rc = cf_be_encoder_forward(g_be, cft_v(c.bout), cft_v(c.btok), cft_v(c.bwte),
-                                         cft_v(c.bwpe), B, T, C);
-    printf("  %-5s encoder                  token -3 -> %d\n", rc == CF_ERR_INVALID ? "ok" : "FAIL",
-           rc);
-    fail += rc != CF_ERR_INVALID;
     cf_buffer *bufs[] = {c.btok, c.bwte, c.bwpe, c.bout, bdte, bdpe, bdout};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cf_be_free(g_be, bufs[i]);
     free(tok), free(c.wte), free(c.wpe), free(out), free(w), free(ref), free(pte), free(ppe);
     free(gte), free(gpe);
+    return fail;
+}
+
+/* Token ids outside [0, V) are clamped (backend.h): wte(V,C) sits at the start of a buffer with a
+ * sentinel tensor right after it (as wpe and qkv_w follow wte in the parameters); ids V, V+1000,
+ * -1 and INT32_MIN must give exactly the rows V-1 and 0, and the backward must add their
+ * gradients to those rows and leave the sentinel alone. */
+static int test_encoder_clamp(int C, int V) {
+    const int B = 2, T = 4, BT = B * T;
+    const size_t nw = (size_t)V * C, ns = 3 * (size_t)C; /* wte, then the sentinel */
+    float *host = cft_floats(nw + ns), *wpe = rnd((size_t)T * C, 1);
+    float *rows = rnd(nw, 1);
+    memcpy(host, rows, nw * sizeof(float));
+    for (size_t i = 0; i < ns; i++) host[nw + i] = 1e6f + (float)i;
+    const int32_t tok[8] = {V, 0, V + 1000, -1, V - 1, INT32_MIN, 1, INT32_MAX};
+    cf_buffer *bw = cft_buf(g_be, host, nw + ns), *bt = cft_buf(g_be, tok, BT);
+    cf_buffer *bp = cft_buf(g_be, wpe, (size_t)T * C), *bo = cft_buf(g_be, NULL, (size_t)BT * C);
+    int fail = 0;
+    int rc = cf_be_encoder_forward(g_be, cft_v(bo), cft_vi(bt), cft_v(bw), cft_v(bp), B, T, C, V);
+    float *out = cft_floats((size_t)BT * C);
+    int ok = rc == CF_OK;
+    if (ok) cft_get(g_be, out, bo, (size_t)BT * C);
+    for (int i = 0; ok && i < BT; i++) {
+        const int r = tok[i] < 0 ? 0 : tok[i] >= V ? V - 1 : tok[i];
+        for (int k = 0; k < C; k++)
+            ok &= out[(size_t)i * C + k] == rows[(size_t)r * C + k] + wpe[(size_t)(i % T) * C + k];
+    }
+    printf("  %-5s encoder C%d V%d           ids V, V+1000, -1, INT32_MIN, INT32_MAX clamped "
+           "(rc %d)\n",
+           ok ? "ok" : "FAIL", C, V, rc);
+    fail += !ok;
+    /* backward: dwte in the same layout, sentinel after it; dout all ones */
+    float *ones = cft_floats((size_t)BT * C), *dp = cft_floats((size_t)T * C);
+    for (size_t i = 0; i < (size_t)BT * C; i++) ones[i] = 1.0f;
+    memset(host, 0, nw * sizeof(float));
+    cft_put(g_be, bw, host, nw + ns);
+    cf_buffer *bd = cft_buf(g_be, ones, (size_t)BT * C), *bdp = cft_buf(g_be, NULL, (size_t)T * C);
+    rc = cf_be_encoder_backward(g_be, cft_v(bw), cft_v(bdp), cft_v(bd), cft_vi(bt), B, T, C, V);
+    ok = rc == CF_OK;
+    if (ok) cft_get(g_be, host, bw, nw + ns);
+    for (int r = 0; ok && r < V; r++) {
+        int cnt = 0;
+        for (int i = 0; i < BT; i++) cnt += (tok[i] < 0 ? 0 : tok[i] >= V ? V - 1 : tok[i]) == r;
+        for (int k = 0; k < C; k++) ok &= host[(size_t)r * C + k] == (float)cnt;
+    }
+    for (size_t i = 0; ok && i < ns; i++) ok &= host[nw + i] == 1e6f + (float)i;
+    printf("  %-5s encoder C%d V%d           backward adds clamped ids to rows 0 and V-1, "
+           "sentinel kept (rc %d)\n",
+           ok ? "ok" : "FAIL", C, V, rc);
+    fail += !ok;
+    cf_buffer *bufs[] = {bw, bt, bp, bo, bd, bdp};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cf_be_free(g_be, bufs[i]);
+    free(host), free(wpe), free(rows), free(out), free(ones), free(dp);
     return fail;
 }
 
@@ -368,7 +412,7 @@ typedef struct {
 static void att_fwd(void *vc, float *out) {
     att_ctx *c = vc;
     cft_put(g_be, c->bqkv, c->qkv, (size_t)c->B * c->T * 3 * c->C);
-    CFT_OK(cf_be_attention_forward(g_be, cft_v(c->bout), cf_view_make(c->batt, c->aoff),
+    CFT_OK(cf_be_attention_forward(g_be, cft_v(c->bout), cf_view_f32(c->batt, c->aoff),
                                    cft_v(c->bqkv), c->B, c->T, c->C, c->NH));
     cft_get(g_be, out, c->bout, (size_t)c->B * c->T * c->C);
 }
@@ -453,7 +497,7 @@ static int test_attention(int B, int T, int C, int NH, size_t aoff, int fd) {
     c.bout = cft_buf(g_be, NULL, nout);
     float *garbage = rnd(natt + aoff, 9);
     c.batt = cft_buf(g_be, garbage, natt + aoff); /* the op must write every entry, zeros too */
-    const cf_view vatt = cf_view_make(c.batt, aoff);
+    const cf_view vatt = cf_view_f32(c.batt, aoff);
     float *out = cft_floats(nout), *att = cft_floats(natt), *w = rnd(nout, 1);
     double *ref = cft_doubles(nout), *refa = cft_doubles(natt);
     att_fwd(&c, out);
@@ -618,7 +662,7 @@ typedef struct {
 static void ce_fwd(void *vc, float *out) {
     ce_ctx *c = vc;
     cft_put(g_be, c->blog, c->logits, (size_t)c->N * c->V);
-    CFT_OK(cf_be_crossentropy_forward(g_be, cft_v(c->bloss), cft_v(c->blog), cft_v(c->btgt), c->N,
+    CFT_OK(cf_be_crossentropy_forward(g_be, cft_v(c->bloss), cft_v(c->blog), cft_vi(c->btgt), c->N,
                                       c->V));
     cft_get(g_be, out, c->bloss, c->N);
 }
@@ -658,7 +702,7 @@ static int test_crossentropy(int N, int V) {
     const float dloss = 1.0f / (float)counted;
     float *garbage = rnd(n, 100);
     cf_buffer *bdl = cft_buf(g_be, garbage, n), *bl2 = cft_buf(g_be, NULL, N);
-    CFT_OK(cf_be_crossentropy_fused(g_be, cft_v(bl2), cft_v(bdl), cft_v(c.blog), cft_v(c.btgt), N,
+    CFT_OK(cf_be_crossentropy_fused(g_be, cft_v(bl2), cft_v(bdl), cft_v(c.blog), cft_vi(c.btgt), N,
                                     V, dloss));
     cft_get(g_be, loss2, bl2, N);
     cft_get(g_be, dl, bdl, n);
@@ -675,18 +719,32 @@ static int test_crossentropy(int N, int V) {
     fail += !(zero && loss2[1] == 0.0f);
     /* in place (dlogits aliases logits) gives the same bits */
     cft_put(g_be, c.blog, c.logits, n);
-    CFT_OK(cf_be_crossentropy_fused(g_be, cft_v(bl2), cft_v(c.blog), cft_v(c.blog), cft_v(c.btgt),
+    CFT_OK(cf_be_crossentropy_fused(g_be, cft_v(bl2), cft_v(c.blog), cft_v(c.blog), cft_vi(c.btgt),
                                     N, V, dloss));
     cft_get(g_be, dl2, c.blog, n);
     fail += cft_identical(op, "fused in place", dl, dl2, n);
-    /* a target past the vocabulary is refused */
+    /* a target outside [0, V) is ignored (backend.h): loss 0 and a zero dlogits row, on the
+     * first row (V: the next row's first logit) and the last (far past the buffer) */
     tg[0] = V;
+    tg[N - 1] = V + 1000000;
     cft_put(g_be, c.btgt, tg, N);
-    printf("  (the error below is expected)\n");
-    const int rc = cf_be_crossentropy_forward(g_be, cft_v(c.bloss), cft_v(c.blog), cft_v(c.btgt),
-                                              N, V);
-    printf("  %-5s %-24s target V -> %d\n", rc == CF_ERR_INVALID ? "ok" : "FAIL", op, rc);
-    fail += rc != CF_ERR_INVALID;
+    cft_put(g_be, c.blog, c.logits, n);
+    int rc = cf_be_crossentropy_forward(g_be, cft_v(c.bloss), cft_v(c.blog), cft_vi(c.btgt), N, V);
+    if (rc == CF_OK) cft_get(g_be, loss, c.bloss, N);
+    cft_put(g_be, bdl, garbage, n);
+    if (rc == CF_OK)
+        rc = cf_be_crossentropy_fused(g_be, cft_v(bl2), cft_v(bdl), cft_v(c.blog), cft_vi(c.btgt),
+                                      N, V, dloss);
+    int ign_ok = rc == CF_OK;
+    if (ign_ok) {
+        cft_get(g_be, loss2, bl2, N);
+        cft_get(g_be, dl, bdl, n);
+        ign_ok = loss[0] == 0.0f && loss[N - 1] == 0.0f && loss2[0] == 0.0f && loss2[N - 1] == 0.0f;
+        for (int j = 0; j < V; j++) ign_ok &= dl[j] == 0.0f && dl[(size_t)(N - 1) * V + j] == 0.0f;
+    }
+    printf("  %-5s %-24s targets V and V+1e6 ignored (rc %d): loss %g %g\n", ign_ok ? "ok" : "FAIL",
+           op, rc, loss[0], loss[N - 1]);
+    fail += !ign_ok;
     cf_buffer *bufs[] = {c.blog, c.btgt, c.bloss, bdl, bl2};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cf_be_free(g_be, bufs[i]);
     free(tg), free(c.logits), free(loss), free(loss2), free(dl), free(dl2), free(ref);
@@ -808,8 +866,8 @@ static void big_run(big_bufs *s, const float *const *init) {
     cft_put(g_be, s->p, init[7], nV);
     cft_put(g_be, s->m, init[8], nV);
     cft_put(g_be, s->v, init[9], nV);
-    CFT_OK(cf_be_encoder_forward(g_be, cft_v(s->x), cft_v(s->tok), cft_v(s->wte), cft_v(s->wpe),
-                                 B, T, C));
+    CFT_OK(cf_be_encoder_forward(g_be, cft_v(s->x), cft_vi(s->tok), cft_v(s->wte), cft_v(s->wpe), B,
+                                 T, C, V));
     CFT_OK(cf_be_layernorm_forward(g_be, cft_v(s->ln), cft_v(s->mean), cft_v(s->rstd),
                                    cft_v(s->x), cft_v(s->lnw), cft_v(s->lnb), N, C));
     CFT_OK(cf_be_attention_forward(g_be, cft_v(s->aout), cft_v(s->att), cft_v(s->qkv), B, T, C,
@@ -820,12 +878,12 @@ static void big_run(big_bufs *s, const float *const *init) {
                                     cft_v(s->dout), cft_v(s->x), cft_v(s->lnw), cft_v(s->mean),
                                     cft_v(s->rstd), N, C));
     CFT_OK(cf_be_encoder_backward(g_be, cft_v(s->dwte), cft_v(s->dwpe), cft_v(s->dout),
-                                  cft_v(s->tok), B, T, C));
+                                  cft_vi(s->tok), B, T, C, V));
     CFT_OK(cf_be_gelu_forward(g_be, cft_v(s->g), cft_v(s->qkv), n3C));
     CFT_OK(cf_be_gelu_backward(g_be, cft_v(s->g), cft_v(s->qkv), cft_v(s->dqkv), n3C));
     CFT_OK(g_be->ops->bias_backward(g_be, cft_v(s->dlnb), cft_v(s->dout), N, C));
     CFT_OK(cf_be_crossentropy_fused(g_be, cft_v(s->loss), cft_v(s->logits), cft_v(s->logits),
-                                    cft_v(s->tgt), N, V, 1.0f / N));
+                                    cft_vi(s->tgt), N, V, 1.0f / N));
     CFT_OK(cf_be_reduce_sum(g_be, cft_v(s->sum), cft_v(s->logits), nV, 1));
     CFT_OK(cf_be_adamw(g_be, cft_v(s->p), cft_v(s->logits), cft_v(s->m), cft_v(s->v), nV, 1e-2f,
                        0.9f, 0.99f, 1e-8f, 0.1f, 0.5f, 3));
@@ -990,6 +1048,8 @@ int main(void) {
     fail += test_bias(1100, 130); /* three column ranges, multi-threaded */
     fail += test_encoder(2, 5, 8, 11);
     fail += test_encoder(3, 7, 70, 9);
+    fail += test_encoder_clamp(8, 5);
+    fail += test_encoder_clamp(70, 3);
     fail += test_layernorm(10, 8);
     fail += test_layernorm(3, 70);
     fail += test_attention_shapes();

@@ -421,8 +421,8 @@ static int upload_random(cf_backend *a, cf_buffer *ba, cf_backend *b, cf_buffer 
     cf_rng r;
     cf_rng_seed(&r, seed);
     for (size_t i = 0; i < n; i++) h[i] = scale * (2.0f * cf_rng_uniform(&r) - 1.0f);
-    int rc = cf_be_upload(a, cf_view_make(ba, 0), h, n * 4);
-    if (rc >= 0 && b) rc = cf_be_upload(b, cf_view_make(bb, 0), h, n * 4);
+    int rc = cf_be_upload(a, cf_view_f32(ba, 0), h, n * 4);
+    if (rc >= 0 && b) rc = cf_be_upload(b, cf_view_f32(bb, 0), h, n * 4);
     free(h);
     return rc;
 }
@@ -500,8 +500,8 @@ static int cand_hook(void *user, const char *device, int M, int N, int K, int ta
 static int run_gemm(tuner *T, void *arg) {
     const shape *s = arg;
     int lda = s->ta ? s->M : s->K, ldb = s->tb ? s->K : s->N;
-    return cf_be_gemm(T->be, s->ta, s->tb, s->M, s->N, s->K, 1.0f, cf_view_make(T->gA, 0), lda,
-                      cf_view_make(T->gB, 0), ldb, 0.0f, cf_view_make(T->gC, 0), s->N);
+    return cf_be_gemm(T->be, s->ta, s->tb, s->M, s->N, s->K, 1.0f, cf_view_f32(T->gA, 0), lda,
+                      cf_view_f32(T->gB, 0), ldb, 0.0f, cf_view_f32(T->gC, 0), s->N);
 }
 
 /* the register-blocked kernel with the choice T->fcur, called directly (whatever the dispatch
@@ -510,8 +510,8 @@ static int run_fast(tuner *T, void *arg) {
     const shape *s = arg;
     int lda = s->ta ? s->M : s->K, ldb = s->tb ? s->K : s->N;
     return cf_backend_opencl_gemm_fast(T->be, T->fcur, s->ta, s->tb, s->M, s->N, s->K, 1.0f,
-                                       cf_view_make(T->gA, 0), lda, cf_view_make(T->gB, 0), ldb,
-                                       0.0f, cf_view_make(T->gC, 0), s->N);
+                                       cf_view_f32(T->gA, 0), lda, cf_view_f32(T->gB, 0), ldb, 0.0f,
+                                       cf_view_f32(T->gC, 0), s->N);
 }
 
 static void fast_key(const cf_cl_gemm_fast_choice *c, char *out, size_t len) {
@@ -543,9 +543,9 @@ static int reference(tuner *T, int i, const float **out) {
     float *r = malloc(n * 4);
     if (!r) return CF_ERR_NOMEM;
     int lda = s->ta ? s->M : s->K, ldb = s->tb ? s->K : s->N;
-    int rc = cf_be_gemm(T->cpu, s->ta, s->tb, s->M, s->N, s->K, 1.0f, cf_view_make(T->cA, 0), lda,
-                        cf_view_make(T->cB, 0), ldb, 0.0f, cf_view_make(T->cC, 0), s->N);
-    if (rc >= 0) rc = cf_be_download(T->cpu, r, cf_view_make(T->cC, 0), n * 4);
+    int rc = cf_be_gemm(T->cpu, s->ta, s->tb, s->M, s->N, s->K, 1.0f, cf_view_f32(T->cA, 0), lda,
+                        cf_view_f32(T->cB, 0), ldb, 0.0f, cf_view_f32(T->cC, 0), s->N);
+    if (rc >= 0) rc = cf_be_download(T->cpu, r, cf_view_f32(T->cC, 0), n * 4);
     if (rc < 0) {
         free(r);
         return rc;
@@ -617,13 +617,13 @@ static int measure_gemm(tuner *T, int i, const cand *c, int kind, int is_rule, c
     const float *ref = NULL;
     CF_TRY(reference(T, i, &ref));
     size_t n = (size_t)s->M * s->N;
-    CF_TRY(cf_be_fill(T->be, cf_view_make(T->gC, 0), NAN, n)); /* unwritten elements show */
+    CF_TRY(cf_be_fill(T->be, cf_view_f32(T->gC, 0), NAN, n)); /* unwritten elements show */
     const work_fn fn = kind == KIND_FAST_CHOICE ? run_fast : run_gemm;
     ctx->quiet_init = kind == KIND_FAST_CHOICE; /* a variant that does not build: its note */
     ctx->last_error[0] = 0;
     int rc = fn(T, (void *)s);
     ctx->quiet_init = 0;
-    if (rc >= 0) rc = cf_be_download(T->be, T->host_c, cf_view_make(T->gC, 0), n * 4);
+    if (rc >= 0) rc = cf_be_download(T->be, T->host_c, cf_view_f32(T->gC, 0), n * 4);
     if (rc < 0) {
         r->status = CAND_UNSUPPORTED;
         snprintf(r->note, sizeof r->note, "the run failed (%s)%s%.400s", cf_status_str(rc),
@@ -995,7 +995,8 @@ static void wg_free(tuner *T, wg_case *w) {
     }
 }
 
-#define WV(w, which, s) cf_view_make((w)->b[which][s], 0)
+#define WV(w, which, s) cf_view_f32((w)->b[which][s], 0)
+#define WVI(w, which, s) cf_view_i32((w)->b[which][s], 0) /* int32 contents (targets) */
 
 /* the family's ops on backend `which` (0 OpenCL, 1 CPU) */
 static int wg_ops(tuner *T, wg_case *w, int which) {
@@ -1020,7 +1021,7 @@ static int wg_ops(tuner *T, wg_case *w, int which) {
     case CF_TUNE_CROSSENTROPY:
         /* 0 logits(BT,V) 1 targets(BT) int32 2 losses(BT) 3 dlogits(BT,V) */
         return cf_be_crossentropy_fused(be, WV(w, which, 2), WV(w, which, 3), WV(w, which, 0),
-                                        WV(w, which, 1), BT, w->V, 1.0f / (float)BT);
+                                        WVI(w, which, 1), BT, w->V, 1.0f / (float)BT);
     default:
         /* 0 params 1 grads 2 m 3 v */
         return cf_be_adamw(be, WV(w, which, 0), WV(w, which, 1), WV(w, which, 2), WV(w, which, 3),

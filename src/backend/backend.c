@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "backend/backend.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -110,6 +111,109 @@ static int prof_end(cf_backend *be, const char *op, double t_start, uint64_t byt
     return rc;
 }
 
+/* ---- argument checks ------------------------------------------------------------------------ */
+
+const char *cf_dtype_name(enum cf_dtype t) {
+    switch (t) {
+    case CF_F32: return "f32";
+    case CF_BF16: return "bf16";
+    case CF_F16: return "f16";
+    case CF_I32: return "i32";
+    }
+    return "?";
+}
+
+/* the view's buffer, alignment and nbytes from its offset, whatever the op's element type */
+static int view_bytes_check(const char *op, const char *arg, cf_view v, size_t nbytes, size_t n,
+                            enum cf_dtype t) {
+    const size_t es = cf_dtype_size(v.dtype);
+    if (es == 0) {
+        CF_ERROR("%s: argument '%s' has an unknown dtype (%d); build views with cf_view_f32, "
+                 "cf_view_i32 or cf_view_typed",
+                 op, arg, (int)v.dtype);
+        return CF_ERR_INVALID;
+    }
+    if (v.off % es) {
+        CF_ERROR("%s: argument '%s' starts at byte %zu, not a multiple of its %zu-byte %s "
+                 "element; build offsets from element indices (cf_view_%s, cf_view_add)",
+                 op, arg, v.off, es, cf_dtype_name(v.dtype), cf_dtype_name(v.dtype));
+        return CF_ERR_INVALID;
+    }
+    if (v.off > v.buf->nbytes || nbytes > v.buf->nbytes - v.off) {
+        CF_ERROR("%s: argument '%s' needs %zu %s elements (%zu bytes) from byte offset %zu but "
+                 "its buffer holds %zu bytes; check the tensor's offset and shape",
+                 op, arg, n, cf_dtype_name(t), nbytes, v.off, v.buf->nbytes);
+        return CF_ERR_INVALID;
+    }
+    return CF_OK;
+}
+
+int cf_view_check(const char *op, const char *arg, cf_view v, enum cf_dtype t, size_t n,
+                  int optional) {
+    if (!v.buf) {
+        if (optional) return CF_OK;
+        CF_ERROR("%s: argument '%s' has no buffer; it needs a %s view of %zu elements", op, arg,
+                 cf_dtype_name(t), n);
+        return CF_ERR_INVALID;
+    }
+    if (v.dtype != t) {
+        CF_ERROR("%s: argument '%s' must have dtype %s but the view is %s; build it with "
+                 "cf_view_%s",
+                 op, arg, cf_dtype_name(t), cf_dtype_name(v.dtype), cf_dtype_name(t));
+        return CF_ERR_INVALID;
+    }
+    const size_t es = cf_dtype_size(t);
+    if (n > SIZE_MAX / es) {
+        CF_ERROR("%s: argument '%s': %zu elements overflow a size; check the shape", op, arg, n);
+        return CF_ERR_INVALID;
+    }
+    return view_bytes_check(op, arg, v, n * es, n, t);
+}
+
+/* the arguments of an op in one line each, and the shape arguments that must not be negative */
+#define CHECK(op, arg, v, t, n) CF_TRY(cf_view_check((op), (arg), (v), (t), (n), 0))
+#define CHECK_OPT(op, arg, v, t, n) CF_TRY(cf_view_check((op), (arg), (v), (t), (n), 1))
+
+static int dims_check(const char *op, int n, const char *const *names, const long long *vals) {
+    for (int i = 0; i < n; i++)
+        if (vals[i] < 0) {
+            CF_ERROR("%s: %s = %lld must not be negative", op, names[i], vals[i]);
+            return CF_ERR_INVALID;
+        }
+    return CF_OK;
+}
+#define DIMS(op, ...)                                                                              \
+    do {                                                                                           \
+        const char *const n_[] = {CF_DIM_NAMES(__VA_ARGS__)};                                      \
+        const long long v_[] = {__VA_ARGS__};                                                      \
+        CF_TRY(dims_check((op), (int)(sizeof v_ / sizeof v_[0]), n_, v_));                         \
+    } while (0)
+#define CF_DIM_NAMES(...) CF_DIM_NAMES_(__VA_ARGS__, , , , , , , )
+#define CF_DIM_NAMES_(a, b, c, d, e, f, ...) #a, #b, #c, #d, #e, #f
+
+/* elements a rows x cols matrix with row stride ld spans */
+static size_t extent(int rows, int cols, int ld) {
+    return rows <= 0 || cols <= 0 ? 0 : (size_t)(rows - 1) * (size_t)ld + (size_t)cols;
+}
+
+int cf_gemm_check(const char *op, int ta, int tb, int M, int N, int K, cf_view A, int lda,
+                  cf_view B, int ldb, cf_view C, int ldc, cf_view bias) {
+    DIMS(op, M, N, K);
+    if (lda < (ta ? M : K) || ldb < (tb ? K : N) || ldc < N || lda < 0 || ldb < 0) {
+        CF_ERROR("%s: M=%d N=%d K=%d (ta %d, tb %d) with lda %d, ldb %d, ldc %d: a leading "
+                 "dimension is shorter than its row (lda >= %d, ldb >= %d, ldc >= %d)",
+                 op, M, N, K, ta, tb, lda, ldb, ldc, ta ? M : K, tb ? K : N, N);
+        return CF_ERR_INVALID;
+    }
+    CHECK(op, "A", A, CF_F32, extent(ta ? K : M, ta ? M : K, lda));
+    CHECK(op, "B", B, CF_F32, extent(tb ? N : K, tb ? K : N, ldb));
+    CHECK(op, "C", C, CF_F32, extent(M, N, ldc));
+    CHECK_OPT(op, "bias", bias, CF_F32, (size_t)N);
+    return CF_OK;
+}
+
+static size_t zmul(long long a, long long b) { return (size_t)a * (size_t)b; }
+
 /* ---- wrappers ---------------------------------------------------------------------------- */
 
 const char *cf_be_name(cf_backend *be) { return be->ops->name(be); }
@@ -138,23 +242,41 @@ void cf_be_free(cf_backend *be, cf_buffer *buf) {
     be->ops->buffer_free(be, buf);
 }
 
+/* a transfer of nbytes at the view's offset (any dtype; the offset aligned to it) */
+static int transfer_check(const char *op, cf_view v, size_t nbytes) {
+    if (!v.buf) {
+        CF_ERROR("%s: the view has no buffer; pass a view of an allocated buffer", op);
+        return CF_ERR_INVALID;
+    }
+    const size_t es = cf_dtype_size(v.dtype);
+    return view_bytes_check(op, op[0] == 'u' ? "dst" : "src", v, nbytes, es ? nbytes / es : 0,
+                            v.dtype);
+}
+
 int cf_be_upload(cf_backend *be, cf_view dst, const void *src, size_t nbytes) {
+    CF_TRY(transfer_check("upload", dst, nbytes));
+    if (nbytes == 0) return CF_OK;
     be->stats.h2d_bytes += nbytes;
     double t = prof_begin(be);
     return prof_end(be, "upload", t, nbytes, be->ops->upload(be, dst, src, nbytes));
 }
 int cf_be_download(cf_backend *be, void *dst, cf_view src, size_t nbytes) {
+    CF_TRY(transfer_check("download", src, nbytes));
+    if (nbytes == 0) return CF_OK;
     be->stats.d2h_bytes += nbytes;
     double t = prof_begin(be);
     return prof_end(be, "download", t, nbytes, be->ops->download(be, dst, src, nbytes));
 }
 int cf_be_copy(cf_backend *be, cf_view dst, cf_view src, size_t n) {
+    CHECK("copy", "dst", dst, CF_F32, n);
+    CHECK("copy", "src", src, CF_F32, n);
     if (n == 0) return CF_OK;
     be->stats.kernel_launches++;
     double t = prof_begin(be);
     return prof_end(be, "copy", t, 0, be->ops->copy(be, dst, src, n));
 }
 int cf_be_fill(cf_backend *be, cf_view dst, float value, size_t n) {
+    CHECK("fill", "dst", dst, CF_F32, n);
     if (n == 0) return CF_OK;
     be->stats.kernel_launches++;
     double t = prof_begin(be);
@@ -162,35 +284,84 @@ int cf_be_fill(cf_backend *be, cf_view dst, float value, size_t n) {
 }
 int cf_be_sync(cf_backend *be) { return be->ops->synchronize(be); }
 
+static const cf_view none = {NULL, 0, CF_F32};
+
 int cf_be_gemm(cf_backend *be, int ta, int tb, int M, int N, int K, float alpha, cf_view A,
                int lda, cf_view B, int ldb, float beta, cf_view C, int ldc) {
     if (M <= 0 || N <= 0) return CF_OK;
-    CF_ASSERT(K >= 0 && A.buf && B.buf && C.buf);
-    CF_ASSERT(ldc >= N && lda >= (ta ? M : K) && ldb >= (tb ? K : N));
+    CF_TRY(cf_gemm_check("gemm", ta, tb, M, N, K, A, lda, B, ldb, C, ldc, none));
     be->stats.kernel_launches++;
     double t = prof_begin(be);
     return prof_end(be, "gemm", t, 0,
                     be->ops->gemm(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc));
 }
 
+/* the optional fused slots, each checked before the backend sees it */
+static int op_gemm_bias(cf_backend *be, int ta, int tb, int M, int N, int K, float alpha, cf_view A,
+                        int lda, cf_view B, int ldb, float beta, cf_view C, int ldc, cf_view bias) {
+    CHECK("gemm_bias", "bias", bias, CF_F32, (size_t)(N > 0 ? N : 0));
+    CF_TRY(cf_gemm_check("gemm_bias", ta, tb, M, N, K, A, lda, B, ldb, C, ldc, bias));
+    be->stats.kernel_launches++;
+    double t = prof_begin(be);
+    return prof_end(
+        be, "gemm", t, 0,
+        be->ops->gemm_bias(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias));
+}
+
+static int op_gemm_gelu(cf_backend *be, int ta, int tb, int M, int N, int K, cf_view A, int lda,
+                        cf_view B, int ldb, cf_view C, cf_view bias, cf_view X, int backward) {
+    if (backward && bias.buf) {
+        CF_ERROR("gemm_gelu: argument 'bias' must be left out (NULL) in the backward form");
+        return CF_ERR_INVALID;
+    }
+    CF_TRY(cf_gemm_check("gemm_gelu", ta, tb, M, N, K, A, lda, B, ldb, C, N, bias));
+    CHECK("gemm_gelu", "X", X, CF_F32, extent(M, N, N));
+    be->stats.kernel_launches++;
+    double t = prof_begin(be);
+    return prof_end(be, "gemm", t, 0,
+                    be->ops->gemm_gelu(be, ta, tb, M, N, K, A, lda, B, ldb, C, bias, X, backward));
+}
+
+static int op_add_bias(cf_backend *be, cf_view out, cf_view bias, int N, int OC) {
+    DIMS("add_bias", N, OC);
+    CHECK("add_bias", "out", out, CF_F32, zmul(N, OC));
+    CHECK("add_bias", "bias", bias, CF_F32, (size_t)OC);
+    be->stats.kernel_launches++;
+    double t = prof_begin(be);
+    return prof_end(be, "add_bias", t, 0, be->ops->add_bias(be, out, bias, N, OC));
+}
+
+static int op_bias_backward(cf_backend *be, cf_view dbias, cf_view dout, int N, int OC) {
+    DIMS("bias_backward", N, OC);
+    CHECK("bias_backward", "dbias", dbias, CF_F32, (size_t)OC);
+    CHECK("bias_backward", "dout", dout, CF_F32, zmul(N, OC));
+    be->stats.kernel_launches++;
+    double t = prof_begin(be);
+    return prof_end(be, "bias_backward", t, 0, be->ops->bias_backward(be, dbias, dout, N, OC));
+}
+
+static int op_weight_bias_backward(cf_backend *be, cf_view dweight, cf_view dbias, cf_view dout,
+                                   cf_view inp, int N, int IC, int OC) {
+    static const char op[] = "weight_bias_backward";
+    DIMS(op, N, IC, OC);
+    CHECK(op, "dweight", dweight, CF_F32, zmul(OC, IC));
+    CHECK(op, "dbias", dbias, CF_F32, (size_t)OC);
+    CHECK(op, "dout", dout, CF_F32, zmul(N, OC));
+    CHECK(op, "inp", inp, CF_F32, zmul(N, IC));
+    be->stats.kernel_launches++;
+    double t = prof_begin(be);
+    return prof_end(be, "gemm", t, 0,
+                    be->ops->weight_bias_backward(be, dweight, dbias, dout, inp, N, IC, OC));
+}
+
 int cf_be_matmul_forward(cf_backend *be, cf_view out, cf_view inp, cf_view weight, cf_view bias,
                          int N, int IC, int OC) {
     /* out(N,OC) = inp(N,IC) @ weight(OC,IC)^T */
-    if (bias.buf && be->ops->gemm_bias && N > 0 && OC > 0) {
+    if (bias.buf && be->ops->gemm_bias && N > 0 && OC > 0)
         /* the bias is added as the product is stored: no second pass over out */
-        CF_ASSERT(IC >= 0 && inp.buf && weight.buf && out.buf);
-        be->stats.kernel_launches++;
-        double t = prof_begin(be);
-        return prof_end(be, "gemm", t, 0,
-                        be->ops->gemm_bias(be, 0, 1, N, OC, IC, 1.0f, inp, IC, weight, IC, 0.0f,
-                                           out, OC, bias));
-    }
+        return op_gemm_bias(be, 0, 1, N, OC, IC, 1.0f, inp, IC, weight, IC, 0.0f, out, OC, bias);
     CF_TRY(cf_be_gemm(be, 0, 1, N, OC, IC, 1.0f, inp, IC, weight, IC, 0.0f, out, OC));
-    if (bias.buf) {
-        be->stats.kernel_launches++;
-        double t = prof_begin(be);
-        CF_TRY(prof_end(be, "add_bias", t, 0, be->ops->add_bias(be, out, bias, N, OC)));
-    }
+    if (bias.buf) CF_TRY(op_add_bias(be, out, bias, N, OC));
     return CF_OK;
 }
 
@@ -202,19 +373,10 @@ static int matmul_backward(cf_backend *be, cf_view dinp, cf_view dweight, cf_vie
         CF_TRY(cf_be_gemm(be, 0, 0, N, IC, OC, 1.0f, dout, OC, weight, IC, dinp_beta, dinp, IC));
     /* dweight(OC,IC) += dout^T(OC,N) @ inp(N,IC), dbias(OC) += column sums of dout: one op where
      * the backend has it */
-    if (dbias.buf && be->ops->weight_bias_backward) {
-        CF_ASSERT(dweight.buf && dout.buf && inp.buf);
-        be->stats.kernel_launches++;
-        double t = prof_begin(be);
-        return prof_end(be, "gemm", t, 0,
-                        be->ops->weight_bias_backward(be, dweight, dbias, dout, inp, N, IC, OC));
-    }
+    if (dbias.buf && be->ops->weight_bias_backward)
+        return op_weight_bias_backward(be, dweight, dbias, dout, inp, N, IC, OC);
     CF_TRY(cf_be_gemm(be, 1, 0, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dweight, IC));
-    if (dbias.buf) {
-        be->stats.kernel_launches++;
-        double t = prof_begin(be);
-        CF_TRY(prof_end(be, "bias_backward", t, 0, be->ops->bias_backward(be, dbias, dout, N, OC)));
-    }
+    if (dbias.buf) CF_TRY(op_bias_backward(be, dbias, dout, N, OC));
     return CF_OK;
 }
 
@@ -230,15 +392,9 @@ int cf_be_matmul_backward_set(cf_backend *be, cf_view dinp, cf_view dweight, cf_
 
 int cf_be_matmul_gelu_forward(cf_backend *be, cf_view pre, cf_view act, cf_view inp,
                               cf_view weight, cf_view bias, int N, int IC, int OC) {
-    if (be->ops->gemm_gelu && N > 0 && OC > 0) {
+    if (be->ops->gemm_gelu && N > 0 && OC > 0)
         /* pre(N,OC) = inp(N,IC) @ weight(OC,IC)^T + bias, act = gelu(pre), as pre is stored */
-        CF_ASSERT(IC >= 0 && inp.buf && weight.buf && pre.buf && act.buf);
-        be->stats.kernel_launches++;
-        double t = prof_begin(be);
-        return prof_end(be, "gemm", t, 0,
-                        be->ops->gemm_gelu(be, 0, 1, N, OC, IC, inp, IC, weight, IC, pre, bias,
-                                           act, 0));
-    }
+        return op_gemm_gelu(be, 0, 1, N, OC, IC, inp, IC, weight, IC, pre, bias, act, 0);
     CF_TRY(cf_be_matmul_forward(be, pre, inp, weight, bias, N, IC, OC));
     return cf_be_gelu_forward(be, act, pre, (size_t)N * OC);
 }
@@ -251,13 +407,7 @@ int cf_be_matmul_gelu_backward_set(cf_backend *be, cf_view dpre, cf_view dweight
         return cf_be_gelu_backward(be, dpre, pre, dpre, (size_t)N * IC);
     }
     /* dpre(N,IC) = (dout(N,OC) @ weight(OC,IC)) * gelu'(pre), as dpre is stored */
-    CF_ASSERT(OC >= 0 && dout.buf && weight.buf && dpre.buf && pre.buf);
-    be->stats.kernel_launches++;
-    double t = prof_begin(be);
-    const cf_view none = {0};
-    CF_TRY(prof_end(be, "gemm", t, 0,
-                    be->ops->gemm_gelu(be, 0, 0, N, IC, OC, dout, OC, weight, IC, dpre, none, pre,
-                                       1)));
+    CF_TRY(op_gemm_gelu(be, 0, 0, N, IC, OC, dout, OC, weight, IC, dpre, none, pre, 1));
     /* then dweight and dbias (no dinp: done above) */
     return matmul_backward(be, none, dweight, dbias, dout, inp, weight, N, IC, OC, 0.0f);
 }
@@ -270,58 +420,152 @@ int cf_be_matmul_gelu_backward_set(cf_backend *be, cf_view dpre, cf_view dweight
     } while (0)
 
 int cf_be_encoder_forward(cf_backend *be, cf_view out, cf_view tokens, cf_view wte, cf_view wpe,
-                          int B, int T, int C) {
-    CF_DISPATCH(encoder_forward, out, tokens, wte, wpe, B, T, C);
+                          int B, int T, int C, int V) {
+    static const char op[] = "encoder_forward";
+    DIMS(op, B, T, C);
+    if (V <= 0) {
+        CF_ERROR("%s: V = %d: the embedding table needs at least one row", op, V);
+        return CF_ERR_INVALID;
+    }
+    const size_t BT = zmul(B, T);
+    CHECK(op, "out", out, CF_F32, BT * (size_t)C);
+    CHECK(op, "tokens", tokens, CF_I32, BT);
+    CHECK(op, "wte", wte, CF_F32, zmul(V, C));
+    CHECK(op, "wpe", wpe, CF_F32, zmul(T, C));
+    CF_DISPATCH(encoder_forward, out, tokens, wte, wpe, B, T, C, V);
 }
-int cf_be_encoder_backward(cf_backend *be, cf_view dwte, cf_view dwpe, cf_view dout,
-                           cf_view tokens, int B, int T, int C) {
-    CF_DISPATCH(encoder_backward, dwte, dwpe, dout, tokens, B, T, C);
+int cf_be_encoder_backward(cf_backend *be, cf_view dwte, cf_view dwpe, cf_view dout, cf_view tokens,
+                           int B, int T, int C, int V) {
+    static const char op[] = "encoder_backward";
+    DIMS(op, B, T, C);
+    if (V <= 0) {
+        CF_ERROR("%s: V = %d: the embedding table needs at least one row", op, V);
+        return CF_ERR_INVALID;
+    }
+    const size_t BT = zmul(B, T);
+    CHECK(op, "dwte", dwte, CF_F32, zmul(V, C));
+    CHECK(op, "dwpe", dwpe, CF_F32, zmul(T, C));
+    CHECK(op, "dout", dout, CF_F32, BT * (size_t)C);
+    CHECK(op, "tokens", tokens, CF_I32, BT);
+    CF_DISPATCH(encoder_backward, dwte, dwpe, dout, tokens, B, T, C, V);
 }
 int cf_be_layernorm_forward(cf_backend *be, cf_view out, cf_view mean, cf_view rstd, cf_view inp,
                             cf_view weight, cf_view bias, int N, int C) {
+    static const char op[] = "layernorm_forward";
+    DIMS(op, N, C);
+    CHECK(op, "out", out, CF_F32, zmul(N, C));
+    CHECK(op, "inp", inp, CF_F32, zmul(N, C));
+    CHECK(op, "weight", weight, CF_F32, (size_t)C);
+    CHECK(op, "bias", bias, CF_F32, (size_t)C);
+    /* mean and rstd may be left out (NULL buffer) when no backward follows */
+    CHECK_OPT(op, "mean", mean, CF_F32, (size_t)N);
+    CHECK_OPT(op, "rstd", rstd, CF_F32, (size_t)N);
     CF_DISPATCH(layernorm_forward, out, mean, rstd, inp, weight, bias, N, C);
 }
 int cf_be_layernorm_backward(cf_backend *be, cf_view dinp, cf_view dweight, cf_view dbias,
                              cf_view dout, cf_view inp, cf_view weight, cf_view mean,
                              cf_view rstd, int N, int C) {
+    static const char op[] = "layernorm_backward";
+    DIMS(op, N, C);
+    CHECK(op, "dinp", dinp, CF_F32, zmul(N, C));
+    CHECK(op, "dweight", dweight, CF_F32, (size_t)C);
+    CHECK(op, "dbias", dbias, CF_F32, (size_t)C);
+    CHECK(op, "dout", dout, CF_F32, zmul(N, C));
+    CHECK(op, "inp", inp, CF_F32, zmul(N, C));
+    CHECK(op, "weight", weight, CF_F32, (size_t)C);
+    CHECK(op, "mean", mean, CF_F32, (size_t)N);
+    CHECK(op, "rstd", rstd, CF_F32, (size_t)N);
     CF_DISPATCH(layernorm_backward, dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
+}
+
+static int heads_check(const char *op, int B, int T, int C, int NH) {
+    DIMS(op, B, T, C);
+    if (NH <= 0 || C % NH != 0) {
+        CF_ERROR("%s: C = %d is not a multiple of NH = %d heads", op, C, NH);
+        return CF_ERR_INVALID;
+    }
+    return CF_OK;
 }
 int cf_be_attention_forward(cf_backend *be, cf_view out, cf_view att, cf_view qkv, int B, int T,
                             int C, int NH) {
-    CF_ASSERT(NH > 0 && C % NH == 0);
+    static const char op[] = "attention_forward";
+    CF_TRY(heads_check(op, B, T, C, NH));
+    const size_t btc = zmul(B, T) * (size_t)C, bhtt = zmul(B, NH) * zmul(T, T);
+    CHECK(op, "out", out, CF_F32, btc);
+    CHECK(op, "att", att, CF_F32, bhtt);
+    CHECK(op, "qkv", qkv, CF_F32, 3 * btc);
     CF_DISPATCH(attention_forward, out, att, qkv, B, T, C, NH);
 }
 /* dqkv(B,T,3C) is assigned, not accumulated (see backend.h) */
 int cf_be_attention_backward(cf_backend *be, cf_view dqkv, cf_view datt, cf_view dpreatt,
                              cf_view dout, cf_view qkv, cf_view att, int B, int T, int C, int NH) {
-    CF_ASSERT(NH > 0 && C % NH == 0);
+    static const char op[] = "attention_backward";
+    CF_TRY(heads_check(op, B, T, C, NH));
+    const size_t btc = zmul(B, T) * (size_t)C, bhtt = zmul(B, NH) * zmul(T, T);
+    CHECK(op, "dqkv", dqkv, CF_F32, 3 * btc);
+    CHECK(op, "datt", datt, CF_F32, bhtt);
+    CHECK(op, "dpreatt", dpreatt, CF_F32, bhtt);
+    CHECK(op, "dout", dout, CF_F32, btc);
+    CHECK(op, "qkv", qkv, CF_F32, 3 * btc);
+    CHECK(op, "att", att, CF_F32, bhtt);
     CF_DISPATCH(attention_backward, dqkv, datt, dpreatt, dout, qkv, att, B, T, C, NH);
 }
 int cf_be_gelu_forward(cf_backend *be, cf_view out, cf_view inp, size_t n) {
+    CHECK("gelu_forward", "out", out, CF_F32, n);
+    CHECK("gelu_forward", "inp", inp, CF_F32, n);
     CF_DISPATCH(gelu_forward, out, inp, n);
 }
 int cf_be_gelu_backward(cf_backend *be, cf_view dinp, cf_view inp, cf_view dout, size_t n) {
+    CHECK("gelu_backward", "dinp", dinp, CF_F32, n);
+    CHECK("gelu_backward", "inp", inp, CF_F32, n);
+    CHECK("gelu_backward", "dout", dout, CF_F32, n);
     CF_DISPATCH(gelu_backward, dinp, inp, dout, n);
 }
 int cf_be_residual_forward(cf_backend *be, cf_view out, cf_view a, cf_view b, size_t n) {
+    CHECK("residual_forward", "out", out, CF_F32, n);
+    CHECK("residual_forward", "a", a, CF_F32, n);
+    CHECK("residual_forward", "b", b, CF_F32, n);
     CF_DISPATCH(residual_forward, out, a, b, n);
 }
 int cf_be_axpy(cf_backend *be, cf_view y, cf_view x, float alpha, size_t n) {
+    CHECK("axpy", "y", y, CF_F32, n);
+    CHECK("axpy", "x", x, CF_F32, n);
     CF_DISPATCH(axpy, y, x, alpha, n);
 }
 int cf_be_crossentropy_forward(cf_backend *be, cf_view losses, cf_view logits, cf_view targets,
                                int N, int V) {
+    static const char op[] = "crossentropy_forward";
+    DIMS(op, N, V);
+    CHECK(op, "losses", losses, CF_F32, (size_t)N);
+    CHECK(op, "logits", logits, CF_F32, zmul(N, V));
+    CHECK(op, "targets", targets, CF_I32, (size_t)N);
     CF_DISPATCH(crossentropy_forward, losses, logits, targets, N, V);
 }
 int cf_be_crossentropy_fused(cf_backend *be, cf_view losses, cf_view dlogits, cf_view logits,
                              cf_view targets, int N, int V, float dloss) {
+    static const char op[] = "crossentropy_fused";
+    DIMS(op, N, V);
+    CHECK(op, "losses", losses, CF_F32, (size_t)N);
+    CHECK(op, "dlogits", dlogits, CF_F32, zmul(N, V));
+    CHECK(op, "logits", logits, CF_F32, zmul(N, V));
+    CHECK(op, "targets", targets, CF_I32, (size_t)N);
     CF_DISPATCH(crossentropy_fused, losses, dlogits, logits, targets, N, V, dloss);
 }
 int cf_be_reduce_sum(cf_backend *be, cf_view out, cf_view x, size_t n, int square) {
+    CHECK("reduce_sum", "out", out, CF_F32, 1);
+    CHECK("reduce_sum", "x", x, CF_F32, n);
     CF_DISPATCH(reduce_sum, out, x, n, square);
 }
 int cf_be_adamw(cf_backend *be, cf_view params, cf_view grads, cf_view m, cf_view v, size_t n,
                 float lr, float beta1, float beta2, float eps, float weight_decay,
                 float grad_scale, int t) {
+    if (t < 1) {
+        CF_ERROR("adamw: step t=%d must be >= 1 (bias correction divides by 1 - beta^t)", t);
+        return CF_ERR_INVALID;
+    }
+    CHECK("adamw", "params", params, CF_F32, n);
+    CHECK("adamw", "grads", grads, CF_F32, n);
+    CHECK("adamw", "m", m, CF_F32, n);
+    CHECK("adamw", "v", v, CF_F32, n);
     CF_DISPATCH(adamw, params, grads, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale, t);
 }

@@ -2,9 +2,15 @@
  * static const struct cf_backend_ops; src/model/ calls only the cf_be_* wrappers below.
  *
  * Memory model: a backend owns buffers the host cannot touch directly; data crosses only through
- * upload/download. Tensors are views = (buffer, offset) with the offset counted in 4-byte elements
- * (float32 or int32). All ops are row-major and asynchronous with respect to the host: only
+ * upload/download. Tensors are typed views = (buffer, byte offset, dtype); float tensors are f32,
+ * token ids and targets i32. All ops are row-major and asynchronous with respect to the host: only
  * download and synchronize are ordering points.
+ *
+ * Argument checks live in the cf_be_* wrappers only (backend.c): before an op reaches a backend,
+ * every view it requires has a buffer, has the dtype the op takes (f32 for float tensors, i32 for
+ * token ids and targets), an offset that is a multiple of its element size, and the extent the
+ * op's shape arguments say it needs. Backends trust their arguments and do arithmetic only; a
+ * backend function called directly, not through a wrapper, gets no checks.
  *
  * Gradient convention: every *_backward ACCUMULATES (+=) into its parameter-gradient
  * and input-gradient outputs; the model zeroes gradient buffers with fill() when it needs to.
@@ -26,20 +32,60 @@ typedef struct cf_buffer {
     void *handle;  /* OpenCL: the cl_mem */
 } cf_buffer;
 
+/* Element types a view can hold. Only CF_F32 (float tensors) and CF_I32 (token ids, targets)
+ * are used by the ops today; CF_BF16 and CF_F16 are for the reduced-precision work. */
+enum cf_dtype { CF_F32 = 0, CF_BF16 = 1, CF_F16 = 2, CF_I32 = 3 };
+
+/* bytes per element: 4 (f32, i32) or 2 (bf16, f16); 0 for a value outside the enum */
+static inline size_t cf_dtype_size(enum cf_dtype t) {
+    switch (t) {
+    case CF_F32:
+    case CF_I32: return 4;
+    case CF_BF16:
+    case CF_F16: return 2;
+    }
+    return 0;
+}
+/* "f32", "bf16", "f16", "i32" ("?" outside the enum) */
+const char *cf_dtype_name(enum cf_dtype t);
+
+/* A tensor: a typed window into a buffer starting off BYTES in. The extent is not stored: each op
+ * states what it needs from its shape arguments, and the cf_be_* wrappers check it against
+ * buf->nbytes before any backend sees the view. A zero view ({0}: NULL buffer) stands for an
+ * optional argument left out. */
 typedef struct {
     cf_buffer *buf;
-    size_t off; /* in 4-byte elements */
+    size_t off; /* in bytes from the start of buf */
+    enum cf_dtype dtype;
 } cf_view;
 
-static inline cf_view cf_view_make(cf_buffer *buf, size_t off) {
-    cf_view v = {buf, off};
+/* A view of dtype t starting at element elem of buf (elements of t, so byte offset elem*size). */
+static inline cf_view cf_view_typed(cf_buffer *buf, enum cf_dtype t, size_t elem) {
+    cf_view v = {buf, elem * cf_dtype_size(t), t};
     return v;
 }
-static inline cf_view cf_view_add(cf_view v, size_t off) {
-    v.off += off;
+static inline cf_view cf_view_f32(cf_buffer *buf, size_t elem) {
+    return cf_view_typed(buf, CF_F32, elem);
+}
+static inline cf_view cf_view_i32(cf_buffer *buf, size_t elem) {
+    return cf_view_typed(buf, CF_I32, elem);
+}
+/* v advanced by n elements of its own dtype */
+static inline cf_view cf_view_add(cf_view v, size_t n) {
+    v.off += n * cf_dtype_size(v.dtype);
     return v;
 }
-#define CF_VIEW_NULL ((cf_view){NULL, 0})
+/* The offset in elements of the view's dtype (what the kernels take); the wrappers have checked
+ * that off is a multiple of the element size. */
+static inline size_t cf_view_elem_off(cf_view v) { return v.off / cf_dtype_size(v.dtype); }
+/* Host pointers of a view whose buffer has host memory (the CPU backend). */
+static inline float *cf_view_ptr_f32(cf_view v) {
+    return (float *)(void *)((char *)v.buf->host + v.off);
+}
+static inline int32_t *cf_view_ptr_i32(cf_view v) {
+    return (int32_t *)(void *)((char *)v.buf->host + v.off);
+}
+#define CF_VIEW_NULL ((cf_view){NULL, 0, CF_F32})
 
 /* Counters kept by the generic wrappers for every backend. */
 typedef struct {
@@ -92,12 +138,16 @@ struct cf_backend_ops {
     int (*weight_bias_backward)(cf_backend *be, cf_view dweight, cf_view dbias, cf_view dout,
                                 cf_view inp, int N, int IC, int OC);
 
-    /* token + position embedding: out(B,T,C) = wte[tokens[b,t]] + wpe[t]; tokens int32 (B,T) */
+    /* token + position embedding: out(B,T,C) = wte[tok] + wpe[t], tok = tokens[b,t] clamped
+     * into [0, V): tokens i32 (B,T), wte(V,C). An id < 0 reads row 0 and an id >= V row V-1, on
+     * every backend, so a bad id never reads past the table (the data loaders reject such ids
+     * before they get here; the clamp only keeps the op memory-safe). */
     int (*encoder_forward)(cf_backend *be, cf_view out, cf_view tokens, cf_view wte, cf_view wpe,
-                           int B, int T, int C);
-    /* dwte(V,C) += scatter of dout by token; dwpe(T,C) += sum over batch */
+                           int B, int T, int C, int V);
+    /* dwte(V,C) += scatter of dout by token (clamped into [0, V) as in the forward);
+     * dwpe(T,C) += sum over batch */
     int (*encoder_backward)(cf_backend *be, cf_view dwte, cf_view dwpe, cf_view dout,
-                            cf_view tokens, int B, int T, int C);
+                            cf_view tokens, int B, int T, int C, int V);
 
     /* LayerNorm over the last dim C, eps 1e-5: out(N,C), mean(N), rstd(N) saved for backward */
     int (*layernorm_forward)(cf_backend *be, cf_view out, cf_view mean, cf_view rstd, cf_view inp,
@@ -128,7 +178,9 @@ struct cf_backend_ops {
     /* y += alpha * x (residual backward and gradient accumulation) */
     int (*axpy)(cf_backend *be, cf_view y, cf_view x, float alpha, size_t n);
 
-    /* Cross-entropy over logits(N,V) with int32 targets(N); target < 0 means "ignore" (loss 0).
+    /* Cross-entropy over logits(N,V) with int32 targets(N); a target outside [0, V) (negative:
+     * the "ignore" marker; >= V: bad data, which the loaders reject) is ignored on every backend:
+     * loss 0 and, in the fused form, a zero dlogits row. No logit outside the row is read.
      * losses(N) = -log softmax(logits)[target]. */
     int (*crossentropy_forward)(cf_backend *be, cf_view losses, cf_view logits, cf_view targets,
                                 int N, int V);
@@ -240,9 +292,9 @@ int cf_be_matmul_gelu_backward_set(cf_backend *be, cf_view dpre, cf_view dweight
                                    int IC, int OC);
 
 int cf_be_encoder_forward(cf_backend *be, cf_view out, cf_view tokens, cf_view wte, cf_view wpe,
-                          int B, int T, int C);
-int cf_be_encoder_backward(cf_backend *be, cf_view dwte, cf_view dwpe, cf_view dout,
-                           cf_view tokens, int B, int T, int C);
+                          int B, int T, int C, int V);
+int cf_be_encoder_backward(cf_backend *be, cf_view dwte, cf_view dwpe, cf_view dout, cf_view tokens,
+                           int B, int T, int C, int V);
 int cf_be_layernorm_forward(cf_backend *be, cf_view out, cf_view mean, cf_view rstd, cf_view inp,
                             cf_view weight, cf_view bias, int N, int C);
 int cf_be_layernorm_backward(cf_backend *be, cf_view dinp, cf_view dweight, cf_view dbias,
@@ -264,6 +316,19 @@ int cf_be_reduce_sum(cf_backend *be, cf_view out, cf_view x, size_t n, int squar
 int cf_be_adamw(cf_backend *be, cf_view params, cf_view grads, cf_view m, cf_view v, size_t n,
                 float lr, float beta1, float beta2, float eps, float weight_decay,
                 float grad_scale, int t);
+
+/* ---- argument checks (the ones every wrapper uses; also for entry points outside the table) ---
+ * Each returns CF_OK, or logs one line "<op>: argument '<arg>' ..." saying what the op needs and
+ * what the view holds, and returns CF_ERR_INVALID. */
+
+/* v must have a buffer (unless optional and v.buf is NULL), dtype t, an offset that is a multiple
+ * of t's size, and n elements of t from its offset inside the buffer. */
+int cf_view_check(const char *op, const char *arg, cf_view v, enum cf_dtype t, size_t n,
+                  int optional);
+/* The operands of C(M,N) = op(A) op(B) (+ bias(N), optional) as cf_be_gemm takes them: f32
+ * views spanning their rows x cols with the given leading dimensions, ld >= row length. */
+int cf_gemm_check(const char *op, int ta, int tb, int M, int N, int K, cf_view A, int lda,
+                  cf_view B, int ldb, cf_view C, int ldc, cf_view bias);
 
 /* ---- test switches (fault injection) ------------------------------------------------------
  * Make the Nth (1-based, counted from the call) buffer allocation or kernel build fail; 0 turns it

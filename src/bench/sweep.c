@@ -203,8 +203,8 @@ int cf_bench_gemm_sweep(const cf_config *cfg, const cf_sweep_opts *o, FILE *out)
         cf_buffer *A = NULL, *Bb = NULL, *C = NULL;
         if ((rc = cf_be_alloc(be, maxA * 4, &A)) < 0 || (rc = cf_be_alloc(be, maxB * 4, &Bb)) < 0 ||
             (rc = cf_be_alloc(be, maxC * 4, &C)) < 0 ||
-            (rc = fill_random(be, cf_view_make(A, 0), maxA, 1.0f, 1)) < 0 ||
-            (rc = fill_random(be, cf_view_make(Bb, 0), maxB, 1.0f, 2)) < 0) {
+            (rc = fill_random(be, cf_view_f32(A, 0), maxA, 1.0f, 1)) < 0 ||
+            (rc = fill_random(be, cf_view_f32(Bb, 0), maxB, 1.0f, 2)) < 0) {
             cf_be_free(be, A);
             cf_be_free(be, Bb);
             cf_be_free(be, C);
@@ -213,8 +213,8 @@ int cf_bench_gemm_sweep(const cf_config *cfg, const cf_sweep_opts *o, FILE *out)
         }
         for (int i = 0; i < ns; i++) {
             double gf = NAN;
-            if ((rc = time_gemm(be, &shapes[i], cf_view_make(A, 0), cf_view_make(Bb, 0),
-                                cf_view_make(C, 0), min_s, &gf)) < 0)
+            if ((rc = time_gemm(be, &shapes[i], cf_view_f32(A, 0), cf_view_f32(Bb, 0),
+                                cf_view_f32(C, 0), min_s, &gf)) < 0)
                 break;
             res[(size_t)i * nv + v] = gf;
             if (!o->json)
@@ -363,18 +363,17 @@ int cf_bench_attention_sweep(const cf_config *cfg, const cf_sweep_opts *o, FILE 
         rows[k].T = T;
         rows[k].total_bytes = be->stats.bytes_allocated - before;
         rows[k].att_bytes = 3 * (uint64_t)bntt * 4;
-        if ((rc = fill_random(be, cf_view_make(qkv, 0), 3 * btc, 1.0f, 11)) < 0 ||
-            (rc = fill_random(be, cf_view_make(dout, 0), btc, 1.0f, 12)) < 0 ||
-            (rc = cf_be_fill(be, cf_view_make(dqkv, 0), 0.0f, 3 * btc)) < 0)
+        if ((rc = fill_random(be, cf_view_f32(qkv, 0), 3 * btc, 1.0f, 11)) < 0 ||
+            (rc = fill_random(be, cf_view_f32(dout, 0), btc, 1.0f, 12)) < 0 ||
+            (rc = cf_be_fill(be, cf_view_f32(dqkv, 0), 0.0f, 3 * btc)) < 0)
             goto next;
-        if ((rc = time_op_ms(be, 1, cf_view_make(outb, 0), cf_view_make(att, 0),
-                             cf_view_make(qkv, 0), cf_view_make(dqkv, 0), cf_view_make(datt, 0),
-                             cf_view_make(dpre, 0), cf_view_make(dout, 0), B, T, C, NH, min_s,
-                             &rows[k].fwd_ms)) < 0)
+        if ((rc = time_op_ms(be, 1, cf_view_f32(outb, 0), cf_view_f32(att, 0), cf_view_f32(qkv, 0),
+                             cf_view_f32(dqkv, 0), cf_view_f32(datt, 0), cf_view_f32(dpre, 0),
+                             cf_view_f32(dout, 0), B, T, C, NH, min_s, &rows[k].fwd_ms)) < 0)
             goto next;
-        rc = time_op_ms(be, 0, cf_view_make(outb, 0), cf_view_make(att, 0), cf_view_make(qkv, 0),
-                        cf_view_make(dqkv, 0), cf_view_make(datt, 0), cf_view_make(dpre, 0),
-                        cf_view_make(dout, 0), B, T, C, NH, min_s, &rows[k].bwd_ms);
+        rc = time_op_ms(be, 0, cf_view_f32(outb, 0), cf_view_f32(att, 0), cf_view_f32(qkv, 0),
+                        cf_view_f32(dqkv, 0), cf_view_f32(datt, 0), cf_view_f32(dpre, 0),
+                        cf_view_f32(dout, 0), B, T, C, NH, min_s, &rows[k].bwd_ms);
     next:
         cf_be_free(be, qkv);
         cf_be_free(be, outb);

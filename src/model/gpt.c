@@ -106,9 +106,9 @@ int cf_model_create(cf_backend *be, const cf_config *cfg, int max_B, int max_T, 
         if ((rc = cf_be_alloc(be, pb, &m->v_buf)) < 0) goto fail;
         if ((rc = cf_be_alloc(be, m->gacts_elems * sizeof(float), &m->gacts_buf)) < 0) goto fail;
         m->have_grads = 1;
-        if ((rc = cf_be_fill(be, cf_view_make(m->grads_buf, 0), 0.0f, m->num_params)) < 0 ||
-            (rc = cf_be_fill(be, cf_view_make(m->m_buf, 0), 0.0f, m->num_params)) < 0 ||
-            (rc = cf_be_fill(be, cf_view_make(m->v_buf, 0), 0.0f, m->num_params)) < 0)
+        if ((rc = cf_be_fill(be, cf_view_f32(m->grads_buf, 0), 0.0f, m->num_params)) < 0 ||
+            (rc = cf_be_fill(be, cf_view_f32(m->m_buf, 0), 0.0f, m->num_params)) < 0 ||
+            (rc = cf_be_fill(be, cf_view_f32(m->v_buf, 0), 0.0f, m->num_params)) < 0)
             goto fail;
     }
     /* scratch scalars start defined */
@@ -139,18 +139,17 @@ void cf_model_free(cf_model *m) {
 /* ---- views ------------------------------------------------------------------------------- */
 
 static inline cf_view P(cf_model *m, int id, size_t l, size_t per_layer) {
-    return cf_view_make(m->params_buf, m->params[id].offset + l * per_layer);
+    return cf_view_f32(m->params_buf, m->params[id].offset + l * per_layer);
 }
 static inline cf_view G(cf_model *m, int id, size_t l, size_t per_layer) {
-    return cf_view_make(m->grads_buf, m->params[id].offset + l * per_layer);
+    return cf_view_f32(m->grads_buf, m->params[id].offset + l * per_layer);
 }
 /* per-layer activation slices are strided by the allocated (max) B*T, packed within */
 static inline cf_view A(cf_model *m, int id, size_t l, size_t per_layer) {
-    return cf_view_make(m->acts_bufs[m->act_chunk[id]], m->act_off[id] + l * per_layer);
+    const enum cf_dtype t = id == CF_A_tokens || id == CF_A_targets ? CF_I32 : CF_F32;
+    return cf_view_typed(m->acts_bufs[m->act_chunk[id]], t, m->act_off[id] + l * per_layer);
 }
-static inline cf_view GA(cf_model *m, int id) {
-    return cf_view_make(m->gacts_buf, m->gact_off[id]);
-}
+static inline cf_view GA(cf_model *m, int id) { return cf_view_f32(m->gacts_buf, m->gact_off[id]); }
 
 /* ---- init -------------------------------------------------------------------------------- */
 
@@ -202,7 +201,7 @@ static int forward_logits(cf_model *m, int B, int T) {
 
     cf_prof_scope(be, -1, CF_PHASE_FORWARD);
     CF_TRY(cf_be_encoder_forward(be, A(m, CF_A_encoded, 0, 0), A(m, CF_A_tokens, 0, 0),
-                                 P(m, CF_P_wte, 0, 0), P(m, CF_P_wpe, 0, 0), B, T, C));
+                                 P(m, CF_P_wte, 0, 0), P(m, CF_P_wpe, 0, 0), B, T, C, V));
     for (int l = 0; l < L; l++) {
         cf_view residual = l == 0 ? A(m, CF_A_encoded, 0, 0) : A(m, CF_A_residual3, l - 1, sBTC);
         cf_view ln1 = A(m, CF_A_ln1, l, sBTC), qkv = A(m, CF_A_qkv, l, sBT3C);
@@ -276,7 +275,7 @@ int cf_model_forward(cf_model *m, const int32_t *tokens, const int32_t *targets,
 
 int cf_model_zero_grad(cf_model *m) {
     cf_prof_scope(m->be, -1, CF_PHASE_BACKWARD);
-    return cf_be_fill(m->be, cf_view_make(m->grads_buf, 0), 0.0f, m->num_params);
+    return cf_be_fill(m->be, cf_view_f32(m->grads_buf, 0), 0.0f, m->num_params);
 }
 
 int cf_model_forward_backward(cf_model *m, const int32_t *tokens, const int32_t *targets, int B,
@@ -357,7 +356,7 @@ int cf_model_forward_backward(cf_model *m, const int32_t *tokens, const int32_t 
     }
     cf_prof_scope(be, -1, CF_PHASE_BACKWARD);
     CF_TRY(cf_be_encoder_backward(be, G(m, CF_P_wte, 0, 0), G(m, CF_P_wpe, 0, 0), dres,
-                                  A(m, CF_A_tokens, 0, 0), B, T, C));
+                                  A(m, CF_A_tokens, 0, 0), B, T, C, V));
     return CF_OK;
 }
 
@@ -368,7 +367,7 @@ int cf_model_read_scalars(cf_model *m, float *out, int n) {
 int cf_model_grad_norm(cf_model *m, float *norm) {
     cf_view out = cf_view_add(A(m, CF_A_scalars, 0, 0), 62);
     cf_prof_scope(m->be, -1, CF_PHASE_OPTIMIZER);
-    CF_TRY(cf_be_reduce_sum(m->be, out, cf_view_make(m->grads_buf, 0), m->num_params, 1));
+    CF_TRY(cf_be_reduce_sum(m->be, out, cf_view_f32(m->grads_buf, 0), m->num_params, 1));
     float ss = 0.0f;
     CF_TRY(cf_be_download(m->be, &ss, out, sizeof(float)));
     *norm = sqrtf(ss);
@@ -380,12 +379,12 @@ int cf_model_adamw(cf_model *m, float lr, float grad_scale) {
     int t = ++m->opt_step;
     cf_prof_scope(m->be, -1, CF_PHASE_OPTIMIZER);
     size_t nd = m->num_decay_params, n = m->num_params;
-    CF_TRY(cf_be_adamw(m->be, cf_view_make(m->params_buf, 0), cf_view_make(m->grads_buf, 0),
-                       cf_view_make(m->m_buf, 0), cf_view_make(m->v_buf, 0), nd, lr, c->beta1,
+    CF_TRY(cf_be_adamw(m->be, cf_view_f32(m->params_buf, 0), cf_view_f32(m->grads_buf, 0),
+                       cf_view_f32(m->m_buf, 0), cf_view_f32(m->v_buf, 0), nd, lr, c->beta1,
                        c->beta2, c->eps, c->weight_decay, grad_scale, t));
-    CF_TRY(cf_be_adamw(m->be, cf_view_make(m->params_buf, nd), cf_view_make(m->grads_buf, nd),
-                       cf_view_make(m->m_buf, nd), cf_view_make(m->v_buf, nd), n - nd, lr,
-                       c->beta1, c->beta2, c->eps, 0.0f, grad_scale, t));
+    CF_TRY(cf_be_adamw(m->be, cf_view_f32(m->params_buf, nd), cf_view_f32(m->grads_buf, nd),
+                       cf_view_f32(m->m_buf, nd), cf_view_f32(m->v_buf, nd), n - nd, lr, c->beta1,
+                       c->beta2, c->eps, 0.0f, grad_scale, t));
     return CF_OK;
 }
 
@@ -400,27 +399,25 @@ int cf_model_logits_row(cf_model *m, int b, int t, float *out) {
 /* ---- host transfer ------------------------------------------------------------------------ */
 
 int cf_model_get_params(cf_model *m, float *host) {
-    return cf_be_download(m->be, host, cf_view_make(m->params_buf, 0),
+    return cf_be_download(m->be, host, cf_view_f32(m->params_buf, 0),
                           m->num_params * sizeof(float));
 }
 int cf_model_set_params(cf_model *m, const float *host) {
-    return cf_be_upload(m->be, cf_view_make(m->params_buf, 0), host,
-                        m->num_params * sizeof(float));
+    return cf_be_upload(m->be, cf_view_f32(m->params_buf, 0), host, m->num_params * sizeof(float));
 }
 int cf_model_get_grads(cf_model *m, float *host) {
     if (!m->have_grads) return CF_ERR_INVALID;
-    return cf_be_download(m->be, host, cf_view_make(m->grads_buf, 0),
-                          m->num_params * sizeof(float));
+    return cf_be_download(m->be, host, cf_view_f32(m->grads_buf, 0), m->num_params * sizeof(float));
 }
 int cf_model_get_opt_state(cf_model *m, float *hm, float *hv) {
     if (!m->have_grads) return CF_ERR_INVALID;
-    CF_TRY(cf_be_download(m->be, hm, cf_view_make(m->m_buf, 0), m->num_params * sizeof(float)));
-    return cf_be_download(m->be, hv, cf_view_make(m->v_buf, 0), m->num_params * sizeof(float));
+    CF_TRY(cf_be_download(m->be, hm, cf_view_f32(m->m_buf, 0), m->num_params * sizeof(float)));
+    return cf_be_download(m->be, hv, cf_view_f32(m->v_buf, 0), m->num_params * sizeof(float));
 }
 int cf_model_set_opt_state(cf_model *m, const float *hm, const float *hv) {
     if (!m->have_grads) return CF_ERR_INVALID;
-    CF_TRY(cf_be_upload(m->be, cf_view_make(m->m_buf, 0), hm, m->num_params * sizeof(float)));
-    return cf_be_upload(m->be, cf_view_make(m->v_buf, 0), hv, m->num_params * sizeof(float));
+    CF_TRY(cf_be_upload(m->be, cf_view_f32(m->m_buf, 0), hm, m->num_params * sizeof(float)));
+    return cf_be_upload(m->be, cf_view_f32(m->v_buf, 0), hv, m->num_params * sizeof(float));
 }
 
 /* ---- schedule and FLOPs ------------------------------------------------------------------- */

@@ -721,10 +721,6 @@ static int cf_att_run(const char *op, const cf_att_args *g, cf_att_item_fn fn, s
 
 int cf_cpu_attention_forward(cf_backend *be, cf_view out_v, cf_view att_v, cf_view qkv_v, int B,
                              int T, int C, int NH) {
-    const size_t BT = cf_zmul(B, T);
-    CF_CPU_NEED(out_v, BT * C, "attention_forward", "out");
-    CF_CPU_NEED(att_v, cf_zmul(B, NH) * cf_zmul(T, T), "attention_forward", "att");
-    CF_CPU_NEED(qkv_v, BT * 3 * C, "attention_forward", "qkv");
     const int hs = C / NH;
     const cf_att_args g = {cf_cpu_f32(qkv_v), NULL, cf_cpu_f32(att_v), cf_cpu_f32(out_v), NULL,
                            NULL, B, T, C, NH, hs, 1.0f / sqrtf((float)hs)};
@@ -738,13 +734,6 @@ int cf_cpu_attention_forward(cf_backend *be, cf_view out_v, cf_view att_v, cf_vi
 int cf_cpu_attention_backward(cf_backend *be, cf_view dqkv_v, cf_view datt_v, cf_view dpreatt_v,
                               cf_view dout_v, cf_view qkv_v, cf_view att_v, int B, int T, int C,
                               int NH) {
-    const size_t BT = cf_zmul(B, T), BHTT = cf_zmul(B, NH) * cf_zmul(T, T);
-    CF_CPU_NEED(dqkv_v, BT * 3 * C, "attention_backward", "dqkv");
-    CF_CPU_NEED(datt_v, BHTT, "attention_backward", "datt");
-    CF_CPU_NEED(dpreatt_v, BHTT, "attention_backward", "dpreatt");
-    CF_CPU_NEED(dout_v, BT * C, "attention_backward", "dout");
-    CF_CPU_NEED(qkv_v, BT * 3 * C, "attention_backward", "qkv");
-    CF_CPU_NEED(att_v, BHTT, "attention_backward", "att");
     /* datt and dpreatt stay untouched: dP and dS live in per-thread scratch */
     const int hs = C / NH;
     const cf_att_args g = {cf_cpu_f32(qkv_v), cf_cpu_f32(att_v), NULL, NULL, cf_cpu_f32(dout_v),

@@ -36,22 +36,19 @@ static inline int cf_cpu_thread_num(void) {
  * it on any machine), 0: the portable loops. */
 int cf_cpu_use_avx2(cf_backend *be);
 
-/* Check that a view names a buffer holding at least n elements from its offset; logs
- * "cpu <op>: <arg> ..." and returns CF_ERR_INVALID otherwise. */
-int cf_cpu_view_check(cf_view v, size_t n, const char *op, const char *arg);
-#define CF_CPU_NEED(v, n, op, arg) CF_TRY(cf_cpu_view_check((v), (n), (op), (arg)))
-
-static inline float *cf_cpu_f32(cf_view v) { return (float *)v.buf->host + v.off; }
-static inline int32_t *cf_cpu_i32(cf_view v) { return (int32_t *)v.buf->host + v.off; }
+/* Host pointers of views (the cf_be_* wrappers have checked buffer, dtype, alignment and extent).
+ */
+static inline float *cf_cpu_f32(cf_view v) { return cf_view_ptr_f32(v); }
+static inline int32_t *cf_cpu_i32(cf_view v) { return cf_view_ptr_i32(v); }
 
 /* ---- ops (cpu_ops.c), signatures as in struct cf_backend_ops -------------------------------- */
 
 int cf_cpu_add_bias(cf_backend *be, cf_view out, cf_view bias, int N, int OC);
 int cf_cpu_bias_backward(cf_backend *be, cf_view dbias, cf_view dout, int N, int OC);
 int cf_cpu_encoder_forward(cf_backend *be, cf_view out, cf_view tokens, cf_view wte, cf_view wpe,
-                           int B, int T, int C);
+                           int B, int T, int C, int V);
 int cf_cpu_encoder_backward(cf_backend *be, cf_view dwte, cf_view dwpe, cf_view dout,
-                            cf_view tokens, int B, int T, int C);
+                            cf_view tokens, int B, int T, int C, int V);
 int cf_cpu_layernorm_forward(cf_backend *be, cf_view out, cf_view mean, cf_view rstd, cf_view inp,
                              cf_view weight, cf_view bias, int N, int C);
 int cf_cpu_layernorm_backward(cf_backend *be, cf_view dinp, cf_view dweight, cf_view dbias,

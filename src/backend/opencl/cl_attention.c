@@ -277,11 +277,12 @@ int cf_cl_attention_fused_forward(cf_cl_ctx *ctx, cf_view out, cf_view att, cf_v
     att_variant *v = fused_setup(ctx, B, T, C, NH, 0, local, global);
     if (!v) return 0;
     const int hs = C / NH;
-    CF_TRY(cf_cl_launch(ctx, v->fwd, "attention_fused_forward", 3, global, local,
-                        CF_ARGS(ARG_MEM(cf_cl_mem(out)), ARG_ULONG(out.off),
-                                ARG_MEM(cf_cl_mem(att)), ARG_ULONG(att.off),
-                                ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(qkv.off), ARG_INT(NH),
-                                ARG_INT(T), ARG_INT(C), ARG_FLOAT(1.0f / sqrtf((float)hs)))));
+    CF_TRY(
+        cf_cl_launch(ctx, v->fwd, "attention_fused_forward", 3, global, local,
+                     CF_ARGS(ARG_MEM(cf_cl_mem(out)), ARG_ULONG(cf_view_elem_off(out)),
+                             ARG_MEM(cf_cl_mem(att)), ARG_ULONG(cf_view_elem_off(att)),
+                             ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(cf_view_elem_off(qkv)), ARG_INT(NH),
+                             ARG_INT(T), ARG_INT(C), ARG_FLOAT(1.0f / sqrtf((float)hs)))));
     ctx->attention->fused++;
     return 1;
 }
@@ -296,19 +297,19 @@ int cf_cl_attention_fused_backward(cf_cl_ctx *ctx, cf_view dqkv, cf_view dpreatt
     const int hs = C / NH;
     const float scale = 1.0f / sqrtf((float)hs);
     CF_TRY(cf_cl_launch(ctx, v->bwd_q, "attention_fused_backward_q", 3, global, local,
-                        CF_ARGS(ARG_MEM(cf_cl_mem(dqkv)), ARG_ULONG(dqkv.off),
-                                ARG_MEM(cf_cl_mem(dpreatt)), ARG_ULONG(dpreatt.off),
-                                ARG_MEM(cf_cl_mem(dout)), ARG_ULONG(dout.off),
-                                ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(qkv.off),
-                                ARG_MEM(cf_cl_mem(att)), ARG_ULONG(att.off), ARG_INT(NH),
-                                ARG_INT(T), ARG_INT(C), ARG_FLOAT(scale))));
+                        CF_ARGS(ARG_MEM(cf_cl_mem(dqkv)), ARG_ULONG(cf_view_elem_off(dqkv)),
+                                ARG_MEM(cf_cl_mem(dpreatt)), ARG_ULONG(cf_view_elem_off(dpreatt)),
+                                ARG_MEM(cf_cl_mem(dout)), ARG_ULONG(cf_view_elem_off(dout)),
+                                ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(cf_view_elem_off(qkv)),
+                                ARG_MEM(cf_cl_mem(att)), ARG_ULONG(cf_view_elem_off(att)),
+                                ARG_INT(NH), ARG_INT(T), ARG_INT(C), ARG_FLOAT(scale))));
     CF_TRY(cf_cl_launch(ctx, v->bwd_kv, "attention_fused_backward_kv", 3, global, local,
-                        CF_ARGS(ARG_MEM(cf_cl_mem(dqkv)), ARG_ULONG(dqkv.off),
-                                ARG_MEM(cf_cl_mem(dpreatt)), ARG_ULONG(dpreatt.off),
-                                ARG_MEM(cf_cl_mem(dout)), ARG_ULONG(dout.off),
-                                ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(qkv.off),
-                                ARG_MEM(cf_cl_mem(att)), ARG_ULONG(att.off), ARG_INT(NH),
-                                ARG_INT(T), ARG_INT(C), ARG_FLOAT(scale))));
+                        CF_ARGS(ARG_MEM(cf_cl_mem(dqkv)), ARG_ULONG(cf_view_elem_off(dqkv)),
+                                ARG_MEM(cf_cl_mem(dpreatt)), ARG_ULONG(cf_view_elem_off(dpreatt)),
+                                ARG_MEM(cf_cl_mem(dout)), ARG_ULONG(cf_view_elem_off(dout)),
+                                ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(cf_view_elem_off(qkv)),
+                                ARG_MEM(cf_cl_mem(att)), ARG_ULONG(cf_view_elem_off(att)),
+                                ARG_INT(NH), ARG_INT(T), ARG_INT(C), ARG_FLOAT(scale))));
     ctx->attention->fused++;
     return 1;
 }

@@ -15,28 +15,6 @@
 static const struct cf_backend_ops cf_cl_ops;
 static cf_cl_ctx *CTX(cf_backend *be) { return (cf_cl_ctx *)be->ctx; }
 
-/* A view must hold n elements: a wrong offset or shape in the caller becomes one error line here
- * instead of an out-of-bounds access on the device. */
-static int need(cf_cl_ctx *ctx, cf_view v, size_t n, const char *op, const char *arg) {
-    if (!v.buf || !v.buf->handle) {
-        cf_cl_fail(ctx, "opencl %s: argument '%s' has no buffer; pass a view of a buffer allocated "
-                        "on this backend", op, arg);
-        return CF_ERR_INVALID;
-    }
-    size_t have = v.buf->nbytes / 4;
-    if (v.off > have || n > have - v.off) {
-        cf_cl_fail(ctx, "opencl %s: argument '%s' needs %zu elements at offset %zu but its buffer "
-                        "holds %zu; check the tensor's offset and shape", op, arg, n, v.off, have);
-        return CF_ERR_INVALID;
-    }
-    return CF_OK;
-}
-#define NEED(v, n, op, arg) CF_TRY(need(ctx, (v), (n), (op), (arg)))
-/* elements a rows x cols matrix with row stride ld spans */
-static size_t extent(int rows, int cols, int ld) {
-    return rows <= 0 || cols <= 0 ? 0 : (size_t)(rows - 1) * (size_t)ld + (size_t)cols;
-}
-
 /* ---- errors ------------------------------------------------------------------------------------ */
 
 void cf_cl_fail(cf_cl_ctx *ctx, const char *fmt, ...) {
@@ -386,24 +364,14 @@ static void cl_buffer_free(cf_backend *be, cf_buffer *buf) {
     free(buf);
 }
 
-static int check_range(cf_cl_ctx *ctx, const char *what, cf_view v, size_t nbytes) {
-    if (!v.buf || v.off * 4 + nbytes > v.buf->nbytes) {
-        cf_cl_fail(ctx, "opencl %s: %zu bytes at element %zu exceed the buffer (%zu bytes)", what,
-                   nbytes, v.off, v.buf ? v.buf->nbytes : 0);
-        return CF_ERR_INVALID;
-    }
-    return CF_OK;
-}
-
 static int cl_upload(cf_backend *be, cf_view dst, const void *src, size_t nbytes) {
     cf_cl_ctx *ctx = CTX(be);
     if (nbytes == 0) return CF_OK;
-    CF_TRY(check_range(ctx, "upload", dst, nbytes));
     cl_mem m = cf_cl_mem(dst);
     if (ctx->use_map) {
         cl_int err = CL_SUCCESS;
         void *p = clEnqueueMapBuffer(ctx->queue, m, CL_TRUE, CL_MAP_WRITE_INVALIDATE_REGION,
-                                     dst.off * 4, nbytes, 0, NULL, NULL, &err);
+                                     dst.off, nbytes, 0, NULL, NULL, &err);
         CF_CHECK_CL(ctx, err);
         memcpy(p, src, nbytes);
         cl_event ev = NULL;
@@ -414,7 +382,7 @@ static int cl_upload(cf_backend *be, cf_view dst, const void *src, size_t nbytes
         return CF_OK;
     }
     cl_event ev = NULL;
-    cl_int err = clEnqueueWriteBuffer(ctx->queue, m, CL_TRUE, dst.off * 4, nbytes, src, 0, NULL,
+    cl_int err = clEnqueueWriteBuffer(ctx->queue, m, CL_TRUE, dst.off, nbytes, src, 0, NULL,
                                       cf_cl_profiling(ctx) ? &ev : NULL);
     cf_cl_prof_keep(ctx, ev);
     CF_CHECK_CL(ctx, err);
@@ -424,13 +392,12 @@ static int cl_upload(cf_backend *be, cf_view dst, const void *src, size_t nbytes
 static int cl_download(cf_backend *be, void *dst, cf_view src, size_t nbytes) {
     cf_cl_ctx *ctx = CTX(be);
     if (nbytes == 0) return CF_OK;
-    CF_TRY(check_range(ctx, "download", src, nbytes));
     cl_mem m = cf_cl_mem(src);
     if (ctx->use_map) {
         cl_int err = CL_SUCCESS;
         cl_event ev = NULL;
-        void *p = clEnqueueMapBuffer(ctx->queue, m, CL_TRUE, CL_MAP_READ, src.off * 4, nbytes, 0,
-                                     NULL, cf_cl_profiling(ctx) ? &ev : NULL, &err);
+        void *p = clEnqueueMapBuffer(ctx->queue, m, CL_TRUE, CL_MAP_READ, src.off, nbytes, 0, NULL,
+                                     cf_cl_profiling(ctx) ? &ev : NULL, &err);
         cf_cl_prof_keep(ctx, ev);
         CF_CHECK_CL(ctx, err);
         memcpy(dst, p, nbytes);
@@ -438,7 +405,7 @@ static int cl_download(cf_backend *be, void *dst, cf_view src, size_t nbytes) {
         return CF_OK;
     }
     cl_event ev = NULL;
-    cl_int err = clEnqueueReadBuffer(ctx->queue, m, CL_TRUE, src.off * 4, nbytes, dst, 0, NULL,
+    cl_int err = clEnqueueReadBuffer(ctx->queue, m, CL_TRUE, src.off, nbytes, dst, 0, NULL,
                                      cf_cl_profiling(ctx) ? &ev : NULL);
     cf_cl_prof_keep(ctx, ev);
     CF_CHECK_CL(ctx, err);
@@ -447,30 +414,28 @@ static int cl_download(cf_backend *be, void *dst, cf_view src, size_t nbytes) {
 
 static int cl_copy(cf_backend *be, cf_view dst, cf_view src, size_t n) {
     cf_cl_ctx *ctx = CTX(be);
-    NEED(dst, n, "copy", "dst");
-    NEED(src, n, "copy", "src");
     cl_mem d = cf_cl_mem(dst), s = cf_cl_mem(src);
-    if (d == s && dst.off == src.off) return CF_OK;
+    size_t doff = cf_view_elem_off(dst), soff = cf_view_elem_off(src);
+    if (d == s && doff == soff) return CF_OK;
     size_t ls = (size_t)ctx->ls, g = cf_round_up(n, ls);
-    if (d == s && dst.off < src.off + n && src.off < dst.off + n) {
+    if (d == s && doff < soff + n && soff < doff + n) {
         /* overlapping ranges: stage through scratch (memmove semantics) */
         cl_mem t = NULL;
         CF_TRY(cf_cl_scratch(ctx, CF_SCRATCH_COPY, n * 4, &t));
-        CF_TRY(cf_cl_launch(ctx, ctx->kernels[K_COPY], "residual_copy", 1, &g, &ls,
-                            CF_ARGS(ARG_MEM(t), ARG_ULONG(0), ARG_MEM(s), ARG_ULONG(src.off),
-                                    ARG_ULONG(n))));
+        CF_TRY(cf_cl_launch(
+            ctx, ctx->kernels[K_COPY], "residual_copy", 1, &g, &ls,
+            CF_ARGS(ARG_MEM(t), ARG_ULONG(0), ARG_MEM(s), ARG_ULONG(soff), ARG_ULONG(n))));
         s = t;
-        src.off = 0;
+        soff = 0;
     }
-    return cf_cl_launch(ctx, ctx->kernels[K_COPY], "residual_copy", 1, &g, &ls,
-                        CF_ARGS(ARG_MEM(d), ARG_ULONG(dst.off), ARG_MEM(s), ARG_ULONG(src.off),
-                                ARG_ULONG(n)));
+    return cf_cl_launch(
+        ctx, ctx->kernels[K_COPY], "residual_copy", 1, &g, &ls,
+        CF_ARGS(ARG_MEM(d), ARG_ULONG(doff), ARG_MEM(s), ARG_ULONG(soff), ARG_ULONG(n)));
 }
 
 static int cl_fill(cf_backend *be, cf_view dst, float value, size_t n) {
     cf_cl_ctx *ctx = CTX(be);
-    NEED(dst, n, "fill", "dst");
-    return fill_mem(ctx, cf_cl_mem(dst), dst.off, value, n);
+    return fill_mem(ctx, cf_cl_mem(dst), cf_view_elem_off(dst), value, n);
 }
 
 static int cl_synchronize(cf_backend *be) {
@@ -496,9 +461,9 @@ cf_cl_gemm_desc cf_cl_gemm_desc_plain(int ta, int tb, int M, int N, int K, float
     d.A = cf_cl_mem(A);
     d.B = cf_cl_mem(B);
     d.C = cf_cl_mem(C);
-    d.a_off = A.off;
-    d.b_off = B.off;
-    d.c_off = C.off;
+    d.a_off = cf_view_elem_off(A);
+    d.b_off = cf_view_elem_off(B);
+    d.c_off = cf_view_elem_off(C);
     d.lda = lda;
     d.ldb = ldb;
     d.ldc = ldc;
@@ -511,9 +476,6 @@ static int cl_gemm_op(cf_backend *be, int ta, int tb, int M, int N, int K, float
                       int lda, cf_view B, int ldb, float beta, cf_view C, int ldc) {
     cf_cl_ctx *ctx = CTX(be);
     if (M <= 0 || N <= 0) return CF_OK;
-    NEED(A, extent(ta ? K : M, ta ? M : K, lda), "gemm", "A");
-    NEED(B, extent(tb ? N : K, tb ? K : N, ldb), "gemm", "B");
-    NEED(C, extent(M, N, ldc), "gemm", "C");
     cf_cl_gemm_desc d = cf_cl_gemm_desc_plain(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return cf_cl_gemm(ctx, &d);
 }
@@ -523,13 +485,9 @@ static int cl_gemm_bias_op(cf_backend *be, int ta, int tb, int M, int N, int K, 
                            cf_view bias) {
     cf_cl_ctx *ctx = CTX(be);
     if (M <= 0 || N <= 0) return CF_OK;
-    NEED(A, extent(ta ? K : M, ta ? M : K, lda), "gemm_bias", "A");
-    NEED(B, extent(tb ? N : K, tb ? K : N, ldb), "gemm_bias", "B");
-    NEED(C, extent(M, N, ldc), "gemm_bias", "C");
-    NEED(bias, (size_t)N, "gemm_bias", "bias");
     cf_cl_gemm_desc d = cf_cl_gemm_desc_plain(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     d.bias = cf_cl_mem(bias);
-    d.bias_off = bias.off;
+    d.bias_off = cf_view_elem_off(bias);
     return cf_cl_gemm(ctx, &d);
 }
 
@@ -541,21 +499,12 @@ static int cl_gemm_gelu_op(cf_backend *be, int ta, int tb, int M, int N, int K, 
                            int backward) {
     cf_cl_ctx *ctx = CTX(be);
     if (M <= 0 || N <= 0) return CF_OK;
-    NEED(A, extent(ta ? K : M, ta ? M : K, lda), "gemm_gelu", "A");
-    NEED(B, extent(tb ? N : K, tb ? K : N, ldb), "gemm_gelu", "B");
-    NEED(C, extent(M, N, N), "gemm_gelu", "C");
-    NEED(X, extent(M, N, N), "gemm_gelu", "X");
-    if (bias.buf) NEED(bias, (size_t)N, "gemm_gelu", "bias");
-    if (backward && bias.buf) {
-        CF_ERROR("opencl gemm_gelu: the backward form takes no bias");
-        return CF_ERR_INVALID;
-    }
     cf_cl_gemm_desc d = cf_cl_gemm_desc_plain(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N);
     d.bias = cf_cl_mem(bias);
-    d.bias_off = bias.off;
+    d.bias_off = cf_view_elem_off(bias);
     d.act = backward ? 2 : 1;
     d.act_x = cf_cl_mem(X);
-    d.act_x_off = X.off;
+    d.act_x_off = cf_view_elem_off(X);
     const int fast = cf_cl_gemm_fast_try(ctx, &d); /* the epilogue in the store */
     if (fast != 0) return fast < 0 ? fast : CF_OK;
     /* other paths: the product (with its bias), then the GELU ops */
@@ -567,14 +516,12 @@ static int cl_gemm_gelu_op(cf_backend *be, int ta, int tb, int M, int N, int K, 
 
 static int cl_add_bias(cf_backend *be, cf_view out, cf_view bias, int N, int OC) {
     cf_cl_ctx *ctx = CTX(be);
-    NEED(out, (size_t)N * OC, "add_bias", "out");
-    NEED(bias, (size_t)OC, "add_bias", "bias");
     size_t local[2] = {64, 1};
     size_t global[2] = {cf_round_up((size_t)OC, 64), (size_t)N};
     return cf_cl_launch(ctx, ctx->kernels[K_ADD_BIAS], "residual_add_bias", 2, global, local,
-                        CF_ARGS(ARG_MEM(cf_cl_mem(out)), ARG_ULONG(out.off),
-                                ARG_MEM(cf_cl_mem(bias)), ARG_ULONG(bias.off), ARG_INT(N),
-                                ARG_INT(OC)));
+                        CF_ARGS(ARG_MEM(cf_cl_mem(out)), ARG_ULONG(cf_view_elem_off(out)),
+                                ARG_MEM(cf_cl_mem(bias)), ARG_ULONG(cf_view_elem_off(bias)),
+                                ARG_INT(N), ARG_INT(OC)));
 }
 
 /* out(cols) += column sums of x(rows, cols) with row stride ld; columns c >= split go to
@@ -625,9 +572,8 @@ static int colsum(cf_cl_ctx *ctx, cl_mem x, size_t x_off, int rows, int cols, in
 
 static int cl_bias_backward(cf_backend *be, cf_view dbias, cf_view dout, int N, int OC) {
     cf_cl_ctx *ctx = CTX(be);
-    NEED(dbias, (size_t)OC, "bias_backward", "dbias");
-    NEED(dout, (size_t)N * OC, "bias_backward", "dout");
-    return colsum(ctx, cf_cl_mem(dout), dout.off, N, OC, OC, cf_cl_mem(dbias), dbias.off);
+    return colsum(ctx, cf_cl_mem(dout), cf_view_elem_off(dout), N, OC, OC, cf_cl_mem(dbias),
+                  cf_view_elem_off(dbias));
 }
 
 /* dweight(OC,IC) += dout^T(OC,N) @ inp(N,IC) and dbias(OC) += column sums of dout: where the
@@ -637,14 +583,10 @@ static int cl_weight_bias_backward(cf_backend *be, cf_view dweight, cf_view dbia
                                    cf_view inp, int N, int IC, int OC) {
     cf_cl_ctx *ctx = CTX(be);
     if (OC <= 0 || IC <= 0) return CF_OK;
-    NEED(dweight, (size_t)OC * IC, "weight_bias_backward", "dweight");
-    NEED(dbias, (size_t)OC, "weight_bias_backward", "dbias");
-    NEED(dout, (size_t)N * OC, "weight_bias_backward", "dout");
-    NEED(inp, (size_t)N * IC, "weight_bias_backward", "inp");
     cf_cl_gemm_desc d = cf_cl_gemm_desc_plain(1, 0, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f,
                                               dweight, IC);
     d.colsum = cf_cl_mem(dbias);
-    d.colsum_off = dbias.off;
+    d.colsum_off = cf_view_elem_off(dbias);
     const int fast = N > 0 ? cf_cl_gemm_fast_try(ctx, &d) : 0;
     if (fast != 0) return fast < 0 ? fast : CF_OK;
     d.colsum = NULL;
@@ -654,33 +596,20 @@ static int cl_weight_bias_backward(cf_backend *be, cf_view dweight, cf_view dbia
 
 /* ---- encoder ----------------------------------------------------------------------------------- */
 
-/* rows of the embedding table the view can hold: the bound for token ids (V is not an argument) */
-static size_t table_rows(cf_view wte, int C) {
-    if (!wte.buf || C <= 0 || wte.off > wte.buf->nbytes / 4) return 0;
-    return (wte.buf->nbytes / 4 - wte.off) / (size_t)C;
-}
-
-static int cl_encoder_forward(cf_backend *be, cf_view out, cf_view tokens, cf_view wte,
-                              cf_view wpe, int B, int T, int C) {
+static int cl_encoder_forward(cf_backend *be, cf_view out, cf_view tokens, cf_view wte, cf_view wpe,
+                              int B, int T, int C, int V) {
     cf_cl_ctx *ctx = CTX(be);
-    size_t bt = (size_t)B * T;
-    NEED(out, bt * C, "encoder_forward", "out");
-    NEED(tokens, bt, "encoder_forward", "tokens");
-    NEED(wte, (size_t)C, "encoder_forward", "wte");
-    NEED(wpe, (size_t)T * C, "encoder_forward", "wpe");
-    LAUNCH_1D(ctx, K_ENC_FORWARD, (size_t)B * T * C, ARG_MEM(cf_cl_mem(out)), ARG_ULONG(out.off),
-              ARG_MEM(cf_cl_mem(tokens)), ARG_ULONG(tokens.off), ARG_MEM(cf_cl_mem(wte)),
-              ARG_ULONG(wte.off), ARG_MEM(cf_cl_mem(wpe)), ARG_ULONG(wpe.off), ARG_INT(B),
-              ARG_INT(T), ARG_INT(C), ARG_ULONG(table_rows(wte, C)));
+    LAUNCH_1D(ctx, K_ENC_FORWARD, (size_t)B * T * C, ARG_MEM(cf_cl_mem(out)),
+              ARG_ULONG(cf_view_elem_off(out)), ARG_MEM(cf_cl_mem(tokens)),
+              ARG_ULONG(cf_view_elem_off(tokens)), ARG_MEM(cf_cl_mem(wte)),
+              ARG_ULONG(cf_view_elem_off(wte)), ARG_MEM(cf_cl_mem(wpe)),
+              ARG_ULONG(cf_view_elem_off(wpe)), ARG_INT(B), ARG_INT(T), ARG_INT(C),
+              ARG_ULONG((size_t)V));
 }
 
 static int cl_encoder_backward(cf_backend *be, cf_view dwte, cf_view dwpe, cf_view dout,
-                               cf_view tokens, int B, int T, int C) {
+                               cf_view tokens, int B, int T, int C, int V) {
     cf_cl_ctx *ctx = CTX(be);
-    NEED(dwte, (size_t)C, "encoder_backward", "dwte");
-    NEED(dwpe, (size_t)T * C, "encoder_backward", "dwpe");
-    NEED(dout, (size_t)B * T * C, "encoder_backward", "dout");
-    NEED(tokens, (size_t)B * T, "encoder_backward", "tokens");
     int n = B * T;
     if (n <= 0 || C <= 0) return CF_OK;
     const size_t cu = ctx->dev.compute_units > 0 ? ctx->dev.compute_units : 1;
@@ -693,8 +622,8 @@ static int cl_encoder_backward(cf_backend *be, cf_view dwte, cf_view dwpe, cf_vi
     while (P > 1 && ((size_t)n + P - 1) / P < 4 * cu) P /= 2;
     size_t g = ((size_t)n + P - 1) / P * ls;
     CF_TRY(cf_cl_launch(ctx, ctx->kernels[K_ENC_RANK], "encoder_rank", 1, &g, &ls,
-                        CF_ARGS(ARG_MEM(cf_cl_mem(tokens)), ARG_ULONG(tokens.off), ARG_INT(n),
-                                ARG_INT((int)P), ARG_MEM(order))));
+                        CF_ARGS(ARG_MEM(cf_cl_mem(tokens)), ARG_ULONG(cf_view_elem_off(tokens)),
+                                ARG_INT(n), ARG_INT((int)P), ARG_INT(V), ARG_MEM(order))));
     /* runs: items of 4 channels, one work-group across a row where it fits in ls items (a CPU
      * then reads each row once); the n slots in blocks of sb, about 16 groups per compute unit */
     const size_t quads = ((size_t)C + 3) / 4;
@@ -707,12 +636,13 @@ static int cl_encoder_backward(cf_backend *be, cf_view dwte, cf_view dwpe, cf_vi
     const size_t sb = ((size_t)n + blocks - 1) / blocks;
     size_t local[2] = {l0, 1}, global[2] = {cgroups * l0, ((size_t)n + sb - 1) / sb};
     CF_TRY(cf_cl_launch(ctx, ctx->kernels[K_ENC_WTE], "encoder_backward_wte", 2, global, local,
-                        CF_ARGS(ARG_MEM(cf_cl_mem(dwte)), ARG_ULONG(dwte.off),
-                                ARG_MEM(cf_cl_mem(dout)), ARG_ULONG(dout.off), ARG_MEM(order),
-                                ARG_INT(n), ARG_INT(C), ARG_ULONG(table_rows(dwte, C)),
+                        CF_ARGS(ARG_MEM(cf_cl_mem(dwte)), ARG_ULONG(cf_view_elem_off(dwte)),
+                                ARG_MEM(cf_cl_mem(dout)), ARG_ULONG(cf_view_elem_off(dout)),
+                                ARG_MEM(order), ARG_INT(n), ARG_INT(C), ARG_ULONG((size_t)V),
                                 ARG_INT((int)sb))));
     /* dwpe(T,C) += sum over b of dout(b, T, C): column sums over B rows of width T*C */
-    return colsum(ctx, cf_cl_mem(dout), dout.off, B, T * C, T * C, cf_cl_mem(dwpe), dwpe.off);
+    return colsum(ctx, cf_cl_mem(dout), cf_view_elem_off(dout), B, T * C, T * C, cf_cl_mem(dwpe),
+                  cf_view_elem_off(dwpe));
 }
 
 /* ---- LayerNorm --------------------------------------------------------------------------------- */
@@ -720,38 +650,23 @@ static int cl_encoder_backward(cf_backend *be, cf_view dwte, cf_view dwpe, cf_vi
 static int cl_layernorm_forward(cf_backend *be, cf_view out, cf_view mean, cf_view rstd,
                                 cf_view inp, cf_view weight, cf_view bias, int N, int C) {
     cf_cl_ctx *ctx = CTX(be);
-    NEED(out, (size_t)N * C, "layernorm_forward", "out");
-    NEED(inp, (size_t)N * C, "layernorm_forward", "inp");
-    NEED(weight, (size_t)C, "layernorm_forward", "weight");
-    NEED(bias, (size_t)C, "layernorm_forward", "bias");
-    /* mean and rstd may be left out (NULL buffers) when no backward follows */
-    if (mean.buf) NEED(mean, (size_t)N, "layernorm_forward", "mean");
-    if (rstd.buf) NEED(rstd, (size_t)N, "layernorm_forward", "rstd");
     int save = mean.buf && rstd.buf;
     cl_mem om = cf_cl_mem(out);
     size_t ls = kernel_ls(ctx, K_LN_FORWARD), g = (size_t)N * ls;
-    return cf_cl_launch(ctx, ctx->kernels[K_LN_FORWARD], "layernorm_forward", 1, &g, &ls,
-                        CF_ARGS(ARG_MEM(om), ARG_ULONG(out.off),
-                                ARG_MEM(save ? cf_cl_mem(mean) : om), ARG_ULONG(mean.off),
-                                ARG_MEM(save ? cf_cl_mem(rstd) : om), ARG_ULONG(rstd.off),
-                                ARG_INT(save), ARG_MEM(cf_cl_mem(inp)), ARG_ULONG(inp.off),
-                                ARG_MEM(cf_cl_mem(weight)), ARG_ULONG(weight.off),
-                                ARG_MEM(cf_cl_mem(bias)), ARG_ULONG(bias.off), ARG_INT(N),
-                                ARG_INT(C)));
+    return cf_cl_launch(
+        ctx, ctx->kernels[K_LN_FORWARD], "layernorm_forward", 1, &g, &ls,
+        CF_ARGS(ARG_MEM(om), ARG_ULONG(cf_view_elem_off(out)), ARG_MEM(save ? cf_cl_mem(mean) : om),
+                ARG_ULONG(cf_view_elem_off(mean)), ARG_MEM(save ? cf_cl_mem(rstd) : om),
+                ARG_ULONG(cf_view_elem_off(rstd)), ARG_INT(save), ARG_MEM(cf_cl_mem(inp)),
+                ARG_ULONG(cf_view_elem_off(inp)), ARG_MEM(cf_cl_mem(weight)),
+                ARG_ULONG(cf_view_elem_off(weight)), ARG_MEM(cf_cl_mem(bias)),
+                ARG_ULONG(cf_view_elem_off(bias)), ARG_INT(N), ARG_INT(C)));
 }
 
 static int cl_layernorm_backward(cf_backend *be, cf_view dinp, cf_view dweight, cf_view dbias,
                                  cf_view dout, cf_view inp, cf_view weight, cf_view mean,
                                  cf_view rstd, int N, int C) {
     cf_cl_ctx *ctx = CTX(be);
-    NEED(dinp, (size_t)N * C, "layernorm_backward", "dinp");
-    if (dweight.buf) NEED(dweight, (size_t)C, "layernorm_backward", "dweight");
-    if (dbias.buf) NEED(dbias, (size_t)C, "layernorm_backward", "dbias");
-    NEED(dout, (size_t)N * C, "layernorm_backward", "dout");
-    NEED(inp, (size_t)N * C, "layernorm_backward", "inp");
-    NEED(weight, (size_t)C, "layernorm_backward", "weight");
-    NEED(mean, (size_t)N, "layernorm_backward", "mean");
-    NEED(rstd, (size_t)N, "layernorm_backward", "rstd");
     if (N <= 0 || C <= 0) return CF_OK;
     size_t groups = (size_t)ctx->dev.compute_units * (is_gpu(ctx) ? 4 : 2);
     if (groups > (size_t)N) groups = (size_t)N;
@@ -760,22 +675,23 @@ static int cl_layernorm_backward(cf_backend *be, cf_view dinp, cf_view dweight, 
     CF_TRY(cf_cl_scratch(ctx, CF_SCRATCH_PARTIAL, groups * 2 * (size_t)C * 4, &part));
     size_t ls = kernel_ls(ctx, K_LN_BACKWARD), g = groups * ls;
     CF_TRY(cf_cl_launch(ctx, ctx->kernels[K_LN_BACKWARD], "layernorm_backward", 1, &g, &ls,
-                        CF_ARGS(ARG_MEM(cf_cl_mem(dinp)), ARG_ULONG(dinp.off), ARG_MEM(part),
-                                ARG_MEM(cf_cl_mem(dout)), ARG_ULONG(dout.off),
-                                ARG_MEM(cf_cl_mem(inp)), ARG_ULONG(inp.off),
-                                ARG_MEM(cf_cl_mem(weight)), ARG_ULONG(weight.off),
-                                ARG_MEM(cf_cl_mem(mean)), ARG_ULONG(mean.off),
-                                ARG_MEM(cf_cl_mem(rstd)), ARG_ULONG(rstd.off), ARG_INT(N),
-                                ARG_INT(C))));
+                        CF_ARGS(ARG_MEM(cf_cl_mem(dinp)), ARG_ULONG(cf_view_elem_off(dinp)),
+                                ARG_MEM(part), ARG_MEM(cf_cl_mem(dout)),
+                                ARG_ULONG(cf_view_elem_off(dout)), ARG_MEM(cf_cl_mem(inp)),
+                                ARG_ULONG(cf_view_elem_off(inp)), ARG_MEM(cf_cl_mem(weight)),
+                                ARG_ULONG(cf_view_elem_off(weight)), ARG_MEM(cf_cl_mem(mean)),
+                                ARG_ULONG(cf_view_elem_off(mean)), ARG_MEM(cf_cl_mem(rstd)),
+                                ARG_ULONG(cf_view_elem_off(rstd)), ARG_INT(N), ARG_INT(C))));
     /* partial(groups, 2C): columns [0, C) sum to dbias, [C, 2C) to dweight (one pass for both) */
     if (dbias.buf && dweight.buf)
-        return colsum2(ctx, part, 0, (int)groups, 2 * C, 2 * C, cf_cl_mem(dbias), dbias.off,
-                       cf_cl_mem(dweight), dweight.off, C);
+        return colsum2(ctx, part, 0, (int)groups, 2 * C, 2 * C, cf_cl_mem(dbias),
+                       cf_view_elem_off(dbias), cf_cl_mem(dweight), cf_view_elem_off(dweight), C);
     if (dbias.buf)
-        CF_TRY(colsum(ctx, part, 0, (int)groups, C, 2 * C, cf_cl_mem(dbias), dbias.off));
+        CF_TRY(
+            colsum(ctx, part, 0, (int)groups, C, 2 * C, cf_cl_mem(dbias), cf_view_elem_off(dbias)));
     if (dweight.buf)
         CF_TRY(colsum(ctx, part, (size_t)C, (int)groups, C, 2 * C, cf_cl_mem(dweight),
-                      dweight.off));
+                      cf_view_elem_off(dweight)));
     return CF_OK;
 }
 
@@ -824,18 +740,18 @@ static int att_gemm(cf_cl_ctx *ctx, int ta, int tb, int M, int N, int K, float a
 
 /* q, k, v of head h in qkv(B,T,3C): columns [h*hs + part*C, ...), row stride 3C */
 static att_operand qkv_part(cf_view qkv, int part, int T, int C, int hs) {
-    att_operand o = {cf_cl_mem(qkv), qkv.off + (size_t)part * C, (size_t)T * 3 * C, (size_t)hs,
-                     3 * C};
+    att_operand o = {cf_cl_mem(qkv), cf_view_elem_off(qkv) + (size_t)part * C, (size_t)T * 3 * C,
+                     (size_t)hs, 3 * C};
     return o;
 }
 /* (B,NH,T,T) score-shaped tensors */
 static att_operand tt_part(cf_view v, int NH, int T) {
-    att_operand o = {cf_cl_mem(v), v.off, (size_t)NH * T * T, (size_t)T * T, T};
+    att_operand o = {cf_cl_mem(v), cf_view_elem_off(v), (size_t)NH * T * T, (size_t)T * T, T};
     return o;
 }
 /* (B,T,C) tensors split by head */
 static att_operand btc_part(cf_view v, int T, int C, int hs) {
-    att_operand o = {cf_cl_mem(v), v.off, (size_t)T * C, (size_t)hs, C};
+    att_operand o = {cf_cl_mem(v), cf_view_elem_off(v), (size_t)T * C, (size_t)hs, C};
     return o;
 }
 
@@ -847,10 +763,6 @@ static int softmax_rows(cf_cl_ctx *ctx, int kid, size_t rows, int nargs, const c
 static int cl_attention_forward(cf_backend *be, cf_view out, cf_view att, cf_view qkv, int B,
                                 int T, int C, int NH) {
     cf_cl_ctx *ctx = CTX(be);
-    size_t btc = (size_t)B * T * C, bhtt = (size_t)B * NH * T * T;
-    NEED(out, btc, "attention_forward", "out");
-    NEED(att, bhtt, "attention_forward", "att");
-    NEED(qkv, 3 * btc, "attention_forward", "qkv");
     /* one fused launch (cl_attention.c) where the shape fits, else the GEMM path below */
     int fused = cf_cl_attention_fused_forward(ctx, out, att, qkv, B, T, C, NH);
     if (fused != 0) return fused < 0 ? fused : CF_OK;
@@ -863,8 +775,9 @@ static int cl_attention_forward(cf_backend *be, cf_view out, cf_view att, cf_vie
     att_operand a = tt_part(att, NH, T), o = btc_part(out, T, C, hs);
     /* att(T,T) = scale * q(T,hs) k^T; blocks wholly above the diagonal are skipped */
     CF_TRY(att_gemm(ctx, 0, 1, T, T, hs, scale, q, k, 0.0f, a, B, NH, 1));
-    CF_TRY(softmax_rows(ctx, K_SOFTMAX_FORWARD, (size_t)rows,
-                        CF_ARGS(ARG_MEM(a.m), ARG_ULONG(att.off), ARG_INT(rows), ARG_INT(T))));
+    CF_TRY(softmax_rows(
+        ctx, K_SOFTMAX_FORWARD, (size_t)rows,
+        CF_ARGS(ARG_MEM(a.m), ARG_ULONG(cf_view_elem_off(att)), ARG_INT(rows), ARG_INT(T))));
     /* out(T,hs) = att(T,T) v(T,hs); att is lower triangular */
     return att_gemm(ctx, 0, 0, T, hs, T, 1.0f, a, v, 0.0f, o, B, NH, 2);
 }
@@ -873,13 +786,6 @@ static int cl_attention_backward(cf_backend *be, cf_view dqkv, cf_view datt, cf_
                                  cf_view dout, cf_view qkv, cf_view att, int B, int T, int C,
                                  int NH) {
     cf_cl_ctx *ctx = CTX(be);
-    size_t btc = (size_t)B * T * C, bhtt = (size_t)B * NH * T * T;
-    NEED(dqkv, 3 * btc, "attention_backward", "dqkv");
-    NEED(datt, bhtt, "attention_backward", "datt");
-    NEED(dpreatt, bhtt, "attention_backward", "dpreatt");
-    NEED(dout, btc, "attention_backward", "dout");
-    NEED(qkv, 3 * btc, "attention_backward", "qkv");
-    NEED(att, bhtt, "attention_backward", "att");
     int fused = cf_cl_attention_fused_backward(ctx, dqkv, dpreatt, dout, qkv, att, B, T, C, NH);
     if (fused != 0) return fused < 0 ? fused : CF_OK;
     cf_cl_attention_count_gemm(ctx);
@@ -899,9 +805,10 @@ static int cl_attention_backward(cf_backend *be, cf_view dqkv, cf_view datt, cf_
      * is stored. dv(T,hs) = att^T dout; att^T is upper triangular */
     CF_TRY(att_gemm(ctx, 1, 0, T, hs, T, 1.0f, a, dO, 0.0f, dv, B, NH, 3));
     CF_TRY(softmax_rows(ctx, K_SOFTMAX_BACKWARD, (size_t)rows,
-                        CF_ARGS(ARG_MEM(dp.m), ARG_ULONG(dpreatt.off), ARG_MEM(da.m),
-                                ARG_ULONG(datt.off), ARG_MEM(a.m), ARG_ULONG(att.off),
-                                ARG_INT(rows), ARG_INT(T), ARG_FLOAT(scale))));
+                        CF_ARGS(ARG_MEM(dp.m), ARG_ULONG(cf_view_elem_off(dpreatt)), ARG_MEM(da.m),
+                                ARG_ULONG(cf_view_elem_off(datt)), ARG_MEM(a.m),
+                                ARG_ULONG(cf_view_elem_off(att)), ARG_INT(rows), ARG_INT(T),
+                                ARG_FLOAT(scale))));
     /* dq(T,hs) = dpreatt k (lower triangular); dk(T,hs) = dpreatt^T q (upper triangular; the
      * K loop from the block's first key reads dpreatt's zeros above the diagonal, which the
      * softmax backward writes) */
@@ -913,42 +820,35 @@ static int cl_attention_backward(cf_backend *be, cf_view dqkv, cf_view datt, cf_
 
 static int cl_gelu_forward(cf_backend *be, cf_view out, cf_view inp, size_t n) {
     cf_cl_ctx *ctx = CTX(be);
-    NEED(out, n, "gelu_forward", "out");
-    NEED(inp, n, "gelu_forward", "inp");
-    LAUNCH_1D(ctx, K_GELU_FORWARD, n, ARG_MEM(cf_cl_mem(out)), ARG_ULONG(out.off),
-              ARG_MEM(cf_cl_mem(inp)), ARG_ULONG(inp.off), ARG_ULONG(n));
+    LAUNCH_1D(ctx, K_GELU_FORWARD, n, ARG_MEM(cf_cl_mem(out)), ARG_ULONG(cf_view_elem_off(out)),
+              ARG_MEM(cf_cl_mem(inp)), ARG_ULONG(cf_view_elem_off(inp)), ARG_ULONG(n));
 }
 
 static int cl_gelu_backward(cf_backend *be, cf_view dinp, cf_view inp, cf_view dout, size_t n) {
     cf_cl_ctx *ctx = CTX(be);
-    NEED(dinp, n, "gelu_backward", "dinp");
-    NEED(inp, n, "gelu_backward", "inp");
-    NEED(dout, n, "gelu_backward", "dout");
-    LAUNCH_1D(ctx, K_GELU_BACKWARD, n, ARG_MEM(cf_cl_mem(dinp)), ARG_ULONG(dinp.off),
-              ARG_MEM(cf_cl_mem(inp)), ARG_ULONG(inp.off), ARG_MEM(cf_cl_mem(dout)),
-              ARG_ULONG(dout.off), ARG_ULONG(n));
+    LAUNCH_1D(ctx, K_GELU_BACKWARD, n, ARG_MEM(cf_cl_mem(dinp)), ARG_ULONG(cf_view_elem_off(dinp)),
+              ARG_MEM(cf_cl_mem(inp)), ARG_ULONG(cf_view_elem_off(inp)), ARG_MEM(cf_cl_mem(dout)),
+              ARG_ULONG(cf_view_elem_off(dout)), ARG_ULONG(n));
 }
 
 static int cl_residual_forward(cf_backend *be, cf_view out, cf_view a, cf_view b, size_t n) {
     cf_cl_ctx *ctx = CTX(be);
-    NEED(out, n, "residual_forward", "out");
-    NEED(a, n, "residual_forward", "a");
-    NEED(b, n, "residual_forward", "b");
     if (n == 0) return CF_OK;
     size_t ls = kernel_ls(ctx, K_RESIDUAL_FORWARD), g = quad_range(ctx, K_RESIDUAL_FORWARD, n);
-    const int aligned = out.off % 4 == 0 && a.off % 4 == 0 && b.off % 4 == 0;
+    const int aligned = cf_view_elem_off(out) % 4 == 0 && cf_view_elem_off(a) % 4 == 0 &&
+                        cf_view_elem_off(b) % 4 == 0;
     return cf_cl_launch(ctx, ctx->kernels[K_RESIDUAL_FORWARD], "residual_forward", 1, &g, &ls,
-                        CF_ARGS(ARG_MEM(cf_cl_mem(out)), ARG_ULONG(out.off),
-                                ARG_MEM(cf_cl_mem(a)), ARG_ULONG(a.off), ARG_MEM(cf_cl_mem(b)),
-                                ARG_ULONG(b.off), ARG_ULONG(n), ARG_INT(aligned)));
+                        CF_ARGS(ARG_MEM(cf_cl_mem(out)), ARG_ULONG(cf_view_elem_off(out)),
+                                ARG_MEM(cf_cl_mem(a)), ARG_ULONG(cf_view_elem_off(a)),
+                                ARG_MEM(cf_cl_mem(b)), ARG_ULONG(cf_view_elem_off(b)), ARG_ULONG(n),
+                                ARG_INT(aligned)));
 }
 
 static int cl_axpy(cf_backend *be, cf_view y, cf_view x, float alpha, size_t n) {
     cf_cl_ctx *ctx = CTX(be);
-    NEED(y, n, "axpy", "y");
-    NEED(x, n, "axpy", "x");
-    LAUNCH_1D(ctx, K_AXPY, n, ARG_MEM(cf_cl_mem(y)), ARG_ULONG(y.off), ARG_MEM(cf_cl_mem(x)),
-              ARG_ULONG(x.off), ARG_FLOAT(alpha), ARG_ULONG(n));
+    LAUNCH_1D(ctx, K_AXPY, n, ARG_MEM(cf_cl_mem(y)), ARG_ULONG(cf_view_elem_off(y)),
+              ARG_MEM(cf_cl_mem(x)), ARG_ULONG(cf_view_elem_off(x)), ARG_FLOAT(alpha),
+              ARG_ULONG(n));
 }
 
 /* ---- cross-entropy ----------------------------------------------------------------------------- */
@@ -956,37 +856,28 @@ static int cl_axpy(cf_backend *be, cf_view y, cf_view x, float alpha, size_t n) 
 static int cl_crossentropy_forward(cf_backend *be, cf_view losses, cf_view logits,
                                    cf_view targets, int N, int V) {
     cf_cl_ctx *ctx = CTX(be);
-    NEED(losses, (size_t)N, "crossentropy_forward", "losses");
-    NEED(logits, (size_t)N * V, "crossentropy_forward", "logits");
-    NEED(targets, (size_t)N, "crossentropy_forward", "targets");
     return softmax_rows(ctx, K_CE_FORWARD, (size_t)N,
-                        CF_ARGS(ARG_MEM(cf_cl_mem(losses)), ARG_ULONG(losses.off),
-                                ARG_MEM(cf_cl_mem(logits)), ARG_ULONG(logits.off),
-                                ARG_MEM(cf_cl_mem(targets)), ARG_ULONG(targets.off), ARG_INT(N),
-                                ARG_INT(V)));
+                        CF_ARGS(ARG_MEM(cf_cl_mem(losses)), ARG_ULONG(cf_view_elem_off(losses)),
+                                ARG_MEM(cf_cl_mem(logits)), ARG_ULONG(cf_view_elem_off(logits)),
+                                ARG_MEM(cf_cl_mem(targets)), ARG_ULONG(cf_view_elem_off(targets)),
+                                ARG_INT(N), ARG_INT(V)));
 }
 
 static int cl_crossentropy_fused(cf_backend *be, cf_view losses, cf_view dlogits, cf_view logits,
                                  cf_view targets, int N, int V, float dloss) {
     cf_cl_ctx *ctx = CTX(be);
-    NEED(losses, (size_t)N, "crossentropy_fused", "losses");
-    NEED(dlogits, (size_t)N * V, "crossentropy_fused", "dlogits");
-    NEED(logits, (size_t)N * V, "crossentropy_fused", "logits");
-    NEED(targets, (size_t)N, "crossentropy_fused", "targets");
     return softmax_rows(ctx, K_CE_FUSED, (size_t)N,
-                        CF_ARGS(ARG_MEM(cf_cl_mem(losses)), ARG_ULONG(losses.off),
-                                ARG_MEM(cf_cl_mem(dlogits)), ARG_ULONG(dlogits.off),
-                                ARG_MEM(cf_cl_mem(logits)), ARG_ULONG(logits.off),
-                                ARG_MEM(cf_cl_mem(targets)), ARG_ULONG(targets.off), ARG_INT(N),
-                                ARG_INT(V), ARG_FLOAT(dloss)));
+                        CF_ARGS(ARG_MEM(cf_cl_mem(losses)), ARG_ULONG(cf_view_elem_off(losses)),
+                                ARG_MEM(cf_cl_mem(dlogits)), ARG_ULONG(cf_view_elem_off(dlogits)),
+                                ARG_MEM(cf_cl_mem(logits)), ARG_ULONG(cf_view_elem_off(logits)),
+                                ARG_MEM(cf_cl_mem(targets)), ARG_ULONG(cf_view_elem_off(targets)),
+                                ARG_INT(N), ARG_INT(V), ARG_FLOAT(dloss)));
 }
 
 /* ---- reductions and optimizer ------------------------------------------------------------------ */
 
 static int cl_reduce_sum(cf_backend *be, cf_view out, cf_view x, size_t n, int square) {
     cf_cl_ctx *ctx = CTX(be);
-    NEED(out, 1, "reduce_sum", "out");
-    NEED(x, n, "reduce_sum", "x");
     size_t ls = (size_t)ctx->ls;
     size_t groups = (n + ls - 1) / ls;
     if (groups > (size_t)ctx->max_groups) groups = (size_t)ctx->max_groups;
@@ -995,39 +886,31 @@ static int cl_reduce_sum(cf_backend *be, cf_view out, cf_view x, size_t n, int s
     CF_TRY(cf_cl_scratch(ctx, CF_SCRATCH_PARTIAL, groups * 4, &part));
     size_t g = groups * ls;
     CF_TRY(cf_cl_launch(ctx, ctx->kernels[K_SUM_PARTIAL], "reduce_sum_partial", 1, &g, &ls,
-                        CF_ARGS(ARG_MEM(cf_cl_mem(x)), ARG_ULONG(x.off), ARG_ULONG(n),
+                        CF_ARGS(ARG_MEM(cf_cl_mem(x)), ARG_ULONG(cf_view_elem_off(x)), ARG_ULONG(n),
                                 ARG_INT(square), ARG_MEM(part))));
     return cf_cl_launch(ctx, ctx->kernels[K_SUM_FINAL], "reduce_sum_final", 1, &ls, &ls,
                         CF_ARGS(ARG_MEM(part), ARG_INT((int)groups), ARG_MEM(cf_cl_mem(out)),
-                                ARG_ULONG(out.off)));
+                                ARG_ULONG(cf_view_elem_off(out))));
 }
 
 static int cl_adamw(cf_backend *be, cf_view params, cf_view grads, cf_view m, cf_view v,
                     size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
                     float grad_scale, int t) {
     cf_cl_ctx *ctx = CTX(be);
-    NEED(params, n, "adamw", "params");
-    NEED(grads, n, "adamw", "grads");
-    NEED(m, n, "adamw", "m");
-    NEED(v, n, "adamw", "v");
-    if (t < 1) {
-        CF_ERROR("opencl adamw: step t=%d must be >= 1 (bias correction divides by 1 - beta^t)", t);
-        return CF_ERR_INVALID;
-    }
     /* in double: 1 - beta2^t is tiny for small t and beta2 near 1 */
     float inv_bc1 = (float)(1.0 / (1.0 - pow((double)beta1, (double)t)));
     float inv_bc2 = (float)(1.0 / (1.0 - pow((double)beta2, (double)t)));
-    const int aligned =
-        params.off % 4 == 0 && grads.off % 4 == 0 && m.off % 4 == 0 && v.off % 4 == 0;
+    const int aligned = cf_view_elem_off(params) % 4 == 0 && cf_view_elem_off(grads) % 4 == 0 &&
+                        cf_view_elem_off(m) % 4 == 0 && cf_view_elem_off(v) % 4 == 0;
     size_t ls = kernel_ls(ctx, K_ADAMW), g = quad_range(ctx, K_ADAMW, n);
-    return cf_cl_launch(
-        ctx, ctx->kernels[K_ADAMW], "adamw_update", 1, &g, &ls,
-        CF_ARGS(ARG_MEM(cf_cl_mem(params)), ARG_ULONG(params.off), ARG_MEM(cf_cl_mem(grads)),
-                ARG_ULONG(grads.off), ARG_MEM(cf_cl_mem(m)), ARG_ULONG(m.off),
-                ARG_MEM(cf_cl_mem(v)), ARG_ULONG(v.off), ARG_ULONG(n), ARG_FLOAT(lr),
-                ARG_FLOAT(beta1), ARG_FLOAT(beta2), ARG_FLOAT(inv_bc1), ARG_FLOAT(inv_bc2),
-                ARG_FLOAT(eps), ARG_FLOAT(weight_decay), ARG_FLOAT(grad_scale),
-                ARG_INT(aligned)));
+    return cf_cl_launch(ctx, ctx->kernels[K_ADAMW], "adamw_update", 1, &g, &ls,
+                        CF_ARGS(ARG_MEM(cf_cl_mem(params)), ARG_ULONG(cf_view_elem_off(params)),
+                                ARG_MEM(cf_cl_mem(grads)), ARG_ULONG(cf_view_elem_off(grads)),
+                                ARG_MEM(cf_cl_mem(m)), ARG_ULONG(cf_view_elem_off(m)),
+                                ARG_MEM(cf_cl_mem(v)), ARG_ULONG(cf_view_elem_off(v)), ARG_ULONG(n),
+                                ARG_FLOAT(lr), ARG_FLOAT(beta1), ARG_FLOAT(beta2),
+                                ARG_FLOAT(inv_bc1), ARG_FLOAT(inv_bc2), ARG_FLOAT(eps),
+                                ARG_FLOAT(weight_decay), ARG_FLOAT(grad_scale), ARG_INT(aligned)));
 }
 
 static const struct cf_backend_ops cf_cl_ops = {

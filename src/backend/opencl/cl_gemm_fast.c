@@ -533,63 +533,24 @@ int cf_backend_opencl_gemm_fast(cf_backend *be, const cf_cl_gemm_fast_choice *ch
                                             beta, C, ldc, none);
 }
 
-static int views_fit(int ta, int tb, int M, int N, int K, cf_view A, int lda, cf_view B, int ldb,
-                     cf_view C, int ldc, cf_view bias);
-
 int cf_backend_opencl_gemm_fast_gelu(cf_backend *be, const cf_cl_gemm_fast_choice *choice, int ta,
                                      int tb, int M, int N, int K, cf_view A, int lda, cf_view B,
                                      int ldb, cf_view C, cf_view bias, cf_view X, int act) {
     if (!cf_backend_is_opencl(be)) return CF_ERR_UNSUPPORTED;
-    if (act < 1 || act > 2 || !X.buf || (act == 2 && bias.buf) ||
-        (X.off + (size_t)M * N) * sizeof(float) > X.buf->nbytes) {
-        CF_ERROR("gemm_fast: GELU epilogue %d needs an X of %d x %d elements (and no bias for 2)",
-                 act, M, N);
+    if (act < 1 || act > 2 || (act == 2 && bias.buf)) {
+        CF_ERROR("gemm_fast: GELU epilogue %d: 1 (forward) or 2 (backward, no bias)", act);
         return CF_ERR_INVALID;
     }
     if (M <= 0 || N <= 0) return CF_OK;
-    CF_TRY(views_fit(ta, tb, M, N, K, A, lda, B, ldb, C, N, bias));
+    CF_TRY(cf_gemm_check("gemm_fast_gelu", ta, tb, M, N, K, A, lda, B, ldb, C, N, bias));
+    CF_TRY(cf_view_check("gemm_fast_gelu", "X", X, CF_F32, (size_t)M * N, 0));
     cf_cl_gemm_desc d = cf_cl_gemm_desc_plain(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N);
     d.bias = cf_cl_mem(bias);
-    d.bias_off = bias.off;
+    d.bias_off = cf_view_elem_off(bias);
     d.act = act;
     d.act_x = cf_cl_mem(X);
-    d.act_x_off = X.off;
+    d.act_x_off = cf_view_elem_off(X);
     return cf_cl_gemm_fast_run((cf_cl_ctx *)be->ctx, &d, choice);
-}
-
-/* The public forms' checks of the views against the shape (M, N > 0): CF_OK or CF_ERR_INVALID. */
-static int views_fit(int ta, int tb, int M, int N, int K, cf_view A, int lda, cf_view B, int ldb,
-                     cf_view C, int ldc, cf_view bias) {
-    if (K < 0 || lda < (ta ? M : K) || ldb < (tb ? K : N) || ldc < N) {
-        CF_ERROR("gemm_fast: M=%d N=%d K=%d with lda %d, ldb %d, ldc %d: a leading dimension is "
-                 "shorter than its row",
-                 M, N, K, lda, ldb, ldc);
-        return CF_ERR_INVALID;
-    }
-    const struct {
-        cf_view v;
-        int rows, cols, ld;
-        const char *name;
-    } ops[3] = {{A, ta ? K : M, ta ? M : K, lda, "A"},
-                {B, tb ? N : K, tb ? K : N, ldb, "B"},
-                {C, M, N, ldc, "C"}};
-    for (int i = 0; i < 3; i++) {
-        size_t need = ops[i].rows > 0 ? (size_t)(ops[i].rows - 1) * ops[i].ld + ops[i].cols : 0;
-        if (need && (!ops[i].v.buf || (ops[i].v.off + need) * sizeof(float) > ops[i].v.buf->nbytes)) {
-            CF_ERROR("gemm_fast: %s (%d x %d, leading dimension %d) at element %zu does not fit "
-                     "its buffer (%zu bytes)",
-                     ops[i].name, ops[i].rows, ops[i].cols, ops[i].ld, ops[i].v.off,
-                     ops[i].v.buf ? ops[i].v.buf->nbytes : 0);
-            return CF_ERR_INVALID;
-        }
-    }
-    if (bias.buf && (bias.off + (size_t)N) * sizeof(float) > bias.buf->nbytes) {
-        CF_ERROR("gemm_fast: bias of %d elements at element %zu does not fit its buffer (%zu "
-                 "bytes)",
-                 N, bias.off, bias.buf->nbytes);
-        return CF_ERR_INVALID;
-    }
-    return CF_OK;
 }
 
 int cf_backend_opencl_gemm_fast_colsum(cf_backend *be, const cf_cl_gemm_fast_choice *choice,
@@ -597,16 +558,13 @@ int cf_backend_opencl_gemm_fast_colsum(cf_backend *be, const cf_cl_gemm_fast_cho
                                        int lda, cf_view B, int ldb, float beta, cf_view C, int ldc,
                                        cf_view colsum) {
     if (!cf_backend_is_opencl(be)) return CF_ERR_UNSUPPORTED;
-    if (!colsum.buf || (colsum.off + (size_t)M) * sizeof(float) > colsum.buf->nbytes) {
-        CF_ERROR("gemm_fast: the sums of op(A) need a view of %d elements", M);
-        return CF_ERR_INVALID;
-    }
+    CF_TRY(cf_view_check("gemm_fast_colsum", "colsum", colsum, CF_F32, (size_t)(M > 0 ? M : 0), 0));
     if (M <= 0 || N <= 0) return CF_OK;
     const cf_view none = {0};
-    CF_TRY(views_fit(1, tb, M, N, K, A, lda, B, ldb, C, ldc, none));
+    CF_TRY(cf_gemm_check("gemm_fast_colsum", 1, tb, M, N, K, A, lda, B, ldb, C, ldc, none));
     cf_cl_gemm_desc d = cf_cl_gemm_desc_plain(1, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     d.colsum = cf_cl_mem(colsum);
-    d.colsum_off = colsum.off;
+    d.colsum_off = cf_view_elem_off(colsum);
     return cf_cl_gemm_fast_run((cf_cl_ctx *)be->ctx, &d, choice);
 }
 
@@ -616,9 +574,9 @@ int cf_backend_opencl_gemm_fast_bias(cf_backend *be, const cf_cl_gemm_fast_choic
                                      cf_view bias) {
     if (!cf_backend_is_opencl(be)) return CF_ERR_UNSUPPORTED;
     if (M <= 0 || N <= 0) return CF_OK;
-    CF_TRY(views_fit(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, bias));
+    CF_TRY(cf_gemm_check("gemm_fast", ta, tb, M, N, K, A, lda, B, ldb, C, ldc, bias));
     cf_cl_gemm_desc d = cf_cl_gemm_desc_plain(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     d.bias = cf_cl_mem(bias);
-    d.bias_off = bias.off;
+    d.bias_off = cf_view_elem_off(bias);
     return cf_cl_gemm_fast_run((cf_cl_ctx *)be->ctx, &d, choice);
 }
