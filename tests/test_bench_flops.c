@@ -75,7 +75,7 @@ int main(void) {
     for (int i = 0; i < 2; i++) {
         cf_backend *be = NULL;
         cf_model *m = NULL;
-        if (cf_backend_cpu_create(&be) < 0 ||
+        if (cf_backend_cpu_create("cpu", NULL, &be) < 0 ||
             cf_model_create(be, &cfgs[i], cfgs[i].batch_size, cfgs[i].max_length, 1, &m) < 0) {
             printf("  could not create the model on the CPU backend: FAIL\n");
             return 1;

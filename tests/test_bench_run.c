@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 
 #include "bench/bench.h"
+#include "cli/cli_env.h"
 
 static int g_fail = 0;
 
@@ -56,6 +57,9 @@ int main(void) {
     cf_bench_opts o;
     memset(&o, 0, sizeof o);
     o.device = dev;
+    cf_backend_options bopts; /* the environment's, as the CLI reads it */
+    cf_cli_backend_options_from_env(&bopts);
+    o.backend = &bopts;
     o.origin = "test_bench_run";
     o.steps = 4;
     o.warmup = 1;

@@ -45,7 +45,7 @@ static void find_bin(const char *prefix, char *out, size_t len) {
 static cf_backend *open_timed(const char *label, double *sec, cf_cl_build_stats *st) {
     double t0 = cf_time_now();
     cf_backend *be = NULL;
-    TCL_OK(cf_backend_opencl_create(tcl_spec(), &be));
+    TCL_OK(cf_backend_opencl_create(tcl_spec(), tcl_opts(), &be));
     *sec = cf_time_now() - t0;
     TCL_OK(cf_backend_opencl_build_stats(be, st));
     printf("     %-34s %7.3f s: %d compiled, %d from cache, %d written (build %.3f s)\n", label,
@@ -81,7 +81,7 @@ int main(void) {
     setenv("CF_CACHE_DIR", cache_dir, 1);
     cf_log_set_callback(capture_log, NULL);
     cf_rng_seed(&rng, 99);
-    TCL_OK(cf_backend_cpu_create(&CPU));
+    TCL_OK(cf_backend_cpu_create("cpu", NULL, &CPU));
     double t0 = cf_time_now(), cold, warm, t;
     cf_cl_build_stats st;
     int tmp = 0;

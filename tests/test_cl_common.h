@@ -16,6 +16,7 @@
 
 #include "backend/backend.h"
 #include "backend/opencl/cl_backend.h"
+#include "cli/cli_env.h"
 #include "clformer/common.h"
 
 #define TCL_OK(call)                                                                               \
@@ -227,6 +228,15 @@ static inline void gemm_case(const char *path, int ta, int tb, int M, int N, int
 }
 
 
+/* Backend options from the environment, as the CLI reads them (CF_CACHE_DIR, CF_TUNING,
+ * CF_KERNEL_DIR, CF_ATTENTION, CF_CL_MAP, CF_GEMM_FAST, CF_OPENCL_AUTO_CPU, ...): the tests set
+ * those variables and create a backend with these. Valid until the next call. */
+static inline const cf_backend_options *tcl_opts(void) {
+    static cf_backend_options o;
+    cf_cli_backend_options_from_env(&o);
+    return &o;
+}
+
 /* The OpenCL device the tests use: CF_TEST_OPENCL_DEVICE (e.g. "nvidia" on a machine that also
  * has PoCL), else the first usable device. */
 static inline const char *tcl_spec(void) {
@@ -250,8 +260,8 @@ static inline int tcl_open(const char *test, const char *spec, int *exit_code) {
     }
     cf_log_set_callback(capture_log, NULL);
     cf_rng_seed(&rng, 1234);
-    TCL_OK(cf_backend_cpu_create(&CPU));
-    int rc = cf_backend_opencl_create(spec, &GPU);
+    TCL_OK(cf_backend_cpu_create("cpu", NULL, &CPU));
+    int rc = cf_backend_opencl_create(spec, tcl_opts(), &GPU);
     if (rc < 0) {
         printf("FAIL %s: OpenCL devices exist but '%s' could not be opened (%s)\n", test, spec,
                cf_status_str(rc));

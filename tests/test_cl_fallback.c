@@ -53,7 +53,7 @@ static void test_listing(void) {
 static void expect_spec_ok(const char *spec, const char *why) {
     reset_log();
     cf_backend *be = NULL;
-    int rc = cf_backend_create(spec, &be);
+    int rc = cf_backend_create(spec, tcl_opts(), &be);
     expect(rc == CF_OK && be && cf_backend_is_opencl(be) && n_err == 0 && n_warn == 0,
            "device '%s' opens the OpenCL backend (%s)%s%s", spec, why, rc ? ": " : "",
            rc ? cf_status_str(rc) : "");
@@ -63,7 +63,7 @@ static void expect_spec_ok(const char *spec, const char *why) {
 static void expect_spec_error(const char *spec, const char *must_say) {
     reset_log();
     cf_backend *be = NULL;
-    int rc = cf_backend_create(spec, &be);
+    int rc = cf_backend_create(spec, tcl_opts(), &be);
     expect(rc < 0 && !be && n_err == 1 && strstr(all_errors, must_say) != NULL,
            "device '%s' is an error saying \"%s\" (rc %d, %d error lines)", spec, must_say, rc,
            n_err);
@@ -89,7 +89,7 @@ static void test_specs(void) {
         expect_spec_ok("PoCL", "any case");
     }
     setenv("CLFORMER_DEVICE", "opencl:0:0", 1);
-    expect_spec_ok(NULL, "from CLFORMER_DEVICE");
+    expect_spec_ok(cf_cli_device_from_env(NULL), "from CLFORMER_DEVICE (read by the CLI)");
     unsetenv("CLFORMER_DEVICE");
     expect_spec_error("no-such-device-xyz", "not found; available:");
     expect_spec_error("no-such-device-xyz", "clformer devices");
@@ -104,8 +104,10 @@ static void test_specs(void) {
 static void expect_auto_fallback(const char *label, const char *warn_must_say) {
     reset_log();
     cf_backend *be = NULL;
-    int rc = cf_backend_create("auto", &be);
-    expect(rc == CF_OK && be && be->is_cpu && n_warn == 1 && n_err == 0 &&
+    int rc = cf_backend_create("auto", tcl_opts(), &be);
+    cf_backend_info info;
+    int is_cpu = rc == CF_OK && be && cf_be_info(be, &info) == CF_OK && !strcmp(info.kind, "cpu");
+    expect(rc == CF_OK && is_cpu && n_warn == 1 && n_err == 0 &&
                strstr(last_warn, "falling back to the CPU backend") &&
                strstr(last_warn, warn_must_say),
            "%s: auto falls back to the CPU backend with one warning (%d warnings, %d errors)",
@@ -117,7 +119,7 @@ static void expect_auto_fallback(const char *label, const char *warn_must_say) {
 static void expect_explicit_error(const char *label, int want_rc, const char *must_say) {
     reset_log();
     cf_backend *be = NULL;
-    int rc = cf_backend_create(tcl_spec(), &be);
+    int rc = cf_backend_create(tcl_spec(), tcl_opts(), &be);
     expect(rc == want_rc && !be && n_err >= 1 && n_warn == 0 && strstr(all_errors, must_say),
            "%s: explicit device is an error (rc %d) naming \"%s\"", label, rc, must_say);
     if (be) cf_backend_destroy(be);
@@ -129,7 +131,7 @@ static void test_build_failures(void) {
     int builds = 0;
     {
         cf_backend *be = NULL;
-        TCL_OK(cf_backend_create(tcl_spec(), &be));
+        TCL_OK(cf_backend_create(tcl_spec(), tcl_opts(), &be));
         cf_cl_build_stats st;
         TCL_OK(cf_backend_opencl_build_stats(be, &st));
         builds = st.programs_from_source + st.programs_from_cache;
@@ -215,7 +217,7 @@ static void test_alloc_failures(void) {
     /* the backend's own scratch (reduce_sum partials) failing inside an op */
     pair x = pair_rand(100000, 1.0f), out = pair_rand(1, 1.0f);
     cf_backend *fresh = NULL;
-    TCL_OK(cf_backend_opencl_create(tcl_spec(), &fresh));
+    TCL_OK(cf_backend_opencl_create(tcl_spec(), tcl_opts(), &fresh));
     cf_buffer *fx = NULL, *fo = NULL;
     TCL_OK(cf_be_alloc(fresh, 4000, &fx));
     TCL_OK(cf_be_alloc(fresh, 4, &fo));

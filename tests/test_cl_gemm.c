@@ -101,12 +101,12 @@ static void test_matmul(int N, int IC, int OC, const char *path) {
     pair_free(dinp), pair_free(dw), pair_free(db), pair_free(dout);
 }
 
-/* CLBlast reporting an error (test switch CF_FAULT_CLBLAST=1): one warning, the result comes from
+/* CLBlast reporting an error (test switch cf_fault_set_clblast): one warning, the result comes from
  * the native kernel, and the backend stays on the native path without further warnings. */
 static void test_clblast_fallback(void) {
-    setenv("CF_FAULT_CLBLAST", "1", 1);
+    cf_fault_set_clblast(1); /* the next CLBlast call fails */
     cf_backend *keep = GPU;
-    TCL_OK(cf_backend_opencl_create(tcl_spec(), &GPU));
+    TCL_OK(cf_backend_opencl_create(tcl_spec(), tcl_opts(), &GPU));
     if (cf_backend_opencl_set_gemm(GPU, "clblast") == CF_OK) {
         int warn_before = g_warnings;
         gemm_case("clblast->native", 0, 1, 70, 50, 30, 1.0f, 0.0f);
@@ -118,7 +118,7 @@ static void test_clblast_fallback(void) {
     }
     cf_backend_destroy(GPU);
     GPU = keep;
-    unsetenv("CF_FAULT_CLBLAST");
+    cf_fault_set_clblast(0);
 }
 
 int main(int argc, char **argv) {

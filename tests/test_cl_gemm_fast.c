@@ -347,10 +347,10 @@ static void test_rule(void) {
  * (the debug log says so), =0 none, the clblast mode none. */
 static void hook_case(const char *env, const char *mode, int ta, int tb, int M, int N, int K,
                       const char *want_log, int want_present) {
-    setenv("CF_GEMM_FAST", env, 1);
+    TCL_OK(cf_backend_opencl_set_gemm_fast(GPU, env));
     if (cf_backend_opencl_set_gemm(GPU, mode) < 0) {
         printf("skip hook case (mode %s not compiled in)\n", mode);
-        unsetenv("CF_GEMM_FAST");
+        TCL_OK(cf_backend_opencl_set_gemm_fast(GPU, "auto"));
         return;
     }
     int level = cf_log_get_level();
@@ -365,7 +365,7 @@ static void hook_case(const char *env, const char *mode, int ta, int tb, int M, 
              tb ? 'T' : 'N', want_log);
     expect((strstr(g_log, line) != NULL) == want_present, "debug log %s '%s'",
            want_present ? "has" : "lacks", line);
-    unsetenv("CF_GEMM_FAST");
+    TCL_OK(cf_backend_opencl_set_gemm_fast(GPU, "auto"));
 }
 
 /* Which products the dispatch gives the fast kernel without CF_GEMM_FAST: on GPUs those from
@@ -374,7 +374,7 @@ static void hook_case(const char *env, const char *mode, int ta, int tb, int M, 
 static void test_wanted(void) {
     cf_cl_ctx *ctx = (cf_cl_ctx *)GPU->ctx;
     const int gpu = (ctx->dev.type & CL_DEVICE_TYPE_GPU) != 0;
-    unsetenv("CF_GEMM_FAST");
+    TCL_OK(cf_backend_opencl_set_gemm_fast(GPU, "auto"));
     TCL_OK(cf_backend_opencl_set_gemm(GPU, "auto"));
     cf_cl_gemm_desc d;
     memset(&d, 0, sizeof d);
@@ -411,7 +411,7 @@ static void test_hook(void) {
     hook_case("0", "native", 0, 0, 150, 70, 40, "fast", 0);
     hook_case("1", "clblast", 1, 1, 150, 70, 40, "fast", 0);
     /* the linear layer (forward: NT, backward: NN and TN with accumulation) through the hook */
-    setenv("CF_GEMM_FAST", "1", 1);
+    TCL_OK(cf_backend_opencl_set_gemm_fast(GPU, "1"));
     TCL_OK(cf_backend_opencl_set_gemm(GPU, "native"));
     const int N = 150, IC = 72, OC = 136;
     pair inp = pair_rand((size_t)N * IC, 1.0f), w = pair_rand((size_t)OC * IC, 0.5f);
@@ -419,7 +419,7 @@ static void test_hook(void) {
     BOTH(cf_be_matmul_forward(be, V(out), V(inp), V(w), V(b), N, IC, OC));
     check("matmul_forward through the fast kernel N=150 IC=72 OC=136", out, 1e-5);
     /* the bias on the other paths: the product, then a second pass */
-    setenv("CF_GEMM_FAST", "0", 1);
+    TCL_OK(cf_backend_opencl_set_gemm_fast(GPU, "0"));
     BOTH(cf_be_matmul_forward(be, V(out), V(inp), V(w), V(b), N, IC, OC));
     check("matmul_forward, fast kernel off (native tiled + bias pass)", out, 1e-5);
     if (cf_cl_have_clblast()) {
@@ -428,7 +428,7 @@ static void test_hook(void) {
         check("matmul_forward on CLBlast + bias pass", out, 1e-5);
         TCL_OK(cf_backend_opencl_set_gemm(GPU, "native"));
     }
-    setenv("CF_GEMM_FAST", "1", 1);
+    TCL_OK(cf_backend_opencl_set_gemm_fast(GPU, "1"));
     pair dinp = pair_rand((size_t)N * IC, 1.0f), dw = pair_rand((size_t)OC * IC, 1.0f);
     pair db = pair_rand(OC, 1.0f), dout = pair_rand((size_t)N * OC, 1.0f);
     BOTH(cf_be_matmul_backward(be, V(dinp), V(dw), V(db), V(dout), V(inp), V(w), N, IC, OC));
@@ -436,13 +436,13 @@ static void test_hook(void) {
     check("matmul_backward dweight through the fast kernel", dw, 1e-5);
     check("matmul_backward dbias from the weight gradient's pass (EPI_COLSUM)", db, 1e-5);
     /* weight_bias_backward on the other paths: the product, then the column-sum passes */
-    setenv("CF_GEMM_FAST", "0", 1);
+    TCL_OK(cf_backend_opencl_set_gemm_fast(GPU, "0"));
     BOTH(cf_be_matmul_backward(be, V(dinp), V(dw), V(db), V(dout), V(inp), V(w), N, IC, OC));
     check("matmul_backward dweight, fast kernel off", dw, 1e-5);
     check("matmul_backward dbias, fast kernel off (column-sum passes)", db, 1e-5);
     pair_free(inp), pair_free(w), pair_free(b), pair_free(out);
     pair_free(dinp), pair_free(dw), pair_free(db), pair_free(dout);
-    unsetenv("CF_GEMM_FAST");
+    TCL_OK(cf_backend_opencl_set_gemm_fast(GPU, "auto"));
     TCL_OK(cf_backend_opencl_set_gemm(GPU, "auto"));
 }
 
@@ -450,9 +450,9 @@ static void test_hook(void) {
  * path), and no further warning or attempt on the next product. */
 static void test_build_failure(void) {
     cf_backend *keep = GPU;
-    TCL_OK(cf_backend_opencl_create(tcl_spec(), &GPU));
+    TCL_OK(cf_backend_opencl_create(tcl_spec(), tcl_opts(), &GPU));
     TCL_OK(cf_backend_opencl_set_gemm(GPU, "native"));
-    setenv("CF_GEMM_FAST", "1", 1);
+    TCL_OK(cf_backend_opencl_set_gemm_fast(GPU, "1"));
     int warn_before = g_warnings;
     cf_fault_set_build(1); /* the next program build: the fast kernel's */
     gemm_case("fast build fails -> native", 0, 1, 70, 50, 30, 1.0f, 0.0f);
@@ -461,7 +461,7 @@ static void test_build_failure(void) {
     expect(g_warnings - warn_before == 1,
            "a fast kernel that does not build gives one warning and the other path (%d warnings)",
            g_warnings - warn_before);
-    unsetenv("CF_GEMM_FAST");
+    TCL_OK(cf_backend_opencl_set_gemm_fast(GPU, "auto"));
     cf_backend_destroy(GPU);
     GPU = keep;
 }
@@ -532,12 +532,12 @@ static int bench(double min_s) {
     for (int i = 0; i < ns; i++) {
         const bench_shape *s = &shapes[i];
         double r[5] = {-1, -1, -1, -1, -1};
-        setenv("CF_GEMM_FAST", "0", 1);
+        TCL_OK(cf_backend_opencl_set_gemm_fast(GPU, "0"));
         if (cf_backend_opencl_set_gemm(GPU, "native") == CF_OK)
             r[0] = bench_time(0, NULL, s, a, b, c, min_s);
         if (cf_backend_opencl_set_gemm(GPU, "clblast") == CF_OK)
             r[1] = bench_time(0, NULL, s, a, b, c, min_s);
-        unsetenv("CF_GEMM_FAST");
+        TCL_OK(cf_backend_opencl_set_gemm_fast(GPU, "auto"));
         TCL_OK(cf_backend_opencl_set_gemm(GPU, "auto"));
         r[2] = bench_time(0, NULL, s, a, b, c, min_s);
         cf_cl_gemm_fast_choice rc;

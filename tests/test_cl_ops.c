@@ -221,11 +221,11 @@ static void test_attention_blocks(int small) {
     }
 }
 
-/* CF_ATTENTION is read when the backend first needs the attention state */
+/* CF_ATTENTION (cf_backend_options.attention, read by the tests as by the CLI) sets the path */
 static void test_attention_env(const char *spec) {
     setenv("CF_ATTENTION", "gemm", 1);
     cf_backend *be = NULL;
-    TCL_OK(cf_backend_opencl_create(spec, &be));
+    TCL_OK(cf_backend_opencl_create(spec, tcl_opts(), &be));
     const int B = 1, T = 9, C = 8, NH = 2;
     cf_buffer *buf = NULL;
     const size_t btc = (size_t)B * T * C, tt = (size_t)B * NH * T * T;
@@ -579,7 +579,7 @@ int main(int argc, char **argv) {
         const char *dev = spec ? spec : tcl_spec();
         setenv("CF_CL_MAP", "0", 1);
         cf_backend *copy_be = NULL;
-        TCL_OK(cf_backend_opencl_create(dev, &copy_be));
+        TCL_OK(cf_backend_opencl_create(dev, tcl_opts(), &copy_be));
         test_transfers(copy_be, "opencl, CF_CL_MAP=0");
         cf_backend_destroy(copy_be);
         unsetenv("CF_CL_MAP");

@@ -288,7 +288,7 @@ static cf_backend *open_with(const char *value, int *warnings, cf_cl_gemm_params
     int level = cf_log_get_level();
     cf_log_set_level(CF_LOG_DEBUG);
     cf_backend *be = NULL;
-    TCL_OK(cf_backend_opencl_create(tcl_spec(), &be));
+    TCL_OK(cf_backend_opencl_create(tcl_spec(), tcl_opts(), &be));
     cf_log_set_level(level);
     *warnings = g_warnings;
     TCL_OK(cf_backend_opencl_gemm_params(be, 70, 90, 50, 0, 1, p));
@@ -495,7 +495,7 @@ static void test_tuned_ops(void) {
     size_t btc = (size_t)B * T * AC, att = (size_t)B * NH * T * T;
     pair qkv = pair_rand(3 * btc, 1.0f), aout = pair_rand(btc, 1.0f), a = pair_rand(att, 1.0f);
     /* the batched GEMM path of attention (not the fused kernels), whose products are tuned */
-    setenv("CF_ATTENTION", "gemm", 1);
+    TCL_OK(cf_cl_attention_set_mode((cf_cl_ctx *)GPU->ctx, "gemm"));
     cf_log_set_level(CF_LOG_DEBUG);
     g_log[0] = 0;
     BOTH(cf_be_attention_forward(be, V(aout), V(a), V(qkv), B, T, AC, NH));
@@ -559,7 +559,7 @@ static void test_fast_choice(void) {
     cf_log_set_level(CF_LOG_DEBUG);
     /* where the fast kernel does not apply (a CPU device without CF_GEMM_FAST), a "fast" entry
      * leaves the shape to the untuned choice (CLBlast or the tiled rule) */
-    unsetenv("CF_GEMM_FAST");
+    TCL_OK(cf_backend_opencl_set_gemm_fast(GPU, "auto"));
     g_log[0] = 0;
     gemm_case("tuned fast choice", 0, 1, 96, 80, 300, 1.0f, 0.0f);
     char line[200];
@@ -572,7 +572,7 @@ static void test_fast_choice(void) {
 
     /* CF_GEMM_FAST=1: every plain product on the register-blocked kernel; a device with less
      * local memory than the "fast, too big" choice needs (33 KiB; the rule's choices fit) */
-    setenv("CF_GEMM_FAST", "1", 1);
+    TCL_OK(cf_backend_opencl_set_gemm_fast(GPU, "1"));
     const cl_ulong local_mem = ctx->dev.local_mem;
     ctx->dev.local_mem = 20000;
     g_log[0] = 0;
@@ -582,7 +582,7 @@ static void test_fast_choice(void) {
     gemm_case("tuned fast choice that does not fit", 1, 0, 72, 40, 136, 0.7f, 0.5f);
     gemm_case("tuned path fast without a choice", 0, 0, 100, 90, 80, 1.0f, 0.0f);
     ctx->dev.local_mem = local_mem;
-    unsetenv("CF_GEMM_FAST");
+    TCL_OK(cf_backend_opencl_set_gemm_fast(GPU, "auto"));
     cf_log_set_level(level);
     if (!gpu) /* on a GPU the shape was logged above already */
         expect(strstr(g_log, "gemm M=96 N=80 K=300 NT: fast 64x32 (bk 8, split 2, scalar, from the "
@@ -643,7 +643,7 @@ int main(int argc, char **argv) {
         cf_log_set_callback(capture_log, NULL);
         setenv("CF_TUNING", "off", 1);
         cf_backend *probe = NULL;
-        TCL_OK(cf_backend_opencl_create(tcl_spec(), &probe));
+        TCL_OK(cf_backend_opencl_create(tcl_spec(), tcl_opts(), &probe));
         g_dev = ((cf_cl_ctx *)probe->ctx)->dev;
         cf_backend_destroy(probe);
         if (!tuned_only) test_fallbacks();

@@ -211,7 +211,7 @@ static int test_path(cf_backend *be, const char *path, int native, cf_rng *rng) 
 
 int main(void) {
     cf_backend *be;
-    CFT_OK(cf_backend_cpu_create(&be));
+    CFT_OK(cf_backend_cpu_create("cpu", NULL, &be));
     cf_rng rng;
     cf_rng_seed(&rng, 1234);
     int fail = 0;

@@ -10,7 +10,7 @@
 
 static int run(size_t max_alloc, float *grads, float *loss, int *chunks) {
     cf_backend *be = NULL;
-    if (cf_backend_cpu_create(&be) < 0) return 1;
+    if (cf_backend_cpu_create("cpu", NULL, &be) < 0) return 1;
     be->max_alloc = max_alloc;
     cf_config c;
     cf_config_defaults(&c);

@@ -1032,7 +1032,7 @@ static int test_big(int B, int T, int C, int NH, int V) {
 
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
-    CFT_OK(cf_backend_cpu_create(&g_be));
+    CFT_OK(cf_backend_cpu_create("cpu", NULL, &g_be));
     cf_rng_seed(&g_rng, 20240601);
     int fail = 0;
     printf("cpu ops: gradient (finite differences), forward (double reference), determinism\n");

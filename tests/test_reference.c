@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "cli/cli_env.h"
 #include "io/safetensors.h"
 #include "model/gpt.h"
 
@@ -88,7 +89,9 @@ static void run_fixture(const char *path, const char *device) {
            cfg.d_model, cfg.num_layers, cfg.d_ff, V, A, cfg.steps);
 
     cf_backend *be = NULL;
-    if (cf_backend_create(device, &be) < 0) exit(1);
+    cf_backend_options opts; /* the environment's, as the CLI reads it (CF_CACHE_DIR, ...) */
+    cf_cli_backend_options_from_env(&opts);
+    if (cf_backend_create(device, &opts, &be) < 0) exit(1);
     cf_model *m = NULL;
     if (cf_model_create(be, &cfg, B, T, 1, &m) < 0) exit(1);
     float *host = calloc(m->num_params, sizeof(float));

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "clformer/common.h"
+#include "backend/backend.h" /* cf_fault_set_save_crash (test builds) */
 #include "io/safetensors.h"
 
 static int g_fail = 0;
@@ -340,10 +341,10 @@ static void test_crash_during_save(void) {
     long size1 = file_size(p);
 
     t.data = v2;
-    setenv("CF_FAULT_SAVE_CRASH", "1", 1);
+    cf_fault_set_save_crash(1);
     g_msg[0] = 0;
     int rc = cf_st_write(p, &t, 1, mk, m2, 1);
-    unsetenv("CF_FAULT_SAVE_CRASH");
+    cf_fault_set_save_crash(0);
     printf("  crashed save rc=%d msg: %s\n", rc, g_msg);
     CHECK(rc == CF_ERR_IO, "crashed save rc %d", rc);
     CHECK(strstr(g_msg, "simulated crash") && strstr(g_msg, "previous file is untouched"),

@@ -25,6 +25,7 @@
 #include "backend/opencl/cl_gemm_fast.h"
 #include "backend/opencl/cl_internal.h"
 #include "backend/opencl/cl_tuning.h"
+#include "cli/cli_env.h"
 #include "clformer/common.h"
 #include "clformer/config.h"
 
@@ -566,11 +567,14 @@ enum { KIND_NATIVE, KIND_CLBLAST, KIND_FAST, KIND_FAST_CHOICE };
  * leaves the shape to). */
 static int select_gemm(tuner *T, const cand *c, int kind) {
     T->cur = kind == KIND_NATIVE ? c : NULL;
-    /* CF_GEMM_FAST=1 (read per product by cl_gemm_fast.c) would send the tiled candidates to the
+    /* CF_GEMM_FAST=1 (the backend's gemm_fast option) would send the tiled candidates to the
      * other kernel: it applies only to the untuned choice */
-    if (kind == KIND_FAST && T->fast_env[0]) setenv("CF_GEMM_FAST", T->fast_env, 1);
-    else if (kind == KIND_FAST || kind == KIND_FAST_CHOICE) unsetenv("CF_GEMM_FAST");
-    else setenv("CF_GEMM_FAST", "0", 1);
+    if (kind == KIND_FAST && T->fast_env[0])
+        CF_TRY(cf_backend_opencl_set_gemm_fast(T->be, T->fast_env));
+    else if (kind == KIND_FAST || kind == KIND_FAST_CHOICE)
+        CF_TRY(cf_backend_opencl_set_gemm_fast(T->be, "auto"));
+    else
+        CF_TRY(cf_backend_opencl_set_gemm_fast(T->be, "0"));
     CF_TRY(cf_backend_opencl_set_gemm_tuner(T->be, kind == KIND_NATIVE ? cand_hook : NULL, T));
     return cf_backend_opencl_set_gemm(T->be, kind == KIND_CLBLAST ? "clblast"
                                              : kind == KIND_NATIVE ? "native"
@@ -1751,21 +1755,25 @@ static int open_device(tuner *T) {
                  "(run 'clformer devices' for the OpenCL ones)");
         return CF_ERR_INVALID;
     }
+    /* the environment the CLI honours (CF_CACHE_DIR, CF_KERNEL_DIR, CF_GEMM_FAST, ...) */
+    cf_backend_options opts;
+    cf_cli_backend_options_from_env(&opts);
     if (!spec || !strcasecmp(spec, "auto")) {
-        /* the best GPU, else any OpenCL device (a CPU device is worth tuning too) */
-        setenv("CF_OPENCL_AUTO_CPU", "1", 0);
+        /* the best GPU, else any OpenCL device (a CPU device is worth tuning too), unless
+         * CF_OPENCL_AUTO_CPU says otherwise */
+        if (!getenv("CF_OPENCL_AUTO_CPU")) opts.auto_cpu_devices = 1;
         spec = "auto";
     }
     /* measure the built-in rule, not an earlier tuning file */
-    setenv("CF_TUNING", "off", 1);
-    int rc = cf_backend_opencl_create(spec, &T->be);
+    opts.tuning = "off";
+    int rc = cf_backend_opencl_create(spec, &opts, &T->be);
     if (rc < 0) {
         CF_ERROR("clformer-tune: no OpenCL device for --device %s; run 'clformer devices'",
                  T->o.device ? T->o.device : "auto");
         return rc;
     }
     T->ctx = (cf_cl_ctx *)T->be->ctx;
-    CF_TRY(cf_backend_cpu_create(&T->cpu));
+    CF_TRY(cf_backend_cpu_create("cpu", &opts, &T->cpu));
     cl_int err = CL_SUCCESS;
     T->tiny = clCreateBuffer(T->ctx->context, CL_MEM_READ_WRITE, 64, NULL, &err);
     if (err != CL_SUCCESS) {

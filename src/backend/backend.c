@@ -1,26 +1,25 @@
-/* clformer: backend registry, checked wrappers around struct cf_backend_ops, fault injection. */
+/* clformer: backend registry, options, checked wrappers around struct cf_backend_ops, fault
+ * injection (test builds). */
 #define _POSIX_C_SOURCE 200809L
 #include "backend/backend.h"
+#ifdef CF_HAVE_OPENCL
+#include "backend/opencl/cl_backend.h"
+#endif
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-/* ---- fault injection --------------------------------------------------------------------- */
+/* ---- fault injection (test builds only) --------------------------------------------------- */
 
-static int g_fault_alloc = 0, g_fault_build = 0;
+#ifdef CF_FAULT_INJECTION
+static int g_fault_alloc = 0, g_fault_build = 0, g_fault_clblast = 0, g_fault_save_crash = 0;
 
 void cf_fault_set_alloc(int nth) { g_fault_alloc = nth; }
 void cf_fault_set_build(int nth) { g_fault_build = nth; }
-static void fault_from_env(void) {
-    static int done = 0;
-    if (done) return;
-    done = 1;
-    const char *a = getenv("CF_FAULT_ALLOC"), *b = getenv("CF_FAULT_BUILD");
-    if (a && !g_fault_alloc) g_fault_alloc = atoi(a);
-    if (b && !g_fault_build) g_fault_build = atoi(b);
-}
+void cf_fault_set_clblast(int nth) { g_fault_clblast = nth; }
+void cf_fault_set_save_crash(int on) { g_fault_save_crash = on; }
 int cf_fault_alloc_hit(void) {
     if (g_fault_alloc <= 0) return 0;
     return --g_fault_alloc == 0;
@@ -29,30 +28,110 @@ int cf_fault_build_hit(void) {
     if (g_fault_build <= 0) return 0;
     return --g_fault_build == 0;
 }
+int cf_fault_clblast_hit(void) {
+    if (g_fault_clblast <= 0) return 0;
+    return --g_fault_clblast == 0;
+}
+int cf_fault_save_crash(void) { return g_fault_save_crash != 0; }
+#endif
+
+/* ---- options ------------------------------------------------------------------------------ */
+
+cf_backend_options cf_backend_options_default(void) {
+    cf_backend_options o;
+    memset(&o, 0, sizeof o);
+    o.map = -1;
+    return o;
+}
 
 /* ---- registry ---------------------------------------------------------------------------- */
 
-int cf_backend_create(const char *spec, cf_backend **out) {
-    *out = NULL;
-    fault_from_env();
-    if (!spec || !*spec) spec = getenv("CLFORMER_DEVICE");
-    if (!spec || !*spec) spec = "auto";
-    if (strcasecmp(spec, "cpu") == 0) return cf_backend_cpu_create(out);
+static const cf_backend_reg registry[] = {
+    {/* .name = */ "cpu", /* .create = */ cf_backend_cpu_create,
+     /* .list_devices = */ cf_backend_cpu_list_devices},
 #ifdef CF_HAVE_OPENCL
-    if (strcasecmp(spec, "auto") == 0) {
-        int rc = cf_backend_opencl_create("auto", out);
-        if (rc == CF_OK) return CF_OK;
-        /* the OpenCL backend has already said why (a one-line warning) */
-        return cf_backend_cpu_create(out);
+    {/* .name = */ "opencl", /* .create = */ cf_backend_opencl_create,
+     /* .list_devices = */ cf_opencl_list_devices},
+#endif
+};
+enum { N_REGISTRY = (int)(sizeof registry / sizeof registry[0]) };
+
+const cf_backend_reg *cf_backend_registry(int *n) {
+    *n = N_REGISTRY;
+    return registry;
+}
+
+int cf_backend_check_ops(const struct cf_backend_ops *ops, const char *name) {
+    if (ops && ops->api_version == CF_BACKEND_API_VERSION && ops->info) return CF_OK;
+    if (ops && ops->api_version == CF_BACKEND_API_VERSION)
+        CF_ERROR("backend '%s' has no info slot (required by backend API version %d); fill "
+                 "cf_backend_ops.info",
+                 name, CF_BACKEND_API_VERSION);
+    else
+        CF_ERROR("backend '%s' was written for backend API version %d, this clformer expects %d; "
+                 "update the backend's cf_backend_ops table and rebuild",
+                 name, ops ? ops->api_version : -1, CF_BACKEND_API_VERSION);
+    return CF_ERR_UNSUPPORTED;
+}
+
+static int create_row(const cf_backend_reg *r, const char *spec, const cf_backend_options *opts,
+                      cf_backend **out) {
+    CF_TRY(r->create(spec, opts, out));
+    int rc = cf_backend_check_ops((*out)->ops, r->name);
+    if (rc < 0) {
+        cf_backend_destroy(*out);
+        *out = NULL;
+        return rc;
     }
-    return cf_backend_opencl_create(spec, out);
-#else
-    if (strcasecmp(spec, "auto") == 0) return cf_backend_cpu_create(out);
+    (*out)->verbose = opts->verbose;
+    return CF_OK;
+}
+
+int cf_backend_create(const char *spec, const cf_backend_options *opts, cf_backend **out) {
+    *out = NULL;
+    cf_backend_options defaults = cf_backend_options_default();
+    if (!opts) opts = &defaults;
+    if (!spec || !*spec) spec = "auto";
+    const cf_backend_reg *cpu = &registry[0];
+    /* a row by name, or "name:..." */
+    for (int i = 0; i < N_REGISTRY; i++) {
+        size_t n = strlen(registry[i].name);
+        if (strcasecmp(spec, registry[i].name) == 0 ||
+            (strncasecmp(spec, registry[i].name, n) == 0 && spec[n] == ':'))
+            return create_row(&registry[i], spec, opts, out);
+    }
+    if (strcasecmp(spec, "auto") == 0) {
+        /* the best usable GPU of the device backends; each says why not (a one-line warning) */
+        for (int i = 0; i < N_REGISTRY; i++) {
+            if (&registry[i] == cpu) continue;
+            if (create_row(&registry[i], "auto", opts, out) == CF_OK) return CF_OK;
+        }
+        return create_row(cpu, "cpu", opts, out);
+    }
+    /* a device-name substring: the device backends in order */
+    for (int i = 0; i < N_REGISTRY; i++)
+        if (&registry[i] != cpu) return create_row(&registry[i], spec, opts, out);
     CF_ERROR("device '%s' not available: this build of clformer has no OpenCL backend "
              "(rebuild with OpenCL headers installed) ; use --device cpu",
              spec);
     return CF_ERR_NOT_FOUND;
-#endif
+}
+
+int cf_backend_list_devices(FILE *out) {
+    int rc = CF_OK;
+    for (int i = 0; i < N_REGISTRY; i++) {
+        int r = registry[i].list_devices(out);
+        if (r < 0 && rc == CF_OK) rc = r;
+    }
+    if (N_REGISTRY == 1) fprintf(out, "(this build has no OpenCL backend)\n");
+    return rc;
+}
+
+int cf_be_info(cf_backend *be, cf_backend_info *out) {
+    memset(out, 0, sizeof *out);
+    out->max_alloc = be->max_alloc;
+    out->device_profiling = be->ops->prof_collect != NULL;
+    return be->ops->info(be, out);
 }
 
 void cf_backend_destroy(cf_backend *be) {
@@ -220,10 +299,12 @@ const char *cf_be_name(cf_backend *be) { return be->ops->name(be); }
 
 int cf_be_alloc(cf_backend *be, size_t nbytes, cf_buffer **out) {
     *out = NULL;
+#ifdef CF_FAULT_INJECTION
     if (cf_fault_alloc_hit()) {
         CF_ERROR("%s: allocation of %zu bytes failed (injected fault)", cf_be_name(be), nbytes);
         return CF_ERR_NOMEM;
     }
+#endif
     if (nbytes == 0) nbytes = 4;
     int rc = be->ops->buffer_alloc(be, nbytes, out);
     if (rc < 0) return rc;

@@ -21,6 +21,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "clformer/common.h"
 
@@ -96,7 +97,84 @@ typedef struct {
     uint64_t kernel_launches;      /* ops dispatched */
 } cf_backend_stats;
 
+/* Version of struct cf_backend_ops. A backend sets .api_version to the value it was written for;
+ * cf_backend_create refuses one whose version differs (a table laid out for another version would
+ * call the wrong slots). Raise it whenever a slot is added, removed or changes its meaning. */
+#define CF_BACKEND_API_VERSION 2
+
+/* What a backend is and can do, for generic code (bench, sweep, peak, CLI) that must not switch on
+ * the backend's type. Filled by cf_be_info. */
+enum cf_device_type {
+    CF_DEVICE_CPU = 0,           /* a CPU: the C backend, or an OpenCL CPU device (PoCL) */
+    CF_DEVICE_GPU = 1,           /* a discrete GPU */
+    CF_DEVICE_INTEGRATED_GPU = 2,/* a GPU sharing the host's memory */
+    CF_DEVICE_ACCELERATOR = 3,   /* anything else */
+};
+/* GEMM paths a backend has (bits of cf_backend_info.gemm_paths); select one with
+ * cf_backend_options.gemm (OpenCL) or .cpu_gemm (C backend). */
+enum {
+    CF_GEMM_PATH_NATIVE = 1u << 0,  /* the backend's own kernel ("native") */
+    CF_GEMM_PATH_BLAS = 1u << 1,    /* a host CBLAS ("blas") */
+    CF_GEMM_PATH_CLBLAST = 1u << 2, /* CLBlast ("clblast") */
+    CF_GEMM_PATH_FAST = 1u << 3,    /* the register-blocked kernel (cf_backend_options.gemm_fast) */
+    CF_GEMM_PATH_TILED = 1u << 4,   /* the native kernel is a tiled one whose work-group side
+                                     * cf_backend_options.gemm_tile can force (8 or 16) */
+};
+typedef struct cf_backend_info {
+    const char *kind;      /* registry name of the backend: "cpu", "opencl" (static string) */
+    int device_type;       /* enum cf_device_type */
+    int host_threads;      /* 1: ops run on the host's threads as they are called (the C backend:
+                            * the host's peak is the device's); 0: queued to a device */
+    char device[256];      /* device name */
+    char vendor[256];
+    char platform[256];    /* OpenCL platform; "" for the C backend */
+    char driver[256];      /* driver version; "" where none */
+    int compute_units;
+    uint64_t global_mem;   /* bytes; 0 = unknown */
+    int unified_memory;    /* the device shares the host's memory */
+    size_t max_alloc;      /* largest single buffer in bytes, 0 = no limit (= be->max_alloc) */
+    int device_profiling;  /* per-op times come from the device (prof_collect), not host clocks */
+    unsigned gemm_paths;   /* CF_GEMM_PATH_* bits */
+    char gemm[64];         /* the GEMM path in use ("native:avx2-6x16", "blas", "clblast", ...) */
+    uint64_t scratch_bytes;/* the backend's own scratch buffers (not counted in be->stats) */
+} cf_backend_info;
+
+/* Options a backend receives at creation (cf_backend_create). Library code never reads the
+ * environment: the CLI reads it once (cf_cli_backend_options_from_env, src/cli/) and fills this.
+ * Strings are borrowed for the duration of the create call only; NULL means the default. */
+typedef struct cf_backend_options {
+    const char *gemm;       /* OpenCL GEMM path: "auto" (CLBlast when compiled in, else native),
+                             * "clblast", "native" (env CF_GEMM, --gemm) */
+    const char *cpu_gemm;   /* C backend GEMM: "auto", "native", "native:<kernel>", "blas" (env
+                             * CF_CPU_GEMM, --gemm) */
+    const char *gemm_fast;  /* OpenCL register-blocked GEMM: "auto" (GPUs, large products),
+                             * "1"/"on" every plain product, "0"/"off" never (env CF_GEMM_FAST) */
+    int gemm_fast_verbose;  /* NVIDIA: print the compiler's report of the fast kernel
+                             * (env CF_GEMM_FAST_VERBOSE) */
+    int gemm_tile;          /* OpenCL native GEMM: force 8x8 or 16x16 work-groups (the GEMM sweep);
+                             * 0 = the rule or the tuning file */
+    const char *tuning;     /* OpenCL tuning file; NULL = look in configs/tuning/ for the device,
+                             * "off" = none (env CF_TUNING, --tuning) */
+    const char *kernel_dir; /* read cl_kernels/ sources from this directory instead of the embedded
+                             * copies (env CF_KERNEL_DIR) */
+    int kernels_from_disk;  /* read them from the source tree's cl_kernels/ (env
+                             * CF_KERNEL_SOURCE=dir); kernel_dir wins when both are set */
+    const char *cache_dir;  /* OpenCL program binary cache; NULL or "" = no cache (the CLI resolves
+                             * CF_CACHE_DIR, XDG_CACHE_HOME, HOME) */
+    const char *attention;  /* OpenCL attention path: "auto", "fused", "gemm" (env CF_ATTENTION) */
+    int map;                /* transfers on unified memory: -1 auto (map/unmap), 0 copy (env
+                             * CF_CL_MAP=0) */
+    int auto_cpu_devices;   /* "auto" may choose an OpenCL CPU device (env CF_OPENCL_AUTO_CPU=1) */
+    int verbose;            /* be->verbose */
+} cf_backend_options;
+
+/* Today's defaults: every path "auto", tuning files looked up, embedded kernels, no program cache,
+ * map on unified memory, auto takes GPUs only, not verbose. */
+cf_backend_options cf_backend_options_default(void);
+
 struct cf_backend_ops {
+    int api_version; /* CF_BACKEND_API_VERSION */
+
     /* identity and lifetime */
     const char *(*name)(cf_backend *be); /* e.g. "cpu" or "opencl: NVIDIA H100 (NVIDIA CUDA)" */
     void (*destroy)(cf_backend *be);
@@ -203,6 +281,18 @@ struct cf_backend_ops {
      * call, from device profiling events; called by the profiler after each op when profiling is
      * on. Backends without it are timed on the host around a synchronize. */
     int (*prof_collect)(cf_backend *be, double *device_us);
+
+    /* ---- capabilities and backend-specific measurement ---- */
+    /* Fill what the backend knows (cf_be_info has zeroed *out and filled max_alloc and
+     * device_profiling). Required. */
+    int (*info)(cf_backend *be, cf_backend_info *out);
+    /* Optional (NULL: the host's CPU loop when info.host_threads, else unsupported): the device's
+     * peak fp32 GFLOP/s, measured for about `seconds`; *how (static string) names the method. */
+    int (*peak_gflops)(cf_backend *be, double seconds, double *gflops, const char **how);
+    /* Optional (NULL: nothing to say): one line describing the parameters of the native GEMM kernel
+     * for a shape ("16x16 wpt8 tk16 (rule)"), as the backend would choose them now. */
+    int (*gemm_describe)(cf_backend *be, int M, int N, int K, int ta, int tb, char *out,
+                         size_t len);
 };
 
 /* ---- profiling --------------------------------------------------------------------------- */
@@ -231,7 +321,6 @@ struct cf_backend {
     const struct cf_backend_ops *ops;
     void *ctx;              /* backend private state */
     cf_backend_stats stats; /* maintained by the wrappers */
-    int is_cpu;             /* 1 for the C backend */
     size_t max_alloc;       /* largest single buffer the device allows in bytes, 0 = no limit */
     int verbose;
     cf_profiler prof;       /* per-op timing, off unless enabled */
@@ -250,13 +339,35 @@ void cf_prof_reset(cf_backend *be); /* drop recorded events, keep enabled */
 /* ---- creation ---------------------------------------------------------------------------- */
 
 /* device spec: "auto", "cpu", "opencl", "opencl:P:D", or a substring of a platform/device name.
- * With "auto" a failing OpenCL device falls back to the CPU backend with a warning. */
-int cf_backend_create(const char *device_spec, cf_backend **out);
+ * The backend is found in the registry (backend.c): a row's name, or "name:..." goes to that row;
+ * "auto" tries every row but "cpu" with "auto" (best usable GPU) and falls back to the CPU backend
+ * with the one-line warning the failing backend printed; anything else goes to the device backends.
+ * opts NULL = cf_backend_options_default(). A backend whose ops table has another api_version is
+ * refused (CF_ERR_UNSUPPORTED, one error line). */
+int cf_backend_create(const char *device_spec, const cf_backend_options *opts, cf_backend **out);
 void cf_backend_destroy(cf_backend *be);
-int cf_backend_cpu_create(cf_backend **out);
-#ifdef CF_HAVE_OPENCL
-int cf_backend_opencl_create(const char *device_spec, cf_backend **out);
-#endif
+
+/* A registry row. create receives the whole spec; list_devices prints the backend's devices (one
+ * per line, with their --device names) and returns CF_OK also when there are none. */
+typedef struct cf_backend_reg {
+    const char *name;
+    int (*create)(const char *spec, const cf_backend_options *opts, cf_backend **out);
+    int (*list_devices)(FILE *out);
+} cf_backend_reg;
+/* The rows compiled in ("cpu" first, then "opencl" when built with OpenCL); *n receives the count. */
+const cf_backend_reg *cf_backend_registry(int *n);
+/* Print every backend's devices through the registry (`clformer devices`). */
+int cf_backend_list_devices(FILE *out);
+/* The check cf_backend_create applies to a new backend: CF_OK, or CF_ERR_UNSUPPORTED with one
+ * error line naming both versions when ops->api_version differs from CF_BACKEND_API_VERSION. */
+int cf_backend_check_ops(const struct cf_backend_ops *ops, const char *name);
+
+/* The registry's rows (also callable directly; spec and opts as for cf_backend_create). */
+int cf_backend_cpu_create(const char *spec, const cf_backend_options *opts, cf_backend **out);
+int cf_backend_cpu_list_devices(FILE *out);
+
+/* What the backend is and can do (see cf_backend_info). */
+int cf_be_info(cf_backend *be, cf_backend_info *out);
 
 /* ---- wrappers (argument checks, stats, fault injection) ----------------------------------- */
 
@@ -331,11 +442,20 @@ int cf_gemm_check(const char *op, int ta, int tb, int M, int N, int K, cf_view A
                   cf_view B, int ldb, cf_view C, int ldc, cf_view bias);
 
 /* ---- test switches (fault injection) ------------------------------------------------------
- * Make the Nth (1-based, counted from the call) buffer allocation or kernel build fail; 0 turns it
- * off. Also read from the environment at backend creation: CF_FAULT_ALLOC=N, CF_FAULT_BUILD=N. */
+ * Only in test builds (CF_FAULT_INJECTION: the clformer_core_fi library the tests and clformer-fi
+ * link); the product binaries have none of these hooks. Make the Nth (1-based, counted from the
+ * call) buffer allocation, kernel build or CLBlast call fail; 0 turns it off. save_crash 1 makes
+ * every checkpoint write stop half way as a crash would. The fault-injecting CLI (clformer-fi)
+ * sets them from CF_FAULT_ALLOC, CF_FAULT_BUILD, CF_FAULT_CLBLAST and CF_FAULT_SAVE_CRASH. */
+#ifdef CF_FAULT_INJECTION
 void cf_fault_set_alloc(int nth);
 void cf_fault_set_build(int nth);
-int cf_fault_alloc_hit(void); /* called by the alloc wrapper; 1 = fail this one */
-int cf_fault_build_hit(void); /* called by backends before each program build */
+void cf_fault_set_clblast(int nth);
+void cf_fault_set_save_crash(int on);
+int cf_fault_alloc_hit(void);   /* called by the alloc wrappers; 1 = fail this one */
+int cf_fault_build_hit(void);   /* called by backends before each program build */
+int cf_fault_clblast_hit(void); /* called before each CLBlast call */
+int cf_fault_save_crash(void);  /* 1 = the checkpoint writer simulates a crash */
+#endif
 
 #endif

@@ -10,13 +10,9 @@
 
 #include <cjson/cJSON.h>
 
-#include "backend/cpu/cpu_backend.h"
 #include "bench/bench.h"
 #include "model/gpt.h"
 #include "train/train.h"
-#ifdef CF_HAVE_OPENCL
-#include "backend/opencl/cl_backend.h"
-#endif
 
 /* ---- analytic memory ------------------------------------------------------------------------ */
 
@@ -91,17 +87,9 @@ static double quantile(const double *v, int n, double q) {
 }
 
 static void gemm_path(cf_backend *be, char *out, size_t n) {
-    if (be->is_cpu) {
-        snprintf(out, n, "%s", cf_backend_cpu_get_gemm(be));
-        return;
-    }
-#ifdef CF_HAVE_OPENCL
-    if (cf_backend_is_opencl(be)) {
-        snprintf(out, n, "%s", cf_backend_opencl_gemm_path(be));
-        return;
-    }
-#endif
-    snprintf(out, n, "unknown");
+    cf_backend_info info;
+    if (cf_be_info(be, &info) < 0 || !info.gemm[0]) snprintf(out, n, "unknown");
+    else snprintf(out, n, "%s", info.gemm);
 }
 
 int cf_bench_run(const cf_config *cfg, const cf_bench_opts *o, cf_bench_result *r) {
@@ -121,7 +109,7 @@ int cf_bench_run(const cf_config *cfg, const cf_bench_opts *o, cf_bench_result *
     cf_trace_span *spans = NULL;
     rand_batches rb = {0};
     int rc;
-    if ((rc = cf_backend_create(o->device, &be)) < 0) return rc;
+    if ((rc = cf_backend_create(o->device, o->backend, &be)) < 0) return rc;
     snprintf(r->device, sizeof r->device, "%s", cf_be_name(be));
     snprintf(r->config_name, sizeof r->config_name, "%s", cfg->name[0] ? cfg->name : origin);
     r->B = B;
@@ -239,9 +227,10 @@ int cf_bench_run(const cf_config *cfg, const cf_bench_opts *o, cf_bench_result *
                 goto done;
         }
     }
-#ifdef CF_HAVE_OPENCL
-    r->device_scratch_bytes = cf_cl_scratch_bytes(be);
-#endif
+    {
+        cf_backend_info info;
+        if (cf_be_info(be, &info) == CF_OK) r->device_scratch_bytes = info.scratch_bytes;
+    }
     r->peak_device_bytes = be->stats.peak_bytes_allocated + r->device_scratch_bytes;
     r->peak_host_bytes = cf_peak_rss_bytes();
     rc = CF_OK;

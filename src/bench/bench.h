@@ -19,18 +19,11 @@
  * the threads; the best of runs of about 50 ms for `seconds` in all. One FMA is 2 FLOPs. */
 int cf_bench_cpu_peak_gflops(double seconds, double *gflops);
 
-/* Peak of the backend's device: the CPU loop above for the CPU backend, an FMA kernel on OpenCL
- * devices. *how (static string) names the method for the report. */
+/* Peak of the backend's device: its peak_gflops slot where it has one (an FMA kernel on OpenCL
+ * devices), else the CPU loop above for a backend that runs on the host's threads
+ * (cf_backend_info.host_threads). *how (static string) names the method for the report. */
 int cf_bench_device_peak_gflops(cf_backend *be, double seconds, double *gflops, const char **how);
 
-#ifdef CF_HAVE_OPENCL
-/* In src/backend/opencl/cl_peak.c: an FMA-chain kernel on the backend's own queue.
- * CF_ERR_UNSUPPORTED when be is not an OpenCL backend. */
-int cf_cl_peak_gflops(cf_backend *be, double seconds, double *gflops);
-/* Bytes of the OpenCL backend's own scratch buffers (grown on demand, kept until it is destroyed;
- * not counted in be->stats). 0 for other backends. */
-uint64_t cf_cl_scratch_bytes(cf_backend *be);
-#endif
 
 /* ---- analytic memory ------------------------------------------------------------------------ */
 
@@ -52,6 +45,7 @@ void cf_bench_mem_estimate(const cf_config *cfg, int B, int T, cf_mem_estimate *
 
 typedef struct {
     const char *device;     /* backend spec, NULL = auto */
+    const cf_backend_options *backend; /* options at creation, NULL = the defaults */
     const char *origin;     /* config file name for messages */
     int steps;              /* timed steps (default 10) */
     int warmup;             /* untimed steps before them (default 2, at least 1) */
@@ -148,6 +142,8 @@ double cf_prof_now_us(const cf_backend *be);
 
 typedef struct {
     const char *device; /* NULL = auto */
+    const cf_backend_options *backend; /* options at creation, NULL = the defaults; the GEMM
+                                        * sweep sets the GEMM path of each column itself */
     int json;           /* print JSON instead of the table */
     double min_seconds; /* time per measurement (default 0.2) */
     const int *sizes;   /* square sweep sizes (GEMM) or sequence lengths (attention), 0-terminated;

@@ -15,9 +15,6 @@
 #endif
 
 #include "bench/bench.h"
-#ifdef CF_HAVE_OPENCL
-#include "backend/opencl/cl_backend.h"
-#endif
 
 /* 12 independent accumulators: an FMA has a latency of 4-5 cycles and current cores issue two per
  * cycle, so at least 8-10 chains are in flight to keep both pipes full. */
@@ -151,16 +148,13 @@ int cf_bench_cpu_peak_gflops(double seconds, double *gflops) {
 
 int cf_bench_device_peak_gflops(cf_backend *be, double seconds, double *gflops, const char **how) {
     *gflops = 0.0;
-    if (be->is_cpu) {
+    if (be->ops->peak_gflops) return be->ops->peak_gflops(be, seconds, gflops, how);
+    cf_backend_info info;
+    CF_TRY(cf_be_info(be, &info));
+    if (info.host_threads) {
         *how = CF_PEAK_ISA " loop on every OpenMP thread, per-thread CPU time";
         return cf_bench_cpu_peak_gflops(seconds, gflops);
     }
-#ifdef CF_HAVE_OPENCL
-    if (cf_backend_is_opencl(be)) {
-        *how = "OpenCL FMA kernel";
-        return cf_cl_peak_gflops(be, seconds, gflops);
-    }
-#endif
     *how = "unknown device";
     CF_ERROR("bench: no peak measurement for device %s", cf_be_name(be));
     return CF_ERR_UNSUPPORTED;

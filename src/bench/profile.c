@@ -240,8 +240,10 @@ int cf_prof_write_trace(const char *path, const cf_backend *be, const char *proc
     cJSON *ev = cJSON_AddArrayToObject(root, "traceEvents");
     cJSON_AddStringToObject(root, "displayTimeUnit", "ms");
     char qname[700];
-    snprintf(qname, sizeof qname, "%s %s",
-             be->is_cpu ? "cpu backend:" : "device queue:", cf_be_name((cf_backend *)be));
+    cf_backend_info info;
+    int host = cf_be_info((cf_backend *)be, &info) == CF_OK && info.host_threads;
+    snprintf(qname, sizeof qname, "%s %s", host ? "cpu backend:" : "device queue:",
+             cf_be_name((cf_backend *)be));
     cJSON_AddItemToArray(ev,
                          meta_event("process_name", -1, process_name ? process_name : "clformer"));
     cJSON_AddItemToArray(ev, meta_event("thread_name", TRACK_STEPS, "steps (host)"));

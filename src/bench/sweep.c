@@ -9,11 +9,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "backend/cpu/cpu_backend.h"
 #include "bench/bench.h"
-#ifdef CF_HAVE_OPENCL
-#include "backend/opencl/cl_backend.h"
-#endif
 
 /* ---- shared helpers ---------------------------------------------------------------------------
  */
@@ -42,8 +38,10 @@ typedef struct {
 typedef struct {
     const char *label;  /* column header */
     const char *device; /* backend spec */
-    const char *gemm;   /* CPU: cf_backend_cpu_set_gemm value; OpenCL: "native" / "clblast" */
-    int force_tile;     /* OpenCL native: 8 or 16 work-group side, 0 = the backend's choice */
+    const char *gemm;   /* cf_backend_options.cpu_gemm (cpu) or .gemm: "native" / "clblast" */
+    int force_tile;     /* cf_backend_options.gemm_tile: 8 or 16, 0 = the backend's choice */
+    int cpu;            /* 1: a column of the C backend (gemm goes to cpu_gemm) */
+    unsigned needs;     /* CF_GEMM_PATH_* the device must have (else the column is skipped) */
 } gemm_variant;
 
 static int add_shape(gemm_shape *s, int n, const char *name, int ta, int tb, int M, int N, int K) {
@@ -81,41 +79,17 @@ static int config_shapes(const cf_config *c, gemm_shape *s, int n) {
     return n;
 }
 
-#ifdef CF_HAVE_OPENCL
-static int force_tile_tuner(void *user, const char *device, int M, int N, int K, int ta, int tb,
-                            cf_cl_gemm_params *out) {
-    (void)device;
-    (void)ta;
-    (void)tb;
-    const int tile = *(const int *)user;
-    cf_cl_gemm_rule(M, N, K, 1 << 30, out); /* the rule's WPT and TK, our work-group side */
-    out->tile = tile;
-    out->source = tile == 8 ? "forced 8x8" : "forced 16x16";
-    return 1;
-}
-#endif
-
-/* Creates the backend of a variant with its GEMM path selected. */
-static int variant_backend(const gemm_variant *v, cf_backend **out) {
-    cf_backend *be = NULL;
-    CF_TRY(cf_backend_create(v->device, &be));
-    int rc = CF_OK;
-    if (be->is_cpu) {
-        rc = cf_backend_cpu_set_gemm(be, v->gemm);
+/* Creates the backend of a variant with its GEMM path selected through the options. */
+static int variant_backend(const gemm_variant *v, const cf_backend_options *base,
+                           cf_backend **out) {
+    cf_backend_options opts = base ? *base : cf_backend_options_default();
+    if (v->cpu) {
+        opts.cpu_gemm = v->gemm;
+    } else {
+        opts.gemm = v->gemm;
+        opts.gemm_tile = v->force_tile;
     }
-#ifdef CF_HAVE_OPENCL
-    else if (cf_backend_is_opencl(be)) {
-        rc = cf_backend_opencl_set_gemm(be, v->gemm);
-        if (rc >= 0 && v->force_tile)
-            rc = cf_backend_opencl_set_gemm_tuner(be, force_tile_tuner, (void *)&v->force_tile);
-    }
-#endif
-    if (rc < 0) {
-        cf_backend_destroy(be);
-        return rc;
-    }
-    *out = be;
-    return CF_OK;
+    return cf_backend_create(v->device, &opts, out);
 }
 
 /* GFLOP/s of one shape: one untimed call (kernel builds, first touch), then calls until
@@ -158,21 +132,31 @@ int cf_bench_gemm_sweep(const cf_config *cfg, const cf_sweep_opts *o, FILE *out)
 
     /* which device, and so which variants */
     cf_backend *probe = NULL;
-    CF_TRY(cf_backend_create(o->device, &probe));
+    cf_backend_info pinfo, cinfo;
+    CF_TRY(cf_backend_create(o->device, o->backend, &probe));
     char devname[640];
     snprintf(devname, sizeof devname, "%s", cf_be_name(probe));
-    const int is_cpu = probe->is_cpu;
+    int rc = cf_be_info(probe, &pinfo);
     cf_backend_destroy(probe);
+    CF_TRY(rc);
+    CF_TRY(cf_backend_create("cpu", o->backend, &probe));
+    rc = cf_be_info(probe, &cinfo);
+    cf_backend_destroy(probe);
+    CF_TRY(rc);
+    /* a device with a tiled native kernel gets its own columns (forced tiles, its own choice,
+     * CLBlast) next to the C backend's */
+    const int tiled = (pinfo.gemm_paths & CF_GEMM_PATH_TILED) != 0;
     gemm_variant vars[8];
     int nv = 0;
-    vars[nv++] = (gemm_variant){"cpu native", "cpu", "native", 0};
-    if (cf_cpu_blas_available()) vars[nv++] = (gemm_variant){"cpu blas", "cpu", "blas", 0};
-    if (!is_cpu) {
+    vars[nv++] = (gemm_variant){"cpu native", "cpu", "native", 0, 1, 0};
+    if (cinfo.gemm_paths & CF_GEMM_PATH_BLAS)
+        vars[nv++] = (gemm_variant){"cpu blas", "cpu", "blas", 0, 1, CF_GEMM_PATH_BLAS};
+    if (tiled) {
         const char *dev = o->device ? o->device : "auto";
-        vars[nv++] = (gemm_variant){"native 8x8", dev, "native", 8};
-        vars[nv++] = (gemm_variant){"native 16x16", dev, "native", 16};
-        vars[nv++] = (gemm_variant){"native auto", dev, "native", 0};
-        vars[nv++] = (gemm_variant){"clblast", dev, "clblast", 0};
+        vars[nv++] = (gemm_variant){"native 8x8", dev, "native", 8, 0, 0};
+        vars[nv++] = (gemm_variant){"native 16x16", dev, "native", 16, 0, 0};
+        vars[nv++] = (gemm_variant){"native auto", dev, "native", 0, 0, 0};
+        vars[nv++] = (gemm_variant){"clblast", dev, "clblast", 0, 0, CF_GEMM_PATH_CLBLAST};
     }
 
     double *res = calloc((size_t)ns * nv, sizeof *res);     /* GFLOP/s, NAN = not run */
@@ -190,12 +174,18 @@ int cf_bench_gemm_sweep(const cf_config *cfg, const cf_sweep_opts *o, FILE *out)
         if (b > maxB) maxB = b;
         if (c > maxC) maxC = c;
     }
-    int rc = CF_OK;
+    rc = CF_OK;
     for (int v = 0; v < nv; v++) {
         for (int i = 0; i < ns; i++)
             res[(size_t)i * nv + v] = NAN;
         cf_backend *be = NULL;
-        if (variant_backend(&vars[v], &be) < 0) {
+        const unsigned have = vars[v].cpu ? cinfo.gemm_paths : pinfo.gemm_paths;
+        if ((vars[v].needs & have) != vars[v].needs) {
+            CF_WARN("gemm sweep: skipping '%s' on %s (this build or device does not have it)",
+                    vars[v].label, vars[v].device);
+            continue;
+        }
+        if (variant_backend(&vars[v], o->backend, &be) < 0) {
             CF_WARN("gemm sweep: skipping '%s' on %s (not available, see above)", vars[v].label,
                     vars[v].device);
             continue;
@@ -219,16 +209,13 @@ int cf_bench_gemm_sweep(const cf_config *cfg, const cf_sweep_opts *o, FILE *out)
             res[(size_t)i * nv + v] = gf;
             if (!o->json)
                 CF_DEBUG("gemm sweep: %s %s: %.2f GFLOP/s", vars[v].label, shapes[i].name, gf);
-#ifdef CF_HAVE_OPENCL
-            if (cf_backend_is_opencl(be) && !vars[v].force_tile &&
-                !strcmp(vars[v].gemm, "native")) {
-                cf_cl_gemm_params p;
+            if (!vars[v].cpu && !vars[v].force_tile && !strcmp(vars[v].gemm, "native") &&
+                be->ops->gemm_describe) {
                 const gemm_shape *g = &shapes[i];
-                if (cf_backend_opencl_gemm_params(be, g->M, g->N, g->K, g->ta, g->tb, &p) >= 0)
-                    snprintf(params[i], sizeof params[i], "%dx%d wpt%d tk%d (%s)", p.tile, p.tile,
-                             p.wpt, p.tk, p.source ? p.source : "?");
+                if (be->ops->gemm_describe(be, g->M, g->N, g->K, g->ta, g->tb, params[i],
+                                           sizeof params[i]) < 0)
+                    params[i][0] = 0;
             }
-#endif
         }
         cf_be_free(be, A);
         cf_be_free(be, Bb);
@@ -272,7 +259,7 @@ int cf_bench_gemm_sweep(const cf_config *cfg, const cf_sweep_opts *o, FILE *out)
         fprintf(out, "%-16s %2s %2s %6s %6s %6s", "shape", "tA", "tB", "M", "N", "K");
         for (int v = 0; v < nv; v++)
             fprintf(out, " %12s", vars[v].label);
-        if (!is_cpu) fprintf(out, "  native auto chose");
+        if (tiled) fprintf(out, "  native auto chose");
         fprintf(out, "\n");
         for (int i = 0; i < ns; i++) {
             const gemm_shape *g = &shapes[i];
@@ -284,7 +271,7 @@ int cf_bench_gemm_sweep(const cf_config *cfg, const cf_sweep_opts *o, FILE *out)
                 else
                     fprintf(out, " %12.2f", x);
             }
-            if (!is_cpu) fprintf(out, "  %s", params[i]);
+            if (tiled) fprintf(out, "  %s", params[i]);
             fprintf(out, "\n");
         }
     }
@@ -341,7 +328,7 @@ int cf_bench_attention_sweep(const cf_config *cfg, const cf_sweep_opts *o, FILE 
     att_row *rows = calloc((size_t)(nT ? nT : 1), sizeof *rows);
     if (!rows) return CF_ERR_NOMEM;
     cf_backend *be = NULL;
-    int rc = cf_backend_create(o->device, &be);
+    int rc = cf_backend_create(o->device, o->backend, &be);
     if (rc < 0) {
         free(rows);
         return rc;

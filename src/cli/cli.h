@@ -5,13 +5,17 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "cli/cli_env.h"
 #include "clformer/config.h"
 
 int cf_cli_need_value(int argc, char **argv, int i, const char *cmd);
 int cf_cli_parse_int(const char *cmd, const char *opt, const char *s, long lo, long hi, int *out);
 int cf_cli_parse_float(const char *cmd, const char *opt, const char *s, double lo, double hi,
                        float *out);
-int cf_cli_set_gemm(const char *which);
+
+/* The backend options of this run: read from the environment once at start-up
+ * (cf_cli_backend_options_from_env, cli_env.h), then changed by --gemm, --tuning, ... */
+struct cf_backend_options *cf_cli_backend_options(void);
 
 /* The tokenizer a checkpoint was trained with (byte-level or BPE), checked against the hash
  * stored in the checkpoint. */

@@ -147,7 +147,7 @@ int cf_cmd_bench(int argc, char **argv) {
             else if (!strcmp(a, "--gemm"))
                 gemm = v;
             else if (!strcmp(a, "--tuning"))
-                setenv("CF_TUNING", v, 1); /* read by the OpenCL backend at creation */
+                cf_cli_backend_options()->tuning = v;
             else if (!strcmp(a, "--steps"))
                 rc = cf_cli_parse_int("bench", a, v, 1, 1000000, &o.steps);
             else if (!strcmp(a, "--warmup"))
@@ -172,7 +172,9 @@ int cf_cmd_bench(int argc, char **argv) {
             if (cf_config_set(&cfg, a, "command line") < 0) return 1;
         }
     }
-    if (gemm && cf_cli_set_gemm(gemm) < 0) return 1;
+    if (gemm && cf_cli_set_gemm(cf_cli_backend_options(), gemm) < 0) return 1;
+    o.device = so.device = cf_cli_device_from_env(o.device);
+    o.backend = so.backend = cf_cli_backend_options();
     so.json = json;
     so.min_seconds = min_time;
     cf_install_sigint_handler();
@@ -185,7 +187,7 @@ int cf_cmd_bench(int argc, char **argv) {
     }
     if (mode == 3) {
         cf_backend *be = NULL;
-        if (cf_backend_create(o.device, &be) < 0) return 1;
+        if (cf_backend_create(o.device, o.backend, &be) < 0) return 1;
         double gf = 0.0;
         const char *how = "";
         rc = cf_bench_device_peak_gflops(be, 0.5, &gf, &how);

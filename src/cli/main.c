@@ -18,9 +18,6 @@
 #include "model/gpt.h"
 #include "train/checkpoint.h"
 #include "train/train.h"
-#ifdef CF_HAVE_OPENCL
-#include "backend/opencl/cl_backend.h"
-#endif
 
 static const char *USAGE =
     "clformer " CF_VERSION_STRING " - train and run GPT-style language models on OpenCL devices "
@@ -125,7 +122,9 @@ static const char *TRAIN_HELP =
     "\n"
     "Ctrl-C saves a checkpoint and exits; resume with --resume DIR.\n";
 
-int cf_cli_set_gemm(const char *which);
+static cf_backend_options g_backend_options;
+
+cf_backend_options *cf_cli_backend_options(void) { return &g_backend_options; }
 
 static int cmd_train(int argc, char **argv) {
     cf_train_opts o;
@@ -148,7 +147,7 @@ static int cmd_train(int argc, char **argv) {
             gemm = argv[++i];
         } else if (strcmp(a, "--tuning") == 0) {
             if (!cf_cli_need_value(argc, argv, i, "train")) return 1;
-            setenv("CF_TUNING", argv[++i], 1); /* read by the OpenCL backend at creation */
+            g_backend_options.tuning = argv[++i];
         } else if (strcmp(a, "--steps") == 0) {
             if (!cf_cli_need_value(argc, argv, i, "train")) return 1;
             if (cf_cli_parse_int("train", "--steps", argv[++i], 1, 1000000000, &steps) < 0)
@@ -211,24 +210,12 @@ static int cmd_train(int argc, char **argv) {
         snprintf(out_buf, sizeof out_buf, "runs/%s", o.cfg.name[0] ? o.cfg.name : "default");
         o.out_dir = out_buf;
     }
-    if (gemm && cf_cli_set_gemm(gemm) < 0) return 1;
+    if (gemm && cf_cli_set_gemm(&g_backend_options, gemm) < 0) return 1;
+    o.device = cf_cli_device_from_env(o.device);
+    o.backend = &g_backend_options;
     o.verbose = cf_log_get_level() >= CF_LOG_DEBUG;
     o.quiet = cf_log_get_level() < CF_LOG_INFO;
     return exit_code(cf_train_run(&o));
-}
-
-/* --gemm is a process-wide preference read by the backends at creation (env CF_GEMM / CF_CPU_GEMM) */
-int cf_cli_set_gemm(const char *which) {
-    if (strcmp(which, "auto") && strcmp(which, "clblast") && strcmp(which, "native") &&
-        strcmp(which, "blas")) {
-        CF_ERROR("--gemm '%s' is not known; use auto, clblast, native (OpenCL) or blas (CPU)",
-                 which);
-        return CF_ERR_INVALID;
-    }
-    setenv("CF_GEMM", which, 1);
-    if (strcmp(which, "clblast") != 0) setenv("CF_CPU_GEMM", which, 1);
-    if (strcmp(which, "auto") == 0) unsetenv("CF_CPU_GEMM");
-    return CF_OK;
 }
 
 /* ---- loading a checkpoint for inference ----------------------------------------------------- */
@@ -255,7 +242,8 @@ static int load_for_inference(const char *ckpt_arg, const char *device, int B, l
     CF_TRY(cf_checkpoint_read_config(path, &lm->cfg, &lm->st));
     int rc;
     if ((rc = cf_cli_tok_open(&lm->cfg, lm->st.tokenizer_hash, path, &lm->tok)) < 0) goto fail;
-    if ((rc = cf_backend_create(device, &lm->be)) < 0) goto fail;
+    if ((rc = cf_backend_create(cf_cli_device_from_env(device), &g_backend_options, &lm->be)) < 0)
+        goto fail;
     if ((rc = cf_model_create(lm->be, &lm->cfg, B, lm->cfg.max_length, 0, &lm->m)) < 0) goto fail;
     if ((rc = cf_checkpoint_load(path, lm->m, NULL, 0)) < 0) goto fail;
     CF_DEBUG("loaded %s (step %d) on %s", path, lm->st.step, cf_be_name(lm->be));
@@ -592,19 +580,7 @@ static int cmd_devices(int argc, char **argv) {
             return 0;
         }
     }
-    printf("cpu           clformer's C backend (OpenMP, %s)\n",
-#ifdef CF_HAVE_BLAS
-           "GEMM: built-in or OpenBLAS"
-#else
-           "GEMM: built-in"
-#endif
-    );
-#ifdef CF_HAVE_OPENCL
-    return exit_code(cf_opencl_list_devices(stdout));
-#else
-    printf("(this build has no OpenCL backend)\n");
-    return 0;
-#endif
+    return exit_code(cf_backend_list_devices(stdout));
 }
 
 /* ---- main ------------------------------------------------------------------------------------ */
@@ -619,6 +595,12 @@ int main(int argc, char **argv) {
         printf("clformer %s\n", CF_VERSION_STRING);
         return 0;
     }
+    /* the environment, read once: backend options (CF_GEMM, CF_TUNING, CF_CACHE_DIR, ...) and, in
+     * the fault-injecting build clformer-fi, the CF_FAULT_* switches */
+    cf_cli_backend_options_from_env(&g_backend_options);
+#ifdef CF_FAULT_INJECTION
+    cf_cli_faults_from_env();
+#endif
     const char *cmd = argv[1];
     int sub_argc = argc - 1;
     char **sub_argv = argv + 1;

@@ -1,6 +1,9 @@
 /* clformer: safetensors reader (mmap + full validation) and streaming atomic writer. */
 #define _POSIX_C_SOURCE 200809L
 #include "io/safetensors.h"
+#ifdef CF_FAULT_INJECTION
+#include "backend/backend.h" /* cf_fault_save_crash */
+#endif
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -150,10 +153,6 @@ static void fsync_parent_dir(const char *path) {
     close(fd);
 }
 
-static int fault_save_crash(void) {
-    const char *v = getenv("CF_FAULT_SAVE_CRASH");
-    return v && *v && strcmp(v, "0") != 0;
-}
 
 int cf_st_write(const char *path, const cf_st_tensor *tensors, int n, const char *const *meta_keys,
                 const char *const *meta_vals, int nmeta) {
@@ -275,7 +274,9 @@ int cf_st_write(const char *path, const cf_st_tensor *tensors, int n, const char
     }
     uint64_t total = 8 + (uint64_t)hlen + off;
     st_sink s = {fd, tmp, 0, UINT64_MAX, 0};
-    if (fault_save_crash()) s.crash_at = total / 2;
+#ifdef CF_FAULT_INJECTION
+    if (cf_fault_save_crash()) s.crash_at = total / 2; /* test builds: cf_fault_set_save_crash */
+#endif
     unsigned char lenbuf[8];
     for (int b = 0; b < 8; b++) lenbuf[b] = (unsigned char)((uint64_t)hlen >> (8 * b));
     int wr = sink_write(&s, lenbuf, 8);
@@ -286,8 +287,8 @@ int cf_st_write(const char *path, const cf_st_tensor *tensors, int n, const char
     if (wr == 1) {
         /* simulated crash: leave the partial temp file exactly as a killed process would */
         close(fd);
-        CF_ERROR("cannot save %s: simulated crash after %llu of %llu bytes (CF_FAULT_SAVE_CRASH "
-                 "is set); the previous file is untouched",
+        CF_ERROR("cannot save %s: simulated crash after %llu of %llu bytes (injected fault, "
+                 "CF_FAULT_SAVE_CRASH); the previous file is untouched",
                  path, (unsigned long long)s.written, (unsigned long long)total);
         free(tmp);
         return CF_ERR_IO;

@@ -12,6 +12,7 @@ typedef struct {
     cf_config cfg;          /* after overrides */
     const char *origin;     /* config file name, for messages */
     const char *device;     /* --device */
+    const struct cf_backend_options *backend; /* options at creation, NULL = the defaults */
     const char *out_dir;    /* --out, default runs/<config name> */
     const char *resume;     /* --resume file or dir, NULL for a fresh run */
     const char *log_path;   /* --log: one JSON line per step */

@@ -104,7 +104,10 @@ int cf_cpu_use_avx2(cf_backend *be) {
 
 /* ---- the table ------------------------------------------------------------------------------ */
 
+static int cf_cpu_info(cf_backend *be, cf_backend_info *out);
+
 static const struct cf_backend_ops cf_cpu_ops = {
+    /* .api_version = */ CF_BACKEND_API_VERSION,
     /* .name = */ cf_cpu_name,
     /* .destroy = */ cf_cpu_destroy,
     /* .buffer_alloc = */ cf_cpu_buffer_alloc,
@@ -135,6 +138,9 @@ static const struct cf_backend_ops cf_cpu_ops = {
     /* .reduce_sum = */ cf_cpu_reduce_sum,
     /* .adamw = */ cf_cpu_adamw,
     /* .prof_collect = */ NULL, /* host timing around synchronize is exact here */
+    /* .info = */ cf_cpu_info,
+    /* .peak_gflops = */ NULL, /* the host's CPU loop (src/bench/peak.c): info.host_threads */
+    /* .gemm_describe = */ NULL,
 };
 
 /* ---- creation and GEMM choice --------------------------------------------------------------- */
@@ -148,11 +154,50 @@ static void cf_cpu_set_kernel(cf_cpu_ctx *ctx, int kernel) {
                  cf_cpu_gemm_kernel_name(kernel));
 }
 
-int cf_backend_cpu_create(cf_backend **out) {
+/* The host CPU's model name from /proc/cpuinfo ("" where there is none). */
+static void cpu_model_name(char *out, size_t len, char *vendor, size_t vlen) {
+    out[0] = vendor[0] = 0;
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof line, f) && (!out[0] || !vendor[0])) {
+        char *colon = strchr(line, ':');
+        if (!colon) continue;
+        char *v = colon + 1;
+        while (*v == ' ' || *v == '\t') v++;
+        v[strcspn(v, "\n")] = 0;
+        if (!out[0] && strncmp(line, "model name", 10) == 0) snprintf(out, len, "%s", v);
+        if (!vendor[0] && strncmp(line, "vendor_id", 9) == 0) snprintf(vendor, vlen, "%s", v);
+    }
+    fclose(f);
+}
+
+static int cf_cpu_info(cf_backend *be, cf_backend_info *out) {
+    const cf_cpu_ctx *ctx = be->ctx;
+    out->kind = "cpu";
+    out->device_type = CF_DEVICE_CPU;
+    out->host_threads = 1;
+    cpu_model_name(out->device, sizeof out->device, out->vendor, sizeof out->vendor);
+    if (!out->device[0]) snprintf(out->device, sizeof out->device, "host CPU");
+    out->compute_units = cf_cpu_max_threads();
+    out->unified_memory = 1;
+    out->gemm_paths = CF_GEMM_PATH_NATIVE | (cf_cpu_blas_available() ? CF_GEMM_PATH_BLAS : 0u);
+    snprintf(out->gemm, sizeof out->gemm, "%s", ctx->gemm_name);
+    return CF_OK;
+}
+
+int cf_backend_cpu_list_devices(FILE *out) {
+    fprintf(out, "cpu           clformer's C backend (OpenMP, %s)\n",
+            cf_cpu_blas_available() ? "GEMM: built-in or OpenBLAS" : "GEMM: built-in");
+    return CF_OK;
+}
+
+int cf_backend_cpu_create(const char *spec, const cf_backend_options *opts, cf_backend **out) {
+    (void)spec;
     *out = NULL;
     int kernel;
-    const char *env = getenv("CF_CPU_GEMM");
-    CF_TRY(cf_cpu_gemm_parse(env, "environment variable CF_CPU_GEMM", &kernel));
+    CF_TRY(cf_cpu_gemm_parse(opts ? opts->cpu_gemm : NULL, "cpu gemm (CF_CPU_GEMM / --gemm)",
+                             &kernel));
     cf_backend *be = calloc(1, sizeof *be);
     cf_cpu_ctx *ctx = calloc(1, sizeof *ctx);
     if (!be || !ctx) {
@@ -164,7 +209,7 @@ int cf_backend_cpu_create(cf_backend **out) {
     cf_cpu_set_kernel(ctx, kernel);
     be->ops = &cf_cpu_ops;
     be->ctx = ctx;
-    be->is_cpu = 1;
+    be->verbose = opts ? opts->verbose : 0;
     CF_DEBUG("cpu backend: gemm %s, %d OpenMP threads", ctx->gemm_name, cf_cpu_max_threads());
     *out = be;
     return CF_OK;

@@ -3,8 +3,8 @@
  * The backend itself is created with cf_backend_cpu_create() (declared in backend/backend.h).
  * Its GEMM runs either through the built-in packed, cache-blocked, OpenMP-parallel kernels
  * ("native") or, when clformer was built with CF_HAVE_BLAS, through cblas_sgemm ("blas").
- * At creation the environment variable CF_CPU_GEMM (same values as cf_backend_cpu_set_gemm)
- * overrides the default. */
+ * At creation cf_backend_options.cpu_gemm (same values as cf_backend_cpu_set_gemm) overrides the
+ * default. */
 #ifndef CF_CPU_BACKEND_H
 #define CF_CPU_BACKEND_H
 
@@ -22,7 +22,7 @@
 int cf_backend_cpu_set_gemm(cf_backend *be, const char *which);
 /* The current choice, e.g. "native:avx2-6x16" or "blas". */
 const char *cf_backend_cpu_get_gemm(cf_backend *be);
-/* The choice a new backend starts with when CF_CPU_GEMM is not set ("native"; why: see
+/* The choice a new backend starts with when cf_backend_options.cpu_gemm is not set ("native"; why: see
  * cpu_gemm.c). */
 const char *cf_cpu_gemm_default(void);
 

@@ -45,16 +45,17 @@ static int parse_mode(const char *s) {
     return -1;
 }
 
+int cf_cl_attention_parse(const char *s, int *mode) {
+    *mode = parse_mode(s);
+    return *mode < 0 ? CF_ERR_INVALID : CF_OK;
+}
+
 static struct cf_cl_attention *att_state(cf_cl_ctx *ctx) {
     if (ctx->attention) return ctx->attention;
     struct cf_cl_attention *st = calloc(1, sizeof *st);
     if (!st) return NULL;
-    const char *env = getenv("CF_ATTENTION");
-    st->mode = parse_mode(env);
-    if (st->mode < 0) {
-        CF_WARN("CF_ATTENTION='%s' not understood (auto, fused or gemm); using auto", env);
-        st->mode = CF_ATT_AUTO;
-    }
+    /* cf_backend_options.attention, parsed at creation (-1: not given) */
+    st->mode = ctx->attention_mode >= 0 ? ctx->attention_mode : CF_ATT_AUTO;
     ctx->attention = st;
     return st;
 }

@@ -282,10 +282,12 @@ int cf_cl_scratch(cf_cl_ctx *ctx, int slot, size_t nbytes, cl_mem *out) {
         *out = ctx->scratch[slot];
         return CF_OK;
     }
+#ifdef CF_FAULT_INJECTION
     if (cf_fault_alloc_hit()) {
         cf_cl_fail(ctx, "opencl: scratch allocation of %zu bytes failed (injected fault)", nbytes);
         return CF_ERR_NOMEM;
     }
+#endif
     /* kernels still queued on the old buffer keep it alive until they finish */
     if (ctx->scratch[slot]) clReleaseMemObject(ctx->scratch[slot]);
     ctx->scratch[slot] = NULL;
@@ -913,7 +915,13 @@ static int cl_adamw(cf_backend *be, cf_view params, cf_view grads, cf_view m, cf
                                 ARG_FLOAT(weight_decay), ARG_FLOAT(grad_scale), ARG_INT(aligned)));
 }
 
+static int cl_info(cf_backend *be, cf_backend_info *out);
+static int cl_peak(cf_backend *be, double seconds, double *gflops, const char **how);
+static int cl_gemm_describe(cf_backend *be, int M, int N, int K, int ta, int tb, char *out,
+                            size_t len);
+
 static const struct cf_backend_ops cf_cl_ops = {
+    /* .api_version = */ CF_BACKEND_API_VERSION,
     /* .name = */ cl_name,
     /* .destroy = */ cl_destroy,
     /* .buffer_alloc = */ cl_buffer_alloc,
@@ -944,6 +952,9 @@ static const struct cf_backend_ops cf_cl_ops = {
     /* .reduce_sum = */ cl_reduce_sum,
     /* .adamw = */ cl_adamw,
     /* .prof_collect = */ cl_prof_collect,
+    /* .info = */ cl_info,
+    /* .peak_gflops = */ cl_peak,
+    /* .gemm_describe = */ cl_gemm_describe,
 };
 
 /* ---- device selection -------------------------------------------------------------------------- */
@@ -986,10 +997,9 @@ static int gpu_rank(const cf_cl_device_info *d) {
 
 /* Pick a device for spec; -1 with an error (or, for auto, the warning) printed when none. */
 static int select_device(const char *spec, const cf_cl_device_info *list, int n,
-                         const char *enum_why, int is_auto) {
+                         const char *enum_why, int is_auto, int allow_cpu) {
     char all[2048];
     if (is_auto) {
-        int allow_cpu = getenv("CF_OPENCL_AUTO_CPU") && atoi(getenv("CF_OPENCL_AUTO_CPU")) != 0;
         int best = -1;
         double best_score = -1.0;
         for (int i = 0; i < n; i++) {
@@ -1060,24 +1070,58 @@ static int select_device(const char *spec, const cf_cl_device_info *list, int n,
 
 /* ---- creation ---------------------------------------------------------------------------------- */
 
-static void read_env(cf_cl_ctx *ctx) {
-    const char *g = getenv("CF_GEMM");
+/* "auto"/NULL -1, "0"/"off" 0, anything else 1 */
+static int parse_fast(const char *e) {
+    if (!e || !*e || strcasecmp(e, "auto") == 0) return -1;
+    if (strcmp(e, "0") == 0 || strcasecmp(e, "off") == 0) return 0;
+    return 1;
+}
+
+static void apply_options(cf_cl_ctx *ctx, const cf_backend_options *o) {
+    const char *g = o->gemm;
     ctx->gemm_mode = CF_GEMM_AUTO;
     if (g && strcasecmp(g, "native") == 0) ctx->gemm_mode = CF_GEMM_NATIVE;
     else if (g && strcasecmp(g, "clblast") == 0) ctx->gemm_mode = CF_GEMM_CLBLAST;
     else if (g && *g && strcasecmp(g, "auto") != 0)
-        CF_WARN("CF_GEMM='%s' not understood (auto, clblast or native); using auto", g);
-    const char *kd = getenv("CF_KERNEL_DIR");
-    const char *ks = getenv("CF_KERNEL_SOURCE");
-    if (kd && *kd) snprintf(ctx->kernel_dir, sizeof ctx->kernel_dir, "%s", kd);
-    else if (ks && strcasecmp(ks, "dir") == 0)
+        CF_WARN("gemm path '%s' (CF_GEMM / --gemm) not understood (auto, clblast or native); "
+                "using auto",
+                g);
+    if (o->kernel_dir && *o->kernel_dir)
+        snprintf(ctx->kernel_dir, sizeof ctx->kernel_dir, "%s", o->kernel_dir);
+    else if (o->kernels_from_disk)
         snprintf(ctx->kernel_dir, sizeof ctx->kernel_dir, "%s", CF_KERNEL_DIR);
-    cf_cl_default_cache_dir(ctx->cache_dir, sizeof ctx->cache_dir);
-    const char *map = getenv("CF_CL_MAP");
-    ctx->use_map = ctx->dev.unified && !(map && strcmp(map, "0") == 0);
+    if (o->cache_dir) snprintf(ctx->cache_dir, sizeof ctx->cache_dir, "%s", o->cache_dir);
+    ctx->use_map = ctx->dev.unified && o->map != 0;
+    ctx->gemm_fast_mode = parse_fast(o->gemm_fast);
+    ctx->gemm_fast_verbose = o->gemm_fast_verbose;
+    ctx->gemm_tile = o->gemm_tile;
+    ctx->attention_mode = -1;
+    if (o->attention && cf_cl_attention_parse(o->attention, &ctx->attention_mode) < 0) {
+        CF_WARN("attention path '%s' (CF_ATTENTION) not understood (auto, fused or gemm); using "
+                "auto",
+                o->attention);
+        ctx->attention_mode = -1;
+    }
+    if (o->tuning && *o->tuning) {
+        if (strcmp(o->tuning, "off") == 0 || strcmp(o->tuning, "none") == 0) ctx->tuning_off = 1;
+        else snprintf(ctx->tuning_path, sizeof ctx->tuning_path, "%s", o->tuning);
+    }
 }
 
-static int ctx_init(cf_cl_ctx *ctx) {
+/* cf_backend_options.gemm_tile: the rule's WPT and TK with the forced work-group side */
+static int force_tile_tuner(void *user, const char *device, int M, int N, int K, int ta, int tb,
+                            cf_cl_gemm_params *out) {
+    (void)device;
+    (void)ta;
+    (void)tb;
+    const int tile = *(const int *)user;
+    cf_cl_gemm_rule(M, N, K, 1 << 30, out);
+    out->tile = tile;
+    out->source = tile == 8 ? "forced 8x8" : "forced 16x16";
+    return 1;
+}
+
+static int ctx_init(cf_cl_ctx *ctx, const cf_backend_options *opts) {
     cl_int err = CL_SUCCESS;
     cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)ctx->dev.platform,
                                      0};
@@ -1087,7 +1131,7 @@ static int ctx_init(cf_cl_ctx *ctx) {
     ctx->queue = clCreateCommandQueue(ctx->context, ctx->dev.device, CL_QUEUE_PROFILING_ENABLE,
                                       &err);
     CF_CHECK_CL(ctx, err);
-    read_env(ctx);
+    apply_options(ctx, opts);
     if (ctx->gemm_mode == CF_GEMM_CLBLAST && !cf_cl_have_clblast())
         CF_WARN("CF_GEMM=clblast: this build has no CLBlast; using the native GEMM");
 
@@ -1114,19 +1158,30 @@ static int ctx_init(cf_cl_ctx *ctx) {
     }
     CF_TRY(cf_cl_gemm_prepare(ctx));
     cf_cl_tuning_attach(ctx); /* tuned GEMM parameters and work-group sizes, if a file matches */
+    if (ctx->gemm_tile) {
+        if (ctx->gemm_tile != 8 && ctx->gemm_tile != 16) {
+            cf_cl_fail(ctx, "gemm_tile %d: the native GEMM's work-group side is 8 or 16",
+                       ctx->gemm_tile);
+            return CF_ERR_INVALID;
+        }
+        ctx->tuner = force_tile_tuner;
+        ctx->tuner_user = &ctx->gemm_tile;
+    }
     snprintf(ctx->name, sizeof ctx->name, "opencl: %s (%s)", ctx->dev.name, ctx->dev.platform_name);
     return CF_OK;
 }
 
-int cf_backend_opencl_create(const char *spec, cf_backend **out) {
+int cf_backend_opencl_create(const char *spec, const cf_backend_options *opts, cf_backend **out) {
     *out = NULL;
+    cf_backend_options defaults = cf_backend_options_default();
+    if (!opts) opts = &defaults;
     if (!spec || !*spec) spec = "auto";
     int is_auto = strcasecmp(spec, "auto") == 0;
     cf_cl_device_info *list = NULL;
     int n = 0;
     char why[256];
     CF_TRY(cf_cl_enumerate(&list, &n, why, sizeof why));
-    int idx = select_device(spec, list, n, why, is_auto);
+    int idx = select_device(spec, list, n, why, is_auto, opts->auto_cpu_devices);
     if (idx < 0) {
         free(list);
         return CF_ERR_NOT_FOUND;
@@ -1144,7 +1199,7 @@ int cf_backend_opencl_create(const char *spec, cf_backend **out) {
     free(list);
     ctx->quiet_init = is_auto;
     double t0 = cf_time_now();
-    int rc = ctx_init(ctx);
+    int rc = ctx_init(ctx, opts);
     if (rc < 0) {
         if (is_auto)
             CF_WARN("OpenCL device opencl:%d:%d %s could not be used (%s; --device opencl:%d:%d "
@@ -1164,7 +1219,7 @@ int cf_backend_opencl_create(const char *spec, cf_backend **out) {
     be->ops = &cf_cl_ops;
     be->ctx = ctx;
     ctx->be = be;
-    be->is_cpu = 0;
+    be->verbose = opts->verbose;
     be->max_alloc = ctx->dev.max_alloc; /* the model splits its activations to fit */
     *out = be;
     return CF_OK;
@@ -1219,6 +1274,51 @@ int cf_backend_opencl_gemm_params(cf_backend *be, int M, int N, int K, int ta, i
                                   cf_cl_gemm_params *out) {
     if (!cf_backend_is_opencl(be)) return CF_ERR_UNSUPPORTED;
     return cf_cl_gemm_params_lookup(CTX(be), M, N, K, ta, tb, out);
+}
+
+int cf_backend_opencl_set_gemm_fast(cf_backend *be, const char *mode) {
+    if (!cf_backend_is_opencl(be)) return CF_ERR_UNSUPPORTED;
+    CTX(be)->gemm_fast_mode = parse_fast(mode);
+    return CF_OK;
+}
+
+static int cl_info(cf_backend *be, cf_backend_info *out) {
+    const cf_cl_ctx *ctx = CTX(be);
+    const cf_cl_device_info *d = &ctx->dev;
+    out->kind = "opencl";
+    if (d->type & CL_DEVICE_TYPE_GPU)
+        out->device_type = d->unified ? CF_DEVICE_INTEGRATED_GPU : CF_DEVICE_GPU;
+    else if (d->type & CL_DEVICE_TYPE_CPU)
+        out->device_type = CF_DEVICE_CPU;
+    else
+        out->device_type = CF_DEVICE_ACCELERATOR;
+    out->host_threads = 0;
+    snprintf(out->device, sizeof out->device, "%s", d->name);
+    snprintf(out->vendor, sizeof out->vendor, "%s", d->vendor);
+    snprintf(out->platform, sizeof out->platform, "%s", d->platform_name);
+    snprintf(out->driver, sizeof out->driver, "%s", d->driver);
+    out->compute_units = (int)d->compute_units;
+    out->global_mem = (uint64_t)d->global_mem;
+    out->unified_memory = d->unified;
+    out->gemm_paths = CF_GEMM_PATH_NATIVE | CF_GEMM_PATH_TILED | CF_GEMM_PATH_FAST |
+                      (cf_cl_have_clblast() ? CF_GEMM_PATH_CLBLAST : 0u);
+    snprintf(out->gemm, sizeof out->gemm, "%s", cf_backend_opencl_gemm_path(be));
+    out->scratch_bytes = cf_cl_scratch_bytes(be);
+    return CF_OK;
+}
+
+static int cl_peak(cf_backend *be, double seconds, double *gflops, const char **how) {
+    *how = "OpenCL FMA kernel";
+    return cf_cl_peak_gflops(be, seconds, gflops);
+}
+
+static int cl_gemm_describe(cf_backend *be, int M, int N, int K, int ta, int tb, char *out,
+                            size_t len) {
+    cf_cl_gemm_params p;
+    CF_TRY(cf_cl_gemm_params_lookup(CTX(be), M, N, K, ta, tb, &p));
+    snprintf(out, len, "%dx%d wpt%d tk%d (%s)", p.tile, p.tile, p.wpt, p.tk,
+             p.source ? p.source : "?");
+    return CF_OK;
 }
 
 int cf_backend_opencl_build_stats(cf_backend *be, cf_cl_build_stats *out) {

@@ -1,5 +1,8 @@
-/* clformer: public entry points of the OpenCL backend beyond struct cf_backend_ops: device listing,
- * GEMM path selection, the GEMM parameter hook for the tuner, and build statistics. */
+/* clformer: public entry points of the OpenCL backend beyond struct cf_backend_ops: creation and
+ * device listing (the registry's row), and a narrow API for the OpenCL tests and the tuner
+ * (tools/tune.c): GEMM path selection at run time, the GEMM parameter hook, build statistics.
+ * Generic code (src/bench, src/cli, src/train, src/model) does not include this header: it uses
+ * cf_backend_options, cf_be_info and the optional ops slots instead. */
 #ifndef CF_CL_BACKEND_H
 #define CF_CL_BACKEND_H
 
@@ -12,16 +15,24 @@
  * not). Returns CF_OK also when no platform exists (it says so). */
 int cf_opencl_list_devices(FILE *out);
 
+/* The registry's "opencl" row: spec "auto" (best usable GPU; with opts->auto_cpu_devices CPU
+ * devices too; none: one warning, CF_ERR_NOT_FOUND), "opencl", "opencl:P:D" or a device-name
+ * substring. opts NULL = cf_backend_options_default(). */
+int cf_backend_opencl_create(const char *spec, const cf_backend_options *opts, cf_backend **out);
+
 /* Is this backend an OpenCL one (the functions below need one)? */
 int cf_backend_is_opencl(const cf_backend *be);
 
 /* GEMM path: "auto" (CLBlast when compiled in, else native), "clblast" or "native".
- * The environment variable CF_GEMM sets the initial choice. Returns CF_ERR_UNSUPPORTED, without
+ * cf_backend_options.gemm sets the initial choice. Returns CF_ERR_UNSUPPORTED, without
  * logging, when be is not an OpenCL backend; CF_ERR_UNSUPPORTED with a message for "clblast" in a
  * build without CLBlast; CF_ERR_INVALID for an unknown name. */
 int cf_backend_opencl_set_gemm(cf_backend *be, const char *which);
 /* The path in use: "clblast" or "native" (after a CLBlast failure, "native"). */
 const char *cf_backend_opencl_gemm_path(cf_backend *be);
+/* The register-blocked kernel at run time, as cf_backend_options.gemm_fast at creation: "auto"
+ * (or NULL), "1"/"on" every plain product, "0"/"off" never. */
+int cf_backend_opencl_set_gemm_fast(cf_backend *be, const char *mode);
 
 /* Parameters of the native GEMM kernel for one shape. The kernel is built once per distinct set. */
 typedef struct cf_cl_gemm_params {

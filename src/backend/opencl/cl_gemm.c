@@ -261,12 +261,11 @@ static int gemm_native(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
 #ifdef CF_HAVE_CLBLAST
 /* 0 on success, else the CLBlast status code (negative) */
 static int gemm_clblast(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
-    /* test switch CF_FAULT_CLBLAST=1: CLBlast's next call "fails" (exercises the fallback) */
-    const char *fault = getenv("CF_FAULT_CLBLAST");
-    if (fault && atoi(fault) == 1 && !ctx->clblast_fault_used) {
-        ctx->clblast_fault_used = 1;
-        return (int)CLBlastUnexpectedError;
-    }
+#ifdef CF_FAULT_INJECTION
+    /* test switch cf_fault_set_clblast (CF_FAULT_CLBLAST=N in clformer-fi): the Nth CLBlast call
+     * "fails" (exercises the fallback) */
+    if (cf_fault_clblast_hit()) return (int)CLBlastUnexpectedError;
+#endif
     CLBlastTranspose ta = d->ta ? CLBlastTransposeYes : CLBlastTransposeNo;
     CLBlastTranspose tb = d->tb ? CLBlastTransposeYes : CLBlastTransposeNo;
     CLBlastStatusCode st =

@@ -188,21 +188,13 @@ static int tuned_choice(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, cf_cl_gemm_fas
 
 /* ---- which products ---------------------------------------------------------------------------- */
 
-/* CF_GEMM_FAST: "0"/"off" never, "1"/"on" every plain product (whatever the device and size; for
- * tests on CPU devices), unset or "auto" the rule below. */
-static int fast_env(void) {
-    const char *e = getenv("CF_GEMM_FAST");
-    if (!e || !*e || strcasecmp(e, "auto") == 0) return -1;
-    if (strcmp(e, "0") == 0 || strcasecmp(e, "off") == 0) return 0;
-    return 1;
-}
-
 int cf_cl_gemm_fast_wanted(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
     if (ctx->gemm_mode == CF_GEMM_CLBLAST) return 0; /* asked for CLBlast by name */
     if (d->outer * d->inner != 1 || d->causal || d->K <= 0 || d->M <= 0 || d->N <= 0) return 0;
     if (ctx->gemm_fast && ctx->gemm_fast->broken) return 0;
-    const int env = fast_env();
-    if (env >= 0) return env;
+    /* cf_backend_options.gemm_fast (CF_GEMM_FAST): 0 never, 1 every plain product (whatever the
+     * device and size; for tests on CPU devices), -1 the rule below */
+    if (ctx->gemm_fast_mode >= 0) return ctx->gemm_fast_mode;
     /* GPUs only: on CPU devices (PoCL) the tiled kernel and CLBlast do as well */
     if (!(ctx->dev.type & CL_DEVICE_TYPE_GPU)) return 0;
     /* a tuning file that measured this kernel fastest for the shape, with its choice: any size */
@@ -240,12 +232,11 @@ static void program_free(fast_program *g) {
     memset(g, 0, sizeof *g);
 }
 
-/* CF_GEMM_FAST_VERBOSE=1 on NVIDIA: build with -cl-nv-verbose and print the compiler's report
- * (registers, spills, local memory per kernel) at info level. Use with CF_CACHE_DIR=off: a program
- * from the cache has no report. */
+/* cf_backend_options.gemm_fast_verbose (CF_GEMM_FAST_VERBOSE=1) on NVIDIA: build with
+ * -cl-nv-verbose and print the compiler's report (registers, spills, local memory per kernel) at
+ * info level. Use with CF_CACHE_DIR=off: a program from the cache has no report. */
 static int fast_verbose(const cf_cl_ctx *ctx) {
-    const char *e = getenv("CF_GEMM_FAST_VERBOSE");
-    return e && atoi(e) == 1 && strstr(ctx->dev.platform_name, "NVIDIA") != NULL;
+    return ctx->gemm_fast_verbose == 1 && strstr(ctx->dev.platform_name, "NVIDIA") != NULL;
 }
 
 /* The program of a variant with an epilogue built in: epi_bias 0/1, epi_act 0/1/2, epi_colsum 0/1
@@ -356,7 +347,9 @@ static int scratch_get(cf_cl_ctx *ctx, size_t nbytes, cl_mem *out) {
     if (st->scratch) clReleaseMemObject(st->scratch);
     st->scratch = NULL;
     st->scratch_bytes = 0;
+#ifdef CF_FAULT_INJECTION
     if (cf_fault_alloc_hit()) return CF_ERR_NOMEM;
+#endif
     cl_int err = CL_SUCCESS;
     st->scratch = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, nbytes, NULL, &err);
     if (err != CL_SUCCESS) {

@@ -121,7 +121,12 @@ typedef struct cf_cl_ctx {
     int gemm_max_group; /* largest work-group the native GEMM can use (64 or 256) */
     int gemm_mode;      /* enum cf_cl_gemm_mode */
     int clblast_failed; /* CLBlast returned an error once: native from then on */
-    int clblast_fault_used; /* the CF_FAULT_CLBLAST test switch has fired */
+    int gemm_fast_mode;     /* cf_backend_options.gemm_fast: -1 auto, 0 never, 1 every product */
+    int gemm_fast_verbose;  /* cf_backend_options.gemm_fast_verbose */
+    int gemm_tile;          /* cf_backend_options.gemm_tile: forced work-group side, 0 = none */
+    int attention_mode;     /* cf_backend_options.attention parsed (cl_attention.c), -1 = unset */
+    char tuning_path[1024]; /* cf_backend_options.tuning ("" = look up configs/tuning/) */
+    int tuning_off;         /* cf_backend_options.tuning was "off" / "none" */
     cf_cl_gemm_tuner_fn tuner;
     void *tuner_user;
     struct cf_tuning *tuning; /* the tuning file in use (cl_tuning.c), NULL = built-in rule */
@@ -164,8 +169,6 @@ void cf_cl_fail(cf_cl_ctx *ctx, const char *fmt, ...);
 int cf_cl_kernel_source(cf_cl_ctx *ctx, const char *file, char **src, size_t *len);
 /* Build (or load from the cache) the program for cl_kernels/<file> with the given options. */
 int cf_cl_build_program(cf_cl_ctx *ctx, const char *file, const char *options, cl_program *out);
-/* Resolve the program cache directory from CF_CACHE_DIR / XDG_CACHE_HOME / HOME. */
-void cf_cl_default_cache_dir(char *out, size_t len);
 
 /* ---- kernel launches (cl_backend.c) ----------------------------------------------------------- */
 
@@ -260,6 +263,12 @@ int cf_cl_have_clblast(void);
 enum cf_cl_attention_mode { CF_ATT_AUTO = 0, CF_ATT_FUSED = 1, CF_ATT_GEMM = 2 };
 /* Set the mode: "auto", "fused" or "gemm" (CF_ERR_INVALID with a message otherwise). */
 int cf_cl_attention_set_mode(cf_cl_ctx *ctx, const char *mode);
+/* cl_peak.c: the device's peak fp32 rate (an FMA-chain kernel on the backend's own queue), and the
+ * bytes of the backend's own scratch buffers (not counted in be->stats). */
+int cf_cl_peak_gflops(cf_backend *be, double seconds, double *gflops);
+uint64_t cf_cl_scratch_bytes(cf_backend *be);
+/* "auto", "fused", "gemm" (NULL or "" = auto) to the internal mode; CF_ERR_INVALID otherwise. */
+int cf_cl_attention_parse(const char *s, int *mode);
 /* Counters of attention ops (forward and backward each count one) run by each path. */
 void cf_cl_attention_counts(cf_cl_ctx *ctx, long *fused, long *gemm);
 /* Run attention forward / backward (the contract of struct cf_backend_ops) with the fused kernels:

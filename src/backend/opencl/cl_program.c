@@ -45,23 +45,6 @@ int cf_cl_kernel_source(cf_cl_ctx *ctx, const char *file, char **src, size_t *le
     return rc;
 }
 
-void cf_cl_default_cache_dir(char *out, size_t len) {
-    out[0] = 0;
-    const char *env = getenv("CF_CACHE_DIR");
-    if (env) {
-        if (*env && strcmp(env, "off") != 0 && strcmp(env, "none") != 0)
-            snprintf(out, len, "%s", env);
-        return;
-    }
-    const char *xdg = getenv("XDG_CACHE_HOME");
-    if (xdg && *xdg) {
-        snprintf(out, len, "%s/clformer", xdg);
-        return;
-    }
-    const char *home = getenv("HOME");
-    if (home && *home) snprintf(out, len, "%s/.cache/clformer", home);
-}
-
 /* mkdir -p without error messages (the cache is optional: failures go to the debug log) */
 static int quiet_mkdirs(const char *path) {
     char buf[1100];
@@ -236,11 +219,13 @@ static void report_build_log(cf_cl_ctx *ctx, cl_program prog, const char *file,
 int cf_cl_build_program(cf_cl_ctx *ctx, const char *file, const char *options, cl_program *out) {
     *out = NULL;
     double t0 = cf_time_now();
+#ifdef CF_FAULT_INJECTION
     if (cf_fault_build_hit()) {
         cf_cl_fail(ctx, "cl_kernels/%s: kernel build failed on %s (injected fault, CF_FAULT_BUILD)",
                    file, ctx->dev.name);
         return CF_ERR_BUILD;
     }
+#endif
     char *src = NULL;
     size_t len = 0;
     CF_TRY(cf_cl_kernel_source(ctx, file, &src, &len));

@@ -523,10 +523,10 @@ void cf_tuning_default_dir(char *out, size_t len) {
     else source_tuning_dir(out, len);
 }
 
-int cf_tuning_search_paths(const char *platform, const char *device, char paths[][1024], int max,
-                           int *from_env) {
+int cf_tuning_search_paths(const char *named, const char *platform, const char *device,
+                           char paths[][1024], int max, int *from_env) {
     *from_env = 0;
-    const char *env = getenv("CF_TUNING");
+    const char *env = named;
     if (env && *env) {
         if (strcmp(env, "off") == 0 || strcmp(env, "none") == 0) return 0;
         if (max < 1) return 0;
@@ -579,10 +579,11 @@ static int tuning_hook(void *user, const char *device, int M, int N, int K, int 
 void cf_cl_tuning_attach(cf_cl_ctx *ctx) {
     char paths[2][1024];
     int from_env = 0;
-    int n = cf_tuning_search_paths(ctx->dev.platform_name, ctx->dev.name, paths, 2, &from_env);
+    const char *named = ctx->tuning_off ? "off" : ctx->tuning_path;
+    int n = cf_tuning_search_paths(named, ctx->dev.platform_name, ctx->dev.name, paths, 2,
+                                   &from_env);
     if (n == 0) {
-        CF_DEBUG("tuning: off (CF_TUNING=%s); built-in GEMM rule and work-group sizes",
-                 getenv("CF_TUNING"));
+        CF_DEBUG("tuning: off (CF_TUNING / --tuning); built-in GEMM rule and work-group sizes");
         return;
     }
     const char *path = NULL;
@@ -595,7 +596,7 @@ void cf_cl_tuning_attach(cf_cl_ctx *ctx) {
                  ctx->dev.name, paths[0], n > 1 ? " and " : "", n > 1 ? paths[1] : "");
         return;
     }
-    const char *named = from_env ? " (named by CF_TUNING / --tuning)" : "";
+    const char *named_by = from_env ? " (named by CF_TUNING / --tuning)" : "";
     cf_tuning *t = calloc(1, sizeof *t);
     if (!t) {
         CF_WARN("tuning file %s: out of host memory; using the built-in GEMM rule", path);
@@ -605,7 +606,7 @@ void cf_cl_tuning_attach(cf_cl_ctx *ctx) {
     int rc = cf_tuning_load(path, t, why, sizeof why);
     if (rc < 0) {
         CF_WARN("tuning file %s%s: %s; using the built-in GEMM rule and work-group sizes%s", path,
-                named, why,
+                named_by, why,
                 rc == CF_ERR_FORMAT ? " (rerun clformer-tune to rewrite it)" : "");
         cf_tuning_free(t);
         free(t);
@@ -615,7 +616,7 @@ void cf_cl_tuning_attach(cf_cl_ctx *ctx) {
                         sizeof why) != CF_TUNING_MATCH) {
         CF_WARN("tuning file %s%s %s; using the built-in GEMM rule and work-group sizes (rerun "
                 "clformer-tune --device opencl:%d:%d to measure this one)",
-                path, named, why, ctx->dev.platform_index, ctx->dev.device_index);
+                path, named_by, why, ctx->dev.platform_index, ctx->dev.device_index);
         cf_tuning_free(t);
         free(t);
         return;

@@ -118,12 +118,12 @@ const cf_tuning_gemm *cf_tuning_lookup(const cf_tuning *t, int M, int N, int K, 
 /* File name for a device: "<platform>__<device>.json", lower case, runs of other characters than
  * letters and digits turned into '-'. */
 void cf_tuning_file_name(const char *platform, const char *device, char *out, size_t len);
-/* Where clformer looks for the file, in order: $CF_TUNING (a file, or "off"), then
- * ./configs/tuning/<name>, then <source tree>/configs/tuning/<name>. Fills up to max paths and
- * returns their number (0 when CF_TUNING is "off" or "none"); *from_env is 1 when the single
- * path came from CF_TUNING. */
-int cf_tuning_search_paths(const char *platform, const char *device, char paths[][1024], int max,
-                           int *from_env);
+/* Where clformer looks for the file, in order: `named` (cf_backend_options.tuning: a file, or
+ * "off"), then ./configs/tuning/<name>, then <source tree>/configs/tuning/<name>. Fills up to max
+ * paths and returns their number (0 when named is "off" or "none"); *from_env is 1 when the single
+ * path is the named file. named NULL or "" = look the file up. */
+int cf_tuning_search_paths(const char *named, const char *platform, const char *device,
+                           char paths[][1024], int max, int *from_env);
 /* Directory the tuner writes to by default: ./configs/tuning when it exists, else the source
  * tree's configs/tuning. */
 void cf_tuning_default_dir(char *out, size_t len);
