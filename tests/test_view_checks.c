@@ -97,7 +97,7 @@ static cf_view misaligned(cf_view v) {
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     cf_backend *be = NULL;
-    if (cf_backend_cpu_create(&be) < 0) return 1;
+    if (cf_backend_cpu_create("cpu", NULL, &be) < 0) return 1;
     const struct cf_backend_ops *real = be->ops;
     struct cf_backend_ops fake = *real; /* name, buffers, synchronize stay the CPU backend's */
     fake.upload = stub_upload;
