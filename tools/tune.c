@@ -28,6 +28,7 @@
 #include "cli/cli_env.h"
 #include "clformer/common.h"
 #include "clformer/config.h"
+#include "model/gpt.h"
 
 static const char *HELP =
     "usage: clformer-tune [--device D] [--config CONFIG] [options]\n"
@@ -88,6 +89,7 @@ typedef struct {
     char label[48];
     int ta, tb, M, N, K;
     double flops;
+    int per_step; /* times one training step runs it (0: not one of the config's shapes) */
 } shape;
 
 typedef struct {
@@ -442,7 +444,8 @@ static double norm_err(const float *x, const float *ref, size_t n) {
 
 /* ---- GEMM ------------------------------------------------------------------------------------ */
 
-static int add_shape(tuner *T, const char *label, int ta, int tb, int M, int N, int K) {
+static int add_shape(tuner *T, const char *label, int ta, int tb, int M, int N, int K,
+                     int per_step) {
     for (int i = 0; i < T->n_shapes; i++) {
         shape *s = &T->shapes[i];
         if (s->ta == ta && s->tb == tb && s->M == M && s->N == N && s->K == K) return CF_OK;
@@ -452,36 +455,26 @@ static int add_shape(tuner *T, const char *label, int ta, int tb, int M, int N, 
         return CF_ERR_INVALID;
     }
     shape *s = &T->shapes[T->n_shapes++];
-    snprintf(s->label, sizeof s->label, "%s", label);
+    snprintf(s->label, sizeof s->label, "%.47s", label);
     s->ta = ta;
     s->tb = tb;
     s->M = M;
     s->N = N;
     s->K = K;
     s->flops = 2.0 * M * (double)N * K;
+    s->per_step = per_step;
     return CF_OK;
 }
 
-/* The products of cf_be_matmul_forward/backward for each linear layer in(BT,IC) -> out(BT,OC):
- * forward out = in W^T (NT), input gradient dinp = dout W (NN), weight gradient dW = dout^T in
- * (TN). */
+/* The products of cf_be_matmul_forward/backward of one training step, from the model
+ * description (cf_model_gemm_shapes: forward NT, input gradient NN, weight gradient TN of each
+ * linear layer). */
 static int config_shapes(tuner *T) {
     const cf_config *c = &T->cfg;
-    const int BT = c->batch_size * c->max_length, C = c->d_model, F = c->d_ff, V = c->vocab_size;
-    const struct {
-        const char *nm;
-        int ic, oc;
-    } lin[] = {{"qkv", C, 3 * C}, {"attn_proj", C, C}, {"fc", C, F}, {"fc_proj", F, C},
-               {"head", C, V}};
-    for (size_t i = 0; i < sizeof lin / sizeof lin[0]; i++) {
-        char nm[48];
-        snprintf(nm, sizeof nm, "%s.fwd", lin[i].nm);
-        CF_TRY(add_shape(T, nm, 0, 1, BT, lin[i].oc, lin[i].ic));
-        snprintf(nm, sizeof nm, "%s.dinp", lin[i].nm);
-        CF_TRY(add_shape(T, nm, 0, 0, BT, lin[i].ic, lin[i].oc));
-        snprintf(nm, sizeof nm, "%s.dw", lin[i].nm);
-        CF_TRY(add_shape(T, nm, 1, 0, lin[i].oc, lin[i].ic, BT));
-    }
+    cf_gemm_shape g[CF_MAX_GEMM_SHAPES];
+    const int ng = cf_model_gemm_shapes(c, c->batch_size, c->max_length, g);
+    for (int i = 0; i < ng; i++)
+        CF_TRY(add_shape(T, g[i].name, g[i].ta, g[i].tb, g[i].M, g[i].N, g[i].K, g[i].per_step));
     return CF_OK;
 }
 
@@ -1135,9 +1128,10 @@ static int wg_check(tuner *T, wg_case *w, double *worst) {
 }
 
 static size_t model_params(const cf_config *c) {
-    size_t C = (size_t)c->d_model, F = (size_t)c->d_ff, L = (size_t)c->num_layers;
-    size_t per_layer = 2 * C + 3 * C * C + 3 * C + C * C + C + 2 * C + F * C + F + C * F + C;
-    return (size_t)c->vocab_size * C + (size_t)c->max_length * C + L * per_layer + 2 * C;
+    cf_param_info p[CF_NUM_PARAMS];
+    size_t n = 0;
+    cf_model_layout(c, p, &n, NULL);
+    return n;
 }
 
 static int tune_workgroups(tuner *T, cf_tuning *out) {
@@ -1414,7 +1408,7 @@ static void limit_variants(tuner *T, cf_tuning *t) {
         /* the best variant used by two or more other entries that this shape measured, else the
          * rule */
         char sk[80];
-        shape s = {"", g->ta, g->tb, g->M, g->N, g->K, 2.0 * g->M * (double)g->N * g->K};
+        shape s = {"", g->ta, g->tb, g->M, g->N, g->K, 2.0 * g->M * (double)g->N * g->K, 0};
         shape_key(&s, sk, sizeof sk);
         double best_us = -1;
         cand best = {0, 0, 0, 0, 0};
@@ -1528,7 +1522,7 @@ static void print_table(const tuner *T, const cf_tuning *t) {
         printf(" %-7s %s%s\n", path_label(g->path), params, fc);
         /* over the config's shapes as one training step runs them (the layers' shapes once per
          * layer), time-weighted: total flops / total time */
-        const double times = strncmp(s->label, "head", 4) == 0 ? 1.0 : (double)T->cfg.num_layers;
+        const double times = (double)s->per_step;
         if (g->gflops_rule > 0 && g->gflops_tuned > 0 && path_gflops(g) > 0 &&
             strncmp(s->label, "square", 6) != 0) {
             t_rule += times * us_of(s->flops, g->gflops_rule);
@@ -1837,7 +1831,7 @@ static int run(tuner *T) {
             char nm[48];
             int n = T->o.squares[i];
             snprintf(nm, sizeof nm, "square %d", n);
-            CF_TRY(add_shape(T, nm, 0, 0, n, n, n));
+            CF_TRY(add_shape(T, nm, 0, 0, n, n, n, 0));
         }
     }
     space sp = make_space(T);

@@ -17,31 +17,29 @@
 /* ---- analytic memory ------------------------------------------------------------------------ */
 
 void cf_bench_mem_estimate(const cf_config *c, int B, int T, cf_mem_estimate *out) {
-    const uint64_t C = (uint64_t)c->d_model, L = (uint64_t)c->num_layers, F = (uint64_t)c->d_ff,
-                   V = (uint64_t)c->vocab_size, NH = (uint64_t)c->num_heads,
-                   Tmax = (uint64_t)c->max_length;
-    const uint64_t BT = (uint64_t)B * (uint64_t)T, BNTT = (uint64_t)B * NH * T * T;
     const uint64_t f = sizeof(float);
     memset(out, 0, sizeof *out);
-    /* token and position embeddings (the head is tied to wte), per block: LN1, qkv, attention
-     * projection, LN2, MLP up and down (weights + biases), then the final LN */
-    const uint64_t per_layer =
-        2 * C + (3 * C * C + 3 * C) + (C * C + C) + 2 * C + (F * C + F) + (C * F + C);
-    out->num_params = V * C + Tmax * C + L * per_layer + 2 * C;
+    /* every present row of the model's parameter table */
+    cf_param_info params[CF_NUM_PARAMS];
+    size_t np = 0;
+    cf_model_layout(c, params, &np, NULL);
+    out->num_params = np;
     out->params = out->num_params * f;
     out->grads = out->params;
     out->adam = 2 * out->params;
-    /* kept for backward, per layer: LN1 out + mean/rstd, qkv, attention out, softmax probs
-     * (B,NH,T,T), projection out, residual, LN2 out + mean/rstd, MLP pre- and post-GELU, MLP out,
-     * residual; plus the embedding output, final LN, logits (B,T,V), per-token losses, input and
-     * target ids */
-    const uint64_t acts_layer = BT * C + 2 * BT + 3 * BT * C + BT * C + BNTT + BT * C + BT * C +
-                                BT * C + 2 * BT + 2 * BT * F + BT * C + BT * C;
-    out->acts = f * (BT * C + L * acts_layer + BT * C + 2 * BT + BT * V + BT + 2 * BT);
-    /* one layer's worth of backward scratch: residual-stream and LN gradients, attention output
-     * and qkv gradients, the MLP gradient (one (B,T,F) buffer: the GELU backward runs in place),
-     * and two (B,NH,T,T) buffers for the softmax backward */
-    out->grad_scratch = f * (3 * BT * C + 3 * BT * C + BT * F + 2 * BNTT);
+    /* the activation table's tensors kept for backward (per-layer ones stacked over L: norm
+     * outputs and statistics, qkv, attention output and (B,NH,T,T) probabilities, projections,
+     * residuals, MLP pre- and post-activation; the embedding output, final norm, logits (B,T,V),
+     * per-token losses, input and target ids), and the backward scratch reused layer by layer */
+    cf_act_info acts[CF_NUM_ACTS];
+    size_t gacts[CF_NUM_GACTS];
+    cf_model_act_layout(c, B, T, acts, gacts);
+    uint64_t a = 0, g = 0;
+    for (int i = 0; i < CF_NUM_ACTS; i++)
+        if (acts[i].kept) a += acts[i].size;
+    for (int i = 0; i < CF_NUM_GACTS; i++) g += gacts[i];
+    out->acts = f * a;
+    out->grad_scratch = f * g;
     out->total = out->params + out->grads + out->adam + out->acts + out->grad_scratch;
 }
 

@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "bench/bench.h"
+#include "model/gpt.h"
 
 /* ---- shared helpers ---------------------------------------------------------------------------
  */
@@ -46,7 +47,7 @@ typedef struct {
 
 static int add_shape(gemm_shape *s, int n, const char *name, int ta, int tb, int M, int N, int K) {
     gemm_shape *g = &s[n];
-    snprintf(g->name, sizeof g->name, "%s", name);
+    snprintf(g->name, sizeof g->name, "%.31s", name);
     g->ta = ta;
     g->tb = tb;
     g->M = M;
@@ -58,24 +59,12 @@ static int add_shape(gemm_shape *s, int n, const char *name, int ta, int tb, int
     return n + 1;
 }
 
-/* The GEMMs of one training step (cf_be_matmul_forward / _backward): for each linear layer
- * in(BT,IC) -> out(BT,OC): forward out = in @ W^T, dinp = dout @ W, dW = dout^T @ in. */
+/* The GEMMs of one training step, from the model description (cf_model_gemm_shapes). */
 static int config_shapes(const cf_config *c, gemm_shape *s, int n) {
-    const int BT = c->batch_size * c->max_length, C = c->d_model, F = c->d_ff, V = c->vocab_size;
-    const struct {
-        const char *nm;
-        int ic, oc;
-    } lin[] = {
-        {"qkv", C, 3 * C}, {"attn_proj", C, C}, {"fc", C, F}, {"fc_proj", F, C}, {"head", C, V}};
-    for (size_t i = 0; i < sizeof lin / sizeof lin[0]; i++) {
-        char nm[32];
-        snprintf(nm, sizeof nm, "%s.fwd", lin[i].nm);
-        n = add_shape(s, n, nm, 0, 1, BT, lin[i].oc, lin[i].ic);
-        snprintf(nm, sizeof nm, "%s.dinp", lin[i].nm);
-        n = add_shape(s, n, nm, 0, 0, BT, lin[i].ic, lin[i].oc);
-        snprintf(nm, sizeof nm, "%s.dw", lin[i].nm);
-        n = add_shape(s, n, nm, 1, 0, lin[i].oc, lin[i].ic, BT);
-    }
+    cf_gemm_shape g[CF_MAX_GEMM_SHAPES];
+    const int ng = cf_model_gemm_shapes(c, c->batch_size, c->max_length, g);
+    for (int i = 0; i < ng; i++)
+        n = add_shape(s, n, g[i].name, g[i].ta, g[i].tb, g[i].M, g[i].N, g[i].K);
     return n;
 }
 

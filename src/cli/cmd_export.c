@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "clformer/common.h"
 #include "io/safetensors.h"
+#include "model/gpt.h"
 #include "train/checkpoint.h"
 
 static const char *EXPORT_HELP =
@@ -26,18 +27,31 @@ typedef struct {
     float *data; /* owned */
 } hf_tensor;
 
-/* (rows, cols) slice of a stacked tensor, optionally transposed into (cols, rows) */
-static float *slice(const cf_st_tensor *t, int layer, int64_t rows, int64_t cols, int transpose) {
-    const float *src = (const float *)t->data + (size_t)layer * rows * cols;
-    float *dst = malloc(sizeof(float) * (size_t)(rows * cols));
-    if (!dst) return NULL;
-    if (!transpose) {
-        memcpy(dst, src, sizeof(float) * (size_t)(rows * cols));
+/* One layer's slice (or the whole tensor) of a table row as Hugging Face stores it: the slice's
+ * dims, swapped and the data transposed where the row says HF keeps it transposed. The checkpoint
+ * tensor was checked against the table (cf_checkpoint_check_tensors) before. */
+static int hf_slice(const cf_param_info *p, const cf_st_tensor *t, int layer, hf_tensor *h) {
+    const int nd = p->ndim - p->layered; /* dims of one slice: 1 or 2 */
+    const int64_t rows = p->shape[p->layered], cols = nd == 2 ? p->shape[p->layered + 1] : 1;
+    const float *src = (const float *)t->data + (size_t)layer * p->layer_stride;
+    const int tr = p->hf_transposed && nd == 2;
+    if (p->layered) snprintf(h->name, sizeof h->name, p->hf_name, layer);
+    else snprintf(h->name, sizeof h->name, "%s", p->hf_name);
+    h->ndim = nd;
+    h->shape[0] = tr ? cols : rows;
+    h->shape[1] = tr ? rows : cols;
+    h->data = malloc(sizeof(float) * p->layer_stride);
+    if (!h->data) {
+        CF_ERROR("export: out of host memory for tensor '%s'", h->name);
+        return CF_ERR_NOMEM;
+    }
+    if (!tr) {
+        memcpy(h->data, src, sizeof(float) * p->layer_stride);
     } else {
         for (int64_t r = 0; r < rows; r++)
-            for (int64_t c = 0; c < cols; c++) dst[c * rows + r] = src[r * cols + c];
+            for (int64_t c = 0; c < cols; c++) h->data[c * rows + r] = src[r * cols + c];
     }
-    return dst;
+    return CF_OK;
 }
 
 int cf_cmd_export(int argc, char **argv) {
@@ -78,62 +92,42 @@ int cf_cmd_export(int argc, char **argv) {
     cf_config cfg;
     cf_train_state st;
     if (cf_checkpoint_read_config(path, &cfg, &st) < 0) return 1;
+    /* the same checks as loading the checkpoint for training or generation: the stored config
+     * was range-checked above; every tensor the model description derives from it must be there
+     * as F32 with exactly its shape; the tokenizer must be the one it was trained with */
+    cf_param_info params[CF_NUM_PARAMS];
+    cf_model_layout(&cfg, params, NULL, NULL);
     cf_st_file *f = NULL;
     if (cf_st_open(path, &f) < 0) return 1;
-    const int L = cfg.num_layers;
-    const int64_t C = cfg.d_model, F = cfg.d_ff;
-    int cap = 4 + 12 * L, n = 0, rc = 0;
+    if (cf_checkpoint_check_tensors(f, path, params,
+                                    "the checkpoint's stored config does not match its tensors "
+                                    "(the file is damaged or was edited); export another "
+                                    "checkpoint") < 0) {
+        cf_st_close(f);
+        return 1;
+    }
+    cf_tok *tok = NULL;
+    if (cf_cli_tok_open(&cfg, st.tokenizer_hash, path, &tok) < 0) {
+        cf_st_close(f);
+        return 1;
+    }
+    cf_cli_tok_free(tok);
+    int cap = 0, n = 0, rc = 0;
+    for (int i = 0; i < CF_NUM_PARAMS; i++)
+        if (params[i].present) cap += params[i].layered ? cfg.num_layers : 1;
     hf_tensor *ts = calloc((size_t)cap, sizeof *ts);
     if (!ts) {
         cf_st_close(f);
         return 1;
     }
-    /* (clformer name, hf name pattern, rows, cols, transpose, per-layer) */
-    struct map {
-        const char *src, *dst;
-        int64_t rows, cols;
-        int tr, layered;
-    } maps[] = {
-        {"wte", "transformer.wte.weight", cfg.vocab_size, C, 0, 0},
-        {"wpe", "transformer.wpe.weight", cfg.max_length, C, 0, 0},
-        {"lnf_w", "transformer.ln_f.weight", 1, C, 0, 0},
-        {"lnf_b", "transformer.ln_f.bias", 1, C, 0, 0},
-        {"ln1_w", "transformer.h.%d.ln_1.weight", 1, C, 0, 1},
-        {"ln1_b", "transformer.h.%d.ln_1.bias", 1, C, 0, 1},
-        {"qkv_w", "transformer.h.%d.attn.c_attn.weight", 3 * C, C, 1, 1},
-        {"qkv_b", "transformer.h.%d.attn.c_attn.bias", 1, 3 * C, 0, 1},
-        {"attn_proj_w", "transformer.h.%d.attn.c_proj.weight", C, C, 1, 1},
-        {"attn_proj_b", "transformer.h.%d.attn.c_proj.bias", 1, C, 0, 1},
-        {"ln2_w", "transformer.h.%d.ln_2.weight", 1, C, 0, 1},
-        {"ln2_b", "transformer.h.%d.ln_2.bias", 1, C, 0, 1},
-        {"fc_w", "transformer.h.%d.mlp.c_fc.weight", F, C, 1, 1},
-        {"fc_b", "transformer.h.%d.mlp.c_fc.bias", 1, F, 0, 1},
-        {"fc_proj_w", "transformer.h.%d.mlp.c_proj.weight", C, F, 1, 1},
-        {"fc_proj_b", "transformer.h.%d.mlp.c_proj.bias", 1, C, 0, 1},
-    };
-    for (size_t k = 0; k < sizeof maps / sizeof maps[0] && rc == 0; k++) {
-        const cf_st_tensor *t = cf_st_find(f, maps[k].src);
-        if (!t) {
-            CF_ERROR("export: checkpoint %s lacks tensor '%s'", path, maps[k].src);
-            rc = 1;
-            break;
-        }
-        for (int l = 0; l < (maps[k].layered ? L : 1); l++) {
-            hf_tensor *h = &ts[n++];
-            snprintf(h->name, sizeof h->name, maps[k].dst, l);
-            h->data = slice(t, l, maps[k].rows, maps[k].cols, maps[k].tr);
-            if (!h->data) {
-                rc = 1;
-                break;
-            }
-            if (maps[k].rows == 1) {
-                h->ndim = 1;
-                h->shape[0] = maps[k].cols;
-            } else {
-                h->ndim = 2;
-                h->shape[0] = maps[k].tr ? maps[k].cols : maps[k].rows;
-                h->shape[1] = maps[k].tr ? maps[k].rows : maps[k].cols;
-            }
+    /* the table's rows: global tensors, then each layered row over the layers */
+    for (int pass = 0; pass < 2 && rc == 0; pass++) {
+        for (int i = 0; i < CF_NUM_PARAMS && rc == 0; i++) {
+            const cf_param_info *pi = &params[i];
+            if (!pi->present || pi->layered != pass) continue;
+            const cf_st_tensor *t = cf_st_find(f, pi->name);
+            for (int l = 0; l < (pi->layered ? cfg.num_layers : 1) && rc == 0; l++)
+                if (hf_slice(pi, t, l, &ts[n++]) < 0) rc = 1;
         }
     }
     cf_st_close(f);

@@ -8,72 +8,42 @@
 /* ---- layout ------------------------------------------------------------------------------ */
 
 static void layout_params(cf_model *m) {
-    const cf_config *c = &m->cfg;
-    const int64_t V = c->vocab_size, T = c->max_length, C = c->d_model, L = c->num_layers,
-                  F = c->d_ff;
-    size_t off = 0, decay_end = 0;
-    int i = 0;
-#define CF_X(nm, nd, a, b, d, ini, dec)                                                            \
-    do {                                                                                           \
-        cf_param_info *p = &m->params[i++];                                                        \
-        p->name = #nm;                                                                             \
-        p->ndim = nd;                                                                              \
-        p->shape[0] = a;                                                                           \
-        p->shape[1] = b;                                                                           \
-        p->shape[2] = d;                                                                           \
-        p->size = (size_t)((a) * (b) * (d));                                                       \
-        p->offset = off;                                                                           \
-        p->init = ini;                                                                             \
-        p->decay = dec;                                                                            \
-        off += p->size;                                                                            \
-        if (dec) decay_end = off;                                                                  \
-    } while (0);
-    CF_GPT_PARAMS(CF_X)
-#undef CF_X
-    m->num_params = off;
-    m->num_decay_params = decay_end;
+    cf_model_layout(&m->cfg, m->params, &m->num_params, &m->num_decay_params);
 }
 
 static void layout_acts(cf_model *m) {
-    const cf_config *c = &m->cfg;
-    const size_t C = (size_t)c->d_model, L = (size_t)c->num_layers, F = (size_t)c->d_ff,
-                 V = (size_t)c->vocab_size, NH = (size_t)c->num_heads;
-    const size_t BT = (size_t)m->B * (size_t)m->T, BNT = (size_t)m->B * NH * m->T * m->T;
+    cf_act_info acts[CF_NUM_ACTS];
+    size_t gacts[CF_NUM_GACTS];
+    cf_model_act_layout(&m->cfg, m->B, m->T, acts, gacts);
     /* elements per chunk allowed by the device (0 = no limit) */
     const size_t cap = m->be->max_alloc ? m->be->max_alloc / sizeof(float) : (size_t)-1;
     size_t off = 0, total = 0;
-    int i = 0, chunk = 0;
-    (void)V;
-#define CF_X(nm, sz)                                                                               \
-    {                                                                                              \
-        const size_t sz_ = ((sz) + 15) & ~(size_t)15; /* 64-byte aligned starts */                 \
-        if (off > 0 && off + sz_ > cap) {                                                          \
-            m->act_chunk_elems[chunk++] = off;                                                     \
-            off = 0;                                                                               \
-        }                                                                                          \
-        m->act_chunk[i] = chunk;                                                                   \
-        m->act_off[i] = off;                                                                       \
-        m->act_size[i] = (sz);                                                                     \
-        off += sz_;                                                                                \
-        total += sz_;                                                                              \
-        i++;                                                                                       \
+    int chunk = 0;
+    for (int i = 0; i < CF_NUM_ACTS; i++) {
+        const size_t sz_ = (acts[i].size + 15) & ~(size_t)15; /* 64-byte aligned starts */
+        if (off > 0 && off + sz_ > cap) {
+            m->act_chunk_elems[chunk++] = off;
+            off = 0;
+        }
+        m->act_chunk[i] = chunk;
+        m->act_off[i] = off;
+        m->act_size[i] = acts[i].size;
+        m->act_stride[i] = acts[i].slice;
+        off += sz_;
+        total += sz_;
     }
-    CF_GPT_ACTS(CF_X)
-#undef CF_X
     m->act_chunk_elems[chunk++] = off;
     m->n_act_chunks = chunk;
     m->acts_elems = total;
     off = 0;
-    i = 0;
-#define CF_X(nm, sz)                                                                               \
-    m->gact_off[i++] = off;                                                                        \
-    off += ((sz) + 15) & ~(size_t)15;
-    CF_GPT_GRAD_ACTS(CF_X)
-#undef CF_X
+    for (int i = 0; i < CF_NUM_GACTS; i++) {
+        m->gact_off[i] = off;
+        off += (gacts[i] + 15) & ~(size_t)15;
+    }
     m->gacts_elems = off;
 }
 
-static inline cf_view A(cf_model *m, int id, size_t l, size_t per_layer);
+static inline cf_view A(cf_model *m, int id, size_t l);
 
 int cf_model_create(cf_backend *be, const cf_config *cfg, int max_B, int max_T, int training,
                     cf_model **out) {
@@ -112,7 +82,7 @@ int cf_model_create(cf_backend *be, const cf_config *cfg, int max_B, int max_T, 
             goto fail;
     }
     /* scratch scalars start defined */
-    if ((rc = cf_be_fill(be, A(m, CF_A_scalars, 0, 0), 0.0f, 64)) < 0)
+    if ((rc = cf_be_fill(be, A(m, CF_A_scalars, 0), 0.0f, 64)) < 0)
         goto fail;
     *out = m;
     return CF_OK;
@@ -138,16 +108,20 @@ void cf_model_free(cf_model *m) {
 
 /* ---- views ------------------------------------------------------------------------------- */
 
-static inline cf_view P(cf_model *m, int id, size_t l, size_t per_layer) {
-    return cf_view_f32(m->params_buf, m->params[id].offset + l * per_layer);
+/* layer l's slice of a parameter, its gradient, or an activation: strides from the tables; an
+ * absent parameter (a bias the config leaves out) is CF_VIEW_NULL */
+static inline cf_view P(cf_model *m, int id, size_t l) {
+    if (!m->params[id].present) return CF_VIEW_NULL;
+    return cf_view_f32(m->params_buf, m->params[id].offset + l * m->params[id].layer_stride);
 }
-static inline cf_view G(cf_model *m, int id, size_t l, size_t per_layer) {
-    return cf_view_f32(m->grads_buf, m->params[id].offset + l * per_layer);
+static inline cf_view G(cf_model *m, int id, size_t l) {
+    if (!m->params[id].present) return CF_VIEW_NULL;
+    return cf_view_f32(m->grads_buf, m->params[id].offset + l * m->params[id].layer_stride);
 }
 /* per-layer activation slices are strided by the allocated (max) B*T, packed within */
-static inline cf_view A(cf_model *m, int id, size_t l, size_t per_layer) {
+static inline cf_view A(cf_model *m, int id, size_t l) {
     const enum cf_dtype t = id == CF_A_tokens || id == CF_A_targets ? CF_I32 : CF_F32;
-    return cf_view_typed(m->acts_bufs[m->act_chunk[id]], t, m->act_off[id] + l * per_layer);
+    return cf_view_typed(m->acts_bufs[m->act_chunk[id]], t, m->act_off[id] + l * m->act_stride[id]);
 }
 static inline cf_view GA(cf_model *m, int id) { return cf_view_f32(m->gacts_buf, m->gact_off[id]); }
 
@@ -182,8 +156,8 @@ int cf_model_init(cf_model *m, uint64_t seed) {
 static int upload_batch(cf_model *m, const int32_t *tokens, const int32_t *targets, int B, int T) {
     cf_backend *be = m->be;
     const size_t BT = (size_t)B * T;
-    CF_TRY(cf_be_upload(be, A(m, CF_A_tokens, 0, 0), tokens, BT * sizeof(int32_t)));
-    if (targets) CF_TRY(cf_be_upload(be, A(m, CF_A_targets, 0, 0), targets, BT * sizeof(int32_t)));
+    CF_TRY(cf_be_upload(be, A(m, CF_A_tokens, 0), tokens, BT * sizeof(int32_t)));
+    if (targets) CF_TRY(cf_be_upload(be, A(m, CF_A_targets, 0), targets, BT * sizeof(int32_t)));
     return CF_OK;
 }
 
@@ -194,50 +168,46 @@ static int forward_logits(cf_model *m, int B, int T) {
     const int C = c->d_model, L = c->num_layers, F = c->d_ff, NH = c->num_heads,
               V = c->vocab_size;
     const int BT = B * T;
-    /* allocated per-layer strides */
-    const size_t sBTC = (size_t)m->B * m->T * C, sBT = (size_t)m->B * m->T;
-    const size_t sBT3C = 3 * sBTC, sBTF = (size_t)m->B * m->T * F;
-    const size_t sBNT = (size_t)m->B * NH * m->T * m->T;
 
     cf_prof_scope(be, -1, CF_PHASE_FORWARD);
-    CF_TRY(cf_be_encoder_forward(be, A(m, CF_A_encoded, 0, 0), A(m, CF_A_tokens, 0, 0),
-                                 P(m, CF_P_wte, 0, 0), P(m, CF_P_wpe, 0, 0), B, T, C, V));
+    CF_TRY(cf_be_encoder_forward(be, A(m, CF_A_encoded, 0), A(m, CF_A_tokens, 0),
+                                 P(m, CF_P_wte, 0), P(m, CF_P_wpe, 0), B, T, C, V));
     for (int l = 0; l < L; l++) {
-        cf_view residual = l == 0 ? A(m, CF_A_encoded, 0, 0) : A(m, CF_A_residual3, l - 1, sBTC);
-        cf_view ln1 = A(m, CF_A_ln1, l, sBTC), qkv = A(m, CF_A_qkv, l, sBT3C);
-        cf_view atty = A(m, CF_A_atty, l, sBTC), att = A(m, CF_A_att, l, sBNT);
-        cf_view attproj = A(m, CF_A_attproj, l, sBTC), res2 = A(m, CF_A_residual2, l, sBTC);
-        cf_view ln2 = A(m, CF_A_ln2, l, sBTC), fch = A(m, CF_A_fch, l, sBTF);
-        cf_view fchg = A(m, CF_A_fch_gelu, l, sBTF), fcproj = A(m, CF_A_fcproj, l, sBTC);
-        cf_view res3 = A(m, CF_A_residual3, l, sBTC);
+        cf_view residual = l == 0 ? A(m, CF_A_encoded, 0) : A(m, CF_A_residual3, l - 1);
+        cf_view ln1 = A(m, CF_A_ln1, l), qkv = A(m, CF_A_qkv, l);
+        cf_view atty = A(m, CF_A_atty, l), att = A(m, CF_A_att, l);
+        cf_view attproj = A(m, CF_A_attproj, l), res2 = A(m, CF_A_residual2, l);
+        cf_view ln2 = A(m, CF_A_ln2, l), fch = A(m, CF_A_fch, l);
+        cf_view fchg = A(m, CF_A_fch_gelu, l), fcproj = A(m, CF_A_fcproj, l);
+        cf_view res3 = A(m, CF_A_residual3, l);
 
         cf_prof_scope(be, l, CF_PHASE_FORWARD);
-        CF_TRY(cf_be_layernorm_forward(be, ln1, A(m, CF_A_ln1_mean, l, sBT),
-                                       A(m, CF_A_ln1_rstd, l, sBT), residual,
-                                       P(m, CF_P_ln1_w, l, C), P(m, CF_P_ln1_b, l, C), BT, C));
-        CF_TRY(cf_be_matmul_forward(be, qkv, ln1, P(m, CF_P_qkv_w, l, (size_t)3 * C * C),
-                                    P(m, CF_P_qkv_b, l, 3 * C), BT, C, 3 * C));
+        CF_TRY(cf_be_layernorm_forward(be, ln1, A(m, CF_A_ln1_mean, l),
+                                       A(m, CF_A_ln1_rstd, l), residual,
+                                       P(m, CF_P_ln1_w, l), P(m, CF_P_ln1_b, l), BT, C));
+        CF_TRY(cf_be_matmul_forward(be, qkv, ln1, P(m, CF_P_qkv_w, l),
+                                    P(m, CF_P_qkv_b, l), BT, C, 3 * C));
         CF_TRY(cf_be_attention_forward(be, atty, att, qkv, B, T, C, NH));
-        CF_TRY(cf_be_matmul_forward(be, attproj, atty, P(m, CF_P_attn_proj_w, l, (size_t)C * C),
-                                    P(m, CF_P_attn_proj_b, l, C), BT, C, C));
+        CF_TRY(cf_be_matmul_forward(be, attproj, atty, P(m, CF_P_attn_proj_w, l),
+                                    P(m, CF_P_attn_proj_b, l), BT, C, C));
         CF_TRY(cf_be_residual_forward(be, res2, residual, attproj, (size_t)BT * C));
-        CF_TRY(cf_be_layernorm_forward(be, ln2, A(m, CF_A_ln2_mean, l, sBT),
-                                       A(m, CF_A_ln2_rstd, l, sBT), res2, P(m, CF_P_ln2_w, l, C),
-                                       P(m, CF_P_ln2_b, l, C), BT, C));
+        CF_TRY(cf_be_layernorm_forward(be, ln2, A(m, CF_A_ln2_mean, l),
+                                       A(m, CF_A_ln2_rstd, l), res2, P(m, CF_P_ln2_w, l),
+                                       P(m, CF_P_ln2_b, l), BT, C));
         /* fch = ln2 @ fc_w^T + fc_b, fchg = gelu(fch) (one launch where the backend can) */
-        CF_TRY(cf_be_matmul_gelu_forward(be, fch, fchg, ln2, P(m, CF_P_fc_w, l, (size_t)F * C),
-                                         P(m, CF_P_fc_b, l, F), BT, C, F));
-        CF_TRY(cf_be_matmul_forward(be, fcproj, fchg, P(m, CF_P_fc_proj_w, l, (size_t)C * F),
-                                    P(m, CF_P_fc_proj_b, l, C), BT, F, C));
+        CF_TRY(cf_be_matmul_gelu_forward(be, fch, fchg, ln2, P(m, CF_P_fc_w, l),
+                                         P(m, CF_P_fc_b, l), BT, C, F));
+        CF_TRY(cf_be_matmul_forward(be, fcproj, fchg, P(m, CF_P_fc_proj_w, l),
+                                    P(m, CF_P_fc_proj_b, l), BT, F, C));
         CF_TRY(cf_be_residual_forward(be, res3, res2, fcproj, (size_t)BT * C));
     }
     cf_prof_scope(be, -1, CF_PHASE_FORWARD);
-    CF_TRY(cf_be_layernorm_forward(be, A(m, CF_A_lnf, 0, 0), A(m, CF_A_lnf_mean, 0, 0),
-                                   A(m, CF_A_lnf_rstd, 0, 0), A(m, CF_A_residual3, L - 1, sBTC),
-                                   P(m, CF_P_lnf_w, 0, 0), P(m, CF_P_lnf_b, 0, 0), BT, C));
+    CF_TRY(cf_be_layernorm_forward(be, A(m, CF_A_lnf, 0), A(m, CF_A_lnf_mean, 0),
+                                   A(m, CF_A_lnf_rstd, 0), A(m, CF_A_residual3, L - 1),
+                                   P(m, CF_P_lnf_w, 0), P(m, CF_P_lnf_b, 0), BT, C));
     /* tied LM head: logits(BT,V) = lnf(BT,C) @ wte(V,C)^T */
-    CF_TRY(cf_be_matmul_forward(be, A(m, CF_A_logits, 0, 0), A(m, CF_A_lnf, 0, 0),
-                                P(m, CF_P_wte, 0, 0), CF_VIEW_NULL, BT, C, V));
+    CF_TRY(cf_be_matmul_forward(be, A(m, CF_A_logits, 0), A(m, CF_A_lnf, 0),
+                                P(m, CF_P_wte, 0), CF_VIEW_NULL, BT, C, V));
     m->cur_B = B;
     m->cur_T = T;
     return CF_OK;
@@ -259,10 +229,10 @@ int cf_model_forward(cf_model *m, const int32_t *tokens, const int32_t *targets,
     if (targets) {
         cf_backend *be = m->be;
         const int BT = B * T, V = m->cfg.vocab_size;
-        cf_view scal = A(m, CF_A_scalars, 0, 0);
-        CF_TRY(cf_be_crossentropy_forward(be, A(m, CF_A_losses, 0, 0), A(m, CF_A_logits, 0, 0),
-                                          A(m, CF_A_targets, 0, 0), BT, V));
-        CF_TRY(cf_be_reduce_sum(be, cf_view_add(scal, 63), A(m, CF_A_losses, 0, 0), (size_t)BT,
+        cf_view scal = A(m, CF_A_scalars, 0);
+        CF_TRY(cf_be_crossentropy_forward(be, A(m, CF_A_losses, 0), A(m, CF_A_logits, 0),
+                                          A(m, CF_A_targets, 0), BT, V));
+        CF_TRY(cf_be_reduce_sum(be, cf_view_add(scal, 63), A(m, CF_A_losses, 0), (size_t)BT,
                                 0));
         float sum = 0.0f;
         CF_TRY(cf_be_download(be, &sum, cf_view_add(scal, 63), sizeof(float)));
@@ -294,16 +264,13 @@ int cf_model_forward_backward(cf_model *m, const int32_t *tokens, const int32_t 
     const int C = c->d_model, L = c->num_layers, F = c->d_ff, NH = c->num_heads,
               V = c->vocab_size;
     const int BT = B * T;
-    const size_t sBTC = (size_t)m->B * m->T * C, sBT = (size_t)m->B * m->T;
-    const size_t sBT3C = 3 * sBTC, sBTF = (size_t)m->B * m->T * F;
-    const size_t sBNT = (size_t)m->B * NH * m->T * m->T;
 
     /* fused softmax + cross-entropy: losses and dlogits (in place over the logits) */
     cf_prof_scope(be, -1, CF_PHASE_BACKWARD);
-    cf_view logits = A(m, CF_A_logits, 0, 0), losses = A(m, CF_A_losses, 0, 0);
-    CF_TRY(cf_be_crossentropy_fused(be, losses, logits, logits, A(m, CF_A_targets, 0, 0), BT, V,
+    cf_view logits = A(m, CF_A_logits, 0), losses = A(m, CF_A_losses, 0);
+    CF_TRY(cf_be_crossentropy_fused(be, losses, logits, logits, A(m, CF_A_targets, 0), BT, V,
                                     dloss_scale / (float)BT));
-    CF_TRY(cf_be_reduce_sum(be, cf_view_add(A(m, CF_A_scalars, 0, 0), (size_t)slot), losses,
+    CF_TRY(cf_be_reduce_sum(be, cf_view_add(A(m, CF_A_scalars, 0), (size_t)slot), losses,
                             (size_t)BT, 0));
 
     cf_view dres = GA(m, CF_G_dres), dln = GA(m, CF_G_dln), datty = GA(m, CF_G_datty);
@@ -311,61 +278,61 @@ int cf_model_forward_backward(cf_model *m, const int32_t *tokens, const int32_t 
     cf_view datt = GA(m, CF_G_datt), dpreatt = GA(m, CF_G_dpreatt);
 
     /* LM head: dlnf = dlogits @ wte; dwte += dlogits^T @ lnf */
-    CF_TRY(cf_be_matmul_backward_set(be, dln, G(m, CF_P_wte, 0, 0), CF_VIEW_NULL, logits,
-                                 A(m, CF_A_lnf, 0, 0), P(m, CF_P_wte, 0, 0), BT, C, V));
+    CF_TRY(cf_be_matmul_backward_set(be, dln, G(m, CF_P_wte, 0), CF_VIEW_NULL, logits,
+                                 A(m, CF_A_lnf, 0), P(m, CF_P_wte, 0), BT, C, V));
     CF_TRY(cf_be_fill(be, dres, 0.0f, (size_t)BT * C));
-    CF_TRY(cf_be_layernorm_backward(be, dres, G(m, CF_P_lnf_w, 0, 0), G(m, CF_P_lnf_b, 0, 0), dln,
-                                    A(m, CF_A_residual3, L - 1, sBTC), P(m, CF_P_lnf_w, 0, 0),
-                                    A(m, CF_A_lnf_mean, 0, 0), A(m, CF_A_lnf_rstd, 0, 0), BT, C));
+    CF_TRY(cf_be_layernorm_backward(be, dres, G(m, CF_P_lnf_w, 0), G(m, CF_P_lnf_b, 0), dln,
+                                    A(m, CF_A_residual3, L - 1), P(m, CF_P_lnf_w, 0),
+                                    A(m, CF_A_lnf_mean, 0), A(m, CF_A_lnf_rstd, 0), BT, C));
 
     for (int l = L - 1; l >= 0; l--) {
-        cf_view residual = l == 0 ? A(m, CF_A_encoded, 0, 0) : A(m, CF_A_residual3, l - 1, sBTC);
-        cf_view ln1 = A(m, CF_A_ln1, l, sBTC), qkv = A(m, CF_A_qkv, l, sBT3C);
-        cf_view atty = A(m, CF_A_atty, l, sBTC), att = A(m, CF_A_att, l, sBNT);
-        cf_view res2 = A(m, CF_A_residual2, l, sBTC), ln2 = A(m, CF_A_ln2, l, sBTC);
-        cf_view fch = A(m, CF_A_fch, l, sBTF), fchg = A(m, CF_A_fch_gelu, l, sBTF);
+        cf_view residual = l == 0 ? A(m, CF_A_encoded, 0) : A(m, CF_A_residual3, l - 1);
+        cf_view ln1 = A(m, CF_A_ln1, l), qkv = A(m, CF_A_qkv, l);
+        cf_view atty = A(m, CF_A_atty, l), att = A(m, CF_A_att, l);
+        cf_view res2 = A(m, CF_A_residual2, l), ln2 = A(m, CF_A_ln2, l);
+        cf_view fch = A(m, CF_A_fch, l), fchg = A(m, CF_A_fch_gelu, l);
 
         cf_prof_scope(be, l, CF_PHASE_BACKWARD);
         /* residual3 = residual2 + fcproj: dfcproj = dres, and dres flows on to residual2 */
         /* dfchg receives d(fch) = (dres @ fc_proj_w) * gelu'(fch), assigned: the GELU's backward
          * with the product where the backend can, else a pass of its own (no zero-fill) */
-        CF_TRY(cf_be_matmul_gelu_backward_set(be, dfchg, G(m, CF_P_fc_proj_w, l, (size_t)C * F),
-                                              G(m, CF_P_fc_proj_b, l, C), dres, fchg,
-                                              P(m, CF_P_fc_proj_w, l, (size_t)C * F), fch, BT, F,
+        CF_TRY(cf_be_matmul_gelu_backward_set(be, dfchg, G(m, CF_P_fc_proj_w, l),
+                                              G(m, CF_P_fc_proj_b, l), dres, fchg,
+                                              P(m, CF_P_fc_proj_w, l), fch, BT, F,
                                               C));
-        CF_TRY(cf_be_matmul_backward_set(be, dln, G(m, CF_P_fc_w, l, (size_t)F * C),
-                                     G(m, CF_P_fc_b, l, F), dfchg, ln2,
-                                     P(m, CF_P_fc_w, l, (size_t)F * C), BT, C, F));
-        CF_TRY(cf_be_layernorm_backward(be, dres, G(m, CF_P_ln2_w, l, C), G(m, CF_P_ln2_b, l, C),
-                                        dln, res2, P(m, CF_P_ln2_w, l, C),
-                                        A(m, CF_A_ln2_mean, l, sBT), A(m, CF_A_ln2_rstd, l, sBT),
+        CF_TRY(cf_be_matmul_backward_set(be, dln, G(m, CF_P_fc_w, l),
+                                     G(m, CF_P_fc_b, l), dfchg, ln2,
+                                     P(m, CF_P_fc_w, l), BT, C, F));
+        CF_TRY(cf_be_layernorm_backward(be, dres, G(m, CF_P_ln2_w, l), G(m, CF_P_ln2_b, l),
+                                        dln, res2, P(m, CF_P_ln2_w, l),
+                                        A(m, CF_A_ln2_mean, l), A(m, CF_A_ln2_rstd, l),
                                         BT, C));
         /* residual2 = residual + attproj: dattproj = dres (now d residual2) */
-        CF_TRY(cf_be_matmul_backward_set(be, datty, G(m, CF_P_attn_proj_w, l, (size_t)C * C),
-                                     G(m, CF_P_attn_proj_b, l, C), dres, atty,
-                                     P(m, CF_P_attn_proj_w, l, (size_t)C * C), BT, C, C));
+        CF_TRY(cf_be_matmul_backward_set(be, datty, G(m, CF_P_attn_proj_w, l),
+                                     G(m, CF_P_attn_proj_b, l), dres, atty,
+                                     P(m, CF_P_attn_proj_w, l), BT, C, C));
         /* dqkv is assigned by the attention backward (no zero-fill) */
         CF_TRY(cf_be_attention_backward(be, dqkv, datt, dpreatt, datty, qkv, att, B, T, C, NH));
-        CF_TRY(cf_be_matmul_backward_set(be, dln, G(m, CF_P_qkv_w, l, (size_t)3 * C * C),
-                                     G(m, CF_P_qkv_b, l, 3 * C), dqkv, ln1,
-                                     P(m, CF_P_qkv_w, l, (size_t)3 * C * C), BT, C, 3 * C));
-        CF_TRY(cf_be_layernorm_backward(be, dres, G(m, CF_P_ln1_w, l, C), G(m, CF_P_ln1_b, l, C),
-                                        dln, residual, P(m, CF_P_ln1_w, l, C),
-                                        A(m, CF_A_ln1_mean, l, sBT), A(m, CF_A_ln1_rstd, l, sBT),
+        CF_TRY(cf_be_matmul_backward_set(be, dln, G(m, CF_P_qkv_w, l),
+                                     G(m, CF_P_qkv_b, l), dqkv, ln1,
+                                     P(m, CF_P_qkv_w, l), BT, C, 3 * C));
+        CF_TRY(cf_be_layernorm_backward(be, dres, G(m, CF_P_ln1_w, l), G(m, CF_P_ln1_b, l),
+                                        dln, residual, P(m, CF_P_ln1_w, l),
+                                        A(m, CF_A_ln1_mean, l), A(m, CF_A_ln1_rstd, l),
                                         BT, C));
     }
     cf_prof_scope(be, -1, CF_PHASE_BACKWARD);
-    CF_TRY(cf_be_encoder_backward(be, G(m, CF_P_wte, 0, 0), G(m, CF_P_wpe, 0, 0), dres,
-                                  A(m, CF_A_tokens, 0, 0), B, T, C, V));
+    CF_TRY(cf_be_encoder_backward(be, G(m, CF_P_wte, 0), G(m, CF_P_wpe, 0), dres,
+                                  A(m, CF_A_tokens, 0), B, T, C, V));
     return CF_OK;
 }
 
 int cf_model_read_scalars(cf_model *m, float *out, int n) {
-    return cf_be_download(m->be, out, A(m, CF_A_scalars, 0, 0), (size_t)n * sizeof(float));
+    return cf_be_download(m->be, out, A(m, CF_A_scalars, 0), (size_t)n * sizeof(float));
 }
 
 int cf_model_grad_norm(cf_model *m, float *norm) {
-    cf_view out = cf_view_add(A(m, CF_A_scalars, 0, 0), 62);
+    cf_view out = cf_view_add(A(m, CF_A_scalars, 0), 62);
     cf_prof_scope(m->be, -1, CF_PHASE_OPTIMIZER);
     CF_TRY(cf_be_reduce_sum(m->be, out, cf_view_f32(m->grads_buf, 0), m->num_params, 1));
     float ss = 0.0f;
@@ -392,7 +359,7 @@ int cf_model_logits_row(cf_model *m, int b, int t, float *out) {
     const int V = m->cfg.vocab_size;
     if (b < 0 || b >= m->cur_B || t < 0 || t >= m->cur_T) return CF_ERR_INVALID;
     size_t off = ((size_t)b * m->cur_T + t) * V;
-    return cf_be_download(m->be, out, cf_view_add(A(m, CF_A_logits, 0, 0), off),
+    return cf_be_download(m->be, out, cf_view_add(A(m, CF_A_logits, 0), off),
                           (size_t)V * sizeof(float));
 }
 
@@ -420,7 +387,7 @@ int cf_model_set_opt_state(cf_model *m, const float *hm, const float *hv) {
     return cf_be_upload(m->be, cf_view_f32(m->v_buf, 0), hv, m->num_params * sizeof(float));
 }
 
-/* ---- schedule and FLOPs ------------------------------------------------------------------- */
+/* ---- schedule ------------------------------------------------------------------- */
 
 float cf_lr_schedule(const cf_config *cfg, int step) {
     const float lr = cfg->learning_rate, lr_min = cfg->learning_rate * cfg->min_lr_ratio;
@@ -430,17 +397,4 @@ float cf_lr_schedule(const cf_config *cfg, int step) {
     float progress = (float)(step - cfg->warmup_steps) / (float)decay_steps;
     if (progress > 1.0f) progress = 1.0f;
     return lr_min + 0.5f * (lr - lr_min) * (1.0f + cosf(3.14159265358979f * progress));
-}
-
-double cf_model_flops_per_token(const cf_config *c) {
-    const double C = c->d_model, L = c->num_layers, F = c->d_ff, V = c->vocab_size,
-                 T = c->max_length;
-    /* Forward: 2 FLOPs per multiply-add of every weight matrix a token goes through (per block
-     * qkv 3C x C, projection C x C, MLP F x C and C x F; the tied V x C head; biases, LayerNorm
-     * and the position table are not matmuls), plus attention: q.k over T keys and the weighted
-     * sum of T values, T*C multiply-adds each per layer, counted over the full context T (the
-     * usual convention for MFU; a causal kernel does about half). Backward costs 2 x forward. */
-    double fwd_mm = 2.0 * (L * (3 * C * C + C * C + 2 * C * F) + V * C);
-    double fwd_att = 2.0 * 2.0 * L * T * C;
-    return 3.0 * (fwd_mm + fwd_att);
 }

@@ -9,28 +9,68 @@
 #include "backend/backend.h"
 #include "clformer/config.h"
 
-/* The one list of parameters: sizes, offsets, names (checkpoints), init and weight decay all come
- * from here. Shapes use V (vocab), T (max_length), C (d_model), L (layers), F (d_ff).
- * Tensors with weight decay come first so the optimizer can treat them as one range.
- *   X(name,        ndim, d0, d1,    d2, init,            decay) */
-#define CF_GPT_PARAMS(X)                                                                           \
-    X(wte,          2,    V,  C,     1,  CF_INIT_NORMAL,  1) /* (V,C) token embedding, tied head */ \
-    X(wpe,          2,    T,  C,     1,  CF_INIT_NORMAL,  1) /* (T,C) position embedding */      \
-    X(qkv_w,        3,    L,  3 * C, C,  CF_INIT_NORMAL,  1) /* (L,3C,C) */                      \
-    X(attn_proj_w,  3,    L,  C,     C,  CF_INIT_RESID,   1) /* (L,C,C) */                       \
-    X(fc_w,         3,    L,  F,     C,  CF_INIT_NORMAL,  1) /* (L,F,C) */                       \
-    X(fc_proj_w,    3,    L,  C,     F,  CF_INIT_RESID,   1) /* (L,C,F) */                       \
-    X(ln1_w,        2,    L,  C,     1,  CF_INIT_ONE,     0) /* (L,C) */                         \
-    X(ln1_b,        2,    L,  C,     1,  CF_INIT_ZERO,    0) /* (L,C) */                         \
-    X(qkv_b,        2,    L,  3 * C, 1,  CF_INIT_ZERO,    0) /* (L,3C) */                        \
-    X(attn_proj_b,  2,    L,  C,     1,  CF_INIT_ZERO,    0) /* (L,C) */                         \
-    X(ln2_w,        2,    L,  C,     1,  CF_INIT_ONE,     0) /* (L,C) */                         \
-    X(ln2_b,        2,    L,  C,     1,  CF_INIT_ZERO,    0) /* (L,C) */                         \
-    X(fc_b,         2,    L,  F,     1,  CF_INIT_ZERO,    0) /* (L,F) */                         \
-    X(fc_proj_b,    2,    L,  C,     1,  CF_INIT_ZERO,    0) /* (L,C) */                         \
-    X(lnf_w,        1,    C,  1,     1,  CF_INIT_ONE,     0) /* (C) */                           \
-    X(lnf_b,        1,    C,  1,     1,  CF_INIT_ZERO,    0) /* (C) */
+/* ---- the model description -----------------------------------------------------------------
+ *
+ * One table per family says which tensors exist, their names on disk and in Hugging Face, their
+ * shapes as functions of the config, their init, weight decay, and when they are present. Sizes,
+ * offsets and per-layer strides are computed from it (cf_model_layout), and so are the checkpoint
+ * tensor list, the exporter, bench's parameter/activation counts and FLOPs, and the GEMM shapes of
+ * a training step (cf_model_gemm_shapes). Nothing outside this header restates a shape. A new
+ * variant of the family (Llama-style: no biases, RoPE, untied head, SwiGLU) is new rows with their
+ * presence conditions, not new code paths in the consumers.
+ *
+ * Presence conditions are functions of the config. The keys that will drive them (`bias`,
+ * `position`, `tie_embeddings`) do not exist yet: each returns today's GPT-2 behaviour. */
+static inline int cf_model_has_bias(const cf_config *c) { return (void)c, 1; }    /* `bias` */
+static inline int cf_model_learned_pos(const cf_config *c) { return (void)c, 1; } /* `position` */
+static inline int cf_model_tied_head(const cf_config *c) { return (void)c, 1; }   /* `tie_embeddings` */
 
+/* Parameters. Shapes use V (vocab), T (max_length), C (d_model), L (layers), F (d_ff); a row with
+ * layered = 1 is stacked over the layers: its shape is (L, d0[, d1]) and one layer's slice
+ * (d0[, d1]) is its per-layer stride. nd is the number of dims of one slice (1 or 2).
+ * present is an expression of the config `c`; an absent tensor has size 0, is not stored in
+ * checkpoints and not exported. hf names the tensor in Hugging Face's GPT2LMHeadModel (%d: the
+ * layer), hf_t says HF stores its slice transposed (GPT-2's Conv1D keeps weights as (in, out)).
+ * Tensors with weight decay come first so the optimizer can treat them as one range.
+ *   X(name,       layered, nd, d0,    d1, init,           decay, present,
+ *     hf,                                          hf_t) */
+#define CF_GPT_PARAMS(X)                                                                           \
+    X(wte,         0, 2, V,     C, CF_INIT_NORMAL, 1, 1,                        /* (V,C) */        \
+      "transformer.wte.weight",                     0)                                             \
+    X(wpe,         0, 2, T,     C, CF_INIT_NORMAL, 1, cf_model_learned_pos(c),  /* (T,C) */        \
+      "transformer.wpe.weight",                     0)                                             \
+    X(lm_head,     0, 2, V,     C, CF_INIT_NORMAL, 1, !cf_model_tied_head(c),   /* (V,C) */        \
+      "lm_head.weight",                             0)                                             \
+    X(qkv_w,       1, 2, 3 * C, C, CF_INIT_NORMAL, 1, 1,                        /* (L,3C,C) */     \
+      "transformer.h.%d.attn.c_attn.weight",        1)                                             \
+    X(attn_proj_w, 1, 2, C,     C, CF_INIT_RESID,  1, 1,                        /* (L,C,C) */      \
+      "transformer.h.%d.attn.c_proj.weight",        1)                                             \
+    X(fc_w,        1, 2, F,     C, CF_INIT_NORMAL, 1, 1,                        /* (L,F,C) */      \
+      "transformer.h.%d.mlp.c_fc.weight",           1)                                             \
+    X(fc_proj_w,   1, 2, C,     F, CF_INIT_RESID,  1, 1,                        /* (L,C,F) */      \
+      "transformer.h.%d.mlp.c_proj.weight",         1)                                             \
+    X(ln1_w,       1, 1, C,     1, CF_INIT_ONE,    0, 1,                        /* (L,C) */        \
+      "transformer.h.%d.ln_1.weight",               0)                                             \
+    X(ln1_b,       1, 1, C,     1, CF_INIT_ZERO,   0, cf_model_has_bias(c),     /* (L,C) */        \
+      "transformer.h.%d.ln_1.bias",                 0)                                             \
+    X(qkv_b,       1, 1, 3 * C, 1, CF_INIT_ZERO,   0, cf_model_has_bias(c),     /* (L,3C) */       \
+      "transformer.h.%d.attn.c_attn.bias",          0)                                             \
+    X(attn_proj_b, 1, 1, C,     1, CF_INIT_ZERO,   0, cf_model_has_bias(c),     /* (L,C) */        \
+      "transformer.h.%d.attn.c_proj.bias",          0)                                             \
+    X(ln2_w,       1, 1, C,     1, CF_INIT_ONE,    0, 1,                        /* (L,C) */        \
+      "transformer.h.%d.ln_2.weight",               0)                                             \
+    X(ln2_b,       1, 1, C,     1, CF_INIT_ZERO,   0, cf_model_has_bias(c),     /* (L,C) */        \
+      "transformer.h.%d.ln_2.bias",                 0)                                             \
+    X(fc_b,        1, 1, F,     1, CF_INIT_ZERO,   0, cf_model_has_bias(c),     /* (L,F) */        \
+      "transformer.h.%d.mlp.c_fc.bias",             0)                                             \
+    X(fc_proj_b,   1, 1, C,     1, CF_INIT_ZERO,   0, cf_model_has_bias(c),     /* (L,C) */        \
+      "transformer.h.%d.mlp.c_proj.bias",           0)                                             \
+    X(lnf_w,       0, 1, C,     1, CF_INIT_ONE,    0, 1,                        /* (C) */          \
+      "transformer.ln_f.weight",                    0)                                             \
+    X(lnf_b,       0, 1, C,     1, CF_INIT_ZERO,   0, cf_model_has_bias(c),     /* (C) */          \
+      "transformer.ln_f.bias",                      0)
+
+/* normal(0, 0.02); normal(0, 0.02/sqrt(2L)) for the projections into the residual stream; 1; 0 */
 enum { CF_INIT_NORMAL, CF_INIT_RESID, CF_INIT_ONE, CF_INIT_ZERO };
 
 enum cf_param_id {
@@ -40,33 +80,54 @@ enum cf_param_id {
     CF_NUM_PARAMS
 };
 
-/* Forward activations, sized for the maximum (B, T); per-layer tensors are stacked over L.
- *   X(name, size) with BT = B*T, BNT = B*NH*T*T */
+/* The linear layers of one training step, in the order the forward runs them:
+ * out(BT,OC) = in(BT,IC) @ W(OC,IC)^T (+ b), where (OC, IC) is one slice of the weight's row in
+ * the parameter table; a layered weight runs once per layer. A linear whose weight is absent does
+ * not run. bias may be -1 (none).
+ *   X(name, weight, bias) */
+#define CF_GPT_LINEARS(X)                                                                          \
+    X(qkv,       CF_P_qkv_w,                                       CF_P_qkv_b)                     \
+    X(attn_proj, CF_P_attn_proj_w,                                 CF_P_attn_proj_b)               \
+    X(fc,        CF_P_fc_w,                                        CF_P_fc_b)                      \
+    X(fc_proj,   CF_P_fc_proj_w,                                   CF_P_fc_proj_b)                 \
+    X(head,      cf_model_tied_head(c) ? CF_P_wte : CF_P_lm_head, -1) /* the LM head */
+
+enum cf_linear_id {
+#define CF_X(name, ...) CF_LIN_##name,
+    CF_GPT_LINEARS(CF_X)
+#undef CF_X
+    CF_NUM_LINEARS
+};
+
+/* Forward activations, sized for the maximum (B, T); a row with n = L is stacked over the layers
+ * with one layer's slice (size) as its stride. kept = 1: held for the backward pass (what bench's
+ * memory estimate counts); 0: scratch.
+ *   X(name, n, size of one slice, kept) with BT = B*T, BNT = B*NH*T*T */
 #define CF_GPT_ACTS(X)                                                                             \
-    X(encoded,   BT * C)          /* (B,T,C) */                                                    \
-    X(ln1,       L * BT * C)      /* (L,B,T,C) */                                                  \
-    X(ln1_mean,  L * BT)          /* (L,B,T) */                                                    \
-    X(ln1_rstd,  L * BT)          /* (L,B,T) */                                                    \
-    X(qkv,       L * BT * 3 * C)  /* (L,B,T,3C) */                                                 \
-    X(atty,      L * BT * C)      /* (L,B,T,C) */                                                  \
-    X(att,       L * BNT)         /* (L,B,NH,T,T) softmax probabilities */                         \
-    X(attproj,   L * BT * C)      /* (L,B,T,C) */                                                  \
-    X(residual2, L * BT * C)      /* (L,B,T,C) */                                                  \
-    X(ln2,       L * BT * C)      /* (L,B,T,C) */                                                  \
-    X(ln2_mean,  L * BT)          /* (L,B,T) */                                                    \
-    X(ln2_rstd,  L * BT)          /* (L,B,T) */                                                    \
-    X(fch,       L * BT * F)      /* (L,B,T,F) */                                                  \
-    X(fch_gelu,  L * BT * F)      /* (L,B,T,F) */                                                  \
-    X(fcproj,    L * BT * C)      /* (L,B,T,C) */                                                  \
-    X(residual3, L * BT * C)      /* (L,B,T,C) */                                                  \
-    X(lnf,       BT * C)          /* (B,T,C) */                                                    \
-    X(lnf_mean,  BT)              /* (B,T) */                                                      \
-    X(lnf_rstd,  BT)              /* (B,T) */                                                      \
-    X(logits,    BT * V)          /* (B,T,V); holds dlogits after the fused loss backward */       \
-    X(losses,    BT)              /* (B,T) */                                                      \
-    X(tokens,    BT)              /* (B,T) int32 inputs */                                         \
-    X(targets,   BT)              /* (B,T) int32 targets */                                        \
-    X(scalars,   64)              /* loss sums, grad norm */
+    X(encoded,   1, BT * C,     1)  /* (B,T,C) */                                                  \
+    X(ln1,       L, BT * C,     1)  /* (L,B,T,C) */                                                \
+    X(ln1_mean,  L, BT,         1)  /* (L,B,T) */                                                  \
+    X(ln1_rstd,  L, BT,         1)  /* (L,B,T) */                                                  \
+    X(qkv,       L, BT * 3 * C, 1)  /* (L,B,T,3C) */                                               \
+    X(atty,      L, BT * C,     1)  /* (L,B,T,C) */                                                \
+    X(att,       L, BNT,        1)  /* (L,B,NH,T,T) softmax probabilities */                       \
+    X(attproj,   L, BT * C,     1)  /* (L,B,T,C) */                                                \
+    X(residual2, L, BT * C,     1)  /* (L,B,T,C) */                                                \
+    X(ln2,       L, BT * C,     1)  /* (L,B,T,C) */                                                \
+    X(ln2_mean,  L, BT,         1)  /* (L,B,T) */                                                  \
+    X(ln2_rstd,  L, BT,         1)  /* (L,B,T) */                                                  \
+    X(fch,       L, BT * F,     1)  /* (L,B,T,F) */                                                \
+    X(fch_gelu,  L, BT * F,     1)  /* (L,B,T,F) */                                                \
+    X(fcproj,    L, BT * C,     1)  /* (L,B,T,C) */                                                \
+    X(residual3, L, BT * C,     1)  /* (L,B,T,C) */                                                \
+    X(lnf,       1, BT * C,     1)  /* (B,T,C) */                                                  \
+    X(lnf_mean,  1, BT,         1)  /* (B,T) */                                                    \
+    X(lnf_rstd,  1, BT,         1)  /* (B,T) */                                                    \
+    X(logits,    1, BT * V,     1)  /* (B,T,V); holds dlogits after the fused loss backward */     \
+    X(losses,    1, BT,         1)  /* (B,T) */                                                    \
+    X(tokens,    1, BT,         1)  /* (B,T) int32 inputs */                                       \
+    X(targets,   1, BT,         1)  /* (B,T) int32 targets */                                      \
+    X(scalars,   1, 64,         0)  /* loss sums, grad norm */
 
 /* Backward scratch, reused layer by layer (not stacked over L). */
 #define CF_GPT_GRAD_ACTS(X)                                                                        \
@@ -79,7 +140,7 @@ enum cf_param_id {
     X(dpreatt,   BNT)             /* (B,NH,T,T) */
 
 enum cf_act_id {
-#define CF_X(name, size) CF_A_##name,
+#define CF_X(name, ...) CF_A_##name,
     CF_GPT_ACTS(CF_X)
 #undef CF_X
     CF_NUM_ACTS
@@ -92,14 +153,59 @@ enum cf_gact_id {
 };
 
 typedef struct {
-    const char *name;
-    int ndim;
+    const char *name;    /* checkpoint tensor name */
+    const char *hf_name; /* Hugging Face name (printf pattern with %d for the layer if layered) */
+    int hf_transposed;   /* HF stores each slice transposed */
+    int present;         /* the config has this tensor (else size 0) */
+    int layered;         /* stacked over the layers: shape[0] = L */
+    int ndim;            /* dims of the whole tensor (shape[0..ndim)) */
     int64_t shape[3];
-    size_t size;   /* elements */
-    size_t offset; /* elements into the parameter buffer */
+    size_t size;         /* elements (0 when absent) */
+    size_t layer_stride; /* elements of one layer's slice (layered), else size */
+    size_t offset;       /* elements into the parameter buffer */
     int init;
     int decay;
 } cf_param_info;
+
+/* Sizes, offsets and strides of every row of the parameter table for a config. *num_params
+ * receives the total elements, *num_decay the elements of the leading weight-decayed range (both
+ * may be NULL). Needs no backend. */
+void cf_model_layout(const cf_config *cfg, cf_param_info params[CF_NUM_PARAMS],
+                     size_t *num_params, size_t *num_decay);
+
+typedef struct {
+    const char *name;
+    int n;        /* 1, or L for tensors stacked over the layers */
+    size_t slice; /* elements of one layer's slice: the per-layer stride */
+    size_t size;  /* n * slice */
+    int kept;     /* held for the backward pass */
+} cf_act_info;
+
+/* Activation and backward-scratch sizes (elements, unpadded) for batches up to (B, T). */
+void cf_model_act_layout(const cf_config *cfg, int B, int T, cf_act_info acts[CF_NUM_ACTS],
+                         size_t grad_acts[CF_NUM_GACTS]);
+
+typedef struct {
+    const char *name;
+    int weight, bias;  /* parameter ids; bias -1 when there is none or it is absent */
+    int64_t in, out;   /* IC, OC */
+    int per_step;      /* times one forward runs it: L for a layered weight, else 1 */
+} cf_linear_info;
+
+/* The present linear layers of the config in forward order; returns how many. */
+int cf_model_linears(const cf_config *cfg, cf_linear_info out[CF_NUM_LINEARS]);
+
+/* The GEMMs of one training step (cf_be_matmul_forward / _backward) for micro-batches of B x T:
+ * for each linear in(BT,IC) -> out(BT,OC): "<name>.fwd" out = in @ W^T (NT: M=BT, N=OC, K=IC),
+ * "<name>.dinp" dinp = dout @ W (NN: M=BT, N=IC, K=OC), "<name>.dw" dW = dout^T @ in
+ * (TN: M=OC, N=IC, K=BT). ta: A is stored (K,M); tb: B is stored (N,K). */
+#define CF_MAX_GEMM_SHAPES (3 * CF_NUM_LINEARS)
+typedef struct {
+    char name[32];
+    int ta, tb, M, N, K;
+    int per_step; /* times one training step runs it (the linear's per_step) */
+} cf_gemm_shape;
+int cf_model_gemm_shapes(const cf_config *cfg, int B, int T, cf_gemm_shape out[CF_MAX_GEMM_SHAPES]);
 
 typedef struct cf_model {
     cf_config cfg;
@@ -116,6 +222,7 @@ typedef struct cf_model {
     int n_act_chunks;
     int act_chunk[CF_NUM_ACTS];
     size_t act_off[CF_NUM_ACTS], act_size[CF_NUM_ACTS];
+    size_t act_stride[CF_NUM_ACTS]; /* elements of one layer's slice (the per-layer stride) */
     size_t act_chunk_elems[CF_NUM_ACTS];
     size_t gact_off[CF_NUM_GACTS];
     size_t acts_elems, gacts_elems;

@@ -33,6 +33,7 @@ int cf_checkpoint_save(const char *path, cf_model *m, const cf_train_state *st, 
     int nt = 0;
     for (int i = 0; i < CF_NUM_PARAMS; i++) {
         const cf_param_info *p = &m->params[i];
+        if (!p->present) continue;
         cf_st_tensor *x = &t[nt++];
         memset(x, 0, sizeof *x);
         x->name = p->name;
@@ -153,6 +154,32 @@ static void shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
     if (o < n) snprintf(buf + o, n - o, ")");
 }
 
+int cf_checkpoint_check_tensors(const cf_st_file *f, const char *path,
+                                const cf_param_info params[CF_NUM_PARAMS], const char *fix) {
+    if (!fix) fix = "use the config the checkpoint was trained with";
+    for (int i = 0; i < CF_NUM_PARAMS; i++) {
+        const cf_param_info *p = &params[i];
+        if (!p->present) continue;
+        const cf_st_tensor *t = cf_st_find(f, p->name);
+        if (!t) {
+            CF_ERROR("checkpoint %s: tensor '%s' is missing", path, p->name);
+            return CF_ERR_FORMAT;
+        }
+        int same = strcmp(t->dtype, "F32") == 0 && t->ndim == p->ndim &&
+                   t->nbytes == p->size * sizeof(float);
+        for (int d = 0; same && d < p->ndim; d++) same = t->shape[d] == p->shape[d];
+        if (!same) {
+            char want[96], got[96];
+            shape_str(want, sizeof want, p->ndim, p->shape);
+            shape_str(got, sizeof got, t->ndim, t->shape);
+            CF_ERROR("checkpoint %s: tensor '%s' has shape %s %s but the config needs %s F32; %s",
+                     path, p->name, got, t->dtype, want, fix);
+            return CF_ERR_FORMAT;
+        }
+    }
+    return CF_OK;
+}
+
 int cf_checkpoint_load(const char *path, cf_model *m, cf_train_state *st, int with_opt) {
     cf_st_file *f = NULL;
     CF_TRY(cf_st_open(path, &f));
@@ -160,6 +187,7 @@ int cf_checkpoint_load(const char *path, cf_model *m, cf_train_state *st, int wi
     float *host = NULL;
     const size_t n = m->num_params;
     if (rc < 0) goto done;
+    if ((rc = cf_checkpoint_check_tensors(f, path, m->params, NULL)) < 0) goto done;
     host = malloc(n * sizeof(float));
     if (!host) {
         rc = CF_ERR_NOMEM;
@@ -167,25 +195,8 @@ int cf_checkpoint_load(const char *path, cf_model *m, cf_train_state *st, int wi
     }
     for (int i = 0; i < CF_NUM_PARAMS; i++) {
         const cf_param_info *p = &m->params[i];
-        const cf_st_tensor *t = cf_st_find(f, p->name);
-        if (!t) {
-            CF_ERROR("checkpoint %s: tensor '%s' is missing", path, p->name);
-            rc = CF_ERR_FORMAT;
-            goto done;
-        }
-        int same = strcmp(t->dtype, "F32") == 0 && t->ndim == p->ndim;
-        for (int d = 0; same && d < p->ndim; d++) same = t->shape[d] == p->shape[d];
-        if (!same) {
-            char want[96], got[96];
-            shape_str(want, sizeof want, p->ndim, p->shape);
-            shape_str(got, sizeof got, t->ndim, t->shape);
-            CF_ERROR("checkpoint %s: tensor '%s' has shape %s %s but the config needs %s F32; "
-                     "use the config the checkpoint was trained with",
-                     path, p->name, got, t->dtype, want);
-            rc = CF_ERR_FORMAT;
-            goto done;
-        }
-        memcpy(host + p->offset, t->data, p->size * sizeof(float));
+        if (p->present)
+            memcpy(host + p->offset, cf_st_find(f, p->name)->data, p->size * sizeof(float));
     }
     if ((rc = cf_model_set_params(m, host)) < 0) goto done;
     if (with_opt && m->have_grads) {

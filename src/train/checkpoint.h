@@ -7,6 +7,7 @@
 
 #include "clformer/config.h"
 #include "data/dataset.h"
+#include "io/safetensors.h"
 #include "model/gpt.h"
 
 typedef struct {
@@ -27,6 +28,13 @@ int cf_checkpoint_read_config(const char *path, cf_config *cfg, cf_train_state *
 /* Load weights (and, with with_opt, the AdamW moments and step) into a model whose config must
  * match the checkpoint's shapes; a mismatch names the tensor and both shapes. */
 int cf_checkpoint_load(const char *path, cf_model *m, cf_train_state *st, int with_opt);
+
+/* Every tensor the parameter table (cf_model_layout) says the config has must be in the open
+ * checkpoint f as F32 with exactly the table's shape; the first that is not is reported in one
+ * line (naming the tensor, both shapes and `fix`; NULL: use the config the checkpoint was trained
+ * with) and CF_ERR_FORMAT returned. Used by the loader and the exporter alike. */
+int cf_checkpoint_check_tensors(const cf_st_file *f, const char *path,
+                                const cf_param_info params[CF_NUM_PARAMS], const char *fix);
 
 /* A checkpoint argument may be a file or a run directory: resolve a directory to its newest
  * step_*.safetensors. out receives the file path. */

@@ -1,0 +1,129 @@
+/* clformer: everything computed from the model description in gpt.h without a backend: parameter
+ * sizes, offsets and strides, activation sizes, the linear layers and the GEMMs of a training
+ * step, and the FLOPs per token. */
+#include <stdio.h>
+#include <string.h>
+
+#include "model/gpt.h"
+
+void cf_model_layout(const cf_config *c, cf_param_info params[CF_NUM_PARAMS], size_t *num_params,
+                     size_t *num_decay) {
+    const int64_t V = c->vocab_size, T = c->max_length, C = c->d_model, L = c->num_layers,
+                  F = c->d_ff;
+    size_t off = 0, decay_end = 0;
+    int i = 0, seen_no_decay = 0;
+#define CF_X(nm, lay, nd, d0, d1, ini, dec, pres, hf, hft)                                         \
+    do {                                                                                           \
+        cf_param_info *p = &params[i++];                                                           \
+        memset(p, 0, sizeof *p);                                                                   \
+        p->name = #nm;                                                                             \
+        p->hf_name = hf;                                                                           \
+        p->hf_transposed = hft;                                                                    \
+        p->present = (pres) != 0;                                                                  \
+        p->layered = lay;                                                                          \
+        p->ndim = (lay) + (nd);                                                                    \
+        const int64_t dims_[3] = {(lay) ? L : (d0), (lay) ? (d0) : (d1), (d1)};                    \
+        for (int d_ = 0; d_ < p->ndim; d_++) p->shape[d_] = dims_[d_];                             \
+        p->layer_stride = p->present ? (size_t)((d0) * ((nd) == 2 ? (d1) : 1)) : 0;                \
+        p->size = p->layer_stride * (size_t)((lay) ? L : 1);                                       \
+        p->offset = off;                                                                           \
+        p->init = ini;                                                                             \
+        p->decay = dec;                                                                            \
+        off += p->size;                                                                            \
+        if (p->present) {                                                                          \
+            /* the optimizer's decayed range must be one leading block */                          \
+            CF_ASSERT(!(dec) || !seen_no_decay);                                                   \
+            if (dec) decay_end = off;                                                              \
+            else seen_no_decay = 1;                                                                \
+        }                                                                                          \
+    } while (0);
+    CF_GPT_PARAMS(CF_X)
+#undef CF_X
+    if (num_params) *num_params = off;
+    if (num_decay) *num_decay = decay_end;
+}
+
+void cf_model_act_layout(const cf_config *c, int B, int T, cf_act_info acts[CF_NUM_ACTS],
+                         size_t grad_acts[CF_NUM_GACTS]) {
+    const size_t C = (size_t)c->d_model, L = (size_t)c->num_layers, F = (size_t)c->d_ff,
+                 V = (size_t)c->vocab_size, NH = (size_t)c->num_heads;
+    const size_t BT = (size_t)B * (size_t)T, BNT = (size_t)B * NH * (size_t)T * (size_t)T;
+    int i = 0;
+#define CF_X(nm, n_, sz, kp)                                                                       \
+    acts[i].name = #nm;                                                                            \
+    acts[i].n = (int)(n_);                                                                         \
+    acts[i].slice = (sz);                                                                          \
+    acts[i].size = (size_t)(n_) * (sz);                                                            \
+    acts[i].kept = kp;                                                                             \
+    i++;
+    CF_GPT_ACTS(CF_X)
+#undef CF_X
+    i = 0;
+#define CF_X(nm, sz) grad_acts[i++] = (sz);
+    CF_GPT_GRAD_ACTS(CF_X)
+#undef CF_X
+    (void)V;
+}
+
+int cf_model_linears(const cf_config *c, cf_linear_info out[CF_NUM_LINEARS]) {
+    cf_param_info p[CF_NUM_PARAMS];
+    cf_model_layout(c, p, NULL, NULL);
+    int n = 0;
+#define CF_X(nm, w, b)                                                                             \
+    {                                                                                              \
+        const int w_ = (w), b_ = (b);                                                              \
+        const cf_param_info *pw = &p[w_];                                                          \
+        if (pw->present) {                                                                         \
+            cf_linear_info *li = &out[n++];                                                        \
+            li->name = #nm;                                                                        \
+            li->weight = w_;                                                                       \
+            li->bias = b_ >= 0 && p[b_].present ? b_ : -1;                                         \
+            li->out = pw->shape[pw->layered];                                                      \
+            li->in = pw->shape[pw->layered + 1];                                                   \
+            li->per_step = pw->layered ? c->num_layers : 1;                                        \
+        }                                                                                          \
+    }
+    CF_GPT_LINEARS(CF_X)
+#undef CF_X
+    return n;
+}
+
+int cf_model_gemm_shapes(const cf_config *c, int B, int T, cf_gemm_shape out[CF_MAX_GEMM_SHAPES]) {
+    cf_linear_info lin[CF_NUM_LINEARS];
+    const int nl = cf_model_linears(c, lin);
+    const int BT = B * T;
+    int n = 0;
+    for (int i = 0; i < nl; i++) {
+        const int IC = (int)lin[i].in, OC = (int)lin[i].out;
+        const struct {
+            const char *what;
+            int ta, tb, M, N, K;
+        } g[3] = {{"fwd", 0, 1, BT, OC, IC}, {"dinp", 0, 0, BT, IC, OC}, {"dw", 1, 0, OC, IC, BT}};
+        for (int k = 0; k < 3; k++) {
+            cf_gemm_shape *s = &out[n++];
+            snprintf(s->name, sizeof s->name, "%s.%s", lin[i].name, g[k].what);
+            s->ta = g[k].ta;
+            s->tb = g[k].tb;
+            s->M = g[k].M;
+            s->N = g[k].N;
+            s->K = g[k].K;
+            s->per_step = lin[i].per_step;
+        }
+    }
+    return n;
+}
+
+double cf_model_flops_per_token(const cf_config *c) {
+    /* Forward: 2 FLOPs per multiply-add of every weight matrix a token goes through (the linear
+     * layers of the table, the LM head included; biases, norms and the position table are not
+     * matmuls), plus attention: q.k over T keys and the weighted sum of T values, T*C
+     * multiply-adds each per layer, counted over the full context T (the usual convention for
+     * MFU; a causal kernel does about half). Backward costs 2 x forward. */
+    cf_linear_info lin[CF_NUM_LINEARS];
+    const int nl = cf_model_linears(c, lin);
+    double mm = 0.0;
+    for (int i = 0; i < nl; i++) mm += (double)lin[i].per_step * (double)lin[i].in * lin[i].out;
+    const double fwd_mm = 2.0 * mm;
+    const double fwd_att = 2.0 * 2.0 * c->num_layers * (double)c->max_length * c->d_model;
+    return 3.0 * (fwd_mm + fwd_att);
+}
