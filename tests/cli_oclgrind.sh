@@ -6,7 +6,7 @@
 # and if attention's default path there was not the fused kernels (oclgrind's device is a GPU).
 # First it plants a bug (a missing barrier in a copy of cl_kernels/reduce.cl) and requires oclgrind
 # to report it, so a silent checker cannot pass for a clean run.
-# Skips (exit 0) when oclgrind or the OpenCL tests are missing, unless CF_REQUIRE_OPENCL=1.
+# Skips (exit 77) when oclgrind or the OpenCL tests are missing, unless CF_REQUIRE_OPENCL=1.
 #     bash tests/cli_oclgrind.sh <path-to-clformer> <source-dir>
 # The steps are tests/oclgrind_kernels.sh's; the shipped run must also show attention's default
 # path under oclgrind (a GPU-like device) on the fused kernels.

@@ -9,7 +9,7 @@
 # anything. First it plants a bug (the barrier between staging a tile of tokens in local memory
 # and comparing with it, removed from a copy of encoder.cl) and requires oclgrind to report it,
 # so a silent checker cannot pass for a clean run.
-# Skips (exit 0) when oclgrind or the OpenCL tests are missing, unless CF_REQUIRE_OPENCL=1.
+# Skips (exit 77) when oclgrind or the OpenCL tests are missing, unless CF_REQUIRE_OPENCL=1.
 # The steps are tests/oclgrind_kernels.sh's.
 #     bash tests/cli_oclgrind_encoder.sh <path-to-clformer> <source-dir>
 set -u

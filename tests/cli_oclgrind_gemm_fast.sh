@@ -8,7 +8,7 @@
 # First it plants a bug (the barrier between staging the first K slice in local memory and reading
 # it, removed from a copy of gemm_fast.cl) and requires oclgrind to report it on one small product,
 # so a silent checker cannot pass for a clean run.
-# Skips (exit 0) when oclgrind or the OpenCL tests are missing, unless CF_REQUIRE_OPENCL=1.
+# Skips (exit 77) when oclgrind or the OpenCL tests are missing, unless CF_REQUIRE_OPENCL=1.
 # The steps are tests/oclgrind_kernels.sh's.
 #     bash tests/cli_oclgrind_gemm_fast.sh <path-to-clformer> <source-dir>
 set -u

@@ -4,8 +4,9 @@
 # after checking that oclgrind reports a planted bug: a barrier removed from a copy of one kernel
 # file (the line after the one matching MARKER), run with the test's PLANTED arguments. Fails if
 # the planted race goes unreported, if the test fails (its own results against the CPU backend) or
-# if oclgrind reports anything in the shipped kernels. Skips (exit 0) when oclgrind or the test
-# program is missing, unless CF_REQUIRE_OPENCL=1. Called by tests/cli_oclgrind*.sh as
+# if oclgrind reports anything in the shipped kernels. Skips (exit 77, which ctest reports as
+# skipped) when oclgrind or the test program is missing, unless CF_REQUIRE_OPENCL=1. Called by
+# tests/cli_oclgrind*.sh as
 #     bash tests/oclgrind_kernels.sh NAME TEST_PROGRAM KERNEL_FILE MARKER PLANTED_ARGS WHAT \
 #         <path-to-clformer> <source-dir> [REQUIRED_LINE]
 # PLANTED_ARGS are split at spaces; REQUIRED_LINE, when given, is a regular expression some line of
@@ -21,7 +22,7 @@ skip() {
         exit 1
     fi
     echo "SKIP $name: $1"
-    exit 0
+    exit 77
 }
 command -v oclgrind >/dev/null 2>&1 || skip "oclgrind is not installed (apt-get install oclgrind)"
 [ -x "$bin" ] || skip "$bin not built (this build has no OpenCL backend)"
