@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "test_ops_common.h"
+#include "cli/cli_env.h"
 #ifdef CF_HAVE_OPENCL
 #include "backend/opencl/cl_internal.h"
 #endif
@@ -38,9 +39,15 @@
 #define SKIP_CODE 77
 
 /* The only place views are made (element index into the buffer). */
-static cf_view tv(cf_buffer *b, size_t elem) { return cf_view_make(b, elem); }
+static cf_view tv(cf_buffer *b, size_t elem) { return cf_view_f32(b, elem); }
+/* int32 tensors (tokens, targets) get i32 views: the wrappers check the dtype. */
+static cf_view tv_i32(cf_buffer *b, size_t elem) { return cf_view_i32(b, elem); }
 /* The only place a backend is created from a spec. */
-static int open_backend(const char *spec, cf_backend **out) { return cf_backend_create(spec, out); }
+static int open_backend(const char *spec, cf_backend **out) {
+    static cf_backend_options o; /* the environment's options, as the CLI reads them */
+    cf_cli_backend_options_from_env(&o);
+    return cf_backend_create(spec, &o, out);
+}
 
 /* ---- cases ---------------------------------------------------------------------------------- */
 
@@ -115,7 +122,7 @@ static cf_view V_(const tcase *c, cf_buffer **b, const char *name) {
         fprintf(stderr, "FAIL: the test's op row uses tensor '%s' it did not declare\n", name);
         exit(1);
     }
-    return tv(b[i], PAD);
+    return (c->t[i].flags & T_INT) ? tv_i32(b[i], PAD) : tv(b[i], PAD);
 }
 #define V(name) V_(c, b, name)
 #define P c->p
@@ -333,7 +340,8 @@ static void build_enc_fwd(tcase *c) {
     add_rand(c, "wpe", (size_t)T * C, T_IN, 1.0f);
 }
 static int run_enc_fwd(cf_backend *be, const tcase *c, cf_buffer **b) {
-    return cf_be_encoder_forward(be, V("out"), V("tokens"), V("wte"), V("wpe"), P[0], P[1], P[2]);
+    return cf_be_encoder_forward(be, V("out"), V("tokens"), V("wte"), V("wpe"), P[0], P[1], P[2],
+                                 P[3]);
 }
 static void build_enc_bwd(tcase *c) {
     int B = P[0], T = P[1], C = P[2], Vv = P[3];
@@ -344,7 +352,7 @@ static void build_enc_bwd(tcase *c) {
 }
 static int run_enc_bwd(cf_backend *be, const tcase *c, cf_buffer **b) {
     return cf_be_encoder_backward(be, V("dwte"), V("dwpe"), V("dout"), V("tokens"), P[0], P[1],
-                                  P[2]);
+                                  P[2], P[3]);
 }
 
 /* layernorm: p = N C */
@@ -983,7 +991,8 @@ int main(int argc, char **argv) {
                 continue;
             }
             printf("backend %s: %s\n", specs[i], cf_be_name(be));
-            non_cpu += !be->is_cpu;
+            cf_backend_info info;
+            non_cpu += cf_be_info(be, &info) == CF_OK && strcmp(info.kind, "cpu") != 0;
             names[nbe] = specs[i];
             bes[nbe++] = be;
         }
