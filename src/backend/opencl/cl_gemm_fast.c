@@ -312,20 +312,23 @@ static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int
         }
         if (i < 4) g.k[i] = k;
         else g.reduce = k;
-        size_t wg = 0;
-        err = clGetKernelWorkGroupInfo(k, ctx->dev.device, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg,
-                                       &wg, NULL);
-        const size_t need = i < 4 ? (size_t)c->wg * c->wg : 64u;
-        if (err == CL_SUCCESS && wg < need) {
-            cf_cl_fail(ctx, "cl_kernels/gemm_fast.cl: %s (rm %d, rn %d, bk %d, wg %d) runs at most "
-                            "%zu work-items per group on %s, it needs %zu",
-                       name, c->rm, c->rn, c->bk, c->wg, wg, ctx->dev.name, need);
+        /* the kernels' work-groups: wg x wg items with rm x rn accumulators each (the reduction:
+         * 64 items); see cl_gemm.c's gemm_private_bytes for the estimate */
+        const size_t local[2] = {i < 4 ? (size_t)c->wg : 64u, i < 4 ? (size_t)c->wg : 1u};
+        const size_t priv = 4 * (size_t)(c->rm * c->rn + c->rm + c->rn) * sizeof(float) + 256;
+        char why[256] = "";
+        int fits = cf_cl_kernel_fits(ctx, k, 2, local, i < 4 ? priv : 256u, why, sizeof why);
+        if (fits == 0) {
+            cf_cl_fail(ctx, "cl_kernels/gemm_fast.cl: %s (rm %d, rn %d, bk %d, wg %d) cannot run "
+                            "on %s: %s",
+                       name, c->rm, c->rn, c->bk, c->wg, ctx->dev.name, why);
             program_free(&g);
             return CF_ERR_UNSUPPORTED;
         }
-        if (err != CL_SUCCESS)
-            cf_cl_fail(ctx, "cl_kernels/gemm_fast.cl: work-group size of %s: %s", name,
-                       cf_cl_errstr(err));
+        if (fits < 0) {
+            cf_cl_fail(ctx, "cl_kernels/gemm_fast.cl: %s: %s", name, why);
+            err = CL_INVALID_KERNEL;
+        }
     }
     if (err != CL_SUCCESS) {
         program_free(&g);

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -277,4 +279,66 @@ int cf_cl_build_program(cf_cl_ctx *ctx, const char *file, const char *options, c
              options);
     *out = prog;
     return CF_OK;
+}
+
+size_t cf_cl_group_private_budget(const cf_cl_device_info *dev) {
+    if (!(dev->type & CL_DEVICE_TYPE_CPU)) return SIZE_MAX;
+    /* the driver's threads get the default stack: RLIMIT_STACK at start-up (glibc), 2 MiB when
+     * unlimited; half of it leaves room for the driver's own frames */
+    size_t stack = (size_t)2 << 20;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_STACK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > 0)
+        stack = (size_t)rl.rlim_cur;
+    return stack / 2;
+}
+
+int cf_cl_kernel_fits(cf_cl_ctx *ctx, cl_kernel k, int dims, const size_t *local,
+                      size_t private_bytes, char *why, size_t why_len) {
+    why[0] = 0;
+    size_t wg = 0, items = 1, max_items[3] = {0, 0, 0};
+    cl_ulong lmem = 0, pmem = 0;
+    cl_int err = clGetKernelWorkGroupInfo(k, ctx->dev.device, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg,
+                                          &wg, NULL);
+    if (err == CL_SUCCESS)
+        err = clGetKernelWorkGroupInfo(k, ctx->dev.device, CL_KERNEL_LOCAL_MEM_SIZE, sizeof lmem,
+                                       &lmem, NULL);
+    if (err == CL_SUCCESS)
+        err = clGetDeviceInfo(ctx->dev.device, CL_DEVICE_MAX_WORK_ITEM_SIZES, sizeof max_items,
+                              max_items, NULL);
+    if (err != CL_SUCCESS) {
+        snprintf(why, why_len, "the driver did not report the kernel's limits (%s)",
+                 cf_cl_errstr(err));
+        return CF_ERR_DEVICE;
+    }
+    /* optional: some drivers report 0 or nothing useful */
+    if (clGetKernelWorkGroupInfo(k, ctx->dev.device, CL_KERNEL_PRIVATE_MEM_SIZE, sizeof pmem,
+                                 &pmem, NULL) == CL_SUCCESS &&
+        pmem > private_bytes)
+        private_bytes = (size_t)pmem;
+    for (int i = 0; i < dims && i < 3; i++) {
+        items *= local[i];
+        if (local[i] > max_items[i]) {
+            snprintf(why, why_len, "local size %zu in dimension %d exceeds the device's maximum "
+                     "work-item size %zu", local[i], i, max_items[i]);
+            return 0;
+        }
+    }
+    if (items > wg) {
+        snprintf(why, why_len, "%zu work-items per group exceed the %zu the built kernel can run "
+                 "(CL_KERNEL_WORK_GROUP_SIZE)", items, wg);
+        return 0;
+    }
+    if (lmem > ctx->dev.local_mem) {
+        snprintf(why, why_len, "it needs %llu bytes of local memory, the device has %llu",
+                 (unsigned long long)lmem, (unsigned long long)ctx->dev.local_mem);
+        return 0;
+    }
+    size_t budget = cf_cl_group_private_budget(&ctx->dev);
+    if (budget != SIZE_MAX && private_bytes > 0 && items > budget / private_bytes) {
+        snprintf(why, why_len, "%zu work-items with about %zu bytes of private state each exceed "
+                 "the %zu bytes a work-group may keep on the stack of one host thread",
+                 items, private_bytes, budget);
+        return 0;
+    }
+    return 1;
 }
