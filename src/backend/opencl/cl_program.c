@@ -1,7 +1,10 @@
 /* clformer: kernel sources (embedded or read from cl_kernels/) and program builds with the on-disk
  * binary cache. Cache key: hash of the source, the build options, the device name and version, the
  * driver version, the platform version and clformer's version; files are written to a temporary
- * name and renamed, so a concurrent reader never sees half a binary. */
+ * name, flushed to disk and renamed, so a concurrent reader never sees half a binary. Each entry
+ * starts with a header (magic, format version, payload length, payload checksum); an entry that is
+ * not a regular file or does not match its header is never handed to the driver: the program is
+ * compiled from source and the entry rewritten. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <fcntl.h>
@@ -99,6 +102,14 @@ static int quiet_write_atomic(const char *path, const void *data, size_t len) {
         p += w;
         left -= (size_t)w;
     }
+    if (fsync(fd) != 0) {
+        close(fd);
+        unlink(tmp);
+        return -1;
+    }
+    /* an empty directory in place of the entry is removed; anything else there stays */
+    struct stat st;
+    if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) rmdir(path);
     if (close(fd) != 0 || rename(tmp, path) != 0) {
         unlink(tmp);
         return -1;
@@ -126,34 +137,98 @@ static void cache_path(cf_cl_ctx *ctx, const char *file, const char *src, size_t
     snprintf(out, out_len, "%s/%s-%016llx.bin", ctx->cache_dir, stem, (unsigned long long)h);
 }
 
-/* Read a whole cache file without logging (a missing or vanished entry is normal). */
-static int quiet_read(const char *path, char **data, size_t *len) {
+/* Cache entry layout: a 32-byte header, then the driver's program binary.
+ *   bytes 0..7   magic "CFPROGC\n"
+ *   bytes 8..11  format version (CACHE_VERSION), little-endian
+ *   bytes 12..15 zero
+ *   bytes 16..23 payload length in bytes, little-endian
+ *   bytes 24..31 cf_hash64 of the payload, little-endian */
+#define CACHE_MAGIC "CFPROGC\n"
+#define CACHE_VERSION 1u
+#define CACHE_HEADER 32u
+
+static void put_u64(unsigned char *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_u64(const unsigned char *p) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+static uint64_t payload_hash(const void *data, size_t len) {
+    return cf_hash64(data, len, 0x70726f6763616368ull);
+}
+
+/* Read and validate a cache entry without touching anything but a regular file: opened
+ * non-blocking (a FIFO never blocks the run), then checked with fstat; the header's magic, version
+ * and length must match the file and the checksum the payload. 0 and the payload (caller frees)
+ * when valid; -1 when missing (why ""); -1 with why set when present but unusable. */
+static int read_entry(const char *path, char **data, size_t *len, char *why, size_t why_len) {
     *data = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
+    why[0] = 0;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) {
+        if (errno != ENOENT) snprintf(why, why_len, "cannot be opened (%s)", strerror(errno));
+        return -1;
+    }
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || st.st_size <= 0) {
-        fclose(f);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(why, why_len, "is not a regular file");
+        close(fd);
         return -1;
     }
-    char *buf = malloc((size_t)st.st_size);
-    if (!buf || fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
+    if (st.st_size < (off_t)CACHE_HEADER + 1) {
+        snprintf(why, why_len, "is too short (%lld bytes)", (long long)st.st_size);
+        close(fd);
+        return -1;
+    }
+    size_t total = (size_t)st.st_size;
+    unsigned char *buf = malloc(total);
+    size_t got = 0;
+    while (buf && got < total) {
+        ssize_t r = read(fd, buf + got, total - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (!buf || got != total) {
+        snprintf(why, why_len, buf ? "could not be read whole" : "does not fit in memory");
         free(buf);
-        fclose(f);
         return -1;
     }
-    fclose(f);
-    *data = buf;
-    *len = (size_t)st.st_size;
+    uint64_t n = get_u64(buf + 16);
+    if (memcmp(buf, CACHE_MAGIC, 8) != 0)
+        snprintf(why, why_len, "has no clformer cache header");
+    else if (get_u64(buf + 8) != CACHE_VERSION)
+        snprintf(why, why_len, "has cache format %llu, not %u",
+                 (unsigned long long)(get_u64(buf + 8)), CACHE_VERSION);
+    else if (n != total - CACHE_HEADER)
+        snprintf(why, why_len, "holds %zu bytes after its header, the header says %llu",
+                 total - CACHE_HEADER, (unsigned long long)n);
+    else if (payload_hash(buf + CACHE_HEADER, (size_t)n) != get_u64(buf + 24))
+        snprintf(why, why_len, "fails its checksum");
+    if (why[0]) {
+        free(buf);
+        return -1;
+    }
+    memmove(buf, buf + CACHE_HEADER, (size_t)n);
+    *data = (char *)buf;
+    *len = (size_t)n;
     return 0;
 }
 
 /* Try the cached binary; 1 = loaded and built, 0 = not usable (caller compiles the source). */
 static int load_cached(cf_cl_ctx *ctx, const char *path, const char *options, cl_program *out) {
-    char *bin = NULL;
+    char *bin = NULL, why[160];
     size_t len = 0;
-    if (quiet_read(path, &bin, &len) != 0) return 0;
+    if (read_entry(path, &bin, &len, why, sizeof why) != 0) {
+        if (why[0]) CF_DEBUG("program cache %s %s; compiling from source", path, why);
+        return 0;
+    }
     const unsigned char *bins[1] = {(const unsigned char *)bin};
     cl_int status = CL_SUCCESS, err = CL_SUCCESS;
     cl_program prog = clCreateProgramWithBinary(ctx->context, 1, &ctx->dev.device, &len, bins,
@@ -193,17 +268,22 @@ static void store_cached(cf_cl_ctx *ctx, const char *path, cl_program prog) {
     if (clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL) != CL_SUCCESS ||
         size == 0)
         return;
-    unsigned char *bin = malloc(size);
-    if (!bin) return;
+    unsigned char *entry = malloc(CACHE_HEADER + size);
+    if (!entry) return;
+    unsigned char *bin = entry + CACHE_HEADER;
     unsigned char *bins[1] = {bin};
     if (clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) == CL_SUCCESS) {
-        if (quiet_write_atomic(path, bin, size) == 0)
+        memcpy(entry, CACHE_MAGIC, 8);
+        put_u64(entry + 8, CACHE_VERSION);
+        put_u64(entry + 16, size);
+        put_u64(entry + 24, payload_hash(bin, size));
+        if (quiet_write_atomic(path, entry, CACHE_HEADER + size) == 0)
             ctx->build.cache_writes++;
         else
             CF_DEBUG("program cache: cannot write %s (%s); kernels will be compiled again next "
                      "run", path, strerror(errno));
     }
-    free(bin);
+    free(entry);
 }
 
 /* A failed build: one line naming the kernel file, the device and the first compiler error, then
