@@ -559,6 +559,21 @@ static void test_group_limits(void) {
     if (ctx->dev.max_group >= 1024)
         expect(cf_cl_gemm_params_fit(ctx, &mid) && cf_cl_gemm_variant(ctx, &mid) == CF_OK,
                "32x32 work-groups with wpt 8 (1.5 MiB of private state at most) fit and build");
+    /* more distinct variants than the program table holds (a tuning file may name them): each
+     * builds, with no error; the table starts over when full */
+    int built = 0, before = g_errors;
+    for (int w = 1; w <= 2; w++)
+        for (int tk = 4; tk <= 16; tk *= 2)
+            for (int pad = 0; pad <= 2; pad++) {
+                cf_cl_gemm_params v = {4, w, tk, "test", 1, pad, CF_GEMM_AUTO};
+                built += cf_cl_gemm_variant(ctx, &v) == CF_OK;
+            }
+    expect(built == 18 && g_errors == before && ctx->n_gemm_progs >= 1 &&
+               ctx->n_gemm_progs <= CF_CL_MAX_GEMM_PROGRAMS,
+           "18 distinct variants (the table holds %d) all build, no error logged (%d built)",
+           CF_CL_MAX_GEMM_PROGRAMS, built);
+    gemm_case("after the variant table started over", 0, 0, 70, 50, 30, 1.0f, 0.0f);
+
     /* the built kernel's own limits */
     expect(ctx->n_gemm_progs > 0, "the rule's GEMM variants are built");
     if (ctx->n_gemm_progs == 0) return;

@@ -156,10 +156,18 @@ static int gemm_program(cf_cl_ctx *ctx, const cf_cl_gemm_params *p, cf_cl_gemm_p
         }
     }
     if (ctx->n_gemm_progs == CF_CL_MAX_GEMM_PROGRAMS) {
-        cf_cl_fail(ctx, "gemm: more than %d kernel variants requested (tile %d, wpt %d, tk %d, "
-                        "vw %d, pad %d); reduce the number of distinct entries in the tuning file",
-                   CF_CL_MAX_GEMM_PROGRAMS, p->tile, p->wpt, p->tk, p->vw, p->pad);
-        return CF_ERR_UNSUPPORTED;
+        /* a tuning file (or the tuner) may use more variants than the table holds: start the table
+         * over (kernels already enqueued keep their programs alive); they come back from the
+         * program cache when used again */
+        CF_DEBUG("gemm: %d kernel variants built; releasing them to build tile %d, wpt %d, tk %d, "
+                 "vw %d, pad %d",
+                 CF_CL_MAX_GEMM_PROGRAMS, p->tile, p->wpt, p->tk, p->vw, p->pad);
+        for (int i = 0; i < ctx->n_gemm_progs; i++) {
+            for (int j = 0; j < 4; j++)
+                if (ctx->gemm_progs[i].k[j]) clReleaseKernel(ctx->gemm_progs[i].k[j]);
+            if (ctx->gemm_progs[i].program) clReleaseProgram(ctx->gemm_progs[i].program);
+        }
+        ctx->n_gemm_progs = 0;
     }
     char opts[160];
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DTS=%d -DWPT=%d -DTK=%d -DVW=%d -DPAD=%d",

@@ -264,10 +264,13 @@ static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int
         }
     }
     if (st->n_progs == FAST_MAX_PROGRAMS) {
-        cf_cl_fail(ctx, "gemm_fast: more than %d kernel variants requested (rm %d, rn %d, bk %d, "
-                        "wg %d, vec %d)",
-                   FAST_MAX_PROGRAMS, c->rm, c->rn, c->bk, c->wg, vec);
-        return CF_ERR_UNSUPPORTED;
+        /* more variants than the table holds (the tuner over many shapes): start it over (kernels
+         * already enqueued keep their programs alive) */
+        CF_DEBUG("gemm_fast: %d kernel variants built; releasing them to build rm %d, rn %d, bk "
+                 "%d, wg %d, vec %d",
+                 FAST_MAX_PROGRAMS, c->rm, c->rn, c->bk, c->wg, vec);
+        for (int i = 0; i < st->n_progs; i++) program_free(&st->progs[i]);
+        st->n_progs = 0;
     }
     const int verbose = fast_verbose(ctx);
     /* The dispatch sends products here on GPUs only; on CPU devices the kernel runs in tests (and
@@ -451,7 +454,11 @@ static int fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, const cf_cl_gemm_f
     fast_program *g = NULL, *gp = NULL;
     CF_TRY(fast_program_get(ctx, &c, vec, eb, ea, ecs, &g));
     /* the partial products' program sums op(A) too (into the scratch), the reduce adds them */
-    if (split > 1) CF_TRY(fast_program_get(ctx, &c, vec, 0, 0, ecs, &gp));
+    if (split > 1) {
+        CF_TRY(fast_program_get(ctx, &c, vec, 0, 0, ecs, &gp));
+        /* a full table was started over for gp: look g up again (rebuilt if it went) */
+        CF_TRY(fast_program_get(ctx, &c, vec, eb, ea, ecs, &g));
+    }
     log_choice(ctx, d, &c, vec, source);
     const int which = (d->ta ? 2 : 0) + (d->tb ? 1 : 0);
     /* without a bias the kernels still get a valid buffer for it (never read) */
