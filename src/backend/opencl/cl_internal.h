@@ -162,7 +162,10 @@ void cf_cl_fail(cf_cl_ctx *ctx, const char *fmt, ...);
 
 /* Source of cl_kernels/<file> (embedded copy, or read from ctx->kernel_dir). Caller frees. */
 int cf_cl_kernel_source(cf_cl_ctx *ctx, const char *file, char **src, size_t *len);
-/* Build (or load from the cache) the program for cl_kernels/<file> with the given options. */
+/* The prelude put ahead of every program's source (cl_kernels/common.cl). */
+#define CF_CL_PRELUDE "common.cl"
+/* Build (or load from the cache) the program for cl_kernels/<file>, after the prelude, with the
+ * given options. */
 int cf_cl_build_program(cf_cl_ctx *ctx, const char *file, const char *options, cl_program *out);
 /* Resolve the program cache directory from CF_CACHE_DIR / XDG_CACHE_HOME / HOME. */
 void cf_cl_default_cache_dir(char *out, size_t len);

@@ -326,6 +326,31 @@ int cf_cl_build_program(cf_cl_ctx *ctx, const char *file, const char *options, c
     char *src = NULL;
     size_t len = 0;
     CF_TRY(cf_cl_kernel_source(ctx, file, &src, &len));
+    /* every program starts with cl_kernels/common.cl (embedded or from the same directory as the
+     * file); the cache key below hashes the whole text, prelude included */
+    if (strcmp(file, CF_CL_PRELUDE) != 0) {
+        char *pre = NULL;
+        size_t pre_len = 0;
+        int rc = cf_cl_kernel_source(ctx, CF_CL_PRELUDE, &pre, &pre_len);
+        if (rc < 0) {
+            free(src);
+            return rc;
+        }
+        static const char line[] = "\n#line 1\n"; /* compiler messages count the file's lines */
+        char *all = malloc(pre_len + sizeof line - 1 + len + 1);
+        if (!all) {
+            free(pre);
+            free(src);
+            return CF_ERR_NOMEM;
+        }
+        memcpy(all, pre, pre_len);
+        memcpy(all + pre_len, line, sizeof line - 1);
+        memcpy(all + pre_len + sizeof line - 1, src, len + 1);
+        len += pre_len + sizeof line - 1;
+        free(pre);
+        free(src);
+        src = all;
+    }
     char path[1400] = "";
     if (ctx->cache_dir[0]) {
         cache_path(ctx, file, src, len, options, path, sizeof path);
