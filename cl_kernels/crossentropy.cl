@@ -9,18 +9,6 @@
 #define LS 256
 #endif
 
-static float ce_group_reduce(__local float *red, float v, int is_max) {
-    int lid = get_local_id(0);
-    red[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int s = LS / 2; s > 0; s >>= 1) {
-        if (lid < s) red[lid] = is_max ? fmax(red[lid], red[lid + s]) : red[lid] + red[lid + s];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    float r = red[0];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return r;
-}
 
 /* losses(N) = logsumexp(logits row) - logits[target] */
 __kernel void crossentropy_forward(__global float *losses, ulong loss_off,
@@ -33,10 +21,10 @@ __kernel void crossentropy_forward(__global float *losses, ulong loss_off,
     if (target >= V) target = -1; /* outside the row: ignored */
     float mx = -INFINITY;
     for (int i = lid; i < V; i += LS) mx = fmax(mx, x[i]);
-    mx = ce_group_reduce(red, mx, 1);
+    mx = cf_group_reduce(red, mx, 1);
     float s = 0.0f;
     for (int i = lid; i < V; i += LS) s += exp(x[i] - mx);
-    s = ce_group_reduce(red, s, 0);
+    s = cf_group_reduce(red, s, 0);
     if (lid == 0) {
         float loss = 0.0f;
         if (target >= 0) loss = log(s) + mx - x[target];
@@ -70,7 +58,7 @@ __kernel void crossentropy_fused(__global float *losses, ulong loss_off, __globa
             v[j] = i < V ? x[i] : -INFINITY;
             mx = fmax(mx, v[j]);
         }
-        mx = ce_group_reduce(red, mx, 1);
+        mx = cf_group_reduce(red, mx, 1);
         float s = 0.0f;
 #pragma unroll
         for (int j = 0; j < CE_CPT; j++) {
@@ -78,7 +66,7 @@ __kernel void crossentropy_fused(__global float *losses, ulong loss_off, __globa
             v[j] = i < V ? exp(v[j] - mx) : 0.0f;
             s += v[j];
         }
-        s = ce_group_reduce(red, s, 0);
+        s = cf_group_reduce(red, s, 0);
         if (lid == 0) {
             float loss = 0.0f;
             if (target >= 0) loss = log(s) + mx - x[target];
@@ -96,10 +84,10 @@ __kernel void crossentropy_fused(__global float *losses, ulong loss_off, __globa
     }
     float mx = -INFINITY;
     for (int i = lid; i < V; i += LS) mx = fmax(mx, x[i]);
-    mx = ce_group_reduce(red, mx, 1);
+    mx = cf_group_reduce(red, mx, 1);
     float s = 0.0f;
     for (int i = lid; i < V; i += LS) s += exp(x[i] - mx);
-    s = ce_group_reduce(red, s, 0); /* ends with a barrier: all reads of the row are done */
+    s = cf_group_reduce(red, s, 0); /* ends with a barrier: all reads of the row are done */
     if (lid == 0) {
         float loss = 0.0f;
         if (target >= 0) loss = log(s) + mx - x[target];

@@ -1,9 +1,6 @@
 /* clformer: GELU, tanh approximation (GPT-2), forward and backward, element-wise.
  * out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
-#define GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
-/* -2u = x (GELU_C1 + GELU_C2 x^2), u = sqrt(2/pi) (x + 0.044715 x^3) */
-#define GELU_C1 (-2.0f * GELU_SCALE)
-#define GELU_C2 (-2.0f * GELU_SCALE * 0.044715f)
+/* GELU_SCALE, GELU_C1, GELU_C2: cl_kernels/common.cl; -2u = x (GELU_C1 + GELU_C2 x^2) */
 
 /* gelu(x) = 0.5 x (1 + tanh(u)) = x * sigmoid(2u): one exp, no overflow (exp(-2u) -> inf gives
  * 0). d/dx = s + 2 x s (1 - s) u' = s (1 + x 2u' e s) with s = sigmoid(2u), e = exp(-2u):

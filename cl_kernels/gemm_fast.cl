@@ -68,18 +68,16 @@
 #endif
 #define NT (WG * WG) /* work-items per group */
 
-/* GELU, tanh form, as cl_kernels/gelu.cl (the same expressions): gelu(x) = x sigmoid(2u) */
-#define GF_GELU_SCALE 0.7978845608028654f
-#define GF_GELU_C1 (-2.0f * GF_GELU_SCALE)
-#define GF_GELU_C2 (-2.0f * GF_GELU_SCALE * 0.044715f)
+/* GELU, tanh form, as cl_kernels/gelu.cl (the same expressions and the constants of
+ * cl_kernels/common.cl): gelu(x) = x sigmoid(2u) */
 static inline float gf_gelu(float x) {
-    return x / (1.0f + exp(x * (GF_GELU_C1 + GF_GELU_C2 * (x * x))));
+    return x / (1.0f + exp(x * (GELU_C1 + GELU_C2 * (x * x))));
 }
 static inline float gf_gelu_grad(float x) {
     const float x2 = x * x;
-    const float e = exp(fmin(x * (GF_GELU_C1 + GF_GELU_C2 * x2), 80.0f));
+    const float e = exp(fmin(x * (GELU_C1 + GELU_C2 * x2), 80.0f));
     const float s = 1.0f / (1.0f + e);
-    const float du2 = 2.0f * GF_GELU_SCALE + 6.0f * GF_GELU_SCALE * 0.044715f * x2;
+    const float du2 = 2.0f * GELU_SCALE + 6.0f * GELU_SCALE * 0.044715f * x2;
     const float q = (x * du2) * (e * s);
     return s * q + s;
 }

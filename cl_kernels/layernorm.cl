@@ -7,18 +7,6 @@
 #define LS 256
 #endif
 
-static float ln_group_sum(__local float *red, float v) {
-    int lid = get_local_id(0);
-    red[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int s = LS / 2; s > 0; s >>= 1) {
-        if (lid < s) red[lid] += red[lid + s];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    float r = red[0];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return r;
-}
 
 /* out(N,C) = (inp - mean) * rstd * weight(C) + bias(C); mean(N), rstd(N) saved when save != 0 */
 __kernel void layernorm_forward(__global float *out, ulong out_off, __global float *mean,
@@ -34,13 +22,13 @@ __kernel void layernorm_forward(__global float *out, ulong out_off, __global flo
     __global const float *b = bias + b_off;
     float s = 0.0f;
     for (int c = lid; c < C; c += LS) s += x[c];
-    float m = ln_group_sum(red, s) / C;
+    float m = cf_group_sum(red, s) / C;
     float v = 0.0f;
     for (int c = lid; c < C; c += LS) {
         float d = x[c] - m;
         v += d * d;
     }
-    float var = ln_group_sum(red, v) / C;
+    float var = cf_group_sum(red, v) / C;
     float rs = 1.0f / sqrt(var + 1e-5f);
     for (int c = lid; c < C; c += LS) o[c] = (x[c] - m) * rs * w[c] + b[c];
     if (save && lid == 0) {
@@ -49,19 +37,7 @@ __kernel void layernorm_forward(__global float *out, ulong out_off, __global flo
     }
 }
 
-/* Both sums of a row in one reduction (half the barriers of two). */
-static float2 ln_group_sum2(__local float2 *red, float2 v) {
-    int lid = get_local_id(0);
-    red[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int s = LS / 2; s > 0; s >>= 1) {
-        if (lid < s) red[lid] += red[lid + s];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    float2 r = red[0];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return r;
-}
+/* Both sums of a row in one reduction: cf_group_sum2 (cl_kernels/common.cl). */
 
 /* Columns per work-item kept in registers by the backward (C <= LN_CPT * LS); wider rows take the
  * loop below, which keeps the sums in the partial buffer instead. */
@@ -107,7 +83,7 @@ __kernel void layernorm_backward(__global float *dinp, ulong dinp_off, __global 
                 const float dnorm = wv[j] * dv[j];
                 sum += (float2)(dnorm, dnorm * nv[j]);
             }
-            sum = ln_group_sum2(red2, sum) / C;
+            sum = cf_group_sum2(red2, sum) / C;
 #pragma unroll
             for (int j = 0; j < LN_CPT; j++) {
                 const int c = lid + j * LS;
@@ -145,8 +121,8 @@ __kernel void layernorm_backward(__global float *dinp, ulong dinp_off, __global 
             s1 += dnorm;
             s2 += dnorm * norm;
         }
-        float dnorm_mean = ln_group_sum(red, s1) / C;
-        float dnorm_norm_mean = ln_group_sum(red, s2) / C;
+        float dnorm_mean = cf_group_sum(red, s1) / C;
+        float dnorm_norm_mean = cf_group_sum(red, s2) / C;
         for (int c = lid; c < C; c += LS) {
             float norm = (x[c] - m) * rs;
             float dnorm = w[c] * dy[c];

@@ -7,19 +7,7 @@
 #define LS 256
 #endif
 
-/* tree sum of one value per work-item over the group; every work-item gets the result */
-static float group_sum(__local float *red, float v) {
-    int lid = get_local_id(0);
-    red[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int s = LS / 2; s > 0; s >>= 1) {
-        if (lid < s) red[lid] += red[lid + s];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    float r = red[0];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return r;
-}
+/* group sums: cf_group_sum of cl_kernels/common.cl */
 
 /* pass 1: partial(num_groups) = per-group sums of x(n) (or of x*x when square).
  * With x_off a multiple of 4 the work-items read float4s, two per iteration (so that twice the
@@ -51,7 +39,7 @@ __kernel void reduce_sum_partial(__global const float *x, ulong x_off, ulong n, 
         i0 = n4 * 4;
     }
     for (size_t i = i0 + gid; i < n; i += stride) s += sq_or(x[x_off + i], square);
-    s = group_sum(red, s);
+    s = cf_group_sum(red, s);
     if (get_local_id(0) == 0) partial[get_group_id(0)] = s;
 }
 
@@ -61,7 +49,7 @@ __kernel void reduce_sum_final(__global const float *partial, int count, __globa
     __local float red[LS];
     float s = 0.0f;
     for (int i = get_local_id(0); i < count; i += LS) s += partial[i];
-    s = group_sum(red, s);
+    s = cf_group_sum(red, s);
     if (get_local_id(0) == 0) out[out_off] = s;
 }
 

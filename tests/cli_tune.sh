@@ -51,6 +51,18 @@ expect_fail "bad --squares" "$TUNE" --squares 12,x
 expect_fail "bad --fast-variants" "$TUNE" --fast-variants 8x8x4x16
 "$TUNE" --help | grep -q -- "--budget S" && ok "--help" || bad "--help does not document --budget"
 
+# an error reported during the run (planted in the first GEMM run: the backend logs it, the
+# candidate is skipped) makes the tuner exit non-zero, with one closing line saying so
+CF_TUNE_PLANT_ERROR=1 "$TUNE" --device "$DEV" --quick --squares 64 --repeats 1 --tiles 8 --wpt 4 \
+  --tk 16 --vw 1 --pad 1 --no-workgroups --out "$W/pe.json" >"$W/pe.out" 2>"$W/pe.err"
+rc=$?
+if [ $rc != 0 ] && grep -q '^error: gemm: planted error' "$W/pe.err" &&
+   grep -q '^error: clformer-tune: 1 error was reported above' "$W/pe.err"; then
+  ok "an error reported during the run: exit $rc, $(grep -c '^error: ' "$W/pe.err") error lines"
+else
+  bad "an error reported during the run exits $rc: $(grep '^error: ' "$W/pe.err")"
+fi
+
 # a small model: every GEMM shape of its training step is tuned
 cat > "$W/small.json" <<'EOF'
 {"name": "small", "d_model": 32, "num_heads": 2, "num_layers": 1, "d_ff": 64, "max_length": 16,

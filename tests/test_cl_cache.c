@@ -1,8 +1,8 @@
 /* clformer test: the on-disk program cache of the OpenCL backend, with the start-up time measured
  * cold and warm. A fresh cache directory: the first backend compiles every program and writes one
  * binary per program (no temporary files left behind); the second loads all of them and compiles
- * nothing, and its kernels give the CPU backend's results; a corrupt entry is recompiled and
- * rewritten; an edited kernel source gets a new key; an unwritable cache directory costs only the
+ * nothing, and its kernels give the CPU backend's results; a corrupt entry (junk, truncated,
+ * bit-flipped, a FIFO, a directory) is recompiled and rewritten; an edited kernel source gets a new key; an unwritable cache directory costs only the
  * cache. PoCL's own kernel cache is turned off (POCL_KERNEL_CACHE=0) so "cold" means cold. */
 #include "test_cl_common.h"
 
@@ -119,13 +119,65 @@ int main(void) {
     check_ops("after a corrupt entry");
     cf_backend_destroy(GPU);
 
+    /* damaged entries: each is compiled from source, rewritten, logged at debug level, and the
+     * kernels give the CPU backend's results; none reaches the driver */
+    static const char *damage[] = {"truncated", "bit-flipped", "a FIFO", "an empty directory",
+                                   "a directory with a file"};
+    char *entry = NULL;
+    size_t entry_len = 0;
+    TCL_OK(cf_read_file(path, &entry, &entry_len));
+    for (int i = 0; i < 5; i++) {
+        char *good = NULL, sub[1100];
+        size_t len = 0;
+        TCL_OK(cf_read_file(path, &good, &len));
+        if (i == 0) {
+            TCL_OK(cf_write_file_atomic(path, good, len / 2));
+        } else if (i == 1) {
+            good[len - len / 3] ^= 0x10;
+            TCL_OK(cf_write_file_atomic(path, good, len));
+        } else {
+            remove(path);
+            int made = i == 2 ? mkfifo(path, 0644) : mkdir(path, 0755);
+            if (made != 0) printf("FAIL cannot make %s at %s\n", damage[i], path);
+            snprintf(sub, sizeof sub, "%s/x", path);
+            if (i == 4) TCL_OK(cf_write_file_atomic(sub, "x", 1));
+        }
+        free(good);
+        int level = cf_log_get_level();
+        cf_log_set_level(CF_LOG_DEBUG);
+        g_log[0] = 0;
+        char label[64];
+        snprintf(label, sizeof label, "entry %s", damage[i]);
+        GPU = open_timed(label, &t, &st);
+        cf_log_set_level(level);
+        struct stat sd;
+        int regular = lstat(path, &sd) == 0 && S_ISREG(sd.st_mode);
+        const char *line = strstr(g_log, "program cache");
+        expect(st.programs_from_source == 1 && st.programs_from_cache == programs - 1 &&
+                   (i == 4 ? !regular : st.cache_writes == 1 && regular) && line &&
+                   strstr(line, "compiling from source"),
+               "an entry that is %s is compiled from source%s, with a debug line (%d compiled, "
+               "%d written)",
+               damage[i], i == 4 ? " (the directory is left alone)" : " and rewritten",
+               st.programs_from_source, st.cache_writes);
+        check_ops(label);
+        cf_backend_destroy(GPU);
+        if (i == 4) { /* put a valid entry back for the cases below */
+            remove(sub);
+            rmdir(path);
+            TCL_OK(cf_write_file_atomic(path, entry, entry_len));
+        }
+    }
+
+    free(entry);
+
     /* the key covers the source: an edited kernel (here: a comment added) is a new entry */
     char kdir[600];
     snprintf(kdir, sizeof kdir, "%s/kernels", cache_dir);
     mkdir(kdir, 0755);
     static const char *files[] = {"residual.cl", "reduce.cl",    "gelu.cl",    "adamw.cl",
                                   "layernorm.cl", "crossentropy.cl", "attention.cl", "encoder.cl",
-                                  "gemm.cl"};
+                                  "gemm.cl", "common.cl"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char *src = NULL, p2[800];
         size_t len = 0;

@@ -182,10 +182,11 @@ static inline void expect(int cond, const char *fmt, ...) {
 /* ---- log capture (GEMM tile choice is logged at debug level) ------------------------------- */
 
 static char g_log[16384];
-static int g_warnings = 0;
+static int g_warnings = 0, g_errors = 0;
 static inline void capture_log(int level, const char *msg, void *user) {
     (void)user;
     if (level == CF_LOG_WARN) g_warnings++;
+    if (level == CF_LOG_ERROR) g_errors++;
     if (level <= CF_LOG_WARN) fprintf(stderr, "%s%s\n", level == 0 ? "error: " : "warning: ", msg);
     size_t used = strlen(g_log), len = strlen(msg);
     if (used + len + 2 < sizeof g_log) {

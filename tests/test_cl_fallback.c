@@ -155,7 +155,8 @@ static void test_build_failures(void) {
         return;
     }
     static const char *files[] = {"residual.cl", "reduce.cl",    "adamw.cl",     "layernorm.cl",
-                                  "gemm.cl",     "encoder.cl",   "attention.cl", "crossentropy.cl"};
+                                  "gemm.cl",     "encoder.cl",   "attention.cl", "crossentropy.cl",
+                                  "common.cl"};
     char path[512], *src = NULL;
     size_t len = 0;
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {

@@ -15,6 +15,7 @@
  *   test_cl_tuning [--device SPEC] [--tuned-only]
  * --tuned-only: only the tuned backend against the CPU (one backend: for oclgrind). */
 #define _POSIX_C_SOURCE 200809L /* setenv, mkdtemp, chdir */
+#include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -322,7 +323,10 @@ static void device_tuning(cf_tuning *t, const char *driver) {
         entry("att^T dout", 1, 0, 19, 8, 19, 8, 1, 8, 8, 1, CF_TUNING_NATIVE),
         /* left to the backend's own choice (the rule here: no "fast" kernel for this size) */
         entry("fast", 0, 0, 100, 90, 80, 16, 4, 16, 1, 1, CF_TUNING_FAST),
-        /* does not fit any device: 1024x1024 blocks need 512 KiB + of local memory */
+        /* does not fit any device: 64x64 work-groups with 16x16 accumulators per item; a GPU
+         * runs at most 1024 items per group, and a CPU device (PoCL reports 4096 items and 1 MiB
+         * of local memory, enough for its 512 KiB) would keep ~18 MiB of private state on one
+         * thread's stack: it crashed PoCL's pthread-skylake-avx512 driver before the check */
         entry("too big", 1, 0, 40, 30, 20, 64, 16, 64, 1, 1, CF_TUNING_NATIVE),
         /* the register-blocked kernel with the entry's choice (where that kernel applies: GPUs,
          * CF_GEMM_FAST=1): 64x32 blocks, K in 2 slices */
@@ -536,6 +540,56 @@ static void test_tuned_ops(void) {
     pair_free(prm), pair_free(grd), pair_free(m), pair_free(v);
 }
 
+/* The limits of a built kernel and of the device: a variant is launched only where they hold. */
+static void test_group_limits(void) {
+    cf_cl_ctx *ctx = GPU->ctx;
+    const int cpu = (ctx->dev.type & CL_DEVICE_TYPE_CPU) != 0;
+    const size_t budget = cf_cl_group_private_budget(&ctx->dev);
+    expect(cpu ? budget > 0 && budget < SIZE_MAX : budget == SIZE_MAX,
+           "private state per work-group bounded on a CPU device only (%zu bytes)", budget);
+    /* the "too big" entry: within CL_DEVICE_MAX_WORK_GROUP_SIZE and the local memory of PoCL */
+    cf_cl_gemm_params big = {64, 16, 64, "test", 1, 1, CF_GEMM_AUTO};
+    int fit = cf_cl_gemm_params_fit(ctx, &big);
+    int n_progs = ctx->n_gemm_progs;
+    int rc = cf_cl_gemm_variant(ctx, &big);
+    expect(!fit && rc == CF_ERR_UNSUPPORTED && ctx->n_gemm_progs == n_progs,
+           "64x64 work-groups with wpt 16 are refused before building or launching (fit %d, %s)",
+           fit, cf_status_str(rc));
+    cf_cl_gemm_params mid = {32, 8, 16, "test", 1, 1, CF_GEMM_AUTO};
+    if (ctx->dev.max_group >= 1024)
+        expect(cf_cl_gemm_params_fit(ctx, &mid) && cf_cl_gemm_variant(ctx, &mid) == CF_OK,
+               "32x32 work-groups with wpt 8 (1.5 MiB of private state at most) fit and build");
+    /* more distinct variants than the program table holds (a tuning file may name them): each
+     * builds, with no error; the table starts over when full */
+    int built = 0, before = g_errors;
+    for (int w = 1; w <= 2; w++)
+        for (int tk = 4; tk <= 16; tk *= 2)
+            for (int pad = 0; pad <= 2; pad++) {
+                cf_cl_gemm_params v = {4, w, tk, "test", 1, pad, CF_GEMM_AUTO};
+                built += cf_cl_gemm_variant(ctx, &v) == CF_OK;
+            }
+    expect(built == 18 && g_errors == before && ctx->n_gemm_progs >= 1 &&
+               ctx->n_gemm_progs <= CF_CL_MAX_GEMM_PROGRAMS,
+           "18 distinct variants (the table holds %d) all build, no error logged (%d built)",
+           CF_CL_MAX_GEMM_PROGRAMS, built);
+    gemm_case("after the variant table started over", 0, 0, 70, 50, 30, 1.0f, 0.0f);
+
+    /* the built kernel's own limits */
+    expect(ctx->n_gemm_progs > 0, "the rule's GEMM variants are built");
+    if (ctx->n_gemm_progs == 0) return;
+    const cf_cl_gemm_program *g = &ctx->gemm_progs[0];
+    char why[256];
+    size_t local[2] = {(size_t)g->tile, (size_t)g->tile};
+    int r = cf_cl_kernel_fits(ctx, g->k[0], 2, local, 64, why, sizeof why);
+    expect(r == 1, "gemm_nn %dx%d fits its device (%d: %s)", g->tile, g->tile, r, why);
+    size_t wide[2] = {ctx->dev.max_group * 2, 1};
+    r = cf_cl_kernel_fits(ctx, g->k[0], 2, wide, 64, why, sizeof why);
+    expect(r == 0 && why[0], "a group of twice the device's maximum is refused (%d: %s)", r, why);
+    r = cf_cl_kernel_fits(ctx, g->k[0], 2, local, (size_t)1 << 30, why, sizeof why);
+    expect(cpu ? r == 0 && strstr(why, "stack") : r == 1,
+           "1 GiB of private state per item: refused on a CPU device only (%d: %s)", r, why);
+}
+
 /* count of non-overlapping occurrences of needle in hay */
 static int count_of(const char *hay, const char *needle) {
     int n = 0;
@@ -657,6 +711,7 @@ int main(int argc, char **argv) {
         setenv("CF_TUNING", path, 1);
         if (tcl_open("test_cl_tuning", NULL, &code) == 0) {
             test_tuned_ops();
+            test_group_limits();
             test_fast_choice();
         } else {
             return code;

@@ -153,6 +153,8 @@ typedef struct {
     int checked;     /* native candidates other than the rule checked so far */
     const cf_cl_gemm_fast_choice *fcur; /* the register-blocked choice run_fast runs */
     int plant_wrong_fast; /* CF_TUNE_PLANT_WRONG_FAST=N: the same for the fast-kernel choices */
+    int plant_error;      /* CF_TUNE_PLANT_ERROR=N: the Nth GEMM run fails with an error logged */
+    int runs;             /* GEMM runs so far (for plant_error) */
     int checked_fast;     /* fast-kernel choices other than the rule's checked so far */
     /* report lines */
     char **rejects;
@@ -619,6 +621,12 @@ static int measure_gemm(tuner *T, int i, const cand *c, int kind, int is_rule, c
     ctx->quiet_init = kind == KIND_FAST_CHOICE; /* a variant that does not build: its note */
     ctx->last_error[0] = 0;
     int rc = fn(T, (void *)s);
+    /* test switch: the Nth run fails with an error logged by the backend (as an overflowing
+     * kernel-variant table once did), which must make the run exit non-zero */
+    if (rc >= 0 && ++T->runs == T->plant_error && !ctx->quiet_init) {
+        cf_cl_fail(ctx, "gemm: planted error (CF_TUNE_PLANT_ERROR=%d)", T->plant_error);
+        rc = CF_ERR_UNSUPPORTED;
+    }
     ctx->quiet_init = 0;
     if (rc >= 0) rc = cf_be_download(T->be, T->host_c, cf_view_f32(T->gC, 0), n * 4);
     if (rc < 0) {
@@ -1793,6 +1801,8 @@ static int run(tuner *T) {
     T->plant_wrong = pw ? atoi(pw) : 0;
     const char *pwf = getenv("CF_TUNE_PLANT_WRONG_FAST");
     T->plant_wrong_fast = pwf ? atoi(pwf) : 0;
+    const char *pe = getenv("CF_TUNE_PLANT_ERROR");
+    T->plant_error = pe ? atoi(pe) : 0;
     cf_config_defaults(&T->cfg);
     if (T->o.config_path) {
         CF_TRY(cf_config_load(T->o.config_path, &T->cfg));
@@ -1933,13 +1943,30 @@ static int run(tuner *T) {
     return CF_OK;
 }
 
+/* The default log output (stderr, with the level's prefix), counting the error lines: a run that
+ * reported an error never exits 0, whatever path printed it. */
+static int g_errors;
+
+static void log_counting(int level, const char *msg, void *user) {
+    (void)user;
+    static const char *prefix[] = {"error: ", "warning: ", "", "debug: "};
+    if (level <= CF_LOG_ERROR) g_errors++;
+    fprintf(stderr, "%s%s\n", prefix[level < 0 ? 0 : (level > 3 ? 3 : level)], msg);
+}
+
 int main(int argc, char **argv) {
     tuner T;
     memset(&T, 0, sizeof T);
+    cf_log_set_callback(log_counting, NULL);
     int rc = parse_args(argc, argv, &T.o);
     if (rc == 1) return 0;
     if (rc < 0) return 2;
     rc = run(&T);
+    if (rc >= 0 && g_errors > 0) {
+        CF_ERROR("clformer-tune: %d error%s reported above; the results written may be incomplete "
+                 "(fix the cause and rerun)", g_errors, g_errors == 1 ? " was" : "s were");
+        rc = CF_ERR_INVALID;
+    }
     if (T.tiny) clReleaseMemObject(T.tiny);
     if (T.cpu) cf_backend_destroy(T.cpu);
     if (T.be) cf_backend_destroy(T.be);

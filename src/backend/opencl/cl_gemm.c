@@ -2,6 +2,7 @@
  * tiled kernel (cl_kernels/gemm.cl) and the CLBlast path (plain products only) with fallback to the
  * native kernel when CLBlast reports an error. */
 #define _POSIX_C_SOURCE 200809L
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,12 +46,26 @@ static size_t gemm_local_bytes(const cf_cl_gemm_params *p) {
     return (size_t)p->tk * (size_t)(p->tile * p->wpt + p->pad) * 2 * sizeof(float);
 }
 
+/* Private state of one work-item of cl_kernels/gemm.cl: the WPT x WPT accumulators and the WPT
+ * staged values of A and B, about four times over once a CPU driver keeps them (and the unrolled
+ * loops' temporaries) live across the barriers, plus the indices. Measured with PoCL 3.1
+ * (pthread-skylake-avx512, the smallest stack each group ran with): WPT 4 ~500 B, WPT 8 ~1.4 KiB,
+ * WPT 16 ~4.6 KiB, WPT 32 ~6.2 KiB per work-item; this estimate is 640 B, 1.5 KiB, 4.75 KiB and
+ * 17 KiB. A 64x64 group with WPT 16 (4096 items, ~18 MiB) overflowed an 8 MiB thread stack. */
+static size_t gemm_private_bytes(const cf_cl_gemm_params *p) {
+    return 4 * (size_t)(p->wpt * p->wpt + 2 * p->wpt) * sizeof(float) + 256;
+}
+
 static int params_valid(cf_cl_ctx *ctx, const cf_cl_gemm_params *p) {
     int vw_ok = (p->vw == 1 || p->vw == 2 || p->vw == 4 || p->vw == 8) && p->tk % p->vw == 0 &&
                 (p->tile * p->wpt) % p->vw == 0;
-    return p->tile >= 1 && p->tile * p->tile <= (int)ctx->dev.max_group && p->wpt >= 1 &&
-           p->wpt <= 16 && p->tk >= 1 && p->tk <= 64 && vw_ok && p->pad >= 0 && p->pad <= 8 &&
-           gemm_local_bytes(p) <= ctx->dev.local_mem;
+    if (!(p->tile >= 1 && p->tile * p->tile <= (int)ctx->dev.max_group && p->wpt >= 1 &&
+          p->wpt <= 16 && p->tk >= 1 && p->tk <= 64 && vw_ok && p->pad >= 0 && p->pad <= 8 &&
+          gemm_local_bytes(p) <= ctx->dev.local_mem))
+        return 0;
+    size_t budget = cf_cl_group_private_budget(&ctx->dev);
+    return budget == SIZE_MAX ||
+           (size_t)p->tile * (size_t)p->tile <= budget / gemm_private_bytes(p);
 }
 
 static cf_cl_shape_memo *memo_find(cf_cl_ctx *ctx, int M, int N, int K, int ta, int tb) {
@@ -71,11 +86,17 @@ static void choose(cf_cl_ctx *ctx, int M, int N, int K, int ta, int tb, cf_cl_ge
                 *p = t;
                 return;
             }
-            CF_WARN("gemm M=%d N=%d K=%d: tuned parameters tile %d, wpt %d, tk %d, vw %d, pad %d "
-                    "do not fit %s (work-groups up to %zu, %llu bytes local memory; vw must divide "
-                    "tk and tile*wpt); using the built-in rule",
-                    M, N, K, t.tile, t.wpt, t.tk, t.vw, t.pad, ctx->dev.name, ctx->dev.max_group,
-                    (unsigned long long)ctx->dev.local_mem);
+            char priv[160] = "";
+            if (cf_cl_group_private_budget(&ctx->dev) != SIZE_MAX && t.wpt >= 1)
+                snprintf(priv, sizeof priv, "; %zu bytes of private state per group, this one "
+                         "needs about %zu", cf_cl_group_private_budget(&ctx->dev),
+                         (size_t)t.tile * (size_t)t.tile * gemm_private_bytes(&t));
+            CF_WARN("gemm M=%d N=%d K=%d %c%c: the tuning entry's parameters tile %d, wpt %d, "
+                    "tk %d, vw %d, pad %d do not fit %s (work-groups up to %zu, %llu bytes local "
+                    "memory%s; vw must divide tk and tile*wpt); using the built-in rule",
+                    M, N, K, ta ? 'T' : 'N', tb ? 'T' : 'N', t.tile, t.wpt, t.tk, t.vw, t.pad,
+                    ctx->dev.name, ctx->dev.max_group, (unsigned long long)ctx->dev.local_mem,
+                    priv);
         }
     }
     cf_cl_gemm_rule(M, N, K, ctx->gemm_max_group, p);
@@ -135,10 +156,18 @@ static int gemm_program(cf_cl_ctx *ctx, const cf_cl_gemm_params *p, cf_cl_gemm_p
         }
     }
     if (ctx->n_gemm_progs == CF_CL_MAX_GEMM_PROGRAMS) {
-        cf_cl_fail(ctx, "gemm: more than %d kernel variants requested (tile %d, wpt %d, tk %d, "
-                        "vw %d, pad %d); reduce the number of distinct entries in the tuning file",
-                   CF_CL_MAX_GEMM_PROGRAMS, p->tile, p->wpt, p->tk, p->vw, p->pad);
-        return CF_ERR_UNSUPPORTED;
+        /* a tuning file (or the tuner) may use more variants than the table holds: start the table
+         * over (kernels already enqueued keep their programs alive); they come back from the
+         * program cache when used again */
+        CF_DEBUG("gemm: %d kernel variants built; releasing them to build tile %d, wpt %d, tk %d, "
+                 "vw %d, pad %d",
+                 CF_CL_MAX_GEMM_PROGRAMS, p->tile, p->wpt, p->tk, p->vw, p->pad);
+        for (int i = 0; i < ctx->n_gemm_progs; i++) {
+            for (int j = 0; j < 4; j++)
+                if (ctx->gemm_progs[i].k[j]) clReleaseKernel(ctx->gemm_progs[i].k[j]);
+            if (ctx->gemm_progs[i].program) clReleaseProgram(ctx->gemm_progs[i].program);
+        }
+        ctx->n_gemm_progs = 0;
     }
     char opts[160];
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DTS=%d -DWPT=%d -DTK=%d -DVW=%d -DPAD=%d",
@@ -154,15 +183,17 @@ static int gemm_program(cf_cl_ctx *ctx, const cf_cl_gemm_params *p, cf_cl_gemm_p
     for (int i = 0; i < 4; i++) {
         cl_int err = CL_SUCCESS;
         g.k[i] = clCreateKernel(g.program, kernel_names[i], &err);
-        size_t wg = 0;
-        if (err == CL_SUCCESS)
-            err = clGetKernelWorkGroupInfo(g.k[i], ctx->dev.device, CL_KERNEL_WORK_GROUP_SIZE,
-                                           sizeof wg, &wg, NULL);
-        if (err == CL_SUCCESS && wg < (size_t)(p->tile * p->tile)) {
-            cf_cl_fail(ctx, "cl_kernels/gemm.cl: %s with %dx%d work-groups (wpt %d) exceeds the "
-                            "%zu work-items %s can run per group",
-                       kernel_names[i], p->tile, p->tile, p->wpt, wg, ctx->dev.name);
-            err = CL_INVALID_WORK_GROUP_SIZE;
+        const size_t local[2] = {(size_t)p->tile, (size_t)p->tile};
+        char why[256] = "";
+        int fits = err == CL_SUCCESS
+                       ? cf_cl_kernel_fits(ctx, g.k[i], 2, local, gemm_private_bytes(p), why,
+                                           sizeof why)
+                       : 0;
+        if (err == CL_SUCCESS && fits < 0) err = CL_INVALID_KERNEL;
+        if (err == CL_SUCCESS && fits == 0) {
+            cf_cl_fail(ctx, "cl_kernels/gemm.cl: %s with %dx%d work-groups (wpt %d, tk %d) cannot "
+                            "run on %s: %s",
+                       kernel_names[i], p->tile, p->tile, p->wpt, p->tk, ctx->dev.name, why);
             for (int j = 0; j <= i; j++)
                 if (g.k[j]) clReleaseKernel(g.k[j]);
             clReleaseProgram(g.program);

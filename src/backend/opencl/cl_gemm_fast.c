@@ -255,10 +255,13 @@ static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int
         }
     }
     if (st->n_progs == FAST_MAX_PROGRAMS) {
-        cf_cl_fail(ctx, "gemm_fast: more than %d kernel variants requested (rm %d, rn %d, bk %d, "
-                        "wg %d, vec %d)",
-                   FAST_MAX_PROGRAMS, c->rm, c->rn, c->bk, c->wg, vec);
-        return CF_ERR_UNSUPPORTED;
+        /* more variants than the table holds (the tuner over many shapes): start it over (kernels
+         * already enqueued keep their programs alive) */
+        CF_DEBUG("gemm_fast: %d kernel variants built; releasing them to build rm %d, rn %d, bk "
+                 "%d, wg %d, vec %d",
+                 FAST_MAX_PROGRAMS, c->rm, c->rn, c->bk, c->wg, vec);
+        for (int i = 0; i < st->n_progs; i++) program_free(&st->progs[i]);
+        st->n_progs = 0;
     }
     const int verbose = fast_verbose(ctx);
     /* The dispatch sends products here on GPUs only; on CPU devices the kernel runs in tests (and
@@ -303,20 +306,23 @@ static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int
         }
         if (i < 4) g.k[i] = k;
         else g.reduce = k;
-        size_t wg = 0;
-        err = clGetKernelWorkGroupInfo(k, ctx->dev.device, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg,
-                                       &wg, NULL);
-        const size_t need = i < 4 ? (size_t)c->wg * c->wg : 64u;
-        if (err == CL_SUCCESS && wg < need) {
-            cf_cl_fail(ctx, "cl_kernels/gemm_fast.cl: %s (rm %d, rn %d, bk %d, wg %d) runs at most "
-                            "%zu work-items per group on %s, it needs %zu",
-                       name, c->rm, c->rn, c->bk, c->wg, wg, ctx->dev.name, need);
+        /* the kernels' work-groups: wg x wg items with rm x rn accumulators each (the reduction:
+         * 64 items); see cl_gemm.c's gemm_private_bytes for the estimate */
+        const size_t local[2] = {i < 4 ? (size_t)c->wg : 64u, i < 4 ? (size_t)c->wg : 1u};
+        const size_t priv = 4 * (size_t)(c->rm * c->rn + c->rm + c->rn) * sizeof(float) + 256;
+        char why[256] = "";
+        int fits = cf_cl_kernel_fits(ctx, k, 2, local, i < 4 ? priv : 256u, why, sizeof why);
+        if (fits == 0) {
+            cf_cl_fail(ctx, "cl_kernels/gemm_fast.cl: %s (rm %d, rn %d, bk %d, wg %d) cannot run "
+                            "on %s: %s",
+                       name, c->rm, c->rn, c->bk, c->wg, ctx->dev.name, why);
             program_free(&g);
             return CF_ERR_UNSUPPORTED;
         }
-        if (err != CL_SUCCESS)
-            cf_cl_fail(ctx, "cl_kernels/gemm_fast.cl: work-group size of %s: %s", name,
-                       cf_cl_errstr(err));
+        if (fits < 0) {
+            cf_cl_fail(ctx, "cl_kernels/gemm_fast.cl: %s: %s", name, why);
+            err = CL_INVALID_KERNEL;
+        }
     }
     if (err != CL_SUCCESS) {
         program_free(&g);
@@ -441,7 +447,11 @@ static int fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, const cf_cl_gemm_f
     fast_program *g = NULL, *gp = NULL;
     CF_TRY(fast_program_get(ctx, &c, vec, eb, ea, ecs, &g));
     /* the partial products' program sums op(A) too (into the scratch), the reduce adds them */
-    if (split > 1) CF_TRY(fast_program_get(ctx, &c, vec, 0, 0, ecs, &gp));
+    if (split > 1) {
+        CF_TRY(fast_program_get(ctx, &c, vec, 0, 0, ecs, &gp));
+        /* a full table was started over for gp: look g up again (rebuilt if it went) */
+        CF_TRY(fast_program_get(ctx, &c, vec, eb, ea, ecs, &g));
+    }
     log_choice(ctx, d, &c, vec, source);
     const int which = (d->ta ? 2 : 0) + (d->tb ? 1 : 0);
     /* without a bias the kernels still get a valid buffer for it (never read) */

@@ -167,8 +167,26 @@ void cf_cl_fail(cf_cl_ctx *ctx, const char *fmt, ...);
 
 /* Source of cl_kernels/<file> (embedded copy, or read from ctx->kernel_dir). Caller frees. */
 int cf_cl_kernel_source(cf_cl_ctx *ctx, const char *file, char **src, size_t *len);
-/* Build (or load from the cache) the program for cl_kernels/<file> with the given options. */
+/* The prelude put ahead of every program's source (cl_kernels/common.cl). */
+#define CF_CL_PRELUDE "common.cl"
+/* Build (or load from the cache) the program for cl_kernels/<file>, after the prelude, with the
+ * given options. */
 int cf_cl_build_program(cf_cl_ctx *ctx, const char *file, const char *options, cl_program *out);
+
+/* Private memory (bytes) one work-group may keep on this device: on a CPU device a work-group runs
+ * on one host thread, and drivers such as PoCL keep every work-item's live private values in arrays
+ * on that thread's stack, so a large group of items with large private state overflows it (SIGSEGV
+ * inside the work-group function). Half the thread stack (RLIMIT_STACK; 2 MiB when unlimited) on
+ * CPU devices, SIZE_MAX on others (their driver sizes CL_KERNEL_WORK_GROUP_SIZE by registers). */
+size_t cf_cl_group_private_budget(const cf_cl_device_info *dev);
+/* Whether built kernel k can run work-groups of local[0] x .. x local[dims-1] work-items, each
+ * holding about private_bytes of private state (the caller's estimate; the driver's
+ * CL_KERNEL_PRIVATE_MEM_SIZE when larger), on this device: checks CL_KERNEL_WORK_GROUP_SIZE, the
+ * device's maximum work-item sizes, CL_KERNEL_LOCAL_MEM_SIZE against CL_DEVICE_LOCAL_MEM_SIZE and
+ * the group's private state against cf_cl_group_private_budget. 1 = fits; 0 = does not (why names
+ * the limit); a negative status when the driver cannot be asked. */
+int cf_cl_kernel_fits(cf_cl_ctx *ctx, cl_kernel k, int dims, const size_t *local,
+                      size_t private_bytes, char *why, size_t why_len);
 
 /* ---- kernel launches (cl_backend.c) ----------------------------------------------------------- */
 

@@ -1,13 +1,18 @@
 /* clformer: kernel sources (embedded or read from cl_kernels/) and program builds with the on-disk
  * binary cache. Cache key: hash of the source, the build options, the device name and version, the
  * driver version, the platform version and clformer's version; files are written to a temporary
- * name and renamed, so a concurrent reader never sees half a binary. */
+ * name, flushed to disk and renamed, so a concurrent reader never sees half a binary. Each entry
+ * starts with a header (magic, format version, payload length, payload checksum); an entry that is
+ * not a regular file or does not match its header is never handed to the driver: the program is
+ * compiled from source and the entry rewritten. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -80,6 +85,14 @@ static int quiet_write_atomic(const char *path, const void *data, size_t len) {
         p += w;
         left -= (size_t)w;
     }
+    if (fsync(fd) != 0) {
+        close(fd);
+        unlink(tmp);
+        return -1;
+    }
+    /* an empty directory in place of the entry is removed; anything else there stays */
+    struct stat st;
+    if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) rmdir(path);
     if (close(fd) != 0 || rename(tmp, path) != 0) {
         unlink(tmp);
         return -1;
@@ -107,34 +120,98 @@ static void cache_path(cf_cl_ctx *ctx, const char *file, const char *src, size_t
     snprintf(out, out_len, "%s/%s-%016llx.bin", ctx->cache_dir, stem, (unsigned long long)h);
 }
 
-/* Read a whole cache file without logging (a missing or vanished entry is normal). */
-static int quiet_read(const char *path, char **data, size_t *len) {
+/* Cache entry layout: a 32-byte header, then the driver's program binary.
+ *   bytes 0..7   magic "CFPROGC\n"
+ *   bytes 8..11  format version (CACHE_VERSION), little-endian
+ *   bytes 12..15 zero
+ *   bytes 16..23 payload length in bytes, little-endian
+ *   bytes 24..31 cf_hash64 of the payload, little-endian */
+#define CACHE_MAGIC "CFPROGC\n"
+#define CACHE_VERSION 1u
+#define CACHE_HEADER 32u
+
+static void put_u64(unsigned char *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_u64(const unsigned char *p) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+static uint64_t payload_hash(const void *data, size_t len) {
+    return cf_hash64(data, len, 0x70726f6763616368ull);
+}
+
+/* Read and validate a cache entry without touching anything but a regular file: opened
+ * non-blocking (a FIFO never blocks the run), then checked with fstat; the header's magic, version
+ * and length must match the file and the checksum the payload. 0 and the payload (caller frees)
+ * when valid; -1 when missing (why ""); -1 with why set when present but unusable. */
+static int read_entry(const char *path, char **data, size_t *len, char *why, size_t why_len) {
     *data = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
+    why[0] = 0;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) {
+        if (errno != ENOENT) snprintf(why, why_len, "cannot be opened (%s)", strerror(errno));
+        return -1;
+    }
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || st.st_size <= 0) {
-        fclose(f);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(why, why_len, "is not a regular file");
+        close(fd);
         return -1;
     }
-    char *buf = malloc((size_t)st.st_size);
-    if (!buf || fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
+    if (st.st_size < (off_t)CACHE_HEADER + 1) {
+        snprintf(why, why_len, "is too short (%lld bytes)", (long long)st.st_size);
+        close(fd);
+        return -1;
+    }
+    size_t total = (size_t)st.st_size;
+    unsigned char *buf = malloc(total);
+    size_t got = 0;
+    while (buf && got < total) {
+        ssize_t r = read(fd, buf + got, total - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (!buf || got != total) {
+        snprintf(why, why_len, buf ? "could not be read whole" : "does not fit in memory");
         free(buf);
-        fclose(f);
         return -1;
     }
-    fclose(f);
-    *data = buf;
-    *len = (size_t)st.st_size;
+    uint64_t n = get_u64(buf + 16);
+    if (memcmp(buf, CACHE_MAGIC, 8) != 0)
+        snprintf(why, why_len, "has no clformer cache header");
+    else if (get_u64(buf + 8) != CACHE_VERSION)
+        snprintf(why, why_len, "has cache format %llu, not %u",
+                 (unsigned long long)(get_u64(buf + 8)), CACHE_VERSION);
+    else if (n != total - CACHE_HEADER)
+        snprintf(why, why_len, "holds %zu bytes after its header, the header says %llu",
+                 total - CACHE_HEADER, (unsigned long long)n);
+    else if (payload_hash(buf + CACHE_HEADER, (size_t)n) != get_u64(buf + 24))
+        snprintf(why, why_len, "fails its checksum");
+    if (why[0]) {
+        free(buf);
+        return -1;
+    }
+    memmove(buf, buf + CACHE_HEADER, (size_t)n);
+    *data = (char *)buf;
+    *len = (size_t)n;
     return 0;
 }
 
 /* Try the cached binary; 1 = loaded and built, 0 = not usable (caller compiles the source). */
 static int load_cached(cf_cl_ctx *ctx, const char *path, const char *options, cl_program *out) {
-    char *bin = NULL;
+    char *bin = NULL, why[160];
     size_t len = 0;
-    if (quiet_read(path, &bin, &len) != 0) return 0;
+    if (read_entry(path, &bin, &len, why, sizeof why) != 0) {
+        if (why[0]) CF_DEBUG("program cache %s %s; compiling from source", path, why);
+        return 0;
+    }
     const unsigned char *bins[1] = {(const unsigned char *)bin};
     cl_int status = CL_SUCCESS, err = CL_SUCCESS;
     cl_program prog = clCreateProgramWithBinary(ctx->context, 1, &ctx->dev.device, &len, bins,
@@ -174,17 +251,22 @@ static void store_cached(cf_cl_ctx *ctx, const char *path, cl_program prog) {
     if (clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL) != CL_SUCCESS ||
         size == 0)
         return;
-    unsigned char *bin = malloc(size);
-    if (!bin) return;
+    unsigned char *entry = malloc(CACHE_HEADER + size);
+    if (!entry) return;
+    unsigned char *bin = entry + CACHE_HEADER;
     unsigned char *bins[1] = {bin};
     if (clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) == CL_SUCCESS) {
-        if (quiet_write_atomic(path, bin, size) == 0)
+        memcpy(entry, CACHE_MAGIC, 8);
+        put_u64(entry + 8, CACHE_VERSION);
+        put_u64(entry + 16, size);
+        put_u64(entry + 24, payload_hash(bin, size));
+        if (quiet_write_atomic(path, entry, CACHE_HEADER + size) == 0)
             ctx->build.cache_writes++;
         else
             CF_DEBUG("program cache: cannot write %s (%s); kernels will be compiled again next "
                      "run", path, strerror(errno));
     }
-    free(bin);
+    free(entry);
 }
 
 /* A failed build: one line naming the kernel file, the device and the first compiler error, then
@@ -229,6 +311,31 @@ int cf_cl_build_program(cf_cl_ctx *ctx, const char *file, const char *options, c
     char *src = NULL;
     size_t len = 0;
     CF_TRY(cf_cl_kernel_source(ctx, file, &src, &len));
+    /* every program starts with cl_kernels/common.cl (embedded or from the same directory as the
+     * file); the cache key below hashes the whole text, prelude included */
+    if (strcmp(file, CF_CL_PRELUDE) != 0) {
+        char *pre = NULL;
+        size_t pre_len = 0;
+        int rc = cf_cl_kernel_source(ctx, CF_CL_PRELUDE, &pre, &pre_len);
+        if (rc < 0) {
+            free(src);
+            return rc;
+        }
+        static const char line[] = "\n#line 1\n"; /* compiler messages count the file's lines */
+        char *all = malloc(pre_len + sizeof line - 1 + len + 1);
+        if (!all) {
+            free(pre);
+            free(src);
+            return CF_ERR_NOMEM;
+        }
+        memcpy(all, pre, pre_len);
+        memcpy(all + pre_len, line, sizeof line - 1);
+        memcpy(all + pre_len + sizeof line - 1, src, len + 1);
+        len += pre_len + sizeof line - 1;
+        free(pre);
+        free(src);
+        src = all;
+    }
     char path[1400] = "";
     if (ctx->cache_dir[0]) {
         cache_path(ctx, file, src, len, options, path, sizeof path);
@@ -262,4 +369,66 @@ int cf_cl_build_program(cf_cl_ctx *ctx, const char *file, const char *options, c
              options);
     *out = prog;
     return CF_OK;
+}
+
+size_t cf_cl_group_private_budget(const cf_cl_device_info *dev) {
+    if (!(dev->type & CL_DEVICE_TYPE_CPU)) return SIZE_MAX;
+    /* the driver's threads get the default stack: RLIMIT_STACK at start-up (glibc), 2 MiB when
+     * unlimited; half of it leaves room for the driver's own frames */
+    size_t stack = (size_t)2 << 20;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_STACK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > 0)
+        stack = (size_t)rl.rlim_cur;
+    return stack / 2;
+}
+
+int cf_cl_kernel_fits(cf_cl_ctx *ctx, cl_kernel k, int dims, const size_t *local,
+                      size_t private_bytes, char *why, size_t why_len) {
+    why[0] = 0;
+    size_t wg = 0, items = 1, max_items[3] = {0, 0, 0};
+    cl_ulong lmem = 0, pmem = 0;
+    cl_int err = clGetKernelWorkGroupInfo(k, ctx->dev.device, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg,
+                                          &wg, NULL);
+    if (err == CL_SUCCESS)
+        err = clGetKernelWorkGroupInfo(k, ctx->dev.device, CL_KERNEL_LOCAL_MEM_SIZE, sizeof lmem,
+                                       &lmem, NULL);
+    if (err == CL_SUCCESS)
+        err = clGetDeviceInfo(ctx->dev.device, CL_DEVICE_MAX_WORK_ITEM_SIZES, sizeof max_items,
+                              max_items, NULL);
+    if (err != CL_SUCCESS) {
+        snprintf(why, why_len, "the driver did not report the kernel's limits (%s)",
+                 cf_cl_errstr(err));
+        return CF_ERR_DEVICE;
+    }
+    /* optional: some drivers report 0 or nothing useful */
+    if (clGetKernelWorkGroupInfo(k, ctx->dev.device, CL_KERNEL_PRIVATE_MEM_SIZE, sizeof pmem,
+                                 &pmem, NULL) == CL_SUCCESS &&
+        pmem > private_bytes)
+        private_bytes = (size_t)pmem;
+    for (int i = 0; i < dims && i < 3; i++) {
+        items *= local[i];
+        if (local[i] > max_items[i]) {
+            snprintf(why, why_len, "local size %zu in dimension %d exceeds the device's maximum "
+                     "work-item size %zu", local[i], i, max_items[i]);
+            return 0;
+        }
+    }
+    if (items > wg) {
+        snprintf(why, why_len, "%zu work-items per group exceed the %zu the built kernel can run "
+                 "(CL_KERNEL_WORK_GROUP_SIZE)", items, wg);
+        return 0;
+    }
+    if (lmem > ctx->dev.local_mem) {
+        snprintf(why, why_len, "it needs %llu bytes of local memory, the device has %llu",
+                 (unsigned long long)lmem, (unsigned long long)ctx->dev.local_mem);
+        return 0;
+    }
+    size_t budget = cf_cl_group_private_budget(&ctx->dev);
+    if (budget != SIZE_MAX && private_bytes > 0 && items > budget / private_bytes) {
+        snprintf(why, why_len, "%zu work-items with about %zu bytes of private state each exceed "
+                 "the %zu bytes a work-group may keep on the stack of one host thread",
+                 items, private_bytes, budget);
+        return 0;
+    }
+    return 1;
 }
