@@ -118,6 +118,11 @@ int cf_cmd_export(int argc, char **argv) {
             rc = 1;
             break;
         }
+        if (cf_checkpoint_check_values(path, maps[k].src, t->data, t->nbytes / sizeof(float), 0) <
+            0) {
+            rc = 1;
+            break;
+        }
         for (int l = 0; l < (maps[k].layered ? L : 1); l++) {
             hf_tensor *h = &ts[n++];
             snprintf(h->name, sizeof h->name, maps[k].dst, l);

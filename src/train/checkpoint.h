@@ -18,7 +18,9 @@ typedef struct {
     float best_val_loss;
 } cf_train_state;
 
-/* Write atomically (temp + fsync + rename). with_opt also stores the AdamW moments. */
+/* Write atomically (temp + fsync + rename). with_opt also stores the AdamW moments. A model with
+ * a non-finite parameter or AdamW moment (or a negative second moment) is not written: the error
+ * names the tensor and CF_ERR_INVALID is returned, so a diverged run never replaces a good file. */
 int cf_checkpoint_save(const char *path, cf_model *m, const cf_train_state *st, int with_opt);
 
 /* Read only the config and training state stored in a checkpoint. */
@@ -27,6 +29,12 @@ int cf_checkpoint_read_config(const char *path, cf_config *cfg, cf_train_state *
 /* Load weights (and, with with_opt, the AdamW moments and step) into a model whose config must
  * match the checkpoint's shapes; a mismatch names the tensor and both shapes. */
 int cf_checkpoint_load(const char *path, cf_model *m, cf_train_state *st, int with_opt);
+
+/* n float32 values (any alignment) of tensor `name` must be finite (and >= 0 with nonneg); else
+ * one error naming the file, tensor, index and value, and CF_ERR_FORMAT. cf_checkpoint_load
+ * applies it to every tensor; other readers of checkpoint tensors (export) call it too. */
+int cf_checkpoint_check_values(const char *path, const char *name, const void *data, size_t n,
+                               int nonneg);
 
 /* A checkpoint argument may be a file or a run directory: resolve a directory to its newest
  * step_*.safetensors. out receives the file path. */
