@@ -110,7 +110,7 @@ static const char *TRAIN_HELP =
     "  --tuning FILE   OpenCL tuning file from clformer-tune (default: configs/tuning/ when one\n"
     "                  matches the device; 'off' for none; env CF_TUNING; docs/tuning.md)\n"
     "  --steps N       number of optimizer steps (same as steps=N)\n"
-    "  --out DIR       checkpoint directory (default runs/<config name>)\n"
+    "  --out DIR       checkpoint directory (default runs/<config name>); one run at a time\n"
     "  --resume CKPT   continue from a checkpoint file or run directory, exactly\n"
     "  --stop-after N  stop after N steps in this invocation (writes a checkpoint)\n"
     "  --log FILE      write one JSON line per step (step, loss, lr, grad_norm, tokens_per_s)\n"
