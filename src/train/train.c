@@ -211,7 +211,8 @@ static void unlock_out_dir(const char *dir, int fd) {
 /* Free space in dir against one checkpoint of m (a save writes a whole temp file first). */
 static int check_space(const char *dir, const cf_model *m, int keep) {
     struct statvfs v;
-    if (statvfs(dir, &v) != 0) return CF_OK; /* unknown: the saves will tell */
+    /* unknown (or a filesystem that reports no sizes): the saves will tell */
+    if (statvfs(dir, &v) != 0 || v.f_blocks == 0) return CF_OK;
     const double free_b = (double)v.f_bavail * (double)v.f_frsize;
     const double need = (double)m->num_params * sizeof(float) * (m->have_grads ? 3.0 : 1.0) +
                         65536.0; /* weights, AdamW m and v, header */
