@@ -126,6 +126,11 @@ int cf_cmd_export(int argc, char **argv) {
             const cf_param_info *pi = &params[i];
             if (!pi->present || pi->layered != pass) continue;
             const cf_st_tensor *t = cf_st_find(f, pi->name);
+            if (cf_checkpoint_check_values(path, pi->name, t->data, t->nbytes / sizeof(float), 0) <
+                0) {
+                rc = 1;
+                break;
+            }
             for (int l = 0; l < (pi->layered ? cfg.num_layers : 1) && rc == 0; l++)
                 if (hf_slice(pi, t, l, &ts[n++]) < 0) rc = 1;
         }

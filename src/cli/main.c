@@ -107,7 +107,7 @@ static const char *TRAIN_HELP =
     "  --tuning FILE   OpenCL tuning file from clformer-tune (default: configs/tuning/ when one\n"
     "                  matches the device; 'off' for none; env CF_TUNING; docs/tuning.md)\n"
     "  --steps N       number of optimizer steps (same as steps=N)\n"
-    "  --out DIR       checkpoint directory (default runs/<config name>)\n"
+    "  --out DIR       checkpoint directory (default runs/<config name>); one run at a time\n"
     "  --resume CKPT   continue from a checkpoint file or run directory, exactly\n"
     "  --stop-after N  stop after N steps in this invocation (writes a checkpoint)\n"
     "  --log FILE      write one JSON line per step (step, loss, lr, grad_norm, tokens_per_s)\n"
@@ -528,23 +528,51 @@ static int cmd_logits(int argc, char **argv) {
     int rc = load_for_inference(ckpt, device, 1, &lm);
     if (rc < 0) return exit_code(rc);
     const int V = lm.cfg.vocab_size, T = lm.cfg.max_length;
-    int32_t ids[4096];
+    /* at most the model's context: the model's activations are sized for max_length */
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)T);
+    float *lg = NULL;
+    FILE *f = NULL;
     int n = 0;
-    const char *p = tokens;
-    while (*p && n < T) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p) break;
+    if (!ids) {
+        rc = CF_ERR_NOMEM;
+        goto done;
+    }
+    for (const char *p = tokens;;) {
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == ',') p++;
+        if (!*p) break;
+        const char *tok = p;
+        size_t tl = strcspn(p, " \t\n,");
+        char *end = NULL;
+        errno = 0;
+        long v = strtol(tok, &end, 10);
+        if (end != tok + tl || errno || tl == 0) {
+            CF_ERROR("logits: --tokens: '%.*s' (item %d) is not an integer token id", (int)tl, tok,
+                     n + 1);
+            rc = CF_ERR_INVALID;
+            goto done;
+        }
         if (v < 0 || v >= V) {
             CF_ERROR("logits: token id %ld is outside the vocabulary [0, %d)", v, V);
-            unload(&lm);
-            return 1;
+            rc = CF_ERR_INVALID;
+            goto done;
+        }
+        if (n == T) {
+            size_t total = (size_t)n + 1; /* ids given, for the message */
+            for (p = end;; total++) {
+                p += strspn(p, " \t\n,");
+                if (!*p) break;
+                p += strcspn(p, " \t\n,");
+            }
+            CF_ERROR("logits: --tokens has %zu ids but the model's context (max_length) is %d; "
+                     "give at most %d ids",
+                     total, T, T);
+            rc = CF_ERR_INVALID;
+            goto done;
         }
         ids[n++] = (int32_t)v;
         p = end;
     }
-    float *lg = malloc(sizeof(float) * (size_t)V * (n > 0 ? n : 1));
-    FILE *f = NULL;
+    lg = malloc(sizeof(float) * (size_t)V * (n > 0 ? n : 1));
     if (n == 0 || !lg) {
         CF_ERROR("logits: no token ids parsed from --tokens");
         rc = CF_ERR_INVALID;
@@ -563,6 +591,7 @@ static int cmd_logits(int argc, char **argv) {
 done:
     if (f) fclose(f);
     free(lg);
+    free(ids);
     unload(&lm);
     return exit_code(rc);
 }

@@ -110,6 +110,15 @@ int cf_read_file(const char *path, char **data, size_t *len) {
         CF_ERROR("cannot open '%s': %s", path, strerror(errno));
         return CF_ERR_IO;
     }
+    /* a directory opens fine on Linux and then reports a size of LONG_MAX; a FIFO never ends */
+    struct stat sb;
+    memset(&sb, 0, sizeof sb);
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        fclose(f);
+        CF_ERROR("cannot read '%s': it is %s; give the path of a regular file", path,
+                 S_ISDIR(sb.st_mode) ? "a directory" : "not a regular file");
+        return CF_ERR_IO;
+    }
     if (fseek(f, 0, SEEK_END) != 0) {
         fclose(f);
         CF_ERROR("cannot read '%s': not a regular file", path);

@@ -3,7 +3,10 @@
 #include "train/checkpoint.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +16,46 @@
 #include "tokenizer/tokenizer.h"
 
 #define CF_CKPT_FORMAT "clformer-checkpoint-v1"
+
+int cf_checkpoint_check_values(const char *path, const char *name, const void *data, size_t n,
+                               int nonneg) {
+    const unsigned char *b = data;
+    for (size_t i = 0; i < n; i++) {
+        float v;
+        memcpy(&v, b + i * sizeof v, sizeof v);
+        if (isfinite(v) && !(nonneg && v < 0.0f)) continue;
+        CF_ERROR("checkpoint %s: tensor '%s' holds %s%g at index %zu%s; the file is damaged or "
+                 "the run diverged: use an earlier checkpoint",
+                 path, name, isfinite(v) ? "the negative value " : "", (double)v, i,
+                 isfinite(v) ? " (a second moment must be >= 0)" : " (not a finite number)");
+        return CF_ERR_FORMAT;
+    }
+    return CF_OK;
+}
+
+/* First non-finite parameter (or non-finite / negative AdamW moment) in host copies; names it. */
+static int check_before_save(const char *path, const cf_model *m, const float *params,
+                             const float *mm, const float *vv, int step) {
+    for (int i = 0; i < CF_NUM_PARAMS; i++) {
+        const cf_param_info *p = &m->params[i];
+        for (size_t k = 0; k < p->size; k++) {
+            const float v = params[p->offset + k];
+            if (isfinite(v)) continue;
+            CF_ERROR("checkpoint %s not written: parameter '%s' is %g at index %zu after step %d; "
+                     "the run diverged: lower learning_rate and resume from an earlier checkpoint",
+                     path, p->name, (double)v, k, step);
+            return CF_ERR_INVALID;
+        }
+    }
+    for (size_t k = 0; mm && vv && k < m->num_params; k++) {
+        if (isfinite(mm[k]) && isfinite(vv[k]) && vv[k] >= 0.0f) continue;
+        CF_ERROR("checkpoint %s not written: the AdamW state at index %zu is m=%g v=%g after step "
+                 "%d; the run diverged: lower learning_rate and resume from an earlier checkpoint",
+                 path, k, (double)mm[k], (double)vv[k], step);
+        return CF_ERR_INVALID;
+    }
+    return CF_OK;
+}
 
 int cf_checkpoint_save(const char *path, cf_model *m, const cf_train_state *st, int with_opt) {
     const size_t n = m->num_params;
@@ -28,6 +71,8 @@ int cf_checkpoint_save(const char *path, cf_model *m, const cf_train_state *st, 
     }
     if ((rc = cf_model_get_params(m, params)) < 0) goto done;
     if (with_opt && (rc = cf_model_get_opt_state(m, mm, vv)) < 0) goto done;
+    /* a diverged model is never written, so it cannot replace a good checkpoint */
+    if ((rc = check_before_save(path, m, params, mm, vv, st->step)) < 0) goto done;
 
     cf_st_tensor t[CF_NUM_PARAMS + 2];
     int nt = 0;
@@ -94,12 +139,34 @@ static int parse_u64(const cf_st_file *f, const char *path, const char *key, uin
                  path, key);
         return CF_ERR_FORMAT;
     }
+    /* digits only: strtoull alone takes "", " 1", "+1" and "-1" (as 2^64-1) */
+    int ok = s[0] != 0;
+    for (const char *c = s; ok && *c; c++)
+        ok = (*c >= '0' && *c <= '9') ||
+             (hex && ((*c >= 'a' && *c <= 'f') || (*c >= 'A' && *c <= 'F')));
     char *end = NULL;
-    *out = strtoull(s, &end, hex ? 16 : 10);
-    if (!end || *end) {
-        CF_ERROR("checkpoint %s: metadata '%s' = '%s' is not a number", path, key, s);
+    errno = 0;
+    if (ok) *out = strtoull(s, &end, hex ? 16 : 10);
+    if (!ok || errno || !end || *end) {
+        CF_ERROR("checkpoint %s: metadata '%s' = '%s' is not a %s integer in [0, 2^64); the file "
+                 "is damaged or was not written by clformer",
+                 path, key, s, hex ? "hexadecimal" : "decimal");
         return CF_ERR_FORMAT;
     }
+    return CF_OK;
+}
+
+/* A step counter: a decimal integer in [0, INT_MAX]. */
+static int parse_step(const cf_st_file *f, const char *path, const char *key, int *out) {
+    uint64_t v = 0;
+    CF_TRY(parse_u64(f, path, key, &v, 0));
+    if (v > (uint64_t)INT_MAX) {
+        CF_ERROR("checkpoint %s: metadata '%s' = %" PRIu64 " is past the largest step count (%d); "
+                 "the file is damaged",
+                 path, key, v, INT_MAX);
+        return CF_ERR_FORMAT;
+    }
+    *out = (int)v;
     return CF_OK;
 }
 
@@ -121,10 +188,8 @@ static int read_meta(const cf_st_file *f, const char *path, cf_config *cfg, cf_t
         CF_TRY(cf_config_from_json(cj, cfg, origin));
     }
     if (st) {
-        uint64_t v;
         memset(st, 0, sizeof *st);
-        CF_TRY(parse_u64(f, path, "step", &v, 0));
-        st->step = (int)v;
+        CF_TRY(parse_step(f, path, "step", &st->step));
         CF_TRY(parse_u64(f, path, "tokens_seen", &st->tokens_seen, 0));
         CF_TRY(parse_u64(f, path, "data_epoch", &st->data.epoch, 0));
         CF_TRY(parse_u64(f, path, "data_index", &st->data.index, 0));
@@ -195,8 +260,10 @@ int cf_checkpoint_load(const char *path, cf_model *m, cf_train_state *st, int wi
     }
     for (int i = 0; i < CF_NUM_PARAMS; i++) {
         const cf_param_info *p = &m->params[i];
-        if (p->present)
-            memcpy(host + p->offset, cf_st_find(f, p->name)->data, p->size * sizeof(float));
+        if (!p->present) continue;
+        memcpy(host + p->offset, cf_st_find(f, p->name)->data, p->size * sizeof(float));
+        if ((rc = cf_checkpoint_check_values(path, p->name, host + p->offset, p->size, 0)) < 0)
+            goto done;
     }
     if ((rc = cf_model_set_params(m, host)) < 0) goto done;
     if (with_opt && m->have_grads) {
@@ -209,16 +276,26 @@ int cf_checkpoint_load(const char *path, cf_model *m, cf_train_state *st, int wi
             rc = CF_ERR_FORMAT;
             goto done;
         }
-        if (tm->nbytes != n * sizeof(float) || tv->nbytes != n * sizeof(float)) {
-            CF_ERROR("checkpoint %s: optimizer state holds %zu values, the model has %zu", path,
-                     tm->nbytes / sizeof(float), n);
-            rc = CF_ERR_FORMAT;
-            goto done;
+        const cf_st_tensor *opt[2] = {tm, tv};
+        for (int k = 0; k < 2; k++) {
+            const cf_st_tensor *t = opt[k];
+            if (strcmp(t->dtype, "F32") != 0 || t->ndim != 1 || t->shape[0] != (int64_t)n) {
+                char got[96];
+                shape_str(got, sizeof got, t->ndim, t->shape);
+                CF_ERROR("checkpoint %s: tensor '%s' is %s %s but the model needs (%zu) F32 (one "
+                         "value per parameter); the file is damaged or from another model",
+                         path, t->name, got, t->dtype, n);
+                rc = CF_ERR_FORMAT;
+                goto done;
+            }
+            /* m finite; v finite and >= 0 (a negative v makes sqrt(v) NaN at the next step) */
+            if ((rc = cf_checkpoint_check_values(path, t->name, t->data, n, k == 1)) < 0)
+                goto done;
         }
         if ((rc = cf_model_set_opt_state(m, tm->data, tv->data)) < 0) goto done;
-        uint64_t os = 0;
-        if ((rc = parse_u64(f, path, "opt_step", &os, 0)) < 0) goto done;
-        m->opt_step = (int)os;
+        int os = 0;
+        if ((rc = parse_step(f, path, "opt_step", &os)) < 0) goto done;
+        m->opt_step = os;
     }
 done:
     free(host);

@@ -19,7 +19,9 @@ typedef struct {
     float best_val_loss;
 } cf_train_state;
 
-/* Write atomically (temp + fsync + rename). with_opt also stores the AdamW moments. */
+/* Write atomically (temp + fsync + rename). with_opt also stores the AdamW moments. A model with
+ * a non-finite parameter or AdamW moment (or a negative second moment) is not written: the error
+ * names the tensor and CF_ERR_INVALID is returned, so a diverged run never replaces a good file. */
 int cf_checkpoint_save(const char *path, cf_model *m, const cf_train_state *st, int with_opt);
 
 /* Read only the config and training state stored in a checkpoint. */
@@ -35,6 +37,12 @@ int cf_checkpoint_load(const char *path, cf_model *m, cf_train_state *st, int wi
  * with) and CF_ERR_FORMAT returned. Used by the loader and the exporter alike. */
 int cf_checkpoint_check_tensors(const cf_st_file *f, const char *path,
                                 const cf_param_info params[CF_NUM_PARAMS], const char *fix);
+
+/* n float32 values (any alignment) of tensor `name` must be finite (and >= 0 with nonneg); else
+ * one error naming the file, tensor, index and value, and CF_ERR_FORMAT. cf_checkpoint_load
+ * applies it to every tensor; other readers of checkpoint tensors (export) call it too. */
+int cf_checkpoint_check_values(const char *path, const char *name, const void *data, size_t n,
+                               int nonneg);
 
 /* A checkpoint argument may be a file or a run directory: resolve a directory to its newest
  * step_*.safetensors. out receives the file path. */

@@ -3,17 +3,25 @@
 #include "train/train.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
+
+#include <cjson/cJSON.h>
 
 #include "backend/backend.h"
 #include "bench/bench.h"
 #include "data/dataset.h"
 #include "model/gpt.h"
 #include "train/checkpoint.h"
+#include "tokenizer/tokenizer.h"
 
 static void fmt_eta(char *buf, size_t n, double s) {
     if (!(s >= 0) || s > 1e7) {
@@ -27,8 +35,28 @@ static void fmt_eta(char *buf, size_t n, double s) {
         snprintf(buf, n, "%d:%02d", t / 60, t % 60);
 }
 
-/* Removes step_*.safetensors older than the newest `keep` in dir. */
-static void prune_checkpoints(const char *dir, int keep) {
+/* Checkpoints of the run being written: pruning may remove only these, so a run never deletes
+ * another run's files (nor its own resume source) because their step numbers are higher. */
+typedef struct {
+    int lineage_max; /* steps <= this in out_dir are this run's history (the resume source's
+                      * directory is out_dir), -1 if none are */
+    int *written;    /* steps saved by this invocation, still on disk */
+    int n_written, cap;
+} run_files;
+
+static int is_written(const run_files *rf, long s) {
+    for (int i = 0; i < rf->n_written; i++)
+        if (rf->written[i] == s) return 1;
+    return 0;
+}
+
+static int parse_step_name(const char *name, long *s) {
+    char tail[16];
+    return sscanf(name, "step_%ld.safetensor%15s", s, tail) == 2 && strcmp(tail, "s") == 0;
+}
+
+/* Removes this run's step_*.safetensors older than its newest `keep` in dir. */
+static void prune_checkpoints(const char *dir, int keep, run_files *rf) {
     if (keep <= 0) return;
     DIR *d = opendir(dir);
     if (!d) return;
@@ -37,8 +65,7 @@ static void prune_checkpoints(const char *dir, int keep) {
     struct dirent *e;
     while ((e = readdir(d)) && n < 4096) {
         long s;
-        char tail[16];
-        if (sscanf(e->d_name, "step_%ld.safetensor%15s", &s, tail) == 2 && strcmp(tail, "s") == 0)
+        if (parse_step_name(e->d_name, &s) && (s <= rf->lineage_max || is_written(rf, s)))
             steps[n++] = s;
     }
     closedir(d);
@@ -49,11 +76,14 @@ static void prune_checkpoints(const char *dir, int keep) {
             char p[CF_PATH_MAX + 64];
             snprintf(p, sizeof p, "%s/step_%06ld.safetensors", dir, steps[i]);
             unlink(p);
+            for (int k = 0; k < rf->n_written; k++)
+                if (rf->written[k] == steps[i]) rf->written[k--] = rf->written[--rf->n_written];
         }
     }
 }
 
-static int save(cf_train_opts *o, cf_model *m, cf_dataset *ds, cf_train_state *st) {
+static int save(cf_train_opts *o, cf_model *m, cf_dataset *ds, cf_train_state *st,
+                run_files *rf) {
     cf_dataset_get_state(ds, &st->data);
     char path[CF_PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/step_%06d.safetensors", o->out_dir, st->step);
@@ -63,11 +93,301 @@ static int save(cf_train_opts *o, cf_model *m, cf_dataset *ds, cf_train_state *s
                  o->out_dir, sizeof o->last_checkpoint - 1);
         return CF_ERR_INVALID;
     }
+    if (rf->n_written == rf->cap) {
+        int cap = rf->cap ? 2 * rf->cap : 16;
+        int *w = realloc(rf->written, sizeof *w * (size_t)cap);
+        if (!w) return CF_ERR_NOMEM;
+        rf->written = w;
+        rf->cap = cap;
+    }
     double t0 = cf_time_now();
     CF_TRY(cf_checkpoint_save(path, m, st, 1));
     memcpy(o->last_checkpoint, path, plen + 1);
-    prune_checkpoints(o->out_dir, o->keep_checkpoints);
+    if (!is_written(rf, st->step)) rf->written[rf->n_written++] = st->step;
+    prune_checkpoints(o->out_dir, o->keep_checkpoints, rf);
     if (o->verbose) CF_INFO("saved %s (%.2f s)", path, cf_time_now() - t0);
+    return CF_OK;
+}
+
+/* The end of a run that could not save: name what survives. */
+static void report_last_good(const cf_train_opts *o, int step) {
+    if (o->last_checkpoint[0])
+        CF_ERROR("training stopped at step %d; the last good checkpoint is %s", step,
+                 o->last_checkpoint);
+    else
+        CF_ERROR("training stopped at step %d; no checkpoint of this run was saved", step);
+}
+
+/* ---- the output directory: name, lock, space, leftovers ---------------------------------- */
+
+#define CF_LOCK_NAME "clformer.lock"
+
+static int check_out_name(const char *dir) {
+    /* room for "/step_NNNNNN.safetensors.<pid>.tmp" under CF_PATH_MAX */
+    const size_t max = CF_PATH_MAX - 64;
+    if (!dir || !dir[0]) {
+        CF_ERROR("--out is empty; give a directory for the checkpoints (default runs/<config "
+                 "name>)");
+        return CF_ERR_INVALID;
+    }
+    if (strlen(dir) > max) {
+        CF_ERROR("--out is %zu characters long; checkpoint paths must stay under %d bytes, so use "
+                 "a directory name of at most %zu characters",
+                 strlen(dir), CF_PATH_MAX, max);
+        return CF_ERR_INVALID;
+    }
+    return CF_OK;
+}
+
+/* Advisory lock (fcntl) on DIR/clformer.lock, which holds the owner's PID. The kernel drops the
+ * lock when its process dies, so a lock file left by a killed run does not block. */
+static int lock_out_dir(const char *dir, int *out_fd) {
+    char p[CF_PATH_MAX + 64];
+    snprintf(p, sizeof p, "%s/" CF_LOCK_NAME, dir);
+    for (int attempt = 0; attempt < 100; attempt++) {
+        int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            CF_ERROR("--out %s: cannot create %s: %s; choose a writable directory", dir, p,
+                     strerror(errno));
+            return CF_ERR_IO;
+        }
+        struct flock fl;
+        memset(&fl, 0, sizeof fl);
+        fl.l_type = F_WRLCK;
+        fl.l_whence = SEEK_SET;
+        if (fcntl(fd, F_SETLK, &fl) != 0) {
+            const int e = errno;
+            if (e == EACCES || e == EAGAIN) {
+                long pid = 0;
+                struct flock q;
+                memset(&q, 0, sizeof q);
+                q.l_type = F_WRLCK;
+                q.l_whence = SEEK_SET;
+                if (fcntl(fd, F_GETLK, &q) == 0 && q.l_type != F_UNLCK) pid = (long)q.l_pid;
+                if (pid <= 0) {
+                    char buf[32] = {0};
+                    if (pread(fd, buf, sizeof buf - 1, 0) > 0) pid = strtol(buf, NULL, 10);
+                }
+                close(fd);
+                CF_ERROR("--out %s: another training run (PID %ld) is writing there (lock %s); "
+                         "wait for it to finish or choose another --out",
+                         dir, pid, p);
+                return CF_ERR_INVALID;
+            }
+            close(fd);
+            CF_ERROR("--out %s: cannot lock %s: %s", dir, p, strerror(e));
+            return CF_ERR_IO;
+        }
+        struct stat a, b;
+        if (fstat(fd, &a) == 0 && stat(p, &b) == 0 && a.st_dev == b.st_dev &&
+            a.st_ino == b.st_ino) {
+            char buf[32];
+            const int len = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+            if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)len, 0) != len) {
+                CF_ERROR("--out %s: cannot write %s: %s; choose a writable directory with free "
+                         "space",
+                         dir, p, strerror(errno));
+                close(fd);
+                unlink(p);
+                return CF_ERR_IO;
+            }
+            *out_fd = fd;
+            return CF_OK;
+        }
+        close(fd); /* the owner removed the file between our open and lock: take the new one */
+    }
+    CF_ERROR("--out %s: cannot take the lock %s (it keeps being replaced)", dir, p);
+    return CF_ERR_IO;
+}
+
+static void unlock_out_dir(const char *dir, int fd) {
+    if (fd < 0) return;
+    char p[CF_PATH_MAX + 64];
+    snprintf(p, sizeof p, "%s/" CF_LOCK_NAME, dir);
+    unlink(p); /* while still locked: a waiter that opened this file sees it replaced and retries */
+    close(fd);
+}
+
+/* Free space in dir against one checkpoint of m (a save writes a whole temp file first). */
+static int check_space(const char *dir, const cf_model *m, int keep) {
+    struct statvfs v;
+    /* unknown (or a filesystem that reports no sizes): the saves will tell */
+    if (statvfs(dir, &v) != 0 || v.f_blocks == 0) return CF_OK;
+    const double free_b = (double)v.f_bavail * (double)v.f_frsize;
+    const double need = (double)m->num_params * sizeof(float) * (m->have_grads ? 3.0 : 1.0) +
+                        65536.0; /* weights, AdamW m and v, header */
+    if (free_b < need) {
+        CF_ERROR("--out %s: %.1f MiB free, but one checkpoint of this model needs %.1f MiB; free "
+                 "disk space or choose another --out",
+                 dir, free_b / 1048576.0, need / 1048576.0);
+        return CF_ERR_IO;
+    }
+    if (free_b < need * (keep + 1))
+        CF_WARN("--out %s: %.1f MiB free holds fewer than the %d checkpoints of %.1f MiB kept "
+                "(plus one being written); later saves may fail",
+                dir, free_b / 1048576.0, keep, need / 1048576.0);
+    return CF_OK;
+}
+
+/* Removes step_*.safetensors.<pid>.tmp left by a save that was killed (the lock is held, so no
+ * other run is writing them), and warns about checkpoints newer than this run's start. */
+static void tidy_out_dir(const char *dir, int start_step) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    long newest_other = -1;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *n = e->d_name;
+        long s;
+        if (parse_step_name(n, &s)) {
+            if (s > start_step && s > newest_other) newest_other = s;
+            continue;
+        }
+        const char *q = strstr(n, ".safetensors.");
+        const size_t nl = strlen(n);
+        if (strncmp(n, "step_", 5) != 0 || !q || nl < 5 || strcmp(n + nl - 4, ".tmp") != 0)
+            continue;
+        const char *dg = q + strlen(".safetensors.");
+        if (dg >= n + nl - 4) continue;
+        int digits = 1;
+        for (const char *c = dg; c < n + nl - 4; c++) digits &= *c >= '0' && *c <= '9';
+        if (!digits) continue;
+        char full[CF_PATH_MAX + 300];
+        snprintf(full, sizeof full, "%s/%s", dir, n);
+        if (unlink(full) == 0) CF_INFO("removed %s, left by an interrupted save", full);
+    }
+    closedir(d);
+    if (newest_other >= 0)
+        CF_WARN("--out %s holds checkpoints of another run past step %d (newest step_%06ld); "
+                "they are kept, but `--resume %s` picks the highest step, so resume this run "
+                "with its checkpoint file",
+                dir, start_step, newest_other, dir);
+}
+
+/* ---- resume: what may change -------------------------------------------------------------- */
+
+/* Config keys that may differ on --resume (one line names each change); any other difference
+ * changes the model (shapes, architecture) and is refused. batch_size is here because the saved
+ * data position counts sequences, not batches: a new batch size reads on from the same window. */
+static const struct {
+    const char *key, *note;
+} RUNTIME_KEYS[] = {
+    {"steps", "the learning-rate schedule follows the new value"},
+    {"learning_rate", ""},
+    {"min_lr_ratio", ""},
+    {"warmup_steps", ""},
+    {"weight_decay", ""},
+    {"grad_clip", ""},
+    {"beta1", ""},
+    {"beta2", ""},
+    {"eps", ""},
+    {"batch_size", "tokens per step change; the data position counts sequences, so none are "
+                   "skipped or repeated, but the run is no longer identical to an uninterrupted one"},
+    {"grad_accum_steps", "tokens per step change; the run is no longer identical to an "
+                         "uninterrupted one"},
+    {"eval_interval", ""},
+    {"eval_batches", ""},
+    {"checkpoint_interval", ""},
+    {"log_interval", ""},
+    {"seed", "no effect: the weights come from the checkpoint and the data order keeps the "
+             "checkpoint's seed"},
+    {"val_fraction", "the train/validation split changes; the saved data position is applied to "
+                     "the new split"},
+    {"data", "the saved data position is applied to the new data"},
+    {"tokenizer", "same tokenizer contents (hash), another path"},
+    {"name", ""},
+};
+
+static const char *runtime_note(const char *key) {
+    for (size_t i = 0; i < sizeof RUNTIME_KEYS / sizeof RUNTIME_KEYS[0]; i++)
+        if (strcmp(RUNTIME_KEYS[i].key, key) == 0) return RUNTIME_KEYS[i].note;
+    return NULL;
+}
+
+static int check_resume_config(const char *ckpt, const cf_config *now, int quiet) {
+    cf_config was;
+    cf_train_state st;
+    CF_TRY(cf_checkpoint_read_config(ckpt, &was, &st));
+    uint64_t h = 0;
+    CF_TRY(cf_tokenizer_hash_of(now->tokenizer, &h));
+    if (st.tokenizer_hash != 0 && h != st.tokenizer_hash) {
+        CF_ERROR("--resume %s: the checkpoint was trained with tokenizer %016" PRIx64 " (%s) but "
+                 "%s is %016" PRIx64 "; a model cannot change its tokenizer: use the original "
+                 "tokenizer file or start a new run",
+                 ckpt, st.tokenizer_hash, was.tokenizer, now->tokenizer, h);
+        return CF_ERR_INVALID;
+    }
+    char *ja = cf_config_to_json(&was), *jb = cf_config_to_json(now);
+    cJSON *a = ja ? cJSON_Parse(ja) : NULL, *b = jb ? cJSON_Parse(jb) : NULL;
+    free(ja);
+    free(jb);
+    int rc = a && b ? CF_OK : CF_ERR_NOMEM;
+    char shape[1024] = "";
+    size_t so = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, b) {
+        if (rc < 0) break;
+        const cJSON *old = cJSON_GetObjectItemCaseSensitive(a, it->string);
+        char *vb = cJSON_PrintUnformatted(it), *va = old ? cJSON_PrintUnformatted(old) : NULL;
+        if (vb && (!va || strcmp(va, vb) != 0)) {
+            const char *note = runtime_note(it->string);
+            if (!note) {
+                if (so < sizeof shape)
+                    so += (size_t)snprintf(shape + so, sizeof shape - so, "%s%s %s -> %s",
+                                           so ? ", " : "", it->string, va ? va : "(none)", vb);
+            } else if (!quiet) {
+                CF_INFO("resume: %s changed from %s to %s%s%s%s", it->string, va ? va : "(none)",
+                        vb, note[0] ? " (" : "", note, note[0] ? ")" : "");
+            }
+        }
+        if (!vb) rc = CF_ERR_NOMEM;
+        cJSON_free(va);
+        cJSON_free(vb);
+    }
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    if (rc == CF_OK && shape[0]) {
+        CF_ERROR("--resume %s: the model's shape cannot change on resume (%s); use the "
+                 "checkpoint's values or start a new run without --resume",
+                 ckpt, shape);
+        rc = CF_ERR_INVALID;
+    }
+    return rc;
+}
+
+/* On resume, drop --log records past the resumed step (written after the checkpoint by the run
+ * that was stopped) and a partial last line, so each step appears once. */
+static int trim_log(const char *path, int step) {
+    struct stat sb;
+    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) return CF_OK; /* new file or a device */
+    char *data = NULL;
+    size_t len = 0;
+    CF_TRY(cf_read_file(path, &data, &len));
+    size_t keep = 0;
+    int dropped = 0;
+    for (size_t i = 0; i < len;) {
+        const char *nl = memchr(data + i, '\n', len - i);
+        if (!nl) { /* a record cut by a crash */
+            dropped++;
+            break;
+        }
+        int s = 0;
+        if (sscanf(data + i, "{\"step\": %d", &s) == 1 && s > step) {
+            for (const char *c = data + i; c < data + len; c++) dropped += *c == '\n';
+            break;
+        }
+        i = (size_t)(nl - data) + 1;
+        keep = i;
+    }
+    free(data);
+    if (keep < len) {
+        if (truncate(path, (off_t)keep) != 0) {
+            CF_ERROR("--log %s: cannot truncate it to step %d: %s", path, step, strerror(errno));
+            return CF_ERR_IO;
+        }
+        CF_INFO("--log %s: removed %d record%s past step %d, written after the checkpoint", path,
+                dropped, dropped == 1 ? "" : "s", step);
+    }
     return CF_OK;
 }
 
@@ -146,6 +466,8 @@ int cf_train_run(cf_train_opts *o) {
     FILE *logf = NULL;
     int32_t *x = NULL, *y = NULL;
     cf_trace_span *spans = NULL;
+    int lock_fd = -1, log_failed = 0, save_failures = 0;
+    run_files rf = {-1, NULL, 0, 0};
     cf_train_state st;
     memset(&st, 0, sizeof st);
     st.best_val_loss = INFINITY;
@@ -154,11 +476,14 @@ int cf_train_run(cf_train_opts *o) {
     o->tokens_per_s = 0.0;
     if (o->keep_checkpoints == 0) o->keep_checkpoints = 2;
 
+    o->last_checkpoint[0] = 0;
     if ((rc = cf_config_validate(c, o->origin)) < 0) return rc;
+    if ((rc = check_out_name(o->out_dir)) < 0) return rc;
     char resume_path[CF_PATH_MAX + 64] = {0};
     if (o->resume) {
         if ((rc = cf_checkpoint_resolve(o->resume, resume_path, sizeof resume_path)) < 0)
             return rc;
+        if ((rc = check_resume_config(resume_path, c, o->quiet)) < 0) return rc;
     }
     if ((rc = cf_dataset_open(c, &ds)) < 0) goto done;
     if ((rc = cf_backend_create(o->device, o->backend, &be)) < 0) goto done;
@@ -174,7 +499,23 @@ int cf_train_run(cf_train_opts *o) {
         if ((rc = cf_model_init(m, c->seed)) < 0) goto done;
     }
     if ((rc = cf_mkdirs(o->out_dir)) < 0) goto done;
+    if ((rc = lock_out_dir(o->out_dir, &lock_fd)) < 0) goto done;
+    if ((rc = check_space(o->out_dir, m, o->keep_checkpoints)) < 0) goto done;
+    tidy_out_dir(o->out_dir, st.step);
+    if (resume_path[0]) {
+        /* the resume source and its predecessors in out_dir are this run's history */
+        char rdir[CF_PATH_MAX + 64];
+        snprintf(rdir, sizeof rdir, "%s", resume_path);
+        char *sl = strrchr(rdir, '/');
+        if (sl) *sl = 0;
+        struct stat a, b;
+        if (stat(sl ? (rdir[0] ? rdir : "/") : ".", &a) == 0 && stat(o->out_dir, &b) == 0 &&
+            a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+            rf.lineage_max = st.step;
+        snprintf(o->last_checkpoint, sizeof o->last_checkpoint, "%s", resume_path);
+    }
     if (o->log_path) {
+        if (resume_path[0] && (rc = trim_log(o->log_path, st.step)) < 0) goto done;
         logf = fopen(o->log_path, resume_path[0] ? "a" : "w");
         if (!logf) {
             CF_ERROR("--log %s: cannot open for writing; check the directory exists", o->log_path);
@@ -241,6 +582,7 @@ int cf_train_run(cf_train_opts *o) {
         if (!isfinite(loss)) {
             CF_ERROR("step %d: loss is %f; lower learning_rate (now %g) or check the data", step + 1,
                      loss, c->learning_rate);
+            report_last_good(o, step);
             rc = CF_ERR_INVALID;
             goto done;
         }
@@ -258,12 +600,17 @@ int cf_train_run(cf_train_opts *o) {
         const double tps = timed_steps > 0 ? timed_steps * tokens_per_step / (t1 - t_run0)
                                            : tokens_per_step / (t1 - t0);
         o->tokens_per_s = tps;
-        if (logf) {
-            fprintf(logf,
-                    "{\"step\": %d, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6f, "
-                    "\"tokens_per_s\": %.1f, \"ms_per_step\": %.2f}\n",
-                    st.step, loss, lr, norm, tps, ms);
-            fflush(logf);
+        if (logf && !log_failed) {
+            errno = 0;
+            const int w = fprintf(logf,
+                                  "{\"step\": %d, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": "
+                                  "%.6f, \"tokens_per_s\": %.1f, \"ms_per_step\": %.2f}\n",
+                                  st.step, loss, lr, norm, tps, ms);
+            if (w < 0 || fflush(logf) != 0 || ferror(logf)) {
+                log_failed = 1; /* said once; the training matters more than its log */
+                CF_WARN("--log %s: writing step %d failed (%s); training goes on without the log",
+                        o->log_path, st.step, errno ? strerror(errno) : "write error");
+            }
         }
         float val = NAN;
         const int last = st.step == c->steps;
@@ -305,13 +652,32 @@ int cf_train_run(cf_train_opts *o) {
         if (cf_interrupted()) {
             if (tty && !o->quiet) fprintf(stderr, "\n");
             CF_WARN("interrupted at step %d: saving a checkpoint", st.step);
-            if ((rc = save(o, m, ds, &st)) < 0) goto done;
+            if ((rc = save(o, m, ds, &st, &rf)) < 0) {
+                report_last_good(o, st.step);
+                goto done;
+            }
             CF_INFO("saved %s; resume with --resume %s", o->last_checkpoint, o->out_dir);
             rc = CF_ERR_INTERRUPTED;
             goto done;
         }
         if (ckpt || last || stop) {
-            if ((rc = save(o, m, ds, &st)) < 0) goto done;
+            /* a failed periodic save (full disk, ...) keeps the training state and tries again at
+             * the next interval; the last save, a diverged model (CF_ERR_INVALID) or three
+             * failures in a row stop the run, naming the last good checkpoint */
+            if ((rc = save(o, m, ds, &st, &rf)) < 0) {
+                if (rc == CF_ERR_INVALID || last || stop || ++save_failures >= 3) {
+                    report_last_good(o, st.step);
+                    goto done;
+                }
+                const int next = (st.step / c->checkpoint_interval + 1) * c->checkpoint_interval;
+                CF_WARN("step %d: checkpoint not saved; training goes on and tries again at step "
+                        "%d (last good checkpoint: %s)",
+                        st.step, next < c->steps ? next : c->steps,
+                        o->last_checkpoint[0] ? o->last_checkpoint : "none yet");
+                rc = CF_OK;
+            } else {
+                save_failures = 0;
+            }
         }
         be->prof.enabled = prof_paused;
         if (stop) break;
@@ -338,6 +704,8 @@ int cf_train_run(cf_train_opts *o) {
     rc = CF_OK;
 done:
     if (logf) fclose(logf);
+    unlock_out_dir(o->out_dir, lock_fd);
+    free(rf.written);
     free(spans);
     free(x);
     free(y);
