@@ -131,8 +131,10 @@ msg=$($T --steps 3 --out "$W/full" --log /dev/full 2>&1); rc=$?
 expect_err "tokenizer= a directory" "is a directory" $T tokenizer=tokenizers --steps 1 --out "$W/tokdir"
 $T tokenizer=tokenizers --steps 1 --out "$W/tokdir" 2>&1 | grep -q "out of memory" && bad "tokenizer directory reported as out of memory" || true
 
-# 9. a crashed save's temp file is removed by the next run in that directory
-CF_FAULT_SAVE_CRASH=1 $T --steps 2 --out "$W/crash" --quiet 2>/dev/null
+# 9. a crashed save's temp file is removed by the next run in that directory (the crash is
+# simulated by clformer-fi, the test build of the CLI with the fault-injection hooks)
+FI="$(dirname "$CLF")/clformer-fi"
+CF_FAULT_SAVE_CRASH=1 $FI train configs/tiny.json $SMALL --device cpu --steps 2 --out "$W/crash" --quiet 2>/dev/null
 ls "$W"/crash/step_000002.safetensors.*.tmp >/dev/null 2>&1 || bad "the simulated crash left no temp file (this check needs one)"
 $T --steps 1 --out "$W/crash" --quiet || bad "run after the crash"
 ls "$W"/crash/*.tmp >/dev/null 2>&1 && bad "crashed save's temp file still there: $(ls "$W/crash")" || ok "crashed save's temp file removed"
