@@ -272,7 +272,7 @@ static int run_prepare(const char *tok, const char *in, const char *out, double 
                        cf_prepare_stats *st) {
     const char *inputs[] = {in};
     cf_prepare_opts o = {tok,          inputs, 1, out, val,        blank,
-                         shard_tokens, 7,      0, 0,   read_bytes, unit_bytes};
+                         shard_tokens, 7,      0, 0,   read_bytes, unit_bytes, 0};
     g_msg[0] = 0;
     int rc = cf_prepare_run(&o, st);
     if (rc != CF_OK) printf("  prepare %s -> %s failed: %s\n", in, out, g_msg);

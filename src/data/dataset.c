@@ -36,8 +36,8 @@ struct cf_dataset {
     double unigram_nats;
 };
 
+/* Token i of in-memory data (shards are read with cf_shard_set_read). */
 static inline uint32_t tok_at(const cf_tokbuf *t, size_t i) {
-    if (t->shards) return cf_shard_set_token(t->shards, i);
     switch (t->width) {
     case 1: return ((const uint8_t *)t->data)[i];
     case 2: return ((const uint16_t *)t->data)[i];
@@ -45,20 +45,26 @@ static inline uint32_t tok_at(const cf_tokbuf *t, size_t i) {
     }
 }
 
-/* inputs(T) = tok[start, start+T), targets(T) = tok[start+1, start+T+1) */
-static void copy_window(const cf_tokbuf *t, size_t start, int T, int32_t *in, int32_t *tg) {
+/* inputs(T) = tok[start, start+T), targets(T) = tok[start+1, start+T+1). Shard tokens are read
+ * through the guarded reader: a shard truncated during the run is an error, not a SIGBUS. */
+static int copy_window(const cf_tokbuf *t, size_t start, int T, int32_t *in, int32_t *tg) {
+    if (t->shards) {
+        CF_TRY(cf_shard_set_read(t->shards, start, (size_t)T, in));
+        return cf_shard_set_read(t->shards, start + 1, (size_t)T, tg);
+    }
     if (t->width == 1) {
         const uint8_t *p = (const uint8_t *)t->data + start;
         for (int i = 0; i < T; i++) {
             in[i] = p[i];
             tg[i] = p[i + 1];
         }
-        return;
+        return CF_OK;
     }
     for (int i = 0; i < T; i++) {
         in[i] = (int32_t)tok_at(t, start + (size_t)i);
         tg[i] = (int32_t)tok_at(t, start + (size_t)i + 1);
     }
+    return CF_OK;
 }
 
 /* ---- reading text: a file or a directory tree ---------------------------------------------- */
@@ -245,6 +251,7 @@ static int load_corpus(const cf_config *cfg, const char *path, cf_tokbuf *out) {
         out->n = (size_t)cf_shard_set_tokens(out->shards);
         return CF_OK;
     }
+    int rc;
     if (strcmp(cfg->tokenizer, "byte") == 0) {
         unsigned char *bytes;
         size_t n;
@@ -252,15 +259,30 @@ static int load_corpus(const cf_config *cfg, const char *path, cf_tokbuf *out) {
         out->data = bytes;
         out->width = 1;
         out->n = n;
-        return CF_OK;
+    } else {
+        /* text with a trained tokenizer: encoded now (token shards avoid redoing this every run) */
+        unsigned char *bytes;
+        size_t n;
+        CF_TRY(read_text(path, &bytes, &n));
+        rc = cf_shards_encode_text(cfg, path, bytes, n, &out->data, &out->width, &out->n);
+        free(bytes);
+        if (rc != CF_OK) return rc;
     }
-    /* text with a trained tokenizer: encoded now (token shards avoid redoing this every run) */
-    unsigned char *bytes;
-    size_t n;
-    CF_TRY(read_text(path, &bytes, &n));
-    int rc = cf_shards_encode_text(cfg, path, bytes, n, &out->data, &out->width, &out->n);
-    free(bytes);
-    return rc;
+    /* every id must index the model's embedding table, whatever backend reads it (shards were
+     * checked the same way when opened) */
+    for (size_t i = 0; i < out->n; i++) {
+        uint32_t t = tok_at(out, i);
+        if (cfg->vocab_size < 1 || t >= (uint32_t)cfg->vocab_size) {
+            CF_ERROR("data %s: token id %u at position %zu is outside vocab_size %d (ids 0..%d); "
+                     "the tokenizer '%s' has more ids than the model: set vocab_size to its vocab "
+                     "or use the tokenizer the model was trained with",
+                     path, t, i, cfg->vocab_size, cfg->vocab_size - 1, cfg->tokenizer);
+            free(out->data);
+            memset(out, 0, sizeof *out);
+            return CF_ERR_FORMAT;
+        }
+    }
+    return CF_OK;
 }
 
 /* ---- split sizes --------------------------------------------------------------------------- */
@@ -372,23 +394,30 @@ int cf_dataset_open(const cf_config *cfg, cf_dataset **out) {
     }
     if (!ds->tok.shards) ds->n_val = val_count(ds->tok.n, f);
     ds->n_train = ds->tok.n - ds->n_val;
-    /* token ids must fit the model's vocabulary */
+    /* unigram counts of the train split (ids were checked against vocab_size by load_corpus) */
     size_t *counts = calloc((size_t)ds->vocab_size, sizeof *counts);
-    if (!counts) {
+    int32_t *chunk = ds->tok.shards ? malloc(((size_t)1 << 16) * sizeof *chunk) : NULL;
+    if (!counts || (ds->tok.shards && !chunk)) {
+        free(counts);
+        free(chunk);
         cf_dataset_free(ds);
         return CF_ERR_NOMEM;
     }
-    for (size_t i = 0; i < ds->tok.n; i++) {
-        uint32_t t = tok_at(&ds->tok, i);
-        if (t >= (uint32_t)ds->vocab_size) {
-            CF_ERROR("data %s: token %u at position %zu is outside vocab_size %d; the data was "
-                     "tokenized with a different tokenizer",
-                     ds->path, t, i, ds->vocab_size);
-            free(counts);
-            cf_dataset_free(ds);
-            return CF_ERR_FORMAT;
+    for (size_t i = 0; i < ds->n_train && rc == CF_OK;) {
+        if (!chunk) {
+            counts[tok_at(&ds->tok, i++)]++;
+            continue;
         }
-        if (i < ds->n_train) counts[t]++;
+        size_t m = ds->n_train - i < ((size_t)1 << 16) ? ds->n_train - i : ((size_t)1 << 16);
+        rc = cf_shard_set_read(ds->tok.shards, i, m, chunk);
+        for (size_t k = 0; k < m && rc == CF_OK; k++) counts[chunk[k]]++;
+        i += m;
+    }
+    free(chunk);
+    if (rc != CF_OK) {
+        free(counts);
+        cf_dataset_free(ds);
+        return rc;
     }
     double H = 0.0;
     for (int v = 0; v < ds->vocab_size; v++) {
@@ -426,7 +455,8 @@ int cf_dataset_next_batch(cf_dataset *ds, int split, int B, int T, int32_t *inpu
                 CF_TRY(build_epoch(ds));
             }
             size_t start = ds->shift + (size_t)ds->perm[ds->index] * (size_t)ds->T;
-            copy_window(&ds->tok, start, T, inputs + (size_t)b * T, targets + (size_t)b * T);
+            CF_TRY(
+                copy_window(&ds->tok, start, T, inputs + (size_t)b * T, targets + (size_t)b * T));
             ds->index++;
         }
         return CF_OK;
@@ -443,8 +473,8 @@ int cf_dataset_next_batch(cf_dataset *ds, int split, int B, int T, int32_t *inpu
     }
     for (int b = 0; b < B; b++) {
         if (ds->val_pos + (size_t)T + 1 > ds->n_val) ds->val_pos = 0;
-        copy_window(&ds->tok, ds->n_train + ds->val_pos, T, inputs + (size_t)b * T,
-                    targets + (size_t)b * T);
+        CF_TRY(copy_window(&ds->tok, ds->n_train + ds->val_pos, T, inputs + (size_t)b * T,
+                           targets + (size_t)b * T));
         ds->val_pos += (size_t)T;
     }
     return CF_OK;
@@ -505,9 +535,17 @@ int cf_dataset_load_tokens(const cf_config *cfg, const char *path, int32_t **tok
         CF_ERROR("data %s: out of memory for %zu tokens", path, tb.n);
         return CF_ERR_NOMEM;
     }
-    for (size_t i = 0; i < tb.n; i++) out[i] = (int32_t)tok_at(&tb, i);
+    int rc = CF_OK;
+    if (tb.shards)
+        rc = cf_shard_set_read(tb.shards, 0, tb.n, out);
+    else
+        for (size_t i = 0; i < tb.n; i++) out[i] = (int32_t)tok_at(&tb, i);
     free(tb.data);
     cf_shard_set_close(tb.shards);
+    if (rc != CF_OK) {
+        free(out);
+        return rc;
+    }
     *tokens = out;
     *n = tb.n;
     return CF_OK;

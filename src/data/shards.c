@@ -3,10 +3,14 @@
 #define _POSIX_C_SOURCE 200809L
 #include "data/shards.h"
 
+#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,27 +132,199 @@ static int check_expect(const char *path, const cf_shard_info *info, const cf_sh
     return CF_OK;
 }
 
-int cf_shard_read_info(const char *path, cf_shard_info *info) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        CF_ERROR("shard %s: cannot open: %s", path, strerror(errno));
-        return CF_ERR_IO;
+/* Open path for reading without blocking (a FIFO would wait for a writer) and require a regular
+ * file; *size is its length. Returns the descriptor or a (negative) status, logged. */
+static int open_regular(const char *path, uint64_t *size) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
+    if (fd < 0) {
+        int err = errno;
+        CF_ERROR("shard %s: cannot open: %s", path, strerror(err));
+        return err == ENOENT ? CF_ERR_NOT_FOUND : CF_ERR_IO;
     }
-    uint8_t h[CF_SHARD_HEADER_BYTES];
-    size_t got = fread(h, 1, sizeof h, f);
     struct stat st;
-    int ok = fstat(fileno(f), &st) == 0;
-    fclose(f);
-    if (!ok) {
+    if (fstat(fd, &st) != 0) {
         CF_ERROR("shard %s: cannot stat: %s", path, strerror(errno));
+        close(fd);
         return CF_ERR_IO;
     }
-    if (got < sizeof h) {
-        CF_ERROR("shard %s: truncated: %zu bytes, less than the %d-byte header; " REPREPARE, path,
-                 got, CF_SHARD_HEADER_BYTES);
+    if (!S_ISREG(st.st_mode)) {
+        CF_ERROR("shard %s: not a regular file (a %s); shards are files written by `clformer "
+                 "prepare`: replace it with one",
+                 path,
+                 S_ISFIFO(st.st_mode)  ? "FIFO"
+                 : S_ISDIR(st.st_mode) ? "directory"
+                 : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "device"
+                 : S_ISSOCK(st.st_mode) ? "socket"
+                                        : "special file");
+        close(fd);
+        return CF_ERR_IO;
+    }
+    *size = (uint64_t)st.st_size;
+    return fd;
+}
+
+int cf_shard_read_info(const char *path, cf_shard_info *info) {
+    uint64_t size = 0;
+    int fd = open_regular(path, &size);
+    if (fd < 0) return fd;
+    uint8_t h[CF_SHARD_HEADER_BYTES];
+    ssize_t got = size >= sizeof h ? pread(fd, h, sizeof h, 0) : 0;
+    int err = errno;
+    close(fd);
+    if (got < 0) {
+        CF_ERROR("shard %s: cannot read: %s", path, strerror(err));
+        return CF_ERR_IO;
+    }
+    if ((size_t)got < sizeof h) {
+        CF_ERROR("shard %s: truncated: %" PRIu64 " bytes, less than the %d-byte header; " REPREPARE,
+                 path, size, CF_SHARD_HEADER_BYTES);
         return CF_ERR_FORMAT;
     }
-    return parse_header(path, h, (uint64_t)st.st_size, info);
+    return parse_header(path, h, size, info);
+}
+
+int cf_shard_parse_header(const char *path, const uint8_t *h, uint64_t file_size,
+                          cf_shard_info *info) {
+    return parse_header(path, h, file_size, info);
+}
+
+/* ---- reading the mapping: SIGBUS guard ---------------------------------------------------------
+ * A shard truncated (or replaced in place) while it is mapped turns reads past its new end into
+ * SIGBUS. Every read of shard tokens goes through shard_scan, which runs under a handler that
+ * turns a bus error inside the mapping being read into an error return (siglongjmp); a bus error
+ * anywhere else is left to the previous disposition. The guard is per thread; sigsetjmp does not
+ * save the signal mask (no system call per read): the handler is installed with SA_NODEFER so
+ * SIGBUS is not left blocked after the jump. */
+
+typedef struct {
+    sigjmp_buf env;
+    const uint8_t *lo, *hi; /* the mapping being read */
+} shard_guard;
+
+static _Thread_local shard_guard *volatile g_guard;
+static struct sigaction g_old_bus;
+static pthread_once_t g_bus_once = PTHREAD_ONCE_INIT;
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc) {
+    shard_guard *g = g_guard;
+    if (g && si && si->si_code > 0 && (const uint8_t *)si->si_addr >= g->lo &&
+        (const uint8_t *)si->si_addr < g->hi) {
+        g_guard = NULL;
+        siglongjmp(g->env, 1);
+    }
+    /* not ours: the previous disposition handles it (the faulting access repeats on return) */
+    sigaction(SIGBUS, &g_old_bus, NULL);
+    if (g_old_bus.sa_flags & SA_SIGINFO) {
+        if (g_old_bus.sa_sigaction) g_old_bus.sa_sigaction(sig, si, uc);
+    } else if (!si || si->si_code <= 0) {
+        raise(sig); /* sent by kill(): it would not repeat */
+    }
+}
+
+static void install_sigbus(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGBUS, &sa, &g_old_bus) != 0)
+        CF_WARN("cannot install the SIGBUS handler (%s): a shard truncated during a run will kill "
+                "it without a message",
+                strerror(errno));
+}
+
+typedef struct {
+    const cf_shard *s;
+    uint64_t a;
+    size_t n;
+    int32_t *out;
+    uint32_t limit;
+    uint64_t bad;
+} scan_args;
+
+static int scan_loop(scan_args *q) {
+    const uint64_t a = q->a;
+    const uint32_t limit = q->limit;
+    int32_t *out = q->out;
+    if (q->s->info.dtype == 2) {
+        const uint16_t *p = (const uint16_t *)(const void *)q->s->tokens + a;
+        for (size_t i = 0; i < q->n; i++) {
+            uint32_t v = p[i];
+            if (limit && v >= limit) {
+                q->bad = a + i;
+                return 2;
+            }
+            if (out) out[i] = (int32_t)v;
+        }
+    } else {
+        const uint32_t *p = (const uint32_t *)(const void *)q->s->tokens + a;
+        for (size_t i = 0; i < q->n; i++) {
+            uint32_t v = p[i];
+            if (limit && v >= limit) {
+                q->bad = a + i;
+                return 2;
+            }
+            if (out) out[i] = (int32_t)v;
+        }
+    }
+    return 0;
+}
+
+/* Tokens [q->a, q->a + q->n) of q->s (within its count) into q->out when not NULL, each checked to
+ * be below q->limit when it is > 0. Returns 0, 1 on a bus error (the file shrank), 2 with q->bad =
+ * the index of the first id >= limit. Nothing but q (in memory) is used after the jump. */
+static int shard_scan(scan_args *q) {
+    pthread_once(&g_bus_once, install_sigbus);
+    shard_guard g;
+    g.lo = q->s->map;
+    g.hi = q->s->map + q->s->map_len;
+    if (sigsetjmp(g.env, 0)) return 1;
+    g_guard = &g;
+    int rc = scan_loop(q);
+    g_guard = NULL;
+    return rc;
+}
+
+static int report_bus_error(const cf_shard *s, uint64_t a, size_t n) {
+    struct stat st;
+    char now[64] = "removed";
+    if (stat(s->path, &st) == 0) snprintf(now, sizeof now, "%lld bytes", (long long)st.st_size);
+    CF_ERROR("shard %s: bus error reading tokens %" PRIu64 "..%" PRIu64 ": the file changed while "
+             "in use (%zu bytes when opened, now %s); do not modify or re-prepare shards while a "
+             "run reads them; restore the file (or " REPREPARE ") and resume from the last "
+             "checkpoint",
+             s->path, a, a + n, s->map_len, now);
+    return CF_ERR_IO;
+}
+
+int cf_shard_read(const cf_shard *s, uint64_t start, size_t n, int32_t *out) {
+    if (start > s->info.count || n > s->info.count - start) {
+        CF_ERROR("shard %s: tokens %" PRIu64 "..%" PRIu64 " requested, it has %" PRIu64, s->path,
+                 start, start + n, s->info.count);
+        return CF_ERR_INVALID;
+    }
+    scan_args q = {s, start, n, out, 0, 0};
+    if (shard_scan(&q) == 1) return report_bus_error(s, start, n);
+    return CF_OK;
+}
+
+/* Every id below limit (once, at open). */
+static int check_ids(const cf_shard *s, uint32_t limit, const char *what) {
+    const uint64_t step = (uint64_t)1 << 20;
+    for (uint64_t a = 0; a < s->info.count; a += step) {
+        size_t n = (size_t)(s->info.count - a < step ? s->info.count - a : step);
+        scan_args q = {s, a, n, NULL, limit, 0};
+        int r = shard_scan(&q);
+        uint64_t bad = q.bad;
+        if (r == 1) return report_bus_error(s, a, n);
+        if (r == 2) {
+            CF_ERROR("shard %s: token id %u at position %" PRIu64 " (of %" PRIu64 ") is outside %s "
+                     "(ids 0..%u); the file is corrupt or was made with another tokenizer; " REPREPARE,
+                     s->path, cf_shard_token(s, bad), bad, s->info.count, what, limit - 1);
+            return CF_ERR_FORMAT;
+        }
+    }
+    return CF_OK;
 }
 
 int cf_shard_open(const char *path, const cf_shard_expect *expect, cf_shard *out) {
@@ -158,18 +334,9 @@ int cf_shard_open(const char *path, const cf_shard_expect *expect, cf_shard *out
                  path);
         return CF_ERR_UNSUPPORTED;
     }
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) {
-        CF_ERROR("shard %s: cannot open: %s", path, strerror(errno));
-        return errno == ENOENT ? CF_ERR_NOT_FOUND : CF_ERR_IO;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        CF_ERROR("shard %s: not a regular file", path);
-        close(fd);
-        return CF_ERR_IO;
-    }
-    uint64_t size = (uint64_t)st.st_size;
+    uint64_t size = 0;
+    int fd = open_regular(path, &size);
+    if (fd < 0) return fd;
     if (size < CF_SHARD_HEADER_BYTES) {
         close(fd);
         CF_ERROR("shard %s: truncated: %" PRIu64 " bytes, less than the %d-byte header; " REPREPARE,
@@ -193,7 +360,22 @@ int cf_shard_open(const char *path, const cf_shard_expect *expect, cf_shard *out
     out->map = map;
     out->map_len = (size_t)size;
     out->tokens = out->map + CF_SHARD_HEADER_BYTES;
-    return CF_OK;
+    /* ids against the shard's own vocab, and the model's when smaller: every reader (train, eval,
+     * any backend) gets ids it can index with */
+    uint32_t limit = out->info.vocab_size;
+    const char *what = "the vocab its header records";
+    if (expect && expect->max_vocab && expect->max_vocab < limit) {
+        limit = expect->max_vocab;
+        what = "the model's vocab_size";
+    }
+    rc = limit ? check_ids(out, limit, what) : CF_OK;
+    if (rc == CF_OK && limit == 0 && out->info.count) {
+        CF_ERROR("shard %s: its header records a vocab of 0 ids but it holds %" PRIu64
+                 " tokens; " REPREPARE, path, out->info.count);
+        rc = CF_ERR_FORMAT;
+    }
+    if (rc < 0) cf_shard_close(out);
+    return rc;
 }
 
 void cf_shard_close(cf_shard *s) {
@@ -430,6 +612,126 @@ int cf_shard_list_open(const char *dir, const char *split, const cf_shard_expect
     return CF_OK;
 }
 
+int cf_shard_list_read(const cf_shard_list *l, uint64_t start, size_t n, int32_t *out) {
+    if (start > l->total || n > l->total - start) {
+        CF_ERROR("shards: tokens %" PRIu64 "..%" PRIu64 " requested, the split has %" PRIu64, start,
+                 start + n, l->total);
+        return CF_ERR_INVALID;
+    }
+    int k = 0;
+    while (k + 1 < l->n && l->first[k + 1] <= start) k++;
+    while (n > 0) {
+        uint64_t off = start - l->first[k], have = l->sh[k].info.count - off;
+        size_t m = have < n ? (size_t)have : n;
+        if (m) CF_TRY(cf_shard_read(&l->sh[k], off, m, out));
+        out += m;
+        start += m;
+        n -= m;
+        k++;
+    }
+    return CF_OK;
+}
+
+int cf_shard_set_read(const cf_shard_set *s, uint64_t start, size_t n, int32_t *out) {
+    if (start < s->train.total) {
+        size_t m = (size_t)(s->train.total - start < n ? s->train.total - start : n);
+        CF_TRY(cf_shard_list_read(&s->train, start, m, out));
+        out += m;
+        start += m;
+        n -= m;
+    }
+    return n ? cf_shard_list_read(&s->val, start - s->train.total, n, out) : CF_OK;
+}
+
+/* ---- meta.json: written last by `clformer prepare`, so a directory without it (or with one that
+ * does not describe its shards) is an interrupted or mixed prepare ------------------------------ */
+
+static int meta_u64(const cJSON *o, const char *key, uint64_t max, uint64_t *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(v)) return 0;
+    double d = v->valuedouble;
+    if (!(d >= 0.0) || d > (double)max || d != (double)(uint64_t)d) return 0;
+    *out = (uint64_t)d;
+    return 1;
+}
+
+int cf_shard_meta_parse(const char *text, size_t len, const char *origin, cf_shard_meta *out) {
+    memset(out, 0, sizeof *out);
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    int rc = CF_ERR_FORMAT;
+    const char *why = NULL;
+    if (!cJSON_IsObject(root)) {
+        why = "not a JSON object";
+    } else {
+        const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "format");
+        const cJSON *hash = cJSON_GetObjectItemCaseSensitive(root, "tokenizer_hash");
+        uint64_t ver = 0, ts = 0, vs = 0;
+        char *end = NULL;
+        if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "clformer token shards") != 0)
+            why = "\"format\" is not \"clformer token shards\"";
+        else if (!meta_u64(root, "version", 1000, &ver) || ver != CF_SHARD_VERSION)
+            why = "\"version\" is missing or not this build's shard version";
+        else if (!cJSON_IsString(hash) || strlen(hash->valuestring) != 16 ||
+                 (errno = 0, out->tokenizer_hash = strtoull(hash->valuestring, &end, 16),
+                  errno != 0 || !end || *end != 0))
+            why = "\"tokenizer_hash\" is not 16 hex digits";
+        else if (!meta_u64(root, "train_tokens", UINT64_MAX / 8, &out->train_tokens) ||
+                 !meta_u64(root, "val_tokens", UINT64_MAX / 8, &out->val_tokens) ||
+                 !meta_u64(root, "train_shards", 100000000, &ts) ||
+                 !meta_u64(root, "val_shards", 100000000, &vs))
+            why = "train_tokens, val_tokens, train_shards or val_shards is missing or not a "
+                  "non-negative integer";
+        else {
+            out->train_shards = (int)ts;
+            out->val_shards = (int)vs;
+            rc = CF_OK;
+        }
+    }
+    if (rc != CF_OK)
+        CF_ERROR("data %s: %s; " REPREPARE, origin, why);
+    cJSON_Delete(root);
+    return rc;
+}
+
+/* dir/meta.json against the shards found in dir. */
+static int check_meta(const char *dir, const cf_shard_set *s) {
+    size_t len = strlen(dir) + 16;
+    char *path = malloc(len);
+    if (!path) return CF_ERR_NOMEM;
+    snprintf(path, len, "%s/meta.json", dir);
+    struct stat st;
+    int rc = CF_OK;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (1 << 20)) {
+        CF_ERROR("data %s: no meta.json (or not a small regular file): the dataset is incomplete, "
+                 "from an interrupted `clformer prepare`; re-run prepare into %s",
+                 dir, dir);
+        rc = CF_ERR_FORMAT;
+    }
+    char *text = NULL;
+    size_t tl = 0;
+    cf_shard_meta m;
+    if (rc == CF_OK) rc = cf_read_file(path, &text, &tl);
+    if (rc == CF_OK) rc = cf_shard_meta_parse(text, tl, path, &m);
+    free(text);
+    if (rc == CF_OK && (m.train_shards != s->train.n || m.val_shards != s->val.n ||
+                        m.train_tokens != s->train.total || m.val_tokens != s->val.total ||
+                        (s->train.n && m.tokenizer_hash != s->train.sh[0].info.tokenizer_hash))) {
+        CF_ERROR("data %s: meta.json records %d train shard(s) of %" PRIu64 " tokens and %d val "
+                 "shard(s) of %" PRIu64 " tokens, the directory holds %d (%" PRIu64 " tokens) and "
+                 "%d (%" PRIu64 " tokens)%s: an interrupted or mixed `clformer prepare`; re-run "
+                 "prepare into %s",
+                 dir, m.train_shards, m.train_tokens, m.val_shards, m.val_tokens, s->train.n,
+                 s->train.total, s->val.n, s->val.total,
+                 s->train.n && m.tokenizer_hash != s->train.sh[0].info.tokenizer_hash
+                     ? ", and another tokenizer"
+                     : "",
+                 dir);
+        rc = CF_ERR_FORMAT;
+    }
+    free(path);
+    return rc;
+}
+
 int cf_shards_is_dir(const char *path) {
     struct stat st;
     if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) return 0;
@@ -437,8 +739,9 @@ int cf_shards_is_dir(const char *path) {
     char *p = malloc(len);
     if (!p) return 0;
     int yes = 0;
-    const char *names[] = {"train.bin", "train_00000.bin"};
-    for (int k = 0; k < 2 && !yes; k++) {
+    /* meta.json or a val shard alone: an incomplete prepare, reported by cf_shard_set_open */
+    const char *names[] = {"train.bin", "train_00000.bin", "val.bin", "val_00000.bin", "meta.json"};
+    for (int k = 0; k < 5 && !yes; k++) {
         snprintf(p, len, "%s/%s", path, names[k]);
         yes = stat(p, &st) == 0 && S_ISREG(st.st_mode);
     }
@@ -471,6 +774,7 @@ int cf_shard_set_open(const cf_config *cfg, const char *dir, cf_shard_set **out)
     if (!s) return CF_ERR_NOMEM;
     rc = cf_shard_list_open(dir, "train", &e, &s->train);
     if (rc == CF_OK) rc = cf_shard_list_open(dir, "val", &e, &s->val);
+    if (rc == CF_OK) rc = check_meta(dir, s);
     if (rc == CF_OK && s->train.n == 0) {
         CF_ERROR("data %s: no train.bin or train_*.bin; run `clformer prepare --out %s`", dir, dir);
         rc = CF_ERR_NOT_FOUND;

@@ -45,13 +45,21 @@ typedef struct {
     const uint8_t *tokens; /* map + CF_SHARD_HEADER_BYTES */
 } cf_shard;
 
-/* Map and validate one shard. Errors are one line naming the file and the fix: truncated, wrong
- * magic, unknown version or dtype, token count vs file size, other tokenizer, vocab larger than
- * expected. */
+/* Map and validate one shard. Errors are one line naming the file and the fix: not a regular
+ * file (a FIFO is refused without blocking), truncated, wrong magic, unknown version or dtype,
+ * token count vs file size, other tokenizer, vocab larger than expected, and any token id at or
+ * above the header's vocab size (or expect->max_vocab when smaller), with its position. */
 int cf_shard_open(const char *path, const cf_shard_expect *expect, cf_shard *out);
 void cf_shard_close(cf_shard *s);
 /* Header only (no mapping), same checks except the tokenizer ones. */
 int cf_shard_read_info(const char *path, cf_shard_info *info);
+/* The checks of a 64-byte header h of a file of file_size bytes (what cf_shard_open runs first). */
+int cf_shard_parse_header(const char *path, const uint8_t *h, uint64_t file_size,
+                          cf_shard_info *info);
+/* Tokens [start, start + n) as int32. Reads run under a SIGBUS guard: a shard truncated while it
+ * is mapped gives CF_ERR_IO and a message naming the file instead of killing the process. Use
+ * these (not cf_shard_token) wherever the file may change under a long run. */
+int cf_shard_read(const cf_shard *s, uint64_t start, size_t n, int32_t *out);
 
 static inline uint32_t cf_shard_token(const cf_shard *s, uint64_t i) {
     return s->info.dtype == 2 ? ((const uint16_t *)(const void *)s->tokens)[i]
@@ -88,6 +96,8 @@ typedef struct {
 int cf_shard_list_open(const char *dir, const char *split, const cf_shard_expect *expect,
                        cf_shard_list *out);
 void cf_shard_list_close(cf_shard_list *l);
+/* Tokens [start, start + n) of the split (guarded as cf_shard_read). */
+int cf_shard_list_read(const cf_shard_list *l, uint64_t start, size_t n, int32_t *out);
 
 static inline uint32_t cf_shard_list_token(const cf_shard_list *l, uint64_t i) {
     int k = 0;
@@ -105,7 +115,8 @@ static inline uint32_t cf_shard_list_token(const cf_shard_list *l, uint64_t i) {
     return cf_shard_token(&l->sh[k], i - l->first[k]);
 }
 
-/* Whether dir is a shard directory (has train.bin or train_00000.bin). */
+/* Whether dir is a shard directory (has train.bin, train_00000.bin, or, left by an interrupted
+ * prepare, val.bin, val_00000.bin or meta.json). */
 int cf_shards_is_dir(const char *path);
 
 /* ---- the training dataset's view ---------------------------------------------------------------
@@ -116,8 +127,18 @@ typedef struct cf_shard_set {
     cf_shard_list train, val;
 } cf_shard_set;
 
+/* What <dir>/meta.json records; `clformer prepare` removes it first and writes it last, so a
+ * directory whose meta.json is missing or disagrees with its shards is incomplete. */
+typedef struct {
+    uint64_t tokenizer_hash, train_tokens, val_tokens;
+    int train_shards, val_shards;
+} cf_shard_meta;
+/* Parse meta.json text (origin names it in messages). */
+int cf_shard_meta_parse(const char *text, size_t len, const char *origin, cf_shard_meta *out);
+
 /* Open cfg->data-style shard directory `dir` for training: every shard must carry the hash of
- * cfg->tokenizer and a vocab no larger than cfg->vocab_size. */
+ * cfg->tokenizer, a vocab no larger than cfg->vocab_size and ids below it, and meta.json must
+ * describe exactly the shards found (else the directory is from an interrupted prepare). */
 int cf_shard_set_open(const cf_config *cfg, const char *dir, cf_shard_set **out);
 void cf_shard_set_close(cf_shard_set *s);
 static inline uint64_t cf_shard_set_tokens(const cf_shard_set *s) {
@@ -127,7 +148,9 @@ static inline uint64_t cf_shard_set_val_tokens(const cf_shard_set *s) { return s
 /* The dataset's split: *n_val = the val shards' tokens. Fails with a message naming dir when the
  * train split has fewer than T + 1 tokens, or when need_val and the val split has fewer. */
 int cf_shard_set_split(const cf_shard_set *s, const char *dir, int T, int need_val, size_t *n_val);
-/* Token i of train ++ val. */
+/* Tokens [start, start + n) of train ++ val (guarded as cf_shard_read). */
+int cf_shard_set_read(const cf_shard_set *s, uint64_t start, size_t n, int32_t *out);
+/* Token i of train ++ val (unguarded). */
 static inline uint32_t cf_shard_set_token(const cf_shard_set *s, uint64_t i) {
     return i < s->train.total ? cf_shard_list_token(&s->train, i)
                               : cf_shard_list_token(&s->val, i - s->train.total);

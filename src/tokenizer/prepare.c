@@ -8,11 +8,14 @@
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "clformer/common.h"
 #include "data/shards.h"
@@ -59,6 +62,7 @@ typedef struct {
     uint64_t unit_index, doc_index;
     cf_tok_encoder **enc;
     int nt;
+    int shards_done; /* shards closed so far (for opts->stop_after_shards) */
 } prep;
 
 static int batch_add_block(batch *b, const uint8_t *data, size_t n, uint8_t **copy) {
@@ -174,6 +178,10 @@ static int split_write(prep *P, split_out *S, const uint32_t *ids, size_t n) {
                 int rc = cf_shard_writer_close(S->w);
                 S->w = NULL;
                 CF_TRY(rc);
+                P->shards_done++;
+                if (cf_interrupted() ||
+                    (P->o->stop_after_shards && P->shards_done >= P->o->stop_after_shards))
+                    return CF_ERR_INTERRUPTED;
                 S->shard++;
                 CF_TRY(split_open_shard(P, S));
                 continue;
@@ -261,6 +269,28 @@ static void batch_free(batch *b) {
     free(b->out);
 }
 
+/* Remove dir/meta.json before anything else changes in dir, and make that durable: the dataset is
+ * marked complete only by the meta.json written at the very end, so an interrupted run leaves a
+ * directory that `train` refuses (cf_shard_set_open) instead of old metadata over new shards. */
+static int remove_meta(const char *dir) {
+    size_t len = strlen(dir) + 16;
+    char *p = malloc(len);
+    if (!p) return CF_ERR_NOMEM;
+    snprintf(p, len, "%s/meta.json", dir);
+    int rc = CF_OK;
+    if (remove(p) != 0 && errno != ENOENT) {
+        CF_ERROR("prepare: cannot remove the old %s: %s; delete it by hand", p, strerror(errno));
+        rc = CF_ERR_IO;
+    }
+    free(p);
+    int fd = rc == CF_OK ? open(dir, O_RDONLY) : -1;
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+    return rc;
+}
+
 /* Delete shards of an earlier run in dir (files named like ours that carry our magic). */
 static int remove_stale_shards(const char *dir) {
     DIR *d = opendir(dir);
@@ -280,7 +310,8 @@ static int remove_stale_shards(const char *dir) {
             break;
         }
         snprintf(p, len, "%s/%s", dir, nm);
-        FILE *f = fopen(p, "rb");
+        struct stat sb;
+        FILE *f = lstat(p, &sb) == 0 && S_ISREG(sb.st_mode) ? fopen(p, "rb") : NULL;
         char magic[8] = {0};
         int ours = f && fread(magic, 1, 8, f) == 8 && memcmp(magic, CF_SHARD_MAGIC, 8) == 0;
         if (f) fclose(f);
@@ -370,6 +401,7 @@ int cf_prepare_run(const cf_prepare_opts *o, cf_prepare_stats *st) {
     int rc = cf_corpus_collect(&corpus, o->inputs, o->n_inputs);
     if (rc == CF_OK && (rc = cf_mkdirs(o->out_dir)) < 0)
         CF_ERROR("prepare: cannot create the output directory '%s'", o->out_dir);
+    if (rc == CF_OK) rc = remove_meta(o->out_dir);
     if (rc == CF_OK) rc = remove_stale_shards(o->out_dir);
     P.nt = o->threads > 0 ? o->threads : omp_get_max_threads();
     if (P.nt < 1) P.nt = 1;

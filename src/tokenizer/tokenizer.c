@@ -270,6 +270,32 @@ static int merges_insert(cf_tokenizer *t, uint32_t a, uint32_t b, uint32_t rank,
     return 1;
 }
 
+/* cJSON ends a string at an escaped NUL (\u0000), so a key or content holding one would be cut
+ * silently and encode/decode would not round-trip. Returns the offset of the first string
+ * literal holding one (*lit_len its length with the quotes), or -1. */
+static long find_escaped_nul(const char *json, size_t len, size_t *lit_len) {
+    long start = -1;
+    for (size_t i = 0; i < len; i++) {
+        if (start < 0) {
+            if (json[i] == '"') start = (long)i;
+            continue;
+        }
+        if (json[i] == '"') {
+            start = -1;
+        } else if (json[i] == '\\' && i + 1 < len) {
+            if (json[i + 1] == 'u' && i + 5 < len && json[i + 2] == '0' && json[i + 3] == '0' &&
+                json[i + 4] == '0' && json[i + 5] == '0') {
+                size_t e = i + 6;
+                while (e < len && json[e] != '"') e += json[e] == '\\' ? 2 : 1;
+                *lit_len = (e < len ? e + 1 : len) - (size_t)start;
+                return start;
+            }
+            i++; /* the escaped character */
+        }
+    }
+    return -1;
+}
+
 int cf_tokenizer_load_json(const char *json, size_t len, const char *origin, cf_tokenizer **out) {
     *out = NULL;
     int rc = CF_ERR_FORMAT;
@@ -285,6 +311,15 @@ int cf_tokenizer_load_json(const char *json, size_t len, const char *origin, cf_
         CF_ERROR(
             "tokenizer %s: not valid JSON (near byte %ld); expected a Hugging Face tokenizer.json",
             origin, off);
+        goto done;
+    }
+    size_t lit_len = 0;
+    long lit = find_escaped_nul(json, len, &lit_len);
+    if (lit >= 0) {
+        CF_ERROR("tokenizer %s: the string %.*s%s at byte %ld holds \\u0000 (a NUL character), "
+                 "which clformer cannot represent in a token; remove or change that entry",
+                 origin, (int)(lit_len > 80 ? 80 : lit_len), json + lit, lit_len > 80 ? "..." : "",
+                 lit);
         goto done;
     }
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
@@ -359,7 +394,7 @@ int cf_tokenizer_load_json(const char *json, size_t len, const char *origin, cf_
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(it, "content");
         if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > 16777215.0 ||
-            !cJSON_IsString(content)) {
+            id->valuedouble != (double)(long)id->valuedouble || !cJSON_IsString(content)) {
             CF_ERROR("tokenizer %s: added_tokens entry without an integer id and a content string",
                      origin);
             goto done;
@@ -402,6 +437,13 @@ int cf_tokenizer_load_json(const char *json, size_t len, const char *origin, cf_
             free(present);
             goto done;
         }
+        if (present[id]) {
+            CF_ERROR("tokenizer %s: added token \"%s\" has id %u, which the added token \"%.*s\" "
+                     "already has; every id names one token",
+                     origin, content, id, (int)tokn[id], (const char *)tokb[id]);
+            free(present);
+            goto done;
+        }
         if (!json_is_false_or_absent(it, "lstrip") || !json_is_false_or_absent(it, "rstrip") ||
             !json_is_false_or_absent(it, "single_word")) {
             CF_ERROR("tokenizer %s: added token \"%s\" uses lstrip/rstrip/single_word, which "
@@ -433,8 +475,16 @@ int cf_tokenizer_load_json(const char *json, size_t len, const char *origin, cf_
         uint32_t id = (uint32_t)it->valueint;
         uint64_t *v;
         size_t sl = strlen(it->string);
-        if (cf_strmap_upsert(&smap, it->string, sl, cf_strmap_hash(it->string, sl), &v) < 0) {
+        int ins = cf_strmap_upsert(&smap, it->string, sl, cf_strmap_hash(it->string, sl), &v);
+        if (ins < 0) {
             rc = CF_ERR_NOMEM;
+            free(present);
+            goto done;
+        }
+        if (ins == 0) {
+            CF_ERROR("tokenizer %s: vocab key \"%s\" appears twice (ids %u and %u); every token "
+                     "has one id",
+                     origin, it->string, (unsigned)*v, id);
             free(present);
             goto done;
         }
@@ -444,7 +494,20 @@ int cf_tokenizer_load_json(const char *json, size_t len, const char *origin, cf_
             free(present);
             goto done;
         }
-        if (present[id] == 2) continue; /* an added token that the vocab also lists */
+        if (present[id] == 2) {
+            /* an added token that the vocab also lists: the same token (its content, raw or in
+             * byte-level form), or two tokens on one id that cannot both encode and decode */
+            long k = bytelevel_decode(it->string, scratch + used);
+            if ((sl == tokn[id] && memcmp(it->string, tokb[id], sl) == 0) ||
+                (k == (long)tokn[id] && memcmp(scratch + used, tokb[id], tokn[id]) == 0))
+                continue;
+            CF_ERROR("tokenizer %s: vocab entry \"%s\" and added token \"%.*s\" share id %u; "
+                     "give the added token an id of its own (or list it in vocab under its "
+                     "content)",
+                     origin, it->string, (int)tokn[id], (const char *)tokb[id], id);
+            free(present);
+            goto done;
+        }
         long k = bytelevel_decode(it->string, scratch + used);
         if (k < 0) {
             CF_ERROR("tokenizer %s: vocab token \"%s\" (id %u) is not a byte-level string; "

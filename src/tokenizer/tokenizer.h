@@ -118,6 +118,8 @@ typedef struct {
     int progress;      /* 1: progress bar */
     size_t read_bytes; /* bytes read from a file at a time; 0 = 16 MB (tests use small values) */
     size_t unit_bytes; /* documents longer than about this are split into units; 0 = 1 MB */
+    int stop_after_shards; /* tests: stop as if interrupted once this many shards are complete
+                              (0 = never); simulates a Ctrl-C between two shards */
 } cf_prepare_opts;
 
 typedef struct {

@@ -3,6 +3,7 @@
  * (through the tuner hook of cl_gemm.c) and work-group sizes (by rebuilding those programs). */
 #define _POSIX_C_SOURCE 200809L
 #include <ctype.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,6 +196,13 @@ static double get_num(const cJSON *o, const char *key) {
                                                                                 : 0.0;
 }
 
+/* An informational count (candidates, rejected, default_ls): get_num clamped to an int, since
+ * converting a double beyond INT_MAX to int is undefined (found by tests/fuzz/fuzz_tuning.c). */
+static int get_count(const cJSON *o, const char *key) {
+    double v = get_num(o, key);
+    return v < (double)INT_MAX ? (int)v : INT_MAX;
+}
+
 static int is_pow2(int x) { return x > 0 && (x & (x - 1)) == 0; }
 
 /* the optional "fast_choice" object of an entry: the register-blocked kernel's variant and split,
@@ -276,8 +284,8 @@ static int parse_gemm(parse_ctx *pc, const cJSON *e, int idx, cf_tuning_gemm *g)
         else if (!fc)
             g->gflops_fast_rule = g->gflops_fast;
     }
-    g->candidates = (int)get_num(e, "candidates");
-    g->rejected = (int)get_num(e, "rejected");
+    g->candidates = get_count(e, "candidates");
+    g->rejected = get_count(e, "rejected");
     return CF_OK;
 }
 
@@ -362,7 +370,7 @@ int cf_tuning_parse(const char *text, const char *origin, cf_tuning *t, char *wh
             rc = bad(&pc, "%sfield '%s' must be a power of two%s", where, "ls", "");
             goto out;
         }
-        t->wg[f].default_ls = (int)get_num(e, "default_ls");
+        t->wg[f].default_ls = get_count(e, "default_ls");
         t->wg[f].us_tuned = get_num(e, "us_tuned");
         t->wg[f].us_default = get_num(e, "us_default");
     }
