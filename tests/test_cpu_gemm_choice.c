@@ -69,7 +69,7 @@ int main(void) {
     printf("kernels usable on this CPU: %d (%d vector)\n", n, vec);
 
     /* ---- a fresh process, an empty cache: measured (in a child, whose choice is its own) ----- */
-    snprintf(dir, sizeof dir, "%s/test_cpu_gemm_choice", CF_BINARY_DIR);
+    snprintf(dir, sizeof dir, "%s/test_cpu_gemm_choice.cache", CF_BINARY_DIR);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) return 1;
     fflush(stdout);

@@ -19,9 +19,11 @@
 #include "train/train.h"
 
 /* How long the measurement may take per device: one untimed step (kernel builds, first touch),
- * then timed steps until SEL_STEPS of them or SEL_SECONDS of timed stepping. */
+ * then timed steps until SEL_STEPS of them or SEL_SECONDS of timed stepping, or as soon as one
+ * step takes SEL_LOSER times the fastest step of a device timed before (it cannot win). */
 #define SEL_STEPS 3
 #define SEL_SECONDS 2.0
+#define SEL_LOSER 3.0
 
 static void warn_failed(const cf_device_id *id, const char *why) {
     CF_WARN("device auto: skipping %s (%s, driver %s): it failed `clformer devices --verify` (%s); "
@@ -86,7 +88,7 @@ static int random_batch(void *user, int32_t *x, int32_t *y, int B, int T) {
 
 /* The fastest timed step of cfg on the device spec, in ms (*ms); CF_OK or why it could not run. */
 static int time_steps(const char *spec, const cf_backend_options *opts, const cf_config *cfg,
-                      double *ms, int *steps) {
+                      double best_ms, double *ms, int *steps) {
     cf_backend *be = NULL;
     cf_model *m = NULL;
     const int B = cfg->batch_size, T = cfg->max_length;
@@ -111,6 +113,7 @@ static int time_steps(const char *spec, const cf_backend_options *opts, const cf
         timed += dt;
         if (dt * 1e3 < *ms) *ms = dt * 1e3;
         ++*steps;
+        if (*ms > SEL_LOSER * best_ms) break;
     }
     cf_model_free(m);
     cf_backend_destroy(be);
@@ -167,7 +170,8 @@ static int cached_choice(const char *path, const char *shape, const cf_device_id
     if (!strcmp(jstr(j, "clformer"), CF_VERSION_STRING) && !strcmp(jstr(j, "shape"), shape) &&
         cJSON_IsObject(ch))
         for (int i = 0; i < n; i++)
-            if (!strcmp(jstr(ch, "kind"), ids[i].kind) && !strcmp(jstr(ch, "device"), ids[i].device) &&
+            if (!strcmp(jstr(ch, "kind"), ids[i].kind) &&
+                !strcmp(jstr(ch, "device"), ids[i].device) &&
                 !strcmp(jstr(ch, "platform"), ids[i].platform) &&
                 !strcmp(jstr(ch, "driver"), ids[i].driver))
                 pick = i;
@@ -237,7 +241,8 @@ static int measure_and_create(const cf_backend_options *opts, const cf_config *c
     int steps_max = 0;
     for (int i = 0; i < n; i++) {
         int steps = 0;
-        int r = time_steps(ids[i].spec, opts, cfg, &ms[i], &steps);
+        const double best = pick >= 0 ? ms[pick] : INFINITY;
+        int r = time_steps(ids[i].spec, opts, cfg, best, &ms[i], &steps);
         steps_max = steps > steps_max ? steps : steps_max;
         cJSON *o = id_json(&ids[i]);
         if (r == CF_OK) {
@@ -260,8 +265,8 @@ static int measure_and_create(const cf_backend_options *opts, const cf_config *c
         free(ms), free(ids), cJSON_Delete(doc), cJSON_Delete(arr);
         return CF_ERR_UNSUPPORTED;
     }
-    CF_INFO("device auto: timed %d step%s of this config on each device: %s -> %s%s%s", steps_max,
-            steps_max == 1 ? "" : "s", line, ids[pick].spec,
+    CF_INFO("device auto: timed up to %d step%s of this config on each device: %s -> %s%s%s",
+            steps_max, steps_max == 1 ? "" : "s", line, ids[pick].spec,
             cache && *cache ? "; cached in " : "", cache && *cache ? path : "");
     if (cache && *cache) {
         cJSON_AddStringToObject(doc, "shape", shape);
