@@ -1,6 +1,7 @@
 /* clformer test: every op of struct cf_backend_ops, table-driven (after ggml's test-backend-ops).
- * One row per op: how to build its random inputs for a shape case, how to run it through the cf_be_*
- * wrappers, which of its tensors are outputs. Every case runs on every backend under test and its
+ * One row per op (src/backend/op_cases.c, the table `clformer devices --verify` runs too): how to
+ * build its random inputs for a shape case, how to run it through the cf_be_* wrappers, which of
+ * its tensors are outputs. Every case runs on every backend under test and its
  * outputs are compared with the CPU backend's:
  *   err  = max|a - ref| / (max|ref| + 1e-20)     (normalised maximum error, must be <= the row's tol)
  *   nmse = sum (a - ref)^2 / (sum ref^2 + 1e-20)  (ggml's NMSE, must be <= min(tol, 1e-7))

@@ -211,6 +211,11 @@ static int measure_and_create(const cf_backend_options *opts, const cf_config *c
     }
     free(all);
     int rc;
+    if (n == 0) { /* the CPU backend is the fallback of last resort, as in auto:first */
+        CF_WARN("device auto: every device failed verification; using the CPU backend");
+        free(ids);
+        return cf_backend_create("cpu", opts, out);
+    }
     if (n == 1) { /* nothing to choose from */
         rc = cf_backend_create(ids[0].spec, opts, out);
         free(ids);
