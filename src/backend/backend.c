@@ -2,6 +2,7 @@
  * injection (test builds). */
 #define _POSIX_C_SOURCE 200809L
 #include "backend/backend.h"
+#include "backend/verify.h"
 #ifdef CF_HAVE_OPENCL
 #include "backend/opencl/cl_backend.h"
 #endif
@@ -100,11 +101,14 @@ int cf_backend_create(const char *spec, const cf_backend_options *opts, cf_backe
             (strncasecmp(spec, registry[i].name, n) == 0 && spec[n] == ':'))
             return create_row(&registry[i], spec, opts, out);
     }
-    if (strcasecmp(spec, "auto") == 0) {
-        /* the best usable GPU of the device backends; each says why not (a one-line warning) */
+    if (strcasecmp(spec, "auto") == 0 || strcasecmp(spec, "auto:first") == 0) {
+        /* the best usable GPU of the device backends; each says why not (a one-line warning); a
+         * device whose cached verification failed is replaced or dropped (backend/verify.c) */
         for (int i = 0; i < N_REGISTRY; i++) {
             if (&registry[i] == cpu) continue;
-            if (create_row(&registry[i], "auto", opts, out) == CF_OK) return CF_OK;
+            if (create_row(&registry[i], "auto", opts, out) == CF_OK &&
+                cf_backend_auto_verified(registry[i].name, opts, out) == CF_OK)
+                return CF_OK;
         }
         return create_row(cpu, "cpu", opts, out);
     }

@@ -165,6 +165,9 @@ typedef struct cf_backend_options {
     int map;                /* transfers on unified memory: -1 auto (map/unmap), 0 copy (env
                              * CF_CL_MAP=0) */
     int auto_cpu_devices;   /* "auto" may choose an OpenCL CPU device (env CF_OPENCL_AUTO_CPU=1) */
+    int auto_first;         /* "auto" with a config takes the first usable GPU, else the CPU, as
+                             * "auto:first" does, instead of timing a few steps on each device
+                             * (env CF_AUTO_MEASURE=0; backend/verify.h) */
     int verbose;            /* be->verbose */
 } cf_backend_options;
 
@@ -338,10 +341,12 @@ void cf_prof_reset(cf_backend *be); /* drop recorded events, keep enabled */
 
 /* ---- creation ---------------------------------------------------------------------------- */
 
-/* device spec: "auto", "cpu", "opencl", "opencl:P:D", or a substring of a platform/device name.
- * The backend is found in the registry (backend.c): a row's name, or "name:..." goes to that row;
- * "auto" tries every row but "cpu" with "auto" (best usable GPU) and falls back to the CPU backend
- * with the one-line warning the failing backend printed; anything else goes to the device backends.
+/* device spec: "auto", "auto:first", "cpu", "opencl", "opencl:P:D", or a substring of a
+ * platform/device name. The backend is found in the registry (backend.c): a row's name, or
+ * "name:..." goes to that row; "auto" and "auto:first" try every row but "cpu" with "auto" (best
+ * usable GPU), skip a device whose cached verification failed (backend/verify.h) and fall back to
+ * the CPU backend with the one-line warning the failing backend printed; anything else goes to the
+ * device backends. (cf_backend_create_for, backend/verify.h, makes "auto" measure for a config.)
  * opts NULL = cf_backend_options_default(). A backend whose ops table has another api_version is
  * refused (CF_ERR_UNSUPPORTED, one error line). */
 int cf_backend_create(const char *device_spec, const cf_backend_options *opts, cf_backend **out);

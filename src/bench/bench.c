@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "backend/verify.h"
 #include "bench/bench.h"
 #include "model/gpt.h"
 #include "train/train.h"
@@ -107,7 +108,7 @@ int cf_bench_run(const cf_config *cfg, const cf_bench_opts *o, cf_bench_result *
     cf_trace_span *spans = NULL;
     rand_batches rb = {0};
     int rc;
-    if ((rc = cf_backend_create(o->device, o->backend, &be)) < 0) return rc;
+    if ((rc = cf_backend_create_for(o->device, o->backend, cfg, &be)) < 0) return rc;
     snprintf(r->device, sizeof r->device, "%s", cf_be_name(be));
     snprintf(r->config_name, sizeof r->config_name, "%s", cfg->name[0] ? cfg->name : origin);
     r->B = B;

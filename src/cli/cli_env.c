@@ -51,6 +51,8 @@ void cf_cli_backend_options_from_env(cf_backend_options *o) {
     o->map = map && strcmp(map, "0") == 0 ? 0 : -1;
     const char *ac = env_str("CF_OPENCL_AUTO_CPU");
     o->auto_cpu_devices = ac && atoi(ac) != 0;
+    const char *am = env_str("CF_AUTO_MEASURE");
+    o->auto_first = am && strcmp(am, "0") == 0;
 }
 
 const char *cf_cli_device_from_env(const char *spec) {

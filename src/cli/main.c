@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "backend/backend.h"
+#include "backend/verify.h"
 #include "cli/cli.h"
 #include "clformer/common.h"
 #include "clformer/config.h"
@@ -30,7 +31,8 @@ static const char *USAGE =
     "  generate CKPT     generate text from a checkpoint (file or run directory)\n"
     "  eval CKPT         mean next-token loss of a checkpoint on a text file\n"
     "  export CKPT       export to the Hugging Face format (GPT2LMHeadModel)\n"
-    "  devices           list OpenCL platforms and devices and whether clformer can use them\n"
+    "  devices           list the devices and whether clformer can use them; --verify checks\n"
+    "                    every op and a training step on each against the CPU reference\n"
     "  tokenizer         train / encode / decode a byte-level BPE tokenizer\n"
     "  prepare           encode a text corpus into token shards for training\n"
     "  bench CONFIG      measure training speed (tokens/s, MFU, memory)\n"
@@ -101,8 +103,9 @@ static const char *TRAIN_HELP =
     "on the command line as key=value (e.g. steps=100 data=corpus.txt learning_rate=3e-4).\n"
     "\n"
     "options:\n"
-    "  --device D      cpu, auto (default: best OpenCL GPU, else CPU), opencl, opencl:P:D, or a\n"
-    "                  substring of a device/platform name (env CLFORMER_DEVICE)\n"
+    "  --device D      cpu, auto (default: the fastest device for this config, timed once and\n"
+    "                  cached), auto:first (the first usable GPU, else CPU), opencl, opencl:P:D,\n"
+    "                  or a substring of a device/platform name (env CLFORMER_DEVICE)\n"
     "  --gemm G        GEMM path: auto, clblast, native (OpenCL); auto, blas, native (CPU)\n"
     "  --tuning FILE   OpenCL tuning file from clformer-tune (default: configs/tuning/ when one\n"
     "                  matches the device; 'off' for none; env CF_TUNING; docs/tuning.md)\n"
@@ -598,18 +601,88 @@ done:
 
 /* ---- devices -------------------------------------------------------------------------------- */
 
+static const char *DEVICES_HELP =
+    "usage: clformer devices [--verify [--device D]]\n"
+    "\n"
+    "Lists every OpenCL platform and device (index for --device opencl:P:D, type, compute units,\n"
+    "memory, OpenCL C version, fp16/subgroups) and whether clformer can use it, the CPU backend\n"
+    "(--device cpu, always available) with its GEMM kernel, and what is cached: verifications\n"
+    "and the measurements --device auto made.\n"
+    "\n"
+    "  --verify     run every op (forward and backward) and one training step of a small model on\n"
+    "               each usable device against the CPU reference (the C backend's portable GEMM),\n"
+    "               print pass/fail per op with its error, and cache the result per device and\n"
+    "               driver; --device auto never picks a device that failed. Exit 1 when one\n"
+    "               failed.\n"
+    "  --device D   verify only D (cpu, opencl, opencl:P:D, a device-name substring)\n"
+    "\n"
+    "--device auto: the first time a config shape runs on a set of devices, a few training steps\n"
+    "are timed on each (the CPU backend included) and the fastest is used; the decision is cached\n"
+    "(CF_CACHE_DIR). --device auto:first (or CF_AUTO_MEASURE=0) takes the first usable GPU, else\n"
+    "the CPU, without timing.\n";
+
 static int cmd_devices(int argc, char **argv) {
+    int verify = 0;
+    const char *device = NULL;
     for (int i = 1; i < argc; i++) {
         if (global_flag(argv[i])) continue;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            puts("usage: clformer devices\n"
-                 "Lists every OpenCL platform and device (index for --device opencl:P:D, type,\n"
-                 "compute units, memory, OpenCL C version, fp16/subgroups) and whether clformer\n"
-                 "can use it. The CPU backend (--device cpu) is always available.");
+            fputs(DEVICES_HELP, stdout);
             return 0;
+        } else if (!strcmp(argv[i], "--verify")) {
+            verify = 1;
+        } else if (!strcmp(argv[i], "--device")) {
+            if (!cf_cli_need_value(argc, argv, i, "devices")) return 1;
+            device = argv[++i];
+        } else {
+            CF_ERROR("devices: unexpected argument '%s'; see `clformer devices --help`", argv[i]);
+            return 1;
         }
     }
-    return exit_code(cf_backend_list_devices(stdout));
+    if (device && !verify) {
+        CF_ERROR("devices: --device selects the device to verify; use it with --verify");
+        return 1;
+    }
+    const char *cache = g_backend_options.cache_dir;
+    if (!verify) {
+        /* the C backend's GEMM kernel as every command gets it (the choice cached in the cache
+         * directory, or measured now) */
+        cf_backend *cpu = NULL;
+        if (cf_backend_create("cpu", &g_backend_options, &cpu) == CF_OK) cf_backend_destroy(cpu);
+        int rc = cf_backend_list_devices(stdout);
+        if (cf_device_cache_report(cache, stdout) < 0 && rc == CF_OK) rc = CF_ERR_IO;
+        return exit_code(rc);
+    }
+    cf_device_id *ids = NULL;
+    int n = 0, rc, failed = 0;
+    if (device) {
+        /* one device: created as any command would create it */
+        cf_backend *be = NULL;
+        if ((rc = cf_backend_create(device, &g_backend_options, &be)) < 0) return exit_code(rc);
+        cf_verify_summary sum;
+        rc = cf_verify_device(be, device, cache, stdout, &sum);
+        cf_backend_destroy(be);
+        if (rc < 0) return exit_code(rc);
+        return sum.pass ? 0 : 1;
+    }
+    if ((rc = cf_device_candidates(&g_backend_options, &ids, &n)) < 0) return exit_code(rc);
+    for (int i = 0; i < n; i++) {
+        cf_backend *be = NULL;
+        cf_verify_summary sum;
+        if (i) fputc('\n', stdout);
+        if ((rc = cf_backend_create(ids[i].spec, &g_backend_options, &be)) < 0 ||
+            (rc = cf_verify_device(be, ids[i].spec, cache, stdout, &sum)) < 0) {
+            printf("FAIL %s: the verification could not run (%s)\n", ids[i].spec,
+                   cf_status_str(rc));
+            failed++;
+        } else {
+            failed += !sum.pass;
+        }
+        cf_backend_destroy(be);
+    }
+    free(ids);
+    if (n > 1) printf("\n%d of %d devices failed verification\n", failed, n);
+    return failed ? 1 : 0;
 }
 
 /* ---- main ------------------------------------------------------------------------------------ */

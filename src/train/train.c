@@ -17,6 +17,7 @@
 #include <cjson/cJSON.h>
 
 #include "backend/backend.h"
+#include "backend/verify.h"
 #include "bench/bench.h"
 #include "data/dataset.h"
 #include "model/gpt.h"
@@ -486,7 +487,7 @@ int cf_train_run(cf_train_opts *o) {
         if ((rc = check_resume_config(resume_path, c, o->quiet)) < 0) return rc;
     }
     if ((rc = cf_dataset_open(c, &ds)) < 0) goto done;
-    if ((rc = cf_backend_create(o->device, o->backend, &be)) < 0) goto done;
+    if ((rc = cf_backend_create_for(o->device, o->backend, c, &be)) < 0) goto done;
     be->verbose = o->verbose;
     if ((rc = cf_model_create(be, c, c->batch_size, c->max_length, 1, &m)) < 0) goto done;
     if (resume_path[0]) {

@@ -154,6 +154,12 @@ static void cf_cpu_set_kernel(cf_cpu_ctx *ctx, int kernel) {
                  cf_cpu_gemm_kernel_name(kernel));
 }
 
+/* "native" or the default: the kernel cf_cpu_gemm_native_kernel picks for this CPU */
+static int is_native(const char *which) {
+    if (!which || !*which || strcmp(which, "auto") == 0) which = cf_cpu_gemm_default();
+    return strcmp(which, "native") == 0;
+}
+
 /* The host CPU's model name from /proc/cpuinfo ("" where there is none). */
 static void cpu_model_name(char *out, size_t len, char *vendor, size_t vlen) {
     out[0] = vendor[0] = 0;
@@ -187,8 +193,11 @@ static int cf_cpu_info(cf_backend *be, cf_backend_info *out) {
 }
 
 int cf_backend_cpu_list_devices(FILE *out) {
-    fprintf(out, "cpu           clformer's C backend (OpenMP, %s)\n",
-            cf_cpu_blas_available() ? "GEMM: built-in or OpenBLAS" : "GEMM: built-in");
+    const int native = cf_cpu_gemm_native_kernel(NULL); /* before its reason is read */
+    fprintf(out, "cpu           clformer's C backend (OpenMP, %d threads; GEMM native:%s, %s%s; "
+                 "CF_CPU_GEMM overrides)\n",
+            cf_cpu_max_threads(), cf_cpu_gemm_kernel_name(native), cf_cpu_gemm_native_reason(),
+            cf_cpu_blas_available() ? "; OpenBLAS available" : "");
     return CF_OK;
 }
 
@@ -196,8 +205,9 @@ int cf_backend_cpu_create(const char *spec, const cf_backend_options *opts, cf_b
     (void)spec;
     *out = NULL;
     int kernel;
-    CF_TRY(cf_cpu_gemm_parse(opts ? opts->cpu_gemm : NULL, "cpu gemm (CF_CPU_GEMM / --gemm)",
-                             &kernel));
+    const char *which = opts ? opts->cpu_gemm : NULL;
+    CF_TRY(cf_cpu_gemm_parse(which, "cpu gemm (CF_CPU_GEMM / --gemm)", &kernel));
+    if (is_native(which)) kernel = cf_cpu_gemm_native_kernel(opts ? opts->cache_dir : NULL);
     cf_backend *be = calloc(1, sizeof *be);
     cf_cpu_ctx *ctx = calloc(1, sizeof *ctx);
     if (!be || !ctx) {
@@ -223,6 +233,7 @@ int cf_backend_cpu_set_gemm(cf_backend *be, const char *which) {
     }
     int kernel;
     CF_TRY(cf_cpu_gemm_parse(which, "cpu gemm choice", &kernel));
+    if (is_native(which)) kernel = cf_cpu_gemm_native_kernel(NULL);
     cf_cpu_set_kernel(be->ctx, kernel);
     return CF_OK;
 }

@@ -14,7 +14,7 @@
 #define CF_CPU_GEMM_BLAS (-1)
 
 /* Select the GEMM of a CPU backend. which:
- *   "native"           the best built-in kernel for this CPU
+ *   "native"           the best built-in kernel for this CPU (cf_cpu_gemm_native_kernel)
  *   "native:<kernel>"  one built-in kernel by name (see cf_cpu_gemm_kernel_name)
  *   "blas"             cblas_sgemm; CF_ERR_UNSUPPORTED when not compiled with CF_HAVE_BLAS
  *   "auto"             the default (see cf_cpu_gemm_default)
@@ -29,9 +29,17 @@ const char *cf_cpu_gemm_default(void);
 /* 1 when the CBLAS path was compiled in. */
 int cf_cpu_blas_available(void);
 
-/* Built-in kernels usable on this CPU, in order of preference ("native" = index 0). */
+/* Built-in kernels usable on this CPU (cpuid), in order of preference: AVX2+FMA, AVX-512, the
+ * portable kernel. */
 int cf_cpu_gemm_kernel_count(void);
 const char *cf_cpu_gemm_kernel_name(int kernel);
+/* The kernel "native" (and "auto") means on this CPU: kernel 0, or where the CPU has more than one
+ * vector kernel (AVX2 and AVX-512), the one a short measurement at first use finds at least 10%
+ * faster (about 30 ms of CPU time, once per process; kept in <cache_dir>/cpu_gemm-*.txt when
+ * cache_dir is set, so every run on this CPU uses the same kernel). */
+int cf_cpu_gemm_native_kernel(const char *cache_dir);
+/* Why: "measured at first use: avx2-6x16 41.0 GFLOP/s, avx512-12x32 38.2 GFLOP/s", ... */
+const char *cf_cpu_gemm_native_reason(void);
 
 /* C(M,N) = alpha * op(A) * op(B) + beta * C on host pointers, row-major, same conventions as
  * cf_backend_ops.gemm (A is (M,K) or stored (K,M) when ta; B is (K,N) or stored (N,K) when tb;

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend/cpu/cpu_internal.h"
 
@@ -340,10 +341,11 @@ static int cf_gemm_usable_avx512(void) {
 }
 #endif /* CF_GEMM_X86 */
 
-/* All compiled kernels in order of preference; cf_gemm_detect() keeps the usable ones and
- * "native" takes the first. The AVX-512 kernel comes after AVX2: the reference machine has no
- * AVX-512, so it is checked only where test_cpu_gemm runs on such a CPU; select it with
- * CF_CPU_GEMM=native:avx512-12x32 (and move it first once it has been measured there). */
+/* All compiled kernels in order of preference; cf_cpu_gemm_kernel_count() keeps the ones the CPU
+ * supports (cpuid) and kernel 0 is the default. Where the CPU has both AVX2 and AVX-512F, "native"
+ * is chosen by a short measurement at first use (cf_cpu_gemm_native_kernel): the AVX-512 kernel
+ * trained wiki_cache_optimized about 1.44x faster on an AVX-512 Xeon, but no faster on an AMD
+ * EPYC with AVX-512 (BENCHMARKS.md, "CPU GEMM kernel"), so the CPU's features alone do not say. */
 static const cf_gemm_kernel cf_gemm_all_kernels[] = {
 #ifdef CF_GEMM_X86
     {"avx2-6x16", 6, 16, cf_gemm_ukr_avx2, cf_gemm_usable_avx2, 1},
@@ -858,4 +860,153 @@ int cf_cpu_gemm_parse(const char *which, const char *origin, int *kernel) {
     }
     CF_ERROR("%s: unknown gemm '%s'; use auto, native, blas or one of: %s", origin, which, names);
     return CF_ERR_INVALID;
+}
+
+/* ---- "native": the fastest kernel for this CPU -------------------------------------------- */
+
+/* The measurement: a product of a transformer layer's shape (256 x 384 x 384, B^T as in the
+ * forward), run serially by each vector kernel in turn, best of CF_GEMM_PICK_ROUNDS, timed in the
+ * calling thread's CPU time so that other processes on a loaded machine (which take the core away,
+ * not its cycles) change it little. An alternative to kernel 0 is taken only when it is at least
+ * CF_GEMM_PICK_MARGIN faster, so a close race keeps the same (default) kernel from run to run. */
+#define CF_GEMM_PICK_M 256
+#define CF_GEMM_PICK_N 384
+#define CF_GEMM_PICK_K 384
+#define CF_GEMM_PICK_ROUNDS 5
+#define CF_GEMM_PICK_MARGIN 1.10
+
+static _Atomic int cf_gemm_native_pick = -1;
+static char cf_gemm_native_why[256] = "the only vector kernel this CPU supports";
+
+static double cf_thread_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* seconds of CPU time for one product with kernel kr, the best of `rounds` */
+static double cf_gemm_time_kernel(const cf_gemm_kernel *kr, const float *A, const float *B,
+                                  float *C, float *pack) {
+    const int M = CF_GEMM_PICK_M, N = CF_GEMM_PICK_N, K = CF_GEMM_PICK_K;
+    const int kc = cf_ceil_div(K, cf_ceil_div(K, CF_GEMM_KC));
+    const int nc = cf_round_up(cf_ceil_div(N, cf_ceil_div(N, CF_GEMM_NC)), kr->nr);
+    const size_t bsize = (size_t)kc * nc;
+    const double t0 = cf_thread_seconds();
+    cf_gemm_serial(kr, 0, 1, 0, M, 0, N, K, kc, nc, CF_GEMM_MC, 1.0f, A, K, B, K, 0.0f, C, N, NULL,
+                   pack + bsize, pack);
+    return cf_thread_seconds() - t0;
+}
+
+static int cf_gemm_measure_pick(char *why, size_t len) {
+    const int n = cf_cpu_gemm_kernel_count();
+    int vec = 0;
+    for (int i = 0; i < n; i++) vec += cf_gemm_usable[i]->simd_pack;
+    if (vec < 2) {
+        snprintf(why, len, "the only vector kernel this CPU supports");
+        return 0;
+    }
+    const int M = CF_GEMM_PICK_M, N = CF_GEMM_PICK_N, K = CF_GEMM_PICK_K;
+    float *A = malloc(sizeof(float) * (size_t)M * K), *B = malloc(sizeof(float) * (size_t)N * K);
+    float *C = malloc(sizeof(float) * (size_t)M * N);
+    /* packing space for the widest kernel: B (kc x nc) and A (kc x mc) */
+    float *pack = cf_gemm_alloc((size_t)CF_GEMM_KC * (N + 64) + (size_t)CF_GEMM_KC * CF_GEMM_MC +
+                                    CF_GEMM_APAD + 64,
+                                M, N, K);
+    if (!A || !B || !C || !pack) {
+        free(A), free(B), free(C), free(pack);
+        snprintf(why, len, "the default (no memory to measure)");
+        return 0;
+    }
+    for (size_t i = 0; i < (size_t)M * K; i++) A[i] = (float)((i * 7) % 13) * 0.1f - 0.6f;
+    for (size_t i = 0; i < (size_t)N * K; i++) B[i] = (float)((i * 5) % 11) * 0.1f - 0.5f;
+    double best[CF_GEMM_NALL];
+    for (int i = 0; i < n; i++) best[i] = 1e30;
+    for (int r = 0; r < CF_GEMM_PICK_ROUNDS; r++)
+        for (int i = 0; i < n; i++) {
+            if (!cf_gemm_usable[i]->simd_pack) continue;
+            double t = cf_gemm_time_kernel(cf_gemm_usable[i], A, B, C, pack);
+            if (t < best[i]) best[i] = t;
+        }
+    free(A), free(B), free(C), free(pack);
+    int pick = 0;
+    for (int i = 1; i < n; i++)
+        if (cf_gemm_usable[i]->simd_pack && best[i] * CF_GEMM_PICK_MARGIN < best[pick]) pick = i;
+    size_t used = (size_t)snprintf(why, len, "measured at first use:");
+    for (int i = 0; i < n && used < len; i++)
+        if (cf_gemm_usable[i]->simd_pack)
+            used += (size_t)snprintf(why + used, len - used, "%s %s %.1f GFLOP/s", i ? "," : "",
+                                     cf_gemm_usable[i]->name,
+                                     2.0 * M * N * K / best[i] / 1e9);
+    return pick;
+}
+
+/* the cache file: one per CPU model and set of kernels */
+static void cf_gemm_pick_path(const char *cache_dir, char *out, size_t len) {
+    char model[512] = "";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f) {
+        char line[512];
+        while (fgets(line, sizeof line, f))
+            if (strncmp(line, "model name", 10) == 0) {
+                snprintf(model, sizeof model, "%s", line);
+                break;
+            }
+        fclose(f);
+    }
+    uint64_t h = cf_hash64(model, strlen(model), 0xc0de);
+    for (int i = 0; i < cf_cpu_gemm_kernel_count(); i++)
+        h = cf_hash64(cf_gemm_usable[i]->name, strlen(cf_gemm_usable[i]->name) + 1, h);
+    snprintf(out, len, "%s/cpu_gemm-%016llx.txt", cache_dir, (unsigned long long)h);
+}
+
+int cf_cpu_gemm_native_kernel(const char *cache_dir) {
+    int pick = atomic_load_explicit(&cf_gemm_native_pick, memory_order_acquire);
+    if (pick >= 0) return pick;
+    const int n = cf_cpu_gemm_kernel_count();
+    char path[1200] = "", why[256];
+    pick = -1;
+    if (cache_dir && *cache_dir) {
+        /* "<kernel name>\n<why>\n", written after the first measurement */
+        cf_gemm_pick_path(cache_dir, path, sizeof path);
+        FILE *f = fopen(path, "r");
+        char name[64] = "";
+        if (f) {
+            if (fgets(name, sizeof name, f) && fgets(why, sizeof why, f)) {
+                name[strcspn(name, "\n")] = 0;
+                why[strcspn(why, "\n")] = 0;
+                for (int i = 0; i < n; i++)
+                    if (!strcmp(name, cf_gemm_usable[i]->name)) pick = i;
+            }
+            fclose(f);
+        }
+        if (pick >= 0) {
+            const size_t l = strlen(why);
+            snprintf(why + l, sizeof why - l, " (cached)");
+        }
+    }
+    if (pick < 0) {
+        pick = cf_gemm_measure_pick(why, sizeof why);
+        if (path[0]) {
+            char text[400];
+            int len = snprintf(text, sizeof text, "%s\n%s\n", cf_gemm_usable[pick]->name, why);
+            /* a cache that cannot be written costs a measurement next time, nothing more */
+            if (cf_mkdirs(cache_dir) == CF_OK) cf_write_file_atomic(path, text, (size_t)len);
+        }
+    }
+#ifdef _OPENMP
+#pragma omp critical(cf_gemm_pick)
+#endif
+    {
+        if (atomic_load_explicit(&cf_gemm_native_pick, memory_order_relaxed) < 0) {
+            snprintf(cf_gemm_native_why, sizeof cf_gemm_native_why, "%s", why);
+            atomic_store_explicit(&cf_gemm_native_pick, pick, memory_order_release);
+        }
+    }
+    return atomic_load_explicit(&cf_gemm_native_pick, memory_order_acquire);
+}
+
+const char *cf_cpu_gemm_native_reason(void) {
+    return atomic_load_explicit(&cf_gemm_native_pick, memory_order_acquire) >= 0
+               ? cf_gemm_native_why
+               : "not chosen yet";
 }

@@ -1,0 +1,745 @@
+/* clformer: the op case table (see op_cases.h): one row per op of struct cf_backend_ops, how to
+ * build its random inputs for a shape case, how to run it through the cf_be_* wrappers, which of
+ * its tensors are outputs; running a case on a backend and comparing it with the CPU backend's. */
+#define _POSIX_C_SOURCE 200809L
+#include "backend/op_cases.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clformer/common.h"
+
+#define PAD CF_OPCASE_PAD
+#define GUARD CF_OPCASE_GUARD
+#define MAXT CF_OPCASE_MAXT
+#define MAXP CF_OPCASE_MAXP
+#define MAXC CF_OPCASE_MAXC
+#define T_IN CF_OPT_IN
+#define T_OUT CF_OPT_OUT
+#define T_INT CF_OPT_INT
+#define T_ACC CF_OPT_ACC
+#define T_LOSS CF_OPT_LOSS
+#define CE_DLOSS CF_OPCASE_DLOSS
+typedef cf_opcase tcase;
+typedef cf_optensor tensor;
+typedef cf_oprow oprow;
+
+/* The only place views are made (element index into the buffer). */
+static cf_view tv(cf_buffer *b, size_t elem) { return cf_view_f32(b, elem); }
+/* int32 tensors (tokens, targets) get i32 views: the wrappers check the dtype. */
+static cf_view tv_i32(cf_buffer *b, size_t elem) { return cf_view_i32(b, elem); }
+
+/* ---- cases ---------------------------------------------------------------------------------- */
+
+/* A new tensor of the case; NULL (and c->status set) when it cannot be had: the build functions
+ * leave a NULL tensor alone and cf_opcase_make reports the status. */
+static float *add_t(tcase *c, const char *name, size_t n, int flags) {
+    if (c->nt == MAXT) {
+        CF_ERROR("op case: row declares more than %d tensors (raise CF_OPCASE_MAXT)", MAXT);
+        c->status = CF_ERR_INVALID;
+        return NULL;
+    }
+    tensor *t = &c->t[c->nt++];
+    t->name = name;
+    t->n = n;
+    t->flags = flags;
+    t->init = malloc((n ? n : 1) * sizeof(float));
+    if (!t->init && c->status == CF_OK) c->status = CF_ERR_NOMEM;
+    return t->init;
+}
+/* uniform in [-scale, scale) */
+static float *add_rand(tcase *c, const char *name, size_t n, int flags, float scale) {
+    float *x = add_t(c, name, n, flags);
+    for (size_t i = 0; x && i < n; i++) x[i] = scale * (2.0f * cf_rng_uniform(&c->rng) - 1.0f);
+    return x;
+}
+static float *add_const(tcase *c, const char *name, size_t n, int flags, float v) {
+    float *x = add_t(c, name, n, flags);
+    for (size_t i = 0; x && i < n; i++) x[i] = v;
+    return x;
+}
+/* int32 ids in [lo, hi) */
+static void add_ids(tcase *c, const char *name, size_t n, int lo, int hi) {
+    float *x = add_t(c, name, n, T_IN | T_INT);
+    for (size_t i = 0; x && i < n; i++) {
+        int32_t v = lo + (int32_t)(cf_rng_uniform(&c->rng) * (float)(hi - lo));
+        if (v >= hi) v = hi - 1;
+        memcpy(&x[i], &v, 4);
+    }
+}
+int cf_opcase_find(const tcase *c, const char *name) {
+    for (int i = 0; i < c->nt; i++)
+        if (!strcmp(c->t[i].name, name)) return i;
+    return -1;
+}
+#define find_t cf_opcase_find
+void cf_opcase_free(tcase *c) {
+    for (int i = 0; i < c->nt; i++) free(c->t[i].init);
+    c->nt = 0;
+}
+#define free_case cf_opcase_free
+
+/* A view of tensor `name` of the case on the buffers b (the data starts after the guards); a row
+ * naming a tensor it did not declare gets a view without a buffer, which the wrappers refuse. */
+static cf_view V_(const tcase *c, cf_buffer **b, const char *name) {
+    int i = find_t(c, name);
+    if (i < 0) {
+        CF_ERROR("op case: the row uses tensor '%s' it did not declare", name);
+        return CF_VIEW_NULL;
+    }
+    return (c->t[i].flags & T_INT) ? tv_i32(b[i], PAD) : tv(b[i], PAD);
+}
+#define V(name) V_(c, b, name)
+#define P c->p
+
+/* ---- rows: build and run ------------------------------------------------------------------- */
+
+/* gemm: p = ta tb M N K ab; ab picks (alpha, beta); strides are wider than the rows */
+static const float AB[3][2] = {{1.0f, 0.0f}, {0.7f, -1.3f}, {1.0f, 1.0f}};
+static int g_lda(const tcase *c) { return (P[0] ? P[2] : P[4]) + 3; }
+static int g_ldb(const tcase *c) { return (P[1] ? P[4] : P[3]) + 1; }
+static int g_ldc(const tcase *c) { return P[3] + 2; }
+static void build_gemm_common(tcase *c, int bias, int ldc) {
+    int ta = P[0], tb = P[1], M = P[2], N = P[3], K = P[4];
+    add_rand(c, "A", (size_t)(ta ? K : M) * g_lda(c), T_IN, 1.0f);
+    add_rand(c, "B", (size_t)(tb ? N : K) * g_ldb(c), T_IN, 1.0f);
+    float *C = add_rand(c, "C", (size_t)M * ldc, T_IN | T_OUT, 1.0f);
+    if (C && AB[P[5]][1] == 0.0f) /* beta 0 must not read C: NaN there, the gap between rows kept */
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = NAN;
+    if (bias) add_rand(c, "bias", (size_t)N, T_IN, 1.0f);
+}
+static void build_gemm(tcase *c) { build_gemm_common(c, 0, g_ldc(c)); }
+static int run_gemm(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return cf_be_gemm(be, P[0], P[1], P[2], P[3], P[4], AB[P[5]][0], V("A"), g_lda(c), V("B"),
+                      g_ldb(c), AB[P[5]][1], V("C"), g_ldc(c));
+}
+
+/* Slots without a cf_be_* wrapper of their own are called here as the wrappers call them, with the
+ * fallback the contract names when a backend leaves the optional slot NULL. */
+static int slot_add_bias(cf_backend *be, cf_view out, cf_view bias, int N, int OC) {
+    return be->ops->add_bias(be, out, bias, N, OC);
+}
+static int slot_bias_backward(cf_backend *be, cf_view dbias, cf_view dout, int N, int OC) {
+    return be->ops->bias_backward(be, dbias, dout, N, OC);
+}
+static int slot_gemm_bias(cf_backend *be, int ta, int tb, int M, int N, int K, float alpha,
+                          cf_view A, int lda, cf_view B, int ldb, float beta, cf_view C, int ldc,
+                          cf_view bias) {
+    if (be->ops->gemm_bias)
+        return be->ops->gemm_bias(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias);
+    CF_TRY(cf_be_gemm(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc));
+    for (int i = 0; i < M; i++) /* add_bias works on packed rows: one row at a time */
+        CF_TRY(slot_add_bias(be, cf_view_add(C, (size_t)i * ldc), bias, 1, N));
+    return CF_OK;
+}
+/* X has C's shape with ldc == N */
+static int slot_gemm_gelu(cf_backend *be, int ta, int tb, int M, int N, int K, cf_view A, int lda,
+                          cf_view B, int ldb, cf_view C, cf_view bias, cf_view X, int backward) {
+    if (be->ops->gemm_gelu)
+        return be->ops->gemm_gelu(be, ta, tb, M, N, K, A, lda, B, ldb, C, bias, X, backward);
+    CF_TRY(cf_be_gemm(be, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N));
+    if (backward) return cf_be_gelu_backward(be, C, X, C, (size_t)M * N);
+    if (bias.buf) CF_TRY(slot_add_bias(be, C, bias, M, N));
+    return cf_be_gelu_forward(be, X, C, (size_t)M * N);
+}
+static int slot_weight_bias_backward(cf_backend *be, cf_view dweight, cf_view dbias, cf_view dout,
+                                     cf_view inp, int N, int IC, int OC) {
+    if (be->ops->weight_bias_backward)
+        return be->ops->weight_bias_backward(be, dweight, dbias, dout, inp, N, IC, OC);
+    CF_TRY(cf_be_gemm(be, 1, 0, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dweight, IC));
+    return slot_bias_backward(be, dbias, dout, N, OC);
+}
+
+/* gemm_bias with packed C (ldc == N): the OpenCL backend's gemm_bias refuses other strides */
+static void build_gemm_bias(tcase *c) { build_gemm_common(c, 1, P[3]); }
+static int run_gemm_bias(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return slot_gemm_bias(be, P[0], P[1], P[2], P[3], P[4], AB[P[5]][0], V("A"), g_lda(c), V("B"),
+                          g_ldb(c), AB[P[5]][1], V("C"), P[3], V("bias"));
+}
+
+/* gemm_gelu: p = ta tb M N K hasbias; C and X packed (ldc = N) */
+static void build_gemm_gelu_fwd(tcase *c) {
+    int ta = P[0], tb = P[1], M = P[2], N = P[3], K = P[4];
+    add_rand(c, "A", (size_t)(ta ? K : M) * g_lda(c), T_IN, 1.0f);
+    add_rand(c, "B", (size_t)(tb ? N : K) * g_ldb(c), T_IN, 1.0f);
+    add_const(c, "C", (size_t)M * N, T_OUT, NAN);
+    add_const(c, "X", (size_t)M * N, T_OUT, NAN);
+    if (P[5]) add_rand(c, "bias", (size_t)N, T_IN, 1.0f);
+}
+static int run_gemm_gelu_fwd(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return slot_gemm_gelu(be, P[0], P[1], P[2], P[3], P[4], V("A"), g_lda(c), V("B"), g_ldb(c),
+                          V("C"), P[5] ? V("bias") : CF_VIEW_NULL, V("X"), 0);
+}
+static void build_gemm_gelu_bwd(tcase *c) {
+    int ta = P[0], tb = P[1], M = P[2], N = P[3], K = P[4];
+    add_rand(c, "A", (size_t)(ta ? K : M) * g_lda(c), T_IN, 1.0f);
+    add_rand(c, "B", (size_t)(tb ? N : K) * g_ldb(c), T_IN, 1.0f);
+    add_const(c, "C", (size_t)M * N, T_OUT, NAN);
+    add_rand(c, "X", (size_t)M * N, T_IN, 3.0f); /* pre-activation, GELU's curved range */
+}
+static int run_gemm_gelu_bwd(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return slot_gemm_gelu(be, P[0], P[1], P[2], P[3], P[4], V("A"), g_lda(c), V("B"), g_ldb(c),
+                          V("C"), CF_VIEW_NULL, V("X"), 1);
+}
+
+/* linear layers: p = N IC OC */
+static void build_matmul_fwd(tcase *c) {
+    int N = P[0], IC = P[1], OC = P[2];
+    add_const(c, "out", (size_t)N * OC, T_OUT | T_LOSS, NAN);
+    add_rand(c, "inp", (size_t)N * IC, T_IN, 1.0f);
+    add_rand(c, "weight", (size_t)OC * IC, T_IN, 0.5f);
+    add_rand(c, "bias", (size_t)OC, T_IN, 0.5f);
+}
+static int run_matmul_fwd(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return cf_be_matmul_forward(be, V("out"), V("inp"), V("weight"), V("bias"), P[0], P[1], P[2]);
+}
+static void build_matmul_bwd_common(tcase *c, int set) {
+    int N = P[0], IC = P[1], OC = P[2];
+    if (set) add_const(c, "dinp", (size_t)N * IC, T_OUT, NAN);
+    else add_rand(c, "dinp", (size_t)N * IC, T_OUT | T_ACC, 1.0f);
+    add_rand(c, "dweight", (size_t)OC * IC, T_OUT | T_ACC, 1.0f);
+    add_rand(c, "dbias", (size_t)OC, T_OUT | T_ACC, 1.0f);
+    add_rand(c, "dout", (size_t)N * OC, T_IN, 1.0f);
+    add_rand(c, "inp", (size_t)N * IC, T_IN, 1.0f);
+    add_rand(c, "weight", (size_t)OC * IC, T_IN, 0.5f);
+}
+static void build_matmul_bwd(tcase *c) { build_matmul_bwd_common(c, 0); }
+static void build_matmul_bwd_set(tcase *c) { build_matmul_bwd_common(c, 1); }
+static int run_matmul_bwd(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return cf_be_matmul_backward(be, V("dinp"), V("dweight"), V("dbias"), V("dout"), V("inp"),
+                                 V("weight"), P[0], P[1], P[2]);
+}
+static int run_matmul_bwd_set(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return cf_be_matmul_backward_set(be, V("dinp"), V("dweight"), V("dbias"), V("dout"), V("inp"),
+                                     V("weight"), P[0], P[1], P[2]);
+}
+static void build_wbb(tcase *c) {
+    int N = P[0], IC = P[1], OC = P[2];
+    add_rand(c, "dweight", (size_t)OC * IC, T_OUT | T_ACC, 1.0f);
+    add_rand(c, "dbias", (size_t)OC, T_OUT | T_ACC, 1.0f);
+    add_rand(c, "dout", (size_t)N * OC, T_IN, 1.0f);
+    add_rand(c, "inp", (size_t)N * IC, T_IN, 1.0f);
+}
+static int run_wbb(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return slot_weight_bias_backward(be, V("dweight"), V("dbias"), V("dout"), V("inp"), P[0],
+                                     P[1], P[2]);
+}
+/* pre(N,OC), act = gelu(pre) */
+static void build_matmul_gelu_fwd(tcase *c) {
+    int N = P[0], IC = P[1], OC = P[2];
+    add_const(c, "pre", (size_t)N * OC, T_OUT, NAN);
+    add_const(c, "act", (size_t)N * OC, T_OUT, NAN);
+    add_rand(c, "inp", (size_t)N * IC, T_IN, 1.0f);
+    add_rand(c, "weight", (size_t)OC * IC, T_IN, 0.5f);
+    add_rand(c, "bias", (size_t)OC, T_IN, 0.5f);
+}
+static int run_matmul_gelu_fwd(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return cf_be_matmul_gelu_forward(be, V("pre"), V("act"), V("inp"), V("weight"), V("bias"),
+                                     P[0], P[1], P[2]);
+}
+/* The forward that matmul_gelu_backward_set differentiates: inp(N,IC) = gelu(pre), out(N,OC) =
+ * inp @ weight^T + bias. */
+static void build_gelu_matmul(tcase *c) {
+    int N = P[0], IC = P[1], OC = P[2];
+    add_const(c, "out", (size_t)N * OC, T_OUT | T_LOSS, NAN);
+    add_const(c, "inp", (size_t)N * IC, T_OUT, NAN);
+    add_rand(c, "pre", (size_t)N * IC, T_IN, 2.0f);
+    add_rand(c, "weight", (size_t)OC * IC, T_IN, 0.5f);
+    add_rand(c, "bias", (size_t)OC, T_IN, 0.5f);
+}
+static int run_gelu_matmul(cf_backend *be, const tcase *c, cf_buffer **b) {
+    CF_TRY(cf_be_gelu_forward(be, V("inp"), V("pre"), (size_t)P[0] * P[1]));
+    return cf_be_matmul_forward(be, V("out"), V("inp"), V("weight"), V("bias"), P[0], P[1], P[2]);
+}
+static void build_matmul_gelu_bwd(tcase *c) {
+    int N = P[0], IC = P[1], OC = P[2];
+    add_const(c, "dpre", (size_t)N * IC, T_OUT, NAN);
+    add_rand(c, "dweight", (size_t)OC * IC, T_OUT | T_ACC, 1.0f);
+    add_rand(c, "dbias", (size_t)OC, T_OUT | T_ACC, 1.0f);
+    add_rand(c, "dout", (size_t)N * OC, T_IN, 1.0f);
+    add_rand(c, "inp", (size_t)N * IC, T_IN, 1.0f);
+    add_rand(c, "weight", (size_t)OC * IC, T_IN, 0.5f);
+    add_rand(c, "pre", (size_t)N * IC, T_IN, 2.0f);
+}
+static int run_matmul_gelu_bwd(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return cf_be_matmul_gelu_backward_set(be, V("dpre"), V("dweight"), V("dbias"), V("dout"),
+                                          V("inp"), V("weight"), V("pre"), P[0], P[1], P[2]);
+}
+
+/* bias: p = N OC */
+static void build_add_bias(tcase *c) {
+    add_rand(c, "out", (size_t)P[0] * P[1], T_IN | T_OUT | T_LOSS, 1.0f);
+    add_rand(c, "bias", (size_t)P[1], T_IN, 1.0f);
+}
+static int run_add_bias(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return slot_add_bias(be, V("out"), V("bias"), P[0], P[1]);
+}
+static void build_bias_bwd(tcase *c) {
+    add_rand(c, "dbias", (size_t)P[1], T_OUT | T_ACC, 1.0f);
+    add_rand(c, "dout", (size_t)P[0] * P[1], T_IN, 1.0f);
+}
+static int run_bias_bwd(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return slot_bias_backward(be, V("dbias"), V("dout"), P[0], P[1]);
+}
+
+/* encoder: p = B T C V */
+static void build_enc_fwd(tcase *c) {
+    int B = P[0], T = P[1], C = P[2], Vv = P[3];
+    add_const(c, "out", (size_t)B * T * C, T_OUT | T_LOSS, NAN);
+    add_ids(c, "tokens", (size_t)B * T, 0, Vv);
+    add_rand(c, "wte", (size_t)Vv * C, T_IN, 1.0f);
+    add_rand(c, "wpe", (size_t)T * C, T_IN, 1.0f);
+}
+static int run_enc_fwd(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return cf_be_encoder_forward(be, V("out"), V("tokens"), V("wte"), V("wpe"), P[0], P[1], P[2],
+                                 P[3]);
+}
+static void build_enc_bwd(tcase *c) {
+    int B = P[0], T = P[1], C = P[2], Vv = P[3];
+    add_rand(c, "dwte", (size_t)Vv * C, T_OUT | T_ACC, 1.0f);
+    add_rand(c, "dwpe", (size_t)T * C, T_OUT | T_ACC, 1.0f);
+    add_rand(c, "dout", (size_t)B * T * C, T_IN, 1.0f);
+    add_ids(c, "tokens", (size_t)B * T, 0, Vv);
+}
+static int run_enc_bwd(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return cf_be_encoder_backward(be, V("dwte"), V("dwpe"), V("dout"), V("tokens"), P[0], P[1],
+                                  P[2], P[3]);
+}
+
+/* layernorm: p = N C */
+static void build_ln_fwd(tcase *c) {
+    int N = P[0], C = P[1];
+    add_const(c, "out", (size_t)N * C, T_OUT | T_LOSS, NAN);
+    add_const(c, "mean", (size_t)N, T_OUT, NAN);
+    add_const(c, "rstd", (size_t)N, T_OUT, NAN);
+    float *x = add_rand(c, "inp", (size_t)N * C, T_IN, 1.0f);
+    for (size_t i = 0; x && i < (size_t)N * C; i++) x[i] += 0.3f; /* a non-zero mean */
+    add_rand(c, "weight", (size_t)C, T_IN, 1.0f);
+    add_rand(c, "bias", (size_t)C, T_IN, 1.0f);
+}
+static int run_ln_fwd(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return cf_be_layernorm_forward(be, V("out"), V("mean"), V("rstd"), V("inp"), V("weight"),
+                                   V("bias"), P[0], P[1]);
+}
+static void build_ln_bwd(tcase *c) {
+    int N = P[0], C = P[1];
+    add_rand(c, "dinp", (size_t)N * C, T_OUT | T_ACC, 1.0f);
+    add_rand(c, "dweight", (size_t)C, T_OUT | T_ACC, 1.0f);
+    add_rand(c, "dbias", (size_t)C, T_OUT | T_ACC, 1.0f);
+    add_rand(c, "dout", (size_t)N * C, T_IN, 1.0f);
+    add_rand(c, "inp", (size_t)N * C, T_IN, 1.0f);
+    add_rand(c, "weight", (size_t)C, T_IN, 1.0f);
+    add_rand(c, "mean", (size_t)N, T_IN, 0.1f);        /* replaced by the forward's */
+    add_const(c, "rstd", (size_t)N, T_IN, 1.0f);       /* replaced by the forward's */
+}
+static int run_ln_bwd(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return cf_be_layernorm_backward(be, V("dinp"), V("dweight"), V("dbias"), V("dout"), V("inp"),
+                                    V("weight"), V("mean"), V("rstd"), P[0], P[1]);
+}
+
+/* attention: p = B T C NH */
+static void build_att_fwd(tcase *c) {
+    int B = P[0], T = P[1], C = P[2], NH = P[3];
+    add_const(c, "out", (size_t)B * T * C, T_OUT | T_LOSS, NAN);
+    add_const(c, "att", (size_t)B * NH * T * T, T_OUT, NAN);
+    add_rand(c, "qkv", (size_t)B * T * 3 * C, T_IN, 1.0f);
+}
+static int run_att_fwd(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return cf_be_attention_forward(be, V("out"), V("att"), V("qkv"), P[0], P[1], P[2], P[3]);
+}
+static void build_att_bwd(tcase *c) {
+    int B = P[0], T = P[1], C = P[2], NH = P[3];
+    size_t tt = (size_t)B * NH * T * T;
+    add_const(c, "dqkv", (size_t)B * T * 3 * C, T_OUT, NAN);
+    add_rand(c, "datt", tt, T_IN, 1.0f);    /* scratch */
+    add_rand(c, "dpreatt", tt, T_IN, 1.0f); /* scratch */
+    add_rand(c, "dout", (size_t)B * T * C, T_IN, 1.0f);
+    add_rand(c, "qkv", (size_t)B * T * 3 * C, T_IN, 1.0f); /* replaced by the forward's */
+    add_const(c, "att", tt, T_IN, 0.0f);                   /* replaced by the forward's */
+}
+static int run_att_bwd(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return cf_be_attention_backward(be, V("dqkv"), V("datt"), V("dpreatt"), V("dout"), V("qkv"),
+                                    V("att"), P[0], P[1], P[2], P[3]);
+}
+
+/* elementwise: p = n [inplace] */
+static void build_gelu_fwd(tcase *c) {
+    add_const(c, "out", (size_t)P[0], T_OUT | T_LOSS, NAN);
+    add_rand(c, "inp", (size_t)P[0], T_IN, 4.0f);
+}
+static int run_gelu_fwd(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return cf_be_gelu_forward(be, V("out"), V("inp"), (size_t)P[0]);
+}
+static void build_gelu_bwd(tcase *c) {
+    /* in place (p[1]): dinp is dout's memory, so dout is the compared output */
+    if (!P[1]) add_const(c, "dinp", (size_t)P[0], T_OUT, NAN);
+    add_rand(c, "inp", (size_t)P[0], T_IN, 4.0f);
+    add_rand(c, "dout", (size_t)P[0], T_IN | (P[1] ? T_OUT : 0), 1.0f);
+}
+static int run_gelu_bwd(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return cf_be_gelu_backward(be, P[1] ? V("dout") : V("dinp"), V("inp"), V("dout"), (size_t)P[0]);
+}
+static void build_residual(tcase *c) {
+    add_const(c, "out", (size_t)P[0], T_OUT | T_LOSS, NAN);
+    add_rand(c, "a", (size_t)P[0], T_IN, 1.0f);
+    add_rand(c, "b", (size_t)P[0], T_IN, 1.0f);
+}
+static int run_residual(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return cf_be_residual_forward(be, V("out"), V("a"), V("b"), (size_t)P[0]);
+}
+static void build_axpy(tcase *c) {
+    add_rand(c, "y", (size_t)P[0], T_IN | T_OUT, 1.0f);
+    add_rand(c, "x", (size_t)P[0], T_IN, 1.0f);
+}
+static int run_axpy(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return cf_be_axpy(be, V("y"), V("x"), -0.37f, (size_t)P[0]);
+}
+
+/* cross-entropy: p = N V [inplace]; every 5th target is -1 (ignored) */
+static void build_ce_common(tcase *c, int fused) {
+    int N = P[0], Vv = P[1];
+    add_const(c, "losses", (size_t)N, T_OUT | T_LOSS, NAN);
+    if (fused && !P[2]) add_const(c, "dlogits", (size_t)N * Vv, T_OUT, NAN);
+    add_rand(c, "logits", (size_t)N * Vv, T_IN | (fused && P[2] ? T_OUT : 0), 3.0f);
+    add_ids(c, "targets", (size_t)N, 0, Vv);
+    int ti = find_t(c, "targets");
+    float *t = ti >= 0 ? c->t[ti].init : NULL;
+    for (int i = 4; t && i < N; i += 5) {
+        int32_t ign = -1;
+        memcpy(&t[i], &ign, 4);
+    }
+}
+static void build_ce_fwd(tcase *c) { build_ce_common(c, 0); }
+static void build_ce_fused(tcase *c) { build_ce_common(c, 1); }
+static int run_ce_fwd(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return cf_be_crossentropy_forward(be, V("losses"), V("logits"), V("targets"), P[0], P[1]);
+}
+static int run_ce_fused(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return cf_be_crossentropy_fused(be, V("losses"), P[2] ? V("logits") : V("dlogits"),
+                                    V("logits"), V("targets"), P[0], P[1], CE_DLOSS);
+}
+
+/* reduce_sum: p = n square; x in [-0.5, 1.5) so the sum does not cancel to noise */
+static void build_reduce(tcase *c) {
+    add_const(c, "out", 1, T_OUT, NAN);
+    float *x = add_rand(c, "x", (size_t)P[0], T_IN, 1.0f);
+    for (int i = 0; x && i < P[0]; i++) x[i] += 0.5f;
+}
+static int run_reduce(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return cf_be_reduce_sum(be, V("out"), V("x"), (size_t)P[0], P[1]);
+}
+
+/* adamw: p = n t (step), three steps from t */
+static void build_adamw(tcase *c) {
+    size_t n = (size_t)P[0];
+    add_rand(c, "params", n, T_IN | T_OUT, 1.0f);
+    add_rand(c, "grads", n, T_IN, 1.0f);
+    add_rand(c, "m", n, T_IN | T_OUT, 0.1f);
+    float *v = add_rand(c, "v", n, T_IN | T_OUT, 0.01f);
+    for (size_t i = 0; v && i < n; i++) v[i] = fabsf(v[i]);
+}
+static int run_adamw(cf_backend *be, const tcase *c, cf_buffer **b) {
+    for (int s = 0; s < 3; s++)
+        CF_TRY(cf_be_adamw(be, V("params"), V("grads"), V("m"), V("v"), (size_t)P[0], 1e-2f,
+                           0.9f, 0.95f, 1e-8f, 0.1f, 0.8f, P[1] + s));
+    return CF_OK;
+}
+
+/* copy / fill: p = n off (extra element offset of the views) */
+static void build_copy(tcase *c) {
+    add_rand(c, "dst", (size_t)P[0] + P[1], T_IN | T_OUT, 10.0f);
+    add_rand(c, "src", (size_t)P[0] + P[1], T_IN, 1.0f);
+}
+static int run_copy(cf_backend *be, const tcase *c, cf_buffer **b) {
+    /* the source from its start, the destination at +off (and the rest left as it was) */
+    return cf_be_copy(be, cf_view_add(V("dst"), (size_t)P[1]), V("src"), (size_t)P[0]);
+}
+static void build_fill(tcase *c) { add_rand(c, "dst", (size_t)P[0] + P[1], T_OUT | T_IN, 1.0f); }
+static int run_fill(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return cf_be_fill(be, cf_view_add(V("dst"), (size_t)P[1]), -2.5f, (size_t)P[0]);
+}
+/* upload/download at offsets: p = n off. host data goes to dst at +off; dst's window
+ * [off/2, off/2 + n) is downloaded and uploaded again into back (whole buffer, guards included,
+ * so a download that wrote beyond n elements or an upload at the wrong place shows). */
+static void build_xfer(tcase *c) {
+    add_const(c, "dst", (size_t)P[0] + P[1], T_OUT | T_IN, 7.0f);
+    add_const(c, "back", (size_t)P[0], T_OUT, NAN);
+    add_rand(c, "host", (size_t)P[0], T_INT, 1.0f); /* host data only, not on the device */
+}
+static int run_xfer(cf_backend *be, const tcase *c, cf_buffer **b) {
+    size_t n = (size_t)P[0], off = (size_t)P[1];
+    const float *host = c->t[find_t(c, "host")].init;
+    CF_TRY(cf_be_upload(be, cf_view_add(V("dst"), off), host, n * 4));
+    float *tmp = malloc((n + 2) * sizeof(float));
+    if (!tmp) return CF_ERR_NOMEM;
+    tmp[n] = tmp[n + 1] = GUARD;
+    int rc = cf_be_download(be, tmp, cf_view_add(V("dst"), off / 2), n * 4);
+    if (rc == CF_OK && (tmp[n] != GUARD || tmp[n + 1] != GUARD)) {
+        CF_ERROR("download of %zu floats wrote past its end", n);
+        rc = CF_ERR_INVALID;
+    }
+    if (rc == CF_OK) rc = cf_be_upload(be, V("back"), tmp, n * 4);
+    free(tmp);
+    return rc;
+}
+
+/* clang-format off */
+static const oprow ROWS[] = {
+    {"gemm", NULL, 0, "ta tb M N K ab", build_gemm, run_gemm, 2e-6, 4, 8,
+     {{0,0,1,1,1,0}, {0,1,7,5,3,1}, {1,0,33,17,65,2}, {1,1,129,67,31,1}, {0,0,200,96,130,0},
+      {0,1,64,64,64,2}, {1,0,5,300,9,0}, {1,1,1,50,200,2}}},
+    {"gemm_bias", NULL, 0, "ta tb M N K ab", build_gemm_bias, run_gemm_bias, 2e-6, 4, 5,
+     {{0,1,1,1,1,0}, {0,0,9,13,5,1}, {1,0,70,33,17,0}, {1,1,31,129,65,2}, {0,1,128,192,96,0}}},
+    {"gemm_gelu forward", NULL, 0, "ta tb M N K bias", build_gemm_gelu_fwd, run_gemm_gelu_fwd,
+     2e-6, 4, 6,
+     {{0,1,1,1,1,1}, {0,0,7,9,5,0}, {1,0,33,65,17,1}, {1,1,17,31,63,0}, {0,1,128,96,64,1},
+      {0,0,100,257,33,1}}},
+    {"gemm_gelu backward", NULL, 0, "ta tb M N K -", build_gemm_gelu_bwd, run_gemm_gelu_bwd,
+     2e-6, 4, 5,
+     {{0,0,1,1,1,0}, {0,1,7,9,5,0}, {1,0,33,65,17,0}, {1,1,17,31,63,0}, {0,0,128,96,64,0}}},
+    {"matmul_forward (gemm_bias)", NULL, 0, "N IC OC", build_matmul_fwd, run_matmul_fwd, 2e-6,
+     1, 4, {{1,1,1}, {5,7,3}, {33,65,17}, {128,96,192}}},
+    {"matmul_backward (weight_bias_backward)", "matmul_forward (gemm_bias)", 1, "N IC OC",
+     build_matmul_bwd, run_matmul_bwd, 2e-6, 0, 4, {{1,1,1}, {5,7,3}, {33,65,17}, {128,96,192}}},
+    {"matmul_backward_set", "matmul_forward (gemm_bias)", 1, "N IC OC", build_matmul_bwd_set,
+     run_matmul_bwd_set, 2e-6, 0, 3, {{3,2,5}, {17,31,9}, {96,64,130}}},
+    {"matmul_gelu_forward", NULL, 0, "N IC OC", build_matmul_gelu_fwd, run_matmul_gelu_fwd, 2e-6,
+     1, 4, {{1,1,1}, {5,7,3}, {33,65,17}, {128,96,192}}},
+    {"gelu+matmul_forward", NULL, 0, "N IC OC", build_gelu_matmul, run_gelu_matmul, 2e-6, 1, 3,
+     {{2,3,4}, {9,17,5}, {64,96,33}}},
+    {"matmul_gelu_backward_set", "gelu+matmul_forward", 1, "N IC OC", build_matmul_gelu_bwd,
+     run_matmul_gelu_bwd, 2e-6, 2, 4, {{2,3,4}, {9,17,5}, {64,96,33}, {128,192,96}}},
+    {"weight_bias_backward", "matmul_forward (gemm_bias)", 1, "N IC OC", build_wbb, run_wbb, 2e-6,
+     0, 4, {{1,1,1}, {5,7,3}, {65,33,17}, {256,96,128}}},
+    {"add_bias", NULL, 0, "N OC", build_add_bias, run_add_bias, 1e-7, -1, 4,
+     {{1,1}, {3,7}, {33,129}, {256,384}}},
+    {"bias_backward", "add_bias", 1, "N OC", build_bias_bwd, run_bias_bwd, 1e-5, -1, 4,
+     {{1,1}, {3,7}, {33,129}, {1000,97}}},
+    {"encoder_forward", NULL, 0, "B T C V", build_enc_fwd, run_enc_fwd, 1e-7, -1, 4,
+     {{1,1,1,1}, {2,5,7,3}, {3,17,33,50}, {4,64,96,500}}},
+    {"encoder_backward", "encoder_forward", 1, "B T C V", build_enc_bwd, run_enc_bwd, 1e-6, -1, 5,
+     {{1,1,1,1}, {2,5,7,3}, {3,17,33,50}, {4,64,96,500}, {8,33,20,2}}},
+    {"layernorm_forward", NULL, 0, "N C", build_ln_fwd, run_ln_fwd, 1e-5, -1, 5,
+     {{1,1}, {3,7}, {17,129}, {64,768}, {5,1031}}},
+    {"layernorm_backward", "layernorm_forward", 1, "N C", build_ln_bwd, run_ln_bwd, 2e-5, -1, 5,
+     {{1,2}, {3,7}, {17,129}, {64,768}, {5,1031}}},
+    {"attention_forward", NULL, 0, "B T C NH", build_att_fwd, run_att_fwd, 2e-5, -1, 5,
+     {{1,1,4,1}, {2,7,12,3}, {1,33,20,2}, {2,65,64,4}, {1,130,96,2}}},
+    {"attention_backward", "attention_forward", 1, "B T C NH", build_att_bwd, run_att_bwd, 5e-5,
+     -1, 5, {{1,1,4,1}, {2,7,12,3}, {1,33,20,2}, {2,65,64,4}, {1,130,96,2}}},
+    {"gelu_forward", NULL, 0, "n -", build_gelu_fwd, run_gelu_fwd, 1e-6, -1, 4,
+     {{1,0}, {7,0}, {1001,0}, {65537,0}}},
+    {"gelu_backward", "gelu_forward", 1, "n inplace", build_gelu_bwd, run_gelu_bwd, 1e-6, -1, 5,
+     {{1,0}, {7,0}, {1001,0}, {65537,0}, {257,1}}},
+    {"residual_forward", NULL, 0, "n", build_residual, run_residual, 0.0, -1, 4,
+     {{1}, {7}, {1001}, {65539}}},
+    {"axpy", NULL, 0, "n", build_axpy, run_axpy, 1e-6, -1, 4, {{1}, {7}, {1001}, {65539}}},
+    {"crossentropy_forward", NULL, 0, "N V -", build_ce_fwd, run_ce_fwd, 1e-6, -1, 4,
+     {{1,1,0}, {3,5,0}, {17,257,0}, {32,5003,0}}},
+    {"crossentropy_fused", "crossentropy_forward", 1, "N V inplace", build_ce_fused,
+     run_ce_fused, 1e-6, -1, 5, {{1,1,0}, {3,5,0}, {17,257,0}, {32,5003,0}, {9,130,1}}},
+    {"reduce_sum", NULL, 0, "n square", build_reduce, run_reduce, 1e-5, -1, 5,
+     {{1,0}, {7,1}, {1000,0}, {4099,1}, {100003,0}}},
+    {"adamw", NULL, 0, "n t", build_adamw, run_adamw, 1e-6, -1, 4,
+     {{1,1}, {7,3}, {1000,10}, {65539,1}}},
+    {"copy", NULL, 0, "n off", build_copy, run_copy, 0.0, -1, 4, {{1,0}, {7,3}, {1000,1}, {65539,2}}},
+    {"fill", NULL, 0, "n off", build_fill, run_fill, 0.0, -1, 4, {{1,0}, {7,3}, {1000,1}, {65539,2}}},
+    {"upload/download", NULL, 0, "n off", build_xfer, run_xfer, 0.0, -1, 4,
+     {{1,1}, {7,3}, {1000,5}, {65539,2}}},
+};
+/* clang-format on */
+#define NROWS ((int)(sizeof ROWS / sizeof ROWS[0]))
+
+const cf_oprow *cf_oprows(int *n) {
+    *n = NROWS;
+    return ROWS;
+}
+
+const cf_oprow *cf_oprow_find(const char *op) {
+    for (int i = 0; i < NROWS; i++)
+        if (!strcmp(ROWS[i].op, op)) return &ROWS[i];
+    return NULL;
+}
+
+/* ---- running a case on one backend ---------------------------------------------------------- */
+
+int cf_opcase_make(const oprow *r, int ci, uint64_t salt, tcase *c) {
+    memset(c, 0, sizeof *c);
+    memcpy(c->p, r->cases[ci], sizeof c->p);
+    uint64_t h = 1469598103934665603ull ^ salt;
+    for (const char *s = r->op; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    cf_rng_seed(&c->rng, h + (uint64_t)ci * 7919u);
+    r->build(c);
+    return c->status;
+}
+
+int cf_opcase_make_forward(const oprow *f, const oprow *r, int ci, tcase *fc) {
+    memset(fc, 0, sizeof *fc);
+    memcpy(fc->p, r->cases[ci], sizeof fc->p);
+    cf_rng_seed(&fc->rng, 99991u + (uint64_t)ci);
+    f->build(fc);
+    return fc->status;
+}
+
+int cf_opcase_run(cf_backend *be, const oprow *r, const tcase *c, float **out) {
+    cf_buffer *b[MAXT] = {0};
+    int rc = c->status;
+    for (int i = 0; i < c->nt && rc == CF_OK; i++) {
+        const tensor *t = &c->t[i];
+        size_t total = t->n + 2 * PAD;
+        float *h = malloc(total * sizeof(float));
+        if (!h) {
+            rc = CF_ERR_NOMEM;
+            break;
+        }
+        for (size_t k = 0; k < total; k++) h[k] = GUARD;
+        memcpy(h + PAD, t->init, t->n * 4);
+        rc = cf_be_alloc(be, total * 4, &b[i]);
+        if (rc == CF_OK) rc = cf_be_upload(be, tv(b[i], 0), h, total * 4);
+        free(h);
+    }
+    if (rc == CF_OK) rc = r->run(be, c, b);
+    for (int i = 0; i < c->nt; i++) {
+        if (rc == CF_OK && (c->t[i].flags & T_OUT)) {
+            out[i] = malloc((c->t[i].n + 2 * PAD) * sizeof(float));
+            rc = out[i] ? cf_be_download(be, out[i], tv(b[i], 0), (c->t[i].n + 2 * PAD) * 4)
+                        : CF_ERR_NOMEM;
+        }
+        if (b[i]) cf_be_free(be, b[i]);
+    }
+    return rc;
+}
+#define run_case cf_opcase_run
+
+void cf_opcase_free_outs(float **out, int n) {
+    for (int i = 0; i < n; i++) free(out[i]), out[i] = NULL;
+}
+#define free_outs cf_opcase_free_outs
+
+int cf_opcase_feed_from_forward(cf_backend *cpu, const oprow *r, int ci, tcase *c) {
+    if (!r->fwd) return CF_OK;
+    const oprow *f = cf_oprow_find(r->fwd);
+    if (!f) {
+        CF_ERROR("op case: row %s names unknown forward row %s", r->op, r->fwd);
+        return CF_ERR_INVALID;
+    }
+    tcase fc;
+    float *fo[MAXT] = {0};
+    int rc = cf_opcase_make_forward(f, r, ci, &fc);
+    if (rc == CF_OK) rc = run_case(cpu, f, &fc, fo);
+    for (int i = 0; rc == CF_OK && i < fc.nt; i++) {
+        int j = find_t(c, fc.t[i].name);
+        if (j < 0 || !(c->t[j].flags & T_IN) || c->t[j].n != fc.t[i].n) continue;
+        memcpy(c->t[j].init, fo[i] ? fo[i] + PAD : fc.t[i].init, c->t[j].n * 4);
+    }
+    free_outs(fo, MAXT);
+    free_case(&fc);
+    return rc;
+}
+
+int cf_opcase_param(const oprow *r, const tcase *c, const char *name) {
+    const char *s = r->pnames;
+    for (int k = 0; k < MAXP && *s; k++) {
+        size_t w = strcspn(s, " ");
+        if (w == strlen(name) && !strncmp(s, name, w)) return c->p[k];
+        s += w;
+        while (*s == ' ') s++;
+    }
+    return 0;
+}
+
+void cf_opcase_label(const oprow *r, const tcase *c, char *buf, size_t len) {
+    size_t used = 0;
+    buf[0] = 0;
+    const char *s = r->pnames;
+    for (int k = 0; k < MAXP && *s; k++) {
+        size_t w = strcspn(s, " ");
+        if (!(w == 1 && *s == '-'))
+            used += (size_t)snprintf(buf + used, used < len ? len - used : 0, "%s%.*s=%d",
+                                     used ? " " : "", (int)w, s, c->p[k]);
+        s += w;
+        while (*s == ' ') s++;
+    }
+}
+
+double cf_opcase_tol(const oprow *r, const tcase *c) {
+    double tol = r->tol;
+    if (r->tol_k >= 0) tol *= sqrt(c->p[r->tol_k] > 16 ? (double)c->p[r->tol_k] : 16.0);
+    return tol;
+}
+
+/* ---- comparison ---------------------------------------------------------------------------- */
+
+/* err and NMSE of a against ref (n elements); a non-finite element in either gives INFINITY */
+static void cmp_arrays(const float *a, const float *ref, size_t n, double *err, double *nmse) {
+    double md = 0.0, mr = 0.0, sd = 0.0, sr = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(a[i]) || !isfinite(ref[i])) { /* every output must be finite */
+            *err = *nmse = INFINITY;
+            return;
+        }
+        double d = fabs((double)a[i] - ref[i]);
+        md = d > md ? d : md;
+        mr = fabs((double)ref[i]) > mr ? fabs((double)ref[i]) : mr;
+        sd += d * d;
+        sr += (double)ref[i] * ref[i];
+    }
+    *err = md / (mr + 1e-20);
+    *nmse = sd / (sr + 1e-20);
+}
+
+void cf_opcase_compare(const tcase *c, float **got, float **ref, cf_opcmp *res) {
+    memset(res, 0, sizeof *res);
+    for (int i = 0; i < c->nt; i++) {
+        if (!(c->t[i].flags & T_OUT)) continue;
+        size_t n = c->t[i].n;
+        for (size_t k = 0; k < PAD; k++)
+            if (got[i][k] != GUARD || got[i][PAD + n + k] != GUARD) res->problem = "guard overwritten";
+        double err, nmse;
+        cmp_arrays(got[i] + PAD, ref[i] + PAD, n, &err, &nmse);
+        if (!res->worst || err > res->err || isnan(err)) {
+            res->err = err;
+            res->worst = c->t[i].name;
+        }
+        if (nmse > res->nmse) res->nmse = nmse;
+    }
+}
+
+int cf_opcase_check(cf_backend *cpu, cf_backend *be, const oprow *r, int ci, int *pass,
+                    cf_opcmp *res, double *tol, char *msg, size_t len) {
+    tcase c;
+    float *ref[MAXT] = {0}, *got[MAXT] = {0};
+    memset(res, 0, sizeof *res);
+    *pass = 0;
+    *tol = 0.0;
+    msg[0] = 0;
+    int rc = cf_opcase_make(r, ci, 0, &c);
+    if (rc == CF_OK) rc = cf_opcase_feed_from_forward(cpu, r, ci, &c);
+    if (rc == CF_OK) rc = run_case(cpu, r, &c, ref);
+    if (rc != CF_OK) {
+        snprintf(msg, len, "the cpu reference could not run the case: %s", cf_status_str(rc));
+        goto done;
+    }
+    *tol = cf_opcase_tol(r, &c);
+    const double nmse_tol = *tol < 1e-7 ? *tol : 1e-7;
+    int brc = run_case(be, r, &c, got);
+    if (brc != CF_OK) {
+        snprintf(msg, len, "the op returned %d (%s)", brc, cf_status_str(brc));
+    } else {
+        cf_opcase_compare(&c, got, ref, res);
+        *pass = !res->problem && res->err <= *tol && res->nmse <= nmse_tol;
+        if (!*pass)
+            snprintf(msg, len, "err %.2e (%s) nmse %.2e, tolerance %.0e%s%s", res->err,
+                     res->worst ? res->worst : "-", res->nmse, *tol, res->problem ? "; " : "",
+                     res->problem ? res->problem : "");
+    }
+done:
+    free_outs(ref, MAXT);
+    free_outs(got, MAXT);
+    free_case(&c);
+    return rc;
+}
