@@ -1414,6 +1414,71 @@ static int test_big(int B, int T, int C, int NH, int V) {
     return fail;
 }
 
+/* The family's ops above their multi-threading thresholds give bit-identical results with 1 and
+ * 3 threads: activations, SwiGLU, grouped RMSNorm (forward and accumulating backward), RoPE and
+ * its inverse, the soft-capped fused loss, GQA attention forward and backward. */
+static void family_run(cf_buffer **b, const float *const *init, const size_t *n) {
+    for (int i = 0; i < 12; i++) cft_put(g_be, b[i], init[i], n[i]);
+    const int N = 1024, F = 192, G = 4, C = 64, ld = 384;
+    CFT_OK(cf_be_act_forward(g_be, CF_ACT_RELU2, cft_v(b[1]), cft_v(b[0]), n[0]));
+    CFT_OK(cf_be_act_backward(g_be, CF_ACT_SILU, cft_v(b[2]), cft_v(b[0]), cft_v(b[1]), n[0]));
+    CFT_OK(cf_be_swiglu_forward(g_be, cft_v(b[1]), cft_v(b[0]), N, F));
+    CFT_OK(cf_be_swiglu_backward(g_be, cft_v(b[3]), cft_v(b[0]), cft_v(b[2]), N, F));
+    CFT_OK(cf_be_rmsnorm_forward(g_be, cft_v(b[4]), cft_v(b[5]), cft_v(b[0]), cft_v(b[6]), N, G, C,
+                                 ld, 1e-5f));
+    CFT_OK(cf_be_rmsnorm_backward(g_be, cft_v(b[3]), cft_v(b[7]), cft_v(b[2]), cft_v(b[0]),
+                                  cft_v(b[6]), cft_v(b[5]), N, G, C, ld, 1));
+    CFT_OK(cf_be_rope(g_be, cft_v(b[4]), cft_v(b[8]), 8, 128, 6, 64, ld, 0, 0));
+    CFT_OK(cf_be_rope(g_be, cft_v(b[3]), cft_v(b[8]), 8, 128, 6, 64, ld, 0, 1));
+    CFT_OK(cf_be_crossentropy_fused(g_be, cft_v(b[9]), cft_v(b[2]), cft_v(b[0]), cft_vi(b[10]),
+                                    256, 1024, 1.0f / 256, 15.0f));
+    /* attention B 8, T 64, NH 4 over KVH 2, hs 32: qkv (8,64,256) = first 131072 of b[0] */
+    CFT_OK(cf_be_attention_forward(g_be, cft_v(b[1]), cft_v(b[11]), cft_v(b[0]), 8, 64, 4, 2, 32));
+    CFT_OK(cf_be_attention_backward(g_be, cft_v(b[4]), cft_v(b[11]), cft_v(b[11]), cft_v(b[1]),
+                                    cft_v(b[0]), cft_v(b[11]), 8, 64, 4, 2, 32));
+}
+
+static int test_family_threads(void) {
+    /* 0 inp (N, ld) 1 out 2 dout/dlogits 3 dinp 4 rms out/att dqkv 5 rstd 6 weight 7 dweight
+     * 8 rope cs 9 losses 10 targets 11 att */
+    const size_t N = 1024, ld = 384;
+    const size_t n[12] = {N * ld, N * ld, N * ld, N * ld, N * ld, N * 4, 64, 64,
+                          128 * 64,  256,    256,    8 * 4 * 64 * 64};
+    float *init[12];
+    for (int i = 0; i < 12; i++) init[i] = rnd(n[i], 2.0f);
+    free(init[8]);
+    init[8] = rope_table(128, 64, 10000.0);
+    int32_t *tg = (int32_t *)(void *)init[10];
+    for (int i = 0; i < 256; i++) tg[i] = i % 9 == 4 ? -1 : (int32_t)((unsigned)i * 37u % 1024u);
+    cf_buffer *b[12];
+    for (int i = 0; i < 12; i++) b[i] = cft_buf(g_be, NULL, n[i]);
+    float *r1[12], *r3[12];
+    const int saved = get_threads();
+    set_threads(1);
+    family_run(b, (const float *const *)init, n);
+    for (int i = 0; i < 12; i++) {
+        r1[i] = cft_floats(n[i]);
+        cft_get(g_be, r1[i], b[i], n[i]);
+    }
+    set_threads(3);
+    family_run(b, (const float *const *)init, n);
+    for (int i = 0; i < 12; i++) {
+        r3[i] = cft_floats(n[i]);
+        cft_get(g_be, r3[i], b[i], n[i]);
+    }
+    set_threads(saved);
+    static const char *names[12] = {"inp", "swiglu/attention out", "dlogits (capped)",
+                                    "swiglu/rmsnorm/rope dinp", "attention dqkv", "rmsnorm rstd",
+                                    "weight", "rmsnorm dweight", "cs", "capped losses",
+                                    "targets", "att"};
+    int fail = 0;
+    for (int i = 0; i < 12; i++)
+        if (i != 0 && i != 6 && i != 8 && i != 10)
+            fail += cft_identical("family ops 1 vs 3 threads", names[i], r1[i], r3[i], n[i]);
+    for (int i = 0; i < 12; i++) cf_be_free(g_be, b[i]), free(init[i]), free(r1[i]), free(r3[i]);
+    return fail;
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     CFT_OK(cf_backend_cpu_create("cpu", NULL, &g_be));
@@ -1487,6 +1552,7 @@ int main(void) {
     }
     /* every op above its multi-threading threshold; T = 80: a full and a partial row block */
     fail += test_big(8, 80, 256, 4, 1000);
+    fail += test_family_threads();
     cf_backend_destroy(g_be);
     printf("%s: %d failure(s)\n", fail ? "FAILED" : "PASSED", fail);
     return fail ? 1 : 0;
