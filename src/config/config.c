@@ -491,6 +491,61 @@ int cf_config_validate(const cf_config *cfg, const char *origin) {
     return CF_OK;
 }
 
+/* ---- the model family of a checkpoint ---------------------------------------------------- */
+
+/* Keys that change the function the weights compute without (always) changing a tensor's shape;
+ * a checkpoint only makes sense under its own values. num_heads is here because the packed qkv
+ * tensor has the same shape for any head count. */
+static const char *const g_family_keys[] = {
+    "norm",         "norm_eps", "bias",           "position",      "rope_theta",   "mlp",
+    "num_kv_heads", "qk_norm",  "tie_embeddings", "logit_softcap", "share_layers", "num_heads",
+};
+
+static double float_as_short_double(float f);
+
+static void value_text(const cf_config *cfg, const cf_key *k, char *buf, size_t n) {
+    const char *p = (const char *)cfg + k->offset;
+    switch (k->type) {
+    case KT_ENUM: {
+        int e = *(const int *)p;
+        snprintf(buf, n, "%s", e >= 0 && e < count_names(k->names) ? k->names[e] : "?");
+        break;
+    }
+    case KT_BOOL: snprintf(buf, n, "%s", *(const int *)p ? "true" : "false"); break;
+    case KT_FLOAT: snprintf(buf, n, "%.9g", float_as_short_double(*(const float *)p)); break;
+    case KT_U64: snprintf(buf, n, "%llu", (unsigned long long)*(const uint64_t *)p); break;
+    case KT_STR: snprintf(buf, n, "%s", p); break;
+    default:
+        /* num_kv_heads 0 means num_heads: print what the model uses */
+        snprintf(buf, n, "%d",
+                 strcmp(k->name, "num_kv_heads") == 0 ? cf_config_kv_heads(cfg) : *(const int *)p);
+        break;
+    }
+}
+
+int cf_config_check_family(const cf_config *ckpt, const cf_config *cfg, const char *ckpt_path) {
+    char was[512] = "", now[512] = "";
+    size_t wo = 0, no = 0;
+    for (size_t i = 0; i < sizeof g_family_keys / sizeof g_family_keys[0]; i++) {
+        const cf_key *k = find_key(g_family_keys[i]);
+        char va[64], vb[64];
+        value_text(ckpt, k, va, sizeof va);
+        value_text(cfg, k, vb, sizeof vb);
+        if (strcmp(va, vb) == 0) continue;
+        if (wo < sizeof was)
+            wo += (size_t)snprintf(was + wo, sizeof was - wo, "%s%s=%s", wo ? ", " : "", k->name,
+                                   va);
+        if (no < sizeof now)
+            no += (size_t)snprintf(now + no, sizeof now - no, "%s%s=%s", no ? ", " : "", k->name,
+                                   vb);
+    }
+    if (!was[0]) return CF_OK;
+    CF_ERROR("checkpoint %s was trained with %s but the config says %s; use the checkpoint's "
+             "config (or start a new run without the checkpoint)",
+             ckpt_path ? ckpt_path : "(unnamed)", was, now);
+    return CF_ERR_INVALID;
+}
+
 /* ---- defaults, JSON ----------------------------------------------------------------------- */
 
 void cf_config_defaults(cf_config *cfg) {
