@@ -74,6 +74,13 @@ int cf_config_set(cf_config *cfg, const char *key_eq_value, const char *origin);
 /* Cross-field validation (d_model % num_heads, ranges). origin names the file for messages. */
 int cf_config_validate(const cf_config *cfg, const char *origin);
 
+/* A checkpoint's config (ckpt) against the config it is loaded with: the model-family keys
+ * (norm, norm_eps, bias, position, rope_theta, mlp, num_kv_heads, qk_norm, tie_embeddings,
+ * logit_softcap, share_layers) and num_heads must agree. A difference is one error line naming
+ * every differing key with both values ("checkpoint X was trained with norm=rmsnorm but the config
+ * says norm=layernorm; ..."); returns CF_ERR_INVALID. */
+int cf_config_check_family(const cf_config *ckpt, const cf_config *cfg, const char *ckpt_path);
+
 /* Serialise to a compact JSON string (malloc'ed), used in checkpoint metadata. */
 char *cf_config_to_json(const cf_config *cfg);
 /* Parse what cf_config_to_json wrote. */
