@@ -74,10 +74,10 @@ static const char *kind_of(cf_backend *be) {
 static struct cf_backend_ops g_broken;
 static const struct cf_backend_ops *g_cpu_ops;
 
-static int broken_gelu(cf_backend *be, cf_view out, cf_view inp, size_t n) {
-    CF_TRY(g_cpu_ops->gelu_forward(be, out, inp, n));
+static int broken_gelu(cf_backend *be, enum cf_act act, cf_view out, cf_view inp, size_t n) {
+    CF_TRY(g_cpu_ops->act_forward(be, act, out, inp, n));
     float *o = cf_view_ptr_f32(out);
-    for (size_t i = 0; i < n; i++) o[i] *= 1.001f;
+    for (size_t i = 0; act == CF_ACT_GELU && i < n; i++) o[i] *= 1.001f;
     return CF_OK;
 }
 static int broken_info(cf_backend *be, cf_backend_info *out) {
@@ -132,7 +132,7 @@ int main(void) {
     /* ---- a planted failure ---------------------------------------------------------------- */
     g_cpu_ops = cpu->ops;
     g_broken = *cpu->ops;
-    g_broken.gelu_forward = broken_gelu;
+    g_broken.act_forward = broken_gelu;
     g_broken.info = broken_info;
     cpu->ops = &g_broken;
     CHECK(cf_verify_device(cpu, "broken", cache, stdout, &sum) == CF_OK, "verification ran");

@@ -318,6 +318,8 @@ static int check_resume_config(const char *ckpt, const cf_config *now, int quiet
                  ckpt, st.tokenizer_hash, was.tokenizer, now->tokenizer, h);
         return CF_ERR_INVALID;
     }
+    /* the model family first, with its own message (num_kv_heads compared by its effective value) */
+    CF_TRY(cf_config_check_family(&was, now, ckpt));
     char *ja = cf_config_to_json(&was), *jb = cf_config_to_json(now);
     cJSON *a = ja ? cJSON_Parse(ja) : NULL, *b = jb ? cJSON_Parse(jb) : NULL;
     free(ja);
@@ -330,7 +332,9 @@ static int check_resume_config(const char *ckpt, const cf_config *now, int quiet
         if (rc < 0) break;
         const cJSON *old = cJSON_GetObjectItemCaseSensitive(a, it->string);
         char *vb = cJSON_PrintUnformatted(it), *va = old ? cJSON_PrintUnformatted(old) : NULL;
-        if (vb && (!va || strcmp(va, vb) != 0)) {
+        /* num_kv_heads 0 means num_heads: cf_config_check_family compared the effective values */
+        const int same_kv = strcmp(it->string, "num_kv_heads") == 0;
+        if (vb && !same_kv && (!va || strcmp(va, vb) != 0)) {
             const char *note = runtime_note(it->string);
             if (!note) {
                 if (so < sizeof shape)
