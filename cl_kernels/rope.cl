@@ -1,11 +1,12 @@
-/* clformer: rotary position embedding (RoPE), rotate-nh convention (Llama / Hugging Face).
+/* clformer: rotary position embedding (RoPE), rotate-half convention (Llama / Hugging Face).
  * The (cos, sin) table is built by the model in double precision; this kernel only applies it. */
 
-/* RoPE in place, rotate-nh: x has N = B*T rows of stride ld, each with H heads of hs elements
+/* RoPE in place, rotate-half: x has N = B*T rows of stride ld, each with H heads of hs elements
  * from column 0; row r has position pos = pos0 + r % T; for i < hs/2 the pair (x[i], x[i + hs/2])
  * of every head is rotated by the angle whose (cos, sin) is cs[(pos * hs/2 + i) * 2 + {0, 1}]:
  * (a, b) -> (a cos - b sin, a sin + b cos); inverse != 0 rotates by the negative angle (the
- * transposed rotation: the backward). 1-D range over N * H * hs/2 pairs (nh = hs/2), one item per pair. */
+ * transposed rotation: the backward). 1-D range over N * H * hs/2 pairs (nh = hs/2), one item
+ * per pair. */
 __kernel void rope_rotate(__global float *x, ulong x_off, __global const float *cs, ulong cs_off,
                           int N, int T, int H, int hs, int ld, int pos0, int inverse) {
     const size_t i = get_global_id(0);
