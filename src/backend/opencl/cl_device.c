@@ -1,9 +1,11 @@
 /* clformer: OpenCL device discovery: enumeration, the usability checks, `clformer devices`, and
  * OpenCL error names. */
 #define _POSIX_C_SOURCE 200809L
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "backend/opencl/cl_internal.h"
 
@@ -263,4 +265,115 @@ int cf_opencl_list_devices(FILE *out) {
     }
     free(list);
     return CF_OK;
+}
+
+/* ---- device selection -------------------------------------------------------------------------- */
+
+static int contains_ci(const char *hay, const char *needle) {
+    size_t n = strlen(needle);
+    if (n == 0) return 0;
+    for (; *hay; hay++) {
+        size_t i = 0;
+        while (i < n && hay[i] &&
+               tolower((unsigned char)hay[i]) == tolower((unsigned char)needle[i]))
+            i++;
+        if (i == n) return 1;
+    }
+    return 0;
+}
+
+/* "opencl:0:0 NAME (PLATFORM), ..." for error messages */
+static void describe_all(const cf_cl_device_info *list, int n, int with_reason, char *out,
+                         size_t len) {
+    out[0] = 0;
+    size_t used = 0;
+    for (int i = 0; i < n && used + 1 < len; i++) {
+        const cf_cl_device_info *d = &list[i];
+        int w = snprintf(out + used, len - used, "%sopencl:%d:%d %s (%s%s%s)", i ? ", " : "",
+                         d->platform_index, d->device_index, d->name, cf_cl_type_name(d),
+                         with_reason && !d->usable ? ", not usable: " : "",
+                         with_reason && !d->usable ? d->reason : "");
+        if (w < 0) break;
+        used += (size_t)w;
+    }
+    if (n == 0) snprintf(out, len, "none");
+}
+
+static int gpu_rank(const cf_cl_device_info *d) {
+    if (d->type & CL_DEVICE_TYPE_GPU) return d->unified ? 2 : 3; /* discrete before integrated */
+    if (d->type & CL_DEVICE_TYPE_ACCELERATOR) return 1;
+    return 0;
+}
+
+/* Pick a device for spec; -1 with an error (or, for auto, the warning) printed when none. */
+int cf_cl_select_device(const char *spec, const cf_cl_device_info *list, int n,
+                        const char *enum_why, int is_auto, int allow_cpu) {
+    char all[2048];
+    if (is_auto) {
+        int best = -1;
+        double best_score = -1.0;
+        for (int i = 0; i < n; i++) {
+            const cf_cl_device_info *d = &list[i];
+            int r = gpu_rank(d);
+            if (!d->usable || (r < 2 && !allow_cpu)) continue;
+            double score = r * 1e12 + (double)d->compute_units * d->clock_mhz * 1e3 +
+                           (double)(d->global_mem >> 20);
+            if (score > best_score) {
+                best_score = score;
+                best = i;
+            }
+        }
+        if (best < 0) {
+            if (n == 0) snprintf(all, sizeof all, "%s", enum_why);
+            else describe_all(list, n, 1, all, sizeof all);
+            CF_WARN("no usable OpenCL GPU (found: %s); falling back to the CPU backend", all);
+        }
+        return best;
+    }
+    describe_all(list, n, 1, all, sizeof all);
+    if (strcasecmp(spec, "opencl") == 0) {
+        for (int i = 0; i < n; i++)
+            if (list[i].usable) return i;
+        CF_ERROR("device 'opencl': no usable OpenCL device (found: %s); run 'clformer devices'",
+                 n ? all : enum_why);
+        return -1;
+    }
+    int p = -1, dv = -1;
+    char tail = 0;
+    if (strncasecmp(spec, "opencl:", 7) == 0) {
+        if (sscanf(spec + 7, "%d:%d%c", &p, &dv, &tail) != 2 || p < 0 || dv < 0) {
+            CF_ERROR("device '%s': expected opencl:P:D with platform and device numbers, e.g. "
+                     "opencl:0:0; run 'clformer devices'",
+                     spec);
+            return -1;
+        }
+        for (int i = 0; i < n; i++) {
+            if (list[i].platform_index != p || list[i].device_index != dv) continue;
+            if (list[i].usable) return i;
+            CF_ERROR("device '%s' (%s) is not usable: %s; run 'clformer devices'", spec,
+                     list[i].name, list[i].reason);
+            return -1;
+        }
+        CF_ERROR("device '%s' not found; available: %s; run 'clformer devices'", spec,
+                 n ? all : enum_why);
+        return -1;
+    }
+    int first_match = -1;
+    for (int i = 0; i < n; i++) {
+        const cf_cl_device_info *d = &list[i];
+        if (!contains_ci(d->platform_name, spec) && !contains_ci(d->name, spec) &&
+            !contains_ci(d->version, spec))
+            continue;
+        if (d->usable) return i;
+        if (first_match < 0) first_match = i;
+    }
+    if (first_match >= 0) {
+        CF_ERROR("device '%s' (opencl:%d:%d %s) is not usable: %s; run 'clformer devices'", spec,
+                 list[first_match].platform_index, list[first_match].device_index,
+                 list[first_match].name, list[first_match].reason);
+        return -1;
+    }
+    CF_ERROR("device '%s' not found; available: cpu, %s; run 'clformer devices'", spec,
+             n ? all : enum_why);
+    return -1;
 }

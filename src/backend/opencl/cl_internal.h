@@ -30,6 +30,10 @@ typedef struct cf_cl_device_info {
 int cf_cl_enumerate(cf_cl_device_info **out, int *count, char *why, size_t why_len);
 const char *cf_cl_type_name(const cf_cl_device_info *d);
 const char *cf_cl_errstr(cl_int err);
+/* Pick a device of list for spec ("auto", "opencl", "opencl:P:D" or a name fragment): its index,
+ * or -1 with an error (or, for auto, the warning) printed when none (cl_device.c). */
+int cf_cl_select_device(const char *spec, const cf_cl_device_info *list, int n,
+                        const char *enum_why, int is_auto, int allow_cpu);
 
 /* ---- kernels -------------------------------------------------------------------------------- */
 
@@ -188,12 +192,22 @@ size_t cf_cl_group_private_budget(const cf_cl_device_info *dev);
 int cf_cl_kernel_fits(cf_cl_ctx *ctx, cl_kernel k, int dims, const size_t *local,
                       size_t private_bytes, char *why, size_t why_len);
 
-/* ---- kernel launches (cl_backend.c) ----------------------------------------------------------- */
+/* ---- program and kernel table (cl_kernel_table.c) ------------------------------------------------ */
 
+/* Build every non-GEMM program with -DLS=ctx->ls; *max_ls receives the smallest per-kernel
+ * work-group limit among the kernels that use LS-sized groups. */
+int cf_cl_build_programs(cf_cl_ctx *ctx, size_t *max_ls);
+void cf_cl_release_programs(cf_cl_ctx *ctx);
+/* Work-group size of a kernel (enum cf_cl_kernel_id): the LS its program was built with. */
+size_t cf_cl_kernel_ls(const cf_cl_ctx *ctx, int kid);
+/* The kernel's function name in its cl_kernels/ file. */
+const char *cf_cl_kernel_name(int kid);
 /* Rebuild one program (enum cf_cl_program_id) with -DLS=ls and use ls-item work-groups for its
  * kernels from then on. On failure (build error, or a kernel that cannot run ls items per group on
  * this device) the previous program stays in use and the error is returned. */
 int cf_cl_program_set_ls(cf_cl_ctx *ctx, int prog, int ls);
+
+/* ---- launches, buffers, scratch, profiling (cl_runtime.c) ------------------------------------ */
 
 enum { CF_ARG_MEM, CF_ARG_INT, CF_ARG_FLOAT, CF_ARG_ULONG };
 typedef struct {
@@ -220,6 +234,36 @@ int cf_cl_launch(cf_cl_ctx *ctx, cl_kernel k, const char *name, int dims, const 
                  const size_t *local, int nargs, const cf_cl_arg *args);
 /* A scratch buffer of at least nbytes (grown on demand, kept for the backend's lifetime). */
 int cf_cl_scratch(cf_cl_ctx *ctx, int slot, size_t nbytes, cl_mem *out);
+/* Release the profiling events kept so far without reading them. */
+void cf_cl_prof_drop(cf_cl_ctx *ctx);
+/* A device buffer of nbytes (ALLOC_HOST_PTR on unified memory); CF_ERR_NOMEM with a message when
+ * it exceeds the device's largest allocation or the allocation fails. */
+int cf_cl_create_mem(cf_cl_ctx *ctx, size_t nbytes, cl_mem *out);
+/* Global range of the 4-elements-per-item kernels (residual_fill, residual_forward, adamw_update)
+ * over n elements. */
+size_t cf_cl_quad_range(const cf_cl_ctx *ctx, int kid, size_t n);
+/* Fill n floats of m from element off with value. */
+int cf_cl_fill_mem(cf_cl_ctx *ctx, cl_mem m, size_t off, float value, size_t n);
+
+/* ---- struct cf_backend_ops entries outside cl_ops.c ------------------------------------------- */
+
+/* cl_ops.c holds the table; identity, buffers, transfers and profiling are in cl_runtime.c,
+ * destroy and the queries in cl_backend.c. */
+extern const struct cf_backend_ops cf_cl_ops;
+const char *cf_cl_name(cf_backend *be);
+void cf_cl_destroy(cf_backend *be);
+int cf_cl_buffer_alloc(cf_backend *be, size_t nbytes, cf_buffer **out);
+void cf_cl_buffer_free(cf_backend *be, cf_buffer *buf);
+int cf_cl_upload(cf_backend *be, cf_view dst, const void *src, size_t nbytes);
+int cf_cl_download(cf_backend *be, void *dst, cf_view src, size_t nbytes);
+int cf_cl_copy(cf_backend *be, cf_view dst, cf_view src, size_t n);
+int cf_cl_fill(cf_backend *be, cf_view dst, float value, size_t n);
+int cf_cl_synchronize(cf_backend *be);
+int cf_cl_prof_collect(cf_backend *be, double *device_us);
+int cf_cl_info(cf_backend *be, cf_backend_info *out);
+int cf_cl_peak(cf_backend *be, double seconds, double *gflops, const char **how);
+int cf_cl_gemm_describe(cf_backend *be, int M, int N, int K, int ta, int tb, char *out,
+                        size_t len);
 
 static inline cl_mem cf_cl_mem(cf_view v) { return v.buf ? (cl_mem)v.buf->handle : NULL; }
 static inline size_t cf_round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
