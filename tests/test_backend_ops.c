@@ -35,7 +35,7 @@
 #define GUARD 12345.678f /* their value */
 #define MAXT 10          /* tensors per case */
 #define MAXP 6           /* shape parameters per case */
-#define MAXC 8           /* cases per row */
+#define MAXC 12          /* cases per row */
 #define SKIP_CODE 77
 
 /* The only place views are made (element index into the buffer). */
@@ -331,32 +331,35 @@ static int run_bias_bwd(cf_backend *be, const tcase *c, cf_buffer **b) {
     return slot_bias_backward(be, V("dbias"), V("dout"), P[0], P[1]);
 }
 
-/* encoder: p = B T C V nowpe (nowpe 1: no position table, a NULL view) */
+/* a view of the tensor, or none (NULL buffer) when the case leaves it out */
+#define VOPT(on, name) ((on) ? V(name) : CF_VIEW_NULL)
+
+/* encoder: p = B T C V nopos (nopos: no position table, wpe and dwpe left out) */
 static void build_enc_fwd(tcase *c) {
     int B = P[0], T = P[1], C = P[2], Vv = P[3];
     add_const(c, "out", (size_t)B * T * C, T_OUT | T_LOSS, NAN);
     add_ids(c, "tokens", (size_t)B * T, 0, Vv);
     add_rand(c, "wte", (size_t)Vv * C, T_IN, 1.0f);
-    add_rand(c, "wpe", (size_t)T * C, T_IN, 1.0f);
+    if (!P[4]) add_rand(c, "wpe", (size_t)T * C, T_IN, 1.0f);
 }
 static int run_enc_fwd(cf_backend *be, const tcase *c, cf_buffer **b) {
-    return cf_be_encoder_forward(be, V("out"), V("tokens"), V("wte"), P[4] ? CF_VIEW_NULL : V("wpe"),
-                                 P[0], P[1], P[2], P[3]);
+    return cf_be_encoder_forward(be, V("out"), V("tokens"), V("wte"), VOPT(!P[4], "wpe"), P[0],
+                                 P[1], P[2], P[3]);
 }
 static void build_enc_bwd(tcase *c) {
     int B = P[0], T = P[1], C = P[2], Vv = P[3];
     add_rand(c, "dwte", (size_t)Vv * C, T_OUT | T_ACC, 1.0f);
-    add_rand(c, "dwpe", (size_t)T * C, T_OUT | T_ACC, 1.0f);
+    if (!P[4]) add_rand(c, "dwpe", (size_t)T * C, T_OUT | T_ACC, 1.0f);
     add_rand(c, "dout", (size_t)B * T * C, T_IN, 1.0f);
     add_ids(c, "tokens", (size_t)B * T, 0, Vv);
 }
 static int run_enc_bwd(cf_backend *be, const tcase *c, cf_buffer **b) {
-    return cf_be_encoder_backward(be, V("dwte"), P[4] ? CF_VIEW_NULL : V("dwpe"), V("dout"),
-                                  V("tokens"), P[0], P[1], P[2], P[3]);
+    return cf_be_encoder_backward(be, V("dwte"), VOPT(!P[4], "dwpe"), V("dout"), V("tokens"), P[0],
+                                  P[1], P[2], P[3]);
 }
 
-/* layernorm: p = N C nobias (nobias 1: NULL bias and dbias views, eps 1e-6 instead of 1e-5) */
-#define LN_EPS(c) ((c)->p[2] ? 1e-6f : 1e-5f)
+/* layernorm: p = N C nobias (nobias: bias and dbias left out, eps 1e-3 instead of 1e-5) */
+static float ln_eps(const tcase *c) { return P[2] ? 1e-3f : 1e-5f; }
 static void build_ln_fwd(tcase *c) {
     int N = P[0], C = P[1];
     add_const(c, "out", (size_t)N * C, T_OUT | T_LOSS, NAN);
@@ -365,17 +368,17 @@ static void build_ln_fwd(tcase *c) {
     float *x = add_rand(c, "inp", (size_t)N * C, T_IN, 1.0f);
     for (size_t i = 0; i < (size_t)N * C; i++) x[i] += 0.3f; /* a non-zero mean */
     add_rand(c, "weight", (size_t)C, T_IN, 1.0f);
-    add_rand(c, "bias", (size_t)C, T_IN, 1.0f);
+    if (!P[2]) add_rand(c, "bias", (size_t)C, T_IN, 1.0f);
 }
 static int run_ln_fwd(cf_backend *be, const tcase *c, cf_buffer **b) {
     return cf_be_layernorm_forward(be, V("out"), V("mean"), V("rstd"), V("inp"), V("weight"),
-                                   P[2] ? CF_VIEW_NULL : V("bias"), P[0], P[1], LN_EPS(c));
+                                   VOPT(!P[2], "bias"), P[0], P[1], ln_eps(c));
 }
 static void build_ln_bwd(tcase *c) {
     int N = P[0], C = P[1];
     add_rand(c, "dinp", (size_t)N * C, T_OUT | T_ACC, 1.0f);
     add_rand(c, "dweight", (size_t)C, T_OUT | T_ACC, 1.0f);
-    add_rand(c, "dbias", (size_t)C, T_OUT | T_ACC, 1.0f);
+    if (!P[2]) add_rand(c, "dbias", (size_t)C, T_OUT | T_ACC, 1.0f);
     add_rand(c, "dout", (size_t)N * C, T_IN, 1.0f);
     add_rand(c, "inp", (size_t)N * C, T_IN, 1.0f);
     add_rand(c, "weight", (size_t)C, T_IN, 1.0f);
@@ -383,37 +386,35 @@ static void build_ln_bwd(tcase *c) {
     add_const(c, "rstd", (size_t)N, T_IN, 1.0f);       /* replaced by the forward's */
 }
 static int run_ln_bwd(cf_backend *be, const tcase *c, cf_buffer **b) {
-    return cf_be_layernorm_backward(be, V("dinp"), V("dweight"), P[2] ? CF_VIEW_NULL : V("dbias"),
-                                    V("dout"), V("inp"), V("weight"), V("mean"), V("rstd"), P[0],
-                                    P[1]);
+    return cf_be_layernorm_backward(be, V("dinp"), V("dweight"), VOPT(!P[2], "dbias"), V("dout"),
+                                    V("inp"), V("weight"), V("mean"), V("rstd"), P[0], P[1]);
 }
 
-/* attention: p = B T NH KVH hs; qkv rows of (NH + 2 KVH) hs, out rows of NH hs */
-#define ATT_QKV(c) ((size_t)(c)->p[0] * (c)->p[1] * ((c)->p[2] + 2 * (c)->p[3]) * (c)->p[4])
-#define ATT_OUT(c) ((size_t)(c)->p[0] * (c)->p[1] * (c)->p[2] * (c)->p[4])
+/* attention: p = B T NH KVH hs; qkv rows (NH + 2 KVH) hs, out rows NH hs */
 static void build_att_fwd(tcase *c) {
-    int B = P[0], T = P[1], NH = P[2];
-    add_const(c, "out", ATT_OUT(c), T_OUT | T_LOSS, NAN);
+    int B = P[0], T = P[1], NH = P[2], KVH = P[3], hs = P[4];
+    add_const(c, "out", (size_t)B * T * NH * hs, T_OUT | T_LOSS, NAN);
     add_const(c, "att", (size_t)B * NH * T * T, T_OUT, NAN);
-    add_rand(c, "qkv", ATT_QKV(c), T_IN, 1.0f);
+    add_rand(c, "qkv", (size_t)B * T * (NH + 2 * KVH) * hs, T_IN, 1.0f);
 }
 static int run_att_fwd(cf_backend *be, const tcase *c, cf_buffer **b) {
     return cf_be_attention_forward(be, V("out"), V("att"), V("qkv"), P[0], P[1], P[2], P[3], P[4]);
 }
 static void build_att_bwd(tcase *c) {
-    int B = P[0], T = P[1], NH = P[2];
-    size_t tt = (size_t)B * NH * T * T;
-    add_const(c, "dqkv", ATT_QKV(c), T_OUT, NAN);
+    int B = P[0], T = P[1], NH = P[2], KVH = P[3], hs = P[4];
+    size_t tt = (size_t)B * NH * T * T, nqkv = (size_t)B * T * (NH + 2 * KVH) * hs;
+    add_const(c, "dqkv", nqkv, T_OUT, NAN);
     add_rand(c, "datt", tt, T_IN, 1.0f);    /* scratch */
     add_rand(c, "dpreatt", tt, T_IN, 1.0f); /* scratch */
-    add_rand(c, "dout", ATT_OUT(c), T_IN, 1.0f);
-    add_rand(c, "qkv", ATT_QKV(c), T_IN, 1.0f); /* replaced by the forward's */
-    add_const(c, "att", tt, T_IN, 0.0f);        /* replaced by the forward's */
+    add_rand(c, "dout", (size_t)B * T * NH * hs, T_IN, 1.0f);
+    add_rand(c, "qkv", nqkv, T_IN, 1.0f); /* replaced by the forward's */
+    add_const(c, "att", tt, T_IN, 0.0f);  /* replaced by the forward's */
 }
 static int run_att_bwd(cf_backend *be, const tcase *c, cf_buffer **b) {
     return cf_be_attention_backward(be, V("dqkv"), V("datt"), V("dpreatt"), V("dout"), V("qkv"),
                                     V("att"), P[0], P[1], P[2], P[3], P[4]);
 }
+
 /* elementwise: p = n [inplace] */
 static void build_gelu_fwd(tcase *c) {
     add_const(c, "out", (size_t)P[0], T_OUT | T_LOSS, NAN);
@@ -431,91 +432,123 @@ static void build_gelu_bwd(tcase *c) {
 static int run_gelu_bwd(cf_backend *be, const tcase *c, cf_buffer **b) {
     return cf_be_gelu_backward(be, P[1] ? V("dout") : V("dinp"), V("inp"), V("dout"), (size_t)P[0]);
 }
-/* act_forward / act_backward for relu2 and silu (GELU: the gelu rows, through the same slots):
- * the gelu rows' tensors, p = n inplace */
-static int run_relu2_fwd(cf_backend *be, const tcase *c, cf_buffer **b) {
-    return cf_be_act_forward(be, CF_ACT_RELU2, V("out"), V("inp"), (size_t)P[0]);
+/* act: p = n act [inplace] (act: enum cf_act); relu2's kink at 0 is kept away from the
+ * finite differences' steps */
+static void build_act_fwd(tcase *c) {
+    add_const(c, "out", (size_t)P[0], T_OUT | T_LOSS, NAN);
+    float *x = add_rand(c, "inp", (size_t)P[0], T_IN, 4.0f);
+    for (int i = 0; P[1] == CF_ACT_RELU2 && i < P[0]; i++)
+        if (fabsf(x[i]) < 0.01f) x[i] = 0.5f;
 }
-static int run_relu2_bwd(cf_backend *be, const tcase *c, cf_buffer **b) {
-    return cf_be_act_backward(be, CF_ACT_RELU2, P[1] ? V("dout") : V("dinp"), V("inp"), V("dout"),
-                              (size_t)P[0]);
+static int run_act_fwd(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return cf_be_act_forward(be, (enum cf_act)P[1], V("out"), V("inp"), (size_t)P[0]);
 }
-static int run_silu_fwd(cf_backend *be, const tcase *c, cf_buffer **b) {
-    return cf_be_act_forward(be, CF_ACT_SILU, V("out"), V("inp"), (size_t)P[0]);
+static void build_act_bwd(tcase *c) {
+    if (!P[2]) add_const(c, "dinp", (size_t)P[0], T_OUT, NAN);
+    float *x = add_rand(c, "inp", (size_t)P[0], T_IN, 4.0f);
+    for (int i = 0; P[1] == CF_ACT_RELU2 && i < P[0]; i++)
+        if (fabsf(x[i]) < 0.01f) x[i] = 0.5f;
+    add_rand(c, "dout", (size_t)P[0], T_IN | (P[2] ? T_OUT : 0), 1.0f);
 }
-static int run_silu_bwd(cf_backend *be, const tcase *c, cf_buffer **b) {
-    return cf_be_act_backward(be, CF_ACT_SILU, P[1] ? V("dout") : V("dinp"), V("inp"), V("dout"),
-                              (size_t)P[0]);
+static int run_act_bwd(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return cf_be_act_backward(be, (enum cf_act)P[1], P[2] ? V("dout") : V("dinp"), V("inp"),
+                              V("dout"), (size_t)P[0]);
 }
+
 /* swiglu: p = N F; inp (N, 2F) = [gate | up] */
 static void build_swiglu_fwd(tcase *c) {
     add_const(c, "out", (size_t)P[0] * P[1], T_OUT | T_LOSS, NAN);
-    add_rand(c, "inp", (size_t)P[0] * 2 * P[1], T_IN, 4.0f);
+    add_rand(c, "inp", 2 * (size_t)P[0] * P[1], T_IN, 4.0f);
 }
 static int run_swiglu_fwd(cf_backend *be, const tcase *c, cf_buffer **b) {
     return cf_be_swiglu_forward(be, V("out"), V("inp"), P[0], P[1]);
 }
 static void build_swiglu_bwd(tcase *c) {
-    add_const(c, "dinp", (size_t)P[0] * 2 * P[1], T_OUT, NAN);
-    add_rand(c, "inp", (size_t)P[0] * 2 * P[1], T_IN, 4.0f);
+    add_const(c, "dinp", 2 * (size_t)P[0] * P[1], T_OUT, NAN);
+    add_rand(c, "inp", 2 * (size_t)P[0] * P[1], T_IN, 4.0f);
     add_rand(c, "dout", (size_t)P[0] * P[1], T_IN, 1.0f);
 }
 static int run_swiglu_bwd(cf_backend *be, const tcase *c, cf_buffer **b) {
     return cf_be_swiglu_backward(be, V("dinp"), V("inp"), V("dout"), P[0], P[1]);
 }
-/* rmsnorm: p = N G C ld acc, rows of stride ld with G groups of C from column 0 (the per-head
- * q/k norm: G heads, C = hs, ld = the qkv row); the elements of a row past the groups must come
- * back untouched (they start as inputs and are compared) */
-#define RMS_EXT(c) ((size_t)((c)->p[0] - 1) * (c)->p[3] + (size_t)(c)->p[1] * (c)->p[2])
-#define RMS_EPS 1e-5f
+
+/* rmsnorm: p = N G C ld acc; rows of ld elements holding G groups of C (the rest: columns the op
+ * must leave alone, so out starts random, not NaN); the backward assigns dinp (acc 0: the groups
+ * start as NaN, the columns between them as 0, which must come back untouched) or adds to it
+ * (acc 1) */
 static void build_rms_fwd(tcase *c) {
     int N = P[0], G = P[1], C = P[2], ld = P[3];
-    float *o = add_rand(c, "out", RMS_EXT(c), T_IN | T_OUT | T_LOSS, 1.0f);
-    for (int r = 0; r < N; r++)
-        for (int k = 0; k < G * C; k++) o[(size_t)r * ld + k] = NAN;
+    float *o = add_rand(c, "out", (size_t)N * ld, T_IN | T_OUT | T_LOSS, 1.0f);
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k < G * C; k++) o[(size_t)i * ld + k] = NAN;
     add_const(c, "rstd", (size_t)N * G, T_OUT, NAN);
-    float *x = add_rand(c, "inp", RMS_EXT(c), T_IN, 1.0f);
-    for (size_t i = 0; i < RMS_EXT(c); i++) x[i] += 0.2f;
+    add_rand(c, "inp", (size_t)N * ld, T_IN, 1.5f);
     add_rand(c, "weight", (size_t)C, T_IN, 1.0f);
 }
+static float rms_eps(const tcase *c) { return P[1] > 1 ? 1e-6f : 1e-5f; }
 static int run_rms_fwd(cf_backend *be, const tcase *c, cf_buffer **b) {
     return cf_be_rmsnorm_forward(be, V("out"), V("rstd"), V("inp"), V("weight"), P[0], P[1], P[2],
-                                 P[3], RMS_EPS);
+                                 P[3], rms_eps(c));
 }
 static void build_rms_bwd(tcase *c) {
     int N = P[0], G = P[1], C = P[2], ld = P[3];
-    float *d = add_rand(c, "dinp", RMS_EXT(c), T_IN | T_OUT | (P[4] ? T_ACC : 0), 1.0f);
-    if (!P[4]) /* assigned: the groups start as NaN, the gaps between them (0) are kept */
-        for (size_t i = 0; i < RMS_EXT(c); i++) d[i] = 0.0f;
-    if (!P[4])
-        for (int r = 0; r < N; r++)
-            for (int k = 0; k < G * C; k++) d[(size_t)r * ld + k] = NAN;
+    if (P[4]) add_rand(c, "dinp", (size_t)N * ld, T_OUT | T_ACC, 1.0f);
+    else {
+        float *g = add_const(c, "dinp", (size_t)N * ld, T_OUT, 0.0f);
+        for (int i = 0; i < N; i++)
+            for (int k = 0; k < G * C; k++) g[(size_t)i * ld + k] = NAN;
+    }
     add_rand(c, "dweight", (size_t)C, T_OUT | T_ACC, 1.0f);
-    add_rand(c, "dout", RMS_EXT(c), T_IN, 1.0f);
-    add_rand(c, "inp", RMS_EXT(c), T_IN, 1.0f);  /* replaced by the forward's */
-    add_rand(c, "weight", (size_t)C, T_IN, 1.0f); /* replaced by the forward's */
+    float *d = add_rand(c, "dout", (size_t)N * ld, T_IN, 1.0f);
+    for (int i = 0; i < N; i++) /* outside the groups the forward's output is a constant */
+        for (int k = G * C; k < ld; k++) d[(size_t)i * ld + k] = 0.0f;
+    add_rand(c, "inp", (size_t)N * ld, T_IN, 1.5f);
+    add_rand(c, "weight", (size_t)C, T_IN, 1.0f);
     add_const(c, "rstd", (size_t)N * G, T_IN, 1.0f); /* replaced by the forward's */
 }
 static int run_rms_bwd(cf_backend *be, const tcase *c, cf_buffer **b) {
     return cf_be_rmsnorm_backward(be, V("dinp"), V("dweight"), V("dout"), V("inp"), V("weight"),
                                   V("rstd"), P[0], P[1], P[2], P[3], P[4]);
 }
-/* rope: p = B T H hs ld pos0 inverse (the last two packed as pos0 * 2 + inverse); the (cos, sin)
- * table of theta 10000 for pos0 + T positions, built in double as the model does */
-static void build_rope(tcase *c) {
-    int B = P[0], T = P[1], H = P[2], hs = P[3], ld = P[4], pos0 = P[5] / 2;
-    add_rand(c, "x", (size_t)(B * T - 1) * ld + (size_t)H * hs, T_IN | T_OUT | T_LOSS, 1.0f);
-    float *cs = add_t(c, "cs", (size_t)(pos0 + T) * hs, T_IN);
-    for (int p = 0; p < pos0 + T; p++)
+
+/* rope: p = B T H hs ld pos0. The forward row is copy + rope (so that the rotated input is not
+ * the op's output buffer); the backward row copies dout and applies the inverse rotation. The
+ * (cos, sin) table is built here in double, as the model builds it. */
+static float *rope_cs(tcase *c) {
+    int T = P[1], hs = P[3], Pn = P[5] + P[1];
+    float *cs = add_t(c, "cs", (size_t)Pn * hs, T_IN | T_INT); /* data, never perturbed */
+    for (int p = 0; p < Pn; p++)
         for (int i = 0; i < hs / 2; i++) {
-            double a = p * pow(10000.0, -2.0 * i / hs);
+            const double a = p * pow(10000.0, -2.0 * i / hs);
             cs[((size_t)p * (hs / 2) + i) * 2] = (float)cos(a);
             cs[((size_t)p * (hs / 2) + i) * 2 + 1] = (float)sin(a);
         }
+    (void)T;
+    return cs;
 }
-static int run_rope(cf_backend *be, const tcase *c, cf_buffer **b) {
-    return cf_be_rope(be, V("x"), V("cs"), P[0], P[1], P[2], P[3], P[4], P[5] / 2, P[5] % 2);
+static void build_rope_fwd(tcase *c) {
+    size_t n = (size_t)P[0] * P[1] * P[4];
+    add_rand(c, "out", n, T_OUT | T_LOSS, 1.0f);
+    add_rand(c, "inp", n, T_IN, 2.0f);
+    rope_cs(c);
 }
+static int run_rope_fwd(cf_backend *be, const tcase *c, cf_buffer **b) {
+    CF_TRY(cf_be_copy(be, V("out"), V("inp"), (size_t)P[0] * P[1] * P[4]));
+    return cf_be_rope(be, V("out"), cf_view_f32(b[find_t(c, "cs")], PAD), P[0], P[1], P[2], P[3],
+                      P[4], P[5], 0);
+}
+static void build_rope_bwd(tcase *c) {
+    size_t n = (size_t)P[0] * P[1] * P[4];
+    add_rand(c, "dinp", n, T_OUT, 1.0f);
+    add_rand(c, "dout", n, T_IN, 1.0f);
+    rope_cs(c);
+}
+static int run_rope_bwd(cf_backend *be, const tcase *c, cf_buffer **b) {
+    CF_TRY(cf_be_copy(be, V("dinp"), V("dout"), (size_t)P[0] * P[1] * P[4]));
+    return cf_be_rope(be, V("dinp"), cf_view_f32(b[find_t(c, "cs")], PAD), P[0], P[1], P[2],
+                      P[3], P[4], P[5], 1);
+}
+
 static void build_residual(tcase *c) {
     add_const(c, "out", (size_t)P[0], T_OUT | T_LOSS, NAN);
     add_rand(c, "a", (size_t)P[0], T_IN, 1.0f);
@@ -532,9 +565,8 @@ static int run_axpy(cf_backend *be, const tcase *c, cf_buffer **b) {
     return cf_be_axpy(be, V("y"), V("x"), -0.37f, (size_t)P[0]);
 }
 
-/* cross-entropy: p = N V [inplace] cap; every 5th target is -1 (ignored); cap: the logit
- * soft-cap in tenths (0 = off; logits are drawn from [-3, 3), so a cap of 1.5 bends them) */
-#define CE_CAP(c) ((float)(c)->p[3] * 0.1f)
+/* cross-entropy: p = N V [inplace] cap (the logit soft-cap, 0 = off); every 5th target is -1
+ * (ignored) */
 static void build_ce_common(tcase *c, int fused) {
     int N = P[0], Vv = P[1];
     add_const(c, "losses", (size_t)N, T_OUT | T_LOSS, NAN);
@@ -551,12 +583,12 @@ static void build_ce_fwd(tcase *c) { build_ce_common(c, 0); }
 static void build_ce_fused(tcase *c) { build_ce_common(c, 1); }
 static int run_ce_fwd(cf_backend *be, const tcase *c, cf_buffer **b) {
     return cf_be_crossentropy_forward(be, V("losses"), V("logits"), V("targets"), P[0], P[1],
-                                      CE_CAP(c));
+                                      (float)P[3]);
 }
 #define CE_DLOSS 0.37f /* the fused op's dloss: the loss weight of every row in --grad */
 static int run_ce_fused(cf_backend *be, const tcase *c, cf_buffer **b) {
     return cf_be_crossentropy_fused(be, V("losses"), P[2] ? V("logits") : V("dlogits"),
-                                    V("logits"), V("targets"), P[0], P[1], CE_DLOSS, CE_CAP(c));
+                                    V("logits"), V("targets"), P[0], P[1], CE_DLOSS, (float)P[3]);
 }
 
 /* reduce_sum: p = n square; x in [-0.5, 1.5) so the sum does not cancel to noise */
@@ -654,55 +686,57 @@ static const oprow ROWS[] = {
      {{1,1}, {3,7}, {33,129}, {256,384}}},
     {"bias_backward", "add_bias", 1, "N OC", build_bias_bwd, run_bias_bwd, 1e-5, -1, 4,
      {{1,1}, {3,7}, {33,129}, {1000,97}}},
-    {"encoder_forward", NULL, 0, "B T C V nowpe", build_enc_fwd, run_enc_fwd, 1e-7, -1, 6,
-     {{1,1,1,1,0}, {2,5,7,3,0}, {3,17,33,50,0}, {4,64,96,500,0}, {1,1,3,2,1}, {3,17,33,50,1}}},
-    {"encoder_backward", "encoder_forward", 1, "B T C V nowpe", build_enc_bwd, run_enc_bwd, 1e-6,
-     -1, 7, {{1,1,1,1,0}, {2,5,7,3,0}, {3,17,33,50,0}, {4,64,96,500,0}, {8,33,20,2,0},
-     {1,1,3,2,1}, {3,17,33,50,1}}},
-    {"layernorm_forward", NULL, 0, "N C nobias", build_ln_fwd, run_ln_fwd, 1e-5, -1, 7,
-     {{1,1,0}, {3,7,0}, {17,129,0}, {64,768,0}, {5,1031,0}, {1,5,1}, {17,129,1}}},
+    {"encoder_forward", NULL, 0, "B T C V nopos", build_enc_fwd, run_enc_fwd, 1e-7, -1, 6,
+     {{1,1,1,1,0}, {2,5,7,3,1}, {2,5,7,3,0}, {3,17,33,50,0}, {4,64,96,500,0}, {3,17,33,50,1},
+      {1,1,3,2,1}}},
+    {"encoder_backward", "encoder_forward", 1, "B T C V nopos", build_enc_bwd, run_enc_bwd, 1e-6,
+     -1, 7, {{1,1,1,1,0}, {2,5,7,3,1}, {2,5,7,3,0}, {3,17,33,50,0}, {4,64,96,500,0},
+     {8,33,20,2,0}, {3,17,33,50,1}, {1,1,3,2,1}}},
+    {"layernorm_forward", NULL, 0, "N C nobias", build_ln_fwd, run_ln_fwd, 1e-5, -1, 8,
+     {{1,1,0}, {3,7,1}, {3,7,0}, {17,129,0}, {64,768,0}, {5,1031,0}, {17,129,1}, {1,5,1}}},
     {"layernorm_backward", "layernorm_forward", 1, "N C nobias", build_ln_bwd, run_ln_bwd, 2e-5,
-     -1, 7, {{1,2,0}, {3,7,0}, {17,129,0}, {64,768,0}, {5,1031,0}, {1,5,1}, {17,129,1}}},
-    {"attention_forward", NULL, 0, "B T NH KVH hs", build_att_fwd, run_att_fwd, 2e-5, -1, 8,
-     {{1,1,1,1,4}, {2,7,3,3,4}, {1,33,2,2,10}, {2,65,4,4,16}, {1,130,2,2,48}, {2,37,8,2,8},
-      {1,70,8,1,6}, {2,1,4,2,12}}},
+     -1, 8, {{1,2,0}, {3,7,1}, {3,7,0}, {17,129,0}, {64,768,0}, {5,1031,0}, {17,129,1},
+     {1,5,1}}},
+    {"attention_forward", NULL, 0, "B T NH KVH hs", build_att_fwd, run_att_fwd, 2e-5, -1, 11,
+     {{1,1,1,1,4}, {2,7,4,2,4}, {2,7,3,3,4}, {1,33,2,2,10}, {2,65,4,4,16}, {1,130,2,2,48},
+      {2,33,6,2,20}, {1,65,4,1,16}, {2,37,8,2,8}, {1,70,8,1,6}, {2,1,4,2,12}}},
     {"attention_backward", "attention_forward", 1, "B T NH KVH hs", build_att_bwd, run_att_bwd,
-     5e-5, -1, 8, {{1,1,1,1,4}, {2,7,3,3,4}, {1,33,2,2,10}, {2,65,4,4,16}, {1,130,2,2,48},
-     {2,37,8,2,8}, {1,70,8,1,6}, {2,1,4,2,12}}},
+     5e-5, -1, 11, {{1,1,1,1,4}, {2,7,4,2,4}, {2,7,3,3,4}, {1,33,2,2,10}, {2,65,4,4,16},
+     {1,130,2,2,48}, {2,33,6,2,20}, {1,65,4,1,16}, {2,37,8,2,8}, {1,70,8,1,6}, {2,1,4,2,12}}},
     {"gelu_forward", NULL, 0, "n -", build_gelu_fwd, run_gelu_fwd, 1e-6, -1, 4,
      {{1,0}, {7,0}, {1001,0}, {65537,0}}},
     {"gelu_backward", "gelu_forward", 1, "n inplace", build_gelu_bwd, run_gelu_bwd, 1e-6, -1, 5,
      {{1,0}, {7,0}, {1001,0}, {65537,0}, {257,1}}},
-    {"act_forward relu2", NULL, 0, "n -", build_gelu_fwd, run_relu2_fwd, 1e-6, -1, 3,
-     {{1,0}, {7,0}, {65537,0}}},
-    {"act_backward relu2", "act_forward relu2", 1, "n inplace", build_gelu_bwd, run_relu2_bwd,
-     1e-6, -1, 4, {{1,0}, {7,0}, {65537,0}, {257,1}}},
-    {"act_forward silu", NULL, 0, "n -", build_gelu_fwd, run_silu_fwd, 1e-6, -1, 3,
-     {{1,0}, {7,0}, {65537,0}}},
-    {"act_backward silu", "act_forward silu", 1, "n inplace", build_gelu_bwd, run_silu_bwd, 1e-6,
-     -1, 4, {{1,0}, {7,0}, {65537,0}, {257,1}}},
-    {"swiglu_forward", NULL, 0, "N F", build_swiglu_fwd, run_swiglu_fwd, 1e-6, -1, 4,
-     {{1,1}, {3,7}, {17,129}, {64,300}}},
-    {"swiglu_backward", "swiglu_forward", 1, "N F", build_swiglu_bwd, run_swiglu_bwd, 1e-6, -1, 4,
-     {{1,1}, {3,7}, {17,129}, {64,300}}},
-    {"rmsnorm_forward", NULL, 0, "N G C ld -", build_rms_fwd, run_rms_fwd, 1e-5, -1, 6,
-     {{1,1,1,1,0}, {3,1,7,7,0}, {17,1,129,129,0}, {5,1,1031,1031,0}, {6,4,8,40,0},
-      {9,2,6,30,0}}},
+    {"act_forward", NULL, 0, "n act -", build_act_fwd, run_act_fwd, 1e-6, -1, 8,
+     {{7,1,0}, {7,2,0}, {1001,1,0}, {1001,2,0}, {1,2,0}, {65537,1,0}, {65537,2,0}, {1001,0,0}}},
+    {"act_backward", "act_forward", 1, "n act inplace", build_act_bwd, run_act_bwd, 1e-6, -1, 9,
+     {{7,1,0}, {7,2,0}, {1001,1,0}, {1001,2,0}, {1,2,0}, {65537,1,0}, {65537,2,0}, {257,2,1},
+      {257,1,1}}},
+    {"swiglu_forward", NULL, 0, "N F", build_swiglu_fwd, run_swiglu_fwd, 1e-6, -1, 5,
+     {{1,1}, {3,7}, {17,129}, {64,1000}, {64,300}}},
+    {"swiglu_backward", "swiglu_forward", 1, "N F", build_swiglu_bwd, run_swiglu_bwd, 1e-6, -1, 5,
+     {{1,1}, {3,7}, {17,129}, {64,1000}, {64,300}}},
+    {"rmsnorm_forward", NULL, 0, "N G C ld -", build_rms_fwd, run_rms_fwd, 1e-5, -1, 9,
+     {{1,1,1,1,0}, {3,1,7,7,0}, {5,3,4,20,0}, {17,4,16,96,0}, {64,1,768,768,0}, {9,6,48,384,0},
+      {5,1,1031,1031,0}, {6,4,8,40,0}, {9,2,6,30,0}}},
     {"rmsnorm_backward", "rmsnorm_forward", 1, "N G C ld acc", build_rms_bwd, run_rms_bwd, 2e-5,
-     -1, 7, {{1,1,2,2,0}, {3,1,7,7,1}, {17,1,129,129,0}, {5,1,1031,1031,1}, {6,4,8,40,0},
-     {6,4,8,40,1}, {9,2,6,30,0}}},
-    {"rope", NULL, 0, "B T H hs ld pos0*2+inverse", build_rope, run_rope, 1e-6, -1, 6,
-     {{1,1,1,2,2,0}, {2,5,3,8,24,0}, {1,7,6,6,40,1}, {2,9,12,16,200,6}, {1,1,2,4,10,15},
-      {3,17,5,64,330,0}}},
+     -1, 11, {{1,1,2,2,0}, {3,1,7,7,1}, {5,3,4,20,0}, {17,4,16,64,0}, {64,1,768,768,0},
+     {9,6,48,384,1}, {3,2,8,16,0}, {5,1,1031,1031,1}, {6,4,8,40,0}, {6,4,8,40,1}, {9,2,6,30,0}}},
+    {"rope", NULL, 0, "B T H hs ld pos0", build_rope_fwd, run_rope_fwd, 1e-6, -1, 8,
+     {{1,1,1,2,2,0}, {2,5,3,4,14,0}, {1,7,2,16,32,3}, {2,60,3,8,30,100}, {4,64,12,64,1024,0},
+      {1,7,6,6,40,0}, {2,9,12,16,200,3}, {3,17,5,64,330,0}}},
+    {"rope inverse", "rope", 1, "B T H hs ld pos0", build_rope_bwd, run_rope_bwd, 1e-6, -1, 8,
+     {{1,1,1,2,2,0}, {2,5,3,4,14,0}, {1,7,2,16,32,3}, {2,60,3,8,30,100}, {4,64,12,64,1024,0},
+      {1,7,6,6,40,0}, {2,9,12,16,200,3}, {3,17,5,64,330,0}}},
     {"residual_forward", NULL, 0, "n", build_residual, run_residual, 0.0, -1, 4,
      {{1}, {7}, {1001}, {65539}}},
     {"axpy", NULL, 0, "n", build_axpy, run_axpy, 1e-6, -1, 4, {{1}, {7}, {1001}, {65539}}},
-    {"crossentropy_forward", NULL, 0, "N V - cap", build_ce_fwd, run_ce_fwd, 1e-6, -1, 7,
-     {{1,1,0,0}, {3,5,0,0}, {17,257,0,0}, {32,5003,0,0}, {1,3,0,15}, {17,257,0,15},
-      {5,70001,0,300}}},
+    {"crossentropy_forward", NULL, 0, "N V - cap", build_ce_fwd, run_ce_fwd, 1e-6, -1, 9,
+     {{1,1,0,0}, {3,5,0,0}, {3,5,0,2}, {17,257,0,0}, {17,257,0,3}, {32,5003,0,0}, {32,5003,0,30},
+      {5,70001,0,0}, {5,70001,0,2}}},
     {"crossentropy_fused", "crossentropy_forward", 1, "N V inplace cap", build_ce_fused,
-     run_ce_fused, 1e-6, -1, 8, {{1,1,0,0}, {3,5,0,0}, {17,257,0,0}, {32,5003,0,0}, {9,130,1,0},
-     {1,3,0,15}, {17,257,1,15}, {5,70001,0,300}}},
+     run_ce_fused, 1e-6, -1, 11, {{1,1,0,0}, {3,5,0,0}, {3,5,0,2}, {17,257,0,0}, {17,257,0,3},
+     {32,5003,0,0}, {9,130,1,0}, {9,130,1,2}, {17,257,1,3}, {5,70001,0,0}, {5,70001,0,2}}},
     {"reduce_sum", NULL, 0, "n square", build_reduce, run_reduce, 1e-5, -1, 5,
      {{1,0}, {7,1}, {1000,0}, {4099,1}, {100003,0}}},
     {"adamw", NULL, 0, "n t", build_adamw, run_adamw, 1e-6, -1, 4,

@@ -342,7 +342,7 @@ static void ln_fwd(void *vc, float *out) {
     cft_put(g_be, c->bw, c->weight, c->C);
     cft_put(g_be, c->bb, c->bias, c->C);
     CFT_OK(cf_be_layernorm_forward(g_be, cft_v(c->bout), cft_v(c->bmean), cft_v(c->brstd),
-                                   cft_v(c->binp), cft_v(c->bw), cft_v(c->bb), c->N, c->C));
+                                   cft_v(c->binp), cft_v(c->bw), cft_v(c->bb), c->N, c->C, 1e-5f));
     cft_get(g_be, out, c->bout, (size_t)c->N * c->C);
 }
 
@@ -403,7 +403,7 @@ static int test_layernorm(int N, int C) {
 /* ---- attention ------------------------------------------------------------------------------ */
 
 typedef struct {
-    int B, T, C, NH;
+    int B, T, NH, KVH, hs; /* C = NH hs, QKV = (NH + 2 KVH) hs */
     size_t aoff; /* att's offset in its buffer (floats) */
     float *qkv;
     cf_buffer *bqkv, *bout, *batt;
@@ -411,26 +411,30 @@ typedef struct {
 
 static void att_fwd(void *vc, float *out) {
     att_ctx *c = vc;
-    cft_put(g_be, c->bqkv, c->qkv, (size_t)c->B * c->T * 3 * c->C);
+    cft_put(g_be, c->bqkv, c->qkv, (size_t)c->B * c->T * (c->NH + 2 * c->KVH) * c->hs);
     CFT_OK(cf_be_attention_forward(g_be, cft_v(c->bout), cf_view_f32(c->batt, c->aoff),
-                                   cft_v(c->bqkv), c->B, c->T, c->C, c->NH));
-    cft_get(g_be, out, c->bout, (size_t)c->B * c->T * c->C);
+                                   cft_v(c->bqkv), c->B, c->T, c->NH, c->KVH, c->hs));
+    cft_get(g_be, out, c->bout, (size_t)c->B * c->T * c->NH * c->hs);
 }
 
-/* naive causal attention in double: out (B,T,C), att (B,NH,T,T) with zeros above the diagonal */
-static void att_ref(const float *qkv, int B, int T, int C, int NH, double *out, double *att) {
-    const int hs = C / NH;
+/* naive causal GQA attention in double: qkv (B,T,QKV) rows [q: NH heads | k: KVH | v: KVH],
+ * query head h uses kv head h / (NH/KVH); out (B,T,NH*hs), att (B,NH,T,T) with zeros above the
+ * diagonal */
+static void att_ref_gqa(const float *qkv, int B, int T, int NH, int KVH, int hs, double *out,
+                        double *att) {
+    const int C = NH * hs, QKV = (NH + 2 * KVH) * hs;
     const double scale = 1.0 / sqrt((double)hs);
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++)
             for (int h = 0; h < NH; h++) {
-                const float *q = qkv + ((size_t)b * T + t) * 3 * C + h * hs;
+                const int kh = NH * hs + (h / (NH / KVH)) * hs, vh = kh + KVH * hs;
+                const float *q = qkv + ((size_t)b * T + t) * QKV + h * hs;
                 double *a = att + (((size_t)b * NH + h) * T + t) * T;
                 double mx = -DBL_MAX, sum = 0;
                 for (int t2 = 0; t2 < T; t2++) {
                     a[t2] = 0;
                     if (t2 > t) continue;
-                    const float *k = qkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
+                    const float *k = qkv + ((size_t)b * T + t2) * QKV + kh;
                     double s = 0;
                     for (int i = 0; i < hs; i++) s += (double)q[i] * k[i];
                     a[t2] = s * scale;
@@ -442,57 +446,66 @@ static void att_ref(const float *qkv, int B, int T, int C, int NH, double *out, 
                 for (int i = 0; i < hs; i++) {
                     double s = 0;
                     for (int t2 = 0; t2 <= t; t2++)
-                        s += a[t2] * qkv[((size_t)b * T + t2) * 3 * C + 2 * C + h * hs + i];
+                        s += a[t2] * qkv[((size_t)b * T + t2) * QKV + vh + i];
                     o[i] = s;
                 }
             }
 }
+static void att_ref(const float *qkv, int B, int T, int C, int NH, double *out, double *att) {
+    att_ref_gqa(qkv, B, T, NH, NH, C / NH, out, att);
+}
 
 /* naive attention backward in double (plain loops): dqkv += gradient of sum(out * dout),
  * with att from att_ref */
-static void att_bwd_ref(const float *qkv, const double *att, const float *dout, int B, int T,
-                        int C, int NH, double *dqkv) {
-    const int hs = C / NH;
+static void att_bwd_ref_gqa(const float *qkv, const double *att, const float *dout, int B, int T,
+                            int NH, int KVH, int hs, double *dqkv) {
+    const int C = NH * hs, QKV = (NH + 2 * KVH) * hs;
     const double scale = 1.0 / sqrt((double)hs);
     double *datt = cft_doubles(T), *dpre = cft_doubles(T);
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++)
             for (int h = 0; h < NH; h++) {
+                const int kh = NH * hs + (h / (NH / KVH)) * hs, vh = kh + KVH * hs;
                 const double *a = att + (((size_t)b * NH + h) * T + t) * T;
                 const float *dO = dout + ((size_t)b * T + t) * C + h * hs;
-                const size_t qt = ((size_t)b * T + t) * 3 * C + h * hs;
+                const size_t qt = ((size_t)b * T + t) * QKV + h * hs;
                 double sd = 0;
                 for (int t2 = 0; t2 <= t; t2++) {
-                    const size_t r2 = ((size_t)b * T + t2) * 3 * C + h * hs;
+                    const size_t r2 = ((size_t)b * T + t2) * QKV;
                     double s = 0;
                     for (int i = 0; i < hs; i++) {
-                        s += (double)dO[i] * qkv[r2 + 2 * C + i];
-                        dqkv[r2 + 2 * C + i] += a[t2] * dO[i];
+                        s += (double)dO[i] * qkv[r2 + vh + i];
+                        dqkv[r2 + vh + i] += a[t2] * dO[i];
                     }
                     datt[t2] = s;
                     sd += a[t2] * s;
                 }
                 for (int t2 = 0; t2 <= t; t2++) dpre[t2] = a[t2] * (datt[t2] - sd);
                 for (int t2 = 0; t2 <= t; t2++) {
-                    const size_t r2 = ((size_t)b * T + t2) * 3 * C + h * hs;
+                    const size_t r2 = ((size_t)b * T + t2) * QKV;
                     for (int i = 0; i < hs; i++) {
-                        dqkv[qt + i] += scale * dpre[t2] * qkv[r2 + C + i];
-                        dqkv[r2 + C + i] += scale * dpre[t2] * qkv[qt + i];
+                        dqkv[qt + i] += scale * dpre[t2] * qkv[r2 + kh + i];
+                        dqkv[r2 + kh + i] += scale * dpre[t2] * qkv[qt + i];
                     }
                 }
             }
     free(datt);
     free(dpre);
 }
+static void att_bwd_ref(const float *qkv, const double *att, const float *dout, int B, int T,
+                        int C, int NH, double *dqkv) {
+    att_bwd_ref_gqa(qkv, att, dout, B, T, NH, NH, C / NH, dqkv);
+}
 
 /* Forward against att_ref (out, att with its zeros), backward against att_bwd_ref (dqkv is
  * assigned: it starts as NaN, and must come out bit-identical to a run from zeros), and, when
  * fd, against finite differences. att lies at offset aoff (floats) in its buffer: an odd offset
  * leaves no row aligned for vector stores. */
-static int test_attention(int B, int T, int C, int NH, size_t aoff, int fd) {
-    const size_t nqkv = (size_t)B * T * 3 * C, nout = (size_t)B * T * C;
+static int test_attention_gqa(int B, int T, int NH, int KVH, int hs, size_t aoff, int fd) {
+    const int C = NH * hs;
+    const size_t nqkv = (size_t)B * T * (NH + 2 * KVH) * hs, nout = (size_t)B * T * C;
     const size_t natt = (size_t)B * NH * T * T;
-    att_ctx c = {B, T, C, NH, aoff, rnd(nqkv, 1.5f), 0, 0, 0};
+    att_ctx c = {B, T, NH, KVH, hs, aoff, rnd(nqkv, 1.5f), 0, 0, 0};
     c.bqkv = cft_buf(g_be, c.qkv, nqkv);
     c.bout = cft_buf(g_be, NULL, nout);
     float *garbage = rnd(natt + aoff, 9);
@@ -502,9 +515,12 @@ static int test_attention(int B, int T, int C, int NH, size_t aoff, int fd) {
     double *ref = cft_doubles(nout), *refa = cft_doubles(natt);
     att_fwd(&c, out);
     CFT_OK(cf_be_download(g_be, att, vatt, natt * 4));
-    att_ref(c.qkv, B, T, C, NH, ref, refa);
+    att_ref_gqa(c.qkv, B, T, NH, KVH, hs, ref, refa);
     char op[64];
-    snprintf(op, sizeof op, "attention B%d T%d C%d NH%d%s", B, T, C, NH, aoff ? " att+odd" : "");
+    if (KVH == NH)
+        snprintf(op, sizeof op, "attention B%d T%d C%d NH%d%s", B, T, C, NH, aoff ? " att+odd" : "");
+    else
+        snprintf(op, sizeof op, "attention B%d T%d NH%d KVH%d hs%d", B, T, NH, KVH, hs);
     int fail = cft_compare(op, "out", out, ref, nout, 64 * CFT_U * 2, 0);
     fail += cft_compare(op, "att", att, refa, natt, 64 * CFT_U, 0);
     /* dqkv's starting values: NaN, then zeros (drawn first, as the accumulating ops' pre-fills
@@ -514,18 +530,18 @@ static int test_attention(int B, int T, int C, int NH, size_t aoff, int fd) {
     cf_buffer *bdqkv = cft_buf(g_be, pq, nqkv), *bdout = cft_buf(g_be, w, nout);
     cf_buffer *bdatt = cft_buf(g_be, garbage, natt), *bdpre = cft_buf(g_be, garbage, natt);
     CFT_OK(cf_be_attention_backward(g_be, cft_v(bdqkv), cft_v(bdatt), cft_v(bdpre), cft_v(bdout),
-                                    cft_v(c.bqkv), vatt, B, T, C, NH));
+                                    cft_v(c.bqkv), vatt, B, T, NH, KVH, hs));
     float *gq = cft_floats(nqkv), *gz = cft_floats(nqkv);
     cft_get(g_be, gq, bdqkv, nqkv);
     double *rq = cft_doubles(nqkv);
     memset(rq, 0, sizeof(double) * nqkv);
-    att_bwd_ref(c.qkv, refa, w, B, T, C, NH, rq);
+    att_bwd_ref_gqa(c.qkv, refa, w, B, T, NH, KVH, hs, rq);
     fail += cft_compare(op, "dqkv vs loops", gq, rq, nqkv, 1e-5, 1e-4); /* a NaN left fails */
     free(rq);
     memset(pq, 0, sizeof(float) * nqkv);
     cft_put(g_be, bdqkv, pq, nqkv);
     CFT_OK(cf_be_attention_backward(g_be, cft_v(bdqkv), cft_v(bdatt), cft_v(bdpre), cft_v(bdout),
-                                    cft_v(c.bqkv), vatt, B, T, C, NH));
+                                    cft_v(c.bqkv), vatt, B, T, NH, KVH, hs));
     cft_get(g_be, gz, bdqkv, nqkv);
     fail += cft_identical(op, "dqkv NaN vs 0 in", gq, gz, nqkv);
     free(gz);
@@ -543,8 +559,17 @@ static int test_attention(int B, int T, int C, int NH, size_t aoff, int fd) {
  * above them (5, 7, 16, 19, 37, 70, 128), head sizes 4, 20 (16 + 4), 24 (16 + 8) and 48 (the
  * benchmark configs'), att rows not aligned for vector stores. The largest is checked against
  * the double loops only (finite differences over all of its qkv would take seconds). */
+static int test_attention(int B, int T, int C, int NH, size_t aoff, int fd) {
+    return test_attention_gqa(B, T, NH, NH, C / NH, aoff, fd);
+}
+
 static int test_attention_shapes(void) {
     int fail = 0;
+    /* grouped-query (2 and 3 query heads per kv head) and multi-query attention */
+    fail += test_attention_gqa(2, 7, 4, 2, 4, 0, 1);
+    fail += test_attention_gqa(1, 19, 6, 2, 20, 0, 1);
+    fail += test_attention_gqa(2, 9, 3, 1, 8, 0, 1);
+    fail += test_attention_gqa(1, 70, 4, 1, 16, 0, 0);
     fail += test_attention(2, 5, 8, 2, 0, 1);
     fail += test_attention(1, 7, 12, 3, 0, 1);
     fail += test_attention(1, 70, 8, 2, 0, 1); /* 12 row blocks, the last partial */
@@ -604,6 +629,359 @@ static int test_gelu(size_t n) {
     return fail;
 }
 
+/* ---- activations (relu2, silu), SwiGLU ------------------------------------------------------ */
+
+typedef struct {
+    size_t n;
+    enum cf_act act;
+    float *x;
+    cf_buffer *bx, *bout;
+} act_ctx;
+
+static void act_fwd(void *vc, float *out) {
+    act_ctx *c = vc;
+    cft_put(g_be, c->bx, c->x, c->n);
+    CFT_OK(cf_be_act_forward(g_be, c->act, cft_v(c->bout), cft_v(c->bx), c->n));
+    cft_get(g_be, out, c->bout, c->n);
+}
+
+static double act_ref(enum cf_act act, double x) {
+    switch (act) {
+    case CF_ACT_RELU2: return x > 0 ? x * x : 0.0;
+    case CF_ACT_SILU: return x / (1.0 + exp(-x));
+    default: return 0.5 * x * (1.0 + tanh(GELU_K * (x + 0.044715 * x * x * x)));
+    }
+}
+
+/* act_forward against double, act_backward (assigned over garbage, and in place over dout)
+ * against finite differences */
+static int test_act(enum cf_act act, size_t n) {
+    act_ctx c = {n, act, rnd(n, 5), 0, 0};
+    c.x[0] = 0.25f;
+    c.x[1] = -12.0f; /* deep tails */
+    c.x[2] = 12.0f;
+    /* relu2 has a kink at 0: keep finite differences away from it */
+    for (size_t i = 0; act == CF_ACT_RELU2 && i < n; i++)
+        if (fabsf(c.x[i]) < 0.01f) c.x[i] = 0.5f;
+    c.bx = cft_buf(g_be, c.x, n);
+    c.bout = cft_buf(g_be, NULL, n);
+    float *out = cft_floats(n), *w = rnd(n, 1), *g = cft_floats(n), *g2 = cft_floats(n);
+    double *ref = cft_doubles(n);
+    act_fwd(&c, out);
+    for (size_t i = 0; i < n; i++) ref[i] = act_ref(act, c.x[i]);
+    char op[48];
+    snprintf(op, sizeof op, "act %s", cf_act_name(act));
+    int fail = cft_compare(op, "out", out, ref, n, 8 * CFT_U, 8 * CFT_U);
+    float *garbage = rnd(n, 100);
+    cf_buffer *bdi = cft_buf(g_be, garbage, n), *bdout = cft_buf(g_be, w, n);
+    CFT_OK(cf_be_act_backward(g_be, act, cft_v(bdi), cft_v(c.bx), cft_v(bdout), n));
+    cft_get(g_be, g, bdi, n);
+    loss_def L = {act_fwd, &c, n, w};
+    fail += fd_check(op, "inp", &L, c.x, n, g);
+    cft_put(g_be, c.bx, c.x, n);
+    CFT_OK(cf_be_act_backward(g_be, act, cft_v(bdout), cft_v(c.bx), cft_v(bdout), n));
+    cft_get(g_be, g2, bdout, n);
+    fail += cft_identical(op, "dinp in place", g, g2, n);
+    cf_be_free(g_be, c.bx), cf_be_free(g_be, c.bout), cf_be_free(g_be, bdi);
+    cf_be_free(g_be, bdout);
+    free(c.x), free(out), free(w), free(garbage), free(g), free(g2), free(ref);
+    return fail;
+}
+
+typedef struct {
+    int N, F;
+    float *x;
+    cf_buffer *bx, *bout;
+} swiglu_ctx;
+
+static void swiglu_fwd(void *vc, float *out) {
+    swiglu_ctx *c = vc;
+    cft_put(g_be, c->bx, c->x, 2 * (size_t)c->N * c->F);
+    CFT_OK(cf_be_swiglu_forward(g_be, cft_v(c->bout), cft_v(c->bx), c->N, c->F));
+    cft_get(g_be, out, c->bout, (size_t)c->N * c->F);
+}
+
+static int test_swiglu(int N, int F) {
+    const size_t n = (size_t)N * F, n2 = 2 * n;
+    swiglu_ctx c = {N, F, rnd(n2, 4), 0, 0};
+    c.bx = cft_buf(g_be, c.x, n2);
+    c.bout = cft_buf(g_be, NULL, n);
+    float *out = cft_floats(n), *w = rnd(n, 1), *g = cft_floats(n2);
+    double *ref = cft_doubles(n);
+    swiglu_fwd(&c, out);
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < F; j++) {
+            const double gt = c.x[(size_t)i * 2 * F + j], up = c.x[(size_t)i * 2 * F + F + j];
+            ref[(size_t)i * F + j] = gt / (1.0 + exp(-gt)) * up;
+        }
+    char op[48];
+    snprintf(op, sizeof op, "swiglu N%d F%d", N, F);
+    int fail = cft_compare(op, "out", out, ref, n, 8 * CFT_U * 4, 8 * CFT_U);
+    float *garbage = rnd(n2, 100);
+    cf_buffer *bdi = cft_buf(g_be, garbage, n2), *bdout = cft_buf(g_be, w, n);
+    CFT_OK(cf_be_swiglu_backward(g_be, cft_v(bdi), cft_v(c.bx), cft_v(bdout), N, F));
+    cft_get(g_be, g, bdi, n2);
+    loss_def L = {swiglu_fwd, &c, n, w};
+    fail += fd_check(op, "inp", &L, c.x, n2, g);
+    cf_be_free(g_be, c.bx), cf_be_free(g_be, c.bout), cf_be_free(g_be, bdi);
+    cf_be_free(g_be, bdout);
+    free(c.x), free(out), free(w), free(garbage), free(g), free(ref);
+    return fail;
+}
+
+/* ---- RMSNorm over groups -------------------------------------------------------------------- */
+
+typedef struct {
+    int N, G, C, ld;
+    float eps;
+    float *inp, *weight, *rest; /* rest: the out buffer's starting contents */
+    cf_buffer *binp, *bw, *bout, *brstd;
+} rms_ctx;
+
+static void rms_fwd(void *vc, float *out) {
+    rms_ctx *c = vc;
+    const size_t n = (size_t)c->N * c->ld;
+    cft_put(g_be, c->binp, c->inp, n);
+    cft_put(g_be, c->bw, c->weight, c->C);
+    cft_put(g_be, c->bout, c->rest, n);
+    CFT_OK(cf_be_rmsnorm_forward(g_be, cft_v(c->bout), cft_v(c->brstd), cft_v(c->binp),
+                                 cft_v(c->bw), c->N, c->G, c->C, c->ld, c->eps));
+    cft_get(g_be, out, c->bout, n);
+}
+
+/* N rows of stride ld holding G groups of C (ld > G*C: columns the op must not touch) */
+static int test_rmsnorm(int N, int G, int C, int ld, float eps) {
+    const size_t n = (size_t)N * ld, ng = (size_t)N * G;
+    rms_ctx c = {N, G, C, ld, eps, rnd(n, 2), rnd(C, 1.5f), rnd(n, 3), 0, 0, 0, 0};
+    c.binp = cft_buf(g_be, c.inp, n);
+    c.bw = cft_buf(g_be, c.weight, C);
+    c.bout = cft_buf(g_be, NULL, n);
+    c.brstd = cft_buf(g_be, NULL, ng);
+    float *out = cft_floats(n), *rstd = cft_floats(ng), *w = rnd(n, 1);
+    double *ref = cft_doubles(n), *rr = cft_doubles(ng);
+    rms_fwd(&c, out);
+    cft_get(g_be, rstd, c.brstd, ng);
+    for (size_t i = 0; i < n; i++) ref[i] = c.rest[i]; /* outside the groups: untouched */
+    for (int i = 0; i < N; i++)
+        for (int g = 0; g < G; g++) {
+            const float *x = c.inp + (size_t)i * ld + (size_t)g * C;
+            double ss = 0;
+            for (int k = 0; k < C; k++) ss += (double)x[k] * x[k];
+            const double r = 1.0 / sqrt(ss / C + eps);
+            rr[(size_t)i * G + g] = r;
+            for (int k = 0; k < C; k++)
+                ref[(size_t)i * ld + (size_t)g * C + k] = x[k] * r * c.weight[k];
+        }
+    char op[64];
+    snprintf(op, sizeof op, "rmsnorm N%d G%d C%d ld%d", N, G, C, ld);
+    int fail = cft_compare(op, "out", out, ref, n, 4 * C * CFT_U * 4, 0);
+    fail += cft_compare(op, "rstd", rstd, rr, ng, 0, 4 * C * CFT_U);
+    /* backward, accumulating: dinp and dweight pre-filled */
+    float *pi, *pw;
+    cf_buffer *bdi = grad_buf(n, &pi), *bdw = grad_buf(C, &pw), *bdout = cft_buf(g_be, w, n);
+    CFT_OK(cf_be_rmsnorm_backward(g_be, cft_v(bdi), cft_v(bdw), cft_v(bdout), cft_v(c.binp),
+                                  cft_v(c.bw), cft_v(c.brstd), N, G, C, ld, 1));
+    float *gi = cft_floats(n), *gw = cft_floats(C), *gi2 = cft_floats(n);
+    grad_minus_prefill(bdi, pi, gi, n);
+    grad_minus_prefill(bdw, pw, gw, C);
+    loss_def L = {rms_fwd, &c, n, w};
+    fail += fd_check(op, "inp", &L, c.inp, n, gi);
+    fail += fd_check(op, "weight", &L, c.weight, C, gw);
+    /* assigned (accumulate 0), in place over dout when the groups fill the rows: the group
+     * elements equal the accumulated result less its pre-fill, bit for bit */
+    rms_fwd(&c, out); /* the finite differences left perturbed inputs on the device */
+    cf_view dst = ld == G * C ? cft_v(bdout) : cft_v(bdi);
+    if (ld != G * C) cft_put(g_be, bdi, pi, n);
+    CFT_OK(cf_be_rmsnorm_backward(g_be, dst, cft_v(bdw), cft_v(bdout), cft_v(c.binp), cft_v(c.bw),
+                                  cft_v(c.brstd), N, G, C, ld, 0));
+    CFT_OK(cf_be_download(g_be, gi2, dst, n * 4));
+    cft_err e = {0};
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k < ld; k++) {
+            const size_t j = (size_t)i * ld + k;
+            const int in_group = k < G * C;
+            /* in a group: the assigned gradient; outside: what dst held before */
+            const double want = in_group ? gi[j] : (ld == G * C ? w[j] : pi[j]);
+            cft_err_add(&e, j, gi2[j], want, in_group ? 8 * CFT_U * (fabs(pi[j]) + 1) : 0, 0);
+        }
+    fail += cft_err_report(op, ld == G * C ? "dinp assigned in place" : "dinp assigned", &e);
+    /* in place forward (out = inp) gives the same bits */
+    float *o2 = cft_floats(n);
+    cft_put(g_be, c.bout, c.inp, n);
+    CFT_OK(cf_be_rmsnorm_forward(g_be, cft_v(c.bout), CF_VIEW_NULL, cft_v(c.bout), cft_v(c.bw),
+                                 N, G, C, ld, eps));
+    cft_get(g_be, o2, c.bout, n);
+    for (int i = 0; i < N; i++) /* outside the groups, the input stays */
+        for (int k = G * C; k < ld; k++) out[(size_t)i * ld + k] = c.inp[(size_t)i * ld + k];
+    fail += cft_identical(op, "out in place", out, o2, n);
+    cf_buffer *bufs[] = {c.binp, c.bw, c.bout, c.brstd, bdi, bdw, bdout};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cf_be_free(g_be, bufs[i]);
+    float *fl[] = {c.inp, c.weight, c.rest, out, rstd, w, pi, pw, gi, gw, gi2, o2};
+    for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++) free(fl[i]);
+    free(ref), free(rr);
+    return fail;
+}
+
+/* ---- RoPE ----------------------------------------------------------------------------------- */
+
+/* the (cos, sin) table (P, hs/2, 2) as the model builds it: in double, rounded once */
+static float *rope_table(int P, int hs, double theta) {
+    float *cs = cft_floats((size_t)P * hs);
+    for (int p = 0; p < P; p++)
+        for (int i = 0; i < hs / 2; i++) {
+            const double a = p * pow(theta, -2.0 * i / hs);
+            cs[((size_t)p * (hs / 2) + i) * 2] = (float)cos(a);
+            cs[((size_t)p * (hs / 2) + i) * 2 + 1] = (float)sin(a);
+        }
+    return cs;
+}
+
+typedef struct {
+    int B, T, H, hs, ld, pos0;
+    float *x;
+    cf_buffer *bx, *bcs;
+} rope_ctx;
+
+static void rope_fwd(void *vc, float *out) {
+    rope_ctx *c = vc;
+    const size_t n = (size_t)c->B * c->T * c->ld;
+    cft_put(g_be, c->bx, c->x, n);
+    CFT_OK(cf_be_rope(g_be, cft_v(c->bx), cft_v(c->bcs), c->B, c->T, c->H, c->hs, c->ld, c->pos0,
+                      0));
+    cft_get(g_be, out, c->bx, n);
+}
+
+/* rope against the rotation in double (angles computed here, not from the table); the inverse
+ * (the backward) against finite differences, and inverse(rope(x)) = x */
+static int test_rope(int B, int T, int H, int hs, int ld, int pos0) {
+    const size_t n = (size_t)B * T * ld;
+    const int P = pos0 + T;
+    rope_ctx c = {B, T, H, hs, ld, pos0, rnd(n, 2), 0, 0};
+    float *cs = rope_table(P, hs, 10000.0);
+    c.bx = cft_buf(g_be, c.x, n);
+    c.bcs = cft_buf(g_be, cs, (size_t)P * hs);
+    float *out = cft_floats(n), *w = rnd(n, 1), *g = cft_floats(n), *back = cft_floats(n);
+    double *ref = cft_doubles(n);
+    rope_fwd(&c, out);
+    for (size_t i = 0; i < n; i++) ref[i] = c.x[i];
+    for (int r = 0; r < B * T; r++)
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < hs / 2; i++) {
+                const size_t ia = (size_t)r * ld + (size_t)h * hs + i, ib = ia + hs / 2;
+                const double ang = (pos0 + r % T) * pow(10000.0, -2.0 * i / hs);
+                ref[ia] = c.x[ia] * cos(ang) - (double)c.x[ib] * sin(ang);
+                ref[ib] = c.x[ia] * sin(ang) + (double)c.x[ib] * cos(ang);
+            }
+    char op[64];
+    snprintf(op, sizeof op, "rope B%d T%d H%d hs%d ld%d pos0 %d", B, T, H, hs, ld, pos0);
+    /* the table's float rounding of cos and sin at positions up to P: a few u times |x| */
+    int fail = cft_compare(op, "out", out, ref, n, 16 * CFT_U * 2 * (1 + P * 1e-3), 0);
+    /* backward: the inverse rotation applied to dout */
+    cf_buffer *bd = cft_buf(g_be, w, n);
+    CFT_OK(cf_be_rope(g_be, cft_v(bd), cft_v(c.bcs), B, T, H, hs, ld, pos0, 1));
+    cft_get(g_be, g, bd, n);
+    loss_def L = {rope_fwd, &c, n, w};
+    fail += fd_check(op, "x", &L, c.x, n, g);
+    cft_put(g_be, c.bx, c.x, n);
+    CFT_OK(cf_be_rope(g_be, cft_v(c.bx), cft_v(c.bcs), B, T, H, hs, ld, pos0, 0));
+    CFT_OK(cf_be_rope(g_be, cft_v(c.bx), cft_v(c.bcs), B, T, H, hs, ld, pos0, 1));
+    cft_get(g_be, back, c.bx, n);
+    fail += cft_compare_f(op, "inverse(rope(x))", back, c.x, n, 8 * CFT_U * 2, 0);
+    cf_be_free(g_be, c.bx), cf_be_free(g_be, c.bcs), cf_be_free(g_be, bd);
+    free(c.x), free(cs), free(out), free(w), free(g), free(back), free(ref);
+    return fail;
+}
+
+/* ---- LayerNorm without bias (eps given), encoder without a position table ------------------ */
+
+typedef struct {
+    int N, C;
+    float eps;
+    float *inp, *weight;
+    cf_buffer *binp, *bw, *bout;
+} lnnb_ctx;
+
+static void lnnb_fwd(void *vc, float *out) {
+    lnnb_ctx *c = vc;
+    cft_put(g_be, c->binp, c->inp, (size_t)c->N * c->C);
+    cft_put(g_be, c->bw, c->weight, c->C);
+    CFT_OK(cf_be_layernorm_forward(g_be, cft_v(c->bout), CF_VIEW_NULL, CF_VIEW_NULL,
+                                   cft_v(c->binp), cft_v(c->bw), CF_VIEW_NULL, c->N, c->C, c->eps));
+    cft_get(g_be, out, c->bout, (size_t)c->N * c->C);
+}
+
+static int test_layernorm_nobias(int N, int C, float eps) {
+    const size_t n = (size_t)N * C;
+    lnnb_ctx c = {N, C, eps, rnd(n, 0.05f), rnd(C, 1), 0, 0, 0}; /* small x: eps matters */
+    c.binp = cft_buf(g_be, c.inp, n);
+    c.bw = cft_buf(g_be, c.weight, C);
+    c.bout = cft_buf(g_be, NULL, n);
+    cf_buffer *bmean = cft_buf(g_be, NULL, N), *brstd = cft_buf(g_be, NULL, N);
+    float *out = cft_floats(n), *w = rnd(n, 1);
+    double *ref = cft_doubles(n);
+    lnnb_fwd(&c, out);
+    for (int i = 0; i < N; i++) {
+        const float *x = c.inp + (size_t)i * C;
+        double m = 0, v = 0;
+        for (int k = 0; k < C; k++) m += x[k];
+        m /= C;
+        for (int k = 0; k < C; k++) v += (x[k] - m) * (x[k] - m);
+        const double r = 1.0 / sqrt(v / C + eps);
+        for (int k = 0; k < C; k++) ref[(size_t)i * C + k] = (x[k] - m) * r * c.weight[k];
+    }
+    char op[48];
+    snprintf(op, sizeof op, "layernorm nobias eps %g", (double)eps);
+    int fail = cft_compare(op, "out", out, ref, n, 4 * C * CFT_U * 4, 0);
+    CFT_OK(cf_be_layernorm_forward(g_be, cft_v(c.bout), cft_v(bmean), cft_v(brstd), cft_v(c.binp),
+                                   cft_v(c.bw), CF_VIEW_NULL, N, C, eps));
+    float *pi, *pw;
+    cf_buffer *bdi = grad_buf(n, &pi), *bdw = grad_buf(C, &pw), *bdout = cft_buf(g_be, w, n);
+    CFT_OK(cf_be_layernorm_backward(g_be, cft_v(bdi), cft_v(bdw), CF_VIEW_NULL, cft_v(bdout),
+                                    cft_v(c.binp), cft_v(c.bw), cft_v(bmean), cft_v(brstd), N, C));
+    float *gi = cft_floats(n), *gw = cft_floats(C);
+    grad_minus_prefill(bdi, pi, gi, n);
+    grad_minus_prefill(bdw, pw, gw, C);
+    loss_def L = {lnnb_fwd, &c, n, w};
+    fail += fd_check(op, "inp", &L, c.inp, n, gi);
+    fail += fd_check(op, "weight", &L, c.weight, C, gw);
+    cf_buffer *bufs[] = {c.binp, c.bw, c.bout, bmean, brstd, bdi, bdw, bdout};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cf_be_free(g_be, bufs[i]);
+    free(c.inp), free(c.weight), free(out), free(w), free(ref), free(pi), free(pw), free(gi);
+    free(gw);
+    return fail;
+}
+
+/* wpe and dwpe left out: out = wte[tok] exactly, dwte gets the scatter */
+static int test_encoder_nopos(int B, int T, int C, int V) {
+    const size_t BT = (size_t)B * T, nout = BT * C;
+    int32_t *tok = cft_malloc(BT * sizeof(int32_t));
+    for (size_t i = 0; i < BT; i++) tok[i] = (int32_t)(cf_rng_u32(&g_rng) % (uint32_t)V);
+    float *wte = rnd((size_t)V * C, 1), *dout = rnd(nout, 1);
+    cf_buffer *bt = cft_buf(g_be, tok, BT), *bw = cft_buf(g_be, wte, (size_t)V * C);
+    cf_buffer *bo = cft_buf(g_be, NULL, nout), *bd = cft_buf(g_be, dout, nout);
+    float *pw;
+    cf_buffer *bdw = grad_buf((size_t)V * C, &pw);
+    CFT_OK(cf_be_encoder_forward(g_be, cft_v(bo), cft_vi(bt), cft_v(bw), CF_VIEW_NULL, B, T, C, V));
+    CFT_OK(cf_be_encoder_backward(g_be, cft_v(bdw), CF_VIEW_NULL, cft_v(bd), cft_vi(bt), B, T, C,
+                                  V));
+    float *out = cft_floats(nout), *gw = cft_floats((size_t)V * C);
+    double *ref = cft_doubles(nout), *rw = cft_doubles((size_t)V * C);
+    cft_get(g_be, out, bo, nout);
+    grad_minus_prefill(bdw, pw, gw, (size_t)V * C);
+    memset(rw, 0, sizeof(double) * (size_t)V * C);
+    for (size_t i = 0; i < BT; i++)
+        for (int k = 0; k < C; k++) {
+            ref[i * C + k] = wte[(size_t)tok[i] * C + k];
+            rw[(size_t)tok[i] * C + k] += dout[i * C + k];
+        }
+    int fail = cft_compare("encoder nopos", "out", out, ref, nout, 0, 0);
+    fail += cft_compare("encoder nopos", "dwte", gw, rw, (size_t)V * C, 16 * CFT_U * BT, 0);
+    cf_buffer *bufs[] = {bt, bw, bo, bd, bdw};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cf_be_free(g_be, bufs[i]);
+    free(tok), free(wte), free(dout), free(pw), free(out), free(gw), free(ref), free(rw);
+    return fail;
+}
+
 /* ---- residual and axpy ---------------------------------------------------------------------- */
 
 typedef struct {
@@ -657,23 +1035,24 @@ typedef struct {
     int N, V;
     float *logits;
     cf_buffer *blog, *btgt, *bloss;
+    float cap; /* logit soft-cap, 0 = off */
 } ce_ctx;
 
 static void ce_fwd(void *vc, float *out) {
     ce_ctx *c = vc;
     cft_put(g_be, c->blog, c->logits, (size_t)c->N * c->V);
     CFT_OK(cf_be_crossentropy_forward(g_be, cft_v(c->bloss), cft_v(c->blog), cft_vi(c->btgt), c->N,
-                                      c->V));
+                                      c->V, c->cap));
     cft_get(g_be, out, c->bloss, c->N);
 }
 
-static int test_crossentropy(int N, int V) {
+static int test_crossentropy(int N, int V, float cap) {
     const size_t n = (size_t)N * V;
     int32_t *tg = cft_malloc(sizeof(int32_t) * N);
     for (int i = 0; i < N; i++) tg[i] = (int32_t)(cf_rng_u32(&g_rng) % (uint32_t)V);
     tg[1] = -1; /* ignored row */
     tg[2] = V - 1;
-    ce_ctx c = {N, V, rnd(n, 4), 0, 0, 0};
+    ce_ctx c = {N, V, rnd(n, 4), 0, 0, 0, cap};
     c.logits[3 * V] = 60.0f; /* a large logit: needs the max subtraction */
     c.blog = cft_buf(g_be, c.logits, n);
     c.btgt = cft_buf(g_be, tg, N);
@@ -686,14 +1065,17 @@ static int test_crossentropy(int N, int V) {
             ref[i] = 0;
             continue;
         }
-        const float *x = c.logits + (size_t)i * V;
+        const float *xf = c.logits + (size_t)i * V;
+        double *x = cft_doubles((size_t)V); /* z' = cap tanh(z / cap), or z */
+        for (int j = 0; j < V; j++) x[j] = cap > 0 ? cap * tanh((double)xf[j] / cap) : xf[j];
         double mx = -DBL_MAX, s = 0;
         for (int j = 0; j < V; j++) mx = x[j] > mx ? x[j] : mx;
         for (int j = 0; j < V; j++) s += exp(x[j] - mx);
         ref[i] = log(s) + mx - x[tg[i]];
+        free(x);
     }
     char op[48];
-    snprintf(op, sizeof op, "crossentropy N%d V%d", N, V);
+    snprintf(op, sizeof op, "crossentropy N%d V%d cap %g", N, V, (double)cap);
     /* terms of size up to ~60 (the large logit) */
     int fail = cft_compare(op, "losses", loss, ref, N, 16 * CFT_U * 64, 0);
     /* fused: losses and dlogits = (softmax - onehot) * dloss, assigned over garbage */
@@ -703,7 +1085,7 @@ static int test_crossentropy(int N, int V) {
     float *garbage = rnd(n, 100);
     cf_buffer *bdl = cft_buf(g_be, garbage, n), *bl2 = cft_buf(g_be, NULL, N);
     CFT_OK(cf_be_crossentropy_fused(g_be, cft_v(bl2), cft_v(bdl), cft_v(c.blog), cft_vi(c.btgt), N,
-                                    V, dloss));
+                                    V, dloss, cap));
     cft_get(g_be, loss2, bl2, N);
     cft_get(g_be, dl, bdl, n);
     fail += cft_compare_f(op, "fused losses", loss2, loss, N, 16 * CFT_U * 64, 0);
@@ -720,7 +1102,7 @@ static int test_crossentropy(int N, int V) {
     /* in place (dlogits aliases logits) gives the same bits */
     cft_put(g_be, c.blog, c.logits, n);
     CFT_OK(cf_be_crossentropy_fused(g_be, cft_v(bl2), cft_v(c.blog), cft_v(c.blog), cft_vi(c.btgt),
-                                    N, V, dloss));
+                                    N, V, dloss, cap));
     cft_get(g_be, dl2, c.blog, n);
     fail += cft_identical(op, "fused in place", dl, dl2, n);
     /* a target outside [0, V) is ignored (backend.h): loss 0 and a zero dlogits row, on the
@@ -729,12 +1111,13 @@ static int test_crossentropy(int N, int V) {
     tg[N - 1] = V + 1000000;
     cft_put(g_be, c.btgt, tg, N);
     cft_put(g_be, c.blog, c.logits, n);
-    int rc = cf_be_crossentropy_forward(g_be, cft_v(c.bloss), cft_v(c.blog), cft_vi(c.btgt), N, V);
+    int rc = cf_be_crossentropy_forward(g_be, cft_v(c.bloss), cft_v(c.blog), cft_vi(c.btgt), N, V,
+                                        cap);
     if (rc == CF_OK) cft_get(g_be, loss, c.bloss, N);
     cft_put(g_be, bdl, garbage, n);
     if (rc == CF_OK)
         rc = cf_be_crossentropy_fused(g_be, cft_v(bl2), cft_v(bdl), cft_v(c.blog), cft_vi(c.btgt),
-                                      N, V, dloss);
+                                      N, V, dloss, cap);
     int ign_ok = rc == CF_OK;
     if (ign_ok) {
         cft_get(g_be, loss2, bl2, N);
@@ -869,11 +1252,12 @@ static void big_run(big_bufs *s, const float *const *init) {
     CFT_OK(cf_be_encoder_forward(g_be, cft_v(s->x), cft_vi(s->tok), cft_v(s->wte), cft_v(s->wpe), B,
                                  T, C, V));
     CFT_OK(cf_be_layernorm_forward(g_be, cft_v(s->ln), cft_v(s->mean), cft_v(s->rstd),
-                                   cft_v(s->x), cft_v(s->lnw), cft_v(s->lnb), N, C));
-    CFT_OK(cf_be_attention_forward(g_be, cft_v(s->aout), cft_v(s->att), cft_v(s->qkv), B, T, C,
-                                   NH));
+                                   cft_v(s->x), cft_v(s->lnw), cft_v(s->lnb), N, C, 1e-5f));
+    CFT_OK(cf_be_attention_forward(g_be, cft_v(s->aout), cft_v(s->att), cft_v(s->qkv), B, T, NH,
+                                   NH, C / NH));
     CFT_OK(cf_be_attention_backward(g_be, cft_v(s->dqkv), cft_v(s->datt), cft_v(s->dpre),
-                                    cft_v(s->dout), cft_v(s->qkv), cft_v(s->att), B, T, C, NH));
+                                    cft_v(s->dout), cft_v(s->qkv), cft_v(s->att), B, T, NH, NH,
+                                    C / NH));
     CFT_OK(cf_be_layernorm_backward(g_be, cft_v(s->dx), cft_v(s->dlnw), cft_v(s->dlnb),
                                     cft_v(s->dout), cft_v(s->x), cft_v(s->lnw), cft_v(s->mean),
                                     cft_v(s->rstd), N, C));
@@ -883,7 +1267,7 @@ static void big_run(big_bufs *s, const float *const *init) {
     CFT_OK(cf_be_gelu_backward(g_be, cft_v(s->g), cft_v(s->qkv), cft_v(s->dqkv), n3C));
     CFT_OK(g_be->ops->bias_backward(g_be, cft_v(s->dlnb), cft_v(s->dout), N, C));
     CFT_OK(cf_be_crossentropy_fused(g_be, cft_v(s->loss), cft_v(s->logits), cft_v(s->logits),
-                                    cft_vi(s->tgt), N, V, 1.0f / N));
+                                    cft_vi(s->tgt), N, V, 1.0f / N, 0.0f));
     CFT_OK(cf_be_reduce_sum(g_be, cft_v(s->sum), cft_v(s->logits), nV, 1));
     CFT_OK(cf_be_adamw(g_be, cft_v(s->p), cft_v(s->logits), cft_v(s->m), cft_v(s->v), nV, 1e-2f,
                        0.9f, 0.99f, 1e-8f, 0.1f, 0.5f, 3));
@@ -1030,6 +1414,71 @@ static int test_big(int B, int T, int C, int NH, int V) {
     return fail;
 }
 
+/* The family's ops above their multi-threading thresholds give bit-identical results with 1 and
+ * 3 threads: activations, SwiGLU, grouped RMSNorm (forward and accumulating backward), RoPE and
+ * its inverse, the soft-capped fused loss, GQA attention forward and backward. */
+static void family_run(cf_buffer **b, const float *const *init, const size_t *n) {
+    for (int i = 0; i < 12; i++) cft_put(g_be, b[i], init[i], n[i]);
+    const int N = 1024, F = 192, G = 4, C = 64, ld = 384;
+    CFT_OK(cf_be_act_forward(g_be, CF_ACT_RELU2, cft_v(b[1]), cft_v(b[0]), n[0]));
+    CFT_OK(cf_be_act_backward(g_be, CF_ACT_SILU, cft_v(b[2]), cft_v(b[0]), cft_v(b[1]), n[0]));
+    CFT_OK(cf_be_swiglu_forward(g_be, cft_v(b[1]), cft_v(b[0]), N, F));
+    CFT_OK(cf_be_swiglu_backward(g_be, cft_v(b[3]), cft_v(b[0]), cft_v(b[2]), N, F));
+    CFT_OK(cf_be_rmsnorm_forward(g_be, cft_v(b[4]), cft_v(b[5]), cft_v(b[0]), cft_v(b[6]), N, G, C,
+                                 ld, 1e-5f));
+    CFT_OK(cf_be_rmsnorm_backward(g_be, cft_v(b[3]), cft_v(b[7]), cft_v(b[2]), cft_v(b[0]),
+                                  cft_v(b[6]), cft_v(b[5]), N, G, C, ld, 1));
+    CFT_OK(cf_be_rope(g_be, cft_v(b[4]), cft_v(b[8]), 8, 128, 6, 64, ld, 0, 0));
+    CFT_OK(cf_be_rope(g_be, cft_v(b[3]), cft_v(b[8]), 8, 128, 6, 64, ld, 0, 1));
+    CFT_OK(cf_be_crossentropy_fused(g_be, cft_v(b[9]), cft_v(b[2]), cft_v(b[0]), cft_vi(b[10]),
+                                    256, 1024, 1.0f / 256, 15.0f));
+    /* attention B 8, T 64, NH 4 over KVH 2, hs 32: qkv (8,64,256) = first 131072 of b[0] */
+    CFT_OK(cf_be_attention_forward(g_be, cft_v(b[1]), cft_v(b[11]), cft_v(b[0]), 8, 64, 4, 2, 32));
+    CFT_OK(cf_be_attention_backward(g_be, cft_v(b[4]), cft_v(b[11]), cft_v(b[11]), cft_v(b[1]),
+                                    cft_v(b[0]), cft_v(b[11]), 8, 64, 4, 2, 32));
+}
+
+static int test_family_threads(void) {
+    /* 0 inp (N, ld) 1 out 2 dout/dlogits 3 dinp 4 rms out/att dqkv 5 rstd 6 weight 7 dweight
+     * 8 rope cs 9 losses 10 targets 11 att */
+    const size_t N = 1024, ld = 384;
+    const size_t n[12] = {N * ld, N * ld, N * ld, N * ld, N * ld, N * 4, 64, 64,
+                          128 * 64,  256,    256,    8 * 4 * 64 * 64};
+    float *init[12];
+    for (int i = 0; i < 12; i++) init[i] = rnd(n[i], 2.0f);
+    free(init[8]);
+    init[8] = rope_table(128, 64, 10000.0);
+    int32_t *tg = (int32_t *)(void *)init[10];
+    for (int i = 0; i < 256; i++) tg[i] = i % 9 == 4 ? -1 : (int32_t)((unsigned)i * 37u % 1024u);
+    cf_buffer *b[12];
+    for (int i = 0; i < 12; i++) b[i] = cft_buf(g_be, NULL, n[i]);
+    float *r1[12], *r3[12];
+    const int saved = get_threads();
+    set_threads(1);
+    family_run(b, (const float *const *)init, n);
+    for (int i = 0; i < 12; i++) {
+        r1[i] = cft_floats(n[i]);
+        cft_get(g_be, r1[i], b[i], n[i]);
+    }
+    set_threads(3);
+    family_run(b, (const float *const *)init, n);
+    for (int i = 0; i < 12; i++) {
+        r3[i] = cft_floats(n[i]);
+        cft_get(g_be, r3[i], b[i], n[i]);
+    }
+    set_threads(saved);
+    static const char *names[12] = {"inp", "swiglu/attention out", "dlogits (capped)",
+                                    "swiglu/rmsnorm/rope dinp", "attention dqkv", "rmsnorm rstd",
+                                    "weight", "rmsnorm dweight", "cs", "capped losses",
+                                    "targets", "att"};
+    int fail = 0;
+    for (int i = 0; i < 12; i++)
+        if (i != 0 && i != 6 && i != 8 && i != 10)
+            fail += cft_identical("family ops 1 vs 3 threads", names[i], r1[i], r3[i], n[i]);
+    for (int i = 0; i < 12; i++) cf_be_free(g_be, b[i]), free(init[i]), free(r1[i]), free(r3[i]);
+    return fail;
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     CFT_OK(cf_backend_cpu_create("cpu", NULL, &g_be));
@@ -1066,9 +1515,25 @@ int main(void) {
         break;
     }
     fail += test_gelu(37);
+    fail += test_act(CF_ACT_GELU, 37);
+    fail += test_act(CF_ACT_RELU2, 37);
+    fail += test_act(CF_ACT_SILU, 37);
+    fail += test_swiglu(5, 7);
+    fail += test_swiglu(3, 40);
+    fail += test_rmsnorm(6, 1, 16, 16, 1e-5f);   /* a plain norm */
+    fail += test_rmsnorm(5, 3, 4, 20, 1e-6f);    /* qk_norm: 3 heads of 4 in rows of 20 */
+    fail += test_rmsnorm(4, 2, 70, 140, 1e-5f);  /* C above one column range */
+    fail += test_rope(2, 5, 3, 4, 14, 0);        /* q and k heads of a qkv row, v untouched */
+    fail += test_rope(1, 7, 2, 16, 32, 3);       /* pos0 > 0 */
+    fail += test_rope(2, 60, 3, 8, 30, 100);     /* positions up to 160 */
+    fail += test_layernorm_nobias(6, 16, 1e-3f);
+    fail += test_layernorm_nobias(3, 70, 1e-6f);
+    fail += test_encoder_nopos(2, 5, 8, 11);
     fail += test_residual(23);
-    fail += test_crossentropy(10, 11);
-    fail += test_crossentropy(4, 300);
+    fail += test_crossentropy(10, 11, 0.0f);
+    fail += test_crossentropy(4, 300, 0.0f);
+    fail += test_crossentropy(10, 11, 2.5f); /* logit soft-cap: logits up to 4 (and 60) */
+    fail += test_crossentropy(4, 300, 30.0f);
     fail += test_reduce_sum(100003);
     fail += test_adamw();
     /* the portable loops of the ops that have AVX2 kernels too: a native GEMM kernel without
@@ -1079,7 +1544,7 @@ int main(void) {
         if (strstr(k, "avx")) continue;
         printf("  (CF_CPU_GEMM=%s: the portable loops)\n", k);
         CFT_OK(cf_backend_cpu_set_gemm(g_be, k));
-        fail += test_crossentropy(4, 300);
+        fail += test_crossentropy(4, 300, 0.0f);
         fail += test_adamw();
         fail += test_big(8, 80, 256, 4, 1000);
         CFT_OK(cf_backend_cpu_set_gemm(g_be, "auto"));
@@ -1087,6 +1552,7 @@ int main(void) {
     }
     /* every op above its multi-threading threshold; T = 80: a full and a partial row block */
     fail += test_big(8, 80, 256, 4, 1000);
+    fail += test_family_threads();
     cf_backend_destroy(g_be);
     printf("%s: %d failure(s)\n", fail ? "FAILED" : "PASSED", fail);
     return fail ? 1 : 0;

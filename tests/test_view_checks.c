@@ -43,18 +43,26 @@ STUB(weight_bias_backward, cf_view dw, cf_view db, cf_view d, cf_view i, int N, 
 STUB(encoder_forward, cf_view o, cf_view t, cf_view w, cf_view p, int B, int T, int C, int V)
 STUB(encoder_backward, cf_view dw, cf_view dp, cf_view d, cf_view t, int B, int T, int C, int V)
 STUB(layernorm_forward, cf_view o, cf_view m, cf_view r, cf_view i, cf_view w, cf_view b, int N,
-     int C)
+     int C, float eps)
 STUB(layernorm_backward, cf_view di, cf_view dw, cf_view db, cf_view d, cf_view i, cf_view w,
      cf_view m, cf_view r, int N, int C)
-STUB(attention_forward, cf_view o, cf_view a, cf_view q, int B, int T, int C, int NH)
+STUB(attention_forward, cf_view o, cf_view a, cf_view q, int B, int T, int NH, int KVH, int hs)
 STUB(attention_backward, cf_view dq, cf_view da, cf_view dp, cf_view d, cf_view q, cf_view a,
-     int B, int T, int C, int NH)
-STUB(gelu_forward, cf_view o, cf_view i, size_t n)
-STUB(gelu_backward, cf_view di, cf_view i, cf_view d, size_t n)
+     int B, int T, int NH, int KVH, int hs)
+STUB(act_forward, enum cf_act act, cf_view o, cf_view i, size_t n)
+STUB(act_backward, enum cf_act act, cf_view di, cf_view i, cf_view d, size_t n)
+STUB(swiglu_forward, cf_view o, cf_view i, int N, int F)
+STUB(swiglu_backward, cf_view di, cf_view i, cf_view d, int N, int F)
+STUB(rmsnorm_forward, cf_view o, cf_view r, cf_view i, cf_view w, int N, int G, int C, int ld,
+     float eps)
+STUB(rmsnorm_backward, cf_view di, cf_view dw, cf_view d, cf_view i, cf_view w, cf_view r, int N,
+     int G, int C, int ld, int acc)
+STUB(rope, cf_view x, cf_view cs, int B, int T, int H, int hs, int ld, int pos0, int inv)
 STUB(residual_forward, cf_view o, cf_view a, cf_view b, size_t n)
 STUB(axpy, cf_view y, cf_view x, float a, size_t n)
-STUB(crossentropy_forward, cf_view l, cf_view g, cf_view t, int N, int V)
-STUB(crossentropy_fused, cf_view l, cf_view dl, cf_view g, cf_view t, int N, int V, float d)
+STUB(crossentropy_forward, cf_view l, cf_view g, cf_view t, int N, int V, float cap)
+STUB(crossentropy_fused, cf_view l, cf_view dl, cf_view g, cf_view t, int N, int V, float d,
+     float cap)
 STUB(reduce_sum, cf_view o, cf_view x, size_t n, int sq)
 STUB(adamw, cf_view p, cf_view g, cf_view m, cf_view v, size_t n, float lr, float b1, float b2,
      float eps, float wd, float gs, int t)
@@ -116,8 +124,13 @@ int main(void) {
     fake.layernorm_backward = stub_layernorm_backward;
     fake.attention_forward = stub_attention_forward;
     fake.attention_backward = stub_attention_backward;
-    fake.gelu_forward = stub_gelu_forward;
-    fake.gelu_backward = stub_gelu_backward;
+    fake.act_forward = stub_act_forward;
+    fake.act_backward = stub_act_backward;
+    fake.swiglu_forward = stub_swiglu_forward;
+    fake.swiglu_backward = stub_swiglu_backward;
+    fake.rmsnorm_forward = stub_rmsnorm_forward;
+    fake.rmsnorm_backward = stub_rmsnorm_backward;
+    fake.rope = stub_rope;
     fake.residual_forward = stub_residual_forward;
     fake.axpy = stub_axpy;
     fake.crossentropy_forward = stub_crossentropy_forward;
@@ -184,41 +197,78 @@ int main(void) {
          "wte");
     CALL("encoder_backward dwte an i32 view",
          cf_be_encoder_backward(be, I, F, F, I, 2, 3, 4, 10), "encoder_backward", "dwte");
+    CALL("encoder_forward without wpe (RoPE models)",
+         cf_be_encoder_forward(be, F, I, F, none, 2, 3, 4, 10), NULL, NULL);
+    CALL("encoder_backward dwpe misaligned",
+         cf_be_encoder_backward(be, F, misaligned(F), F, I, 2, 3, 4, 10), "encoder_backward",
+         "dwpe");
 
     /* layernorm: N 10, C 8 */
     CALL("layernorm_forward without mean and rstd",
-         cf_be_layernorm_forward(be, F, none, none, F, F, F, 10, 8), NULL, NULL);
+         cf_be_layernorm_forward(be, F, none, none, F, F, F, 10, 8, 1e-5f), NULL, NULL);
+    CALL("layernorm_forward without bias",
+         cf_be_layernorm_forward(be, F, none, none, F, F, none, 10, 8, 1e-5f), NULL, NULL);
     CALL("layernorm_forward without weight",
-         cf_be_layernorm_forward(be, F, none, none, F, none, F, 10, 8), "layernorm_forward",
-         "weight");
+         cf_be_layernorm_forward(be, F, none, none, F, none, F, 10, 8, 1e-5f),
+         "layernorm_forward", "weight");
+    CALL("layernorm_forward eps 0",
+         cf_be_layernorm_forward(be, F, none, none, F, F, F, 10, 8, 0.0f), "layernorm_forward",
+         "eps");
     CALL("layernorm_backward rstd past the end",
          cf_be_layernorm_backward(be, F, F, F, F, F, F, F, cf_view_add(F, 995), 10, 8),
          "layernorm_backward", "rstd");
 
-    /* attention: B 2, T 4, C 8, NH 2: qkv (2,4,24) = 192, att (2,2,4,4) = 64 */
-    CALL("attention_forward", cf_be_attention_forward(be, F, F, F, 2, 4, 8, 2), NULL, NULL);
-    CALL("attention_forward qkv (B,T,3C) past the end",
-         cf_be_attention_forward(be, F, F, cf_view_add(F, 900), 2, 4, 8, 2), "attention_forward",
-         "qkv");
+    /* attention: B 2, T 4, NH 2, hs 4: qkv (2,4,24) = 192, att (2,2,4,4) = 64 */
+    CALL("attention_forward", cf_be_attention_forward(be, F, F, F, 2, 4, 2, 2, 4), NULL, NULL);
+    CALL("attention_forward qkv (B,T,QKV) past the end",
+         cf_be_attention_forward(be, F, F, cf_view_add(F, 900), 2, 4, 2, 2, 4),
+         "attention_forward", "qkv");
+    CALL("attention_forward GQA qkv (B,T,(4+2)4) past the end",
+         cf_be_attention_forward(be, F, F, cf_view_add(F, 810), 2, 4, 4, 1, 4),
+         "attention_forward", "qkv");
+    CALL("attention_forward KVH 3 not dividing NH 4",
+         cf_be_attention_forward(be, F, F, F, 2, 4, 4, 3, 4), "attention_forward", "KVH");
     CALL("attention_backward att (B,NH,T,T) past the end",
-         cf_be_attention_backward(be, F, F, F, F, F, cf_view_add(F, 950), 2, 4, 8, 2),
+         cf_be_attention_backward(be, F, F, F, F, F, cf_view_add(F, 950), 2, 4, 2, 2, 4),
          "attention_backward", "att");
 
     /* element-wise, loss, reductions, optimizer */
     CALL("gelu_forward out misaligned", cf_be_gelu_forward(be, misaligned(F), F, 10),
-         "gelu_forward", "out");
+         "act_forward", "out");
     CALL("gelu_backward dout past the end",
-         cf_be_gelu_backward(be, F, F, cf_view_add(F, 500), 600), "gelu_backward", "dout");
+         cf_be_gelu_backward(be, F, F, cf_view_add(F, 500), 600), "act_backward", "dout");
+    CALL("act_forward relu2", cf_be_act_forward(be, CF_ACT_RELU2, F, F, 10), NULL, NULL);
+    CALL("act_forward activation 7", cf_be_act_forward(be, (enum cf_act)7, F, F, 10),
+         "act_forward", "activation");
+    CALL("swiglu_forward inp (N,2F) past the end",
+         cf_be_swiglu_forward(be, F, cf_view_add(F, 700), 10, 20), "swiglu_forward", "inp");
+    CALL("swiglu_backward dinp an i32 view", cf_be_swiglu_backward(be, I, F, F, 10, 2),
+         "swiglu_backward", "dinp");
+    CALL("rmsnorm_forward qk_norm groups, rstd left out",
+         cf_be_rmsnorm_forward(be, F, none, F, F, 10, 3, 4, 20, 1e-5f), NULL, NULL);
+    CALL("rmsnorm_forward G*C > ld",
+         cf_be_rmsnorm_forward(be, F, none, F, F, 10, 3, 8, 20, 1e-5f), "rmsnorm_forward", "ld");
+    CALL("rmsnorm_backward rstd (N*G) past the end",
+         cf_be_rmsnorm_backward(be, F, F, F, F, F, cf_view_add(F, 980), 10, 3, 4, 20, 0),
+         "rmsnorm_backward", "rstd");
+    CALL("rope q and k heads", cf_be_rope(be, F, F, 2, 3, 3, 4, 20, 0, 0), NULL, NULL);
+    CALL("rope odd head size", cf_be_rope(be, F, F, 2, 3, 3, 5, 20, 0, 0), "rope", "hs");
+    CALL("rope cs too short for pos0 + T",
+         cf_be_rope(be, F, cf_view_add(F, 990), 2, 3, 3, 4, 20, 0, 0), "rope", "cs");
     CALL("residual_forward b an i32 view", cf_be_residual_forward(be, F, F, I, 10),
          "residual_forward", "b");
     CALL("axpy x missing", cf_be_axpy(be, F, none, 1.0f, 10), "axpy", "x");
-    CALL("crossentropy_fused", cf_be_crossentropy_fused(be, F, F, F, I, 10, 50, 1.0f), NULL,
+    CALL("crossentropy_fused", cf_be_crossentropy_fused(be, F, F, F, I, 10, 50, 1.0f, 0.0f), NULL,
          NULL);
     CALL("crossentropy_forward targets as f32",
-         cf_be_crossentropy_forward(be, F, F, F, 10, 50), "crossentropy_forward", "targets");
+         cf_be_crossentropy_forward(be, F, F, F, 10, 50, 0.0f), "crossentropy_forward",
+         "targets");
     CALL("crossentropy_fused dlogits (N,V) past the end",
-         cf_be_crossentropy_fused(be, F, F, F, I, 10, 101, 1.0f), "crossentropy_fused",
+         cf_be_crossentropy_fused(be, F, F, F, I, 10, 101, 1.0f, 0.0f), "crossentropy_fused",
          "dlogits");
+    CALL("crossentropy_fused negative softcap",
+         cf_be_crossentropy_fused(be, F, F, F, I, 10, 50, 1.0f, -1.0f), "crossentropy_fused",
+         "softcap");
     CALL("reduce_sum x past the end", cf_be_reduce_sum(be, F, cf_view_add(F, 1), 1000, 0),
          "reduce_sum", "x");
     CALL("adamw v misaligned",

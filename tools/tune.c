@@ -1011,22 +1011,22 @@ static int wg_ops(tuner *T, wg_case *w, int which) {
     case CF_TUNE_ATTENTION:
         /* 0 qkv(B,T,3C) 1 out(B,T,C) 2 att(B,NH,T,T) 3 dout 4 dqkv 5 datt 6 dpreatt */
         CF_TRY(cf_be_attention_forward(be, WV(w, which, 1), WV(w, which, 2), WV(w, which, 0),
-                                       w->B, w->T, w->C, w->NH));
+                                       w->B, w->T, w->NH, w->NH, w->C / w->NH));
         return cf_be_attention_backward(be, WV(w, which, 4), WV(w, which, 5), WV(w, which, 6),
                                         WV(w, which, 3), WV(w, which, 0), WV(w, which, 2), w->B,
-                                        w->T, w->C, w->NH);
+                                        w->T, w->NH, w->NH, w->C / w->NH);
     case CF_TUNE_LAYERNORM:
         /* 0 inp(BT,C) 1 w(C) 2 b(C) 3 out 4 mean(BT) 5 rstd(BT) 6 dout 7 dinp 8 dw 9 db */
         CF_TRY(cf_be_layernorm_forward(be, WV(w, which, 3), WV(w, which, 4), WV(w, which, 5),
                                        WV(w, which, 0), WV(w, which, 1), WV(w, which, 2), BT,
-                                       w->C));
+                                       w->C, 1e-5f));
         return cf_be_layernorm_backward(be, WV(w, which, 7), WV(w, which, 8), WV(w, which, 9),
                                          WV(w, which, 6), WV(w, which, 0), WV(w, which, 1),
                                          WV(w, which, 4), WV(w, which, 5), BT, w->C);
     case CF_TUNE_CROSSENTROPY:
         /* 0 logits(BT,V) 1 targets(BT) int32 2 losses(BT) 3 dlogits(BT,V) */
         return cf_be_crossentropy_fused(be, WV(w, which, 2), WV(w, which, 3), WV(w, which, 0),
-                                        WVI(w, which, 1), BT, w->V, 1.0f / (float)BT);
+                                        WVI(w, which, 1), BT, w->V, 1.0f / (float)BT, 0.0f);
     default:
         /* 0 params 1 grads 2 m 3 v */
         return cf_be_adamw(be, WV(w, which, 0), WV(w, which, 1), WV(w, which, 2), WV(w, which, 3),

@@ -512,7 +512,7 @@ int cf_be_encoder_forward(cf_backend *be, cf_view out, cf_view tokens, cf_view w
     CHECK(op, "out", out, CF_F32, BT * (size_t)C);
     CHECK(op, "tokens", tokens, CF_I32, BT);
     CHECK(op, "wte", wte, CF_F32, zmul(V, C));
-    CHECK(op, "wpe", wpe, CF_F32, zmul(T, C));
+    CHECK_OPT(op, "wpe", wpe, CF_F32, zmul(T, C)); /* optional: no position table */
     CF_DISPATCH(encoder_forward, out, tokens, wte, wpe, B, T, C, V);
 }
 int cf_be_encoder_backward(cf_backend *be, cf_view dwte, cf_view dwpe, cf_view dout, cf_view tokens,
@@ -525,23 +525,33 @@ int cf_be_encoder_backward(cf_backend *be, cf_view dwte, cf_view dwpe, cf_view d
     }
     const size_t BT = zmul(B, T);
     CHECK(op, "dwte", dwte, CF_F32, zmul(V, C));
-    CHECK(op, "dwpe", dwpe, CF_F32, zmul(T, C));
+    CHECK_OPT(op, "dwpe", dwpe, CF_F32, zmul(T, C));
     CHECK(op, "dout", dout, CF_F32, BT * (size_t)C);
     CHECK(op, "tokens", tokens, CF_I32, BT);
     CF_DISPATCH(encoder_backward, dwte, dwpe, dout, tokens, B, T, C, V);
 }
+/* a norm's eps: positive and finite */
+static int eps_check(const char *op, float eps) {
+    if (!(eps > 0.0f) || eps > 1e30f) {
+        CF_ERROR("%s: argument 'eps' = %g must be positive and finite", op, (double)eps);
+        return CF_ERR_INVALID;
+    }
+    return CF_OK;
+}
+
 int cf_be_layernorm_forward(cf_backend *be, cf_view out, cf_view mean, cf_view rstd, cf_view inp,
-                            cf_view weight, cf_view bias, int N, int C) {
+                            cf_view weight, cf_view bias, int N, int C, float eps) {
     static const char op[] = "layernorm_forward";
     DIMS(op, N, C);
+    CF_TRY(eps_check(op, eps));
     CHECK(op, "out", out, CF_F32, zmul(N, C));
     CHECK(op, "inp", inp, CF_F32, zmul(N, C));
     CHECK(op, "weight", weight, CF_F32, (size_t)C);
-    CHECK(op, "bias", bias, CF_F32, (size_t)C);
+    CHECK_OPT(op, "bias", bias, CF_F32, (size_t)C); /* optional: no bias */
     /* mean and rstd may be left out (NULL buffer) when no backward follows */
     CHECK_OPT(op, "mean", mean, CF_F32, (size_t)N);
     CHECK_OPT(op, "rstd", rstd, CF_F32, (size_t)N);
-    CF_DISPATCH(layernorm_forward, out, mean, rstd, inp, weight, bias, N, C);
+    CF_DISPATCH(layernorm_forward, out, mean, rstd, inp, weight, bias, N, C, eps);
 }
 int cf_be_layernorm_backward(cf_backend *be, cf_view dinp, cf_view dweight, cf_view dbias,
                              cf_view dout, cf_view inp, cf_view weight, cf_view mean,
@@ -550,7 +560,7 @@ int cf_be_layernorm_backward(cf_backend *be, cf_view dinp, cf_view dweight, cf_v
     DIMS(op, N, C);
     CHECK(op, "dinp", dinp, CF_F32, zmul(N, C));
     CHECK(op, "dweight", dweight, CF_F32, (size_t)C);
-    CHECK(op, "dbias", dbias, CF_F32, (size_t)C);
+    CHECK_OPT(op, "dbias", dbias, CF_F32, (size_t)C); /* optional: no bias */
     CHECK(op, "dout", dout, CF_F32, zmul(N, C));
     CHECK(op, "inp", inp, CF_F32, zmul(N, C));
     CHECK(op, "weight", weight, CF_F32, (size_t)C);
@@ -559,48 +569,163 @@ int cf_be_layernorm_backward(cf_backend *be, cf_view dinp, cf_view dweight, cf_v
     CF_DISPATCH(layernorm_backward, dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
 }
 
-static int heads_check(const char *op, int B, int T, int C, int NH) {
-    DIMS(op, B, T, C);
-    if (NH <= 0 || C % NH != 0) {
-        CF_ERROR("%s: C = %d is not a multiple of NH = %d heads", op, C, NH);
+/* NH query heads over KVH key/value heads of hs each: KVH divides NH */
+static int heads_check(const char *op, int B, int T, int NH, int KVH, int hs) {
+    DIMS(op, B, T);
+    if (NH <= 0 || KVH <= 0 || hs <= 0 || NH % KVH != 0) {
+        CF_ERROR("%s: arguments NH = %d query heads, 'KVH' = %d key/value heads, hs = %d: all "
+                 "must be positive and KVH must divide NH",
+                 op, NH, KVH, hs);
         return CF_ERR_INVALID;
     }
     return CF_OK;
 }
 int cf_be_attention_forward(cf_backend *be, cf_view out, cf_view att, cf_view qkv, int B, int T,
-                            int C, int NH) {
+                            int NH, int KVH, int hs) {
     static const char op[] = "attention_forward";
-    CF_TRY(heads_check(op, B, T, C, NH));
-    const size_t btc = zmul(B, T) * (size_t)C, bhtt = zmul(B, NH) * zmul(T, T);
-    CHECK(op, "out", out, CF_F32, btc);
+    CF_TRY(heads_check(op, B, T, NH, KVH, hs));
+    const size_t BT = zmul(B, T), bhtt = zmul(B, NH) * zmul(T, T);
+    CHECK(op, "out", out, CF_F32, BT * zmul(NH, hs));
     CHECK(op, "att", att, CF_F32, bhtt);
-    CHECK(op, "qkv", qkv, CF_F32, 3 * btc);
-    CF_DISPATCH(attention_forward, out, att, qkv, B, T, C, NH);
+    CHECK(op, "qkv", qkv, CF_F32, BT * zmul(NH + 2 * KVH, hs));
+    CF_DISPATCH(attention_forward, out, att, qkv, B, T, NH, KVH, hs);
 }
-/* dqkv(B,T,3C) is assigned, not accumulated (see backend.h) */
+/* dqkv(B,T,QKV) is assigned, not accumulated (see backend.h) */
 int cf_be_attention_backward(cf_backend *be, cf_view dqkv, cf_view datt, cf_view dpreatt,
-                             cf_view dout, cf_view qkv, cf_view att, int B, int T, int C, int NH) {
+                             cf_view dout, cf_view qkv, cf_view att, int B, int T, int NH, int KVH,
+                             int hs) {
     static const char op[] = "attention_backward";
-    CF_TRY(heads_check(op, B, T, C, NH));
-    const size_t btc = zmul(B, T) * (size_t)C, bhtt = zmul(B, NH) * zmul(T, T);
-    CHECK(op, "dqkv", dqkv, CF_F32, 3 * btc);
+    CF_TRY(heads_check(op, B, T, NH, KVH, hs));
+    const size_t BT = zmul(B, T), bhtt = zmul(B, NH) * zmul(T, T);
+    const size_t nqkv = BT * zmul(NH + 2 * KVH, hs);
+    CHECK(op, "dqkv", dqkv, CF_F32, nqkv);
     CHECK(op, "datt", datt, CF_F32, bhtt);
     CHECK(op, "dpreatt", dpreatt, CF_F32, bhtt);
-    CHECK(op, "dout", dout, CF_F32, btc);
-    CHECK(op, "qkv", qkv, CF_F32, 3 * btc);
+    CHECK(op, "dout", dout, CF_F32, BT * zmul(NH, hs));
+    CHECK(op, "qkv", qkv, CF_F32, nqkv);
     CHECK(op, "att", att, CF_F32, bhtt);
-    CF_DISPATCH(attention_backward, dqkv, datt, dpreatt, dout, qkv, att, B, T, C, NH);
+    CF_DISPATCH(attention_backward, dqkv, datt, dpreatt, dout, qkv, att, B, T, NH, KVH, hs);
+}
+const char *cf_act_name(enum cf_act act) {
+    switch (act) {
+    case CF_ACT_GELU: return "gelu";
+    case CF_ACT_RELU2: return "relu2";
+    case CF_ACT_SILU: return "silu";
+    case CF_ACT_COUNT: break;
+    }
+    return "?";
+}
+
+static int act_check(const char *op, enum cf_act act) {
+    if ((int)act < 0 || act >= CF_ACT_COUNT) {
+        CF_ERROR("%s: argument 'activation' = %d is not one of enum cf_act (gelu, relu2, silu)", op, (int)act);
+        return CF_ERR_INVALID;
+    }
+    return CF_OK;
+}
+
+int cf_be_act_forward(cf_backend *be, enum cf_act act, cf_view out, cf_view inp, size_t n) {
+    static const char op[] = "act_forward";
+    CF_TRY(act_check(op, act));
+    CHECK(op, "out", out, CF_F32, n);
+    CHECK(op, "inp", inp, CF_F32, n);
+    CF_DISPATCH(act_forward, act, out, inp, n);
+}
+int cf_be_act_backward(cf_backend *be, enum cf_act act, cf_view dinp, cf_view inp, cf_view dout,
+                       size_t n) {
+    static const char op[] = "act_backward";
+    CF_TRY(act_check(op, act));
+    CHECK(op, "dinp", dinp, CF_F32, n);
+    CHECK(op, "inp", inp, CF_F32, n);
+    CHECK(op, "dout", dout, CF_F32, n);
+    CF_DISPATCH(act_backward, act, dinp, inp, dout, n);
 }
 int cf_be_gelu_forward(cf_backend *be, cf_view out, cf_view inp, size_t n) {
-    CHECK("gelu_forward", "out", out, CF_F32, n);
-    CHECK("gelu_forward", "inp", inp, CF_F32, n);
-    CF_DISPATCH(gelu_forward, out, inp, n);
+    return cf_be_act_forward(be, CF_ACT_GELU, out, inp, n);
 }
 int cf_be_gelu_backward(cf_backend *be, cf_view dinp, cf_view inp, cf_view dout, size_t n) {
-    CHECK("gelu_backward", "dinp", dinp, CF_F32, n);
-    CHECK("gelu_backward", "inp", inp, CF_F32, n);
-    CHECK("gelu_backward", "dout", dout, CF_F32, n);
-    CF_DISPATCH(gelu_backward, dinp, inp, dout, n);
+    return cf_be_act_backward(be, CF_ACT_GELU, dinp, inp, dout, n);
+}
+int cf_be_swiglu_forward(cf_backend *be, cf_view out, cf_view inp, int N, int F) {
+    static const char op[] = "swiglu_forward";
+    DIMS(op, N, F);
+    CHECK(op, "out", out, CF_F32, zmul(N, F));
+    CHECK(op, "inp", inp, CF_F32, 2 * zmul(N, F));
+    CF_DISPATCH(swiglu_forward, out, inp, N, F);
+}
+int cf_be_swiglu_backward(cf_backend *be, cf_view dinp, cf_view inp, cf_view dout, int N, int F) {
+    static const char op[] = "swiglu_backward";
+    DIMS(op, N, F);
+    CHECK(op, "dinp", dinp, CF_F32, 2 * zmul(N, F));
+    CHECK(op, "inp", inp, CF_F32, 2 * zmul(N, F));
+    CHECK(op, "dout", dout, CF_F32, zmul(N, F));
+    CF_DISPATCH(swiglu_backward, dinp, inp, dout, N, F);
+}
+
+/* N rows of stride ld, each with G groups of C elements from column 0 */
+static int groups_check(const char *op, int N, int G, int C, int ld) {
+    DIMS(op, N, G, C, ld);
+    if ((long long)G * C > ld) {
+        CF_ERROR("%s: G = %d groups of C = %d elements do not fit a row of 'ld' = %d elements; "
+                 "ld >= G*C",
+                 op, G, C, ld);
+        return CF_ERR_INVALID;
+    }
+    return CF_OK;
+}
+int cf_be_rmsnorm_forward(cf_backend *be, cf_view out, cf_view rstd, cf_view inp, cf_view weight,
+                          int N, int G, int C, int ld, float eps) {
+    static const char op[] = "rmsnorm_forward";
+    CF_TRY(groups_check(op, N, G, C, ld));
+    CF_TRY(eps_check(op, eps));
+    const size_t ext = extent(N, G * C, ld);
+    CHECK(op, "out", out, CF_F32, ext);
+    CHECK(op, "inp", inp, CF_F32, ext);
+    CHECK(op, "weight", weight, CF_F32, (size_t)C);
+    /* rstd may be left out (NULL buffer) when no backward follows */
+    CHECK_OPT(op, "rstd", rstd, CF_F32, zmul(N, G));
+    CF_DISPATCH(rmsnorm_forward, out, rstd, inp, weight, N, G, C, ld, eps);
+}
+int cf_be_rmsnorm_backward(cf_backend *be, cf_view dinp, cf_view dweight, cf_view dout,
+                           cf_view inp, cf_view weight, cf_view rstd, int N, int G, int C, int ld,
+                           int accumulate) {
+    static const char op[] = "rmsnorm_backward";
+    CF_TRY(groups_check(op, N, G, C, ld));
+    if (accumulate != 0 && accumulate != 1) {
+        CF_ERROR("%s: argument 'accumulate' = %d must be 0 (assign dinp) or 1 (add to it)", op, accumulate);
+        return CF_ERR_INVALID;
+    }
+    const size_t ext = extent(N, G * C, ld);
+    CHECK(op, "dinp", dinp, CF_F32, ext);
+    CHECK(op, "dweight", dweight, CF_F32, (size_t)C);
+    CHECK(op, "dout", dout, CF_F32, ext);
+    CHECK(op, "inp", inp, CF_F32, ext);
+    CHECK(op, "weight", weight, CF_F32, (size_t)C);
+    CHECK(op, "rstd", rstd, CF_F32, zmul(N, G));
+    CF_DISPATCH(rmsnorm_backward, dinp, dweight, dout, inp, weight, rstd, N, G, C, ld, accumulate);
+}
+int cf_be_rope(cf_backend *be, cf_view x, cf_view cs, int B, int T, int H, int hs, int ld,
+               int pos0, int inverse) {
+    static const char op[] = "rope";
+    DIMS(op, B, T, H, hs, ld, pos0);
+    if (hs % 2 != 0) {
+        CF_ERROR("%s: head size 'hs' = %d must be even (RoPE rotates pairs (i, i + hs/2))", op, hs);
+        return CF_ERR_INVALID;
+    }
+    if ((long long)H * hs > ld) {
+        CF_ERROR("%s: H = %d heads of hs = %d do not fit a row of 'ld' = %d elements; ld >= H*hs",
+                 op, H, hs, ld);
+        return CF_ERR_INVALID;
+    }
+    if (inverse != 0 && inverse != 1) {
+        CF_ERROR("%s: argument 'inverse' = %d must be 0 (rotate) or 1 (the transposed rotation)", op,
+                 inverse);
+        return CF_ERR_INVALID;
+    }
+    CHECK(op, "x", x, CF_F32, extent(B * T, H * hs, ld));
+    /* positions pos0 .. pos0 + T - 1: the table needs pos0 + T rows of hs/2 (cos, sin) pairs */
+    CHECK(op, "cs", cs, CF_F32, T > 0 && hs > 0 ? zmul(pos0 + T, hs) : 0);
+    CF_DISPATCH(rope, x, cs, B, T, H, hs, ld, pos0, inverse);
 }
 int cf_be_residual_forward(cf_backend *be, cf_view out, cf_view a, cf_view b, size_t n) {
     CHECK("residual_forward", "out", out, CF_F32, n);
@@ -613,24 +738,35 @@ int cf_be_axpy(cf_backend *be, cf_view y, cf_view x, float alpha, size_t n) {
     CHECK("axpy", "x", x, CF_F32, n);
     CF_DISPATCH(axpy, y, x, alpha, n);
 }
+/* the logit soft-cap: 0 (off) or positive and finite */
+static int softcap_check(const char *op, float softcap) {
+    if (!(softcap >= 0.0f) || softcap > 1e30f) {
+        CF_ERROR("%s: argument 'softcap' = %g must be 0 (off) or positive and finite", op, (double)softcap);
+        return CF_ERR_INVALID;
+    }
+    return CF_OK;
+}
+
 int cf_be_crossentropy_forward(cf_backend *be, cf_view losses, cf_view logits, cf_view targets,
-                               int N, int V) {
+                               int N, int V, float softcap) {
     static const char op[] = "crossentropy_forward";
     DIMS(op, N, V);
+    CF_TRY(softcap_check(op, softcap));
     CHECK(op, "losses", losses, CF_F32, (size_t)N);
     CHECK(op, "logits", logits, CF_F32, zmul(N, V));
     CHECK(op, "targets", targets, CF_I32, (size_t)N);
-    CF_DISPATCH(crossentropy_forward, losses, logits, targets, N, V);
+    CF_DISPATCH(crossentropy_forward, losses, logits, targets, N, V, softcap);
 }
 int cf_be_crossentropy_fused(cf_backend *be, cf_view losses, cf_view dlogits, cf_view logits,
-                             cf_view targets, int N, int V, float dloss) {
+                             cf_view targets, int N, int V, float dloss, float softcap) {
     static const char op[] = "crossentropy_fused";
     DIMS(op, N, V);
+    CF_TRY(softcap_check(op, softcap));
     CHECK(op, "losses", losses, CF_F32, (size_t)N);
     CHECK(op, "dlogits", dlogits, CF_F32, zmul(N, V));
     CHECK(op, "logits", logits, CF_F32, zmul(N, V));
     CHECK(op, "targets", targets, CF_I32, (size_t)N);
-    CF_DISPATCH(crossentropy_fused, losses, dlogits, logits, targets, N, V, dloss);
+    CF_DISPATCH(crossentropy_fused, losses, dlogits, logits, targets, N, V, dloss, softcap);
 }
 int cf_be_reduce_sum(cf_backend *be, cf_view out, cf_view x, size_t n, int square) {
     CHECK("reduce_sum", "out", out, CF_F32, 1);

@@ -14,8 +14,9 @@
  *
  * Gradient convention: every *_backward ACCUMULATES (+=) into its parameter-gradient
  * and input-gradient outputs; the model zeroes gradient buffers with fill() when it needs to.
- * Exception: gelu_backward ASSIGNS its input gradient (its only consumer is the fc layer's
- * backward, so accumulating would only cost a zero-fill and a read per step). */
+ * Exceptions, which ASSIGN their input gradient: act_backward and swiglu_backward (their only
+ * consumer is the fc layer's backward, so accumulating would only cost a zero-fill and a read per
+ * step), attention_backward (dqkv), and rmsnorm_backward when asked to (accumulate == 0). */
 #ifndef CF_BACKEND_H
 #define CF_BACKEND_H
 
@@ -100,7 +101,7 @@ typedef struct {
 /* Version of struct cf_backend_ops. A backend sets .api_version to the value it was written for;
  * cf_backend_create refuses one whose version differs (a table laid out for another version would
  * call the wrong slots). Raise it whenever a slot is added, removed or changes its meaning. */
-#define CF_BACKEND_API_VERSION 2
+#define CF_BACKEND_API_VERSION 3
 
 /* What a backend is and can do, for generic code (bench, sweep, peak, CLI) that must not switch on
  * the backend's type. Filled by cf_be_info. */
@@ -172,6 +173,14 @@ typedef struct cf_backend_options {
  * map on unified memory, auto takes GPUs only, not verbose. */
 cf_backend_options cf_backend_options_default(void);
 
+/* Elementwise activations of act_forward / act_backward:
+ *   GELU   tanh approximation (GPT-2): 0.5x(1+tanh(sqrt(2/pi)(x+0.044715x^3)))
+ *   RELU2  max(x,0)^2, derivative 2 max(x,0)
+ *   SILU   x * sigmoid(x) */
+enum cf_act { CF_ACT_GELU = 0, CF_ACT_RELU2 = 1, CF_ACT_SILU = 2, CF_ACT_COUNT };
+/* "gelu", "relu2", "silu" ("?" outside the enum) */
+const char *cf_act_name(enum cf_act act);
+
 struct cf_backend_ops {
     int api_version; /* CF_BACKEND_API_VERSION */
 
@@ -198,7 +207,7 @@ struct cf_backend_ops {
     int (*gemm_bias)(cf_backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha,
                      cf_view A, int lda, cf_view B, int ldb, float beta, cf_view C, int ldc,
                      cf_view bias);
-    /* Optional (NULL: gemm_bias or gemm, then gelu_forward / gelu_backward): a product with the
+    /* Optional (NULL: gemm_bias or gemm, then act_forward / act_backward with CF_ACT_GELU): a product with the
      * MLP's activation in the same pass over C, alpha 1 and beta 0.
      *   backward 0: C = op(A) op(B) + bias (bias.buf may be NULL), X = gelu(C)
      *   backward 1: C = (op(A) op(B)) * gelu'(X), X the pre-activation (bias must be NULL)
@@ -219,37 +228,70 @@ struct cf_backend_ops {
     /* token + position embedding: out(B,T,C) = wte[tok] + wpe[t], tok = tokens[b,t] clamped
      * into [0, V): tokens i32 (B,T), wte(V,C). An id < 0 reads row 0 and an id >= V row V-1, on
      * every backend, so a bad id never reads past the table (the data loaders reject such ids
-     * before they get here; the clamp only keeps the op memory-safe). */
+     * before they get here; the clamp only keeps the op memory-safe). wpe is optional (a view
+     * with a NULL buffer: no position table, RoPE models): out = wte[tok]. */
     int (*encoder_forward)(cf_backend *be, cf_view out, cf_view tokens, cf_view wte, cf_view wpe,
                            int B, int T, int C, int V);
     /* dwte(V,C) += scatter of dout by token (clamped into [0, V) as in the forward);
-     * dwpe(T,C) += sum over batch */
+     * dwpe(T,C) += sum over batch (dwpe optional like wpe) */
     int (*encoder_backward)(cf_backend *be, cf_view dwte, cf_view dwpe, cf_view dout,
                             cf_view tokens, int B, int T, int C, int V);
 
-    /* LayerNorm over the last dim C, eps 1e-5: out(N,C), mean(N), rstd(N) saved for backward */
+    /* LayerNorm over the last dim C: out(N,C) = (x - mean) * rstd * weight + bias,
+     * rstd = 1/sqrt(var + eps); mean(N), rstd(N) saved for backward (optional: NULL buffers when
+     * no backward follows). bias optional (NULL buffer: no bias); dbias likewise. */
     int (*layernorm_forward)(cf_backend *be, cf_view out, cf_view mean, cf_view rstd, cf_view inp,
-                             cf_view weight, cf_view bias, int N, int C);
+                             cf_view weight, cf_view bias, int N, int C, float eps);
     int (*layernorm_backward)(cf_backend *be, cf_view dinp, cf_view dweight, cf_view dbias,
                               cf_view dout, cf_view inp, cf_view weight, cf_view mean,
                               cf_view rstd, int N, int C);
 
-    /* Causal multi-head self-attention. qkv(B,T,3C) holds q,k,v concatenated along the last dim,
-     * head h uses columns [h*hs, (h+1)*hs) of each, hs = C/NH, scale 1/sqrt(hs).
-     * out(B,T,C); att(B,NH,T,T) receives the softmax probabilities (row t valid for t2 <= t,
-     * entries t2 > t must be written as 0). */
+    /* Causal GQA self-attention. qkv (B,T,QKV), QKV = (NH + 2*KVH)*hs, each row laid out
+     * [q: NH heads of hs | k: KVH heads | v: KVH heads]; query head h uses kv head h / (NH/KVH)
+     * (KVH divides NH; KVH = NH is multi-head attention); scale 1/sqrt(hs). out (B,T,NH*hs);
+     * att (B,NH,T,T) receives the softmax probabilities (row t valid for t2 <= t, entries
+     * t2 > t must be written as 0). K and V are read in place (no copies to NH heads). */
     int (*attention_forward)(cf_backend *be, cf_view out, cf_view att, cf_view qkv, int B, int T,
-                             int C, int NH);
-    /* dqkv(B,T,3C) = the gradient of qkv, ASSIGNED (not accumulated): every element of dqkv is
-     * written, zeros included, and none is read, so the caller need not clear it first.
-     * datt and dpreatt are (B,NH,T,T) scratch the backend may overwrite. */
+                             int NH, int KVH, int hs);
+    /* dqkv (B,T,QKV) = the gradient of qkv, ASSIGNED (not accumulated): every element of dqkv
+     * is written, zeros included, and none is read, so the caller need not clear it first; a k/v
+     * head shared by several query heads gets the sum over those heads. datt and dpreatt are
+     * (B,NH,T,T) scratch the backend may overwrite. */
     int (*attention_backward)(cf_backend *be, cf_view dqkv, cf_view datt, cf_view dpreatt,
-                              cf_view dout, cf_view qkv, cf_view att, int B, int T, int C, int NH);
+                              cf_view dout, cf_view qkv, cf_view att, int B, int T, int NH,
+                              int KVH, int hs);
 
-    /* GELU, tanh approximation (GPT-2): out = 0.5x(1+tanh(sqrt(2/pi)(x+0.044715x^3))) */
-    int (*gelu_forward)(cf_backend *be, cf_view out, cf_view inp, size_t n);
-    /* dinp(n) = gelu'(inp) * dout, ASSIGNED (not accumulated); dinp may alias dout (in place) */
-    int (*gelu_backward)(cf_backend *be, cf_view dinp, cf_view inp, cf_view dout, size_t n);
+    /* out(n) = act(inp) (enum cf_act); out may alias inp */
+    int (*act_forward)(cf_backend *be, enum cf_act act, cf_view out, cf_view inp, size_t n);
+    /* dinp(n) = act'(inp) * dout, ASSIGNED (not accumulated); dinp may alias dout (in place) */
+    int (*act_backward)(cf_backend *be, enum cf_act act, cf_view dinp, cf_view inp, cf_view dout,
+                        size_t n);
+    /* SwiGLU: inp (N, 2F) = [gate | up] per row; out (N, F) = silu(gate) * up */
+    int (*swiglu_forward)(cf_backend *be, cf_view out, cf_view inp, int N, int F);
+    /* dinp (N, 2F) = the gradient of [gate | up] from dout (N, F), ASSIGNED */
+    int (*swiglu_backward)(cf_backend *be, cf_view dinp, cf_view inp, cf_view dout, int N, int F);
+
+    /* RMSNorm over groups: inp has N rows of row stride ld (elements); each row holds G groups of
+     * C contiguous elements from column 0 (G*C <= ld). out (same layout; may alias inp) =
+     * x * rstd * weight(C), rstd (N*G) saved, rstd = 1/sqrt(mean(x^2) + eps). A plain norm:
+     * G = 1, ld = C. qk_norm: N = B*T, G = NH (or KVH), C = hs, ld = QKV. Elements of a row
+     * outside the groups are not touched. */
+    int (*rmsnorm_forward)(cf_backend *be, cf_view out, cf_view rstd, cf_view inp, cf_view weight,
+                           int N, int G, int C, int ld, float eps);
+    /* dinp (same layout) = the input gradient, ASSIGNED when accumulate == 0 (dinp may then
+     * alias dout), added when accumulate == 1; dweight (C) += */
+    int (*rmsnorm_backward)(cf_backend *be, cf_view dinp, cf_view dweight, cf_view dout,
+                            cf_view inp, cf_view weight, cf_view rstd, int N, int G, int C, int ld,
+                            int accumulate);
+    /* RoPE in place, rotate-half (Llama/HF): x has N = B*T rows of stride ld; each row holds H
+     * heads of hs contiguous elements from column 0 (hs even); row r has position
+     * pos0 + r % T; for i < hs/2 the pair (x[i], x[i + hs/2]) is rotated by angle
+     * pos * theta^(-2i/hs): (a, b) -> (a cos - b sin, a sin + b cos). cs (P, hs/2, 2) f32 holds
+     * (cos, sin) per position and pair, built by the model in double precision (P > every
+     * position used). inverse = 1 applies the transposed rotation (the backward). q and k are
+     * rotated by one call with H = NH + KVH (they are adjacent in a qkv row). */
+    int (*rope)(cf_backend *be, cf_view x, cf_view cs, int B, int T, int H, int hs, int ld,
+                int pos0, int inverse);
 
     /* out = a + b */
     int (*residual_forward)(cf_backend *be, cf_view out, cf_view a, cf_view b, size_t n);
@@ -259,14 +301,16 @@ struct cf_backend_ops {
     /* Cross-entropy over logits(N,V) with int32 targets(N); a target outside [0, V) (negative:
      * the "ignore" marker; >= V: bad data, which the loaders reject) is ignored on every backend:
      * loss 0 and, in the fused form, a zero dlogits row. No logit outside the row is read.
-     * losses(N) = -log softmax(logits)[target]. */
+     * losses(N) = -log softmax(z')[target]. softcap c > 0: z' = c*tanh(z/c) in place of the
+     * logit z; c = 0: z' = z (bit-identical to the op without a cap). */
     int (*crossentropy_forward)(cf_backend *be, cf_view losses, cf_view logits, cf_view targets,
-                                int N, int V);
+                                int N, int V, float softcap);
     /* Fused softmax + cross-entropy forward and backward: writes losses(N) and
-     * dlogits(N,V) = (softmax(logits) - onehot(target)) * dloss (ASSIGNED, not accumulated;
-     * ignored rows get 0). dlogits may alias logits (in place). */
+     * dlogits(N,V) = (softmax(z') - onehot(target)) * dloss * (1 - tanh(z/c)^2) (the last factor
+     * only with softcap c > 0; ASSIGNED, not accumulated; ignored rows get 0). dlogits may alias
+     * logits (in place). */
     int (*crossentropy_fused)(cf_backend *be, cf_view losses, cf_view dlogits, cf_view logits,
-                              cf_view targets, int N, int V, float dloss);
+                              cf_view targets, int N, int V, float dloss, float softcap);
 
     /* out[0] = sum(x) (square = 0) or sum(x*x) (square = 1), x of n floats */
     int (*reduce_sum)(cf_backend *be, cf_view out, cf_view x, size_t n, int square);
@@ -407,22 +451,36 @@ int cf_be_encoder_forward(cf_backend *be, cf_view out, cf_view tokens, cf_view w
 int cf_be_encoder_backward(cf_backend *be, cf_view dwte, cf_view dwpe, cf_view dout, cf_view tokens,
                            int B, int T, int C, int V);
 int cf_be_layernorm_forward(cf_backend *be, cf_view out, cf_view mean, cf_view rstd, cf_view inp,
-                            cf_view weight, cf_view bias, int N, int C);
+                            cf_view weight, cf_view bias, int N, int C, float eps);
 int cf_be_layernorm_backward(cf_backend *be, cf_view dinp, cf_view dweight, cf_view dbias,
                              cf_view dout, cf_view inp, cf_view weight, cf_view mean,
                              cf_view rstd, int N, int C);
 int cf_be_attention_forward(cf_backend *be, cf_view out, cf_view att, cf_view qkv, int B, int T,
-                            int C, int NH);
+                            int NH, int KVH, int hs);
 int cf_be_attention_backward(cf_backend *be, cf_view dqkv, cf_view datt, cf_view dpreatt,
-                             cf_view dout, cf_view qkv, cf_view att, int B, int T, int C, int NH);
+                             cf_view dout, cf_view qkv, cf_view att, int B, int T, int NH, int KVH,
+                             int hs);
+int cf_be_act_forward(cf_backend *be, enum cf_act act, cf_view out, cf_view inp, size_t n);
+int cf_be_act_backward(cf_backend *be, enum cf_act act, cf_view dinp, cf_view inp, cf_view dout,
+                       size_t n);
+/* act_forward / act_backward with CF_ACT_GELU */
 int cf_be_gelu_forward(cf_backend *be, cf_view out, cf_view inp, size_t n);
 int cf_be_gelu_backward(cf_backend *be, cf_view dinp, cf_view inp, cf_view dout, size_t n);
+int cf_be_swiglu_forward(cf_backend *be, cf_view out, cf_view inp, int N, int F);
+int cf_be_swiglu_backward(cf_backend *be, cf_view dinp, cf_view inp, cf_view dout, int N, int F);
+int cf_be_rmsnorm_forward(cf_backend *be, cf_view out, cf_view rstd, cf_view inp, cf_view weight,
+                          int N, int G, int C, int ld, float eps);
+int cf_be_rmsnorm_backward(cf_backend *be, cf_view dinp, cf_view dweight, cf_view dout,
+                           cf_view inp, cf_view weight, cf_view rstd, int N, int G, int C, int ld,
+                           int accumulate);
+int cf_be_rope(cf_backend *be, cf_view x, cf_view cs, int B, int T, int H, int hs, int ld,
+               int pos0, int inverse);
 int cf_be_residual_forward(cf_backend *be, cf_view out, cf_view a, cf_view b, size_t n);
 int cf_be_axpy(cf_backend *be, cf_view y, cf_view x, float alpha, size_t n);
 int cf_be_crossentropy_forward(cf_backend *be, cf_view losses, cf_view logits, cf_view targets,
-                               int N, int V);
+                               int N, int V, float softcap);
 int cf_be_crossentropy_fused(cf_backend *be, cf_view losses, cf_view dlogits, cf_view logits,
-                             cf_view targets, int N, int V, float dloss);
+                             cf_view targets, int N, int V, float dloss, float softcap);
 int cf_be_reduce_sum(cf_backend *be, cf_view out, cf_view x, size_t n, int square);
 int cf_be_adamw(cf_backend *be, cf_view params, cf_view grads, cf_view m, cf_view v, size_t n,
                 float lr, float beta1, float beta2, float eps, float weight_decay,

@@ -287,9 +287,10 @@ static int time_op_ms(cf_backend *be, int fwd, cf_view out, cf_view att, cf_view
     double t0 = 0.0, t = 0.0;
     for (int i = -1; i < 0 || t < min_s || reps < 2; i++) {
         if (fwd)
-            CF_TRY(cf_be_attention_forward(be, out, att, qkv, B, T, C, NH));
+            CF_TRY(cf_be_attention_forward(be, out, att, qkv, B, T, NH, NH, C / NH));
         else
-            CF_TRY(cf_be_attention_backward(be, dqkv, datt, dpre, dout, qkv, att, B, T, C, NH));
+            CF_TRY(cf_be_attention_backward(be, dqkv, datt, dpre, dout, qkv, att, B, T, NH, NH,
+                                                    C / NH));
         CF_TRY(cf_be_sync(be));
         if (i < 0) { /* the first call is untimed (kernel build, first touch) */
             t0 = cf_time_now();

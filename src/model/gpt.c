@@ -184,16 +184,16 @@ static int forward_logits(cf_model *m, int B, int T) {
         cf_prof_scope(be, l, CF_PHASE_FORWARD);
         CF_TRY(cf_be_layernorm_forward(be, ln1, A(m, CF_A_ln1_mean, l),
                                        A(m, CF_A_ln1_rstd, l), residual,
-                                       P(m, CF_P_ln1_w, l), P(m, CF_P_ln1_b, l), BT, C));
+                                       P(m, CF_P_ln1_w, l), P(m, CF_P_ln1_b, l), BT, C, 1e-5f));
         CF_TRY(cf_be_matmul_forward(be, qkv, ln1, P(m, CF_P_qkv_w, l),
                                     P(m, CF_P_qkv_b, l), BT, C, 3 * C));
-        CF_TRY(cf_be_attention_forward(be, atty, att, qkv, B, T, C, NH));
+        CF_TRY(cf_be_attention_forward(be, atty, att, qkv, B, T, NH, NH, C / NH));
         CF_TRY(cf_be_matmul_forward(be, attproj, atty, P(m, CF_P_attn_proj_w, l),
                                     P(m, CF_P_attn_proj_b, l), BT, C, C));
         CF_TRY(cf_be_residual_forward(be, res2, residual, attproj, (size_t)BT * C));
         CF_TRY(cf_be_layernorm_forward(be, ln2, A(m, CF_A_ln2_mean, l),
                                        A(m, CF_A_ln2_rstd, l), res2, P(m, CF_P_ln2_w, l),
-                                       P(m, CF_P_ln2_b, l), BT, C));
+                                       P(m, CF_P_ln2_b, l), BT, C, 1e-5f));
         /* fch = ln2 @ fc_w^T + fc_b, fchg = gelu(fch) (one launch where the backend can) */
         CF_TRY(cf_be_matmul_gelu_forward(be, fch, fchg, ln2, P(m, CF_P_fc_w, l),
                                          P(m, CF_P_fc_b, l), BT, C, F));
@@ -204,7 +204,7 @@ static int forward_logits(cf_model *m, int B, int T) {
     cf_prof_scope(be, -1, CF_PHASE_FORWARD);
     CF_TRY(cf_be_layernorm_forward(be, A(m, CF_A_lnf, 0), A(m, CF_A_lnf_mean, 0),
                                    A(m, CF_A_lnf_rstd, 0), A(m, CF_A_residual3, L - 1),
-                                   P(m, CF_P_lnf_w, 0), P(m, CF_P_lnf_b, 0), BT, C));
+                                   P(m, CF_P_lnf_w, 0), P(m, CF_P_lnf_b, 0), BT, C, 1e-5f));
     /* tied LM head: logits(BT,V) = lnf(BT,C) @ wte(V,C)^T */
     CF_TRY(cf_be_matmul_forward(be, A(m, CF_A_logits, 0), A(m, CF_A_lnf, 0),
                                 P(m, CF_P_wte, 0), CF_VIEW_NULL, BT, C, V));
@@ -231,7 +231,7 @@ int cf_model_forward(cf_model *m, const int32_t *tokens, const int32_t *targets,
         const int BT = B * T, V = m->cfg.vocab_size;
         cf_view scal = A(m, CF_A_scalars, 0);
         CF_TRY(cf_be_crossentropy_forward(be, A(m, CF_A_losses, 0), A(m, CF_A_logits, 0),
-                                          A(m, CF_A_targets, 0), BT, V));
+                                          A(m, CF_A_targets, 0), BT, V, 0.0f));
         CF_TRY(cf_be_reduce_sum(be, cf_view_add(scal, 63), A(m, CF_A_losses, 0), (size_t)BT,
                                 0));
         float sum = 0.0f;
@@ -269,7 +269,7 @@ int cf_model_forward_backward(cf_model *m, const int32_t *tokens, const int32_t 
     cf_prof_scope(be, -1, CF_PHASE_BACKWARD);
     cf_view logits = A(m, CF_A_logits, 0), losses = A(m, CF_A_losses, 0);
     CF_TRY(cf_be_crossentropy_fused(be, losses, logits, logits, A(m, CF_A_targets, 0), BT, V,
-                                    dloss_scale / (float)BT));
+                                    dloss_scale / (float)BT, 0.0f));
     CF_TRY(cf_be_reduce_sum(be, cf_view_add(A(m, CF_A_scalars, 0), (size_t)slot), losses,
                             (size_t)BT, 0));
 
@@ -312,7 +312,8 @@ int cf_model_forward_backward(cf_model *m, const int32_t *tokens, const int32_t 
                                      G(m, CF_P_attn_proj_b, l), dres, atty,
                                      P(m, CF_P_attn_proj_w, l), BT, C, C));
         /* dqkv is assigned by the attention backward (no zero-fill) */
-        CF_TRY(cf_be_attention_backward(be, dqkv, datt, dpreatt, datty, qkv, att, B, T, C, NH));
+        CF_TRY(cf_be_attention_backward(be, dqkv, datt, dpreatt, datty, qkv, att, B, T, NH, NH,
+                                        C / NH));
         CF_TRY(cf_be_matmul_backward_set(be, dln, G(m, CF_P_qkv_w, l),
                                      G(m, CF_P_qkv_b, l), dqkv, ln1,
                                      P(m, CF_P_qkv_w, l), BT, C, 3 * C));

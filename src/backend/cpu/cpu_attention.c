@@ -482,22 +482,28 @@ static float *cf_att_scratch(const char *op, size_t per, int nth, size_t *stride
 
 /* ---- per-(b, h) work items ------------------------------------------------------------------ */
 
-/* One call of an op: the tensors and the shapes. */
+/* One call of an op: the tensors and the shapes. QKV = (NH + 2 KVH) hs, C = NH hs. */
 typedef struct {
-    const float *qkv;  /* (B, T, 3C) */
+    const float *qkv;  /* (B, T, QKV): NH q heads, KVH k heads, KVH v heads per row */
     const float *att;  /* (B, NH, T, T) read by the backward */
     float *att_out;    /* (B, NH, T, T) written by the forward */
     float *out;        /* (B, T, C) forward output */
     const float *dout; /* (B, T, C) */
-    float *dqkv;       /* (B, T, 3C), assigned by the backward */
+    float *dqkv;       /* (B, T, QKV), assigned by the backward */
     int B, T, C, NH, hs;
-    float scale; /* 1 / sqrt(hs) */
+    int KVH, QKV; /* key/value heads (query head h uses kv head h / (NH / KVH)), row length */
+    float scale;  /* 1 / sqrt(hs) */
 } cf_att_args;
 
-/* Item it = b * NH + h: offsets of head h of batch b in (B, T, 3C) and (B, T, C) tensors, and
- * of its (T, T) slice of att. */
+/* Item it = b * NH + h: offsets of head h of batch b's q columns in (B, T, QKV) and of its
+ * columns in (B, T, C) tensors, and of its (T, T) slice of att. cf_att_offk: the offset of the
+ * k columns of the kv head h uses (its v columns follow KVH hs further on). */
 static inline size_t cf_att_off3(const cf_att_args *g, int it) {
-    return cf_zmul(it / g->NH, g->T) * 3 * (size_t)g->C + cf_zmul(it % g->NH, g->hs);
+    return cf_zmul(it / g->NH, g->T) * (size_t)g->QKV + cf_zmul(it % g->NH, g->hs);
+}
+static inline size_t cf_att_offk(const cf_att_args *g, int it) {
+    const int kvh = (it % g->NH) / (g->NH / g->KVH);
+    return cf_zmul(it / g->NH, g->T) * (size_t)g->QKV + cf_zmul(g->NH + kvh, g->hs);
 }
 static inline size_t cf_att_off1(const cf_att_args *g, int it) {
     return cf_zmul(it / g->NH, g->T) * (size_t)g->C + cf_zmul(it % g->NH, g->hs);
@@ -546,10 +552,12 @@ static size_t cf_att_fwd_scratch(int T, int hs) {
 CF_ATT_INLINE void cf_att_fwd_item(int avx2, const cf_att_args *g, int it, int next,
                                    float *scr) {
     const int T = g->T, hs = g->hs;
-    const ptrdiff_t ld = 3 * (ptrdiff_t)g->C, ldo = g->C;
-    const float *q0 = g->qkv + cf_att_off3(g, it), *k0 = q0 + g->C, *v0 = k0 + g->C;
+    const ptrdiff_t ld = g->QKV, ldo = g->C, kvs = (ptrdiff_t)g->KVH * hs;
+    const float *q0 = g->qkv + cf_att_off3(g, it), *k0 = g->qkv + cf_att_offk(g, it);
+    const float *v0 = k0 + kvs;
     float *o0 = g->out + cf_att_off1(g, it), *att0 = g->att_out + cf_att_offa(g, it);
     const float *qn = next >= 0 ? g->qkv + cf_att_off3(g, next) : NULL;
+    const float *kn = next >= 0 ? g->qkv + cf_att_offk(g, next) : NULL;
     const float *on = next >= 0 ? g->out + cf_att_off1(g, next) : NULL;
     const int Tc = cf_att_round(T, CF_ATT_NR), hp = cf_att_round(hs, CF_ATT_NR);
     const int nblk = (T + CF_ATT_MR - 1) / CF_ATT_MR;
@@ -562,9 +570,10 @@ CF_ATT_INLINE void cf_att_fwd_item(int avx2, const cf_att_args *g, int it, int n
     for (int blk = 0, i0 = 0, m = cf_att_first(T); i0 < T; blk++, i0 += m, m = CF_ATT_MR) {
         /* query rows [i0, i1) see keys [0, i1) */
         const int i1 = i0 + m;
-        if (qn) { /* the next item's q, k, v rows (3 hs floats each) and out rows */
-            for (int s = 0; s < 3; s++)
-                cf_att_prefetch(qn + (ptrdiff_t)s * g->C, ld, T, hs, 0, blk, nblk, 0);
+        if (qn) { /* the next item's q, k, v rows (hs floats each) and out rows */
+            cf_att_prefetch(qn, ld, T, hs, 0, blk, nblk, 0);
+            cf_att_prefetch(kn, ld, T, hs, 0, blk, nblk, 0);
+            cf_att_prefetch(kn + kvs, ld, T, hs, 0, blk, nblk, 0);
             cf_att_prefetch(on, ldo, T, hs, 0, blk, nblk, 1);
         }
         /* S = scale Q K^T, key tiles up to the last row's diagonal (all MR rows: Sb has them;
@@ -605,21 +614,25 @@ static size_t cf_att_bwd_scratch(int T, int hs) {
     return cf_zmul(hs, Tc) + 3 * cf_zmul(T, hp) + cf_zmul(T, Tc);
 }
 
-/* As cf_att_fwd_item; assigns head h's columns of dq, dk, dv in batch b: every row and column
- * of them is stored once (dq by the row blocks, dk and dv by the key blocks), from tiles that
- * start at zero, so stale contents never leak in. */
-CF_ATT_INLINE void cf_att_bwd_item(int avx2, const cf_att_args *g, int it, int next,
-                                   float *scr) {
+/* As cf_att_fwd_item; assigns head h's columns of dq in batch b, and its contributions to dk
+ * and dv to dk0 / dv0 (row stride ldk: the kv head's columns of dqkv when it has one query head,
+ * else scratch the caller sums over the group): every row and column of them is stored once (dq
+ * by the row blocks, dk and dv by the key blocks), from tiles that start at zero, so stale
+ * contents never leak in. */
+CF_ATT_INLINE void cf_att_bwd_head(int avx2, const cf_att_args *g, int it, int next, float *scr,
+                                   float *dk0, float *dv0, ptrdiff_t ldk) {
     const int T = g->T, hs = g->hs;
-    const ptrdiff_t ld = 3 * (ptrdiff_t)g->C, ldo = g->C;
+    const ptrdiff_t ld = g->QKV, ldo = g->C, kvs = (ptrdiff_t)g->KVH * hs;
     const size_t o3 = cf_att_off3(g, it);
-    const float *q0 = g->qkv + o3, *k0 = q0 + g->C, *v0 = k0 + g->C;
-    float *dq0 = g->dqkv + o3, *dk0 = dq0 + g->C, *dv0 = dk0 + g->C;
+    const float *q0 = g->qkv + o3, *k0 = g->qkv + cf_att_offk(g, it), *v0 = k0 + kvs;
+    float *dq0 = g->dqkv + o3;
     const float *dO0 = g->dout + cf_att_off1(g, it), *att0 = g->att + cf_att_offa(g, it);
-    const float *qn = NULL, *dqn = NULL, *dOn = NULL, *attn = NULL;
+    const float *qn = NULL, *kn = NULL, *dqn = NULL, *dkn = NULL, *dOn = NULL, *attn = NULL;
     if (next >= 0) {
         qn = g->qkv + cf_att_off3(g, next);
+        kn = g->qkv + cf_att_offk(g, next);
         dqn = g->dqkv + cf_att_off3(g, next);
+        dkn = g->dqkv + cf_att_offk(g, next);
         dOn = g->dout + cf_att_off1(g, next);
         attn = g->att + cf_att_offa(g, next);
     }
@@ -639,8 +652,9 @@ CF_ATT_INLINE void cf_att_bwd_item(int avx2, const cf_att_args *g, int it, int n
     for (int blk = 0, i0 = 0, m = cf_att_first(T); i0 < T; blk++, i0 += m, m = CF_ATT_MR) {
         const int i1 = i0 + m;
         if (qn) { /* the next item's inputs; its dq, dk, dv come in the second loop */
-            for (int s = 0; s < 3; s++)
-                cf_att_prefetch(qn + (ptrdiff_t)s * g->C, ld, T, hs, 0, blk, nblk, 0);
+            cf_att_prefetch(qn, ld, T, hs, 0, blk, nblk, 0);
+            cf_att_prefetch(kn, ld, T, hs, 0, blk, nblk, 0);
+            cf_att_prefetch(kn + kvs, ld, T, hs, 0, blk, nblk, 0);
             cf_att_prefetch(dOn, ldo, T, hs, 0, blk, nblk, 0);
             cf_att_prefetch(attn, T, T, T, 1, blk, nblk, 0);
         }
@@ -664,19 +678,62 @@ CF_ATT_INLINE void cf_att_bwd_item(int avx2, const cf_att_args *g, int it, int n
      * (rows above j0 hold zeros in these columns: skipped; kc >= 1 for every key) */
     for (int j0 = 0; j0 < T; j0 += CF_ATT_MR) {
         const int m = cf_att_min(CF_ATT_MR, T - j0), kc = T - j0;
-        if (dqn)
-            for (int s = 0; s < 3; s++)
-                cf_att_prefetch(dqn + (ptrdiff_t)s * g->C, ld, T, hs, 0, j0 / CF_ATT_MR, nblk, 1);
+        if (dqn) {
+            cf_att_prefetch(dqn, ld, T, hs, 0, j0 / CF_ATT_MR, nblk, 1);
+            cf_att_prefetch(dkn, ld, T, hs, 0, j0 / CF_ATT_MR, nblk, 1);
+            cf_att_prefetch(dkn + kvs, ld, T, hs, 0, j0 / CF_ATT_MR, nblk, 1);
+        }
         cf_att_rows(a, dS + (ptrdiff_t)j0 * Tc + j0, 1, m);
         for (int d0 = 0; d0 < hs; d0 += CF_ATT_NR)
             cf_att_tile(avx2, kc, a, Tc, Ql + (ptrdiff_t)j0 * hp + d0, hp,
-                        dk0 + (ptrdiff_t)j0 * ld + d0, ld, 1.0f, m,
+                        dk0 + (ptrdiff_t)j0 * ldk + d0, ldk, 1.0f, m,
                         cf_att_min(CF_ATT_NR, hs - d0));
         cf_att_rows(a, att0 + (ptrdiff_t)j0 * T + j0, 1, m);
         for (int d0 = 0; d0 < hs; d0 += CF_ATT_NR)
             cf_att_tile(avx2, kc, a, T, dOl + (ptrdiff_t)j0 * hp + d0, hp,
-                        dv0 + (ptrdiff_t)j0 * ld + d0, ld, 1.0f, m,
+                        dv0 + (ptrdiff_t)j0 * ldk + d0, ldk, 1.0f, m,
                         cf_att_min(CF_ATT_NR, hs - d0));
+    }
+}
+
+/* Floats of the group scratch after cf_att_bwd_scratch when KVH < NH: one head's dK and dV,
+ * and their sums over the group (T, hs) each. */
+static size_t cf_att_group_scratch(const cf_att_args *g) {
+    return g->KVH < g->NH ? 4 * cf_zmul(g->T, g->hs) : 0;
+}
+
+/* Item it = b * KVH + kvh (kvh = it % KVH, one item per kv head): the query heads of the group
+ * in order. One query head per kv head (multi-head attention): dk and dv go straight into dqkv.
+ * Else each head's dK, dV go to scratch and are summed in head order (deterministic), then
+ * stored once. */
+CF_ATT_INLINE void cf_att_bwd_item(int avx2, const cf_att_args *g, int it, int next,
+                                   float *scr) {
+    const int grp = g->NH / g->KVH, b = it / g->KVH, kvh = it % g->KVH;
+    const int h0 = b * g->NH + kvh * grp; /* the first query head's item */
+    const int hnext = next >= 0 ? (next / g->KVH) * g->NH + (next % g->KVH) * grp : -1;
+    const ptrdiff_t ld = g->QKV, kvs = (ptrdiff_t)g->KVH * g->hs;
+    float *dk = g->dqkv + cf_att_offk(g, h0), *dv = dk + kvs;
+    if (grp == 1) {
+        cf_att_bwd_head(avx2, g, h0, hnext, scr, dk, dv, ld);
+        return;
+    }
+    const int T = g->T, hs = g->hs;
+    const size_t th = cf_zmul(T, hs);
+    float *gs = scr + cf_att_bwd_scratch(T, hs);
+    float *hk = gs, *hv = gs + th, *sk = gs + 2 * th, *sv = gs + 3 * th;
+    for (int j = 0; j < grp; j++) {
+        const int h = h0 + j;
+        cf_att_bwd_head(avx2, g, h, j + 1 < grp ? h + 1 : hnext, scr, j ? hk : sk, j ? hv : sv,
+                        hs);
+        if (j)
+            for (size_t e = 0; e < th; e++) {
+                sk[e] += hk[e];
+                sv[e] += hv[e];
+            }
+    }
+    for (int t = 0; t < T; t++) {
+        memcpy(dk + (ptrdiff_t)t * ld, sk + (size_t)t * hs, sizeof(float) * (size_t)hs);
+        memcpy(dv + (ptrdiff_t)t * ld, sv + (size_t)t * hs, sizeof(float) * (size_t)hs);
     }
 }
 
@@ -694,10 +751,11 @@ static CF_ATT_AVX2 void cf_att_bwd_item_avx2(const cf_att_args *g, int it, int n
 
 typedef void (*cf_att_item_fn)(const cf_att_args *g, int it, int next, float *scr);
 
-/* Runs fn on every item b * NH + h, each thread on one contiguous range of items (so that it
- * knows which item it takes next), with per_thread floats of zeroed scratch each. */
-static int cf_att_run(const char *op, const cf_att_args *g, cf_att_item_fn fn, size_t per_thread) {
-    const int n = g->B * g->NH;
+/* Runs fn on every item [0, n) (b * NH + h forward, b * KVH + kvh backward), each thread on one
+ * contiguous range of items (so that it knows which item it takes next), with per_thread floats
+ * of zeroed scratch each. */
+static int cf_att_run(const char *op, const cf_att_args *g, cf_att_item_fn fn, int n,
+                      size_t per_thread) {
     const int par = cf_zmul(g->B, g->T) * g->C >= CF_CPU_PAR_MIN / 8;
     const int nth = par ? cf_cpu_max_threads() : 1;
     size_t stride;
@@ -720,27 +778,28 @@ static int cf_att_run(const char *op, const cf_att_args *g, cf_att_item_fn fn, s
 }
 
 int cf_cpu_attention_forward(cf_backend *be, cf_view out_v, cf_view att_v, cf_view qkv_v, int B,
-                             int T, int C, int NH) {
-    const int hs = C / NH;
+                             int T, int NH, int KVH, int hs) {
     const cf_att_args g = {cf_cpu_f32(qkv_v), NULL, cf_cpu_f32(att_v), cf_cpu_f32(out_v), NULL,
-                           NULL, B, T, C, NH, hs, 1.0f / sqrtf((float)hs)};
+                           NULL, B, T, NH * hs, NH, hs, KVH, (NH + 2 * KVH) * hs,
+                           1.0f / sqrtf((float)hs)};
     cf_att_item_fn fn = cf_att_fwd_item_portable;
 #ifdef CF_ATT_X86
     if (cf_cpu_use_avx2(be)) fn = cf_att_fwd_item_avx2;
 #endif
-    return cf_att_run("attention_forward", &g, fn, cf_att_fwd_scratch(T, hs));
+    return cf_att_run("attention_forward", &g, fn, B * NH, cf_att_fwd_scratch(T, hs));
 }
 
 int cf_cpu_attention_backward(cf_backend *be, cf_view dqkv_v, cf_view datt_v, cf_view dpreatt_v,
-                              cf_view dout_v, cf_view qkv_v, cf_view att_v, int B, int T, int C,
-                              int NH) {
+                              cf_view dout_v, cf_view qkv_v, cf_view att_v, int B, int T, int NH,
+                              int KVH, int hs) {
     /* datt and dpreatt stay untouched: dP and dS live in per-thread scratch */
-    const int hs = C / NH;
     const cf_att_args g = {cf_cpu_f32(qkv_v), cf_cpu_f32(att_v), NULL, NULL, cf_cpu_f32(dout_v),
-                           cf_cpu_f32(dqkv_v), B, T, C, NH, hs, 1.0f / sqrtf((float)hs)};
+                           cf_cpu_f32(dqkv_v), B, T, NH * hs, NH, hs, KVH, (NH + 2 * KVH) * hs,
+                           1.0f / sqrtf((float)hs)};
     cf_att_item_fn fn = cf_att_bwd_item_portable;
 #ifdef CF_ATT_X86
     if (cf_cpu_use_avx2(be)) fn = cf_att_bwd_item_avx2;
 #endif
-    return cf_att_run("attention_backward", &g, fn, cf_att_bwd_scratch(T, hs));
+    return cf_att_run("attention_backward", &g, fn, B * KVH,
+                      cf_att_bwd_scratch(T, hs) + cf_att_group_scratch(&g));
 }

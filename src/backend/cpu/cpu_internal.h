@@ -50,22 +50,33 @@ int cf_cpu_encoder_forward(cf_backend *be, cf_view out, cf_view tokens, cf_view 
 int cf_cpu_encoder_backward(cf_backend *be, cf_view dwte, cf_view dwpe, cf_view dout,
                             cf_view tokens, int B, int T, int C, int V);
 int cf_cpu_layernorm_forward(cf_backend *be, cf_view out, cf_view mean, cf_view rstd, cf_view inp,
-                             cf_view weight, cf_view bias, int N, int C);
+                             cf_view weight, cf_view bias, int N, int C, float eps);
 int cf_cpu_layernorm_backward(cf_backend *be, cf_view dinp, cf_view dweight, cf_view dbias,
                               cf_view dout, cf_view inp, cf_view weight, cf_view mean,
                               cf_view rstd, int N, int C);
 int cf_cpu_attention_forward(cf_backend *be, cf_view out, cf_view att, cf_view qkv, int B, int T,
-                             int C, int NH);
+                             int NH, int KVH, int hs);
 int cf_cpu_attention_backward(cf_backend *be, cf_view dqkv, cf_view datt, cf_view dpreatt,
-                              cf_view dout, cf_view qkv, cf_view att, int B, int T, int C, int NH);
-int cf_cpu_gelu_forward(cf_backend *be, cf_view out, cf_view inp, size_t n);
-int cf_cpu_gelu_backward(cf_backend *be, cf_view dinp, cf_view inp, cf_view dout, size_t n);
+                              cf_view dout, cf_view qkv, cf_view att, int B, int T, int NH,
+                              int KVH, int hs);
+int cf_cpu_act_forward(cf_backend *be, enum cf_act act, cf_view out, cf_view inp, size_t n);
+int cf_cpu_act_backward(cf_backend *be, enum cf_act act, cf_view dinp, cf_view inp, cf_view dout,
+                        size_t n);
+int cf_cpu_swiglu_forward(cf_backend *be, cf_view out, cf_view inp, int N, int F);
+int cf_cpu_swiglu_backward(cf_backend *be, cf_view dinp, cf_view inp, cf_view dout, int N, int F);
+int cf_cpu_rmsnorm_forward(cf_backend *be, cf_view out, cf_view rstd, cf_view inp, cf_view weight,
+                           int N, int G, int C, int ld, float eps);
+int cf_cpu_rmsnorm_backward(cf_backend *be, cf_view dinp, cf_view dweight, cf_view dout,
+                            cf_view inp, cf_view weight, cf_view rstd, int N, int G, int C, int ld,
+                            int accumulate);
+int cf_cpu_rope(cf_backend *be, cf_view x, cf_view cs, int B, int T, int H, int hs, int ld,
+                int pos0, int inverse);
 int cf_cpu_residual_forward(cf_backend *be, cf_view out, cf_view a, cf_view b, size_t n);
 int cf_cpu_axpy(cf_backend *be, cf_view y, cf_view x, float alpha, size_t n);
 int cf_cpu_crossentropy_forward(cf_backend *be, cf_view losses, cf_view logits, cf_view targets,
-                                int N, int V);
+                                int N, int V, float softcap);
 int cf_cpu_crossentropy_fused(cf_backend *be, cf_view losses, cf_view dlogits, cf_view logits,
-                              cf_view targets, int N, int V, float dloss);
+                              cf_view targets, int N, int V, float dloss, float softcap);
 int cf_cpu_reduce_sum(cf_backend *be, cf_view out, cf_view x, size_t n, int square);
 int cf_cpu_adamw(cf_backend *be, cf_view params, cf_view grads, cf_view m, cf_view v, size_t n,
                  float lr, float beta1, float beta2, float eps, float weight_decay,

@@ -1,5 +1,5 @@
-/* clformer: the CPU backend's ops other than GEMM and attention (bias, encoder, LayerNorm, GELU,
- * residual, cross-entropy, reductions, AdamW): OpenMP-parallel, vectorisable loops. Attention is
+/* clformer: the CPU backend's ops other than GEMM and attention (bias, encoder, LayerNorm,
+ * activations, SwiGLU, RMSNorm, RoPE, residual, cross-entropy, reductions, AdamW): OpenMP-parallel, vectorisable loops. Attention is
  * in cpu_attention.c.
  *
  * Determinism: every output element is produced by exactly one thread with a fixed order of
@@ -225,11 +225,16 @@ int cf_cpu_encoder_forward(cf_backend *be, cf_view out_v, cf_view tokens_v, cf_v
     const size_t BT = cf_zmul(B, T);
     const int32_t *tokens = cf_cpu_i32(tokens_v);
     float *out = cf_cpu_f32(out_v);
-    const float *wte = cf_cpu_f32(wte_v), *wpe = cf_cpu_f32(wpe_v);
+    const float *wte = cf_cpu_f32(wte_v), *wpe = wpe_v.buf ? cf_cpu_f32(wpe_v) : NULL;
 #pragma omp parallel for schedule(static) if (BT * C >= CF_CPU_PAR_MIN)
     for (int i = 0; i < B * T; i++) {
         float *o = out + cf_zmul(i, C);
-        const float *e = wte + cf_cpu_tok(tokens[i], V) * C, *p = wpe + cf_zmul(i % T, C);
+        const float *e = wte + cf_cpu_tok(tokens[i], V) * C;
+        if (!wpe) { /* no position table (RoPE models) */
+            memcpy(o, e, sizeof(float) * (size_t)C);
+            continue;
+        }
+        const float *p = wpe + cf_zmul(i % T, C);
 #pragma omp simd
         for (int c = 0; c < C; c++) o[c] = e[c] + p[c];
     }
@@ -240,7 +245,7 @@ int cf_cpu_encoder_backward(cf_backend *be, cf_view dwte_v, cf_view dwpe_v, cf_v
                             cf_view tokens_v, int B, int T, int C, int V) {
     const size_t BT = cf_zmul(B, T);
     const int32_t *tokens = cf_cpu_i32(tokens_v);
-    float *dwte = cf_cpu_f32(dwte_v), *dwpe = cf_cpu_f32(dwpe_v);
+    float *dwte = cf_cpu_f32(dwte_v), *dwpe = dwpe_v.buf ? cf_cpu_f32(dwpe_v) : NULL;
     const float *dout = cf_cpu_f32(dout_v);
     const int nr = (C + CF_COLS - 1) / CF_COLS;
     const int par = BT * C >= CF_CPU_PAR_MIN;
@@ -248,7 +253,7 @@ int cf_cpu_encoder_backward(cf_backend *be, cf_view dwte_v, cf_view dwpe_v, cf_v
     {
         /* dwpe(T,C): position t sums its B rows in batch order */
 #pragma omp for schedule(static)
-        for (int t = 0; t < T; t++) {
+        for (int t = 0; t < (dwpe ? T : 0); t++) {
             float *dp = dwpe + cf_zmul(t, C);
             for (int b = 0; b < B; b++) {
                 const float *d = dout + (cf_zmul(b, T) + t) * C;
@@ -275,20 +280,27 @@ int cf_cpu_encoder_backward(cf_backend *be, cf_view dwte_v, cf_view dwpe_v, cf_v
 /* ---- LayerNorm ------------------------------------------------------------------------------ */
 
 int cf_cpu_layernorm_forward(cf_backend *be, cf_view out_v, cf_view mean_v, cf_view rstd_v,
-                             cf_view inp_v, cf_view weight_v, cf_view bias_v, int N, int C) {
+                             cf_view inp_v, cf_view weight_v, cf_view bias_v, int N, int C,
+                             float eps) {
     const size_t NC = cf_zmul(N, C);
     float *out = cf_cpu_f32(out_v);
     float *mean = mean_v.buf ? cf_cpu_f32(mean_v) : NULL;
     float *rstd = rstd_v.buf ? cf_cpu_f32(rstd_v) : NULL;
-    const float *inp = cf_cpu_f32(inp_v), *w = cf_cpu_f32(weight_v), *bb = cf_cpu_f32(bias_v);
+    const float *inp = cf_cpu_f32(inp_v), *w = cf_cpu_f32(weight_v);
+    const float *bb = bias_v.buf ? cf_cpu_f32(bias_v) : NULL;
 #pragma omp parallel for schedule(static) if (NC >= CF_CPU_PAR_MIN)
     for (int i = 0; i < N; i++) {
         const float *x = inp + cf_zmul(i, C);
         const float m = cf_cpu_sum32(x, C) / (float)C;
-        const float r = 1.0f / sqrtf(cf_cpu_sqdev32(x, m, C) / (float)C + 1e-5f);
+        const float r = 1.0f / sqrtf(cf_cpu_sqdev32(x, m, C) / (float)C + eps);
         float *o = out + cf_zmul(i, C);
+        if (bb) {
 #pragma omp simd
-        for (int c = 0; c < C; c++) o[c] = (x[c] - m) * r * w[c] + bb[c];
+            for (int c = 0; c < C; c++) o[c] = (x[c] - m) * r * w[c] + bb[c];
+        } else {
+#pragma omp simd
+            for (int c = 0; c < C; c++) o[c] = (x[c] - m) * r * w[c];
+        }
         if (mean) mean[i] = m;
         if (rstd) rstd[i] = r;
     }
@@ -300,7 +312,7 @@ int cf_cpu_layernorm_backward(cf_backend *be, cf_view dinp_v, cf_view dweight_v,
                               cf_view rstd_v, int N, int C) {
     const size_t NC = cf_zmul(N, C);
     float *dinp = cf_cpu_f32(dinp_v), *dweight = cf_cpu_f32(dweight_v);
-    float *dbias = cf_cpu_f32(dbias_v);
+    float *dbias = dbias_v.buf ? cf_cpu_f32(dbias_v) : NULL; /* optional: no bias */
     const float *dout = cf_cpu_f32(dout_v), *inp = cf_cpu_f32(inp_v);
     const float *w = cf_cpu_f32(weight_v), *mean = cf_cpu_f32(mean_v);
     const float *rstd = cf_cpu_f32(rstd_v);
@@ -357,7 +369,7 @@ int cf_cpu_layernorm_backward(cf_backend *be, cf_view dinp_v, cf_view dweight_v,
             }
             for (int j = 0; j < cw; j++) {
                 dweight[c0 + j] += aw[j];
-                dbias[c0 + j] += ab[j];
+                if (dbias) dbias[c0 + j] += ab[j];
             }
         }
     }
@@ -482,7 +494,7 @@ CF_OPS_AVX2 static void cf_gelu_bwd_avx2(float *dinp, const float *inp, const fl
  * d/dx = s + 2 x s (1 - s) u' = s (1 + x 2u' e s) with e = exp(-2u): 1 - s = e s has no
  * cancellation where s -> 1 (written as 1 - s it cost up to 1e-6 of relative accuracy).
  * The portable loops, the AVX2 kernels and gelu.cl compute these same formulas. */
-int cf_cpu_gelu_forward(cf_backend *be, cf_view out_v, cf_view inp_v, size_t n) {
+static int cf_cpu_gelu_forward(cf_backend *be, cf_view out_v, cf_view inp_v, size_t n) {
     float *out = cf_cpu_f32(out_v);
     const float *inp = cf_cpu_f32(inp_v);
 #ifdef CF_OPS_X86
@@ -506,7 +518,8 @@ int cf_cpu_gelu_forward(cf_backend *be, cf_view out_v, cf_view inp_v, size_t n) 
 
 /* dinp = gelu'(inp) * dout, ASSIGNED (see backend.h); dinp may alias dout or inp: each element
  * is read before it is written, and the simd loop carries no dependence between elements. */
-int cf_cpu_gelu_backward(cf_backend *be, cf_view dinp_v, cf_view inp_v, cf_view dout_v, size_t n) {
+static int cf_cpu_gelu_backward(cf_backend *be, cf_view dinp_v, cf_view inp_v, cf_view dout_v,
+                                size_t n) {
     float *dinp = cf_cpu_f32(dinp_v);
     const float *inp = cf_cpu_f32(inp_v), *dout = cf_cpu_f32(dout_v);
 #ifdef CF_OPS_X86
@@ -529,6 +542,186 @@ int cf_cpu_gelu_backward(cf_backend *be, cf_view dinp_v, cf_view inp_v, cf_view 
         const float du2 = 2.0f * CF_GELU_K + 6.0f * CF_GELU_K * CF_GELU_A * x2;
         const float q = (x * du2) * (e * s);
         dinp[i] = (s * q + s) * dout[i];
+    }
+    return CF_OK;
+}
+
+/* silu(x) = x * sigmoid(x) = x / (1 + exp(-x)); silu'(x) = s (1 + x (1 - s)), s = sigmoid(x) */
+static inline float cf_cpu_silu(float x) { return x / (1.0f + cf_cpu_expf(-x)); }
+static inline float cf_cpu_dsilu(float x) {
+    const float s = 1.0f / (1.0f + cf_cpu_expf(-x));
+    return s * (1.0f + x * (1.0f - s));
+}
+
+int cf_cpu_act_forward(cf_backend *be, enum cf_act act, cf_view out_v, cf_view inp_v, size_t n) {
+    if (act == CF_ACT_GELU) return cf_cpu_gelu_forward(be, out_v, inp_v, n);
+    float *out = cf_cpu_f32(out_v);
+    const float *inp = cf_cpu_f32(inp_v);
+    if (act == CF_ACT_RELU2) {
+#pragma omp parallel for simd schedule(simd : static) if (parallel : n >= CF_CPU_PAR_MIN)
+        for (size_t i = 0; i < n; i++) {
+            const float r = inp[i] > 0.0f ? inp[i] : 0.0f;
+            out[i] = r * r;
+        }
+    } else {
+#pragma omp parallel for simd schedule(simd : static) if (parallel : n >= CF_CPU_PAR_MIN)
+        for (size_t i = 0; i < n; i++) out[i] = cf_cpu_silu(inp[i]);
+    }
+    return CF_OK;
+}
+
+/* dinp = act'(inp) * dout, ASSIGNED; dinp may alias dout (each element is read first) */
+int cf_cpu_act_backward(cf_backend *be, enum cf_act act, cf_view dinp_v, cf_view inp_v,
+                        cf_view dout_v, size_t n) {
+    if (act == CF_ACT_GELU) return cf_cpu_gelu_backward(be, dinp_v, inp_v, dout_v, n);
+    float *dinp = cf_cpu_f32(dinp_v);
+    const float *inp = cf_cpu_f32(inp_v), *dout = cf_cpu_f32(dout_v);
+    if (act == CF_ACT_RELU2) {
+#pragma omp parallel for simd schedule(simd : static) if (parallel : n >= CF_CPU_PAR_MIN)
+        for (size_t i = 0; i < n; i++) {
+            const float r = inp[i] > 0.0f ? inp[i] : 0.0f;
+            dinp[i] = 2.0f * r * dout[i];
+        }
+    } else {
+#pragma omp parallel for simd schedule(simd : static) if (parallel : n >= CF_CPU_PAR_MIN)
+        for (size_t i = 0; i < n; i++) dinp[i] = cf_cpu_dsilu(inp[i]) * dout[i];
+    }
+    return CF_OK;
+}
+
+/* ---- SwiGLU --------------------------------------------------------------------------------- */
+
+int cf_cpu_swiglu_forward(cf_backend *be, cf_view out_v, cf_view inp_v, int N, int F) {
+    float *out = cf_cpu_f32(out_v);
+    const float *inp = cf_cpu_f32(inp_v);
+#pragma omp parallel for schedule(static) if (cf_zmul(N, F) >= CF_CPU_PAR_MIN)
+    for (int i = 0; i < N; i++) {
+        const float *g = inp + 2 * cf_zmul(i, F), *u = g + F;
+        float *o = out + cf_zmul(i, F);
+#pragma omp simd
+        for (int j = 0; j < F; j++) o[j] = cf_cpu_silu(g[j]) * u[j];
+    }
+    return CF_OK;
+}
+
+/* d gate = dout * up * silu'(gate), d up = dout * silu(gate), both ASSIGNED */
+int cf_cpu_swiglu_backward(cf_backend *be, cf_view dinp_v, cf_view inp_v, cf_view dout_v, int N,
+                           int F) {
+    float *dinp = cf_cpu_f32(dinp_v);
+    const float *inp = cf_cpu_f32(inp_v), *dout = cf_cpu_f32(dout_v);
+#pragma omp parallel for schedule(static) if (cf_zmul(N, F) >= CF_CPU_PAR_MIN)
+    for (int i = 0; i < N; i++) {
+        const float *g = inp + 2 * cf_zmul(i, F), *u = g + F, *d = dout + cf_zmul(i, F);
+        float *dg = dinp + 2 * cf_zmul(i, F), *du = dg + F;
+#pragma omp simd
+        for (int j = 0; j < F; j++) {
+            const float x = g[j], dj = d[j], uj = u[j];
+            const float s = 1.0f / (1.0f + cf_cpu_expf(-x));
+            dg[j] = dj * uj * (s * (1.0f + x * (1.0f - s)));
+            du[j] = dj * (x * s);
+        }
+    }
+    return CF_OK;
+}
+
+/* ---- RMSNorm, RoPE -------------------------------------------------------------------------- */
+
+/* sum of x[j]*y[j], j < n, in 8 fixed lanes (the order does not depend on threads) */
+static inline float cf_cpu_dot8(const float *x, const float *y, int n) {
+    float a[8] = {0};
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++) a[l] += x[j + l] * y[j + l];
+    for (; j < n; j++) a[0] += x[j] * y[j];
+    return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+}
+
+int cf_cpu_rmsnorm_forward(cf_backend *be, cf_view out_v, cf_view rstd_v, cf_view inp_v,
+                           cf_view weight_v, int N, int G, int C, int ld, float eps) {
+    float *out = cf_cpu_f32(out_v), *rstd = rstd_v.buf ? cf_cpu_f32(rstd_v) : NULL;
+    const float *inp = cf_cpu_f32(inp_v), *w = cf_cpu_f32(weight_v);
+#pragma omp parallel for schedule(static) if (cf_zmul(N, G * C) >= CF_CPU_PAR_MIN)
+    for (int i = 0; i < N; i++)
+        for (int g = 0; g < G; g++) {
+            const size_t o = cf_zmul(i, ld) + cf_zmul(g, C);
+            const float *x = inp + o;
+            const float r = 1.0f / sqrtf(cf_cpu_dot8(x, x, C) / (float)C + eps);
+            float *y = out + o;
+#pragma omp simd
+            for (int c = 0; c < C; c++) y[c] = x[c] * r * w[c];
+            if (rstd) rstd[cf_zmul(i, G) + (size_t)g] = r;
+        }
+    return CF_OK;
+}
+
+/* y = x r w, r = (mean(x^2) + eps)^-1/2:
+ *   dx = r (w dout) - x r^3 sum(w dout x) / C,   dw += sum over rows and groups of dout x r.
+ * dweight first (column ranges, rows in order), then dinp, so that dinp may alias dout. */
+int cf_cpu_rmsnorm_backward(cf_backend *be, cf_view dinp_v, cf_view dweight_v, cf_view dout_v,
+                            cf_view inp_v, cf_view weight_v, cf_view rstd_v, int N, int G, int C,
+                            int ld, int accumulate) {
+    float *dinp = cf_cpu_f32(dinp_v), *dweight = cf_cpu_f32(dweight_v);
+    const float *dout = cf_cpu_f32(dout_v), *inp = cf_cpu_f32(inp_v);
+    const float *w = cf_cpu_f32(weight_v), *rstd = cf_cpu_f32(rstd_v);
+    const int par = cf_zmul(N, G * C) >= CF_CPU_PAR_MIN;
+    const int nr = (C + CF_COLS - 1) / CF_COLS;
+    const size_t rows = cf_zmul(N, G);
+#pragma omp parallel for schedule(static) if (par)
+    for (int r = 0; r < nr; r++) {
+        const int c0 = r * CF_COLS, cw = C - c0 < CF_COLS ? C - c0 : CF_COLS;
+        float acc[CF_COLS] = {0};
+        for (size_t k = 0; k < rows; k++) {
+            const size_t o = (k / (size_t)G) * (size_t)ld + (k % (size_t)G) * (size_t)C + c0;
+            const float rs = rstd[k];
+            const float *x = inp + o, *d = dout + o;
+#pragma omp simd
+            for (int j = 0; j < cw; j++) acc[j] += d[j] * x[j] * rs;
+        }
+        for (int j = 0; j < cw; j++) dweight[c0 + j] += acc[j];
+    }
+#pragma omp parallel for schedule(static) if (par)
+    for (int i = 0; i < N; i++)
+        for (int g = 0; g < G; g++) {
+            const size_t o = cf_zmul(i, ld) + cf_zmul(g, C);
+            const float *x = inp + o, *d = dout + o;
+            float *di = dinp + o;
+            const float rs = rstd[cf_zmul(i, G) + (size_t)g];
+            float a[8] = {0};
+            int j = 0;
+            for (; j + 8 <= C; j += 8)
+                for (int l = 0; l < 8; l++) a[l] += w[j + l] * d[j + l] * x[j + l];
+            for (; j < C; j++) a[0] += w[j] * d[j] * x[j];
+            const float s = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+            const float k3 = rs * rs * rs * s / (float)C;
+            if (accumulate) {
+#pragma omp simd
+                for (int c = 0; c < C; c++) di[c] += rs * w[c] * d[c] - x[c] * k3;
+            } else {
+#pragma omp simd
+                for (int c = 0; c < C; c++) di[c] = rs * w[c] * d[c] - x[c] * k3;
+            }
+        }
+    return CF_OK;
+}
+
+int cf_cpu_rope(cf_backend *be, cf_view x_v, cf_view cs_v, int B, int T, int H, int hs, int ld,
+                int pos0, int inverse) {
+    float *x = cf_cpu_f32(x_v);
+    const float *cs = cf_cpu_f32(cs_v);
+    const int half = hs / 2, N = B * T;
+    const float sgn = inverse ? -1.0f : 1.0f; /* the inverse rotates by -angle */
+#pragma omp parallel for schedule(static) if (cf_zmul(N, H * hs) >= CF_CPU_PAR_MIN)
+    for (int r = 0; r < N; r++) {
+        const float *p = cs + cf_zmul(pos0 + r % T, hs); /* hs/2 (cos, sin) pairs */
+        for (int h = 0; h < H; h++) {
+            float *a = x + cf_zmul(r, ld) + cf_zmul(h, hs), *b = a + half;
+#pragma omp simd
+            for (int i = 0; i < half; i++) {
+                const float c = p[2 * i], s = sgn * p[2 * i + 1], ai = a[i], bi = b[i];
+                a[i] = ai * c - bi * s;
+                b[i] = ai * s + bi * c;
+            }
+        }
     }
     return CF_OK;
 }
@@ -571,11 +764,62 @@ static inline float cf_cpu_softmax_row(const float *x, float *e, int V, float *s
     return maxv;
 }
 
+/* z' = c tanh(z / c) of a row into zc */
+static inline void cf_cpu_softcap_row(const float *x, float *zc, int V, float c) {
+    const float ic = 1.0f / c;
+    for (int j = 0; j < V; j++) zc[j] = c * tanhf(x[j] * ic);
+}
+
+/* The soft-capped loss (c > 0), portable: each thread a scratch row of the capped logits z';
+ * with d (the fused form) d = (softmax(z') - onehot) * dloss * (1 - (z'/c)^2). */
+static int cf_cpu_crossentropy_capped(const float *logits, const int32_t *targets, float *losses,
+                                      float *dlogits, int N, int V, float dloss, float c) {
+    int rc = CF_OK;
+#pragma omp parallel if (cf_zmul(N, V) >= CF_CPU_PAR_MIN)
+    {
+        float *zc = malloc(sizeof(float) * (size_t)V);
+        if (!zc) {
+#pragma omp atomic write
+            rc = CF_ERR_NOMEM;
+        }
+#pragma omp for schedule(static)
+        for (int i = 0; i < N; i++) {
+            if (!zc) continue;
+            const int tg = targets[i];
+            float *d = dlogits ? dlogits + cf_zmul(i, V) : NULL;
+            if (tg < 0 || tg >= V) { /* ignored (backend.h) */
+                losses[i] = 0.0f;
+                if (d) memset(d, 0, sizeof(float) * (size_t)V);
+                continue;
+            }
+            cf_cpu_softcap_row(logits + cf_zmul(i, V), zc, V, c);
+            float sum;
+            const float maxv = cf_cpu_softmax_row(zc, d, V, &sum);
+            losses[i] = logf(sum) - (zc[tg] - maxv);
+            if (!d) continue;
+            const float s = dloss / sum, ic = 1.0f / c;
+#pragma omp simd
+            for (int j = 0; j < V; j++) d[j] *= s;
+            d[tg] -= dloss;
+#pragma omp simd
+            for (int j = 0; j < V; j++) {
+                const float t = zc[j] * ic;
+                d[j] *= 1.0f - t * t;
+            }
+        }
+        free(zc);
+    }
+    if (rc < 0) CF_ERROR("cpu crossentropy: could not allocate a row of %d logits", V);
+    return rc;
+}
+
 int cf_cpu_crossentropy_forward(cf_backend *be, cf_view losses_v, cf_view logits_v,
-                                cf_view targets_v, int N, int V) {
+                                cf_view targets_v, int N, int V, float softcap) {
     const int32_t *targets = cf_cpu_i32(targets_v);
     float *losses = cf_cpu_f32(losses_v);
     const float *logits = cf_cpu_f32(logits_v);
+    if (softcap > 0.0f)
+        return cf_cpu_crossentropy_capped(logits, targets, losses, NULL, N, V, 0.0f, softcap);
 #pragma omp parallel for schedule(static) if (cf_zmul(N, V) >= CF_CPU_PAR_MIN)
     for (int i = 0; i < N; i++) {
         const int tg = targets[i];
@@ -671,10 +915,12 @@ CF_OPS_AVX2 static void cf_scale_avx2(float *d, int V, float s) {
 #endif
 
 int cf_cpu_crossentropy_fused(cf_backend *be, cf_view losses_v, cf_view dlogits_v, cf_view logits_v,
-                              cf_view targets_v, int N, int V, float dloss) {
+                              cf_view targets_v, int N, int V, float dloss, float softcap) {
     const int32_t *targets = cf_cpu_i32(targets_v);
     float *losses = cf_cpu_f32(losses_v), *dlogits = cf_cpu_f32(dlogits_v);
     const float *logits = cf_cpu_f32(logits_v);
+    if (softcap > 0.0f) /* the row is capped into scratch first, so dlogits may alias logits */
+        return cf_cpu_crossentropy_capped(logits, targets, losses, dlogits, N, V, dloss, softcap);
     const int avx2 = cf_cpu_use_avx2(be) && V >= 1;
     (void)avx2;
     /* each row: read once from memory, then twice from L2 (exp, scale); per thread the rows are
