@@ -11,11 +11,11 @@
 #include <strings.h>
 
 #include "backend/opencl/cl_internal.h"
+#include "backend/opencl/cl_plan.h"
 
-/* Largest head size of the fused kernels: their register tiles and local row tiles grow with
- * it (at 64, 43.5 KiB of local memory per group of 256); larger heads have products large enough
- * for the batched GEMMs. */
-#define ATT_MAX_HS 64
+/* Largest head size of the fused kernels (CF_CL_ATT_MAX_HS, cl_plan.h): their register tiles and
+ * local row tiles grow with it (at 64, 43.5 KiB of local memory per group of 256); larger heads
+ * have products large enough for the batched GEMMs. */
 #define ATT_MAX_VARIANTS 12
 #define ATT_MAX_NOTED 32
 
@@ -98,18 +98,6 @@ void cf_cl_attention_release(cf_cl_ctx *ctx) {
     for (int i = 0; i < st->n; i++) variant_free(&st->v[i]);
     free(st);
     ctx->attention = NULL;
-}
-
-/* ---- block sizes ------------------------------------------------------------------------------
- * The same formulas as cl_kernels/attention.cl: RD head dimensions per work-item, row tiles of
- * LDK floats, [k][m] tiles of LDA, chunks of BK = 32. */
-
-static size_t local_bytes(int hs, int ty) {
-    const size_t rd = (size_t)(hs + 15) / 16, ldk = 16 * rd + 4, lda = 4 * (size_t)ty + 4;
-    const size_t bm = 4 * (size_t)ty, bk = 32;
-    const size_t rows = (bm + bk) * ldk + bk * lda; /* forward, backward over query rows */
-    const size_t keys = 2 * bk * (lda + ldk);        /* backward over keys */
-    return (rows > keys ? rows : keys) * 4;
 }
 
 /* ---- programs ----------------------------------------------------------------------------------- */
@@ -212,34 +200,18 @@ static void note(cf_cl_ctx *ctx, struct cf_cl_attention *st, int T, int hs, int 
         CF_DEBUG("attention %s T=%d hs=%d: batched GEMMs (%s)", op, T, hs, why);
 }
 
-/* The variant for a shape, or NULL (with *why) when the fused path declines it: groups of 256
- * (blocks of 64 rows), else of 128 (32 rows) where the device's local memory or work-group limit
- * needs it. */
-static att_variant *choose(cf_cl_ctx *ctx, struct cf_cl_attention *st, int hs,
+/* The variant for a shape, or NULL (with *why) when the fused path declines it: the plan's
+ * work-group heights (cl_plan.c) in order, the first that builds and runs on this device. */
+static att_variant *choose(cf_cl_ctx *ctx, struct cf_cl_attention *st, int C, int NH,
                            const char **why) {
-    *why = "";
-    if (st->mode == CF_ATT_GEMM) {
-        *why = "CF_ATTENTION=gemm";
-        return NULL;
-    }
-    if (hs > ATT_MAX_HS || hs < 1) {
-        *why = "head size above 64";
-        return NULL;
-    }
-    /* CPU devices run a group's work-items one after another, the register tiles as memory: on
-     * PoCL (2 cores, wiki_cache_optimized's attention at batch 4) the fused kernels took 66 and
-     * 100-116 ms against 47-61 and 50 ms for the batched GEMMs, forward and backward */
-    if (st->mode == CF_ATT_AUTO && !(ctx->dev.type & CL_DEVICE_TYPE_GPU)) {
-        *why = "CPU device: the batched GEMMs are faster there; CF_ATTENTION=fused overrides";
-        return NULL;
-    }
+    cf_cl_attention_plan plan;
+    cf_cl_plan_attention(ctx, st->mode, C, NH, &plan);
+    *why = plan.why;
+    if (!plan.fused) return NULL;
     *why = "not enough local memory or work-group size on this device";
-    for (int ty = 16; ty >= 8; ty /= 2) {
-        if ((size_t)(16 * ty) > ctx->dev.max_group ||
-            local_bytes(hs, ty) > (size_t)ctx->dev.local_mem)
-            continue;
+    for (int i = 0; i < plan.n_ty; i++) {
         att_variant *v = NULL;
-        int rc = variant_get(ctx, st, hs, ty, &v);
+        int rc = variant_get(ctx, st, plan.hs, plan.ty[i], &v);
         if (rc == CF_OK) return v;
         if (rc != CF_ERR_UNSUPPORTED) {
             *why = "the program did not build";
@@ -259,7 +231,7 @@ static att_variant *fused_setup(cf_cl_ctx *ctx, int B, int T, int NH, int hs, in
     struct cf_cl_attention *st = att_state(ctx);
     if (!st) return NULL;
     const char *why = "";
-    att_variant *v = choose(ctx, st, hs, &why);
+    att_variant *v = choose(ctx, st, NH * hs, NH, &why);
     note(ctx, st, T, hs, backward, v, why);
     if (!v) return NULL;
     const int bm = 4 * v->ty;

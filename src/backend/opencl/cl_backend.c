@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "backend/opencl/cl_internal.h"
+#include "backend/opencl/cl_plan.h"
 
 static cf_cl_ctx *CTX(cf_backend *be) { return (cf_cl_ctx *)be->ctx; }
 static int is_gpu(const cf_cl_ctx *ctx) { return (ctx->dev.type & CL_DEVICE_TYPE_GPU) != 0; }
@@ -22,6 +23,7 @@ static void ctx_free(cf_cl_ctx *ctx) {
         if (ctx->scratch[i]) clReleaseMemObject(ctx->scratch[i]);
     cf_cl_gemm_release(ctx);
     cf_cl_attention_release(ctx);
+    cf_cl_plan_release(ctx);
     cf_cl_tuning_detach(ctx);
     cf_cl_release_programs(ctx);
     if (ctx->queue) clReleaseCommandQueue(ctx->queue);
@@ -216,6 +218,7 @@ int cf_backend_opencl_set_gemm(cf_backend *be, const char *which) {
     }
     /* shapes log their path again after a switch */
     for (int i = 0; i < ctx->n_memo; i++) ctx->memo[i].logged = 0;
+    cf_cl_plan_invalidate(ctx);
     return CF_OK;
 }
 
@@ -233,6 +236,7 @@ int cf_backend_opencl_set_gemm_tuner(cf_backend *be, cf_cl_gemm_tuner_fn fn, voi
     ctx->tuner = fn;
     ctx->tuner_user = user;
     ctx->n_memo = 0; /* shapes are decided again */
+    cf_cl_plan_invalidate(ctx);
     return CF_OK;
 }
 
@@ -245,6 +249,7 @@ int cf_backend_opencl_gemm_params(cf_backend *be, int M, int N, int K, int ta, i
 int cf_backend_opencl_set_gemm_fast(cf_backend *be, const char *mode) {
     if (!cf_backend_is_opencl(be)) return CF_ERR_UNSUPPORTED;
     CTX(be)->gemm_fast_mode = parse_fast(mode);
+    cf_cl_plan_invalidate(CTX(be));
     return CF_OK;
 }
 

@@ -9,6 +9,7 @@
 
 #include "backend/opencl/cl_gemm_fast.h"
 #include "backend/opencl/cl_internal.h"
+#include "backend/opencl/cl_plan.h"
 
 #ifdef CF_HAVE_CLBLAST
 #include <clblast_c.h>
@@ -42,30 +43,10 @@ void cf_cl_gemm_rule(int M, int N, int K, int max_group, cf_cl_gemm_params *out)
     out->path = CF_GEMM_AUTO;
 }
 
-static size_t gemm_local_bytes(const cf_cl_gemm_params *p) {
-    return (size_t)p->tk * (size_t)(p->tile * p->wpt + p->pad) * 2 * sizeof(float);
-}
-
-/* Private state of one work-item of cl_kernels/gemm.cl: the WPT x WPT accumulators and the WPT
- * staged values of A and B, about four times over once a CPU driver keeps them (and the unrolled
- * loops' temporaries) live across the barriers, plus the indices. Measured with PoCL 3.1
- * (pthread-skylake-avx512, the smallest stack each group ran with): WPT 4 ~500 B, WPT 8 ~1.4 KiB,
- * WPT 16 ~4.6 KiB, WPT 32 ~6.2 KiB per work-item; this estimate is 640 B, 1.5 KiB, 4.75 KiB and
- * 17 KiB. A 64x64 group with WPT 16 (4096 items, ~18 MiB) overflowed an 8 MiB thread stack. */
-static size_t gemm_private_bytes(const cf_cl_gemm_params *p) {
-    return 4 * (size_t)(p->wpt * p->wpt + 2 * p->wpt) * sizeof(float) + 256;
-}
-
 static int params_valid(cf_cl_ctx *ctx, const cf_cl_gemm_params *p) {
-    int vw_ok = (p->vw == 1 || p->vw == 2 || p->vw == 4 || p->vw == 8) && p->tk % p->vw == 0 &&
-                (p->tile * p->wpt) % p->vw == 0;
-    if (!(p->tile >= 1 && p->tile * p->tile <= (int)ctx->dev.max_group && p->wpt >= 1 &&
-          p->wpt <= 16 && p->tk >= 1 && p->tk <= 64 && vw_ok && p->pad >= 0 && p->pad <= 8 &&
-          gemm_local_bytes(p) <= ctx->dev.local_mem))
-        return 0;
-    size_t budget = cf_cl_group_private_budget(&ctx->dev);
-    return budget == SIZE_MAX ||
-           (size_t)p->tile * (size_t)p->tile <= budget / gemm_private_bytes(p);
+    cf_cl_plan_device dev;
+    cf_cl_plan_device_of(ctx, &dev);
+    return cf_cl_plan_params_fit(&dev, p);
 }
 
 static cf_cl_shape_memo *memo_find(cf_cl_ctx *ctx, int M, int N, int K, int ta, int tb) {
@@ -76,31 +57,13 @@ static cf_cl_shape_memo *memo_find(cf_cl_ctx *ctx, int M, int N, int K, int ta, 
     return NULL;
 }
 
+/* The tiled kernel's parameters for a shape (cl_plan.c), with the tuner's misfit as a warning. */
 static void choose(cf_cl_ctx *ctx, int M, int N, int K, int ta, int tb, cf_cl_gemm_params *p) {
-    if (ctx->tuner) {
-        cf_cl_gemm_params t = {0, 0, 0, "tuning", 1, 1, CF_GEMM_AUTO};
-        if (ctx->tuner(ctx->tuner_user, ctx->dev.name, M, N, K, ta, tb, &t)) {
-            if (!t.source) t.source = "tuning";
-            if (t.vw == 0) t.vw = 1;
-            if (params_valid(ctx, &t)) {
-                *p = t;
-                return;
-            }
-            char priv[160] = "";
-            if (cf_cl_group_private_budget(&ctx->dev) != SIZE_MAX && t.wpt >= 1)
-                snprintf(priv, sizeof priv, "; %zu bytes of private state per group, this one "
-                         "needs about %zu", cf_cl_group_private_budget(&ctx->dev),
-                         (size_t)t.tile * (size_t)t.tile * gemm_private_bytes(&t));
-            CF_WARN("gemm M=%d N=%d K=%d %c%c: the tuning entry's parameters tile %d, wpt %d, "
-                    "tk %d, vw %d, pad %d do not fit %s (work-groups up to %zu, %llu bytes local "
-                    "memory%s; vw must divide tk and tile*wpt); using the built-in rule",
-                    M, N, K, ta ? 'T' : 'N', tb ? 'T' : 'N', t.tile, t.wpt, t.tk, t.vw, t.pad,
-                    ctx->dev.name, ctx->dev.max_group, (unsigned long long)ctx->dev.local_mem,
-                    priv);
-        }
-    }
-    cf_cl_gemm_rule(M, N, K, ctx->gemm_max_group, p);
-    if (!params_valid(ctx, p)) p->wpt = 4; /* 128x128 blocks need 16.5 KiB of local memory */
+    cf_cl_plan_device dev;
+    cf_cl_plan_device_of(ctx, &dev);
+    char warn[768];
+    cf_cl_plan_native_params(&dev, M, N, K, ta, tb, p, warn, sizeof warn);
+    if (warn[0]) CF_WARN("%s", warn);
 }
 
 int cf_cl_gemm_params_lookup(cf_cl_ctx *ctx, int M, int N, int K, int ta, int tb,
@@ -186,7 +149,7 @@ static int gemm_program(cf_cl_ctx *ctx, const cf_cl_gemm_params *p, cf_cl_gemm_p
         const size_t local[2] = {(size_t)p->tile, (size_t)p->tile};
         char why[256] = "";
         int fits = err == CL_SUCCESS
-                       ? cf_cl_kernel_fits(ctx, g.k[i], 2, local, gemm_private_bytes(p), why,
+                       ? cf_cl_kernel_fits(ctx, g.k[i], 2, local, cf_cl_gemm_private_bytes(p), why,
                                            sizeof why)
                        : 0;
         if (err == CL_SUCCESS && fits < 0) err = CL_INVALID_KERNEL;
@@ -269,6 +232,7 @@ static int gemm_native(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
         cf_cl_gemm_rule(d->M, d->N, d->K, ctx->gemm_max_group, &p);
         cf_cl_shape_memo *e = memo_find(ctx, d->M, d->N, d->K, d->ta, d->tb);
         if (e) e->p = p;
+        cf_cl_plan_invalidate(ctx); /* the shape's parameters changed */
         rc = gemm_program(ctx, &p, &g);
     }
     if (rc < 0) return rc;
@@ -342,19 +306,10 @@ int cf_cl_gemm(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
 /* the product alone (no bias) on CLBlast or the tiled kernel of cl_kernels/gemm.cl */
 static int gemm_product(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
 #ifdef CF_HAVE_CLBLAST
-    /* Batched products (attention) stay on the native kernel: it skips the blocks that causality
-     * makes zero, which CLBlast cannot, and CLBlast's batched kernels would be one more set to
-     * compile at start-up. */
-    int batch = d->outer * d->inner;
-    int use_clblast = ctx->gemm_mode != CF_GEMM_NATIVE && !ctx->clblast_failed && d->K > 0 &&
-                      batch == 1;
-    if (use_clblast && ctx->gemm_mode == CF_GEMM_AUTO && ctx->tuner) {
-        /* a tuning file may have measured the native kernel faster for this shape */
-        cf_cl_gemm_params p;
-        CF_TRY(cf_cl_gemm_params_lookup(ctx, d->M, d->N, d->K, d->ta, d->tb, &p));
-        use_clblast = p.path != CF_GEMM_NATIVE;
-    }
-    if (use_clblast) {
+    /* which products CLBlast takes: cl_plan.c */
+    cf_cl_gemm_plan plan;
+    CF_TRY(cf_cl_plan_gemm(ctx, d, &plan));
+    if (plan.path == CF_PLAN_CLBLAST) {
         double t0 = cf_time_now();
         int st = gemm_clblast(ctx, d);
         if (st == 0) {
@@ -365,6 +320,7 @@ static int gemm_product(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
             return CF_OK;
         }
         ctx->clblast_failed = 1;
+        cf_cl_plan_invalidate(ctx);
         CF_WARN("gemm M=%d N=%d K=%d: CLBlast failed with status %d on %s; using clformer's "
                 "native GEMM kernel from now on (--gemm native avoids this)",
                 d->M, d->N, d->K, st, ctx->dev.name);

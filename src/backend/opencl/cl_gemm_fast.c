@@ -9,7 +9,7 @@
 #include <strings.h>
 
 #include "backend/opencl/cl_gemm_fast.h"
-#include "backend/opencl/cl_tuning.h"
+#include "backend/opencl/cl_plan.h"
 
 #define FAST_MAX_PROGRAMS 192 /* variants x float4 or not x epilogues (6) */
 #define FAST_MAX_LOGGED 128
@@ -33,14 +33,6 @@ struct cf_cl_gemm_fast {
         int M, N, K, ta, tb;
     } logged[FAST_MAX_LOGGED]; /* shapes whose choice was logged (debug level) */
     int n_logged;
-    struct {
-        int M, N, K, ta, tb;
-        const struct cf_tuning *tuning; /* the tuning file the answer came from */
-        int found;                      /* 1: run the shape with `choice` (see tuned_choice) */
-        int exact;                      /* the file's entry is of exactly this shape */
-        cf_cl_gemm_fast_choice choice;
-    } tuned[FAST_MAX_LOGGED]; /* the tuning file's answers per shape */
-    int n_tuned;
 };
 
 static const char *fast_kernel_names[4] = {"gemm_fast_nn", "gemm_fast_nt", "gemm_fast_tn",
@@ -127,94 +119,20 @@ int cf_cl_gemm_fast_rule(int M, int N, int K, int compute_units, size_t local_me
     return best > 0.0;
 }
 
-/* ---- the tuning file's choice ------------------------------------------------------------------- */
+/* ---- which products ---------------------------------------------------------------------------- */
 
 static struct cf_cl_gemm_fast *fast_state(cf_cl_ctx *ctx);
 
-/* The tuning file's entry for the shape (exact, else the nearest of its bucket: the lookup of the
- * tiled parameters), when it sends the shape to this kernel ("path": "fast") with a "fast_choice"
- * that is valid and fits this device; only while the backend's own tuning file answers the GEMM
- * hook (another hook replaces it). A choice that no longer fits gives one debug line per shape and
- * 0: the rule. Memoised per shape. 1 and *out (may be NULL), *exact when found; else 0. */
-static int tuned_choice(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, cf_cl_gemm_fast_choice *out,
-                        int *exact) {
-    const struct cf_tuning *t = ctx->tuning;
-    if (!t || ctx->tuner_user != (const void *)t) return 0;
-    struct cf_cl_gemm_fast *st = fast_state(ctx);
-    if (st)
-        for (int i = 0; i < st->n_tuned; i++) {
-            if (st->tuned[i].M != d->M || st->tuned[i].N != d->N || st->tuned[i].K != d->K ||
-                st->tuned[i].ta != d->ta || st->tuned[i].tb != d->tb || st->tuned[i].tuning != t)
-                continue;
-            if (st->tuned[i].found && out) *out = st->tuned[i].choice;
-            if (st->tuned[i].found && exact) *exact = st->tuned[i].exact;
-            return st->tuned[i].found;
-        }
-    int ex = 0, found = 0;
-    cf_cl_gemm_fast_choice c = {0, 0, 0, 0, 0};
-    const cf_tuning_gemm *g = cf_tuning_lookup(t, d->M, d->N, d->K, d->ta, d->tb, &ex);
-    if (g && g->path == CF_TUNING_FAST && g->fast.rm > 0) {
-        c = (cf_cl_gemm_fast_choice){g->fast.rm, g->fast.rn, g->fast.bk, g->fast.split,
-                                     g->fast.wg};
-        found = cf_cl_gemm_fast_choice_valid(&c) &&
-                cf_cl_gemm_fast_local_bytes(&c) <= ctx->dev.local_mem &&
-                (size_t)c.wg * c.wg <= ctx->dev.max_group;
-        if (!found)
-            CF_DEBUG("gemm M=%d N=%d K=%d %c%c: the tuning file's fast choice (%s, rm %d, rn %d, "
-                     "bk %d, wg %d, split %d) is invalid or does not fit %s (it needs %zu bytes "
-                     "of local memory, the device has %llu; work-groups up to %zu); the built-in "
-                     "rule decides",
-                     d->M, d->N, d->K, d->ta ? 'T' : 'N', d->tb ? 'T' : 'N', g->label, c.rm,
-                     c.rn, c.bk, c.wg, c.split, ctx->dev.name,
-                     cf_cl_gemm_fast_choice_valid(&c) ? cf_cl_gemm_fast_local_bytes(&c) : 0,
-                     (unsigned long long)ctx->dev.local_mem, ctx->dev.max_group);
-    }
-    if (st && st->n_tuned < FAST_MAX_LOGGED) {
-        int i = st->n_tuned++;
-        st->tuned[i].M = d->M;
-        st->tuned[i].N = d->N;
-        st->tuned[i].K = d->K;
-        st->tuned[i].ta = d->ta;
-        st->tuned[i].tb = d->tb;
-        st->tuned[i].tuning = t;
-        st->tuned[i].found = found;
-        st->tuned[i].exact = ex;
-        st->tuned[i].choice = c;
-    }
-    if (found && out) *out = c;
-    if (found && exact) *exact = ex;
-    return found;
+int cf_cl_gemm_fast_broken(const cf_cl_ctx *ctx) {
+    return ctx->gemm_fast && ctx->gemm_fast->broken;
 }
 
-/* ---- which products ---------------------------------------------------------------------------- */
-
+/* the decision is cl_plan.c's */
 int cf_cl_gemm_fast_wanted(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
-    if (ctx->gemm_mode == CF_GEMM_CLBLAST) return 0; /* asked for CLBlast by name */
-    if (d->outer * d->inner != 1 || d->causal || d->K <= 0 || d->M <= 0 || d->N <= 0) return 0;
-    if (ctx->gemm_fast && ctx->gemm_fast->broken) return 0;
-    /* cf_backend_options.gemm_fast (CF_GEMM_FAST): 0 never, 1 every plain product (whatever the
-     * device and size; for tests on CPU devices), -1 the rule below */
-    if (ctx->gemm_fast_mode >= 0) return ctx->gemm_fast_mode;
-    /* GPUs only: on CPU devices (PoCL) the tiled kernel and CLBlast do as well */
-    if (!(ctx->dev.type & CL_DEVICE_TYPE_GPU)) return 0;
-    /* a tuning file that measured this kernel fastest for the shape, with its choice: any size */
-    if (tuned_choice(ctx, d, NULL, NULL)) return 1;
-    /* Large products only, K >= 64: from 2^27 multiply-adds against the tiled kernel (512^3 on an
-     * H200: 7.4 against 5.5 TFLOP/s), from 2^28 when CLBlast would take the product (512^3: 9.6
-     * TFLOP/s with CLBlast; 1024^3: 29.8 here, 15.0 with CLBlast). Every product of the model's
-     * linear layers at 4096 rows is above both, the weight gradients included (small M x N, long
-     * K: split-K, 2.5 to 10 times CLBlast's speed). */
-    const int clblast_next =
-        cf_cl_have_clblast() && ctx->gemm_mode != CF_GEMM_NATIVE && !ctx->clblast_failed;
-    const long long min_macs = clblast_next ? (1ll << 28) : (1ll << 27);
-    if ((long long)d->M * d->N * d->K < min_macs || d->K < 64) return 0;
-    /* a tuner (tuning file) that measured this shape keeps it on the path it chose */
-    if (ctx->tuner) {
-        cf_cl_gemm_params p;
-        if (cf_cl_gemm_params_lookup(ctx, d->M, d->N, d->K, d->ta, d->tb, &p) < 0) return 0;
-        if (!p.source || strcmp(p.source, "rule") != 0) return 0;
-    }
-    return 1;
+    if (d->M <= 0 || d->N <= 0) return 0;
+    cf_cl_gemm_plan plan;
+    if (cf_cl_plan_gemm(ctx, d, &plan) < 0) return 0;
+    return plan.path == CF_PLAN_FAST;
 }
 
 /* ---- programs ----------------------------------------------------------------------------------- */
@@ -497,15 +415,12 @@ int cf_cl_gemm_fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d,
 }
 
 int cf_cl_gemm_fast_try(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
-    if (!cf_cl_gemm_fast_wanted(ctx, d) || (d->colsum && !d->ta)) return 0;
-    cf_cl_gemm_fast_choice c;
-    int exact = 0;
-    const char *source = NULL;
-    if (tuned_choice(ctx, d, &c, &exact))
-        source = exact ? "from the tuning file" : "from the tuning file, same bucket";
-    else if (!cf_cl_gemm_fast_rule(d->M, d->N, d->K, (int)ctx->dev.compute_units,
-                                   (size_t)ctx->dev.local_mem, &c))
-        return 0; /* no variant fits this device's local memory: the other paths, silently */
+    if (d->M <= 0 || d->N <= 0 || (d->colsum && !d->ta)) return 0;
+    cf_cl_gemm_plan plan;
+    CF_TRY(cf_cl_plan_gemm(ctx, d, &plan));
+    if (plan.path != CF_PLAN_FAST) return 0;
+    cf_cl_gemm_fast_choice c = plan.fast;
+    const char *source = plan.fast_source;
     /* a variant that does not build here (a compiler limit, an injected fault) must not stop the
      * run: the error goes to the debug log and one warning, and the other paths take over */
     const int quiet = ctx->quiet_init;
@@ -519,6 +434,7 @@ int cf_cl_gemm_fast_try(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
                 d->M, d->N, d->K, ctx->dev.name, ctx->last_error[0] ? ctx->last_error : "?");
         ctx->last_error[0] = 0;
         if (ctx->gemm_fast) ctx->gemm_fast->broken = 1;
+        cf_cl_plan_invalidate(ctx);
         return 0;
     }
     if (rc < 0 && ctx->last_error[0]) CF_ERROR("%s", ctx->last_error);

@@ -30,10 +30,12 @@ int cf_cl_gemm_fast_rule(int M, int N, int K, int compute_units, size_t local_me
                          cf_cl_gemm_fast_choice *out);
 
 /* Would the dispatch use the fast kernel for this shape on this device, GEMM mode and tuner (the
- * decision of cf_cl_gemm_fast_try without running anything)? 1 yes, 0 no. A tuning file entry
+ * plan of cl_plan.c, which cf_cl_gemm_fast_try follows)? 1 yes, 0 no. A tuning file entry
  * with "path": "fast" and a "fast_choice" (docs/tuning.md) takes the shape whatever its size,
  * where the kernel applies (GPUs, or CF_GEMM_FAST=1). */
 int cf_cl_gemm_fast_wanted(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d);
+/* Did a variant fail to build on this device (the kernel is then declined for good)? */
+int cf_cl_gemm_fast_broken(const cf_cl_ctx *ctx);
 
 /* The hook at the top of cf_cl_gemm: runs d with the fast kernel when cf_cl_gemm_fast_wanted says
  * so (with the tuning file's fast choice for the shape when it has one that fits the device, else

@@ -133,6 +133,8 @@ typedef struct cf_cl_ctx {
     int n_memo;
     struct cf_cl_gemm_fast *gemm_fast; /* cl_gemm_fast.c state (programs, scratch); NULL = unused */
     struct cf_cl_attention *attention; /* cl_attention.c state (fused programs); NULL = unused */
+    struct cf_cl_plan_state *plan;     /* cl_plan.c: memoised plans; NULL = none yet */
+    int plan_gen; /* bumped when a setting the plans depend on changes (cf_cl_plan_invalidate) */
 
     int gemm_max_group; /* largest work-group the native GEMM can use (64 or 256) */
     int gemm_mode;      /* enum cf_cl_gemm_mode */
@@ -367,5 +369,9 @@ void cf_cl_attention_release(cf_cl_ctx *ctx);
  * built-in rule; it never fails the creation. */
 void cf_cl_tuning_attach(cf_cl_ctx *ctx);
 void cf_cl_tuning_detach(cf_cl_ctx *ctx);
+/* The GEMM tuner hook a tuning file installs (user: its struct cf_tuning): the entry's tiled
+ * parameters and path; 0 for no entry or a "fast" entry (the plan then decides). */
+int cf_cl_tuning_hook(void *user, const char *device, int M, int N, int K, int ta, int tb,
+                      cf_cl_gemm_params *out);
 
 #endif

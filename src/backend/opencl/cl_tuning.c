@@ -559,8 +559,8 @@ static const int family_program[CF_TUNE_FAMILIES] = {
     [CF_TUNE_ADAMW] = CF_PROG_ADAMW,
 };
 
-static int tuning_hook(void *user, const char *device, int M, int N, int K, int ta, int tb,
-                       cf_cl_gemm_params *out) {
+int cf_cl_tuning_hook(void *user, const char *device, int M, int N, int K, int ta, int tb,
+                      cf_cl_gemm_params *out) {
     (void)device;
     int exact = 0;
     const cf_tuning_gemm *g = cf_tuning_lookup((const cf_tuning *)user, M, N, K, ta, tb, &exact);
@@ -646,9 +646,10 @@ void cf_cl_tuning_attach(cf_cl_ctx *ctx) {
         if (w > 0 && (size_t)w < sizeof wgs - used) used += (size_t)w;
     }
     ctx->tuning = t;
-    ctx->tuner = tuning_hook;
+    ctx->tuner = cf_cl_tuning_hook;
     ctx->tuner_user = t;
     ctx->n_memo = 0;
+    ctx->plan_gen++; /* plans are made again (cf_cl_plan_invalidate) */
     CF_DEBUG("tuning: using %s (measured %s%s for %s, driver %s): %d GEMM shape%s, work-groups "
              "%s",
              path, t->created[0] ? t->created : "at an unknown time", t->quick ? ", --quick" : "",
@@ -661,6 +662,7 @@ void cf_cl_tuning_detach(cf_cl_ctx *ctx) {
     if (ctx->tuner_user == ctx->tuning) {
         ctx->tuner = NULL;
         ctx->tuner_user = NULL;
+        ctx->plan_gen++;
     }
     cf_tuning_free(ctx->tuning);
     free(ctx->tuning);

@@ -1,0 +1,110 @@
+/* clformer: the OpenCL backend's planning layer: for each GEMM shape, which path runs it (the
+ * register-blocked kernel of cl_gemm_fast.c, CLBlast, or the tiled kernel of cl_kernels/gemm.cl)
+ * with which kernel variant and tile, and for each attention shape whether the fused kernels
+ * (cl_attention.c) or the batched GEMMs run it. The rules take a device description (no device
+ * needed: tests call them directly); the backend asks through cf_cl_plan_gemm /
+ * cf_cl_plan_attention, which memoise the decision per shape and log it once at debug level
+ * ("plan: gemm 4096 16000 384 NT -> fast 128x128 bk8 split1 (rule)"). */
+#ifndef CF_CL_PLAN_H
+#define CF_CL_PLAN_H
+
+#include <stddef.h>
+
+#include "backend/opencl/cl_gemm_fast.h"
+#include "backend/opencl/cl_internal.h"
+
+struct cf_tuning;
+
+/* What the rules need to know about a device and the backend's current settings. */
+typedef struct cf_cl_plan_device {
+    const char *name;      /* device name (passed to the tuner hook) */
+    int gpu;               /* CL_DEVICE_TYPE_GPU */
+    int compute_units;     /* CL_DEVICE_MAX_COMPUTE_UNITS */
+    size_t local_mem;      /* CL_DEVICE_LOCAL_MEM_SIZE */
+    size_t max_group;      /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
+    int gemm_max_group;    /* the tiled kernel's largest group after start-up (64 or max_group) */
+    size_t private_budget; /* cf_cl_group_private_budget: SIZE_MAX = no limit */
+    int have_clblast;      /* built with CLBlast */
+    int gemm_mode;         /* enum cf_cl_gemm_mode */
+    int clblast_failed;    /* CLBlast failed once: never again */
+    int fast_mode;         /* cf_backend_options.gemm_fast: -1 auto, 0 never, 1 every product */
+    int fast_broken;       /* the register-blocked kernel did not build here: never */
+    cf_cl_gemm_tuner_fn tuner; /* the GEMM tuner hook (a tuning file's or another), NULL = none */
+    void *tuner_user;
+    /* the tuning file, while it is the tuner hook (its "fast" entries choose the register-blocked
+     * kernel's variant); NULL otherwise */
+    const struct cf_tuning *tuning;
+    int attention_mode; /* enum cf_cl_attention_mode */
+} cf_cl_plan_device;
+
+/* The description of a backend's device and settings now. */
+void cf_cl_plan_device_of(cf_cl_ctx *ctx, cf_cl_plan_device *out);
+
+/* ---- GEMM ------------------------------------------------------------------------------------- */
+
+enum cf_cl_gemm_path { CF_PLAN_NATIVE = 0, CF_PLAN_CLBLAST = 1, CF_PLAN_FAST = 2 };
+const char *cf_cl_plan_path_name(int path); /* "native", "clblast", "fast" */
+
+typedef struct cf_cl_gemm_plan {
+    int path;                    /* enum cf_cl_gemm_path */
+    cf_cl_gemm_params native;    /* the tiled kernel's parameters (path native, and the fallback
+                                  * when another path fails at run time) */
+    cf_cl_gemm_fast_choice fast; /* path fast: variant and split */
+    const char *fast_source;     /* path fast: "from the tuning file", "from the tuning file, same
+                                  * bucket", or NULL for the built-in rule */
+} cf_cl_gemm_plan;
+
+/* Bytes of local memory and (estimated) private state per work-item of the tiled kernel. */
+size_t cf_cl_gemm_local_bytes(const cf_cl_gemm_params *p);
+size_t cf_cl_gemm_private_bytes(const cf_cl_gemm_params *p);
+/* Do these tiled-kernel parameters fit the device (work-group size, local memory, private state
+ * budget, vw dividing tk and tile*wpt)? 1 yes, 0 no. */
+int cf_cl_plan_params_fit(const cf_cl_plan_device *dev, const cf_cl_gemm_params *p);
+/* The tiled kernel's parameters for a shape: the tuner hook's when it answers with parameters that
+ * fit, else the built-in rule (cf_cl_gemm_rule; WPT 4 when the rule's do not fit local memory).
+ * A tuner answer that does not fit is described in warn (warn[0] = 0 otherwise). */
+void cf_cl_plan_native_params(const cf_cl_plan_device *dev, int M, int N, int K, int ta, int tb,
+                              cf_cl_gemm_params *out, char *warn, size_t warn_len);
+/* The tuning file's register-blocked choice for a shape (its exact entry, else the nearest of the
+ * bucket) when that entry says "path": "fast" with a "fast_choice" that is valid and fits the
+ * device: 1, *out and *exact. 0 otherwise; why (may be NULL) says why a recorded choice was not
+ * taken. */
+int cf_cl_plan_tuned_fast(const cf_cl_plan_device *dev, int M, int N, int K, int ta, int tb,
+                          cf_cl_gemm_fast_choice *out, int *exact, char *why, size_t why_len);
+/* The whole decision for a product of this shape, from scratch (calls the tuner hook): batch is
+ * outer * inner of cf_cl_gemm_desc, causal its flag. No logging. */
+void cf_cl_plan_gemm_rule(const cf_cl_plan_device *dev, int M, int N, int K, int ta, int tb,
+                          int batch, int causal, cf_cl_gemm_plan *out);
+
+/* The backend's plan for a product: memoised per shape (the tiled parameters in ctx->memo, the
+ * tuning file's fast choice and the path in the plan state), recomputed after a setting changes
+ * (cf_cl_plan_invalidate), logged once per shape and path. */
+int cf_cl_plan_gemm(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, cf_cl_gemm_plan *out);
+/* A setting the plans depend on changed (GEMM mode, fast mode, tuner, a path that failed). */
+void cf_cl_plan_invalidate(cf_cl_ctx *ctx);
+void cf_cl_plan_release(cf_cl_ctx *ctx);
+
+/* ---- attention -------------------------------------------------------------------------------- */
+
+/* Largest head size of the fused kernels (see cl_attention.c). */
+#define CF_CL_ATT_MAX_HS 64
+
+typedef struct cf_cl_attention_plan {
+    int fused;       /* 1: the fused kernels with one of ty[] (tried in order), 0: batched GEMMs */
+    int hs;          /* head size */
+    int n_ty, ty[2]; /* work-group heights that fit (groups of 16 x ty items, blocks of 4 ty rows) */
+    const char *why; /* fused 0: why not */
+} cf_cl_attention_plan;
+
+/* Local memory one work-group of the fused kernels uses for head size hs and height ty. */
+size_t cf_cl_attention_local_bytes(int hs, int ty);
+/* The rule: mode (enum cf_cl_attention_mode) gemm: the GEMMs; head sizes above 64 (or C not a
+ * multiple of NH): the GEMMs; auto on a device that is not a GPU: the GEMMs; else the fused
+ * kernels with groups of 256 (ty 16), then 128 (ty 8), those that fit the device's work-group
+ * limit and local memory (none: the GEMMs). */
+void cf_cl_plan_attention_rule(const cf_cl_plan_device *dev, int mode, int C, int NH,
+                               cf_cl_attention_plan *out);
+/* The backend's plan for an attention shape in the given mode (memoised, logged once). */
+void cf_cl_plan_attention(cf_cl_ctx *ctx, int mode, int C, int NH, cf_cl_attention_plan *out);
+
+#endif
