@@ -10,7 +10,9 @@
  * --grad checks each backward op on the CPU backend against central finite differences of its
  * forward op (loss = sum(out * dout)), which double-checks the oracle the comparison relies on.
  *
- *   test_backend_ops [--grad | --cross] [--only OP] [SPEC...]
+ *   test_backend_ops [--grad | --cross] [--only OP[,OP...]] [--small] [SPEC...]
+ * --only runs the rows whose name contains one of the comma-separated OPs; --small only the cases
+ * whose tensors have at most SMALL_MAX elements each (for device simulators such as oclgrind).
  * SPECs (or CF_TEST_BACKENDS, comma-separated) name the backends to compare with the CPU backend
  * ("cpu", "opencl", "opencl:P:D", a device-name substring); default: "cpu" and every usable OpenCL
  * device. Without --grad/--cross both parts run. Exit 0: all ran and passed; 1: a failure; 77:
@@ -851,6 +853,27 @@ static void case_label(const oprow *r, const tcase *c, char *buf, size_t len) {
 
 static int g_fails = 0, g_checks = 0;
 static const char *g_only = NULL;
+static int g_small = 0;
+#define SMALL_MAX 32768 /* --small: elements of a case's largest tensor */
+
+/* --only: the row's name contains one of g_only's comma-separated parts */
+static int row_selected(const oprow *r) {
+    if (!g_only) return 1;
+    for (const char *s = g_only; *s;) {
+        size_t w = strcspn(s, ",");
+        for (const char *o = r->op; w && *o; o++)
+            if (!strncmp(o, s, w)) return 1;
+        s += w;
+        if (*s == ',') s++;
+    }
+    return 0;
+}
+/* --small: every tensor of the case is at most SMALL_MAX elements */
+static int case_selected(const tcase *c) {
+    for (int i = 0; g_small && i < c->nt; i++)
+        if (c->t[i].n > SMALL_MAX) return 0;
+    return 1;
+}
 
 typedef struct {
     double err, nmse;
@@ -896,10 +919,14 @@ static void compare_outputs(const tcase *c, float **got, float **ref, cmp_result
 static int run_cross(cf_backend *cpu, cf_backend **bes, char **specs, int nbe) {
     for (int ri = 0; ri < NROWS; ri++) {
         const oprow *r = &ROWS[ri];
-        if (g_only && !strstr(r->op, g_only)) continue;
+        if (!row_selected(r)) continue;
         for (int ci = 0; ci < r->ncases; ci++) {
             tcase c;
             make_case(r, ci, 0, &c);
+            if (!case_selected(&c)) {
+                free_case(&c);
+                continue;
+            }
             char label[128];
             case_label(r, &c, label, sizeof label);
             float *ref[MAXT] = {0};
@@ -973,12 +1000,12 @@ static double fwd_loss(cf_backend *cpu, const oprow *f, tcase *fc, const float *
 static int run_grad(cf_backend *cpu) {
     for (int ri = 0; ri < NROWS; ri++) {
         const oprow *r = &ROWS[ri];
-        if (!r->grad || (g_only && !strstr(r->op, g_only))) continue;
+        if (!r->grad || !row_selected(r)) continue;
         const oprow *f = find_row(r->fwd);
         for (int ci = 0; ci < r->ncases && ci < GRAD_CASES; ci++) {
             tcase c;
             make_case(r, ci, 0, &c);
-            if (case_param(r, &c, "inplace")) {
+            if (case_param(r, &c, "inplace") || !case_selected(&c)) {
                 free_case(&c);
                 continue; /* in-place variants: the cross-backend part covers them */
             }
@@ -1103,8 +1130,10 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], "--grad")) do_cross = 0;
         else if (!strcmp(argv[i], "--cross")) do_grad = 0;
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) g_only = argv[++i];
+        else if (!strcmp(argv[i], "--small")) g_small = 1;
         else if (argv[i][0] == '-') {
-            fprintf(stderr, "usage: %s [--grad | --cross] [--only OP] [SPEC...]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--grad | --cross] [--only OP[,OP...]] [--small] [SPEC...]\n",
+                    argv[0]);
             return 2;
         } else if (nspec < 32) specs[nspec++] = strdup(argv[i]);
     }
@@ -1163,6 +1192,17 @@ int main(int argc, char **argv) {
             printf("-- every op on %d backend(s) against the cpu backend\n", nbe);
             run_cross(cpu, bes, names, nbe);
         }
+#ifdef CF_HAVE_OPENCL
+        /* which attention path the OpenCL backends took (the device and CF_ATTENTION decide) */
+        for (int i = 0; i < nbe; i++) {
+            cf_backend_info info;
+            if (cf_be_info(bes[i], &info) != CF_OK || strcmp(info.kind, "opencl") != 0) continue;
+            long fused = 0, gemm = 0;
+            cf_cl_attention_counts((cf_cl_ctx *)bes[i]->ctx, &fused, &gemm);
+            printf("note: %s attention: %ld calls on the fused kernels, %ld on the batched GEMMs\n",
+                   names[i], fused, gemm);
+        }
+#endif
         for (int i = 0; i < nbe; i++) cf_backend_destroy(bes[i]);
     }
     cf_backend_destroy(cpu);

@@ -435,7 +435,7 @@ static void test_profile(void) {
     TCL_OK(cf_be_download(be, h, cf_view_f32(b.g, PAD), sizeof h));
     int ok = be->prof.n == 3;
     for (size_t i = 0; ok && i < be->prof.n; i++) ok = be->prof.events[i].dur_us > 0.0;
-    expect(ok && strcmp(be->prof.events[0].op, "gelu_forward") == 0 &&
+    expect(ok && strcmp(be->prof.events[0].op, "act_forward") == 0 &&
                strcmp(be->prof.events[1].op, "gemm") == 0,
            "profiler records 3 ops with device times (%zu events: %.1f, %.1f, %.1f us)",
            be->prof.n, be->prof.n > 0 ? be->prof.events[0].dur_us : -1.0,
