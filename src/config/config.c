@@ -24,14 +24,27 @@
 /* INT(name, default, min, max)
  * FLT(name, default, min, max, min_inclusive, max_inclusive)
  * U64(name, default, max)
- * STR(name, default, may_be_empty) */
-#define CF_CONFIG_KEYS(INT, FLT, U64, STR)                                                         \
+ * STR(name, default, may_be_empty)
+ * ENUM(name, default, names): one of the NULL-terminated names, stored as its index (an int)
+ * BOOL(name, default): JSON true/false; overrides take true/false/1/0 */
+#define CF_CONFIG_KEYS(INT, FLT, U64, STR, ENUM, BOOL)                                             \
     INT(d_model, 128, 1, 1 << 16)                                                                  \
     INT(num_heads, 4, 1, 1 << 12)                                                                  \
     INT(num_layers, 4, 1, 1 << 12)                                                                 \
     INT(d_ff, 512, 1, 1 << 20)                                                                     \
     INT(max_length, 128, 1, 1 << 20)                                                               \
     INT(vocab_size, 256, 2, 1 << 24)                                                               \
+    ENUM(norm, CF_NORM_LAYERNORM, g_norm_names)                                                    \
+    FLT(norm_eps, 1e-5, 0.0, 1.0, 0, 1)                                                            \
+    BOOL(bias, 1)                                                                                  \
+    ENUM(position, CF_POS_LEARNED, g_position_names)                                               \
+    FLT(rope_theta, 10000.0, 0.0, 1e30, 0, 1)                                                      \
+    ENUM(mlp, CF_MLP_GELU, g_mlp_names)                                                            \
+    INT(num_kv_heads, 0, 0, 1 << 12)                                                               \
+    BOOL(qk_norm, 0)                                                                               \
+    BOOL(tie_embeddings, 1)                                                                        \
+    FLT(logit_softcap, 0.0, -1e30, 1e30, 1, 1)                                                     \
+    INT(share_layers, 0, 0, 1 << 12)                                                               \
     INT(batch_size, 16, 1, 1 << 20)                                                                \
     INT(steps, 400, 1, INT_MAX)                                                                    \
     FLT(learning_rate, 3e-3, 0.0, 10.0, 0, 1)                                                      \
@@ -53,7 +66,12 @@
     STR(tokenizer, "byte", 0)                                                                      \
     STR(name, "tiny", 1)
 
-typedef enum { KT_INT, KT_FLOAT, KT_U64, KT_STR } cf_key_type;
+/* Names of the enum keys' values, indexed by the enum (config.h). */
+static const char *const g_norm_names[] = {"layernorm", "rmsnorm", NULL};
+static const char *const g_position_names[] = {"learned", "rope", NULL};
+static const char *const g_mlp_names[] = {"gelu", "swiglu", "relu2", NULL};
+
+typedef enum { KT_INT, KT_FLOAT, KT_U64, KT_STR, KT_ENUM, KT_BOOL } cf_key_type;
 
 typedef struct {
     const char *name;
@@ -64,19 +82,35 @@ typedef struct {
     double lo, hi;       /* numeric range */
     int lo_incl, hi_incl;
     int may_be_empty; /* strings */
+    const char *const *names; /* enums: value names, NULL-terminated */
 } cf_key;
 
+static int count_names(const char *const *names) {
+    int n = 0;
+    while (names[n]) n++;
+    return n;
+}
+
 #define CF_KEY_INT(n, d, lo, hi)                                                                   \
-    {#n, KT_INT, offsetof(cf_config, n), sizeof(((cf_config *)0)->n), d, NULL, lo, hi, 1, 1, 0},
+    {#n,   KT_INT, offsetof(cf_config, n), sizeof(((cf_config *)0)->n), d, NULL, lo, hi, 1, 1,     \
+     0,    NULL},
 #define CF_KEY_FLT(n, d, lo, hi, li, hi_)                                                          \
     {#n,  KT_FLOAT, offsetof(cf_config, n), sizeof(((cf_config *)0)->n), d, NULL, lo, hi, li,      \
-     hi_, 0},
+     hi_, 0,        NULL},
 #define CF_KEY_U64(n, d, hi)                                                                       \
-    {#n, KT_U64, offsetof(cf_config, n), sizeof(((cf_config *)0)->n), d, NULL, 0, hi, 1, 1, 0},
+    {#n, KT_U64, offsetof(cf_config, n), sizeof(((cf_config *)0)->n), d, NULL, 0, hi, 1, 1, 0,     \
+     NULL},
 #define CF_KEY_STR(n, d, e)                                                                        \
-    {#n, KT_STR, offsetof(cf_config, n), sizeof(((cf_config *)0)->n), 0, d, 0, 0, 1, 1, e},
+    {#n, KT_STR, offsetof(cf_config, n), sizeof(((cf_config *)0)->n), 0, d, 0, 0, 1, 1, e, NULL},
+#define CF_KEY_ENUM(n, d, names)                                                                   \
+    {#n, KT_ENUM, offsetof(cf_config, n), sizeof(((cf_config *)0)->n), d, NULL, 0, 0, 1, 1, 0,     \
+     names},
+#define CF_KEY_BOOL(n, d)                                                                          \
+    {#n, KT_BOOL, offsetof(cf_config, n), sizeof(((cf_config *)0)->n), d, NULL, 0, 1, 1, 1, 0,     \
+     NULL},
 
-static const cf_key g_keys[] = {CF_CONFIG_KEYS(CF_KEY_INT, CF_KEY_FLT, CF_KEY_U64, CF_KEY_STR)};
+static const cf_key g_keys[] = {
+    CF_CONFIG_KEYS(CF_KEY_INT, CF_KEY_FLT, CF_KEY_U64, CF_KEY_STR, CF_KEY_ENUM, CF_KEY_BOOL)};
 #define CF_NKEYS ((int)(sizeof g_keys / sizeof g_keys[0]))
 
 /* The table's types must match the struct's: a mismatch is a compile error. */
@@ -88,7 +122,7 @@ static const cf_key g_keys[] = {CF_CONFIG_KEYS(CF_KEY_INT, CF_KEY_FLT, CF_KEY_U6
     _Static_assert(_Generic(((cf_config *)0)->n, uint64_t: 1, default: 0), #n " must be uint64_t");
 #define CF_CHECK_STR(n, ...)                                                                       \
     _Static_assert(sizeof(((cf_config *)0)->n) > sizeof(char *), #n " must be a char array");
-CF_CONFIG_KEYS(CF_CHECK_INT, CF_CHECK_FLT, CF_CHECK_U64, CF_CHECK_STR)
+CF_CONFIG_KEYS(CF_CHECK_INT, CF_CHECK_FLT, CF_CHECK_U64, CF_CHECK_STR, CF_CHECK_INT, CF_CHECK_INT)
 
 /* ---- message helpers ---------------------------------------------------------------------- */
 
@@ -162,11 +196,49 @@ static void report_unknown_key(const char *origin, const char *name) {
     CFG_ERR(origin, "unknown key '%s'; known keys are: %s", name, list);
 }
 
+/* "unknown norm 'rmsnrom'; did you mean 'rmsnorm'?" or the list of names. */
+static void report_unknown_name(const char *origin, const cf_key *k, const char *name) {
+    const char *best = NULL;
+    size_t best_d = (size_t)-1;
+    for (int i = 0; k->names[i]; i++) {
+        size_t d = levenshtein(name, k->names[i]);
+        if (d < best_d) {
+            best_d = d;
+            best = k->names[i];
+        }
+    }
+    size_t len = strlen(name);
+    size_t limit = len < 6 ? 2 : (len / 3 + 1);
+    if (best && best_d <= limit) {
+        CFG_ERR(origin, "unknown %s '%.60s'; did you mean '%s'?", k->name, name, best);
+        return;
+    }
+    char list[256];
+    size_t off = 0;
+    list[0] = 0;
+    for (int i = 0; k->names[i] && off < sizeof list; i++)
+        off += (size_t)snprintf(list + off, sizeof list - off, "%s%s", i ? ", " : "",
+                                k->names[i]);
+    CFG_ERR(origin, "unknown %s '%.60s'; use one of: %s", k->name, name, list);
+}
+
+static int set_enum(cf_config *cfg, const cf_key *k, const char *s, const char *origin) {
+    for (int i = 0; k->names[i]; i++) {
+        if (strcmp(s, k->names[i]) == 0) {
+            *(int *)((char *)cfg + k->offset) = i;
+            return CF_OK;
+        }
+    }
+    report_unknown_name(origin, k, s);
+    return CF_ERR_INVALID;
+}
+
 static const char *type_word(cf_key_type t) {
     switch (t) {
     case KT_INT: return "an integer";
     case KT_FLOAT: return "a number";
     case KT_U64: return "a non-negative integer";
+    case KT_BOOL: return "true or false";
     default: return "a string";
     }
 }
@@ -286,6 +358,24 @@ static int set_from_json(cf_config *cfg, const cf_key *k, const cJSON *v, const 
         }
         return set_string(cfg, k, v->valuestring, origin);
     }
+    if (k->type == KT_ENUM) {
+        if (!cJSON_IsString(v)) {
+            describe_json(v, got, sizeof got);
+            CFG_ERR(origin, "'%s' must be a string naming one of its values (e.g. \"%s\"), got %s",
+                    k->name, k->names[0], got);
+            return CF_ERR_INVALID;
+        }
+        return set_enum(cfg, k, v->valuestring, origin);
+    }
+    if (k->type == KT_BOOL) {
+        if (!cJSON_IsBool(v)) {
+            describe_json(v, got, sizeof got);
+            CFG_ERR(origin, "'%s' must be true or false (without quotes), got %s", k->name, got);
+            return CF_ERR_INVALID;
+        }
+        *(int *)((char *)cfg + k->offset) = cJSON_IsTrue(v) ? 1 : 0;
+        return CF_OK;
+    }
     if (!cJSON_IsNumber(v)) {
         describe_json(v, got, sizeof got);
         if (cJSON_IsString(v))
@@ -312,6 +402,23 @@ int cf_config_validate(const cf_config *cfg, const char *origin) {
         case KT_INT: v = *(const int *)p; break;
         case KT_FLOAT: v = *(const float *)p; break;
         case KT_U64: v = (double)*(const uint64_t *)p; break;
+        case KT_BOOL: {
+            int b = *(const int *)p;
+            if (b != 0 && b != 1) {
+                CFG_ERR(origin, "%s (%d) must be true or false", k->name, b);
+                return CF_ERR_INVALID;
+            }
+            continue;
+        }
+        case KT_ENUM: {
+            int e = *(const int *)p;
+            if (e < 0 || e >= count_names(k->names)) {
+                CFG_ERR(origin, "%s (%d) is not a known %s; use one of its names (e.g. \"%s\")",
+                        k->name, e, k->name, k->names[0]);
+                return CF_ERR_INVALID;
+            }
+            continue;
+        }
         default: {
             size_t len = strnlen(p, k->size);
             if (len == k->size) {
@@ -337,6 +444,36 @@ int cf_config_validate(const cf_config *cfg, const char *origin) {
                 cfg->num_heads);
         return CF_ERR_INVALID;
     }
+    /* the model family (sign checks here, not in the key table, so the message names the fix) */
+    if (cfg->logit_softcap < 0.0f) {
+        CFG_ERR(origin,
+                "logit_softcap (%g) must be >= 0; use a positive cap such as 30, or 0 to turn "
+                "soft-capping off",
+                (double)cfg->logit_softcap);
+        return CF_ERR_INVALID;
+    }
+    if (cfg->num_kv_heads > 0 && cfg->num_heads % cfg->num_kv_heads != 0) {
+        CFG_ERR(origin,
+                "num_kv_heads (%d) must divide num_heads (%d); use a divisor of num_heads (%d "
+                "for MHA, 1 for MQA) or 0 for as many as num_heads",
+                cfg->num_kv_heads, cfg->num_heads, cfg->num_heads);
+        return CF_ERR_INVALID;
+    }
+    if (cfg->position == CF_POS_ROPE && (cfg->d_model / cfg->num_heads) % 2 != 0) {
+        CFG_ERR(origin,
+                "position \"rope\" needs an even head size, but d_model / num_heads = %d / %d = "
+                "%d; change d_model or num_heads so the head size is even, or use position "
+                "\"learned\"",
+                cfg->d_model, cfg->num_heads, cfg->d_model / cfg->num_heads);
+        return CF_ERR_INVALID;
+    }
+    if (cfg->share_layers > 0 && cfg->num_layers % cfg->share_layers != 0) {
+        CFG_ERR(origin,
+                "share_layers (%d) must divide num_layers (%d); use a divisor of num_layers, or 0 "
+                "for no sharing",
+                cfg->share_layers, cfg->num_layers);
+        return CF_ERR_INVALID;
+    }
     if (strcmp(cfg->tokenizer, "byte") == 0 && cfg->vocab_size != 256) {
         CFG_ERR(origin,
                 "vocab_size (%d) must be 256 when tokenizer is \"byte\"; set vocab_size to 256 "
@@ -354,6 +491,61 @@ int cf_config_validate(const cf_config *cfg, const char *origin) {
     return CF_OK;
 }
 
+/* ---- the model family of a checkpoint ---------------------------------------------------- */
+
+/* Keys that change the function the weights compute without (always) changing a tensor's shape;
+ * a checkpoint only makes sense under its own values. num_heads is here because the packed qkv
+ * tensor has the same shape for any head count. */
+static const char *const g_family_keys[] = {
+    "norm",         "norm_eps", "bias",           "position",      "rope_theta",   "mlp",
+    "num_kv_heads", "qk_norm",  "tie_embeddings", "logit_softcap", "share_layers", "num_heads",
+};
+
+static double float_as_short_double(float f);
+
+static void value_text(const cf_config *cfg, const cf_key *k, char *buf, size_t n) {
+    const char *p = (const char *)cfg + k->offset;
+    switch (k->type) {
+    case KT_ENUM: {
+        int e = *(const int *)p;
+        snprintf(buf, n, "%s", e >= 0 && e < count_names(k->names) ? k->names[e] : "?");
+        break;
+    }
+    case KT_BOOL: snprintf(buf, n, "%s", *(const int *)p ? "true" : "false"); break;
+    case KT_FLOAT: snprintf(buf, n, "%.9g", float_as_short_double(*(const float *)p)); break;
+    case KT_U64: snprintf(buf, n, "%llu", (unsigned long long)*(const uint64_t *)p); break;
+    case KT_STR: snprintf(buf, n, "%s", p); break;
+    default:
+        /* num_kv_heads 0 means num_heads: print what the model uses */
+        snprintf(buf, n, "%d",
+                 strcmp(k->name, "num_kv_heads") == 0 ? cf_config_kv_heads(cfg) : *(const int *)p);
+        break;
+    }
+}
+
+int cf_config_check_family(const cf_config *ckpt, const cf_config *cfg, const char *ckpt_path) {
+    char was[512] = "", now[512] = "";
+    size_t wo = 0, no = 0;
+    for (size_t i = 0; i < sizeof g_family_keys / sizeof g_family_keys[0]; i++) {
+        const cf_key *k = find_key(g_family_keys[i]);
+        char va[64], vb[64];
+        value_text(ckpt, k, va, sizeof va);
+        value_text(cfg, k, vb, sizeof vb);
+        if (strcmp(va, vb) == 0) continue;
+        if (wo < sizeof was)
+            wo += (size_t)snprintf(was + wo, sizeof was - wo, "%s%s=%s", wo ? ", " : "", k->name,
+                                   va);
+        if (no < sizeof now)
+            no += (size_t)snprintf(now + no, sizeof now - no, "%s%s=%s", no ? ", " : "", k->name,
+                                   vb);
+    }
+    if (!was[0]) return CF_OK;
+    CF_ERROR("checkpoint %s was trained with %s but the config says %s; use the checkpoint's "
+             "config (or start a new run without the checkpoint)",
+             ckpt_path ? ckpt_path : "(unnamed)", was, now);
+    return CF_ERR_INVALID;
+}
+
 /* ---- defaults, JSON ----------------------------------------------------------------------- */
 
 void cf_config_defaults(cf_config *cfg) {
@@ -362,7 +554,9 @@ void cf_config_defaults(cf_config *cfg) {
         const cf_key *k = &g_keys[i];
         char *p = (char *)cfg + k->offset;
         switch (k->type) {
-        case KT_INT: *(int *)p = (int)k->def; break;
+        case KT_INT:
+        case KT_ENUM:
+        case KT_BOOL: *(int *)p = (int)k->def; break;
         case KT_FLOAT: *(float *)p = (float)k->def; break;
         case KT_U64: *(uint64_t *)p = (uint64_t)k->def; break;
         case KT_STR: snprintf(p, k->size, "%s", k->def_str); break;
@@ -559,6 +753,16 @@ char *cf_config_to_json(const cf_config *cfg) {
         cJSON *item = NULL;
         switch (k->type) {
         case KT_INT: item = cJSON_CreateNumber(*(const int *)p); break;
+        case KT_BOOL: item = cJSON_CreateBool(*(const int *)p != 0); break;
+        case KT_ENUM: {
+            int e = *(const int *)p;
+            if (e < 0 || e >= count_names(k->names)) {
+                cJSON_Delete(root);
+                return NULL;
+            }
+            item = cJSON_CreateString(k->names[e]);
+            break;
+        }
         case KT_FLOAT: item = cJSON_CreateNumber(float_as_short_double(*(const float *)p)); break;
         case KT_U64: item = cJSON_CreateNumber((double)*(const uint64_t *)p); break;
         case KT_STR: {
@@ -631,6 +835,26 @@ int cf_config_set(cf_config *cfg, const char *key_eq_value, const char *origin) 
         return set_string(cfg, k, val, origin);
     }
     while (is_ws(*val)) val++;
+    if (k->type == KT_ENUM || k->type == KT_BOOL) {
+        char word[64];
+        size_t vl = strlen(val);
+        while (vl > 0 && is_ws(val[vl - 1])) vl--;
+        if (vl >= 2 && val[0] == '"' && val[vl - 1] == '"') {
+            val++;
+            vl -= 2;
+        }
+        snprintf(word, sizeof word, "%.*s", (int)(vl < sizeof word ? vl : sizeof word - 1), val);
+        if (k->type == KT_ENUM) return set_enum(cfg, k, word, origin);
+        int b = -1;
+        if (strcmp(word, "true") == 0 || strcmp(word, "1") == 0) b = 1;
+        if (strcmp(word, "false") == 0 || strcmp(word, "0") == 0) b = 0;
+        if (b < 0) {
+            CFG_ERR(origin, "'%s' must be true or false (or 1 or 0), got '%s'", k->name, word);
+            return CF_ERR_INVALID;
+        }
+        *(int *)((char *)cfg + k->offset) = b;
+        return CF_OK;
+    }
     char *endp = NULL;
     errno = 0;
     double v = *val ? strtod(val, &endp) : 0.0;

@@ -183,10 +183,12 @@ int cf_checkpoint_check_tensors(const cf_st_file *f, const char *path,
 int cf_checkpoint_load(const char *path, cf_model *m, cf_train_state *st, int with_opt) {
     cf_st_file *f = NULL;
     CF_TRY(cf_st_open(path, &f));
-    int rc = read_meta(f, path, NULL, st);
+    cf_config was;
+    int rc = read_meta(f, path, &was, st);
     float *host = NULL;
     const size_t n = m->num_params;
     if (rc < 0) goto done;
+    if ((rc = cf_config_check_family(&was, &m->cfg, path)) < 0) goto done;
     if ((rc = cf_checkpoint_check_tensors(f, path, m->params, NULL)) < 0) goto done;
     host = malloc(n * sizeof(float));
     if (!host) {
