@@ -222,9 +222,13 @@ static inline __attribute__((always_inline)) void att_out(__global float *dst, i
     }
 }
 
+/* Grouped-query attention: qkv(B,T,QKV) rows hold NH query heads, then KVH key heads, then KVH
+ * value heads of HS each (QKV = (NH + 2 KVH) HS, C = NH HS); query head h reads key and value
+ * head h / (NH / KVH), in place. With KVH == NH these are the columns h*HS, C + h*HS, 2C + h*HS
+ * of rows of 3C: the multi-head layout, and the same arithmetic. */
+
 /* Forward. out(B,T,C) = softmax_causal(q k^T * scale) v per head, and att(B,NH,T,T) the
- * probabilities (exact 0 above the diagonal). qkv(B,T,3C): q, k, v of head h at columns h*HS,
- * C + h*HS, 2C + h*HS. One work-group per (head, batch, block of BM query rows); the groups of
+ * probabilities (exact 0 above the diagonal). One work-group per (head, batch, block of BM query rows); the groups of
  * the last (most expensive) blocks come first (GPUs start groups in order). The block sees keys
  * [0, q0 + BM), BK at a time. Pass 1: scores (NT), parked in att, and each work-item's running
  * maximum and sum of exp over its keys (online, one exp per score), combined across the TX
@@ -234,7 +238,7 @@ static inline __attribute__((always_inline)) void att_out(__global float *dst, i
  * Launch: (NH * WG, B, ceil(T / BM)) items in groups of (WG, 1, 1). */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void
 attention_fused_forward(__global float *out, ulong out_off, __global float *att, ulong att_off,
-                        __global const float *qkv, ulong qkv_off, int NH, int T, int C,
+                        __global const float *qkv, ulong qkv_off, int NH, int KVH, int T, int C,
                         float scale) {
     __local float4 Qs[BM * LDK / 4], KVs[BK * LDK / 4];
     __local float4 Ps[BK * LDA / 4]; /* probabilities [key][row]; first the row statistics */
@@ -244,9 +248,10 @@ attention_fused_forward(__global float *out, ulong out_off, __global float *att,
     /* (get_num_groups(2) would do, but crashes oclgrind's uninitialised-value checker) */
     const int q0 = ((T + BM - 1) / BM - 1 - (int)get_group_id(2)) * BM, bh = b * NH + h;
     const int kend = min(T, q0 + BM); /* keys the block sees */
-    const int ld = 3 * C;
+    const int ld = C + 2 * KVH * HS, kvh = h / (NH / KVH);
     __global const float *Q = qkv + qkv_off + (size_t)b * T * ld + (size_t)h * HS;
-    __global const float *K = Q + C, *Vg = Q + 2 * (size_t)C;
+    __global const float *K = qkv + qkv_off + (size_t)b * T * ld + (size_t)(C + kvh * HS);
+    __global const float *Vg = K + (size_t)KVH * HS;
     __global float *A = att + att_off + (size_t)bh * T * T;
 
     att_rows((__local float *)Qs, Q, ld, q0, BM, T, scale);
@@ -340,7 +345,7 @@ attention_fused_forward(__global float *out, ulong out_off, __global float *att,
 
 /* Backward, with datt = dout v^T and dpre = att * (datt - rowsum(att * datt)):
  *   dq = scale * dpre k,  dk = scale * dpre^T q,  dv = att^T dout
- * in two launches (the second reads the first's dpre; a queue runs them in order). dqkv(B,T,3C)
+ * in two launches (the second reads the first's dpre; a queue runs them in order). dqkv(B,T,QKV)
  * is assigned, not accumulated: the groups of the two launches together cover every (row, head)
  * of dq, dk and dv, each element is stored once, and none is read (the caller need not clear
  * dqkv). */
@@ -355,7 +360,7 @@ __kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void
 attention_fused_backward_q(__global float *dqkv, ulong dqkv_off, __global float *dpre,
                            ulong dpre_off, __global const float *dout, ulong dout_off,
                            __global const float *qkv, ulong qkv_off, __global const float *att,
-                           ulong att_off, int NH, int T, int C, float scale) {
+                           ulong att_off, int NH, int KVH, int T, int C, float scale) {
     __local float4 Os[BM * LDK / 4], KVs[BK * LDK / 4];
     __local float4 Ps[BK * LDA / 4]; /* dpre [key][row]; first the row sums */
     __local float *P = (__local float *)Ps;
@@ -363,9 +368,10 @@ attention_fused_backward_q(__global float *dqkv, ulong dqkv_off, __global float 
     const int h = get_group_id(0), b = get_group_id(1), bh = b * NH + h;
     const int q0 = ((T + BM - 1) / BM - 1 - (int)get_group_id(2)) * BM;
     const int kend = min(T, q0 + BM);
-    const int ld = 3 * C;
+    const int ld = C + 2 * KVH * HS, kvh = h / (NH / KVH);
     const size_t head = (size_t)b * T * ld + (size_t)h * HS;
-    __global const float *K = qkv + qkv_off + head + C, *Vg = K + C;
+    __global const float *K = qkv + qkv_off + (size_t)b * T * ld + (size_t)(C + kvh * HS);
+    __global const float *Vg = K + (size_t)KVH * HS;
     __global const float *dO = dout + dout_off + (size_t)b * T * C + (size_t)h * HS;
     __global const float *A = att + att_off + (size_t)bh * T * T;
     __global float *D = dpre + dpre_off + (size_t)bh * T * T;
@@ -452,21 +458,24 @@ attention_fused_backward_q(__global float *dqkv, ulong dqkv_off, __global float 
     att_out(dqkv + dqkv_off + head, ld, q0, T, dq, scale);
 }
 
-/* Keys: dk and dv. One work-group per (head, batch, block of BM keys), the most expensive (first
- * keys) first; query rows BK at a time from the block's first key on: dv = att^T dout and
- * dk = dpre^T q (TN, with the att and dpre tiles as they lie in memory).
- * Launch: (NH * WG, B, ceil(T / BM)) items in groups of (WG, 1, 1). */
+/* Keys: dk and dv. One work-group per (key/value head, batch, block of BM keys), the most
+ * expensive (first keys) first; for each of the NH / KVH query heads of the key/value head in
+ * turn, query rows BK at a time from the block's first key on: dv += att^T dout and
+ * dk += dpre^T q (TN, with the att and dpre tiles as they lie in memory), so a shared head's
+ * gradient is the sum over its query heads, kept in registers and stored once.
+ * Launch: (KVH * WG, B, ceil(T / BM)) items in groups of (WG, 1, 1). */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void
 attention_fused_backward_kv(__global float *dqkv, ulong dqkv_off, __global const float *dpre,
                             ulong dpre_off, __global const float *dout, ulong dout_off,
                             __global const float *qkv, ulong qkv_off, __global const float *att,
-                            ulong att_off, int NH, int T, int C, float scale) {
+                            ulong att_off, int NH, int KVH, int T, int C, float scale) {
     __local float4 As[BK * LDA / 4], Ds[BK * LDA / 4], Os[BK * LDK / 4], Qs[BK * LDK / 4];
-    const int h = get_group_id(0), b = get_group_id(1), bh = b * NH + h;
+    const int kvh = get_group_id(0), b = get_group_id(1), G = NH / KVH;
     const int k0 = (int)get_group_id(2) * BM;
-    const int ld = 3 * C;
-    const size_t head = (size_t)b * T * ld + (size_t)h * HS;
-    __global const float *Q = qkv + qkv_off + head;
+    const int ld = C + 2 * KVH * HS;
+    /* the first query head's operands; the loop moves them on to the next head */
+    const int h = kvh * G, bh = b * NH + h;
+    __global const float *Q = qkv + qkv_off + (size_t)b * T * ld + (size_t)h * HS;
     __global const float *dO = dout + dout_off + (size_t)b * T * C + (size_t)h * HS;
     __global const float *A = att + att_off + (size_t)bh * T * T;
     __global const float *D = dpre + dpre_off + (size_t)bh * T * T;
@@ -480,25 +489,38 @@ attention_fused_backward_kv(__global float *dqkv, ulong dqkv_off, __global const
     att_tile_load(xd, D, k0, k0, T);
     att_rows_load(xo, dO, C, k0, T);
     att_rows_load(xq, Q, ld, k0, T);
-    for (int c0 = k0; c0 < T; c0 += BK) {
+    for (int g = 0, c0 = k0; g < G;) {
         barrier(CLK_LOCAL_MEM_FENCE);
         att_tile_store((__local float *)As, xa);
         att_tile_store((__local float *)Ds, xd);
         att_rows_store((__local float *)Os, xo);
         att_rows_store((__local float *)Qs, xq);
         barrier(CLK_LOCAL_MEM_FENCE);
-        if (c0 + BK < T) { /* the next step's rows */
-            att_tile_load(xa, A, c0 + BK, k0, T);
-            att_tile_load(xd, D, c0 + BK, k0, T);
-            att_rows_load(xo, dO, C, c0 + BK, T);
-            att_rows_load(xq, Q, ld, c0 + BK, T);
+        int nc0 = c0 + BK, ng = g; /* the next step: the next rows, or the next query head */
+        if (nc0 >= T) {
+            nc0 = k0;
+            ng = g + 1;
+            if (ng < G) {
+                Q += HS;
+                dO += HS;
+                A += (size_t)T * T;
+                D += (size_t)T * T;
+            }
+        }
+        if (ng < G) { /* the next step's rows */
+            att_tile_load(xa, A, nc0, k0, T);
+            att_tile_load(xd, D, nc0, k0, T);
+            att_rows_load(xo, dO, C, nc0, T);
+            att_rows_load(xq, Q, ld, nc0, T);
         }
         att_tn(dv, As, (__local const float *)Os);
         att_tn(dk, Ds, (__local const float *)Qs);
+        c0 = nc0;
+        g = ng;
     }
-    __global float *dQ = dqkv + dqkv_off + head;
-    att_out(dQ + C, ld, k0, T, dk, scale);
-    att_out(dQ + 2 * (size_t)C, ld, k0, T, dv, 1.0f);
+    __global float *dK = dqkv + dqkv_off + (size_t)b * T * ld + (size_t)(C + kvh * HS);
+    att_out(dK, ld, k0, T, dk, scale);
+    att_out(dK + (size_t)KVH * HS, ld, k0, T, dv, 1.0f);
 }
 
 #endif /* HS */

@@ -19,11 +19,12 @@
 /* encoder_backward_wte: rows of a run loaded together, before their adds in order */
 #define RUN_BATCH 16
 
-/* out(B,T,C) = wte[tokens[b,t] clamped into [0, V)] + wpe[t]; 1-D range over B*T*C */
+/* out(B,T,C) = wte[tokens[b,t] clamped into [0, V)] + wpe[t]; without wpe (has_wpe == 0: not
+ * read; RoPE models have no position table) the token rows alone; 1-D range over B*T*C */
 __kernel void encoder_forward(__global float *out, ulong out_off, __global const int *tokens,
                               ulong tok_off, __global const float *wte, ulong wte_off,
-                              __global const float *wpe, ulong wpe_off, int B, int T, int C,
-                              long V) {
+                              __global const float *wpe, ulong wpe_off, int has_wpe, int B,
+                              int T, int C, long V) {
     size_t i = get_global_id(0);
     size_t n = (size_t)B * T * C;
     if (i >= n) return;
@@ -31,7 +32,9 @@ __kernel void encoder_forward(__global float *out, ulong out_off, __global const
     int c = (int)(i - bt * C);
     int t = (int)(bt % T);
     const long tok = clamp((long)tokens[tok_off + bt], 0L, V - 1);
-    out[out_off + i] = wte[wte_off + (size_t)tok * C + c] + wpe[wpe_off + (size_t)t * C + c];
+    float v = wte[wte_off + (size_t)tok * C + c];
+    if (has_wpe) v += wpe[wpe_off + (size_t)t * C + c];
+    out[out_off + i] = v;
 }
 
 /* order(3, n): for the position i of rank r in (token, position) order, token ids clamped into

@@ -1,4 +1,4 @@
-/* clformer: LayerNorm over the last dimension (eps 1e-5), forward and backward.
+/* clformer: LayerNorm over the last dimension (eps from the host), forward and backward.
  * Forward: one work-group per row (exactly N groups: no early exit ahead of the barriers). Backward: a fixed number of work-groups walk the rows; each keeps
  * private partial sums of dweight/dbias in its own row of a scratch buffer (no atomics), which the
  * host then adds into dweight/dbias with reduce_colsum_partial, so results are deterministic.
@@ -8,12 +8,15 @@
 #endif
 
 
-/* out(N,C) = (inp - mean) * rstd * weight(C) + bias(C); mean(N), rstd(N) saved when save != 0 */
+/* out(N,C) = (inp - mean) * rstd * weight(C) + bias(C), rstd = 1 / sqrt(var + eps); without
+ * the bias (has_bias == 0: bias is not read) when the model has none; mean(N), rstd(N) saved when
+ * save != 0 */
 __kernel void layernorm_forward(__global float *out, ulong out_off, __global float *mean,
                                 ulong mean_off, __global float *rstd, ulong rstd_off, int save,
                                 __global const float *inp, ulong inp_off,
                                 __global const float *weight, ulong w_off,
-                                __global const float *bias, ulong b_off, int N, int C) {
+                                __global const float *bias, ulong b_off, int has_bias, int N,
+                                int C, float eps) {
     __local float red[LS];
     int row = get_group_id(0), lid = get_local_id(0);
     __global const float *x = inp + inp_off + (size_t)row * C;
@@ -29,8 +32,11 @@ __kernel void layernorm_forward(__global float *out, ulong out_off, __global flo
         v += d * d;
     }
     float var = cf_group_sum(red, v) / C;
-    float rs = 1.0f / sqrt(var + 1e-5f);
-    for (int c = lid; c < C; c += LS) o[c] = (x[c] - m) * rs * w[c] + b[c];
+    float rs = 1.0f / sqrt(var + eps);
+    if (has_bias) /* uniform over the group */
+        for (int c = lid; c < C; c += LS) o[c] = (x[c] - m) * rs * w[c] + b[c];
+    else
+        for (int c = lid; c < C; c += LS) o[c] = (x[c] - m) * rs * w[c];
     if (save && lid == 0) {
         mean[mean_off + row] = m;
         rstd[rstd_off + row] = rs;

@@ -8,11 +8,12 @@
 # skipped) when oclgrind or the test program is missing, unless CF_REQUIRE_OPENCL=1. Called by
 # tests/cli_oclgrind*.sh as
 #     bash tests/oclgrind_kernels.sh NAME TEST_PROGRAM KERNEL_FILE MARKER PLANTED_ARGS WHAT \
-#         <path-to-clformer> <source-dir> [REQUIRED_LINE]
-# PLANTED_ARGS are split at spaces; REQUIRED_LINE, when given, is a regular expression some line of
-# the shipped run's output must match.
+#         <path-to-clformer> <source-dir> [REQUIRED_LINE [CLEAN_ARGS]]
+# PLANTED_ARGS are split at spaces; REQUIRED_LINE, when given (may be empty), is a regular
+# expression some line of the shipped run's output must match; CLEAN_ARGS (split at spaces,
+# default --small) are the shipped run's arguments.
 set -u
-name=$1 prog=$2 kfile=$3 marker=$4 planted_args=$5 what=$6 clformer=$7 src=$8 required_line=${9:-}
+name=$1 prog=$2 kfile=$3 marker=$4 planted_args=$5 what=$6 clformer=$7 src=$8 required_line=${9:-} clean_args=${10:---small}
 bin="$(dirname "$clformer")/$prog"
 required=${CF_REQUIRE_OPENCL:-0}
 
@@ -54,11 +55,11 @@ echo "ok   oclgrind reports the planted data race ($(grep -Ec "$pattern" "$work/
 
 # 2. the kernels as shipped (embedded sources)
 start=$(date +%s)
-"${og[@]}" "$bin" --small >"$work/out" 2>"$work/err"
+"${og[@]}" "$bin" $clean_args >"$work/out" 2>"$work/err"
 rc=$?
 cat "$work/out"
 if [ $rc -ne 0 ]; then
-    echo "FAIL $name: $prog --small failed under oclgrind (exit $rc)"
+    echo "FAIL $name: $prog $clean_args failed under oclgrind (exit $rc)"
     head -60 "$work/err"
     exit 1
 fi

@@ -370,6 +370,17 @@ int main(int argc, char **argv) {
             printf("-- every op on %d backend(s) against the cpu backend\n", nbe);
             run_cross(cpu, bes, names, nbe);
         }
+#ifdef CF_HAVE_OPENCL
+        /* which attention path the OpenCL backends took (the device and CF_ATTENTION decide) */
+        for (int i = 0; i < nbe; i++) {
+            cf_backend_info info;
+            if (cf_be_info(bes[i], &info) != CF_OK || strcmp(info.kind, "opencl") != 0) continue;
+            long fused = 0, gemm = 0;
+            cf_cl_attention_counts((cf_cl_ctx *)bes[i]->ctx, &fused, &gemm);
+            printf("note: %s attention: %ld calls on the fused kernels, %ld on the batched GEMMs\n",
+                   names[i], fused, gemm);
+        }
+#endif
         for (int i = 0; i < nbe; i++) cf_backend_destroy(bes[i]);
     }
     cf_backend_destroy(cpu);

@@ -177,7 +177,7 @@ int main(void) {
     mkdir(kdir, 0755);
     static const char *files[] = {"residual.cl", "reduce.cl",    "gelu.cl",    "adamw.cl",
                                   "layernorm.cl", "crossentropy.cl", "attention.cl", "encoder.cl",
-                                  "gemm.cl", "common.cl"};
+                                  "gemm.cl", "common.cl", "act.cl", "rmsnorm.cl", "rope.cl"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char *src = NULL, p2[800];
         size_t len = 0;

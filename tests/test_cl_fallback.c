@@ -156,7 +156,7 @@ static void test_build_failures(void) {
     }
     static const char *files[] = {"residual.cl", "reduce.cl",    "adamw.cl",     "layernorm.cl",
                                   "gemm.cl",     "encoder.cl",   "attention.cl", "crossentropy.cl",
-                                  "common.cl"};
+                                  "common.cl",   "act.cl",       "rmsnorm.cl",   "rope.cl"};
     char path[512], *src = NULL;
     size_t len = 0;
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {

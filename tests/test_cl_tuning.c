@@ -486,7 +486,8 @@ static void test_tuned_ops(void) {
     pair inp = pair_rand((size_t)N * C, 2.0f), w = pair_rand(C, 1.0f), b = pair_rand(C, 1.0f);
     pair out = pair_rand((size_t)N * C, 1.0f), mean = pair_rand(N, 1.0f),
          rstd = pair_rand(N, 1.0f);
-    BOTH(cf_be_layernorm_forward(be, V(out), V(mean), V(rstd), V(inp), V(w), V(b), N, C));
+    BOTH(cf_be_layernorm_forward(be, V(out), V(mean), V(rstd), V(inp), V(w), V(b), N, C,
+                                 1e-5f));
     check("layernorm_forward, LS 64", out, 1e-5);
     pair dinp = pair_rand((size_t)N * C, 1.0f), dw = pair_rand(C, 1.0f), db = pair_rand(C, 1.0f),
          dout = pair_rand((size_t)N * C, 1.0f);
@@ -502,7 +503,7 @@ static void test_tuned_ops(void) {
     TCL_OK(cf_cl_attention_set_mode((cf_cl_ctx *)GPU->ctx, "gemm"));
     cf_log_set_level(CF_LOG_DEBUG);
     g_log[0] = 0;
-    BOTH(cf_be_attention_forward(be, V(aout), V(a), V(qkv), B, T, AC, NH));
+    BOTH(cf_be_attention_forward(be, V(aout), V(a), V(qkv), B, T, NH, NH, AC / NH));
     cf_log_set_level(level);
     expect(strstr(g_log, "gemm M=19 N=19 K=8 batch=6 NT: native 4x4 (wpt 2, tk 8, vw 4, pad 0, "
                          "tuning)") != NULL,
@@ -510,8 +511,8 @@ static void test_tuned_ops(void) {
     check("attention_forward out, LS 32, tuned batched causal GEMMs (vw 4, 2)", aout, 1e-5);
     pair dqkv = pair_rand(3 * btc, 1.0f), datt = pair_rand(att, 1.0f),
          dpre = pair_rand(att, 1.0f), daout = pair_rand(btc, 1.0f);
-    BOTH(cf_be_attention_backward(be, V(dqkv), V(datt), V(dpre), V(daout), V(qkv), V(a), B, T, AC,
-                                  NH));
+    BOTH(cf_be_attention_backward(be, V(dqkv), V(datt), V(dpre), V(daout), V(qkv), V(a), B, T, NH,
+                                  NH, AC / NH));
     check("attention_backward dqkv, LS 32, tuned batched causal GEMMs (vw 4, 2, 8)", dqkv, 1e-5);
 
     const int R = 13, Vocab = 300;
@@ -521,7 +522,7 @@ static void test_tuned_ops(void) {
     pair targets = pair_new(R, tg, 0.0f), logits = pair_rand((size_t)R * Vocab, 4.0f);
     pair losses = pair_rand(R, 1.0f), dlogits = pair_rand((size_t)R * Vocab, 1.0f);
     BOTH(cf_be_crossentropy_fused(be, V(losses), V(dlogits), V(logits), VI(targets), R, Vocab,
-                                  0.25f));
+                                  0.25f, 0.0f));
     check("crossentropy_fused losses, LS 128", losses, 1e-5);
     check("crossentropy_fused dlogits, LS 128", dlogits, 1e-5);
 

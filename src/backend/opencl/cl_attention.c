@@ -224,15 +224,15 @@ static att_variant *choose(cf_cl_ctx *ctx, struct cf_cl_attention *st, int C, in
 /* ---- launches ----------------------------------------------------------------------------------- */
 
 /* The variant for this shape (noted once per shape; NULL: the GEMM path) and the launch range of
- * its kernels: groups (head, batch, block of 4*ty query or key rows), indices from the range, not
- * divided out of one. */
-static att_variant *fused_setup(cf_cl_ctx *ctx, int B, int T, int C, int NH, int backward,
+ * its kernels: groups (query head, batch, block of 4*ty query or key rows), indices from the
+ * range, not divided out of one; the key kernel's range has KVH heads in dimension 0. */
+static att_variant *fused_setup(cf_cl_ctx *ctx, int B, int T, int NH, int hs, int backward,
                                 size_t local[3], size_t global[3]) {
     struct cf_cl_attention *st = att_state(ctx);
     if (!st) return NULL;
     const char *why = "";
-    att_variant *v = choose(ctx, st, C, NH, &why);
-    note(ctx, st, T, NH > 0 ? C / NH : 0, backward, v, why);
+    att_variant *v = choose(ctx, st, NH * hs, NH, &why);
+    note(ctx, st, T, hs, backward, v, why);
     if (!v) return NULL;
     const int bm = 4 * v->ty;
     local[0] = (size_t)(16 * v->ty);
@@ -244,29 +244,31 @@ static att_variant *fused_setup(cf_cl_ctx *ctx, int B, int T, int C, int NH, int
 }
 
 int cf_cl_attention_fused_forward(cf_cl_ctx *ctx, cf_view out, cf_view att, cf_view qkv, int B,
-                                  int T, int C, int NH) {
+                                  int T, int NH, int KVH, int hs) {
     size_t local[3], global[3];
-    att_variant *v = fused_setup(ctx, B, T, C, NH, 0, local, global);
+    att_variant *v = fused_setup(ctx, B, T, NH, hs, 0, local, global);
     if (!v) return 0;
-    const int hs = C / NH;
+    const int C = NH * hs;
     CF_TRY(
         cf_cl_launch(ctx, v->fwd, "attention_fused_forward", 3, global, local,
                      CF_ARGS(ARG_MEM(cf_cl_mem(out)), ARG_ULONG(cf_view_elem_off(out)),
                              ARG_MEM(cf_cl_mem(att)), ARG_ULONG(cf_view_elem_off(att)),
                              ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(cf_view_elem_off(qkv)), ARG_INT(NH),
-                             ARG_INT(T), ARG_INT(C), ARG_FLOAT(1.0f / sqrtf((float)hs)))));
+                             ARG_INT(KVH), ARG_INT(T), ARG_INT(C),
+                             ARG_FLOAT(1.0f / sqrtf((float)hs)))));
     ctx->attention->fused++;
     return 1;
 }
 
 int cf_cl_attention_fused_backward(cf_cl_ctx *ctx, cf_view dqkv, cf_view dpreatt, cf_view dout,
-                                   cf_view qkv, cf_view att, int B, int T, int C, int NH) {
+                                   cf_view qkv, cf_view att, int B, int T, int NH, int KVH,
+                                   int hs) {
     /* query blocks for dq and dpreatt, then key blocks for dk, dv; dqkv is assigned (every
      * element written, none read: cl_kernels/attention.cl) */
     size_t local[3], global[3];
-    att_variant *v = fused_setup(ctx, B, T, C, NH, 1, local, global);
+    att_variant *v = fused_setup(ctx, B, T, NH, hs, 1, local, global);
     if (!v) return 0;
-    const int hs = C / NH;
+    const int C = NH * hs;
     const float scale = 1.0f / sqrtf((float)hs);
     CF_TRY(cf_cl_launch(ctx, v->bwd_q, "attention_fused_backward_q", 3, global, local,
                         CF_ARGS(ARG_MEM(cf_cl_mem(dqkv)), ARG_ULONG(cf_view_elem_off(dqkv)),
@@ -274,14 +276,18 @@ int cf_cl_attention_fused_backward(cf_cl_ctx *ctx, cf_view dqkv, cf_view dpreatt
                                 ARG_MEM(cf_cl_mem(dout)), ARG_ULONG(cf_view_elem_off(dout)),
                                 ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(cf_view_elem_off(qkv)),
                                 ARG_MEM(cf_cl_mem(att)), ARG_ULONG(cf_view_elem_off(att)),
-                                ARG_INT(NH), ARG_INT(T), ARG_INT(C), ARG_FLOAT(scale))));
+                                ARG_INT(NH), ARG_INT(KVH), ARG_INT(T), ARG_INT(C),
+                                ARG_FLOAT(scale))));
+    /* one group per key/value head: it sums the gradients of its NH / KVH query heads */
+    global[0] = (size_t)KVH * local[0];
     CF_TRY(cf_cl_launch(ctx, v->bwd_kv, "attention_fused_backward_kv", 3, global, local,
                         CF_ARGS(ARG_MEM(cf_cl_mem(dqkv)), ARG_ULONG(cf_view_elem_off(dqkv)),
                                 ARG_MEM(cf_cl_mem(dpreatt)), ARG_ULONG(cf_view_elem_off(dpreatt)),
                                 ARG_MEM(cf_cl_mem(dout)), ARG_ULONG(cf_view_elem_off(dout)),
                                 ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(cf_view_elem_off(qkv)),
                                 ARG_MEM(cf_cl_mem(att)), ARG_ULONG(cf_view_elem_off(att)),
-                                ARG_INT(NH), ARG_INT(T), ARG_INT(C), ARG_FLOAT(scale))));
+                                ARG_INT(NH), ARG_INT(KVH), ARG_INT(T), ARG_INT(C),
+                                ARG_FLOAT(scale))));
     ctx->attention->fused++;
     return 1;
 }

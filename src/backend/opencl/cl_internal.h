@@ -46,6 +46,9 @@ enum cf_cl_program_id {
     CF_PROG_CROSSENTROPY,
     CF_PROG_ATTENTION,
     CF_PROG_ENCODER,
+    CF_PROG_ACT,
+    CF_PROG_RMSNORM,
+    CF_PROG_ROPE,
     CF_PROG_COUNT
 };
 
@@ -71,6 +74,15 @@ enum cf_cl_kernel_id {
     K_ENC_FORWARD,
     K_ENC_RANK,
     K_ENC_WTE,
+    K_RELU2_FORWARD,
+    K_RELU2_BACKWARD,
+    K_SILU_FORWARD,
+    K_SILU_BACKWARD,
+    K_SWIGLU_FORWARD,
+    K_SWIGLU_BACKWARD,
+    K_RMS_FORWARD,
+    K_RMS_BACKWARD,
+    K_ROPE,
     K_COUNT
 };
 
@@ -340,9 +352,10 @@ void cf_cl_attention_counts(cf_cl_ctx *ctx, long *fused, long *gemm);
  * runs the GEMM path and counts it with cf_cl_attention_count_gemm), negative on an enqueue error.
  * The views are already checked. */
 int cf_cl_attention_fused_forward(cf_cl_ctx *ctx, cf_view out, cf_view att, cf_view qkv, int B,
-                                  int T, int C, int NH);
+                                  int T, int NH, int KVH, int hs);
 int cf_cl_attention_fused_backward(cf_cl_ctx *ctx, cf_view dqkv, cf_view dpreatt, cf_view dout,
-                                   cf_view qkv, cf_view att, int B, int T, int C, int NH);
+                                   cf_view qkv, cf_view att, int B, int T, int NH, int KVH,
+                                   int hs);
 void cf_cl_attention_count_gemm(cf_cl_ctx *ctx);
 /* Free the fused programs (backend teardown). */
 void cf_cl_attention_release(cf_cl_ctx *ctx);

@@ -15,6 +15,8 @@ static const char *program_files[CF_PROG_COUNT] = {
     [CF_PROG_GELU] = "gelu.cl",           [CF_PROG_ADAMW] = "adamw.cl",
     [CF_PROG_LAYERNORM] = "layernorm.cl", [CF_PROG_CROSSENTROPY] = "crossentropy.cl",
     [CF_PROG_ATTENTION] = "attention.cl", [CF_PROG_ENCODER] = "encoder.cl",
+    [CF_PROG_ACT] = "act.cl",             [CF_PROG_RMSNORM] = "rmsnorm.cl",
+    [CF_PROG_ROPE] = "rope.cl",
 };
 
 static const struct {
@@ -43,6 +45,15 @@ static const struct {
     [K_ENC_FORWARD] = {CF_PROG_ENCODER, "encoder_forward", 0},
     [K_ENC_RANK] = {CF_PROG_ENCODER, "encoder_rank", 1},
     [K_ENC_WTE] = {CF_PROG_ENCODER, "encoder_backward_wte", 1},
+    [K_RELU2_FORWARD] = {CF_PROG_ACT, "relu2_forward", 0},
+    [K_RELU2_BACKWARD] = {CF_PROG_ACT, "relu2_backward", 0},
+    [K_SILU_FORWARD] = {CF_PROG_ACT, "silu_forward", 0},
+    [K_SILU_BACKWARD] = {CF_PROG_ACT, "silu_backward", 0},
+    [K_SWIGLU_FORWARD] = {CF_PROG_ACT, "swiglu_forward", 0},
+    [K_SWIGLU_BACKWARD] = {CF_PROG_ACT, "swiglu_backward", 0},
+    [K_RMS_FORWARD] = {CF_PROG_RMSNORM, "rmsnorm_forward", 1},
+    [K_RMS_BACKWARD] = {CF_PROG_RMSNORM, "rmsnorm_backward", 1},
+    [K_ROPE] = {CF_PROG_ROPE, "rope_rotate", 0},
 };
 
 void cf_cl_release_programs(cf_cl_ctx *ctx) {

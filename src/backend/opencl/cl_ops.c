@@ -177,12 +177,13 @@ static int cl_weight_bias_backward(cf_backend *be, cf_view dweight, cf_view dbia
 static int cl_encoder_forward(cf_backend *be, cf_view out, cf_view tokens, cf_view wte, cf_view wpe,
                               int B, int T, int C, int V) {
     cf_cl_ctx *ctx = CTX(be);
+    const int has_wpe = wpe.buf != NULL; /* RoPE models: no position table (not read) */
     LAUNCH_1D(ctx, K_ENC_FORWARD, (size_t)B * T * C, ARG_MEM(cf_cl_mem(out)),
               ARG_ULONG(cf_view_elem_off(out)), ARG_MEM(cf_cl_mem(tokens)),
               ARG_ULONG(cf_view_elem_off(tokens)), ARG_MEM(cf_cl_mem(wte)),
-              ARG_ULONG(cf_view_elem_off(wte)), ARG_MEM(cf_cl_mem(wpe)),
-              ARG_ULONG(cf_view_elem_off(wpe)), ARG_INT(B), ARG_INT(T), ARG_INT(C),
-              ARG_ULONG((size_t)V));
+              ARG_ULONG(cf_view_elem_off(wte)), ARG_MEM(cf_cl_mem(has_wpe ? wpe : wte)),
+              ARG_ULONG(has_wpe ? cf_view_elem_off(wpe) : 0), ARG_INT(has_wpe), ARG_INT(B),
+              ARG_INT(T), ARG_INT(C), ARG_ULONG((size_t)V));
 }
 
 static int cl_encoder_backward(cf_backend *be, cf_view dwte, cf_view dwpe, cf_view dout,
@@ -218,7 +219,9 @@ static int cl_encoder_backward(cf_backend *be, cf_view dwte, cf_view dwpe, cf_vi
                                 ARG_MEM(cf_cl_mem(dout)), ARG_ULONG(cf_view_elem_off(dout)),
                                 ARG_MEM(order), ARG_INT(n), ARG_INT(C), ARG_ULONG((size_t)V),
                                 ARG_INT((int)sb))));
-    /* dwpe(T,C) += sum over b of dout(b, T, C): column sums over B rows of width T*C */
+    /* dwpe(T,C) += sum over b of dout(b, T, C): column sums over B rows of width T*C (no dwpe:
+     * no position table) */
+    if (!dwpe.buf) return CF_OK;
     return colsum(ctx, cf_cl_mem(dout), cf_view_elem_off(dout), B, T * C, T * C, cf_cl_mem(dwpe),
                   cf_view_elem_off(dwpe));
 }
@@ -226,9 +229,11 @@ static int cl_encoder_backward(cf_backend *be, cf_view dwte, cf_view dwpe, cf_vi
 /* ---- LayerNorm --------------------------------------------------------------------------------- */
 
 static int cl_layernorm_forward(cf_backend *be, cf_view out, cf_view mean, cf_view rstd,
-                                cf_view inp, cf_view weight, cf_view bias, int N, int C) {
+                                cf_view inp, cf_view weight, cf_view bias, int N, int C,
+                                float eps) {
     cf_cl_ctx *ctx = CTX(be);
     int save = mean.buf && rstd.buf;
+    const int has_bias = bias.buf != NULL; /* no bias: not read */
     cl_mem om = cf_cl_mem(out);
     size_t ls = cf_cl_kernel_ls(ctx, K_LN_FORWARD), g = (size_t)N * ls;
     return cf_cl_launch(
@@ -237,8 +242,9 @@ static int cl_layernorm_forward(cf_backend *be, cf_view out, cf_view mean, cf_vi
                 ARG_ULONG(cf_view_elem_off(mean)), ARG_MEM(save ? cf_cl_mem(rstd) : om),
                 ARG_ULONG(cf_view_elem_off(rstd)), ARG_INT(save), ARG_MEM(cf_cl_mem(inp)),
                 ARG_ULONG(cf_view_elem_off(inp)), ARG_MEM(cf_cl_mem(weight)),
-                ARG_ULONG(cf_view_elem_off(weight)), ARG_MEM(cf_cl_mem(bias)),
-                ARG_ULONG(cf_view_elem_off(bias)), ARG_INT(N), ARG_INT(C)));
+                ARG_ULONG(cf_view_elem_off(weight)), ARG_MEM(cf_cl_mem(has_bias ? bias : weight)),
+                ARG_ULONG(has_bias ? cf_view_elem_off(bias) : 0), ARG_INT(has_bias), ARG_INT(N),
+                ARG_INT(C), ARG_FLOAT(eps)));
 }
 
 static int cl_layernorm_backward(cf_backend *be, cf_view dinp, cf_view dweight, cf_view dbias,
@@ -316,20 +322,38 @@ static int att_gemm(cf_cl_ctx *ctx, int ta, int tb, int M, int N, int K, float a
     return cf_cl_gemm(ctx, &d);
 }
 
-/* q, k, v of head h in qkv(B,T,3C): columns [h*hs + part*C, ...), row stride 3C */
-static att_operand qkv_part(cf_view qkv, int part, int T, int C, int hs) {
-    att_operand o = {cf_cl_mem(qkv), cf_view_elem_off(qkv) + (size_t)part * C, (size_t)T * 3 * C,
-                     (size_t)hs, 3 * C};
+/* Grouped-query attention: qkv(B,T,QKV) rows hold NH query heads, then KVH key heads, then KVH
+ * value heads of hs each, QKV = (NH + 2 KVH) hs; query head h reads kv head h / G, G = NH / KVH.
+ * The batched GEMMs run over (batch, kv head) once per g < G, on query head kvh * G + g: the
+ * per-head operands below take g, and their inner stride steps over G query heads. With G = 1
+ * (multi-head) these are the operands, and the launches, of the multi-head path. */
+/* q of query head kvh * G + g: columns [(kvh G + g) hs, ...), row stride QKV */
+static att_operand q_part(cf_view qkv, int g, int T, int NH, int KVH, int hs) {
+    const int G = NH / KVH, ld = (NH + 2 * KVH) * hs;
+    att_operand o = {cf_cl_mem(qkv), cf_view_elem_off(qkv) + (size_t)g * hs, (size_t)T * ld,
+                     (size_t)G * hs, ld};
     return o;
 }
-/* (B,NH,T,T) score-shaped tensors */
-static att_operand tt_part(cf_view v, int NH, int T) {
-    att_operand o = {cf_cl_mem(v), cf_view_elem_off(v), (size_t)NH * T * T, (size_t)T * T, T};
+/* k (part 1) or v (part 2) of kv head kvh: columns [NH hs + (part - 1) KVH hs + kvh hs, ...) */
+static att_operand kv_part(cf_view qkv, int part, int T, int NH, int KVH, int hs) {
+    const int ld = (NH + 2 * KVH) * hs;
+    att_operand o = {cf_cl_mem(qkv),
+                     cf_view_elem_off(qkv) + (size_t)(NH + (part - 1) * KVH) * hs, (size_t)T * ld,
+                     (size_t)hs, ld};
     return o;
 }
-/* (B,T,C) tensors split by head */
-static att_operand btc_part(cf_view v, int T, int C, int hs) {
-    att_operand o = {cf_cl_mem(v), cf_view_elem_off(v), (size_t)T * C, (size_t)hs, C};
+/* (B,NH,T,T) score-shaped tensors, query head kvh * G + g */
+static att_operand tt_part(cf_view v, int g, int NH, int KVH, int T) {
+    const int G = NH / KVH;
+    att_operand o = {cf_cl_mem(v), cf_view_elem_off(v) + (size_t)g * T * T, (size_t)NH * T * T,
+                     (size_t)G * T * T, T};
+    return o;
+}
+/* (B,T,NH hs) tensors split by head, query head kvh * G + g */
+static att_operand btc_part(cf_view v, int g, int T, int NH, int KVH, int hs) {
+    const int G = NH / KVH, C = NH * hs;
+    att_operand o = {cf_cl_mem(v), cf_view_elem_off(v) + (size_t)g * hs, (size_t)T * C,
+                     (size_t)G * hs, C};
     return o;
 }
 
@@ -339,59 +363,69 @@ static int softmax_rows(cf_cl_ctx *ctx, int kid, size_t rows, int nargs, const c
 }
 
 static int cl_attention_forward(cf_backend *be, cf_view out, cf_view att, cf_view qkv, int B,
-                                int T, int C, int NH) {
+                                int T, int NH, int KVH, int hs) {
     cf_cl_ctx *ctx = CTX(be);
     /* one fused launch (cl_attention.c) where the shape fits, else the GEMM path below */
-    int fused = cf_cl_attention_fused_forward(ctx, out, att, qkv, B, T, C, NH);
+    int fused = cf_cl_attention_fused_forward(ctx, out, att, qkv, B, T, NH, KVH, hs);
     if (fused != 0) return fused < 0 ? fused : CF_OK;
     cf_cl_attention_count_gemm(ctx);
-    int hs = C / NH;
+    const int G = NH / KVH;
     float scale = 1.0f / sqrtf((float)hs);
     int rows = B * NH * T;
-    att_operand q = qkv_part(qkv, 0, T, C, hs), k = qkv_part(qkv, 1, T, C, hs),
-                v = qkv_part(qkv, 2, T, C, hs);
-    att_operand a = tt_part(att, NH, T), o = btc_part(out, T, C, hs);
+    att_operand k = kv_part(qkv, 1, T, NH, KVH, hs), v = kv_part(qkv, 2, T, NH, KVH, hs);
     /* att(T,T) = scale * q(T,hs) k^T; blocks wholly above the diagonal are skipped */
-    CF_TRY(att_gemm(ctx, 0, 1, T, T, hs, scale, q, k, 0.0f, a, B, NH, 1));
-    CF_TRY(softmax_rows(
-        ctx, K_SOFTMAX_FORWARD, (size_t)rows,
-        CF_ARGS(ARG_MEM(a.m), ARG_ULONG(cf_view_elem_off(att)), ARG_INT(rows), ARG_INT(T))));
+    for (int g = 0; g < G; g++)
+        CF_TRY(att_gemm(ctx, 0, 1, T, T, hs, scale, q_part(qkv, g, T, NH, KVH, hs), k, 0.0f,
+                        tt_part(att, g, NH, KVH, T), B, KVH, 1));
+    CF_TRY(softmax_rows(ctx, K_SOFTMAX_FORWARD, (size_t)rows,
+                        CF_ARGS(ARG_MEM(cf_cl_mem(att)), ARG_ULONG(cf_view_elem_off(att)),
+                                ARG_INT(rows), ARG_INT(T))));
     /* out(T,hs) = att(T,T) v(T,hs); att is lower triangular */
-    return att_gemm(ctx, 0, 0, T, hs, T, 1.0f, a, v, 0.0f, o, B, NH, 2);
+    for (int g = 0; g < G; g++)
+        CF_TRY(att_gemm(ctx, 0, 0, T, hs, T, 1.0f, tt_part(att, g, NH, KVH, T), v, 0.0f,
+                        btc_part(out, g, T, NH, KVH, hs), B, KVH, 2));
+    return CF_OK;
 }
 
 static int cl_attention_backward(cf_backend *be, cf_view dqkv, cf_view datt, cf_view dpreatt,
-                                 cf_view dout, cf_view qkv, cf_view att, int B, int T, int C,
-                                 int NH) {
+                                 cf_view dout, cf_view qkv, cf_view att, int B, int T, int NH,
+                                 int KVH, int hs) {
     cf_cl_ctx *ctx = CTX(be);
-    int fused = cf_cl_attention_fused_backward(ctx, dqkv, dpreatt, dout, qkv, att, B, T, C, NH);
+    int fused =
+        cf_cl_attention_fused_backward(ctx, dqkv, dpreatt, dout, qkv, att, B, T, NH, KVH, hs);
     if (fused != 0) return fused < 0 ? fused : CF_OK;
     cf_cl_attention_count_gemm(ctx);
-    int hs = C / NH;
+    const int G = NH / KVH;
     float scale = 1.0f / sqrtf((float)hs);
     int rows = B * NH * T;
-    att_operand q = qkv_part(qkv, 0, T, C, hs), k = qkv_part(qkv, 1, T, C, hs),
-                v = qkv_part(qkv, 2, T, C, hs);
-    att_operand dq = qkv_part(dqkv, 0, T, C, hs), dk = qkv_part(dqkv, 1, T, C, hs),
-                dv = qkv_part(dqkv, 2, T, C, hs);
-    att_operand a = tt_part(att, NH, T), da = tt_part(datt, NH, T), dp = tt_part(dpreatt, NH, T);
-    att_operand dO = btc_part(dout, T, C, hs);
+    att_operand k = kv_part(qkv, 1, T, NH, KVH, hs), v = kv_part(qkv, 2, T, NH, KVH, hs);
+    att_operand dk = kv_part(dqkv, 1, T, NH, KVH, hs), dv = kv_part(dqkv, 2, T, NH, KVH, hs);
     /* datt(T,T) = dout(T,hs) v^T (only t2 <= t is read below) */
-    CF_TRY(att_gemm(ctx, 0, 1, T, T, hs, 1.0f, dO, v, 0.0f, da, B, NH, 1));
-    /* dqkv is assigned, not accumulated: dv, dq and dk are each one product with beta 0 (C not
-     * read), and causal modes 2 and 3 only shorten the K loop, so every (row, column) of each
-     * is stored. dv(T,hs) = att^T dout; att^T is upper triangular */
-    CF_TRY(att_gemm(ctx, 1, 0, T, hs, T, 1.0f, a, dO, 0.0f, dv, B, NH, 3));
+    for (int g = 0; g < G; g++)
+        CF_TRY(att_gemm(ctx, 0, 1, T, T, hs, 1.0f, btc_part(dout, g, T, NH, KVH, hs), v, 0.0f,
+                        tt_part(datt, g, NH, KVH, T), B, KVH, 1));
+    /* dqkv is assigned, not accumulated: dq is one product with beta 0 per query head, dv and dk
+     * the first query head's product with beta 0 (C not read) and the others' added (beta 1);
+     * causal modes 2 and 3 only shorten the K loop, so every (row, column) of each is stored.
+     * dv(T,hs) = sum over the kv head's query heads of att^T dout; att^T is upper triangular */
+    for (int g = 0; g < G; g++)
+        CF_TRY(att_gemm(ctx, 1, 0, T, hs, T, 1.0f, tt_part(att, g, NH, KVH, T),
+                        btc_part(dout, g, T, NH, KVH, hs), g ? 1.0f : 0.0f, dv, B, KVH, 3));
     CF_TRY(softmax_rows(ctx, K_SOFTMAX_BACKWARD, (size_t)rows,
-                        CF_ARGS(ARG_MEM(dp.m), ARG_ULONG(cf_view_elem_off(dpreatt)), ARG_MEM(da.m),
-                                ARG_ULONG(cf_view_elem_off(datt)), ARG_MEM(a.m),
-                                ARG_ULONG(cf_view_elem_off(att)), ARG_INT(rows), ARG_INT(T),
-                                ARG_FLOAT(scale))));
-    /* dq(T,hs) = dpreatt k (lower triangular); dk(T,hs) = dpreatt^T q (upper triangular; the
-     * K loop from the block's first key reads dpreatt's zeros above the diagonal, which the
+                        CF_ARGS(ARG_MEM(cf_cl_mem(dpreatt)), ARG_ULONG(cf_view_elem_off(dpreatt)),
+                                ARG_MEM(cf_cl_mem(datt)), ARG_ULONG(cf_view_elem_off(datt)),
+                                ARG_MEM(cf_cl_mem(att)), ARG_ULONG(cf_view_elem_off(att)),
+                                ARG_INT(rows), ARG_INT(T), ARG_FLOAT(scale))));
+    /* dq(T,hs) = dpreatt k (lower triangular); dk(T,hs) = sum of dpreatt^T q (upper triangular;
+     * the K loop from the block's first key reads dpreatt's zeros above the diagonal, which the
      * softmax backward writes) */
-    CF_TRY(att_gemm(ctx, 0, 0, T, hs, T, 1.0f, dp, k, 0.0f, dq, B, NH, 2));
-    return att_gemm(ctx, 1, 0, T, hs, T, 1.0f, dp, q, 0.0f, dk, B, NH, 3);
+    for (int g = 0; g < G; g++)
+        CF_TRY(att_gemm(ctx, 0, 0, T, hs, T, 1.0f, tt_part(dpreatt, g, NH, KVH, T), k, 0.0f,
+                        q_part(dqkv, g, T, NH, KVH, hs), B, KVH, 2));
+    for (int g = 0; g < G; g++)
+        CF_TRY(att_gemm(ctx, 1, 0, T, hs, T, 1.0f, tt_part(dpreatt, g, NH, KVH, T),
+                        q_part(qkv, g, T, NH, KVH, hs), g ? 1.0f : 0.0f, dk, B, KVH, 3));
+    return CF_OK;
 }
 
 /* ---- element-wise ------------------------------------------------------------------------------ */
@@ -407,6 +441,107 @@ static int cl_gelu_backward(cf_backend *be, cf_view dinp, cf_view inp, cf_view d
     LAUNCH_1D(ctx, K_GELU_BACKWARD, n, ARG_MEM(cf_cl_mem(dinp)), ARG_ULONG(cf_view_elem_off(dinp)),
               ARG_MEM(cf_cl_mem(inp)), ARG_ULONG(cf_view_elem_off(inp)), ARG_MEM(cf_cl_mem(dout)),
               ARG_ULONG(cf_view_elem_off(dout)), ARG_ULONG(n));
+}
+
+/* ---- activations, SwiGLU ------------------------------------------------------------------------ */
+
+/* forward and backward kernel of each enum cf_act (cl_kernels/gelu.cl, act.cl); the wrappers
+ * check act */
+static const int act_kernels[CF_ACT_COUNT][2] = {
+    [CF_ACT_GELU] = {K_GELU_FORWARD, K_GELU_BACKWARD},
+    [CF_ACT_RELU2] = {K_RELU2_FORWARD, K_RELU2_BACKWARD},
+    [CF_ACT_SILU] = {K_SILU_FORWARD, K_SILU_BACKWARD},
+};
+
+static int cl_act_forward(cf_backend *be, enum cf_act act, cf_view out, cf_view inp, size_t n) {
+    cf_cl_ctx *ctx = CTX(be);
+    if (n == 0) return CF_OK;
+    LAUNCH_1D(ctx, act_kernels[act][0], n, ARG_MEM(cf_cl_mem(out)),
+              ARG_ULONG(cf_view_elem_off(out)), ARG_MEM(cf_cl_mem(inp)),
+              ARG_ULONG(cf_view_elem_off(inp)), ARG_ULONG(n));
+}
+
+static int cl_act_backward(cf_backend *be, enum cf_act act, cf_view dinp, cf_view inp,
+                           cf_view dout, size_t n) {
+    cf_cl_ctx *ctx = CTX(be);
+    if (n == 0) return CF_OK;
+    LAUNCH_1D(ctx, act_kernels[act][1], n, ARG_MEM(cf_cl_mem(dinp)),
+              ARG_ULONG(cf_view_elem_off(dinp)), ARG_MEM(cf_cl_mem(inp)),
+              ARG_ULONG(cf_view_elem_off(inp)), ARG_MEM(cf_cl_mem(dout)),
+              ARG_ULONG(cf_view_elem_off(dout)), ARG_ULONG(n));
+}
+
+static int cl_swiglu_forward(cf_backend *be, cf_view out, cf_view inp, int N, int F) {
+    cf_cl_ctx *ctx = CTX(be);
+    if (N <= 0 || F <= 0) return CF_OK;
+    LAUNCH_1D(ctx, K_SWIGLU_FORWARD, (size_t)N * F, ARG_MEM(cf_cl_mem(out)),
+              ARG_ULONG(cf_view_elem_off(out)), ARG_MEM(cf_cl_mem(inp)),
+              ARG_ULONG(cf_view_elem_off(inp)), ARG_INT(N), ARG_INT(F));
+}
+
+static int cl_swiglu_backward(cf_backend *be, cf_view dinp, cf_view inp, cf_view dout, int N,
+                              int F) {
+    cf_cl_ctx *ctx = CTX(be);
+    if (N <= 0 || F <= 0) return CF_OK;
+    LAUNCH_1D(ctx, K_SWIGLU_BACKWARD, (size_t)N * F, ARG_MEM(cf_cl_mem(dinp)),
+              ARG_ULONG(cf_view_elem_off(dinp)), ARG_MEM(cf_cl_mem(inp)),
+              ARG_ULONG(cf_view_elem_off(inp)), ARG_MEM(cf_cl_mem(dout)),
+              ARG_ULONG(cf_view_elem_off(dout)), ARG_INT(N), ARG_INT(F));
+}
+
+/* ---- RMSNorm, RoPE ------------------------------------------------------------------------------ */
+
+/* one work-group per (row, group) unit (cl_kernels/rmsnorm.cl) */
+static int cl_rmsnorm_forward(cf_backend *be, cf_view out, cf_view rstd, cf_view inp,
+                              cf_view weight, int N, int G, int C, int ld, float eps) {
+    cf_cl_ctx *ctx = CTX(be);
+    if (N <= 0 || G <= 0 || C <= 0) return CF_OK;
+    const int save = rstd.buf != NULL;
+    cl_mem om = cf_cl_mem(out);
+    size_t ls = cf_cl_kernel_ls(ctx, K_RMS_FORWARD), g = (size_t)N * G * ls;
+    return cf_cl_launch(
+        ctx, ctx->kernels[K_RMS_FORWARD], "rmsnorm_forward", 1, &g, &ls,
+        CF_ARGS(ARG_MEM(om), ARG_ULONG(cf_view_elem_off(out)), ARG_MEM(save ? cf_cl_mem(rstd) : om),
+                ARG_ULONG(save ? cf_view_elem_off(rstd) : 0), ARG_INT(save),
+                ARG_MEM(cf_cl_mem(inp)), ARG_ULONG(cf_view_elem_off(inp)),
+                ARG_MEM(cf_cl_mem(weight)), ARG_ULONG(cf_view_elem_off(weight)), ARG_INT(G),
+                ARG_INT(C), ARG_INT(ld), ARG_FLOAT(eps)));
+}
+
+/* a fixed number of groups walk the units, each summing dweight into its row of a scratch
+ * matrix; the column sums then add those rows into dweight (deterministic, as LayerNorm's) */
+static int cl_rmsnorm_backward(cf_backend *be, cf_view dinp, cf_view dweight, cf_view dout,
+                               cf_view inp, cf_view weight, cf_view rstd, int N, int G, int C,
+                               int ld, int accumulate) {
+    cf_cl_ctx *ctx = CTX(be);
+    if (N <= 0 || G <= 0 || C <= 0) return CF_OK;
+    const size_t units = (size_t)N * G;
+    size_t groups = (size_t)ctx->dev.compute_units * (is_gpu(ctx) ? 4 : 2);
+    if (groups > units) groups = units;
+    if (groups < 1) groups = 1;
+    cl_mem part = NULL;
+    CF_TRY(cf_cl_scratch(ctx, CF_SCRATCH_PARTIAL, groups * (size_t)C * 4, &part));
+    size_t ls = cf_cl_kernel_ls(ctx, K_RMS_BACKWARD), g = groups * ls;
+    CF_TRY(cf_cl_launch(ctx, ctx->kernels[K_RMS_BACKWARD], "rmsnorm_backward", 1, &g, &ls,
+                        CF_ARGS(ARG_MEM(cf_cl_mem(dinp)), ARG_ULONG(cf_view_elem_off(dinp)),
+                                ARG_MEM(part), ARG_MEM(cf_cl_mem(dout)),
+                                ARG_ULONG(cf_view_elem_off(dout)), ARG_MEM(cf_cl_mem(inp)),
+                                ARG_ULONG(cf_view_elem_off(inp)), ARG_MEM(cf_cl_mem(weight)),
+                                ARG_ULONG(cf_view_elem_off(weight)), ARG_MEM(cf_cl_mem(rstd)),
+                                ARG_ULONG(cf_view_elem_off(rstd)), ARG_INT((int)units), ARG_INT(G),
+                                ARG_INT(C), ARG_INT(ld), ARG_INT(accumulate))));
+    return colsum(ctx, part, 0, (int)groups, C, C, cf_cl_mem(dweight), cf_view_elem_off(dweight));
+}
+
+/* one work-item per rotated pair (cl_kernels/rope.cl) */
+static int cl_rope(cf_backend *be, cf_view x, cf_view cs, int B, int T, int H, int hs, int ld,
+                   int pos0, int inverse) {
+    cf_cl_ctx *ctx = CTX(be);
+    const size_t n = (size_t)B * T * H * (size_t)(hs / 2);
+    if (n == 0) return CF_OK;
+    LAUNCH_1D(ctx, K_ROPE, n, ARG_MEM(cf_cl_mem(x)), ARG_ULONG(cf_view_elem_off(x)),
+              ARG_MEM(cf_cl_mem(cs)), ARG_ULONG(cf_view_elem_off(cs)), ARG_INT(B * T), ARG_INT(T),
+              ARG_INT(H), ARG_INT(hs), ARG_INT(ld), ARG_INT(pos0), ARG_INT(inverse));
 }
 
 static int cl_residual_forward(cf_backend *be, cf_view out, cf_view a, cf_view b, size_t n) {
@@ -433,24 +568,24 @@ static int cl_axpy(cf_backend *be, cf_view y, cf_view x, float alpha, size_t n) 
 /* ---- cross-entropy ----------------------------------------------------------------------------- */
 
 static int cl_crossentropy_forward(cf_backend *be, cf_view losses, cf_view logits,
-                                   cf_view targets, int N, int V) {
+                                   cf_view targets, int N, int V, float softcap) {
     cf_cl_ctx *ctx = CTX(be);
     return softmax_rows(ctx, K_CE_FORWARD, (size_t)N,
                         CF_ARGS(ARG_MEM(cf_cl_mem(losses)), ARG_ULONG(cf_view_elem_off(losses)),
                                 ARG_MEM(cf_cl_mem(logits)), ARG_ULONG(cf_view_elem_off(logits)),
                                 ARG_MEM(cf_cl_mem(targets)), ARG_ULONG(cf_view_elem_off(targets)),
-                                ARG_INT(N), ARG_INT(V)));
+                                ARG_INT(N), ARG_INT(V), ARG_FLOAT(softcap)));
 }
 
 static int cl_crossentropy_fused(cf_backend *be, cf_view losses, cf_view dlogits, cf_view logits,
-                                 cf_view targets, int N, int V, float dloss) {
+                                 cf_view targets, int N, int V, float dloss, float softcap) {
     cf_cl_ctx *ctx = CTX(be);
     return softmax_rows(ctx, K_CE_FUSED, (size_t)N,
                         CF_ARGS(ARG_MEM(cf_cl_mem(losses)), ARG_ULONG(cf_view_elem_off(losses)),
                                 ARG_MEM(cf_cl_mem(dlogits)), ARG_ULONG(cf_view_elem_off(dlogits)),
                                 ARG_MEM(cf_cl_mem(logits)), ARG_ULONG(cf_view_elem_off(logits)),
                                 ARG_MEM(cf_cl_mem(targets)), ARG_ULONG(cf_view_elem_off(targets)),
-                                ARG_INT(N), ARG_INT(V), ARG_FLOAT(dloss)));
+                                ARG_INT(N), ARG_INT(V), ARG_FLOAT(dloss), ARG_FLOAT(softcap)));
 }
 
 /* ---- reductions and optimizer ------------------------------------------------------------------ */
@@ -515,8 +650,13 @@ const struct cf_backend_ops cf_cl_ops = {
     /* .layernorm_backward = */ cl_layernorm_backward,
     /* .attention_forward = */ cl_attention_forward,
     /* .attention_backward = */ cl_attention_backward,
-    /* .gelu_forward = */ cl_gelu_forward,
-    /* .gelu_backward = */ cl_gelu_backward,
+    /* .act_forward = */ cl_act_forward,
+    /* .act_backward = */ cl_act_backward,
+    /* .swiglu_forward = */ cl_swiglu_forward,
+    /* .swiglu_backward = */ cl_swiglu_backward,
+    /* .rmsnorm_forward = */ cl_rmsnorm_forward,
+    /* .rmsnorm_backward = */ cl_rmsnorm_backward,
+    /* .rope = */ cl_rope,
     /* .residual_forward = */ cl_residual_forward,
     /* .axpy = */ cl_axpy,
     /* .crossentropy_forward = */ cl_crossentropy_forward,

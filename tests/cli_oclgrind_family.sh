@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# clformer test: the model family's kernels under oclgrind, the OpenCL device simulator, with
+# out-of-bounds access, data-race, uninitialised-value and API checking on, at small sizes:
+# RMSNorm forward and backward (plain and grouped strided rows, assigned and accumulated), RoPE and
+# its inverse, the activations (relu2, silu, GELU through the act slots), SwiGLU forward and
+# backward, GQA attention forward and backward on the fused kernels (oclgrind's device takes the
+# fused path), the soft-capped cross-entropy, LayerNorm without bias and the encoder forward
+# without wpe (the encoder's backward kernels have their own test, cli_oclgrind_encoder):
+#     oclgrind --data-races --uninitialized --check-api test_backend_ops --cross --small \
+#         --only rmsnorm,rope,act_,swiglu,attention,crossentropy,layernorm,encoder_forward opencl
+# It fails if a result differs from the CPU backend's (test_backend_ops' tolerances), if oclgrind
+# reports anything, or if the fused attention kernels did not run. First it plants a bug (the
+# barrier after a work-group reduction's result is read, removed from a copy of common.cl: a
+# work-group of rmsnorm_backward that walks several units then starts the next unit's reduction
+# while other items still read the previous result) and requires oclgrind to report it on
+# rmsnorm_backward alone, so a silent checker cannot pass for a clean run.
+# Skips (exit 77) when oclgrind or the OpenCL tests are missing, unless CF_REQUIRE_OPENCL=1.
+# The steps are tests/oclgrind_kernels.sh's.
+#     bash tests/cli_oclgrind_family.sh <path-to-clformer> <source-dir>
+set -u
+exec bash "$2/tests/oclgrind_kernels.sh" cli_oclgrind_family test_backend_ops common.cl \
+    "float r = red\[0\];" "--cross --small --only rmsnorm_backward opencl" \
+    "the family's kernels" "$1" "$2" "^note: opencl attention: [1-9][0-9]* calls on the fused" \
+    "--cross --small --only rmsnorm,rope,act_,swiglu,attention,crossentropy,layernorm,encoder_forward opencl"
