@@ -6,6 +6,11 @@
 
 #define CF_PATH_MAX 1024
 
+/* The model family's choices (docs/model_family.md); 0 is GPT-2's in each. */
+enum cf_norm { CF_NORM_LAYERNORM = 0, CF_NORM_RMSNORM = 1 };
+enum cf_position { CF_POS_LEARNED = 0, CF_POS_ROPE = 1 };
+enum cf_mlp { CF_MLP_GELU = 0, CF_MLP_SWIGLU = 1, CF_MLP_RELU2 = 2 };
+
 typedef struct cf_config {
     /* model */
     int d_model;     /* C: embedding width */
@@ -14,6 +19,18 @@ typedef struct cf_config {
     int d_ff;        /* F: MLP hidden width */
     int max_length;  /* T: context length (also the training window) */
     int vocab_size;  /* V: 256 for the byte-level tokenizer */
+    /* model family; the defaults are GPT-2 */
+    int norm;            /* enum cf_norm */
+    float norm_eps;      /* eps of every norm (1e-5) */
+    int bias;            /* 1: biases in every linear layer and LayerNorm (RMSNorm has none) */
+    int position;        /* enum cf_position */
+    float rope_theta;    /* RoPE base (10000) */
+    int mlp;             /* enum cf_mlp; swiglu: d_ff is the gate (= up) width */
+    int num_kv_heads;    /* KVH: divides num_heads; 0 = num_heads (see cf_config_kv_heads) */
+    int qk_norm;         /* 1: RMSNorm over each head of q and k before RoPE */
+    int tie_embeddings;  /* 1: the LM head is wte */
+    float logit_softcap; /* c > 0: logits = c * tanh(logits / c); 0 = off */
+    int share_layers;    /* k > 0: k distinct blocks cycled over the layers; 0 = none */
     /* training */
     int batch_size;          /* B: sequences per micro-batch */
     int steps;               /* optimizer steps */
@@ -34,6 +51,15 @@ typedef struct cf_config {
     char tokenizer[CF_PATH_MAX]; /* "byte" or a tokenizer.json path */
     char name[128];              /* free-form run name */
 } cf_config;
+
+/* Key/value heads of a config (num_kv_heads 0 means as many as query heads). */
+static inline int cf_config_kv_heads(const cf_config *c) {
+    return c->num_kv_heads > 0 ? c->num_kv_heads : c->num_heads;
+}
+/* Stored blocks: share_layers when sharing, else num_layers. */
+static inline int cf_config_blocks(const cf_config *c) {
+    return c->share_layers > 0 ? c->share_layers : c->num_layers;
+}
 
 /* Fill with the built-in defaults (the tiny model). */
 void cf_config_defaults(cf_config *cfg);

@@ -37,8 +37,9 @@ int cf_prof_category(const cf_prof_event *e) {
     if (!strcmp(op, "gemm") || !strcmp(op, "add_bias") || !strcmp(op, "bias_backward"))
         return CF_CAT_GEMM;
     if (!strncmp(op, "attention", 9)) return CF_CAT_ATTENTION;
-    if (!strncmp(op, "layernorm", 9)) return CF_CAT_NORM;
-    if (!strncmp(op, "gelu", 4)) return CF_CAT_ACTIVATION;
+    if (!strncmp(op, "layernorm", 9) || !strncmp(op, "rmsnorm", 7)) return CF_CAT_NORM;
+    if (!strncmp(op, "act_", 4) || !strncmp(op, "swiglu", 6)) return CF_CAT_ACTIVATION;
+    if (!strcmp(op, "rope")) return CF_CAT_ATTENTION; /* positions enter through q and k */
     if (!strncmp(op, "crossentropy", 12)) return CF_CAT_LOSS;
     /* the loss sum is the only reduction outside the optimizer phase */
     if (!strcmp(op, "reduce_sum")) return CF_CAT_LOSS;

@@ -368,6 +368,11 @@ void cf_config_defaults(cf_config *cfg) {
         case KT_STR: snprintf(p, k->size, "%s", k->def_str); break;
         }
     }
+    /* the model family's defaults (GPT-2) until its keys join the table */
+    cfg->norm_eps = 1e-5f;
+    cfg->bias = 1;
+    cfg->rope_theta = 10000.0f;
+    cfg->tie_embeddings = 1;
 }
 
 /* Error position -> 1-based line and column (in bytes). */
