@@ -39,19 +39,17 @@ typedef struct {
 } hf_keys;
 
 static void hf_read_keys(const cf_config *c, hf_keys *k) {
-    /* Until the config has the family keys, every model is today's GPT-2: the presence
-     * conditions of src/model/gpt.h, and the fixed values of the other keys. */
-    k->norm = "layernorm";
-    k->position = cf_model_learned_pos(c) ? "learned" : "rope";
-    k->mlp = "gelu";
-    k->bias = cf_model_has_bias(c);
-    k->num_kv_heads = c->num_heads;
-    k->qk_norm = 0;
-    k->tied = cf_model_tied_head(c);
-    k->share_layers = 0;
-    k->norm_eps = 1e-5f;
-    k->rope_theta = 10000.0f;
-    k->logit_softcap = 0.0f;
+    k->norm = c->norm == CF_NORM_RMSNORM ? "rmsnorm" : "layernorm";
+    k->position = c->position == CF_POS_ROPE ? "rope" : "learned";
+    k->mlp = c->mlp == CF_MLP_SWIGLU ? "swiglu" : c->mlp == CF_MLP_RELU2 ? "relu2" : "gelu";
+    k->bias = c->bias;
+    k->num_kv_heads = cf_config_kv_heads(c);
+    k->qk_norm = c->qk_norm;
+    k->tied = c->tie_embeddings;
+    k->share_layers = c->share_layers;
+    k->norm_eps = c->norm_eps;
+    k->rope_theta = c->rope_theta;
+    k->logit_softcap = c->logit_softcap;
 }
 
 /* The family keys that pick the class, with the value each class needs. */
