@@ -45,6 +45,23 @@ static void layout_acts(cf_model *m) {
 
 static inline cf_view A(cf_model *m, int id, size_t l);
 
+/* RoPE's (cos, sin) table (T, hs/2, 2) for positions [0, T): angles in double, rounded once */
+static int upload_rope_table(cf_model *m) {
+    const int hs = cf_model_head_size(&m->cfg), half = hs / 2;
+    const double theta = m->cfg.rope_theta;
+    float *cs = malloc(sizeof(float) * (size_t)m->T * (size_t)hs);
+    if (!cs) return CF_ERR_NOMEM;
+    for (int p = 0; p < m->T; p++)
+        for (int i = 0; i < half; i++) {
+            const double a = p * pow(theta, -2.0 * i / hs);
+            cs[((size_t)p * half + i) * 2] = (float)cos(a);
+            cs[((size_t)p * half + i) * 2 + 1] = (float)sin(a);
+        }
+    int rc = cf_be_upload(m->be, A(m, CF_A_rope_cs, 0), cs, sizeof(float) * (size_t)m->T * hs);
+    free(cs);
+    return rc;
+}
+
 int cf_model_create(cf_backend *be, const cf_config *cfg, int max_B, int max_T, int training,
                     cf_model **out) {
     *out = NULL;
@@ -84,6 +101,7 @@ int cf_model_create(cf_backend *be, const cf_config *cfg, int max_B, int max_T, 
     /* scratch scalars start defined */
     if ((rc = cf_be_fill(be, A(m, CF_A_scalars, 0), 0.0f, 64)) < 0)
         goto fail;
+    if (cf_model_rope(cfg) && (rc = upload_rope_table(m)) < 0) goto fail;
     *out = m;
     return CF_OK;
 fail:
@@ -161,53 +179,113 @@ static int upload_batch(cf_model *m, const int32_t *tokens, const int32_t *targe
     return CF_OK;
 }
 
+/* The block layer l uses: layers cycle over the stored blocks when they share them. */
+static inline size_t blk(const cf_model *m, int l) {
+    return (size_t)(l % cf_config_blocks(&m->cfg));
+}
+
+/* out = norm(inp) over rows of C: LayerNorm (mean, rstd, optional bias) or RMSNorm (rstd) */
+static int norm_forward(cf_model *m, cf_view out, cf_view mean, cf_view rstd, cf_view inp,
+                        cf_view w, cf_view b, int N) {
+    const cf_config *c = &m->cfg;
+    if (cf_model_layernorm(c))
+        return cf_be_layernorm_forward(m->be, out, mean, rstd, inp, w, b, N, c->d_model,
+                                       c->norm_eps);
+    return cf_be_rmsnorm_forward(m->be, out, rstd, inp, w, N, 1, c->d_model, c->d_model,
+                                 c->norm_eps);
+}
+/* dinp += the input gradient of norm_forward; dw (and db) += */
+static int norm_backward(cf_model *m, cf_view dinp, cf_view dw, cf_view db, cf_view dout,
+                         cf_view inp, cf_view w, cf_view mean, cf_view rstd, int N) {
+    const cf_config *c = &m->cfg;
+    if (cf_model_layernorm(c))
+        return cf_be_layernorm_backward(m->be, dinp, dw, db, dout, inp, w, mean, rstd, N,
+                                        c->d_model);
+    return cf_be_rmsnorm_backward(m->be, dinp, dw, dout, inp, w, rstd, N, 1, c->d_model,
+                                  c->d_model, 1);
+}
+
+/* the LM head's weight: wte when tied, else lm_head */
+static inline int head_id(const cf_model *m) {
+    return cf_model_tied_head(&m->cfg) ? CF_P_wte : CF_P_lm_head;
+}
+
 /* Runs the network up to the logits for a batch already uploaded. */
 static int forward_logits(cf_model *m, int B, int T) {
     cf_backend *be = m->be;
     const cf_config *c = &m->cfg;
     const int C = c->d_model, L = c->num_layers, F = c->d_ff, NH = c->num_heads,
-              V = c->vocab_size;
+              V = c->vocab_size, KVH = cf_config_kv_heads(c), hs = cf_model_head_size(c),
+              QKV = cf_model_qkv_width(c), FI = cf_model_fc_width(c);
     const int BT = B * T;
 
     cf_prof_scope(be, -1, CF_PHASE_FORWARD);
     CF_TRY(cf_be_encoder_forward(be, A(m, CF_A_encoded, 0), A(m, CF_A_tokens, 0),
                                  P(m, CF_P_wte, 0), P(m, CF_P_wpe, 0), B, T, C, V));
     for (int l = 0; l < L; l++) {
+        const size_t b = blk(m, l);
         cf_view residual = l == 0 ? A(m, CF_A_encoded, 0) : A(m, CF_A_residual3, l - 1);
         cf_view ln1 = A(m, CF_A_ln1, l), qkv = A(m, CF_A_qkv, l);
         cf_view atty = A(m, CF_A_atty, l), att = A(m, CF_A_att, l);
         cf_view attproj = A(m, CF_A_attproj, l), res2 = A(m, CF_A_residual2, l);
         cf_view ln2 = A(m, CF_A_ln2, l), fch = A(m, CF_A_fch, l);
-        cf_view fchg = A(m, CF_A_fch_gelu, l), fcproj = A(m, CF_A_fcproj, l);
+        cf_view fcha = A(m, CF_A_fch_act, l), fcproj = A(m, CF_A_fcproj, l);
         cf_view res3 = A(m, CF_A_residual3, l);
 
         cf_prof_scope(be, l, CF_PHASE_FORWARD);
-        CF_TRY(cf_be_layernorm_forward(be, ln1, A(m, CF_A_ln1_mean, l),
-                                       A(m, CF_A_ln1_rstd, l), residual,
-                                       P(m, CF_P_ln1_w, l), P(m, CF_P_ln1_b, l), BT, C, 1e-5f));
-        CF_TRY(cf_be_matmul_forward(be, qkv, ln1, P(m, CF_P_qkv_w, l),
-                                    P(m, CF_P_qkv_b, l), BT, C, 3 * C));
-        CF_TRY(cf_be_attention_forward(be, atty, att, qkv, B, T, NH, NH, C / NH));
-        CF_TRY(cf_be_matmul_forward(be, attproj, atty, P(m, CF_P_attn_proj_w, l),
-                                    P(m, CF_P_attn_proj_b, l), BT, C, C));
+        CF_TRY(norm_forward(m, ln1, A(m, CF_A_ln1_mean, l), A(m, CF_A_ln1_rstd, l), residual,
+                            P(m, CF_P_ln1_w, b), P(m, CF_P_ln1_b, b), BT));
+        if (cf_model_qk_norm(c)) {
+            /* qkv_raw = the GEMM; qkv = its copy with each q and k head RMS-normalised */
+            cf_view raw = A(m, CF_A_qkv_raw, l);
+            CF_TRY(cf_be_matmul_forward(be, raw, ln1, P(m, CF_P_qkv_w, b), P(m, CF_P_qkv_b, b),
+                                        BT, C, QKV));
+            CF_TRY(cf_be_copy(be, qkv, raw, (size_t)BT * QKV));
+            CF_TRY(cf_be_rmsnorm_forward(be, qkv, A(m, CF_A_q_rstd, l), raw,
+                                         P(m, CF_P_q_norm_w, b), BT, NH, hs, QKV, c->norm_eps));
+            CF_TRY(cf_be_rmsnorm_forward(be, cf_view_add(qkv, (size_t)NH * hs),
+                                         A(m, CF_A_k_rstd, l), cf_view_add(raw, (size_t)NH * hs),
+                                         P(m, CF_P_k_norm_w, b), BT, KVH, hs, QKV, c->norm_eps));
+        } else {
+            CF_TRY(cf_be_matmul_forward(be, qkv, ln1, P(m, CF_P_qkv_w, b), P(m, CF_P_qkv_b, b),
+                                        BT, C, QKV));
+        }
+        if (cf_model_rope(c)) /* q and k heads are adjacent in a row: one call rotates both */
+            CF_TRY(cf_be_rope(be, qkv, A(m, CF_A_rope_cs, 0), B, T, NH + KVH, hs, QKV, 0, 0));
+        CF_TRY(cf_be_attention_forward(be, atty, att, qkv, B, T, NH, KVH, hs));
+        CF_TRY(cf_be_matmul_forward(be, attproj, atty, P(m, CF_P_attn_proj_w, b),
+                                    P(m, CF_P_attn_proj_b, b), BT, C, C));
         CF_TRY(cf_be_residual_forward(be, res2, residual, attproj, (size_t)BT * C));
-        CF_TRY(cf_be_layernorm_forward(be, ln2, A(m, CF_A_ln2_mean, l),
-                                       A(m, CF_A_ln2_rstd, l), res2, P(m, CF_P_ln2_w, l),
-                                       P(m, CF_P_ln2_b, l), BT, C, 1e-5f));
-        /* fch = ln2 @ fc_w^T + fc_b, fchg = gelu(fch) (one launch where the backend can) */
-        CF_TRY(cf_be_matmul_gelu_forward(be, fch, fchg, ln2, P(m, CF_P_fc_w, l),
-                                         P(m, CF_P_fc_b, l), BT, C, F));
-        CF_TRY(cf_be_matmul_forward(be, fcproj, fchg, P(m, CF_P_fc_proj_w, l),
-                                    P(m, CF_P_fc_proj_b, l), BT, F, C));
+        CF_TRY(norm_forward(m, ln2, A(m, CF_A_ln2_mean, l), A(m, CF_A_ln2_rstd, l), res2,
+                            P(m, CF_P_ln2_w, b), P(m, CF_P_ln2_b, b), BT));
+        switch (c->mlp) {
+        case CF_MLP_SWIGLU: /* fch = [gate | up], fcha = silu(gate) * up */
+            CF_TRY(cf_be_matmul_forward(be, fch, ln2, P(m, CF_P_fc_w, b), P(m, CF_P_fc_b, b), BT,
+                                        C, FI));
+            CF_TRY(cf_be_swiglu_forward(be, fcha, fch, BT, F));
+            break;
+        case CF_MLP_RELU2:
+            CF_TRY(cf_be_matmul_forward(be, fch, ln2, P(m, CF_P_fc_w, b), P(m, CF_P_fc_b, b), BT,
+                                        C, FI));
+            CF_TRY(cf_be_act_forward(be, CF_ACT_RELU2, fcha, fch, (size_t)BT * F));
+            break;
+        default:
+            /* fch = ln2 @ fc_w^T + fc_b, fcha = gelu(fch) (one launch where the backend can) */
+            CF_TRY(cf_be_matmul_gelu_forward(be, fch, fcha, ln2, P(m, CF_P_fc_w, b),
+                                             P(m, CF_P_fc_b, b), BT, C, F));
+            break;
+        }
+        CF_TRY(cf_be_matmul_forward(be, fcproj, fcha, P(m, CF_P_fc_proj_w, b),
+                                    P(m, CF_P_fc_proj_b, b), BT, F, C));
         CF_TRY(cf_be_residual_forward(be, res3, res2, fcproj, (size_t)BT * C));
     }
     cf_prof_scope(be, -1, CF_PHASE_FORWARD);
-    CF_TRY(cf_be_layernorm_forward(be, A(m, CF_A_lnf, 0), A(m, CF_A_lnf_mean, 0),
-                                   A(m, CF_A_lnf_rstd, 0), A(m, CF_A_residual3, L - 1),
-                                   P(m, CF_P_lnf_w, 0), P(m, CF_P_lnf_b, 0), BT, C, 1e-5f));
-    /* tied LM head: logits(BT,V) = lnf(BT,C) @ wte(V,C)^T */
+    CF_TRY(norm_forward(m, A(m, CF_A_lnf, 0), A(m, CF_A_lnf_mean, 0), A(m, CF_A_lnf_rstd, 0),
+                        A(m, CF_A_residual3, L - 1), P(m, CF_P_lnf_w, 0), P(m, CF_P_lnf_b, 0),
+                        BT));
+    /* LM head: logits(BT,V) = lnf(BT,C) @ W(V,C)^T, W = wte (tied) or lm_head */
     CF_TRY(cf_be_matmul_forward(be, A(m, CF_A_logits, 0), A(m, CF_A_lnf, 0),
-                                P(m, CF_P_wte, 0), CF_VIEW_NULL, BT, C, V));
+                                P(m, head_id(m), 0), CF_VIEW_NULL, BT, C, V));
     m->cur_B = B;
     m->cur_T = T;
     return CF_OK;
@@ -231,7 +309,8 @@ int cf_model_forward(cf_model *m, const int32_t *tokens, const int32_t *targets,
         const int BT = B * T, V = m->cfg.vocab_size;
         cf_view scal = A(m, CF_A_scalars, 0);
         CF_TRY(cf_be_crossentropy_forward(be, A(m, CF_A_losses, 0), A(m, CF_A_logits, 0),
-                                          A(m, CF_A_targets, 0), BT, V, 0.0f));
+                                          A(m, CF_A_targets, 0), BT, V,
+                                          m->cfg.logit_softcap));
         CF_TRY(cf_be_reduce_sum(be, cf_view_add(scal, 63), A(m, CF_A_losses, 0), (size_t)BT,
                                 0));
         float sum = 0.0f;
@@ -262,65 +341,95 @@ int cf_model_forward_backward(cf_model *m, const int32_t *tokens, const int32_t 
     cf_backend *be = m->be;
     const cf_config *c = &m->cfg;
     const int C = c->d_model, L = c->num_layers, F = c->d_ff, NH = c->num_heads,
-              V = c->vocab_size;
+              V = c->vocab_size, KVH = cf_config_kv_heads(c), hs = cf_model_head_size(c),
+              QKV = cf_model_qkv_width(c), FI = cf_model_fc_width(c);
     const int BT = B * T;
 
     /* fused softmax + cross-entropy: losses and dlogits (in place over the logits) */
     cf_prof_scope(be, -1, CF_PHASE_BACKWARD);
     cf_view logits = A(m, CF_A_logits, 0), losses = A(m, CF_A_losses, 0);
     CF_TRY(cf_be_crossentropy_fused(be, losses, logits, logits, A(m, CF_A_targets, 0), BT, V,
-                                    dloss_scale / (float)BT, 0.0f));
+                                    dloss_scale / (float)BT, c->logit_softcap));
     CF_TRY(cf_be_reduce_sum(be, cf_view_add(A(m, CF_A_scalars, 0), (size_t)slot), losses,
                             (size_t)BT, 0));
 
     cf_view dres = GA(m, CF_G_dres), dln = GA(m, CF_G_dln), datty = GA(m, CF_G_datty);
-    cf_view dqkv = GA(m, CF_G_dqkv), dfchg = GA(m, CF_G_dfch_gelu);
+    cf_view dqkv = GA(m, CF_G_dqkv), dfch = GA(m, CF_G_dfch), dfcha = GA(m, CF_G_dfch_act);
     cf_view datt = GA(m, CF_G_datt), dpreatt = GA(m, CF_G_dpreatt);
 
-    /* LM head: dlnf = dlogits @ wte; dwte += dlogits^T @ lnf */
-    CF_TRY(cf_be_matmul_backward_set(be, dln, G(m, CF_P_wte, 0), CF_VIEW_NULL, logits,
-                                 A(m, CF_A_lnf, 0), P(m, CF_P_wte, 0), BT, C, V));
+    /* LM head: dlnf = dlogits @ W; dW += dlogits^T @ lnf */
+    const int hw = head_id(m);
+    CF_TRY(cf_be_matmul_backward_set(be, dln, G(m, hw, 0), CF_VIEW_NULL, logits,
+                                     A(m, CF_A_lnf, 0), P(m, hw, 0), BT, C, V));
     CF_TRY(cf_be_fill(be, dres, 0.0f, (size_t)BT * C));
-    CF_TRY(cf_be_layernorm_backward(be, dres, G(m, CF_P_lnf_w, 0), G(m, CF_P_lnf_b, 0), dln,
-                                    A(m, CF_A_residual3, L - 1), P(m, CF_P_lnf_w, 0),
-                                    A(m, CF_A_lnf_mean, 0), A(m, CF_A_lnf_rstd, 0), BT, C));
+    CF_TRY(norm_backward(m, dres, G(m, CF_P_lnf_w, 0), G(m, CF_P_lnf_b, 0), dln,
+                         A(m, CF_A_residual3, L - 1), P(m, CF_P_lnf_w, 0), A(m, CF_A_lnf_mean, 0),
+                         A(m, CF_A_lnf_rstd, 0), BT));
 
     for (int l = L - 1; l >= 0; l--) {
+        /* a shared block's gradients accumulate over its layers: the ops add into G */
+        const size_t b = blk(m, l);
         cf_view residual = l == 0 ? A(m, CF_A_encoded, 0) : A(m, CF_A_residual3, l - 1);
         cf_view ln1 = A(m, CF_A_ln1, l), qkv = A(m, CF_A_qkv, l);
         cf_view atty = A(m, CF_A_atty, l), att = A(m, CF_A_att, l);
         cf_view res2 = A(m, CF_A_residual2, l), ln2 = A(m, CF_A_ln2, l);
-        cf_view fch = A(m, CF_A_fch, l), fchg = A(m, CF_A_fch_gelu, l);
+        cf_view fch = A(m, CF_A_fch, l), fcha = A(m, CF_A_fch_act, l);
 
         cf_prof_scope(be, l, CF_PHASE_BACKWARD);
-        /* residual3 = residual2 + fcproj: dfcproj = dres, and dres flows on to residual2 */
-        /* dfchg receives d(fch) = (dres @ fc_proj_w) * gelu'(fch), assigned: the GELU's backward
-         * with the product where the backend can, else a pass of its own (no zero-fill) */
-        CF_TRY(cf_be_matmul_gelu_backward_set(be, dfchg, G(m, CF_P_fc_proj_w, l),
-                                              G(m, CF_P_fc_proj_b, l), dres, fchg,
-                                              P(m, CF_P_fc_proj_w, l), fch, BT, F,
-                                              C));
-        CF_TRY(cf_be_matmul_backward_set(be, dln, G(m, CF_P_fc_w, l),
-                                     G(m, CF_P_fc_b, l), dfchg, ln2,
-                                     P(m, CF_P_fc_w, l), BT, C, F));
-        CF_TRY(cf_be_layernorm_backward(be, dres, G(m, CF_P_ln2_w, l), G(m, CF_P_ln2_b, l),
-                                        dln, res2, P(m, CF_P_ln2_w, l),
-                                        A(m, CF_A_ln2_mean, l), A(m, CF_A_ln2_rstd, l),
-                                        BT, C));
+        /* residual3 = residual2 + fcproj: dfcproj = dres, and dres flows on to residual2.
+         * dfch receives d(fch), assigned */
+        switch (c->mlp) {
+        case CF_MLP_SWIGLU:
+            CF_TRY(cf_be_matmul_backward_set(be, dfcha, G(m, CF_P_fc_proj_w, b),
+                                             G(m, CF_P_fc_proj_b, b), dres, fcha,
+                                             P(m, CF_P_fc_proj_w, b), BT, F, C));
+            CF_TRY(cf_be_swiglu_backward(be, dfch, fch, dfcha, BT, F));
+            break;
+        case CF_MLP_RELU2:
+            CF_TRY(cf_be_matmul_backward_set(be, dfch, G(m, CF_P_fc_proj_w, b),
+                                             G(m, CF_P_fc_proj_b, b), dres, fcha,
+                                             P(m, CF_P_fc_proj_w, b), BT, F, C));
+            CF_TRY(cf_be_act_backward(be, CF_ACT_RELU2, dfch, fch, dfch, (size_t)BT * F));
+            break;
+        default:
+            /* (dres @ fc_proj_w) * gelu'(fch): the GELU's backward with the product where the
+             * backend can, else a pass of its own (no zero-fill) */
+            CF_TRY(cf_be_matmul_gelu_backward_set(be, dfch, G(m, CF_P_fc_proj_w, b),
+                                                  G(m, CF_P_fc_proj_b, b), dres, fcha,
+                                                  P(m, CF_P_fc_proj_w, b), fch, BT, F, C));
+            break;
+        }
+        CF_TRY(cf_be_matmul_backward_set(be, dln, G(m, CF_P_fc_w, b), G(m, CF_P_fc_b, b), dfch,
+                                         ln2, P(m, CF_P_fc_w, b), BT, C, FI));
+        CF_TRY(norm_backward(m, dres, G(m, CF_P_ln2_w, b), G(m, CF_P_ln2_b, b), dln, res2,
+                             P(m, CF_P_ln2_w, b), A(m, CF_A_ln2_mean, l), A(m, CF_A_ln2_rstd, l),
+                             BT));
         /* residual2 = residual + attproj: dattproj = dres (now d residual2) */
-        CF_TRY(cf_be_matmul_backward_set(be, datty, G(m, CF_P_attn_proj_w, l),
-                                     G(m, CF_P_attn_proj_b, l), dres, atty,
-                                     P(m, CF_P_attn_proj_w, l), BT, C, C));
+        CF_TRY(cf_be_matmul_backward_set(be, datty, G(m, CF_P_attn_proj_w, b),
+                                         G(m, CF_P_attn_proj_b, b), dres, atty,
+                                         P(m, CF_P_attn_proj_w, b), BT, C, C));
         /* dqkv is assigned by the attention backward (no zero-fill) */
-        CF_TRY(cf_be_attention_backward(be, dqkv, datt, dpreatt, datty, qkv, att, B, T, NH, NH,
-                                        C / NH));
-        CF_TRY(cf_be_matmul_backward_set(be, dln, G(m, CF_P_qkv_w, l),
-                                     G(m, CF_P_qkv_b, l), dqkv, ln1,
-                                     P(m, CF_P_qkv_w, l), BT, C, 3 * C));
-        CF_TRY(cf_be_layernorm_backward(be, dres, G(m, CF_P_ln1_w, l), G(m, CF_P_ln1_b, l),
-                                        dln, residual, P(m, CF_P_ln1_w, l),
-                                        A(m, CF_A_ln1_mean, l), A(m, CF_A_ln1_rstd, l),
-                                        BT, C));
+        CF_TRY(cf_be_attention_backward(be, dqkv, datt, dpreatt, datty, qkv, att, B, T, NH, KVH,
+                                        hs));
+        if (cf_model_rope(c)) /* the transposed rotation, in place */
+            CF_TRY(cf_be_rope(be, dqkv, A(m, CF_A_rope_cs, 0), B, T, NH + KVH, hs, QKV, 0, 1));
+        if (cf_model_qk_norm(c)) {
+            /* through the per-head RMSNorms of q and k, in place; v passes unchanged */
+            cf_view raw = A(m, CF_A_qkv_raw, l);
+            const size_t ko = (size_t)NH * hs;
+            CF_TRY(cf_be_rmsnorm_backward(be, dqkv, G(m, CF_P_q_norm_w, b), dqkv, raw,
+                                          P(m, CF_P_q_norm_w, b), A(m, CF_A_q_rstd, l), BT, NH,
+                                          hs, QKV, 0));
+            CF_TRY(cf_be_rmsnorm_backward(be, cf_view_add(dqkv, ko), G(m, CF_P_k_norm_w, b),
+                                          cf_view_add(dqkv, ko), cf_view_add(raw, ko),
+                                          P(m, CF_P_k_norm_w, b), A(m, CF_A_k_rstd, l), BT, KVH,
+                                          hs, QKV, 0));
+        }
+        CF_TRY(cf_be_matmul_backward_set(be, dln, G(m, CF_P_qkv_w, b), G(m, CF_P_qkv_b, b), dqkv,
+                                         ln1, P(m, CF_P_qkv_w, b), BT, C, QKV));
+        CF_TRY(norm_backward(m, dres, G(m, CF_P_ln1_w, b), G(m, CF_P_ln1_b, b), dln, residual,
+                             P(m, CF_P_ln1_w, b), A(m, CF_A_ln1_mean, l), A(m, CF_A_ln1_rstd, l),
+                             BT));
     }
     cf_prof_scope(be, -1, CF_PHASE_BACKWARD);
     CF_TRY(cf_be_encoder_backward(be, G(m, CF_P_wte, 0), G(m, CF_P_wpe, 0), dres,
@@ -360,8 +469,13 @@ int cf_model_logits_row(cf_model *m, int b, int t, float *out) {
     const int V = m->cfg.vocab_size;
     if (b < 0 || b >= m->cur_B || t < 0 || t >= m->cur_T) return CF_ERR_INVALID;
     size_t off = ((size_t)b * m->cur_T + t) * V;
-    return cf_be_download(m->be, out, cf_view_add(A(m, CF_A_logits, 0), off),
-                          (size_t)V * sizeof(float));
+    CF_TRY(cf_be_download(m->be, out, cf_view_add(A(m, CF_A_logits, 0), off),
+                          (size_t)V * sizeof(float)));
+    /* the soft-cap lives in the loss ops; the logits handed out carry it too */
+    const float cap = m->cfg.logit_softcap;
+    if (cap > 0.0f)
+        for (int i = 0; i < V; i++) out[i] = cap * tanhf(out[i] / cap);
+    return CF_OK;
 }
 
 /* ---- host transfer ------------------------------------------------------------------------ */

@@ -19,15 +19,33 @@
  * variant of the family (Llama-style: no biases, RoPE, untied head, SwiGLU) is new rows with their
  * presence conditions, not new code paths in the consumers.
  *
- * Presence conditions are functions of the config. The keys that will drive them (`bias`,
- * `position`, `tie_embeddings`) do not exist yet: each returns today's GPT-2 behaviour. */
-static inline int cf_model_has_bias(const cf_config *c) { return (void)c, 1; }    /* `bias` */
-static inline int cf_model_learned_pos(const cf_config *c) { return (void)c, 1; } /* `position` */
-static inline int cf_model_tied_head(const cf_config *c) { return (void)c, 1; }   /* `tie_embeddings` */
+ * Presence conditions are functions of the config (docs/model_family.md). */
+static inline int cf_model_has_bias(const cf_config *c) { return c->bias != 0; }   /* `bias` */
+static inline int cf_model_learned_pos(const cf_config *c) { return c->position == CF_POS_LEARNED; }
+static inline int cf_model_rope(const cf_config *c) { return c->position == CF_POS_ROPE; }
+static inline int cf_model_tied_head(const cf_config *c) { return c->tie_embeddings != 0; }
+static inline int cf_model_layernorm(const cf_config *c) { return c->norm == CF_NORM_LAYERNORM; }
+/* LayerNorm's bias (RMSNorm never has one) */
+static inline int cf_model_norm_bias(const cf_config *c) {
+    return cf_model_has_bias(c) && cf_model_layernorm(c);
+}
+static inline int cf_model_qk_norm(const cf_config *c) { return c->qk_norm != 0; }
+static inline int cf_model_swiglu(const cf_config *c) { return c->mlp == CF_MLP_SWIGLU; }
+/* head size, and the width of one qkv row: NH query heads then KVH key and KVH value heads */
+static inline int cf_model_head_size(const cf_config *c) { return c->d_model / c->num_heads; }
+static inline int cf_model_qkv_width(const cf_config *c) {
+    return (c->num_heads + 2 * cf_config_kv_heads(c)) * cf_model_head_size(c);
+}
+/* the width of the MLP's first linear: gate and up for SwiGLU, else d_ff */
+static inline int cf_model_fc_width(const cf_config *c) {
+    return cf_model_swiglu(c) ? 2 * c->d_ff : c->d_ff;
+}
 
-/* Parameters. Shapes use V (vocab), T (max_length), C (d_model), L (layers), F (d_ff); a row with
- * layered = 1 is stacked over the layers: its shape is (L, d0[, d1]) and one layer's slice
- * (d0[, d1]) is its per-layer stride. nd is the number of dims of one slice (1 or 2).
+/* Parameters. Shapes use V (vocab), T (max_length), C (d_model), F (d_ff), HS (head size), QKV
+ * (qkv width), FI (fc width); a row with layered = 1 is stacked over the NB stored blocks
+ * (cf_config_blocks: num_layers, or share_layers when layers share blocks): its shape is
+ * (NB, d0[, d1]) and one block's slice (d0[, d1]) is its per-layer stride; layer l uses block
+ * l % NB. nd is the number of dims of one slice (1 or 2).
  * present is an expression of the config `c`; an absent tensor has size 0, is not stored in
  * checkpoints and not exported. hf names the tensor in Hugging Face's GPT2LMHeadModel (%d: the
  * layer), hf_t says HF stores its slice transposed (GPT-2's Conv1D keeps weights as (in, out)).
@@ -41,33 +59,37 @@ static inline int cf_model_tied_head(const cf_config *c) { return (void)c, 1; } 
       "transformer.wpe.weight",                     0)                                             \
     X(lm_head,     0, 2, V,     C, CF_INIT_NORMAL, 1, !cf_model_tied_head(c),   /* (V,C) */        \
       "lm_head.weight",                             0)                                             \
-    X(qkv_w,       1, 2, 3 * C, C, CF_INIT_NORMAL, 1, 1,                        /* (L,3C,C) */     \
+    X(qkv_w,       1, 2, QKV,   C, CF_INIT_NORMAL, 1, 1,                        /* (NB,QKV,C) */   \
       "transformer.h.%d.attn.c_attn.weight",        1)                                             \
     X(attn_proj_w, 1, 2, C,     C, CF_INIT_RESID,  1, 1,                        /* (L,C,C) */      \
       "transformer.h.%d.attn.c_proj.weight",        1)                                             \
-    X(fc_w,        1, 2, F,     C, CF_INIT_NORMAL, 1, 1,                        /* (L,F,C) */      \
+    X(fc_w,        1, 2, FI,    C, CF_INIT_NORMAL, 1, 1,                        /* (NB,FI,C) */    \
       "transformer.h.%d.mlp.c_fc.weight",           1)                                             \
     X(fc_proj_w,   1, 2, C,     F, CF_INIT_RESID,  1, 1,                        /* (L,C,F) */      \
       "transformer.h.%d.mlp.c_proj.weight",         1)                                             \
     X(ln1_w,       1, 1, C,     1, CF_INIT_ONE,    0, 1,                        /* (L,C) */        \
       "transformer.h.%d.ln_1.weight",               0)                                             \
-    X(ln1_b,       1, 1, C,     1, CF_INIT_ZERO,   0, cf_model_has_bias(c),     /* (L,C) */        \
+    X(ln1_b,       1, 1, C,     1, CF_INIT_ZERO,   0, cf_model_norm_bias(c),    /* (L,C) */        \
       "transformer.h.%d.ln_1.bias",                 0)                                             \
-    X(qkv_b,       1, 1, 3 * C, 1, CF_INIT_ZERO,   0, cf_model_has_bias(c),     /* (L,3C) */       \
+    X(qkv_b,       1, 1, QKV,   1, CF_INIT_ZERO,   0, cf_model_has_bias(c),     /* (NB,QKV) */     \
       "transformer.h.%d.attn.c_attn.bias",          0)                                             \
+    X(q_norm_w,    1, 1, HS,    1, CF_INIT_ONE,    0, cf_model_qk_norm(c),      /* (NB,HS) */      \
+      "model.layers.%d.self_attn.q_norm.weight",    0)                                             \
+    X(k_norm_w,    1, 1, HS,    1, CF_INIT_ONE,    0, cf_model_qk_norm(c),      /* (NB,HS) */      \
+      "model.layers.%d.self_attn.k_norm.weight",    0)                                             \
     X(attn_proj_b, 1, 1, C,     1, CF_INIT_ZERO,   0, cf_model_has_bias(c),     /* (L,C) */        \
       "transformer.h.%d.attn.c_proj.bias",          0)                                             \
     X(ln2_w,       1, 1, C,     1, CF_INIT_ONE,    0, 1,                        /* (L,C) */        \
       "transformer.h.%d.ln_2.weight",               0)                                             \
-    X(ln2_b,       1, 1, C,     1, CF_INIT_ZERO,   0, cf_model_has_bias(c),     /* (L,C) */        \
+    X(ln2_b,       1, 1, C,     1, CF_INIT_ZERO,   0, cf_model_norm_bias(c),    /* (L,C) */        \
       "transformer.h.%d.ln_2.bias",                 0)                                             \
-    X(fc_b,        1, 1, F,     1, CF_INIT_ZERO,   0, cf_model_has_bias(c),     /* (L,F) */        \
+    X(fc_b,        1, 1, FI,    1, CF_INIT_ZERO,   0, cf_model_has_bias(c),     /* (NB,FI) */      \
       "transformer.h.%d.mlp.c_fc.bias",             0)                                             \
     X(fc_proj_b,   1, 1, C,     1, CF_INIT_ZERO,   0, cf_model_has_bias(c),     /* (L,C) */        \
       "transformer.h.%d.mlp.c_proj.bias",           0)                                             \
     X(lnf_w,       0, 1, C,     1, CF_INIT_ONE,    0, 1,                        /* (C) */          \
       "transformer.ln_f.weight",                    0)                                             \
-    X(lnf_b,       0, 1, C,     1, CF_INIT_ZERO,   0, cf_model_has_bias(c),     /* (C) */          \
+    X(lnf_b,       0, 1, C,     1, CF_INIT_ZERO,   0, cf_model_norm_bias(c),    /* (C) */          \
       "transformer.ln_f.bias",                      0)
 
 /* normal(0, 0.02); normal(0, 0.02/sqrt(2L)) for the projections into the residual stream; 1; 0 */
@@ -126,40 +148,46 @@ enum cf_linear_id {
 /* Forward activations, sized for the maximum (B, T); a row with n = L is stacked over the layers
  * with one layer's slice (size) as its stride. kept = 1: held for the backward pass (what bench's
  * memory estimate counts); 0: scratch.
- *   X(name, n, size of one slice, kept) with BT = B*T, BNT = B*NH*T*T */
+ *   X(name, n, size of one slice, kept) with BT = B*T, BNT = B*NH*T*T; a tensor the config does
+ * not use has size 0 (LN: layernorm, QKN: qk_norm, ROPE: rope, SWI: swiglu) */
 #define CF_GPT_ACTS(X)                                                                             \
     X(encoded,   1, BT * C,     1)  /* (B,T,C) */                                                  \
     X(ln1,       L, BT * C,     1)  /* (L,B,T,C) */                                                \
-    X(ln1_mean,  L, BT,         1)  /* (L,B,T) */                                                  \
+    X(ln1_mean,  L, LN ? BT : 0, 1) /* (L,B,T) LayerNorm only */                                   \
     X(ln1_rstd,  L, BT,         1)  /* (L,B,T) */                                                  \
-    X(qkv,       L, BT * 3 * C, 1)  /* (L,B,T,3C) */                                               \
+    X(qkv,       L, BT * QKV,   1)  /* (L,B,T,QKV) the attention input (after qk_norm and RoPE) */ \
+    X(qkv_raw,   L, QKN ? BT * QKV : 0, 1) /* (L,B,T,QKV) the GEMM output, with qk_norm */         \
+    X(q_rstd,    L, QKN ? BT * NH : 0, 1)  /* (L,B,T,NH) qk_norm's rstd of each q head */          \
+    X(k_rstd,    L, QKN ? BT * KVH : 0, 1) /* (L,B,T,KVH) and of each k head */                    \
     X(atty,      L, BT * C,     1)  /* (L,B,T,C) */                                                \
     X(att,       L, BNT,        1)  /* (L,B,NH,T,T) softmax probabilities */                       \
     X(attproj,   L, BT * C,     1)  /* (L,B,T,C) */                                                \
     X(residual2, L, BT * C,     1)  /* (L,B,T,C) */                                                \
     X(ln2,       L, BT * C,     1)  /* (L,B,T,C) */                                                \
-    X(ln2_mean,  L, BT,         1)  /* (L,B,T) */                                                  \
+    X(ln2_mean,  L, LN ? BT : 0, 1) /* (L,B,T) LayerNorm only */                                   \
     X(ln2_rstd,  L, BT,         1)  /* (L,B,T) */                                                  \
-    X(fch,       L, BT * F,     1)  /* (L,B,T,F) */                                                \
-    X(fch_gelu,  L, BT * F,     1)  /* (L,B,T,F) */                                                \
+    X(fch,       L, BT * FI,    1)  /* (L,B,T,FI) */                                               \
+    X(fch_act,   L, BT * F,     1)  /* (L,B,T,F) the MLP's activation output */                    \
     X(fcproj,    L, BT * C,     1)  /* (L,B,T,C) */                                                \
     X(residual3, L, BT * C,     1)  /* (L,B,T,C) */                                                \
     X(lnf,       1, BT * C,     1)  /* (B,T,C) */                                                  \
-    X(lnf_mean,  1, BT,         1)  /* (B,T) */                                                    \
+    X(lnf_mean,  1, LN ? BT : 0, 1) /* (B,T) LayerNorm only */                                     \
     X(lnf_rstd,  1, BT,         1)  /* (B,T) */                                                    \
     X(logits,    1, BT * V,     1)  /* (B,T,V); holds dlogits after the fused loss backward */     \
     X(losses,    1, BT,         1)  /* (B,T) */                                                    \
     X(tokens,    1, BT,         1)  /* (B,T) int32 inputs */                                       \
     X(targets,   1, BT,         1)  /* (B,T) int32 targets */                                      \
-    X(scalars,   1, 64,         0)  /* loss sums, grad norm */
+    X(scalars,   1, 64,         0)  /* loss sums, grad norm */                                     \
+    X(rope_cs,   1, ROPE ? (size_t)T * HS : 0, 1) /* (T,HS/2,2) RoPE's (cos, sin), built once */
 
 /* Backward scratch, reused layer by layer (not stacked over L). */
 #define CF_GPT_GRAD_ACTS(X)                                                                        \
     X(dres,      BT * C)          /* (B,T,C) gradient of the residual stream */                    \
     X(dln,       BT * C)          /* (B,T,C) gradient of a LayerNorm output */                     \
     X(datty,     BT * C)          /* (B,T,C) */                                                    \
-    X(dqkv,      BT * 3 * C)      /* (B,T,3C) */                                                   \
-    X(dfch_gelu, BT * F)          /* (B,T,F) the MLP's input gradient, then (in place) d(fch) */   \
+    X(dqkv,      BT * QKV)        /* (B,T,QKV) */                                                  \
+    X(dfch,      BT * FI)         /* (B,T,FI) d(fch); gelu/relu2: first the MLP's input gradient */\
+    X(dfch_act,  SWI ? BT * F : 0) /* (B,T,F) SwiGLU: the gradient of its output */                \
     X(datt,      BNT)             /* (B,NH,T,T) */                                                 \
     X(dpreatt,   BNT)             /* (B,NH,T,T) */
 
@@ -181,7 +209,7 @@ typedef struct {
     const char *hf_name; /* Hugging Face name (printf pattern with %d for the layer if layered) */
     int hf_transposed;   /* HF stores each slice transposed */
     int present;         /* the config has this tensor (else size 0) */
-    int layered;         /* stacked over the layers: shape[0] = L */
+    int layered;         /* stacked over the stored blocks: shape[0] = NB */
     int ndim;            /* dims of the whole tensor (shape[0..ndim)) */
     int64_t shape[3];
     size_t size;         /* elements (0 when absent) */
@@ -266,7 +294,8 @@ int cf_model_create(cf_backend *be, const cf_config *cfg, int max_B, int max_T, 
                     cf_model **out);
 void cf_model_free(cf_model *m);
 
-/* GPT-2 initialisation (normal 0.02, residual projections 0.02/sqrt(2L), LN 1/0, biases 0),
+/* GPT-2 initialisation (normal 0.02, residual projections 0.02/sqrt(2L) with L = num_layers
+ * also when layers share blocks, norm weights 1, biases 0),
  * drawn on the host from a seeded RNG so every backend starts from identical weights. */
 int cf_model_init(cf_model *m, uint64_t seed);
 

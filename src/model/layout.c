@@ -8,8 +8,9 @@
 
 void cf_model_layout(const cf_config *c, cf_param_info params[CF_NUM_PARAMS], size_t *num_params,
                      size_t *num_decay) {
-    const int64_t V = c->vocab_size, T = c->max_length, C = c->d_model, L = c->num_layers,
-                  F = c->d_ff;
+    const int64_t V = c->vocab_size, T = c->max_length, C = c->d_model, NB = cf_config_blocks(c),
+                  F = c->d_ff, HS = cf_model_head_size(c), QKV = cf_model_qkv_width(c),
+                  FI = cf_model_fc_width(c);
     size_t off = 0, decay_end = 0;
     int i = 0, seen_no_decay = 0;
 #define CF_X(nm, lay, nd, d0, d1, ini, dec, pres, hf, hft)                                         \
@@ -22,10 +23,10 @@ void cf_model_layout(const cf_config *c, cf_param_info params[CF_NUM_PARAMS], si
         p->present = (pres) != 0;                                                                  \
         p->layered = lay;                                                                          \
         p->ndim = (lay) + (nd);                                                                    \
-        const int64_t dims_[3] = {(lay) ? L : (d0), (lay) ? (d0) : (d1), (d1)};                    \
+        const int64_t dims_[3] = {(lay) ? NB : (d0), (lay) ? (d0) : (d1), (d1)};                    \
         for (int d_ = 0; d_ < p->ndim; d_++) p->shape[d_] = dims_[d_];                             \
         p->layer_stride = p->present ? (size_t)((d0) * ((nd) == 2 ? (d1) : 1)) : 0;                \
-        p->size = p->layer_stride * (size_t)((lay) ? L : 1);                                       \
+        p->size = p->layer_stride * (size_t)((lay) ? NB : 1);                                      \
         p->offset = off;                                                                           \
         p->init = ini;                                                                             \
         p->decay = dec;                                                                            \
@@ -46,7 +47,11 @@ void cf_model_layout(const cf_config *c, cf_param_info params[CF_NUM_PARAMS], si
 void cf_model_act_layout(const cf_config *c, int B, int T, cf_act_info acts[CF_NUM_ACTS],
                          size_t grad_acts[CF_NUM_GACTS]) {
     const size_t C = (size_t)c->d_model, L = (size_t)c->num_layers, F = (size_t)c->d_ff,
-                 V = (size_t)c->vocab_size, NH = (size_t)c->num_heads;
+                 V = (size_t)c->vocab_size, NH = (size_t)c->num_heads,
+                 KVH = (size_t)cf_config_kv_heads(c), HS = (size_t)cf_model_head_size(c),
+                 QKV = (size_t)cf_model_qkv_width(c), FI = (size_t)cf_model_fc_width(c);
+    const int LN = cf_model_layernorm(c), QKN = cf_model_qk_norm(c), ROPE = cf_model_rope(c),
+              SWI = cf_model_swiglu(c);
     const size_t BT = (size_t)B * (size_t)T, BNT = (size_t)B * NH * (size_t)T * (size_t)T;
     int i = 0;
 #define CF_X(nm, n_, sz, kp)                                                                       \
@@ -117,8 +122,9 @@ double cf_model_flops_per_token(const cf_config *c) {
     /* Forward: 2 FLOPs per multiply-add of every weight matrix a token goes through (the linear
      * layers of the table, the LM head included; biases, norms and the position table are not
      * matmuls), plus attention: q.k over T keys and the weighted sum of T values, T*C
-     * multiply-adds each per layer, counted over the full context T (the usual convention for
-     * MFU; a causal kernel does about half). Backward costs 2 x forward. */
+     * multiply-adds each per layer (C = NH * hs query width; grouped K/V heads do not change it),
+     * counted over the full context T (the usual convention for MFU; a causal kernel does about
+     * half). Backward costs 2 x forward. */
     cf_linear_info lin[CF_NUM_LINEARS];
     const int nl = cf_model_linears(c, lin);
     double mm = 0.0;
