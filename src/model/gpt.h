@@ -123,7 +123,7 @@ enum cf_row_part { CF_PART_ALL, CF_PART_Q, CF_PART_K, CF_PART_V, CF_PART_GATE, C
     X(ln2_w,       CF_PART_ALL,  "model.layers.%d.post_attention_layernorm.weight")                \
     X(fc_w,        CF_PART_GATE, "model.layers.%d.mlp.gate_proj.weight")                           \
     X(fc_w,        CF_PART_UP,   "model.layers.%d.mlp.up_proj.weight")                             \
-    X(fc_proj_w,   CF_PART_ALL,  "model.layers.%d.mlp.down_proj.weight")                      \
+    X(fc_proj_w,   CF_PART_ALL,  "model.layers.%d.mlp.down_proj.weight")                           \
     X(lnf_w,       CF_PART_ALL,  "model.norm.weight")
 
 /* The linear layers of one training step, in the order the forward runs them:
