@@ -1,7 +1,7 @@
 #!/bin/bash
 # clformer test: `clformer export` goes through the checkpoint loader's validation. A checkpoint
 # whose stored config was edited (num_layers 64 or 4096), whose tensors are F16, I32, transposed
-# or missing, or whose tokenizer hash does not match the tokenizer is refused with one error line
+# or missing or hold a NaN or an Inf, or whose tokenizer hash does not match the tokenizer is refused with one error line
 # and a non-zero exit, and nothing is written. A good checkpoint exports every tensor of the model
 # description under its Hugging Face name and shape. Needs python3 (standard library only) to
 # edit the safetensors files.
@@ -42,6 +42,10 @@ elif action == 'transpose':       # the last two dims swapped (same bytes)
 elif action == 'drop':            # a tensor removed
     del h[arg]
     del data[arg]
+elif action == 'nan':             # a NaN in a tensor (a diverged run)
+    data[arg] = struct.pack('<f', float('nan')) + data[arg][4:]
+elif action == 'inf':             # an Inf in a tensor
+    data[arg] = data[arg][:-4] + struct.pack('<f', float('inf'))
 elif action == 'hash':            # another tokenizer hash
     meta['tokenizer_hash'] = '0123456789abcdef'
 else:
@@ -125,5 +129,7 @@ refused qkv_w_transposed "qkv_w" transpose qkv_w
 refused fc_proj_w_transposed "fc_proj_w" transpose fc_proj_w
 refused lnf_b_missing "lnf_b" drop lnf_b
 refused tokenizer_hash "tokenizer" hash
+refused fc_w_nan "NaN" nan fc_w
+refused lnf_w_inf "Inf" inf lnf_w
 
 exit $fail

@@ -102,6 +102,30 @@ enum cf_param_id {
     CF_NUM_PARAMS
 };
 
+/* Row parts of the packed weights, as both the model and the Hugging Face Llama mapping cut
+ * them: qkv_w / qkv_b rows are [q: NH*hs | k: KVH*hs | v: KVH*hs]; a SwiGLU fc_w / fc_b is
+ * [gate: F | up: F]. CF_PART_ALL is the whole slice. */
+enum cf_row_part { CF_PART_ALL, CF_PART_Q, CF_PART_K, CF_PART_V, CF_PART_GATE, CF_PART_UP };
+
+/* Hugging Face LlamaForCausalLM names for the Llama-style config (rmsnorm, rope, swiglu, no bias):
+ * each entry is one row part of one layer's slice of a parameter row (nn.Linear on both sides, so
+ * nothing is transposed); %d is the layer. An absent row (lm_head while tied) is not written. The
+ * GPT-2 names are the hf column of CF_GPT_PARAMS.
+ *   X(param, part, hf) */
+#define CF_LLAMA_HF(X)                                                                             \
+    X(wte,         CF_PART_ALL,  "model.embed_tokens.weight")                                      \
+    X(lm_head,     CF_PART_ALL,  "lm_head.weight")                                                 \
+    X(ln1_w,       CF_PART_ALL,  "model.layers.%d.input_layernorm.weight")                         \
+    X(qkv_w,       CF_PART_Q,    "model.layers.%d.self_attn.q_proj.weight")                        \
+    X(qkv_w,       CF_PART_K,    "model.layers.%d.self_attn.k_proj.weight")                        \
+    X(qkv_w,       CF_PART_V,    "model.layers.%d.self_attn.v_proj.weight")                        \
+    X(attn_proj_w, CF_PART_ALL,  "model.layers.%d.self_attn.o_proj.weight")                        \
+    X(ln2_w,       CF_PART_ALL,  "model.layers.%d.post_attention_layernorm.weight")                \
+    X(fc_w,        CF_PART_GATE, "model.layers.%d.mlp.gate_proj.weight")                           \
+    X(fc_w,        CF_PART_UP,   "model.layers.%d.mlp.up_proj.weight")                             \
+    X(fc_proj_w,   CF_PART_ALL,  "model.layers.%d.mlp.down_proj.weight")                           \
+    X(lnf_w,       CF_PART_ALL,  "model.norm.weight")
+
 /* The linear layers of one training step, in the order the forward runs them:
  * out(BT,OC) = in(BT,IC) @ W(OC,IC)^T (+ b), where (OC, IC) is one slice of the weight's row in
  * the parameter table; a layered weight runs once per layer. A linear whose weight is absent does
@@ -222,6 +246,11 @@ typedef struct {
 
 /* The present linear layers of the config in forward order; returns how many. */
 int cf_model_linears(const cf_config *cfg, cf_linear_info out[CF_NUM_LINEARS]);
+
+/* Rows [*row0, *row0 + *rows) of one layer's slice of parameter p that make up part. Returns
+ * CF_ERR_INVALID when the part does not apply to p under this config or does not fit its rows. */
+int cf_model_row_part(const cf_config *cfg, const cf_param_info *p, enum cf_row_part part,
+                      int64_t *row0, int64_t *rows);
 
 /* The GEMMs of one training step (cf_be_matmul_forward / _backward) for micro-batches of B x T:
  * for each linear in(BT,IC) -> out(BT,OC): "<name>.fwd" out = in @ W^T (NT: M=BT, N=OC, K=IC),

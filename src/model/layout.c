@@ -133,3 +133,28 @@ double cf_model_flops_per_token(const cf_config *c) {
     const double fwd_att = 2.0 * 2.0 * c->num_layers * (double)c->max_length * c->d_model;
     return 3.0 * (fwd_mm + fwd_att);
 }
+
+int cf_model_row_part(const cf_config *c, const cf_param_info *p, enum cf_row_part part,
+                      int64_t *row0, int64_t *rows) {
+    /* From the row's shape in the table: qkv rows are (NH + 2*KVH)*hs, a SwiGLU fc has 2*F rows */
+    const int64_t all = p->shape[p->layered], hs = c->d_model / c->num_heads;
+    const int64_t q = (int64_t)c->num_heads * hs, kv = (all - q) / 2, F = c->d_ff;
+    const int qkv = (!strcmp(p->name, "qkv_w") || !strcmp(p->name, "qkv_b")) && kv > 0 &&
+                    kv % hs == 0 && all == q + 2 * kv;
+    const int glu = (!strcmp(p->name, "fc_w") || !strcmp(p->name, "fc_b")) && all == 2 * F;
+    int64_t r0 = 0, n = all;
+    int ok = p->present;
+    switch (part) {
+    case CF_PART_ALL: break;
+    case CF_PART_Q: r0 = 0, n = q, ok &= qkv; break;
+    case CF_PART_K: r0 = q, n = kv, ok &= qkv; break;
+    case CF_PART_V: r0 = q + kv, n = kv, ok &= qkv; break;
+    case CF_PART_GATE: r0 = 0, n = F, ok &= glu; break;
+    case CF_PART_UP: r0 = F, n = F, ok &= glu; break;
+    default: ok = 0; break;
+    }
+    if (!ok) return CF_ERR_INVALID;
+    *row0 = r0;
+    *rows = n;
+    return CF_OK;
+}
