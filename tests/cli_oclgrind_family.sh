@@ -4,10 +4,11 @@
 # RMSNorm forward and backward (plain and grouped strided rows, assigned and accumulated), RoPE and
 # its inverse, the activations (relu2, silu, GELU through the act slots), SwiGLU forward and
 # backward, GQA attention forward and backward on the fused kernels (oclgrind's device takes the
-# fused path), the soft-capped cross-entropy, LayerNorm without bias and the encoder forward
-# without wpe (the encoder's backward kernels have their own test, cli_oclgrind_encoder):
+# fused path), the soft-capped cross-entropy, LayerNorm forward without bias and the encoder
+# forward without wpe (the backward kernels of LayerNorm and of the encoder, unchanged by the
+# family, are left to cli_oclgrind and cli_oclgrind_encoder):
 #     oclgrind --data-races --uninitialized --check-api test_backend_ops --cross --small \
-#         --only rmsnorm,rope,act_,swiglu,attention,crossentropy,layernorm,encoder_forward opencl
+#         --only rmsnorm,rope,act_,swiglu,attention,crossentropy,layernorm_forward,encoder_forward opencl
 # It fails if a result differs from the CPU backend's (test_backend_ops' tolerances), if oclgrind
 # reports anything, or if the fused attention kernels did not run. First it plants a bug (the
 # barrier after a work-group reduction's result is read, removed from a copy of common.cl: a
@@ -21,4 +22,4 @@ set -u
 exec bash "$2/tests/oclgrind_kernels.sh" cli_oclgrind_family test_backend_ops common.cl \
     "float r = red\[0\];" "--cross --small --only rmsnorm_backward opencl" \
     "the family's kernels" "$1" "$2" "^note: opencl attention: [1-9][0-9]* calls on the fused" \
-    "--cross --small --only rmsnorm,rope,act_,swiglu,attention,crossentropy,layernorm,encoder_forward opencl"
+    "--cross --small --only rmsnorm,rope,act_,swiglu,attention,crossentropy,layernorm_forward,encoder_forward opencl"
