@@ -532,6 +532,9 @@ int cf_config_check_family(const cf_config *ckpt, const cf_config *cfg, const ch
         value_text(ckpt, k, va, sizeof va);
         value_text(cfg, k, vb, sizeof vb);
         if (strcmp(va, vb) == 0) continue;
+        /* num_kv_heads left at 0 on both sides follows num_heads, which is reported itself */
+        if (!strcmp(k->name, "num_kv_heads") && ckpt->num_kv_heads == 0 && cfg->num_kv_heads == 0)
+            continue;
         if (wo < sizeof was)
             wo += (size_t)snprintf(was + wo, sizeof was - wo, "%s%s=%s", wo ? ", " : "", k->name,
                                    va);
