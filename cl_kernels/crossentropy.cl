@@ -15,12 +15,15 @@
 #define CE_Z(z, c) ((c) > 0.0f ? (c) * tanh((z) / (c)) : (z))
 
 
+/* The kernels come in two forms with the same arguments: crossentropy_* (softcap off: the body
+ * is inlined with a constant 0, so the capping code is compiled out and the plain kernels keep
+ * their registers and speed) and crossentropy_*_softcap; the host picks by the soft-cap value. */
+
 /* losses(N) = logsumexp(logits row) - logits[target] (of the capped logits when softcap > 0) */
-__kernel void crossentropy_forward(__global float *losses, ulong loss_off,
-                                   __global const float *logits, ulong logits_off,
-                                   __global const int *targets, ulong tgt_off, int N, int V,
-                                   float softcap) {
-    __local float red[LS];
+static inline __attribute__((always_inline)) void
+ce_forward_body(__local float *red, __global float *losses, ulong loss_off,
+                __global const float *logits, ulong logits_off, __global const int *targets,
+                ulong tgt_off, int N, int V, float softcap) {
     int row = get_group_id(0), lid = get_local_id(0);
     __global const float *x = logits + logits_off + (size_t)row * V;
     int target = targets[tgt_off + row];
@@ -37,6 +40,20 @@ __kernel void crossentropy_forward(__global float *losses, ulong loss_off,
         losses[loss_off + row] = loss;
     }
 }
+__kernel void crossentropy_forward(__global float *losses, ulong loss_off,
+                                   __global const float *logits, ulong logits_off,
+                                   __global const int *targets, ulong tgt_off, int N, int V,
+                                   float softcap) {
+    __local float red[LS];
+    ce_forward_body(red, losses, loss_off, logits, logits_off, targets, tgt_off, N, V, 0.0f);
+}
+__kernel void crossentropy_forward_softcap(__global float *losses, ulong loss_off,
+                                           __global const float *logits, ulong logits_off,
+                                           __global const int *targets, ulong tgt_off, int N,
+                                           int V, float softcap) {
+    __local float red[LS];
+    ce_forward_body(red, losses, loss_off, logits, logits_off, targets, tgt_off, N, V, softcap);
+}
 
 /* losses(N) as above and dlogits(N,V) = (softmax - onehot(target)) * dloss, assigned (times
  * 1 - tanh(z / softcap)^2 when softcap > 0).
@@ -46,11 +63,11 @@ __kernel void crossentropy_forward(__global float *losses, ulong loss_off,
  * row is then read from global memory once instead of three times. */
 #define CE_CPT 64
 
-__kernel void crossentropy_fused(__global float *losses, ulong loss_off, __global float *dlogits,
-                                 ulong dlogits_off, __global const float *logits,
-                                 ulong logits_off, __global const int *targets, ulong tgt_off,
-                                 int N, int V, float dloss, float softcap) {
-    __local float red[LS];
+static inline __attribute__((always_inline)) void
+ce_fused_body(__local float *red, __global float *losses, ulong loss_off, __global float *dlogits,
+              ulong dlogits_off, __global const float *logits, ulong logits_off,
+              __global const int *targets, ulong tgt_off, int N, int V, float dloss,
+              float softcap) {
     int row = get_group_id(0), lid = get_local_id(0);
     __global const float *x = logits + logits_off + (size_t)row * V;
     __global float *dx = dlogits + dlogits_off + (size_t)row * V;
@@ -130,4 +147,21 @@ __kernel void crossentropy_fused(__global float *losses, ulong loss_off, __globa
             dx[i] = d;
         }
     }
+}
+__kernel void crossentropy_fused(__global float *losses, ulong loss_off, __global float *dlogits,
+                                 ulong dlogits_off, __global const float *logits,
+                                 ulong logits_off, __global const int *targets, ulong tgt_off,
+                                 int N, int V, float dloss, float softcap) {
+    __local float red[LS];
+    ce_fused_body(red, losses, loss_off, dlogits, dlogits_off, logits, logits_off, targets,
+                  tgt_off, N, V, dloss, 0.0f);
+}
+__kernel void crossentropy_fused_softcap(__global float *losses, ulong loss_off,
+                                         __global float *dlogits, ulong dlogits_off,
+                                         __global const float *logits, ulong logits_off,
+                                         __global const int *targets, ulong tgt_off, int N, int V,
+                                         float dloss, float softcap) {
+    __local float red[LS];
+    ce_fused_body(red, losses, loss_off, dlogits, dlogits_off, logits, logits_off, targets,
+                  tgt_off, N, V, dloss, softcap);
 }

@@ -69,6 +69,8 @@ enum cf_cl_kernel_id {
     K_LN_BACKWARD,
     K_CE_FORWARD,
     K_CE_FUSED,
+    K_CE_FORWARD_SOFTCAP, /* the same kernels with logit soft-capping compiled in */
+    K_CE_FUSED_SOFTCAP,
     K_SOFTMAX_FORWARD,
     K_SOFTMAX_BACKWARD,
     K_ENC_FORWARD,

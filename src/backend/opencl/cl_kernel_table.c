@@ -40,6 +40,8 @@ static const struct {
     [K_LN_BACKWARD] = {CF_PROG_LAYERNORM, "layernorm_backward", 1},
     [K_CE_FORWARD] = {CF_PROG_CROSSENTROPY, "crossentropy_forward", 1},
     [K_CE_FUSED] = {CF_PROG_CROSSENTROPY, "crossentropy_fused", 1},
+    [K_CE_FORWARD_SOFTCAP] = {CF_PROG_CROSSENTROPY, "crossentropy_forward_softcap", 1},
+    [K_CE_FUSED_SOFTCAP] = {CF_PROG_CROSSENTROPY, "crossentropy_fused_softcap", 1},
     [K_SOFTMAX_FORWARD] = {CF_PROG_ATTENTION, "attention_softmax_forward", 1},
     [K_SOFTMAX_BACKWARD] = {CF_PROG_ATTENTION, "attention_softmax_backward", 1},
     [K_ENC_FORWARD] = {CF_PROG_ENCODER, "encoder_forward", 0},

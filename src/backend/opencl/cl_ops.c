@@ -570,7 +570,7 @@ static int cl_axpy(cf_backend *be, cf_view y, cf_view x, float alpha, size_t n) 
 static int cl_crossentropy_forward(cf_backend *be, cf_view losses, cf_view logits,
                                    cf_view targets, int N, int V, float softcap) {
     cf_cl_ctx *ctx = CTX(be);
-    return softmax_rows(ctx, K_CE_FORWARD, (size_t)N,
+    return softmax_rows(ctx, softcap > 0.0f ? K_CE_FORWARD_SOFTCAP : K_CE_FORWARD, (size_t)N,
                         CF_ARGS(ARG_MEM(cf_cl_mem(losses)), ARG_ULONG(cf_view_elem_off(losses)),
                                 ARG_MEM(cf_cl_mem(logits)), ARG_ULONG(cf_view_elem_off(logits)),
                                 ARG_MEM(cf_cl_mem(targets)), ARG_ULONG(cf_view_elem_off(targets)),
@@ -580,7 +580,7 @@ static int cl_crossentropy_forward(cf_backend *be, cf_view losses, cf_view logit
 static int cl_crossentropy_fused(cf_backend *be, cf_view losses, cf_view dlogits, cf_view logits,
                                  cf_view targets, int N, int V, float dloss, float softcap) {
     cf_cl_ctx *ctx = CTX(be);
-    return softmax_rows(ctx, K_CE_FUSED, (size_t)N,
+    return softmax_rows(ctx, softcap > 0.0f ? K_CE_FUSED_SOFTCAP : K_CE_FUSED, (size_t)N,
                         CF_ARGS(ARG_MEM(cf_cl_mem(losses)), ARG_ULONG(cf_view_elem_off(losses)),
                                 ARG_MEM(cf_cl_mem(dlogits)), ARG_ULONG(cf_view_elem_off(dlogits)),
                                 ARG_MEM(cf_cl_mem(logits)), ARG_ULONG(cf_view_elem_off(logits)),
