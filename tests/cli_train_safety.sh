@@ -42,7 +42,9 @@ expect_err "logits with a non-numeric id" "'abc'" $CLF logits "$W/long" --tokens
 expect_err "logits with '12x'" "'12x'" $CLF logits "$W/long" --tokens "1 12x" --out "$W/l.bin"
 
 # 2. one training per --out
-$T --steps 1000000 --out "$W/lock" --log "$W/lock.jsonl" --quiet 2>/dev/null &
+# (the holder saves no checkpoint: checkpoint_interval=0, and it is killed, so any checkpoint in
+# the directory afterwards was written by the refused run)
+$T --steps 1000000 checkpoint_interval=0 --out "$W/lock" --log "$W/lock.jsonl" --quiet 2>/dev/null &
 BGPID=$!
 for _ in $(seq 1 300); do [ -s "$W/lock.jsonl" ] && break; sleep 0.1; done
 expect_err "a second run into a busy --out" "PID $BGPID" $T --steps 2 --out "$W/lock" --quiet
