@@ -72,20 +72,6 @@ int cf_backend_auto_verified(const char *row, const cf_backend_options *opts, cf
 
 /* ---- measurement ---------------------------------------------------------------------------- */
 
-typedef struct {
-    cf_rng rng;
-    int V;
-} batch_src;
-
-static int random_batch(void *user, int32_t *x, int32_t *y, int B, int T) {
-    batch_src *s = user;
-    for (int i = 0; i < B * T; i++) {
-        x[i] = (int32_t)(cf_rng_u32(&s->rng) % (uint32_t)s->V);
-        y[i] = (int32_t)(cf_rng_u32(&s->rng) % (uint32_t)s->V);
-    }
-    return CF_OK;
-}
-
 /* The fastest timed step of cfg on the device spec, in ms (*ms); CF_OK or why it could not run. */
 static int time_steps(const char *spec, const cf_backend_options *opts, const cf_config *cfg,
                       double best_ms, double *ms, int *steps) {
@@ -100,14 +86,14 @@ static int time_steps(const char *spec, const cf_backend_options *opts, const cf
     if (rc == CF_OK) rc = cf_backend_create(spec, opts, &be);
     if (rc == CF_OK) rc = cf_model_create(be, cfg, B, T, 1, &m);
     if (rc == CF_OK) rc = cf_model_init(m, cfg->seed);
-    batch_src src = {{0}, cfg->vocab_size};
+    cf_random_batch src = {{0}, cfg->vocab_size};
     cf_rng_seed(&src.rng, 12345);
     cf_step_info si;
-    if (rc == CF_OK) rc = cf_train_step(m, 0, random_batch, &src, x, y, &si); /* warm-up */
+    if (rc == CF_OK) rc = cf_train_step(m, 0, cf_random_batch_next, &src, x, y, &si); /* warm-up */
     double timed = 0.0;
     for (int s = 1; rc == CF_OK && s <= SEL_STEPS && timed < SEL_SECONDS; s++) {
         double t0 = cf_time_now();
-        rc = cf_train_step(m, s, random_batch, &src, x, y, &si);
+        rc = cf_train_step(m, s, cf_random_batch_next, &src, x, y, &si);
         double dt = cf_time_now() - t0;
         if (rc != CF_OK) break;
         timed += dt;

@@ -179,20 +179,6 @@ static int verify_row(cf_backend *ref, cf_backend *be, const cf_oprow *r, int *r
 
 /* ---- one training step ---------------------------------------------------------------------- */
 
-typedef struct {
-    cf_rng rng;
-    int V;
-} batch_src;
-
-static int random_batch(void *user, int32_t *x, int32_t *y, int B, int T) {
-    batch_src *s = user;
-    for (int i = 0; i < B * T; i++) {
-        x[i] = (int32_t)(cf_rng_u32(&s->rng) % (uint32_t)s->V);
-        y[i] = (int32_t)(cf_rng_u32(&s->rng) % (uint32_t)s->V);
-    }
-    return CF_OK;
-}
-
 /* A small model: two layers, every op of the step, shapes that are not multiples of the usual
  * tile sizes. */
 static void verify_config(cf_config *c) {
@@ -225,10 +211,10 @@ static int run_step(cf_backend *be, const cf_config *c, step_out *o) {
     int rc = x && y ? CF_OK : CF_ERR_NOMEM;
     if (rc == CF_OK) rc = cf_model_create(be, c, c->batch_size, c->max_length, 1, &m);
     if (rc == CF_OK) rc = cf_model_init(m, c->seed);
-    batch_src src = {{0}, c->vocab_size};
+    cf_random_batch src = {{0}, c->vocab_size};
     cf_rng_seed(&src.rng, 777);
     cf_step_info si;
-    if (rc == CF_OK) rc = cf_train_step(m, 0, random_batch, &src, x, y, &si);
+    if (rc == CF_OK) rc = cf_train_step(m, 0, cf_random_batch_next, &src, x, y, &si);
     if (rc == CF_OK) {
         o->loss = si.loss;
         o->norm = si.grad_norm;

@@ -411,6 +411,15 @@ static int evaluate(cf_model *m, cf_dataset *ds, int batches, int32_t *x, int32_
     return CF_OK;
 }
 
+int cf_random_batch_next(void *user, int32_t *x, int32_t *y, int B, int T) {
+    cf_random_batch *s = user;
+    for (int i = 0; i < B * T; i++) {
+        x[i] = (int32_t)(cf_rng_u32(&s->rng) % (uint32_t)s->V);
+        y[i] = (int32_t)(cf_rng_u32(&s->rng) % (uint32_t)s->V);
+    }
+    return CF_OK;
+}
+
 int cf_train_step(cf_model *m, int step, cf_batch_fn next, void *user, int32_t *x, int32_t *y,
                   cf_step_info *out) {
     const cf_config *c = &m->cfg;

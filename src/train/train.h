@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 
+#include "clformer/common.h"
 #include "clformer/config.h"
 
 struct cf_model;
@@ -30,6 +31,14 @@ typedef struct {
 
 /* Source of micro-batches for cf_train_step: fills inputs x(B,T) and targets y(B,T). */
 typedef int (*cf_batch_fn)(void *user, int32_t *x, int32_t *y, int B, int T);
+
+/* A cf_batch_fn of uniform random inputs and targets in [0, V) (user: a cf_random_batch), for runs
+ * that time or check the step without a dataset (device verification and measurement). */
+typedef struct {
+    cf_rng rng;
+    int V;
+} cf_random_batch;
+int cf_random_batch_next(void *user, int32_t *x, int32_t *y, int B, int T);
 
 typedef struct {
     float loss;      /* mean training loss over the step's micro-batches */
