@@ -29,6 +29,8 @@ typedef struct cf_cl_device_info {
 /* All devices of all platforms; *count 0 (and CF_OK) when there is no platform. Free with free(). */
 int cf_cl_enumerate(cf_cl_device_info **out, int *count, char *why, size_t why_len);
 const char *cf_cl_type_name(const cf_cl_device_info *d);
+/* enum cf_device_type of a device */
+int cf_cl_device_type(const cf_cl_device_info *d);
 const char *cf_cl_errstr(cl_int err);
 /* Pick a device of list for spec ("auto", "opencl", "opencl:P:D" or a name fragment): its index,
  * or -1 with an error (or, for auto, the warning) printed when none (cl_device.c). */
