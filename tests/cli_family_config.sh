@@ -54,4 +54,13 @@ expect_bad "resume into the same dir with another family" "logit_softcap=30" "$W
   $T $SMALL mlp=relu2 --device cpu --steps 2 --resume "$W/ck" --out "$W/ck"
 after=$(ls -l --time-style=full-iso "$W/ck" | md5sum)
 [ "$before" = "$after" ] && ok "refused resume wrote nothing to the checkpoint directory" || bad "refused resume changed $W/ck"
+
+# num_kv_heads 0 and num_kv_heads = num_heads are the same model: a resume across them is accepted
+$CLF $T $SMALL --device cpu --steps 1 --out "$W/mha0" --quiet || bad "train a num_kv_heads 0 checkpoint"
+if $CLF $T $SMALL num_kv_heads=2 --device cpu --steps 2 --resume "$W/mha0" --out "$W/mha2" --quiet; then
+  ok "resume of num_kv_heads 0 with num_kv_heads = num_heads (2) is accepted"
+else bad "resume of num_kv_heads 0 with num_kv_heads = num_heads (2) was refused"; fi
+if $CLF $T $SMALL --device cpu --steps 3 --resume "$W/mha2" --out "$W/mha3" --quiet; then
+  ok "resume of num_kv_heads 2 (= num_heads) with num_kv_heads 0 is accepted"
+else bad "resume of num_kv_heads 2 (= num_heads) with num_kv_heads 0 was refused"; fi
 exit $fail

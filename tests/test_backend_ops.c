@@ -31,9 +31,6 @@
 #include "test_ops_common.h"
 #include "backend/op_cases.h"
 #include "cli/cli_env.h"
-#ifdef CF_HAVE_OPENCL
-#include "backend/opencl/cl_internal.h"
-#endif
 
 #define PAD CF_OPCASE_PAD
 #define GUARD CF_OPCASE_GUARD
@@ -263,32 +260,27 @@ static int run_grad(cf_backend *cpu) {
 
 /* ---- backends ------------------------------------------------------------------------------- */
 
-/* "cpu" and every usable OpenCL device, as `clformer devices` lists them */
+/* "cpu" and every usable device of the other registry rows (cf_backend_enumerate), as `clformer
+ * devices` lists them */
 static int default_specs(char **specs, int max) {
-    int n = 0;
+    int n = 0, count = 0;
     specs[n++] = strdup("cpu");
-#ifdef CF_HAVE_OPENCL
-    cf_cl_device_info *list = NULL;
-    int count = 0;
-    char why[256];
-    if (cf_cl_enumerate(&list, &count, why, sizeof why) == CF_OK) {
-        for (int i = 0; i < count && n < max; i++) {
-            if (!list[i].usable) {
-                printf("note: opencl:%d:%d (%s) not usable: %s\n", list[i].platform_index,
-                       list[i].device_index, list[i].name, list[i].reason);
-                continue;
-            }
-            char s[64];
-            snprintf(s, sizeof s, "opencl:%d:%d", list[i].platform_index, list[i].device_index);
-            specs[n++] = strdup(s);
+    cf_device_desc *all = NULL;
+    static cf_backend_options o;
+    cf_cli_backend_options_from_env(&o);
+    if (cf_backend_enumerate(&o, stdout, &all, &count) != CF_OK) return n;
+    int rows = 0;
+    const cf_backend_reg *reg = cf_backend_registry(&rows);
+    for (int i = 0; i < count && n < max; i++) {
+        if (!strcmp(all[i].kind, reg[0].name)) continue; /* the reference, already first */
+        if (!all[i].usable) {
+            printf("note: %s (%s) not usable: %s\n", all[i].spec, all[i].name, all[i].reason);
+            continue;
         }
-        if (count == 0) printf("note: no OpenCL devices: %s\n", why);
+        specs[n++] = strdup(all[i].spec);
     }
-    free(list);
-#else
-    (void)max;
-    printf("note: this build has no OpenCL backend\n");
-#endif
+    if (rows == 1) printf("note: this build has only the %s backend\n", reg[0].name);
+    free(all);
     return n;
 }
 
@@ -370,17 +362,15 @@ int main(int argc, char **argv) {
             printf("-- every op on %d backend(s) against the cpu backend\n", nbe);
             run_cross(cpu, bes, names, nbe);
         }
-#ifdef CF_HAVE_OPENCL
-        /* which attention path the OpenCL backends took (the device and CF_ATTENTION decide) */
+        /* which attention path a backend with two took (the device and CF_ATTENTION decide) */
         for (int i = 0; i < nbe; i++) {
             cf_backend_info info;
-            if (cf_be_info(bes[i], &info) != CF_OK || strcmp(info.kind, "opencl") != 0) continue;
-            long fused = 0, gemm = 0;
-            cf_cl_attention_counts((cf_cl_ctx *)bes[i]->ctx, &fused, &gemm);
+            if (cf_be_info(bes[i], &info) != CF_OK ||
+                info.attention_fused + info.attention_gemm == 0)
+                continue;
             printf("note: %s attention: %ld calls on the fused kernels, %ld on the batched GEMMs\n",
-                   names[i], fused, gemm);
+                   names[i], info.attention_fused, info.attention_gemm);
         }
-#endif
         for (int i = 0; i < nbe; i++) cf_backend_destroy(bes[i]);
     }
     cf_backend_destroy(cpu);

@@ -53,7 +53,48 @@ int main(void) {
     expect(n == 1, "the registry has only cpu without OpenCL");
 #endif
     for (int i = 0; i < n; i++)
-        expect(reg[i].create && reg[i].list_devices, "every row has create and list_devices");
+        expect(reg[i].create && reg[i].list_devices && reg[i].enumerate,
+               "every row has create, list_devices and enumerate");
+
+    /* the enumerate slot: the C backend is one usable CPU device, "cpu"; every device of every
+     * row has a spec that creates a backend of that row (the usable ones) with its name */
+    cf_device_desc one[2];
+    char why[256];
+    memset(one, 0, sizeof one);
+    int cnt = reg[0].enumerate(NULL, one, 1, why, sizeof why);
+    expect(cnt == 1 && !strcmp(one[0].spec, "cpu") && one[0].usable && one[0].name[0] &&
+               one[0].driver[0] && one[0].device_type == CF_DEVICE_CPU && !one[0].reason[0],
+           "the cpu row enumerates one usable CPU device, spec cpu, its GEMM kernel as driver");
+    expect(reg[0].enumerate(NULL, one, 0, why, sizeof why) == 1,
+           "enumerate with no room still says how many devices there are");
+    cf_device_desc *all = NULL;
+    int nall = 0;
+    expect(cf_backend_enumerate(NULL, stdout, &all, &nall) == CF_OK && nall >= 1 && all &&
+               !strcmp(all[0].kind, "cpu") && !strcmp(all[0].spec, "cpu"),
+           "cf_backend_enumerate lists the cpu device first, with its kind");
+    for (int i = 0; i < nall; i++) {
+        char what[1200];
+        int row_ok = 0;
+        for (int r = 0; r < n; r++) row_ok |= all[i].kind == reg[r].name;
+        snprintf(what, sizeof what, "device %d: kind %s spec %s (%s) is a row's, usable %d%s%s", i,
+                 all[i].kind, all[i].spec, all[i].name, all[i].usable,
+                 all[i].usable ? "" : ": ", all[i].reason);
+        expect(row_ok && all[i].spec[0] && all[i].name[0] &&
+                   all[i].device_type >= CF_DEVICE_CPU &&
+                   all[i].device_type <= CF_DEVICE_ACCELERATOR && (all[i].usable || all[i].reason[0]),
+               what);
+        if (!all[i].usable) continue;
+        cf_backend *d = NULL;
+        cf_backend_info di;
+        snprintf(what, sizeof what, "device %d: spec %s creates a %s backend on %s", i,
+                 all[i].spec, all[i].kind, all[i].name);
+        expect(cf_backend_create(all[i].spec, NULL, &d) == CF_OK && cf_be_info(d, &di) == CF_OK &&
+                   !strcmp(di.kind, all[i].kind) && !strcmp(di.device, all[i].name) &&
+                   di.device_type == all[i].device_type,
+               what);
+        cf_backend_destroy(d);
+    }
+    free(all);
 
     /* the version check */
     struct cf_backend_ops ops;

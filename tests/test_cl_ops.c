@@ -153,18 +153,22 @@ static void pair_fill_sides(pair p, float gpu_v, float cpu_v) {
     free(h);
 }
 
-static void test_attention(int B, int T, int C, int NH, const char *mode, const char *expect_path) {
+/* KVH key/value heads (KVH == NH: multi-head, run on the fused kernels' -DATT_MHA build) */
+static void test_attention_kv(int B, int T, int C, int NH, int KVH, const char *mode,
+                              const char *expect_path) {
     char path[64];
-    snprintf(path, sizeof path, "hs=%d %s", C / NH, mode);
+    snprintf(path, sizeof path, "hs=%d KVH=%d %s", C / NH, KVH, mode);
     if (strcmp(mode, expect_path) != 0)
-        snprintf(path, sizeof path, "hs=%d %s -> %s", C / NH, mode, expect_path);
+        snprintf(path, sizeof path, "hs=%d KVH=%d %s -> %s", C / NH, KVH, mode, expect_path);
     long fused0, gemm0, fused1, gemm1;
     TCL_OK(cf_cl_attention_set_mode(gpu_ctx(), mode));
     cf_cl_attention_counts(gpu_ctx(), &fused0, &gemm0);
+    const long mha0 = cf_cl_attention_fused_mha(gpu_ctx());
     size_t btc = (size_t)B * T * C, att_n = (size_t)B * NH * T * T;
-    pair qkv = pair_rand(3 * btc, 1.0f), out = pair_rand(btc, 1.0f);
+    size_t qkv_n = (size_t)B * T * (NH + 2 * KVH) * (C / NH);
+    pair qkv = pair_rand(qkv_n, 1.0f), out = pair_rand(btc, 1.0f);
     pair att = pair_rand(att_n, 1.0f); /* garbage in: the op must write every entry */
-    BOTH(cf_be_attention_forward(be, V(out), V(att), V(qkv), B, T, NH, NH, C / NH));
+    BOTH(cf_be_attention_forward(be, V(out), V(att), V(qkv), B, T, NH, KVH, C / NH));
     char what[128];
     snprintf(what, sizeof what, "attention_forward out B=%d T=%d C=%d NH=%d %s", B, T, C, NH,
              path);
@@ -183,11 +187,11 @@ static void test_attention(int B, int T, int C, int NH, const char *mode, const 
     free(a);
     /* dqkv is assigned: NaN in on the OpenCL side must come out as the CPU's result from a
      * zero-filled dqkv (a NaN left anywhere fails the comparison) */
-    pair dqkv = pair_rand(3 * btc, 1.0f), dout = pair_rand(btc, 1.0f);
+    pair dqkv = pair_rand(qkv_n, 1.0f), dout = pair_rand(btc, 1.0f);
     pair datt = pair_rand(att_n, 1.0f), dpre = pair_rand(att_n, 1.0f);
     pair_fill_sides(dqkv, NAN, 0.0f);
     BOTH(cf_be_attention_backward(be, V(dqkv), V(datt), V(dpre), V(dout), V(qkv), V(att), B, T, NH,
-                                  NH, C / NH));
+                                  KVH, C / NH));
     snprintf(what, sizeof what, "attention_backward dqkv (NaN in, assigned) B=%d T=%d NH=%d %s", B,
              T, NH, path);
     check(what, dqkv, 5e-5);
@@ -197,9 +201,20 @@ static void test_attention(int B, int T, int C, int NH, const char *mode, const 
            "attention B=%d T=%d C=%d NH=%d mode %s: forward and backward ran on the %s path "
            "(fused ops %ld, gemm ops %ld)",
            B, T, C, NH, mode, expect_path, fused1 - fused0, gemm1 - gemm0);
+    if (want_fused) {
+        const long mha = cf_cl_attention_fused_mha(gpu_ctx()) - mha0;
+        expect(mha == (KVH == NH ? 2 : 0),
+               "attention B=%d T=%d NH=%d KVH=%d: the fused ops ran on the %s build (%ld of 2 on "
+               "the multi-head one)",
+               B, T, NH, KVH, KVH == NH ? "multi-head" : "grouped-query", mha);
+    }
     TCL_OK(cf_cl_attention_set_mode(gpu_ctx(), "auto"));
     pair_free(qkv), pair_free(out), pair_free(att), pair_free(dqkv), pair_free(dout);
     pair_free(datt), pair_free(dpre);
+}
+
+static void test_attention(int B, int T, int C, int NH, const char *mode, const char *expect_path) {
+    test_attention_kv(B, T, C, NH, NH, mode, expect_path);
 }
 
 /* the fused kernels' block sizes: blocks of 32 rows (groups of 128) where the device cannot run
@@ -476,6 +491,8 @@ int main(int argc, char **argv) {
             test_attention(1, 5, 8, 2, "fused", "fused");
             test_attention(2, 37, 8, 2, "fused", "fused");
             test_attention(1, 11, 6, 2, "fused", "fused"); /* hs 3 */
+            test_attention_kv(2, 37, 16, 4, 2, "fused", "fused"); /* GQA 4:2, hs 4 */
+            test_attention_kv(1, 11, 8, 4, 1, "fused", "fused");  /* MQA */
             test_attention(2, 37, 8, 2, "gemm", "gemm");
             test_attention(1, 9, 8, 2, "auto", auto_path());
             test_attention_blocks(1);
@@ -507,6 +524,7 @@ int main(int argc, char **argv) {
                                m ? "gemm" : "fused", m ? "gemm" : "fused");
         test_attention(1, 70, 24, 3, "gemm", "gemm");
         test_attention(3, 128, 96, 2, "fused", "fused"); /* hs 48, the wiki configs' heads */
+        test_attention_kv(1, 40, 32, 4, 2, "fused", "fused"); /* GQA 4:2, hs 8 */
         test_attention(2, 40, 26, 2, "auto", auto_path());
         test_attention(1, 33, 128, 2, "fused", "fused"); /* hs 64, the largest fused */
         test_attention(1, 20, 130, 2, "fused", "gemm");  /* hs 65: the GEMMs, with a warning */

@@ -316,6 +316,33 @@ static void test_json_roundtrip(void) {
     CHECK(rc == CF_OK && b.d_model == 64 && b.num_layers == 4, "partial json rc %d", rc);
 }
 
+/* cf_config_check_family: num_kv_heads 0 and num_kv_heads = num_heads are the same model (MHA) */
+static void test_family_kv_heads(void) {
+    cf_config a, b;
+    cf_config_defaults(&a);
+    a.num_heads = 4;
+    a.num_kv_heads = 0;
+    b = a;
+    b.num_kv_heads = 4;
+    g_msg[0] = 0;
+    CHECK(cf_config_check_family(&a, &b, "ck") == CF_OK, "num_kv_heads 0 -> 4 (num_heads 4): %s",
+          g_msg);
+    CHECK(cf_config_check_family(&b, &a, "ck") == CF_OK, "num_kv_heads 4 -> 0 (num_heads 4): %s",
+          g_msg);
+    b.num_kv_heads = 2;
+    int rc = cf_config_check_family(&a, &b, "ck");
+    CHECK(rc == CF_ERR_INVALID && strstr(g_msg, "num_kv_heads=4") && strstr(g_msg, "num_kv_heads=2"),
+          "MHA -> GQA 4:2 is refused naming num_kv_heads 4 and 2 (rc %d): %s", rc, g_msg);
+    /* both multi-head, one written as 0 and one as num_heads: only num_heads differs */
+    b.num_heads = 2;
+    b.num_kv_heads = 2;
+    rc = cf_config_check_family(&a, &b, "ck");
+    CHECK(rc == CF_ERR_INVALID && strstr(g_msg, "num_heads=4") && !strstr(g_msg, "num_kv_heads"),
+          "MHA 4 heads (num_kv_heads 0) -> MHA 2 heads (num_kv_heads 2) names num_heads only (rc "
+          "%d): %s",
+          rc, g_msg);
+}
+
 int main(void) {
     snprintf(g_dir, sizeof g_dir, "%s/test_config_tmp", CF_BINARY_DIR);
     if (cf_mkdirs(g_dir) != CF_OK) return 2;
@@ -324,6 +351,7 @@ int main(void) {
     test_file_errors();
     test_overrides();
     test_json_roundtrip();
+    test_family_kv_heads();
     cf_log_set_callback(NULL, NULL);
     if (g_fail) {
         printf("test_config: %d check(s) FAILED\n", g_fail);

@@ -49,10 +49,12 @@ cf_backend_options cf_backend_options_default(void) {
 
 static const cf_backend_reg registry[] = {
     {/* .name = */ "cpu", /* .create = */ cf_backend_cpu_create,
-     /* .list_devices = */ cf_backend_cpu_list_devices},
+     /* .list_devices = */ cf_backend_cpu_list_devices,
+     /* .enumerate = */ cf_backend_cpu_enumerate},
 #ifdef CF_HAVE_OPENCL
     {/* .name = */ "opencl", /* .create = */ cf_backend_opencl_create,
-     /* .list_devices = */ cf_opencl_list_devices},
+     /* .list_devices = */ cf_opencl_list_devices,
+     /* .enumerate = */ cf_opencl_enumerate},
 #endif
 };
 enum { N_REGISTRY = (int)(sizeof registry / sizeof registry[0]) };
@@ -129,6 +131,50 @@ int cf_backend_list_devices(FILE *out) {
     }
     if (N_REGISTRY == 1) fprintf(out, "(this build has no OpenCL backend)\n");
     return rc;
+}
+
+int cf_backend_enumerate(const cf_backend_options *opts, FILE *notes, cf_device_desc **out,
+                         int *n) {
+    *out = NULL;
+    *n = 0;
+    cf_backend_options defaults = cf_backend_options_default();
+    if (!opts) opts = &defaults;
+    cf_device_desc *all = NULL;
+    int total = 0;
+    for (int i = 0; i < N_REGISTRY; i++) {
+        const cf_backend_reg *r = &registry[i];
+        char why[256] = "";
+        int cap = 16, count = 0;
+        for (;;) { /* room for 16 devices first; a row with more says so and is asked again */
+            cf_device_desc *grown = realloc(all, (size_t)(total + cap) * sizeof *all);
+            if (!grown) {
+                free(all);
+                return CF_ERR_NOMEM;
+            }
+            all = grown;
+            memset(all + total, 0, (size_t)cap * sizeof *all);
+            count = r->enumerate(opts, all + total, cap, why, sizeof why);
+            if (count <= cap) break;
+            cap = count;
+        }
+        if (count <= 0) {
+            if (i == 0) { /* the C backend is always there */
+                free(all);
+                CF_ERROR("backend '%s' lists no device (%s)", r->name,
+                         count < 0 ? cf_status_str(count) : why);
+                return count < 0 ? count : CF_ERR_DEVICE;
+            }
+            if (notes)
+                fprintf(notes, "note: no %s devices: %s\n", r->name,
+                        count < 0 ? cf_status_str(count) : why[0] ? why : "none found");
+            continue;
+        }
+        for (int k = 0; k < count; k++) all[total + k].kind = r->name;
+        total += count;
+    }
+    *out = all;
+    *n = total;
+    return CF_OK;
 }
 
 int cf_be_info(cf_backend *be, cf_backend_info *out) {

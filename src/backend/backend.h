@@ -138,6 +138,8 @@ typedef struct cf_backend_info {
     unsigned gemm_paths;   /* CF_GEMM_PATH_* bits */
     char gemm[64];         /* the GEMM path in use ("native:avx2-6x16", "blas", "clblast", ...) */
     uint64_t scratch_bytes;/* the backend's own scratch buffers (not counted in be->stats) */
+    long attention_fused;  /* attention ops run so far on fused kernels, and on batched GEMMs */
+    long attention_gemm;   /* (the OpenCL backend's two paths; 0 where a backend has one path) */
 } cf_backend_info;
 
 /* Options a backend receives at creation (cf_backend_create). Library code never reads the
@@ -396,17 +398,43 @@ void cf_prof_reset(cf_backend *be); /* drop recorded events, keep enabled */
 int cf_backend_create(const char *device_spec, const cf_backend_options *opts, cf_backend **out);
 void cf_backend_destroy(cf_backend *be);
 
+/* One device of a registry row, for generic code that lists, verifies or chooses devices without
+ * naming a backend (cf_backend_reg.enumerate, cf_backend_enumerate). */
+typedef struct cf_device_desc {
+    const char *kind;   /* the registry row's name: "cpu", "opencl" (static string; filled by
+                         * cf_backend_enumerate, not by the row) */
+    char spec[64];      /* the --device spec that creates it: "cpu", "opencl:P:D" */
+    char name[256];     /* device name */
+    char platform[256]; /* OpenCL platform; "" for the C backend */
+    char driver[256];   /* driver version; the C backend: its GEMM kernel ("native:avx2-6x16") */
+    int device_type;    /* enum cf_device_type */
+    int usable;         /* 0: listed, but clformer cannot run on it (reason) */
+    char reason[192];   /* why not usable; "" when usable */
+} cf_device_desc;
+
 /* A registry row. create receives the whole spec; list_devices prints the backend's devices (one
- * per line, with their --device names) and returns CF_OK also when there are none. */
+ * per line, with their --device names) and returns CF_OK also when there are none; enumerate
+ * fills up to max descriptions of its devices (usable or not, in --device order) and returns how
+ * many it has (which may exceed max), 0 with a reason in why when it has none (no driver, no
+ * platform), or a negative status. opts are those the devices would be created with (the C
+ * backend's GEMM kernel is its driver). */
 typedef struct cf_backend_reg {
     const char *name;
     int (*create)(const char *spec, const cf_backend_options *opts, cf_backend **out);
     int (*list_devices)(FILE *out);
+    int (*enumerate)(const cf_backend_options *opts, cf_device_desc *out, int max, char *why,
+                     size_t why_len);
 } cf_backend_reg;
 /* The rows compiled in ("cpu" first, then "opencl" when built with OpenCL); *n receives the count. */
 const cf_backend_reg *cf_backend_registry(int *n);
 /* Print every backend's devices through the registry (`clformer devices`). */
 int cf_backend_list_devices(FILE *out);
+/* Every device of every registry row, in registry order ("cpu" first), usable or not, with .kind
+ * set: *out is malloc'd (free()), *n >= 1 (the C backend). A row with no devices adds none; when
+ * notes is not NULL it prints one line there saying why ("note: no opencl devices: ..."). A row
+ * whose enumeration fails is reported the same way and skipped. opts NULL = defaults. */
+int cf_backend_enumerate(const cf_backend_options *opts, FILE *notes, cf_device_desc **out,
+                         int *n);
 /* The check cf_backend_create applies to a new backend: CF_OK, or CF_ERR_UNSUPPORTED with one
  * error line naming both versions when ops->api_version differs from CF_BACKEND_API_VERSION. */
 int cf_backend_check_ops(const struct cf_backend_ops *ops, const char *name);
@@ -414,6 +442,8 @@ int cf_backend_check_ops(const struct cf_backend_ops *ops, const char *name);
 /* The registry's rows (also callable directly; spec and opts as for cf_backend_create). */
 int cf_backend_cpu_create(const char *spec, const cf_backend_options *opts, cf_backend **out);
 int cf_backend_cpu_list_devices(FILE *out);
+int cf_backend_cpu_enumerate(const cf_backend_options *opts, cf_device_desc *out, int max,
+                             char *why, size_t why_len);
 
 /* What the backend is and can do (see cf_backend_info). */
 int cf_be_info(cf_backend *be, cf_backend_info *out);

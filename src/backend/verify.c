@@ -17,9 +17,6 @@
 #include "clformer/common.h"
 #include "model/gpt.h"
 #include "train/train.h"
-#ifdef CF_HAVE_OPENCL
-#include "backend/opencl/cl_internal.h"
-#endif
 
 /* ---- device identity ------------------------------------------------------------------------ */
 
@@ -40,45 +37,26 @@ void cf_device_id_of(cf_backend *be, const char *spec, cf_device_id *out) {
 int cf_device_candidates(const cf_backend_options *opts, cf_device_id **out, int *n) {
     *out = NULL;
     *n = 0;
-    int cap = 1;
-    cf_backend *cpu = NULL;
-    CF_TRY(cf_backend_cpu_create("cpu", opts, &cpu));
-#ifdef CF_HAVE_OPENCL
-    cf_cl_device_info *list = NULL;
+    cf_device_desc *all = NULL;
     int count = 0;
-    char why[256];
-    if (cf_cl_enumerate(&list, &count, why, sizeof why) != CF_OK) count = 0;
-    cap += count;
-#endif
-    cf_device_id *ids = calloc((size_t)cap, sizeof *ids);
+    CF_TRY(cf_backend_enumerate(opts, NULL, &all, &count));
+    cf_device_id *ids = calloc((size_t)count, sizeof *ids);
     if (!ids) {
-        cf_backend_destroy(cpu);
-#ifdef CF_HAVE_OPENCL
-        free(list);
-#endif
+        free(all);
         return CF_ERR_NOMEM;
     }
-    cf_device_id_of(cpu, "cpu", &ids[(*n)++]);
-    cf_backend_destroy(cpu);
-#ifdef CF_HAVE_OPENCL
     for (int i = 0; i < count; i++) {
-        const cf_cl_device_info *d = &list[i];
+        const cf_device_desc *d = &all[i];
         if (!d->usable) continue;
         cf_device_id *id = &ids[(*n)++];
-        snprintf(id->spec, sizeof id->spec, "opencl:%d:%d", d->platform_index, d->device_index);
-        snprintf(id->kind, sizeof id->kind, "opencl");
+        snprintf(id->spec, sizeof id->spec, "%s", d->spec);
+        snprintf(id->kind, sizeof id->kind, "%s", d->kind);
         snprintf(id->device, sizeof id->device, "%s", d->name);
-        snprintf(id->platform, sizeof id->platform, "%s", d->platform_name);
+        snprintf(id->platform, sizeof id->platform, "%s", d->platform);
         snprintf(id->driver, sizeof id->driver, "%s", d->driver);
-        if (d->type & CL_DEVICE_TYPE_GPU)
-            id->device_type = d->unified ? CF_DEVICE_INTEGRATED_GPU : CF_DEVICE_GPU;
-        else if (d->type & CL_DEVICE_TYPE_CPU)
-            id->device_type = CF_DEVICE_CPU;
-        else
-            id->device_type = CF_DEVICE_ACCELERATOR;
+        id->device_type = d->device_type;
     }
-    free(list);
-#endif
+    free(all);
     *out = ids;
     return CF_OK;
 }

@@ -452,7 +452,7 @@ int cf_config_validate(const cf_config *cfg, const char *origin) {
                 (double)cfg->logit_softcap);
         return CF_ERR_INVALID;
     }
-    if (cfg->num_kv_heads > 0 && cfg->num_heads % cfg->num_kv_heads != 0) {
+    if (cfg->num_heads % cf_config_kv_heads(cfg) != 0) {
         CFG_ERR(origin,
                 "num_kv_heads (%d) must divide num_heads (%d); use a divisor of num_heads (%d "
                 "for MHA, 1 for MQA) or 0 for as many as num_heads",
@@ -532,8 +532,10 @@ int cf_config_check_family(const cf_config *ckpt, const cf_config *cfg, const ch
         value_text(ckpt, k, va, sizeof va);
         value_text(cfg, k, vb, sizeof vb);
         if (strcmp(va, vb) == 0) continue;
-        /* num_kv_heads left at 0 on both sides follows num_heads, which is reported itself */
-        if (!strcmp(k->name, "num_kv_heads") && ckpt->num_kv_heads == 0 && cfg->num_kv_heads == 0)
+        /* multi-head on both sides (num_kv_heads 0 or num_heads: the same model): the key/value
+         * heads follow num_heads, which is reported itself */
+        if (!strcmp(k->name, "num_kv_heads") && cf_config_kv_heads(ckpt) == ckpt->num_heads &&
+            cf_config_kv_heads(cfg) == cfg->num_heads)
             continue;
         if (wo < sizeof was)
             wo += (size_t)snprintf(was + wo, sizeof was - wo, "%s%s=%s", wo ? ", " : "", k->name,

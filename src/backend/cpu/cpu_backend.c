@@ -206,6 +206,29 @@ int cf_backend_cpu_list_devices(FILE *out) {
     return CF_OK;
 }
 
+int cf_backend_cpu_enumerate(const cf_backend_options *opts, cf_device_desc *out, int max,
+                             char *why, size_t why_len) {
+    if (why && why_len) why[0] = 0;
+    if (max < 1) return 1;
+    /* one device, created as every command creates it: its GEMM kernel is its "driver" */
+    cf_backend *be = NULL;
+    cf_backend_info info;
+    int rc = cf_backend_cpu_create("cpu", opts, &be);
+    if (rc == CF_OK) rc = cf_be_info(be, &info);
+    cf_backend_destroy(be);
+    if (rc < 0) {
+        if (why && why_len) snprintf(why, why_len, "%s", cf_status_str(rc));
+        return rc;
+    }
+    memset(out, 0, sizeof *out);
+    snprintf(out->spec, sizeof out->spec, "cpu");
+    snprintf(out->name, sizeof out->name, "%s", info.device);
+    snprintf(out->driver, sizeof out->driver, "%s", info.gemm);
+    out->device_type = info.device_type;
+    out->usable = 1;
+    return 1;
+}
+
 int cf_backend_cpu_create(const char *spec, const cf_backend_options *opts, cf_backend **out) {
     (void)spec;
     *out = NULL;

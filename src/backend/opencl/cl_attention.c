@@ -1,6 +1,7 @@
 /* clformer: fused causal attention for the OpenCL backend (cl_kernels/attention.cl built with
- * -DHS): the path switch (CF_ATTENTION), the block-size rule, the programs (one per head size and
- * work-group height, built on first use and kept in the ctx) and the launches: forward in one
+ * -DHS): the path switch (CF_ATTENTION), the block-size rule, the programs (one per head size,
+ * work-group height and head layout, multi-head (-DATT_MHA) or grouped-query, built on first use
+ * and kept in the ctx) and the launches: forward in one
  * kernel, backward in two. cl_backend.c's attention ops call these first; what they decline runs
  * as batched GEMMs around the softmax kernels. */
 #define _POSIX_C_SOURCE 200809L
@@ -21,6 +22,7 @@
 
 typedef struct {
     int hs, ty; /* -DHS, -DTY: groups of 16 x ty work-items, blocks of 4 * ty rows */
+    int mha;    /* -DATT_MHA: built for KVH == NH (multi-head addressing, cl_kernels/attention.cl) */
     int status; /* CF_OK usable; negative: build failed or the device cannot run it (kept, so
                  * that it is not built again) */
     cl_program program;
@@ -32,6 +34,7 @@ struct cf_cl_attention {
     att_variant v[ATT_MAX_VARIANTS];
     int n;
     long fused, gemm; /* ops run by each path */
+    long fused_mha;   /* of the fused ones, those on a multi-head (-DATT_MHA) build */
     struct {
         int T, hs, bwd;
     } noted[ATT_MAX_NOTED]; /* shapes whose path was logged */
@@ -77,6 +80,10 @@ void cf_cl_attention_counts(cf_cl_ctx *ctx, long *fused, long *gemm) {
     const struct cf_cl_attention *st = ctx->attention;
     *fused = st ? st->fused : 0;
     *gemm = st ? st->gemm : 0;
+}
+
+long cf_cl_attention_fused_mha(cf_cl_ctx *ctx) {
+    return ctx->attention ? ctx->attention->fused_mha : 0;
 }
 
 void cf_cl_attention_count_gemm(cf_cl_ctx *ctx) {
@@ -125,14 +132,14 @@ static int kernel_fits(cf_cl_ctx *ctx, cl_kernel k, const char *name, const att_
     return CF_OK;
 }
 
-/* The variant (hs, ty), built on first use. Returns its status: CF_OK, or the reason it cannot
- * be used (a build error is reported once, when it happens). */
-static int variant_get(cf_cl_ctx *ctx, struct cf_cl_attention *st, int hs, int ty,
+/* The variant (hs, ty, mha), built on first use. Returns its status: CF_OK, or the reason it
+ * cannot be used (a build error is reported once, when it happens). */
+static int variant_get(cf_cl_ctx *ctx, struct cf_cl_attention *st, int hs, int ty, int mha,
                        att_variant **out) {
     *out = NULL;
     for (int i = 0; i < st->n; i++) {
         att_variant *v = &st->v[i];
-        if (v->hs == hs && v->ty == ty) {
+        if (v->hs == hs && v->ty == ty && v->mha == mha) {
             *out = v;
             return v->status;
         }
@@ -147,11 +154,13 @@ static int variant_get(cf_cl_ctx *ctx, struct cf_cl_attention *st, int hs, int t
     memset(v, 0, sizeof *v);
     v->hs = hs;
     v->ty = ty;
+    v->mha = mha;
     *out = v;
     /* GPUs: tile copies unrolled 8 deep, 8 loads in flight per work-item (see the kernels) */
     const int unroll = (ctx->dev.type & CL_DEVICE_TYPE_GPU) ? 8 : 1;
     char opts[128];
-    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DHS=%d -DTY=%d -DATT_UNROLL=%d", hs, ty, unroll);
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DHS=%d -DTY=%d -DATT_UNROLL=%d%s", hs, ty, unroll,
+             mha ? " -DATT_MHA" : "");
     int rc = cf_cl_build_program(ctx, "attention.cl", opts, &v->program);
     cl_int err = CL_SUCCESS;
     if (rc == CF_OK) {
@@ -173,6 +182,7 @@ static int variant_get(cf_cl_ctx *ctx, struct cf_cl_attention *st, int hs, int t
         variant_free(v);
         v->hs = hs;
         v->ty = ty;
+        v->mha = mha;
     }
     v->status = rc;
     return rc;
@@ -191,8 +201,8 @@ static void note(cf_cl_ctx *ctx, struct cf_cl_attention *st, int T, int hs, int 
     }
     const char *op = bwd ? "backward" : "forward";
     if (v)
-        CF_DEBUG("attention %s T=%d hs=%d: fused (blocks of %d rows, groups of %d)", op, T, hs,
-                 4 * v->ty, 16 * v->ty);
+        CF_DEBUG("attention %s T=%d hs=%d: fused (blocks of %d rows, groups of %d, %s build)", op,
+                 T, hs, 4 * v->ty, 16 * v->ty, v->mha ? "multi-head" : "grouped-query");
     else if (st->mode == CF_ATT_FUSED)
         CF_WARN("attention %s T=%d hs=%d: the fused kernels do not fit (%s); using the batched "
                 "GEMMs", op, T, hs, why);
@@ -201,8 +211,9 @@ static void note(cf_cl_ctx *ctx, struct cf_cl_attention *st, int T, int hs, int 
 }
 
 /* The variant for a shape, or NULL (with *why) when the fused path declines it: the plan's
- * work-group heights (cl_plan.c) in order, the first that builds and runs on this device. */
-static att_variant *choose(cf_cl_ctx *ctx, struct cf_cl_attention *st, int C, int NH,
+ * work-group heights (cl_plan.c) in order, the first that builds and runs on this device; the
+ * multi-head build when KVH == NH. */
+static att_variant *choose(cf_cl_ctx *ctx, struct cf_cl_attention *st, int C, int NH, int KVH,
                            const char **why) {
     cf_cl_attention_plan plan;
     cf_cl_plan_attention(ctx, st->mode, C, NH, &plan);
@@ -211,7 +222,7 @@ static att_variant *choose(cf_cl_ctx *ctx, struct cf_cl_attention *st, int C, in
     *why = "not enough local memory or work-group size on this device";
     for (int i = 0; i < plan.n_ty; i++) {
         att_variant *v = NULL;
-        int rc = variant_get(ctx, st, plan.hs, plan.ty[i], &v);
+        int rc = variant_get(ctx, st, plan.hs, plan.ty[i], KVH == NH, &v);
         if (rc == CF_OK) return v;
         if (rc != CF_ERR_UNSUPPORTED) {
             *why = "the program did not build";
@@ -226,12 +237,12 @@ static att_variant *choose(cf_cl_ctx *ctx, struct cf_cl_attention *st, int C, in
 /* The variant for this shape (noted once per shape; NULL: the GEMM path) and the launch range of
  * its kernels: groups (query head, batch, block of 4*ty query or key rows), indices from the
  * range, not divided out of one; the key kernel's range has KVH heads in dimension 0. */
-static att_variant *fused_setup(cf_cl_ctx *ctx, int B, int T, int NH, int hs, int backward,
-                                size_t local[3], size_t global[3]) {
+static att_variant *fused_setup(cf_cl_ctx *ctx, int B, int T, int NH, int KVH, int hs,
+                                int backward, size_t local[3], size_t global[3]) {
     struct cf_cl_attention *st = att_state(ctx);
     if (!st) return NULL;
     const char *why = "";
-    att_variant *v = choose(ctx, st, NH * hs, NH, &why);
+    att_variant *v = choose(ctx, st, NH * hs, NH, KVH, &why);
     note(ctx, st, T, hs, backward, v, why);
     if (!v) return NULL;
     const int bm = 4 * v->ty;
@@ -246,7 +257,7 @@ static att_variant *fused_setup(cf_cl_ctx *ctx, int B, int T, int NH, int hs, in
 int cf_cl_attention_fused_forward(cf_cl_ctx *ctx, cf_view out, cf_view att, cf_view qkv, int B,
                                   int T, int NH, int KVH, int hs) {
     size_t local[3], global[3];
-    att_variant *v = fused_setup(ctx, B, T, NH, hs, 0, local, global);
+    att_variant *v = fused_setup(ctx, B, T, NH, KVH, hs, 0, local, global);
     if (!v) return 0;
     const int C = NH * hs;
     CF_TRY(
@@ -257,6 +268,7 @@ int cf_cl_attention_fused_forward(cf_cl_ctx *ctx, cf_view out, cf_view att, cf_v
                              ARG_INT(KVH), ARG_INT(T), ARG_INT(C),
                              ARG_FLOAT(1.0f / sqrtf((float)hs)))));
     ctx->attention->fused++;
+    ctx->attention->fused_mha += v->mha;
     return 1;
 }
 
@@ -266,7 +278,7 @@ int cf_cl_attention_fused_backward(cf_cl_ctx *ctx, cf_view dqkv, cf_view dpreatt
     /* query blocks for dq and dpreatt, then key blocks for dk, dv; dqkv is assigned (every
      * element written, none read: cl_kernels/attention.cl) */
     size_t local[3], global[3];
-    att_variant *v = fused_setup(ctx, B, T, NH, hs, 1, local, global);
+    att_variant *v = fused_setup(ctx, B, T, NH, KVH, hs, 1, local, global);
     if (!v) return 0;
     const int C = NH * hs;
     const float scale = 1.0f / sqrtf((float)hs);
@@ -289,5 +301,6 @@ int cf_cl_attention_fused_backward(cf_cl_ctx *ctx, cf_view dqkv, cf_view dpreatt
                                 ARG_INT(NH), ARG_INT(KVH), ARG_INT(T), ARG_INT(C),
                                 ARG_FLOAT(scale))));
     ctx->attention->fused++;
+    ctx->attention->fused_mha += v->mha;
     return 1;
 }

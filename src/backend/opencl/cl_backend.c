@@ -257,12 +257,7 @@ int cf_cl_info(cf_backend *be, cf_backend_info *out) {
     const cf_cl_ctx *ctx = CTX(be);
     const cf_cl_device_info *d = &ctx->dev;
     out->kind = "opencl";
-    if (d->type & CL_DEVICE_TYPE_GPU)
-        out->device_type = d->unified ? CF_DEVICE_INTEGRATED_GPU : CF_DEVICE_GPU;
-    else if (d->type & CL_DEVICE_TYPE_CPU)
-        out->device_type = CF_DEVICE_CPU;
-    else
-        out->device_type = CF_DEVICE_ACCELERATOR;
+    out->device_type = cf_cl_device_type(d);
     out->host_threads = 0;
     snprintf(out->device, sizeof out->device, "%s", d->name);
     snprintf(out->vendor, sizeof out->vendor, "%s", d->vendor);
@@ -275,6 +270,7 @@ int cf_cl_info(cf_backend *be, cf_backend_info *out) {
                       (cf_cl_have_clblast() ? CF_GEMM_PATH_CLBLAST : 0u);
     snprintf(out->gemm, sizeof out->gemm, "%s", cf_backend_opencl_gemm_path(be));
     out->scratch_bytes = cf_cl_scratch_bytes(be);
+    cf_cl_attention_counts(CTX(be), &out->attention_fused, &out->attention_gemm);
     return CF_OK;
 }
 

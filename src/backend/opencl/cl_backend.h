@@ -14,6 +14,10 @@
  * memory sizes, OpenCL C version, fp16/subgroup support, and whether clformer can use it and why
  * not). Returns CF_OK also when no platform exists (it says so). */
 int cf_opencl_list_devices(FILE *out);
+/* The registry's enumerate slot (cf_backend_reg.enumerate): every device of every platform as
+ * opencl:P:D, usable or not; 0 and why when there is no platform. */
+int cf_opencl_enumerate(const cf_backend_options *opts, cf_device_desc *out, int max, char *why,
+                        size_t why_len);
 
 /* The registry's "opencl" row: spec "auto" (best usable GPU; with opts->auto_cpu_devices CPU
  * devices too; none: one warning, CF_ERR_NOT_FOUND), "opencl", "opencl:P:D" or a device-name

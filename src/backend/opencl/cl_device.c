@@ -267,6 +267,35 @@ int cf_opencl_list_devices(FILE *out) {
     return CF_OK;
 }
 
+int cf_cl_device_type(const cf_cl_device_info *d) {
+    if (d->type & CL_DEVICE_TYPE_GPU) return d->unified ? CF_DEVICE_INTEGRATED_GPU : CF_DEVICE_GPU;
+    if (d->type & CL_DEVICE_TYPE_CPU) return CF_DEVICE_CPU;
+    return CF_DEVICE_ACCELERATOR;
+}
+
+int cf_opencl_enumerate(const cf_backend_options *opts, cf_device_desc *out, int max, char *why,
+                        size_t why_len) {
+    (void)opts;
+    cf_cl_device_info *list = NULL;
+    int n = 0;
+    int rc = cf_cl_enumerate(&list, &n, why, why_len);
+    if (rc < 0) return rc;
+    for (int i = 0; i < n && i < max; i++) {
+        const cf_cl_device_info *d = &list[i];
+        cf_device_desc *o = &out[i];
+        memset(o, 0, sizeof *o);
+        snprintf(o->spec, sizeof o->spec, "opencl:%d:%d", d->platform_index, d->device_index);
+        snprintf(o->name, sizeof o->name, "%s", d->name);
+        snprintf(o->platform, sizeof o->platform, "%s", d->platform_name);
+        snprintf(o->driver, sizeof o->driver, "%s", d->driver);
+        o->device_type = cf_cl_device_type(d);
+        o->usable = d->usable;
+        snprintf(o->reason, sizeof o->reason, "%s", d->usable ? "" : d->reason);
+    }
+    free(list);
+    return n;
+}
+
 /* ---- device selection -------------------------------------------------------------------------- */
 
 static int contains_ci(const char *hay, const char *needle) {

@@ -29,6 +29,8 @@ typedef struct cf_cl_device_info {
 /* All devices of all platforms; *count 0 (and CF_OK) when there is no platform. Free with free(). */
 int cf_cl_enumerate(cf_cl_device_info **out, int *count, char *why, size_t why_len);
 const char *cf_cl_type_name(const cf_cl_device_info *d);
+/* enum cf_device_type of a device */
+int cf_cl_device_type(const cf_cl_device_info *d);
 const char *cf_cl_errstr(cl_int err);
 /* Pick a device of list for spec ("auto", "opencl", "opencl:P:D" or a name fragment): its index,
  * or -1 with an error (or, for auto, the warning) printed when none (cl_device.c). */
@@ -349,6 +351,8 @@ uint64_t cf_cl_scratch_bytes(cf_backend *be);
 int cf_cl_attention_parse(const char *s, int *mode);
 /* Counters of attention ops (forward and backward each count one) run by each path. */
 void cf_cl_attention_counts(cf_cl_ctx *ctx, long *fused, long *gemm);
+/* Of the fused attention ops, those that ran on a multi-head build (-DATT_MHA, KVH == NH). */
+long cf_cl_attention_fused_mha(cf_cl_ctx *ctx);
 /* Run attention forward / backward (the contract of struct cf_backend_ops) with the fused kernels:
  * 1 when done, 0 when declined (the mode is gemm, or the shape does not fit this device: the caller
  * runs the GEMM path and counts it with cf_cl_attention_count_gemm), negative on an enqueue error.

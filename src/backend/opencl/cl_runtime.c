@@ -137,6 +137,8 @@ int cf_cl_fill_mem(cf_cl_ctx *ctx, cl_mem m, size_t off, float value, size_t n) 
                                 ARG_INT(off % 4 == 0)));
 }
 
+#define CF_CL_SCRATCH_MIN ((size_t)256 << 10)
+
 int cf_cl_scratch(cf_cl_ctx *ctx, int slot, size_t nbytes, cl_mem *out) {
     if (nbytes < 4) nbytes = 4;
     if (ctx->scratch[slot] && ctx->scratch_bytes[slot] >= nbytes) {
@@ -154,6 +156,17 @@ int cf_cl_scratch(cf_cl_ctx *ctx, int slot, size_t nbytes, cl_mem *out) {
     ctx->scratch[slot] = NULL;
     ctx->scratch_bytes[slot] = 0;
     size_t grown = cf_round_up(nbytes + nbytes / 4, 256); /* headroom, whole cache lines */
+    /* At least 256 KiB, so that small models (and the oclgrind tests) never re-create a slot:
+     * oclgrind's --uninitialized checker loses track of a released buffer's address when it is
+     * reused (as tests/test_cl_common.h notes) and then reports correct data as uninitialised.
+     * With slots re-created as the cases grew, rmsnorm_backward's and layernorm_backward's
+     * partial sums and encoder_backward's sort order were reported, although each kernel stores
+     * every element it later reads (the partial rows and the sort order are written in full
+     * before a read) and results matched the CPU backend's; a replacement filled with zeros
+     * before the kernels ran was reported the same way, which no read of unwritten data can
+     * explain, and slots that never grow are clean. */
+    if (grown < CF_CL_SCRATCH_MIN) grown = CF_CL_SCRATCH_MIN;
+    if (grown > ctx->dev.max_alloc) grown = nbytes; /* (cf_cl_create_mem reports a too-large one) */
     CF_TRY(cf_cl_create_mem(ctx, grown, &ctx->scratch[slot]));
     ctx->scratch_bytes[slot] = grown;
     *out = ctx->scratch[slot];
