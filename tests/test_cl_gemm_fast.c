@@ -9,6 +9,9 @@
  * to the other paths with one warning.
  *   test_cl_gemm_fast [--small | --planted] [--variant I] [--device SPEC]
  *   test_cl_gemm_fast --bench [--min-time S] [--device SPEC]
+ * --tf32 (with either): the tensor-core form (precision tf32) on a device that has it (NVIDIA
+ * compute capability 8.0+; exit 77 elsewhere): every variant, corner and split against the CPU
+ * with TF32's tolerance, and a check that the inputs really are rounded to TF32.
  * --small: two products per variant (for oclgrind, tests/cli_oclgrind_gemm_fast.sh).
  * --planted: one 16x16x8 product (the planted-bug check of that script).
  * --variant I: only the I-th variant (0 = 128x128/8, 1 = 128x128/16, 2 = 128x64/16, 3 = 64x128/16,
@@ -635,8 +638,8 @@ int main(int argc, char **argv) {
             }
         } else {
             fprintf(stderr,
-                    "usage: %s [--small | --planted] [--variant I] [--device SPEC]\n"
-                    "       %s --bench [--min-time S] [--device SPEC]\n",
+                    "usage: %s [--small | --planted] [--variant I] [--tf32] [--device SPEC]\n"
+                    "       %s --bench [--min-time S] [--tf32] [--device SPEC]\n",
                     argv[0], argv[0]);
             return 2;
         }
@@ -667,11 +670,14 @@ int main(int argc, char **argv) {
         fast_case(&variants[0], 0, 0, 16, 16, 8, 1.0f, 0.0f, 0);
         return tcl_finish("test_cl_gemm_fast --planted", t0);
     }
-    test_rule();
+    if (!tcl_tf32) test_rule();
     test_variants();
     if (!small_mode) {
         test_corners();
         test_deterministic();
+        /* the dispatch and the paths around the kernel are fp32's (with tf32 every plain product
+         * on such a GPU takes this kernel by design) */
+        if (tcl_tf32) return tcl_finish("test_cl_gemm_fast --tf32", t0);
         test_wanted();
         test_hook();
         test_build_failure();
