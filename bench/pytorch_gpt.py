@@ -7,11 +7,12 @@
 Same model as clformer (tools/cf_reference_model.py, "fast" path: the family of
 docs/model_family.md; the config's norm, norm_eps, bias, position, rope_theta, mlp, num_kv_heads,
 qk_norm, tie_embeddings, logit_softcap and share_layers keys are honoured, with GPT-2's defaults),
-float32 eager mode, TF32 off on CUDA (--tf32 turns it on).  Attention is
+float32 eager mode, TF32 off on CUDA (--tf32 turns it on; --amp bf16|fp16 autocasts the forward
+pass, fp16 with a GradScaler), fused AdamW on CUDA.  Attention is
 F.scaled_dot_product_attention; grouped-query attention passes enable_gqa=True (--gqa sdpa) or
 repeats k and v to every query head first (--gqa repeat).  Each optimizer step: grad_accum_steps
 micro-batches of random tokens (B, T), forward + backward, global-norm clipping, torch.optim.AdamW
-(weight decay on the matrices and embeddings only) at a constant learning rate.  Reports the median
+(fused=True on CUDA; weight decay on the matrices and embeddings only) at a constant learning rate.  Reports the median
 over the measured steps: ms per optimizer step and training tokens/s = B * T * grad_accum / step.
 With --json prints one JSON object: {tokens_per_s, ms_per_step, device, threads, torch_version,
 config, ...}.  Exits 0 with "skipped: torch not installed" when PyTorch is missing.
@@ -93,6 +94,8 @@ def main():
                     help="grouped-query attention in the fast path: sdpa (enable_gqa=True) or repeat "
                          "(k, v repeated to every query head before SDPA)")
     ap.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on CUDA (default off)")
+    ap.add_argument("--amp", choices=("off", "bf16", "fp16"), default="off",
+                    help="autocast the forward pass to bf16 or fp16 (CUDA; fp16 with a GradScaler)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
@@ -136,7 +139,10 @@ def main():
     no_decay = [p for n, p in named if n not in ref.DECAY_NAMES]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg["weight_decay"]},
                              {"params": no_decay, "weight_decay": 0.0}],
-                            lr=cfg["learning_rate"], betas=(cfg["beta1"], cfg["beta2"]), eps=cfg["eps"])
+                            lr=cfg["learning_rate"], betas=(cfg["beta1"], cfg["beta2"]), eps=cfg["eps"],
+                            fused=args.device == "cuda")
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp)
+    scaler = torch.amp.GradScaler("cuda") if args.amp == "fp16" else None
     params = [p for _, p in named]
     n_params = sum(p.numel() for p in params)
 
@@ -157,12 +163,22 @@ def main():
         nonlocal k
         opt.zero_grad(set_to_none=True)
         for _ in range(A):
-            _, loss = model(xs[k % pool], ys[k % pool])
-            (loss / A).backward()
+            with torch.autocast(args.device, dtype=amp_dtype, enabled=amp_dtype is not None):
+                _, loss = model(xs[k % pool], ys[k % pool])
+            if scaler:
+                scaler.scale(loss / A).backward()
+            else:
+                (loss / A).backward()
             k += 1
+        if scaler:
+            scaler.unscale_(opt)
         if cfg["grad_clip"] > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg["grad_clip"])
-        opt.step()
+        if scaler:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
         return loss
 
     times, losses = [], []
@@ -206,6 +222,8 @@ def main():
         "attn": args.attn,
         "gqa": args.gqa,
         "tf32": args.tf32,
+        "amp": args.amp,
+        "fused_adamw": args.device == "cuda",
         "steps": args.steps,
         "warmup": args.warmup,
         "params": n_params,

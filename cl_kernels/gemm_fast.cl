@@ -66,6 +66,9 @@
 #ifndef EPI_COLSUM
 #define EPI_COLSUM 0
 #endif
+#ifndef MMA_TF32
+#define MMA_TF32 0
+#endif
 #define NT (WG * WG) /* work-items per group */
 
 /* GELU, tanh form, as cl_kernels/gelu.cl (the same expressions and the constants of
@@ -91,8 +94,15 @@ static inline void gf_store(__global float *C, __global float *X, size_t idx, fl
 #define BN (WG * RN)
 /* float4s per local-memory row: one float4 of padding, so that the transposing scalar stores of
  * k-contiguous operands (rows 4 floats apart) fall into different banks */
+#if MMA_TF32
+/* two float4s of padding: the fragment reads of MMA_TF32 (lanes 4 k apart by 8 m) then meet 32
+ * different banks */
+#define LDA4 (BM / 4 + 2)
+#define LDB4 (BN / 4 + 2)
+#else
 #define LDA4 (BM / 4 + 1)
 #define LDB4 (BN / 4 + 1)
+#endif
 #define NLA (BM * BK / 4 / NT) /* float4s of op(A) each work-item stages per K slice */
 #define NLB (BN * BK / 4 / NT)
 #if (RM != 4 && RM != 8) || (RN != 4 && RN != 8) || (BK != 8 && BK != 16) || (WG != 8 && WG != 16)
@@ -105,6 +115,38 @@ static inline void gf_store(__global float *C, __global float *X, size_t idx, fl
  * transposed A lies in float4 column lid % (BM/4) (NT is a multiple of BM/4) */
 #if EPI_COLSUM && (2 * BK * LDA4 < NT || NT % (BM / 4) != 0)
 #error "gemm_fast.cl: EPI_COLSUM needs the As tile to hold one float4 per work-item"
+#endif
+
+#if MMA_TF32
+/* The tensor-core form (NVIDIA, compute capability 8.0 or later; the host builds it only there):
+ * the staging, the double buffer, split-K and the epilogues are the ones above, and the multiply of
+ * each K slice runs as PTX mma.sync m16n8k8 with TF32 inputs (rounded to nearest from the staged
+ * fp32 values by cvt.rna) and fp32 accumulation. The group's warps (32 consecutive work-items)
+ * split the BM x BN block into 2 x (NT/64) tiles of WTM x WTN; a warp's tile is MT x NTL
+ * fragments of 16 x 8, each lane holding 4 accumulators per fragment at rows g, g+8 and columns
+ * 2t, 2t+1 of it (g = lane / 4, t = lane % 4), as PTX's fragment layout for m16n8k8 says.
+ * A fragment (16 x 8, row): a0 (g, t), a1 (g+8, t), a2 (g, t+4), a3 (g+8, t+4); B (8 x 8, col):
+ * b0 (k t, n g), b1 (k t+4, n g). */
+#define WARPS_M 2
+#define WARPS_N (NT / 64)
+#define WTM (BM / WARPS_M)
+#define WTN (BN / WARPS_N)
+#define MT (WTM / 16)
+#define NTL (WTN / 8)
+#if MT < 1 || NTL < 1 || WTM % 16 != 0 || WTN % 8 != 0
+#error "gemm_fast.cl: MMA_TF32 needs warp tiles of whole 16 x 8 fragments"
+#endif
+static inline uint gf_tf32(float x) {
+    uint r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+    return r;
+}
+static inline void gf_mma(float *c, uint a0, uint a1, uint a2, uint a3, uint b0, uint b1) {
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, "
+                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
 #endif
 
 /* Load float4 number idx (0 <= idx < BX*BK/4) of the BX x BK tile of an operand X whose rows and
@@ -182,11 +224,24 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
     /* op(A) is stored with rows along m when transposed, op(B) with rows along n when not */
     const int a_xc = ta, b_xc = !tb;
 
+#if MMA_TF32
+    const int lane = lid & 31, warp = lid >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int wm0 = (warp % WARPS_M) * WTM, wn0 = (warp / WARPS_M) * WTN;
+    float acc[MT][NTL][4];
+#pragma unroll
+    for (int i = 0; i < MT; i++)
+#pragma unroll
+        for (int j = 0; j < NTL; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
+#else
     float acc[RM][RN];
 #pragma unroll
     for (int i = 0; i < RM; i++)
 #pragma unroll
         for (int j = 0; j < RN; j++) acc[i][j] = 0.0f;
+#endif
 
     float4 ra[NLA], rb[NLB];
     float4 csum = (float4)(0.0f); /* EPI_COLSUM: this work-item's staged A float4s, added */
@@ -226,6 +281,33 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
         }
         __local const float4 *as = As + cur * (BK * LDA4);
         __local const float4 *bs = Bs + cur * (BK * LDB4);
+#if MMA_TF32
+        __local const float *af = (__local const float *)as;
+        __local const float *bf = (__local const float *)bs;
+#pragma unroll
+        for (int kk = 0; kk < BK; kk += 8) {
+            uint fa[MT][4], fb[NTL][2];
+#pragma unroll
+            for (int i = 0; i < MT; i++) {
+                const int m = wm0 + i * 16 + g;
+                fa[i][0] = gf_tf32(af[(kk + t) * (LDA4 * 4) + m]);
+                fa[i][1] = gf_tf32(af[(kk + t) * (LDA4 * 4) + m + 8]);
+                fa[i][2] = gf_tf32(af[(kk + t + 4) * (LDA4 * 4) + m]);
+                fa[i][3] = gf_tf32(af[(kk + t + 4) * (LDA4 * 4) + m + 8]);
+            }
+#pragma unroll
+            for (int j = 0; j < NTL; j++) {
+                const int n = wn0 + j * 8 + g;
+                fb[j][0] = gf_tf32(bf[(kk + t) * (LDB4 * 4) + n]);
+                fb[j][1] = gf_tf32(bf[(kk + t + 4) * (LDB4 * 4) + n]);
+            }
+#pragma unroll
+            for (int i = 0; i < MT; i++)
+#pragma unroll
+                for (int j = 0; j < NTL; j++)
+                    gf_mma(acc[i][j], fa[i][0], fa[i][1], fa[i][2], fa[i][3], fb[j][0], fb[j][1]);
+        }
+#else
 #pragma unroll
         for (int kk = 0; kk < BK; kk++) {
             float a[RM], b[RN];
@@ -250,6 +332,7 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
 #pragma unroll
                 for (int j = 0; j < RN; j++) acc[i][j] = mad(a[i], b[j], acc[i][j]);
         }
+#endif
         if (more) {
             __local float4 *na = As + (cur ^ 1) * (BK * LDA4);
             __local float4 *nb = Bs + (cur ^ 1) * (BK * LDB4);
@@ -288,6 +371,29 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
     }
 #endif
 
+#if MMA_TF32
+    /* each lane's accumulators: fragment (i, j), rows g and g+8, columns 2t and 2t+1 */
+#pragma unroll
+    for (int i = 0; i < MT; i++) {
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int m = m0 + wm0 + i * 16 + g + h * 8;
+            if (m >= M) continue;
+#pragma unroll
+            for (int j = 0; j < NTL; j++) {
+                const int n = n0 + wn0 + j * 8 + 2 * t;
+#pragma unroll
+                for (int f = 0; f < 2; f++) {
+                    if (n + f >= N) continue;
+                    const size_t idx = (size_t)m * ldc + n + f;
+                    const float v = acc[i][j][h * 2 + f] * alpha;
+                    const float bv = EPI_BIAS ? bias[bias_off + n + f] : 0.0f;
+                    gf_store(C, X, idx, (beta == 0.0f ? v : v + beta * C[idx]) + bv, EPI_ACT);
+                }
+            }
+        }
+    }
+#else
 #pragma unroll
     for (int i = 0; i < RM / 4; i++) {
 #pragma unroll
@@ -330,6 +436,7 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
             }
         }
     }
+#endif
 }
 
 /* One kernel per transpose combination, so ta/tb are constants after inlining. */

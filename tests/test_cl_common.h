@@ -253,6 +253,7 @@ static inline const char *tcl_spec(void) {
  * "opencl"). Returns -1 (after printing SKIP/FAIL and setting *exit_code) when there is none.
  * Programs are cached under the build directory unless CF_CACHE_DIR says otherwise, so the tests
  * share one warm cache and leave the user's cache alone. */
+static int tcl_tf32 = 0; /* open the OpenCL backend with precision tf32 (cf_backend_options.tf32) */
 static inline int tcl_open(const char *test, const char *spec, int *exit_code) {
     if (!getenv("CF_CACHE_DIR")) setenv("CF_CACHE_DIR", CF_BINARY_DIR "/cl_cache", 1);
     /* a committed tuning file matching this device would change build counts and kernel
@@ -266,7 +267,9 @@ static inline int tcl_open(const char *test, const char *spec, int *exit_code) {
     cf_log_set_callback(capture_log, NULL);
     cf_rng_seed(&rng, 1234);
     TCL_OK(cf_backend_cpu_create("cpu", NULL, &CPU));
-    int rc = cf_backend_opencl_create(spec, tcl_opts(), &GPU);
+    cf_backend_options o = *tcl_opts();
+    o.tf32 = tcl_tf32;
+    int rc = cf_backend_opencl_create(spec, &o, &GPU);
     if (rc < 0) {
         printf("FAIL %s: OpenCL devices exist but '%s' could not be opened (%s)\n", test, spec,
                cf_status_str(rc));

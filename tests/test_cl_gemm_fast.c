@@ -9,6 +9,9 @@
  * to the other paths with one warning.
  *   test_cl_gemm_fast [--small | --planted] [--variant I] [--device SPEC]
  *   test_cl_gemm_fast --bench [--min-time S] [--device SPEC]
+ * --tf32 (with either): the tensor-core form (precision tf32) on a device that has it (NVIDIA
+ * compute capability 8.0+; exit 77 elsewhere): every variant, corner and split against the CPU
+ * with TF32's tolerance, and a check that the inputs really are rounded to TF32.
  * --small: two products per variant (for oclgrind, tests/cli_oclgrind_gemm_fast.sh).
  * --planted: one 16x16x8 product (the planted-bug check of that script).
  * --variant I: only the I-th variant (0 = 128x128/8, 1 = 128x128/16, 2 = 128x64/16, 3 = 64x128/16,
@@ -24,6 +27,10 @@
 static int small_mode = 0;
 static int only_variant = -1; /* --variant I: variants[I] only */
 static int planted_mode = 0;  /* --planted: one 16x16x8 product (cli_oclgrind_gemm_fast.sh) */
+/* --tf32: the tensor-core form (precision tf32); products then differ from the CPU's fp32 by the
+ * rounding of their inputs to TF32 (10-bit mantissa): errors ~1e-3 relative, which a wrong
+ * fragment layout or a lost K slice exceeds by orders of magnitude */
+static double tol_scale = 1.0;
 
 static const cf_cl_gemm_fast_choice variants[] = {
     {8, 8, 8, 1, 16}, {8, 8, 16, 1, 16}, {8, 4, 16, 1, 16}, {4, 8, 16, 1, 16},
@@ -81,7 +88,7 @@ static void fast_case_bias(const cf_cl_gemm_fast_choice *c, int ta, int tb, int 
     snprintf(what, sizeof what, "fast %s %c%c M=%d N=%d K=%d a=%.1f b=%.1f %s%s", cs,
              ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, beta, aligned ? "float4" : "scalar",
              with_bias ? " +bias" : "");
-    check(what, C.p, 2e-6 * (K > 16 ? sqrt((double)K) : 4.0));
+    check(what, C.p, tol_scale * 2e-6 * (K > 16 ? sqrt((double)K) : 4.0));
     pair_free(A.p);
     pair_free(B.p);
     pair_free(C.p);
@@ -115,10 +122,10 @@ static void colsum_case(const cf_cl_gemm_fast_choice *c, int tb, int M, int N, i
     snprintf(what, sizeof what, "fast %dx%d bk %d wg %d split %d T%c M=%d N=%d K=%d a=%.1f b=%.1f %s",
              c->wg * c->rm, c->wg * c->rn, c->bk, c->wg, c->split, tb ? 'T' : 'N', M, N, K, alpha,
              beta, aligned ? "float4" : "scalar");
-    check(what, C.p, 2e-6 * (K > 16 ? sqrt((double)K) : 4.0));
+    check(what, C.p, tol_scale * 2e-6 * (K > 16 ? sqrt((double)K) : 4.0));
     char what2[200];
     snprintf(what2, sizeof what2, "%s: sums of op(A)", what);
-    check(what2, cs.p, 2e-6 * (K > 16 ? sqrt((double)K) : 4.0));
+    check(what2, cs.p, tol_scale * 2e-6 * (K > 16 ? sqrt((double)K) : 4.0));
     pair_free(A.p);
     pair_free(B.p);
     pair_free(C.p);
@@ -157,10 +164,10 @@ static void gelu_case(const cf_cl_gemm_fast_choice *c, int ta, int tb, int M, in
     snprintf(what, sizeof what, "fast %s %c%c M=%d N=%d K=%d GELU %s, C %s", cs, ta ? 'T' : 'N',
              tb ? 'T' : 'N', M, N, K, act == 1 ? "forward" : "backward",
              aligned ? "float4" : "scalar");
-    check(what, C.p, 2e-6 * (K > 16 ? sqrt((double)K) : 4.0));
+    check(what, C.p, tol_scale * 2e-6 * (K > 16 ? sqrt((double)K) : 4.0));
     if (act == 1) {
         snprintf(what, sizeof what, "fast %s M=%d N=%d K=%d GELU forward, X = gelu(C)", cs, M, N, K);
-        check(what, X.p, 2e-6 * (K > 16 ? sqrt((double)K) : 4.0));
+        check(what, X.p, tol_scale * 2e-6 * (K > 16 ? sqrt((double)K) : 4.0));
     }
     pair_free(A.p);
     pair_free(B.p);
@@ -584,6 +591,34 @@ static int bench(double min_s) {
     return 0;
 }
 
+/* The tensor-core form really rounds to TF32: against the CPU's fp32 a K = 512 product of random
+ * values differs by more than fp32 summation order could explain (~1e-7 relative) and by less than
+ * TF32's bound. */
+static void tf32_rounding_visible(void) {
+    const int M = 128, N = 128, K = 512;
+    operand A = operand_new(M, K, 0, 0), B = operand_new(K, N, 0, 0), C = operand_new(M, N, 0, 0);
+    for (int g_ = 0; g_ < 2; g_++) {
+        if (g_)
+            TCL_OK(cf_backend_opencl_gemm_fast(GPU, NULL, 0, 0, M, N, K, 1.0f, OV(A), K, OV(B), N,
+                                               0.0f, OV(C), N));
+        else
+            TCL_OK(cf_be_gemm(CPU, 0, 0, M, N, K, 1.0f, OV(A), K, OV(B), N, 0.0f, OV(C), N));
+    }
+    size_t total = C.p.n + 2 * PAD;
+    float *a = tcl_malloc(total * 4), *b = tcl_malloc(total * 4);
+    TCL_OK(cf_be_download(GPU, a, cf_view_f32(C.p.g, 0), total * 4));
+    TCL_OK(cf_be_download(CPU, b, cf_view_f32(C.p.c, 0), total * 4));
+    double err = tcl_norm_err(a + PAD, b + PAD, C.p.n);
+    expect(err > 1e-5 && err < 5e-3, "tf32 128x128x512: error against fp32 %.2e, expected in "
+                                     "(1e-5, 5e-3): inputs rounded to TF32",
+           err);
+    free(a);
+    free(b);
+    pair_free(A.p);
+    pair_free(B.p);
+    pair_free(C.p);
+}
+
 int main(int argc, char **argv) {
     const char *spec = NULL;
     int bench_mode = 0;
@@ -592,6 +627,7 @@ int main(int argc, char **argv) {
         if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) spec = argv[++i];
         else if (strcmp(argv[i], "--small") == 0) small_mode = tcl_keep_buffers = 1;
         else if (strcmp(argv[i], "--bench") == 0) bench_mode = 1;
+        else if (strcmp(argv[i], "--tf32") == 0) tcl_tf32 = 1;
         else if (strcmp(argv[i], "--planted") == 0) planted_mode = tcl_keep_buffers = 1;
         else if (strcmp(argv[i], "--min-time") == 0 && i + 1 < argc) min_s = atof(argv[++i]);
         else if (strcmp(argv[i], "--variant") == 0 && i + 1 < argc) {
@@ -602,8 +638,8 @@ int main(int argc, char **argv) {
             }
         } else {
             fprintf(stderr,
-                    "usage: %s [--small | --planted] [--variant I] [--device SPEC]\n"
-                    "       %s --bench [--min-time S] [--device SPEC]\n",
+                    "usage: %s [--small | --planted] [--variant I] [--tf32] [--device SPEC]\n"
+                    "       %s --bench [--min-time S] [--tf32] [--device SPEC]\n",
                     argv[0], argv[0]);
             return 2;
         }
@@ -611,6 +647,18 @@ int main(int argc, char **argv) {
     int code = 0;
     if (tcl_open("test_cl_gemm_fast", spec, &code) < 0) return code;
     double t0 = cf_time_now();
+    if (tcl_tf32) {
+        if (!((cf_cl_ctx *)GPU->ctx)->mma_tf32) {
+            printf("SKIP test_cl_gemm_fast --tf32: %s has no TF32 matrix engine this backend uses "
+                   "(NVIDIA compute capability 8.0 or later)\n",
+                   cf_be_name(GPU));
+            cf_backend_destroy(GPU);
+            cf_backend_destroy(CPU);
+            return 77;
+        }
+        tol_scale = 500.0;
+        if (!bench_mode) tf32_rounding_visible();
+    }
     if (bench_mode) {
         cf_log_set_callback(NULL, NULL); /* info lines (CF_GEMM_FAST_VERBOSE reports) to stderr */
         int rc = bench(min_s);
@@ -622,11 +670,14 @@ int main(int argc, char **argv) {
         fast_case(&variants[0], 0, 0, 16, 16, 8, 1.0f, 0.0f, 0);
         return tcl_finish("test_cl_gemm_fast --planted", t0);
     }
-    test_rule();
+    if (!tcl_tf32) test_rule();
     test_variants();
     if (!small_mode) {
         test_corners();
         test_deterministic();
+        /* the dispatch and the paths around the kernel are fp32's (with tf32 every plain product
+         * on such a GPU takes this kernel by design) */
+        if (tcl_tf32) return tcl_finish("test_cl_gemm_fast --tf32", t0);
         test_wanted();
         test_hook();
         test_build_failure();

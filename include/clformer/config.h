@@ -10,6 +10,9 @@
 enum cf_norm { CF_NORM_LAYERNORM = 0, CF_NORM_RMSNORM = 1 };
 enum cf_position { CF_POS_LEARNED = 0, CF_POS_ROPE = 1 };
 enum cf_mlp { CF_MLP_GELU = 0, CF_MLP_SWIGLU = 1, CF_MLP_RELU2 = 2 };
+/* Arithmetic of the training step: fp32, or tf32 (fp32 storage; GEMM inputs rounded to TF32 on a
+ * matrix engine where the device has one the backend can use, as PyTorch's allow_tf32). */
+enum cf_precision { CF_PREC_FP32 = 0, CF_PREC_TF32 = 1 };
 
 typedef struct cf_config {
     /* model */
@@ -41,6 +44,7 @@ typedef struct cf_config {
     float grad_clip;         /* global-norm clip, <= 0 disables */
     float beta1, beta2, eps; /* AdamW */
     int grad_accum_steps;    /* micro-batches per optimizer step */
+    int precision;           /* enum cf_precision */
     int eval_interval;       /* steps between val-loss evaluations, 0 disables */
     int eval_batches;        /* micro-batches per evaluation */
     int checkpoint_interval; /* steps between checkpoints, 0 = only at the end */

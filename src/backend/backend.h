@@ -172,6 +172,9 @@ typedef struct cf_backend_options {
                              * "auto:first" does, instead of timing a few steps on each device
                              * (env CF_AUTO_MEASURE=0; backend/verify.h) */
     int verbose;            /* be->verbose */
+    int tf32;               /* precision tf32 (the config's `precision`): GEMMs may round their
+                             * inputs to TF32 on a matrix engine (OpenCL on NVIDIA compute
+                             * capability 8.0 and later); elsewhere fp32 (said once) */
 } cf_backend_options;
 
 /* Today's defaults: every path "auto", tuning files looked up, embedded kernels, no program cache,

@@ -287,6 +287,10 @@ int cf_backend_create_for(const char *spec, const cf_backend_options *opts, cons
     *out = NULL;
     cf_backend_options defaults = cf_backend_options_default();
     if (!opts) opts = &defaults;
+    /* the config's precision reaches the backend as an option */
+    cf_backend_options with = *opts;
+    if (cfg) with.tf32 = cfg->precision == CF_PREC_TF32;
+    opts = &with;
     if (!spec || !*spec) spec = "auto";
     if (strcasecmp(spec, "auto") != 0 || !cfg || opts->auto_first)
         return cf_backend_create(spec, opts, out);

@@ -31,6 +31,7 @@ static const char *BENCH_HELP =
     "options:\n"
     "  --device D        cpu, auto, opencl, opencl:P:D or a device-name substring\n"
     "  --gemm G          GEMM path: auto, clblast, native (OpenCL); auto, blas, native (CPU)\n"
+    "  --precision P     fp32 or tf32 (same as precision=P)\n"
     "  --tuning FILE     OpenCL tuning file from clformer-tune ('off' for none; env CF_TUNING)\n"
     "  --steps N         timed steps (default 10)\n"
     "  --warmup N        untimed steps first (default 2)\n"
@@ -83,7 +84,7 @@ static int parse_sizes(const char *s, int *out, int max) {
 static int is_value_opt(const char *a) {
     static const char *const v[] = {
         "--device",        "--gemm",  "--steps", "--warmup",   "--trace",
-        "--profile-steps", "--sizes", "--batch", "--min-time", "--tuning", NULL};
+        "--profile-steps", "--sizes", "--batch", "--min-time", "--tuning", "--precision", NULL};
     for (int i = 0; v[i]; i++)
         if (!strcmp(a, v[i])) return 1;
     return 0;
@@ -148,6 +149,11 @@ int cf_cmd_bench(int argc, char **argv) {
                 gemm = v;
             else if (!strcmp(a, "--tuning"))
                 cf_cli_backend_options()->tuning = v;
+            else if (!strcmp(a, "--precision")) {
+                char kv[64];
+                snprintf(kv, sizeof kv, "precision=%.50s", v);
+                rc = cf_config_set(&cfg, kv, "--precision");
+            }
             else if (!strcmp(a, "--steps"))
                 rc = cf_cli_parse_int("bench", a, v, 1, 1000000, &o.steps);
             else if (!strcmp(a, "--warmup"))

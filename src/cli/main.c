@@ -107,6 +107,8 @@ static const char *TRAIN_HELP =
     "                  cached), auto:first (the first usable GPU, else CPU), opencl, opencl:P:D,\n"
     "                  or a substring of a device/platform name (env CLFORMER_DEVICE)\n"
     "  --gemm G        GEMM path: auto, clblast, native (OpenCL); auto, blas, native (CPU)\n"
+    "  --precision P   fp32 (default) or tf32: GEMM inputs rounded to TF32 on tensor cores\n"
+    "                  (NVIDIA compute capability 8.0+; elsewhere fp32); same as precision=P\n"
     "  --tuning FILE   OpenCL tuning file from clformer-tune (default: configs/tuning/ when one\n"
     "                  matches the device; 'off' for none; env CF_TUNING; docs/tuning.md)\n"
     "  --steps N       number of optimizer steps (same as steps=N)\n"
@@ -151,6 +153,15 @@ static int cmd_train(int argc, char **argv) {
         } else if (strcmp(a, "--tuning") == 0) {
             if (!cf_cli_need_value(argc, argv, i, "train")) return 1;
             g_backend_options.tuning = argv[++i];
+        } else if (strcmp(a, "--precision") == 0) {
+            if (!cf_cli_need_value(argc, argv, i, "train")) return 1;
+            static char prec[64];
+            snprintf(prec, sizeof prec, "precision=%.50s", argv[++i]);
+            if (n_over == (int)(sizeof overrides / sizeof overrides[0])) {
+                CF_ERROR("train: more than 256 key=value overrides; put them in a config file");
+                return 1;
+            }
+            overrides[n_over++] = prec;
         } else if (strcmp(a, "--steps") == 0) {
             if (!cf_cli_need_value(argc, argv, i, "train")) return 1;
             if (cf_cli_parse_int("train", "--steps", argv[++i], 1, 1000000000, &steps) < 0)

@@ -56,6 +56,7 @@
     FLT(beta2, 0.95, 0.0, 1.0, 1, 0)                                                               \
     FLT(eps, 1e-8, 0.0, 1.0, 0, 1)                                                                 \
     INT(grad_accum_steps, 1, 1, 60)                                                                \
+    ENUM(precision, CF_PREC_FP32, g_precision_names)                                               \
     INT(eval_interval, 100, 0, INT_MAX)                                                            \
     INT(eval_batches, 10, 1, 1 << 20)                                                              \
     INT(checkpoint_interval, 200, 0, INT_MAX)                                                      \
@@ -70,6 +71,7 @@
 static const char *const g_norm_names[] = {"layernorm", "rmsnorm", NULL};
 static const char *const g_position_names[] = {"learned", "rope", NULL};
 static const char *const g_mlp_names[] = {"gelu", "swiglu", "relu2", NULL};
+static const char *const g_precision_names[] = {"fp32", "tf32", NULL};
 
 typedef enum { KT_INT, KT_FLOAT, KT_U64, KT_STR, KT_ENUM, KT_BOOL } cf_key_type;
 

@@ -286,6 +286,7 @@ static const struct {
                    "skipped or repeated, but the run is no longer identical to an uninterrupted one"},
     {"grad_accum_steps", "tokens per step change; the run is no longer identical to an "
                          "uninterrupted one"},
+    {"precision", "the checkpoint holds fp32 weights; the arithmetic changes from here on"},
     {"eval_interval", ""},
     {"eval_batches", ""},
     {"checkpoint_interval", ""},

@@ -249,6 +249,8 @@ int cf_backend_cpu_create(const char *spec, const cf_backend_options *opts, cf_b
     be->ctx = ctx;
     be->verbose = opts ? opts->verbose : 0;
     CF_DEBUG("cpu backend: gemm %s, %d OpenMP threads", ctx->gemm_name, cf_cpu_max_threads());
+    if (opts && opts->tf32)
+        CF_INFO("precision tf32: the CPU backend has no TF32 matrix engine; GEMMs run in fp32");
     *out = be;
     return CF_OK;
 }

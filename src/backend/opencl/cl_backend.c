@@ -63,6 +63,17 @@ static void apply_options(cf_cl_ctx *ctx, const cf_backend_options *o) {
     ctx->gemm_fast_mode = parse_fast(o->gemm_fast);
     ctx->gemm_fast_verbose = o->gemm_fast_verbose;
     ctx->gemm_tile = o->gemm_tile;
+    ctx->mma_tf32 = 0;
+    if (o->tf32) {
+        if (ctx->dev.nv_cc >= 80 && (ctx->dev.type & CL_DEVICE_TYPE_GPU)) {
+            ctx->mma_tf32 = 1;
+            CF_INFO("precision tf32: GEMMs on %s's tensor cores with TF32 inputs", ctx->dev.name);
+        } else {
+            CF_INFO("precision tf32: %s has no TF32 matrix engine this backend can use; GEMMs "
+                    "run in fp32",
+                    ctx->dev.name);
+        }
+    }
     ctx->attention_mode = -1;
     if (o->attention && cf_cl_attention_parse(o->attention, &ctx->attention_mode) < 0) {
         CF_WARN("attention path '%s' (CF_ATTENTION) not understood (auto, fused or gemm); using "

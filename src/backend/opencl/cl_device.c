@@ -203,6 +203,14 @@ int cf_cl_enumerate(cf_cl_device_info **out, int *count, char *why, size_t why_l
                 d->fp16 = strstr(ext, "cl_khr_fp16") != NULL;
                 d->subgroups = strstr(ext, "cl_khr_subgroups") != NULL ||
                                strstr(ext, "cl_intel_subgroups") != NULL;
+                if (strstr(ext, "cl_nv_device_attribute_query")) {
+                    /* CL_DEVICE_COMPUTE_CAPABILITY_MAJOR_NV / _MINOR_NV */
+                    cl_uint ccmaj = 0, ccmin = 0;
+                    if (clGetDeviceInfo(devs[i], 0x4000, sizeof ccmaj, &ccmaj, NULL) ==
+                            CL_SUCCESS &&
+                        clGetDeviceInfo(devs[i], 0x4001, sizeof ccmin, &ccmin, NULL) == CL_SUCCESS)
+                        d->nv_cc = (int)(ccmaj * 10 + ccmin);
+                }
             }
             free(ext);
             check_usable(d, available, compiler);
@@ -260,6 +268,9 @@ int cf_opencl_list_devices(FILE *out) {
         fprintf(out, "    OpenCL C        %s\n", d->c_version);
         fprintf(out, "    fp16 %s, subgroups %s\n", d->fp16 ? "yes" : "no",
                 d->subgroups ? "yes" : "no");
+        if (d->nv_cc)
+            fprintf(out, "    compute capability %d.%d%s\n", d->nv_cc / 10, d->nv_cc % 10,
+                    d->nv_cc >= 80 ? " (TF32 tensor cores: precision tf32)" : "");
         if (d->usable) fprintf(out, "    usable          yes\n");
         else fprintf(out, "    usable          no: %s\n", d->reason);
     }

@@ -18,6 +18,7 @@
 typedef struct {
     int rm, rn, bk, vec, wg;
     int epi_bias, epi_act, epi_colsum; /* the epilogue built in (gemm_fast.cl: EPI_*) */
+    int mma;                           /* the tensor-core form (gemm_fast.cl: MMA_TF32) */
     cl_program program;
     cl_kernel k[4]; /* nn, nt, tn, tt */
     cl_kernel reduce;
@@ -76,8 +77,14 @@ static const fast_candidate candidates[] = {
 #define N_CANDIDATES (int)(sizeof candidates / sizeof candidates[0])
 
 size_t cf_cl_gemm_fast_local_bytes(const cf_cl_gemm_fast_choice *c) {
-    /* two copies of As[bk][wg*rm + 4] and Bs[bk][wg*rn + 4] (gemm_fast.cl) */
-    return (size_t)2 * c->bk * (size_t)(c->wg * c->rm + 4 + c->wg * c->rn + 4) * sizeof(float);
+    return cf_cl_gemm_fast_local_bytes_mma(c, 0);
+}
+
+size_t cf_cl_gemm_fast_local_bytes_mma(const cf_cl_gemm_fast_choice *c, int mma) {
+    /* two copies of As[bk][wg*rm + 4] and Bs[bk][wg*rn + 4] (gemm_fast.cl; + 8 in the
+     * tensor-core form) */
+    const int pad = mma ? 8 : 4;
+    return (size_t)2 * c->bk * (size_t)(c->wg * c->rm + pad + c->wg * c->rn + pad) * sizeof(float);
 }
 
 static double fast_estimate(int M, int N, int K, int cu, const fast_candidate *c, int split) {
@@ -167,7 +174,7 @@ static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int
         fast_program *g = &st->progs[i];
         if (g->rm == c->rm && g->rn == c->rn && g->bk == c->bk && g->wg == c->wg &&
             g->vec == vec && g->epi_bias == epi_bias && g->epi_act == epi_act &&
-            g->epi_colsum == epi_colsum) {
+            g->epi_colsum == epi_colsum && g->mma == ctx->mma_tf32) {
             *out = g;
             return CF_OK;
         }
@@ -189,8 +196,8 @@ static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int
     char opts[256];
     snprintf(opts, sizeof opts,
              "-cl-std=CL1.2 -DRM=%d -DRN=%d -DBK=%d -DWG=%d -DVEC=%d -DEPI_BIAS=%d -DEPI_ACT=%d "
-             "-DEPI_COLSUM=%d%s%s",
-             c->rm, c->rn, c->bk, c->wg, vec, epi_bias, epi_act, epi_colsum,
+             "-DEPI_COLSUM=%d -DMMA_TF32=%d%s%s",
+             c->rm, c->rn, c->bk, c->wg, vec, epi_bias, epi_act, epi_colsum, ctx->mma_tf32,
              cpu ? " -cl-opt-disable" : "", verbose ? " -cl-nv-verbose" : "");
     fast_program g;
     memset(&g, 0, sizeof g);
@@ -202,6 +209,7 @@ static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int
     g.epi_bias = epi_bias;
     g.epi_act = epi_act;
     g.epi_colsum = epi_colsum;
+    g.mma = ctx->mma_tf32;
     CF_TRY(cf_cl_build_program(ctx, "gemm_fast.cl", opts, &g.program));
     if (verbose) { /* the compiler's lines about entry points, registers and spills */
         const size_t cap = 1 << 16;
@@ -326,10 +334,11 @@ static int fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, const cf_cl_gemm_f
                    c.rm, c.rn, c.bk, c.split, c.wg, FAST_MAX_SPLIT);
         return CF_ERR_INVALID;
     }
-    if (cf_cl_gemm_fast_local_bytes(&c) > ctx->dev.local_mem) {
+    if (cf_cl_gemm_fast_local_bytes_mma(&c, ctx->mma_tf32) > ctx->dev.local_mem) {
         cf_cl_fail(ctx, "gemm_fast: %dx%d blocks with bk %d need %zu bytes of local memory; %s "
                         "has %llu",
-                   c.wg * c.rm, c.wg * c.rn, c.bk, cf_cl_gemm_fast_local_bytes(&c), ctx->dev.name,
+                   c.wg * c.rm, c.wg * c.rn, c.bk, cf_cl_gemm_fast_local_bytes_mma(&c, ctx->mma_tf32),
+                   ctx->dev.name,
                    (unsigned long long)ctx->dev.local_mem);
         return CF_ERR_UNSUPPORTED;
     }

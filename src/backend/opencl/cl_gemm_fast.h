@@ -21,6 +21,8 @@ int cf_cl_gemm_fast_choice_valid(const cf_cl_gemm_fast_choice *c);
 
 /* Bytes of local memory one work-group of the choice uses. */
 size_t cf_cl_gemm_fast_local_bytes(const cf_cl_gemm_fast_choice *c);
+/* The same for the tensor-core form when mma (precision tf32: 4 more floats of padding a row). */
+size_t cf_cl_gemm_fast_local_bytes_mma(const cf_cl_gemm_fast_choice *c, int mma);
 
 /* The built-in rule: the choice for a product of M x N outputs over K on a GPU with
  * compute_units multiprocessors and local_mem bytes of local memory per work-group (see the

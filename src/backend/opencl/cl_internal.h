@@ -22,6 +22,8 @@ typedef struct cf_cl_device_info {
     cl_ulong global_mem, local_mem, max_alloc;
     size_t max_group; /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
     int fp16, subgroups;
+    int nv_cc; /* NVIDIA compute capability as major*10 + minor (cl_nv_device_attribute_query),
+                * 0 elsewhere */
     int usable;
     char reason[192]; /* why not usable */
 } cf_cl_device_info;
@@ -145,6 +147,8 @@ typedef struct cf_cl_ctx {
     int clblast_failed; /* CLBlast returned an error once: native from then on */
     int gemm_fast_mode;     /* cf_backend_options.gemm_fast: -1 auto, 0 never, 1 every product */
     int gemm_fast_verbose;  /* cf_backend_options.gemm_fast_verbose */
+    int mma_tf32;           /* cf_backend_options.tf32 on a device with TF32 mma.sync: the
+                             * register-blocked kernel's tensor-core form takes every plain product */
     int gemm_tile;          /* cf_backend_options.gemm_tile: forced work-group side, 0 = none */
     int attention_mode;     /* cf_backend_options.attention parsed (cl_attention.c), -1 = unset */
     char tuning_path[1024]; /* cf_backend_options.tuning ("" = look up configs/tuning/) */

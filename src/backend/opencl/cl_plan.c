@@ -69,6 +69,7 @@ void cf_cl_plan_device_of(cf_cl_ctx *ctx, cf_cl_plan_device *out) {
     out->clblast_failed = ctx->clblast_failed;
     out->fast_mode = ctx->gemm_fast_mode;
     out->fast_broken = cf_cl_gemm_fast_broken(ctx);
+    out->mma_tf32 = ctx->mma_tf32;
     out->tuner = ctx->tuner;
     out->tuner_user = ctx->tuner_user;
     out->tuning = ctx->tuning && ctx->tuner_user == (void *)ctx->tuning ? ctx->tuning : NULL;
@@ -187,6 +188,8 @@ static void decide(const cf_cl_plan_device *dev, int M, int N, int K, int batche
             want = dev->fast_mode;
         } else if (!dev->gpu) {
             want = 0; /* on CPU devices (PoCL) the tiled kernel and CLBlast do as well */
+        } else if (dev->mma_tf32) {
+            want = 1; /* precision tf32: only this kernel has the tensor-core form */
         } else if (tuned_found) {
             want = 1; /* a tuning file measured this kernel fastest for the shape: any size */
         } else {
@@ -206,7 +209,8 @@ static void decide(const cf_cl_plan_device *dev, int M, int N, int K, int batche
         }
     }
     if (want) {
-        if (tuned_found) {
+        /* (a tuning file's choices were measured in fp32: with tf32 the rule decides) */
+        if (tuned_found && !dev->mma_tf32) {
             out->fast = *tuned;
             out->fast_source = tuned_exact ? "from the tuning file"
                                            : "from the tuning file, same bucket";

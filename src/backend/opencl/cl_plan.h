@@ -29,6 +29,7 @@ typedef struct cf_cl_plan_device {
     int clblast_failed;    /* CLBlast failed once: never again */
     int fast_mode;         /* cf_backend_options.gemm_fast: -1 auto, 0 never, 1 every product */
     int fast_broken;       /* the register-blocked kernel did not build here: never */
+    int mma_tf32;          /* its tensor-core form is on (precision tf32): every plain product */
     cf_cl_gemm_tuner_fn tuner; /* the GEMM tuner hook (a tuning file's or another), NULL = none */
     void *tuner_user;
     /* the tuning file, while it is the tuner hook (its "fast" entries choose the register-blocked

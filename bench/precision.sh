@@ -1,0 +1,65 @@
+#!/bin/bash
+# clformer: training throughput by precision, clformer against PyTorch on the same model in one
+# invocation (the section "Precision" of BENCHMARKS.md).
+#
+#   bench/precision.sh [--clformer PATH] [--device D] [--torch-device cpu|cuda] [--steps N]
+#                      [--warmup N] [--out DIR] [CONFIG ...]
+#
+# For each config (default configs/wiki_cache_optimized.json configs/wiki_llama.json):
+# `clformer bench` with precision=fp32 and precision=tf32, then bench/pytorch_gpt.py in fp32 (TF32
+# off), with TF32 matmuls (--tf32) and with bf16 autocast (--amp bf16), all with fused AdamW and
+# scaled_dot_product_attention. Writes DIR/rows.jsonl and prints a Markdown table.
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+CLF="$ROOT/build/clformer"
+DEVICE=auto
+TORCH_DEVICE=cuda
+STEPS=30
+WARMUP=5
+OUT="$ROOT/runs/precision"
+CONFIGS=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --clformer) CLF=$2; shift 2 ;;
+    --device) DEVICE=$2; shift 2 ;;
+    --torch-device) TORCH_DEVICE=$2; shift 2 ;;
+    --steps) STEPS=$2; shift 2 ;;
+    --warmup) WARMUP=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+    -*) echo "precision.sh: unknown option '$1'; see --help" >&2; exit 2 ;;
+    *) CONFIGS="$CONFIGS $1"; shift ;;
+  esac
+done
+[ -n "$CONFIGS" ] || CONFIGS="$ROOT/configs/wiki_cache_optimized.json $ROOT/configs/wiki_llama.json"
+mkdir -p "$OUT"
+ROWS="$OUT/rows.jsonl"
+: > "$ROWS"
+py_field() { python3 -c "import json,sys; d=json.loads(sys.stdin.read() or '{}'); print(d.get('$1',''))"; }
+for cfg in $CONFIGS; do
+  name=$(basename "$cfg" .json)
+  for p in fp32 tf32; do
+    js=$("$CLF" bench "$cfg" --device "$DEVICE" --steps "$STEPS" --warmup "$WARMUP" --json precision=$p 2>/dev/null | tail -1)
+    echo "{\"config\":\"$name\",\"tool\":\"clformer\",\"mode\":\"$p\",\"tokens_per_s\":$(echo "$js" | py_field tokens_per_s | sed 's/^$/null/')}" >> "$ROWS"
+  done
+  for m in fp32 tf32 bf16; do
+    case $m in fp32) fl="" ;; tf32) fl="--tf32" ;; bf16) fl="--amp bf16" ;; esac
+    js=$(python3 "$HERE/pytorch_gpt.py" --config "$cfg" --device "$TORCH_DEVICE" --steps "$STEPS" --warmup "$WARMUP" --json $fl 2>/dev/null | tail -1)
+    echo "{\"config\":\"$name\",\"tool\":\"pytorch\",\"mode\":\"$m\",\"tokens_per_s\":$(echo "$js" | py_field tokens_per_s | sed 's/^$/null/')}" >> "$ROWS"
+  done
+done
+python3 - "$ROWS" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+by = {}
+for r in rows:
+    by.setdefault(r["config"], {})[(r["tool"], r["mode"])] = r["tokens_per_s"]
+print("| config | clformer fp32 | clformer tf32 | PyTorch fp32 | PyTorch tf32 | PyTorch bf16 autocast | tf32: clformer/PyTorch | clformer tf32/fp32 |")
+print("|---|---|---|---|---|---|---|---|")
+f = lambda v: f"{v:,.0f}" if v else "failed"
+for c, d in by.items():
+    ct, pt, cf = d.get(("clformer", "tf32")), d.get(("pytorch", "tf32")), d.get(("clformer", "fp32"))
+    print(f"| {c} | {f(cf)} | {f(ct)} | {f(d.get(('pytorch','fp32')))} | {f(pt)} | {f(d.get(('pytorch','bf16')))} | "
+          f"{ct / pt:.2f}x |" if ct and pt else f"| {c} | {f(cf)} | {f(ct)} | | | | |", f"{ct / cf:.2f}x |" if ct and cf else "")
+PY
