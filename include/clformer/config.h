@@ -10,6 +10,8 @@
 enum cf_norm { CF_NORM_LAYERNORM = 0, CF_NORM_RMSNORM = 1 };
 enum cf_position { CF_POS_LEARNED = 0, CF_POS_ROPE = 1 };
 enum cf_mlp { CF_MLP_GELU = 0, CF_MLP_SWIGLU = 1, CF_MLP_RELU2 = 2 };
+/* What the backward recomputes instead of keeping from the forward (docs/memory.md). */
+enum cf_recompute { CF_RECOMPUTE_NONE = 0, CF_RECOMPUTE_ATTENTION = 1, CF_RECOMPUTE_BLOCK = 2 };
 
 typedef struct cf_config {
     /* model */
@@ -31,6 +33,9 @@ typedef struct cf_config {
     int tie_embeddings;  /* 1: the LM head is wte */
     float logit_softcap; /* c > 0: logits = c * tanh(logits / c); 0 = off */
     int share_layers;    /* k > 0: k distinct blocks cycled over the layers; 0 = none */
+    /* memory (run-time settings: they change no result of the model, only what is held) */
+    int recompute;  /* enum cf_recompute: activations the backward recomputes */
+    int head_chunk; /* rows of B*T per LM-head and loss chunk; 0 = automatic (cf_model_head_rows) */
     /* training */
     int batch_size;          /* B: sequences per micro-batch */
     int steps;               /* optimizer steps */
