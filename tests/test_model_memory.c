@@ -194,6 +194,52 @@ static void check_head_chunks(cf_backend *be, const cf_config *base, const step_
     }
     snprintf(msg, sizeof msg, "head_chunk=5: forward-only loss %.7f vs %.7f", l5, l1);
     expect(msg, fabs((double)l5 - l1) <= 1e-6 * fabs((double)l1));
+
+    /* logits where they are needed (generation, `clformer logits`): the positions of batch row 1
+     * over chunks of 3 against one position at a time, and the loss they give against the
+     * forward's */
+    const int V = base->vocab_size;
+    float *all = malloc(sizeof(float) * T * V), *one = malloc(sizeof(float) * T * V);
+    double nll = 0.0;
+    for (int k = 0; k < 2; k++) {
+        cf_config ck = *base;
+        ck.head_chunk = k ? 3 : 0;
+        cf_model *m = NULL;
+        float lf = 0.0f;
+        if (cf_model_create(be, &ck, B, T, 0, &m) < 0 || cf_model_init(m, 3) < 0 ||
+            cf_model_forward(m, x, y, B, T, &lf) < 0)
+            exit(1);
+        if (k) {
+            if (cf_model_logits_rows(m, 1, 0, T, all) < 0) exit(1);
+        } else {
+            for (int t = 0; t < T; t++)
+                if (cf_model_logits_row(m, 1, t, one + (size_t)t * V) < 0) exit(1);
+        }
+        cf_model_free(m);
+    }
+    for (int t = 0; t < T; t++) {
+        const float *z = all + (size_t)t * V;
+        double mx = z[0], s = 0.0;
+        for (int v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+        for (int v = 0; v < V; v++) s += exp(z[v] - mx);
+        nll += mx + log(s) - z[y[T + t]];
+    }
+    const double elg = norm_err(all, one, (size_t)T * V);
+    snprintf(msg, sizeof msg, "logits of 8 positions over chunks of 3 vs one at a time (%.1e)",
+             elg);
+    expect(msg, elg <= 1e-6);
+    /* the loss of batch row 1 alone from those logits, against the forward on row 1 only */
+    cf_model *m = NULL;
+    float l_row = 0.0f;
+    if (cf_model_create(be, base, 1, T, 0, &m) < 0 || cf_model_init(m, 3) < 0 ||
+        cf_model_forward(m, x + T, y + T, 1, T, &l_row) < 0)
+        exit(1);
+    cf_model_free(m);
+    snprintf(msg, sizeof msg, "loss from those logits %.6f vs the forward's %.6f", nll / T,
+             l_row);
+    expect(msg, fabs(nll / T - l_row) <= 1e-5 * fabs((double)l_row));
+    free(all);
+    free(one);
 }
 
 /* Activation elements of one layer's inside, counted from the model's definition here (not from

@@ -511,20 +511,28 @@ int cf_model_adamw(cf_model *m, float lr, float grad_scale) {
     return CF_OK;
 }
 
-int cf_model_logits_row(cf_model *m, int b, int t, float *out) {
+int cf_model_logits_rows(cf_model *m, int b, int t0, int n, float *out) {
     const int V = m->cfg.vocab_size, C = m->cfg.d_model;
-    if (b < 0 || b >= m->cur_B || t < 0 || t >= m->cur_T) return CF_ERR_INVALID;
-    /* the head for this one position, from the last forward's lnf, into the chunk buffer */
-    const size_t row = (size_t)b * m->cur_T + t;
+    if (b < 0 || b >= m->cur_B || t0 < 0 || n <= 0 || n > m->cur_T - t0) return CF_ERR_INVALID;
+    /* the head for these positions, from the last forward's lnf, chunk by chunk through the
+     * chunk buffer */
     cf_view logits = A(m, CF_A_logits, 0);
-    CF_TRY(cf_be_matmul_forward(m->be, logits, cf_view_add(A(m, CF_A_lnf, 0), row * C),
-                                P(m, head_id(m), 0), CF_VIEW_NULL, 1, C, V));
-    CF_TRY(cf_be_download(m->be, out, logits, (size_t)V * sizeof(float)));
+    for (int r = 0; r < n; r += m->head_rows) {
+        const int k = n - r < m->head_rows ? n - r : m->head_rows;
+        const size_t row = (size_t)b * m->cur_T + (size_t)(t0 + r);
+        CF_TRY(cf_be_matmul_forward(m->be, logits, cf_view_add(A(m, CF_A_lnf, 0), row * C),
+                                    P(m, head_id(m), 0), CF_VIEW_NULL, k, C, V));
+        CF_TRY(cf_be_download(m->be, out + (size_t)r * V, logits, (size_t)k * V * sizeof(float)));
+    }
     /* the soft-cap lives in the loss ops; the logits handed out carry it too */
     const float cap = m->cfg.logit_softcap;
     if (cap > 0.0f)
-        for (int i = 0; i < V; i++) out[i] = cap * tanhf(out[i] / cap);
+        for (size_t i = 0; i < (size_t)n * V; i++) out[i] = cap * tanhf(out[i] / cap);
     return CF_OK;
+}
+
+int cf_model_logits_row(cf_model *m, int b, int t, float *out) {
+    return cf_model_logits_rows(m, b, t, 1, out);
 }
 
 /* ---- host transfer ------------------------------------------------------------------------ */

@@ -338,6 +338,9 @@ int cf_model_read_scalars(cf_model *m, float *out, int n);
 /* Logits (V floats) at position t of batch row b of the last forward, downloaded to the host:
  * the LM head for that one position (a GEMM of one row into the chunk buffer). */
 int cf_model_logits_row(cf_model *m, int b, int t, float *out);
+/* The same for positions [t0, t0 + n) of batch row b into out (n x V floats), the head running
+ * over chunks of head_rows positions. */
+int cf_model_logits_rows(cf_model *m, int b, int t0, int n, float *out);
 
 /* Parameters and optimizer state to/from host float arrays laid out like the device buffers. */
 int cf_model_get_params(cf_model *m, float *host);
