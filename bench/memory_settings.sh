@@ -7,13 +7,15 @@
 #
 #   bench/memory_settings.sh [CONFIG] [--clformer PATH] [--device D] [--steps N] [--warmup N]
 #                            [--out DIR] [key=value ...]
+#   bench/memory_settings.sh --table DIR/rows.jsonl      (the table again from saved rows)
 #
 # CONFIG defaults to configs/wiki_cache_optimized.json; key=value pairs go to every run (e.g.
 # batch_size=4 max_length=4096). Columns: planned activation bytes (the activation table as
 # bench's analytic estimate counts it: what the backward keeps, one chunk of logits), the whole
 # analytic estimate, the bytes allocated through the backend (peak device), the process's max
-# resident set, and the median step time and tokens/s. Writes DIR/rows.jsonl (the bench JSON of
-# each run) and prints a Markdown table.
+# resident set, the median step time, tokens/s, and tokens per CPU-second of the process (tokens/s
+# over the cores it kept busy: on a machine shared with other work the fairer comparison). Writes
+# DIR/rows.jsonl (the bench JSON of each run) and prints a Markdown table.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -24,6 +26,7 @@ STEPS=5
 WARMUP=1
 OUT="$ROOT/runs/memory_settings"
 KEYS=""
+TABLE=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --clformer) CLF=$2; shift 2 ;;
@@ -31,16 +34,20 @@ while [ $# -gt 0 ]; do
     --steps) STEPS=$2; shift 2 ;;
     --warmup) WARMUP=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
+    --table) TABLE=$2; shift 2 ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *=*) KEYS="$KEYS $1"; shift ;;
     -*) echo "memory_settings.sh: unknown option '$1'; see --help" >&2; exit 2 ;;
     *) CONFIG=$1; shift ;;
   esac
 done
-mkdir -p "$OUT"
-ROWS="$OUT/rows.jsonl"
-: > "$ROWS"
 status=0
+if [ -n "$TABLE" ]; then
+  ROWS=$TABLE
+else
+ROWS="$OUT/rows.jsonl"
+mkdir -p "$OUT"
+: > "$ROWS"
 for head in chunked unchunked; do
   for rc in none attention block; do
     hk="head_chunk=0"
@@ -56,6 +63,7 @@ for head in chunked unchunked; do
     echo "$js" >> "$ROWS"
   done
 done
+fi
 python3 - "$ROWS" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
@@ -65,11 +73,14 @@ if rows:
     print(f"{r['config']} on {r['device']}: batch {r['batch_size']} x {r['max_length']}, "
           f"{r['num_params'] / 1e6:.2f}M parameters, {r['steps']} timed steps after {r['warmup']}")
 print("| recompute | LM head rows/chunk | planned activations MiB | planned total MiB | "
-      "peak device MiB | max RSS MiB | ms/step | tokens/s |")
-print("|---|---|---|---|---|---|---|---|")
+      "peak device MiB | max RSS MiB | ms/step | tokens/s | cores busy | tokens/CPU-s |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
+    cores = r.get("host_cpu_cores") or 0
+    per_cpu = f"{r['tokens_per_s'] / cores:.0f}" if cores > 0 else ""
     print(f"| {r['recompute']} | {r['head_chunk_rows']} | {mib(r['analytic']['activations'])} | "
           f"{mib(r['analytic_bytes'])} | {mib(r['peak_device_bytes'])} | "
-          f"{mib(r['peak_host_bytes'])} | {r['ms_per_step']:.0f} | {r['tokens_per_s']:.0f} |")
+          f"{mib(r['peak_host_bytes'])} | {r['ms_per_step']:.0f} | {r['tokens_per_s']:.0f} | "
+          f"{cores:.2f} | {per_cpu} |")
 PY
 exit $status

@@ -109,8 +109,11 @@ int cf_model_create(cf_backend *be, const cf_config *cfg, int max_B, int max_T, 
 fail:
     if (rc == CF_ERR_NOMEM)
         CF_ERROR("model: not enough memory on %s for %zu parameters and batch %d x %d; lower "
-                 "batch_size or max_length",
-                 cf_be_name(be), m->num_params, max_B, max_T);
+                 "batch_size or max_length%s",
+                 cf_be_name(be), m->num_params, max_B, max_T,
+                 training && cfg->recompute != CF_RECOMPUTE_BLOCK
+                     ? ", or set recompute=block (docs/memory.md)"
+                     : "");
     cf_model_free(m);
     return rc;
 }
