@@ -329,11 +329,14 @@ static int head_loss(cf_model *m, int BT, cf_view dlnf, float dscale) {
         cf_view lnf = cf_view_add(A(m, CF_A_lnf, 0), (size_t)r0 * C);
         cf_view losses = cf_view_add(A(m, CF_A_losses, 0), (size_t)r0);
         cf_view targets = cf_view_add(A(m, CF_A_targets, 0), (size_t)r0);
+        /* profiled as before the chunking: the head's product is forward, the loss backward */
+        cf_prof_scope(be, -1, CF_PHASE_FORWARD);
         CF_TRY(cf_be_matmul_forward(be, logits, lnf, P(m, hw, 0), CF_VIEW_NULL, n, C, V));
         if (dlnf.buf == NULL) {
             CF_TRY(cf_be_crossentropy_forward(be, losses, logits, targets, n, V, cap));
             continue;
         }
+        cf_prof_scope(be, -1, CF_PHASE_BACKWARD);
         CF_TRY(cf_be_crossentropy_fused(be, losses, logits, logits, targets, n, V, dscale, cap));
         CF_TRY(cf_be_matmul_backward_set(be, cf_view_add(dlnf, (size_t)r0 * C), G(m, hw, 0),
                                          CF_VIEW_NULL, logits, lnf, P(m, hw, 0), n, C, V));
