@@ -13,6 +13,8 @@ enum cf_mlp { CF_MLP_GELU = 0, CF_MLP_SWIGLU = 1, CF_MLP_RELU2 = 2 };
 /* Arithmetic of the training step: fp32, or tf32 (fp32 storage; GEMM inputs rounded to TF32 on a
  * matrix engine where the device has one the backend can use, as PyTorch's allow_tf32). */
 enum cf_precision { CF_PREC_FP32 = 0, CF_PREC_TF32 = 1 };
+/* What the backward recomputes instead of keeping from the forward (docs/memory.md). */
+enum cf_recompute { CF_RECOMPUTE_NONE = 0, CF_RECOMPUTE_ATTENTION = 1, CF_RECOMPUTE_BLOCK = 2 };
 
 typedef struct cf_config {
     /* model */
@@ -34,6 +36,9 @@ typedef struct cf_config {
     int tie_embeddings;  /* 1: the LM head is wte */
     float logit_softcap; /* c > 0: logits = c * tanh(logits / c); 0 = off */
     int share_layers;    /* k > 0: k distinct blocks cycled over the layers; 0 = none */
+    /* memory (run-time settings: they change no result of the model, only what is held) */
+    int recompute;  /* enum cf_recompute: activations the backward recomputes */
+    int head_chunk; /* rows of B*T per LM-head and loss chunk; 0 = automatic (cf_model_head_rows) */
     /* training */
     int batch_size;          /* B: sequences per micro-batch */
     int steps;               /* optimizer steps */

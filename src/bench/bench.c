@@ -44,6 +44,15 @@ void cf_bench_mem_estimate(const cf_config *c, int B, int T, cf_mem_estimate *ou
     out->total = out->params + out->grads + out->adam + out->acts + out->grad_scratch;
 }
 
+const char *cf_bench_recompute_name(int recompute) {
+    switch (recompute) {
+    case CF_RECOMPUTE_NONE: return "none";
+    case CF_RECOMPUTE_ATTENTION: return "attention";
+    case CF_RECOMPUTE_BLOCK: return "block";
+    default: return "?";
+    }
+}
+
 /* ---- the benchmark ------------------------------------------------------------------------- */
 
 typedef struct {
@@ -114,6 +123,8 @@ int cf_bench_run(const cf_config *cfg, const cf_bench_opts *o, cf_bench_result *
     r->B = B;
     r->T = T;
     r->accum = cfg->grad_accum_steps;
+    r->recompute = cfg->recompute;
+    r->head_rows = cf_model_head_rows(cfg, B, T);
     r->steps = steps;
     r->warmup = warmup;
     r->tokens_per_step = (double)B * T * cfg->grad_accum_steps;
@@ -257,6 +268,8 @@ void cf_bench_print(FILE *out, const cf_bench_result *r) {
             r->num_params / 1e6, r->B, r->T, r->accum, r->tokens_per_step);
     fprintf(out, "  steps             %d timed after %d warm-up (first step %.1f ms)\n", r->steps,
             r->warmup, r->first_step_ms);
+    fprintf(out, "  memory settings   recompute %s, LM head over chunks of %d rows\n",
+            cf_bench_recompute_name(r->recompute), r->head_rows);
     fprintf(out, "  throughput        %.0f tokens/s\n", r->tokens_per_s);
     fprintf(out,
             "  ms/step           median %.2f  mean %.2f  p10 %.2f  p90 %.2f  min %.2f  max "
@@ -295,6 +308,8 @@ char *cf_bench_to_json(const cf_bench_result *r) {
     cJSON_AddNumberToObject(o, "batch_size", r->B);
     cJSON_AddNumberToObject(o, "max_length", r->T);
     cJSON_AddNumberToObject(o, "grad_accum_steps", r->accum);
+    cJSON_AddStringToObject(o, "recompute", cf_bench_recompute_name(r->recompute));
+    cJSON_AddNumberToObject(o, "head_chunk_rows", r->head_rows);
     cJSON_AddNumberToObject(o, "num_params", (double)r->num_params);
     cJSON_AddNumberToObject(o, "steps", r->steps);
     cJSON_AddNumberToObject(o, "warmup", r->warmup);

@@ -34,12 +34,15 @@ typedef struct {
     uint64_t params;     /* weights */
     uint64_t grads;      /* their gradients */
     uint64_t adam;       /* AdamW first and second moments (2x params) */
-    uint64_t acts; /* forward activations kept for backward, incl. logits and B*NH*T*T probs */
+    uint64_t acts; /* forward activations kept for backward (what `recompute` leaves), incl. one
+                      chunk of the LM head's logits and the B*NH*T*T probabilities */
     uint64_t grad_scratch; /* backward scratch reused layer by layer (incl. two B*NH*T*T buffers) */
     uint64_t total;
 } cf_mem_estimate;
 
 void cf_bench_mem_estimate(const cf_config *cfg, int B, int T, cf_mem_estimate *out);
+/* The config's name of a `recompute` value ("none", "attention", "block"). */
+const char *cf_bench_recompute_name(int recompute);
 
 /* ---- training benchmark --------------------------------------------------------------------- */
 
@@ -62,6 +65,8 @@ typedef struct {
     char gemm[64];     /* GEMM path of the backend ("native:avx2-6x16", "blas", "clblast", ...) */
     char peak_how[64]; /* how the peak was measured */
     int B, T, accum, steps, warmup;
+    int recompute; /* enum cf_recompute of the run */
+    int head_rows; /* rows per LM-head chunk (cf_model_head_rows) */
     uint64_t num_params;
     double tokens_per_step;
     /* step time over the timed steps, milliseconds */

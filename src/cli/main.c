@@ -593,8 +593,7 @@ static int cmd_logits(int argc, char **argv) {
         goto done;
     }
     if ((rc = cf_model_forward(lm.m, ids, NULL, 1, n, NULL)) < 0) goto done;
-    for (int t = 0; t < n; t++)
-        if ((rc = cf_model_logits_row(lm.m, 0, t, lg + (size_t)t * V)) < 0) goto done;
+    if ((rc = cf_model_logits_rows(lm.m, 0, 0, n, lg)) < 0) goto done;
     f = fopen(out, "wb");
     if (!f || fwrite(lg, sizeof(float), (size_t)V * n, f) != (size_t)V * n) {
         CF_ERROR("logits: cannot write %s", out);

@@ -45,6 +45,8 @@
     BOOL(tie_embeddings, 1)                                                                        \
     FLT(logit_softcap, 0.0, -1e30, 1e30, 1, 1)                                                     \
     INT(share_layers, 0, 0, 1 << 12)                                                               \
+    ENUM(recompute, CF_RECOMPUTE_NONE, g_recompute_names)                                          \
+    INT(head_chunk, 0, 0, 1 << 30)                                                                 \
     INT(batch_size, 16, 1, 1 << 20)                                                                \
     INT(steps, 400, 1, INT_MAX)                                                                    \
     FLT(learning_rate, 3e-3, 0.0, 10.0, 0, 1)                                                      \
@@ -72,6 +74,7 @@ static const char *const g_norm_names[] = {"layernorm", "rmsnorm", NULL};
 static const char *const g_position_names[] = {"learned", "rope", NULL};
 static const char *const g_mlp_names[] = {"gelu", "swiglu", "relu2", NULL};
 static const char *const g_precision_names[] = {"fp32", "tf32", NULL};
+static const char *const g_recompute_names[] = {"none", "attention", "block", NULL};
 
 typedef enum { KT_INT, KT_FLOAT, KT_U64, KT_STR, KT_ENUM, KT_BOOL } cf_key_type;
 

@@ -29,6 +29,7 @@ static void layout_acts(cf_model *m) {
         m->act_off[i] = off;
         m->act_size[i] = acts[i].size;
         m->act_stride[i] = acts[i].slice;
+        m->act_n[i] = acts[i].n;
         off += sz_;
         total += sz_;
     }
@@ -76,6 +77,7 @@ int cf_model_create(cf_backend *be, const cf_config *cfg, int max_B, int max_T, 
     m->be = be;
     m->B = max_B;
     m->T = max_T;
+    m->head_rows = cf_model_head_rows(cfg, max_B, max_T);
     layout_params(m);
     layout_acts(m);
     int rc;
@@ -107,8 +109,11 @@ int cf_model_create(cf_backend *be, const cf_config *cfg, int max_B, int max_T, 
 fail:
     if (rc == CF_ERR_NOMEM)
         CF_ERROR("model: not enough memory on %s for %zu parameters and batch %d x %d; lower "
-                 "batch_size or max_length",
-                 cf_be_name(be), m->num_params, max_B, max_T);
+                 "batch_size or max_length%s",
+                 cf_be_name(be), m->num_params, max_B, max_T,
+                 training && cfg->recompute != CF_RECOMPUTE_BLOCK
+                     ? ", or set recompute=block (docs/memory.md)"
+                     : "");
     cf_model_free(m);
     return rc;
 }
@@ -136,10 +141,13 @@ static inline cf_view G(cf_model *m, int id, size_t l) {
     if (!m->params[id].present) return CF_VIEW_NULL;
     return cf_view_f32(m->grads_buf, m->params[id].offset + l * m->params[id].layer_stride);
 }
-/* per-layer activation slices are strided by the allocated (max) B*T, packed within */
+/* per-layer activation slices are strided by the allocated (max) B*T, packed within; a tensor
+ * held once (recomputed layer by layer) is the same slice for every layer */
 static inline cf_view A(cf_model *m, int id, size_t l) {
     const enum cf_dtype t = id == CF_A_tokens || id == CF_A_targets ? CF_I32 : CF_F32;
-    return cf_view_typed(m->acts_bufs[m->act_chunk[id]], t, m->act_off[id] + l * m->act_stride[id]);
+    const size_t slot = m->act_n[id] > 1 ? l : 0;
+    return cf_view_typed(m->acts_bufs[m->act_chunk[id]], t,
+                         m->act_off[id] + slot * m->act_stride[id]);
 }
 static inline cf_view GA(cf_model *m, int id) { return cf_view_f32(m->gacts_buf, m->gact_off[id]); }
 
@@ -210,84 +218,129 @@ static inline int head_id(const cf_model *m) {
     return cf_model_tied_head(&m->cfg) ? CF_P_wte : CF_P_lm_head;
 }
 
-/* Runs the network up to the logits for a batch already uploaded. */
-static int forward_logits(cf_model *m, int B, int T) {
+/* What block_forward runs for layer l: the whole block (the forward pass); the block without
+ * its last linear and residual add (the recomputation under `block`: the backward reads neither
+ * fcproj nor residual3 of the layer); the attention op alone (the recomputation under
+ * `attention`: atty and the probabilities again from the kept qkv). Recomputing runs the same
+ * ops on the same inputs as the forward, so the results are the same bits. */
+enum { BLOCK_ALL, BLOCK_FOR_BACKWARD, BLOCK_ATTENTION };
+
+static int block_forward(cf_model *m, int l, int B, int T, int what) {
     cf_backend *be = m->be;
     const cf_config *c = &m->cfg;
-    const int C = c->d_model, L = c->num_layers, F = c->d_ff, NH = c->num_heads,
-              V = c->vocab_size, KVH = cf_config_kv_heads(c), hs = cf_model_head_size(c),
-              QKV = cf_model_qkv_width(c), FI = cf_model_fc_width(c);
+    const int C = c->d_model, F = c->d_ff, NH = c->num_heads, KVH = cf_config_kv_heads(c),
+              hs = cf_model_head_size(c), QKV = cf_model_qkv_width(c), FI = cf_model_fc_width(c);
+    const int BT = B * T;
+    const size_t b = blk(m, l);
+    cf_view residual = l == 0 ? A(m, CF_A_encoded, 0) : A(m, CF_A_residual3, l - 1);
+    cf_view ln1 = A(m, CF_A_ln1, l), qkv = A(m, CF_A_qkv, l);
+    cf_view atty = A(m, CF_A_atty, l), att = A(m, CF_A_att, l);
+    cf_view attproj = A(m, CF_A_attproj, l), res2 = A(m, CF_A_residual2, l);
+    cf_view ln2 = A(m, CF_A_ln2, l), fch = A(m, CF_A_fch, l);
+    cf_view fcha = A(m, CF_A_fch_act, l), fcproj = A(m, CF_A_fcproj, l);
+    cf_view res3 = A(m, CF_A_residual3, l);
+
+    if (what == BLOCK_ATTENTION)
+        return cf_be_attention_forward(be, atty, att, qkv, B, T, NH, KVH, hs);
+    CF_TRY(norm_forward(m, ln1, A(m, CF_A_ln1_mean, l), A(m, CF_A_ln1_rstd, l), residual,
+                        P(m, CF_P_ln1_w, b), P(m, CF_P_ln1_b, b), BT));
+    if (cf_model_qk_norm(c)) {
+        /* qkv_raw = the GEMM; qkv = its copy with each q and k head RMS-normalised */
+        cf_view raw = A(m, CF_A_qkv_raw, l);
+        CF_TRY(cf_be_matmul_forward(be, raw, ln1, P(m, CF_P_qkv_w, b), P(m, CF_P_qkv_b, b), BT,
+                                    C, QKV));
+        CF_TRY(cf_be_copy(be, qkv, raw, (size_t)BT * QKV));
+        CF_TRY(cf_be_rmsnorm_forward(be, qkv, A(m, CF_A_q_rstd, l), raw, P(m, CF_P_q_norm_w, b),
+                                     BT, NH, hs, QKV, c->norm_eps));
+        CF_TRY(cf_be_rmsnorm_forward(be, cf_view_add(qkv, (size_t)NH * hs), A(m, CF_A_k_rstd, l),
+                                     cf_view_add(raw, (size_t)NH * hs), P(m, CF_P_k_norm_w, b),
+                                     BT, KVH, hs, QKV, c->norm_eps));
+    } else {
+        CF_TRY(cf_be_matmul_forward(be, qkv, ln1, P(m, CF_P_qkv_w, b), P(m, CF_P_qkv_b, b), BT,
+                                    C, QKV));
+    }
+    if (cf_model_rope(c)) /* q and k heads are adjacent in a row: one call rotates both */
+        CF_TRY(cf_be_rope(be, qkv, A(m, CF_A_rope_cs, 0), B, T, NH + KVH, hs, QKV, 0, 0));
+    CF_TRY(cf_be_attention_forward(be, atty, att, qkv, B, T, NH, KVH, hs));
+    CF_TRY(cf_be_matmul_forward(be, attproj, atty, P(m, CF_P_attn_proj_w, b),
+                                P(m, CF_P_attn_proj_b, b), BT, C, C));
+    CF_TRY(cf_be_residual_forward(be, res2, residual, attproj, (size_t)BT * C));
+    CF_TRY(norm_forward(m, ln2, A(m, CF_A_ln2_mean, l), A(m, CF_A_ln2_rstd, l), res2,
+                        P(m, CF_P_ln2_w, b), P(m, CF_P_ln2_b, b), BT));
+    switch (c->mlp) {
+    case CF_MLP_SWIGLU: /* fch = [gate | up], fcha = silu(gate) * up */
+        CF_TRY(cf_be_matmul_forward(be, fch, ln2, P(m, CF_P_fc_w, b), P(m, CF_P_fc_b, b), BT, C,
+                                    FI));
+        CF_TRY(cf_be_swiglu_forward(be, fcha, fch, BT, F));
+        break;
+    case CF_MLP_RELU2:
+        CF_TRY(cf_be_matmul_forward(be, fch, ln2, P(m, CF_P_fc_w, b), P(m, CF_P_fc_b, b), BT, C,
+                                    FI));
+        CF_TRY(cf_be_act_forward(be, CF_ACT_RELU2, fcha, fch, (size_t)BT * F));
+        break;
+    default:
+        /* fch = ln2 @ fc_w^T + fc_b, fcha = gelu(fch) (one launch where the backend can) */
+        CF_TRY(cf_be_matmul_gelu_forward(be, fch, fcha, ln2, P(m, CF_P_fc_w, b),
+                                         P(m, CF_P_fc_b, b), BT, C, F));
+        break;
+    }
+    if (what == BLOCK_FOR_BACKWARD) return CF_OK;
+    CF_TRY(cf_be_matmul_forward(be, fcproj, fcha, P(m, CF_P_fc_proj_w, b),
+                                P(m, CF_P_fc_proj_b, b), BT, F, C));
+    return cf_be_residual_forward(be, res3, res2, fcproj, (size_t)BT * C);
+}
+
+/* Runs the network up to the final norm's output lnf for a batch already uploaded; the LM head
+ * runs chunk by chunk after it (head_loss, cf_model_logits_row). */
+static int forward_body(cf_model *m, int B, int T) {
+    cf_backend *be = m->be;
+    const cf_config *c = &m->cfg;
+    const int C = c->d_model, L = c->num_layers, V = c->vocab_size;
     const int BT = B * T;
 
     cf_prof_scope(be, -1, CF_PHASE_FORWARD);
     CF_TRY(cf_be_encoder_forward(be, A(m, CF_A_encoded, 0), A(m, CF_A_tokens, 0),
                                  P(m, CF_P_wte, 0), P(m, CF_P_wpe, 0), B, T, C, V));
     for (int l = 0; l < L; l++) {
-        const size_t b = blk(m, l);
-        cf_view residual = l == 0 ? A(m, CF_A_encoded, 0) : A(m, CF_A_residual3, l - 1);
-        cf_view ln1 = A(m, CF_A_ln1, l), qkv = A(m, CF_A_qkv, l);
-        cf_view atty = A(m, CF_A_atty, l), att = A(m, CF_A_att, l);
-        cf_view attproj = A(m, CF_A_attproj, l), res2 = A(m, CF_A_residual2, l);
-        cf_view ln2 = A(m, CF_A_ln2, l), fch = A(m, CF_A_fch, l);
-        cf_view fcha = A(m, CF_A_fch_act, l), fcproj = A(m, CF_A_fcproj, l);
-        cf_view res3 = A(m, CF_A_residual3, l);
-
         cf_prof_scope(be, l, CF_PHASE_FORWARD);
-        CF_TRY(norm_forward(m, ln1, A(m, CF_A_ln1_mean, l), A(m, CF_A_ln1_rstd, l), residual,
-                            P(m, CF_P_ln1_w, b), P(m, CF_P_ln1_b, b), BT));
-        if (cf_model_qk_norm(c)) {
-            /* qkv_raw = the GEMM; qkv = its copy with each q and k head RMS-normalised */
-            cf_view raw = A(m, CF_A_qkv_raw, l);
-            CF_TRY(cf_be_matmul_forward(be, raw, ln1, P(m, CF_P_qkv_w, b), P(m, CF_P_qkv_b, b),
-                                        BT, C, QKV));
-            CF_TRY(cf_be_copy(be, qkv, raw, (size_t)BT * QKV));
-            CF_TRY(cf_be_rmsnorm_forward(be, qkv, A(m, CF_A_q_rstd, l), raw,
-                                         P(m, CF_P_q_norm_w, b), BT, NH, hs, QKV, c->norm_eps));
-            CF_TRY(cf_be_rmsnorm_forward(be, cf_view_add(qkv, (size_t)NH * hs),
-                                         A(m, CF_A_k_rstd, l), cf_view_add(raw, (size_t)NH * hs),
-                                         P(m, CF_P_k_norm_w, b), BT, KVH, hs, QKV, c->norm_eps));
-        } else {
-            CF_TRY(cf_be_matmul_forward(be, qkv, ln1, P(m, CF_P_qkv_w, b), P(m, CF_P_qkv_b, b),
-                                        BT, C, QKV));
-        }
-        if (cf_model_rope(c)) /* q and k heads are adjacent in a row: one call rotates both */
-            CF_TRY(cf_be_rope(be, qkv, A(m, CF_A_rope_cs, 0), B, T, NH + KVH, hs, QKV, 0, 0));
-        CF_TRY(cf_be_attention_forward(be, atty, att, qkv, B, T, NH, KVH, hs));
-        CF_TRY(cf_be_matmul_forward(be, attproj, atty, P(m, CF_P_attn_proj_w, b),
-                                    P(m, CF_P_attn_proj_b, b), BT, C, C));
-        CF_TRY(cf_be_residual_forward(be, res2, residual, attproj, (size_t)BT * C));
-        CF_TRY(norm_forward(m, ln2, A(m, CF_A_ln2_mean, l), A(m, CF_A_ln2_rstd, l), res2,
-                            P(m, CF_P_ln2_w, b), P(m, CF_P_ln2_b, b), BT));
-        switch (c->mlp) {
-        case CF_MLP_SWIGLU: /* fch = [gate | up], fcha = silu(gate) * up */
-            CF_TRY(cf_be_matmul_forward(be, fch, ln2, P(m, CF_P_fc_w, b), P(m, CF_P_fc_b, b), BT,
-                                        C, FI));
-            CF_TRY(cf_be_swiglu_forward(be, fcha, fch, BT, F));
-            break;
-        case CF_MLP_RELU2:
-            CF_TRY(cf_be_matmul_forward(be, fch, ln2, P(m, CF_P_fc_w, b), P(m, CF_P_fc_b, b), BT,
-                                        C, FI));
-            CF_TRY(cf_be_act_forward(be, CF_ACT_RELU2, fcha, fch, (size_t)BT * F));
-            break;
-        default:
-            /* fch = ln2 @ fc_w^T + fc_b, fcha = gelu(fch) (one launch where the backend can) */
-            CF_TRY(cf_be_matmul_gelu_forward(be, fch, fcha, ln2, P(m, CF_P_fc_w, b),
-                                             P(m, CF_P_fc_b, b), BT, C, F));
-            break;
-        }
-        CF_TRY(cf_be_matmul_forward(be, fcproj, fcha, P(m, CF_P_fc_proj_w, b),
-                                    P(m, CF_P_fc_proj_b, b), BT, F, C));
-        CF_TRY(cf_be_residual_forward(be, res3, res2, fcproj, (size_t)BT * C));
+        CF_TRY(block_forward(m, l, B, T, BLOCK_ALL));
     }
     cf_prof_scope(be, -1, CF_PHASE_FORWARD);
     CF_TRY(norm_forward(m, A(m, CF_A_lnf, 0), A(m, CF_A_lnf_mean, 0), A(m, CF_A_lnf_rstd, 0),
                         A(m, CF_A_residual3, L - 1), P(m, CF_P_lnf_w, 0), P(m, CF_P_lnf_b, 0),
                         BT));
-    /* LM head: logits(BT,V) = lnf(BT,C) @ W(V,C)^T, W = wte (tied) or lm_head */
-    CF_TRY(cf_be_matmul_forward(be, A(m, CF_A_logits, 0), A(m, CF_A_lnf, 0),
-                                P(m, head_id(m), 0), CF_VIEW_NULL, BT, C, V));
     m->cur_B = B;
     m->cur_T = T;
+    return CF_OK;
+}
+
+/* The LM head and the loss over the BT rows in chunks of head_rows, so no (BT, V) logits buffer
+ * exists: per chunk logits(n,V) = lnf rows @ W^T (W = wte when tied, else lm_head), then the
+ * (soft-capped) cross-entropy of each row into losses. With dlnf (training) the fused op turns
+ * the chunk's logits into dlogits in place, scaled by dscale, and dlnf's rows are ASSIGNED
+ * dlogits @ W while W's gradient accumulates dlogits^T @ lnf rows, chunk after chunk. */
+static int head_loss(cf_model *m, int BT, cf_view dlnf, float dscale) {
+    cf_backend *be = m->be;
+    const int C = m->cfg.d_model, V = m->cfg.vocab_size, hw = head_id(m);
+    const float cap = m->cfg.logit_softcap;
+    cf_view logits = A(m, CF_A_logits, 0);
+    for (int r0 = 0; r0 < BT; r0 += m->head_rows) {
+        const int n = BT - r0 < m->head_rows ? BT - r0 : m->head_rows;
+        cf_view lnf = cf_view_add(A(m, CF_A_lnf, 0), (size_t)r0 * C);
+        cf_view losses = cf_view_add(A(m, CF_A_losses, 0), (size_t)r0);
+        cf_view targets = cf_view_add(A(m, CF_A_targets, 0), (size_t)r0);
+        /* profiled as before the chunking: the head's product is forward, the loss backward */
+        cf_prof_scope(be, -1, CF_PHASE_FORWARD);
+        CF_TRY(cf_be_matmul_forward(be, logits, lnf, P(m, hw, 0), CF_VIEW_NULL, n, C, V));
+        if (dlnf.buf == NULL) {
+            CF_TRY(cf_be_crossentropy_forward(be, losses, logits, targets, n, V, cap));
+            continue;
+        }
+        cf_prof_scope(be, -1, CF_PHASE_BACKWARD);
+        CF_TRY(cf_be_crossentropy_fused(be, losses, logits, logits, targets, n, V, dscale, cap));
+        CF_TRY(cf_be_matmul_backward_set(be, cf_view_add(dlnf, (size_t)r0 * C), G(m, hw, 0),
+                                         CF_VIEW_NULL, logits, lnf, P(m, hw, 0), n, C, V));
+    }
     return CF_OK;
 }
 
@@ -303,14 +356,12 @@ int cf_model_forward(cf_model *m, const int32_t *tokens, const int32_t *targets,
                      float *loss) {
     CF_TRY(check_batch(m, B, T));
     CF_TRY(upload_batch(m, tokens, targets, B, T));
-    CF_TRY(forward_logits(m, B, T));
+    CF_TRY(forward_body(m, B, T));
     if (targets) {
         cf_backend *be = m->be;
-        const int BT = B * T, V = m->cfg.vocab_size;
+        const int BT = B * T;
         cf_view scal = A(m, CF_A_scalars, 0);
-        CF_TRY(cf_be_crossentropy_forward(be, A(m, CF_A_losses, 0), A(m, CF_A_logits, 0),
-                                          A(m, CF_A_targets, 0), BT, V,
-                                          m->cfg.logit_softcap));
+        CF_TRY(head_loss(m, BT, CF_VIEW_NULL, 0.0f));
         CF_TRY(cf_be_reduce_sum(be, cf_view_add(scal, 63), A(m, CF_A_losses, 0), (size_t)BT,
                                 0));
         float sum = 0.0f;
@@ -336,7 +387,7 @@ int cf_model_forward_backward(cf_model *m, const int32_t *tokens, const int32_t 
     CF_ASSERT(slot >= 0 && slot < 60);
     CF_TRY(check_batch(m, B, T));
     CF_TRY(upload_batch(m, tokens, targets, B, T));
-    CF_TRY(forward_logits(m, B, T));
+    CF_TRY(forward_body(m, B, T));
 
     cf_backend *be = m->be;
     const cf_config *c = &m->cfg;
@@ -345,22 +396,17 @@ int cf_model_forward_backward(cf_model *m, const int32_t *tokens, const int32_t 
               QKV = cf_model_qkv_width(c), FI = cf_model_fc_width(c);
     const int BT = B * T;
 
-    /* fused softmax + cross-entropy: losses and dlogits (in place over the logits) */
-    cf_prof_scope(be, -1, CF_PHASE_BACKWARD);
-    cf_view logits = A(m, CF_A_logits, 0), losses = A(m, CF_A_losses, 0);
-    CF_TRY(cf_be_crossentropy_fused(be, losses, logits, logits, A(m, CF_A_targets, 0), BT, V,
-                                    dloss_scale / (float)BT, c->logit_softcap));
-    CF_TRY(cf_be_reduce_sum(be, cf_view_add(A(m, CF_A_scalars, 0), (size_t)slot), losses,
-                            (size_t)BT, 0));
-
     cf_view dres = GA(m, CF_G_dres), dln = GA(m, CF_G_dln), datty = GA(m, CF_G_datty);
     cf_view dqkv = GA(m, CF_G_dqkv), dfch = GA(m, CF_G_dfch), dfcha = GA(m, CF_G_dfch_act);
     cf_view datt = GA(m, CF_G_datt), dpreatt = GA(m, CF_G_dpreatt);
 
-    /* LM head: dlnf = dlogits @ W; dW += dlogits^T @ lnf */
-    const int hw = head_id(m);
-    CF_TRY(cf_be_matmul_backward_set(be, dln, G(m, hw, 0), CF_VIEW_NULL, logits,
-                                     A(m, CF_A_lnf, 0), P(m, hw, 0), BT, C, V));
+    /* LM head and fused softmax + cross-entropy chunk by chunk: losses, dlnf (into dln) and the
+     * head weight's gradient */
+    cf_prof_scope(be, -1, CF_PHASE_BACKWARD);
+    cf_view losses = A(m, CF_A_losses, 0);
+    CF_TRY(head_loss(m, BT, dln, dloss_scale / (float)BT));
+    CF_TRY(cf_be_reduce_sum(be, cf_view_add(A(m, CF_A_scalars, 0), (size_t)slot), losses,
+                            (size_t)BT, 0));
     CF_TRY(cf_be_fill(be, dres, 0.0f, (size_t)BT * C));
     CF_TRY(norm_backward(m, dres, G(m, CF_P_lnf_w, 0), G(m, CF_P_lnf_b, 0), dln,
                          A(m, CF_A_residual3, L - 1), P(m, CF_P_lnf_w, 0), A(m, CF_A_lnf_mean, 0),
@@ -376,6 +422,9 @@ int cf_model_forward_backward(cf_model *m, const int32_t *tokens, const int32_t 
         cf_view fch = A(m, CF_A_fch, l), fcha = A(m, CF_A_fch_act, l);
 
         cf_prof_scope(be, l, CF_PHASE_BACKWARD);
+        /* recompute: the block's inside again from its kept input (`block`) */
+        if (c->recompute == CF_RECOMPUTE_BLOCK)
+            CF_TRY(block_forward(m, l, B, T, BLOCK_FOR_BACKWARD));
         /* residual3 = residual2 + fcproj: dfcproj = dres, and dres flows on to residual2.
          * dfch receives d(fch), assigned */
         switch (c->mlp) {
@@ -404,6 +453,9 @@ int cf_model_forward_backward(cf_model *m, const int32_t *tokens, const int32_t 
         CF_TRY(norm_backward(m, dres, G(m, CF_P_ln2_w, b), G(m, CF_P_ln2_b, b), dln, res2,
                              P(m, CF_P_ln2_w, b), A(m, CF_A_ln2_mean, l), A(m, CF_A_ln2_rstd, l),
                              BT));
+        /* recompute: atty and the probabilities again from the kept qkv (`attention`) */
+        if (c->recompute == CF_RECOMPUTE_ATTENTION)
+            CF_TRY(block_forward(m, l, B, T, BLOCK_ATTENTION));
         /* residual2 = residual + attproj: dattproj = dres (now d residual2) */
         CF_TRY(cf_be_matmul_backward_set(be, datty, G(m, CF_P_attn_proj_w, b),
                                          G(m, CF_P_attn_proj_b, b), dres, atty,
@@ -465,17 +517,28 @@ int cf_model_adamw(cf_model *m, float lr, float grad_scale) {
     return CF_OK;
 }
 
-int cf_model_logits_row(cf_model *m, int b, int t, float *out) {
-    const int V = m->cfg.vocab_size;
-    if (b < 0 || b >= m->cur_B || t < 0 || t >= m->cur_T) return CF_ERR_INVALID;
-    size_t off = ((size_t)b * m->cur_T + t) * V;
-    CF_TRY(cf_be_download(m->be, out, cf_view_add(A(m, CF_A_logits, 0), off),
-                          (size_t)V * sizeof(float)));
+int cf_model_logits_rows(cf_model *m, int b, int t0, int n, float *out) {
+    const int V = m->cfg.vocab_size, C = m->cfg.d_model;
+    if (b < 0 || b >= m->cur_B || t0 < 0 || n <= 0 || n > m->cur_T - t0) return CF_ERR_INVALID;
+    /* the head for these positions, from the last forward's lnf, chunk by chunk through the
+     * chunk buffer */
+    cf_view logits = A(m, CF_A_logits, 0);
+    for (int r = 0; r < n; r += m->head_rows) {
+        const int k = n - r < m->head_rows ? n - r : m->head_rows;
+        const size_t row = (size_t)b * m->cur_T + (size_t)(t0 + r);
+        CF_TRY(cf_be_matmul_forward(m->be, logits, cf_view_add(A(m, CF_A_lnf, 0), row * C),
+                                    P(m, head_id(m), 0), CF_VIEW_NULL, k, C, V));
+        CF_TRY(cf_be_download(m->be, out + (size_t)r * V, logits, (size_t)k * V * sizeof(float)));
+    }
     /* the soft-cap lives in the loss ops; the logits handed out carry it too */
     const float cap = m->cfg.logit_softcap;
     if (cap > 0.0f)
-        for (int i = 0; i < V; i++) out[i] = cap * tanhf(out[i] / cap);
+        for (size_t i = 0; i < (size_t)n * V; i++) out[i] = cap * tanhf(out[i] / cap);
     return CF_OK;
+}
+
+int cf_model_logits_row(cf_model *m, int b, int t, float *out) {
+    return cf_model_logits_rows(m, b, t, 1, out);
 }
 
 /* ---- host transfer ------------------------------------------------------------------------ */

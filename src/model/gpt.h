@@ -146,34 +146,40 @@ enum cf_linear_id {
 };
 
 /* Forward activations, sized for the maximum (B, T); a row with n = L is stacked over the layers
- * with one layer's slice (size) as its stride. kept = 1: held for the backward pass (what bench's
- * memory estimate counts); 0: scratch.
+ * with one layer's slice (size) as its stride, a row with n = 1 exists once. kept = 1: held for
+ * the backward pass (what bench's memory estimate counts); 0: scratch.
  *   X(name, n, size of one slice, kept) with BT = B*T, BNT = B*NH*T*T; a tensor the config does
- * not use has size 0 (LN: layernorm, QKN: qk_norm, ROPE: rope, SWI: swiglu) */
+ * not use has size 0 (LN: layernorm, QKN: qk_norm, ROPE: rope, SWI: swiglu).
+ * Recomputation (`recompute`, docs/memory.md) decides which per-layer tensors are stacked:
+ * LB = L, or 1 under `block` (the block's inside is recomputed from its input, encoded or
+ * residual3 of the layer before, which stay stacked); LA = L, or 1 under `attention` and `block`
+ * (the attention op's outputs are recomputed from qkv). A tensor with n = 1 holds the layer being
+ * computed; every layer's view of it is its one slice.
+ * The LM head never holds the (B*T, V) logits: HR rows of them at a time (cf_model_head_rows). */
 #define CF_GPT_ACTS(X)                                                                             \
     X(encoded,   1, BT * C,     1)  /* (B,T,C) */                                                  \
-    X(ln1,       L, BT * C,     1)  /* (L,B,T,C) */                                                \
-    X(ln1_mean,  L, LN ? BT : 0, 1) /* (L,B,T) LayerNorm only */                                   \
-    X(ln1_rstd,  L, BT,         1)  /* (L,B,T) */                                                  \
-    X(qkv,       L, BT * QKV,   1)  /* (L,B,T,QKV) the attention input (after qk_norm and RoPE) */ \
-    X(qkv_raw,   L, QKN ? BT * QKV : 0, 1) /* (L,B,T,QKV) the GEMM output, with qk_norm */         \
-    X(q_rstd,    L, QKN ? BT * NH : 0, 1)  /* (L,B,T,NH) qk_norm's rstd of each q head */          \
-    X(k_rstd,    L, QKN ? BT * KVH : 0, 1) /* (L,B,T,KVH) and of each k head */                    \
-    X(atty,      L, BT * C,     1)  /* (L,B,T,C) */                                                \
-    X(att,       L, BNT,        1)  /* (L,B,NH,T,T) softmax probabilities */                       \
-    X(attproj,   L, BT * C,     1)  /* (L,B,T,C) */                                                \
-    X(residual2, L, BT * C,     1)  /* (L,B,T,C) */                                                \
-    X(ln2,       L, BT * C,     1)  /* (L,B,T,C) */                                                \
-    X(ln2_mean,  L, LN ? BT : 0, 1) /* (L,B,T) LayerNorm only */                                   \
-    X(ln2_rstd,  L, BT,         1)  /* (L,B,T) */                                                  \
-    X(fch,       L, BT * FI,    1)  /* (L,B,T,FI) */                                               \
-    X(fch_act,   L, BT * F,     1)  /* (L,B,T,F) the MLP's activation output */                    \
-    X(fcproj,    L, BT * C,     1)  /* (L,B,T,C) */                                                \
+    X(ln1,       LB, BT * C,     1)  /* (L,B,T,C) */                                               \
+    X(ln1_mean,  LB, LN ? BT : 0, 1) /* (L,B,T) LayerNorm only */                                  \
+    X(ln1_rstd,  LB, BT,         1)  /* (L,B,T) */                                                 \
+    X(qkv,       LB, BT * QKV,   1)  /* (L,B,T,QKV) the attention input (after qk_norm and RoPE) */\
+    X(qkv_raw,   LB, QKN ? BT * QKV : 0, 1) /* (L,B,T,QKV) the GEMM output, with qk_norm */        \
+    X(q_rstd,    LB, QKN ? BT * NH : 0, 1)  /* (L,B,T,NH) qk_norm's rstd of each q head */         \
+    X(k_rstd,    LB, QKN ? BT * KVH : 0, 1) /* (L,B,T,KVH) and of each k head */                   \
+    X(atty,      LA, BT * C,     1)  /* (L,B,T,C) */                                               \
+    X(att,       LA, BNT,        1)  /* (L,B,NH,T,T) softmax probabilities */                      \
+    X(attproj,   LB, BT * C,     1)  /* (L,B,T,C) */                                               \
+    X(residual2, LB, BT * C,     1)  /* (L,B,T,C) */                                               \
+    X(ln2,       LB, BT * C,     1)  /* (L,B,T,C) */                                               \
+    X(ln2_mean,  LB, LN ? BT : 0, 1) /* (L,B,T) LayerNorm only */                                  \
+    X(ln2_rstd,  LB, BT,         1)  /* (L,B,T) */                                                 \
+    X(fch,       LB, BT * FI,    1)  /* (L,B,T,FI) */                                              \
+    X(fch_act,   LB, BT * F,     1)  /* (L,B,T,F) the MLP's activation output */                   \
+    X(fcproj,    LB, BT * C,     1)  /* (L,B,T,C) */                                               \
     X(residual3, L, BT * C,     1)  /* (L,B,T,C) */                                                \
     X(lnf,       1, BT * C,     1)  /* (B,T,C) */                                                  \
     X(lnf_mean,  1, LN ? BT : 0, 1) /* (B,T) LayerNorm only */                                     \
     X(lnf_rstd,  1, BT,         1)  /* (B,T) */                                                    \
-    X(logits,    1, BT * V,     1)  /* (B,T,V); holds dlogits after the fused loss backward */     \
+    X(logits,    1, HR * V,     1)  /* (HR,V) one chunk of the head's rows; then its dlogits */    \
     X(losses,    1, BT,         1)  /* (B,T) */                                                    \
     X(tokens,    1, BT,         1)  /* (B,T) int32 inputs */                                       \
     X(targets,   1, BT,         1)  /* (B,T) int32 targets */                                      \
@@ -233,6 +239,11 @@ typedef struct {
     int kept;     /* held for the backward pass */
 } cf_act_info;
 
+/* Rows of the B*T positions that one LM-head chunk covers: head_chunk when set (at most B*T),
+ * else min(B*T, 1024): GEMMs of 1024 rows still run at full speed, and the chunk's logits are
+ * 1024*V floats instead of B*T*V. */
+int cf_model_head_rows(const cf_config *cfg, int B, int T);
+
 /* Activation and backward-scratch sizes (elements, unpadded) for batches up to (B, T). */
 void cf_model_act_layout(const cf_config *cfg, int B, int T, cf_act_info acts[CF_NUM_ACTS],
                          size_t grad_acts[CF_NUM_GACTS]);
@@ -255,7 +266,10 @@ int cf_model_row_part(const cf_config *cfg, const cf_param_info *p, enum cf_row_
 /* The GEMMs of one training step (cf_be_matmul_forward / _backward) for micro-batches of B x T:
  * for each linear in(BT,IC) -> out(BT,OC): "<name>.fwd" out = in @ W^T (NT: M=BT, N=OC, K=IC),
  * "<name>.dinp" dinp = dout @ W (NN: M=BT, N=IC, K=OC), "<name>.dw" dW = dout^T @ in
- * (TN: M=OC, N=IC, K=BT). ta: A is stored (K,M); tb: B is stored (N,K). */
+ * (TN: M=OC, N=IC, K=BT). ta: A is stored (K,M); tb: B is stored (N,K).
+ * The LM head runs over chunks of cf_model_head_rows rows: its shapes have M (fwd, dinp) or K
+ * (dw) = the chunk's rows and per_step = the number of chunks (a last, shorter chunk is counted
+ * at the full chunk's shape). */
 #define CF_MAX_GEMM_SHAPES (3 * CF_NUM_LINEARS)
 typedef struct {
     char name[32];
@@ -280,6 +294,8 @@ typedef struct cf_model {
     int act_chunk[CF_NUM_ACTS];
     size_t act_off[CF_NUM_ACTS], act_size[CF_NUM_ACTS];
     size_t act_stride[CF_NUM_ACTS]; /* elements of one layer's slice (the per-layer stride) */
+    int act_n[CF_NUM_ACTS];         /* slices: L, or 1 for a tensor held once (recomputation) */
+    int head_rows;                  /* rows per LM-head chunk (cf_model_head_rows) */
     size_t act_chunk_elems[CF_NUM_ACTS];
     size_t gact_off[CF_NUM_GACTS];
     size_t acts_elems, gacts_elems;
@@ -300,7 +316,9 @@ void cf_model_free(cf_model *m);
 int cf_model_init(cf_model *m, uint64_t seed);
 
 /* Forward on B x T int32 tokens (B <= max_B, T <= max_T). With targets, *loss receives the mean
- * cross-entropy (one 4-byte download); without, only logits are computed. */
+ * cross-entropy (one 4-byte download), the LM head running over row chunks; without, the network
+ * runs up to the final norm and cf_model_logits_row computes the logits of the positions asked
+ * for. */
 int cf_model_forward(cf_model *m, const int32_t *tokens, const int32_t *targets, int B, int T,
                      float *loss);
 
@@ -317,8 +335,12 @@ int cf_model_adamw(cf_model *m, float lr, float grad_scale);
 /* Download scalars[0..n) (the micro-batch losses). */
 int cf_model_read_scalars(cf_model *m, float *out, int n);
 
-/* Logits (V floats) at position t of batch row b of the last forward, downloaded to the host. */
+/* Logits (V floats) at position t of batch row b of the last forward, downloaded to the host:
+ * the LM head for that one position (a GEMM of one row into the chunk buffer). */
 int cf_model_logits_row(cf_model *m, int b, int t, float *out);
+/* The same for positions [t0, t0 + n) of batch row b into out (n x V floats), the head running
+ * over chunks of head_rows positions. */
+int cf_model_logits_rows(cf_model *m, int b, int t0, int n, float *out);
 
 /* Parameters and optimizer state to/from host float arrays laid out like the device buffers. */
 int cf_model_get_params(cf_model *m, float *host);

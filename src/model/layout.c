@@ -53,6 +53,9 @@ void cf_model_act_layout(const cf_config *c, int B, int T, cf_act_info acts[CF_N
     const int LN = cf_model_layernorm(c), QKN = cf_model_qk_norm(c), ROPE = cf_model_rope(c),
               SWI = cf_model_swiglu(c);
     const size_t BT = (size_t)B * (size_t)T, BNT = (size_t)B * NH * (size_t)T * (size_t)T;
+    const size_t HR = (size_t)cf_model_head_rows(c, B, T);
+    const size_t LB = c->recompute == CF_RECOMPUTE_BLOCK ? 1 : L,
+                 LA = c->recompute == CF_RECOMPUTE_NONE ? L : 1;
     int i = 0;
 #define CF_X(nm, n_, sz, kp)                                                                       \
     acts[i].name = #nm;                                                                            \
@@ -67,7 +70,12 @@ void cf_model_act_layout(const cf_config *c, int B, int T, cf_act_info acts[CF_N
 #define CF_X(nm, sz) grad_acts[i++] = (sz);
     CF_GPT_GRAD_ACTS(CF_X)
 #undef CF_X
-    (void)V;
+}
+
+int cf_model_head_rows(const cf_config *c, int B, int T) {
+    const int BT = B * T;
+    const int rows = c->head_chunk > 0 ? c->head_chunk : 1024;
+    return rows < BT ? rows : BT;
 }
 
 int cf_model_linears(const cf_config *c, cf_linear_info out[CF_NUM_LINEARS]) {
@@ -96,10 +104,11 @@ int cf_model_linears(const cf_config *c, cf_linear_info out[CF_NUM_LINEARS]) {
 int cf_model_gemm_shapes(const cf_config *c, int B, int T, cf_gemm_shape out[CF_MAX_GEMM_SHAPES]) {
     cf_linear_info lin[CF_NUM_LINEARS];
     const int nl = cf_model_linears(c, lin);
-    const int BT = B * T;
+    const int HR = cf_model_head_rows(c, B, T), chunks = (B * T + HR - 1) / HR;
     int n = 0;
     for (int i = 0; i < nl; i++) {
         const int IC = (int)lin[i].in, OC = (int)lin[i].out;
+        const int head = !strcmp(lin[i].name, "head"), BT = head ? HR : B * T;
         const struct {
             const char *what;
             int ta, tb, M, N, K;
@@ -112,7 +121,7 @@ int cf_model_gemm_shapes(const cf_config *c, int B, int T, cf_gemm_shape out[CF_
             s->M = g[k].M;
             s->N = g[k].N;
             s->K = g[k].K;
-            s->per_step = lin[i].per_step;
+            s->per_step = head ? chunks : lin[i].per_step;
         }
     }
     return n;

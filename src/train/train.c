@@ -298,6 +298,8 @@ static const struct {
     {"data", "the saved data position is applied to the new data"},
     {"tokenizer", "same tokenizer contents (hash), another path"},
     {"name", ""},
+    {"recompute", "what the backward recomputes; the results are the same"},
+    {"head_chunk", "rows per LM-head chunk; the loss and gradients agree to rounding"},
 };
 
 static const char *runtime_note(const char *key) {
