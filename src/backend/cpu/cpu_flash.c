@@ -1,0 +1,201 @@
+/* clformer: the CPU backend's flash attention (flash_forward / flash_backward, backend.h):
+ * blocked loops with an online softmax, so no (T,T) matrix is ever formed.
+ *
+ * Forward, one work item per (b, query head h), split over OpenMP threads: the queries go in
+ * blocks of CF_FLASH_BQ rows; each block walks the key blocks of CF_FLASH_BK keys that its rows
+ * can see (lo(first row) .. last row: lo is non-decreasing, so blocks wholly outside the window
+ * or before the document start are never visited, and the cost is O(T * W) with a window W)
+ * keeping per row the running maximum m, the running sum l of exp(s - m) and the unnormalised
+ * output acc; out = acc / l and lse = m + ln l.
+ *
+ * Backward, one work item per (b, kv head): it owns dK and dV of its kv head and dQ of the
+ * query heads of its group, so it accumulates all three in place with no atomics and no
+ * reduction between threads. For each query head of the group, delta = rowsum(dO * O) is written
+ * to the delta scratch (B,NH,T); then per (query block, key block) tile, for each visible (i, j):
+ *   p = exp(s q_i.k_j - lse_i),  dV_j += p dO_i,  dp = dO_i.v_j,  ds = p (dp - delta_i),
+ *   dQ_i += s ds k_j,  dK_j += s ds q_i.
+ * Every element of dqkv is assigned (zeroed by its owner first). The arithmetic of an item does
+ * not depend on the thread count, so neither do the results. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#pragma GCC optimize("fp-contract=fast")
+#endif
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/cpu_internal.h"
+
+#define CF_FLASH_BQ 32 /* query rows per block */
+#define CF_FLASH_BK 64 /* keys per block */
+
+typedef struct {
+    const float *qkv;
+    const int32_t *doc; /* NULL: no document mask */
+    int B, T, NH, KVH, hs, W, QKV;
+    float scale;
+} cf_flash_args;
+
+/* The first key query i of batch row b sees. */
+static inline int cf_flash_lo(const cf_flash_args *g, int b, int i) {
+    int lo = g->W > 0 && i - g->W + 1 > 0 ? i - g->W + 1 : 0;
+    if (g->doc) {
+        const int d = g->doc[(size_t)b * g->T + i];
+        if (d > lo) lo = d <= i ? d : i; /* a start past the row itself would leave it empty */
+    }
+    return lo;
+}
+
+static inline float cf_flash_dot(const float *a, const float *b, int n) {
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (int c = 0; c < n; c++) s += a[c] * b[c];
+    return s;
+}
+static inline void cf_flash_axpy(float *y, float a, const float *x, int n) {
+#pragma omp simd
+    for (int c = 0; c < n; c++) y[c] += a * x[c];
+}
+
+static inline const float *cf_flash_q(const cf_flash_args *g, int b, int i, int h) {
+    return g->qkv + ((size_t)b * g->T + i) * g->QKV + (size_t)h * g->hs;
+}
+static inline const float *cf_flash_k(const cf_flash_args *g, int b, int j, int kh) {
+    return g->qkv + ((size_t)b * g->T + j) * g->QKV + (size_t)(g->NH + kh) * g->hs;
+}
+static inline const float *cf_flash_v(const cf_flash_args *g, int b, int j, int kh) {
+    return g->qkv + ((size_t)b * g->T + j) * g->QKV + (size_t)(g->NH + g->KVH + kh) * g->hs;
+}
+
+/* one (b, h): scr holds BQ * (hs + 2) + BK floats */
+static void cf_flash_fwd_item(const cf_flash_args *g, int b, int h, float *out, float *lse,
+                              float *scr) {
+    const int T = g->T, hs = g->hs, kh = h / (g->NH / g->KVH), C = g->NH * hs;
+    float *acc = scr, *m = acc + CF_FLASH_BQ * hs, *l = m + CF_FLASH_BQ, *s = l + CF_FLASH_BQ;
+    for (int i0 = 0; i0 < T; i0 += CF_FLASH_BQ) {
+        const int nq = T - i0 < CF_FLASH_BQ ? T - i0 : CF_FLASH_BQ, i1 = i0 + nq - 1;
+        memset(acc, 0, sizeof(float) * (size_t)nq * hs);
+        for (int r = 0; r < nq; r++) m[r] = -INFINITY, l[r] = 0.0f;
+        for (int j0 = cf_flash_lo(g, b, i0); j0 <= i1; j0 += CF_FLASH_BK) {
+            const int j1 = j0 + CF_FLASH_BK - 1 < i1 ? j0 + CF_FLASH_BK - 1 : i1;
+            for (int r = 0; r < nq; r++) {
+                const int i = i0 + r, lo = cf_flash_lo(g, b, i);
+                const int a = j0 > lo ? j0 : lo, e = j1 < i ? j1 : i;
+                if (a > e) continue;
+                const float *q = cf_flash_q(g, b, i, h);
+                float mx = m[r];
+                for (int j = a; j <= e; j++) {
+                    s[j - a] = g->scale * cf_flash_dot(q, cf_flash_k(g, b, j, kh), hs);
+                    if (s[j - a] > mx) mx = s[j - a];
+                }
+                const float corr = expf(m[r] - mx); /* 0 on the first visit (m = -inf) */
+                float *ar = acc + (size_t)r * hs, sum = 0.0f;
+                if (corr != 1.0f)
+                    for (int c = 0; c < hs; c++) ar[c] *= corr;
+                for (int j = a; j <= e; j++) {
+                    const float p = expf(s[j - a] - mx);
+                    sum += p;
+                    cf_flash_axpy(ar, p, cf_flash_v(g, b, j, kh), hs);
+                }
+                l[r] = l[r] * corr + sum;
+                m[r] = mx;
+            }
+        }
+        for (int r = 0; r < nq; r++) {
+            const int i = i0 + r;
+            float *o = out + ((size_t)b * T + i) * C + (size_t)h * hs;
+            const float inv = 1.0f / l[r];
+            for (int c = 0; c < hs; c++) o[c] = acc[(size_t)r * hs + c] * inv;
+            lse[((size_t)b * g->NH + h) * T + i] = m[r] + logf(l[r]);
+        }
+    }
+}
+
+int cf_cpu_flash_forward(cf_backend *be, const cf_attn_desc *d, cf_view out_v, cf_view lse_v,
+                         cf_view qkv_v, cf_view doc_v) {
+    (void)be;
+    const cf_flash_args g = {cf_cpu_f32(qkv_v), doc_v.buf ? cf_cpu_i32(doc_v) : NULL, d->B, d->T,
+                             d->NH, d->KVH, d->hs, d->window, (d->NH + 2 * d->KVH) * d->hs,
+                             1.0f / sqrtf((float)d->hs)};
+    float *out = cf_cpu_f32(out_v), *lse = cf_cpu_f32(lse_v);
+    const int n = d->B * d->NH;
+    const size_t per = (size_t)CF_FLASH_BQ * (size_t)(d->hs + 2) + CF_FLASH_BK;
+    int fail = 0;
+#pragma omp parallel if (n > 1 && (size_t)d->T * d->T * d->hs * n >= 32768)
+    {
+        float *scr = malloc(sizeof(float) * per);
+        if (!scr) {
+#pragma omp atomic write
+            fail = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int it = 0; it < n; it++)
+            if (scr) cf_flash_fwd_item(&g, it / d->NH, it % d->NH, out, lse, scr);
+        free(scr);
+    }
+    if (fail) {
+        CF_ERROR("flash_forward: out of memory for %zu bytes of per-thread scratch",
+                 sizeof(float) * per);
+        return CF_ERR_NOMEM;
+    }
+    return CF_OK;
+}
+
+/* one (b, kv head): owns dK, dV of kh and dQ of its group's query heads */
+static void cf_flash_bwd_item(const cf_flash_args *g, int b, int kh, float *dqkv, float *delta,
+                              const float *dout, const float *out, const float *lse) {
+    const int T = g->T, hs = g->hs, G = g->NH / g->KVH, C = g->NH * hs;
+    for (int i = 0; i < T; i++) {
+        float *row = dqkv + ((size_t)b * T + i) * g->QKV;
+        memset(row + (size_t)kh * G * hs, 0, sizeof(float) * (size_t)G * hs);
+        memset(row + (size_t)(g->NH + kh) * hs, 0, sizeof(float) * (size_t)hs);
+        memset(row + (size_t)(g->NH + g->KVH + kh) * hs, 0, sizeof(float) * (size_t)hs);
+    }
+    for (int h = kh * G; h < (kh + 1) * G; h++) {
+        float *dl = delta + ((size_t)b * g->NH + h) * T;
+        const float *ls = lse + ((size_t)b * g->NH + h) * T;
+        for (int i = 0; i < T; i++) {
+            const size_t o = ((size_t)b * T + i) * C + (size_t)h * hs;
+            dl[i] = cf_flash_dot(dout + o, out + o, hs);
+        }
+        for (int i0 = 0; i0 < T; i0 += CF_FLASH_BQ) {
+            const int nq = T - i0 < CF_FLASH_BQ ? T - i0 : CF_FLASH_BQ, i1 = i0 + nq - 1;
+            for (int j0 = cf_flash_lo(g, b, i0); j0 <= i1; j0 += CF_FLASH_BK) {
+                const int j1 = j0 + CF_FLASH_BK - 1 < i1 ? j0 + CF_FLASH_BK - 1 : i1;
+                for (int r = 0; r < nq; r++) {
+                    const int i = i0 + r, lo = cf_flash_lo(g, b, i);
+                    const int a = j0 > lo ? j0 : lo, e = j1 < i ? j1 : i;
+                    const float *q = cf_flash_q(g, b, i, h);
+                    const float *dO = dout + ((size_t)b * T + i) * C + (size_t)h * hs;
+                    float *dq = dqkv + ((size_t)b * T + i) * g->QKV + (size_t)h * hs;
+                    for (int j = a; j <= e; j++) {
+                        float *drow = dqkv + ((size_t)b * T + j) * g->QKV;
+                        const float *k = cf_flash_k(g, b, j, kh), *v = cf_flash_v(g, b, j, kh);
+                        const float p = expf(g->scale * cf_flash_dot(q, k, hs) - ls[i]);
+                        const float ds = p * (cf_flash_dot(dO, v, hs) - dl[i]) * g->scale;
+                        cf_flash_axpy(drow + (size_t)(g->NH + g->KVH + kh) * hs, p, dO, hs);
+                        cf_flash_axpy(dq, ds, k, hs);
+                        cf_flash_axpy(drow + (size_t)(g->NH + kh) * hs, ds, q, hs);
+                    }
+                }
+            }
+        }
+    }
+}
+
+int cf_cpu_flash_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv_v, cf_view delta_v,
+                          cf_view dout_v, cf_view out_v, cf_view lse_v, cf_view qkv_v,
+                          cf_view doc_v) {
+    (void)be;
+    const cf_flash_args g = {cf_cpu_f32(qkv_v), doc_v.buf ? cf_cpu_i32(doc_v) : NULL, d->B, d->T,
+                             d->NH, d->KVH, d->hs, d->window, (d->NH + 2 * d->KVH) * d->hs,
+                             1.0f / sqrtf((float)d->hs)};
+    float *dqkv = cf_cpu_f32(dqkv_v), *delta = cf_cpu_f32(delta_v);
+    const float *dout = cf_cpu_f32(dout_v), *out = cf_cpu_f32(out_v), *lse = cf_cpu_f32(lse_v);
+    const int n = d->B * d->KVH;
+#pragma omp parallel for schedule(dynamic, 1) if (n > 1 && (size_t)d->T * d->T * d->hs * d->NH * d->B >= 32768)
+    for (int it = 0; it < n; it++)
+        cf_flash_bwd_item(&g, it / d->KVH, it % d->KVH, dqkv, delta, dout, out, lse);
+    return CF_OK;
+}
