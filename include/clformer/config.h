@@ -10,6 +10,10 @@
 enum cf_norm { CF_NORM_LAYERNORM = 0, CF_NORM_RMSNORM = 1 };
 enum cf_position { CF_POS_LEARNED = 0, CF_POS_ROPE = 1 };
 enum cf_mlp { CF_MLP_GELU = 0, CF_MLP_SWIGLU = 1, CF_MLP_RELU2 = 2 };
+/* Which attention runs (docs/attention.md): auto picks by shape (cf_model_flash, model/gpt.h),
+ * flash keeps only the output and one log-sum-exp per query row, matrix stores the (T,T)
+ * probabilities of every layer (the fused or GEMM kernels). */
+enum cf_attention { CF_ATTN_AUTO = 0, CF_ATTN_FLASH = 1, CF_ATTN_MATRIX = 2 };
 
 typedef struct cf_config {
     /* model */
@@ -31,6 +35,9 @@ typedef struct cf_config {
     int tie_embeddings;  /* 1: the LM head is wte */
     float logit_softcap; /* c > 0: logits = c * tanh(logits / c); 0 = off */
     int share_layers;    /* k > 0: k distinct blocks cycled over the layers; 0 = none */
+    int attention;        /* enum cf_attention */
+    int attention_window; /* W > 0: query i sees keys i - W < j <= i; 0 = full causal */
+    int doc_mask;         /* 1: a token attends only within its document (<|endoftext|> ends one) */
     /* training */
     int batch_size;          /* B: sequences per micro-batch */
     int steps;               /* optimizer steps */

@@ -68,35 +68,54 @@ static inline const float *cf_flash_v(const cf_flash_args *g, int b, int j, int 
     return g->qkv + ((size_t)b * g->T + j) * g->QKV + (size_t)(g->NH + g->KVH + kh) * g->hs;
 }
 
-/* one (b, h): scr holds BQ * (hs + 2) + BK floats */
+/* Kt (hs, BK) = the key rows j0 .. j0 + n - 1 of kv head kh transposed (or value rows: part 2),
+ * so that a row of scores is a sequence of axpys over contiguous keys, which vectorise */
+static void cf_flash_transpose(const cf_flash_args *g, int b, int kh, int part, int j0, int n,
+                               float *Kt) {
+    for (int jj = 0; jj < n; jj++) {
+        const float *k = part == 2 ? cf_flash_v(g, b, j0 + jj, kh) : cf_flash_k(g, b, j0 + jj, kh);
+        for (int c = 0; c < g->hs; c++) Kt[(size_t)c * CF_FLASH_BK + jj] = k[c];
+    }
+}
+/* s[a..e] = scale * q . (columns a..e of Kt) */
+static inline void cf_flash_scores(const float *q, const float *Kt, int hs, int a, int e,
+                                   float scale, float *s) {
+    for (int jj = a; jj <= e; jj++) s[jj] = 0.0f;
+    for (int c = 0; c < hs; c++) {
+        const float qc = q[c] * scale, *kt = Kt + (size_t)c * CF_FLASH_BK;
+#pragma omp simd
+        for (int jj = a; jj <= e; jj++) s[jj] += qc * kt[jj];
+    }
+}
+
+/* one (b, h): scr holds BQ * (hs + 2) + BK + hs * BK floats */
 static void cf_flash_fwd_item(const cf_flash_args *g, int b, int h, float *out, float *lse,
                               float *scr) {
     const int T = g->T, hs = g->hs, kh = h / (g->NH / g->KVH), C = g->NH * hs;
     float *acc = scr, *m = acc + CF_FLASH_BQ * hs, *l = m + CF_FLASH_BQ, *s = l + CF_FLASH_BQ;
+    float *Kt = s + CF_FLASH_BK;
     for (int i0 = 0; i0 < T; i0 += CF_FLASH_BQ) {
         const int nq = T - i0 < CF_FLASH_BQ ? T - i0 : CF_FLASH_BQ, i1 = i0 + nq - 1;
         memset(acc, 0, sizeof(float) * (size_t)nq * hs);
         for (int r = 0; r < nq; r++) m[r] = -INFINITY, l[r] = 0.0f;
         for (int j0 = cf_flash_lo(g, b, i0); j0 <= i1; j0 += CF_FLASH_BK) {
             const int j1 = j0 + CF_FLASH_BK - 1 < i1 ? j0 + CF_FLASH_BK - 1 : i1;
+            cf_flash_transpose(g, b, kh, 1, j0, j1 - j0 + 1, Kt);
             for (int r = 0; r < nq; r++) {
                 const int i = i0 + r, lo = cf_flash_lo(g, b, i);
-                const int a = j0 > lo ? j0 : lo, e = j1 < i ? j1 : i;
+                const int a = (j0 > lo ? j0 : lo) - j0, e = (j1 < i ? j1 : i) - j0;
                 if (a > e) continue;
-                const float *q = cf_flash_q(g, b, i, h);
+                cf_flash_scores(cf_flash_q(g, b, i, h), Kt, hs, a, e, g->scale, s);
                 float mx = m[r];
-                for (int j = a; j <= e; j++) {
-                    s[j - a] = g->scale * cf_flash_dot(q, cf_flash_k(g, b, j, kh), hs);
-                    if (s[j - a] > mx) mx = s[j - a];
-                }
+                for (int jj = a; jj <= e; jj++) mx = s[jj] > mx ? s[jj] : mx;
                 const float corr = expf(m[r] - mx); /* 0 on the first visit (m = -inf) */
                 float *ar = acc + (size_t)r * hs, sum = 0.0f;
                 if (corr != 1.0f)
                     for (int c = 0; c < hs; c++) ar[c] *= corr;
-                for (int j = a; j <= e; j++) {
-                    const float p = expf(s[j - a] - mx);
+                for (int jj = a; jj <= e; jj++) {
+                    const float p = expf(s[jj] - mx);
                     sum += p;
-                    cf_flash_axpy(ar, p, cf_flash_v(g, b, j, kh), hs);
+                    cf_flash_axpy(ar, p, cf_flash_v(g, b, j0 + jj, kh), hs);
                 }
                 l[r] = l[r] * corr + sum;
                 m[r] = mx;
@@ -120,7 +139,8 @@ int cf_cpu_flash_forward(cf_backend *be, const cf_attn_desc *d, cf_view out_v, c
                              1.0f / sqrtf((float)d->hs)};
     float *out = cf_cpu_f32(out_v), *lse = cf_cpu_f32(lse_v);
     const int n = d->B * d->NH;
-    const size_t per = (size_t)CF_FLASH_BQ * (size_t)(d->hs + 2) + CF_FLASH_BK;
+    const size_t per = (size_t)CF_FLASH_BQ * (size_t)(d->hs + 2) + CF_FLASH_BK +
+                       (size_t)d->hs * CF_FLASH_BK;
     int fail = 0;
 #pragma omp parallel if (n > 1 && (size_t)d->T * d->T * d->hs * n >= 32768)
     {
@@ -142,10 +162,13 @@ int cf_cpu_flash_forward(cf_backend *be, const cf_attn_desc *d, cf_view out_v, c
     return CF_OK;
 }
 
-/* one (b, kv head): owns dK, dV of kh and dQ of its group's query heads */
+/* one (b, kv head): owns dK, dV of kh and dQ of its group's query heads; scr holds
+ * 2 hs BK + 3 BK floats */
 static void cf_flash_bwd_item(const cf_flash_args *g, int b, int kh, float *dqkv, float *delta,
-                              const float *dout, const float *out, const float *lse) {
+                              const float *dout, const float *out, const float *lse, float *scr) {
     const int T = g->T, hs = g->hs, G = g->NH / g->KVH, C = g->NH * hs;
+    float *Kt = scr, *Vt = Kt + (size_t)hs * CF_FLASH_BK, *s = Vt + (size_t)hs * CF_FLASH_BK;
+    float *dp = s + CF_FLASH_BK;
     for (int i = 0; i < T; i++) {
         float *row = dqkv + ((size_t)b * T + i) * g->QKV;
         memset(row + (size_t)kh * G * hs, 0, sizeof(float) * (size_t)G * hs);
@@ -163,20 +186,28 @@ static void cf_flash_bwd_item(const cf_flash_args *g, int b, int kh, float *dqkv
             const int nq = T - i0 < CF_FLASH_BQ ? T - i0 : CF_FLASH_BQ, i1 = i0 + nq - 1;
             for (int j0 = cf_flash_lo(g, b, i0); j0 <= i1; j0 += CF_FLASH_BK) {
                 const int j1 = j0 + CF_FLASH_BK - 1 < i1 ? j0 + CF_FLASH_BK - 1 : i1;
+                cf_flash_transpose(g, b, kh, 1, j0, j1 - j0 + 1, Kt);
+                cf_flash_transpose(g, b, kh, 2, j0, j1 - j0 + 1, Vt);
                 for (int r = 0; r < nq; r++) {
                     const int i = i0 + r, lo = cf_flash_lo(g, b, i);
-                    const int a = j0 > lo ? j0 : lo, e = j1 < i ? j1 : i;
+                    const int a = (j0 > lo ? j0 : lo) - j0, e = (j1 < i ? j1 : i) - j0;
+                    if (a > e) continue;
                     const float *q = cf_flash_q(g, b, i, h);
                     const float *dO = dout + ((size_t)b * T + i) * C + (size_t)h * hs;
                     float *dq = dqkv + ((size_t)b * T + i) * g->QKV + (size_t)h * hs;
-                    for (int j = a; j <= e; j++) {
-                        float *drow = dqkv + ((size_t)b * T + j) * g->QKV;
-                        const float *k = cf_flash_k(g, b, j, kh), *v = cf_flash_v(g, b, j, kh);
-                        const float p = expf(g->scale * cf_flash_dot(q, k, hs) - ls[i]);
-                        const float ds = p * (cf_flash_dot(dO, v, hs) - dl[i]) * g->scale;
-                        cf_flash_axpy(drow + (size_t)(g->NH + g->KVH + kh) * hs, p, dO, hs);
-                        cf_flash_axpy(dq, ds, k, hs);
-                        cf_flash_axpy(drow + (size_t)(g->NH + kh) * hs, ds, q, hs);
+                    cf_flash_scores(q, Kt, hs, a, e, g->scale, s);
+                    cf_flash_scores(dO, Vt, hs, a, e, 1.0f, dp);
+                    const float Li = ls[i], Di = dl[i];
+#pragma omp simd
+                    for (int jj = a; jj <= e; jj++) {
+                        s[jj] = expf(s[jj] - Li);                   /* p */
+                        dp[jj] = s[jj] * (dp[jj] - Di) * g->scale; /* s * ds */
+                    }
+                    for (int jj = a; jj <= e; jj++) {
+                        float *drow = dqkv + ((size_t)b * T + j0 + jj) * g->QKV;
+                        cf_flash_axpy(drow + (size_t)(g->NH + g->KVH + kh) * hs, s[jj], dO, hs);
+                        cf_flash_axpy(dq, dp[jj], cf_flash_k(g, b, j0 + jj, kh), hs);
+                        cf_flash_axpy(drow + (size_t)(g->NH + kh) * hs, dp[jj], q, hs);
                     }
                 }
             }
@@ -194,8 +225,24 @@ int cf_cpu_flash_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv_v,
     float *dqkv = cf_cpu_f32(dqkv_v), *delta = cf_cpu_f32(delta_v);
     const float *dout = cf_cpu_f32(dout_v), *out = cf_cpu_f32(out_v), *lse = cf_cpu_f32(lse_v);
     const int n = d->B * d->KVH;
-#pragma omp parallel for schedule(dynamic, 1) if (n > 1 && (size_t)d->T * d->T * d->hs * d->NH * d->B >= 32768)
-    for (int it = 0; it < n; it++)
-        cf_flash_bwd_item(&g, it / d->KVH, it % d->KVH, dqkv, delta, dout, out, lse);
+    const size_t per = (size_t)(2 * d->hs + 3) * CF_FLASH_BK;
+    int fail = 0;
+#pragma omp parallel if (n > 1 && (size_t)d->T * d->T * d->hs * n >= 32768)
+    {
+        float *scr = malloc(sizeof(float) * per);
+        if (!scr) {
+#pragma omp atomic write
+            fail = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int it = 0; it < n; it++)
+            if (scr) cf_flash_bwd_item(&g, it / d->KVH, it % d->KVH, dqkv, delta, dout, out, lse, scr);
+        free(scr);
+    }
+    if (fail) {
+        CF_ERROR("flash_backward: out of memory for %zu bytes of per-thread scratch",
+                 sizeof(float) * per);
+        return CF_ERR_NOMEM;
+    }
     return CF_OK;
 }
