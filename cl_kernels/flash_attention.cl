@@ -28,6 +28,9 @@
 /* local row stride of the dkv kernel's own key and value rows: each work-item reads its own row,
  * so an odd stride puts the rows of a warp in different banks */
 #define KP (HS + 1)
+/* Tile loads split an index e into (row, column) as e / HS and e - row * HS, never e % HS next to
+ * e / HS: LLVM turns such a div/rem pair into a `freeze`, which oclgrind's uninitialised-value
+ * checker cannot interpret (as in attention.cl and gemm.cl). */
 
 static int flash_lo(__global const int *doc, ulong doc_off, int has_doc, int b, int T, int W,
                     int i) {
@@ -59,11 +62,12 @@ flash_forward(__global float *out, ulong out_off, __global float *lse, ulong lse
     for (int j0 = flash_lo(doc, doc_off, has_doc, b, T, W, i0); j0 <= i1; j0 += BK) {
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int e = r; e < BK * HS; e += BQ) {
-            const int j = j0 + e / HS, c = e % HS;
+            const int jr = e / HS, j = j0 + jr, c = e - jr * HS;
             const ulong base = qkv_off + ((ulong)b * T + j) * QKV;
             Ks[e] = j <= i1 ? qkv[base + (ulong)(NH + kh) * HS + c] : 0.0f;
             Vs[e] = j <= i1 ? qkv[base + (ulong)(NH + KVH + kh) * HS + c] : 0.0f;
         }
+        /* the whole tile is in local memory before any row reads it */
         barrier(CLK_LOCAL_MEM_FENCE);
         const int a = (j0 > lo ? j0 : lo) - j0, e = (j0 + BK - 1 < i ? j0 + BK - 1 : i) - j0;
         if (a <= e) {
@@ -122,11 +126,12 @@ flash_backward_dq(__global float *dqkv, ulong dqkv_off, __global float *delta, u
     for (int j0 = flash_lo(doc, doc_off, has_doc, b, T, W, i0); j0 <= i1; j0 += BK) {
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int e = r; e < BK * HS; e += BQ) {
-            const int j = j0 + e / HS, c = e % HS;
+            const int jr = e / HS, j = j0 + jr, c = e - jr * HS;
             const ulong base = qkv_off + ((ulong)b * T + j) * QKV;
             Ks[e] = j <= i1 ? qkv[base + (ulong)(NH + kh) * HS + c] : 0.0f;
             Vs[e] = j <= i1 ? qkv[base + (ulong)(NH + KVH + kh) * HS + c] : 0.0f;
         }
+        /* the whole tile is in local memory before any row reads it */
         barrier(CLK_LOCAL_MEM_FENCE);
         const int a = (j0 > lo ? j0 : lo) - j0, e = (j0 + BK - 1 < i ? j0 + BK - 1 : i) - j0;
         for (int jj = a; jj <= e; jj++) {
@@ -161,7 +166,7 @@ flash_backward_dkv(__global float *dqkv, ulong dqkv_off, __global const float *d
     const int QKV = (NH + 2 * KVH) * HS, G = NH / KVH, C = NH * HS;
     const int j1 = (j0 + BK < T ? j0 + BK : T) - 1;
     for (int e = r; e < BK * HS; e += BK) {
-        const int jr = e / HS, c = e % HS, jj = j0 + jr;
+        const int jr = e / HS, c = e - jr * HS, jj = j0 + jr;
         const ulong base = qkv_off + ((ulong)b * T + jj) * QKV;
         Ks[jr * KP + c] = jj <= j1 ? qkv[base + (ulong)(NH + kh) * HS + c] : 0.0f;
         Vs[jr * KP + c] = jj <= j1 ? qkv[base + (ulong)(NH + KVH + kh) * HS + c] : 0.0f;
@@ -175,7 +180,7 @@ flash_backward_dkv(__global float *dqkv, ulong dqkv_off, __global const float *d
              i0 += BQ) {
             barrier(CLK_LOCAL_MEM_FENCE);
             for (int e = r; e < BQ * HS; e += BK) {
-                const int ir = e / HS, c = e % HS, ii = i0 + ir;
+                const int ir = e / HS, c = e - ir * HS, ii = i0 + ir;
                 const int ok = ii < T;
                 Qs[e] = ok ? qkv[qkv_off + ((ulong)b * T + ii) * QKV + (ulong)h * HS + c] * scale
                            : 0.0f;
