@@ -503,10 +503,10 @@ int cf_train_run(cf_train_opts *o) {
     if (c->doc_mask) { /* documents are cut at the tokenizer's end-of-text token */
         if ((rc = cf_data_eot_id(c, &eot)) < 0) return rc;
         if (eot < 0) {
-            CF_ERROR("%s: doc_mask: true needs a tokenizer with an <|endoftext|> token, and "
-                     "tokenizer '%s' has none; set doc_mask: false, or train one with `clformer "
-                     "tokenizer train` and set tokenizer to it",
-                     o->origin && *o->origin ? o->origin : "config", c->tokenizer);
+            CF_ERROR("config%s%s: doc_mask: true needs a tokenizer with an <|endoftext|> token, "
+                     "and tokenizer '%s' has none; set doc_mask: false, or train one with "
+                     "`clformer tokenizer train` and set tokenizer to it",
+                     o->origin && *o->origin ? " " : "", o->origin ? o->origin : "", c->tokenizer);
             return CF_ERR_INVALID;
         }
     }
