@@ -44,6 +44,12 @@ if $CLF $T $SMALL attention_window=8 --device cpu --steps 2 --out "$W/win" --qui
   ok "train with attention_window=8"
 else bad "train with attention_window=8: $(tail -3 "$W/win.err")"; fi
 
+# a model trained with a window is not what a Hugging Face class computes: export refuses it
+msg=$($CLF export "$W/win" --format hf "$W/hf" --quiet 2>&1 >/dev/null); rc=$?
+if [ $rc -ne 0 ] && [ "$(printf '%s\n' "$msg" | grep -c '^error:')" -eq 1 ] && printf '%s\n' "$msg" | grep -q "attention_window 8" && [ ! -e "$W/hf" ]; then
+  ok "export --format hf refuses attention_window: $msg"
+else bad "export --format hf with attention_window: rc=$rc: $msg"; fi
+
 # doc_mask with a tokenizer that has <|endoftext|>, on documents separated by it
 python3 - "$W/docs.txt" <<'PY'
 import sys
