@@ -69,21 +69,27 @@ flash_forward(__global float *out, ulong out_off, __global float *lse, ulong lse
         }
         /* the whole tile is in local memory before any row reads it */
         barrier(CLK_LOCAL_MEM_FENCE);
+        /* the whole tile with constant bounds (s stays in registers once unrolled), masked
+         * keys at -inf; rows that see none of it (inactive rows, or a window ending before the
+         * tile) leave m, l and acc as they are */
         const int a = (j0 > lo ? j0 : lo) - j0, e = (j0 + BK - 1 < i ? j0 + BK - 1 : i) - j0;
         if (a <= e) {
             float mx = m;
-            for (int jj = a; jj <= e; jj++) {
+            for (int jj = 0; jj < BK; jj++) {
                 float d = 0.0f;
+#pragma unroll
                 for (int c = 0; c < HS; c++) d = fma(q[c], Ks[jj * HS + c], d);
-                s[jj] = d;
-                mx = fmax(mx, d);
+                s[jj] = jj >= a && jj <= e ? d : -INFINITY;
+                mx = fmax(mx, s[jj]);
             }
             const float corr = exp(m - mx); /* 0 on the first tile (m = -inf) */
             l *= corr;
+#pragma unroll
             for (int c = 0; c < HS; c++) acc[c] *= corr;
-            for (int jj = a; jj <= e; jj++) {
-                const float p = exp(s[jj] - mx);
+            for (int jj = 0; jj < BK; jj++) {
+                const float p = exp(s[jj] - mx); /* 0 for a masked key */
                 l += p;
+#pragma unroll
                 for (int c = 0; c < HS; c++) acc[c] = fma(p, Vs[jj * HS + c], acc[c]);
             }
             m = mx;
@@ -136,11 +142,13 @@ flash_backward_dq(__global float *dqkv, ulong dqkv_off, __global float *delta, u
         const int a = (j0 > lo ? j0 : lo) - j0, e = (j0 + BK - 1 < i ? j0 + BK - 1 : i) - j0;
         for (int jj = a; jj <= e; jj++) {
             float sc = 0.0f, dp = 0.0f;
+#pragma unroll
             for (int c = 0; c < HS; c++) {
                 sc = fma(q[c], Ks[jj * HS + c], sc);
                 dp = fma(dO[c], Vs[jj * HS + c], dp);
             }
             const float ds = exp(sc - L) * (dp - D);
+#pragma unroll
             for (int c = 0; c < HS; c++) dq[c] = fma(ds, Ks[jj * HS + c], dq[c]);
         }
     }
@@ -200,11 +208,13 @@ flash_backward_dkv(__global float *dqkv, ulong dqkv_off, __global const float *d
                     const int ii = i0 + ir;
                     if (j < Lo[ir] || j > ii) continue;
                     float sc = 0.0f, dp = 0.0f;
+#pragma unroll
                     for (int c = 0; c < HS; c++) {
                         sc = fma(Qs[ir * HS + c], Ks[r * KP + c], sc);
                         dp = fma(dOs[ir * HS + c], Vs[r * KP + c], dp);
                     }
                     const float p = exp(sc - Ls[ir]), ds = p * (dp - Ds[ir]);
+#pragma unroll
                     for (int c = 0; c < HS; c++) {
                         dv[c] = fma(p, dOs[ir * HS + c], dv[c]);
                         dk[c] = fma(ds, Qs[ir * HS + c], dk[c]); /* Qs holds s q: dk = s ds q */
