@@ -15,6 +15,10 @@ enum cf_mlp { CF_MLP_GELU = 0, CF_MLP_SWIGLU = 1, CF_MLP_RELU2 = 2 };
 enum cf_precision { CF_PREC_FP32 = 0, CF_PREC_TF32 = 1 };
 /* What the backward recomputes instead of keeping from the forward (docs/memory.md). */
 enum cf_recompute { CF_RECOMPUTE_NONE = 0, CF_RECOMPUTE_ATTENTION = 1, CF_RECOMPUTE_BLOCK = 2 };
+/* Which attention runs (docs/attention.md): auto picks by shape (cf_model_flash, model/gpt.h),
+ * flash keeps only the output and one log-sum-exp per query row, matrix stores the (T,T)
+ * probabilities of every layer (the fused or GEMM kernels). */
+enum cf_attention { CF_ATTN_AUTO = 0, CF_ATTN_FLASH = 1, CF_ATTN_MATRIX = 2 };
 
 typedef struct cf_config {
     /* model */
@@ -39,6 +43,9 @@ typedef struct cf_config {
     /* memory (run-time settings: they change no result of the model, only what is held) */
     int recompute;  /* enum cf_recompute: activations the backward recomputes */
     int head_chunk; /* rows of B*T per LM-head and loss chunk; 0 = automatic (cf_model_head_rows) */
+    int attention;        /* enum cf_attention */
+    int attention_window; /* W > 0: query i sees keys i - W < j <= i; 0 = full causal */
+    int doc_mask;         /* 1: a token attends only within its document (<|endoftext|> ends one) */
     /* training */
     int batch_size;          /* B: sequences per micro-batch */
     int steps;               /* optimizer steps */

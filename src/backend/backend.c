@@ -656,6 +656,57 @@ int cf_be_attention_backward(cf_backend *be, cf_view dqkv, cf_view datt, cf_view
     CHECK(op, "att", att, CF_F32, bhtt);
     CF_DISPATCH(attention_backward, dqkv, datt, dpreatt, dout, qkv, att, B, T, NH, KVH, hs);
 }
+static int flash_check(const char *op, const cf_attn_desc *d) {
+    if (!d) {
+        CF_ERROR("%s: argument 'd' (the attention descriptor) is NULL", op);
+        return CF_ERR_INVALID;
+    }
+    CF_TRY(heads_check(op, d->B, d->T, d->NH, d->KVH, d->hs));
+    if (d->window < 0) {
+        CF_ERROR("%s: window = %d must be 0 (full causal) or a positive number of keys", op,
+                 d->window);
+        return CF_ERR_INVALID;
+    }
+    return CF_OK;
+}
+int cf_be_has_flash(cf_backend *be) {
+    return be && be->ops->flash_forward && be->ops->flash_backward;
+}
+int cf_be_flash_forward(cf_backend *be, const cf_attn_desc *d, cf_view out, cf_view lse,
+                        cf_view qkv, cf_view doc) {
+    static const char op[] = "flash_forward";
+    CF_TRY(flash_check(op, d));
+    const size_t BT = zmul(d->B, d->T);
+    CHECK(op, "out", out, CF_F32, BT * zmul(d->NH, d->hs));
+    CHECK(op, "lse", lse, CF_F32, BT * (size_t)d->NH);
+    CHECK(op, "qkv", qkv, CF_F32, BT * zmul(d->NH + 2 * d->KVH, d->hs));
+    CHECK_OPT(op, "doc", doc, CF_I32, BT);
+    if (!be->ops->flash_forward) {
+        CF_ERROR("%s: backend '%s' has no flash attention; use attention: matrix", op,
+                 cf_be_name(be));
+        return CF_ERR_UNSUPPORTED;
+    }
+    CF_DISPATCH(flash_forward, d, out, lse, qkv, doc);
+}
+int cf_be_flash_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, cf_view delta,
+                         cf_view dout, cf_view out, cf_view lse, cf_view qkv, cf_view doc) {
+    static const char op[] = "flash_backward";
+    CF_TRY(flash_check(op, d));
+    const size_t BT = zmul(d->B, d->T), nqkv = BT * zmul(d->NH + 2 * d->KVH, d->hs);
+    CHECK(op, "dqkv", dqkv, CF_F32, nqkv);
+    CHECK(op, "delta", delta, CF_F32, BT * (size_t)d->NH);
+    CHECK(op, "dout", dout, CF_F32, BT * zmul(d->NH, d->hs));
+    CHECK(op, "out", out, CF_F32, BT * zmul(d->NH, d->hs));
+    CHECK(op, "lse", lse, CF_F32, BT * (size_t)d->NH);
+    CHECK(op, "qkv", qkv, CF_F32, nqkv);
+    CHECK_OPT(op, "doc", doc, CF_I32, BT);
+    if (!be->ops->flash_backward) {
+        CF_ERROR("%s: backend '%s' has no flash attention; use attention: matrix", op,
+                 cf_be_name(be));
+        return CF_ERR_UNSUPPORTED;
+    }
+    CF_DISPATCH(flash_backward, d, dqkv, delta, dout, out, lse, qkv, doc);
+}
 const char *cf_act_name(enum cf_act act) {
     switch (act) {
     case CF_ACT_GELU: return "gelu";

@@ -16,7 +16,7 @@
  * and input-gradient outputs; the model zeroes gradient buffers with fill() when it needs to.
  * Exceptions, which ASSIGN their input gradient: act_backward and swiglu_backward (their only
  * consumer is the fc layer's backward, so accumulating would only cost a zero-fill and a read per
- * step), attention_backward (dqkv), and rmsnorm_backward when asked to (accumulate == 0). */
+ * step), attention_backward and flash_backward (dqkv), and rmsnorm_backward when asked to (accumulate == 0). */
 #ifndef CF_BACKEND_H
 #define CF_BACKEND_H
 
@@ -101,7 +101,7 @@ typedef struct {
 /* Version of struct cf_backend_ops. A backend sets .api_version to the value it was written for;
  * cf_backend_create refuses one whose version differs (a table laid out for another version would
  * call the wrong slots). Raise it whenever a slot is added, removed or changes its meaning. */
-#define CF_BACKEND_API_VERSION 3
+#define CF_BACKEND_API_VERSION 4
 
 /* What a backend is and can do, for generic code (bench, sweep, peak, CLI) that must not switch on
  * the backend's type. Filled by cf_be_info. */
@@ -189,6 +189,22 @@ enum cf_act { CF_ACT_GELU = 0, CF_ACT_RELU2 = 1, CF_ACT_SILU = 2, CF_ACT_COUNT }
 /* "gelu", "relu2", "silu" ("?" outside the enum) */
 const char *cf_act_name(enum cf_act act);
 
+/* The shape and mask of a flash attention call (flash_forward / flash_backward). Query i of a
+ * sequence sees key j when
+ *     lo(i) <= j <= i,   lo(i) = max(0, i - window + 1 when window > 0, doc[b, i] when doc is given)
+ * window 0 is full causal attention; window W > 0 keeps the last W keys (i - W < j <= i). doc, an
+ * optional (B,T) i32 view, holds for each token the position where its document starts (doc[b, i]
+ * <= i, non-decreasing along a row): a token attends only inside its own document. The loader's
+ * cf_doc_starts (src/data/dataset.h) builds it from the end-of-text token, which belongs to the
+ * document it closes. Every query sees at least itself, so no row is empty. */
+typedef struct cf_attn_desc {
+    int B, T;   /* batch, sequence length */
+    int NH;     /* query heads */
+    int KVH;    /* key/value heads; divides NH, query head h reads kv head h / (NH / KVH) */
+    int hs;     /* head size */
+    int window; /* 0: full causal; W >= 1: i - W < j <= i */
+} cf_attn_desc;
+
 struct cf_backend_ops {
     int api_version; /* CF_BACKEND_API_VERSION */
 
@@ -268,6 +284,20 @@ struct cf_backend_ops {
     int (*attention_backward)(cf_backend *be, cf_view dqkv, cf_view datt, cf_view dpreatt,
                               cf_view dout, cf_view qkv, cf_view att, int B, int T, int NH,
                               int KVH, int hs);
+
+    /* Flash attention: the same attention as attention_forward (qkv layout, GQA read in place,
+     * scale 1/sqrt(hs)) with the mask of cf_attn_desc, computed tile by tile with an online
+     * softmax, so no (T,T) matrix exists anywhere. out (B,T,NH*hs); lse (B,NH,T) receives each
+     * query row's log-sum-exp of its scaled scores, ln sum_j exp(s q.k_j), all the backward keeps
+     * of the probabilities (P = exp(s q.k - lse)). doc: (B,T) i32 document starts or a NULL view.
+     * Optional slots (NULL: the model keeps the matrix path). */
+    int (*flash_forward)(cf_backend *be, const cf_attn_desc *d, cf_view out, cf_view lse,
+                         cf_view qkv, cf_view doc);
+    /* dqkv (B,T,QKV) ASSIGNED as attention_backward's, from dout (B,T,NH*hs), the forward's out
+     * and lse, qkv and the same doc; the probabilities are recomputed per tile from lse.
+     * delta (B,NH,T) is scratch the backend overwrites (rowsum(dout * out) per query row). */
+    int (*flash_backward)(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, cf_view delta,
+                          cf_view dout, cf_view out, cf_view lse, cf_view qkv, cf_view doc);
 
     /* out(n) = act(inp) (enum cf_act); out may alias inp */
     int (*act_forward)(cf_backend *be, enum cf_act act, cf_view out, cf_view inp, size_t n);
@@ -498,6 +528,14 @@ int cf_be_attention_forward(cf_backend *be, cf_view out, cf_view att, cf_view qk
 int cf_be_attention_backward(cf_backend *be, cf_view dqkv, cf_view datt, cf_view dpreatt,
                              cf_view dout, cf_view qkv, cf_view att, int B, int T, int NH, int KVH,
                              int hs);
+/* Flash attention (see flash_forward / flash_backward in the ops table). The wrappers check the
+ * descriptor (positive sizes, KVH divides NH, 0 <= window) and every view's extent; a backend
+ * without the slots answers CF_ERR_UNSUPPORTED. */
+int cf_be_has_flash(cf_backend *be);
+int cf_be_flash_forward(cf_backend *be, const cf_attn_desc *d, cf_view out, cf_view lse,
+                        cf_view qkv, cf_view doc);
+int cf_be_flash_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, cf_view delta,
+                         cf_view dout, cf_view out, cf_view lse, cf_view qkv, cf_view doc);
 int cf_be_act_forward(cf_backend *be, enum cf_act act, cf_view out, cf_view inp, size_t n);
 int cf_be_act_backward(cf_backend *be, enum cf_act act, cf_view dinp, cf_view inp, cf_view dout,
                        size_t n);

@@ -370,6 +370,52 @@ static int run_att_bwd(cf_backend *be, const tcase *c, cf_buffer **b) {
                                     V("att"), P[0], P[1], P[2], P[3], P[4]);
 }
 
+/* flash attention: p = B T NH KVH hs W docs; W the window (0: full causal), docs > 0: document
+ * starts from random document ends, about docs per row (the backward takes the forward's) */
+static cf_attn_desc flash_desc(const tcase *c) {
+    const cf_attn_desc d = {P[0], P[1], P[2], P[3], P[4], P[5]};
+    return d;
+}
+static void add_flash_doc(tcase *c) {
+    const int B = P[0], T = P[1];
+    if (P[6] <= 0) return;
+    float *x = add_t(c, "doc", (size_t)B * T, T_IN | T_INT);
+    for (int b = 0; x && b < B; b++) {
+        int32_t start = 0;
+        for (int i = 0; i < T; i++) {
+            memcpy(&x[(size_t)b * T + i], &start, 4);
+            if (cf_rng_uniform(&c->rng) * (float)T < (float)P[6]) start = i + 1;
+        }
+    }
+}
+static void build_flash_fwd(tcase *c) {
+    int B = P[0], T = P[1], NH = P[2], KVH = P[3], hs = P[4];
+    add_const(c, "out", (size_t)B * T * NH * hs, T_OUT | T_LOSS, NAN);
+    add_const(c, "lse", (size_t)B * NH * T, T_OUT, NAN);
+    add_rand(c, "qkv", (size_t)B * T * (NH + 2 * KVH) * hs, T_IN, 1.0f);
+    add_flash_doc(c);
+}
+static int run_flash_fwd(cf_backend *be, const tcase *c, cf_buffer **b) {
+    const cf_attn_desc d = flash_desc(c);
+    return cf_be_flash_forward(be, &d, V("out"), V("lse"), V("qkv"), VOPT(P[6] > 0, "doc"));
+}
+static void build_flash_bwd(tcase *c) {
+    int B = P[0], T = P[1], NH = P[2], KVH = P[3], hs = P[4];
+    size_t nqkv = (size_t)B * T * (NH + 2 * KVH) * hs, nout = (size_t)B * T * NH * hs;
+    add_const(c, "dqkv", nqkv, T_OUT, NAN);
+    add_rand(c, "delta", (size_t)B * NH * T, T_IN, 1.0f); /* scratch */
+    add_rand(c, "dout", nout, T_IN, 1.0f);
+    add_rand(c, "out", nout, T_IN, 1.0f);                 /* replaced by the forward's */
+    add_const(c, "lse", (size_t)B * NH * T, T_IN, 0.0f);  /* replaced by the forward's */
+    add_rand(c, "qkv", nqkv, T_IN, 1.0f);                 /* replaced by the forward's */
+    add_flash_doc(c);                                     /* replaced by the forward's */
+}
+static int run_flash_bwd(cf_backend *be, const tcase *c, cf_buffer **b) {
+    const cf_attn_desc d = flash_desc(c);
+    return cf_be_flash_backward(be, &d, V("dqkv"), V("delta"), V("dout"), V("out"), V("lse"),
+                                V("qkv"), VOPT(P[6] > 0, "doc"));
+}
+
 /* elementwise: p = n [inplace] */
 static void build_gelu_fwd(tcase *c) {
     add_const(c, "out", (size_t)P[0], T_OUT | T_LOSS, NAN);
@@ -659,6 +705,14 @@ static const oprow ROWS[] = {
     {"attention_backward", "attention_forward", 1, "B T NH KVH hs", build_att_bwd, run_att_bwd,
      5e-5, -1, 11, {{1,1,1,1,4}, {2,7,4,2,4}, {2,7,3,3,4}, {1,33,2,2,10}, {2,65,4,4,16},
      {1,130,2,2,48}, {2,33,6,2,20}, {1,65,4,1,16}, {2,37,8,2,8}, {1,70,8,1,6}, {2,1,4,2,12}}},
+    {"flash_forward", NULL, 0, "B T NH KVH hs W docs", build_flash_fwd, run_flash_fwd, 2e-5, -1,
+     9, {{1,1,1,1,4,0,0}, {2,7,4,2,4,0,0}, {1,33,2,2,8,5,0}, {2,65,4,4,16,0,2},
+     {1,70,8,1,8,9,3}, {2,37,8,2,8,0,0}, {1,130,2,2,16,40,0}, {2,1,4,2,4,1,1},
+     {1,67,4,2,64,0,4}}},
+    {"flash_backward", "flash_forward", 1, "B T NH KVH hs W docs", build_flash_bwd, run_flash_bwd,
+     5e-5, -1, 9, {{1,1,1,1,4,0,0}, {2,7,4,2,4,0,0}, {1,33,2,2,8,5,0}, {2,65,4,4,16,0,2},
+     {1,70,8,1,8,9,3}, {2,37,8,2,8,0,0}, {1,130,2,2,16,40,0}, {2,1,4,2,4,1,1},
+     {1,67,4,2,64,0,4}}},
     {"gelu_forward", NULL, 0, "n -", build_gelu_fwd, run_gelu_fwd, 1e-6, -1, 4,
      {{1,0}, {7,0}, {1001,0}, {65537,0}}},
     {"gelu_backward", "gelu_forward", 1, "n inplace", build_gelu_bwd, run_gelu_bwd, 1e-6, -1, 5,

@@ -19,7 +19,7 @@
 #define CF_OPCASE_PAD 5            /* guard elements before and after every tensor */
 #define CF_OPCASE_GUARD 12345.678f /* their value */
 #define CF_OPCASE_MAXT 10          /* tensors per case */
-#define CF_OPCASE_MAXP 6           /* shape parameters per case */
+#define CF_OPCASE_MAXP 7           /* shape parameters per case */
 #define CF_OPCASE_MAXC 12          /* cases per row */
 #define CF_OPCASE_DLOSS 0.37f      /* the fused cross-entropy's dloss (every row's loss weight) */
 

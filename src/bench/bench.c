@@ -42,6 +42,7 @@ void cf_bench_mem_estimate(const cf_config *c, int B, int T, cf_mem_estimate *ou
     out->acts = f * a;
     out->grad_scratch = f * g;
     out->total = out->params + out->grads + out->adam + out->acts + out->grad_scratch;
+    out->flash = cf_model_flash(c, T);
 }
 
 const char *cf_bench_recompute_name(int recompute) {
@@ -283,12 +284,12 @@ void cf_bench_print(FILE *out, const cf_bench_result *r) {
     fprintf(out,
             "  peak device mem   %.1f MiB allocated (backend scratch %.1f MiB of it); analytic "
             "%.1f MiB = params %.1f + grads "
-            "%.1f + AdamW %.1f + activations %.1f + backward scratch %.1f (measured/analytic "
-            "%.3f)\n",
+            "%.1f + AdamW %.1f + activations %.1f + backward scratch %.1f (%s attention; "
+            "measured/analytic %.3f)\n",
             mib((double)r->peak_device_bytes), mib((double)r->device_scratch_bytes),
             mib((double)r->est.total), mib((double)r->est.params), mib((double)r->est.grads),
             mib((double)r->est.adam), mib((double)r->est.acts), mib((double)r->est.grad_scratch),
-            r->est.total ? (double)r->peak_device_bytes / (double)r->est.total : 0.0);
+            r->est.flash ? "flash" : "matrix", r->est.total ? (double)r->peak_device_bytes / (double)r->est.total : 0.0);
     fprintf(out, "  transfers/step    %.0f bytes host->device, %.0f bytes device->host\n",
             r->h2d_bytes_per_step, r->d2h_bytes_per_step);
     fprintf(out, "  allocations       %llu in the first step, %.2f per step after it%s\n",
@@ -337,6 +338,7 @@ char *cf_bench_to_json(const cf_bench_result *r) {
     cJSON_AddNumberToObject(a, "adamw", (double)r->est.adam);
     cJSON_AddNumberToObject(a, "activations", (double)r->est.acts);
     cJSON_AddNumberToObject(a, "backward_scratch", (double)r->est.grad_scratch);
+    cJSON_AddStringToObject(o, "attention", r->est.flash ? "flash" : "matrix");
     cJSON_AddNumberToObject(o, "h2d_bytes_per_step", r->h2d_bytes_per_step);
     cJSON_AddNumberToObject(o, "d2h_bytes_per_step", r->d2h_bytes_per_step);
     cJSON_AddNumberToObject(o, "first_step_allocs", (double)r->first_step_allocs);

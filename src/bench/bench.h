@@ -35,9 +35,12 @@ typedef struct {
     uint64_t grads;      /* their gradients */
     uint64_t adam;       /* AdamW first and second moments (2x params) */
     uint64_t acts; /* forward activations kept for backward (what `recompute` leaves), incl. one
-                      chunk of the LM head's logits and the B*NH*T*T probabilities */
-    uint64_t grad_scratch; /* backward scratch reused layer by layer (incl. two B*NH*T*T buffers) */
+                    * chunk of the LM head's logits and, on the matrix attention path, the
+                    * B*NH*T*T probabilities (flash: B*NH*T log-sum-exps) */
+    uint64_t grad_scratch; /* backward scratch reused layer by layer (matrix attention: two
+                            * B*NH*T*T buffers; flash: one B*NH*T) */
     uint64_t total;
+    int flash;     /* the attention path these counts are for (cf_model_flash): 1 flash, 0 matrix */
 } cf_mem_estimate;
 
 void cf_bench_mem_estimate(const cf_config *cfg, int B, int T, cf_mem_estimate *out);

@@ -278,7 +278,59 @@ typedef struct {
     double fwd_ms, bwd_ms;
     uint64_t att_bytes;   /* the three (B,NH,T,T) buffers: probabilities + two backward scratch */
     uint64_t total_bytes; /* every buffer the two ops touch */
+    int matrix_failed;    /* the matrix path could not allocate its buffers at this T */
+    /* flash attention (flash_forward / flash_backward): the same attention, no (T,T) buffer */
+    double flash_fwd_ms, flash_bwd_ms;
+    uint64_t flash_total_bytes; /* qkv, out, lse, dqkv, delta, dout */
 } att_row;
+
+/* Time flash_forward and flash_backward at (B, T) with NH heads of C / NH, window W. */
+static int time_flash(cf_backend *be, int B, int T, int C, int NH, int W, double min_s,
+                      att_row *row) {
+    const size_t btc = (size_t)B * T * C, bnt = (size_t)B * NH * T;
+    cf_buffer *qkv = NULL, *outb = NULL, *lse = NULL, *dqkv = NULL, *delta = NULL, *dout = NULL;
+    const uint64_t before = be->stats.bytes_allocated;
+    const cf_attn_desc d = {B, T, NH, NH, C / NH, W};
+    int rc;
+    if ((rc = cf_be_alloc(be, 3 * btc * 4, &qkv)) < 0 || (rc = cf_be_alloc(be, btc * 4, &outb)) < 0 ||
+        (rc = cf_be_alloc(be, bnt * 4, &lse)) < 0 ||
+        (rc = cf_be_alloc(be, 3 * btc * 4, &dqkv)) < 0 ||
+        (rc = cf_be_alloc(be, bnt * 4, &delta)) < 0 || (rc = cf_be_alloc(be, btc * 4, &dout)) < 0)
+        goto done;
+    row->flash_total_bytes = be->stats.bytes_allocated - before;
+    if ((rc = fill_random(be, cf_view_f32(qkv, 0), 3 * btc, 1.0f, 11)) < 0 ||
+        (rc = fill_random(be, cf_view_f32(dout, 0), btc, 1.0f, 12)) < 0)
+        goto done;
+    for (int fwd = 1; fwd >= 0; fwd--) {
+        int reps = 0;
+        double t0 = 0.0, t = 0.0;
+        for (int i = -1; i < 0 || t < min_s || reps < 2; i++) {
+            if (fwd)
+                rc = cf_be_flash_forward(be, &d, cf_view_f32(outb, 0), cf_view_f32(lse, 0),
+                                         cf_view_f32(qkv, 0), CF_VIEW_NULL);
+            else
+                rc = cf_be_flash_backward(be, &d, cf_view_f32(dqkv, 0), cf_view_f32(delta, 0),
+                                          cf_view_f32(dout, 0), cf_view_f32(outb, 0),
+                                          cf_view_f32(lse, 0), cf_view_f32(qkv, 0), CF_VIEW_NULL);
+            if (rc < 0 || (rc = cf_be_sync(be)) < 0) goto done;
+            if (i < 0) { /* the first call is untimed (kernel build, first touch) */
+                t0 = cf_time_now();
+                continue;
+            }
+            reps++;
+            t = cf_time_now() - t0;
+        }
+        *(fwd ? &row->flash_fwd_ms : &row->flash_bwd_ms) = t / reps * 1e3;
+    }
+done:
+    cf_be_free(be, qkv);
+    cf_be_free(be, outb);
+    cf_be_free(be, lse);
+    cf_be_free(be, dqkv);
+    cf_be_free(be, delta);
+    cf_be_free(be, dout);
+    return rc;
+}
 
 static int time_op_ms(cf_backend *be, int fwd, cf_view out, cf_view att, cf_view qkv, cf_view dqkv,
                       cf_view datt, cf_view dpre, cf_view dout, int B, int T, int C, int NH,
@@ -328,6 +380,8 @@ int cf_bench_attention_sweep(const cf_config *cfg, const cf_sweep_opts *o, FILE 
         const size_t btc = (size_t)B * T * C, bntt = (size_t)B * NH * T * T;
         cf_buffer *qkv = NULL, *outb = NULL, *att = NULL, *dqkv = NULL, *datt = NULL, *dpre = NULL,
                   *dout = NULL;
+        rows[k].T = T;
+        rows[k].att_bytes = 3 * (uint64_t)bntt * 4;
         const uint64_t before = be->stats.bytes_allocated;
         if ((rc = cf_be_alloc(be, 3 * btc * 4, &qkv)) < 0 ||
             (rc = cf_be_alloc(be, btc * 4, &outb)) < 0 ||
@@ -335,11 +389,18 @@ int cf_bench_attention_sweep(const cf_config *cfg, const cf_sweep_opts *o, FILE 
             (rc = cf_be_alloc(be, 3 * btc * 4, &dqkv)) < 0 ||
             (rc = cf_be_alloc(be, bntt * 4, &datt)) < 0 ||
             (rc = cf_be_alloc(be, bntt * 4, &dpre)) < 0 ||
-            (rc = cf_be_alloc(be, btc * 4, &dout)) < 0)
+            (rc = cf_be_alloc(be, btc * 4, &dout)) < 0) {
+            /* the (T,T) buffers do not fit: the matrix path cannot run here, flash still can */
+            if (rc == CF_ERR_NOMEM) {
+                CF_WARN("attention sweep: T=%d: the matrix path's %.1f MiB of (B,NH,T,T) buffers "
+                        "do not fit on %s; flash only",
+                        T, 3.0 * bntt * 4 / 1048576.0, cf_be_name(be));
+                rows[k].matrix_failed = 1;
+                rc = CF_OK;
+            }
             goto next;
-        rows[k].T = T;
+        }
         rows[k].total_bytes = be->stats.bytes_allocated - before;
-        rows[k].att_bytes = 3 * (uint64_t)bntt * 4;
         if ((rc = fill_random(be, cf_view_f32(qkv, 0), 3 * btc, 1.0f, 11)) < 0 ||
             (rc = fill_random(be, cf_view_f32(dout, 0), btc, 1.0f, 12)) < 0 ||
             (rc = cf_be_fill(be, cf_view_f32(dqkv, 0), 0.0f, 3 * btc)) < 0)
@@ -359,6 +420,8 @@ int cf_bench_attention_sweep(const cf_config *cfg, const cf_sweep_opts *o, FILE 
         cf_be_free(be, datt);
         cf_be_free(be, dpre);
         cf_be_free(be, dout);
+        if (rc >= 0 && cf_be_has_flash(be))
+            rc = time_flash(be, B, T, C, NH, cfg->attention_window, min_s, &rows[k]);
         if (rc < 0) {
             CF_ERROR("attention sweep: T=%d failed on %s (%s)", T, cf_be_name(be),
                      cf_status_str(rc));
@@ -384,6 +447,10 @@ int cf_bench_attention_sweep(const cf_config *cfg, const cf_sweep_opts *o, FILE 
             cJSON_AddNumberToObject(r, "backward_ms", rows[k].bwd_ms);
             cJSON_AddNumberToObject(r, "att_bytes", (double)rows[k].att_bytes);
             cJSON_AddNumberToObject(r, "total_bytes", (double)rows[k].total_bytes);
+            cJSON_AddBoolToObject(r, "matrix_ran", !rows[k].matrix_failed);
+            cJSON_AddNumberToObject(r, "flash_forward_ms", rows[k].flash_fwd_ms);
+            cJSON_AddNumberToObject(r, "flash_backward_ms", rows[k].flash_bwd_ms);
+            cJSON_AddNumberToObject(r, "flash_total_bytes", (double)rows[k].flash_total_bytes);
             cJSON_AddItemToArray(arr, r);
         }
         char *s = cJSON_PrintUnformatted(root);
@@ -395,8 +462,9 @@ int cf_bench_attention_sweep(const cf_config *cfg, const cf_sweep_opts *o, FILE 
                 "attention on %s: batch %d, d_model %d, %d heads (x = growth over the "
                 "previous T)\n",
                 devname, B, C, NH);
-        fprintf(out, "%6s %11s %7s %11s %7s %10s %13s %7s %11s\n", "T", "fwd ms", "x", "bwd ms",
-                "x", "fwd GF/s", "(B,NH,T,T)MiB", "x", "total MiB");
+        fprintf(out, "%6s %11s %7s %11s %7s %10s %13s %7s %11s | %11s %11s %11s\n", "T",
+                "fwd ms", "x", "bwd ms", "x", "fwd GF/s", "(B,NH,T,T)MiB", "x", "total MiB",
+                "flash fwd", "flash bwd", "flash MiB");
         for (int k = 0; k < nT; k++) {
             const att_row *r = &rows[k], *p = k > 0 ? &rows[k - 1] : NULL;
             const double fl = 2.0 * B * (double)r->T * r->T * C; /* causal forward FLOPs */
@@ -406,9 +474,15 @@ int cf_bench_attention_sweep(const cf_config *cfg, const cf_sweep_opts *o, FILE 
                 snprintf(bx, sizeof bx, "%.2f", r->bwd_ms / p->bwd_ms);
                 snprintf(mx, sizeof mx, "%.2f", (double)r->att_bytes / p->att_bytes);
             }
-            fprintf(out, "%6d %11.3f %7s %11.3f %7s %10.2f %13.1f %7s %11.1f\n", r->T, r->fwd_ms,
-                    gx, r->bwd_ms, bx, fl / (r->fwd_ms / 1e3) / 1e9, r->att_bytes / 1048576.0, mx,
-                    r->total_bytes / 1048576.0);
+            if (r->matrix_failed)
+                fprintf(out, "%6d %11s %7s %11s %7s %10s %13.1f %7s %11s", r->T, "OOM", "", "OOM",
+                        "", "", r->att_bytes / 1048576.0, mx, "");
+            else
+                fprintf(out, "%6d %11.3f %7s %11.3f %7s %10.2f %13.1f %7s %11.1f", r->T,
+                        r->fwd_ms, gx, r->bwd_ms, bx, fl / (r->fwd_ms / 1e3) / 1e9,
+                        r->att_bytes / 1048576.0, mx, r->total_bytes / 1048576.0);
+            fprintf(out, " | %11.3f %11.3f %11.1f\n", r->flash_fwd_ms, r->flash_bwd_ms,
+                    r->flash_total_bytes / 1048576.0);
         }
     }
     free(rows);

@@ -23,9 +23,10 @@ static const char *EXPORT_HELP =
     "with from_pretrained(OUTDIR), giving the same logits as clformer: GPT2LMHeadModel for the\n"
     "GPT-2 family (layernorm, learned positions, gelu, biases), LlamaForCausalLM for Llama-style\n"
     "models (rmsnorm, rope, swiglu, no bias; any num_kv_heads; tied or untied head). Options no\n"
-    "Hugging Face class expresses (mlp relu2, logit_softcap, qk_norm, share_layers, other mixes)\n"
-    "are refused: the safetensors checkpoint is their native format. A BPE tokenizer\n"
-    "(tokenizer.json) is copied alongside. See docs/hf_mapping.md and docs/model_family.md.\n";
+    "Hugging Face class expresses (mlp relu2, logit_softcap, qk_norm, share_layers,\n"
+    "attention_window, other mixes) are refused: the safetensors checkpoint is their native\n"
+    "format. A BPE tokenizer (tokenizer.json) is copied alongside. See docs/hf_mapping.md and\n"
+    "docs/model_family.md.\n";
 
 /* The two Hugging Face classes that express a clformer config exactly. */
 enum hf_family { HF_GPT2, HF_LLAMA };
@@ -34,7 +35,7 @@ static const char *const HF_CLASS[] = {"GPT2LMHeadModel", "LlamaForCausalLM"};
 /* The family keys of a config, as the exporter reads them. */
 typedef struct {
     const char *norm, *position, *mlp; /* "layernorm"/"rmsnorm", "learned"/"rope", "gelu"/... */
-    int bias, num_kv_heads, qk_norm, tied, share_layers;
+    int bias, num_kv_heads, qk_norm, tied, share_layers, attention_window;
     float norm_eps, rope_theta, logit_softcap;
 } hf_keys;
 
@@ -47,6 +48,7 @@ static void hf_read_keys(const cf_config *c, hf_keys *k) {
     k->qk_norm = c->qk_norm;
     k->tied = c->tie_embeddings;
     k->share_layers = c->share_layers;
+    k->attention_window = c->attention_window;
     k->norm_eps = c->norm_eps;
     k->rope_theta = c->rope_theta;
     k->logit_softcap = c->logit_softcap;
@@ -76,6 +78,9 @@ static int hf_family(const hf_keys *k, int num_heads, const char *path) {
     } else if (k->share_layers > 0) {
         snprintf(opt, sizeof opt, "share_layers %d", k->share_layers);
         snprintf(why, sizeof why, "one set of weights per layer");
+    } else if (k->attention_window > 0) {
+        snprintf(opt, sizeof opt, "attention_window %d", k->attention_window);
+        snprintf(why, sizeof why, "no sliding-window attention");
     }
     if (opt[0]) {
         CF_ERROR("export: %s has no Hugging Face class (GPT2LMHeadModel and LlamaForCausalLM: %s); "

@@ -47,6 +47,9 @@
     INT(share_layers, 0, 0, 1 << 12)                                                               \
     ENUM(recompute, CF_RECOMPUTE_NONE, g_recompute_names)                                          \
     INT(head_chunk, 0, 0, 1 << 30)                                                                 \
+    ENUM(attention, CF_ATTN_AUTO, g_attention_names)                                               \
+    INT(attention_window, 0, INT_MIN, INT_MAX)                                                     \
+    BOOL(doc_mask, 0)                                                                              \
     INT(batch_size, 16, 1, 1 << 20)                                                                \
     INT(steps, 400, 1, INT_MAX)                                                                    \
     FLT(learning_rate, 3e-3, 0.0, 10.0, 0, 1)                                                      \
@@ -75,6 +78,7 @@ static const char *const g_position_names[] = {"learned", "rope", NULL};
 static const char *const g_mlp_names[] = {"gelu", "swiglu", "relu2", NULL};
 static const char *const g_precision_names[] = {"fp32", "tf32", NULL};
 static const char *const g_recompute_names[] = {"none", "attention", "block", NULL};
+static const char *const g_attention_names[] = {"auto", "flash", "matrix", NULL};
 
 typedef enum { KT_INT, KT_FLOAT, KT_U64, KT_STR, KT_ENUM, KT_BOOL } cf_key_type;
 
@@ -470,6 +474,21 @@ int cf_config_validate(const cf_config *cfg, const char *origin) {
                 "%d; change d_model or num_heads so the head size is even, or use position "
                 "\"learned\"",
                 cfg->d_model, cfg->num_heads, cfg->d_model / cfg->num_heads);
+        return CF_ERR_INVALID;
+    }
+    /* attention (sign and range checks here, not in the key table, so the message names the fix) */
+    if (cfg->attention_window < 0 || cfg->attention_window > cfg->max_length) {
+        CFG_ERR(origin,
+                "attention_window (%d) must be between 0 and max_length (%d): 0 for full causal "
+                "attention, W for the last W keys of each query",
+                cfg->attention_window, cfg->max_length);
+        return CF_ERR_INVALID;
+    }
+    if (cfg->attention == CF_ATTN_MATRIX && (cfg->attention_window > 0 || cfg->doc_mask)) {
+        CFG_ERR(origin,
+                "attention \"matrix\" has no %s; use attention \"flash\" (or \"auto\") with it",
+                cfg->attention_window > 0 ? "sliding window (attention_window)"
+                                          : "document mask (doc_mask)");
         return CF_ERR_INVALID;
     }
     if (cfg->share_layers > 0 && cfg->num_layers % cfg->share_layers != 0) {

@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "data/dataset.h"
 #include "data/shards.h"
+#include "tokenizer/tokenizer.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -557,4 +558,31 @@ void cf_dataset_free(cf_dataset *ds) {
     cf_shard_set_close(ds->tok.shards);
     free(ds->perm);
     free(ds);
+}
+
+/* ---- document boundaries -------------------------------------------------------------------- */
+
+size_t cf_doc_starts(const int32_t *tokens, int B, int T, int32_t eot, int32_t *starts) {
+    size_t ends = 0;
+    for (int b = 0; b < B; b++) {
+        int32_t start = 0;
+        for (int i = 0; i < T; i++) {
+            starts[(size_t)b * T + i] = start;
+            if (tokens[(size_t)b * T + i] == eot) {
+                start = i + 1; /* the end-of-text closes its document; the next token starts one */
+                ends++;
+            }
+        }
+    }
+    return ends;
+}
+
+int cf_data_eot_id(const cf_config *cfg, int32_t *eot) {
+    *eot = -1;
+    if (strcmp(cfg->tokenizer, "byte") == 0) return CF_OK;
+    cf_tokenizer *t = NULL;
+    CF_TRY(cf_tokenizer_load(cfg->tokenizer, &t));
+    *eot = cf_tokenizer_eot_id(t);
+    cf_tokenizer_free(t);
+    return CF_OK;
 }

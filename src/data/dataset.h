@@ -58,6 +58,20 @@ double cf_dataset_unigram_entropy(const cf_dataset *ds);
  * *tokens is malloc'ed (free it); *n is the token count. */
 int cf_dataset_load_tokens(const cf_config *cfg, const char *path, int32_t **tokens, size_t *n);
 
+/* ---- document boundaries (doc_mask) ----
+ * A batch row may hold the tail of one document, several whole ones and the head of another,
+ * separated by the end-of-text token. The end-of-text token belongs to the document it closes
+ * (it is that document's last input, the one that predicts what comes after it); the token after
+ * it starts the next document. starts (B,T) receives, for each input token, the position in its
+ * row where its document starts (0 for the tokens before the row's first end-of-text, whose
+ * document began before the window): the attention mask of cf_attn_desc (backend.h). Returns the
+ * number of end-of-text tokens in the batch. */
+size_t cf_doc_starts(const int32_t *tokens, int B, int T, int32_t eot, int32_t *starts);
+
+/* The end-of-text id of cfg's tokenizer ("byte": none, -1; a tokenizer.json: its <|endoftext|>
+ * id, or -1 when it has none) into *eot. */
+int cf_data_eot_id(const cf_config *cfg, int32_t *eot);
+
 void cf_dataset_free(cf_dataset *ds);
 
 #endif

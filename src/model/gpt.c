@@ -2,6 +2,8 @@
 #include "model/gpt.h"
 
 #include <math.h>
+
+#include "data/dataset.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,6 +80,26 @@ int cf_model_create(cf_backend *be, const cf_config *cfg, int max_B, int max_T, 
     m->B = max_B;
     m->T = max_T;
     m->head_rows = cf_model_head_rows(cfg, max_B, max_T);
+    m->flash = cf_model_flash(cfg, max_T);
+    m->doc_eot = -1;
+    if (m->flash && !cf_be_has_flash(be)) {
+        CF_ERROR("model: backend %s has no flash attention, which this config needs (%s); set "
+                 "attention: matrix without attention_window and doc_mask",
+                 cf_be_name(be),
+                 cfg->attention_window > 0 ? "attention_window"
+                 : cfg->doc_mask           ? "doc_mask"
+                 : cfg->attention == CF_ATTN_FLASH ? "attention: flash"
+                                                   : "attention: auto at this max_length");
+        free(m);
+        return CF_ERR_UNSUPPORTED;
+    }
+    if (cfg->doc_mask) {
+        m->doc_host = malloc(sizeof(int32_t) * (size_t)max_B * (size_t)max_T);
+        if (!m->doc_host) {
+            free(m);
+            return CF_ERR_NOMEM;
+        }
+    }
     layout_params(m);
     layout_acts(m);
     int rc;
@@ -126,6 +148,7 @@ void cf_model_free(cf_model *m) {
     cf_be_free(m->be, m->v_buf);
     for (int c = 0; c < m->n_act_chunks; c++) cf_be_free(m->be, m->acts_bufs[c]);
     cf_be_free(m->be, m->gacts_buf);
+    free(m->doc_host);
     free(m);
 }
 
@@ -144,7 +167,8 @@ static inline cf_view G(cf_model *m, int id, size_t l) {
 /* per-layer activation slices are strided by the allocated (max) B*T, packed within; a tensor
  * held once (recomputed layer by layer) is the same slice for every layer */
 static inline cf_view A(cf_model *m, int id, size_t l) {
-    const enum cf_dtype t = id == CF_A_tokens || id == CF_A_targets ? CF_I32 : CF_F32;
+    const enum cf_dtype t =
+        id == CF_A_tokens || id == CF_A_targets || id == CF_A_doc ? CF_I32 : CF_F32;
     const size_t slot = m->act_n[id] > 1 ? l : 0;
     return cf_view_typed(m->acts_bufs[m->act_chunk[id]], t,
                          m->act_off[id] + slot * m->act_stride[id]);
@@ -184,7 +208,38 @@ static int upload_batch(cf_model *m, const int32_t *tokens, const int32_t *targe
     const size_t BT = (size_t)B * T;
     CF_TRY(cf_be_upload(be, A(m, CF_A_tokens, 0), tokens, BT * sizeof(int32_t)));
     if (targets) CF_TRY(cf_be_upload(be, A(m, CF_A_targets, 0), targets, BT * sizeof(int32_t)));
+    if (m->cfg.doc_mask && m->doc_eot >= 0) {
+        const size_t ends = cf_doc_starts(tokens, B, T, m->doc_eot, m->doc_host);
+        if (ends == 0 && !m->doc_noted) {
+            m->doc_noted = 1;
+            CF_INFO("doc_mask: a batch holds no end-of-text token (id %d): each of its sequences "
+                    "is one document, and the mask changes nothing there",
+                    (int)m->doc_eot);
+        }
+        CF_TRY(cf_be_upload(be, A(m, CF_A_doc, 0), m->doc_host, BT * sizeof(int32_t)));
+    }
     return CF_OK;
+}
+
+int cf_model_set_doc_eot(cf_model *m, int32_t eot) {
+    if (m->cfg.doc_mask && eot < 0) {
+        CF_ERROR("model: doc_mask needs the tokenizer's end-of-text id, but it has none; set "
+                 "doc_mask: false or use a tokenizer with <|endoftext|>");
+        return CF_ERR_INVALID;
+    }
+    m->doc_eot = m->cfg.doc_mask ? eot : -1;
+    return CF_OK;
+}
+
+/* the flash attention descriptor and document starts of a B x T batch */
+static cf_attn_desc attn_desc(const cf_model *m, int B, int T) {
+    const cf_config *c = &m->cfg;
+    const cf_attn_desc d = {B, T, c->num_heads, cf_config_kv_heads(c), cf_model_head_size(c),
+                            c->attention_window};
+    return d;
+}
+static cf_view doc_view(cf_model *m) {
+    return m->cfg.doc_mask && m->doc_eot >= 0 ? A(m, CF_A_doc, 0) : CF_VIEW_NULL;
 }
 
 /* The block layer l uses: layers cycle over the stored blocks when they share them. */
@@ -225,6 +280,19 @@ static inline int head_id(const cf_model *m) {
  * ops on the same inputs as the forward, so the results are the same bits. */
 enum { BLOCK_ALL, BLOCK_FOR_BACKWARD, BLOCK_ATTENTION };
 
+/* layer l's attention op: flash (out and the log-sum-exps) or the matrix path (out and the
+ * probabilities) */
+static int attention_forward(cf_model *m, int l, int B, int T, cf_view atty, cf_view att,
+                             cf_view qkv) {
+    if (m->flash) {
+        const cf_attn_desc d = attn_desc(m, B, T);
+        return cf_be_flash_forward(m->be, &d, atty, A(m, CF_A_lse, l), qkv, doc_view(m));
+    }
+    const cf_config *c = &m->cfg;
+    return cf_be_attention_forward(m->be, atty, att, qkv, B, T, c->num_heads,
+                                   cf_config_kv_heads(c), cf_model_head_size(c));
+}
+
 static int block_forward(cf_model *m, int l, int B, int T, int what) {
     cf_backend *be = m->be;
     const cf_config *c = &m->cfg;
@@ -240,8 +308,7 @@ static int block_forward(cf_model *m, int l, int B, int T, int what) {
     cf_view fcha = A(m, CF_A_fch_act, l), fcproj = A(m, CF_A_fcproj, l);
     cf_view res3 = A(m, CF_A_residual3, l);
 
-    if (what == BLOCK_ATTENTION)
-        return cf_be_attention_forward(be, atty, att, qkv, B, T, NH, KVH, hs);
+    if (what == BLOCK_ATTENTION) return attention_forward(m, l, B, T, atty, att, qkv);
     CF_TRY(norm_forward(m, ln1, A(m, CF_A_ln1_mean, l), A(m, CF_A_ln1_rstd, l), residual,
                         P(m, CF_P_ln1_w, b), P(m, CF_P_ln1_b, b), BT));
     if (cf_model_qk_norm(c)) {
@@ -261,7 +328,7 @@ static int block_forward(cf_model *m, int l, int B, int T, int what) {
     }
     if (cf_model_rope(c)) /* q and k heads are adjacent in a row: one call rotates both */
         CF_TRY(cf_be_rope(be, qkv, A(m, CF_A_rope_cs, 0), B, T, NH + KVH, hs, QKV, 0, 0));
-    CF_TRY(cf_be_attention_forward(be, atty, att, qkv, B, T, NH, KVH, hs));
+    CF_TRY(attention_forward(m, l, B, T, atty, att, qkv));
     CF_TRY(cf_be_matmul_forward(be, attproj, atty, P(m, CF_P_attn_proj_w, b),
                                 P(m, CF_P_attn_proj_b, b), BT, C, C));
     CF_TRY(cf_be_residual_forward(be, res2, residual, attproj, (size_t)BT * C));
@@ -461,8 +528,14 @@ int cf_model_forward_backward(cf_model *m, const int32_t *tokens, const int32_t 
                                          G(m, CF_P_attn_proj_b, b), dres, atty,
                                          P(m, CF_P_attn_proj_w, b), BT, C, C));
         /* dqkv is assigned by the attention backward (no zero-fill) */
-        CF_TRY(cf_be_attention_backward(be, dqkv, datt, dpreatt, datty, qkv, att, B, T, NH, KVH,
-                                        hs));
+        if (m->flash) {
+            const cf_attn_desc d = attn_desc(m, B, T);
+            CF_TRY(cf_be_flash_backward(be, &d, dqkv, GA(m, CF_G_delta), datty, atty,
+                                        A(m, CF_A_lse, l), qkv, doc_view(m)));
+        } else {
+            CF_TRY(cf_be_attention_backward(be, dqkv, datt, dpreatt, datty, qkv, att, B, T, NH,
+                                            KVH, hs));
+        }
         if (cf_model_rope(c)) /* the transposed rotation, in place */
             CF_TRY(cf_be_rope(be, dqkv, A(m, CF_A_rope_cs, 0), B, T, NH + KVH, hs, QKV, 0, 1));
         if (cf_model_qk_norm(c)) {

@@ -36,6 +36,17 @@ static inline int cf_model_head_size(const cf_config *c) { return c->d_model / c
 static inline int cf_model_qkv_width(const cf_config *c) {
     return (c->num_heads + 2 * cf_config_kv_heads(c)) * cf_model_head_size(c);
 }
+/* Attention path for batches of up to T tokens (docs/attention.md): flash (output and one
+ * log-sum-exp per query row kept, O(T) memory) or matrix (the (T,T) probabilities of every layer
+ * kept, the fused or GEMM kernels). auto takes flash for a window, a document mask, or T above
+ * CF_FLASH_AUTO_MIN_T; below it the matrix kernels, faster at short T, whose (T,T) buffers are
+ * then small. A rule of the shape alone, so that memory reports agree with what runs. */
+#define CF_FLASH_AUTO_MIN_T 256
+static inline int cf_model_flash(const cf_config *c, int T) {
+    if (c->attention == CF_ATTN_FLASH || c->attention_window > 0 || c->doc_mask) return 1;
+    if (c->attention == CF_ATTN_MATRIX) return 0;
+    return T > CF_FLASH_AUTO_MIN_T;
+}
 /* the width of the MLP's first linear: gate and up for SwiGLU, else d_ff */
 static inline int cf_model_fc_width(const cf_config *c) {
     return cf_model_swiglu(c) ? 2 * c->d_ff : c->d_ff;
@@ -149,7 +160,8 @@ enum cf_linear_id {
  * with one layer's slice (size) as its stride, a row with n = 1 exists once. kept = 1: held for
  * the backward pass (what bench's memory estimate counts); 0: scratch.
  *   X(name, n, size of one slice, kept) with BT = B*T, BNT = B*NH*T*T; a tensor the config does
- * not use has size 0 (LN: layernorm, QKN: qk_norm, ROPE: rope, SWI: swiglu).
+ * not use has size 0 (LN: layernorm, QKN: qk_norm, ROPE: rope, SWI: swiglu, FL: flash attention
+ * (cf_model_flash), DOC: doc_mask).
  * Recomputation (`recompute`, docs/memory.md) decides which per-layer tensors are stacked:
  * LB = L, or 1 under `block` (the block's inside is recomputed from its input, encoded or
  * residual3 of the layer before, which stay stacked); LA = L, or 1 under `attention` and `block`
@@ -166,7 +178,8 @@ enum cf_linear_id {
     X(q_rstd,    LB, QKN ? BT * NH : 0, 1)  /* (L,B,T,NH) qk_norm's rstd of each q head */         \
     X(k_rstd,    LB, QKN ? BT * KVH : 0, 1) /* (L,B,T,KVH) and of each k head */                   \
     X(atty,      LA, BT * C,     1)  /* (L,B,T,C) */                                               \
-    X(att,       LA, BNT,        1)  /* (L,B,NH,T,T) softmax probabilities */                      \
+    X(att,       LA, FL ? 0 : BNT, 1) /* (L,B,NH,T,T) softmax probabilities (matrix attention) */  \
+    X(lse,       LA, FL ? BT * NH : 0, 1) /* (L,B,NH,T) log-sum-exp per query row (flash) */       \
     X(attproj,   LB, BT * C,     1)  /* (L,B,T,C) */                                               \
     X(residual2, LB, BT * C,     1)  /* (L,B,T,C) */                                               \
     X(ln2,       LB, BT * C,     1)  /* (L,B,T,C) */                                               \
@@ -183,6 +196,7 @@ enum cf_linear_id {
     X(losses,    1, BT,         1)  /* (B,T) */                                                    \
     X(tokens,    1, BT,         1)  /* (B,T) int32 inputs */                                       \
     X(targets,   1, BT,         1)  /* (B,T) int32 targets */                                      \
+    X(doc,       1, DOC ? BT : 0, 1) /* (B,T) int32 document start of each token (doc_mask) */   \
     X(scalars,   1, 64,         0)  /* loss sums, grad norm */                                     \
     X(rope_cs,   1, ROPE ? (size_t)T * HS : 0, 1) /* (T,HS/2,2) RoPE's (cos, sin), built once */
 
@@ -194,8 +208,9 @@ enum cf_linear_id {
     X(dqkv,      BT * QKV)        /* (B,T,QKV) */                                                  \
     X(dfch,      BT * FI)         /* (B,T,FI) d(fch); gelu/relu2: first the MLP's input gradient */\
     X(dfch_act,  SWI ? BT * F : 0) /* (B,T,F) SwiGLU: the gradient of its output */                \
-    X(datt,      BNT)             /* (B,NH,T,T) */                                                 \
-    X(dpreatt,   BNT)             /* (B,NH,T,T) */
+    X(datt,      FL ? 0 : BNT)    /* (B,NH,T,T) matrix attention */                                \
+    X(dpreatt,   FL ? 0 : BNT)    /* (B,NH,T,T) matrix attention */                                \
+    X(delta,     FL ? BT * NH : 0) /* (B,NH,T) flash: rowsum(dout * out) */
 
 enum cf_act_id {
 #define CF_X(name, ...) CF_A_##name,
@@ -300,6 +315,10 @@ typedef struct cf_model {
     size_t gact_off[CF_NUM_GACTS];
     size_t acts_elems, gacts_elems;
     int have_grads; /* grads/m/v/grad-acts allocated (training) */
+    int flash;        /* flash attention (cf_model_flash at creation), else the matrix path */
+    int32_t doc_eot;  /* doc_mask: the end-of-text id (cf_model_set_doc_eot); -1 = no mask */
+    int32_t *doc_host;/* doc_mask: (B,T) document starts built on the host for each batch */
+    int doc_noted;    /* doc_mask: the "batch without end-of-text" note was printed */
     int cur_B, cur_T; /* shape of the last forward */
     int opt_step;     /* AdamW steps taken */
 } cf_model;
@@ -309,6 +328,14 @@ typedef struct cf_model {
 int cf_model_create(cf_backend *be, const cf_config *cfg, int max_B, int max_T, int training,
                     cf_model **out);
 void cf_model_free(cf_model *m);
+
+/* doc_mask: the end-of-text token id of the data's tokenizer (cf_data_eot_id, data/dataset.h).
+ * From then on every forward builds each token's document start from its batch's input tokens
+ * (cf_doc_starts: the token after an end-of-text starts a new document; the end-of-text token
+ * belongs to the document it closes) and attention stays inside documents. Without this call, or
+ * with eot < 0, or when the config has no doc_mask, attention is plain causal (or windowed).
+ * CF_ERR_INVALID when the config has doc_mask but eot < 0. */
+int cf_model_set_doc_eot(cf_model *m, int32_t eot);
 
 /* GPT-2 initialisation (normal 0.02, residual projections 0.02/sqrt(2L) with L = num_layers
  * also when layers share blocks, norm weights 1, biases 0),

@@ -51,7 +51,7 @@ void cf_model_act_layout(const cf_config *c, int B, int T, cf_act_info acts[CF_N
                  KVH = (size_t)cf_config_kv_heads(c), HS = (size_t)cf_model_head_size(c),
                  QKV = (size_t)cf_model_qkv_width(c), FI = (size_t)cf_model_fc_width(c);
     const int LN = cf_model_layernorm(c), QKN = cf_model_qk_norm(c), ROPE = cf_model_rope(c),
-              SWI = cf_model_swiglu(c);
+              SWI = cf_model_swiglu(c), FL = cf_model_flash(c, T), DOC = c->doc_mask != 0;
     const size_t BT = (size_t)B * (size_t)T, BNT = (size_t)B * NH * (size_t)T * (size_t)T;
     const size_t HR = (size_t)cf_model_head_rows(c, B, T);
     const size_t LB = c->recompute == CF_RECOMPUTE_BLOCK ? 1 : L,

@@ -502,10 +502,22 @@ int cf_train_run(cf_train_opts *o) {
             return rc;
         if ((rc = check_resume_config(resume_path, c, o->quiet)) < 0) return rc;
     }
+    int32_t eot = -1;
+    if (c->doc_mask) { /* documents are cut at the tokenizer's end-of-text token */
+        if ((rc = cf_data_eot_id(c, &eot)) < 0) return rc;
+        if (eot < 0) {
+            CF_ERROR("config%s%s: doc_mask: true needs a tokenizer with an <|endoftext|> token, "
+                     "and tokenizer '%s' has none; set doc_mask: false, or train one with "
+                     "`clformer tokenizer train` and set tokenizer to it",
+                     o->origin && *o->origin ? " " : "", o->origin ? o->origin : "", c->tokenizer);
+            return CF_ERR_INVALID;
+        }
+    }
     if ((rc = cf_dataset_open(c, &ds)) < 0) goto done;
     if ((rc = cf_backend_create_for(o->device, o->backend, c, &be)) < 0) goto done;
     be->verbose = o->verbose;
     if ((rc = cf_model_create(be, c, c->batch_size, c->max_length, 1, &m)) < 0) goto done;
+    if (c->doc_mask && (rc = cf_model_set_doc_eot(m, eot)) < 0) goto done;
     if (resume_path[0]) {
         if ((rc = cf_checkpoint_load(resume_path, m, &st, 1)) < 0) goto done;
         if ((rc = cf_dataset_set_state(ds, &st.data)) < 0) goto done;

@@ -59,6 +59,10 @@ int cf_cpu_attention_forward(cf_backend *be, cf_view out, cf_view att, cf_view q
 int cf_cpu_attention_backward(cf_backend *be, cf_view dqkv, cf_view datt, cf_view dpreatt,
                               cf_view dout, cf_view qkv, cf_view att, int B, int T, int NH,
                               int KVH, int hs);
+int cf_cpu_flash_forward(cf_backend *be, const cf_attn_desc *d, cf_view out, cf_view lse,
+                         cf_view qkv, cf_view doc);
+int cf_cpu_flash_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, cf_view delta,
+                          cf_view dout, cf_view out, cf_view lse, cf_view qkv, cf_view doc);
 int cf_cpu_act_forward(cf_backend *be, enum cf_act act, cf_view out, cf_view inp, size_t n);
 int cf_cpu_act_backward(cf_backend *be, enum cf_act act, cf_view dinp, cf_view inp, cf_view dout,
                         size_t n);

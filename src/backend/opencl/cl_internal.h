@@ -139,6 +139,7 @@ typedef struct cf_cl_ctx {
     int n_memo;
     struct cf_cl_gemm_fast *gemm_fast; /* cl_gemm_fast.c state (programs, scratch); NULL = unused */
     struct cf_cl_attention *attention; /* cl_attention.c state (fused programs); NULL = unused */
+    struct cf_cl_flash *flash;         /* cl_flash.c state (flash programs); NULL = unused */
     struct cf_cl_plan_state *plan;     /* cl_plan.c: memoised plans; NULL = none yet */
     int plan_gen; /* bumped when a setting the plans depend on changes (cf_cl_plan_invalidate) */
 
@@ -369,6 +370,16 @@ int cf_cl_attention_fused_backward(cf_cl_ctx *ctx, cf_view dqkv, cf_view dpreatt
 void cf_cl_attention_count_gemm(cf_cl_ctx *ctx);
 /* Free the fused programs (backend teardown). */
 void cf_cl_attention_release(cf_cl_ctx *ctx);
+
+/* ---- flash attention (cl_flash.c) ------------------------------------------------------------ */
+
+/* The ops table's flash_forward / flash_backward (backend.h; views checked by the wrappers). */
+int cf_cl_flash_forward(cf_backend *be, const cf_attn_desc *d, cf_view out, cf_view lse,
+                        cf_view qkv, cf_view doc);
+int cf_cl_flash_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, cf_view delta,
+                         cf_view dout, cf_view out, cf_view lse, cf_view qkv, cf_view doc);
+/* Free the flash programs (backend teardown). */
+void cf_cl_flash_release(cf_cl_ctx *ctx);
 
 /* ---- tuning files (cl_tuning.c) --------------------------------------------------------------- */
 
