@@ -257,22 +257,26 @@ static size_t block_inside(const cf_config *c, size_t bt) {
 }
 
 static void check_accounting(void) {
-    for (int f = 0; f < 2; f++) {
-        cf_config c = family(f);
+    for (int f = 0; f < 4; f++) {
+        cf_config c = family(f % 2);
         c.num_layers = 6;
         c.max_length = 512;
         c.vocab_size = 1000;
+        /* the matrix attention path keeps the (T,T) probabilities, flash one log-sum-exp a row */
+        const int flash = f >= 2;
+        c.attention = flash ? CF_ATTN_FLASH : CF_ATTN_MATRIX;
         const int b = 4, t = 512;
         const size_t bt = (size_t)b * t, L = (size_t)c.num_layers;
-        const size_t attn = bt * c.d_model + (size_t)b * c.num_heads * t * t; /* atty, probs */
+        const size_t attn = bt * c.d_model + (flash ? (size_t)b * c.num_heads * t
+                                                    : (size_t)b * c.num_heads * t * t);
         cf_mem_estimate est[3];
         for (int s = 0; s < 3; s++) {
             c.recompute = s;
             cf_bench_mem_estimate(&c, b, t, &est[s]);
         }
-        printf("%s, L=%zu, B*T=%zu: planned activation bytes none %llu, attention %llu, block "
-               "%llu\n",
-               c.name, L, bt, (unsigned long long)est[0].acts, (unsigned long long)est[1].acts,
+        printf("%s (%s), L=%zu, B*T=%zu: planned activation bytes none %llu, attention %llu, "
+               "block %llu\n",
+               c.name, flash ? "flash" : "matrix", L, bt, (unsigned long long)est[0].acts, (unsigned long long)est[1].acts,
                (unsigned long long)est[2].acts);
         expect("attention: atty and the probabilities once instead of L times",
                est[0].acts - est[1].acts == 4 * (L - 1) * attn);
