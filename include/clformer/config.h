@@ -10,6 +10,9 @@
 enum cf_norm { CF_NORM_LAYERNORM = 0, CF_NORM_RMSNORM = 1 };
 enum cf_position { CF_POS_LEARNED = 0, CF_POS_ROPE = 1 };
 enum cf_mlp { CF_MLP_GELU = 0, CF_MLP_SWIGLU = 1, CF_MLP_RELU2 = 2 };
+/* The optimizer and the learning-rate schedule (docs/optimizer.md). */
+enum cf_optimizer { CF_OPTIM_ADAMW = 0, CF_OPTIM_MUON = 1 };
+enum cf_lr_schedule { CF_LR_COSINE = 0, CF_LR_WSD = 1, CF_LR_CONSTANT = 2 };
 
 typedef struct cf_config {
     /* model */
@@ -40,6 +43,12 @@ typedef struct cf_config {
     float weight_decay;      /* decoupled; not applied to LayerNorm params and biases */
     float grad_clip;         /* global-norm clip, <= 0 disables */
     float beta1, beta2, eps; /* AdamW */
+    int optimizer;           /* enum cf_optimizer: adamw, or muon for the blocks' weight matrices
+                              * (AdamW with learning_rate for everything else) */
+    float muon_lr;           /* Muon's peak lr (the schedule scales it like learning_rate) */
+    float muon_momentum;     /* Muon's momentum (Nesterov) */
+    int lr_schedule;         /* enum cf_lr_schedule, after the warmup: cosine, wsd, constant */
+    float decay_fraction;    /* wsd: the last decay_fraction of the steps decay linearly */
     int grad_accum_steps;    /* micro-batches per optimizer step */
     int eval_interval;       /* steps between val-loss evaluations, 0 disables */
     int eval_batches;        /* micro-batches per evaluation */
@@ -73,6 +82,11 @@ int cf_config_set(cf_config *cfg, const char *key_eq_value, const char *origin);
 
 /* Cross-field validation (d_model % num_heads, ranges). origin names the file for messages. */
 int cf_config_validate(const cf_config *cfg, const char *origin);
+
+/* Warn (one line each) about keys that have no effect under the rest of the config: the Muon
+ * keys set away from their defaults with optimizer adamw, decay_fraction without lr_schedule wsd.
+ * Returns the number of warnings. */
+int cf_config_warn_ignored(const cf_config *cfg, const char *origin);
 
 /* A checkpoint's config (ckpt) against the config it is loaded with: the model-family keys
  * (norm, norm_eps, bias, position, rope_theta, mlp, num_kv_heads, qk_norm, tie_embeddings,
