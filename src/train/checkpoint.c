@@ -277,14 +277,21 @@ static int load_muon_state(const cf_st_file *f, const char *path, const cf_confi
                            cf_model *m) {
     const cf_st_tensor *t = cf_st_find(f, CF_CKPT_MUON_MOMENTUM);
     static const char *const names[] = {"adamw", "muon"};
-    const char *ckpt_opt = names[was->optimizer == CF_OPTIM_MUON || t];
-    const char *now = names[m->muon != NULL];
-    if ((t != NULL) != (m->muon != NULL) || was->optimizer != m->cfg.optimizer) {
+    if (was->optimizer != m->cfg.optimizer) {
+        const char *a = names[was->optimizer == CF_OPTIM_MUON],
+                   *b = names[m->cfg.optimizer == CF_OPTIM_MUON];
         CF_ERROR("checkpoint %s was trained with optimizer %s but the config says optimizer %s; "
                  "the optimizer state does not carry over: resume with optimizer=%s, or start a "
                  "new run without --resume",
-                 path, ckpt_opt, now, ckpt_opt);
+                 path, a, b, a);
         return CF_ERR_INVALID;
+    }
+    if ((t != NULL) != (m->muon != NULL)) {
+        CF_ERROR("checkpoint %s: %s tensor '%s' although its config says optimizer %s; the file is "
+                 "damaged: use an earlier checkpoint",
+                 path, t ? "holds the" : "is missing the", CF_CKPT_MUON_MOMENTUM,
+                 names[was->optimizer == CF_OPTIM_MUON]);
+        return CF_ERR_FORMAT;
     }
     if (!t) return CF_OK;
     const size_t n = m->muon->n;
