@@ -33,7 +33,8 @@ typedef struct {
     uint64_t num_params; /* parameter count */
     uint64_t params;     /* weights */
     uint64_t grads;      /* their gradients */
-    uint64_t adam;       /* AdamW first and second moments (2x params) */
+    uint64_t adam;       /* optimizer state: AdamW first and second moments (2x params), plus
+                          * Muon's momentum of the block matrices with optimizer muon */
     uint64_t acts; /* forward activations kept for backward, incl. logits and B*NH*T*T probs */
     uint64_t grad_scratch; /* backward scratch reused layer by layer (incl. two B*NH*T*T buffers) */
     uint64_t total;
