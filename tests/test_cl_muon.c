@@ -1,7 +1,8 @@
 /* clformer test: the Muon optimizer on the OpenCL backend against the CPU backend: one matrix's
  * step (momentum, Newton-Schulz as GEMMs, update) three times in a row for wide, square and tall
- * matrices, parameters within 1e-5 and momentum within 1e-5 (normalised); and a small model trained a few steps
- * with optimizer muon on both, losses within 1e-4 relative and final Muon weights within 1e-4.
+ * matrices, parameters and momentum within 1e-5 (normalised); and a small model trained a few
+ * steps with optimizer muon on both, losses within 1e-4 relative and final Muon weights within
+ * 1e-4.
  * Device: CF_TEST_OPENCL_DEVICE or "opencl". */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L

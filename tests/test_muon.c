@@ -61,8 +61,8 @@ static void transpose(const double *A, double *T, int m, int n) {
 static void ref_ns(const double *G, double *out, int rows, int cols, int steps) {
     const int tall = rows > cols, r = tall ? cols : rows, c = tall ? rows : cols;
     const size_t n = (size_t)rows * cols;
-    double *X = malloc(n * sizeof *X), *T = malloc(n * sizeof *T), *A = malloc(sizeof(double) * r * r),
-           *B = malloc(sizeof(double) * r * r), *AA = malloc(sizeof(double) * r * r);
+    double *X = malloc(n * sizeof *X), *T = malloc(n * sizeof *T),
+           *A = malloc(sizeof(double) * r * r), *B = malloc(sizeof(double) * r * r), *AA = malloc(sizeof(double) * r * r);
     if (tall)
         transpose(G, X, rows, cols);
     else
@@ -173,9 +173,10 @@ static double maxabs(const double *a, size_t n) {
     return m;
 }
 
-/* ---- the cases -------------------------------------------------------------------------------- */
+/* ---- the cases ------------------------------------------------------------------------------ */
 
-static const int SHAPES[][2] = {{8, 16}, {16, 8}, {12, 12}, {40, 6}, {6, 40}, {1, 7}, {7, 1}, {33, 20}};
+static const int SHAPES[][2] = {{8, 16}, {16, 8}, {12, 12}, {40, 6},
+                                {6, 40}, {1, 7},  {7, 1},   {33, 20}};
 #define NSHAPES ((int)(sizeof SHAPES / sizeof SHAPES[0]))
 
 static void test_newton_schulz(cf_backend *be, cf_rng *rng) {
@@ -256,7 +257,8 @@ static void test_matrix_step(cf_backend *be, cf_rng *rng) {
         /* the parameters' error relative to how far they moved */
         double moved = 0;
         for (size_t i = 0; i < n; i++) moved = fmax(moved, fabs(pd[i] - p0[i]));
-        const double ep = maxabs_diff(p, pd, n) / moved, em = maxabs_diff(mo, md, n) / maxabs(md, n);
+        const double ep = maxabs_diff(p, pd, n) / moved;
+        const double em = maxabs_diff(mo, md, n) / maxabs(md, n);
         report(ep < 2e-5 && em < 1e-6,
                "Muon (%2d,%2d): params err %.1e of the change (tol 2e-5), momentum err %.1e "
                "(tol 1e-6)",
@@ -382,7 +384,8 @@ static void test_schedules(void) {
         double want;
     } cases[] = {
         {CF_LR_COSINE, 0, 0.1},   {CF_LR_COSINE, 9, 1.0},  {CF_LR_COSINE, 10, 1.0},
-        {CF_LR_COSINE, 55, 0.55}, {CF_LR_COSINE, 99, 0.1 + 0.45 * (1 + cos(3.14159265358979 * 89 / 90))},
+        {CF_LR_COSINE, 55, 0.55},
+        {CF_LR_COSINE, 99, 0.1 + 0.45 * (1 + cos(3.14159265358979 * 89 / 90))},
         {CF_LR_COSINE, 100, 0.1}, {CF_LR_CONSTANT, 0, 0.1}, {CF_LR_CONSTANT, 9, 1.0},
         {CF_LR_CONSTANT, 50, 1.0}, {CF_LR_CONSTANT, 99, 1.0},
         /* wsd, decay_fraction 0.2: stable through step 79, linear from 80 over 20 steps */

@@ -58,7 +58,8 @@ float cf_muon_scale(int rows, int cols);
 
 /* One Muon step of one (rows, cols) matrix: mom = momentum * mom + (1 - momentum) * g,
  * u = NS((1 - momentum) * g + momentum * mom) (Nesterov), param = param * (1 - lr * wd) -
- * lr * cf_muon_scale(rows, cols) * u, with g = grad * grad_scale. scratch: cf_muon_scratch_elems. */
+ * lr * cf_muon_scale(rows, cols) * u, with g = grad * grad_scale.
+ * scratch: cf_muon_scratch_elems(rows, cols) elements. */
 int cf_muon_matrix_step(cf_backend *be, cf_view param, cf_view grad, cf_view mom, int rows,
                         int cols, const cf_muon_hparams *h, cf_view scratch);
 

@@ -329,7 +329,8 @@ static int check_resume_config(const char *ckpt, const cf_config *now, int quiet
     /* the optimizer's state is of one kind: AdamW moments, or Muon momentum for the matrices */
     if (was.optimizer != now->optimizer) {
         static const char *const names[] = {"adamw", "muon"};
-        const char *a = names[was.optimizer == CF_OPTIM_MUON], *b = names[now->optimizer == CF_OPTIM_MUON];
+        const char *a = names[was.optimizer == CF_OPTIM_MUON],
+                   *b = names[now->optimizer == CF_OPTIM_MUON];
         CF_ERROR("--resume %s: the checkpoint was trained with optimizer %s but the config says "
                  "optimizer %s; the optimizer state does not carry over: resume with "
                  "optimizer=%s, or start a new run without --resume",

@@ -23,7 +23,7 @@ typedef struct {
     int stop_after;         /* stop (with a checkpoint) after this many steps in this run, 0 = off */
     int keep_checkpoints;   /* step_*.safetensors kept in out_dir (older ones removed) */
     int has_target;         /* --target-loss given */
-    float target_loss;      /* stop (with a checkpoint) once a periodic validation loss is <= this */
+    float target_loss;      /* stop (with a checkpoint) at a periodic validation loss <= this */
     int quiet, verbose;
     float final_loss;       /* out: last training loss */
     float final_val_loss;   /* out: last validation loss (NAN if none) */

@@ -627,7 +627,7 @@ static int cl_adamw(cf_backend *be, cf_view params, cf_view grads, cf_view m, cf
                                 ARG_FLOAT(weight_decay), ARG_FLOAT(grad_scale), ARG_INT(aligned)));
 }
 
-/* ---- Muon's element-wise ops (cl_kernels/muon.cl) ---------------------------------------------- */
+/* ---- Muon's element-wise ops (cl_kernels/muon.cl) --------------------------------------------- */
 
 static int cl_muon_momentum(cf_backend *be, cf_view buf, cf_view grads, cf_view out, size_t n,
                             float beta, float grad_scale) {
