@@ -61,7 +61,6 @@ TABLE = [("wte", "normal"), ("wpe", "normal"), ("lm_head", "normal"), ("qkv_w", 
          ("ln1_b", "zero"), ("qkv_b", "zero"), ("q_norm_w", "one"), ("k_norm_w", "one"),
          ("attn_proj_b", "zero"), ("ln2_w", "one"), ("ln2_b", "zero"), ("fc_b", "zero"),
          ("fc_proj_b", "zero"), ("lnf_w", "one"), ("lnf_b", "zero")]
-MUON_NAMES = ("qkv_w", "attn_proj_w", "fc_w", "fc_proj_w")  # the blocks' 2-D weight slices
 M64 = (1 << 64) - 1
 
 
@@ -292,8 +291,9 @@ def main():
     model.to(dev)
     named = model.named_stacked()
     muon = cfg["optimizer"] == "muon"
-    mats = [p for n, p in named if muon and n in MUON_NAMES]
-    rest = [(n, p) for n, p in named if not (muon and n in MUON_NAMES)]
+    # Muon's group as clformer's cf_optim_is_matrix: stacked over the blocks with 2-D slices
+    mats = [p for n, p in named if muon and p.dim() == 3]
+    rest = [(n, p) for n, p in named if not (muon and p.dim() == 3)]
     adamw = torch.optim.AdamW(
         [{"params": [p for n, p in rest if n in ref.DECAY_NAMES], "weight_decay": cfg["weight_decay"]},
          {"params": [p for n, p in rest if n not in ref.DECAY_NAMES], "weight_decay": 0.0}],
