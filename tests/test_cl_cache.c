@@ -175,16 +175,23 @@ int main(void) {
     char kdir[600];
     snprintf(kdir, sizeof kdir, "%s/kernels", cache_dir);
     mkdir(kdir, 0755);
-    static const char *files[] = {"residual.cl", "reduce.cl",    "gelu.cl",    "adamw.cl",
-                                  "layernorm.cl", "crossentropy.cl", "attention.cl", "encoder.cl",
-                                  "gemm.cl", "common.cl", "act.cl", "rmsnorm.cl", "rope.cl"};
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    /* every kernel source of cl_kernels/ (a new op family's file included) */
+    DIR *kd = opendir(CF_SOURCE_DIR "/cl_kernels");
+    if (!kd) {
+        printf("FAIL cannot list %s\n", CF_SOURCE_DIR "/cl_kernels");
+        return 1;
+    }
+    struct dirent *de;
+    while ((de = readdir(kd))) {
+        const size_t nl = strlen(de->d_name);
+        if (nl < 4 || strcmp(de->d_name + nl - 3, ".cl") != 0) continue;
+        const char *file = de->d_name;
         char *src = NULL, p2[800];
         size_t len = 0;
-        snprintf(p2, sizeof p2, "%s/%s", CF_SOURCE_DIR "/cl_kernels", files[i]);
+        snprintf(p2, sizeof p2, "%s/%s", CF_SOURCE_DIR "/cl_kernels", file);
         TCL_OK(cf_read_file(p2, &src, &len));
-        snprintf(p2, sizeof p2, "%s/%s", kdir, files[i]);
-        if (strcmp(files[i], "adamw.cl") == 0) {
+        snprintf(p2, sizeof p2, "%s/%s", kdir, file);
+        if (strcmp(file, "adamw.cl") == 0) {
             char *edited = tcl_malloc(len + 64);
             int n = snprintf(edited, len + 64, "%s/* edited */\n", src);
             TCL_OK(cf_write_file_atomic(p2, edited, (size_t)n));
@@ -194,6 +201,7 @@ int main(void) {
         }
         free(src);
     }
+    closedir(kd);
     setenv("CF_KERNEL_DIR", kdir, 1);
     GPU = open_timed("edited adamw.cl (CF_KERNEL_DIR)", &t, &st);
     expect(st.programs_from_source == 1 && st.programs_from_cache == programs - 1,

@@ -286,6 +286,23 @@ static void test_elementwise(size_t n) {
     BOTH(cf_be_axpy(be, V(y), V(x), -0.375f, n));
     snprintf(what, sizeof what, "axpy n=%zu", n);
     check(what, y, 1e-6);
+    /* Muon's element-wise ops: momentum (twice, out over a separate tensor, then over grads),
+     * division by a norm held on the device, y = alpha x + beta y */
+    pair mom = pair_rand(n, 0.1f), mout = pair_rand(n, 1.0f), ss = pair_const(1, 3.0f);
+    BOTH(cf_be_muon_momentum(be, V(mom), V(x), V(mout), n, 0.95f, 0.8f));
+    BOTH(cf_be_muon_momentum(be, V(mom), V(mout), V(mout), n, 0.95f, 0.8f));
+    snprintf(what, sizeof what, "muon_momentum n=%zu", n);
+    check(what, mout, 1e-6);
+    check(what, mom, 1e-6);
+    BOTH(cf_be_scale_rnorm(be, V(mout), V(ss), n, 1e-7f));
+    snprintf(what, sizeof what, "scale_rnorm n=%zu", n);
+    check(what, mout, 1e-6);
+    BOTH(cf_be_axpby(be, V(y), V(x), -0.375f, 0.998f, n));
+    snprintf(what, sizeof what, "axpby n=%zu", n);
+    check(what, y, 1e-6);
+    pair_free(mom);
+    pair_free(mout);
+    pair_free(ss);
     pair src = pair_rand(n, 1.0f);
     BOTH(cf_be_fill(be, cf_view_add(V(out), 3), 2.5f, n - 5)); /* on the 4-element grid */
     snprintf(what, sizeof what, "fill n=%zu at offset 3", n - 5);

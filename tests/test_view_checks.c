@@ -66,6 +66,9 @@ STUB(crossentropy_fused, cf_view l, cf_view dl, cf_view g, cf_view t, int N, int
 STUB(reduce_sum, cf_view o, cf_view x, size_t n, int sq)
 STUB(adamw, cf_view p, cf_view g, cf_view m, cf_view v, size_t n, float lr, float b1, float b2,
      float eps, float wd, float gs, int t)
+STUB(muon_momentum, cf_view b, cf_view g, cf_view o, size_t n, float beta, float gs)
+STUB(scale_rnorm, cf_view x, cf_view s, size_t n, float eps)
+STUB(axpby, cf_view y, cf_view x, float a, float b, size_t n)
 
 /* ---- checking one call ---------------------------------------------------------------------- */
 
@@ -137,6 +140,9 @@ int main(void) {
     fake.crossentropy_fused = stub_crossentropy_fused;
     fake.reduce_sum = stub_reduce_sum;
     fake.adamw = stub_adamw;
+    fake.muon_momentum = stub_muon_momentum;
+    fake.scale_rnorm = stub_scale_rnorm;
+    fake.axpby = stub_axpby;
     fake.prof_collect = NULL;
     cf_buffer *f = NULL, *i = NULL; /* 1000 floats; 100 int32s */
     if (cf_be_alloc(be, 1000 * 4, &f) < 0 || cf_be_alloc(be, 100 * 4, &i) < 0) return 1;
@@ -274,6 +280,21 @@ int main(void) {
     CALL("adamw v misaligned",
          cf_be_adamw(be, F, F, F, misaligned(F), 10, 1e-3f, 0.9f, 0.95f, 1e-8f, 0, 1, 1), "adamw",
          "v");
+    CALL("muon_momentum fine", cf_be_muon_momentum(be, F, cf_view_add(F, 10), cf_view_add(F, 10),
+                                                   10, 0.95f, 1.0f), NULL, NULL);
+    CALL("muon_momentum out overlaps buf",
+         cf_be_muon_momentum(be, F, cf_view_add(F, 20), cf_view_add(F, 5), 10, 0.95f, 1.0f),
+         "muon_momentum", "out");
+    CALL("muon_momentum beta 1", cf_be_muon_momentum(be, F, F, cf_view_add(F, 10), 10, 1.0f, 1.0f),
+         "muon_momentum", "beta");
+    CALL("muon_momentum grads int32",
+         cf_be_muon_momentum(be, F, I, cf_view_add(F, 10), 10, 0.9f, 1.0f), "muon_momentum",
+         "grads");
+    CALL("scale_rnorm sumsq missing", cf_be_scale_rnorm(be, F, none, 10, 1e-7f), "scale_rnorm",
+         "sumsq");
+    CALL("scale_rnorm eps 0", cf_be_scale_rnorm(be, F, F, 10, 0.0f), "scale_rnorm", "eps");
+    CALL("axpby y past the end", cf_be_axpby(be, cf_view_add(F, 995), F, 1.0f, 1.0f, 10), "axpby",
+         "y");
 
     cf_log_set_callback(NULL, NULL);
     be->ops = real;

@@ -19,6 +19,9 @@ enum cf_recompute { CF_RECOMPUTE_NONE = 0, CF_RECOMPUTE_ATTENTION = 1, CF_RECOMP
  * flash keeps only the output and one log-sum-exp per query row, matrix stores the (T,T)
  * probabilities of every layer (the fused or GEMM kernels). */
 enum cf_attention { CF_ATTN_AUTO = 0, CF_ATTN_FLASH = 1, CF_ATTN_MATRIX = 2 };
+/* The optimizer and the learning-rate schedule (docs/optimizer.md). */
+enum cf_optimizer { CF_OPTIM_ADAMW = 0, CF_OPTIM_MUON = 1 };
+enum cf_lr_schedule { CF_LR_COSINE = 0, CF_LR_WSD = 1, CF_LR_CONSTANT = 2 };
 
 typedef struct cf_config {
     /* model */
@@ -55,6 +58,12 @@ typedef struct cf_config {
     float weight_decay;      /* decoupled; not applied to LayerNorm params and biases */
     float grad_clip;         /* global-norm clip, <= 0 disables */
     float beta1, beta2, eps; /* AdamW */
+    int optimizer;           /* enum cf_optimizer: adamw, or muon for the blocks' weight matrices
+                              * (AdamW with learning_rate for everything else) */
+    float muon_lr;           /* Muon's peak lr (the schedule scales it like learning_rate) */
+    float muon_momentum;     /* Muon's momentum (Nesterov) */
+    int lr_schedule;         /* enum cf_lr_schedule, after the warmup: cosine, wsd, constant */
+    float decay_fraction;    /* wsd: the last decay_fraction of the steps decay linearly */
     int grad_accum_steps;    /* micro-batches per optimizer step */
     int precision;           /* enum cf_precision */
     int eval_interval;       /* steps between val-loss evaluations, 0 disables */
@@ -89,6 +98,11 @@ int cf_config_set(cf_config *cfg, const char *key_eq_value, const char *origin);
 
 /* Cross-field validation (d_model % num_heads, ranges). origin names the file for messages. */
 int cf_config_validate(const cf_config *cfg, const char *origin);
+
+/* Warn (one line each) about keys that have no effect under the rest of the config: the Muon
+ * keys set away from their defaults with optimizer adamw, decay_fraction without lr_schedule wsd.
+ * Returns the number of warnings. */
+int cf_config_warn_ignored(const cf_config *cfg, const char *origin);
 
 /* A checkpoint's config (ckpt) against the config it is loaded with: the model-family keys
  * (norm, norm_eps, bias, position, rope_theta, mlp, num_kv_heads, qk_norm, tie_embeddings,

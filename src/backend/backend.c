@@ -887,3 +887,38 @@ int cf_be_adamw(cf_backend *be, cf_view params, cf_view grads, cf_view m, cf_vie
     CHECK("adamw", "v", v, CF_F32, n);
     CF_DISPATCH(adamw, params, grads, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale, t);
 }
+
+/* ---- Muon's element-wise ops ---------------------------------------------------------------- */
+
+int cf_be_muon_momentum(cf_backend *be, cf_view buf, cf_view grads, cf_view out, size_t n,
+                        float beta, float grad_scale) {
+    static const char op[] = "muon_momentum";
+    if (!(beta >= 0.0f && beta < 1.0f)) {
+        CF_ERROR("%s: argument 'beta' = %g must be in [0, 1)", op, (double)beta);
+        return CF_ERR_INVALID;
+    }
+    CHECK(op, "buf", buf, CF_F32, n);
+    CHECK(op, "grads", grads, CF_F32, n);
+    CHECK(op, "out", out, CF_F32, n);
+    if (n > 0 && out.buf == buf.buf && out.off < buf.off + n * sizeof(float) &&
+        buf.off < out.off + n * sizeof(float)) {
+        CF_ERROR("%s: argument 'out' must not alias 'buf' (it may alias 'grads')", op);
+        return CF_ERR_INVALID;
+    }
+    CF_DISPATCH(muon_momentum, buf, grads, out, n, beta, grad_scale);
+}
+int cf_be_scale_rnorm(cf_backend *be, cf_view x, cf_view sumsq, size_t n, float eps) {
+    static const char op[] = "scale_rnorm";
+    if (!(eps > 0.0f) || eps > 1e30f) {
+        CF_ERROR("%s: argument 'eps' = %g must be positive and finite", op, (double)eps);
+        return CF_ERR_INVALID;
+    }
+    CHECK(op, "x", x, CF_F32, n);
+    CHECK(op, "sumsq", sumsq, CF_F32, 1);
+    CF_DISPATCH(scale_rnorm, x, sumsq, n, eps);
+}
+int cf_be_axpby(cf_backend *be, cf_view y, cf_view x, float alpha, float beta, size_t n) {
+    CHECK("axpby", "y", y, CF_F32, n);
+    CHECK("axpby", "x", x, CF_F32, n);
+    CF_DISPATCH(axpby, y, x, alpha, beta, n);
+}

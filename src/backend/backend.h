@@ -359,6 +359,18 @@ struct cf_backend_ops {
                  float lr, float beta1, float beta2, float eps, float weight_decay,
                  float grad_scale, int t);
 
+    /* Muon (the optimizer of the blocks' weight matrices; src/model/optim.c runs it as these ops
+     * plus gemm and reduce_sum). Momentum with Nesterov in the public reference's form, on
+     * g = grads * grad_scale (clipping): buf = beta * buf + (1 - beta) * g, then
+     * out = (1 - beta) * g + beta * buf (the new buf). out may alias grads, not buf. */
+    int (*muon_momentum)(cf_backend *be, cf_view buf, cf_view grads, cf_view out, size_t n,
+                         float beta, float grad_scale);
+    /* x(n) *= 1 / (sqrt(sumsq[0]) + eps): x over its Frobenius norm when sumsq[0] holds
+     * reduce_sum(x, square = 1), without a trip to the host */
+    int (*scale_rnorm)(cf_backend *be, cf_view x, cf_view sumsq, size_t n, float eps);
+    /* y(n) = alpha * x(n) + beta * y(n) (Muon's decayed parameter update) */
+    int (*axpby)(cf_backend *be, cf_view y, cf_view x, float alpha, float beta, size_t n);
+
     /* optional (NULL allowed): device time in microseconds of the work enqueued since the last
      * call, from device profiling events; called by the profiler after each op when profiling is
      * on. Backends without it are timed on the host around a synchronize. */
@@ -561,6 +573,10 @@ int cf_be_reduce_sum(cf_backend *be, cf_view out, cf_view x, size_t n, int squar
 int cf_be_adamw(cf_backend *be, cf_view params, cf_view grads, cf_view m, cf_view v, size_t n,
                 float lr, float beta1, float beta2, float eps, float weight_decay,
                 float grad_scale, int t);
+int cf_be_muon_momentum(cf_backend *be, cf_view buf, cf_view grads, cf_view out, size_t n,
+                        float beta, float grad_scale);
+int cf_be_scale_rnorm(cf_backend *be, cf_view x, cf_view sumsq, size_t n, float eps);
+int cf_be_axpby(cf_backend *be, cf_view y, cf_view x, float alpha, float beta, size_t n);
 
 /* ---- argument checks (the ones every wrapper uses; also for entry points outside the table) ---
  * Each returns CF_OK, or logs one line "<op>: argument '<arg>' ..." saying what the op needs and

@@ -618,6 +618,40 @@ static int run_adamw(cf_backend *be, const tcase *c, cf_buffer **b) {
     return CF_OK;
 }
 
+/* Muon's element-wise ops: p = n alias (muon_momentum: out written over grads) */
+static void build_muon_momentum(tcase *c) {
+    size_t n = (size_t)P[0];
+    add_rand(c, "buf", n, T_IN | T_OUT, 0.1f);
+    add_rand(c, "grads", n, T_IN | (P[1] ? T_OUT : 0), 1.0f);
+    if (!P[1]) add_const(c, "out", n, T_OUT, NAN);
+}
+static int run_muon_momentum(cf_backend *be, const tcase *c, cf_buffer **b) {
+    /* two steps, so the second reads the buffer the first wrote */
+    for (int s = 0; s < 2; s++)
+        CF_TRY(cf_be_muon_momentum(be, V("buf"), V("grads"), P[1] ? V("grads") : V("out"),
+                                   (size_t)P[0], 0.95f, 0.8f));
+    return CF_OK;
+}
+/* scale_rnorm: p = n; sumsq is the sum of squares of x, so x comes out with unit norm */
+static void build_scale_rnorm(tcase *c) {
+    size_t n = (size_t)P[0];
+    float *x = add_rand(c, "x", n, T_IN | T_OUT, 2.0f);
+    float *s = add_t(c, "sumsq", 1, T_IN);
+    double ss = 0.0;
+    for (size_t i = 0; x && i < n; i++) ss += (double)x[i] * x[i];
+    if (s) s[0] = (float)ss;
+}
+static int run_scale_rnorm(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return cf_be_scale_rnorm(be, V("x"), V("sumsq"), (size_t)P[0], 1e-7f);
+}
+static void build_axpby(tcase *c) {
+    add_rand(c, "y", (size_t)P[0], T_IN | T_OUT, 1.0f);
+    add_rand(c, "x", (size_t)P[0], T_IN, 1.0f);
+}
+static int run_axpby(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return cf_be_axpby(be, V("y"), V("x"), -0.37f, 0.998f, (size_t)P[0]);
+}
+
 /* copy / fill: p = n off (extra element offset of the views) */
 static void build_copy(tcase *c) {
     add_rand(c, "dst", (size_t)P[0] + P[1], T_IN | T_OUT, 10.0f);
@@ -751,6 +785,11 @@ static const oprow ROWS[] = {
      {{1,0}, {7,1}, {1000,0}, {4099,1}, {100003,0}}},
     {"adamw", NULL, 0, "n t", build_adamw, run_adamw, 1e-6, -1, 4,
      {{1,1}, {7,3}, {1000,10}, {65539,1}}},
+    {"muon_momentum", NULL, 0, "n alias", build_muon_momentum, run_muon_momentum, 1e-6, -1, 5,
+     {{1,0}, {7,1}, {1000,0}, {65539,0}, {4099,1}}},
+    {"scale_rnorm", NULL, 0, "n", build_scale_rnorm, run_scale_rnorm, 1e-6, -1, 4,
+     {{1}, {7}, {1000}, {65539}}},
+    {"axpby", NULL, 0, "n", build_axpby, run_axpby, 1e-6, -1, 4, {{1}, {7}, {1001}, {65539}}},
     {"copy", NULL, 0, "n off", build_copy, run_copy, 0.0, -1, 4, {{1,0}, {7,3}, {1000,1}, {65539,2}}},
     {"fill", NULL, 0, "n off", build_fill, run_fill, 0.0, -1, 4, {{1,0}, {7,3}, {1000,1}, {65539,2}}},
     {"upload/download", NULL, 0, "n off", build_xfer, run_xfer, 0.0, -1, 4,

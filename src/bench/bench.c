@@ -13,6 +13,7 @@
 #include "backend/verify.h"
 #include "bench/bench.h"
 #include "model/gpt.h"
+#include "model/optim.h"
 #include "train/train.h"
 
 /* ---- analytic memory ------------------------------------------------------------------------ */
@@ -27,7 +28,7 @@ void cf_bench_mem_estimate(const cf_config *c, int B, int T, cf_mem_estimate *ou
     out->num_params = np;
     out->params = out->num_params * f;
     out->grads = out->params;
-    out->adam = 2 * out->params;
+    out->adam = 2 * out->params + cf_muon_state_elems(c) * f; /* optimizer muon: its momentum */
     /* the activation table's tensors kept for backward (per-layer ones stacked over L: norm
      * outputs and statistics, qkv, attention output and (B,NH,T,T) probabilities, projections,
      * residuals, MLP pre- and post-activation; the embedding output, final norm, logits (B,T,V),

@@ -33,7 +33,8 @@ typedef struct {
     uint64_t num_params; /* parameter count */
     uint64_t params;     /* weights */
     uint64_t grads;      /* their gradients */
-    uint64_t adam;       /* AdamW first and second moments (2x params) */
+    uint64_t adam;       /* optimizer state: AdamW first and second moments (2x params), plus
+                          * Muon's momentum of the block matrices with optimizer muon */
     uint64_t acts; /* forward activations kept for backward (what `recompute` leaves), incl. one
                     * chunk of the LM head's logits and, on the matrix attention path, the
                     * B*NH*T*T probabilities (flash: B*NH*T log-sum-exps) */

@@ -116,6 +116,9 @@ static const char *TRAIN_HELP =
     "  --resume CKPT   continue from a checkpoint file or run directory, exactly\n"
     "  --stop-after N  stop after N steps in this invocation (writes a checkpoint)\n"
     "  --log FILE      write one JSON line per step (step, loss, lr, grad_norm, tokens_per_s)\n"
+    "  --target-loss X stop once a periodic validation loss (every eval_interval steps) is <= X:\n"
+    "                  prints the wall time and training tokens used (also in --log), saves a\n"
+    "                  checkpoint, exits 0; needs validation data\n"
     "  --keep N        keep the newest N checkpoints in --out (default 2)\n"
     "  --profile       per-layer, per-op time table (forward and backward: GEMM, attention,\n"
     "                  norms, activations, loss, optimizer, transfers) over the steps after\n"
@@ -180,6 +183,12 @@ static int cmd_train(int argc, char **argv) {
             if (cf_cli_parse_int("train", "--stop-after", argv[++i], 1, 1000000000,
                                  &o.stop_after) < 0)
                 return 1;
+        } else if (strcmp(a, "--target-loss") == 0) {
+            if (!cf_cli_need_value(argc, argv, i, "train")) return 1;
+            if (cf_cli_parse_float("train", "--target-loss", argv[++i], 1e-6, 1e6,
+                                   &o.target_loss) < 0)
+                return 1;
+            o.has_target = 1;
         } else if (strcmp(a, "--keep") == 0) {
             if (!cf_cli_need_value(argc, argv, i, "train")) return 1;
             if (cf_cli_parse_int("train", "--keep", argv[++i], 1, 1000000, &o.keep_checkpoints) <
@@ -220,6 +229,7 @@ static int cmd_train(int argc, char **argv) {
         bad = cf_config_set(&o.cfg, overrides[i], "command line") < 0;
     if (bad) return 1;
     if (steps > 0) o.cfg.steps = steps;
+    cf_config_warn_ignored(&o.cfg, n_over ? "config and command line" : o.origin);
     if (!o.out_dir) {
         snprintf(out_buf, sizeof out_buf, "runs/%s", o.cfg.name[0] ? o.cfg.name : "default");
         o.out_dir = out_buf;

@@ -60,6 +60,11 @@
     FLT(beta1, 0.9, 0.0, 1.0, 1, 0)                                                                \
     FLT(beta2, 0.95, 0.0, 1.0, 1, 0)                                                               \
     FLT(eps, 1e-8, 0.0, 1.0, 0, 1)                                                                 \
+    ENUM(optimizer, CF_OPTIM_ADAMW, g_optimizer_names)                                             \
+    FLT(muon_lr, 0.02, 0.0, 10.0, 0, 1)                                                            \
+    FLT(muon_momentum, 0.95, 0.0, 1.0, 1, 0)                                                       \
+    ENUM(lr_schedule, CF_LR_COSINE, g_lr_schedule_names)                                           \
+    FLT(decay_fraction, 0.2, 0.0, 1.0, 1, 1)                                                       \
     INT(grad_accum_steps, 1, 1, 60)                                                                \
     ENUM(precision, CF_PREC_FP32, g_precision_names)                                               \
     INT(eval_interval, 100, 0, INT_MAX)                                                            \
@@ -79,6 +84,8 @@ static const char *const g_mlp_names[] = {"gelu", "swiglu", "relu2", NULL};
 static const char *const g_precision_names[] = {"fp32", "tf32", NULL};
 static const char *const g_recompute_names[] = {"none", "attention", "block", NULL};
 static const char *const g_attention_names[] = {"auto", "flash", "matrix", NULL};
+static const char *const g_optimizer_names[] = {"adamw", "muon", NULL};
+static const char *const g_lr_schedule_names[] = {"cosine", "wsd", "constant", NULL};
 
 typedef enum { KT_INT, KT_FLOAT, KT_U64, KT_STR, KT_ENUM, KT_BOOL } cf_key_type;
 
@@ -513,6 +520,34 @@ int cf_config_validate(const cf_config *cfg, const char *origin) {
         return CF_ERR_INVALID;
     }
     return CF_OK;
+}
+
+int cf_config_warn_ignored(const cf_config *cfg, const char *origin) {
+    cf_config d;
+    cf_config_defaults(&d);
+    char lbl[CF_PATH_MAX + 64];
+    origin_label(origin, lbl, sizeof lbl);
+    int n = 0;
+    if (cfg->optimizer == CF_OPTIM_ADAMW) {
+        char keys[64] = "";
+        if (cfg->muon_lr != d.muon_lr) strcat(keys, "muon_lr");
+        if (cfg->muon_momentum != d.muon_momentum)
+            strcat(strcat(keys, keys[0] ? ", " : ""), "muon_momentum");
+        if (keys[0]) {
+            CF_WARN("%s: %s %s ignored with optimizer \"adamw\"; set optimizer to \"muon\" to "
+                    "use %s, or remove %s",
+                    lbl, keys, strchr(keys, ',') ? "are" : "is", strchr(keys, ',') ? "them" : "it",
+                    strchr(keys, ',') ? "them" : "it");
+            n++;
+        }
+    }
+    if (cfg->lr_schedule != CF_LR_WSD && cfg->decay_fraction != d.decay_fraction) {
+        CF_WARN("%s: decay_fraction is ignored with lr_schedule \"%s\"; set lr_schedule to "
+                "\"wsd\" to use it, or remove it",
+                lbl, g_lr_schedule_names[cfg->lr_schedule == CF_LR_CONSTANT ? 2 : 0]);
+        n++;
+    }
+    return n;
 }
 
 /* ---- the model family of a checkpoint ---------------------------------------------------- */

@@ -1,5 +1,6 @@
 /* clformer: GPT-2 forward, backward and AdamW expressed as backend ops. */
 #include "model/gpt.h"
+#include "model/optim.h"
 
 #include <math.h>
 
@@ -116,6 +117,7 @@ int cf_model_create(cf_backend *be, const cf_config *cfg, int max_B, int max_T, 
         if ((rc = cf_be_alloc(be, pb, &m->m_buf)) < 0) goto fail;
         if ((rc = cf_be_alloc(be, pb, &m->v_buf)) < 0) goto fail;
         if ((rc = cf_be_alloc(be, m->gacts_elems * sizeof(float), &m->gacts_buf)) < 0) goto fail;
+        if ((rc = cf_muon_create(m)) < 0) goto fail; /* optimizer muon only */
         m->have_grads = 1;
         if ((rc = cf_be_fill(be, cf_view_f32(m->grads_buf, 0), 0.0f, m->num_params)) < 0 ||
             (rc = cf_be_fill(be, cf_view_f32(m->m_buf, 0), 0.0f, m->num_params)) < 0 ||
@@ -149,6 +151,7 @@ void cf_model_free(cf_model *m) {
     for (int c = 0; c < m->n_act_chunks; c++) cf_be_free(m->be, m->acts_bufs[c]);
     cf_be_free(m->be, m->gacts_buf);
     free(m->doc_host);
+    cf_muon_free(m);
     free(m);
 }
 
@@ -641,11 +644,5 @@ int cf_model_set_opt_state(cf_model *m, const float *hm, const float *hv) {
 /* ---- schedule ------------------------------------------------------------------- */
 
 float cf_lr_schedule(const cf_config *cfg, int step) {
-    const float lr = cfg->learning_rate, lr_min = cfg->learning_rate * cfg->min_lr_ratio;
-    if (step < cfg->warmup_steps) return lr * (float)(step + 1) / (float)cfg->warmup_steps;
-    int decay_steps = cfg->steps - cfg->warmup_steps;
-    if (decay_steps < 1) decay_steps = 1;
-    float progress = (float)(step - cfg->warmup_steps) / (float)decay_steps;
-    if (progress > 1.0f) progress = 1.0f;
-    return lr_min + 0.5f * (lr - lr_min) * (1.0f + cosf(3.14159265358979f * progress));
+    return cf_lr_at(cfg, cfg->learning_rate, step);
 }

@@ -321,6 +321,7 @@ typedef struct cf_model {
     int doc_noted;    /* doc_mask: the "batch without end-of-text" note was printed */
     int cur_B, cur_T; /* shape of the last forward */
     int opt_step;     /* AdamW steps taken */
+    struct cf_muon *muon; /* optimizer muon: its state (model/optim.h), else NULL */
 } cf_model;
 
 /* Create a model for (max_B, max_T) batches on a backend. training = 0 allocates only params and
@@ -376,7 +377,8 @@ int cf_model_get_opt_state(cf_model *m, float *host_m, float *host_v);
 int cf_model_set_opt_state(cf_model *m, const float *host_m, const float *host_v);
 int cf_model_get_grads(cf_model *m, float *host);
 
-/* Learning rate at (0-based) optimizer step: linear warmup, then cosine to lr*min_lr_ratio. */
+/* Learning rate at (0-based) optimizer step: linear warmup, then lr_schedule (cosine to
+ * lr*min_lr_ratio, wsd or constant; cf_lr_at in model/optim.h). */
 float cf_lr_schedule(const cf_config *cfg, int step);
 
 /* Model FLOPs per trained token (forward + backward = 3x forward matmul FLOPs, plus attention). */

@@ -13,9 +13,12 @@
 #include <sys/stat.h>
 
 #include "io/safetensors.h"
+#include "model/optim.h"
 #include "tokenizer/tokenizer.h"
 
 #define CF_CKPT_FORMAT "clformer-checkpoint-v1"
+/* optimizer muon: the momentum of the Muon matrices, packed in table order (model/optim.h) */
+#define CF_CKPT_MUON_MOMENTUM "optimizer.muon_momentum"
 
 int cf_checkpoint_check_values(const char *path, const char *name, const void *data, size_t n,
                                int nonneg) {
@@ -64,17 +67,29 @@ int cf_checkpoint_save(const char *path, cf_model *m, const cf_train_state *st, 
     float *params = malloc(n * sizeof(float));
     float *mm = with_opt ? malloc(n * sizeof(float)) : NULL;
     float *vv = with_opt ? malloc(n * sizeof(float)) : NULL;
+    /* optimizer muon: the momentum of its matrices, packed in table order */
+    const size_t nmu = with_opt && m->muon ? m->muon->n : 0;
+    float *mu = nmu ? malloc(nmu * sizeof(float)) : NULL;
     char *cfg_json = cf_config_to_json(&m->cfg);
-    if (!params || (with_opt && (!mm || !vv)) || !cfg_json) {
+    if (!params || (with_opt && (!mm || !vv)) || (nmu && !mu) || !cfg_json) {
         rc = CF_ERR_NOMEM;
         goto done;
     }
     if ((rc = cf_model_get_params(m, params)) < 0) goto done;
     if (with_opt && (rc = cf_model_get_opt_state(m, mm, vv)) < 0) goto done;
+    if (nmu && (rc = cf_muon_get_state(m, mu)) < 0) goto done;
     /* a diverged model is never written, so it cannot replace a good checkpoint */
     if ((rc = check_before_save(path, m, params, mm, vv, st->step)) < 0) goto done;
+    for (size_t k = 0; k < nmu; k++) {
+        if (isfinite(mu[k])) continue;
+        CF_ERROR("checkpoint %s not written: the Muon momentum at index %zu is %g after step %d; "
+                 "the run diverged: lower muon_lr and resume from an earlier checkpoint",
+                 path, k, (double)mu[k], st->step);
+        rc = CF_ERR_INVALID;
+        goto done;
+    }
 
-    cf_st_tensor t[CF_NUM_PARAMS + 2];
+    cf_st_tensor t[CF_NUM_PARAMS + 3];
     int nt = 0;
     for (int i = 0; i < CF_NUM_PARAMS; i++) {
         const cf_param_info *p = &m->params[i];
@@ -102,6 +117,16 @@ int cf_checkpoint_save(const char *path, cf_model *m, const cf_train_state *st, 
             x->nbytes = n * sizeof(float);
         }
     }
+    if (nmu) {
+        cf_st_tensor *x = &t[nt++];
+        memset(x, 0, sizeof *x);
+        x->name = CF_CKPT_MUON_MOMENTUM;
+        x->dtype = "F32";
+        x->ndim = 1;
+        x->shape[0] = (int64_t)nmu;
+        x->data = mu;
+        x->nbytes = nmu * sizeof(float);
+    }
     char step[32], opt_step[32], tok[32], ep[32], idx[32], seed[32], th[32], ll[32], bv[32];
     snprintf(step, sizeof step, "%d", st->step);
     snprintf(opt_step, sizeof opt_step, "%d", m->opt_step);
@@ -126,6 +151,7 @@ done:
     free(params);
     free(mm);
     free(vv);
+    free(mu);
     free(cfg_json);
     return rc;
 }
@@ -245,6 +271,42 @@ int cf_checkpoint_check_tensors(const cf_st_file *f, const char *path,
     return CF_OK;
 }
 
+/* Muon's momentum: present exactly when the model trains with optimizer muon, one value per
+ * element of the Muon matrices, finite. */
+static int load_muon_state(const cf_st_file *f, const char *path, const cf_config *was,
+                           cf_model *m) {
+    const cf_st_tensor *t = cf_st_find(f, CF_CKPT_MUON_MOMENTUM);
+    static const char *const names[] = {"adamw", "muon"};
+    if (was->optimizer != m->cfg.optimizer) {
+        const char *a = names[was->optimizer == CF_OPTIM_MUON],
+                   *b = names[m->cfg.optimizer == CF_OPTIM_MUON];
+        CF_ERROR("checkpoint %s was trained with optimizer %s but the config says optimizer %s; "
+                 "the optimizer state does not carry over: resume with optimizer=%s, or start a "
+                 "new run without --resume",
+                 path, a, b, a);
+        return CF_ERR_INVALID;
+    }
+    if ((t != NULL) != (m->muon != NULL)) {
+        CF_ERROR("checkpoint %s: %s tensor '%s' although its config says optimizer %s; the file is "
+                 "damaged: use an earlier checkpoint",
+                 path, t ? "holds the" : "is missing the", CF_CKPT_MUON_MOMENTUM,
+                 names[was->optimizer == CF_OPTIM_MUON]);
+        return CF_ERR_FORMAT;
+    }
+    if (!t) return CF_OK;
+    const size_t n = m->muon->n;
+    if (strcmp(t->dtype, "F32") != 0 || t->ndim != 1 || t->shape[0] != (int64_t)n) {
+        char got[96];
+        shape_str(got, sizeof got, t->ndim, t->shape);
+        CF_ERROR("checkpoint %s: tensor '%s' is %s %s but the model needs (%zu) F32 (one value per "
+                 "element of the Muon matrices); the file is damaged or from another model",
+                 path, t->name, got, t->dtype, n);
+        return CF_ERR_FORMAT;
+    }
+    CF_TRY(cf_checkpoint_check_values(path, t->name, t->data, n, 0));
+    return cf_muon_set_state(m, t->data);
+}
+
 int cf_checkpoint_load(const char *path, cf_model *m, cf_train_state *st, int with_opt) {
     cf_st_file *f = NULL;
     CF_TRY(cf_st_open(path, &f));
@@ -295,6 +357,7 @@ int cf_checkpoint_load(const char *path, cf_model *m, cf_train_state *st, int wi
                 goto done;
         }
         if ((rc = cf_model_set_opt_state(m, tm->data, tv->data)) < 0) goto done;
+        if ((rc = load_muon_state(f, path, &was, m)) < 0) goto done;
         int os = 0;
         if ((rc = parse_step(f, path, "opt_step", &os)) < 0) goto done;
         m->opt_step = os;

@@ -1,5 +1,6 @@
 /* clformer: checkpoints as safetensors: weights under stable names, config/tokenizer/training
- * position in __metadata__, AdamW moments as two flat tensors in the same file. */
+ * position in __metadata__, AdamW moments as two flat tensors in the same file, and with optimizer
+ * muon its momentum as a third (optimizer.muon_momentum, the Muon matrices packed in table order). */
 #ifndef CF_TRAIN_CHECKPOINT_H
 #define CF_TRAIN_CHECKPOINT_H
 
@@ -19,7 +20,8 @@ typedef struct {
     float best_val_loss;
 } cf_train_state;
 
-/* Write atomically (temp + fsync + rename). with_opt also stores the AdamW moments. A model with
+/* Write atomically (temp + fsync + rename). with_opt also stores the AdamW moments (and Muon's
+ * momentum with optimizer muon). A model with
  * a non-finite parameter or AdamW moment (or a negative second moment) is not written: the error
  * names the tensor and CF_ERR_INVALID is returned, so a diverged run never replaces a good file. */
 int cf_checkpoint_save(const char *path, cf_model *m, const cf_train_state *st, int with_opt);
@@ -27,8 +29,9 @@ int cf_checkpoint_save(const char *path, cf_model *m, const cf_train_state *st, 
 /* Read only the config and training state stored in a checkpoint. */
 int cf_checkpoint_read_config(const char *path, cf_config *cfg, cf_train_state *st);
 
-/* Load weights (and, with with_opt, the AdamW moments and step) into a model whose config must
- * match the checkpoint's shapes; a mismatch names the tensor and both shapes. */
+/* Load weights (and, with with_opt, the AdamW moments, Muon's momentum and the step) into a model
+ * whose config must match the checkpoint's shapes; a mismatch names the tensor and both shapes. A
+ * checkpoint trained with the other optimizer is refused (with_opt) with one line naming both. */
 int cf_checkpoint_load(const char *path, cf_model *m, cf_train_state *st, int with_opt);
 
 /* Every tensor the parameter table (cf_model_layout) says the config has must be in the open

@@ -21,6 +21,7 @@
 #include "bench/bench.h"
 #include "data/dataset.h"
 #include "model/gpt.h"
+#include "model/optim.h"
 #include "train/checkpoint.h"
 #include "tokenizer/tokenizer.h"
 
@@ -216,7 +217,8 @@ static int check_space(const char *dir, const cf_model *m, int keep) {
     if (statvfs(dir, &v) != 0 || v.f_blocks == 0) return CF_OK;
     const double free_b = (double)v.f_bavail * (double)v.f_frsize;
     const double need = (double)m->num_params * sizeof(float) * (m->have_grads ? 3.0 : 1.0) +
-                        65536.0; /* weights, AdamW m and v, header */
+                        (double)(m->muon ? m->muon->n : 0) * sizeof(float) +
+                        65536.0; /* weights, AdamW m and v, Muon momentum, header */
     if (free_b < need) {
         CF_ERROR("--out %s: %.1f MiB free, but one checkpoint of this model needs %.1f MiB; free "
                  "disk space or choose another --out",
@@ -282,6 +284,10 @@ static const struct {
     {"beta1", ""},
     {"beta2", ""},
     {"eps", ""},
+    {"muon_lr", ""},
+    {"muon_momentum", ""},
+    {"lr_schedule", "the learning rates follow the new schedule from the resumed step"},
+    {"decay_fraction", ""},
     {"batch_size", "tokens per step change; the data position counts sequences, so none are "
                    "skipped or repeated, but the run is no longer identical to an uninterrupted one"},
     {"grad_accum_steps", "tokens per step change; the run is no longer identical to an "
@@ -323,6 +329,17 @@ static int check_resume_config(const char *ckpt, const cf_config *now, int quiet
     }
     /* the model family first, with its own message (num_kv_heads compared by its effective value) */
     CF_TRY(cf_config_check_family(&was, now, ckpt));
+    /* the optimizer's state is of one kind: AdamW moments, or Muon momentum for the matrices */
+    if (was.optimizer != now->optimizer) {
+        static const char *const names[] = {"adamw", "muon"};
+        const char *a = names[was.optimizer == CF_OPTIM_MUON],
+                   *b = names[now->optimizer == CF_OPTIM_MUON];
+        CF_ERROR("--resume %s: the checkpoint was trained with optimizer %s but the config says "
+                 "optimizer %s; the optimizer state does not carry over: resume with "
+                 "optimizer=%s, or start a new run without --resume",
+                 ckpt, a, b, a);
+        return CF_ERR_INVALID;
+    }
     char *ja = cf_config_to_json(&was), *jb = cf_config_to_json(now);
     cJSON *a = ja ? cJSON_Parse(ja) : NULL, *b = jb ? cJSON_Parse(jb) : NULL;
     free(ja);
@@ -440,8 +457,8 @@ int cf_train_step(cf_model *m, int step, cf_batch_fn next, void *user, int32_t *
     CF_TRY(cf_model_grad_norm(m, &norm));
     float scale = 1.0f;
     if (c->grad_clip > 0.0f && norm > c->grad_clip) scale = c->grad_clip / (norm + 1e-6f);
-    const float lr = cf_lr_schedule(c, step);
-    CF_TRY(cf_model_adamw(m, lr, scale));
+    float lr = 0.0f, muon_lr = 0.0f;
+    CF_TRY(cf_model_optimizer_step(m, step, scale, &lr, &muon_lr));
     float scal[64];
     CF_TRY(cf_model_read_scalars(m, scal, accum));
     double lsum = 0.0;
@@ -450,7 +467,36 @@ int cf_train_step(cf_model *m, int step, cf_batch_fn next, void *user, int32_t *
     out->loss = (float)(lsum / ((double)B * T * accum));
     out->grad_norm = norm;
     out->lr = lr;
+    out->muon_lr = muon_lr;
     return CF_OK;
+}
+
+/* The --log record of --target-loss: reached or not, the wall time and tokens used. */
+static void write_target_record(cf_train_opts *o, FILE *logf, int *log_failed, int step,
+                                float val) {
+    if (!logf || *log_failed) return;
+    char v[32];
+    if (isfinite(val))
+        snprintf(v, sizeof v, "%.6f", val);
+    else
+        snprintf(v, sizeof v, "null");
+    errno = 0;
+    int w;
+    if (o->target_reached)
+        w = fprintf(logf,
+                    "{\"step\": %d, \"target_loss\": %.6g, \"target_reached\": true, "
+                    "\"val_loss\": %s, \"wall_time_s\": %.3f, \"tokens\": %" PRIu64 "}\n",
+                    step, (double)o->target_loss, v, o->target_wall_s, o->target_tokens);
+    else
+        w = fprintf(logf,
+                    "{\"step\": %d, \"target_loss\": %.6g, \"target_reached\": false, "
+                    "\"val_loss\": %s}\n",
+                    step, (double)o->target_loss, v);
+    if (w < 0 || fflush(logf) != 0 || ferror(logf)) {
+        *log_failed = 1;
+        CF_WARN("--log %s: writing the target record failed (%s)", o->log_path,
+                errno ? strerror(errno) : "write error");
+    }
 }
 
 static int next_train_batch(void *user, int32_t *x, int32_t *y, int B, int T) {
@@ -470,6 +516,31 @@ static int finish_profile(cf_train_opts *o, cf_backend *be, const cf_trace_span 
         CF_TRY(cf_prof_write_trace(o->trace_path, be, name, spans, n));
         if (!o->quiet) CF_INFO("trace of %d steps written to %s (open in ui.perfetto.dev)", n,
                                o->trace_path);
+    }
+    return CF_OK;
+}
+
+/* --target-loss is checked at each periodic evaluation: it needs a validation split and
+ * eval_interval > 0 (the data's own split is checked once the data is open). */
+static int check_target(const cf_train_opts *o) {
+    const cf_config *c = &o->cfg;
+    if (!(o->target_loss > 0.0f) || !isfinite(o->target_loss)) {
+        CF_ERROR("--target-loss %g: the target must be a positive validation loss in nats/token "
+                 "(e.g. --target-loss 4.5)",
+                 (double)o->target_loss);
+        return CF_ERR_INVALID;
+    }
+    if (c->val_fraction <= 0.0f) {
+        CF_ERROR("--target-loss %g needs validation data, but val_fraction is 0 (%s); set "
+                 "val_fraction > 0 (e.g. val_fraction=0.05)",
+                 (double)o->target_loss, o->origin);
+        return CF_ERR_INVALID;
+    }
+    if (c->eval_interval <= 0) {
+        CF_ERROR("--target-loss %g is checked at each validation, but eval_interval is 0 (%s); "
+                 "set eval_interval > 0 (e.g. eval_interval=50)",
+                 (double)o->target_loss, o->origin);
+        return CF_ERR_INVALID;
     }
     return CF_OK;
 }
@@ -494,6 +565,8 @@ int cf_train_run(cf_train_opts *o) {
     if (o->keep_checkpoints == 0) o->keep_checkpoints = 2;
 
     o->last_checkpoint[0] = 0;
+    o->target_reached = 0;
+    if (o->has_target && (rc = check_target(o)) < 0) return rc;
     if ((rc = cf_config_validate(c, o->origin)) < 0) return rc;
     if ((rc = check_out_name(o->out_dir)) < 0) return rc;
     char resume_path[CF_PATH_MAX + 64] = {0};
@@ -514,6 +587,13 @@ int cf_train_run(cf_train_opts *o) {
         }
     }
     if ((rc = cf_dataset_open(c, &ds)) < 0) goto done;
+    if (o->has_target && cf_dataset_num_tokens(ds, CF_SPLIT_VAL) < (size_t)c->max_length + 1) {
+        CF_ERROR("--target-loss %g needs validation data, but data %s has no validation split "
+                 "(%zu tokens); set val_fraction > 0, or prepare the shards with --val-fraction",
+                 (double)o->target_loss, c->data, cf_dataset_num_tokens(ds, CF_SPLIT_VAL));
+        rc = CF_ERR_INVALID;
+        goto done;
+    }
     if ((rc = cf_backend_create_for(o->device, o->backend, c, &be)) < 0) goto done;
     be->verbose = o->verbose;
     if ((rc = cf_model_create(be, c, c->batch_size, c->max_length, 1, &m)) < 0) goto done;
@@ -573,6 +653,7 @@ int cf_train_run(cf_train_opts *o) {
     const int tty = isatty(fileno(stderr));
     cf_install_sigint_handler();
     const int start_step = st.step;
+    const double t_start = cf_time_now(); /* --target-loss's wall time counts from here */
     double t_run0 = 0.0, t_last_print = 0.0;
     int timed_steps = 0, steps_this_run = 0;
     /* --profile / --trace: the steps after the first, profile_steps of them */
@@ -631,10 +712,13 @@ int cf_train_run(cf_train_opts *o) {
         o->tokens_per_s = tps;
         if (logf && !log_failed) {
             errno = 0;
+            char mlr[48] = ""; /* optimizer muon: its learning rate too */
+            if (c->optimizer == CF_OPTIM_MUON)
+                snprintf(mlr, sizeof mlr, ", \"muon_lr\": %.6g", si.muon_lr);
             const int w = fprintf(logf,
-                                  "{\"step\": %d, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": "
+                                  "{\"step\": %d, \"loss\": %.6f, \"lr\": %.6g%s, \"grad_norm\": "
                                   "%.6f, \"tokens_per_s\": %.1f, \"ms_per_step\": %.2f}\n",
-                                  st.step, loss, lr, norm, tps, ms);
+                                  st.step, loss, lr, mlr, norm, tps, ms);
             if (w < 0 || fflush(logf) != 0 || ferror(logf)) {
                 log_failed = 1; /* said once; the training matters more than its log */
                 CF_WARN("--log %s: writing step %d failed (%s); training goes on without the log",
@@ -650,6 +734,11 @@ int cf_train_run(cf_train_opts *o) {
             if ((rc = evaluate(m, ds, c->eval_batches, x, y, &val)) < 0) goto done;
             o->final_val_loss = val;
             if (val < st.best_val_loss) st.best_val_loss = val;
+            if (o->has_target && val <= o->target_loss) {
+                o->target_reached = 1;
+                o->target_wall_s = cf_time_now() - t_start;
+                o->target_tokens = st.tokens_seen;
+            }
         }
         if (!o->quiet) {
             char eta[32];
@@ -677,7 +766,8 @@ int cf_train_run(cf_train_opts *o) {
             }
         }
         const int ckpt = c->checkpoint_interval > 0 && st.step % c->checkpoint_interval == 0;
-        const int stop = o->stop_after > 0 && steps_this_run >= o->stop_after;
+        const int stop = (o->stop_after > 0 && steps_this_run >= o->stop_after) ||
+                         o->target_reached;
         if (cf_interrupted()) {
             if (tty && !o->quiet) fprintf(stderr, "\n");
             CF_WARN("interrupted at step %d: saving a checkpoint", st.step);
@@ -709,7 +799,21 @@ int cf_train_run(cf_train_opts *o) {
             }
         }
         be->prof.enabled = prof_paused;
+        if (o->target_reached) {
+            if (tty && !o->quiet) fprintf(stderr, "\n");
+            CF_INFO("target loss %g reached at step %d: val loss %.4f after %.1f s wall time and "
+                    "%" PRIu64 " training tokens; checkpoint %s",
+                    (double)o->target_loss, st.step, val, o->target_wall_s, o->target_tokens,
+                    o->last_checkpoint);
+            write_target_record(o, logf, &log_failed, st.step, val);
+        }
         if (stop) break;
+    }
+    if (o->has_target && !o->target_reached) {
+        CF_WARN("target loss %g not reached in %d steps (best val loss %.4f); raise steps or the "
+                "target",
+                (double)o->target_loss, st.step, (double)st.best_val_loss);
+        write_target_record(o, logf, &log_failed, st.step, o->final_val_loss);
     }
     if (tty && !o->quiet) fprintf(stderr, "\n");
     /* a run shorter than the profiling window still reports what it profiled */

@@ -22,11 +22,16 @@ typedef struct {
     const char *trace_path; /* --trace: Chrome trace of those steps (implies profiling) */
     int stop_after;         /* stop (with a checkpoint) after this many steps in this run, 0 = off */
     int keep_checkpoints;   /* step_*.safetensors kept in out_dir (older ones removed) */
+    int has_target;         /* --target-loss given */
+    float target_loss;      /* stop (with a checkpoint) at a periodic validation loss <= this */
     int quiet, verbose;
     float final_loss;       /* out: last training loss */
     float final_val_loss;   /* out: last validation loss (NAN if none) */
     double tokens_per_s;    /* out: average over the run, after the first step */
     char last_checkpoint[CF_PATH_MAX]; /* out */
+    int target_reached;     /* out: --target-loss was reached */
+    double target_wall_s;   /* out: wall time of this invocation until then (s) */
+    uint64_t target_tokens; /* out: training tokens seen until then (resumed runs: from step 0) */
 } cf_train_opts;
 
 /* Source of micro-batches for cf_train_step: fills inputs x(B,T) and targets y(B,T). */
@@ -44,11 +49,13 @@ typedef struct {
     float loss;      /* mean training loss over the step's micro-batches */
     float grad_norm; /* global L2 norm before clipping */
     float lr;        /* learning rate used */
+    float muon_lr;   /* Muon's learning rate used (optimizer muon), else 0 */
 } cf_step_info;
 
 /* One optimizer step at 0-based index `step`: zero the gradients, grad_accum_steps micro-batches
  * of cfg (B = batch_size, T = max_length) drawn from next() into the host arrays x, y (B*T each),
- * forward + backward, global-norm clipping, AdamW with the scheduled learning rate, and the losses
+ * forward + backward, global-norm clipping, the optimizer (cf_model_optimizer_step: AdamW, or
+ * Muon and AdamW) with the scheduled learning rates, and the losses
  * read back. The training loop and `clformer bench` both run exactly this. */
 int cf_train_step(struct cf_model *m, int step, cf_batch_fn next, void *user, int32_t *x,
                   int32_t *y, cf_step_info *out);

@@ -85,6 +85,11 @@ int cf_cpu_reduce_sum(cf_backend *be, cf_view out, cf_view x, size_t n, int squa
 int cf_cpu_adamw(cf_backend *be, cf_view params, cf_view grads, cf_view m, cf_view v, size_t n,
                  float lr, float beta1, float beta2, float eps, float weight_decay,
                  float grad_scale, int t);
+/* cpu_muon.c */
+int cf_cpu_muon_momentum(cf_backend *be, cf_view buf, cf_view grads, cf_view out, size_t n,
+                         float beta, float grad_scale);
+int cf_cpu_scale_rnorm(cf_backend *be, cf_view x, cf_view sumsq, size_t n, float eps);
+int cf_cpu_axpby(cf_backend *be, cf_view y, cf_view x, float alpha, float beta, size_t n);
 
 /* Kernel index that "native" means (0: the best usable kernel). */
 #define CF_CPU_GEMM_NATIVE_BEST 0

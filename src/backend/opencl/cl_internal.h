@@ -53,6 +53,7 @@ enum cf_cl_program_id {
     CF_PROG_ACT,
     CF_PROG_RMSNORM,
     CF_PROG_ROPE,
+    CF_PROG_MUON,
     CF_PROG_COUNT
 };
 
@@ -89,6 +90,9 @@ enum cf_cl_kernel_id {
     K_RMS_FORWARD,
     K_RMS_BACKWARD,
     K_ROPE,
+    K_MUON_MOMENTUM,
+    K_SCALE_RNORM,
+    K_AXPBY,
     K_COUNT
 };
 

@@ -16,7 +16,7 @@ static const char *program_files[CF_PROG_COUNT] = {
     [CF_PROG_LAYERNORM] = "layernorm.cl", [CF_PROG_CROSSENTROPY] = "crossentropy.cl",
     [CF_PROG_ATTENTION] = "attention.cl", [CF_PROG_ENCODER] = "encoder.cl",
     [CF_PROG_ACT] = "act.cl",             [CF_PROG_RMSNORM] = "rmsnorm.cl",
-    [CF_PROG_ROPE] = "rope.cl",
+    [CF_PROG_ROPE] = "rope.cl",           [CF_PROG_MUON] = "muon.cl",
 };
 
 static const struct {
@@ -56,6 +56,9 @@ static const struct {
     [K_RMS_FORWARD] = {CF_PROG_RMSNORM, "rmsnorm_forward", 1},
     [K_RMS_BACKWARD] = {CF_PROG_RMSNORM, "rmsnorm_backward", 1},
     [K_ROPE] = {CF_PROG_ROPE, "rope_rotate", 0},
+    [K_MUON_MOMENTUM] = {CF_PROG_MUON, "muon_momentum", 0},
+    [K_SCALE_RNORM] = {CF_PROG_MUON, "muon_scale_rnorm", 0},
+    [K_AXPBY] = {CF_PROG_MUON, "muon_axpby", 0},
 };
 
 void cf_cl_release_programs(cf_cl_ctx *ctx) {

@@ -627,6 +627,34 @@ static int cl_adamw(cf_backend *be, cf_view params, cf_view grads, cf_view m, cf
                                 ARG_FLOAT(weight_decay), ARG_FLOAT(grad_scale), ARG_INT(aligned)));
 }
 
+/* ---- Muon's element-wise ops (cl_kernels/muon.cl) --------------------------------------------- */
+
+static int cl_muon_momentum(cf_backend *be, cf_view buf, cf_view grads, cf_view out, size_t n,
+                            float beta, float grad_scale) {
+    cf_cl_ctx *ctx = CTX(be);
+    if (n == 0) return CF_OK;
+    LAUNCH_1D(ctx, K_MUON_MOMENTUM, n, ARG_MEM(cf_cl_mem(buf)), ARG_ULONG(cf_view_elem_off(buf)),
+              ARG_MEM(cf_cl_mem(grads)), ARG_ULONG(cf_view_elem_off(grads)),
+              ARG_MEM(cf_cl_mem(out)), ARG_ULONG(cf_view_elem_off(out)), ARG_ULONG(n),
+              ARG_FLOAT(beta), ARG_FLOAT(grad_scale));
+}
+
+static int cl_scale_rnorm(cf_backend *be, cf_view x, cf_view sumsq, size_t n, float eps) {
+    cf_cl_ctx *ctx = CTX(be);
+    if (n == 0) return CF_OK;
+    LAUNCH_1D(ctx, K_SCALE_RNORM, n, ARG_MEM(cf_cl_mem(x)), ARG_ULONG(cf_view_elem_off(x)),
+              ARG_MEM(cf_cl_mem(sumsq)), ARG_ULONG(cf_view_elem_off(sumsq)), ARG_ULONG(n),
+              ARG_FLOAT(eps));
+}
+
+static int cl_axpby(cf_backend *be, cf_view y, cf_view x, float alpha, float beta, size_t n) {
+    cf_cl_ctx *ctx = CTX(be);
+    if (n == 0) return CF_OK;
+    LAUNCH_1D(ctx, K_AXPBY, n, ARG_MEM(cf_cl_mem(y)), ARG_ULONG(cf_view_elem_off(y)),
+              ARG_MEM(cf_cl_mem(x)), ARG_ULONG(cf_view_elem_off(x)), ARG_FLOAT(alpha),
+              ARG_FLOAT(beta), ARG_ULONG(n));
+}
+
 const struct cf_backend_ops cf_cl_ops = {
     /* .api_version = */ CF_BACKEND_API_VERSION,
     /* .name = */ cf_cl_name,
@@ -665,6 +693,9 @@ const struct cf_backend_ops cf_cl_ops = {
     /* .crossentropy_fused = */ cl_crossentropy_fused,
     /* .reduce_sum = */ cl_reduce_sum,
     /* .adamw = */ cl_adamw,
+    /* .muon_momentum = */ cl_muon_momentum,
+    /* .scale_rnorm = */ cl_scale_rnorm,
+    /* .axpby = */ cl_axpby,
     /* .prof_collect = */ cf_cl_prof_collect,
     /* .info = */ cf_cl_info,
     /* .peak_gflops = */ cf_cl_peak,
