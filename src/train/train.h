@@ -22,6 +22,7 @@ typedef struct {
     const char *trace_path; /* --trace: Chrome trace of those steps (implies profiling) */
     int stop_after;         /* stop (with a checkpoint) after this many steps in this run, 0 = off */
     int keep_checkpoints;   /* step_*.safetensors kept in out_dir (older ones removed) */
+    size_t bucket_bytes;    /* data-parallel gradient all-reduce bucket (--bucket-mb), 0 = 25 MB */
     int quiet, verbose;
     float final_loss;       /* out: last training loss */
     float final_val_loss;   /* out: last validation loss (NAN if none) */
