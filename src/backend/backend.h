@@ -101,7 +101,7 @@ typedef struct {
 /* Version of struct cf_backend_ops. A backend sets .api_version to the value it was written for;
  * cf_backend_create refuses one whose version differs (a table laid out for another version would
  * call the wrong slots). Raise it whenever a slot is added, removed or changes its meaning. */
-#define CF_BACKEND_API_VERSION 3
+#define CF_BACKEND_API_VERSION 4
 
 /* What a backend is and can do, for generic code (bench, sweep, peak, CLI) that must not switch on
  * the backend's type. Filled by cf_be_info. */
@@ -340,6 +340,11 @@ struct cf_backend_ops {
      * for a shape ("16x16 wpt8 tk16 (rule)"), as the backend would choose them now. */
     int (*gemm_describe)(cf_backend *be, int M, int N, int K, int ta, int tb, char *out,
                          size_t len);
+    /* Optional (NULL: malloc / free): host memory that downloads and uploads move fastest
+     * (OpenCL: a CL_MEM_ALLOC_HOST_PTR buffer kept mapped, pinned on discrete GPUs), for staging
+     * such as the data-parallel gradient all-reduce. *handle is the backend's own (may be NULL). */
+    int (*host_alloc)(cf_backend *be, size_t nbytes, void **ptr, void **handle);
+    void (*host_free)(cf_backend *be, void *ptr, void *handle);
 };
 
 /* ---- profiling --------------------------------------------------------------------------- */
@@ -425,6 +430,9 @@ int cf_be_alloc(cf_backend *be, size_t nbytes, cf_buffer **out);
 void cf_be_free(cf_backend *be, cf_buffer *buf);
 int cf_be_upload(cf_backend *be, cf_view dst, const void *src, size_t nbytes);
 int cf_be_download(cf_backend *be, void *dst, cf_view src, size_t nbytes);
+/* Staging host memory (the backend's host_alloc, else malloc); free with cf_be_host_free. */
+int cf_be_host_alloc(cf_backend *be, size_t nbytes, void **ptr, void **handle);
+void cf_be_host_free(cf_backend *be, void *ptr, void *handle);
 int cf_be_copy(cf_backend *be, cf_view dst, cf_view src, size_t n);
 int cf_be_fill(cf_backend *be, cf_view dst, float value, size_t n);
 int cf_be_sync(cf_backend *be);

@@ -152,7 +152,9 @@ int cf_dist_check_config(const cf_config *c, const char *origin) {
 struct cf_dist_grads {
     cf_model *m;
     cf_dist_plan_t plan;
-    float *host;      /* (plan.total) staging, bucket i at buckets[i].host_off */
+    float *host;      /* (plan.total) staging, bucket i at buckets[i].host_off: the backend's
+                       * host memory (pinned and mapped on OpenCL) */
+    void *host_handle;
     MPI_Request *req; /* per bucket; MPI_REQUEST_NULL when done or not started */
     int *idx;         /* Testsome's scratch */
     int next;         /* buckets started this step */
@@ -221,12 +223,14 @@ int cf_dist_grads_create(cf_model *m, size_t bucket_bytes, cf_dist_grads **out) 
         free(g);
         return rc;
     }
-    g->host = malloc(sizeof(float) * (g->plan.total ? g->plan.total : 1));
+    void *host = NULL;
+    rc = cf_be_host_alloc(m->be, sizeof(float) * g->plan.total, &host, &g->host_handle);
+    g->host = host;
     g->req = malloc(sizeof *g->req * (size_t)g->plan.nbuckets);
     g->idx = malloc(sizeof *g->idx * (size_t)g->plan.nbuckets);
-    if (!g->host || !g->req || !g->idx) {
+    if (rc < 0 || !g->req || !g->idx) {
         cf_dist_grads_free(g);
-        return CF_ERR_NOMEM;
+        return rc < 0 ? rc : CF_ERR_NOMEM;
     }
     for (int i = 0; i < g->plan.nbuckets; i++) g->req[i] = MPI_REQUEST_NULL;
     m->dist = g;
@@ -242,7 +246,7 @@ void cf_dist_grads_free(cf_dist_grads *g) {
     }
     /* all-reduces still running (a failed step, on its way to MPI_Abort) may write to the
      * staging: it stays allocated */
-    if (g->pending <= 0) free(g->host);
+    if (g->pending <= 0) cf_be_host_free(g->m->be, g->host, g->host_handle);
     free(g->req);
     free(g->idx);
     cf_dist_plan_free(&g->plan);
