@@ -136,7 +136,23 @@ else
   fi
 fi
 
-# 7. the same equality on OpenCL (PoCL here) when a device is there
+# 7. Ctrl-C to mpirun (it passes SIGTERM to the ranks): every rank stops at the same step and rank 0
+#    saves a checkpoint the run resumes from
+$MPI -np 2 "$CLF" train configs/tiny.json $SMALL --steps 1000000 checkpoint_interval=100000 --device cpu --out "$W/i" --log "$W/i.jsonl" >"$W/i.out" 2>&1 &
+mp=$!
+for _ in $(seq 1 300); do [ -s "$W/i.jsonl" ] && break; sleep 0.1; done
+kill -INT $mp
+for _ in $(seq 1 200); do kill -0 $mp 2>/dev/null || break; sleep 0.1; done
+wait $mp
+ck=$(ls "$W"/i/step_*.safetensors 2>/dev/null | tail -1)
+if [ -n "$ck" ] && grep -q "interrupted at step" "$W/i.out" && ! ls "$W"/i/*.tmp >/dev/null 2>&1; then
+  $MPI -np 2 "$CLF" train configs/tiny.json $SMALL --steps 1000000 checkpoint_interval=100000 --device cpu --resume "$ck" --out "$W/i" --stop-after 1 --quiet &&
+    ok "Ctrl-C under mpirun saves $(basename "$ck") on rank 0 and the run resumes from it" || bad "resume after Ctrl-C under mpirun failed"
+else
+  bad "Ctrl-C under mpirun: no checkpoint ($(tail -3 "$W/i.out"))"
+fi
+
+# 8. the same equality on OpenCL (PoCL here) when a device is there
 if "$CLF" devices 2>/dev/null | grep -q "opencl:"; then
   export CF_CACHE_DIR="$W/cache"
   "$CLF" train configs/tiny.json $SMALL grad_accum_steps=2 --device opencl --out "$W/o1" --log "$W/o1.jsonl" --quiet || bad "OpenCL: 1 process"
