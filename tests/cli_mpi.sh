@@ -76,8 +76,8 @@ r=$(compare "$W/c1" "$W/c2" 2>&1) && ok "CPU: 2 ranks equal 1 process with grad_
 # each rank: 2 ranks x grad_accum_steps 2 == 1 process x grad_accum_steps 4
 LL="d_model=32 num_heads=4 num_kv_heads=2 num_layers=4 share_layers=2 d_ff=48 max_length=32 batch_size=2 eval_interval=0 log_interval=1 warmup_steps=2 steps=10"
 "$CLF" train configs/llama_tiny.json $LL grad_accum_steps=4 --device cpu --out "$W/l1" --log "$W/l1.jsonl" --quiet || bad "llama: 1 process"
-$MPI -np 2 "$CLF" train configs/llama_tiny.json $LL grad_accum_steps=2 --device cpu --bucket-mb 0.004 --out "$W/l2" --log "$W/l2.jsonl" --quiet || bad "llama: mpirun -np 2"
-r=$(compare "$W/l1" "$W/l2" 2>&1) && ok "CPU, Llama-style with shared blocks: 2 ranks x accum 2 equal 1 process x accum 4 ($r)" || bad "llama: $r"
+$MPI -np 2 "$CLF" train configs/llama_tiny.json $LL grad_accum_steps=2 --device cpu --bucket-mb 0.004 --comm thread --out "$W/l2" --log "$W/l2.jsonl" --quiet || bad "llama: mpirun -np 2"
+r=$(compare "$W/l1" "$W/l2" 2>&1) && ok "CPU, Llama-style with shared blocks, communication thread: 2 ranks x accum 2 equal 1 process x accum 4 ($r)" || bad "llama: $r"
 
 # 2. --profile under MPI reports the all-reduce
 p=$($MPI -np 2 "$CLF" train configs/tiny.json $SMALL --device cpu --bucket-mb 0.01 --profile --profile-steps 3 --out "$W/p" --quiet 2>&1)
@@ -158,6 +158,9 @@ if "$CLF" devices 2>/dev/null | grep -q "opencl:"; then
   "$CLF" train configs/tiny.json $SMALL grad_accum_steps=2 --device opencl --out "$W/o1" --log "$W/o1.jsonl" --quiet || bad "OpenCL: 1 process"
   $MPI -np 2 "$CLF" train configs/tiny.json $SMALL --device opencl --bucket-mb 0.01 --out "$W/o2" --log "$W/o2.jsonl" --quiet || bad "OpenCL: mpirun -np 2"
   r=$(compare "$W/o1" "$W/o2" 2>&1) && ok "OpenCL: 2 ranks equal 1 process with grad_accum_steps 2 ($r)" || bad "OpenCL: $r"
+  # the path GPUs take: pinned staging, a communication thread
+  $MPI -np 2 "$CLF" train configs/tiny.json $SMALL --device opencl --bucket-mb 0.01 --comm thread --out "$W/o3" --log "$W/o3.jsonl" --quiet || bad "OpenCL, thread: mpirun -np 2"
+  r=$(compare "$W/o1" "$W/o3" 2>&1) && ok "OpenCL, communication thread: 2 ranks equal 1 process with grad_accum_steps 2 ($r)" || bad "OpenCL, thread: $r"
 elif [ "${CF_REQUIRE_OPENCL:-0}" = 1 ]; then
   bad "no OpenCL device (CF_REQUIRE_OPENCL=1)"
 else

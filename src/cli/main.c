@@ -124,6 +124,8 @@ static const char *TRAIN_HELP =
     "  --trace FILE    Chrome trace (JSON trace events) of the profiled steps (ui.perfetto.dev)\n"
     "  --quiet/--verbose  --verbose adds each step's device allocations to the progress line\n"
     "  --bucket-mb X   data-parallel runs: gradient all-reduce bucket size (default 25)\n"
+    "  --comm C        data-parallel runs: auto (default), thread (a communication thread runs\n"
+    "                  the all-reduces; GPUs) or inline (progressed from the backward; CPU)\n"
     "\n"
     "Ctrl-C saves a checkpoint and exits; resume with --resume DIR.\n"
     "\n"
@@ -199,6 +201,16 @@ static int cmd_train(int argc, char **argv) {
                 return 1;
             o.bucket_bytes = (size_t)(mb * 1048576.0);
             if (o.bucket_bytes < sizeof(float)) o.bucket_bytes = sizeof(float);
+        } else if (strcmp(a, "--comm") == 0) {
+            if (!cf_cli_need_value(argc, argv, i, "train")) return 1;
+            const char *v = argv[++i];
+            if (!strcmp(v, "auto")) o.comm = CF_DIST_COMM_AUTO;
+            else if (!strcmp(v, "inline")) o.comm = CF_DIST_COMM_INLINE;
+            else if (!strcmp(v, "thread")) o.comm = CF_DIST_COMM_THREAD;
+            else {
+                CF_ERROR("train: --comm '%s' is not known; use auto, inline or thread", v);
+                return 1;
+            }
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             fputs(TRAIN_HELP, stdout);
             return 0;

@@ -109,9 +109,21 @@ typedef struct {
     double backward_s; /* the last micro-batch's forward + backward, summed over steps */
 } cf_dist_stats;
 
+/* How the all-reduces progress while the backward runs:
+ *   INLINE  MPI_Iallreduce, moved along by MPI_Testsome at each grad_hook call (the host computes:
+ *           the C backend, OpenCL CPU devices; no extra thread competes with the compute)
+ *   THREAD  a communication thread runs each bucket's MPI_Allreduce as soon as it is staged, so
+ *           the collective progresses while the host waits for the device (GPUs; needs
+ *           MPI_THREAD_SERIALIZED, else INLINE)
+ *   AUTO    THREAD for a device that computes on its own (GPU, accelerator), else INLINE */
+enum cf_dist_comm { CF_DIST_COMM_AUTO = 0, CF_DIST_COMM_INLINE = 1, CF_DIST_COMM_THREAD = 2 };
+
 /* Staging and the plan for m (more than one rank: else there is nothing to average). Sets
  * m->dist; cf_dist_grads_free clears it. */
-int cf_dist_grads_create(struct cf_model *m, size_t bucket_bytes, cf_dist_grads **out);
+int cf_dist_grads_create(struct cf_model *m, size_t bucket_bytes, enum cf_dist_comm comm,
+                         cf_dist_grads **out);
+/* "inline" or "thread": what create chose */
+const char *cf_dist_grads_comm(const cf_dist_grads *g);
 void cf_dist_grads_free(cf_dist_grads *g);
 /* Around the last micro-batch of a step: begin installs the model's grad_hook, which starts each
  * bucket's all-reduce as its gradients are complete; end waits for them, writes the sums back to

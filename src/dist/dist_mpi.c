@@ -1,6 +1,7 @@
 /* clformer: dist.h over MPI (any MPI-3 implementation: non-blocking collectives and the shared
  * memory communicator split are MPI-3). Built with CF_MPI when CMake finds MPI. */
 #include <mpi.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,8 +27,9 @@ static void rank_log(int level, const char *msg, void *user) {
 int cf_dist_init(int launched_size) {
     if (launched_size <= 0 || g_dist.active) return CF_OK;
     int provided = 0;
-    /* only the main thread calls MPI (the CPU backend's OpenMP threads never do) */
-    if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+    /* the main thread, and the gradient communication thread while the main thread makes no MPI
+     * call (the CPU backend's OpenMP threads never call MPI) */
+    if (MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
         CF_ERROR("MPI_Init failed; check the MPI installation (`mpirun --version`)");
         return CF_ERR_DEVICE;
     }
@@ -155,12 +157,20 @@ struct cf_dist_grads {
     float *host;      /* (plan.total) staging, bucket i at buckets[i].host_off: the backend's
                        * host memory (pinned and mapped on OpenCL) */
     void *host_handle;
-    MPI_Request *req; /* per bucket; MPI_REQUEST_NULL when done or not started */
-    int *idx;         /* Testsome's scratch */
-    int next;         /* buckets started this step */
-    int pending;      /* started and not complete */
+    int threaded;     /* CF_DIST_COMM_THREAD chosen */
+    int next;         /* buckets staged and started this step */
     double t_begin, t_first, t_last;
     cf_dist_stats st;
+    /* inline: one request per bucket (MPI_REQUEST_NULL when done or not started) */
+    MPI_Request *req;
+    int *idx;         /* Testsome's scratch */
+    int pending;      /* started and not complete */
+    /* thread: buckets [done, next) are queued; the thread all-reduces them in order */
+    pthread_t thread;
+    int thread_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done, quit, failed;
 };
 
 static void note_done(cf_dist_grads *g, int n) {
@@ -169,12 +179,36 @@ static void note_done(cf_dist_grads *g, int n) {
     g->t_last = cf_time_now();
 }
 
-/* lets MPI move the started all-reduces along (most implementations progress only inside calls) */
+/* inline: lets MPI move the started all-reduces along (most implementations progress only inside
+ * MPI calls) */
 static void progress(cf_dist_grads *g) {
-    if (g->pending <= 0) return;
+    if (g->threaded || g->pending <= 0) return;
     int n = 0;
     MPI_Testsome(g->next, g->req, &n, g->idx, MPI_STATUSES_IGNORE);
     note_done(g, n);
+}
+
+/* thread: each queued bucket in order with a blocking MPI_Allreduce; the main thread makes no MPI
+ * call while buckets are queued (MPI_THREAD_SERIALIZED) */
+static void *comm_thread(void *arg) {
+    cf_dist_grads *g = arg;
+    pthread_mutex_lock(&g->mu);
+    for (;;) {
+        while (g->done == g->next && !g->quit) pthread_cond_wait(&g->cv, &g->mu);
+        if (g->done == g->next && g->quit) break;
+        const cf_dist_bucket *b = &g->plan.buckets[g->done];
+        pthread_mutex_unlock(&g->mu);
+        const int rc = MPI_Allreduce(MPI_IN_PLACE, g->host + b->host_off, (int)b->len, MPI_FLOAT,
+                                     MPI_SUM, g_dist.comm);
+        const double t = cf_time_now();
+        pthread_mutex_lock(&g->mu);
+        g->failed |= rc != MPI_SUCCESS;
+        g->t_last = t;
+        g->done++;
+        pthread_cond_broadcast(&g->cv);
+    }
+    pthread_mutex_unlock(&g->mu);
+    return NULL;
 }
 
 static int start_bucket(cf_dist_grads *g, int i) {
@@ -191,6 +225,15 @@ static int start_bucket(cf_dist_grads *g, int i) {
     const double t1 = cf_time_now();
     g->st.staging_s += t1 - t0;
     if (g->next == 0) g->t_first = t1;
+    g->st.buckets++;
+    g->st.bytes += (uint64_t)b->len * sizeof(float);
+    if (g->threaded) {
+        pthread_mutex_lock(&g->mu);
+        g->next++;
+        pthread_cond_broadcast(&g->cv);
+        pthread_mutex_unlock(&g->mu);
+        return CF_OK;
+    }
     if (MPI_Iallreduce(MPI_IN_PLACE, g->host + b->host_off, (int)b->len, MPI_FLOAT, MPI_SUM,
                        g_dist.comm, &g->req[i]) != MPI_SUCCESS) {
         CF_ERROR("dist: MPI_Iallreduce of gradient bucket %d failed", i);
@@ -198,8 +241,6 @@ static int start_bucket(cf_dist_grads *g, int i) {
     }
     g->next++;
     g->pending++;
-    g->st.buckets++;
-    g->st.bytes += (uint64_t)b->len * sizeof(float);
     return CF_OK;
 }
 
@@ -212,7 +253,8 @@ static int grad_hook(void *user, int stage) {
     return CF_OK;
 }
 
-int cf_dist_grads_create(cf_model *m, size_t bucket_bytes, cf_dist_grads **out) {
+int cf_dist_grads_create(cf_model *m, size_t bucket_bytes, enum cf_dist_comm comm,
+                         cf_dist_grads **out) {
     *out = NULL;
     if (bucket_bytes > (size_t)1 << 30) bucket_bytes = (size_t)1 << 30; /* an int count */
     cf_dist_grads *g = calloc(1, sizeof *g);
@@ -233,9 +275,38 @@ int cf_dist_grads_create(cf_model *m, size_t bucket_bytes, cf_dist_grads **out) 
         return rc < 0 ? rc : CF_ERR_NOMEM;
     }
     for (int i = 0; i < g->plan.nbuckets; i++) g->req[i] = MPI_REQUEST_NULL;
+    if (comm == CF_DIST_COMM_AUTO) {
+        cf_backend_info info;
+        memset(&info, 0, sizeof info);
+        comm = cf_be_info(m->be, &info) == CF_OK && info.device_type != CF_DEVICE_CPU
+                   ? CF_DIST_COMM_THREAD
+                   : CF_DIST_COMM_INLINE;
+    }
+    if (comm == CF_DIST_COMM_THREAD) {
+        int level = MPI_THREAD_SINGLE;
+        MPI_Query_thread(&level);
+        if (level < MPI_THREAD_SERIALIZED) {
+            CF_WARN("dist: this MPI gives no MPI_THREAD_SERIALIZED; the gradient all-reduce "
+                    "progresses from the backward's thread instead of its own");
+        } else {
+            pthread_mutex_init(&g->mu, NULL);
+            pthread_cond_init(&g->cv, NULL);
+            if (pthread_create(&g->thread, NULL, comm_thread, g) == 0) {
+                g->thread_started = 1;
+                g->threaded = 1;
+            } else {
+                CF_WARN("dist: no communication thread (pthread_create failed); the gradient "
+                        "all-reduce progresses from the backward's thread");
+            }
+        }
+    }
     m->dist = g;
     *out = g;
     return CF_OK;
+}
+
+const char *cf_dist_grads_comm(const cf_dist_grads *g) {
+    return g && g->threaded ? "thread" : "inline";
 }
 
 void cf_dist_grads_free(cf_dist_grads *g) {
@@ -244,9 +315,26 @@ void cf_dist_grads_free(cf_dist_grads *g) {
         g->m->dist = NULL;
         g->m->grad_hook = NULL;
     }
-    /* all-reduces still running (a failed step, on its way to MPI_Abort) may write to the
-     * staging: it stays allocated */
-    if (g->pending <= 0) cf_be_host_free(g->m->be, g->host, g->host_handle);
+    int busy = g->pending > 0;
+    if (g->thread_started) {
+        pthread_mutex_lock(&g->mu);
+        busy |= g->done < g->next;
+        g->quit = 1;
+        pthread_cond_broadcast(&g->cv);
+        pthread_mutex_unlock(&g->mu);
+        /* a thread inside an all-reduce a failed rank never joins would never return: the run is
+         * on its way to MPI_Abort, which ends it */
+        if (busy)
+            pthread_detach(g->thread);
+        else
+            pthread_join(g->thread, NULL);
+    }
+    if (busy) return; /* the staging, and g, may still be written */
+    if (g->thread_started) {
+        pthread_mutex_destroy(&g->mu);
+        pthread_cond_destroy(&g->cv);
+    }
+    cf_be_host_free(g->m->be, g->host, g->host_handle);
     free(g->req);
     free(g->idx);
     cf_dist_plan_free(&g->plan);
@@ -257,6 +345,7 @@ int cf_dist_grads_begin(cf_dist_grads *g) {
     if (!g) return CF_OK;
     g->next = 0;
     g->pending = 0;
+    g->done = 0;
     g->t_begin = cf_time_now();
     g->t_first = g->t_last = 0.0;
     g->m->grad_hook = grad_hook;
@@ -272,6 +361,16 @@ int cf_dist_grads_end(cf_dist_grads *g) {
     g->st.backward_s += t_bwd - g->t_begin;
     /* a backward that did not reach its last stage (none today) leaves buckets to start */
     while (g->next < g->plan.nbuckets) CF_TRY(start_bucket(g, g->next));
+    if (g->threaded) {
+        pthread_mutex_lock(&g->mu);
+        while (g->done < g->next) pthread_cond_wait(&g->cv, &g->mu);
+        const int failed = g->failed;
+        pthread_mutex_unlock(&g->mu);
+        if (failed) {
+            CF_ERROR("dist: the gradient all-reduce failed");
+            return CF_ERR_DEVICE;
+        }
+    }
     while (g->pending > 0) {
         int n = 0;
         if (MPI_Waitsome(g->next, g->req, &n, g->idx, MPI_STATUSES_IGNORE) != MPI_SUCCESS) {

@@ -22,12 +22,14 @@ int cf_dist_check_config(const cf_config *c, const char *origin) { return CF_OK;
 int cf_dist_sum(double *v, int n) { return CF_OK; }
 int cf_dist_any(int flag) { return flag != 0; }
 
-int cf_dist_grads_create(cf_model *m, size_t bucket_bytes, cf_dist_grads **out) {
+int cf_dist_grads_create(cf_model *m, size_t bucket_bytes, enum cf_dist_comm comm,
+                         cf_dist_grads **out) {
     *out = NULL;
     CF_ERROR("dist: gradient averaging needs MPI; this clformer was built without it");
     return CF_ERR_UNSUPPORTED;
 }
 void cf_dist_grads_free(cf_dist_grads *g) {}
+const char *cf_dist_grads_comm(const cf_dist_grads *g) { return "none"; }
 int cf_dist_grads_begin(cf_dist_grads *g) { return CF_OK; }
 int cf_dist_grads_end(cf_dist_grads *g) { return CF_OK; }
 void cf_dist_grads_stats(const cf_dist_grads *g, cf_dist_stats *out) {

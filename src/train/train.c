@@ -544,11 +544,11 @@ int cf_train_run(cf_train_opts *o) {
     if ((rc = cf_model_create(be, c, c->batch_size, c->max_length, 1, &m)) < 0) goto done;
     if (world > 1) {
         if ((rc = cf_dist_grads_create(m, o->bucket_bytes ? o->bucket_bytes : CF_DIST_BUCKET_BYTES,
-                                       &dg)) < 0)
+                                       (enum cf_dist_comm)o->comm, &dg)) < 0)
             goto done;
         if (cf_log_get_level() >= CF_LOG_INFO)
-            CF_INFO("data-parallel rank %d of %d (local rank %d): %s", rank, world,
-                    cf_dist_local_rank(), cf_be_name(be));
+            CF_INFO("data-parallel rank %d of %d (local rank %d): %s, all-reduce %s", rank, world,
+                    cf_dist_local_rank(), cf_be_name(be), cf_dist_grads_comm(dg));
     }
     if (resume_path[0]) {
         if ((rc = cf_checkpoint_load(resume_path, m, &st, 1)) < 0) goto done;

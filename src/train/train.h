@@ -23,6 +23,7 @@ typedef struct {
     int stop_after;         /* stop (with a checkpoint) after this many steps in this run, 0 = off */
     int keep_checkpoints;   /* step_*.safetensors kept in out_dir (older ones removed) */
     size_t bucket_bytes;    /* data-parallel gradient all-reduce bucket (--bucket-mb), 0 = 25 MB */
+    int comm;               /* data-parallel all-reduce progress (--comm): enum cf_dist_comm */
     int quiet, verbose;
     float final_loss;       /* out: last training loss */
     float final_val_loss;   /* out: last validation loss (NAN if none) */
