@@ -19,8 +19,9 @@ skip() {
 }
 cd "$SRC" || exit 1
 command -v mpirun >/dev/null 2>&1 || skip "mpirun not found (apt-get install openmpi-bin libopenmpi-dev)"
-# one thread per rank (2 ranks share 2 cores); CMA needs ptrace rights containers often lack
-export OMP_NUM_THREADS=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+# one thread per rank (2 ranks share 2 cores) and yield while waiting; CMA needs ptrace rights
+# containers often lack
+export OMP_NUM_THREADS=1 OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_mpi_yield_when_idle=1
 MPI="mpirun --oversubscribe --allow-run-as-root --bind-to none"
 SMALL="d_model=32 num_heads=2 num_layers=2 d_ff=80 max_length=32 batch_size=4 eval_interval=0 log_interval=1 warmup_steps=2 steps=10"
 
