@@ -414,6 +414,20 @@ int cf_be_fill(cf_backend *be, cf_view dst, float value, size_t n) {
     return prof_end(be, "fill", t, 0, be->ops->fill(be, dst, value, n));
 }
 int cf_be_sync(cf_backend *be) { return be->ops->synchronize(be); }
+int cf_be_host_alloc(cf_backend *be, size_t nbytes, void **ptr, void **handle) {
+    *ptr = NULL;
+    *handle = NULL;
+    if (be->ops->host_alloc) return be->ops->host_alloc(be, nbytes ? nbytes : 1, ptr, handle);
+    *ptr = malloc(nbytes ? nbytes : 1);
+    return *ptr ? CF_OK : CF_ERR_NOMEM;
+}
+void cf_be_host_free(cf_backend *be, void *ptr, void *handle) {
+    if (!ptr) return;
+    if (be->ops->host_alloc && be->ops->host_free)
+        be->ops->host_free(be, ptr, handle);
+    else
+        free(ptr);
+}
 
 static const cf_view none = {NULL, 0, CF_F32};
 

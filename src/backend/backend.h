@@ -387,6 +387,11 @@ struct cf_backend_ops {
      * for a shape ("16x16 wpt8 tk16 (rule)"), as the backend would choose them now. */
     int (*gemm_describe)(cf_backend *be, int M, int N, int K, int ta, int tb, char *out,
                          size_t len);
+    /* Optional (NULL: malloc / free): host memory that downloads and uploads move fastest
+     * (OpenCL: a CL_MEM_ALLOC_HOST_PTR buffer kept mapped, pinned on discrete GPUs), for staging
+     * such as the data-parallel gradient all-reduce. *handle is the backend's own (may be NULL). */
+    int (*host_alloc)(cf_backend *be, size_t nbytes, void **ptr, void **handle);
+    void (*host_free)(cf_backend *be, void *ptr, void *handle);
 };
 
 /* ---- profiling --------------------------------------------------------------------------- */
@@ -500,6 +505,9 @@ int cf_be_alloc(cf_backend *be, size_t nbytes, cf_buffer **out);
 void cf_be_free(cf_backend *be, cf_buffer *buf);
 int cf_be_upload(cf_backend *be, cf_view dst, const void *src, size_t nbytes);
 int cf_be_download(cf_backend *be, void *dst, cf_view src, size_t nbytes);
+/* Staging host memory (the backend's host_alloc, else malloc); free with cf_be_host_free. */
+int cf_be_host_alloc(cf_backend *be, size_t nbytes, void **ptr, void **handle);
+void cf_be_host_free(cf_backend *be, void *ptr, void *handle);
 int cf_be_copy(cf_backend *be, cf_view dst, cf_view src, size_t n);
 int cf_be_fill(cf_backend *be, cf_view dst, float value, size_t n);
 int cf_be_sync(cf_backend *be);

@@ -73,6 +73,16 @@ int cf_cli_set_gemm(cf_backend_options *o, const char *which) {
     return CF_OK;
 }
 
+int cf_cli_mpi_launched_size(void) {
+    /* Open MPI (mpirun), MPICH / Intel MPI (hydra), Slurm's srun with PMI-2 or PMIx */
+    static const char *size_vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MPI_LOCALNRANKS"};
+    for (size_t i = 0; i < sizeof size_vars / sizeof size_vars[0]; i++) {
+        const char *v = env_str(size_vars[i]);
+        if (v && atoi(v) > 0) return atoi(v);
+    }
+    return env_str("PMIX_RANK") ? 1 : 0; /* launched; MPI_Init tells the size */
+}
+
 #ifdef CF_FAULT_INJECTION
 void cf_cli_faults_from_env(void) {
     const char *v;

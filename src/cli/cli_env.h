@@ -21,6 +21,10 @@ const char *cf_cli_device_from_env(const char *spec);
 /* --gemm: auto, clblast, native or blas into o->gemm (OpenCL) and o->cpu_gemm (C backend; not for
  * clblast, cleared by auto). CF_ERR_INVALID with one line for another name. */
 int cf_cli_set_gemm(cf_backend_options *o, const char *which);
+/* The number of processes an MPI launcher started (OMPI_COMM_WORLD_SIZE, PMI_SIZE,
+ * MPI_LOCALNRANKS; 1 under PMIx without a size), 0 when none did: `clformer train` then makes no
+ * MPI call. */
+int cf_cli_mpi_launched_size(void);
 #ifdef CF_FAULT_INJECTION
 /* clformer-fi: CF_FAULT_ALLOC, CF_FAULT_BUILD, CF_FAULT_CLBLAST=N and CF_FAULT_SAVE_CRASH=1 to the
  * cf_fault_set_* switches. */

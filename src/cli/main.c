@@ -15,6 +15,7 @@
 #include "clformer/common.h"
 #include "clformer/config.h"
 #include "data/dataset.h"
+#include "dist/dist.h"
 #include "io/safetensors.h"
 #include "model/gpt.h"
 #include "train/checkpoint.h"
@@ -127,8 +128,17 @@ static const char *TRAIN_HELP =
     "  --profile-steps N  steps profiled by --profile / --trace (default 10)\n"
     "  --trace FILE    Chrome trace (JSON trace events) of the profiled steps (ui.perfetto.dev)\n"
     "  --quiet/--verbose  --verbose adds each step's device allocations to the progress line\n"
+    "  --bucket-mb X   data-parallel runs: gradient all-reduce bucket size (default 25)\n"
+    "  --comm C        data-parallel runs: auto (default), thread (a communication thread runs\n"
+    "                  the all-reduces; GPUs) or inline (progressed from the backward; CPU)\n"
     "\n"
-    "Ctrl-C saves a checkpoint and exits; resume with --resume DIR.\n";
+    "Ctrl-C saves a checkpoint and exits; resume with --resume DIR.\n"
+    "\n"
+    "Data-parallel training (a build with MPI): `mpirun -np N clformer train CONFIG ...` trains\n"
+    "one model on N processes, one device each; the global batch is batch_size x grad_accum_steps\n"
+    "x N. --device takes one device for every rank, a comma-separated list of one per rank\n"
+    "(opencl:0:0,opencl:0:1), or auto: the GPUs of each node by local rank. Rank 0 prints, logs\n"
+    "and writes the checkpoints; every rank loads --resume. See docs/distributed.md.\n";
 
 static cf_backend_options g_backend_options;
 
@@ -204,6 +214,23 @@ static int cmd_train(int argc, char **argv) {
         } else if (strcmp(a, "--trace") == 0) {
             if (!cf_cli_need_value(argc, argv, i, "train")) return 1;
             o.trace_path = argv[++i];
+        } else if (strcmp(a, "--bucket-mb") == 0) {
+            if (!cf_cli_need_value(argc, argv, i, "train")) return 1;
+            float mb = 0.0f;
+            if (cf_cli_parse_float("train", "--bucket-mb", argv[++i], 1e-6, 1024.0, &mb) < 0)
+                return 1;
+            o.bucket_bytes = (size_t)(mb * 1048576.0);
+            if (o.bucket_bytes < sizeof(float)) o.bucket_bytes = sizeof(float);
+        } else if (strcmp(a, "--comm") == 0) {
+            if (!cf_cli_need_value(argc, argv, i, "train")) return 1;
+            const char *v = argv[++i];
+            if (!strcmp(v, "auto")) o.comm = CF_DIST_COMM_AUTO;
+            else if (!strcmp(v, "inline")) o.comm = CF_DIST_COMM_INLINE;
+            else if (!strcmp(v, "thread")) o.comm = CF_DIST_COMM_THREAD;
+            else {
+                CF_ERROR("train: --comm '%s' is not known; use auto, inline or thread", v);
+                return 1;
+            }
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             fputs(TRAIN_HELP, stdout);
             return 0;
@@ -239,7 +266,10 @@ static int cmd_train(int argc, char **argv) {
     o.backend = &g_backend_options;
     o.verbose = cf_log_get_level() >= CF_LOG_DEBUG;
     o.quiet = cf_log_get_level() < CF_LOG_INFO;
-    return exit_code(cf_train_run(&o));
+    /* under mpirun: one rank of a data-parallel run (no MPI call otherwise) */
+    const int rc = cf_dist_init(cf_cli_mpi_launched_size());
+    if (rc < 0) return exit_code(rc);
+    return exit_code(cf_dist_finish(cf_train_run(&o)));
 }
 
 /* ---- loading a checkpoint for inference ----------------------------------------------------- */

@@ -481,6 +481,20 @@ int cf_dataset_next_batch(cf_dataset *ds, int split, int B, int T, int32_t *inpu
     return CF_OK;
 }
 
+int cf_dataset_skip(cf_dataset *ds, size_t n) {
+    while (n > 0) {
+        if (ds->index >= ds->n_win) {
+            ds->epoch++;
+            ds->index = 0;
+            CF_TRY(build_epoch(ds));
+        }
+        const size_t left = ds->n_win - (size_t)ds->index, k = n < left ? n : left;
+        ds->index += k;
+        n -= k;
+    }
+    return CF_OK;
+}
+
 void cf_dataset_reset_val(cf_dataset *ds) { ds->val_pos = 0; }
 
 void cf_dataset_get_state(const cf_dataset *ds, cf_dataset_state *st) {

@@ -38,6 +38,10 @@ int cf_dataset_open(const cf_config *cfg, cf_dataset **out);
 int cf_dataset_next_batch(cf_dataset *ds, int split, int B, int T, int32_t *inputs,
                           int32_t *targets);
 
+/* Advances the train cursor by n windows without reading them (wrapping into the next epoch as
+ * cf_dataset_next_batch does): data-parallel ranks skip the other ranks' slices of a batch. */
+int cf_dataset_skip(cf_dataset *ds, size_t n);
+
 /* Rewind the val cursor so every evaluation sees the same batches. */
 void cf_dataset_reset_val(cf_dataset *ds);
 

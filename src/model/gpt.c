@@ -481,6 +481,7 @@ int cf_model_forward_backward(cf_model *m, const int32_t *tokens, const int32_t 
     CF_TRY(norm_backward(m, dres, G(m, CF_P_lnf_w, 0), G(m, CF_P_lnf_b, 0), dln,
                          A(m, CF_A_residual3, L - 1), P(m, CF_P_lnf_w, 0), A(m, CF_A_lnf_mean, 0),
                          A(m, CF_A_lnf_rstd, 0), BT));
+    if (m->grad_hook) CF_TRY(m->grad_hook(m->grad_hook_user, CF_GRAD_STAGE_HEAD));
 
     for (int l = L - 1; l >= 0; l--) {
         /* a shared block's gradients accumulate over its layers: the ops add into G */
@@ -558,10 +559,13 @@ int cf_model_forward_backward(cf_model *m, const int32_t *tokens, const int32_t 
         CF_TRY(norm_backward(m, dres, G(m, CF_P_ln1_w, b), G(m, CF_P_ln1_b, b), dln, residual,
                              P(m, CF_P_ln1_w, b), A(m, CF_A_ln1_mean, l), A(m, CF_A_ln1_rstd, l),
                              BT));
+        /* block b is complete once its lowest layer (l == b) is done */
+        if (m->grad_hook && (size_t)l == b) CF_TRY(m->grad_hook(m->grad_hook_user, l));
     }
     cf_prof_scope(be, -1, CF_PHASE_BACKWARD);
     CF_TRY(cf_be_encoder_backward(be, G(m, CF_P_wte, 0), G(m, CF_P_wpe, 0), dres,
                                   A(m, CF_A_tokens, 0), B, T, C, V));
+    if (m->grad_hook) CF_TRY(m->grad_hook(m->grad_hook_user, CF_GRAD_STAGE_EMBED));
     return CF_OK;
 }
 

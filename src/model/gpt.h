@@ -322,7 +322,18 @@ typedef struct cf_model {
     int cur_B, cur_T; /* shape of the last forward */
     int opt_step;     /* AdamW steps taken */
     struct cf_muon *muon; /* optimizer muon: its state (model/optim.h), else NULL */
+    /* Optional (NULL: none): cf_model_forward_backward calls grad_hook(grad_hook_user, stage) as
+     * parts of the parameter gradients receive their last contribution of the micro-batch, in
+     * this order: CF_GRAD_STAGE_HEAD (lm_head, lnf_w, lnf_b), then each stored block b from NB-1
+     * down to 0 (its layered slices, after the lowest layer using it), then CF_GRAD_STAGE_EMBED
+     * (wte, wpe: the end of the backward). A negative return stops the backward with it.
+     * Data-parallel training (src/dist) starts its gradient all-reduces from here. */
+    int (*grad_hook)(void *user, int stage);
+    void *grad_hook_user;
+    struct cf_dist_grads *dist; /* data-parallel gradient averaging (src/dist); NULL: one process */
 } cf_model;
+
+enum { CF_GRAD_STAGE_HEAD = -1, CF_GRAD_STAGE_EMBED = -2 };
 
 /* Create a model for (max_B, max_T) batches on a backend. training = 0 allocates only params and
  * forward activations (generation / eval). Parameters are uninitialised until init or load. */

@@ -20,6 +20,7 @@
 #include "backend/verify.h"
 #include "bench/bench.h"
 #include "data/dataset.h"
+#include "dist/dist.h"
 #include "model/gpt.h"
 #include "model/optim.h"
 #include "train/checkpoint.h"
@@ -113,6 +114,7 @@ static int save(cf_train_opts *o, cf_model *m, cf_dataset *ds, cf_train_state *s
 
 /* The end of a run that could not save: name what survives. */
 static void report_last_good(const cf_train_opts *o, int step) {
+    if (cf_dist_rank() != 0) return; /* rank 0 writes the checkpoints */
     if (o->last_checkpoint[0])
         CF_ERROR("training stopped at step %d; the last good checkpoint is %s", step,
                  o->last_checkpoint);
@@ -448,11 +450,16 @@ int cf_train_step(cf_model *m, int step, cf_batch_fn next, void *user, int32_t *
         CF_ERROR("grad_accum_steps (%d) must be in [1, 60]", accum);
         return CF_ERR_INVALID;
     }
+    /* data-parallel (m->dist): each rank's loss is scaled by 1/(accum * ranks) and the last
+     * micro-batch's backward sums the gradients over the ranks (src/dist) */
+    const int world = m->dist ? cf_dist_size() : 1;
     CF_TRY(cf_model_zero_grad(m));
     for (int k = 0; k < accum; k++) {
         CF_TRY(next(user, x, y, B, T));
-        CF_TRY(cf_model_forward_backward(m, x, y, B, T, 1.0f / (float)accum, k));
+        if (k == accum - 1) CF_TRY(cf_dist_grads_begin(m->dist));
+        CF_TRY(cf_model_forward_backward(m, x, y, B, T, 1.0f / (float)(accum * world), k));
     }
+    CF_TRY(cf_dist_grads_end(m->dist));
     float norm = 0.0f;
     CF_TRY(cf_model_grad_norm(m, &norm));
     float scale = 1.0f;
@@ -463,8 +470,9 @@ int cf_train_step(cf_model *m, int step, cf_batch_fn next, void *user, int32_t *
     CF_TRY(cf_model_read_scalars(m, scal, accum));
     double lsum = 0.0;
     for (int k = 0; k < accum; k++) lsum += scal[k];
+    if (m->dist) CF_TRY(cf_dist_sum(&lsum, 1));
     /* scalars hold the sum over B*T of per-token losses for each micro-batch */
-    out->loss = (float)(lsum / ((double)B * T * accum));
+    out->loss = (float)(lsum / ((double)B * T * accum * world));
     out->grad_norm = norm;
     out->lr = lr;
     out->muon_lr = muon_lr;
@@ -498,17 +506,32 @@ static void write_target_record(cf_train_opts *o, FILE *logf, int *log_failed, i
                 errno ? strerror(errno) : "write error");
     }
 }
+/* The training data of one rank: of every `world` consecutive micro-batches of the data order, rank
+ * r reads the r-th, so a global batch holds the same windows for any number of ranks (2 ranks x
+ * batch b read what 1 process with grad_accum_steps 2 x batch b reads) and the cursor every rank
+ * keeps (and rank 0 saves) is the single-process one. */
+typedef struct {
+    cf_dataset *ds;
+    int rank, world;
+} train_source;
 
 static int next_train_batch(void *user, int32_t *x, int32_t *y, int B, int T) {
-    return cf_dataset_next_batch((cf_dataset *)user, CF_SPLIT_TRAIN, B, T, x, y);
+    train_source *s = user;
+    CF_TRY(cf_dataset_skip(s->ds, (size_t)s->rank * (size_t)B));
+    CF_TRY(cf_dataset_next_batch(s->ds, CF_SPLIT_TRAIN, B, T, x, y));
+    return cf_dataset_skip(s->ds, (size_t)(s->world - 1 - s->rank) * (size_t)B);
 }
 
 /* Prints the --profile table and writes the --trace file for the profiled steps. */
-static int finish_profile(cf_train_opts *o, cf_backend *be, const cf_trace_span *spans, int n) {
+static int finish_profile(cf_train_opts *o, cf_backend *be, const cf_trace_span *spans, int n,
+                          const cf_dist_grads *dg) {
     if (o->profile) {
         fflush(stderr);
         fprintf(stderr, "\n");
         cf_prof_print(stderr, be, n);
+        cf_dist_stats ds;
+        cf_dist_grads_stats(dg, &ds);
+        cf_dist_print_stats(stderr, &ds, cf_dist_size());
     }
     if (o->trace_path) {
         char name[256];
@@ -554,6 +577,7 @@ int cf_train_run(cf_train_opts *o) {
     FILE *logf = NULL;
     int32_t *x = NULL, *y = NULL;
     cf_trace_span *spans = NULL;
+    cf_dist_grads *dg = NULL;
     int lock_fd = -1, log_failed = 0, save_failures = 0;
     run_files rf = {-1, NULL, 0, 0};
     cf_train_state st;
@@ -567,7 +591,17 @@ int cf_train_run(cf_train_opts *o) {
     o->last_checkpoint[0] = 0;
     o->target_reached = 0;
     if (o->has_target && (rc = check_target(o)) < 0) return rc;
+    /* data-parallel (mpirun): rank 0 prints, logs, profiles and writes checkpoints */
+    const int rank = cf_dist_rank(), world = cf_dist_size();
+    if (rank != 0) {
+        o->quiet = 1;
+        o->verbose = 0;
+        o->log_path = NULL;
+        o->profile = 0;
+        o->trace_path = NULL;
+    }
     if ((rc = cf_config_validate(c, o->origin)) < 0) return rc;
+    if ((rc = cf_dist_check_config(c, o->origin)) < 0) return rc;
     if ((rc = check_out_name(o->out_dir)) < 0) return rc;
     char resume_path[CF_PATH_MAX + 64] = {0};
     if (o->resume) {
@@ -594,10 +628,22 @@ int cf_train_run(cf_train_opts *o) {
         rc = CF_ERR_INVALID;
         goto done;
     }
-    if ((rc = cf_backend_create_for(o->device, o->backend, c, &be)) < 0) goto done;
+    char device[256];
+    if ((rc = cf_dist_device(o->device, o->backend, rank, cf_dist_local_rank(), world, device,
+                             sizeof device)) < 0)
+        goto done;
+    if ((rc = cf_backend_create_for(device, o->backend, c, &be)) < 0) goto done;
     be->verbose = o->verbose;
     if ((rc = cf_model_create(be, c, c->batch_size, c->max_length, 1, &m)) < 0) goto done;
     if (c->doc_mask && (rc = cf_model_set_doc_eot(m, eot)) < 0) goto done;
+    if (world > 1) {
+        if ((rc = cf_dist_grads_create(m, o->bucket_bytes ? o->bucket_bytes : CF_DIST_BUCKET_BYTES,
+                                       (enum cf_dist_comm)o->comm, &dg)) < 0)
+            goto done;
+        if (cf_log_get_level() >= CF_LOG_INFO)
+            CF_INFO("data-parallel rank %d of %d (local rank %d): %s, all-reduce %s", rank, world,
+                    cf_dist_local_rank(), cf_be_name(be), cf_dist_grads_comm(dg));
+    }
     if (resume_path[0]) {
         if ((rc = cf_checkpoint_load(resume_path, m, &st, 1)) < 0) goto done;
         if ((rc = cf_dataset_set_state(ds, &st.data)) < 0) goto done;
@@ -607,10 +653,12 @@ int cf_train_run(cf_train_opts *o) {
     } else {
         if ((rc = cf_model_init(m, c->seed)) < 0) goto done;
     }
-    if ((rc = cf_mkdirs(o->out_dir)) < 0) goto done;
-    if ((rc = lock_out_dir(o->out_dir, &lock_fd)) < 0) goto done;
-    if ((rc = check_space(o->out_dir, m, o->keep_checkpoints)) < 0) goto done;
-    tidy_out_dir(o->out_dir, st.step);
+    if (rank == 0) {
+        if ((rc = cf_mkdirs(o->out_dir)) < 0) goto done;
+        if ((rc = lock_out_dir(o->out_dir, &lock_fd)) < 0) goto done;
+        if ((rc = check_space(o->out_dir, m, o->keep_checkpoints)) < 0) goto done;
+        tidy_out_dir(o->out_dir, st.step);
+    }
     if (resume_path[0]) {
         /* the resume source and its predecessors in out_dir are this run's history */
         char rdir[CF_PATH_MAX + 64];
@@ -639,12 +687,14 @@ int cf_train_run(cf_train_opts *o) {
         rc = CF_ERR_NOMEM;
         goto done;
     }
-    const double tokens_per_step = (double)B * T * accum;
+    const double tokens_per_step = (double)B * T * accum * world;
     if (!o->quiet) {
-        CF_INFO("clformer %s | device %s | %.2fM parameters | batch %d x %d x %d accum | "
+        char ranks[32] = "";
+        if (world > 1) snprintf(ranks, sizeof ranks, " x %d ranks", world);
+        CF_INFO("clformer %s | device %s | %.2fM parameters | batch %d x %d x %d accum%s | "
                 "%d steps | data %zu train / %zu val tokens",
                 CF_VERSION_STRING, cf_be_name(be), (double)m->num_params / 1e6, B, T, accum,
-                c->steps, cf_dataset_num_tokens(ds, CF_SPLIT_TRAIN),
+                ranks, c->steps, cf_dataset_num_tokens(ds, CF_SPLIT_TRAIN),
                 cf_dataset_num_tokens(ds, CF_SPLIT_VAL));
         if (!resume_path[0])
             CF_INFO("unigram entropy of the training data: %.4f nats/token (loss must fall below)",
@@ -664,15 +714,17 @@ int cf_train_run(cf_train_opts *o) {
         rc = CF_ERR_NOMEM;
         goto done;
     }
+    train_source src = {ds, rank, world};
     for (int step = st.step; step < c->steps; step++) {
         double t0 = cf_time_now();
         const int prof_on = want_prof && steps_this_run >= 1 && prof_done < prof_steps;
+        if (prof_on && prof_done == 0) cf_dist_grads_reset_stats(dg);
         if (prof_on && !be->prof.enabled) cf_prof_enable(be, 1);
         const double span0 = prof_on ? cf_prof_now_us(be) : 0.0;
         const uint64_t allocs0 = be->stats.allocs, h2d0 = be->stats.h2d_bytes,
                        d2h0 = be->stats.d2h_bytes;
         cf_step_info si;
-        if ((rc = cf_train_step(m, step, next_train_batch, ds, x, y, &si)) < 0) goto done;
+        if ((rc = cf_train_step(m, step, next_train_batch, &src, x, y, &si)) < 0) goto done;
         const float loss = si.loss, norm = si.grad_norm, lr = si.lr;
         const uint64_t step_allocs = be->stats.allocs - allocs0;
         const uint64_t step_h2d = be->stats.h2d_bytes - h2d0, step_d2h = be->stats.d2h_bytes - d2h0;
@@ -680,7 +732,7 @@ int cf_train_run(cf_train_opts *o) {
             spans[prof_done].start_us = span0;
             spans[prof_done].dur_us = cf_prof_now_us(be) - span0;
             if (++prof_done == prof_steps) {
-                if ((rc = finish_profile(o, be, spans, prof_done)) < 0) goto done;
+                if ((rc = finish_profile(o, be, spans, prof_done, dg)) < 0) goto done;
                 cf_prof_enable(be, 0);
             }
         }
@@ -730,7 +782,7 @@ int cf_train_run(cf_train_opts *o) {
         /* evaluation and checkpoints stay out of a profile of training steps */
         const int prof_paused = be->prof.enabled;
         be->prof.enabled = 0;
-        if (c->eval_interval > 0 && (st.step % c->eval_interval == 0 || last)) {
+        if (rank == 0 && c->eval_interval > 0 && (st.step % c->eval_interval == 0 || last)) {
             if ((rc = evaluate(m, ds, c->eval_batches, x, y, &val)) < 0) goto done;
             o->final_val_loss = val;
             if (val < st.best_val_loss) st.best_val_loss = val;
@@ -766,10 +818,13 @@ int cf_train_run(cf_train_opts *o) {
             }
         }
         const int ckpt = c->checkpoint_interval > 0 && st.step % c->checkpoint_interval == 0;
+        /* only rank 0 evaluates: every rank stops at the step its target was reached */
         const int stop = (o->stop_after > 0 && steps_this_run >= o->stop_after) ||
-                         o->target_reached;
-        if (cf_interrupted()) {
+                         cf_dist_any(o->target_reached);
+        if (cf_dist_any(cf_interrupted())) { /* every rank stops at the same step */
             if (tty && !o->quiet) fprintf(stderr, "\n");
+            rc = CF_ERR_INTERRUPTED;
+            if (rank != 0) goto done;
             CF_WARN("interrupted at step %d: saving a checkpoint", st.step);
             if ((rc = save(o, m, ds, &st, &rf)) < 0) {
                 report_last_good(o, st.step);
@@ -779,7 +834,7 @@ int cf_train_run(cf_train_opts *o) {
             rc = CF_ERR_INTERRUPTED;
             goto done;
         }
-        if (ckpt || last || stop) {
+        if (rank == 0 && (ckpt || last || stop)) {
             /* a failed periodic save (full disk, ...) keeps the training state and tries again at
              * the next interval; the last save, a diverged model (CF_ERR_INVALID) or three
              * failures in a row stop the run, naming the last good checkpoint */
@@ -818,7 +873,7 @@ int cf_train_run(cf_train_opts *o) {
     if (tty && !o->quiet) fprintf(stderr, "\n");
     /* a run shorter than the profiling window still reports what it profiled */
     if (want_prof && prof_done > 0 && prof_done < prof_steps &&
-        (rc = finish_profile(o, be, spans, prof_done)) < 0)
+        (rc = finish_profile(o, be, spans, prof_done, dg)) < 0)
         goto done;
     if (!o->quiet) {
         if (st.step == start_step) {
@@ -842,6 +897,7 @@ done:
     free(spans);
     free(x);
     free(y);
+    cf_dist_grads_free(dg);
     cf_model_free(m);
     cf_backend_destroy(be);
     cf_dataset_free(ds);

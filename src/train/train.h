@@ -24,6 +24,8 @@ typedef struct {
     int keep_checkpoints;   /* step_*.safetensors kept in out_dir (older ones removed) */
     int has_target;         /* --target-loss given */
     float target_loss;      /* stop (with a checkpoint) at a periodic validation loss <= this */
+    size_t bucket_bytes;    /* data-parallel gradient all-reduce bucket (--bucket-mb), 0 = 25 MB */
+    int comm;               /* data-parallel all-reduce progress (--comm): enum cf_dist_comm */
     int quiet, verbose;
     float final_loss;       /* out: last training loss */
     float final_val_loss;   /* out: last validation loss (NAN if none) */

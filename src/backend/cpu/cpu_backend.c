@@ -151,6 +151,8 @@ static const struct cf_backend_ops cf_cpu_ops = {
     /* .info = */ cf_cpu_info,
     /* .peak_gflops = */ NULL, /* the host's CPU loop (src/bench/peak.c): info.host_threads */
     /* .gemm_describe = */ NULL,
+    /* .host_alloc = */ NULL, /* malloc: the buffers are host memory */
+    /* .host_free = */ NULL,
 };
 
 /* ---- creation and GEMM choice --------------------------------------------------------------- */

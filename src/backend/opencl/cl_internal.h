@@ -284,6 +284,8 @@ void cf_cl_buffer_free(cf_backend *be, cf_buffer *buf);
 int cf_cl_upload(cf_backend *be, cf_view dst, const void *src, size_t nbytes);
 int cf_cl_download(cf_backend *be, void *dst, cf_view src, size_t nbytes);
 int cf_cl_copy(cf_backend *be, cf_view dst, cf_view src, size_t n);
+int cf_cl_host_alloc(cf_backend *be, size_t nbytes, void **ptr, void **handle);
+void cf_cl_host_free(cf_backend *be, void *ptr, void *handle);
 int cf_cl_fill(cf_backend *be, cf_view dst, float value, size_t n);
 int cf_cl_synchronize(cf_backend *be);
 int cf_cl_prof_collect(cf_backend *be, double *device_us);

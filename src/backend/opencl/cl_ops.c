@@ -700,4 +700,6 @@ const struct cf_backend_ops cf_cl_ops = {
     /* .info = */ cf_cl_info,
     /* .peak_gflops = */ cf_cl_peak,
     /* .gemm_describe = */ cf_cl_gemm_describe,
+    /* .host_alloc = */ cf_cl_host_alloc,
+    /* .host_free = */ cf_cl_host_free,
 };

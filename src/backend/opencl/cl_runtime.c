@@ -257,6 +257,40 @@ int cf_cl_download(cf_backend *be, void *dst, cf_view src, size_t nbytes) {
     return CF_OK;
 }
 
+/* Pinned staging: a host-allocated buffer mapped once for the host's whole use (NVIDIA's and AMD's
+ * drivers DMA straight to and from such a mapping instead of through a bounce buffer). */
+int cf_cl_host_alloc(cf_backend *be, size_t nbytes, void **ptr, void **handle) {
+    cf_cl_ctx *ctx = CTX(be);
+    cl_int err = CL_SUCCESS;
+    cl_mem m = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR, nbytes,
+                              NULL, &err);
+    if (err != CL_SUCCESS || !m) {
+        cf_cl_fail(ctx, "opencl: pinned host allocation of %zu bytes failed: %s", nbytes,
+                   cf_cl_errstr(err));
+        return CF_ERR_NOMEM;
+    }
+    void *p = clEnqueueMapBuffer(ctx->queue, m, CL_TRUE, CL_MAP_READ | CL_MAP_WRITE, 0, nbytes, 0,
+                                 NULL, NULL, &err);
+    if (err != CL_SUCCESS || !p) {
+        clReleaseMemObject(m);
+        cf_cl_fail(ctx, "opencl: mapping %zu bytes of pinned host memory failed: %s", nbytes,
+                   cf_cl_errstr(err));
+        return CF_ERR_NOMEM;
+    }
+    *ptr = p;
+    *handle = m;
+    return CF_OK;
+}
+
+void cf_cl_host_free(cf_backend *be, void *ptr, void *handle) {
+    cf_cl_ctx *ctx = CTX(be);
+    cl_mem m = handle;
+    if (!m) return;
+    if (clEnqueueUnmapMemObject(ctx->queue, m, ptr, 0, NULL, NULL) == CL_SUCCESS)
+        clFinish(ctx->queue);
+    clReleaseMemObject(m);
+}
+
 int cf_cl_copy(cf_backend *be, cf_view dst, cf_view src, size_t n) {
     cf_cl_ctx *ctx = CTX(be);
     cl_mem d = cf_cl_mem(dst), s = cf_cl_mem(src);
