@@ -102,6 +102,15 @@ int cf_cpu_use_avx2(cf_backend *be) {
 #endif
 }
 
+static int cf_cpu_gemm_q8_op(cf_backend *be, int M, int N, int K, cf_view A, int lda, cf_view W8,
+                             cf_view scale, cf_view bias, cf_view C, int ldc) {
+    const cf_cpu_ctx *ctx = be->ctx;
+    return cf_cpu_gemm_q8(ctx->gemm_kernel, M, N, K, cf_cpu_f32(A), lda,
+                          (const int8_t *)(const void *)((const char *)W8.buf->host + W8.off),
+                          cf_cpu_f32(scale), bias.buf ? cf_cpu_f32(bias) : NULL, cf_cpu_f32(C),
+                          ldc);
+}
+
 /* ---- the table ------------------------------------------------------------------------------ */
 
 static int cf_cpu_info(cf_backend *be, cf_backend_info *out);
@@ -146,6 +155,9 @@ static const struct cf_backend_ops cf_cpu_ops = {
     /* .info = */ cf_cpu_info,
     /* .peak_gflops = */ NULL, /* the host's CPU loop (src/bench/peak.c): info.host_threads */
     /* .gemm_describe = */ NULL,
+    /* .kv_append = */ cf_cpu_kv_append,
+    /* .decode_attention = */ cf_cpu_decode_attention,
+    /* .gemm_q8 = */ cf_cpu_gemm_q8_op,
 };
 
 /* ---- creation and GEMM choice --------------------------------------------------------------- */

@@ -23,6 +23,7 @@ static void ctx_free(cf_cl_ctx *ctx) {
         if (ctx->scratch[i]) clReleaseMemObject(ctx->scratch[i]);
     cf_cl_gemm_release(ctx);
     cf_cl_attention_release(ctx);
+    cf_cl_infer_release(ctx);
     cf_cl_plan_release(ctx);
     cf_cl_tuning_detach(ctx);
     cf_cl_release_programs(ctx);

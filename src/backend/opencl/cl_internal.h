@@ -135,6 +135,7 @@ typedef struct cf_cl_ctx {
     int n_memo;
     struct cf_cl_gemm_fast *gemm_fast; /* cl_gemm_fast.c state (programs, scratch); NULL = unused */
     struct cf_cl_attention *attention; /* cl_attention.c state (fused programs); NULL = unused */
+    struct cf_cl_infer *infer;         /* cl_infer.c state (inference programs); NULL = unused */
     struct cf_cl_plan_state *plan;     /* cl_plan.c: memoised plans; NULL = none yet */
     int plan_gen; /* bumped when a setting the plans depend on changes (cf_cl_plan_invalidate) */
 
@@ -361,6 +362,15 @@ int cf_cl_attention_fused_backward(cf_cl_ctx *ctx, cf_view dqkv, cf_view dpreatt
 void cf_cl_attention_count_gemm(cf_cl_ctx *ctx);
 /* Free the fused programs (backend teardown). */
 void cf_cl_attention_release(cf_cl_ctx *ctx);
+
+/* ---- inference ops (cl_infer.c), signatures as in struct cf_backend_ops ---------------------- */
+int cf_cl_kv_append(cf_backend *be, cf_view qkv, cf_view kc, cf_view vc, cf_view cs, cf_view pos,
+                    int B, int Tq, int NH, int KVH, int hs, int S);
+int cf_cl_decode_attention(cf_backend *be, cf_view out, cf_view qkv, cf_view kc, cf_view vc,
+                           cf_view pos, int B, int Tq, int NH, int KVH, int hs, int S);
+int cf_cl_gemm_q8(cf_backend *be, int M, int N, int K, cf_view A, int lda, cf_view W8,
+                  cf_view scale, cf_view bias, cf_view C, int ldc);
+void cf_cl_infer_release(cf_cl_ctx *ctx);
 
 /* ---- tuning files (cl_tuning.c) --------------------------------------------------------------- */
 

@@ -667,4 +667,7 @@ const struct cf_backend_ops cf_cl_ops = {
     /* .info = */ cf_cl_info,
     /* .peak_gflops = */ cf_cl_peak,
     /* .gemm_describe = */ cf_cl_gemm_describe,
+    /* .kv_append = */ cf_cl_kv_append,
+    /* .decode_attention = */ cf_cl_decode_attention,
+    /* .gemm_q8 = */ cf_cl_gemm_q8,
 };
