@@ -90,6 +90,8 @@ static int is_value_opt(const char *a) {
 }
 
 int cf_cmd_bench(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) /* generation speed: its own options (cmd_generate.c) */
+        if (!strcmp(argv[i], "--generate")) return cf_cmd_bench_generate(argc, argv);
     cf_config cfg;
     cf_config_defaults(&cfg);
     const char *config_path = NULL, *gemm = NULL;
