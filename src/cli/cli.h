@@ -41,5 +41,8 @@ int cf_cmd_chat(int argc, char **argv);
 int cf_cmd_quantize(int argc, char **argv);
 /* bench --generate (called by cf_cmd_bench when its arguments hold --generate) */
 int cf_cmd_bench_generate(int argc, char **argv);
+/* eval of an int8 model (written by quantize): the same windows and loss as eval's fp32 path,
+ * computed by the inference engine; prints `loss <value>` */
+int cf_cli_eval_int8(const char *path, const char *data, const char *device);
 
 #endif

@@ -13,6 +13,7 @@
 #include "cli/cli.h"
 #include "clformer/common.h"
 #include "clformer/config.h"
+#include "data/dataset.h"
 #include "model/gpt.h"
 #include "model/infer.h"
 #include "train/checkpoint.h"
@@ -1227,4 +1228,54 @@ done:
     free(host);
     cf_backend_destroy(be);
     return gen_exit(rc);
+}
+
+/* ---- eval of an int8 model ------------------------------------------------------------------- */
+
+int cf_cli_eval_int8(const char *path, const char *data, const char *device) {
+    gen_model g;
+    int rc = gen_open(path, device, 1, &g);
+    if (rc < 0) return rc;
+    const int T = g.cfg.max_length, V = g.cfg.vocab_size;
+    int32_t *toks = NULL;
+    size_t n = 0;
+    float *lg = NULL;
+    if ((rc = gen_engine(&g, 1, T, T)) < 0) goto done;
+    if ((rc = cf_dataset_load_tokens(&g.cfg, data, &toks, &n)) < 0) goto done;
+    const size_t windows = n > 0 ? (n - 1) / (size_t)T : 0;
+    if (windows == 0) {
+        CF_ERROR("eval: data %s: %zu tokens is shorter than one window of max_length %d + 1", data,
+                 n, T);
+        rc = CF_ERR_INVALID;
+        goto done;
+    }
+    if (!(lg = malloc(sizeof(float) * (size_t)T * V))) {
+        rc = CF_ERR_NOMEM;
+        goto done;
+    }
+    double sum = 0.0;
+    for (size_t w = 0; w < windows; w++) {
+        cf_infer_reset(g.inf, 0);
+        const int32_t *x = toks + w * (size_t)T;
+        if ((rc = cf_infer_step_all(g.inf, 0, 1, T, x, lg)) < 0) goto done;
+        double wl = 0.0;
+        for (int t = 0; t < T; t++) { /* -log softmax(z)[target], as crossentropy_forward */
+            const float *z = lg + (size_t)t * V;
+            float mx = z[0];
+            for (int i = 1; i < V; i++) mx = fmaxf(mx, z[i]);
+            double se = 0.0;
+            for (int i = 0; i < V; i++) se += exp((double)(z[i] - mx));
+            const int32_t y = x[t + 1];
+            if (y >= 0 && y < V) wl += log(se) + mx - z[y];
+        }
+        sum += wl / T;
+    }
+    printf("loss %.6f\n", sum / (double)windows);
+    CF_DEBUG("%zu windows of %d tokens (int8 weights)", windows, T);
+    rc = CF_OK;
+done:
+    free(toks);
+    free(lg);
+    gen_unload(&g);
+    return rc;
 }

@@ -17,6 +17,7 @@
 #include "data/dataset.h"
 #include "io/safetensors.h"
 #include "model/gpt.h"
+#include "model/infer.h"
 #include "train/checkpoint.h"
 #include "train/train.h"
 
@@ -301,6 +302,13 @@ static int cmd_eval(int argc, char **argv) {
     if (!ckpt || !data) {
         CF_ERROR("eval: usage: clformer eval CKPT --data PATH");
         return 1;
+    }
+    int is8 = 0;
+    {
+        char p8[CF_PATH_MAX + 64];
+        if (cf_checkpoint_resolve(ckpt, p8, sizeof p8) == CF_OK &&
+            cf_infer_file_is_int8(p8, &is8) == CF_OK && is8) /* int8: the inference engine */
+            return exit_code(cf_cli_eval_int8(p8, data, device));
     }
     loaded_model lm;
     int rc = load_for_inference(ckpt, device, batch, &lm);

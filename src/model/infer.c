@@ -34,6 +34,7 @@ struct cf_infer {
     /* step buffers */
     cf_buffer *sbufs[S_COUNT];
     cf_buffer *tok, *posb;
+    cf_buffer *lg_all; /* (max_rows, V) logits of every row, allocated on first use */
     int32_t *pos;   /* host copy: positions each slot holds */
 };
 
@@ -179,6 +180,7 @@ void cf_infer_free(cf_infer *inf) {
     for (int i = 0; i < S_COUNT; i++) cf_be_free(be, inf->sbufs[i]);
     cf_be_free(be, inf->tok);
     cf_be_free(be, inf->posb);
+    cf_be_free(be, inf->lg_all);
     free(inf->kc);
     free(inf->vc);
     free(inf->pos);
@@ -461,7 +463,8 @@ static int norm(cf_infer *inf, cf_view out, cf_view inp, cf_view w, cf_view bias
                                  c->d_model, c->norm_eps);
 }
 
-int cf_infer_step(cf_infer *inf, int slot0, int B, int Tq, const int32_t *tokens, float *logits) {
+static int step_impl(cf_infer *inf, int slot0, int B, int Tq, const int32_t *tokens, float *logits,
+                     int all_rows) {
     cf_backend *be = inf->be;
     const cf_config *c = &inf->cfg;
     if (B <= 0 || Tq <= 0 || slot0 < 0 || slot0 + B > inf->slots || (long long)B * Tq > inf->R) {
@@ -544,16 +547,33 @@ int cf_infer_step(cf_infer *inf, int slot0, int B, int Tq, const int32_t *tokens
     for (int b = 0; b < B; b++) inf->pos[slot0 + b] += Tq;
     if (!logits) return CF_OK;
     cf_prof_scope(be, -1, CF_PHASE_FORWARD);
-    /* the final norm and the head on each sequence's last row only */
+    /* the final norm, and the head on each sequence's last row (or on every row) */
     CF_TRY(norm(inf, ln, x, W(inf, CF_P_lnf_w, 0), W(inf, CF_P_lnf_b, 0), R));
+    const int rows = all_rows ? R : B;
     cf_view lg = SB(inf, S_LOGITS);
-    CF_TRY(linear(inf, head_lin(inf), 0, lg, cf_view_add(ln, (size_t)(Tq - 1) * C), Tq * C,
-                  CF_VIEW_NULL, B));
-    CF_TRY(cf_be_download(be, logits, lg, sizeof(float) * (size_t)B * V));
+    if (all_rows) {
+        if (!inf->lg_all && cf_be_alloc(be, sizeof(float) * (size_t)R * V, &inf->lg_all) < 0)
+            return CF_ERR_NOMEM;
+        lg = cf_view_f32(inf->lg_all, 0);
+        CF_TRY(linear(inf, head_lin(inf), 0, lg, ln, C, CF_VIEW_NULL, R));
+    } else {
+        CF_TRY(linear(inf, head_lin(inf), 0, lg, cf_view_add(ln, (size_t)(Tq - 1) * C), Tq * C,
+                      CF_VIEW_NULL, B));
+    }
+    CF_TRY(cf_be_download(be, logits, lg, sizeof(float) * (size_t)rows * V));
     const float cap = c->logit_softcap;
     if (cap > 0.0f)
-        for (size_t i = 0; i < (size_t)B * V; i++) logits[i] = cap * tanhf(logits[i] / cap);
+        for (size_t i = 0; i < (size_t)rows * V; i++) logits[i] = cap * tanhf(logits[i] / cap);
     return CF_OK;
+}
+
+int cf_infer_step(cf_infer *inf, int slot0, int B, int Tq, const int32_t *tokens, float *logits) {
+    return step_impl(inf, slot0, B, Tq, tokens, logits, 0);
+}
+
+int cf_infer_step_all(cf_infer *inf, int slot0, int B, int Tq, const int32_t *tokens,
+                      float *logits) {
+    return step_impl(inf, slot0, B, Tq, tokens, logits, 1);
 }
 
 int cf_infer_prefill(cf_infer *inf, int slot, const int32_t *tokens, int n, float *logits) {

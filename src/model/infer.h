@@ -66,6 +66,9 @@ int cf_infer_max_rows(const cf_infer *inf);
  * applied (NULL: not downloaded). B*Tq <= max_rows; every slot must have room for Tq more
  * positions (cf_infer_slide first, or stop). */
 int cf_infer_step(cf_infer *inf, int slot0, int B, int Tq, const int32_t *tokens, float *logits);
+/* As cf_infer_step, but logits (B*Tq, V) receives the logits of every new row (evaluation). */
+int cf_infer_step_all(cf_infer *inf, int slot0, int B, int Tq, const int32_t *tokens,
+                      float *logits);
 /* Append n tokens to one slot in chunks of at most max_rows (prefill); logits as for a step. */
 int cf_infer_prefill(cf_infer *inf, int slot, const int32_t *tokens, int n, float *logits);
 /* RoPE only: drop slot s's d oldest positions (see above). CF_ERR_INVALID with learned

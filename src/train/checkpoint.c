@@ -254,7 +254,7 @@ int cf_checkpoint_load(const char *path, cf_model *m, cf_train_state *st, int wi
     const size_t n = m->num_params;
     if (rc < 0) goto done;
     if (cf_st_meta(f, "quantization")) { /* written by `clformer quantize` (src/model/infer.h) */
-        CF_ERROR("checkpoint %s: is a %s-quantized model, which generate, eval and bench "
+        CF_ERROR("checkpoint %s: is an %s-quantized model, which generate, eval and bench "
                  "--generate read but nothing can train; train or resume from the fp32 checkpoint "
                  "it was made from",
                  path, cf_st_meta(f, "quantization"));
