@@ -183,10 +183,9 @@ static void run_combo(cf_backend *be, const char *dev, const cf_config *cfg, con
         }
         cf_infer_free(a);
     }
-    for (int s = 0; s < 3; s++) {
-        cf_infer_reset(inf, s);
-        OK(cf_infer_prefill(inf, s, tok[s], len[s], lg));
-    }
+    cf_infer_free(inf); /* a batch engine prefilling in the same chunks as the lone ones */
+    inf = engine(be, cfg, params, 3, 0, 8, 0);
+    for (int s = 0; s < 3; s++) OK(cf_infer_prefill(inf, s, tok[s], len[s], lg));
     for (int k = 0; k < 4; k++) {
         int32_t next[3] = {tok[0][len[0] + k], tok[1][len[1] + k], tok[2][len[2] + k]};
         OK(cf_infer_step(inf, 0, 3, 1, next, lg));
