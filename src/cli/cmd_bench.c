@@ -17,6 +17,8 @@ static const char *BENCH_HELP =
     "       clformer bench --gemm-sweep [CONFIG] [options] [key=value ...]\n"
     "       clformer bench --attention-sweep [CONFIG] [options] [key=value ...]\n"
     "       clformer bench --peak [--device D]\n"
+    "       clformer bench --generate CKPT-or-CONFIG [options] (generation speed with the KV\n"
+    "                    cache; see `clformer bench --generate --help`)\n"
     "\n"
     "Training benchmark (default): random tokens (no dataset needed), a freshly initialised "
     "model,\n"

@@ -93,7 +93,7 @@ int cf_cpu_decode_attention(cf_backend *be, cf_view out_v, cf_view qkv_v, cf_vie
 
 /* Rows of W dequantised per tile for the products with many rows of A (prefill): the tile is
  * scratch, never a copy of the whole weight. */
-#define Q8_TILE 64
+#define Q8_TILE 256
 #define Q8_SMALL_M 8
 
 int cf_cpu_gemm_q8(int kernel, int M, int N, int K, const float *A, int lda, const int8_t *W,

@@ -19,7 +19,7 @@
 struct cf_cl_infer {
     int status; /* 0 not built, 1 built, < 0 the build failed (kept, not retried) */
     cl_program att, q8;
-    cl_kernel append, decode, q8_rows, q8_dequant;
+    cl_kernel append, decode, q8_rows, q8_dequant, f32_rows;
     cl_mem scores, tile;
     size_t scores_bytes, tile_bytes;
 };
@@ -33,6 +33,7 @@ void cf_cl_infer_release(cf_cl_ctx *ctx) {
     if (st->decode) clReleaseKernel(st->decode);
     if (st->q8_rows) clReleaseKernel(st->q8_rows);
     if (st->q8_dequant) clReleaseKernel(st->q8_dequant);
+    if (st->f32_rows) clReleaseKernel(st->f32_rows);
     if (st->att) clReleaseProgram(st->att);
     if (st->q8) clReleaseProgram(st->q8);
     if (st->scores) clReleaseMemObject(st->scores);
@@ -69,6 +70,7 @@ static int infer_state(cf_cl_ctx *ctx, struct cf_cl_infer **out) {
     if (rc == CF_OK) rc = make_kernel(ctx, st->att, "decode_attention", &st->decode);
     if (rc == CF_OK) rc = make_kernel(ctx, st->q8, "gemm_q8_rows", &st->q8_rows);
     if (rc == CF_OK) rc = make_kernel(ctx, st->q8, "gemm_q8_dequant", &st->q8_dequant);
+    if (rc == CF_OK) rc = make_kernel(ctx, st->q8, "gemm_f32_rows", &st->f32_rows);
     st->status = rc == CF_OK ? 1 : rc;
     return rc;
 }
@@ -183,4 +185,23 @@ int cf_cl_gemm_q8(cf_backend *be, int M, int N, int K, cf_view A, int lda, cf_vi
     for (int m = 0; m < M; m++) /* add_bias takes packed rows */
         CF_TRY(be->ops->add_bias(be, cf_view_add(C, (size_t)m * ldc), bias, 1, N));
     return CF_OK;
+}
+
+int cf_cl_gemm_rows_try(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
+    if (d->M > CF_CL_GEMM_ROWS_MAX_M || d->ta || !d->tb || d->act || d->colsum ||
+        d->outer * d->inner != 1)
+        return 0;
+    struct cf_cl_infer *st;
+    CF_TRY(infer_state(ctx, &st));
+    const int has_bias = d->bias != NULL;
+    const size_t local[2] = {DA_LS, 1};
+    const size_t global[2] = {(size_t)d->N * DA_LS, (size_t)(d->M + Q8_ROWS - 1) / Q8_ROWS};
+    CF_TRY(cf_cl_launch(ctx, st->f32_rows, "gemm_f32_rows", 2, global, local,
+                        CF_ARGS(ARG_INT(d->M), ARG_INT(d->N), ARG_INT(d->K), ARG_FLOAT(d->alpha),
+                                ARG_MEM(d->A), ARG_ULONG(d->a_off), ARG_INT(d->lda), ARG_MEM(d->B),
+                                ARG_ULONG(d->b_off), ARG_INT(d->ldb), ARG_FLOAT(d->beta),
+                                ARG_MEM(has_bias ? d->bias : d->B),
+                                ARG_ULONG(has_bias ? d->bias_off : 0), ARG_INT(has_bias),
+                                ARG_MEM(d->C), ARG_ULONG(d->c_off), ARG_INT(d->ldc))));
+    return 1;
 }

@@ -318,6 +318,11 @@ cf_cl_gemm_desc cf_cl_gemm_desc_plain(int ta, int tb, int M, int N, int K, float
                                       int ldc);
 
 int cf_cl_gemm(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d);
+/* Products of at most CF_CL_GEMM_ROWS_MAX_M rows of A against B stored (N,K) (plain, no
+ * activation epilogue): one work-group per output column, B's row read once (cl_infer.c).
+ * 1 = done, 0 = declined (another path runs it), < 0 = error. */
+#define CF_CL_GEMM_ROWS_MAX_M 8
+int cf_cl_gemm_rows_try(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d);
 /* Choose (and memoise, logging once per shape) the native kernel's parameters for a shape. */
 int cf_cl_gemm_params_lookup(cf_cl_ctx *ctx, int M, int N, int K, int ta, int tb,
                              cf_cl_gemm_params *out);
