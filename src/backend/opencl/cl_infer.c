@@ -12,7 +12,7 @@
 #define DA_LS 64      /* work-group size of decode_attention and gemm_q8_rows */
 #define DA_MAX_HS 256 /* largest head size of decode_attention (its q row in local memory) */
 #define Q8_ROWS 8     /* rows of A per gemm_q8_rows work-group */
-#define Q8_TILE_MIN_M 64 /* products with at least this many rows dequantise a tile and use the
+#define Q8_TILE_MIN_M 16 /* products with at least this many rows dequantise a tile and use the
                           * backend's GEMM */
 #define Q8_TILE_ROWS 1024 /* weight rows per dequantised tile */
 
