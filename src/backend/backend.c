@@ -248,6 +248,7 @@ const char *cf_dtype_name(enum cf_dtype t) {
     case CF_BF16: return "bf16";
     case CF_F16: return "f16";
     case CF_I32: return "i32";
+    case CF_I8: return "i8";
     }
     return "?";
 }
@@ -935,4 +936,70 @@ int cf_be_axpby(cf_backend *be, cf_view y, cf_view x, float alpha, float beta, s
     CHECK("axpby", "y", y, CF_F32, n);
     CHECK("axpby", "x", x, CF_F32, n);
     CF_DISPATCH(axpby, y, x, alpha, beta, n);
+}
+
+/* ---- inference ops ------------------------------------------------------------------------ */
+
+static int infer_slot_check(cf_backend *be, const char *op, int present) {
+    if (present) return CF_OK;
+    CF_ERROR("%s: backend %s does not implement this op (backend API %d); use --device cpu", op,
+             cf_be_name(be), CF_BACKEND_API_VERSION);
+    return CF_ERR_UNSUPPORTED;
+}
+static int cache_check(const char *op, int B, int Tq, int NH, int KVH, int hs, int S) {
+    CF_TRY(heads_check(op, B, Tq, NH, KVH, hs));
+    if (S <= 0 || Tq > S) {
+        CF_ERROR("%s: the cache holds 'S' = %d positions per sequence; it must be positive and "
+                 "at least Tq = %d",
+                 op, S, Tq);
+        return CF_ERR_INVALID;
+    }
+    return CF_OK;
+}
+int cf_be_kv_append(cf_backend *be, cf_view qkv, cf_view kc, cf_view vc, cf_view cs, cf_view pos,
+                    int B, int Tq, int NH, int KVH, int hs, int S) {
+    static const char op[] = "kv_append";
+    CF_TRY(infer_slot_check(be, op, be->ops->kv_append != NULL));
+    CF_TRY(cache_check(op, B, Tq, NH, KVH, hs, S));
+    if (cs.buf && hs % 2 != 0) {
+        CF_ERROR("%s: head size 'hs' = %d must be even with RoPE (pairs (i, i + hs/2))", op, hs);
+        return CF_ERR_INVALID;
+    }
+    const size_t cache = zmul(B, S) * zmul(KVH, hs);
+    CHECK(op, "qkv", qkv, CF_F32, zmul(B, Tq) * zmul(NH + 2 * KVH, hs));
+    CHECK(op, "kc", kc, CF_F32, cache);
+    CHECK(op, "vc", vc, CF_F32, cache);
+    CHECK_OPT(op, "cs", cs, CF_F32, zmul(S, hs));
+    CHECK(op, "pos", pos, CF_I32, (size_t)B);
+    CF_DISPATCH(kv_append, qkv, kc, vc, cs, pos, B, Tq, NH, KVH, hs, S);
+}
+int cf_be_decode_attention(cf_backend *be, cf_view out, cf_view qkv, cf_view kc, cf_view vc,
+                           cf_view pos, int B, int Tq, int NH, int KVH, int hs, int S) {
+    static const char op[] = "decode_attention";
+    CF_TRY(infer_slot_check(be, op, be->ops->decode_attention != NULL));
+    CF_TRY(cache_check(op, B, Tq, NH, KVH, hs, S));
+    const size_t cache = zmul(B, S) * zmul(KVH, hs);
+    CHECK(op, "out", out, CF_F32, zmul(B, Tq) * zmul(NH, hs));
+    CHECK(op, "qkv", qkv, CF_F32, zmul(B, Tq) * zmul(NH + 2 * KVH, hs));
+    CHECK(op, "kc", kc, CF_F32, cache);
+    CHECK(op, "vc", vc, CF_F32, cache);
+    CHECK(op, "pos", pos, CF_I32, (size_t)B);
+    CF_DISPATCH(decode_attention, out, qkv, kc, vc, pos, B, Tq, NH, KVH, hs, S);
+}
+int cf_be_gemm_q8(cf_backend *be, int M, int N, int K, cf_view A, int lda, cf_view W8,
+                  cf_view scale, cf_view bias, cf_view C, int ldc) {
+    static const char op[] = "gemm_q8";
+    CF_TRY(infer_slot_check(be, op, be->ops->gemm_q8 != NULL));
+    DIMS(op, M, N, K);
+    if (lda < K || ldc < N) {
+        CF_ERROR("%s: M=%d N=%d K=%d with lda %d, ldc %d: lda must be >= K and ldc >= N", op, M, N,
+                 K, lda, ldc);
+        return CF_ERR_INVALID;
+    }
+    CHECK(op, "A", A, CF_F32, extent(M, K, lda));
+    CHECK(op, "W8", W8, CF_I8, zmul(N, K));
+    CHECK(op, "scale", scale, CF_F32, (size_t)N);
+    CHECK_OPT(op, "bias", bias, CF_F32, (size_t)N);
+    CHECK(op, "C", C, CF_F32, extent(M, N, ldc));
+    CF_DISPATCH(gemm_q8, M, N, K, A, lda, W8, scale, bias, C, ldc);
 }

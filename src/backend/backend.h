@@ -34,21 +34,23 @@ typedef struct cf_buffer {
     void *handle;  /* OpenCL: the cl_mem */
 } cf_buffer;
 
-/* Element types a view can hold. Only CF_F32 (float tensors) and CF_I32 (token ids, targets)
- * are used by the ops today; CF_BF16 and CF_F16 are for the reduced-precision work. */
-enum cf_dtype { CF_F32 = 0, CF_BF16 = 1, CF_F16 = 2, CF_I32 = 3 };
+/* Element types a view can hold. CF_F32 (float tensors) and CF_I32 (token ids, targets, cache
+ * positions) are used by most ops, CF_I8 by the int8 weights of gemm_q8; CF_BF16 and CF_F16 are
+ * for the reduced-precision work. */
+enum cf_dtype { CF_F32 = 0, CF_BF16 = 1, CF_F16 = 2, CF_I32 = 3, CF_I8 = 4 };
 
-/* bytes per element: 4 (f32, i32) or 2 (bf16, f16); 0 for a value outside the enum */
+/* bytes per element: 4 (f32, i32), 2 (bf16, f16) or 1 (i8); 0 for a value outside the enum */
 static inline size_t cf_dtype_size(enum cf_dtype t) {
     switch (t) {
     case CF_F32:
     case CF_I32: return 4;
     case CF_BF16:
     case CF_F16: return 2;
+    case CF_I8: return 1;
     }
     return 0;
 }
-/* "f32", "bf16", "f16", "i32" ("?" outside the enum) */
+/* "f32", "bf16", "f16", "i32", "i8" ("?" outside the enum) */
 const char *cf_dtype_name(enum cf_dtype t);
 
 /* A tensor: a typed window into a buffer starting off BYTES in. The extent is not stored: each op
@@ -392,6 +394,28 @@ struct cf_backend_ops {
      * such as the data-parallel gradient all-reduce. *handle is the backend's own (may be NULL). */
     int (*host_alloc)(cf_backend *be, size_t nbytes, void **ptr, void **handle);
     void (*host_free)(cf_backend *be, void *ptr, void *handle);
+
+    /* ---- inference (a KV cache of S positions per sequence; src/model/infer.c) ---- */
+    /* Append Tq new positions to each of B sequences' caches. qkv (B,Tq,QKV) rows laid out as for
+     * attention_forward; pos (B) i32: the positions sequence b holds before this call (its new
+     * rows go to cache positions pos[b] .. pos[b]+Tq-1; a position >= S is clamped to S-1, so a
+     * bad value never writes past the cache). kc, vc (B,S,KVH*hs): the K and V caches. With cs
+     * (RoPE's (cos, sin) table, (S, hs/2, 2) as for rope) the q and k heads of each row are first
+     * rotated IN PLACE in qkv by the row's cache position; cs NULL: no rotation. Then the k and v
+     * heads of each row are copied to kc and vc. */
+    int (*kv_append)(cf_backend *be, cf_view qkv, cf_view kc, cf_view vc, cf_view cs, cf_view pos,
+                     int B, int Tq, int NH, int KVH, int hs, int S);
+    /* Causal attention of Tq query rows per sequence against its cache: out (B,Tq,NH*hs); the
+     * queries are the q heads of qkv (B,Tq,QKV); row t of sequence b sits at cache position
+     * p = pos[b] + t and attends to cache positions 0..p (clamped to S-1); query head h reads kv
+     * head h / (NH/KVH) of kc, vc (B,S,KVH*hs) in place; scale 1/sqrt(hs). */
+    int (*decode_attention)(cf_backend *be, cf_view out, cf_view qkv, cf_view kc, cf_view vc,
+                            cf_view pos, int B, int Tq, int NH, int KVH, int hs, int S);
+    /* A linear layer with int8 weights: C(M,N) = A(M,K) @ (scale[n] * W8(N,K))^T (+ bias(N)),
+     * A f32 with row stride lda, W8 i8 (N,K) packed, scale f32 (N), bias optional, C with row
+     * stride ldc (assigned). The weights are dequantised inside the kernel: no f32 copy of W8. */
+    int (*gemm_q8)(cf_backend *be, int M, int N, int K, cf_view A, int lda, cf_view W8,
+                   cf_view scale, cf_view bias, cf_view C, int ldc);
 };
 
 /* ---- profiling --------------------------------------------------------------------------- */
@@ -585,6 +609,13 @@ int cf_be_muon_momentum(cf_backend *be, cf_view buf, cf_view grads, cf_view out,
                         float beta, float grad_scale);
 int cf_be_scale_rnorm(cf_backend *be, cf_view x, cf_view sumsq, size_t n, float eps);
 int cf_be_axpby(cf_backend *be, cf_view y, cf_view x, float alpha, float beta, size_t n);
+/* inference ops (see struct cf_backend_ops) */
+int cf_be_kv_append(cf_backend *be, cf_view qkv, cf_view kc, cf_view vc, cf_view cs, cf_view pos,
+                    int B, int Tq, int NH, int KVH, int hs, int S);
+int cf_be_decode_attention(cf_backend *be, cf_view out, cf_view qkv, cf_view kc, cf_view vc,
+                           cf_view pos, int B, int Tq, int NH, int KVH, int hs, int S);
+int cf_be_gemm_q8(cf_backend *be, int M, int N, int K, cf_view A, int lda, cf_view W8,
+                  cf_view scale, cf_view bias, cf_view C, int ldc);
 
 /* ---- argument checks (the ones every wrapper uses; also for entry points outside the table) ---
  * Each returns CF_OK, or logs one line "<op>: argument '<arg>' ..." saying what the op needs and

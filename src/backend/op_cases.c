@@ -690,6 +690,71 @@ static int run_xfer(cf_backend *be, const tcase *c, cf_buffer **b) {
     return rc;
 }
 
+
+/* ---- inference ops: p = B Tq NH KVH hs S for the cache ops, M N K bias for gemm_q8 --------- */
+static size_t kv_rows(const tcase *c) { return (size_t)P[0] * P[1]; }
+static size_t kv_qkv(const tcase *c) { return kv_rows(c) * (size_t)(P[2] + 2 * P[3]) * P[4]; }
+static size_t kv_cache(const tcase *c) { return (size_t)P[0] * P[5] * P[3] * P[4]; }
+/* cache positions before the call: pos[b] + Tq <= S */
+static void add_pos(tcase *c) { add_ids(c, "pos", (size_t)P[0], 0, P[5] - P[1] + 1); }
+static void build_kv_append(tcase *c) {
+    add_rand(c, "qkv", kv_qkv(c), T_IN | T_OUT, 1.0f);
+    add_rand(c, "kc", kv_cache(c), T_IN | T_OUT, 1.0f);
+    add_rand(c, "vc", kv_cache(c), T_IN | T_OUT, 1.0f);
+    const int S = P[5], hs = P[4];
+    float *cs = add_t(c, "cs", (size_t)S * hs, T_IN | T_INT); /* data, never perturbed */
+    for (int p = 0; cs && p < S; p++)
+        for (int i = 0; i < hs / 2; i++) {
+            const double a = p * pow(10000.0, -2.0 * i / hs);
+            cs[((size_t)p * (hs / 2) + i) * 2] = (float)cos(a);
+            cs[((size_t)p * (hs / 2) + i) * 2 + 1] = (float)sin(a);
+        }
+    add_pos(c);
+}
+static int run_kv_append_rope(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return cf_be_kv_append(be, V("qkv"), V("kc"), V("vc"), cf_view_f32(b[find_t(c, "cs")], PAD),
+                           V("pos"), P[0], P[1], P[2], P[3], P[4], P[5]);
+}
+static int run_kv_append(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return cf_be_kv_append(be, V("qkv"), V("kc"), V("vc"), CF_VIEW_NULL, V("pos"), P[0], P[1],
+                           P[2], P[3], P[4], P[5]);
+}
+static void build_decode_att(tcase *c) {
+    add_const(c, "out", kv_rows(c) * (size_t)P[2] * P[4], T_OUT, NAN);
+    add_rand(c, "qkv", kv_qkv(c), T_IN, 1.0f);
+    add_rand(c, "kc", kv_cache(c), T_IN, 1.0f);
+    add_rand(c, "vc", kv_cache(c), T_IN, 1.0f);
+    add_pos(c);
+}
+static int run_decode_att(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return cf_be_decode_attention(be, V("out"), V("qkv"), V("kc"), V("vc"), V("pos"), P[0], P[1],
+                                  P[2], P[3], P[4], P[5]);
+}
+static int q8_lda(const tcase *c) { return P[2] + 3; }
+static void build_gemm_q8(tcase *c) {
+    const int M = P[0], N = P[1], K = P[2];
+    add_rand(c, "A", (size_t)M * q8_lda(c), T_IN, 1.0f);
+    /* N*K int8 weights in [-127, 127], packed four to a float slot (never perturbed) */
+    const size_t nb = (size_t)N * K;
+    float *w = add_t(c, "W8", (nb + 3) / 4, T_IN | T_INT);
+    for (size_t i = 0; w && i < nb; i++) {
+        int v = (int)(cf_rng_uniform(&c->rng) * 255.0f) - 127;
+        ((int8_t *)(void *)w)[i] = (int8_t)(v > 127 ? 127 : v);
+    }
+    for (size_t i = nb; w && i < 4 * ((nb + 3) / 4); i++) ((int8_t *)(void *)w)[i] = 0;
+    float *sc = add_rand(c, "scale", (size_t)N, T_IN, 0.01f);
+    for (int i = 0; sc && i < N; i++) sc[i] = fabsf(sc[i]) + 1e-3f;
+    if (P[3]) add_rand(c, "bias", (size_t)N, T_IN, 1.0f);
+    float *C = add_rand(c, "C", (size_t)M * (N + 2), T_OUT, 1.0f);
+    for (int i = 0; C && i < M; i++) /* assigned: NaN shows an unwritten element; gaps kept */
+        for (int j = 0; j < N; j++) C[(size_t)i * (N + 2) + j] = NAN;
+}
+static int run_gemm_q8(cf_backend *be, const tcase *c, cf_buffer **b) {
+    cf_view w8 = cf_view_typed(b[find_t(c, "W8")], CF_I8, PAD * 4);
+    return cf_be_gemm_q8(be, P[0], P[1], P[2], V("A"), q8_lda(c), w8, V("scale"),
+                         P[3] ? V("bias") : CF_VIEW_NULL, V("C"), P[1] + 2);
+}
+
 /* clang-format off */
 static const oprow ROWS[] = {
     {"gemm", NULL, 0, "ta tb M N K ab", build_gemm, run_gemm, 2e-6, 4, 8,
@@ -790,6 +855,17 @@ static const oprow ROWS[] = {
     {"scale_rnorm", NULL, 0, "n", build_scale_rnorm, run_scale_rnorm, 1e-6, -1, 4,
      {{1}, {7}, {1000}, {65539}}},
     {"axpby", NULL, 0, "n", build_axpby, run_axpby, 1e-6, -1, 4, {{1}, {7}, {1001}, {65539}}},
+    {"kv_append", NULL, 0, "B Tq NH KVH hs S", build_kv_append, run_kv_append_rope, 1e-6, -1, 6,
+     {{1,1,1,1,2,1}, {2,1,4,2,8,9}, {3,5,6,2,16,12}, {1,33,4,4,64,40}, {2,1,8,1,6,5},
+      {4,2,12,4,64,70}}},
+    {"kv_append norope", NULL, 0, "B Tq NH KVH hs S", build_kv_append, run_kv_append, 0.0, -1, 5,
+     {{1,1,1,1,3,1}, {2,1,4,2,8,9}, {3,5,6,2,16,12}, {1,33,4,4,64,40}, {2,1,8,1,5,5}}},
+    {"decode_attention", NULL, 0, "B Tq NH KVH hs S", build_decode_att, run_decode_att, 2e-5, -1,
+     8, {{1,1,1,1,4,1}, {2,1,4,2,8,9}, {3,5,6,2,16,12}, {1,33,4,4,64,40}, {2,1,8,1,6,5},
+      {4,1,12,4,64,300}, {2,3,4,4,128,67}, {1,1,2,1,10,1100}}},
+    {"gemm_q8", NULL, 0, "M N K bias", build_gemm_q8, run_gemm_q8, 1e-6, 2, 8,
+     {{1,1,1,0}, {1,7,5,1}, {3,33,17,0}, {8,64,96,1}, {9,65,130,0}, {32,129,257,1},
+      {70,100,64,1}, {130,1100,96,0}}},
     {"copy", NULL, 0, "n off", build_copy, run_copy, 0.0, -1, 4, {{1,0}, {7,3}, {1000,1}, {65539,2}}},
     {"fill", NULL, 0, "n off", build_fill, run_fill, 0.0, -1, 4, {{1,0}, {7,3}, {1000,1}, {65539,2}}},
     {"upload/download", NULL, 0, "n off", build_xfer, run_xfer, 0.0, -1, 4,

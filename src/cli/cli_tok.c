@@ -67,6 +67,14 @@ int cf_cli_tok_print(cf_tok *k, int32_t id, FILE *out) {
     return CF_OK;
 }
 
+const uint8_t *cf_cli_tok_bytes(cf_tok *k, int32_t id, size_t *len) {
+    *len = 0;
+    if (id < 0) return NULL;
+    return cf_tokenizer_token_bytes(k->t, (uint32_t)id, len);
+}
+
+int32_t cf_cli_tok_eot_id(cf_tok *k) { return cf_tokenizer_eot_id(k->t); }
+
 int32_t cf_cli_tok_eot(cf_tok *k) {
     int32_t e = cf_tokenizer_eot_id(k->t);
     return e >= 0 ? e : '\n';

@@ -17,6 +17,8 @@ static const char *BENCH_HELP =
     "       clformer bench --gemm-sweep [CONFIG] [options] [key=value ...]\n"
     "       clformer bench --attention-sweep [CONFIG] [options] [key=value ...]\n"
     "       clformer bench --peak [--device D]\n"
+    "       clformer bench --generate CKPT-or-CONFIG [options] (generation speed with the KV\n"
+    "                    cache; see `clformer bench --generate --help`)\n"
     "\n"
     "Training benchmark (default): random tokens (no dataset needed), a freshly initialised "
     "model,\n"
@@ -91,6 +93,8 @@ static int is_value_opt(const char *a) {
 }
 
 int cf_cmd_bench(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) /* generation speed: its own options (cmd_generate.c) */
+        if (!strcmp(argv[i], "--generate")) return cf_cmd_bench_generate(argc, argv);
     cf_config cfg;
     cf_config_defaults(&cfg);
     const char *config_path = NULL, *gemm = NULL;

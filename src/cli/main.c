@@ -18,6 +18,7 @@
 #include "dist/dist.h"
 #include "io/safetensors.h"
 #include "model/gpt.h"
+#include "model/infer.h"
 #include "train/checkpoint.h"
 #include "train/train.h"
 
@@ -29,14 +30,18 @@ static const char *USAGE =
     "\n"
     "commands:\n"
     "  train CONFIG      train a model from a JSON config (key=value overrides allowed)\n"
-    "  generate CKPT     generate text from a checkpoint (file or run directory)\n"
+    "  generate CKPT     generate text from a checkpoint (file or run directory): KV cache,\n"
+    "                    batches of prompts (--prompts FILE --batch N), sampling, int8 models\n"
+    "  chat CKPT         a plain-text conversation kept in the KV cache between turns\n"
+    "  quantize CKPT     write an int8 (weight-only) model: --out FILE\n"
     "  eval CKPT         mean next-token loss of a checkpoint on a text file\n"
     "  export CKPT       export to the Hugging Face format (GPT2LMHeadModel)\n"
     "  devices           list the devices and whether clformer can use them; --verify checks\n"
     "                    every op and a training step on each against the CPU reference\n"
     "  tokenizer         train / encode / decode a byte-level BPE tokenizer\n"
     "  prepare           encode a text corpus into token shards for training\n"
-    "  bench CONFIG      measure training speed (tokens/s, MFU, memory)\n"
+    "  bench CONFIG      measure training speed (tokens/s, MFU, memory); bench --generate\n"
+    "                    CKPT-or-CONFIG measures prefill and decode tokens/s\n"
     "  logits CKPT       write the logits of a token sequence (for checking exports)\n"
     "\n"
     "global options: --quiet, --verbose, --help; `clformer <command> --help` for details\n";
@@ -307,165 +312,6 @@ fail:
     return rc;
 }
 
-/* ---- generate ------------------------------------------------------------------------------ */
-
-static const char *GEN_HELP =
-    "usage: clformer generate CKPT [options]\n"
-    "\n"
-    "Sample text from a checkpoint (a .safetensors file or a run directory: its newest step).\n"
-    "\n"
-    "options:\n"
-    "  --prompt TEXT      text to continue (default: a newline)\n"
-    "  --tokens N         tokens to generate (default 200)\n"
-    "  --temperature T    sampling temperature, 0 = greedy (default 0.8)\n"
-    "  --top-k K          sample among the K most likely tokens, 0 = all (default 40)\n"
-    "  --seed S           sampling seed (default 42)\n"
-    "  --device D         as for train (default auto)\n";
-
-static int sample_token(const float *logits, int V, float temperature, int top_k, cf_rng *rng,
-                        float *probs, int *idx) {
-    if (temperature <= 0.0f) {
-        int best = 0;
-        for (int i = 1; i < V; i++)
-            if (logits[i] > logits[best]) best = i;
-        return best;
-    }
-    int n = V;
-    for (int i = 0; i < V; i++) idx[i] = i;
-    if (top_k > 0 && top_k < V) {
-        /* partial selection sort of the top k */
-        for (int i = 0; i < top_k; i++) {
-            int b = i;
-            for (int j = i + 1; j < V; j++)
-                if (logits[idx[j]] > logits[idx[b]]) b = j;
-            int t = idx[i];
-            idx[i] = idx[b];
-            idx[b] = t;
-        }
-        n = top_k;
-    }
-    float mx = -INFINITY;
-    for (int i = 0; i < n; i++) mx = fmaxf(mx, logits[idx[i]]);
-    double sum = 0.0;
-    for (int i = 0; i < n; i++) {
-        probs[i] = expf((logits[idx[i]] - mx) / temperature);
-        sum += probs[i];
-    }
-    double r = cf_rng_uniform(rng) * sum, acc = 0.0;
-    for (int i = 0; i < n; i++) {
-        acc += probs[i];
-        if (r < acc) return idx[i];
-    }
-    return idx[n - 1];
-}
-
-static int cmd_generate(int argc, char **argv) {
-    const char *ckpt = NULL, *prompt = "\n", *device = NULL;
-    int ntok = 200, top_k = 40, seed = 42;
-    float temp = 0.8f;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (global_flag(a)) continue;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(GEN_HELP, stdout);
-            return 0;
-        } else if (!strcmp(a, "--prompt")) {
-            if (!cf_cli_need_value(argc, argv, i, "generate")) return 1;
-            prompt = argv[++i];
-        } else if (!strcmp(a, "--tokens")) {
-            if (!cf_cli_need_value(argc, argv, i, "generate") ||
-                cf_cli_parse_int("generate", "--tokens", argv[++i], 1, 1000000, &ntok) < 0)
-                return 1;
-        } else if (!strcmp(a, "--top-k")) {
-            if (!cf_cli_need_value(argc, argv, i, "generate") ||
-                cf_cli_parse_int("generate", "--top-k", argv[++i], 0, 100000000, &top_k) < 0)
-                return 1;
-        } else if (!strcmp(a, "--seed")) {
-            if (!cf_cli_need_value(argc, argv, i, "generate") ||
-                cf_cli_parse_int("generate", "--seed", argv[++i], 0, 2147483647, &seed) < 0)
-                return 1;
-        } else if (!strcmp(a, "--temperature")) {
-            if (!cf_cli_need_value(argc, argv, i, "generate") ||
-                cf_cli_parse_float("generate", "--temperature", argv[++i], 0.0, 100.0, &temp) < 0)
-                return 1;
-        } else if (!strcmp(a, "--device")) {
-            if (!cf_cli_need_value(argc, argv, i, "generate")) return 1;
-            device = argv[++i];
-        } else if (a[0] == '-') {
-            CF_ERROR("generate: unknown option '%s'; see `clformer generate --help`", a);
-            return 1;
-        } else if (!ckpt) {
-            ckpt = a;
-        } else {
-            CF_ERROR("generate: unexpected argument '%s'", a);
-            return 1;
-        }
-    }
-    if (!ckpt) {
-        CF_ERROR("generate: no checkpoint given; usage: clformer generate CKPT [--prompt TEXT]");
-        return 1;
-    }
-    loaded_model lm;
-    int rc = load_for_inference(ckpt, device, 1, &lm);
-    if (rc < 0) return exit_code(rc);
-    const int V = lm.cfg.vocab_size, T = lm.cfg.max_length;
-    int32_t *ids = NULL;
-    size_t n = 0;
-    float *logits = malloc(sizeof(float) * V), *probs = malloc(sizeof(float) * V);
-    int *idx = malloc(sizeof(int) * V);
-    int32_t *ctx = malloc(sizeof(int32_t) * T);
-    if (!logits || !probs || !idx || !ctx) {
-        rc = CF_ERR_NOMEM;
-        goto done;
-    }
-    if ((rc = cf_cli_tok_encode(lm.tok, prompt, strlen(prompt), &ids, &n)) < 0) goto done;
-    fputs(prompt, stdout);
-    fflush(stdout);
-    cf_rng rng;
-    cf_rng_seed(&rng, (uint64_t)seed);
-    cf_install_sigint_handler();
-    for (int k = 0; k < ntok && !cf_interrupted(); k++) {
-        size_t start = n > (size_t)T ? n - (size_t)T : 0;
-        int len = (int)(n - start);
-        if (len == 0) {
-            /* empty prompt with a BPE tokenizer: start from end-of-text */
-            int32_t eot = cf_cli_tok_eot(lm.tok);
-            int32_t *nid = realloc(ids, sizeof(int32_t) * (n + 1));
-            if (!nid) {
-                rc = CF_ERR_NOMEM;
-                goto done;
-            }
-            ids = nid;
-            ids[n++] = eot;
-            len = 1;
-            start = n - 1;
-        }
-        memcpy(ctx, ids + start, sizeof(int32_t) * len);
-        if ((rc = cf_model_forward(lm.m, ctx, NULL, 1, len, NULL)) < 0) goto done;
-        if ((rc = cf_model_logits_row(lm.m, 0, len - 1, logits)) < 0) goto done;
-        int next = sample_token(logits, V, temp, top_k, &rng, probs, idx);
-        int32_t *nid = realloc(ids, sizeof(int32_t) * (n + 1));
-        if (!nid) {
-            rc = CF_ERR_NOMEM;
-            goto done;
-        }
-        ids = nid;
-        ids[n++] = next;
-        if ((rc = cf_cli_tok_print(lm.tok, next, stdout)) < 0) goto done;
-        fflush(stdout);
-    }
-    fputc('\n', stdout);
-    rc = CF_OK;
-done:
-    free(ids);
-    free(logits);
-    free(probs);
-    free(idx);
-    free(ctx);
-    unload(&lm);
-    return exit_code(rc);
-}
-
 /* ---- eval ----------------------------------------------------------------------------------- */
 
 static const char *EVAL_HELP =
@@ -507,6 +353,13 @@ static int cmd_eval(int argc, char **argv) {
     if (!ckpt || !data) {
         CF_ERROR("eval: usage: clformer eval CKPT --data PATH");
         return 1;
+    }
+    int is8 = 0;
+    {
+        char p8[CF_PATH_MAX + 64];
+        if (cf_checkpoint_resolve(ckpt, p8, sizeof p8) == CF_OK &&
+            cf_infer_file_is_int8(p8, &is8) == CF_OK && is8) /* int8: the inference engine */
+            return exit_code(cf_cli_eval_int8(p8, data, device));
     }
     loaded_model lm;
     int rc = load_for_inference(ckpt, device, batch, &lm);
@@ -757,7 +610,9 @@ int main(int argc, char **argv) {
     int sub_argc = argc - 1;
     char **sub_argv = argv + 1;
     if (!strcmp(cmd, "train")) return cmd_train(sub_argc, sub_argv);
-    if (!strcmp(cmd, "generate")) return cmd_generate(sub_argc, sub_argv);
+    if (!strcmp(cmd, "generate")) return cf_cmd_generate(sub_argc, sub_argv);
+    if (!strcmp(cmd, "chat")) return cf_cmd_chat(sub_argc, sub_argv);
+    if (!strcmp(cmd, "quantize")) return cf_cmd_quantize(sub_argc, sub_argv);
     if (!strcmp(cmd, "eval")) return cmd_eval(sub_argc, sub_argv);
     if (!strcmp(cmd, "export")) return cf_cmd_export(sub_argc, sub_argv);
     if (!strcmp(cmd, "logits")) return cmd_logits(sub_argc, sub_argv);

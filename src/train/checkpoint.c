@@ -315,6 +315,14 @@ int cf_checkpoint_load(const char *path, cf_model *m, cf_train_state *st, int wi
     float *host = NULL;
     const size_t n = m->num_params;
     if (rc < 0) goto done;
+    if (cf_st_meta(f, "quantization")) { /* written by `clformer quantize` (src/model/infer.h) */
+        CF_ERROR("checkpoint %s: is an %s-quantized model, which generate, eval and bench "
+                 "--generate read but nothing can train; train or resume from the fp32 checkpoint "
+                 "it was made from",
+                 path, cf_st_meta(f, "quantization"));
+        rc = CF_ERR_INVALID;
+        goto done;
+    }
     if ((rc = cf_config_check_family(&was, &m->cfg, path)) < 0) goto done;
     if ((rc = cf_checkpoint_check_tensors(f, path, m->params, NULL)) < 0) goto done;
     host = malloc(n * sizeof(float));

@@ -73,10 +73,35 @@ static int cf_cpu_synchronize(cf_backend *be) { return CF_OK; } /* every op is s
 
 /* ---- GEMM ----------------------------------------------------------------------------------- */
 
+/* Products with very few rows against a weight stored (N,K) (a linear layer at decode time):
+ * one dot product per output, each weight row read once from memory; the blocked kernels would
+ * pack all of B for a handful of rows. The result of a row does not depend on M or the thread
+ * count. */
+#define CF_CPU_GEMV_MAX_M 4
+static int gemv_rows(int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                     int ldb, float beta, float *C, int ldc, const float *bias) {
+#pragma omp parallel for schedule(static) if ((long long)N * K >= CF_CPU_PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        const float *w = B + (size_t)n * ldb;
+        for (int m = 0; m < M; m++) {
+            const float *a = A + (size_t)m * lda;
+            float d = 0.0f;
+#pragma omp simd reduction(+ : d)
+            for (int k = 0; k < K; k++) d += a[k] * w[k];
+            float *c = C + (size_t)m * ldc + n;
+            *c = alpha * d + (beta != 0.0f ? beta * *c : 0.0f) + (bias ? bias[n] : 0.0f);
+        }
+    }
+    return CF_OK;
+}
+
 static int cf_cpu_gemm(cf_backend *be, int ta, int tb, int M, int N, int K, float alpha,
                        cf_view A, int lda, cf_view B, int ldb, float beta, cf_view C, int ldc) {
     if (M <= 0 || N <= 0) return CF_OK;
     const cf_cpu_ctx *ctx = be->ctx;
+    if (M <= CF_CPU_GEMV_MAX_M && !ta && tb)
+        return gemv_rows(M, N, K, alpha, cf_cpu_f32(A), lda, cf_cpu_f32(B), ldb, beta,
+                         cf_cpu_f32(C), ldc, NULL);
     return cf_cpu_sgemm(ctx->gemm_kernel, ta, tb, M, N, K, alpha, cf_cpu_f32(A), lda,
                         cf_cpu_f32(B), ldb, beta, cf_cpu_f32(C), ldc);
 }
@@ -86,6 +111,9 @@ static int cf_cpu_gemm_bias(cf_backend *be, int ta, int tb, int M, int N, int K,
                             int ldc, cf_view bias) {
     if (M <= 0 || N <= 0) return CF_OK;
     const cf_cpu_ctx *ctx = be->ctx;
+    if (M <= CF_CPU_GEMV_MAX_M && !ta && tb)
+        return gemv_rows(M, N, K, alpha, cf_cpu_f32(A), lda, cf_cpu_f32(B), ldb, beta,
+                         cf_cpu_f32(C), ldc, bias.buf ? cf_cpu_f32(bias) : NULL);
     return cf_cpu_sgemm_bias(ctx->gemm_kernel, ta, tb, M, N, K, alpha, cf_cpu_f32(A), lda,
                              cf_cpu_f32(B), ldb, beta, cf_cpu_f32(C), ldc, cf_cpu_f32(bias));
 }
@@ -100,6 +128,15 @@ int cf_cpu_use_avx2(cf_backend *be) {
     (void)be;
     return 0;
 #endif
+}
+
+static int cf_cpu_gemm_q8_op(cf_backend *be, int M, int N, int K, cf_view A, int lda, cf_view W8,
+                             cf_view scale, cf_view bias, cf_view C, int ldc) {
+    const cf_cpu_ctx *ctx = be->ctx;
+    return cf_cpu_gemm_q8(ctx->gemm_kernel, M, N, K, cf_cpu_f32(A), lda,
+                          (const int8_t *)(const void *)((const char *)W8.buf->host + W8.off),
+                          cf_cpu_f32(scale), bias.buf ? cf_cpu_f32(bias) : NULL, cf_cpu_f32(C),
+                          ldc);
 }
 
 /* ---- the table ------------------------------------------------------------------------------ */
@@ -153,6 +190,9 @@ static const struct cf_backend_ops cf_cpu_ops = {
     /* .gemm_describe = */ NULL,
     /* .host_alloc = */ NULL, /* malloc: the buffers are host memory */
     /* .host_free = */ NULL,
+    /* .kv_append = */ cf_cpu_kv_append,
+    /* .decode_attention = */ cf_cpu_decode_attention,
+    /* .gemm_q8 = */ cf_cpu_gemm_q8_op,
 };
 
 /* ---- creation and GEMM choice --------------------------------------------------------------- */

@@ -91,6 +91,15 @@ int cf_cpu_muon_momentum(cf_backend *be, cf_view buf, cf_view grads, cf_view out
 int cf_cpu_scale_rnorm(cf_backend *be, cf_view x, cf_view sumsq, size_t n, float eps);
 int cf_cpu_axpby(cf_backend *be, cf_view y, cf_view x, float alpha, float beta, size_t n);
 
+/* ---- inference ops (cpu_infer.c) ------------------------------------------------------------ */
+int cf_cpu_kv_append(cf_backend *be, cf_view qkv, cf_view kc, cf_view vc, cf_view cs, cf_view pos,
+                     int B, int Tq, int NH, int KVH, int hs, int S);
+int cf_cpu_decode_attention(cf_backend *be, cf_view out, cf_view qkv, cf_view kc, cf_view vc,
+                            cf_view pos, int B, int Tq, int NH, int KVH, int hs, int S);
+/* gemm_q8 on host pointers; kernel is the GEMM the products with many rows go through */
+int cf_cpu_gemm_q8(int kernel, int M, int N, int K, const float *A, int lda, const int8_t *W,
+                   const float *scale, const float *bias, float *C, int ldc);
+
 /* Kernel index that "native" means (0: the best usable kernel). */
 #define CF_CPU_GEMM_NATIVE_BEST 0
 /* Parse a GEMM choice ("native", "native:<kernel>", "blas", "auto") into a kernel index for

@@ -24,6 +24,7 @@ static void ctx_free(cf_cl_ctx *ctx) {
     cf_cl_gemm_release(ctx);
     cf_cl_attention_release(ctx);
     cf_cl_flash_release(ctx);
+    cf_cl_infer_release(ctx);
     cf_cl_plan_release(ctx);
     cf_cl_tuning_detach(ctx);
     cf_cl_release_programs(ctx);

@@ -278,6 +278,9 @@ static int gemm_product(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d);
 
 int cf_cl_gemm(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
     if (d->M <= 0 || d->N <= 0 || d->outer * d->inner <= 0) return CF_OK;
+    /* a few rows against a weight stored (N,K) (decode): cl_infer.c's row kernel */
+    const int rows = cf_cl_gemm_rows_try(ctx, d);
+    if (rows != 0) return rows < 0 ? rows : CF_OK;
     /* large plain products on GPUs: the register-blocked kernel (cl_gemm_fast.c), unless the mode
      * is clblast or a tuning file measured the shape; it adds a bias as it stores C */
     int fast = cf_cl_gemm_fast_try(ctx, d);

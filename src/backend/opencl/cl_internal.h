@@ -144,6 +144,7 @@ typedef struct cf_cl_ctx {
     struct cf_cl_gemm_fast *gemm_fast; /* cl_gemm_fast.c state (programs, scratch); NULL = unused */
     struct cf_cl_attention *attention; /* cl_attention.c state (fused programs); NULL = unused */
     struct cf_cl_flash *flash;         /* cl_flash.c state (flash programs); NULL = unused */
+    struct cf_cl_infer *infer;         /* cl_infer.c state (inference programs); NULL = unused */
     struct cf_cl_plan_state *plan;     /* cl_plan.c: memoised plans; NULL = none yet */
     int plan_gen; /* bumped when a setting the plans depend on changes (cf_cl_plan_invalidate) */
 
@@ -330,6 +331,11 @@ cf_cl_gemm_desc cf_cl_gemm_desc_plain(int ta, int tb, int M, int N, int K, float
                                       int ldc);
 
 int cf_cl_gemm(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d);
+/* Products of at most CF_CL_GEMM_ROWS_MAX_M rows of A against B stored (N,K) (plain, no
+ * activation epilogue): one work-group per output column, B's row read once (cl_infer.c).
+ * 1 = done, 0 = declined (another path runs it), < 0 = error. */
+#define CF_CL_GEMM_ROWS_MAX_M 8
+int cf_cl_gemm_rows_try(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d);
 /* Choose (and memoise, logging once per shape) the native kernel's parameters for a shape. */
 int cf_cl_gemm_params_lookup(cf_cl_ctx *ctx, int M, int N, int K, int ta, int tb,
                              cf_cl_gemm_params *out);
@@ -386,6 +392,14 @@ int cf_cl_flash_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, cf
                          cf_view dout, cf_view out, cf_view lse, cf_view qkv, cf_view doc);
 /* Free the flash programs (backend teardown). */
 void cf_cl_flash_release(cf_cl_ctx *ctx);
+/* ---- inference ops (cl_infer.c), signatures as in struct cf_backend_ops ---------------------- */
+int cf_cl_kv_append(cf_backend *be, cf_view qkv, cf_view kc, cf_view vc, cf_view cs, cf_view pos,
+                    int B, int Tq, int NH, int KVH, int hs, int S);
+int cf_cl_decode_attention(cf_backend *be, cf_view out, cf_view qkv, cf_view kc, cf_view vc,
+                           cf_view pos, int B, int Tq, int NH, int KVH, int hs, int S);
+int cf_cl_gemm_q8(cf_backend *be, int M, int N, int K, cf_view A, int lda, cf_view W8,
+                  cf_view scale, cf_view bias, cf_view C, int ldc);
+void cf_cl_infer_release(cf_cl_ctx *ctx);
 
 /* ---- tuning files (cl_tuning.c) --------------------------------------------------------------- */
 

@@ -702,4 +702,7 @@ const struct cf_backend_ops cf_cl_ops = {
     /* .gemm_describe = */ cf_cl_gemm_describe,
     /* .host_alloc = */ cf_cl_host_alloc,
     /* .host_free = */ cf_cl_host_free,
+    /* .kv_append = */ cf_cl_kv_append,
+    /* .decode_attention = */ cf_cl_decode_attention,
+    /* .gemm_q8 = */ cf_cl_gemm_q8,
 };
