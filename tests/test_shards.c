@@ -481,6 +481,18 @@ static void test_dataset(const char *tok_path, const cf_tokenizer *tok) {
           "dataset splits %zu/%zu, shards %llu/%llu", cf_dataset_num_tokens(ds, CF_SPLIT_TRAIN),
           cf_dataset_num_tokens(ds, CF_SPLIT_VAL), (unsigned long long)s->train.total,
           (unsigned long long)s->val.total);
+    /* eval's loader on a shard directory: the validation shards only, in order */
+    {
+        int32_t *ev = NULL;
+        size_t nev = 0;
+        int rc = cf_dataset_load_tokens(&c, dir, &ev, &nev);
+        int same = rc == CF_OK && nev == s->val.total;
+        for (size_t i = 0; same && i < nev; i++)
+            same = (uint32_t)ev[i] == cf_shard_list_token(&s->val, i);
+        CHECK(same, "eval's tokens of a shard directory: rc %d, %zu tokens, the val shards %llu",
+              rc, nev, (unsigned long long)s->val.total);
+        free(ev);
+    }
     /* each row is T consecutive train tokens, targets shifted by one */
     int32_t in[4 * 16], tg[4 * 16];
     int ok = 1;

@@ -319,7 +319,9 @@ static const char *EVAL_HELP =
     "\n"
     "Mean next-token loss over consecutive non-overlapping windows of max_length tokens covering\n"
     "the file (window i predicts tokens i*T+1 .. i*T+T from tokens i*T .. i*T+T-1; a last partial\n"
-    "window is dropped). Prints `loss <value>` (nats/token).\n";
+    "window is dropped). Prints `loss <value>` (nats/token). PATH is a text file, a directory of\n"
+    "them, or a shard directory from `clformer prepare`, of which only the validation shards are\n"
+    "read.\n";
 
 static int cmd_eval(int argc, char **argv) {
     const char *ckpt = NULL, *data = NULL, *device = NULL;

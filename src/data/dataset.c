@@ -551,9 +551,20 @@ int cf_dataset_load_tokens(const cf_config *cfg, const char *path, int32_t **tok
         return CF_ERR_NOMEM;
     }
     int rc = CF_OK;
-    if (tb.shards)
-        rc = cf_shard_set_read(tb.shards, 0, tb.n, out);
-    else
+    if (tb.shards) {
+        /* a shard directory: its validation shards only (the training shards are what the model
+         * was fitted to; a loss over them is not an evaluation) */
+        const uint64_t nv = cf_shard_set_val_tokens(tb.shards);
+        if (nv < 2) {
+            CF_ERROR("data %s: the shard directory has no validation shard (%llu tokens) to "
+                     "evaluate on; prepare it with --val-fraction > 0, or pass a text file",
+                     path, (unsigned long long)nv);
+            rc = CF_ERR_INVALID;
+        } else {
+            rc = cf_shard_set_read(tb.shards, tb.n - nv, (size_t)nv, out);
+            tb.n = (size_t)nv;
+        }
+    } else
         for (size_t i = 0; i < tb.n; i++) out[i] = (int32_t)tok_at(&tb, i);
     free(tb.data);
     cf_shard_set_close(tb.shards);

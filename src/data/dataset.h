@@ -58,8 +58,9 @@ size_t cf_dataset_num_windows(const cf_dataset *ds, int split);
  * context would reach; a trained model must go below it. */
 double cf_dataset_unigram_entropy(const cf_dataset *ds);
 
-/* Tokenize a whole file (or directory, as above) with cfg's tokenizer, for evaluation.
- * *tokens is malloc'ed (free it); *n is the token count. */
+/* Tokenize a whole file (or directory, as above) with cfg's tokenizer, for evaluation; of a
+ * shard directory (`clformer prepare`) only its validation shards. *tokens is malloc'ed (free
+ * it); *n is the token count. */
 int cf_dataset_load_tokens(const cf_config *cfg, const char *path, int32_t **tokens, size_t *n);
 
 /* ---- document boundaries (doc_mask) ----

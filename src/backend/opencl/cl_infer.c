@@ -75,14 +75,21 @@ static int infer_state(cf_cl_ctx *ctx, struct cf_cl_infer **out) {
     return rc;
 }
 
-/* a scratch buffer of this state grown to nbytes */
+/* a scratch buffer of this state grown to nbytes: at least 256 KiB, and a quarter more than asked
+ * when it grows, so that small models (and the oclgrind tests) never re-create it (oclgrind's
+ * uninitialised-value checker loses track of a released buffer's address when it is reused; see
+ * cf_cl_scratch in cl_runtime.c) and a growing context re-creates it rarely */
 static int grow(cf_cl_ctx *ctx, cl_mem *m, size_t *have, size_t nbytes) {
     if (*m && *have >= nbytes) return CF_OK;
     if (*m) clReleaseMemObject(*m);
     *m = NULL;
     *have = 0;
-    CF_TRY(cf_cl_create_mem(ctx, nbytes, m));
-    *have = nbytes;
+    size_t want = cf_round_up(nbytes + nbytes / 4, 256);
+    if (want < ((size_t)256 << 10)) want = (size_t)256 << 10;
+    if (want > (size_t)ctx->dev.max_alloc && nbytes <= (size_t)ctx->dev.max_alloc)
+        want = nbytes;
+    CF_TRY(cf_cl_create_mem(ctx, want, m));
+    *have = want;
     return CF_OK;
 }
 
