@@ -78,6 +78,11 @@ int cf_mkdirs(const char *path);
 void cf_install_sigint_handler(void);
 int cf_interrupted(void);
 void cf_clear_interrupt(void);
+/* Under a launcher that forwards our output through pipes (mpirun), the launcher stops reading
+ * them once it starts tearing the job down after Ctrl-C, and a write to a full pipe would block
+ * until its kill timer fires. With this on, the signal handler makes stdout and stderr
+ * non-blocking, so the interrupted run reaches its checkpoint instead of hanging in a write. */
+void cf_set_interrupt_unblocks_output(int on);
 
 /* Peak resident set size of this process in bytes (from getrusage). */
 size_t cf_peak_rss_bytes(void);

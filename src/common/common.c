@@ -212,11 +212,21 @@ int cf_mkdirs(const char *path) {
 }
 
 static volatile sig_atomic_t g_interrupted = 0;
+static volatile sig_atomic_t g_unblock_output = 0;
 static void on_sigint(int sig) {
     (void)sig;
     if (g_interrupted) _exit(130); /* second Ctrl-C: leave now */
     g_interrupted = 1;
+    if (g_unblock_output) { /* fcntl is async-signal-safe */
+        const int saved = errno;
+        for (int fd = 1; fd <= 2; fd++) {
+            const int fl = fcntl(fd, F_GETFL);
+            if (fl >= 0) fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+        }
+        errno = saved;
+    }
 }
+void cf_set_interrupt_unblocks_output(int on) { g_unblock_output = on != 0; }
 void cf_install_sigint_handler(void) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

@@ -42,6 +42,11 @@ int cf_dist_init(int launched_size) {
     MPI_Comm_rank(node, &g_dist.local_rank);
     MPI_Comm_free(&node);
     if (g_dist.rank != 0) cf_log_set_callback(rank_log, NULL);
+    /* mpirun answers Ctrl-C with SIGTERM to every rank, stops forwarding their output and sends
+     * SIGKILL a second later: a rank blocked writing to its full output pipe would never reach
+     * the interrupt checkpoint (the handler deliberately has no SA_RESTART, so a write already
+     * blocked returns EINTR) */
+    if (g_dist.size > 1) cf_set_interrupt_unblocks_output(1);
     return CF_OK;
 }
 
