@@ -53,6 +53,8 @@ int cf_dist_check_config(const cf_config *c, const char *origin);
 int cf_dist_sum(double *v, int n);
 /* 1 on every rank when flag is non-zero on any rank. */
 int cf_dist_any(int flag);
+/* flags[0..n) each replaced by cf_dist_any of it, in one collective (the step loop's stop flags). */
+void cf_dist_any_n(int *flags, int n);
 
 /* This rank's device from --device: a comma-separated list names one device per rank (rank r takes
  * entry r; a list must have one entry, or at least as many as there are ranks); "auto" (or none)

@@ -76,6 +76,11 @@ int cf_dist_sum(double *v, int n) {
     return CF_OK;
 }
 
+void cf_dist_any_n(int *flags, int n) {
+    for (int i = 0; i < n; i++) flags[i] = flags[i] != 0;
+    if (g_dist.size > 1) MPI_Allreduce(MPI_IN_PLACE, flags, n, MPI_INT, MPI_MAX, g_dist.comm);
+}
+
 int cf_dist_any(int flag) {
     int v = flag != 0;
     if (g_dist.size > 1) MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, g_dist.comm);

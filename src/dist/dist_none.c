@@ -21,6 +21,9 @@ int cf_dist_built_with_mpi(void) { return 0; }
 int cf_dist_check_config(const cf_config *c, const char *origin) { return CF_OK; }
 int cf_dist_sum(double *v, int n) { return CF_OK; }
 int cf_dist_any(int flag) { return flag != 0; }
+void cf_dist_any_n(int *flags, int n) {
+    for (int i = 0; i < n; i++) flags[i] = flags[i] != 0;
+}
 
 int cf_dist_grads_create(cf_model *m, size_t bucket_bytes, enum cf_dist_comm comm,
                          cf_dist_grads **out) {

@@ -831,10 +831,12 @@ int cf_train_run(cf_train_opts *o) {
             }
         }
         const int ckpt = c->checkpoint_interval > 0 && st.step % c->checkpoint_interval == 0;
-        /* only rank 0 evaluates: every rank stops at the step its target was reached */
-        const int stop = (o->stop_after > 0 && steps_this_run >= o->stop_after) ||
-                         cf_dist_any(o->target_reached);
-        if (cf_dist_any(cf_interrupted())) { /* every rank stops at the same step */
+        /* only rank 0 evaluates, and a signal may reach one rank first: one collective makes
+         * both flags global, so every rank stops at the same step */
+        int flags[2] = {o->target_reached, cf_interrupted()};
+        cf_dist_any_n(flags, 2);
+        const int stop = (o->stop_after > 0 && steps_this_run >= o->stop_after) || flags[0];
+        if (flags[1]) {
             if (tty && !o->quiet) fprintf(stderr, "\n");
             rc = CF_ERR_INTERRUPTED;
             if (rank != 0) goto done;
@@ -885,7 +887,7 @@ int cf_train_run(cf_train_opts *o) {
         }
         if (stop) break;
     }
-    if (o->has_target && !o->target_reached) {
+    if (rank == 0 && o->has_target && !o->target_reached) { /* rank 0 alone evaluates */
         CF_WARN("target loss %g not reached in %d steps (best val loss %.4f); raise steps or the "
                 "target",
                 (double)o->target_loss, st.step, (double)st.best_val_loss);
