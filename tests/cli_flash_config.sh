@@ -77,4 +77,13 @@ PY
 done
 [ "$(cat "$W/b.json.flash")" -lt "$(cat "$W/b.json.matrix")" ] && ok "flash counts less memory than matrix ($(cat "$W/b.json.flash") < $(cat "$W/b.json.matrix") bytes)" || bad "flash memory not below matrix"
 
+# resume: the attention path, the window and the document mask are what tokens see, not what the
+# model holds; they may change on resume, each named in one "resume:" line
+$CLF train configs/tiny.json $SMALL --device cpu --steps 2 --out "$W/rs" --quiet 2>"$W/rs.err" || bad "resume base run: $(tail -3 "$W/rs.err")"
+if $CLF train configs/tiny.json $SMALL --device cpu --steps 4 attention=flash attention_window=8 --resume "$W/rs" --out "$W/rs" 2>"$W/rs.err" &&
+  grep -q '^resume: attention changed from "auto" to "flash"' "$W/rs.err" &&
+  grep -q '^resume: attention_window changed from 0 to 8' "$W/rs.err" && [ -f "$W/rs/step_000004.safetensors" ]; then
+  ok "resume with another attention path and window"
+else bad "resume with another attention path and window: $(tail -3 "$W/rs.err")"; fi
+
 exit $fail

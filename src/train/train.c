@@ -308,6 +308,12 @@ static const struct {
     {"name", ""},
     {"recompute", "what the backward recomputes; the results are the same"},
     {"head_chunk", "rows per LM-head chunk; the loss and gradients agree to rounding"},
+    {"attention", "the attention path; the results agree to rounding"},
+    /* what each token sees, not what the model holds: a run may widen its window as it trains */
+    {"attention_window", "the weights carry over; each token sees another span of keys from here "
+                         "on"},
+    {"doc_mask", "the weights carry over; attention across document boundaries changes from "
+                 "here on"},
 };
 
 static const char *runtime_note(const char *key) {
