@@ -30,9 +30,7 @@ skip() {
 
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
-fail=0
-ok() { echo "ok   - $*"; }
-bad() { echo "FAIL - $*"; fail=1; }
+. "$(dirname "$0")/cli_common.sh" # fail=0; ok, bad, expect_bad
 cd "$SRC" || exit 1
 export CF_CACHE_DIR=${CF_CACHE_DIR:-$BIN/cl_cache}  # the tests' shared program cache
 unset CF_TUNING
