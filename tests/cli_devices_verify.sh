@@ -11,9 +11,7 @@ CLF=$1
 SRC=$2
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
-fail=0
-ok() { echo "ok   - $*"; }
-bad() { echo "FAIL - $*"; fail=1; }
+. "$(dirname "$0")/cli_common.sh" # fail=0; ok, bad, expect_bad
 cd "$SRC" || exit 1
 export CF_CACHE_DIR="$W/cache"
 mkdir -p "$CF_CACHE_DIR"

@@ -11,9 +11,7 @@ SRC=$2
 command -v python3 >/dev/null 2>&1 || { echo "skipped: python3 not found"; exit 77; }
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
-fail=0
-ok() { echo "ok   - $*"; }
-bad() { echo "FAIL - $*"; fail=1; }
+. "$(dirname "$0")/cli_common.sh" # fail=0; ok, bad, expect_bad
 cd "$SRC" || exit 1
 
 # safetensors editor: edit.py IN OUT ACTION [ARG]

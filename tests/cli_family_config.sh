@@ -8,25 +8,11 @@ CLF=$1
 SRC=$2
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
-fail=0
-ok() { echo "ok   - $*"; }
-bad() { echo "FAIL - $*"; fail=1; }
+. "$(dirname "$0")/cli_common.sh" # fail=0; ok, bad, expect_bad
 cd "$SRC" || exit 1
 SMALL="d_model=32 num_heads=2 num_layers=2 d_ff=80 max_length=32 batch_size=4 eval_interval=0 log_interval=1 warmup_steps=2"
 
 # expect_bad NAME PATTERN OUTDIR args...: one error line containing PATTERN, rc != 0, OUTDIR absent
-expect_bad() {
-  local name=$1 pat=$2 out=$3; shift 3
-  local msg rc nerr
-  msg=$("$CLF" "$@" 2>&1 >/dev/null); rc=$?
-  nerr=$(printf '%s\n' "$msg" | grep -c '^error:')
-  if [ $rc -eq 0 ]; then bad "$name: exit status 0: $msg"
-  elif [ "$nerr" -ne 1 ]; then bad "$name: $nerr error lines: $msg"
-  elif ! printf '%s\n' "$msg" | grep '^error:' | grep -qF -- "$pat"; then bad "$name: error lacks [$pat]: $msg"
-  elif [ -e "$out" ]; then bad "$name: $out was created"
-  else ok "$name: $(printf '%s\n' "$msg" | grep '^error:')"; fi
-}
-
 T="train configs/tiny.json"
 expect_bad "unknown norm" "unknown norm 'rmsnrom'; did you mean 'rmsnorm'?" "$W/o1" $T norm=rmsnrom --out "$W/o1"
 expect_bad "unknown mlp" "unknown mlp 'swiglo'; did you mean 'swiglu'?" "$W/o2" $T mlp=swiglo --out "$W/o2"

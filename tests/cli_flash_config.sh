@@ -11,23 +11,9 @@ CLF=$1
 SRC=$2
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
-fail=0
-ok() { echo "ok   - $*"; }
-bad() { echo "FAIL - $*"; fail=1; }
+. "$(dirname "$0")/cli_common.sh" # fail=0; ok, bad, expect_bad
 cd "$SRC" || exit 1
 SMALL="d_model=32 num_heads=2 num_layers=2 d_ff=64 max_length=48 batch_size=2 eval_interval=0 log_interval=1 warmup_steps=1 val_fraction=0.1"
-
-expect_bad() {
-  local name=$1 pat=$2 out=$3; shift 3
-  local msg rc nerr
-  msg=$("$CLF" "$@" 2>&1 >/dev/null); rc=$?
-  nerr=$(printf '%s\n' "$msg" | grep -c '^error:')
-  if [ $rc -eq 0 ]; then bad "$name: exit status 0: $msg"
-  elif [ "$nerr" -ne 1 ]; then bad "$name: $nerr error lines: $msg"
-  elif ! printf '%s\n' "$msg" | grep '^error:' | grep -qF -- "$pat"; then bad "$name: error lacks [$pat]: $msg"
-  elif [ -e "$out" ]; then bad "$name: $out was created"
-  else ok "$name: $(printf '%s\n' "$msg" | grep '^error:')"; fi
-}
 
 T="train configs/tiny.json"
 expect_bad "negative window" "attention_window (-1) must be between 0 and max_length (128)" "$W/o1" $T attention_window=-1 --out "$W/o1"

@@ -10,9 +10,7 @@ CLF=$1
 SRC=$2
 W=$(mktemp -d)
 trap '[ -n "${KEEP:-}" ] || rm -rf "$W"' EXIT
-fail=0
-ok() { echo "ok   - $*"; }
-bad() { echo "FAIL - $*"; fail=1; }
+. "$(dirname "$0")/cli_common.sh" # fail=0; ok, bad, expect_bad
 skip() {
   if [ "${CF_REQUIRE_MPI:-0}" = 1 ]; then echo "FAIL - $* (CF_REQUIRE_MPI=1)"; exit 1; fi
   echo "SKIP - $*"; exit 77

@@ -8,9 +8,7 @@ CLF=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 SRC=$2
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
-fail=0
-ok() { echo "ok   - $*"; }
-bad() { echo "FAIL - $*"; fail=1; }
+. "$(dirname "$0")/cli_common.sh" # fail=0; ok, bad, expect_bad
 cd "$SRC" || exit 1
 FIX=tests/fixtures/tokenizer_corpus.txt
 

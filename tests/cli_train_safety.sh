@@ -14,9 +14,7 @@ cleanup() {
   rm -rf "$W"
 }
 trap cleanup EXIT
-fail=0
-ok() { echo "ok   - $*"; }
-bad() { echo "FAIL - $*"; fail=1; }
+. "$(dirname "$0")/cli_common.sh" # fail=0; ok, bad, expect_bad
 cd "$SRC" || exit 1
 SMALL="d_model=32 num_heads=2 num_layers=2 d_ff=80 max_length=32 batch_size=4 eval_interval=0 log_interval=1 warmup_steps=2"
 T="$CLF train configs/tiny.json $SMALL --device cpu"

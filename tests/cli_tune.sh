@@ -8,7 +8,9 @@
 # (the register-blocked kernel on a CPU device) the tuner searches that kernel's choices (a
 # restricted set), rejects a choice planted wrong, records the best as "fast_choice"; training
 # with entries sent to that kernel runs each shape with its file's choice and matches the CPU
-# backend; an invalid fast_choice gives one warning naming the entry and the field.
+# backend; an invalid fast_choice gives one warning naming the entry and the field. Entries record
+# their precision: a file of tf32 entries is not applied to an fp32 run (one warning), and
+# --precision tf32 without TF32 tensor cores says so once and writes fp32 entries beside them.
 # Skips (77) without the tuner or an OpenCL device, unless CF_REQUIRE_OPENCL=1.
 #     bash tests/cli_tune.sh <path-to-clformer> <source-dir>
 set -u
@@ -28,9 +30,7 @@ skip() {
 
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
-fail=0
-ok() { echo "ok   - $*"; }
-bad() { echo "FAIL - $*"; fail=1; }
+. "$(dirname "$0")/cli_common.sh" # fail=0; ok, bad, expect_bad
 cd "$SRC" || exit 1
 export CF_CACHE_DIR=${CF_CACHE_DIR:-$BIN/cl_cache}  # the tests' shared program cache
 unset CF_TUNING
@@ -249,6 +249,44 @@ if $CLF train configs/tiny.json $SMALL --device "$DEV" --tuning "$W/badfast.json
 else
   bad "training with an invalid fast_choice failed: $(tail -3 "$W/bf.err")"
 fi
+
+# 6. precisions: each entry records the precision it was measured under. A file of tf32 entries is
+# not applied to an fp32 run (one warning for the whole run); --precision tf32 on a device without
+# TF32 tensor cores (PoCL) says so once and measures fp32, keeping the file's tf32 entries beside
+# its new fp32 ones
+expect_fail "bad --precision" "$TUNE" --precision bf17
+python3 - "$W/t.json" "$W/tf32.json" <<'PY' || bad "could not write tf32.json"
+import json, sys
+t = json.load(open(sys.argv[1]))
+for g in t["gemm"]:
+    assert g["precision"] == "fp32", g
+    g["precision"] = "tf32"
+json.dump(t, open(sys.argv[2], "w"), indent=1)
+PY
+if $CLF train configs/tiny.json $SMALL --device "$DEV" --tuning "$W/tf32.json" --steps 2 --out "$W/pt" >"$W/pt.out" 2>"$W/pt.err"; then
+  n=$(grep -c "^warning: tuning file" "$W/pt.err")
+  if [ "$n" = 1 ] && grep -q "measured for another precision than this run's fp32 and not applied" "$W/pt.err"; then
+    ok "a file of tf32 entries in an fp32 run: one warning, not applied"
+  else bad "tf32 file in an fp32 run: $n warnings: $(cat "$W/pt.err")"; fi
+else
+  bad "training with a tf32 tuning file failed: $(tail -3 "$W/pt.err")"
+fi
+cp "$W/tf32.json" "$W/mixed.json"
+"$TUNE" --device "$DEV" --precision tf32 --quick --squares 64 --repeats 1 --tiles 8 --wpt 4 --tk 16 \
+  --vw 1 --pad 1 --no-workgroups --out "$W/mixed.json" >"$W/pm.out" 2>"$W/pm.err" || bad "tuner --precision tf32 failed: $(tail -3 "$W/pm.err")"
+n=$(grep -c "clformer-tune --precision tf32: .* has no TF32 matrix engine" "$W/pm.err")
+[ "$n" = 1 ] && ok "--precision tf32 without tensor cores: said once, measured fp32" || bad "--precision tf32 note printed $n times: $(cat "$W/pm.err")"
+python3 - "$W/mixed.json" "$W/tf32.json" <<'PY' && ok "the fp32 entry is written beside the earlier file's tf32 entries of the same shapes" || bad "mixed-precision file"
+import json, sys
+t = json.load(open(sys.argv[1]))
+old = json.load(open(sys.argv[2]))
+by = {}
+for g in t["gemm"]:
+    by.setdefault(g["precision"], []).append(g["label"])
+assert by.get("fp32") == ["square 64"], by
+assert sorted(by.get("tf32", [])) == sorted(g["label"] for g in old["gemm"]), by
+print("  %d tf32 entries kept, fp32: %s" % (len(by["tf32"]), by["fp32"]))
+PY
 
 [ $fail = 0 ] && echo "PASS cli_tune" || echo "FAIL cli_tune"
 exit $fail

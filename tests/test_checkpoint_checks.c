@@ -15,24 +15,7 @@
 #include "io/safetensors.h"
 #include "model/gpt.h"
 #include "train/checkpoint.h"
-
-static int g_fail = 0;
-static char g_msg[4096];
-
-static void capture(int level, const char *msg, void *user) {
-    (void)user;
-    if (level == CF_LOG_ERROR) snprintf(g_msg, sizeof g_msg, "%s", msg);
-}
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            g_fail++;                                                                              \
-            printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                                 \
-            printf(__VA_ARGS__);                                                                   \
-            printf("\n");                                                                          \
-        }                                                                                          \
-    } while (0)
+#include "test_common.h"
 
 static char g_dir[1024];
 
@@ -117,7 +100,7 @@ static void expect_refused(cf_model *m, const char *label, const char *path, con
 int main(void) {
     snprintf(g_dir, sizeof g_dir, "/tmp/cf_ckchecks_XXXXXX");
     if (!mkdtemp(g_dir)) return 2;
-    cf_log_set_callback(capture, NULL);
+    cf_log_set_callback(capture_log, NULL);
     cf_backend *be = NULL;
     if (cf_backend_cpu_create("cpu", NULL, &be) < 0) return 2;
     cf_model *m = new_model(be);

@@ -218,10 +218,13 @@ static void test_limits(void) {
            "256 KiB private budget: 16x16 wpt 4 (got %d wpt %d)", p.native.tile, p.native.wpt);
 }
 
+static const char *g_entry_precision = ""; /* the precision add_entry tags ("" = fp32) */
+
 static void add_entry(cf_tuning *t, const char *label, int M, int N, int K, int ta, int tb,
                       int path, int tile, int wpt, int tk, int vw, int pad, cf_tuning_fast fast) {
     cf_tuning_gemm g;
     memset(&g, 0, sizeof g);
+    snprintf(g.precision, sizeof g.precision, "%s", g_entry_precision);
     snprintf(g.label, sizeof g.label, "%s", label);
     g.M = M, g.N = N, g.K = K, g.ta = ta, g.tb = tb;
     g.path = path;
@@ -309,6 +312,51 @@ static void test_tuning(void) {
     cf_tuning_free(&t);
 }
 
+/* The plan applies only tuning entries of its run's precision: fp32 entries under fp32, tf32
+ * entries under tf32 (the tensor-core form on: mma_tf32); with tf32, an entry that measured the
+ * tiled kernel faster than the tensor-core kernel keeps the shape there. */
+static void test_tuning_precision(void) {
+    cf_tuning t;
+    cf_tuning_init(&t, "test platform", "test GPU", "1.0");
+    const cf_tuning_fast none = {0, 0, 0, 0, 0};
+    add_entry(&t, "fp32 small", 96, 80, 300, 0, 1, CF_TUNING_FAST, 8, 4, 16, 1, 1,
+              (cf_tuning_fast){8, 4, 8, 8, 2});
+    g_entry_precision = "tf32";
+    add_entry(&t, "tf32 small", 96, 80, 300, 0, 1, CF_TUNING_FAST, 8, 4, 16, 1, 1,
+              (cf_tuning_fast){8, 8, 8, 16, 3});
+    g_entry_precision = "";
+    add_entry(&t, "fp32 only", 2000, 2000, 1000, 0, 0, CF_TUNING_FAST, 8, 4, 16, 1, 1,
+              (cf_tuning_fast){4, 4, 16, 16, 1});
+    cf_cl_plan_device d = gpu_dev();
+    d.tuner = cf_cl_tuning_hook;
+    d.tuner_user = &t;
+    d.tuning = &t;
+    cf_cl_gemm_plan p = plan(&d, 96, 80, 300, 0, 1, 1);
+    expect(p.path == CF_PLAN_FAST && p.fast.rm == 8 && p.fast.rn == 4 && p.fast.split == 2,
+           "fp32 run: the fp32 entry's choice 8x4 split 2 (got %s rm %d rn %d split %d)",
+           cf_cl_plan_path_name(p.path), p.fast.rm, p.fast.rn, p.fast.split);
+    d.mma_tf32 = 1;
+    p = plan(&d, 96, 80, 300, 0, 1, 1);
+    expect(p.path == CF_PLAN_FAST && p.fast.rm == 8 && p.fast.rn == 8 && p.fast.split == 3 &&
+               p.fast_source && strcmp(p.fast_source, "from the tuning file") == 0,
+           "tf32 run: the tf32 entry's choice 8x8 split 3 (got %s rm %d rn %d split %d)",
+           cf_cl_plan_path_name(p.path), p.fast.rm, p.fast.rn, p.fast.split);
+    p = plan(&d, 2000, 2000, 1000, 0, 0, 1);
+    expect(p.path == CF_PLAN_FAST && !p.fast_source,
+           "tf32 run, a shape with an fp32 entry only: the rule's choice (got %s, %s)",
+           cf_cl_plan_path_name(p.path), p.fast_source ? p.fast_source : "rule");
+    /* a tf32 entry that measured the tiled kernel fastest (fp32 on every device) */
+    g_entry_precision = "tf32";
+    add_entry(&t, "tf32 native", 1024, 1024, 1024, 0, 0, CF_TUNING_NATIVE, 16, 4, 32, 4, 2, none);
+    g_entry_precision = "";
+    cf_tuning_keep_precision(&t, "tf32"); /* as the backend does when it loads the file */
+    p = plan(&d, 1024, 1024, 1024, 0, 0, 1);
+    expect(p.path == CF_PLAN_NATIVE && p.native.tile == 16 && p.native.pad == 2,
+           "tf32 run: a tf32 entry measuring the tiled kernel fastest keeps it (got %s)",
+           cf_cl_plan_path_name(p.path));
+    cf_tuning_free(&t);
+}
+
 static void test_attention(void) {
     cf_cl_plan_device gpu = gpu_dev(), cpu = cpu_dev();
     cf_cl_attention_plan a;
@@ -348,6 +396,7 @@ int main(void) {
     test_cpu();
     test_limits();
     test_tuning();
+    test_tuning_precision();
     test_attention();
     printf("%s test_cl_plan: %d of %d checks failed\n", fails ? "FAIL" : "PASS", fails, checks);
     return fails ? 1 : 0;

@@ -25,6 +25,7 @@
 #include "test_cl_common.h"
 
 static char g_dir[512]; /* scratch directory */
+static int count_of(const char *hay, const char *needle);
 
 static void write_text(const char *path, const char *text) {
     FILE *f = fopen(path, "w");
@@ -57,7 +58,8 @@ static int same_gemm(const cf_tuning_gemm *a, const cf_tuning_gemm *b) {
            fabs(a->gflops_rule - b->gflops_rule) < 1e-9 &&
            fabs(a->gflops_clblast - b->gflops_clblast) < 1e-9 &&
            fabs(a->gflops_fast - b->gflops_fast) < 1e-9 && a->candidates == b->candidates &&
-           a->rejected == b->rejected;
+           a->rejected == b->rejected &&
+           !strcmp(cf_tuning_entry_precision(a), cf_tuning_entry_precision(b));
 }
 
 static int same_tuning(const cf_tuning *a, const cf_tuning *b) {
@@ -178,6 +180,11 @@ static void test_parse_errors(void) {
          "gemm[2] (square 512).fast_choice: field 'split' must be an integer in 1..64"},
         {"fast_choice without wg", "\"wg\":\t16", "\"wq\":\t16",
          "gemm[2] (square 512).fast_choice: field 'wg' (an integer in 8..16) is missing"},
+        {"an unknown precision", "\"precision\":\t\"fp32\"", "\"precision\":\t\"fp33\"",
+         "gemm[0] (qkv.fwd): field 'precision' must be \"fp32\", \"tf32\", \"bf16\" or "
+         "\"fp16\", not \"fp33\""},
+        {"a precision that is no string", "\"precision\":\t\"fp32\"", "\"precision\":\t32",
+         "gemm[0] (qkv.fwd): field 'precision' must be a string"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *bad;
@@ -231,6 +238,9 @@ static void test_old_file(void) {
            "a file from before fast choices loads (%s): path fast without a choice, "
            "gflops.fast_rule = gflops.fast (%.2f)",
            rc == CF_OK ? "ok" : why, rc == CF_OK ? t.gemm[0].gflops_fast_rule : 0.0);
+    expect(rc == CF_OK && !strcmp(t.gemm[0].precision, "fp32") &&
+               !strcmp(t.gemm[1].precision, "fp32"),
+           "entries without \"precision\" (files before per-entry precisions) are fp32");
     cf_tuning_free(&t);
 
     const char *path = CF_SOURCE_DIR "/configs/tuning/nvidia-cuda__nvidia-h200.json";
@@ -272,6 +282,46 @@ static void test_lookup(void) {
            "match: another driver is stale (%s)", why);
     expect(cf_tuning_match(&t, "P", "E", "1", why, sizeof why) == CF_TUNING_OTHER_DEVICE,
            "match: another device (%s)", why);
+    cf_tuning_free(&t);
+}
+
+/* Entries of several precisions side by side: one per shape and precision, written with their tag
+ * and read back; lookups and cf_tuning_keep_precision see only the precision asked for. */
+static void test_precisions(void) {
+    cf_tuning t, back;
+    sample(&t, "P", "D", "1");
+    cf_tuning_gemm g = entry("qkv.fwd", 0, 1, 4096, 1152, 384, 8, 4, 16, 4, 0, CF_TUNING_FAST);
+    snprintf(g.precision, sizeof g.precision, "tf32");
+    g.fast = (cf_tuning_fast){8, 8, 8, 16, 1};
+    TCL_OK(cf_tuning_set_gemm(&t, &g));
+    expect(t.n_gemm == 4, "a tf32 entry of a shape with an fp32 entry is added beside it (%d "
+                          "entries, want 4)", t.n_gemm);
+    g.tile = 16;
+    TCL_OK(cf_tuning_set_gemm(&t, &g));
+    expect(t.n_gemm == 4 && t.gemm[3].tile == 16 && t.gemm[0].tile == 16 && t.gemm[0].wpt == 8,
+           "setting it again replaces the tf32 entry only");
+    char *json = cf_tuning_to_json(&t);
+    char why[512] = "";
+    int rc = cf_tuning_parse(json, "memory", &back, why, sizeof why);
+    expect(rc == CF_OK && same_tuning(&t, &back) && count_of(json, "\"precision\":\t\"tf32\"") == 1 &&
+               count_of(json, "\"precision\":\t\"fp32\"") == 3,
+           "each entry is written with its precision and read back (%s)", rc == CF_OK ? "ok" : why);
+    free(json);
+    int exact = 0;
+    const cf_tuning_gemm *f = cf_tuning_lookup_precision(&back, "fp32", 4096, 1152, 384, 0, 1, &exact);
+    const cf_tuning_gemm *x = cf_tuning_lookup_precision(&back, "tf32", 4000, 1100, 400, 0, 1, &exact);
+    expect(f && !strcmp(f->precision, "fp32") && f->path == CF_TUNING_NATIVE && x &&
+               !strcmp(x->precision, "tf32") && x->path == CF_TUNING_FAST && !exact,
+           "lookups by precision find that precision's entry (exact and same bucket)");
+    expect(!cf_tuning_lookup_precision(&back, "tf32", 512, 512, 512, 0, 0, NULL) &&
+               cf_tuning_lookup_precision(&back, "fp32", 512, 512, 512, 0, 0, NULL),
+           "a shape measured in fp32 only has no tf32 entry");
+    int dropped = cf_tuning_keep_precision(&back, "tf32");
+    expect(dropped == 3 && back.n_gemm == 1 && !strcmp(back.gemm[0].precision, "tf32") &&
+               back.wg[CF_TUNE_ATTENTION].ls == 128,
+           "keeping tf32 drops the 3 fp32 entries and keeps the work-group sizes (%d dropped)",
+           dropped);
+    cf_tuning_free(&back);
     cf_tuning_free(&t);
 }
 
@@ -424,6 +474,65 @@ static void test_fallbacks(void) {
     }
     if (chdir(cwd) != 0) exit(1);
     free(good);
+}
+
+/* A tuning file applies to runs of its entries' precision only: this fp32 run (PoCL has no TF32
+ * engine, so every run here is fp32) uses a file of fp32 entries, tagged or not (files before
+ * per-entry precisions), and not one of tf32 entries, which it says in one warning. */
+static void test_precision_files(void) {
+    char path[1000];
+    cf_tuning t;
+    device_tuning(&t, g_dev.driver);
+    char *fp32 = cf_tuning_to_json(&t);
+    for (int i = 0; i < t.n_gemm; i++) snprintf(t.gemm[i].precision, 8, "tf32");
+    char *tf32 = cf_tuning_to_json(&t);
+    cf_tuning_free(&t);
+    /* the same file without the field, as written before it existed */
+    char *untagged = tcl_malloc(strlen(fp32) + 1);
+    size_t n = 0;
+    for (const char *p = fp32; *p;) {
+        size_t len = strcspn(p, "\n") + (p[strcspn(p, "\n")] ? 1 : 0);
+        char line[200];
+        snprintf(line, sizeof line, "%.*s", (int)(len < 199 ? len : 199), p);
+        if (!strstr(line, "\"precision\":")) {
+            memcpy(untagged + n, p, len);
+            n += len;
+        }
+        p += len;
+    }
+    untagged[n] = 0;
+    const struct {
+        const char *what, *text;
+        int used;
+    } files[] = {{"fp32 entries", fp32, 1}, {"untagged entries (an older file)", untagged, 1},
+                 {"tf32 entries", tf32, 0}};
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/precision%d.json", g_dir, i);
+        write_text(path, files[i].text);
+        int w = 0;
+        cf_cl_gemm_params p;
+        cf_backend *be = open_with(path, &w, &p);
+        if (files[i].used) {
+            expect(w == 0 && !strcmp(p.source, "tuning") && p.tile == 4 &&
+                       strstr(g_log, "12 GEMM shapes (fp32)"),
+                   "an fp32 run applies a file of %s: no warning, NT 70x90x50 from the file (%s, "
+                   "%dx%d)",
+                   files[i].what, p.source, p.tile, p.tile);
+        } else {
+            const char *line = strstr(g_log, "tuning file");
+            expect(w == 1 && count_of(g_log, "another precision") == 1 && line &&
+                       strstr(line, "12 GEMM entries were measured for another precision than "
+                                    "this run's fp32 and not applied") &&
+                       strstr(line, "clformer-tune --precision fp32") && !strcmp(p.source, "rule"),
+                   "an fp32 run does not apply a file of %s: one warning saying so, built-in "
+                   "rule (%d warnings, gemm from %s)",
+                   files[i].what, w, p.source);
+        }
+        cf_backend_destroy(be);
+    }
+    free(fp32);
+    free(tf32);
+    free(untagged);
 }
 
 static void expect_params(int M, int N, int K, int ta, int tb, int tile, int wpt, int tk, int vw,
@@ -699,6 +808,7 @@ int main(int argc, char **argv) {
         test_parse_errors();
         test_old_file();
         test_lookup();
+        test_precisions();
     }
 
     if (!getenv("CF_CACHE_DIR")) setenv("CF_CACHE_DIR", CF_BINARY_DIR "/cl_cache", 1);
@@ -713,7 +823,10 @@ int main(int argc, char **argv) {
         TCL_OK(cf_backend_opencl_create(tcl_spec(), tcl_opts(), &probe));
         g_dev = ((cf_cl_ctx *)probe->ctx)->dev;
         cf_backend_destroy(probe);
-        if (!tuned_only) test_fallbacks();
+        if (!tuned_only) {
+            test_fallbacks();
+            test_precision_files();
+        }
 
         cf_tuning t;
         device_tuning(&t, g_dev.driver);

@@ -8,28 +8,7 @@
 
 #include "clformer/common.h"
 #include "clformer/config.h"
-
-static int g_fail = 0;
-static char g_msg[4096]; /* last error logged */
-static int g_nerr = 0;
-
-static void capture(int level, const char *msg, void *user) {
-    (void)user;
-    if (level == CF_LOG_ERROR) {
-        snprintf(g_msg, sizeof g_msg, "%s", msg);
-        g_nerr++;
-    }
-}
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            g_fail++;                                                                              \
-            printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                                 \
-            printf(__VA_ARGS__);                                                                   \
-            printf("\n");                                                                          \
-        }                                                                                          \
-    } while (0)
+#include "test_common.h"
 
 static char g_dir[1024];
 
@@ -346,7 +325,7 @@ static void test_family_kv_heads(void) {
 int main(void) {
     snprintf(g_dir, sizeof g_dir, "%s/test_config_tmp", CF_BINARY_DIR);
     if (cf_mkdirs(g_dir) != CF_OK) return 2;
-    cf_log_set_callback(capture, NULL);
+    cf_log_set_callback(capture_log, NULL);
     test_defaults_and_shipped();
     test_file_errors();
     test_overrides();

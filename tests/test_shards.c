@@ -13,23 +13,7 @@
 #include "data/dataset.h"
 #include "data/shards.h"
 #include "tokenizer/tokenizer.h"
-
-static int g_fail = 0;
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            g_fail++;                                                                              \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
-            printf(__VA_ARGS__);                                                                   \
-            printf("\n");                                                                          \
-        }                                                                                          \
-    } while (0)
-
-static char g_msg[4096];
-static void capture_log(int level, const char *msg, void *user) {
-    (void)user;
-    if (level == CF_LOG_ERROR) snprintf(g_msg, sizeof g_msg, "%s", msg);
-}
+#include "test_common.h"
 
 static char g_dir[512];
 

@@ -11,23 +11,7 @@
 #include "clformer/common.h"
 #include "tokenizer/pretok.h"
 #include "tokenizer/tokenizer.h"
-
-static int g_fail = 0;
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            g_fail++;                                                                              \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
-            printf(__VA_ARGS__);                                                                   \
-            printf("\n");                                                                          \
-        }                                                                                          \
-    } while (0)
-
-static char g_last_error[2048];
-static void capture_log(int level, const char *msg, void *user) {
-    (void)user;
-    if (level == CF_LOG_ERROR) snprintf(g_last_error, sizeof g_last_error, "%s", msg);
-}
+#include "test_common.h"
 
 /* ---- naive reference: byte-level alphabet, regex emulation, merges by linear search
  * --------------- */
@@ -736,11 +720,11 @@ static void test_training_big(const uint8_t *corpus, size_t clen) {
 
 static int load_fails(const char *json, const char *what, const char *expect_in_msg) {
     cf_tokenizer *t = NULL;
-    g_last_error[0] = 0;
+    g_msg[0] = 0;
     int rc = cf_tokenizer_load_json(json, strlen(json), "bad.json", &t);
     cf_tokenizer_free(t);
-    int ok = rc < 0 && strstr(g_last_error, "bad.json") && strstr(g_last_error, expect_in_msg);
-    if (!ok) printf("  %s: rc %d, message \"%s\"\n", what, rc, g_last_error);
+    int ok = rc < 0 && strstr(g_msg, "bad.json") && strstr(g_msg, expect_in_msg);
+    if (!ok) printf("  %s: rc %d, message \"%s\"\n", what, rc, g_msg);
     return ok;
 }
 
@@ -778,7 +762,7 @@ static void test_ambiguous_entries(const char *good) {
                  "");
         memcpy(s + off, buf, strlen(id_eot));
         CHECK(load_fails(s, "added token on a vocab id", "share id 260") &&
-                  strstr(g_last_error, "<|endoftext|>"),
+                  strstr(g_msg, "<|endoftext|>"),
               "an added token sharing a vocab entry's id was accepted");
         free(s);
     }
@@ -835,10 +819,10 @@ static void test_format_errors(const char *good) {
     }
     CHECK(m, "no merges in the trained JSON");
     cf_tokenizer *t = NULL;
-    g_last_error[0] = 0;
+    g_msg[0] = 0;
     CHECK(cf_tokenizer_load("/nonexistent/tok.json", &t) < 0 &&
-              strstr(g_last_error, "/nonexistent/tok.json"),
-          "missing file: \"%s\"", g_last_error);
+              strstr(g_msg, "/nonexistent/tok.json"),
+          "missing file: \"%s\"", g_msg);
 }
 
 int main(void) {

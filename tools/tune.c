@@ -37,6 +37,10 @@ static const char *HELP =
     "  --quick          fewer candidates and repeats (an H200: 29 s for wiki_cache_optimized;\n"
     "                   a 2-core CPU device: about 15 minutes for it, 20 s for\n"
     "                   configs/tiny.json, without the fast-kernel search)\n"
+    "  --precision P    fp32 (default) or tf32: measure the register-blocked kernel on TF32\n"
+    "                   tensor cores (NVIDIA compute capability 8.0+; elsewhere fp32, said\n"
+    "                   once). Entries record their precision; clformer applies only those of\n"
+    "                   its run's precision, and a file keeps each precision's entries\n"
     "  --budget S       stop after S seconds (at least one measurement), write what was measured;\n"
     "                   rerun to continue\n"
     "  --repeats N      timed runs per candidate (default 7, --quick 3)\n"
@@ -151,6 +155,14 @@ static int parse_args(int argc, char **argv, cf_tune_options *o) {
             o->out = argv[++i];
         } else if (!strcmp(a, "--quick")) {
             o->quick = 1;
+        } else if (!strcmp(a, "--precision")) {
+            NEED_VALUE();
+            const char *p = argv[++i];
+            if (strcmp(p, "fp32") && strcmp(p, "tf32")) {
+                CF_ERROR("clformer-tune: --precision '%s': expected fp32 or tf32", p);
+                return CF_ERR_INVALID;
+            }
+            o->tf32 = !strcmp(p, "tf32");
         } else if (!strcmp(a, "--budget")) {
             NEED_VALUE();
             char *end = NULL;

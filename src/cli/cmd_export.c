@@ -1,7 +1,7 @@
-/* clformer: `clformer export CKPT --format hf OUTDIR`: Hugging Face GPT2LMHeadModel or
- * LlamaForCausalLM layout. The mappings are data in src/model/gpt.h (the hf column of the
- * parameter table for GPT-2, CF_LLAMA_HF for Llama) and are documented in docs/hf_mapping.md and
- * docs/model_family.md. */
+/* clformer: `clformer export CKPT --format hf [--dtype f32|f16|bf16] OUTDIR`: Hugging Face
+ * GPT2LMHeadModel or LlamaForCausalLM layout, tensors in fp32 or rounded to F16/BF16. The mappings
+ * are data in src/model/gpt.h (the hf column of the parameter table for GPT-2, CF_LLAMA_HF for
+ * Llama) and are documented in docs/hf_mapping.md and docs/model_family.md. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
@@ -12,12 +12,13 @@
 
 #include "cli/cli.h"
 #include "clformer/common.h"
+#include "io/half.h"
 #include "io/safetensors.h"
 #include "model/gpt.h"
 #include "train/checkpoint.h"
 
 static const char *EXPORT_HELP =
-    "usage: clformer export CKPT --format hf OUTDIR\n"
+    "usage: clformer export CKPT --format hf [--dtype f32|f16|bf16] OUTDIR\n"
     "\n"
     "Writes OUTDIR/config.json and OUTDIR/model.safetensors that Hugging Face transformers loads\n"
     "with from_pretrained(OUTDIR), giving the same logits as clformer: GPT2LMHeadModel for the\n"
@@ -26,7 +27,11 @@ static const char *EXPORT_HELP =
     "Hugging Face class expresses (mlp relu2, logit_softcap, qk_norm, share_layers,\n"
     "attention_window, other mixes) are refused: the safetensors checkpoint is their native\n"
     "format. A BPE tokenizer (tokenizer.json) is copied alongside. See docs/hf_mapping.md and\n"
-    "docs/model_family.md.\n";
+    "docs/model_family.md.\n"
+    "\n"
+    "  --dtype D   the tensors' type: f32 (default), f16 (IEEE half) or bf16 (bfloat16), each\n"
+    "              rounded to nearest even from the checkpoint's fp32 weights; config.json says\n"
+    "              float16/bfloat16. A weight beyond f16's range (65504) is refused: use bf16.\n";
 
 /* The two Hugging Face classes that express a clformer config exactly. */
 enum hf_family { HF_GPT2, HF_LLAMA };
@@ -194,7 +199,7 @@ static double json_float(float v) {
 }
 
 int cf_cmd_export(int argc, char **argv) {
-    const char *ckpt = NULL, *format = NULL, *outdir = NULL;
+    const char *ckpt = NULL, *format = NULL, *outdir = NULL, *dtype = "f32";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -203,6 +208,9 @@ int cf_cmd_export(int argc, char **argv) {
         } else if (!strcmp(a, "--format")) {
             if (!cf_cli_need_value(argc, argv, i, "export")) return 1;
             format = argv[++i];
+        } else if (!strcmp(a, "--dtype")) {
+            if (!cf_cli_need_value(argc, argv, i, "export")) return 1;
+            dtype = argv[++i];
         } else if (!strcmp(a, "--quiet") || !strcmp(a, "--verbose")) {
             continue;
         } else if (a[0] == '-') {
@@ -226,6 +234,17 @@ int cf_cmd_export(int argc, char **argv) {
                  format ? format : "(missing)");
         return 1;
     }
+    /* the tensors' type on disk: 0 F32, 1 F16, 2 BF16 */
+    const int dt = !strcmp(dtype, "f32")    ? 0
+                   : !strcmp(dtype, "f16")  ? 1
+                   : !strcmp(dtype, "bf16") ? 2
+                                            : -1;
+    if (dt < 0) {
+        CF_ERROR("export: --dtype '%s' is not supported; use f32, f16 or bf16", dtype);
+        return 1;
+    }
+    static const char *const st_dtype[] = {"F32", "F16", "BF16"};
+    static const char *const torch_dtype[] = {"float32", "float16", "bfloat16"};
     char path[CF_PATH_MAX + 64];
     if (cf_checkpoint_resolve(ckpt, path, sizeof path) < 0) return 1;
     cf_config cfg;
@@ -316,14 +335,34 @@ int cf_cmd_export(int argc, char **argv) {
         cf_st_tensor *st_t = calloc((size_t)(n ? n : 1), sizeof *st_t);
         if (!st_t) rc = 1;
         for (int i = 0; rc == 0 && i < n; i++) {
+            const size_t numel =
+                (size_t)ts[i].shape[0] * (size_t)(ts[i].ndim == 2 ? ts[i].shape[1] : 1);
             st_t[i].name = ts[i].name;
-            st_t[i].dtype = "F32";
+            st_t[i].dtype = st_dtype[dt];
             st_t[i].ndim = ts[i].ndim;
             st_t[i].shape[0] = ts[i].shape[0];
             st_t[i].shape[1] = ts[i].shape[1];
             st_t[i].data = ts[i].data;
-            st_t[i].nbytes = sizeof(float) * (size_t)ts[i].shape[0] *
-                             (size_t)(ts[i].ndim == 2 ? ts[i].shape[1] : 1);
+            st_t[i].nbytes = sizeof(float) * numel;
+            if (dt == 0) continue;
+            /* half: converted in place (2 bytes per value over the first half of the floats) */
+            uint16_t *h = malloc((numel ? numel : 1) * sizeof *h);
+            if (!h) {
+                rc = 1;
+                break;
+            }
+            const size_t over = dt == 1 ? cf_f32_to_f16_n(ts[i].data, h, numel)
+                                        : cf_f32_to_bf16_n(ts[i].data, h, numel);
+            memcpy(ts[i].data, h, numel * sizeof *h);
+            free(h);
+            st_t[i].nbytes = numel * sizeof(uint16_t);
+            if (over) {
+                CF_ERROR("export: tensor '%s' (%s) has %zu value%s beyond %s's range (+-%s) "
+                         "that would become Inf; export with --dtype bf16 or f32",
+                         ts[i].name, path, over, over == 1 ? "" : "s", st_dtype[dt],
+                         dt == 1 ? "65504" : "3.4e38");
+                rc = 1;
+            }
         }
         const char *mk[] = {"format"}, *mv[] = {"pt"};
         snprintf(p, sizeof p, "%s/model.safetensors", outdir);
@@ -373,8 +412,8 @@ int cf_cmd_export(int argc, char **argv) {
         }
         cJSON_AddBoolToObject(j, "tie_word_embeddings", keys.tied);
         /* torch_dtype for transformers < 4.56, dtype for newer ones */
-        cJSON_AddStringToObject(j, "torch_dtype", "float32");
-        cJSON_AddStringToObject(j, "dtype", "float32");
+        cJSON_AddStringToObject(j, "torch_dtype", torch_dtype[dt]);
+        cJSON_AddStringToObject(j, "dtype", torch_dtype[dt]);
         cJSON_AddNullToObject(j, "bos_token_id"); /* else transformers assumes GPT-2's 50256 */
         cJSON_AddNullToObject(j, "eos_token_id");
         cJSON_AddStringToObject(j, "clformer_tokenizer", cfg.tokenizer);
@@ -396,6 +435,8 @@ int cf_cmd_export(int argc, char **argv) {
     }
     for (int i = 0; i < n; i++) free(ts[i].data);
     free(ts);
-    if (rc == 0) CF_INFO("exported %s to %s (Hugging Face %s)", path, outdir, HF_CLASS[fam]);
+    if (rc == 0)
+        CF_INFO("exported %s to %s (Hugging Face %s, %s)", path, outdir, HF_CLASS[fam],
+                torch_dtype[dt]);
     return rc;
 }

@@ -259,6 +259,15 @@ int cf_checkpoint_check_tensors(const cf_st_file *f, const char *path,
         int same = strcmp(t->dtype, "F32") == 0 && t->ndim == p->ndim &&
                    t->nbytes == p->size * sizeof(float);
         for (int d = 0; same && d < p->ndim; d++) same = t->shape[d] == p->shape[d];
+        int same_shape = t->ndim == p->ndim;
+        for (int d = 0; same_shape && d < p->ndim; d++) same_shape = t->shape[d] == p->shape[d];
+        if (!same && same_shape && (!strcmp(t->dtype, "F16") || !strcmp(t->dtype, "BF16"))) {
+            CF_ERROR("checkpoint %s: tensor '%s' is %s, but checkpoints hold the fp32 (F32) master "
+                     "weights (whatever the run's precision); use a checkpoint clformer wrote, or "
+                     "convert the tensor to F32",
+                     path, p->name, t->dtype);
+            return CF_ERR_FORMAT;
+        }
         if (!same) {
             char want[96], got[96];
             shape_str(want, sizeof want, p->ndim, p->shape);

@@ -69,6 +69,9 @@ typedef struct {
     cf_cl_ctx *ctx;
     int have_clblast;
     int measure_fast; /* GPUs: the untuned dispatch may use another kernel (cl_gemm_fast.c) */
+    const char *prec; /* the entries' precision: "tf32" where the register-blocked kernel runs on
+                       * TF32 tensor cores (--precision tf32 on a device that has them), else
+                       * "fp32" */
     char fast_env[32];  /* CF_GEMM_FAST as given ("" = unset) */
     char out_path[1024], partial_path[1100];
     cJSON *cache; /* "key" -> {us, status, err, note}: the measurements, resumable */
@@ -227,6 +230,7 @@ static void save_partial(tuner *T) {
     cJSON_AddStringToObject(root, "platform", T->ctx->dev.platform_name);
     cJSON_AddStringToObject(root, "device", T->ctx->dev.name);
     cJSON_AddStringToObject(root, "driver", T->ctx->dev.driver);
+    cJSON_AddStringToObject(root, "precision", T->prec);
     cJSON_AddItemReferenceToObject(root, "results", T->cache);
     char *s = cJSON_Print(root);
     cJSON_Delete(root);
@@ -264,6 +268,8 @@ static void load_partial(tuner *T) {
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "platform");
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(root, "device");
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "driver");
+    const cJSON *pr = cJSON_GetObjectItemCaseSensitive(root, "precision");
+    const char *prec = cJSON_IsString(pr) ? pr->valuestring : "fp32"; /* older partial files */
     cJSON *res = cJSON_GetObjectItemCaseSensitive(root, "results");
     if (!cJSON_IsString(p) || !cJSON_IsString(d) || !cJSON_IsString(v) || !cJSON_IsObject(res)) {
         CF_WARN("%s is not a partial tuning result (corrupt?); starting over", T->partial_path);
@@ -272,6 +278,9 @@ static void load_partial(tuner *T) {
                strcmp(v->valuestring, T->ctx->dev.driver)) {
         CF_WARN("%s was measured on %s (driver %s), not on this device; starting over",
                 T->partial_path, d->valuestring, v->valuestring);
+    } else if (strcmp(prec, T->prec) != 0) {
+        CF_WARN("%s was measured for precision %s, this run measures %s; starting over",
+                T->partial_path, prec, T->prec);
     } else {
         cJSON_DetachItemViaPointer(root, res);
         cJSON_Delete(T->cache);
@@ -604,6 +613,9 @@ static int measure_gemm(tuner *T, int i, const cand *c, int kind, int is_rule, c
         T->host_c[n / 2] += 1.0f;
     r->err = norm_err(T->host_c, ref, n);
     double tol = 1e-5 * sqrt((double)s->K) + 1e-6;
+    /* the register-blocked kernel on TF32 tensor cores: inputs rounded to a 10-bit mantissa, ~1e-3
+     * of the largest value (test_cl_gemm_fast --tf32 bounds the same norm by 5e-3) */
+    if (ctx->mma_tf32 && (kind == KIND_FAST || kind == KIND_FAST_CHOICE)) tol += 5e-3;
     if (!(r->err <= tol)) {
         r->status = CAND_WRONG;
         snprintf(r->note, sizeof r->note, "max error %.2e of the largest |value| (tolerance %.1e)",
@@ -805,7 +817,7 @@ static int fast_cands(const tuner *T, int i, cf_cl_gemm_fast_choice *out) {
             c.split = splits[k];
             if (c.split > 1 && s->K / c.split < 128) continue;
             if (!cf_cl_gemm_fast_choice_valid(&c) ||
-                cf_cl_gemm_fast_local_bytes(&c) > ctx->dev.local_mem ||
+                cf_cl_gemm_fast_local_bytes_mma(&c, ctx->mma_tf32) > ctx->dev.local_mem ||
                 (size_t)c.wg * c.wg > ctx->dev.max_group)
                 continue;
             int dup = 0;
@@ -1263,6 +1275,7 @@ static void shape_entry(const tuner *T, int i, const shape_state *st, cf_tuning_
     const shape *s = &T->shapes[i];
     memset(g, 0, sizeof *g);
     snprintf(g->label, sizeof g->label, "%s", s->label);
+    snprintf(g->precision, sizeof g->precision, "%s", T->prec);
     g->M = s->M;
     g->N = s->N;
     g->K = s->K;
@@ -1447,7 +1460,8 @@ static void print_table(const tuner *T, const cf_tuning *t) {
         const cf_tuning_gemm *g = NULL;
         for (int j = 0; j < t->n_gemm && !g; j++)
             if (t->gemm[j].M == s->M && t->gemm[j].N == s->N && t->gemm[j].K == s->K &&
-                t->gemm[j].ta == s->ta && t->gemm[j].tb == s->tb)
+                t->gemm[j].ta == s->ta && t->gemm[j].tb == s->tb &&
+                strcmp(cf_tuning_entry_precision(&t->gemm[j]), T->prec) == 0)
                 g = &t->gemm[j];
         char op[3] = {s->ta ? 'T' : 'N', s->tb ? 'T' : 'N', 0};
         printf("%-14s %2s %6d %6d %6d", s->label, op, s->M, s->N, s->K);
@@ -1568,6 +1582,7 @@ static int open_device(tuner *T) {
     }
     /* measure the built-in rule, not an earlier tuning file */
     opts.tuning = "off";
+    opts.tf32 = T->o.tf32;
     int rc = cf_backend_opencl_create(spec, &opts, &T->be);
     if (rc < 0) {
         CF_ERROR("clformer-tune: no OpenCL device for --device %s; run 'clformer devices'",
@@ -1575,6 +1590,12 @@ static int open_device(tuner *T) {
         return rc;
     }
     T->ctx = (cf_cl_ctx *)T->be->ctx;
+    T->prec = T->ctx->mma_tf32 ? "tf32" : "fp32";
+    if (T->o.tf32 && !T->ctx->mma_tf32)
+        CF_WARN("clformer-tune --precision tf32: %s has no TF32 matrix engine this backend can use "
+                "(precision tf32 runs fp32 there); measuring fp32, entries tagged fp32",
+                T->ctx->dev.name);
+    opts.tf32 = 0; /* the reference: the CPU backend in fp32 */
     CF_TRY(cf_backend_cpu_create("cpu", &opts, &T->cpu));
     cl_int err = CL_SUCCESS;
     T->tiny = clCreateBuffer(T->ctx->context, CL_MEM_READ_WRITE, 64, NULL, &err);
@@ -1691,7 +1712,8 @@ static int run(tuner *T) {
         return rc;
     }
 
-    /* keep the entries of an earlier file for this device that this run did not measure */
+    /* keep the entries of an earlier file for this device that this run did not measure (those
+     * of other precisions too: a file holds each precision's entries side by side) */
     cf_tuning old;
     char why[1200];
     if (cf_tuning_load(T->out_path, &old, why, sizeof why) == CF_OK &&
@@ -1701,7 +1723,8 @@ static int run(tuner *T) {
         for (int i = 0; i < old.n_gemm; i++) {
             const cf_tuning_gemm *g = &old.gemm[i];
             int exact = 0;
-            cf_tuning_lookup(&out, g->M, g->N, g->K, g->ta, g->tb, &exact);
+            cf_tuning_lookup_precision(&out, cf_tuning_entry_precision(g), g->M, g->N, g->K, g->ta,
+                                       g->tb, &exact);
             if (!exact && cf_tuning_set_gemm(&out, g) == CF_OK) kept++;
         }
         for (int f = 0; f < CF_TUNE_FAMILIES; f++)

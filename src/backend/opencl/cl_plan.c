@@ -146,11 +146,14 @@ int cf_cl_plan_tuned_fast(const cf_cl_plan_device *dev, int M, int N, int K, int
     if (why && why_len) why[0] = 0;
     if (!dev->tuning) return 0;
     int ex = 0;
-    const cf_tuning_gemm *g = cf_tuning_lookup(dev->tuning, M, N, K, ta, tb, &ex);
+    /* only an entry measured under this run's precision */
+    const char *prec = dev->mma_tf32 ? "tf32" : "fp32";
+    const cf_tuning_gemm *g = cf_tuning_lookup_precision(dev->tuning, prec, M, N, K, ta, tb, &ex);
     if (!g || g->path != CF_TUNING_FAST || g->fast.rm <= 0) return 0;
     cf_cl_gemm_fast_choice c = {g->fast.rm, g->fast.rn, g->fast.bk, g->fast.split, g->fast.wg};
-    int found = cf_cl_gemm_fast_choice_valid(&c) &&
-                cf_cl_gemm_fast_local_bytes(&c) <= dev->local_mem &&
+    const size_t need = cf_cl_gemm_fast_choice_valid(&c)
+                            ? cf_cl_gemm_fast_local_bytes_mma(&c, dev->mma_tf32) : 0;
+    int found = cf_cl_gemm_fast_choice_valid(&c) && need <= dev->local_mem &&
                 (size_t)c.wg * c.wg <= dev->max_group;
     if (!found) {
         if (why && why_len)
@@ -161,7 +164,7 @@ int cf_cl_plan_tuned_fast(const cf_cl_plan_device *dev, int M, int N, int K, int
                      "rule decides",
                      M, N, K, ta ? 'T' : 'N', tb ? 'T' : 'N', g->label, c.rm, c.rn, c.bk, c.wg,
                      c.split, dev->name,
-                     cf_cl_gemm_fast_choice_valid(&c) ? cf_cl_gemm_fast_local_bytes(&c) : 0,
+                     need,
                      (unsigned long long)dev->local_mem, dev->max_group);
         return 0;
     }
@@ -189,7 +192,10 @@ static void decide(const cf_cl_plan_device *dev, int M, int N, int K, int batche
         } else if (!dev->gpu) {
             want = 0; /* on CPU devices (PoCL) the tiled kernel and CLBlast do as well */
         } else if (dev->mma_tf32) {
-            want = 1; /* precision tf32: only this kernel has the tensor-core form */
+            /* precision tf32: only this kernel has the tensor-core form; a tf32 tuning file that
+             * measured the tiled kernel or CLBlast faster for the shape keeps it there */
+            want = tuned_found || !dev->tuner || !native->source ||
+                   strcmp(native->source, "rule") == 0;
         } else if (tuned_found) {
             want = 1; /* a tuning file measured this kernel fastest for the shape: any size */
         } else {
@@ -209,8 +215,8 @@ static void decide(const cf_cl_plan_device *dev, int M, int N, int K, int batche
         }
     }
     if (want) {
-        /* (a tuning file's choices were measured in fp32: with tf32 the rule decides) */
-        if (tuned_found && !dev->mma_tf32) {
+        /* (tuned_found: an entry of this run's precision, cf_cl_plan_tuned_fast) */
+        if (tuned_found) {
             out->fast = *tuned;
             out->fast_source = tuned_exact ? "from the tuning file"
                                            : "from the tuning file, same bucket";

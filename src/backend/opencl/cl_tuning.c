@@ -46,10 +46,28 @@ void cf_tuning_free(cf_tuning *t) {
     t->n_gemm = t->cap_gemm = 0;
 }
 
+/* the precision modes; "fp32" is also what an entry without the field means */
+static const char *precision_names[] = {"fp32", "tf32", "bf16", "fp16"};
+
+int cf_tuning_precision_known(const char *name) {
+    for (size_t i = 0; i < sizeof precision_names / sizeof precision_names[0]; i++)
+        if (name && strcmp(name, precision_names[i]) == 0) return 1;
+    return 0;
+}
+
+const char *cf_tuning_entry_precision(const cf_tuning_gemm *g) {
+    return g->precision[0] ? g->precision : "fp32";
+}
+
+static int same_precision(const cf_tuning_gemm *g, const char *precision) {
+    return !precision || strcmp(cf_tuning_entry_precision(g), precision) == 0;
+}
+
 int cf_tuning_set_gemm(cf_tuning *t, const cf_tuning_gemm *g) {
     for (int i = 0; i < t->n_gemm; i++) {
         cf_tuning_gemm *e = &t->gemm[i];
-        if (e->M == g->M && e->N == g->N && e->K == g->K && e->ta == g->ta && e->tb == g->tb) {
+        if (e->M == g->M && e->N == g->N && e->K == g->K && e->ta == g->ta && e->tb == g->tb &&
+            same_precision(e, cf_tuning_entry_precision(g))) {
             *e = *g;
             return CF_OK;
         }
@@ -97,6 +115,7 @@ char *cf_tuning_to_json(const cf_tuning *t) {
         char bucket[64];
         cf_tuning_bucket(g->M, g->N, g->K, g->ta, g->tb, bucket, sizeof bucket);
         cJSON_AddStringToObject(e, "label", g->label);
+        cJSON_AddStringToObject(e, "precision", cf_tuning_entry_precision(g));
         cJSON_AddStringToObject(e, "bucket", bucket);
         cJSON_AddNumberToObject(e, "M", g->M);
         cJSON_AddNumberToObject(e, "N", g->N);
@@ -245,6 +264,13 @@ static int parse_gemm(parse_ctx *pc, const cJSON *e, int idx, cf_tuning_gemm *g)
     if (g->label[0]) snprintf(entry, sizeof entry, "gemm[%d] (%s)", idx, g->label);
     else snprintf(entry, sizeof entry, "gemm[%d]", idx);
     snprintf(where, sizeof where, "%s", entry);
+    /* files before per-entry precisions: every entry was measured in fp32 */
+    char prec[40] = "fp32";
+    CF_TRY(get_str(pc, e, where, "precision", prec, sizeof prec, 0));
+    if (!cf_tuning_precision_known(prec))
+        return bad(pc, "%sfield '%s' must be \"fp32\", \"tf32\", \"bf16\" or \"fp16\", not "
+                       "\"%s\"", where, "precision", prec);
+    snprintf(g->precision, sizeof g->precision, "%s", prec);
     CF_TRY(get_int(pc, e, where, "M", 1, 1 << 30, &g->M));
     CF_TRY(get_int(pc, e, where, "N", 1, 1 << 30, &g->N));
     CF_TRY(get_int(pc, e, where, "K", 1, 1 << 30, &g->K));
@@ -458,10 +484,25 @@ void cf_tuning_bucket(int M, int N, int K, int ta, int tb, char *out, size_t len
 
 const cf_tuning_gemm *cf_tuning_lookup(const cf_tuning *t, int M, int N, int K, int ta, int tb,
                                        int *exact) {
+    return cf_tuning_lookup_precision(t, NULL, M, N, K, ta, tb, exact);
+}
+
+int cf_tuning_keep_precision(cf_tuning *t, const char *precision) {
+    int kept = 0;
+    for (int i = 0; i < t->n_gemm; i++)
+        if (same_precision(&t->gemm[i], precision)) t->gemm[kept++] = t->gemm[i];
+    int dropped = t->n_gemm - kept;
+    t->n_gemm = kept;
+    return dropped;
+}
+
+const cf_tuning_gemm *cf_tuning_lookup_precision(const cf_tuning *t, const char *precision, int M,
+                                                 int N, int K, int ta, int tb, int *exact) {
     if (exact) *exact = 0;
     if (!t) return NULL;
     for (int i = 0; i < t->n_gemm; i++) {
         const cf_tuning_gemm *g = &t->gemm[i];
+        if (!same_precision(g, precision)) continue;
         if (g->M == M && g->N == N && g->K == K && g->ta == ta && g->tb == tb) {
             if (exact) *exact = 1;
             return g;
@@ -473,6 +514,7 @@ const cf_tuning_gemm *cf_tuning_lookup(const cf_tuning *t, int M, int N, int K, 
     double best_d = 0.0;
     for (int i = 0; i < t->n_gemm; i++) {
         const cf_tuning_gemm *g = &t->gemm[i];
+        if (!same_precision(g, precision)) continue;
         cf_tuning_bucket(g->M, g->N, g->K, g->ta, g->tb, have, sizeof have);
         if (strcmp(want, have) != 0) continue;
         double d = fabs(log2((double)g->M / M)) + fabs(log2((double)g->N / N)) +
@@ -629,6 +671,20 @@ void cf_cl_tuning_attach(cf_cl_ctx *ctx) {
         free(t);
         return;
     }
+    /* GEMM entries apply only to runs of the precision they were measured under: the GEMMs run
+     * on TF32 tensor cores only where mma_tf32 is on (precision tf32 elsewhere runs fp32) */
+    const char *run_prec = ctx->mma_tf32 ? "tf32" : "fp32";
+    const int n_all = t->n_gemm;
+    const int dropped = cf_tuning_keep_precision(t, run_prec);
+    if (dropped > 0 && t->n_gemm == 0)
+        CF_WARN("tuning file %s%s: its %d GEMM entr%s measured for another precision than this "
+                "run's %s and not applied; built-in GEMM rule (rerun clformer-tune --precision "
+                "%s to measure for it)",
+                path, named_by, n_all, n_all == 1 ? "y was" : "ies were", run_prec, run_prec);
+    else if (dropped > 0)
+        CF_DEBUG("tuning file %s: %d of its %d GEMM entries are for another precision than this "
+                 "run's %s (not applied)",
+                 path, dropped, n_all, run_prec);
     /* work-group sizes: a size the device cannot run leaves the default, with one warning */
     char wgs[256] = "";
     size_t used = 0;
@@ -658,10 +714,10 @@ void cf_cl_tuning_attach(cf_cl_ctx *ctx) {
     ctx->tuner_user = t;
     ctx->n_memo = 0;
     ctx->plan_gen++; /* plans are made again (cf_cl_plan_invalidate) */
-    CF_DEBUG("tuning: using %s (measured %s%s for %s, driver %s): %d GEMM shape%s, work-groups "
-             "%s",
+    CF_DEBUG("tuning: using %s (measured %s%s for %s, driver %s): %d GEMM shape%s (%s), "
+             "work-groups %s",
              path, t->created[0] ? t->created : "at an unknown time", t->quick ? ", --quick" : "",
-             t->device, t->driver, t->n_gemm, t->n_gemm == 1 ? "" : "s",
+             t->device, t->driver, t->n_gemm, t->n_gemm == 1 ? "" : "s", run_prec,
              used ? wgs : "default");
 }
 

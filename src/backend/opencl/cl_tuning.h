@@ -56,6 +56,10 @@ typedef struct cf_tuning_gemm {
                                  * "fast_choice"); fast.rm 0 = none: the rule's */
     int candidates;             /* native parameter sets measured */
     int rejected;               /* of which gave wrong results (checked against the CPU backend) */
+    char precision[8];          /* the run's precision it was measured under: "fp32" (also an
+                                 * entry without the field, and "" here), "tf32" (the register-
+                                 * blocked kernel on TF32 tensor cores), "bf16", "fp16"; applied
+                                 * only to runs of that precision */
 } cf_tuning_gemm;
 
 /* The work-group size chosen for one kernel family; ls 0 = not tuned (keep the default). */
@@ -84,7 +88,11 @@ typedef struct cf_tuning {
 void cf_tuning_init(cf_tuning *t, const char *platform, const char *device, const char *driver);
 void cf_tuning_free(cf_tuning *t); /* frees the entries; t itself is the caller's */
 
-/* Add an entry, or replace the entry of the same shape (M, N, K, ta, tb). */
+/* The names an entry's "precision" may have; an entry's precision ("" = "fp32"). */
+int cf_tuning_precision_known(const char *name);
+const char *cf_tuning_entry_precision(const cf_tuning_gemm *g);
+
+/* Add an entry, or replace the entry of the same shape (M, N, K, ta, tb) and precision. */
 int cf_tuning_set_gemm(cf_tuning *t, const cf_tuning_gemm *g);
 
 /* JSON text of the tuning (malloc'ed, NULL when out of memory). */
@@ -114,6 +122,13 @@ void cf_tuning_bucket(int M, int N, int K, int ta, int tb, char *out, size_t len
  * dimensions) of the same bucket, else NULL. *exact (may be NULL) tells which. */
 const cf_tuning_gemm *cf_tuning_lookup(const cf_tuning *t, int M, int N, int K, int ta, int tb,
                                        int *exact);
+/* The same among the entries of one precision only (NULL: any, as cf_tuning_lookup). */
+const cf_tuning_gemm *cf_tuning_lookup_precision(const cf_tuning *t, const char *precision, int M,
+                                                 int N, int K, int ta, int tb, int *exact);
+/* Drop the entries of every precision other than `precision` (a run applies only the entries
+ * measured under its own); returns how many were dropped. Work-group sizes stay: the kernels they
+ * size run in fp32 whatever the GEMMs' precision. */
+int cf_tuning_keep_precision(cf_tuning *t, const char *precision);
 
 /* File name for a device: "<platform>__<device>.json", lower case, runs of other characters than
  * letters and digits turned into '-'. */
