@@ -43,7 +43,7 @@ set -- $verdict
 msg=$("$CLF" train $RUN --resume "$W/a/step_000010.safetensors" --out "$W/c" --log "$W/c.jsonl" precision=bf16 2>&1 >/dev/null); rc=$?
 if [ $rc -eq 0 ] && printf '%s\n' "$msg" | grep -q 'resume: precision changed from "fp32" to "bf16"'; then
   lc=$(losses "$W/c.jsonl" | tail -n 10); la10=$(losses "$W/a.jsonl" | tail -n 10)
-  v=$(paste <(echo "$la10") <(echo "$lc") | awk 'function abs(x) { return x < 0 ? -x : x }
+  v=$(paste <(echo "$la10") <(echo "$lc") | awk 'BEGIN { w = 0 } function abs(x) { return x < 0 ? -x : x }
       { n++; d = abs($1 - $2) / $1; if (d > w) w = d } END { print (n == 10 && w <= 0.01) ? "ok " w : "bad " n " " w }')
   case "$v" in ok*) ok "fp32 checkpoint resumed under bf16 with a note; steps 11-20 within 1% of fp32 ($v)" ;;
                *) bad "resumed bf16 run: $v: $(echo $lc)" ;; esac

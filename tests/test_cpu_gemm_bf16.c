@@ -10,11 +10,13 @@
  *      M <= 4 rows, where the fp32 path takes a dot-product shortcut) equal the direct call bit
  *      for bit, and the result is the same for any thread count.
  * Exits 77 (skipped) where the CPU has no AVX512-BF16. */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime(CLOCK_THREAD_CPUTIME_ID) */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -266,12 +268,65 @@ static void through_backend(void) {
                "bit, on 1 and 2 threads");
 }
 
-int main(void) {
+/* --bench: GFLOP/s of the fp32 GEMM ("native" kernel for this CPU) and the bf16 GEMM at shapes
+ * of wiki_cache_optimized's training step, on one thread, in that thread's CPU time (other
+ * processes on a shared machine take the core away but barely change the cycles a product
+ * needs), best of `rounds`. */
+static double thread_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int bench(int rounds) {
+#ifdef _OPENMP
+    omp_set_num_threads(1);
+#endif
+    static const struct {
+        const char *name;
+        int ta, tb, M, N, K;
+    } sh[] = {{"qkv.fwd", 0, 1, 4096, 1152, 384},   {"qkv.dinp", 0, 0, 4096, 384, 1152},
+              {"attn_proj.fwd", 0, 1, 4096, 384, 384}, {"fc.fwd", 0, 1, 4096, 1536, 384},
+              {"fc.dinp", 0, 0, 4096, 384, 1536},  {"fc.dw", 1, 0, 1536, 384, 4096},
+              {"head.fwd", 0, 1, 1024, 16000, 384}, {"head.dw", 1, 0, 16000, 384, 1024},
+              {"square 1024", 0, 0, 1024, 1024, 1024}};
+    const int kfp32 = cf_cpu_gemm_native_kernel(NULL);
+    printf("one thread, thread CPU time, best of %d; fp32 kernel %s (%s)\n", rounds,
+           cf_cpu_gemm_kernel_name(kfp32), cf_cpu_gemm_native_reason());
+    printf("%-14s %2s %2s %6s %6s %6s %10s %10s %6s\n", "shape", "tA", "tB", "M", "N", "K",
+           "fp32 GF/s", "bf16 GF/s", "ratio");
+    cf_rng rng;
+    cf_rng_seed(&rng, 1);
+    for (size_t s = 0; s < sizeof sh / sizeof sh[0]; s++) {
+        const int M = sh[s].M, N = sh[s].N, K = sh[s].K, ta = sh[s].ta, tb = sh[s].tb;
+        float *A = cft_floats((size_t)M * K), *B = cft_floats((size_t)K * N);
+        float *C = cft_floats((size_t)M * N);
+        cft_rand(&rng, A, (size_t)M * K, 1.0f);
+        cft_rand(&rng, B, (size_t)K * N, 1.0f);
+        double best[2] = {1e30, 1e30};
+        for (int r = 0; r < rounds; r++)
+            for (int v = 0; v < 2; v++) {
+                const double t0 = thread_seconds();
+                CFT_OK(cf_cpu_sgemm(v ? CF_CPU_GEMM_BF16 : kfp32, ta, tb, M, N, K, 1.0f, A,
+                                    ta ? M : K, B, tb ? K : N, 0.0f, C, N));
+                const double t = thread_seconds() - t0;
+                if (t < best[v]) best[v] = t;
+            }
+        const double fl = 2.0 * M * N * (double)K / 1e9;
+        printf("%-14s %2d %2d %6d %6d %6d %10.1f %10.1f %6.2f\n", sh[s].name, ta, tb, M, N, K,
+               fl / best[0], fl / best[1], best[0] / best[1]);
+        free(A), free(B), free(C);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
     if (!cf_cpu_gemm_bf16_available()) {
         printf("SKIP test_cpu_gemm_bf16: this CPU has no AVX512-BF16 (cpuid leaf 7 subleaf 1 EAX "
                "bit 5)\n");
         return 77;
     }
+    if (argc > 1 && strcmp(argv[1], "--bench") == 0) return bench(argc > 2 ? atoi(argv[2]) : 3);
     rounding();
     against_reference();
     rounding_visible();

@@ -55,50 +55,89 @@ static inline __mmask16 cf_bf16_mask(int n) {
     return n <= 0 ? (__mmask16)0 : n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
 }
 
-/* Operand stored with the packed dimension contiguous (op(A) for ta, op(B) for !tb): row k of
- * the store holds the `width` consecutive elements of one k. Packs words for the rows/columns
- * first .. first+width-1 (valid ones: the first nvalid; the rest zero) at depths p0 .. p0+kb-1
- * into d (ceil(kb/2) x width words). */
-static CF_BF16_TARGET void cf_bf16_pack_across(uint32_t *d, const float *S, int ld, int first,
-                                               int nvalid, int width, int p0, int kb) {
+/* Operand stored with the packed dimension contiguous (op(A) for ta, op(B) for !tb): stored row
+ * k holds consecutive rows (columns) of op(). Packs slivers s0 .. s1-1 of `width` rows (columns)
+ * each, sliver s starting at row (column) first + s*width, valid up to first + nvalid (the rest
+ * zero), at depths p0 .. p0+kb-1; sliver s's ceil(kb/2) x width words start `slot` words after
+ * sliver s-1's. The stored rows are walked once, each feeding every sliver. */
+static CF_BF16_TARGET void cf_bf16_pack_across(uint32_t *d, size_t slot, const float *S, int ld,
+                                               int first, int nvalid, int width, int s0, int s1,
+                                               int p0, int kb) {
     const int kp = (kb + 1) / 2;
     for (int q = 0; q < kp; q++) {
         const float *r0 = S + (size_t)(p0 + 2 * q) * ld + first;
         const float *r1 = r0 + ld;
         const int has1 = 2 * q + 1 < kb;
-        for (int g = 0; g < width; g += 16) {
-            const __mmask16 m = cf_bf16_mask(nvalid - g);
-            const __m512 lo = _mm512_maskz_loadu_ps(m, r0 + g);
-            const __m512 hi = has1 ? _mm512_maskz_loadu_ps(m, r1 + g) : _mm512_setzero_ps();
-            _mm512_mask_storeu_epi32(d + (size_t)q * width + g, cf_bf16_mask(width - g),
-                                     cf_bf16_pairs(lo, hi));
+        for (int s = s0; s < s1; s++) {
+            uint32_t *dq = d + (size_t)s * slot + (size_t)q * width;
+            for (int g = 0; g < width; g += 16) {
+                const int c = s * width + g;
+                const __mmask16 m = cf_bf16_mask(nvalid - c);
+                const __m512 lo = _mm512_maskz_loadu_ps(m, r0 + c);
+                const __m512 hi = has1 ? _mm512_maskz_loadu_ps(m, r1 + c) : _mm512_setzero_ps();
+                _mm512_mask_storeu_epi32(dq + g, cf_bf16_mask(width - g), cf_bf16_pairs(lo, hi));
+            }
         }
     }
 }
 
-/* Operand stored with k contiguous (op(A) for !ta, op(B) for tb): row r of the store (r = first
- * .. first+width-1; valid: the first nvalid, the rest zero) holds its elements at consecutive k.
- * Each row is converted 32 k at a time (16 words) and its words scattered to d[q * width + r]. */
+/* In-register transpose of 16 x 16 32-bit words: on entry x[i] is row i, on exit x[j] is column
+ * j. Unpacks of 32- and 64-bit halves within 128-bit lanes, then two rounds of lane shuffles. */
+static inline CF_BF16_TARGET void cf_bf16_transpose16(__m512i x[16]) {
+    __m512i t[16], y[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(x[2 * i], x[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(x[2 * i], x[2 * i + 1]);
+    }
+    /* x[4b + j], 128-bit lane L: rows 4b .. 4b+3 of column 4L + j */
+    for (int b = 0; b < 4; b++) {
+        x[4 * b] = _mm512_unpacklo_epi64(t[4 * b], t[4 * b + 2]);
+        x[4 * b + 1] = _mm512_unpackhi_epi64(t[4 * b], t[4 * b + 2]);
+        x[4 * b + 2] = _mm512_unpacklo_epi64(t[4 * b + 1], t[4 * b + 3]);
+        x[4 * b + 3] = _mm512_unpackhi_epi64(t[4 * b + 1], t[4 * b + 3]);
+    }
+    for (int j = 0; j < 4; j++) {
+        y[j] = _mm512_shuffle_i32x4(x[j], x[4 + j], 0x88);
+        y[4 + j] = _mm512_shuffle_i32x4(x[j], x[4 + j], 0xdd);
+        y[8 + j] = _mm512_shuffle_i32x4(x[8 + j], x[12 + j], 0x88);
+        y[12 + j] = _mm512_shuffle_i32x4(x[8 + j], x[12 + j], 0xdd);
+    }
+    for (int j = 0; j < 4; j++) {
+        x[j] = _mm512_shuffle_i32x4(y[j], y[8 + j], 0x88);
+        x[8 + j] = _mm512_shuffle_i32x4(y[j], y[8 + j], 0xdd);
+        x[4 + j] = _mm512_shuffle_i32x4(y[4 + j], y[12 + j], 0x88);
+        x[12 + j] = _mm512_shuffle_i32x4(y[4 + j], y[12 + j], 0xdd);
+    }
+}
+
+/* Operand stored with k contiguous (op(A) for !ta, op(B) for tb): stored row r (r = first ..
+ * first+width-1; valid: the first nvalid, the rest zero) holds its elements at consecutive k.
+ * Sixteen rows at a time, 32 k each: converted to 16 words of pairs per row, transposed in
+ * registers, and stored as 16 pairs x 16 rows into d (ceil(kb/2) x width words). */
 static CF_BF16_TARGET void cf_bf16_pack_along(uint32_t *d, const float *S, int ld, int first,
                                               int nvalid, int width, int p0, int kb) {
-    const int kp = (kb + 1) / 2;
-    for (int r = 0; r < width; r++) {
-        if (r >= nvalid) {
-            for (int q = 0; q < kp; q++) d[(size_t)q * width + r] = 0;
-            continue;
-        }
-        const float *src = S + (size_t)(first + r) * ld + p0;
+    for (int g = 0; g < width; g += 16) {
+        const int gw = width - g < 16 ? width - g : 16;
+        const __mmask16 sm = cf_bf16_mask(gw);
         for (int k = 0; k < kb; k += 32) {
             const int left = kb - k;
-            const __m512 x0 = _mm512_maskz_loadu_ps(cf_bf16_mask(left), src + k);
-            const __m512 x1 = _mm512_maskz_loadu_ps(cf_bf16_mask(left - 16), src + k + 16);
-            /* in order: words are the pairs (k, k+1), (k+2, k+3), ... */
-            const __m512i w = (__m512i)_mm512_cvtne2ps_pbh(x1, x0);
-            uint32_t tmp[16] __attribute__((aligned(64)));
-            _mm512_store_si512((void *)tmp, w);
+            const __mmask16 m0 = cf_bf16_mask(left), m1 = cf_bf16_mask(left - 16);
+            __m512i x[16];
+            for (int i = 0; i < 16; i++) {
+                if (i < gw && g + i < nvalid) {
+                    const float *src = S + (size_t)(first + g + i) * ld + p0 + k;
+                    const __m512 x0 = _mm512_maskz_loadu_ps(m0, src);
+                    const __m512 x1 = _mm512_maskz_loadu_ps(m1, src + 16);
+                    /* in order: words are the pairs (k, k+1), (k+2, k+3), ... */
+                    x[i] = (__m512i)_mm512_cvtne2ps_pbh(x1, x0);
+                } else {
+                    x[i] = _mm512_setzero_si512();
+                }
+            }
+            cf_bf16_transpose16(x);
             const int nq = left >= 32 ? 16 : (left + 1) / 2;
-            uint32_t *dq = d + (size_t)(k / 2) * width + r;
-            for (int q = 0; q < nq; q++) dq[(size_t)q * width] = tmp[q];
+            for (int q = 0; q < nq; q++)
+                _mm512_mask_storeu_epi32(d + (size_t)(k / 2 + q) * width + g, sm, x[q]);
         }
     }
 }
@@ -106,25 +145,29 @@ static CF_BF16_TARGET void cf_bf16_pack_along(uint32_t *d, const float *S, int l
 void cf_cpu_bf16_pack_a(float *dst, int ta, const float *A, int lda, int i0, int p0, int mb,
                         int kb, int mr) {
     const int nsl = (mb + mr - 1) / mr;
-    for (int s = 0; s < nsl; s++) {
-        uint32_t *d = (uint32_t *)(void *)(dst + (size_t)s * mr * kb);
-        const int r0 = i0 + s * mr, mm = mb - s * mr < mr ? mb - s * mr : mr;
-        if (ta) /* op(A)(i,k) = A[k*lda + i] */
-            cf_bf16_pack_across(d, A, lda, r0, mm, mr, p0, kb);
-        else /* op(A)(i,k) = A[i*lda + k] */
-            cf_bf16_pack_along(d, A, lda, r0, mm, mr, p0, kb);
+    const size_t slot = (size_t)mr * kb; /* the driver's sliver stride (fp32 sized) */
+    if (ta) { /* op(A)(i,k) = A[k*lda + i] */
+        cf_bf16_pack_across((uint32_t *)(void *)dst, slot, A, lda, i0, mb, mr, 0, nsl, p0, kb);
+        return;
+    }
+    for (int s = 0; s < nsl; s++) { /* op(A)(i,k) = A[i*lda + k] */
+        const int mm = mb - s * mr < mr ? mb - s * mr : mr;
+        cf_bf16_pack_along((uint32_t *)(void *)(dst + s * slot), A, lda, i0 + s * mr, mm, mr, p0,
+                           kb);
     }
 }
 
 void cf_cpu_bf16_pack_b(float *bpack, int tb, const float *B, int ldb, int p0, int j0, int kb,
                         int nb, int nr, int pa, int pb) {
-    for (int p = pa; p < pb; p++) {
-        uint32_t *d = (uint32_t *)(void *)(bpack + (size_t)p * nr * kb);
-        const int jp = j0 + p * nr, nn = nb - p * nr < nr ? nb - p * nr : nr;
-        if (tb) /* op(B)(k,j) = B[j*ldb + k] */
-            cf_bf16_pack_along(d, B, ldb, jp, nn, nr, p0, kb);
-        else /* op(B)(k,j) = B[k*ldb + j] */
-            cf_bf16_pack_across(d, B, ldb, jp, nn, nr, p0, kb);
+    const size_t slot = (size_t)nr * kb;
+    if (!tb) { /* op(B)(k,j) = B[k*ldb + j] */
+        cf_bf16_pack_across((uint32_t *)(void *)bpack, slot, B, ldb, j0, nb, nr, pa, pb, p0, kb);
+        return;
+    }
+    for (int p = pa; p < pb; p++) { /* op(B)(k,j) = B[j*ldb + k] */
+        const int nn = nb - p * nr < nr ? nb - p * nr : nr;
+        cf_bf16_pack_along((uint32_t *)(void *)(bpack + p * slot), B, ldb, j0 + p * nr, nn, nr,
+                           p0, kb);
     }
 }
 
