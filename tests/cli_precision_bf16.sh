@@ -1,9 +1,10 @@
 #!/bin/bash
-# clformer test: precision bf16 on the CPU backend (GEMM inputs rounded to bf16, fp32 accumulation,
-# fp32 storage). tiny.json (batch 8 x 64) for 20 steps: said once at start; the losses are not fp32's bit for bit
-# (the GEMMs really round) but stay within 1% of them at every step and fall; a run trained in
-# fp32 resumes under bf16 (checkpoints hold fp32 weights) and follows the fp32 run; on OpenCL
-# devices bf16 is refused with one line. Skipped (77) where the CPU has no AVX512-BF16.
+# clformer test: precision bf16 on the CPU backend (GEMM inputs rounded to bf16, fp32
+# accumulation, fp32 storage). tiny.json (batch 8 x 64) for 20 steps: said once at start; the
+# losses are not fp32's bit for bit (the GEMMs really round) but stay within 1% of them at every
+# step and fall; a run trained in fp32 resumes under bf16 (checkpoints hold fp32 weights) and
+# follows the fp32 run; device auto takes the CPU backend; on OpenCL devices bf16 is refused with
+# one line. Skipped (77) where the CPU has no AVX512-BF16.
 set -u
 CLF=$1
 SRC=$2
@@ -48,6 +49,12 @@ if [ $rc -eq 0 ] && printf '%s\n' "$msg" | grep -q 'resume: precision changed fr
   case "$v" in ok*) ok "fp32 checkpoint resumed under bf16 with a note; steps 11-20 within 1% of fp32 ($v)" ;;
                *) bad "resumed bf16 run: $v: $(echo $lc)" ;; esac
 else bad "resume under bf16: rc $rc: $msg"; fi
+
+msg=$("$CLF" train configs/tiny.json batch_size=2 max_length=32 eval_interval=0 --steps 1 --device auto --out "$W/e" --precision bf16 2>&1 >/dev/null); rc=$?
+if [ $rc -eq 0 ] && printf '%s\n' "$msg" | grep -q "device auto: precision bf16 runs on the CPU backend" \
+   && ! printf '%s\n' "$msg" | grep -q '^error:'; then
+  ok "device auto with bf16: the CPU backend, said once, no device timed"
+else bad "device auto with bf16: rc $rc: $msg"; fi
 
 if "$CLF" devices 2>/dev/null | grep -q "opencl:"; then
   msg=$("$CLF" train configs/tiny.json --steps 2 --device opencl --out "$W/d" --precision bf16 2>&1 >/dev/null); rc=$?
