@@ -159,11 +159,12 @@ static int one_case(cf_rng *rng, int ta, int tb, int M, int N, int K, float alph
 static void against_reference(void) {
     cf_rng rng;
     cf_rng_seed(&rng, 14);
-    /* M, N, K: odd, K = 1 and 2, K past the 256-deep block (two blocks, an odd tail), M past the
-     * 144-row block, N past several 32-wide tiles */
-    static const int shapes[][3] = {{1, 1, 1},   {13, 37, 1},  {12, 32, 2},  {29, 45, 67},
-                                    {7, 3, 31},  {31, 17, 33}, {50, 70, 301}, {151, 97, 45},
-                                    {3, 131, 9}, {37, 5, 257}};
+    /* M, N, K: odd, K = 1 and 2, K past the bf16 kernel's 512-deep block (three blocks of 344,
+     * 344 and 343: an odd tail; with 2 threads the shared-packing path), M past the 144-row
+     * block, N past several 32-wide tiles */
+    static const int shapes[][3] = {{1, 1, 1},     {13, 37, 1},  {12, 32, 2},  {29, 45, 67},
+                                    {7, 3, 31},    {31, 17, 33}, {50, 70, 301}, {151, 97, 45},
+                                    {3, 131, 9},   {37, 5, 257}, {40, 50, 1031}};
     static const float ab[][2] = {{1.0f, 0.0f}, {0.5f, 1.0f}, {-1.5f, 0.25f}};
     const int ns = (int)(sizeof shapes / sizeof shapes[0]), nab = (int)(sizeof ab / sizeof ab[0]);
     int ok = 1, cases = 0;
