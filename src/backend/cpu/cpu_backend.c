@@ -248,10 +248,11 @@ static int cf_cpu_info(cf_backend *be, cf_backend_info *out) {
 
 int cf_backend_cpu_list_devices(FILE *out) {
     const int native = cf_cpu_gemm_native_kernel(NULL); /* before its reason is read */
-    fprintf(out, "cpu           clformer's C backend (OpenMP, %d threads; GEMM native:%s, %s%s; "
+    fprintf(out, "cpu           clformer's C backend (OpenMP, %d threads; GEMM native:%s, %s%s%s; "
                  "CF_CPU_GEMM overrides)\n",
             cf_cpu_max_threads(), cf_cpu_gemm_kernel_name(native), cf_cpu_gemm_native_reason(),
-            cf_cpu_blas_available() ? "; OpenBLAS available" : "");
+            cf_cpu_blas_available() ? "; OpenBLAS available" : "",
+            cf_cpu_gemm_bf16_available() ? "; AVX512-BF16: precision bf16" : "");
     return CF_OK;
 }
 
