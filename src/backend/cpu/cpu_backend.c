@@ -104,8 +104,9 @@ static int cf_cpu_gemm(cf_backend *be, int ta, int tb, int M, int N, int K, floa
     if (M <= CF_CPU_GEMV_MAX_M && !ta && tb && !ctx->bf16)
         return gemv_rows(M, N, K, alpha, cf_cpu_f32(A), lda, cf_cpu_f32(B), ldb, beta,
                          cf_cpu_f32(C), ldc, NULL);
-    return cf_cpu_sgemm(ctx->bf16 ? CF_CPU_GEMM_BF16 : ctx->gemm_kernel, ta, tb, M, N, K, alpha, cf_cpu_f32(A), lda,
-                        cf_cpu_f32(B), ldb, beta, cf_cpu_f32(C), ldc);
+    const int kernel = ctx->bf16 ? CF_CPU_GEMM_BF16 : ctx->gemm_kernel;
+    return cf_cpu_sgemm(kernel, ta, tb, M, N, K, alpha, cf_cpu_f32(A), lda, cf_cpu_f32(B), ldb,
+                        beta, cf_cpu_f32(C), ldc);
 }
 
 static int cf_cpu_gemm_bias(cf_backend *be, int ta, int tb, int M, int N, int K, float alpha,
@@ -116,8 +117,9 @@ static int cf_cpu_gemm_bias(cf_backend *be, int ta, int tb, int M, int N, int K,
     if (M <= CF_CPU_GEMV_MAX_M && !ta && tb && !ctx->bf16)
         return gemv_rows(M, N, K, alpha, cf_cpu_f32(A), lda, cf_cpu_f32(B), ldb, beta,
                          cf_cpu_f32(C), ldc, bias.buf ? cf_cpu_f32(bias) : NULL);
-    return cf_cpu_sgemm_bias(ctx->bf16 ? CF_CPU_GEMM_BF16 : ctx->gemm_kernel, ta, tb, M, N, K, alpha, cf_cpu_f32(A), lda,
-                             cf_cpu_f32(B), ldb, beta, cf_cpu_f32(C), ldc, cf_cpu_f32(bias));
+    const int kernel = ctx->bf16 ? CF_CPU_GEMM_BF16 : ctx->gemm_kernel;
+    return cf_cpu_sgemm_bias(kernel, ta, tb, M, N, K, alpha, cf_cpu_f32(A), lda, cf_cpu_f32(B),
+                             ldb, beta, cf_cpu_f32(C), ldc, cf_cpu_f32(bias));
 }
 
 int cf_cpu_use_avx2(cf_backend *be) {
@@ -248,8 +250,9 @@ static int cf_cpu_info(cf_backend *be, cf_backend_info *out) {
 
 int cf_backend_cpu_list_devices(FILE *out) {
     const int native = cf_cpu_gemm_native_kernel(NULL); /* before its reason is read */
-    fprintf(out, "cpu           clformer's C backend (OpenMP, %d threads; GEMM native:%s, %s%s%s; "
-                 "CF_CPU_GEMM overrides)\n",
+    fprintf(out,
+            "cpu           clformer's C backend (OpenMP, %d threads; GEMM native:%s, %s%s%s; "
+            "CF_CPU_GEMM overrides)\n",
             cf_cpu_max_threads(), cf_cpu_gemm_kernel_name(native), cf_cpu_gemm_native_reason(),
             cf_cpu_blas_available() ? "; OpenBLAS available" : "",
             cf_cpu_gemm_bf16_available() ? "; AVX512-BF16: precision bf16" : "");
