@@ -11,8 +11,10 @@ enum cf_norm { CF_NORM_LAYERNORM = 0, CF_NORM_RMSNORM = 1 };
 enum cf_position { CF_POS_LEARNED = 0, CF_POS_ROPE = 1 };
 enum cf_mlp { CF_MLP_GELU = 0, CF_MLP_SWIGLU = 1, CF_MLP_RELU2 = 2 };
 /* Arithmetic of the training step: fp32, or tf32 (fp32 storage; GEMM inputs rounded to TF32 on a
- * matrix engine where the device has one the backend can use, as PyTorch's allow_tf32). */
-enum cf_precision { CF_PREC_FP32 = 0, CF_PREC_TF32 = 1 };
+ * matrix engine where the device has one the backend can use, as PyTorch's allow_tf32), or bf16
+ * (fp32 storage; GEMM inputs rounded to bf16, fp32 accumulation: the CPU backend with
+ * AVX512-BF16; docs/precision.md). */
+enum cf_precision { CF_PREC_FP32 = 0, CF_PREC_TF32 = 1, CF_PREC_BF16 = 2 };
 /* What the backward recomputes instead of keeping from the forward (docs/memory.md). */
 enum cf_recompute { CF_RECOMPUTE_NONE = 0, CF_RECOMPUTE_ATTENTION = 1, CF_RECOMPUTE_BLOCK = 2 };
 /* Which attention runs (docs/attention.md): auto picks by shape (cf_model_flash, model/gpt.h),

@@ -290,8 +290,15 @@ int cf_backend_create_for(const char *spec, const cf_backend_options *opts, cons
     /* the config's precision reaches the backend as an option */
     cf_backend_options with = *opts;
     if (cfg) with.tf32 = cfg->precision == CF_PREC_TF32;
+    if (cfg) with.bf16 = cfg->precision == CF_PREC_BF16;
     opts = &with;
     if (!spec || !*spec) spec = "auto";
+    if (with.bf16 && (strcasecmp(spec, "auto") == 0 || strcasecmp(spec, "auto:first") == 0)) {
+        /* only the CPU backend has bf16 GEMMs: timing the OpenCL devices would only fail */
+        CF_INFO("device auto: precision bf16 runs on the CPU backend (not yet available on OpenCL "
+                "devices)");
+        return cf_backend_create("cpu", opts, out);
+    }
     if (strcasecmp(spec, "auto") != 0 || !cfg || opts->auto_first)
         return cf_backend_create(spec, opts, out);
     return measure_and_create(opts, cfg, out);

@@ -9,6 +9,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "backend/cpu/cpu_backend.h"
 #include "bench/bench.h"
 #include "model/gpt.h"
 
@@ -43,6 +44,7 @@ typedef struct {
     int force_tile;     /* cf_backend_options.gemm_tile: 8 or 16, 0 = the backend's choice */
     int cpu;            /* 1: a column of the C backend (gemm goes to cpu_gemm) */
     unsigned needs;     /* CF_GEMM_PATH_* the device must have (else the column is skipped) */
+    int bf16;           /* cf_backend_options.bf16 (the CPU backend's bf16 GEMM) */
 } gemm_variant;
 
 static int add_shape(gemm_shape *s, int n, const char *name, int ta, int tb, int M, int N, int K) {
@@ -72,6 +74,7 @@ static int config_shapes(const cf_config *c, gemm_shape *s, int n) {
 static int variant_backend(const gemm_variant *v, const cf_backend_options *base,
                            cf_backend **out) {
     cf_backend_options opts = base ? *base : cf_backend_options_default();
+    opts.bf16 = v->bf16;
     if (v->cpu) {
         opts.cpu_gemm = v->gemm;
     } else {
@@ -137,15 +140,18 @@ int cf_bench_gemm_sweep(const cf_config *cfg, const cf_sweep_opts *o, FILE *out)
     const int tiled = (pinfo.gemm_paths & CF_GEMM_PATH_TILED) != 0;
     gemm_variant vars[8];
     int nv = 0;
-    vars[nv++] = (gemm_variant){"cpu native", "cpu", "native", 0, 1, 0};
+    vars[nv++] = (gemm_variant){"cpu native", "cpu", "native", 0, 1, 0, 0};
     if (cinfo.gemm_paths & CF_GEMM_PATH_BLAS)
-        vars[nv++] = (gemm_variant){"cpu blas", "cpu", "blas", 0, 1, CF_GEMM_PATH_BLAS};
+        vars[nv++] = (gemm_variant){"cpu blas", "cpu", "blas", 0, 1, CF_GEMM_PATH_BLAS, 0};
+    /* precision bf16 on a CPU with AVX512-BF16 (inputs rounded to bf16, fp32 accumulation) */
+    if (cf_cpu_gemm_bf16_available())
+        vars[nv++] = (gemm_variant){"cpu bf16", "cpu", "native", 0, 1, 0, 1};
     if (tiled) {
         const char *dev = o->device ? o->device : "auto";
-        vars[nv++] = (gemm_variant){"native 8x8", dev, "native", 8, 0, 0};
-        vars[nv++] = (gemm_variant){"native 16x16", dev, "native", 16, 0, 0};
-        vars[nv++] = (gemm_variant){"native auto", dev, "native", 0, 0, 0};
-        vars[nv++] = (gemm_variant){"clblast", dev, "clblast", 0, 0, CF_GEMM_PATH_CLBLAST};
+        vars[nv++] = (gemm_variant){"native 8x8", dev, "native", 8, 0, 0, 0};
+        vars[nv++] = (gemm_variant){"native 16x16", dev, "native", 16, 0, 0, 0};
+        vars[nv++] = (gemm_variant){"native auto", dev, "native", 0, 0, 0, 0};
+        vars[nv++] = (gemm_variant){"clblast", dev, "clblast", 0, 0, CF_GEMM_PATH_CLBLAST, 0};
     }
 
     double *res = calloc((size_t)ns * nv, sizeof *res);     /* GFLOP/s, NAN = not run */

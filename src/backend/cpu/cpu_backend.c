@@ -10,6 +10,8 @@
 typedef struct {
     int gemm_kernel;     /* native kernel index or CF_CPU_GEMM_BLAS */
     char gemm_name[64];  /* "native:<kernel>" or "blas" */
+    int bf16;            /* precision bf16 on a CPU with AVX512-BF16: every gemm / gemm_bias goes
+                          * through the bf16 GEMM (CF_CPU_GEMM_BF16) instead of gemm_kernel */
 } cf_cpu_ctx;
 
 static const struct cf_backend_ops cf_cpu_ops;
@@ -99,11 +101,12 @@ static int cf_cpu_gemm(cf_backend *be, int ta, int tb, int M, int N, int K, floa
                        cf_view A, int lda, cf_view B, int ldb, float beta, cf_view C, int ldc) {
     if (M <= 0 || N <= 0) return CF_OK;
     const cf_cpu_ctx *ctx = be->ctx;
-    if (M <= CF_CPU_GEMV_MAX_M && !ta && tb)
+    if (M <= CF_CPU_GEMV_MAX_M && !ta && tb && !ctx->bf16)
         return gemv_rows(M, N, K, alpha, cf_cpu_f32(A), lda, cf_cpu_f32(B), ldb, beta,
                          cf_cpu_f32(C), ldc, NULL);
-    return cf_cpu_sgemm(ctx->gemm_kernel, ta, tb, M, N, K, alpha, cf_cpu_f32(A), lda,
-                        cf_cpu_f32(B), ldb, beta, cf_cpu_f32(C), ldc);
+    const int kernel = ctx->bf16 ? CF_CPU_GEMM_BF16 : ctx->gemm_kernel;
+    return cf_cpu_sgemm(kernel, ta, tb, M, N, K, alpha, cf_cpu_f32(A), lda, cf_cpu_f32(B), ldb,
+                        beta, cf_cpu_f32(C), ldc);
 }
 
 static int cf_cpu_gemm_bias(cf_backend *be, int ta, int tb, int M, int N, int K, float alpha,
@@ -111,11 +114,12 @@ static int cf_cpu_gemm_bias(cf_backend *be, int ta, int tb, int M, int N, int K,
                             int ldc, cf_view bias) {
     if (M <= 0 || N <= 0) return CF_OK;
     const cf_cpu_ctx *ctx = be->ctx;
-    if (M <= CF_CPU_GEMV_MAX_M && !ta && tb)
+    if (M <= CF_CPU_GEMV_MAX_M && !ta && tb && !ctx->bf16)
         return gemv_rows(M, N, K, alpha, cf_cpu_f32(A), lda, cf_cpu_f32(B), ldb, beta,
                          cf_cpu_f32(C), ldc, bias.buf ? cf_cpu_f32(bias) : NULL);
-    return cf_cpu_sgemm_bias(ctx->gemm_kernel, ta, tb, M, N, K, alpha, cf_cpu_f32(A), lda,
-                             cf_cpu_f32(B), ldb, beta, cf_cpu_f32(C), ldc, cf_cpu_f32(bias));
+    const int kernel = ctx->bf16 ? CF_CPU_GEMM_BF16 : ctx->gemm_kernel;
+    return cf_cpu_sgemm_bias(kernel, ta, tb, M, N, K, alpha, cf_cpu_f32(A), lda, cf_cpu_f32(B),
+                             ldb, beta, cf_cpu_f32(C), ldc, cf_cpu_f32(bias));
 }
 
 int cf_cpu_use_avx2(cf_backend *be) {
@@ -246,10 +250,12 @@ static int cf_cpu_info(cf_backend *be, cf_backend_info *out) {
 
 int cf_backend_cpu_list_devices(FILE *out) {
     const int native = cf_cpu_gemm_native_kernel(NULL); /* before its reason is read */
-    fprintf(out, "cpu           clformer's C backend (OpenMP, %d threads; GEMM native:%s, %s%s; "
-                 "CF_CPU_GEMM overrides)\n",
+    fprintf(out,
+            "cpu           clformer's C backend (OpenMP, %d threads; GEMM native:%s, %s%s%s; "
+            "CF_CPU_GEMM overrides)\n",
             cf_cpu_max_threads(), cf_cpu_gemm_kernel_name(native), cf_cpu_gemm_native_reason(),
-            cf_cpu_blas_available() ? "; OpenBLAS available" : "");
+            cf_cpu_blas_available() ? "; OpenBLAS available" : "",
+            cf_cpu_gemm_bf16_available() ? "; AVX512-BF16: precision bf16" : "");
     return CF_OK;
 }
 
@@ -298,6 +304,14 @@ int cf_backend_cpu_create(const char *spec, const cf_backend_options *opts, cf_b
     CF_DEBUG("cpu backend: gemm %s, %d OpenMP threads", ctx->gemm_name, cf_cpu_max_threads());
     if (opts && opts->tf32)
         CF_INFO("precision tf32: the CPU backend has no TF32 matrix engine; GEMMs run in fp32");
+    if (opts && opts->bf16) {
+        ctx->bf16 = cf_cpu_gemm_bf16_available();
+        if (ctx->bf16)
+            CF_INFO("precision bf16: GEMM inputs rounded to bf16, fp32 accumulation and storage "
+                    "(AVX512-BF16)");
+        else
+            CF_INFO("precision bf16: this CPU has no AVX512-BF16; GEMMs run in fp32");
+    }
     *out = be;
     return CF_OK;
 }

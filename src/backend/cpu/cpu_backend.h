@@ -12,6 +12,13 @@
 
 /* Pseudo kernel index for cf_cpu_sgemm: go through CBLAS. */
 #define CF_CPU_GEMM_BLAS (-1)
+/* Pseudo kernel index for cf_cpu_sgemm: the bf16 GEMM (precision bf16): op(A) and op(B) rounded
+ * to bf16 (nearest even) as they are packed, products accumulated in fp32 (AVX512-BF16
+ * vdpbf16ps), C, alpha, beta and the bias in fp32. CF_ERR_UNSUPPORTED where the CPU lacks
+ * AVX512-BF16 (cf_cpu_gemm_bf16_available). */
+#define CF_CPU_GEMM_BF16 (-2)
+/* 1 when this CPU runs the bf16 GEMM (AVX512-BF16: cpuid leaf 7 subleaf 1 EAX bit 5). */
+int cf_cpu_gemm_bf16_available(void);
 
 /* Select the GEMM of a CPU backend. which:
  *   "native"           the best built-in kernel for this CPU (cf_cpu_gemm_native_kernel)

@@ -100,6 +100,19 @@ int cf_cpu_decode_attention(cf_backend *be, cf_view out, cf_view qkv, cf_view kc
 int cf_cpu_gemm_q8(int kernel, int M, int N, int K, const float *A, int lda, const int8_t *W,
                    const float *scale, const float *bias, float *C, int ldc);
 
+/* ---- bf16 GEMM pieces (cpu_gemm_bf16.c; driven by cpu_gemm.c as CF_CPU_GEMM_BF16) ---------- */
+/* 1 when the CPU has AVX512-BF16 (and AVX512F/BW/VL with the zmm state saved by the OS). */
+int cf_cpu_bf16_usable(void);
+/* As cf_gemm_pack_a / cf_gemm_pack_b of cpu_gemm.c (same slots), the values rounded to bf16 and
+ * stored as pairs of k (layout: cpu_gemm_bf16.c). */
+void cf_cpu_bf16_pack_a(float *dst, int ta, const float *A, int lda, int i0, int p0, int mb,
+                        int kb, int mr);
+void cf_cpu_bf16_pack_b(float *bpack, int tb, const float *B, int ldb, int p0, int j0, int kb,
+                        int nb, int nr, int pa, int pb);
+/* The 12 x 32 register-tile kernel on those slivers (the cf_gemm_ukr contract of cpu_gemm.c). */
+void cf_cpu_bf16_ukr(int kc, const float *a, const float *b, float *c, ptrdiff_t ldc, float alpha,
+                     float beta, const float *bias, int m, int n);
+
 /* Kernel index that "native" means (0: the best usable kernel). */
 #define CF_CPU_GEMM_NATIVE_BEST 0
 /* Parse a GEMM choice ("native", "native:<kernel>", "blas", "auto") into a kernel index for

@@ -157,6 +157,12 @@ int cf_backend_opencl_create(const char *spec, const cf_backend_options *opts, c
     cf_backend_options defaults = cf_backend_options_default();
     if (!opts) opts = &defaults;
     if (!spec || !*spec) spec = "auto";
+    if (opts->bf16) {
+        /* no bf16 GEMM in this backend yet: refuse rather than train in fp32 unasked */
+        CF_ERROR("precision bf16: not yet available on OpenCL devices; use precision fp32 or tf32, "
+                 "or --device cpu (bf16 GEMMs with AVX512-BF16)");
+        return CF_ERR_UNSUPPORTED;
+    }
     int is_auto = strcasecmp(spec, "auto") == 0;
     cf_cl_device_info *list = NULL;
     int n = 0;
