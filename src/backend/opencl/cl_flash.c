@@ -4,11 +4,12 @@
  *
  * tiled (cl_kernels/flash_tiled.cl, the default): FlashAttention-2 style, work-groups of
  * TX x TY = 16 x 16 work-items, each computing a small block of scores and of the output in
- * registers from tiles in local memory. Per kernel the block per work-item (FM x FN forward,
- * QM x QN dq, KM x KN dkv) is the largest of a short ladder whose tiles fit the local memory
- * (at most 48 KiB, what NVIDIA's OpenCL gives a group); at head size 64: forward 64 query rows x
- * 32 keys, dq 32 x 32, dkv 32 keys x 32 queries. An 8 x 8 group is tried when a device cannot
- * run 256 work-items. The backward is delta = rowsum(dout * out) (its own small kernel), dq over
+ * registers from float4 tiles in local memory. Per kernel the block per work-item (FM x FN
+ * forward, QM x QN dq, KM x KN dkv) is the first of a short ladder whose tiles fit the local
+ * memory (at most 48 KiB, what NVIDIA's OpenCL gives a group); at head sizes up to 64: forward 64
+ * query rows x 32 keys, dq 32 x 32, dkv 32 keys x 16 queries. An 8 x 8 group is tried when a
+ * device cannot run 256 work-items or the tiles do not fit (head size 128: dkv). Head sizes that
+ * are not a multiple of 4 have no tiled shape. The backward is delta = rowsum(dout * out) (its own small kernel), dq over
  * query blocks, and dk, dv over key blocks (each group summing the query heads of its kv head,
  * so no float atomics). When no tiled shape fits, auto falls back to the rows kernels.
  *
@@ -249,19 +250,26 @@ int cf_cl_flash_kernel_parse(const char *s, int *kind) {
     return CF_OK;
 }
 
-/* local floats of each tiled kernel (the arrays of flash_tiled.cl) */
+/* local floats of each tiled kernel (the arrays of flash_tiled.cl): rows of float4s, a row of n
+ * floats padded to an odd number of float4s (odd4) */
+static size_t odd4(size_t n) {
+    return n / 4 % 2 ? n / 4 : n / 4 + 1;
+}
+static size_t max_sz(size_t a, size_t b) {
+    return a > b ? a : b;
+}
 static size_t fwd_local(int hs, int tx, int ty, int m, int n) {
-    const size_t br = (size_t)(ty * m), bc = (size_t)(tx * n), k = (size_t)hs * (bc + 1);
-    const size_t p = bc * (br + 1);
-    return (size_t)hs * (br + 1) + (k > p ? k : p) + bc * (size_t)hs + br * (size_t)tx;
+    const size_t br = (size_t)(ty * m), bc = (size_t)(tx * n), h4 = odd4((size_t)hs);
+    return 4 * (br * h4 + max_sz(bc * h4, br * odd4(bc)) + (size_t)hs * odd4(bc)) +
+           br * (size_t)tx;
 }
 static size_t dq_local(int hs, int tx, int ty, int m, int n) {
-    const size_t br = (size_t)(ty * m), bc = (size_t)(tx * n);
-    return 2 * (size_t)hs * (br + 1) + 2 * (size_t)hs * (bc + 1) + bc * (br + 1);
+    const size_t br = (size_t)(ty * m), bc = (size_t)(tx * n), h4 = odd4((size_t)hs);
+    return 4 * (2 * br * h4 + bc * h4 + (size_t)hs * odd4(bc) + max_sz(bc * h4, br * odd4(bc)));
 }
 static size_t dkv_local(int hs, int tx, int ty, int m, int n) {
-    const size_t bk = (size_t)(ty * m), bq = (size_t)(tx * n);
-    return 2 * (size_t)hs * (bk + 1) + 2 * (size_t)hs * (bq + 1) + 2 * bq * (bk + 1);
+    const size_t bk = (size_t)(ty * m), bq = (size_t)(tx * n), h4 = odd4((size_t)hs);
+    return 4 * (2 * bk * h4 + 2 * max_sz(bq * h4, bk * odd4(bq)) + 2 * (size_t)hs * odd4(bq));
 }
 
 /* the first (m, n) of ladder whose local floats fit limit bytes; 0 when none */
@@ -280,6 +288,7 @@ static int pick(size_t (*local)(int, int, int, int, int), int hs, int tx, int ty
 static int tiled_rule(const cf_cl_ctx *ctx, int hs, int tx, int ty, tiled_variant *v) {
     static const int fwd[][2] = {{4, 2}, {2, 2}, {2, 1}, {1, 1}};
     static const int bwd[][2] = {{2, 2}, {2, 1}, {1, 1}};
+    if (hs % 4) return 0; /* rows of float4s along the head dimension */
     size_t limit = (size_t)48 << 10;
     if (ctx->dev.local_mem < limit) limit = (size_t)ctx->dev.local_mem;
     memset(v, 0, sizeof *v);
@@ -297,7 +306,8 @@ static int tiled_fits(cf_cl_ctx *ctx, cl_kernel k, const char *name, const tiled
     const size_t local[1] = {(size_t)(v->tx * v->ty)};
     const int td = (v->hs + v->tx - 1) / v->tx;
     /* the block of scores (two in the backward), the accumulators, the row state */
-    const size_t priv = ((size_t)(2 * m * n + 2 * m * td + 4 * m + 2 * n + 2 * td) + 32) * 4;
+    const size_t priv =
+        ((size_t)(2 * m * n + 2 * m * td + 4 * m + 2 * n + 8 * (m + n + td)) + 32) * 4;
     int ok = cf_cl_kernel_fits(ctx, k, 1, local, priv, why, sizeof why);
     if (ok < 0) {
         cf_cl_fail(ctx, "cl_kernels/flash_tiled.cl: %s (HS %d, %dx%d): %s", name, v->hs, v->tx,
