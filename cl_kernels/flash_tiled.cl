@@ -23,7 +23,7 @@
  * reads fall in different banks.
  *
  * Build-time parameters: HS (head size, a multiple of 4), TX, TY (work-group TX * TY, launched as
- * one dimension), FM, FN, QM, QN, KM, KN (above; TX * FN etc. multiples of 4). Launch ranges
+ * one dimension), FM, FN, QM, QN, KM, KN (above; TX a multiple of 4). Launch ranges
  * (cl_flash.c): forward and dq (ceil(T / BR) * TX * TY, NH, B), dkv (ceil(T / BK) * TX * TY, KVH,
  * B), groups (TX * TY, 1, 1); delta (ceil(B * T * NH / 64) * 64) before dq and dkv.
  *
@@ -109,7 +109,7 @@ flash_tiled_forward(__global float *out, ulong out_off, __global float *lse, ulo
     __local float4 Qs[FBR * HSP4];
     __local float4 KP[TMAX(FBC * HSP4, FBR * ODD4(FBC))]; /* K rows, then P rows */
     __local float4 Vt[HS * ODD4(FBC)];
-    __local float red[FBR * TX];
+    __local float4 red[FBR * TX / 4]; /* per row, the TX work-items' partial maxima (or sums) */
     const int tid = get_local_id(0), ty = tid / TX, tx = tid - ty * TX;
     const int h = get_global_id(1), b = get_global_id(2), i0 = get_group_id(0) * FBR;
     const int QKV = (NH + 2 * KVH) * HS, kh = h / (NH / KVH);
@@ -151,14 +151,17 @@ flash_tiled_forward(__global float *out, ulong out_off, __global float *lse, ulo
                 s[a][n] = j >= lo[a] && j <= i ? s[a][n] : -INFINITY;
                 mx = fmax(mx, s[a][n]);
             }
-            red[(ty + TY * a) * TX + tx] = mx;
+            ((__local float *)red)[(ty + TY * a) * TX + tx] = mx;
         }
         /* every partial row maximum is written, and every work-item is done reading K */
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int a = 0; a < FM; a++) {
             const int r = ty + TY * a;
             float mx = m[a];
-            for (int k = 0; k < TX; k++) mx = fmax(mx, red[r * TX + k]);
+            for (int k = 0; k < TX / 4; k++) {
+                const float4 x = red[r * (TX / 4) + k];
+                mx = fmax(mx, fmax(fmax(x.x, x.y), fmax(x.z, x.w)));
+            }
             /* a row that has seen no key yet keeps m = -inf; its p are 0 */
             const float corr = mx == -INFINITY ? 1.0f : exp(m[a] - mx);
             float ps = 0.0f;
@@ -184,13 +187,16 @@ flash_tiled_forward(__global float *out, ulong out_off, __global float *lse, ulo
     }
     /* the row sums: partial per work-item, summed across the TX work-items of each row */
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (int a = 0; a < FM; a++) red[(ty + TY * a) * TX + tx] = l[a];
+    for (int a = 0; a < FM; a++) ((__local float *)red)[(ty + TY * a) * TX + tx] = l[a];
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int a = 0; a < FM; a++) {
         const int r = ty + TY * a, i = i0 + r;
         if (i >= T) continue;
         float sum = 0.0f;
-        for (int k = 0; k < TX; k++) sum += red[r * TX + k];
+        for (int k = 0; k < TX / 4; k++) {
+            const float4 x = red[r * (TX / 4) + k];
+            sum += (x.x + x.y) + (x.z + x.w);
+        }
         const float inv = 1.0f / sum;
         const ulong orow = out_off + ((ulong)b * T + i) * (ulong)(NH * HS) + (ulong)h * HS;
         for (int d = 0; d < TD; d++)
