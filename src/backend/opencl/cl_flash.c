@@ -11,8 +11,9 @@
  * device cannot run 256 work-items or the tiles do not fit (head size 128: dkv). Head sizes that
  * are not a multiple of 4 have no tiled shape. The backward is delta = rowsum(dout * out) (its
  * own small kernel), dq over query blocks, and dk, dv over key blocks (each group summing the
- * query heads of its kv head, so no float atomics). auto runs them on GPUs and other non-CPU devices where a tiled shape
- * fits, and the rows kernels elsewhere (CPU devices such as PoCL run those faster).
+ * query heads of its kv head, so no float atomics). auto runs them on GPUs and other non-CPU
+ * devices where a tiled shape fits, and the rows kernels elsewhere (CPU devices such as PoCL run
+ * those faster).
  *
  * rows (cl_kernels/flash_attention.cl, the first version): one work-item per query (or key) row
  * holding its vectors in registers, key/value tiles in local memory. BQ = BK = 32 rows for head
