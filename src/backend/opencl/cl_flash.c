@@ -351,6 +351,13 @@ static int tiled_build(cf_cl_ctx *ctx, tiled_variant *v) {
     return rc;
 }
 
+/* 1 when a tiled program for head size hs was tried already */
+static int tiled_known(const struct cf_cl_flash *st, int hs) {
+    for (int i = 0; i < st->nt; i++)
+        if (st->t[i].hs == hs) return 1;
+    return 0;
+}
+
 /* The tiled program for head size hs: 16 x 16 work-groups, else 8 x 8. CF_ERR_UNSUPPORTED when
  * neither fits the device (said once per head size at debug level). */
 static int tiled_choose(cf_cl_ctx *ctx, int hs, tiled_variant **out) {
@@ -455,10 +462,18 @@ static int which(cf_cl_ctx *ctx, int hs, tiled_variant **t) {
      * T 256..1024: it vectorises independent work-items, and the tiled kernels' barriers and
      * strided float4 reads cost it more than they save) */
     if (ctx->flash_kernel == CF_FLASH_K_AUTO && (ctx->dev.type & CL_DEVICE_TYPE_CPU)) return CF_OK;
+    const int known = ctx->flash && tiled_known(ctx->flash, hs);
     int rc = tiled_choose(ctx, hs, t);
     if (rc == CF_OK) return CF_OK;
     *t = NULL;
-    if (rc != CF_ERR_UNSUPPORTED) return rc;
+    if (rc != CF_ERR_UNSUPPORTED && ctx->flash_kernel == CF_FLASH_K_TILED) return rc;
+    if (rc != CF_ERR_UNSUPPORTED) { /* auto: a driver that cannot build them runs the rows ones */
+        if (!known)
+            CF_WARN("flash attention hs=%d: the tiled kernels failed on %s (%s); running the rows "
+                    "kernels (CF_FLASH_KERNEL=rows does so without trying)",
+                    hs, ctx->dev.name, cf_status_str(rc));
+        return CF_OK;
+    }
     if (ctx->flash_kernel == CF_FLASH_K_TILED) {
         cf_cl_fail(ctx, "flash attention: the tiled kernels (CF_FLASH_KERNEL=tiled) do not fit "
                    "%s at head size %d; use CF_FLASH_KERNEL=auto or rows",
