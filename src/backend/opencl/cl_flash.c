@@ -458,9 +458,10 @@ static int tiled_backward(cf_cl_ctx *ctx, const tiled_variant *v, const cf_attn_
 static int which(cf_cl_ctx *ctx, int hs, tiled_variant **t) {
     *t = NULL;
     if (ctx->flash_kernel == CF_FLASH_K_ROWS) return CF_OK;
-    /* auto on CPU devices: the rows kernels (PoCL ran them 1.5-3x faster than the tiled ones at
-     * T 256..1024: it vectorises independent work-items, and the tiled kernels' barriers and
-     * strided float4 reads cost it more than they save) */
+    /* auto on CPU devices: the rows kernels (on PoCL the two sets are within about 1.3x of each
+     * other, the rows ones ahead at T 1024 and far ahead under load: PoCL vectorises their
+     * independent work-items, and the tiled kernels' barriers and strided float4 reads cost it
+     * about what the register blocking saves; BENCHMARKS.md) */
     if (ctx->flash_kernel == CF_FLASH_K_AUTO && (ctx->dev.type & CL_DEVICE_TYPE_CPU)) return CF_OK;
     const int known = ctx->flash && tiled_known(ctx->flash, hs);
     int rc = tiled_choose(ctx, hs, t);
