@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# clformer test: the flash attention kernels (cl_kernels/flash_attention.cl: flash_forward,
-# flash_backward_dq, flash_backward_dkv) under oclgrind, the OpenCL device simulator, with
+# clformer test: the flash attention kernels under oclgrind, the OpenCL device simulator, with
 # out-of-bounds access, data-race, uninitialised-value and API checking on, at small sizes:
 # causal GQA 4:2 at T = 19, a window of 3 with a document mask and GQA 4:1 at T = 21, and T = 1,
-# each against the double-precision reference of tests/flash_ref.h:
-#     oclgrind --data-races --uninitialized --check-api test_cl_flash_attention --small
+# each against the double-precision reference of tests/flash_ref.h, for both sets of kernels:
+# the register-tiled ones (cl_kernels/flash_tiled.cl: flash_tiled_forward, flash_tiled_delta,
+# flash_tiled_dq, flash_tiled_dkv) and the rows ones (cl_kernels/flash_attention.cl:
+# flash_forward, flash_backward_dq, flash_backward_dkv):
+#     oclgrind --data-races --uninitialized --check-api test_cl_flash_attention --small --kernel K
 # It fails if a result differs from the reference, if oclgrind reports anything, or if the test
-# did not pass. First it plants a bug (the barrier between loading a key/value tile into local
-# memory and reading it, removed from a copy of flash_attention.cl: rows then read the tile while
+# did not pass. Before each set it plants a bug (the barriers between loading a tile into local
+# memory and reading it, removed from a copy of the kernel file: rows then read the tile while
 # other work-items still write it) and requires oclgrind to report it, so that a silent checker
 # cannot pass for a clean run. Skips (exit 77) when oclgrind or the OpenCL tests are missing,
 # unless CF_REQUIRE_OPENCL=1. The steps are tests/oclgrind_kernels.sh's.
 #     bash tests/cli_oclgrind_flash.sh <path-to-clformer> <source-dir>
 set -u
+marker="the whole tile is in local memory before any row reads it"
+bash "$2/tests/oclgrind_kernels.sh" cli_oclgrind_flash test_cl_flash_attention \
+    flash_tiled.cl "$marker" "--small --kernel tiled" "the tiled flash attention kernels" \
+    "$1" "$2" "^PASS test_cl_flash_attention" "--small --kernel tiled" || exit $?
 exec bash "$2/tests/oclgrind_kernels.sh" cli_oclgrind_flash test_cl_flash_attention \
-    flash_attention.cl "the whole tile is in local memory before any row reads it" "--small" \
-    "the flash attention kernels" "$1" "$2" "^PASS test_cl_flash_attention" "--small"
+    flash_attention.cl "$marker" "--small --kernel rows" "the rows flash attention kernels" \
+    "$1" "$2" "^PASS test_cl_flash_attention" "--small --kernel rows"

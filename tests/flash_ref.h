@@ -251,7 +251,7 @@ static void fr_run(cf_backend *be, const char *be_name, const fr_case *c, uint64
 
 /* The cases: causal, GQA (NH 4 over 2 and over 1 kv heads), windows (narrower than a tile,
  * wider than T), document masks alone and with a window, T = 1, T not a multiple of any tile
- * (37, 67), head sizes 8 to 64. small: the subset for simulators (oclgrind). */
+ * (37, 67), head sizes 8 to 128. small: the subset for simulators (oclgrind). */
 static const fr_case fr_cases[] = {
     {"causal B2 T37 NH4 hs32", 2, 37, 4, 4, 32, 0, 0},
     {"gqa 4:2 T67 hs8", 2, 67, 4, 2, 8, 0, 0},
@@ -266,6 +266,19 @@ static const fr_case fr_cases[] = {
     {"window 1 T37", 1, 37, 2, 2, 8, 1, 0},
     {"hs64 T70 gqa 4:2", 1, 70, 4, 2, 64, 0, 0},
     {"hs96 T45 doc", 1, 45, 2, 1, 96, 0, 2},
+    /* around the OpenCL tiles (flash_tiled.cl at head size <= 64: 64 query rows x 32 keys
+     * forward, 32 x 32 backward; 32 x 16 and 16 x 16 at 128): one row short of a tile, exactly a
+     * tile, one row over; head sizes the configs use (32, 40, 48, 64) and 128; a window narrower
+     * than a tile over many tiles; many short documents inside one tile */
+    {"tiles T63 hs32 4:2", 1, 63, 4, 2, 32, 0, 0},
+    {"tiles T64 hs64", 1, 64, 2, 2, 64, 0, 0},
+    {"tiles T65 hs40 2:1", 2, 65, 2, 1, 40, 0, 0},
+    {"tiles T33 hs48", 1, 33, 2, 2, 48, 0, 0},
+    {"tiles T31 hs128 2:1", 1, 31, 2, 1, 128, 0, 0},
+    {"tiles T97 hs128 window 20", 1, 97, 2, 2, 128, 20, 0},
+    {"window 7 T130 hs32 4:1", 1, 130, 4, 1, 32, 7, 0},
+    {"short docs T100 hs16", 1, 100, 2, 2, 16, 0, 30},
+    {"short docs + window 20 T129", 2, 129, 2, 1, 16, 20, 40},
 };
 static const fr_case fr_small_cases[] = {
     {"causal T19 gqa 4:2 hs8", 1, 19, 4, 2, 8, 0, 0},

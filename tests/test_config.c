@@ -8,6 +8,7 @@
 
 #include "clformer/common.h"
 #include "clformer/config.h"
+#include "model/gpt.h"
 #include "test_common.h"
 
 static char g_dir[1024];
@@ -118,6 +119,31 @@ static void test_defaults_and_shipped(void) {
                   strcmp(w.data, "data/wiki") == 0,
               "%s: tokenizer %s data %s", wiki[i].file, w.tokenizer, w.data);
     }
+}
+
+/* configs/gpt2_124m.json: GPT-2 small (12 layers of 768, 12 heads, d_ff 3072, T 1024, the
+ * vocabulary padded to 50304, tied head, learned positions, LayerNorm, GELU, biases); its size
+ * from the model's parameter table must be GPT-2's 124M */
+static void test_gpt2_124m(void) {
+    printf("configs/gpt2_124m.json\n");
+    char path[2048];
+    snprintf(path, sizeof path, "%s/configs/gpt2_124m.json", CF_SOURCE_DIR);
+    cf_config c;
+    int rc = cf_config_load(path, &c);
+    CHECK(rc == CF_OK, "gpt2_124m.json: %s", g_msg);
+    if (rc != CF_OK) return;
+    CHECK(c.d_model == 768 && c.num_heads == 12 && c.num_layers == 12 && c.d_ff == 3072 &&
+              c.max_length == 1024 && c.batch_size == 8 && c.vocab_size == 50304,
+          "gpt2_124m.json: got %d %d %d %d %d %d %d", c.d_model, c.num_heads, c.num_layers,
+          c.d_ff, c.max_length, c.batch_size, c.vocab_size);
+    CHECK(c.norm == CF_NORM_LAYERNORM && c.position == CF_POS_LEARNED && c.mlp == CF_MLP_GELU &&
+              c.bias && c.tie_embeddings && c.num_kv_heads == 0 && !c.qk_norm,
+          "gpt2_124m.json is not the GPT-2 architecture");
+    cf_param_info p[CF_NUM_PARAMS];
+    size_t n = 0;
+    cf_model_layout(&c, p, &n, NULL);
+    CHECK(n > 123500000 && n < 125000000, "gpt2_124m.json: %zu parameters, want about 124M", n);
+    printf("  %zu parameters\n", n);
 }
 
 static void test_file_errors(void) {
@@ -327,6 +353,7 @@ int main(void) {
     if (cf_mkdirs(g_dir) != CF_OK) return 2;
     cf_log_set_callback(capture_log, NULL);
     test_defaults_and_shipped();
+    test_gpt2_124m();
     test_file_errors();
     test_overrides();
     test_json_roundtrip();

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -361,6 +362,21 @@ static int time_op_ms(cf_backend *be, int fwd, cf_view out, cf_view att, cf_view
     return CF_OK;
 }
 
+/* Bytes the sweep may allocate for the matrix path's buffers: the device's memory where it has
+ * its own, and half of the host's free memory where buffers live in host memory (the C backend,
+ * CPU and unified OpenCL devices), so a (B,NH,T,T) buffer larger than what is free is reported
+ * as not fitting instead of being overcommitted and touched until the kernel's OOM killer ends
+ * the process. 0 = no limit known. */
+static uint64_t matrix_budget(cf_backend *be) {
+    cf_backend_info info;
+    if (cf_be_info(be, &info) < 0) return 0;
+    if (info.global_mem > 0 && !info.unified_memory && !info.host_threads) return info.global_mem;
+    const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page <= 0) return info.global_mem;
+    const uint64_t half_free = (uint64_t)pages * (uint64_t)page / 2;
+    return info.global_mem > 0 && info.global_mem < half_free ? info.global_mem : half_free;
+}
+
 int cf_bench_attention_sweep(const cf_config *cfg, const cf_sweep_opts *o, FILE *out) {
     static const int default_T[] = {64, 128, 256, 512, 1024, 0};
     const int *Ts = o->sizes ? o->sizes : default_T;
@@ -389,6 +405,14 @@ int cf_bench_attention_sweep(const cf_config *cfg, const cf_sweep_opts *o, FILE 
         rows[k].T = T;
         rows[k].att_bytes = 3 * (uint64_t)bntt * 4;
         const uint64_t before = be->stats.bytes_allocated;
+        const uint64_t budget = matrix_budget(be), need = (3 * (uint64_t)bntt + 8 * btc) * 4;
+        if (budget > 0 && need > budget) {
+            CF_WARN("attention sweep: T=%d: the matrix path needs %.1f MiB, more than the %.1f "
+                    "MiB %s can spare; flash only",
+                    T, need / 1048576.0, budget / 1048576.0, cf_be_name(be));
+            rows[k].matrix_failed = 1;
+            goto next;
+        }
         if ((rc = cf_be_alloc(be, 3 * btc * 4, &qkv)) < 0 ||
             (rc = cf_be_alloc(be, btc * 4, &outb)) < 0 ||
             (rc = cf_be_alloc(be, bntt * 4, &att)) < 0 ||

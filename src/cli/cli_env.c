@@ -47,6 +47,7 @@ void cf_cli_backend_options_from_env(cf_backend_options *o) {
     cf_cli_cache_dir_from_env(cache_dir, sizeof cache_dir);
     o->cache_dir = cache_dir[0] ? cache_dir : NULL;
     o->attention = env_str("CF_ATTENTION");
+    o->flash_kernel = env_str("CF_FLASH_KERNEL");
     const char *map = getenv("CF_CL_MAP");
     o->map = map && strcmp(map, "0") == 0 ? 0 : -1;
     const char *ac = env_str("CF_OPENCL_AUTO_CPU");

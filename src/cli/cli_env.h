@@ -9,10 +9,11 @@
 
 /* cf_backend_options_default() overridden by CF_GEMM, CF_CPU_GEMM, CF_GEMM_FAST,
  * CF_GEMM_FAST_VERBOSE, CF_TUNING, CF_KERNEL_DIR, CF_KERNEL_SOURCE=dir, CF_CACHE_DIR (else
- * $XDG_CACHE_HOME/clformer, else $HOME/.cache/clformer; "off" = none), CF_ATTENTION, CF_CL_MAP=0,
- * CF_OPENCL_AUTO_CPU=1 and CF_AUTO_MEASURE=0 (--device auto takes the first usable GPU without
- * timing the devices, as auto:first). The strings point into the environment (and, for the cache
- * directory, a static buffer this function rewrites): use them before the environment changes. */
+ * $XDG_CACHE_HOME/clformer, else $HOME/.cache/clformer; "off" = none), CF_ATTENTION,
+ * CF_FLASH_KERNEL, CF_CL_MAP=0, CF_OPENCL_AUTO_CPU=1 and CF_AUTO_MEASURE=0 (--device auto
+ * takes the first usable GPU without timing the devices, as auto:first). The strings point into
+ * the environment (and, for the cache directory, a static buffer this function rewrites): use
+ * them before the environment changes. */
 void cf_cli_backend_options_from_env(cf_backend_options *o);
 /* The program cache directory from CF_CACHE_DIR / XDG_CACHE_HOME / HOME ("" = none). */
 void cf_cli_cache_dir_from_env(char *out, size_t len);

@@ -83,6 +83,13 @@ static void apply_options(cf_cl_ctx *ctx, const cf_backend_options *o) {
                 o->attention);
         ctx->attention_mode = -1;
     }
+    ctx->flash_kernel = CF_FLASH_K_AUTO;
+    if (o->flash_kernel && cf_cl_flash_kernel_parse(o->flash_kernel, &ctx->flash_kernel) < 0) {
+        CF_WARN("flash kernels '%s' (CF_FLASH_KERNEL) not understood (auto, tiled or rows); using "
+                "auto",
+                o->flash_kernel);
+        ctx->flash_kernel = CF_FLASH_K_AUTO;
+    }
     if (o->tuning && *o->tuning) {
         if (strcmp(o->tuning, "off") == 0 || strcmp(o->tuning, "none") == 0) ctx->tuning_off = 1;
         else snprintf(ctx->tuning_path, sizeof ctx->tuning_path, "%s", o->tuning);

@@ -1,14 +1,28 @@
-/* clformer: flash attention on OpenCL (cl_kernels/flash_attention.cl): the ops table's
- * flash_forward / flash_backward, the tile rule and the programs (one per head size and tile,
- * built on first use and kept in the ctx).
+/* clformer: flash attention on OpenCL: the ops table's flash_forward / flash_backward, the tile
+ * rules and the programs (one per head size and tile, built on first use and kept in the ctx).
+ * Two sets of kernels compute the same op (CF_FLASH_KERNEL / cf_backend_options.flash_kernel):
  *
- * Tiles: BQ = BK = 32 rows for head sizes up to 64, 16 above (the dkv kernel keeps two query
- * tiles and two padded key tiles in local memory: (2 BQ HS + 2 BK (HS + 1)) floats, 32.5 KiB at
- * HS 64 with 32-row tiles); each smaller tile is tried in turn when a device cannot run one
- * (local memory, work-group size, or the private-memory budget of CPU devices), down to 4 rows.
- * The forward is one kernel; the backward is two: dq (which also writes delta = rowsum(dout *
- * out)) over query tiles, then dk and dv over key tiles, each group summing the query heads of
- * its kv head, so no float atomics are needed. */
+ * tiled (cl_kernels/flash_tiled.cl, the default): FlashAttention-2 style, work-groups of
+ * TX x TY = 16 x 16 work-items, each computing a small block of scores and of the output in
+ * registers from float4 tiles in local memory. Per kernel the block per work-item (FM x FN
+ * forward, QM x QN dq, KM x KN dkv) is the first of a short ladder whose tiles fit the local
+ * memory (at most 48 KiB, what NVIDIA's OpenCL gives a group); at head sizes up to 64: forward 64
+ * query rows x 32 keys, dq 32 x 32, dkv 32 keys x 16 queries. An 8 x 8 group is tried when a
+ * device cannot run 256 work-items or the tiles do not fit (head size 128: dkv). Head sizes that
+ * are not a multiple of 4 have no tiled shape. The backward is delta = rowsum(dout * out) (its
+ * own small kernel), dq over query blocks, and dk, dv over key blocks (each group summing the
+ * query heads of its kv head, so no float atomics). auto runs them on GPUs and other non-CPU
+ * devices where a tiled shape fits, and the rows kernels elsewhere (CPU devices such as PoCL run
+ * those faster).
+ *
+ * rows (cl_kernels/flash_attention.cl, the first version): one work-item per query (or key) row
+ * holding its vectors in registers, key/value tiles in local memory. BQ = BK = 32 rows for head
+ * sizes up to 64, 16 above (the dkv kernel keeps two query tiles and two padded key tiles in
+ * local memory: (2 BQ HS + 2 BK (HS + 1)) floats, 32.5 KiB at HS 64 with 32-row tiles); each
+ * smaller tile is tried in turn when a device cannot run one (local memory, work-group size, or
+ * the private-memory budget of CPU devices), down to 4 rows. The forward is one kernel; the
+ * backward is two: dq (which also writes delta) over query tiles, then dk and dv over key
+ * tiles. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
@@ -26,9 +40,19 @@ typedef struct {
     cl_kernel fwd, bwd_dq, bwd_dkv;
 } flash_variant;
 
+/* a tiled program: head size, work-group TX x TY, the block per work-item of each kernel */
+typedef struct {
+    int hs, tx, ty, fm, fn, qm, qn, km, kn;
+    int status; /* CF_OK usable; negative: build failed or the device cannot run it */
+    cl_program program;
+    cl_kernel fwd, delta, dq, dkv;
+} tiled_variant;
+
 struct cf_cl_flash {
     flash_variant v[FLASH_MAX_VARIANTS];
     int n;
+    tiled_variant t[FLASH_MAX_VARIANTS];
+    int nt;
     int noted_hs[FLASH_MAX_VARIANTS]; /* head sizes whose tile was logged */
     int n_noted;
 };
@@ -41,10 +65,20 @@ static void variant_free(flash_variant *v) {
     memset(v, 0, sizeof *v);
 }
 
+static void tiled_free(tiled_variant *v) {
+    if (v->fwd) clReleaseKernel(v->fwd);
+    if (v->delta) clReleaseKernel(v->delta);
+    if (v->dq) clReleaseKernel(v->dq);
+    if (v->dkv) clReleaseKernel(v->dkv);
+    if (v->program) clReleaseProgram(v->program);
+    memset(v, 0, sizeof *v);
+}
+
 void cf_cl_flash_release(cf_cl_ctx *ctx) {
     struct cf_cl_flash *st = ctx->flash;
     if (!st) return;
     for (int i = 0; i < st->n; i++) variant_free(&st->v[i]);
+    for (int i = 0; i < st->nt; i++) tiled_free(&st->t[i]);
     free(st);
     ctx->flash = NULL;
 }
@@ -116,12 +150,17 @@ static int variant_get(cf_cl_ctx *ctx, struct cf_cl_flash *st, int hs, int tile,
     return rc;
 }
 
-/* The variant for head size hs: the largest tile of the rule that builds and fits. */
-static int choose(cf_cl_ctx *ctx, int hs, flash_variant **out) {
+static int state(cf_cl_ctx *ctx) {
     if (!ctx->flash) {
         ctx->flash = calloc(1, sizeof *ctx->flash);
         if (!ctx->flash) return CF_ERR_NOMEM;
     }
+    return CF_OK;
+}
+
+/* The variant for head size hs: the largest tile of the rule that builds and fits. */
+static int choose(cf_cl_ctx *ctx, int hs, flash_variant **out) {
+    CF_TRY(state(ctx));
     struct cf_cl_flash *st = ctx->flash;
     int rc = CF_ERR_UNSUPPORTED;
     for (int tile = hs <= 64 ? 32 : 16; tile >= 4; tile /= 2) {
@@ -150,9 +189,8 @@ static cl_mem doc_mem(cf_view doc, cf_view other, int *has_doc) {
     return *has_doc ? cf_cl_mem(doc) : cf_cl_mem(other);
 }
 
-int cf_cl_flash_forward(cf_backend *be, const cf_attn_desc *d, cf_view out, cf_view lse,
+static int rows_forward(cf_cl_ctx *ctx, const cf_attn_desc *d, cf_view out, cf_view lse,
                         cf_view qkv, cf_view doc) {
-    cf_cl_ctx *ctx = (cf_cl_ctx *)be->ctx;
     flash_variant *v = NULL;
     CF_TRY(choose(ctx, d->hs, &v));
     int has_doc;
@@ -171,9 +209,8 @@ int cf_cl_flash_forward(cf_backend *be, const cf_attn_desc *d, cf_view out, cf_v
                 ARG_FLOAT(1.0f / sqrtf((float)d->hs))));
 }
 
-int cf_cl_flash_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, cf_view delta,
+static int rows_backward(cf_cl_ctx *ctx, const cf_attn_desc *d, cf_view dqkv, cf_view delta,
                          cf_view dout, cf_view out, cf_view lse, cf_view qkv, cf_view doc) {
-    cf_cl_ctx *ctx = (cf_cl_ctx *)be->ctx;
     flash_variant *v = NULL;
     CF_TRY(choose(ctx, d->hs, &v));
     int has_doc;
@@ -203,4 +240,264 @@ int cf_cl_flash_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, cf
                 ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(cf_view_elem_off(qkv)), ARG_MEM(dm),
                 ARG_ULONG(doc_off), ARG_INT(has_doc), ARG_INT(d->NH), ARG_INT(d->KVH),
                 ARG_INT(d->T), ARG_INT(d->window), ARG_FLOAT(scale)));
+}
+
+/* ---- tiled kernels (flash_tiled.cl) ---------------------------------------------------------- */
+
+int cf_cl_flash_kernel_parse(const char *s, int *kind) {
+    if (!s || !*s || strcmp(s, "auto") == 0) *kind = CF_FLASH_K_AUTO;
+    else if (strcmp(s, "tiled") == 0) *kind = CF_FLASH_K_TILED;
+    else if (strcmp(s, "rows") == 0) *kind = CF_FLASH_K_ROWS;
+    else return CF_ERR_INVALID;
+    return CF_OK;
+}
+
+/* local floats of each tiled kernel (the arrays of flash_tiled.cl): rows of float4s, a row of n
+ * floats padded to an odd number of float4s (odd4) */
+static size_t odd4(size_t n) {
+    return n / 4 % 2 ? n / 4 : n / 4 + 1;
+}
+static size_t max_sz(size_t a, size_t b) {
+    return a > b ? a : b;
+}
+static size_t fwd_local(int hs, int tx, int ty, int m, int n) {
+    const size_t br = (size_t)(ty * m), bc = (size_t)(tx * n), h4 = odd4((size_t)hs);
+    return 4 * (br * h4 + max_sz(bc * h4, br * odd4(bc)) + (size_t)hs * odd4(bc)) +
+           br * (size_t)tx;
+}
+static size_t dq_local(int hs, int tx, int ty, int m, int n) {
+    const size_t br = (size_t)(ty * m), bc = (size_t)(tx * n), h4 = odd4((size_t)hs);
+    return 4 * (2 * br * h4 + bc * h4 + (size_t)hs * odd4(bc) + max_sz(bc * h4, br * odd4(bc)));
+}
+static size_t dkv_local(int hs, int tx, int ty, int m, int n) {
+    const size_t bk = (size_t)(ty * m), bq = (size_t)(tx * n), h4 = odd4((size_t)hs);
+    return 4 * (2 * bk * h4 + 2 * max_sz(bq * h4, bk * odd4(bq)) + 2 * (size_t)hs * odd4(bq));
+}
+
+/* the first (m, n) of ladder whose local floats fit limit bytes; 0 when none */
+static int pick(size_t (*local)(int, int, int, int, int), int hs, int tx, int ty,
+                const int ladder[][2], int nl, size_t limit, int *m, int *n) {
+    for (int i = 0; i < nl; i++)
+        if (local(hs, tx, ty, ladder[i][0], ladder[i][1]) * sizeof(float) <= limit) {
+            *m = ladder[i][0];
+            *n = ladder[i][1];
+            return 1;
+        }
+    return 0;
+}
+
+/* The tile rule for a work-group of tx x ty: 0 when some kernel fits no block of its ladder. */
+static int tiled_rule(const cf_cl_ctx *ctx, int hs, int tx, int ty, tiled_variant *v) {
+    static const int fwd[][2] = {{4, 2}, {2, 2}, {2, 1}, {1, 1}};
+    static const int bwd[][2] = {{2, 2}, {2, 1}, {1, 1}};
+    if (hs % 4) return 0; /* rows of float4s along the head dimension */
+    size_t limit = (size_t)48 << 10;
+    if (ctx->dev.local_mem < limit) limit = (size_t)ctx->dev.local_mem;
+    memset(v, 0, sizeof *v);
+    v->hs = hs;
+    v->tx = tx;
+    v->ty = ty;
+    return pick(fwd_local, hs, tx, ty, fwd, 4, limit, &v->fm, &v->fn) &&
+           pick(dq_local, hs, tx, ty, bwd, 3, limit, &v->qm, &v->qn) &&
+           pick(dkv_local, hs, tx, ty, bwd, 3, limit, &v->km, &v->kn);
+}
+
+static int tiled_fits(cf_cl_ctx *ctx, cl_kernel k, const char *name, const tiled_variant *v,
+                      int m, int n) {
+    char why[256];
+    const size_t local[1] = {(size_t)(v->tx * v->ty)};
+    const int td = (v->hs + v->tx - 1) / v->tx;
+    /* the block of scores (two in the backward), the accumulators, the row state */
+    const size_t priv =
+        ((size_t)(2 * m * n + 2 * m * td + 4 * m + 2 * n + 8 * (m + n + td)) + 32) * 4;
+    int ok = cf_cl_kernel_fits(ctx, k, 1, local, priv, why, sizeof why);
+    if (ok < 0) {
+        cf_cl_fail(ctx, "cl_kernels/flash_tiled.cl: %s (HS %d, %dx%d): %s", name, v->hs, v->tx,
+                   v->ty, why);
+        return ok;
+    }
+    if (!ok) {
+        CF_DEBUG("cl_kernels/flash_tiled.cl: %s (HS %d, %dx%d) does not fit %s: %s", name, v->hs,
+                 v->tx, v->ty, ctx->dev.name, why);
+        return CF_ERR_UNSUPPORTED;
+    }
+    return CF_OK;
+}
+
+static int tiled_build(cf_cl_ctx *ctx, tiled_variant *v) {
+    char opts[192];
+    snprintf(opts, sizeof opts,
+             "-cl-std=CL1.2 -DHS=%d -DTX=%d -DTY=%d -DFM=%d -DFN=%d -DQM=%d -DQN=%d -DKM=%d "
+             "-DKN=%d",
+             v->hs, v->tx, v->ty, v->fm, v->fn, v->qm, v->qn, v->km, v->kn);
+    int rc = cf_cl_build_program(ctx, "flash_tiled.cl", opts, &v->program);
+    cl_int err = CL_SUCCESS;
+    if (rc == CF_OK) {
+        v->fwd = clCreateKernel(v->program, "flash_tiled_forward", &err);
+        if (err == CL_SUCCESS) v->delta = clCreateKernel(v->program, "flash_tiled_delta", &err);
+        if (err == CL_SUCCESS) v->dq = clCreateKernel(v->program, "flash_tiled_dq", &err);
+        if (err == CL_SUCCESS) v->dkv = clCreateKernel(v->program, "flash_tiled_dkv", &err);
+        if (err != CL_SUCCESS) {
+            cf_cl_fail(ctx, "cl_kernels/flash_tiled.cl (%s): kernels not created: %s", opts,
+                       cf_cl_errstr(err));
+            rc = CF_ERR_BUILD;
+        }
+    }
+    if (rc == CF_OK) rc = tiled_fits(ctx, v->fwd, "flash_tiled_forward", v, v->fm, v->fn);
+    if (rc == CF_OK) rc = tiled_fits(ctx, v->dq, "flash_tiled_dq", v, v->qm, v->qn);
+    if (rc == CF_OK) rc = tiled_fits(ctx, v->dkv, "flash_tiled_dkv", v, v->km, v->kn);
+    if (rc == CF_OK)
+        CF_DEBUG("flash attention hs=%d: tiled kernels on %s (%s)", v->hs, ctx->dev.name, opts);
+    return rc;
+}
+
+/* 1 when a tiled program for head size hs was tried already */
+static int tiled_known(const struct cf_cl_flash *st, int hs) {
+    for (int i = 0; i < st->nt; i++)
+        if (st->t[i].hs == hs) return 1;
+    return 0;
+}
+
+/* The tiled program for head size hs: 16 x 16 work-groups, else 8 x 8. CF_ERR_UNSUPPORTED when
+ * neither fits the device (said once per head size at debug level). */
+static int tiled_choose(cf_cl_ctx *ctx, int hs, tiled_variant **out) {
+    CF_TRY(state(ctx));
+    struct cf_cl_flash *st = ctx->flash;
+    for (int i = 0; i < st->nt; i++)
+        if (st->t[i].hs == hs) {
+            *out = &st->t[i];
+            return st->t[i].status;
+        }
+    if (st->nt == FLASH_MAX_VARIANTS) { /* many head sizes (tests): recycle the oldest */
+        tiled_free(&st->t[0]);
+        memmove(&st->t[0], &st->t[1], (size_t)(FLASH_MAX_VARIANTS - 1) * sizeof st->t[0]);
+        memset(&st->t[FLASH_MAX_VARIANTS - 1], 0, sizeof st->t[0]);
+        st->nt--;
+    }
+    tiled_variant *v = &st->t[st->nt++];
+    static const int grids[][2] = {{16, 16}, {8, 8}};
+    int rc = CF_ERR_UNSUPPORTED;
+    for (int g = 0; g < 2 && rc == CF_ERR_UNSUPPORTED; g++) {
+        if (!tiled_rule(ctx, hs, grids[g][0], grids[g][1], v)) continue;
+        rc = tiled_build(ctx, v);
+        if (rc < 0) {
+            tiled_variant keep = *v;
+            tiled_free(v);
+            *v = keep;
+            v->program = NULL;
+            v->fwd = v->delta = v->dq = v->dkv = NULL;
+        }
+    }
+    if (rc == CF_ERR_UNSUPPORTED)
+        CF_DEBUG("flash attention hs=%d: no tiled shape fits %s", hs, ctx->dev.name);
+    v->hs = hs;
+    v->status = rc;
+    *out = v;
+    return rc;
+}
+
+static int tiled_forward(cf_cl_ctx *ctx, const tiled_variant *v, const cf_attn_desc *d,
+                         cf_view out, cf_view lse, cf_view qkv, cf_view doc) {
+    int has_doc;
+    cl_mem dm = doc_mem(doc, qkv, &has_doc);
+    const size_t nt = (size_t)(v->tx * v->ty), br = (size_t)(v->ty * v->fm);
+    const size_t local[3] = {nt, 1, 1};
+    const size_t global[3] = {((size_t)d->T + br - 1) / br * nt, (size_t)d->NH, (size_t)d->B};
+    return cf_cl_launch(
+        ctx, v->fwd, "flash_tiled_forward", 3, global, local,
+        CF_ARGS(ARG_MEM(cf_cl_mem(out)), ARG_ULONG(cf_view_elem_off(out)), ARG_MEM(cf_cl_mem(lse)),
+                ARG_ULONG(cf_view_elem_off(lse)), ARG_MEM(cf_cl_mem(qkv)),
+                ARG_ULONG(cf_view_elem_off(qkv)), ARG_MEM(dm),
+                ARG_ULONG(has_doc ? cf_view_elem_off(doc) : 0), ARG_INT(has_doc), ARG_INT(d->NH),
+                ARG_INT(d->KVH), ARG_INT(d->T), ARG_INT(d->window),
+                ARG_FLOAT(1.0f / sqrtf((float)d->hs))));
+}
+
+static int tiled_backward(cf_cl_ctx *ctx, const tiled_variant *v, const cf_attn_desc *d,
+                          cf_view dqkv, cf_view delta, cf_view dout, cf_view out, cf_view lse,
+                          cf_view qkv, cf_view doc) {
+    int has_doc;
+    cl_mem dm = doc_mem(doc, qkv, &has_doc);
+    const size_t nt = (size_t)(v->tx * v->ty);
+    const size_t br = (size_t)(v->ty * v->qm), bk = (size_t)(v->ty * v->km);
+    const size_t local[3] = {nt, 1, 1};
+    const size_t gq[3] = {((size_t)d->T + br - 1) / br * nt, (size_t)d->NH, (size_t)d->B};
+    const size_t gkv[3] = {((size_t)d->T + bk - 1) / bk * nt, (size_t)d->KVH, (size_t)d->B};
+    const int rows = d->B * d->T * d->NH;
+    const size_t gd[1] = {((size_t)rows + 63) / 64 * 64}, ld[1] = {64};
+    const float scale = 1.0f / sqrtf((float)d->hs);
+    const cl_ulong doc_off = has_doc ? cf_view_elem_off(doc) : 0;
+    CF_TRY(cf_cl_launch(ctx, v->delta, "flash_tiled_delta", 1, gd, ld,
+                        CF_ARGS(ARG_MEM(cf_cl_mem(delta)), ARG_ULONG(cf_view_elem_off(delta)),
+                                ARG_MEM(cf_cl_mem(dout)), ARG_ULONG(cf_view_elem_off(dout)),
+                                ARG_MEM(cf_cl_mem(out)), ARG_ULONG(cf_view_elem_off(out)),
+                                ARG_INT(d->NH), ARG_INT(d->T), ARG_INT(rows))));
+    CF_TRY(cf_cl_launch(
+        ctx, v->dq, "flash_tiled_dq", 3, gq, local,
+        CF_ARGS(ARG_MEM(cf_cl_mem(dqkv)), ARG_ULONG(cf_view_elem_off(dqkv)),
+                ARG_MEM(cf_cl_mem(delta)), ARG_ULONG(cf_view_elem_off(delta)),
+                ARG_MEM(cf_cl_mem(dout)), ARG_ULONG(cf_view_elem_off(dout)),
+                ARG_MEM(cf_cl_mem(lse)), ARG_ULONG(cf_view_elem_off(lse)),
+                ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(cf_view_elem_off(qkv)), ARG_MEM(dm),
+                ARG_ULONG(doc_off), ARG_INT(has_doc), ARG_INT(d->NH), ARG_INT(d->KVH),
+                ARG_INT(d->T), ARG_INT(d->window), ARG_FLOAT(scale))));
+    return cf_cl_launch(
+        ctx, v->dkv, "flash_tiled_dkv", 3, gkv, local,
+        CF_ARGS(ARG_MEM(cf_cl_mem(dqkv)), ARG_ULONG(cf_view_elem_off(dqkv)),
+                ARG_MEM(cf_cl_mem(delta)), ARG_ULONG(cf_view_elem_off(delta)),
+                ARG_MEM(cf_cl_mem(dout)), ARG_ULONG(cf_view_elem_off(dout)),
+                ARG_MEM(cf_cl_mem(lse)), ARG_ULONG(cf_view_elem_off(lse)),
+                ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(cf_view_elem_off(qkv)), ARG_MEM(dm),
+                ARG_ULONG(doc_off), ARG_INT(has_doc), ARG_INT(d->NH), ARG_INT(d->KVH),
+                ARG_INT(d->T), ARG_INT(d->window), ARG_FLOAT(scale)));
+}
+
+/* ---- the ops --------------------------------------------------------------------------------- */
+
+/* the tiled program when the setting allows it and it fits; NULL (CF_OK) for the rows kernels */
+static int which(cf_cl_ctx *ctx, int hs, tiled_variant **t) {
+    *t = NULL;
+    if (ctx->flash_kernel == CF_FLASH_K_ROWS) return CF_OK;
+    /* auto on CPU devices: the rows kernels (on PoCL the two sets are within about 1.3x of each
+     * other, the rows ones ahead at T 1024 and far ahead under load: PoCL vectorises their
+     * independent work-items, and the tiled kernels' barriers and strided float4 reads cost it
+     * about what the register blocking saves; BENCHMARKS.md) */
+    if (ctx->flash_kernel == CF_FLASH_K_AUTO && (ctx->dev.type & CL_DEVICE_TYPE_CPU)) return CF_OK;
+    const int known = ctx->flash && tiled_known(ctx->flash, hs);
+    int rc = tiled_choose(ctx, hs, t);
+    if (rc == CF_OK) return CF_OK;
+    *t = NULL;
+    if (rc != CF_ERR_UNSUPPORTED && ctx->flash_kernel == CF_FLASH_K_TILED) return rc;
+    if (rc != CF_ERR_UNSUPPORTED) { /* auto: a driver that cannot build them runs the rows ones */
+        if (!known)
+            CF_WARN("flash attention hs=%d: the tiled kernels failed on %s (%s); running the rows "
+                    "kernels (CF_FLASH_KERNEL=rows does so without trying)",
+                    hs, ctx->dev.name, cf_status_str(rc));
+        return CF_OK;
+    }
+    if (ctx->flash_kernel == CF_FLASH_K_TILED) {
+        cf_cl_fail(ctx, "flash attention: the tiled kernels (CF_FLASH_KERNEL=tiled) do not fit "
+                   "%s at head size %d; use CF_FLASH_KERNEL=auto or rows",
+                   ctx->dev.name, hs);
+        return CF_ERR_UNSUPPORTED;
+    }
+    return CF_OK;
+}
+
+int cf_cl_flash_forward(cf_backend *be, const cf_attn_desc *d, cf_view out, cf_view lse,
+                        cf_view qkv, cf_view doc) {
+    cf_cl_ctx *ctx = (cf_cl_ctx *)be->ctx;
+    tiled_variant *t;
+    CF_TRY(which(ctx, d->hs, &t));
+    return t ? tiled_forward(ctx, t, d, out, lse, qkv, doc)
+             : rows_forward(ctx, d, out, lse, qkv, doc);
+}
+
+int cf_cl_flash_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, cf_view delta,
+                         cf_view dout, cf_view out, cf_view lse, cf_view qkv, cf_view doc) {
+    cf_cl_ctx *ctx = (cf_cl_ctx *)be->ctx;
+    tiled_variant *t;
+    CF_TRY(which(ctx, d->hs, &t));
+    return t ? tiled_backward(ctx, t, d, dqkv, delta, dout, out, lse, qkv, doc)
+             : rows_backward(ctx, d, dqkv, delta, dout, out, lse, qkv, doc);
 }

@@ -157,6 +157,7 @@ typedef struct cf_cl_ctx {
                              * register-blocked kernel's tensor-core form takes every plain product */
     int gemm_tile;          /* cf_backend_options.gemm_tile: forced work-group side, 0 = none */
     int attention_mode;     /* cf_backend_options.attention parsed (cl_attention.c), -1 = unset */
+    int flash_kernel;       /* cf_backend_options.flash_kernel parsed (cl_flash.c), CF_FLASH_K_* */
     char tuning_path[1024]; /* cf_backend_options.tuning ("" = look up configs/tuning/) */
     int tuning_off;         /* cf_backend_options.tuning was "off" / "none" */
     cf_cl_gemm_tuner_fn tuner;
@@ -390,6 +391,11 @@ int cf_cl_flash_forward(cf_backend *be, const cf_attn_desc *d, cf_view out, cf_v
                         cf_view qkv, cf_view doc);
 int cf_cl_flash_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, cf_view delta,
                          cf_view dout, cf_view out, cf_view lse, cf_view qkv, cf_view doc);
+/* Which flash kernels run: auto (tiled on non-CPU devices they fit, else rows), tiled
+ * (flash_tiled.cl), rows (flash_attention.cl). The environment variable CF_FLASH_KERNEL sets it. */
+enum cf_cl_flash_kernel { CF_FLASH_K_AUTO = 0, CF_FLASH_K_TILED = 1, CF_FLASH_K_ROWS = 2 };
+/* "auto", "tiled", "rows" (NULL or "" = auto) to the enum; CF_ERR_INVALID otherwise. */
+int cf_cl_flash_kernel_parse(const char *s, int *kind);
 /* Free the flash programs (backend teardown). */
 void cf_cl_flash_release(cf_cl_ctx *ctx);
 /* ---- inference ops (cl_infer.c), signatures as in struct cf_backend_ops ---------------------- */
