@@ -78,9 +78,13 @@ static int infer_state(cf_cl_ctx *ctx, struct cf_cl_infer **out) {
 }
 
 /* a scratch buffer of this state grown to nbytes: at least 256 KiB, and a quarter more than asked
- * when it grows, so that small models (and the oclgrind tests) never re-create it (oclgrind's
- * uninitialised-value checker loses track of a released buffer's address when it is reused; see
- * cf_cl_scratch in cl_runtime.c) and a growing context re-creates it rarely */
+ * when it grows, so that a growing context re-creates it rarely. A new buffer is written in full
+ * from the host (zeros) once: oclgrind's uninitialised-value checker keeps the shadow of a released
+ * buffer for the next buffer created at its index, so the scratch, created after the op tests
+ * have released many smaller buffers, inherited a smaller shadow, and what decode_attention wrote
+ * to its score rows and gemm_q8_dequant to its tile past that size read back as uninitialised (in
+ * decode_attention and in CLBlast's XgemmDirectTT); a host write of the whole buffer makes oclgrind
+ * re-create the shadow at the buffer's size (tools/oclgrind_repro/recycled_buffer.c) */
 static int grow(cf_cl_ctx *ctx, cl_mem *m, size_t *have, size_t nbytes) {
     if (*m && *have >= nbytes) return CF_OK;
     if (*m) clReleaseMemObject(*m);
@@ -91,6 +95,17 @@ static int grow(cf_cl_ctx *ctx, cl_mem *m, size_t *have, size_t nbytes) {
     if (want > (size_t)ctx->dev.max_alloc && nbytes <= (size_t)ctx->dev.max_alloc)
         want = nbytes;
     CF_TRY(cf_cl_create_mem(ctx, want, m));
+    void *zero = calloc(1, want);
+    cl_int err = zero ? clEnqueueWriteBuffer(ctx->queue, *m, CL_TRUE, 0, want, zero, 0, NULL, NULL)
+                      : CL_OUT_OF_HOST_MEMORY;
+    free(zero);
+    if (err != CL_SUCCESS) {
+        clReleaseMemObject(*m);
+        *m = NULL;
+        cf_cl_fail(ctx, "opencl: initialising a %zu-byte inference scratch failed: %s", want,
+                   cf_cl_errstr(err));
+        return err == CL_OUT_OF_HOST_MEMORY ? CF_ERR_NOMEM : CF_ERR_DEVICE;
+    }
     *have = want;
     return CF_OK;
 }
