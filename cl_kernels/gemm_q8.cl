@@ -63,3 +63,18 @@ __kernel void gemm_f32_rows(int M, int N, int K, float alpha, __global const flo
         }
     }
 }
+
+/* out(N,C) (=, or += with accumulate) scale[id] * W(id, :), id = ids[r] clamped into [0, V):
+ * the rows of an int8 embedding table, one item per output element. */
+__kernel void embed_q8(__global float *out, ulong out_off, __global const int *ids, ulong ids_off,
+                       __global const char *W, ulong w_off, __global const float *scale,
+                       ulong s_off, int N, int C, int V, int accumulate) {
+    const size_t gid = get_global_id(0);
+    if (gid >= (size_t)N * C) return;
+    const int r = (int)(gid / C), k = (int)(gid - (size_t)r * C);
+    int id = ids[ids_off + r];
+    id = id < 0 ? 0 : id >= V ? V - 1 : id;
+    const float v = scale[s_off + id] * (float)W[w_off + (size_t)id * C + k];
+    __global float *o = out + out_off + gid;
+    *o = accumulate ? *o + v : v;
+}

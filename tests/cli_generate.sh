@@ -2,7 +2,8 @@
 # clformer test: generation with the KV cache through the CLI on the CPU backend: a batch of
 # prompts of different lengths gives each prompt the output it gets alone (greedy and seeded
 # sampling), --json lines, --stop, past max_length (learned positions stop with "length" and a
-# note; RoPE slides), quantize + generate/eval of the int8 model, chat keeps the conversation,
+# note; RoPE slides), quantize + generate/eval of the int8 model (greedy text equal to fp32's on
+# trained GPT-2 and Llama-style models, weights under 35% of fp32's), chat keeps the conversation,
 # bench --generate prints its rows, and bad input gets one clear line.
 set -u
 CLF=$1
@@ -63,6 +64,25 @@ import sys
 a = float(sys.argv[1].split()[1]); b = float(sys.argv[2].split()[1])
 sys.exit(0 if abs(a - b) <= 0.01 * a else 1)
 EOF
+
+# int8 on trained models (400 and 200 steps): GPT-2 (learned positions, tied head: wte and wpe int8) and
+# Llama-style (RoPE, untied head): greedy text from the int8 file equals fp32's for 24 tokens, and
+# bench --generate reports int8 weights under 35% of fp32's (the embeddings are int8 too)
+T8="max_length=32 batch_size=8 eval_interval=0 log_interval=100 warmup_steps=10 learning_rate=0.01 --device cpu --quiet"
+$CLF train configs/tiny.json d_model=32 num_heads=2 num_layers=2 d_ff=80 $T8 --steps 400 --out "$W/g8" || bad "train g8"
+$CLF train configs/llama_tiny.json d_model=32 num_heads=4 num_kv_heads=2 num_layers=2 d_ff=48 qk_norm=true tie_embeddings=false $T8 --steps 200 --out "$W/l8" || bad "train l8"
+for m in g8 l8; do
+  $CLF quantize "$W/$m" --out "$W/$m.q8.safetensors" > /dev/null || bad "quantize $m"
+  f=$($CLF generate "$W/$m" --device cpu --prompt "The quick" --tokens 24 --temperature 0 2>/dev/null)
+  q=$($CLF generate "$W/$m.q8.safetensors" --device cpu --prompt "The quick" --tokens 24 --temperature 0 2>/dev/null)
+  [ -n "$f" ] && [ "$f" = "$q" ] && ok "$m: int8 greedy = fp32 greedy for 24 tokens ('$q')" || bad "$m: int8 greedy '$q' vs fp32 '$f'"
+  b=$($CLF bench --generate "$W/$m" --device cpu --batch 1 --prompt-len 8 --new 4 --json 2>/dev/null)
+  python3 - "$b" <<'EOF' && ok "$m: bench --generate int8 weights under 35% of fp32's" || bad "$m: bench weights: $b"
+import json, sys
+rows = {r["precision"]: r["weights_mib"] for r in map(json.loads, sys.argv[1].splitlines()) if "precision" in r}
+sys.exit(0 if rows["int8"] <= 0.35 * rows["fp32"] else 1)
+EOF
+done
 
 # chat: two turns, the second continues in the cache (no error, a reply per turn)
 c=$(printf 'hello\nand more\n' | $CLF chat "$W/llama" --device cpu --tokens 8 --temperature 0 2>/dev/null)

@@ -18,14 +18,18 @@
 # (The uninitialised-value reports this run once had on rmsnorm_backward, layernorm_backward's
 # column sums and encoder_backward_wte came from oclgrind losing track of re-created scratch
 # buffers; see cf_cl_scratch in src/backend/opencl/cl_runtime.c.)
-# Open finding: the inference ops are not in this run. decode_attention (cl_kernels/
-# decode_attention.cl) gets "uninitialized value" reports on the score row it writes to and reads
-# back from its global scratch when it runs after the other ops in one process, and gemm_q8's
-# dequantised tiles then get them inside CLBlast's XgemmDirectTT; run alone
-# (`--only decode_attention,kv_append,gemm_q8`) all three are clean and their results match the
-# CPU backend's in every case, which points at oclgrind's tracking of buffers created at reused
-# addresses (see cf_cl_scratch in cl_runtime.c) but is not proven. They are covered by
-# test_backend_ops.
+# The inference ops run here too: kv_append, decode_attention, gemm_q8 (the row kernel and the
+# dequantised tiles through the backend's GEMM, CLBlast's XgemmDirectTT on this device) and
+# embed_q8. decode_attention and gemm_q8 were once reported ("uninitialized value") on what they
+# wrote to their scratch and read back when they ran after the other ops in one process, clean
+# alone, results matching the CPU backend's: an oclgrind artefact, not a read of unwritten data.
+# Its uninitialised-value checker keeps a released buffer's shadow for the next buffer created at
+# the same index, so a scratch created after the op tests had released many smaller buffers got a
+# smaller shadow, and stores past it were dropped (tools/oclgrind_repro/recycled_buffer.c
+# reproduces it in 80 lines). The inference scratch is now written in full from the host when
+# created, which makes oclgrind re-create the shadow (cl_infer.c, grow): this run's arguments
+# gave 834 reports on decode_attention without that write and none with it. A second planted bug, the
+# barrier after decode_attention loads its query row into local memory, must be reported too.
 # Skips (exit 77) when oclgrind or the OpenCL tests are missing, unless CF_REQUIRE_OPENCL=1.
 # The steps are tests/oclgrind_kernels.sh's.
 #     bash tests/cli_oclgrind_family.sh <path-to-clformer> <source-dir>
@@ -33,4 +37,5 @@ set -u
 exec bash "$2/tests/oclgrind_kernels.sh" cli_oclgrind_family test_backend_ops common.cl \
     "float r = red\[0\];" "--cross --small --only rmsnorm_backward opencl" \
     "the family's kernels" "$1" "$2" "^note: opencl attention: [1-9][0-9]* calls on the fused" \
-    "--cross --small --only rmsnorm,rope,act_,swiglu,attention_forward,attention_backward,crossentropy,layernorm,encoder opencl"
+    "--cross --small --only rmsnorm,rope,act_,swiglu,attention_forward,attention_backward,crossentropy,layernorm,encoder,kv_append,decode_attention,gemm_q8,embed_q8 opencl" \
+    decode_attention.cl "q\[i\] = qkv\[qkv_off" "--cross --small --only decode_attention opencl"

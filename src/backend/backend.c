@@ -1003,3 +1003,18 @@ int cf_be_gemm_q8(cf_backend *be, int M, int N, int K, cf_view A, int lda, cf_vi
     CHECK(op, "C", C, CF_F32, extent(M, N, ldc));
     CF_DISPATCH(gemm_q8, M, N, K, A, lda, W8, scale, bias, C, ldc);
 }
+int cf_be_embed_q8(cf_backend *be, cf_view out, cf_view ids, cf_view W8, cf_view scale, int N,
+                   int C, int V, int accumulate) {
+    static const char op[] = "embed_q8";
+    CF_TRY(infer_slot_check(be, op, be->ops->embed_q8 != NULL));
+    if (N <= 0 || C <= 0 || V <= 0) {
+        CF_ERROR("%s: N=%d rows of C=%d from a table of V=%d rows: all must be positive", op, N, C,
+                 V);
+        return CF_ERR_INVALID;
+    }
+    CHECK(op, "out", out, CF_F32, zmul(N, C));
+    CHECK(op, "ids", ids, CF_I32, (size_t)N);
+    CHECK(op, "W8", W8, CF_I8, zmul(V, C));
+    CHECK(op, "scale", scale, CF_F32, (size_t)V);
+    CF_DISPATCH(embed_q8, out, ids, W8, scale, N, C, V, accumulate != 0);
+}

@@ -423,6 +423,12 @@ struct cf_backend_ops {
      * stride ldc (assigned). The weights are dequantised inside the kernel: no f32 copy of W8. */
     int (*gemm_q8)(cf_backend *be, int M, int N, int K, cf_view A, int lda, cf_view W8,
                    cf_view scale, cf_view bias, cf_view C, int ldc);
+    /* Rows of an int8 table (the embedding): out(N,C) = scale[id] * W8(id, :) for id = ids[r]
+     * (i32, clamped into [0, V) as encoder_forward's tokens), assigned (accumulate 0) or added to
+     * out (accumulate 1). W8 i8 (V,C) packed, scale f32 (V): the per-row layout of gemm_q8's
+     * weights, so one table serves the lookup and a tied head. */
+    int (*embed_q8)(cf_backend *be, cf_view out, cf_view ids, cf_view W8, cf_view scale, int N,
+                    int C, int V, int accumulate);
 };
 
 /* ---- profiling --------------------------------------------------------------------------- */
@@ -623,6 +629,8 @@ int cf_be_decode_attention(cf_backend *be, cf_view out, cf_view qkv, cf_view kc,
                            cf_view pos, int B, int Tq, int NH, int KVH, int hs, int S);
 int cf_be_gemm_q8(cf_backend *be, int M, int N, int K, cf_view A, int lda, cf_view W8,
                   cf_view scale, cf_view bias, cf_view C, int ldc);
+int cf_be_embed_q8(cf_backend *be, cf_view out, cf_view ids, cf_view W8, cf_view scale, int N,
+                   int C, int V, int accumulate);
 
 /* ---- argument checks (the ones every wrapper uses; also for entry points outside the table) ---
  * Each returns CF_OK, or logs one line "<op>: argument '<arg>' ..." saying what the op needs and

@@ -754,6 +754,28 @@ static int run_gemm_q8(cf_backend *be, const tcase *c, cf_buffer **b) {
     return cf_be_gemm_q8(be, P[0], P[1], P[2], V("A"), q8_lda(c), w8, V("scale"),
                          P[3] ? V("bias") : CF_VIEW_NULL, V("C"), P[1] + 2);
 }
+/* p = N C V acc: rows of an int8 table of V rows (ids include out-of-range values, clamped) */
+static void build_embed_q8(tcase *c) {
+    const int N = P[0], C = P[1], Vv = P[2];
+    add_ids(c, "ids", (size_t)N, -1, Vv + 1);
+    const size_t nb = (size_t)Vv * C;
+    float *w = add_t(c, "W8", (nb + 3) / 4, T_IN | T_INT); /* packed as gemm_q8's */
+    for (size_t i = 0; w && i < nb; i++) {
+        int v = (int)(cf_rng_uniform(&c->rng) * 255.0f) - 127;
+        ((int8_t *)(void *)w)[i] = (int8_t)(v > 127 ? 127 : v);
+    }
+    for (size_t i = nb; w && i < 4 * ((nb + 3) / 4); i++) ((int8_t *)(void *)w)[i] = 0;
+    float *sc = add_rand(c, "scale", (size_t)Vv, T_IN, 0.01f);
+    for (int i = 0; sc && i < Vv; i++) sc[i] = fabsf(sc[i]) + 1e-3f;
+    if (P[3])
+        add_rand(c, "out", (size_t)N * C, T_IN | T_OUT, 1.0f);
+    else /* assigned: NaN shows an unwritten element */
+        add_const(c, "out", (size_t)N * C, T_OUT, NAN);
+}
+static int run_embed_q8(cf_backend *be, const tcase *c, cf_buffer **b) {
+    cf_view w8 = cf_view_typed(b[find_t(c, "W8")], CF_I8, PAD * 4);
+    return cf_be_embed_q8(be, V("out"), V("ids"), w8, V("scale"), P[0], P[1], P[2], P[3]);
+}
 
 /* clang-format off */
 static const oprow ROWS[] = {
@@ -866,6 +888,8 @@ static const oprow ROWS[] = {
     {"gemm_q8", NULL, 0, "M N K bias", build_gemm_q8, run_gemm_q8, 1e-6, 2, 8,
      {{1,1,1,0}, {1,7,5,1}, {3,33,17,0}, {8,64,96,1}, {9,65,130,0}, {32,129,257,1},
       {70,100,64,1}, {130,1100,96,0}}},
+    {"embed_q8", NULL, 0, "N C V acc", build_embed_q8, run_embed_q8, 1e-6, -1, 5,
+     {{1,1,1,0}, {7,5,3,1}, {33,64,100,0}, {64,384,1000,1}, {3,130,17,0}}},
     {"copy", NULL, 0, "n off", build_copy, run_copy, 0.0, -1, 4, {{1,0}, {7,3}, {1000,1}, {65539,2}}},
     {"fill", NULL, 0, "n off", build_fill, run_fill, 0.0, -1, 4, {{1,0}, {7,3}, {1000,1}, {65539,2}}},
     {"upload/download", NULL, 0, "n off", build_xfer, run_xfer, 0.0, -1, 4,

@@ -954,10 +954,11 @@ done:
 static const char *QUANT_HELP =
     "usage: clformer quantize CKPT --out FILE\n"
     "\n"
-    "Writes the int8 model of a checkpoint: weight-only, symmetric, one scale per output channel,\n"
-    "for every linear layer and the LM head (<name>.q8 int8 + <name>.scale f32 in safetensors;\n"
-    "the norms, biases and embeddings stay f32). generate, chat, eval and bench --generate read\n"
-    "it; train and --resume refuse it. Prints the weight bytes before and after.\n";
+    "Writes the int8 model of a checkpoint: weight-only, symmetric, one scale per row, for every\n"
+    "linear layer, the LM head and the embeddings (<name>.q8 int8 + <name>.scale f32 in\n"
+    "safetensors; a tied wte is one int8 table for the lookup and the head; the norms and biases\n"
+    "stay f32). generate, chat, eval and bench --generate read it; train and --resume refuse it.\n"
+    "Prints the weight bytes before and after.\n";
 
 int cf_cmd_quantize(int argc, char **argv) {
     const char *ckpt = NULL, *out = NULL;

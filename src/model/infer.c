@@ -9,6 +9,9 @@
 #include "io/safetensors.h"
 #include "train/checkpoint.h"
 
+/* int8 tables: the linears, the token embedding when it is not the tied head, wpe */
+#define CF_NUM_QTABLES (CF_NUM_LINEARS + 2)
+
 /* step buffers (rows R = max_rows) */
 enum { S_X, S_LN, S_QKV, S_ATTY, S_TMP, S_FCH, S_FCHA, S_MEAN, S_RSTD, S_LOGITS, S_CS, S_SLIDE,
        S_COUNT };
@@ -24,16 +27,19 @@ struct cf_infer {
     cf_buffer *wbuf;
     size_t f32_off[CF_NUM_PARAMS], f32_elems;
     int quant[CF_NUM_PARAMS]; /* the param is stored only as int8 */
-    /* int8 linears: weight rows (per block OC x IC) at q8_off bytes in qbuf, scales at sc_off */
     cf_linear_info lin[CF_NUM_LINEARS];
     int nlin;
+    /* int8 tables (q_tables): weight rows (per block rows x cols) at q8_off bytes in qbuf,
+     * scales at sc_off; table i < nlin is linear i */
+    int nq, qid[CF_NUM_QTABLES];
+    int64_t qcols[CF_NUM_QTABLES];
     cf_buffer *qbuf, *sbuf;
-    size_t q8_off[CF_NUM_LINEARS], sc_off[CF_NUM_LINEARS], q8_bytes, sc_elems;
+    size_t q8_off[CF_NUM_QTABLES], sc_off[CF_NUM_QTABLES], q8_bytes, sc_elems;
     /* caches: kc[l], vc[l] (slots, S, KV) */
     cf_buffer **kc, **vc;
     /* step buffers */
     cf_buffer *sbufs[S_COUNT];
-    cf_buffer *tok, *posb;
+    cf_buffer *tok, *posb, *pidb; /* pidb: each row's position (int8 learned positions) */
     cf_buffer *lg_all; /* (max_rows, V) logits of every row, allocated on first use */
     int32_t *pos;   /* host copy: positions each slot holds */
 };
@@ -47,6 +53,33 @@ static int lin_index(const cf_infer *inf, int id) {
 static int head_lin(const cf_infer *inf) {
     for (int i = 0; i < inf->nlin; i++)
         if (!strcmp(inf->lin[i].name, "head")) return i;
+    return -1;
+}
+
+/* The int8 tables of a model: every linear (cf_model_linears, the head included, wte when tied),
+ * then the token embedding wte when it is not the head, then the learned position table wpe.
+ * All have one scale per row (an output channel of a linear, a token's or a position's row of
+ * an embedding), so a tied wte serves the lookup and the head from one int8 copy. */
+static int q_tables(const cf_param_info *params, const cf_linear_info *lin, int nlin, int *id,
+                    int64_t *cols) {
+    int n = 0, wte_lin = 0;
+    for (int i = 0; i < nlin; i++) {
+        id[n] = lin[i].weight;
+        cols[n++] = lin[i].in;
+        wte_lin |= lin[i].weight == CF_P_wte;
+    }
+    const int emb[2] = {wte_lin ? -1 : CF_P_wte, CF_P_wpe};
+    for (int k = 0; k < 2; k++)
+        if (emb[k] >= 0 && params[emb[k]].present) {
+            const cf_param_info *p = &params[emb[k]];
+            id[n] = emb[k];
+            cols[n++] = p->shape[p->ndim - 1];
+        }
+    return n;
+}
+static int q_index(const cf_infer *inf, int id) {
+    for (int i = 0; i < inf->nq; i++)
+        if (inf->qid[i] == id) return i;
     return -1;
 }
 
@@ -87,10 +120,11 @@ int cf_infer_create(cf_backend *be, const cf_config *cfg, const cf_infer_opts *o
     inf->KV = inf->KVH * inf->hs;
     cf_model_layout(cfg, inf->params, &inf->num_params, NULL);
     inf->nlin = cf_model_linears(cfg, inf->lin);
-    /* which params live only as int8: the linear weights, but never wte (the embedding) */
-    if (inf->int8)
-        for (int i = 0; i < inf->nlin; i++)
-            if (inf->lin[i].weight != CF_P_wte) inf->quant[inf->lin[i].weight] = 1;
+    /* which params live only as int8: the linear weights and the embeddings (q_tables) */
+    if (inf->int8) {
+        inf->nq = q_tables(inf->params, inf->lin, inf->nlin, inf->qid, inf->qcols);
+        for (int i = 0; i < inf->nq; i++) inf->quant[inf->qid[i]] = 1;
+    }
     size_t off = 0;
     for (int i = 0; i < CF_NUM_PARAMS; i++) {
         inf->f32_off[i] = off;
@@ -98,12 +132,12 @@ int cf_infer_create(cf_backend *be, const cf_config *cfg, const cf_infer_opts *o
     }
     inf->f32_elems = off;
     size_t qo = 0, so = 0;
-    for (int i = 0; i < inf->nlin && inf->int8; i++) {
-        const cf_param_info *p = &inf->params[inf->lin[i].weight];
+    for (int i = 0; i < inf->nq; i++) {
+        const cf_param_info *p = &inf->params[inf->qid[i]];
         inf->q8_off[i] = qo;
         inf->sc_off[i] = so;
         qo += (p->size + 63) & ~(size_t)63;
-        so += pad16(p->size / (size_t)inf->lin[i].in);
+        so += pad16(p->size / (size_t)inf->qcols[i]);
     }
     inf->q8_bytes = qo;
     inf->sc_elems = so;
@@ -140,6 +174,9 @@ int cf_infer_create(cf_backend *be, const cf_config *cfg, const cf_infer_opts *o
         if (sizes[i] && (rc = cf_be_alloc(be, sizes[i] * 4, &inf->sbufs[i])) < 0) goto fail;
     if ((rc = cf_be_alloc(be, (size_t)R * 4, &inf->tok)) < 0) goto fail;
     if ((rc = cf_be_alloc(be, (size_t)inf->slots * 4, &inf->posb)) < 0) goto fail;
+    if (inf->int8 && cf_model_learned_pos(cfg) &&
+        (rc = cf_be_alloc(be, (size_t)R * 4, &inf->pidb)) < 0)
+        goto fail;
     if (cf_model_rope(cfg)) { /* (S, hs/2, 2) (cos, sin), in double as the model builds it */
         const int hs = inf->hs, half = hs / 2;
         float *cs = malloc(sizeof(float) * (size_t)S * hs);
@@ -180,6 +217,7 @@ void cf_infer_free(cf_infer *inf) {
     for (int i = 0; i < S_COUNT; i++) cf_be_free(be, inf->sbufs[i]);
     cf_be_free(be, inf->tok);
     cf_be_free(be, inf->posb);
+    cf_be_free(be, inf->pidb);
     cf_be_free(be, inf->lg_all);
     free(inf->kc);
     free(inf->vc);
@@ -215,8 +253,8 @@ void cf_quantize_rows(const float *w, int64_t rows, int64_t cols, int8_t *q, flo
     }
 }
 
-/* f32 tensors from host (model layout); int8 linears from q8/sc when given, else quantised
- * from host */
+/* f32 tensors from host (model layout); int8 tables from q8/sc when given (per table: NULL =
+ * quantise it from host) */
 static int upload_weights(cf_infer *inf, const float *host, const int8_t *const *q8,
                           const float *const *sc) {
     for (int i = 0; i < CF_NUM_PARAMS; i++) {
@@ -226,9 +264,9 @@ static int upload_weights(cf_infer *inf, const float *host, const int8_t *const 
                             p->size * sizeof(float)));
     }
     if (!inf->int8) return CF_OK;
-    for (int i = 0; i < inf->nlin; i++) {
-        const cf_param_info *p = &inf->params[inf->lin[i].weight];
-        const int64_t rows = (int64_t)(p->size / (size_t)inf->lin[i].in);
+    for (int i = 0; i < inf->nq; i++) {
+        const cf_param_info *p = &inf->params[inf->qid[i]];
+        const int64_t rows = (int64_t)(p->size / (size_t)inf->qcols[i]);
         const int8_t *q = q8 ? q8[i] : NULL;
         const float *s = sc ? sc[i] : NULL;
         int8_t *qa = NULL;
@@ -241,7 +279,7 @@ static int upload_weights(cf_infer *inf, const float *host, const int8_t *const 
                 free(sa);
                 return CF_ERR_NOMEM;
             }
-            cf_quantize_rows(host + p->offset, rows, inf->lin[i].in, qa, sa);
+            cf_quantize_rows(host + p->offset, rows, inf->qcols[i], qa, sa);
             q = qa;
             s = sa;
         }
@@ -276,8 +314,8 @@ int cf_infer_load(cf_infer *inf, const char *path) {
     const int is_q8 = cf_st_meta(f, "quantization") != NULL;
     int rc = CF_OK;
     float *host = NULL;
-    const int8_t *q8[CF_NUM_LINEARS] = {0};
-    const float *sc[CF_NUM_LINEARS] = {0};
+    const int8_t *q8[CF_NUM_QTABLES] = {0};
+    const float *sc[CF_NUM_QTABLES] = {0};
     if (is_q8 && !inf->int8) {
         CF_ERROR("%s: is an int8 model; the engine was created for fp32 weights", path);
         rc = CF_ERR_INVALID;
@@ -291,7 +329,14 @@ int cf_infer_load(cf_infer *inf, const char *path) {
     }
     for (int i = 0; i < CF_NUM_PARAMS; i++) {
         const cf_param_info *p = &inf->params[i];
-        if (!p->present || (is_q8 && inf->quant[i])) continue;
+        if (!p->present) continue;
+        if (is_q8 && inf->quant[i]) {
+            /* an int8 table; an embedding stored F32 (files written before the embeddings were
+             * quantised) is read here and quantised on upload */
+            char qn[96];
+            snprintf(qn, sizeof qn, "%s%s", p->name, Q8_SUFFIX);
+            if (cf_st_find(f, qn) || !cf_st_find(f, p->name)) continue;
+        }
         const cf_st_tensor *t = NULL;
         if ((rc = cf_st_expect(f, p->name, "F32", p->size, &t)) < 0) goto done;
         memcpy(host + p->offset, t->data, p->size * sizeof(float));
@@ -299,14 +344,16 @@ int cf_infer_load(cf_infer *inf, const char *path) {
             goto done;
     }
     if (is_q8)
-        for (int i = 0; i < inf->nlin; i++) {
-            const cf_param_info *p = &inf->params[inf->lin[i].weight];
+        for (int i = 0; i < inf->nq; i++) {
+            const cf_param_info *p = &inf->params[inf->qid[i]];
             char qn[96], sn[96];
             snprintf(qn, sizeof qn, "%s%s", p->name, Q8_SUFFIX);
             snprintf(sn, sizeof sn, "%s%s", p->name, SCALE_SUFFIX);
+            if (i >= inf->nlin && !cf_st_find(f, qn) && cf_st_find(f, p->name))
+                continue; /* an F32 embedding, read above */
             const cf_st_tensor *tq = NULL, *ts = NULL;
             if ((rc = cf_st_expect(f, qn, "I8", p->size, &tq)) < 0) goto done;
-            if ((rc = cf_st_expect(f, sn, "F32", p->size / (size_t)inf->lin[i].in, &ts)) < 0)
+            if ((rc = cf_st_expect(f, sn, "F32", p->size / (size_t)inf->qcols[i], &ts)) < 0)
                 goto done;
             if ((rc = cf_checkpoint_check_values(path, sn, ts->data, ts->nbytes / 4, 1)) < 0)
                 goto done;
@@ -326,13 +373,15 @@ int cf_quantize_write(const char *path, const char *src, const cf_config *cfg, c
     cf_linear_info lin[CF_NUM_LINEARS];
     cf_model_layout(cfg, params, NULL, NULL);
     const int nlin = cf_model_linears(cfg, lin);
+    int qid[CF_NUM_QTABLES];
+    int64_t qcols[CF_NUM_QTABLES];
+    const int nq = q_tables(params, lin, nlin, qid, qcols);
     int quant[CF_NUM_PARAMS] = {0};
-    for (int i = 0; i < nlin; i++)
-        if (lin[i].weight != CF_P_wte) quant[lin[i].weight] = 1;
-    cf_st_tensor t[CF_NUM_PARAMS + 2 * CF_NUM_LINEARS];
-    char names[2 * CF_NUM_LINEARS][96];
-    int8_t *q[CF_NUM_LINEARS] = {0};
-    float *s[CF_NUM_LINEARS] = {0};
+    for (int i = 0; i < nq; i++) quant[qid[i]] = 1;
+    cf_st_tensor t[CF_NUM_PARAMS + 2 * CF_NUM_QTABLES];
+    char names[2 * CF_NUM_QTABLES][96];
+    int8_t *q[CF_NUM_QTABLES] = {0};
+    float *s[CF_NUM_QTABLES] = {0};
     int nt = 0, rc = CF_OK;
     size_t b32 = 0, b8 = 0;
     cf_st_file *sf = NULL;
@@ -352,16 +401,16 @@ int cf_quantize_write(const char *path, const char *src, const cf_config *cfg, c
         x->data = host + p->offset;
         x->nbytes = p->size * 4;
     }
-    for (int i = 0; i < nlin; i++) {
-        const cf_param_info *p = &params[lin[i].weight];
-        const int64_t rows = (int64_t)(p->size / (size_t)lin[i].in);
+    for (int i = 0; i < nq; i++) {
+        const cf_param_info *p = &params[qid[i]];
+        const int64_t rows = (int64_t)(p->size / (size_t)qcols[i]);
         q[i] = malloc(p->size);
         s[i] = malloc(sizeof(float) * (size_t)rows);
         if (!q[i] || !s[i]) {
             rc = CF_ERR_NOMEM;
             goto done;
         }
-        cf_quantize_rows(host + p->offset, rows, lin[i].in, q[i], s[i]);
+        cf_quantize_rows(host + p->offset, rows, qcols[i], q[i], s[i]);
         b8 += p->size + (size_t)rows * 4;
         snprintf(names[2 * i], sizeof names[0], "%s%s", p->name, Q8_SUFFIX);
         snprintf(names[2 * i + 1], sizeof names[0], "%s%s", p->name, SCALE_SUFFIX);
@@ -408,16 +457,17 @@ int cf_quantize_write(const char *path, const char *src, const cf_config *cfg, c
     keys[k] = "quantization";
     vals[k++] = "int8";
     keys[k] = "quantization_scheme";
-    vals[k++] = "weight-only, symmetric, one scale per output row: <name> ~= <name>.scale[row] * "
+    vals[k++] = "weight-only, symmetric, one scale per row: <name> ~= <name>.scale[row] * "
                 "<name>.q8[row, :] for the linear weights (qkv_w, attn_proj_w, fc_w, fc_proj_w, "
-                "and the head: lm_head, or wte when tied, which is also kept F32 as the "
-                "embedding); the other tensors are F32 under their checkpoint names";
+                "and the head: lm_head, or wte when tied; a row is an output channel) and the "
+                "embeddings (wte, one row per token, serving the lookup and a tied head; wpe, "
+                "one row per position); the other tensors are F32 under their checkpoint names";
     rc = cf_st_write(path, t, nt, keys, vals, k);
     if (fp32_bytes) *fp32_bytes = b32;
     if (int8_bytes) *int8_bytes = b8;
 done:
     if (rc == CF_ERR_NOMEM) CF_ERROR("quantize: out of host memory");
-    for (int i = 0; i < nlin; i++) {
+    for (int i = 0; i < nq; i++) {
         free(q[i]);
         free(s[i]);
     }
@@ -435,6 +485,10 @@ static cf_view W(cf_infer *inf, int id, int b) {
     return cf_view_f32(inf->wbuf, inf->f32_off[id] + (size_t)b * p->layer_stride);
 }
 static cf_view SB(cf_infer *inf, int i) { return cf_view_f32(inf->sbufs[i], 0); }
+/* int8 table i (block 0): its rows and their scales */
+static cf_view QT(cf_infer *inf, int i) { return cf_view_typed(inf->qbuf, CF_I8, inf->q8_off[i]); }
+static cf_view QS(cf_infer *inf, int i) { return cf_view_f32(inf->sbuf, inf->sc_off[i]); }
+#define CF_INFER_PID_MAX 256 /* positions uploaded per call */
 
 /* out(N,OC) = inp(N,IC; row stride lda) @ W^T + bias, W the linear li's block b */
 static int linear(cf_infer *inf, int li, int b, cf_view out, cf_view inp, int lda, cf_view bias,
@@ -489,7 +543,24 @@ static int step_impl(cf_infer *inf, int slot0, int B, int Tq, const int32_t *tok
     cf_view pos = cf_view_i32(inf->posb, 0);
     cf_view cs = cf_model_rope(c) ? SB(inf, S_CS) : CF_VIEW_NULL;
     cf_prof_scope(be, -1, CF_PHASE_FORWARD);
-    if (cf_model_learned_pos(c)) {
+    if (inf->int8) { /* rows of the int8 tables, dequantised as they are read */
+        const int qe = q_index(inf, CF_P_wte);
+        CF_TRY(cf_be_embed_q8(be, x, cf_view_i32(inf->tok, 0), QT(inf, qe), QS(inf, qe), R, C, V,
+                              0));
+        if (cf_model_learned_pos(c)) {
+            const int qp = q_index(inf, CF_P_wpe);
+            int32_t pid[CF_INFER_PID_MAX];
+            for (int r0 = 0; r0 < R; r0 += CF_INFER_PID_MAX) {
+                const int n = R - r0 < CF_INFER_PID_MAX ? R - r0 : CF_INFER_PID_MAX;
+                for (int i = 0; i < n; i++)
+                    pid[i] = inf->pos[slot0 + (r0 + i) / Tq] + (r0 + i) % Tq;
+                CF_TRY(cf_be_upload(be, cf_view_i32(inf->pidb, (size_t)r0), pid,
+                                    sizeof(int32_t) * (size_t)n));
+            }
+            CF_TRY(cf_be_embed_q8(be, x, cf_view_i32(inf->pidb, 0), QT(inf, qp), QS(inf, qp), R,
+                                  C, c->max_length, 1));
+        }
+    } else if (cf_model_learned_pos(c)) {
         /* each sequence's positions start at its own pos: one lookup per sequence */
         for (int b = 0; b < B; b++)
             CF_TRY(cf_be_encoder_forward(be, cf_view_add(x, (size_t)b * Tq * C),

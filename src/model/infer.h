@@ -15,10 +15,12 @@
  * window. Learned positions (GPT-2) cannot slide: a full sequence is finished ("length").
  *
  * INT8 (weight-only): every linear layer of cf_model_linears (qkv, attn_proj, fc, fc_proj, the LM
- * head) is stored as int8 with one f32 scale per output row, symmetric: w ~= scale * q,
- * scale = max|w_row| / 127, q = round(w / scale). Products go through gemm_q8 (dequantised in the
- * kernel); the engine keeps no f32 copy of those weights. The token embedding stays f32 (with a
- * tied head, the head's int8 copy of wte sits beside it). */
+ * head) and the embeddings (wte, wpe) are stored as int8 with one f32 scale per row, symmetric:
+ * w ~= scale * q, scale = max|w_row| / 127, q = round(w / scale). Products go through gemm_q8
+ * (dequantised in the kernel), the embedding lookups through embed_q8 (the rows read are
+ * dequantised); a row of wte is both a token's embedding and an output channel of a tied head, so
+ * one int8 wte serves both. The engine keeps no f32 copy of any of them; norms and biases stay
+ * f32. */
 #ifndef CF_MODEL_INFER_H
 #define CF_MODEL_INFER_H
 

@@ -197,6 +197,7 @@ static const struct cf_backend_ops cf_cpu_ops = {
     /* .kv_append = */ cf_cpu_kv_append,
     /* .decode_attention = */ cf_cpu_decode_attention,
     /* .gemm_q8 = */ cf_cpu_gemm_q8_op,
+    /* .embed_q8 = */ cf_cpu_embed_q8,
 };
 
 /* ---- creation and GEMM choice --------------------------------------------------------------- */

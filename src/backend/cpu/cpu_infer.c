@@ -134,3 +134,23 @@ int cf_cpu_gemm_q8(int kernel, int M, int N, int K, const float *A, int lda, con
     free(tile);
     return rc;
 }
+
+int cf_cpu_embed_q8(cf_backend *be, cf_view out_v, cf_view ids_v, cf_view W8, cf_view scale_v,
+                    int N, int C, int V, int accumulate) {
+    (void)be;
+    float *out = cf_cpu_f32(out_v);
+    const int32_t *ids = cf_cpu_i32(ids_v);
+    const int8_t *W = (const int8_t *)(const void *)((const char *)W8.buf->host + W8.off);
+    const float *scale = cf_cpu_f32(scale_v);
+    for (int r = 0; r < N; r++) {
+        const int id = ids[r] < 0 ? 0 : ids[r] >= V ? V - 1 : ids[r];
+        const int8_t *w = W + (size_t)id * C;
+        const float s = scale[id];
+        float *o = out + (size_t)r * C;
+        if (accumulate)
+            for (int k = 0; k < C; k++) o[k] += s * (float)w[k];
+        else
+            for (int k = 0; k < C; k++) o[k] = s * (float)w[k];
+    }
+    return CF_OK;
+}

@@ -99,6 +99,8 @@ int cf_cpu_decode_attention(cf_backend *be, cf_view out, cf_view qkv, cf_view kc
 /* gemm_q8 on host pointers; kernel is the GEMM the products with many rows go through */
 int cf_cpu_gemm_q8(int kernel, int M, int N, int K, const float *A, int lda, const int8_t *W,
                    const float *scale, const float *bias, float *C, int ldc);
+int cf_cpu_embed_q8(cf_backend *be, cf_view out, cf_view ids, cf_view W8, cf_view scale, int N,
+                    int C, int V, int accumulate);
 
 /* ---- bf16 GEMM pieces (cpu_gemm_bf16.c; driven by cpu_gemm.c as CF_CPU_GEMM_BF16) ---------- */
 /* 1 when the CPU has AVX512-BF16 (and AVX512F/BW/VL with the zmm state saved by the OS). */

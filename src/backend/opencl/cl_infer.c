@@ -19,7 +19,7 @@
 struct cf_cl_infer {
     int status; /* 0 not built, 1 built, < 0 the build failed (kept, not retried) */
     cl_program att, q8;
-    cl_kernel append, decode, q8_rows, q8_dequant, f32_rows;
+    cl_kernel append, decode, q8_rows, q8_dequant, f32_rows, embed;
     cl_mem scores, tile;
     size_t scores_bytes, tile_bytes;
 };
@@ -34,6 +34,7 @@ void cf_cl_infer_release(cf_cl_ctx *ctx) {
     if (st->q8_rows) clReleaseKernel(st->q8_rows);
     if (st->q8_dequant) clReleaseKernel(st->q8_dequant);
     if (st->f32_rows) clReleaseKernel(st->f32_rows);
+    if (st->embed) clReleaseKernel(st->embed);
     if (st->att) clReleaseProgram(st->att);
     if (st->q8) clReleaseProgram(st->q8);
     if (st->scores) clReleaseMemObject(st->scores);
@@ -71,14 +72,19 @@ static int infer_state(cf_cl_ctx *ctx, struct cf_cl_infer **out) {
     if (rc == CF_OK) rc = make_kernel(ctx, st->q8, "gemm_q8_rows", &st->q8_rows);
     if (rc == CF_OK) rc = make_kernel(ctx, st->q8, "gemm_q8_dequant", &st->q8_dequant);
     if (rc == CF_OK) rc = make_kernel(ctx, st->q8, "gemm_f32_rows", &st->f32_rows);
+    if (rc == CF_OK) rc = make_kernel(ctx, st->q8, "embed_q8", &st->embed);
     st->status = rc == CF_OK ? 1 : rc;
     return rc;
 }
 
 /* a scratch buffer of this state grown to nbytes: at least 256 KiB, and a quarter more than asked
- * when it grows, so that small models (and the oclgrind tests) never re-create it (oclgrind's
- * uninitialised-value checker loses track of a released buffer's address when it is reused; see
- * cf_cl_scratch in cl_runtime.c) and a growing context re-creates it rarely */
+ * when it grows, so that a growing context re-creates it rarely. A new buffer is written in full
+ * from the host (zeros) once: oclgrind's uninitialised-value checker keeps the shadow of a released
+ * buffer for the next buffer created at its index, so the scratch, created after the op tests
+ * have released many smaller buffers, inherited a smaller shadow, and what decode_attention wrote
+ * to its score rows and gemm_q8_dequant to its tile past that size read back as uninitialised (in
+ * decode_attention and in CLBlast's XgemmDirectTT); a host write of the whole buffer makes oclgrind
+ * re-create the shadow at the buffer's size (tools/oclgrind_repro/recycled_buffer.c) */
 static int grow(cf_cl_ctx *ctx, cl_mem *m, size_t *have, size_t nbytes) {
     if (*m && *have >= nbytes) return CF_OK;
     if (*m) clReleaseMemObject(*m);
@@ -89,6 +95,17 @@ static int grow(cf_cl_ctx *ctx, cl_mem *m, size_t *have, size_t nbytes) {
     if (want > (size_t)ctx->dev.max_alloc && nbytes <= (size_t)ctx->dev.max_alloc)
         want = nbytes;
     CF_TRY(cf_cl_create_mem(ctx, want, m));
+    void *zero = calloc(1, want);
+    cl_int err = zero ? clEnqueueWriteBuffer(ctx->queue, *m, CL_TRUE, 0, want, zero, 0, NULL, NULL)
+                      : CL_OUT_OF_HOST_MEMORY;
+    free(zero);
+    if (err != CL_SUCCESS) {
+        clReleaseMemObject(*m);
+        *m = NULL;
+        cf_cl_fail(ctx, "opencl: initialising a %zu-byte inference scratch failed: %s", want,
+                   cf_cl_errstr(err));
+        return err == CL_OUT_OF_HOST_MEMORY ? CF_ERR_NOMEM : CF_ERR_DEVICE;
+    }
     *have = want;
     return CF_OK;
 }
@@ -192,6 +209,20 @@ int cf_cl_gemm_q8(cf_backend *be, int M, int N, int K, cf_view A, int lda, cf_vi
     for (int m = 0; m < M; m++) /* add_bias takes packed rows */
         CF_TRY(be->ops->add_bias(be, cf_view_add(C, (size_t)m * ldc), bias, 1, N));
     return CF_OK;
+}
+
+int cf_cl_embed_q8(cf_backend *be, cf_view out, cf_view ids, cf_view W8, cf_view scale, int N,
+                   int C, int V, int accumulate) {
+    cf_cl_ctx *ctx = ctx_of(be);
+    struct cf_cl_infer *st;
+    CF_TRY(infer_state(ctx, &st));
+    const size_t ls = DA_LS, g = cf_round_up((size_t)N * C, ls);
+    return cf_cl_launch(ctx, st->embed, "embed_q8", 1, &g, &ls,
+                        CF_ARGS(ARG_MEM(cf_cl_mem(out)), ARG_ULONG(cf_view_elem_off(out)),
+                                ARG_MEM(cf_cl_mem(ids)), ARG_ULONG(cf_view_elem_off(ids)),
+                                ARG_MEM(cf_cl_mem(W8)), ARG_ULONG(W8.off),
+                                ARG_MEM(cf_cl_mem(scale)), ARG_ULONG(cf_view_elem_off(scale)),
+                                ARG_INT(N), ARG_INT(C), ARG_INT(V), ARG_INT(accumulate)));
 }
 
 int cf_cl_gemm_rows_try(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {

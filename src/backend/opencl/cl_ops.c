@@ -705,4 +705,5 @@ const struct cf_backend_ops cf_cl_ops = {
     /* .kv_append = */ cf_cl_kv_append,
     /* .decode_attention = */ cf_cl_decode_attention,
     /* .gemm_q8 = */ cf_cl_gemm_q8,
+    /* .embed_q8 = */ cf_cl_embed_q8,
 };
