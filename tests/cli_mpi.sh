@@ -148,7 +148,7 @@ wait $mp
 ck=$(ls "$W"/i/step_*.safetensors 2>/dev/null | tail -1)
 # (the "interrupted at step" line may not reach mpirun's output: mpirun stops forwarding once its
 # teardown starts, so the log's interruption record is what says it)
-if [ -n "$ck" ] && grep -q "\"interrupted\": true, \"checkpoint\": \"$ck\"" "$W/i.jsonl" &&
+if [ -n "$ck" ] && grep -q "\"interrupted\":true,\"checkpoint\":\"$ck\"" "$W/i.jsonl" &&
   ! ls "$W"/i/*.tmp >/dev/null 2>&1; then
   $MPI -np 2 "$CLF" train configs/tiny.json $SMALL --steps 1000000 checkpoint_interval=100000 --device cpu --resume "$ck" --out "$W/i" --stop-after 1 --quiet &&
     ok "Ctrl-C under mpirun saves $(basename "$ck") on rank 0 and the run resumes from it" || bad "resume after Ctrl-C under mpirun failed"

@@ -485,19 +485,6 @@ int cf_train_step(cf_model *m, int step, cf_batch_fn next, void *user, int32_t *
     return CF_OK;
 }
 
-/* A JSON string (quotes, backslashes and control characters escaped); < 0 on a write error. */
-static int put_json_string(FILE *f, const char *s) {
-    if (fputc('"', f) == EOF) return -1;
-    for (; *s; s++) {
-        const unsigned char ch = (unsigned char)*s;
-        const int w = ch == '"' || ch == '\\' ? fprintf(f, "\\%c", ch)
-                      : ch < 0x20             ? fprintf(f, "\\u%04x", ch)
-                                              : fputc(ch, f);
-        if (w < 0 || w == EOF) return -1;
-    }
-    return fputc('"', f) == EOF ? -1 : 0;
-}
-
 /* The --log record of --target-loss: reached or not, the wall time and tokens used. */
 static void write_target_record(cf_train_opts *o, FILE *logf, int *log_failed, int step,
                                 float val) {
@@ -854,12 +841,17 @@ int cf_train_run(cf_train_opts *o) {
             CF_INFO("saved %s; resume with --resume %s", o->last_checkpoint, o->out_dir);
             /* the log says why the run ended: under mpirun the message above may never reach
              * the terminal (mpirun stops forwarding output once Ctrl-C starts its teardown) */
-            if (logf && !log_failed &&
-                (fprintf(logf, "{\"step\": %d, \"interrupted\": true, \"checkpoint\": ",
-                         st.step) < 0 ||
-                 put_json_string(logf, o->last_checkpoint) < 0 || fputs("}\n", logf) < 0 ||
-                 fflush(logf) != 0))
-                CF_WARN("--log %s: writing the interruption record failed", o->log_path);
+            if (logf && !log_failed) {
+                cJSON *r = cJSON_CreateObject();
+                cJSON_AddNumberToObject(r, "step", st.step);
+                cJSON_AddBoolToObject(r, "interrupted", 1);
+                cJSON_AddStringToObject(r, "checkpoint", o->last_checkpoint);
+                char *text = cJSON_PrintUnformatted(r); /* escapes the path */
+                if (!text || fprintf(logf, "%s\n", text) < 0 || fflush(logf) != 0)
+                    CF_WARN("--log %s: writing the interruption record failed", o->log_path);
+                cJSON_free(text);
+                cJSON_Delete(r);
+            }
             rc = CF_ERR_INTERRUPTED;
             goto done;
         }

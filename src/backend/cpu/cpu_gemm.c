@@ -63,25 +63,6 @@ typedef struct {
                     * 2: pack to bf16 pairs (cpu_gemm_bf16.c; the bf16 kernel) */
 } cf_gemm_kernel;
 
-/* Edge tiles: copy the valid part of C into a full MR x NR scratch tile (zeros elsewhere) and
- * back, so the kernel's vector code runs unchanged on them. */
-static void cf_gemm_tile_in(float *tile, int nr, const float *c, ptrdiff_t ldc, int mr, int m,
-                            int n, float beta) {
-    memset(tile, 0, sizeof(float) * (size_t)mr * (size_t)nr);
-    if (beta == 0.0f) return;
-    for (int i = 0; i < m; i++) memcpy(tile + (size_t)i * nr, c + i * ldc, sizeof(float) * n);
-}
-static void cf_gemm_tile_out(float *c, ptrdiff_t ldc, const float *tile, int nr, int m, int n) {
-    for (int i = 0; i < m; i++) memcpy(c + i * ldc, tile + (size_t)i * nr, sizeof(float) * n);
-}
-/* The n biases of an edge tile, zero-padded to nr in pad (so vector loads stay in bounds). */
-static const float *cf_gemm_bias_pad(float *pad, int nr, const float *bias, int n) {
-    if (!bias || n >= nr) return bias;
-    memset(pad, 0, sizeof(float) * (size_t)nr);
-    memcpy(pad, bias, sizeof(float) * (size_t)n);
-    return pad;
-}
-
 /* ---- portable kernel (plain C; compilers vectorise the inner loops) ------------------------- */
 
 #define CF_GEN_MR 4

@@ -246,9 +246,7 @@ CF_BF16_TARGET void cf_cpu_bf16_ukr(int kc, const float *a_, const float *b_, fl
     ptrdiff_t ldp = ldc;
     const int edge = m < 12 || n < 32;
     if (edge) {
-        memset(tile, 0, sizeof tile);
-        if (beta != 0.0f)
-            for (int i = 0; i < m; i++) memcpy(tile + i * 32, c + i * ldc, sizeof(float) * n);
+        cf_gemm_tile_in(tile, 32, c, ldc, 12, m, n, beta);
         cp = tile;
         ldp = 32;
     }
@@ -257,9 +255,8 @@ CF_BF16_TARGET void cf_cpu_bf16_ukr(int kc, const float *a_, const float *b_, fl
     const int bm = beta == 0.0f ? 0 : (beta == 1.0f ? 1 : 2);
     if (bias) { /* fold alpha and the bias into the accumulators, then store with alpha 1 */
         float bpad[32] __attribute__((aligned(64)));
-        memset(bpad, 0, sizeof bpad);
-        memcpy(bpad, bias, sizeof(float) * (size_t)(n < 32 ? n : 32));
-        const __m512 bv0 = _mm512_load_ps(bpad), bv1 = _mm512_load_ps(bpad + 16);
+        const float *bb = cf_gemm_bias_pad(bpad, 32, bias, n);
+        const __m512 bv0 = _mm512_loadu_ps(bb), bv1 = _mm512_loadu_ps(bb + 16);
         CF_BF16_BIAS(0);
         CF_BF16_BIAS(1);
         CF_BF16_BIAS(2);
@@ -286,8 +283,7 @@ CF_BF16_TARGET void cf_cpu_bf16_ukr(int kc, const float *a_, const float *b_, fl
     CF_BF16_STORE(9, 9);
     CF_BF16_STORE(A, 10);
     CF_BF16_STORE(B, 11);
-    if (edge)
-        for (int i = 0; i < m; i++) memcpy(c + i * ldc, tile + i * 32, sizeof(float) * n);
+    if (edge) cf_gemm_tile_out(c, ldc, tile, 32, m, n);
 }
 
 #else /* not x86 with GCC/Clang: no AVX512-BF16 kernel; cf_cpu_bf16_usable() says so */

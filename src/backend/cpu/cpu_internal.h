@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "backend/cpu/cpu_backend.h"
 
@@ -120,5 +121,24 @@ void cf_cpu_bf16_ukr(int kc, const float *a, const float *b, float *c, ptrdiff_t
 /* Parse a GEMM choice ("native", "native:<kernel>", "blas", "auto") into a kernel index for
  * cf_cpu_sgemm; origin names where the value came from for the error message. */
 int cf_cpu_gemm_parse(const char *which, const char *origin, int *kernel);
+
+/* GEMM micro-kernels' edge tiles (cpu_gemm.c, cpu_gemm_bf16.c): copy the valid part of C into a full MR x NR scratch tile (zeros elsewhere) and
+ * back, so the kernel's vector code runs unchanged on them. */
+static inline void cf_gemm_tile_in(float *tile, int nr, const float *c, ptrdiff_t ldc, int mr, int m,
+                            int n, float beta) {
+    memset(tile, 0, sizeof(float) * (size_t)mr * (size_t)nr);
+    if (beta == 0.0f) return;
+    for (int i = 0; i < m; i++) memcpy(tile + (size_t)i * nr, c + i * ldc, sizeof(float) * n);
+}
+static inline void cf_gemm_tile_out(float *c, ptrdiff_t ldc, const float *tile, int nr, int m, int n) {
+    for (int i = 0; i < m; i++) memcpy(c + i * ldc, tile + (size_t)i * nr, sizeof(float) * n);
+}
+/* The n biases of an edge tile, zero-padded to nr in pad (so vector loads stay in bounds). */
+static inline const float *cf_gemm_bias_pad(float *pad, int nr, const float *bias, int n) {
+    if (!bias || n >= nr) return bias;
+    memset(pad, 0, sizeof(float) * (size_t)nr);
+    memcpy(pad, bias, sizeof(float) * (size_t)n);
+    return pad;
+}
 
 #endif
