@@ -20,8 +20,6 @@ struct cf_cl_infer {
     int status; /* 0 not built, 1 built, < 0 the build failed (kept, not retried) */
     cl_program att, q8;
     cl_kernel append, decode, q8_rows, q8_dequant, f32_rows, embed;
-    cl_mem scores, tile;
-    size_t scores_bytes, tile_bytes;
 };
 
 static cf_cl_ctx *ctx_of(cf_backend *be) { return (cf_cl_ctx *)be->ctx; }
@@ -37,8 +35,6 @@ void cf_cl_infer_release(cf_cl_ctx *ctx) {
     if (st->embed) clReleaseKernel(st->embed);
     if (st->att) clReleaseProgram(st->att);
     if (st->q8) clReleaseProgram(st->q8);
-    if (st->scores) clReleaseMemObject(st->scores);
-    if (st->tile) clReleaseMemObject(st->tile);
     free(st);
     ctx->infer = NULL;
 }
@@ -77,39 +73,6 @@ static int infer_state(cf_cl_ctx *ctx, struct cf_cl_infer **out) {
     return rc;
 }
 
-/* a scratch buffer of this state grown to nbytes: at least 256 KiB, and a quarter more than asked
- * when it grows, so that a growing context re-creates it rarely. A new buffer is written in full
- * from the host (zeros) once: oclgrind's uninitialised-value checker keeps the shadow of a released
- * buffer for the next buffer created at its index, so the scratch, created after the op tests
- * have released many smaller buffers, inherited a smaller shadow, and what decode_attention wrote
- * to its score rows and gemm_q8_dequant to its tile past that size read back as uninitialised (in
- * decode_attention and in CLBlast's XgemmDirectTT); a host write of the whole buffer makes oclgrind
- * re-create the shadow at the buffer's size (tools/oclgrind_repro/recycled_buffer.c) */
-static int grow(cf_cl_ctx *ctx, cl_mem *m, size_t *have, size_t nbytes) {
-    if (*m && *have >= nbytes) return CF_OK;
-    if (*m) clReleaseMemObject(*m);
-    *m = NULL;
-    *have = 0;
-    size_t want = cf_round_up(nbytes + nbytes / 4, 256);
-    if (want < ((size_t)256 << 10)) want = (size_t)256 << 10;
-    if (want > (size_t)ctx->dev.max_alloc && nbytes <= (size_t)ctx->dev.max_alloc)
-        want = nbytes;
-    CF_TRY(cf_cl_create_mem(ctx, want, m));
-    void *zero = calloc(1, want);
-    cl_int err = zero ? clEnqueueWriteBuffer(ctx->queue, *m, CL_TRUE, 0, want, zero, 0, NULL, NULL)
-                      : CL_OUT_OF_HOST_MEMORY;
-    free(zero);
-    if (err != CL_SUCCESS) {
-        clReleaseMemObject(*m);
-        *m = NULL;
-        cf_cl_fail(ctx, "opencl: initialising a %zu-byte inference scratch failed: %s", want,
-                   cf_cl_errstr(err));
-        return err == CL_OUT_OF_HOST_MEMORY ? CF_ERR_NOMEM : CF_ERR_DEVICE;
-    }
-    *have = want;
-    return CF_OK;
-}
-
 int cf_cl_kv_append(cf_backend *be, cf_view qkv, cf_view kc, cf_view vc, cf_view cs, cf_view pos,
                     int B, int Tq, int NH, int KVH, int hs, int S) {
     cf_cl_ctx *ctx = ctx_of(be);
@@ -139,7 +102,8 @@ int cf_cl_decode_attention(cf_backend *be, cf_view out, cf_view qkv, cf_view kc,
     }
     CF_TRY(infer_state(ctx, &st));
     const size_t groups = (size_t)B * Tq * NH;
-    CF_TRY(grow(ctx, &st->scores, &st->scores_bytes, groups * (size_t)S * sizeof(float)));
+    cl_mem scores;
+    CF_TRY(cf_cl_scratch(ctx, CF_SCRATCH_SCORES, groups * (size_t)S * sizeof(float), &scores));
     const size_t ls = DA_LS, g = groups * ls;
     return cf_cl_launch(ctx, st->decode, "decode_attention", 1, &g, &ls,
                         CF_ARGS(ARG_MEM(cf_cl_mem(out)), ARG_ULONG(cf_view_elem_off(out)),
@@ -147,7 +111,7 @@ int cf_cl_decode_attention(cf_backend *be, cf_view out, cf_view qkv, cf_view kc,
                                 ARG_MEM(cf_cl_mem(kc)), ARG_ULONG(cf_view_elem_off(kc)),
                                 ARG_MEM(cf_cl_mem(vc)), ARG_ULONG(cf_view_elem_off(vc)),
                                 ARG_MEM(cf_cl_mem(pos)), ARG_ULONG(cf_view_elem_off(pos)),
-                                ARG_MEM(st->scores), ARG_INT(Tq), ARG_INT(NH), ARG_INT(KVH),
+                                ARG_MEM(scores), ARG_INT(Tq), ARG_INT(NH), ARG_INT(KVH),
                                 ARG_INT(hs), ARG_INT(S)));
 }
 
@@ -174,12 +138,13 @@ int cf_cl_gemm_q8(cf_backend *be, int M, int N, int K, cf_view A, int lda, cf_vi
     /* many rows (prefill): dequantise Q8_TILE_ROWS weight rows at a time into a scratch tile and
      * multiply through the backend's GEMM (CLBlast or the native kernels) */
     const int tr = N < Q8_TILE_ROWS ? N : Q8_TILE_ROWS;
-    CF_TRY(grow(ctx, &st->tile, &st->tile_bytes, (size_t)tr * K * sizeof(float)));
+    cl_mem tile;
+    CF_TRY(cf_cl_scratch(ctx, CF_SCRATCH_Q8_TILE, (size_t)tr * K * sizeof(float), &tile));
     for (int n0 = 0; n0 < N; n0 += tr) {
         const int rows = N - n0 < tr ? N - n0 : tr;
         const size_t ls = DA_LS, g = cf_round_up((size_t)rows * K, ls);
         CF_TRY(cf_cl_launch(ctx, st->q8_dequant, "gemm_q8_dequant", 1, &g, &ls,
-                            CF_ARGS(ARG_MEM(st->tile), ARG_MEM(cf_cl_mem(W8)), ARG_ULONG(W8.off),
+                            CF_ARGS(ARG_MEM(tile), ARG_MEM(cf_cl_mem(W8)), ARG_ULONG(W8.off),
                                     ARG_MEM(cf_cl_mem(scale)), ARG_ULONG(cf_view_elem_off(scale)),
                                     ARG_INT(n0), ARG_INT(rows), ARG_INT(K))));
         cf_cl_gemm_desc d;
@@ -194,7 +159,7 @@ int cf_cl_gemm_q8(cf_backend *be, int M, int N, int K, cf_view A, int lda, cf_vi
         d.A = cf_cl_mem(A);
         d.a_off = cf_view_elem_off(A);
         d.lda = lda;
-        d.B = st->tile;
+        d.B = tile;
         d.b_off = 0;
         d.ldb = K;
         d.C = cf_cl_mem(C);

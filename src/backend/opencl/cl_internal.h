@@ -105,6 +105,8 @@ enum cf_cl_scratch_slot {
     CF_SCRATCH_COLSUM,  /* column-sum chunk partials */
     CF_SCRATCH_SORT,    /* encoder backward: positions sorted by token, their tokens, run lengths */
     CF_SCRATCH_COPY,    /* staging for overlapping copies */
+    CF_SCRATCH_SCORES,  /* decode_attention's score rows (cl_infer.c) */
+    CF_SCRATCH_Q8_TILE, /* gemm_q8's dequantised weight tile (cl_infer.c) */
     CF_SCRATCH_COUNT
 };
 

@@ -168,6 +168,24 @@ int cf_cl_scratch(cf_cl_ctx *ctx, int slot, size_t nbytes, cl_mem *out) {
     if (grown < CF_CL_SCRATCH_MIN) grown = CF_CL_SCRATCH_MIN;
     if (grown > ctx->dev.max_alloc) grown = nbytes; /* (cf_cl_create_mem reports a too-large one) */
     CF_TRY(cf_cl_create_mem(ctx, grown, &ctx->scratch[slot]));
+    /* ...and a new slot is written in full from the host once: the checker keeps a released
+     * buffer's shadow for the next buffer created at its index, so a larger one inherited a
+     * smaller shadow and what a kernel wrote past that size read back as uninitialised
+     * (decode_attention's score rows, gemm_q8's tile inside CLBlast's XgemmDirectTT); a host write
+     * of the whole buffer makes oclgrind build the shadow at the buffer's size, where a fill
+     * kernel does not (tools/oclgrind_repro/recycled_buffer.c) */
+    void *zero = calloc(1, grown);
+    const cl_int err = zero ? clEnqueueWriteBuffer(ctx->queue, ctx->scratch[slot], CL_TRUE, 0,
+                                                   grown, zero, 0, NULL, NULL)
+                            : CL_OUT_OF_HOST_MEMORY;
+    free(zero);
+    if (err != CL_SUCCESS) {
+        clReleaseMemObject(ctx->scratch[slot]);
+        ctx->scratch[slot] = NULL;
+        cf_cl_fail(ctx, "opencl: initialising a %zu-byte scratch buffer failed: %s", grown,
+                   cf_cl_errstr(err));
+        return err == CL_OUT_OF_HOST_MEMORY ? CF_ERR_NOMEM : CF_ERR_DEVICE;
+    }
     ctx->scratch_bytes[slot] = grown;
     *out = ctx->scratch[slot];
     return CF_OK;
