@@ -232,10 +232,15 @@ static inline __attribute__((always_inline)) void att_out(__global float *dst, i
  * grouped-query form made GPT-2's fused forward 0.060 -> 0.081 ms per call, backward
  * 0.090 -> 0.100.) */
 #ifdef ATT_MHA
+/* The forward kernel has no KVH parameter in this build: with it, unread, NVIDIA's compiler gave
+ * the kernel 78 registers instead of 64 (3 groups of 256 per multiprocessor instead of 4) and the
+ * forward took 0.078 instead of 0.061 ms per call on an H100 (BENCHMARKS.md, issue 11). */
+#define ATT_FWD_KVH
 #define ATT_LD(C, KVH) (3 * (C))
 #define ATT_KV_HEAD(h, NH, KVH) (h)
 #define ATT_KV_SPAN(C, KVH) ((size_t)(C)) /* from a key head to its value head */
 #else
+#define ATT_FWD_KVH int KVH,
 #define ATT_LD(C, KVH) ((C) + 2 * (KVH) * HS)
 #define ATT_KV_HEAD(h, NH, KVH) ((h) / ((NH) / (KVH)))
 #define ATT_KV_SPAN(C, KVH) ((size_t)(KVH) * HS)
@@ -252,8 +257,8 @@ static inline __attribute__((always_inline)) void att_out(__global float *dst, i
  * Launch: (NH * WG, B, ceil(T / BM)) items in groups of (WG, 1, 1). */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void
 attention_fused_forward(__global float *out, ulong out_off, __global float *att, ulong att_off,
-                        __global const float *qkv, ulong qkv_off, int NH, int KVH, int T, int C,
-                        float scale) {
+                        __global const float *qkv, ulong qkv_off, int NH, ATT_FWD_KVH int T,
+                        int C, float scale) {
     __local float4 Qs[BM * LDK / 4], KVs[BK * LDK / 4];
     __local float4 Ps[BK * LDA / 4]; /* probabilities [key][row]; first the row statistics */
     __local float *P = (__local float *)Ps;
@@ -262,10 +267,15 @@ attention_fused_forward(__global float *out, ulong out_off, __global float *att,
     /* (get_num_groups(2) would do, but crashes oclgrind's uninitialised-value checker) */
     const int q0 = ((T + BM - 1) / BM - 1 - (int)get_group_id(2)) * BM, bh = b * NH + h;
     const int kend = min(T, q0 + BM); /* keys the block sees */
-    const int ld = ATT_LD(C, KVH), kvh = ATT_KV_HEAD(h, NH, KVH);
+    const int ld = ATT_LD(C, KVH);
     __global const float *Q = qkv + qkv_off + (size_t)b * T * ld + (size_t)h * HS;
+#ifdef ATT_MHA /* key and value as offsets of Q: one live base pointer */
+    __global const float *K = Q + C, *Vg = Q + 2 * (size_t)C;
+#else
+    const int kvh = ATT_KV_HEAD(h, NH, KVH);
     __global const float *K = qkv + qkv_off + (size_t)b * T * ld + (size_t)(C + kvh * HS);
     __global const float *Vg = K + ATT_KV_SPAN(C, KVH);
+#endif
     __global float *A = att + att_off + (size_t)bh * T * T;
 
     att_rows((__local float *)Qs, Q, ld, q0, BM, T, scale);
@@ -382,10 +392,15 @@ attention_fused_backward_q(__global float *dqkv, ulong dqkv_off, __global float 
     const int h = get_group_id(0), b = get_group_id(1), bh = b * NH + h;
     const int q0 = ((T + BM - 1) / BM - 1 - (int)get_group_id(2)) * BM;
     const int kend = min(T, q0 + BM);
-    const int ld = ATT_LD(C, KVH), kvh = ATT_KV_HEAD(h, NH, KVH);
+    const int ld = ATT_LD(C, KVH);
     const size_t head = (size_t)b * T * ld + (size_t)h * HS;
+#ifdef ATT_MHA
+    __global const float *K = qkv + qkv_off + head + C, *Vg = K + C;
+#else
+    const int kvh = ATT_KV_HEAD(h, NH, KVH);
     __global const float *K = qkv + qkv_off + (size_t)b * T * ld + (size_t)(C + kvh * HS);
     __global const float *Vg = K + ATT_KV_SPAN(C, KVH);
+#endif
     __global const float *dO = dout + dout_off + (size_t)b * T * C + (size_t)h * HS;
     __global const float *A = att + att_off + (size_t)bh * T * T;
     __global float *D = dpre + dpre_off + (size_t)bh * T * T;

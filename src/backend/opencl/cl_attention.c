@@ -260,13 +260,21 @@ int cf_cl_attention_fused_forward(cf_cl_ctx *ctx, cf_view out, cf_view att, cf_v
     att_variant *v = fused_setup(ctx, B, T, NH, KVH, hs, 0, local, global);
     if (!v) return 0;
     const int C = NH * hs;
-    CF_TRY(
-        cf_cl_launch(ctx, v->fwd, "attention_fused_forward", 3, global, local,
-                     CF_ARGS(ARG_MEM(cf_cl_mem(out)), ARG_ULONG(cf_view_elem_off(out)),
-                             ARG_MEM(cf_cl_mem(att)), ARG_ULONG(cf_view_elem_off(att)),
-                             ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(cf_view_elem_off(qkv)), ARG_INT(NH),
-                             ARG_INT(KVH), ARG_INT(T), ARG_INT(C),
-                             ARG_FLOAT(1.0f / sqrtf((float)hs)))));
+    const float scale = 1.0f / sqrtf((float)hs);
+    /* the multi-head build's forward takes no KVH (cl_kernels/attention.cl says why) */
+    if (v->mha)
+        CF_TRY(cf_cl_launch(ctx, v->fwd, "attention_fused_forward", 3, global, local,
+                            CF_ARGS(ARG_MEM(cf_cl_mem(out)), ARG_ULONG(cf_view_elem_off(out)),
+                                    ARG_MEM(cf_cl_mem(att)), ARG_ULONG(cf_view_elem_off(att)),
+                                    ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(cf_view_elem_off(qkv)),
+                                    ARG_INT(NH), ARG_INT(T), ARG_INT(C), ARG_FLOAT(scale))));
+    else
+        CF_TRY(cf_cl_launch(ctx, v->fwd, "attention_fused_forward", 3, global, local,
+                            CF_ARGS(ARG_MEM(cf_cl_mem(out)), ARG_ULONG(cf_view_elem_off(out)),
+                                    ARG_MEM(cf_cl_mem(att)), ARG_ULONG(cf_view_elem_off(att)),
+                                    ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(cf_view_elem_off(qkv)),
+                                    ARG_INT(NH), ARG_INT(KVH), ARG_INT(T), ARG_INT(C),
+                                    ARG_FLOAT(scale))));
     ctx->attention->fused++;
     ctx->attention->fused_mha += v->mha;
     return 1;
