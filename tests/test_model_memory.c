@@ -291,9 +291,24 @@ static void check_accounting(void) {
         cf_model_act_layout(&c, b, t, a, g);
         expect("block: ln1 and fch held once, residual3 (the block inputs) per layer",
                a[CF_A_ln1].n == 1 && a[CF_A_fch].n == 1 && a[CF_A_residual3].n == (int)L);
-        /* the LM head: 1024 rows of logits by default, head_chunk rows when set */
-        expect("logits: 1024 rows of V by default (B*T = 2048)",
-               a[CF_A_logits].size == (size_t)1024 * c.vocab_size);
+        /* the LM head: by default the rows whose logits fit CF_HEAD_CHUNK_BYTES (multiples of
+         * 256, at most B*T), head_chunk rows when set */
+        expect("logits: all B*T rows by default where they fit 256 MiB",
+               a[CF_A_logits].size == bt * c.vocab_size);
+        {
+            cf_config big = c;
+            big.vocab_size = 50304; /* 256 MiB / (50304 * 4 B) = 1334 rows: 1280 */
+            cf_act_info ab[CF_NUM_ACTS];
+            size_t gb[CF_NUM_GACTS];
+            cf_model_act_layout(&big, 8, 1024, ab, gb);
+            expect("logits: 1280 rows of V = 50304 by default at B*T = 8192",
+                   cf_model_head_rows(&big, 8, 1024) == 1280 &&
+                       ab[CF_A_logits].size == (size_t)1280 * 50304);
+            expect("logits: B*T rows when fewer than the budget's (B*T = 512)",
+                   cf_model_head_rows(&big, 1, 512) == 512);
+            big.vocab_size = 2000000; /* 33 rows fit: at least 256 */
+            expect("logits: at least 256 rows", cf_model_head_rows(&big, 8, 1024) == 256);
+        }
         c.head_chunk = 100;
         cf_model_act_layout(&c, b, t, a, g);
         expect("logits: head_chunk=100 rows of V",

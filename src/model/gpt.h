@@ -167,7 +167,8 @@ enum cf_linear_id {
  * residual3 of the layer before, which stay stacked); LA = L, or 1 under `attention` and `block`
  * (the attention op's outputs are recomputed from qkv). A tensor with n = 1 holds the layer being
  * computed; every layer's view of it is its one slice.
- * The LM head never holds the (B*T, V) logits: HR rows of them at a time (cf_model_head_rows). */
+ * The LM head holds HR rows of the (B*T, V) logits at a time (cf_model_head_rows): all of them
+ * only where they fit CF_HEAD_CHUNK_BYTES. */
 #define CF_GPT_ACTS(X)                                                                             \
     X(encoded,   1, BT * C,     1)  /* (B,T,C) */                                                  \
     X(ln1,       LB, BT * C,     1)  /* (L,B,T,C) */                                               \
@@ -255,8 +256,11 @@ typedef struct {
 } cf_act_info;
 
 /* Rows of the B*T positions that one LM-head chunk covers: head_chunk when set (at most B*T),
- * else min(B*T, 1024): GEMMs of 1024 rows still run at full speed, and the chunk's logits are
- * 1024*V floats instead of B*T*V. */
+ * else the rows whose logits fit CF_HEAD_CHUNK_BYTES (multiples of 256 rows, at least 256, at
+ * most B*T): one chunk where the batch's logits are small (each chunk costs the head's products
+ * speed), a bounded buffer, whatever B*T, where they are not (GPT-2 124M at batch 8 x 1024: 1280
+ * rows, 246 MiB, instead of 1.57 GiB). */
+#define CF_HEAD_CHUNK_BYTES ((size_t)256 << 20)
 int cf_model_head_rows(const cf_config *cfg, int B, int T);
 
 /* Activation and backward-scratch sizes (elements, unpadded) for batches up to (B, T). */
