@@ -11,10 +11,10 @@
  * device cannot run 256 work-items or the tiles do not fit (head size 128: dkv). Head sizes that
  * are not a multiple of 4 have no tiled shape. The backward is delta = rowsum(dout * out) (its
  * own small kernel), dq over query blocks, and dk, dv over key blocks (each group summing the
- * query heads of its kv head, so no float atomics). auto does not run them yet: they are verified
- * (PoCL, oclgrind) but not yet timed on a GPU.
+ * query heads of its kv head, so no float atomics). auto runs them on GPUs (timed on an H100:
+ * 1.5-3.9x faster than the rows set).
  *
- * rows (cl_kernels/flash_attention.cl, the first version, what auto runs): one work-item per query (or key) row
+ * rows (cl_kernels/flash_attention.cl, the first version, what auto runs on CPU devices): one work-item per query (or key) row
  * holding its vectors in registers, key/value tiles in local memory. BQ = BK = 32 rows for head
  * sizes up to 64, 16 above (the dkv kernel keeps two query tiles and two padded key tiles in
  * local memory: (2 BQ HS + 2 BK (HS + 1)) floats, 32.5 KiB at HS 64 with 32-row tiles); each
@@ -449,16 +449,20 @@ static int tiled_backward(cf_cl_ctx *ctx, const tiled_variant *v, const cf_attn_
 /* the tiled program when the setting allows it and it fits; NULL (CF_OK) for the rows kernels */
 static int which(cf_cl_ctx *ctx, int hs, tiled_variant **t) {
     *t = NULL;
-    /* auto: the rows kernels on every device for now. They are the set timed on a GPU (an H100,
-     * BENCHMARKS.md); the tiled set is verified on PoCL and under oclgrind but not yet timed on a
-     * GPU, so it runs only when asked for (CF_FLASH_KERNEL=tiled). On CPU devices the rows kernels
-     * are the faster set in any case (on PoCL the two are within about 1.3x, the rows ones ahead
-     * at T 1024 and far ahead under load: PoCL vectorises their independent work-items). */
-    if (ctx->flash_kernel != CF_FLASH_K_TILED) return CF_OK;
+    /* auto: the tiled kernels on GPUs, the rows kernels on CPU devices. On an H100 the tiled set
+     * ran the forward 2.6-3.2x and the backward 1.5-3.9x faster than the rows set at T 128 to 8192
+     * (BENCHMARKS.md "Register-tiled flash kernels"); on PoCL the two are within about 1.3x, the
+     * rows ones ahead at T 1024 and far ahead under load (PoCL vectorises their independent
+     * work-items). A head size with no tiled shape (not a multiple of 4, or tiles that do not
+     * fit) runs the rows kernels under auto, and is an error when tiled was asked for by name. */
+    const int want = ctx->flash_kernel == CF_FLASH_K_TILED ||
+                     (ctx->flash_kernel == CF_FLASH_K_AUTO && (ctx->dev.type & CL_DEVICE_TYPE_GPU));
+    if (!want) return CF_OK;
     int rc = tiled_choose(ctx, hs, t);
     if (rc == CF_OK) return CF_OK;
     *t = NULL;
     if (rc != CF_ERR_UNSUPPORTED) return rc;
+    if (ctx->flash_kernel == CF_FLASH_K_AUTO) return CF_OK;
     cf_cl_fail(ctx, "flash attention: the tiled kernels (CF_FLASH_KERNEL=tiled) do not fit %s at "
                "head size %d; use CF_FLASH_KERNEL=auto or rows",
                ctx->dev.name, hs);
