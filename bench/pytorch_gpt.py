@@ -15,6 +15,7 @@ micro-batches of random tokens (B, T), forward + backward, global-norm clipping,
 (fused=True on CUDA; weight decay on the matrices and embeddings only) at a constant learning rate.  Reports the median
 over the measured steps: ms per optimizer step and training tokens/s = B * T * grad_accum / step.
 With --json prints one JSON object: {tokens_per_s, ms_per_step, device, threads, torch_version,
+peak_device_bytes (CUDA: torch.cuda.max_memory_allocated over the run),
 config, ...}.  Exits 0 with "skipped: torch not installed" when PyTorch is missing.
 """
 
@@ -231,6 +232,8 @@ def main():
         "config": {k: cfg[k] for k in FIELDS_INT + FIELDS_FAMILY},
         "config_path": args.config,
     }
+    if args.device == "cuda":  # everything PyTorch allocated during the run, model and optimizer included
+        result["peak_device_bytes"] = torch.cuda.max_memory_allocated()
     if args.json:
         print(json.dumps(result))
     else:
