@@ -12,7 +12,7 @@
  * are not a multiple of 4 have no tiled shape. The backward is delta = rowsum(dout * out) (its
  * own small kernel), dq over query blocks, and dk, dv over key blocks (each group summing the
  * query heads of its kv head, so no float atomics). auto runs them on GPUs (timed on an H100:
- * 1.5-3.9x faster than the rows set).
+ * 1.5-3.8x faster than the rows set).
  *
  * rows (cl_kernels/flash_attention.cl, the first version, what auto runs on CPU devices): one work-item per query (or key) row
  * holding its vectors in registers, key/value tiles in local memory. BQ = BK = 32 rows for head
@@ -450,7 +450,7 @@ static int tiled_backward(cf_cl_ctx *ctx, const tiled_variant *v, const cf_attn_
 static int which(cf_cl_ctx *ctx, int hs, tiled_variant **t) {
     *t = NULL;
     /* auto: the tiled kernels on GPUs, the rows kernels on CPU devices. On an H100 the tiled set
-     * ran the forward 2.6-3.2x and the backward 1.5-3.9x faster than the rows set at T 128 to 8192
+     * ran the forward 1.7-3.2x and the backward 1.5-3.8x faster than the rows set at T 128 to 8192
      * (BENCHMARKS.md "Register-tiled flash kernels"); on PoCL the two are within about 1.3x, the
      * rows ones ahead at T 1024 and far ahead under load (PoCL vectorises their independent
      * work-items). A head size with no tiled shape (not a multiple of 4, or tiles that do not
