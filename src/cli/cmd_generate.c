@@ -1075,9 +1075,11 @@ static int bench_one(cf_backend *be, const cf_config *cfg, const float *host, co
     cf_rng rng;
     cf_rng_seed(&rng, 1234);
     for (int i = 0; i < B * P; i++) tok[i] = (int32_t)(cf_rng_u32(&rng) % (uint32_t)V);
-    /* warm-up (kernel builds, first-touch): a short prefill and two decode steps */
-    const int wp = P < 8 ? P : 8;
-    if ((rc = cf_infer_step(inf, 0, B, wp, tok, lg)) < 0) goto done;
+    /* warm-up (kernel builds, first-touch, each shape's first GEMM): a prefill of the timed one's
+     * shape and two decode steps. (The warm-up prefill used to be 8 rows a sequence, so the timed
+     * prefill was the first product of B*P rows.) */
+    if ((rc = cf_infer_step(inf, 0, B, P, tok, lg)) < 0) goto done;
+    for (int b = 0; b < B; b++) cf_infer_reset(inf, b); /* the decode steps from position 0 */
     for (int k = 0; k < 2 && (rc = cf_infer_step(inf, 0, B, 1, tok, lg)) >= 0; k++) {
     }
     if (rc < 0) goto done;
