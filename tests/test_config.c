@@ -348,12 +348,43 @@ static void test_family_kv_heads(void) {
           rc, g_msg);
 }
 
+/* configs/wiki_speedrun.json: wiki_cache_optimized's shape, data and schedule with the recipe of
+ * the time-to-loss ablation's fastest row (BENCHMARKS.md "Time to loss"): RoPE, RMSNorm, QK-norm,
+ * ReLU^2, an untied head; AdamW and the cosine schedule stay */
+static void test_speedrun(void) {
+    printf("configs/wiki_speedrun.json\n");
+    char path[2048];
+    cf_config s, w;
+    snprintf(path, sizeof path, "%s/configs/wiki_speedrun.json", CF_SOURCE_DIR);
+    int rc = cf_config_load(path, &s);
+    CHECK(rc == CF_OK, "wiki_speedrun.json: %s", g_msg);
+    snprintf(path, sizeof path, "%s/configs/wiki_cache_optimized.json", CF_SOURCE_DIR);
+    int rc2 = cf_config_load(path, &w);
+    CHECK(rc2 == CF_OK, "wiki_cache_optimized.json: %s", g_msg);
+    if (rc != CF_OK || rc2 != CF_OK) return;
+    CHECK(s.position == CF_POS_ROPE && s.norm == CF_NORM_RMSNORM && s.qk_norm &&
+              s.mlp == CF_MLP_RELU2 && !s.tie_embeddings && s.optimizer == w.optimizer &&
+              s.lr_schedule == w.lr_schedule,
+          "wiki_speedrun.json is not the ablation's fastest recipe");
+    /* everything else as wiki_cache_optimized, so the two race on equal terms */
+    cf_config t = s;
+    t.position = w.position;
+    t.norm = w.norm;
+    t.qk_norm = w.qk_norm;
+    t.mlp = w.mlp;
+    t.tie_embeddings = w.tie_embeddings;
+    snprintf(t.name, sizeof t.name, "%s", w.name);
+    CHECK(cfg_equal(&t, &w) && t.bias == w.bias && t.num_kv_heads == w.num_kv_heads,
+          "wiki_speedrun.json differs from wiki_cache_optimized.json beyond the recipe keys");
+}
+
 int main(void) {
     snprintf(g_dir, sizeof g_dir, "%s/test_config_tmp", CF_BINARY_DIR);
     if (cf_mkdirs(g_dir) != CF_OK) return 2;
     cf_log_set_callback(capture_log, NULL);
     test_defaults_and_shipped();
     test_gpt2_124m();
+    test_speedrun();
     test_file_errors();
     test_overrides();
     test_json_roundtrip();
