@@ -167,8 +167,8 @@ typedef struct cf_backend_options {
     const char *cache_dir;  /* OpenCL program binary cache; NULL or "" = no cache (the CLI resolves
                              * CF_CACHE_DIR, XDG_CACHE_HOME, HOME) */
     const char *attention;  /* OpenCL attention path: "auto", "fused", "gemm" (env CF_ATTENTION) */
-    const char *flash_kernel; /* OpenCL flash attention kernels: "auto" (tiled on non-CPU
-                               * devices they fit, else rows), "tiled" (register-tiled), "rows"
+    const char *flash_kernel; /* OpenCL flash attention kernels: "auto" (tiled on GPUs where
+                               * they fit and build, else rows), "tiled" (register-tiled), "rows"
                                * (one work-item per row, the first version) (env CF_FLASH_KERNEL) */
     int map;                /* transfers on unified memory: -1 auto (map/unmap), 0 copy (env
                              * CF_CL_MAP=0) */

@@ -43,6 +43,7 @@ typedef struct {
 typedef struct {
     int hs, tx, ty, fm, fn, qm, qn, km, kn;
     int status; /* CF_OK usable; negative: build failed or the device cannot run it */
+    int warned; /* auto fell back to the rows kernels after a failure, said once */
     cl_program program;
     cl_kernel fwd, delta, dq, dkv;
 } tiled_variant;
@@ -454,15 +455,26 @@ static int which(cf_cl_ctx *ctx, int hs, tiled_variant **t) {
      * (BENCHMARKS.md "Register-tiled flash kernels"); on PoCL the two are within about 1.3x, the
      * rows ones ahead at T 1024 and far ahead under load (PoCL vectorises their independent
      * work-items). A head size with no tiled shape (not a multiple of 4, or tiles that do not
-     * fit) runs the rows kernels under auto, and is an error when tiled was asked for by name. */
+     * fit) runs the rows kernels under auto, and is an error when tiled was asked for by name;
+     * so is a tiled program that failed to build, which auto reports once and runs the rows
+     * kernels instead. */
     const int want = ctx->flash_kernel == CF_FLASH_K_TILED ||
                      (ctx->flash_kernel == CF_FLASH_K_AUTO && (ctx->dev.type & CL_DEVICE_TYPE_GPU));
     if (!want) return CF_OK;
     int rc = tiled_choose(ctx, hs, t);
     if (rc == CF_OK) return CF_OK;
+    tiled_variant *failed = *t;
     *t = NULL;
+    if (ctx->flash_kernel == CF_FLASH_K_AUTO) {
+        if (rc != CF_ERR_UNSUPPORTED && failed && !failed->warned) {
+            failed->warned = 1;
+            CF_WARN("flash attention hs=%d: the tiled kernels failed on %s (above); running the "
+                    "rows kernels",
+                    hs, ctx->dev.name);
+        }
+        return CF_OK;
+    }
     if (rc != CF_ERR_UNSUPPORTED) return rc;
-    if (ctx->flash_kernel == CF_FLASH_K_AUTO) return CF_OK;
     cf_cl_fail(ctx, "flash attention: the tiled kernels (CF_FLASH_KERNEL=tiled) do not fit %s at "
                "head size %d; use CF_FLASH_KERNEL=auto or rows",
                ctx->dev.name, hs);

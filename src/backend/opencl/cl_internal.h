@@ -393,7 +393,7 @@ int cf_cl_flash_forward(cf_backend *be, const cf_attn_desc *d, cf_view out, cf_v
                         cf_view qkv, cf_view doc);
 int cf_cl_flash_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, cf_view delta,
                          cf_view dout, cf_view out, cf_view lse, cf_view qkv, cf_view doc);
-/* Which flash kernels run: auto (tiled on non-CPU devices they fit, else rows), tiled
+/* Which flash kernels run: auto (tiled on GPUs where they fit and build, else rows), tiled
  * (flash_tiled.cl), rows (flash_attention.cl). The environment variable CF_FLASH_KERNEL sets it. */
 enum cf_cl_flash_kernel { CF_FLASH_K_AUTO = 0, CF_FLASH_K_TILED = 1, CF_FLASH_K_ROWS = 2 };
 /* "auto", "tiled", "rows" (NULL or "" = auto) to the enum; CF_ERR_INVALID otherwise. */
