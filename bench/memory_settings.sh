@@ -1,8 +1,9 @@
 #!/bin/bash
 # clformer: peak memory and throughput of the memory settings of issue 13, for BENCHMARKS.md:
-# `recompute` none / attention / block, each with the LM head over chunks (head_chunk 0: the
-# automatic chunk, cf_model_head_rows) and unchunked (head_chunk = B*T: one (B*T, V) logits
-# buffer, as before the chunked head). Every row is its own `clformer bench` process, so its
+# `recompute` none / attention / block, each with the LM head in chunks of 1024 rows
+# (head_chunk=1024) and unchunked (head_chunk = B*T: one (B*T, V) logits buffer). The default
+# (head_chunk 0, cf_model_head_rows) takes the rows whose logits fit 256 MiB, which for
+# wiki_cache_optimized is one chunk, so the rows name the chunk explicitly. Every row is its own `clformer bench` process, so its
 # max RSS is that setting's alone.
 #
 #   bench/memory_settings.sh [CONFIG] [--clformer PATH] [--device D] [--steps N] [--warmup N]
@@ -50,7 +51,7 @@ mkdir -p "$OUT"
 : > "$ROWS"
 for head in chunked unchunked; do
   for rc in none attention block; do
-    hk="head_chunk=0"
+    hk="head_chunk=1024"
     # 2^30 rows: at least B*T, so the head runs as one chunk of all the rows
     [ "$head" = unchunked ] && hk="head_chunk=1073741824"
     if ! js=$("$CLF" bench "$CONFIG" --device "$DEVICE" --steps "$STEPS" --warmup "$WARMUP" --json \

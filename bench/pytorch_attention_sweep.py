@@ -6,7 +6,8 @@
 
 Causal attention of one layer of the config (num_heads query heads, num_kv_heads key/value heads
 read in place through enable_gqa, head size d_model / num_heads), q/k/v laid out (B, heads, T, hs)
-as SDPA wants them. Per T: forward ms and backward ms (the median of timed calls after warm-up,
+as SDPA wants them. Per T: forward ms (with autograd on, as in training) and backward ms (a
+forward plus torch.autograd.grad, minus the forward; the median of timed calls after warm-up,
 CUDA events on the GPU), the backend PyTorch picked (flash, efficient, cudnn or math: the first
 that runs when the others are disabled in that order), and the peak memory allocated during a
 forward plus backward, everything included (q, k, v, out, dout and the three gradients), in MiB,
@@ -105,13 +106,12 @@ def main():
         q.grad = k.grad = v.grad = None
         name, be = used
         with sdpa_kernel([be]):
-            def fwd():
-                with torch.no_grad():
-                    F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=KVH != NH)
+            def fwd():  # with autograd on: the training forward, log-sum-exp kept for the backward
+                F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=KVH != NH)
 
-            def fwd_bwd():
+            def fwd_bwd():  # gradients assigned, not accumulated into earlier ones
                 o = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=KVH != NH)
-                o.backward(dout)
+                torch.autograd.grad(o, (q, k, v), dout)
 
             if cuda:
                 torch.cuda.reset_peak_memory_stats()

@@ -12,16 +12,28 @@
 #   ablation  clformer alone: GPT-2/AdamW, then each recipe element added in turn (RoPE, RMSNorm,
 #             QK-norm, ReLU^2, untied head, soft-cap, Muon, WSD), and two side rows (SwiGLU in place
 #             of ReLU^2 at equal parameters, Muon alone on GPT-2)
-# One JSON line per row: {row, tool, keys, target_reached, step, tokens, wall_time_s, val_loss}.
+# One JSON line per row: {row, tool, keys, target_reached, step, tokens, wall_time_s, val_loss};
+# a row that fails is reported on stderr and the others still run (exit status 1 at the end).
 # On an OpenCL device each clformer row runs twice and the second run counts: the first builds the
 # device's programs into the kernel cache (what every later run of a user finds there).
-# Needs data/wiki (tools/prepare_wiki.sh) and build/clformer (CLF=... to override).
+# PyTorch runs on the CPU for DEVICE cpu and on cuda otherwise; PT_DEVICE=cpu|cuda overrides (an
+# OpenCL CPU device such as PoCL: PT_DEVICE=cpu).
+# Needs data/wiki (tools/prepare_wiki.sh) and build/clformer (CLF=... to override); runs from the
+# repository root whatever the current directory.
 set -eu
-DEV=${1:?usage: bench/time_to_loss.sh DEVICE OUT.jsonl [TARGET] [pair|ablation|all]}
-OUT=${2:?usage: bench/time_to_loss.sh DEVICE OUT.jsonl [TARGET] [pair|ablation|all]}
+USAGE="usage: bench/time_to_loss.sh DEVICE OUT.jsonl [TARGET] [pair|ablation|all]"
+DEV=${1:?$USAGE}
+OUT=${2:?$USAGE}
 TL=${3:-5.25}
 WHAT=${4:-all}
+case "$WHAT" in pair | ablation | all) ;; *) echo "time_to_loss.sh: '$WHAT' is not pair, ablation or all; $USAGE" >&2; exit 2 ;; esac
+python3 -c "import sys; v = float(sys.argv[1]); sys.exit(0 if v > 0 else 1)" "$TL" 2>/dev/null ||
+    { echo "time_to_loss.sh: TARGET '$TL' is not a positive number; $USAGE" >&2; exit 2; }
+case "$OUT" in /*) ;; *) OUT="$PWD/$OUT" ;; esac
+cd "$(dirname "$0")/.."
 CLF=${CLF:-build/clformer}
+PT_DEVICE=${PT_DEVICE:-$([ "$DEV" = cpu ] && echo cpu || echo cuda)}
+FAILED=0
 CFG=configs/wiki_cache_optimized.json
 EVAL=25
 THREADS=${OMP_NUM_THREADS:-$(nproc)}
@@ -39,7 +51,7 @@ clf_row() { # NAME KEYS...
         rm -rf "$TMP/run" "$TMP/log.jsonl"
         "$CLF" train "$CFG" --device "$DEV" --target-loss "$TL" eval_interval=$EVAL \
             checkpoint_interval=1000000 log_interval=1000 --out "$TMP/run" --log "$TMP/log.jsonl" \
-            "$@" > "$TMP/err.txt" 2>&1 || { echo "time_to_loss.sh: row $name failed:" >&2; tail -3 "$TMP/err.txt" >&2; return 1; }
+            "$@" > "$TMP/err.txt" 2>&1 || { echo "time_to_loss.sh: row $name failed:" >&2; tail -3 "$TMP/err.txt" >&2; FAILED=1; return 0; }
     done
     python3 - "$name" "$*" "$TMP/log.jsonl" >> "$OUT" <<'PY'
 import json, sys
@@ -53,11 +65,9 @@ PY
 pt_row() { # NAME [--tf32]
     local name=$1
     shift
-    local dev=cuda
-    [ "$DEV" = cpu ] && dev=cpu
-    python3 bench/pytorch_time_to_loss.py --config "$CFG" --target-loss "$TL" --device $dev \
+    python3 bench/pytorch_time_to_loss.py --config "$CFG" --target-loss "$TL" --device "$PT_DEVICE" \
         --threads "$THREADS" --set eval_interval=$EVAL --json "$@" > "$TMP/pt.json" 2> "$TMP/pt.err" ||
-        { echo "time_to_loss.sh: PyTorch row $name failed:" >&2; tail -3 "$TMP/pt.err" >&2; return 1; }
+        { echo "time_to_loss.sh: PyTorch row $name failed:" >&2; tail -3 "$TMP/pt.err" >&2; FAILED=1; return 0; }
     if grep -q '^skipped' "$TMP/pt.json"; then echo "PyTorch: $(cat "$TMP/pt.json")"; return 0; fi
     python3 - "$name" "$*" "$TMP/pt.json" >> "$OUT" <<'PY'
 import json, sys
@@ -90,3 +100,4 @@ if [ "$WHAT" = ablation ] || [ "$WHAT" = all ]; then
     A="$A lr_schedule=wsd"; clf_row +wsd $A
     clf_row side_muon_only optimizer=muon
 fi
+exit $FAILED
