@@ -384,8 +384,8 @@ static int forward_body(cf_model *m, int B, int T) {
     return CF_OK;
 }
 
-/* The LM head and the loss over the BT rows in chunks of head_rows, so no (BT, V) logits buffer
- * exists: per chunk logits(n,V) = lnf rows @ W^T (W = wte when tied, else lm_head), then the
+/* The LM head and the loss over the BT rows in chunks of head_rows (cf_model_head_rows), so the
+ * logits buffer holds head_rows rows, not BT, where BT rows would exceed its budget: per chunk logits(n,V) = lnf rows @ W^T (W = wte when tied, else lm_head), then the
  * (soft-capped) cross-entropy of each row into losses. With dlnf (training) the fused op turns
  * the chunk's logits into dlogits in place, scaled by dscale, and dlnf's rows are ASSIGNED
  * dlogits @ W while W's gradient accumulates dlogits^T @ lnf rows, chunk after chunk. */

@@ -259,7 +259,7 @@ typedef struct {
  * else the rows whose logits fit CF_HEAD_CHUNK_BYTES (multiples of 256 rows, at least 256, at
  * most B*T): one chunk where the batch's logits are small (each chunk costs the head's products
  * speed), a bounded buffer, whatever B*T, where they are not (GPT-2 124M at batch 8 x 1024: 1280
- * rows, 246 MiB, instead of 1.57 GiB). */
+ * rows, 246 MiB, instead of 1.54 GiB). */
 #define CF_HEAD_CHUNK_BYTES ((size_t)256 << 20)
 int cf_model_head_rows(const cf_config *cfg, int B, int T);
 

@@ -74,7 +74,7 @@ void cf_model_act_layout(const cf_config *c, int B, int T, cf_act_info acts[CF_N
 
 /* head_chunk 0: the rows whose logits fit CF_HEAD_CHUNK_BYTES (a multiple of 256 rows, at least
  * 256), B*T when fewer. Each chunk costs the head's products some speed (on an H100,
- * wiki_cache_optimized's step ran 2.7% slower with 4 chunks of 1024 rows and 1.5% with 2 of 2048
+ * wiki_cache_optimized's step ran 2.0% slower with 4 chunks of 1024 rows and 0.8% with 2 of 2048
  * than with one: the input gradient's product, M = rows by N = d_model, fills the GPU only with
  * enough rows), so the default chunks only where the whole batch's logits would be large
  * (docs/memory.md). */
