@@ -161,20 +161,10 @@ static int variant_get(cf_cl_ctx *ctx, struct cf_cl_attention *st, int hs, int t
     char opts[128];
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DHS=%d -DTY=%d -DATT_UNROLL=%d%s", hs, ty, unroll,
              mha ? " -DATT_MHA" : "");
-    int rc = cf_cl_build_program(ctx, "attention.cl", opts, &v->program);
-    cl_int err = CL_SUCCESS;
-    if (rc == CF_OK) {
-        v->fwd = clCreateKernel(v->program, "attention_fused_forward", &err);
-        if (err == CL_SUCCESS)
-            v->bwd_q = clCreateKernel(v->program, "attention_fused_backward_q", &err);
-        if (err == CL_SUCCESS)
-            v->bwd_kv = clCreateKernel(v->program, "attention_fused_backward_kv", &err);
-        if (err != CL_SUCCESS) {
-            cf_cl_fail(ctx, "cl_kernels/attention.cl (%s): fused kernels not created: %s", opts,
-                       cf_cl_errstr(err));
-            rc = CF_ERR_BUILD;
-        }
-    }
+    static const char *const names[] = {"attention_fused_forward", "attention_fused_backward_q",
+                                        "attention_fused_backward_kv"};
+    cl_kernel *const ks[] = {&v->fwd, &v->bwd_q, &v->bwd_kv};
+    int rc = cf_cl_build_kernels(ctx, "attention.cl", opts, &v->program, 3, names, ks);
     if (rc == CF_OK) rc = kernel_fits(ctx, v->fwd, "attention_fused_forward", v);
     if (rc == CF_OK) rc = kernel_fits(ctx, v->bwd_q, "attention_fused_backward_q", v);
     if (rc == CF_OK) rc = kernel_fits(ctx, v->bwd_kv, "attention_fused_backward_kv", v);
@@ -260,21 +250,20 @@ int cf_cl_attention_fused_forward(cf_cl_ctx *ctx, cf_view out, cf_view att, cf_v
     att_variant *v = fused_setup(ctx, B, T, NH, KVH, hs, 0, local, global);
     if (!v) return 0;
     const int C = NH * hs;
-    const float scale = 1.0f / sqrtf((float)hs);
-    /* the multi-head build's forward takes no KVH (cl_kernels/attention.cl says why) */
-    if (v->mha)
-        CF_TRY(cf_cl_launch(ctx, v->fwd, "attention_fused_forward", 3, global, local,
-                            CF_ARGS(ARG_MEM(cf_cl_mem(out)), ARG_ULONG(cf_view_elem_off(out)),
-                                    ARG_MEM(cf_cl_mem(att)), ARG_ULONG(cf_view_elem_off(att)),
-                                    ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(cf_view_elem_off(qkv)),
-                                    ARG_INT(NH), ARG_INT(T), ARG_INT(C), ARG_FLOAT(scale))));
-    else
-        CF_TRY(cf_cl_launch(ctx, v->fwd, "attention_fused_forward", 3, global, local,
-                            CF_ARGS(ARG_MEM(cf_cl_mem(out)), ARG_ULONG(cf_view_elem_off(out)),
-                                    ARG_MEM(cf_cl_mem(att)), ARG_ULONG(cf_view_elem_off(att)),
-                                    ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(cf_view_elem_off(qkv)),
-                                    ARG_INT(NH), ARG_INT(KVH), ARG_INT(T), ARG_INT(C),
-                                    ARG_FLOAT(scale))));
+    /* the multi-head build's forward takes no KVH (cl_kernels/attention.cl says why): its
+     * arguments are these without args[7] */
+    cf_cl_arg args[] = {ARG_MEM(cf_cl_mem(out)), ARG_ULONG(cf_view_elem_off(out)),
+                        ARG_MEM(cf_cl_mem(att)), ARG_ULONG(cf_view_elem_off(att)),
+                        ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(cf_view_elem_off(qkv)),
+                        ARG_INT(NH),             ARG_INT(KVH),
+                        ARG_INT(T),              ARG_INT(C),
+                        ARG_FLOAT(1.0f / sqrtf((float)hs))};
+    int nargs = (int)(sizeof args / sizeof args[0]);
+    if (v->mha) {
+        memmove(&args[7], &args[8], sizeof args - 8 * sizeof args[0]);
+        nargs--;
+    }
+    CF_TRY(cf_cl_launch(ctx, v->fwd, "attention_fused_forward", 3, global, local, nargs, args));
     ctx->attention->fused++;
     ctx->attention->fused_mha += v->mha;
     return 1;

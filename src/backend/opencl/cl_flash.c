@@ -126,18 +126,9 @@ static int variant_get(cf_cl_ctx *ctx, struct cf_cl_flash *st, int hs, int tile,
     *out = v;
     char opts[96];
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DHS=%d -DBQ=%d -DBK=%d", hs, tile, tile);
-    int rc = cf_cl_build_program(ctx, "flash_attention.cl", opts, &v->program);
-    cl_int err = CL_SUCCESS;
-    if (rc == CF_OK) {
-        v->fwd = clCreateKernel(v->program, "flash_forward", &err);
-        if (err == CL_SUCCESS) v->bwd_dq = clCreateKernel(v->program, "flash_backward_dq", &err);
-        if (err == CL_SUCCESS) v->bwd_dkv = clCreateKernel(v->program, "flash_backward_dkv", &err);
-        if (err != CL_SUCCESS) {
-            cf_cl_fail(ctx, "cl_kernels/flash_attention.cl (%s): kernels not created: %s", opts,
-                       cf_cl_errstr(err));
-            rc = CF_ERR_BUILD;
-        }
-    }
+    static const char *const names[] = {"flash_forward", "flash_backward_dq", "flash_backward_dkv"};
+    cl_kernel *const ks[] = {&v->fwd, &v->bwd_dq, &v->bwd_dkv};
+    int rc = cf_cl_build_kernels(ctx, "flash_attention.cl", opts, &v->program, 3, names, ks);
     if (rc == CF_OK) rc = fits(ctx, v->fwd, "flash_forward", v);
     if (rc == CF_OK) rc = fits(ctx, v->bwd_dq, "flash_backward_dq", v);
     if (rc == CF_OK) rc = fits(ctx, v->bwd_dkv, "flash_backward_dkv", v);
@@ -330,19 +321,10 @@ static int tiled_build(cf_cl_ctx *ctx, tiled_variant *v) {
              "-cl-std=CL1.2 -DHS=%d -DTX=%d -DTY=%d -DFM=%d -DFN=%d -DQM=%d -DQN=%d -DKM=%d "
              "-DKN=%d",
              v->hs, v->tx, v->ty, v->fm, v->fn, v->qm, v->qn, v->km, v->kn);
-    int rc = cf_cl_build_program(ctx, "flash_tiled.cl", opts, &v->program);
-    cl_int err = CL_SUCCESS;
-    if (rc == CF_OK) {
-        v->fwd = clCreateKernel(v->program, "flash_tiled_forward", &err);
-        if (err == CL_SUCCESS) v->delta = clCreateKernel(v->program, "flash_tiled_delta", &err);
-        if (err == CL_SUCCESS) v->dq = clCreateKernel(v->program, "flash_tiled_dq", &err);
-        if (err == CL_SUCCESS) v->dkv = clCreateKernel(v->program, "flash_tiled_dkv", &err);
-        if (err != CL_SUCCESS) {
-            cf_cl_fail(ctx, "cl_kernels/flash_tiled.cl (%s): kernels not created: %s", opts,
-                       cf_cl_errstr(err));
-            rc = CF_ERR_BUILD;
-        }
-    }
+    static const char *const names[] = {"flash_tiled_forward", "flash_tiled_delta",
+                                        "flash_tiled_dq", "flash_tiled_dkv"};
+    cl_kernel *const ks[] = {&v->fwd, &v->delta, &v->dq, &v->dkv};
+    int rc = cf_cl_build_kernels(ctx, "flash_tiled.cl", opts, &v->program, 4, names, ks);
     if (rc == CF_OK) rc = tiled_fits(ctx, v->fwd, "flash_tiled_forward", v, v->fm, v->fn);
     if (rc == CF_OK) rc = tiled_fits(ctx, v->dq, "flash_tiled_dq", v, v->qm, v->qn);
     if (rc == CF_OK) rc = tiled_fits(ctx, v->dkv, "flash_tiled_dkv", v, v->km, v->kn);

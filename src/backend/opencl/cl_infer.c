@@ -39,16 +39,6 @@ void cf_cl_infer_release(cf_cl_ctx *ctx) {
     ctx->infer = NULL;
 }
 
-static int make_kernel(cf_cl_ctx *ctx, cl_program p, const char *name, cl_kernel *out) {
-    cl_int err;
-    *out = clCreateKernel(p, name, &err);
-    if (err != CL_SUCCESS) {
-        cf_cl_fail(ctx, "kernel %s: clCreateKernel failed: %s", name, cf_cl_errstr(err));
-        return CF_ERR_BUILD;
-    }
-    return CF_OK;
-}
-
 static int infer_state(cf_cl_ctx *ctx, struct cf_cl_infer **out) {
     if (!ctx->infer) {
         ctx->infer = calloc(1, sizeof *ctx->infer);
@@ -61,14 +51,14 @@ static int infer_state(cf_cl_ctx *ctx, struct cf_cl_infer **out) {
     char opts[128];
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DLS=%d -DMAX_HS=%d -DQ8_ROWS=%d", DA_LS,
              DA_MAX_HS, Q8_ROWS);
-    int rc = cf_cl_build_program(ctx, "decode_attention.cl", opts, &st->att);
-    if (rc == CF_OK) rc = cf_cl_build_program(ctx, "gemm_q8.cl", opts, &st->q8);
-    if (rc == CF_OK) rc = make_kernel(ctx, st->att, "kv_append", &st->append);
-    if (rc == CF_OK) rc = make_kernel(ctx, st->att, "decode_attention", &st->decode);
-    if (rc == CF_OK) rc = make_kernel(ctx, st->q8, "gemm_q8_rows", &st->q8_rows);
-    if (rc == CF_OK) rc = make_kernel(ctx, st->q8, "gemm_q8_dequant", &st->q8_dequant);
-    if (rc == CF_OK) rc = make_kernel(ctx, st->q8, "gemm_f32_rows", &st->f32_rows);
-    if (rc == CF_OK) rc = make_kernel(ctx, st->q8, "embed_q8", &st->embed);
+    static const char *const att_names[] = {"kv_append", "decode_attention"};
+    static const char *const q8_names[] = {"gemm_q8_rows", "gemm_q8_dequant", "gemm_f32_rows",
+                                           "embed_q8"};
+    cl_kernel *const att_ks[] = {&st->append, &st->decode};
+    cl_kernel *const q8_ks[] = {&st->q8_rows, &st->q8_dequant, &st->f32_rows, &st->embed};
+    int rc = cf_cl_build_kernels(ctx, "decode_attention.cl", opts, &st->att, 2, att_names, att_ks);
+    if (rc == CF_OK)
+        rc = cf_cl_build_kernels(ctx, "gemm_q8.cl", opts, &st->q8, 4, q8_names, q8_ks);
     st->status = rc == CF_OK ? 1 : rc;
     return rc;
 }

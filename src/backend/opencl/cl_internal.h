@@ -207,6 +207,11 @@ int cf_cl_kernel_source(cf_cl_ctx *ctx, const char *file, char **src, size_t *le
 /* Build (or load from the cache) the program for cl_kernels/<file>, after the prelude, with the
  * given options. */
 int cf_cl_build_program(cf_cl_ctx *ctx, const char *file, const char *options, cl_program *out);
+/* cf_cl_build_program, then the n kernels names[i] of it into *kernels[i]; a kernel that cannot
+ * be created is reported (file, options, name) and gives CF_ERR_BUILD. What was created stays in
+ * *program and *kernels[i] for the caller to release, on failure too. */
+int cf_cl_build_kernels(cf_cl_ctx *ctx, const char *file, const char *options, cl_program *program,
+                        int n, const char *const names[], cl_kernel *const kernels[]);
 
 /* Private memory (bytes) one work-group may keep on this device: on a CPU device a work-group runs
  * on one host thread, and drivers such as PoCL keep every work-item's live private values in arrays

@@ -432,3 +432,19 @@ int cf_cl_kernel_fits(cf_cl_ctx *ctx, cl_kernel k, int dims, const size_t *local
     }
     return 1;
 }
+
+int cf_cl_build_kernels(cf_cl_ctx *ctx, const char *file, const char *options, cl_program *program,
+                        int n, const char *const names[], cl_kernel *const kernels[]) {
+    CF_TRY(cf_cl_build_program(ctx, file, options, program));
+    for (int i = 0; i < n; i++) {
+        cl_int err = CL_SUCCESS;
+        *kernels[i] = clCreateKernel(*program, names[i], &err);
+        if (err != CL_SUCCESS) {
+            *kernels[i] = NULL;
+            cf_cl_fail(ctx, "cl_kernels/%s (%s): kernel %s not created: %s", file, options,
+                       names[i], cf_cl_errstr(err));
+            return CF_ERR_BUILD;
+        }
+    }
+    return CF_OK;
+}
