@@ -11,24 +11,7 @@
 #include "clformer/common.h"
 #include "backend/backend.h" /* cf_fault_set_save_crash (test builds) */
 #include "io/safetensors.h"
-
-static int g_fail = 0;
-static char g_msg[4096];
-
-static void capture(int level, const char *msg, void *user) {
-    (void)user;
-    if (level == CF_LOG_ERROR) snprintf(g_msg, sizeof g_msg, "%s", msg);
-}
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            g_fail++;                                                                              \
-            printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                                 \
-            printf(__VA_ARGS__);                                                                   \
-            printf("\n");                                                                          \
-        }                                                                                          \
-    } while (0)
+#include "test_common.h" /* g_fail, g_msg, CHECK, capture_log */
 
 static char g_dir[1024];
 
@@ -388,7 +371,7 @@ int main(void) {
     char p[2048];
     tmp_path(p, sizeof p, "reject.safetensors");
     unlink(p);
-    cf_log_set_callback(capture, NULL);
+    cf_log_set_callback(capture_log, NULL);
     test_roundtrip();
     test_writer_rejects();
     test_damaged();
