@@ -41,7 +41,17 @@
  * = (a split-K slice's partial; the reduce pass adds the slices in order into CS). Deterministic.
  *
  * Every staged element outside op(A) or op(B) (block edges, last K slice) is staged as 0, so edge
- * blocks need no checks in the multiply loop; only their stores are checked. */
+ * blocks need no checks in the multiply loop; only their stores are checked.
+ *
+ * Reduced-precision inputs (precision tf32, bf16, fp16; docs/precision.md): the product is
+ * C = alpha * fl32(sum_k r(op(A)[m,k]) * r(op(B)[k,n])) + beta * C (+ bias) with r rounding an
+ * fp32 value to nearest (ties to even for bf16 and fp16) and fp32 accumulation.
+ *   MMA_KIND 1 (tf32), 2 (bf16), 3 (fp16): NVIDIA tensor cores through PTX mma.sync (below); the
+ *            staged tiles stay fp32 and each value is rounded as its fragment is read
+ *   ROUND_IN 1 (bf16), 2 (fp16): the fp32 form on any device, each value rounded as it is
+ *            staged into local memory (fp32 multiply-adds of the rounded values)
+ * The sums of op(A) (EPI_COLSUM) add the staged values before rounding: they are a bias gradient,
+ * not a product. */
 #ifndef RM
 #define RM 8
 #endif
@@ -66,8 +76,14 @@
 #ifndef EPI_COLSUM
 #define EPI_COLSUM 0
 #endif
-#ifndef MMA_TF32
-#define MMA_TF32 0
+#ifndef MMA_KIND
+#define MMA_KIND 0
+#endif
+#ifndef ROUND_IN
+#define ROUND_IN 0
+#endif
+#if MMA_KIND && ROUND_IN
+#error "gemm_fast.cl: MMA_KIND rounds in the fragment reads; ROUND_IN is for the fp32 form"
 #endif
 #define NT (WG * WG) /* work-items per group */
 
@@ -94,9 +110,10 @@ static inline void gf_store(__global float *C, __global float *X, size_t idx, fl
 #define BN (WG * RN)
 /* float4s per local-memory row: one float4 of padding, so that the transposing scalar stores of
  * k-contiguous operands (rows 4 floats apart) fall into different banks */
-#if MMA_TF32
-/* two float4s of padding: the fragment reads of MMA_TF32 (lanes 4 k apart by 8 m) then meet 32
- * different banks */
+#if MMA_KIND == 1
+/* two float4s of padding: the fragment reads of the TF32 form (lanes 1 k apart by 8 m) then meet
+ * 32 different banks; the bf16/fp16 forms read pairs of k (lanes 2 k apart by 8 m), for which one
+ * float4 does that */
 #define LDA4 (BM / 4 + 2)
 #define LDB4 (BN / 4 + 2)
 #else
@@ -117,16 +134,22 @@ static inline void gf_store(__global float *C, __global float *X, size_t idx, fl
 #error "gemm_fast.cl: EPI_COLSUM needs the As tile to hold one float4 per work-item"
 #endif
 
-#if MMA_TF32
-/* The tensor-core form (NVIDIA, compute capability 8.0 or later; the host builds it only there):
+#if MMA_KIND
+/* The tensor-core forms (NVIDIA, compute capability 8.0 or later; the host builds them only there):
  * the staging, the double buffer, split-K and the epilogues are the ones above, and the multiply of
- * each K slice runs as PTX mma.sync m16n8k8 with TF32 inputs (rounded to nearest from the staged
- * fp32 values by cvt.rna) and fp32 accumulation. The group's warps (32 consecutive work-items)
+ * each K slice runs as PTX mma.sync with fp32 accumulation: m16n8k8 with TF32 inputs (rounded to
+ * nearest from the staged fp32 values by cvt.rna), or with bf16 / fp16 inputs (cvt.rn: ties to
+ * even) m16n8k16 for slices of 16 and m16n8k8 for slices of 8. The group's warps (32 consecutive work-items)
  * split the BM x BN block into 2 x (NT/64) tiles of WTM x WTN; a warp's tile is MT x NTL
  * fragments of 16 x 8, each lane holding 4 accumulators per fragment at rows g, g+8 and columns
  * 2t, 2t+1 of it (g = lane / 4, t = lane % 4), as PTX's fragment layout for m16n8k8 says.
  * A fragment (16 x 8, row): a0 (g, t), a1 (g+8, t), a2 (g, t+4), a3 (g+8, t+4); B (8 x 8, col):
- * b0 (k t, n g), b1 (k t+4, n g). */
+ * b0 (k t, n g), b1 (k t+4, n g).
+ * bf16/fp16 fragments hold two values of consecutive k per 32-bit register, the lower k in the
+ * lower half: A (row) register r of m16n8k16 holds rows g (r even) or g+8 (r odd) at k 2t, 2t+1
+ * (r < 2) or 2t+8, 2t+9 (r >= 2); B (col) register r holds column g at k 2t, 2t+1 (r = 0) or
+ * 2t+8, 2t+9 (r = 1). m16n8k8 has A's registers 0 and 1 and B's register 0. The accumulators are
+ * laid out as for TF32. */
 #define WARPS_M 2
 #define WARPS_N (NT / 64)
 #define WTM (BM / WARPS_M)
@@ -134,7 +157,7 @@ static inline void gf_store(__global float *C, __global float *X, size_t idx, fl
 #define MT (WTM / 16)
 #define NTL (WTN / 8)
 #if MT < 1 || NTL < 1 || WTM % 16 != 0 || WTN % 8 != 0
-#error "gemm_fast.cl: MMA_TF32 needs warp tiles of whole 16 x 8 fragments"
+#error "gemm_fast.cl: MMA_KIND needs warp tiles of whole 16 x 8 fragments"
 #endif
 static inline uint gf_tf32(float x) {
     uint r;
@@ -147,6 +170,74 @@ static inline void gf_mma(float *c, uint a0, uint a1, uint a2, uint a3, uint b0,
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
+#if MMA_KIND >= 2
+/* two fp32 values rounded to bf16 / fp16 (to nearest, ties to even) in one register: lo (the
+ * lower k) in bits 0-15, hi in bits 16-31 (cvt puts its first source in the upper half) */
+static inline uint gf_pack(float lo, float hi) {
+    uint r;
+#if MMA_KIND == 2
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+#else
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+#endif
+    return r;
+}
+static inline void gf_mma16(float *c, uint a0, uint a1, uint a2, uint a3, uint b0, uint b1) {
+#if MMA_KIND == 2
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+#else
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, "
+                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+#endif
+}
+static inline void gf_mma8(float *c, uint a0, uint a1, uint b0) {
+#if MMA_KIND == 2
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+                 "{%4,%5}, {%6}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(b0));
+#else
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, "
+                 "{%4,%5}, {%6}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(b0));
+#endif
+}
+#endif
+#endif
+
+#if ROUND_IN == 1
+/* fp32 -> bf16 -> fp32: to nearest, ties to even, on the bits (overflow carries into +-Inf);
+ * NaN stays NaN */
+static inline float gf_round(float x) {
+    uint u = as_uint(x);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return x;
+    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    return as_float(u);
+}
+#elif ROUND_IN == 2
+/* fp32 -> fp16 -> fp32 (IEEE binary16, to nearest, ties to even): from 65520 (half an ulp above
+ * 65504) +-Inf; below 2^-14 the subnormals' steps of 2^-24 (rint: ties to even); else 11
+ * significant bits; NaN stays NaN */
+static inline float gf_round(float x) {
+    const float a = fabs(x);
+    if (isnan(x)) return x;
+    if (a >= 65520.0f) return copysign(INFINITY, x);
+    if (a < 6.103515625e-05f) return rint(x * 16777216.0f) * 5.9604644775390625e-08f;
+    uint u = as_uint(x);
+    u = (u + 0xfffu + ((u >> 13) & 1u)) & 0xffffe000u;
+    return as_float(u);
+}
+#endif
+#if ROUND_IN
+#define GF_ROUND4(v) ((float4)(gf_round((v).x), gf_round((v).y), gf_round((v).z), gf_round((v).w)))
+#else
+#define GF_ROUND4(v) (v)
 #endif
 
 /* Load float4 number idx (0 <= idx < BX*BK/4) of the BX x BK tile of an operand X whose rows and
@@ -224,7 +315,7 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
     /* op(A) is stored with rows along m when transposed, op(B) with rows along n when not */
     const int a_xc = ta, b_xc = !tb;
 
-#if MMA_TF32
+#if MMA_KIND
     const int lane = lid & 31, warp = lid >> 5;
     const int g = lane >> 2, t = lane & 3;
     const int wm0 = (warp % WARPS_M) * WTM, wn0 = (warp / WARPS_M) * WTN;
@@ -255,13 +346,13 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
         for (int q = 0; q < NLB; q++)
             rb[q] = gf_load4(b_xc, BN, B, ldb, n0, k_begin, lid + q * NT, N, k_end, full);
 #pragma unroll
-        for (int q = 0; q < NLA; q++) gf_store4(a_xc, BM, As, LDA4, lid + q * NT, ra[q]);
+        for (int q = 0; q < NLA; q++) gf_store4(a_xc, BM, As, LDA4, lid + q * NT, GF_ROUND4(ra[q]));
         if (EPI_COLSUM && ta) {
 #pragma unroll
             for (int q = 0; q < NLA; q++) csum += ra[q];
         }
 #pragma unroll
-        for (int q = 0; q < NLB; q++) gf_store4(b_xc, BN, Bs, LDB4, lid + q * NT, rb[q]);
+        for (int q = 0; q < NLB; q++) gf_store4(b_xc, BN, Bs, LDB4, lid + q * NT, GF_ROUND4(rb[q]));
     }
     /* copy 0 complete before anyone reads it */
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -281,9 +372,61 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
         }
         __local const float4 *as = As + cur * (BK * LDA4);
         __local const float4 *bs = Bs + cur * (BK * LDB4);
-#if MMA_TF32
+#if MMA_KIND
         __local const float *af = (__local const float *)as;
         __local const float *bf = (__local const float *)bs;
+#if MMA_KIND >= 2
+#define LA (LDA4 * 4)
+#define LB (LDB4 * 4)
+#if BK % 16 == 0
+#pragma unroll
+        for (int kk = 0; kk < BK; kk += 16) {
+            uint fa[MT][4], fb[NTL][2];
+            const int k0 = kk + 2 * t;
+#pragma unroll
+            for (int i = 0; i < MT; i++) {
+                const int m = wm0 + i * 16 + g;
+                fa[i][0] = gf_pack(af[k0 * LA + m], af[(k0 + 1) * LA + m]);
+                fa[i][1] = gf_pack(af[k0 * LA + m + 8], af[(k0 + 1) * LA + m + 8]);
+                fa[i][2] = gf_pack(af[(k0 + 8) * LA + m], af[(k0 + 9) * LA + m]);
+                fa[i][3] = gf_pack(af[(k0 + 8) * LA + m + 8], af[(k0 + 9) * LA + m + 8]);
+            }
+#pragma unroll
+            for (int j = 0; j < NTL; j++) {
+                const int n = wn0 + j * 8 + g;
+                fb[j][0] = gf_pack(bf[k0 * LB + n], bf[(k0 + 1) * LB + n]);
+                fb[j][1] = gf_pack(bf[(k0 + 8) * LB + n], bf[(k0 + 9) * LB + n]);
+            }
+#pragma unroll
+            for (int i = 0; i < MT; i++)
+#pragma unroll
+                for (int j = 0; j < NTL; j++)
+                    gf_mma16(acc[i][j], fa[i][0], fa[i][1], fa[i][2], fa[i][3], fb[j][0], fb[j][1]);
+        }
+#else
+        {
+            uint fa[MT][2], fb[NTL];
+            const int k0 = 2 * t;
+#pragma unroll
+            for (int i = 0; i < MT; i++) {
+                const int m = wm0 + i * 16 + g;
+                fa[i][0] = gf_pack(af[k0 * LA + m], af[(k0 + 1) * LA + m]);
+                fa[i][1] = gf_pack(af[k0 * LA + m + 8], af[(k0 + 1) * LA + m + 8]);
+            }
+#pragma unroll
+            for (int j = 0; j < NTL; j++) {
+                const int n = wn0 + j * 8 + g;
+                fb[j] = gf_pack(bf[k0 * LB + n], bf[(k0 + 1) * LB + n]);
+            }
+#pragma unroll
+            for (int i = 0; i < MT; i++)
+#pragma unroll
+                for (int j = 0; j < NTL; j++) gf_mma8(acc[i][j], fa[i][0], fa[i][1], fb[j]);
+        }
+#endif
+#undef LA
+#undef LB
+#else
 #pragma unroll
         for (int kk = 0; kk < BK; kk += 8) {
             uint fa[MT][4], fb[NTL][2];
@@ -307,6 +450,7 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
                 for (int j = 0; j < NTL; j++)
                     gf_mma(acc[i][j], fa[i][0], fa[i][1], fa[i][2], fa[i][3], fb[j][0], fb[j][1]);
         }
+#endif
 #else
 #pragma unroll
         for (int kk = 0; kk < BK; kk++) {
@@ -337,7 +481,7 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
             __local float4 *na = As + (cur ^ 1) * (BK * LDA4);
             __local float4 *nb = Bs + (cur ^ 1) * (BK * LDB4);
 #pragma unroll
-            for (int q = 0; q < NLA; q++) gf_store4(a_xc, BM, na, LDA4, lid + q * NT, ra[q]);
+            for (int q = 0; q < NLA; q++) gf_store4(a_xc, BM, na, LDA4, lid + q * NT, GF_ROUND4(ra[q]));
             /* (added here, where the loads are consumed anyway: an add right after them waits
              * for global memory before the multiply; on an H200 that cost each layer's backward
              * products 0.11 ms per step) */
@@ -346,7 +490,7 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
                 for (int q = 0; q < NLA; q++) csum += ra[q];
             }
 #pragma unroll
-            for (int q = 0; q < NLB; q++) gf_store4(b_xc, BN, nb, LDB4, lid + q * NT, rb[q]);
+            for (int q = 0; q < NLB; q++) gf_store4(b_xc, BN, nb, LDB4, lid + q * NT, GF_ROUND4(rb[q]));
         }
         /* the copy just written is complete, and nobody reads the other one any more before it is
          * overwritten in the next iteration */
@@ -371,7 +515,7 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
     }
 #endif
 
-#if MMA_TF32
+#if MMA_KIND
     /* each lane's accumulators: fragment (i, j), rows g and g+8, columns 2t and 2t+1 */
 #pragma unroll
     for (int i = 0; i < MT; i++) {

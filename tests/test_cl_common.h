@@ -18,6 +18,7 @@
 #include "backend/opencl/cl_backend.h"
 #include "cli/cli_env.h"
 #include "clformer/common.h"
+#include "io/half.h"
 
 #define TCL_OK(call)                                                                               \
     do {                                                                                           \
@@ -103,12 +104,25 @@ typedef struct {
     size_t n;         /* elements between the guards */
 } pair;
 
+/* precision bf16 (1) / fp16 (2) for the OpenCL backend (tcl_open); random data (pair_rand) is then
+ * drawn on that format's grid, so that rounding GEMM inputs changes nothing and the products
+ * meet the CPU's fp32 ones to fp32's tolerance */
+static int tcl_round = 0;
+static inline float tcl_round_value(int mode, float x) {
+    return mode == 1 ? cf_bf16_to_f32(cf_f32_to_bf16(x))
+           : mode == 2 ? cf_f16_to_f32(cf_f32_to_f16(x))
+                       : x;
+}
+
 static inline pair pair_new(size_t n, const void *data, float scale) {
     size_t total = n + 2 * PAD;
     float *h = tcl_malloc(total * 4);
     for (size_t i = 0; i < total; i++) h[i] = GUARD;
     if (data) memcpy(h + PAD, data, n * 4);
-    else tcl_rand(&rng, h + PAD, n, scale);
+    else {
+        tcl_rand(&rng, h + PAD, n, scale);
+        for (size_t i = 0; i < n && tcl_round; i++) h[PAD + i] = tcl_round_value(tcl_round, h[PAD + i]);
+    }
     pair p = {NULL, NULL, n};
     TCL_OK(cf_be_alloc(CPU, total * 4, &p.c));
     TCL_OK(cf_be_alloc(GPU, total * 4, &p.g));
@@ -269,6 +283,8 @@ static inline int tcl_open(const char *test, const char *spec, int *exit_code) {
     TCL_OK(cf_backend_cpu_create("cpu", NULL, &CPU));
     cf_backend_options o = *tcl_opts();
     o.tf32 = tcl_tf32;
+    o.bf16 = tcl_round == 1;
+    o.fp16 = tcl_round == 2;
     int rc = cf_backend_opencl_create(spec, &o, &GPU);
     if (rc < 0) {
         printf("FAIL %s: OpenCL devices exist but '%s' could not be opened (%s)\n", test, spec,

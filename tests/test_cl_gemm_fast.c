@@ -12,6 +12,13 @@
  * --tf32 (with either): the tensor-core form (precision tf32) on a device that has it (NVIDIA
  * compute capability 8.0+; exit 77 elsewhere): every variant, corner and split against the CPU
  * with TF32's tolerance, and a check that the inputs really are rounded to TF32.
+ * --prec bf16|fp16 (with --small or alone): the bf16 / fp16 form (precision bf16, fp16): on NVIDIA
+ * compute capability 8.0+ the tensor-core form, elsewhere the fp32 form with the inputs rounded
+ * as they are staged. The test data is drawn on the format's grid, so every variant, corner and
+ * split must meet the CPU's fp32 product to fp32's tolerance (any lost or misplaced fragment
+ * value shows), and a product of unrounded data must equal the CPU's fp32 product of the same
+ * data rounded to the format on the host (round to nearest even; fp16: overflow to Inf and the
+ * subnormals), which fp32 and a rounding by truncation do not.
  * --small: two products per variant (for oclgrind, tests/cli_oclgrind_gemm_fast.sh).
  * --planted: one 16x16x8 product (the planted-bug check of that script).
  * --variant I: only the I-th variant (0 = 128x128/8, 1 = 128x128/16, 2 = 128x64/16, 3 = 64x128/16,
@@ -31,6 +38,72 @@ static int planted_mode = 0;  /* --planted: one 16x16x8 product (cli_oclgrind_ge
  * rounding of their inputs to TF32 (10-bit mantissa): errors ~1e-3 relative, which a wrong
  * fragment layout or a lost K slice exceeds by orders of magnitude */
 static double tol_scale = 1.0;
+
+/* --prec: values that land on rounding ties, the tie's both neighbours, and (fp16) values beyond
+ * 65504, below 2^-14 and between subnormal steps. A (M x K) row-major times B = identity-like
+ * (K x N): C = r(A) r(B) exposes each rounded value of A in C when B holds 1s on its diagonal,
+ * and likewise B's values with A holding them; the rest of the product is random. */
+static void round_exact(void) {
+    const int M = 40, N = 36, K = 48, mode = tcl_round;
+    const char *name = mode == 1 ? "bf16" : "fp16";
+    float *a = tcl_malloc((size_t)M * K * 4), *b = tcl_malloc((size_t)K * N * 4);
+    cf_rng r;
+    cf_rng_seed(&r, 99);
+    for (int i = 0; i < M * K; i++) a[i] = 2.0f * cf_rng_uniform(&r) - 1.0f;
+    for (int i = 0; i < K * N; i++) b[i] = 2.0f * cf_rng_uniform(&r) - 1.0f;
+    /* special values in A's first rows (each times B's columns), B's first columns */
+    const float ulp = mode == 1 ? 1.0f / 128.0f : 1.0f / 1024.0f; /* of values in [1, 2) */
+    const float special[] = {1.0f + ulp * 0.5f,  1.0f + ulp * 1.5f,  1.0f + ulp * 0.5f + 1e-7f,
+                             -1.0f - ulp * 2.5f, 3.0f + ulp * 0.49f, 1.0f + ulp * 0.75f,
+                             mode == 2 ? 65519.0f : 3.0e38f, mode == 2 ? 70000.0f : -3.4e38f,
+                             mode == 2 ? 3.0e-6f : 1.0e-30f, mode == 2 ? 1.5e-7f : 2.5e-38f};
+    const int ns = (int)(sizeof special / sizeof special[0]);
+    for (int i = 0; i < ns; i++) a[i] = special[i], b[i * N] = special[ns - 1 - i];
+    pair A = pair_new((size_t)M * K, a, 0.0f), B = pair_new((size_t)K * N, b, 0.0f);
+    /* the CPU's operands: rounded on the host */
+    for (int i = 0; i < M * K; i++) a[i] = tcl_round_value(mode, a[i]);
+    for (int i = 0; i < K * N; i++) b[i] = tcl_round_value(mode, b[i]);
+    pair Ar = pair_new((size_t)M * K, a, 0.0f), Br = pair_new((size_t)K * N, b, 0.0f);
+    pair C = pair_const((size_t)M * N, NAN);
+    TCL_OK(cf_backend_opencl_gemm_fast(GPU, NULL, 0, 0, M, N, K, 1.0f, cf_view_f32(A.g, PAD), K,
+                                       cf_view_f32(B.g, PAD), N, 0.0f, cf_view_f32(C.g, PAD), N));
+    TCL_OK(cf_be_gemm(CPU, 0, 0, M, N, K, 1.0f, cf_view_f32(Ar.c, PAD), K, cf_view_f32(Br.c, PAD),
+                      N, 0.0f, cf_view_f32(C.c, PAD), N));
+    float *g = tcl_malloc((size_t)M * N * 4), *c = tcl_malloc((size_t)M * N * 4);
+    TCL_OK(cf_be_download(GPU, g, cf_view_f32(C.g, PAD), (size_t)M * N * 4));
+    TCL_OK(cf_be_download(CPU, c, cf_view_f32(C.c, PAD), (size_t)M * N * 4));
+    /* element by element: the same infinities and NaNs, finite values within fp32 summation's
+     * reach of the rounded-input product (|C| has terms up to ~1e5 in fp16's row 6) */
+    int bad = 0;
+    double worst = 0.0;
+    for (int i = 0; i < M * N; i++) {
+        const int fg = isfinite(g[i]), fc = isfinite(c[i]);
+        if (fg != fc || (!fg && !(isnan(g[i]) && isnan(c[i])) && g[i] != c[i])) {
+            if (bad++ < 3)
+                printf("  %s element (%d, %d): device %g, host-rounded fp32 %g\n", name, i / N,
+                       i % N, g[i], c[i]);
+            continue;
+        }
+        if (!fg) continue;
+        /* the sum of |terms| of the element bounds fp32's summation error */
+        double sa = 0.0;
+        for (int k = 0; k < K; k++) sa += fabs((double)a[(i / N) * K + k] * b[k * N + i % N]);
+        const double e = fabs((double)g[i] - c[i]) / (sa + 1e-30);
+        if (e > worst) worst = e;
+        if (e > 2e-5 && bad++ < 3)
+            printf("  %s element (%d, %d): device %.9g, host-rounded fp32 %.9g\n", name, i / N,
+                   i % N, g[i], c[i]);
+    }
+    expect(bad == 0, "%s 40x36x48 with ties, overflow and subnormals: the device's product equals "
+                     "the fp32 product of host-rounded inputs (%d elements differ; worst %.2e of "
+                     "the sum of |terms|)",
+           name, bad, worst);
+    free(a);
+    free(b);
+    free(g);
+    free(c);
+    pair_free(A), pair_free(B), pair_free(Ar), pair_free(Br), pair_free(C);
+}
 
 static const cf_cl_gemm_fast_choice variants[] = {
     {8, 8, 8, 1, 16}, {8, 8, 16, 1, 16}, {8, 4, 16, 1, 16}, {4, 8, 16, 1, 16},
@@ -628,6 +701,14 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--small") == 0) small_mode = tcl_keep_buffers = 1;
         else if (strcmp(argv[i], "--bench") == 0) bench_mode = 1;
         else if (strcmp(argv[i], "--tf32") == 0) tcl_tf32 = 1;
+        else if (strcmp(argv[i], "--prec") == 0 && i + 1 < argc) {
+            ++i;
+            tcl_round = strcmp(argv[i], "bf16") == 0 ? 1 : strcmp(argv[i], "fp16") == 0 ? 2 : -1;
+            if (tcl_round < 0) {
+                fprintf(stderr, "--prec %s: expected bf16 or fp16\n", argv[i]);
+                return 2;
+            }
+        }
         else if (strcmp(argv[i], "--planted") == 0) planted_mode = tcl_keep_buffers = 1;
         else if (strcmp(argv[i], "--min-time") == 0 && i + 1 < argc) min_s = atof(argv[++i]);
         else if (strcmp(argv[i], "--variant") == 0 && i + 1 < argc) {
@@ -638,13 +719,16 @@ int main(int argc, char **argv) {
             }
         } else {
             fprintf(stderr,
-                    "usage: %s [--small | --planted] [--variant I] [--tf32] [--device SPEC]\n"
+                    "usage: %s [--small | --planted] [--variant I] [--tf32 | --prec bf16|fp16] "
+                    "[--device SPEC]\n"
                     "       %s --bench [--min-time S] [--tf32] [--device SPEC]\n",
                     argv[0], argv[0]);
             return 2;
         }
     }
     int code = 0;
+    /* (on CPU devices the kernel is then compiled without optimisation, as in fp32's tests) */
+    if (tcl_round) setenv("CF_GEMM_FAST", "1", 0);
     if (tcl_open("test_cl_gemm_fast", spec, &code) < 0) return code;
     double t0 = cf_time_now();
     if (tcl_tf32) {
@@ -659,6 +743,13 @@ int main(int argc, char **argv) {
         tol_scale = 500.0;
         if (!bench_mode) tf32_rounding_visible();
     }
+    if (tcl_round) {
+        cf_cl_ctx *ctx = (cf_cl_ctx *)GPU->ctx;
+        printf("precision %s: %s\n", tcl_round == 1 ? "bf16" : "fp16",
+               ctx->mma_half ? "tensor cores (mma.sync)" : "inputs rounded as they are staged");
+        expect(ctx->gemm_round == tcl_round, "the backend's GEMM rounding is on");
+        if (!bench_mode) round_exact();
+    }
     if (bench_mode) {
         cf_log_set_callback(NULL, NULL); /* info lines (CF_GEMM_FAST_VERBOSE reports) to stderr */
         int rc = bench(min_s);
@@ -670,7 +761,7 @@ int main(int argc, char **argv) {
         fast_case(&variants[0], 0, 0, 16, 16, 8, 1.0f, 0.0f, 0);
         return tcl_finish("test_cl_gemm_fast --planted", t0);
     }
-    if (!tcl_tf32) test_rule();
+    if (!tcl_tf32 && !tcl_round) test_rule();
     test_variants();
     if (!small_mode) {
         test_corners();
@@ -678,6 +769,10 @@ int main(int argc, char **argv) {
         /* the dispatch and the paths around the kernel are fp32's (with tf32 every plain product
          * on such a GPU takes this kernel by design) */
         if (tcl_tf32) return tcl_finish("test_cl_gemm_fast --tf32", t0);
+        if (tcl_round)
+            return tcl_finish(tcl_round == 1 ? "test_cl_gemm_fast --prec bf16"
+                                             : "test_cl_gemm_fast --prec fp16",
+                              t0);
         test_wanted();
         test_hook();
         test_build_failure();

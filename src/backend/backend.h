@@ -181,9 +181,10 @@ typedef struct cf_backend_options {
                              * inputs to TF32 on a matrix engine (OpenCL on NVIDIA compute
                              * capability 8.0 and later); elsewhere fp32 (said once) */
     int bf16;               /* precision bf16: GEMMs round their inputs to bf16 and accumulate in
-                             * fp32, storage stays fp32 (the CPU backend with AVX512-BF16;
-                             * elsewhere on the CPU fp32, said once); the OpenCL backend refuses
-                             * it (docs/precision.md) */
+                             * fp32, storage stays fp32 (the CPU backend with AVX512-BF16,
+                             * elsewhere on the CPU fp32, said once; OpenCL: on NVIDIA tensor
+                             * cores, elsewhere rounded in the kernel; docs/precision.md) */
+    int fp16;               /* precision fp16: as bf16 with IEEE half inputs */
 } cf_backend_options;
 
 /* Today's defaults: every path "auto", tuning files looked up, embedded kernels, no program cache,

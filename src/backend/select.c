@@ -293,31 +293,6 @@ int cf_backend_create_for(const char *spec, const cf_backend_options *opts, cons
     if (cfg) with.bf16 = cfg->precision == CF_PREC_BF16;
     opts = &with;
     if (!spec || !*spec) spec = "auto";
-    if (with.bf16 && (strcasecmp(spec, "auto") == 0 || strcasecmp(spec, "auto:first") == 0)) {
-        /* only the CPU backend has bf16 GEMMs: timing the OpenCL devices would only fail. Where
-         * a GPU is there, training on the CPU instead would be a slow surprise: refuse, naming
-         * both ways out */
-        cf_device_desc *all = NULL;
-        int n = 0;
-        if (cf_backend_enumerate(opts, NULL, &all, &n) == CF_OK) {
-            for (int i = 0; i < n; i++) {
-                if (!all[i].usable || (all[i].device_type != CF_DEVICE_GPU &&
-                                       all[i].device_type != CF_DEVICE_INTEGRATED_GPU &&
-                                       all[i].device_type != CF_DEVICE_ACCELERATOR))
-                    continue;
-                CF_ERROR("precision bf16 with device auto: bf16 is not yet available on OpenCL "
-                         "devices and this machine has %s (%s); use precision tf32 or fp32 for "
-                         "it, or --device cpu for bf16 on the CPU backend",
-                         all[i].spec, all[i].name);
-                free(all);
-                return CF_ERR_UNSUPPORTED;
-            }
-        }
-        free(all);
-        CF_INFO("device auto: precision bf16 runs on the CPU backend (not yet available on OpenCL "
-                "devices)");
-        return cf_backend_create("cpu", opts, out);
-    }
     if (strcasecmp(spec, "auto") != 0 || !cfg || opts->auto_first)
         return cf_backend_create(spec, opts, out);
     return measure_and_create(opts, cfg, out);

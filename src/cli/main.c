@@ -124,6 +124,7 @@ static const char *TRAIN_HELP =
     "  --resume CKPT   continue from a checkpoint file or run directory, exactly\n"
     "  --stop-after N  stop after N steps in this invocation (writes a checkpoint)\n"
     "  --log FILE      write one JSON line per step (step, loss, lr, grad_norm, tokens_per_s)\n"
+    "                  and one per evaluation (step, val_loss)\n"
     "  --target-loss X stop once a periodic validation loss (every eval_interval steps) is <= X:\n"
     "                  prints the wall time and training tokens used (also in --log), saves a\n"
     "                  checkpoint, exits 0; needs validation data\n"

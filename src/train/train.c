@@ -792,6 +792,17 @@ int cf_train_run(cf_train_opts *o) {
             if ((rc = evaluate(m, ds, c->eval_batches, x, y, &val)) < 0) goto done;
             o->final_val_loss = val;
             if (val < st.best_val_loss) st.best_val_loss = val;
+            /* the evaluation's record in the --log file (the step's own record came first) */
+            if (logf && !log_failed) {
+                errno = 0;
+                const int w = fprintf(logf, "{\"step\": %d, \"val_loss\": %.6f}\n", st.step, val);
+                if (w < 0 || fflush(logf) != 0 || ferror(logf)) {
+                    log_failed = 1;
+                    CF_WARN("--log %s: writing the evaluation of step %d failed (%s); training goes "
+                            "on without the log",
+                            o->log_path, st.step, errno ? strerror(errno) : "write error");
+                }
+            }
             if (o->has_target && val <= o->target_loss) {
                 o->target_reached = 1;
                 o->target_wall_s = cf_time_now() - t_start;

@@ -76,6 +76,22 @@ static void apply_options(cf_cl_ctx *ctx, const cf_backend_options *o) {
                     ctx->dev.name);
         }
     }
+    ctx->gemm_round = o->bf16 ? 1 : o->fp16 ? 2 : 0;
+    ctx->mma_half = 0;
+    if (ctx->gemm_round) {
+        const char *p = ctx->gemm_round == 1 ? "bf16" : "fp16";
+        if (ctx->dev.nv_cc >= 80 && (ctx->dev.type & CL_DEVICE_TYPE_GPU)) {
+            ctx->mma_half = 1;
+            CF_INFO("precision %s: GEMMs on %s's tensor cores with %s inputs, fp32 accumulation "
+                    "and storage",
+                    p, ctx->dev.name, p);
+        } else {
+            CF_INFO("precision %s: %s has no matrix engine this backend uses; GEMM inputs are "
+                    "rounded to %s in the kernel, fp32 arithmetic and storage (no faster than "
+                    "fp32)",
+                    p, ctx->dev.name, p);
+        }
+    }
     ctx->attention_mode = -1;
     if (o->attention && cf_cl_attention_parse(o->attention, &ctx->attention_mode) < 0) {
         CF_WARN("attention path '%s' (CF_ATTENTION) not understood (auto, fused or gemm); using "
@@ -164,12 +180,6 @@ int cf_backend_opencl_create(const char *spec, const cf_backend_options *opts, c
     cf_backend_options defaults = cf_backend_options_default();
     if (!opts) opts = &defaults;
     if (!spec || !*spec) spec = "auto";
-    if (opts->bf16) {
-        /* no bf16 GEMM in this backend yet: refuse rather than train in fp32 unasked */
-        CF_ERROR("precision bf16: not yet available on OpenCL devices; use precision fp32 or tf32, "
-                 "or --device cpu (bf16 GEMMs with AVX512-BF16)");
-        return CF_ERR_UNSUPPORTED;
-    }
     int is_auto = strcasecmp(spec, "auto") == 0;
     cf_cl_device_info *list = NULL;
     int n = 0;

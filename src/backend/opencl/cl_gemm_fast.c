@@ -18,7 +18,7 @@
 typedef struct {
     int rm, rn, bk, vec, wg;
     int epi_bias, epi_act, epi_colsum; /* the epilogue built in (gemm_fast.cl: EPI_*) */
-    int mma;                           /* the tensor-core form (gemm_fast.cl: MMA_TF32) */
+    int mma, round;                    /* gemm_fast.cl: MMA_KIND, ROUND_IN */
     cl_program program;
     cl_kernel k[4]; /* nn, nt, tn, tt */
     cl_kernel reduce;
@@ -81,9 +81,9 @@ size_t cf_cl_gemm_fast_local_bytes(const cf_cl_gemm_fast_choice *c) {
 }
 
 size_t cf_cl_gemm_fast_local_bytes_mma(const cf_cl_gemm_fast_choice *c, int mma) {
-    /* two copies of As[bk][wg*rm + 4] and Bs[bk][wg*rn + 4] (gemm_fast.cl; + 8 in the
-     * tensor-core form) */
-    const int pad = mma ? 8 : 4;
+    /* two copies of As[bk][wg*rm + 4] and Bs[bk][wg*rn + 4] (gemm_fast.cl; + 8 in the TF32
+     * tensor-core form, mma = 1) */
+    const int pad = mma == 1 ? 8 : 4;
     return (size_t)2 * c->bk * (size_t)(c->wg * c->rm + pad + c->wg * c->rn + pad) * sizeof(float);
 }
 
@@ -144,6 +144,15 @@ int cf_cl_gemm_fast_wanted(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
 
 /* ---- programs ----------------------------------------------------------------------------------- */
 
+/* gemm_fast.cl's MMA_KIND (0 fp32 multiply-adds, 1 tf32, 2 bf16, 3 fp16 on tensor cores) and
+ * ROUND_IN (1 bf16, 2 fp16 inputs rounded in the fp32 form) for this context's precision */
+static int fast_mma_kind(const cf_cl_ctx *ctx) {
+    return ctx->mma_tf32 ? 1 : ctx->gemm_round && ctx->mma_half ? 1 + ctx->gemm_round : 0;
+}
+static int fast_round_in(const cf_cl_ctx *ctx) {
+    return ctx->gemm_round && !ctx->mma_half ? ctx->gemm_round : 0;
+}
+
 static struct cf_cl_gemm_fast *fast_state(cf_cl_ctx *ctx) {
     if (!ctx->gemm_fast) ctx->gemm_fast = calloc(1, sizeof *ctx->gemm_fast);
     return ctx->gemm_fast;
@@ -174,7 +183,8 @@ static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int
         fast_program *g = &st->progs[i];
         if (g->rm == c->rm && g->rn == c->rn && g->bk == c->bk && g->wg == c->wg &&
             g->vec == vec && g->epi_bias == epi_bias && g->epi_act == epi_act &&
-            g->epi_colsum == epi_colsum && g->mma == ctx->mma_tf32) {
+            g->epi_colsum == epi_colsum && g->mma == fast_mma_kind(ctx) &&
+            g->round == fast_round_in(ctx)) {
             *out = g;
             return CF_OK;
         }
@@ -189,15 +199,19 @@ static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int
         st->n_progs = 0;
     }
     const int verbose = fast_verbose(ctx);
-    /* The dispatch sends products here on GPUs only; on CPU devices the kernel runs in tests (and
-     * under CF_GEMM_FAST=1), where compiling it dominates: PoCL takes 5 to 11 s per variant on two
-     * cores with optimisation and 1 to 3 s without it. */
-    const int cpu = !(ctx->dev.type & CL_DEVICE_TYPE_GPU);
+    /* Without precision bf16 / fp16 the dispatch sends products here on GPUs only; on CPU
+     * devices the kernel then runs in tests (and under CF_GEMM_FAST=1), where compiling it
+     * dominates: PoCL takes 5 to 11 s per variant on two cores with optimisation and 1 to 3 s
+     * without it. With bf16 / fp16 it takes every product there, so it is optimised, unless
+     * CF_GEMM_FAST=1 says that this is such a test. */
+    const int cpu = !(ctx->dev.type & CL_DEVICE_TYPE_GPU) &&
+                    (!ctx->gemm_round || ctx->gemm_fast_mode == 1);
     char opts[256];
     snprintf(opts, sizeof opts,
              "-cl-std=CL1.2 -DRM=%d -DRN=%d -DBK=%d -DWG=%d -DVEC=%d -DEPI_BIAS=%d -DEPI_ACT=%d "
-             "-DEPI_COLSUM=%d -DMMA_TF32=%d%s%s",
-             c->rm, c->rn, c->bk, c->wg, vec, epi_bias, epi_act, epi_colsum, ctx->mma_tf32,
+             "-DEPI_COLSUM=%d -DMMA_KIND=%d -DROUND_IN=%d%s%s",
+             c->rm, c->rn, c->bk, c->wg, vec, epi_bias, epi_act, epi_colsum, fast_mma_kind(ctx),
+             fast_round_in(ctx),
              cpu ? " -cl-opt-disable" : "", verbose ? " -cl-nv-verbose" : "");
     fast_program g;
     memset(&g, 0, sizeof g);
@@ -209,7 +223,8 @@ static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int
     g.epi_bias = epi_bias;
     g.epi_act = epi_act;
     g.epi_colsum = epi_colsum;
-    g.mma = ctx->mma_tf32;
+    g.mma = fast_mma_kind(ctx);
+    g.round = fast_round_in(ctx);
     CF_TRY(cf_cl_build_program(ctx, "gemm_fast.cl", opts, &g.program));
     if (verbose) { /* the compiler's lines about entry points, registers and spills */
         const size_t cap = 1 << 16;

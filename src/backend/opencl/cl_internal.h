@@ -157,6 +157,9 @@ typedef struct cf_cl_ctx {
     int gemm_fast_verbose;  /* cf_backend_options.gemm_fast_verbose */
     int mma_tf32;           /* cf_backend_options.tf32 on a device with TF32 mma.sync: the
                              * register-blocked kernel's tensor-core form takes every plain product */
+    int gemm_round;         /* cf_backend_options.bf16 (1) / .fp16 (2): every plain product takes
+                             * the register-blocked kernel, its inputs rounded to bf16 / fp16 */
+    int mma_half;           /* gemm_round on tensor cores (mma.sync with bf16 / fp16 inputs) */
     int gemm_tile;          /* cf_backend_options.gemm_tile: forced work-group side, 0 = none */
     int attention_mode;     /* cf_backend_options.attention parsed (cl_attention.c), -1 = unset */
     int flash_kernel;       /* cf_backend_options.flash_kernel parsed (cl_flash.c), CF_FLASH_K_* */

@@ -70,10 +70,17 @@ void cf_cl_plan_device_of(cf_cl_ctx *ctx, cf_cl_plan_device *out) {
     out->fast_mode = ctx->gemm_fast_mode;
     out->fast_broken = cf_cl_gemm_fast_broken(ctx);
     out->mma_tf32 = ctx->mma_tf32;
+    out->gemm_round = ctx->gemm_round;
     out->tuner = ctx->tuner;
     out->tuner_user = ctx->tuner_user;
     out->tuning = ctx->tuning && ctx->tuner_user == (void *)ctx->tuning ? ctx->tuning : NULL;
     out->attention_mode = ctx->attention_mode >= 0 ? ctx->attention_mode : CF_ATT_AUTO;
+}
+
+const char *cf_cl_plan_precision(const cf_cl_plan_device *dev) {
+    return dev->gemm_round == 1 ? "bf16" : dev->gemm_round == 2 ? "fp16"
+                                       : dev->mma_tf32              ? "tf32"
+                                                                    : "fp32";
 }
 
 const char *cf_cl_plan_path_name(int path) {
@@ -147,7 +154,7 @@ int cf_cl_plan_tuned_fast(const cf_cl_plan_device *dev, int M, int N, int K, int
     if (!dev->tuning) return 0;
     int ex = 0;
     /* only an entry measured under this run's precision */
-    const char *prec = dev->mma_tf32 ? "tf32" : "fp32";
+    const char *prec = cf_cl_plan_precision(dev);
     const cf_tuning_gemm *g = cf_tuning_lookup_precision(dev->tuning, prec, M, N, K, ta, tb, &ex);
     if (!g || g->path != CF_TUNING_FAST || g->fast.rm <= 0) return 0;
     cf_cl_gemm_fast_choice c = {g->fast.rm, g->fast.rn, g->fast.bk, g->fast.split, g->fast.wg};
@@ -183,8 +190,12 @@ static void decide(const cf_cl_plan_device *dev, int M, int N, int K, int batche
     out->path = CF_PLAN_NATIVE;
     /* the register-blocked kernel: plain products only, never when CLBlast was asked for by name */
     int want = 0;
-    if (dev->gemm_mode != CF_GEMM_CLBLAST && !batched && !causal && K > 0 && M > 0 && N > 0 &&
-        !dev->fast_broken) {
+    if (dev->gemm_round && !batched && !causal && K > 0 && M > 0 && N > 0 && !dev->fast_broken) {
+        /* precision bf16 / fp16: only this kernel rounds its inputs, so it takes every plain
+         * product on every device, whatever the GEMM settings say */
+        want = 1;
+    } else if (dev->gemm_mode != CF_GEMM_CLBLAST && !batched && !causal && K > 0 && M > 0 &&
+               N > 0 && !dev->fast_broken) {
         if (dev->fast_mode >= 0) {
             /* cf_backend_options.gemm_fast (CF_GEMM_FAST): 0 never, 1 every plain product
              * (whatever the device and size; for tests on CPU devices) */

@@ -30,6 +30,7 @@ typedef struct cf_cl_plan_device {
     int fast_mode;         /* cf_backend_options.gemm_fast: -1 auto, 0 never, 1 every product */
     int fast_broken;       /* the register-blocked kernel did not build here: never */
     int mma_tf32;          /* its tensor-core form is on (precision tf32): every plain product */
+    int gemm_round;        /* precision bf16 (1) / fp16 (2): every plain product, inputs rounded */
     cf_cl_gemm_tuner_fn tuner; /* the GEMM tuner hook (a tuning file's or another), NULL = none */
     void *tuner_user;
     /* the tuning file, while it is the tuner hook (its "fast" entries choose the register-blocked
@@ -45,6 +46,9 @@ void cf_cl_plan_device_of(cf_cl_ctx *ctx, cf_cl_plan_device *out);
 
 enum cf_cl_gemm_path { CF_PLAN_NATIVE = 0, CF_PLAN_CLBLAST = 1, CF_PLAN_FAST = 2 };
 const char *cf_cl_plan_path_name(int path); /* "native", "clblast", "fast" */
+/* The precision the device's plain products run in: "fp32", "tf32" (tensor cores), "bf16",
+ * "fp16" (the names of tuning entries) */
+const char *cf_cl_plan_precision(const cf_cl_plan_device *dev);
 
 typedef struct cf_cl_gemm_plan {
     int path;                    /* enum cf_cl_gemm_path */

@@ -672,8 +672,11 @@ void cf_cl_tuning_attach(cf_cl_ctx *ctx) {
         return;
     }
     /* GEMM entries apply only to runs of the precision they were measured under: the GEMMs run
-     * on TF32 tensor cores only where mma_tf32 is on (precision tf32 elsewhere runs fp32) */
-    const char *run_prec = ctx->mma_tf32 ? "tf32" : "fp32";
+     * on TF32 tensor cores only where mma_tf32 is on (precision tf32 elsewhere runs fp32); bf16
+     * and fp16 round the inputs on every device */
+    const char *run_prec = ctx->gemm_round == 1 ? "bf16" : ctx->gemm_round == 2 ? "fp16"
+                           : ctx->mma_tf32      ? "tf32"
+                                                : "fp32";
     const int n_all = t->n_gemm;
     const int dropped = cf_tuning_keep_precision(t, run_prec);
     if (dropped > 0 && t->n_gemm == 0)
