@@ -291,12 +291,15 @@ int cf_backend_create_for(const char *spec, const cf_backend_options *opts, cons
     cf_backend_options with = *opts;
     if (cfg) with.tf32 = cfg->precision == CF_PREC_TF32;
     if (cfg) with.bf16 = cfg->precision == CF_PREC_BF16;
+    if (cfg) with.fp16 = cfg->precision == CF_PREC_FP16;
     opts = &with;
     if (!spec || !*spec) spec = "auto";
-    if (with.bf16 && (strcasecmp(spec, "auto") == 0 || strcasecmp(spec, "auto:first") == 0)) {
-        /* only the CPU backend has bf16 GEMMs: timing the OpenCL devices would only fail. Where
-         * a GPU is there, training on the CPU instead would be a slow surprise: refuse, naming
-         * both ways out */
+    if ((with.bf16 || with.fp16) &&
+        (strcasecmp(spec, "auto") == 0 || strcasecmp(spec, "auto:first") == 0)) {
+        /* only the CPU backend has bf16 and fp16 GEMMs: timing the OpenCL devices would only
+         * fail. Where a GPU is there, training on the CPU instead would be a slow surprise:
+         * refuse, naming both ways out */
+        const char *p = with.bf16 ? "bf16" : "fp16";
         cf_device_desc *all = NULL;
         int n = 0;
         if (cf_backend_enumerate(opts, NULL, &all, &n) == CF_OK) {
@@ -305,17 +308,18 @@ int cf_backend_create_for(const char *spec, const cf_backend_options *opts, cons
                                        all[i].device_type != CF_DEVICE_INTEGRATED_GPU &&
                                        all[i].device_type != CF_DEVICE_ACCELERATOR))
                     continue;
-                CF_ERROR("precision bf16 with device auto: bf16 is not yet available on OpenCL "
+                CF_ERROR("precision %s with device auto: %s is not yet available on OpenCL "
                          "devices and this machine has %s (%s); use precision tf32 or fp32 for "
-                         "it, or --device cpu for bf16 on the CPU backend",
-                         all[i].spec, all[i].name);
+                         "it, or --device cpu for %s on the CPU backend",
+                         p, p, all[i].spec, all[i].name, p);
                 free(all);
                 return CF_ERR_UNSUPPORTED;
             }
         }
         free(all);
-        CF_INFO("device auto: precision bf16 runs on the CPU backend (not yet available on OpenCL "
-                "devices)");
+        CF_INFO("device auto: precision %s runs on the CPU backend (not yet available on OpenCL "
+                "devices)",
+                p);
         return cf_backend_create("cpu", opts, out);
     }
     if (strcasecmp(spec, "auto") != 0 || !cfg || opts->auto_first)

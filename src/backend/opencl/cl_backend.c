@@ -170,6 +170,12 @@ int cf_backend_opencl_create(const char *spec, const cf_backend_options *opts, c
                  "or --device cpu (bf16 GEMMs with AVX512-BF16)");
         return CF_ERR_UNSUPPORTED;
     }
+    if (opts->fp16) {
+        /* no fp16 GEMM in this backend yet: refuse rather than train in fp32 unasked */
+        CF_ERROR("precision fp16: not yet available on OpenCL devices; use precision fp32 or tf32, "
+                 "or --device cpu (fp16 GEMMs with F16C)");
+        return CF_ERR_UNSUPPORTED;
+    }
     int is_auto = strcasecmp(spec, "auto") == 0;
     cf_cl_device_info *list = NULL;
     int n = 0;
