@@ -295,6 +295,9 @@ static const struct {
     {"grad_accum_steps", "tokens per step change; the run is no longer identical to an "
                          "uninterrupted one"},
     {"precision", "the checkpoint holds fp32 weights; the arithmetic changes from here on"},
+    {"loss_scale", "the first scale of a run; a resumed fp16 run goes on with the checkpoint's "
+                   "scale"},
+    {"loss_scale_window", ""},
     {"eval_interval", ""},
     {"eval_batches", ""},
     {"checkpoint_interval", ""},
