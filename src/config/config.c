@@ -67,7 +67,7 @@
     FLT(decay_fraction, 0.2, 0.0, 1.0, 1, 1)                                                       \
     INT(grad_accum_steps, 1, 1, 60)                                                                \
     ENUM(precision, CF_PREC_FP32, g_precision_names)                                               \
-    FLT(loss_scale, 0.0, 0.0, 1e38, 1, 1)                                                          \
+    FLT(loss_scale, 0.0, -3.4e38, 3.4e38, 1, 1)                                                    \
     INT(loss_scale_window, 1000, 1, INT_MAX)                                                       \
     INT(eval_interval, 100, 0, INT_MAX)                                                            \
     INT(eval_batches, 10, 1, 1 << 20)                                                              \
@@ -514,10 +514,11 @@ int cf_config_validate(const cf_config *cfg, const char *origin) {
                 cfg->vocab_size);
         return CF_ERR_INVALID;
     }
-    if (cfg->loss_scale != 0.0f && cfg->loss_scale < 1.0f) {
+    /* (the key table admits any finite float, so this one message covers the range) */
+    if (cfg->loss_scale != 0.0f && !(cfg->loss_scale >= 1.0f && cfg->loss_scale <= 1e38f)) {
         CFG_ERR(origin,
-                "loss_scale (%g) must be 0 (the default initial scale, 65536) or at least 1; the "
-                "loss is multiplied by it before the backward of a precision fp16 run",
+                "loss_scale (%g) must be 0 (the default initial scale, 65536) or in [1, 1e38]; "
+                "the loss is multiplied by it before the backward of a precision fp16 run",
                 (double)cfg->loss_scale);
         return CF_ERR_INVALID;
     }
