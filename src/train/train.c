@@ -791,7 +791,8 @@ int cf_train_run(cf_train_opts *o) {
                        d2h0 = be->stats.d2h_bytes;
         cf_step_info si;
         if ((rc = cf_train_step_scaled(m, step, ls, next_train_batch, &src, x, y, &si)) < 0) {
-            if (rc == CF_ERR_INVALID) report_last_good(o, step);
+            /* the gradients overflowed at loss scale 1: a diverged model, as a nan loss below */
+            if (rc == CF_ERR_INVALID && ls && scaler.scale <= 1.0f) report_last_good(o, step);
             goto done;
         }
         const float loss = si.loss, norm = si.grad_norm, lr = si.lr;
