@@ -24,7 +24,7 @@ n=$(printf '%s\n' "$msg" | grep -c "precision tf32: the CPU backend has no TF32 
   && ok "cpu: tf32 losses equal fp32's" || bad "cpu: losses differ: $(losses "$W/a.jsonl") vs $(losses "$W/b.jsonl")"
 
 msg=$("$CLF" train configs/tiny.json $SMALL --steps 2 --out "$W/c" --precision double 2>&1 >/dev/null); rc=$?
-if [ $rc -ne 0 ] && [ "$(printf '%s\n' "$msg" | grep -c '^error:')" -eq 1 ] && printf '%s\n' "$msg" | grep -q "precision 'double'; use one of: fp32, tf32, bf16" && [ ! -e "$W/c" ]; then
+if [ $rc -ne 0 ] && [ "$(printf '%s\n' "$msg" | grep -c '^error:')" -eq 1 ] && printf '%s\n' "$msg" | grep -q "precision 'double'; use one of: fp32, tf32, bf16, fp16" && [ ! -e "$W/c" ]; then
   ok "unknown precision refused: $msg"
 else bad "unknown precision: rc $rc: $msg"; fi
 

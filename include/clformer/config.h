@@ -13,8 +13,9 @@ enum cf_mlp { CF_MLP_GELU = 0, CF_MLP_SWIGLU = 1, CF_MLP_RELU2 = 2 };
 /* Arithmetic of the training step: fp32, or tf32 (fp32 storage; GEMM inputs rounded to TF32 on a
  * matrix engine where the device has one the backend can use, as PyTorch's allow_tf32), or bf16
  * (fp32 storage; GEMM inputs rounded to bf16, fp32 accumulation: the CPU backend with
- * AVX512-BF16; docs/precision.md). */
-enum cf_precision { CF_PREC_FP32 = 0, CF_PREC_TF32 = 1, CF_PREC_BF16 = 2 };
+ * AVX512-BF16; docs/precision.md), or fp16 (fp32 storage; GEMM inputs rounded to IEEE half, fp32
+ * accumulation: the CPU backend; the trainer scales the loss dynamically). */
+enum cf_precision { CF_PREC_FP32 = 0, CF_PREC_TF32 = 1, CF_PREC_BF16 = 2, CF_PREC_FP16 = 3 };
 /* What the backward recomputes instead of keeping from the forward (docs/memory.md). */
 enum cf_recompute { CF_RECOMPUTE_NONE = 0, CF_RECOMPUTE_ATTENTION = 1, CF_RECOMPUTE_BLOCK = 2 };
 /* Which attention runs (docs/attention.md): auto picks by shape (cf_model_flash, model/gpt.h),
@@ -68,6 +69,8 @@ typedef struct cf_config {
     float decay_fraction;    /* wsd: the last decay_fraction of the steps decay linearly */
     int grad_accum_steps;    /* micro-batches per optimizer step */
     int precision;           /* enum cf_precision */
+    float loss_scale;        /* precision fp16: initial loss scale; 0 = the default, 65536 */
+    int loss_scale_window;   /* precision fp16: steps with finite gradients before it doubles */
     int eval_interval;       /* steps between val-loss evaluations, 0 disables */
     int eval_batches;        /* micro-batches per evaluation */
     int checkpoint_interval; /* steps between checkpoints, 0 = only at the end */

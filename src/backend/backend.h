@@ -184,7 +184,10 @@ typedef struct cf_backend_options {
                              * fp32, storage stays fp32 (the CPU backend with AVX512-BF16,
                              * elsewhere on the CPU fp32, said once; OpenCL: on NVIDIA tensor
                              * cores, elsewhere rounded in the kernel; docs/precision.md) */
-    int fp16;               /* precision fp16: as bf16 with IEEE half inputs */
+    int fp16;               /* precision fp16: GEMMs round their inputs to IEEE half and accumulate
+                             * in fp32, storage stays fp32 (the CPU backend: F16C where the CPU
+                             * has it, else scalar rounding; OpenCL as bf16). The trainer adds
+                             * dynamic loss scaling (docs/precision.md) */
 } cf_backend_options;
 
 /* Today's defaults: every path "auto", tuning files looked up, embedded kernels, no program cache,

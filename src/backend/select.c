@@ -291,6 +291,7 @@ int cf_backend_create_for(const char *spec, const cf_backend_options *opts, cons
     cf_backend_options with = *opts;
     if (cfg) with.tf32 = cfg->precision == CF_PREC_TF32;
     if (cfg) with.bf16 = cfg->precision == CF_PREC_BF16;
+    if (cfg) with.fp16 = cfg->precision == CF_PREC_FP16;
     opts = &with;
     if (!spec || !*spec) spec = "auto";
     if (strcasecmp(spec, "auto") != 0 || !cfg || opts->auto_first)

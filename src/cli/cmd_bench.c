@@ -33,7 +33,7 @@ static const char *BENCH_HELP =
     "options:\n"
     "  --device D        cpu, auto, opencl, opencl:P:D or a device-name substring\n"
     "  --gemm G          GEMM path: auto, clblast, native (OpenCL); auto, blas, native (CPU)\n"
-    "  --precision P     fp32, tf32 or bf16 (same as precision=P)\n"
+    "  --precision P     fp32, tf32, bf16 or fp16 (same as precision=P)\n"
     "  --tuning FILE     OpenCL tuning file from clformer-tune ('off' for none; env CF_TUNING)\n"
     "  --steps N         timed steps (default 10)\n"
     "  --warmup N        untimed steps first (default 2)\n"

@@ -67,6 +67,8 @@
     FLT(decay_fraction, 0.2, 0.0, 1.0, 1, 1)                                                       \
     INT(grad_accum_steps, 1, 1, 60)                                                                \
     ENUM(precision, CF_PREC_FP32, g_precision_names)                                               \
+    FLT(loss_scale, 0.0, -3.4e38, 3.4e38, 1, 1)                                                    \
+    INT(loss_scale_window, 1000, 1, INT_MAX)                                                       \
     INT(eval_interval, 100, 0, INT_MAX)                                                            \
     INT(eval_batches, 10, 1, 1 << 20)                                                              \
     INT(checkpoint_interval, 200, 0, INT_MAX)                                                      \
@@ -81,7 +83,7 @@
 static const char *const g_norm_names[] = {"layernorm", "rmsnorm", NULL};
 static const char *const g_position_names[] = {"learned", "rope", NULL};
 static const char *const g_mlp_names[] = {"gelu", "swiglu", "relu2", NULL};
-static const char *const g_precision_names[] = {"fp32", "tf32", "bf16", NULL};
+static const char *const g_precision_names[] = {"fp32", "tf32", "bf16", "fp16", NULL};
 static const char *const g_recompute_names[] = {"none", "attention", "block", NULL};
 static const char *const g_attention_names[] = {"auto", "flash", "matrix", NULL};
 static const char *const g_optimizer_names[] = {"adamw", "muon", NULL};
@@ -512,6 +514,14 @@ int cf_config_validate(const cf_config *cfg, const char *origin) {
                 cfg->vocab_size);
         return CF_ERR_INVALID;
     }
+    /* (the key table admits any finite float, so this one message covers the range) */
+    if (cfg->loss_scale != 0.0f && !(cfg->loss_scale >= 1.0f && cfg->loss_scale <= 1e38f)) {
+        CFG_ERR(origin,
+                "loss_scale (%g) must be 0 (the default initial scale, 65536) or in [1, 1e38]; "
+                "the loss is multiplied by it before the backward of a precision fp16 run",
+                (double)cfg->loss_scale);
+        return CF_ERR_INVALID;
+    }
     if (cfg->eval_interval > 0 && cfg->val_fraction <= 0.0f) {
         CFG_ERR(origin,
                 "eval_interval (%d) needs a validation split but val_fraction is 0; set "
@@ -540,6 +550,13 @@ int cf_config_warn_ignored(const cf_config *cfg, const char *origin) {
                     strchr(keys, ',') ? "them" : "it");
             n++;
         }
+    }
+    if (cfg->precision != CF_PREC_FP16 && (cfg->loss_scale != d.loss_scale ||
+                                           cfg->loss_scale_window != d.loss_scale_window)) {
+        CF_WARN("%s: loss_scale and loss_scale_window are ignored with precision \"%s\" (no loss "
+                "scaling); set precision to \"fp16\" to use them, or remove them",
+                lbl, g_precision_names[cfg->precision]);
+        n++;
     }
     if (cfg->lr_schedule != CF_LR_WSD && cfg->decay_fraction != d.decay_fraction) {
         CF_WARN("%s: decay_fraction is ignored with lr_schedule \"%s\"; set lr_schedule to "

@@ -142,10 +142,17 @@ int cf_checkpoint_save(const char *path, cf_model *m, const cf_train_state *st, 
     const char *keys[] = {"format",     "config",     "tokenizer",  "tokenizer_hash",
                           "step",       "opt_step",   "tokens_seen", "data_epoch",
                           "data_index", "data_seed",  "last_loss",   "best_val_loss",
-                          "has_optimizer"};
+                          "has_optimizer", "loss_scale", "loss_scale_good_steps", "skipped_steps"};
+    /* the loss-scaling keys (the last three) only where a run scales its loss (fp16) */
+    char ls[32], lsg[32], sk[32];
+    snprintf(ls, sizeof ls, "%.9g", st->loss_scale);
+    snprintf(lsg, sizeof lsg, "%d", st->loss_scale_good);
+    snprintf(sk, sizeof sk, "%" PRIu64, st->skipped_steps);
     const char *vals[] = {CF_CKPT_FORMAT, cfg_json, m->cfg.tokenizer, th, step, opt_step, tok,
-                          ep,             idx,      seed,             ll, bv, with_opt ? "1" : "0"};
-    rc = cf_st_write(path, t, nt, keys, vals, (int)(sizeof keys / sizeof keys[0]));
+                          ep,             idx,      seed,             ll, bv, with_opt ? "1" : "0",
+                          ls,             lsg,      sk};
+    const int nkeys = (int)(sizeof keys / sizeof keys[0]) - (st->loss_scale > 0.0f ? 0 : 3);
+    rc = cf_st_write(path, t, nt, keys, vals, nkeys);
 done:
     if (rc == CF_ERR_NOMEM) CF_ERROR("checkpoint %s: out of host memory while saving", path);
     free(params);
@@ -225,6 +232,20 @@ static int read_meta(const cf_st_file *f, const char *path, cf_config *cfg, cf_t
         st->last_loss = s ? strtof(s, NULL) : 0.0f;
         s = cf_st_meta(f, "best_val_loss");
         st->best_val_loss = s ? strtof(s, NULL) : 0.0f;
+        /* precision fp16's loss scale: absent in the files of other runs (0: none) */
+        if ((s = cf_st_meta(f, "loss_scale"))) {
+            char *end = NULL;
+            const float v = strtof(s, &end);
+            if (!end || end == s || *end || !isfinite(v) || v < 1.0f) {
+                CF_ERROR("checkpoint %s: metadata 'loss_scale' = '%s' is not a finite number >= "
+                         "1; the file is damaged",
+                         path, s);
+                return CF_ERR_FORMAT;
+            }
+            st->loss_scale = v;
+            CF_TRY(parse_step(f, path, "loss_scale_good_steps", &st->loss_scale_good));
+            CF_TRY(parse_u64(f, path, "skipped_steps", &st->skipped_steps, 0));
+        }
     }
     return CF_OK;
 }

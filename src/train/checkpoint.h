@@ -18,6 +18,12 @@ typedef struct {
     uint64_t tokenizer_hash; /* identity of the tokenizer the model was trained with */
     float last_loss;
     float best_val_loss;
+    /* precision fp16's dynamic loss scaling (train.h cf_loss_scaler), so a resume continues it
+     * exactly; stored only when loss_scale > 0 (metadata loss_scale, loss_scale_good_steps,
+     * skipped_steps), 0 in files of other runs */
+    float loss_scale;       /* the scale the next step uses */
+    int loss_scale_good;    /* consecutive steps with finite gradients since it last changed */
+    uint64_t skipped_steps; /* steps skipped for inf/nan gradients */
 } cf_train_state;
 
 /* Write atomically (temp + fsync + rename). with_opt also stores the AdamW moments (and Muon's

@@ -295,6 +295,9 @@ static const struct {
     {"grad_accum_steps", "tokens per step change; the run is no longer identical to an "
                          "uninterrupted one"},
     {"precision", "the checkpoint holds fp32 weights; the arithmetic changes from here on"},
+    {"loss_scale", "the first scale of a run; a resumed fp16 run goes on with the checkpoint's "
+                   "scale"},
+    {"loss_scale_window", ""},
     {"eval_interval", ""},
     {"eval_batches", ""},
     {"checkpoint_interval", ""},
@@ -450,6 +453,11 @@ int cf_random_batch_next(void *user, int32_t *x, int32_t *y, int B, int T) {
 
 int cf_train_step(cf_model *m, int step, cf_batch_fn next, void *user, int32_t *x, int32_t *y,
                   cf_step_info *out) {
+    return cf_train_step_scaled(m, step, NULL, next, user, x, y, out);
+}
+
+int cf_train_step_scaled(cf_model *m, int step, cf_loss_scaler *ls, cf_batch_fn next, void *user,
+                         int32_t *x, int32_t *y, cf_step_info *out) {
     const cf_config *c = &m->cfg;
     const int B = c->batch_size, T = c->max_length, accum = c->grad_accum_steps;
     if (accum < 1 || accum > 60) {
@@ -459,19 +467,46 @@ int cf_train_step(cf_model *m, int step, cf_batch_fn next, void *user, int32_t *
     /* data-parallel (m->dist): each rank's loss is scaled by 1/(accum * ranks) and the last
      * micro-batch's backward sums the gradients over the ranks (src/dist) */
     const int world = m->dist ? cf_dist_size() : 1;
+    /* loss scaling: the loss gradient times S (the losses read back are not scaled) */
+    const float dloss = ls ? ls->scale / (float)(accum * world) : 1.0f / (float)(accum * world);
     CF_TRY(cf_model_zero_grad(m));
     for (int k = 0; k < accum; k++) {
         CF_TRY(next(user, x, y, B, T));
         if (k == accum - 1) CF_TRY(cf_dist_grads_begin(m->dist));
-        CF_TRY(cf_model_forward_backward(m, x, y, B, T, 1.0f / (float)(accum * world), k));
+        CF_TRY(cf_model_forward_backward(m, x, y, B, T, dloss, k));
     }
     CF_TRY(cf_dist_grads_end(m->dist));
     float norm = 0.0f;
     CF_TRY(cf_model_grad_norm(m, &norm));
+    /* the norm of the scaled gradients: inf or nan when any of them is (or their squares
+     * overflow, which only a far too large scale gives); unscaled it is the gradients' norm */
+    const int overflow = ls && !isfinite(norm);
+    if (ls) norm /= ls->scale;
     float scale = 1.0f;
     if (c->grad_clip > 0.0f && norm > c->grad_clip) scale = c->grad_clip / (norm + 1e-6f);
+    if (ls) scale /= ls->scale; /* unscale: the optimizer multiplies the gradients by this */
     float lr = 0.0f, muon_lr = 0.0f;
-    CF_TRY(cf_model_optimizer_step(m, step, scale, &lr, &muon_lr));
+    if (overflow) {
+        /* skipped: no update, no optimizer step; the rates it would have used are reported */
+        lr = cf_lr_schedule(c, step);
+        if (c->optimizer == CF_OPTIM_MUON) muon_lr = cf_lr_at(c, c->muon_lr, step);
+        ls->skipped++;
+        ls->good_steps = 0;
+        if (ls->scale <= 1.0f) {
+            CF_ERROR("step %d: the gradients hold inf or nan even at loss scale 1 (%" PRIu64
+                     " steps skipped); the model has diverged: lower learning_rate (now %g) or "
+                     "train in precision bf16 or fp32",
+                     step + 1, ls->skipped, c->learning_rate);
+            return CF_ERR_INVALID;
+        }
+        ls->scale = ls->scale * 0.5f < 1.0f ? 1.0f : ls->scale * 0.5f;
+    } else {
+        CF_TRY(cf_model_optimizer_step(m, step, scale, &lr, &muon_lr));
+        if (ls && ++ls->good_steps >= ls->window) {
+            if (ls->scale * 2.0f <= CF_LOSS_SCALE_MAX) ls->scale *= 2.0f;
+            ls->good_steps = 0;
+        }
+    }
     float scal[64];
     CF_TRY(cf_model_read_scalars(m, scal, accum));
     double lsum = 0.0;
@@ -482,6 +517,8 @@ int cf_train_step(cf_model *m, int step, cf_batch_fn next, void *user, int32_t *
     out->grad_norm = norm;
     out->lr = lr;
     out->muon_lr = muon_lr;
+    out->skipped = overflow;
+    out->loss_scale = ls ? ls->scale : 0.0f;
     return CF_OK;
 }
 
@@ -721,6 +758,29 @@ int cf_train_run(cf_train_opts *o) {
         goto done;
     }
     train_source src = {ds, rank, world};
+    /* precision fp16: dynamic loss scaling, continued from the checkpoint's state on resume
+     * (config loss_scale sets only the first scale of a run); other precisions scale nothing */
+    cf_loss_scaler scaler = {0}, *ls = NULL;
+    if (c->precision == CF_PREC_FP16) {
+        ls = &scaler;
+        scaler.window = c->loss_scale_window;
+        if (st.loss_scale > 0.0f) {
+            scaler.scale = st.loss_scale;
+            scaler.good_steps = st.loss_scale_good;
+            scaler.skipped = st.skipped_steps;
+        } else {
+            scaler.scale = c->loss_scale > 0.0f ? c->loss_scale : CF_LOSS_SCALE_DEFAULT;
+        }
+        if (!o->quiet && o->verbose)
+            CF_INFO("loss scaling: scale %g, doubled after %d good steps (at most %g), %" PRIu64
+                    " steps skipped so far",
+                    (double)scaler.scale, scaler.window, (double)CF_LOSS_SCALE_MAX,
+                    scaler.skipped);
+    } else {
+        st.loss_scale = 0.0f; /* a resumed fp16 checkpoint's scale does not carry over */
+        st.loss_scale_good = 0;
+        st.skipped_steps = 0;
+    }
     for (int step = st.step; step < c->steps; step++) {
         double t0 = cf_time_now();
         const int prof_on = want_prof && steps_this_run >= 1 && prof_done < prof_steps;
@@ -730,7 +790,11 @@ int cf_train_run(cf_train_opts *o) {
         const uint64_t allocs0 = be->stats.allocs, h2d0 = be->stats.h2d_bytes,
                        d2h0 = be->stats.d2h_bytes;
         cf_step_info si;
-        if ((rc = cf_train_step(m, step, next_train_batch, &src, x, y, &si)) < 0) goto done;
+        if ((rc = cf_train_step_scaled(m, step, ls, next_train_batch, &src, x, y, &si)) < 0) {
+            /* the gradients overflowed at loss scale 1: a diverged model, as a nan loss below */
+            if (rc == CF_ERR_INVALID && ls && scaler.scale <= 1.0f) report_last_good(o, step);
+            goto done;
+        }
         const float loss = si.loss, norm = si.grad_norm, lr = si.lr;
         const uint64_t step_allocs = be->stats.allocs - allocs0;
         const uint64_t step_h2d = be->stats.h2d_bytes - h2d0, step_d2h = be->stats.d2h_bytes - d2h0;
@@ -757,6 +821,11 @@ int cf_train_run(cf_train_opts *o) {
         st.step = step + 1;
         st.tokens_seen += (uint64_t)tokens_per_step;
         st.last_loss = loss;
+        if (ls) {
+            st.loss_scale = scaler.scale;
+            st.loss_scale_good = scaler.good_steps;
+            st.skipped_steps = scaler.skipped;
+        }
         o->final_loss = loss;
         steps_this_run++;
         /* the first step of a run includes warm-up costs: time from the second on */
@@ -773,10 +842,18 @@ int cf_train_run(cf_train_opts *o) {
             char mlr[48] = ""; /* optimizer muon: its learning rate too */
             if (c->optimizer == CF_OPTIM_MUON)
                 snprintf(mlr, sizeof mlr, ", \"muon_lr\": %.6g", si.muon_lr);
+            char gn[32] = "null"; /* a skipped step's norm is inf or nan: JSON has neither */
+            if (isfinite(norm)) snprintf(gn, sizeof gn, "%.6f", norm);
+            char lsc[128] = ""; /* loss scaling: the scale after this step, the count, the flag */
+            if (ls)
+                snprintf(lsc, sizeof lsc,
+                         ", \"loss_scale\": %.9g, \"skipped_steps\": %" PRIu64
+                         ", \"skipped\": %s",
+                         (double)scaler.scale, scaler.skipped, si.skipped ? "true" : "false");
             const int w = fprintf(logf,
                                   "{\"step\": %d, \"loss\": %.6f, \"lr\": %.6g%s, \"grad_norm\": "
-                                  "%.6f, \"tokens_per_s\": %.1f, \"ms_per_step\": %.2f}\n",
-                                  st.step, loss, lr, mlr, norm, tps, ms);
+                                  "%s, \"tokens_per_s\": %.1f, \"ms_per_step\": %.2f%s}\n",
+                                  st.step, loss, lr, mlr, gn, tps, ms, lsc);
             if (w < 0 || fflush(logf) != 0 || ferror(logf)) {
                 log_failed = 1; /* said once; the training matters more than its log */
                 CF_WARN("--log %s: writing step %d failed (%s); training goes on without the log",
@@ -812,15 +889,18 @@ int cf_train_run(cf_train_opts *o) {
         if (!o->quiet) {
             char eta[32];
             fmt_eta(eta, sizeof eta, (c->steps - st.step) * tokens_per_step / tps);
-            char line[384], allocs[96] = "";
+            char line[448], allocs[96] = "", lsc[80] = "";
+            if (ls) /* the scale the next step uses, steps skipped so far (this one: "skip") */
+                snprintf(lsc, sizeof lsc, " | scale %g skipped %" PRIu64 "%s",
+                         (double)scaler.scale, scaler.skipped, si.skipped ? " (skip)" : "");
             if (o->verbose) /* bus traffic of the step itself (eval and checkpoints excluded) */
                 snprintf(allocs, sizeof allocs, " | h2d %llu B d2h %llu B | allocs %llu",
                          (unsigned long long)step_h2d, (unsigned long long)step_d2h,
                          (unsigned long long)step_allocs);
             snprintf(line, sizeof line,
-                     "step %5d/%d | loss %.4f | lr %.2e | norm %6.3f | %8.0f tok/s | %7.1f "
+                     "step %5d/%d | loss %.4f | lr %.2e | norm %6.3f%s | %8.0f tok/s | %7.1f "
                      "ms/step%s | ETA %s",
-                     st.step, c->steps, loss, lr, norm, tps, ms, allocs, eta);
+                     st.step, c->steps, loss, lr, norm, lsc, tps, ms, allocs, eta);
             const int print_line = !tty && (st.step % c->log_interval == 0 || last ||
                                             st.step == start_step + 1);
             if (tty && (t1 - t_last_print > 0.1 || last || !isnan(val))) {

@@ -52,7 +52,26 @@ typedef struct {
     float grad_norm; /* global L2 norm before clipping */
     float lr;        /* learning rate used */
     float muon_lr;   /* Muon's learning rate used (optimizer muon), else 0 */
+    int skipped;     /* loss scaling: 1 when the gradients held inf/nan and nothing was updated */
+    float loss_scale; /* loss scaling: the scale after this step's update (the next step's), else 0 */
 } cf_step_info;
+
+/* Dynamic loss scaling (precision fp16; docs/precision.md). The loss gradient that enters the
+ * backward is multiplied by `scale`, so small gradients survive the GEMMs' rounding to half; the
+ * gradients are unscaled before clipping and the optimizer (1/scale joins the factor the
+ * optimizer multiplies them by). Gradients with an inf or nan (their global norm is not finite)
+ * skip the step: parameters, optimizer moments and the optimizer's own step count (AdamW's bias
+ * correction) stay as they were, `skipped` counts it and the scale halves (not below 1: a step
+ * that overflows at scale 1 stops the run). After `window` consecutive good steps it doubles, up
+ * to CF_LOSS_SCALE_MAX. */
+typedef struct {
+    float scale;      /* S > 0 */
+    int window;       /* good steps before S doubles (config loss_scale_window) */
+    int good_steps;   /* consecutive good steps since S last changed */
+    uint64_t skipped; /* steps skipped so far */
+} cf_loss_scaler;
+#define CF_LOSS_SCALE_DEFAULT 65536.0f /* 2^16, the initial scale for config loss_scale 0 */
+#define CF_LOSS_SCALE_MAX 16777216.0f  /* 2^24: the scale does not double past it */
 
 /* One optimizer step at 0-based index `step`: zero the gradients, grad_accum_steps micro-batches
  * of cfg (B = batch_size, T = max_length) drawn from next() into the host arrays x, y (B*T each),
@@ -61,6 +80,11 @@ typedef struct {
  * read back. The training loop and `clformer bench` both run exactly this. */
 int cf_train_step(struct cf_model *m, int step, cf_batch_fn next, void *user, int32_t *x,
                   int32_t *y, cf_step_info *out);
+/* cf_train_step with dynamic loss scaling (ls; NULL: none, exactly cf_train_step). A skipped
+ * step still reads its batches and reports its loss and learning rate; the caller counts it as
+ * a step (docs/precision.md). CF_ERR_INVALID when the gradients overflow at scale 1. */
+int cf_train_step_scaled(struct cf_model *m, int step, cf_loss_scaler *ls, cf_batch_fn next,
+                         void *user, int32_t *x, int32_t *y, cf_step_info *out);
 
 /* Returns CF_OK, CF_ERR_INTERRUPTED after a Ctrl-C (a checkpoint was written), or an error. */
 int cf_train_run(cf_train_opts *o);

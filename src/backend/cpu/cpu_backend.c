@@ -12,6 +12,9 @@ typedef struct {
     char gemm_name[64];  /* "native:<kernel>" or "blas" */
     int bf16;            /* precision bf16 on a CPU with AVX512-BF16: every gemm / gemm_bias goes
                           * through the bf16 GEMM (CF_CPU_GEMM_BF16) instead of gemm_kernel */
+    int fp16;            /* precision fp16: every gemm / gemm_bias goes through the fp16 GEMM
+                          * (CF_CPU_GEMM_FP16 + gemm_kernel; with BLAS chosen, + the kernel
+                          * "native" picks, as BLAS's packing is not ours) */
 } cf_cpu_ctx;
 
 static const struct cf_backend_ops cf_cpu_ops;
@@ -97,14 +100,24 @@ static int gemv_rows(int M, int N, int K, float alpha, const float *A, int lda, 
     return CF_OK;
 }
 
+/* The kernel of the gemm / gemm_bias slots: the bf16 or fp16 GEMM under those precisions. */
+static int cf_cpu_train_kernel(const cf_cpu_ctx *ctx) {
+    if (ctx->bf16) return CF_CPU_GEMM_BF16;
+    if (ctx->fp16)
+        return CF_CPU_GEMM_FP16 + (ctx->gemm_kernel == CF_CPU_GEMM_BLAS
+                                       ? cf_cpu_gemm_native_kernel(NULL)
+                                       : ctx->gemm_kernel);
+    return ctx->gemm_kernel;
+}
+
 static int cf_cpu_gemm(cf_backend *be, int ta, int tb, int M, int N, int K, float alpha,
                        cf_view A, int lda, cf_view B, int ldb, float beta, cf_view C, int ldc) {
     if (M <= 0 || N <= 0) return CF_OK;
     const cf_cpu_ctx *ctx = be->ctx;
-    if (M <= CF_CPU_GEMV_MAX_M && !ta && tb && !ctx->bf16)
+    if (M <= CF_CPU_GEMV_MAX_M && !ta && tb && !ctx->bf16 && !ctx->fp16)
         return gemv_rows(M, N, K, alpha, cf_cpu_f32(A), lda, cf_cpu_f32(B), ldb, beta,
                          cf_cpu_f32(C), ldc, NULL);
-    const int kernel = ctx->bf16 ? CF_CPU_GEMM_BF16 : ctx->gemm_kernel;
+    const int kernel = cf_cpu_train_kernel(ctx);
     return cf_cpu_sgemm(kernel, ta, tb, M, N, K, alpha, cf_cpu_f32(A), lda, cf_cpu_f32(B), ldb,
                         beta, cf_cpu_f32(C), ldc);
 }
@@ -114,10 +127,10 @@ static int cf_cpu_gemm_bias(cf_backend *be, int ta, int tb, int M, int N, int K,
                             int ldc, cf_view bias) {
     if (M <= 0 || N <= 0) return CF_OK;
     const cf_cpu_ctx *ctx = be->ctx;
-    if (M <= CF_CPU_GEMV_MAX_M && !ta && tb && !ctx->bf16)
+    if (M <= CF_CPU_GEMV_MAX_M && !ta && tb && !ctx->bf16 && !ctx->fp16)
         return gemv_rows(M, N, K, alpha, cf_cpu_f32(A), lda, cf_cpu_f32(B), ldb, beta,
                          cf_cpu_f32(C), ldc, bias.buf ? cf_cpu_f32(bias) : NULL);
-    const int kernel = ctx->bf16 ? CF_CPU_GEMM_BF16 : ctx->gemm_kernel;
+    const int kernel = cf_cpu_train_kernel(ctx);
     return cf_cpu_sgemm_bias(kernel, ta, tb, M, N, K, alpha, cf_cpu_f32(A), lda, cf_cpu_f32(B),
                              ldb, beta, cf_cpu_f32(C), ldc, cf_cpu_f32(bias));
 }
@@ -312,6 +325,16 @@ int cf_backend_cpu_create(const char *spec, const cf_backend_options *opts, cf_b
                     "(AVX512-BF16)");
         else
             CF_INFO("precision bf16: this CPU has no AVX512-BF16; GEMMs run in fp32");
+    }
+    if (opts && opts->fp16) {
+        /* the fp32 kernel "native" picks (also when the fp32 GEMMs go through BLAS, whose
+         * packing is not ours) on operands rounded to half while packed */
+        const int k = kernel == CF_CPU_GEMM_BLAS ? cf_cpu_gemm_native_kernel(opts->cache_dir)
+                                                 : kernel;
+        ctx->fp16 = 1;
+        CF_INFO("precision fp16: GEMM inputs rounded to fp16, fp32 accumulation and storage "
+                "(kernel %s, %s); dynamic loss scaling in training",
+                cf_cpu_gemm_kernel_name(k), cf_cpu_f16c_usable() ? "F16C" : "scalar rounding");
     }
     *out = be;
     return CF_OK;

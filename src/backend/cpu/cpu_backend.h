@@ -19,6 +19,13 @@
 #define CF_CPU_GEMM_BF16 (-2)
 /* 1 when this CPU runs the bf16 GEMM (AVX512-BF16: cpuid leaf 7 subleaf 1 EAX bit 5). */
 int cf_cpu_gemm_bf16_available(void);
+/* Kernel index base for cf_cpu_sgemm: CF_CPU_GEMM_FP16 + k is the fp16 GEMM (precision fp16) on
+ * native kernel k (k below cf_cpu_gemm_kernel_count()): op(A) and op(B) rounded to IEEE half
+ * (nearest even, overflow to +-Inf, subnormals kept) as they are packed, then kernel k's fp32
+ * products (exact for halves) and fp32 accumulation; C, alpha, beta and the bias in fp32. The
+ * rounding uses F16C where the CPU has it, else a scalar conversion with the same bits, so every
+ * x86-64 CPU (and any other) runs it. Bit-identical for any thread count, as the fp32 GEMM. */
+#define CF_CPU_GEMM_FP16 0x100
 
 /* Select the GEMM of a CPU backend. which:
  *   "native"           the best built-in kernel for this CPU (cf_cpu_gemm_native_kernel)
@@ -51,7 +58,7 @@ const char *cf_cpu_gemm_native_reason(void);
 /* C(M,N) = alpha * op(A) * op(B) + beta * C on host pointers, row-major, same conventions as
  * cf_backend_ops.gemm (A is (M,K) or stored (K,M) when ta; B is (K,N) or stored (N,K) when tb;
  * lda/ldb/ldc are row strides in elements). beta == 0 never reads C. kernel is an index below
- * cf_cpu_gemm_kernel_count() or CF_CPU_GEMM_BLAS. The native kernels never split K across
+ * cf_cpu_gemm_kernel_count(), CF_CPU_GEMM_BLAS, CF_CPU_GEMM_BF16, or CF_CPU_GEMM_FP16 plus an index. The native kernels never split K across
  * threads, so their output is bit-identical for any thread count.
  * Returns CF_OK, CF_ERR_NOMEM (packing buffers), CF_ERR_UNSUPPORTED (BLAS not compiled in) or
  * CF_ERR_INVALID (bad kernel index or leading dimension). */

@@ -61,6 +61,8 @@ typedef struct {
     int (*usable)(void);
     int simd_pack; /* 1: pack the strided operands with AVX2 transposes (x86 kernels only);
                     * 2: pack to bf16 pairs (cpu_gemm_bf16.c; the bf16 kernel) */
+    int f16;       /* 1: the packed operands are rounded to fp16 (precision fp16, CF_CPU_GEMM_FP16;
+                    * set on a copy of an fp32 kernel, never in the tables) */
 } cf_gemm_kernel;
 
 /* ---- portable kernel (plain C; compilers vectorise the inner loops) ------------------------- */
@@ -331,10 +333,10 @@ static int cf_gemm_usable_avx512(void) {
  * EPYC with AVX-512 (BENCHMARKS.md, "CPU GEMM kernel"), so the CPU's features alone do not say. */
 static const cf_gemm_kernel cf_gemm_all_kernels[] = {
 #ifdef CF_GEMM_X86
-    {"avx2-6x16", 6, 16, cf_gemm_ukr_avx2, cf_gemm_usable_avx2, 1},
-    {"avx512-12x32", 12, 32, cf_gemm_ukr_avx512, cf_gemm_usable_avx512, 1},
+    {"avx2-6x16", 6, 16, cf_gemm_ukr_avx2, cf_gemm_usable_avx2, 1, 0},
+    {"avx512-12x32", 12, 32, cf_gemm_ukr_avx512, cf_gemm_usable_avx512, 1, 0},
 #endif
-    {"generic-4x16", CF_GEN_MR, CF_GEN_NR, cf_gemm_ukr_generic, cf_gemm_usable_generic, 0},
+    {"generic-4x16", CF_GEN_MR, CF_GEN_NR, cf_gemm_ukr_generic, cf_gemm_usable_generic, 0, 0},
 };
 #define CF_GEMM_NALL ((int)(sizeof cf_gemm_all_kernels / sizeof cf_gemm_all_kernels[0]))
 
@@ -343,7 +345,7 @@ static const cf_gemm_kernel cf_gemm_all_kernels[] = {
  * AVX-512 kernel's, each step of its loop two steps of k. */
 #ifdef CF_GEMM_X86
 static const cf_gemm_kernel cf_gemm_bf16_kernel = {"avx512bf16-12x32", 12, 32, cf_cpu_bf16_ukr,
-                                                   cf_cpu_bf16_usable, 2};
+                                                   cf_cpu_bf16_usable, 2, 0};
 #endif
 static _Atomic int cf_gemm_bf16_ok = -1;
 
@@ -584,6 +586,24 @@ static void cf_gemm_pack_b(float *bpack, int tb, const float *B, int ldb, int p0
 
 /* ---- driver --------------------------------------------------------------------------------- */
 
+/* The packing of kernel kr: cf_gemm_pack_a / cf_gemm_pack_b, and with kr->f16 (precision fp16)
+ * the values just packed rounded to fp16 in place (cf_cpu_f16_round: F16C where the CPU has it),
+ * while the block is still in cache; no other copy of the operands is made. The kernel then
+ * multiplies half values in fp32. Padding (zeros) stays zero. */
+static void cf_gemm_pack_a_kr(const cf_gemm_kernel *kr, float *dst, int ta, const float *A,
+                              int lda, int i0, int p0, int mb, int kb) {
+    const int mr = kr->mr;
+    cf_gemm_pack_a(dst, ta, A, lda, i0, p0, mb, kb, mr, kr->simd_pack);
+    if (kr->f16) cf_cpu_f16_round(dst, (size_t)((mb + mr - 1) / mr) * mr * kb);
+}
+static void cf_gemm_pack_b_kr(const cf_gemm_kernel *kr, float *bpack, int tb, const float *B,
+                              int ldb, int p0, int j0, int kb, int nb, int pa, int pb) {
+    const int nr = kr->nr;
+    cf_gemm_pack_b(bpack, tb, B, ldb, p0, j0, kb, nb, nr, pa, pb, kr->simd_pack);
+    if (kr->f16 && pb > pa)
+        cf_cpu_f16_round(bpack + (size_t)pa * nr * kb, (size_t)(pb - pa) * nr * kb);
+}
+
 static inline int cf_ceil_div(int a, int b) { return (a + b - 1) / b; }
 static inline int cf_round_up(int a, int b) { return cf_ceil_div(a, b) * b; }
 
@@ -612,10 +632,10 @@ static void cf_gemm_serial(const cf_gemm_kernel *kr, int ta, int tb, int i0, int
             const int kb = cf_min_i(kc, K - pc);
             const float bet = pc == 0 ? beta : 1.0f;
             const float *bia = pc == 0 ? bias : NULL; /* added once, with the first depth block */
-            cf_gemm_pack_b(bpack, tb, B, ldb, pc, jc, kb, nb, nr, 0, npan, kr->simd_pack);
+            cf_gemm_pack_b_kr(kr, bpack, tb, B, ldb, pc, jc, kb, nb, 0, npan);
             for (int ic = i0; ic < i1; ic += mc) {
                 const int mb = cf_min_i(mc, i1 - ic);
-                cf_gemm_pack_a(apack, ta, A, lda, ic, pc, mb, kb, mr, kr->simd_pack);
+                cf_gemm_pack_a_kr(kr, apack, ta, A, lda, ic, pc, mb, kb);
                 for (int p = 0; p < npan; p++) {
                     const int j = p * nr, nn = cf_min_i(nr, nb - j);
                     const float *bp = bpack + (size_t)p * nr * kb;
@@ -749,7 +769,7 @@ static int cf_gemm_native(const cf_gemm_kernel *kr, int ta, int tb, int M, int N
                 /* every thread packs an equal share of the B block's slivers */
                 const int pa = (int)((long)tid * npan / team);
                 const int pb = (int)((long)(tid + 1) * npan / team);
-                cf_gemm_pack_b(bpack, tb, B, ldb, pc, jc, kb, nb, nr, pa, pb, kr->simd_pack);
+                cf_gemm_pack_b_kr(kr, bpack, tb, B, ldb, pc, jc, kb, nb, pa, pb);
 #ifdef _OPENMP
 #pragma omp barrier
 #pragma omp for schedule(static)
@@ -757,7 +777,7 @@ static int cf_gemm_native(const cf_gemm_kernel *kr, int ta, int tb, int M, int N
                 for (int it = 0; it < nitems; it++) {
                     const int ic = (it / nsplit) * mc, split = it % nsplit;
                     const int mb = cf_min_i(mc, M - ic);
-                    cf_gemm_pack_a(apack, ta, A, lda, ic, pc, mb, kb, mr, kr->simd_pack);
+                    cf_gemm_pack_a_kr(kr, apack, ta, A, lda, ic, pc, mb, kb);
                     const int p0 = (int)((long)split * npan / nsplit);
                     const int p1 = (int)((long)(split + 1) * npan / nsplit);
                     for (int p = p0; p < p1; p++) {
@@ -810,6 +830,9 @@ int cf_cpu_sgemm_bias(int kernel, int ta, int tb, int M, int N, int K, float alp
                  M, N, K, lda, ldb, ldc, ta, tb);
         return CF_ERR_INVALID;
     }
+    /* CF_CPU_GEMM_FP16 + k: native kernel k on fp16-rounded operands */
+    const int fp16 = kernel >= CF_CPU_GEMM_FP16;
+    if (fp16) kernel -= CF_CPU_GEMM_FP16;
     if (kernel != CF_CPU_GEMM_BLAS && kernel != CF_CPU_GEMM_BF16 &&
         (kernel < 0 || kernel >= cf_cpu_gemm_kernel_count())) {
         CF_ERROR("cpu gemm: kernel index %d out of range (0..%d)", kernel,
@@ -836,6 +859,11 @@ int cf_cpu_sgemm_bias(int kernel, int ta, int tb, int M, int N, int K, float alp
                  "and -DCF_BLAS=ON); use CF_CPU_GEMM=native");
         return CF_ERR_UNSUPPORTED;
 #endif
+    }
+    if (fp16) {
+        cf_gemm_kernel k16 = *cf_gemm_usable[kernel];
+        k16.f16 = 1;
+        return cf_gemm_native(&k16, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias);
     }
 #ifdef CF_GEMM_X86
     if (kernel == CF_CPU_GEMM_BF16)

@@ -116,6 +116,16 @@ void cf_cpu_bf16_pack_b(float *bpack, int tb, const float *B, int ldb, int p0, i
 void cf_cpu_bf16_ukr(int kc, const float *a, const float *b, float *c, ptrdiff_t ldc, float alpha,
                      float beta, const float *bias, int m, int n);
 
+/* ---- fp16 rounding of packed GEMM operands (cpu_gemm_fp16.c; CF_CPU_GEMM_FP16) -------------- */
+/* 1 when the CPU has F16C (and AVX with the ymm state saved by the OS). */
+int cf_cpu_f16c_usable(void);
+/* x[i] = fp32(fp16(x[i])) in place: round to nearest even, overflow to +-Inf, half subnormals
+ * kept, NaN quiet. With F16C where f16c is set (the caller checked cf_cpu_f16c_usable), else the
+ * scalar conversions of io/half.c; both give the same bits. */
+void cf_cpu_f16_round_with(float *x, size_t n, int f16c);
+/* The same, F16C where the CPU has it. */
+void cf_cpu_f16_round(float *x, size_t n);
+
 /* Kernel index that "native" means (0: the best usable kernel). */
 #define CF_CPU_GEMM_NATIVE_BEST 0
 /* Parse a GEMM choice ("native", "native:<kernel>", "blas", "auto") into a kernel index for
