@@ -3,7 +3,7 @@
  * RMSNorm/LayerNorm with and without biases, SwiGLU/GELU/relu2, shared blocks, tied/untied head,
  * soft-cap) and configs/llama_tiny.json:
  *   - the logits after a chunked prefill and after every decode step equal the full forward's at
- *     that position (relative 1e-5 on the CPU backend, 1e-4 on OpenCL);
+ *     that position (relative 1e-5 on the CPU backend, 1e-4 on OpenCL), and again after a reset;
  *   - sequences of different lengths decoded in one batch get the logits they get alone;
  *   - int8 weights: the engine equals the fp32 engine run on the dequantised weights (so the int8
  *     GEMM and embedding lookup are checked against a reference), stays near the fp32 model, and
@@ -204,6 +204,11 @@ static void run_combo(cf_backend *be, const char *dev, const cf_config *cfg, con
         }
         cf_log_set_level(lv);
     }
+    /* a reset slot starts afresh (position 0, a new document: the rows before the first
+     * end-of-text see each other) */
+    cf_infer_reset(inf, 1);
+    OK(cf_infer_prefill(inf, 1, tok[0], 2, lg));
+    check("prefill after reset", name, dev, 1, rel_err(lg, ref + 1 * (size_t)V, V), tol);
 
     /* batch = alone: lengths 3, 7, 5 prefilled into slots 0..2, then 4 steps of all three */
     const int len[3] = {3, 7, 5};
