@@ -76,7 +76,8 @@ __kernel void decode_attention(__global float *out, ulong out_off, __global cons
     const int r = g / NH, h = g - r * NH, b = r / Tq, t = r - b * Tq;
     const int QKV = (NH + 2 * KVH) * hs, KV = KVH * hs, kvh = h / (NH / KVH);
     const int p = da_clamp(pos[pos_off + b] + t, S);
-    const int lo = has_lo ? clamp(lov[lo_off + r], 0, p) : 0;
+    int lo = has_lo ? lov[lo_off + r] : 0;
+    lo = clamp(lo, 0, p); /* a bad lo never reads outside the row's keys */
     const float scale = 1.0f / sqrt((float)hs);
     for (int i = lid; i < hs; i += LS) q[i] = qkv[qkv_off + (size_t)r * QKV + (size_t)h * hs + i];
     barrier(CLK_LOCAL_MEM_FENCE);
