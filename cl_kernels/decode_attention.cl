@@ -61,19 +61,23 @@ static float da_group_max(__local float *red, float v) {
     return r;
 }
 
-/* One work-group of LS items per (row, query head): item = group id = r * NH + h. Scores go to
- * sc (one row of S floats per group), then the probabilities, then out = P @ V. */
+/* One work-group of LS items per (row, query head): item = group id = r * NH + h. The row sees
+ * cache positions lo[r]..p (has_lo; lo[r] clamped into [0, p]), else 0..p. Scores go to sc (one
+ * row of S floats per group, indexed by cache position), then the probabilities, then
+ * out = P @ V. */
 __kernel void decode_attention(__global float *out, ulong out_off, __global const float *qkv,
                                ulong qkv_off, __global const float *kc, ulong kc_off,
                                __global const float *vc, ulong vc_off, __global const int *pos,
-                               ulong pos_off, __global float *sc, int Tq, int NH, int KVH, int hs,
-                               int S) {
+                               ulong pos_off, __global const int *lov, ulong lo_off, int has_lo,
+                               __global float *sc, int Tq, int NH, int KVH, int hs, int S) {
     __local float q[MAX_HS];
     __local float red[LS];
     const int g = get_group_id(0), lid = get_local_id(0);
     const int r = g / NH, h = g - r * NH, b = r / Tq, t = r - b * Tq;
     const int QKV = (NH + 2 * KVH) * hs, KV = KVH * hs, kvh = h / (NH / KVH);
     const int p = da_clamp(pos[pos_off + b] + t, S);
+    int lo = has_lo ? lov[lo_off + r] : 0;
+    lo = clamp(lo, 0, p); /* a bad lo never reads outside the row's keys */
     const float scale = 1.0f / sqrt((float)hs);
     for (int i = lid; i < hs; i += LS) q[i] = qkv[qkv_off + (size_t)r * QKV + (size_t)h * hs + i];
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -81,7 +85,7 @@ __kernel void decode_attention(__global float *out, ulong out_off, __global cons
     __global const float *vb = vc + vc_off + (size_t)b * S * KV + (size_t)kvh * hs;
     __global float *s = sc + (size_t)g * S;
     float mx = -INFINITY;
-    for (int j = lid; j <= p; j += LS) {
+    for (int j = lo + lid; j <= p; j += LS) {
         __global const float *k = kb + (size_t)j * KV;
         float d = 0.0f;
         for (int i = 0; i < hs; i++) d += q[i] * k[i];
@@ -91,7 +95,7 @@ __kernel void decode_attention(__global float *out, ulong out_off, __global cons
     }
     mx = da_group_max(red, mx);
     float sum = 0.0f;
-    for (int j = lid; j <= p; j += LS) {
+    for (int j = lo + lid; j <= p; j += LS) {
         const float e = exp(s[j] - mx);
         s[j] = e;
         sum += e;
@@ -101,7 +105,7 @@ __kernel void decode_attention(__global float *out, ulong out_off, __global cons
     const float inv = 1.0f / sum;
     for (int i = lid; i < hs; i += LS) {
         float acc = 0.0f;
-        for (int j = 0; j <= p; j++) acc += s[j] * vb[(size_t)j * KV + i];
+        for (int j = lo; j <= p; j++) acc += s[j] * vb[(size_t)j * KV + i];
         out[out_off + (size_t)r * NH * hs + (size_t)h * hs + i] = acc * inv;
     }
 }

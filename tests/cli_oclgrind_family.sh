@@ -30,6 +30,9 @@
 # created, which makes oclgrind re-create the shadow (cl_infer.c, grow): this run's arguments
 # gave 834 reports on decode_attention without that write and none with it. A second planted bug, the
 # barrier after decode_attention loads its query row into local memory, must be reported too.
+# decode_attention runs with and without each row's first key (row "decode_attention lo": lo
+# values below 0 and past the row's position among them); a third planted bug, the clamp of lo
+# into [0, p] removed, must be reported (reads and writes before the cache and the score rows).
 # Skips (exit 77) when oclgrind or the OpenCL tests are missing, unless CF_REQUIRE_OPENCL=1.
 # The steps are tests/oclgrind_kernels.sh's.
 #     bash tests/cli_oclgrind_family.sh <path-to-clformer> <source-dir>
@@ -38,4 +41,5 @@ exec bash "$2/tests/oclgrind_kernels.sh" cli_oclgrind_family test_backend_ops co
     "float r = red\[0\];" "--cross --small --only rmsnorm_backward opencl" \
     "the family's kernels" "$1" "$2" "^note: opencl attention: [1-9][0-9]* calls on the fused" \
     "--cross --small --only rmsnorm,rope,act_,swiglu,attention_forward,attention_backward,crossentropy,layernorm,encoder,kv_append,decode_attention,gemm_q8,embed_q8 opencl" \
-    decode_attention.cl "q\[i\] = qkv\[qkv_off" "--cross --small --only decode_attention opencl"
+    decode_attention.cl "q\[i\] = qkv\[qkv_off" "--cross --small --only decode_attention opencl" \
+    decode_attention.cl "int lo = has_lo" "--cross --small --only decode_attention opencl"

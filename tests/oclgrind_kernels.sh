@@ -9,14 +9,14 @@
 # tests/cli_oclgrind*.sh as
 #     bash tests/oclgrind_kernels.sh NAME TEST_PROGRAM KERNEL_FILE MARKER PLANTED_ARGS WHAT \
 #         <path-to-clformer> <source-dir> [REQUIRED_LINE [CLEAN_ARGS [KERNEL_FILE2 MARKER2 \
-#         PLANTED_ARGS2]]]
+#         PLANTED_ARGS2 [KERNEL_FILE3 MARKER3 PLANTED_ARGS3 ...]]]]
 # PLANTED_ARGS are split at spaces; REQUIRED_LINE, when given (may be empty), is a regular
 # expression some line of the shipped run's output must match; CLEAN_ARGS (split at spaces,
-# default --small) are the shipped run's arguments; KERNEL_FILE2, MARKER2 and PLANTED_ARGS2, when
-# given, plant a second missing barrier that must be reported too.
+# default --small) are the shipped run's arguments; each further KERNEL_FILE MARKER PLANTED_ARGS
+# triple plants another bug (the line after MARKER deleted: a barrier, or a bounds clamp) that
+# must be reported too.
 set -u
 name=$1 prog=$2 kfile=$3 marker=$4 planted_args=$5 what=$6 clformer=$7 src=$8 required_line=${9:-} clean_args=${10:---small}
-kfile2=${11:-} marker2=${12:-} planted_args2=${13:-}
 bin="$(dirname "$clformer")/$prog"
 required=${CF_REQUIRE_OPENCL:-0}
 
@@ -39,27 +39,31 @@ og=(oclgrind --data-races --uninitialized --check-api --global-mem-size 10737418
 pattern='^[[:space:]]*Kernel: |OCLGRIND FATAL|Oclgrind - |data race|Invalid (read|write)|Uninitiali[sz]ed'
 export CF_CACHE_DIR=off CF_TEST_OPENCL_DEVICE=oclgrind
 
-# 1. the planted bug: the barrier on the line after MARKER removed (KFILE MARKER ARGS)
+# 1. the planted bug: the line after MARKER removed (KFILE MARKER ARGS), a barrier unless told
 plant() {
     rm -rf "$work/kernels"
     mkdir "$work/kernels"
     cp "$src"/cl_kernels/*.cl "$work/kernels/"
     sed "/$2/{n;d}" "$src/cl_kernels/$1" > "$work/kernels/$1"
     if cmp -s "$src/cl_kernels/$1" "$work/kernels/$1"; then
-        echo "FAIL $name: could not plant the missing-barrier bug in $1"
+        echo "FAIL $name: could not plant the bug (the line after '$2') in $1"
         exit 1
     fi
     CF_KERNEL_DIR="$work/kernels" "${og[@]}" --max-errors 20 "$bin" $3 \
         >"$work/planted.out" 2>"$work/planted.err"
     if ! grep -Eq "$pattern" "$work/planted.err"; then
-        echo "FAIL $name: oclgrind did not report the planted data race in $1"
+        echo "FAIL $name: oclgrind did not report the planted bug (the line after '$2') in $1"
         head -40 "$work/planted.err"
         exit 1
     fi
-    echo "ok   oclgrind reports the planted data race in $1 ($(grep -Ec "$pattern" "$work/planted.err") lines)"
+    echo "ok   oclgrind reports the planted bug (the line after '$2') in $1 ($(grep -Ec "$pattern" "$work/planted.err") lines)"
 }
 plant "$kfile" "$marker" "$planted_args"
-[ -n "$kfile2" ] && plant "$kfile2" "$marker2" "$planted_args2"
+shift 10 2>/dev/null || shift $#
+while [ $# -ge 3 ]; do
+    plant "$1" "$2" "$3"
+    shift 3
+done
 
 # 2. the kernels as shipped (embedded sources)
 start=$(date +%s)

@@ -3,13 +3,19 @@
  * RMSNorm/LayerNorm with and without biases, SwiGLU/GELU/relu2, shared blocks, tied/untied head,
  * soft-cap) and configs/llama_tiny.json:
  *   - the logits after a chunked prefill and after every decode step equal the full forward's at
- *     that position (relative 1e-5 on the CPU backend, 1e-4 on OpenCL);
+ *     that position (relative 1e-5 on the CPU backend, 1e-4 on OpenCL), and again after a reset;
  *   - sequences of different lengths decoded in one batch get the logits they get alone;
  *   - int8 weights: the engine equals the fp32 engine run on the dequantised weights (so the int8
  *     GEMM and embedding lookup are checked against a reference), stays near the fp32 model, and
  *     keeps no f32 copy of a quantised table (the embeddings included);
  *   - RoPE sliding window: with one layer a slid cache equals the full forward over the window;
- *     learned positions refuse to slide or overflow.
+ *     learned positions refuse to slide or overflow;
+ *   - attention_window and doc_mask (the end-of-text id set on the model and on the engine): the
+ *     same checks on models with a window (3, 5), a document mask and both, with end-of-text
+ *     tokens at a prefill chunk's last row, as a prompt's last token, back to back and while
+ *     decoding; and a slid cache of two RoPE layers with a window (and documents) equals the full
+ *     forward over the whole sequence (every key a row sees is still in the cache, and the kept
+ *     rows were computed with all they saw).
  * Runs on the CPU backend and, when present, the first OpenCL device (CF_REQUIRE_OPENCL=1 makes
  * its absence a failure). */
 #include <math.h>
@@ -23,6 +29,10 @@
 #include "model/infer.h"
 
 static int g_fail = 0;
+/* doc_mask: the end-of-text id of the combo under test (set on the model and on the engine);
+ * -1: none */
+static int32_t g_eot = -1;
+#define TEST_EOT 7
 
 #define OK(call)                                                                                   \
     do {                                                                                           \
@@ -97,6 +107,7 @@ static float *full_logits(cf_backend *be, const cf_config *cfg, const float *par
     cf_model *m = NULL;
     OK(cf_model_create(be, cfg, 1, T, 0, &m));
     OK(cf_model_set_params(m, params));
+    if (cfg->doc_mask) OK(cf_model_set_doc_eot(m, g_eot));
     OK(cf_model_forward(m, tok, NULL, 1, T, NULL));
     const int V = cfg->vocab_size;
     float *lg = malloc(sizeof(float) * (size_t)T * V);
@@ -111,6 +122,7 @@ static cf_infer *engine(cf_backend *be, const cf_config *cfg, const float *param
     cf_infer *inf = NULL;
     OK(cf_infer_create(be, cfg, &o, &inf));
     OK(cf_infer_set_params(inf, params));
+    cf_infer_set_doc_eot(inf, g_eot);
     return inf;
 }
 
@@ -161,6 +173,16 @@ static void run_combo(cf_backend *be, const char *dev, const cf_config *cfg, con
     int32_t tok[3][64];
     for (int s = 0; s < 3; s++)
         for (int t = 0; t < T; t++) tok[s][t] = (int32_t)(cf_rng_u32(&rng) % (uint32_t)V);
+    g_eot = cfg->doc_mask ? TEST_EOT : -1;
+    if (cfg->doc_mask) {
+        /* sequence 0: the last row of the first prefill chunk (2), the prompt's last token (4),
+         * two in a row while decoding (9, 10), one more (13); sequences 1 and 2 of the batch:
+         * the last prompt token of 1 (6), early ones, and ones in the batched decode steps */
+        const int e0[] = {2, 4, 9, 10, 13}, e1[] = {1, 6, 8}, e2[] = {2, 5};
+        for (size_t i = 0; i < sizeof e0 / sizeof e0[0]; i++) tok[0][e0[i]] = TEST_EOT;
+        for (size_t i = 0; i < sizeof e1 / sizeof e1[0]; i++) tok[1][e1[i]] = TEST_EOT;
+        for (size_t i = 0; i < sizeof e2 / sizeof e2[0]; i++) tok[2][e2[i]] = TEST_EOT;
+    }
     float *ref = full_logits(be, cfg, params, tok[0], T);
     float *lg = malloc(sizeof(float) * 3 * (size_t)V);
 
@@ -182,6 +204,11 @@ static void run_combo(cf_backend *be, const char *dev, const cf_config *cfg, con
         }
         cf_log_set_level(lv);
     }
+    /* a reset slot starts afresh (position 0, a new document: the rows before the first
+     * end-of-text see each other) */
+    cf_infer_reset(inf, 1);
+    OK(cf_infer_prefill(inf, 1, tok[0], 2, lg));
+    check("prefill after reset", name, dev, 1, rel_err(lg, ref + 1 * (size_t)V, V), tol);
 
     /* batch = alone: lengths 3, 7, 5 prefilled into slots 0..2, then 4 steps of all three */
     const int len[3] = {3, 7, 5};
@@ -275,6 +302,45 @@ static void run_slide(cf_backend *be, const char *dev, double tol) {
     free(params);
 }
 
+/* Two RoPE layers with attention_window 3 (and doc_mask): a cache of S = 6 positions, slid by
+ * one or two positions per token once full, gives the logits of the full forward over the whole
+ * sequence, past the cache's length: every key a row sees (its window, within its document) is
+ * still in the cache, and every kept K/V row was computed with all it saw. */
+static void run_slide_window(cf_backend *be, const char *dev, double tol, int doc) {
+    const combo k = {"slide: RoPE, GQA, 2 layers, attention_window 3", CF_NORM_RMSNORM, 0,
+                     CF_POS_ROPE, CF_MLP_SWIGLU, 2, 0, 0, 0, 2, 0.0f};
+    char name[128];
+    snprintf(name, sizeof name, "%s%s", k.name, doc ? ", doc_mask" : "");
+    cf_config cfg;
+    config_of(&k, &cfg);
+    cfg.attention_window = 3;
+    cfg.doc_mask = doc;
+    g_eot = doc ? TEST_EOT : -1;
+    const int S = 6, N = 16, V = cfg.vocab_size;
+    size_t np = 0;
+    float *params = make_params(be, &cfg, &np);
+    int32_t tok[32];
+    cf_rng rng;
+    cf_rng_seed(&rng, 37);
+    for (int t = 0; t < N; t++) tok[t] = (int32_t)(cf_rng_u32(&rng) % (uint32_t)V);
+    if (doc) /* in the prefill, then documents that start just before and across slides */
+        tok[3] = tok[8] = tok[11] = tok[12] = TEST_EOT;
+    float *ref = full_logits(be, &cfg, params, tok, N);
+    cf_infer *inf = engine(be, &cfg, params, 2, S, 4, 0);
+    float lg[64];
+    OK(cf_infer_prefill(inf, 1, tok, S, lg));
+    check("slid window: prefill", name, dev, S - 1, rel_err(lg, ref + (size_t)(S - 1) * V, V), tol);
+    for (int t = S; t < N; t++) {
+        if (cf_infer_pos(inf, 1) == S) OK(cf_infer_slide(inf, 1, 1 + (t % 3 == 0)));
+        OK(cf_infer_step(inf, 1, 1, 1, &tok[t], lg));
+        check("slid window", name, dev, t, rel_err(lg, ref + (size_t)t * V, V), tol);
+    }
+    cf_infer_free(inf);
+    free(ref);
+    free(params);
+    g_eot = -1;
+}
+
 static void run_backend(cf_backend *be, const char *dev, double tol) {
     const combo combos[] = {
         {"GPT-2: LayerNorm+bias, learned positions, GELU, tied", CF_NORM_LAYERNORM, 1,
@@ -293,6 +359,21 @@ static void run_backend(cf_backend *be, const char *dev, double tol) {
         printf("%s: %s\n", dev, combos[i].name);
         run_combo(be, dev, &cfg, combos[i].name, tol);
     }
+    /* the masks of training: a window, documents, both (combo, attention_window, doc_mask) */
+    static const int masked[][3] = {{1, 3, 0}, {0, 5, 0}, {1, 0, 1}, {3, 0, 1}, {2, 3, 1},
+                                    {0, 5, 1}};
+    for (size_t i = 0; i < sizeof masked / sizeof masked[0]; i++) {
+        cf_config cfg;
+        config_of(&combos[masked[i][0]], &cfg);
+        cfg.attention_window = masked[i][1];
+        cfg.doc_mask = masked[i][2];
+        char name[256];
+        snprintf(name, sizeof name, "%s; attention_window %d, doc_mask %s",
+                 combos[masked[i][0]].name, cfg.attention_window, cfg.doc_mask ? "on" : "off");
+        printf("%s: %s\n", dev, name);
+        run_combo(be, dev, &cfg, name, tol);
+    }
+    g_eot = -1;
     cf_config lt;
     cf_config_defaults(&lt);
     OK(cf_config_load(CF_SOURCE_DIR "/configs/llama_tiny.json", &lt));
@@ -301,6 +382,9 @@ static void run_backend(cf_backend *be, const char *dev, double tol) {
     run_combo(be, dev, &lt, "llama_tiny.json", tol);
     printf("%s: sliding window\n", dev);
     run_slide(be, dev, tol);
+    printf("%s: sliding cache with attention_window, without and with doc_mask\n", dev);
+    run_slide_window(be, dev, tol, 0);
+    run_slide_window(be, dev, tol, 1);
 }
 
 int main(void) {

@@ -974,7 +974,7 @@ int cf_be_kv_append(cf_backend *be, cf_view qkv, cf_view kc, cf_view vc, cf_view
     CF_DISPATCH(kv_append, qkv, kc, vc, cs, pos, B, Tq, NH, KVH, hs, S);
 }
 int cf_be_decode_attention(cf_backend *be, cf_view out, cf_view qkv, cf_view kc, cf_view vc,
-                           cf_view pos, int B, int Tq, int NH, int KVH, int hs, int S) {
+                           cf_view pos, cf_view lo, int B, int Tq, int NH, int KVH, int hs, int S) {
     static const char op[] = "decode_attention";
     CF_TRY(infer_slot_check(be, op, be->ops->decode_attention != NULL));
     CF_TRY(cache_check(op, B, Tq, NH, KVH, hs, S));
@@ -984,7 +984,8 @@ int cf_be_decode_attention(cf_backend *be, cf_view out, cf_view qkv, cf_view kc,
     CHECK(op, "kc", kc, CF_F32, cache);
     CHECK(op, "vc", vc, CF_F32, cache);
     CHECK(op, "pos", pos, CF_I32, (size_t)B);
-    CF_DISPATCH(decode_attention, out, qkv, kc, vc, pos, B, Tq, NH, KVH, hs, S);
+    CHECK_OPT(op, "lo", lo, CF_I32, zmul(B, Tq));
+    CF_DISPATCH(decode_attention, out, qkv, kc, vc, pos, lo, B, Tq, NH, KVH, hs, S);
 }
 int cf_be_gemm_q8(cf_backend *be, int M, int N, int K, cf_view A, int lda, cf_view W8,
                   cf_view scale, cf_view bias, cf_view C, int ldc) {

@@ -103,7 +103,7 @@ typedef struct {
 /* Version of struct cf_backend_ops. A backend sets .api_version to the value it was written for;
  * cf_backend_create refuses one whose version differs (a table laid out for another version would
  * call the wrong slots). Raise it whenever a slot is added, removed or changes its meaning. */
-#define CF_BACKEND_API_VERSION 4
+#define CF_BACKEND_API_VERSION 5
 
 /* What a backend is and can do, for generic code (bench, sweep, peak, CLI) that must not switch on
  * the backend's type. Filled by cf_be_info. */
@@ -418,10 +418,13 @@ struct cf_backend_ops {
                      int B, int Tq, int NH, int KVH, int hs, int S);
     /* Causal attention of Tq query rows per sequence against its cache: out (B,Tq,NH*hs); the
      * queries are the q heads of qkv (B,Tq,QKV); row t of sequence b sits at cache position
-     * p = pos[b] + t and attends to cache positions 0..p (clamped to S-1); query head h reads kv
-     * head h / (NH/KVH) of kc, vc (B,S,KVH*hs) in place; scale 1/sqrt(hs). */
+     * p = pos[b] + t (clamped to S-1) and attends to cache positions lo[r]..p, r = b*Tq + t, with
+     * lo (B*Tq) i32 optional (a sliding window, a document start; lo[r] is clamped into [0, p], so
+     * a bad value never reads outside the row's keys); lo NULL: positions 0..p. Query head h
+     * reads kv head h / (NH/KVH) of kc, vc (B,S,KVH*hs) in place; scale 1/sqrt(hs). */
     int (*decode_attention)(cf_backend *be, cf_view out, cf_view qkv, cf_view kc, cf_view vc,
-                            cf_view pos, int B, int Tq, int NH, int KVH, int hs, int S);
+                            cf_view pos, cf_view lo, int B, int Tq, int NH, int KVH, int hs,
+                            int S);
     /* A linear layer with int8 weights: C(M,N) = A(M,K) @ (scale[n] * W8(N,K))^T (+ bias(N)),
      * A f32 with row stride lda, W8 i8 (N,K) packed, scale f32 (N), bias optional, C with row
      * stride ldc (assigned). The weights are dequantised inside the kernel: no f32 copy of W8. */
@@ -630,7 +633,7 @@ int cf_be_axpby(cf_backend *be, cf_view y, cf_view x, float alpha, float beta, s
 int cf_be_kv_append(cf_backend *be, cf_view qkv, cf_view kc, cf_view vc, cf_view cs, cf_view pos,
                     int B, int Tq, int NH, int KVH, int hs, int S);
 int cf_be_decode_attention(cf_backend *be, cf_view out, cf_view qkv, cf_view kc, cf_view vc,
-                           cf_view pos, int B, int Tq, int NH, int KVH, int hs, int S);
+                           cf_view pos, cf_view lo, int B, int Tq, int NH, int KVH, int hs, int S);
 int cf_be_gemm_q8(cf_backend *be, int M, int N, int K, cf_view A, int lda, cf_view W8,
                   cf_view scale, cf_view bias, cf_view C, int ldc);
 int cf_be_embed_q8(cf_backend *be, cf_view out, cf_view ids, cf_view W8, cf_view scale, int N,

@@ -727,8 +727,30 @@ static void build_decode_att(tcase *c) {
     add_pos(c);
 }
 static int run_decode_att(cf_backend *be, const tcase *c, cf_buffer **b) {
-    return cf_be_decode_attention(be, V("out"), V("qkv"), V("kc"), V("vc"), V("pos"), P[0], P[1],
-                                  P[2], P[3], P[4], P[5]);
+    return cf_be_decode_attention(be, V("out"), V("qkv"), V("kc"), V("vc"), V("pos"), CF_VIEW_NULL,
+                                  P[0], P[1], P[2], P[3], P[4], P[5]);
+}
+/* with each row's first key lo, in [p - 2 - w, p + 1] for the row at cache position p and a
+ * random w in 0..7: rows see one key, a few or all of theirs, and values below 0 or past p (which
+ * the op clamps) come too */
+static void build_decode_att_lo(tcase *c) {
+    build_decode_att(c);
+    const int B = P[0], Tq = P[1], S = P[5];
+    float *lo = add_t(c, "lo", kv_rows(c), T_IN | T_INT);
+    const int pi = find_t(c, "pos");
+    if (!lo || pi < 0 || !c->t[pi].init) return;
+    for (int r = 0; r < B * Tq; r++) {
+        int32_t pb, v;
+        memcpy(&pb, &c->t[pi].init[r / Tq], 4);
+        const int p = pb + r % Tq < S ? pb + r % Tq : S - 1;
+        const int w = (int)(cf_rng_u32(&c->rng) % 8u);
+        v = p - 2 - w + (int)(cf_rng_u32(&c->rng) % (uint32_t)(w + 4));
+        memcpy(&lo[r], &v, 4);
+    }
+}
+static int run_decode_att_lo(cf_backend *be, const tcase *c, cf_buffer **b) {
+    return cf_be_decode_attention(be, V("out"), V("qkv"), V("kc"), V("vc"), V("pos"), V("lo"),
+                                  P[0], P[1], P[2], P[3], P[4], P[5]);
 }
 static int q8_lda(const tcase *c) { return P[2] + 3; }
 static void build_gemm_q8(tcase *c) {
@@ -885,6 +907,9 @@ static const oprow ROWS[] = {
     {"decode_attention", NULL, 0, "B Tq NH KVH hs S", build_decode_att, run_decode_att, 2e-5, -1,
      8, {{1,1,1,1,4,1}, {2,1,4,2,8,9}, {3,5,6,2,16,12}, {1,33,4,4,64,40}, {2,1,8,1,6,5},
       {4,1,12,4,64,300}, {2,3,4,4,128,67}, {1,1,2,1,10,1100}}},
+    {"decode_attention lo", NULL, 0, "B Tq NH KVH hs S", build_decode_att_lo, run_decode_att_lo,
+     2e-5, -1, 6, {{1,1,1,1,4,1}, {2,1,4,2,8,9}, {3,5,6,2,16,12}, {1,33,4,4,64,40},
+      {4,1,12,4,64,300}, {2,3,4,4,128,67}}},
     {"gemm_q8", NULL, 0, "M N K bias", build_gemm_q8, run_gemm_q8, 1e-6, 2, 8,
      {{1,1,1,0}, {1,7,5,1}, {3,33,17,0}, {8,64,96,1}, {9,65,130,0}, {32,129,257,1},
       {70,100,64,1}, {130,1100,96,0}}},

@@ -175,6 +175,14 @@ static int gen_engine(gen_model *g, int slots, int S, int rows) {
     cf_infer_opts o = {slots, S, rows, g->int8};
     CF_TRY(cf_infer_create(g->be, &g->cfg, &o, &g->inf));
     CF_TRY(cf_infer_load(g->inf, g->path));
+    if (g->cfg.doc_mask) { /* attend within documents, as the model was trained */
+        const int32_t eot = cf_cli_tok_eot_id(g->tok);
+        if (eot < 0)
+            CF_WARN("%s: doc_mask is set but the tokenizer has no end-of-text token; attending "
+                    "across the whole context",
+                    g->path);
+        cf_infer_set_doc_eot(g->inf, eot);
+    }
     CF_DEBUG("generate: %s (%s weights, %.1f MiB; KV cache %.1f MiB) on %s", g->path,
              g->int8 ? "int8" : "fp32", cf_infer_weight_bytes(g->inf) / 1048576.0,
              cf_infer_cache_bytes(g->inf) / 1048576.0, cf_be_name(g->be));

@@ -372,6 +372,16 @@ static int cmd_eval(int argc, char **argv) {
     loaded_model lm;
     int rc = load_for_inference(ckpt, device, batch, &lm);
     if (rc < 0) return exit_code(rc);
+    if (lm.cfg.doc_mask) { /* documents masked as in training (and as eval of an int8 file) */
+        const int32_t eot = cf_cli_tok_eot_id(lm.tok);
+        if (eot < 0)
+            CF_WARN("eval: doc_mask is set but the tokenizer has no end-of-text token; attending "
+                    "across documents");
+        else if ((rc = cf_model_set_doc_eot(lm.m, eot)) < 0) {
+            unload(&lm);
+            return exit_code(rc);
+        }
+    }
     int32_t *toks = NULL, *x = NULL, *y = NULL;
     size_t n = 0;
     const int T = lm.cfg.max_length;

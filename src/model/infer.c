@@ -42,6 +42,12 @@ struct cf_infer {
     cf_buffer *tok, *posb, *pidb; /* pidb: each row's position (int8 learned positions) */
     cf_buffer *lg_all; /* (max_rows, V) logits of every row, allocated on first use */
     int32_t *pos;   /* host copy: positions each slot holds */
+    /* the mask of attention_window and doc_mask: each row's first visible cache position (lo,
+     * max_rows entries on the host and in lob, which exists only when the config has a window
+     * or doc_mask); doc[s]: the cache position where slot s's current document starts */
+    int32_t eot; /* doc_mask: the end-of-text id (cf_infer_set_doc_eot); -1 = no document mask */
+    int32_t *doc, *lo_host;
+    cf_buffer *lob;
 };
 
 static int lin_index(const cf_infer *inf, int id) {
@@ -156,7 +162,13 @@ int cf_infer_create(cf_backend *be, const cf_config *cfg, const cf_infer_opts *o
     inf->kc = calloc((size_t)inf->L, sizeof *inf->kc);
     inf->vc = calloc((size_t)inf->L, sizeof *inf->vc);
     inf->pos = calloc((size_t)inf->slots, sizeof *inf->pos);
-    if (!inf->kc || !inf->vc || !inf->pos) goto fail;
+    inf->doc = calloc((size_t)inf->slots, sizeof *inf->doc);
+    inf->eot = -1;
+    if (!inf->kc || !inf->vc || !inf->pos || !inf->doc) goto fail;
+    if (cfg->attention_window > 0 || cfg->doc_mask) {
+        if (!(inf->lo_host = malloc(sizeof(int32_t) * (size_t)R))) goto fail;
+        if ((rc = cf_be_alloc(be, (size_t)R * 4, &inf->lob)) < 0) goto fail;
+    }
     if ((rc = cf_be_alloc(be, (inf->f32_elems ? inf->f32_elems : 1) * 4, &inf->wbuf)) < 0) goto fail;
     if (inf->int8) {
         if ((rc = cf_be_alloc(be, inf->q8_bytes, &inf->qbuf)) < 0) goto fail;
@@ -219,14 +231,20 @@ void cf_infer_free(cf_infer *inf) {
     cf_be_free(be, inf->posb);
     cf_be_free(be, inf->pidb);
     cf_be_free(be, inf->lg_all);
+    cf_be_free(be, inf->lob);
     free(inf->kc);
     free(inf->vc);
     free(inf->pos);
+    free(inf->doc);
+    free(inf->lo_host);
     free(inf);
 }
 
 void cf_infer_reset(cf_infer *inf, int slot) {
-    if (slot >= 0 && slot < inf->slots) inf->pos[slot] = 0;
+    if (slot >= 0 && slot < inf->slots) inf->pos[slot] = inf->doc[slot] = 0;
+}
+void cf_infer_set_doc_eot(cf_infer *inf, int32_t eot) {
+    inf->eot = inf->cfg.doc_mask && eot >= 0 ? eot : -1;
 }
 int cf_infer_pos(const cf_infer *inf, int slot) { return inf->pos[slot]; }
 int cf_infer_capacity(const cf_infer *inf) { return inf->S; }
@@ -542,6 +560,22 @@ static int step_impl(cf_infer *inf, int slot0, int B, int Tq, const int32_t *tok
             tmp = SB(inf, S_TMP), fch = SB(inf, S_FCH), fcha = SB(inf, S_FCHA);
     cf_view pos = cf_view_i32(inf->posb, 0);
     cf_view cs = cf_model_rope(c) ? SB(inf, S_CS) : CF_VIEW_NULL;
+    /* each row's first visible cache position: the window's and its document's start; the
+     * end-of-text row belongs to the document it closes, the row after it starts the next */
+    cf_view lo = CF_VIEW_NULL;
+    const int win = c->attention_window;
+    if (inf->lob && (win > 0 || inf->eot >= 0)) {
+        for (int b = 0; b < B; b++) {
+            int32_t d = inf->doc[slot0 + b];
+            for (int t = 0; t < Tq; t++) {
+                const int r = b * Tq + t, p = inf->pos[slot0 + b] + t;
+                inf->lo_host[r] = win > 0 && p - win + 1 > d ? p - win + 1 : d;
+                if (inf->eot >= 0 && tokens[r] == inf->eot) d = p + 1;
+            }
+        }
+        lo = cf_view_i32(inf->lob, 0);
+        CF_TRY(cf_be_upload(be, lo, inf->lo_host, sizeof(int32_t) * (size_t)R));
+    }
     cf_prof_scope(be, -1, CF_PHASE_FORWARD);
     if (inf->int8) { /* rows of the int8 tables, dequantised as they are read */
         const int qe = q_index(inf, CF_P_wte);
@@ -589,7 +623,7 @@ static int step_impl(cf_infer *inf, int slot0, int B, int Tq, const int32_t *tok
                                          W(inf, CF_P_k_norm_w, b), R, KVH, hs, QKV, c->norm_eps));
         }
         CF_TRY(cf_be_kv_append(be, qkv, kc, vc, cs, pos, B, Tq, NH, KVH, hs, S));
-        CF_TRY(cf_be_decode_attention(be, atty, qkv, kc, vc, pos, B, Tq, NH, KVH, hs, S));
+        CF_TRY(cf_be_decode_attention(be, atty, qkv, kc, vc, pos, lo, B, Tq, NH, KVH, hs, S));
         CF_TRY(linear(inf, lp, b, tmp, atty, C, W(inf, CF_P_attn_proj_b, b), R));
         CF_TRY(cf_be_axpy(be, x, tmp, 1.0f, (size_t)R * C));
         CF_TRY(norm(inf, ln, x, W(inf, CF_P_ln2_w, b), W(inf, CF_P_ln2_b, b), R));
@@ -615,7 +649,11 @@ static int step_impl(cf_infer *inf, int slot0, int B, int Tq, const int32_t *tok
         CF_TRY(linear(inf, lfp, b, tmp, fcha, F, W(inf, CF_P_fc_proj_b, b), R));
         CF_TRY(cf_be_axpy(be, x, tmp, 1.0f, (size_t)R * C));
     }
-    for (int b = 0; b < B; b++) inf->pos[slot0 + b] += Tq;
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; inf->eot >= 0 && t < Tq; t++)
+            if (tokens[b * Tq + t] == inf->eot) inf->doc[slot0 + b] = inf->pos[slot0 + b] + t + 1;
+        inf->pos[slot0 + b] += Tq;
+    }
     if (!logits) return CF_OK;
     cf_prof_scope(be, -1, CF_PHASE_FORWARD);
     /* the final norm, and the head on each sequence's last row (or on every row) */
@@ -683,5 +721,6 @@ int cf_infer_slide(cf_infer *inf, int slot, int d) {
                               inf->hs, KV, d, 1));
     }
     inf->pos[slot] = keep;
+    inf->doc[slot] = inf->doc[slot] > d ? inf->doc[slot] - d : 0;
     return CF_OK;
 }

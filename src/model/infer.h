@@ -14,6 +14,14 @@
  * and key, which the slide keeps). A key is re-rotated at most S times before it leaves the
  * window. Learned positions (GPT-2) cannot slide: a full sequence is finished ("length").
  *
+ * Masks: the row at cache position p sees cache positions lo..p, as the model's training forward
+ * does (docs/attention.md): lo = max(p - W + 1 with attention_window W > 0, the cache position
+ * where the row's document starts with doc_mask and an end-of-text id set by
+ * cf_infer_set_doc_eot). The engine keeps each slot's current document start: an end-of-text
+ * token belongs to the document it closes, the token after it starts the next one. A slide moves
+ * the window and the document start down with the cache (a start that leaves the cache becomes
+ * 0); a reset starts a new document at 0.
+ *
  * INT8 (weight-only): every linear layer of cf_model_linears (qkv, attn_proj, fc, fc_proj, the LM
  * head) and the embeddings (wte, wpe) are stored as int8 with one f32 scale per row, symmetric:
  * w ~= scale * q, scale = max|w_row| / 127, q = round(w / scale). Products go through gemm_q8
@@ -56,6 +64,11 @@ int cf_infer_file_is_int8(const char *path, int *int8);
 
 /* Forget slot s's sequence (its position becomes 0). */
 void cf_infer_reset(cf_infer *inf, int slot);
+/* doc_mask: the end-of-text token id of the model's tokenizer (as cf_model_set_doc_eot): from
+ * the next step on, each row attends only within its document. eot < 0, or a config without
+ * doc_mask: no document mask (the window, if any, still applies). Tokens already in a slot's
+ * cache are not rescanned: set it before the first step. */
+void cf_infer_set_doc_eot(cf_infer *inf, int32_t eot);
 /* Positions slot s holds. */
 int cf_infer_pos(const cf_infer *inf, int slot);
 /* Cache positions per sequence. */

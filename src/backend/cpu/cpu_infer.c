@@ -36,11 +36,11 @@ int cf_cpu_kv_append(cf_backend *be, cf_view qkv_v, cf_view kc_v, cf_view vc_v, 
 }
 
 int cf_cpu_decode_attention(cf_backend *be, cf_view out_v, cf_view qkv_v, cf_view kc_v,
-                            cf_view vc_v, cf_view pos_v, int B, int Tq, int NH, int KVH, int hs,
-                            int S) {
+                            cf_view vc_v, cf_view pos_v, cf_view lo_v, int B, int Tq, int NH,
+                            int KVH, int hs, int S) {
     float *out = cf_cpu_f32(out_v);
     const float *qkv = cf_cpu_f32(qkv_v), *kc = cf_cpu_f32(kc_v), *vc = cf_cpu_f32(vc_v);
-    const int32_t *pos = cf_cpu_i32(pos_v);
+    const int32_t *pos = cf_cpu_i32(pos_v), *lov = lo_v.buf ? cf_cpu_i32(lo_v) : NULL;
     const int QKV = (NH + 2 * KVH) * hs, KV = KVH * hs, group = NH / KVH;
     const float scale = 1.0f / sqrtf((float)hs);
     const int items = B * Tq * NH;
@@ -58,11 +58,13 @@ int cf_cpu_decode_attention(cf_backend *be, cf_view out_v, cf_view qkv_v, cf_vie
             if (!sc) continue;
             const int r = it / NH, h = it % NH, b = r / Tq, t = r % Tq;
             const int p = clamp_pos(pos[b] + t, S), kvh = h / group;
+            /* the first key the row sees (a window, a document start), clamped into [0, p] */
+            const int lo = lov ? (lov[r] < 0 ? 0 : lov[r] > p ? p : lov[r]) : 0;
             const float *q = qkv + (size_t)r * QKV + (size_t)h * hs;
             const float *kb = kc + (size_t)b * S * KV + (size_t)kvh * hs;
             const float *vb = vc + (size_t)b * S * KV + (size_t)kvh * hs;
             float mx = -INFINITY;
-            for (int j = 0; j <= p; j++) {
+            for (int j = lo; j <= p; j++) {
                 const float *k = kb + (size_t)j * KV;
                 float d = 0.0f;
 #pragma omp simd reduction(+ : d)
@@ -71,14 +73,14 @@ int cf_cpu_decode_attention(cf_backend *be, cf_view out_v, cf_view qkv_v, cf_vie
                 if (sc[j] > mx) mx = sc[j];
             }
             float sum = 0.0f;
-            for (int j = 0; j <= p; j++) {
+            for (int j = lo; j <= p; j++) {
                 sc[j] = expf(sc[j] - mx);
                 sum += sc[j];
             }
             const float inv = 1.0f / sum;
             float *o = out + (size_t)r * NH * hs + (size_t)h * hs;
             for (int i = 0; i < hs; i++) o[i] = 0.0f;
-            for (int j = 0; j <= p; j++) {
+            for (int j = lo; j <= p; j++) {
                 const float w = sc[j] * inv;
                 const float *v = vb + (size_t)j * KV;
 #pragma omp simd

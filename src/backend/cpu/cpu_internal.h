@@ -96,7 +96,7 @@ int cf_cpu_axpby(cf_backend *be, cf_view y, cf_view x, float alpha, float beta, 
 int cf_cpu_kv_append(cf_backend *be, cf_view qkv, cf_view kc, cf_view vc, cf_view cs, cf_view pos,
                      int B, int Tq, int NH, int KVH, int hs, int S);
 int cf_cpu_decode_attention(cf_backend *be, cf_view out, cf_view qkv, cf_view kc, cf_view vc,
-                            cf_view pos, int B, int Tq, int NH, int KVH, int hs, int S);
+                            cf_view pos, cf_view lo, int B, int Tq, int NH, int KVH, int hs, int S);
 /* gemm_q8 on host pointers; kernel is the GEMM the products with many rows go through */
 int cf_cpu_gemm_q8(int kernel, int M, int N, int K, const float *A, int lda, const int8_t *W,
                    const float *scale, const float *bias, float *C, int ldc);

@@ -82,7 +82,7 @@ int cf_cl_kv_append(cf_backend *be, cf_view qkv, cf_view kc, cf_view vc, cf_view
 }
 
 int cf_cl_decode_attention(cf_backend *be, cf_view out, cf_view qkv, cf_view kc, cf_view vc,
-                           cf_view pos, int B, int Tq, int NH, int KVH, int hs, int S) {
+                           cf_view pos, cf_view lo, int B, int Tq, int NH, int KVH, int hs, int S) {
     cf_cl_ctx *ctx = ctx_of(be);
     struct cf_cl_infer *st;
     if (hs > DA_MAX_HS) {
@@ -95,14 +95,17 @@ int cf_cl_decode_attention(cf_backend *be, cf_view out, cf_view qkv, cf_view kc,
     cl_mem scores;
     CF_TRY(cf_cl_scratch(ctx, CF_SCRATCH_SCORES, groups * (size_t)S * sizeof(float), &scores));
     const size_t ls = DA_LS, g = groups * ls;
+    const int has_lo = lo.buf != NULL;
+    cl_mem lom = has_lo ? cf_cl_mem(lo) : cf_cl_mem(pos); /* any buffer when unused */
     return cf_cl_launch(ctx, st->decode, "decode_attention", 1, &g, &ls,
                         CF_ARGS(ARG_MEM(cf_cl_mem(out)), ARG_ULONG(cf_view_elem_off(out)),
                                 ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(cf_view_elem_off(qkv)),
                                 ARG_MEM(cf_cl_mem(kc)), ARG_ULONG(cf_view_elem_off(kc)),
                                 ARG_MEM(cf_cl_mem(vc)), ARG_ULONG(cf_view_elem_off(vc)),
                                 ARG_MEM(cf_cl_mem(pos)), ARG_ULONG(cf_view_elem_off(pos)),
-                                ARG_MEM(scores), ARG_INT(Tq), ARG_INT(NH), ARG_INT(KVH),
-                                ARG_INT(hs), ARG_INT(S)));
+                                ARG_MEM(lom), ARG_ULONG(has_lo ? cf_view_elem_off(lo) : 0),
+                                ARG_INT(has_lo), ARG_MEM(scores), ARG_INT(Tq), ARG_INT(NH),
+                                ARG_INT(KVH), ARG_INT(hs), ARG_INT(S)));
 }
 
 int cf_cl_gemm_q8(cf_backend *be, int M, int N, int K, cf_view A, int lda, cf_view W8,

@@ -412,7 +412,7 @@ void cf_cl_flash_release(cf_cl_ctx *ctx);
 int cf_cl_kv_append(cf_backend *be, cf_view qkv, cf_view kc, cf_view vc, cf_view cs, cf_view pos,
                     int B, int Tq, int NH, int KVH, int hs, int S);
 int cf_cl_decode_attention(cf_backend *be, cf_view out, cf_view qkv, cf_view kc, cf_view vc,
-                           cf_view pos, int B, int Tq, int NH, int KVH, int hs, int S);
+                           cf_view pos, cf_view lo, int B, int Tq, int NH, int KVH, int hs, int S);
 int cf_cl_gemm_q8(cf_backend *be, int M, int N, int K, cf_view A, int lda, cf_view W8,
                   cf_view scale, cf_view bias, cf_view C, int ldc);
 int cf_cl_embed_q8(cf_backend *be, cf_view out, cf_view ids, cf_view W8, cf_view scale, int N,
