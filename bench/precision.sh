@@ -6,9 +6,12 @@
 #                      [--warmup N] [--out DIR] [CONFIG ...]
 #
 # For each config (default configs/wiki_cache_optimized.json configs/wiki_llama.json):
-# `clformer bench` with precision=fp32 and precision=tf32, then bench/pytorch_gpt.py in fp32 (TF32
-# off), with TF32 matmuls (--tf32) and with bf16 autocast (--amp bf16), all with fused AdamW and
-# scaled_dot_product_attention. Writes DIR/rows.jsonl and prints a Markdown table.
+# `clformer bench` with precision fp32, tf32, bf16 and fp16, then bench/pytorch_gpt.py in fp32
+# (TF32 off), with TF32 matmuls (--tf32), with bf16 autocast (--amp bf16) and with fp16 autocast
+# and a GradScaler (--amp fp16), all with fused AdamW and scaled_dot_product_attention. Writes
+# DIR/rows.jsonl and prints a Markdown table: tokens/s of each, and each clformer mode against
+# PyTorch's of the same name (bf16 and fp16 against autocast). The peak device memory of every
+# run goes into the rows too.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -39,14 +42,14 @@ ROWS="$OUT/rows.jsonl"
 py_field() { python3 -c "import json,sys; d=json.loads(sys.stdin.read() or '{}'); print(d.get('$1',''))"; }
 for cfg in $CONFIGS; do
   name=$(basename "$cfg" .json)
-  for p in fp32 tf32; do
+  for p in fp32 tf32 bf16 fp16; do
     js=$("$CLF" bench "$cfg" --device "$DEVICE" --steps "$STEPS" --warmup "$WARMUP" --json precision=$p 2>/dev/null | tail -1)
-    echo "{\"config\":\"$name\",\"tool\":\"clformer\",\"mode\":\"$p\",\"tokens_per_s\":$(echo "$js" | py_field tokens_per_s | sed 's/^$/null/')}" >> "$ROWS"
+    echo "{\"config\":\"$name\",\"tool\":\"clformer\",\"mode\":\"$p\",\"tokens_per_s\":$(echo "$js" | py_field tokens_per_s | sed 's/^$/null/'),\"peak_bytes\":$(echo "$js" | py_field peak_device_bytes | sed 's/^$/null/')}" >> "$ROWS"
   done
-  for m in fp32 tf32 bf16; do
-    case $m in fp32) fl="" ;; tf32) fl="--tf32" ;; bf16) fl="--amp bf16" ;; esac
+  for m in fp32 tf32 bf16 fp16; do
+    case $m in fp32) fl="" ;; tf32) fl="--tf32" ;; bf16) fl="--amp bf16" ;; fp16) fl="--amp fp16" ;; esac
     js=$(python3 "$HERE/pytorch_gpt.py" --config "$cfg" --device "$TORCH_DEVICE" --steps "$STEPS" --warmup "$WARMUP" --json $fl 2>/dev/null | tail -1)
-    echo "{\"config\":\"$name\",\"tool\":\"pytorch\",\"mode\":\"$m\",\"tokens_per_s\":$(echo "$js" | py_field tokens_per_s | sed 's/^$/null/')}" >> "$ROWS"
+    echo "{\"config\":\"$name\",\"tool\":\"pytorch\",\"mode\":\"$m\",\"tokens_per_s\":$(echo "$js" | py_field tokens_per_s | sed 's/^$/null/'),\"peak_bytes\":$(echo "$js" | py_field peak_device_bytes | sed 's/^$/null/')}" >> "$ROWS"
   done
 done
 python3 - "$ROWS" <<'PY'
@@ -54,12 +57,18 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 by = {}
 for r in rows:
-    by.setdefault(r["config"], {})[(r["tool"], r["mode"])] = r["tokens_per_s"]
-print("| config | clformer fp32 | clformer tf32 | PyTorch fp32 | PyTorch tf32 | PyTorch bf16 autocast | tf32: clformer/PyTorch | clformer tf32/fp32 |")
-print("|---|---|---|---|---|---|---|---|")
+    by.setdefault(r["config"], {})[(r["tool"], r["mode"])] = r
+modes = ["fp32", "tf32", "bf16", "fp16"]
 f = lambda v: f"{v:,.0f}" if v else "failed"
+print("| config | mode | clformer tokens/s | PyTorch tokens/s (bf16/fp16: autocast) | clformer / PyTorch | clformer / its fp32 | peak MiB clformer, PyTorch |")
+print("|---|---|---|---|---|---|---|")
 for c, d in by.items():
-    ct, pt, cf = d.get(("clformer", "tf32")), d.get(("pytorch", "tf32")), d.get(("clformer", "fp32"))
-    print(f"| {c} | {f(cf)} | {f(ct)} | {f(d.get(('pytorch','fp32')))} | {f(pt)} | {f(d.get(('pytorch','bf16')))} | "
-          f"{ct / pt:.2f}x |" if ct and pt else f"| {c} | {f(cf)} | {f(ct)} | | | | |", f"{ct / cf:.2f}x |" if ct and cf else "")
+    cf32 = (d.get(("clformer", "fp32")) or {}).get("tokens_per_s")
+    for m in modes:
+        a = d.get(("clformer", m)) or {}
+        b = d.get(("pytorch", m)) or {}
+        ta, tb = a.get("tokens_per_s"), b.get("tokens_per_s")
+        mib = lambda r: f"{r['peak_bytes'] / 2**20:,.0f}" if r.get("peak_bytes") else "?"
+        print(f"| {c} | {m} | {f(ta)} | {f(tb)} | {f'{ta / tb:.2f}x' if ta and tb else ''} | "
+              f"{f'{ta / cf32:.2f}x' if ta and cf32 else ''} | {mib(a)}, {mib(b)} |")
 PY

@@ -97,7 +97,8 @@ assert t["val_loss"] <= 4.0 and t["wall_time_s"] > 0, t
 step = t["step"]
 assert step < 200 and step % 5 == 0, t
 assert t["tokens"] == step * 4 * 32, t          # batch 4 x 32, no accumulation
-assert rows[-2]["step"] == step and "muon_lr" in rows[-2], rows[-2]
+assert rows[-2] == {"step": step, "val_loss": t["val_loss"]}, rows[-2]  # the evaluation's record
+assert rows[-3]["step"] == step and "muon_lr" in rows[-3], rows[-3]
 assert os.path.exists(os.path.join(sys.argv[2], "step_%06d.safetensors" % step)), os.listdir(sys.argv[2])
 PY
 msg=$($CLF train configs/tiny.json $SMALL eval_interval=2 eval_batches=1 --device cpu --steps 2 --target-loss 0.01 --out "$W/u" --log "$W/u.jsonl" 2>&1); rc=$?
