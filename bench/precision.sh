@@ -39,17 +39,23 @@ done
 mkdir -p "$OUT"
 ROWS="$OUT/rows.jsonl"
 : > "$ROWS"
-py_field() { python3 -c "import json,sys; d=json.loads(sys.stdin.read() or '{}'); print(d.get('$1',''))"; }
+# a field of the JSON object on stdin, or null (a run that failed or printed no JSON)
+py_field() { python3 -c "
+import json, sys
+try: d = json.loads(sys.stdin.read() or '{}')
+except ValueError: d = {}
+v = d.get('$1')
+print('null' if v is None else v)"; }
 for cfg in $CONFIGS; do
   name=$(basename "$cfg" .json)
   for p in fp32 tf32 bf16 fp16; do
     js=$("$CLF" bench "$cfg" --device "$DEVICE" --steps "$STEPS" --warmup "$WARMUP" --json precision=$p 2>/dev/null | tail -1)
-    echo "{\"config\":\"$name\",\"tool\":\"clformer\",\"mode\":\"$p\",\"tokens_per_s\":$(echo "$js" | py_field tokens_per_s | sed 's/^$/null/'),\"peak_bytes\":$(echo "$js" | py_field peak_device_bytes | sed 's/^$/null/')}" >> "$ROWS"
+    echo "{\"config\":\"$name\",\"tool\":\"clformer\",\"mode\":\"$p\",\"tokens_per_s\":$(echo "$js" | py_field tokens_per_s),\"peak_bytes\":$(echo "$js" | py_field peak_device_bytes)}" >> "$ROWS"
   done
   for m in fp32 tf32 bf16 fp16; do
     case $m in fp32) fl="" ;; tf32) fl="--tf32" ;; bf16) fl="--amp bf16" ;; fp16) fl="--amp fp16" ;; esac
     js=$(python3 "$HERE/pytorch_gpt.py" --config "$cfg" --device "$TORCH_DEVICE" --steps "$STEPS" --warmup "$WARMUP" --json $fl 2>/dev/null | tail -1)
-    echo "{\"config\":\"$name\",\"tool\":\"pytorch\",\"mode\":\"$m\",\"tokens_per_s\":$(echo "$js" | py_field tokens_per_s | sed 's/^$/null/'),\"peak_bytes\":$(echo "$js" | py_field peak_device_bytes | sed 's/^$/null/')}" >> "$ROWS"
+    echo "{\"config\":\"$name\",\"tool\":\"pytorch\",\"mode\":\"$m\",\"tokens_per_s\":$(echo "$js" | py_field tokens_per_s),\"peak_bytes\":$(echo "$js" | py_field peak_device_bytes)}" >> "$ROWS"
   done
 done
 python3 - "$ROWS" <<'PY'

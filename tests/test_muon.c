@@ -365,6 +365,75 @@ static void test_model_step(cf_backend *be, int llama) {
     report(cf_muon_state_elems(&c) == m->muon->n,
            "%s: the Muon state holds %zu elements (the block matrices)",
            llama ? "llama-style" : "gpt-2", m->muon->n);
+    /* AdamW's moments exist only for AdamW's parameters (packed on the device), and read back in
+     * the parameter layout: after the first step m = (1 - beta1) g and v = (1 - beta2) g^2 (g
+     * scaled) there, 0 at every Muon matrix */
+    size_t adam = 0, mat = 0;
+    for (int i = 0; i < CF_NUM_PARAMS; i++)
+        if (m->params[i].present) *(cf_optim_is_matrix(&m->params[i]) ? &mat : &adam) += m->params[i].size;
+    report(m->adam_elems == adam && cf_optim_adam_elems(&c) == adam && mat > 0,
+           "%s: AdamW's moments hold %zu elements each (the %zu of its parameters, none of the "
+           "%zu in Muon's matrices)",
+           llama ? "llama-style" : "gpt-2", m->adam_elems, adam, mat);
+    float *hm = malloc(n * 4), *hv = malloc(n * 4);
+    OK(cf_model_get_opt_state(m, hm, hv));
+    double em = 0.0, ev = 0.0, zero = 0.0;
+    for (int i = 0; i < CF_NUM_PARAMS; i++) {
+        const cf_param_info *p = &m->params[i];
+        if (!p->present) continue;
+        for (size_t k = 0; k < p->size; k++) {
+            const double gg = (double)g[p->offset + k] * gs;
+            if (cf_optim_is_matrix(p)) {
+                zero = fmax(zero, fmax(fabs(hm[p->offset + k]), fabs(hv[p->offset + k])));
+            } else {
+                em = fmax(em, fabs(hm[p->offset + k] - (1 - c.beta1) * gg) / (fabs(gg) + 1e-30));
+                ev = fmax(ev, fabs(hv[p->offset + k] - (1 - c.beta2) * gg * gg) / (gg * gg + 1e-30));
+            }
+        }
+    }
+    report(em < 1e-5 && ev < 1e-5 && zero == 0.0,
+           "%s: AdamW's moments read back in the parameter layout (m err %.1e, v err %.1e, tol "
+           "1e-5; largest at a Muon matrix %g)",
+           llama ? "llama-style" : "gpt-2", em, ev, zero);
+    /* written back shifted (every element + 1 where AdamW keeps moments) and read again */
+    for (int i = 0; i < CF_NUM_PARAMS; i++)
+        if (m->params[i].present && !cf_optim_is_matrix(&m->params[i]))
+            for (size_t k = 0; k < m->params[i].size; k++) hm[m->params[i].offset + k] += 1.0f;
+    float *hm2 = malloc(n * 4);
+    OK(cf_model_set_opt_state(m, hm, hv));
+    OK(cf_model_get_opt_state(m, hm2, hv));
+    report(memcmp(hm, hm2, n * 4) == 0, "%s: AdamW's moments set and read back unchanged",
+           llama ? "llama-style" : "gpt-2");
+    /* the device: an adamw model of the config holds 2 x (the matrices' elements) of moments
+     * more, and no Muon momentum and scratch */
+    size_t scratch = 0;
+    for (int i = 0; i < CF_NUM_PARAMS; i++)
+        if (cf_optim_is_matrix(&m->params[i])) {
+            const size_t e = cf_muon_scratch_elems((int)m->params[i].shape[1],
+                                                   (int)m->params[i].shape[2]);
+            if (e > scratch) scratch = e;
+        }
+    const size_t muon_state = m->muon->n;
+    cf_model_free(m);
+    m = NULL;
+    const uint64_t b0 = be->stats.bytes_allocated;
+    OK(cf_model_create(be, &c, c.batch_size, c.max_length, 1, &m));
+    const int64_t muon_bytes = (int64_t)(be->stats.bytes_allocated - b0);
+    cf_model_free(m);
+    m = NULL;
+    c.optimizer = CF_OPTIM_ADAMW;
+    const uint64_t b1 = be->stats.bytes_allocated;
+    OK(cf_model_create(be, &c, c.batch_size, c.max_length, 1, &m));
+    const int64_t adamw_bytes = (int64_t)(be->stats.bytes_allocated - b1);
+    const int64_t want = (int64_t)(2 * mat * 4) - (int64_t)((muon_state + scratch) * 4);
+    report(adamw_bytes - muon_bytes == want,
+           "%s: device bytes adamw %lld, muon %lld: adamw - muon = %lld (want 2 x %zu matrix "
+           "elements less Muon's %zu momentum and %zu scratch elements = %lld)",
+           llama ? "llama-style" : "gpt-2", (long long)adamw_bytes, (long long)muon_bytes,
+           (long long)(adamw_bytes - muon_bytes), mat, muon_state, scratch, (long long)want);
+    free(hm);
+    free(hv);
+    free(hm2);
     free(p0);
     free(g);
     free(p1);

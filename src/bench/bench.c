@@ -28,7 +28,8 @@ void cf_bench_mem_estimate(const cf_config *c, int B, int T, cf_mem_estimate *ou
     out->num_params = np;
     out->params = out->num_params * f;
     out->grads = out->params;
-    out->adam = 2 * out->params + cf_muon_state_elems(c) * f; /* optimizer muon: its momentum */
+    /* AdamW's two moments (optimizer muon: for the parameters AdamW updates) and Muon's momentum */
+    out->adam = (2 * cf_optim_adam_elems(c) + cf_muon_state_elems(c)) * f;
     /* the activation table's tensors kept for backward (per-layer ones stacked over L: norm
      * outputs and statistics, qkv, attention output and (B,NH,T,T) probabilities, projections,
      * residuals, MLP pre- and post-activation; the embedding output, final norm, logits (B,T,V),

@@ -114,14 +114,16 @@ int cf_model_create(cf_backend *be, const cf_config *cfg, int max_B, int max_T, 
                  m->n_act_chunks, be->max_alloc);
     if (training) {
         if ((rc = cf_be_alloc(be, pb, &m->grads_buf)) < 0) goto fail;
-        if ((rc = cf_be_alloc(be, pb, &m->m_buf)) < 0) goto fail;
-        if ((rc = cf_be_alloc(be, pb, &m->v_buf)) < 0) goto fail;
+        m->adam_elems = cf_optim_adam_layout(cfg, m->params, m->num_params, m->adam_off);
+        const size_t ab = (m->adam_elems ? m->adam_elems : 1) * sizeof(float);
+        if ((rc = cf_be_alloc(be, ab, &m->m_buf)) < 0) goto fail;
+        if ((rc = cf_be_alloc(be, ab, &m->v_buf)) < 0) goto fail;
         if ((rc = cf_be_alloc(be, m->gacts_elems * sizeof(float), &m->gacts_buf)) < 0) goto fail;
         if ((rc = cf_muon_create(m)) < 0) goto fail; /* optimizer muon only */
         m->have_grads = 1;
         if ((rc = cf_be_fill(be, cf_view_f32(m->grads_buf, 0), 0.0f, m->num_params)) < 0 ||
-            (rc = cf_be_fill(be, cf_view_f32(m->m_buf, 0), 0.0f, m->num_params)) < 0 ||
-            (rc = cf_be_fill(be, cf_view_f32(m->v_buf, 0), 0.0f, m->num_params)) < 0)
+            (rc = cf_be_fill(be, cf_view_f32(m->m_buf, 0), 0.0f, m->adam_elems)) < 0 ||
+            (rc = cf_be_fill(be, cf_view_f32(m->v_buf, 0), 0.0f, m->adam_elems)) < 0)
             goto fail;
     }
     /* scratch scalars start defined */
@@ -634,15 +636,50 @@ int cf_model_get_grads(cf_model *m, float *host) {
     if (!m->have_grads) return CF_ERR_INVALID;
     return cf_be_download(m->be, host, cf_view_f32(m->grads_buf, 0), m->num_params * sizeof(float));
 }
+/* The host side of AdamW's moments is always the parameter layout (num_params elements, zero
+ * where AdamW keeps none: the Muon matrices, padding), so checkpoints do not depend on how the
+ * device packs them (cf_optim_adam_layout). */
+static int adam_packed(const cf_model *m) { return m->adam_elems != m->num_params || m->muon; }
+static int opt_moment_get(cf_model *m, cf_buffer *buf, float *host) {
+    if (!adam_packed(m))
+        return cf_be_download(m->be, host, cf_view_f32(buf, 0), m->num_params * sizeof(float));
+    float *t = malloc((m->adam_elems ? m->adam_elems : 1) * sizeof(float));
+    if (!t) return CF_ERR_NOMEM;
+    int rc = cf_be_download(m->be, t, cf_view_f32(buf, 0), m->adam_elems * sizeof(float));
+    if (rc == CF_OK) {
+        memset(host, 0, m->num_params * sizeof(float));
+        for (int i = 0; i < CF_NUM_PARAMS; i++) {
+            const cf_param_info *p = &m->params[i];
+            if (p->present && !cf_optim_is_matrix(p))
+                memcpy(host + p->offset, t + m->adam_off[i], p->size * sizeof(float));
+        }
+    }
+    free(t);
+    return rc;
+}
+static int opt_moment_set(cf_model *m, cf_buffer *buf, const float *host) {
+    if (!adam_packed(m))
+        return cf_be_upload(m->be, cf_view_f32(buf, 0), host, m->num_params * sizeof(float));
+    float *t = malloc((m->adam_elems ? m->adam_elems : 1) * sizeof(float));
+    if (!t) return CF_ERR_NOMEM;
+    for (int i = 0; i < CF_NUM_PARAMS; i++) {
+        const cf_param_info *p = &m->params[i];
+        if (p->present && !cf_optim_is_matrix(p))
+            memcpy(t + m->adam_off[i], host + p->offset, p->size * sizeof(float));
+    }
+    const int rc = cf_be_upload(m->be, cf_view_f32(buf, 0), t, m->adam_elems * sizeof(float));
+    free(t);
+    return rc;
+}
 int cf_model_get_opt_state(cf_model *m, float *hm, float *hv) {
     if (!m->have_grads) return CF_ERR_INVALID;
-    CF_TRY(cf_be_download(m->be, hm, cf_view_f32(m->m_buf, 0), m->num_params * sizeof(float)));
-    return cf_be_download(m->be, hv, cf_view_f32(m->v_buf, 0), m->num_params * sizeof(float));
+    CF_TRY(opt_moment_get(m, m->m_buf, hm));
+    return opt_moment_get(m, m->v_buf, hv);
 }
 int cf_model_set_opt_state(cf_model *m, const float *hm, const float *hv) {
     if (!m->have_grads) return CF_ERR_INVALID;
-    CF_TRY(cf_be_upload(m->be, cf_view_f32(m->m_buf, 0), hm, m->num_params * sizeof(float)));
-    return cf_be_upload(m->be, cf_view_f32(m->v_buf, 0), hv, m->num_params * sizeof(float));
+    CF_TRY(opt_moment_set(m, m->m_buf, hm));
+    return opt_moment_set(m, m->v_buf, hv);
 }
 
 /* ---- schedule ------------------------------------------------------------------- */

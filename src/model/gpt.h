@@ -325,6 +325,11 @@ typedef struct cf_model {
     int doc_noted;    /* doc_mask: the "batch without end-of-text" note was printed */
     int cur_B, cur_T; /* shape of the last forward */
     int opt_step;     /* AdamW steps taken */
+    /* AdamW's moments m_buf, v_buf: adam_elems elements, parameter i's at adam_off[i]
+     * (cf_optim_adam_layout: optimizer adamw the parameter's own offset; muon only the
+     * parameters AdamW updates, packed, so the Muon matrices hold no unused moments) */
+    size_t adam_elems;
+    size_t adam_off[CF_NUM_PARAMS];
     struct cf_muon *muon; /* optimizer muon: its state (model/optim.h), else NULL */
     /* Optional (NULL: none): cf_model_forward_backward calls grad_hook(grad_hook_user, stage) as
      * parts of the parameter gradients receive their last contribution of the micro-batch, in

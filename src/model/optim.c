@@ -122,6 +122,24 @@ size_t cf_muon_state_elems(const cf_config *cfg) {
     return n;
 }
 
+size_t cf_optim_adam_layout(const cf_config *cfg, const cf_param_info *p, size_t num_params,
+                            size_t *off) {
+    const int muon = cfg->optimizer == CF_OPTIM_MUON;
+    size_t n = 0;
+    for (int i = 0; i < CF_NUM_PARAMS; i++) {
+        if (off) off[i] = muon ? n : p[i].offset;
+        if (muon && p[i].present && !cf_optim_is_matrix(&p[i])) n += p[i].size;
+    }
+    return muon ? n : num_params;
+}
+
+size_t cf_optim_adam_elems(const cf_config *cfg) {
+    cf_param_info p[CF_NUM_PARAMS];
+    size_t np = 0;
+    cf_model_layout(cfg, p, &np, NULL);
+    return cf_optim_adam_layout(cfg, p, np, NULL);
+}
+
 int cf_muon_create(cf_model *m) {
     if (m->cfg.optimizer != CF_OPTIM_MUON || m->muon) return CF_OK;
     struct cf_muon *mu = calloc(1, sizeof *mu);
@@ -178,7 +196,8 @@ int cf_model_optimizer_step(cf_model *m, int step, float grad_scale, float *lr_u
     cf_backend *be = m->be;
     const int t = ++m->opt_step;
     cf_prof_scope(be, -1, CF_PHASE_OPTIMIZER);
-    /* AdamW over maximal runs of adjacent non-matrix parameters with the same decay flag */
+    /* AdamW over maximal runs of adjacent non-matrix parameters with the same decay flag (their
+     * moments are packed in the same order: adam_off) */
     for (int i = 0; i < CF_NUM_PARAMS;) {
         const cf_param_info *p = &m->params[i];
         if (!p->present || cf_optim_is_matrix(p)) {
@@ -194,8 +213,9 @@ int cf_model_optimizer_step(cf_model *m, int step, float grad_scale, float *lr_u
             if (cf_optim_is_matrix(q) || q->decay != p->decay || q->offset != end) break;
             end = q->offset + q->size;
         }
+        const size_t mo = m->adam_off[i];
         CF_TRY(cf_be_adamw(be, cf_view_f32(m->params_buf, off), cf_view_f32(m->grads_buf, off),
-                           cf_view_f32(m->m_buf, off), cf_view_f32(m->v_buf, off), end - off, lr,
+                           cf_view_f32(m->m_buf, mo), cf_view_f32(m->v_buf, mo), end - off, lr,
                            c->beta1, c->beta2, c->eps, p->decay ? c->weight_decay : 0.0f,
                            grad_scale, t));
         i = j;

@@ -74,6 +74,14 @@ int cf_muon_create(cf_model *m);
 void cf_muon_free(cf_model *m);
 /* Momentum elements of a config's Muon group (0 with optimizer adamw). */
 size_t cf_muon_state_elems(const cf_config *cfg);
+/* Where AdamW keeps its moments (m and v, one layout each) for the parameter table p of a config:
+ * optimizer adamw: every parameter at its own offset (num_params elements, padding included);
+ * muon: only the parameters AdamW updates (cf_optim_is_matrix false), packed in table order.
+ * off (optional) receives each present parameter's offset; returns the elements. */
+size_t cf_optim_adam_layout(const cf_config *cfg, const cf_param_info *p, size_t num_params,
+                            size_t *off);
+/* cf_optim_adam_layout's elements for a config (bench's memory estimate). */
+size_t cf_optim_adam_elems(const cf_config *cfg);
 /* The momentum, packed as in struct cf_muon, to/from the host (checkpoints). */
 int cf_muon_get_state(cf_model *m, float *host);
 int cf_muon_set_state(cf_model *m, const float *host);
