@@ -40,25 +40,35 @@ static int planted_mode = 0;  /* --planted: one 16x16x8 product (cli_oclgrind_ge
 static double tol_scale = 1.0;
 
 /* --prec: values that land on rounding ties, the tie's both neighbours, and (fp16) values beyond
- * 65504, below 2^-14 and between subnormal steps. A (M x K) row-major times B = identity-like
- * (K x N): C = r(A) r(B) exposes each rounded value of A in C when B holds 1s on its diagonal,
- * and likewise B's values with A holding them; the rest of the product is random. */
+ * 65504, below 2^-14 and between subnormal steps, each alone in its product: row i < ns of A holds
+ * special[i] at k = i and zeros elsewhere, column i < ns of B a 1 at k = i and zeros elsewhere, so
+ * C[i][i] = r(special[i]) exactly; rows ns + i of A hold a 1 at k = i and columns ns + i of B
+ * special[i] at k = i, so C[ns+i][ns+i] = r(special[i]) from B's side. The rest is random data off
+ * the format's grid (its rounding shows in every other element). */
 static void round_exact(void) {
-    const int M = 40, N = 36, K = 48, mode = tcl_round;
+    const int mode = tcl_round;
     const char *name = mode == 1 ? "bf16" : "fp16";
+    const float ulp = mode == 1 ? 1.0f / 128.0f : 1.0f / 1024.0f; /* of values in [1, 2) */
+    const float special[] = {1.0f + ulp * 0.5f,  1.0f + ulp * 1.5f,  1.0f + ulp * 0.5f + 1e-7f,
+                             -1.0f - ulp * 2.5f, 3.0f + ulp * 0.49f, 1.0f + ulp * 0.75f,
+                             mode == 2 ? 65519.0f : 3.0e38f, mode == 2 ? 70000.0f : -3.4e38f,
+                             mode == 2 ? 65520.0f : 3.3961e38f, mode == 2 ? 3.0e-6f : 1.0e-30f,
+                             mode == 2 ? 1.5e-7f : 2.5e-38f, mode == 2 ? 8.9e-8f : -257.0f,
+                             mode == 2 ? 2.9802322e-8f : 1.0e-3f, mode == 2 ? -4.5e-8f : 5.0e-1f};
+    const int ns = (int)(sizeof special / sizeof special[0]);
+    const int M = 2 * ns + 12, N = 2 * ns + 8, K = 48;
     float *a = tcl_malloc((size_t)M * K * 4), *b = tcl_malloc((size_t)K * N * 4);
     cf_rng r;
     cf_rng_seed(&r, 99);
     for (int i = 0; i < M * K; i++) a[i] = 2.0f * cf_rng_uniform(&r) - 1.0f;
     for (int i = 0; i < K * N; i++) b[i] = 2.0f * cf_rng_uniform(&r) - 1.0f;
-    /* special values in A's first rows (each times B's columns), B's first columns */
-    const float ulp = mode == 1 ? 1.0f / 128.0f : 1.0f / 1024.0f; /* of values in [1, 2) */
-    const float special[] = {1.0f + ulp * 0.5f,  1.0f + ulp * 1.5f,  1.0f + ulp * 0.5f + 1e-7f,
-                             -1.0f - ulp * 2.5f, 3.0f + ulp * 0.49f, 1.0f + ulp * 0.75f,
-                             mode == 2 ? 65519.0f : 3.0e38f, mode == 2 ? 70000.0f : -3.4e38f,
-                             mode == 2 ? 3.0e-6f : 1.0e-30f, mode == 2 ? 1.5e-7f : 2.5e-38f};
-    const int ns = (int)(sizeof special / sizeof special[0]);
-    for (int i = 0; i < ns; i++) a[i] = special[i], b[i * N] = special[ns - 1 - i];
+    for (int i = 0; i < ns; i++)
+        for (int k = 0; k < K; k++) {
+            a[(size_t)i * K + k] = k == i ? special[i] : 0.0f;
+            a[(size_t)(ns + i) * K + k] = k == i ? 1.0f : 0.0f;
+            b[(size_t)k * N + i] = k == i ? 1.0f : 0.0f;
+            b[(size_t)k * N + ns + i] = k == i ? special[i] : 0.0f;
+        }
     pair A = pair_new((size_t)M * K, a, 0.0f), B = pair_new((size_t)K * N, b, 0.0f);
     /* the CPU's operands: rounded on the host */
     for (int i = 0; i < M * K; i++) a[i] = tcl_round_value(mode, a[i]);
@@ -73,7 +83,8 @@ static void round_exact(void) {
     TCL_OK(cf_be_download(GPU, g, cf_view_f32(C.g, PAD), (size_t)M * N * 4));
     TCL_OK(cf_be_download(CPU, c, cf_view_f32(C.c, PAD), (size_t)M * N * 4));
     /* element by element: the same infinities and NaNs, finite values within fp32 summation's
-     * reach of the rounded-input product (|C| has terms up to ~1e5 in fp16's row 6) */
+     * reach of the rounded-input product (the special values' elements are one exact product:
+     * any difference there is a rounding that differs from the host's) */
     int bad = 0;
     double worst = 0.0;
     for (int i = 0; i < M * N; i++) {
@@ -94,15 +105,49 @@ static void round_exact(void) {
             printf("  %s element (%d, %d): device %.9g, host-rounded fp32 %.9g\n", name, i / N,
                    i % N, g[i], c[i]);
     }
-    expect(bad == 0, "%s 40x36x48 with ties, overflow and subnormals: the device's product equals "
+    expect(bad == 0, "%s %dx%dx%d with ties, overflow and subnormals: the device's product equals "
                      "the fp32 product of host-rounded inputs (%d elements differ; worst %.2e of "
                      "the sum of |terms|)",
-           name, bad, worst);
+           name, M, N, K, bad, worst);
     free(a);
     free(b);
     free(g);
     free(c);
     pair_free(A), pair_free(B), pair_free(Ar), pair_free(Br), pair_free(C);
+}
+
+/* --prec: the sums of op(A) fused into the weight-gradient product (EPI_COLSUM, a linear layer's
+ * bias gradient) add the values as they are, not rounded to the product's input format: against
+ * double sums of data off the format's grid, within fp32's summation error (a rounded sum is off
+ * by ~1e-4 of the sum of |values| at K = 16). */
+static void colsum_unrounded(void) {
+    const cf_cl_gemm_fast_choice c = {8, 8, 8, 1, 16};
+    const int M = 70, N = 36, K = 16;
+    float *a = tcl_malloc((size_t)K * M * 4), *b = tcl_malloc((size_t)K * N * 4);
+    cf_rng r;
+    cf_rng_seed(&r, 7);
+    for (int i = 0; i < K * M; i++) a[i] = 2.0f * cf_rng_uniform(&r) - 1.0f;
+    for (int i = 0; i < K * N; i++) b[i] = 2.0f * cf_rng_uniform(&r) - 1.0f;
+    pair A = pair_new((size_t)K * M, a, 0.0f), B = pair_new((size_t)K * N, b, 0.0f);
+    pair C = pair_const((size_t)M * N, 0.0f), CS = pair_const((size_t)M, 0.0f);
+    TCL_OK(cf_backend_opencl_gemm_fast_colsum(GPU, &c, 0, M, N, K, 1.0f, cf_view_f32(A.g, PAD), M,
+                                              cf_view_f32(B.g, PAD), N, 0.0f,
+                                              cf_view_f32(C.g, PAD), N, cf_view_f32(CS.g, PAD)));
+    float *cs = tcl_malloc((size_t)M * 4);
+    TCL_OK(cf_be_download(GPU, cs, cf_view_f32(CS.g, PAD), (size_t)M * 4));
+    double worst = 0.0;
+    for (int m = 0; m < M; m++) {
+        double sum = 0.0, sa = 0.0;
+        for (int k = 0; k < K; k++) sum += a[(size_t)k * M + m], sa += fabs(a[(size_t)k * M + m]);
+        worst = fmax(worst, fabs(cs[m] - sum) / sa);
+    }
+    expect(worst < 1e-5, "%s: the fused sums of op(A) add unrounded values (worst %.2e of the sum "
+                         "of |values|, tol 1e-5)",
+           tcl_round == 1 ? "bf16" : "fp16", worst);
+    free(a);
+    free(b);
+    free(cs);
+    pair_free(A), pair_free(B), pair_free(C), pair_free(CS);
 }
 
 static const cf_cl_gemm_fast_choice variants[] = {
@@ -749,6 +794,7 @@ int main(int argc, char **argv) {
                ctx->mma_half ? "tensor cores (mma.sync)" : "inputs rounded as they are staged");
         expect(ctx->gemm_round == tcl_round, "the backend's GEMM rounding is on");
         if (!bench_mode) round_exact();
+        if (!bench_mode) colsum_unrounded();
     }
     if (bench_mode) {
         cf_log_set_callback(NULL, NULL); /* info lines (CF_GEMM_FAST_VERBOSE reports) to stderr */

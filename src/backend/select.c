@@ -108,18 +108,26 @@ static int time_steps(const char *spec, const cf_backend_options *opts, const cf
     return rc;
 }
 
-/* what makes two runs the same for the measurement: the model's and the batch's shape */
+/* what makes two runs the same for the measurement: the model's and the batch's shape, and the
+ * precision (bf16 / fp16 send every product to another kernel, tf32 to tensor cores) */
 static uint64_t shape_hash(const cf_config *c) {
     const int shape[] = {c->d_model,    c->num_heads,  c->num_layers, c->d_ff,
                          c->max_length, c->vocab_size, c->batch_size, c->grad_accum_steps};
-    return cf_hash64(shape, sizeof shape, 0x5e1ec7);
+    uint64_t h = cf_hash64(shape, sizeof shape, 0x5e1ec7);
+    /* fp32 keeps the hash it had before the precision was part of it (caches stay valid) */
+    if (c->precision != CF_PREC_FP32) h = cf_hash64(&c->precision, sizeof c->precision, h);
+    return h;
 }
 
 static void shape_str(const cf_config *c, char *out, size_t len) {
     snprintf(out, len, "d_model=%d num_heads=%d num_layers=%d d_ff=%d max_length=%d vocab_size=%d "
-                       "batch_size=%d grad_accum_steps=%d",
+                       "batch_size=%d grad_accum_steps=%d%s%s",
              c->d_model, c->num_heads, c->num_layers, c->d_ff, c->max_length, c->vocab_size,
-             c->batch_size, c->grad_accum_steps);
+             c->batch_size, c->grad_accum_steps, c->precision != CF_PREC_FP32 ? " precision=" : "",
+             c->precision == CF_PREC_TF32   ? "tf32"
+             : c->precision == CF_PREC_BF16 ? "bf16"
+             : c->precision == CF_PREC_FP16 ? "fp16"
+                                            : "");
 }
 
 static uint64_t ids_hash(const cf_device_id *ids, int n, uint64_t h) {

@@ -454,8 +454,11 @@ int cf_cl_gemm_fast_try(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
     ctx->quiet_init = quiet;
     if (rc == CF_ERR_BUILD || rc == CF_ERR_UNSUPPORTED) {
         CF_WARN("gemm M=%d N=%d K=%d: the fast GEMM kernel is unusable on %s (%s); using the "
-                "other GEMM paths from now on",
-                d->M, d->N, d->K, ctx->dev.name, ctx->last_error[0] ? ctx->last_error : "?");
+                "other GEMM paths from now on%s",
+                d->M, d->N, d->K, ctx->dev.name, ctx->last_error[0] ? ctx->last_error : "?",
+                ctx->gemm_round == 1   ? ", whose products are fp32: precision bf16 is fp32 now"
+                : ctx->gemm_round == 2 ? ", whose products are fp32: precision fp16 is fp32 now"
+                                       : "");
         ctx->last_error[0] = 0;
         if (ctx->gemm_fast) ctx->gemm_fast->broken = 1;
         cf_cl_plan_invalidate(ctx);
