@@ -679,11 +679,15 @@ void cf_cl_tuning_attach(cf_cl_ctx *ctx) {
                                                 : "fp32";
     const int n_all = t->n_gemm;
     const int dropped = cf_tuning_keep_precision(t, run_prec);
+    /* (clformer-tune measures fp32 and tf32; bf16 / fp16 entries come from other tools or
+     * hand edits) */
+    const int tunable = !strcmp(run_prec, "fp32") || !strcmp(run_prec, "tf32");
     if (dropped > 0 && t->n_gemm == 0)
         CF_WARN("tuning file %s%s: its %d GEMM entr%s measured for another precision than this "
-                "run's %s and not applied; built-in GEMM rule (rerun clformer-tune --precision "
-                "%s to measure for it)",
-                path, named_by, n_all, n_all == 1 ? "y was" : "ies were", run_prec, run_prec);
+                "run's %s and not applied; built-in GEMM rule%s%s%s",
+                path, named_by, n_all, n_all == 1 ? "y was" : "ies were", run_prec,
+                tunable ? " (rerun clformer-tune --precision " : " (clformer-tune does not measure ",
+                run_prec, tunable ? " to measure for it)" : " yet)");
     else if (dropped > 0)
         CF_DEBUG("tuning file %s: %d of its %d GEMM entries are for another precision than this "
                  "run's %s (not applied)",
