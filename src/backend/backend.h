@@ -184,6 +184,9 @@ typedef struct cf_backend_options {
                              * fp32, storage stays fp32 (the CPU backend with AVX512-BF16,
                              * elsewhere on the CPU fp32, said once; OpenCL: on NVIDIA tensor
                              * cores, elsewhere rounded in the kernel; docs/precision.md) */
+    const char *matrix_engine; /* OpenCL: the matrix engine for tf32/bf16/fp16 by name, "off" for
+                                * none; NULL = the first verified one that applies (env
+                                * CF_MATRIX_ENGINE; docs/opencl.md) */
     int fp16;               /* precision fp16: GEMMs round their inputs to IEEE half and accumulate
                              * in fp32, storage stays fp32 (the CPU backend: F16C where the CPU
                              * has it, else scalar rounding; OpenCL as bf16). The trainer adds

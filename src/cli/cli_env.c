@@ -48,6 +48,7 @@ void cf_cli_backend_options_from_env(cf_backend_options *o) {
     o->cache_dir = cache_dir[0] ? cache_dir : NULL;
     o->attention = env_str("CF_ATTENTION");
     o->flash_kernel = env_str("CF_FLASH_KERNEL");
+    o->matrix_engine = env_str("CF_MATRIX_ENGINE");
     const char *map = getenv("CF_CL_MAP");
     o->map = map && strcmp(map, "0") == 0 ? 0 : -1;
     const char *ac = env_str("CF_OPENCL_AUTO_CPU");

@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "backend/opencl/cl_internal.h"
+#include "backend/opencl/cl_matrix.h"
 #include "backend/opencl/cl_plan.h"
 
 static cf_cl_ctx *CTX(cf_backend *be) { return (cf_cl_ctx *)be->ctx; }
@@ -65,32 +66,42 @@ static void apply_options(cf_cl_ctx *ctx, const cf_backend_options *o) {
     ctx->gemm_fast_mode = parse_fast(o->gemm_fast);
     ctx->gemm_fast_verbose = o->gemm_fast_verbose;
     ctx->gemm_tile = o->gemm_tile;
-    ctx->mma_tf32 = 0;
-    if (o->tf32) {
-        if (ctx->dev.nv_cc >= 80 && (ctx->dev.type & CL_DEVICE_TYPE_GPU)) {
-            ctx->mma_tf32 = 1;
-            CF_INFO("precision tf32: GEMMs on %s's tensor cores with TF32 inputs", ctx->dev.name);
-        } else {
+    /* precision tf32 / bf16 / fp16: the matrix engine (cl_matrix.h) that applies, if any */
+    ctx->mma_tf32 = ctx->mma_half = 0;
+    ctx->gemm_round = o->bf16 ? 1 : o->fp16 ? 2 : 0;
+    ctx->mx_prec = o->bf16   ? CF_CL_MX_BF16
+                   : o->fp16 ? CF_CL_MX_FP16
+                   : o->tf32 ? CF_CL_MX_TF32
+                             : CF_CL_MX_NONE;
+    ctx->mx = NULL;
+    if (ctx->mx_prec) {
+        char note[512];
+        ctx->mx = cf_cl_matrix_select(cf_cl_matrix_engines, cf_cl_matrix_n_engines, &ctx->dev,
+                                      ctx->mx_prec, o->matrix_engine, note, sizeof note);
+        if (note[0]) CF_WARN("%s", note);
+        ctx->mma_tf32 = ctx->mx && ctx->mx_prec == CF_CL_MX_TF32;
+        ctx->mma_half = ctx->mx && ctx->gemm_round;
+    }
+    if (o->tf32 && !ctx->gemm_round) {
+        if (ctx->mma_tf32)
+            CF_INFO("precision tf32: GEMMs on %s's tensor cores with TF32 inputs (%s)",
+                    ctx->dev.name, ctx->mx->name);
+        else
             CF_INFO("precision tf32: %s has no TF32 matrix engine this backend can use; GEMMs "
                     "run in fp32",
                     ctx->dev.name);
-        }
     }
-    ctx->gemm_round = o->bf16 ? 1 : o->fp16 ? 2 : 0;
-    ctx->mma_half = 0;
     if (ctx->gemm_round) {
         const char *p = ctx->gemm_round == 1 ? "bf16" : "fp16";
-        if (ctx->dev.nv_cc >= 80 && (ctx->dev.type & CL_DEVICE_TYPE_GPU)) {
-            ctx->mma_half = 1;
+        if (ctx->mma_half)
             CF_INFO("precision %s: GEMMs on %s's tensor cores with %s inputs, fp32 accumulation "
-                    "and storage",
-                    p, ctx->dev.name, p);
-        } else {
+                    "and storage (%s)",
+                    p, ctx->dev.name, p, ctx->mx->name);
+        else
             CF_INFO("precision %s: %s has no matrix engine this backend uses; GEMM inputs are "
                     "rounded to %s in the kernel, fp32 arithmetic and storage (no faster than "
                     "fp32)",
                     p, ctx->dev.name, p);
-        }
     }
     ctx->attention_mode = -1;
     if (o->attention && cf_cl_attention_parse(o->attention, &ctx->attention_mode) < 0) {

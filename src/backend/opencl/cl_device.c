@@ -200,6 +200,7 @@ int cf_cl_enumerate(cf_cl_device_info **out, int *count, char *why, size_t why_l
             char *ext = calloc(ext_len + 1, 1);
             if (ext && clGetDeviceInfo(devs[i], CL_DEVICE_EXTENSIONS, ext_len, ext, NULL) ==
                            CL_SUCCESS) {
+                snprintf(d->extensions, sizeof d->extensions, "%s", ext);
                 d->fp16 = strstr(ext, "cl_khr_fp16") != NULL;
                 d->subgroups = strstr(ext, "cl_khr_subgroups") != NULL ||
                                strstr(ext, "cl_intel_subgroups") != NULL;

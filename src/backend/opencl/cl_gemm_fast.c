@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "backend/opencl/cl_gemm_fast.h"
+#include "backend/opencl/cl_matrix.h"
 #include "backend/opencl/cl_plan.h"
 
 #define FAST_MAX_PROGRAMS 192 /* variants x float4 or not x epilogues (6) */
@@ -144,10 +145,11 @@ int cf_cl_gemm_fast_wanted(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
 
 /* ---- programs ----------------------------------------------------------------------------------- */
 
-/* gemm_fast.cl's MMA_KIND (0 fp32 multiply-adds, 1 tf32, 2 bf16, 3 fp16 on tensor cores) and
- * ROUND_IN (1 bf16, 2 fp16 inputs rounded in the fp32 form) for this context's precision */
+/* The matrix-engine form of this context's precision (cl_matrix.h: its precision code, 1 tf32,
+ * 2 bf16, 3 fp16, built from the engine's file with its options), 0 = the fp32 form of
+ * gemm_fast.cl; and ROUND_IN (1 bf16, 2 fp16 inputs rounded in the fp32 form) */
 static int fast_mma_kind(const cf_cl_ctx *ctx) {
-    return ctx->mma_tf32 ? 1 : ctx->gemm_round && ctx->mma_half ? 1 + ctx->gemm_round : 0;
+    return ctx->mx && (ctx->mma_tf32 || ctx->mma_half) ? ctx->mx_prec : 0;
 }
 static int fast_round_in(const cf_cl_ctx *ctx) {
     return ctx->gemm_round && !ctx->mma_half ? ctx->gemm_round : 0;
@@ -206,12 +208,19 @@ static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int
      * CF_GEMM_FAST=1 says that this is such a test. */
     const int cpu = !(ctx->dev.type & CL_DEVICE_TYPE_GPU) &&
                     (!ctx->gemm_round || ctx->gemm_fast_mode == 1);
-    char opts[256];
+    /* the matrix engine's file and options (cl_matrix.h), else gemm_fast.cl's fp32 form */
+    const int kind = fast_mma_kind(ctx);
+    const char *file = kind ? ctx->mx->file : "gemm_fast.cl";
+    char form[128];
+    if (kind)
+        snprintf(form, sizeof form, "%s", ctx->mx->defines[kind]);
+    else
+        snprintf(form, sizeof form, "-DMMA_KIND=0 -DROUND_IN=%d", fast_round_in(ctx));
+    char opts[384];
     snprintf(opts, sizeof opts,
              "-cl-std=CL1.2 -DRM=%d -DRN=%d -DBK=%d -DWG=%d -DVEC=%d -DEPI_BIAS=%d -DEPI_ACT=%d "
-             "-DEPI_COLSUM=%d -DMMA_KIND=%d -DROUND_IN=%d%s%s",
-             c->rm, c->rn, c->bk, c->wg, vec, epi_bias, epi_act, epi_colsum, fast_mma_kind(ctx),
-             fast_round_in(ctx),
+             "-DEPI_COLSUM=%d %s%s%s",
+             c->rm, c->rn, c->bk, c->wg, vec, epi_bias, epi_act, epi_colsum, form,
              cpu ? " -cl-opt-disable" : "", verbose ? " -cl-nv-verbose" : "");
     fast_program g;
     memset(&g, 0, sizeof g);
@@ -225,7 +234,7 @@ static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int
     g.epi_colsum = epi_colsum;
     g.mma = fast_mma_kind(ctx);
     g.round = fast_round_in(ctx);
-    CF_TRY(cf_cl_build_program(ctx, "gemm_fast.cl", opts, &g.program));
+    CF_TRY(cf_cl_build_program(ctx, file, opts, &g.program));
     if (verbose) { /* the compiler's lines about entry points, registers and spills */
         const size_t cap = 1 << 16;
         char *log = calloc(1, cap), *save = NULL;
@@ -242,7 +251,7 @@ static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int
         const char *name = i < 4 ? fast_kernel_names[i] : "gemm_fast_reduce";
         cl_kernel k = clCreateKernel(g.program, name, &err);
         if (err != CL_SUCCESS) {
-            cf_cl_fail(ctx, "cl_kernels/gemm_fast.cl: kernel %s: %s", name, cf_cl_errstr(err));
+            cf_cl_fail(ctx, "cl_kernels/%s: kernel %s: %s", file, name, cf_cl_errstr(err));
             break;
         }
         if (i < 4) g.k[i] = k;
@@ -254,14 +263,14 @@ static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int
         char why[256] = "";
         int fits = cf_cl_kernel_fits(ctx, k, 2, local, i < 4 ? priv : 256u, why, sizeof why);
         if (fits == 0) {
-            cf_cl_fail(ctx, "cl_kernels/gemm_fast.cl: %s (rm %d, rn %d, bk %d, wg %d) cannot run "
+            cf_cl_fail(ctx, "cl_kernels/%s: %s (rm %d, rn %d, bk %d, wg %d) cannot run "
                             "on %s: %s",
-                       name, c->rm, c->rn, c->bk, c->wg, ctx->dev.name, why);
+                       file, name, c->rm, c->rn, c->bk, c->wg, ctx->dev.name, why);
             program_free(&g);
             return CF_ERR_UNSUPPORTED;
         }
         if (fits < 0) {
-            cf_cl_fail(ctx, "cl_kernels/gemm_fast.cl: %s: %s", name, why);
+            cf_cl_fail(ctx, "cl_kernels/%s: %s: %s", file, name, why);
             err = CL_INVALID_KERNEL;
         }
     }

@@ -22,6 +22,7 @@ typedef struct cf_cl_device_info {
     cl_ulong global_mem, local_mem, max_alloc;
     size_t max_group; /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
     int fp16, subgroups;
+    char extensions[8192]; /* CL_DEVICE_EXTENSIONS (cut at 8191 characters) */
     int nv_cc; /* NVIDIA compute capability as major*10 + minor (cl_nv_device_attribute_query),
                 * 0 elsewhere */
     int usable;
@@ -157,6 +158,9 @@ typedef struct cf_cl_ctx {
     int gemm_fast_verbose;  /* cf_backend_options.gemm_fast_verbose */
     int mma_tf32;           /* cf_backend_options.tf32 on a device with TF32 mma.sync: the
                              * register-blocked kernel's tensor-core form takes every plain product */
+    const struct cf_cl_matrix_engine *mx; /* the matrix engine of tf32 / bf16 / fp16 (cl_matrix.h),
+                                           * NULL = none (fp32, or the portable form) */
+    int mx_prec;            /* its precision (CF_CL_MX_*), 0 = none */
     int gemm_round;         /* cf_backend_options.bf16 (1) / .fp16 (2): every plain product takes
                              * the register-blocked kernel, its inputs rounded to bf16 / fp16 */
     int mma_half;           /* gemm_round on tensor cores (mma.sync with bf16 / fp16 inputs) */

@@ -1,0 +1,50 @@
+/* clformer: the matrix engines the OpenCL backend can use for its GEMM (docs/opencl.md, "Matrix
+ * engines"). Each is one row of cf_cl_matrix_engines (cl_matrix.c) and one kernel file in
+ * cl_kernels/ with the kernels and arguments of gemm_fast.cl (gemm_fast_nn, _nt, _tn, _tt,
+ * gemm_fast_reduce) and its build-time parameters (RM, RN, BK, WG, VEC, EPI_*); the row says which
+ * devices it applies to (vendor, extension, NVIDIA compute capability), which precisions it
+ * implements and the build options of each, and whether it was verified on hardware. An
+ * unverified row is never chosen by itself: CF_MATRIX_ENGINE=<name> (cf_backend_options
+ * .matrix_engine) selects it for testing on a device it applies to; "off" selects none (the
+ * portable form: fp32 multiply-adds, bf16/fp16 inputs rounded in the kernel). */
+#ifndef CF_CL_MATRIX_H
+#define CF_CL_MATRIX_H
+
+#include <stddef.h>
+
+#include "backend/opencl/cl_internal.h"
+
+/* Precisions, also the index of cf_cl_matrix_engine.defines */
+enum { CF_CL_MX_NONE = 0, CF_CL_MX_TF32 = 1, CF_CL_MX_BF16 = 2, CF_CL_MX_FP16 = 3 };
+#define CF_CL_MX_PRECISIONS 4
+
+typedef struct cf_cl_matrix_engine {
+    const char *name;      /* what CF_MATRIX_ENGINE names */
+    const char *file;      /* its GEMM kernel file in cl_kernels/ */
+    const char *vendor;    /* a substring of CL_DEVICE_VENDOR it needs (case-insensitive); NULL:
+                            * any */
+    const char *extension; /* a device extension it needs; NULL: none */
+    int min_nv_cc;         /* NVIDIA compute capability (major*10 + minor) it needs; 0: none */
+    /* build options of its form for each precision (index CF_CL_MX_*); NULL: not implemented */
+    const char *defines[CF_CL_MX_PRECISIONS];
+    int verified;          /* its tests passed on hardware: chosen without CF_MATRIX_ENGINE */
+} cf_cl_matrix_engine;
+
+extern const cf_cl_matrix_engine cf_cl_matrix_engines[];
+extern const int cf_cl_matrix_n_engines;
+
+/* Whether engine e applies to device d (a GPU with the vendor, extension and compute capability
+ * the row asks for); why (optional) says what is missing. */
+int cf_cl_matrix_applies(const cf_cl_matrix_engine *e, const cf_cl_device_info *d, char *why,
+                         size_t why_len);
+
+/* The engine of table (n rows) for device d and precision prec (CF_CL_MX_*), or NULL (the
+ * portable form). force: NULL or "" = the first verified row that applies and implements prec;
+ * "off"/"none" = none; a row's name = that row if it applies to d and implements prec (verified
+ * or not), else NULL with *note saying why. note (optional) receives a line for the user when the
+ * choice deviates from the default (a forced or refused engine); "" otherwise. */
+const cf_cl_matrix_engine *cf_cl_matrix_select(const cf_cl_matrix_engine *table, int n,
+                                               const cf_cl_device_info *d, int prec,
+                                               const char *force, char *note, size_t note_len);
+
+#endif
