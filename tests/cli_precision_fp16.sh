@@ -9,8 +9,10 @@
 # zero, opt_step 0, the weights independent of the learning rate). With loss_scale_window 3 the
 # scale doubles after 3 good steps. N steps straight equal K steps + resume to N bit for bit
 # (losses, norms, scales, counters), across skips and across a doubling. Bad loss_scale and
-# loss_scale_window values are refused with one line naming the key; under fp32 they are ignored
-# with a warning and change nothing. device auto trains with it (OpenCL devices:
+# loss_scale_window values are refused with one line naming the key; under fp32 the keys are
+# ignored with a warning and change nothing. Gradients that overflow at every scale
+# (clformer-fi's CF_FAULT_GRAD_INF) stop the run at scale 1 naming the last good checkpoint,
+# which resumes. device auto trains with it (OpenCL devices:
 # tests/cli_precision_half_cl.sh).
 set -u
 CLF=$1
@@ -149,6 +151,29 @@ if [ $rc -eq 0 ] && [ "$(printf '%s\n' "$msg" | grep -c 'loss_scale and loss_sca
    && [ "$(losses "$W/g.jsonl")" = "$(losses "$W/f.jsonl")" ]; then
   ok "fp32 with the loss-scaling keys: one warning, the same losses bit for bit"
 else bad "fp32 with loss_scale: rc $rc: $msg"; fi
+
+# ---- overflow at loss scale 1 (clformer-fi's CF_FAULT_GRAD_INF=3: from step 3 on every step's
+# gradients read as overflowed) -----------------------------------------------------------------
+FI="$(dirname "$CLF")/clformer-fi"
+if [ -x "$FI" ]; then
+  msg=$(CF_FAULT_GRAD_INF=3 "$FI" train configs/tiny.json d_model=32 num_heads=2 num_layers=2 d_ff=80 max_length=32 batch_size=4 eval_interval=0 log_interval=1 warmup_steps=2 checkpoint_interval=2 loss_scale=4 --precision fp16 --device cpu --steps 10 --out "$W/gi" --log "$W/gi.jsonl" 2>&1 >/dev/null); rc=$?
+  steps=$(python3 -c "
+import json, sys
+r = [json.loads(l) for l in open(sys.argv[1])]
+print(' '.join('%d:%s:%g:%d' % (x['step'], 'skip' if x['skipped'] else 'ok', x['loss_scale'], x['skipped_steps']) for x in r))" "$W/gi.jsonl" 2>&1)
+  if [ $rc -ne 0 ] && [ "$steps" = "1:ok:4:0 2:ok:4:0 3:skip:2:1 4:skip:1:2" ] \
+     && printf '%s\n' "$msg" | grep -q "^error: step 5: the gradients hold inf or nan even at loss scale 1 (3 steps skipped); the model has diverged" \
+     && printf '%s\n' "$msg" | grep -q "^error: training stopped at step 4; the last good checkpoint is $W/gi/step_000004.safetensors" \
+     && [ -f "$W/gi/step_000004.safetensors" ]; then
+    ok "overflow at every scale: steps 3-4 skipped (scale 4 -> 2 -> 1), step 5 stops the run naming the last good checkpoint"
+  else bad "overflow at loss scale 1: rc $rc, steps [$steps]: $msg"; fi
+  msg=$("$CLF" train configs/tiny.json d_model=32 num_heads=2 num_layers=2 d_ff=80 max_length=32 batch_size=4 eval_interval=0 log_interval=1 warmup_steps=2 checkpoint_interval=2 loss_scale=4 --precision fp16 --device cpu --steps 6 --resume "$W/gi/step_000004.safetensors" --out "$W/gr" --log "$W/gr.jsonl" 2>&1 >/dev/null); rc=$?
+  [ $rc -eq 0 ] && grep -q '"step": 5, .*"loss_scale": 1, "skipped_steps": 2, "skipped": false' "$W/gr.jsonl" \
+    && ok "the named checkpoint resumes: step 5 trains at the saved scale 1 with the 2 skips counted" \
+    || bad "resume after the stop: rc $rc: $msg $(cat "$W/gr.jsonl" 2>/dev/null)"
+else
+  bad "$FI was not built"
+fi
 
 # ---- devices ---------------------------------------------------------------------------------
 msg=$("$CLF" train configs/tiny.json batch_size=2 max_length=32 eval_interval=0 --steps 1 --device auto --out "$W/x" --precision fp16 2>&1 >/dev/null); rc=$?

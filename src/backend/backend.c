@@ -20,6 +20,15 @@ static int g_fault_alloc = 0, g_fault_build = 0, g_fault_clblast = 0, g_fault_sa
 void cf_fault_set_alloc(int nth) { g_fault_alloc = nth; }
 void cf_fault_set_build(int nth) { g_fault_build = nth; }
 void cf_fault_set_clblast(int nth) { g_fault_clblast = nth; }
+static int g_fault_grad_inf = 0, g_fault_grad_inf_calls = 0;
+void cf_fault_set_grad_inf(int nth) {
+    g_fault_grad_inf = nth;
+    g_fault_grad_inf_calls = 0;
+}
+int cf_fault_grad_inf_hit(void) {
+    if (g_fault_grad_inf <= 0) return 0;
+    return ++g_fault_grad_inf_calls >= g_fault_grad_inf; /* from the Nth call on, every call */
+}
 void cf_fault_set_save_crash(int on) { g_fault_save_crash = on; }
 int cf_fault_alloc_hit(void) {
     if (g_fault_alloc <= 0) return 0;

@@ -670,6 +670,11 @@ int cf_fault_alloc_hit(void);   /* called by the alloc wrappers; 1 = fail this o
 int cf_fault_build_hit(void);   /* called by backends before each program build */
 int cf_fault_clblast_hit(void); /* called before each CLBlast call */
 int cf_fault_save_crash(void);  /* 1 = the checkpoint writer simulates a crash */
+/* From the Nth fp16 training step on (counted from the call), every step's gradients read as
+ * overflowed (their norm inf): the loss scaler's skip, halving and stop at scale 1 (CF_FAULT_GRAD_INF
+ * in clformer-fi) */
+void cf_fault_set_grad_inf(int nth);
+int cf_fault_grad_inf_hit(void); /* called by the trainer once per loss-scaled step */
 #endif
 
 #endif

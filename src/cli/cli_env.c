@@ -91,6 +91,7 @@ void cf_cli_faults_from_env(void) {
     if ((v = env_str("CF_FAULT_ALLOC"))) cf_fault_set_alloc(atoi(v));
     if ((v = env_str("CF_FAULT_BUILD"))) cf_fault_set_build(atoi(v));
     if ((v = env_str("CF_FAULT_CLBLAST"))) cf_fault_set_clblast(atoi(v));
+    if ((v = env_str("CF_FAULT_GRAD_INF"))) cf_fault_set_grad_inf(atoi(v));
     if ((v = env_str("CF_FAULT_SAVE_CRASH"))) cf_fault_set_save_crash(strcmp(v, "0") != 0);
 }
 #endif

@@ -27,7 +27,8 @@ int cf_cli_set_gemm(cf_backend_options *o, const char *which);
  * MPI call. */
 int cf_cli_mpi_launched_size(void);
 #ifdef CF_FAULT_INJECTION
-/* clformer-fi: CF_FAULT_ALLOC, CF_FAULT_BUILD, CF_FAULT_CLBLAST=N and CF_FAULT_SAVE_CRASH=1 to the
+/* clformer-fi: CF_FAULT_ALLOC, CF_FAULT_BUILD, CF_FAULT_CLBLAST, CF_FAULT_GRAD_INF=N and
+ * CF_FAULT_SAVE_CRASH=1 to the
  * cf_fault_set_* switches. */
 void cf_cli_faults_from_env(void);
 #endif

@@ -478,6 +478,9 @@ int cf_train_step_scaled(cf_model *m, int step, cf_loss_scaler *ls, cf_batch_fn 
     CF_TRY(cf_dist_grads_end(m->dist));
     float norm = 0.0f;
     CF_TRY(cf_model_grad_norm(m, &norm));
+#ifdef CF_FAULT_INJECTION
+    if (ls && cf_fault_grad_inf_hit()) norm = INFINITY; /* test switch: overflowed gradients */
+#endif
     /* the norm of the scaled gradients: inf or nan when any of them is (or their squares
      * overflow, which only a far too large scale gives); unscaled it is the gradients' norm */
     const int overflow = ls && !isfinite(norm);
