@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "backend/opencl/cl_internal.h"
+#include "backend/opencl/cl_matrix.h"
 
 /* What clformer's kernels need from a device. */
 #define CF_CL_MIN_GROUP 64                       /* 8x8 GEMM tiles, reduction groups */
@@ -269,9 +270,25 @@ int cf_opencl_list_devices(FILE *out) {
         fprintf(out, "    OpenCL C        %s\n", d->c_version);
         fprintf(out, "    fp16 %s, subgroups %s\n", d->fp16 ? "yes" : "no",
                 d->subgroups ? "yes" : "no");
-        if (d->nv_cc)
-            fprintf(out, "    compute capability %d.%d%s\n", d->nv_cc / 10, d->nv_cc % 10,
-                    d->nv_cc >= 80 ? " (TF32 tensor cores: precision tf32)" : "");
+        if (d->nv_cc) fprintf(out, "    compute capability %d.%d\n", d->nv_cc / 10, d->nv_cc % 10);
+        /* the matrix engine each reduced precision would use (cl_matrix.h; CF_MATRIX_ENGINE
+         * aside) */
+        char mx[256] = "";
+        const cf_cl_matrix_engine *eng = NULL;
+        static const char *const pn[CF_CL_MX_PRECISIONS] = {"", "tf32", "bf16", "fp16"};
+        for (int p = CF_CL_MX_TF32; p < CF_CL_MX_PRECISIONS; p++) {
+            const cf_cl_matrix_engine *e =
+                cf_cl_matrix_select(cf_cl_matrix_engines, cf_cl_matrix_n_engines, d, p, NULL, NULL, 0);
+            if (!e) continue;
+            eng = e;
+            const size_t len = strlen(mx);
+            snprintf(mx + len, sizeof mx - len, "%s%s", len ? ", " : "", pn[p]);
+        }
+        if (eng)
+            fprintf(out, "    matrix engine   %s (precision %s)\n", eng->name, mx);
+        else
+            fprintf(out, "    matrix engine   none (precision tf32 runs fp32 here, bf16 and fp16 "
+                         "round the GEMM inputs in the kernel)\n");
         if (d->usable) fprintf(out, "    usable          yes\n");
         else fprintf(out, "    usable          no: %s\n", d->reason);
     }
