@@ -93,6 +93,8 @@ static inline int cf_config_blocks(const cf_config *c) {
 
 /* Fill with the built-in defaults (the tiny model). */
 void cf_config_defaults(cf_config *cfg);
+/* The name of an enum cf_precision value ("fp32", "tf32", "bf16", "fp16"; "?" outside it) */
+const char *cf_precision_name(int precision);
 
 /* Load a JSON config file over the defaults. Errors name file, field and fix, with line/column for
  * malformed JSON; unknown keys suggest the nearest known one. */

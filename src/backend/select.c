@@ -124,10 +124,7 @@ static void shape_str(const cf_config *c, char *out, size_t len) {
                        "batch_size=%d grad_accum_steps=%d%s%s",
              c->d_model, c->num_heads, c->num_layers, c->d_ff, c->max_length, c->vocab_size,
              c->batch_size, c->grad_accum_steps, c->precision != CF_PREC_FP32 ? " precision=" : "",
-             c->precision == CF_PREC_TF32   ? "tf32"
-             : c->precision == CF_PREC_BF16 ? "bf16"
-             : c->precision == CF_PREC_FP16 ? "fp16"
-                                            : "");
+             c->precision != CF_PREC_FP32 ? cf_precision_name(c->precision) : "");
 }
 
 static uint64_t ids_hash(const cf_device_id *ids, int n, uint64_t h) {

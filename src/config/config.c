@@ -84,6 +84,11 @@ static const char *const g_norm_names[] = {"layernorm", "rmsnorm", NULL};
 static const char *const g_position_names[] = {"learned", "rope", NULL};
 static const char *const g_mlp_names[] = {"gelu", "swiglu", "relu2", NULL};
 static const char *const g_precision_names[] = {"fp32", "tf32", "bf16", "fp16", NULL};
+
+const char *cf_precision_name(int precision) {
+    return precision >= CF_PREC_FP32 && precision <= CF_PREC_FP16 ? g_precision_names[precision]
+                                                                  : "?";
+}
 static const char *const g_recompute_names[] = {"none", "attention", "block", NULL};
 static const char *const g_attention_names[] = {"auto", "flash", "matrix", NULL};
 static const char *const g_optimizer_names[] = {"adamw", "muon", NULL};

@@ -275,14 +275,13 @@ int cf_opencl_list_devices(FILE *out) {
          * aside) */
         char mx[256] = "";
         const cf_cl_matrix_engine *eng = NULL;
-        static const char *const pn[CF_CL_MX_PRECISIONS] = {"", "tf32", "bf16", "fp16"};
         for (int p = CF_CL_MX_TF32; p < CF_CL_MX_PRECISIONS; p++) {
             const cf_cl_matrix_engine *e =
                 cf_cl_matrix_select(cf_cl_matrix_engines, cf_cl_matrix_n_engines, d, p, NULL, NULL, 0);
             if (!e) continue;
             eng = e;
             const size_t len = strlen(mx);
-            snprintf(mx + len, sizeof mx - len, "%s%s", len ? ", " : "", pn[p]);
+            snprintf(mx + len, sizeof mx - len, "%s%s", len ? ", " : "", cf_precision_name(p));
         }
         if (eng)
             fprintf(out, "    matrix engine   %s (precision %s)\n", eng->name, mx);

@@ -148,9 +148,7 @@ int cf_cl_gemm_fast_wanted(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
 /* The matrix-engine form of this context's precision (cl_matrix.h: its precision code, 1 tf32,
  * 2 bf16, 3 fp16, built from the engine's file with its options), 0 = the fp32 form of
  * gemm_fast.cl; and ROUND_IN (1 bf16, 2 fp16 inputs rounded in the fp32 form) */
-static int fast_mma_kind(const cf_cl_ctx *ctx) {
-    return ctx->mx && (ctx->mma_tf32 || ctx->mma_half) ? ctx->mx_prec : 0;
-}
+static int fast_mma_kind(const cf_cl_ctx *ctx) { return ctx->mx ? ctx->mx_prec : 0; }
 static int fast_round_in(const cf_cl_ctx *ctx) {
     return ctx->gemm_round && !ctx->mma_half ? ctx->gemm_round : 0;
 }

@@ -58,12 +58,6 @@ static int applies(const cf_cl_matrix_engine *e, const cf_cl_device_info *d, cha
     return 1;
 }
 
-static const char *prec_name(int prec) {
-    return prec == CF_CL_MX_TF32 ? "tf32" : prec == CF_CL_MX_BF16 ? "bf16"
-                                        : prec == CF_CL_MX_FP16   ? "fp16"
-                                                                  : "fp32";
-}
-
 const cf_cl_matrix_engine *cf_cl_matrix_select(const cf_cl_matrix_engine *table, int n,
                                                const cf_cl_device_info *d, int prec,
                                                const char *force, char *note, size_t note_len) {
@@ -88,7 +82,7 @@ const cf_cl_matrix_engine *cf_cl_matrix_select(const cf_cl_matrix_engine *table,
             if (!e->defines[prec]) {
                 snprintf(note, note_len,
                          "matrix engine %s (CF_MATRIX_ENGINE) has no %s form", e->name,
-                         prec_name(prec));
+                         cf_precision_name(prec));
                 return NULL;
             }
             snprintf(note, note_len, "matrix engine %s (CF_MATRIX_ENGINE)%s", e->name,

@@ -13,9 +13,15 @@
 #include <stddef.h>
 
 #include "backend/opencl/cl_internal.h"
+#include "clformer/config.h"
 
-/* Precisions, also the index of cf_cl_matrix_engine.defines */
-enum { CF_CL_MX_NONE = 0, CF_CL_MX_TF32 = 1, CF_CL_MX_BF16 = 2, CF_CL_MX_FP16 = 3 };
+/* Precisions (enum cf_precision's values), also the index of cf_cl_matrix_engine.defines */
+enum {
+    CF_CL_MX_NONE = CF_PREC_FP32,
+    CF_CL_MX_TF32 = CF_PREC_TF32,
+    CF_CL_MX_BF16 = CF_PREC_BF16,
+    CF_CL_MX_FP16 = CF_PREC_FP16
+};
 #define CF_CL_MX_PRECISIONS 4
 
 typedef struct cf_cl_matrix_engine {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "backend/opencl/cl_plan.h"
+#include "clformer/config.h"
 #include "backend/opencl/cl_tuning.h"
 
 #define PLAN_MAX_GEMM 256
@@ -78,9 +79,11 @@ void cf_cl_plan_device_of(cf_cl_ctx *ctx, cf_cl_plan_device *out) {
 }
 
 const char *cf_cl_plan_precision(const cf_cl_plan_device *dev) {
-    return dev->gemm_round == 1 ? "bf16" : dev->gemm_round == 2 ? "fp16"
-                                       : dev->mma_tf32              ? "tf32"
-                                                                    : "fp32";
+    /* bf16 / fp16 round on every device; tf32 is tf32 only on a TF32 engine */
+    return cf_precision_name(dev->gemm_round == 1   ? CF_PREC_BF16
+                             : dev->gemm_round == 2 ? CF_PREC_FP16
+                             : dev->mma_tf32        ? CF_PREC_TF32
+                                                    : CF_PREC_FP32);
 }
 
 const char *cf_cl_plan_path_name(int path) {

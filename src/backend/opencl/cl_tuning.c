@@ -14,6 +14,7 @@
 
 #include "backend/opencl/cl_gemm_fast.h"
 #include "backend/opencl/cl_internal.h"
+#include "backend/opencl/cl_plan.h"
 #include "backend/opencl/cl_tuning.h"
 
 static const char *path_names[3] = {"native", "clblast", "fast"};
@@ -674,9 +675,9 @@ void cf_cl_tuning_attach(cf_cl_ctx *ctx) {
     /* GEMM entries apply only to runs of the precision they were measured under: the GEMMs run
      * on TF32 tensor cores only where mma_tf32 is on (precision tf32 elsewhere runs fp32); bf16
      * and fp16 round the inputs on every device */
-    const char *run_prec = ctx->gemm_round == 1 ? "bf16" : ctx->gemm_round == 2 ? "fp16"
-                           : ctx->mma_tf32      ? "tf32"
-                                                : "fp32";
+    cf_cl_plan_device pd;
+    cf_cl_plan_device_of(ctx, &pd);
+    const char *run_prec = cf_cl_plan_precision(&pd);
     const int n_all = t->n_gemm;
     const int dropped = cf_tuning_keep_precision(t, run_prec);
     /* (clformer-tune measures fp32 and tf32; bf16 / fp16 entries come from other tools or
