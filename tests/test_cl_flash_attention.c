@@ -2,9 +2,13 @@
  * (tests/flash_ref.h): forward output, log-sum-exp, dq, dk, dv for causal, windowed,
  * document-masked and GQA cases, T = 1, T not a multiple of the tiles and around them, for both
  * sets of kernels (cl_flash.c): the register-tiled ones (cl_kernels/flash_tiled.cl, forced with
- * flash_kernel "tiled", so a device they do not fit fails here) and the rows ones
- * (cl_kernels/flash_attention.cl).
- *     test_cl_flash_attention [--small] [--kernel tiled|rows] [device spec]
+ * flash_kernel "tiled", so a device they do not fit fails here), the rows ones
+ * (cl_kernels/flash_attention.cl), and the backward through batched GEMMs (flash_kernel "matrix": the
+ * probabilities recomputed by the matrix attention ops, whose backward runs from them) with the
+ * default scratch budget (one chunk), a budget of one byte (chunks of one batch element) and one
+ * of 100 KB (chunks of a few); the cases with a window or a document mask run auto's kernels
+ * there.
+ *     test_cl_flash_attention [--small] [--kernel tiled|rows|matrix] [device spec]
  * --small: the few small cases oclgrind runs (tests/cli_oclgrind_flash.sh); --kernel: one set
  * only. Skips (77) without an OpenCL device unless CF_REQUIRE_OPENCL=1. */
 #include "test_cl_common.h"
@@ -20,21 +24,31 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--kernel") == 0 && i + 1 < argc) only = argv[++i];
         else spec = argv[i];
     }
-    if (only && strcmp(only, "tiled") && strcmp(only, "rows")) {
-        fprintf(stderr, "test_cl_flash_attention: --kernel takes tiled or rows, not '%s'\n", only);
+    if (only && strcmp(only, "tiled") && strcmp(only, "rows") && strcmp(only, "matrix")) {
+        fprintf(stderr, "test_cl_flash_attention: --kernel takes tiled, rows or matrix, not '%s'\n",
+                only);
         return 2;
     }
     if (tcl_open("test_cl_flash_attention", spec, &code) < 0) return code;
     fr_keep_buffers = small;
-    static const char *kinds[2] = {"tiled", "rows"};
-    for (int k = 0; k < 2; k++) {
-        if (only && strcmp(only, kinds[k])) continue;
+    static const struct {
+        const char *kind, *label;
+        size_t scratch;
+    } runs[] = {{"tiled", "tiled", 0},
+                {"rows", "rows", 0},
+                {"matrix", "matrix", 0},
+                {"matrix", "matrix/1", 1},
+                {"matrix", "matrix/100K", 100000}};
+    for (size_t k = 0; k < sizeof runs / sizeof runs[0]; k++) {
+        if (only && strcmp(only, runs[k].kind)) continue;
         cf_backend_options o = *tcl_opts();
-        o.flash_kernel = kinds[k];
+        o.flash_kernel = runs[k].kind;
+        o.flash_scratch = runs[k].scratch;
         cf_backend *be = NULL;
         TCL_OK(cf_backend_opencl_create(spec ? spec : tcl_spec(), &o, &be));
-        printf("flash kernels: %s\n", kinds[k]);
-        fr_run_all(be, kinds[k], small);
+        printf("flash kernels: %s (scratch budget %zu bytes, 0: default)\n", runs[k].label,
+               runs[k].scratch);
+        fr_run_all(be, runs[k].label, small);
         if (!fr_keep_buffers) cf_backend_destroy(be);
     }
     fails += fr_fails;

@@ -169,7 +169,13 @@ typedef struct cf_backend_options {
     const char *attention;  /* OpenCL attention path: "auto", "fused", "gemm" (env CF_ATTENTION) */
     const char *flash_kernel; /* OpenCL flash attention kernels: "auto" (tiled on GPUs where
                                * they fit and build, else rows), "tiled" (register-tiled), "rows"
-                               * (one work-item per row, the first version) (env CF_FLASH_KERNEL) */
+                               * (one work-item per row, the first version), "matrix" (the
+                               * backward through the matrix attention ops over (T,T) scratch,
+                               * batch element by batch element, for calls without masks)
+                               * (env CF_FLASH_KERNEL) */
+    size_t flash_scratch;   /* bytes of (T,T) scratch the matrix flash backward may hold at once
+                             * (a chunk of one batch element always runs); 0 = the default, 1/32
+                             * of the device's memory (env CF_FLASH_SCRATCH, bytes) */
     int map;                /* transfers on unified memory: -1 auto (map/unmap), 0 copy (env
                              * CF_CL_MAP=0) */
     int auto_cpu_devices;   /* "auto" may choose an OpenCL CPU device (env CF_OPENCL_AUTO_CPU=1) */

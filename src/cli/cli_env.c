@@ -48,6 +48,8 @@ void cf_cli_backend_options_from_env(cf_backend_options *o) {
     o->cache_dir = cache_dir[0] ? cache_dir : NULL;
     o->attention = env_str("CF_ATTENTION");
     o->flash_kernel = env_str("CF_FLASH_KERNEL");
+    const char *fs = env_str("CF_FLASH_SCRATCH");
+    o->flash_scratch = fs ? (size_t)strtoull(fs, NULL, 10) : 0;
     o->matrix_engine = env_str("CF_MATRIX_ENGINE");
     const char *map = getenv("CF_CL_MAP");
     o->map = map && strcmp(map, "0") == 0 ? 0 : -1;

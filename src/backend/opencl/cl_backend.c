@@ -35,6 +35,7 @@ static void ctx_free(cf_cl_ctx *ctx) {
 }
 
 void cf_cl_destroy(cf_backend *be) {
+    cf_cl_flash_free_scratch(be);
     ctx_free(CTX(be));
     free(be);
 }
@@ -111,9 +112,10 @@ static void apply_options(cf_cl_ctx *ctx, const cf_backend_options *o) {
         ctx->attention_mode = -1;
     }
     ctx->flash_kernel = CF_FLASH_K_AUTO;
+    ctx->flash_scratch = o->flash_scratch;
     if (o->flash_kernel && cf_cl_flash_kernel_parse(o->flash_kernel, &ctx->flash_kernel) < 0) {
-        CF_WARN("flash kernels '%s' (CF_FLASH_KERNEL) not understood (auto, tiled or rows); using "
-                "auto",
+        CF_WARN("flash kernels '%s' (CF_FLASH_KERNEL) not understood (auto, tiled, rows or matrix); "
+                "using auto",
                 o->flash_kernel);
         ctx->flash_kernel = CF_FLASH_K_AUTO;
     }

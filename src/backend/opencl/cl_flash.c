@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "backend/opencl/cl_internal.h"
+#include "backend/opencl/cl_plan.h"
 
 #define FLASH_MAX_VARIANTS 8
 
@@ -53,6 +54,10 @@ struct cf_cl_flash {
     int n;
     tiled_variant t[FLASH_MAX_VARIANTS];
     int nt;
+    /* the matrix backward's scratch (probabilities, their gradient, the pre-softmax gradient,
+     * an output copy), kept between calls */
+    cf_buffer *m_att, *m_datt, *m_dpre, *m_out;
+    size_t m_att_bytes, m_datt_bytes, m_dpre_bytes, m_out_bytes;
     int noted_hs[FLASH_MAX_VARIANTS]; /* head sizes whose tile was logged */
     int n_noted;
 };
@@ -72,6 +77,17 @@ static void tiled_free(tiled_variant *v) {
     if (v->dkv) clReleaseKernel(v->dkv);
     if (v->program) clReleaseProgram(v->program);
     memset(v, 0, sizeof *v);
+}
+
+void cf_cl_flash_free_scratch(cf_backend *be) {
+    struct cf_cl_flash *st = ((cf_cl_ctx *)be->ctx)->flash;
+    if (!st) return;
+    cf_buffer **bufs[4] = {&st->m_att, &st->m_datt, &st->m_dpre, &st->m_out};
+    for (int i = 0; i < 4; i++) {
+        if (*bufs[i]) cf_be_free(be, *bufs[i]);
+        *bufs[i] = NULL;
+    }
+    st->m_att_bytes = st->m_datt_bytes = st->m_dpre_bytes = st->m_out_bytes = 0;
 }
 
 void cf_cl_flash_release(cf_cl_ctx *ctx) {
@@ -239,6 +255,7 @@ int cf_cl_flash_kernel_parse(const char *s, int *kind) {
     if (!s || !*s || strcmp(s, "auto") == 0) *kind = CF_FLASH_K_AUTO;
     else if (strcmp(s, "tiled") == 0) *kind = CF_FLASH_K_TILED;
     else if (strcmp(s, "rows") == 0) *kind = CF_FLASH_K_ROWS;
+    else if (strcmp(s, "matrix") == 0) *kind = CF_FLASH_K_MATRIX;
     else return CF_ERR_INVALID;
     return CF_OK;
 }
@@ -440,14 +457,16 @@ static int which(cf_cl_ctx *ctx, int hs, tiled_variant **t) {
      * fit) runs the rows kernels under auto, and is an error when tiled was asked for by name;
      * so is a tiled program that failed to build, which auto reports once and runs the rows
      * kernels instead. */
-    const int want = ctx->flash_kernel == CF_FLASH_K_TILED ||
-                     (ctx->flash_kernel == CF_FLASH_K_AUTO && (ctx->dev.type & CL_DEVICE_TYPE_GPU));
+    const int gpu_auto = (ctx->flash_kernel == CF_FLASH_K_AUTO ||
+                          ctx->flash_kernel == CF_FLASH_K_MATRIX) &&
+                         (ctx->dev.type & CL_DEVICE_TYPE_GPU);
+    const int want = ctx->flash_kernel == CF_FLASH_K_TILED || gpu_auto;
     if (!want) return CF_OK;
     int rc = tiled_choose(ctx, hs, t);
     if (rc == CF_OK) return CF_OK;
     tiled_variant *failed = *t;
     *t = NULL;
-    if (ctx->flash_kernel == CF_FLASH_K_AUTO) {
+    if (ctx->flash_kernel != CF_FLASH_K_TILED) {
         if (rc != CF_ERR_UNSUPPORTED && failed && !failed->warned) {
             failed->warned = 1;
             CF_WARN("flash attention hs=%d: the tiled kernels failed on %s (above); running the "
@@ -472,9 +491,90 @@ int cf_cl_flash_forward(cf_backend *be, const cf_attn_desc *d, cf_view out, cf_v
              : rows_forward(ctx, d, out, lse, qkv, doc);
 }
 
+/* ---- the backward through the matrix attention ops ------------------------------------------ */
+
+/* The scratch budget (bytes) of the matrix backward: the option, else 1/32 of the device's memory,
+ * at most the largest buffer the device allocates. */
+static size_t matrix_budget(const cf_cl_ctx *ctx) {
+    size_t b = ctx->flash_scratch ? ctx->flash_scratch
+                                       : (size_t)(ctx->dev.global_mem / 32);
+    return b < ctx->dev.max_alloc ? b : (size_t)ctx->dev.max_alloc;
+}
+
+/* Bytes of (T, T) scratch one batch element of the matrix backward holds: the probabilities, their
+ * gradient and the pre-softmax gradient of every head (attention_forward's att,
+ * attention_backward's datt and dpreatt). */
+static size_t matrix_batch_bytes(const cf_attn_desc *d) {
+    return (size_t)3 * d->NH * (size_t)d->T * d->T * sizeof(float);
+}
+
+/* Does the matrix backward run this call? Only without a document mask or a window narrower than
+ * T (the matrix ops have neither). matrix asked for by name: then always (one batch element per
+ * chunk at least). auto on a GPU: when one batch element's scratch fits the budget; on an H100
+ * at GPT-2 124M's shapes (head size 64, 12 heads) the matrix ops' forward and backward together
+ * took 2.05 ms against the tiled backward's 3.11 at T 1024 (batch 8) and 30 ms against 44 at
+ * T 4096 (BENCHMARKS.md "Flash backward through the matrix ops"). */
+static int matrix_wanted(cf_cl_ctx *ctx, const cf_attn_desc *d, int has_doc) {
+    if (has_doc || (d->window > 0 && d->window < d->T)) return 0;
+    if (ctx->flash_kernel == CF_FLASH_K_MATRIX) return 1;
+    if (ctx->flash_kernel != CF_FLASH_K_AUTO || !(ctx->dev.type & CL_DEVICE_TYPE_GPU)) return 0;
+    if (matrix_batch_bytes(d) > matrix_budget(ctx)) return 0;
+    /* the fused kernels only: through the batched GEMMs of the matrix ops (head sizes above 64,
+     * or CF_ATTENTION=gemm) the same backward took 3.27 ms there, slower than the tiled one */
+    cf_cl_attention_plan plan;
+    cf_cl_plan_attention(ctx, ctx->attention_mode >= 0 ? ctx->attention_mode : CF_ATT_AUTO,
+                         d->NH * d->hs, d->NH, &plan);
+    return plan.fused;
+}
+
+/* A scratch buffer of the matrix backward of at least n bytes (kept between calls, replaced when
+ * a larger one is needed; allocated through the backend, so the peak memory counts it). */
+static int matrix_scratch(cf_backend *be, cf_buffer **buf, size_t *have, size_t n) {
+    if (*buf && *have >= n) return CF_OK;
+    if (*buf) cf_be_free(be, *buf);
+    *buf = NULL;
+    *have = 0;
+    CF_TRY(cf_be_alloc(be, n, buf));
+    *have = n;
+    return CF_OK;
+}
+
+/* dq, dk, dv (assigned) by recomputing the probabilities: for chunks of nb batch elements (as
+ * many as the budget holds, at least one), attention_forward into scratch (the probabilities and
+ * an output copy; the fused kernels on GPUs, batched GEMMs elsewhere), then attention_backward
+ * from them. Nothing of size T x T outlives the call's chunk; out, lse and delta are not used. */
+static int matrix_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, cf_view dout,
+                           cf_view qkv) {
+    cf_cl_ctx *ctx = (cf_cl_ctx *)be->ctx;
+    CF_TRY(state(ctx));
+    struct cf_cl_flash *st = ctx->flash;
+    const int B = d->B, T = d->T, NH = d->NH, KVH = d->KVH, hs = d->hs;
+    const size_t QKV = (size_t)(NH + 2 * KVH) * hs, C = (size_t)NH * hs;
+    const size_t per = matrix_batch_bytes(d) / 3;
+    size_t nb = matrix_budget(ctx) / matrix_batch_bytes(d);
+    if (nb < 1) nb = 1;
+    if (nb > (size_t)B) nb = (size_t)B;
+    CF_TRY(matrix_scratch(be, &st->m_att, &st->m_att_bytes, nb * per));
+    CF_TRY(matrix_scratch(be, &st->m_datt, &st->m_datt_bytes, nb * per));
+    CF_TRY(matrix_scratch(be, &st->m_dpre, &st->m_dpre_bytes, nb * per));
+    CF_TRY(matrix_scratch(be, &st->m_out, &st->m_out_bytes, nb * (size_t)T * C * sizeof(float)));
+    const cf_view att = cf_view_f32(st->m_att, 0), datt = cf_view_f32(st->m_datt, 0);
+    const cf_view dpre = cf_view_f32(st->m_dpre, 0), out = cf_view_f32(st->m_out, 0);
+    for (int b0 = 0; b0 < B; b0 += (int)nb) {
+        const int cb = B - b0 < (int)nb ? B - b0 : (int)nb;
+        const cf_view q = cf_view_add(qkv, (size_t)b0 * T * QKV);
+        CF_TRY(be->ops->attention_forward(be, out, att, q, cb, T, NH, KVH, hs));
+        CF_TRY(be->ops->attention_backward(be, cf_view_add(dqkv, (size_t)b0 * T * QKV), datt,
+                                           dpre, cf_view_add(dout, (size_t)b0 * T * C), q, att,
+                                           cb, T, NH, KVH, hs));
+    }
+    return CF_OK;
+}
+
 int cf_cl_flash_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, cf_view delta,
                          cf_view dout, cf_view out, cf_view lse, cf_view qkv, cf_view doc) {
     cf_cl_ctx *ctx = (cf_cl_ctx *)be->ctx;
+    if (matrix_wanted(ctx, d, doc.buf != NULL)) return matrix_backward(be, d, dqkv, dout, qkv);
     tiled_variant *t;
     CF_TRY(which(ctx, d->hs, &t));
     return t ? tiled_backward(ctx, t, d, dqkv, delta, dout, out, lse, qkv, doc)

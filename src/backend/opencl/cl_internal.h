@@ -167,6 +167,7 @@ typedef struct cf_cl_ctx {
     int gemm_tile;          /* cf_backend_options.gemm_tile: forced work-group side, 0 = none */
     int attention_mode;     /* cf_backend_options.attention parsed (cl_attention.c), -1 = unset */
     int flash_kernel;       /* cf_backend_options.flash_kernel parsed (cl_flash.c), CF_FLASH_K_* */
+    size_t flash_scratch;   /* cf_backend_options.flash_scratch (0: the default budget) */
     char tuning_path[1024]; /* cf_backend_options.tuning ("" = look up configs/tuning/) */
     int tuning_off;         /* cf_backend_options.tuning was "off" / "none" */
     cf_cl_gemm_tuner_fn tuner;
@@ -346,6 +347,19 @@ cf_cl_gemm_desc cf_cl_gemm_desc_plain(int ta, int tb, int M, int N, int K, float
                                       int ldc);
 
 int cf_cl_gemm(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d);
+/* A per-(batch, head) operand of attention's batched products: base offset, row stride, and the
+ * strides between batches (outer) and heads (inner). */
+typedef struct {
+    cl_mem m;
+    size_t off, so, si;
+    int ld;
+} cf_cl_att_operand;
+/* C = alpha op(A) op(B) + beta C for each of B x NH (batch, head) pairs, causal as in
+ * cl_kernels/gemm.cl (0 plain; 1 skip blocks wholly above the diagonal; 2, 3 shorten the K loop
+ * of a lower / upper triangular A) (cl_ops.c) */
+int cf_cl_att_gemm(cf_cl_ctx *ctx, int ta, int tb, int M, int N, int K, float alpha,
+                   cf_cl_att_operand a, cf_cl_att_operand b, float beta, cf_cl_att_operand c,
+                   int B, int NH, int causal);
 /* Products of at most CF_CL_GEMM_ROWS_MAX_M rows of A against B stored (N,K) (plain, no
  * activation epilogue): one work-group per output column, B's row read once (cl_infer.c).
  * 1 = done, 0 = declined (another path runs it), < 0 = error. */
@@ -405,13 +419,24 @@ int cf_cl_flash_forward(cf_backend *be, const cf_attn_desc *d, cf_view out, cf_v
                         cf_view qkv, cf_view doc);
 int cf_cl_flash_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, cf_view delta,
                          cf_view dout, cf_view out, cf_view lse, cf_view qkv, cf_view doc);
-/* Which flash kernels run: auto (tiled on GPUs where they fit and build, else rows), tiled
- * (flash_tiled.cl), rows (flash_attention.cl). The environment variable CF_FLASH_KERNEL sets it. */
-enum cf_cl_flash_kernel { CF_FLASH_K_AUTO = 0, CF_FLASH_K_TILED = 1, CF_FLASH_K_ROWS = 2 };
-/* "auto", "tiled", "rows" (NULL or "" = auto) to the enum; CF_ERR_INVALID otherwise. */
+/* Which flash kernels run: auto (on GPUs the tiled forward and, where its scratch fits and the
+ * call has no window or document mask, the matrix backward, else the tiled one; the rows kernels
+ * on CPU devices or where tiled does not fit or build), tiled (flash_tiled.cl), rows
+ * (flash_attention.cl), matrix (the forward as auto; the backward recomputes the probabilities
+ * with the matrix attention ops in chunks of batch elements and runs their backward, where the
+ * call has no mask, else as auto). The environment variable CF_FLASH_KERNEL sets it. */
+enum cf_cl_flash_kernel {
+    CF_FLASH_K_AUTO = 0,
+    CF_FLASH_K_TILED = 1,
+    CF_FLASH_K_ROWS = 2,
+    CF_FLASH_K_MATRIX = 3
+};
+/* "auto", "tiled", "rows", "matrix" (NULL or "" = auto) to the enum; CF_ERR_INVALID otherwise. */
 int cf_cl_flash_kernel_parse(const char *s, int *kind);
 /* Free the flash programs (backend teardown). */
 void cf_cl_flash_release(cf_cl_ctx *ctx);
+/* Free the matrix backward's scratch buffers (backend teardown, before the context goes). */
+void cf_cl_flash_free_scratch(cf_backend *be);
 /* ---- inference ops (cl_infer.c), signatures as in struct cf_backend_ops ---------------------- */
 int cf_cl_kv_append(cf_backend *be, cf_view qkv, cf_view kc, cf_view vc, cf_view cs, cf_view pos,
                     int B, int Tq, int NH, int KVH, int hs, int S);
