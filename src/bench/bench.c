@@ -242,7 +242,14 @@ int cf_bench_run(const cf_config *cfg, const cf_bench_opts *o, cf_bench_result *
     }
     {
         cf_backend_info info;
-        if (cf_be_info(be, &info) == CF_OK) r->device_scratch_bytes = info.scratch_bytes;
+        if (cf_be_info(be, &info) == CF_OK) {
+            r->device_scratch_bytes = info.scratch_bytes;
+            /* the backend's choice for the flash backward (OpenCL's matrix backward): part of
+             * the backward scratch that runs, which the model's tables cannot know */
+            r->est.flash_scratch = info.flash_scratch_bytes;
+            r->est.grad_scratch += info.flash_scratch_bytes;
+            r->est.total += info.flash_scratch_bytes;
+        }
     }
     r->peak_device_bytes = be->stats.peak_bytes_allocated + r->device_scratch_bytes;
     r->peak_host_bytes = cf_peak_rss_bytes();
@@ -286,12 +293,14 @@ void cf_bench_print(FILE *out, const cf_bench_result *r) {
     fprintf(out,
             "  peak device mem   %.1f MiB allocated (backend scratch %.1f MiB of it); analytic "
             "%.1f MiB = params %.1f + grads "
-            "%.1f + AdamW %.1f + activations %.1f + backward scratch %.1f (%s attention; "
+            "%.1f + AdamW %.1f + activations %.1f + backward scratch %.1f (%s attention%s; "
             "measured/analytic %.3f)\n",
             mib((double)r->peak_device_bytes), mib((double)r->device_scratch_bytes),
             mib((double)r->est.total), mib((double)r->est.params), mib((double)r->est.grads),
             mib((double)r->est.adam), mib((double)r->est.acts), mib((double)r->est.grad_scratch),
-            r->est.flash ? "flash" : "matrix", r->est.total ? (double)r->peak_device_bytes / (double)r->est.total : 0.0);
+            r->est.flash ? "flash" : "matrix",
+            r->est.flash_scratch ? ", backward through the matrix ops: (T,T) scratch included" : "",
+            r->est.total ? (double)r->peak_device_bytes / (double)r->est.total : 0.0);
     fprintf(out, "  transfers/step    %.0f bytes host->device, %.0f bytes device->host\n",
             r->h2d_bytes_per_step, r->d2h_bytes_per_step);
     fprintf(out, "  allocations       %llu in the first step, %.2f per step after it%s\n",
@@ -340,6 +349,7 @@ char *cf_bench_to_json(const cf_bench_result *r) {
     cJSON_AddNumberToObject(a, "adamw", (double)r->est.adam);
     cJSON_AddNumberToObject(a, "activations", (double)r->est.acts);
     cJSON_AddNumberToObject(a, "backward_scratch", (double)r->est.grad_scratch);
+    cJSON_AddNumberToObject(a, "flash_backward_scratch", (double)r->est.flash_scratch);
     cJSON_AddStringToObject(o, "attention", r->est.flash ? "flash" : "matrix");
     cJSON_AddNumberToObject(o, "h2d_bytes_per_step", r->h2d_bytes_per_step);
     cJSON_AddNumberToObject(o, "d2h_bytes_per_step", r->d2h_bytes_per_step);

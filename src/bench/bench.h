@@ -39,7 +39,10 @@ typedef struct {
                     * chunk of the LM head's logits and, on the matrix attention path, the
                     * B*NH*T*T probabilities (flash: B*NH*T log-sum-exps) */
     uint64_t grad_scratch; /* backward scratch reused layer by layer (matrix attention: two
-                            * B*NH*T*T buffers; flash: one B*NH*T) */
+                            * B*NH*T*T buffers; flash: one B*NH*T, plus flash_scratch) */
+    uint64_t flash_scratch; /* of grad_scratch, the (T,T) scratch of the backend's flash backward
+                             * (OpenCL's matrix backward, cl_flash.c), as the run allocated it;
+                             * 0 before a run and where the backward needs none */
     uint64_t total;
     int flash;     /* the attention path these counts are for (cf_model_flash): 1 flash, 0 matrix */
 } cf_mem_estimate;

@@ -319,6 +319,7 @@ int cf_cl_info(cf_backend *be, cf_backend_info *out) {
                       (cf_cl_have_clblast() ? CF_GEMM_PATH_CLBLAST : 0u);
     snprintf(out->gemm, sizeof out->gemm, "%s", cf_backend_opencl_gemm_path(be));
     out->scratch_bytes = cf_cl_scratch_bytes(be);
+    out->flash_scratch_bytes = cf_cl_flash_scratch_bytes(CTX(be));
     cf_cl_attention_counts(CTX(be), &out->attention_fused, &out->attention_gemm);
     return CF_OK;
 }

@@ -90,6 +90,12 @@ void cf_cl_flash_free_scratch(cf_backend *be) {
     st->m_att_bytes = st->m_datt_bytes = st->m_dpre_bytes = st->m_out_bytes = 0;
 }
 
+uint64_t cf_cl_flash_scratch_bytes(const cf_cl_ctx *ctx) {
+    const struct cf_cl_flash *st = ctx->flash;
+    return st ? (uint64_t)(st->m_att_bytes + st->m_datt_bytes + st->m_dpre_bytes + st->m_out_bytes)
+              : 0;
+}
+
 void cf_cl_flash_release(cf_cl_ctx *ctx) {
     struct cf_cl_flash *st = ctx->flash;
     if (!st) return;

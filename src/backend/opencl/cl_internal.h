@@ -437,6 +437,8 @@ int cf_cl_flash_kernel_parse(const char *s, int *kind);
 void cf_cl_flash_release(cf_cl_ctx *ctx);
 /* Free the matrix backward's scratch buffers (backend teardown, before the context goes). */
 void cf_cl_flash_free_scratch(cf_backend *be);
+/* Bytes of those buffers now (cf_backend_info.flash_scratch_bytes). */
+uint64_t cf_cl_flash_scratch_bytes(const cf_cl_ctx *ctx);
 /* ---- inference ops (cl_infer.c), signatures as in struct cf_backend_ops ---------------------- */
 int cf_cl_kv_append(cf_backend *be, cf_view qkv, cf_view kc, cf_view vc, cf_view cs, cf_view pos,
                     int B, int Tq, int NH, int KVH, int hs, int S);
