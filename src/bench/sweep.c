@@ -288,7 +288,7 @@ typedef struct {
     int matrix_failed;    /* the matrix path could not allocate its buffers at this T */
     /* flash attention (flash_forward / flash_backward): the same attention, no (T,T) buffer */
     double flash_fwd_ms, flash_bwd_ms;
-    uint64_t flash_total_bytes; /* qkv, out, lse, dqkv, delta, dout */
+    uint64_t flash_total_bytes; /* qkv, out, lse, dqkv, delta, dout, the backend's flash scratch */
 } att_row;
 
 /* Time flash_forward and flash_backward at (B, T) with NH heads of C / NH, window W. */
@@ -329,6 +329,10 @@ static int time_flash(cf_backend *be, int B, int T, int C, int NH, int W, double
         }
         *(fwd ? &row->flash_fwd_ms : &row->flash_bwd_ms) = t / reps * 1e3;
     }
+    /* and the (T,T) scratch the backend's flash backward holds (OpenCL's matrix backward; the
+     * rows run in increasing T, so it is this row's) */
+    cf_backend_info info;
+    if (cf_be_info(be, &info) == CF_OK) row->flash_total_bytes += info.flash_scratch_bytes;
 done:
     cf_be_free(be, qkv);
     cf_be_free(be, outb);
