@@ -244,14 +244,12 @@ static void decide(const cf_cl_plan_device *dev, int M, int N, int K, int batche
         }
         memset(&out->fast, 0, sizeof out->fast);
     }
-    /* CLBlast for plain products when compiled in and not switched off or failed. Batched and
-     * causal products (attention, also with one (batch, head) pair) stay on the tiled kernel: it
-     * skips the blocks that causality makes zero, which CLBlast cannot (and reads nothing above
-     * the diagonal blocks, which the flash GEMM backward leaves unwritten), and CLBlast's batched
-     * kernels would be one more set to compile at start-up. A tuning file may have measured the
-     * tiled kernel faster for the shape. */
+    /* CLBlast for plain products when compiled in and not switched off or failed. Batched products
+     * (attention) stay on the tiled kernel: it skips the blocks that causality makes zero, which
+     * CLBlast cannot, and CLBlast's batched kernels would be one more set to compile at start-up.
+     * A tuning file may have measured the tiled kernel faster for the shape. */
     if (dev->have_clblast && dev->gemm_mode != CF_GEMM_NATIVE && !dev->clblast_failed && K > 0 &&
-        !batched && !causal &&
+        !batched &&
         !(dev->gemm_mode == CF_GEMM_AUTO && dev->tuner && native->path == CF_GEMM_NATIVE))
         out->path = CF_PLAN_CLBLAST;
 }
