@@ -862,7 +862,9 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--min-time") == 0 && i + 1 < argc) min_s = atof(argv[++i]);
         else if (strcmp(argv[i], "--shapes") == 0 && i + 1 < argc) {
             ++i;
-            bench_shapes_124m = strcmp(argv[i], "124m") == 0 ? 1 : strcmp(argv[i], "384") == 0 ? 0 : -1;
+            bench_shapes_124m = strcmp(argv[i], "124m") == 0  ? 1
+                                : strcmp(argv[i], "384") == 0 ? 0
+                                                              : -1;
             if (bench_shapes_124m < 0) {
                 fprintf(stderr, "--shapes %s: expected 384 or 124m\n", argv[i]);
                 return 2;

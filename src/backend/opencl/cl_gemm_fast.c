@@ -45,7 +45,8 @@ int cf_cl_gemm_fast_choice_valid(const cf_cl_gemm_fast_choice *c) {
            (c->rn == 4 || c->rn == 8 || c->rn == 16) && c->rm * c->rn <= 128 &&
            (c->bk == 8 || c->bk == 16) && (c->wg == 8 || c->wg == 16) &&
            c->rm * c->bk >= 4 * c->wg && c->rn * c->bk >= 4 * c->wg && c->split >= 1 &&
-           c->split <= FAST_MAX_SPLIT && cf_cl_gemm_fast_local_bytes(c) <= CF_CL_GEMM_FAST_MAX_LOCAL;
+           c->split <= FAST_MAX_SPLIT &&
+           cf_cl_gemm_fast_local_bytes(c) <= CF_CL_GEMM_FAST_MAX_LOCAL;
 }
 
 int cf_cl_gemm_fast_choice_valid_form(const cf_cl_gemm_fast_choice *c, int mma) {

@@ -173,7 +173,8 @@ int cf_cl_plan_tuned_fast(const cf_cl_plan_device *dev, int M, int N, int K, int
                      "bk %d, wg %d, split %d) is no variant of the kernel's %s form (%s); the "
                      "built-in rule decides",
                      M, N, K, ta ? 'T' : 'N', tb ? 'T' : 'N', g->label, c.rm, c.rn, c.bk, c.wg,
-                     c.split, cf_precision_name(dev->fast_mma), cf_cl_gemm_fast_valid_text(dev->fast_mma));
+                     c.split, cf_precision_name(dev->fast_mma),
+                     cf_cl_gemm_fast_valid_text(dev->fast_mma));
         else if (why && why_len)
             snprintf(why, why_len,
                      "gemm M=%d N=%d K=%d %c%c: the tuning file's fast choice (%s, rm %d, rn %d, "

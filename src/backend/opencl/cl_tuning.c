@@ -244,8 +244,9 @@ static int parse_fast_choice(parse_ctx *pc, const cJSON *fc, const char *entry,
     const cf_cl_gemm_fast_choice c = {f.rm, f.rn, f.bk, f.split, f.wg};
     if (!cf_cl_gemm_fast_choice_valid(&c)) {
         char detail[400];
-        snprintf(detail, sizeof detail, "rm %d, rn %d, bk %d, wg %d is no variant of the fast kernel (%s)",
-                 f.rm, f.rn, f.bk, f.wg, cf_cl_gemm_fast_valid_text(0));
+        snprintf(detail, sizeof detail,
+                 "rm %d, rn %d, bk %d, wg %d is no variant of the fast kernel (%s)", f.rm, f.rn,
+                 f.bk, f.wg, cf_cl_gemm_fast_valid_text(0));
         return bad(pc, "%s%s%s", where, "", detail);
     }
     *out = f;
