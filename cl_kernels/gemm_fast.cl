@@ -15,9 +15,13 @@
  * Build-time parameters (-D), chosen by cl_gemm_fast.c:
  *   WG      work-group side: 16 (256 work-items) or 8 (64 work-items: more, smaller groups for
  *           products with few outputs)
- *   RM, RN  outputs per work-item along m and n: 4 or 8 (blocks of WG*4 or WG*8)
+ *   RM, RN  outputs per work-item along m and n: 4, 8 or 16 (blocks of WG*4, WG*8 or WG*16);
+ *           16 in the fp32 form only (MMA_KIND 0), and not both (RM*RN at most 128 accumulators:
+ *           NVIDIA gives a work-item at most 255 registers)
  *   BK      K depth of one local-memory slice: 8 or 16; BM*BK and BN*BK must be multiples of
- *           4*WG*WG (each work-item stages whole float4s)
+ *           4*WG*WG (each work-item stages whole float4s); the two copies of both tiles must fit
+ *           48 KiB (NVIDIA's limit per work-group), so 256-wide blocks (WG 16 with RM or RN 16)
+ *           next to 128 take BK 8: 2*16*(256+4 + 128+4)*4 bytes = 49 KiB is too much
  *   VEC     1: the host checked that A, B and C offsets and leading dimensions are multiples of 4
  *           elements, so whole tiles are read and written as float4; 0: element accesses
  *
@@ -122,8 +126,18 @@ static inline void gf_store(__global float *C, __global float *X, size_t idx, fl
 #endif
 #define NLA (BM * BK / 4 / NT) /* float4s of op(A) each work-item stages per K slice */
 #define NLB (BN * BK / 4 / NT)
-#if (RM != 4 && RM != 8) || (RN != 4 && RN != 8) || (BK != 8 && BK != 16) || (WG != 8 && WG != 16)
-#error "gemm_fast.cl: RM and RN must be 4 or 8, BK 8 or 16, WG 8 or 16"
+#if (RM != 4 && RM != 8 && RM != 16) || (RN != 4 && RN != 8 && RN != 16) ||                   \
+    (BK != 8 && BK != 16) || (WG != 8 && WG != 16)
+#error "gemm_fast.cl: RM and RN must be 4, 8 or 16, BK 8 or 16, WG 8 or 16"
+#endif
+#if RM * RN > 128
+#error "gemm_fast.cl: RM*RN must be at most 128 (accumulators per work-item)"
+#endif
+#if MMA_KIND && (RM > 8 || RN > 8)
+#error "gemm_fast.cl: the tensor-core forms (MMA_KIND) take RM and RN 4 or 8; 16 is the fp32 form's"
+#endif
+#if 2 * BK * (LDA4 + LDB4) * 16 > 49152
+#error "gemm_fast.cl: the two copies of the As and Bs tiles exceed 48 KiB of local memory"
 #endif
 #if (BM * BK) % (4 * NT) != 0 || (BN * BK) % (4 * NT) != 0
 #error "gemm_fast.cl: BM*BK and BN*BK must be multiples of 4*WG*WG"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# clformer test: the kernels of cl_kernels/gemm_fast.cl (every variant that fits oclgrind's 32 KiB
-# of local memory, every transpose combination with element and float4 accesses, split-K and its
-# second pass) under oclgrind, the OpenCL device simulator, with out-of-bounds access, data-race,
+# clformer test: the kernels of cl_kernels/gemm_fast.cl (every variant with up to 8x8 outputs per
+# work-item that fits oclgrind's 32 KiB of local memory and 256x128/8 with 16x8, every transpose
+# combination with element and float4 accesses, split-K and its second pass) under oclgrind, the
+# OpenCL device simulator, with out-of-bounds access, data-race,
 # uninitialised-value and API checking on:
 #     oclgrind --data-races --uninitialized --check-api test_cl_gemm_fast --small
 # It fails if the test fails (results against the CPU backend) or if oclgrind reports anything.

@@ -22,11 +22,14 @@
  * --small: two products per variant (for oclgrind, tests/cli_oclgrind_gemm_fast.sh).
  * --planted: one 16x16x8 product (the planted-bug check of that script).
  * --variant I: only the I-th variant (0 = 128x128/8, 1 = 128x128/16, 2 = 128x64/16, 3 = 64x128/16,
- * 4 = 64x64/16; groups of 8x8: 5 = 64x64/8, 6 = 64x64/16, 7 = 64x32/8) in the variant tests.
+ * 4 = 64x64/16; groups of 8x8: 5 = 64x64/8, 6 = 64x64/16, 7 = 64x32/8; 16 outputs per work-item
+ * along one side, the fp32 form only: 8 = 256x128/8, 9 = 128x256/8, groups of 8x8: 10 = 128x64/16,
+ * 11 = 64x128/8) in the variant tests and in --bench's per-variant columns.
  * --bench: TFLOP/s of every GEMM of a training step of the d_model 384 / d_ff 1536 / vocab 16000
- * model at 4096 rows (and 4096^3) on the device: the tiled kernel (CF_GEMM_FAST=0, native),
- * CLBlast, what the dispatch does by default, the rule's fast choice, and every fast variant and
- * split; no checks. */
+ * model at 4096 rows (--shapes 124m: GPT-2 124M's, 8192 rows, the head in chunks of 1280 rows;
+ * and 4096^3) on the device: the tiled kernel (CF_GEMM_FAST=0, native), CLBlast, what the
+ * dispatch does by default, the rule's fast choice, every fast variant and split ("all"), and each
+ * variant at its best split ("by variant"); no checks. */
 #include "test_cl_common.h"
 
 #include "backend/opencl/cl_gemm_fast.h"
@@ -152,8 +155,17 @@ static void colsum_unrounded(void) {
 
 static const cf_cl_gemm_fast_choice variants[] = {
     {8, 8, 8, 1, 16}, {8, 8, 16, 1, 16}, {8, 4, 16, 1, 16}, {4, 8, 16, 1, 16},
-    {4, 4, 16, 1, 16}, {8, 8, 8, 1, 8},   {8, 8, 16, 1, 8},  {8, 4, 8, 1, 8}};
+    {4, 4, 16, 1, 16}, {8, 8, 8, 1, 8},   {8, 8, 16, 1, 8},  {8, 4, 8, 1, 8},
+    /* 16 outputs per work-item along one side (the fp32 form only): 256x128 and 128x256 blocks
+     * (K slices of 8: local memory), 128x64/16 and 64x128/8 of 8x8 groups */
+    {16, 8, 8, 1, 16}, {8, 16, 8, 1, 16}, {16, 8, 16, 1, 8}, {8, 16, 8, 1, 8}};
 #define N_VARIANTS (int)(sizeof variants / sizeof variants[0])
+
+/* the kernel's form on this backend: gemm_fast.cl's MMA_KIND (tensor cores), 0 = fp32 */
+static int form_mma(void) {
+    const cf_cl_ctx *ctx = (const cf_cl_ctx *)GPU->ctx;
+    return ctx->mx ? ctx->mx_prec : 0;
+}
 
 /* A (rows x cols) operand with leading dimension ld at element `lead` of a guarded pair. */
 typedef struct {
@@ -302,8 +314,9 @@ static void fast_case(const cf_cl_gemm_fast_choice *c, int ta, int tb, int M, in
 /* On CPU devices (PoCL in CI) each variant costs 5 to 11 s of compiling on two cores, so there the
  * test takes three that together cover both access modes, one and two float4s staged per operand
  * and work-item, and one and two float4s read per K step (128x128/8 with float4 accesses, 128x64/16
- * and 64x64/16 with element accesses); GPUs, or CF_TEST_GEMM_FAST_ALL=1, test all of them with
- * both access modes. */
+ * and 64x64/16 with element accesses), plus 256x128/8 and 128x256/8 (four float4s read per K step
+ * along one side) with both; GPUs, or CF_TEST_GEMM_FAST_ALL=1, test all of them with both access
+ * modes. */
 static int all_variants(void) {
     const char *e = getenv("CF_TEST_GEMM_FAST_ALL");
     if (e && atoi(e) == 1) return 1;
@@ -312,12 +325,27 @@ static int all_variants(void) {
 
 static void test_variants(void) {
     const int all = all_variants();
-    /* -1: not on CPU devices */
-    static const int subset_vec[N_VARIANTS] = {1, -1, 0, -1, 0, 0, -1, -1};
-    if (!all) printf("CPU device: variants 128x128/8, 128x64/16, 64x64/16, 64x64/8 (8x8) only\n");
+    /* -1: not on CPU devices; 0 / 1: element / float4 accesses there; 2: both */
+    static const int subset_vec[N_VARIANTS] = {1, -1, 0, -1, 0, 0, -1, -1, 2, 2, -1, -1};
+    if (!all)
+        printf("CPU device: variants 128x128/8, 128x64/16, 64x64/16, 64x64/8 (8x8), 256x128/8, "
+               "128x256/8 only\n");
     const cf_cl_device_info *dev = &((cf_cl_ctx *)GPU->ctx)->dev;
     for (int v = 0; v < N_VARIANTS; v++) {
         if ((!all && subset_vec[v] < 0) || (only_variant >= 0 && v != only_variant)) continue;
+        if (!cf_cl_gemm_fast_choice_valid_form(&variants[v], form_mma())) {
+            /* the tensor-core forms refuse 16 outputs per work-item, before building anything */
+            pair a = pair_rand(64, 1.0f);
+            const int rc = cf_backend_opencl_gemm_fast(
+                GPU, &variants[v], 0, 0, 4, 4, 4, 1.0f, cf_view_f32(a.g, PAD), 4,
+                cf_view_f32(a.g, PAD), 4, 0.0f, cf_view_f32(a.g, PAD + 16), 4);
+            expect(rc == CF_ERR_INVALID,
+                   "the tensor-core form refuses %dx%d bk %d wg %d (rm %d, rn %d): %d",
+                   variants[v].wg * variants[v].rm, variants[v].wg * variants[v].rn,
+                   variants[v].bk, variants[v].wg, variants[v].rm, variants[v].rn, rc);
+            pair_free(a);
+            continue;
+        }
         if (cf_cl_gemm_fast_local_bytes(&variants[v]) > dev->local_mem) {
             printf("skip %dx%d bk %d: needs %zu bytes of local memory, %s has %llu\n",
                    variants[v].wg * variants[v].rm, variants[v].wg * variants[v].rn, variants[v].bk,
@@ -326,9 +354,15 @@ static void test_variants(void) {
             continue;
         }
         /* aligned operands take the float4 variant, unaligned the element one */
-        const int vec_a = all ? 1 : subset_vec[v], vec_b = all ? 0 : subset_vec[v];
+        const int both = all || subset_vec[v] == 2;
+        const int vec_a = both ? 1 : subset_vec[v], vec_b = both ? 0 : subset_vec[v];
         cf_cl_gemm_fast_choice c = variants[v], c3 = variants[v];
         c3.split = 3;
+        /* whole blocks next to partial ones: at least 144 x 136 (128x128 blocks), more for the
+         * 256-wide blocks; the same under split-K */
+        const int bm = c.wg * c.rm, bn = c.wg * c.rn;
+        const int wm = bm + 16 > 144 ? bm + 16 : 144, wn = bn + 8 > 136 ? bn + 8 : 136;
+        const int sm = bm + 8 > 136 ? bm + 8 : 136, sn = bn + 4 > 132 ? bn + 4 : 132;
         for (int t = 0; t < 4; t++) {
             const int ta = t >> 1, tb = t & 1;
             if (small_mode) {
@@ -336,10 +370,13 @@ static void test_variants(void) {
                  * float4) pairs such that every combination runs with both access modes also
                  * without 128x128/16 (too much local memory for oclgrind's 32 KiB) */
                 static const int plan[N_VARIANTS][2][2] = {
-                    {{0, 0}, {3, 1}}, {{1, 0}, {2, 1}}, {{2, 0}, {1, 1}},   {{1, 0}, {2, 1}},
-                    {{3, 0}, {0, 1}}, {{0, 1}, {3, 0}}, {{-1, 0}, {-1, 0}}, {{2, 1}, {1, 0}}};
+                    {{0, 0}, {3, 1}},   {{1, 0}, {2, 1}},   {{2, 0}, {1, 1}},   {{1, 0}, {2, 1}},
+                    {{3, 0}, {0, 1}},   {{0, 1}, {3, 0}},   {{-1, 0}, {-1, 0}}, {{2, 1}, {1, 0}},
+                    {{1, 1}, {2, 0}},   {{-1, 0}, {-1, 0}}, {{-1, 0}, {-1, 0}}, {{-1, 0}, {-1, 0}}};
+                /* 256x128: one whole block (float4 loads and stores) beside partial ones */
+                const int m1 = bm > 128 ? 264 : 70, n1 = bm > 128 ? 132 : 37;
                 if (t == plan[v][0][0])
-                    fast_case(&c, ta, tb, 70, 37, 21, 1.0f, 0.0f, plan[v][0][1]);
+                    fast_case(&c, ta, tb, m1, n1, 21, 1.0f, 0.0f, plan[v][0][1]);
                 if (t == plan[v][1][0])
                     fast_case(&c3, ta, tb, 130, 68, 40, 0.7f, 0.5f, plan[v][1][1]);
                 /* the fused bias: in the float4 store, and in the split-K second pass */
@@ -351,16 +388,18 @@ static void test_variants(void) {
                 /* the sums of op(A): in the kernel, and added up by the split-K second pass */
                 if (v == 0 && t == 2) colsum_case(&c, tb, 70, 36, 21, 1.0f, 1.0f, 1);
                 if (v == 5 && t == 3) colsum_case(&c3, tb, 70, 37, 40, 1.0f, 0.0f, 0);
+                /* and with 256-row blocks (64 float4 columns of As: 4 work-items each) */
+                if (v == 8 && t == 2) colsum_case(&c, tb, 264, 36, 21, 1.0f, 1.0f, 0);
                 continue;
             }
             /* partial blocks everywhere, K not a multiple of the slice */
             fast_case(&c, ta, tb, 131, 67, 45, 1.0f, 0.0f, vec_b);
             fast_case(&c, ta, tb, 131, 67, 45, 0.7f, 0.5f, vec_a);
             /* whole blocks (float4 stores) next to partial ones, K a multiple of 16 */
-            fast_case(&c, ta, tb, 144, 136, 48, 0.7f, 0.5f, vec_a);
+            fast_case(&c, ta, tb, wm, wn, 48, 0.7f, 0.5f, vec_a);
             /* split-K: 3 slices, the last one short */
             fast_case(&c3, ta, tb, 131, 67, 100, 1.0f, 0.0f, vec_b);
-            fast_case(&c3, ta, tb, 136, 132, 72, 0.5f, 1.0f, vec_a);
+            fast_case(&c3, ta, tb, sm, sn, 72, 0.5f, 1.0f, vec_a);
             /* the fused bias (the linear layer's forward is NT): in the store and, under
              * split-K, in the second pass; partial blocks */
             /* the GELU epilogues: forward on the NT product, backward on NN; in the store and
@@ -371,17 +410,17 @@ static void test_variants(void) {
             }
             if (!ta && !tb) {
                 gelu_case(&c, 0, 0, 131, 67, 45, 2);
-                gelu_case(&c3, 0, 0, 144, 136, 100, 2);
+                gelu_case(&c3, 0, 0, wm, wn, 100, 2);
             }
             /* the sums of op(A) (the weight gradient's TN product gives the bias gradient) */
             if (ta) {
                 colsum_case(&c, tb, 131, 67, 45, 1.0f, 1.0f, vec_b);
-                colsum_case(&c, tb, 144, 136, 48, 0.7f, 0.0f, vec_a);
+                colsum_case(&c, tb, wm, wn, 48, 0.7f, 0.0f, vec_a);
                 colsum_case(&c3, tb, 131, 67, 100, 1.0f, 1.0f, vec_a);
             }
             if (tb) {
                 fast_case_bias(&c, ta, tb, 131, 67, 45, 1.0f, 0.0f, vec_b, 1);
-                fast_case_bias(&c, ta, tb, 144, 136, 48, 0.7f, 0.5f, vec_a, 1);
+                fast_case_bias(&c, ta, tb, wm, wn, 48, 0.7f, 0.5f, vec_a, 1);
                 fast_case_bias(&c3, ta, tb, 131, 67, 100, 1.0f, 0.0f, vec_a, 1);
             }
         }
@@ -445,13 +484,32 @@ static void test_rule(void) {
     found = cf_cl_gemm_fast_rule(4096, 4096, 4096, 132, 16384, &c);
     expect(!found, "rule with 16 KiB of local memory: no variant fits");
     const cf_cl_gemm_fast_choice bad[] = {
-        {2, 8, 8, 1, 16}, {4, 4, 8, 1, 16}, {8, 8, 8, 0, 16}, {8, 8, 32, 1, 16}, {8, 8, 8, 1, 12}};
+        {2, 8, 8, 1, 16},  {4, 4, 8, 1, 16},   {8, 8, 8, 0, 16}, {8, 8, 32, 1, 16},
+        {8, 8, 8, 1, 12},  {16, 8, 16, 1, 16}, {8, 16, 16, 1, 16}, {16, 16, 8, 1, 8},
+        {16, 4, 8, 1, 16}, {32, 4, 8, 1, 8}};
+    const int n_bad = (int)(sizeof bad / sizeof bad[0]);
     int all_rejected = 1;
-    for (int i = 0; i < 5; i++) all_rejected &= !cf_cl_gemm_fast_choice_valid(&bad[i]);
+    for (int i = 0; i < n_bad; i++) all_rejected &= !cf_cl_gemm_fast_choice_valid(&bad[i]);
     expect(all_rejected,
-           "invalid choices (rm 2, 4x4 with bk 8, split 0, bk 32, wg 12) are rejected");
+           "invalid choices (rm 2, 4x4 with bk 8, split 0, bk 32, wg 12, 256x128 and 128x256 "
+           "with bk 16 (over 48 KiB), 16x16 outputs, 16x4 with bk 8, rm 32) are rejected");
+    /* 16 outputs per work-item: the fp32 form's, with bk 8 beside 256 (49 KiB with 16) */
+    const cf_cl_gemm_fast_choice wide[] = {
+        {16, 8, 8, 1, 16}, {8, 16, 8, 1, 16}, {4, 16, 16, 1, 16}, {16, 8, 16, 1, 8}};
+    int wide_ok = 1;
+    for (int i = 0; i < 4; i++)
+        for (int mma = 0; mma <= 3; mma++)
+            wide_ok &= cf_cl_gemm_fast_choice_valid_form(&wide[i], mma) == (mma == 0);
+    const cf_cl_gemm_fast_choice c88 = {8, 8, 16, 1, 16};
+    for (int mma = 0; mma <= 3; mma++) wide_ok &= cf_cl_gemm_fast_choice_valid_form(&c88, mma);
+    expect(wide_ok && cf_cl_gemm_fast_local_bytes(&wide[0]) == 25088 &&
+               cf_cl_gemm_fast_local_bytes(&bad[5]) == 50176,
+           "16x8, 8x16 (bk 8), 4x16 (bk 16) and 8x8-group 16x8 (bk 16) are the fp32 form's only; "
+           "8x8 is every form's; 256x128 takes %zu bytes of local memory with bk 8, %zu with 16",
+           cf_cl_gemm_fast_local_bytes(&wide[0]), cf_cl_gemm_fast_local_bytes(&bad[5]));
+
     pair a = pair_rand(64, 1.0f);
-    printf("(two error lines expected)\n");
+    printf("(three error lines expected)\n");
     int rc =
         cf_backend_opencl_gemm_fast(GPU, &bad[1], 0, 0, 4, 4, 4, 1.0f, cf_view_f32(a.g, PAD), 4,
                                     cf_view_f32(a.g, PAD), 4, 0.0f, cf_view_f32(a.g, PAD + 16), 4);
@@ -461,10 +519,16 @@ static void test_rule(void) {
     int rc3 =
         cf_backend_opencl_gemm_fast(GPU, NULL, 0, 0, 8, 8, 8, 1.0f, cf_view_f32(a.g, PAD), 8,
                                     cf_view_f32(a.g, PAD), 8, 0.0f, cf_view_f32(a.g, PAD + 16), 8);
-    expect(rc == CF_ERR_INVALID && rc2 == CF_ERR_UNSUPPORTED && rc3 == CF_ERR_INVALID,
+    /* 256x128 with bk 16 (over 48 KiB): refused before any build, whatever the device's local
+     * memory */
+    int rc4 =
+        cf_backend_opencl_gemm_fast(GPU, &bad[5], 0, 0, 4, 4, 4, 1.0f, cf_view_f32(a.g, PAD), 4,
+                                    cf_view_f32(a.g, PAD), 4, 0.0f, cf_view_f32(a.g, PAD + 16), 4);
+    expect(rc == CF_ERR_INVALID && rc2 == CF_ERR_UNSUPPORTED && rc3 == CF_ERR_INVALID &&
+               rc4 == CF_ERR_INVALID,
            "gemm_fast refuses an invalid choice (%d), a CPU backend (%d), views past the buffer "
-           "end (%d)",
-           rc, rc2, rc3);
+           "end (%d), 256x128 with bk 16 (%d)",
+           rc, rc2, rc3, rc4);
     pair_free(a);
 }
 
@@ -624,8 +688,16 @@ static double bench_time(int mode, const cf_cl_gemm_fast_choice *c, const bench_
     return 2.0 * s->M * (double)s->N * s->K * reps / t / 1e12;
 }
 
+/* --shapes 384 (the default): the d_model 384 / d_ff 1536 / vocab 16000 model at 4096 rows, 4
+ * layers; --shapes 124m: GPT-2 124M (d_model 768, d_ff 3072, vocab 50304) at 8192 rows (batch 8 x
+ * 1024), 12 layers, the head over chunks of 1280 rows (7 per step, docs/memory.md) */
+static int bench_shapes_124m = 0;
+
 static int bench(double min_s) {
-    const int BT = 4096, C = 384, F = 1536, Vv = 16000;
+    const int big = bench_shapes_124m;
+    const int BT = big ? 8192 : 4096, C = big ? 768 : 384, F = big ? 3072 : 1536;
+    const int Vv = big ? 50304 : 16000, HR = big ? 1280 : BT; /* HR: rows of a head chunk */
+    const double layers = big ? 12.0 : 4.0, head_times = big ? (BT + HR - 1) / HR : 1.0;
     const bench_shape shapes[] = {
         {"qkv.fwd", 0, 1, BT, 3 * C, C},      {"qkv.dinp", 0, 0, BT, C, 3 * C},
         {"qkv.dw", 1, 0, 3 * C, C, BT},       {"attn_proj.fwd", 0, 1, BT, C, C},
@@ -633,23 +705,38 @@ static int bench(double min_s) {
         {"fc.fwd", 0, 1, BT, F, C},           {"fc.dinp", 0, 0, BT, C, F},
         {"fc.dw", 1, 0, F, C, BT},            {"fc_proj.fwd", 0, 1, BT, C, F},
         {"fc_proj.dinp", 0, 0, BT, F, C},     {"fc_proj.dw", 1, 0, C, F, BT},
-        {"head.fwd", 0, 1, BT, Vv, C},        {"head.dinp", 0, 0, BT, C, Vv},
-        {"head.dw", 1, 0, Vv, C, BT},         {"square 4096", 0, 0, 4096, 4096, 4096}};
+        {"head.fwd", 0, 1, HR, Vv, C},        {"head.dinp", 0, 0, HR, C, Vv},
+        {"head.dw", 1, 0, Vv, C, HR},         {"square 4096", 0, 0, 4096, 4096, 4096}};
     const int ns = (int)(sizeof shapes / sizeof shapes[0]);
-    size_t na = (size_t)BT * Vv, nb = (size_t)Vv * F, nc = (size_t)BT * Vv;
+    /* elements of the largest op(A), op(B) and C */
+    size_t na = 0, nb = 0, nc = 0;
+    for (int i = 0; i < ns; i++) {
+        const size_t m = (size_t)shapes[i].M, n = (size_t)shapes[i].N, k = (size_t)shapes[i].K;
+        na = m * k > na ? m * k : na;
+        nb = k * n > nb ? k * n : nb;
+        nc = m * n > nc ? m * n : nc;
+    }
     cf_buffer *A = NULL, *B = NULL, *Cb = NULL;
     TCL_OK(cf_be_alloc(GPU, na * 4, &A));
     TCL_OK(cf_be_alloc(GPU, nb * 4, &B));
     TCL_OK(cf_be_alloc(GPU, nc * 4, &Cb));
-    float *h = tcl_malloc(nb * 4);
-    tcl_rand(&rng, h, nb, 1.0f);
-    TCL_OK(cf_be_upload(GPU, cf_view_f32(A, 0), h, nb * 4 < na * 4 ? nb * 4 : na * 4));
+    const size_t nh = na > nb ? na : nb;
+    float *h = tcl_malloc(nh * 4);
+    tcl_rand(&rng, h, nh, 1.0f);
+    TCL_OK(cf_be_upload(GPU, cf_view_f32(A, 0), h, na * 4));
     TCL_OK(cf_be_upload(GPU, cf_view_f32(B, 0), h, nb * 4));
     free(h);
     cf_view a = cf_view_f32(A, 0), b = cf_view_f32(B, 0), c = cf_view_f32(Cb, 0);
     const cf_cl_device_info *dev = &((cf_cl_ctx *)GPU->ctx)->dev;
     static const int splits[] = {1, 2, 3, 4, 6, 8, 12, 16};
-    printf("TFLOP/s on %s (fp32; min %.2f s per cell)\n", cf_be_name(GPU), min_s);
+    printf("TFLOP/s on %s (fp32; min %.2f s per cell; shapes %s)\n", cf_be_name(GPU), min_s,
+           big ? "124m: d_model 768, d_ff 3072, vocab 50304, 8192 rows, head chunks of 1280"
+               : "384: d_model 384, d_ff 1536, vocab 16000, 4096 rows");
+    for (int v = 0; v < N_VARIANTS; v++)
+        if (!cf_cl_gemm_fast_choice_valid_form(&variants[v], form_mma()))
+            printf("(variant %dx%d/%d/w%d: not in this form of the kernel, not measured)\n",
+                   variants[v].wg * variants[v].rm, variants[v].wg * variants[v].rn,
+                   variants[v].bk, variants[v].wg);
     printf("%-15s %2s %2s %5s %5s %5s %7s %7s %7s %7s %7s  %-20s %-20s\n", "shape", "tA", "tB",
            "M", "N", "K", "tiled", "clblast", "default", "rule", "best", "rule choice",
            "best choice");
@@ -669,9 +756,14 @@ static int bench(double min_s) {
         cf_cl_gemm_fast_rule(s->M, s->N, s->K, (int)dev->compute_units, (size_t)dev->local_mem, &rc);
         r[3] = bench_time(1, NULL, s, a, b, c, min_s);
         cf_cl_gemm_fast_choice best = variants[0];
-        char all[4096] = "";
-        size_t used = 0;
+        char all[4096] = "", byv[1024] = "";
+        size_t used = 0, usedv = 0;
         for (int v = 0; v < N_VARIANTS; v++) {
+            if (!cf_cl_gemm_fast_choice_valid_form(&variants[v], form_mma()) ||
+                (only_variant >= 0 && v != only_variant))
+                continue;
+            double vbest = -1.0;
+            int vsplit = 1;
             for (int k = 0; k < 8; k++) {
                 cf_cl_gemm_fast_choice ch = variants[v];
                 ch.split = splits[k];
@@ -681,11 +773,20 @@ static int bench(double min_s) {
                     r[4] = x;
                     best = ch;
                 }
+                if (x > vbest) {
+                    vbest = x;
+                    vsplit = ch.split;
+                }
                 if (used < sizeof all - 40)
                     used += (size_t)snprintf(all + used, sizeof all - used,
                                              " %dx%d/%d/w%d/s%d=%.1f", ch.wg * ch.rm,
                                              ch.wg * ch.rn, ch.bk, ch.wg, ch.split, x);
             }
+            if (usedv < sizeof byv - 40)
+                usedv += (size_t)snprintf(byv + usedv, sizeof byv - usedv,
+                                          " %dx%d/%d/w%d=%.2f(s%d)", variants[v].wg * variants[v].rm,
+                                          variants[v].wg * variants[v].rn, variants[v].bk,
+                                          variants[v].wg, vbest, vsplit);
         }
         char rcs[40], bcs[40];
         snprintf(rcs, sizeof rcs, "%dx%d bk%d wg%d split%d", rc.wg * rc.rm, rc.wg * rc.rn, rc.bk,
@@ -694,15 +795,18 @@ static int bench(double min_s) {
                  best.bk, best.wg, best.split);
         printf("%-15s %2d %2d %5d %5d %5d %7.2f %7.2f %7.2f %7.2f %7.2f  %-20s %-20s\n", s->name,
                s->ta, s->tb, s->M, s->N, s->K, r[0], r[1], r[2], r[3], r[4], rcs, bcs);
+        /* each variant at its best split (rule: the rule's choice above) */
+        printf("    by variant:%s\n", byv);
         printf("    all:%s\n", all);
-        /* a step runs the 12 layer shapes 4 times (4 layers) and the head's once */
-        const double times = i < 12 ? 4.0 : i < 15 ? 1.0 : 0.0;
+        /* a step runs the 12 layer shapes once per layer and the head's once per chunk */
+        const double times = i < 12 ? layers : i < 15 ? head_times : 0.0;
         for (int k = 0; k < 5; k++)
             tot[k] += r[k] > 0 ? times * 2.0 * s->M * (double)s->N * s->K / (r[k] * 1e12) : 0.0;
     }
-    printf("GEMMs of one training step (4 layers + head), ms: tiled %.2f, clblast %.2f, default "
-           "%.2f, rule %.2f, best %.2f\n",
-           tot[0] * 1e3, tot[1] * 1e3, tot[2] * 1e3, tot[3] * 1e3, tot[4] * 1e3);
+    printf("GEMMs of one training step (%.0f layers + head x %.0f), ms: tiled %.2f, clblast %.2f, "
+           "default %.2f, rule %.2f, best %.2f\n",
+           layers, head_times, tot[0] * 1e3, tot[1] * 1e3, tot[2] * 1e3, tot[3] * 1e3,
+           tot[4] * 1e3);
     cf_be_free(GPU, A);
     cf_be_free(GPU, B);
     cf_be_free(GPU, Cb);
@@ -756,6 +860,16 @@ int main(int argc, char **argv) {
         }
         else if (strcmp(argv[i], "--planted") == 0) planted_mode = tcl_keep_buffers = 1;
         else if (strcmp(argv[i], "--min-time") == 0 && i + 1 < argc) min_s = atof(argv[++i]);
+        else if (strcmp(argv[i], "--shapes") == 0 && i + 1 < argc) {
+            ++i;
+            bench_shapes_124m = strcmp(argv[i], "124m") == 0  ? 1
+                                : strcmp(argv[i], "384") == 0 ? 0
+                                                              : -1;
+            if (bench_shapes_124m < 0) {
+                fprintf(stderr, "--shapes %s: expected 384 or 124m\n", argv[i]);
+                return 2;
+            }
+        }
         else if (strcmp(argv[i], "--variant") == 0 && i + 1 < argc) {
             only_variant = atoi(argv[++i]);
             if (only_variant < 0 || only_variant >= N_VARIANTS) {
@@ -766,7 +880,8 @@ int main(int argc, char **argv) {
             fprintf(stderr,
                     "usage: %s [--small | --planted] [--variant I] [--tf32 | --prec bf16|fp16] "
                     "[--device SPEC]\n"
-                    "       %s --bench [--min-time S] [--tf32] [--device SPEC]\n",
+                    "       %s --bench [--shapes 384|124m] [--variant I] [--min-time S] "
+                    "[--tf32 | --prec bf16|fp16] [--device SPEC]\n",
                     argv[0], argv[0]);
             return 2;
         }

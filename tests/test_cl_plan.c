@@ -245,6 +245,8 @@ static void test_tuning(void) {
     add_entry(&t, "clblast", 2048, 2048, 512, 0, 0, CF_TUNING_CLBLAST, 16, 8, 16, 1, 1, none);
     add_entry(&t, "too big", 3000, 3000, 3000, 1, 1, CF_TUNING_FAST, 16, 8, 16, 1, 1,
               (cf_tuning_fast){8, 8, 16, 16, 1});
+    add_entry(&t, "wide", 8192, 3072, 768, 0, 1, CF_TUNING_FAST, 16, 8, 16, 1, 1,
+              (cf_tuning_fast){16, 8, 8, 16, 1});
     cf_cl_plan_device d = gpu_dev();
     d.tuner = cf_cl_tuning_hook;
     d.tuner_user = &t;
@@ -257,6 +259,27 @@ static void test_tuning(void) {
            "tuning file: LM head fast 128x64 bk16 split2 (got %s %dx%d bk%d split%d, %s)",
            cf_cl_plan_path_name(p.path), p.fast.wg * p.fast.rm, p.fast.wg * p.fast.rn, p.fast.bk,
            p.fast.split, p.fast_source ? p.fast_source : "rule");
+    /* 256x128 blocks (16x8 outputs per work-item): the fp32 form takes them, the tensor-core
+     * forms decline them with a reason and the rule decides (only the form changes here, so the
+     * file's fp32 entry stays the one looked up) */
+    p = plan(&d, 8192, 3072, 768, 0, 1, 1);
+    expect(p.path == CF_PLAN_FAST && p.fast.rm == 16 && p.fast.rn == 8 && p.fast.bk == 8 &&
+               p.fast_source,
+           "tuning file: 8192x3072x768 fast 256x128 bk8 in the fp32 form (got %s %dx%d, %s)",
+           cf_cl_plan_path_name(p.path), p.fast.wg * p.fast.rm, p.fast.wg * p.fast.rn,
+           p.fast_source ? p.fast_source : "rule");
+    for (int mma = 1; mma <= 3; mma++) {
+        d.fast_mma = mma;
+        char why16[512];
+        cf_cl_gemm_fast_choice c16;
+        int ex16 = 0;
+        const int f16 =
+            cf_cl_plan_tuned_fast(&d, 8192, 3072, 768, 0, 1, &c16, &ex16, why16, sizeof why16);
+        expect(!f16 && strstr(why16, "no variant of the kernel's") != NULL &&
+                   strstr(why16, "rm, rn 4 or 8") != NULL,
+               "tuning file: 256x128 declined by the tensor-core form %d (%s)", mma, why16);
+    }
+    d.fast_mma = 0;
     /* a small shape the rule would leave to the tiled kernel: fast, as measured */
     p = plan(&d, 96, 80, 300, 0, 1, 1);
     expect(p.path == CF_PLAN_FAST && p.fast.bk == 8 && p.fast.wg * p.fast.rm == 64 &&

@@ -176,6 +176,11 @@ static void test_parse_errors(void) {
          "gemm[2] (square 512).fast_choice: rm 5, rn 8, bk 16, wg 16 is no variant"},
         {"fast_choice 4x8 with bk 8 and wg 16", "\"bk\":\t16", "\"bk\":\t8",
          "gemm[2] (square 512).fast_choice: rm 4, rn 8, bk 8, wg 16 is no variant"},
+        {"fast_choice 256x128 with bk 16 (49 KiB of local memory)", "\"rm\":\t4", "\"rm\":\t16",
+         "gemm[2] (square 512).fast_choice: rm 16, rn 8, bk 16, wg 16 is no variant of the fast "
+         "kernel (rm, rn: 4, 8 or 16"},
+        {"fast_choice rm 32", "\"rm\":\t4", "\"rm\":\t32",
+         "gemm[2] (square 512).fast_choice: field 'rm' must be an integer in 4..16"},
         {"fast_choice split 0", "\"split\":\t3", "\"split\":\t0",
          "gemm[2] (square 512).fast_choice: field 'split' must be an integer in 1..64"},
         {"fast_choice without wg", "\"wg\":\t16", "\"wq\":\t16",
@@ -202,6 +207,15 @@ static void test_parse_errors(void) {
         cf_tuning_free(&t);
         free(bad);
     }
+    /* 256x128 blocks with bk 8: a variant of the fp32 form */
+    char *e1 = edit(good, "\"rm\":\t4", "\"rm\":\t16"), *e2 = edit(e1, "\"bk\":\t16", "\"bk\":\t8");
+    char why16[512] = "";
+    int rc16 = cf_tuning_parse(e2, "t.json", &t, why16, sizeof why16);
+    expect(rc16 == CF_OK && t.gemm[2].fast.rm == 16 && t.gemm[2].fast.bk == 8,
+           "accepted: fast_choice rm 16, rn 8, bk 8, wg 16 (%s)", rc16 == CF_OK ? "parsed" : why16);
+    if (rc16 == CF_OK) cf_tuning_free(&t);
+    free(e1);
+    free(e2);
     char why[256];
     char path[700];
     snprintf(path, sizeof path, "%s/none.json", g_dir);
@@ -770,8 +784,8 @@ static void test_fast_choice(void) {
            "CF_GEMM_FAST=1: NT 100x84x290 runs the fast choice of the same bucket's entry (debug "
            "log)");
     const char *fb = strstr(g_log, "gemm M=72 N=40 K=136 TN: the tuning file's fast choice "
-                                   "(fast, too big, rm 8, rn 8, bk 16, wg 16, split 1) is invalid "
-                                   "or does not fit");
+                                   "(fast, too big, rm 8, rn 8, bk 16, wg 16, split 1) does not "
+                                   "fit");
     char ran[200];
     log_line("gemm M=72 N=40 K=136 TN: fast ", ran, sizeof ran);
     expect(fb && count_of(g_log, "the tuning file's fast choice") == 1 && ran[0] &&

@@ -51,9 +51,10 @@ static const char *HELP =
     "                   1,2,4,8, tk 8,16,32, vw 1,2,4,8, pad 0,1,2, work-group sizes\n"
     "                   32..1024; --quick: 8,16 / 4,8 / 16,32 / 1,4 / 0,1 / 64..512)\n"
     "  --fast-variants L  register-blocked kernel variants RMxRNxBKxWG, comma separated, at most\n"
-    "                   8 (default the 8 of test_cl_gemm_fast: 8x8x8x16,8x8x16x16,8x4x16x16,\n"
-    "                   4x8x16x16,4x4x16x16,8x8x8x8,8x8x16x8,8x4x8x8); 'none': measure only\n"
-    "                   the rule's choice. The rule's choice is always a candidate.\n"
+    "                   12 (default 10 of test_cl_gemm_fast's: 8x8x8x16,8x8x16x16,8x4x16x16,\n"
+    "                   4x8x16x16,4x4x16x16,8x8x8x8,8x8x16x8,8x4x8x8,16x8x8x16,8x16x8x16;\n"
+    "                   RM or RN 16 in the fp32 form only); 'none': measure only the rule's\n"
+    "                   choice. The rule's choice is always a candidate.\n"
     "  --fast-splits L  split-K values (default 1,2,3,4,6,8,12,16; --quick: 1, the rule's\n"
     "                   split and its neighbours in that list); only splits leaving K/split\n"
     "                   >= 128\n"
@@ -93,7 +94,7 @@ static int parse_list(const char *opt, const char *s, int lo, int hi, int pow2, 
     return CF_OK;
 }
 
-/* --fast-variants: up to 8 of RMxRNxBKxWG, comma separated, or "none" (n = -1) */
+/* --fast-variants: up to 12 of RMxRNxBKxWG, comma separated, or "none" (n = -1) */
 static int parse_fast_variants(const char *s, cf_cl_gemm_fast_choice *out, int *n) {
     *n = 0;
     if (!strcmp(s, "none")) {
@@ -106,11 +107,11 @@ static int parse_fast_variants(const char *s, cf_cl_gemm_fast_choice *out, int *
         cf_cl_gemm_fast_choice c = {0, 0, 0, 1, 0};
         char extra = 0;
         if (sscanf(tok, "%dx%dx%dx%d%c", &c.rm, &c.rn, &c.bk, &c.wg, &extra) != 4 ||
-            !cf_cl_gemm_fast_choice_valid(&c) || *n == 8) {
-            CF_ERROR("clformer-tune: --fast-variants '%s': '%s' is %s (RMxRNxBKxWG with RM, RN 4 "
-                     "or 8, BK 8 or 16, WG 8 or 16, RM*BK and RN*BK at least 4*WG; up to 8, comma "
-                     "separated, or 'none')",
-                     s, tok, *n == 8 ? "one too many" : "no variant of the fast kernel");
+            !cf_cl_gemm_fast_choice_valid(&c) || *n == 12) {
+            CF_ERROR("clformer-tune: --fast-variants '%s': '%s' is %s (RMxRNxBKxWG with %s; up to "
+                     "12, comma separated, or 'none')",
+                     s, tok, *n == 12 ? "one too many" : "no variant of the fast kernel",
+                     cf_cl_gemm_fast_valid_text(0));
             return CF_ERR_INVALID;
         }
         out[(*n)++] = c;

@@ -771,12 +771,15 @@ static int sensible(const shape *sh, const cand *c) {
 
 /* ---- the register-blocked kernel's choices (cl_gemm_fast.c) ---------------------------------- */
 
-/* The default variants: the table of test_cl_gemm_fast (the rule's candidates are among them). */
-static const cf_cl_gemm_fast_choice fast_variants_default[8] = {
+/* The default variants: the first 10 of test_cl_gemm_fast's table (the rule's candidates are among
+ * them; the last two, 256x128 and 128x256 blocks, only in the fp32 form). */
+#define N_FAST_VARIANTS_DEFAULT 10
+static const cf_cl_gemm_fast_choice fast_variants_default[N_FAST_VARIANTS_DEFAULT] = {
     {8, 8, 8, 1, 16}, {8, 8, 16, 1, 16}, {8, 4, 16, 1, 16}, {4, 8, 16, 1, 16},
-    {4, 4, 16, 1, 16}, {8, 8, 8, 1, 8},   {8, 8, 16, 1, 8},  {8, 4, 8, 1, 8}};
+    {4, 4, 16, 1, 16}, {8, 8, 8, 1, 8},   {8, 8, 16, 1, 8},  {8, 4, 8, 1, 8},
+    {16, 8, 8, 1, 16}, {8, 16, 8, 1, 16}};
 static const int fast_splits_default[8] = {1, 2, 3, 4, 6, 8, 12, 16};
-#define MAX_FAST_CANDS 72
+#define MAX_FAST_CANDS 100 /* the rule's + 12 variants x 8 splits */
 
 /* The register-blocked choices measured for shape i, the rule's first: every variant (--fast-
  * variants, else the default table; those that fit the device) x every split that leaves
@@ -795,7 +798,7 @@ static int fast_cands(const tuner *T, int i, cf_cl_gemm_fast_choice *out) {
     out[n++] = rule;
     if (T->o.n_fast_var < 0) return n; /* --fast-variants none */
     const cf_cl_gemm_fast_choice *vars = T->o.n_fast_var ? T->o.fast_var : fast_variants_default;
-    const int n_vars = T->o.n_fast_var ? T->o.n_fast_var : 8;
+    const int n_vars = T->o.n_fast_var ? T->o.n_fast_var : N_FAST_VARIANTS_DEFAULT;
     int splits[8], n_splits = 0;
     if (T->o.n_fast_split) {
         n_splits = T->o.n_fast_split;
@@ -816,7 +819,8 @@ static int fast_cands(const tuner *T, int i, cf_cl_gemm_fast_choice *out) {
             cf_cl_gemm_fast_choice c = vars[v];
             c.split = splits[k];
             if (c.split > 1 && s->K / c.split < 128) continue;
-            if (!cf_cl_gemm_fast_choice_valid(&c) ||
+            /* (the tensor-core forms take no 16-wide variant) */
+            if (!cf_cl_gemm_fast_choice_valid_form(&c, ctx->mx ? ctx->mx_prec : 0) ||
                 cf_cl_gemm_fast_local_bytes_mma(&c, ctx->mma_tf32) > ctx->dev.local_mem ||
                 (size_t)c.wg * c.wg > ctx->dev.max_group)
                 continue;

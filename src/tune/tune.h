@@ -24,7 +24,7 @@ typedef struct cf_tune_options {
     double budget; /* stop after this many seconds (0 = none), writing what was measured */
     int squares[16], n_squares;
     int list[CF_TUNE_N_LISTS][8], n_list[CF_TUNE_N_LISTS]; /* tiles, wpt, tk, vw, pad, ls */
-    cf_cl_gemm_fast_choice fast_var[8]; /* --fast-variants (split unused) */
+    cf_cl_gemm_fast_choice fast_var[12]; /* --fast-variants (split unused) */
     int n_fast_var;                     /* -1 none, 0 the default table */
     int fast_split[8], n_fast_split;    /* --fast-splits; 0 = the default */
     /* what the caller read from its environment */

@@ -41,10 +41,26 @@ static const char *fast_kernel_names[4] = {"gemm_fast_nn", "gemm_fast_nt", "gemm
                                            "gemm_fast_tt"};
 
 int cf_cl_gemm_fast_choice_valid(const cf_cl_gemm_fast_choice *c) {
-    return c && (c->rm == 4 || c->rm == 8) && (c->rn == 4 || c->rn == 8) &&
+    return c && (c->rm == 4 || c->rm == 8 || c->rm == 16) &&
+           (c->rn == 4 || c->rn == 8 || c->rn == 16) && c->rm * c->rn <= 128 &&
            (c->bk == 8 || c->bk == 16) && (c->wg == 8 || c->wg == 16) &&
            c->rm * c->bk >= 4 * c->wg && c->rn * c->bk >= 4 * c->wg && c->split >= 1 &&
-           c->split <= FAST_MAX_SPLIT;
+           c->split <= FAST_MAX_SPLIT &&
+           cf_cl_gemm_fast_local_bytes(c) <= CF_CL_GEMM_FAST_MAX_LOCAL;
+}
+
+int cf_cl_gemm_fast_choice_valid_form(const cf_cl_gemm_fast_choice *c, int mma) {
+    /* the tensor-core forms' warp tiling is written for blocks of 32 to 128 (gemm_fast.cl) */
+    return cf_cl_gemm_fast_choice_valid(c) && (mma == 0 || (c->rm <= 8 && c->rn <= 8)) &&
+           cf_cl_gemm_fast_local_bytes_mma(c, mma) <= CF_CL_GEMM_FAST_MAX_LOCAL;
+}
+
+const char *cf_cl_gemm_fast_valid_text(int mma) {
+    return mma ? "the tensor-core form: rm, rn 4 or 8; bk 8 or 16; wg 8 or 16; rm*bk and rn*bk "
+                 "at least 4*wg"
+               : "rm, rn: 4, 8 or 16, rm*rn at most 128; bk: 8 or 16; wg: 8 or 16; rm*bk and "
+                 "rn*bk at least 4*wg; both tiles twice in at most 48 KiB of local memory, so "
+                 "256-wide blocks next to 128 take bk 8";
 }
 
 /* ---- the rule ----------------------------------------------------------------------------------
@@ -350,10 +366,11 @@ static int fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, const cf_cl_gemm_f
                    (unsigned long long)ctx->dev.local_mem, ctx->dev.name);
         return CF_ERR_UNSUPPORTED;
     }
-    if (!cf_cl_gemm_fast_choice_valid(&c)) {
-        cf_cl_fail(ctx, "gemm_fast: invalid choice rm %d, rn %d, bk %d, split %d, wg %d (rm, rn: 4 "
-                        "or 8; bk: 8 or 16; wg: 8 or 16 with rm*bk, rn*bk >= 4*wg; split 1..%d)",
-                   c.rm, c.rn, c.bk, c.split, c.wg, FAST_MAX_SPLIT);
+    if (!cf_cl_gemm_fast_choice_valid_form(&c, fast_mma_kind(ctx))) {
+        cf_cl_fail(ctx, "gemm_fast: invalid choice rm %d, rn %d, bk %d, split %d, wg %d (%s; "
+                        "split 1..%d)",
+                   c.rm, c.rn, c.bk, c.split, c.wg, cf_cl_gemm_fast_valid_text(fast_mma_kind(ctx)),
+                   FAST_MAX_SPLIT);
         return CF_ERR_INVALID;
     }
     if (cf_cl_gemm_fast_local_bytes_mma(&c, ctx->mma_tf32) > ctx->dev.local_mem) {

@@ -9,15 +9,29 @@
 
 /* One variant of the kernel and how the product is split. */
 typedef struct cf_cl_gemm_fast_choice {
-    int rm, rn; /* outputs per work-item along m and n (4 or 8): blocks of C are wg*rm x wg*rn */
-    int bk;     /* K depth of one local-memory slice (8 or 16); rm*bk and rn*bk must be >= 4*wg */
+    int rm, rn; /* outputs per work-item along m and n (4, 8 or 16; rm*rn at most 128; 16 in the
+                 * fp32 form only): blocks of C are wg*rm x wg*rn */
+    int bk;     /* K depth of one local-memory slice (8 or 16); rm*bk and rn*bk must be >= 4*wg,
+                 * and the tiles' two copies must fit 48 KiB (cf_cl_gemm_fast_local_bytes): wg 16
+                 * with a 16 next to 8 or 16 takes bk 8 */
     int split;  /* K slices (1..64): > 1 writes partial products to scratch, then a second kernel
                  * adds them in order (deterministic) */
     int wg;     /* work-group side: 16 (256 work-items) or 8 (64) */
 } cf_cl_gemm_fast_choice;
 
-/* Is the choice one the kernel can be built for (rm, rn, bk, split within the ranges above)? */
+/* The most local memory a variant may use: 48 KiB, NVIDIA's limit per work-group (the device's
+ * own limit is checked as well where the kernel is built). */
+#define CF_CL_GEMM_FAST_MAX_LOCAL 49152
+
+/* Is the choice one the kernel's fp32 form can be built for (rm, rn, bk, wg, split within the
+ * ranges above, at most CF_CL_GEMM_FAST_MAX_LOCAL bytes of local memory)? */
 int cf_cl_gemm_fast_choice_valid(const cf_cl_gemm_fast_choice *c);
+/* The same for the form the kernel is built in: mma 0 the fp32 form (ROUND_IN included), 1..3 the
+ * tensor-core forms (gemm_fast.cl's MMA_KIND: tf32, bf16, fp16), which take rm and rn 4 or 8
+ * only. */
+int cf_cl_gemm_fast_choice_valid_form(const cf_cl_gemm_fast_choice *c, int mma);
+/* The valid values, for error messages: "rm, rn: 4, 8 or 16 ..." (mma: the tensor-core forms'). */
+const char *cf_cl_gemm_fast_valid_text(int mma);
 
 /* Bytes of local memory one work-group of the choice uses. */
 size_t cf_cl_gemm_fast_local_bytes(const cf_cl_gemm_fast_choice *c);

@@ -72,6 +72,7 @@ void cf_cl_plan_device_of(cf_cl_ctx *ctx, cf_cl_plan_device *out) {
     out->fast_broken = cf_cl_gemm_fast_broken(ctx);
     out->mma_tf32 = ctx->mma_tf32;
     out->gemm_round = ctx->gemm_round;
+    out->fast_mma = ctx->mx ? ctx->mx_prec : 0;
     out->tuner = ctx->tuner;
     out->tuner_user = ctx->tuner_user;
     out->tuning = ctx->tuning && ctx->tuner_user == (void *)ctx->tuning ? ctx->tuning : NULL;
@@ -161,15 +162,23 @@ int cf_cl_plan_tuned_fast(const cf_cl_plan_device *dev, int M, int N, int K, int
     const cf_tuning_gemm *g = cf_tuning_lookup_precision(dev->tuning, prec, M, N, K, ta, tb, &ex);
     if (!g || g->path != CF_TUNING_FAST || g->fast.rm <= 0) return 0;
     cf_cl_gemm_fast_choice c = {g->fast.rm, g->fast.rn, g->fast.bk, g->fast.split, g->fast.wg};
+    const int valid = cf_cl_gemm_fast_choice_valid_form(&c, dev->fast_mma);
     const size_t need = cf_cl_gemm_fast_choice_valid(&c)
                             ? cf_cl_gemm_fast_local_bytes_mma(&c, dev->mma_tf32) : 0;
-    int found = cf_cl_gemm_fast_choice_valid(&c) && need <= dev->local_mem &&
-                (size_t)c.wg * c.wg <= dev->max_group;
+    int found = valid && need <= dev->local_mem && (size_t)c.wg * c.wg <= dev->max_group;
     if (!found) {
-        if (why && why_len)
+        if (why && why_len && !valid)
             snprintf(why, why_len,
                      "gemm M=%d N=%d K=%d %c%c: the tuning file's fast choice (%s, rm %d, rn %d, "
-                     "bk %d, wg %d, split %d) is invalid or does not fit %s (it needs %zu bytes "
+                     "bk %d, wg %d, split %d) is no variant of the kernel's %s form (%s); the "
+                     "built-in rule decides",
+                     M, N, K, ta ? 'T' : 'N', tb ? 'T' : 'N', g->label, c.rm, c.rn, c.bk, c.wg,
+                     c.split, cf_precision_name(dev->fast_mma),
+                     cf_cl_gemm_fast_valid_text(dev->fast_mma));
+        else if (why && why_len)
+            snprintf(why, why_len,
+                     "gemm M=%d N=%d K=%d %c%c: the tuning file's fast choice (%s, rm %d, rn %d, "
+                     "bk %d, wg %d, split %d) does not fit %s (it needs %zu bytes "
                      "of local memory, the device has %llu; work-groups up to %zu); the built-in "
                      "rule decides",
                      M, N, K, ta ? 'T' : 'N', tb ? 'T' : 'N', g->label, c.rm, c.rn, c.bk, c.wg,

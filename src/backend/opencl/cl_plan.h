@@ -31,6 +31,8 @@ typedef struct cf_cl_plan_device {
     int fast_broken;       /* the register-blocked kernel did not build here: never */
     int mma_tf32;          /* its tensor-core form is on (precision tf32): every plain product */
     int gemm_round;        /* precision bf16 (1) / fp16 (2): every plain product, inputs rounded */
+    int fast_mma;          /* the register-blocked kernel's form: gemm_fast.cl's MMA_KIND (1 tf32,
+                            * 2 bf16, 3 fp16 on tensor cores), 0 = the fp32 form */
     cf_cl_gemm_tuner_fn tuner; /* the GEMM tuner hook (a tuning file's or another), NULL = none */
     void *tuner_user;
     /* the tuning file, while it is the tuner hook (its "fast" entries choose the register-blocked

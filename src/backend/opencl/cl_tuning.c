@@ -236,18 +236,17 @@ static int parse_fast_choice(parse_ctx *pc, const cJSON *fc, const char *entry,
                        "\"split\"}%s",
                    entry, "fast_choice", "");
     cf_tuning_fast f;
-    CF_TRY(get_int(pc, fc, where, "rm", 4, 8, &f.rm));
-    CF_TRY(get_int(pc, fc, where, "rn", 4, 8, &f.rn));
+    CF_TRY(get_int(pc, fc, where, "rm", 4, 16, &f.rm));
+    CF_TRY(get_int(pc, fc, where, "rn", 4, 16, &f.rn));
     CF_TRY(get_int(pc, fc, where, "bk", 8, 16, &f.bk));
     CF_TRY(get_int(pc, fc, where, "wg", 8, 16, &f.wg));
     CF_TRY(get_int(pc, fc, where, "split", 1, 64, &f.split));
     const cf_cl_gemm_fast_choice c = {f.rm, f.rn, f.bk, f.split, f.wg};
     if (!cf_cl_gemm_fast_choice_valid(&c)) {
-        char detail[200];
+        char detail[400];
         snprintf(detail, sizeof detail,
-                 "rm %d, rn %d, bk %d, wg %d is no variant of the fast kernel (rm, rn: 4 or 8; "
-                 "bk: 8 or 16; wg: 8 or 16; rm*bk and rn*bk at least 4*wg)",
-                 f.rm, f.rn, f.bk, f.wg);
+                 "rm %d, rn %d, bk %d, wg %d is no variant of the fast kernel (%s)", f.rm, f.rn,
+                 f.bk, f.wg, cf_cl_gemm_fast_valid_text(0));
         return bad(pc, "%s%s%s", where, "", detail);
     }
     *out = f;
