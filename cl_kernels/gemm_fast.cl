@@ -621,6 +621,39 @@ GEMM_FAST_KERNEL(gemm_fast_tt, 1, 1)
  * P_s(M,N) = P + s*p_split (row stride ldp) in order s = 0 .. S-1. One work-item per element of C.
  * EPI_COLSUM: the work-items of column 0 also add the slices' sums of op(A) at
  * P + csp_off + s*M (m < M), in order, into CS[cs_off + m]. */
+#if MMA_KIND
+/* The matrix engine's peak, for bench's MFU in tf32 / bf16 / fp16 runs (src/backend/opencl/
+ * cl_peak.c): every warp runs GF_PEAK_CHAINS independent accumulator fragments through iters
+ * rounds of mma.sync on operands held in registers (m16n8k8 with TF32 inputs: 2048 flops a warp
+ * instruction; m16n8k16 with bf16 / fp16 inputs: 4096), and every accumulator feeds the stored
+ * result. The operands are small numbers of each format (no overflow however long it runs). */
+#define GF_PEAK_CHAINS 8
+__kernel void gemm_fast_mma_peak(__global float *out, int iters) {
+    const uint g = (uint)get_global_id(0);
+    const uint a0 = 0x1a0a1a0au ^ (g & 7u), a1 = a0 + 16u, a2 = a0 + 32u, a3 = a0 + 48u;
+    const uint b0 = a0 + 64u, b1 = a0 + 80u;
+    float c[GF_PEAK_CHAINS][4];
+#pragma unroll
+    for (int j = 0; j < GF_PEAK_CHAINS; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) c[j][e] = 0.0f;
+    for (int i = 0; i < iters; i++) {
+#pragma unroll
+        for (int j = 0; j < GF_PEAK_CHAINS; j++) {
+#if MMA_KIND == 1
+            gf_mma(c[j], a0, a1, a2, a3, b0, b1);
+#else
+            gf_mma16(c[j], a0, a1, a2, a3, b0, b1);
+#endif
+        }
+    }
+    float s = 0.0f;
+#pragma unroll
+    for (int j = 0; j < GF_PEAK_CHAINS; j++) s += (c[j][0] + c[j][1]) + (c[j][2] + c[j][3]);
+    out[g] = s;
+}
+#endif
+
 __kernel void gemm_fast_reduce(int M, int N, int S, __global const float *P, int ldp, ulong p_split,
                                float alpha, float beta, __global float *C, ulong c_off, int ldc,
                                __global const float *bias, ulong bias_off, __global float *X,

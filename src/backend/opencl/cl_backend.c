@@ -325,6 +325,19 @@ int cf_cl_info(cf_backend *be, cf_backend_info *out) {
 }
 
 int cf_cl_peak(cf_backend *be, double seconds, double *gflops, const char **how) {
+    /* precision tf32 / bf16 / fp16 on a matrix engine: MFU against that engine's peak (its
+     * products run there); a failure of that measure falls back to the fp32 one, said once */
+    const cf_cl_ctx *ctx = CTX(be);
+    if (ctx->mx && ctx->mx_prec) {
+        static char buf[CF_CL_MX_PRECISIONS][160];
+        snprintf(buf[ctx->mx_prec], sizeof buf[0], "%s matrix engine %s: mma chains",
+                 cf_precision_name(ctx->mx_prec), ctx->mx->name);
+        *how = buf[ctx->mx_prec];
+        if (cf_cl_peak_engine_gflops(be, seconds, gflops) == CF_OK) return CF_OK;
+        CF_WARN("bench: the %s engine's peak could not be measured on %s (above); MFU is "
+                "against the fp32 peak",
+                ctx->mx->name, ctx->dev.name);
+    }
     *how = "OpenCL FMA kernel";
     return cf_cl_peak_gflops(be, seconds, gflops);
 }

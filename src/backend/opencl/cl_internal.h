@@ -392,6 +392,9 @@ int cf_cl_attention_set_mode(cf_cl_ctx *ctx, const char *mode);
 /* cl_peak.c: the device's peak fp32 rate (an FMA-chain kernel on the backend's own queue), and the
  * bytes of the backend's own scratch buffers (not counted in be->stats). */
 int cf_cl_peak_gflops(cf_backend *be, double seconds, double *gflops);
+/* The same for the context's matrix engine at its precision (tf32, bf16, fp16): the engine
+ * file's gemm_fast_mma_peak; CF_ERR_UNSUPPORTED without an engine. */
+int cf_cl_peak_engine_gflops(cf_backend *be, double seconds, double *gflops);
 uint64_t cf_cl_scratch_bytes(cf_backend *be);
 /* "auto", "fused", "gemm" (NULL or "" = auto) to the internal mode; CF_ERR_INVALID otherwise. */
 int cf_cl_attention_parse(const char *s, int *mode);

@@ -1,7 +1,8 @@
 /* clformer: the matrix engines the OpenCL backend can use for its GEMM (docs/opencl.md, "Matrix
  * engines"). Each is one row of cf_cl_matrix_engines (cl_matrix.c) and one kernel file in
  * cl_kernels/ with the kernels and arguments of gemm_fast.cl (gemm_fast_nn, _nt, _tn, _tt,
- * gemm_fast_reduce) and its build-time parameters (RM, RN, BK, WG, VEC, EPI_*); the row says which
+ * gemm_fast_reduce, and gemm_fast_mma_peak: the engine's peak for bench's MFU, counted as
+ * gemm_fast.cl's for the same MMA_KIND) and its build-time parameters (RM, RN, BK, WG, VEC, EPI_*); the row says which
  * devices it applies to (vendor, extension, NVIDIA compute capability), which precisions it
  * implements and the build options of each, and whether it was verified on hardware. An
  * unverified row is never chosen by itself: CF_MATRIX_ENGINE=<name> (cf_backend_options

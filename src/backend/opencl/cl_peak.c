@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "backend/opencl/cl_internal.h"
+#include "backend/opencl/cl_matrix.h"
 #include "bench/bench.h"
 
 /* Each work-item runs 8 chains x = x*a + b of VW-wide vectors (mad: fused where the device has
@@ -56,15 +57,88 @@ static double process_seconds(void) {
 
 /* One launch. *sec: its wall time (host clock around a finish); *cpu: the process CPU time it
  * took (for CPU devices such as PoCL, whose worker threads run inside this process). */
-static int peak_launch(cf_cl_ctx *ctx, cl_kernel k, size_t global, int iters, double *sec,
-                       double *cpu) {
-    CF_CHECK_CL(ctx, clSetKernelArg(k, 3, sizeof(cl_int), &(cl_int){iters}));
+static int peak_launch(cf_cl_ctx *ctx, cl_kernel k, cl_uint iarg, size_t global,
+                       const size_t *local, int iters, double *sec, double *cpu) {
+    CF_CHECK_CL(ctx, clSetKernelArg(k, iarg, sizeof(cl_int), &(cl_int){iters}));
     const double c0 = process_seconds(), t0 = cf_time_now();
-    CF_CHECK_CL(ctx, clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &global, NULL, 0, NULL, NULL));
+    CF_CHECK_CL(ctx, clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &global, local, 0, NULL, NULL));
     CF_CHECK_CL(ctx, clFinish(ctx->queue));
     *sec = cf_time_now() - t0;
     *cpu = process_seconds() - c0;
     return CF_OK;
+}
+
+/* Calibrate until one launch of k takes 10 ms, then time launches of about 50 ms (at least 3, for
+ * `seconds` in all), keeping the best (a shared device or host may disturb some of them): the
+ * kernel's argument iarg is its loop count, and one loop iteration of the whole launch does
+ * flops_per_iter. A CPU device runs its work-items on this process's threads, one per compute
+ * unit: its rate per CPU-second times the units is what the cores can do, even while other
+ * processes share them (the same measure as the CPU backend's peak). GPUs: wall time. */
+static int peak_time(cf_cl_ctx *ctx, cl_kernel k, cl_uint iarg, size_t global, const size_t *local,
+                     double flops_per_iter, double seconds, int cpu_device, size_t cu,
+                     double *gflops) {
+    int rc, iters = 16;
+    double t = 0.0, cpu = 0.0;
+    for (;;) {
+        if ((rc = peak_launch(ctx, k, iarg, global, local, iters, &t, &cpu)) < 0) return rc;
+        if (t >= 0.01 || iters >= (1 << 24)) break;
+        iters *= 2;
+    }
+    const double per_run = seconds / 3.0 < 0.05 ? seconds / 3.0 : 0.05;
+    double want = (double)iters * per_run / (t > 1e-9 ? t : 1e-9);
+    int run = want > (double)(1 << 28) ? (1 << 28) : (int)want;
+    if (run < 1) run = 1;
+    int nruns = (int)(seconds / per_run + 0.5);
+    if (nruns < 3) nruns = 3;
+    double best = 0.0;
+    for (int r = 0; r < nruns; r++) {
+        if ((rc = peak_launch(ctx, k, iarg, global, local, run, &t, &cpu)) < 0) return rc;
+        const double flops = flops_per_iter * (double)run;
+        double secs = t;
+        if (cpu_device && cpu > 0 && cpu / cu < t) secs = cpu / cu;
+        if (secs > 0 && flops / secs > best) best = flops / secs;
+    }
+    *gflops = best / 1e9;
+    return best > 0 ? CF_OK : CF_ERR_DEVICE;
+}
+
+/* The peak of this context's matrix engine at its precision (cl_matrix.h): the engine file's
+ * gemm_fast_mma_peak, 8 warps per group and 16 groups per compute unit. */
+int cf_cl_peak_engine_gflops(cf_backend *be, double seconds, double *gflops) {
+    *gflops = 0.0;
+    if (!cf_backend_is_opencl(be)) return CF_ERR_UNSUPPORTED;
+    cf_cl_ctx *ctx = (cf_cl_ctx *)be->ctx;
+    if (!ctx->mx || !ctx->mx_prec) return CF_ERR_UNSUPPORTED;
+    if (!(seconds > 0)) seconds = 0.3;
+    char opts[192];
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s", ctx->mx->defines[ctx->mx_prec]);
+    cl_program prog = NULL;
+    cl_kernel k = NULL;
+    static const char *const names[] = {"gemm_fast_mma_peak"};
+    cl_kernel *const ks[] = {&k};
+    int rc = cf_cl_build_kernels(ctx, ctx->mx->file, opts, &prog, 1, names, ks);
+    if (rc < 0) return rc;
+    const size_t cu = ctx->dev.compute_units ? ctx->dev.compute_units : 1;
+    const size_t local = 256, global = cu * 16 * local;
+    cl_int err = CL_SUCCESS;
+    cl_mem out = clCreateBuffer(ctx->context, CL_MEM_WRITE_ONLY, global * sizeof(float), NULL, &err);
+    if (err != CL_SUCCESS) {
+        cf_cl_fail(ctx, "engine peak kernel: clCreateBuffer failed: %s", cf_cl_errstr(err));
+        rc = CF_ERR_NOMEM;
+    } else if (clSetKernelArg(k, 0, sizeof(cl_mem), &out) != CL_SUCCESS) {
+        cf_cl_fail(ctx, "engine peak kernel: clSetKernelArg failed");
+        rc = CF_ERR_DEVICE;
+    } else {
+        /* gemm_fast.cl: GF_PEAK_CHAINS (8) mma.sync a warp per iteration, 2048 flops each for
+         * TF32 (m16n8k8), 4096 for bf16 / fp16 (m16n8k16) */
+        const double per_mma = ctx->mx_prec == CF_PREC_TF32 ? 2048.0 : 4096.0;
+        rc = peak_time(ctx, k, 1, global, &local, 8.0 * per_mma * (double)(global / 32), seconds,
+                       0, cu, gflops);
+    }
+    if (out) clReleaseMemObject(out);
+    clReleaseKernel(k);
+    clReleaseProgram(prog);
+    return rc;
 }
 
 int cf_cl_peak_gflops(cf_backend *be, double seconds, double *gflops) {
@@ -125,34 +199,9 @@ int cf_cl_peak_gflops(cf_backend *be, double seconds, double *gflops) {
         CF_ERROR("peak kernel: clSetKernelArg failed");
         goto done;
     }
-    /* calibrate until one launch takes 10 ms, then launches of about 50 ms (at least 3, for
-     * `seconds` in all), keeping the best: a shared device or host may disturb some of them */
-    int iters = 16;
-    double t = 0.0, cpu = 0.0;
-    for (;;) {
-        if ((rc = peak_launch(ctx, k, global, iters, &t, &cpu)) < 0) goto done;
-        if (t >= 0.01 || iters >= (1 << 24)) break;
-        iters *= 2;
-    }
-    const double per_run = seconds / 3.0 < 0.05 ? seconds / 3.0 : 0.05;
-    double want = (double)iters * per_run / (t > 1e-9 ? t : 1e-9);
-    int run = want > (double)(1 << 28) ? (1 << 28) : (int)want;
-    if (run < 1) run = 1;
-    int nruns = (int)(seconds / per_run + 0.5);
-    if (nruns < 3) nruns = 3;
-    double best = 0.0;
-    for (int r = 0; r < nruns; r++) {
-        if ((rc = peak_launch(ctx, k, global, run, &t, &cpu)) < 0) goto done;
-        const double flops = 2.0 * PEAK_CHAINS * PEAK_ROUNDS * vw * (double)run * (double)global;
-        /* A CPU device runs its work-items on this process's threads, one per compute unit: its
-         * rate per CPU-second times the units is what the cores can do, even while other
-         * processes share them (the same measure as the CPU backend's peak). GPUs: wall time. */
-        double secs = t;
-        if (cpu_device && cpu > 0 && cpu / cu < t) secs = cpu / cu;
-        if (secs > 0 && flops / secs > best) best = flops / secs;
-    }
-    *gflops = best / 1e9;
-    rc = best > 0 ? CF_OK : CF_ERR_DEVICE;
+    rc = peak_time(ctx, k, 3, global, NULL,
+                   2.0 * PEAK_CHAINS * PEAK_ROUNDS * vw * (double)global, seconds, cpu_device, cu,
+                   gflops);
 done:
     if (out) clReleaseMemObject(out);
     if (k) clReleaseKernel(k);
