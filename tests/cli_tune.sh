@@ -288,5 +288,57 @@ assert sorted(by.get("tf32", [])) == sorted(g["label"] for g in old["gemm"]), by
 print("  %d tf32 entries kept, fp32: %s" % (len(by["tf32"]), by["fp32"]))
 PY
 
+# 7. --precision bf16: the register-blocked kernel is the only one that rounds GEMM inputs, so it
+# alone is measured (its rule's choice and the other choices, the first other one planted wrong);
+# every entry is tagged bf16 with path fast, the tiled kernel and CLBlast unmeasured; a bf16 run
+# takes each shape's choice from the file and trains to the untuned bf16 run's losses; an fp32 run
+# does not apply the file
+CF_TUNE_PLANT_WRONG_FAST=1 "$TUNE" "${ARGS[@]}" "${FAST_ARGS[@]}" --precision bf16 --out "$W/b.json" >"$W/b.out" 2>"$W/b.err" || bad "tuner --precision bf16 failed: $(tail -3 "$W/b.err")"
+python3 - "$W/b.json" "$W/b.out" <<'PY' && ok "--precision bf16: the fast kernel alone measured and searched per shape, entries tagged bf16, the planted wrong choice rejected" || bad "--precision bf16 run"
+import json, re, sys
+t = json.load(open(sys.argv[1]))
+out = open(sys.argv[2]).read()
+assert len(t["gemm"]) >= 10, len(t["gemm"])
+for g in t["gemm"]:
+    gf = g["gflops"]
+    assert g["precision"] == "bf16" and g["path"] == "fast", g
+    assert gf["fast"] > 0 and gf["fast_rule"] > 0 and gf["rule"] == 0 and gf["tuned"] == 0, g
+    assert gf["clblast"] == 0, g
+    assert g["fast_choice"]["rm"] in (4, 8, 16), g
+assert re.search(r"\bf\d+x\d+b\d+w\d+s\d+ +max error", out), "no rejected choice in the report"
+print("  %d bf16 entries" % len(t["gemm"]))
+PY
+$CLF train configs/tiny.json $SMALL --device "$DEV" --precision bf16 --tuning off --steps 3 --out "$W/b0" --log "$W/b0.jsonl" --quiet >"$W/b0.out" 2>"$W/b0.err" || bad "untuned bf16 training failed: $(tail -3 "$W/b0.err")"
+$CLF train configs/tiny.json $SMALL --device "$DEV" --precision bf16 --tuning "$W/b.json" --steps 3 --out "$W/b1" --log "$W/b1.jsonl" --verbose >"$W/b1.out" 2>"$W/b1.err" || bad "tuned bf16 training failed: $(tail -3 "$W/b1.err")"
+python3 - "$W/b.json" "$W/b1.err" "$W/b0.jsonl" "$W/b1.jsonl" <<'PY' && ok "a bf16 run takes every shape's choice from the bf16 entries and matches the untuned bf16 run's losses" || bad "bf16 entries not used, or losses differ"
+import json, re, sys
+t = json.load(open(sys.argv[1]))
+log = open(sys.argv[2]).read()
+entries = {(g["M"], g["N"], g["K"], "NT"[g["ta"]] + "NT"[g["tb"]]): g for g in t["gemm"]}
+seen = 0
+for m in re.finditer(r"gemm M=(\d+) N=(\d+) K=(\d+) ([NT]{2}): (.*)", log):
+    g = entries.get((int(m.group(1)), int(m.group(2)), int(m.group(3)), m.group(4)))
+    if not g:
+        continue
+    seen += 1
+    f = g["fast_choice"]
+    want = r"fast %dx%d \(bk %d, split \d+, (float4|scalar), from the tuning file\)$" % (
+        f["wg"] * f["rm"], f["wg"] * f["rn"], f["bk"])
+    assert re.match(want, m.group(5)), (m.group(0), want)
+assert seen >= 10, seen
+a = [json.loads(l)["loss"] for l in open(sys.argv[3])]
+b = [json.loads(l)["loss"] for l in open(sys.argv[4])]
+assert len(a) == len(b) == 3, (a, b)
+for x, y in zip(a, b):
+    assert abs(x - y) <= 2e-3 * max(1.0, abs(x)), (a, b)
+print("  %d shapes from the file; losses untuned %s, tuned %s" % (
+    seen, ["%.5f" % x for x in a], ["%.5f" % y for y in b]))
+PY
+if $CLF train configs/tiny.json $SMALL --device "$DEV" --tuning "$W/b.json" --steps 1 --out "$W/b2" >"$W/b2.out" 2>"$W/b2.err"; then
+  grep -q "measured for another precision than this run's fp32 and not applied" "$W/b2.err" && ok "a file of bf16 entries in an fp32 run: not applied (one warning)" || bad "bf16 file in an fp32 run: $(cat "$W/b2.err")"
+else
+  bad "fp32 training with a bf16 tuning file failed: $(tail -3 "$W/b2.err")"
+fi
+
 [ $fail = 0 ] && echo "PASS cli_tune" || echo "FAIL cli_tune"
 exit $fail

@@ -9,6 +9,7 @@
 
 #include "cli/cli_env.h"
 #include "clformer/common.h"
+#include "clformer/config.h"
 #include "tune/tune.h"
 
 static const char *HELP =
@@ -37,10 +38,13 @@ static const char *HELP =
     "  --quick          fewer candidates and repeats (an H200: 29 s for wiki_cache_optimized;\n"
     "                   a 2-core CPU device: about 15 minutes for it, 20 s for\n"
     "                   configs/tiny.json, without the fast-kernel search)\n"
-    "  --precision P    fp32 (default) or tf32: measure the register-blocked kernel on TF32\n"
-    "                   tensor cores (NVIDIA compute capability 8.0+; elsewhere fp32, said\n"
-    "                   once). Entries record their precision; clformer applies only those of\n"
-    "                   its run's precision, and a file keeps each precision's entries\n"
+    "  --precision P    fp32 (default), tf32, bf16 or fp16. tf32: the register-blocked kernel\n"
+    "                   on TF32 tensor cores (NVIDIA compute capability 8.0+; elsewhere fp32,\n"
+    "                   said once). bf16 / fp16: that kernel alone (the only one that rounds\n"
+    "                   GEMM inputs; on tensor cores where an engine has the format, elsewhere\n"
+    "                   rounded in the kernel), its variants and splits per shape. Entries\n"
+    "                   record their precision; clformer applies only those of its run's\n"
+    "                   precision, and a file keeps each precision's entries side by side\n"
     "  --budget S       stop after S seconds (at least one measurement), write what was measured;\n"
     "                   rerun to continue\n"
     "  --repeats N      timed runs per candidate (default 7, --quick 3)\n"
@@ -159,11 +163,13 @@ static int parse_args(int argc, char **argv, cf_tune_options *o) {
         } else if (!strcmp(a, "--precision")) {
             NEED_VALUE();
             const char *p = argv[++i];
-            if (strcmp(p, "fp32") && strcmp(p, "tf32")) {
-                CF_ERROR("clformer-tune: --precision '%s': expected fp32 or tf32", p);
+            o->precision = -1;
+            for (int k = CF_PREC_FP32; k <= CF_PREC_FP16; k++)
+                if (!strcmp(p, cf_precision_name(k))) o->precision = k;
+            if (o->precision < 0) {
+                CF_ERROR("clformer-tune: --precision '%s': expected fp32, tf32, bf16 or fp16", p);
                 return CF_ERR_INVALID;
             }
-            o->tf32 = !strcmp(p, "tf32");
         } else if (!strcmp(a, "--budget")) {
             NEED_VALUE();
             char *end = NULL;

@@ -69,6 +69,9 @@ typedef struct {
     cf_cl_ctx *ctx;
     int have_clblast;
     int measure_fast; /* GPUs: the untuned dispatch may use another kernel (cl_gemm_fast.c) */
+    int round;        /* precision bf16 (1) / fp16 (2): only the register-blocked kernel runs
+                       * plain products (it rounds their inputs); the tiled kernel and CLBlast are
+                       * not measured */
     const char *prec; /* the entries' precision: "tf32" where the register-blocked kernel runs on
                        * TF32 tensor cores (--precision tf32 on a device that has them), else
                        * "fp32" */
@@ -616,6 +619,10 @@ static int measure_gemm(tuner *T, int i, const cand *c, int kind, int is_rule, c
     /* the register-blocked kernel on TF32 tensor cores: inputs rounded to a 10-bit mantissa, ~1e-3
      * of the largest value (test_cl_gemm_fast --tf32 bounds the same norm by 5e-3) */
     if (ctx->mma_tf32 && (kind == KIND_FAST || kind == KIND_FAST_CHOICE)) tol += 5e-3;
+    /* bf16 / fp16 inputs (8- and 11-bit significands, rounded to nearest): on the tests' random
+     * data the error is near 1e-3 and 2e-4 of the largest value; a wrong element is far above */
+    if (T->round == 1) tol += 1e-2;
+    if (T->round == 2) tol += 2e-3;
     if (!(r->err <= tol)) {
         r->status = CAND_WRONG;
         snprintf(r->note, sizeof r->note, "max error %.2e of the largest |value| (tolerance %.1e)",
@@ -873,8 +880,9 @@ static const int stage_order[N_STAGES] = {0, 1, STAGE_FAST, 2, 3, 4};
 
 static int stage_slots(const tuner *T, const space *sp, int stage, int i) {
     cf_cl_gemm_fast_choice cands[MAX_FAST_CANDS];
+    if (T->round && stage != 0 && stage != STAGE_FAST) return 0; /* the tiled kernel's stages */
     switch (stage) {
-    case 0: return 1 + T->have_clblast + T->measure_fast;
+    case 0: return T->round ? 1 : 1 + T->have_clblast + T->measure_fast;
     case 1: return sp->n_tiles * sp->n_wpts;
     case 2: return sp->n_tks;
     case 3: return sp->n_vws;
@@ -887,14 +895,18 @@ static int run_stage(tuner *T, const space *sp, int stage, int i, shape_state *s
     const shape *sh = &T->shapes[i];
     long before = T->done;
     int slots = stage_slots(T, sp, stage, i);
-    if (stage == 0) {
+    if (T->round && stage != 0 && stage != STAGE_FAST) {
+        /* bf16 / fp16: the tiled kernel does not run these products */
+    } else if (stage == 0) {
         cf_cl_gemm_params rp;
         cf_cl_gemm_rule(sh->M, sh->N, sh->K, T->ctx->gemm_max_group, &rp);
         st->rule = (cand){rp.tile, rp.wpt, rp.tk, rp.vw, rp.pad};
-        CF_TRY(try_cand(T, i, st, &st->rule));
+        /* bf16 / fp16: the untuned dispatch (the register-blocked kernel with its rule) only;
+         * the entry keeps the tiled rule's parameters, unmeasured */
+        if (!T->round) CF_TRY(try_cand(T, i, st, &st->rule));
         if (st->best_us > 0 && !memcmp(&st->best, &st->rule, sizeof st->rule))
             st->rule_us = st->best_us;
-        if (T->have_clblast) {
+        if (T->have_clblast && !T->round) {
             result r;
             CF_TRY(gemm_result(T, i, NULL, KIND_CLBLAST, 0.0, &r));
             if (r.status == CAND_OK) st->clblast_us = r.us;
@@ -1288,7 +1300,8 @@ static void shape_entry(const tuner *T, int i, const shape_state *st, cf_tuning_
     /* a candidate replaces the rule only when clearly (2%) faster: noise must not churn files */
     cand win = st->best;
     double win_us = st->best_us;
-    if (st->rule_us > 0 && win_us > 0.98 * st->rule_us) {
+    /* (bf16 / fp16: the tiled kernel was not measured; its rule's parameters, unmeasured) */
+    if (T->round || (st->rule_us > 0 && win_us > 0.98 * st->rule_us)) {
         win = st->rule;
         win_us = st->rule_us;
     }
@@ -1428,7 +1441,9 @@ static int tune_gemm(tuner *T, cf_tuning *out, int with_wg) {
     }
     CF_TRY(cf_backend_opencl_set_gemm_tuner(T->be, NULL, NULL));
     for (int i = 0; i < T->n_shapes && rc >= 0; i++) {
-        if (st[i].best_us <= 0) continue; /* nothing measured (stopped early) */
+        /* nothing measured (stopped early); bf16 / fp16: the register-blocked kernel's times */
+        if (T->round ? st[i].fast_us <= 0 && st[i].fast_best_us <= 0 : st[i].best_us <= 0)
+            continue;
         cf_tuning_gemm g;
         shape_entry(T, i, &st[i], &g);
         rc = cf_tuning_set_gemm(out, &g);
@@ -1484,8 +1499,12 @@ static void print_table(const tuner *T, const cf_tuning *t) {
         if (g->fast.rm > 0)
             snprintf(fc, sizeof fc, "; %dx%d bk %d wg %d split %d", g->fast.wg * g->fast.rm,
                      g->fast.wg * g->fast.rn, g->fast.bk, g->fast.wg, g->fast.split);
-        double up = g->gflops_rule > 0 ? g->gflops_tuned / g->gflops_rule : 0;
-        printf(" %10.1f %10.1f %7.2fx %12s", g->gflops_rule, g->gflops_tuned, up, clb);
+        if (g->gflops_rule > 0) {
+            const double up = g->gflops_tuned / g->gflops_rule;
+            printf(" %10.1f %10.1f %7.2fx %12s", g->gflops_rule, g->gflops_tuned, up, clb);
+        } else { /* bf16 / fp16: the tiled kernel does not run these products */
+            printf(" %10s %10s %8s %12s", "-", "-", "-", clb);
+        }
         if (fast) printf(" %9s %10s", fst, fstt);
         printf(" %-7s %s%s\n", path_label(g->path), params, fc);
         /* over the config's shapes as one training step runs them (the layers' shapes once per
@@ -1586,7 +1605,9 @@ static int open_device(tuner *T) {
     }
     /* measure the built-in rule, not an earlier tuning file */
     opts.tuning = "off";
-    opts.tf32 = T->o.tf32;
+    opts.tf32 = T->o.precision == CF_PREC_TF32;
+    opts.bf16 = T->o.precision == CF_PREC_BF16;
+    opts.fp16 = T->o.precision == CF_PREC_FP16;
     int rc = cf_backend_opencl_create(spec, &opts, &T->be);
     if (rc < 0) {
         CF_ERROR("clformer-tune: no OpenCL device for --device %s; run 'clformer devices'",
@@ -1594,12 +1615,18 @@ static int open_device(tuner *T) {
         return rc;
     }
     T->ctx = (cf_cl_ctx *)T->be->ctx;
-    T->prec = T->ctx->mma_tf32 ? "tf32" : "fp32";
-    if (T->o.tf32 && !T->ctx->mma_tf32)
+    /* bf16 / fp16: the backend rounds every plain product's inputs in the register-blocked
+     * kernel (its gemm_round), on every device */
+    T->round = T->ctx->gemm_round;
+    T->prec = T->round ? cf_precision_name(T->o.precision)
+                       : T->ctx->mma_tf32 ? "tf32" : "fp32";
+    if (T->o.precision == CF_PREC_TF32 && !T->ctx->mma_tf32)
         CF_WARN("clformer-tune --precision tf32: %s has no TF32 matrix engine this backend can use "
                 "(precision tf32 runs fp32 there); measuring fp32, entries tagged fp32",
                 T->ctx->dev.name);
-    opts.tf32 = 0; /* the reference: the CPU backend in fp32 */
+    /* the reference: the CPU backend in fp32 (rounded inputs are within the tolerance of
+     * measure_gemm) */
+    opts.tf32 = opts.bf16 = opts.fp16 = 0;
     CF_TRY(cf_backend_cpu_create("cpu", &opts, &T->cpu));
     cl_int err = CL_SUCCESS;
     T->tiny = clCreateBuffer(T->ctx->context, CL_MEM_READ_WRITE, 64, NULL, &err);
@@ -1613,7 +1640,7 @@ static int open_device(tuner *T) {
      * large products: measured as "fast" (CF_GEMM_FAST=1 makes it apply on other devices too) */
     const char *fe = T->o.gemm_fast[0] ? T->o.gemm_fast : NULL;
     snprintf(T->fast_env, sizeof T->fast_env, "%s", fe ? fe : "");
-    T->measure_fast = (T->ctx->dev.type & CL_DEVICE_TYPE_GPU) ||
+    T->measure_fast = T->round || (T->ctx->dev.type & CL_DEVICE_TYPE_GPU) ||
                       (fe && *fe && strcmp(fe, "0") && strcasecmp(fe, "off") &&
                        strcasecmp(fe, "auto"));
     return CF_OK;

@@ -19,8 +19,11 @@ typedef struct cf_tune_options {
     const char *config_path; /* GEMM shapes and kernel sizes from this config (NULL: squares) */
     const char *out;         /* output file (NULL: configs/tuning/<platform>__<device>.json) */
     int quick, repeats, restart, no_gemm, no_wg, verbose;
-    int tf32; /* --precision tf32: the register-blocked kernel on TF32 tensor cores where the
-               * device has them (entries tagged "tf32"); elsewhere fp32, said once */
+    int precision; /* --precision, enum cf_precision: tf32 measures the register-blocked kernel
+                    * on TF32 tensor cores where the device has them (entries tagged "tf32";
+                    * elsewhere fp32, said once); bf16 / fp16 measure it alone, the only kernel
+                    * that rounds GEMM inputs (on tensor cores where an engine has the format,
+                    * elsewhere rounded in the kernel; entries tagged "bf16" / "fp16") */
     double budget; /* stop after this many seconds (0 = none), writing what was measured */
     int squares[16], n_squares;
     int list[CF_TUNE_N_LISTS][8], n_list[CF_TUNE_N_LISTS]; /* tiles, wpt, tk, vw, pad, ls */

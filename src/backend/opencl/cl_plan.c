@@ -356,9 +356,11 @@ int cf_cl_plan_gemm(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, cf_cl_gemm_plan *o
     CF_TRY(cf_cl_gemm_params_lookup(ctx, d->M, d->N, d->K, d->ta, d->tb, &native));
     cf_cl_gemm_fast_choice tuned = {0, 0, 0, 0, 0};
     int exact = 0, found = 0;
-    /* asked only where the register-blocked kernel may run (the lookup may log) */
-    if (dev.gemm_mode != CF_GEMM_CLBLAST && !batched && !causal && d->K > 0 && d->M > 0 &&
-        d->N > 0 && !dev.fast_broken && (dev.fast_mode == 1 || (dev.fast_mode < 0 && dev.gpu)))
+    /* asked only where the register-blocked kernel may run (the lookup may log): with bf16 /
+     * fp16 every plain product on every device (decide()), else as the GEMM settings say */
+    if (!batched && !causal && d->K > 0 && d->M > 0 && d->N > 0 && !dev.fast_broken &&
+        (dev.gemm_round || (dev.gemm_mode != CF_GEMM_CLBLAST &&
+                            (dev.fast_mode == 1 || (dev.fast_mode < 0 && dev.gpu)))))
         found = tuned_memo(ctx, &dev, d->M, d->N, d->K, d->ta, d->tb, &tuned, &exact);
     decide(&dev, d->M, d->N, d->K, batched, causal, &native, found, exact, &tuned, out);
     if (!e && st && st->n_gemm < PLAN_MAX_GEMM) {
