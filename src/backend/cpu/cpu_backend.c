@@ -100,6 +100,12 @@ static int gemv_rows(int M, int N, int K, float alpha, const float *A, int lda, 
     return CF_OK;
 }
 
+int cf_cpu_flash_gemm_kernel(const cf_backend *be) {
+    const cf_cpu_ctx *ctx = be->ctx;
+    return ctx->gemm_kernel == CF_CPU_GEMM_BLAS ? cf_cpu_gemm_native_kernel(NULL)
+                                                : ctx->gemm_kernel;
+}
+
 /* The kernel of the gemm / gemm_bias slots: the bf16 or fp16 GEMM under those precisions. */
 static int cf_cpu_train_kernel(const cf_cpu_ctx *ctx) {
     if (ctx->bf16) return CF_CPU_GEMM_BF16;

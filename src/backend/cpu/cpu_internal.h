@@ -60,6 +60,9 @@ int cf_cpu_attention_forward(cf_backend *be, cf_view out, cf_view att, cf_view q
 int cf_cpu_attention_backward(cf_backend *be, cf_view dqkv, cf_view datt, cf_view dpreatt,
                               cf_view dout, cf_view qkv, cf_view att, int B, int T, int NH,
                               int KVH, int hs);
+/* The native GEMM kernel flash attention's blocks run on (the backend's, or the best native one
+ * where the backend goes through BLAS; fp32 whatever the precision: attention stays fp32). */
+int cf_cpu_flash_gemm_kernel(const cf_backend *be);
 int cf_cpu_flash_forward(cf_backend *be, const cf_attn_desc *d, cf_view out, cf_view lse,
                          cf_view qkv, cf_view doc);
 int cf_cpu_flash_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, cf_view delta,
