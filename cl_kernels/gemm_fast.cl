@@ -617,21 +617,30 @@ GEMM_FAST_KERNEL(gemm_fast_nt, 0, 1)
 GEMM_FAST_KERNEL(gemm_fast_tn, 1, 0)
 GEMM_FAST_KERNEL(gemm_fast_tt, 1, 1)
 
-/* Second pass of split-K: C(M,N) = alpha * sum_s P_s + beta * C [+ bias], adding the S slices
- * P_s(M,N) = P + s*p_split (row stride ldp) in order s = 0 .. S-1. One work-item per element of C.
- * EPI_COLSUM: the work-items of column 0 also add the slices' sums of op(A) at
- * P + csp_off + s*M (m < M), in order, into CS[cs_off + m]. */
 #if MMA_KIND
 /* The matrix engine's peak, for bench's MFU in tf32 / bf16 / fp16 runs (src/backend/opencl/
  * cl_peak.c): every warp runs GF_PEAK_CHAINS independent accumulator fragments through iters
  * rounds of mma.sync on operands held in registers (m16n8k8 with TF32 inputs: 2048 flops a warp
  * instruction; m16n8k16 with bf16 / fp16 inputs: 4096), and every accumulator feeds the stored
- * result. The operands are small numbers of each format (no overflow however long it runs). */
+ * result. The operands are numbers near 1 in each format (1 + a few ulps: products of zeros or
+ * of values that underflow would draw less power than a real product), and the sums stay far
+ * below the fp32 range for any loop count bench runs (16 a product, at most 2^28 rounds). */
 #define GF_PEAK_CHAINS 8
 __kernel void gemm_fast_mma_peak(__global float *out, int iters) {
     const uint g = (uint)get_global_id(0);
-    const uint a0 = 0x1a0a1a0au ^ (g & 7u), a1 = a0 + 16u, a2 = a0 + 32u, a3 = a0 + 48u;
-    const uint b0 = a0 + 64u, b1 = a0 + 80u;
+#if MMA_KIND == 1
+    const uint one = 0x3f800000u; /* 1.0f: TF32 takes the upper 19 bits */
+    const uint a0 = one + ((g & 7u) << 13), a1 = a0 + (1u << 13), a2 = a0 + (2u << 13);
+    const uint a3 = a0 + (3u << 13), b0 = a0 + (4u << 13), b1 = a0 + (5u << 13);
+#else
+#if MMA_KIND == 2
+    const uint one = 0x3f803f80u; /* two bf16 1.0 */
+#else
+    const uint one = 0x3c003c00u; /* two fp16 1.0 */
+#endif
+    const uint a0 = one + (g & 7u) * 0x00010001u, a1 = a0 + 0x00010001u, a2 = a0 + 0x00020002u;
+    const uint a3 = a0 + 0x00030003u, b0 = a0 + 0x00040004u, b1 = a0 + 0x00050005u;
+#endif
     float c[GF_PEAK_CHAINS][4];
 #pragma unroll
     for (int j = 0; j < GF_PEAK_CHAINS; j++)
@@ -654,6 +663,10 @@ __kernel void gemm_fast_mma_peak(__global float *out, int iters) {
 }
 #endif
 
+/* Second pass of split-K: C(M,N) = alpha * sum_s P_s + beta * C [+ bias], adding the S slices
+ * P_s(M,N) = P + s*p_split (row stride ldp) in order s = 0 .. S-1. One work-item per element of C.
+ * EPI_COLSUM: the work-items of column 0 also add the slices' sums of op(A) at
+ * P + csp_off + s*M (m < M), in order, into CS[cs_off + m]. */
 __kernel void gemm_fast_reduce(int M, int N, int S, __global const float *P, int ldp, ulong p_split,
                                float alpha, float beta, __global float *C, ulong c_off, int ldc,
                                __global const float *bias, ulong bias_off, __global float *X,

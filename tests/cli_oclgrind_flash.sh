@@ -8,8 +8,7 @@
 # flash_forward, flash_backward_dq, flash_backward_dkv), and the matrix backward (the
 # probabilities recomputed by the matrix attention ops, here cl_kernels/attention.cl's fused
 # kernels, batch chunk by batch chunk) after the tiled forward (oclgrind's simulated device is a
-# GPU), with test_cl_flash_attention's three scratch budgets (one chunk, chunks of one batch
-# element, chunks of 100 KB):
+# GPU), with the default scratch budget:
 #     oclgrind --data-races --uninitialized --check-api test_cl_flash_attention --small --kernel K
 # It fails if a result differs from the reference, if oclgrind reports anything, or if the test
 # did not pass. Before each set it plants a bug (the barriers between loading a tile into local

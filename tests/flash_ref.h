@@ -282,6 +282,9 @@ static const fr_case fr_cases[] = {
     {"window 7 T130 hs32 4:1", 1, 130, 4, 1, 32, 7, 0},
     {"short docs T100 hs16", 1, 100, 2, 2, 16, 0, 30},
     {"short docs + window 20 T129", 2, 129, 2, 1, 16, 20, 40},
+    /* three batch elements: the OpenCL matrix backward's 100 KB budget holds two of them (43,200
+     * bytes each), so it runs a chunk of two, then a partial chunk of one */
+    {"chunks B3 T30 gqa 4:2 hs8", 3, 30, 4, 2, 8, 0, 0},
 };
 static const fr_case fr_small_cases[] = {
     {"causal T19 gqa 4:2 hs8", 1, 19, 4, 2, 8, 0, 0},

@@ -142,6 +142,7 @@ typedef struct cf_backend_info {
     uint64_t scratch_bytes;/* the backend's own scratch buffers (not counted in be->stats) */
     uint64_t flash_scratch_bytes; /* (T,T) scratch the flash backward holds so far (OpenCL's
                                    * matrix backward; counted in be->stats); 0 where none */
+    uint64_t flash_scratch_last;  /* of it, what the last flash backward call used (0: none) */
     long attention_fused;  /* attention ops run so far on fused kernels, and on batched GEMMs */
     long attention_gemm;   /* (the OpenCL backend's two paths; 0 where a backend has one path) */
 } cf_backend_info;

@@ -329,10 +329,10 @@ static int time_flash(cf_backend *be, int B, int T, int C, int NH, int W, double
         }
         *(fwd ? &row->flash_fwd_ms : &row->flash_bwd_ms) = t / reps * 1e3;
     }
-    /* and the (T,T) scratch the backend's flash backward holds (OpenCL's matrix backward; the
-     * rows run in increasing T, so it is this row's) */
+    /* and the (T,T) scratch the backend's flash backward used for this shape (OpenCL's matrix
+     * backward; not what an earlier row left allocated) */
     cf_backend_info info;
-    if (cf_be_info(be, &info) == CF_OK) row->flash_total_bytes += info.flash_scratch_bytes;
+    if (cf_be_info(be, &info) == CF_OK) row->flash_total_bytes += info.flash_scratch_last;
 done:
     cf_be_free(be, qkv);
     cf_be_free(be, outb);

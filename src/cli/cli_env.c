@@ -49,7 +49,17 @@ void cf_cli_backend_options_from_env(cf_backend_options *o) {
     o->attention = env_str("CF_ATTENTION");
     o->flash_kernel = env_str("CF_FLASH_KERNEL");
     const char *fs = env_str("CF_FLASH_SCRATCH");
-    o->flash_scratch = fs ? (size_t)strtoull(fs, NULL, 10) : 0;
+    o->flash_scratch = 0;
+    if (fs) {
+        char *end = NULL;
+        const unsigned long long v = strtoull(fs, &end, 10);
+        if (fs[0] >= '0' && fs[0] <= '9' && end && !*end)
+            o->flash_scratch = (size_t)v;
+        else
+            CF_WARN("CF_FLASH_SCRATCH='%s' is not a number of bytes (e.g. 1073741824); using the "
+                    "default budget (1/32 of the device's memory)",
+                    fs);
+    }
     o->matrix_engine = env_str("CF_MATRIX_ENGINE");
     const char *map = getenv("CF_CL_MAP");
     o->map = map && strcmp(map, "0") == 0 ? 0 : -1;

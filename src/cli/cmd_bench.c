@@ -197,7 +197,12 @@ int cf_cmd_bench(int argc, char **argv) {
     }
     if (mode == 3) {
         cf_backend *be = NULL;
-        if (cf_backend_create(o.device, o.backend, &be) < 0) return 1;
+        /* --precision reaches the backend (a matrix engine's peak for tf32 / bf16 / fp16) */
+        cf_backend_options bo = o.backend ? *o.backend : cf_backend_options_default();
+        bo.tf32 = cfg.precision == CF_PREC_TF32;
+        bo.bf16 = cfg.precision == CF_PREC_BF16;
+        bo.fp16 = cfg.precision == CF_PREC_FP16;
+        if (cf_backend_create(o.device, &bo, &be) < 0) return 1;
         double gf = 0.0;
         const char *how = "";
         rc = cf_bench_device_peak_gflops(be, 0.5, &gf, &how);

@@ -320,6 +320,7 @@ int cf_cl_info(cf_backend *be, cf_backend_info *out) {
     snprintf(out->gemm, sizeof out->gemm, "%s", cf_backend_opencl_gemm_path(be));
     out->scratch_bytes = cf_cl_scratch_bytes(be);
     out->flash_scratch_bytes = cf_cl_flash_scratch_bytes(CTX(be));
+    out->flash_scratch_last = cf_cl_flash_scratch_last(CTX(be));
     cf_cl_attention_counts(CTX(be), &out->attention_fused, &out->attention_gemm);
     return CF_OK;
 }

@@ -58,6 +58,8 @@ struct cf_cl_flash {
      * an output copy), kept between calls */
     cf_buffer *m_att, *m_datt, *m_dpre, *m_out;
     size_t m_att_bytes, m_datt_bytes, m_dpre_bytes, m_out_bytes;
+    size_t m_last;  /* the bytes of it the last backward call used (0: it ran another kernel) */
+    int m_failed;   /* auto could not allocate it once: the tiled or rows kernels from then on */
     int noted_hs[FLASH_MAX_VARIANTS]; /* head sizes whose tile was logged */
     int n_noted;
 };
@@ -87,13 +89,17 @@ void cf_cl_flash_free_scratch(cf_backend *be) {
         if (*bufs[i]) cf_be_free(be, *bufs[i]);
         *bufs[i] = NULL;
     }
-    st->m_att_bytes = st->m_datt_bytes = st->m_dpre_bytes = st->m_out_bytes = 0;
+    st->m_att_bytes = st->m_datt_bytes = st->m_dpre_bytes = st->m_out_bytes = st->m_last = 0;
 }
 
 uint64_t cf_cl_flash_scratch_bytes(const cf_cl_ctx *ctx) {
     const struct cf_cl_flash *st = ctx->flash;
     return st ? (uint64_t)(st->m_att_bytes + st->m_datt_bytes + st->m_dpre_bytes + st->m_out_bytes)
               : 0;
+}
+
+uint64_t cf_cl_flash_scratch_last(const cf_cl_ctx *ctx) {
+    return ctx->flash ? (uint64_t)ctx->flash->m_last : 0;
 }
 
 void cf_cl_flash_release(cf_cl_ctx *ctx) {
@@ -525,11 +531,12 @@ static int matrix_wanted(cf_cl_ctx *ctx, const cf_attn_desc *d, int has_doc) {
     if (ctx->flash_kernel == CF_FLASH_K_MATRIX) return 1;
     if (ctx->flash_kernel != CF_FLASH_K_AUTO || !(ctx->dev.type & CL_DEVICE_TYPE_GPU)) return 0;
     if (matrix_batch_bytes(d) > matrix_budget(ctx)) return 0;
-    /* the fused kernels only: through the batched GEMMs of the matrix ops (head sizes above 64,
-     * or CF_ATTENTION=gemm) the same backward took 3.27 ms there, slower than the tiled one */
+    /* the fused kernels only: a backward through gemm.cl's batched GEMMs took 3.275 ms there
+     * against the tiled kernels' 3.111 (BENCHMARKS.md; the matrix ops run those GEMMs for head
+     * sizes above 64, or under CF_ATTENTION=gemm) */
+    if (ctx->flash && ctx->flash->m_failed) return 0;
     cf_cl_attention_plan plan;
-    cf_cl_plan_attention(ctx, ctx->attention_mode >= 0 ? ctx->attention_mode : CF_ATT_AUTO,
-                         d->NH * d->hs, d->NH, &plan);
+    cf_cl_plan_attention(ctx, cf_cl_attention_mode(ctx), d->NH * d->hs, d->NH, &plan);
     return plan.fused;
 }
 
@@ -560,10 +567,17 @@ static int matrix_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, 
     size_t nb = matrix_budget(ctx) / matrix_batch_bytes(d);
     if (nb < 1) nb = 1;
     if (nb > (size_t)B) nb = (size_t)B;
-    CF_TRY(matrix_scratch(be, &st->m_att, &st->m_att_bytes, nb * per));
-    CF_TRY(matrix_scratch(be, &st->m_datt, &st->m_datt_bytes, nb * per));
-    CF_TRY(matrix_scratch(be, &st->m_dpre, &st->m_dpre_bytes, nb * per));
-    CF_TRY(matrix_scratch(be, &st->m_out, &st->m_out_bytes, nb * (size_t)T * C * sizeof(float)));
+    /* under auto a failed allocation is not an error: the caller runs the tiled kernels */
+    const int quiet = ctx->quiet_init;
+    if (ctx->flash_kernel == CF_FLASH_K_AUTO) ctx->quiet_init = 1;
+    int rc = matrix_scratch(be, &st->m_att, &st->m_att_bytes, nb * per);
+    if (rc == CF_OK) rc = matrix_scratch(be, &st->m_datt, &st->m_datt_bytes, nb * per);
+    if (rc == CF_OK) rc = matrix_scratch(be, &st->m_dpre, &st->m_dpre_bytes, nb * per);
+    if (rc == CF_OK)
+        rc = matrix_scratch(be, &st->m_out, &st->m_out_bytes, nb * (size_t)T * C * sizeof(float));
+    ctx->quiet_init = quiet;
+    CF_TRY(rc);
+    st->m_last = 3 * nb * per + nb * (size_t)T * C * sizeof(float);
     const cf_view att = cf_view_f32(st->m_att, 0), datt = cf_view_f32(st->m_datt, 0);
     const cf_view dpre = cf_view_f32(st->m_dpre, 0), out = cf_view_f32(st->m_out, 0);
     for (int b0 = 0; b0 < B; b0 += (int)nb) {
@@ -580,7 +594,19 @@ static int matrix_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, 
 int cf_cl_flash_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, cf_view delta,
                          cf_view dout, cf_view out, cf_view lse, cf_view qkv, cf_view doc) {
     cf_cl_ctx *ctx = (cf_cl_ctx *)be->ctx;
-    if (matrix_wanted(ctx, d, doc.buf != NULL)) return matrix_backward(be, d, dqkv, dout, qkv);
+    if (ctx->flash) ctx->flash->m_last = 0;
+    if (matrix_wanted(ctx, d, doc.buf != NULL)) {
+        const int rc = matrix_backward(be, d, dqkv, dout, qkv);
+        /* auto chose it from the budget, not from the memory left: where its scratch does not
+         * fit, the tiled (or rows) kernels take over for good, said once */
+        if (rc != CF_ERR_NOMEM || ctx->flash_kernel != CF_FLASH_K_AUTO) return rc;
+        cf_cl_flash_free_scratch(be);
+        ctx->flash->m_failed = 1;
+        ctx->last_error[0] = 0;
+        CF_WARN("flash attention: no device memory left on %s for the matrix backward's scratch "
+                "(%zu bytes a batch element); running the tiled kernels",
+                ctx->dev.name, matrix_batch_bytes(d));
+    }
     tiled_variant *t;
     CF_TRY(which(ctx, d->hs, &t));
     return t ? tiled_backward(ctx, t, d, dqkv, delta, dout, out, lse, qkv, doc)

@@ -347,19 +347,6 @@ cf_cl_gemm_desc cf_cl_gemm_desc_plain(int ta, int tb, int M, int N, int K, float
                                       int ldc);
 
 int cf_cl_gemm(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d);
-/* A per-(batch, head) operand of attention's batched products: base offset, row stride, and the
- * strides between batches (outer) and heads (inner). */
-typedef struct {
-    cl_mem m;
-    size_t off, so, si;
-    int ld;
-} cf_cl_att_operand;
-/* C = alpha op(A) op(B) + beta C for each of B x NH (batch, head) pairs, causal as in
- * cl_kernels/gemm.cl (0 plain; 1 skip blocks wholly above the diagonal; 2, 3 shorten the K loop
- * of a lower / upper triangular A) (cl_ops.c) */
-int cf_cl_att_gemm(cf_cl_ctx *ctx, int ta, int tb, int M, int N, int K, float alpha,
-                   cf_cl_att_operand a, cf_cl_att_operand b, float beta, cf_cl_att_operand c,
-                   int B, int NH, int causal);
 /* Products of at most CF_CL_GEMM_ROWS_MAX_M rows of A against B stored (N,K) (plain, no
  * activation epilogue): one work-group per output column, B's row read once (cl_infer.c).
  * 1 = done, 0 = declined (another path runs it), < 0 = error. */
@@ -402,6 +389,8 @@ int cf_cl_attention_parse(const char *s, int *mode);
 void cf_cl_attention_counts(cf_cl_ctx *ctx, long *fused, long *gemm);
 /* Of the fused attention ops, those that ran on a multi-head build (-DATT_MHA, KVH == NH). */
 long cf_cl_attention_fused_mha(cf_cl_ctx *ctx);
+/* The attention path in use (enum cf_cl_attention_mode: the option, or cf_cl_attention_set_mode). */
+int cf_cl_attention_mode(cf_cl_ctx *ctx);
 /* Run attention forward / backward (the contract of struct cf_backend_ops) with the fused kernels:
  * 1 when done, 0 when declined (the mode is gemm, or the shape does not fit this device: the caller
  * runs the GEMM path and counts it with cf_cl_attention_count_gemm), negative on an enqueue error.
@@ -440,8 +429,10 @@ int cf_cl_flash_kernel_parse(const char *s, int *kind);
 void cf_cl_flash_release(cf_cl_ctx *ctx);
 /* Free the matrix backward's scratch buffers (backend teardown, before the context goes). */
 void cf_cl_flash_free_scratch(cf_backend *be);
-/* Bytes of those buffers now (cf_backend_info.flash_scratch_bytes). */
+/* Bytes of those buffers now (cf_backend_info.flash_scratch_bytes), and of them what the last
+ * flash backward used (.flash_scratch_last; 0 when it ran the tiled or rows kernels). */
 uint64_t cf_cl_flash_scratch_bytes(const cf_cl_ctx *ctx);
+uint64_t cf_cl_flash_scratch_last(const cf_cl_ctx *ctx);
 /* ---- inference ops (cl_infer.c), signatures as in struct cf_backend_ops ---------------------- */
 int cf_cl_kv_append(cf_backend *be, cf_view qkv, cf_view kc, cf_view vc, cf_view cs, cf_view pos,
                     int B, int Tq, int NH, int KVH, int hs, int S);

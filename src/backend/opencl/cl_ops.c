@@ -281,11 +281,17 @@ static int cl_layernorm_backward(cf_backend *be, cf_view dinp, cf_view dweight, 
 
 /* ---- attention --------------------------------------------------------------------------------- */
 
-typedef cf_cl_att_operand att_operand;
+/* A per-(batch, head) operand of attention: base offset, row stride, and the strides between
+ * batches (outer) and heads (inner). */
+typedef struct {
+    cl_mem m;
+    size_t off, so, si;
+    int ld;
+} att_operand;
 
-int cf_cl_att_gemm(cf_cl_ctx *ctx, int ta, int tb, int M, int N, int K, float alpha,
-                   cf_cl_att_operand a, cf_cl_att_operand b, float beta, cf_cl_att_operand c,
-                   int B, int NH, int causal) {
+static int att_gemm(cf_cl_ctx *ctx, int ta, int tb, int M, int N, int K, float alpha,
+                    att_operand a, att_operand b, float beta, att_operand c, int B, int NH,
+                    int causal) {
     cf_cl_gemm_desc d;
     memset(&d, 0, sizeof d);
     d.ta = ta;
@@ -369,14 +375,14 @@ static int cl_attention_forward(cf_backend *be, cf_view out, cf_view att, cf_vie
     att_operand k = kv_part(qkv, 1, T, NH, KVH, hs), v = kv_part(qkv, 2, T, NH, KVH, hs);
     /* att(T,T) = scale * q(T,hs) k^T; blocks wholly above the diagonal are skipped */
     for (int g = 0; g < G; g++)
-        CF_TRY(cf_cl_att_gemm(ctx, 0, 1, T, T, hs, scale, q_part(qkv, g, T, NH, KVH, hs), k, 0.0f,
+        CF_TRY(att_gemm(ctx, 0, 1, T, T, hs, scale, q_part(qkv, g, T, NH, KVH, hs), k, 0.0f,
                         tt_part(att, g, NH, KVH, T), B, KVH, 1));
     CF_TRY(softmax_rows(ctx, K_SOFTMAX_FORWARD, (size_t)rows,
                         CF_ARGS(ARG_MEM(cf_cl_mem(att)), ARG_ULONG(cf_view_elem_off(att)),
                                 ARG_INT(rows), ARG_INT(T))));
     /* out(T,hs) = att(T,T) v(T,hs); att is lower triangular */
     for (int g = 0; g < G; g++)
-        CF_TRY(cf_cl_att_gemm(ctx, 0, 0, T, hs, T, 1.0f, tt_part(att, g, NH, KVH, T), v, 0.0f,
+        CF_TRY(att_gemm(ctx, 0, 0, T, hs, T, 1.0f, tt_part(att, g, NH, KVH, T), v, 0.0f,
                         btc_part(out, g, T, NH, KVH, hs), B, KVH, 2));
     return CF_OK;
 }
@@ -396,14 +402,14 @@ static int cl_attention_backward(cf_backend *be, cf_view dqkv, cf_view datt, cf_
     att_operand dk = kv_part(dqkv, 1, T, NH, KVH, hs), dv = kv_part(dqkv, 2, T, NH, KVH, hs);
     /* datt(T,T) = dout(T,hs) v^T (only t2 <= t is read below) */
     for (int g = 0; g < G; g++)
-        CF_TRY(cf_cl_att_gemm(ctx, 0, 1, T, T, hs, 1.0f, btc_part(dout, g, T, NH, KVH, hs), v, 0.0f,
+        CF_TRY(att_gemm(ctx, 0, 1, T, T, hs, 1.0f, btc_part(dout, g, T, NH, KVH, hs), v, 0.0f,
                         tt_part(datt, g, NH, KVH, T), B, KVH, 1));
     /* dqkv is assigned, not accumulated: dq is one product with beta 0 per query head, dv and dk
      * the first query head's product with beta 0 (C not read) and the others' added (beta 1);
      * causal modes 2 and 3 only shorten the K loop, so every (row, column) of each is stored.
      * dv(T,hs) = sum over the kv head's query heads of att^T dout; att^T is upper triangular */
     for (int g = 0; g < G; g++)
-        CF_TRY(cf_cl_att_gemm(ctx, 1, 0, T, hs, T, 1.0f, tt_part(att, g, NH, KVH, T),
+        CF_TRY(att_gemm(ctx, 1, 0, T, hs, T, 1.0f, tt_part(att, g, NH, KVH, T),
                         btc_part(dout, g, T, NH, KVH, hs), g ? 1.0f : 0.0f, dv, B, KVH, 3));
     CF_TRY(softmax_rows(ctx, K_SOFTMAX_BACKWARD, (size_t)rows,
                         CF_ARGS(ARG_MEM(cf_cl_mem(dpreatt)), ARG_ULONG(cf_view_elem_off(dpreatt)),
@@ -414,10 +420,10 @@ static int cl_attention_backward(cf_backend *be, cf_view dqkv, cf_view datt, cf_
      * the K loop from the block's first key reads dpreatt's zeros above the diagonal, which the
      * softmax backward writes) */
     for (int g = 0; g < G; g++)
-        CF_TRY(cf_cl_att_gemm(ctx, 0, 0, T, hs, T, 1.0f, tt_part(dpreatt, g, NH, KVH, T), k, 0.0f,
+        CF_TRY(att_gemm(ctx, 0, 0, T, hs, T, 1.0f, tt_part(dpreatt, g, NH, KVH, T), k, 0.0f,
                         q_part(dqkv, g, T, NH, KVH, hs), B, KVH, 2));
     for (int g = 0; g < G; g++)
-        CF_TRY(cf_cl_att_gemm(ctx, 1, 0, T, hs, T, 1.0f, tt_part(dpreatt, g, NH, KVH, T),
+        CF_TRY(att_gemm(ctx, 1, 0, T, hs, T, 1.0f, tt_part(dpreatt, g, NH, KVH, T),
                         q_part(qkv, g, T, NH, KVH, hs), g ? 1.0f : 0.0f, dk, B, KVH, 3));
     return CF_OK;
 }
