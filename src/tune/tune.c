@@ -29,6 +29,7 @@
 #include "backend/opencl/cl_tuning.h"
 #include "clformer/common.h"
 #include "clformer/config.h"
+#include "io/half.h"
 #include "model/gpt.h"
 #include "tune/tune.h"
 
@@ -375,17 +376,29 @@ static int time_runs(tuner *T, work_fn fn, void *arg, int reps, double prune_us,
 
 /* ---- data ------------------------------------------------------------------------------------ */
 
-static int upload_random(cf_backend *a, cf_buffer *ba, cf_backend *b, cf_buffer *bb, size_t n,
-                         float scale, uint64_t seed) {
+/* The same random values to both backends; round (1 bf16, 2 fp16) rounds b's copy to that format
+ * (to nearest even), as the device's register-blocked kernel rounds its inputs under precision
+ * bf16 / fp16: the CPU's fp32 product of them is then the reference to fp32's tolerance. */
+static int upload_random_round(cf_backend *a, cf_buffer *ba, cf_backend *b, cf_buffer *bb,
+                               size_t n, float scale, uint64_t seed, int round) {
     float *h = malloc((n ? n : 1) * sizeof *h);
     if (!h) return CF_ERR_NOMEM;
     cf_rng r;
     cf_rng_seed(&r, seed);
     for (size_t i = 0; i < n; i++) h[i] = scale * (2.0f * cf_rng_uniform(&r) - 1.0f);
     int rc = cf_be_upload(a, cf_view_f32(ba, 0), h, n * 4);
+    if (round == 1)
+        for (size_t i = 0; i < n; i++) h[i] = cf_bf16_to_f32(cf_f32_to_bf16(h[i]));
+    else if (round == 2)
+        for (size_t i = 0; i < n; i++) h[i] = cf_f16_to_f32(cf_f32_to_f16(h[i]));
     if (rc >= 0 && b) rc = cf_be_upload(b, cf_view_f32(bb, 0), h, n * 4);
     free(h);
     return rc;
+}
+
+static int upload_random(cf_backend *a, cf_buffer *ba, cf_backend *b, cf_buffer *bb, size_t n,
+                         float scale, uint64_t seed) {
+    return upload_random_round(a, ba, b, bb, n, scale, seed, 0);
 }
 
 /* max|x - ref| / max|ref|; INFINITY when x has a NaN (an element the kernel did not write) */
@@ -619,10 +632,8 @@ static int measure_gemm(tuner *T, int i, const cand *c, int kind, int is_rule, c
     /* the register-blocked kernel on TF32 tensor cores: inputs rounded to a 10-bit mantissa, ~1e-3
      * of the largest value (test_cl_gemm_fast --tf32 bounds the same norm by 5e-3) */
     if (ctx->mma_tf32 && (kind == KIND_FAST || kind == KIND_FAST_CHOICE)) tol += 5e-3;
-    /* bf16 / fp16 inputs (8- and 11-bit significands, rounded to nearest): on the tests' random
-     * data the error is near 1e-3 and 2e-4 of the largest value; a wrong element is far above */
-    if (T->round == 1) tol += 1e-2;
-    if (T->round == 2) tol += 2e-3;
+    /* bf16 / fp16: the reference multiplies the same inputs rounded to the format on the host
+     * (upload_random_round), so only the summation order differs: fp32's tolerance */
     if (!(r->err <= tol)) {
         r->status = CAND_WRONG;
         snprintf(r->note, sizeof r->note, "max error %.2e of the largest |value| (tolerance %.1e)",
@@ -1230,8 +1241,8 @@ static int gemm_buffers(tuner *T) {
     CF_TRY(cf_be_alloc(T->cpu, T->maxA * 4, &T->cA));
     CF_TRY(cf_be_alloc(T->cpu, T->maxB * 4, &T->cB));
     CF_TRY(cf_be_alloc(T->cpu, T->maxC * 4, &T->cC));
-    CF_TRY(upload_random(T->be, T->gA, T->cpu, T->cA, T->maxA, 1.0f, 1));
-    CF_TRY(upload_random(T->be, T->gB, T->cpu, T->cB, T->maxB, 1.0f, 2));
+    CF_TRY(upload_random_round(T->be, T->gA, T->cpu, T->cA, T->maxA, 1.0f, 1, T->round));
+    CF_TRY(upload_random_round(T->be, T->gB, T->cpu, T->cB, T->maxB, 1.0f, 2, T->round));
     T->host_c = malloc(T->maxC * 4);
     return T->host_c ? CF_OK : CF_ERR_NOMEM;
 }
@@ -1624,8 +1635,8 @@ static int open_device(tuner *T) {
         CF_WARN("clformer-tune --precision tf32: %s has no TF32 matrix engine this backend can use "
                 "(precision tf32 runs fp32 there); measuring fp32, entries tagged fp32",
                 T->ctx->dev.name);
-    /* the reference: the CPU backend in fp32 (rounded inputs are within the tolerance of
-     * measure_gemm) */
+    /* the reference: the CPU backend in fp32 (bf16 / fp16: of inputs rounded to the format on the
+     * host, upload_random_round) */
     opts.tf32 = opts.bf16 = opts.fp16 = 0;
     CF_TRY(cf_backend_cpu_create("cpu", &opts, &T->cpu));
     cl_int err = CL_SUCCESS;
