@@ -31,6 +31,43 @@ skip() {
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 . "$(dirname "$0")/cli_common.sh" # fail=0; ok, bad, expect_bad
+# the three losses of two --log files agree within 2e-3 (relative above 1)
+same_losses() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+a = [json.loads(l)["loss"] for l in open(sys.argv[1])]
+b = [json.loads(l)["loss"] for l in open(sys.argv[2])]
+assert len(a) == len(b) == 3, (a, b)
+for x, y in zip(a, b):
+    assert abs(x - y) <= 2e-3 * max(1.0, abs(x)), (a, b)
+print("  losses %s, %s" % (["%.5f" % x for x in a], ["%.5f" % y for y in b]))
+PY
+}
+# every GEMM shape of the tuning file $1 that the --verbose log $2 shows ran the file's fast
+# choice (its blocks, bk and the split the kernel makes of it), at least 10 shapes
+ran_fast_choices() {
+  python3 - "$1" "$2" <<'PY'
+import json, re, sys
+t = json.load(open(sys.argv[1]))
+log = open(sys.argv[2]).read()
+entries = {(g["M"], g["N"], g["K"], "NT"[g["ta"]] + "NT"[g["tb"]]): g for g in t["gemm"]}
+seen = 0
+for m in re.finditer(r"gemm M=(\d+) N=(\d+) K=(\d+) ([NT]{2}): (.*)", log):
+    K = int(m.group(3))
+    g = entries.get((int(m.group(1)), int(m.group(2)), K, m.group(4)))
+    if not g:
+        continue
+    seen += 1
+    f = g["fast_choice"]
+    kps = -(-(-(-K // f["split"])) // f["bk"]) * f["bk"]  # K per slice, a multiple of bk
+    split = -(-K // kps)                                  # the split actually run
+    want = r"fast %dx%d \(bk %d, split %d, (float4|scalar), from the tuning file\)$" % (
+        f["wg"] * f["rm"], f["wg"] * f["rn"], f["bk"], split)
+    assert re.match(want, m.group(5)), (m.group(0), want)
+assert seen >= 10, seen
+print("  %d GEMM shapes of the step ran their file's fast choice" % seen)
+PY
+}
 cd "$SRC" || exit 1
 export CF_CACHE_DIR=${CF_CACHE_DIR:-$BIN/cl_cache}  # the tests' shared program cache
 unset CF_TUNING
@@ -178,49 +215,13 @@ for m in re.finditer(r"gemm M=(\d+) N=(\d+) K=(\d+) ([NT]{2}): (.*)", log):
 assert seen >= 10, seen
 print("  %d GEMM shapes of the step checked against the file" % seen)
 PY
-python3 - "$W/cpu.jsonl" "$W/cl.jsonl" <<'PY' && ok "tuned OpenCL training matches the CPU backend's losses" || bad "tuned training losses differ from the CPU backend"
-import json, sys
-a = [json.loads(l)["loss"] for l in open(sys.argv[1])]
-b = [json.loads(l)["loss"] for l in open(sys.argv[2])]
-assert len(a) == len(b) == 3, (a, b)
-for x, y in zip(a, b):
-    assert abs(x - y) <= 2e-3 * max(1.0, abs(x)), (a, b)
-print("  losses cpu %s, tuned opencl %s" % (["%.5f" % x for x in a], ["%.5f" % y for y in b]))
-PY
+same_losses "$W/cpu.jsonl" "$W/cl.jsonl" && ok "tuned OpenCL training matches the CPU backend's losses" || bad "tuned training losses differ from the CPU backend"
 
 # 4b. the file's fast choices in use: every entry of the CF_GEMM_FAST=1 tuning sent to the fast
 # kernel; each GEMM shape of the step runs with its entry's choice, losses as on the CPU backend
 CF_GEMM_FAST=1 CF_TUNING="$W/fall.json" $CLF train configs/tiny.json $SMALL --device "$DEV" --steps 3 --out "$W/fa" --log "$W/fa.jsonl" --verbose >"$W/fa.out" 2>"$W/fa.err" || bad "training with fast choices failed: $(tail -3 "$W/fa.err")"
-python3 - "$W/fall.json" "$W/fa.err" <<'PY' && ok "CF_GEMM_FAST=1 and path fast: each GEMM shape of the step ran with its file's fast choice (debug log)" || bad "fast choices of the tuning file not used"
-import json, re, sys
-t = json.load(open(sys.argv[1]))
-log = open(sys.argv[2]).read()
-entries = {(g["M"], g["N"], g["K"], "NT"[g["ta"]] + "NT"[g["tb"]]): g for g in t["gemm"]}
-seen = 0
-for m in re.finditer(r"gemm M=(\d+) N=(\d+) K=(\d+) ([NT]{2}): (.*)", log):
-    K = int(m.group(3))
-    g = entries.get((int(m.group(1)), int(m.group(2)), K, m.group(4)))
-    if not g:
-        continue
-    seen += 1
-    f = g["fast_choice"]
-    kps = -(-(-(-K // f["split"])) // f["bk"]) * f["bk"]  # K per slice, a multiple of bk
-    split = -(-K // kps)                                  # the split actually run
-    want = r"fast %dx%d \(bk %d, split %d, (float4|scalar), from the tuning file\)$" % (
-        f["wg"] * f["rm"], f["wg"] * f["rn"], f["bk"], split)
-    assert re.match(want, m.group(5)), (m.group(0), want)
-assert seen >= 10, seen
-print("  %d GEMM shapes of the step ran their file's fast choice" % seen)
-PY
-python3 - "$W/cpu.jsonl" "$W/fa.jsonl" <<'PY' && ok "training with the file's fast choices matches the CPU backend's losses" || bad "losses with fast choices differ from the CPU backend"
-import json, sys
-a = [json.loads(l)["loss"] for l in open(sys.argv[1])]
-b = [json.loads(l)["loss"] for l in open(sys.argv[2])]
-assert len(a) == len(b) == 3, (a, b)
-for x, y in zip(a, b):
-    assert abs(x - y) <= 2e-3 * max(1.0, abs(x)), (a, b)
-print("  losses cpu %s, fast choices %s" % (["%.5f" % x for x in a], ["%.5f" % y for y in b]))
-PY
+ran_fast_choices "$W/fall.json" "$W/fa.err" && ok "CF_GEMM_FAST=1 and path fast: each GEMM shape of the step ran with its file's fast choice (debug log)" || bad "fast choices of the tuning file not used"
+same_losses "$W/cpu.jsonl" "$W/fa.jsonl" && ok "training with the file's fast choices matches the CPU backend's losses" || bad "losses with fast choices differ from the CPU backend"
 
 # 5. a corrupt file named with --tuning: one warning, the run goes on
 echo '{"format": "clformer-tuning", "version": 1, "gemm": [' > "$W/bad.json"
@@ -310,30 +311,8 @@ print("  %d bf16 entries" % len(t["gemm"]))
 PY
 $CLF train configs/tiny.json $SMALL --device "$DEV" --precision bf16 --tuning off --steps 3 --out "$W/b0" --log "$W/b0.jsonl" --quiet >"$W/b0.out" 2>"$W/b0.err" || bad "untuned bf16 training failed: $(tail -3 "$W/b0.err")"
 $CLF train configs/tiny.json $SMALL --device "$DEV" --precision bf16 --tuning "$W/b.json" --steps 3 --out "$W/b1" --log "$W/b1.jsonl" --verbose >"$W/b1.out" 2>"$W/b1.err" || bad "tuned bf16 training failed: $(tail -3 "$W/b1.err")"
-python3 - "$W/b.json" "$W/b1.err" "$W/b0.jsonl" "$W/b1.jsonl" <<'PY' && ok "a bf16 run takes every shape's choice from the bf16 entries and matches the untuned bf16 run's losses" || bad "bf16 entries not used, or losses differ"
-import json, re, sys
-t = json.load(open(sys.argv[1]))
-log = open(sys.argv[2]).read()
-entries = {(g["M"], g["N"], g["K"], "NT"[g["ta"]] + "NT"[g["tb"]]): g for g in t["gemm"]}
-seen = 0
-for m in re.finditer(r"gemm M=(\d+) N=(\d+) K=(\d+) ([NT]{2}): (.*)", log):
-    g = entries.get((int(m.group(1)), int(m.group(2)), int(m.group(3)), m.group(4)))
-    if not g:
-        continue
-    seen += 1
-    f = g["fast_choice"]
-    want = r"fast %dx%d \(bk %d, split \d+, (float4|scalar), from the tuning file\)$" % (
-        f["wg"] * f["rm"], f["wg"] * f["rn"], f["bk"])
-    assert re.match(want, m.group(5)), (m.group(0), want)
-assert seen >= 10, seen
-a = [json.loads(l)["loss"] for l in open(sys.argv[3])]
-b = [json.loads(l)["loss"] for l in open(sys.argv[4])]
-assert len(a) == len(b) == 3, (a, b)
-for x, y in zip(a, b):
-    assert abs(x - y) <= 2e-3 * max(1.0, abs(x)), (a, b)
-print("  %d shapes from the file; losses untuned %s, tuned %s" % (
-    seen, ["%.5f" % x for x in a], ["%.5f" % y for y in b]))
-PY
+ran_fast_choices "$W/b.json" "$W/b1.err" && ok "a bf16 run takes every shape's choice from the bf16 entries" || bad "bf16 entries not used"
+same_losses "$W/b0.jsonl" "$W/b1.jsonl" && ok "the tuned bf16 run matches the untuned bf16 run's losses" || bad "tuned bf16 losses differ from the untuned run's"
 if $CLF train configs/tiny.json $SMALL --device "$DEV" --tuning "$W/b.json" --steps 1 --out "$W/b2" >"$W/b2.out" 2>"$W/b2.err"; then
   grep -q "measured for another precision than this run's fp32 and not applied" "$W/b2.err" && ok "a file of bf16 entries in an fp32 run: not applied (one warning)" || bad "bf16 file in an fp32 run: $(cat "$W/b2.err")"
 else

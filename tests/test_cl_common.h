@@ -19,6 +19,7 @@
 #include "cli/cli_env.h"
 #include "clformer/common.h"
 #include "io/half.h"
+#include "test_expect.h"
 
 #define TCL_OK(call)                                                                               \
     do {                                                                                           \
@@ -96,7 +97,6 @@ static inline double tcl_norm_err(const float *a, const float *b, size_t n) {
 
 /* the two backends under comparison, counters, and the data RNG */
 static cf_backend *CPU, *GPU;
-static int fails = 0, checks = 0;
 static cf_rng rng;
 
 typedef struct {
@@ -179,18 +179,6 @@ static inline void check(const char *what, pair p, double tol) {
            guard_ok ? "" : "  guard elements overwritten");
     free(a);
     free(b);
-}
-
-static inline void expect(int cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static inline void expect(int cond, const char *fmt, ...) {
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    checks++;
-    if (!cond) fails++;
-    printf("%-4s %s\n", cond ? "ok" : "FAIL", msg);
 }
 
 /* ---- log capture (GEMM tile choice is logged at debug level) ------------------------------- */

@@ -12,20 +12,7 @@
 #include <string.h>
 
 #include "backend/opencl/cl_matrix.h"
-
-static int checks = 0, fails = 0;
-
-static void expect(int cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void expect(int cond, const char *fmt, ...) {
-    char msg[768];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    checks++;
-    if (!cond) fails++;
-    printf("%-4s %s\n", cond ? "ok" : "FAIL", msg);
-}
+#include "test_expect.h"
 
 static cf_cl_device_info device(const char *name, const char *vendor, cl_device_type type,
                                 const char *ext, int nv_cc) {

@@ -13,20 +13,7 @@
 
 #include "backend/opencl/cl_plan.h"
 #include "backend/opencl/cl_tuning.h"
-
-static int checks = 0, fails = 0;
-
-static void expect(int cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void expect(int cond, const char *fmt, ...) {
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    checks++;
-    if (!cond) fails++;
-    printf("%-4s %s\n", cond ? "ok" : "FAIL", msg);
-}
+#include "test_expect.h"
 
 /* an H100-class discrete GPU without CLBlast, auto modes */
 static cf_cl_plan_device gpu_dev(void) {

@@ -54,6 +54,12 @@ cf_backend_options cf_backend_options_default(void) {
     return o;
 }
 
+void cf_backend_options_set_precision(cf_backend_options *o, int precision) {
+    o->tf32 = precision == CF_PREC_TF32;
+    o->bf16 = precision == CF_PREC_BF16;
+    o->fp16 = precision == CF_PREC_FP16;
+}
+
 /* ---- registry ---------------------------------------------------------------------------- */
 
 static const cf_backend_reg registry[] = {

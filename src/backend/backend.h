@@ -205,6 +205,8 @@ typedef struct cf_backend_options {
 /* Today's defaults: every path "auto", tuning files looked up, embedded kernels, no program cache,
  * map on unified memory, auto takes GPUs only, not verbose. */
 cf_backend_options cf_backend_options_default(void);
+/* Set the options a config's precision (enum cf_precision) gives a backend: tf32, bf16, fp16. */
+void cf_backend_options_set_precision(cf_backend_options *o, int precision);
 
 /* Elementwise activations of act_forward / act_backward:
  *   GELU   tanh approximation (GPT-2): 0.5x(1+tanh(sqrt(2/pi)(x+0.044715x^3)))

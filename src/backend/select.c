@@ -294,9 +294,7 @@ int cf_backend_create_for(const char *spec, const cf_backend_options *opts, cons
     if (!opts) opts = &defaults;
     /* the config's precision reaches the backend as an option */
     cf_backend_options with = *opts;
-    if (cfg) with.tf32 = cfg->precision == CF_PREC_TF32;
-    if (cfg) with.bf16 = cfg->precision == CF_PREC_BF16;
-    if (cfg) with.fp16 = cfg->precision == CF_PREC_FP16;
+    if (cfg) cf_backend_options_set_precision(&with, cfg->precision);
     opts = &with;
     if (!spec || !*spec) spec = "auto";
     if (strcasecmp(spec, "auto") != 0 || !cfg || opts->auto_first)

@@ -199,9 +199,7 @@ int cf_cmd_bench(int argc, char **argv) {
         cf_backend *be = NULL;
         /* --precision reaches the backend (a matrix engine's peak for tf32 / bf16 / fp16) */
         cf_backend_options bo = o.backend ? *o.backend : cf_backend_options_default();
-        bo.tf32 = cfg.precision == CF_PREC_TF32;
-        bo.bf16 = cfg.precision == CF_PREC_BF16;
-        bo.fp16 = cfg.precision == CF_PREC_FP16;
+        cf_backend_options_set_precision(&bo, cfg.precision);
         if (cf_backend_create(o.device, &bo, &be) < 0) return 1;
         double gf = 0.0;
         const char *how = "";

@@ -1616,9 +1616,7 @@ static int open_device(tuner *T) {
     }
     /* measure the built-in rule, not an earlier tuning file */
     opts.tuning = "off";
-    opts.tf32 = T->o.precision == CF_PREC_TF32;
-    opts.bf16 = T->o.precision == CF_PREC_BF16;
-    opts.fp16 = T->o.precision == CF_PREC_FP16;
+    cf_backend_options_set_precision(&opts, T->o.precision);
     int rc = cf_backend_opencl_create(spec, &opts, &T->be);
     if (rc < 0) {
         CF_ERROR("clformer-tune: no OpenCL device for --device %s; run 'clformer devices'",
@@ -1637,7 +1635,7 @@ static int open_device(tuner *T) {
                 T->ctx->dev.name);
     /* the reference: the CPU backend in fp32 (bf16 / fp16: of inputs rounded to the format on the
      * host, upload_random_round) */
-    opts.tf32 = opts.bf16 = opts.fp16 = 0;
+    cf_backend_options_set_precision(&opts, CF_PREC_FP32);
     CF_TRY(cf_backend_cpu_create("cpu", &opts, &T->cpu));
     cl_int err = CL_SUCCESS;
     T->tiny = clCreateBuffer(T->ctx->context, CL_MEM_READ_WRITE, 64, NULL, &err);

@@ -101,16 +101,15 @@ static int cf_flash_fwd_item(const cf_flash_args *g, int b, int h, float *out, f
     return CF_OK;
 }
 
-int cf_cpu_flash_forward(cf_backend *be, const cf_attn_desc *d, cf_view out_v, cf_view lse_v,
-                         cf_view qkv_v, cf_view doc_v) {
-    const cf_flash_args g = {cf_cpu_f32(qkv_v), doc_v.buf ? cf_cpu_i32(doc_v) : NULL, d->B, d->T,
-                             d->NH, d->KVH, d->hs, d->window, (d->NH + 2 * d->KVH) * d->hs,
-                             1.0f / sqrtf((float)d->hs), cf_cpu_flash_gemm_kernel(be)};
-    float *out = cf_cpu_f32(out_v), *lse = cf_cpu_f32(lse_v);
-    const int n = d->B * d->NH;
-    const size_t per = (size_t)CF_FLASH_BQ * (size_t)d->T;
+/* The items of a call: n of them over OpenMP threads (when the work is worth threads), each
+ * thread with `per` floats of scratch; the first failure (an item's, or a scratch allocation) is
+ * returned, with one error line naming op. */
+typedef int (*cf_flash_item_fn)(const cf_flash_args *g, int it, float *scr, void *io);
+
+static int cf_flash_run(const char *op, const cf_flash_args *g, int n, size_t per,
+                        cf_flash_item_fn fn, void *io) {
     int fail = CF_OK;
-#pragma omp parallel if (n > 1 && (size_t)d->T * d->T * d->hs * n >= 32768)
+#pragma omp parallel if (n > 1 && (size_t)g->T * g->T * g->hs * n >= 32768)
     {
         float *scr = malloc(sizeof(float) * per);
         if (!scr) {
@@ -119,7 +118,7 @@ int cf_cpu_flash_forward(cf_backend *be, const cf_attn_desc *d, cf_view out_v, c
         }
 #pragma omp for schedule(dynamic, 1)
         for (int it = 0; it < n; it++) {
-            const int rc = scr ? cf_flash_fwd_item(&g, it / d->NH, it % d->NH, out, lse, scr) : 0;
+            const int rc = scr ? fn(g, it, scr, io) : 0;
             if (rc < 0) {
 #pragma omp atomic write
                 fail = rc;
@@ -127,13 +126,36 @@ int cf_cpu_flash_forward(cf_backend *be, const cf_attn_desc *d, cf_view out_v, c
         }
         free(scr);
     }
-    if (fail < 0) {
-        CF_ERROR("flash_forward: out of memory for %zu bytes of per-thread scratch (or the GEMM's "
-                 "packing buffers)",
-                 sizeof(float) * per);
-        return fail;
-    }
-    return CF_OK;
+    if (fail < 0)
+        CF_ERROR("%s: out of memory for %zu bytes of per-thread scratch (or the GEMM's packing "
+                 "buffers)",
+                 op, sizeof(float) * per);
+    return fail;
+}
+
+static cf_flash_args cf_flash_args_of(cf_backend *be, const cf_attn_desc *d, cf_view qkv,
+                                      cf_view doc) {
+    const cf_flash_args g = {cf_cpu_f32(qkv), doc.buf ? cf_cpu_i32(doc) : NULL, d->B, d->T,
+                             d->NH, d->KVH, d->hs, d->window, (d->NH + 2 * d->KVH) * d->hs,
+                             1.0f / sqrtf((float)d->hs), cf_cpu_flash_gemm_kernel(be)};
+    return g;
+}
+
+typedef struct {
+    float *out, *lse;
+} cf_flash_fwd_io;
+
+static int cf_flash_fwd_it(const cf_flash_args *g, int it, float *scr, void *io) {
+    const cf_flash_fwd_io *f = io;
+    return cf_flash_fwd_item(g, it / g->NH, it % g->NH, f->out, f->lse, scr);
+}
+
+int cf_cpu_flash_forward(cf_backend *be, const cf_attn_desc *d, cf_view out_v, cf_view lse_v,
+                         cf_view qkv_v, cf_view doc_v) {
+    const cf_flash_args g = cf_flash_args_of(be, d, qkv_v, doc_v);
+    cf_flash_fwd_io io = {cf_cpu_f32(out_v), cf_cpu_f32(lse_v)};
+    return cf_flash_run("flash_forward", &g, d->B * d->NH, (size_t)CF_FLASH_BQ * (size_t)d->T,
+                        cf_flash_fwd_it, &io);
 }
 
 /* one (b, kv head): owns dK, dV of kh and dQ of its group's query heads; scr holds 2 BQ T floats */
@@ -190,41 +212,23 @@ static int cf_flash_bwd_item(const cf_flash_args *g, int b, int kh, float *dqkv,
     return CF_OK;
 }
 
+typedef struct {
+    float *dqkv, *delta;
+    const float *dout, *out, *lse;
+} cf_flash_bwd_io;
+
+static int cf_flash_bwd_it(const cf_flash_args *g, int it, float *scr, void *io) {
+    const cf_flash_bwd_io *f = io;
+    return cf_flash_bwd_item(g, it / g->KVH, it % g->KVH, f->dqkv, f->delta, f->dout, f->out,
+                             f->lse, scr);
+}
+
 int cf_cpu_flash_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv_v, cf_view delta_v,
                           cf_view dout_v, cf_view out_v, cf_view lse_v, cf_view qkv_v,
                           cf_view doc_v) {
-    const cf_flash_args g = {cf_cpu_f32(qkv_v), doc_v.buf ? cf_cpu_i32(doc_v) : NULL, d->B, d->T,
-                             d->NH, d->KVH, d->hs, d->window, (d->NH + 2 * d->KVH) * d->hs,
-                             1.0f / sqrtf((float)d->hs), cf_cpu_flash_gemm_kernel(be)};
-    float *dqkv = cf_cpu_f32(dqkv_v), *delta = cf_cpu_f32(delta_v);
-    const float *dout = cf_cpu_f32(dout_v), *out = cf_cpu_f32(out_v), *lse = cf_cpu_f32(lse_v);
-    const int n = d->B * d->KVH;
-    const size_t per = (size_t)2 * CF_FLASH_BQ * (size_t)d->T;
-    int fail = CF_OK;
-#pragma omp parallel if (n > 1 && (size_t)d->T * d->T * d->hs * n >= 32768)
-    {
-        float *scr = malloc(sizeof(float) * per);
-        if (!scr) {
-#pragma omp atomic write
-            fail = CF_ERR_NOMEM;
-        }
-#pragma omp for schedule(dynamic, 1)
-        for (int it = 0; it < n; it++) {
-            const int rc = scr ? cf_flash_bwd_item(&g, it / d->KVH, it % d->KVH, dqkv, delta,
-                                                   dout, out, lse, scr)
-                               : 0;
-            if (rc < 0) {
-#pragma omp atomic write
-                fail = rc;
-            }
-        }
-        free(scr);
-    }
-    if (fail < 0) {
-        CF_ERROR("flash_backward: out of memory for %zu bytes of per-thread scratch (or the GEMM's "
-                 "packing buffers)",
-                 sizeof(float) * per);
-        return fail;
-    }
-    return CF_OK;
+    const cf_flash_args g = cf_flash_args_of(be, d, qkv_v, doc_v);
+    cf_flash_bwd_io io = {cf_cpu_f32(dqkv_v), cf_cpu_f32(delta_v), cf_cpu_f32(dout_v),
+                          cf_cpu_f32(out_v), cf_cpu_f32(lse_v)};
+    return cf_flash_run("flash_backward", &g, d->B * d->KVH,
+                        (size_t)2 * CF_FLASH_BQ * (size_t)d->T, cf_flash_bwd_it, &io);
 }

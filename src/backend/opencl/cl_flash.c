@@ -55,9 +55,8 @@ struct cf_cl_flash {
     tiled_variant t[FLASH_MAX_VARIANTS];
     int nt;
     /* the matrix backward's scratch (probabilities, their gradient, the pre-softmax gradient,
-     * an output copy), kept between calls */
-    cf_buffer *m_att, *m_datt, *m_dpre, *m_out;
-    size_t m_att_bytes, m_datt_bytes, m_dpre_bytes, m_out_bytes;
+     * an output copy, one after another), kept between calls; its size is m_buf->nbytes */
+    cf_buffer *m_buf;
     size_t m_last;  /* the bytes of it the last backward call used (0: it ran another kernel) */
     int m_failed;   /* auto could not allocate it once: the tiled or rows kernels from then on */
     int noted_hs[FLASH_MAX_VARIANTS]; /* head sizes whose tile was logged */
@@ -84,18 +83,14 @@ static void tiled_free(tiled_variant *v) {
 void cf_cl_flash_free_scratch(cf_backend *be) {
     struct cf_cl_flash *st = ((cf_cl_ctx *)be->ctx)->flash;
     if (!st) return;
-    cf_buffer **bufs[4] = {&st->m_att, &st->m_datt, &st->m_dpre, &st->m_out};
-    for (int i = 0; i < 4; i++) {
-        if (*bufs[i]) cf_be_free(be, *bufs[i]);
-        *bufs[i] = NULL;
-    }
-    st->m_att_bytes = st->m_datt_bytes = st->m_dpre_bytes = st->m_out_bytes = st->m_last = 0;
+    if (st->m_buf) cf_be_free(be, st->m_buf);
+    st->m_buf = NULL;
+    st->m_last = 0;
 }
 
 uint64_t cf_cl_flash_scratch_bytes(const cf_cl_ctx *ctx) {
     const struct cf_cl_flash *st = ctx->flash;
-    return st ? (uint64_t)(st->m_att_bytes + st->m_datt_bytes + st->m_dpre_bytes + st->m_out_bytes)
-              : 0;
+    return st && st->m_buf ? (uint64_t)st->m_buf->nbytes : 0;
 }
 
 uint64_t cf_cl_flash_scratch_last(const cf_cl_ctx *ctx) {
@@ -540,18 +535,6 @@ static int matrix_wanted(cf_cl_ctx *ctx, const cf_attn_desc *d, int has_doc) {
     return plan.fused;
 }
 
-/* A scratch buffer of the matrix backward of at least n bytes (kept between calls, replaced when
- * a larger one is needed; allocated through the backend, so the peak memory counts it). */
-static int matrix_scratch(cf_backend *be, cf_buffer **buf, size_t *have, size_t n) {
-    if (*buf && *have >= n) return CF_OK;
-    if (*buf) cf_be_free(be, *buf);
-    *buf = NULL;
-    *have = 0;
-    CF_TRY(cf_be_alloc(be, n, buf));
-    *have = n;
-    return CF_OK;
-}
-
 /* dq, dk, dv (assigned) by recomputing the probabilities: for chunks of nb batch elements (as
  * many as the budget holds, at least one), attention_forward into scratch (the probabilities and
  * an output copy; the fused kernels on GPUs, batched GEMMs elsewhere), then attention_backward
@@ -567,19 +550,22 @@ static int matrix_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, 
     size_t nb = matrix_budget(ctx) / matrix_batch_bytes(d);
     if (nb < 1) nb = 1;
     if (nb > (size_t)B) nb = (size_t)B;
-    /* under auto a failed allocation is not an error: the caller runs the tiled kernels */
-    const int quiet = ctx->quiet_init;
-    if (ctx->flash_kernel == CF_FLASH_K_AUTO) ctx->quiet_init = 1;
-    int rc = matrix_scratch(be, &st->m_att, &st->m_att_bytes, nb * per);
-    if (rc == CF_OK) rc = matrix_scratch(be, &st->m_datt, &st->m_datt_bytes, nb * per);
-    if (rc == CF_OK) rc = matrix_scratch(be, &st->m_dpre, &st->m_dpre_bytes, nb * per);
-    if (rc == CF_OK)
-        rc = matrix_scratch(be, &st->m_out, &st->m_out_bytes, nb * (size_t)T * C * sizeof(float));
-    ctx->quiet_init = quiet;
-    CF_TRY(rc);
-    st->m_last = 3 * nb * per + nb * (size_t)T * C * sizeof(float);
-    const cf_view att = cf_view_f32(st->m_att, 0), datt = cf_view_f32(st->m_datt, 0);
-    const cf_view dpre = cf_view_f32(st->m_dpre, 0), out = cf_view_f32(st->m_out, 0);
+    /* one buffer (allocated through the backend, so the peak memory counts it), replaced when a
+     * larger one is needed; under auto a failed allocation is not an error: the caller runs the
+     * tiled kernels */
+    const size_t need = 3 * nb * per + nb * (size_t)T * C * sizeof(float);
+    if (!st->m_buf || st->m_buf->nbytes < need) {
+        cf_cl_flash_free_scratch(be);
+        const int quiet = ctx->quiet_init;
+        if (ctx->flash_kernel == CF_FLASH_K_AUTO) ctx->quiet_init = 1;
+        const int rc = cf_be_alloc(be, need, &st->m_buf);
+        ctx->quiet_init = quiet;
+        CF_TRY(rc);
+    }
+    st->m_last = need;
+    const size_t pf = nb * per / sizeof(float); /* floats of one (nb, NH, T, T) part */
+    const cf_view att = cf_view_f32(st->m_buf, 0), datt = cf_view_f32(st->m_buf, pf);
+    const cf_view dpre = cf_view_f32(st->m_buf, 2 * pf), out = cf_view_f32(st->m_buf, 3 * pf);
     for (int b0 = 0; b0 < B; b0 += (int)nb) {
         const int cb = B - b0 < (int)nb ? B - b0 : (int)nb;
         const cf_view q = cf_view_add(qkv, (size_t)b0 * T * QKV);
