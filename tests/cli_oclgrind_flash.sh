@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # clformer test: the flash attention kernels under oclgrind, the OpenCL device simulator, with
 # out-of-bounds access, data-race, uninitialised-value and API checking on, at small sizes:
-# causal GQA 4:2 at T = 19, a window of 3 with a document mask and GQA 4:1 at T = 21, and T = 1,
+# causal GQA 4:2 at T = 19, a window of 3 with a document mask and GQA 4:1 at T = 21, T = 1 and
+# two heads at T = 13,
 # each against the double-precision reference of tests/flash_ref.h, for both sets of kernels:
 # the register-tiled ones (cl_kernels/flash_tiled.cl: flash_tiled_forward, flash_tiled_delta,
 # flash_tiled_dq, flash_tiled_dkv) and the rows ones (cl_kernels/flash_attention.cl:
 # flash_forward, flash_backward_dq, flash_backward_dkv), and the matrix backward (the
 # probabilities recomputed by the matrix attention ops, here cl_kernels/attention.cl's fused
 # kernels, batch chunk by batch chunk) after the tiled forward (oclgrind's simulated device is a
-# GPU), with the default scratch budget:
+# GPU), with a scratch budget of one byte (so the two-head case runs head by head, on the fused
+# kernels' head ranges):
 #     oclgrind --data-races --uninitialized --check-api test_cl_flash_attention --small --kernel K
 # It fails if a result differs from the reference, if oclgrind reports anything, or if the test
 # did not pass. Before each set it plants a bug (the barriers between loading a tile into local

@@ -285,11 +285,15 @@ static const fr_case fr_cases[] = {
     /* three batch elements: the OpenCL matrix backward's 100 KB budget holds two of them (43,200
      * bytes each), so it runs a chunk of two, then a partial chunk of one */
     {"chunks B3 T30 gqa 4:2 hs8", 3, 30, 4, 2, 8, 0, 0},
+    /* multi-head, three heads: the fused matrix backward's 30 KB budget holds two heads of a
+     * batch element (12,800 bytes each), so it runs heads 0-1, then head 2, per element */
+    {"heads B2 T40 NH3 hs16", 2, 40, 3, 3, 16, 0, 0},
 };
 static const fr_case fr_small_cases[] = {
     {"causal T19 gqa 4:2 hs8", 1, 19, 4, 2, 8, 0, 0},
     {"window 3 doc T21 4:1", 1, 21, 4, 1, 8, 3, 2},
     {"T1", 1, 1, 2, 1, 8, 0, 0},
+    {"heads T13 NH2 hs8", 1, 13, 2, 2, 8, 0, 0},
 };
 
 static void fr_run_all(cf_backend *be, const char *be_name, int small) {

@@ -230,9 +230,10 @@ static att_variant *choose(cf_cl_ctx *ctx, struct cf_cl_attention *st, int C, in
 /* ---- launches ----------------------------------------------------------------------------------- */
 
 /* The variant for this shape (noted once per shape; NULL: the GEMM path) and the launch range of
- * its kernels: groups (query head, batch, block of 4*ty query or key rows), indices from the
- * range, not divided out of one; the key kernel's range has KVH heads in dimension 0. */
-static att_variant *fused_setup(cf_cl_ctx *ctx, int B, int T, int NH, int KVH, int hs,
+ * its kernels for nh of the NH query heads: groups (query head, batch, block of 4*ty query or key
+ * rows), indices from the range, not divided out of one; the key kernel's range has KVH heads (nh
+ * in a head range) in dimension 0. */
+static att_variant *fused_setup(cf_cl_ctx *ctx, int B, int T, int NH, int KVH, int hs, int nh,
                                 int backward, size_t local[3], size_t global[3]) {
     struct cf_cl_attention *st = att_state(ctx);
     if (!st) return NULL;
@@ -243,24 +244,35 @@ static att_variant *fused_setup(cf_cl_ctx *ctx, int B, int T, int NH, int KVH, i
     const int bm = 4 * v->ty;
     local[0] = (size_t)(16 * v->ty);
     local[1] = local[2] = 1;
-    global[0] = (size_t)NH * local[0];
+    global[0] = (size_t)nh * local[0];
     global[1] = (size_t)B;
     global[2] = (size_t)((T + bm - 1) / bm);
     return v;
 }
 
+/* A head range [h0, h0 + nh) of a multi-head call runs the multi-head build on views moved on by
+ * h0 heads, with nh as the kernels' head count: in that build the head count only indexes the
+ * (B, nh, T, T) matrices, and the key and value columns lie at fixed offsets (C, 2C) from the
+ * query's, so nothing else changes. Grouped-query calls take the whole range only. */
+static int head_range_ok(int NH, int KVH, int h0, int nh) {
+    return h0 >= 0 && nh >= 1 && h0 + nh <= NH && (nh == NH || KVH == NH);
+}
+
 int cf_cl_attention_fused_forward(cf_cl_ctx *ctx, cf_view out, cf_view att, cf_view qkv, int B,
-                                  int T, int NH, int KVH, int hs) {
+                                  int T, int NH, int KVH, int hs, int h0, int nh) {
+    if (!head_range_ok(NH, KVH, h0, nh)) return CF_ERR_INVALID;
     size_t local[3], global[3];
-    att_variant *v = fused_setup(ctx, B, T, NH, KVH, hs, 0, local, global);
+    att_variant *v = fused_setup(ctx, B, T, NH, KVH, hs, nh, 0, local, global);
     if (!v) return 0;
     const int C = NH * hs;
+    out = cf_view_add(out, (size_t)h0 * hs);
+    qkv = cf_view_add(qkv, (size_t)h0 * hs);
     /* the multi-head build's forward takes no KVH (cl_kernels/attention.cl says why): its
      * arguments are these without args[7] */
     cf_cl_arg args[] = {ARG_MEM(cf_cl_mem(out)), ARG_ULONG(cf_view_elem_off(out)),
                         ARG_MEM(cf_cl_mem(att)), ARG_ULONG(cf_view_elem_off(att)),
                         ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(cf_view_elem_off(qkv)),
-                        ARG_INT(NH),             ARG_INT(KVH),
+                        ARG_INT(nh),             ARG_INT(KVH),
                         ARG_INT(T),              ARG_INT(C),
                         ARG_FLOAT(1.0f / sqrtf((float)hs))};
     int nargs = (int)(sizeof args / sizeof args[0]);
@@ -276,13 +288,18 @@ int cf_cl_attention_fused_forward(cf_cl_ctx *ctx, cf_view out, cf_view att, cf_v
 
 int cf_cl_attention_fused_backward(cf_cl_ctx *ctx, cf_view dqkv, cf_view dpreatt, cf_view dout,
                                    cf_view qkv, cf_view att, int B, int T, int NH, int KVH,
-                                   int hs) {
+                                   int hs, int h0, int nh) {
     /* query blocks for dq and dpreatt, then key blocks for dk, dv; dqkv is assigned (every
      * element written, none read: cl_kernels/attention.cl) */
+    if (!head_range_ok(NH, KVH, h0, nh)) return CF_ERR_INVALID;
     size_t local[3], global[3];
-    att_variant *v = fused_setup(ctx, B, T, NH, KVH, hs, 1, local, global);
+    att_variant *v = fused_setup(ctx, B, T, NH, KVH, hs, nh, 1, local, global);
     if (!v) return 0;
     const int C = NH * hs;
+    dqkv = cf_view_add(dqkv, (size_t)h0 * hs);
+    dout = cf_view_add(dout, (size_t)h0 * hs);
+    qkv = cf_view_add(qkv, (size_t)h0 * hs);
+    const int KVN = nh < NH ? nh : KVH; /* key/value heads of the range */
     const float scale = 1.0f / sqrtf((float)hs);
     CF_TRY(cf_cl_launch(ctx, v->bwd_q, "attention_fused_backward_q", 3, global, local,
                         CF_ARGS(ARG_MEM(cf_cl_mem(dqkv)), ARG_ULONG(cf_view_elem_off(dqkv)),
@@ -290,17 +307,17 @@ int cf_cl_attention_fused_backward(cf_cl_ctx *ctx, cf_view dqkv, cf_view dpreatt
                                 ARG_MEM(cf_cl_mem(dout)), ARG_ULONG(cf_view_elem_off(dout)),
                                 ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(cf_view_elem_off(qkv)),
                                 ARG_MEM(cf_cl_mem(att)), ARG_ULONG(cf_view_elem_off(att)),
-                                ARG_INT(NH), ARG_INT(KVH), ARG_INT(T), ARG_INT(C),
+                                ARG_INT(nh), ARG_INT(KVH), ARG_INT(T), ARG_INT(C),
                                 ARG_FLOAT(scale))));
     /* one group per key/value head: it sums the gradients of its NH / KVH query heads */
-    global[0] = (size_t)KVH * local[0];
+    global[0] = (size_t)KVN * local[0];
     CF_TRY(cf_cl_launch(ctx, v->bwd_kv, "attention_fused_backward_kv", 3, global, local,
                         CF_ARGS(ARG_MEM(cf_cl_mem(dqkv)), ARG_ULONG(cf_view_elem_off(dqkv)),
                                 ARG_MEM(cf_cl_mem(dpreatt)), ARG_ULONG(cf_view_elem_off(dpreatt)),
                                 ARG_MEM(cf_cl_mem(dout)), ARG_ULONG(cf_view_elem_off(dout)),
                                 ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(cf_view_elem_off(qkv)),
                                 ARG_MEM(cf_cl_mem(att)), ARG_ULONG(cf_view_elem_off(att)),
-                                ARG_INT(NH), ARG_INT(KVH), ARG_INT(T), ARG_INT(C),
+                                ARG_INT(nh), ARG_INT(KVH), ARG_INT(T), ARG_INT(C),
                                 ARG_FLOAT(scale))));
     ctx->attention->fused++;
     ctx->attention->fused_mha += v->mha;

@@ -508,37 +508,56 @@ static size_t matrix_budget(const cf_cl_ctx *ctx) {
     return b < ctx->dev.max_alloc ? b : (size_t)ctx->dev.max_alloc;
 }
 
-/* Bytes of (T, T) scratch one batch element of the matrix backward holds: the probabilities, their
- * gradient and the pre-softmax gradient of every head (attention_forward's att,
- * attention_backward's datt and dpreatt). */
+/* Bytes of (T, T) scratch one batch element of the matrix backward holds: the probabilities,
+ * their gradient and the pre-softmax gradient of every head (attention_forward's att,
+ * attention_backward's datt and dpreatt). A head range (below) runs the fused kernels, which
+ * need no datt: two (T, T) matrices a head. */
 static size_t matrix_batch_bytes(const cf_attn_desc *d) {
     return (size_t)3 * d->NH * (size_t)d->T * d->T * sizeof(float);
 }
+static size_t matrix_head_bytes(const cf_attn_desc *d) {
+    return (size_t)2 * d->T * d->T * sizeof(float);
+}
 
-/* Does the matrix backward run this call? Only without a document mask or a window narrower than
- * T (the matrix ops have neither). matrix asked for by name: then always (one batch element per
- * chunk at least). auto on a GPU: when one batch element's scratch fits the budget; on an H100
- * at GPT-2 124M's shapes (head size 64, 12 heads) the matrix ops' forward and backward together
- * took 2.05 ms against the tiled backward's 3.11 at T 1024 (batch 8) and 30 ms against 44 at
- * T 4096 (BENCHMARKS.md "Flash backward through the matrix ops"). */
-static int matrix_wanted(cf_cl_ctx *ctx, const cf_attn_desc *d, int has_doc) {
-    if (has_doc || (d->window > 0 && d->window < d->T)) return 0;
-    if (ctx->flash_kernel == CF_FLASH_K_MATRIX) return 1;
-    if (ctx->flash_kernel != CF_FLASH_K_AUTO || !(ctx->dev.type & CL_DEVICE_TYPE_GPU)) return 0;
-    if (matrix_batch_bytes(d) > matrix_budget(ctx)) return 0;
-    /* the fused kernels only: a backward through gemm.cl's batched GEMMs took 3.275 ms there
-     * against the tiled kernels' 3.111 (BENCHMARKS.md; the matrix ops run those GEMMs for head
-     * sizes above 64, or under CF_ATTENTION=gemm) */
-    if (ctx->flash && ctx->flash->m_failed) return 0;
+/* Can the matrix backward run a range of heads of one batch element? Multi-head calls on the
+ * fused kernels only (cf_cl_attention_fused_forward's head ranges); elsewhere a chunk holds
+ * whole batch elements. */
+static int matrix_heads_split(cf_cl_ctx *ctx, const cf_attn_desc *d) {
+    if (d->KVH != d->NH) return 0;
     cf_cl_attention_plan plan;
     cf_cl_plan_attention(ctx, cf_cl_attention_mode(ctx), d->NH * d->hs, d->NH, &plan);
     return plan.fused;
 }
 
+/* Does the matrix backward run this call? Only without a document mask or a window narrower than
+ * T (the matrix ops have neither). matrix asked for by name: then always (one batch element per
+ * chunk at least, or one head of one where the heads split). auto on a GPU: on the fused kernels,
+ * when one batch element's scratch fits the budget, or one head's where the heads split; on an
+ * H100 at GPT-2 124M's shapes (head size 64, 12 heads) the matrix ops' forward and backward
+ * together took 2.05 ms against the tiled backward's 3.11 at T 1024 (batch 8) and 30 ms against
+ * 44 at T 4096 (BENCHMARKS.md "Flash backward through the matrix ops"). */
+static int matrix_wanted(cf_cl_ctx *ctx, const cf_attn_desc *d, int has_doc) {
+    if (has_doc || (d->window > 0 && d->window < d->T)) return 0;
+    if (ctx->flash_kernel == CF_FLASH_K_MATRIX) return 1;
+    if (ctx->flash_kernel != CF_FLASH_K_AUTO || !(ctx->dev.type & CL_DEVICE_TYPE_GPU)) return 0;
+    if (ctx->flash && ctx->flash->m_failed) return 0;
+    const size_t budget = matrix_budget(ctx);
+    if (matrix_head_bytes(d) > budget) return 0;
+    /* the fused kernels only: a backward through gemm.cl's batched GEMMs took 3.275 ms there
+     * against the tiled kernels' 3.111 (BENCHMARKS.md; the matrix ops run those GEMMs for head
+     * sizes above 64, or under CF_ATTENTION=gemm) */
+    cf_cl_attention_plan plan;
+    cf_cl_plan_attention(ctx, cf_cl_attention_mode(ctx), d->NH * d->hs, d->NH, &plan);
+    if (!plan.fused) return 0;
+    return matrix_batch_bytes(d) <= budget || d->KVH == d->NH;
+}
+
 /* dq, dk, dv (assigned) by recomputing the probabilities: for chunks of nb batch elements (as
  * many as the budget holds, at least one), attention_forward into scratch (the probabilities and
  * an output copy; the fused kernels on GPUs, batched GEMMs elsewhere), then attention_backward
- * from them. Nothing of size T x T outlives the call's chunk; out, lse and delta are not used. */
+ * from them. Where one batch element does not fit and the heads split, a chunk is nh heads of one
+ * batch element (at least one) on the fused kernels' head ranges. Nothing of size T x T outlives
+ * the call's chunk; out, lse and delta are not used. */
 static int matrix_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, cf_view dout,
                            cf_view qkv) {
     cf_cl_ctx *ctx = (cf_cl_ctx *)be->ctx;
@@ -546,14 +565,27 @@ static int matrix_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, 
     struct cf_cl_flash *st = ctx->flash;
     const int B = d->B, T = d->T, NH = d->NH, KVH = d->KVH, hs = d->hs;
     const size_t QKV = (size_t)(NH + 2 * KVH) * hs, C = (size_t)NH * hs;
-    const size_t per = matrix_batch_bytes(d) / 3;
-    size_t nb = matrix_budget(ctx) / matrix_batch_bytes(d);
-    if (nb < 1) nb = 1;
+    const size_t budget = matrix_budget(ctx);
+    size_t nb = budget / matrix_batch_bytes(d), nh = NH;
+    if (nb < 1) {
+        nb = 1;
+        if (matrix_heads_split(ctx, d)) {
+            nh = budget / matrix_head_bytes(d);
+            if (nh < 1) nh = 1;
+            /* as few chunks as that takes, of even sizes (12 heads in 3s, not 5, 5, 2) */
+            const size_t chunks = (NH + nh - 1) / nh;
+            nh = (NH + chunks - 1) / chunks;
+        }
+    }
     if (nb > (size_t)B) nb = (size_t)B;
     /* one buffer (allocated through the backend, so the peak memory counts it), replaced when a
      * larger one is needed; under auto a failed allocation is not an error: the caller runs the
      * tiled kernels */
-    const size_t need = 3 * nb * per + nb * (size_t)T * C * sizeof(float);
+    /* bytes of one (nb, nh, T, T) part: att, datt, dpre for whole batch elements, att and dpre
+     * (datt unused) for head ranges */
+    const int parts = nh == (size_t)NH ? 3 : 2;
+    const size_t per = nb * nh * (size_t)T * T * sizeof(float);
+    const size_t need = parts * per + nb * (size_t)T * C * sizeof(float);
     if (!st->m_buf || st->m_buf->nbytes < need) {
         cf_cl_flash_free_scratch(be);
         const int quiet = ctx->quiet_init;
@@ -563,16 +595,34 @@ static int matrix_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, 
         CF_TRY(rc);
     }
     st->m_last = need;
-    const size_t pf = nb * per / sizeof(float); /* floats of one (nb, NH, T, T) part */
+    const size_t pf = per / sizeof(float);
     const cf_view att = cf_view_f32(st->m_buf, 0), datt = cf_view_f32(st->m_buf, pf);
-    const cf_view dpre = cf_view_f32(st->m_buf, 2 * pf), out = cf_view_f32(st->m_buf, 3 * pf);
+    const cf_view dpre = cf_view_f32(st->m_buf, (parts - 1) * pf);
+    const cf_view out = cf_view_f32(st->m_buf, parts * pf);
     for (int b0 = 0; b0 < B; b0 += (int)nb) {
         const int cb = B - b0 < (int)nb ? B - b0 : (int)nb;
         const cf_view q = cf_view_add(qkv, (size_t)b0 * T * QKV);
-        CF_TRY(be->ops->attention_forward(be, out, att, q, cb, T, NH, KVH, hs));
-        CF_TRY(be->ops->attention_backward(be, cf_view_add(dqkv, (size_t)b0 * T * QKV), datt,
-                                           dpre, cf_view_add(dout, (size_t)b0 * T * C), q, att,
-                                           cb, T, NH, KVH, hs));
+        const cf_view dq = cf_view_add(dqkv, (size_t)b0 * T * QKV);
+        const cf_view dO = cf_view_add(dout, (size_t)b0 * T * C);
+        if (nh == (size_t)NH) {
+            CF_TRY(be->ops->attention_forward(be, out, att, q, cb, T, NH, KVH, hs));
+            CF_TRY(be->ops->attention_backward(be, dq, datt, dpre, dO, q, att, cb, T, NH, KVH,
+                                               hs));
+            continue;
+        }
+        for (int h0 = 0; h0 < NH; h0 += (int)nh) {
+            const int hn = NH - h0 < (int)nh ? NH - h0 : (int)nh;
+            int rc = cf_cl_attention_fused_forward(ctx, out, att, q, cb, T, NH, KVH, hs, h0, hn);
+            if (rc > 0)
+                rc = cf_cl_attention_fused_backward(ctx, dq, dpre, dO, q, att, cb, T, NH, KVH, hs,
+                                                    h0, hn);
+            if (rc == 0) { /* the plan said fused, but no variant built or fits */
+                cf_cl_fail(ctx, "flash attention: the matrix backward's head ranges need the fused "
+                                "attention kernels, which do not run on %s", ctx->dev.name);
+                return CF_ERR_UNSUPPORTED;
+            }
+            CF_TRY(rc < 0 ? rc : CF_OK);
+        }
     }
     return CF_OK;
 }

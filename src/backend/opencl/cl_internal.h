@@ -394,12 +394,14 @@ int cf_cl_attention_mode(cf_cl_ctx *ctx);
 /* Run attention forward / backward (the contract of struct cf_backend_ops) with the fused kernels:
  * 1 when done, 0 when declined (the mode is gemm, or the shape does not fit this device: the caller
  * runs the GEMM path and counts it with cf_cl_attention_count_gemm), negative on an enqueue error.
- * The views are already checked. */
+ * The views are already checked. Heads [h0, h0 + nh) of the NH only (0, NH: all of them): the
+ * views are the whole call's, except att, dpreatt (B, nh, T, T) for the range; a range narrower
+ * than NH needs KVH == NH (CF_ERR_INVALID otherwise). */
 int cf_cl_attention_fused_forward(cf_cl_ctx *ctx, cf_view out, cf_view att, cf_view qkv, int B,
-                                  int T, int NH, int KVH, int hs);
+                                  int T, int NH, int KVH, int hs, int h0, int nh);
 int cf_cl_attention_fused_backward(cf_cl_ctx *ctx, cf_view dqkv, cf_view dpreatt, cf_view dout,
                                    cf_view qkv, cf_view att, int B, int T, int NH, int KVH,
-                                   int hs);
+                                   int hs, int h0, int nh);
 void cf_cl_attention_count_gemm(cf_cl_ctx *ctx);
 /* Free the fused programs (backend teardown). */
 void cf_cl_attention_release(cf_cl_ctx *ctx);

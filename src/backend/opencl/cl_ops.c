@@ -366,7 +366,7 @@ static int cl_attention_forward(cf_backend *be, cf_view out, cf_view att, cf_vie
                                 int T, int NH, int KVH, int hs) {
     cf_cl_ctx *ctx = CTX(be);
     /* one fused launch (cl_attention.c) where the shape fits, else the GEMM path below */
-    int fused = cf_cl_attention_fused_forward(ctx, out, att, qkv, B, T, NH, KVH, hs);
+    int fused = cf_cl_attention_fused_forward(ctx, out, att, qkv, B, T, NH, KVH, hs, 0, NH);
     if (fused != 0) return fused < 0 ? fused : CF_OK;
     cf_cl_attention_count_gemm(ctx);
     const int G = NH / KVH;
@@ -392,7 +392,8 @@ static int cl_attention_backward(cf_backend *be, cf_view dqkv, cf_view datt, cf_
                                  int KVH, int hs) {
     cf_cl_ctx *ctx = CTX(be);
     int fused =
-        cf_cl_attention_fused_backward(ctx, dqkv, dpreatt, dout, qkv, att, B, T, NH, KVH, hs);
+        cf_cl_attention_fused_backward(ctx, dqkv, dpreatt, dout, qkv, att, B, T, NH, KVH, hs, 0,
+                                       NH);
     if (fused != 0) return fused < 0 ? fused : CF_OK;
     cf_cl_attention_count_gemm(ctx);
     const int G = NH / KVH;
