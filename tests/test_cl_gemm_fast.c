@@ -462,26 +462,34 @@ static void test_deterministic(void) {
 /* The rule (a pure function of the shape and the number of compute units). */
 static void test_rule(void) {
     cf_cl_gemm_fast_choice c;
-    cf_cl_gemm_fast_rule(4096, 16000, 384, 132, 49152, &c);
+    cf_cl_gemm_fast_rule(4096, 16000, 384, 132, 49152, 0, &c);
     expect(c.rm == 8 && c.rn == 8 && c.split == 1,
            "rule, 132 CUs, LM head forward 4096 x 16000 x 384: %dx%d split %d (want 128x128, no "
            "split)",
            c.wg * c.rm, c.wg * c.rn, c.split);
-    cf_cl_gemm_fast_rule(384, 384, 4096, 132, 49152, &c);
+    cf_cl_gemm_fast_rule(384, 384, 4096, 132, 49152, 0, &c);
     expect(c.split > 1 && cf_cl_gemm_fast_choice_valid(&c),
            "rule, 132 CUs, weight gradient 384 x 384 x 4096: split %d (want > 1)", c.split);
-    cf_cl_gemm_fast_rule(4096, 4096, 4096, 132, 49152, &c);
+    cf_cl_gemm_fast_rule(4096, 4096, 4096, 132, 49152, 0, &c);
     expect(c.rm == 8 && c.rn == 8 && c.split == 1, "rule, 132 CUs, 4096^3: %dx%d split %d",
            c.wg * c.rm, c.wg * c.rn, c.split);
-    int found = cf_cl_gemm_fast_rule(100, 100, 100, 1, 49152, &c);
+    /* wide (the fp32 form on NVIDIA): 128 x 256 blocks where a product has many of them */
+    cf_cl_gemm_fast_rule(4096, 4096, 4096, 132, 49152, 1, &c);
+    expect(c.rm == 8 && c.rn == 16 && c.bk == 8 && c.split == 1 && cf_cl_gemm_fast_choice_valid(&c),
+           "rule, wide, 132 CUs, 4096^3: %dx%d bk %d split %d (want 128x256 bk 8, no split)",
+           c.wg * c.rm, c.wg * c.rn, c.bk, c.split);
+    cf_cl_gemm_fast_rule(8192, 768, 768, 132, 49152, 1, &c);
+    expect(c.rn <= 8, "rule, wide, 132 CUs, 8192 x 768 x 768 (few 256-wide blocks): %dx%d",
+           c.wg * c.rm, c.wg * c.rn);
+    int found = cf_cl_gemm_fast_rule(100, 100, 100, 1, 49152, 0, &c);
     expect(found && cf_cl_gemm_fast_choice_valid(&c) && c.split == 1,
            "rule, 1 CU, 100^3: a valid choice without split (%dx%d bk %d split %d)", c.wg * c.rm,
            c.wg * c.rn, c.bk, c.split);
-    found = cf_cl_gemm_fast_rule(384, 384, 4096, 132, 17000, &c);
+    found = cf_cl_gemm_fast_rule(384, 384, 4096, 132, 17000, 0, &c);
     expect(found && cf_cl_gemm_fast_local_bytes(&c) <= 17000,
            "rule with 17000 bytes of local memory: %dx%d bk %d (%zu bytes)", c.wg * c.rm, c.wg * c.rn,
            c.bk, cf_cl_gemm_fast_local_bytes(&c));
-    found = cf_cl_gemm_fast_rule(4096, 4096, 4096, 132, 16384, &c);
+    found = cf_cl_gemm_fast_rule(4096, 4096, 4096, 132, 16384, 0, &c);
     expect(!found, "rule with 16 KiB of local memory: no variant fits");
     const cf_cl_gemm_fast_choice bad[] = {
         {2, 8, 8, 1, 16},  {4, 4, 8, 1, 16},   {8, 8, 8, 0, 16}, {8, 8, 32, 1, 16},
@@ -753,7 +761,8 @@ static int bench(double min_s) {
         TCL_OK(cf_backend_opencl_set_gemm(GPU, "auto"));
         r[2] = bench_time(0, NULL, s, a, b, c, min_s);
         cf_cl_gemm_fast_choice rc;
-        cf_cl_gemm_fast_rule(s->M, s->N, s->K, (int)dev->compute_units, (size_t)dev->local_mem, &rc);
+        cf_cl_gemm_fast_rule(s->M, s->N, s->K, (int)dev->compute_units, (size_t)dev->local_mem,
+                             cf_cl_gemm_fast_wide((cf_cl_ctx *)GPU->ctx), &rc);
         r[3] = bench_time(1, NULL, s, a, b, c, min_s);
         cf_cl_gemm_fast_choice best = variants[0];
         char all[4096] = "", byv[1024] = "";

@@ -66,7 +66,7 @@ static void test_gpu(void) {
         const int *s = big[i];
         cf_cl_gemm_plan p = plan(&d, s[0], s[1], s[2], s[3], s[4], 1);
         cf_cl_gemm_fast_choice rule;
-        cf_cl_gemm_fast_rule(s[0], s[1], s[2], d.compute_units, d.local_mem, &rule);
+        cf_cl_gemm_fast_rule(s[0], s[1], s[2], d.compute_units, d.local_mem, d.fast_wide, &rule);
         expect(p.path == CF_PLAN_FAST && same_choice(&p.fast, &rule) && !p.fast_source,
                "GPU %dx%dx%d: fast with the rule's choice (got %s %dx%d bk%d split%d)", s[0], s[1],
                s[2], cf_cl_plan_path_name(p.path), p.fast.wg * p.fast.rm, p.fast.wg * p.fast.rn,
@@ -307,7 +307,7 @@ static void test_tuning(void) {
            "tuning file: a fast choice that does not fit is declined (%s)", why);
     p = plan(&d, 3000, 3000, 3000, 1, 1, 1);
     cf_cl_gemm_fast_choice rule;
-    cf_cl_gemm_fast_rule(3000, 3000, 3000, d.compute_units, d.local_mem, &rule);
+    cf_cl_gemm_fast_rule(3000, 3000, 3000, d.compute_units, d.local_mem, d.fast_wide, &rule);
     expect(p.path == CF_PLAN_FAST && same_choice(&p.fast, &rule) && !p.fast_source,
            "tuning file: misfit choice -> the rule's fast choice (got %s)",
            cf_cl_plan_path_name(p.path));

@@ -177,8 +177,9 @@ typedef struct cf_backend_options {
                                * batch element by batch element, for calls without masks)
                                * (env CF_FLASH_KERNEL) */
     size_t flash_scratch;   /* bytes of (T,T) scratch the matrix flash backward may hold at once
-                             * (a chunk of one batch element always runs); 0 = the default, 1/32
-                             * of the device's memory (env CF_FLASH_SCRATCH, bytes) */
+                             * (a chunk of one batch element, or of one head, always runs); 0 =
+                             * the default, 1/24 of the device's memory (env CF_FLASH_SCRATCH,
+                             * bytes) */
     int map;                /* transfers on unified memory: -1 auto (map/unmap), 0 copy (env
                              * CF_CL_MAP=0) */
     int auto_cpu_devices;   /* "auto" may choose an OpenCL CPU device (env CF_OPENCL_AUTO_CPU=1) */

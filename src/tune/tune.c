@@ -686,7 +686,8 @@ static int gemm_result(tuner *T, int i, const cand *c, int kind, double prune_us
     } else if (kind == KIND_FAST_CHOICE) {
         cf_cl_gemm_fast_choice rc;
         is_rule = cf_cl_gemm_fast_rule(s->M, s->N, s->K, (int)T->ctx->dev.compute_units,
-                                       (size_t)T->ctx->dev.local_mem, &rc) &&
+                                       (size_t)T->ctx->dev.local_mem,
+                                       cf_cl_gemm_fast_wide(T->ctx), &rc) &&
                   same_fast(&rc, T->fcur);
     }
     CF_TRY(measure_gemm(T, i, c, kind, is_rule, ck, prune_us, r));
@@ -810,7 +811,7 @@ static int fast_cands(const tuner *T, int i, cf_cl_gemm_fast_choice *out) {
     const cf_cl_ctx *ctx = T->ctx;
     cf_cl_gemm_fast_choice rule;
     if (!cf_cl_gemm_fast_rule(s->M, s->N, s->K, (int)ctx->dev.compute_units,
-                              (size_t)ctx->dev.local_mem, &rule))
+                              (size_t)ctx->dev.local_mem, cf_cl_gemm_fast_wide(ctx), &rule))
         return 0;
     int n = 0;
     out[n++] = rule;

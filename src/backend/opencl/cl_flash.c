@@ -500,64 +500,68 @@ int cf_cl_flash_forward(cf_backend *be, const cf_attn_desc *d, cf_view out, cf_v
 
 /* ---- the backward through the matrix attention ops ------------------------------------------ */
 
-/* The scratch budget (bytes) of the matrix backward: the option, else 1/32 of the device's memory,
- * at most the largest buffer the device allocates. */
-static size_t matrix_budget(const cf_cl_ctx *ctx) {
-    size_t b = ctx->flash_scratch ? ctx->flash_scratch
-                                       : (size_t)(ctx->dev.global_mem / 32);
-    return b < ctx->dev.max_alloc ? b : (size_t)ctx->dev.max_alloc;
-}
+/* How the matrix backward splits a call: chunks of nb batch elements, each in ranges of nh heads
+ * (nh < NH only with nb = 1), over parts (T, T) matrices per head. On the fused kernels
+ * (cl_kernels/attention.cl, run directly) those are the probabilities and the pre-softmax
+ * gradient; elsewhere (the batched GEMMs of attention_forward / attention_backward) also the
+ * probabilities' gradient, and whole batch elements only. Head ranges need a multi-head call
+ * (cf_cl_attention_fused_forward). fits: one chunk of the smallest kind fits the budget. */
+typedef struct {
+    int fused, parts, fits;
+    size_t nb, nh;
+} matrix_split;
 
-/* Bytes of (T, T) scratch one batch element of the matrix backward holds: the probabilities,
- * their gradient and the pre-softmax gradient of every head (attention_forward's att,
- * attention_backward's datt and dpreatt). A head range (below) runs the fused kernels, which
- * need no datt: two (T, T) matrices a head. */
-static size_t matrix_batch_bytes(const cf_attn_desc *d) {
-    return (size_t)3 * d->NH * (size_t)d->T * d->T * sizeof(float);
-}
-static size_t matrix_head_bytes(const cf_attn_desc *d) {
-    return (size_t)2 * d->T * d->T * sizeof(float);
-}
-
-/* Can the matrix backward run a range of heads of one batch element? Multi-head calls on the
- * fused kernels only (cf_cl_attention_fused_forward's head ranges); elsewhere a chunk holds
- * whole batch elements. */
-static int matrix_heads_split(cf_cl_ctx *ctx, const cf_attn_desc *d) {
-    if (d->KVH != d->NH) return 0;
+static void matrix_plan(cf_cl_ctx *ctx, const cf_attn_desc *d, matrix_split *m) {
     cf_cl_attention_plan plan;
     cf_cl_plan_attention(ctx, cf_cl_attention_mode(ctx), d->NH * d->hs, d->NH, &plan);
-    return plan.fused;
+    /* the default: 1/24 of the device's memory (3.3 GB on an 80 GB H100: GPT-2 124M at T 8192
+     * in two ranges of 6 heads, whose backward took 14.8 ms a layer against 16.3 in three ranges
+     * of 4 under 1/32, and 22.8 with the tiled kernels; bench/results/h100/session11/callM) */
+    size_t b = ctx->flash_scratch ? ctx->flash_scratch : (size_t)(ctx->dev.global_mem / 24);
+    if (b > ctx->dev.max_alloc) b = (size_t)ctx->dev.max_alloc;
+    m->fused = plan.fused;
+    m->parts = plan.fused ? 2 : 3;
+    const size_t head = (size_t)m->parts * d->T * d->T * sizeof(float);
+    const size_t batch = head * d->NH;
+    m->nb = b / batch;
+    m->nh = d->NH;
+    m->fits = m->nb >= 1;
+    if (m->nb < 1) {
+        m->nb = 1;
+        if (m->fused && d->KVH == d->NH) {
+            m->nh = b / head;
+            m->fits = m->nh >= 1;
+            if (m->nh < 1) m->nh = 1;
+            /* as few ranges as that takes, of even sizes (12 heads in 3 of 4, not 5, 5, 2) */
+            const size_t ranges = (d->NH + m->nh - 1) / m->nh;
+            m->nh = (d->NH + ranges - 1) / ranges;
+        }
+    }
+    if (m->nb > (size_t)d->B) m->nb = (size_t)d->B;
 }
 
 /* Does the matrix backward run this call? Only without a document mask or a window narrower than
- * T (the matrix ops have neither). matrix asked for by name: then always (one batch element per
- * chunk at least, or one head of one where the heads split). auto on a GPU: on the fused kernels,
- * when one batch element's scratch fits the budget, or one head's where the heads split; on an
- * H100 at GPT-2 124M's shapes (head size 64, 12 heads) the matrix ops' forward and backward
- * together took 2.05 ms against the tiled backward's 3.11 at T 1024 (batch 8) and 30 ms against
- * 44 at T 4096 (BENCHMARKS.md "Flash backward through the matrix ops"). */
+ * T (the matrix ops have neither). matrix asked for by name: then always (one batch element, or
+ * one head of one, per chunk at least). auto on a GPU: on the fused kernels, where a chunk fits
+ * the budget; on an H100 at GPT-2 124M's shapes (head size 64, 12 heads) the matrix ops' forward
+ * and backward together took 2.05 ms against the tiled backward's 3.11 at T 1024 (batch 8) and 30
+ * ms against 44 at T 4096 (BENCHMARKS.md "Flash backward through the matrix ops"). */
 static int matrix_wanted(cf_cl_ctx *ctx, const cf_attn_desc *d, int has_doc) {
     if (has_doc || (d->window > 0 && d->window < d->T)) return 0;
     if (ctx->flash_kernel == CF_FLASH_K_MATRIX) return 1;
     if (ctx->flash_kernel != CF_FLASH_K_AUTO || !(ctx->dev.type & CL_DEVICE_TYPE_GPU)) return 0;
     if (ctx->flash && ctx->flash->m_failed) return 0;
-    const size_t budget = matrix_budget(ctx);
-    if (matrix_head_bytes(d) > budget) return 0;
     /* the fused kernels only: a backward through gemm.cl's batched GEMMs took 3.275 ms there
      * against the tiled kernels' 3.111 (BENCHMARKS.md; the matrix ops run those GEMMs for head
      * sizes above 64, or under CF_ATTENTION=gemm) */
-    cf_cl_attention_plan plan;
-    cf_cl_plan_attention(ctx, cf_cl_attention_mode(ctx), d->NH * d->hs, d->NH, &plan);
-    if (!plan.fused) return 0;
-    return matrix_batch_bytes(d) <= budget || d->KVH == d->NH;
+    matrix_split m;
+    matrix_plan(ctx, d, &m);
+    return m.fused && m.fits;
 }
 
-/* dq, dk, dv (assigned) by recomputing the probabilities: for chunks of nb batch elements (as
- * many as the budget holds, at least one), attention_forward into scratch (the probabilities and
- * an output copy; the fused kernels on GPUs, batched GEMMs elsewhere), then attention_backward
- * from them. Where one batch element does not fit and the heads split, a chunk is nh heads of one
- * batch element (at least one) on the fused kernels' head ranges. Nothing of size T x T outlives
- * the call's chunk; out, lse and delta are not used. */
+/* dq, dk, dv (assigned) by recomputing the probabilities, chunk by chunk (matrix_plan): the
+ * forward into scratch (the probabilities and an output copy), then the backward from them.
+ * Nothing of size T x T outlives the call's chunk; out, lse and delta are not used. */
 static int matrix_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, cf_view dout,
                            cf_view qkv) {
     cf_cl_ctx *ctx = (cf_cl_ctx *)be->ctx;
@@ -565,27 +569,13 @@ static int matrix_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, 
     struct cf_cl_flash *st = ctx->flash;
     const int B = d->B, T = d->T, NH = d->NH, KVH = d->KVH, hs = d->hs;
     const size_t QKV = (size_t)(NH + 2 * KVH) * hs, C = (size_t)NH * hs;
-    const size_t budget = matrix_budget(ctx);
-    size_t nb = budget / matrix_batch_bytes(d), nh = NH;
-    if (nb < 1) {
-        nb = 1;
-        if (matrix_heads_split(ctx, d)) {
-            nh = budget / matrix_head_bytes(d);
-            if (nh < 1) nh = 1;
-            /* as few chunks as that takes, of even sizes (12 heads in 3s, not 5, 5, 2) */
-            const size_t chunks = (NH + nh - 1) / nh;
-            nh = (NH + chunks - 1) / chunks;
-        }
-    }
-    if (nb > (size_t)B) nb = (size_t)B;
+    matrix_split m;
+    matrix_plan(ctx, d, &m);
     /* one buffer (allocated through the backend, so the peak memory counts it), replaced when a
      * larger one is needed; under auto a failed allocation is not an error: the caller runs the
      * tiled kernels */
-    /* bytes of one (nb, nh, T, T) part: att, datt, dpre for whole batch elements, att and dpre
-     * (datt unused) for head ranges */
-    const int parts = nh == (size_t)NH ? 3 : 2;
-    const size_t per = nb * nh * (size_t)T * T * sizeof(float);
-    const size_t need = parts * per + nb * (size_t)T * C * sizeof(float);
+    const size_t per = m.nb * m.nh * (size_t)T * T * sizeof(float); /* one (nb, nh, T, T) part */
+    const size_t need = m.parts * per + m.nb * (size_t)T * C * sizeof(float);
     if (!st->m_buf || st->m_buf->nbytes < need) {
         cf_cl_flash_free_scratch(be);
         const int quiet = ctx->quiet_init;
@@ -597,27 +587,27 @@ static int matrix_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, 
     st->m_last = need;
     const size_t pf = per / sizeof(float);
     const cf_view att = cf_view_f32(st->m_buf, 0), datt = cf_view_f32(st->m_buf, pf);
-    const cf_view dpre = cf_view_f32(st->m_buf, (parts - 1) * pf);
-    const cf_view out = cf_view_f32(st->m_buf, parts * pf);
-    for (int b0 = 0; b0 < B; b0 += (int)nb) {
-        const int cb = B - b0 < (int)nb ? B - b0 : (int)nb;
+    const cf_view dpre = cf_view_f32(st->m_buf, (m.parts - 1) * pf);
+    const cf_view out = cf_view_f32(st->m_buf, m.parts * pf);
+    for (int b0 = 0; b0 < B; b0 += (int)m.nb) {
+        const int cb = B - b0 < (int)m.nb ? B - b0 : (int)m.nb;
         const cf_view q = cf_view_add(qkv, (size_t)b0 * T * QKV);
         const cf_view dq = cf_view_add(dqkv, (size_t)b0 * T * QKV);
         const cf_view dO = cf_view_add(dout, (size_t)b0 * T * C);
-        if (nh == (size_t)NH) {
+        if (!m.fused) {
             CF_TRY(be->ops->attention_forward(be, out, att, q, cb, T, NH, KVH, hs));
             CF_TRY(be->ops->attention_backward(be, dq, datt, dpre, dO, q, att, cb, T, NH, KVH,
                                                hs));
             continue;
         }
-        for (int h0 = 0; h0 < NH; h0 += (int)nh) {
-            const int hn = NH - h0 < (int)nh ? NH - h0 : (int)nh;
+        for (int h0 = 0; h0 < NH; h0 += (int)m.nh) {
+            const int hn = NH - h0 < (int)m.nh ? NH - h0 : (int)m.nh;
             int rc = cf_cl_attention_fused_forward(ctx, out, att, q, cb, T, NH, KVH, hs, h0, hn);
             if (rc > 0)
                 rc = cf_cl_attention_fused_backward(ctx, dq, dpre, dO, q, att, cb, T, NH, KVH, hs,
                                                     h0, hn);
             if (rc == 0) { /* the plan said fused, but no variant built or fits */
-                cf_cl_fail(ctx, "flash attention: the matrix backward's head ranges need the fused "
+                cf_cl_fail(ctx, "flash attention: the matrix backward planned on the fused "
                                 "attention kernels, which do not run on %s", ctx->dev.name);
                 return CF_ERR_UNSUPPORTED;
             }
@@ -639,9 +629,8 @@ int cf_cl_flash_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, cf
         cf_cl_flash_free_scratch(be);
         ctx->flash->m_failed = 1;
         ctx->last_error[0] = 0;
-        CF_WARN("flash attention: no device memory left on %s for the matrix backward's scratch "
-                "(%zu bytes a batch element); running the tiled kernels",
-                ctx->dev.name, matrix_batch_bytes(d));
+        CF_WARN("flash attention: no device memory left on %s for the matrix backward's scratch; "
+                "running the tiled kernels", ctx->dev.name);
     }
     tiled_variant *t;
     CF_TRY(which(ctx, d->hs, &t));

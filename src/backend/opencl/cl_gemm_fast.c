@@ -80,7 +80,13 @@ const char *cf_cl_gemm_fast_valid_text(int mma) {
  * 129 to 144 with slices of 16: one; 79 to 99 for 8x4; 59 to 64 for 4x4). Groups of 8 x 8
  * work-items (64x64 blocks with 8x8 outputs each) were added later and fitted the same way: with
  * them the rule's choices for those 15 shapes take 8.87 ms (9.09 ms without), the best measured
- * candidate of each shape 8.62 ms. */
+ * candidate of each shape 8.62 ms. The 128 x 256 block (8 x 16 outputs a work-item, K slices of
+ * 8: 128 accumulators, one group per multiprocessor) was fitted on GPT-2 124M's 15 shapes at 8192
+ * rows on an H100 (bench/results/h100/session11/callM/gemm_bench.txt): it ran 42.9-46.0 TFLOP/s
+ * where the product has many blocks (fc forward, fc_proj input gradient, the LM head, 4096^3)
+ * against 40.3-41.5 for the 128 x 128 ones, and lost where it leaves multiprocessors idle; with
+ * eff 1.02 the rule's choices for those shapes add up to 147.9 ms a step (the best of each shape
+ * 146.5, the rule without it 153.1). It is a candidate only where cf_cl_gemm_fast_wide says so. */
 typedef struct {
     int rm, rn, bk, wg;
     int resident;
@@ -90,6 +96,7 @@ typedef struct {
 static const fast_candidate candidates[] = {
     {8, 8, 8, 16, 2, 1.00}, {8, 8, 16, 16, 1, 0.95}, {8, 4, 16, 16, 3, 0.90},
     {4, 8, 16, 16, 3, 0.85}, {4, 4, 16, 16, 4, 0.65}, {8, 8, 16, 8, 6, 0.95},
+    {8, 16, 8, 16, 1, 1.02}, /* wide: last */
 };
 #define N_CANDIDATES (int)(sizeof candidates / sizeof candidates[0])
 
@@ -118,13 +125,13 @@ static double fast_estimate(int M, int N, int K, int cu, const fast_candidate *c
     return t;
 }
 
-int cf_cl_gemm_fast_rule(int M, int N, int K, int compute_units, size_t local_mem,
+int cf_cl_gemm_fast_rule(int M, int N, int K, int compute_units, size_t local_mem, int wide,
                          cf_cl_gemm_fast_choice *out) {
     static const int splits[] = {1, 2, 3, 4, 6, 8, 12, 16};
     const int cu = compute_units > 0 ? compute_units : 1;
     double best = 0.0;
     *out = (cf_cl_gemm_fast_choice){8, 8, 8, 1, 16};
-    for (int c = 0; c < N_CANDIDATES; c++) {
+    for (int c = 0; c < N_CANDIDATES - !wide; c++) {
         const cf_cl_gemm_fast_choice cc = {candidates[c].rm, candidates[c].rn, candidates[c].bk, 1,
                                            candidates[c].wg};
         if (cf_cl_gemm_fast_local_bytes(&cc) > local_mem) continue;
@@ -165,6 +172,9 @@ int cf_cl_gemm_fast_wanted(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
  * 2 bf16, 3 fp16, built from the engine's file with its options), 0 = the fp32 form of
  * gemm_fast.cl; and ROUND_IN (1 bf16, 2 fp16 inputs rounded in the fp32 form) */
 static int fast_mma_kind(const cf_cl_ctx *ctx) { return ctx->mx ? ctx->mx_prec : 0; }
+int cf_cl_gemm_fast_wide(const cf_cl_ctx *ctx) {
+    return fast_mma_kind(ctx) == 0 && strstr(ctx->dev.platform_name, "NVIDIA") != NULL;
+}
 static int fast_round_in(const cf_cl_ctx *ctx) {
     return ctx->gemm_round && !ctx->mma_half ? ctx->gemm_round : 0;
 }
@@ -361,7 +371,7 @@ static int fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, const cf_cl_gemm_f
     if (choice) {
         c = *choice;
     } else if (!cf_cl_gemm_fast_rule(d->M, d->N, d->K, (int)ctx->dev.compute_units,
-                                     (size_t)ctx->dev.local_mem, &c)) {
+                                     (size_t)ctx->dev.local_mem, cf_cl_gemm_fast_wide(ctx), &c)) {
         cf_cl_fail(ctx, "gemm_fast: no variant fits the %llu bytes of local memory of %s",
                    (unsigned long long)ctx->dev.local_mem, ctx->dev.name);
         return CF_ERR_UNSUPPORTED;

@@ -40,10 +40,15 @@ size_t cf_cl_gemm_fast_local_bytes_mma(const cf_cl_gemm_fast_choice *c, int mma)
 
 /* The built-in rule: the choice for a product of M x N outputs over K on a GPU with
  * compute_units multiprocessors and local_mem bytes of local memory per work-group (see the
- * comment in cl_gemm_fast.c for the cost model). Returns 0 (and a default in *out) when no variant
- * fits local_mem, else 1. */
-int cf_cl_gemm_fast_rule(int M, int N, int K, int compute_units, size_t local_mem,
+ * comment in cl_gemm_fast.c for the cost model); wide: the 128 x 256 block (16 outputs a row per
+ * work-item) is a candidate (cf_cl_gemm_fast_wide). Returns 0 (and a default in *out) when no
+ * variant fits local_mem, else 1. */
+int cf_cl_gemm_fast_rule(int M, int N, int K, int compute_units, size_t local_mem, int wide,
                          cf_cl_gemm_fast_choice *out);
+/* Whether the rule may choose 16-wide register tiles here: the fp32 form (the tensor-core forms
+ * take 4 and 8 only) on NVIDIA GPUs, the only ones they were measured on (128 accumulators a
+ * work-item: GPUs with smaller register files would spill them). */
+int cf_cl_gemm_fast_wide(const cf_cl_ctx *ctx);
 
 /* Would the dispatch use the fast kernel for this shape on this device, GEMM mode and tuner (the
  * plan of cl_plan.c, which cf_cl_gemm_fast_try follows)? 1 yes, 0 no. A tuning file entry

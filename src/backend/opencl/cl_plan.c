@@ -73,6 +73,7 @@ void cf_cl_plan_device_of(cf_cl_ctx *ctx, cf_cl_plan_device *out) {
     out->mma_tf32 = ctx->mma_tf32;
     out->gemm_round = ctx->gemm_round;
     out->fast_mma = ctx->mx ? ctx->mx_prec : 0;
+    out->fast_wide = cf_cl_gemm_fast_wide(ctx);
     out->tuner = ctx->tuner;
     out->tuner_user = ctx->tuner_user;
     out->tuning = ctx->tuning && ctx->tuner_user == (void *)ctx->tuning ? ctx->tuning : NULL;
@@ -247,7 +248,8 @@ static void decide(const cf_cl_plan_device *dev, int M, int N, int K, int batche
             return;
         }
         /* no variant fits this device's local memory: the other paths, silently */
-        if (cf_cl_gemm_fast_rule(M, N, K, dev->compute_units, dev->local_mem, &out->fast)) {
+        if (cf_cl_gemm_fast_rule(M, N, K, dev->compute_units, dev->local_mem, dev->fast_wide,
+                                 &out->fast)) {
             out->path = CF_PLAN_FAST;
             return;
         }

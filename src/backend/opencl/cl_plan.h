@@ -33,6 +33,7 @@ typedef struct cf_cl_plan_device {
     int gemm_round;        /* precision bf16 (1) / fp16 (2): every plain product, inputs rounded */
     int fast_mma;          /* the register-blocked kernel's form: gemm_fast.cl's MMA_KIND (1 tf32,
                             * 2 bf16, 3 fp16 on tensor cores), 0 = the fp32 form */
+    int fast_wide;         /* the rule may choose 16-wide tiles (cf_cl_gemm_fast_wide) */
     cf_cl_gemm_tuner_fn tuner; /* the GEMM tuner hook (a tuning file's or another), NULL = none */
     void *tuner_user;
     /* the tuning file, while it is the tuner hook (its "fast" entries choose the register-blocked
