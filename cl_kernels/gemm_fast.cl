@@ -173,6 +173,92 @@ static inline void gf_store(__global float *C, __global float *X, size_t idx, fl
 #if MT < 1 || NTL < 1 || WTM % 16 != 0 || WTN % 8 != 0
 #error "gemm_fast.cl: MMA_KIND needs warp tiles of whole 16 x 8 fragments"
 #endif
+#ifdef MMA_EMULATE
+/* An emulation of the above for tests on any OpenCL device (the engine row "emulated-mma-sync",
+ * cl_matrix.c: never chosen by itself): the same fragment layouts, conversions with the same
+ * rounding, and each mma.sync as a collective of the warp's 32 work-items (consecutive local ids,
+ * as NVIDIA's warps): every lane writes its registers to the warp's part of the local array emu,
+ * and after a barrier reads the operands of its 4 accumulators from the lanes that hold them (the
+ * layouts above, backwards). All work-items of the group call it the same number of times (the
+ * multiply loops are uniform), so the barriers are legal. It checks the kernel's fragment
+ * addressing and conversions where no tensor cores exist (PoCL in CI); it is slow. */
+#define GF_EMU_PARAM , __local uint *emu
+#define GF_EMU_ARG , emu
+static inline uint gf_tf32(float x) { /* cvt.rna: to nearest, ties away; 10 fraction bits */
+    const uint u = as_uint(x);
+    return (u & 0x7f800000u) == 0x7f800000u ? u : (u + 0x1000u) & 0xffffe000u;
+}
+#if MMA_KIND >= 2
+static inline uint gf_half_bits(float x) {
+#if MMA_KIND == 2
+    const uint u = as_uint(x); /* to nearest, ties to even; NaN stays a (quiet) NaN */
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;
+    return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+#else
+    ushort h;
+    vstore_half_rte(x, 0, (__private half *)&h);
+    return h;
+#endif
+}
+static inline uint gf_pack(float lo, float hi) { return gf_half_bits(lo) | (gf_half_bits(hi) << 16); }
+static inline float gf_half_value(uint bits) {
+#if MMA_KIND == 2
+    return as_float(bits << 16);
+#else
+    const ushort h = (ushort)bits;
+    return vload_half(0, (__private const half *)&h);
+#endif
+}
+#endif
+/* c (4 accumulators) += A (16 x K) B (K x 8) of the warp, K = 8 (tf32: the m16n8k8 layout with
+ * one value a register; bf16/fp16 m16n8k8) or 16 (bf16/fp16 m16n8k16), from na A and nb B
+ * registers per lane */
+static inline void gf_emu_mma(float *c, const uint *a, const int na, const uint *b, const int nb,
+                              const int K, __local uint *emu) {
+    const int lid = (int)(get_local_id(1) * WG + get_local_id(0));
+    __local uint *w = emu + (lid >> 5) * (32 * 6);
+    const int lane = lid & 31, g = lane >> 2, t = lane & 3;
+    for (int r = 0; r < na; r++) w[lane * 6 + r] = a[r];
+    for (int r = 0; r < nb; r++) w[lane * 6 + 4 + r] = b[r];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int e = 0; e < 4; e++) {
+        const int row = g + (e >> 1) * 8, col = 2 * t + (e & 1);
+        float sum = c[e];
+        for (int k = 0; k < K; k++) {
+#if MMA_KIND == 1
+            const float av = as_float(w[((row & 7) * 4 + (k & 3)) * 6 + (row >> 3) + 2 * (k >> 2)]);
+            const float bv = as_float(w[(col * 4 + (k & 3)) * 6 + 4 + (k >> 2)]);
+#else
+            const uint ar = w[((row & 7) * 4 + ((k & 7) >> 1)) * 6 + (row >> 3) + 2 * (k >> 3)];
+            const uint br = w[(col * 4 + ((k & 7) >> 1)) * 6 + 4 + (k >> 3)];
+            const float av = gf_half_value((k & 1) ? ar >> 16 : ar & 0xffffu);
+            const float bv = gf_half_value((k & 1) ? br >> 16 : br & 0xffffu);
+#endif
+            sum = fma(av, bv, sum);
+        }
+        c[e] = sum;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+}
+static inline void gf_mma(float *c, uint a0, uint a1, uint a2, uint a3, uint b0, uint b1
+                          GF_EMU_PARAM) {
+    const uint a[4] = {a0, a1, a2, a3}, b[2] = {b0, b1};
+    gf_emu_mma(c, a, 4, b, 2, 8, emu);
+}
+#if MMA_KIND >= 2
+static inline void gf_mma16(float *c, uint a0, uint a1, uint a2, uint a3, uint b0, uint b1
+                            GF_EMU_PARAM) {
+    const uint a[4] = {a0, a1, a2, a3}, b[2] = {b0, b1};
+    gf_emu_mma(c, a, 4, b, 2, 16, emu);
+}
+static inline void gf_mma8(float *c, uint a0, uint a1, uint b0 GF_EMU_PARAM) {
+    const uint a[2] = {a0, a1}, b[1] = {b0};
+    gf_emu_mma(c, a, 2, b, 1, 8, emu);
+}
+#endif
+#else
+#define GF_EMU_PARAM
+#define GF_EMU_ARG
 static inline uint gf_tf32(float x) {
     uint r;
     asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
@@ -223,6 +309,11 @@ static inline void gf_mma8(float *c, uint a0, uint a1, uint b0) {
 #endif
 }
 #endif
+#endif /* MMA_EMULATE */
+#endif
+#ifndef GF_EMU_PARAM /* the fp32 form */
+#define GF_EMU_PARAM
+#define GF_EMU_ARG
 #endif
 
 #if ROUND_IN == 1
@@ -312,7 +403,7 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
                                   __global const float *bias, ulong bias_off,
                                   __global float *X, ulong x_off, __global float *CS,
                                   ulong cs_off, ulong cs_split, int cs_acc, __local float4 *As,
-                                  __local float4 *Bs) {
+                                  __local float4 *Bs GF_EMU_PARAM) {
     /* (a warp of 32 work-items spans 16 x 2 positions; 8 x 4, which halves the distinct float4
      * addresses of the As reads and doubles those of Bs, measured the same on an H200) */
     const int tx = get_local_id(0), ty = get_local_id(1);
@@ -415,7 +506,8 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
             for (int i = 0; i < MT; i++)
 #pragma unroll
                 for (int j = 0; j < NTL; j++)
-                    gf_mma16(acc[i][j], fa[i][0], fa[i][1], fa[i][2], fa[i][3], fb[j][0], fb[j][1]);
+                    gf_mma16(acc[i][j], fa[i][0], fa[i][1], fa[i][2], fa[i][3], fb[j][0], fb[j][1]
+                             GF_EMU_ARG);
         }
 #else
         {
@@ -435,7 +527,7 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
 #pragma unroll
             for (int i = 0; i < MT; i++)
 #pragma unroll
-                for (int j = 0; j < NTL; j++) gf_mma8(acc[i][j], fa[i][0], fa[i][1], fb[j]);
+                for (int j = 0; j < NTL; j++) gf_mma8(acc[i][j], fa[i][0], fa[i][1], fb[j] GF_EMU_ARG);
         }
 #endif
 #undef LA
@@ -462,7 +554,8 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
             for (int i = 0; i < MT; i++)
 #pragma unroll
                 for (int j = 0; j < NTL; j++)
-                    gf_mma(acc[i][j], fa[i][0], fa[i][1], fa[i][2], fa[i][3], fb[j][0], fb[j][1]);
+                    gf_mma(acc[i][j], fa[i][0], fa[i][1], fa[i][2], fa[i][3], fb[j][0], fb[j][1]
+                           GF_EMU_ARG);
         }
 #endif
 #else
@@ -598,6 +691,11 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
 }
 
 /* One kernel per transpose combination, so ta/tb are constants after inlining. */
+#if MMA_KIND && defined(MMA_EMULATE)
+#define GF_EMU_DECL __local uint emu[NT * 6]; /* the emulated warps' registers */
+#else
+#define GF_EMU_DECL
+#endif
 #define GEMM_FAST_KERNEL(NAME, TA_, TB_)                                                           \
     __kernel __attribute__((reqd_work_group_size(WG, WG, 1))) void NAME(                          \
         int M, int N, int K, int kps, float alpha, __global const float *A, ulong a_off, int lda,  \
@@ -607,9 +705,10 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
         int cs_acc) {                                                                              \
         __local float4 As[2 * BK * LDA4];                                                          \
         __local float4 Bs[2 * BK * LDB4];                                                          \
+        GF_EMU_DECL                                                                                \
         gemm_fast_body(TA_, TB_, M, N, K, kps, alpha, A, a_off, lda, B, b_off, ldb, beta, C,       \
                        c_off, ldc, c_split, bias, bias_off, X, x_off, CS, cs_off, cs_split,        \
-                       cs_acc, As, Bs);                                                            \
+                       cs_acc, As, Bs GF_EMU_ARG);                                                 \
     }
 
 GEMM_FAST_KERNEL(gemm_fast_nn, 0, 0)
@@ -617,7 +716,7 @@ GEMM_FAST_KERNEL(gemm_fast_nt, 0, 1)
 GEMM_FAST_KERNEL(gemm_fast_tn, 1, 0)
 GEMM_FAST_KERNEL(gemm_fast_tt, 1, 1)
 
-#if MMA_KIND
+#if MMA_KIND && !defined(MMA_EMULATE)
 /* The matrix engine's peak, for bench's MFU in tf32 / bf16 / fp16 runs (src/backend/opencl/
  * cl_peak.c): every warp runs GF_PEAK_CHAINS independent accumulator fragments through iters
  * rounds of mma.sync on operands held in registers (m16n8k8 with TF32 inputs: 2048 flops a warp

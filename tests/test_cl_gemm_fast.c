@@ -32,7 +32,10 @@
  * variant at its best split ("by variant"); no checks. */
 #include "test_cl_common.h"
 
+#include <strings.h>
+
 #include "backend/opencl/cl_gemm_fast.h"
+#include "backend/opencl/cl_matrix.h"
 
 static int small_mode = 0;
 static int only_variant = -1; /* --variant I: variants[I] only */
@@ -900,6 +903,16 @@ int main(int argc, char **argv) {
     if (tcl_round) setenv("CF_GEMM_FAST", "1", 0);
     if (tcl_open("test_cl_gemm_fast", spec, &code) < 0) return code;
     double t0 = cf_time_now();
+    /* an engine named by CF_MATRIX_ENGINE (ctest's test_cl_gemm_fast_emu_*: the emulation) must be
+     * the one that runs: a run on the portable form instead would pass without testing it */
+    const char *want = getenv("CF_MATRIX_ENGINE");
+    if ((tcl_tf32 || tcl_round) && want && *want && strcasecmp(want, "off") != 0) {
+        const cf_cl_ctx *ctx = (const cf_cl_ctx *)GPU->ctx;
+        expect(ctx->mx && strcasecmp(ctx->mx->name, want) == 0,
+               "CF_MATRIX_ENGINE=%s: that engine runs the products (running: %s)", want,
+               ctx->mx ? ctx->mx->name : "none");
+        if (fails) return tcl_finish("test_cl_gemm_fast", t0);
+    }
     if (tcl_tf32) {
         if (!((cf_cl_ctx *)GPU->ctx)->mma_tf32) {
             printf("SKIP test_cl_gemm_fast --tf32: %s has no TF32 matrix engine this backend uses "
@@ -914,8 +927,9 @@ int main(int argc, char **argv) {
     }
     if (tcl_round) {
         cf_cl_ctx *ctx = (cf_cl_ctx *)GPU->ctx;
-        printf("precision %s: %s\n", tcl_round == 1 ? "bf16" : "fp16",
-               ctx->mma_half ? "tensor cores (mma.sync)" : "inputs rounded as they are staged");
+        printf("precision %s: %s%s\n", tcl_round == 1 ? "bf16" : "fp16",
+               ctx->mma_half ? "matrix engine " : "inputs rounded as they are staged",
+               ctx->mma_half ? ctx->mx->name : "");
         expect(ctx->gemm_round == tcl_round, "the backend's GEMM rounding is on");
         if (!bench_mode) round_exact();
         if (!bench_mode) colsum_unrounded();

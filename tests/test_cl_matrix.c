@@ -94,7 +94,7 @@ static void test_unverified(void) {
     const cf_cl_matrix_engine T[2] = {
         cf_cl_matrix_engines[0],
         {"intel-xmx-test", "gemm_fast.cl", "Intel", "cl_intel_subgroup_matrix_multiply_accumulate",
-         0, {NULL, NULL, "-DMMA_KIND=0 -DROUND_IN=1", NULL}, 0},
+         0, {NULL, NULL, "-DMMA_KIND=0 -DROUND_IN=1", NULL}, 0, 0},
     };
     const cf_cl_device_info arc = device("Intel(R) Arc(TM) A770", "Intel(R) Corporation",
                                          CL_DEVICE_TYPE_GPU,

@@ -18,6 +18,19 @@ const cf_cl_matrix_engine cf_cl_matrix_engines[] = {
      "cl_nv_device_attribute_query",
      80,
      {NULL, "-DMMA_KIND=1", "-DMMA_KIND=2", "-DMMA_KIND=3"},
+     1,
+     0},
+    /* the same kernels with each mma.sync and cvt emulated in OpenCL C (gemm_fast.cl,
+     * MMA_EMULATE): the tensor-core forms' addressing checked on any device, PoCL in CI
+     * (ctest test_cl_gemm_fast_emu_*); slow, for tests only */
+    {"emulated-mma-sync",
+     "gemm_fast.cl",
+     NULL,
+     NULL,
+     0,
+     {NULL, "-DMMA_KIND=1 -DMMA_EMULATE", "-DMMA_KIND=2 -DMMA_EMULATE",
+      "-DMMA_KIND=3 -DMMA_EMULATE"},
+     0,
      1},
 };
 const int cf_cl_matrix_n_engines = (int)(sizeof cf_cl_matrix_engines / sizeof cf_cl_matrix_engines[0]);
@@ -37,6 +50,7 @@ int cf_cl_matrix_applies(const cf_cl_matrix_engine *e, const cf_cl_device_info *
 static int applies(const cf_cl_matrix_engine *e, const cf_cl_device_info *d, char *why,
                    size_t why_len) {
     why[0] = 0;
+    if (e->emulated) return 1;
     if (!(d->type & CL_DEVICE_TYPE_GPU)) {
         snprintf(why, why_len, "%s is not a GPU", d->name);
         return 0;
@@ -86,7 +100,9 @@ const cf_cl_matrix_engine *cf_cl_matrix_select(const cf_cl_matrix_engine *table,
                 return NULL;
             }
             snprintf(note, note_len, "matrix engine %s (CF_MATRIX_ENGINE)%s", e->name,
-                     e->verified ? "" : ", not verified on hardware: check the results");
+                     e->emulated   ? ": an emulation for tests, slow"
+                     : e->verified ? ""
+                                   : ", not verified on hardware: check the results");
             return e;
         }
         snprintf(note, note_len, "matrix engine '%s' (CF_MATRIX_ENGINE) unknown:", force);

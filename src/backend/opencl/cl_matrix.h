@@ -35,6 +35,8 @@ typedef struct cf_cl_matrix_engine {
     /* build options of its form for each precision (index CF_CL_MX_*); NULL: not implemented */
     const char *defines[CF_CL_MX_PRECISIONS];
     int verified;          /* its tests passed on hardware: chosen without CF_MATRIX_ENGINE */
+    int emulated;          /* an emulation for tests: applies to every device (CPUs too), never
+                            * chosen without CF_MATRIX_ENGINE */
 } cf_cl_matrix_engine;
 
 extern const cf_cl_matrix_engine cf_cl_matrix_engines[];
