@@ -86,6 +86,12 @@
 #ifndef ROUND_IN
 #define ROUND_IN 0
 #endif
+#ifndef MMA_HALF_TILES
+#define MMA_HALF_TILES 0
+#endif
+#if MMA_HALF_TILES && MMA_KIND < 2
+#error "gemm_fast.cl: MMA_HALF_TILES is a form of the bf16 / fp16 tensor-core kernels (MMA_KIND 2, 3)"
+#endif
 #if MMA_KIND && ROUND_IN
 #error "gemm_fast.cl: MMA_KIND rounds in the fragment reads; ROUND_IN is for the fp32 form"
 #endif
@@ -396,6 +402,46 @@ static inline void gf_store4(const int xc, const int bx, __local float4 *Xs, con
     }
 }
 
+#if MMA_HALF_TILES
+/* Half tiles (MMA_HALF_TILES, the bf16 / fp16 tensor-core forms): the staged tiles hold the values
+ * already rounded to bf16 / fp16, two of consecutive k (the lower k in the lower half) in one
+ * 32-bit word, as the mma.sync fragments want them, and x-major: Xh[x * HLD + pos(k / 2)]. Within
+ * each 16 of k the pairs lie in the order 0, 4, 1, 5, 2, 6, 3, 7, so that the two words a lane
+ * needs for m16n8k16 (pairs t and t + 4: A registers 0 and 2 of row g, 1 and 3 of row g + 8, B
+ * registers 0 and 1 of column g) are adjacent: one 64-bit local read each, half the bytes and a
+ * quarter of the reads of the fp32 tiles with their conversions on every fragment read. A K slice
+ * of 8 keeps the pairs in order (m16n8k8 reads pair t alone). HLD = BK / 2 words a row: lanes g
+ * (rows) and t (pairs) then meet distinct banks (8 g + 2 t with 64-bit reads, 4 g + t with 32-bit
+ * ones). The values are rounded once, as they are staged, instead of once per fragment read. The
+ * tiles take less than the fp32 copies that the kernels declare, so the local memory each group
+ * allocates does not change. */
+#define HLD (BK / 2)
+#if BK == 16
+#define GF_HPOS(p) ((((p) & 3) << 1) | ((p) >> 2))
+#else
+#define GF_HPOS(p) (p)
+#endif
+static inline void gf_store4h(const int xc, const int bx, __local uint *Xh, int idx, float4 v) {
+    if (xc) { /* x .. x+3 of one k: four 16-bit stores */
+        const int k = idx / (bx / 4), x = (idx - k * (bx / 4)) * 4;
+        __local ushort *h = (__local ushort *)Xh;
+        const uint lo = gf_pack(v.x, v.y), hi = gf_pack(v.z, v.w);
+        const int w = GF_HPOS(k >> 1), part = k & 1;
+        h[((x + 0) * HLD + w) * 2 + part] = (ushort)(lo & 0xffffu);
+        h[((x + 1) * HLD + w) * 2 + part] = (ushort)(lo >> 16);
+        h[((x + 2) * HLD + w) * 2 + part] = (ushort)(hi & 0xffffu);
+        h[((x + 3) * HLD + w) * 2 + part] = (ushort)(hi >> 16);
+    } else { /* k .. k+3 of one x (k a multiple of 4): two pairs */
+        const int x = idx / (BK / 4), k = (idx - x * (BK / 4)) * 4;
+        Xh[x * HLD + GF_HPOS(k >> 1)] = gf_pack(v.x, v.y);
+        Xh[x * HLD + GF_HPOS((k >> 1) + 1)] = gf_pack(v.z, v.w);
+    }
+}
+#define GF_STAGE(xc, bx, Xs, ld4, idx, v) gf_store4h(xc, bx, (__local uint *)(Xs), idx, v)
+#else
+#define GF_STAGE(xc, bx, Xs, ld4, idx, v) gf_store4(xc, bx, Xs, ld4, idx, v)
+#endif
+
 static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int K, int kps,
                                   float alpha, __global const float *A, ulong a_off, int lda,
                                   __global const float *B, ulong b_off, int ldb, float beta,
@@ -451,13 +497,13 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
         for (int q = 0; q < NLB; q++)
             rb[q] = gf_load4(b_xc, BN, B, ldb, n0, k_begin, lid + q * NT, N, k_end, full);
 #pragma unroll
-        for (int q = 0; q < NLA; q++) gf_store4(a_xc, BM, As, LDA4, lid + q * NT, GF_ROUND4(ra[q]));
+        for (int q = 0; q < NLA; q++) GF_STAGE(a_xc, BM, As, LDA4, lid + q * NT, GF_ROUND4(ra[q]));
         if (EPI_COLSUM && ta) {
 #pragma unroll
             for (int q = 0; q < NLA; q++) csum += ra[q];
         }
 #pragma unroll
-        for (int q = 0; q < NLB; q++) gf_store4(b_xc, BN, Bs, LDB4, lid + q * NT, GF_ROUND4(rb[q]));
+        for (int q = 0; q < NLB; q++) GF_STAGE(b_xc, BN, Bs, LDB4, lid + q * NT, GF_ROUND4(rb[q]));
     }
     /* copy 0 complete before anyone reads it */
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -480,7 +526,52 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
 #if MMA_KIND
         __local const float *af = (__local const float *)as;
         __local const float *bf = (__local const float *)bs;
-#if MMA_KIND >= 2
+#if MMA_HALF_TILES
+        __local const uint *ah = (__local const uint *)as, *bh = (__local const uint *)bs;
+#if BK == 16
+        {
+            uint fa[MT][4], fb[NTL][2];
+#pragma unroll
+            for (int i = 0; i < MT; i++) {
+                const int m = wm0 + i * 16 + g;
+                const uint2 r0 = *(__local const uint2 *)(ah + m * HLD + 2 * t);
+                const uint2 r8 = *(__local const uint2 *)(ah + (m + 8) * HLD + 2 * t);
+                fa[i][0] = r0.x;
+                fa[i][2] = r0.y;
+                fa[i][1] = r8.x;
+                fa[i][3] = r8.y;
+            }
+#pragma unroll
+            for (int j = 0; j < NTL; j++) {
+                const uint2 r = *(__local const uint2 *)(bh + (wn0 + j * 8 + g) * HLD + 2 * t);
+                fb[j][0] = r.x;
+                fb[j][1] = r.y;
+            }
+#pragma unroll
+            for (int i = 0; i < MT; i++)
+#pragma unroll
+                for (int j = 0; j < NTL; j++)
+                    gf_mma16(acc[i][j], fa[i][0], fa[i][1], fa[i][2], fa[i][3], fb[j][0], fb[j][1]
+                             GF_EMU_ARG);
+        }
+#else
+        {
+            uint fa[MT][2], fb[NTL];
+#pragma unroll
+            for (int i = 0; i < MT; i++) {
+                const int m = wm0 + i * 16 + g;
+                fa[i][0] = ah[m * HLD + t];
+                fa[i][1] = ah[(m + 8) * HLD + t];
+            }
+#pragma unroll
+            for (int j = 0; j < NTL; j++) fb[j] = bh[(wn0 + j * 8 + g) * HLD + t];
+#pragma unroll
+            for (int i = 0; i < MT; i++)
+#pragma unroll
+                for (int j = 0; j < NTL; j++) gf_mma8(acc[i][j], fa[i][0], fa[i][1], fb[j] GF_EMU_ARG);
+        }
+#endif
+#elif MMA_KIND >= 2
 #define LA (LDA4 * 4)
 #define LB (LDB4 * 4)
 #if BK % 16 == 0
@@ -588,7 +679,7 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
             __local float4 *na = As + (cur ^ 1) * (BK * LDA4);
             __local float4 *nb = Bs + (cur ^ 1) * (BK * LDB4);
 #pragma unroll
-            for (int q = 0; q < NLA; q++) gf_store4(a_xc, BM, na, LDA4, lid + q * NT, GF_ROUND4(ra[q]));
+            for (int q = 0; q < NLA; q++) GF_STAGE(a_xc, BM, na, LDA4, lid + q * NT, GF_ROUND4(ra[q]));
             /* (added here, where the loads are consumed anyway: an add right after them waits
              * for global memory before the multiply; on an H200 that cost each layer's backward
              * products 0.11 ms per step) */
@@ -597,7 +688,7 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
                 for (int q = 0; q < NLA; q++) csum += ra[q];
             }
 #pragma unroll
-            for (int q = 0; q < NLB; q++) gf_store4(b_xc, BN, nb, LDB4, lid + q * NT, GF_ROUND4(rb[q]));
+            for (int q = 0; q < NLB; q++) GF_STAGE(b_xc, BN, nb, LDB4, lid + q * NT, GF_ROUND4(rb[q]));
         }
         /* the copy just written is complete, and nobody reads the other one any more before it is
          * overwritten in the next iteration */
