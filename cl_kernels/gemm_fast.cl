@@ -86,11 +86,11 @@
 #ifndef ROUND_IN
 #define ROUND_IN 0
 #endif
-#ifndef MMA_HALF_TILES
-#define MMA_HALF_TILES 0
+#ifndef MMA_PACKED_TILES
+#define MMA_PACKED_TILES 0
 #endif
-#if MMA_HALF_TILES && MMA_KIND < 2
-#error "gemm_fast.cl: MMA_HALF_TILES is a form of the bf16 / fp16 tensor-core kernels (MMA_KIND 2, 3)"
+#if MMA_PACKED_TILES && !MMA_KIND
+#error "gemm_fast.cl: MMA_PACKED_TILES is a form of the tensor-core kernels (MMA_KIND 1, 2, 3)"
 #endif
 #if MMA_KIND && ROUND_IN
 #error "gemm_fast.cl: MMA_KIND rounds in the fragment reads; ROUND_IN is for the fp32 form"
@@ -402,42 +402,61 @@ static inline void gf_store4(const int xc, const int bx, __local float4 *Xs, con
     }
 }
 
-#if MMA_HALF_TILES
-/* Half tiles (MMA_HALF_TILES, the bf16 / fp16 tensor-core forms): the staged tiles hold the values
- * already rounded to bf16 / fp16, two of consecutive k (the lower k in the lower half) in one
- * 32-bit word, as the mma.sync fragments want them, and x-major: Xh[x * HLD + pos(k / 2)]. Within
- * each 16 of k the pairs lie in the order 0, 4, 1, 5, 2, 6, 3, 7, so that the two words a lane
- * needs for m16n8k16 (pairs t and t + 4: A registers 0 and 2 of row g, 1 and 3 of row g + 8, B
- * registers 0 and 1 of column g) are adjacent: one 64-bit local read each, half the bytes and a
- * quarter of the reads of the fp32 tiles with their conversions on every fragment read. A K slice
- * of 8 keeps the pairs in order (m16n8k8 reads pair t alone). HLD = BK / 2 words a row: lanes g
- * (rows) and t (pairs) then meet distinct banks (8 g + 2 t with 64-bit reads, 4 g + t with 32-bit
- * ones). The values are rounded once, as they are staged, instead of once per fragment read. The
- * tiles take less than the fp32 copies that the kernels declare, so the local memory each group
- * allocates does not change. */
-#define HLD (BK / 2)
-#if BK == 16
-#define GF_HPOS(p) ((((p) & 3) << 1) | ((p) >> 2))
+#if MMA_PACKED_TILES
+/* Packed tiles (MMA_PACKED_TILES, the tensor-core forms): the staged tiles hold the values
+ * already converted for the engine, as 32-bit words the mma.sync fragments take as they are: one
+ * TF32 value (cvt.rna) a word, or two bf16 / fp16 values of consecutive k (the lower k in the lower
+ * half). Each operand is x-major (rows of op(A), columns of op(B)) in planes of PW words a row:
+ * word w of row x at plane(w) * bx * PW + x * PW + pos(w % PW). With PW = 8 the words of a plane
+ * lie in the order 0, 4, 1, 5, 2, 6, 3, 7, so that the two words a lane needs for one fragment row
+ * (TF32 m16n8k8: k t and t + 4; bf16 / fp16 m16n8k16: the pairs t and t + 4; A registers 0 and 2
+ * of row g, 1 and 3 of row g + 8, B registers 0 and 1 of column g) are adjacent: one 64-bit local
+ * read each. A K slice of 8 in bf16 / fp16 is one plane of 4 words in order (m16n8k8 reads word t
+ * alone). Lanes g (rows) and t (words) meet distinct banks (8 g + 2 t with 64-bit reads, 4 g + t
+ * with 32-bit ones). Against the fp32 tiles, whose fragments take one 32-bit read and one
+ * conversion per value on every read: a quarter of the reads (bf16 / fp16) or half (TF32), and
+ * one conversion per staged value (the A tile is read by four warps, B by two). The packed tiles
+ * take no more room than the fp32 copies the kernels declare, so each group's local memory does
+ * not change. */
+#define KPW (MMA_KIND == 1 ? 1 : 2)           /* k per word */
+#define PW (BK / KPW < 8 ? BK / KPW : 8)    /* words a row of a plane */
+#if PW == 8
+#define GF_PPOS(w) ((((w) & 3) << 1) | (((w) >> 2) & 1))
 #else
-#define GF_HPOS(p) (p)
+#define GF_PPOS(w) (w)
 #endif
-static inline void gf_store4h(const int xc, const int bx, __local uint *Xh, int idx, float4 v) {
-    if (xc) { /* x .. x+3 of one k: four 16-bit stores */
+#define GF_PADDR(bx, x, w) (((w) / PW) * (bx) * PW + (x) * PW + GF_PPOS((w) % PW))
+static inline void gf_store4p(const int xc, const int bx, __local uint *Xw, int idx, float4 v) {
+    if (xc) { /* x .. x+3 of one k */
         const int k = idx / (bx / 4), x = (idx - k * (bx / 4)) * 4;
-        __local ushort *h = (__local ushort *)Xh;
+#if MMA_KIND == 1
+        Xw[GF_PADDR(bx, x + 0, k)] = gf_tf32(v.x);
+        Xw[GF_PADDR(bx, x + 1, k)] = gf_tf32(v.y);
+        Xw[GF_PADDR(bx, x + 2, k)] = gf_tf32(v.z);
+        Xw[GF_PADDR(bx, x + 3, k)] = gf_tf32(v.w);
+#else /* four 16-bit stores into the halves of four words */
+        __local ushort *h = (__local ushort *)Xw;
         const uint lo = gf_pack(v.x, v.y), hi = gf_pack(v.z, v.w);
-        const int w = GF_HPOS(k >> 1), part = k & 1;
-        h[((x + 0) * HLD + w) * 2 + part] = (ushort)(lo & 0xffffu);
-        h[((x + 1) * HLD + w) * 2 + part] = (ushort)(lo >> 16);
-        h[((x + 2) * HLD + w) * 2 + part] = (ushort)(hi & 0xffffu);
-        h[((x + 3) * HLD + w) * 2 + part] = (ushort)(hi >> 16);
-    } else { /* k .. k+3 of one x (k a multiple of 4): two pairs */
+        const int part = k & 1;
+        h[GF_PADDR(bx, x + 0, k >> 1) * 2 + part] = (ushort)(lo & 0xffffu);
+        h[GF_PADDR(bx, x + 1, k >> 1) * 2 + part] = (ushort)(lo >> 16);
+        h[GF_PADDR(bx, x + 2, k >> 1) * 2 + part] = (ushort)(hi & 0xffffu);
+        h[GF_PADDR(bx, x + 3, k >> 1) * 2 + part] = (ushort)(hi >> 16);
+#endif
+    } else { /* k .. k+3 of one x (k a multiple of 4) */
         const int x = idx / (BK / 4), k = (idx - x * (BK / 4)) * 4;
-        Xh[x * HLD + GF_HPOS(k >> 1)] = gf_pack(v.x, v.y);
-        Xh[x * HLD + GF_HPOS((k >> 1) + 1)] = gf_pack(v.z, v.w);
+#if MMA_KIND == 1
+        Xw[GF_PADDR(bx, x, k + 0)] = gf_tf32(v.x);
+        Xw[GF_PADDR(bx, x, k + 1)] = gf_tf32(v.y);
+        Xw[GF_PADDR(bx, x, k + 2)] = gf_tf32(v.z);
+        Xw[GF_PADDR(bx, x, k + 3)] = gf_tf32(v.w);
+#else
+        Xw[GF_PADDR(bx, x, k >> 1)] = gf_pack(v.x, v.y);
+        Xw[GF_PADDR(bx, x, (k >> 1) + 1)] = gf_pack(v.z, v.w);
+#endif
     }
 }
-#define GF_STAGE(xc, bx, Xs, ld4, idx, v) gf_store4h(xc, bx, (__local uint *)(Xs), idx, v)
+#define GF_STAGE(xc, bx, Xs, ld4, idx, v) gf_store4p(xc, bx, (__local uint *)(Xs), idx, v)
 #else
 #define GF_STAGE(xc, bx, Xs, ld4, idx, v) gf_store4(xc, bx, Xs, ld4, idx, v)
 #endif
@@ -526,16 +545,17 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
 #if MMA_KIND
         __local const float *af = (__local const float *)as;
         __local const float *bf = (__local const float *)bs;
-#if MMA_HALF_TILES
+#if MMA_PACKED_TILES
         __local const uint *ah = (__local const uint *)as, *bh = (__local const uint *)bs;
-#if BK == 16
-        {
+#if PW == 8 /* 64-bit reads: TF32 m16n8k8 per plane of 8 k, or bf16 / fp16 m16n8k16 */
+#pragma unroll
+        for (int p = 0; p < BK / (8 * KPW); p++) {
             uint fa[MT][4], fb[NTL][2];
 #pragma unroll
             for (int i = 0; i < MT; i++) {
                 const int m = wm0 + i * 16 + g;
-                const uint2 r0 = *(__local const uint2 *)(ah + m * HLD + 2 * t);
-                const uint2 r8 = *(__local const uint2 *)(ah + (m + 8) * HLD + 2 * t);
+                const uint2 r0 = *(__local const uint2 *)(ah + p * BM * 8 + m * 8 + 2 * t);
+                const uint2 r8 = *(__local const uint2 *)(ah + p * BM * 8 + (m + 8) * 8 + 2 * t);
                 fa[i][0] = r0.x;
                 fa[i][2] = r0.y;
                 fa[i][1] = r8.x;
@@ -543,7 +563,8 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
             }
 #pragma unroll
             for (int j = 0; j < NTL; j++) {
-                const uint2 r = *(__local const uint2 *)(bh + (wn0 + j * 8 + g) * HLD + 2 * t);
+                const int n = wn0 + j * 8 + g;
+                const uint2 r = *(__local const uint2 *)(bh + p * BN * 8 + n * 8 + 2 * t);
                 fb[j][0] = r.x;
                 fb[j][1] = r.y;
             }
@@ -551,20 +572,25 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
             for (int i = 0; i < MT; i++)
 #pragma unroll
                 for (int j = 0; j < NTL; j++)
+#if MMA_KIND == 1
+                    gf_mma(acc[i][j], fa[i][0], fa[i][1], fa[i][2], fa[i][3], fb[j][0], fb[j][1]
+                           GF_EMU_ARG);
+#else
                     gf_mma16(acc[i][j], fa[i][0], fa[i][1], fa[i][2], fa[i][3], fb[j][0], fb[j][1]
                              GF_EMU_ARG);
+#endif
         }
-#else
+#else /* bf16 / fp16, a K slice of 8: m16n8k8, word t of rows g and g + 8 */
         {
             uint fa[MT][2], fb[NTL];
 #pragma unroll
             for (int i = 0; i < MT; i++) {
                 const int m = wm0 + i * 16 + g;
-                fa[i][0] = ah[m * HLD + t];
-                fa[i][1] = ah[(m + 8) * HLD + t];
+                fa[i][0] = ah[m * PW + t];
+                fa[i][1] = ah[(m + 8) * PW + t];
             }
 #pragma unroll
-            for (int j = 0; j < NTL; j++) fb[j] = bh[(wn0 + j * 8 + g) * HLD + t];
+            for (int j = 0; j < NTL; j++) fb[j] = bh[(wn0 + j * 8 + g) * PW + t];
 #pragma unroll
             for (int i = 0; i < MT; i++)
 #pragma unroll

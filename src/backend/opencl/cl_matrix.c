@@ -20,15 +20,16 @@ const cf_cl_matrix_engine cf_cl_matrix_engines[] = {
      {NULL, "-DMMA_KIND=1", "-DMMA_KIND=2", "-DMMA_KIND=3"},
      1,
      0},
-    /* bf16 / fp16 with half tiles (gemm_fast.cl, MMA_HALF_TILES): the values rounded once as
-     * they are staged, pairs of k packed as the fragments want them, 64-bit fragment reads;
-     * checked by emulation (below), not yet run on hardware: only by name until it is */
-    {"nvidia-mma-sync-half-tiles",
+    /* packed tiles (gemm_fast.cl, MMA_PACKED_TILES): the values converted once as they are
+     * staged, laid out as the fragments take them, 64-bit fragment reads; checked by emulation
+     * (below), not yet run on hardware: only by name until it is */
+    {"nvidia-mma-sync-packed-tiles",
      "gemm_fast.cl",
      "NVIDIA",
      "cl_nv_device_attribute_query",
      80,
-     {NULL, NULL, "-DMMA_KIND=2 -DMMA_HALF_TILES=1", "-DMMA_KIND=3 -DMMA_HALF_TILES=1"},
+     {NULL, "-DMMA_KIND=1 -DMMA_PACKED_TILES=1", "-DMMA_KIND=2 -DMMA_PACKED_TILES=1",
+      "-DMMA_KIND=3 -DMMA_PACKED_TILES=1"},
      0,
      0},
     /* the same kernels with each mma.sync and cvt emulated in OpenCL C (gemm_fast.cl,
@@ -43,13 +44,14 @@ const cf_cl_matrix_engine cf_cl_matrix_engines[] = {
       "-DMMA_KIND=3 -DMMA_EMULATE"},
      0,
      1},
-    {"emulated-mma-sync-half-tiles",
+    {"emulated-mma-sync-packed-tiles",
      "gemm_fast.cl",
      NULL,
      NULL,
      0,
-     {NULL, NULL, "-DMMA_KIND=2 -DMMA_HALF_TILES=1 -DMMA_EMULATE",
-      "-DMMA_KIND=3 -DMMA_HALF_TILES=1 -DMMA_EMULATE"},
+     {NULL, "-DMMA_KIND=1 -DMMA_PACKED_TILES=1 -DMMA_EMULATE",
+      "-DMMA_KIND=2 -DMMA_PACKED_TILES=1 -DMMA_EMULATE",
+      "-DMMA_KIND=3 -DMMA_PACKED_TILES=1 -DMMA_EMULATE"},
      0,
      1},
 };
