@@ -406,26 +406,25 @@ static inline void gf_store4(const int xc, const int bx, __local float4 *Xs, con
 /* Packed tiles (MMA_PACKED_TILES, the tensor-core forms): the staged tiles hold the values
  * already converted for the engine, as 32-bit words the mma.sync fragments take as they are: one
  * TF32 value (cvt.rna) a word, or two bf16 / fp16 values of consecutive k (the lower k in the lower
- * half). Each operand is x-major (rows of op(A), columns of op(B)) in planes of PW words a row:
- * word w of row x at plane(w) * bx * PW + x * PW + pos(w % PW). With PW = 8 the words of a plane
- * lie in the order 0, 4, 1, 5, 2, 6, 3, 7, so that the two words a lane needs for one fragment row
- * (TF32 m16n8k8: k t and t + 4; bf16 / fp16 m16n8k16: the pairs t and t + 4; A registers 0 and 2
- * of row g, 1 and 3 of row g + 8, B registers 0 and 1 of column g) are adjacent: one 64-bit local
- * read each. A K slice of 8 in bf16 / fp16 is one plane of 4 words in order (m16n8k8 reads word t
- * alone). Lanes g (rows) and t (words) meet distinct banks (8 g + 2 t with 64-bit reads, 4 g + t
- * with 32-bit ones). Against the fp32 tiles, whose fragments take one 32-bit read and one
- * conversion per value on every read: a quarter of the reads (bf16 / fp16) or half (TF32), and
- * one conversion per staged value (the A tile is read by four warps, B by two). The packed tiles
- * take no more room than the fp32 copies the kernels declare, so each group's local memory does
- * not change. */
+ * half). Each operand is x-major (rows of op(A), columns of op(B)) in planes of PW words a row,
+ * in k order: word w of row x at (w / PW) * bx * PW + x * PW + w % PW. With PW = 8 a lane reads
+ * words 2t and 2t + 1 of its row as one 64-bit read and hands them to the engine as the words of
+ * "k t" and "k t + 4" (TF32 m16n8k8; the pairs t and t + 4 of bf16 / fp16 m16n8k16): A registers 0
+ * and 2 of row g, 1 and 3 of row g + 8, B registers 0 and 1 of column g. That feeds the engine the
+ * slice's k in another order, the same for both operands, so every product meets its partner and
+ * the sum is the same product (the engine's order of additions is its own either way). A K slice
+ * of 8 in bf16 / fp16 is one plane of 4 words (m16n8k8 reads word t alone, in order). Lanes g
+ * (rows) and t (words) meet distinct banks (8 g + 2 t with 64-bit reads, 4 g + t with 32-bit
+ * ones). Against the fp32 tiles, whose fragments take one 32-bit read and one conversion per value
+ * on every read: a quarter of the reads (bf16 / fp16) or half (TF32), and one conversion per
+ * staged value (at 128 x 128 the A tile is read by four warps, B by two). The packed tiles take no
+ * more room than the fp32 copies the kernels declare, so each group's local memory does not
+ * change. */
 #define KPW (MMA_KIND == 1 ? 1 : 2)           /* k per word */
 #define PW (BK / KPW < 8 ? BK / KPW : 8)    /* words a row of a plane */
-#if PW == 8
-#define GF_PPOS(w) ((((w) & 3) << 1) | (((w) >> 2) & 1))
-#else
-#define GF_PPOS(w) (w)
-#endif
-#define GF_PADDR(bx, x, w) (((w) / PW) * (bx) * PW + (x) * PW + GF_PPOS((w) % PW))
+#define PWS (PW == 8 ? 3 : 2)
+/* (shifts and masks, w >= 0: a division next to a remainder becomes a `freeze`, see gf_load4) */
+#define GF_PADDR(bx, x, w) (((w) >> PWS) * (bx) * PW + (x) * PW + ((w) & (PW - 1)))
 static inline void gf_store4p(const int xc, const int bx, __local uint *Xw, int idx, float4 v) {
     if (xc) { /* x .. x+3 of one k */
         const int k = idx / (bx / 4), x = (idx - k * (bx / 4)) * 4;
@@ -443,16 +442,19 @@ static inline void gf_store4p(const int xc, const int bx, __local uint *Xw, int 
         h[GF_PADDR(bx, x + 2, k >> 1) * 2 + part] = (ushort)(hi & 0xffffu);
         h[GF_PADDR(bx, x + 3, k >> 1) * 2 + part] = (ushort)(hi >> 16);
 #endif
-    } else { /* k .. k+3 of one x (k a multiple of 4) */
+    } else { /* k .. k+3 of one x (k a multiple of 4): adjacent words of one plane (stored one by
+              * one: oclgrind's uninitialised-value checker takes a vector built from scalars
+              * for undefined) */
         const int x = idx / (BK / 4), k = (idx - x * (BK / 4)) * 4;
+        __local uint *w = Xw + GF_PADDR(bx, x, k / KPW);
 #if MMA_KIND == 1
-        Xw[GF_PADDR(bx, x, k + 0)] = gf_tf32(v.x);
-        Xw[GF_PADDR(bx, x, k + 1)] = gf_tf32(v.y);
-        Xw[GF_PADDR(bx, x, k + 2)] = gf_tf32(v.z);
-        Xw[GF_PADDR(bx, x, k + 3)] = gf_tf32(v.w);
+        w[0] = gf_tf32(v.x);
+        w[1] = gf_tf32(v.y);
+        w[2] = gf_tf32(v.z);
+        w[3] = gf_tf32(v.w);
 #else
-        Xw[GF_PADDR(bx, x, k >> 1)] = gf_pack(v.x, v.y);
-        Xw[GF_PADDR(bx, x, (k >> 1) + 1)] = gf_pack(v.z, v.w);
+        w[0] = gf_pack(v.x, v.y);
+        w[1] = gf_pack(v.z, v.w);
 #endif
     }
 }
@@ -488,7 +490,8 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
 #if MMA_KIND
     const int lane = lid & 31, warp = lid >> 5;
     const int g = lane >> 2, t = lane & 3;
-    const int wm0 = (warp % WARPS_M) * WTM, wn0 = (warp / WARPS_M) * WTN;
+    /* (warp - wq * WARPS_M, not warp % WARPS_M next to warp / WARPS_M: see gf_load4) */
+    const int wq = warp / WARPS_M, wm0 = (warp - wq * WARPS_M) * WTM, wn0 = wq * WTN;
     float acc[MT][NTL][4];
 #pragma unroll
     for (int i = 0; i < MT; i++)

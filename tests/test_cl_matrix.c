@@ -123,9 +123,37 @@ static void test_unverified(void) {
     expect(e == &T[0], "the H100 still gets the verified row: %s", e ? e->name : "none");
 }
 
+/* An emulated row (cl_matrix.c's emulated-mma-sync rows): applies to every device, CPUs included,
+ * is never chosen by itself, even marked verified, and by name comes with its note */
+static void test_emulated(void) {
+    const cf_cl_matrix_engine T[1] = {
+        {"emu-test", "gemm_fast.cl", NULL, NULL, 0,
+         {NULL, "-DMMA_KIND=1 -DMMA_EMULATE", "-DMMA_KIND=2 -DMMA_EMULATE", NULL}, 1, 1},
+    };
+    const cf_cl_device_info cpu = device("pthread-skylake-avx512", "AuthenticAMD",
+                                         CL_DEVICE_TYPE_CPU, "cl_khr_fp64", 0);
+    char note[640];
+    expect(cf_cl_matrix_applies(&T[0], &cpu, NULL, 0), "an emulated row applies to a CPU device");
+    const cf_cl_matrix_engine *e =
+        cf_cl_matrix_select(T, 1, &cpu, CF_CL_MX_BF16, NULL, note, sizeof note);
+    expect(!e, "an emulated row is not chosen by itself (even with verified set)");
+    e = cf_cl_matrix_select(T, 1, &cpu, CF_CL_MX_BF16, "emu-test", note, sizeof note);
+    expect(e == &T[0] && strstr(note, "an emulation for tests"),
+           "an emulated row named by CF_MATRIX_ENGINE: chosen, with its note (%s)", note);
+    int n_emulated = 0;
+    for (int i = 0; i < cf_cl_matrix_n_engines; i++) {
+        const cf_cl_matrix_engine *r = &cf_cl_matrix_engines[i];
+        if (r->emulated) n_emulated++;
+        expect(!r->emulated || !r->verified, "built-in row %s: an emulation is not marked verified",
+               r->name);
+    }
+    expect(n_emulated >= 1, "the built-in table has an emulated row (%d)", n_emulated);
+}
+
 int main(void) {
     test_builtin();
     test_unverified();
+    test_emulated();
     printf("%s test_cl_matrix: %d of %d checks failed\n", fails ? "FAIL" : "PASS", fails, checks);
     return fails ? 1 : 0;
 }

@@ -57,7 +57,7 @@ void cf_cli_backend_options_from_env(cf_backend_options *o) {
             o->flash_scratch = (size_t)v;
         else
             CF_WARN("CF_FLASH_SCRATCH='%s' is not a number of bytes (e.g. 1073741824); using the "
-                    "default budget (1/32 of the device's memory)",
+                    "default budget (1/24 of the device's memory)",
                     fs);
     }
     o->matrix_engine = env_str("CF_MATRIX_ENGINE");

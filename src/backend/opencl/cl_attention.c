@@ -250,6 +250,12 @@ static att_variant *fused_setup(cf_cl_ctx *ctx, int B, int T, int NH, int KVH, i
     return v;
 }
 
+int cf_cl_attention_fused_available(cf_cl_ctx *ctx, int NH, int KVH, int hs) {
+    struct cf_cl_attention *st = att_state(ctx);
+    const char *why = "";
+    return st && choose(ctx, st, NH * hs, NH, KVH, &why) != NULL;
+}
+
 /* A head range [h0, h0 + nh) of a multi-head call runs the multi-head build on views moved on by
  * h0 heads, with nh as the kernels' head count: in that build the head count only indexes the
  * (B, nh, T, T) matrices, and the key and value columns lie at fixed offsets (C, 2C) from the

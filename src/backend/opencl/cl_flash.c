@@ -512,15 +512,19 @@ typedef struct {
 } matrix_split;
 
 static void matrix_plan(cf_cl_ctx *ctx, const cf_attn_desc *d, matrix_split *m) {
-    cf_cl_attention_plan plan;
-    cf_cl_plan_attention(ctx, cf_cl_attention_mode(ctx), d->NH * d->hs, d->NH, &plan);
-    /* the default: 1/24 of the device's memory (3.3 GB on an 80 GB H100: GPT-2 124M at T 8192
-     * in two ranges of 6 heads, whose backward took 14.8 ms a layer against 16.3 in three ranges
-     * of 4 under 1/32, and 22.8 with the tiled kernels; bench/results/h100/session11/callM) */
+    /* the fused kernels where a variant of them builds and fits here (not the plan's rule alone:
+     * where none builds, the batched GEMMs, as in the matrix attention ops) */
+    m->fused = cf_cl_attention_fused_available(ctx, d->NH, d->KVH, d->hs);
+    m->parts = m->fused ? 2 : 3;
+    /* the default budget: 1/24 of the device's memory (about 3.3 GiB on an H100: GPT-2 124M at
+     * T 8192 in two ranges of 6 heads, as a 3.3 GB budget gave in callM, whose backward took 14.8
+     * ms a layer against 16.3 in three ranges of 4 under 1/32, and 22.8 with the tiled kernels;
+     * bench/results/h100/session11/callM). One buffer holds the parts and the output copy, so the
+     * parts get at most the largest allocation less the copy. */
+    const size_t out_bytes = (size_t)d->B * d->T * (size_t)d->NH * d->hs * sizeof(float);
+    const size_t cap = ctx->dev.max_alloc > out_bytes ? (size_t)ctx->dev.max_alloc - out_bytes : 0;
     size_t b = ctx->flash_scratch ? ctx->flash_scratch : (size_t)(ctx->dev.global_mem / 24);
-    if (b > ctx->dev.max_alloc) b = (size_t)ctx->dev.max_alloc;
-    m->fused = plan.fused;
-    m->parts = plan.fused ? 2 : 3;
+    if (b > cap) b = cap;
     const size_t head = (size_t)m->parts * d->T * d->T * sizeof(float);
     const size_t batch = head * d->NH;
     m->nb = b / batch;
@@ -556,7 +560,10 @@ static int matrix_wanted(cf_cl_ctx *ctx, const cf_attn_desc *d, int has_doc) {
      * sizes above 64, or under CF_ATTENTION=gemm) */
     matrix_split m;
     matrix_plan(ctx, d, &m);
-    return m.fused && m.fits;
+    /* head ranges of at least 4 heads (or all of them): 4 and 6 were measured faster than the
+     * tiled kernels (callM); a range of 1 or 2 heads at T 8192 would start fewer work-groups than
+     * an H100 has multiprocessors, not measured */
+    return m.fused && m.fits && (m.nh == (size_t)d->NH || m.nh >= 4);
 }
 
 /* dq, dk, dv (assigned) by recomputing the probabilities, chunk by chunk (matrix_plan): the

@@ -82,11 +82,13 @@ const char *cf_cl_gemm_fast_valid_text(int mma) {
  * them the rule's choices for those 15 shapes take 8.87 ms (9.09 ms without), the best measured
  * candidate of each shape 8.62 ms. The 128 x 256 block (8 x 16 outputs a work-item, K slices of
  * 8: 128 accumulators, one group per multiprocessor) was fitted on GPT-2 124M's 15 shapes at 8192
- * rows on an H100 (bench/results/h100/session11/callM/gemm_bench.txt): it ran 42.9-46.0 TFLOP/s
+ * rows on an H100 (bench/results/h100/session11/callM/gemm_bench.txt): it ran 42.7-46.0 TFLOP/s
  * where the product has many blocks (fc forward, fc_proj input gradient, the LM head, 4096^3)
- * against 40.3-41.5 for the 128 x 128 ones, and lost where it leaves multiprocessors idle; with
- * eff 1.02 the rule's choices for those shapes add up to 147.9 ms a step (the best of each shape
- * 146.5, the rule without it 153.1). It is a candidate only where cf_cl_gemm_fast_wide says so. */
+ * against 39.0-41.5 for the rule's earlier choices, and lost where it leaves multiprocessors idle
+ * (attn_proj: 32-33 against 39); with eff 1.02 the rule's choices for those shapes add up to
+ * 147.9 ms a step over the measured times (the best of each shape 146.5, the rule without it
+ * 153.1), though it also takes attn_proj's weight gradient, 35.9 against 39.4 TFLOP/s. It is a
+ * candidate only where cf_cl_gemm_fast_wide says so. */
 typedef struct {
     int rm, rn, bk, wg;
     int resident;
@@ -173,7 +175,8 @@ int cf_cl_gemm_fast_wanted(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
  * gemm_fast.cl; and ROUND_IN (1 bf16, 2 fp16 inputs rounded in the fp32 form) */
 static int fast_mma_kind(const cf_cl_ctx *ctx) { return ctx->mx ? ctx->mx_prec : 0; }
 int cf_cl_gemm_fast_wide(const cf_cl_ctx *ctx) {
-    return fast_mma_kind(ctx) == 0 && strstr(ctx->dev.platform_name, "NVIDIA") != NULL;
+    return fast_mma_kind(ctx) == 0 && strstr(ctx->dev.platform_name, "NVIDIA") != NULL &&
+           ctx->dev.nv_cc >= 90;
 }
 static int fast_round_in(const cf_cl_ctx *ctx) {
     return ctx->gemm_round && !ctx->mma_half ? ctx->gemm_round : 0;

@@ -46,8 +46,8 @@ size_t cf_cl_gemm_fast_local_bytes_mma(const cf_cl_gemm_fast_choice *c, int mma)
 int cf_cl_gemm_fast_rule(int M, int N, int K, int compute_units, size_t local_mem, int wide,
                          cf_cl_gemm_fast_choice *out);
 /* Whether the rule may choose 16-wide register tiles here: the fp32 form (the tensor-core forms
- * take 4 and 8 only) on NVIDIA GPUs, the only ones they were measured on (128 accumulators a
- * work-item: GPUs with smaller register files would spill them). */
+ * take 4 and 8 only) on NVIDIA GPUs of compute capability 9.0 or later, where they were measured
+ * (an H100; 128 accumulators a work-item: GPUs with smaller register files would spill them). */
 int cf_cl_gemm_fast_wide(const cf_cl_ctx *ctx);
 
 /* Would the dispatch use the fast kernel for this shape on this device, GEMM mode and tuner (the

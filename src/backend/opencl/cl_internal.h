@@ -403,6 +403,9 @@ int cf_cl_attention_fused_backward(cf_cl_ctx *ctx, cf_view dqkv, cf_view dpreatt
                                    cf_view qkv, cf_view att, int B, int T, int NH, int KVH,
                                    int hs, int h0, int nh);
 void cf_cl_attention_count_gemm(cf_cl_ctx *ctx);
+/* Whether the fused kernels run a call of this shape on this device: the plan takes them and a
+ * variant builds and fits (building it if it is not yet built). */
+int cf_cl_attention_fused_available(cf_cl_ctx *ctx, int NH, int KVH, int hs);
 /* Free the fused programs (backend teardown). */
 void cf_cl_attention_release(cf_cl_ctx *ctx);
 

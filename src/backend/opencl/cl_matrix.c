@@ -138,7 +138,8 @@ const cf_cl_matrix_engine *cf_cl_matrix_select(const cf_cl_matrix_engine *table,
     }
     for (int i = 0; i < n; i++) {
         const cf_cl_matrix_engine *e = &table[i];
-        if (e->verified && e->defines[prec] && cf_cl_matrix_applies(e, d, NULL, 0)) return e;
+        if (e->verified && !e->emulated && e->defines[prec] && cf_cl_matrix_applies(e, d, NULL, 0))
+            return e;
     }
     return NULL;
 }

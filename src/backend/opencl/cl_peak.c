@@ -108,7 +108,8 @@ int cf_cl_peak_engine_gflops(cf_backend *be, double seconds, double *gflops) {
     *gflops = 0.0;
     if (!cf_backend_is_opencl(be)) return CF_ERR_UNSUPPORTED;
     cf_cl_ctx *ctx = (cf_cl_ctx *)be->ctx;
-    if (!ctx->mx || !ctx->mx_prec) return CF_ERR_UNSUPPORTED;
+    /* (an emulated engine, cl_matrix.c, has no peak kernel: the fp32 peak stands) */
+    if (!ctx->mx || !ctx->mx_prec || ctx->mx->emulated) return CF_ERR_UNSUPPORTED;
     if (!(seconds > 0)) seconds = 0.3;
     char opts[192];
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s", ctx->mx->defines[ctx->mx_prec]);
