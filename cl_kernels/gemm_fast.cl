@@ -263,8 +263,6 @@ static inline void gf_mma8(float *c, uint a0, uint a1, uint b0 GF_EMU_PARAM) {
 }
 #endif
 #else
-#define GF_EMU_PARAM
-#define GF_EMU_ARG
 static inline uint gf_tf32(float x) {
     uint r;
     asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
@@ -317,7 +315,7 @@ static inline void gf_mma8(float *c, uint a0, uint a1, uint b0) {
 #endif
 #endif /* MMA_EMULATE */
 #endif
-#ifndef GF_EMU_PARAM /* the fp32 form */
+#ifndef GF_EMU_PARAM /* the fp32 form and the hardware tensor-core forms */
 #define GF_EMU_PARAM
 #define GF_EMU_ARG
 #endif
@@ -546,8 +544,6 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
         __local const float4 *as = As + cur * (BK * LDA4);
         __local const float4 *bs = Bs + cur * (BK * LDB4);
 #if MMA_KIND
-        __local const float *af = (__local const float *)as;
-        __local const float *bf = (__local const float *)bs;
 #if MMA_PACKED_TILES
         __local const uint *ah = (__local const uint *)as, *bh = (__local const uint *)bs;
 #if PW == 8 /* 64-bit reads: TF32 m16n8k8 per plane of 8 k, or bf16 / fp16 m16n8k16 */
@@ -600,7 +596,10 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
                 for (int j = 0; j < NTL; j++) gf_mma8(acc[i][j], fa[i][0], fa[i][1], fb[j] GF_EMU_ARG);
         }
 #endif
-#elif MMA_KIND >= 2
+#else
+        __local const float *af = (__local const float *)as;
+        __local const float *bf = (__local const float *)bs;
+#if MMA_KIND >= 2
 #define LA (LDA4 * 4)
 #define LB (LDB4 * 4)
 #if BK % 16 == 0
@@ -678,6 +677,7 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
                            GF_EMU_ARG);
         }
 #endif
+#endif /* MMA_PACKED_TILES */
 #else
 #pragma unroll
         for (int kk = 0; kk < BK; kk++) {

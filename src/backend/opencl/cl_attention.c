@@ -82,11 +82,6 @@ void cf_cl_attention_counts(cf_cl_ctx *ctx, long *fused, long *gemm) {
     *gemm = st ? st->gemm : 0;
 }
 
-int cf_cl_attention_mode(cf_cl_ctx *ctx) {
-    const struct cf_cl_attention *st = att_state(ctx);
-    return st ? st->mode : CF_ATT_AUTO;
-}
-
 long cf_cl_attention_fused_mha(cf_cl_ctx *ctx) {
     return ctx->attention ? ctx->attention->fused_mha : 0;
 }

@@ -550,34 +550,33 @@ static void matrix_plan(cf_cl_ctx *ctx, const cf_attn_desc *d, matrix_split *m) 
  * the budget; on an H100 at GPT-2 124M's shapes (head size 64, 12 heads) the matrix ops' forward
  * and backward together took 2.05 ms against the tiled backward's 3.11 at T 1024 (batch 8) and 30
  * ms against 44 at T 4096 (BENCHMARKS.md "Flash backward through the matrix ops"). */
-static int matrix_wanted(cf_cl_ctx *ctx, const cf_attn_desc *d, int has_doc) {
+static int matrix_wanted(cf_cl_ctx *ctx, const cf_attn_desc *d, int has_doc, matrix_split *m) {
     if (has_doc || (d->window > 0 && d->window < d->T)) return 0;
-    if (ctx->flash_kernel == CF_FLASH_K_MATRIX) return 1;
-    if (ctx->flash_kernel != CF_FLASH_K_AUTO || !(ctx->dev.type & CL_DEVICE_TYPE_GPU)) return 0;
-    if (ctx->flash && ctx->flash->m_failed) return 0;
-    /* the fused kernels only: a backward through gemm.cl's batched GEMMs took 3.275 ms there
-     * against the tiled kernels' 3.111 (BENCHMARKS.md; the matrix ops run those GEMMs for head
-     * sizes above 64, or under CF_ATTENTION=gemm) */
-    matrix_split m;
-    matrix_plan(ctx, d, &m);
-    /* head ranges of at least 4 heads (or all of them): 4 and 6 were measured faster than the
-     * tiled kernels (callM); a range of 1 or 2 heads at T 8192 would start fewer work-groups than
-     * an H100 has multiprocessors, not measured */
-    return m.fused && m.fits && (m.nh == (size_t)d->NH || m.nh >= 4);
+    const int named = ctx->flash_kernel == CF_FLASH_K_MATRIX;
+    if (!named && (ctx->flash_kernel != CF_FLASH_K_AUTO || !(ctx->dev.type & CL_DEVICE_TYPE_GPU) ||
+                   (ctx->flash && ctx->flash->m_failed)))
+        return 0;
+    matrix_plan(ctx, d, m);
+    /* auto: the fused kernels only (a backward through gemm.cl's batched GEMMs took 3.275 ms
+     * there against the tiled kernels' 3.111: BENCHMARKS.md; the matrix ops run those GEMMs for
+     * head sizes above 64, or under CF_ATTENTION=gemm), and head ranges of at least 4 heads (or
+     * all of them): 4 and 6 were measured faster than the tiled kernels (callM); a range of 1 or
+     * 2 heads at T 8192 would start fewer work-groups than an H100 has multiprocessors, not
+     * measured */
+    return named || (m->fused && m->fits && (m->nh == (size_t)d->NH || m->nh >= 4));
 }
 
-/* dq, dk, dv (assigned) by recomputing the probabilities, chunk by chunk (matrix_plan): the
+/* dq, dk, dv (assigned) by recomputing the probabilities, chunk by chunk (m, matrix_plan's): the
  * forward into scratch (the probabilities and an output copy), then the backward from them.
  * Nothing of size T x T outlives the call's chunk; out, lse and delta are not used. */
-static int matrix_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, cf_view dout,
-                           cf_view qkv) {
+static int matrix_backward(cf_backend *be, const cf_attn_desc *d, const matrix_split *mp,
+                           cf_view dqkv, cf_view dout, cf_view qkv) {
     cf_cl_ctx *ctx = (cf_cl_ctx *)be->ctx;
     CF_TRY(state(ctx));
     struct cf_cl_flash *st = ctx->flash;
     const int B = d->B, T = d->T, NH = d->NH, KVH = d->KVH, hs = d->hs;
     const size_t QKV = (size_t)(NH + 2 * KVH) * hs, C = (size_t)NH * hs;
-    matrix_split m;
-    matrix_plan(ctx, d, &m);
+    const matrix_split m = *mp;
     /* one buffer (allocated through the backend, so the peak memory counts it), replaced when a
      * larger one is needed; under auto a failed allocation is not an error: the caller runs the
      * tiled kernels */
@@ -613,12 +612,8 @@ static int matrix_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, 
             if (rc > 0)
                 rc = cf_cl_attention_fused_backward(ctx, dq, dpre, dO, q, att, cb, T, NH, KVH, hs,
                                                     h0, hn);
-            if (rc == 0) { /* the plan said fused, but no variant built or fits */
-                cf_cl_fail(ctx, "flash attention: the matrix backward planned on the fused "
-                                "attention kernels, which do not run on %s", ctx->dev.name);
-                return CF_ERR_UNSUPPORTED;
-            }
-            CF_TRY(rc < 0 ? rc : CF_OK);
+            /* (rc 0, declined, cannot happen: matrix_plan built the variant) */
+            CF_TRY(rc < 0 ? rc : rc == 0 ? CF_ERR_UNSUPPORTED : CF_OK);
         }
     }
     return CF_OK;
@@ -628,8 +623,9 @@ int cf_cl_flash_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, cf
                          cf_view dout, cf_view out, cf_view lse, cf_view qkv, cf_view doc) {
     cf_cl_ctx *ctx = (cf_cl_ctx *)be->ctx;
     if (ctx->flash) ctx->flash->m_last = 0;
-    if (matrix_wanted(ctx, d, doc.buf != NULL)) {
-        const int rc = matrix_backward(be, d, dqkv, dout, qkv);
+    matrix_split m;
+    if (matrix_wanted(ctx, d, doc.buf != NULL, &m)) {
+        const int rc = matrix_backward(be, d, &m, dqkv, dout, qkv);
         /* auto chose it from the budget, not from the memory left: where its scratch does not
          * fit, the tiled (or rows) kernels take over for good, said once */
         if (rc != CF_ERR_NOMEM || ctx->flash_kernel != CF_FLASH_K_AUTO) return rc;

@@ -389,8 +389,6 @@ int cf_cl_attention_parse(const char *s, int *mode);
 void cf_cl_attention_counts(cf_cl_ctx *ctx, long *fused, long *gemm);
 /* Of the fused attention ops, those that ran on a multi-head build (-DATT_MHA, KVH == NH). */
 long cf_cl_attention_fused_mha(cf_cl_ctx *ctx);
-/* The attention path in use (enum cf_cl_attention_mode: the option, or cf_cl_attention_set_mode). */
-int cf_cl_attention_mode(cf_cl_ctx *ctx);
 /* Run attention forward / backward (the contract of struct cf_backend_ops) with the fused kernels:
  * 1 when done, 0 when declined (the mode is gemm, or the shape does not fit this device: the caller
  * runs the GEMM path and counts it with cf_cl_attention_count_gemm), negative on an enqueue error.
