@@ -180,8 +180,8 @@ static inline void gf_store(__global float *C, __global float *X, size_t idx, fl
 #error "gemm_fast.cl: MMA_KIND needs warp tiles of whole 16 x 8 fragments"
 #endif
 #ifdef MMA_EMULATE
-/* An emulation of the above for tests on any OpenCL device (the engine row "emulated-mma-sync",
- * cl_matrix.c: never chosen by itself): the same fragment layouts, conversions with the same
+/* An emulation of the above for tests on any OpenCL device (CF_MATRIX_ENGINE=emulate:<row>,
+ * cl_matrix.h: never chosen by itself): the same fragment layouts, conversions with the same
  * rounding, and each mma.sync as a collective of the warp's 32 work-items (consecutive local ids,
  * as NVIDIA's warps): every lane writes its registers to the warp's part of the local array emu,
  * and after a barrier reads the operands of its 4 accumulators from the lanes that hold them (the

@@ -62,7 +62,7 @@ msg=$("$CLF" train $RUN --steps 8 --device opencl --resume "$W/a/step_000006.saf
   || bad "opencl resume under bf16: rc $rc: $msg $(cat "$W/r.jsonl" 2>/dev/null)"
 # CF_MATRIX_ENGINE: an unknown name is one warning naming the engines, and the run goes on
 msg=$(CF_MATRIX_ENGINE=bogus "$CLF" train $RUN --steps 2 --device opencl --out "$W/m" --precision bf16 2>&1 >/dev/null); rc=$?
-[ $rc -eq 0 ] && [ "$(printf '%s\n' "$msg" | grep -c "matrix engine 'bogus' (CF_MATRIX_ENGINE) unknown: nvidia-mma-sync, nvidia-mma-sync-packed-tiles, emulated-mma-sync, emulated-mma-sync-packed-tiles or off; none used")" -eq 1 ] \
+[ $rc -eq 0 ] && [ "$(printf '%s\n' "$msg" | grep -c "matrix engine 'bogus' (CF_MATRIX_ENGINE) unknown: nvidia-mma-sync, nvidia-mma-sync-packed-tiles or off (emulate:<name> for an emulation); none used")" -eq 1 ] \
   && ok "CF_MATRIX_ENGINE=bogus: one warning, the run goes on" || bad "CF_MATRIX_ENGINE=bogus: rc $rc: $msg"
 [ $fail -eq 0 ] && echo "PASS cli_precision_half_cl" || echo "FAIL cli_precision_half_cl"
 exit $fail

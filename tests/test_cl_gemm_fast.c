@@ -909,9 +909,9 @@ int main(int argc, char **argv) {
     if ((tcl_tf32 || tcl_round) && want && *want && strcasecmp(want, "off") != 0 &&
         strcasecmp(want, "none") != 0) {
         const cf_cl_ctx *ctx = (const cf_cl_ctx *)GPU->ctx;
-        expect(ctx->mx && strcasecmp(ctx->mx->name, want) == 0,
+        expect(ctx->mx && strcasecmp(ctx->mx_name, want) == 0,
                "CF_MATRIX_ENGINE=%s: that engine runs the products (running: %s)", want,
-               ctx->mx ? ctx->mx->name : "none");
+               ctx->mx_name);
         if (fails) return tcl_finish("test_cl_gemm_fast", t0);
     }
     if (tcl_tf32) {
@@ -930,7 +930,7 @@ int main(int argc, char **argv) {
         cf_cl_ctx *ctx = (cf_cl_ctx *)GPU->ctx;
         printf("precision %s: %s%s\n", tcl_round == 1 ? "bf16" : "fp16",
                ctx->mma_half ? "matrix engine " : "inputs rounded as they are staged",
-               ctx->mma_half ? ctx->mx->name : "");
+               ctx->mma_half ? ctx->mx_name : "");
         expect(ctx->gemm_round == tcl_round, "the backend's GEMM rounding is on");
         if (!bench_mode) round_exact();
         if (!bench_mode) colsum_unrounded();

@@ -26,6 +26,16 @@ static cf_cl_device_info device(const char *name, const char *vendor, cl_device_
     return d;
 }
 
+/* cf_cl_matrix_select's row; whether it is emulated in last_emulate */
+static int last_emulate;
+static const cf_cl_matrix_engine *sel(const cf_cl_matrix_engine *table, int n,
+                                      const cf_cl_device_info *d, int prec, const char *force,
+                                      char *note, size_t note_len) {
+    const cf_cl_matrix_choice c = cf_cl_matrix_select(table, n, d, prec, force, note, note_len);
+    last_emulate = c.emulate;
+    return c.e;
+}
+
 static const char *pn(int p) {
     return p == CF_CL_MX_TF32 ? "tf32" : p == CF_CL_MX_BF16 ? "bf16" : "fp16";
 }
@@ -49,30 +59,30 @@ static void test_builtin(void) {
                                          0);
     char note[640];
     for (int p = CF_CL_MX_TF32; p <= CF_CL_MX_FP16; p++) {
-        const cf_cl_matrix_engine *e = cf_cl_matrix_select(T, n, &h100, p, NULL, note, sizeof note);
+        const cf_cl_matrix_engine *e = sel(T, n, &h100, p, NULL, note, sizeof note);
         expect(e && !strcmp(e->name, "nvidia-mma-sync") && !note[0],
                "H100, %s: %s, no note", pn(p), e ? e->name : "none");
-        expect(!cf_cl_matrix_select(T, n, &t4, p, NULL, note, sizeof note),
+        expect(!sel(T, n, &t4, p, NULL, note, sizeof note),
                "compute capability 7.5, %s: none", pn(p));
-        expect(!cf_cl_matrix_select(T, n, &pocl, p, NULL, note, sizeof note),
+        expect(!sel(T, n, &pocl, p, NULL, note, sizeof note),
                "CPU device, %s: none", pn(p));
-        expect(!cf_cl_matrix_select(T, n, &arc, p, NULL, note, sizeof note),
+        expect(!sel(T, n, &arc, p, NULL, note, sizeof note),
                "Intel GPU (no built-in row), %s: none", pn(p));
     }
-    expect(!cf_cl_matrix_select(T, n, &h100, CF_CL_MX_NONE, NULL, note, sizeof note),
+    expect(!sel(T, n, &h100, CF_CL_MX_NONE, NULL, note, sizeof note),
            "H100, fp32: none");
     const cf_cl_matrix_engine *e =
-        cf_cl_matrix_select(T, n, &h100, CF_CL_MX_BF16, "off", note, sizeof note);
+        sel(T, n, &h100, CF_CL_MX_BF16, "off", note, sizeof note);
     expect(!e && strstr(note, "off"), "CF_MATRIX_ENGINE=off on the H100: none (%s)", note);
-    e = cf_cl_matrix_select(T, n, &t4, CF_CL_MX_BF16, "nvidia-mma-sync", note, sizeof note);
+    e = sel(T, n, &t4, CF_CL_MX_BF16, "nvidia-mma-sync", note, sizeof note);
     expect(!e && strstr(note, "does not apply") && strstr(note, "compute capability 7.5"),
            "nvidia-mma-sync forced on compute capability 7.5: none (%s)", note);
-    e = cf_cl_matrix_select(T, n, &pocl, CF_CL_MX_FP16, "NVIDIA-MMA-SYNC", note, sizeof note);
+    e = sel(T, n, &pocl, CF_CL_MX_FP16, "NVIDIA-MMA-SYNC", note, sizeof note);
     expect(!e && strstr(note, "not a GPU"), "forced on a CPU device: none (%s)", note);
-    e = cf_cl_matrix_select(T, n, &h100, CF_CL_MX_TF32, "nvidia-mma-sync", note, sizeof note);
+    e = sel(T, n, &h100, CF_CL_MX_TF32, "nvidia-mma-sync", note, sizeof note);
     expect(e && strstr(note, "nvidia-mma-sync") && !strstr(note, "not verified"),
            "forced where it applies: chosen, a verified row (%s)", note);
-    e = cf_cl_matrix_select(T, n, &h100, CF_CL_MX_TF32, "tensorcores", note, sizeof note);
+    e = sel(T, n, &h100, CF_CL_MX_TF32, "tensorcores", note, sizeof note);
     expect(!e && strstr(note, "unknown") && strstr(note, "nvidia-mma-sync"),
            "an unknown name: none, the names listed (%s)", note);
     for (int i = 0; i < n; i++) {
@@ -94,7 +104,7 @@ static void test_unverified(void) {
     const cf_cl_matrix_engine T[2] = {
         cf_cl_matrix_engines[0],
         {"intel-xmx-test", "gemm_fast.cl", "Intel", "cl_intel_subgroup_matrix_multiply_accumulate",
-         0, {NULL, NULL, "-DMMA_KIND=0 -DROUND_IN=1", NULL}, 0, 0},
+         0, {NULL, NULL, "-DMMA_KIND=0 -DROUND_IN=1", NULL}, 0, NULL},
     };
     const cf_cl_device_info arc = device("Intel(R) Arc(TM) A770", "Intel(R) Corporation",
                                          CL_DEVICE_TYPE_GPU,
@@ -106,48 +116,72 @@ static void test_unverified(void) {
     const cf_cl_device_info h100 = device("NVIDIA H100 80GB HBM3", "NVIDIA Corporation",
                                           CL_DEVICE_TYPE_GPU, "cl_nv_device_attribute_query", 90);
     char note[640];
-    const cf_cl_matrix_engine *e = cf_cl_matrix_select(T, 2, &arc, CF_CL_MX_BF16, NULL, note,
+    const cf_cl_matrix_engine *e = sel(T, 2, &arc, CF_CL_MX_BF16, NULL, note,
                                                        sizeof note);
     expect(!e && !note[0], "unverified row: not chosen by itself on a device it applies to");
-    e = cf_cl_matrix_select(T, 2, &arc, CF_CL_MX_BF16, "intel-xmx-test", note, sizeof note);
+    e = sel(T, 2, &arc, CF_CL_MX_BF16, "intel-xmx-test", note, sizeof note);
     expect(e == &T[1] && strstr(note, "not verified"),
            "unverified row named by CF_MATRIX_ENGINE: chosen, with a note (%s)", note);
-    e = cf_cl_matrix_select(T, 2, &arc, CF_CL_MX_FP16, "intel-xmx-test", note, sizeof note);
+    e = sel(T, 2, &arc, CF_CL_MX_FP16, "intel-xmx-test", note, sizeof note);
     expect(!e && strstr(note, "no fp16 form"), "named for a precision it lacks: none (%s)", note);
-    e = cf_cl_matrix_select(T, 2, &igpu, CF_CL_MX_BF16, "intel-xmx-test", note, sizeof note);
+    e = sel(T, 2, &igpu, CF_CL_MX_BF16, "intel-xmx-test", note, sizeof note);
     expect(!e && strstr(note, "does not report cl_intel_subgroup_matrix_multiply_accumulate"),
            "named on a GPU without the extension: none (%s)", note);
-    e = cf_cl_matrix_select(T, 2, &h100, CF_CL_MX_BF16, "intel-xmx-test", note, sizeof note);
+    e = sel(T, 2, &h100, CF_CL_MX_BF16, "intel-xmx-test", note, sizeof note);
     expect(!e && strstr(note, "vendor"), "named on another vendor's GPU: none (%s)", note);
-    e = cf_cl_matrix_select(T, 2, &h100, CF_CL_MX_BF16, NULL, note, sizeof note);
+    e = sel(T, 2, &h100, CF_CL_MX_BF16, NULL, note, sizeof note);
     expect(e == &T[0], "the H100 still gets the verified row: %s", e ? e->name : "none");
 }
 
-/* An emulated row (cl_matrix.c's emulated-mma-sync rows): applies to every device, CPUs included,
- * is never chosen by itself, even marked verified, and by name comes with its note */
+/* CF_MATRIX_ENGINE=emulate:<name>: a row with an emulation runs emulated on every device, CPUs
+ * included, only when so named, with its note and its build options plus the emulation's; a row
+ * without one is refused, and so is a precision the row lacks */
 static void test_emulated(void) {
-    const cf_cl_matrix_engine T[1] = {
-        {"emu-test", "gemm_fast.cl", NULL, NULL, 0,
-         {NULL, "-DMMA_KIND=1 -DMMA_EMULATE", "-DMMA_KIND=2 -DMMA_EMULATE", NULL}, 1, 1},
+    const cf_cl_matrix_engine T[2] = {
+        {"emu-test", "gemm_fast.cl", "NVIDIA", "cl_nv_device_attribute_query", 80,
+         {NULL, "-DMMA_KIND=1", "-DMMA_KIND=2", NULL}, 1, "-DMMA_EMULATE"},
+        {"plain-test", "gemm_fast.cl", "NVIDIA", NULL, 80,
+         {NULL, "-DMMA_KIND=1", NULL, NULL}, 1, NULL},
     };
     const cf_cl_device_info cpu = device("pthread-skylake-avx512", "AuthenticAMD",
                                          CL_DEVICE_TYPE_CPU, "cl_khr_fp64", 0);
-    char note[640];
-    expect(cf_cl_matrix_applies(&T[0], &cpu, NULL, 0), "an emulated row applies to a CPU device");
-    const cf_cl_matrix_engine *e =
-        cf_cl_matrix_select(T, 1, &cpu, CF_CL_MX_BF16, NULL, note, sizeof note);
-    expect(!e, "an emulated row is not chosen by itself (even with verified set)");
-    e = cf_cl_matrix_select(T, 1, &cpu, CF_CL_MX_BF16, "emu-test", note, sizeof note);
-    expect(e == &T[0] && strstr(note, "an emulation for tests"),
-           "an emulated row named by CF_MATRIX_ENGINE: chosen, with its note (%s)", note);
-    int n_emulated = 0;
+    char note[640], opts[160], name[96];
+    expect(!cf_cl_matrix_applies(&T[0], &cpu, NULL, 0), "the row itself does not apply to a CPU");
+    const cf_cl_matrix_engine *e = sel(T, 2, &cpu, CF_CL_MX_BF16, NULL, note, sizeof note);
+    expect(!e, "nothing chosen by itself on the CPU device");
+    e = sel(T, 2, &cpu, CF_CL_MX_BF16, "emulate:emu-test", note, sizeof note);
+    expect(e == &T[0] && last_emulate && strstr(note, "an emulation for tests"),
+           "emulate:emu-test on a CPU device: the row, emulated, with its note (%s)", note);
+    cf_cl_matrix_choice c = {e, last_emulate};
+    cf_cl_matrix_options(c, CF_CL_MX_BF16, opts, sizeof opts);
+    cf_cl_matrix_name(c, name, sizeof name);
+    expect(!strcmp(opts, "-DMMA_KIND=2 -DMMA_EMULATE") && !strcmp(name, "emulate:emu-test"),
+           "emulated: the row's options plus the emulation's (%s), named %s", opts, name);
+    c.emulate = 0;
+    cf_cl_matrix_options(c, CF_CL_MX_TF32, opts, sizeof opts);
+    cf_cl_matrix_name(c, name, sizeof name);
+    expect(!strcmp(opts, "-DMMA_KIND=1") && !strcmp(name, "emu-test"),
+           "not emulated: the row's options (%s), named %s", opts, name);
+    e = sel(T, 2, &cpu, CF_CL_MX_FP16, "emulate:emu-test", note, sizeof note);
+    expect(!e && strstr(note, "no fp16 form"), "emulated, a precision it lacks: none (%s)", note);
+    e = sel(T, 2, &cpu, CF_CL_MX_TF32, "emulate:plain-test", note, sizeof note);
+    expect(!e && strstr(note, "has no emulation"), "a row without an emulation: none (%s)", note);
+    e = sel(T, 2, &cpu, CF_CL_MX_TF32, "emulate:nothing", note, sizeof note);
+    expect(!e && strstr(note, "unknown") && strstr(note, "emulate:<name>"),
+           "emulate: of an unknown row: none, the names listed (%s)", note);
+    int n_emulation = 0;
     for (int i = 0; i < cf_cl_matrix_n_engines; i++) {
         const cf_cl_matrix_engine *r = &cf_cl_matrix_engines[i];
-        if (r->emulated) n_emulated++;
-        expect(!r->emulated || !r->verified, "built-in row %s: an emulation is not marked verified",
-               r->name);
+        if (!r->emulation) continue;
+        n_emulation++;
+        char force[128];
+        snprintf(force, sizeof force, "emulate:%s", r->name);
+        e = sel(cf_cl_matrix_engines, cf_cl_matrix_n_engines, &cpu, CF_CL_MX_TF32, force, note,
+                sizeof note);
+        expect(e == r && last_emulate, "built-in row %s emulated on a CPU device (%s)", r->name,
+               note);
     }
-    expect(n_emulated >= 1, "the built-in table has an emulated row (%d)", n_emulated);
+    expect(n_emulation >= 1, "the built-in table has a row with an emulation (%d)", n_emulation);
 }
 
 int main(void) {

@@ -75,18 +75,24 @@ static void apply_options(cf_cl_ctx *ctx, const cf_backend_options *o) {
                    : o->tf32 ? CF_CL_MX_TF32
                              : CF_CL_MX_NONE;
     ctx->mx = NULL;
+    ctx->mx_emulate = 0;
+    snprintf(ctx->mx_name, sizeof ctx->mx_name, "none");
     if (ctx->mx_prec) {
         char note[512];
-        ctx->mx = cf_cl_matrix_select(cf_cl_matrix_engines, cf_cl_matrix_n_engines, &ctx->dev,
-                                      ctx->mx_prec, o->matrix_engine, note, sizeof note);
+        const cf_cl_matrix_choice c =
+            cf_cl_matrix_select(cf_cl_matrix_engines, cf_cl_matrix_n_engines, &ctx->dev,
+                                ctx->mx_prec, o->matrix_engine, note, sizeof note);
         if (note[0]) CF_WARN("%s", note);
+        ctx->mx = c.e;
+        ctx->mx_emulate = c.emulate;
+        cf_cl_matrix_name(c, ctx->mx_name, sizeof ctx->mx_name);
         ctx->mma_tf32 = ctx->mx && ctx->mx_prec == CF_CL_MX_TF32;
         ctx->mma_half = ctx->mx && ctx->gemm_round;
     }
     if (o->tf32 && !ctx->gemm_round) {
         if (ctx->mma_tf32)
             CF_INFO("precision tf32: GEMMs on %s's tensor cores with TF32 inputs (%s)",
-                    ctx->dev.name, ctx->mx->name);
+                    ctx->dev.name, ctx->mx_name);
         else
             CF_INFO("precision tf32: %s has no TF32 matrix engine this backend can use; GEMMs "
                     "run in fp32",
@@ -97,7 +103,7 @@ static void apply_options(cf_cl_ctx *ctx, const cf_backend_options *o) {
         if (ctx->mma_half)
             CF_INFO("precision %s: GEMMs on %s's tensor cores with %s inputs, fp32 accumulation "
                     "and storage (%s)",
-                    p, ctx->dev.name, p, ctx->mx->name);
+                    p, ctx->dev.name, p, ctx->mx_name);
         else
             CF_INFO("precision %s: %s has no matrix engine this backend uses; GEMM inputs are "
                     "rounded to %s in the kernel, fp32 arithmetic and storage (no faster than "
@@ -332,12 +338,12 @@ int cf_cl_peak(cf_backend *be, double seconds, double *gflops, const char **how)
     if (ctx->mx && ctx->mx_prec) {
         static char buf[CF_CL_MX_PRECISIONS][160];
         snprintf(buf[ctx->mx_prec], sizeof buf[0], "%s matrix engine %s: mma chains",
-                 cf_precision_name(ctx->mx_prec), ctx->mx->name);
+                 cf_precision_name(ctx->mx_prec), ctx->mx_name);
         *how = buf[ctx->mx_prec];
         if (cf_cl_peak_engine_gflops(be, seconds, gflops) == CF_OK) return CF_OK;
         CF_WARN("bench: the %s engine's peak could not be measured on %s (above); MFU is "
                 "against the fp32 peak",
-                ctx->mx->name, ctx->dev.name);
+                ctx->mx_name, ctx->dev.name);
     }
     *how = "OpenCL FMA kernel";
     return cf_cl_peak_gflops(be, seconds, gflops);

@@ -277,7 +277,8 @@ int cf_opencl_list_devices(FILE *out) {
         const cf_cl_matrix_engine *eng = NULL;
         for (int p = CF_CL_MX_TF32; p < CF_CL_MX_PRECISIONS; p++) {
             const cf_cl_matrix_engine *e =
-                cf_cl_matrix_select(cf_cl_matrix_engines, cf_cl_matrix_n_engines, d, p, NULL, NULL, 0);
+                cf_cl_matrix_select(cf_cl_matrix_engines, cf_cl_matrix_n_engines, d, p, NULL, NULL, 0)
+                    .e;
             if (!e) continue;
             eng = e;
             const size_t len = strlen(mx);

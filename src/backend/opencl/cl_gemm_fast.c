@@ -238,10 +238,11 @@ static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int
     /* the matrix engine's file and options (cl_matrix.h), else gemm_fast.cl's fp32 form */
     const int kind = fast_mma_kind(ctx);
     const char *file = kind ? ctx->mx->file : "gemm_fast.cl";
-    char form[128];
-    if (kind)
-        snprintf(form, sizeof form, "%s", ctx->mx->defines[kind]);
-    else
+    char form[160];
+    if (kind) {
+        const cf_cl_matrix_choice mc = {ctx->mx, ctx->mx_emulate};
+        cf_cl_matrix_options(mc, kind, form, sizeof form);
+    } else
         snprintf(form, sizeof form, "-DMMA_KIND=0 -DROUND_IN=%d", fast_round_in(ctx));
     char opts[384];
     snprintf(opts, sizeof opts,

@@ -161,6 +161,8 @@ typedef struct cf_cl_ctx {
     const struct cf_cl_matrix_engine *mx; /* the matrix engine of tf32 / bf16 / fp16 (cl_matrix.h),
                                            * NULL = none (fp32, or the portable form) */
     int mx_prec;            /* its precision (CF_CL_MX_*), 0 = none */
+    int mx_emulate;         /* mx runs emulated (CF_MATRIX_ENGINE=emulate:<name>, tests) */
+    char mx_name[96];       /* mx as CF_MATRIX_ENGINE names it ("emulate:<name>" when emulated) */
     int gemm_round;         /* cf_backend_options.bf16 (1) / .fp16 (2): every plain product takes
                              * the register-blocked kernel, its inputs rounded to bf16 / fp16 */
     int mma_half;           /* gemm_round on tensor cores (mma.sync with bf16 / fp16 inputs) */

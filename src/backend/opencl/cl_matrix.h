@@ -7,7 +7,10 @@
  * implements and the build options of each, and whether it was verified on hardware. An
  * unverified row is never chosen by itself: CF_MATRIX_ENGINE=<name> (cf_backend_options
  * .matrix_engine) selects it for testing on a device it applies to; "off" selects none (the
- * portable form: fp32 multiply-adds, bf16/fp16 inputs rounded in the kernel). */
+ * portable form: fp32 multiply-adds, bf16/fp16 inputs rounded in the kernel). A row whose file can
+ * emulate its instructions in OpenCL C says with which build option (emulation);
+ * CF_MATRIX_ENGINE=emulate:<name> then builds that row's kernels with it on any device, CPUs
+ * included: the engine's staging and fragment addressing tested where the engine is absent. */
 #ifndef CF_CL_MATRIX_H
 #define CF_CL_MATRIX_H
 
@@ -35,9 +38,16 @@ typedef struct cf_cl_matrix_engine {
     /* build options of its form for each precision (index CF_CL_MX_*); NULL: not implemented */
     const char *defines[CF_CL_MX_PRECISIONS];
     int verified;          /* its tests passed on hardware: chosen without CF_MATRIX_ENGINE */
-    int emulated;          /* an emulation for tests: applies to every device (CPUs too), never
-                            * chosen without CF_MATRIX_ENGINE */
+    const char *emulation; /* the build option that emulates its instructions in OpenCL C on any
+                            * device (CF_MATRIX_ENGINE=emulate:<name>, for tests; slow); NULL:
+                            * none */
 } cf_cl_matrix_engine;
+
+/* The engine a backend runs: a row, and whether it runs emulated */
+typedef struct cf_cl_matrix_choice {
+    const cf_cl_matrix_engine *e; /* NULL: none (the portable form) */
+    int emulate;                  /* built with e->emulation (CF_MATRIX_ENGINE=emulate:<name>) */
+} cf_cl_matrix_choice;
 
 extern const cf_cl_matrix_engine cf_cl_matrix_engines[];
 extern const int cf_cl_matrix_n_engines;
@@ -47,13 +57,20 @@ extern const int cf_cl_matrix_n_engines;
 int cf_cl_matrix_applies(const cf_cl_matrix_engine *e, const cf_cl_device_info *d, char *why,
                          size_t why_len);
 
-/* The engine of table (n rows) for device d and precision prec (CF_CL_MX_*), or NULL (the
- * portable form). force: NULL or "" = the first verified row that applies and implements prec;
+/* The engine of table (n rows) for device d and precision prec (CF_CL_MX_*); .e NULL: the
+ * portable form. force: NULL or "" = the first verified row that applies and implements prec;
  * "off"/"none" = none; a row's name = that row if it applies to d and implements prec (verified
- * or not), else NULL with *note saying why. note (optional) receives a line for the user when the
- * choice deviates from the default (a forced or refused engine); "" otherwise. */
-const cf_cl_matrix_engine *cf_cl_matrix_select(const cf_cl_matrix_engine *table, int n,
-                                               const cf_cl_device_info *d, int prec,
-                                               const char *force, char *note, size_t note_len);
+ * or not); "emulate:<name>" = that row emulated, on any device, if it has an emulation and
+ * implements prec; otherwise none, with *note saying why. note (optional) receives a line for the
+ * user when the choice deviates from the default (a forced or refused engine); "" otherwise. */
+cf_cl_matrix_choice cf_cl_matrix_select(const cf_cl_matrix_engine *table, int n,
+                                        const cf_cl_device_info *d, int prec, const char *force,
+                                        char *note, size_t note_len);
+
+/* The build options of choice c's form for precision prec (its row's, plus the emulation's when
+ * emulated) into buf; the engine's name as CF_MATRIX_ENGINE spells it ("emulate:<name>" when
+ * emulated) into name (optional). */
+void cf_cl_matrix_options(cf_cl_matrix_choice c, int prec, char *buf, size_t len);
+void cf_cl_matrix_name(cf_cl_matrix_choice c, char *name, size_t len);
 
 #endif

@@ -108,11 +108,13 @@ int cf_cl_peak_engine_gflops(cf_backend *be, double seconds, double *gflops) {
     *gflops = 0.0;
     if (!cf_backend_is_opencl(be)) return CF_ERR_UNSUPPORTED;
     cf_cl_ctx *ctx = (cf_cl_ctx *)be->ctx;
-    /* (an emulated engine, cl_matrix.c, has no peak kernel: the fp32 peak stands) */
-    if (!ctx->mx || !ctx->mx_prec || ctx->mx->emulated) return CF_ERR_UNSUPPORTED;
+    /* (an emulated engine, cl_matrix.h, has no peak kernel: the fp32 peak stands) */
+    if (!ctx->mx || !ctx->mx_prec || ctx->mx_emulate) return CF_ERR_UNSUPPORTED;
     if (!(seconds > 0)) seconds = 0.3;
-    char opts[192];
-    snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s", ctx->mx->defines[ctx->mx_prec]);
+    char form[160], opts[192];
+    const cf_cl_matrix_choice c = {ctx->mx, 0};
+    cf_cl_matrix_options(c, ctx->mx_prec, form, sizeof form);
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s", form);
     cl_program prog = NULL;
     cl_kernel k = NULL;
     static const char *const names[] = {"gemm_fast_mma_peak"};
