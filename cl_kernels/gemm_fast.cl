@@ -24,10 +24,6 @@
  *           next to 128 take BK 8: 2*16*(256+4 + 128+4)*4 bytes = 49 KiB is too much
  *   VEC     1: the host checked that A, B and C offsets and leading dimensions are multiples of 4
  *           elements, so whole tiles are read and written as float4; 0: element accesses
- *   PREFETCH 1: the global loads of slice k + 1 are issued as slice k is multiplied (above);
- *           2: those of slice k + 2, into a second set of registers (slice k + 1's loads,
- *           issued an iteration earlier, are staged after slice k): two slices of multiplies
- *           to wait for global memory, for the tensor-core forms, whose slices are short
  *
  * Split-K: dimension 2 of the range is the K slice s; the group multiplies k in
  * [s*kps, min(K, (s+1)*kps)) and writes its block to C + s*c_split. The host then passes a scratch
@@ -89,9 +85,6 @@
 #endif
 #ifndef ROUND_IN
 #define ROUND_IN 0
-#endif
-#ifndef PREFETCH
-#define PREFETCH 1
 #endif
 #ifndef MMA_PACKED_TILES
 #define MMA_PACKED_TILES 0
@@ -512,66 +505,42 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
         for (int j = 0; j < RN; j++) acc[i][j] = 0.0f;
 #endif
 
-    float4 csum = (float4)(0.0f); /* EPI_COLSUM: this work-item's staged A float4s, added */
-    /* slice kk (global) -> registers RA, RB */
-#define GF_LOAD(RA, RB, kk)                                                                        \
-    {                                                                                              \
-        const int full_ = inside && (kk) + BK <= k_end;                                            \
-        _Pragma("unroll") for (int q = 0; q < NLA; q++) RA[q] =                                     \
-            gf_load4(a_xc, BM, A, lda, m0, (kk), lid + q * NT, M, k_end, full_);                   \
-        _Pragma("unroll") for (int q = 0; q < NLB; q++) RB[q] =                                     \
-            gf_load4(b_xc, BN, B, ldb, n0, (kk), lid + q * NT, N, k_end, full_);                   \
-    }
-    /* registers RA, RB -> local copy c; the sums of op(A) (EPI_COLSUM) added here, where the
-     * loads are consumed anyway: an add right after them waits for global memory before the
-     * multiply (on an H200 that cost each layer's backward products 0.11 ms per step) */
-#define GF_STAGE_COPY(RA, RB, c)                                                                   \
-    {                                                                                              \
-        __local float4 *na_ = As + (c) * (BK * LDA4), *nb_ = Bs + (c) * (BK * LDB4);              \
-        _Pragma("unroll") for (int q = 0; q < NLA; q++)                                            \
-            GF_STAGE(a_xc, BM, na_, LDA4, lid + q * NT, GF_ROUND4(RA[q]));                         \
-        if (EPI_COLSUM && ta) {                                                                    \
-            _Pragma("unroll") for (int q = 0; q < NLA; q++) csum += RA[q];                         \
-        }                                                                                          \
-        _Pragma("unroll") for (int q = 0; q < NLB; q++)                                            \
-            GF_STAGE(b_xc, BN, nb_, LDB4, lid + q * NT, GF_ROUND4(RB[q]));                         \
-    }
-#if PREFETCH == 2
-    /* two slices ahead: slice k + 2 goes into the registers of slice k (staged one iteration
-     * earlier) while slice k is multiplied, and slice k + 1 (loaded one iteration earlier) is
-     * staged after it: a global load has two slices of multiplies to arrive, not one. The
-     * register sets are named, not indexed (set 0 holds the slices of copy 0), so that they
-     * stay in registers; the branches on cur are uniform. */
-    float4 ra0[NLA], rb0[NLB], ra1[NLA], rb1[NLB];
-    if (k_begin < k_end) {
-        GF_LOAD(ra0, rb0, k_begin);
-        GF_STAGE_COPY(ra0, rb0, 0);
-        if (k_begin + BK < k_end) GF_LOAD(ra1, rb1, k_begin + BK);
-    }
-#else
-    /* one slice ahead: slice k + 1 into registers while slice k is multiplied, staged after it */
     float4 ra[NLA], rb[NLB];
+    float4 csum = (float4)(0.0f); /* EPI_COLSUM: this work-item's staged A float4s, added */
+    /* first slice: global -> registers -> copy 0 */
     if (k_begin < k_end) {
-        GF_LOAD(ra, rb, k_begin);
-        GF_STAGE_COPY(ra, rb, 0);
+        const int full = inside && k_begin + BK <= k_end;
+#pragma unroll
+        for (int q = 0; q < NLA; q++)
+            ra[q] = gf_load4(a_xc, BM, A, lda, m0, k_begin, lid + q * NT, M, k_end, full);
+#pragma unroll
+        for (int q = 0; q < NLB; q++)
+            rb[q] = gf_load4(b_xc, BN, B, ldb, n0, k_begin, lid + q * NT, N, k_end, full);
+#pragma unroll
+        for (int q = 0; q < NLA; q++) GF_STAGE(a_xc, BM, As, LDA4, lid + q * NT, GF_ROUND4(ra[q]));
+        if (EPI_COLSUM && ta) {
+#pragma unroll
+            for (int q = 0; q < NLA; q++) csum += ra[q];
+        }
+#pragma unroll
+        for (int q = 0; q < NLB; q++) GF_STAGE(b_xc, BN, Bs, LDB4, lid + q * NT, GF_ROUND4(rb[q]));
     }
-#endif
     /* copy 0 complete before anyone reads it */
     barrier(CLK_LOCAL_MEM_FENCE);
 
     int cur = 0;
     for (int k0 = k_begin; k0 < k_end; k0 += BK) {
-        const int more = k0 + BK < k_end;
-#if PREFETCH == 2
-        if (k0 + 2 * BK < k_end) {
-            if (cur)
-                GF_LOAD(ra1, rb1, k0 + 2 * BK)
-            else
-                GF_LOAD(ra0, rb0, k0 + 2 * BK)
+        const int kn = k0 + BK;
+        const int more = kn < k_end;
+        if (more) { /* next slice into registers while this one is multiplied */
+            const int full = inside && kn + BK <= k_end;
+#pragma unroll
+            for (int q = 0; q < NLA; q++)
+                ra[q] = gf_load4(a_xc, BM, A, lda, m0, kn, lid + q * NT, M, k_end, full);
+#pragma unroll
+            for (int q = 0; q < NLB; q++)
+                rb[q] = gf_load4(b_xc, BN, B, ldb, n0, kn, lid + q * NT, N, k_end, full);
         }
-#else
-        if (more) GF_LOAD(ra, rb, k0 + BK);
-#endif
         __local const float4 *as = As + cur * (BK * LDA4);
         __local const float4 *bs = Bs + cur * (BK * LDB4);
 #if MMA_KIND
@@ -735,18 +704,21 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
                 for (int j = 0; j < RN; j++) acc[i][j] = mad(a[i], b[j], acc[i][j]);
         }
 #endif
-#if PREFETCH == 2
         if (more) {
-            if (cur)
-                GF_STAGE_COPY(ra0, rb0, 0)
-            else
-                GF_STAGE_COPY(ra1, rb1, 1)
+            __local float4 *na = As + (cur ^ 1) * (BK * LDA4);
+            __local float4 *nb = Bs + (cur ^ 1) * (BK * LDB4);
+#pragma unroll
+            for (int q = 0; q < NLA; q++) GF_STAGE(a_xc, BM, na, LDA4, lid + q * NT, GF_ROUND4(ra[q]));
+            /* (added here, where the loads are consumed anyway: an add right after them waits
+             * for global memory before the multiply; on an H200 that cost each layer's backward
+             * products 0.11 ms per step) */
+            if (EPI_COLSUM && ta) {
+#pragma unroll
+                for (int q = 0; q < NLA; q++) csum += ra[q];
+            }
+#pragma unroll
+            for (int q = 0; q < NLB; q++) GF_STAGE(b_xc, BN, nb, LDB4, lid + q * NT, GF_ROUND4(rb[q]));
         }
-#else
-        if (more) GF_STAGE_COPY(ra, rb, cur ^ 1);
-#endif
-#undef GF_LOAD
-#undef GF_STAGE_COPY
         /* the copy just written is complete, and nobody reads the other one any more before it is
          * overwritten in the next iteration */
         barrier(CLK_LOCAL_MEM_FENCE);

@@ -159,8 +159,6 @@ typedef struct cf_backend_options {
                              * "1"/"on" every plain product, "0"/"off" never (env CF_GEMM_FAST) */
     int gemm_fast_verbose;  /* NVIDIA: print the compiler's report of the fast kernel
                              * (env CF_GEMM_FAST_VERBOSE) */
-    int gemm_prefetch;      /* the fast kernel's global loads run 1 or 2 K slices ahead; 0 = its
-                             * default (env CF_GEMM_PREFETCH) */
     int gemm_tile;          /* OpenCL native GEMM: force 8x8 or 16x16 work-groups (the GEMM sweep);
                              * 0 = the rule or the tuning file */
     const char *tuning;     /* OpenCL tuning file; NULL = look in configs/tuning/ for the device,

@@ -40,16 +40,6 @@ void cf_cli_backend_options_from_env(cf_backend_options *o) {
     o->gemm_fast = env_str("CF_GEMM_FAST");
     const char *fv = env_str("CF_GEMM_FAST_VERBOSE");
     o->gemm_fast_verbose = fv && atoi(fv) == 1;
-    const char *pf = env_str("CF_GEMM_PREFETCH");
-    o->gemm_prefetch = 0;
-    if (pf) {
-        if (!strcmp(pf, "1") || !strcmp(pf, "2"))
-            o->gemm_prefetch = atoi(pf);
-        else
-            CF_WARN("CF_GEMM_PREFETCH='%s' is not 1 or 2 (K slices the fast GEMM loads ahead); "
-                    "using the default",
-                    pf);
-    }
     o->tuning = env_str("CF_TUNING");
     o->kernel_dir = env_str("CF_KERNEL_DIR");
     const char *ks = env_str("CF_KERNEL_SOURCE");

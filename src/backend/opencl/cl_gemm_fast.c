@@ -178,8 +178,6 @@ int cf_cl_gemm_fast_wide(const cf_cl_ctx *ctx) {
     return fast_mma_kind(ctx) == 0 && strstr(ctx->dev.platform_name, "NVIDIA") != NULL &&
            ctx->dev.nv_cc >= 90;
 }
-/* How many K slices ahead the kernel loads (gemm_fast.cl PREFETCH): CF_GEMM_PREFETCH, else 1 */
-static int fast_prefetch(const cf_cl_ctx *ctx) { return ctx->gemm_prefetch == 2 ? 2 : 1; }
 static int fast_round_in(const cf_cl_ctx *ctx) {
     return ctx->gemm_round && !ctx->mma_half ? ctx->gemm_round : 0;
 }
@@ -249,8 +247,8 @@ static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int
     char opts[384];
     snprintf(opts, sizeof opts,
              "-cl-std=CL1.2 -DRM=%d -DRN=%d -DBK=%d -DWG=%d -DVEC=%d -DEPI_BIAS=%d -DEPI_ACT=%d "
-             "-DEPI_COLSUM=%d -DPREFETCH=%d %s%s%s",
-             c->rm, c->rn, c->bk, c->wg, vec, epi_bias, epi_act, epi_colsum, fast_prefetch(ctx), form,
+             "-DEPI_COLSUM=%d %s%s%s",
+             c->rm, c->rn, c->bk, c->wg, vec, epi_bias, epi_act, epi_colsum, form,
              cpu ? " -cl-opt-disable" : "", verbose ? " -cl-nv-verbose" : "");
     fast_program g;
     memset(&g, 0, sizeof g);
@@ -289,12 +287,7 @@ static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int
         /* the kernels' work-groups: wg x wg items with rm x rn accumulators each (the reduction:
          * 64 items); see cl_gemm.c's gemm_private_bytes for the estimate */
         const size_t local[2] = {i < 4 ? (size_t)c->wg : 64u, i < 4 ? (size_t)c->wg : 1u};
-        /* (with PREFETCH 2 a second set of staging registers: a K slice of both tiles over the
-         * group's items) */
-        const size_t priv = 4 * (size_t)(c->rm * c->rn + c->rm + c->rn) * sizeof(float) + 256 +
-                            (fast_prefetch(ctx) == 2
-                                 ? (size_t)(c->rm + c->rn) * c->bk * sizeof(float) / c->wg
-                                 : 0);
+        const size_t priv = 4 * (size_t)(c->rm * c->rn + c->rm + c->rn) * sizeof(float) + 256;
         char why[256] = "";
         int fits = cf_cl_kernel_fits(ctx, k, 2, local, i < 4 ? priv : 256u, why, sizeof why);
         if (fits == 0) {

@@ -156,7 +156,6 @@ typedef struct cf_cl_ctx {
     int clblast_failed; /* CLBlast returned an error once: native from then on */
     int gemm_fast_mode;     /* cf_backend_options.gemm_fast: -1 auto, 0 never, 1 every product */
     int gemm_fast_verbose;  /* cf_backend_options.gemm_fast_verbose */
-    int gemm_prefetch;      /* cf_backend_options.gemm_prefetch (0: the default) */
     int mma_tf32;           /* cf_backend_options.tf32 on a device with TF32 mma.sync: the
                              * register-blocked kernel's tensor-core form takes every plain product */
     const struct cf_cl_matrix_engine *mx; /* the matrix engine of tf32 / bf16 / fp16 (cl_matrix.h),
