@@ -405,7 +405,13 @@ static inline void gf_store4(const int xc, const int bx, __local float4 *Xs, con
  * already converted for the engine, as 32-bit words the mma.sync fragments take as they are: one
  * TF32 value (cvt.rna) a word, or two bf16 / fp16 values of consecutive k (the lower k in the lower
  * half). Each operand is x-major (rows of op(A), columns of op(B)) in planes of PW words a row,
- * in k order: word w of row x at (w / PW) * bx * PW + x * PW + w % PW. With PW = 8 a lane reads
+ * in k order: word w of row x at (w / PW) * P + x * PW + (x / 8) * (PW / 4) + w % PW, with planes
+ * of P = bx * PW + (bx / 8) * (PW / 4) words: each group of 8 rows is shifted by PW / 4 words (2
+ * with PW 8, keeping 64-bit reads aligned), so that the stores of operands contiguous along x,
+ * whose lanes write rows 4 apart (one float4 of x each, element e of all lanes at once), meet 16
+ * banks (2 lanes a bank) instead of one: 32 lanes on one bank, once per element, made this form
+ * 1.57x slower than the fp32 tiles on GPT-2 124M (an H100, session 12; 8 rows of a fragment read
+ * share one shift, so the reads still meet 32 banks). With PW = 8 a lane reads
  * words 2t and 2t + 1 of its row as one 64-bit read and hands them to the engine as the words of
  * "k t" and "k t + 4" (TF32 m16n8k8; the pairs t and t + 4 of bf16 / fp16 m16n8k16): A registers 0
  * and 2 of row g, 1 and 3 of row g + 8, B registers 0 and 1 of column g. That feeds the engine the
@@ -422,7 +428,11 @@ static inline void gf_store4(const int xc, const int bx, __local float4 *Xs, con
 #define PW (BK / KPW < 8 ? BK / KPW : 8)    /* words a row of a plane */
 #define PWS (PW == 8 ? 3 : 2)
 /* (shifts and masks, w >= 0: a division next to a remainder becomes a `freeze`, see gf_load4) */
-#define GF_PADDR(bx, x, w) (((w) >> PWS) * (bx) * PW + (x) * PW + ((w) & (PW - 1)))
+#define GF_PLANE(bx) ((bx) * PW + ((bx) >> 3) * (PW / 4))
+#define GF_PADDR(bx, x, w) (((w) >> PWS) * GF_PLANE(bx) + (x) * PW + ((x) >> 3) * (PW / 4) + ((w) & (PW - 1)))
+#if BK / KPW / PW * GF_PLANE(BM) > BK * LDA4 * 4 || BK / KPW / PW * GF_PLANE(BN) > BK * LDB4 * 4
+#error "gemm_fast.cl: the packed tiles exceed the fp32 copies they live in"
+#endif
 static inline void gf_store4p(const int xc, const int bx, __local uint *Xw, int idx, float4 v) {
     if (xc) { /* x .. x+3 of one k */
         const int k = idx / (bx / 4), x = (idx - k * (bx / 4)) * 4;
@@ -553,8 +563,8 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
 #pragma unroll
             for (int i = 0; i < MT; i++) {
                 const int m = wm0 + i * 16 + g;
-                const uint2 r0 = *(__local const uint2 *)(ah + p * BM * 8 + m * 8 + 2 * t);
-                const uint2 r8 = *(__local const uint2 *)(ah + p * BM * 8 + (m + 8) * 8 + 2 * t);
+                const uint2 r0 = *(__local const uint2 *)(ah + GF_PADDR(BM, m, p * 8) + 2 * t);
+                const uint2 r8 = *(__local const uint2 *)(ah + GF_PADDR(BM, m + 8, p * 8) + 2 * t);
                 fa[i][0] = r0.x;
                 fa[i][2] = r0.y;
                 fa[i][1] = r8.x;
@@ -563,7 +573,7 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
 #pragma unroll
             for (int j = 0; j < NTL; j++) {
                 const int n = wn0 + j * 8 + g;
-                const uint2 r = *(__local const uint2 *)(bh + p * BN * 8 + n * 8 + 2 * t);
+                const uint2 r = *(__local const uint2 *)(bh + GF_PADDR(BN, n, p * 8) + 2 * t);
                 fb[j][0] = r.x;
                 fb[j][1] = r.y;
             }
@@ -585,11 +595,11 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
 #pragma unroll
             for (int i = 0; i < MT; i++) {
                 const int m = wm0 + i * 16 + g;
-                fa[i][0] = ah[m * PW + t];
-                fa[i][1] = ah[(m + 8) * PW + t];
+                fa[i][0] = ah[GF_PADDR(BM, m, t)];
+                fa[i][1] = ah[GF_PADDR(BM, m + 8, t)];
             }
 #pragma unroll
-            for (int j = 0; j < NTL; j++) fb[j] = bh[(wn0 + j * 8 + g) * PW + t];
+            for (int j = 0; j < NTL; j++) fb[j] = bh[GF_PADDR(BN, wn0 + j * 8 + g, t)];
 #pragma unroll
             for (int i = 0; i < MT; i++)
 #pragma unroll

@@ -12,7 +12,8 @@
  * multi-head batch element that exceeds the budget: one byte (one head a chunk), 30 KB (heads
  * 0-1 then 2 in "heads B2 T40 NH3", two and two in "causal B2 T37 NH4") and 60 KB (a chunk of
  * two batch elements, then one, in "chunks B3 T30": two (T,T) matrices a head on this path).
- * Last, the matrix backward with the fused kernels asked for where none builds: the batched GEMMs.
+ * Last, the matrix backward with the fused kernels asked for where none builds: the batched GEMMs;
+ * and the attention-op counter, which counts a call in head ranges once.
  * --small runs tiled, rows and the fused one-byte matrix set (a head a chunk in its multi-head
  * case).
  *     test_cl_flash_attention [--small] [--kernel tiled|rows|matrix] [device spec]
@@ -92,6 +93,29 @@ static void fused_unavailable(const char *spec) {
     rmdir(dir);
 }
 
+/* The attention-op counter (cf_backend_info.attention_fused) counts a matrix backward's call on the
+ * fused kernels once per batch chunk, forward and backward, however many head ranges it takes:
+ * "heads B2 T40 NH3 hs16" under a 30 KB budget runs heads 0-1, then head 2, of each element. */
+static void ranges_counted_once(const char *spec) {
+    const fr_case *c = &fr_cases[sizeof fr_cases / sizeof fr_cases[0] - 1];
+    cf_backend_options o = *tcl_opts();
+    o.flash_kernel = "matrix";
+    o.flash_scratch = 30000;
+    o.attention = "fused";
+    cf_backend *be = NULL;
+    TCL_OK(cf_backend_opencl_create(spec ? spec : tcl_spec(), &o, &be));
+    cf_backend_info before, after;
+    TCL_OK(cf_be_info(be, &before));
+    fr_run(be, "matrix-fused/30K (counted)", c, 77);
+    TCL_OK(cf_be_info(be, &after));
+    const long n = after.attention_fused - before.attention_fused;
+    expect(strncmp(c->name, "heads", 5) == 0 && n == 2L * c->B,
+           "%s in head ranges: %ld fused attention ops counted, %d expected (a forward and a "
+           "backward per batch element)",
+           c->name, n, 2 * c->B);
+    cf_backend_destroy(be);
+}
+
 int main(int argc, char **argv) {
     const double t0 = cf_time_now();
     int small = 0, code = 0;
@@ -139,6 +163,7 @@ int main(int argc, char **argv) {
         if (!fr_keep_buffers) cf_backend_destroy(be);
     }
     if (!small && (!only || strcmp(only, "matrix") == 0)) fused_unavailable(spec);
+    if (!small && (!only || strcmp(only, "matrix") == 0)) ranges_counted_once(spec);
     fails += fr_fails;
     checks += fr_checks;
     return tcl_finish("test_cl_flash_attention", t0);

@@ -401,7 +401,70 @@ static void test_attention(void) {
            "GPU with 20 KiB local memory, hs 32: fused, groups of 128 (n_ty %d)", a.n_ty);
 }
 
+/* The flash backward through the matrix ops (cl_plan.h): when it is considered, and its split and
+ * decision at GPT-2 124M's attention shapes on an 80 GB GPU (1/24 of it: 3.33 GB of scratch) */
+static void test_flash_matrix(void) {
+    const uint64_t mem = 80000000000ull, alloc = mem / 4;
+    cf_attn_desc d = {8, 1024, 12, 12, 64, 0};
+    expect(cf_cl_plan_flash_matrix_considered(CF_FLASH_K_AUTO, 1, 0, &d, 0),
+           "auto on a GPU: considered");
+    expect(!cf_cl_plan_flash_matrix_considered(CF_FLASH_K_AUTO, 0, 0, &d, 0),
+           "auto on a CPU device: not considered");
+    expect(!cf_cl_plan_flash_matrix_considered(CF_FLASH_K_AUTO, 1, 1, &d, 0),
+           "auto after its scratch failed to allocate: not considered");
+    expect(cf_cl_plan_flash_matrix_considered(CF_FLASH_K_MATRIX, 0, 1, &d, 0),
+           "matrix by name (a CPU device, even after a failure): considered");
+    expect(!cf_cl_plan_flash_matrix_considered(CF_FLASH_K_TILED, 1, 0, &d, 0) &&
+               !cf_cl_plan_flash_matrix_considered(CF_FLASH_K_ROWS, 1, 0, &d, 0),
+           "tiled or rows by name: not considered");
+    expect(!cf_cl_plan_flash_matrix_considered(CF_FLASH_K_MATRIX, 1, 0, &d, 1),
+           "a document mask: not considered, even by name");
+    d.window = 256;
+    expect(!cf_cl_plan_flash_matrix_considered(CF_FLASH_K_MATRIX, 1, 0, &d, 0),
+           "a window narrower than T: not considered");
+    d.window = 1024;
+    expect(cf_cl_plan_flash_matrix_considered(CF_FLASH_K_AUTO, 1, 0, &d, 0),
+           "a window of T (no narrower than full causal): considered");
+    d.window = 0;
+
+    cf_cl_flash_split m;
+    int run = cf_cl_plan_flash_matrix_split(&d, 0, 1, 0, mem, alloc, &m);
+    expect(run && m.fused && m.parts == 2 && m.nb == 8 && m.nh == 12,
+           "T 1024 x 8, fused: runs, the whole batch at once (nb %zu, nh %zu)", m.nb, m.nh);
+    run = cf_cl_plan_flash_matrix_split(&d, 0, 0, 0, mem, alloc, &m);
+    expect(!run && m.parts == 3, "no fused variant: auto declines (the batched GEMMs were slower)");
+    run = cf_cl_plan_flash_matrix_split(&d, 1, 0, 0, mem, alloc, &m);
+    expect(run && m.parts == 3 && m.nh == 12, "no fused variant, by name: runs on the GEMMs");
+
+    d.B = 1;
+    d.T = 8192; /* a head's two (T, T) matrices: 512 MiB */
+    run = cf_cl_plan_flash_matrix_split(&d, 0, 1, 0, mem, alloc, &m);
+    expect(run && m.nb == 1 && m.nh == 6 && m.fits, "T 8192: two ranges of 6 heads (nh %zu)", m.nh);
+    const size_t head = (size_t)2 * 8192 * 8192 * sizeof(float);
+    run = cf_cl_plan_flash_matrix_split(&d, 0, 1, 5 * head, mem, alloc, &m);
+    expect(run && m.nh == 4, "room for 5 heads: three even ranges of 4, not 5, 5, 2 (nh %zu)",
+           m.nh);
+    run = cf_cl_plan_flash_matrix_split(&d, 0, 1, 3 * head, mem, alloc, &m);
+    expect(!run && m.nh == 3, "ranges of 3 heads: auto declines (at least 4, or all)");
+    run = cf_cl_plan_flash_matrix_split(&d, 1, 1, 3 * head, mem, alloc, &m);
+    expect(run && m.nh == 3, "ranges of 3 heads by name: runs");
+    run = cf_cl_plan_flash_matrix_split(&d, 0, 1, 0, mem, (uint64_t)head * 2, &m);
+    expect(!run && m.nh == 1,
+           "the largest allocation (two heads' parts) less the output copy: one head, declined");
+    run = cf_cl_plan_flash_matrix_split(&d, 1, 1, head / 2, mem, alloc, &m);
+    expect(run && !m.fits && m.nh == 1, "by name under a budget below one head: one head a chunk");
+    d.KVH = 4;
+    run = cf_cl_plan_flash_matrix_split(&d, 0, 1, 0, mem, alloc, &m);
+    expect(!run && m.nh == 12 && !m.fits,
+           "grouped-query heads (12:4) at T 8192: no head ranges, declined");
+    d.KVH = 12;
+    d.T = 16384;
+    run = cf_cl_plan_flash_matrix_split(&d, 0, 1, 0, mem, alloc, &m);
+    expect(!run && m.nh == 1, "T 16384 (2 GiB a head): ranges of 1 head, declined");
+}
+
 int main(void) {
+    test_flash_matrix();
     test_gpu();
     test_cpu();
     test_limits();

@@ -282,8 +282,11 @@ int cf_cl_attention_fused_forward(cf_cl_ctx *ctx, cf_view out, cf_view att, cf_v
         nargs--;
     }
     CF_TRY(cf_cl_launch(ctx, v->fwd, "attention_fused_forward", 3, global, local, nargs, args));
-    ctx->attention->fused++;
-    ctx->attention->fused_mha += v->mha;
+    /* (a call in head ranges counts once: at its first range) */
+    if (h0 == 0) {
+        ctx->attention->fused++;
+        ctx->attention->fused_mha += v->mha;
+    }
     return 1;
 }
 
@@ -320,7 +323,10 @@ int cf_cl_attention_fused_backward(cf_cl_ctx *ctx, cf_view dqkv, cf_view dpreatt
                                 ARG_MEM(cf_cl_mem(att)), ARG_ULONG(cf_view_elem_off(att)),
                                 ARG_INT(nh), ARG_INT(KVH), ARG_INT(T), ARG_INT(C),
                                 ARG_FLOAT(scale))));
-    ctx->attention->fused++;
-    ctx->attention->fused_mha += v->mha;
+    /* (a call in head ranges counts once: at its first range) */
+    if (h0 == 0) {
+        ctx->attention->fused++;
+        ctx->attention->fused_mha += v->mha;
+    }
     return 1;
 }

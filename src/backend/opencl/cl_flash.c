@@ -500,83 +500,32 @@ int cf_cl_flash_forward(cf_backend *be, const cf_attn_desc *d, cf_view out, cf_v
 
 /* ---- the backward through the matrix attention ops ------------------------------------------ */
 
-/* How the matrix backward splits a call: chunks of nb batch elements, each in ranges of nh heads
- * (nh < NH only with nb = 1), over parts (T, T) matrices per head. On the fused kernels
- * (cl_kernels/attention.cl, run directly) those are the probabilities and the pre-softmax
- * gradient; elsewhere (the batched GEMMs of attention_forward / attention_backward) also the
- * probabilities' gradient, and whole batch elements only. Head ranges need a multi-head call
- * (cf_cl_attention_fused_forward). fits: one chunk of the smallest kind fits the budget. */
-typedef struct {
-    int fused, parts, fits;
-    size_t nb, nh;
-} matrix_split;
-
-static void matrix_plan(cf_cl_ctx *ctx, const cf_attn_desc *d, matrix_split *m) {
+/* Does the matrix backward run this call, and in which chunks (cl_plan.h)? The fused kernels are
+ * asked for only when the call is considered: asking builds them. */
+static int matrix_wanted(cf_cl_ctx *ctx, const cf_attn_desc *d, int has_doc, cf_cl_flash_split *m) {
+    if (!cf_cl_plan_flash_matrix_considered(ctx->flash_kernel,
+                                            (ctx->dev.type & CL_DEVICE_TYPE_GPU) != 0,
+                                            ctx->flash && ctx->flash->m_failed, d, has_doc))
+        return 0;
     /* the fused kernels where a variant of them builds and fits here (not the plan's rule alone:
      * where none builds, the batched GEMMs, as in the matrix attention ops) */
-    m->fused = cf_cl_attention_fused_available(ctx, d->NH, d->KVH, d->hs);
-    m->parts = m->fused ? 2 : 3;
-    /* the default budget: 1/24 of the device's memory (about 3.3 GiB on an H100: GPT-2 124M at
-     * T 8192 in two ranges of 6 heads, as a 3.3 GB budget gave in callM, whose backward took 14.8
-     * ms a layer against 16.3 in three ranges of 4 under 1/32, and 22.8 with the tiled kernels;
-     * bench/results/h100/session11/callM). One buffer holds the parts and the output copy, so the
-     * parts get at most the largest allocation less the copy. */
-    const size_t out_bytes = (size_t)d->B * d->T * (size_t)d->NH * d->hs * sizeof(float);
-    const size_t cap = ctx->dev.max_alloc > out_bytes ? (size_t)ctx->dev.max_alloc - out_bytes : 0;
-    size_t b = ctx->flash_scratch ? ctx->flash_scratch : (size_t)(ctx->dev.global_mem / 24);
-    if (b > cap) b = cap;
-    const size_t head = (size_t)m->parts * d->T * d->T * sizeof(float);
-    const size_t batch = head * d->NH;
-    m->nb = b / batch;
-    m->nh = d->NH;
-    m->fits = m->nb >= 1;
-    if (m->nb < 1) {
-        m->nb = 1;
-        if (m->fused && d->KVH == d->NH) {
-            m->nh = b / head;
-            m->fits = m->nh >= 1;
-            if (m->nh < 1) m->nh = 1;
-            /* as few ranges as that takes, of even sizes (12 heads in 3 of 4, not 5, 5, 2) */
-            const size_t ranges = (d->NH + m->nh - 1) / m->nh;
-            m->nh = (d->NH + ranges - 1) / ranges;
-        }
-    }
-    if (m->nb > (size_t)d->B) m->nb = (size_t)d->B;
+    const int fused = cf_cl_attention_fused_available(ctx, d->NH, d->KVH, d->hs);
+    return cf_cl_plan_flash_matrix_split(d, ctx->flash_kernel == CF_FLASH_K_MATRIX, fused,
+                                         ctx->flash_scratch, ctx->dev.global_mem,
+                                         ctx->dev.max_alloc, m);
 }
 
-/* Does the matrix backward run this call? Only without a document mask or a window narrower than
- * T (the matrix ops have neither). matrix asked for by name: then always (one batch element, or
- * one head of one, per chunk at least). auto on a GPU: on the fused kernels, where a chunk fits
- * the budget; on an H100 at GPT-2 124M's shapes (head size 64, 12 heads) the matrix ops' forward
- * and backward together took 2.05 ms against the tiled backward's 3.11 at T 1024 (batch 8) and 30
- * ms against 44 at T 4096 (BENCHMARKS.md "Flash backward through the matrix ops"). */
-static int matrix_wanted(cf_cl_ctx *ctx, const cf_attn_desc *d, int has_doc, matrix_split *m) {
-    if (has_doc || (d->window > 0 && d->window < d->T)) return 0;
-    const int named = ctx->flash_kernel == CF_FLASH_K_MATRIX;
-    if (!named && (ctx->flash_kernel != CF_FLASH_K_AUTO || !(ctx->dev.type & CL_DEVICE_TYPE_GPU) ||
-                   (ctx->flash && ctx->flash->m_failed)))
-        return 0;
-    matrix_plan(ctx, d, m);
-    /* auto: the fused kernels only (a backward through gemm.cl's batched GEMMs took 3.275 ms
-     * there against the tiled kernels' 3.111: BENCHMARKS.md; the matrix ops run those GEMMs for
-     * head sizes above 64, or under CF_ATTENTION=gemm), and head ranges of at least 4 heads (or
-     * all of them): 4 and 6 were measured faster than the tiled kernels (callM); a range of 1 or
-     * 2 heads at T 8192 would start fewer work-groups than an H100 has multiprocessors, not
-     * measured */
-    return named || (m->fused && m->fits && (m->nh == (size_t)d->NH || m->nh >= 4));
-}
-
-/* dq, dk, dv (assigned) by recomputing the probabilities, chunk by chunk (m, matrix_plan's): the
+/* dq, dk, dv (assigned) by recomputing the probabilities, chunk by chunk (mp, matrix_wanted's): the
  * forward into scratch (the probabilities and an output copy), then the backward from them.
  * Nothing of size T x T outlives the call's chunk; out, lse and delta are not used. */
-static int matrix_backward(cf_backend *be, const cf_attn_desc *d, const matrix_split *mp,
+static int matrix_backward(cf_backend *be, const cf_attn_desc *d, const cf_cl_flash_split *mp,
                            cf_view dqkv, cf_view dout, cf_view qkv) {
     cf_cl_ctx *ctx = (cf_cl_ctx *)be->ctx;
     CF_TRY(state(ctx));
     struct cf_cl_flash *st = ctx->flash;
     const int B = d->B, T = d->T, NH = d->NH, KVH = d->KVH, hs = d->hs;
     const size_t QKV = (size_t)(NH + 2 * KVH) * hs, C = (size_t)NH * hs;
-    const matrix_split m = *mp;
+    const cf_cl_flash_split m = *mp;
     /* one buffer (allocated through the backend, so the peak memory counts it), replaced when a
      * larger one is needed; under auto a failed allocation is not an error: the caller runs the
      * tiled kernels */
@@ -612,7 +561,7 @@ static int matrix_backward(cf_backend *be, const cf_attn_desc *d, const matrix_s
             if (rc > 0)
                 rc = cf_cl_attention_fused_backward(ctx, dq, dpre, dO, q, att, cb, T, NH, KVH, hs,
                                                     h0, hn);
-            /* (rc 0, declined, cannot happen: matrix_plan built the variant) */
+            /* (rc 0, declined, cannot happen: matrix_wanted built the variant) */
             CF_TRY(rc < 0 ? rc : rc == 0 ? CF_ERR_UNSUPPORTED : CF_OK);
         }
     }
@@ -623,7 +572,7 @@ int cf_cl_flash_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, cf
                          cf_view dout, cf_view out, cf_view lse, cf_view qkv, cf_view doc) {
     cf_cl_ctx *ctx = (cf_cl_ctx *)be->ctx;
     if (ctx->flash) ctx->flash->m_last = 0;
-    matrix_split m;
+    cf_cl_flash_split m;
     if (matrix_wanted(ctx, d, doc.buf != NULL, &m)) {
         const int rc = matrix_backward(be, d, &m, dqkv, dout, qkv);
         /* auto chose it from the budget, not from the memory left: where its scratch does not

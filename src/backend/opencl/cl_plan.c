@@ -463,3 +463,54 @@ void cf_cl_plan_attention(cf_cl_ctx *ctx, int mode, int C, int NH, cf_cl_attenti
         st->n_att++;
     }
 }
+
+/* ---- the flash backward through the matrix attention ops ---------------------------------------- */
+
+int cf_cl_plan_flash_matrix_considered(int flash_kernel, int gpu, int failed,
+                                       const cf_attn_desc *d, int has_doc) {
+    if (has_doc || (d->window > 0 && d->window < d->T)) return 0;
+    if (flash_kernel == CF_FLASH_K_MATRIX) return 1;
+    return flash_kernel == CF_FLASH_K_AUTO && gpu && !failed;
+}
+
+int cf_cl_plan_flash_matrix_split(const cf_attn_desc *d, int named, int fused, size_t budget,
+                                  uint64_t global_mem, uint64_t max_alloc, cf_cl_flash_split *m) {
+    m->fused = fused != 0;
+    m->parts = m->fused ? 2 : 3;
+    /* the default budget: 1/24 of the device's memory (about 3.3 GiB on an H100: GPT-2 124M at
+     * T 8192 in two ranges of 6 heads, as a 3.3 GB budget gave in callM, whose backward took 14.8
+     * ms a layer against 16.3 in three ranges of 4 under 1/32, and 22.8 with the tiled kernels;
+     * bench/results/h100/session11/callM). One buffer holds the parts and the output copy, so the
+     * parts get at most the largest allocation less the copy. */
+    const size_t out_bytes = (size_t)d->B * d->T * (size_t)d->NH * d->hs * sizeof(float);
+    const size_t cap = max_alloc > out_bytes ? (size_t)(max_alloc - out_bytes) : 0;
+    size_t b = budget ? budget : (size_t)(global_mem / 24);
+    if (b > cap) b = cap;
+    const size_t head = (size_t)m->parts * d->T * d->T * sizeof(float);
+    const size_t batch = head * d->NH;
+    m->nb = b / batch;
+    m->nh = d->NH;
+    m->fits = m->nb >= 1;
+    if (m->nb < 1) {
+        m->nb = 1;
+        if (m->fused && d->KVH == d->NH) {
+            m->nh = b / head;
+            m->fits = m->nh >= 1;
+            if (m->nh < 1) m->nh = 1;
+            /* as few ranges as that takes, of even sizes (12 heads in 3 of 4, not 5, 5, 2) */
+            const size_t ranges = (d->NH + m->nh - 1) / m->nh;
+            m->nh = (d->NH + ranges - 1) / ranges;
+        }
+    }
+    if (m->nb > (size_t)d->B) m->nb = (size_t)d->B;
+    /* auto: the fused kernels only (a backward through gemm.cl's batched GEMMs took 3.275 ms on
+     * an H100 at GPT-2 124M's shapes against the tiled kernels' 3.111: BENCHMARKS.md; the matrix
+     * ops run those GEMMs for head sizes above 64, or under CF_ATTENTION=gemm), where a chunk
+     * fits the budget, and head ranges of at least 4 heads (or all of them): 4 and 6 were
+     * measured faster than the tiled kernels (callM; at head size 64 and 12 heads the matrix
+     * ops' forward and backward together took 2.05 ms against the tiled backward's 3.11 at T
+     * 1024, batch 8, and 30 ms against 44 at T 4096: BENCHMARKS.md "Flash backward through the
+     * matrix ops"); a range of 1 or 2 heads at T 8192 would start fewer work-groups than an H100
+     * has multiprocessors, not measured */
+    return named || (m->fused && m->fits && (m->nh == (size_t)d->NH || m->nh >= 4));
+}

@@ -9,6 +9,7 @@
 #define CF_CL_PLAN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "backend/opencl/cl_gemm_fast.h"
 #include "backend/opencl/cl_internal.h"
@@ -114,5 +115,32 @@ void cf_cl_plan_attention_rule(const cf_cl_plan_device *dev, int mode, int C, in
                                cf_cl_attention_plan *out);
 /* The backend's plan for an attention shape in the given mode (memoised, logged once). */
 void cf_cl_plan_attention(cf_cl_ctx *ctx, int mode, int C, int NH, cf_cl_attention_plan *out);
+
+/* ---- the flash backward through the matrix attention ops (cl_flash.c) ------------------------ */
+
+/* How the matrix backward splits a call: chunks of nb batch elements, each in ranges of nh heads
+ * (nh < NH only with nb = 1), over parts (T, T) matrices per head. On the fused kernels
+ * (cl_kernels/attention.cl, run directly) those are the probabilities and the pre-softmax
+ * gradient; elsewhere (the batched GEMMs of attention_forward / attention_backward) also the
+ * probabilities' gradient, and whole batch elements only. Head ranges need a multi-head call
+ * (cf_cl_attention_fused_forward), so NH == KVH. fits: one chunk of the smallest kind fits the
+ * budget. */
+typedef struct cf_cl_flash_split {
+    int fused, parts, fits;
+    size_t nb, nh;
+} cf_cl_flash_split;
+
+/* Whether the matrix backward is considered for a call at all: flash_kernel (enum
+ * cf_cl_flash_kernel) matrix, or auto on a GPU where its scratch has not failed to allocate; and
+ * only without a document mask or a window narrower than T (the matrix ops have neither). */
+int cf_cl_plan_flash_matrix_considered(int flash_kernel, int gpu, int failed,
+                                       const cf_attn_desc *d, int has_doc);
+/* The split of a call d (fused: a variant of the fused kernels builds and fits here) within
+ * budget bytes of scratch (0: 1/24 of global_mem), the parts within the largest allocation less
+ * the output copy (B*T*NH*hs floats, in the same buffer); returns whether it runs: always when
+ * named (CF_FLASH_KERNEL=matrix; at least one batch element, or one head of one, per chunk), under
+ * auto on the fused kernels where a chunk fits, in head ranges of at least 4 heads or all. */
+int cf_cl_plan_flash_matrix_split(const cf_attn_desc *d, int named, int fused, size_t budget,
+                                  uint64_t global_mem, uint64_t max_alloc, cf_cl_flash_split *m);
 
 #endif
