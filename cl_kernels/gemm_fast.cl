@@ -409,9 +409,10 @@ static inline void gf_store4(const int xc, const int bx, __local float4 *Xs, con
  * of P = bx * PW + (bx / 8) * (PW / 4) words: each group of 8 rows is shifted by PW / 4 words (2
  * with PW 8, keeping 64-bit reads aligned), so that the stores of operands contiguous along x,
  * whose lanes write rows 4 apart (one float4 of x each, element e of all lanes at once), meet 16
- * banks (2 lanes a bank) instead of one: 32 lanes on one bank, once per element, made this form
- * 1.57x slower than the fp32 tiles on GPT-2 124M (an H100, session 12; 8 rows of a fragment read
- * share one shift, so the reads still meet 32 banks). With PW = 8 a lane reads
+ * banks (2 lanes a bank) instead of one at 128-wide tiles: 32 lanes on one bank, once per element,
+ * is the likely cause (read from the code, not measured) of this form's first layout running
+ * GPT-2 124M 1.57x slower than the fp32 tiles (an H100, session 12). 8 rows of a fragment read
+ * share one shift, so the reads still meet 32 banks. With PW = 8 a lane reads
  * words 2t and 2t + 1 of its row as one 64-bit read and hands them to the engine as the words of
  * "k t" and "k t + 4" (TF32 m16n8k8; the pairs t and t + 4 of bf16 / fp16 m16n8k16): A registers 0
  * and 2 of row g, 1 and 3 of row g + 8, B registers 0 and 1 of column g. That feeds the engine the

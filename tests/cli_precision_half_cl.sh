@@ -4,7 +4,7 @@
 # tiny.json run for 12 steps: said once at start; the losses differ from the fp32 run's on the same
 # device (the GEMMs really round) but stay within 1% of them and fall; on a CPU with AVX512-BF16
 # the bf16 losses also follow the CPU backend's bf16 run (the same rounding of the same products)
-# more closely than fp32's; the tensor-core GEMM (emulated) gives the portable form's losses in the
+# more closely than fp32's; the tensor-core GEMM (emulated) gives the bf16 run's losses in the
 # whole step; an fp32 checkpoint resumes under bf16 with a note. Skipped (77) without an OpenCL
 # device.
 set -u
@@ -44,14 +44,15 @@ for p in bf16 fp16; do
 done
 
 # the tensor-core form of the GEMM in the whole training step, its mma.sync and conversions emulated
-# (CF_MATRIX_ENGINE=emulate:nvidia-mma-sync): the same bf16 products as the portable form, summed
-# in another order, so the same losses to within 1e-4 (a wrong fragment or epilogue is far off)
+# (CF_MATRIX_ENGINE=emulate:nvidia-mma-sync): the same bf16 products as the bf16 run above (the
+# portable form on PoCL; on a GPU with the engine, the engine itself), summed in another order, so
+# the same losses to within 1e-4 (a wrong fragment or epilogue is far off)
 if [ -s "$W/bf16.jsonl" ]; then
   msg=$(CF_MATRIX_ENGINE=emulate:nvidia-mma-sync "$CLF" train $RUN --device opencl --out "$W/e" --log "$W/e.jsonl" --precision bf16 2>&1 >/dev/null); rc=$?
   set -- $(cmp_losses "$W/bf16.jsonl" "$W/e.jsonl")
-  [ $rc -eq 0 ] && printf '%s\n' "$msg" | grep -q "^precision bf16: GEMMs on .*tensor cores.*(emulate:nvidia-mma-sync)" \
+  [ $rc -eq 0 ] && printf '%s\n' "$msg" | grep -q "^precision bf16: GEMMs on .*tensor cores (emulated) .*(emulate:nvidia-mma-sync)" \
     && [ "$1" -eq 12 ] && awk "BEGIN { exit !($3 <= 1e-4) }" \
-    && ok "opencl bf16 on the emulated tensor-core GEMM: 12 steps within 1e-4 of the portable form (worst $3)" \
+    && ok "opencl bf16 on the emulated tensor-core GEMM: 12 steps within 1e-4 of the bf16 run (worst $3)" \
     || bad "opencl bf16 emulated tensor cores: rc $rc, steps $1, worst $3: $msg"
 fi
 

@@ -60,7 +60,7 @@ static void test_builtin(void) {
     char note[640];
     for (int p = CF_CL_MX_TF32; p <= CF_CL_MX_FP16; p++) {
         const cf_cl_matrix_engine *e = sel(T, n, &h100, p, NULL, note, sizeof note);
-        expect(e && !strcmp(e->name, "nvidia-mma-sync") && !note[0],
+        expect(e && !strcmp(e->name, "nvidia-mma-sync") && !note[0] && !last_emulate,
                "H100, %s: %s, no note", pn(p), e ? e->name : "none");
         expect(!sel(T, n, &t4, p, NULL, note, sizeof note),
                "compute capability 7.5, %s: none", pn(p));
@@ -80,8 +80,12 @@ static void test_builtin(void) {
     e = sel(T, n, &pocl, CF_CL_MX_FP16, "NVIDIA-MMA-SYNC", note, sizeof note);
     expect(!e && strstr(note, "not a GPU"), "forced on a CPU device: none (%s)", note);
     e = sel(T, n, &h100, CF_CL_MX_TF32, "nvidia-mma-sync", note, sizeof note);
-    expect(e && strstr(note, "nvidia-mma-sync") && !strstr(note, "not verified"),
-           "forced where it applies: chosen, a verified row (%s)", note);
+    expect(e && strstr(note, "nvidia-mma-sync") && !strstr(note, "not verified") && !last_emulate,
+           "forced where it applies: chosen, a verified row, not emulated (%s)", note);
+    e = sel(T, n, &t4, CF_CL_MX_BF16, "emulate:nvidia-mma-sync", note, sizeof note);
+    expect(e && !strcmp(e->name, "nvidia-mma-sync") && last_emulate,
+           "emulate: on a GPU the row does not apply to (compute capability 7.5): emulated (%s)",
+           note);
     e = sel(T, n, &h100, CF_CL_MX_TF32, "tensorcores", note, sizeof note);
     expect(!e && strstr(note, "unknown") && strstr(note, "nvidia-mma-sync"),
            "an unknown name: none, the names listed (%s)", note);
@@ -120,7 +124,7 @@ static void test_unverified(void) {
                                                        sizeof note);
     expect(!e && !note[0], "unverified row: not chosen by itself on a device it applies to");
     e = sel(T, 2, &arc, CF_CL_MX_BF16, "intel-xmx-test", note, sizeof note);
-    expect(e == &T[1] && strstr(note, "not verified"),
+    expect(e == &T[1] && strstr(note, "not verified") && !last_emulate,
            "unverified row named by CF_MATRIX_ENGINE: chosen, with a note (%s)", note);
     e = sel(T, 2, &arc, CF_CL_MX_FP16, "intel-xmx-test", note, sizeof note);
     expect(!e && strstr(note, "no fp16 form"), "named for a precision it lacks: none (%s)", note);

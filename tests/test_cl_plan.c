@@ -436,6 +436,14 @@ static void test_flash_matrix(void) {
     run = cf_cl_plan_flash_matrix_split(&d, 1, 0, 0, mem, alloc, &m);
     expect(run && m.parts == 3 && m.nh == 12, "no fused variant, by name: runs on the GEMMs");
 
+    d.T = 4096; /* a batch element's two (T, T) matrices a head: 1.5 GiB */
+    run = cf_cl_plan_flash_matrix_split(&d, 0, 1, 0, mem, alloc, &m);
+    expect(run && m.nb == 2 && m.nh == 12, "T 4096 x 8: chunks of 2 batch elements (nb %zu)",
+           m.nb);
+    run = cf_cl_plan_flash_matrix_split(&d, 0, 1, 0, mem, 1000, &m);
+    expect(!run && !m.fits && m.nb == 1 && m.nh == 1,
+           "the largest allocation below the output copy: nothing fits, declined");
+
     d.B = 1;
     d.T = 8192; /* a head's two (T, T) matrices: 512 MiB */
     run = cf_cl_plan_flash_matrix_split(&d, 0, 1, 0, mem, alloc, &m);

@@ -91,8 +91,8 @@ static void apply_options(cf_cl_ctx *ctx, const cf_backend_options *o) {
     }
     if (o->tf32 && !ctx->gemm_round) {
         if (ctx->mma_tf32)
-            CF_INFO("precision tf32: GEMMs on %s's tensor cores with TF32 inputs (%s)",
-                    ctx->dev.name, ctx->mx_name);
+            CF_INFO("precision tf32: GEMMs on %s's tensor cores%s with TF32 inputs (%s)",
+                    ctx->dev.name, ctx->mx_emulate ? " (emulated)" : "", ctx->mx_name);
         else
             CF_INFO("precision tf32: %s has no TF32 matrix engine this backend can use; GEMMs "
                     "run in fp32",
@@ -101,9 +101,9 @@ static void apply_options(cf_cl_ctx *ctx, const cf_backend_options *o) {
     if (ctx->gemm_round) {
         const char *p = ctx->gemm_round == 1 ? "bf16" : "fp16";
         if (ctx->mma_half)
-            CF_INFO("precision %s: GEMMs on %s's tensor cores with %s inputs, fp32 accumulation "
+            CF_INFO("precision %s: GEMMs on %s's tensor cores%s with %s inputs, fp32 accumulation "
                     "and storage (%s)",
-                    p, ctx->dev.name, p, ctx->mx_name);
+                    p, ctx->dev.name, ctx->mx_emulate ? " (emulated)" : "", p, ctx->mx_name);
         else
             CF_INFO("precision %s: %s has no matrix engine this backend uses; GEMM inputs are "
                     "rounded to %s in the kernel, fp32 arithmetic and storage (no faster than "

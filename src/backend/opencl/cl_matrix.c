@@ -28,10 +28,11 @@ const cf_cl_matrix_engine cf_cl_matrix_engines[] = {
     /* packed tiles (gemm_fast.cl, MMA_PACKED_TILES): the values converted once as they are
      * staged, laid out as the fragments take them, 64-bit fragment reads. Its first layout passed
      * the tests on an H100 in all three precisions but ran GPT-2 124M in bf16 at 46,201 tokens/s
-     * against this table's first row's 72,437 (bench/results/h100/session12/callQ): the stores of
-     * x-contiguous operands put all 32 lanes on one bank. The layout now shifts each group of 8
-     * rows; that is checked by emulation and oclgrind only, so the row is unverified again (by
-     * name only) until it runs on hardware */
+     * against this table's first row's 72,437 (bench/results/h100/session12/callQ); the likely
+     * cause, read from the code (not measured): the stores of x-contiguous operands put all 32
+     * lanes on one bank. The layout now shifts each group of 8 rows; that is checked by emulation
+     * and oclgrind only, so the row is unverified again (by name only) until it runs on
+     * hardware */
     {"nvidia-mma-sync-packed-tiles",
      "gemm_fast.cl",
      "NVIDIA",
@@ -147,7 +148,8 @@ cf_cl_matrix_choice cf_cl_matrix_select(const cf_cl_matrix_engine *table, int n,
 }
 
 void cf_cl_matrix_options(cf_cl_matrix_choice c, int prec, char *buf, size_t len) {
-    if (!c.e || prec <= CF_CL_MX_NONE || prec >= CF_CL_MX_PRECISIONS || !c.e->defines[prec]) {
+    if (!c.e || prec <= CF_CL_MX_NONE || prec >= CF_CL_MX_PRECISIONS || !c.e->defines[prec] ||
+        (c.emulate && !c.e->emulation)) {
         if (len) buf[0] = 0;
         return;
     }
