@@ -36,7 +36,47 @@ static double num(cJSON *o, const char *k) {
     return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
+/* Every op the backend wrappers record lands in its category (the flash kernels under attention,
+ * not elementwise) */
+static void categories(void) {
+    static const struct {
+        const char *op;
+        int phase, cat;
+    } T[] = {
+        {"gemm", CF_PHASE_FORWARD, CF_CAT_GEMM},
+        {"gemm_q8", CF_PHASE_FORWARD, CF_CAT_GEMM},
+        {"weight_bias_backward", CF_PHASE_BACKWARD, CF_CAT_GEMM},
+        {"bias_backward", CF_PHASE_BACKWARD, CF_CAT_GEMM},
+        {"attention_forward", CF_PHASE_FORWARD, CF_CAT_ATTENTION},
+        {"flash_forward", CF_PHASE_FORWARD, CF_CAT_ATTENTION},
+        {"flash_backward", CF_PHASE_BACKWARD, CF_CAT_ATTENTION},
+        {"decode_attention", CF_PHASE_FORWARD, CF_CAT_ATTENTION},
+        {"kv_append", CF_PHASE_FORWARD, CF_CAT_ATTENTION},
+        {"rope", CF_PHASE_FORWARD, CF_CAT_ATTENTION},
+        {"rmsnorm_backward", CF_PHASE_BACKWARD, CF_CAT_NORM},
+        {"act_forward", CF_PHASE_FORWARD, CF_CAT_ACTIVATION},
+        {"swiglu_backward", CF_PHASE_BACKWARD, CF_CAT_ACTIVATION},
+        {"crossentropy_fused", CF_PHASE_BACKWARD, CF_CAT_LOSS},
+        {"encoder_forward", CF_PHASE_FORWARD, CF_CAT_EMBEDDING},
+        {"embed_q8", CF_PHASE_FORWARD, CF_CAT_EMBEDDING},
+        {"scale_rnorm", CF_PHASE_OPTIMIZER, CF_CAT_OPTIMIZER},
+        {"upload", CF_PHASE_TRANSFER, CF_CAT_TRANSFER},
+        {"fill", CF_PHASE_BACKWARD, CF_CAT_ELEMENTWISE},
+    };
+    for (size_t i = 0; i < sizeof T / sizeof T[0]; i++) {
+        cf_prof_event e;
+        memset(&e, 0, sizeof e);
+        e.op = T[i].op;
+        e.phase = T[i].phase;
+        char what[96];
+        snprintf(what, sizeof what, "profile category of %s: %s", T[i].op,
+                 cf_prof_cat_name(T[i].cat));
+        expect(what, cf_prof_category(&e) == T[i].cat);
+    }
+}
+
 int main(void) {
+    categories();
     const char *dev = getenv("CF_TEST_DEVICE");
     if (!dev || !*dev) dev = "cpu";
     cf_config cfg;

@@ -34,9 +34,13 @@ int cf_prof_category(const cf_prof_event *e) {
     if (e->phase == CF_PHASE_TRANSFER || !strcmp(op, "upload") || !strcmp(op, "download"))
         return CF_CAT_TRANSFER;
     if (e->phase == CF_PHASE_OPTIMIZER) return CF_CAT_OPTIMIZER;
-    if (!strcmp(op, "gemm") || !strcmp(op, "add_bias") || !strcmp(op, "bias_backward"))
+    if (!strcmp(op, "gemm") || !strcmp(op, "gemm_q8") || !strcmp(op, "add_bias") ||
+        !strcmp(op, "bias_backward") || !strcmp(op, "weight_bias_backward"))
         return CF_CAT_GEMM;
-    if (!strncmp(op, "attention", 9)) return CF_CAT_ATTENTION;
+    /* the matrix ops, the flash kernels, and generation's attention over the KV cache */
+    if (!strncmp(op, "attention", 9) || !strncmp(op, "flash_", 6) ||
+        !strcmp(op, "decode_attention") || !strcmp(op, "kv_append"))
+        return CF_CAT_ATTENTION;
     if (!strncmp(op, "layernorm", 9) || !strncmp(op, "rmsnorm", 7)) return CF_CAT_NORM;
     if (!strncmp(op, "act_", 4) || !strncmp(op, "swiglu", 6)) return CF_CAT_ACTIVATION;
     if (!strcmp(op, "rope")) return CF_CAT_ATTENTION; /* positions enter through q and k */
@@ -44,7 +48,7 @@ int cf_prof_category(const cf_prof_event *e) {
     /* the loss sum is the only reduction outside the optimizer phase */
     if (!strcmp(op, "reduce_sum")) return CF_CAT_LOSS;
     if (!strcmp(op, "adamw")) return CF_CAT_OPTIMIZER;
-    if (!strncmp(op, "encoder", 7)) return CF_CAT_EMBEDDING;
+    if (!strncmp(op, "encoder", 7) || !strcmp(op, "embed_q8")) return CF_CAT_EMBEDDING;
     return CF_CAT_ELEMENTWISE;
 }
 
