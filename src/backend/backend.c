@@ -230,7 +230,9 @@ static double prof_begin(cf_backend *be) {
     return cf_time_now();
 }
 
-static int prof_end(cf_backend *be, const char *op, double t_start, uint64_t bytes, int rc) {
+/* the event of an op that ran: its time, and the bytes (transfers) or flops (GEMMs) it moved */
+static int prof_end_n(cf_backend *be, const char *op, double t_start, uint64_t bytes, double flops,
+                      int rc) {
     if (!be->prof.enabled || rc < 0) return rc;
     be->ops->synchronize(be);
     double t_end = cf_time_now(), dev_us = -1.0;
@@ -252,8 +254,13 @@ static int prof_end(cf_backend *be, const char *op, double t_start, uint64_t byt
     e->start_us = (t_start - p->t0) * 1e6;
     e->dur_us = dev_us >= 0.0 ? dev_us : (t_end - t_start) * 1e6;
     e->bytes = bytes;
+    e->flops = flops;
     return rc;
 }
+static int prof_end(cf_backend *be, const char *op, double t_start, uint64_t bytes, int rc) {
+    return prof_end_n(be, op, t_start, bytes, 0.0, rc);
+}
+static double gemm_flops(int M, int N, int K) { return 2.0 * M * (double)N * K; }
 
 /* ---- argument checks ------------------------------------------------------------------------ */
 
@@ -453,8 +460,8 @@ int cf_be_gemm(cf_backend *be, int ta, int tb, int M, int N, int K, float alpha,
     CF_TRY(cf_gemm_check("gemm", ta, tb, M, N, K, A, lda, B, ldb, C, ldc, none));
     be->stats.kernel_launches++;
     double t = prof_begin(be);
-    return prof_end(be, "gemm", t, 0,
-                    be->ops->gemm(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc));
+    return prof_end_n(be, "gemm", t, 0, gemm_flops(M, N, K),
+                      be->ops->gemm(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc));
 }
 
 /* the optional fused slots, each checked before the backend sees it */
@@ -464,8 +471,8 @@ static int op_gemm_bias(cf_backend *be, int ta, int tb, int M, int N, int K, flo
     CF_TRY(cf_gemm_check("gemm_bias", ta, tb, M, N, K, A, lda, B, ldb, C, ldc, bias));
     be->stats.kernel_launches++;
     double t = prof_begin(be);
-    return prof_end(
-        be, "gemm", t, 0,
+    return prof_end_n(
+        be, "gemm", t, 0, gemm_flops(M, N, K),
         be->ops->gemm_bias(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias));
 }
 
@@ -479,8 +486,8 @@ static int op_gemm_gelu(cf_backend *be, int ta, int tb, int M, int N, int K, cf_
     CHECK("gemm_gelu", "X", X, CF_F32, extent(M, N, N));
     be->stats.kernel_launches++;
     double t = prof_begin(be);
-    return prof_end(be, "gemm", t, 0,
-                    be->ops->gemm_gelu(be, ta, tb, M, N, K, A, lda, B, ldb, C, bias, X, backward));
+    return prof_end_n(be, "gemm", t, 0, gemm_flops(M, N, K),
+                      be->ops->gemm_gelu(be, ta, tb, M, N, K, A, lda, B, ldb, C, bias, X, backward));
 }
 
 static int op_add_bias(cf_backend *be, cf_view out, cf_view bias, int N, int OC) {
@@ -511,8 +518,8 @@ static int op_weight_bias_backward(cf_backend *be, cf_view dweight, cf_view dbia
     CHECK(op, "inp", inp, CF_F32, zmul(N, IC));
     be->stats.kernel_launches++;
     double t = prof_begin(be);
-    return prof_end(be, "gemm", t, 0,
-                    be->ops->weight_bias_backward(be, dweight, dbias, dout, inp, N, IC, OC));
+    return prof_end_n(be, "gemm", t, 0, gemm_flops(OC, IC, N),
+                      be->ops->weight_bias_backward(be, dweight, dbias, dout, inp, N, IC, OC));
 }
 
 int cf_be_matmul_forward(cf_backend *be, cf_view out, cf_view inp, cf_view weight, cf_view bias,

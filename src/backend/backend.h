@@ -465,6 +465,7 @@ typedef struct {
     double start_us; /* host time since profiling was enabled */
     double dur_us;   /* device time when available, else host time around a sync */
     uint64_t bytes;  /* transfers: bytes moved */
+    double flops;    /* GEMMs: 2 M N K (0: not counted) */
 } cf_prof_event;
 
 typedef struct {

@@ -231,7 +231,7 @@ int cf_bench_run(const cf_config *cfg, const cf_bench_opts *o, cf_bench_result *
         }
         be->prof.enabled = 0; /* keep the events for the report */
         r->profiled_steps = prof_steps;
-        cf_prof_summary(be, prof_steps, r->prof_ms);
+        cf_prof_summary(be, prof_steps, r->prof_ms, &r->prof_gemm_gflop, &r->prof_gemm_ms);
         if (o->profile) cf_prof_print(o->report ? o->report : stderr, be, prof_steps);
         if (o->trace_path) {
             char name[256];
@@ -362,6 +362,8 @@ char *cf_bench_to_json(const cf_bench_result *r) {
         cJSON *p = cJSON_AddObjectToObject(o, "profile_ms_per_step");
         for (int c = 0; c < CF_CAT_COUNT; c++)
             cJSON_AddNumberToObject(p, cf_prof_cat_name(c), r->prof_ms[c]);
+        cJSON_AddNumberToObject(o, "profile_gemm_gflop_per_step", r->prof_gemm_gflop);
+        cJSON_AddNumberToObject(o, "profile_gemm_ms_per_step", r->prof_gemm_ms);
     }
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);

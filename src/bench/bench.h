@@ -99,6 +99,8 @@ typedef struct {
     /* filled when profiled: ms per step by category (see cf_prof_category) */
     int profiled_steps;
     double prof_ms[16];
+    double prof_gemm_gflop; /* the GEMMs' work per step (2 M N K each) and their ms per step */
+    double prof_gemm_ms;
 } cf_bench_result;
 
 /* Random tokens (no dataset), a fresh model on the device, warmup + timed steps of exactly the
@@ -129,8 +131,9 @@ int cf_prof_category(const cf_prof_event *e);
 const char *cf_prof_phase_short(int phase); /* "fwd", "bwd", "opt", "xfer", "other" */
 
 /* Per-category milliseconds per step over the recorded events (ms_per_cat[CF_CAT_COUNT]); returns
- * the total. */
-double cf_prof_summary(const cf_backend *be, int nsteps, double *ms_per_cat);
+ * the total. gemm_gflop and gemm_ms (optional): the GEMMs' work (2 M N K each) and time per step. */
+double cf_prof_summary(const cf_backend *be, int nsteps, double *ms_per_cat, double *gemm_gflop,
+                       double *gemm_ms);
 
 /* The --profile tables: where the time goes by category and phase, then every (layer, phase, op)
  * with calls, ms per step and share. nsteps divides the totals; source says where times came

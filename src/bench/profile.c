@@ -56,17 +56,24 @@ double cf_prof_now_us(const cf_backend *be) {
     return (cf_time_now() - be->prof.t0) * 1e6;
 }
 
-double cf_prof_summary(const cf_backend *be, int nsteps, double *ms_per_cat) {
+double cf_prof_summary(const cf_backend *be, int nsteps, double *ms_per_cat, double *gemm_gflop,
+                       double *gemm_ms) {
     const cf_profiler *p = &be->prof;
     for (int c = 0; c < CF_CAT_COUNT; c++)
         ms_per_cat[c] = 0.0;
-    double total = 0.0;
+    double total = 0.0, flops = 0.0, fms = 0.0;
     for (size_t i = 0; i < p->n; i++) {
         const double ms = p->events[i].dur_us / 1e3;
         ms_per_cat[cf_prof_category(&p->events[i])] += ms;
         total += ms;
+        if (p->events[i].flops > 0) {
+            flops += p->events[i].flops;
+            fms += ms;
+        }
     }
     const double d = nsteps > 0 ? nsteps : 1;
+    if (gemm_gflop) *gemm_gflop = flops / 1e9 / d;
+    if (gemm_ms) *gemm_ms = fms / d;
     for (int c = 0; c < CF_CAT_COUNT; c++)
         ms_per_cat[c] /= d;
     return total / d;
@@ -77,7 +84,7 @@ typedef struct {
     int layer, phase;
     const char *op;
     long calls;
-    double us;
+    double us, flops;
 } prof_row;
 
 static int row_cmp(const void *a, const void *b) {
@@ -109,12 +116,16 @@ void cf_prof_print(FILE *out, const cf_backend *be, int nsteps) {
     /* category x phase matrix, ms */
     double m[CF_CAT_COUNT][5];
     memset(m, 0, sizeof m);
-    double total = 0.0;
+    double total = 0.0, gemm_flops = 0.0, gemm_us = 0.0; /* the products whose flops are known */
     for (size_t i = 0; i < p->n; i++) {
         const cf_prof_event *e = &p->events[i];
         int ph = e->phase >= 0 && e->phase <= CF_PHASE_OTHER ? e->phase : CF_PHASE_OTHER;
         m[cf_prof_category(e)][ph] += e->dur_us / 1e3;
         total += e->dur_us / 1e3;
+        if (e->flops > 0) {
+            gemm_flops += e->flops;
+            gemm_us += e->dur_us;
+        }
     }
     fprintf(out, "profile of %d step%s on %s: %zu ops, %.2f ms of op time per step (%s)\n", nsteps,
             nsteps == 1 ? "" : "s", cf_be_name((cf_backend *)be), p->n, total / d, source);
@@ -136,6 +147,9 @@ void cf_prof_print(FILE *out, const cf_backend *be, int nsteps) {
             col[ph] += m[c][ph];
     fprintf(out, "%-12s %10.3f %10.3f %10.3f %10.3f %10.3f %6.1f%%\n", "total", col[0] / d,
             col[1] / d, col[2] / d, (col[3] + col[4]) / d, total / d, 100.0);
+    if (gemm_us > 0)
+        fprintf(out, "GEMMs: %.2f GFLOP per step in %.3f ms: %.2f TFLOP/s\n", gemm_flops / 1e9 / d,
+                gemm_us / 1e3 / d, gemm_flops / (gemm_us * 1e6));
 
     /* per (layer, phase, op) */
     size_t nrows = 0, cap = 64;
@@ -163,24 +177,29 @@ void cf_prof_print(FILE *out, const cf_backend *be, int nsteps) {
             rows[nrows].op = e->op;
             rows[nrows].calls = 0;
             rows[nrows].us = 0.0;
+            rows[nrows].flops = 0.0;
             nrows++;
         }
         rows[j].calls++;
         rows[j].us += e->dur_us;
+        rows[j].flops += e->flops;
     }
     qsort(rows, nrows, sizeof *rows, row_cmp);
     fprintf(out, "\nper layer and op (ms per step; model = embedding, final norm, head, loss, "
                  "optimizer, transfers)\n");
-    fprintf(out, "%-6s %-5s %-20s %-12s %9s %10s %7s\n", "layer", "phase", "op", "category",
-            "calls", "ms/step", "share");
+    fprintf(out, "%-6s %-5s %-20s %-12s %9s %10s %7s %9s\n", "layer", "phase", "op", "category",
+            "calls", "ms/step", "share", "TFLOP/s");
     for (size_t j = 0; j < nrows; j++) {
         char sc[16];
         scope_name(sc, sizeof sc, rows[j].layer);
-        cf_prof_event probe = {rows[j].op, rows[j].layer, rows[j].phase, 0, 0, 0};
-        fprintf(out, "%-6s %-5s %-20s %-12s %9.1f %10.3f %6.1f%%\n", sc,
+        cf_prof_event probe = {rows[j].op, rows[j].layer, rows[j].phase, 0, 0, 0, 0};
+        char rate[24] = "";
+        if (rows[j].flops > 0 && rows[j].us > 0)
+            snprintf(rate, sizeof rate, "%9.2f", rows[j].flops / (rows[j].us * 1e6));
+        fprintf(out, "%-6s %-5s %-20s %-12s %9.1f %10.3f %6.1f%% %s\n", sc,
                 cf_prof_phase_short(rows[j].phase), rows[j].op, CAT_NAMES[cf_prof_category(&probe)],
                 rows[j].calls / d, rows[j].us / 1e3 / d,
-                total > 0 ? 100.0 * rows[j].us / 1e3 / total : 0.0);
+                total > 0 ? 100.0 * rows[j].us / 1e3 / total : 0.0, rate);
     }
     /* layer totals: forward and backward side by side */
     int max_layer = -1;
