@@ -3,7 +3,9 @@
 # accumulation, fp32 storage). tiny.json (batch 8 x 64) for 20 steps: said once at start; the
 # losses are not fp32's bit for bit (the GEMMs really round) but stay within 1% of them at every
 # step and fall; a run trained in fp32 resumes under bf16 (checkpoints hold fp32 weights) and
-# follows the fp32 run; device auto trains with it. (OpenCL devices: tests/cli_precision_half_cl.sh.)
+# follows the fp32 run; device auto trains with it; where the CPU has AMX, the AVX512-BF16 kernel's
+# run (CF_CPU_GEMM_BF16=avx512bf16) follows the default AMX run, elsewhere CF_CPU_GEMM_BF16=amx is
+# one error; an unknown CF_CPU_GEMM_BF16 is one error. (OpenCL devices: cli_precision_half_cl.sh.)
 # Skipped (77) where the CPU has no AVX512-BF16.
 set -u
 CLF=$1
@@ -18,6 +20,7 @@ RUN="configs/tiny.json batch_size=8 max_length=64 eval_interval=0 log_interval=1
 losses() { grep -o '"loss":[^,]*' "$1" | sed 's/"loss"://'; }
 
 msg=$("$CLF" train $RUN --out "$W/b" --log "$W/b.jsonl" --precision bf16 2>&1 >/dev/null); rc=$?
+b_msg=$msg
 if printf '%s\n' "$msg" | grep -q "precision bf16: this CPU has no AVX512-BF16; GEMMs run in fp32"; then
   echo "SKIP cli_precision_bf16: this CPU has no AVX512-BF16 (the run trained in fp32 and said so)"
   exit 77
@@ -54,6 +57,25 @@ msg=$("$CLF" train configs/tiny.json batch_size=2 max_length=32 eval_interval=0 
 if [ $rc -eq 0 ] && ! printf '%s\n' "$msg" | grep -q '^error:'; then
   ok "device auto with bf16 trains"
 else bad "device auto with bf16: rc $rc: $msg"; fi
+
+# the two bf16 kernels (AMX where the CPU has it, else AVX512-BF16 only): the other kernel's run
+# follows the default one's closely (the same rounded products, summed in another order)
+if "$CLF" devices 2>/dev/null | grep -q "AMX-BF16: precision bf16"; then
+  msg=$(CF_CPU_GEMM_BF16=avx512bf16 "$CLF" train $RUN --out "$W/v" --log "$W/v.jsonl" --precision bf16 2>&1 >/dev/null); rc=$?
+  printf '%s\n' "$msg" | grep -q "^precision bf16: .*(AVX512-BF16)" && printf '%s\n' "$b_msg" | grep -q "(AMX tiles)" || bad "kernel notes: $msg / $b_msg"
+  v=$(paste <(losses "$W/b.jsonl") <(losses "$W/v.jsonl") | awk 'BEGIN { w = 0 } function abs(x) { return x < 0 ? -x : x }
+      { n++; d = abs($1 - $2) / $1; if (d > w) w = d } END { print (n == 20 && w <= 1e-3) ? "ok " w : "bad " n " " w }')
+  case "$v" in ok*) [ $rc -eq 0 ] && ok "AMX and AVX512-BF16 runs agree to 1e-3 at each of 20 steps ($v)" || bad "avx512bf16 run rc $rc" ;;
+               *) bad "AMX vs AVX512-BF16 losses: $v" ;; esac
+else
+  echo "(no AMX here: only the AVX512-BF16 kernel ran)"
+  msg=$(CF_CPU_GEMM_BF16=amx "$CLF" train $RUN --out "$W/x" --precision bf16 2>&1 >/dev/null); rc=$?
+  [ $rc -ne 0 ] && [ "$(printf '%s\n' "$msg" | grep -c '^error: CF_CPU_GEMM_BF16=amx: this CPU')" -eq 1 ] \
+    && ok "CF_CPU_GEMM_BF16=amx without AMX: one error line, non-zero exit" || bad "amx forced without AMX: rc $rc: $msg"
+fi
+msg=$(CF_CPU_GEMM_BF16=bogus "$CLF" train $RUN --out "$W/y" --precision bf16 2>&1 >/dev/null); rc=$?
+[ $rc -ne 0 ] && [ "$(printf '%s\n' "$msg" | grep -c "^error: CF_CPU_GEMM_BF16='bogus' is not known; use auto, avx512bf16 or amx")" -eq 1 ] \
+  && ok "CF_CPU_GEMM_BF16=bogus: one error line, non-zero exit" || bad "CF_CPU_GEMM_BF16=bogus: rc $rc: $msg"
 
 [ $fail -eq 0 ] && echo "PASS cli_precision_bf16" || echo "FAIL cli_precision_bf16"
 exit $fail

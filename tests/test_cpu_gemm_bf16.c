@@ -1,4 +1,6 @@
-/* clformer test: the CPU backend's bf16 GEMM (precision bf16, CF_CPU_GEMM_BF16; AVX512-BF16).
+/* clformer test: the CPU backend's bf16 GEMM (precision bf16, CF_CPU_GEMM_BF16), on each kernel the
+ * CPU has: AVX512-BF16 (CF_CPU_GEMM_BF16_AVX512), and AMX (CF_CPU_GEMM_BF16_AMX) where it has that
+ * too (sections 1-3 for each).
  *   1. rounding: inputs halfway between two bf16 values round to the even one, others to the
  *      nearest (catches truncation and round-half-up), products of bf16 values are exact;
  *   2. against a double-precision reference computed from the bf16-rounded inputs, for all four
@@ -26,6 +28,8 @@
 #include "test_ops_common.h"
 
 static int g_fail = 0;
+/* the bf16 kernel the direct calls run: CF_CPU_GEMM_BF16_AVX512, then CF_CPU_GEMM_BF16_AMX */
+static int g_kernel = CF_CPU_GEMM_BF16_AVX512;
 
 static void expect(int ok, const char *what) {
     printf("%s - %s\n", ok ? "ok  " : "FAIL", what);
@@ -57,7 +61,7 @@ static void rounding(void) {
     const float want[6] = {1.0f, 1.0f + 0x1p-6f, 1.0f + 0x1p-7f, -1.0f, 3.0f, 1.0f};
     float one = 1.0f, out[6];
     /* C(6,1) = A(6,1) * B(1,1) with B = 1: each output is one rounded input */
-    CFT_OK(cf_cpu_sgemm(CF_CPU_GEMM_BF16, 0, 0, 6, 1, 1, 1.0f, in, 1, &one, 1, 0.0f, out, 1));
+    CFT_OK(cf_cpu_sgemm(g_kernel, 0, 0, 6, 1, 1, 1.0f, in, 1, &one, 1, 0.0f, out, 1));
     int ok = 1;
     for (int i = 0; i < 6; i++) {
         if (out[i] != want[i]) {
@@ -69,16 +73,16 @@ static void rounding(void) {
     expect(ok, "inputs round to the nearest bf16, ties to even (A side)");
     /* the same on the B side (transposed and not) */
     float outb[6];
-    CFT_OK(cf_cpu_sgemm(CF_CPU_GEMM_BF16, 0, 0, 1, 6, 1, 1.0f, &one, 1, in, 6, 0.0f, outb, 6));
+    CFT_OK(cf_cpu_sgemm(g_kernel, 0, 0, 1, 6, 1, 1.0f, &one, 1, in, 6, 0.0f, outb, 6));
     ok = 1;
     for (int i = 0; i < 6; i++) ok &= outb[i] == want[i];
-    CFT_OK(cf_cpu_sgemm(CF_CPU_GEMM_BF16, 0, 1, 1, 6, 1, 1.0f, &one, 1, in, 1, 0.0f, outb, 6));
+    CFT_OK(cf_cpu_sgemm(g_kernel, 0, 1, 1, 6, 1, 1.0f, &one, 1, in, 1, 0.0f, outb, 6));
     for (int i = 0; i < 6; i++) ok &= outb[i] == want[i];
     expect(ok, "inputs round to the nearest bf16, ties to even (B side, both layouts)");
     /* bf16 products are exact in fp32: (1 + 2^-7)^2 = 1 + 2^-6 + 2^-14 */
     const float a = 1.0f + 0x1p-7f;
     float c = 0.0f;
-    CFT_OK(cf_cpu_sgemm(CF_CPU_GEMM_BF16, 0, 0, 1, 1, 1, 1.0f, &a, 1, &a, 1, 0.0f, &c, 1));
+    CFT_OK(cf_cpu_sgemm(g_kernel, 0, 0, 1, 1, 1, 1.0f, &a, 1, &a, 1, 0.0f, &c, 1));
     expect(c == 1.0f + 0x1p-6f + 0x1p-14f, "a product of bf16 values is exact");
 }
 
@@ -105,7 +109,7 @@ static int one_case(cf_rng *rng, int ta, int tb, int M, int N, int K, float alph
     cft_gemm_ref(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C0, ldc, ref32, NULL);
     memcpy(C, C0, nc * sizeof *C);
     memcpy(C32, C0, nc * sizeof *C);
-    CFT_OK(cf_cpu_sgemm_bias(CF_CPU_GEMM_BF16, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C,
+    CFT_OK(cf_cpu_sgemm_bias(g_kernel, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C,
                              ldc, with_bias ? bias : NULL));
     CFT_OK(cf_cpu_sgemm_bias(0, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C32, ldc,
                              with_bias ? bias : NULL));
@@ -164,7 +168,11 @@ static void against_reference(void) {
      * block, N past several 32-wide tiles */
     static const int shapes[][3] = {{1, 1, 1},     {13, 37, 1},  {12, 32, 2},  {29, 45, 67},
                                     {7, 3, 31},    {31, 17, 33}, {50, 70, 301}, {151, 97, 45},
-                                    {3, 131, 9},   {37, 5, 257}, {40, 50, 1031}};
+                                    {3, 131, 9},   {37, 5, 257}, {40, 50, 1031},
+                                    /* AMX: one whole 16 x 32 tile and 16-pair block, one more
+                                     * row, column and pair, whole blocks only (K 1024: two
+                                     * depth blocks of 256 pairs) */
+                                    {16, 32, 32},  {17, 33, 34}, {33, 64, 1024}};
     static const float ab[][2] = {{1.0f, 0.0f}, {0.5f, 1.0f}, {-1.5f, 0.25f}};
     const int ns = (int)(sizeof shapes / sizeof shapes[0]), nab = (int)(sizeof ab / sizeof ab[0]);
     int ok = 1, cases = 0;
@@ -196,7 +204,7 @@ static void rounding_visible(void) {
     float *C = cft_floats((size_t)M * N), *C32 = cft_floats((size_t)M * N);
     cft_rand(&rng, A, (size_t)M * K, 1.0f);
     cft_rand(&rng, B, (size_t)K * N, 1.0f);
-    CFT_OK(cf_cpu_sgemm(CF_CPU_GEMM_BF16, 0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N));
+    CFT_OK(cf_cpu_sgemm(g_kernel, 0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N));
     CFT_OK(cf_cpu_sgemm(0, 0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C32, N));
     double num = 0.0, den = 0.0;
     for (int i = 0; i < M * N; i++) {
@@ -294,8 +302,9 @@ static int bench(int rounds) {
     const int kfp32 = cf_cpu_gemm_native_kernel(NULL);
     printf("one thread, thread CPU time, best of %d; fp32 kernel %s (%s)\n", rounds,
            cf_cpu_gemm_kernel_name(kfp32), cf_cpu_gemm_native_reason());
-    printf("%-14s %2s %2s %6s %6s %6s %10s %10s %6s\n", "shape", "tA", "tB", "M", "N", "K",
-           "fp32 GF/s", "bf16 GF/s", "ratio");
+    const int amx = cf_cpu_gemm_amx_available();
+    printf("%-14s %2s %2s %6s %6s %6s %10s %10s %10s %6s\n", "shape", "tA", "tB", "M", "N", "K",
+           "fp32 GF/s", "bf16 GF/s", "AMX GF/s", "best/fp32");
     cf_rng rng;
     cf_rng_seed(&rng, 1);
     for (size_t s = 0; s < sizeof sh / sizeof sh[0]; s++) {
@@ -304,18 +313,20 @@ static int bench(int rounds) {
         float *C = cft_floats((size_t)M * N);
         cft_rand(&rng, A, (size_t)M * K, 1.0f);
         cft_rand(&rng, B, (size_t)K * N, 1.0f);
-        double best[2] = {1e30, 1e30};
+        double best[3] = {1e30, 1e30, 1e30};
+        static const int kv[3] = {0, CF_CPU_GEMM_BF16_AVX512, CF_CPU_GEMM_BF16_AMX};
         for (int r = 0; r < rounds; r++)
-            for (int v = 0; v < 2; v++) {
+            for (int v = 0; v < (amx ? 3 : 2); v++) {
                 const double t0 = thread_seconds();
-                CFT_OK(cf_cpu_sgemm(v ? CF_CPU_GEMM_BF16 : kfp32, ta, tb, M, N, K, 1.0f, A,
-                                    ta ? M : K, B, tb ? K : N, 0.0f, C, N));
+                CFT_OK(cf_cpu_sgemm(v ? kv[v] : kfp32, ta, tb, M, N, K, 1.0f, A, ta ? M : K, B,
+                                    tb ? K : N, 0.0f, C, N));
                 const double t = thread_seconds() - t0;
                 if (t < best[v]) best[v] = t;
             }
         const double fl = 2.0 * M * N * (double)K / 1e9;
-        printf("%-14s %2d %2d %6d %6d %6d %10.1f %10.1f %6.2f\n", sh[s].name, ta, tb, M, N, K,
-               fl / best[0], fl / best[1], best[0] / best[1]);
+        const double fast = best[1] < best[2] ? best[1] : best[2];
+        printf("%-14s %2d %2d %6d %6d %6d %10.1f %10.1f %10.1f %6.2f\n", sh[s].name, ta, tb, M, N,
+               K, fl / best[0], fl / best[1], amx ? fl / best[2] : 0.0, best[0] / fast);
         free(A), free(B), free(C);
     }
     return 0;
@@ -328,9 +339,15 @@ int main(int argc, char **argv) {
         return 77;
     }
     if (argc > 1 && strcmp(argv[1], "--bench") == 0) return bench(argc > 2 ? atoi(argv[2]) : 3);
-    rounding();
-    against_reference();
-    rounding_visible();
+    const int kernels[2] = {CF_CPU_GEMM_BF16_AVX512, CF_CPU_GEMM_BF16_AMX};
+    for (int k = 0; k < (cf_cpu_gemm_amx_available() ? 2 : 1); k++) {
+        g_kernel = kernels[k];
+        printf("kernel: %s\n", k ? "AMX (TDPBF16PS)" : "AVX512-BF16 (vdpbf16ps)");
+        rounding();
+        against_reference();
+        rounding_visible();
+    }
+    if (!cf_cpu_gemm_amx_available()) printf("(no AMX here: its kernel is not tested)\n");
     through_backend();
     printf("%s test_cpu_gemm_bf16\n", g_fail ? "FAIL" : "PASS");
     return g_fail;

@@ -153,6 +153,9 @@ typedef struct cf_backend_info {
 typedef struct cf_backend_options {
     const char *gemm;       /* OpenCL GEMM path: "auto" (CLBlast when compiled in, else native),
                              * "clblast", "native" (env CF_GEMM, --gemm) */
+    const char *cpu_bf16;   /* C backend, precision bf16: "avx512bf16" or "amx" forces that
+                             * kernel; NULL / "auto": AMX where the CPU has it (env
+                             * CF_CPU_GEMM_BF16) */
     const char *cpu_gemm;   /* C backend GEMM: "auto", "native", "native:<kernel>", "blas" (env
                              * CF_CPU_GEMM, --gemm) */
     const char *gemm_fast;  /* OpenCL register-blocked GEMM: "auto" (GPUs, large products),

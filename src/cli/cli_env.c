@@ -37,6 +37,7 @@ void cf_cli_backend_options_from_env(cf_backend_options *o) {
     *o = cf_backend_options_default();
     o->gemm = env_str("CF_GEMM");
     o->cpu_gemm = env_str("CF_CPU_GEMM");
+    o->cpu_bf16 = env_str("CF_CPU_GEMM_BF16");
     o->gemm_fast = env_str("CF_GEMM_FAST");
     const char *fv = env_str("CF_GEMM_FAST_VERBOSE");
     o->gemm_fast_verbose = fv && atoi(fv) == 1;

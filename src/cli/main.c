@@ -115,7 +115,7 @@ static const char *TRAIN_HELP =
     "  --gemm G        GEMM path: auto, clblast, native (OpenCL); auto, blas, native (CPU)\n"
     "  --precision P   fp32 (default) or tf32: GEMM inputs rounded to TF32 on tensor cores\n"
     "                  (NVIDIA compute capability 8.0+; elsewhere fp32); or bf16: GEMM inputs\n"
-    "                  rounded to bf16, fp32 accumulation (CPU backend with AVX512-BF16,\n"
+    "                  rounded to bf16, fp32 accumulation (CPU backend: AMX or AVX512-BF16,\n"
     "                  elsewhere on the CPU fp32; OpenCL: tensor cores on NVIDIA 8.0+, else\n"
     "                  rounded in the GEMM kernel); or fp16: GEMM inputs rounded to IEEE\n"
     "                  half, fp32 accumulation, dynamic loss scaling (keys loss_scale,\n"

@@ -10,8 +10,9 @@
 typedef struct {
     int gemm_kernel;     /* native kernel index or CF_CPU_GEMM_BLAS */
     char gemm_name[64];  /* "native:<kernel>" or "blas" */
-    int bf16;            /* precision bf16 on a CPU with AVX512-BF16: every gemm / gemm_bias goes
-                          * through the bf16 GEMM (CF_CPU_GEMM_BF16) instead of gemm_kernel */
+    int bf16;            /* precision bf16 on a CPU with AVX512-BF16: the bf16 GEMM kernel
+                          * (CF_CPU_GEMM_BF16_AMX or _AVX512) every gemm / gemm_bias goes
+                          * through instead of gemm_kernel; 0: none */
     int fp16;            /* precision fp16: every gemm / gemm_bias goes through the fp16 GEMM
                           * (CF_CPU_GEMM_FP16 + gemm_kernel; with BLAS chosen, + the kernel
                           * "native" picks, as BLAS's packing is not ours) */
@@ -108,7 +109,7 @@ int cf_cpu_flash_gemm_kernel(const cf_backend *be) {
 
 /* The kernel of the gemm / gemm_bias slots: the bf16 or fp16 GEMM under those precisions. */
 static int cf_cpu_train_kernel(const cf_cpu_ctx *ctx) {
-    if (ctx->bf16) return CF_CPU_GEMM_BF16;
+    if (ctx->bf16) return ctx->bf16;
     if (ctx->fp16)
         return CF_CPU_GEMM_FP16 + (ctx->gemm_kernel == CF_CPU_GEMM_BLAS
                                        ? cf_cpu_gemm_native_kernel(NULL)
@@ -275,7 +276,9 @@ int cf_backend_cpu_list_devices(FILE *out) {
             "CF_CPU_GEMM overrides)\n",
             cf_cpu_max_threads(), cf_cpu_gemm_kernel_name(native), cf_cpu_gemm_native_reason(),
             cf_cpu_blas_available() ? "; OpenBLAS available" : "",
-            cf_cpu_gemm_bf16_available() ? "; AVX512-BF16: precision bf16" : "");
+            cf_cpu_gemm_amx_available()    ? "; AMX-BF16: precision bf16"
+            : cf_cpu_gemm_bf16_available() ? "; AVX512-BF16: precision bf16"
+                                           : "");
     return CF_OK;
 }
 
@@ -325,10 +328,32 @@ int cf_backend_cpu_create(const char *spec, const cf_backend_options *opts, cf_b
     if (opts && opts->tf32)
         CF_INFO("precision tf32: the CPU backend has no TF32 matrix engine; GEMMs run in fp32");
     if (opts && opts->bf16) {
-        ctx->bf16 = cf_cpu_gemm_bf16_available();
+        /* the bf16 kernel: AMX where the CPU has it, else AVX512-BF16; CF_CPU_GEMM_BF16 forces
+         * one (a forced AMX where there is none is an error) */
+        const char *k = opts->cpu_bf16;
+        const int amx = cf_cpu_gemm_amx_available();
+        if (k && *k && strcmp(k, "auto") && strcmp(k, "avx512bf16") && strcmp(k, "amx")) {
+            CF_ERROR("CF_CPU_GEMM_BF16='%s' is not known; use auto, avx512bf16 or amx", k);
+            free(ctx);
+            free(be);
+            return CF_ERR_INVALID;
+        }
+        if (k && !strcmp(k, "amx") && !amx) {
+            CF_ERROR("CF_CPU_GEMM_BF16=amx: this CPU %s; use avx512bf16 or auto",
+                     cf_cpu_gemm_bf16_available() ? "has no AMX-BF16 the process may use"
+                                                  : "has neither AMX nor AVX512-BF16");
+            free(ctx);
+            free(be);
+            return CF_ERR_UNSUPPORTED;
+        }
+        const int use_amx = amx && !(k && !strcmp(k, "avx512bf16"));
+        ctx->bf16 = !cf_cpu_gemm_bf16_available() ? 0
+                    : use_amx                     ? CF_CPU_GEMM_BF16_AMX
+                                                  : CF_CPU_GEMM_BF16_AVX512;
         if (ctx->bf16)
             CF_INFO("precision bf16: GEMM inputs rounded to bf16, fp32 accumulation and storage "
-                    "(AVX512-BF16)");
+                    "(%s)",
+                    use_amx ? "AMX tiles" : "AVX512-BF16");
         else
             CF_INFO("precision bf16: this CPU has no AVX512-BF16; GEMMs run in fp32");
     }

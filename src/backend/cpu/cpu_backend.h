@@ -17,8 +17,15 @@
  * vdpbf16ps), C, alpha, beta and the bias in fp32. CF_ERR_UNSUPPORTED where the CPU lacks
  * AVX512-BF16 (cf_cpu_gemm_bf16_available). */
 #define CF_CPU_GEMM_BF16 (-2)
+/* The bf16 GEMM on a given kernel: AVX512-BF16's 12 x 32 register tiles (vdpbf16ps), or AMX's
+ * 16 x 32 tiles (TDPBF16PS; CF_ERR_UNSUPPORTED without AMX). CF_CPU_GEMM_BF16 is AMX where the
+ * CPU has it, else AVX512-BF16. */
+#define CF_CPU_GEMM_BF16_AVX512 (-3)
+#define CF_CPU_GEMM_BF16_AMX (-4)
 /* 1 when this CPU runs the bf16 GEMM (AVX512-BF16: cpuid leaf 7 subleaf 1 EAX bit 5). */
 int cf_cpu_gemm_bf16_available(void);
+/* 1 when it runs on AMX (AMX-BF16 and AMX-TILE, the tile data granted by Linux). */
+int cf_cpu_gemm_amx_available(void);
 /* Kernel index base for cf_cpu_sgemm: CF_CPU_GEMM_FP16 + k is the fp16 GEMM (precision fp16) on
  * native kernel k (k below cf_cpu_gemm_kernel_count()): op(A) and op(B) rounded to IEEE half
  * (nearest even, overflow to +-Inf, subnormals kept) as they are packed, then kernel k's fp32

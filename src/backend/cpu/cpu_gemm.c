@@ -60,7 +60,8 @@ typedef struct {
     cf_gemm_ukr fn;
     int (*usable)(void);
     int simd_pack; /* 1: pack the strided operands with AVX2 transposes (x86 kernels only);
-                    * 2: pack to bf16 pairs (cpu_gemm_bf16.c; the bf16 kernel) */
+                    * 2: pack to bf16 pairs (cpu_gemm_bf16.c; the bf16 kernel);
+                    * 3: the same, op(A) in AMX's tile order (the AMX kernel, mr 16) */
     int f16;       /* 1: the packed operands are rounded to fp16 (precision fp16, CF_CPU_GEMM_FP16;
                     * set on a copy of an fp32 kernel, never in the tables) */
 } cf_gemm_kernel;
@@ -342,11 +343,29 @@ static const cf_gemm_kernel cf_gemm_all_kernels[] = {
 
 /* The bf16 GEMM (precision bf16, CF_CPU_GEMM_BF16): not one of the fp32 kernels above, which
  * "native" chooses among; used only on request, where the CPU has AVX512-BF16. Its tile is the
- * AVX-512 kernel's, each step of its loop two steps of k. */
+ * AVX-512 kernel's, each step of its loop two steps of k; where the CPU has AMX, the AMX kernel
+ * below runs instead (CF_CPU_GEMM_BF16_AVX512 / _AMX force one). */
 #ifdef CF_GEMM_X86
 static const cf_gemm_kernel cf_gemm_bf16_kernel = {"avx512bf16-12x32", 12, 32, cf_cpu_bf16_ukr,
                                                    cf_cpu_bf16_usable, 2, 0};
+/* AMX (cpu_gemm_bf16.c): the same packing, A in tile order; where the CPU has it, the default */
+static const cf_gemm_kernel cf_gemm_amx_kernel = {"amx-bf16-16x32", 16, 32, cf_cpu_amx_ukr,
+                                                  cf_cpu_amx_usable, 3, 0};
 #endif
+static _Atomic int cf_gemm_amx_ok = -1;
+
+int cf_cpu_gemm_amx_available(void) {
+    int ok = atomic_load_explicit(&cf_gemm_amx_ok, memory_order_relaxed);
+    if (ok < 0) {
+#ifdef CF_GEMM_X86
+        ok = cf_cpu_amx_usable();
+#else
+        ok = 0;
+#endif
+        atomic_store_explicit(&cf_gemm_amx_ok, ok, memory_order_relaxed);
+    }
+    return ok;
+}
 static _Atomic int cf_gemm_bf16_ok = -1;
 
 int cf_cpu_gemm_bf16_available(void) {
@@ -482,8 +501,11 @@ static inline void cf_gemm_copy(float *restrict d, const float *restrict s, int 
  * kb x mr floats, element (k, r) at s*mr*kb + k*mr + r; rows past mb are zero. */
 static void cf_gemm_pack_a(float *dst, int ta, const float *A, int lda, int i0, int p0, int mb,
                            int kb, int mr, int simd) {
-    if (simd == 2) {
+    if (simd == 2 || simd == 3) {
         cf_cpu_bf16_pack_a(dst, ta, A, lda, i0, p0, mb, kb, mr);
+#ifdef CF_GEMM_X86
+        if (simd == 3) cf_cpu_amx_order_a(dst, mb, kb);
+#endif
         return;
     }
     const int nsl = (mb + mr - 1) / mr;
@@ -536,7 +558,7 @@ static void cf_gemm_pack_a(float *dst, int ta, const float *A, int lda, int i0, 
  * columns past nb are zero. */
 static void cf_gemm_pack_b(float *bpack, int tb, const float *B, int ldb, int p0, int j0, int kb,
                            int nb, int nr, int pa, int pb, int simd) {
-    if (simd == 2) {
+    if (simd == 2 || simd == 3) {
         cf_cpu_bf16_pack_b(bpack, tb, B, ldb, p0, j0, kb, nb, nr, pa, pb);
         return;
     }
@@ -678,7 +700,7 @@ static int cf_gemm_native(const cf_gemm_kernel *kr, int ta, int tb, int M, int N
      * blocks are twice as deep (a bf16 pair takes the bytes of one float, so its packed blocks
      * touch as much cache as the fp32 ones; on the reference Zen 4 this took its products from
      * 1.4-1.7x to 1.6-2.0x the fp32 kernel's rate) */
-    const int kc = cf_ceil_div(K, cf_ceil_div(K, CF_GEMM_KC * (kr->simd_pack == 2 ? 2 : 1)));
+    const int kc = cf_ceil_div(K, cf_ceil_div(K, CF_GEMM_KC * (kr->simd_pack >= 2 ? 2 : 1)));
     const int nc = cf_round_up(cf_ceil_div(N, cf_ceil_div(N, CF_GEMM_NC)), nr);
 
     int nth = cf_cpu_max_threads();
@@ -833,15 +855,23 @@ int cf_cpu_sgemm_bias(int kernel, int ta, int tb, int M, int N, int K, float alp
     /* CF_CPU_GEMM_FP16 + k: native kernel k on fp16-rounded operands */
     const int fp16 = kernel >= CF_CPU_GEMM_FP16;
     if (fp16) kernel -= CF_CPU_GEMM_FP16;
-    if (kernel != CF_CPU_GEMM_BLAS && kernel != CF_CPU_GEMM_BF16 &&
+    const int bf16 = kernel == CF_CPU_GEMM_BF16 || kernel == CF_CPU_GEMM_BF16_AVX512 ||
+                     kernel == CF_CPU_GEMM_BF16_AMX;
+    if (kernel != CF_CPU_GEMM_BLAS && !bf16 &&
         (kernel < 0 || kernel >= cf_cpu_gemm_kernel_count())) {
         CF_ERROR("cpu gemm: kernel index %d out of range (0..%d)", kernel,
                  cf_cpu_gemm_kernel_count() - 1);
         return CF_ERR_INVALID;
     }
-    if (kernel == CF_CPU_GEMM_BF16 && !cf_cpu_gemm_bf16_available()) {
+    if (bf16 && !cf_cpu_gemm_bf16_available()) {
         CF_ERROR("cpu gemm: the bf16 GEMM needs AVX512-BF16, which this CPU does not report; "
                  "use an fp32 kernel (precision fp32)");
+        return CF_ERR_UNSUPPORTED;
+    }
+    if (kernel == CF_CPU_GEMM_BF16_AMX && !cf_cpu_gemm_amx_available()) {
+        CF_ERROR("cpu gemm: the AMX bf16 GEMM needs AMX-BF16 and AMX-TILE (and the tile data "
+                 "granted by the OS), which this CPU or kernel does not give; use the "
+                 "AVX512-BF16 one");
         return CF_ERR_UNSUPPORTED;
     }
     if (K == 0 || alpha == 0.0f) {
@@ -866,9 +896,12 @@ int cf_cpu_sgemm_bias(int kernel, int ta, int tb, int M, int N, int K, float alp
         return cf_gemm_native(&k16, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias);
     }
 #ifdef CF_GEMM_X86
-    if (kernel == CF_CPU_GEMM_BF16)
-        return cf_gemm_native(&cf_gemm_bf16_kernel, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta,
-                              C, ldc, bias);
+    if (bf16) {
+        const int amx = kernel == CF_CPU_GEMM_BF16_AMX ||
+                        (kernel == CF_CPU_GEMM_BF16 && cf_cpu_gemm_amx_available());
+        return cf_gemm_native(amx ? &cf_gemm_amx_kernel : &cf_gemm_bf16_kernel, ta, tb, M, N, K,
+                              alpha, A, lda, B, ldb, beta, C, ldc, bias);
+    }
 #endif
     return cf_gemm_native(cf_gemm_usable[kernel], ta, tb, M, N, K, alpha, A, lda, B, ldb, beta,
                           C, ldc, bias);

@@ -1,6 +1,7 @@
 /* clformer: the CPU backend's bf16 GEMM pieces (precision bf16): packing that rounds the fp32
- * operands to bf16 (round to nearest even) as it copies them, and an AVX512-BF16 register-tile
- * kernel (vdpbf16ps: fp32 accumulation of bf16 products). The five-loop driver, blocking and
+ * operands to bf16 (round to nearest even) as it copies them, an AVX512-BF16 register-tile
+ * kernel (vdpbf16ps: fp32 accumulation of bf16 products), and an AMX kernel (TDPBF16PS, at the
+ * end of this file) where the CPU has AMX. The five-loop driver, blocking and
  * threads are cpu_gemm.c's (kernel "avx512bf16-12x32", selected by CF_CPU_GEMM_BF16).
  *
  * Packed layout: pairs of consecutive k. A packed sliver of op(A) holds, for each pair q
@@ -18,6 +19,7 @@
  * Everything here is compiled with target attributes, so the binary runs on any x86-64 CPU; the
  * kernel is used only where cf_cpu_bf16_usable() says the CPU has AVX512-BF16 (cpuid leaf 7,
  * subleaf 1, EAX bit 5) and AVX512F/BW/VL with the OS saving the zmm state. */
+#define _GNU_SOURCE /* syscall (arch_prctl for AMX) */
 #include <stdint.h>
 #include <string.h>
 
@@ -26,6 +28,8 @@
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
 #include <cpuid.h>
 #include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define CF_BF16_TARGET __attribute__((target("avx512f,avx512bf16,avx512bw,avx512vl")))
 
@@ -108,6 +112,14 @@ static inline CF_BF16_TARGET void cf_bf16_transpose16(__m512i x[16]) {
         x[4 + j] = _mm512_shuffle_i32x4(y[4 + j], y[12 + j], 0x88);
         x[12 + j] = _mm512_shuffle_i32x4(y[4 + j], y[12 + j], 0xdd);
     }
+}
+
+/* blk (16 x 16 words, rows 16 words apart) transposed in place */
+static CF_BF16_TARGET void cf_cpu_amx_transpose16(uint32_t *blk) {
+    __m512i x[16];
+    for (int i = 0; i < 16; i++) x[i] = _mm512_loadu_si512(blk + i * 16);
+    cf_bf16_transpose16(x);
+    for (int i = 0; i < 16; i++) _mm512_storeu_si512(blk + i * 16, x[i]);
 }
 
 /* Operand stored with k contiguous (op(A) for !ta, op(B) for tb): stored row r (r = first ..
@@ -286,8 +298,124 @@ CF_BF16_TARGET void cf_cpu_bf16_ukr(int kc, const float *a_, const float *b_, fl
     if (edge) cf_gemm_tile_out(c, ldc, tile, 32, m, n);
 }
 
-#else /* not x86 with GCC/Clang: no AVX512-BF16 kernel; cf_cpu_bf16_usable() says so */
+/* ---- the AMX kernel: 16 x 32 tiles of TDPBF16PS (where the CPU has AMX-BF16) ------------------
+ *
+ * Same packing (bf16 pairs of k), slivers of 16 rows of op(A) and 32 columns of op(B). AMX's B tile
+ * is 16 pairs x 16 columns of words, which is the packed B sliver as it is (rows 128 bytes apart,
+ * columns 0-15 and 16-31 two tiles); its A tile is 16 rows x 16 pairs, the transpose of the
+ * packed A layout, so cf_cpu_amx_order_a transposes each full block of 16 pairs x 16 rows of a
+ * sliver in place after packing (the last kp % 16 pairs stay pair-major). The kernel runs the
+ * full blocks on the tiles (C in tiles 0-1, A in 2, B in 3-4), stores C to a 16 x 32 fp32 tile
+ * in memory, adds the leftover pairs with vdpbf16ps, and applies alpha, beta and the bias as it
+ * stores the valid m x n part. TDPBF16PS, like vdpbf16ps, treats denormal inputs as zero and
+ * accumulates in fp32 (its order of additions is its own).
+ *
+ * Linux grants a process AMX's tile data only on request (arch_prctl ARCH_REQ_XCOMP_PERM,
+ * XFEATURE_XTILEDATA), asked once in cf_cpu_amx_usable; the tile configuration is per thread,
+ * loaded on a thread's first call. */
+#define CF_AMX_TARGET                                                                              \
+    __attribute__((target("avx512f,avx512bf16,avx512bw,avx512vl,amx-tile,amx-bf16")))
+
+int cf_cpu_amx_usable(void) {
+    static _Atomic int ok = -1;
+    int v = ok;
+    if (v >= 0) return v;
+    v = 0;
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (cf_cpu_bf16_usable() && __get_cpuid_count(7, 0, &a, &b, &c, &d) &&
+        ((d >> 22) & 1u) /* AMX-BF16 */ && ((d >> 24) & 1u) /* AMX-TILE */) {
+        /* ARCH_REQ_XCOMP_PERM (0x1023) for XFEATURE_XTILEDATA (18): 0 once granted */
+        v = syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+    }
+    ok = v;
+    return v;
+}
+
+void cf_cpu_amx_order_a(float *dst, int mb, int kb) {
+    const int kp = (kb + 1) / 2, nsl = (mb + 15) / 16;
+    const size_t slot = (size_t)16 * kb;
+    for (int s = 0; s < nsl; s++)
+        for (int q0 = 0; q0 + 16 <= kp; q0 += 16) {
+            uint32_t *blk = (uint32_t *)(void *)(dst + s * slot) + (size_t)q0 * 16;
+            cf_cpu_amx_transpose16(blk);
+        }
+}
+
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} cf_amx_config;
+
+static _Thread_local int cf_amx_configured;
+
+CF_AMX_TARGET void cf_cpu_amx_ukr(int kc, const float *a_, const float *b_, float *c,
+                                  ptrdiff_t ldc, float alpha, float beta, const float *bias, int m,
+                                  int n) {
+    if (!cf_amx_configured) {
+        cf_amx_config cfg;
+        memset(&cfg, 0, sizeof cfg);
+        cfg.palette = 1;
+        for (int t = 0; t < 5; t++) {
+            cfg.rows[t] = 16;
+            cfg.colsb[t] = 64;
+        }
+        _tile_loadconfig(&cfg);
+        cf_amx_configured = 1;
+    }
+    const uint32_t *a = (const uint32_t *)(const void *)a_;
+    const uint32_t *b = (const uint32_t *)(const void *)b_;
+    const int kp = (kc + 1) / 2, full = kp / 16;
+    _tile_zero(0);
+    _tile_zero(1);
+    for (int q = 0; q < full; q++) {
+        _tile_loadd(2, a + (size_t)q * 256, 64);
+        _tile_loadd(3, b + (size_t)q * 512, 128);
+        _tile_loadd(4, b + (size_t)q * 512 + 16, 128);
+        _tile_dpbf16ps(0, 2, 3);
+        _tile_dpbf16ps(1, 2, 4);
+    }
+    float acc[16 * 32] __attribute__((aligned(64)));
+    _tile_stored(0, acc, 128);
+    _tile_stored(1, acc + 16, 128);
+    /* the leftover pairs (pair-major: a[q * 16 + i], b[q * 32 + j]) */
+    const uint32_t *at = a + (size_t)full * 256, *bt = b + (size_t)full * 512;
+    const int rest = kp - full * 16;
+    if (rest > 0)
+        for (int i = 0; i < 16; i++) {
+            __m512 c0 = _mm512_load_ps(acc + i * 32), c1 = _mm512_load_ps(acc + i * 32 + 16);
+            for (int q = 0; q < rest; q++) {
+                const __m512bh ak = (__m512bh)_mm512_set1_epi32((int)at[q * 16 + i]);
+                c0 = _mm512_dpbf16_ps(c0, ak, (__m512bh)_mm512_loadu_si512(bt + q * 32));
+                c1 = _mm512_dpbf16_ps(c1, ak, (__m512bh)_mm512_loadu_si512(bt + q * 32 + 16));
+            }
+            _mm512_store_ps(acc + i * 32, c0);
+            _mm512_store_ps(acc + i * 32 + 16, c1);
+        }
+    float bpad[32] __attribute__((aligned(64)));
+    const float *bb = bias ? cf_gemm_bias_pad(bpad, 32, bias, n) : NULL;
+    const __mmask16 m0 = cf_bf16_mask(n), m1 = cf_bf16_mask(n - 16);
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    for (int i = 0; i < m; i++) {
+        float *ci = c + (size_t)i * ldc;
+        __m512 r0 = _mm512_mul_ps(va, _mm512_load_ps(acc + i * 32));
+        __m512 r1 = _mm512_mul_ps(va, _mm512_load_ps(acc + i * 32 + 16));
+        if (bb) {
+            r0 = _mm512_add_ps(r0, _mm512_load_ps(bb));
+            r1 = _mm512_add_ps(r1, _mm512_load_ps(bb + 16));
+        }
+        if (beta != 0.0f) {
+            r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), r0);
+            r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), r1);
+        }
+        _mm512_mask_storeu_ps(ci, m0, r0);
+        _mm512_mask_storeu_ps(ci + 16, m1, r1);
+    }
+}
+
+#else /* not x86 with GCC/Clang: no AVX512-BF16 or AMX kernel; the usable checks say so */
 
 int cf_cpu_bf16_usable(void) { return 0; }
+int cf_cpu_amx_usable(void) { return 0; }
 
 #endif

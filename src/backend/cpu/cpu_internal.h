@@ -118,6 +118,15 @@ void cf_cpu_bf16_pack_b(float *bpack, int tb, const float *B, int ldb, int p0, i
 /* The 12 x 32 register-tile kernel on those slivers (the cf_gemm_ukr contract of cpu_gemm.c). */
 void cf_cpu_bf16_ukr(int kc, const float *a, const float *b, float *c, ptrdiff_t ldc, float alpha,
                      float beta, const float *bias, int m, int n);
+/* 1 when the CPU has AMX-BF16 and AMX-TILE (and AVX512-BF16) and Linux granted the process the
+ * tile data (asked here, once). */
+int cf_cpu_amx_usable(void);
+/* After cf_cpu_bf16_pack_a with mr 16: each sliver's full blocks of 16 pairs x 16 rows
+ * transposed in place into AMX's A-tile order (rows of 16 pairs). */
+void cf_cpu_amx_order_a(float *dst, int mb, int kb);
+/* The 16 x 32 AMX kernel (TDPBF16PS) on those slivers (the cf_gemm_ukr contract). */
+void cf_cpu_amx_ukr(int kc, const float *a, const float *b, float *c, ptrdiff_t ldc, float alpha,
+                    float beta, const float *bias, int m, int n);
 
 /* ---- fp16 rounding of packed GEMM operands (cpu_gemm_fp16.c; CF_CPU_GEMM_FP16) -------------- */
 /* 1 when the CPU has F16C (and AVX with the ymm state saved by the OS). */
