@@ -67,6 +67,11 @@ if "$CLF" devices 2>/dev/null | grep -q "AMX-BF16: precision bf16"; then
       { n++; d = abs($1 - $2) / $1; if (d > w) w = d } END { print (n == 20 && w <= 1e-3) ? "ok " w : "bad " n " " w }')
   case "$v" in ok*) [ $rc -eq 0 ] && ok "AMX and AVX512-BF16 runs agree to 1e-3 at each of 20 steps ($v)" || bad "avx512bf16 run rc $rc" ;;
                *) bad "AMX vs AVX512-BF16 losses: $v" ;; esac
+  # bench's MFU on AMX is against AMX's own measured peak, not the fp32 FMA loop's
+  out=$("$CLF" bench configs/tiny.json --device cpu --steps 2 --warmup 1 precision=bf16 2>/dev/null)
+  mfu=$(printf '%s\n' "$out" | awk '/MFU/ { sub("%", "", $2); print $2 }')
+  printf '%s\n' "$out" | grep -q "device peak .*(bf16 AMX TDPBF16PS chains" && awk "BEGIN { exit !($mfu > 0 && $mfu < 100) }" \
+    && ok "bench bf16 on AMX: MFU $mfu% against AMX's peak" || bad "bench bf16 on AMX: $(printf '%s\n' "$out" | grep -E 'peak|MFU')"
 else
   echo "(no AMX here: only the AVX512-BF16 kernel ran)"
   msg=$(CF_CPU_GEMM_BF16=amx "$CLF" train $RUN --out "$W/x" --precision bf16 2>&1 >/dev/null); rc=$?

@@ -70,7 +70,7 @@ typedef struct {
     char device[640];
     char config_name[128];
     char gemm[64];     /* GEMM path of the backend ("native:avx2-6x16", "blas", "clblast", ...) */
-    char peak_how[64]; /* how the peak was measured */
+    char peak_how[128]; /* how the peak was measured */
     int B, T, accum, steps, warmup;
     int recompute; /* enum cf_recompute of the run */
     int head_rows; /* rows per LM-head chunk (cf_model_head_rows) */

@@ -148,7 +148,11 @@ int cf_bench_cpu_peak_gflops(double seconds, double *gflops) {
 
 int cf_bench_device_peak_gflops(cf_backend *be, double seconds, double *gflops, const char **how) {
     *gflops = 0.0;
-    if (be->ops->peak_gflops) return be->ops->peak_gflops(be, seconds, gflops, how);
+    if (be->ops->peak_gflops) {
+        /* (unsupported: the backend has no peak of its own for this run; a host's loop below) */
+        const int rc = be->ops->peak_gflops(be, seconds, gflops, how);
+        if (rc != CF_ERR_UNSUPPORTED) return rc;
+    }
     cf_backend_info info;
     CF_TRY(cf_be_info(be, &info));
     if (info.host_threads) {

@@ -167,6 +167,15 @@ static int cf_cpu_gemm_q8_op(cf_backend *be, int M, int N, int K, cf_view A, int
 
 static int cf_cpu_info(cf_backend *be, cf_backend_info *out);
 
+/* precision bf16 on AMX: the engine's peak (its products run there); otherwise none of its own */
+static int cf_cpu_peak(cf_backend *be, double seconds, double *gflops, const char **how) {
+    const cf_cpu_ctx *ctx = (const cf_cpu_ctx *)be->ctx;
+    *gflops = 0.0;
+    if (ctx->bf16 != CF_CPU_GEMM_BF16_AMX) return CF_ERR_UNSUPPORTED;
+    *how = "bf16 AMX TDPBF16PS chains on every OpenMP thread, per-thread CPU time";
+    return cf_cpu_amx_peak_gflops(seconds, gflops);
+}
+
 static const struct cf_backend_ops cf_cpu_ops = {
     /* .api_version = */ CF_BACKEND_API_VERSION,
     /* .name = */ cf_cpu_name,
@@ -210,7 +219,8 @@ static const struct cf_backend_ops cf_cpu_ops = {
     /* .axpby = */ cf_cpu_axpby,
     /* .prof_collect = */ NULL, /* host timing around synchronize is exact here */
     /* .info = */ cf_cpu_info,
-    /* .peak_gflops = */ NULL, /* the host's CPU loop (src/bench/peak.c): info.host_threads */
+    /* .peak_gflops = */ cf_cpu_peak, /* AMX's under precision bf16 there; else unsupported:
+                                       * the host's FMA loop (src/bench/peak.c) */
     /* .gemm_describe = */ NULL,
     /* .host_alloc = */ NULL, /* malloc: the buffers are host memory */
     /* .host_free = */ NULL,

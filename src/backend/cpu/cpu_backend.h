@@ -26,6 +26,10 @@
 int cf_cpu_gemm_bf16_available(void);
 /* 1 when it runs on AMX (AMX-BF16 and AMX-TILE, the tile data granted by Linux). */
 int cf_cpu_gemm_amx_available(void);
+/* AMX's bf16 peak in GFLOP/s over every OpenMP thread (chains of TDPBF16PS, each thread's FLOPs
+ * over its own CPU time, the best of runs of about 50 ms for `seconds` in all);
+ * CF_ERR_UNSUPPORTED without AMX. */
+int cf_cpu_amx_peak_gflops(double seconds, double *gflops);
 /* Kernel index base for cf_cpu_sgemm: CF_CPU_GEMM_FP16 + k is the fp16 GEMM (precision fp16) on
  * native kernel k (k below cf_cpu_gemm_kernel_count()): op(A) and op(B) rounded to IEEE half
  * (nearest even, overflow to +-Inf, subnormals kept) as they are packed, then kernel k's fp32

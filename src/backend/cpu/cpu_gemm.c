@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "backend/cpu/cpu_internal.h"
 
@@ -1097,4 +1098,57 @@ const char *cf_cpu_gemm_native_reason(void) {
     return atomic_load_explicit(&cf_gemm_native_pick, memory_order_acquire) >= 0
                ? cf_gemm_native_why
                : "not chosen yet";
+}
+
+/* ---- AMX peak (bench's MFU for precision bf16 on AMX) ----------------------------------------- */
+
+int cf_cpu_amx_peak_gflops(double seconds, double *gflops) {
+    *gflops = 0.0;
+    if (!cf_cpu_gemm_amx_available()) return CF_ERR_UNSUPPORTED;
+#ifdef CF_GEMM_X86
+    if (!(seconds > 0)) seconds = 0.3;
+    /* calibrate on one thread to runs of about 50 ms, then the best of several runs of every
+     * thread at once, each thread's FLOPs over its own CPU time (as the FMA peak of bench) */
+    long iters = 1 << 10;
+    for (;;) {
+        const double t0 = cf_thread_seconds();
+        cf_cpu_amx_peak_flops(iters);
+        const double t = cf_thread_seconds() - t0;
+        if (t >= 0.01 || iters > (1L << 30)) {
+            iters = (long)((double)iters * 0.05 / (t > 1e-9 ? t : 1e-9));
+            break;
+        }
+        iters *= 2;
+    }
+    if (iters < 64) iters = 64;
+    int runs = (int)(seconds / 0.05 + 0.5);
+    if (runs < 3) runs = 3;
+    double best = 0.0;
+    for (int r = 0; r < runs; r++) {
+        double rate = 0.0;
+#ifdef _OPENMP
+#pragma omp parallel reduction(+ : rate)
+#endif
+        {
+            const double t0 = cf_thread_seconds();
+            const double fl = cf_cpu_amx_peak_flops(iters);
+            const double t = cf_thread_seconds() - t0;
+            if (t > 0) rate += fl / t;
+        }
+        if (rate > best) best = rate;
+    }
+    /* more threads than processors would count one core's rate several times */
+    const long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+#ifdef _OPENMP
+    const int nth = omp_get_max_threads();
+#else
+    const int nth = 1;
+#endif
+    if (ncpu > 0 && nth > ncpu) best *= (double)ncpu / nth;
+    *gflops = best / 1e9;
+    return best > 0 ? CF_OK : CF_ERR_DEVICE;
+#else
+    (void)seconds;
+    return CF_ERR_UNSUPPORTED;
+#endif
 }

@@ -349,20 +349,51 @@ typedef struct {
 
 static _Thread_local int cf_amx_configured;
 
+/* this thread's tiles: 8 of 16 rows x 64 bytes (the kernel uses 0-4, the peak loop all 8) */
+static CF_AMX_TARGET void cf_amx_configure(void) {
+    if (cf_amx_configured) return;
+    cf_amx_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg.rows[t] = 16;
+        cfg.colsb[t] = 64;
+    }
+    _tile_loadconfig(&cfg);
+    cf_amx_configured = 1;
+}
+
+CF_AMX_TARGET double cf_cpu_amx_peak_flops(long iters) {
+    cf_amx_configure();
+    /* bf16 2^-8 in both halves of every word: 16384 products of 2^-16 a TDPBF16PS, 0.5 an
+     * element, so the sums stay exact and finite for any iters this runs */
+    uint32_t ab[256] __attribute__((aligned(64)));
+    for (int i = 0; i < 256; i++) ab[i] = 0x3B803B80u;
+    _tile_loadd(4, ab, 64);
+    _tile_loadd(5, ab, 64);
+    _tile_loadd(6, ab, 64);
+    _tile_loadd(7, ab, 64);
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (long i = 0; i < iters; i++) { /* four independent chains */
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    float out[256] __attribute__((aligned(64)));
+    _tile_stored(0, out, 64);
+    volatile float keep = out[0];
+    (void)keep;
+    return 4.0 * 2.0 * 16 * 16 * 32 * (double)iters;
+}
+
 CF_AMX_TARGET void cf_cpu_amx_ukr(int kc, const float *a_, const float *b_, float *c,
                                   ptrdiff_t ldc, float alpha, float beta, const float *bias, int m,
                                   int n) {
-    if (!cf_amx_configured) {
-        cf_amx_config cfg;
-        memset(&cfg, 0, sizeof cfg);
-        cfg.palette = 1;
-        for (int t = 0; t < 5; t++) {
-            cfg.rows[t] = 16;
-            cfg.colsb[t] = 64;
-        }
-        _tile_loadconfig(&cfg);
-        cf_amx_configured = 1;
-    }
+    cf_amx_configure();
     const uint32_t *a = (const uint32_t *)(const void *)a_;
     const uint32_t *b = (const uint32_t *)(const void *)b_;
     const int kp = (kc + 1) / 2, full = kp / 16;
@@ -417,5 +448,9 @@ CF_AMX_TARGET void cf_cpu_amx_ukr(int kc, const float *a_, const float *b_, floa
 
 int cf_cpu_bf16_usable(void) { return 0; }
 int cf_cpu_amx_usable(void) { return 0; }
+double cf_cpu_amx_peak_flops(long iters) {
+    (void)iters;
+    return 0.0;
+}
 
 #endif

@@ -124,6 +124,9 @@ int cf_cpu_amx_usable(void);
 /* After cf_cpu_bf16_pack_a with mr 16: each sliver's full blocks of 16 pairs x 16 rows
  * transposed in place into AMX's A-tile order (rows of 16 pairs). */
 void cf_cpu_amx_order_a(float *dst, int mb, int kb);
+/* FLOPs of iters rounds of four independent TDPBF16PS chains on this thread (AMX's peak; the
+ * caller times them). Only where cf_cpu_amx_usable(). */
+double cf_cpu_amx_peak_flops(long iters);
 /* The 16 x 32 AMX kernel (TDPBF16PS) on those slivers (the cf_gemm_ukr contract). */
 void cf_cpu_amx_ukr(int kc, const float *a, const float *b, float *c, ptrdiff_t ldc, float alpha,
                     float beta, const float *bias, int m, int n);
