@@ -671,6 +671,9 @@ static void cf_gemm_serial(const cf_gemm_kernel *kr, int ta, int tb, int i0, int
             }
         }
     }
+#ifdef CF_GEMM_X86
+    if (kr->simd_pack == 3) cf_cpu_amx_release(); /* the AMX kernel's tiles, on this thread */
+#endif
 }
 
 static float *cf_gemm_alloc(size_t floats, int M, int N, int K) {
@@ -816,6 +819,9 @@ static int cf_gemm_native(const cf_gemm_kernel *kr, int ta, int tb, int M, int N
                 /* (implicit barrier: nobody still reads bpack when the next block is packed) */
             }
         }
+#ifdef CF_GEMM_X86
+        if (kr->simd_pack == 3) cf_cpu_amx_release(); /* the AMX kernel's tiles, this thread */
+#endif
     }
     free(pack);
     return CF_OK;
@@ -1114,6 +1120,7 @@ int cf_cpu_amx_peak_gflops(double seconds, double *gflops) {
         const double t0 = cf_thread_seconds();
         cf_cpu_amx_peak_flops(iters);
         const double t = cf_thread_seconds() - t0;
+        cf_cpu_amx_release();
         if (t >= 0.01 || iters > (1L << 30)) {
             iters = (long)((double)iters * 0.05 / (t > 1e-9 ? t : 1e-9));
             break;
@@ -1133,6 +1140,7 @@ int cf_cpu_amx_peak_gflops(double seconds, double *gflops) {
             const double t0 = cf_thread_seconds();
             const double fl = cf_cpu_amx_peak_flops(iters);
             const double t = cf_thread_seconds() - t0;
+            cf_cpu_amx_release();
             if (t > 0) rate += fl / t;
         }
         if (rate > best) best = rate;

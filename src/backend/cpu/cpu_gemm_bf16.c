@@ -28,8 +28,17 @@
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
 #include <cpuid.h>
 #include <immintrin.h>
+
+/* The AMX kernel needs x86-64 (GCC's AMX intrinsics), Linux (arch_prctl grants the tile data)
+ * and a compiler that knows the amx-tile / amx-bf16 targets (GCC 11, Clang 12) */
+#if defined(__x86_64__) && defined(__linux__) &&                                                   \
+    ((defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && __GNUC__ >= 11))
+#define CF_AMX_BUILD 1
 #include <sys/syscall.h>
 #include <unistd.h>
+#else
+#define CF_AMX_BUILD 0
+#endif
 
 #define CF_BF16_TARGET __attribute__((target("avx512f,avx512bf16,avx512bw,avx512vl")))
 
@@ -298,6 +307,7 @@ CF_BF16_TARGET void cf_cpu_bf16_ukr(int kc, const float *a_, const float *b_, fl
     if (edge) cf_gemm_tile_out(c, ldc, tile, 32, m, n);
 }
 
+#if CF_AMX_BUILD
 /* ---- the AMX kernel: 16 x 32 tiles of TDPBF16PS (where the CPU has AMX-BF16) ------------------
  *
  * Same packing (bf16 pairs of k), slivers of 16 rows of op(A) and 32 columns of op(B). AMX's B tile
@@ -350,6 +360,8 @@ typedef struct {
 static _Thread_local int cf_amx_configured;
 
 /* this thread's tiles: 8 of 16 rows x 64 bytes (the kernel uses 0-4, the peak loop all 8) */
+static CF_AMX_TARGET void cf_amx_release_tiles(void) { _tile_release(); }
+
 static CF_AMX_TARGET void cf_amx_configure(void) {
     if (cf_amx_configured) return;
     cf_amx_config cfg;
@@ -365,8 +377,8 @@ static CF_AMX_TARGET void cf_amx_configure(void) {
 
 CF_AMX_TARGET double cf_cpu_amx_peak_flops(long iters) {
     cf_amx_configure();
-    /* bf16 2^-8 in both halves of every word: 16384 products of 2^-16 a TDPBF16PS, 0.5 an
-     * element, so the sums stay exact and finite for any iters this runs */
+    /* bf16 2^-8 in both halves of every word: a TDPBF16PS adds 32 products of 2^-16 (2^-11) to
+     * each element, so the sums stay finite and normal (they stall near 2^9 in fp32) */
     uint32_t ab[256] __attribute__((aligned(64)));
     for (int i = 0; i < 256; i++) ab[i] = 0x3B803B80u;
     _tile_loadd(4, ab, 64);
@@ -432,8 +444,9 @@ CF_AMX_TARGET void cf_cpu_amx_ukr(int kc, const float *a_, const float *b_, floa
         __m512 r0 = _mm512_mul_ps(va, _mm512_load_ps(acc + i * 32));
         __m512 r1 = _mm512_mul_ps(va, _mm512_load_ps(acc + i * 32 + 16));
         if (bb) {
-            r0 = _mm512_add_ps(r0, _mm512_load_ps(bb));
-            r1 = _mm512_add_ps(r1, _mm512_load_ps(bb + 16));
+            /* (unaligned: with n 32 bb is the caller's bias itself) */
+            r0 = _mm512_add_ps(r0, _mm512_loadu_ps(bb));
+            r1 = _mm512_add_ps(r1, _mm512_loadu_ps(bb + 16));
         }
         if (beta != 0.0f) {
             r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), r0);
@@ -444,6 +457,31 @@ CF_AMX_TARGET void cf_cpu_amx_ukr(int kc, const float *a_, const float *b_, floa
     }
 }
 
+void cf_cpu_amx_release(void) {
+    if (!cf_amx_configured) return;
+    cf_amx_release_tiles();
+    cf_amx_configured = 0;
+}
+
+#else /* no AMX build: cf_cpu_amx_usable() says so, and nothing below is ever called */
+
+int cf_cpu_amx_usable(void) { return 0; }
+void cf_cpu_amx_order_a(float *dst, int mb, int kb) {
+    (void)dst, (void)mb, (void)kb;
+}
+void cf_cpu_amx_ukr(int kc, const float *a, const float *b, float *c, ptrdiff_t ldc, float alpha,
+                    float beta, const float *bias, int m, int n) {
+    (void)kc, (void)a, (void)b, (void)c, (void)ldc, (void)alpha, (void)beta, (void)bias, (void)m,
+        (void)n;
+}
+double cf_cpu_amx_peak_flops(long iters) {
+    (void)iters;
+    return 0.0;
+}
+void cf_cpu_amx_release(void) {}
+
+#endif /* CF_AMX_BUILD */
+
 #else /* not x86 with GCC/Clang: no AVX512-BF16 or AMX kernel; the usable checks say so */
 
 int cf_cpu_bf16_usable(void) { return 0; }
@@ -452,5 +490,6 @@ double cf_cpu_amx_peak_flops(long iters) {
     (void)iters;
     return 0.0;
 }
+void cf_cpu_amx_release(void) {}
 
 #endif

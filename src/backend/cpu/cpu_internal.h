@@ -124,6 +124,9 @@ int cf_cpu_amx_usable(void);
 /* After cf_cpu_bf16_pack_a with mr 16: each sliver's full blocks of 16 pairs x 16 rows
  * transposed in place into AMX's A-tile order (rows of 16 pairs). */
 void cf_cpu_amx_order_a(float *dst, int mb, int kb);
+/* This thread's AMX tiles released (TILERELEASE) and their configuration forgotten: after each
+ * GEMM and peak run on a thread, so that no thread keeps AMX state between them. */
+void cf_cpu_amx_release(void);
 /* FLOPs of iters rounds of four independent TDPBF16PS chains on this thread (AMX's peak; the
  * caller times them). Only where cf_cpu_amx_usable(). */
 double cf_cpu_amx_peak_flops(long iters);
