@@ -123,6 +123,7 @@ static inline CF_BF16_TARGET void cf_bf16_transpose16(__m512i x[16]) {
     }
 }
 
+#if CF_AMX_BUILD
 /* blk (16 x 16 words, rows 16 words apart) transposed in place */
 static CF_BF16_TARGET void cf_cpu_amx_transpose16(uint32_t *blk) {
     __m512i x[16];
@@ -130,6 +131,7 @@ static CF_BF16_TARGET void cf_cpu_amx_transpose16(uint32_t *blk) {
     cf_bf16_transpose16(x);
     for (int i = 0; i < 16; i++) _mm512_storeu_si512(blk + i * 16, x[i]);
 }
+#endif
 
 /* Operand stored with k contiguous (op(A) for !ta, op(B) for tb): stored row r (r = first ..
  * first+width-1; valid: the first nvalid, the rest zero) holds its elements at consecutive k.
