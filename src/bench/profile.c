@@ -116,17 +116,15 @@ void cf_prof_print(FILE *out, const cf_backend *be, int nsteps) {
     /* category x phase matrix, ms */
     double m[CF_CAT_COUNT][5];
     memset(m, 0, sizeof m);
-    double total = 0.0, gemm_flops = 0.0, gemm_us = 0.0; /* the products whose flops are known */
+    double total = 0.0;
     for (size_t i = 0; i < p->n; i++) {
         const cf_prof_event *e = &p->events[i];
         int ph = e->phase >= 0 && e->phase <= CF_PHASE_OTHER ? e->phase : CF_PHASE_OTHER;
         m[cf_prof_category(e)][ph] += e->dur_us / 1e3;
         total += e->dur_us / 1e3;
-        if (e->flops > 0) {
-            gemm_flops += e->flops;
-            gemm_us += e->dur_us;
-        }
     }
+    double cat_ms[CF_CAT_COUNT], gemm_gflop = 0.0, gemm_ms = 0.0; /* per step */
+    cf_prof_summary(be, nsteps, cat_ms, &gemm_gflop, &gemm_ms);
     fprintf(out, "profile of %d step%s on %s: %zu ops, %.2f ms of op time per step (%s)\n", nsteps,
             nsteps == 1 ? "" : "s", cf_be_name((cf_backend *)be), p->n, total / d, source);
     fprintf(out, "\nwhere the time goes (ms per step)\n");
@@ -147,9 +145,9 @@ void cf_prof_print(FILE *out, const cf_backend *be, int nsteps) {
             col[ph] += m[c][ph];
     fprintf(out, "%-12s %10.3f %10.3f %10.3f %10.3f %10.3f %6.1f%%\n", "total", col[0] / d,
             col[1] / d, col[2] / d, (col[3] + col[4]) / d, total / d, 100.0);
-    if (gemm_us > 0)
-        fprintf(out, "GEMMs: %.2f GFLOP per step in %.3f ms: %.2f TFLOP/s\n", gemm_flops / 1e9 / d,
-                gemm_us / 1e3 / d, gemm_flops / (gemm_us * 1e6));
+    if (gemm_ms > 0)
+        fprintf(out, "GEMMs: %.2f GFLOP per step in %.3f ms: %.2f TFLOP/s\n", gemm_gflop, gemm_ms,
+                gemm_gflop / gemm_ms);
 
     /* per (layer, phase, op) */
     size_t nrows = 0, cap = 64;

@@ -276,10 +276,10 @@ static int cf_cpu_info(cf_backend *be, cf_backend_info *out) {
     out->unified_memory = 1;
     out->gemm_paths = CF_GEMM_PATH_NATIVE | (cf_cpu_blas_available() ? CF_GEMM_PATH_BLAS : 0u);
     /* (precision bf16: the bf16 kernel every training product runs on) */
-    snprintf(out->gemm, sizeof out->gemm, "%s",
-             ctx->bf16 == CF_CPU_GEMM_BF16_AMX      ? "bf16:amx-bf16-16x32"
-             : ctx->bf16 == CF_CPU_GEMM_BF16_AVX512 ? "bf16:avx512bf16-12x32"
-                                                    : ctx->gemm_name);
+    if (ctx->bf16)
+        snprintf(out->gemm, sizeof out->gemm, "bf16:%s", cf_cpu_gemm_kernel_name(ctx->bf16));
+    else
+        snprintf(out->gemm, sizeof out->gemm, "%s", ctx->gemm_name);
     return CF_OK;
 }
 

@@ -57,6 +57,8 @@ int cf_cpu_blas_available(void);
 /* Built-in kernels usable on this CPU (cpuid), in order of preference: AVX2+FMA, AVX-512, the
  * portable kernel. */
 int cf_cpu_gemm_kernel_count(void);
+/* The name of kernel index `kernel` (also "blas" and the bf16 kernels' names for
+ * CF_CPU_GEMM_BF16_AVX512 / _AMX); "?" for anything else. */
 const char *cf_cpu_gemm_kernel_name(int kernel);
 /* The kernel "native" (and "auto") means on this CPU: kernel 0, or where the CPU has more than one
  * vector kernel (AVX2 and AVX-512), the one a short measurement at first use finds at least 10%

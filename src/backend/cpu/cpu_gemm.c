@@ -353,19 +353,13 @@ static const cf_gemm_kernel cf_gemm_bf16_kernel = {"avx512bf16-12x32", 12, 32, c
 static const cf_gemm_kernel cf_gemm_amx_kernel = {"amx-bf16-16x32", 16, 32, cf_cpu_amx_ukr,
                                                   cf_cpu_amx_usable, 3, 0};
 #endif
-static _Atomic int cf_gemm_amx_ok = -1;
-
+/* (cf_cpu_amx_usable caches its answer: it asks the OS for the tile data once) */
 int cf_cpu_gemm_amx_available(void) {
-    int ok = atomic_load_explicit(&cf_gemm_amx_ok, memory_order_relaxed);
-    if (ok < 0) {
 #ifdef CF_GEMM_X86
-        ok = cf_cpu_amx_usable();
+    return cf_cpu_amx_usable();
 #else
-        ok = 0;
+    return 0;
 #endif
-        atomic_store_explicit(&cf_gemm_amx_ok, ok, memory_order_relaxed);
-    }
-    return ok;
 }
 static _Atomic int cf_gemm_bf16_ok = -1;
 
@@ -405,6 +399,10 @@ int cf_cpu_gemm_kernel_count(void) {
 
 const char *cf_cpu_gemm_kernel_name(int kernel) {
     if (kernel == CF_CPU_GEMM_BLAS) return "blas";
+#ifdef CF_GEMM_X86
+    if (kernel == CF_CPU_GEMM_BF16_AMX) return cf_gemm_amx_kernel.name;
+    if (kernel == CF_CPU_GEMM_BF16_AVX512) return cf_gemm_bf16_kernel.name;
+#endif
     if (kernel < 0 || kernel >= cf_cpu_gemm_kernel_count()) return "?";
     return cf_gemm_usable[kernel]->name;
 }
