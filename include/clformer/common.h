@@ -56,6 +56,16 @@ void cf_assert_fail(const char *expr, const char *file, int line);
 
 /* Monotonic wall clock in seconds. */
 double cf_time_now(void);
+/* CPU time of the calling thread in seconds (wall time where there is no per-thread clock). */
+double cf_thread_seconds(void);
+
+/* Peak rate of a compute loop, FLOP/s: body(iters) runs iters rounds of some instruction chain
+ * on the calling thread and returns the FLOPs it did; after (may be NULL) runs on the same thread
+ * once the body returns (to release per-thread state). The body is calibrated on one thread to
+ * runs of about 50 ms, then run on every OpenMP thread at once for `seconds` (at least 3 runs),
+ * keeping the best run: each thread's FLOPs count over its own CPU time, so on a shared machine
+ * a thread that loses its core does not count the wait. Returns 0 when nothing could be timed. */
+double cf_peak_flops(double seconds, double (*body)(long iters), void (*after)(void));
 
 /* Deterministic RNG (xorshift64*), state is one uint64 so it can be checkpointed. */
 typedef struct { uint64_t s; } cf_rng;

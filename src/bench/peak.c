@@ -4,8 +4,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #if defined(__AVX512F__) || (defined(__AVX__) && defined(__FMA__))
 #include <immintrin.h>
@@ -53,95 +51,42 @@ static float pv_sum(peak_vec v) {
 }
 #endif
 
-/* CPU time of the calling thread, seconds (wall time where there is no per-thread clock). */
-static double thread_seconds(void) {
-#ifdef CLOCK_THREAD_CPUTIME_ID
-    struct timespec ts;
-    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0) return ts.tv_sec + ts.tv_nsec * 1e-9;
-#endif
-    return cf_time_now();
-}
-
-/* iters rounds of CF_PEAK_CHAINS vector FMAs on each of nthreads threads. Returns the summed rate
- * of the threads in FLOP/s, each thread's FLOPs over its own CPU time: on a machine shared with
- * other processes a thread that loses its core for a while does not count the wait, so the
- * figure is what the cores can do, not what the scheduler gave us. *wall gets the wall time. */
-static double peak_cpu_once(long iters, int nthreads, double *wall) {
-    float sink = 0.0f;
-    double rate = 0.0;
-    const double t0 = cf_time_now();
+/* iters rounds of CF_PEAK_CHAINS vector FMAs on the calling thread; returns the FLOPs done. */
+static double peak_fma_body(long iters) {
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads) reduction(+ : sink, rate)
-#endif
-    {
-#ifdef _OPENMP
-        const float seed = 1.0f + 1e-3f * (float)omp_get_thread_num();
+    const float seed = 1.0f + 1e-3f * (float)omp_get_thread_num();
 #else
-        const float seed = 1.0f;
+    const float seed = 1.0f;
 #endif
-        const double c0s = thread_seconds();
-        /* x -> x*a + b with a < 1 converges to b/(1-a): values stay finite and normal */
-        const peak_vec a = PV_SET(0.999f), b = PV_SET(1e-3f);
-        peak_vec c0 = PV_SET(seed), c1 = PV_SET(seed + 0.01f), c2 = PV_SET(seed + 0.02f),
-                 c3 = PV_SET(seed + 0.03f), c4 = PV_SET(seed + 0.04f), c5 = PV_SET(seed + 0.05f),
-                 c6 = PV_SET(seed + 0.06f), c7 = PV_SET(seed + 0.07f), c8 = PV_SET(seed + 0.08f),
-                 c9 = PV_SET(seed + 0.09f), c10 = PV_SET(seed + 0.10f), c11 = PV_SET(seed + 0.11f);
-        for (long i = 0; i < iters; i++) {
-            c0 = PV_FMA(c0, a, b);
-            c1 = PV_FMA(c1, a, b);
-            c2 = PV_FMA(c2, a, b);
-            c3 = PV_FMA(c3, a, b);
-            c4 = PV_FMA(c4, a, b);
-            c5 = PV_FMA(c5, a, b);
-            c6 = PV_FMA(c6, a, b);
-            c7 = PV_FMA(c7, a, b);
-            c8 = PV_FMA(c8, a, b);
-            c9 = PV_FMA(c9, a, b);
-            c10 = PV_FMA(c10, a, b);
-            c11 = PV_FMA(c11, a, b);
-        }
-        peak_vec s = c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11;
-        sink += pv_sum(s);
-        const double cpu = thread_seconds() - c0s;
-        if (cpu > 0) rate += 2.0 * CF_PEAK_CHAINS * CF_PEAK_LANES * (double)iters / cpu;
+    /* x -> x*a + b with a < 1 converges to b/(1-a): values stay finite and normal */
+    const peak_vec a = PV_SET(0.999f), b = PV_SET(1e-3f);
+    peak_vec c0 = PV_SET(seed), c1 = PV_SET(seed + 0.01f), c2 = PV_SET(seed + 0.02f),
+             c3 = PV_SET(seed + 0.03f), c4 = PV_SET(seed + 0.04f), c5 = PV_SET(seed + 0.05f),
+             c6 = PV_SET(seed + 0.06f), c7 = PV_SET(seed + 0.07f), c8 = PV_SET(seed + 0.08f),
+             c9 = PV_SET(seed + 0.09f), c10 = PV_SET(seed + 0.10f), c11 = PV_SET(seed + 0.11f);
+    for (long i = 0; i < iters; i++) {
+        c0 = PV_FMA(c0, a, b);
+        c1 = PV_FMA(c1, a, b);
+        c2 = PV_FMA(c2, a, b);
+        c3 = PV_FMA(c3, a, b);
+        c4 = PV_FMA(c4, a, b);
+        c5 = PV_FMA(c5, a, b);
+        c6 = PV_FMA(c6, a, b);
+        c7 = PV_FMA(c7, a, b);
+        c8 = PV_FMA(c8, a, b);
+        c9 = PV_FMA(c9, a, b);
+        c10 = PV_FMA(c10, a, b);
+        c11 = PV_FMA(c11, a, b);
     }
-    *wall = cf_time_now() - t0;
+    peak_vec s = c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11;
     /* the result is used, so the loop cannot be removed */
-    volatile float keep = sink;
+    volatile float keep = pv_sum(s);
     (void)keep;
-    return rate;
+    return 2.0 * CF_PEAK_CHAINS * CF_PEAK_LANES * (double)iters;
 }
 
 int cf_bench_cpu_peak_gflops(double seconds, double *gflops) {
-    if (!(seconds > 0)) seconds = 0.3;
-#ifdef _OPENMP
-    const int nth = omp_get_max_threads();
-#else
-    const int nth = 1;
-#endif
-    /* Calibrate, then runs of about 50 ms (at least 3, for `seconds` in all), keeping the best:
-     * on a shared machine a run may lose its core or wait for a sleeping thread to wake, and
-     * the peak is what the cores do when they are not disturbed. */
-    long iters = 1 << 16;
-    double t = 0.0;
-    for (;;) {
-        peak_cpu_once(iters, nth, &t);
-        if (t >= 0.01 || iters > (1L << 40)) break;
-        iters *= 2;
-    }
-    const double per_run = seconds / 3.0 < 0.05 ? seconds / 3.0 : 0.05;
-    long run = (long)((double)iters * per_run / (t > 1e-9 ? t : 1e-9));
-    if (run < 1024) run = 1024;
-    int nruns = (int)(seconds / per_run + 0.5);
-    if (nruns < 3) nruns = 3;
-    double best = 0.0;
-    for (int r = 0; r < nruns; r++) {
-        double rate = peak_cpu_once(run, nth, &t);
-        if (rate > best) best = rate;
-    }
-    /* more threads than processors would count one core's rate several times */
-    const long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    if (ncpu > 0 && nth > ncpu) best *= (double)ncpu / nth;
+    const double best = cf_peak_flops(seconds, peak_fma_body, NULL);
     *gflops = best / 1e9;
     return best > 0 ? CF_OK : CF_ERR_DEVICE;
 }

@@ -14,6 +14,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 const char *cf_status_str(int status) {
     switch (status) {
@@ -66,6 +69,59 @@ double cf_time_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+double cf_thread_seconds(void) {
+#ifdef CLOCK_THREAD_CPUTIME_ID
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0)
+        return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+#endif
+    return cf_time_now();
+}
+
+double cf_peak_flops(double seconds, double (*body)(long iters), void (*after)(void)) {
+    if (!(seconds > 0)) seconds = 0.3;
+    const double per_run = seconds / 3.0 < 0.05 ? seconds / 3.0 : 0.05;
+    long iters = 1 << 10;
+    for (;;) {
+        const double t0 = cf_thread_seconds();
+        body(iters);
+        const double t = cf_thread_seconds() - t0;
+        if (after) after();
+        if (t >= 0.01 || iters > (1L << 40)) {
+            iters = (long)((double)iters * per_run / (t > 1e-9 ? t : 1e-9));
+            break;
+        }
+        iters *= 2;
+    }
+    if (iters < 64) iters = 64;
+    int runs = (int)(seconds / per_run + 0.5);
+    if (runs < 3) runs = 3;
+    double best = 0.0;
+    for (int r = 0; r < runs; r++) {
+        double rate = 0.0;
+#ifdef _OPENMP
+#pragma omp parallel reduction(+ : rate)
+#endif
+        {
+            const double t0 = cf_thread_seconds();
+            const double fl = body(iters);
+            const double t = cf_thread_seconds() - t0;
+            if (after) after();
+            if (t > 0) rate += fl / t;
+        }
+        if (rate > best) best = rate;
+    }
+    /* more threads than processors would count one core's rate several times */
+    const long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+#ifdef _OPENMP
+    const int nth = omp_get_max_threads();
+#else
+    const int nth = 1;
+#endif
+    if (ncpu > 0 && nth > ncpu) best *= (double)ncpu / nth;
+    return best;
 }
 
 void cf_rng_seed(cf_rng *r, uint64_t seed) {

@@ -971,12 +971,6 @@ int cf_cpu_gemm_parse(const char *which, const char *origin, int *kernel) {
 static _Atomic int cf_gemm_native_pick = -1;
 static char cf_gemm_native_why[256] = "the only vector kernel this CPU supports";
 
-static double cf_thread_seconds(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 /* seconds of CPU time for one product with kernel kr, the best of `rounds` */
 static double cf_gemm_time_kernel(const cf_gemm_kernel *kr, const float *A, const float *B,
                                   float *C, float *pack) {
@@ -1110,47 +1104,8 @@ int cf_cpu_amx_peak_gflops(double seconds, double *gflops) {
     *gflops = 0.0;
     if (!cf_cpu_gemm_amx_available()) return CF_ERR_UNSUPPORTED;
 #ifdef CF_GEMM_X86
-    if (!(seconds > 0)) seconds = 0.3;
-    /* calibrate on one thread to runs of about 50 ms, then the best of several runs of every
-     * thread at once, each thread's FLOPs over its own CPU time (as the FMA peak of bench) */
-    long iters = 1 << 10;
-    for (;;) {
-        const double t0 = cf_thread_seconds();
-        cf_cpu_amx_peak_flops(iters);
-        const double t = cf_thread_seconds() - t0;
-        cf_cpu_amx_release();
-        if (t >= 0.01 || iters > (1L << 30)) {
-            iters = (long)((double)iters * 0.05 / (t > 1e-9 ? t : 1e-9));
-            break;
-        }
-        iters *= 2;
-    }
-    if (iters < 64) iters = 64;
-    int runs = (int)(seconds / 0.05 + 0.5);
-    if (runs < 3) runs = 3;
-    double best = 0.0;
-    for (int r = 0; r < runs; r++) {
-        double rate = 0.0;
-#ifdef _OPENMP
-#pragma omp parallel reduction(+ : rate)
-#endif
-        {
-            const double t0 = cf_thread_seconds();
-            const double fl = cf_cpu_amx_peak_flops(iters);
-            const double t = cf_thread_seconds() - t0;
-            cf_cpu_amx_release();
-            if (t > 0) rate += fl / t;
-        }
-        if (rate > best) best = rate;
-    }
-    /* more threads than processors would count one core's rate several times */
-    const long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-#ifdef _OPENMP
-    const int nth = omp_get_max_threads();
-#else
-    const int nth = 1;
-#endif
-    if (ncpu > 0 && nth > ncpu) best *= (double)ncpu / nth;
+    /* four independent TDPBF16PS chains per thread, the tiles released after each run */
+    const double best = cf_peak_flops(seconds, cf_cpu_amx_peak_flops, cf_cpu_amx_release);
     *gflops = best / 1e9;
     return best > 0 ? CF_OK : CF_ERR_DEVICE;
 #else
