@@ -62,12 +62,22 @@ static float cf_group_reduce(__local float *red, float v, int is_max) {
 #define GELU_C1 (-2.0f * GELU_SCALE)
 #define GELU_C2 (-2.0f * GELU_SCALE * GELU_CUBIC)
 
+/* bfloat16 kept as ushort: the high half of a float, rounded to nearest even, NaN kept quiet */
+static inline float cf_bf16_to_float(ushort b) { return as_float((uint)b << 16); }
+static inline ushort cf_float_to_bf16(float f) {
+    uint u = as_uint(f);
+    if (isnan(f)) return (ushort)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (ushort)(u >> 16);
+}
+
 /* ---- storage types. Tensors are stored as `real` and computed in float: LOAD_REAL(p, i) reads
  * element i of p (a pointer to real) as a float, STORE_REAL(p, i, v) writes the float v there (LOAD_REAL4 /
  * STORE_REAL4: four elements from 4*i). Float32 unless the program is built with
  * -DCF_REAL_F16 (IEEE half through vload_half/vstore_half, round to nearest even; needs no
  * cl_khr_fp16) or -DCF_REAL_BF16 (bfloat16 kept as ushort: the high half of a float, round to
- * nearest even, NaN kept quiet). No kernel uses the half formats yet. */
+ * nearest even, NaN kept quiet). No kernel uses the half formats yet; the activations stored half
+ * are converted by residual.cl's convert_* kernels. */
 #if defined(CF_REAL_F16)
 typedef half real;
 typedef half4 real4;
@@ -78,13 +88,6 @@ typedef half4 real4;
 #elif defined(CF_REAL_BF16)
 typedef ushort real;
 typedef ushort4 real4;
-static inline float cf_bf16_to_float(ushort b) { return as_float((uint)b << 16); }
-static inline ushort cf_float_to_bf16(float f) {
-    uint u = as_uint(f);
-    if (isnan(f)) return (ushort)((u >> 16) | 0x40u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (ushort)(u >> 16);
-}
 #define LOAD_REAL(p, i) cf_bf16_to_float((p)[i])
 #define STORE_REAL(p, i, v) ((p)[i] = cf_float_to_bf16(v))
 #define LOAD_REAL4(p, i)                                                                           \

@@ -48,6 +48,35 @@ __kernel void residual_copy(__global float *dst, ulong dst_off, __global const f
     dst[dst_off + i] = src[src_off + i];
 }
 
+/* Conversions between float and the half storage types (the host's cf_be_copy across dtypes):
+ * to nearest even, NaN stays NaN, overflow gives +-Inf, subnormals kept; offsets in elements of
+ * each side's type. f16 through vload_half/vstore_half_rte (no cl_khr_fp16 needed), bf16 as
+ * ushort (common.cl's cf_float_to_bf16). */
+__kernel void convert_to_f16(__global half *dst, ulong dst_off, __global const float *src,
+                             ulong src_off, ulong n) {
+    size_t i = get_global_id(0);
+    if (i >= n) return;
+    vstore_half_rte(src[src_off + i], dst_off + i, dst);
+}
+__kernel void convert_from_f16(__global float *dst, ulong dst_off, __global const half *src,
+                               ulong src_off, ulong n) {
+    size_t i = get_global_id(0);
+    if (i >= n) return;
+    dst[dst_off + i] = vload_half(src_off + i, src);
+}
+__kernel void convert_to_bf16(__global ushort *dst, ulong dst_off, __global const float *src,
+                              ulong src_off, ulong n) {
+    size_t i = get_global_id(0);
+    if (i >= n) return;
+    dst[dst_off + i] = cf_float_to_bf16(src[src_off + i]);
+}
+__kernel void convert_from_bf16(__global float *dst, ulong dst_off, __global const ushort *src,
+                                ulong src_off, ulong n) {
+    size_t i = get_global_id(0);
+    if (i >= n) return;
+    dst[dst_off + i] = cf_bf16_to_float(src[src_off + i]);
+}
+
 /* out(N,OC) += bias(OC) broadcast over rows; 2-D range: dim 0 = column, dim 1 = row */
 __kernel void residual_add_bias(__global float *out, ulong out_off, __global const float *bias,
                                 ulong bias_off, int N, int OC) {

@@ -62,17 +62,32 @@ int main(void) {
     cf_bench_mem_estimate(&a, 2, 4, &e);
     expect_eq("parameter count C8 L2 F32 V16 T4", (double)e.num_params, 1920.0);
     expect_eq("AdamW moments = 2 x params bytes", (double)e.adam, 2.0 * 1920 * 4);
-    /* activations: per layer BT*C*(1+3+1+1+1+1+1+1) = 8*8*10 = 640, 2*BT*2 = 32 (LN stats),
-     * 2*BT*F = 512, probs 64 -> 1248; two layers 2496; embeddings 64, final LN 64 + 16,
-     * logits 8*16 = 128, losses 8, ids 16 -> 2792 floats */
-    expect_eq("activation bytes", (double)e.acts, 2792.0 * 4);
+    /* activations: per layer BT*C*(1+3+1+1+1+1) = 8*8*8 = 512 (ln1, qkv, atty, residual2, ln2,
+     * residual3), 2*BT*2 = 32 (LN stats), 2*BT*F = 512, probs 64 -> 1120; two layers 2240;
+     * embeddings 64, the projection scratch 64, final LN 64 + 16, logits 8*16 = 128, losses 8,
+     * ids 16, scalars 64 -> 2664 floats */
+    expect_eq("activation bytes", (double)e.acts, 2664.0 * 4);
+    /* precision bf16 with four layers: ln1, qkv, atty, ln2, fch, fch_act (64+192+64+64+256+256
+     * = 896 elements a layer) stored half, 4 x 896 x 2 bytes, plus one fp32 work slice each,
+     * 896 x 4, instead of 4 x 896 x 4: 3584 bytes fewer */
+    cf_config a4 = a;
+    a4.num_layers = 4;
+    cf_config b4 = a4;
+    b4.precision = CF_PREC_BF16;
+    cf_mem_estimate e4, eb4;
+    cf_bench_mem_estimate(&a4, 2, 4, &e4);
+    cf_bench_mem_estimate(&b4, 2, 4, &eb4);
+    expect_eq("activation bytes: fp32 - bf16, four layers", (double)e4.acts - (double)eb4.acts,
+              3584.0);
     /* scratch: 6*BT*C = 384, BT*F = 256, 2*64 = 128 -> 768 floats */
     expect_eq("backward scratch bytes", (double)e.grad_scratch, 768.0 * 4);
 
     /* against a real model: same parameter count, and the device bytes it allocates are the
      * estimate plus alignment padding (each tensor starts on 64 bytes) */
-    const cf_config cfgs[2] = {a, t};
-    for (int i = 0; i < 2; i++) {
+    cf_config tb = t; /* and tiny in bf16: its half rows and work slices */
+    tb.precision = CF_PREC_BF16;
+    const cf_config cfgs[3] = {a, t, tb};
+    for (int i = 0; i < 3; i++) {
         cf_backend *be = NULL;
         cf_model *m = NULL;
         if (cf_backend_cpu_create("cpu", NULL, &be) < 0 ||
@@ -85,9 +100,9 @@ int main(void) {
         snprintf(what, sizeof what, "config %d: model parameter count", i);
         expect_eq(what, (double)m->num_params, (double)e.num_params);
         const double dev = (double)be->stats.peak_bytes_allocated;
-        /* 24 activation tensors + 8 scratch tensors, at most 60 bytes of padding each, and the
-         * 64 loss/norm scalars (256 bytes) the estimate leaves out */
-        const double slack = 32.0 * 60.0 + 256.0;
+        /* every activation row (two regions for one stored half) and 9 backward scratch
+         * tensors, at most 63 bytes of padding each */
+        const double slack = (2.0 * CF_NUM_ACTS + CF_NUM_GACTS) * 63.0;
         snprintf(what, sizeof what, "config %d: device bytes %.0f in [est %.0f, est + %.0f]", i,
                  dev, (double)e.total, slack);
         expect(what, dev >= (double)e.total && dev <= (double)e.total + slack);

@@ -150,12 +150,12 @@ static void training_step(cf_backend *be) {
         expect(m->flash == (k == 0), k == 0 ? "attention: flash runs the flash path"
                                             : "attention: matrix runs the matrix path");
         if (k == 0) {
-            expect(m->act_size[CF_A_att] == 0 && m->act_size[CF_A_lse] == (size_t)c.num_layers *
-                                                                          BT * c.num_heads,
-                   "flash: no (L,B,NH,T,T) probabilities, (L,B,NH,T) log-sum-exp instead");
             size_t g[CF_NUM_GACTS];
             cf_act_info a[CF_NUM_ACTS];
             cf_model_act_layout(&c, B, T, a, g);
+            expect(a[CF_A_att].size == 0 && a[CF_A_lse].size == (size_t)c.num_layers * BT *
+                                                                    c.num_heads,
+                   "flash: no (L,B,NH,T,T) probabilities, (L,B,NH,T) log-sum-exp instead");
             expect(g[CF_G_datt] == 0 && g[CF_G_dpreatt] == 0 && g[CF_G_delta] == (size_t)BT * 4,
                    "flash: no (B,NH,T,T) backward scratch, a (B,NH,T) delta instead");
         }

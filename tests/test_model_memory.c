@@ -251,8 +251,8 @@ static size_t block_inside(const cf_config *c, size_t bt) {
     const int ln = c->norm == CF_NORM_LAYERNORM;
     size_t n = bt * C /* ln1 */ + bt * (ln ? 2 : 1) /* stats */ + bt * QKV /* qkv */;
     if (c->qk_norm) n += bt * QKV + bt * NH + bt * KVH; /* raw qkv and the head norms' rstd */
-    n += bt * C /* attproj */ + bt * C /* residual2 */ + bt * C /* ln2 */ + bt * (ln ? 2 : 1) +
-         bt * FI /* fch */ + bt * F /* fch_act */ + bt * C /* fcproj */;
+    n += bt * C /* residual2 */ + bt * C /* ln2 */ + bt * (ln ? 2 : 1) + bt * FI /* fch */ +
+         bt * F /* fch_act */;
     return n;
 }
 

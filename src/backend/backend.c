@@ -422,8 +422,11 @@ int cf_be_download(cf_backend *be, void *dst, cf_view src, size_t nbytes) {
     return prof_end(be, "download", t, nbytes, be->ops->download(be, dst, src, nbytes));
 }
 int cf_be_copy(cf_backend *be, cf_view dst, cf_view src, size_t n) {
-    CHECK("copy", "dst", dst, CF_F32, n);
-    CHECK("copy", "src", src, CF_F32, n);
+    /* f32 -> f32, f32 -> bf16/f16, bf16/f16 -> f32 */
+    const int half_dst = dst.dtype == CF_BF16 || dst.dtype == CF_F16;
+    CHECK("copy", "dst", dst, half_dst ? dst.dtype : CF_F32, n);
+    const int half_src = !half_dst && (src.dtype == CF_BF16 || src.dtype == CF_F16);
+    CHECK("copy", "src", src, half_src ? src.dtype : CF_F32, n);
     if (n == 0) return CF_OK;
     be->stats.kernel_launches++;
     double t = prof_begin(be);

@@ -248,7 +248,9 @@ struct cf_backend_ops {
     void (*buffer_free)(cf_backend *be, cf_buffer *buf);
     int (*upload)(cf_backend *be, cf_view dst, const void *src, size_t nbytes);
     int (*download)(cf_backend *be, void *dst, cf_view src, size_t nbytes); /* blocking */
-    int (*copy)(cf_backend *be, cf_view dst, cf_view src, size_t n);        /* n elements */
+    /* n elements; f32 to f32 (overlap allowed), or a conversion between f32 and bf16 / f16 (round
+     * to nearest even; NaN stays NaN, overflow gives +-Inf, subnormals kept: io/half.h's rules) */
+    int (*copy)(cf_backend *be, cf_view dst, cf_view src, size_t n);
     int (*fill)(cf_backend *be, cf_view dst, float value, size_t n);        /* n floats */
     int (*synchronize)(cf_backend *be);
 
@@ -571,6 +573,7 @@ int cf_be_download(cf_backend *be, void *dst, cf_view src, size_t nbytes);
 /* Staging host memory (the backend's host_alloc, else malloc); free with cf_be_host_free. */
 int cf_be_host_alloc(cf_backend *be, size_t nbytes, void **ptr, void **handle);
 void cf_be_host_free(cf_backend *be, void *ptr, void *handle);
+/* n elements of src into dst: f32 to f32, or f32 to or from bf16 / f16 (ops.copy) */
 int cf_be_copy(cf_backend *be, cf_view dst, cf_view src, size_t n);
 int cf_be_fill(cf_backend *be, cf_view dst, float value, size_t n);
 int cf_be_sync(cf_backend *be);

@@ -30,18 +30,19 @@ void cf_bench_mem_estimate(const cf_config *c, int B, int T, cf_mem_estimate *ou
     out->grads = out->params;
     /* AdamW's two moments (optimizer muon: for the parameters AdamW updates) and Muon's momentum */
     out->adam = (2 * cf_optim_adam_elems(c) + cf_muon_state_elems(c)) * f;
-    /* the activation table's tensors kept for backward (per-layer ones stacked over L: norm
-     * outputs and statistics, qkv, attention output and (B,NH,T,T) probabilities, projections,
-     * residuals, MLP pre- and post-activation; the embedding output, final norm, logits (B,T,V),
-     * per-token losses, input and target ids), and the backward scratch reused layer by layer */
+    /* the activation table's tensors (per-layer ones stacked over L: norm outputs and
+     * statistics, qkv, attention output and (B,NH,T,T) probabilities, residuals, MLP pre- and
+     * post-activation, in precision bf16/fp16 some of them half with one fp32 work slice; the
+     * embedding output, final norm, a chunk of logits, per-token losses, input and target ids,
+     * the projection scratch and the loss scalars), and the backward scratch reused layer by
+     * layer */
     cf_act_info acts[CF_NUM_ACTS];
     size_t gacts[CF_NUM_GACTS];
     cf_model_act_layout(c, B, T, acts, gacts);
     uint64_t a = 0, g = 0;
-    for (int i = 0; i < CF_NUM_ACTS; i++)
-        if (acts[i].kept) a += acts[i].size;
+    for (int i = 0; i < CF_NUM_ACTS; i++) a += acts[i].bytes;
     for (int i = 0; i < CF_NUM_GACTS; i++) g += gacts[i];
-    out->acts = f * a;
+    out->acts = a;
     out->grad_scratch = f * g;
     out->total = out->params + out->grads + out->adam + out->acts + out->grad_scratch;
     out->flash = cf_model_flash(c, T);

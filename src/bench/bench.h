@@ -28,16 +28,18 @@ int cf_bench_device_peak_gflops(cf_backend *be, double seconds, double *gflops, 
 /* ---- analytic memory ------------------------------------------------------------------------ */
 
 /* What training a config at batch (B, T) must hold on the device, in bytes, counted from the
- * model's definition (not from the allocator): fp32 everywhere. */
+ * model's definition (not from the allocator): fp32, except the activations precision bf16/fp16
+ * stores half (cf_act_info.half). */
 typedef struct {
     uint64_t num_params; /* parameter count */
     uint64_t params;     /* weights */
     uint64_t grads;      /* their gradients */
     uint64_t adam;       /* optimizer state: AdamW first and second moments (2x params), plus
                           * Muon's momentum of the block matrices with optimizer muon */
-    uint64_t acts; /* forward activations kept for backward (what `recompute` leaves), incl. one
-                    * chunk of the LM head's logits and, on the matrix attention path, the
-                    * B*NH*T*T probabilities (flash: B*NH*T log-sum-exps) */
+    uint64_t acts; /* forward activations (what `recompute` leaves; bf16/fp16: some stored half,
+                    * each with one fp32 work slice), incl. one chunk of the LM head's logits,
+                    * on the matrix attention path the B*NH*T*T probabilities (flash: B*NH*T
+                    * log-sum-exps), and the small scratch tensors of the forward */
     uint64_t grad_scratch; /* backward scratch reused layer by layer (matrix attention: two
                             * B*NH*T*T buffers; flash: one B*NH*T, plus flash_scratch) */
     uint64_t flash_scratch; /* of grad_scratch, the (T,T) scratch of the backend's flash backward

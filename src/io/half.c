@@ -54,18 +54,6 @@ float cf_f16_to_f32(uint16_t h) {
     return float_of(sign | ((exp + 112u) << 23) | (man << 13));
 }
 
-uint16_t cf_f32_to_bf16(float x) {
-    const uint32_t u = bits_of(x);
-    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x7fffffu)) /* NaN: quiet, keep the top bits */
-        return (uint16_t)((u >> 16) | 0x0040u);
-    /* round to nearest even on the low 16 bits; a carry into the exponent is the right result,
-     * up to Inf (0x7f80) from the largest finite values */
-    const uint32_t r = u + 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(r >> 16);
-}
-
-float cf_bf16_to_f32(uint16_t h) { return float_of((uint32_t)h << 16); }
-
 size_t cf_f32_to_f16_n(const float *x, uint16_t *out, size_t n) {
     size_t overflow = 0;
     for (size_t i = 0; i < n; i++) {

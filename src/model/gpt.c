@@ -18,27 +18,33 @@ static void layout_acts(cf_model *m) {
     cf_act_info acts[CF_NUM_ACTS];
     size_t gacts[CF_NUM_GACTS];
     cf_model_act_layout(&m->cfg, m->B, m->T, acts, gacts);
-    /* elements per chunk allowed by the device (0 = no limit) */
-    const size_t cap = m->be->max_alloc ? m->be->max_alloc / sizeof(float) : (size_t)-1;
+    m->act_dtype = cf_model_act_dtype(&m->cfg);
+    /* bytes per chunk allowed by the device (0 = no limit); every start 64-byte aligned */
+    const size_t cap = m->be->max_alloc ? m->be->max_alloc : (size_t)-1;
+#define CF_ALIGN64(x) (((x) + 63) & ~(size_t)63)
     size_t off = 0, total = 0;
     int chunk = 0;
     for (int i = 0; i < CF_NUM_ACTS; i++) {
-        const size_t sz_ = (acts[i].size + 15) & ~(size_t)15; /* 64-byte aligned starts */
+        const int h = acts[i].half;
+        const size_t work = CF_ALIGN64(4 * (h ? acts[i].slice : acts[i].size));
+        const size_t sz_ = work + (h ? CF_ALIGN64(2 * acts[i].size) : 0);
         if (off > 0 && off + sz_ > cap) {
-            m->act_chunk_elems[chunk++] = off;
+            m->act_chunk_bytes[chunk++] = off;
             off = 0;
         }
         m->act_chunk[i] = chunk;
         m->act_off[i] = off;
-        m->act_size[i] = acts[i].size;
+        m->act_half_off[i] = h ? off + work : 0;
+        m->act_half[i] = h;
         m->act_stride[i] = acts[i].slice;
         m->act_n[i] = acts[i].n;
         off += sz_;
         total += sz_;
     }
-    m->act_chunk_elems[chunk++] = off;
+#undef CF_ALIGN64
+    m->act_chunk_bytes[chunk++] = off;
     m->n_act_chunks = chunk;
-    m->acts_elems = total;
+    m->acts_bytes = total;
     off = 0;
     for (int i = 0; i < CF_NUM_GACTS; i++) {
         m->gact_off[i] = off;
@@ -74,6 +80,8 @@ int cf_model_create(cf_backend *be, const cf_config *cfg, int max_B, int max_T, 
                  cfg->max_length);
         return CF_ERR_INVALID;
     }
+    int half_mode;
+    CF_TRY(cf_model_half_acts(&half_mode)); /* (a bad CF_HALF_ACTIVATIONS: one line) */
     cf_model *m = calloc(1, sizeof *m);
     if (!m) return CF_ERR_NOMEM;
     m->cfg = *cfg;
@@ -107,7 +115,7 @@ int cf_model_create(cf_backend *be, const cf_config *cfg, int max_B, int max_T, 
     const size_t pb = m->num_params * sizeof(float);
     if ((rc = cf_be_alloc(be, pb, &m->params_buf)) < 0) goto fail;
     for (int c = 0; c < m->n_act_chunks; c++)
-        if ((rc = cf_be_alloc(be, m->act_chunk_elems[c] * sizeof(float), &m->acts_bufs[c])) < 0)
+        if ((rc = cf_be_alloc(be, m->act_chunk_bytes[c], &m->acts_bufs[c])) < 0)
             goto fail;
     if (m->n_act_chunks > 1)
         CF_DEBUG("model: activations split into %d buffers (device allows %zu bytes per buffer)",
@@ -170,13 +178,21 @@ static inline cf_view G(cf_model *m, int id, size_t l) {
     return cf_view_f32(m->grads_buf, m->params[id].offset + l * m->params[id].layer_stride);
 }
 /* per-layer activation slices are strided by the allocated (max) B*T, packed within; a tensor
- * held once (recomputed layer by layer) is the same slice for every layer */
+ * held once (recomputed layer by layer) is the same slice for every layer, and so is a tensor
+ * stored half: its fp32 work slice (HA gives the half slices) */
 static inline cf_view A(cf_model *m, int id, size_t l) {
     const enum cf_dtype t =
         id == CF_A_tokens || id == CF_A_targets || id == CF_A_doc ? CF_I32 : CF_F32;
-    const size_t slot = m->act_n[id] > 1 ? l : 0;
-    return cf_view_typed(m->acts_bufs[m->act_chunk[id]], t,
-                         m->act_off[id] + slot * m->act_stride[id]);
+    const size_t slot = m->act_n[id] > 1 && !m->act_half[id] ? l : 0;
+    cf_view v = {m->acts_bufs[m->act_chunk[id]], m->act_off[id] + slot * m->act_stride[id] * 4, t};
+    return v;
+}
+/* layer l's half slice of a tensor stored half */
+static inline cf_view HA(cf_model *m, int id, size_t l) {
+    cf_view v = {m->acts_bufs[m->act_chunk[id]],
+                 m->act_half_off[id] + l * m->act_stride[id] * cf_dtype_size(m->act_dtype),
+                 m->act_dtype};
+    return v;
 }
 static inline cf_view GA(cf_model *m, int id) { return cf_view_f32(m->gacts_buf, m->gact_off[id]); }
 
@@ -308,9 +324,11 @@ static int block_forward(cf_model *m, int l, int B, int T, int what) {
     cf_view residual = l == 0 ? A(m, CF_A_encoded, 0) : A(m, CF_A_residual3, l - 1);
     cf_view ln1 = A(m, CF_A_ln1, l), qkv = A(m, CF_A_qkv, l);
     cf_view atty = A(m, CF_A_atty, l), att = A(m, CF_A_att, l);
-    cf_view attproj = A(m, CF_A_attproj, l), res2 = A(m, CF_A_residual2, l);
+    /* the attention's and the MLP's output projections share one scratch tensor: each is read
+     * only by the residual add that follows it */
+    cf_view proj = A(m, CF_A_proj, 0), res2 = A(m, CF_A_residual2, l);
     cf_view ln2 = A(m, CF_A_ln2, l), fch = A(m, CF_A_fch, l);
-    cf_view fcha = A(m, CF_A_fch_act, l), fcproj = A(m, CF_A_fcproj, l);
+    cf_view fcha = A(m, CF_A_fch_act, l);
     cf_view res3 = A(m, CF_A_residual3, l);
 
     if (what == BLOCK_ATTENTION) return attention_forward(m, l, B, T, atty, att, qkv);
@@ -334,9 +352,9 @@ static int block_forward(cf_model *m, int l, int B, int T, int what) {
     if (cf_model_rope(c)) /* q and k heads are adjacent in a row: one call rotates both */
         CF_TRY(cf_be_rope(be, qkv, A(m, CF_A_rope_cs, 0), B, T, NH + KVH, hs, QKV, 0, 0));
     CF_TRY(attention_forward(m, l, B, T, atty, att, qkv));
-    CF_TRY(cf_be_matmul_forward(be, attproj, atty, P(m, CF_P_attn_proj_w, b),
+    CF_TRY(cf_be_matmul_forward(be, proj, atty, P(m, CF_P_attn_proj_w, b),
                                 P(m, CF_P_attn_proj_b, b), BT, C, C));
-    CF_TRY(cf_be_residual_forward(be, res2, residual, attproj, (size_t)BT * C));
+    CF_TRY(cf_be_residual_forward(be, res2, residual, proj, (size_t)BT * C));
     CF_TRY(norm_forward(m, ln2, A(m, CF_A_ln2_mean, l), A(m, CF_A_ln2_rstd, l), res2,
                         P(m, CF_P_ln2_w, b), P(m, CF_P_ln2_b, b), BT));
     switch (c->mlp) {
@@ -357,14 +375,32 @@ static int block_forward(cf_model *m, int l, int B, int T, int what) {
         break;
     }
     if (what == BLOCK_FOR_BACKWARD) return CF_OK;
-    CF_TRY(cf_be_matmul_forward(be, fcproj, fcha, P(m, CF_P_fc_proj_w, b),
+    CF_TRY(cf_be_matmul_forward(be, proj, fcha, P(m, CF_P_fc_proj_w, b),
                                 P(m, CF_P_fc_proj_b, b), BT, F, C));
-    return cf_be_residual_forward(be, res3, res2, fcproj, (size_t)BT * C);
+    return cf_be_residual_forward(be, res3, res2, proj, (size_t)BT * C);
+}
+
+/* Precision bf16/fp16: layer l's tensors stored half (cf_act_info.half) for the batch (B, T),
+ * from their fp32 work slices into the layer's half slices (save, after the layer's forward) or
+ * back (before its backward): the backward reads what a half tensor holds, whichever layer ran
+ * last. */
+static int half_acts(cf_model *m, int l, int B, int T, int save) {
+    const size_t full = (size_t)m->B * (size_t)m->T, bt = (size_t)B * (size_t)T;
+    for (int id = 0; id < CF_NUM_ACTS; id++) {
+        if (!m->act_half[id]) continue;
+        const size_t n = m->act_stride[id] / full * bt; /* every such slice is B*T rows */
+        if (save)
+            CF_TRY(cf_be_copy(m->be, HA(m, id, (size_t)l), A(m, id, (size_t)l), n));
+        else
+            CF_TRY(cf_be_copy(m->be, A(m, id, (size_t)l), HA(m, id, (size_t)l), n));
+    }
+    return CF_OK;
 }
 
 /* Runs the network up to the final norm's output lnf for a batch already uploaded; the LM head
- * runs chunk by chunk after it (head_loss, cf_model_logits_row). */
-static int forward_body(cf_model *m, int B, int T) {
+ * runs chunk by chunk after it (head_loss, cf_model_logits_row). save: a backward follows (the
+ * tensors stored half are saved layer by layer). */
+static int forward_body(cf_model *m, int B, int T, int save) {
     cf_backend *be = m->be;
     const cf_config *c = &m->cfg;
     const int C = c->d_model, L = c->num_layers, V = c->vocab_size;
@@ -376,6 +412,7 @@ static int forward_body(cf_model *m, int B, int T) {
     for (int l = 0; l < L; l++) {
         cf_prof_scope(be, l, CF_PHASE_FORWARD);
         CF_TRY(block_forward(m, l, B, T, BLOCK_ALL));
+        if (save) CF_TRY(half_acts(m, l, B, T, 1));
     }
     cf_prof_scope(be, -1, CF_PHASE_FORWARD);
     CF_TRY(norm_forward(m, A(m, CF_A_lnf, 0), A(m, CF_A_lnf_mean, 0), A(m, CF_A_lnf_rstd, 0),
@@ -428,7 +465,7 @@ int cf_model_forward(cf_model *m, const int32_t *tokens, const int32_t *targets,
                      float *loss) {
     CF_TRY(check_batch(m, B, T));
     CF_TRY(upload_batch(m, tokens, targets, B, T));
-    CF_TRY(forward_body(m, B, T));
+    CF_TRY(forward_body(m, B, T, 0));
     if (targets) {
         cf_backend *be = m->be;
         const int BT = B * T;
@@ -459,7 +496,7 @@ int cf_model_forward_backward(cf_model *m, const int32_t *tokens, const int32_t 
     CF_ASSERT(slot >= 0 && slot < 60);
     CF_TRY(check_batch(m, B, T));
     CF_TRY(upload_batch(m, tokens, targets, B, T));
-    CF_TRY(forward_body(m, B, T));
+    CF_TRY(forward_body(m, B, T, 1));
 
     cf_backend *be = m->be;
     const cf_config *c = &m->cfg;
@@ -495,6 +532,7 @@ int cf_model_forward_backward(cf_model *m, const int32_t *tokens, const int32_t 
         cf_view fch = A(m, CF_A_fch, l), fcha = A(m, CF_A_fch_act, l);
 
         cf_prof_scope(be, l, CF_PHASE_BACKWARD);
+        CF_TRY(half_acts(m, l, B, T, 0)); /* the layer's tensors stored half, as fp32 again */
         /* recompute: the block's inside again from its kept input (`block`) */
         if (c->recompute == CF_RECOMPUTE_BLOCK)
             CF_TRY(block_forward(m, l, B, T, BLOCK_FOR_BACKWARD));

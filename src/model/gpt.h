@@ -158,8 +158,11 @@ enum cf_linear_id {
 
 /* Forward activations, sized for the maximum (B, T); a row with n = L is stacked over the layers
  * with one layer's slice (size) as its stride, a row with n = 1 exists once. kept = 1: held for
- * the backward pass (what bench's memory estimate counts); 0: scratch.
- *   X(name, n, size of one slice, kept) with BT = B*T, BNT = B*NH*T*T; a tensor the config does
+ * the backward pass; 0: scratch. half: how the row may be stored in precision bf16 and fp16
+ * (cf_model_act_layout, docs/precision.md): 0 fp32; 1 half, read in the backward only by GEMMs
+ * (which round their inputs to the half type anyway: storing it half changes no result); 2 half,
+ * read by other ops too (as PyTorch's autocast saves them).
+ *   X(name, n, size of one slice, kept, half) with BT = B*T, BNT = B*NH*T*T; a tensor the config does
  * not use has size 0 (LN: layernorm, QKN: qk_norm, ROPE: rope, SWI: swiglu, FL: flash attention
  * (cf_model_flash), DOC: doc_mask).
  * Recomputation (`recompute`, docs/memory.md) decides which per-layer tensors are stacked:
@@ -170,36 +173,35 @@ enum cf_linear_id {
  * The LM head holds HR rows of the (B*T, V) logits at a time (cf_model_head_rows): all of them
  * only where they fit CF_HEAD_CHUNK_BYTES. */
 #define CF_GPT_ACTS(X)                                                                             \
-    X(encoded,   1, BT * C,     1)  /* (B,T,C) */                                                  \
-    X(ln1,       LB, BT * C,     1)  /* (L,B,T,C) */                                               \
-    X(ln1_mean,  LB, LN ? BT : 0, 1) /* (L,B,T) LayerNorm only */                                  \
-    X(ln1_rstd,  LB, BT,         1)  /* (L,B,T) */                                                 \
-    X(qkv,       LB, BT * QKV,   1)  /* (L,B,T,QKV) the attention input (after qk_norm and RoPE) */\
-    X(qkv_raw,   LB, QKN ? BT * QKV : 0, 1) /* (L,B,T,QKV) the GEMM output, with qk_norm */        \
-    X(q_rstd,    LB, QKN ? BT * NH : 0, 1)  /* (L,B,T,NH) qk_norm's rstd of each q head */         \
-    X(k_rstd,    LB, QKN ? BT * KVH : 0, 1) /* (L,B,T,KVH) and of each k head */                   \
-    X(atty,      LA, BT * C,     1)  /* (L,B,T,C) */                                               \
-    X(att,       LA, FL ? 0 : BNT, 1) /* (L,B,NH,T,T) softmax probabilities (matrix attention) */  \
-    X(lse,       LA, FL ? BT * NH : 0, 1) /* (L,B,NH,T) log-sum-exp per query row (flash) */       \
-    X(attproj,   LB, BT * C,     1)  /* (L,B,T,C) */                                               \
-    X(residual2, LB, BT * C,     1)  /* (L,B,T,C) */                                               \
-    X(ln2,       LB, BT * C,     1)  /* (L,B,T,C) */                                               \
-    X(ln2_mean,  LB, LN ? BT : 0, 1) /* (L,B,T) LayerNorm only */                                  \
-    X(ln2_rstd,  LB, BT,         1)  /* (L,B,T) */                                                 \
-    X(fch,       LB, BT * FI,    1)  /* (L,B,T,FI) */                                              \
-    X(fch_act,   LB, BT * F,     1)  /* (L,B,T,F) the MLP's activation output */                   \
-    X(fcproj,    LB, BT * C,     1)  /* (L,B,T,C) */                                               \
-    X(residual3, L, BT * C,     1)  /* (L,B,T,C) */                                                \
-    X(lnf,       1, BT * C,     1)  /* (B,T,C) */                                                  \
-    X(lnf_mean,  1, LN ? BT : 0, 1) /* (B,T) LayerNorm only */                                     \
-    X(lnf_rstd,  1, BT,         1)  /* (B,T) */                                                    \
-    X(logits,    1, HR * V,     1)  /* (HR,V) one chunk of the head's rows; then its dlogits */    \
-    X(losses,    1, BT,         1)  /* (B,T) */                                                    \
-    X(tokens,    1, BT,         1)  /* (B,T) int32 inputs */                                       \
-    X(targets,   1, BT,         1)  /* (B,T) int32 targets */                                      \
-    X(doc,       1, DOC ? BT : 0, 1) /* (B,T) int32 document start of each token (doc_mask) */   \
-    X(scalars,   1, 64,         0)  /* loss sums, grad norm */                                     \
-    X(rope_cs,   1, ROPE ? (size_t)T * HS : 0, 1) /* (T,HS/2,2) RoPE's (cos, sin), built once */
+    X(encoded,   1, BT * C, 1, 0) /* (B,T,C) */                                                    \
+    X(ln1,       LB, BT * C, 1, 1) /* (L,B,T,C) */                                                 \
+    X(ln1_mean,  LB, LN ? BT : 0, 1, 0) /* (L,B,T) LayerNorm only */                               \
+    X(ln1_rstd,  LB, BT, 1, 0) /* (L,B,T) */                                                       \
+    X(qkv,       LB, BT * QKV, 1, 2) /* (L,B,T,QKV) the attention input (after qk_norm and RoPE) */\
+    X(qkv_raw,   LB, QKN ? BT * QKV : 0, 1, 2) /* (L,B,T,QKV) the GEMM output, with qk_norm */     \
+    X(q_rstd,    LB, QKN ? BT * NH : 0, 1, 0) /* (L,B,T,NH) qk_norm's rstd of each q head */       \
+    X(k_rstd,    LB, QKN ? BT * KVH : 0, 1, 0) /* (L,B,T,KVH) and of each k head */                \
+    X(atty,      LA, BT * C, 1, 2) /* (L,B,T,C) */                                                 \
+    X(att,       LA, FL ? 0 : BNT, 1, 0) /* (L,B,NH,T,T) softmax probabilities (matrix attention) */\
+    X(lse,       LA, FL ? BT * NH : 0, 1, 0) /* (L,B,NH,T) log-sum-exp per query row (flash) */    \
+    X(proj,      1, BT * C, 0, 0) /* (B,T,C) an output projection before its residual add */       \
+    X(residual2, LB, BT * C, 1, 0) /* (L,B,T,C) */                                                 \
+    X(ln2,       LB, BT * C, 1, 1) /* (L,B,T,C) */                                                 \
+    X(ln2_mean,  LB, LN ? BT : 0, 1, 0) /* (L,B,T) LayerNorm only */                               \
+    X(ln2_rstd,  LB, BT, 1, 0) /* (L,B,T) */                                                       \
+    X(fch,       LB, BT * FI, 1, 2) /* (L,B,T,FI) */                                               \
+    X(fch_act,   LB, BT * F, 1, 1) /* (L,B,T,F) the MLP's activation output */                     \
+    X(residual3, L, BT * C, 1, 0) /* (L,B,T,C) */                                                  \
+    X(lnf,       1, BT * C, 1, 0) /* (B,T,C) */                                                    \
+    X(lnf_mean,  1, LN ? BT : 0, 1, 0) /* (B,T) LayerNorm only */                                  \
+    X(lnf_rstd,  1, BT, 1, 0) /* (B,T) */                                                          \
+    X(logits,    1, HR * V, 1, 0) /* (HR,V) one chunk of the head's rows; then its dlogits */      \
+    X(losses,    1, BT, 1, 0) /* (B,T) */                                                          \
+    X(tokens,    1, BT, 1, 0) /* (B,T) int32 inputs */                                             \
+    X(targets,   1, BT, 1, 0) /* (B,T) int32 targets */                                            \
+    X(doc,       1, DOC ? BT : 0, 1, 0) /* (B,T) int32 document start of each token (doc_mask) */  \
+    X(scalars,   1, 64, 0, 0) /* loss sums, grad norm */                                           \
+    X(rope_cs,   1, ROPE ? (size_t)T * HS : 0, 1, 0) /* (T,HS/2,2) RoPE's (cos, sin), built once */\
 
 /* Backward scratch, reused layer by layer (not stacked over L). */
 #define CF_GPT_GRAD_ACTS(X)                                                                        \
@@ -253,7 +255,19 @@ typedef struct {
     size_t slice; /* elements of one layer's slice: the per-layer stride */
     size_t size;  /* n * slice */
     int kept;     /* held for the backward pass */
+    int half;     /* 0: fp32 slices; else a stacked row stored in the precision's half type
+                   * (CF_BF16 / CF_F16), its layers' slices converted after the layer's forward
+                   * and back into one fp32 work slice before its backward */
+    size_t bytes; /* device bytes: 4 * size, or stored half 2 * size plus the fp32 work slice */
 } cf_act_info;
+
+/* Which activation rows precision bf16/fp16 stores half (the table's half column at most):
+ * CF_HALF_ACTIVATIONS = all (default: columns 1 and 2) | gemm (column 1 only) | none. A value
+ * outside those is refused by cf_model_create with one line; the layout treats it as all. */
+enum { CF_HALF_ACTS_NONE = 0, CF_HALF_ACTS_GEMM = 1, CF_HALF_ACTS_ALL = 2 };
+int cf_model_half_acts(int *mode);
+/* The half dtype of a config's precision: CF_BF16, CF_F16, or CF_F32 (no half storage). */
+enum cf_dtype cf_model_act_dtype(const cf_config *cfg);
 
 /* Rows of the B*T positions that one LM-head chunk covers: head_chunk when set (at most B*T),
  * else the rows whose logits fit CF_HEAD_CHUNK_BYTES (multiples of 256 rows, at least 256, at
@@ -263,7 +277,8 @@ typedef struct {
 #define CF_HEAD_CHUNK_BYTES ((size_t)256 << 20)
 int cf_model_head_rows(const cf_config *cfg, int B, int T);
 
-/* Activation and backward-scratch sizes (elements, unpadded) for batches up to (B, T). */
+/* Activation and backward-scratch sizes (elements, unpadded) for batches up to (B, T); each
+ * activation row's device bytes and half storage (cf_act_info). */
 void cf_model_act_layout(const cf_config *cfg, int B, int T, cf_act_info acts[CF_NUM_ACTS],
                          size_t grad_acts[CF_NUM_GACTS]);
 
@@ -307,17 +322,21 @@ typedef struct cf_model {
     /* device buffers: one allocation each */
     cf_buffer *params_buf, *grads_buf, *m_buf, *v_buf, *gacts_buf;
     /* Activations live in one allocation, or in as few chunks as the device's largest allocation
-     * (be->max_alloc) requires: tensor i is at act_off[i] in acts_bufs[act_chunk[i]]. */
+     * (be->max_alloc) requires: tensor i is at byte act_off[i] in acts_bufs[act_chunk[i]]; a row
+     * stored half (act_half[i]) has its fp32 work slice there and its half slices at byte
+     * act_half_off[i] of the same buffer. */
     cf_buffer *acts_bufs[CF_NUM_ACTS];
     int n_act_chunks;
     int act_chunk[CF_NUM_ACTS];
-    size_t act_off[CF_NUM_ACTS], act_size[CF_NUM_ACTS];
+    size_t act_off[CF_NUM_ACTS], act_half_off[CF_NUM_ACTS];
     size_t act_stride[CF_NUM_ACTS]; /* elements of one layer's slice (the per-layer stride) */
     int act_n[CF_NUM_ACTS];         /* slices: L, or 1 for a tensor held once (recomputation) */
+    int act_half[CF_NUM_ACTS];      /* stored in act_dtype (cf_act_info.half) */
+    enum cf_dtype act_dtype;        /* the half type of precision bf16/fp16 (cf_model_act_dtype) */
     int head_rows;                  /* rows per LM-head chunk (cf_model_head_rows) */
-    size_t act_chunk_elems[CF_NUM_ACTS];
+    size_t act_chunk_bytes[CF_NUM_ACTS];
     size_t gact_off[CF_NUM_GACTS];
-    size_t acts_elems, gacts_elems;
+    size_t acts_bytes, gacts_elems;
     int have_grads; /* grads/m/v/grad-acts allocated (training) */
     int flash;        /* flash attention (cf_model_flash at creation), else the matrix path */
     int32_t doc_eot;  /* doc_mask: the end-of-text id (cf_model_set_doc_eot); -1 = no mask */

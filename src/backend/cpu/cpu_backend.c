@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "backend/cpu/cpu_internal.h"
+#include "io/half.h"
 
 typedef struct {
     int gemm_kernel;     /* native kernel index or CF_CPU_GEMM_BLAS */
@@ -64,7 +65,34 @@ static int cf_cpu_download(cf_backend *be, void *dst, cf_view src, size_t nbytes
 }
 
 static int cf_cpu_copy(cf_backend *be, cf_view dst, cf_view src, size_t n) {
-    memmove(cf_cpu_f32(dst), cf_cpu_f32(src), n * sizeof(float));
+    (void)be;
+    void *d = (char *)dst.buf->host + dst.off;
+    const void *s = (const char *)src.buf->host + src.off;
+    if (dst.dtype == CF_F32 && src.dtype == CF_F32) {
+        memmove(d, s, n * sizeof(float));
+        return CF_OK;
+    }
+    /* f32 <-> bf16/f16 (the wrapper allows no other pair), in blocks of 16K values */
+    const size_t blk = 16384, nb = (n + blk - 1) / blk;
+    const int kind = (dst.dtype == CF_F32 ? 1 : 0) + (dst.dtype == CF_F16 || src.dtype == CF_F16 ? 2 : 0);
+#pragma omp parallel for schedule(static) if (n >= 16 * CF_CPU_PAR_MIN)
+    for (size_t k = 0; k < nb; k++) {
+        const size_t i0 = k * blk, m = n - i0 < blk ? n - i0 : blk;
+        float *yf = (float *)d + i0;
+        uint16_t *yh = (uint16_t *)d + i0;
+        const float *xf = (const float *)s + i0;
+        const uint16_t *xh = (const uint16_t *)s + i0;
+        switch (kind) {
+        case 0: /* to bf16 (vectorised: cf_f32_to_bf16 is integer arithmetic) */
+            for (size_t i = 0; i < m; i++) yh[i] = cf_f32_to_bf16(xf[i]);
+            break;
+        case 1:
+            for (size_t i = 0; i < m; i++) yf[i] = cf_bf16_to_f32(xh[i]);
+            break;
+        case 2: cf_cpu_f16_store(xf, yh, m); break;
+        default: cf_cpu_f16_load(xh, yf, m); break;
+        }
+    }
     return CF_OK;
 }
 

@@ -46,6 +46,22 @@ static CF_F16C_TARGET void f16_round_f16c(float *x, size_t n) {
         for (size_t k = i; k < n; k++) x[k] = t[k - i];
     }
 }
+
+static CF_F16C_TARGET void f16_store_f16c(const float *x, uint16_t *y, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(void *)(y + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(x + i),
+                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (; i < n; i++) y[i] = cf_f32_to_f16(x[i]); /* the same bits */
+}
+
+static CF_F16C_TARGET void f16_load_f16c(const uint16_t *x, float *y, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(x + i))));
+    for (; i < n; i++) y[i] = cf_f16_to_f32(x[i]);
+}
 #else
 static int f16c_detect(void) { return 0; }
 #endif
@@ -74,3 +90,23 @@ void cf_cpu_f16_round_with(float *x, size_t n, int f16c) {
 }
 
 void cf_cpu_f16_round(float *x, size_t n) { cf_cpu_f16_round_with(x, n, cf_cpu_f16c_usable()); }
+
+void cf_cpu_f16_store(const float *x, uint16_t *y, size_t n) {
+#ifdef CF_F16C_X86
+    if (cf_cpu_f16c_usable()) {
+        f16_store_f16c(x, y, n);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < n; i++) y[i] = cf_f32_to_f16(x[i]);
+}
+
+void cf_cpu_f16_load(const uint16_t *x, float *y, size_t n) {
+#ifdef CF_F16C_X86
+    if (cf_cpu_f16c_usable()) {
+        f16_load_f16c(x, y, n);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < n; i++) y[i] = cf_f16_to_f32(x[i]);
+}

@@ -143,6 +143,10 @@ int cf_cpu_f16c_usable(void);
 void cf_cpu_f16_round_with(float *x, size_t n, int f16c);
 /* The same, F16C where the CPU has it. */
 void cf_cpu_f16_round(float *x, size_t n);
+/* n values to IEEE binary16 (y) and back (the same rounding; F16C where usable): the storage of
+ * activations kept half under precision fp16 (cf_be_copy across dtypes) */
+void cf_cpu_f16_store(const float *x, uint16_t *y, size_t n);
+void cf_cpu_f16_load(const uint16_t *x, float *y, size_t n);
 
 /* Kernel index that "native" means (0: the best usable kernel). */
 #define CF_CPU_GEMM_NATIVE_BEST 0

@@ -63,6 +63,10 @@ enum cf_cl_kernel_id {
     K_AXPY,
     K_FILL,
     K_COPY,
+    K_TO_F16, /* the float <-> half storage conversions of cf_be_copy */
+    K_FROM_F16,
+    K_TO_BF16,
+    K_FROM_BF16,
     K_ADD_BIAS,
     K_SUM_PARTIAL,
     K_SUM_FINAL,

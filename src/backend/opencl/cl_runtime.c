@@ -313,8 +313,17 @@ int cf_cl_copy(cf_backend *be, cf_view dst, cf_view src, size_t n) {
     cf_cl_ctx *ctx = CTX(be);
     cl_mem d = cf_cl_mem(dst), s = cf_cl_mem(src);
     size_t doff = cf_view_elem_off(dst), soff = cf_view_elem_off(src);
-    if (d == s && doff == soff) return CF_OK;
     size_t ls = (size_t)ctx->ls, g = cf_round_up(n, ls);
+    if (dst.dtype != src.dtype) { /* float <-> half storage (the wrapper allows no other pair) */
+        static const char *const names[4] = {"convert_to_f16", "convert_from_f16",
+                                             "convert_to_bf16", "convert_from_bf16"};
+        const int k = (dst.dtype == CF_BF16 || src.dtype == CF_BF16 ? 2 : 0) +
+                      (dst.dtype == CF_F32 ? 1 : 0);
+        return cf_cl_launch(
+            ctx, ctx->kernels[K_TO_F16 + k], names[k], 1, &g, &ls,
+            CF_ARGS(ARG_MEM(d), ARG_ULONG(doff), ARG_MEM(s), ARG_ULONG(soff), ARG_ULONG(n)));
+    }
+    if (d == s && doff == soff) return CF_OK;
     if (d == s && doff < soff + n && soff < doff + n) {
         /* overlapping ranges: stage through scratch (memmove semantics) */
         cl_mem t = NULL;
