@@ -2,7 +2,7 @@
 # clformer test: the `precision` setting at the CLI. tf32 where the backend has no TF32 matrix
 # engine (the CPU backend, PoCL) trains in fp32 and says so once; the losses equal an fp32 run's
 # bit for bit there; --precision is the same as precision=; a mode that does not exist is one
-# error line; a checkpoint resumes under another precision (the weights are fp32) with a note; on
+# error line (and so is an unknown half_activations); a checkpoint resumes under another precision (the weights are fp32) with a note; on
 # the CPU backend and the OpenCL device an fp32 run resumes under tf32 (said once, the same losses
 # as an fp32 resume where there is no TF32 engine), writes F32 checkpoints, and resumes in fp32.
 set -u
@@ -27,6 +27,11 @@ msg=$("$CLF" train configs/tiny.json $SMALL --steps 2 --out "$W/c" --precision d
 if [ $rc -ne 0 ] && [ "$(printf '%s\n' "$msg" | grep -c '^error:')" -eq 1 ] && printf '%s\n' "$msg" | grep -q "precision 'double'; use one of: fp32, tf32, bf16, fp16" && [ ! -e "$W/c" ]; then
   ok "unknown precision refused: $msg"
 else bad "unknown precision: rc $rc: $msg"; fi
+
+msg=$("$CLF" train configs/tiny.json $SMALL --steps 2 --out "$W/e" --precision bf16 half_activations=half 2>&1 >/dev/null); rc=$?
+if [ $rc -ne 0 ] && [ "$(printf '%s\n' "$msg" | grep -c '^error:')" -eq 1 ] && printf '%s\n' "$msg" | grep -q "unknown half_activations 'half'; did you mean 'all'?" && [ ! -e "$W/e" ]; then
+  ok "unknown half_activations refused: $msg"
+else bad "unknown half_activations: rc $rc: $msg"; fi
 
 msg=$("$CLF" train configs/tiny.json $SMALL --steps 5 --device cpu --resume "$W/a" --out "$W/a" precision=tf32 2>&1 >/dev/null); rc=$?
 [ $rc -eq 0 ] && printf '%s\n' "$msg" | grep -q 'resume: precision changed from "fp32" to "tf32"' \

@@ -6,8 +6,11 @@
  * -> 0, signed zeros, Inf and NaN inputs; the bulk functions count overflows. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "backend/backend.h"
+#include "clformer/common.h"
 #include "io/half.h"
 
 static int g_fail = 0, g_checks = 0;
@@ -57,7 +60,78 @@ static void format_checks(const char *name, to_fn to, from_fn from, uint16_t inf
     expect(to(0.0f) == 0 && to(-0.0f) == 0x8000u, "signed zeros", to(0.0f), to(-0.0f));
 }
 
+/* The CPU backend's cf_be_copy across dtypes (the storage of activations kept half) gives the
+ * bits of the scalar conversions here: every encoding to fp32, and to the format a set of fp32
+ * values with ties, subnormals, overflow, Inf and NaN, n crossing the backend's 16K blocks and
+ * its eight-wide tail. */
+static void backend_copy_checks(const char *name, enum cf_dtype dt, to_fn to, from_fn from,
+                                uint16_t inf) {
+    char what[160];
+    cf_backend *be = NULL;
+    cf_buffer *bf = NULL, *bh = NULL;
+    const size_t n = 65536 + 3;
+    float *x = malloc(n * sizeof(float)), *y = malloc(n * sizeof(float));
+    uint16_t *h = malloc(n * sizeof(uint16_t));
+    if (!x || !y || !h || cf_backend_cpu_create("cpu", NULL, &be) < 0 ||
+        cf_be_alloc(be, n * sizeof(float), &bf) < 0 || cf_be_alloc(be, n * 2, &bh) < 0) {
+        expect(0, "backend copy: setup", 0, 0);
+        return;
+    }
+    const cf_view vf = cf_view_f32(bf, 0), vh = cf_view_typed(bh, dt, 0);
+    /* every encoding (and 3 more) -> fp32 */
+    for (size_t i = 0; i < n; i++) h[i] = (uint16_t)(i & 0xffffu);
+    int ok = cf_be_upload(be, vh, h, n * 2) == CF_OK && cf_be_copy(be, vf, vh, n) == CF_OK &&
+             cf_be_download(be, y, vf, n * sizeof(float)) == CF_OK;
+    snprintf(what, sizeof what, "%s: backend copy of every encoding to fp32", name);
+    for (size_t i = 0; ok && i < n; i++) {
+        const float r = from(h[i]);
+        const int same = (h[i] & 0x7fffu) > inf ? isnan(y[i]) != 0 : memcmp(&r, &y[i], 4) == 0;
+        if (!same) {
+            expect(0, what, h[i], 0);
+            ok = 0;
+        }
+    }
+    expect(ok, what, 0, 0);
+    /* fp32 values -> the format: each encoding's value, the midpoints of neighbours and one fp32
+     * step either side, then specials */
+    for (size_t i = 0; i < n; i++) {
+        const uint16_t e = (uint16_t)(i & 0xffffu);
+        const float v = from(e), w = from((uint16_t)(e + 1));
+        switch (i % 4) {
+        case 0: x[i] = v; break;
+        case 1: x[i] = isfinite(v) && isfinite(w) ? 0.5f * (v + w) : v; break;
+        case 2: x[i] = isfinite(v) ? up(v) : v; break;
+        default: x[i] = isfinite(v) ? down(v) : v; break;
+        }
+    }
+    const float sp[] = {INFINITY, -INFINITY, NAN, 65520.0f, 1e6f, -1e30f, 0x1p-25f, 0x1p-149f,
+                        -0.0f, 3.4028235e38f};
+    for (size_t k = 0; k < sizeof sp / sizeof sp[0]; k++) x[n - 1 - k] = sp[k];
+    ok = cf_be_upload(be, vf, x, n * sizeof(float)) == CF_OK && cf_be_copy(be, vh, vf, n) == CF_OK &&
+         cf_be_download(be, h, vh, n * 2) == CF_OK;
+    snprintf(what, sizeof what, "%s: backend copy of fp32 values (ties, specials) to the format",
+             name);
+    for (size_t i = 0; ok && i < n; i++) {
+        const uint16_t r = to(x[i]);
+        const int same = isnan(x[i]) ? (h[i] & 0x7fffu) > inf : h[i] == r;
+        if (!same) {
+            expect(0, what, r, h[i]);
+            ok = 0;
+        }
+    }
+    expect(ok, what, 0, 0);
+    cf_be_free(be, bf);
+    cf_be_free(be, bh);
+    cf_backend_destroy(be);
+    free(x);
+    free(y);
+    free(h);
+}
+
 int main(void) {
+    cf_log_set_level(CF_LOG_WARN);
+    backend_copy_checks("F16", CF_F16, cf_f32_to_f16, cf_f16_to_f32, 0x7c00u);
+    backend_copy_checks("BF16", CF_BF16, cf_f32_to_bf16, cf_bf16_to_f32, 0x7f80u);
     format_checks("F16", cf_f32_to_f16, cf_f16_to_f32, 0x7c00u);
     format_checks("BF16", cf_f32_to_bf16, cf_bf16_to_f32, 0x7f80u);
     expect(cf_f32_to_f16(1.0f) == 0x3c00u && cf_f32_to_f16(-2.0f) == 0xc000u &&

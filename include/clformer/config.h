@@ -16,6 +16,10 @@ enum cf_mlp { CF_MLP_GELU = 0, CF_MLP_SWIGLU = 1, CF_MLP_RELU2 = 2 };
  * AVX512-BF16; docs/precision.md), or fp16 (fp32 storage; GEMM inputs rounded to IEEE half, fp32
  * accumulation: the CPU backend; the trainer scales the loss dynamically). */
 enum cf_precision { CF_PREC_FP32 = 0, CF_PREC_TF32 = 1, CF_PREC_BF16 = 2, CF_PREC_FP16 = 3 };
+/* Which activations precision bf16/fp16 stores in half (docs/precision.md): none; gemm, those read
+ * in the backward only by GEMMs (which round them anyway: no result changes); all (the default),
+ * also the attention's inputs and output and the MLP's pre-activation, as PyTorch's autocast. */
+enum cf_half_acts { CF_HALF_ACTS_NONE = 0, CF_HALF_ACTS_GEMM = 1, CF_HALF_ACTS_ALL = 2 };
 /* What the backward recomputes instead of keeping from the forward (docs/memory.md). */
 enum cf_recompute { CF_RECOMPUTE_NONE = 0, CF_RECOMPUTE_ATTENTION = 1, CF_RECOMPUTE_BLOCK = 2 };
 /* Which attention runs (docs/attention.md): auto picks by shape (cf_model_flash, model/gpt.h),
@@ -69,6 +73,7 @@ typedef struct cf_config {
     float decay_fraction;    /* wsd: the last decay_fraction of the steps decay linearly */
     int grad_accum_steps;    /* micro-batches per optimizer step */
     int precision;           /* enum cf_precision */
+    int half_activations;    /* enum cf_half_acts: bf16/fp16, the activations stored half */
     float loss_scale;        /* precision fp16: initial loss scale; 0 = the default, 65536 */
     int loss_scale_window;   /* precision fp16: steps with finite gradients before it doubles */
     int eval_interval;       /* steps between val-loss evaluations, 0 disables */

@@ -661,6 +661,28 @@ static int run_copy(cf_backend *be, const tcase *c, cf_buffer **b) {
     /* the source from its start, the destination at +off (and the rest left as it was) */
     return cf_be_copy(be, cf_view_add(V("dst"), (size_t)P[1]), V("src"), (size_t)P[0]);
 }
+/* copy to half storage and back: p = n off dt (0 bf16, 1 f16). Magnitudes from 2^-30 to 2^14
+ * (half's subnormals and values that round to zero included, no f16 overflow: the comparison
+ * wants finite outputs), every fourth value a tie of the format (the midpoint of two
+ * neighbours, which rounds to the even one). */
+static void build_copy_half(tcase *c) {
+    add_rand(c, "dst", (size_t)P[0] + P[1], T_IN | T_OUT, 10.0f);
+    add_rand(c, "mid", ((size_t)P[0] + P[1]) / 2 + 1, T_IN, 1.0f);
+    float *x = add_t(c, "src", (size_t)P[0], T_IN);
+    for (size_t i = 0; x && i < (size_t)P[0]; i++) {
+        uint32_t u = (cf_rng_u32(&c->rng) & 0x807fffffu) |
+                     (uint32_t)(127 - 30 + (int)(cf_rng_u32(&c->rng) % 45)) << 23;
+        if (i % 4 == 3) u = P[2] ? (u & ~0x1fffu) | 0x1000u : (u & ~0xffffu) | 0x8000u;
+        memcpy(&x[i], &u, 4);
+    }
+}
+static int run_copy_half(cf_backend *be, const tcase *c, cf_buffer **b) {
+    cf_view h = V("mid");
+    h.dtype = P[2] ? CF_F16 : CF_BF16;
+    h = cf_view_add(h, (size_t)P[1]);
+    CF_TRY(cf_be_copy(be, h, V("src"), (size_t)P[0]));
+    return cf_be_copy(be, cf_view_add(V("dst"), (size_t)P[1]), h, (size_t)P[0]);
+}
 static void build_fill(tcase *c) { add_rand(c, "dst", (size_t)P[0] + P[1], T_OUT | T_IN, 1.0f); }
 static int run_fill(cf_backend *be, const tcase *c, cf_buffer **b) {
     return cf_be_fill(be, cf_view_add(V("dst"), (size_t)P[1]), -2.5f, (size_t)P[0]);
@@ -916,6 +938,8 @@ static const oprow ROWS[] = {
     {"embed_q8", NULL, 0, "N C V acc", build_embed_q8, run_embed_q8, 1e-6, -1, 5,
      {{1,1,1,0}, {7,5,3,1}, {33,64,100,0}, {64,384,1000,1}, {3,130,17,0}}},
     {"copy", NULL, 0, "n off", build_copy, run_copy, 0.0, -1, 4, {{1,0}, {7,3}, {1000,1}, {65539,2}}},
+    {"copy half", NULL, 0, "n off dt", build_copy_half, run_copy_half, 0.0, -1, 6,
+     {{1,0,0}, {7,3,0}, {65539,1,0}, {1,0,1}, {7,3,1}, {65539,1,1}}},
     {"fill", NULL, 0, "n off", build_fill, run_fill, 0.0, -1, 4, {{1,0}, {7,3}, {1000,1}, {65539,2}}},
     {"upload/download", NULL, 0, "n off", build_xfer, run_xfer, 0.0, -1, 4,
      {{1,1}, {7,3}, {1000,5}, {65539,2}}},

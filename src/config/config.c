@@ -67,6 +67,7 @@
     FLT(decay_fraction, 0.2, 0.0, 1.0, 1, 1)                                                       \
     INT(grad_accum_steps, 1, 1, 60)                                                                \
     ENUM(precision, CF_PREC_FP32, g_precision_names)                                               \
+    ENUM(half_activations, CF_HALF_ACTS_ALL, g_half_acts_names)                                    \
     FLT(loss_scale, 0.0, -3.4e38, 3.4e38, 1, 1)                                                    \
     INT(loss_scale_window, 1000, 1, INT_MAX)                                                       \
     INT(eval_interval, 100, 0, INT_MAX)                                                            \
@@ -90,6 +91,7 @@ const char *cf_precision_name(int precision) {
                                                                   : "?";
 }
 static const char *const g_recompute_names[] = {"none", "attention", "block", NULL};
+static const char *const g_half_acts_names[] = {"none", "gemm", "all", NULL};
 static const char *const g_attention_names[] = {"auto", "flash", "matrix", NULL};
 static const char *const g_optimizer_names[] = {"adamw", "muon", NULL};
 static const char *const g_lr_schedule_names[] = {"cosine", "wsd", "constant", NULL};

@@ -80,8 +80,6 @@ int cf_model_create(cf_backend *be, const cf_config *cfg, int max_B, int max_T, 
                  cfg->max_length);
         return CF_ERR_INVALID;
     }
-    int half_mode;
-    CF_TRY(cf_model_half_acts(&half_mode)); /* (a bad CF_HALF_ACTIVATIONS: one line) */
     cf_model *m = calloc(1, sizeof *m);
     if (!m) return CF_ERR_NOMEM;
     m->cfg = *cfg;

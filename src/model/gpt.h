@@ -159,7 +159,7 @@ enum cf_linear_id {
 /* Forward activations, sized for the maximum (B, T); a row with n = L is stacked over the layers
  * with one layer's slice (size) as its stride, a row with n = 1 exists once. kept = 1: held for
  * the backward pass; 0: scratch. half: how the row may be stored in precision bf16 and fp16
- * (cf_model_act_layout, docs/precision.md): 0 fp32; 1 half, read in the backward only by GEMMs
+ * (config half_activations, docs/precision.md): 0 fp32; 1 half, read in the backward only by GEMMs
  * (which round their inputs to the half type anyway: storing it half changes no result); 2 half,
  * read by other ops too (as PyTorch's autocast saves them).
  *   X(name, n, size of one slice, kept, half) with BT = B*T, BNT = B*NH*T*T; a tensor the config does
@@ -261,11 +261,6 @@ typedef struct {
     size_t bytes; /* device bytes: 4 * size, or stored half 2 * size plus the fp32 work slice */
 } cf_act_info;
 
-/* Which activation rows precision bf16/fp16 stores half (the table's half column at most):
- * CF_HALF_ACTIVATIONS = all (default: columns 1 and 2) | gemm (column 1 only) | none. A value
- * outside those is refused by cf_model_create with one line; the layout treats it as all. */
-enum { CF_HALF_ACTS_NONE = 0, CF_HALF_ACTS_GEMM = 1, CF_HALF_ACTS_ALL = 2 };
-int cf_model_half_acts(int *mode);
 /* The half dtype of a config's precision: CF_BF16, CF_F16, or CF_F32 (no half storage). */
 enum cf_dtype cf_model_act_dtype(const cf_config *cfg);
 

@@ -2,7 +2,6 @@
  * sizes, offsets and strides, activation sizes, the linear layers and the GEMMs of a training
  * step, and the FLOPs per token. */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "model/gpt.h"
@@ -45,21 +44,6 @@ void cf_model_layout(const cf_config *c, cf_param_info params[CF_NUM_PARAMS], si
     if (num_decay) *num_decay = decay_end;
 }
 
-int cf_model_half_acts(int *mode) {
-    const char *e = getenv("CF_HALF_ACTIVATIONS");
-    *mode = CF_HALF_ACTS_ALL;
-    if (!e || !*e || !strcmp(e, "all")) return CF_OK;
-    if (!strcmp(e, "gemm")) *mode = CF_HALF_ACTS_GEMM;
-    else if (!strcmp(e, "none")) *mode = CF_HALF_ACTS_NONE;
-    else {
-        CF_ERROR("CF_HALF_ACTIVATIONS=%s: unknown; use all (the default), gemm (only the tensors "
-                 "that just GEMMs read) or none",
-                 e);
-        return CF_ERR_INVALID;
-    }
-    return CF_OK;
-}
-
 enum cf_dtype cf_model_act_dtype(const cf_config *c) {
     return c->precision == CF_PREC_BF16   ? CF_BF16
            : c->precision == CF_PREC_FP16 ? CF_F16
@@ -78,11 +62,9 @@ void cf_model_act_layout(const cf_config *c, int B, int T, cf_act_info acts[CF_N
     const size_t HR = (size_t)cf_model_head_rows(c, B, T);
     const size_t LB = c->recompute == CF_RECOMPUTE_BLOCK ? 1 : L,
                  LA = c->recompute == CF_RECOMPUTE_NONE ? L : 1;
-    /* half storage: precision bf16/fp16, the rows the mode allows, and only stacked ones (a row
-     * held once is the work slice itself) */
-    int mode = CF_HALF_ACTS_ALL;
-    if (cf_model_half_acts(&mode) != CF_OK) mode = CF_HALF_ACTS_ALL;
-    if (cf_model_act_dtype(c) == CF_F32) mode = CF_HALF_ACTS_NONE;
+    /* half storage: precision bf16/fp16, the rows half_activations allows, and only stacked ones
+     * (a row held once is the work slice itself) */
+    const int mode = cf_model_act_dtype(c) == CF_F32 ? CF_HALF_ACTS_NONE : c->half_activations;
     int i = 0;
 #define CF_X(nm, n_, sz, kp, h)                                                                    \
     acts[i].name = #nm;                                                                            \

@@ -295,6 +295,7 @@ static const struct {
     {"grad_accum_steps", "tokens per step change; the run is no longer identical to an "
                          "uninterrupted one"},
     {"precision", "the checkpoint holds fp32 weights; the arithmetic changes from here on"},
+    {"half_activations", "which activations bf16/fp16 stores half; the results agree to rounding"},
     {"loss_scale", "the first scale of a run; a resumed fp16 run goes on with the checkpoint's "
                    "scale"},
     {"loss_scale_window", ""},
@@ -682,6 +683,24 @@ int cf_train_run(cf_train_opts *o) {
     be->verbose = o->verbose;
     if ((rc = cf_model_create(be, c, c->batch_size, c->max_length, 1, &m)) < 0) goto done;
     if (c->doc_mask && (rc = cf_model_set_doc_eot(m, eot)) < 0) goto done;
+    if (m->act_dtype != CF_F32) { /* bf16/fp16: what half_activations saves */
+        cf_act_info a[CF_NUM_ACTS];
+        size_t ga[CF_NUM_GACTS];
+        cf_model_act_layout(c, c->batch_size, c->max_length, a, ga);
+        int nh = 0;
+        double hb = 0.0, fb = 0.0;
+        for (int i = 0; i < CF_NUM_ACTS; i++)
+            if (a[i].half) {
+                nh++;
+                hb += (double)a[i].bytes;
+                fb += 4.0 * (double)a[i].size;
+            }
+        if (nh > 0)
+            CF_INFO("precision %s: %d activation tensors kept for the backward are stored in %s: "
+                    "%.1f MiB instead of %.1f (half_activations, docs/precision.md)",
+                    cf_precision_name(c->precision), nh, cf_dtype_name(m->act_dtype),
+                    hb / 1048576.0, fb / 1048576.0);
+    }
     if (world > 1) {
         if ((rc = cf_dist_grads_create(m, o->bucket_bytes ? o->bucket_bytes : CF_DIST_BUCKET_BYTES,
                                        (enum cf_dist_comm)o->comm, &dg)) < 0)

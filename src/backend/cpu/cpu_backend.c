@@ -393,7 +393,7 @@ int cf_backend_cpu_create(const char *spec, const cf_backend_options *opts, cf_b
                     : use_amx                     ? CF_CPU_GEMM_BF16_AMX
                                                   : CF_CPU_GEMM_BF16_AVX512;
         if (ctx->bf16)
-            CF_INFO("precision bf16: GEMM inputs rounded to bf16, fp32 accumulation and storage "
+            CF_INFO("precision bf16: GEMM inputs rounded to bf16, fp32 accumulation "
                     "(%s)",
                     use_amx ? "AMX tiles" : "AVX512-BF16");
         else
@@ -405,7 +405,7 @@ int cf_backend_cpu_create(const char *spec, const cf_backend_options *opts, cf_b
         const int k = kernel == CF_CPU_GEMM_BLAS ? cf_cpu_gemm_native_kernel(opts->cache_dir)
                                                  : kernel;
         ctx->fp16 = 1;
-        CF_INFO("precision fp16: GEMM inputs rounded to fp16, fp32 accumulation and storage "
+        CF_INFO("precision fp16: GEMM inputs rounded to fp16, fp32 accumulation "
                 "(kernel %s, %s); dynamic loss scaling in training",
                 cf_cpu_gemm_kernel_name(k), cf_cpu_f16c_usable() ? "F16C" : "scalar rounding");
     }

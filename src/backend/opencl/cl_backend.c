@@ -102,12 +102,11 @@ static void apply_options(cf_cl_ctx *ctx, const cf_backend_options *o) {
         const char *p = ctx->gemm_round == 1 ? "bf16" : "fp16";
         if (ctx->mma_half)
             CF_INFO("precision %s: GEMMs on %s's tensor cores%s with %s inputs, fp32 accumulation "
-                    "and storage (%s)",
+                    "(%s)",
                     p, ctx->dev.name, ctx->mx_emulate ? " (emulated)" : "", p, ctx->mx_name);
         else
             CF_INFO("precision %s: %s has no matrix engine this backend uses; GEMM inputs are "
-                    "rounded to %s in the kernel, fp32 arithmetic and storage (no faster than "
-                    "fp32)",
+                    "rounded to %s in the kernel, fp32 arithmetic (no faster than fp32)",
                     p, ctx->dev.name, p);
     }
     ctx->attention_mode = -1;
