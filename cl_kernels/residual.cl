@@ -51,30 +51,55 @@ __kernel void residual_copy(__global float *dst, ulong dst_off, __global const f
 /* Conversions between float and the half storage types (the host's cf_be_copy across dtypes):
  * to nearest even, NaN stays NaN, overflow gives +-Inf, subnormals kept; offsets in elements of
  * each side's type. f16 through vload_half/vstore_half_rte (no cl_khr_fp16 needed), bf16 as
- * ushort (common.cl's cf_float_to_bf16). */
+ * ushort (common.cl's cf_float_to_bf16). Four values a work-item (ceil(n/4) work-items): the
+ * offsets need no alignment (vloadn/vstoren need only the element's). */
 __kernel void convert_to_f16(__global half *dst, ulong dst_off, __global const float *src,
                              ulong src_off, ulong n) {
-    size_t i = get_global_id(0);
-    if (i >= n) return;
-    vstore_half_rte(src[src_off + i], dst_off + i, dst);
+    const size_t i = get_global_id(0) * 4;
+    if (i + 4 <= n) {
+        const float4 v = vload4(0, src + src_off + i);
+        vstore_half_rte(v.x, dst_off + i, dst);
+        vstore_half_rte(v.y, dst_off + i + 1, dst);
+        vstore_half_rte(v.z, dst_off + i + 2, dst);
+        vstore_half_rte(v.w, dst_off + i + 3, dst);
+        return;
+    }
+    for (size_t e = i; e < n; e++) vstore_half_rte(src[src_off + e], dst_off + e, dst);
 }
 __kernel void convert_from_f16(__global float *dst, ulong dst_off, __global const half *src,
                                ulong src_off, ulong n) {
-    size_t i = get_global_id(0);
-    if (i >= n) return;
-    dst[dst_off + i] = vload_half(src_off + i, src);
+    const size_t i = get_global_id(0) * 4;
+    if (i + 4 <= n) {
+        const float4 v = (float4)(vload_half(src_off + i, src), vload_half(src_off + i + 1, src),
+                                  vload_half(src_off + i + 2, src), vload_half(src_off + i + 3, src));
+        vstore4(v, 0, dst + dst_off + i);
+        return;
+    }
+    for (size_t e = i; e < n; e++) dst[dst_off + e] = vload_half(src_off + e, src);
 }
 __kernel void convert_to_bf16(__global ushort *dst, ulong dst_off, __global const float *src,
                               ulong src_off, ulong n) {
-    size_t i = get_global_id(0);
-    if (i >= n) return;
-    dst[dst_off + i] = cf_float_to_bf16(src[src_off + i]);
+    const size_t i = get_global_id(0) * 4;
+    if (i + 4 <= n) {
+        const float4 v = vload4(0, src + src_off + i);
+        vstore4((ushort4)(cf_float_to_bf16(v.x), cf_float_to_bf16(v.y), cf_float_to_bf16(v.z),
+                          cf_float_to_bf16(v.w)),
+                0, dst + dst_off + i);
+        return;
+    }
+    for (size_t e = i; e < n; e++) dst[dst_off + e] = cf_float_to_bf16(src[src_off + e]);
 }
 __kernel void convert_from_bf16(__global float *dst, ulong dst_off, __global const ushort *src,
                                 ulong src_off, ulong n) {
-    size_t i = get_global_id(0);
-    if (i >= n) return;
-    dst[dst_off + i] = cf_bf16_to_float(src[src_off + i]);
+    const size_t i = get_global_id(0) * 4;
+    if (i + 4 <= n) {
+        const ushort4 h = vload4(0, src + src_off + i);
+        vstore4((float4)(cf_bf16_to_float(h.x), cf_bf16_to_float(h.y), cf_bf16_to_float(h.z),
+                         cf_bf16_to_float(h.w)),
+                0, dst + dst_off + i);
+        return;
+    }
+    for (size_t e = i; e < n; e++) dst[dst_off + e] = cf_bf16_to_float(src[src_off + e]);
 }
 
 /* out(N,OC) += bias(OC) broadcast over rows; 2-D range: dim 0 = column, dim 1 = row */

@@ -153,6 +153,8 @@ static inline void pair_free(pair p) {
 /* Run the same call on both backends: inside, `be` is the backend and V(p) the pair's view. */
 #define V(p) cf_view_f32(g_ ? (p).g : (p).c, PAD)
 #define VI(p) cf_view_i32(g_ ? (p).g : (p).c, PAD) /* the pair holds int32 (tokens, targets) */
+/* the pair's data (after the same guard bytes) as elements of dtype t (bf16/f16 storage) */
+#define VT(p, t) cf_view_typed(g_ ? (p).g : (p).c, (t), PAD * 4 / cf_dtype_size(t))
 #define BOTH(expr)                                                                                 \
     do {                                                                                           \
         for (int g_ = 0; g_ < 2; g_++) {                                                           \

@@ -303,7 +303,7 @@ static void test_elementwise(size_t n) {
     pair_free(mom);
     pair_free(mout);
     pair_free(ss);
-    pair src = pair_rand(n, 1.0f);
+    pair src = pair_rand(n, 1.0f), mid = pair_rand(n, 1.0f);
     BOTH(cf_be_fill(be, cf_view_add(V(out), 3), 2.5f, n - 5)); /* on the 4-element grid */
     snprintf(what, sizeof what, "fill n=%zu at offset 3", n - 5);
     check(what, out, 0.0);
@@ -320,7 +320,17 @@ static void test_elementwise(size_t n) {
     BOTH(cf_be_copy(be, V(out), cf_view_add(V(out), 3), n - 3));
     snprintf(what, sizeof what, "copy overlapping backward n=%zu", n - 3);
     check(what, out, 0.0);
+    /* to half storage and back (the activations bf16/fp16 stores half), at an odd offset and a
+     * length that is not a multiple of the kernels' four values a work-item */
+    for (int h = 0; h < 2; h++) {
+        const enum cf_dtype dt = h ? CF_F16 : CF_BF16;
+        BOTH(cf_be_copy(be, cf_view_add(VT(mid, dt), 3), V(src), n - 2));
+        BOTH(cf_be_copy(be, cf_view_add(V(out), 1), cf_view_add(VT(mid, dt), 3), n - 2));
+        snprintf(what, sizeof what, "copy to %s and back n=%zu", cf_dtype_name(dt), n - 2);
+        check(what, out, 0.0);
+    }
     pair_free(src);
+    pair_free(mid);
     pair_free(x), pair_free(y), pair_free(out), pair_free(dinp);
 }
 

@@ -314,7 +314,9 @@ int cf_cl_copy(cf_backend *be, cf_view dst, cf_view src, size_t n) {
     cl_mem d = cf_cl_mem(dst), s = cf_cl_mem(src);
     size_t doff = cf_view_elem_off(dst), soff = cf_view_elem_off(src);
     size_t ls = (size_t)ctx->ls, g = cf_round_up(n, ls);
-    if (dst.dtype != src.dtype) { /* float <-> half storage (the wrapper allows no other pair) */
+    if (dst.dtype != src.dtype) { /* float <-> half storage (the wrapper allows no other pair),
+                                   * four values a work-item */
+        g = cf_round_up((n + 3) / 4, ls);
         static const char *const names[4] = {"convert_to_f16", "convert_from_f16",
                                              "convert_to_bf16", "convert_from_bf16"};
         const int k = (dst.dtype == CF_BF16 || src.dtype == CF_BF16 ? 2 : 0) +
