@@ -294,9 +294,10 @@ static inline int head_id(const cf_model *m) {
 
 /* What block_forward runs for layer l: the whole block (the forward pass); the block without
  * its last linear and residual add (the recomputation under `block`: the backward reads neither
- * fcproj nor residual3 of the layer); the attention op alone (the recomputation under
+ * the projection nor residual3 of the layer); the attention op alone (the recomputation under
  * `attention`: atty and the probabilities again from the kept qkv). Recomputing runs the same
- * ops on the same inputs as the forward, so the results are the same bits. */
+ * ops on the same inputs as the forward, so the results are the same bits (but for the tensors
+ * bf16/fp16 stores half: the recomputation reads their rounded values). */
 enum { BLOCK_ALL, BLOCK_FOR_BACKWARD, BLOCK_ATTENTION };
 
 /* layer l's attention op: flash (out and the log-sum-exps) or the matrix path (out and the
