@@ -4,7 +4,8 @@
  *     and the GEMMs round their inputs to the same format anyway): loss and every gradient
  *     bit-identical to none;
  *   - all (qkv, qkv_raw, the attention output and the MLP's pre-activation too): not identical
- *     (the conversion really runs) but close to none, also with recompute attention;
+ *     (the conversion really runs) but close to none, also with recompute attention; with
+ *     recompute block (every inside tensor held once, so none stored half) the bits of none;
  *   - the device bytes of none > gemm > all, each the memory estimate's plus padding.
  * Two model families: GPT-2 style (LayerNorm, GELU, matrix attention) and Llama style (RMSNorm,
  * SwiGLU, RoPE, qk_norm, GQA, flash attention). fp16 runs on every CPU; bf16 where the CPU backend
@@ -121,14 +122,20 @@ static void check_family(int llama, int precision, double tol) {
     cf_backend_options_set_precision(&o, precision);
     cf_backend *be = NULL;
     if (cf_backend_cpu_create("cpu", &o, &be) < 0) exit(1);
-    step_result none, gemm, all, all_ra;
+    step_result none, gemm, all, all_ra, all_rb;
     cf_config cn = family(llama, precision, CF_HALF_ACTS_NONE, CF_RECOMPUTE_NONE),
               cg = family(llama, precision, CF_HALF_ACTS_GEMM, CF_RECOMPUTE_NONE),
               ca = family(llama, precision, CF_HALF_ACTS_ALL, CF_RECOMPUTE_NONE),
-              cr = family(llama, precision, CF_HALF_ACTS_ALL, CF_RECOMPUTE_ATTENTION);
+              cr = family(llama, precision, CF_HALF_ACTS_ALL, CF_RECOMPUTE_ATTENTION),
+              cb = family(llama, precision, CF_HALF_ACTS_ALL, CF_RECOMPUTE_BLOCK);
     if (run_step(be, &cn, &none) < 0 || run_step(be, &cg, &gemm) < 0 ||
-        run_step(be, &ca, &all) < 0 || run_step(be, &cr, &all_ra) < 0)
+        run_step(be, &ca, &all) < 0 || run_step(be, &cr, &all_ra) < 0 ||
+        run_step(be, &cb, &all_rb) < 0)
         exit(1);
+    /* recompute block holds every inside tensor once: nothing is stored half, and the results
+     * are none's (recomputation is bit-identical) */
+    expect(same_bits(&all_rb, &none),
+           "half_activations all, recompute block (nothing stacked, nothing half): bits of none");
     expect(same_bits(&gemm, &none),
            "half_activations gemm: loss and every gradient bit-identical to none");
     const double d = rel_diff(&all, &none), dr = rel_diff(&all_ra, &none);
@@ -150,8 +157,8 @@ static void check_family(int llama, int precision, double tol) {
         est_ok &= rs[i]->bytes >= rs[i]->est &&
                   rs[i]->bytes <= rs[i]->est + (2 * CF_NUM_ACTS + CF_NUM_GACTS) * 63;
     expect(est_ok, "each: the memory estimate's bytes plus padding");
-    step_result *all_r[4] = {&none, &gemm, &all, &all_ra};
-    for (int i = 0; i < 4; i++) free(all_r[i]->grads);
+    step_result *all_r[5] = {&none, &gemm, &all, &all_ra, &all_rb};
+    for (int i = 0; i < 5; i++) free(all_r[i]->grads);
     cf_backend_destroy(be);
 }
 
