@@ -195,17 +195,25 @@ static void against_reference(void) {
     expect(ok, what);
 }
 
+/* The same random product (M x K by, transposed, N x K; uniform in [-1, 1], seeded) through
+ * kernels k1 and k2, into C1 and C2 (M x N). */
+static void product_pair(int k1, int k2, int M, int N, int K, uint64_t seed, float *C1, float *C2) {
+    cf_rng rng;
+    cf_rng_seed(&rng, seed);
+    float *A = cft_floats((size_t)M * K), *B = cft_floats((size_t)K * N);
+    cft_rand(&rng, A, (size_t)M * K, 1.0f);
+    cft_rand(&rng, B, (size_t)K * N, 1.0f);
+    CFT_OK(cf_cpu_sgemm(k1, 0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C1, N));
+    CFT_OK(cf_cpu_sgemm(k2, 0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C2, N));
+    free(A);
+    free(B);
+}
+
 /* The bf16 result differs from fp32's by bf16's rounding, not by less: the inputs are rounded. */
 static void rounding_visible(void) {
     const int M = 64, N = 64, K = 128;
-    cf_rng rng;
-    cf_rng_seed(&rng, 7);
-    float *A = cft_floats((size_t)M * K), *B = cft_floats((size_t)K * N);
     float *C = cft_floats((size_t)M * N), *C32 = cft_floats((size_t)M * N);
-    cft_rand(&rng, A, (size_t)M * K, 1.0f);
-    cft_rand(&rng, B, (size_t)K * N, 1.0f);
-    CFT_OK(cf_cpu_sgemm(g_kernel, 0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N));
-    CFT_OK(cf_cpu_sgemm(0, 0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C32, N));
+    product_pair(g_kernel, 0, M, N, K, 7, C, C32);
     double num = 0.0, den = 0.0;
     for (int i = 0; i < M * N; i++) {
         num += (C[i] - C32[i]) * (double)(C[i] - C32[i]);
@@ -218,7 +226,7 @@ static void rounding_visible(void) {
              "[3e-4, 1e-2])",
              rel);
     expect(rel > 3e-4 && rel < 1e-2, what);
-    free(A), free(B), free(C), free(C32);
+    free(C), free(C32);
 }
 
 /* Through the backend's ops with cf_backend_options.bf16: the same bits as the direct call, for
@@ -351,14 +359,8 @@ int main(int argc, char **argv) {
         /* the AMX index really runs another kernel: the same rounded products summed in another
          * order differ somewhere in a deep product (and agree to fp32 accumulation) */
         const int M = 64, N = 64, K = 1024;
-        cf_rng rng;
-        cf_rng_seed(&rng, 21);
-        float *A = cft_floats((size_t)M * K), *B = cft_floats((size_t)K * N);
         float *C1 = cft_floats((size_t)M * N), *C2 = cft_floats((size_t)M * N);
-        cft_rand(&rng, A, (size_t)M * K, 1.0f);
-        cft_rand(&rng, B, (size_t)K * N, 1.0f);
-        CFT_OK(cf_cpu_sgemm(CF_CPU_GEMM_BF16_AVX512, 0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C1, N));
-        CFT_OK(cf_cpu_sgemm(CF_CPU_GEMM_BF16_AMX, 0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C2, N));
+        product_pair(CF_CPU_GEMM_BF16_AVX512, CF_CPU_GEMM_BF16_AMX, M, N, K, 21, C1, C2);
         int differ = 0;
         double worst = 0.0;
         for (int i = 0; i < M * N; i++) {
@@ -372,7 +374,7 @@ int main(int argc, char **argv) {
                  "%.2e (another summation order)",
                  differ, M * N, worst);
         expect(differ > 0 && worst < 1e-3, what);
-        free(A), free(B), free(C1), free(C2);
+        free(C1), free(C2);
     } else {
         printf("(no AMX here: its kernel is not tested)\n");
     }

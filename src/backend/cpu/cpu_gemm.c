@@ -13,13 +13,10 @@
  * through a scratch tile with the same arithmetic), so the result is bit-identical for any
  * thread count and any schedule. (OpenBLAS, the "blas" path, is deterministic for a fixed thread
  * count only: its results change with OPENBLAS_NUM_THREADS.) */
-#define _POSIX_C_SOURCE 200809L /* clock_gettime(CLOCK_THREAD_CPUTIME_ID) under -std=c11 */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "backend/cpu/cpu_internal.h"
 
