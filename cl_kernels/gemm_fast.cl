@@ -320,6 +320,10 @@ static inline void gf_mma8(float *c, uint a0, uint a1, uint b0) {
 #define GF_EMU_ARG
 #endif
 
+/* GF_MMA_HELPERS_ONLY: the file so far (the matrix-engine helpers above) for another kernel file
+ * built after it (flash_mma.cl); the GEMM below is left out */
+#ifndef GF_MMA_HELPERS_ONLY
+
 #if ROUND_IN == 1
 /* fp32 -> bf16 -> fp32: to nearest, ties to even, on the bits (overflow carries into +-Inf);
  * NaN stays NaN */
@@ -916,3 +920,4 @@ __kernel void gemm_fast_reduce(int M, int N, int S, __global const float *P, int
              (beta == 0.0f ? alpha * sum : alpha * sum + beta * C[c_off + (size_t)m * ldc + n]) + b,
              EPI_ACT);
 }
+#endif /* GF_MMA_HELPERS_ONLY */

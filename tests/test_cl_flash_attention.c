@@ -125,8 +125,10 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--kernel") == 0 && i + 1 < argc) only = argv[++i];
         else spec = argv[i];
     }
-    if (only && strcmp(only, "tiled") && strcmp(only, "rows") && strcmp(only, "matrix")) {
-        fprintf(stderr, "test_cl_flash_attention: --kernel takes tiled, rows or matrix, not '%s'\n",
+    if (only && strcmp(only, "tiled") && strcmp(only, "rows") && strcmp(only, "matrix") &&
+        strcmp(only, "mma")) {
+        fprintf(stderr,
+                "test_cl_flash_attention: --kernel takes tiled, rows, matrix or mma, not '%s'\n",
                 only);
         return 2;
     }
@@ -162,6 +164,24 @@ int main(int argc, char **argv) {
         fr_run_all(be, runs[k].label, small);
         if (!fr_keep_buffers) cf_backend_destroy(be);
     }
+    /* the forward on the matrix engine's tensor cores (flash_mma.cl), in bf16 and fp16: on a GPU
+     * whose verified engine has it, else emulated (CF_MATRIX_ENGINE=emulate:nvidia-mma-sync) */
+    if (!small && (!only || strcmp(only, "mma") == 0))
+        for (int p = 1; p <= 2; p++) {
+            cf_backend_options o = *tcl_opts();
+            o.flash_kernel = "mma";
+            o.bf16 = p == 1;
+            o.fp16 = p == 2;
+            if (!o.matrix_engine) o.matrix_engine = "emulate:nvidia-mma-sync";
+            cf_backend *be = NULL;
+            TCL_OK(cf_backend_opencl_create(spec ? spec : tcl_spec(), &o, &be));
+            printf("flash kernels: mma forward, %s (engine %s)\n", p == 1 ? "bf16" : "fp16",
+                   o.matrix_engine);
+            fr_round = p;
+            fr_run_all(be, p == 1 ? "mma-bf16" : "mma-fp16", 0);
+            fr_round = 0;
+            cf_backend_destroy(be);
+        }
     if (!small && (!only || strcmp(only, "matrix") == 0)) fused_unavailable(spec);
     if (!small && (!only || strcmp(only, "matrix") == 0)) ranges_counted_once(spec);
     fails += fr_fails;

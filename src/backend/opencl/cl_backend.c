@@ -119,8 +119,8 @@ static void apply_options(cf_cl_ctx *ctx, const cf_backend_options *o) {
     ctx->flash_kernel = CF_FLASH_K_AUTO;
     ctx->flash_scratch = o->flash_scratch;
     if (o->flash_kernel && cf_cl_flash_kernel_parse(o->flash_kernel, &ctx->flash_kernel) < 0) {
-        CF_WARN("flash kernels '%s' (CF_FLASH_KERNEL) not understood (auto, tiled, rows or matrix); "
-                "using auto",
+        CF_WARN("flash kernels '%s' (CF_FLASH_KERNEL) not understood (auto, tiled, rows, matrix or "
+                "mma); using auto",
                 o->flash_kernel);
         ctx->flash_kernel = CF_FLASH_K_AUTO;
     }

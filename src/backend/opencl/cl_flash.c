@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "backend/opencl/cl_internal.h"
+#include "backend/opencl/cl_matrix.h"
 #include "backend/opencl/cl_plan.h"
 
 #define FLASH_MAX_VARIANTS 8
@@ -61,6 +62,10 @@ struct cf_cl_flash {
     int m_failed;   /* auto could not allocate it once: the tiled or rows kernels from then on */
     int noted_hs[FLASH_MAX_VARIANTS]; /* head sizes whose tile was logged */
     int n_noted;
+    /* the matrix engine's forward (flash_mma.cl) for one head size and precision at a time */
+    cl_program mma_prog;
+    cl_kernel mma_fwd;
+    int mma_hs, mma_prec, mma_status; /* mma_status: 0 not built, 1 built, < 0 failed */
 };
 
 static void variant_free(flash_variant *v) {
@@ -102,6 +107,8 @@ void cf_cl_flash_release(cf_cl_ctx *ctx) {
     if (!st) return;
     for (int i = 0; i < st->n; i++) variant_free(&st->v[i]);
     for (int i = 0; i < st->nt; i++) tiled_free(&st->t[i]);
+    if (st->mma_fwd) clReleaseKernel(st->mma_fwd);
+    if (st->mma_prog) clReleaseProgram(st->mma_prog);
     free(st);
     ctx->flash = NULL;
 }
@@ -263,6 +270,7 @@ int cf_cl_flash_kernel_parse(const char *s, int *kind) {
     else if (strcmp(s, "tiled") == 0) *kind = CF_FLASH_K_TILED;
     else if (strcmp(s, "rows") == 0) *kind = CF_FLASH_K_ROWS;
     else if (strcmp(s, "matrix") == 0) *kind = CF_FLASH_K_MATRIX;
+    else if (strcmp(s, "mma") == 0) *kind = CF_FLASH_K_MMA;
     else return CF_ERR_INVALID;
     return CF_OK;
 }
@@ -465,7 +473,8 @@ static int which(cf_cl_ctx *ctx, int hs, tiled_variant **t) {
      * so is a tiled program that failed to build, which auto reports once and runs the rows
      * kernels instead. */
     const int gpu_auto = (ctx->flash_kernel == CF_FLASH_K_AUTO ||
-                          ctx->flash_kernel == CF_FLASH_K_MATRIX) &&
+                          ctx->flash_kernel == CF_FLASH_K_MATRIX ||
+                          ctx->flash_kernel == CF_FLASH_K_MMA) &&
                          (ctx->dev.type & CL_DEVICE_TYPE_GPU);
     const int want = ctx->flash_kernel == CF_FLASH_K_TILED || gpu_auto;
     if (!want) return CF_OK;
@@ -489,9 +498,82 @@ static int which(cf_cl_ctx *ctx, int hs, tiled_variant **t) {
     return CF_ERR_UNSUPPORTED;
 }
 
+/* ---- the forward on the matrix engine (flash_mma.cl) ------------------------------------------ */
+
+/* Does the matrix engine's forward run this call? Precision bf16/fp16 on an engine row with a
+ * flash forward, a head size it takes (a multiple of 16, at most 128); under auto only where the
+ * row's forward was verified on hardware (and not emulated), under CF_FLASH_KERNEL=mma always
+ * (an error where it cannot). */
+static int mma_wanted(cf_cl_ctx *ctx, const cf_attn_desc *d) {
+    const int named = ctx->flash_kernel == CF_FLASH_K_MMA;
+    if (!named && ctx->flash_kernel != CF_FLASH_K_AUTO) return 0;
+    const int can = ctx->mma_half && ctx->mx && ctx->mx->flash && d->hs % 16 == 0 && d->hs <= 128;
+    if (named && !can) {
+        cf_cl_fail(ctx, "flash attention: CF_FLASH_KERNEL=mma needs precision bf16 or fp16 on a "
+                   "matrix engine with a flash forward (%s) and a head size that is a multiple "
+                   "of 16 up to 128 (this one: %d); use CF_FLASH_KERNEL=auto",
+                   ctx->mx ? ctx->mx_name : "none here", d->hs);
+        return -1;
+    }
+    return can && (named || (ctx->mx->flash_verified && !ctx->mx_emulate));
+}
+
+static int mma_build(cf_cl_ctx *ctx, int hs) {
+    CF_TRY(state(ctx));
+    struct cf_cl_flash *st = ctx->flash;
+    const int prec = ctx->gemm_round == 1 ? CF_CL_MX_BF16 : CF_CL_MX_FP16;
+    if (st->mma_status != 0 && st->mma_hs == hs && st->mma_prec == prec)
+        return st->mma_status > 0 ? CF_OK : st->mma_status;
+    if (st->mma_fwd) clReleaseKernel(st->mma_fwd);
+    if (st->mma_prog) clReleaseProgram(st->mma_prog);
+    st->mma_fwd = NULL;
+    st->mma_prog = NULL;
+    char form[160], file[160], opts[320];
+    const cf_cl_matrix_choice mc = {ctx->mx, ctx->mx_emulate};
+    cf_cl_matrix_options(mc, prec, form, sizeof form);
+    snprintf(file, sizeof file, "%s+%s", ctx->mx->file, ctx->mx->flash);
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DGF_MMA_HELPERS_ONLY -DHS=%d %s", hs, form);
+    static const char *const names[] = {"flash_mma_forward"};
+    cl_kernel *const ks[] = {&st->mma_fwd};
+    const int rc = cf_cl_build_kernels(ctx, file, opts, &st->mma_prog, 1, names, ks);
+    st->mma_hs = hs;
+    st->mma_prec = prec;
+    st->mma_status = rc == CF_OK ? 1 : rc;
+    if (rc == CF_OK)
+        CF_DEBUG("flash attention hs=%d: the forward on %s (%s)", hs, ctx->mx_name, opts);
+    return rc;
+}
+
+static int mma_forward(cf_cl_ctx *ctx, const cf_attn_desc *d, cf_view out, cf_view lse,
+                       cf_view qkv, cf_view doc) {
+    CF_TRY(mma_build(ctx, d->hs));
+    int has_doc;
+    cl_mem dm = doc_mem(doc, qkv, &has_doc);
+    const size_t nt = 128, br = 64; /* flash_mma.cl: 4 warps, 16 query rows each */
+    const size_t local[3] = {nt, 1, 1};
+    const size_t global[3] = {((size_t)d->T + br - 1) / br * nt, (size_t)d->NH, (size_t)d->B};
+    return cf_cl_launch(
+        ctx, ctx->flash->mma_fwd, "flash_mma_forward", 3, global, local,
+        CF_ARGS(ARG_MEM(cf_cl_mem(out)), ARG_ULONG(cf_view_elem_off(out)), ARG_MEM(cf_cl_mem(lse)),
+                ARG_ULONG(cf_view_elem_off(lse)), ARG_MEM(cf_cl_mem(qkv)),
+                ARG_ULONG(cf_view_elem_off(qkv)), ARG_MEM(dm),
+                ARG_ULONG(has_doc ? cf_view_elem_off(doc) : 0), ARG_INT(has_doc), ARG_INT(d->NH),
+                ARG_INT(d->KVH), ARG_INT(d->T), ARG_INT(d->window),
+                ARG_FLOAT(1.0f / sqrtf((float)d->hs))));
+}
+
 int cf_cl_flash_forward(cf_backend *be, const cf_attn_desc *d, cf_view out, cf_view lse,
                         cf_view qkv, cf_view doc) {
     cf_cl_ctx *ctx = (cf_cl_ctx *)be->ctx;
+    const int mma = mma_wanted(ctx, d);
+    if (mma < 0) return CF_ERR_UNSUPPORTED;
+    if (mma) {
+        const int rc = mma_forward(ctx, d, out, lse, qkv, doc);
+        /* auto: a build that failed is said once (the build's own message), then the kernels
+         * below; asked for by name it is the error */
+        if (rc == CF_OK || ctx->flash_kernel == CF_FLASH_K_MMA) return rc;
+        ctx->last_error[0] = 0;
+    }
     tiled_variant *t;
     CF_TRY(which(ctx, d->hs, &t));
     return t ? tiled_forward(ctx, t, d, out, lse, qkv, doc)

@@ -214,7 +214,9 @@ void cf_cl_fail(cf_cl_ctx *ctx, const char *fmt, ...);
 
 /* ---- programs (cl_program.c) ------------------------------------------------------------------ */
 
-/* Source of cl_kernels/<file> (embedded copy, or read from ctx->kernel_dir). Caller frees. */
+/* Source of cl_kernels/<file> (embedded copy, or read from ctx->kernel_dir). Caller frees. A file
+ * "a.cl+b.cl" is the text of a.cl followed by b.cl's (flash_mma.cl after gemm_fast.cl's matrix
+ * helpers). */
 int cf_cl_kernel_source(cf_cl_ctx *ctx, const char *file, char **src, size_t *len);
 /* The prelude put ahead of every program's source (cl_kernels/common.cl). */
 #define CF_CL_PRELUDE "common.cl"
@@ -420,7 +422,8 @@ int cf_cl_flash_forward(cf_backend *be, const cf_attn_desc *d, cf_view out, cf_v
                         cf_view qkv, cf_view doc);
 int cf_cl_flash_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, cf_view delta,
                          cf_view dout, cf_view out, cf_view lse, cf_view qkv, cf_view doc);
-/* Which flash kernels run: auto (on GPUs the tiled forward and, where its scratch fits and the
+/* Which flash kernels run: auto (precision bf16/fp16 on a matrix engine whose row has a verified
+ * flash forward: that forward; on GPUs the tiled forward and, where its scratch fits and the
  * call has no window or document mask, the matrix backward, else the tiled one; the rows kernels
  * on CPU devices or where tiled does not fit or build), tiled (flash_tiled.cl), rows
  * (flash_attention.cl), matrix (the forward as auto; the backward recomputes the probabilities
@@ -430,9 +433,12 @@ enum cf_cl_flash_kernel {
     CF_FLASH_K_AUTO = 0,
     CF_FLASH_K_TILED = 1,
     CF_FLASH_K_ROWS = 2,
-    CF_FLASH_K_MATRIX = 3
+    CF_FLASH_K_MATRIX = 3,
+    CF_FLASH_K_MMA = 4 /* the forward on the matrix engine (flash_mma.cl) even where its row is not
+                        * verified for it, or emulated; the backward as auto */
 };
-/* "auto", "tiled", "rows", "matrix" (NULL or "" = auto) to the enum; CF_ERR_INVALID otherwise. */
+/* "auto", "tiled", "rows", "matrix", "mma" (NULL or "" = auto) to the enum; CF_ERR_INVALID
+ * otherwise. */
 int cf_cl_flash_kernel_parse(const char *s, int *kind);
 /* Free the flash programs (backend teardown). */
 void cf_cl_flash_release(cf_cl_ctx *ctx);

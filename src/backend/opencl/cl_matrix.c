@@ -24,7 +24,11 @@ const cf_cl_matrix_engine cf_cl_matrix_engines[] = {
      80,
      {NULL, "-DMMA_KIND=1", "-DMMA_KIND=2", "-DMMA_KIND=3"},
      1,
-     EMULATE_MMA_SYNC},
+     EMULATE_MMA_SYNC,
+     /* the flash forward (bf16, fp16): checked by emulation (test_cl_flash_attention with
+      * CF_FLASH_KERNEL=mma), not yet on hardware */
+     "flash_mma.cl",
+     0},
     /* packed tiles (gemm_fast.cl, MMA_PACKED_TILES): the values converted once as they are
      * staged, laid out as the fragments take them, 64-bit fragment reads. Its first layout passed
      * the tests on an H100 in all three precisions but ran GPT-2 124M in bf16 at 46,201 tokens/s
@@ -43,7 +47,9 @@ const cf_cl_matrix_engine cf_cl_matrix_engines[] = {
      {NULL, "-DMMA_KIND=1 -DMMA_PACKED_TILES=1", "-DMMA_KIND=2 -DMMA_PACKED_TILES=1",
       "-DMMA_KIND=3 -DMMA_PACKED_TILES=1"},
      0,
-     EMULATE_MMA_SYNC},
+     EMULATE_MMA_SYNC,
+     NULL,
+     0},
 };
 const int cf_cl_matrix_n_engines = (int)(sizeof cf_cl_matrix_engines / sizeof cf_cl_matrix_engines[0]);
 

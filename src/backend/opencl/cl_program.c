@@ -28,6 +28,32 @@ extern const struct cf_embedded_kernel cf_embedded_kernels[];
 int cf_cl_kernel_source(cf_cl_ctx *ctx, const char *file, char **src, size_t *len) {
     *src = NULL;
     *len = 0;
+    const char *plus = strchr(file, '+');
+    if (plus) { /* "a.cl+b.cl": the two texts one after the other, each counting its own lines */
+        char first[256];
+        const size_t fl = (size_t)(plus - file);
+        if (fl >= sizeof first) return CF_ERR_INVALID;
+        memcpy(first, file, fl);
+        first[fl] = 0;
+        char *a = NULL, *b = NULL;
+        size_t al = 0, bl = 0;
+        CF_TRY(cf_cl_kernel_source(ctx, first, &a, &al));
+        int rc = cf_cl_kernel_source(ctx, plus + 1, &b, &bl);
+        static const char line[] = "\n#line 1\n";
+        char *all = rc < 0 ? NULL : malloc(al + sizeof line - 1 + bl + 1);
+        if (all) {
+            memcpy(all, a, al);
+            memcpy(all + al, line, sizeof line - 1);
+            memcpy(all + al + sizeof line - 1, b, bl + 1);
+            *src = all;
+            *len = al + sizeof line - 1 + bl;
+        } else if (rc >= 0) {
+            rc = CF_ERR_NOMEM;
+        }
+        free(a);
+        free(b);
+        return rc;
+    }
     if (!ctx->kernel_dir[0]) {
         for (const struct cf_embedded_kernel *k = cf_embedded_kernels; k->name; k++) {
             if (strcmp(k->name, file) != 0) continue;

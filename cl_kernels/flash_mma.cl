@@ -1,0 +1,220 @@
+/* clformer: the flash attention forward on tensor cores (precision bf16 / fp16; host code
+ * src/backend/opencl/cl_flash.c). Built after gemm_fast.cl's matrix-engine helpers (that file
+ * with -DGF_MMA_HELPERS_ONLY: gf_pack, gf_mma16 and their emulation under MMA_EMULATE), with
+ * MMA_KIND 2 (bf16) or 3 (fp16) and HS a multiple of 16, at most 128.
+ *
+ * The contract and the mask are flash_tiled_forward's (flash_tiled.cl): out and lse of every
+ * query row; query i sees key j when lo(i) <= j <= i. Products: S = Q K^T with Q and K rounded to
+ * the format (to nearest, ties to even, as they are packed into fragments) and fp32 accumulation,
+ * then scaled by 1/sqrt(hs) in fp32; the online softmax in fp32; O += P V with P and V rounded to
+ * the format and fp32 accumulation. That is what FlashAttention does with bf16 / fp16 inputs.
+ *
+ * A work-group is 4 warps (128 work-items, consecutive local ids); warp w owns query rows
+ * i0 + 16 w .. + 15 of one (batch, head), and the group walks the blocks of 64 keys its rows can
+ * see. Each warp keeps its Q as A fragments in registers (loaded once from global memory), the
+ * scores of a block as 8 accumulator fragments of 16 x 8 (lane: rows g and g + 8, keys 2t and
+ * 2t + 1 of each; g = lane / 4, t = lane % 4), and the output as HS / 8 such fragments. K and V
+ * blocks are staged in local memory as fp32 rows (padded: FMLD floats a row). Row maxima and sums
+ * meet across the 4 lanes of a row through local memory (no sub-group shuffles: the same code
+ * runs under the emulation). The accumulator fragments of two adjacent key tiles are exactly the
+ * A fragment of m16n8k16 for P (registers: rows g / g + 8, keys 2t, 2t+1 / 2t+8, 2t+9), so P never
+ * leaves the registers. Every loop over a private array is unrolled (#pragma unroll): the
+ * arrays then live in registers, and no pointer into them is held across the barriers of the
+ * emulated mma.sync (PoCL's work-group loops lose track of such pointers: wrong results with more
+ * than one thread, seen here before the pragmas). */
+#if MMA_KIND != 2 && MMA_KIND != 3
+#error "flash_mma.cl: MMA_KIND 2 (bf16) or 3 (fp16)"
+#endif
+#if HS % 16 != 0 || HS > 128
+#error "flash_mma.cl: HS must be a multiple of 16, at most 128"
+#endif
+#define FM_WARPS 4
+#define FM_NT (32 * FM_WARPS)
+#define FM_BR (16 * FM_WARPS) /* query rows of a group */
+#define FM_BC 64              /* keys of a block */
+#define FM_KT (FM_BC / 8)     /* key tiles of 8 in a block */
+#define FM_DT (HS / 8)        /* output tiles of 8 head columns */
+#define FM_KS (HS / 16)       /* k16 steps over the head dimension */
+#define FMLD (HS + 4)         /* floats a staged row */
+
+static int fm_lo(__global const int *doc, ulong doc_off, int has_doc, int b, int T, int W, int i) {
+    if (i >= T) return T;
+    int lo = (W > 0 && i - W + 1 > 0) ? i - W + 1 : 0;
+    if (has_doc) {
+        int d = doc[doc_off + (ulong)b * (ulong)T + (ulong)i];
+        d = d < i ? d : i;
+        lo = lo > d ? lo : d;
+    }
+    return lo;
+}
+
+static inline void flash_mma_body(__global float *out, ulong out_off, __global float *lse,
+                                  ulong lse_off, __global const float *qkv, ulong qkv_off,
+                                  __global const int *doc, ulong doc_off, int has_doc, int NH,
+                                  int KVH, int T, int W, float scale, __local float *Ks,
+                                  __local float *Vs, __local float *red GF_EMU_PARAM) {
+    const int tid = get_local_id(0), w = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    const int h = get_global_id(1), b = get_global_id(2), i0 = get_group_id(0) * FM_BR;
+    const int QKV = (NH + 2 * KVH) * HS, kh = h / (NH / KVH);
+    const int i1 = (i0 + FM_BR < T ? i0 + FM_BR : T) - 1; /* the group's last row */
+    const int r0 = i0 + 16 * w + g, r1 = r0 + 8;          /* this lane's two rows */
+    const int lo0 = fm_lo(doc, doc_off, has_doc, b, T, W, r0);
+    const int lo1 = fm_lo(doc, doc_off, has_doc, b, T, W, r1);
+    /* Q's A fragments: register 0 row g, register 1 row g + 8 at head columns 16 s + 2t, +1;
+     * registers 2, 3 the same at 16 s + 2t + 8, +9 (rows past T read as 0) */
+    uint qf[FM_KS][4];
+    #pragma unroll
+    for (int s = 0; s < FM_KS; s++)
+        #pragma unroll
+        for (int r = 0; r < 4; r++) {
+            const int row = (r & 1) ? r1 : r0, col = 16 * s + 2 * t + (r >> 1) * 8;
+            float lo = 0.0f, hi = 0.0f;
+            if (row < T) {
+                const ulong q = qkv_off + ((ulong)b * T + row) * (ulong)QKV + (ulong)h * HS + col;
+                lo = qkv[q];
+                hi = qkv[q + 1];
+            }
+            qf[s][r] = gf_pack(lo, hi);
+        }
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+    float o[FM_DT][4];
+    #pragma unroll
+    for (int d = 0; d < FM_DT; d++)
+        #pragma unroll
+        for (int e = 0; e < 4; e++) o[d][e] = 0.0f;
+    for (int j0 = fm_lo(doc, doc_off, has_doc, b, T, W, i0); j0 <= i1; j0 += FM_BC) {
+        barrier(CLK_LOCAL_MEM_FENCE); /* the last block's K, V and red are read */
+        for (int e = tid; e < FM_BC * HS; e += FM_NT) {
+            const int jr = e / HS, c = e - jr * HS, j = j0 + jr;
+            const ulong row = qkv_off + ((ulong)b * T + j) * (ulong)QKV;
+            Ks[jr * FMLD + c] = j < T ? qkv[row + (ulong)(NH + kh) * HS + c] : 0.0f;
+            Vs[jr * FMLD + c] = j < T ? qkv[row + (ulong)(NH + KVH + kh) * HS + c] : 0.0f;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        /* S = Q K^T: key tile n holds keys j0 + 8 n .. + 7; B fragment: column (key) g, head
+         * columns 16 s + 2t, +1 (register 0) and + 8, + 9 (register 1) */
+        float sc[FM_KT][4];
+        #pragma unroll
+        for (int n = 0; n < FM_KT; n++) {
+            #pragma unroll
+            for (int e = 0; e < 4; e++) sc[n][e] = 0.0f;
+            const int kr = (8 * n + g) * FMLD;
+            #pragma unroll
+            for (int s = 0; s < FM_KS; s++) {
+                const int c = 16 * s + 2 * t;
+                const uint b0 = gf_pack(Ks[kr + c], Ks[kr + c + 1]);
+                const uint b1 = gf_pack(Ks[kr + c + 8], Ks[kr + c + 9]);
+                gf_mma16(sc[n], qf[s][0], qf[s][1], qf[s][2], qf[s][3], b0, b1 GF_EMU_ARG);
+            }
+        }
+        /* scale, mask, and this lane's partial row maxima */
+        float x0 = -INFINITY, x1 = -INFINITY;
+        #pragma unroll
+        for (int n = 0; n < FM_KT; n++)
+            #pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int j = j0 + 8 * n + 2 * t + (e & 1), row = e < 2 ? r0 : r1;
+                const int lo = e < 2 ? lo0 : lo1;
+                const float v = j >= lo && j <= row ? sc[n][e] * scale : -INFINITY;
+                sc[n][e] = v;
+                if (e < 2)
+                    x0 = fmax(x0, v);
+                else
+                    x1 = fmax(x1, v);
+            }
+        red[(16 * w + g) * 4 + t] = x0;
+        red[(16 * w + g + 8) * 4 + t] = x1;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        float mx0 = m0, mx1 = m1;
+        #pragma unroll
+        for (int k = 0; k < 4; k++) {
+            mx0 = fmax(mx0, red[(16 * w + g) * 4 + k]);
+            mx1 = fmax(mx1, red[(16 * w + g + 8) * 4 + k]);
+        }
+        /* a row that has seen no key yet keeps m = -inf; its p are 0 */
+        const float c0 = mx0 == -INFINITY ? 1.0f : exp(m0 - mx0);
+        const float c1 = mx1 == -INFINITY ? 1.0f : exp(m1 - mx1);
+        float ps0 = 0.0f, ps1 = 0.0f;
+        #pragma unroll
+        for (int n = 0; n < FM_KT; n++)
+            #pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const float mx = e < 2 ? mx0 : mx1;
+                const float p = mx == -INFINITY ? 0.0f : exp(sc[n][e] - mx);
+                sc[n][e] = p;
+                if (e < 2)
+                    ps0 += p;
+                else
+                    ps1 += p;
+            }
+        l0 = l0 * c0 + ps0;
+        l1 = l1 * c1 + ps1;
+        m0 = mx0;
+        m1 = mx1;
+        #pragma unroll
+        for (int d = 0; d < FM_DT; d++) {
+            o[d][0] *= c0;
+            o[d][1] *= c0;
+            o[d][2] *= c1;
+            o[d][3] *= c1;
+        }
+        /* O += P V over k16 steps of keys: P's A fragment from key tiles 2u and 2u + 1; V's B
+         * fragment: column (head column) 8 d + g at keys 16 u + 2t, +1 and + 8, + 9 */
+        #pragma unroll
+        for (int u = 0; u < FM_BC / 16; u++) {
+            const uint a0 = gf_pack(sc[2 * u][0], sc[2 * u][1]);
+            const uint a1 = gf_pack(sc[2 * u][2], sc[2 * u][3]);
+            const uint a2 = gf_pack(sc[2 * u + 1][0], sc[2 * u + 1][1]);
+            const uint a3 = gf_pack(sc[2 * u + 1][2], sc[2 * u + 1][3]);
+            const int kr = (16 * u + 2 * t) * FMLD;
+            #pragma unroll
+            for (int d = 0; d < FM_DT; d++) {
+                const int c = 8 * d + g;
+                const uint b0 = gf_pack(Vs[kr + c], Vs[kr + FMLD + c]);
+                const uint b1 = gf_pack(Vs[kr + 8 * FMLD + c], Vs[kr + 9 * FMLD + c]);
+                gf_mma16(o[d], a0, a1, a2, a3, b0, b1 GF_EMU_ARG);
+            }
+        }
+    }
+    /* the row sums across the 4 lanes of each row */
+    barrier(CLK_LOCAL_MEM_FENCE);
+    red[(16 * w + g) * 4 + t] = l0;
+    red[(16 * w + g + 8) * 4 + t] = l1;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    float s0 = 0.0f, s1 = 0.0f;
+    #pragma unroll
+    for (int k = 0; k < 4; k++) {
+        s0 += red[(16 * w + g) * 4 + k];
+        s1 += red[(16 * w + g + 8) * 4 + k];
+    }
+    #pragma unroll
+    for (int hr = 0; hr < 2; hr++) { /* rows g, g + 8 */
+        const int row = hr ? r1 : r0;
+        if (row >= T) continue;
+        const float sum = hr ? s1 : s0, inv = 1.0f / sum;
+        const ulong orow = out_off + ((ulong)b * T + row) * (ulong)(NH * HS) + (ulong)h * HS;
+        #pragma unroll
+        for (int d = 0; d < FM_DT; d++) {
+            out[orow + 8 * d + 2 * t] = o[d][2 * hr] * inv;
+            out[orow + 8 * d + 2 * t + 1] = o[d][2 * hr + 1] * inv;
+        }
+        if (t == 0) lse[lse_off + ((ulong)b * NH + h) * T + row] = (hr ? m1 : m0) + log(sum);
+    }
+}
+
+/* The local arrays are declared here and handed to the body (as gemm_fast.cl's kernels do). */
+#ifdef MMA_EMULATE
+#define FM_EMU_DECL __local uint emu[FM_WARPS * 32 * 6]; /* the emulated warps' registers */
+#else
+#define FM_EMU_DECL
+#endif
+__kernel __attribute__((reqd_work_group_size(FM_NT, 1, 1))) void
+flash_mma_forward(__global float *out, ulong out_off, __global float *lse, ulong lse_off,
+                  __global const float *qkv, ulong qkv_off, __global const int *doc, ulong doc_off,
+                  int has_doc, int NH, int KVH, int T, int W, float scale) {
+    /* one array: K rows, V rows, then per row the 4 lanes' partial maxima (or sums) */
+    __local float lm[2 * FM_BC * FMLD + FM_BR * 4];
+    FM_EMU_DECL
+    flash_mma_body(out, out_off, lse, lse_off, qkv, qkv_off, doc, doc_off, has_doc, NH, KVH, T, W,
+                   scale, lm, lm + FM_BC * FMLD, lm + 2 * FM_BC * FMLD GF_EMU_ARG);
+}
