@@ -202,19 +202,18 @@ static inline void flash_mma_body(__global float *out, ulong out_off, __global f
     }
 }
 
-/* The local arrays are declared here and handed to the body (as gemm_fast.cl's kernels do). */
-#ifdef MMA_EMULATE
-#define FM_EMU_DECL __local uint emu[FM_WARPS * 32 * 6]; /* the emulated warps' registers */
-#else
-#define FM_EMU_DECL
-#endif
+/* The local arrays come as arguments (the host sizes them: flash_mma_local_bytes): K rows, V
+ * rows and the row reductions in lm (FM_LM floats), the emulated warps' registers in emu (4 * 32 *
+ * 6 uints, or 4 bytes unused without the emulation). */
+#define FM_LM (2 * FM_BC * FMLD + FM_BR * 4)
 __kernel __attribute__((reqd_work_group_size(FM_NT, 1, 1))) void
 flash_mma_forward(__global float *out, ulong out_off, __global float *lse, ulong lse_off,
                   __global const float *qkv, ulong qkv_off, __global const int *doc, ulong doc_off,
-                  int has_doc, int NH, int KVH, int T, int W, float scale) {
-    /* one array: K rows, V rows, then per row the 4 lanes' partial maxima (or sums) */
-    __local float lm[2 * FM_BC * FMLD + FM_BR * 4];
-    FM_EMU_DECL
+                  int has_doc, int NH, int KVH, int T, int W, float scale, __local float *lm,
+                  __local uint *emu_) {
+#ifdef MMA_EMULATE
+    __local uint *emu = emu_;
+#endif
     flash_mma_body(out, out_off, lse, lse_off, qkv, qkv_off, doc, doc_off, has_doc, NH, KVH, T, W,
                    scale, lm, lm + FM_BC * FMLD, lm + 2 * FM_BC * FMLD GF_EMU_ARG);
 }

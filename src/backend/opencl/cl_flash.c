@@ -559,7 +559,10 @@ static int mma_forward(cf_cl_ctx *ctx, const cf_attn_desc *d, cf_view out, cf_vi
                 ARG_ULONG(cf_view_elem_off(qkv)), ARG_MEM(dm),
                 ARG_ULONG(has_doc ? cf_view_elem_off(doc) : 0), ARG_INT(has_doc), ARG_INT(d->NH),
                 ARG_INT(d->KVH), ARG_INT(d->T), ARG_INT(d->window),
-                ARG_FLOAT(1.0f / sqrtf((float)d->hs))));
+                ARG_FLOAT(1.0f / sqrtf((float)d->hs)),
+                /* flash_mma.cl's FM_LM floats and its emulation's registers */
+                ARG_LOCAL((2 * 64 * (d->hs + 4) + 64 * 4) * sizeof(float)),
+                ARG_LOCAL(ctx->mx_emulate ? 4 * 32 * 6 * sizeof(cl_uint) : sizeof(cl_uint))));
 }
 
 int cf_cl_flash_forward(cf_backend *be, const cf_attn_desc *d, cf_view out, cf_view lse,

@@ -261,7 +261,7 @@ int cf_cl_program_set_ls(cf_cl_ctx *ctx, int prog, int ls);
 
 /* ---- launches, buffers, scratch, profiling (cl_runtime.c) ------------------------------------ */
 
-enum { CF_ARG_MEM, CF_ARG_INT, CF_ARG_FLOAT, CF_ARG_ULONG };
+enum { CF_ARG_MEM, CF_ARG_INT, CF_ARG_FLOAT, CF_ARG_ULONG, CF_ARG_LOCAL };
 typedef struct {
     int kind;
     cl_mem m;
@@ -274,6 +274,8 @@ typedef struct {
 #define ARG_INT(x) ((cf_cl_arg){CF_ARG_INT, NULL, (cl_int)(x), 0.0f, 0})
 #define ARG_FLOAT(x) ((cf_cl_arg){CF_ARG_FLOAT, NULL, 0, (cl_float)(x), 0})
 #define ARG_ULONG(x) ((cf_cl_arg){CF_ARG_ULONG, NULL, 0, 0.0f, (cl_ulong)(x)})
+/* local memory of x bytes for a __local pointer argument */
+#define ARG_LOCAL(x) ((cf_cl_arg){CF_ARG_LOCAL, NULL, 0, 0.0f, (cl_ulong)(x)})
 #define CF_ARGS(...)                                                                               \
     (int)(sizeof((cf_cl_arg[]){__VA_ARGS__}) / sizeof(cf_cl_arg)), (cf_cl_arg[]) { __VA_ARGS__ }
 

@@ -39,6 +39,7 @@ int cf_cl_launch(cf_cl_ctx *ctx, cl_kernel k, const char *name, int dims, const 
         case CF_ARG_MEM: err = clSetKernelArg(k, (cl_uint)i, sizeof(cl_mem), &a->m); break;
         case CF_ARG_INT: err = clSetKernelArg(k, (cl_uint)i, sizeof(cl_int), &a->i); break;
         case CF_ARG_FLOAT: err = clSetKernelArg(k, (cl_uint)i, sizeof(cl_float), &a->f); break;
+        case CF_ARG_LOCAL: err = clSetKernelArg(k, (cl_uint)i, (size_t)a->u, NULL); break;
         default: err = clSetKernelArg(k, (cl_uint)i, sizeof(cl_ulong), &a->u); break;
         }
         if (err != CL_SUCCESS) {
