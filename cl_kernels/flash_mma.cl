@@ -31,7 +31,9 @@
 #define FM_WARPS 4
 #define FM_NT (32 * FM_WARPS)
 #define FM_BR (16 * FM_WARPS) /* query rows of a group */
-#define FM_BC 64              /* keys of a block */
+/* keys of a block: 64, or 32 above head size 64, so that the staged K and V blocks (2 x FM_BC x
+ * FMLD floats) fit NVIDIA's 48 KiB with the row reductions (cl_flash.c: mma_local_floats) */
+#define FM_BC (HS <= 64 ? 64 : 32)
 #define FM_KT (FM_BC / 8)     /* key tiles of 8 in a block */
 #define FM_DT (HS / 8)        /* output tiles of 8 head columns */
 #define FM_KS (HS / 16)       /* k16 steps over the head dimension */

@@ -32,10 +32,12 @@ static int fr_keep_buffers = 0;
  * reference gets q, k, v rounded the same way, cases whose head size is not a multiple of 16 are
  * skipped, and the tolerances are the format's (fr_run) */
 static int fr_round = 0;
-#define FR_TOL_OUT_BF16 1.0
-#define FR_TOL_OUT_FP16 1.0
-#define FR_TOL_D_BF16 1.0
-#define FR_TOL_D_FP16 1.0
+/* measured on PoCL (emulated) and the H100: out to 1.3e-3 (bf16) and 2e-4 (fp16), dq/dk/dv to
+ * 5.2e-3 and 7.2e-4 (PoCL, emulated, 12 cases each) */
+#define FR_TOL_OUT_BF16 5e-3
+#define FR_TOL_OUT_FP16 1e-3
+#define FR_TOL_D_BF16 2e-2
+#define FR_TOL_D_FP16 4e-3
 
 static void *fr_malloc(size_t n) {
     void *p = calloc(n ? n : 1, 1);
@@ -325,7 +327,7 @@ static void fr_run_all(cf_backend *be, const char *be_name, int small) {
     const fr_case *cs = small ? fr_small_cases : fr_cases;
     const int n = small ? (int)(sizeof fr_small_cases / sizeof fr_small_cases[0])
                         : (int)(sizeof fr_cases / sizeof fr_cases[0]);
-    for (int i = 0; i < n; i++) { if (getenv("FR_ONLY") && !strstr(cs[i].name, getenv("FR_ONLY"))) continue; fr_run(be, be_name, &cs[i], 1000 + (uint64_t)i); }
+    for (int i = 0; i < n; i++) fr_run(be, be_name, &cs[i], 1000 + (uint64_t)i);
 }
 
 #endif

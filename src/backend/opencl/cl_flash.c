@@ -544,6 +544,13 @@ static int mma_build(cf_cl_ctx *ctx, int hs) {
     return rc;
 }
 
+/* flash_mma.cl's local floats (FM_LM): two blocks of FM_BC keys of hs + 4 floats, 64 rows x 4
+ * reductions */
+static size_t mma_local_floats(int hs) {
+    const size_t bc = hs <= 64 ? 64 : 32;
+    return 2 * bc * (size_t)(hs + 4) + 64 * 4;
+}
+
 static int mma_forward(cf_cl_ctx *ctx, const cf_attn_desc *d, cf_view out, cf_view lse,
                        cf_view qkv, cf_view doc) {
     CF_TRY(mma_build(ctx, d->hs));
@@ -561,7 +568,7 @@ static int mma_forward(cf_cl_ctx *ctx, const cf_attn_desc *d, cf_view out, cf_vi
                 ARG_INT(d->KVH), ARG_INT(d->T), ARG_INT(d->window),
                 ARG_FLOAT(1.0f / sqrtf((float)d->hs)),
                 /* flash_mma.cl's FM_LM floats and its emulation's registers */
-                ARG_LOCAL((2 * 64 * (d->hs + 4) + 64 * 4) * sizeof(float)),
+                ARG_LOCAL(mma_local_floats(d->hs) * sizeof(float)),
                 ARG_LOCAL(ctx->mx_emulate ? 4 * 32 * 6 * sizeof(cl_uint) : sizeof(cl_uint))));
 }
 
