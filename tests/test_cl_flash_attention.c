@@ -16,7 +16,10 @@
  * and the attention-op counter, which counts a call in head ranges once.
  * --small runs tiled, rows and the fused one-byte matrix set (a head a chunk in its multi-head
  * case).
- *     test_cl_flash_attention [--small] [--kernel tiled|rows|matrix] [device spec]
+ * Then the forward on the matrix engine's tensor cores (flash_kernel "mma", cl_kernels/flash_mma.cl)
+ * in bf16 and fp16, emulated where the device has no verified engine with it, against the reference
+ * on q, k, v rounded to the format (cases with a head size that is a multiple of 16).
+ *     test_cl_flash_attention [--small] [--kernel tiled|rows|matrix|mma] [device spec]
  * --small: the few small cases oclgrind runs (tests/cli_oclgrind_flash.sh); --kernel: one set
  * only. Skips (77) without an OpenCL device unless CF_REQUIRE_OPENCL=1. */
 #include "test_cl_common.h"
