@@ -532,7 +532,12 @@ static int mma_build(cf_cl_ctx *ctx, int hs) {
     const cf_cl_matrix_choice mc = {ctx->mx, ctx->mx_emulate};
     cf_cl_matrix_options(mc, prec, form, sizeof form);
     snprintf(file, sizeof file, "%s+%s", ctx->mx->file, ctx->mx->flash);
-    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DGF_MMA_HELPERS_ONLY -DHS=%d %s", hs, form);
+    /* on a CPU device (the emulation's tests) without optimisation: LLVM takes minutes per
+     * head size over this kernel's unrolled loops replicated across the work-group (PoCL), as
+     * gemm_fast.cl's emulated forms do (cl_gemm_fast.c) */
+    const int cpu = !(ctx->dev.type & CL_DEVICE_TYPE_GPU);
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DGF_MMA_HELPERS_ONLY -DHS=%d %s%s", hs, form,
+             cpu ? " -cl-opt-disable" : "");
     static const char *const names[] = {"flash_mma_forward"};
     cl_kernel *const ks[] = {&st->mma_fwd};
     const int rc = cf_cl_build_kernels(ctx, file, opts, &st->mma_prog, 1, names, ks);
