@@ -92,6 +92,7 @@ static inline void flash_mma_body(__global float *out, ulong out_off, __global f
             Ks[jr * FMLD + c] = j < T ? qkv[row + (ulong)(NH + kh) * HS + c] : 0.0f;
             Vs[jr * FMLD + c] = j < T ? qkv[row + (ulong)(NH + KVH + kh) * HS + c] : 0.0f;
         }
+        /* the whole tile is in local memory before any row reads it */
         barrier(CLK_LOCAL_MEM_FENCE);
         /* S = Q K^T: key tile n holds keys j0 + 8 n .. + 7; B fragment: column (key) g, head
          * columns 16 s + 2t, +1 (register 0) and + 8, + 9 (register 1) */
@@ -218,4 +219,267 @@ flash_mma_forward(__global float *out, ulong out_off, __global float *lse, ulong
 #endif
     flash_mma_body(out, out_off, lse, lse_off, qkv, qkv_off, doc, doc_off, has_doc, NH, KVH, T, W,
                    scale, lm, lm + FM_BC * FMLD, lm + 2 * FM_BC * FMLD GF_EMU_ARG);
+}
+
+/* ---- the backward (flash_mma_dq, then flash_mma_dkv) -------------------------------------------
+ * The contract is flash_tiled_dq / flash_tiled_dkv's (flash_tiled.cl), dq, dk, dv assigned:
+ *     P = exp(scale q.k - lse) on the visible pairs, D_i = sum_c dout_i,c out_i,c,
+ *     dS = P (dout.v - D), dq_i = scale sum_j dS_ij k_j, dk_j = scale sum_i dS_ij q_i (over the
+ *     query heads of k's group), dv_j = sum_i P_ij dout_i,
+ * with every product on the matrix engine: its inputs (q, k, v, dout, P, dS) rounded to the format
+ * as they are packed into fragments, fp32 accumulation; exp, the mask and the differences in fp32.
+ * flash_mma_dq also writes D (delta: it reads each of its rows' dout and out once), which
+ * flash_mma_dkv, launched after it on the same queue, reads. Nothing is atomic: each output is
+ * written by one work-item, the sums in a fixed order. */
+
+/* the A fragments of rows ra (registers 0, 2) and rb (1, 3) of a row-major fp32 matrix at x +
+ * (row) * ld, head columns 16 s + 2t, +1 (registers 0, 1) and + 8, + 9 (2, 3); rows at or past T
+ * read as 0. A macro, not a function taking the array, so that the fragments stay registers
+ * (flash_mma_body's note); its constant loops unroll as the #pragma'd ones do. */
+#define FM_LOAD_A(f, x, x_off, ld, col0, ra, rb)                                                   \
+    for (int s_ = 0; s_ < FM_KS; s_++)                                                             \
+        for (int r_ = 0; r_ < 4; r_++) {                                                           \
+        const int row_ = (r_ & 1) ? (rb) : (ra), c_ = 16 * s_ + 2 * t + (r_ >> 1) * 8;             \
+        float lo_ = 0.0f, hi_ = 0.0f;                                                              \
+        if (row_ < T) {                                                                            \
+            const ulong q_ = (x_off) + ((ulong)b * T + row_) * (ulong)(ld) + (ulong)(col0) + c_;   \
+            lo_ = x[q_];                                                                           \
+            hi_ = x[q_ + 1];                                                                       \
+        }                                                                                          \
+        f[s_][r_] = gf_pack(lo_, hi_);                                                             \
+    }
+
+/* rows n0 .. n0 + n - 1 of a row-major fp32 matrix (columns col0 .. + HS) into local rows of FMLD
+ * floats; rows at or past T as 0 */
+static inline void fm_stage(__local float *dst, __global const float *x, ulong x_off, int ld,
+                            int col0, int b, int T, int n0, int n) {
+    for (int e = get_local_id(0); e < n * HS; e += FM_NT) {
+        const int r = e / HS, c = e - r * HS, i = n0 + r;
+        dst[r * FMLD + c] = i < T ? x[x_off + ((ulong)b * T + i) * (ulong)ld + (ulong)col0 + c] : 0.0f;
+    }
+}
+
+/* dq (and delta) of 64 query rows of one (batch, head): the forward's walk over the key blocks,
+ * with S = Q K^T and dP = dO V^T from Q and dO fragments held in registers, then dQ += dS K. */
+__kernel __attribute__((reqd_work_group_size(FM_NT, 1, 1))) void
+flash_mma_dq(__global float *dqkv, ulong dqkv_off, __global float *delta, ulong delta_off,
+             __global const float *dout, ulong dout_off, __global const float *out, ulong out_off,
+             __global const float *lse, ulong lse_off, __global const float *qkv, ulong qkv_off,
+             __global const int *doc, ulong doc_off, int has_doc, int NH, int KVH, int T, int W,
+             float scale, __local float *lm, __local uint *emu_) {
+#ifdef MMA_EMULATE
+    __local uint *emu = emu_;
+#endif
+    __local float *Ks = lm, *Vs = lm + FM_BC * FMLD;
+    const int tid = get_local_id(0), w = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    const int h = get_global_id(1), b = get_global_id(2), i0 = get_group_id(0) * FM_BR;
+    const int QKV = (NH + 2 * KVH) * HS, kh = h / (NH / KVH), C = NH * HS;
+    const int i1 = (i0 + FM_BR < T ? i0 + FM_BR : T) - 1;
+    const int r0 = i0 + 16 * w + g, r1 = r0 + 8;
+    const int lo0 = fm_lo(doc, doc_off, has_doc, b, T, W, r0);
+    const int lo1 = fm_lo(doc, doc_off, has_doc, b, T, W, r1);
+    /* delta of this lane's rows (each of a row's 4 lanes sums it alike; lane t 0 stores it) */
+    float D0 = 0.0f, D1 = 0.0f, L0 = 0.0f, L1 = 0.0f;
+    #pragma unroll
+    for (int hr = 0; hr < 2; hr++) {
+        const int row = hr ? r1 : r0;
+        if (row >= T) continue;
+        const ulong o = ((ulong)b * T + row) * (ulong)C + (ulong)h * HS;
+        const ulong li = ((ulong)b * NH + h) * T + row;
+        float D = 0.0f;
+        for (int c = 0; c < HS; c++) D = fma(dout[dout_off + o + c], out[out_off + o + c], D);
+        if (t == 0) delta[delta_off + li] = D;
+        if (hr) {
+            D1 = D;
+            L1 = lse[lse_off + li];
+        } else {
+            D0 = D;
+            L0 = lse[lse_off + li];
+        }
+    }
+    uint qf[FM_KS][4], of[FM_KS][4];
+    FM_LOAD_A(qf, qkv, qkv_off, QKV, h * HS, r0, r1)
+    FM_LOAD_A(of, dout, dout_off, C, h * HS, r0, r1)
+    float dq[FM_DT][4];
+    #pragma unroll
+    for (int d = 0; d < FM_DT; d++)
+        #pragma unroll
+        for (int e = 0; e < 4; e++) dq[d][e] = 0.0f;
+    for (int j0 = fm_lo(doc, doc_off, has_doc, b, T, W, i0); j0 <= i1; j0 += FM_BC) {
+        barrier(CLK_LOCAL_MEM_FENCE); /* the last block's K and V are read */
+        fm_stage(Ks, qkv, qkv_off, QKV, (NH + kh) * HS, b, T, j0, FM_BC);
+        fm_stage(Vs, qkv, qkv_off, QKV, (NH + KVH + kh) * HS, b, T, j0, FM_BC);
+        /* the whole tile is in local memory before any row reads it */
+        barrier(CLK_LOCAL_MEM_FENCE);
+        /* S = Q K^T and dP = dO V^T, key tile n: keys j0 + 8 n .. + 7 (B fragments as the
+         * forward's) */
+        float sc[FM_KT][4], dp[FM_KT][4];
+        #pragma unroll
+        for (int n = 0; n < FM_KT; n++) {
+            #pragma unroll
+            for (int e = 0; e < 4; e++) sc[n][e] = dp[n][e] = 0.0f;
+            const int kr = (8 * n + g) * FMLD;
+            #pragma unroll
+            for (int s = 0; s < FM_KS; s++) {
+                const int c = kr + 16 * s + 2 * t;
+                gf_mma16(sc[n], qf[s][0], qf[s][1], qf[s][2], qf[s][3], gf_pack(Ks[c], Ks[c + 1]),
+                         gf_pack(Ks[c + 8], Ks[c + 9]) GF_EMU_ARG);
+                gf_mma16(dp[n], of[s][0], of[s][1], of[s][2], of[s][3], gf_pack(Vs[c], Vs[c + 1]),
+                         gf_pack(Vs[c + 8], Vs[c + 9]) GF_EMU_ARG);
+            }
+        }
+        /* dS = P (dP - D), 0 outside the mask */
+        #pragma unroll
+        for (int n = 0; n < FM_KT; n++)
+            #pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int j = j0 + 8 * n + 2 * t + (e & 1), row = e < 2 ? r0 : r1;
+                const int lo = e < 2 ? lo0 : lo1;
+                const float L = e < 2 ? L0 : L1, D = e < 2 ? D0 : D1;
+                sc[n][e] = j >= lo && j <= row ? exp(sc[n][e] * scale - L) * (dp[n][e] - D) : 0.0f;
+            }
+        /* dQ += dS K over k16 steps of keys: dS's A fragment from key tiles 2u and 2u + 1; K's B
+         * fragment: column (head column) 8 d + g at keys 16 u + 2t, +1 and + 8, + 9 */
+        #pragma unroll
+        for (int u = 0; u < FM_BC / 16; u++) {
+            const uint a0 = gf_pack(sc[2 * u][0], sc[2 * u][1]);
+            const uint a1 = gf_pack(sc[2 * u][2], sc[2 * u][3]);
+            const uint a2 = gf_pack(sc[2 * u + 1][0], sc[2 * u + 1][1]);
+            const uint a3 = gf_pack(sc[2 * u + 1][2], sc[2 * u + 1][3]);
+            const int kr = (16 * u + 2 * t) * FMLD;
+            #pragma unroll
+            for (int d = 0; d < FM_DT; d++) {
+                const int c = kr + 8 * d + g;
+                gf_mma16(dq[d], a0, a1, a2, a3, gf_pack(Ks[c], Ks[c + FMLD]),
+                         gf_pack(Ks[c + 8 * FMLD], Ks[c + 9 * FMLD]) GF_EMU_ARG);
+            }
+        }
+    }
+    #pragma unroll
+    for (int hr = 0; hr < 2; hr++) {
+        const int row = hr ? r1 : r0;
+        if (row >= T) continue;
+        const ulong o = dqkv_off + ((ulong)b * T + row) * (ulong)QKV + (ulong)h * HS;
+        #pragma unroll
+        for (int d = 0; d < FM_DT; d++) {
+            dqkv[o + 8 * d + 2 * t] = dq[d][2 * hr] * scale;
+            dqkv[o + 8 * d + 2 * t + 1] = dq[d][2 * hr + 1] * scale;
+        }
+    }
+}
+
+/* dk and dv of 64 keys of one (batch, kv head): warp w owns keys j0 + 16 w .. + 15 (lane: keys g,
+ * g + 8) with their K and V as A fragments in registers, and walks, for each query head of the
+ * group, the blocks of FM_BC queries that can see its keys. Transposed products: S^T = K Q^T and
+ * dP^T = V dO^T (accumulator rows keys, columns queries), then dV += P^T dO and dK += dS^T Q with
+ * the accumulators of two query tiles as the A fragment. The query block's Q and dO rows, lse,
+ * delta and first visible key are staged in local memory. */
+__kernel __attribute__((reqd_work_group_size(FM_NT, 1, 1))) void
+flash_mma_dkv(__global float *dqkv, ulong dqkv_off, __global const float *delta, ulong delta_off,
+              __global const float *dout, ulong dout_off, __global const float *lse,
+              ulong lse_off, __global const float *qkv, ulong qkv_off, __global const int *doc,
+              ulong doc_off, int has_doc, int NH, int KVH, int T, int W, float scale,
+              __local float *lm, __local uint *emu_) {
+#ifdef MMA_EMULATE
+    __local uint *emu = emu_;
+#endif
+    __local float *Qs = lm, *Os = lm + FM_BC * FMLD, *Ls = lm + 2 * FM_BC * FMLD;
+    __local float *Ds = Ls + FM_BC;
+    __local int *Lo = (__local int *)(Ds + FM_BC);
+    const int tid = get_local_id(0), w = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    const int kh = get_global_id(1), b = get_global_id(2), j0 = get_group_id(0) * FM_BR;
+    const int QKV = (NH + 2 * KVH) * HS, G = NH / KVH, C = NH * HS;
+    const int j1 = (j0 + FM_BR < T ? j0 + FM_BR : T) - 1;
+    const int c0 = j0 + 16 * w + g, c1 = c0 + 8; /* this lane's two keys */
+    uint kf[FM_KS][4], vf[FM_KS][4];
+    FM_LOAD_A(kf, qkv, qkv_off, QKV, (NH + kh) * HS, c0, c1)
+    FM_LOAD_A(vf, qkv, qkv_off, QKV, (NH + KVH + kh) * HS, c0, c1)
+    float dk[FM_DT][4], dv[FM_DT][4];
+    #pragma unroll
+    for (int d = 0; d < FM_DT; d++)
+        #pragma unroll
+        for (int e = 0; e < 4; e++) dk[d][e] = dv[d][e] = 0.0f;
+    for (int h = kh * G; h < (kh + 1) * G; h++) {
+        /* the query blocks that can see keys j0..j1: from query j0 while the block's first row
+         * still reaches back to j1 (a row's first visible key never decreases along the rows) */
+        for (int i0 = j0; i0 < T && fm_lo(doc, doc_off, has_doc, b, T, W, i0) <= j1;
+             i0 += FM_BC) {
+            barrier(CLK_LOCAL_MEM_FENCE); /* the last block's rows are read */
+            fm_stage(Qs, qkv, qkv_off, QKV, h * HS, b, T, i0, FM_BC);
+            fm_stage(Os, dout, dout_off, C, h * HS, b, T, i0, FM_BC);
+            for (int q = tid; q < FM_BC; q += FM_NT) {
+                const int i = i0 + q;
+                const ulong li = ((ulong)b * NH + h) * T + i;
+                Ls[q] = i < T ? lse[lse_off + li] : 0.0f;
+                Ds[q] = i < T ? delta[delta_off + li] : 0.0f;
+                Lo[q] = fm_lo(doc, doc_off, has_doc, b, T, W, i); /* T past the end: masked */
+            }
+            /* the whole tile is in local memory before any row reads it */
+            barrier(CLK_LOCAL_MEM_FENCE);
+            /* S^T and dP^T, query tile n: queries i0 + 8 n .. + 7; B fragment: column (query)
+             * g, head columns 16 s + 2t, +1 and + 8, + 9 */
+            float st[FM_KT][4], dpt[FM_KT][4];
+            #pragma unroll
+            for (int n = 0; n < FM_KT; n++) {
+                #pragma unroll
+                for (int e = 0; e < 4; e++) st[n][e] = dpt[n][e] = 0.0f;
+                const int qr = (8 * n + g) * FMLD;
+                #pragma unroll
+                for (int s = 0; s < FM_KS; s++) {
+                    const int c = qr + 16 * s + 2 * t;
+                    gf_mma16(st[n], kf[s][0], kf[s][1], kf[s][2], kf[s][3],
+                             gf_pack(Qs[c], Qs[c + 1]), gf_pack(Qs[c + 8], Qs[c + 9]) GF_EMU_ARG);
+                    gf_mma16(dpt[n], vf[s][0], vf[s][1], vf[s][2], vf[s][3],
+                             gf_pack(Os[c], Os[c + 1]), gf_pack(Os[c + 8], Os[c + 9]) GF_EMU_ARG);
+                }
+            }
+            /* P^T and dS^T = P^T (dP^T - D), 0 outside the mask */
+            #pragma unroll
+            for (int n = 0; n < FM_KT; n++)
+                #pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int q = 8 * n + 2 * t + (e & 1), i = i0 + q, j = e < 2 ? c0 : c1;
+                    const float p =
+                        i < T && j >= Lo[q] && j <= i ? exp(st[n][e] * scale - Ls[q]) : 0.0f;
+                    st[n][e] = p;
+                    dpt[n][e] = p * (dpt[n][e] - Ds[q]);
+                }
+            /* dV += P^T dO and dK += dS^T Q over k16 steps of queries; B fragments: column
+             * (head column) 8 d + g at queries 16 u + 2t, +1 and + 8, + 9 */
+            #pragma unroll
+            for (int u = 0; u < FM_BC / 16; u++) {
+                const uint p0 = gf_pack(st[2 * u][0], st[2 * u][1]);
+                const uint p1 = gf_pack(st[2 * u][2], st[2 * u][3]);
+                const uint p2 = gf_pack(st[2 * u + 1][0], st[2 * u + 1][1]);
+                const uint p3 = gf_pack(st[2 * u + 1][2], st[2 * u + 1][3]);
+                const uint s0 = gf_pack(dpt[2 * u][0], dpt[2 * u][1]);
+                const uint s1 = gf_pack(dpt[2 * u][2], dpt[2 * u][3]);
+                const uint s2 = gf_pack(dpt[2 * u + 1][0], dpt[2 * u + 1][1]);
+                const uint s3 = gf_pack(dpt[2 * u + 1][2], dpt[2 * u + 1][3]);
+                const int qr = (16 * u + 2 * t) * FMLD;
+                #pragma unroll
+                for (int d = 0; d < FM_DT; d++) {
+                    const int c = qr + 8 * d + g;
+                    gf_mma16(dv[d], p0, p1, p2, p3, gf_pack(Os[c], Os[c + FMLD]),
+                             gf_pack(Os[c + 8 * FMLD], Os[c + 9 * FMLD]) GF_EMU_ARG);
+                    gf_mma16(dk[d], s0, s1, s2, s3, gf_pack(Qs[c], Qs[c + FMLD]),
+                             gf_pack(Qs[c + 8 * FMLD], Qs[c + 9 * FMLD]) GF_EMU_ARG);
+                }
+            }
+        }
+    }
+    #pragma unroll
+    for (int hr = 0; hr < 2; hr++) {
+        const int j = hr ? c1 : c0;
+        if (j >= T) continue;
+        const ulong o = dqkv_off + ((ulong)b * T + j) * (ulong)QKV;
+        #pragma unroll
+        for (int d = 0; d < FM_DT; d++)
+            #pragma unroll
+            for (int f = 0; f < 2; f++) {
+                const int c = 8 * d + 2 * t + f;
+                dqkv[o + (ulong)(NH + kh) * HS + c] = dk[d][2 * hr + f] * scale;
+                dqkv[o + (ulong)(NH + KVH + kh) * HS + c] = dv[d][2 * hr + f];
+            }
+    }
 }

@@ -10,7 +10,9 @@
 # probabilities recomputed by the matrix attention ops, here cl_kernels/attention.cl's fused
 # kernels, batch chunk by batch chunk) after the tiled forward (oclgrind's simulated device is a
 # GPU), with a scratch budget of one byte (so the two-head case runs head by head, on the fused
-# kernels' head ranges):
+# kernels' head ranges), and the matrix engine's kernels (cl_kernels/flash_mma.cl: flash_mma_forward,
+# flash_mma_dq, flash_mma_dkv, with mma.sync emulated) in bf16 and fp16 on the two small cases of
+# head size 16:
 #     oclgrind --data-races --uninitialized --check-api test_cl_flash_attention --small --kernel K
 # It fails if a result differs from the reference, if oclgrind reports anything, or if the test
 # did not pass. Before each set it plants a bug (the barriers between loading a tile into local
@@ -27,6 +29,9 @@ bash "$2/tests/oclgrind_kernels.sh" cli_oclgrind_flash test_cl_flash_attention \
 bash "$2/tests/oclgrind_kernels.sh" cli_oclgrind_flash test_cl_flash_attention \
     flash_attention.cl "$marker" "--small --kernel rows" "the rows flash attention kernels" \
     "$1" "$2" "^PASS test_cl_flash_attention" "--small --kernel rows" || exit $?
-exec bash "$2/tests/oclgrind_kernels.sh" cli_oclgrind_flash \
+bash "$2/tests/oclgrind_kernels.sh" cli_oclgrind_flash \
     test_cl_flash_attention flash_tiled.cl "$marker" "--small --kernel matrix" \
-    "the matrix flash backward" "$1" "$2" "^PASS test_cl_flash_attention" "--small --kernel matrix"
+    "the matrix flash backward" "$1" "$2" "^PASS test_cl_flash_attention" "--small --kernel matrix" || exit $?
+exec bash "$2/tests/oclgrind_kernels.sh" cli_oclgrind_flash test_cl_flash_attention \
+    flash_mma.cl "$marker" "--small --kernel mma" "the matrix engine's flash kernels (emulated)" \
+    "$1" "$2" "^PASS test_cl_flash_attention" "--small --kernel mma"

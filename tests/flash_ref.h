@@ -321,6 +321,9 @@ static const fr_case fr_small_cases[] = {
     {"window 3 doc T21 4:1", 1, 21, 4, 1, 8, 3, 2},
     {"T1", 1, 1, 2, 1, 8, 0, 0},
     {"heads T13 NH2 hs8", 1, 13, 2, 2, 8, 0, 0},
+    /* for the matrix engine's kernels (head sizes of a multiple of 16; the others skip them) */
+    {"mma T19 gqa 4:2 hs16", 1, 19, 4, 2, 16, 0, 0},
+    {"mma window 3 doc T21 4:1 hs16", 1, 21, 4, 1, 16, 3, 2},
 };
 
 static void fr_run_all(cf_backend *be, const char *be_name, int small) {

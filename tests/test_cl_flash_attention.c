@@ -169,7 +169,7 @@ int main(int argc, char **argv) {
     }
     /* the forward on the matrix engine's tensor cores (flash_mma.cl), in bf16 and fp16: on a GPU
      * whose verified engine has it, else emulated (CF_MATRIX_ENGINE=emulate:nvidia-mma-sync) */
-    if (!small && (!only || strcmp(only, "mma") == 0))
+    if (!only || strcmp(only, "mma") == 0)
         for (int p = 1; p <= 2; p++) {
             cf_backend_options o = *tcl_opts();
             o.flash_kernel = "mma";
@@ -178,10 +178,10 @@ int main(int argc, char **argv) {
             if (!o.matrix_engine) o.matrix_engine = "emulate:nvidia-mma-sync";
             cf_backend *be = NULL;
             TCL_OK(cf_backend_opencl_create(spec ? spec : tcl_spec(), &o, &be));
-            printf("flash kernels: mma forward, %s (engine %s)\n", p == 1 ? "bf16" : "fp16",
-                   o.matrix_engine);
+            printf("flash kernels: mma forward and backward, %s (engine %s)\n",
+                   p == 1 ? "bf16" : "fp16", o.matrix_engine);
             fr_round = p;
-            fr_run_all(be, p == 1 ? "mma-bf16" : "mma-fp16", 0);
+            fr_run_all(be, p == 1 ? "mma-bf16" : "mma-fp16", small);
             fr_round = 0;
             cf_backend_destroy(be);
         }

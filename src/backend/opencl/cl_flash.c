@@ -62,9 +62,9 @@ struct cf_cl_flash {
     int m_failed;   /* auto could not allocate it once: the tiled or rows kernels from then on */
     int noted_hs[FLASH_MAX_VARIANTS]; /* head sizes whose tile was logged */
     int n_noted;
-    /* the matrix engine's forward (flash_mma.cl) for one head size and precision at a time */
+    /* the matrix engine's kernels (flash_mma.cl) for one head size and precision at a time */
     cl_program mma_prog;
-    cl_kernel mma_fwd;
+    cl_kernel mma_fwd, mma_dq, mma_dkv;
     int mma_hs, mma_prec, mma_status; /* mma_status: 0 not built, 1 built, < 0 failed */
 };
 
@@ -108,6 +108,8 @@ void cf_cl_flash_release(cf_cl_ctx *ctx) {
     for (int i = 0; i < st->n; i++) variant_free(&st->v[i]);
     for (int i = 0; i < st->nt; i++) tiled_free(&st->t[i]);
     if (st->mma_fwd) clReleaseKernel(st->mma_fwd);
+    if (st->mma_dq) clReleaseKernel(st->mma_dq);
+    if (st->mma_dkv) clReleaseKernel(st->mma_dkv);
     if (st->mma_prog) clReleaseProgram(st->mma_prog);
     free(st);
     ctx->flash = NULL;
@@ -525,8 +527,10 @@ static int mma_build(cf_cl_ctx *ctx, int hs) {
     if (st->mma_status != 0 && st->mma_hs == hs && st->mma_prec == prec)
         return st->mma_status > 0 ? CF_OK : st->mma_status;
     if (st->mma_fwd) clReleaseKernel(st->mma_fwd);
+    if (st->mma_dq) clReleaseKernel(st->mma_dq);
+    if (st->mma_dkv) clReleaseKernel(st->mma_dkv);
     if (st->mma_prog) clReleaseProgram(st->mma_prog);
-    st->mma_fwd = NULL;
+    st->mma_fwd = st->mma_dq = st->mma_dkv = NULL;
     st->mma_prog = NULL;
     char form[160], file[160], opts[320];
     const cf_cl_matrix_choice mc = {ctx->mx, ctx->mx_emulate};
@@ -538,9 +542,9 @@ static int mma_build(cf_cl_ctx *ctx, int hs) {
     const int cpu = !(ctx->dev.type & CL_DEVICE_TYPE_GPU);
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DGF_MMA_HELPERS_ONLY -DHS=%d %s%s", hs, form,
              cpu ? " -cl-opt-disable" : "");
-    static const char *const names[] = {"flash_mma_forward"};
-    cl_kernel *const ks[] = {&st->mma_fwd};
-    const int rc = cf_cl_build_kernels(ctx, file, opts, &st->mma_prog, 1, names, ks);
+    static const char *const names[] = {"flash_mma_forward", "flash_mma_dq", "flash_mma_dkv"};
+    cl_kernel *const ks[] = {&st->mma_fwd, &st->mma_dq, &st->mma_dkv};
+    const int rc = cf_cl_build_kernels(ctx, file, opts, &st->mma_prog, 3, names, ks);
     st->mma_hs = hs;
     st->mma_prec = prec;
     st->mma_status = rc == CF_OK ? 1 : rc;
@@ -549,8 +553,8 @@ static int mma_build(cf_cl_ctx *ctx, int hs) {
     return rc;
 }
 
-/* flash_mma.cl's local floats (FM_LM): two blocks of FM_BC keys of hs + 4 floats, 64 rows x 4
- * reductions */
+/* flash_mma.cl's local floats (FM_LM): two blocks of FM_BC keys (or queries) of hs + 4 floats, 64
+ * rows x 4 reductions (the backward's 3 values a query of a block fit there) */
 static size_t mma_local_floats(int hs) {
     const size_t bc = hs <= 64 ? 64 : 32;
     return 2 * bc * (size_t)(hs + 4) + 64 * 4;
@@ -575,6 +579,43 @@ static int mma_forward(cf_cl_ctx *ctx, const cf_attn_desc *d, cf_view out, cf_vi
                 /* flash_mma.cl's FM_LM floats and its emulation's registers */
                 ARG_LOCAL(mma_local_floats(d->hs) * sizeof(float)),
                 ARG_LOCAL(ctx->mx_emulate ? 4 * 32 * 6 * sizeof(cl_uint) : sizeof(cl_uint))));
+}
+
+/* dq and delta (flash_mma_dq), then dk and dv (flash_mma_dkv, which reads delta) */
+static int mma_backward(cf_cl_ctx *ctx, const cf_attn_desc *d, cf_view dqkv, cf_view delta,
+                        cf_view dout, cf_view out, cf_view lse, cf_view qkv, cf_view doc) {
+    CF_TRY(mma_build(ctx, d->hs));
+    int has_doc;
+    cl_mem dm = doc_mem(doc, qkv, &has_doc);
+    const size_t nt = 128, br = 64;
+    const size_t local[3] = {nt, 1, 1};
+    const size_t gq[3] = {((size_t)d->T + br - 1) / br * nt, (size_t)d->NH, (size_t)d->B};
+    const size_t gkv[3] = {((size_t)d->T + br - 1) / br * nt, (size_t)d->KVH, (size_t)d->B};
+    const float scale = 1.0f / sqrtf((float)d->hs);
+    const cl_ulong doc_off = has_doc ? cf_view_elem_off(doc) : 0;
+    const size_t lm = mma_local_floats(d->hs) * sizeof(float);
+    const size_t emu = ctx->mx_emulate ? 4 * 32 * 6 * sizeof(cl_uint) : sizeof(cl_uint);
+    CF_TRY(cf_cl_launch(
+        ctx, ctx->flash->mma_dq, "flash_mma_dq", 3, gq, local,
+        CF_ARGS(ARG_MEM(cf_cl_mem(dqkv)), ARG_ULONG(cf_view_elem_off(dqkv)),
+                ARG_MEM(cf_cl_mem(delta)), ARG_ULONG(cf_view_elem_off(delta)),
+                ARG_MEM(cf_cl_mem(dout)), ARG_ULONG(cf_view_elem_off(dout)),
+                ARG_MEM(cf_cl_mem(out)), ARG_ULONG(cf_view_elem_off(out)),
+                ARG_MEM(cf_cl_mem(lse)), ARG_ULONG(cf_view_elem_off(lse)),
+                ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(cf_view_elem_off(qkv)), ARG_MEM(dm),
+                ARG_ULONG(doc_off), ARG_INT(has_doc), ARG_INT(d->NH), ARG_INT(d->KVH),
+                ARG_INT(d->T), ARG_INT(d->window), ARG_FLOAT(scale), ARG_LOCAL(lm),
+                ARG_LOCAL(emu))));
+    return cf_cl_launch(
+        ctx, ctx->flash->mma_dkv, "flash_mma_dkv", 3, gkv, local,
+        CF_ARGS(ARG_MEM(cf_cl_mem(dqkv)), ARG_ULONG(cf_view_elem_off(dqkv)),
+                ARG_MEM(cf_cl_mem(delta)), ARG_ULONG(cf_view_elem_off(delta)),
+                ARG_MEM(cf_cl_mem(dout)), ARG_ULONG(cf_view_elem_off(dout)),
+                ARG_MEM(cf_cl_mem(lse)), ARG_ULONG(cf_view_elem_off(lse)),
+                ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(cf_view_elem_off(qkv)), ARG_MEM(dm),
+                ARG_ULONG(doc_off), ARG_INT(has_doc), ARG_INT(d->NH), ARG_INT(d->KVH),
+                ARG_INT(d->T), ARG_INT(d->window), ARG_FLOAT(scale), ARG_LOCAL(lm),
+                ARG_LOCAL(emu)));
 }
 
 int cf_cl_flash_forward(cf_backend *be, const cf_attn_desc *d, cf_view out, cf_view lse,
@@ -669,6 +710,14 @@ int cf_cl_flash_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, cf
                          cf_view dout, cf_view out, cf_view lse, cf_view qkv, cf_view doc) {
     cf_cl_ctx *ctx = (cf_cl_ctx *)be->ctx;
     if (ctx->flash) ctx->flash->m_last = 0;
+    /* the matrix engine's kernels where the forward runs them (mma_wanted: the same rule) */
+    const int mma = mma_wanted(ctx, d);
+    if (mma < 0) return CF_ERR_UNSUPPORTED;
+    if (mma) {
+        const int rc = mma_backward(ctx, d, dqkv, delta, dout, out, lse, qkv, doc);
+        if (rc == CF_OK || ctx->flash_kernel == CF_FLASH_K_MMA) return rc;
+        ctx->last_error[0] = 0;
+    }
     cf_cl_flash_split m;
     if (matrix_wanted(ctx, d, doc.buf != NULL, &m)) {
         const int rc = matrix_backward(be, d, &m, dqkv, dout, qkv);
