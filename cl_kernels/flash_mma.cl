@@ -22,11 +22,37 @@
  * arrays then live in registers, and no pointer into them is held across the barriers of the
  * emulated mma.sync (PoCL's work-group loops lose track of such pointers: wrong results with more
  * than one thread, seen here before the pragmas). */
-#if MMA_KIND != 2 && MMA_KIND != 3
-#error "flash_mma.cl: MMA_KIND 2 (bf16) or 3 (fp16)"
+#if MMA_KIND < 1 || MMA_KIND > 3
+#error "flash_mma.cl: MMA_KIND 1 (tf32), 2 (bf16) or 3 (fp16)"
 #endif
-#if HS % 16 != 0 || HS > 128
-#error "flash_mma.cl: HS must be a multiple of 16, at most 128"
+/* One product step and its operands' registers (gemm_fast.cl's fragment layouts):
+ *   FM_K        the k of one mma.sync: 16 (bf16 / fp16, m16n8k16), 8 (TF32, m16n8k8)
+ *   FM_RW(p, h) register h (0, 1) of a lane's operand contiguous along k, p at its k 2t of the
+ *               step: bf16 / fp16 the pairs at 2t, 2t + 1 and 2t + 8, 2t + 9; TF32 the value at
+ *               2t (h 0) or 2t + 1 (h 1)
+ *   FM_CW(p, ld, h)  the same along k with a stride of ld (a column of staged rows)
+ *   FM_PA(c, u, r)   register r of the A fragment of k step u made of accumulator fragments c
+ *               (rows g, g + 8 at columns 2t, 2t + 1 of each tile of 8): bf16 / fp16 tiles 2u and
+ *               2u + 1 packed in pairs, TF32 tile u alone
+ * TF32 permutes k inside each step of 8: PTX's lane k t and t + 4 carry columns 2t and 2t + 1 (both
+ * operands of a product the same way, so the sum is unchanged), which makes an accumulator tile
+ * the A fragment as it stands and keeps the two values of a lane adjacent, as bf16's pairs are. */
+#if MMA_KIND == 1
+#define FM_K 8
+#define FM_MMA gf_mma
+#define FM_RW(p, h) gf_tf32((p)[h])
+#define FM_CW(p, ld, h) gf_tf32((p)[(h) * (ld)])
+#define FM_PA(c, u, r) gf_tf32(c[u][((r) & 1) * 2 + ((r) >> 1)])
+#else
+#define FM_K 16
+#define FM_MMA gf_mma16
+#define FM_RW(p, h) gf_pack((p)[8 * (h)], (p)[8 * (h) + 1])
+#define FM_CW(p, ld, h) gf_pack((p)[8 * (h) * (ld)], (p)[(8 * (h) + 1) * (ld)])
+#define FM_PA(c, u, r)                                                                             \
+    gf_pack(c[2 * (u) + ((r) >> 1)][((r) & 1) * 2], c[2 * (u) + ((r) >> 1)][((r) & 1) * 2 + 1])
+#endif
+#if HS % FM_K != 0 || HS > 128
+#error "flash_mma.cl: HS must be a multiple of the product's k (16; 8 in TF32), at most 128"
 #endif
 #define FM_WARPS 4
 #define FM_NT (32 * FM_WARPS)
@@ -36,7 +62,7 @@
 #define FM_BC (HS <= 64 ? 64 : 32)
 #define FM_KT (FM_BC / 8)     /* key tiles of 8 in a block */
 #define FM_DT (HS / 8)        /* output tiles of 8 head columns */
-#define FM_KS (HS / 16)       /* k16 steps over the head dimension */
+#define FM_KS (HS / FM_K)     /* product steps over the head dimension */
 #define FMLD (HS + 4)         /* floats a staged row */
 
 static int fm_lo(__global const int *doc, ulong doc_off, int has_doc, int b, int T, int W, int i) {
@@ -62,21 +88,17 @@ static inline void flash_mma_body(__global float *out, ulong out_off, __global f
     const int r0 = i0 + 16 * w + g, r1 = r0 + 8;          /* this lane's two rows */
     const int lo0 = fm_lo(doc, doc_off, has_doc, b, T, W, r0);
     const int lo1 = fm_lo(doc, doc_off, has_doc, b, T, W, r1);
-    /* Q's A fragments: register 0 row g, register 1 row g + 8 at head columns 16 s + 2t, +1;
-     * registers 2, 3 the same at 16 s + 2t + 8, +9 (rows past T read as 0) */
+    /* Q's A fragments: registers 0, 2 row g, registers 1, 3 row g + 8 (FM_RW's columns of step s;
+     * rows past T read as 0) */
     uint qf[FM_KS][4];
     #pragma unroll
     for (int s = 0; s < FM_KS; s++)
         #pragma unroll
         for (int r = 0; r < 4; r++) {
-            const int row = (r & 1) ? r1 : r0, col = 16 * s + 2 * t + (r >> 1) * 8;
-            float lo = 0.0f, hi = 0.0f;
-            if (row < T) {
-                const ulong q = qkv_off + ((ulong)b * T + row) * (ulong)QKV + (ulong)h * HS + col;
-                lo = qkv[q];
-                hi = qkv[q + 1];
-            }
-            qf[s][r] = gf_pack(lo, hi);
+            const int row = (r & 1) ? r1 : r0;
+            const ulong q = qkv_off + ((ulong)b * T + row) * (ulong)QKV + (ulong)h * HS +
+                            FM_K * s + 2 * t;
+            qf[s][r] = row < T ? FM_RW(qkv + q, r >> 1) : 0u;
         }
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
     float o[FM_DT][4];
@@ -94,8 +116,8 @@ static inline void flash_mma_body(__global float *out, ulong out_off, __global f
         }
         /* the whole tile is in local memory before any row reads it */
         barrier(CLK_LOCAL_MEM_FENCE);
-        /* S = Q K^T: key tile n holds keys j0 + 8 n .. + 7; B fragment: column (key) g, head
-         * columns 16 s + 2t, +1 (register 0) and + 8, + 9 (register 1) */
+        /* S = Q K^T: key tile n holds keys j0 + 8 n .. + 7; B fragment: column (key) g, FM_RW's
+         * head columns of step s */
         float sc[FM_KT][4];
         #pragma unroll
         for (int n = 0; n < FM_KT; n++) {
@@ -104,10 +126,9 @@ static inline void flash_mma_body(__global float *out, ulong out_off, __global f
             const int kr = (8 * n + g) * FMLD;
             #pragma unroll
             for (int s = 0; s < FM_KS; s++) {
-                const int c = 16 * s + 2 * t;
-                const uint b0 = gf_pack(Ks[kr + c], Ks[kr + c + 1]);
-                const uint b1 = gf_pack(Ks[kr + c + 8], Ks[kr + c + 9]);
-                gf_mma16(sc[n], qf[s][0], qf[s][1], qf[s][2], qf[s][3], b0, b1 GF_EMU_ARG);
+                __local const float *kp = Ks + kr + FM_K * s + 2 * t;
+                FM_MMA(sc[n], qf[s][0], qf[s][1], qf[s][2], qf[s][3], FM_RW(kp, 0), FM_RW(kp, 1)
+                       GF_EMU_ARG);
             }
         }
         /* scale, mask, and this lane's partial row maxima */
@@ -161,21 +182,17 @@ static inline void flash_mma_body(__global float *out, ulong out_off, __global f
             o[d][2] *= c1;
             o[d][3] *= c1;
         }
-        /* O += P V over k16 steps of keys: P's A fragment from key tiles 2u and 2u + 1; V's B
-         * fragment: column (head column) 8 d + g at keys 16 u + 2t, +1 and + 8, + 9 */
+        /* O += P V over the key steps: P's A fragment from the key tiles (FM_PA); V's B fragment:
+         * column (head column) 8 d + g at FM_CW's keys of step u */
         #pragma unroll
-        for (int u = 0; u < FM_BC / 16; u++) {
-            const uint a0 = gf_pack(sc[2 * u][0], sc[2 * u][1]);
-            const uint a1 = gf_pack(sc[2 * u][2], sc[2 * u][3]);
-            const uint a2 = gf_pack(sc[2 * u + 1][0], sc[2 * u + 1][1]);
-            const uint a3 = gf_pack(sc[2 * u + 1][2], sc[2 * u + 1][3]);
-            const int kr = (16 * u + 2 * t) * FMLD;
+        for (int u = 0; u < FM_BC / FM_K; u++) {
+            const uint a0 = FM_PA(sc, u, 0), a1 = FM_PA(sc, u, 1);
+            const uint a2 = FM_PA(sc, u, 2), a3 = FM_PA(sc, u, 3);
+            const int kr = (FM_K * u + 2 * t) * FMLD;
             #pragma unroll
             for (int d = 0; d < FM_DT; d++) {
-                const int c = 8 * d + g;
-                const uint b0 = gf_pack(Vs[kr + c], Vs[kr + FMLD + c]);
-                const uint b1 = gf_pack(Vs[kr + 8 * FMLD + c], Vs[kr + 9 * FMLD + c]);
-                gf_mma16(o[d], a0, a1, a2, a3, b0, b1 GF_EMU_ARG);
+                __local const float *vp = Vs + kr + 8 * d + g;
+                FM_MMA(o[d], a0, a1, a2, a3, FM_CW(vp, FMLD, 0), FM_CW(vp, FMLD, 1) GF_EMU_ARG);
             }
         }
     }
@@ -233,21 +250,16 @@ flash_mma_forward(__global float *out, ulong out_off, __global float *lse, ulong
  * written by one work-item, the sums in a fixed order. */
 
 /* the A fragments of rows ra (registers 0, 2) and rb (1, 3) of a row-major fp32 matrix at x +
- * (row) * ld, head columns 16 s + 2t, +1 (registers 0, 1) and + 8, + 9 (2, 3); rows at or past T
- * read as 0. A macro, not a function taking the array, so that the fragments stay registers
+ * (row) * ld + col0, FM_RW's head columns of each step; rows at or past T read as 0. A macro, not a function taking the array, so that the fragments stay registers
  * (flash_mma_body's note); its constant loops unroll as the #pragma'd ones do. */
 #define FM_LOAD_A(f, x, x_off, ld, col0, ra, rb)                                                   \
     for (int s_ = 0; s_ < FM_KS; s_++)                                                             \
         for (int r_ = 0; r_ < 4; r_++) {                                                           \
-        const int row_ = (r_ & 1) ? (rb) : (ra), c_ = 16 * s_ + 2 * t + (r_ >> 1) * 8;             \
-        float lo_ = 0.0f, hi_ = 0.0f;                                                              \
-        if (row_ < T) {                                                                            \
-            const ulong q_ = (x_off) + ((ulong)b * T + row_) * (ulong)(ld) + (ulong)(col0) + c_;   \
-            lo_ = x[q_];                                                                           \
-            hi_ = x[q_ + 1];                                                                       \
-        }                                                                                          \
-        f[s_][r_] = gf_pack(lo_, hi_);                                                             \
-    }
+            const int row_ = (r_ & 1) ? (rb) : (ra);                                               \
+            const ulong q_ = (x_off) + ((ulong)b * T + row_) * (ulong)(ld) + (ulong)(col0) +       \
+                             FM_K * s_ + 2 * t;                                                    \
+            f[s_][r_] = row_ < T ? FM_RW(x + q_, r_ >> 1) : 0u;                                    \
+        }
 
 /* rows n0 .. n0 + n - 1 of a row-major fp32 matrix (columns col0 .. + HS) into local rows of FMLD
  * floats; rows at or past T as 0 */
@@ -321,11 +333,11 @@ flash_mma_dq(__global float *dqkv, ulong dqkv_off, __global float *delta, ulong 
             const int kr = (8 * n + g) * FMLD;
             #pragma unroll
             for (int s = 0; s < FM_KS; s++) {
-                const int c = kr + 16 * s + 2 * t;
-                gf_mma16(sc[n], qf[s][0], qf[s][1], qf[s][2], qf[s][3], gf_pack(Ks[c], Ks[c + 1]),
-                         gf_pack(Ks[c + 8], Ks[c + 9]) GF_EMU_ARG);
-                gf_mma16(dp[n], of[s][0], of[s][1], of[s][2], of[s][3], gf_pack(Vs[c], Vs[c + 1]),
-                         gf_pack(Vs[c + 8], Vs[c + 9]) GF_EMU_ARG);
+                const int c = kr + FM_K * s + 2 * t;
+                FM_MMA(sc[n], qf[s][0], qf[s][1], qf[s][2], qf[s][3], FM_RW(Ks + c, 0),
+                       FM_RW(Ks + c, 1) GF_EMU_ARG);
+                FM_MMA(dp[n], of[s][0], of[s][1], of[s][2], of[s][3], FM_RW(Vs + c, 0),
+                       FM_RW(Vs + c, 1) GF_EMU_ARG);
             }
         }
         /* dS = P (dP - D), 0 outside the mask */
@@ -338,20 +350,18 @@ flash_mma_dq(__global float *dqkv, ulong dqkv_off, __global float *delta, ulong 
                 const float L = e < 2 ? L0 : L1, D = e < 2 ? D0 : D1;
                 sc[n][e] = j >= lo && j <= row ? exp(sc[n][e] * scale - L) * (dp[n][e] - D) : 0.0f;
             }
-        /* dQ += dS K over k16 steps of keys: dS's A fragment from key tiles 2u and 2u + 1; K's B
-         * fragment: column (head column) 8 d + g at keys 16 u + 2t, +1 and + 8, + 9 */
+        /* dQ += dS K over the key steps: dS's A fragment from the key tiles (FM_PA); K's B
+         * fragment: column (head column) 8 d + g at FM_CW's keys of step u */
         #pragma unroll
-        for (int u = 0; u < FM_BC / 16; u++) {
-            const uint a0 = gf_pack(sc[2 * u][0], sc[2 * u][1]);
-            const uint a1 = gf_pack(sc[2 * u][2], sc[2 * u][3]);
-            const uint a2 = gf_pack(sc[2 * u + 1][0], sc[2 * u + 1][1]);
-            const uint a3 = gf_pack(sc[2 * u + 1][2], sc[2 * u + 1][3]);
-            const int kr = (16 * u + 2 * t) * FMLD;
+        for (int u = 0; u < FM_BC / FM_K; u++) {
+            const uint a0 = FM_PA(sc, u, 0), a1 = FM_PA(sc, u, 1);
+            const uint a2 = FM_PA(sc, u, 2), a3 = FM_PA(sc, u, 3);
+            const int kr = (FM_K * u + 2 * t) * FMLD;
             #pragma unroll
             for (int d = 0; d < FM_DT; d++) {
                 const int c = kr + 8 * d + g;
-                gf_mma16(dq[d], a0, a1, a2, a3, gf_pack(Ks[c], Ks[c + FMLD]),
-                         gf_pack(Ks[c + 8 * FMLD], Ks[c + 9 * FMLD]) GF_EMU_ARG);
+                FM_MMA(dq[d], a0, a1, a2, a3, FM_CW(Ks + c, FMLD, 0), FM_CW(Ks + c, FMLD, 1)
+                       GF_EMU_ARG);
             }
         }
     }
@@ -426,11 +436,11 @@ flash_mma_dkv(__global float *dqkv, ulong dqkv_off, __global const float *delta,
                 const int qr = (8 * n + g) * FMLD;
                 #pragma unroll
                 for (int s = 0; s < FM_KS; s++) {
-                    const int c = qr + 16 * s + 2 * t;
-                    gf_mma16(st[n], kf[s][0], kf[s][1], kf[s][2], kf[s][3],
-                             gf_pack(Qs[c], Qs[c + 1]), gf_pack(Qs[c + 8], Qs[c + 9]) GF_EMU_ARG);
-                    gf_mma16(dpt[n], vf[s][0], vf[s][1], vf[s][2], vf[s][3],
-                             gf_pack(Os[c], Os[c + 1]), gf_pack(Os[c + 8], Os[c + 9]) GF_EMU_ARG);
+                    const int c = qr + FM_K * s + 2 * t;
+                    FM_MMA(st[n], kf[s][0], kf[s][1], kf[s][2], kf[s][3], FM_RW(Qs + c, 0),
+                           FM_RW(Qs + c, 1) GF_EMU_ARG);
+                    FM_MMA(dpt[n], vf[s][0], vf[s][1], vf[s][2], vf[s][3], FM_RW(Os + c, 0),
+                           FM_RW(Os + c, 1) GF_EMU_ARG);
                 }
             }
             /* P^T and dS^T = P^T (dP^T - D), 0 outside the mask */
@@ -444,26 +454,22 @@ flash_mma_dkv(__global float *dqkv, ulong dqkv_off, __global const float *delta,
                     st[n][e] = p;
                     dpt[n][e] = p * (dpt[n][e] - Ds[q]);
                 }
-            /* dV += P^T dO and dK += dS^T Q over k16 steps of queries; B fragments: column
-             * (head column) 8 d + g at queries 16 u + 2t, +1 and + 8, + 9 */
+            /* dV += P^T dO and dK += dS^T Q over the query steps (FM_PA); B fragments: column
+             * (head column) 8 d + g at FM_CW's queries of step u */
             #pragma unroll
-            for (int u = 0; u < FM_BC / 16; u++) {
-                const uint p0 = gf_pack(st[2 * u][0], st[2 * u][1]);
-                const uint p1 = gf_pack(st[2 * u][2], st[2 * u][3]);
-                const uint p2 = gf_pack(st[2 * u + 1][0], st[2 * u + 1][1]);
-                const uint p3 = gf_pack(st[2 * u + 1][2], st[2 * u + 1][3]);
-                const uint s0 = gf_pack(dpt[2 * u][0], dpt[2 * u][1]);
-                const uint s1 = gf_pack(dpt[2 * u][2], dpt[2 * u][3]);
-                const uint s2 = gf_pack(dpt[2 * u + 1][0], dpt[2 * u + 1][1]);
-                const uint s3 = gf_pack(dpt[2 * u + 1][2], dpt[2 * u + 1][3]);
-                const int qr = (16 * u + 2 * t) * FMLD;
+            for (int u = 0; u < FM_BC / FM_K; u++) {
+                const uint p0 = FM_PA(st, u, 0), p1 = FM_PA(st, u, 1);
+                const uint p2 = FM_PA(st, u, 2), p3 = FM_PA(st, u, 3);
+                const uint s0 = FM_PA(dpt, u, 0), s1 = FM_PA(dpt, u, 1);
+                const uint s2 = FM_PA(dpt, u, 2), s3 = FM_PA(dpt, u, 3);
+                const int qr = (FM_K * u + 2 * t) * FMLD;
                 #pragma unroll
                 for (int d = 0; d < FM_DT; d++) {
                     const int c = qr + 8 * d + g;
-                    gf_mma16(dv[d], p0, p1, p2, p3, gf_pack(Os[c], Os[c + FMLD]),
-                             gf_pack(Os[c + 8 * FMLD], Os[c + 9 * FMLD]) GF_EMU_ARG);
-                    gf_mma16(dk[d], s0, s1, s2, s3, gf_pack(Qs[c], Qs[c + FMLD]),
-                             gf_pack(Qs[c + 8 * FMLD], Qs[c + 9 * FMLD]) GF_EMU_ARG);
+                    FM_MMA(dv[d], p0, p1, p2, p3, FM_CW(Os + c, FMLD, 0), FM_CW(Os + c, FMLD, 1)
+                           GF_EMU_ARG);
+                    FM_MMA(dk[d], s0, s1, s2, s3, FM_CW(Qs + c, FMLD, 0), FM_CW(Qs + c, FMLD, 1)
+                           GF_EMU_ARG);
                 }
             }
         }

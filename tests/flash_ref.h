@@ -28,9 +28,10 @@
 static int fr_fails = 0, fr_checks = 0;
 /* keep buffers until exit (oclgrind: a reused address reads as uninitialised; see test_cl_common.h) */
 static int fr_keep_buffers = 0;
-/* 1 / 2: the forward under test rounds its products' inputs to bf16 / fp16 (flash_mma.cl): the
- * reference gets q, k, v rounded the same way, cases whose head size is not a multiple of 16 are
- * skipped, and the tolerances are the format's (fr_run) */
+/* 1 / 2 / 3: the kernels under test round their products' inputs to bf16 / fp16 / TF32
+ * (flash_mma.cl): the reference gets q, k, v rounded the same way, cases whose head size is not a
+ * multiple of the product's k (16; 8 in TF32) are skipped, and the tolerances are the format's
+ * (fr_run) */
 static int fr_round = 0;
 /* measured on PoCL (emulated) and the H100: out to 1.3e-3 (bf16) and 2e-4 (fp16), dq/dk/dv to
  * 5.2e-3 and 7.2e-4 (PoCL, emulated, 12 cases each) */
@@ -38,6 +39,16 @@ static int fr_round = 0;
 #define FR_TOL_OUT_FP16 1e-3
 #define FR_TOL_D_BF16 2e-2
 #define FR_TOL_D_FP16 4e-3
+
+/* fp32 to TF32 as cvt.rna does: to nearest, ties away from zero, 10 fraction bits; Inf and NaN
+ * kept */
+static float fr_tf32(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0x1000u) & 0xffffe000u;
+    memcpy(&x, &u, 4);
+    return x;
+}
 
 static void *fr_malloc(size_t n) {
     void *p = calloc(n ? n : 1, 1);
@@ -184,7 +195,7 @@ static int fr_get(cf_backend *be, cf_buffer *buf, void *out, size_t n) {
 
 /* Run one case on be and compare with the reference; tolerances for float32 against double */
 static void fr_run(cf_backend *be, const char *be_name, const fr_case *c, uint64_t seed) {
-    if (fr_round && c->hs % 16) return; /* no tensor-core shape */
+    if (fr_round && c->hs % (fr_round == 3 ? 8 : 16)) return; /* no tensor-core shape */
     const size_t BT = (size_t)c->B * c->T, QKV = (size_t)(c->NH + 2 * c->KVH) * c->hs;
     const size_t nqkv = BT * QKV, nout = BT * (size_t)c->NH * c->hs, nl = BT * (size_t)c->NH;
     cf_rng r;
@@ -208,8 +219,9 @@ static void fr_run(cf_backend *be, const char *be_name, const fr_case *c, uint64
     if (fr_round) { /* the reference on the rounded inputs */
         float *qr = fr_malloc(nqkv * 4);
         for (size_t i = 0; i < nqkv; i++)
-            qr[i] = fr_round == 1 ? cf_bf16_to_f32(cf_f32_to_bf16(qkv[i]))
-                                  : cf_f16_to_f32(cf_f32_to_f16(qkv[i]));
+            qr[i] = fr_round == 1   ? cf_bf16_to_f32(cf_f32_to_bf16(qkv[i]))
+                    : fr_round == 2 ? cf_f16_to_f32(cf_f32_to_f16(qkv[i]))
+                                    : fr_tf32(qkv[i]);
         fr_reference(c, qr, dout, doc, out_ref, lse_ref, dqkv_ref);
         free(qr);
     } else {
@@ -239,9 +251,10 @@ static void fr_run(cf_backend *be, const char *be_name, const fr_case *c, uint64
     /* rounded inputs: P is rounded too (against the block's running maximum, which the reference
      * cannot follow), and the backward (fp32) recomputes P from fp32 scores against the rounded
      * forward's lse */
-    const double tol_out = fr_round == 1 ? FR_TOL_OUT_BF16 : fr_round == 2 ? FR_TOL_OUT_FP16 : 4e-6;
+    /* TF32 has fp16's 10 fraction bits (and bf16's range): fp16's tolerances */
+    const double tol_out = fr_round == 1 ? FR_TOL_OUT_BF16 : fr_round ? FR_TOL_OUT_FP16 : 4e-6;
     const double tol_lse = fr_round ? 1e-5 : 1e-6;
-    const double tol_d = fr_round == 1 ? FR_TOL_D_BF16 : fr_round == 2 ? FR_TOL_D_FP16 : 1e-5;
+    const double tol_d = fr_round == 1 ? FR_TOL_D_BF16 : fr_round ? FR_TOL_D_FP16 : 1e-5;
     fr_check(be_name, c, "out", out, out_ref, nout, tol_out);
     fr_check(be_name, c, "lse", lse, lse_ref, nl, tol_lse);
     /* dq, dk, dv separately: a k/v error must not hide behind a larger q */

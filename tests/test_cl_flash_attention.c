@@ -170,18 +170,22 @@ int main(int argc, char **argv) {
     /* the forward on the matrix engine's tensor cores (flash_mma.cl), in bf16 and fp16: on a GPU
      * whose verified engine has it, else emulated (CF_MATRIX_ENGINE=emulate:nvidia-mma-sync) */
     if (!only || strcmp(only, "mma") == 0)
-        for (int p = 1; p <= 2; p++) {
+        for (int p = 1; p <= 3; p++) {
+            static const char *const names[] = {"", "bf16", "fp16", "tf32"};
             cf_backend_options o = *tcl_opts();
             o.flash_kernel = "mma";
             o.bf16 = p == 1;
             o.fp16 = p == 2;
+            o.tf32 = p == 3;
             if (!o.matrix_engine) o.matrix_engine = "emulate:nvidia-mma-sync";
             cf_backend *be = NULL;
             TCL_OK(cf_backend_opencl_create(spec ? spec : tcl_spec(), &o, &be));
-            printf("flash kernels: mma forward and backward, %s (engine %s)\n",
-                   p == 1 ? "bf16" : "fp16", o.matrix_engine);
+            printf("flash kernels: mma forward and backward, %s (engine %s)\n", names[p],
+                   o.matrix_engine);
+            char label[16];
+            snprintf(label, sizeof label, "mma-%s", names[p]);
             fr_round = p;
-            fr_run_all(be, p == 1 ? "mma-bf16" : "mma-fp16", small);
+            fr_run_all(be, label, small);
             fr_round = 0;
             cf_backend_destroy(be);
         }

@@ -502,19 +502,21 @@ static int which(cf_cl_ctx *ctx, int hs, tiled_variant **t) {
 
 /* ---- the forward on the matrix engine (flash_mma.cl) ------------------------------------------ */
 
-/* Does the matrix engine's forward run this call? Precision bf16/fp16 on an engine row with a
- * flash forward, a head size it takes (a multiple of 16, at most 128); under auto only where the
- * row's forward was verified on hardware (and not emulated), under CF_FLASH_KERNEL=mma always
- * (an error where it cannot). */
+/* Do the matrix engine's kernels run this call? Precision tf32, bf16 or fp16 on an engine row with
+ * flash kernels, a head size they take (a multiple of the product's k, 8 in tf32 and 16 in bf16 /
+ * fp16, at most 128); under auto only where the row's kernels were verified on hardware (and not
+ * emulated), under CF_FLASH_KERNEL=mma always (an error where they cannot). */
 static int mma_wanted(cf_cl_ctx *ctx, const cf_attn_desc *d) {
     const int named = ctx->flash_kernel == CF_FLASH_K_MMA;
     if (!named && ctx->flash_kernel != CF_FLASH_K_AUTO) return 0;
-    const int can = ctx->mma_half && ctx->mx && ctx->mx->flash && d->hs % 16 == 0 && d->hs <= 128;
+    const int k = ctx->mma_tf32 ? 8 : 16;
+    const int can = (ctx->mma_half || ctx->mma_tf32) && ctx->mx && ctx->mx->flash &&
+                    d->hs % k == 0 && d->hs <= 128;
     if (named && !can) {
-        cf_cl_fail(ctx, "flash attention: CF_FLASH_KERNEL=mma needs precision bf16 or fp16 on a "
-                   "matrix engine with a flash forward (%s) and a head size that is a multiple "
-                   "of 16 up to 128 (this one: %d); use CF_FLASH_KERNEL=auto",
-                   ctx->mx ? ctx->mx_name : "none here", d->hs);
+        cf_cl_fail(ctx, "flash attention: CF_FLASH_KERNEL=mma needs precision tf32, bf16 or fp16 "
+                   "on a matrix engine with flash kernels (%s) and a head size that is a "
+                   "multiple of %d up to 128 (this one: %d); use CF_FLASH_KERNEL=auto",
+                   ctx->mx ? ctx->mx_name : "none here", k, d->hs);
         return -1;
     }
     return can && (named || (ctx->mx->flash_verified && !ctx->mx_emulate));
@@ -523,7 +525,7 @@ static int mma_wanted(cf_cl_ctx *ctx, const cf_attn_desc *d) {
 static int mma_build(cf_cl_ctx *ctx, int hs) {
     CF_TRY(state(ctx));
     struct cf_cl_flash *st = ctx->flash;
-    const int prec = ctx->gemm_round == 1 ? CF_CL_MX_BF16 : CF_CL_MX_FP16;
+    const int prec = ctx->mx_prec; /* tf32, bf16 or fp16 (mma_wanted) */
     if (st->mma_status != 0 && st->mma_hs == hs && st->mma_prec == prec)
         return st->mma_status > 0 ? CF_OK : st->mma_status;
     if (st->mma_fwd) clReleaseKernel(st->mma_fwd);
