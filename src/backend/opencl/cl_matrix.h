@@ -41,9 +41,10 @@ typedef struct cf_cl_matrix_engine {
     const char *emulation; /* the build option that emulates its instructions in OpenCL C on any
                             * device (CF_MATRIX_ENGINE=emulate:<name>, for tests; slow); NULL:
                             * none */
-    const char *flash;     /* its flash attention forward for bf16/fp16 (flash_mma.cl's kernel and
-                            * arguments), built after `file` with -DGF_MMA_HELPERS_ONLY; NULL: none */
-    int flash_verified;    /* that forward's tests passed on hardware: auto runs it */
+    const char *flash;     /* its flash attention kernels for tf32/bf16/fp16 (flash_mma.cl's
+                            * kernels and arguments: forward, dq, dkv), built after `file` with
+                            * -DGF_MMA_HELPERS_ONLY; NULL: none */
+    int flash_verified;    /* those kernels' tests passed on hardware: auto runs them */
 } cf_cl_matrix_engine;
 
 /* The engine a backend runs: a row, and whether it runs emulated */
