@@ -339,11 +339,18 @@ static const fr_case fr_small_cases[] = {
     {"mma window 3 doc T21 4:1 hs16", 1, 21, 4, 1, 16, 3, 2},
 };
 
-static void fr_run_all(cf_backend *be, const char *be_name, int small) {
+/* prefix: only the cases whose name starts with it (NULL: all) */
+static void fr_run_some(cf_backend *be, const char *be_name, int small, const char *prefix) {
     const fr_case *cs = small ? fr_small_cases : fr_cases;
     const int n = small ? (int)(sizeof fr_small_cases / sizeof fr_small_cases[0])
                         : (int)(sizeof fr_cases / sizeof fr_cases[0]);
-    for (int i = 0; i < n; i++) fr_run(be, be_name, &cs[i], 1000 + (uint64_t)i);
+    for (int i = 0; i < n; i++)
+        if (!prefix || strncmp(cs[i].name, prefix, strlen(prefix)) == 0)
+            fr_run(be, be_name, &cs[i], 1000 + (uint64_t)i);
+}
+
+static void fr_run_all(cf_backend *be, const char *be_name, int small) {
+    fr_run_some(be, be_name, small, NULL);
 }
 
 #endif
