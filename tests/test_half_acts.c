@@ -177,9 +177,18 @@ static int check_opencl(int precision) {
         if (run_step(cl, &c, &a) < 0 || run_step(cpu, &c, &b) < 0) exit(1);
         const double d = rel_diff(&a, &b);
         char what[160];
-        snprintf(what, sizeof what, "%s: gradients within 3e-2 of the CPU backend's (%.2e)",
-                 llama ? "llama" : "gpt2", d);
-        expect(d <= 3e-2, what);
+        /* The two backends' fp32 sums differ in their last bits (other orders of addition:
+         * 3e-7 between them in fp32), so a GEMM input near a rounding boundary of the format now
+         * and then rounds the other way on one of them, by one ulp of the format. In fp16 that
+         * gives 3e-4 (gpt2) and 6e-4 (llama) here, whatever the loss scale (so not subnormals),
+         * and already 1e-5 in the first weight gradient of the backward, fc_proj's (its inputs
+         * agree to 2e-7 in fp32). bf16 flips are rarer (a coarser grid: mostly 1e-7 here, 6e-5
+         * with relu2) but each 8 times larger, and a CPU without a bf16 GEMM does not round at
+         * all: 3e-2. */
+        const double tol = precision == CF_PREC_FP16 ? 5e-3 : 3e-2;
+        snprintf(what, sizeof what, "%s: gradients within %.0e of the CPU backend's (%.2e)",
+                 llama ? "llama" : "gpt2", tol, d);
+        expect(d <= tol, what);
         free(a.grads);
         free(b.grads);
     }
