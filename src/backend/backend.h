@@ -160,8 +160,8 @@ typedef struct cf_backend_options {
                              * CF_CPU_GEMM, --gemm) */
     const char *gemm_fast;  /* OpenCL register-blocked GEMM: "auto" (GPUs, large products),
                              * "1"/"on" every plain product, "0"/"off" never (env CF_GEMM_FAST) */
-    int gemm_fast_verbose;  /* NVIDIA: print the compiler's report of the fast kernel
-                             * (env CF_GEMM_FAST_VERBOSE) */
+    int gemm_fast_verbose;  /* NVIDIA: print the compiler's report of the fast kernel and of
+                             * the tensor-core flash kernels (env CF_GEMM_FAST_VERBOSE) */
     int gemm_tile;          /* OpenCL native GEMM: force 8x8 or 16x16 work-groups (the GEMM sweep);
                              * 0 = the rule or the tuning file */
     const char *tuning;     /* OpenCL tuning file; NULL = look in configs/tuning/ for the device,

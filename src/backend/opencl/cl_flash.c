@@ -542,11 +542,21 @@ static int mma_build(cf_cl_ctx *ctx, int hs) {
      * head size over this kernel's unrolled loops replicated across the work-group (PoCL), as
      * gemm_fast.cl's emulated forms do (cl_gemm_fast.c) */
     const int cpu = !(ctx->dev.type & CL_DEVICE_TYPE_GPU);
-    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DGF_MMA_HELPERS_ONLY -DHS=%d %s%s", hs, form,
-             cpu ? " -cl-opt-disable" : "");
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DGF_MMA_HELPERS_ONLY -DHS=%d %s%s%s", hs, form,
+             cpu ? " -cl-opt-disable" : "", ctx->gemm_fast_verbose ? " -cl-nv-verbose" : "");
     static const char *const names[] = {"flash_mma_forward", "flash_mma_dq", "flash_mma_dkv"};
     cl_kernel *const ks[] = {&st->mma_fwd, &st->mma_dq, &st->mma_dkv};
     const int rc = cf_cl_build_kernels(ctx, file, opts, &st->mma_prog, 3, names, ks);
+    if (rc == CF_OK && ctx->gemm_fast_verbose) { /* NVIDIA's lines on registers and spills */
+        const size_t cap = 1 << 16;
+        char *log = calloc(1, cap), *save = NULL;
+        if (log && clGetProgramBuildInfo(st->mma_prog, ctx->dev.device, CL_PROGRAM_BUILD_LOG,
+                                         cap - 1, log, NULL) == CL_SUCCESS)
+            for (char *line = strtok_r(log, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+                if (strstr(line, "entry") || strstr(line, "registers") || strstr(line, "spill"))
+                    CF_INFO("flash_mma hs %d: %s", hs, line);
+        free(log);
+    }
     st->mma_hs = hs;
     st->mma_prec = prec;
     st->mma_status = rc == CF_OK ? 1 : rc;

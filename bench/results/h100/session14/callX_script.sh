@@ -34,4 +34,6 @@ for c in wiki_cache_optimized; do for k in auto mma auto mma; do
 done; done
 el bench
 CF_FLASH_KERNEL=mma timeout 60 $C bench configs/gpt2_124m.json --device nvidia --precision bf16 --steps 3 --warmup 2 --profile > $O/prof_bf16_mma.txt 2>&1; echo "prof rc=$?"; sed -n 1,14p $O/prof_bf16_mma.txt
+# registers and spills of the GEMM's and the flash kernels' tensor-core forms (bf16, hs 64)
+CF_CACHE_DIR=off CF_GEMM_FAST_VERBOSE=1 CF_FLASH_KERNEL=mma timeout 60 $C bench configs/gpt2_124m.json --device nvidia --precision bf16 --steps 1 --warmup 1 > $O/regs_bf16.txt 2>&1; grep -E "registers|spill" $O/regs_bf16.txt | sed 's/^.*\(gemm_fast\|flash_mma\)/\1/' | sort | uniq | head -30
 el done
