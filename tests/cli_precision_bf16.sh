@@ -7,7 +7,8 @@
 # run (CF_CPU_GEMM_BF16=avx512bf16) follows the default AMX run but not bit for bit (another
 # summation order: the two kernels really ran), elsewhere CF_CPU_GEMM_BF16=amx is
 # one error; an unknown CF_CPU_GEMM_BF16 is one error. (OpenCL devices: cli_precision_half_cl.sh.)
-# Skipped (77) where the CPU has no AVX512-BF16.
+# Skipped (77) where the CPU has no AVX512-BF16, after checking that CF_CPU_GEMM_BF16=avx512bf16
+# is one error there.
 set -u
 CLF=$1
 SRC=$2
@@ -24,6 +25,14 @@ losses() { grep -o '"loss":[^,]*' "$1" | sed 's/"loss"://'; }
 msg=$("$CLF" train $RUN --out "$W/b" --log "$W/b.jsonl" --precision bf16 2>&1 >/dev/null); rc=$?
 b_msg=$msg
 if printf '%s\n' "$msg" | grep -q "precision bf16: this CPU has no AVX512-BF16; GEMMs run in fp32"; then
+  # the one check that runs here: a forced kernel the CPU lacks is one error, not a silent fp32 run
+  m=$(CF_CPU_GEMM_BF16=avx512bf16 "$CLF" train $RUN --steps 1 --out "$W/n" --precision bf16 2>&1 >/dev/null); r=$?
+  if [ $r -ne 0 ] && [ "$(printf '%s\n' "$m" | grep -c '^error: CF_CPU_GEMM_BF16=avx512bf16: this CPU has no AVX512-BF16')" -ge 1 ]; then
+    echo "ok   - CF_CPU_GEMM_BF16=avx512bf16 without AVX512-BF16: an error (rc $r)"
+  else
+    echo "FAIL - CF_CPU_GEMM_BF16=avx512bf16 without AVX512-BF16: rc $r: $m"
+    exit 1
+  fi
   echo "SKIP cli_precision_bf16: this CPU has no AVX512-BF16 (the run trained in fp32 and said so)"
   exit 77
 fi

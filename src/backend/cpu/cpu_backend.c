@@ -371,7 +371,7 @@ int cf_backend_cpu_create(const char *spec, const cf_backend_options *opts, cf_b
         CF_INFO("precision tf32: the CPU backend has no TF32 matrix engine; GEMMs run in fp32");
     if (opts && opts->bf16) {
         /* the bf16 kernel: AMX where the CPU has it, else AVX512-BF16; CF_CPU_GEMM_BF16 forces
-         * one (a forced AMX where there is none is an error) */
+         * one (a forced kernel the CPU does not have is an error) */
         const char *k = opts->cpu_bf16;
         const int amx = cf_cpu_gemm_amx_available();
         if (k && *k && strcmp(k, "auto") && strcmp(k, "avx512bf16") && strcmp(k, "amx")) {
@@ -384,6 +384,13 @@ int cf_backend_cpu_create(const char *spec, const cf_backend_options *opts, cf_b
             CF_ERROR("CF_CPU_GEMM_BF16=amx: this CPU %s; use avx512bf16 or auto",
                      cf_cpu_gemm_bf16_available() ? "has no AMX-BF16 the process may use"
                                                   : "has neither AMX nor AVX512-BF16");
+            free(ctx);
+            free(be);
+            return CF_ERR_UNSUPPORTED;
+        }
+        if (k && !strcmp(k, "avx512bf16") && !cf_cpu_gemm_bf16_available()) {
+            CF_ERROR("CF_CPU_GEMM_BF16=avx512bf16: this CPU has no AVX512-BF16; use auto (bf16 "
+                     "GEMMs then run in fp32 here)");
             free(ctx);
             free(be);
             return CF_ERR_UNSUPPORTED;
