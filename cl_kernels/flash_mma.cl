@@ -1,13 +1,15 @@
-/* clformer: the flash attention forward on tensor cores (precision bf16 / fp16; host code
- * src/backend/opencl/cl_flash.c). Built after gemm_fast.cl's matrix-engine helpers (that file
- * with -DGF_MMA_HELPERS_ONLY: gf_pack, gf_mma16 and their emulation under MMA_EMULATE), with
- * MMA_KIND 2 (bf16) or 3 (fp16) and HS a multiple of 16, at most 128.
+/* clformer: flash attention on tensor cores, forward and backward (precision tf32, bf16, fp16;
+ * host code src/backend/opencl/cl_flash.c). Built after gemm_fast.cl's matrix-engine helpers
+ * (that file with -DGF_MMA_HELPERS_ONLY: gf_tf32, gf_pack, gf_mma, gf_mma16 and their emulation
+ * under MMA_EMULATE), with MMA_KIND 1 (tf32), 2 (bf16) or 3 (fp16) and HS a multiple of the
+ * product's k (8 in tf32, 16 else), at most 128.
  *
- * The contract and the mask are flash_tiled_forward's (flash_tiled.cl): out and lse of every
+ * The forward's contract and mask are flash_tiled_forward's (flash_tiled.cl): out and lse of every
  * query row; query i sees key j when lo(i) <= j <= i. Products: S = Q K^T with Q and K rounded to
- * the format (to nearest, ties to even, as they are packed into fragments) and fp32 accumulation,
- * then scaled by 1/sqrt(hs) in fp32; the online softmax in fp32; O += P V with P and V rounded to
- * the format and fp32 accumulation. That is what FlashAttention does with bf16 / fp16 inputs.
+ * the format as they are packed into fragments (bf16 / fp16 to nearest, ties to even; TF32 by
+ * cvt.rna, ties away from zero) and fp32 accumulation, then scaled by 1/sqrt(hs) in fp32; the
+ * online softmax in fp32; O += P V with P and V rounded to the format and fp32 accumulation.
+ * That is what FlashAttention does with bf16 / fp16 inputs. The backward is below.
  *
  * A work-group is 4 warps (128 work-items, consecutive local ids); warp w owns query rows
  * i0 + 16 w .. + 15 of one (batch, head), and the group walks the blocks of 64 keys its rows can
@@ -249,25 +251,14 @@ flash_mma_forward(__global float *out, ulong out_off, __global float *lse, ulong
  * flash_mma_dkv, launched after it on the same queue, reads. Nothing is atomic: each output is
  * written by one work-item, the sums in a fixed order. */
 
-/* the A fragments of rows ra (registers 0, 2) and rb (1, 3) of a row-major fp32 matrix at x +
- * (row) * ld + col0, FM_RW's head columns of each step; rows at or past T read as 0. A macro, not a function taking the array, so that the fragments stay registers
- * (flash_mma_body's note); its constant loops unroll as the #pragma'd ones do. */
-#define FM_LOAD_A(f, x, x_off, ld, col0, ra, rb)                                                   \
-    for (int s_ = 0; s_ < FM_KS; s_++)                                                             \
-        for (int r_ = 0; r_ < 4; r_++) {                                                           \
-            const int row_ = (r_ & 1) ? (rb) : (ra);                                               \
-            const ulong q_ = (x_off) + ((ulong)b * T + row_) * (ulong)(ld) + (ulong)(col0) +       \
-                             FM_K * s_ + 2 * t;                                                    \
-            f[s_][r_] = row_ < T ? FM_RW(x + q_, r_ >> 1) : 0u;                                    \
-        }
-
 /* rows n0 .. n0 + n - 1 of a row-major fp32 matrix (columns col0 .. + HS) into local rows of FMLD
  * floats; rows at or past T as 0 */
 static inline void fm_stage(__local float *dst, __global const float *x, ulong x_off, int ld,
                             int col0, int b, int T, int n0, int n) {
     for (int e = get_local_id(0); e < n * HS; e += FM_NT) {
         const int r = e / HS, c = e - r * HS, i = n0 + r;
-        dst[r * FMLD + c] = i < T ? x[x_off + ((ulong)b * T + i) * (ulong)ld + (ulong)col0 + c] : 0.0f;
+        const ulong at = x_off + ((ulong)b * T + i) * (ulong)ld + (ulong)col0 + c;
+        dst[r * FMLD + c] = i < T ? x[at] : 0.0f;
     }
 }
 
@@ -309,9 +300,18 @@ flash_mma_dq(__global float *dqkv, ulong dqkv_off, __global float *delta, ulong 
             L0 = lse[lse_off + li];
         }
     }
+    /* Q's and dO's A fragments: registers 0, 2 row r0, registers 1, 3 row r1 (FM_RW's columns
+     * of step s; rows past T read as 0) */
     uint qf[FM_KS][4], of[FM_KS][4];
-    FM_LOAD_A(qf, qkv, qkv_off, QKV, h * HS, r0, r1)
-    FM_LOAD_A(of, dout, dout_off, C, h * HS, r0, r1)
+    #pragma unroll
+    for (int s = 0; s < FM_KS; s++)
+        #pragma unroll
+        for (int r = 0; r < 4; r++) {
+            const int row = (r & 1) ? r1 : r0, c = h * HS + FM_K * s + 2 * t;
+            const ulong bt = (ulong)b * T + row;
+            qf[s][r] = row < T ? FM_RW(qkv + qkv_off + bt * (ulong)QKV + c, r >> 1) : 0u;
+            of[s][r] = row < T ? FM_RW(dout + dout_off + bt * (ulong)C + c, r >> 1) : 0u;
+        }
     float dq[FM_DT][4];
     #pragma unroll
     for (int d = 0; d < FM_DT; d++)
@@ -401,9 +401,18 @@ flash_mma_dkv(__global float *dqkv, ulong dqkv_off, __global const float *delta,
     const int QKV = (NH + 2 * KVH) * HS, G = NH / KVH, C = NH * HS;
     const int j1 = (j0 + FM_BR < T ? j0 + FM_BR : T) - 1;
     const int c0 = j0 + 16 * w + g, c1 = c0 + 8; /* this lane's two keys */
+    /* K's and V's A fragments: registers 0, 2 key c0, registers 1, 3 key c1 (keys past T read
+     * as 0) */
     uint kf[FM_KS][4], vf[FM_KS][4];
-    FM_LOAD_A(kf, qkv, qkv_off, QKV, (NH + kh) * HS, c0, c1)
-    FM_LOAD_A(vf, qkv, qkv_off, QKV, (NH + KVH + kh) * HS, c0, c1)
+    #pragma unroll
+    for (int s = 0; s < FM_KS; s++)
+        #pragma unroll
+        for (int r = 0; r < 4; r++) {
+            const int key = (r & 1) ? c1 : c0, c = FM_K * s + 2 * t;
+            const ulong row = qkv_off + ((ulong)b * T + key) * (ulong)QKV;
+            kf[s][r] = key < T ? FM_RW(qkv + row + (ulong)(NH + kh) * HS + c, r >> 1) : 0u;
+            vf[s][r] = key < T ? FM_RW(qkv + row + (ulong)(NH + KVH + kh) * HS + c, r >> 1) : 0u;
+        }
     float dk[FM_DT][4], dv[FM_DT][4];
     #pragma unroll
     for (int d = 0; d < FM_DT; d++)
@@ -427,7 +436,7 @@ flash_mma_dkv(__global float *dqkv, ulong dqkv_off, __global const float *delta,
             /* the whole tile is in local memory before any row reads it */
             barrier(CLK_LOCAL_MEM_FENCE);
             /* S^T and dP^T, query tile n: queries i0 + 8 n .. + 7; B fragment: column (query)
-             * g, head columns 16 s + 2t, +1 and + 8, + 9 */
+             * g, FM_RW's head columns of step s */
             float st[FM_KT][4], dpt[FM_KT][4];
             #pragma unroll
             for (int n = 0; n < FM_KT; n++) {

@@ -11,8 +11,9 @@
 # kernels, batch chunk by batch chunk) after the tiled forward (oclgrind's simulated device is a
 # GPU), with a scratch budget of one byte (so the two-head case runs head by head, on the fused
 # kernels' head ranges), and the matrix engine's kernels (cl_kernels/flash_mma.cl: flash_mma_forward,
-# flash_mma_dq, flash_mma_dkv, with mma.sync emulated) in bf16 and fp16 on the two small cases of
-# head size 16:
+# flash_mma_dq, flash_mma_dkv, with mma.sync emulated) in bf16 and TF32 on the two small cases of
+# head size 16 (the planted bug removes the marked barriers of all three kernels at once, so it
+# shows that oclgrind sees such a race here, not that each kernel's would be seen):
 #     oclgrind --data-races --uninitialized --check-api test_cl_flash_attention --small --kernel K
 # It fails if a result differs from the reference, if oclgrind reports anything, or if the test
 # did not pass. Before each set it plants a bug (the barriers between loading a tile into local

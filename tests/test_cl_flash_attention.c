@@ -17,8 +17,8 @@
  * --small runs tiled, rows and the fused one-byte matrix set (a head a chunk in its multi-head
  * case).
  * Then the forward and backward on the matrix engine's tensor cores (flash_kernel "mma",
- * cl_kernels/flash_mma.cl) in bf16, fp16 and TF32, emulated where the device has no verified engine
- * with them, against the reference on q, k, v rounded to the format (cases with a head size that is
+ * cl_kernels/flash_mma.cl) in bf16, fp16 and TF32, emulated unless CF_MATRIX_ENGINE names the
+ * engine, against the reference on q, k, v rounded to the format (cases with a head size that is
  * a multiple of the product's k: 16, 8 in TF32); --small: the two small "mma" cases in bf16 and
  * TF32.
  *     test_cl_flash_attention [--small] [--kernel tiled|rows|matrix|mma] [device spec]
@@ -169,8 +169,9 @@ int main(int argc, char **argv) {
         fr_run_all(be, runs[k].label, small);
         if (!fr_keep_buffers) cf_backend_destroy(be);
     }
-    /* the forward on the matrix engine's tensor cores (flash_mma.cl), in bf16 and fp16: on a GPU
-     * whose verified engine has it, else emulated (CF_MATRIX_ENGINE=emulate:nvidia-mma-sync) */
+    /* forward and backward on the matrix engine's tensor cores (flash_mma.cl), in bf16, fp16 and
+     * TF32: emulated (emulate:nvidia-mma-sync) unless CF_MATRIX_ENGINE names the engine (on a
+     * GPU that has it: CF_MATRIX_ENGINE=nvidia-mma-sync) */
     if (!only || strcmp(only, "mma") == 0)
         for (int p = 1; p <= 3; p++) {
             static const char *const names[] = {"", "bf16", "fp16", "tf32"};

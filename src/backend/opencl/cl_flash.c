@@ -475,8 +475,7 @@ static int which(cf_cl_ctx *ctx, int hs, tiled_variant **t) {
      * so is a tiled program that failed to build, which auto reports once and runs the rows
      * kernels instead. */
     const int gpu_auto = (ctx->flash_kernel == CF_FLASH_K_AUTO ||
-                          ctx->flash_kernel == CF_FLASH_K_MATRIX ||
-                          ctx->flash_kernel == CF_FLASH_K_MMA) &&
+                          ctx->flash_kernel == CF_FLASH_K_MATRIX) &&
                          (ctx->dev.type & CL_DEVICE_TYPE_GPU);
     const int want = ctx->flash_kernel == CF_FLASH_K_TILED || gpu_auto;
     if (!want) return CF_OK;
@@ -500,7 +499,7 @@ static int which(cf_cl_ctx *ctx, int hs, tiled_variant **t) {
     return CF_ERR_UNSUPPORTED;
 }
 
-/* ---- the forward on the matrix engine (flash_mma.cl) ------------------------------------------ */
+/* ---- forward and backward on the matrix engine (flash_mma.cl) -------------------------------- */
 
 /* Do the matrix engine's kernels run this call? Precision tf32, bf16 or fp16 on an engine row with
  * flash kernels, a head size they take (a multiple of the product's k, 8 in tf32 and 16 in bf16 /
@@ -541,13 +540,13 @@ static int mma_build(cf_cl_ctx *ctx, int hs) {
     /* on a CPU device (the emulation's tests) without optimisation: LLVM takes minutes per
      * head size over this kernel's unrolled loops replicated across the work-group (PoCL), as
      * gemm_fast.cl's emulated forms do (cl_gemm_fast.c) */
-    const int cpu = !(ctx->dev.type & CL_DEVICE_TYPE_GPU);
+    const int cpu = !(ctx->dev.type & CL_DEVICE_TYPE_GPU), verbose = cf_cl_nv_verbose(ctx);
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DGF_MMA_HELPERS_ONLY -DHS=%d %s%s%s", hs, form,
-             cpu ? " -cl-opt-disable" : "", ctx->gemm_fast_verbose ? " -cl-nv-verbose" : "");
+             cpu ? " -cl-opt-disable" : "", verbose ? " -cl-nv-verbose" : "");
     static const char *const names[] = {"flash_mma_forward", "flash_mma_dq", "flash_mma_dkv"};
     cl_kernel *const ks[] = {&st->mma_fwd, &st->mma_dq, &st->mma_dkv};
     const int rc = cf_cl_build_kernels(ctx, file, opts, &st->mma_prog, 3, names, ks);
-    if (rc == CF_OK && ctx->gemm_fast_verbose) { /* NVIDIA's lines on registers and spills */
+    if (rc == CF_OK && verbose) { /* NVIDIA's lines on registers and spills */
         const size_t cap = 1 << 16;
         char *log = calloc(1, cap), *save = NULL;
         if (log && clGetProgramBuildInfo(st->mma_prog, ctx->dev.device, CL_PROGRAM_BUILD_LOG,
@@ -561,7 +560,8 @@ static int mma_build(cf_cl_ctx *ctx, int hs) {
     st->mma_prec = prec;
     st->mma_status = rc == CF_OK ? 1 : rc;
     if (rc == CF_OK)
-        CF_DEBUG("flash attention hs=%d: the forward on %s (%s)", hs, ctx->mx_name, opts);
+        CF_DEBUG("flash attention hs=%d: forward and backward on %s (%s)", hs, ctx->mx_name,
+                 opts);
     return rc;
 }
 
@@ -637,9 +637,10 @@ int cf_cl_flash_forward(cf_backend *be, const cf_attn_desc *d, cf_view out, cf_v
     if (mma < 0) return CF_ERR_UNSUPPORTED;
     if (mma) {
         const int rc = mma_forward(ctx, d, out, lse, qkv, doc);
-        /* auto: a build that failed is said once (the build's own message), then the kernels
-         * below; asked for by name it is the error */
+        /* auto: a build or launch that failed is said once (its own message), then the kernels
+         * below from then on (mma_status keeps the failure); asked for by name it is the error */
         if (rc == CF_OK || ctx->flash_kernel == CF_FLASH_K_MMA) return rc;
+        ctx->flash->mma_status = rc;
         ctx->last_error[0] = 0;
     }
     tiled_variant *t;
@@ -728,6 +729,7 @@ int cf_cl_flash_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, cf
     if (mma) {
         const int rc = mma_backward(ctx, d, dqkv, delta, dout, out, lse, qkv, doc);
         if (rc == CF_OK || ctx->flash_kernel == CF_FLASH_K_MMA) return rc;
+        ctx->flash->mma_status = rc; /* (as the forward) */
         ctx->last_error[0] = 0;
     }
     cf_cl_flash_split m;

@@ -198,7 +198,7 @@ static void program_free(fast_program *g) {
 /* cf_backend_options.gemm_fast_verbose (CF_GEMM_FAST_VERBOSE=1) on NVIDIA: build with
  * -cl-nv-verbose and print the compiler's report (registers, spills, local memory per kernel) at
  * info level. Use with CF_CACHE_DIR=off: a program from the cache has no report. */
-static int fast_verbose(const cf_cl_ctx *ctx) {
+int cf_cl_nv_verbose(const cf_cl_ctx *ctx) {
     return ctx->gemm_fast_verbose == 1 && strstr(ctx->dev.platform_name, "NVIDIA") != NULL;
 }
 
@@ -227,7 +227,7 @@ static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int
         for (int i = 0; i < st->n_progs; i++) program_free(&st->progs[i]);
         st->n_progs = 0;
     }
-    const int verbose = fast_verbose(ctx);
+    const int verbose = cf_cl_nv_verbose(ctx);
     /* Without precision bf16 / fp16 the dispatch sends products here on GPUs only; on CPU
      * devices the kernel then runs in tests (and under CF_GEMM_FAST=1), where compiling it
      * dominates: PoCL takes 5 to 11 s per variant on two cores with optimisation and 1 to 3 s

@@ -419,13 +419,18 @@ void cf_cl_attention_release(cf_cl_ctx *ctx);
 
 /* ---- flash attention (cl_flash.c) ------------------------------------------------------------ */
 
+/* cf_backend_options.gemm_fast_verbose on an NVIDIA platform: the register-blocked GEMM and the
+ * tensor-core flash kernels are built with -cl-nv-verbose and their compiler report printed
+ * (cl_gemm_fast.c; elsewhere the option would be an invalid build option) */
+int cf_cl_nv_verbose(const cf_cl_ctx *ctx);
+
 /* The ops table's flash_forward / flash_backward (backend.h; views checked by the wrappers). */
 int cf_cl_flash_forward(cf_backend *be, const cf_attn_desc *d, cf_view out, cf_view lse,
                         cf_view qkv, cf_view doc);
 int cf_cl_flash_backward(cf_backend *be, const cf_attn_desc *d, cf_view dqkv, cf_view delta,
                          cf_view dout, cf_view out, cf_view lse, cf_view qkv, cf_view doc);
-/* Which flash kernels run: auto (precision bf16/fp16 on a matrix engine whose row has a verified
- * flash forward: that forward; on GPUs the tiled forward and, where its scratch fits and the
+/* Which flash kernels run: auto (precision tf32/bf16/fp16 on a matrix engine whose row has
+ * verified flash kernels: those, forward and backward; on GPUs the tiled forward and, where its scratch fits and the
  * call has no window or document mask, the matrix backward, else the tiled one; the rows kernels
  * on CPU devices or where tiled does not fit or build), tiled (flash_tiled.cl), rows
  * (flash_attention.cl), matrix (the forward as auto; the backward recomputes the probabilities
@@ -436,8 +441,9 @@ enum cf_cl_flash_kernel {
     CF_FLASH_K_TILED = 1,
     CF_FLASH_K_ROWS = 2,
     CF_FLASH_K_MATRIX = 3,
-    CF_FLASH_K_MMA = 4 /* the forward on the matrix engine (flash_mma.cl) even where its row is not
-                        * verified for it, or emulated; the backward as auto */
+    CF_FLASH_K_MMA = 4 /* forward and backward on the matrix engine (flash_mma.cl) even where its
+                        * row's flash kernels are not verified, or emulated; an error where they
+                        * cannot run (fp32, no engine, a head size they do not take) */
 };
 /* "auto", "tiled", "rows", "matrix", "mma" (NULL or "" = auto) to the enum; CF_ERR_INVALID
  * otherwise. */

@@ -25,10 +25,11 @@ const cf_cl_matrix_engine cf_cl_matrix_engines[] = {
      {NULL, "-DMMA_KIND=1", "-DMMA_KIND=2", "-DMMA_KIND=3"},
      1,
      EMULATE_MMA_SYNC,
-     /* the flash forward (bf16, fp16; flash_mma.cl): checked by emulation on every build
-      * (test_cl_flash_attention --kernel mma); on an H100 its head-size 32 and 64 cases passed in
-      * bf16 (bench/results/h100/session13/callW), head sizes above 64 not since their 32-key
-      * blocks, fp16 not at all: not verified, so auto does not run it */
+     /* the flash kernels (forward and backward; tf32, bf16, fp16; flash_mma.cl): checked by
+      * emulation on every build (test_cl_flash_attention --kernel mma) and under oclgrind; on an
+      * H100 only the forward ran (session 13, bench/results/h100/session13/callW: its head-size 32
+      * and 64 cases passed in bf16), before its 32-key blocks above head size 64, the backward
+      * and TF32 existed: not verified, so auto does not run them */
      "flash_mma.cl",
      0},
     /* packed tiles (gemm_fast.cl, MMA_PACKED_TILES): the values converted once as they are

@@ -470,7 +470,7 @@ int cf_cl_plan_flash_matrix_considered(int flash_kernel, int gpu, int failed,
                                        const cf_attn_desc *d, int has_doc) {
     if (has_doc || (d->window > 0 && d->window < d->T)) return 0;
     if (flash_kernel == CF_FLASH_K_MATRIX) return 1;
-    return (flash_kernel == CF_FLASH_K_AUTO || flash_kernel == CF_FLASH_K_MMA) && gpu && !failed;
+    return flash_kernel == CF_FLASH_K_AUTO && gpu && !failed;
 }
 
 int cf_cl_plan_flash_matrix_split(const cf_attn_desc *d, int named, int fused, size_t budget,
