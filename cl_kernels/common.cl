@@ -1,7 +1,8 @@
 /* clformer: the prelude of every kernel program. The runtime (src/backend/opencl/cl_program.c)
  * puts this file ahead of each cl_kernels/<family>.cl it builds, embedded or read from the kernel
  * directory, and the program cache's key covers it. It holds what several families share: the
- * work-group reductions, the GELU constants and the storage-type macros of the precisions to come.
+ * work-group reductions, flash attention's mask, the GELU constants and the storage-type macros of
+ * the precisions to come.
  * Build-time parameter: LS, the work-group size of the reductions (a power of two). */
 #ifndef LS
 #define LS 256
@@ -52,6 +53,22 @@ static float cf_group_reduce(__local float *red, float v, int is_max) {
     float r = red[0];
     barrier(CLK_LOCAL_MEM_FENCE);
     return r;
+}
+
+/* ---- flash attention's mask (flash_attention.cl, flash_tiled.cl, flash_mma.cl): the first key
+ * query row i of batch element b sees (it sees keys lo .. i): causal, from i - W + 1 with a window
+ * W > 0, from the start of its document with a document mask (doc: each position's document start,
+ * B x T at doc_off). Never decreases along the rows. T for a row past the end (it sees nothing). */
+static int cf_flash_lo(__global const int *doc, ulong doc_off, int has_doc, int b, int T, int W,
+                       int i) {
+    if (i >= T) return T;
+    int lo = (W > 0 && i - W + 1 > 0) ? i - W + 1 : 0;
+    if (has_doc) {
+        int d = doc[doc_off + (ulong)b * (ulong)T + (ulong)i];
+        d = d < i ? d : i;
+        lo = lo > d ? lo : d;
+    }
+    return lo;
 }
 
 /* ---- GELU, tanh approximation (GPT-2): gelu(x) = 0.5 x (1 + tanh(u)) = x sigmoid(2u),

@@ -32,17 +32,6 @@
  * e / HS: LLVM turns such a div/rem pair into a `freeze`, which oclgrind's uninitialised-value
  * checker cannot interpret (as in attention.cl and gemm.cl). */
 
-static int flash_lo(__global const int *doc, ulong doc_off, int has_doc, int b, int T, int W,
-                    int i) {
-    int lo = (W > 0 && i - W + 1 > 0) ? i - W + 1 : 0;
-    if (has_doc) {
-        int d = doc[doc_off + (ulong)b * (ulong)T + (ulong)i];
-        d = d < i ? d : i;
-        lo = lo > d ? lo : d;
-    }
-    return lo;
-}
-
 __kernel __attribute__((reqd_work_group_size(BQ, 1, 1))) void
 flash_forward(__global float *out, ulong out_off, __global float *lse, ulong lse_off,
               __global const float *qkv, ulong qkv_off, __global const int *doc, ulong doc_off,
@@ -52,14 +41,14 @@ flash_forward(__global float *out, ulong out_off, __global float *lse, ulong lse
     const int i0 = get_group_id(0) * BQ, i = i0 + r, active = i < T;
     const int QKV = (NH + 2 * KVH) * HS, kh = h / (NH / KVH);
     const int i1 = (i0 + BQ < T ? i0 + BQ : T) - 1;
-    const int lo = active ? flash_lo(doc, doc_off, has_doc, b, T, W, i) : T;
+    const int lo = active ? cf_flash_lo(doc, doc_off, has_doc, b, T, W, i) : T;
     float q[HS], acc[HS], s[BK];
     for (int c = 0; c < HS; c++) {
         q[c] = active ? qkv[qkv_off + ((ulong)b * T + i) * QKV + (ulong)h * HS + c] * scale : 0.0f;
         acc[c] = 0.0f;
     }
     float m = -INFINITY, l = 0.0f;
-    for (int j0 = flash_lo(doc, doc_off, has_doc, b, T, W, i0); j0 <= i1; j0 += BK) {
+    for (int j0 = cf_flash_lo(doc, doc_off, has_doc, b, T, W, i0); j0 <= i1; j0 += BK) {
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int e = r; e < BK * HS; e += BQ) {
             const int jr = e / HS, j = j0 + jr, c = e - jr * HS;
@@ -116,7 +105,7 @@ flash_backward_dq(__global float *dqkv, ulong dqkv_off, __global float *delta, u
     const int i0 = get_group_id(0) * BQ, i = i0 + r, active = i < T;
     const int QKV = (NH + 2 * KVH) * HS, kh = h / (NH / KVH);
     const int i1 = (i0 + BQ < T ? i0 + BQ : T) - 1;
-    const int lo = active ? flash_lo(doc, doc_off, has_doc, b, T, W, i) : T;
+    const int lo = active ? cf_flash_lo(doc, doc_off, has_doc, b, T, W, i) : T;
     const ulong orow = ((ulong)b * T + i) * (ulong)(NH * HS) + (ulong)h * HS;
     float q[HS], dO[HS], dq[HS];
     float D = 0.0f;
@@ -129,7 +118,7 @@ flash_backward_dq(__global float *dqkv, ulong dqkv_off, __global float *delta, u
     const ulong li = ((ulong)b * NH + h) * T + i;
     const float L = active ? lse[lse_off + li] : 0.0f;
     if (active) delta[delta_off + li] = D;
-    for (int j0 = flash_lo(doc, doc_off, has_doc, b, T, W, i0); j0 <= i1; j0 += BK) {
+    for (int j0 = cf_flash_lo(doc, doc_off, has_doc, b, T, W, i0); j0 <= i1; j0 += BK) {
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int e = r; e < BK * HS; e += BQ) {
             const int jr = e / HS, j = j0 + jr, c = e - jr * HS;
@@ -184,7 +173,7 @@ flash_backward_dkv(__global float *dqkv, ulong dqkv_off, __global const float *d
     for (int h = kh * G; h < (kh + 1) * G; h++) {
         /* the query tiles that can see keys j0..j1: from the one holding query j0 while the
          * tile's first row still reaches back to j1 */
-        for (int i0 = j0 / BQ * BQ; i0 < T && flash_lo(doc, doc_off, has_doc, b, T, W, i0) <= j1;
+        for (int i0 = j0 / BQ * BQ; i0 < T && cf_flash_lo(doc, doc_off, has_doc, b, T, W, i0) <= j1;
              i0 += BQ) {
             barrier(CLK_LOCAL_MEM_FENCE);
             for (int e = r; e < BQ * HS; e += BK) {
@@ -200,7 +189,7 @@ flash_backward_dkv(__global float *dqkv, ulong dqkv_off, __global const float *d
                 const ulong li = ((ulong)b * NH + h) * T + ii;
                 Ls[ir] = ok ? lse[lse_off + li] : 0.0f;
                 Ds[ir] = ok ? delta[delta_off + li] : 0.0f;
-                Lo[ir] = ok ? flash_lo(doc, doc_off, has_doc, b, T, W, ii) : T; /* sees nothing */
+                Lo[ir] = cf_flash_lo(doc, doc_off, has_doc, b, T, W, ii); /* T: sees nothing */
             }
             barrier(CLK_LOCAL_MEM_FENCE);
             if (active)

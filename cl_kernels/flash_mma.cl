@@ -60,23 +60,12 @@
 #define FM_NT (32 * FM_WARPS)
 #define FM_BR (16 * FM_WARPS) /* query rows of a group */
 /* keys of a block: 64, or 32 above head size 64, so that the staged K and V blocks (2 x FM_BC x
- * FMLD floats) fit NVIDIA's 48 KiB with the row reductions (cl_flash.c: mma_local_floats) */
+ * FMLD floats) fit NVIDIA's 48 KiB with the row reductions (cl_flash.c: mma_local_lm) */
 #define FM_BC (HS <= 64 ? 64 : 32)
 #define FM_KT (FM_BC / 8)     /* key tiles of 8 in a block */
 #define FM_DT (HS / 8)        /* output tiles of 8 head columns */
 #define FM_KS (HS / FM_K)     /* product steps over the head dimension */
 #define FMLD (HS + 4)         /* floats a staged row */
-
-static int fm_lo(__global const int *doc, ulong doc_off, int has_doc, int b, int T, int W, int i) {
-    if (i >= T) return T;
-    int lo = (W > 0 && i - W + 1 > 0) ? i - W + 1 : 0;
-    if (has_doc) {
-        int d = doc[doc_off + (ulong)b * (ulong)T + (ulong)i];
-        d = d < i ? d : i;
-        lo = lo > d ? lo : d;
-    }
-    return lo;
-}
 
 static inline void flash_mma_body(__global float *out, ulong out_off, __global float *lse,
                                   ulong lse_off, __global const float *qkv, ulong qkv_off,
@@ -88,8 +77,8 @@ static inline void flash_mma_body(__global float *out, ulong out_off, __global f
     const int QKV = (NH + 2 * KVH) * HS, kh = h / (NH / KVH);
     const int i1 = (i0 + FM_BR < T ? i0 + FM_BR : T) - 1; /* the group's last row */
     const int r0 = i0 + 16 * w + g, r1 = r0 + 8;          /* this lane's two rows */
-    const int lo0 = fm_lo(doc, doc_off, has_doc, b, T, W, r0);
-    const int lo1 = fm_lo(doc, doc_off, has_doc, b, T, W, r1);
+    const int lo0 = cf_flash_lo(doc, doc_off, has_doc, b, T, W, r0);
+    const int lo1 = cf_flash_lo(doc, doc_off, has_doc, b, T, W, r1);
     /* Q's A fragments: registers 0, 2 row g, registers 1, 3 row g + 8 (FM_RW's columns of step s;
      * rows past T read as 0) */
     uint qf[FM_KS][4];
@@ -108,7 +97,7 @@ static inline void flash_mma_body(__global float *out, ulong out_off, __global f
     for (int d = 0; d < FM_DT; d++)
         #pragma unroll
         for (int e = 0; e < 4; e++) o[d][e] = 0.0f;
-    for (int j0 = fm_lo(doc, doc_off, has_doc, b, T, W, i0); j0 <= i1; j0 += FM_BC) {
+    for (int j0 = cf_flash_lo(doc, doc_off, has_doc, b, T, W, i0); j0 <= i1; j0 += FM_BC) {
         barrier(CLK_LOCAL_MEM_FENCE); /* the last block's K, V and red are read */
         for (int e = tid; e < FM_BC * HS; e += FM_NT) {
             const int jr = e / HS, c = e - jr * HS, j = j0 + jr;
@@ -224,9 +213,9 @@ static inline void flash_mma_body(__global float *out, ulong out_off, __global f
     }
 }
 
-/* The local arrays come as arguments (the host sizes them: flash_mma_local_bytes): K rows, V
- * rows and the row reductions in lm (FM_LM floats), the emulated warps' registers in emu (4 * 32 *
- * 6 uints, or 4 bytes unused without the emulation). */
+/* The local arrays come as arguments (the host sizes them: cl_flash.c, mma_local_lm and
+ * mma_local_emu): K rows, V rows and the row reductions in lm (FM_LM floats), the emulated warps'
+ * registers in emu (4 * 32 * 6 uints, or 4 bytes unused without the emulation). */
 #define FM_LM (2 * FM_BC * FMLD + FM_BR * 4)
 __kernel __attribute__((reqd_work_group_size(FM_NT, 1, 1))) void
 flash_mma_forward(__global float *out, ulong out_off, __global float *lse, ulong lse_off,
@@ -279,8 +268,8 @@ flash_mma_dq(__global float *dqkv, ulong dqkv_off, __global float *delta, ulong 
     const int QKV = (NH + 2 * KVH) * HS, kh = h / (NH / KVH), C = NH * HS;
     const int i1 = (i0 + FM_BR < T ? i0 + FM_BR : T) - 1;
     const int r0 = i0 + 16 * w + g, r1 = r0 + 8;
-    const int lo0 = fm_lo(doc, doc_off, has_doc, b, T, W, r0);
-    const int lo1 = fm_lo(doc, doc_off, has_doc, b, T, W, r1);
+    const int lo0 = cf_flash_lo(doc, doc_off, has_doc, b, T, W, r0);
+    const int lo1 = cf_flash_lo(doc, doc_off, has_doc, b, T, W, r1);
     /* delta of this lane's rows (each of a row's 4 lanes sums it alike; lane t 0 stores it) */
     float D0 = 0.0f, D1 = 0.0f, L0 = 0.0f, L1 = 0.0f;
     #pragma unroll
@@ -317,7 +306,7 @@ flash_mma_dq(__global float *dqkv, ulong dqkv_off, __global float *delta, ulong 
     for (int d = 0; d < FM_DT; d++)
         #pragma unroll
         for (int e = 0; e < 4; e++) dq[d][e] = 0.0f;
-    for (int j0 = fm_lo(doc, doc_off, has_doc, b, T, W, i0); j0 <= i1; j0 += FM_BC) {
+    for (int j0 = cf_flash_lo(doc, doc_off, has_doc, b, T, W, i0); j0 <= i1; j0 += FM_BC) {
         barrier(CLK_LOCAL_MEM_FENCE); /* the last block's K and V are read */
         fm_stage(Ks, qkv, qkv_off, QKV, (NH + kh) * HS, b, T, j0, FM_BC);
         fm_stage(Vs, qkv, qkv_off, QKV, (NH + KVH + kh) * HS, b, T, j0, FM_BC);
@@ -421,7 +410,7 @@ flash_mma_dkv(__global float *dqkv, ulong dqkv_off, __global const float *delta,
     for (int h = kh * G; h < (kh + 1) * G; h++) {
         /* the query blocks that can see keys j0..j1: from query j0 while the block's first row
          * still reaches back to j1 (a row's first visible key never decreases along the rows) */
-        for (int i0 = j0; i0 < T && fm_lo(doc, doc_off, has_doc, b, T, W, i0) <= j1;
+        for (int i0 = j0; i0 < T && cf_flash_lo(doc, doc_off, has_doc, b, T, W, i0) <= j1;
              i0 += FM_BC) {
             barrier(CLK_LOCAL_MEM_FENCE); /* the last block's rows are read */
             fm_stage(Qs, qkv, qkv_off, QKV, h * HS, b, T, i0, FM_BC);
@@ -431,7 +420,7 @@ flash_mma_dkv(__global float *dqkv, ulong dqkv_off, __global const float *delta,
                 const ulong li = ((ulong)b * NH + h) * T + i;
                 Ls[q] = i < T ? lse[lse_off + li] : 0.0f;
                 Ds[q] = i < T ? delta[delta_off + li] : 0.0f;
-                Lo[q] = fm_lo(doc, doc_off, has_doc, b, T, W, i); /* T past the end: masked */
+                Lo[q] = cf_flash_lo(doc, doc_off, has_doc, b, T, W, i); /* T past the end: masked */
             }
             /* the whole tile is in local memory before any row reads it */
             barrier(CLK_LOCAL_MEM_FENCE);

@@ -79,17 +79,6 @@
 /* Tile loads split an index e into (row, column) as e / HS and e - row * HS, never e % HS next to
  * e / HS (oclgrind cannot interpret the `freeze` LLVM makes of such a pair; flash_attention.cl). */
 
-static int ft_lo(__global const int *doc, ulong doc_off, int has_doc, int b, int T, int W, int i) {
-    if (i >= T) return T;
-    int lo = (W > 0 && i - W + 1 > 0) ? i - W + 1 : 0;
-    if (has_doc) {
-        int d = doc[doc_off + (ulong)b * (ulong)T + (ulong)i];
-        d = d < i ? d : i;
-        lo = lo > d ? lo : d;
-    }
-    return lo;
-}
-
 /* rows rows (from r0) of the head columns col0.. of a (B, T, ld) tensor, times mul, rows past T
  * as 0: into X (rows along the head dimension, stride HSP4 float4s) and, when XT is not 0, also
  * into XT (transposed: XT[c][row], stride ODD4(rows) float4s) */
@@ -117,13 +106,13 @@ flash_tiled_forward(__global float *out, ulong out_off, __global float *lse, ulo
     int lo[FM];
     float m[FM], l[FM], o[FM][TD];
     for (int a = 0; a < FM; a++) {
-        lo[a] = ft_lo(doc, doc_off, has_doc, b, T, W, i0 + ty + TY * a);
+        lo[a] = cf_flash_lo(doc, doc_off, has_doc, b, T, W, i0 + ty + TY * a);
         m[a] = -INFINITY;
         l[a] = 0.0f;
         for (int d = 0; d < TD; d++) o[a][d] = 0.0f;
     }
     FT_LOAD(Qs, 0, FBR, qkv, qkv_off, QKV, h * HS, i0, scale)
-    for (int j0 = ft_lo(doc, doc_off, has_doc, b, T, W, i0); j0 <= i1; j0 += FBC) {
+    for (int j0 = cf_flash_lo(doc, doc_off, has_doc, b, T, W, i0); j0 <= i1; j0 += FBC) {
         barrier(CLK_LOCAL_MEM_FENCE);
         FT_LOAD(KP, 0, FBC, qkv, qkv_off, QKV, (NH + kh) * HS, j0, 1.0f)
         for (int e = tid; e < FBC * HS; e += NT) {
@@ -235,14 +224,14 @@ flash_tiled_dq(__global float *dqkv, ulong dqkv_off, __global const float *delta
     for (int a = 0; a < QM; a++) {
         const int i = i0 + ty + TY * a;
         const ulong li = ((ulong)b * NH + h) * T + i;
-        lo[a] = ft_lo(doc, doc_off, has_doc, b, T, W, i);
+        lo[a] = cf_flash_lo(doc, doc_off, has_doc, b, T, W, i);
         L[a] = i < T ? lse[lse_off + li] : 0.0f;
         D[a] = i < T ? delta[delta_off + li] : 0.0f;
         for (int d = 0; d < TD; d++) dq[a][d] = 0.0f;
     }
     FT_LOAD(Qs, 0, QBR, qkv, qkv_off, QKV, h * HS, i0, scale)
     FT_LOAD(dOs, 0, QBR, dout, dout_off, C, h * HS, i0, 1.0f)
-    for (int j0 = ft_lo(doc, doc_off, has_doc, b, T, W, i0); j0 <= i1; j0 += QBC) {
+    for (int j0 = cf_flash_lo(doc, doc_off, has_doc, b, T, W, i0); j0 <= i1; j0 += QBC) {
         barrier(CLK_LOCAL_MEM_FENCE);
         FT_LOAD(Ks, Kt, QBC, qkv, qkv_off, QKV, (NH + kh) * HS, j0, 1.0f)
         FT_LOAD(VS, 0, QBC, qkv, qkv_off, QKV, (NH + KVH + kh) * HS, j0, 1.0f)
@@ -320,7 +309,8 @@ flash_tiled_dkv(__global float *dqkv, ulong dqkv_off, __global const float *delt
     for (int h = kh * G; h < (kh + 1) * G; h++) {
         /* the query blocks that can see keys j0..j1: from query j0 while the block's first row
          * still reaches back to j1 */
-        for (int i0 = j0; i0 < T && ft_lo(doc, doc_off, has_doc, b, T, W, i0) <= j1; i0 += KBQ) {
+        for (int i0 = j0; i0 < T && cf_flash_lo(doc, doc_off, has_doc, b, T, W, i0) <= j1;
+             i0 += KBQ) {
             barrier(CLK_LOCAL_MEM_FENCE);
             FT_LOAD(QP, Qt, KBQ, qkv, qkv_off, QKV, h * HS, i0, scale)
             FT_LOAD(OS, dOt, KBQ, dout, dout_off, C, h * HS, i0, 1.0f)
@@ -331,7 +321,7 @@ flash_tiled_dkv(__global float *dqkv, ulong dqkv_off, __global const float *delt
             for (int n = 0; n < KN; n++) {
                 const int i = i0 + tx + TX * n;
                 const ulong li = ((ulong)b * NH + h) * T + i;
-                lo[n] = ft_lo(doc, doc_off, has_doc, b, T, W, i);
+                lo[n] = cf_flash_lo(doc, doc_off, has_doc, b, T, W, i);
                 L[n] = i < T ? lse[lse_off + li] : 0.0f;
                 D[n] = i < T ? delta[delta_off + li] : 0.0f;
             }

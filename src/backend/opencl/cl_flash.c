@@ -68,6 +68,16 @@ struct cf_cl_flash {
     int mma_hs, mma_prec, mma_status; /* mma_status: 0 not built, 1 built, < 0 failed */
 };
 
+/* the matrix engine's program and kernels, released and cleared */
+static void mma_free(struct cf_cl_flash *st) {
+    if (st->mma_fwd) clReleaseKernel(st->mma_fwd);
+    if (st->mma_dq) clReleaseKernel(st->mma_dq);
+    if (st->mma_dkv) clReleaseKernel(st->mma_dkv);
+    if (st->mma_prog) clReleaseProgram(st->mma_prog);
+    st->mma_fwd = st->mma_dq = st->mma_dkv = NULL;
+    st->mma_prog = NULL;
+}
+
 static void variant_free(flash_variant *v) {
     if (v->fwd) clReleaseKernel(v->fwd);
     if (v->bwd_dq) clReleaseKernel(v->bwd_dq);
@@ -107,10 +117,7 @@ void cf_cl_flash_release(cf_cl_ctx *ctx) {
     if (!st) return;
     for (int i = 0; i < st->n; i++) variant_free(&st->v[i]);
     for (int i = 0; i < st->nt; i++) tiled_free(&st->t[i]);
-    if (st->mma_fwd) clReleaseKernel(st->mma_fwd);
-    if (st->mma_dq) clReleaseKernel(st->mma_dq);
-    if (st->mma_dkv) clReleaseKernel(st->mma_dkv);
-    if (st->mma_prog) clReleaseProgram(st->mma_prog);
+    mma_free(st);
     free(st);
     ctx->flash = NULL;
 }
@@ -527,12 +534,7 @@ static int mma_build(cf_cl_ctx *ctx, int hs) {
     const int prec = ctx->mx_prec; /* tf32, bf16 or fp16 (mma_wanted) */
     if (st->mma_status != 0 && st->mma_hs == hs && st->mma_prec == prec)
         return st->mma_status > 0 ? CF_OK : st->mma_status;
-    if (st->mma_fwd) clReleaseKernel(st->mma_fwd);
-    if (st->mma_dq) clReleaseKernel(st->mma_dq);
-    if (st->mma_dkv) clReleaseKernel(st->mma_dkv);
-    if (st->mma_prog) clReleaseProgram(st->mma_prog);
-    st->mma_fwd = st->mma_dq = st->mma_dkv = NULL;
-    st->mma_prog = NULL;
+    mma_free(st);
     char form[160], file[160], opts[320];
     const cf_cl_matrix_choice mc = {ctx->mx, ctx->mx_emulate};
     cf_cl_matrix_options(mc, prec, form, sizeof form);
@@ -546,15 +548,10 @@ static int mma_build(cf_cl_ctx *ctx, int hs) {
     static const char *const names[] = {"flash_mma_forward", "flash_mma_dq", "flash_mma_dkv"};
     cl_kernel *const ks[] = {&st->mma_fwd, &st->mma_dq, &st->mma_dkv};
     const int rc = cf_cl_build_kernels(ctx, file, opts, &st->mma_prog, 3, names, ks);
-    if (rc == CF_OK && verbose) { /* NVIDIA's lines on registers and spills */
-        const size_t cap = 1 << 16;
-        char *log = calloc(1, cap), *save = NULL;
-        if (log && clGetProgramBuildInfo(st->mma_prog, ctx->dev.device, CL_PROGRAM_BUILD_LOG,
-                                         cap - 1, log, NULL) == CL_SUCCESS)
-            for (char *line = strtok_r(log, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
-                if (strstr(line, "entry") || strstr(line, "registers") || strstr(line, "spill"))
-                    CF_INFO("flash_mma hs %d: %s", hs, line);
-        free(log);
+    if (rc == CF_OK && verbose) {
+        char what[32];
+        snprintf(what, sizeof what, "flash_mma hs %d", hs);
+        cf_cl_nv_report(ctx, st->mma_prog, what);
     }
     st->mma_hs = hs;
     st->mma_prec = prec;
@@ -565,11 +562,26 @@ static int mma_build(cf_cl_ctx *ctx, int hs) {
     return rc;
 }
 
-/* flash_mma.cl's local floats (FM_LM): two blocks of FM_BC keys (or queries) of hs + 4 floats, 64
- * rows x 4 reductions (the backward's 3 values a query of a block fit there) */
-static size_t mma_local_floats(int hs) {
+/* flash_mma.cl's shape: work-groups of 4 warps (MMA_NT work-items) over MMA_ROWS query rows (or
+ * keys); its local arguments: FM_LM floats (two blocks of FM_BC keys or queries of hs + 4 floats,
+ * 64 rows x 4 reductions; the backward's 3 values a query of a block fit there), and the emulated
+ * warps' registers (4 x 32 x 6 words; 4 bytes unused on hardware) */
+#define MMA_NT 128
+#define MMA_ROWS 64
+static cf_cl_arg mma_local_lm(int hs) {
     const size_t bc = hs <= 64 ? 64 : 32;
-    return 2 * bc * (size_t)(hs + 4) + 64 * 4;
+    return ARG_LOCAL((2 * bc * (size_t)(hs + 4) + 64 * 4) * sizeof(float));
+}
+static cf_cl_arg mma_local_emu(const cf_cl_ctx *ctx) {
+    return ARG_LOCAL(ctx->mx_emulate ? 4 * 32 * 6 * sizeof(cl_uint) : sizeof(cl_uint));
+}
+/* the range over the T rows of every (batch, head) (heads: NH, or KVH for the keys' kernel) */
+static void mma_range(const cf_attn_desc *d, int heads, size_t global[3], size_t local[3]) {
+    global[0] = ((size_t)d->T + MMA_ROWS - 1) / MMA_ROWS * MMA_NT;
+    global[1] = (size_t)heads;
+    global[2] = (size_t)d->B;
+    local[0] = MMA_NT;
+    local[1] = local[2] = 1;
 }
 
 static int mma_forward(cf_cl_ctx *ctx, const cf_attn_desc *d, cf_view out, cf_view lse,
@@ -577,9 +589,8 @@ static int mma_forward(cf_cl_ctx *ctx, const cf_attn_desc *d, cf_view out, cf_vi
     CF_TRY(mma_build(ctx, d->hs));
     int has_doc;
     cl_mem dm = doc_mem(doc, qkv, &has_doc);
-    const size_t nt = 128, br = 64; /* flash_mma.cl: 4 warps, 16 query rows each */
-    const size_t local[3] = {nt, 1, 1};
-    const size_t global[3] = {((size_t)d->T + br - 1) / br * nt, (size_t)d->NH, (size_t)d->B};
+    size_t global[3], local[3];
+    mma_range(d, d->NH, global, local);
     return cf_cl_launch(
         ctx, ctx->flash->mma_fwd, "flash_mma_forward", 3, global, local,
         CF_ARGS(ARG_MEM(cf_cl_mem(out)), ARG_ULONG(cf_view_elem_off(out)), ARG_MEM(cf_cl_mem(lse)),
@@ -587,10 +598,7 @@ static int mma_forward(cf_cl_ctx *ctx, const cf_attn_desc *d, cf_view out, cf_vi
                 ARG_ULONG(cf_view_elem_off(qkv)), ARG_MEM(dm),
                 ARG_ULONG(has_doc ? cf_view_elem_off(doc) : 0), ARG_INT(has_doc), ARG_INT(d->NH),
                 ARG_INT(d->KVH), ARG_INT(d->T), ARG_INT(d->window),
-                ARG_FLOAT(1.0f / sqrtf((float)d->hs)),
-                /* flash_mma.cl's FM_LM floats and its emulation's registers */
-                ARG_LOCAL(mma_local_floats(d->hs) * sizeof(float)),
-                ARG_LOCAL(ctx->mx_emulate ? 4 * 32 * 6 * sizeof(cl_uint) : sizeof(cl_uint))));
+                ARG_FLOAT(1.0f / sqrtf((float)d->hs)), mma_local_lm(d->hs), mma_local_emu(ctx)));
 }
 
 /* dq and delta (flash_mma_dq), then dk and dv (flash_mma_dkv, which reads delta) */
@@ -599,14 +607,12 @@ static int mma_backward(cf_cl_ctx *ctx, const cf_attn_desc *d, cf_view dqkv, cf_
     CF_TRY(mma_build(ctx, d->hs));
     int has_doc;
     cl_mem dm = doc_mem(doc, qkv, &has_doc);
-    const size_t nt = 128, br = 64;
-    const size_t local[3] = {nt, 1, 1};
-    const size_t gq[3] = {((size_t)d->T + br - 1) / br * nt, (size_t)d->NH, (size_t)d->B};
-    const size_t gkv[3] = {((size_t)d->T + br - 1) / br * nt, (size_t)d->KVH, (size_t)d->B};
+    size_t gq[3], gkv[3], local[3];
+    mma_range(d, d->NH, gq, local);
+    mma_range(d, d->KVH, gkv, local);
     const float scale = 1.0f / sqrtf((float)d->hs);
     const cl_ulong doc_off = has_doc ? cf_view_elem_off(doc) : 0;
-    const size_t lm = mma_local_floats(d->hs) * sizeof(float);
-    const size_t emu = ctx->mx_emulate ? 4 * 32 * 6 * sizeof(cl_uint) : sizeof(cl_uint);
+    const cf_cl_arg lm = mma_local_lm(d->hs), emu = mma_local_emu(ctx);
     CF_TRY(cf_cl_launch(
         ctx, ctx->flash->mma_dq, "flash_mma_dq", 3, gq, local,
         CF_ARGS(ARG_MEM(cf_cl_mem(dqkv)), ARG_ULONG(cf_view_elem_off(dqkv)),
@@ -616,8 +622,7 @@ static int mma_backward(cf_cl_ctx *ctx, const cf_attn_desc *d, cf_view dqkv, cf_
                 ARG_MEM(cf_cl_mem(lse)), ARG_ULONG(cf_view_elem_off(lse)),
                 ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(cf_view_elem_off(qkv)), ARG_MEM(dm),
                 ARG_ULONG(doc_off), ARG_INT(has_doc), ARG_INT(d->NH), ARG_INT(d->KVH),
-                ARG_INT(d->T), ARG_INT(d->window), ARG_FLOAT(scale), ARG_LOCAL(lm),
-                ARG_LOCAL(emu))));
+                ARG_INT(d->T), ARG_INT(d->window), ARG_FLOAT(scale), lm, emu)));
     return cf_cl_launch(
         ctx, ctx->flash->mma_dkv, "flash_mma_dkv", 3, gkv, local,
         CF_ARGS(ARG_MEM(cf_cl_mem(dqkv)), ARG_ULONG(cf_view_elem_off(dqkv)),
@@ -626,8 +631,7 @@ static int mma_backward(cf_cl_ctx *ctx, const cf_attn_desc *d, cf_view dqkv, cf_
                 ARG_MEM(cf_cl_mem(lse)), ARG_ULONG(cf_view_elem_off(lse)),
                 ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(cf_view_elem_off(qkv)), ARG_MEM(dm),
                 ARG_ULONG(doc_off), ARG_INT(has_doc), ARG_INT(d->NH), ARG_INT(d->KVH),
-                ARG_INT(d->T), ARG_INT(d->window), ARG_FLOAT(scale), ARG_LOCAL(lm),
-                ARG_LOCAL(emu)));
+                ARG_INT(d->T), ARG_INT(d->window), ARG_FLOAT(scale), lm, emu));
 }
 
 int cf_cl_flash_forward(cf_backend *be, const cf_attn_desc *d, cf_view out, cf_view lse,

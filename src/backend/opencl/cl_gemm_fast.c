@@ -202,6 +202,17 @@ int cf_cl_nv_verbose(const cf_cl_ctx *ctx) {
     return ctx->gemm_fast_verbose == 1 && strstr(ctx->dev.platform_name, "NVIDIA") != NULL;
 }
 
+void cf_cl_nv_report(cf_cl_ctx *ctx, cl_program program, const char *what) {
+    const size_t cap = 1 << 16;
+    char *log = calloc(1, cap), *save = NULL;
+    if (log && clGetProgramBuildInfo(program, ctx->dev.device, CL_PROGRAM_BUILD_LOG, cap - 1, log,
+                                     NULL) == CL_SUCCESS)
+        for (char *line = strtok_r(log, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+            if (strstr(line, "entry") || strstr(line, "registers") || strstr(line, "spill"))
+                CF_INFO("%s: %s", what, line);
+    free(log);
+}
+
 /* The program of a variant with an epilogue built in: epi_bias 0/1, epi_act 0/1/2, epi_colsum 0/1
  * (gemm_fast.cl). */
 static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int vec,
@@ -263,16 +274,11 @@ static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int
     g.mma = fast_mma_kind(ctx);
     g.round = fast_round_in(ctx);
     CF_TRY(cf_cl_build_program(ctx, file, opts, &g.program));
-    if (verbose) { /* the compiler's lines about entry points, registers and spills */
-        const size_t cap = 1 << 16;
-        char *log = calloc(1, cap), *save = NULL;
-        if (log && clGetProgramBuildInfo(g.program, ctx->dev.device, CL_PROGRAM_BUILD_LOG,
-                                         cap - 1, log, NULL) == CL_SUCCESS)
-            for (char *line = strtok_r(log, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
-                if (strstr(line, "entry") || strstr(line, "registers") || strstr(line, "spill"))
-                    CF_INFO("gemm_fast rm %d rn %d bk %d wg %d vec %d: %s", c->rm, c->rn, c->bk,
-                            c->wg, vec, line);
-        free(log);
+    if (verbose) {
+        char what[96];
+        snprintf(what, sizeof what, "gemm_fast rm %d rn %d bk %d wg %d vec %d", c->rm, c->rn,
+                 c->bk, c->wg, vec);
+        cf_cl_nv_report(ctx, g.program, what);
     }
     cl_int err = CL_SUCCESS;
     for (int i = 0; i < 5 && err == CL_SUCCESS; i++) {

@@ -423,6 +423,9 @@ void cf_cl_attention_release(cf_cl_ctx *ctx);
  * tensor-core flash kernels are built with -cl-nv-verbose and their compiler report printed
  * (cl_gemm_fast.c; elsewhere the option would be an invalid build option) */
 int cf_cl_nv_verbose(const cf_cl_ctx *ctx);
+/* The compiler's lines about entry points, registers and spills in program's build log, at info
+ * level, each after "<what>: " */
+void cf_cl_nv_report(cf_cl_ctx *ctx, cl_program program, const char *what);
 
 /* The ops table's flash_forward / flash_backward (backend.h; views checked by the wrappers). */
 int cf_cl_flash_forward(cf_backend *be, const cf_attn_desc *d, cf_view out, cf_view lse,
