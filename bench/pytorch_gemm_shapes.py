@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""TFLOP/s of PyTorch's fp32 GEMM (cuBLAS on CUDA, TF32 off) on the 15 products of one training
-step of a GPT config, laid out as clformer runs them (row-major, the same transposes), so that
-clformer's `test_cl_gemm_fast --bench` table can be read against it shape by shape.
+"""TFLOP/s of PyTorch's GEMM (cuBLAS on CUDA; fp32 with TF32 off, or --dtype tf32 / bf16) on
+the 15 products of one training step of a GPT config, laid out as clformer runs them (row-major,
+the same transposes), so that clformer's `test_cl_gemm_fast --bench` table (`--tf32`, `--prec
+bf16`) can be read against it shape by shape.
 
     python3 bench/pytorch_gemm_shapes.py [--config configs/wiki_cache_optimized.json]
                                          [--device cuda] [--min-time 0.2]
+                                         [--dtype fp32|tf32|bf16]
 
 Rows: C(M,N) = op(A) op(B), tA/tB as in clformer (tA: A stored (K,M); tB: B stored (N,K)).
 The last line sums one step's GEMM time (each layer shape once per layer, the head's once)."""
@@ -34,27 +36,30 @@ def main():
     ap.add_argument("--config", default="configs/wiki_cache_optimized.json")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--min-time", type=float, default=0.2)
+    ap.add_argument("--dtype", default="fp32", choices=["fp32", "tf32", "bf16"],
+                    help="fp32 (TF32 off), tf32 (fp32 tensors, TF32 on) or bf16 tensors")
     args = ap.parse_args()
     with open(args.config) as fh:
         cfg = json.load(fh)
     model = cfg
     rows = cfg["batch_size"] * cfg["max_length"]
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = args.dtype == "tf32"
+    torch.backends.cudnn.allow_tf32 = args.dtype == "tf32"
+    dt = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     dev = torch.device(args.device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    print(f"PyTorch {torch.__version__} fp32 GEMM (TF32 off) on "
+    print(f"PyTorch {torch.__version__} {args.dtype} GEMM on "
           f"{torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'CPU'}; "
           f"{args.config}, {rows} rows")
     print(f"{'shape':<15} tA tB {'M':>5} {'N':>5} {'K':>5} {'us':>9} {'TFLOP/s':>8}")
     layers = model["num_layers"]
     step = 0.0
     for i, (name, ta, tb, m, n, k) in enumerate(shapes(model, rows)):
-        a = torch.randn((k, m) if ta else (m, k), device=dev)
-        b = torch.randn((n, k) if tb else (k, n), device=dev)
+        a = torch.randn((k, m) if ta else (m, k), device=dev, dtype=dt)
+        b = torch.randn((n, k) if tb else (k, n), device=dev, dtype=dt)
         a_op = a.t() if ta else a
         b_op = b.t() if tb else b
-        out = torch.empty((m, n), device=dev)
+        out = torch.empty((m, n), device=dev, dtype=dt)
         for _ in range(3):
             torch.matmul(a_op, b_op, out=out)
         sync()

@@ -26,12 +26,12 @@ const cf_cl_matrix_engine cf_cl_matrix_engines[] = {
      1,
      EMULATE_MMA_SYNC,
      /* the flash kernels (forward and backward; tf32, bf16, fp16; flash_mma.cl): checked by
-      * emulation on every build (test_cl_flash_attention --kernel mma) and under oclgrind; on an
-      * H100 only the forward ran (session 13, bench/results/h100/session13/callW: its head-size 32
-      * and 64 cases passed in bf16), before its 32-key blocks above head size 64, the backward
-      * and TF32 existed: not verified, so auto does not run them */
+      * emulation on every build (test_cl_flash_attention --kernel mma) and under oclgrind, and
+      * verified on an H100 (bench/results/h100/session15/callX: all 288 checks of
+      * test_cl_flash_attention --kernel mma, every format and head size, passed), so auto runs
+      * them */
      "flash_mma.cl",
-     0},
+     1},
     /* packed tiles (gemm_fast.cl, MMA_PACKED_TILES): the values converted once as they are
      * staged, laid out as the fragments take them, 64-bit fragment reads. Its first layout passed
      * the tests on an H100 in all three precisions but ran GPT-2 124M in bf16 at 46,201 tokens/s
