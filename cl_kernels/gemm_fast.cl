@@ -18,7 +18,8 @@
  *   RM, RN  outputs per work-item along m and n: 4, 8 or 16 (blocks of WG*4, WG*8 or WG*16);
  *           16 in the fp32 form only (MMA_KIND 0), and not both (RM*RN at most 128 accumulators:
  *           NVIDIA gives a work-item at most 255 registers)
- *   BK      K depth of one local-memory slice: 8 or 16; BM*BK and BN*BK must be multiples of
+ *   BK      K depth of one local-memory slice: 8 or 16 (32: the packed bf16 / fp16 tiles below,
+ *           MMA_PACKED_TILES with MMA_KIND 2 or 3); BM*BK and BN*BK must be multiples of
  *           4*WG*WG (each work-item stages whole float4s); the two copies of both tiles must fit
  *           48 KiB (NVIDIA's limit per work-group), so 256-wide blocks (WG 16 with RM or RN 16)
  *           next to 128 take BK 8: 2*16*(256+4 + 128+4)*4 bytes = 49 KiB is too much
@@ -133,8 +134,9 @@ static inline void gf_store(__global float *C, __global float *X, size_t idx, fl
 #define NLA (BM * BK / 4 / NT) /* float4s of op(A) each work-item stages per K slice */
 #define NLB (BN * BK / 4 / NT)
 #if (RM != 4 && RM != 8 && RM != 16) || (RN != 4 && RN != 8 && RN != 16) ||                   \
-    (BK != 8 && BK != 16) || (WG != 8 && WG != 16)
-#error "gemm_fast.cl: RM and RN must be 4, 8 or 16, BK 8 or 16, WG 8 or 16"
+    (BK != 8 && BK != 16 && !(BK == 32 && MMA_PACKED_TILES && MMA_KIND >= 2)) ||               \
+    (WG != 8 && WG != 16)
+#error "gemm_fast.cl: RM and RN must be 4, 8 or 16, BK 8 or 16 (32: packed bf16 / fp16 tiles), WG 8 or 16"
 #endif
 #if RM * RN > 128
 #error "gemm_fast.cl: RM*RN must be at most 128 (accumulators per work-item)"
@@ -142,16 +144,18 @@ static inline void gf_store(__global float *C, __global float *X, size_t idx, fl
 #if MMA_KIND && (RM > 8 || RN > 8)
 #error "gemm_fast.cl: the tensor-core forms (MMA_KIND) take RM and RN 4 or 8; 16 is the fp32 form's"
 #endif
-#if 2 * BK * (LDA4 + LDB4) * 16 > 49152
-#error "gemm_fast.cl: the two copies of the As and Bs tiles exceed 48 KiB of local memory"
+#if !MMA_PACKED_TILES
+#define GF_COPY_A (BK * LDA4) /* float4s of one copy of each tile */
+#define GF_COPY_B (BK * LDB4)
 #endif
 #if (BM * BK) % (4 * NT) != 0 || (BN * BK) % (4 * NT) != 0
 #error "gemm_fast.cl: BM*BK and BN*BK must be multiples of 4*WG*WG"
 #endif
-/* EPI_COLSUM: the work-items' sums meet in the As tile, and every float4 a work-item stages from a
- * transposed A lies in float4 column lid % (BM/4) (NT is a multiple of BM/4) */
-#if EPI_COLSUM && (2 * BK * LDA4 < NT || NT % (BM / 4) != 0)
-#error "gemm_fast.cl: EPI_COLSUM needs the As tile to hold one float4 per work-item"
+/* EPI_COLSUM: the work-items' sums meet in the As array (GF_AS_SIZE), and every float4 a
+ * work-item stages from a transposed A lies in float4 column lid % (BM/4) (NT is a multiple of
+ * BM/4) */
+#if EPI_COLSUM && (NT % (BM / 4) != 0)
+#error "gemm_fast.cl: EPI_COLSUM needs NT to be a multiple of BM/4"
 #endif
 
 #if MMA_KIND
@@ -426,18 +430,18 @@ static inline void gf_store4(const int xc, const int bx, __local float4 *Xs, con
  * (rows) and t (words) meet distinct banks (8 g + 2 t with 64-bit reads, 4 g + t with 32-bit
  * ones). Against the fp32 tiles, whose fragments take one 32-bit read and one conversion per value
  * on every read: a quarter of the reads (bf16 / fp16) or half (TF32), and one conversion per
- * staged value (at 128 x 128 the A tile is read by four warps, B by two). The packed tiles take no
- * more room than the fp32 copies the kernels declare, so each group's local memory does not
- * change. */
+ * staged value (at 128 x 128 the A tile is read by four warps, B by two). The packed tiles take
+ * the room they need (GF_COPY_A, GF_COPY_B): half the fp32 tiles' in bf16 / fp16, which makes
+ * K slices of 32 possible there (BK 32, bf16 / fp16 only: two planes a copy; the host builds
+ * every BK 32 choice in this form). */
 #define KPW (MMA_KIND == 1 ? 1 : 2)           /* k per word */
 #define PW (BK / KPW < 8 ? BK / KPW : 8)    /* words a row of a plane */
 #define PWS (PW == 8 ? 3 : 2)
 /* (shifts and masks, w >= 0: a division next to a remainder becomes a `freeze`, see gf_load4) */
 #define GF_PLANE(bx) ((bx) * PW + ((bx) >> 3) * (PW / 4))
 #define GF_PADDR(bx, x, w) (((w) >> PWS) * GF_PLANE(bx) + (x) * PW + ((x) >> 3) * (PW / 4) + ((w) & (PW - 1)))
-#if BK / KPW / PW * GF_PLANE(BM) > BK * LDA4 * 4 || BK / KPW / PW * GF_PLANE(BN) > BK * LDB4 * 4
-#error "gemm_fast.cl: the packed tiles exceed the fp32 copies they live in"
-#endif
+#define GF_COPY_A ((BK / KPW / PW * GF_PLANE(BM) + 3) / 4)
+#define GF_COPY_B ((BK / KPW / PW * GF_PLANE(BN) + 3) / 4)
 static inline void gf_store4p(const int xc, const int bx, __local uint *Xw, int idx, float4 v) {
     if (xc) { /* x .. x+3 of one k */
         const int k = idx / (bx / 4), x = (idx - k * (bx / 4)) * 4;
@@ -475,6 +479,12 @@ static inline void gf_store4p(const int xc, const int bx, __local uint *Xw, int 
 #else
 #define GF_STAGE(xc, bx, Xs, ld4, idx, v) gf_store4(xc, bx, Xs, ld4, idx, v)
 #endif
+
+#if (GF_AS_SIZE + 2 * GF_COPY_B) * 16 > 49152
+#error "gemm_fast.cl: the two copies of the As and Bs tiles exceed 48 KiB of local memory"
+#endif
+/* the As array: both copies, and at least one float4 per work-item (EPI_COLSUM's sums meet there) */
+#define GF_AS_SIZE (2 * GF_COPY_A < NT ? NT : 2 * GF_COPY_A)
 
 static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int K, int kps,
                                   float alpha, __global const float *A, ulong a_off, int lda,
@@ -556,8 +566,8 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
             for (int q = 0; q < NLB; q++)
                 rb[q] = gf_load4(b_xc, BN, B, ldb, n0, kn, lid + q * NT, N, k_end, full);
         }
-        __local const float4 *as = As + cur * (BK * LDA4);
-        __local const float4 *bs = Bs + cur * (BK * LDB4);
+        __local const float4 *as = As + cur * GF_COPY_A;
+        __local const float4 *bs = Bs + cur * GF_COPY_B;
 #if MMA_KIND
 #if MMA_PACKED_TILES
         __local const uint *ah = (__local const uint *)as, *bh = (__local const uint *)bs;
@@ -720,8 +730,8 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
         }
 #endif
         if (more) {
-            __local float4 *na = As + (cur ^ 1) * (BK * LDA4);
-            __local float4 *nb = Bs + (cur ^ 1) * (BK * LDB4);
+            __local float4 *na = As + (cur ^ 1) * GF_COPY_A;
+            __local float4 *nb = Bs + (cur ^ 1) * GF_COPY_B;
 #pragma unroll
             for (int q = 0; q < NLA; q++) GF_STAGE(a_xc, BM, na, LDA4, lid + q * NT, GF_ROUND4(ra[q]));
             /* (added here, where the loads are consumed anyway: an add right after them waits
@@ -838,8 +848,8 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
         ulong c_off, int ldc, ulong c_split, __global const float *bias, ulong bias_off,           \
         __global float *X, ulong x_off, __global float *CS, ulong cs_off, ulong cs_split,          \
         int cs_acc) {                                                                              \
-        __local float4 As[2 * BK * LDA4];                                                          \
-        __local float4 Bs[2 * BK * LDB4];                                                          \
+        __local float4 As[GF_AS_SIZE];                                                             \
+        __local float4 Bs[2 * GF_COPY_B];                                                          \
         GF_EMU_DECL                                                                                \
         gemm_fast_body(TA_, TB_, M, N, K, kps, alpha, A, a_off, lda, B, b_off, ldb, beta, C,       \
                        c_off, ldc, c_split, bias, bias_off, X, x_off, CS, cs_off, cs_split,        \

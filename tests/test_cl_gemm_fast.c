@@ -24,7 +24,9 @@
  * --variant I: only the I-th variant (0 = 128x128/8, 1 = 128x128/16, 2 = 128x64/16, 3 = 64x128/16,
  * 4 = 64x64/16; groups of 8x8: 5 = 64x64/8, 6 = 64x64/16, 7 = 64x32/8; 16 outputs per work-item
  * along one side, the fp32 form only: 8 = 256x128/8, 9 = 128x256/8, groups of 8x8: 10 = 128x64/16,
- * 11 = 64x128/8) in the variant tests and in --bench's per-variant columns.
+ * 11 = 64x128/8; 32-deep slices, the bf16 / fp16 tensor-core form only (packed tiles): 12 =
+ * 64x64/32 of 8x8 groups, 13 = 128x128/32) in the variant tests and in --bench's per-variant
+ * columns; every other form must refuse 12 and 13.
  * --bench: TFLOP/s of every GEMM of a training step of the d_model 384 / d_ff 1536 / vocab 16000
  * model at 4096 rows (--shapes 124m: GPT-2 124M's, 8192 rows, the head in chunks of 1280 rows;
  * and 4096^3) on the device: the tiled kernel (CF_GEMM_FAST=0, native), CLBlast, what the
@@ -161,7 +163,10 @@ static const cf_cl_gemm_fast_choice variants[] = {
     {4, 4, 16, 1, 16}, {8, 8, 8, 1, 8},   {8, 8, 16, 1, 8},  {8, 4, 8, 1, 8},
     /* 16 outputs per work-item along one side (the fp32 form only): 256x128 and 128x256 blocks
      * (K slices of 8: local memory), 128x64/16 and 64x128/8 of 8x8 groups */
-    {16, 8, 8, 1, 16}, {8, 16, 8, 1, 16}, {16, 8, 16, 1, 8}, {8, 16, 8, 1, 8}};
+    {16, 8, 8, 1, 16}, {8, 16, 8, 1, 16}, {16, 8, 16, 1, 8}, {8, 16, 8, 1, 8},
+    /* 32-deep slices (the bf16 / fp16 tensor-core form only, its tiles packed): 64x64 of 8x8
+     * groups (the rule's choice for large NT products there) and 128x128 */
+    {8, 8, 32, 1, 8}, {8, 8, 32, 1, 16}};
 #define N_VARIANTS (int)(sizeof variants / sizeof variants[0])
 
 /* the kernel's form on this backend: gemm_fast.cl's MMA_KIND (tensor cores), 0 = fp32 */
@@ -329,7 +334,7 @@ static int all_variants(void) {
 static void test_variants(void) {
     const int all = all_variants();
     /* -1: not on CPU devices; 0 / 1: element / float4 accesses there; 2: both */
-    static const int subset_vec[N_VARIANTS] = {1, -1, 0, -1, 0, 0, -1, -1, 2, 2, -1, -1};
+    static const int subset_vec[N_VARIANTS] = {1, -1, 0, -1, 0, 0, -1, -1, 2, 2, -1, -1, 0, -1};
     if (!all)
         printf("CPU device: variants 128x128/8, 128x64/16, 64x64/16, 64x64/8 (8x8), 256x128/8, "
                "128x256/8 only\n");
@@ -337,13 +342,14 @@ static void test_variants(void) {
     for (int v = 0; v < N_VARIANTS; v++) {
         if ((!all && subset_vec[v] < 0) || (only_variant >= 0 && v != only_variant)) continue;
         if (!cf_cl_gemm_fast_choice_valid_form(&variants[v], form_mma())) {
-            /* the tensor-core forms refuse 16 outputs per work-item, before building anything */
+            /* the tensor-core forms refuse 16 outputs per work-item, and every form but bf16 /
+             * fp16 on tensor cores 32-deep slices, before building anything */
             pair a = pair_rand(64, 1.0f);
             const int rc = cf_backend_opencl_gemm_fast(
                 GPU, &variants[v], 0, 0, 4, 4, 4, 1.0f, cf_view_f32(a.g, PAD), 4,
                 cf_view_f32(a.g, PAD), 4, 0.0f, cf_view_f32(a.g, PAD + 16), 4);
             expect(rc == CF_ERR_INVALID,
-                   "the tensor-core form refuses %dx%d bk %d wg %d (rm %d, rn %d): %d",
+                   "this form of the kernel refuses %dx%d bk %d wg %d (rm %d, rn %d): %d",
                    variants[v].wg * variants[v].rm, variants[v].wg * variants[v].rn,
                    variants[v].bk, variants[v].wg, variants[v].rm, variants[v].rn, rc);
             pair_free(a);
@@ -375,7 +381,8 @@ static void test_variants(void) {
                 static const int plan[N_VARIANTS][2][2] = {
                     {{0, 0}, {3, 1}},   {{1, 0}, {2, 1}},   {{2, 0}, {1, 1}},   {{1, 0}, {2, 1}},
                     {{3, 0}, {0, 1}},   {{0, 1}, {3, 0}},   {{-1, 0}, {-1, 0}}, {{2, 1}, {1, 0}},
-                    {{1, 1}, {2, 0}},   {{-1, 0}, {-1, 0}}, {{-1, 0}, {-1, 0}}, {{-1, 0}, {-1, 0}}};
+                    {{1, 1}, {2, 0}},   {{-1, 0}, {-1, 0}}, {{-1, 0}, {-1, 0}}, {{-1, 0}, {-1, 0}},
+                    {{2, 1}, {1, 0}},   {{0, 0}, {3, 1}}};
                 /* 256x128: one whole block (float4 loads and stores) beside partial ones */
                 const int m1 = bm > 128 ? 264 : 70, n1 = bm > 128 ? 132 : 37;
                 if (t == plan[v][0][0])
@@ -764,8 +771,9 @@ static int bench(double min_s) {
         TCL_OK(cf_backend_opencl_set_gemm(GPU, "auto"));
         r[2] = bench_time(0, NULL, s, a, b, c, min_s);
         cf_cl_gemm_fast_choice rc;
-        cf_cl_gemm_fast_rule(s->M, s->N, s->K, (int)dev->compute_units, (size_t)dev->local_mem,
-                             cf_cl_gemm_fast_wide((cf_cl_ctx *)GPU->ctx), &rc);
+        cf_cl_gemm_fast_rule_form(s->M, s->N, s->K, s->ta, s->tb, (int)dev->compute_units,
+                                  (size_t)dev->local_mem,
+                                  cf_cl_gemm_fast_wide((cf_cl_ctx *)GPU->ctx), form_mma(), &rc);
         r[3] = bench_time(1, NULL, s, a, b, c, min_s);
         cf_cl_gemm_fast_choice best = variants[0];
         char all[4096] = "", byv[1024] = "";

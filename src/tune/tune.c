@@ -792,11 +792,12 @@ static int sensible(const shape *sh, const cand *c) {
 
 /* The default variants: the first 10 of test_cl_gemm_fast's table (the rule's candidates are among
  * them; the last two, 256x128 and 128x256 blocks, only in the fp32 form). */
-#define N_FAST_VARIANTS_DEFAULT 10
+#define N_FAST_VARIANTS_DEFAULT 11
 static const cf_cl_gemm_fast_choice fast_variants_default[N_FAST_VARIANTS_DEFAULT] = {
     {8, 8, 8, 1, 16}, {8, 8, 16, 1, 16}, {8, 4, 16, 1, 16}, {4, 8, 16, 1, 16},
     {4, 4, 16, 1, 16}, {8, 8, 8, 1, 8},   {8, 8, 16, 1, 8},  {8, 4, 8, 1, 8},
-    {16, 8, 8, 1, 16}, {8, 16, 8, 1, 16}};
+    {16, 8, 8, 1, 16}, {8, 16, 8, 1, 16},
+    {8, 8, 32, 1, 8}}; /* (the packed bf16 / fp16 tiles' 32-deep slices: those precisions only) */
 static const int fast_splits_default[8] = {1, 2, 3, 4, 6, 8, 12, 16};
 #define MAX_FAST_CANDS 100 /* the rule's + 12 variants x 8 splits */
 

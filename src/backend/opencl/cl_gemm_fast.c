@@ -50,14 +50,23 @@ int cf_cl_gemm_fast_choice_valid(const cf_cl_gemm_fast_choice *c) {
 }
 
 int cf_cl_gemm_fast_choice_valid_form(const cf_cl_gemm_fast_choice *c, int mma) {
+    if (c && c->bk == 32) {
+        /* the packed bf16 / fp16 tiles' 32-deep slices: what holds for bk 16 also holds here
+         * (the float4s each work-item stages double), and the packed tiles fit */
+        if (mma < 2) return 0;
+        cf_cl_gemm_fast_choice h = *c;
+        h.bk = 16;
+        return cf_cl_gemm_fast_choice_valid_form(&h, mma) &&
+               cf_cl_gemm_fast_local_bytes_mma(c, mma) <= CF_CL_GEMM_FAST_MAX_LOCAL;
+    }
     /* the tensor-core forms' warp tiling is written for blocks of 32 to 128 (gemm_fast.cl) */
     return cf_cl_gemm_fast_choice_valid(c) && (mma == 0 || (c->rm <= 8 && c->rn <= 8)) &&
            cf_cl_gemm_fast_local_bytes_mma(c, mma) <= CF_CL_GEMM_FAST_MAX_LOCAL;
 }
 
 const char *cf_cl_gemm_fast_valid_text(int mma) {
-    return mma ? "the tensor-core form: rm, rn 4 or 8; bk 8 or 16; wg 8 or 16; rm*bk and rn*bk "
-                 "at least 4*wg"
+    return mma ? "the tensor-core form: rm, rn 4 or 8; bk 8 or 16 (32 in bf16 / fp16); wg 8 or "
+                 "16; rm*bk and rn*bk at least 4*wg"
                : "rm, rn: 4, 8 or 16, rm*rn at most 128; bk: 8 or 16; wg: 8 or 16; rm*bk and "
                  "rn*bk at least 4*wg; both tiles twice in at most 48 KiB of local memory, so "
                  "256-wide blocks next to 128 take bk 8";
@@ -107,6 +116,16 @@ size_t cf_cl_gemm_fast_local_bytes(const cf_cl_gemm_fast_choice *c) {
 }
 
 size_t cf_cl_gemm_fast_local_bytes_mma(const cf_cl_gemm_fast_choice *c, int mma) {
+    if (c->bk == 32) {
+        /* the packed bf16 / fp16 tiles (gemm_fast.cl's GF_COPY_A, GF_COPY_B): two planes of 8
+         * words a row, each group of 8 rows shifted by 2 words, per copy; two copies; the As
+         * array at least one float4 per work-item */
+        const size_t a = 2 * ((size_t)c->wg * c->rm * 8 + (size_t)c->wg * c->rm / 8 * 2) * 4;
+        const size_t b = 2 * ((size_t)c->wg * c->rn * 8 + (size_t)c->wg * c->rn / 8 * 2) * 4;
+        const size_t nt = (size_t)c->wg * c->wg * 16;
+        (void)mma;
+        return (2 * a < nt ? nt : 2 * a) + 2 * b;
+    }
     /* two copies of As[bk][wg*rm + 4] and Bs[bk][wg*rn + 4] (gemm_fast.cl; + 8 in the TF32
      * tensor-core form, mma = 1) */
     const int pad = mma == 1 ? 8 : 4;
@@ -150,6 +169,25 @@ int cf_cl_gemm_fast_rule(int M, int N, int K, int compute_units, size_t local_me
         }
     }
     return best > 0.0;
+}
+
+/* The packed bf16 / fp16 tiles' 64 x 64 blocks of two warps with 32-deep slices (BK 32) for the
+ * NT products (a linear layer's forward: activations times the stored weight's transpose) with
+ * many blocks and no split: measured on an H100 (bench/results/h100/session15/callA, GPT-2 124M's
+ * shapes) at 105-128 TFLOP/s on the four forward products of a layer against 81-100 for the
+ * rule's 128 x 128 blocks; they lost on the NN and TN products (input and weight gradients) and
+ * were level on the head's forward. More groups per multiprocessor (two warps each, about six at
+ * a time against one group of eight warps) hide the loads better than one large group. */
+int cf_cl_gemm_fast_rule_form(int M, int N, int K, int ta, int tb, int compute_units,
+                              size_t local_mem, int wide, int mma, cf_cl_gemm_fast_choice *out) {
+    if (!cf_cl_gemm_fast_rule(M, N, K, compute_units, local_mem, wide, out)) return 0;
+    const cf_cl_gemm_fast_choice packed = {8, 8, 32, 1, 8};
+    const long long blocks = (long long)((M + 63) / 64) * ((N + 63) / 64);
+    if (mma >= 2 && !ta && tb && out->split == 1 && K >= 256 &&
+        blocks >= 8ll * compute_units &&
+        cf_cl_gemm_fast_local_bytes_mma(&packed, mma) <= local_mem)
+        *out = packed;
+    return 1;
 }
 
 /* ---- which products ---------------------------------------------------------------------------- */
@@ -253,6 +291,11 @@ static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int
     if (kind) {
         const cf_cl_matrix_choice mc = {ctx->mx, ctx->mx_emulate};
         cf_cl_matrix_options(mc, kind, form, sizeof form);
+        /* 32-deep slices exist in the packed-tile form only (bf16 / fp16: valid_form) */
+        if (c->bk == 32 && !strstr(form, "MMA_PACKED_TILES")) {
+            const size_t used = strlen(form);
+            snprintf(form + used, sizeof form - used, " -DMMA_PACKED_TILES=1");
+        }
     } else
         snprintf(form, sizeof form, "-DMMA_KIND=0 -DROUND_IN=%d", fast_round_in(ctx));
     char opts[384];
@@ -380,8 +423,9 @@ static int fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, const cf_cl_gemm_f
     cf_cl_gemm_fast_choice c;
     if (choice) {
         c = *choice;
-    } else if (!cf_cl_gemm_fast_rule(d->M, d->N, d->K, (int)ctx->dev.compute_units,
-                                     (size_t)ctx->dev.local_mem, cf_cl_gemm_fast_wide(ctx), &c)) {
+    } else if (!cf_cl_gemm_fast_rule_form(d->M, d->N, d->K, d->ta, d->tb,
+                                          (int)ctx->dev.compute_units, (size_t)ctx->dev.local_mem,
+                                          cf_cl_gemm_fast_wide(ctx), fast_mma_kind(ctx), &c)) {
         cf_cl_fail(ctx, "gemm_fast: no variant fits the %llu bytes of local memory of %s",
                    (unsigned long long)ctx->dev.local_mem, ctx->dev.name);
         return CF_ERR_UNSUPPORTED;

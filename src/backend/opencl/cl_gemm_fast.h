@@ -11,7 +11,8 @@
 typedef struct cf_cl_gemm_fast_choice {
     int rm, rn; /* outputs per work-item along m and n (4, 8 or 16; rm*rn at most 128; 16 in the
                  * fp32 form only): blocks of C are wg*rm x wg*rn */
-    int bk;     /* K depth of one local-memory slice (8 or 16); rm*bk and rn*bk must be >= 4*wg,
+    int bk;     /* K depth of one local-memory slice (8 or 16; 32 in the bf16 / fp16 tensor-core
+                 * form, whose tiles are then packed); rm*bk and rn*bk must be >= 4*wg,
                  * and the tiles' two copies must fit 48 KiB (cf_cl_gemm_fast_local_bytes): wg 16
                  * with a 16 next to 8 or 16 takes bk 8 */
     int split;  /* K slices (1..64): > 1 writes partial products to scratch, then a second kernel
@@ -45,6 +46,12 @@ size_t cf_cl_gemm_fast_local_bytes_mma(const cf_cl_gemm_fast_choice *c, int mma)
  * variant fits local_mem, else 1. */
 int cf_cl_gemm_fast_rule(int M, int N, int K, int compute_units, size_t local_mem, int wide,
                          cf_cl_gemm_fast_choice *out);
+/* The rule for the form the kernel is built in (mma as in cf_cl_gemm_fast_choice_valid_form) and
+ * the product's transposes: cf_cl_gemm_fast_rule's choice, except that bf16 / fp16 on tensor
+ * cores (mma 2, 3) take the packed tiles' 64 x 64 blocks with 32-deep slices for large NT products
+ * (a linear layer's forward), which ran them 1.2-1.5x faster on an H100. */
+int cf_cl_gemm_fast_rule_form(int M, int N, int K, int ta, int tb, int compute_units,
+                              size_t local_mem, int wide, int mma, cf_cl_gemm_fast_choice *out);
 /* Whether the rule may choose 16-wide register tiles here: the fp32 form (the tensor-core forms
  * take 4 and 8 only) on NVIDIA GPUs of compute capability 9.0 or later, where they were measured
  * (an H100; 128 accumulators a work-item: GPUs with smaller register files would spill them). */

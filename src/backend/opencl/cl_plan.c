@@ -195,7 +195,8 @@ int cf_cl_plan_tuned_fast(const cf_cl_plan_device *dev, int M, int N, int K, int
 
 /* The path from the parts: the tiled parameters (their source and the tuning file's path) and the
  * tuning file's fast choice. */
-static void decide(const cf_cl_plan_device *dev, int M, int N, int K, int batched, int causal,
+static void decide(const cf_cl_plan_device *dev, int M, int N, int K, int ta, int tb, int batched,
+                   int causal,
                    const cf_cl_gemm_params *native, int tuned_found, int tuned_exact,
                    const cf_cl_gemm_fast_choice *tuned, cf_cl_gemm_plan *out) {
     memset(out, 0, sizeof *out);
@@ -248,8 +249,8 @@ static void decide(const cf_cl_plan_device *dev, int M, int N, int K, int batche
             return;
         }
         /* no variant fits this device's local memory: the other paths, silently */
-        if (cf_cl_gemm_fast_rule(M, N, K, dev->compute_units, dev->local_mem, dev->fast_wide,
-                                 &out->fast)) {
+        if (cf_cl_gemm_fast_rule_form(M, N, K, ta, tb, dev->compute_units, dev->local_mem,
+                                      dev->fast_wide, dev->fast_mma, &out->fast)) {
             out->path = CF_PLAN_FAST;
             return;
         }
@@ -273,7 +274,7 @@ void cf_cl_plan_gemm_rule(const cf_cl_plan_device *dev, int M, int N, int K, int
     cf_cl_gemm_fast_choice tuned = {0, 0, 0, 0, 0};
     int exact = 0;
     int found = cf_cl_plan_tuned_fast(dev, M, N, K, ta, tb, &tuned, &exact, NULL, 0);
-    decide(dev, M, N, K, batch != 1, causal, &native, found, exact, &tuned, out);
+    decide(dev, M, N, K, ta, tb, batch != 1, causal, &native, found, exact, &tuned, out);
 }
 
 /* The tuning file's fast choice for a shape, memoised per tuning file (one debug line when its
@@ -364,7 +365,8 @@ int cf_cl_plan_gemm(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, cf_cl_gemm_plan *o
         (dev.gemm_round || (dev.gemm_mode != CF_GEMM_CLBLAST &&
                             (dev.fast_mode == 1 || (dev.fast_mode < 0 && dev.gpu)))))
         found = tuned_memo(ctx, &dev, d->M, d->N, d->K, d->ta, d->tb, &tuned, &exact);
-    decide(&dev, d->M, d->N, d->K, batched, causal, &native, found, exact, &tuned, out);
+    decide(&dev, d->M, d->N, d->K, d->ta, d->tb, batched, causal, &native, found, exact, &tuned,
+           out);
     if (!e && st && st->n_gemm < PLAN_MAX_GEMM) {
         e = &st->gemm[st->n_gemm++];
         memset(e, 0, sizeof *e);
