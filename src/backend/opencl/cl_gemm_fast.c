@@ -171,22 +171,27 @@ int cf_cl_gemm_fast_rule(int M, int N, int K, int compute_units, size_t local_me
     return best > 0.0;
 }
 
-/* The packed bf16 / fp16 tiles' 64 x 64 blocks of two warps with 32-deep slices (BK 32) for the
- * NT products (a linear layer's forward: activations times the stored weight's transpose) with
- * many blocks and no split: measured on an H100 (bench/results/h100/session15/callA, GPT-2 124M's
- * shapes) at 105-128 TFLOP/s on the four forward products of a layer against 81-100 for the
- * rule's 128 x 128 blocks; they lost on the NN and TN products (input and weight gradients) and
- * were level on the head's forward. More groups per multiprocessor (two warps each, about six at
- * a time against one group of eight warps) hide the loads better than one large group. */
+/* The packed bf16 / fp16 tiles' 64 x 64 blocks of two warps with 32-deep slices (BK 32), no split,
+ * K from 256: measured on an H100 against the cost model's choices, shape by shape, at GPT-2
+ * 124M's shapes and the d_model 384 model's (bench/results/h100/session15/callA and callB):
+ *   - NT products (a linear layer's forward, activations times the stored weight's transpose):
+ *     level or faster everywhere, 1.2-1.8x where the output has few 128 x 128 blocks (d_model
+ *     384: attn_proj 67 against 40 TFLOP/s, fc_proj 93 against 51) or at 124M's fc forward;
+ *   - NN products (the input gradients) whose output has fewer 128 x 128 blocks than twice the
+ *     compute units, K at most 8192: 1.2-1.35x (d_model 384: qkv, attn_proj, fc); with more
+ *     blocks (124M) the 128 x 128 blocks were 0.98-1.05x of them, and a long K (the head's input
+ *     gradient) wants a split;
+ *   - TN products (weight gradients): slower, left to the cost model.
+ * More groups per multiprocessor (two warps each, about six at a time, against one group of
+ * eight warps) hide the loads better than one large group. */
 int cf_cl_gemm_fast_rule_form(int M, int N, int K, int ta, int tb, int compute_units,
                               size_t local_mem, int wide, int mma, cf_cl_gemm_fast_choice *out) {
     if (!cf_cl_gemm_fast_rule(M, N, K, compute_units, local_mem, wide, out)) return 0;
     const cf_cl_gemm_fast_choice packed = {8, 8, 32, 1, 8};
-    const long long blocks = (long long)((M + 63) / 64) * ((N + 63) / 64);
-    if (mma >= 2 && !ta && tb && out->split == 1 && K >= 256 &&
-        blocks >= 8ll * compute_units &&
-        cf_cl_gemm_fast_local_bytes_mma(&packed, mma) <= local_mem)
-        *out = packed;
+    if (mma < 2 || ta || K < 256 || cf_cl_gemm_fast_local_bytes_mma(&packed, mma) > local_mem)
+        return 1;
+    const long long blocks128 = (long long)((M + 127) / 128) * ((N + 127) / 128);
+    if (tb || (K <= 8192 && blocks128 < 2ll * compute_units)) *out = packed;
     return 1;
 }
 

@@ -48,8 +48,9 @@ int cf_cl_gemm_fast_rule(int M, int N, int K, int compute_units, size_t local_me
                          cf_cl_gemm_fast_choice *out);
 /* The rule for the form the kernel is built in (mma as in cf_cl_gemm_fast_choice_valid_form) and
  * the product's transposes: cf_cl_gemm_fast_rule's choice, except that bf16 / fp16 on tensor
- * cores (mma 2, 3) take the packed tiles' 64 x 64 blocks with 32-deep slices for large NT products
- * (a linear layer's forward), which ran them 1.2-1.5x faster on an H100. */
+ * cores (mma 2, 3) take the packed tiles' 64 x 64 blocks with 32-deep slices (K from 256) for NT
+ * products (a linear layer's forward) and for NN products (input gradients) with few 128 x 128
+ * output blocks, where an H100 ran them up to 1.8x faster (the comment in cl_gemm_fast.c). */
 int cf_cl_gemm_fast_rule_form(int M, int N, int K, int ta, int tb, int compute_units,
                               size_t local_mem, int wide, int mma, cf_cl_gemm_fast_choice *out);
 /* Whether the rule may choose 16-wide register tiles here: the fp32 form (the tensor-core forms
