@@ -105,7 +105,7 @@ static inline void flash_mma_body(__global float *out, ulong out_off, __global f
             Ks[jr * FMLD + c] = j < T ? qkv[row + (ulong)(NH + kh) * HS + c] : 0.0f;
             Vs[jr * FMLD + c] = j < T ? qkv[row + (ulong)(NH + KVH + kh) * HS + c] : 0.0f;
         }
-        /* the whole tile is in local memory before any row reads it */
+        /* the whole tile is in local memory before any row reads it (forward) */
         barrier(CLK_LOCAL_MEM_FENCE);
         /* S = Q K^T: key tile n holds keys j0 + 8 n .. + 7; B fragment: column (key) g, FM_RW's
          * head columns of step s */
@@ -310,7 +310,7 @@ flash_mma_dq(__global float *dqkv, ulong dqkv_off, __global float *delta, ulong 
         barrier(CLK_LOCAL_MEM_FENCE); /* the last block's K and V are read */
         fm_stage(Ks, qkv, qkv_off, QKV, (NH + kh) * HS, b, T, j0, FM_BC);
         fm_stage(Vs, qkv, qkv_off, QKV, (NH + KVH + kh) * HS, b, T, j0, FM_BC);
-        /* the whole tile is in local memory before any row reads it */
+        /* the whole tile is in local memory before any row reads it (dq) */
         barrier(CLK_LOCAL_MEM_FENCE);
         /* S = Q K^T and dP = dO V^T, key tile n: keys j0 + 8 n .. + 7 (B fragments as the
          * forward's) */
@@ -422,7 +422,7 @@ flash_mma_dkv(__global float *dqkv, ulong dqkv_off, __global const float *delta,
                 Ds[q] = i < T ? delta[delta_off + li] : 0.0f;
                 Lo[q] = cf_flash_lo(doc, doc_off, has_doc, b, T, W, i); /* T past the end: masked */
             }
-            /* the whole tile is in local memory before any row reads it */
+            /* the whole tile is in local memory before any row reads it (dkv) */
             barrier(CLK_LOCAL_MEM_FENCE);
             /* S^T and dP^T, query tile n: queries i0 + 8 n .. + 7; B fragment: column (query)
              * g, FM_RW's head columns of step s */

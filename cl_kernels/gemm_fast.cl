@@ -480,11 +480,11 @@ static inline void gf_store4p(const int xc, const int bx, __local uint *Xw, int 
 #define GF_STAGE(xc, bx, Xs, ld4, idx, v) gf_store4(xc, bx, Xs, ld4, idx, v)
 #endif
 
+/* the As array: both copies, and at least one float4 per work-item (EPI_COLSUM's sums meet there) */
+#define GF_AS_SIZE (2 * GF_COPY_A < NT ? NT : 2 * GF_COPY_A)
 #if (GF_AS_SIZE + 2 * GF_COPY_B) * 16 > 49152
 #error "gemm_fast.cl: the two copies of the As and Bs tiles exceed 48 KiB of local memory"
 #endif
-/* the As array: both copies, and at least one float4 per work-item (EPI_COLSUM's sums meet there) */
-#define GF_AS_SIZE (2 * GF_COPY_A < NT ? NT : 2 * GF_COPY_A)
 
 static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int K, int kps,
                                   float alpha, __global const float *A, ulong a_off, int lda,

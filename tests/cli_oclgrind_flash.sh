@@ -12,8 +12,8 @@
 # GPU), with a scratch budget of one byte (so the two-head case runs head by head, on the fused
 # kernels' head ranges), and the matrix engine's kernels (cl_kernels/flash_mma.cl: flash_mma_forward,
 # flash_mma_dq, flash_mma_dkv, with mma.sync emulated) in bf16 and TF32 on the two small cases of
-# head size 16 (the planted bug removes the marked barriers of all three kernels at once, so it
-# shows that oclgrind sees such a race here, not that each kernel's would be seen):
+# head size 16 (one planted bug per kernel, each run on its own, so each kernel's race is shown
+# to be seen):
 #     oclgrind --data-races --uninitialized --check-api test_cl_flash_attention --small --kernel K
 # It fails if a result differs from the reference, if oclgrind reports anything, or if the test
 # did not pass. Before each set it plants a bug (the barriers between loading a tile into local
@@ -34,5 +34,8 @@ bash "$2/tests/oclgrind_kernels.sh" cli_oclgrind_flash \
     test_cl_flash_attention flash_tiled.cl "$marker" "--small --kernel matrix" \
     "the matrix flash backward" "$1" "$2" "^PASS test_cl_flash_attention" "--small --kernel matrix" || exit $?
 exec bash "$2/tests/oclgrind_kernels.sh" cli_oclgrind_flash test_cl_flash_attention \
-    flash_mma.cl "$marker" "--small --kernel mma" "the matrix engine's flash kernels (emulated)" \
-    "$1" "$2" "^PASS test_cl_flash_attention" "--small --kernel mma"
+    flash_mma.cl "$marker (forward)" "--small --kernel mma" \
+    "the matrix engine's flash kernels (emulated)" "$1" "$2" "^PASS test_cl_flash_attention" \
+    "--small --kernel mma" \
+    flash_mma.cl "$marker (dq)" "--small --kernel mma" \
+    flash_mma.cl "$marker (dkv)" "--small --kernel mma"

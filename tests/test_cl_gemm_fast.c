@@ -525,6 +525,47 @@ static void test_rule(void) {
            "16x8, 8x16 (bk 8), 4x16 (bk 16) and 8x8-group 16x8 (bk 16) are the fp32 form's only; "
            "8x8 is every form's; 256x128 takes %zu bytes of local memory with bk 8, %zu with 16",
            cf_cl_gemm_fast_local_bytes(&wide[0]), cf_cl_gemm_fast_local_bytes(&bad[5]));
+    /* 32-deep slices: the bf16 / fp16 tensor-core form's only (its tiles packed: 16,896 bytes at
+     * 64x64, 33,792 at 128x128, the kernel's arrays) */
+    const cf_cl_gemm_fast_choice p64 = {8, 8, 32, 1, 8}, p128 = {8, 8, 32, 1, 16};
+    int p_ok = 1;
+    for (int mma = 0; mma <= 3; mma++)
+        p_ok &= cf_cl_gemm_fast_choice_valid_form(&p64, mma) == (mma >= 2) &&
+                cf_cl_gemm_fast_choice_valid_form(&p128, mma) == (mma >= 2);
+    expect(p_ok && !cf_cl_gemm_fast_choice_valid(&p64) &&
+               cf_cl_gemm_fast_local_bytes_mma(&p64, 2) == 16896 &&
+               cf_cl_gemm_fast_local_bytes_mma(&p128, 2) == 33792,
+           "bk 32: valid in the bf16 / fp16 tensor-core forms only; %zu and %zu bytes",
+           cf_cl_gemm_fast_local_bytes_mma(&p64, 2), cf_cl_gemm_fast_local_bytes_mma(&p128, 2));
+    /* the rule of the form: in bf16 / fp16 on tensor cores the 64x64 bk-32 blocks for NT products
+     * and for NN products with few 128x128 blocks, K 256..8192, at least two 64x64 blocks a compute
+     * unit; the cost model's choice everywhere else */
+    struct {
+        int M, N, K, ta, tb, mma, want;
+        const char *what;
+    } rf[] = {{8192, 3072, 768, 0, 1, 2, 1, "124M fc forward, bf16"},
+              {4096, 384, 384, 0, 1, 3, 1, "d 384 attn_proj forward, fp16"},
+              {4096, 384, 1152, 0, 0, 2, 1, "d 384 qkv input gradient (96 128x128 blocks)"},
+              {8192, 768, 2304, 0, 0, 2, 0, "124M qkv input gradient (384 128x128 blocks)"},
+              {2304, 768, 8192, 1, 0, 2, 0, "124M qkv weight gradient (TN)"},
+              {1280, 768, 50304, 0, 0, 2, 0, "head input gradient, K 50304"},
+              {8192, 3072, 768, 0, 1, 1, 0, "124M fc forward, tf32"},
+              {8192, 3072, 768, 0, 1, 0, 0, "124M fc forward, fp32"},
+              {8192, 3072, 128, 0, 1, 2, 0, "K 128"},
+              {256, 256, 768, 0, 1, 2, 0, "16 64x64 blocks on 132 compute units"}};
+    for (size_t i = 0; i < sizeof rf / sizeof rf[0]; i++) {
+        cf_cl_gemm_fast_choice base, form;
+        cf_cl_gemm_fast_rule(rf[i].M, rf[i].N, rf[i].K, 132, 49152, 0, &base);
+        const int found = cf_cl_gemm_fast_rule_form(rf[i].M, rf[i].N, rf[i].K, rf[i].ta, rf[i].tb,
+                                                    132, 49152, 0, rf[i].mma, &form);
+        const int packed = form.rm == 8 && form.rn == 8 && form.bk == 32 && form.wg == 8 &&
+                           form.split == 1;
+        const int same = !memcmp(&base, &form, sizeof base);
+        expect(found && (rf[i].want ? packed : same),
+               "rule of the form (mma %d), %s: %dx%d bk %d wg %d split %d (want %s)", rf[i].mma,
+               rf[i].what, form.wg * form.rm, form.wg * form.rn, form.bk, form.wg, form.split,
+               rf[i].want ? "64x64 bk 32" : "the cost model's choice");
+    }
 
     pair a = pair_rand(64, 1.0f);
     printf("(three error lines expected)\n");

@@ -179,6 +179,8 @@ static void test_parse_errors(void) {
         {"fast_choice 256x128 with bk 16 (49 KiB of local memory)", "\"rm\":\t4", "\"rm\":\t16",
          "gemm[2] (square 512).fast_choice: rm 16, rn 8, bk 16, wg 16 is no variant of the fast "
          "kernel (rm, rn: 4, 8 or 16"},
+        {"fast_choice bk 64", "\"bk\":\t16", "\"bk\":\t64",
+         "gemm[2] (square 512).fast_choice: field 'bk' must be an integer in 8..32"},
         {"fast_choice rm 32", "\"rm\":\t4", "\"rm\":\t32",
          "gemm[2] (square 512).fast_choice: field 'rm' must be an integer in 4..16"},
         {"fast_choice split 0", "\"split\":\t3", "\"split\":\t0",
@@ -216,6 +218,22 @@ static void test_parse_errors(void) {
     if (rc16 == CF_OK) cf_tuning_free(&t);
     free(e1);
     free(e2);
+    /* bk 32: a variant of the bf16 / fp16 tensor-core form (the plan checks it against the form
+     * that runs); with rm 16 a variant of no form */
+    char *e3 = edit(good, "\"bk\":\t16", "\"bk\":\t32");
+    char why32[512] = "";
+    int rc32 = cf_tuning_parse(e3, "t.json", &t, why32, sizeof why32);
+    expect(rc32 == CF_OK && t.gemm[2].fast.bk == 32,
+           "accepted: fast_choice rm 4, rn 8, bk 32, wg 16 (%s)", rc32 == CF_OK ? "parsed" : why32);
+    if (rc32 == CF_OK) cf_tuning_free(&t);
+    char *e4 = edit(e3, "\"rm\":\t4", "\"rm\":\t16");
+    rc32 = cf_tuning_parse(e4, "t.json", &t, why32, sizeof why32);
+    expect(rc32 == CF_ERR_FORMAT &&
+               strstr(why32, "fast_choice: rm 16, rn 8, bk 32, wg 16 is no variant"),
+           "refused: fast_choice rm 16 with bk 32 (%s)", why32);
+    if (rc32 == CF_OK) cf_tuning_free(&t);
+    free(e3);
+    free(e4);
     char why[256];
     char path[700];
     snprintf(path, sizeof path, "%s/none.json", g_dir);

@@ -173,11 +173,14 @@ typedef struct cf_backend_options {
     const char *cache_dir;  /* OpenCL program binary cache; NULL or "" = no cache (the CLI resolves
                              * CF_CACHE_DIR, XDG_CACHE_HOME, HOME) */
     const char *attention;  /* OpenCL attention path: "auto", "fused", "gemm" (env CF_ATTENTION) */
-    const char *flash_kernel; /* OpenCL flash attention kernels: "auto" (tiled on GPUs where
-                               * they fit and build, else rows), "tiled" (register-tiled), "rows"
-                               * (one work-item per row, the first version), "matrix" (the
-                               * backward through the matrix attention ops over (T,T) scratch,
-                               * batch element by batch element, for calls without masks)
+    const char *flash_kernel; /* OpenCL flash attention kernels: "auto" (in tf32 / bf16 / fp16
+                               * the matrix engine's where a verified engine has them and the
+                               * head size suits them, else tiled on GPUs where they fit and
+                               * build, else rows), "tiled" (register-tiled), "rows" (one
+                               * work-item per row, the first version), "matrix" (the backward
+                               * through the matrix attention ops over (T,T) scratch, batch
+                               * element by batch element, for calls without masks), "mma" (on
+                               * the matrix engine's tensor cores: flash_mma.cl)
                                * (env CF_FLASH_KERNEL) */
     size_t flash_scratch;   /* bytes of (T,T) scratch the matrix flash backward may hold at once
                              * (a chunk of one batch element, or of one head, always runs); 0 =

@@ -685,9 +685,11 @@ static int gemm_result(tuner *T, int i, const cand *c, int kind, double prune_us
         is_rule = !memcmp(&rule_c, c, sizeof rule_c);
     } else if (kind == KIND_FAST_CHOICE) {
         cf_cl_gemm_fast_choice rc;
-        is_rule = cf_cl_gemm_fast_rule(s->M, s->N, s->K, (int)T->ctx->dev.compute_units,
-                                       (size_t)T->ctx->dev.local_mem,
-                                       cf_cl_gemm_fast_wide(T->ctx), &rc) &&
+        is_rule = cf_cl_gemm_fast_rule_form(s->M, s->N, s->K, s->ta, s->tb,
+                                            (int)T->ctx->dev.compute_units,
+                                            (size_t)T->ctx->dev.local_mem,
+                                            cf_cl_gemm_fast_wide(T->ctx),
+                                            T->ctx->mx ? T->ctx->mx_prec : 0, &rc) &&
                   same_fast(&rc, T->fcur);
     }
     CF_TRY(measure_gemm(T, i, c, kind, is_rule, ck, prune_us, r));
@@ -791,7 +793,8 @@ static int sensible(const shape *sh, const cand *c) {
 /* ---- the register-blocked kernel's choices (cl_gemm_fast.c) ---------------------------------- */
 
 /* The default variants: the first 10 of test_cl_gemm_fast's table (the rule's candidates are among
- * them; the last two, 256x128 and 128x256 blocks, only in the fp32 form). */
+ * them; 256x128 and 128x256 blocks only in the fp32 form) and its 64x64 blocks with 32-deep slices
+ * (the bf16 / fp16 tensor-core form only). */
 #define N_FAST_VARIANTS_DEFAULT 11
 static const cf_cl_gemm_fast_choice fast_variants_default[N_FAST_VARIANTS_DEFAULT] = {
     {8, 8, 8, 1, 16}, {8, 8, 16, 1, 16}, {8, 4, 16, 1, 16}, {4, 8, 16, 1, 16},
@@ -811,8 +814,10 @@ static int fast_cands(const tuner *T, int i, cf_cl_gemm_fast_choice *out) {
     const shape *s = &T->shapes[i];
     const cf_cl_ctx *ctx = T->ctx;
     cf_cl_gemm_fast_choice rule;
-    if (!cf_cl_gemm_fast_rule(s->M, s->N, s->K, (int)ctx->dev.compute_units,
-                              (size_t)ctx->dev.local_mem, cf_cl_gemm_fast_wide(ctx), &rule))
+    /* the rule of the form that runs (its choice is what the untuned dispatch runs) */
+    if (!cf_cl_gemm_fast_rule_form(s->M, s->N, s->K, s->ta, s->tb, (int)ctx->dev.compute_units,
+                                   (size_t)ctx->dev.local_mem, cf_cl_gemm_fast_wide(ctx),
+                                   ctx->mx ? ctx->mx_prec : 0, &rule))
         return 0;
     int n = 0;
     out[n++] = rule;

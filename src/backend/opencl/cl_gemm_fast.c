@@ -67,7 +67,8 @@ int cf_cl_gemm_fast_choice_valid_form(const cf_cl_gemm_fast_choice *c, int mma) 
 const char *cf_cl_gemm_fast_valid_text(int mma) {
     return mma ? "the tensor-core form: rm, rn 4 or 8; bk 8 or 16 (32 in bf16 / fp16); wg 8 or "
                  "16; rm*bk and rn*bk at least 4*wg"
-               : "rm, rn: 4, 8 or 16, rm*rn at most 128; bk: 8 or 16; wg: 8 or 16; rm*bk and "
+               : "rm, rn: 4, 8 or 16, rm*rn at most 128; bk: 8 or 16 (32 in the bf16 / fp16 "
+                 "tensor-core form, rm and rn 4 or 8); wg: 8 or 16; rm*bk and "
                  "rn*bk at least 4*wg; both tiles twice in at most 48 KiB of local memory, so "
                  "256-wide blocks next to 128 take bk 8";
 }
@@ -175,23 +176,28 @@ int cf_cl_gemm_fast_rule(int M, int N, int K, int compute_units, size_t local_me
  * K from 256: measured on an H100 against the cost model's choices, shape by shape, at GPT-2
  * 124M's shapes and the d_model 384 model's (bench/results/h100/session15/callA and callB):
  *   - NT products (a linear layer's forward, activations times the stored weight's transpose):
- *     level or faster everywhere, 1.2-1.8x where the output has few 128 x 128 blocks (d_model
- *     384: attn_proj 67 against 40 TFLOP/s, fc_proj 93 against 51) or at 124M's fc forward;
+ *     1.0-1.55x at 124M's shapes, 1.7-1.8x where the output has few 128 x 128 blocks (d_model
+ *     384: attn_proj 67 against 40 TFLOP/s, fc_proj 93 against 51);
  *   - NN products (the input gradients) whose output has fewer 128 x 128 blocks than twice the
- *     compute units, K at most 8192: 1.2-1.35x (d_model 384: qkv, attn_proj, fc); with more
- *     blocks (124M) the 128 x 128 blocks were 0.98-1.05x of them, and a long K (the head's input
- *     gradient) wants a split;
- *   - TN products (weight gradients): slower, left to the cost model.
+ *     compute units: 1.2-1.35x (d_model 384: qkv, attn_proj, fc); with more blocks (124M) the
+ *     cost model's 128 x 128 blocks were as fast or faster (this variant 0.95-1.02x);
+ *   - TN products (weight gradients): mostly slower (0.83-1.05x), left to the cost model.
+ * Only K from 256 to 8192 and outputs of at least two 64 x 64 blocks a compute unit were measured
+ * (a long K or a small output wants the cost model's split), so the choice stays within them.
  * More groups per multiprocessor (two warps each, about six at a time, against one group of
  * eight warps) hide the loads better than one large group. */
 int cf_cl_gemm_fast_rule_form(int M, int N, int K, int ta, int tb, int compute_units,
                               size_t local_mem, int wide, int mma, cf_cl_gemm_fast_choice *out) {
     if (!cf_cl_gemm_fast_rule(M, N, K, compute_units, local_mem, wide, out)) return 0;
     const cf_cl_gemm_fast_choice packed = {8, 8, 32, 1, 8};
-    if (mma < 2 || ta || K < 256 || cf_cl_gemm_fast_local_bytes_mma(&packed, mma) > local_mem)
+    /* only where it was measured: K from 256 to 8192 (a longer K wants a split, which this
+     * choice does not take), at least two 64 x 64 blocks a compute unit */
+    const long long blocks64 = (long long)((M + 63) / 64) * ((N + 63) / 64);
+    if (mma < 2 || ta || K < 256 || K > 8192 || blocks64 < 2ll * compute_units ||
+        cf_cl_gemm_fast_local_bytes_mma(&packed, mma) > local_mem)
         return 1;
     const long long blocks128 = (long long)((M + 127) / 128) * ((N + 127) / 128);
-    if (tb || (K <= 8192 && blocks128 < 2ll * compute_units)) *out = packed;
+    if (tb || blocks128 < 2ll * compute_units) *out = packed;
     return 1;
 }
 

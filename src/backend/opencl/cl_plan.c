@@ -164,8 +164,7 @@ int cf_cl_plan_tuned_fast(const cf_cl_plan_device *dev, int M, int N, int K, int
     if (!g || g->path != CF_TUNING_FAST || g->fast.rm <= 0) return 0;
     cf_cl_gemm_fast_choice c = {g->fast.rm, g->fast.rn, g->fast.bk, g->fast.split, g->fast.wg};
     const int valid = cf_cl_gemm_fast_choice_valid_form(&c, dev->fast_mma);
-    const size_t need = cf_cl_gemm_fast_choice_valid(&c)
-                            ? cf_cl_gemm_fast_local_bytes_mma(&c, dev->mma_tf32) : 0;
+    const size_t need = valid ? cf_cl_gemm_fast_local_bytes_mma(&c, dev->mma_tf32) : 0;
     int found = valid && need <= dev->local_mem && (size_t)c.wg * c.wg <= dev->max_group;
     if (!found) {
         if (why && why_len && !valid)

@@ -33,7 +33,8 @@ enum cf_tuning_path { CF_TUNING_NATIVE = 0, CF_TUNING_CLBLAST = 1, CF_TUNING_FAS
  * recorded (the built-in rule's choice). */
 typedef struct cf_tuning_fast {
     int rm, rn; /* outputs per work-item along m and n (4 or 8) */
-    int bk;     /* K depth of a local-memory slice (8 or 16) */
+    int bk;     /* K depth of a local-memory slice (8 or 16; 32 in the bf16 / fp16 tensor-core
+                 * form) */
     int wg;     /* work-group side (8 or 16) */
     int split;  /* K slices (1..64) */
 } cf_tuning_fast;
