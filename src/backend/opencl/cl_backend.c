@@ -89,10 +89,20 @@ static void apply_options(cf_cl_ctx *ctx, const cf_backend_options *o) {
         ctx->mma_tf32 = ctx->mx && ctx->mx_prec == CF_CL_MX_TF32;
         ctx->mma_half = ctx->mx && ctx->gemm_round;
     }
+    /* flash attention on the engine too: under auto where its kernels are verified (cl_flash.c,
+     * mma_wanted), or when CF_FLASH_KERNEL names them */
+    const int fk_auto = !o->flash_kernel || !strcasecmp(o->flash_kernel, "auto");
+    const int fk_mma = o->flash_kernel && !strcasecmp(o->flash_kernel, "mma");
+    char flash_too[96] = "";
+    if (ctx->mx && ctx->mx->flash &&
+        ((fk_auto && ctx->mx->flash_verified && !ctx->mx_emulate) || fk_mma))
+        snprintf(flash_too, sizeof flash_too,
+                 "; flash attention too (head sizes a multiple of %d up to 128)",
+                 ctx->mma_tf32 ? 8 : 16);
     if (o->tf32 && !ctx->gemm_round) {
         if (ctx->mma_tf32)
-            CF_INFO("precision tf32: GEMMs on %s's tensor cores%s with TF32 inputs (%s)",
-                    ctx->dev.name, ctx->mx_emulate ? " (emulated)" : "", ctx->mx_name);
+            CF_INFO("precision tf32: GEMMs on %s's tensor cores%s with TF32 inputs (%s)%s",
+                    ctx->dev.name, ctx->mx_emulate ? " (emulated)" : "", ctx->mx_name, flash_too);
         else
             CF_INFO("precision tf32: %s has no TF32 matrix engine this backend can use; GEMMs "
                     "run in fp32",
@@ -102,8 +112,9 @@ static void apply_options(cf_cl_ctx *ctx, const cf_backend_options *o) {
         const char *p = ctx->gemm_round == 1 ? "bf16" : "fp16";
         if (ctx->mma_half)
             CF_INFO("precision %s: GEMMs on %s's tensor cores%s with %s inputs, fp32 accumulation "
-                    "(%s)",
-                    p, ctx->dev.name, ctx->mx_emulate ? " (emulated)" : "", p, ctx->mx_name);
+                    "(%s)%s",
+                    p, ctx->dev.name, ctx->mx_emulate ? " (emulated)" : "", p, ctx->mx_name,
+                    flash_too);
         else
             CF_INFO("precision %s: %s has no matrix engine this backend uses; GEMM inputs are "
                     "rounded to %s in the kernel, fp32 arithmetic (no faster than fp32)",
