@@ -88,7 +88,8 @@
 #define ROUND_IN 0
 #endif
 #ifndef MMA_PACKED_TILES
-#define MMA_PACKED_TILES 0
+/* 32-deep slices exist in the packed-tile form only (bf16 / fp16: the host builds them there) */
+#define MMA_PACKED_TILES (BK == 32)
 #endif
 #if MMA_PACKED_TILES && !MMA_KIND
 #error "gemm_fast.cl: MMA_PACKED_TILES is a form of the tensor-core kernels (MMA_KIND 1, 2, 3)"
@@ -432,8 +433,8 @@ static inline void gf_store4(const int xc, const int bx, __local float4 *Xs, con
  * on every read: a quarter of the reads (bf16 / fp16) or half (TF32), and one conversion per
  * staged value (at 128 x 128 the A tile is read by four warps, B by two). The packed tiles take
  * the room they need (GF_COPY_A, GF_COPY_B): half the fp32 tiles' in bf16 / fp16, which makes
- * K slices of 32 possible there (BK 32, bf16 / fp16 only: two planes a copy; the host builds
- * every BK 32 choice in this form). */
+ * K slices of 32 possible there (BK 32, bf16 / fp16 only: two planes a copy; BK 32 selects this
+ * form by itself). */
 #define KPW (MMA_KIND == 1 ? 1 : 2)           /* k per word */
 #define PW (BK / KPW < 8 ? BK / KPW : 8)    /* words a row of a plane */
 #define PWS (PW == 8 ? 3 : 2)

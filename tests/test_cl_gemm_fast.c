@@ -171,8 +171,7 @@ static const cf_cl_gemm_fast_choice variants[] = {
 
 /* the kernel's form on this backend: gemm_fast.cl's MMA_KIND (tensor cores), 0 = fp32 */
 static int form_mma(void) {
-    const cf_cl_ctx *ctx = (const cf_cl_ctx *)GPU->ctx;
-    return ctx->mx ? ctx->mx_prec : 0;
+    return cf_cl_gemm_fast_form((const cf_cl_ctx *)GPU->ctx);
 }
 
 /* A (rows x cols) operand with leading dimension ld at element `lead` of a guarded pair. */

@@ -112,8 +112,7 @@ static int parse_fast_variants(const char *s, cf_cl_gemm_fast_choice *out, int *
         cf_cl_gemm_fast_choice c = {0, 0, 0, 1, 0};
         char extra = 0;
         if (sscanf(tok, "%dx%dx%dx%d%c", &c.rm, &c.rn, &c.bk, &c.wg, &extra) != 4 ||
-            (!cf_cl_gemm_fast_choice_valid(&c) && !cf_cl_gemm_fast_choice_valid_form(&c, 2)) ||
-            *n == 12) {
+            !cf_cl_gemm_fast_choice_valid_any(&c) || *n == 12) {
             CF_ERROR("clformer-tune: --fast-variants '%s': '%s' is %s (RMxRNxBKxWG with %s; up to "
                      "12, comma separated, or 'none')",
                      s, tok, *n == 12 ? "one too many" : "no variant of the fast kernel",

@@ -689,7 +689,7 @@ static int gemm_result(tuner *T, int i, const cand *c, int kind, double prune_us
                                             (int)T->ctx->dev.compute_units,
                                             (size_t)T->ctx->dev.local_mem,
                                             cf_cl_gemm_fast_wide(T->ctx),
-                                            T->ctx->mx ? T->ctx->mx_prec : 0, &rc) &&
+                                            cf_cl_gemm_fast_form(T->ctx), &rc) &&
                   same_fast(&rc, T->fcur);
     }
     CF_TRY(measure_gemm(T, i, c, kind, is_rule, ck, prune_us, r));
@@ -817,7 +817,7 @@ static int fast_cands(const tuner *T, int i, cf_cl_gemm_fast_choice *out) {
     /* the rule of the form that runs (its choice is what the untuned dispatch runs) */
     if (!cf_cl_gemm_fast_rule_form(s->M, s->N, s->K, s->ta, s->tb, (int)ctx->dev.compute_units,
                                    (size_t)ctx->dev.local_mem, cf_cl_gemm_fast_wide(ctx),
-                                   ctx->mx ? ctx->mx_prec : 0, &rule))
+                                   cf_cl_gemm_fast_form(ctx), &rule))
         return 0;
     int n = 0;
     out[n++] = rule;
@@ -845,7 +845,7 @@ static int fast_cands(const tuner *T, int i, cf_cl_gemm_fast_choice *out) {
             c.split = splits[k];
             if (c.split > 1 && s->K / c.split < 128) continue;
             /* (the tensor-core forms take no 16-wide variant) */
-            if (!cf_cl_gemm_fast_choice_valid_form(&c, ctx->mx ? ctx->mx_prec : 0) ||
+            if (!cf_cl_gemm_fast_choice_valid_form(&c, cf_cl_gemm_fast_form(ctx)) ||
                 cf_cl_gemm_fast_local_bytes_mma(&c, ctx->mma_tf32) > ctx->dev.local_mem ||
                 (size_t)c.wg * c.wg > ctx->dev.max_group)
                 continue;

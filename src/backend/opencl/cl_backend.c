@@ -89,16 +89,20 @@ static void apply_options(cf_cl_ctx *ctx, const cf_backend_options *o) {
         ctx->mma_tf32 = ctx->mx && ctx->mx_prec == CF_CL_MX_TF32;
         ctx->mma_half = ctx->mx && ctx->gemm_round;
     }
-    /* flash attention on the engine too: under auto where its kernels are verified (cl_flash.c,
-     * mma_wanted), or when CF_FLASH_KERNEL names them */
-    const int fk_auto = !o->flash_kernel || !strcasecmp(o->flash_kernel, "auto");
-    const int fk_mma = o->flash_kernel && !strcasecmp(o->flash_kernel, "mma");
+    ctx->flash_kernel = CF_FLASH_K_AUTO;
+    ctx->flash_scratch = o->flash_scratch;
+    if (o->flash_kernel && cf_cl_flash_kernel_parse(o->flash_kernel, &ctx->flash_kernel) < 0) {
+        CF_WARN("flash kernels '%s' (CF_FLASH_KERNEL) not understood (auto, tiled, rows, matrix or "
+                "mma); using auto",
+                o->flash_kernel);
+        ctx->flash_kernel = CF_FLASH_K_AUTO;
+    }
+    /* flash attention on the engine too (cl_flash.c) */
     char flash_too[96] = "";
-    if (ctx->mx && ctx->mx->flash &&
-        ((fk_auto && ctx->mx->flash_verified && !ctx->mx_emulate) || fk_mma))
+    const int flash_k = cf_cl_flash_mma_engine(ctx);
+    if (flash_k)
         snprintf(flash_too, sizeof flash_too,
-                 "; flash attention too (head sizes a multiple of %d up to 128)",
-                 ctx->mma_tf32 ? 8 : 16);
+                 "; flash attention too (head sizes a multiple of %d up to 128)", flash_k);
     if (o->tf32 && !ctx->gemm_round) {
         if (ctx->mma_tf32)
             CF_INFO("precision tf32: GEMMs on %s's tensor cores%s with TF32 inputs (%s)%s",
@@ -126,14 +130,6 @@ static void apply_options(cf_cl_ctx *ctx, const cf_backend_options *o) {
                 "auto",
                 o->attention);
         ctx->attention_mode = -1;
-    }
-    ctx->flash_kernel = CF_FLASH_K_AUTO;
-    ctx->flash_scratch = o->flash_scratch;
-    if (o->flash_kernel && cf_cl_flash_kernel_parse(o->flash_kernel, &ctx->flash_kernel) < 0) {
-        CF_WARN("flash kernels '%s' (CF_FLASH_KERNEL) not understood (auto, tiled, rows, matrix or "
-                "mma); using auto",
-                o->flash_kernel);
-        ctx->flash_kernel = CF_FLASH_K_AUTO;
     }
     if (o->tuning && *o->tuning) {
         if (strcmp(o->tuning, "off") == 0 || strcmp(o->tuning, "none") == 0) ctx->tuning_off = 1;

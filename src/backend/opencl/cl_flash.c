@@ -508,24 +508,30 @@ static int which(cf_cl_ctx *ctx, int hs, tiled_variant **t) {
 
 /* ---- forward and backward on the matrix engine (flash_mma.cl) -------------------------------- */
 
-/* Do the matrix engine's kernels run this call? Precision tf32, bf16 or fp16 on an engine row with
- * flash kernels, a head size they take (a multiple of the product's k, 8 in tf32 and 16 in bf16 /
- * fp16, at most 128); under auto only where the row's kernels were verified on hardware (and not
- * emulated), under CF_FLASH_KERNEL=mma always (an error where they cannot). */
+int cf_cl_flash_mma_engine(const cf_cl_ctx *ctx) {
+    if (!(ctx->mma_half || ctx->mma_tf32) || !ctx->mx || !ctx->mx->flash) return 0;
+    const int named = ctx->flash_kernel == CF_FLASH_K_MMA;
+    const int chosen = named || (ctx->flash_kernel == CF_FLASH_K_AUTO &&
+                                 ctx->mx->flash_verified && !ctx->mx_emulate);
+    return chosen ? (ctx->mma_tf32 ? 8 : 16) : 0;
+}
+
+/* Do the matrix engine's kernels run this call? Where cf_cl_flash_mma_engine says so and the head
+ * size is one they take (a multiple of the product's k, at most 128); asked for by name
+ * (CF_FLASH_KERNEL=mma) where they cannot run: an error. */
 static int mma_wanted(cf_cl_ctx *ctx, const cf_attn_desc *d) {
     const int named = ctx->flash_kernel == CF_FLASH_K_MMA;
     if (!named && ctx->flash_kernel != CF_FLASH_K_AUTO) return 0;
-    const int k = ctx->mma_tf32 ? 8 : 16;
-    const int can = (ctx->mma_half || ctx->mma_tf32) && ctx->mx && ctx->mx->flash &&
-                    d->hs % k == 0 && d->hs <= 128;
+    const int k = cf_cl_flash_mma_engine(ctx);
+    const int can = k > 0 && d->hs % k == 0 && d->hs <= 128;
     if (named && !can) {
         cf_cl_fail(ctx, "flash attention: CF_FLASH_KERNEL=mma needs precision tf32, bf16 or fp16 "
                    "on a matrix engine with flash kernels (%s) and a head size that is a "
                    "multiple of %d up to 128 (this one: %d); use CF_FLASH_KERNEL=auto",
-                   ctx->mx ? ctx->mx_name : "none here", k, d->hs);
+                   ctx->mx ? ctx->mx_name : "none here", ctx->mma_tf32 ? 8 : 16, d->hs);
         return -1;
     }
-    return can && (named || (ctx->mx->flash_verified && !ctx->mx_emulate));
+    return can;
 }
 
 static int mma_build(cf_cl_ctx *ctx, int hs) {

@@ -49,6 +49,11 @@ int cf_cl_gemm_fast_choice_valid(const cf_cl_gemm_fast_choice *c) {
            cf_cl_gemm_fast_local_bytes(c) <= CF_CL_GEMM_FAST_MAX_LOCAL;
 }
 
+int cf_cl_gemm_fast_choice_valid_any(const cf_cl_gemm_fast_choice *c) {
+    /* every form's variants are the fp32 form's, but for the bf16 / fp16 form's 32-deep slices */
+    return cf_cl_gemm_fast_choice_valid(c) || cf_cl_gemm_fast_choice_valid_form(c, 2);
+}
+
 int cf_cl_gemm_fast_choice_valid_form(const cf_cl_gemm_fast_choice *c, int mma) {
     if (c && c->bk == 32) {
         /* the packed bf16 / fp16 tiles' 32-deep slices: what holds for bk 16 also holds here
@@ -219,14 +224,12 @@ int cf_cl_gemm_fast_wanted(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
 
 /* ---- programs ----------------------------------------------------------------------------------- */
 
-/* The matrix-engine form of this context's precision (cl_matrix.h: its precision code, 1 tf32,
- * 2 bf16, 3 fp16, built from the engine's file with its options), 0 = the fp32 form of
- * gemm_fast.cl; and ROUND_IN (1 bf16, 2 fp16 inputs rounded in the fp32 form) */
-static int fast_mma_kind(const cf_cl_ctx *ctx) { return ctx->mx ? ctx->mx_prec : 0; }
+int cf_cl_gemm_fast_form(const cf_cl_ctx *ctx) { return ctx->mx ? ctx->mx_prec : 0; }
 int cf_cl_gemm_fast_wide(const cf_cl_ctx *ctx) {
-    return fast_mma_kind(ctx) == 0 && strstr(ctx->dev.platform_name, "NVIDIA") != NULL &&
+    return cf_cl_gemm_fast_form(ctx) == 0 && strstr(ctx->dev.platform_name, "NVIDIA") != NULL &&
            ctx->dev.nv_cc >= 90;
 }
+/* ROUND_IN: 1 bf16, 2 fp16 inputs rounded in the fp32 form */
 static int fast_round_in(const cf_cl_ctx *ctx) {
     return ctx->gemm_round && !ctx->mma_half ? ctx->gemm_round : 0;
 }
@@ -272,7 +275,7 @@ static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int
         fast_program *g = &st->progs[i];
         if (g->rm == c->rm && g->rn == c->rn && g->bk == c->bk && g->wg == c->wg &&
             g->vec == vec && g->epi_bias == epi_bias && g->epi_act == epi_act &&
-            g->epi_colsum == epi_colsum && g->mma == fast_mma_kind(ctx) &&
+            g->epi_colsum == epi_colsum && g->mma == cf_cl_gemm_fast_form(ctx) &&
             g->round == fast_round_in(ctx)) {
             *out = g;
             return CF_OK;
@@ -296,17 +299,12 @@ static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int
     const int cpu = !(ctx->dev.type & CL_DEVICE_TYPE_GPU) &&
                     (!ctx->gemm_round || ctx->gemm_fast_mode == 1);
     /* the matrix engine's file and options (cl_matrix.h), else gemm_fast.cl's fp32 form */
-    const int kind = fast_mma_kind(ctx);
+    const int kind = cf_cl_gemm_fast_form(ctx);
     const char *file = kind ? ctx->mx->file : "gemm_fast.cl";
     char form[160];
     if (kind) {
         const cf_cl_matrix_choice mc = {ctx->mx, ctx->mx_emulate};
         cf_cl_matrix_options(mc, kind, form, sizeof form);
-        /* 32-deep slices exist in the packed-tile form only (bf16 / fp16: valid_form) */
-        if (c->bk == 32 && !strstr(form, "MMA_PACKED_TILES")) {
-            const size_t used = strlen(form);
-            snprintf(form + used, sizeof form - used, " -DMMA_PACKED_TILES=1");
-        }
     } else
         snprintf(form, sizeof form, "-DMMA_KIND=0 -DROUND_IN=%d", fast_round_in(ctx));
     char opts[384];
@@ -325,7 +323,7 @@ static int fast_program_get(cf_cl_ctx *ctx, const cf_cl_gemm_fast_choice *c, int
     g.epi_bias = epi_bias;
     g.epi_act = epi_act;
     g.epi_colsum = epi_colsum;
-    g.mma = fast_mma_kind(ctx);
+    g.mma = cf_cl_gemm_fast_form(ctx);
     g.round = fast_round_in(ctx);
     CF_TRY(cf_cl_build_program(ctx, file, opts, &g.program));
     if (verbose) {
@@ -436,15 +434,15 @@ static int fast_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, const cf_cl_gemm_f
         c = *choice;
     } else if (!cf_cl_gemm_fast_rule_form(d->M, d->N, d->K, d->ta, d->tb,
                                           (int)ctx->dev.compute_units, (size_t)ctx->dev.local_mem,
-                                          cf_cl_gemm_fast_wide(ctx), fast_mma_kind(ctx), &c)) {
+                                          cf_cl_gemm_fast_wide(ctx), cf_cl_gemm_fast_form(ctx), &c)) {
         cf_cl_fail(ctx, "gemm_fast: no variant fits the %llu bytes of local memory of %s",
                    (unsigned long long)ctx->dev.local_mem, ctx->dev.name);
         return CF_ERR_UNSUPPORTED;
     }
-    if (!cf_cl_gemm_fast_choice_valid_form(&c, fast_mma_kind(ctx))) {
+    if (!cf_cl_gemm_fast_choice_valid_form(&c, cf_cl_gemm_fast_form(ctx))) {
         cf_cl_fail(ctx, "gemm_fast: invalid choice rm %d, rn %d, bk %d, split %d, wg %d (%s; "
                         "split 1..%d)",
-                   c.rm, c.rn, c.bk, c.split, c.wg, cf_cl_gemm_fast_valid_text(fast_mma_kind(ctx)),
+                   c.rm, c.rn, c.bk, c.split, c.wg, cf_cl_gemm_fast_valid_text(cf_cl_gemm_fast_form(ctx)),
                    FAST_MAX_SPLIT);
         return CF_ERR_INVALID;
     }

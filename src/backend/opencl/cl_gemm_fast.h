@@ -31,6 +31,12 @@ int cf_cl_gemm_fast_choice_valid(const cf_cl_gemm_fast_choice *c);
  * tensor-core forms (gemm_fast.cl's MMA_KIND: tf32, bf16, fp16), which take rm and rn 4 or 8
  * only. */
 int cf_cl_gemm_fast_choice_valid_form(const cf_cl_gemm_fast_choice *c, int mma);
+/* Is it a variant of some form (tuning files and the tuner's list, checked against the form that
+ * runs when used)? */
+int cf_cl_gemm_fast_choice_valid_any(const cf_cl_gemm_fast_choice *c);
+/* The form this context builds the kernel in: its matrix engine's precision code (cl_matrix.h; 1
+ * tf32, 2 bf16, 3 fp16, from the engine's file with its options), 0 = the fp32 form */
+int cf_cl_gemm_fast_form(const cf_cl_ctx *ctx);
 /* The valid values, for error messages: "rm, rn: 4, 8 or 16 ..." (mma: the tensor-core forms'). */
 const char *cf_cl_gemm_fast_valid_text(int mma);
 

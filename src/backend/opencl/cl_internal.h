@@ -326,6 +326,14 @@ static inline size_t cf_round_up(size_t x, size_t m) { return (x + m - 1) / m * 
 
 /* ---- GEMM (cl_gemm.c) ------------------------------------------------------------------------- */
 
+/* cf_backend_options.gemm_fast_verbose on an NVIDIA platform: the register-blocked GEMM and the
+ * tensor-core flash kernels are built with -cl-nv-verbose and their compiler report printed
+ * (cl_gemm_fast.c; elsewhere the option would be an invalid build option) */
+int cf_cl_nv_verbose(const cf_cl_ctx *ctx);
+/* The compiler's lines about entry points, registers and spills in program's build log, at info
+ * level, each after "<what>: " */
+void cf_cl_nv_report(cf_cl_ctx *ctx, cl_program program, const char *what);
+
 typedef struct {
     int ta, tb, M, N, K;
     float alpha, beta;
@@ -419,14 +427,6 @@ void cf_cl_attention_release(cf_cl_ctx *ctx);
 
 /* ---- flash attention (cl_flash.c) ------------------------------------------------------------ */
 
-/* cf_backend_options.gemm_fast_verbose on an NVIDIA platform: the register-blocked GEMM and the
- * tensor-core flash kernels are built with -cl-nv-verbose and their compiler report printed
- * (cl_gemm_fast.c; elsewhere the option would be an invalid build option) */
-int cf_cl_nv_verbose(const cf_cl_ctx *ctx);
-/* The compiler's lines about entry points, registers and spills in program's build log, at info
- * level, each after "<what>: " */
-void cf_cl_nv_report(cf_cl_ctx *ctx, cl_program program, const char *what);
-
 /* The ops table's flash_forward / flash_backward (backend.h; views checked by the wrappers). */
 int cf_cl_flash_forward(cf_backend *be, const cf_attn_desc *d, cf_view out, cf_view lse,
                         cf_view qkv, cf_view doc);
@@ -448,6 +448,11 @@ enum cf_cl_flash_kernel {
                         * row's flash kernels are not verified, or emulated; an error where they
                         * cannot run (fp32, no engine, a head size they do not take) */
 };
+/* The matrix engine's flash kernels (flash_mma.cl), head size aside: do they run under this
+ * context's precision, engine and flash kernel choice (auto: where the engine row's flash kernels
+ * are verified and not emulated; mma: always)? The head sizes they take are multiples of the
+ * returned k (8 in tf32, 16 in bf16 / fp16) up to 128; 0 = they do not run. */
+int cf_cl_flash_mma_engine(const cf_cl_ctx *ctx);
 /* "auto", "tiled", "rows", "matrix", "mma" (NULL or "" = auto) to the enum; CF_ERR_INVALID
  * otherwise. */
 int cf_cl_flash_kernel_parse(const char *s, int *kind);

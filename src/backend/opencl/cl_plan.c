@@ -72,7 +72,7 @@ void cf_cl_plan_device_of(cf_cl_ctx *ctx, cf_cl_plan_device *out) {
     out->fast_broken = cf_cl_gemm_fast_broken(ctx);
     out->mma_tf32 = ctx->mma_tf32;
     out->gemm_round = ctx->gemm_round;
-    out->fast_mma = ctx->mx ? ctx->mx_prec : 0;
+    out->fast_mma = cf_cl_gemm_fast_form(ctx);
     out->fast_wide = cf_cl_gemm_fast_wide(ctx);
     out->tuner = ctx->tuner;
     out->tuner_user = ctx->tuner_user;

@@ -242,9 +242,8 @@ static int parse_fast_choice(parse_ctx *pc, const cJSON *fc, const char *entry,
     CF_TRY(get_int(pc, fc, where, "wg", 8, 16, &f.wg));
     CF_TRY(get_int(pc, fc, where, "split", 1, 64, &f.split));
     const cf_cl_gemm_fast_choice c = {f.rm, f.rn, f.bk, f.split, f.wg};
-    /* a variant of some form of the kernel (bk 32: the bf16 / fp16 one); the plan checks it
-     * against the form that runs */
-    if (!cf_cl_gemm_fast_choice_valid(&c) && !cf_cl_gemm_fast_choice_valid_form(&c, 2)) {
+    /* the plan checks it against the form that runs */
+    if (!cf_cl_gemm_fast_choice_valid_any(&c)) {
         char detail[400];
         snprintf(detail, sizeof detail,
                  "rm %d, rn %d, bk %d, wg %d is no variant of the fast kernel (%s)", f.rm, f.rn,
