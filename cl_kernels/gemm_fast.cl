@@ -325,8 +325,33 @@ static inline void gf_mma8(float *c, uint a0, uint a1, uint b0) {
 #define GF_EMU_ARG
 #endif
 
-/* GF_MMA_HELPERS_ONLY: the file so far (the matrix-engine helpers above) for another kernel file
- * built after it (flash_mma.cl); the GEMM below is left out */
+/* Second pass of split-K (this GEMM's, and gemm_half.cl's, whose programs are built with
+ * -DGF_MMA_HELPERS_ONLY): C(M,N) = alpha * sum_s P_s + beta * C [+ bias], adding the S slices
+ * P_s(M,N) = P + s*p_split (row stride ldp) in order s = 0 .. S-1. One work-item per element of C.
+ * EPI_COLSUM: the work-items of column 0 also add the slices' sums of op(A) at
+ * P + csp_off + s*M (m < M), in order, into CS[cs_off + m]. */
+__kernel void gemm_fast_reduce(int M, int N, int S, __global const float *P, int ldp, ulong p_split,
+                               float alpha, float beta, __global float *C, ulong c_off, int ldc,
+                               __global const float *bias, ulong bias_off, __global float *X,
+                               ulong x_off, ulong csp_off, __global float *CS, ulong cs_off) {
+    const int n = get_global_id(0), m = get_global_id(1);
+    if (n >= N || m >= M) return;
+    if (EPI_COLSUM && n == 0) {
+        float t = 0.0f;
+        for (int s = 0; s < S; s++) t += P[csp_off + (size_t)s * M + m];
+        CS[cs_off + m] += t;
+    }
+    __global const float *p = P + (size_t)m * ldp + n;
+    float sum = 0.0f;
+    for (int s = 0; s < S; s++) sum += p[(size_t)s * p_split];
+    const float b = EPI_BIAS ? bias[bias_off + n] : 0.0f;
+    gf_store(C + c_off, X + x_off, (size_t)m * ldc + n,
+             (beta == 0.0f ? alpha * sum : alpha * sum + beta * C[c_off + (size_t)m * ldc + n]) + b,
+             EPI_ACT);
+}
+/* GF_MMA_HELPERS_ONLY: the file so far (the matrix-engine helpers, the epilogue's store and the
+ * split-K reduce above) for another kernel file built after it (flash_mma.cl, gemm_half.cl); the
+ * GEMM below is left out */
 #ifndef GF_MMA_HELPERS_ONLY
 
 #if ROUND_IN == 1
@@ -908,27 +933,4 @@ __kernel void gemm_fast_mma_peak(__global float *out, int iters) {
 }
 #endif
 
-/* Second pass of split-K: C(M,N) = alpha * sum_s P_s + beta * C [+ bias], adding the S slices
- * P_s(M,N) = P + s*p_split (row stride ldp) in order s = 0 .. S-1. One work-item per element of C.
- * EPI_COLSUM: the work-items of column 0 also add the slices' sums of op(A) at
- * P + csp_off + s*M (m < M), in order, into CS[cs_off + m]. */
-__kernel void gemm_fast_reduce(int M, int N, int S, __global const float *P, int ldp, ulong p_split,
-                               float alpha, float beta, __global float *C, ulong c_off, int ldc,
-                               __global const float *bias, ulong bias_off, __global float *X,
-                               ulong x_off, ulong csp_off, __global float *CS, ulong cs_off) {
-    const int n = get_global_id(0), m = get_global_id(1);
-    if (n >= N || m >= M) return;
-    if (EPI_COLSUM && n == 0) {
-        float t = 0.0f;
-        for (int s = 0; s < S; s++) t += P[csp_off + (size_t)s * M + m];
-        CS[cs_off + m] += t;
-    }
-    __global const float *p = P + (size_t)m * ldp + n;
-    float sum = 0.0f;
-    for (int s = 0; s < S; s++) sum += p[(size_t)s * p_split];
-    const float b = EPI_BIAS ? bias[bias_off + n] : 0.0f;
-    gf_store(C + c_off, X + x_off, (size_t)m * ldc + n,
-             (beta == 0.0f ? alpha * sum : alpha * sum + beta * C[c_off + (size_t)m * ldc + n]) + b,
-             EPI_ACT);
-}
 #endif /* GF_MMA_HELPERS_ONLY */

@@ -108,7 +108,7 @@ static void test_unverified(void) {
     const cf_cl_matrix_engine T[2] = {
         cf_cl_matrix_engines[0],
         {"intel-xmx-test", "gemm_fast.cl", "Intel", "cl_intel_subgroup_matrix_multiply_accumulate",
-         0, {NULL, NULL, "-DMMA_KIND=0 -DROUND_IN=1", NULL}, 0, NULL, NULL, 0},
+         0, {NULL, NULL, "-DMMA_KIND=0 -DROUND_IN=1", NULL}, 0, NULL, NULL, 0, NULL, 0},
     };
     const cf_cl_device_info arc = device("Intel(R) Arc(TM) A770", "Intel(R) Corporation",
                                          CL_DEVICE_TYPE_GPU,
@@ -143,9 +143,9 @@ static void test_unverified(void) {
 static void test_emulated(void) {
     const cf_cl_matrix_engine T[2] = {
         {"emu-test", "gemm_fast.cl", "NVIDIA", "cl_nv_device_attribute_query", 80,
-         {NULL, "-DMMA_KIND=1", "-DMMA_KIND=2", NULL}, 1, "-DMMA_EMULATE", NULL, 0},
+         {NULL, "-DMMA_KIND=1", "-DMMA_KIND=2", NULL}, 1, "-DMMA_EMULATE", NULL, 0, NULL, 0},
         {"plain-test", "gemm_fast.cl", "NVIDIA", NULL, 80,
-         {NULL, "-DMMA_KIND=1", NULL, NULL}, 1, NULL, NULL, 0},
+         {NULL, "-DMMA_KIND=1", NULL, NULL}, 1, NULL, NULL, 0, NULL, 0},
     };
     const cf_cl_device_info cpu = device("pthread-skylake-avx512", "AuthenticAMD",
                                          CL_DEVICE_TYPE_CPU, "cl_khr_fp64", 0);

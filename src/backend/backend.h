@@ -160,6 +160,11 @@ typedef struct cf_backend_options {
                              * CF_CPU_GEMM, --gemm) */
     const char *gemm_fast;  /* OpenCL register-blocked GEMM: "auto" (GPUs, large products),
                              * "1"/"on" every plain product, "0"/"off" never (env CF_GEMM_FAST) */
+    const char *gemm_half; /* OpenCL precision bf16 / fp16 on a matrix engine: the GEMM on half
+                             * operands (cl_gemm_half.c): "auto" (where the engine's row says it
+                             * was verified, for products of 128 x 128 outputs and more), "1"/"on"
+                             * every plain product (an unverified or emulated engine too), "0"/"off"
+                             * never (env CF_GEMM_HALF) */
     int gemm_fast_verbose;  /* NVIDIA: print the compiler's report of the fast kernel and of
                              * the tensor-core flash kernels (env CF_GEMM_FAST_VERBOSE) */
     int gemm_tile;          /* OpenCL native GEMM: force 8x8 or 16x16 work-groups (the GEMM sweep);

@@ -66,6 +66,7 @@ static void apply_options(cf_cl_ctx *ctx, const cf_backend_options *o) {
     ctx->use_map = ctx->dev.unified && o->map != 0;
     ctx->gemm_fast_mode = parse_fast(o->gemm_fast);
     ctx->gemm_fast_verbose = o->gemm_fast_verbose;
+    ctx->gemm_half_mode = parse_fast(o->gemm_half);
     ctx->gemm_tile = o->gemm_tile;
     /* precision tf32 / bf16 / fp16: the matrix engine (cl_matrix.h) that applies, if any */
     ctx->mma_tf32 = ctx->mma_half = 0;

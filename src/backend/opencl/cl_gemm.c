@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "backend/opencl/cl_gemm_fast.h"
+#include "backend/opencl/cl_gemm_half.h"
 #include "backend/opencl/cl_internal.h"
 #include "backend/opencl/cl_plan.h"
 
@@ -217,6 +218,7 @@ void cf_cl_gemm_release(cf_cl_ctx *ctx) {
     }
     ctx->n_gemm_progs = 0;
     cf_cl_gemm_fast_release(ctx);
+    cf_cl_gemm_half_release(ctx);
 }
 
 static int gemm_native(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {

@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "backend/opencl/cl_gemm_fast.h"
+#include "backend/opencl/cl_gemm_half.h"
 #include "backend/opencl/cl_matrix.h"
 #include "backend/opencl/cl_plan.h"
 
@@ -547,7 +548,24 @@ int cf_cl_gemm_fast_try(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
     const int quiet = ctx->quiet_init;
     ctx->quiet_init = 1;
     ctx->last_error[0] = 0;
-    int rc = fast_run(ctx, d, &c, source);
+    int rc;
+    /* precision bf16 / fp16: the GEMM on half operands first, where it applies (cl_gemm_half.h);
+     * if it cannot be built here, this kernel from then on */
+    if (cf_cl_gemm_half_wanted(ctx, d)) {
+        rc = cf_cl_gemm_half_run(ctx, d, 0);
+        if (rc != CF_ERR_BUILD && rc != CF_ERR_UNSUPPORTED) {
+            ctx->quiet_init = quiet;
+            if (rc < 0 && ctx->last_error[0]) CF_ERROR("%s", ctx->last_error);
+            ctx->last_error[0] = 0;
+            return rc < 0 ? rc : 1;
+        }
+        CF_WARN("gemm M=%d N=%d K=%d: the GEMM on half operands is unusable on %s (%s); using "
+                "the register-blocked kernel from now on",
+                d->M, d->N, d->K, ctx->dev.name, ctx->last_error[0] ? ctx->last_error : "?");
+        ctx->last_error[0] = 0;
+        cf_cl_gemm_half_disable(ctx);
+    }
+    rc = fast_run(ctx, d, &c, source);
     ctx->quiet_init = quiet;
     if (rc == CF_ERR_BUILD || rc == CF_ERR_UNSUPPORTED) {
         CF_WARN("gemm M=%d N=%d K=%d: the fast GEMM kernel is unusable on %s (%s); using the "

@@ -112,6 +112,10 @@ enum cf_cl_scratch_slot {
     CF_SCRATCH_COPY,    /* staging for overlapping copies */
     CF_SCRATCH_SCORES,  /* decode_attention's score rows (cl_infer.c) */
     CF_SCRATCH_Q8_TILE, /* gemm_q8's dequantised weight tile (cl_infer.c) */
+    CF_SCRATCH_HALF_A,  /* cl_gemm_half.c: op(A) in bf16 / fp16, padded */
+    CF_SCRATCH_HALF_B,  /* op(B) the same */
+    CF_SCRATCH_HALF_PART, /* its split-K partial products */
+    CF_SCRATCH_HALF_CS, /* its column sums of op(A), chunk by chunk */
     CF_SCRATCH_COUNT
 };
 
@@ -149,6 +153,7 @@ typedef struct cf_cl_ctx {
     cf_cl_shape_memo memo[CF_CL_SHAPE_MEMO];
     int n_memo;
     struct cf_cl_gemm_fast *gemm_fast; /* cl_gemm_fast.c state (programs, scratch); NULL = unused */
+    struct cf_cl_gemm_half *gemm_half; /* cl_gemm_half.c state (programs); NULL = unused */
     struct cf_cl_attention *attention; /* cl_attention.c state (fused programs); NULL = unused */
     struct cf_cl_flash *flash;         /* cl_flash.c state (flash programs); NULL = unused */
     struct cf_cl_infer *infer;         /* cl_infer.c state (inference programs); NULL = unused */
@@ -160,6 +165,8 @@ typedef struct cf_cl_ctx {
     int clblast_failed; /* CLBlast returned an error once: native from then on */
     int gemm_fast_mode;     /* cf_backend_options.gemm_fast: -1 auto, 0 never, 1 every product */
     int gemm_fast_verbose;  /* cf_backend_options.gemm_fast_verbose */
+    int gemm_half_mode;     /* cf_backend_options.gemm_half: -1 auto, 0 never, 1 wherever the
+                             * engine has the kernel (cl_gemm_half.c) */
     int mma_tf32;           /* cf_backend_options.tf32 on a device with TF32 mma.sync: the
                              * register-blocked kernel's tensor-core form takes every plain product */
     const struct cf_cl_matrix_engine *mx; /* the matrix engine of tf32 / bf16 / fp16 (cl_matrix.h),

@@ -31,7 +31,12 @@ const cf_cl_matrix_engine cf_cl_matrix_engines[] = {
       * test_cl_flash_attention --kernel mma, every format and head size, passed), so auto runs
       * them */
      "flash_mma.cl",
-     1},
+     1,
+     /* the GEMM on half operands (gemm_half.cl: the operands converted once, ldmatrix): checked
+      * by emulation on every build (test_cl_gemm_half) and under oclgrind; not yet run on
+      * hardware, so auto leaves it off (CF_GEMM_HALF=1 runs it) */
+     "gemm_half.cl",
+     0},
     /* packed tiles (gemm_fast.cl, MMA_PACKED_TILES): the values converted once as they are
      * staged, laid out as the fragments take them, 64-bit fragment reads. Its first layout passed
      * the tests on an H100 in all three precisions but ran GPT-2 124M in bf16 at 46,201 tokens/s
@@ -51,6 +56,8 @@ const cf_cl_matrix_engine cf_cl_matrix_engines[] = {
       "-DMMA_KIND=3 -DMMA_PACKED_TILES=1"},
      0,
      EMULATE_MMA_SYNC,
+     NULL,
+     0,
      NULL,
      0},
 };

@@ -45,6 +45,10 @@ typedef struct cf_cl_matrix_engine {
                             * kernels and arguments: forward, dq, dkv), built after `file` with
                             * -DGF_MMA_HELPERS_ONLY; NULL: none */
     int flash_verified;    /* those kernels' tests passed on hardware: auto runs them */
+    const char *half_gemm; /* its GEMM on half operands for bf16 / fp16 (gemm_half.cl's kernels
+                            * and arguments: gh_pack, gh_colsum, gh_gemm), built after `file`
+                            * with -DGF_MMA_HELPERS_ONLY; NULL: none */
+    int half_gemm_verified; /* its tests passed on hardware: auto runs it (cl_gemm_half.c) */
 } cf_cl_matrix_engine;
 
 /* The engine a backend runs: a row, and whether it runs emulated */

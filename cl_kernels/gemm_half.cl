@@ -1,0 +1,289 @@
+/* clformer: GEMM on tensor cores with half operands (precision bf16 / fp16; host code
+ * src/backend/opencl/cl_gemm_half.c). Built after gemm_fast.cl's matrix-engine helpers (that file
+ * with -DGF_MMA_HELPERS_ONLY: gf_pack, gf_mma16, gf_store, gemm_fast_reduce and their emulation
+ * under MMA_EMULATE) with MMA_KIND 2 (bf16) or 3 (fp16) and gemm_fast.cl's EPI_BIAS / EPI_ACT.
+ *
+ * The product is gemm_fast.cl's, C(M,N) = alpha * op(A) op(B) + beta * C [+ bias], with the same
+ * numbers: each operand value rounded to the format (to nearest, ties to even), fp32 accumulation.
+ * It runs in two steps:
+ *   gh_pack  writes each operand once in the format, rows along m (op(A)) or n (op(B)) with k
+ *            contiguous, R rows padded with zeros to a multiple of 128 and K to a multiple of 32
+ *            (2 bytes a value, half the fp32 operand); a transposed operand is transposed on the
+ *            way through local memory. With a column-sum array it also adds op(A) over each
+ *            chunk of GH_PK values of k, in fp32 before rounding (gemm_fast.cl's EPI_COLSUM: a
+ *            linear layer's bias gradient); gh_colsum adds the chunks in order.
+ *   gh_gemm  multiplies those: no bounds checks in its loop (the padding is zeros), 16-byte
+ *            loads of 8 values, and fragments read from local memory by ldmatrix (four 8 x 8
+ *            matrices of 16-bit values a warp instruction) instead of a 32-bit read and a
+ *            conversion per pair of values as in gemm_fast.cl.
+ * The conversion is a pass over each operand (4 bytes read, 2 written a value) where gemm_fast.cl
+ * converts every staged value in every block that stages it, and reads the fp32 operand once per
+ * block row or column of blocks.
+ *
+ * gh_gemm: a work-group of 8 warps (256 work-items) computes a 128 x 128 block of C in K slices of
+ * 32. The staged tiles are rows of 4 chunks of 16 bytes (8 values of k); chunk c of row r lies at
+ * r * 4 + (c ^ ((r / 2) % 4)) (GH_SW): the 8 rows of one ldmatrix matrix (16 bytes each) then meet
+ * all 32 banks, and so do the staging stores (two rows of four chunks a quarter warp). Warp w
+ * owns the 64 x 32 tile at rows (w % 2) * 64 and columns (w / 2) * 32 of the block: 4 x 4
+ * fragments of 16 x 8 (gemm_fast.cl's accumulator layout), fed per 16 values of k by 4 ldmatrix.x4
+ * for A and 2 for B. Two copies of each tile: while the group multiplies one slice, the next
+ * slice's 16-byte loads are in registers (one barrier a slice), as gemm_fast.cl does.
+ * Split-K: dimension 2 of the range is the slice s of kps values of k (a multiple of 32), as in
+ * gemm_fast.cl; the host then passes a scratch buffer as C and gemm_fast_reduce adds the slices in
+ * order and applies the epilogue.
+ * Under MMA_EMULATE (CF_MATRIX_ENGINE=emulate:<row>, tests on any device) the fragments are read
+ * word by word from the same layout, as ldmatrix delivers them (lane l: row l / 4 of each 8 x 8
+ * matrix, its 32-bit word l % 4). */
+#if MMA_KIND != 2 && MMA_KIND != 3
+#error "gemm_half.cl: MMA_KIND 2 (bf16) or 3 (fp16)"
+#endif
+#if EPI_COLSUM
+#error "gemm_half.cl: the sums of op(A) come from gh_pack (EPI_COLSUM is gemm_fast.cl's)"
+#endif
+
+#define GH_BM 128 /* block of C: rows */
+#define GH_BN 128 /* columns */
+#define GH_BK 32  /* K slice */
+#define GH_NT 256 /* work-items a group */
+#define GH_CH 4   /* 16-byte chunks a staged row (GH_BK / 8) */
+#define GH_WTM 64 /* warp tile: rows (2 warps along m) */
+#define GH_WTN 32 /* columns (4 warps along n) */
+#define GH_MT (GH_WTM / 16)
+#define GH_NTL (GH_WTN / 8)
+#define GH_SW(r, c) ((r) * GH_CH + ((c) ^ (((r) >> 1) & 3)))
+#define GH_PK 128 /* gh_pack: values of k a work-group covers (its column sums' chunk) */
+
+/* ---- gh_pack ----------------------------------------------------------------------------------
+ * Xh (16-bit values, row x at x * kp, kp a multiple of 32) for x < rp, k < kp: op(X)(x, k) in the
+ * format for x < R and k < K, else 0, where op(X)(x, k) = X[x_off + x * ldx + k] (xc 0) or
+ * X[x_off + k * ldx + x] (xc 1). A work-group of 32 x 8 work-items covers rows x0 .. x0 + 31 (rp
+ * is a multiple of 32) and k0 .. k0 + GH_PK - 1, in steps of 32 values of k. cs (xc 1 only, NULL
+ * without): cs[(k0 / GH_PK) * R + x] = the sum of op(X)(x, k) over the group's k, in fp32. */
+__kernel __attribute__((reqd_work_group_size(32, 8, 1))) void gh_pack(
+    __global const float *X, ulong x_off, int ldx, int xc, int R, int K, __global uint *Xh,
+    int kp, __global float *cs, int want_cs) {
+    __local float tile[32][33];
+    __local float sums[8][32];
+    const int lx = get_local_id(0), ly = get_local_id(1), lid = ly * 32 + lx;
+    const int x0 = get_group_id(0) * 32, k0 = get_group_id(1) * GH_PK;
+    X += x_off;
+    float csum = 0.0f;
+    for (int ks = k0; ks < k0 + GH_PK && ks < kp; ks += 32) { /* (uniform in the group) */
+        if (xc) {
+            /* rows k of X (x contiguous): 32 x 32 through local memory */
+#pragma unroll
+            for (int r = 0; r < 4; r++) {
+                const int k = ks + ly + 8 * r, x = x0 + lx;
+                const float v = (k < K && x < R) ? X[(size_t)k * ldx + x] : 0.0f;
+                tile[ly + 8 * r][lx] = v;
+                csum += v;
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+            const int x = lid >> 3, kq = (lid & 7) * 4;
+            __global uint *o = Xh + ((size_t)(x0 + x) * kp + ks + kq) / 2;
+            o[0] = gf_pack(tile[kq][x], tile[kq + 1][x]);
+            o[1] = gf_pack(tile[kq + 2][x], tile[kq + 3][x]);
+            barrier(CLK_LOCAL_MEM_FENCE);
+        } else {
+            /* rows x of X (k contiguous): 4 values of k a work-item, 8 work-items a row */
+            const int xr = x0 + (lid >> 3), k = ks + (lid & 7) * 4;
+            float v[4];
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                v[e] = (xr < R && k + e < K) ? X[(size_t)xr * ldx + k + e] : 0.0f;
+            __global uint *o = Xh + ((size_t)xr * kp + k) / 2;
+            o[0] = gf_pack(v[0], v[1]);
+            o[1] = gf_pack(v[2], v[3]);
+        }
+    }
+    if (xc && want_cs) {
+        sums[ly][lx] = csum;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (ly == 0 && x0 + lx < R) {
+            float t = sums[0][lx];
+            for (int j = 1; j < 8; j++) t += sums[j][lx];
+            cs[(size_t)get_group_id(1) * R + x0 + lx] = t;
+        }
+    }
+}
+
+/* CS[cs_off + m] (+= with acc) the chunks' sums cs[c * M + m], c = 0 .. chunks - 1 in order */
+__kernel void gh_colsum(__global const float *cs, int chunks, int M, __global float *CS,
+                        ulong cs_off, int acc) {
+    const int m = get_global_id(0);
+    if (m >= M) return;
+    float t = 0.0f;
+    for (int c = 0; c < chunks; c++) t += cs[(size_t)c * M + m];
+    CS[cs_off + m] = acc ? CS[cs_off + m] + t : t;
+}
+
+/* ---- gh_gemm ---------------------------------------------------------------------------------- */
+
+#ifdef MMA_EMULATE
+#define GH_LDSM 0
+#endif
+#ifndef GH_LDSM
+#define GH_LDSM 1
+#endif
+
+#if GH_LDSM
+/* ldmatrix .x4: lane l gives the address of row l % 8 of matrix l / 8 and receives, in register
+ * i, the 32-bit word l % 4 of row l / 4 of matrix i. A __local pointer converted to an integer is
+ * its address in the shared window (.shared state space). */
+static inline void gh_ldsm4(__local const uint4 *p, uint *r0, uint *r1, uint *r2, uint *r3) {
+    const uint a = (uint)(size_t)p;
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(*r0), "=r"(*r1), "=r"(*r2), "=r"(*r3)
+                 : "r"(a)
+                 : "memory");
+}
+#endif
+
+/* A fragment (m16n8k16, rows r0 .. r0 + 15, the k16 step kk of the slice) of tile s */
+#define GH_FRAG_A(s, r0, kk, f)                                                                    \
+    do {                                                                                           \
+        if (GH_LDSM) {                                                                             \
+            const int rr = (r0) + (lane & 7) + ((lane >> 3) & 1) * 8;                              \
+            gh_ldsm4_any(s + GH_SW(rr, (kk) * 2 + (lane >> 4)), &f[0], &f[1], &f[2], &f[3]);      \
+        } else {                                                                                   \
+            __local const uint *w_ = (__local const uint *)(s);                                   \
+            f[0] = w_[GH_SW((r0) + g, (kk) * 2) * 4 + t];                                          \
+            f[1] = w_[GH_SW((r0) + g + 8, (kk) * 2) * 4 + t];                                      \
+            f[2] = w_[GH_SW((r0) + g, (kk) * 2 + 1) * 4 + t];                                      \
+            f[3] = w_[GH_SW((r0) + g + 8, (kk) * 2 + 1) * 4 + t];                                  \
+        }                                                                                          \
+    } while (0)
+/* B fragments of the two n tiles at columns c0 .. c0 + 7 (f) and c0 + 8 .. c0 + 15 (h) */
+#define GH_FRAG_B2(s, c0, kk, f, h)                                                                \
+    do {                                                                                           \
+        if (GH_LDSM) {                                                                             \
+            const int rr = (c0) + (lane & 7) + (lane >> 4) * 8;                                    \
+            gh_ldsm4_any(s + GH_SW(rr, (kk) * 2 + ((lane >> 3) & 1)), &f[0], &f[1], &h[0], &h[1]);\
+        } else {                                                                                   \
+            __local const uint *w_ = (__local const uint *)(s);                                   \
+            f[0] = w_[GH_SW((c0) + g, (kk) * 2) * 4 + t];                                          \
+            f[1] = w_[GH_SW((c0) + g, (kk) * 2 + 1) * 4 + t];                                      \
+            h[0] = w_[GH_SW((c0) + 8 + g, (kk) * 2) * 4 + t];                                      \
+            h[1] = w_[GH_SW((c0) + 8 + g, (kk) * 2 + 1) * 4 + t];                                  \
+        }                                                                                          \
+    } while (0)
+#if GH_LDSM
+#define gh_ldsm4_any gh_ldsm4
+#else
+#define gh_ldsm4_any(p, a, b, c, d) ((void)0)
+#endif
+
+#ifdef MMA_EMULATE
+#define GH_EMU_DECL __local uint emu[GH_NT * 6]; /* the emulated warps' registers */
+#else
+#define GH_EMU_DECL
+#endif
+
+/* C(M,N) (+ c_split per slice s) from Ah (rows m, mp = a multiple of 128) and Bh (rows n), both
+ * with ldq 16-byte chunks a row (kp / 8), over k in [s * kps, min(kp, (s + 1) * kps)) */
+__kernel __attribute__((reqd_work_group_size(GH_NT, 1, 1))) void gh_gemm(
+    int M, int N, int kps, int kp, float alpha, __global const uint4 *Ah, __global const uint4 *Bh,
+    int ldq, float beta, __global float *C, ulong c_off, int ldc, ulong c_split,
+    __global const float *bias, ulong bias_off, __global float *X, ulong x_off) {
+    __local uint4 As[2 * GH_BM * GH_CH];
+    __local uint4 Bs[2 * GH_BN * GH_CH];
+    GH_EMU_DECL
+    const int lid = get_local_id(0), lane = lid & 31, warp = lid >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int wm0 = (warp & 1) * GH_WTM, wn0 = (warp >> 1) * GH_WTN;
+    const int n0 = get_group_id(0) * GH_BN, m0 = get_group_id(1) * GH_BM;
+    const int s = get_group_id(2);
+    const int k_begin = s * kps, k_end = min(kp, k_begin + kps);
+    C += c_off + (ulong)s * c_split;
+    X += x_off;
+
+    float acc[GH_MT][GH_NTL][4];
+#pragma unroll
+    for (int i = 0; i < GH_MT; i++)
+#pragma unroll
+        for (int j = 0; j < GH_NTL; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
+
+    /* staging: rows r and r + 64 of each tile, chunk c */
+    const int r = lid >> 2, c = lid & 3;
+    __global const uint4 *pa = Ah + (size_t)(m0 + r) * ldq + c;
+    __global const uint4 *pb = Bh + (size_t)(n0 + r) * ldq + c;
+    const size_t h64 = (size_t)64 * ldq;
+    const int st = GH_SW(r, c); /* row r + 64: st + 256 (the swizzle repeats every 8 rows) */
+    uint4 ra0, ra1, rb0, rb1;
+    if (k_begin < k_end) {
+        const int q = k_begin >> 3;
+        ra0 = pa[q];
+        ra1 = pa[q + h64];
+        rb0 = pb[q];
+        rb1 = pb[q + h64];
+        As[st] = ra0;
+        As[st + 256] = ra1;
+        Bs[st] = rb0;
+        Bs[st + 256] = rb1;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    int cur = 0;
+    for (int k0 = k_begin; k0 < k_end; k0 += GH_BK) {
+        const int more = k0 + GH_BK < k_end;
+        if (more) {
+            const int q = (k0 + GH_BK) >> 3;
+            ra0 = pa[q];
+            ra1 = pa[q + h64];
+            rb0 = pb[q];
+            rb1 = pb[q + h64];
+        }
+        __local const uint4 *as = As + cur * (GH_BM * GH_CH);
+        __local const uint4 *bs = Bs + cur * (GH_BN * GH_CH);
+#pragma unroll
+        for (int kk = 0; kk < 2; kk++) {
+            uint fa[GH_MT][4], fb[GH_NTL][2];
+#pragma unroll
+            for (int i = 0; i < GH_MT; i++) GH_FRAG_A(as, wm0 + i * 16, kk, fa[i]);
+#pragma unroll
+            for (int j = 0; j < GH_NTL; j += 2) GH_FRAG_B2(bs, wn0 + j * 8, kk, fb[j], fb[j + 1]);
+#pragma unroll
+            for (int i = 0; i < GH_MT; i++)
+#pragma unroll
+                for (int j = 0; j < GH_NTL; j++)
+                    gf_mma16(acc[i][j], fa[i][0], fa[i][1], fa[i][2], fa[i][3], fb[j][0], fb[j][1]
+                             GF_EMU_ARG);
+        }
+        if (more) {
+            __local uint4 *na = As + (cur ^ 1) * (GH_BM * GH_CH);
+            __local uint4 *nb = Bs + (cur ^ 1) * (GH_BN * GH_CH);
+            na[st] = ra0;
+            na[st + 256] = ra1;
+            nb[st] = rb0;
+            nb[st + 256] = rb1;
+        }
+        /* the copy just written is complete, and nobody reads the other one any more before it
+         * is overwritten in the next iteration */
+        barrier(CLK_LOCAL_MEM_FENCE);
+        cur ^= 1;
+    }
+
+    /* each lane's accumulators: fragment (i, j), rows g and g+8, columns 2t and 2t+1 */
+#pragma unroll
+    for (int i = 0; i < GH_MT; i++) {
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int m = m0 + wm0 + i * 16 + g + h * 8;
+            if (m >= M) continue;
+#pragma unroll
+            for (int j = 0; j < GH_NTL; j++) {
+                const int n = n0 + wn0 + j * 8 + 2 * t;
+#pragma unroll
+                for (int f = 0; f < 2; f++) {
+                    if (n + f >= N) continue;
+                    const size_t idx = (size_t)m * ldc + n + f;
+                    const float v = acc[i][j][h * 2 + f] * alpha;
+                    const float bv = EPI_BIAS ? bias[bias_off + n + f] : 0.0f;
+                    gf_store(C, X, idx, (beta == 0.0f ? v : v + beta * C[idx]) + bv, EPI_ACT);
+                }
+            }
+        }
+    }
+}

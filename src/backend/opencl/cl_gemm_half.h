@@ -1,0 +1,40 @@
+/* clformer: the GEMM on half operands (cl_kernels/gemm_half.cl) for precision bf16 / fp16 on a
+ * matrix engine that has it (cl_matrix.h's half_gemm): each operand converted once to the format
+ * (and transposed where needed) by gh_pack, then multiplied by gh_gemm with fp32 accumulation.
+ * cf_cl_gemm_fast_try hands it the plain products it wants; what it declines or cannot build goes
+ * to the register-blocked kernel (cl_gemm_fast.c). */
+#ifndef CF_CL_GEMM_HALF_H
+#define CF_CL_GEMM_HALF_H
+
+#include "backend/backend.h"
+#include "backend/opencl/cl_internal.h"
+
+/* May the half-operand GEMM run on this context: precision bf16 / fp16 on a matrix engine whose
+ * row has the kernel, CF_GEMM_HALF not off, and either asked for (on) or verified on hardware and
+ * not emulated (auto), and it has not failed to build here? */
+int cf_cl_gemm_half_engine(const cf_cl_ctx *ctx);
+/* Does it take this plain product (cf_cl_gemm_half_engine, and with auto a product of at least
+ * 128 x 128 outputs over K >= 128; with CF_GEMM_HALF=1 every one with K >= 1)? */
+int cf_cl_gemm_half_wanted(const cf_cl_ctx *ctx, const cf_cl_gemm_desc *d);
+/* The split-K rule: K slices for M x N outputs over K on compute_units multiprocessors (blocks
+ * of 128 x 128; slices of at least 256 values of k, at most 16). */
+int cf_cl_gemm_half_split(int M, int N, int K, int compute_units);
+/* Run plain product d (bias, GELU epilogues, column sums of a transposed A as gemm_fast.cl's);
+ * split 0: the rule's. CF_ERR_BUILD / CF_ERR_UNSUPPORTED when the kernels cannot be built or run
+ * here (cf_cl_gemm_fast_try then declines this path for good). */
+int cf_cl_gemm_half_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, int split);
+/* Mark it unusable on this context (after a failed build). */
+void cf_cl_gemm_half_disable(cf_cl_ctx *ctx);
+/* Free its programs (backend teardown). */
+void cf_cl_gemm_half_release(cf_cl_ctx *ctx);
+
+/* Public form for tests: C(M,N) = alpha op(A) op(B) + beta C [+ bias] on an OpenCL backend with
+ * precision bf16 / fp16 on a matrix engine with the kernel (CF_ERR_UNSUPPORTED elsewhere), split
+ * K slices (0 = the rule's); act 1 / 2 as cf_backend_opencl_gemm_fast_gelu (alpha 1, beta 0, ldc
+ * N; X.buf NULL: act 0); colsum.buf non-NULL (ta only): colsum(M) += the sums over k of op(A). */
+int cf_backend_opencl_gemm_half(cf_backend *be, int split, int ta, int tb, int M, int N, int K,
+                                float alpha, cf_view A, int lda, cf_view B, int ldb, float beta,
+                                cf_view C, int ldc, cf_view bias, cf_view X, int act,
+                                cf_view colsum);
+
+#endif
