@@ -78,6 +78,7 @@ __kernel __attribute__((reqd_work_group_size(32, 8, 1))) void gh_pack(
                 tile[ly + 8 * r][lx] = v;
                 csum += v;
             }
+            /* the tile complete before its columns are read */
             barrier(CLK_LOCAL_MEM_FENCE);
             const int x = lid >> 3, kq = (lid & 7) * 4;
             __global uint *o = Xh + ((size_t)(x0 + x) * kp + ks + kq) / 2;
@@ -223,6 +224,7 @@ __kernel __attribute__((reqd_work_group_size(GH_NT, 1, 1))) void gh_gemm(
         Bs[st] = rb0;
         Bs[st + 256] = rb1;
     }
+    /* copy 0 staged before anyone reads it */
     barrier(CLK_LOCAL_MEM_FENCE);
 
     int cur = 0;

@@ -34,7 +34,9 @@ command -v oclgrind >/dev/null 2>&1 || skip "oclgrind is not installed (apt-get 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # oclgrind's simulated device has 128 MiB by default; clformer asks for 256 MiB to call it usable
+# (CF_OCLGRIND_LOCAL_MEM: a larger local memory, for kernels that use NVIDIA's 48 KiB)
 og=(oclgrind --data-races --uninitialized --check-api --global-mem-size 1073741824)
+[ -n "${CF_OCLGRIND_LOCAL_MEM:-}" ] && og+=(--local-mem-size "$CF_OCLGRIND_LOCAL_MEM")
 # what oclgrind prints for a problem (every report names the kernel, or is a fatal/API error)
 pattern='^[[:space:]]*Kernel: |OCLGRIND FATAL|Oclgrind - |data race|Invalid (read|write)|Uninitiali[sz]ed'
 export CF_CACHE_DIR=off CF_TEST_OPENCL_DEVICE=oclgrind

@@ -11,7 +11,8 @@
  * unrounded data against the CPU's product of the same data rounded on the host (round to nearest
  * even); and the dispatch (cf_be_gemm) taking this path under CF_GEMM_HALF=1.
  *   test_cl_gemm_half [--prec bf16|fp16] [--small] [--device SPEC]
- * --small: three small products (for oclgrind, tests/cli_oclgrind_gemm_half.sh). */
+ * --small: three small products (for oclgrind, tests/cli_oclgrind_gemm_half.sh); --planted: one
+ * (its planted-bug runs). */
 #include "test_cl_common.h"
 
 #include <strings.h>
@@ -20,6 +21,7 @@
 #include "backend/opencl/cl_internal.h"
 
 static int small_mode = 0;
+static int planted_mode = 0; /* --planted: one small product (cli_oclgrind_gemm_half.sh) */
 
 /* A (rows x cols) operand with leading dimension ld at element `lead` of a guarded pair. */
 typedef struct {
@@ -264,6 +266,7 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) spec = argv[++i];
         else if (strcmp(argv[i], "--small") == 0) small_mode = tcl_keep_buffers = 1;
+        else if (strcmp(argv[i], "--planted") == 0) planted_mode = tcl_keep_buffers = 1;
         else if (strcmp(argv[i], "--prec") == 0 && i + 1 < argc) {
             ++i;
             tcl_round = strcmp(argv[i], "bf16") == 0 ? 1 : strcmp(argv[i], "fp16") == 0 ? 2 : -1;
@@ -272,7 +275,7 @@ int main(int argc, char **argv) {
                 return 2;
             }
         } else {
-            fprintf(stderr, "usage: %s [--prec bf16|fp16] [--small] [--device SPEC]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--prec bf16|fp16] [--small | --planted] [--device SPEC]\n", argv[0]);
             return 2;
         }
     }
@@ -298,6 +301,10 @@ int main(int argc, char **argv) {
                "CF_MATRIX_ENGINE=%s: that engine runs the products (running: %s)", want,
                ctx->mx_name);
     printf("precision %s on %s\n", tcl_round == 1 ? "bf16" : "fp16", ctx->mx_name);
+    if (planted_mode) {
+        half_case(1, 0, 20, 24, 40, 1.0f, 0.0f, 1, 0);
+        return tcl_finish("test_cl_gemm_half", t0);
+    }
     if (small_mode) {
         half_case(0, 1, 20, 136, 40, 1.0f, 0.0f, 1, 0);
         half_case(1, 0, 130, 9, 70, 0.5f, 1.0f, 2, 1);
