@@ -180,14 +180,36 @@ static inline void gh_ldsm4(__local const uint4 *p, uint *r0, uint *r1, uint *r2
 #define GH_EMU_DECL
 #endif
 
+/* GH_ASYNC 1 (hardware only): the tiles staged by cp.async (16 bytes a copy, global to local
+ * memory without registers) in three copies, two slices loading while one is multiplied; 0: the
+ * 16-byte loads go through registers into two copies, one slice ahead */
+#ifdef MMA_EMULATE
+#undef GH_ASYNC
+#define GH_ASYNC 0
+#endif
+#ifndef GH_ASYNC
+#define GH_ASYNC 0
+#endif
+#define GH_STAGES (GH_ASYNC ? 3 : 2)
+#define GH_TILE (GH_BM * GH_CH) /* 16-byte chunks of one copy of a tile */
+#if GH_ASYNC
+static inline void gh_cp16(__local uint4 *d, __global const uint4 *src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;"
+                 :
+                 : "r"((uint)(size_t)d), "l"((ulong)src)
+                 : "memory");
+}
+#endif
+
+
 /* C(M,N) (+ c_split per slice s) from Ah (rows m, mp = a multiple of 128) and Bh (rows n), both
  * with ldq 16-byte chunks a row (kp / 8), over k in [s * kps, min(kp, (s + 1) * kps)) */
 __kernel __attribute__((reqd_work_group_size(GH_NT, 1, 1))) void gh_gemm(
     int M, int N, int kps, int kp, float alpha, __global const uint4 *Ah, __global const uint4 *Bh,
     int ldq, float beta, __global float *C, ulong c_off, int ldc, ulong c_split,
     __global const float *bias, ulong bias_off, __global float *X, ulong x_off) {
-    __local uint4 As[2 * GH_BM * GH_CH];
-    __local uint4 Bs[2 * GH_BN * GH_CH];
+    __local uint4 As[GH_STAGES * GH_TILE];
+    __local uint4 Bs[GH_STAGES * GH_TILE];
     GH_EMU_DECL
     const int lid = get_local_id(0), lane = lid & 31, warp = lid >> 5;
     const int g = lane >> 2, t = lane & 3;
@@ -212,13 +234,29 @@ __kernel __attribute__((reqd_work_group_size(GH_NT, 1, 1))) void gh_gemm(
     __global const uint4 *pb = Bh + (size_t)(n0 + r) * ldq + c;
     const size_t h64 = (size_t)64 * ldq;
     const int st = GH_SW(r, c); /* row r + 64: st + 256 (the swizzle repeats every 8 rows) */
+    /* the slices of the group's range: nsl of them, from chunk q0 of each row */
+    const int nsl = k_end > k_begin ? (k_end - k_begin) / GH_BK : 0, q0 = k_begin >> 3;
+#if GH_ASYNC
+    /* slice i is cp.async group i (one committed per slice, empty past the end, so that "all
+     * but the newest group landed" means "slice it landed") */
+#pragma unroll
+    for (int p = 0; p < GH_STAGES - 1; p++) {
+        if (p < nsl) {
+            gh_cp16(As + p * GH_TILE + st, pa + q0 + p * 4);
+            gh_cp16(As + p * GH_TILE + st + 256, pa + q0 + p * 4 + h64);
+            gh_cp16(Bs + p * GH_TILE + st, pb + q0 + p * 4);
+            gh_cp16(Bs + p * GH_TILE + st + 256, pb + q0 + p * 4 + h64);
+        }
+        asm volatile("cp.async.commit_group;" ::: "memory");
+    }
+    int nxt = GH_STAGES - 1; /* the copy slice it + 2 goes into */
+#else
     uint4 ra0, ra1, rb0, rb1;
-    if (k_begin < k_end) {
-        const int q = k_begin >> 3;
-        ra0 = pa[q];
-        ra1 = pa[q + h64];
-        rb0 = pb[q];
-        rb1 = pb[q + h64];
+    if (nsl > 0) {
+        ra0 = pa[q0];
+        ra1 = pa[q0 + h64];
+        rb0 = pb[q0];
+        rb1 = pb[q0 + h64];
         As[st] = ra0;
         As[st + 256] = ra1;
         Bs[st] = rb0;
@@ -226,19 +264,36 @@ __kernel __attribute__((reqd_work_group_size(GH_NT, 1, 1))) void gh_gemm(
     }
     /* copy 0 staged before anyone reads it */
     barrier(CLK_LOCAL_MEM_FENCE);
+#endif
 
     int cur = 0;
-    for (int k0 = k_begin; k0 < k_end; k0 += GH_BK) {
-        const int more = k0 + GH_BK < k_end;
-        if (more) {
-            const int q = (k0 + GH_BK) >> 3;
+    for (int it = 0; it < nsl; it++) {
+#if GH_ASYNC
+        asm volatile("cp.async.wait_group 1;" ::: "memory");
+        /* every work-item's copies of slice it landed, and nobody still reads the copy that
+         * slice it + 2 goes into (slice it - 1's) */
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (it + 2 < nsl) {
+            const int q = q0 + (it + 2) * 4;
+            gh_cp16(As + nxt * GH_TILE + st, pa + q);
+            gh_cp16(As + nxt * GH_TILE + st + 256, pa + q + h64);
+            gh_cp16(Bs + nxt * GH_TILE + st, pb + q);
+            gh_cp16(Bs + nxt * GH_TILE + st + 256, pb + q + h64);
+        }
+        asm volatile("cp.async.commit_group;" ::: "memory");
+        nxt = nxt == GH_STAGES - 1 ? 0 : nxt + 1;
+#else
+        const int more = it + 1 < nsl;
+        if (more) { /* the next slice into registers while this one is multiplied */
+            const int q = q0 + (it + 1) * 4;
             ra0 = pa[q];
             ra1 = pa[q + h64];
             rb0 = pb[q];
             rb1 = pb[q + h64];
         }
-        __local const uint4 *as = As + cur * (GH_BM * GH_CH);
-        __local const uint4 *bs = Bs + cur * (GH_BN * GH_CH);
+#endif
+        __local const uint4 *as = As + cur * GH_TILE;
+        __local const uint4 *bs = Bs + cur * GH_TILE;
 #pragma unroll
         for (int kk = 0; kk < 2; kk++) {
             uint fa[GH_MT][4], fb[GH_NTL][2];
@@ -253,9 +308,12 @@ __kernel __attribute__((reqd_work_group_size(GH_NT, 1, 1))) void gh_gemm(
                     gf_mma16(acc[i][j], fa[i][0], fa[i][1], fa[i][2], fa[i][3], fb[j][0], fb[j][1]
                              GF_EMU_ARG);
         }
+#if GH_ASYNC
+        cur = cur == GH_STAGES - 1 ? 0 : cur + 1;
+#else
         if (more) {
-            __local uint4 *na = As + (cur ^ 1) * (GH_BM * GH_CH);
-            __local uint4 *nb = Bs + (cur ^ 1) * (GH_BN * GH_CH);
+            __local uint4 *na = As + (cur ^ 1) * GH_TILE;
+            __local uint4 *nb = Bs + (cur ^ 1) * GH_TILE;
             na[st] = ra0;
             na[st + 256] = ra1;
             nb[st] = rb0;
@@ -265,6 +323,7 @@ __kernel __attribute__((reqd_work_group_size(GH_NT, 1, 1))) void gh_gemm(
          * is overwritten in the next iteration */
         barrier(CLK_LOCAL_MEM_FENCE);
         cur ^= 1;
+#endif
     }
 
     /* each lane's accumulators: fragment (i, j), rows g and g+8, columns 2t and 2t+1 */
