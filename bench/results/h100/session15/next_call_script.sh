@@ -14,9 +14,11 @@ copy /tmp/base; copy /tmp/xopt
 sed -i 's/    if (tb || blocks128 < 2ll \* compute_units) \*out = packed;/    if (0) *out = packed;/' /tmp/base/src/backend/opencl/cl_gemm_fast.c
 grep -c "    if (0) \*out = packed;" /tmp/base/src/backend/opencl/cl_gemm_fast.c
 (cd /tmp/xopt && patch -p1 < "$OLDPWD/bench/results/h100/session15/maxrreg_experiment.patch")
+# (one after another: a bare `wait` would also wait for the tee of the process substitution
+# above, which never ends; session 16's first call hung there for its whole 600 s)
 for d in . /tmp/base /tmp/xopt; do
-  (cmake -S $d -B $d/build-gpu -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build $d/build-gpu -j16 >/dev/null 2>>$O/err.txt) &
-done; wait
+  cmake -S $d -B $d/build-gpu -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build $d/build-gpu -j16 --target clformer test_cl_gemm_fast >/dev/null 2>>$O/err.txt
+done
 for d in . /tmp/base /tmp/xopt; do [ -x $d/build-gpu/clformer ] || { echo "BUILD FAILED in $d"; tail -20 $O/err.txt; exit 1; }; done
 el built
 j() { python3 -c "import json,sys; d=json.loads(open(sys.argv[1]).read().strip().splitlines()[-1]); print('%.0f tok/s, loss %.5f, peak %.0f MiB' % (d['tokens_per_s'], d['final_loss'], d['peak_device_bytes']/1048576))" $1 2>/dev/null || tail -3 $1; }
