@@ -81,6 +81,8 @@ __kernel __attribute__((reqd_work_group_size(32, 8, 1))) void gh_pack(
             /* the tile complete before its columns are read */
             barrier(CLK_LOCAL_MEM_FENCE);
             const int x = lid >> 3, kq = (lid & 7) * 4;
+            /* (two 32-bit stores: oclgrind's uninitialised-value checker takes a vector built
+             * from scalars for undefined, as gemm_fast.cl notes) */
             __global uint *o = Xh + ((size_t)(x0 + x) * kp + ks + kq) / 2;
             o[0] = gf_pack(tile[kq][x], tile[kq + 1][x]);
             o[1] = gf_pack(tile[kq + 2][x], tile[kq + 3][x]);
@@ -205,7 +207,8 @@ static inline void gh_cp16(__local uint4 *d, __global const uint4 *src) {
 /* C(M,N) (+ c_split per slice s) from Ah (rows m, mp = a multiple of 128) and Bh (rows n), both
  * with ldq 16-byte chunks a row (kp / 8), over k in [s * kps, min(kp, (s + 1) * kps)) */
 __kernel __attribute__((reqd_work_group_size(GH_NT, 1, 1))) void gh_gemm(
-    int M, int N, int kps, int kp, float alpha, __global const uint4 *Ah, __global const uint4 *Bh,
+    int M, int N, int kps, int kp, float alpha, __global const uint4 *restrict Ah,
+    __global const uint4 *restrict Bh,
     int ldq, float beta, __global float *C, ulong c_off, int ldc, ulong c_split,
     __global const float *bias, ulong bias_off, __global float *X, ulong x_off) {
     __local uint4 As[GH_STAGES * GH_TILE];

@@ -200,27 +200,59 @@ static void rounding_case(int ta, int tb, int M, int N, int K) {
     pair_free(R.p);
 }
 
-/* Split-K adds the slices in a fixed order: two runs agree bit for bit */
+/* Split-K adds the slices in a fixed order: a rerun agrees bit for bit, and both meet the CPU */
 static void deterministic(void) {
     const int M = 200, N = 150, K = 700;
     operand A = operand_new(K, M, 0, 0), B = operand_new(N, K, 0, 0);
-    pair C1 = pair_const((size_t)M * N, 0.0f), C2 = pair_const((size_t)M * N, 0.0f);
-    TCL_OK(cf_backend_opencl_gemm_half(GPU, 3, 1, 1, M, N, K, 1.0f, cf_view_f32(A.p.g, PAD), M,
-                                       cf_view_f32(B.p.g, PAD), K, 0.0f, cf_view_f32(C1.g, PAD), N,
-                                       none, none, 0, none));
+    operand C1 = operand_new(M, N, 0, 1);
+    pair C2 = pair_const((size_t)M * N, NAN);
+    for (int g_ = 0; g_ < 2; g_++) {
+        if (g_)
+            TCL_OK(cf_backend_opencl_gemm_half(GPU, 3, 1, 1, M, N, K, 1.0f, OV(A), M, OV(B), K,
+                                               0.0f, OV(C1), N, none, none, 0, none));
+        else
+            TCL_OK(cf_be_gemm(CPU, 1, 1, M, N, K, 1.0f, OV(A), M, OV(B), K, 0.0f, OV(C1), N));
+    }
+    check("half TT M=200 N=150 K=700 split 3 (the rerun's reference)", C1.p, tol_k(K));
     TCL_OK(cf_backend_opencl_gemm_half(GPU, 3, 1, 1, M, N, K, 1.0f, cf_view_f32(A.p.g, PAD), M,
                                        cf_view_f32(B.p.g, PAD), K, 0.0f, cf_view_f32(C2.g, PAD), N,
                                        none, none, 0, none));
     float *a = tcl_malloc((size_t)M * N * 4), *b = tcl_malloc((size_t)M * N * 4);
-    TCL_OK(cf_be_download(GPU, a, cf_view_f32(C1.g, PAD), (size_t)M * N * 4));
+    TCL_OK(cf_be_download(GPU, a, cf_view_f32(C1.p.g, PAD), (size_t)M * N * 4));
     TCL_OK(cf_be_download(GPU, b, cf_view_f32(C2.g, PAD), (size_t)M * N * 4));
     expect(memcmp(a, b, (size_t)M * N * 4) == 0, "split 3: two runs agree bit for bit");
     free(a);
     free(b);
     pair_free(A.p);
     pair_free(B.p);
-    pair_free(C1);
+    pair_free(C1.p);
     pair_free(C2);
+}
+
+/* The sums of op(A) come from the unrounded values (a bias gradient, not a product): on data off
+ * the format's grid they meet the CPU's fp32 sums to fp32's tolerance, which sums of the rounded
+ * values miss by the format's rounding */
+static void colsum_unrounded(void) {
+    const int M = 140, N = 64, K = 300, mode = tcl_round;
+    tcl_round = 0;
+    operand A = operand_new(K, M, 0, 0);
+    tcl_round = mode;
+    operand B = operand_new(K, N, 0, 0), C = operand_new(M, N, 0, 1), cs = operand_new(1, M, 0, 0);
+    pair ones = pair_const((size_t)K, 1.0f);
+    for (int g_ = 0; g_ < 2; g_++) {
+        if (g_)
+            TCL_OK(cf_backend_opencl_gemm_half(GPU, 2, 1, 0, M, N, K, 1.0f, OV(A), M, OV(B), N,
+                                               0.0f, OV(C), N, none, none, 0, OV(cs)));
+        else
+            TCL_OK(cf_be_gemm(CPU, 0, 0, 1, M, K, 1.0f, cf_view_f32(ones.c, PAD), K, OV(A), M,
+                              1.0f, OV(cs), M));
+    }
+    check("half TN M=140 N=64 K=300 split 2, unrounded A: the sums of op(A)", cs.p, tol_k(K));
+    pair_free(A.p);
+    pair_free(B.p);
+    pair_free(C.p);
+    pair_free(cs.p);
+    pair_free(ones);
 }
 
 /* The dispatch: with CF_GEMM_HALF=1 a plain cf_be_gemm runs here (its packed op(A) appears in the
@@ -231,7 +263,7 @@ static void dispatch_case(void) {
     if (ctx->scratch[CF_SCRATCH_HALF_A]) clReleaseMemObject(ctx->scratch[CF_SCRATCH_HALF_A]);
     ctx->scratch[CF_SCRATCH_HALF_A] = NULL;
     ctx->scratch_bytes[CF_SCRATCH_HALF_A] = 0;
-    const int M = 300, N = 260, K = 96; /* larger than every product before */
+    const int M = 300, N = 260, K = 96;
     operand A = operand_new(M, K, 0, 0), B = operand_new(N, K, 0, 0), C = operand_new(M, N, 0, 1);
     for (int g_ = 0; g_ < 2; g_++) {
         cf_backend *be = g_ ? GPU : CPU;
@@ -250,14 +282,20 @@ static void dispatch_case(void) {
  * of at least 256) where they do not */
 static void test_split_rule(void) {
     expect(cf_cl_gemm_half_split(8192, 2304, 768, 132) == 1, "split rule: many blocks, one slice");
-    expect(cf_cl_gemm_half_split(768, 768, 8192, 132) == 8,
-           "split rule: 36 blocks on 132 units, K 8192: 8 slices (got %d)",
+    expect(cf_cl_gemm_half_split(768, 768, 8192, 132) == 7,
+           "split rule: 36 blocks on 132 units, K 8192: 7 slices, one wave of two a unit (got %d)",
            cf_cl_gemm_half_split(768, 768, 8192, 132));
     expect(cf_cl_gemm_half_split(128, 128, 512, 132) == 2,
            "split rule: slices of at least 256 (got %d)", cf_cl_gemm_half_split(128, 128, 512, 132));
     expect(cf_cl_gemm_half_split(128, 128, 100000, 132) == 16, "split rule: at most 16 (got %d)",
            cf_cl_gemm_half_split(128, 128, 100000, 132));
     expect(cf_cl_gemm_half_split(128, 128, 200, 132) == 1, "split rule: short K, one slice");
+    expect(cf_cl_gemm_half_split(1280, 2048, 4096, 132) == 1,
+           "split rule: 160 blocks, between one and two a unit: one slice (got %d)",
+           cf_cl_gemm_half_split(1280, 2048, 4096, 132));
+    expect(cf_cl_gemm_half_split(1024, 2048, 4096, 132) == 2,
+           "split rule: 128 blocks on 132 units: two slices, one wave (got %d)",
+           cf_cl_gemm_half_split(1024, 2048, 4096, 132));
 }
 
 int main(int argc, char **argv) {
@@ -279,7 +317,7 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    setenv("CF_GEMM_HALF", "1", 0);
+    setenv("CF_GEMM_HALF", "1", 1); /* this path, whatever the environment says */
     int code = 0;
     if (tcl_open("test_cl_gemm_half", spec, &code) < 0) return code;
     const double t0 = cf_time_now();
@@ -332,6 +370,7 @@ int main(int argc, char **argv) {
     rounding_case(0, 1, 70, 90, 200);
     rounding_case(1, 0, 70, 90, 200);
     deterministic();
+    colsum_unrounded();
     dispatch_case();
     return tcl_finish("test_cl_gemm_half", t0);
 }

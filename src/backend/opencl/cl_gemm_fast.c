@@ -553,17 +553,23 @@ int cf_cl_gemm_fast_try(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
      * if it cannot be built here, this kernel from then on */
     if (cf_cl_gemm_half_wanted(ctx, d)) {
         rc = cf_cl_gemm_half_run(ctx, d, 0);
-        if (rc != CF_ERR_BUILD && rc != CF_ERR_UNSUPPORTED) {
+        if (rc == CF_ERR_NOMEM) { /* its scratch does not fit now: this product here */
+            CF_DEBUG("gemm M=%d N=%d K=%d: no scratch for the half operands (%s); the "
+                     "register-blocked kernel",
+                     d->M, d->N, d->K, ctx->last_error[0] ? ctx->last_error : "?");
+            ctx->last_error[0] = 0;
+        } else if (rc != CF_ERR_BUILD && rc != CF_ERR_UNSUPPORTED) {
             ctx->quiet_init = quiet;
             if (rc < 0 && ctx->last_error[0]) CF_ERROR("%s", ctx->last_error);
             ctx->last_error[0] = 0;
             return rc < 0 ? rc : 1;
+        } else {
+            CF_WARN("gemm M=%d N=%d K=%d: the GEMM on half operands is unusable on %s (%s); "
+                    "using the register-blocked kernel from now on",
+                    d->M, d->N, d->K, ctx->dev.name, ctx->last_error[0] ? ctx->last_error : "?");
+            ctx->last_error[0] = 0;
+            cf_cl_gemm_half_disable(ctx);
         }
-        CF_WARN("gemm M=%d N=%d K=%d: the GEMM on half operands is unusable on %s (%s); using "
-                "the register-blocked kernel from now on",
-                d->M, d->N, d->K, ctx->dev.name, ctx->last_error[0] ? ctx->last_error : "?");
-        ctx->last_error[0] = 0;
-        cf_cl_gemm_half_disable(ctx);
     }
     rc = fast_run(ctx, d, &c, source);
     ctx->quiet_init = quiet;

@@ -75,7 +75,9 @@ int cf_cl_gemm_half_wanted(const cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
 int cf_cl_gemm_half_split(int M, int N, int K, int compute_units) {
     const long blocks = (long)((M + GH_BM - 1) / GH_BM) * ((N + GH_BN - 1) / GH_BN);
     if (blocks <= 0 || blocks >= compute_units) return 1;
-    long s = (2L * compute_units + blocks - 1) / blocks;
+    /* as many slices as keep the groups within one wave of two a compute unit (gh_gemm's 124
+     * to 128 registers and 32 or 48 KiB of local memory let two run at once) */
+    long s = 2L * compute_units / blocks;
     const long by_k = ((long)K + GH_BK - 1) / GH_BK * GH_BK / 256;
     if (s > by_k) s = by_k;
     if (s > GH_MAX_SPLIT) s = GH_MAX_SPLIT;
@@ -133,22 +135,16 @@ static int gh_program_get(cf_cl_ctx *ctx, int eb, int ea, gh_program **out) {
     return CF_OK;
 }
 
-/* op(X) (rows along x: R of them, K values of k; xc: X stored (K, R)) into slot as 16-bit
- * values, rp x kp; with cs_slot >= 0 (xc only) also its sums over each GH_PK chunk of k */
+/* op(X) (rows along x: R of them, K values of k; xc: X stored (K, R)) into out as 16-bit
+ * values, rp x kp; cs (xc only; NULL: none) also receives its sums over each GH_PK chunk of k */
 static int gh_pack(cf_cl_ctx *ctx, gh_program *g, cl_mem X, size_t x_off, int ldx, int xc, int R,
-                   int K, int rp, int kp, int slot, cl_mem *out, int cs_slot, cl_mem *cs) {
-    CF_TRY(cf_cl_scratch(ctx, slot, (size_t)rp * kp * 2, out));
-    cl_mem csm = *out;
-    if (cs_slot >= 0)
-        CF_TRY(cf_cl_scratch(ctx, cs_slot,
-                             (size_t)((kp + GH_PK - 1) / GH_PK) * (size_t)R * sizeof(float), &csm));
-    if (cs) *cs = csm;
+                   int K, int rp, int kp, cl_mem out, cl_mem cs) {
     const size_t global[2] = {(size_t)rp, (size_t)((kp + GH_PK - 1) / GH_PK) * 8};
     const size_t local[2] = {32, 8};
     return cf_cl_launch(ctx, g->k[GH_PACK], "gh_pack", 2, global, local,
                         CF_ARGS(ARG_MEM(X), ARG_ULONG(x_off), ARG_INT(ldx), ARG_INT(xc),
-                                ARG_INT(R), ARG_INT(K), ARG_MEM(*out), ARG_INT(kp), ARG_MEM(csm),
-                                ARG_INT(cs_slot >= 0)));
+                                ARG_INT(R), ARG_INT(K), ARG_MEM(out), ARG_INT(kp),
+                                ARG_MEM(cs ? cs : out), ARG_INT(cs != NULL)));
 }
 
 int cf_cl_gemm_half_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, int split) {
@@ -173,15 +169,26 @@ int cf_cl_gemm_half_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, int split) {
     gh_program *g = NULL, *gp = NULL;
     CF_TRY(gh_program_get(ctx, eb, ea, &g));
     if (split > 1) CF_TRY(gh_program_get(ctx, 0, 0, &gp));
-    cl_mem ah, bh, cs = NULL;
-    CF_TRY(gh_pack(ctx, g, d->A, d->a_off, d->lda, d->ta, M, K, mp, kp, CF_SCRATCH_HALF_A, &ah,
-                   d->colsum ? CF_SCRATCH_HALF_CS : -1, &cs));
-    CF_TRY(gh_pack(ctx, g, d->B, d->b_off, d->ldb, !d->tb, N, K, np, kp, CF_SCRATCH_HALF_B, &bh, -1,
-                   NULL));
+    /* every scratch buffer before the first launch: if one cannot be had (CF_ERR_NOMEM), nothing
+     * was enqueued and the caller can run the product another way */
+    const int ldp = (N + 3) / 4 * 4;
+    const size_t p_split = (size_t)M * (size_t)ldp;
+    const int chunks = (kp + GH_PK - 1) / GH_PK;
+    cl_mem ah, bh, cs = NULL, part = NULL;
+    CF_TRY(cf_cl_scratch(ctx, CF_SCRATCH_HALF_A, (size_t)mp * kp * 2, &ah));
+    CF_TRY(cf_cl_scratch(ctx, CF_SCRATCH_HALF_B, (size_t)np * kp * 2, &bh));
+    if (d->colsum)
+        CF_TRY(cf_cl_scratch(ctx, CF_SCRATCH_HALF_CS, (size_t)chunks * (size_t)M * sizeof(float),
+                             &cs));
+    if (split > 1)
+        CF_TRY(cf_cl_scratch(ctx, CF_SCRATCH_HALF_PART, (size_t)split * p_split * sizeof(float),
+                             &part));
+    CF_TRY(gh_pack(ctx, g, d->A, d->a_off, d->lda, d->ta, M, K, mp, kp, ah, cs));
+    CF_TRY(gh_pack(ctx, g, d->B, d->b_off, d->ldb, !d->tb, N, K, np, kp, bh, NULL));
     if (d->colsum) {
         const size_t global = cf_round_up((size_t)M, 64), local = 64;
         CF_TRY(cf_cl_launch(ctx, g->k[GH_COLSUM], "gh_colsum", 1, &global, &local,
-                            CF_ARGS(ARG_MEM(cs), ARG_INT((kp + GH_PK - 1) / GH_PK), ARG_INT(M),
+                            CF_ARGS(ARG_MEM(cs), ARG_INT(chunks), ARG_INT(M),
                                     ARG_MEM(d->colsum), ARG_ULONG(d->colsum_off), ARG_INT(1))));
     }
     CF_DEBUG("gemm M=%d N=%d K=%d %c%c: half operands, 128x128 (split %d)", M, N, K,
@@ -200,10 +207,6 @@ int cf_cl_gemm_half_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, int split) {
                                     ARG_ULONG(d->bias_off), ARG_MEM(x_mem),
                                     ARG_ULONG(d->act_x_off)));
     /* partial products of the slices, then gemm_fast_reduce adds them in order with the epilogue */
-    const int ldp = (N + 3) / 4 * 4;
-    const size_t p_split = (size_t)M * (size_t)ldp;
-    cl_mem part;
-    CF_TRY(cf_cl_scratch(ctx, CF_SCRATCH_HALF_PART, (size_t)split * p_split * sizeof(float), &part));
     CF_TRY(cf_cl_launch(ctx, gp->k[GH_GEMM], "gh_gemm", 3, global, local,
                         CF_ARGS(ARG_INT(M), ARG_INT(N), ARG_INT(kps), ARG_INT(kp), ARG_FLOAT(1.0f),
                                 ARG_MEM(ah), ARG_MEM(bh), ARG_INT(ldq), ARG_FLOAT(0.0f),
@@ -228,7 +231,7 @@ int cf_backend_opencl_gemm_half(cf_backend *be, int split, int ta, int tb, int M
     cf_cl_ctx *ctx = (cf_cl_ctx *)be->ctx;
     if (!cf_cl_gemm_half_engine(ctx)) return CF_ERR_UNSUPPORTED;
     if (M <= 0 || N <= 0) return CF_OK;
-    if (act && (act > 2 || (act == 2 && bias.buf) || alpha != 1.0f || beta != 0.0f || ldc != N ||
+    if (act && (act < 0 || act > 2 || (act == 2 && bias.buf) || alpha != 1.0f || beta != 0.0f || ldc != N ||
                 !X.buf)) {
         CF_ERROR("gemm_half: GELU epilogue %d: 1 (forward) or 2 (backward, no bias), alpha 1, "
                  "beta 0, ldc N, and X",

@@ -16,12 +16,15 @@ int cf_cl_gemm_half_engine(const cf_cl_ctx *ctx);
 /* Does it take this plain product (cf_cl_gemm_half_engine, and with auto a product of at least
  * 128 x 128 outputs over K >= 128; with CF_GEMM_HALF=1 every one with K >= 1)? */
 int cf_cl_gemm_half_wanted(const cf_cl_ctx *ctx, const cf_cl_gemm_desc *d);
-/* The split-K rule: K slices for M x N outputs over K on compute_units multiprocessors (blocks
- * of 128 x 128; slices of at least 256 values of k, at most 16). */
+/* The split-K rule: K slices for M x N outputs over K on compute_units multiprocessors: where the
+ * 128 x 128 blocks are fewer than the compute units, as many slices as keep the groups within two
+ * a compute unit (slices of at least 256 values of k, at most 16); else 1. */
 int cf_cl_gemm_half_split(int M, int N, int K, int compute_units);
 /* Run plain product d (bias, GELU epilogues, column sums of a transposed A as gemm_fast.cl's);
  * split 0: the rule's. CF_ERR_BUILD / CF_ERR_UNSUPPORTED when the kernels cannot be built or run
- * here (cf_cl_gemm_fast_try then declines this path for good). */
+ * here (cf_cl_gemm_fast_try then declines this path for good); CF_ERR_NOMEM, with nothing
+ * enqueued, when its scratch (the packed operands: 2 bytes a value of the padded operands, the
+ * split slices' partial products) cannot be allocated (that product then runs another way). */
 int cf_cl_gemm_half_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, int split);
 /* Mark it unusable on this context (after a failed build). */
 void cf_cl_gemm_half_disable(cf_cl_ctx *ctx);
