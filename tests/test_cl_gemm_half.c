@@ -9,7 +9,8 @@
  * NaN); split-K (bit for bit the same on a rerun); the bias and GELU epilogues; the sums of a
  * transposed A (a linear layer's bias gradient, from the unrounded values); a product of
  * unrounded data against the CPU's product of the same data rounded on the host (round to nearest
- * even); and the dispatch (cf_be_gemm) taking this path under CF_GEMM_HALF=1.
+ * even); the dispatch (cf_be_gemm) taking this path under CF_GEMM_HALF=1; and a build that fails
+ * (one warning, the register-blocked kernel from then on).
  *   test_cl_gemm_half [--prec bf16|fp16] [--small] [--device SPEC]
  * --small: three small products (for oclgrind, tests/cli_oclgrind_gemm_half.sh); --planted: one
  * (its planted-bug runs). */
@@ -278,6 +279,36 @@ static void dispatch_case(void) {
     pair_free(C.p);
 }
 
+/* A build of its kernels that fails (an injected fault, on a fresh backend): one warning, the
+ * product on the register-blocked kernel with the right result, and that kernel from then on */
+static void build_failure(void) {
+    cf_backend *keep = GPU;
+    cf_backend_options o = *tcl_opts();
+    o.bf16 = tcl_round == 1;
+    o.fp16 = tcl_round == 2;
+    TCL_OK(cf_backend_opencl_create(tcl_spec(), &o, &GPU));
+    const int warn_before = g_warnings;
+    const int M = 130, N = 140, K = 64;
+    operand A = operand_new(M, K, 0, 0), B = operand_new(N, K, 0, 0), C = operand_new(M, N, 0, 1);
+    cf_fault_set_build(1); /* the next program build: the half GEMM's */
+    for (int g_ = 0; g_ < 2; g_++)
+        TCL_OK(cf_be_gemm(g_ ? GPU : CPU, 0, 1, M, N, K, 1.0f, OV(A), K, OV(B), K, 0.0f, OV(C), N));
+    cf_fault_set_build(0);
+    check("half build fails -> the register-blocked kernel", C.p, tol_k(K));
+    expect(g_warnings - warn_before == 1 && !cf_cl_gemm_half_engine((cf_cl_ctx *)GPU->ctx),
+           "a half GEMM that does not build: one warning (%d), then declined",
+           g_warnings - warn_before);
+    for (int g_ = 0; g_ < 2; g_++)
+        TCL_OK(cf_be_gemm(g_ ? GPU : CPU, 0, 1, M, N, K, 1.0f, OV(A), K, OV(B), K, 0.0f, OV(C), N));
+    check("after the failed build", C.p, tol_k(K));
+    expect(g_warnings - warn_before == 1, "no second warning (%d)", g_warnings - warn_before);
+    pair_free(A.p);
+    pair_free(B.p);
+    pair_free(C.p);
+    cf_backend_destroy(GPU);
+    GPU = keep;
+}
+
 /* The split rule: one slice where the blocks fill the compute units, more (at most 16, slices
  * of at least 256) where they do not */
 static void test_split_rule(void) {
@@ -372,5 +403,6 @@ int main(int argc, char **argv) {
     deterministic();
     colsum_unrounded();
     dispatch_case();
+    build_failure();
     return tcl_finish("test_cl_gemm_half", t0);
 }
