@@ -52,6 +52,7 @@
 #define GH_NTL (GH_WTN / 8)
 #define GH_SW(r, c) ((r) * GH_CH + ((c) ^ (((r) >> 1) & 3)))
 #define GH_PK 128 /* gh_pack: values of k a work-group covers (its column sums' chunk) */
+#define GH_GROUP_M 8 /* gh_gemm: block rows of a group of blocks (the order below) */
 
 /* ---- gh_pack ----------------------------------------------------------------------------------
  * Xh (16-bit values, row x at x * kp, kp a multiple of 32) for x < rp, k < kp: op(X)(x, k) in the
@@ -217,7 +218,17 @@ __kernel __attribute__((reqd_work_group_size(GH_NT, 1, 1))) void gh_gemm(
     const int lid = get_local_id(0), lane = lid & 31, warp = lid >> 5;
     const int g = lane >> 2, t = lane & 3;
     const int wm0 = (warp & 1) * GH_WTM, wn0 = (warp >> 1) * GH_WTN;
-    const int n0 = get_group_id(0) * GH_BN, m0 = get_group_id(1) * GH_BM;
+    /* the blocks in groups of GH_GROUP_M block rows, column after column inside a group: the
+     * groups that run at once share a few columns of B (a wide B, such as the LM head's weight
+     * at 50304 rows, is then read about once per GH_GROUP_M block rows instead of once per
+     * block row) */
+    const int nbn = get_num_groups(0), nbm = get_num_groups(1);
+    const int lin = get_group_id(1) * nbn + get_group_id(0);
+    const int first_m = lin / (GH_GROUP_M * nbn) * GH_GROUP_M;
+    const int rows_m = min(nbm - first_m, GH_GROUP_M), in_group = lin - first_m * nbn;
+    /* (qn and in_group - qn * rows_m, not a division next to a remainder: see gf_load4) */
+    const int qn = in_group / rows_m;
+    const int n0 = qn * GH_BN, m0 = (first_m + in_group - qn * rows_m) * GH_BM;
     const int s = get_group_id(2);
     const int k_begin = s * kps, k_end = min(kp, k_begin + kps);
     C += c_off + (ulong)s * c_split;

@@ -391,6 +391,9 @@ int main(int argc, char **argv) {
     half_case(1, 0, 1, 300, 33, 2.0f, 0.0f, 1, 1);
     half_case(0, 0, 300, 1, 65, 1.0f, -1.0f, 2, 0);
     half_case(0, 1, 140, 150, 1000, 1.0f, 0.0f, 0, 1); /* the rule's split */
+    /* 9 x 3 blocks: a full group of 8 block rows and a group of one (gh_gemm's block order) */
+    half_case(0, 1, 1100, 260, 40, 1.0f, 0.0f, 1, 0);
+    half_case(1, 0, 1100, 260, 40, 1.0f, 0.5f, 2, 1);
     gelu_case(0, 1, 150, 136, 96, 1, 1);
     gelu_case(0, 0, 150, 136, 96, 2, 1);
     gelu_case(0, 1, 150, 136, 600, 1, 2);
