@@ -5,8 +5,8 @@
 # device (the GEMMs really round) but stay within 1% of them and fall; on a CPU with AVX512-BF16
 # the bf16 losses also follow the CPU backend's bf16 run (the same rounding of the same products)
 # more closely than fp32's; the tensor-core GEMM (emulated) gives the bf16 run's losses in the
-# whole step; an fp32 checkpoint resumes under bf16 with a note. Skipped (77) without an OpenCL
-# device.
+# whole step, and so does the GEMM on half operands (emulated); an fp32 checkpoint resumes under
+# bf16 with a note. Skipped (77) without an OpenCL device.
 set -u
 CLF=$1
 SRC=$2
@@ -54,6 +54,18 @@ if [ -s "$W/bf16.jsonl" ]; then
     && [ "$1" -eq 12 ] && awk "BEGIN { exit !($3 <= 1e-4) }" \
     && ok "opencl bf16 on the emulated tensor-core GEMM: 12 steps within 1e-4 of the bf16 run (worst $3)" \
     || bad "opencl bf16 emulated tensor cores: rc $rc, steps $1, worst $3: $msg"
+fi
+
+# the GEMM on half operands (CF_GEMM_HALF=1, gemm_half.cl emulated) in the whole training step:
+# every plain product's operands converted once and multiplied on the (emulated) tensor cores,
+# epilogues and the bias gradient's sums included, so again the bf16 run's losses to within 1e-4
+if [ -s "$W/bf16.jsonl" ]; then
+  msg=$(CF_GEMM_HALF=1 CF_MATRIX_ENGINE=emulate:nvidia-mma-sync "$CLF" train $RUN --device opencl --out "$W/h" --log "$W/h.jsonl" --precision bf16 2>&1 >/dev/null); rc=$?
+  set -- $(cmp_losses "$W/bf16.jsonl" "$W/h.jsonl")
+  [ $rc -eq 0 ] && printf '%s\n' "$msg" | grep -q "^precision bf16: GEMMs on .*tensor cores (emulated) .*every product's operands converted once" \
+    && [ "$1" -eq 12 ] && awk "BEGIN { exit !($3 <= 1e-4) }" \
+    && ok "opencl bf16 on the emulated GEMM on half operands: 12 steps within 1e-4 of the bf16 run (worst $3)" \
+    || bad "opencl bf16 emulated half-operand GEMM: rc $rc, steps $1, worst $3: $msg"
 fi
 
 # the CPU backend's bf16 (where the CPU has AVX512-BF16) rounds the same products the same way

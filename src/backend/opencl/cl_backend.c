@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "backend/opencl/cl_internal.h"
+#include "backend/opencl/cl_gemm_half.h"
 #include "backend/opencl/cl_matrix.h"
 #include "backend/opencl/cl_plan.h"
 
@@ -115,11 +116,17 @@ static void apply_options(cf_cl_ctx *ctx, const cf_backend_options *o) {
     }
     if (ctx->gemm_round) {
         const char *p = ctx->gemm_round == 1 ? "bf16" : "fp16";
+        /* the GEMM on half operands (cl_gemm_half.c) where it runs */
+        const char *half_ops = !cf_cl_gemm_half_engine(ctx) ? ""
+                               : ctx->gemm_half_mode == 1
+                                   ? ", every product's operands converted once to the format"
+                                   : ", the operands of products of 128 x 128 outputs and more "
+                                     "converted once to the format";
         if (ctx->mma_half)
             CF_INFO("precision %s: GEMMs on %s's tensor cores%s with %s inputs, fp32 accumulation "
-                    "(%s)%s",
+                    "(%s%s)%s",
                     p, ctx->dev.name, ctx->mx_emulate ? " (emulated)" : "", p, ctx->mx_name,
-                    flash_too);
+                    half_ops, flash_too);
         else
             CF_INFO("precision %s: %s has no matrix engine this backend uses; GEMM inputs are "
                     "rounded to %s in the kernel, fp32 arithmetic (no faster than fp32)",
