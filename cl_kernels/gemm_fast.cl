@@ -118,6 +118,26 @@ static inline void gf_store(__global float *C, __global float *X, size_t idx, fl
     C[idx] = v;
     if (act == 1) X[idx] = gf_gelu(v);
 }
+/* The store of one lane's accumulator fragment a (a 16 x 8 tile of mma.sync's layout: a[h * 2 + f]
+ * at row r + 8 h and column c + f, r = the tile's row + g, c = its column + 2t) with the epilogue
+ * (alpha, beta, EPI_BIAS, EPI_ACT); rows from M and columns from N on are outside C */
+static inline void gf_store_frag(__global float *C, __global float *X, __global const float *bias,
+                                 ulong bias_off, int ldc, int M, int N, int r, int c, float alpha,
+                                 float beta, const float *a) {
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const int m = r + h * 8;
+        if (m >= M) continue;
+#pragma unroll
+        for (int f = 0; f < 2; f++) {
+            if (c + f >= N) continue;
+            const size_t idx = (size_t)m * ldc + c + f;
+            const float v = a[h * 2 + f] * alpha;
+            const float bv = EPI_BIAS ? bias[bias_off + c + f] : 0.0f;
+            gf_store(C, X, idx, (beta == 0.0f ? v : v + beta * C[idx]) + bv, EPI_ACT);
+        }
+    }
+}
 #define BM (WG * RM)
 #define BN (WG * RN)
 /* float4s per local-memory row: one float4 of padding, so that the transposing scalar stores of
@@ -796,25 +816,11 @@ static inline void gemm_fast_body(const int ta, const int tb, int M, int N, int 
 #if MMA_KIND
     /* each lane's accumulators: fragment (i, j), rows g and g+8, columns 2t and 2t+1 */
 #pragma unroll
-    for (int i = 0; i < MT; i++) {
+    for (int i = 0; i < MT; i++)
 #pragma unroll
-        for (int h = 0; h < 2; h++) {
-            const int m = m0 + wm0 + i * 16 + g + h * 8;
-            if (m >= M) continue;
-#pragma unroll
-            for (int j = 0; j < NTL; j++) {
-                const int n = n0 + wn0 + j * 8 + 2 * t;
-#pragma unroll
-                for (int f = 0; f < 2; f++) {
-                    if (n + f >= N) continue;
-                    const size_t idx = (size_t)m * ldc + n + f;
-                    const float v = acc[i][j][h * 2 + f] * alpha;
-                    const float bv = EPI_BIAS ? bias[bias_off + n + f] : 0.0f;
-                    gf_store(C, X, idx, (beta == 0.0f ? v : v + beta * C[idx]) + bv, EPI_ACT);
-                }
-            }
-        }
-    }
+        for (int j = 0; j < NTL; j++)
+            gf_store_frag(C, X, bias, bias_off, ldc, M, N, m0 + wm0 + i * 16 + g,
+                          n0 + wn0 + j * 8 + 2 * t, alpha, beta, acc[i][j]);
 #else
 #pragma unroll
     for (int i = 0; i < RM / 4; i++) {

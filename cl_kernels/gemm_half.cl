@@ -342,23 +342,9 @@ __kernel __attribute__((reqd_work_group_size(GH_NT, 1, 1))) void gh_gemm(
 
     /* each lane's accumulators: fragment (i, j), rows g and g+8, columns 2t and 2t+1 */
 #pragma unroll
-    for (int i = 0; i < GH_MT; i++) {
+    for (int i = 0; i < GH_MT; i++)
 #pragma unroll
-        for (int h = 0; h < 2; h++) {
-            const int m = m0 + wm0 + i * 16 + g + h * 8;
-            if (m >= M) continue;
-#pragma unroll
-            for (int j = 0; j < GH_NTL; j++) {
-                const int n = n0 + wn0 + j * 8 + 2 * t;
-#pragma unroll
-                for (int f = 0; f < 2; f++) {
-                    if (n + f >= N) continue;
-                    const size_t idx = (size_t)m * ldc + n + f;
-                    const float v = acc[i][j][h * 2 + f] * alpha;
-                    const float bv = EPI_BIAS ? bias[bias_off + n + f] : 0.0f;
-                    gf_store(C, X, idx, (beta == 0.0f ? v : v + beta * C[idx]) + bv, EPI_ACT);
-                }
-            }
-        }
-    }
+        for (int j = 0; j < GH_NTL; j++)
+            gf_store_frag(C, X, bias, bias_off, ldc, M, N, m0 + wm0 + i * 16 + g,
+                          n0 + wn0 + j * 8 + 2 * t, alpha, beta, acc[i][j]);
 }

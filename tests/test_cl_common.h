@@ -150,6 +150,23 @@ static inline void pair_free(pair p) {
     cf_be_free(GPU, p.g);
 }
 
+/* A GEMM operand: rows x ld elements (leading dimension ld) at element `lead` of a guarded pair,
+ * random (or NaN: fill_nan, for a C that beta 0 must not read); OV(o) its view inside BOTH-style
+ * loops over g_ (0 the CPU, 1 the OpenCL device). */
+typedef struct {
+    pair p;
+    size_t lead;
+} operand;
+
+static inline operand operand_new(int rows, int ld, size_t lead, float fill_nan) {
+    operand o;
+    o.lead = lead;
+    const size_t n = lead + (size_t)rows * ld;
+    o.p = fill_nan ? pair_const(n, NAN) : pair_rand(n, 1.0f);
+    return o;
+}
+#define OV(o) cf_view_f32(g_ ? (o).p.g : (o).p.c, PAD + (o).lead)
+
 /* Run the same call on both backends: inside, `be` is the backend and V(p) the pair's view. */
 #define V(p) cf_view_f32(g_ ? (p).g : (p).c, PAD)
 #define VI(p) cf_view_i32(g_ ? (p).g : (p).c, PAD) /* the pair holds int32 (tokens, targets) */

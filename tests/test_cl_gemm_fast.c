@@ -174,20 +174,6 @@ static int form_mma(void) {
     return cf_cl_gemm_fast_form((const cf_cl_ctx *)GPU->ctx);
 }
 
-/* A (rows x cols) operand with leading dimension ld at element `lead` of a guarded pair. */
-typedef struct {
-    pair p;
-    size_t lead;
-} operand;
-
-static operand operand_new(int rows, int ld, size_t lead, float fill_nan) {
-    operand o;
-    o.lead = lead;
-    size_t n = lead + (size_t)rows * ld;
-    o.p = fill_nan ? pair_const(n, NAN) : pair_rand(n, 1.0f);
-    return o;
-}
-#define OV(o) cf_view_f32(g_ ? (o).p.g : (o).p.c, PAD + (o).lead)
 
 /* ld for a row of `cols`: a multiple of 4 (float4 path) or not */
 static int pick_ld(int cols, int aligned, int extra) {

@@ -24,20 +24,6 @@
 static int small_mode = 0;
 static int planted_mode = 0; /* --planted: one small product (cli_oclgrind_gemm_half.sh) */
 
-/* A (rows x cols) operand with leading dimension ld at element `lead` of a guarded pair. */
-typedef struct {
-    pair p;
-    size_t lead;
-} operand;
-
-static operand operand_new(int rows, int ld, size_t lead, float fill_nan) {
-    operand o;
-    o.lead = lead;
-    const size_t n = lead + (size_t)rows * ld;
-    o.p = fill_nan ? pair_const(n, NAN) : pair_rand(n, 1.0f);
-    return o;
-}
-#define OV(o) cf_view_f32(g_ ? (o).p.g : (o).p.c, PAD + (o).lead)
 static const cf_view none = {0};
 
 static double tol_k(int K) { return 2e-6 * (K > 16 ? sqrt((double)K) : 4.0); }
