@@ -198,20 +198,18 @@ int cf_cl_gemm_half_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, int split) {
     const size_t global[3] = {(size_t)(np / GH_BN) * GH_NT, (size_t)(mp / GH_BM), (size_t)split};
     const size_t local[3] = {GH_NT, 1, 1};
     const int ldq = kp / 8;
-    if (split == 1)
-        return cf_cl_launch(ctx, g->k[GH_GEMM], "gh_gemm", 3, global, local,
-                            CF_ARGS(ARG_INT(M), ARG_INT(N), ARG_INT(kp), ARG_INT(kp),
-                                    ARG_FLOAT(d->alpha), ARG_MEM(ah), ARG_MEM(bh), ARG_INT(ldq),
-                                    ARG_FLOAT(d->beta), ARG_MEM(d->C), ARG_ULONG(d->c_off),
-                                    ARG_INT(d->ldc), ARG_ULONG(0), ARG_MEM(bias_mem),
-                                    ARG_ULONG(d->bias_off), ARG_MEM(x_mem),
-                                    ARG_ULONG(d->act_x_off)));
-    /* partial products of the slices, then gemm_fast_reduce adds them in order with the epilogue */
-    CF_TRY(cf_cl_launch(ctx, gp->k[GH_GEMM], "gh_gemm", 3, global, local,
-                        CF_ARGS(ARG_INT(M), ARG_INT(N), ARG_INT(kps), ARG_INT(kp), ARG_FLOAT(1.0f),
-                                ARG_MEM(ah), ARG_MEM(bh), ARG_INT(ldq), ARG_FLOAT(0.0f),
-                                ARG_MEM(part), ARG_ULONG(0), ARG_INT(ldp), ARG_ULONG(p_split),
-                                ARG_MEM(part), ARG_ULONG(0), ARG_MEM(part), ARG_ULONG(0))));
+    /* one slice: C with the epilogue; more: the slices' partial products into the scratch (no
+     * epilogue), which gemm_fast_reduce then adds in order with it */
+    const int one = split == 1;
+    CF_TRY(cf_cl_launch(
+        ctx, (one ? g : gp)->k[GH_GEMM], "gh_gemm", 3, global, local,
+        CF_ARGS(ARG_INT(M), ARG_INT(N), ARG_INT(one ? kp : kps), ARG_INT(kp),
+                ARG_FLOAT(one ? d->alpha : 1.0f), ARG_MEM(ah), ARG_MEM(bh), ARG_INT(ldq),
+                ARG_FLOAT(one ? d->beta : 0.0f), ARG_MEM(one ? d->C : part),
+                ARG_ULONG(one ? d->c_off : 0), ARG_INT(one ? d->ldc : ldp),
+                ARG_ULONG(one ? 0 : p_split), ARG_MEM(bias_mem), ARG_ULONG(d->bias_off),
+                ARG_MEM(x_mem), ARG_ULONG(d->act_x_off))));
+    if (one) return CF_OK;
     const size_t rglobal[2] = {cf_round_up((size_t)N, 64), (size_t)M};
     const size_t rlocal[2] = {64, 1};
     return cf_cl_launch(ctx, g->k[GH_REDUCE], "gemm_fast_reduce", 2, rglobal, rlocal,
