@@ -3,7 +3,7 @@
  * device and a GPU with small work-groups or little local memory; the GEMM and fast modes,
  * CLBlast and its failure; tuning-file overrides (tiled parameters, path, the register-blocked
  * kernel's choice, same-bucket lookups, a recorded choice that does not fit); tuner answers that
- * do not fit the work-group limit; the attention path by head size, device type, mode and
+ * do not fit the work-group limit; the GEMM on half operands' path; the attention path by head size, device type, mode and
  * limits. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdarg.h>
@@ -367,6 +367,69 @@ static void test_tuning_precision(void) {
     cf_tuning_free(&t);
 }
 
+/* precision bf16 on an engine with the GEMM on half operands: path half, with the register-blocked
+ * kernel's choice as its fallback, under auto from 128 x 128 outputs over K >= 128 */
+static void test_half(void) {
+    cf_cl_plan_device d = gpu_dev();
+    d.gemm_round = 1;
+    d.fast_mma = 2;
+    d.half_mode = 2;
+    cf_cl_gemm_fast_choice rule;
+    cf_cl_gemm_fast_rule_form(4096, 2304, 768, 0, 1, d.compute_units, d.local_mem, 0, 2, &rule);
+    cf_cl_gemm_plan p = plan(&d, 4096, 2304, 768, 0, 1, 1);
+    expect(p.path == CF_PLAN_HALF && same_choice(&p.fast, &rule) && rule.rm > 0,
+           "bf16, half auto, 4096x2304x768 NT: half with the rule's fast choice as its fallback "
+           "(got %s %dx%d)", cf_cl_plan_path_name(p.path), p.fast.wg * p.fast.rm,
+           p.fast.wg * p.fast.rn);
+    const int small[][3] = {{127, 768, 768}, {4096, 64, 768}, {768, 768, 127}};
+    for (int i = 0; i < 3; i++) {
+        p = plan(&d, small[i][0], small[i][1], small[i][2], 1, 0, 1);
+        expect(p.path == CF_PLAN_FAST, "bf16, half auto, %dx%dx%d: fast, below the threshold "
+               "(got %s)", small[i][0], small[i][1], small[i][2], cf_cl_plan_path_name(p.path));
+    }
+    p = plan(&d, 128, 128, 128, 1, 1, 1);
+    expect(p.path == CF_PLAN_HALF, "bf16, half auto, 128^3 TT: half (got %s)",
+           cf_cl_plan_path_name(p.path));
+    p = plan(&d, 4096, 2304, 768, 0, 1, 12);
+    expect(p.path == CF_PLAN_NATIVE, "bf16, half auto, a batched product: native (got %s)",
+           cf_cl_plan_path_name(p.path));
+    d.half_mode = 1;
+    p = plan(&d, 3, 5, 1, 0, 0, 1);
+    expect(p.path == CF_PLAN_HALF, "bf16, CF_GEMM_HALF=1, 3x5x1: half (got %s)",
+           cf_cl_plan_path_name(p.path));
+    d.half_mode = 0;
+    p = plan(&d, 4096, 2304, 768, 0, 1, 1);
+    expect(p.path == CF_PLAN_FAST, "bf16, no half GEMM: fast (got %s)",
+           cf_cl_plan_path_name(p.path));
+    d.half_mode = 2;
+    d.fast_broken = 1;
+    p = plan(&d, 4096, 2304, 768, 0, 1, 1);
+    expect(p.path != CF_PLAN_HALF && p.path != CF_PLAN_FAST,
+           "bf16 after the register-blocked kernel failed: neither it nor half (got %s)",
+           cf_cl_plan_path_name(p.path));
+    /* a tuning file's bf16 choice becomes the fallback */
+    cf_tuning t;
+    cf_tuning_init(&t, "test platform", "test GPU", "1.0");
+    g_entry_precision = "bf16";
+    add_entry(&t, "bf16 entry", 1024, 1024, 1024, 0, 0, CF_TUNING_FAST, 8, 4, 16, 1, 1,
+              (cf_tuning_fast){8, 8, 16, 16, 2});
+    g_entry_precision = "";
+    d.fast_broken = 0;
+    d.tuner = cf_cl_tuning_hook;
+    d.tuner_user = &t;
+    d.tuning = &t;
+    p = plan(&d, 1024, 1024, 1024, 0, 0, 1);
+    expect(p.path == CF_PLAN_HALF && p.fast.split == 2 && p.fast_source &&
+               strcmp(p.fast_source, "from the tuning file") == 0,
+           "bf16 with a bf16 tuning entry: half, the entry's choice as its fallback (got %s split "
+           "%d)", cf_cl_plan_path_name(p.path), p.fast.split);
+    cf_tuning_free(&t);
+    expect(cf_cl_plan_half_takes(2, 128, 128, 128) && !cf_cl_plan_half_takes(2, 128, 128, 64) &&
+               cf_cl_plan_half_takes(1, 1, 1, 1) && !cf_cl_plan_half_takes(0, 4096, 4096, 4096) &&
+               !cf_cl_plan_half_takes(1, 0, 4, 4),
+           "cf_cl_plan_half_takes: auto from 128^3, on from 1, off never, empty never");
+}
+
 static void test_attention(void) {
     cf_cl_plan_device gpu = gpu_dev(), cpu = cpu_dev();
     cf_cl_attention_plan a;
@@ -478,6 +541,7 @@ int main(void) {
     test_limits();
     test_tuning();
     test_tuning_precision();
+    test_half();
     test_attention();
     printf("%s test_cl_plan: %d of %d checks failed\n", fails ? "FAIL" : "PASS", fails, checks);
     return fails ? 1 : 0;

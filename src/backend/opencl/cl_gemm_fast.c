@@ -220,7 +220,7 @@ int cf_cl_gemm_fast_wanted(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
     if (d->M <= 0 || d->N <= 0) return 0;
     cf_cl_gemm_plan plan;
     if (cf_cl_plan_gemm(ctx, d, &plan) < 0) return 0;
-    return plan.path == CF_PLAN_FAST;
+    return plan.path == CF_PLAN_FAST || plan.path == CF_PLAN_HALF;
 }
 
 /* ---- programs ----------------------------------------------------------------------------------- */
@@ -540,7 +540,7 @@ int cf_cl_gemm_fast_try(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
     if (d->M <= 0 || d->N <= 0 || (d->colsum && !d->ta)) return 0;
     cf_cl_gemm_plan plan;
     CF_TRY(cf_cl_plan_gemm(ctx, d, &plan));
-    if (plan.path != CF_PLAN_FAST) return 0;
+    if (plan.path != CF_PLAN_FAST && plan.path != CF_PLAN_HALF) return 0;
     cf_cl_gemm_fast_choice c = plan.fast;
     const char *source = plan.fast_source;
     /* a variant that does not build here (a compiler limit, an injected fault) must not stop the
@@ -549,11 +549,12 @@ int cf_cl_gemm_fast_try(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
     ctx->quiet_init = 1;
     ctx->last_error[0] = 0;
     int rc;
-    /* precision bf16 / fp16: the GEMM on half operands first, where it applies (cl_gemm_half.h);
-     * if it cannot be built here, this kernel from then on */
-    if (cf_cl_gemm_half_wanted(ctx, d)) {
+    /* the plan's half path (precision bf16 / fp16): the GEMM on half operands (cl_gemm_half.h),
+     * with this kernel's choice as its fallback: for this product where its scratch does not fit,
+     * from then on where it cannot be built here */
+    if (plan.path == CF_PLAN_HALF) {
         rc = cf_cl_gemm_half_run(ctx, d, 0);
-        if (rc == CF_ERR_NOMEM) { /* its scratch does not fit now: this product here */
+        if (rc == CF_ERR_NOMEM) {
             CF_DEBUG("gemm M=%d N=%d K=%d: no scratch for the half operands (%s); the "
                      "register-blocked kernel",
                      d->M, d->N, d->K, ctx->last_error[0] ? ctx->last_error : "?");
@@ -568,7 +569,7 @@ int cf_cl_gemm_fast_try(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
                     "using the register-blocked kernel from now on",
                     d->M, d->N, d->K, ctx->dev.name, ctx->last_error[0] ? ctx->last_error : "?");
             ctx->last_error[0] = 0;
-            cf_cl_gemm_half_disable(ctx);
+            cf_cl_gemm_half_disable(ctx); /* (and the plans with it) */
         }
     }
     rc = fast_run(ctx, d, &c, source);

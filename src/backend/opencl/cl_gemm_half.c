@@ -8,6 +8,7 @@
 #include "backend/opencl/cl_gemm_half.h"
 #include "backend/opencl/cl_gemm_fast.h"
 #include "backend/opencl/cl_matrix.h"
+#include "backend/opencl/cl_plan.h"
 
 /* gemm_half.cl's shape: blocks of GH_BM x GH_BN, K slices of GH_BK, GH_NT work-items a group;
  * gh_pack's groups of 32 x 8 over 32 rows and GH_PK values of k */
@@ -57,19 +58,13 @@ void cf_cl_gemm_half_release(cf_cl_ctx *ctx) {
 void cf_cl_gemm_half_disable(cf_cl_ctx *ctx) {
     struct cf_cl_gemm_half *st = gh_state(ctx);
     if (st) st->broken = 1;
+    cf_cl_plan_invalidate(ctx); /* the plans' half paths go to their fallback */
 }
 
 int cf_cl_gemm_half_engine(const cf_cl_ctx *ctx) {
     if (!ctx->mma_half || !ctx->mx || !ctx->mx->half_gemm || ctx->gemm_half_mode == 0) return 0;
     if (ctx->gemm_half && ctx->gemm_half->broken) return 0;
     return ctx->gemm_half_mode == 1 || (ctx->mx->half_gemm_verified && !ctx->mx_emulate);
-}
-
-int cf_cl_gemm_half_wanted(const cf_cl_ctx *ctx, const cf_cl_gemm_desc *d) {
-    if (!cf_cl_gemm_half_engine(ctx) || d->M <= 0 || d->N <= 0 || d->K <= 0) return 0;
-    if (d->colsum && !d->ta) return 0;
-    if (ctx->gemm_half_mode == 1) return 1;
-    return d->M >= GH_BM && d->N >= GH_BN && d->K >= 128;
 }
 
 int cf_cl_gemm_half_split(int M, int N, int K, int compute_units) {

@@ -1,8 +1,8 @@
 /* clformer: the GEMM on half operands (cl_kernels/gemm_half.cl) for precision bf16 / fp16 on a
  * matrix engine that has it (cl_matrix.h's half_gemm): each operand converted once to the format
  * (and transposed where needed) by gh_pack, then multiplied by gh_gemm with fp32 accumulation.
- * cf_cl_gemm_fast_try hands it the plain products it wants; what it declines or cannot build goes
- * to the register-blocked kernel (cl_gemm_fast.c). */
+ * The planning layer (cl_plan.c, path "half") chooses the products it takes, with the
+ * register-blocked kernel's choice (cl_gemm_fast.c) as the fallback where it cannot run. */
 #ifndef CF_CL_GEMM_HALF_H
 #define CF_CL_GEMM_HALF_H
 
@@ -13,9 +13,6 @@
  * row has the kernel, CF_GEMM_HALF not off, and either asked for (on) or verified on hardware and
  * not emulated (auto), and it has not failed to build here? */
 int cf_cl_gemm_half_engine(const cf_cl_ctx *ctx);
-/* Does it take this plain product (cf_cl_gemm_half_engine, and with auto a product of at least
- * 128 x 128 outputs over K >= 128; with CF_GEMM_HALF=1 every one with K >= 1)? */
-int cf_cl_gemm_half_wanted(const cf_cl_ctx *ctx, const cf_cl_gemm_desc *d);
 /* The split-K rule: K slices for M x N outputs over K on compute_units multiprocessors: where the
  * 128 x 128 blocks are fewer than the compute units, as many slices as keep the groups within two
  * a compute unit (slices of at least 256 values of k, at most 16); else 1. */
@@ -26,7 +23,7 @@ int cf_cl_gemm_half_split(int M, int N, int K, int compute_units);
  * enqueued, when its scratch (the packed operands: 2 bytes a value of the padded operands, the
  * split slices' partial products) cannot be allocated (that product then runs another way). */
 int cf_cl_gemm_half_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, int split);
-/* Mark it unusable on this context (after a failed build). */
+/* Mark it unusable on this context (after a failed build), and the plans to be made again. */
 void cf_cl_gemm_half_disable(cf_cl_ctx *ctx);
 /* Free its programs (backend teardown). */
 void cf_cl_gemm_half_release(cf_cl_ctx *ctx);

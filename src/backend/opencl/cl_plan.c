@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "backend/opencl/cl_plan.h"
+#include "backend/opencl/cl_gemm_half.h"
 #include "clformer/config.h"
 #include "backend/opencl/cl_tuning.h"
 
@@ -74,6 +75,7 @@ void cf_cl_plan_device_of(cf_cl_ctx *ctx, cf_cl_plan_device *out) {
     out->gemm_round = ctx->gemm_round;
     out->fast_mma = cf_cl_gemm_fast_form(ctx);
     out->fast_wide = cf_cl_gemm_fast_wide(ctx);
+    out->half_mode = !cf_cl_gemm_half_engine(ctx) ? 0 : ctx->gemm_half_mode == 1 ? 1 : 2;
     out->tuner = ctx->tuner;
     out->tuner_user = ctx->tuner_user;
     out->tuning = ctx->tuning && ctx->tuner_user == (void *)ctx->tuning ? ctx->tuning : NULL;
@@ -89,7 +91,17 @@ const char *cf_cl_plan_precision(const cf_cl_plan_device *dev) {
 }
 
 const char *cf_cl_plan_path_name(int path) {
-    return path == CF_PLAN_FAST ? "fast" : path == CF_PLAN_CLBLAST ? "clblast" : "native";
+    return path == CF_PLAN_HALF      ? "half"
+           : path == CF_PLAN_FAST    ? "fast"
+           : path == CF_PLAN_CLBLAST ? "clblast"
+                                     : "native";
+}
+
+int cf_cl_plan_half_takes(int half_mode, int M, int N, int K) {
+    if (half_mode <= 0 || M <= 0 || N <= 0 || K <= 0) return 0;
+    /* auto: whole 128 x 128 blocks (gemm_half.cl's) and K >= 128; below that the packing passes
+     * cost more than they save (not yet measured: the threshold is the block size) */
+    return half_mode == 1 || (M >= 128 && N >= 128 && K >= 128);
 }
 
 /* ---- the tiled kernel's parameters --------------------------------------------------------------- */
@@ -245,15 +257,18 @@ static void decide(const cf_cl_plan_device *dev, int M, int N, int K, int ta, in
             out->fast_source = tuned_exact ? "from the tuning file"
                                            : "from the tuning file, same bucket";
             out->path = CF_PLAN_FAST;
-            return;
-        }
-        /* no variant fits this device's local memory: the other paths, silently */
-        if (cf_cl_gemm_fast_rule_form(M, N, K, ta, tb, dev->compute_units, dev->local_mem,
-                                      dev->fast_wide, dev->fast_mma, &out->fast)) {
+        } else if (cf_cl_gemm_fast_rule_form(M, N, K, ta, tb, dev->compute_units, dev->local_mem,
+                                             dev->fast_wide, dev->fast_mma, &out->fast)) {
             out->path = CF_PLAN_FAST;
-            return;
+        } else {
+            /* no variant fits this device's local memory: the other paths, silently */
+            memset(&out->fast, 0, sizeof out->fast);
         }
-        memset(&out->fast, 0, sizeof out->fast);
+        /* precision bf16 / fp16 on an engine with the GEMM on half operands: that kernel, the
+         * register-blocked choice kept as its fallback */
+        if (out->path == CF_PLAN_FAST && cf_cl_plan_half_takes(dev->half_mode, M, N, K))
+            out->path = CF_PLAN_HALF;
+        if (out->path != CF_PLAN_NATIVE) return;
     }
     /* CLBlast for plain products when compiled in and not switched off or failed. Batched products
      * (attention) stay on the tiled kernel: it skips the blocks that causality makes zero, which
@@ -320,8 +335,9 @@ static int tuned_memo(cf_cl_ctx *ctx, const cf_cl_plan_device *dev, int M, int N
 
 static void log_gemm(const cf_cl_gemm_desc *d, const cf_cl_gemm_plan *p) {
     char what[160];
-    if (p->path == CF_PLAN_FAST)
-        snprintf(what, sizeof what, "fast %dx%d bk%d split%d (%s)", p->fast.wg * p->fast.rm,
+    if (p->path == CF_PLAN_FAST || p->path == CF_PLAN_HALF)
+        snprintf(what, sizeof what, "%s %dx%d bk%d split%d (%s)",
+                 p->path == CF_PLAN_HALF ? "half, else fast" : "fast", p->fast.wg * p->fast.rm,
                  p->fast.wg * p->fast.rn, p->fast.bk, p->fast.split,
                  p->fast_source ? p->fast_source + strlen("from the ") : "rule");
     else if (p->path == CF_PLAN_CLBLAST)

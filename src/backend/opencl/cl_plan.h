@@ -35,6 +35,11 @@ typedef struct cf_cl_plan_device {
     int fast_mma;          /* the register-blocked kernel's form: gemm_fast.cl's MMA_KIND (1 tf32,
                             * 2 bf16, 3 fp16 on tensor cores), 0 = the fp32 form */
     int fast_wide;         /* the rule may choose 16-wide tiles (cf_cl_gemm_fast_wide) */
+    int half_mode;         /* the GEMM on half operands (cl_gemm_half.h) may take the products
+                            * the register-blocked kernel would: 0 no (not bf16 / fp16, no such
+                            * kernel for the engine, CF_GEMM_HALF=0, not verified under auto, or
+                            * it failed here), 1 every one, 2 those of at least 128 x 128 outputs
+                            * over K >= 128 */
     cf_cl_gemm_tuner_fn tuner; /* the GEMM tuner hook (a tuning file's or another), NULL = none */
     void *tuner_user;
     /* the tuning file, while it is the tuner hook (its "fast" entries choose the register-blocked
@@ -48,8 +53,13 @@ void cf_cl_plan_device_of(cf_cl_ctx *ctx, cf_cl_plan_device *out);
 
 /* ---- GEMM ------------------------------------------------------------------------------------- */
 
-enum cf_cl_gemm_path { CF_PLAN_NATIVE = 0, CF_PLAN_CLBLAST = 1, CF_PLAN_FAST = 2 };
-const char *cf_cl_plan_path_name(int path); /* "native", "clblast", "fast" */
+/* CF_PLAN_HALF: the GEMM on half operands, with the register-blocked kernel's choice (fast) as its
+ * fallback where it cannot run (its scratch does not fit, or it fails to build) */
+enum cf_cl_gemm_path { CF_PLAN_NATIVE = 0, CF_PLAN_CLBLAST = 1, CF_PLAN_FAST = 2, CF_PLAN_HALF = 3 };
+const char *cf_cl_plan_path_name(int path); /* "native", "clblast", "fast", "half" */
+/* Does the GEMM on half operands take a product of this shape that the register-blocked kernel
+ * would (half_mode as cf_cl_plan_device's)? */
+int cf_cl_plan_half_takes(int half_mode, int M, int N, int K);
 /* The precision the device's plain products run in: "fp32", "tf32" (tensor cores), "bf16",
  * "fp16" (the names of tuning entries) */
 const char *cf_cl_plan_precision(const cf_cl_plan_device *dev);
@@ -58,8 +68,8 @@ typedef struct cf_cl_gemm_plan {
     int path;                    /* enum cf_cl_gemm_path */
     cf_cl_gemm_params native;    /* the tiled kernel's parameters (path native, and the fallback
                                   * when another path fails at run time) */
-    cf_cl_gemm_fast_choice fast; /* path fast: variant and split */
-    const char *fast_source;     /* path fast: "from the tuning file", "from the tuning file, same
+    cf_cl_gemm_fast_choice fast; /* path fast (and half, as its fallback): variant and split */
+    const char *fast_source;     /* path fast / half: "from the tuning file", "from the tuning file, same
                                   * bucket", or NULL for the built-in rule */
 } cf_cl_gemm_plan;
 
