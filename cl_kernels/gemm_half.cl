@@ -184,8 +184,10 @@ static inline void gh_ldsm4(__local const uint4 *p, uint *r0, uint *r1, uint *r2
 #endif
 
 /* GH_ASYNC 1 (hardware only): the tiles staged by cp.async (16 bytes a copy, global to local
- * memory without registers) in three copies, two slices loading while one is multiplied; 0: the
- * 16-byte loads go through registers into two copies, one slice ahead */
+ * memory without registers) in GH_ASYNC_STAGES copies, GH_ASYNC_STAGES - 1 slices loading while
+ * one is multiplied (2 by default: three copies take 48 KiB, and NVIDIA's compiler adds 16 bytes
+ * to that, over the H100's 49152); 0: the 16-byte loads go through registers into two copies, one
+ * slice ahead */
 #ifdef MMA_EMULATE
 #undef GH_ASYNC
 #define GH_ASYNC 0
@@ -193,9 +195,19 @@ static inline void gh_ldsm4(__local const uint4 *p, uint *r0, uint *r1, uint *r2
 #ifndef GH_ASYNC
 #define GH_ASYNC 0
 #endif
-#define GH_STAGES (GH_ASYNC ? 3 : 2)
+#ifndef GH_ASYNC_STAGES
+#define GH_ASYNC_STAGES 2
+#endif
+#define GH_STAGES (GH_ASYNC ? GH_ASYNC_STAGES : 2)
 #define GH_TILE (GH_BM * GH_CH) /* 16-byte chunks of one copy of a tile */
 #if GH_ASYNC
+#if GH_ASYNC_STAGES == 2
+#define GH_WAIT_PENDING "0"
+#elif GH_ASYNC_STAGES == 3
+#define GH_WAIT_PENDING "1"
+#else
+#error "GH_ASYNC_STAGES: 2 or 3"
+#endif
 static inline void gh_cp16(__local uint4 *d, __global const uint4 *src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;"
                  :
@@ -263,7 +275,7 @@ __kernel __attribute__((reqd_work_group_size(GH_NT, 1, 1))) void gh_gemm(
         }
         asm volatile("cp.async.commit_group;" ::: "memory");
     }
-    int nxt = GH_STAGES - 1; /* the copy slice it + 2 goes into */
+    int nxt = GH_STAGES - 1; /* the copy slice it + GH_STAGES - 1 goes into */
 #else
     uint4 ra0, ra1, rb0, rb1;
     if (nsl > 0) {
@@ -283,12 +295,13 @@ __kernel __attribute__((reqd_work_group_size(GH_NT, 1, 1))) void gh_gemm(
     int cur = 0;
     for (int it = 0; it < nsl; it++) {
 #if GH_ASYNC
-        asm volatile("cp.async.wait_group 1;" ::: "memory");
+        /* all but the newest GH_STAGES - 2 groups landed: slice it */
+        asm volatile("cp.async.wait_group " GH_WAIT_PENDING ";" ::: "memory");
         /* every work-item's copies of slice it landed, and nobody still reads the copy that
-         * slice it + 2 goes into (slice it - 1's) */
+         * slice it + GH_STAGES - 1 goes into (slice it - 1's) */
         barrier(CLK_LOCAL_MEM_FENCE);
-        if (it + 2 < nsl) {
-            const int q = q0 + (it + 2) * 4;
+        if (it + GH_STAGES - 1 < nsl) {
+            const int q = q0 + (it + GH_STAGES - 1) * 4;
             gh_cp16(As + nxt * GH_TILE + st, pa + q);
             gh_cp16(As + nxt * GH_TILE + st + 256, pa + q + h64);
             gh_cp16(Bs + nxt * GH_TILE + st, pb + q);
