@@ -20,14 +20,17 @@
  * converts every staged value in every block that stages it, and reads the fp32 operand once per
  * block row or column of blocks.
  *
- * gh_gemm: a work-group of 8 warps (256 work-items) computes a 128 x 128 block of C in K slices of
- * 32. The staged tiles are rows of 4 chunks of 16 bytes (8 values of k); chunk c of row r lies at
- * r * 4 + (c ^ ((r / 2) % 4)) (GH_SW): the 8 rows of one ldmatrix matrix (16 bytes each) then meet
- * all 32 banks, and so do the staging stores (two rows of four chunks a quarter warp). Warp w
- * owns the 64 x 32 tile at rows (w % 2) * 64 and columns (w / 2) * 32 of the block: 4 x 4
+ * gh_gemm: a work-group of 8 warps (256 work-items) computes a 128 x 128 block of C in K slices
+ * of 32. The staged tiles are rows of 4 chunks of 16 bytes (8 values of k); chunk c of row r lies
+ * at r * 4 + (c ^ ((r / 2) % 4)) (GH_SW): the 8 rows of one ldmatrix matrix (16 bytes each) then
+ * meet all 32 banks, and so do the staging stores (two rows of four chunks a quarter warp). Warp
+ * w owns the 64 x 32 tile at rows (w % 2) * 64 and columns (w / 2) * 32 of the block: 4 x 4
  * fragments of 16 x 8 (gemm_fast.cl's accumulator layout), fed per 16 values of k by 4 ldmatrix.x4
- * for A and 2 for B. Two copies of each tile: while the group multiplies one slice, the next
- * slice's 16-byte loads are in registers (one barrier a slice), as gemm_fast.cl does.
+ * for A and 2 for B. With GH_NT 128 (a build variant) 4 warps own 64 x 64 tiles (4 x 8
+ * fragments: 4 ldmatrix.x4 for A and 4 for B per 32 mma.sync, against 6 per 16) and each
+ * work-item stages four rows of a tile instead of two. Two copies of each tile: while the group
+ * multiplies one slice, the next slice's 16-byte loads are in registers (one barrier a slice),
+ * as gemm_fast.cl does.
  * Split-K: dimension 2 of the range is the slice s of kps values of k (a multiple of 32), as in
  * gemm_fast.cl; the host then passes a scratch buffer as C and gemm_fast_reduce adds the slices in
  * order and applies the epilogue.
@@ -44,10 +47,15 @@
 #define GH_BM 128 /* block of C: rows */
 #define GH_BN 128 /* columns */
 #define GH_BK 32  /* K slice */
-#define GH_NT 256 /* work-items a group */
+#define GH_NT 256 /* work-items a group: 256 (8 warps) or 128 (4 warps; a build variant) */
 #define GH_CH 4   /* 16-byte chunks a staged row (GH_BK / 8) */
 #define GH_WTM 64 /* warp tile: rows (2 warps along m) */
-#define GH_WTN 32 /* columns (4 warps along n) */
+#define GH_WTN (GH_BN * 64 / GH_NT) /* columns (GH_NT / 64 warps along n): 32, or 64 */
+#if GH_NT != 256 && GH_NT != 128
+#error "gemm_half.cl: GH_NT 256 or 128"
+#endif
+#define GH_SROWS (GH_NT / GH_CH)   /* rows of a tile one staging pass covers: 64 or 32 */
+#define GH_SPASS (GH_BM / GH_SROWS) /* passes a tile: 2 or 4 */
 #define GH_MT (GH_WTM / 16)
 #define GH_NTL (GH_WTN / 8)
 #define GH_SW(r, c) ((r) * GH_CH + ((c) ^ (((r) >> 1) & 3)))
@@ -254,12 +262,14 @@ __kernel __attribute__((reqd_work_group_size(GH_NT, 1, 1))) void gh_gemm(
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
 
-    /* staging: rows r and r + 64 of each tile, chunk c */
+    /* staging: rows r + u * GH_SROWS (u < GH_SPASS) of each tile, chunk c */
     const int r = lid >> 2, c = lid & 3;
     __global const uint4 *pa = Ah + (size_t)(m0 + r) * ldq + c;
     __global const uint4 *pb = Bh + (size_t)(n0 + r) * ldq + c;
-    const size_t h64 = (size_t)64 * ldq;
-    const int st = GH_SW(r, c); /* row r + 64: st + 256 (the swizzle repeats every 8 rows) */
+    const size_t hs = (size_t)GH_SROWS * ldq;
+    /* row r + u * GH_SROWS: st + u * GH_SROWS * GH_CH (the swizzle repeats every 8 rows) */
+    const int st = GH_SW(r, c);
+#define GH_SOFF (GH_SROWS * GH_CH)
     /* the slices of the group's range: nsl of them, from chunk q0 of each row */
     const int nsl = k_end > k_begin ? (k_end - k_begin) / GH_BK : 0, q0 = k_begin >> 3;
 #if GH_ASYNC
@@ -268,25 +278,25 @@ __kernel __attribute__((reqd_work_group_size(GH_NT, 1, 1))) void gh_gemm(
 #pragma unroll
     for (int p = 0; p < GH_STAGES - 1; p++) {
         if (p < nsl) {
-            gh_cp16(As + p * GH_TILE + st, pa + q0 + p * 4);
-            gh_cp16(As + p * GH_TILE + st + 256, pa + q0 + p * 4 + h64);
-            gh_cp16(Bs + p * GH_TILE + st, pb + q0 + p * 4);
-            gh_cp16(Bs + p * GH_TILE + st + 256, pb + q0 + p * 4 + h64);
+#pragma unroll
+            for (int u = 0; u < GH_SPASS; u++) {
+                gh_cp16(As + p * GH_TILE + st + u * GH_SOFF, pa + q0 + p * 4 + u * hs);
+                gh_cp16(Bs + p * GH_TILE + st + u * GH_SOFF, pb + q0 + p * 4 + u * hs);
+            }
         }
         asm volatile("cp.async.commit_group;" ::: "memory");
     }
     int nxt = GH_STAGES - 1; /* the copy slice it + GH_STAGES - 1 goes into */
 #else
-    uint4 ra0, ra1, rb0, rb1;
+    uint4 ra[GH_SPASS], rb[GH_SPASS];
     if (nsl > 0) {
-        ra0 = pa[q0];
-        ra1 = pa[q0 + h64];
-        rb0 = pb[q0];
-        rb1 = pb[q0 + h64];
-        As[st] = ra0;
-        As[st + 256] = ra1;
-        Bs[st] = rb0;
-        Bs[st + 256] = rb1;
+#pragma unroll
+        for (int u = 0; u < GH_SPASS; u++) {
+            ra[u] = pa[q0 + u * hs];
+            rb[u] = pb[q0 + u * hs];
+            As[st + u * GH_SOFF] = ra[u];
+            Bs[st + u * GH_SOFF] = rb[u];
+        }
     }
     /* copy 0 staged before anyone reads it */
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -302,10 +312,11 @@ __kernel __attribute__((reqd_work_group_size(GH_NT, 1, 1))) void gh_gemm(
         barrier(CLK_LOCAL_MEM_FENCE);
         if (it + GH_STAGES - 1 < nsl) {
             const int q = q0 + (it + GH_STAGES - 1) * 4;
-            gh_cp16(As + nxt * GH_TILE + st, pa + q);
-            gh_cp16(As + nxt * GH_TILE + st + 256, pa + q + h64);
-            gh_cp16(Bs + nxt * GH_TILE + st, pb + q);
-            gh_cp16(Bs + nxt * GH_TILE + st + 256, pb + q + h64);
+#pragma unroll
+            for (int u = 0; u < GH_SPASS; u++) {
+                gh_cp16(As + nxt * GH_TILE + st + u * GH_SOFF, pa + q + u * hs);
+                gh_cp16(Bs + nxt * GH_TILE + st + u * GH_SOFF, pb + q + u * hs);
+            }
         }
         asm volatile("cp.async.commit_group;" ::: "memory");
         nxt = nxt == GH_STAGES - 1 ? 0 : nxt + 1;
@@ -313,10 +324,11 @@ __kernel __attribute__((reqd_work_group_size(GH_NT, 1, 1))) void gh_gemm(
         const int more = it + 1 < nsl;
         if (more) { /* the next slice into registers while this one is multiplied */
             const int q = q0 + (it + 1) * 4;
-            ra0 = pa[q];
-            ra1 = pa[q + h64];
-            rb0 = pb[q];
-            rb1 = pb[q + h64];
+#pragma unroll
+            for (int u = 0; u < GH_SPASS; u++) {
+                ra[u] = pa[q + u * hs];
+                rb[u] = pb[q + u * hs];
+            }
         }
 #endif
         __local const uint4 *as = As + cur * GH_TILE;
@@ -341,10 +353,11 @@ __kernel __attribute__((reqd_work_group_size(GH_NT, 1, 1))) void gh_gemm(
         if (more) {
             __local uint4 *na = As + (cur ^ 1) * GH_TILE;
             __local uint4 *nb = Bs + (cur ^ 1) * GH_TILE;
-            na[st] = ra0;
-            na[st + 256] = ra1;
-            nb[st] = rb0;
-            nb[st + 256] = rb1;
+#pragma unroll
+            for (int u = 0; u < GH_SPASS; u++) {
+                na[st + u * GH_SOFF] = ra[u];
+                nb[st + u * GH_SOFF] = rb[u];
+            }
         }
         /* the copy just written is complete, and nobody reads the other one any more before it
          * is overwritten in the next iteration */

@@ -10,7 +10,8 @@
 #include "backend/opencl/cl_matrix.h"
 #include "backend/opencl/cl_plan.h"
 
-/* gemm_half.cl's shape: blocks of GH_BM x GH_BN, K slices of GH_BK, GH_NT work-items a group;
+/* gemm_half.cl's shape: blocks of GH_BM x GH_BN, K slices of GH_BK, GH_NT work-items a group (its
+ * default; a build may say 128: gh_program's nt);
  * gh_pack's groups of 32 x 8 over 32 rows and GH_PK values of k */
 #define GH_BM 128
 #define GH_BN 128
@@ -25,6 +26,7 @@ static const char *const gh_names[GH_KERNELS] = {"gh_pack", "gh_colsum", "gh_gem
 
 typedef struct {
     int prec; /* the context's precision it was built for (CF_CL_MX_BF16 / FP16), 0 = not built */
+    size_t nt; /* gh_gemm's work-items a group (its reqd_work_group_size: GH_NT, 256 or 128) */
     cl_program program;
     cl_kernel k[GH_KERNELS];
 } gh_program;
@@ -109,10 +111,18 @@ static int gh_program_get(cf_cl_ctx *ctx, int eb, int ea, gh_program **out) {
         cf_cl_nv_report(ctx, g->program, what);
     }
     if (rc == CF_OK) {
-        /* gh_gemm: 256 work-items, 64 accumulators and 24 fragment registers each */
-        const size_t local[1] = {GH_NT};
+        /* gh_gemm: the group size its build says (GH_NT: 256 by default, 128 a variant),
+         * 128 x 128 / nt accumulators and about 64 more registers each */
+        size_t req[3] = {0, 0, 0};
+        if (clGetKernelWorkGroupInfo(g->k[GH_GEMM], ctx->dev.device, CL_KERNEL_COMPILE_WORK_GROUP_SIZE,
+                                     sizeof req, req, NULL) != CL_SUCCESS ||
+            (req[0] != 256 && req[0] != 128))
+            req[0] = GH_NT;
+        g->nt = req[0];
+        const size_t local[1] = {g->nt};
         char why[256] = "";
-        const int fits = cf_cl_kernel_fits(ctx, g->k[GH_GEMM], 1, local, 128 * 4 + 256, why,
+        const int fits = cf_cl_kernel_fits(ctx, g->k[GH_GEMM], 1, local,
+                                           (GH_BM * GH_BN / g->nt + 64) * 4 + 256, why,
                                            sizeof why);
         if (fits <= 0) {
             cf_cl_fail(ctx, "cl_kernels/%s: gh_gemm cannot run on %s: %s", ctx->mx->half_gemm,
@@ -190,8 +200,8 @@ int cf_cl_gemm_half_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, int split) {
              d->ta ? 'T' : 'N', d->tb ? 'T' : 'N', split);
     cl_mem bias_mem = d->bias ? d->bias : d->C;
     cl_mem x_mem = d->act ? d->act_x : d->C;
-    const size_t global[3] = {(size_t)(np / GH_BN) * GH_NT, (size_t)(mp / GH_BM), (size_t)split};
-    const size_t local[3] = {GH_NT, 1, 1};
+    const size_t global[3] = {(size_t)(np / GH_BN) * g->nt, (size_t)(mp / GH_BM), (size_t)split};
+    const size_t local[3] = {g->nt, 1, 1};
     const int ldq = kp / 8;
     /* one slice: C with the epilogue; more: the slices' partial products into the scratch (no
      * epilogue), which gemm_fast_reduce then adds in order with it */
