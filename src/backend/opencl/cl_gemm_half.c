@@ -72,8 +72,9 @@ int cf_cl_gemm_half_engine(const cf_cl_ctx *ctx) {
 int cf_cl_gemm_half_split(int M, int N, int K, int compute_units) {
     const long blocks = (long)((M + GH_BM - 1) / GH_BM) * ((N + GH_BN - 1) / GH_BN);
     if (blocks <= 0 || blocks >= compute_units) return 1;
-    /* as many slices as keep the groups within one wave of two a compute unit (gh_gemm's 124
-     * to 128 registers and 32 or 48 KiB of local memory let two run at once) */
+    /* as many slices as keep the groups within one wave of two a compute unit (the default
+     * build's 124 to 128 registers and 32 KiB of local memory let two run at once; the GH_NT 128
+     * variant's half-size groups need more registers each, not measured) */
     long s = 2L * compute_units / blocks;
     const long by_k = ((long)K + GH_BK - 1) / GH_BK * GH_BK / 256;
     if (s > by_k) s = by_k;
@@ -114,16 +115,19 @@ static int gh_program_get(cf_cl_ctx *ctx, int eb, int ea, gh_program **out) {
         /* gh_gemm: the group size its build says (GH_NT: 256 by default, 128 a variant),
          * 128 x 128 / nt accumulators and about 64 more registers each */
         size_t req[3] = {0, 0, 0};
-        if (clGetKernelWorkGroupInfo(g->k[GH_GEMM], ctx->dev.device, CL_KERNEL_COMPILE_WORK_GROUP_SIZE,
-                                     sizeof req, req, NULL) != CL_SUCCESS ||
-            (req[0] != 256 && req[0] != 128))
-            req[0] = GH_NT;
+        const cl_int err =
+            clGetKernelWorkGroupInfo(g->k[GH_GEMM], ctx->dev.device,
+                                     CL_KERNEL_COMPILE_WORK_GROUP_SIZE, sizeof req, req, NULL);
         g->nt = req[0];
         const size_t local[1] = {g->nt};
         char why[256] = "";
-        const int fits = cf_cl_kernel_fits(ctx, g->k[GH_GEMM], 1, local,
-                                           (GH_BM * GH_BN / g->nt + 64) * 4 + 256, why,
-                                           sizeof why);
+        int fits = 0;
+        if (err != CL_SUCCESS || (req[0] != 256 && req[0] != 128))
+            snprintf(why, sizeof why, "its group size is not known (%s, %zu work-items; 256 or "
+                     "128 expected)", err != CL_SUCCESS ? cf_cl_errstr(err) : "queried", req[0]);
+        else
+            fits = cf_cl_kernel_fits(ctx, g->k[GH_GEMM], 1, local,
+                                     (GH_BM * GH_BN / (int)g->nt + 64) * 4 + 256, why, sizeof why);
         if (fits <= 0) {
             cf_cl_fail(ctx, "cl_kernels/%s: gh_gemm cannot run on %s: %s", ctx->mx->half_gemm,
                        ctx->dev.name, why);
@@ -200,12 +204,13 @@ int cf_cl_gemm_half_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, int split) {
              d->ta ? 'T' : 'N', d->tb ? 'T' : 'N', split);
     cl_mem bias_mem = d->bias ? d->bias : d->C;
     cl_mem x_mem = d->act ? d->act_x : d->C;
-    const size_t global[3] = {(size_t)(np / GH_BN) * g->nt, (size_t)(mp / GH_BM), (size_t)split};
-    const size_t local[3] = {g->nt, 1, 1};
-    const int ldq = kp / 8;
     /* one slice: C with the epilogue; more: the slices' partial products into the scratch (no
      * epilogue), which gemm_fast_reduce then adds in order with it */
     const int one = split == 1;
+    const size_t nt = (one ? g : gp)->nt;
+    const size_t global[3] = {(size_t)(np / GH_BN) * nt, (size_t)(mp / GH_BM), (size_t)split};
+    const size_t local[3] = {nt, 1, 1};
+    const int ldq = kp / 8;
     CF_TRY(cf_cl_launch(
         ctx, (one ? g : gp)->k[GH_GEMM], "gh_gemm", 3, global, local,
         CF_ARGS(ARG_INT(M), ARG_INT(N), ARG_INT(one ? kp : kps), ARG_INT(kp),
