@@ -56,6 +56,7 @@
 #endif
 #define GH_SROWS (GH_NT / GH_CH)   /* rows of a tile one staging pass covers: 64 or 32 */
 #define GH_SPASS (GH_BM / GH_SROWS) /* passes a tile: 2 or 4 */
+#define GH_SOFF (GH_SROWS * GH_CH)  /* 16-byte chunks from one pass's rows to the next's */
 #define GH_MT (GH_WTM / 16)
 #define GH_NTL (GH_WTN / 8)
 #define GH_SW(r, c) ((r) * GH_CH + ((c) ^ (((r) >> 1) & 3)))
@@ -267,9 +268,8 @@ __kernel __attribute__((reqd_work_group_size(GH_NT, 1, 1))) void gh_gemm(
     __global const uint4 *pa = Ah + (size_t)(m0 + r) * ldq + c;
     __global const uint4 *pb = Bh + (size_t)(n0 + r) * ldq + c;
     const size_t hs = (size_t)GH_SROWS * ldq;
-    /* row r + u * GH_SROWS: st + u * GH_SROWS * GH_CH (the swizzle repeats every 8 rows) */
+    /* row r + u * GH_SROWS: st + u * GH_SOFF (the swizzle repeats every 8 rows) */
     const int st = GH_SW(r, c);
-#define GH_SOFF (GH_SROWS * GH_CH)
     /* the slices of the group's range: nsl of them, from chunk q0 of each row */
     const int nsl = k_end > k_begin ? (k_end - k_begin) / GH_BK : 0, q0 = k_begin >> 3;
 #if GH_ASYNC

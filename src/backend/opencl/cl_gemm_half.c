@@ -10,13 +10,12 @@
 #include "backend/opencl/cl_matrix.h"
 #include "backend/opencl/cl_plan.h"
 
-/* gemm_half.cl's shape: blocks of GH_BM x GH_BN, K slices of GH_BK, GH_NT work-items a group (its
- * default; a build may say 128: gh_program's nt);
- * gh_pack's groups of 32 x 8 over 32 rows and GH_PK values of k */
+/* gemm_half.cl's shape: blocks of GH_BM x GH_BN, K slices of GH_BK (gh_gemm's work-items a group,
+ * its GH_NT, are read from the built kernel: gh_program's nt); gh_pack's groups of 32 x 8 over 32
+ * rows and GH_PK values of k */
 #define GH_BM 128
 #define GH_BN 128
 #define GH_BK 32
-#define GH_NT 256
 #define GH_PK 128
 #define GH_MAX_SPLIT 16
 
@@ -26,7 +25,8 @@ static const char *const gh_names[GH_KERNELS] = {"gh_pack", "gh_colsum", "gh_gem
 
 typedef struct {
     int prec; /* the context's precision it was built for (CF_CL_MX_BF16 / FP16), 0 = not built */
-    size_t nt; /* gh_gemm's work-items a group (its reqd_work_group_size: GH_NT, 256 or 128) */
+    size_t nt; /* gh_gemm's work-items a group (its reqd_work_group_size, gemm_half.cl's GH_NT:
+                * 256, or 128 in a variant) */
     cl_program program;
     cl_kernel k[GH_KERNELS];
 } gh_program;
