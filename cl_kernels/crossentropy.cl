@@ -19,29 +19,6 @@
  * is inlined with a constant 0, so the capping code is compiled out and the plain kernels keep
  * their registers and speed) and crossentropy_*_softcap; the host picks by the soft-cap value. */
 
-/* The row's max mx and sum of exp(z - mx) over its V logits z (capped when softcap > 0), from one
- * read of the row: each work-item keeps its elements' running max m and sum s of exp(z - m),
- * rescaling s when m grows, and the group combines the pairs (s_i exp(m_i - mx) summed). A NaN
- * logit still makes the sum NaN; a logit of -inf adds nothing. Ends with a barrier. */
-static inline __attribute__((always_inline)) void
-ce_row_stats(__local float *red, __global const float *x, int V, float softcap, float *mx_out,
-             float *s_out) {
-    const int lid = get_local_id(0);
-    float m = -INFINITY, s = 0.0f;
-    for (int i = lid; i < V; i += LS) {
-        const float z = CE_Z(x[i], softcap);
-        if (z > m) {
-            s = s * exp(m - z) + 1.0f; /* (s is 0 while m is -inf) */
-            m = z;
-        } else if (z != -INFINITY) {
-            s += exp(z - m);
-        }
-    }
-    const float mx = cf_group_reduce(red, m, 1);
-    *s_out = cf_group_reduce(red, m == -INFINITY ? 0.0f : s * exp(m - mx), 0);
-    *mx_out = mx;
-}
-
 /* losses(N) = logsumexp(logits row) - logits[target] (of the capped logits when softcap > 0) */
 static inline __attribute__((always_inline)) void
 ce_forward_body(__local float *red, __global float *losses, ulong loss_off,
@@ -51,8 +28,12 @@ ce_forward_body(__local float *red, __global float *losses, ulong loss_off,
     __global const float *x = logits + logits_off + (size_t)row * V;
     int target = targets[tgt_off + row];
     if (target >= V) target = -1; /* outside the row: ignored */
-    float mx, s;
-    ce_row_stats(red, x, V, softcap, &mx, &s);
+    float mx = -INFINITY;
+    for (int i = lid; i < V; i += LS) mx = fmax(mx, CE_Z(x[i], softcap));
+    mx = cf_group_reduce(red, mx, 1);
+    float s = 0.0f;
+    for (int i = lid; i < V; i += LS) s += exp(CE_Z(x[i], softcap) - mx);
+    s = cf_group_reduce(red, s, 0);
     if (lid == 0) {
         float loss = 0.0f;
         if (target >= 0) loss = log(s) + mx - CE_Z(x[target], softcap);
@@ -138,10 +119,12 @@ ce_fused_body(__local float *red, __global float *losses, ulong loss_off, __glob
         }
         return;
     }
-    /* rows longer than the registers hold: the row read twice (its max and sum, then the
-     * gradient) instead of three times */
-    float mx, s;
-    ce_row_stats(red, x, V, softcap, &mx, &s); /* ends with a barrier: the row's reads are done */
+    float mx = -INFINITY;
+    for (int i = lid; i < V; i += LS) mx = fmax(mx, CE_Z(x[i], softcap));
+    mx = cf_group_reduce(red, mx, 1);
+    float s = 0.0f;
+    for (int i = lid; i < V; i += LS) s += exp(CE_Z(x[i], softcap) - mx);
+    s = cf_group_reduce(red, s, 0); /* ends with a barrier: all reads of the row are done */
     if (lid == 0) {
         float loss = 0.0f;
         if (target >= 0) loss = log(s) + mx - CE_Z(x[target], softcap);
