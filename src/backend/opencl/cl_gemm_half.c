@@ -72,9 +72,9 @@ int cf_cl_gemm_half_engine(const cf_cl_ctx *ctx) {
 int cf_cl_gemm_half_split(int M, int N, int K, int compute_units) {
     const long blocks = (long)((M + GH_BM - 1) / GH_BM) * ((N + GH_BN - 1) / GH_BN);
     if (blocks <= 0 || blocks >= compute_units) return 1;
-    /* as many slices as keep the groups within one wave of two a compute unit (the default
-     * build's 124 to 128 registers and 32 KiB of local memory let two run at once; the GH_NT 128
-     * variant's half-size groups need more registers each, not measured) */
+    /* as many slices as keep the groups within one wave of two a compute unit (on an H100 the
+     * default build's 122 registers and 32 KiB of local memory let two run at once, and so do
+     * the GH_NT 128 variant's 226 with its half-size groups: bench/results/h100/session18/callC) */
     long s = 2L * compute_units / blocks;
     const long by_k = ((long)K + GH_BK - 1) / GH_BK * GH_BK / 256;
     if (s > by_k) s = by_k;
