@@ -569,14 +569,28 @@ static int mma_build(cf_cl_ctx *ctx, int hs) {
 }
 
 /* flash_mma.cl's shape: work-groups of 4 warps (MMA_NT work-items) over MMA_ROWS query rows (or
- * keys); its local arguments: FM_LM floats (two blocks of FM_BC keys or queries of hs + 4 floats,
- * 64 rows x 4 reductions; the backward's 3 values a query of a block fit there), and the emulated
- * warps' registers (4 x 32 x 6 words; 4 bytes unused on hardware) */
+ * keys); its local arguments: lm, the staged tiles of a block of bc keys or queries (FM_BC) and
+ * the kernel's reductions, and the emulated warps' registers (4 x 32 x 6 words; 4 bytes unused on
+ * hardware). The tiles (32-bit words, flash_mma.cl's FM_RSZ and FM_TSZ): row-major, bc rows of
+ * hs + 4 words (TF32) or hs / 2 + 4 (two bf16 / fp16 values a word); transposed (bf16 / fp16
+ * only), hs rows of bc / 2 + 4 words. The forward stages K row-major and V transposed (TF32: both
+ * row-major) with 64 rows x 4 reductions; flash_mma_dq K both ways and V row-major; flash_mma_dkv
+ * Q and dO both ways with 3 values a query. */
 #define MMA_NT 128
 #define MMA_ROWS 64
-static cf_cl_arg mma_local_lm(int hs) {
-    const size_t bc = hs <= 64 ? 64 : 32;
-    return ARG_LOCAL((2 * bc * (size_t)(hs + 4) + 64 * 4) * sizeof(float));
+enum { MMA_K_FWD, MMA_K_DQ, MMA_K_DKV };
+static cf_cl_arg mma_local_lm(const cf_cl_ctx *ctx, int hs, int kernel) {
+    const size_t bc = hs <= 64 ? 64 : 32, h = (size_t)hs;
+    const int tf32 = ctx->mx_prec == CF_CL_MX_TF32; /* the build's (mma_build) */
+    const size_t rsz = bc * (tf32 ? h + 4 : h / 2 + 4), tsz = tf32 ? 0 : h * (bc / 2 + 4);
+    size_t words;
+    if (kernel == MMA_K_FWD)
+        words = rsz + (tf32 ? rsz : tsz) + 64 * 4;
+    else if (kernel == MMA_K_DQ)
+        words = 2 * rsz + tsz;
+    else
+        words = 2 * rsz + 2 * tsz + 3 * bc;
+    return ARG_LOCAL(words * sizeof(cl_uint));
 }
 static cf_cl_arg mma_local_emu(const cf_cl_ctx *ctx) {
     return ARG_LOCAL(ctx->mx_emulate ? 4 * 32 * 6 * sizeof(cl_uint) : sizeof(cl_uint));
@@ -604,7 +618,8 @@ static int mma_forward(cf_cl_ctx *ctx, const cf_attn_desc *d, cf_view out, cf_vi
                 ARG_ULONG(cf_view_elem_off(qkv)), ARG_MEM(dm),
                 ARG_ULONG(has_doc ? cf_view_elem_off(doc) : 0), ARG_INT(has_doc), ARG_INT(d->NH),
                 ARG_INT(d->KVH), ARG_INT(d->T), ARG_INT(d->window),
-                ARG_FLOAT(1.0f / sqrtf((float)d->hs)), mma_local_lm(d->hs), mma_local_emu(ctx)));
+                ARG_FLOAT(1.0f / sqrtf((float)d->hs)), mma_local_lm(ctx, d->hs, MMA_K_FWD),
+                mma_local_emu(ctx)));
 }
 
 /* dq and delta (flash_mma_dq), then dk and dv (flash_mma_dkv, which reads delta) */
@@ -618,7 +633,7 @@ static int mma_backward(cf_cl_ctx *ctx, const cf_attn_desc *d, cf_view dqkv, cf_
     mma_range(d, d->KVH, gkv, local);
     const float scale = 1.0f / sqrtf((float)d->hs);
     const cl_ulong doc_off = has_doc ? cf_view_elem_off(doc) : 0;
-    const cf_cl_arg lm = mma_local_lm(d->hs), emu = mma_local_emu(ctx);
+    const cf_cl_arg emu = mma_local_emu(ctx);
     CF_TRY(cf_cl_launch(
         ctx, ctx->flash->mma_dq, "flash_mma_dq", 3, gq, local,
         CF_ARGS(ARG_MEM(cf_cl_mem(dqkv)), ARG_ULONG(cf_view_elem_off(dqkv)),
@@ -628,7 +643,8 @@ static int mma_backward(cf_cl_ctx *ctx, const cf_attn_desc *d, cf_view dqkv, cf_
                 ARG_MEM(cf_cl_mem(lse)), ARG_ULONG(cf_view_elem_off(lse)),
                 ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(cf_view_elem_off(qkv)), ARG_MEM(dm),
                 ARG_ULONG(doc_off), ARG_INT(has_doc), ARG_INT(d->NH), ARG_INT(d->KVH),
-                ARG_INT(d->T), ARG_INT(d->window), ARG_FLOAT(scale), lm, emu)));
+                ARG_INT(d->T), ARG_INT(d->window), ARG_FLOAT(scale),
+                mma_local_lm(ctx, d->hs, MMA_K_DQ), emu)));
     return cf_cl_launch(
         ctx, ctx->flash->mma_dkv, "flash_mma_dkv", 3, gkv, local,
         CF_ARGS(ARG_MEM(cf_cl_mem(dqkv)), ARG_ULONG(cf_view_elem_off(dqkv)),
@@ -637,7 +653,8 @@ static int mma_backward(cf_cl_ctx *ctx, const cf_attn_desc *d, cf_view dqkv, cf_
                 ARG_MEM(cf_cl_mem(lse)), ARG_ULONG(cf_view_elem_off(lse)),
                 ARG_MEM(cf_cl_mem(qkv)), ARG_ULONG(cf_view_elem_off(qkv)), ARG_MEM(dm),
                 ARG_ULONG(doc_off), ARG_INT(has_doc), ARG_INT(d->NH), ARG_INT(d->KVH),
-                ARG_INT(d->T), ARG_INT(d->window), ARG_FLOAT(scale), lm, emu));
+                ARG_INT(d->T), ARG_INT(d->window), ARG_FLOAT(scale),
+                mma_local_lm(ctx, d->hs, MMA_K_DKV), emu));
 }
 
 int cf_cl_flash_forward(cf_backend *be, const cf_attn_desc *d, cf_view out, cf_view lse,
