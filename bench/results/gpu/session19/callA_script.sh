@@ -34,9 +34,9 @@ for p in bf16 tf32; do for v in new old; do C=./build-gpu/clformer; [ $v = old ]
 done; done
 CF_KERNEL_DIR=/tmp/kshfl timeout 60 ./build-gpu/clformer bench --attention-sweep configs/gpt2_124m.json --device nvidia --precision bf16 --sizes 1024,4096 --batch 8 > $O/sweep_bf16_shfl.txt 2>&1; echo "== sweep bf16 FM_SHFL 1"; grep -E "^ *[0-9]+ " $O/sweep_bf16_shfl.txt | head -4
 el sweeps
-for r in 1 2; do for p in bf16 tf32; do for v in new old; do C=./build-gpu/clformer; [ $v = old ] && C=/tmp/old/b/clformer
+for rp in bf16:1 tf32:1 bf16:2; do p=${rp%:*}; r=${rp#*:}; for v in new old; do C=./build-gpu/clformer; [ $v = old ] && C=/tmp/old/b/clformer
   timeout 60 $C bench configs/gpt2_124m.json --device nvidia --precision $p --steps 5 --warmup 2 --json > $O/b124_${p}_${v}_$r.txt 2>&1; echo "124m $p $v #$r: $(j $O/b124_${p}_${v}_$r.txt)"
-done; done; done
+done; done
 el steps
 timeout 60 ./build-gpu/clformer bench configs/gpt2_124m.json --device nvidia --precision bf16 --steps 2 --warmup 1 --profile > $O/prof_bf16_new.txt 2>&1; sed -n 2,14p $O/prof_bf16_new.txt; grep -E "^L0 " $O/prof_bf16_new.txt
 # (3) against PyTorch on this card
@@ -46,5 +46,5 @@ timeout 90 python3 bench/pytorch_gpt.py --config configs/gpt2_124m.json --device
 timeout 90 python3 bench/pytorch_gpt.py --config configs/gpt2_124m.json --device cuda --steps 5 --warmup 2 --amp bf16 --json > $O/torch124_bf16.txt 2>&1; echo "pytorch 124m bf16 autocast: $(tail -1 $O/torch124_bf16.txt | cut -c1-150)"
 el torch
 # (4) session 18's plan
-mkdir -p $OUT/s18 && OUT=$OUT/s18 bash bench/results/h100/session18/next_call_script.sh > /dev/null 2>&1; tail -25 $OUT/s18/log.txt
+mkdir -p $OUT/s18 && OUT=$OUT/s18 timeout 110 bash bench/results/h100/session18/next_call_script.sh > /dev/null 2>&1; tail -25 $OUT/s18/log.txt
 el done
