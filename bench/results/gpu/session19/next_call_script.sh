@@ -1,20 +1,20 @@
 #!/bin/bash
-# Session 19, first call. flash_mma.cl now stages K, V (Q, dO in the backward) in local memory
+# Written in session 19 for the first device call (none was lent that session). flash_mma.cl now stages K, V (Q, dO in the backward) in local memory
 # already rounded to the format, and the transposed operands as transposed tiles, so a B fragment
 # register is one 32-bit read, and exponentials are exp2. This call:
 #   (1) checks the new kernels on hardware (bf16, fp16, TF32);
-#   (2) times attention alone and the 124M step, new against the previous kernels (HEAD's
-#       flash_mma.cl and cl_flash.c, kept in .gpu/old/), bf16 and tf32;
+#   (2) times attention alone and the 124M step, new against the previous kernels (flash_mma.cl
+#       and cl_flash.c as they were before, through flash_before.patch on a copy), bf16 and tf32;
 #   (3) fp32, tf32 and bf16 against PyTorch on this card;
 #   (4) then session 18's next_call_script.sh (registers capped in gh_gemm).
-# Run from the repository root, carrying .device and .gpu:
-#   bash .device/setup.sh && bash bench/results/gpu/session19/callA_script.sh
+# Run from the repository root, carrying .device:
+#   bash .device/setup.sh && bash bench/results/gpu/session19/next_call_script.sh
 set -u
 O=/tmp/o19; rm -rf $O; mkdir -p $O; trap 'tar czf $OUT/results.tgz -C $O . 2>/dev/null' EXIT; exec > >(tee -a $OUT/log.txt) 2>&1
 t0=$(date +%s); el() { echo "[t+$(( $(date +%s) - t0 ))s] $*"; }
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 rm -rf /tmp/old && mkdir /tmp/old && tar cf - --exclude=./build-gpu --exclude=./.device . | tar xf - -C /tmp/old
-cp .gpu/old/cl_flash.c /tmp/old/src/backend/opencl/cl_flash.c && cp .gpu/old/flash_mma.cl /tmp/old/cl_kernels/flash_mma.cl
+(cd /tmp/old && patch -p1 < bench/results/gpu/session19/flash_before.patch) > $O/patch.txt 2>&1 || { echo "PATCH FAILED"; cat $O/patch.txt; exit 1; }
 (cmake -S /tmp/old -B /tmp/old/b -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build /tmp/old/b -j8 --target clformer >/dev/null 2>>$O/err_old.txt) &
 old_pid=$!
 cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build build-gpu -j8 --target clformer test_cl_flash_attention >/dev/null 2>>$O/err.txt
