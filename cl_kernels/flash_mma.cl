@@ -211,21 +211,29 @@ static inline void flash_mma_body(__global float *out, ulong out_off, __global f
                 FM_MMA(sc[n], qf[s][0], qf[s][1], qf[s][2], qf[s][3], FM_RR(Ks, 8 * n + g, s, 0),
                        FM_RR(Ks, 8 * n + g, s, 1) GF_EMU_ARG);
         }
-        /* scale, mask, and this lane's partial row maxima */
+        /* scale and mask (no mask where both of this lane's rows see the whole block), then this
+         * lane's partial row maxima */
+        if (j0 >= lo0 && j0 >= lo1 && j0 + FM_BC - 1 <= r0) {
+            #pragma unroll
+            for (int n = 0; n < FM_KT; n++)
+                #pragma unroll
+                for (int e = 0; e < 4; e++) sc[n][e] *= sl2;
+        } else {
+            #pragma unroll
+            for (int n = 0; n < FM_KT; n++)
+                #pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int j = j0 + 8 * n + 2 * t + (e & 1), row = e < 2 ? r0 : r1;
+                    const int lo = e < 2 ? lo0 : lo1;
+                    sc[n][e] = j >= lo && j <= row ? sc[n][e] * sl2 : -INFINITY;
+                }
+        }
         float x0 = -INFINITY, x1 = -INFINITY;
         #pragma unroll
-        for (int n = 0; n < FM_KT; n++)
-            #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int j = j0 + 8 * n + 2 * t + (e & 1), row = e < 2 ? r0 : r1;
-                const int lo = e < 2 ? lo0 : lo1;
-                const float v = j >= lo && j <= row ? sc[n][e] * sl2 : -INFINITY;
-                sc[n][e] = v;
-                if (e < 2)
-                    x0 = fmax(x0, v);
-                else
-                    x1 = fmax(x1, v);
-            }
+        for (int n = 0; n < FM_KT; n++) {
+            x0 = fmax(x0, fmax(sc[n][0], sc[n][1]));
+            x1 = fmax(x1, fmax(sc[n][2], sc[n][3]));
+        }
 #if FM_SHFL
         const float mx0 = fmax(m0, fm_quad_max(x0)), mx1 = fmax(m1, fm_quad_max(x1));
 #else
@@ -354,25 +362,34 @@ flash_mma_dq(__global float *dqkv, ulong dqkv_off, __global float *delta, ulong 
     const int lo0 = cf_flash_lo(doc, doc_off, has_doc, b, T, W, r0);
     const int lo1 = cf_flash_lo(doc, doc_off, has_doc, b, T, W, r1);
     const float sl2 = scale * FM_LOG2E; /* P = exp2(s sl2 - lse log2(e)) */
-    /* delta of this lane's rows (each of a row's 4 lanes sums it alike; lane t 0 stores it) */
-    float D0 = 0.0f, D1 = 0.0f, L0 = 0.0f, L1 = 0.0f;
+    /* delta of this lane's rows: each of a row's 4 lanes adds every 4th column from column t,
+     * the 4 partial sums meet in local memory (lm, before the first block is staged there) and
+     * are added in order by each lane alike; lane t 0 stores it */
+    float L0 = 0.0f, L1 = 0.0f;
+    __local float *part = (__local float *)lm; /* 64 rows x 4 lanes */
     #pragma unroll
     for (int hr = 0; hr < 2; hr++) {
         const int row = hr ? r1 : r0;
-        if (row >= T) continue;
-        const ulong o = ((ulong)b * T + row) * (ulong)C + (ulong)h * HS;
-        const ulong li = ((ulong)b * NH + h) * T + row;
         float D = 0.0f;
-        for (int c = 0; c < HS; c++) D = fma(dout[dout_off + o + c], out[out_off + o + c], D);
-        if (t == 0) delta[delta_off + li] = D;
-        if (hr) {
-            D1 = D;
-            L1 = lse[lse_off + li] * FM_LOG2E;
-        } else {
-            D0 = D;
-            L0 = lse[lse_off + li] * FM_LOG2E;
+        if (row < T) {
+            const ulong o = ((ulong)b * T + row) * (ulong)C + (ulong)h * HS;
+            for (int c = t; c < HS; c += 4)
+                D = fma(dout[dout_off + o + c], out[out_off + o + c], D);
+            const float L = lse[lse_off + ((ulong)b * NH + h) * T + row] * FM_LOG2E;
+            if (hr)
+                L1 = L;
+            else
+                L0 = L;
         }
+        part[(16 * w + g + 8 * hr) * 4 + t] = D;
     }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    const float D0 = part[(16 * w + g) * 4] + part[(16 * w + g) * 4 + 1] +
+                     part[(16 * w + g) * 4 + 2] + part[(16 * w + g) * 4 + 3];
+    const float D1 = part[(16 * w + g + 8) * 4] + part[(16 * w + g + 8) * 4 + 1] +
+                     part[(16 * w + g + 8) * 4 + 2] + part[(16 * w + g + 8) * 4 + 3];
+    if (t == 0 && r0 < T) delta[delta_off + ((ulong)b * NH + h) * T + r0] = D0;
+    if (t == 0 && r1 < T) delta[delta_off + ((ulong)b * NH + h) * T + r1] = D1;
     /* Q's and dO's A fragments: registers 0, 2 row r0, registers 1, 3 row r1 (FM_RW's columns
      * of step s; rows past T read as 0) */
     uint qf[FM_KS][4], of[FM_KS][4];
@@ -411,16 +428,27 @@ flash_mma_dq(__global float *dqkv, ulong dqkv_off, __global float *delta, ulong 
                        FM_RR(Vs, 8 * n + g, s, 1) GF_EMU_ARG);
             }
         }
-        /* dS = P (dP - D), 0 outside the mask */
-        #pragma unroll
-        for (int n = 0; n < FM_KT; n++)
+        /* dS = P (dP - D), 0 outside the mask (none where both rows see the whole block) */
+        if (j0 >= lo0 && j0 >= lo1 && j0 + FM_BC - 1 <= r0) {
             #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int j = j0 + 8 * n + 2 * t + (e & 1), row = e < 2 ? r0 : r1;
-                const int lo = e < 2 ? lo0 : lo1;
-                const float L = e < 2 ? L0 : L1, D = e < 2 ? D0 : D1;
-                sc[n][e] = j >= lo && j <= row ? exp2(sc[n][e] * sl2 - L) * (dp[n][e] - D) : 0.0f;
-            }
+            for (int n = 0; n < FM_KT; n++)
+                #pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const float L = e < 2 ? L0 : L1, D = e < 2 ? D0 : D1;
+                    sc[n][e] = exp2(sc[n][e] * sl2 - L) * (dp[n][e] - D);
+                }
+        } else {
+            #pragma unroll
+            for (int n = 0; n < FM_KT; n++)
+                #pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int j = j0 + 8 * n + 2 * t + (e & 1), row = e < 2 ? r0 : r1;
+                    const int lo = e < 2 ? lo0 : lo1;
+                    const float L = e < 2 ? L0 : L1, D = e < 2 ? D0 : D1;
+                    sc[n][e] =
+                        j >= lo && j <= row ? exp2(sc[n][e] * sl2 - L) * (dp[n][e] - D) : 0.0f;
+                }
+        }
         /* dQ += dS K over the key steps: dS's A fragment from the key tiles (FM_PA); K's B
          * fragment: column (head column) 8 d + g at the keys of step u (FM_TR) */
         #pragma unroll
@@ -522,17 +550,31 @@ flash_mma_dkv(__global float *dqkv, ulong dqkv_off, __global const float *delta,
                            FM_RR(Os, 8 * n + g, s, 0), FM_RR(Os, 8 * n + g, s, 1) GF_EMU_ARG);
                 }
             }
-            /* P^T and dS^T = P^T (dP^T - D), 0 outside the mask */
-            #pragma unroll
-            for (int n = 0; n < FM_KT; n++)
+            /* P^T and dS^T = P^T (dP^T - D), 0 outside the mask (none where every query of the
+             * block sees both of this lane's keys: the block's last query's first visible key
+             * is its largest) */
+            if (c1 <= i0 && i0 + FM_BC <= T && c0 >= Lo[FM_BC - 1]) {
                 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int q = 8 * n + 2 * t + (e & 1), i = i0 + q, j = e < 2 ? c0 : c1;
-                    const float p =
-                        i < T && j >= Lo[q] && j <= i ? exp2(st[n][e] * sl2 - Ls[q]) : 0.0f;
-                    st[n][e] = p;
-                    dpt[n][e] = p * (dpt[n][e] - Ds[q]);
-                }
+                for (int n = 0; n < FM_KT; n++)
+                    #pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const int q = 8 * n + 2 * t + (e & 1);
+                        const float p = exp2(st[n][e] * sl2 - Ls[q]);
+                        st[n][e] = p;
+                        dpt[n][e] = p * (dpt[n][e] - Ds[q]);
+                    }
+            } else {
+                #pragma unroll
+                for (int n = 0; n < FM_KT; n++)
+                    #pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const int q = 8 * n + 2 * t + (e & 1), i = i0 + q, j = e < 2 ? c0 : c1;
+                        const float p =
+                            i < T && j >= Lo[q] && j <= i ? exp2(st[n][e] * sl2 - Ls[q]) : 0.0f;
+                        st[n][e] = p;
+                        dpt[n][e] = p * (dpt[n][e] - Ds[q]);
+                    }
+            }
             /* dV += P^T dO and dK += dS^T Q over the query steps (FM_PA); B fragments: column
              * (head column) 8 d + g at the queries of step u (FM_TR) */
             #pragma unroll

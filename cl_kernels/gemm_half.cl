@@ -208,6 +208,15 @@ static inline void gh_ldsm4(__local const uint4 *p, uint *r0, uint *r1, uint *r2
 #define GH_ASYNC_STAGES 2
 #endif
 #define GH_STAGES (GH_ASYNC ? GH_ASYNC_STAGES : 2)
+/* GH_DIAG (a measurement build: its products are wrong, never on in the code; registers-staged
+ * form only): where gh_gemm's time goes without a profiler. 1: every slice multiplies the first
+ * staged copy again, no global loads or staging stores in the loop, its barrier kept; 2: the same
+ * without the barrier; 3: as 2, with fragments made from the lane id instead of ldmatrix (the
+ * mma.sync chain and the epilogue alone) */
+#define GH_DIAG 0 /* (measurement builds: 1, 2, 3) */
+#if GH_DIAG && GH_ASYNC
+#error "gemm_half.cl: GH_DIAG needs GH_ASYNC 0"
+#endif
 #define GH_TILE (GH_BM * GH_CH) /* 16-byte chunks of one copy of a tile */
 #if GH_ASYNC
 #if GH_ASYNC_STAGES == 2
@@ -321,7 +330,7 @@ __kernel __attribute__((reqd_work_group_size(GH_NT, 1, 1))) void gh_gemm(
         asm volatile("cp.async.commit_group;" ::: "memory");
         nxt = nxt == GH_STAGES - 1 ? 0 : nxt + 1;
 #else
-        const int more = it + 1 < nsl;
+        const int more = !GH_DIAG && it + 1 < nsl;
         if (more) { /* the next slice into registers while this one is multiplied */
             const int q = q0 + (it + 1) * 4;
 #pragma unroll
@@ -336,10 +345,19 @@ __kernel __attribute__((reqd_work_group_size(GH_NT, 1, 1))) void gh_gemm(
 #pragma unroll
         for (int kk = 0; kk < 2; kk++) {
             uint fa[GH_MT][4], fb[GH_NTL][2];
+#if GH_DIAG == 3
+#pragma unroll
+            for (int i = 0; i < GH_MT; i++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) fa[i][e] = (uint)(lane + i + e + kk);
+#pragma unroll
+            for (int j = 0; j < GH_NTL; j++) fb[j][0] = fb[j][1] = (uint)(lane + j + kk);
+#else
 #pragma unroll
             for (int i = 0; i < GH_MT; i++) GH_FRAG_A(as, wm0 + i * 16, kk, fa[i]);
 #pragma unroll
             for (int j = 0; j < GH_NTL; j += 2) GH_FRAG_B2(bs, wn0 + j * 8, kk, fb[j], fb[j + 1]);
+#endif
 #pragma unroll
             for (int i = 0; i < GH_MT; i++)
 #pragma unroll
@@ -361,8 +379,10 @@ __kernel __attribute__((reqd_work_group_size(GH_NT, 1, 1))) void gh_gemm(
         }
         /* the copy just written is complete, and nobody reads the other one any more before it
          * is overwritten in the next iteration */
+#if GH_DIAG < 2
         barrier(CLK_LOCAL_MEM_FENCE);
-        cur ^= 1;
+#endif
+        if (!GH_DIAG) cur ^= 1;
 #endif
     }
 

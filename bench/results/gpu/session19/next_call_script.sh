@@ -6,7 +6,8 @@
 #   (2) times attention alone and the 124M step, new against the previous kernels (flash_mma.cl
 #       and cl_flash.c as they were before, through flash_before.patch on a copy), bf16 and tf32;
 #   (3) fp32, tf32 and bf16 against PyTorch on this card;
-#   (4) then session 18's next_call_script.sh (registers capped in gh_gemm).
+#   (4) GH_DIAG builds that leave parts out of gh_gemm's loop (where its time goes);
+#   (5) then session 18's next_call_script.sh (registers capped in gh_gemm).
 # Run from the repository root, carrying .device:
 #   bash .device/setup.sh && bash bench/results/gpu/session19/next_call_script.sh
 set -u
@@ -17,7 +18,7 @@ rm -rf /tmp/old && mkdir /tmp/old && tar cf - --exclude=./build-gpu --exclude=./
 (cd /tmp/old && patch -p1 < bench/results/gpu/session19/flash_before.patch) > $O/patch.txt 2>&1 || { echo "PATCH FAILED"; cat $O/patch.txt; exit 1; }
 (cmake -S /tmp/old -B /tmp/old/b -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build /tmp/old/b -j8 --target clformer >/dev/null 2>>$O/err_old.txt) &
 old_pid=$!
-cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build build-gpu -j8 --target clformer test_cl_flash_attention >/dev/null 2>>$O/err.txt
+cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build build-gpu -j8 --target clformer test_cl_flash_attention test_cl_gemm_half test_cl_gemm_fast >/dev/null 2>>$O/err.txt
 wait $old_pid
 [ -x build-gpu/clformer ] && [ -x /tmp/old/b/clformer ] || { echo "BUILD FAILED"; tail -30 $O/err*.txt; exit 1; }
 el built
@@ -28,6 +29,15 @@ CF_MATRIX_ENGINE=nvidia-mma-sync timeout 150 ./build-gpu/test_cl_flash_attention
 rm -rf /tmp/kshfl && cp -r cl_kernels /tmp/kshfl && sed -i 's|^#define FM_SHFL 0 /\*|#define FM_SHFL 1 /*|' /tmp/kshfl/flash_mma.cl
 CF_KERNEL_DIR=/tmp/kshfl CF_MATRIX_ENGINE=nvidia-mma-sync timeout 150 ./build-gpu/test_cl_flash_attention --kernel mma > $O/test_mma_shfl.txt 2>&1; echo "== flash mma FM_SHFL 1 test rc=$?: $(tail -1 $O/test_mma_shfl.txt)"
 el tested
+# where gh_gemm's loop spends its time (GH_DIAG measurement builds, wrong products: 1 no global
+# loads or staging in the loop, 2 also no barrier, 3 also no ldmatrix; the pack passes are timed
+# in every column alike)
+for d in 1 2 3; do rm -rf /tmp/kd$d && cp -r cl_kernels /tmp/kd$d && sed -i "s|^#define GH_DIAG 0 /\*|#define GH_DIAG $d /*|" /tmp/kd$d/gemm_half.cl
+  CF_KERNEL_DIR=/tmp/kd$d timeout 90 ./build-gpu/test_cl_gemm_fast --bench --shapes 124m --prec bf16 --variant 12 --min-time 0.01 > $O/gb_diag$d.txt 2>&1; echo "   diag $d: $(grep -E 'GEMMs of one' $O/gb_diag$d.txt | cut -c1-100)"
+done
+CF_KERNEL_DIR= timeout 90 ./build-gpu/test_cl_gemm_fast --bench --shapes 124m --prec bf16 --variant 12 --min-time 0.01 > $O/gb_base.txt 2>&1; echo "   base: $(grep -E 'GEMMs of one' $O/gb_base.txt | cut -c1-100)"
+for f in base diag1 diag2 diag3; do echo "$f: $(grep -E '^[a-z_.]+ +[01] +[01] ' $O/gb_$f.txt | awk '{printf "%s %s  ", $1, $9}')"; done
+el gemm_half
 # (2) attention alone and the step, new against old
 for p in bf16 tf32; do for v in new old; do C=./build-gpu/clformer; [ $v = old ] && C=/tmp/old/b/clformer
   timeout 60 $C bench --attention-sweep configs/gpt2_124m.json --device nvidia --precision $p --sizes 1024,4096 --batch 8 > $O/sweep_${p}_$v.txt 2>&1; echo "== sweep $p $v"; grep -E "^ *[0-9]+ " $O/sweep_${p}_$v.txt | head -4
