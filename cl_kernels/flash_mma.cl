@@ -11,7 +11,7 @@
  * online softmax in fp32; O += P V with P and V rounded to the format and fp32 accumulation.
  * That is what FlashAttention does with bf16 / fp16 inputs. The backward is below.
  *
- * A work-group is 4 warps (128 work-items, consecutive local ids); warp w owns query rows
+ * A work-group is FM_WARPS warps (4: 128 work-items, consecutive local ids); warp w owns query rows
  * i0 + 16 w .. + 15 of one (batch, head), and the group walks the blocks of 64 keys its rows can
  * see. Each warp keeps its Q as A fragments in registers (loaded once from global memory), the
  * scores of a block as 8 accumulator fragments of 16 x 8 (lane: rows g and g + 8, keys 2t and
@@ -56,7 +56,7 @@
 #if HS % FM_K != 0 || HS > 128
 #error "flash_mma.cl: HS must be a multiple of the product's k (16; 8 in TF32), at most 128"
 #endif
-#define FM_WARPS 4
+#define FM_WARPS 4 /* warps a group, 16 query rows (or keys) each: 4, or 8 in a variant */
 #define FM_NT (32 * FM_WARPS)
 #define FM_BR (16 * FM_WARPS) /* query rows of a group */
 /* keys (or queries) of a block: 64, or 32 above head size 64, so that the backward's staged tiles
@@ -315,7 +315,7 @@ static inline void flash_mma_body(__global float *out, ulong out_off, __global f
 
 /* The local arrays come as arguments (the host sizes them: cl_flash.c, mma_local_lm and
  * mma_local_emu): in lm the staged K (FM_RSZ words), the staged V (FM_VSZ) and the row
- * reductions (FM_BR * 4 floats); the emulated warps' registers in emu (4 * 32 * 6 uints, or 4
+ * reductions (FM_BR * 4 floats); the emulated warps' registers in emu (FM_NT * 6 uints, or 4
  * bytes unused without the emulation). */
 #define FM_VSZ (FM_EPW == 1 ? FM_RSZ : FM_TSZ)
 __kernel __attribute__((reqd_work_group_size(FM_NT, 1, 1))) void

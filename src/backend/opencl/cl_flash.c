@@ -66,6 +66,8 @@ struct cf_cl_flash {
     cl_program mma_prog;
     cl_kernel mma_fwd, mma_dq, mma_dkv;
     int mma_hs, mma_prec, mma_status; /* mma_status: 0 not built, 1 built, < 0 failed */
+    size_t mma_nt; /* the kernels' work-items a group (flash_mma.cl's FM_NT: 128 unless a
+                    * variant's FM_WARPS says otherwise), read from the built kernels */
 };
 
 /* the matrix engine's program and kernels, released and cleared */
@@ -553,11 +555,34 @@ static int mma_build(cf_cl_ctx *ctx, int hs) {
              cpu ? " -cl-opt-disable" : "", verbose ? " -cl-nv-verbose" : "");
     static const char *const names[] = {"flash_mma_forward", "flash_mma_dq", "flash_mma_dkv"};
     cl_kernel *const ks[] = {&st->mma_fwd, &st->mma_dq, &st->mma_dkv};
-    const int rc = cf_cl_build_kernels(ctx, file, opts, &st->mma_prog, 3, names, ks);
+    int rc = cf_cl_build_kernels(ctx, file, opts, &st->mma_prog, 3, names, ks);
     if (rc == CF_OK && verbose) {
         char what[32];
         snprintf(what, sizeof what, "flash_mma hs %d", hs);
         cf_cl_nv_report(ctx, st->mma_prog, what);
+    }
+    if (rc == CF_OK) {
+        /* the group size the kernels were built with (16 query rows or keys a warp of 32) */
+        size_t req[3] = {0, 0, 0};
+        const cl_int err = clGetKernelWorkGroupInfo(st->mma_fwd, ctx->dev.device,
+                                                    CL_KERNEL_COMPILE_WORK_GROUP_SIZE,
+                                                    sizeof req, req, NULL);
+        char why[256] = "";
+        int fits = 1;
+        if (err != CL_SUCCESS || req[0] < 32 || req[0] > 1024 || req[0] % 32 != 0) {
+            snprintf(why, sizeof why, "its group size is not known (%s, %zu work-items)",
+                     err != CL_SUCCESS ? cf_cl_errstr(err) : "queried", req[0]);
+            fits = 0;
+        }
+        for (int i = 0; i < 3 && fits > 0; i++)
+            fits = cf_cl_kernel_fits(ctx, *ks[i], 1, req, 0, why, sizeof why);
+        if (fits <= 0) {
+            cf_cl_fail(ctx, "cl_kernels/%s: the flash kernels cannot run on %s: %s",
+                       ctx->mx->flash, ctx->dev.name, why);
+            rc = fits == 0 ? CF_ERR_UNSUPPORTED : CF_ERR_BUILD;
+            mma_free(st);
+        }
+        st->mma_nt = req[0];
     }
     st->mma_hs = hs;
     st->mma_prec = prec;
@@ -568,16 +593,15 @@ static int mma_build(cf_cl_ctx *ctx, int hs) {
     return rc;
 }
 
-/* flash_mma.cl's shape: work-groups of 4 warps (MMA_NT work-items) over MMA_ROWS query rows (or
- * keys); its local arguments: lm, the staged tiles of a block of bc keys or queries (FM_BC) and
- * the kernel's reductions, and the emulated warps' registers (4 x 32 x 6 words; 4 bytes unused on
- * hardware). The tiles (32-bit words, flash_mma.cl's FM_RSZ and FM_TSZ): row-major, bc rows of
+/* flash_mma.cl's shape: work-groups of nt work-items (st->mma_nt: 4 warps by default) over
+ * nt / 2 query rows (or keys), 16 a warp; its local arguments: lm, the staged tiles of a block of
+ * bc keys or queries (FM_BC) and the kernel's reductions, and the emulated warps' registers
+ * (nt x 6 words; 4 bytes unused on hardware). The tiles (32-bit words, flash_mma.cl's FM_RSZ and FM_TSZ): row-major, bc rows of
  * hs + 4 words (TF32) or hs / 2 + 4 (two bf16 / fp16 values a word); transposed (bf16 / fp16
  * only), hs rows of bc / 2 + 4 words. The forward stages K row-major and V transposed (TF32: both
- * row-major) with 64 rows x 4 reductions; flash_mma_dq K both ways and V row-major; flash_mma_dkv
- * Q and dO both ways with 3 values a query. */
-#define MMA_NT 128
-#define MMA_ROWS 64
+ * row-major) with 4 reductions a row of the group; flash_mma_dq K both ways and V row-major (its
+ * rows' 4 partial deltas fit the first tile); flash_mma_dkv Q and dO both ways with 3 values a
+ * query. */
 enum { MMA_K_FWD, MMA_K_DQ, MMA_K_DKV };
 static cf_cl_arg mma_local_lm(const cf_cl_ctx *ctx, int hs, int kernel) {
     const size_t bc = hs <= 64 ? 64 : 32, h = (size_t)hs;
@@ -585,7 +609,7 @@ static cf_cl_arg mma_local_lm(const cf_cl_ctx *ctx, int hs, int kernel) {
     const size_t rsz = bc * (tf32 ? h + 4 : h / 2 + 4), tsz = tf32 ? 0 : h * (bc / 2 + 4);
     size_t words;
     if (kernel == MMA_K_FWD)
-        words = rsz + (tf32 ? rsz : tsz) + 64 * 4;
+        words = rsz + (tf32 ? rsz : tsz) + ctx->flash->mma_nt / 2 * 4;
     else if (kernel == MMA_K_DQ)
         words = 2 * rsz + tsz;
     else
@@ -593,14 +617,16 @@ static cf_cl_arg mma_local_lm(const cf_cl_ctx *ctx, int hs, int kernel) {
     return ARG_LOCAL(words * sizeof(cl_uint));
 }
 static cf_cl_arg mma_local_emu(const cf_cl_ctx *ctx) {
-    return ARG_LOCAL(ctx->mx_emulate ? 4 * 32 * 6 * sizeof(cl_uint) : sizeof(cl_uint));
+    return ARG_LOCAL(ctx->mx_emulate ? ctx->flash->mma_nt * 6 * sizeof(cl_uint) : sizeof(cl_uint));
 }
 /* the range over the T rows of every (batch, head) (heads: NH, or KVH for the keys' kernel) */
-static void mma_range(const cf_attn_desc *d, int heads, size_t global[3], size_t local[3]) {
-    global[0] = ((size_t)d->T + MMA_ROWS - 1) / MMA_ROWS * MMA_NT;
+static void mma_range(const cf_cl_ctx *ctx, const cf_attn_desc *d, int heads, size_t global[3],
+                      size_t local[3]) {
+    const size_t nt = ctx->flash->mma_nt, rows = nt / 2;
+    global[0] = ((size_t)d->T + rows - 1) / rows * nt;
     global[1] = (size_t)heads;
     global[2] = (size_t)d->B;
-    local[0] = MMA_NT;
+    local[0] = nt;
     local[1] = local[2] = 1;
 }
 
@@ -610,7 +636,7 @@ static int mma_forward(cf_cl_ctx *ctx, const cf_attn_desc *d, cf_view out, cf_vi
     int has_doc;
     cl_mem dm = doc_mem(doc, qkv, &has_doc);
     size_t global[3], local[3];
-    mma_range(d, d->NH, global, local);
+    mma_range(ctx, d, d->NH, global, local);
     return cf_cl_launch(
         ctx, ctx->flash->mma_fwd, "flash_mma_forward", 3, global, local,
         CF_ARGS(ARG_MEM(cf_cl_mem(out)), ARG_ULONG(cf_view_elem_off(out)), ARG_MEM(cf_cl_mem(lse)),
@@ -629,8 +655,8 @@ static int mma_backward(cf_cl_ctx *ctx, const cf_attn_desc *d, cf_view dqkv, cf_
     int has_doc;
     cl_mem dm = doc_mem(doc, qkv, &has_doc);
     size_t gq[3], gkv[3], local[3];
-    mma_range(d, d->NH, gq, local);
-    mma_range(d, d->KVH, gkv, local);
+    mma_range(ctx, d, d->NH, gq, local);
+    mma_range(ctx, d, d->KVH, gkv, local);
     const float scale = 1.0f / sqrtf((float)d->hs);
     const cl_ulong doc_off = has_doc ? cf_view_elem_off(doc) : 0;
     const cf_cl_arg emu = mma_local_emu(ctx);

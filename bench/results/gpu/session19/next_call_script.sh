@@ -2,7 +2,9 @@
 # Written in session 19 for the first device call (none was lent that session). flash_mma.cl now stages K, V (Q, dO in the backward) in local memory
 # already rounded to the format, and the transposed operands as transposed tiles, so a B fragment
 # register is one 32-bit read, and exponentials are exp2. This call:
-#   (1) checks the new kernels on hardware (bf16, fp16, TF32);
+#   (1) checks the new kernels on hardware (bf16, fp16, TF32), and two variants of them through
+#       copies of the kernels: FM_SHFL 1 (the forward's row maxima by shfl.sync) and FM_WARPS 8
+#       (groups of 8 warps, 128 rows: half the staging and barriers a row);
 #   (2) times attention alone and the 124M step, new against the previous kernels (flash_mma.cl
 #       and cl_flash.c as they were before, through flash_before.patch on a copy), bf16 and tf32;
 #   (3) fp32, tf32 and bf16 against PyTorch on this card;
@@ -28,6 +30,8 @@ j() { python3 -c "import json,sys; d=json.loads(open(sys.argv[1]).read().strip()
 CF_MATRIX_ENGINE=nvidia-mma-sync timeout 150 ./build-gpu/test_cl_flash_attention --kernel mma > $O/test_mma.txt 2>&1; echo "== flash mma test rc=$?: $(tail -1 $O/test_mma.txt)"; grep -E "^FAIL" $O/test_mma.txt | head
 rm -rf /tmp/kshfl && cp -r cl_kernels /tmp/kshfl && sed -i 's|^#define FM_SHFL 0 /\*|#define FM_SHFL 1 /*|' /tmp/kshfl/flash_mma.cl
 CF_KERNEL_DIR=/tmp/kshfl CF_MATRIX_ENGINE=nvidia-mma-sync timeout 150 ./build-gpu/test_cl_flash_attention --kernel mma > $O/test_mma_shfl.txt 2>&1; echo "== flash mma FM_SHFL 1 test rc=$?: $(tail -1 $O/test_mma_shfl.txt)"
+rm -rf /tmp/kw8 && cp -r cl_kernels /tmp/kw8 && sed -i 's|^#define FM_WARPS 4 /\*|#define FM_WARPS 8 /*|' /tmp/kw8/flash_mma.cl
+CF_KERNEL_DIR=/tmp/kw8 CF_MATRIX_ENGINE=nvidia-mma-sync timeout 150 ./build-gpu/test_cl_flash_attention --kernel mma > $O/test_mma_w8.txt 2>&1; echo "== flash mma FM_WARPS 8 test rc=$?: $(tail -1 $O/test_mma_w8.txt)"
 el tested
 # where gh_gemm's loop spends its time (GH_DIAG measurement builds, wrong products: 1 no global
 # loads or staging in the loop, 2 also no barrier, 3 also no ldmatrix; the pack passes are timed
@@ -43,6 +47,7 @@ for p in bf16 tf32; do for v in new old; do C=./build-gpu/clformer; [ $v = old ]
   timeout 60 $C bench --attention-sweep configs/gpt2_124m.json --device nvidia --precision $p --sizes 1024,4096 --batch 8 > $O/sweep_${p}_$v.txt 2>&1; echo "== sweep $p $v"; grep -E "^ *[0-9]+ " $O/sweep_${p}_$v.txt | head -4
 done; done
 CF_KERNEL_DIR=/tmp/kshfl timeout 60 ./build-gpu/clformer bench --attention-sweep configs/gpt2_124m.json --device nvidia --precision bf16 --sizes 1024,4096 --batch 8 > $O/sweep_bf16_shfl.txt 2>&1; echo "== sweep bf16 FM_SHFL 1"; grep -E "^ *[0-9]+ " $O/sweep_bf16_shfl.txt | head -4
+CF_KERNEL_DIR=/tmp/kw8 timeout 60 ./build-gpu/clformer bench --attention-sweep configs/gpt2_124m.json --device nvidia --precision bf16 --sizes 1024,4096 --batch 8 > $O/sweep_bf16_w8.txt 2>&1; echo "== sweep bf16 FM_WARPS 8"; grep -E "^ *[0-9]+ " $O/sweep_bf16_w8.txt | head -4
 el sweeps
 for rp in bf16:1 tf32:1 bf16:2; do p=${rp%:*}; r=${rp#*:}; for v in new old; do C=./build-gpu/clformer; [ $v = old ] && C=/tmp/old/b/clformer
   timeout 60 $C bench configs/gpt2_124m.json --device nvidia --precision $p --steps 5 --warmup 2 --json > $O/b124_${p}_${v}_$r.txt 2>&1; echo "124m $p $v #$r: $(j $O/b124_${p}_${v}_$r.txt)"
