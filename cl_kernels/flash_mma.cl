@@ -56,7 +56,9 @@
 #if HS % FM_K != 0 || HS > 128
 #error "flash_mma.cl: HS must be a multiple of the product's k (16; 8 in TF32), at most 128"
 #endif
+#ifndef FM_WARPS
 #define FM_WARPS 4 /* warps a group, 16 query rows (or keys) each: 4, or 8 in a variant */
+#endif
 #define FM_NT (32 * FM_WARPS)
 #define FM_BR (16 * FM_WARPS) /* query rows of a group */
 /* keys (or queries) of a block: 64, or 32 above head size 64, so that the backward's staged tiles
@@ -145,7 +147,9 @@ static inline void fm_stage(__local uint *R, __local uint *Tt, int want_r, int w
 
 /* FM_SHFL 1 (hardware only, a build variant): the forward's row maxima of a block meet across a
  * row's 4 lanes by shfl.sync instead of through local memory and a barrier */
+#ifndef FM_SHFL
 #define FM_SHFL 0 /* (1: the variant) */
+#endif
 #ifdef MMA_EMULATE
 #undef FM_SHFL
 #define FM_SHFL 0
@@ -172,6 +176,11 @@ static inline void flash_mma_body(__global float *out, ulong out_off, __global f
     const int r0 = i0 + 16 * w + g, r1 = r0 + 8;          /* this lane's two rows */
     const int lo0 = cf_flash_lo(doc, doc_off, has_doc, b, T, W, r0);
     const int lo1 = cf_flash_lo(doc, doc_off, has_doc, b, T, W, r1);
+    /* the warp's rows i0 + 16 w .. + 15 see a whole block from key wlo (the first visible key of
+     * its last row before T, the largest) up to its first row: no mask there (the same for the
+     * whole warp, so the branch below never splits a warp before its mma.sync) */
+    const int wr0 = i0 + 16 * w, wlo = cf_flash_lo(doc, doc_off, has_doc, b, T, W,
+                                                   wr0 + 15 < T ? wr0 + 15 : T - 1);
     const float sl2 = scale * FM_LOG2E; /* scores in log2 units */
     /* Q's A fragments: registers 0, 2 row g, registers 1, 3 row g + 8 (FM_RW's columns of step s;
      * rows past T read as 0) */
@@ -211,9 +220,9 @@ static inline void flash_mma_body(__global float *out, ulong out_off, __global f
                 FM_MMA(sc[n], qf[s][0], qf[s][1], qf[s][2], qf[s][3], FM_RR(Ks, 8 * n + g, s, 0),
                        FM_RR(Ks, 8 * n + g, s, 1) GF_EMU_ARG);
         }
-        /* scale and mask (no mask where both of this lane's rows see the whole block), then this
-         * lane's partial row maxima */
-        if (j0 >= lo0 && j0 >= lo1 && j0 + FM_BC - 1 <= r0) {
+        /* scale and mask (none where the warp's rows see the whole block), then this lane's
+         * partial row maxima */
+        if (j0 >= wlo && j0 + FM_BC - 1 <= wr0) {
             #pragma unroll
             for (int n = 0; n < FM_KT; n++)
                 #pragma unroll
@@ -341,7 +350,7 @@ flash_mma_forward(__global float *out, ulong out_off, __global float *lse, ulong
  * flash_mma_dkv, launched after it on the same queue, reads. Nothing is atomic: each output is
  * written by one work-item, the sums in a fixed order. */
 
-/* dq (and delta) of 64 query rows of one (batch, head): the forward's walk over the key blocks,
+/* dq (and delta) of FM_BR query rows of one (batch, head): the forward's walk over the key blocks,
  * with S = Q K^T and dP = dO V^T from Q and dO fragments held in registers, then dQ += dS K. */
 __kernel __attribute__((reqd_work_group_size(FM_NT, 1, 1))) void
 flash_mma_dq(__global float *dqkv, ulong dqkv_off, __global float *delta, ulong delta_off,
@@ -361,12 +370,15 @@ flash_mma_dq(__global float *dqkv, ulong dqkv_off, __global float *delta, ulong 
     const int r0 = i0 + 16 * w + g, r1 = r0 + 8;
     const int lo0 = cf_flash_lo(doc, doc_off, has_doc, b, T, W, r0);
     const int lo1 = cf_flash_lo(doc, doc_off, has_doc, b, T, W, r1);
+    /* as the forward's: the warp's rows see a whole block from key wlo to key wr0 */
+    const int wr0 = i0 + 16 * w, wlo = cf_flash_lo(doc, doc_off, has_doc, b, T, W,
+                                                   wr0 + 15 < T ? wr0 + 15 : T - 1);
     const float sl2 = scale * FM_LOG2E; /* P = exp2(s sl2 - lse log2(e)) */
     /* delta of this lane's rows: each of a row's 4 lanes adds every 4th column from column t,
      * the 4 partial sums meet in local memory (lm, before the first block is staged there) and
      * are added in order by each lane alike; lane t 0 stores it */
     float L0 = 0.0f, L1 = 0.0f;
-    __local float *part = (__local float *)lm; /* 64 rows x 4 lanes */
+    __local float *part = (__local float *)lm; /* FM_BR rows x 4 lanes */
     #pragma unroll
     for (int hr = 0; hr < 2; hr++) {
         const int row = hr ? r1 : r0;
@@ -428,8 +440,8 @@ flash_mma_dq(__global float *dqkv, ulong dqkv_off, __global float *delta, ulong 
                        FM_RR(Vs, 8 * n + g, s, 1) GF_EMU_ARG);
             }
         }
-        /* dS = P (dP - D), 0 outside the mask (none where both rows see the whole block) */
-        if (j0 >= lo0 && j0 >= lo1 && j0 + FM_BC - 1 <= r0) {
+        /* dS = P (dP - D), 0 outside the mask (none where the warp's rows see the whole block) */
+        if (j0 >= wlo && j0 + FM_BC - 1 <= wr0) {
             #pragma unroll
             for (int n = 0; n < FM_KT; n++)
                 #pragma unroll
@@ -474,7 +486,7 @@ flash_mma_dq(__global float *dqkv, ulong dqkv_off, __global float *delta, ulong 
     }
 }
 
-/* dk and dv of 64 keys of one (batch, kv head): warp w owns keys j0 + 16 w .. + 15 (lane: keys g,
+/* dk and dv of FM_BR keys of one (batch, kv head): warp w owns keys j0 + 16 w .. + 15 (lane: keys g,
  * g + 8) with their K and V as A fragments in registers, and walks, for each query head of the
  * group, the blocks of FM_BC queries that can see its keys. Transposed products: S^T = K Q^T and
  * dP^T = V dO^T (accumulator rows keys, columns queries), then dV += P^T dO and dK += dS^T Q with
@@ -551,9 +563,10 @@ flash_mma_dkv(__global float *dqkv, ulong dqkv_off, __global const float *delta,
                 }
             }
             /* P^T and dS^T = P^T (dP^T - D), 0 outside the mask (none where every query of the
-             * block sees both of this lane's keys: the block's last query's first visible key
-             * is its largest) */
-            if (c1 <= i0 && i0 + FM_BC <= T && c0 >= Lo[FM_BC - 1]) {
+             * block sees all the warp's keys j0 + 16 w .. + 15: the block's last query's first
+             * visible key is its largest; the same for the whole warp, so the branch never
+             * splits a warp before its mma.sync) */
+            if (j0 + 16 * w + 15 <= i0 && i0 + FM_BC <= T && j0 + 16 * w >= Lo[FM_BC - 1]) {
                 #pragma unroll
                 for (int n = 0; n < FM_KT; n++)
                     #pragma unroll

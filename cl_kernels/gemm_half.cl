@@ -213,7 +213,9 @@ static inline void gh_ldsm4(__local const uint4 *p, uint *r0, uint *r1, uint *r2
  * staged copy again, no global loads or staging stores in the loop, its barrier kept; 2: the same
  * without the barrier; 3: as 2, with fragments made from the lane id instead of ldmatrix (the
  * mma.sync chain and the epilogue alone) */
+#ifndef GH_DIAG
 #define GH_DIAG 0 /* (measurement builds: 1, 2, 3) */
+#endif
 #if GH_DIAG && GH_ASYNC
 #error "gemm_half.cl: GH_DIAG needs GH_ASYNC 0"
 #endif

@@ -295,7 +295,8 @@ static void fr_run(cf_backend *be, const char *be_name, const fr_case *c, uint64
 
 /* The cases: causal, GQA (NH 4 over 2 and over 1 kv heads), windows (narrower than a tile,
  * wider than T), document masks alone and with a window, T = 1, T not a multiple of any tile
- * (37, 67), head sizes 8 to 128. small: the subset for simulators (oclgrind). */
+ * (37, 67), T over several blocks (150), head sizes 8 to 128. small: the subset for simulators
+ * (oclgrind). */
 static const fr_case fr_cases[] = {
     {"causal B2 T37 NH4 hs32", 2, 37, 4, 4, 32, 0, 0},
     {"gqa 4:2 T67 hs8", 2, 67, 4, 2, 8, 0, 0},
@@ -323,6 +324,9 @@ static const fr_case fr_cases[] = {
     {"window 7 T130 hs32 4:1", 1, 130, 4, 1, 32, 7, 0},
     {"short docs T100 hs16", 1, 100, 2, 2, 16, 0, 30},
     {"short docs + window 20 T129", 2, 129, 2, 1, 16, 20, 40},
+    /* causal over several blocks of 64 keys and queries: blocks that every row of a warp sees
+     * whole, in the forward and in both backward kernels (flash_mma.cl skips their mask) */
+    {"causal T150 hs32 4:2", 1, 150, 4, 2, 32, 0, 0},
     /* three batch elements: the OpenCL matrix backward's 100 KB budget holds two of them (43,200
      * bytes each), so it runs a chunk of two, then a partial chunk of one */
     {"chunks B3 T30 gqa 4:2 hs8", 3, 30, 4, 2, 8, 0, 0},
