@@ -1,5 +1,7 @@
 #!/bin/bash
 # Written in session 19: the second of the next device calls (after next_call_script.sh).
+# Session 19 ran next_call_script.sh (bench/results/h100/session19/callA), then (1) below and
+# PyTorch's bf16 and tf32 on the H100 (callB, callC); (2) in fp32 and on an H200, and (3), remain.
 #   (1) GH_DIAG builds that leave parts out of gh_gemm's loop (where its time goes: gemm_half.cl);
 #   (2) 124M in fp32, tf32 and bf16 against PyTorch on this card (the H200 has never run issue
 #       13's comparison);
