@@ -192,6 +192,13 @@ int cf_cmd_bench(int argc, char **argv) {
     int rc;
     if (mode == 1 || mode == 2) {
         if ((rc = cf_config_validate(&cfg, o.origin)) < 0) return 1;
+        /* --precision reaches the attention sweep's backend (tensor-core flash kernels for tf32 /
+         * bf16 / fp16 where a matrix engine has them); the GEMM sweep keeps its own columns */
+        cf_backend_options abo = o.backend ? *o.backend : cf_backend_options_default();
+        if (mode == 2) {
+            cf_backend_options_set_precision(&abo, cfg.precision);
+            so.backend = &abo;
+        }
         rc = mode == 1 ? cf_bench_gemm_sweep(&cfg, &so, stdout)
                        : cf_bench_attention_sweep(&cfg, &so, stdout);
         return rc < 0 ? 1 : 0;
