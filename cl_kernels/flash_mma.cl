@@ -341,9 +341,9 @@ flash_mma_forward(__global float *out, ulong out_off, __global float *lse, ulong
 
 /* ---- the backward (flash_mma_dq, then flash_mma_dkv) -------------------------------------------
  * The contract is flash_tiled_dq / flash_tiled_dkv's (flash_tiled.cl), dq, dk, dv assigned:
- *     P = exp(scale q.k - lse) on the visible pairs (computed as exp2), D_i = sum_c dout_i,c out_i,c,
- *     dS = P (dout.v - D), dq_i = scale sum_j dS_ij k_j, dk_j = scale sum_i dS_ij q_i (over the
- *     query heads of k's group), dv_j = sum_i P_ij dout_i,
+ *     P = exp(scale q.k - lse) on the visible pairs (computed as exp2),
+ *     D_i = sum_c dout_i,c out_i,c, dS = P (dout.v - D), dq_i = scale sum_j dS_ij k_j,
+ *     dk_j = scale sum_i dS_ij q_i (over the query heads of k's group), dv_j = sum_i P_ij dout_i,
  * with every product on the matrix engine: its inputs (q, k, v, dout, P, dS) rounded to the format
  * as they are packed into fragments, fp32 accumulation; exp, the mask and the differences in fp32.
  * flash_mma_dq also writes D (delta: it reads each of its rows' dout and out once), which
@@ -486,11 +486,11 @@ flash_mma_dq(__global float *dqkv, ulong dqkv_off, __global float *delta, ulong 
     }
 }
 
-/* dk and dv of FM_BR keys of one (batch, kv head): warp w owns keys j0 + 16 w .. + 15 (lane: keys g,
- * g + 8) with their K and V as A fragments in registers, and walks, for each query head of the
- * group, the blocks of FM_BC queries that can see its keys. Transposed products: S^T = K Q^T and
- * dP^T = V dO^T (accumulator rows keys, columns queries), then dV += P^T dO and dK += dS^T Q with
- * the accumulators of two query tiles as the A fragment. The query block's Q and dO rows, lse,
+/* dk and dv of FM_BR keys of one (batch, kv head): warp w owns keys j0 + 16 w .. + 15 (lane:
+ * keys g, g + 8) with their K and V as A fragments in registers, and walks, for each query head
+ * of the group, the blocks of FM_BC queries that can see its keys. Transposed products:
+ * S^T = K Q^T and dP^T = V dO^T (accumulator rows keys, columns queries), then dV += P^T dO and
+ * dK += dS^T Q with the accumulators of two query tiles as the A fragment. The query block's Q and dO rows, lse,
  * delta and first visible key are staged in local memory. */
 __kernel __attribute__((reqd_work_group_size(FM_NT, 1, 1))) void
 flash_mma_dkv(__global float *dqkv, ulong dqkv_off, __global const float *delta, ulong delta_off,

@@ -596,12 +596,12 @@ static int mma_build(cf_cl_ctx *ctx, int hs) {
 /* flash_mma.cl's shape: work-groups of nt work-items (st->mma_nt: 4 warps by default) over
  * nt / 2 query rows (or keys), 16 a warp; its local arguments: lm, the staged tiles of a block of
  * bc keys or queries (FM_BC) and the kernel's reductions, and the emulated warps' registers
- * (nt x 6 words; 4 bytes unused on hardware). The tiles (32-bit words, flash_mma.cl's FM_RSZ and FM_TSZ): row-major, bc rows of
- * hs + 4 words (TF32) or hs / 2 + 4 (two bf16 / fp16 values a word); transposed (bf16 / fp16
- * only), hs rows of bc / 2 + 4 words. The forward stages K row-major and V transposed (TF32: both
- * row-major) with 4 reductions a row of the group; flash_mma_dq K both ways and V row-major (its
- * rows' 4 partial deltas fit the first tile); flash_mma_dkv Q and dO both ways with 3 values a
- * query. */
+ * (nt x 6 words; 4 bytes unused on hardware). The tiles (32-bit words, flash_mma.cl's FM_RSZ
+ * and FM_TSZ): row-major, bc rows of hs + 4 words (TF32) or hs / 2 + 4 (two bf16 / fp16 values a
+ * word); transposed (bf16 / fp16 only), hs rows of bc / 2 + 4 words. The forward stages K
+ * row-major and V transposed (TF32: both row-major) with 4 reductions a row of the group;
+ * flash_mma_dq K both ways and V row-major (its rows' 4 partial deltas fit the first tile);
+ * flash_mma_dkv Q and dO both ways with 3 values a query. */
 enum { MMA_K_FWD, MMA_K_DQ, MMA_K_DKV };
 static cf_cl_arg mma_local_lm(const cf_cl_ctx *ctx, int hs, int kernel) {
     const size_t bc = hs <= 64 ? 64 : 32, h = (size_t)hs;
@@ -617,7 +617,8 @@ static cf_cl_arg mma_local_lm(const cf_cl_ctx *ctx, int hs, int kernel) {
     return ARG_LOCAL(words * sizeof(cl_uint));
 }
 static cf_cl_arg mma_local_emu(const cf_cl_ctx *ctx) {
-    return ARG_LOCAL(ctx->mx_emulate ? ctx->flash->mma_nt * 6 * sizeof(cl_uint) : sizeof(cl_uint));
+    return ARG_LOCAL(ctx->mx_emulate ? ctx->flash->mma_nt * 6 * sizeof(cl_uint)
+                                     : sizeof(cl_uint));
 }
 /* the range over the T rows of every (batch, head) (heads: NH, or KVH for the keys' kernel) */
 static void mma_range(const cf_cl_ctx *ctx, const cf_attn_desc *d, int heads, size_t global[3],
