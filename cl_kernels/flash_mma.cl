@@ -490,8 +490,8 @@ flash_mma_dq(__global float *dqkv, ulong dqkv_off, __global float *delta, ulong 
  * keys g, g + 8) with their K and V as A fragments in registers, and walks, for each query head
  * of the group, the blocks of FM_BC queries that can see its keys. Transposed products:
  * S^T = K Q^T and dP^T = V dO^T (accumulator rows keys, columns queries), then dV += P^T dO and
- * dK += dS^T Q with the accumulators of two query tiles as the A fragment. The query block's Q and dO rows, lse,
- * delta and first visible key are staged in local memory. */
+ * dK += dS^T Q with the accumulators of two query tiles as the A fragment. The query block's Q
+ * and dO rows, lse, delta and first visible key are staged in local memory. */
 __kernel __attribute__((reqd_work_group_size(FM_NT, 1, 1))) void
 flash_mma_dkv(__global float *dqkv, ulong dqkv_off, __global const float *delta, ulong delta_off,
               __global const float *dout, ulong dout_off, __global const float *lse,
