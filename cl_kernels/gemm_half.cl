@@ -44,22 +44,39 @@
 #error "gemm_half.cl: the sums of op(A) come from gh_pack (EPI_COLSUM is gemm_fast.cl's)"
 #endif
 
-#define GH_BM 128 /* block of C: rows */
-#define GH_BN 128 /* columns */
-#define GH_BK 32  /* K slice */
+#ifndef GH_BN
+#define GH_BN 128 /* block of C: columns (128; 192 and 256 are build variants: -DGH_BN) */
+#endif
+#ifndef GH_BK
+#define GH_BK 32 /* K slice (32; 16 a build variant, -DGH_BK, for 256-wide blocks) */
+#endif
+#define GH_BM 128 /* rows */
 #define GH_NT 256 /* work-items a group: 256 (8 warps) or 128 (4 warps; a build variant) */
-#define GH_CH 4   /* 16-byte chunks a staged row (GH_BK / 8) */
+#define GH_CH (GH_BK / 8) /* 16-byte chunks a staged row: 4 (GH_BK 32) or 2 (16) */
 #define GH_WTM 64 /* warp tile: rows (2 warps along m) */
-#define GH_WTN (GH_BN * 64 / GH_NT) /* columns (GH_NT / 64 warps along n): 32, or 64 */
+#define GH_WTN (GH_BN * 64 / GH_NT) /* columns (GH_NT / 64 warps along n): 32, 48, 64 */
 #if GH_NT != 256 && GH_NT != 128
 #error "gemm_half.cl: GH_NT 256 or 128"
 #endif
-#define GH_SROWS (GH_NT / GH_CH)   /* rows of a tile one staging pass covers: 64 or 32 */
-#define GH_SPASS (GH_BM / GH_SROWS) /* passes a tile: 2 or 4 */
+#if (GH_BN != 128 && GH_BN != 192 && GH_BN != 256) || (GH_BK != 32 && GH_BK != 16) ||            \
+    (GH_NT == 128 && GH_BN != 128)
+#error "gemm_half.cl: GH_BN 128, 192 or 256, GH_BK 32 or 16 (GH_NT 128: GH_BN 128)"
+#endif
+#define GH_SROWS (GH_NT / GH_CH)     /* rows of a tile one staging pass covers: 64 or 128 */
+#define GH_SPA (GH_BM / GH_SROWS)    /* passes of the A tile */
+#define GH_SPB (GH_BN / GH_SROWS)    /* of the B tile */
+#if GH_SPA * GH_SROWS != GH_BM || GH_SPB * GH_SROWS != GH_BN
+#error "gemm_half.cl: each tile must be whole staging passes (GH_BN 192 needs GH_BK 32)"
+#endif
 #define GH_SOFF (GH_SROWS * GH_CH)  /* 16-byte chunks from one pass's rows to the next's */
 #define GH_MT (GH_WTM / 16)
 #define GH_NTL (GH_WTN / 8)
+/* chunk c of staged row r: the 8 rows of one ldmatrix matrix (same c) meet all 32 banks */
+#if GH_CH == 4
 #define GH_SW(r, c) ((r) * GH_CH + ((c) ^ (((r) >> 1) & 3)))
+#else
+#define GH_SW(r, c) ((r) * GH_CH + ((c) ^ (((r) >> 2) & 1)))
+#endif
 #define GH_PK 128 /* gh_pack: values of k a work-group covers (its column sums' chunk) */
 #define GH_GROUP_M 8 /* gh_gemm: block rows of a group of blocks (the order below) */
 
@@ -219,7 +236,8 @@ static inline void gh_ldsm4(__local const uint4 *p, uint *r0, uint *r1, uint *r2
 #if GH_DIAG && GH_ASYNC
 #error "gemm_half.cl: GH_DIAG needs GH_ASYNC 0"
 #endif
-#define GH_TILE (GH_BM * GH_CH) /* 16-byte chunks of one copy of a tile */
+#define GH_TILEA (GH_BM * GH_CH) /* 16-byte chunks of one copy of the A tile */
+#define GH_TILEB (GH_BN * GH_CH) /* of the B tile */
 #if GH_ASYNC
 #if GH_ASYNC_STAGES == 2
 #define GH_WAIT_PENDING "0"
@@ -244,8 +262,8 @@ __kernel __attribute__((reqd_work_group_size(GH_NT, 1, 1))) void gh_gemm(
     __global const uint4 *restrict Bh,
     int ldq, float beta, __global float *C, ulong c_off, int ldc, ulong c_split,
     __global const float *bias, ulong bias_off, __global float *X, ulong x_off) {
-    __local uint4 As[GH_STAGES * GH_TILE];
-    __local uint4 Bs[GH_STAGES * GH_TILE];
+    __local uint4 As[GH_STAGES * GH_TILEA];
+    __local uint4 Bs[GH_STAGES * GH_TILEB];
     GH_EMU_DECL
     const int lid = get_local_id(0), lane = lid & 31, warp = lid >> 5;
     const int g = lane >> 2, t = lane & 3;
@@ -274,8 +292,8 @@ __kernel __attribute__((reqd_work_group_size(GH_NT, 1, 1))) void gh_gemm(
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
 
-    /* staging: rows r + u * GH_SROWS (u < GH_SPASS) of each tile, chunk c */
-    const int r = lid >> 2, c = lid & 3;
+    /* staging: rows r + u * GH_SROWS (u < GH_SPA, or GH_SPB) of each tile, chunk c */
+    const int r = lid / GH_CH, c = lid % GH_CH;
     __global const uint4 *pa = Ah + (size_t)(m0 + r) * ldq + c;
     __global const uint4 *pb = Bh + (size_t)(n0 + r) * ldq + c;
     const size_t hs = (size_t)GH_SROWS * ldq;
@@ -290,22 +308,26 @@ __kernel __attribute__((reqd_work_group_size(GH_NT, 1, 1))) void gh_gemm(
     for (int p = 0; p < GH_STAGES - 1; p++) {
         if (p < nsl) {
 #pragma unroll
-            for (int u = 0; u < GH_SPASS; u++) {
-                gh_cp16(As + p * GH_TILE + st + u * GH_SOFF, pa + q0 + p * 4 + u * hs);
-                gh_cp16(Bs + p * GH_TILE + st + u * GH_SOFF, pb + q0 + p * 4 + u * hs);
-            }
+            for (int u = 0; u < GH_SPA; u++)
+                gh_cp16(As + p * GH_TILEA + st + u * GH_SOFF, pa + q0 + p * GH_CH + u * hs);
+#pragma unroll
+            for (int u = 0; u < GH_SPB; u++)
+                gh_cp16(Bs + p * GH_TILEB + st + u * GH_SOFF, pb + q0 + p * GH_CH + u * hs);
         }
         asm volatile("cp.async.commit_group;" ::: "memory");
     }
     int nxt = GH_STAGES - 1; /* the copy slice it + GH_STAGES - 1 goes into */
 #else
-    uint4 ra[GH_SPASS], rb[GH_SPASS];
+    uint4 ra[GH_SPA], rb[GH_SPB];
     if (nsl > 0) {
 #pragma unroll
-        for (int u = 0; u < GH_SPASS; u++) {
+        for (int u = 0; u < GH_SPA; u++) {
             ra[u] = pa[q0 + u * hs];
-            rb[u] = pb[q0 + u * hs];
             As[st + u * GH_SOFF] = ra[u];
+        }
+#pragma unroll
+        for (int u = 0; u < GH_SPB; u++) {
+            rb[u] = pb[q0 + u * hs];
             Bs[st + u * GH_SOFF] = rb[u];
         }
     }
@@ -322,30 +344,30 @@ __kernel __attribute__((reqd_work_group_size(GH_NT, 1, 1))) void gh_gemm(
          * slice it + GH_STAGES - 1 goes into (slice it - 1's) */
         barrier(CLK_LOCAL_MEM_FENCE);
         if (it + GH_STAGES - 1 < nsl) {
-            const int q = q0 + (it + GH_STAGES - 1) * 4;
+            const int q = q0 + (it + GH_STAGES - 1) * GH_CH;
 #pragma unroll
-            for (int u = 0; u < GH_SPASS; u++) {
-                gh_cp16(As + nxt * GH_TILE + st + u * GH_SOFF, pa + q + u * hs);
-                gh_cp16(Bs + nxt * GH_TILE + st + u * GH_SOFF, pb + q + u * hs);
-            }
+            for (int u = 0; u < GH_SPA; u++)
+                gh_cp16(As + nxt * GH_TILEA + st + u * GH_SOFF, pa + q + u * hs);
+#pragma unroll
+            for (int u = 0; u < GH_SPB; u++)
+                gh_cp16(Bs + nxt * GH_TILEB + st + u * GH_SOFF, pb + q + u * hs);
         }
         asm volatile("cp.async.commit_group;" ::: "memory");
         nxt = nxt == GH_STAGES - 1 ? 0 : nxt + 1;
 #else
         const int more = !GH_DIAG && it + 1 < nsl;
         if (more) { /* the next slice into registers while this one is multiplied */
-            const int q = q0 + (it + 1) * 4;
+            const int q = q0 + (it + 1) * GH_CH;
 #pragma unroll
-            for (int u = 0; u < GH_SPASS; u++) {
-                ra[u] = pa[q + u * hs];
-                rb[u] = pb[q + u * hs];
-            }
+            for (int u = 0; u < GH_SPA; u++) ra[u] = pa[q + u * hs];
+#pragma unroll
+            for (int u = 0; u < GH_SPB; u++) rb[u] = pb[q + u * hs];
         }
 #endif
-        __local const uint4 *as = As + cur * GH_TILE;
-        __local const uint4 *bs = Bs + cur * GH_TILE;
+        __local const uint4 *as = As + cur * GH_TILEA;
+        __local const uint4 *bs = Bs + cur * GH_TILEB;
 #pragma unroll
-        for (int kk = 0; kk < 2; kk++) {
+        for (int kk = 0; kk < GH_BK / 16; kk++) {
             uint fa[GH_MT][4], fb[GH_NTL][2];
 #if GH_DIAG == 3
 #pragma unroll
@@ -371,13 +393,12 @@ __kernel __attribute__((reqd_work_group_size(GH_NT, 1, 1))) void gh_gemm(
         cur = cur == GH_STAGES - 1 ? 0 : cur + 1;
 #else
         if (more) {
-            __local uint4 *na = As + (cur ^ 1) * GH_TILE;
-            __local uint4 *nb = Bs + (cur ^ 1) * GH_TILE;
+            __local uint4 *na = As + (cur ^ 1) * GH_TILEA;
+            __local uint4 *nb = Bs + (cur ^ 1) * GH_TILEB;
 #pragma unroll
-            for (int u = 0; u < GH_SPASS; u++) {
-                na[st + u * GH_SOFF] = ra[u];
-                nb[st + u * GH_SOFF] = rb[u];
-            }
+            for (int u = 0; u < GH_SPA; u++) na[st + u * GH_SOFF] = ra[u];
+#pragma unroll
+            for (int u = 0; u < GH_SPB; u++) nb[st + u * GH_SOFF] = rb[u];
         }
         /* the copy just written is complete, and nobody reads the other one any more before it
          * is overwritten in the next iteration */

@@ -298,21 +298,21 @@ static void build_failure(void) {
 /* The split rule: one slice where the blocks fill the compute units, more (at most 16, slices
  * of at least 256) where they do not */
 static void test_split_rule(void) {
-    expect(cf_cl_gemm_half_split(8192, 2304, 768, 132) == 1, "split rule: many blocks, one slice");
-    expect(cf_cl_gemm_half_split(768, 768, 8192, 132) == 7,
+    expect(cf_cl_gemm_half_split(NULL, 8192, 2304, 768, 132) == 1, "split rule: many blocks, one slice");
+    expect(cf_cl_gemm_half_split(NULL, 768, 768, 8192, 132) == 7,
            "split rule: 36 blocks on 132 units, K 8192: 7 slices, one wave of two a unit (got %d)",
-           cf_cl_gemm_half_split(768, 768, 8192, 132));
-    expect(cf_cl_gemm_half_split(128, 128, 512, 132) == 2,
-           "split rule: slices of at least 256 (got %d)", cf_cl_gemm_half_split(128, 128, 512, 132));
-    expect(cf_cl_gemm_half_split(128, 128, 100000, 132) == 16, "split rule: at most 16 (got %d)",
-           cf_cl_gemm_half_split(128, 128, 100000, 132));
-    expect(cf_cl_gemm_half_split(128, 128, 200, 132) == 1, "split rule: short K, one slice");
-    expect(cf_cl_gemm_half_split(1280, 2048, 4096, 132) == 1,
+           cf_cl_gemm_half_split(NULL, 768, 768, 8192, 132));
+    expect(cf_cl_gemm_half_split(NULL, 128, 128, 512, 132) == 2,
+           "split rule: slices of at least 256 (got %d)", cf_cl_gemm_half_split(NULL, 128, 128, 512, 132));
+    expect(cf_cl_gemm_half_split(NULL, 128, 128, 100000, 132) == 16, "split rule: at most 16 (got %d)",
+           cf_cl_gemm_half_split(NULL, 128, 128, 100000, 132));
+    expect(cf_cl_gemm_half_split(NULL, 128, 128, 200, 132) == 1, "split rule: short K, one slice");
+    expect(cf_cl_gemm_half_split(NULL, 1280, 2048, 4096, 132) == 1,
            "split rule: 160 blocks, between one and two a unit: one slice (got %d)",
-           cf_cl_gemm_half_split(1280, 2048, 4096, 132));
-    expect(cf_cl_gemm_half_split(1024, 2048, 4096, 132) == 2,
+           cf_cl_gemm_half_split(NULL, 1280, 2048, 4096, 132));
+    expect(cf_cl_gemm_half_split(NULL, 1024, 2048, 4096, 132) == 2,
            "split rule: 128 blocks on 132 units: two slices, one wave (got %d)",
-           cf_cl_gemm_half_split(1024, 2048, 4096, 132));
+           cf_cl_gemm_half_split(NULL, 1024, 2048, 4096, 132));
 }
 
 int main(int argc, char **argv) {
@@ -355,7 +355,10 @@ int main(int argc, char **argv) {
         expect(strcasecmp(ctx->mx_name, want) == 0,
                "CF_MATRIX_ENGINE=%s: that engine runs the products (running: %s)", want,
                ctx->mx_name);
-    printf("precision %s on %s\n", tcl_round == 1 ? "bf16" : "fp16", ctx->mx_name);
+    int bn, bk;
+    cf_cl_gemm_half_block(ctx, &bn, &bk);
+    printf("precision %s on %s, blocks of 128 x %d, K slices of %d\n",
+           tcl_round == 1 ? "bf16" : "fp16", ctx->mx_name, bn, bk);
     if (planted_mode) {
         half_case(1, 0, 20, 24, 40, 1.0f, 0.0f, 1, 0);
         return tcl_finish("test_cl_gemm_half", t0);

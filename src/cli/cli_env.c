@@ -40,6 +40,7 @@ void cf_cli_backend_options_from_env(cf_backend_options *o) {
     o->cpu_bf16 = env_str("CF_CPU_GEMM_BF16");
     o->gemm_fast = env_str("CF_GEMM_FAST");
     o->gemm_half = env_str("CF_GEMM_HALF");
+    o->gemm_half_block = env_str("CF_GEMM_HALF_BLOCK");
     const char *fv = env_str("CF_GEMM_FAST_VERBOSE");
     o->gemm_fast_verbose = fv && atoi(fv) == 1;
     o->tuning = env_str("CF_TUNING");

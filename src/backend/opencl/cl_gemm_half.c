@@ -10,12 +10,12 @@
 #include "backend/opencl/cl_matrix.h"
 #include "backend/opencl/cl_plan.h"
 
-/* gemm_half.cl's shape: blocks of GH_BM x GH_BN, K slices of GH_BK (gh_gemm's work-items a group,
- * its GH_NT, are read from the built kernel: gh_program's nt); gh_pack's groups of 32 x 8 over 32
- * rows and GH_PK values of k */
+/* gemm_half.cl's shape: blocks of GH_BM x bn, K slices of bk (bn x bk: 128 x 32 by default,
+ * 192 x 32 or 256 x 16 as build variants, cf_backend_options.gemm_half_block; gh_gemm's work-items
+ * a group, its GH_NT, are read from the built kernel: gh_program's nt); K padded to a multiple of
+ * GH_KP (gh_pack's steps); gh_pack's groups of 32 x 8 over 32 rows and GH_PK values of k */
 #define GH_BM 128
-#define GH_BN 128
-#define GH_BK 32
+#define GH_KP 32
 #define GH_PK 128
 #define GH_MAX_SPLIT 16
 
@@ -69,14 +69,35 @@ int cf_cl_gemm_half_engine(const cf_cl_ctx *ctx) {
     return ctx->gemm_half_mode == 1 || (ctx->mx->half_gemm_verified && !ctx->mx_emulate);
 }
 
-int cf_cl_gemm_half_split(int M, int N, int K, int compute_units) {
-    const long blocks = (long)((M + GH_BM - 1) / GH_BM) * ((N + GH_BN - 1) / GH_BN);
+void cf_cl_gemm_half_block(const cf_cl_ctx *ctx, int *bn, int *bk) {
+    *bn = ctx && ctx->gh_bn ? ctx->gh_bn : 128;
+    *bk = ctx && ctx->gh_bk ? ctx->gh_bk : 32;
+}
+
+int cf_cl_gemm_half_block_parse(const char *s, int *bn, int *bk) {
+    int n = 0, k = 0;
+    char tail = 0;
+    if (!s || sscanf(s, "%dx%d%c", &n, &k, &tail) != 2) return CF_ERR_INVALID;
+    if (!((n == 128 && k == 32) || (n == 192 && k == 32) || (n == 256 && k == 16)))
+        return CF_ERR_INVALID;
+    *bn = n;
+    *bk = k;
+    return CF_OK;
+}
+
+int cf_cl_gemm_half_split(const cf_cl_ctx *ctx, int M, int N, int K, int compute_units) {
+    int bn, bk;
+    cf_cl_gemm_half_block(ctx, &bn, &bk);
+    const long blocks = (long)((M + GH_BM - 1) / GH_BM) * ((N + bn - 1) / bn);
+    /* groups a compute unit at once: on an H100 the default build's 122 registers and 32 KiB of
+     * local memory let two run, and so do the GH_NT 128 variant's 226 with its half-size groups
+     * (bench/results/h100/session18/callC); the wider blocks' 64 x 48 and 64 x 64 warp tiles take
+     * more than 128 registers a work-item, so one */
+    const long per_cu = bn == 128 ? 2 : 1;
     if (blocks <= 0 || blocks >= compute_units) return 1;
-    /* as many slices as keep the groups within one wave of two a compute unit (on an H100 the
-     * default build's 122 registers and 32 KiB of local memory let two run at once, and so do
-     * the GH_NT 128 variant's 226 with its half-size groups: bench/results/h100/session18/callC) */
-    long s = 2L * compute_units / blocks;
-    const long by_k = ((long)K + GH_BK - 1) / GH_BK * GH_BK / 256;
+    /* as many slices as keep the groups within one wave */
+    long s = per_cu * compute_units / blocks;
+    const long by_k = ((long)K + bk - 1) / bk * bk / 256;
     if (s > by_k) s = by_k;
     if (s > GH_MAX_SPLIT) s = GH_MAX_SPLIT;
     return s < 1 ? 1 : (int)s;
@@ -100,9 +121,13 @@ static int gh_program_get(cf_cl_ctx *ctx, int eb, int ea, gh_program **out) {
     /* on a CPU device (the emulation's tests) without optimisation, as the flash kernels
      * (cl_flash.c): LLVM over the unrolled loops replicated across the work-group takes minutes */
     const int cpu = !(ctx->dev.type & CL_DEVICE_TYPE_GPU), verbose = cf_cl_nv_verbose(ctx);
+    int bn, bk;
+    cf_cl_gemm_half_block(ctx, &bn, &bk);
+    char block[48] = "";
+    if (bn != 128 || bk != 32) snprintf(block, sizeof block, " -DGH_BN=%d -DGH_BK=%d", bn, bk);
     snprintf(opts, sizeof opts,
-             "-cl-std=CL1.2 -DGF_MMA_HELPERS_ONLY -DEPI_BIAS=%d -DEPI_ACT=%d -DEPI_COLSUM=0 %s%s%s",
-             eb, ea, form, cpu ? " -cl-opt-disable" : "", verbose ? " -cl-nv-verbose" : "");
+             "-cl-std=CL1.2 -DGF_MMA_HELPERS_ONLY -DEPI_BIAS=%d -DEPI_ACT=%d -DEPI_COLSUM=0 %s%s%s%s",
+             eb, ea, form, block, cpu ? " -cl-opt-disable" : "", verbose ? " -cl-nv-verbose" : "");
     cl_kernel *ks[GH_KERNELS];
     for (int i = 0; i < GH_KERNELS; i++) ks[i] = &g->k[i];
     int rc = cf_cl_build_kernels(ctx, file, opts, &g->program, GH_KERNELS, gh_names, ks);
@@ -113,7 +138,7 @@ static int gh_program_get(cf_cl_ctx *ctx, int eb, int ea, gh_program **out) {
     }
     if (rc == CF_OK) {
         /* gh_gemm: the group size its build says (GH_NT: 256 by default, 128 a variant),
-         * 128 x 128 / nt accumulators and about 64 more registers each */
+         * 128 x bn / nt accumulators and about 64 more registers each */
         size_t req[3] = {0, 0, 0};
         const cl_int err =
             clGetKernelWorkGroupInfo(g->k[GH_GEMM], ctx->dev.device,
@@ -127,7 +152,7 @@ static int gh_program_get(cf_cl_ctx *ctx, int eb, int ea, gh_program **out) {
                      "128 expected)", err != CL_SUCCESS ? cf_cl_errstr(err) : "queried", req[0]);
         else
             fits = cf_cl_kernel_fits(ctx, g->k[GH_GEMM], 1, local,
-                                     (GH_BM * GH_BN / (int)g->nt + 64) * 4 + 256, why, sizeof why);
+                                     (GH_BM * bn / (int)g->nt + 64) * 4 + 256, why, sizeof why);
         if (fits <= 0) {
             cf_cl_fail(ctx, "cl_kernels/%s: gh_gemm cannot run on %s: %s", ctx->mx->half_gemm,
                        ctx->dev.name, why);
@@ -166,13 +191,15 @@ int cf_cl_gemm_half_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, int split) {
     }
     const int eb = d->bias != NULL, ea = d->act;
     const int M = d->M, N = d->N, K = d->K;
-    const int mp = (M + GH_BM - 1) / GH_BM * GH_BM, np = (N + GH_BN - 1) / GH_BN * GH_BN;
-    const int kp = (K + GH_BK - 1) / GH_BK * GH_BK;
-    if (split <= 0) split = cf_cl_gemm_half_split(M, N, K, (int)ctx->dev.compute_units);
+    int bn, bk;
+    cf_cl_gemm_half_block(ctx, &bn, &bk);
+    const int mp = (M + GH_BM - 1) / GH_BM * GH_BM, np = (N + bn - 1) / bn * bn;
+    const int kp = (K + GH_KP - 1) / GH_KP * GH_KP;
+    if (split <= 0) split = cf_cl_gemm_half_split(ctx, M, N, K, (int)ctx->dev.compute_units);
     if (split > GH_MAX_SPLIT) split = GH_MAX_SPLIT;
-    /* K per slice, a multiple of GH_BK; the split actually used may be smaller than asked */
+    /* K per slice, a multiple of bk; the split actually used may be smaller than asked */
     int kps = (kp + split - 1) / split;
-    kps = (kps + GH_BK - 1) / GH_BK * GH_BK;
+    kps = (kps + bk - 1) / bk * bk;
     split = (kp + kps - 1) / kps;
 
     gh_program *g = NULL, *gp = NULL;
@@ -200,15 +227,15 @@ int cf_cl_gemm_half_run(cf_cl_ctx *ctx, const cf_cl_gemm_desc *d, int split) {
                             CF_ARGS(ARG_MEM(cs), ARG_INT(chunks), ARG_INT(M),
                                     ARG_MEM(d->colsum), ARG_ULONG(d->colsum_off), ARG_INT(1))));
     }
-    CF_DEBUG("gemm M=%d N=%d K=%d %c%c: half operands, 128x128 (split %d)", M, N, K,
-             d->ta ? 'T' : 'N', d->tb ? 'T' : 'N', split);
+    CF_DEBUG("gemm M=%d N=%d K=%d %c%c: half operands, 128x%d bk %d (split %d)", M, N, K,
+             d->ta ? 'T' : 'N', d->tb ? 'T' : 'N', bn, bk, split);
     cl_mem bias_mem = d->bias ? d->bias : d->C;
     cl_mem x_mem = d->act ? d->act_x : d->C;
     /* one slice: C with the epilogue; more: the slices' partial products into the scratch (no
      * epilogue), which gemm_fast_reduce then adds in order with it */
     const int one = split == 1;
     const size_t nt = (one ? g : gp)->nt;
-    const size_t global[3] = {(size_t)(np / GH_BN) * nt, (size_t)(mp / GH_BM), (size_t)split};
+    const size_t global[3] = {(size_t)(np / bn) * nt, (size_t)(mp / GH_BM), (size_t)split};
     const size_t local[3] = {nt, 1, 1};
     const int ldq = kp / 8;
     CF_TRY(cf_cl_launch(
