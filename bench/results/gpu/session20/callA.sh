@@ -16,7 +16,7 @@ export CF_TEST_OPENCL_DEVICE=nvidia CF_REQUIRE_OPENCL=1 CF_CACHE_DIR=$O/cache
 j() { python3 -c "import json,sys; d=json.loads(open(sys.argv[1]).read().strip().splitlines()[-1]); print('%.0f tok/s, loss %.5f, peak %.0f MiB' % (d['tokens_per_s'], d['final_loss'], d['peak_device_bytes']/1048576))" $1 2>/dev/null || tail -3 $1; }
 for b in 128x32 192x32 256x16; do
   CF_GEMM_HALF_BLOCK=$b timeout 100 ./build-gpu/test_cl_gemm_half --prec bf16 > $O/t_$b.txt 2>&1; echo "test $b: $(grep -E '^precision' $O/t_$b.txt) | $(tail -1 $O/t_$b.txt)"
-  CF_GEMM_HALF_BLOCK=$b CF_GEMM_FAST_VERBOSE=1 CF_CACHE_DIR=off timeout 60 ./build-gpu/test_cl_gemm_half --prec bf16 --small > $O/v_$b.txt 2>&1; echo "   regs: $(grep -iE 'gh_gemm|registers|spill' $O/v_$b.txt | head -6 | tr '\n' ' ' | cut -c1-400)"
+  CF_GEMM_HALF_BLOCK=$b CF_GEMM_FAST_VERBOSE=1 CF_CACHE_DIR=off timeout 60 ./build-gpu/test_cl_gemm_half --prec bf16 --small > $O/v_$b.txt 2>&1; echo "   regs: $(grep -A2 "entry function 'gh_gemm'" $O/v_$b.txt | grep -E 'Used|spill' | head -2 | sed 's/.*ptxas//' | tr '\n' ' ' | cut -c1-300)"
   CF_GEMM_HALF_BLOCK=$b timeout 100 ./build-gpu/test_cl_gemm_fast --bench --shapes 124m --prec bf16 --variant 12 --min-time 0.01 > $O/gb_$b.txt 2>&1; echo "   $(grep -E 'GEMMs of one' $O/gb_$b.txt | cut -c1-110)"
   echo "   $(grep -E '^[a-z_.]+ +[01] +[01] |^square' $O/gb_$b.txt | awk '{printf "%s %s  ", $1, $9}')"
   save
