@@ -31,7 +31,15 @@
  * work-item stages four rows of a tile instead of two. Two copies of each tile: while the group
  * multiplies one slice, the next slice's 16-byte loads are in registers (one barrier a slice),
  * as gemm_fast.cl does.
- * Split-K: dimension 2 of the range is the slice s of kps values of k (a multiple of 32), as in
+ * Wider blocks (build variants, -DGH_BN / -DGH_BK, which the host passes from
+ * cf_backend_options.gemm_half_block): 128 x 192 (GH_BN 192: warp tiles of 64 x 48, B staged in
+ * three passes) and 128 x 256 with K slices of 16 (GH_BN 256, GH_BK 16: warp tiles of 64 x 64,
+ * rows of 2 chunks at r * 2 + (c ^ ((r / 4) % 2)), which again spreads each ldmatrix matrix over
+ * the 32 banks). Each slice then reads fewer bytes of A and B from L2 and fewer fragment bytes
+ * from local memory per multiply-add: (128 + bn) / (128 bn) of a value per multiply-add from L2,
+ * against 1/64 for 128 x 128. Two copies of 128 x 256 slices of 32 would take 48 KiB, over
+ * NVIDIA's limit with the 16 bytes its compiler adds.
+ * Split-K: dimension 2 of the range is the slice s of kps values of k (a multiple of GH_BK), as in
  * gemm_fast.cl; the host then passes a scratch buffer as C and gemm_fast_reduce adds the slices in
  * order and applies the epilogue.
  * Under MMA_EMULATE (CF_MATRIX_ENGINE=emulate:<row>, tests on any device) the fragments are read
