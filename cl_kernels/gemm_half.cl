@@ -301,7 +301,8 @@ __kernel __attribute__((reqd_work_group_size(GH_NT, 1, 1))) void gh_gemm(
             for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
 
     /* staging: rows r + u * GH_SROWS (u < GH_SPA, or GH_SPB) of each tile, chunk c */
-    const int r = lid / GH_CH, c = lid % GH_CH;
+    /* (lid - r * GH_CH, not a remainder next to the division: see gf_load4) */
+    const int r = lid / GH_CH, c = lid - r * GH_CH;
     __global const uint4 *pa = Ah + (size_t)(m0 + r) * ldq + c;
     __global const uint4 *pb = Bh + (size_t)(n0 + r) * ldq + c;
     const size_t hs = (size_t)GH_SROWS * ldq;
