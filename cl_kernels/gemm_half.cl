@@ -59,16 +59,23 @@
 #define GH_BK 32 /* K slice (32; 16 a build variant, -DGH_BK, for 256-wide blocks) */
 #endif
 #define GH_BM 128 /* rows */
+#if GH_BN == 64
+#define GH_NT_64 128 /* 128 x 64 blocks: 4 warps of 64 x 32 */
+#endif
+#ifdef GH_NT_64
+#define GH_NT GH_NT_64
+#else
 #define GH_NT 256 /* work-items a group: 256 (8 warps) or 128 (4 warps; a build variant) */
+#endif
 #define GH_CH (GH_BK / 8) /* 16-byte chunks a staged row: 4 (GH_BK 32) or 2 (16) */
 #define GH_WTM 64 /* warp tile: rows (2 warps along m) */
 #define GH_WTN (GH_BN * 64 / GH_NT) /* columns (GH_NT / 64 warps along n): 32, 48, 64 */
 #if GH_NT != 256 && GH_NT != 128
 #error "gemm_half.cl: GH_NT 256 or 128"
 #endif
-#if (GH_BN != 128 && GH_BN != 192 && GH_BN != 256) || (GH_BK != 32 && GH_BK != 16) ||            \
-    (GH_NT == 128 && GH_BN != 128)
-#error "gemm_half.cl: GH_BN 128, 192 or 256, GH_BK 32 or 16 (GH_NT 128: GH_BN 128)"
+#if (GH_BN != 64 && GH_BN != 128 && GH_BN != 192 && GH_BN != 256) ||                              \
+    (GH_BK != 32 && GH_BK != 16) || (GH_NT == 128 && GH_BN > 128)
+#error "gemm_half.cl: GH_BN 64, 128, 192 or 256, GH_BK 32 or 16 (GH_NT 128: GH_BN 64 or 128)"
 #endif
 #define GH_SROWS (GH_NT / GH_CH)     /* rows of a tile one staging pass covers: 64 or 128 */
 #define GH_SPA (GH_BM / GH_SROWS)    /* passes of the A tile */

@@ -78,7 +78,8 @@ int cf_cl_gemm_half_block_parse(const char *s, int *bn, int *bk) {
     int n = 0, k = 0;
     char tail = 0;
     if (!s || sscanf(s, "%dx%d%c", &n, &k, &tail) != 2) return CF_ERR_INVALID;
-    if (!((n == 128 && k == 32) || (n == 192 && k == 32) || (n == 256 && k == 16)))
+    if (!((n == 64 && k == 32) || (n == 128 && k == 32) || (n == 192 && k == 32) ||
+          (n == 256 && k == 16)))
         return CF_ERR_INVALID;
     *bn = n;
     *bk = k;
@@ -93,7 +94,7 @@ int cf_cl_gemm_half_split(const cf_cl_ctx *ctx, int M, int N, int K, int compute
      * local memory let two run, and so do the GH_NT 128 variant's 226 with its half-size groups
      * (bench/results/h100/session18/callC); the wider blocks' 64 x 48 and 64 x 64 warp tiles take
      * more than 128 registers a work-item, so one */
-    const long per_cu = bn == 128 ? 2 : 1;
+    const long per_cu = bn == 64 ? 4 : bn == 128 ? 2 : 1;
     if (blocks <= 0 || blocks >= compute_units) return 1;
     /* as many slices as keep the groups within one wave */
     long s = per_cu * compute_units / blocks;
