@@ -29,4 +29,12 @@ run base 128x32 ""
 run b64 64x32 ""
 run b64a3 64x32 /tmp/ka3
 run base2 128x32 ""
+el variants
+# On an H200 (never measured against PyTorch there): 124M in fp32, tf32 and bf16 against PyTorch
+if nvidia-smi --query-gpu=name --format=csv,noheader | grep -q H200; then
+  for p in fp32 tf32 bf16; do timeout 70 ./build-gpu/clformer bench configs/gpt2_124m.json --device nvidia --precision $p --steps 5 --warmup 2 --json > $O/c124_$p.txt 2>&1; echo "124m $p clformer: $(j $O/c124_$p.txt)"; done
+  timeout 90 python3 bench/pytorch_gpt.py --config configs/gpt2_124m.json --device cuda --steps 5 --warmup 2 --json > $O/torch124_fp32.txt 2>&1; echo "pytorch 124m fp32: $(tail -1 $O/torch124_fp32.txt | cut -c1-120)"
+  timeout 90 python3 bench/pytorch_gpt.py --config configs/gpt2_124m.json --device cuda --steps 5 --warmup 2 --tf32 --json > $O/torch124_tf32.txt 2>&1; echo "pytorch 124m tf32: $(tail -1 $O/torch124_tf32.txt | cut -c1-120)"
+  timeout 90 python3 bench/pytorch_gpt.py --config configs/gpt2_124m.json --device cuda --steps 5 --warmup 2 --amp bf16 --json > $O/torch124_bf16.txt 2>&1; echo "pytorch 124m bf16 autocast: $(tail -1 $O/torch124_bf16.txt | cut -c1-120)"
+fi
 el done
