@@ -62,6 +62,45 @@ __kernel void crossentropy_forward_softcap(__global float *losses, ulong loss_of
 /* Elements of a row each work-item keeps in registers in crossentropy_fused (V <= CE_CPT * LS): the
  * row is then read from global memory once instead of three times. */
 #define CE_CPT 64
+/* Longer rows whose logits and gradients are whole float4s (V and both offsets multiples of 4):
+ * read twice instead of three times. The first read gives the row's max and sum: each work-item
+ * takes blocks of CE_B4 float4s (at lid + j * LS within the block), finds the block's max, and
+ * adds the block's exponentials to its running sum, rescaled when the max grows (one exp more a
+ * block, no branch per element); the group then combines the pairs. The second read writes the
+ * gradient. (An earlier one-read form with a branch per element was slower on an H100, session
+ * 18: it kept one load in flight; these blocks keep CE_B4.) A NaN logit makes the sum NaN, +inf
+ * too, as in the three-read form; -inf adds nothing. */
+#define CE_B4 8
+static inline float4 ce_z4(float4 z, float softcap) {
+    return softcap > 0.0f ? softcap * tanh(z / softcap) : z;
+}
+static inline __attribute__((always_inline)) void
+ce_row_stats4(__local float *red, __global const float4 *x4, int V4, float softcap, float *mx_out,
+              float *s_out) {
+    const int lid = get_local_id(0);
+    float m = -INFINITY, s = 0.0f;
+    for (int b = 0; b < V4; b += CE_B4 * LS) {
+        float4 z[CE_B4];
+        float bm = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < CE_B4; j++) {
+            const int i = b + lid + j * LS;
+            z[j] = i < V4 ? ce_z4(x4[i], softcap) : (float4)(-INFINITY);
+            bm = fmax(bm, fmax(fmax(z[j].x, z[j].y), fmax(z[j].z, z[j].w)));
+        }
+        const float mn = fmax(m, bm);
+        if (mn == -INFINITY) continue; /* nothing seen yet (per work-item: no barrier inside) */
+        float t = 0.0f;
+#pragma unroll
+        for (int j = 0; j < CE_B4; j++)
+            t += (exp(z[j].x - mn) + exp(z[j].y - mn)) + (exp(z[j].z - mn) + exp(z[j].w - mn));
+        s = s * exp(m - mn) + t; /* (m = -inf: s is 0, and exp gives 0) */
+        m = mn;
+    }
+    const float mx = cf_group_reduce(red, m, 1);
+    *s_out = cf_group_reduce(red, m == -INFINITY ? 0.0f : s * exp(m - mx), 0);
+    *mx_out = mx;
+}
 
 static inline __attribute__((always_inline)) void
 ce_fused_body(__local float *red, __global float *losses, ulong loss_off, __global float *dlogits,
@@ -119,12 +158,19 @@ ce_fused_body(__local float *red, __global float *losses, ulong loss_off, __glob
         }
         return;
     }
-    float mx = -INFINITY;
-    for (int i = lid; i < V; i += LS) mx = fmax(mx, CE_Z(x[i], softcap));
-    mx = cf_group_reduce(red, mx, 1);
-    float s = 0.0f;
-    for (int i = lid; i < V; i += LS) s += exp(CE_Z(x[i], softcap) - mx);
-    s = cf_group_reduce(red, s, 0); /* ends with a barrier: all reads of the row are done */
+    /* whole float4s (uniform over the launch) */
+    const int vec = V % 4 == 0 && (logits_off + (size_t)row * V) % 4 == 0 &&
+                    (dlogits_off + (size_t)row * V) % 4 == 0;
+    float mx = -INFINITY, s = 0.0f;
+    if (vec) {
+        ce_row_stats4(red, (__global const float4 *)x, V / 4, softcap, &mx, &s);
+    } else {
+        for (int i = lid; i < V; i += LS) mx = fmax(mx, CE_Z(x[i], softcap));
+        mx = cf_group_reduce(red, mx, 1);
+        for (int i = lid; i < V; i += LS) s += exp(CE_Z(x[i], softcap) - mx);
+        s = cf_group_reduce(red, s, 0);
+    }
+    /* (both end with a barrier: all reads of the row are done) */
     if (lid == 0) {
         float loss = 0.0f;
         if (target >= 0) loss = log(s) + mx - CE_Z(x[target], softcap);
@@ -135,6 +181,20 @@ ce_fused_body(__local float *red, __global float *losses, ulong loss_off, __glob
     float inv = 1.0f / s;
     if (target < 0) {
         for (int i = lid; i < V; i += LS) dx[i] = 0.0f;
+    } else if (vec) {
+        __global const float4 *x4 = (__global const float4 *)x;
+        __global float4 *dx4 = (__global float4 *)dx;
+        for (int i = lid; i < V / 4; i += LS) {
+            const float4 z = x4[i];
+            const int4 k = (int4)(4 * i) + (int4)(0, 1, 2, 3);
+            float4 d = (exp(ce_z4(z, softcap) - mx) * inv -
+                        convert_float4(-(k == (int4)(target)))) * dloss;
+            if (softcap > 0.0f) {
+                const float4 th = tanh(z / softcap);
+                d *= 1.0f - th * th;
+            }
+            dx4[i] = d;
+        }
     } else {
         for (int i = lid; i < V; i += LS) {
             const float z = x[i];

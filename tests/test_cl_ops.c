@@ -334,7 +334,10 @@ static void test_elementwise(size_t n) {
     pair_free(x), pair_free(y), pair_free(out), pair_free(dinp);
 }
 
-static void test_crossentropy(int N, int Vocab) {
+/* lead: the logits and their gradient start that many elements after PAD (lead 3: on the
+ * 4-element grid, which the OpenCL kernel's float4 form needs) */
+static void test_crossentropy(int N, int Vocab, size_t lead) {
+#define VL(p) cf_view_f32(g_ ? (p).g : (p).c, PAD + lead)
     int *tg = tcl_malloc((size_t)N * 4);
     for (int i = 0; i < N; i++) tg[i] = (int)(cf_rng_u32(&rng) % (uint32_t)Vocab);
     tg[1 % N] = -1; /* ignored row */
@@ -342,25 +345,25 @@ static void test_crossentropy(int N, int Vocab) {
     /* a target past the vocabulary on the last row: ignored on both backends (backend.h) */
     if (N > 2) tg[N - 1] = Vocab + 5;
     pair targets = pair_new((size_t)N, tg, 0.0f);
-    pair logits = pair_rand((size_t)N * Vocab, 6.0f), losses = pair_rand(N, 1.0f);
+    pair logits = pair_rand(lead + (size_t)N * Vocab, 6.0f), losses = pair_rand(N, 1.0f);
     char what[96];
-    BOTH(cf_be_crossentropy_forward(be, V(losses), V(logits), VI(targets), N, Vocab,
+    BOTH(cf_be_crossentropy_forward(be, V(losses), VL(logits), VI(targets), N, Vocab,
                                     0.0f));
-    snprintf(what, sizeof what, "crossentropy_forward N=%d V=%d", N, Vocab);
+    snprintf(what, sizeof what, "crossentropy_forward N=%d V=%d lead %zu", N, Vocab, lead);
     check(what, losses, 1e-6);
-    pair dlogits = pair_rand((size_t)N * Vocab, 1.0f), losses2 = pair_rand(N, 1.0f);
-    BOTH(cf_be_crossentropy_fused(be, V(losses2), V(dlogits), V(logits), VI(targets), N, Vocab,
+    pair dlogits = pair_rand(lead + (size_t)N * Vocab, 1.0f), losses2 = pair_rand(N, 1.0f);
+    BOTH(cf_be_crossentropy_fused(be, V(losses2), VL(dlogits), VL(logits), VI(targets), N, Vocab,
                                   0.25f, 0.0f));
-    snprintf(what, sizeof what, "crossentropy_fused losses N=%d V=%d", N, Vocab);
+    snprintf(what, sizeof what, "crossentropy_fused losses N=%d V=%d lead %zu", N, Vocab, lead);
     check(what, losses2, 1e-6);
-    snprintf(what, sizeof what, "crossentropy_fused dlogits (assigned) N=%d V=%d", N, Vocab);
+    snprintf(what, sizeof what, "crossentropy_fused dlogits (assigned) N=%d V=%d lead %zu", N, Vocab, lead);
     check(what, dlogits, 1e-6);
     if (N > 2) {
         float l[2];
         float *row = tcl_malloc((size_t)Vocab * 4);
         TCL_OK(cf_be_download(GPU, &l[0], cf_view_f32(losses.g, PAD + (size_t)N - 1), 4));
         TCL_OK(cf_be_download(GPU, &l[1], cf_view_f32(losses2.g, PAD + (size_t)N - 1), 4));
-        TCL_OK(cf_be_download(GPU, row, cf_view_f32(dlogits.g, PAD + (size_t)(N - 1) * Vocab),
+        TCL_OK(cf_be_download(GPU, row, cf_view_f32(dlogits.g, PAD + lead + (size_t)(N - 1) * Vocab),
                               (size_t)Vocab * 4));
         int zero = 1;
         for (int j = 0; j < Vocab; j++) zero &= row[j] == 0.0f;
@@ -371,15 +374,16 @@ static void test_crossentropy(int N, int Vocab) {
         free(row);
     }
     /* in place: dlogits aliases logits */
-    BOTH(cf_be_crossentropy_fused(be, V(losses2), V(logits), V(logits), VI(targets), N, Vocab,
+    BOTH(cf_be_crossentropy_fused(be, V(losses2), VL(logits), VL(logits), VI(targets), N, Vocab,
                                   1.0f / N, 0.0f));
-    snprintf(what, sizeof what, "crossentropy_fused in place losses N=%d V=%d", N, Vocab);
+    snprintf(what, sizeof what, "crossentropy_fused in place losses N=%d V=%d lead %zu", N, Vocab, lead);
     check(what, losses2, 1e-6);
-    snprintf(what, sizeof what, "crossentropy_fused in place dlogits N=%d V=%d", N, Vocab);
+    snprintf(what, sizeof what, "crossentropy_fused in place dlogits N=%d V=%d lead %zu", N, Vocab, lead);
     check(what, logits, 1e-6);
     free(tg);
     pair_free(targets), pair_free(logits), pair_free(losses), pair_free(dlogits);
     pair_free(losses2);
+#undef VL
 }
 
 /* skip = 0: x at PAD = 5, read element by element; skip = 3: on the 4-element grid (float4s) */
@@ -528,7 +532,7 @@ int main(int argc, char **argv) {
         if (want("encoder")) test_encoder(2, 5, 6, 4);
         if (want("layernorm")) test_layernorm(3, 10);
         if (want("elementwise")) test_elementwise(37);
-        if (want("crossentropy")) test_crossentropy(3, 11);
+        if (want("crossentropy")) test_crossentropy(3, 11, 0);
         if (want("reduce")) {
             test_reduce(1, 0);
             test_reduce(300, 0);
@@ -596,11 +600,15 @@ int main(int argc, char **argv) {
         test_elementwise(100003);
     }
     if (want("crossentropy")) {
-        test_crossentropy(7, 50);
-        test_crossentropy(33, 300);
+        test_crossentropy(7, 50, 0);
+        test_crossentropy(33, 300, 0);
         /* rows wider than the fused kernel keeps in registers (64 per work-item): the loops */
         const int ls = ((cf_cl_ctx *)GPU->ctx)->prog_ls[CF_PROG_CROSSENTROPY];
-        test_crossentropy(3, 64 * ls + 37);
+        test_crossentropy(3, 64 * ls + 37, 0);
+        /* and of whole float4s: the blocked two-read form (V % 4 == 0, blocks of 8 float4s a
+         * work-item, the last one partial) */
+        test_crossentropy(5, 64 * ls + 36, 3);
+        test_crossentropy(3, 64 * ls + 36, 0); /* (not on the grid: element by element) */
     }
     if (want("reduce")) {
         for (size_t skip = 0; skip <= 3; skip += 3) {
