@@ -28,13 +28,12 @@ run() { # name block kerneldir
 run base 128x32 ""
 run b64 64x32 ""
 run b64a3 64x32 /tmp/ka3
-run base2 128x32 ""
 el variants
 # the cross-entropy's blocked two-read form against the three-read one before it (a copy of the
 # kernels with bench/results/gpu/session20/crossentropy_before.cl): the loss's time in profiles,
 # and tokens/s, fp32 and bf16
 rm -rf /tmp/kce && cp -r cl_kernels /tmp/kce && cp bench/results/gpu/session20/crossentropy_before.cl /tmp/kce/crossentropy.cl
-for p in bf16 fp32; do for v in new old new; do kd=; [ $v = old ] && kd=/tmp/kce
+for p in bf16 fp32; do for v in new old; do kd=; [ $v = old ] && kd=/tmp/kce
   CF_KERNEL_DIR=$kd timeout 60 ./build-gpu/clformer bench configs/gpt2_124m.json --device nvidia --precision $p --steps 2 --warmup 1 --profile > $O/prof_${p}_$v.txt 2>&1; echo "profile $p $v: $(grep -E '^(loss|total) ' $O/prof_${p}_$v.txt | tr -s ' ' | tr '\n' ' ')"
 done; done
 for v in new old new old; do kd=; [ $v = old ] && kd=/tmp/kce; CF_KERNEL_DIR=$kd timeout 70 ./build-gpu/clformer bench configs/gpt2_124m.json --device nvidia --precision bf16 --steps 5 --warmup 2 --json > $O/ce_$v.txt 2>&1; echo "124m bf16 ce $v: $(j $O/ce_$v.txt)"; done
