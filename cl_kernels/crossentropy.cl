@@ -186,9 +186,9 @@ ce_fused_body(__local float *red, __global float *losses, ulong loss_off, __glob
         __global float4 *dx4 = (__global float4 *)dx;
         for (int i = lid; i < V / 4; i += LS) {
             const float4 z = x4[i];
-            const int4 k = (int4)(4 * i) + (int4)(0, 1, 2, 3);
-            float4 d = (exp(ce_z4(z, softcap) - mx) * inv -
-                        convert_float4(-(k == (int4)(target)))) * dloss;
+            const int k = target - 4 * i; /* the target's component here, if any */
+            const float4 hot = (float4)(k == 0, k == 1, k == 2, k == 3);
+            float4 d = (exp(ce_z4(z, softcap) - mx) * inv - hot) * dloss;
             if (softcap > 0.0f) {
                 const float4 th = tanh(z / softcap);
                 d *= 1.0f - th * th;
