@@ -36,7 +36,7 @@ rm -rf /tmp/kce && cp -r cl_kernels /tmp/kce && cp bench/results/gpu/session20/c
 for p in bf16 fp32; do for v in new old; do kd=; [ $v = old ] && kd=/tmp/kce
   CF_KERNEL_DIR=$kd timeout 60 ./build-gpu/clformer bench configs/gpt2_124m.json --device nvidia --precision $p --steps 2 --warmup 1 --profile > $O/prof_${p}_$v.txt 2>&1; echo "profile $p $v: $(grep -E '^(loss|total) ' $O/prof_${p}_$v.txt | tr -s ' ' | tr '\n' ' ')"
 done; done
-for v in new old new old; do kd=; [ $v = old ] && kd=/tmp/kce; CF_KERNEL_DIR=$kd timeout 70 ./build-gpu/clformer bench configs/gpt2_124m.json --device nvidia --precision bf16 --steps 5 --warmup 2 --json > $O/ce_$v.txt 2>&1; echo "124m bf16 ce $v: $(j $O/ce_$v.txt)"; done
+for v in new old; do kd=; [ $v = old ] && kd=/tmp/kce; CF_KERNEL_DIR=$kd timeout 70 ./build-gpu/clformer bench configs/gpt2_124m.json --device nvidia --precision bf16 --steps 5 --warmup 2 --json > $O/ce_$v.txt 2>&1; echo "124m bf16 ce $v: $(j $O/ce_$v.txt)"; done
 el ce; save
 # On an H200 (never measured against PyTorch there): 124M in fp32, tf32 and bf16 against PyTorch
 if nvidia-smi --query-gpu=name --format=csv,noheader | grep -q H200; then
