@@ -1,7 +1,7 @@
 #!/bin/bash
-# clformer test: gemm_half.cl's wider blocks (build variants chosen by CF_GEMM_HALF_BLOCK: 128 x 192
-# with K slices of 32, three staging passes of B; 128 x 256 with slices of 16, 64 x 64 warp tiles)
-# as the device calls run them: test_cl_gemm_half in bf16 on the emulated tensor cores (every
+# clformer test: gemm_half.cl's other blocks (build variants chosen by CF_GEMM_HALF_BLOCK: 128 x 64
+# in groups of 4 warps; 128 x 192 with K slices of 32, three staging passes of B; 128 x 256 with
+# slices of 16, 64 x 64 warp tiles) as the device calls run them: test_cl_gemm_half in bf16 on the emulated tensor cores (every
 # transpose, partial blocks, split-K, the epilogues), each run required to say that it ran the
 # variant. Skipped (77) without test_cl_gemm_half or an OpenCL device.
 set -u
@@ -12,7 +12,7 @@ if [ ! -x "$bin" ]; then
   echo "SKIP cli_gemm_half_blocks: $bin not built (this build has no OpenCL backend)"
   exit 77
 fi
-for b in 192x32 256x16; do
+for b in 64x32 192x32 256x16; do
   out=$(CF_GEMM_HALF_BLOCK=$b CF_MATRIX_ENGINE=emulate:nvidia-mma-sync "$bin" --prec bf16 2>&1)
   rc=$?
   if [ $rc -eq 77 ]; then
