@@ -335,8 +335,8 @@ static void test_elementwise(size_t n) {
 }
 
 /* lead: the logits and their gradient start that many elements after PAD (lead 3: on the
- * 4-element grid, which the OpenCL kernel's float4 form needs) */
-static void test_crossentropy(int N, int Vocab, size_t lead) {
+ * 4-element grid, which the OpenCL kernel's float4 form needs); cap: the logit soft-cap (0 off) */
+static void test_crossentropy(int N, int Vocab, size_t lead, float cap) {
 #define VL(p) cf_view_f32(g_ ? (p).g : (p).c, PAD + lead)
     int *tg = tcl_malloc((size_t)N * 4);
     for (int i = 0; i < N; i++) tg[i] = (int)(cf_rng_u32(&rng) % (uint32_t)Vocab);
@@ -348,15 +348,15 @@ static void test_crossentropy(int N, int Vocab, size_t lead) {
     pair logits = pair_rand(lead + (size_t)N * Vocab, 6.0f), losses = pair_rand(N, 1.0f);
     char what[96];
     BOTH(cf_be_crossentropy_forward(be, V(losses), VL(logits), VI(targets), N, Vocab,
-                                    0.0f));
-    snprintf(what, sizeof what, "crossentropy_forward N=%d V=%d lead %zu", N, Vocab, lead);
+                                    cap));
+    snprintf(what, sizeof what, "crossentropy_forward N=%d V=%d lead %zu cap %g", N, Vocab, lead, cap);
     check(what, losses, 1e-6);
     pair dlogits = pair_rand(lead + (size_t)N * Vocab, 1.0f), losses2 = pair_rand(N, 1.0f);
     BOTH(cf_be_crossentropy_fused(be, V(losses2), VL(dlogits), VL(logits), VI(targets), N, Vocab,
-                                  0.25f, 0.0f));
-    snprintf(what, sizeof what, "crossentropy_fused losses N=%d V=%d lead %zu", N, Vocab, lead);
+                                  0.25f, cap));
+    snprintf(what, sizeof what, "crossentropy_fused losses N=%d V=%d lead %zu cap %g", N, Vocab, lead, cap);
     check(what, losses2, 1e-6);
-    snprintf(what, sizeof what, "crossentropy_fused dlogits (assigned) N=%d V=%d lead %zu", N, Vocab, lead);
+    snprintf(what, sizeof what, "crossentropy_fused dlogits (assigned) N=%d V=%d lead %zu cap %g", N, Vocab, lead, cap);
     check(what, dlogits, 1e-6);
     if (N > 2) {
         float l[2];
@@ -375,10 +375,10 @@ static void test_crossentropy(int N, int Vocab, size_t lead) {
     }
     /* in place: dlogits aliases logits */
     BOTH(cf_be_crossentropy_fused(be, V(losses2), VL(logits), VL(logits), VI(targets), N, Vocab,
-                                  1.0f / N, 0.0f));
-    snprintf(what, sizeof what, "crossentropy_fused in place losses N=%d V=%d lead %zu", N, Vocab, lead);
+                                  1.0f / N, cap));
+    snprintf(what, sizeof what, "crossentropy_fused in place losses N=%d V=%d lead %zu cap %g", N, Vocab, lead, cap);
     check(what, losses2, 1e-6);
-    snprintf(what, sizeof what, "crossentropy_fused in place dlogits N=%d V=%d lead %zu", N, Vocab, lead);
+    snprintf(what, sizeof what, "crossentropy_fused in place dlogits N=%d V=%d lead %zu cap %g", N, Vocab, lead, cap);
     check(what, logits, 1e-6);
     free(tg);
     pair_free(targets), pair_free(logits), pair_free(losses), pair_free(dlogits);
@@ -533,10 +533,10 @@ int main(int argc, char **argv) {
         if (want("layernorm")) test_layernorm(3, 10);
         if (want("elementwise")) test_elementwise(37);
         if (want("crossentropy")) {
-            test_crossentropy(3, 11, 0);
+            test_crossentropy(3, 11, 0, 0.0f);
             /* a row longer than the registers hold, on the float4 grid: the blocked form */
             test_crossentropy(2, 64 * ((cf_cl_ctx *)GPU->ctx)->prog_ls[CF_PROG_CROSSENTROPY] + 36,
-                              3);
+                              3, 0.0f);
         }
         if (want("reduce")) {
             test_reduce(1, 0);
@@ -605,15 +605,17 @@ int main(int argc, char **argv) {
         test_elementwise(100003);
     }
     if (want("crossentropy")) {
-        test_crossentropy(7, 50, 0);
-        test_crossentropy(33, 300, 0);
+        test_crossentropy(7, 50, 0, 0.0f);
+        test_crossentropy(33, 300, 0, 0.0f);
         /* rows wider than the fused kernel keeps in registers (64 per work-item): the loops */
         const int ls = ((cf_cl_ctx *)GPU->ctx)->prog_ls[CF_PROG_CROSSENTROPY];
-        test_crossentropy(3, 64 * ls + 37, 0);
+        test_crossentropy(3, 64 * ls + 37, 0, 0.0f);
         /* and of whole float4s: the blocked two-read form (V % 4 == 0, blocks of 8 float4s a
          * work-item, the last one partial) */
-        test_crossentropy(5, 64 * ls + 36, 3);
-        test_crossentropy(3, 64 * ls + 36, 0); /* (not on the grid: element by element) */
+        test_crossentropy(5, 64 * ls + 36, 3, 0.0f);
+        test_crossentropy(3, 64 * ls + 36, 0, 0.0f); /* (not on the grid: element by element) */
+        test_crossentropy(4, 64 * ls + 36, 3, 5.0f); /* soft-capped, both forms */
+        test_crossentropy(3, 64 * ls + 37, 0, 5.0f);
     }
     if (want("reduce")) {
         for (size_t skip = 0; skip <= 3; skip += 3) {
