@@ -298,14 +298,16 @@ static void build_failure(void) {
 /* The split rule: one slice where the blocks fill the compute units, more (at most 16, slices
  * of at least 256) where they do not */
 static void test_split_rule(void) {
-    expect(cf_cl_gemm_half_split(NULL, 8192, 2304, 768, 132) == 1, "split rule: many blocks, one slice");
+    expect(cf_cl_gemm_half_split(NULL, 8192, 2304, 768, 132) == 1,
+           "split rule: many blocks, one slice");
     expect(cf_cl_gemm_half_split(NULL, 768, 768, 8192, 132) == 7,
            "split rule: 36 blocks on 132 units, K 8192: 7 slices, one wave of two a unit (got %d)",
            cf_cl_gemm_half_split(NULL, 768, 768, 8192, 132));
     expect(cf_cl_gemm_half_split(NULL, 128, 128, 512, 132) == 2,
-           "split rule: slices of at least 256 (got %d)", cf_cl_gemm_half_split(NULL, 128, 128, 512, 132));
-    expect(cf_cl_gemm_half_split(NULL, 128, 128, 100000, 132) == 16, "split rule: at most 16 (got %d)",
-           cf_cl_gemm_half_split(NULL, 128, 128, 100000, 132));
+           "split rule: slices of at least 256 (got %d)",
+           cf_cl_gemm_half_split(NULL, 128, 128, 512, 132));
+    expect(cf_cl_gemm_half_split(NULL, 128, 128, 100000, 132) == 16,
+           "split rule: at most 16 (got %d)", cf_cl_gemm_half_split(NULL, 128, 128, 100000, 132));
     expect(cf_cl_gemm_half_split(NULL, 128, 128, 200, 132) == 1, "split rule: short K, one slice");
     expect(cf_cl_gemm_half_split(NULL, 1280, 2048, 4096, 132) == 1,
            "split rule: 160 blocks, between one and two a unit: one slice (got %d)",

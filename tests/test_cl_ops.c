@@ -347,23 +347,26 @@ static void test_crossentropy(int N, int Vocab, size_t lead, float cap) {
     pair targets = pair_new((size_t)N, tg, 0.0f);
     pair logits = pair_rand(lead + (size_t)N * Vocab, 6.0f), losses = pair_rand(N, 1.0f);
     char what[96];
-    BOTH(cf_be_crossentropy_forward(be, V(losses), VL(logits), VI(targets), N, Vocab,
-                                    cap));
-    snprintf(what, sizeof what, "crossentropy_forward N=%d V=%d lead %zu cap %g", N, Vocab, lead, cap);
+    BOTH(cf_be_crossentropy_forward(be, V(losses), VL(logits), VI(targets), N, Vocab, cap));
+    snprintf(what, sizeof what, "crossentropy_forward N=%d V=%d lead %zu cap %g", N, Vocab, lead,
+             cap);
     check(what, losses, 1e-6);
     pair dlogits = pair_rand(lead + (size_t)N * Vocab, 1.0f), losses2 = pair_rand(N, 1.0f);
     BOTH(cf_be_crossentropy_fused(be, V(losses2), VL(dlogits), VL(logits), VI(targets), N, Vocab,
                                   0.25f, cap));
-    snprintf(what, sizeof what, "crossentropy_fused losses N=%d V=%d lead %zu cap %g", N, Vocab, lead, cap);
+    snprintf(what, sizeof what, "crossentropy_fused losses N=%d V=%d lead %zu cap %g", N, Vocab,
+             lead, cap);
     check(what, losses2, 1e-6);
-    snprintf(what, sizeof what, "crossentropy_fused dlogits (assigned) N=%d V=%d lead %zu cap %g", N, Vocab, lead, cap);
+    snprintf(what, sizeof what, "crossentropy_fused dlogits (assigned) N=%d V=%d lead %zu cap %g",
+             N, Vocab, lead, cap);
     check(what, dlogits, 1e-6);
     if (N > 2) {
         float l[2];
         float *row = tcl_malloc((size_t)Vocab * 4);
         TCL_OK(cf_be_download(GPU, &l[0], cf_view_f32(losses.g, PAD + (size_t)N - 1), 4));
         TCL_OK(cf_be_download(GPU, &l[1], cf_view_f32(losses2.g, PAD + (size_t)N - 1), 4));
-        TCL_OK(cf_be_download(GPU, row, cf_view_f32(dlogits.g, PAD + lead + (size_t)(N - 1) * Vocab),
+        TCL_OK(cf_be_download(GPU, row,
+                              cf_view_f32(dlogits.g, PAD + lead + (size_t)(N - 1) * Vocab),
                               (size_t)Vocab * 4));
         int zero = 1;
         for (int j = 0; j < Vocab; j++) zero &= row[j] == 0.0f;
@@ -376,9 +379,11 @@ static void test_crossentropy(int N, int Vocab, size_t lead, float cap) {
     /* in place: dlogits aliases logits */
     BOTH(cf_be_crossentropy_fused(be, V(losses2), VL(logits), VL(logits), VI(targets), N, Vocab,
                                   1.0f / N, cap));
-    snprintf(what, sizeof what, "crossentropy_fused in place losses N=%d V=%d lead %zu cap %g", N, Vocab, lead, cap);
+    snprintf(what, sizeof what, "crossentropy_fused in place losses N=%d V=%d lead %zu cap %g", N,
+             Vocab, lead, cap);
     check(what, losses2, 1e-6);
-    snprintf(what, sizeof what, "crossentropy_fused in place dlogits N=%d V=%d lead %zu cap %g", N, Vocab, lead, cap);
+    snprintf(what, sizeof what, "crossentropy_fused in place dlogits N=%d V=%d lead %zu cap %g", N,
+             Vocab, lead, cap);
     check(what, logits, 1e-6);
     free(tg);
     pair_free(targets), pair_free(logits), pair_free(losses), pair_free(dlogits);

@@ -126,9 +126,10 @@ static int gh_program_get(cf_cl_ctx *ctx, int eb, int ea, gh_program **out) {
     cf_cl_gemm_half_block(ctx, &bn, &bk);
     char block[48] = "";
     if (bn != 128 || bk != 32) snprintf(block, sizeof block, " -DGH_BN=%d -DGH_BK=%d", bn, bk);
-    snprintf(opts, sizeof opts,
-             "-cl-std=CL1.2 -DGF_MMA_HELPERS_ONLY -DEPI_BIAS=%d -DEPI_ACT=%d -DEPI_COLSUM=0 %s%s%s%s",
-             eb, ea, form, block, cpu ? " -cl-opt-disable" : "", verbose ? " -cl-nv-verbose" : "");
+    snprintf(
+        opts, sizeof opts,
+        "-cl-std=CL1.2 -DGF_MMA_HELPERS_ONLY -DEPI_BIAS=%d -DEPI_ACT=%d -DEPI_COLSUM=0 %s%s%s%s",
+        eb, ea, form, block, cpu ? " -cl-opt-disable" : "", verbose ? " -cl-nv-verbose" : "");
     cl_kernel *ks[GH_KERNELS];
     for (int i = 0; i < GH_KERNELS; i++) ks[i] = &g->k[i];
     int rc = cf_cl_build_kernels(ctx, file, opts, &g->program, GH_KERNELS, gh_names, ks);
