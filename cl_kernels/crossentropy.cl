@@ -19,51 +19,9 @@
  * is inlined with a constant 0, so the capping code is compiled out and the plain kernels keep
  * their registers and speed) and crossentropy_*_softcap; the host picks by the soft-cap value. */
 
-/* losses(N) = logsumexp(logits row) - logits[target] (of the capped logits when softcap > 0) */
-static inline __attribute__((always_inline)) void
-ce_forward_body(__local float *red, __global float *losses, ulong loss_off,
-                __global const float *logits, ulong logits_off, __global const int *targets,
-                ulong tgt_off, int N, int V, float softcap) {
-    int row = get_group_id(0), lid = get_local_id(0);
-    __global const float *x = logits + logits_off + (size_t)row * V;
-    int target = targets[tgt_off + row];
-    if (target >= V) target = -1; /* outside the row: ignored */
-    float mx = -INFINITY;
-    for (int i = lid; i < V; i += LS) mx = fmax(mx, CE_Z(x[i], softcap));
-    mx = cf_group_reduce(red, mx, 1);
-    float s = 0.0f;
-    for (int i = lid; i < V; i += LS) s += exp(CE_Z(x[i], softcap) - mx);
-    s = cf_group_reduce(red, s, 0);
-    if (lid == 0) {
-        float loss = 0.0f;
-        if (target >= 0) loss = log(s) + mx - CE_Z(x[target], softcap);
-        losses[loss_off + row] = loss;
-    }
-}
-__kernel void crossentropy_forward(__global float *losses, ulong loss_off,
-                                   __global const float *logits, ulong logits_off,
-                                   __global const int *targets, ulong tgt_off, int N, int V,
-                                   float softcap) {
-    __local float red[LS];
-    ce_forward_body(red, losses, loss_off, logits, logits_off, targets, tgt_off, N, V, 0.0f);
-}
-__kernel void crossentropy_forward_softcap(__global float *losses, ulong loss_off,
-                                           __global const float *logits, ulong logits_off,
-                                           __global const int *targets, ulong tgt_off, int N,
-                                           int V, float softcap) {
-    __local float red[LS];
-    ce_forward_body(red, losses, loss_off, logits, logits_off, targets, tgt_off, N, V, softcap);
-}
-
-/* losses(N) as above and dlogits(N,V) = (softmax - onehot(target)) * dloss, assigned (times
- * 1 - tanh(z / softcap)^2 when softcap > 0).
- * dlogits may alias logits: every element is read by the work-item that later overwrites it, and
- * all reads of other elements (max, sum, target logit) finish before the first write. */
-/* Elements of a row each work-item keeps in registers in crossentropy_fused (V <= CE_CPT * LS): the
- * row is then read from global memory once instead of three times. */
-#define CE_CPT 64
-/* Longer rows whose logits and gradients are whole float4s (V and both offsets multiples of 4):
- * read twice instead of three times. The first read gives the row's max and sum: each work-item
+/* Rows of whole float4s (V and the offsets multiples of 4) longer than crossentropy_fused keeps
+ * in registers: read twice instead of three times by it, and once instead of twice by
+ * crossentropy_forward. The first read gives the row's max and sum: each work-item
  * takes blocks of CE_B4 float4s (at lid + j * LS within the block), finds the block's max, and
  * adds the block's exponentials to its running sum, rescaled when the max grows (one exp more a
  * block, no branch per element); the group then combines the pairs. The second read writes the
@@ -102,6 +60,52 @@ ce_row_stats4(__local float *red, __global const float4 *x4, int V4, float softc
     *mx_out = mx;
 }
 
+/* losses(N) = logsumexp(logits row) - logits[target] (of the capped logits when softcap > 0) */
+static inline __attribute__((always_inline)) void
+ce_forward_body(__local float *red, __global float *losses, ulong loss_off,
+                __global const float *logits, ulong logits_off, __global const int *targets,
+                ulong tgt_off, int N, int V, float softcap) {
+    int row = get_group_id(0), lid = get_local_id(0);
+    __global const float *x = logits + logits_off + (size_t)row * V;
+    int target = targets[tgt_off + row];
+    if (target >= V) target = -1; /* outside the row: ignored */
+    float mx = -INFINITY, s = 0.0f;
+    if (V % 4 == 0 && logits_off % 4 == 0) { /* whole float4s (uniform over the launch) */
+        ce_row_stats4(red, (__global const float4 *)x, V / 4, softcap, &mx, &s);
+    } else {
+        for (int i = lid; i < V; i += LS) mx = fmax(mx, CE_Z(x[i], softcap));
+        mx = cf_group_reduce(red, mx, 1);
+        for (int i = lid; i < V; i += LS) s += exp(CE_Z(x[i], softcap) - mx);
+        s = cf_group_reduce(red, s, 0);
+    }
+    if (lid == 0) {
+        float loss = 0.0f;
+        if (target >= 0) loss = log(s) + mx - CE_Z(x[target], softcap);
+        losses[loss_off + row] = loss;
+    }
+}
+__kernel void crossentropy_forward(__global float *losses, ulong loss_off,
+                                   __global const float *logits, ulong logits_off,
+                                   __global const int *targets, ulong tgt_off, int N, int V,
+                                   float softcap) {
+    __local float red[LS];
+    ce_forward_body(red, losses, loss_off, logits, logits_off, targets, tgt_off, N, V, 0.0f);
+}
+__kernel void crossentropy_forward_softcap(__global float *losses, ulong loss_off,
+                                           __global const float *logits, ulong logits_off,
+                                           __global const int *targets, ulong tgt_off, int N,
+                                           int V, float softcap) {
+    __local float red[LS];
+    ce_forward_body(red, losses, loss_off, logits, logits_off, targets, tgt_off, N, V, softcap);
+}
+
+/* losses(N) as above and dlogits(N,V) = (softmax - onehot(target)) * dloss, assigned (times
+ * 1 - tanh(z / softcap)^2 when softcap > 0).
+ * dlogits may alias logits: every element is read by the work-item that later overwrites it, and
+ * all reads of other elements (max, sum, target logit) finish before the first write. */
+/* Elements of a row each work-item keeps in registers in crossentropy_fused (V <= CE_CPT * LS): the
+ * row is then read from global memory once instead of three times. */
+#define CE_CPT 64
 static inline __attribute__((always_inline)) void
 ce_fused_body(__local float *red, __global float *losses, ulong loss_off, __global float *dlogits,
               ulong dlogits_off, __global const float *logits, ulong logits_off,
