@@ -166,8 +166,8 @@ typedef struct cf_backend_options {
                              * every plain product (an unverified or emulated engine too), "0"/"off"
                              * never (env CF_GEMM_HALF) */
     const char *gemm_half_block; /* that GEMM's block shape, "<columns>x<K slice>": "128x32"
-                                  * (NULL: the default), "192x32" or "256x16", build variants of
-                                  * cl_kernels/gemm_half.cl for measurement (env
+                                  * (NULL: the default), "64x32", "192x32" or "256x16", build
+                                  * variants of cl_kernels/gemm_half.cl for measurement (env
                                   * CF_GEMM_HALF_BLOCK) */
     int gemm_fast_verbose;  /* NVIDIA: print the compiler's report of the fast kernel and of
                              * the tensor-core flash kernels (env CF_GEMM_FAST_VERBOSE) */

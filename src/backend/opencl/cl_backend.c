@@ -71,8 +71,8 @@ static void apply_options(cf_cl_ctx *ctx, const cf_backend_options *o) {
     ctx->gh_bn = ctx->gh_bk = 0;
     if (o->gemm_half_block && *o->gemm_half_block &&
         cf_cl_gemm_half_block_parse(o->gemm_half_block, &ctx->gh_bn, &ctx->gh_bk) != CF_OK)
-        CF_WARN("gemm_half block '%s' (CF_GEMM_HALF_BLOCK) not understood (128x32, 192x32 or "
-                "256x16); using the default",
+        CF_WARN("gemm_half block '%s' (CF_GEMM_HALF_BLOCK) not understood (64x32, 128x32, "
+                "192x32 or 256x16); using the default",
                 o->gemm_half_block);
     ctx->gemm_tile = o->gemm_tile;
     /* precision tf32 / bf16 / fp16: the matrix engine (cl_matrix.h) that applies, if any */

@@ -10,10 +10,11 @@
 #include "backend/opencl/cl_matrix.h"
 #include "backend/opencl/cl_plan.h"
 
-/* gemm_half.cl's shape: blocks of GH_BM x bn, K slices of bk (bn x bk: 128 x 32 by default,
- * 192 x 32 or 256 x 16 as build variants, cf_backend_options.gemm_half_block; gh_gemm's work-items
- * a group, its GH_NT, are read from the built kernel: gh_program's nt); K padded to a multiple of
- * GH_KP (gh_pack's steps); gh_pack's groups of 32 x 8 over 32 rows and GH_PK values of k */
+/* gemm_half.cl's shape: blocks of GH_BM x bn, K slices of bk (bn x bk: 128 x 32 by default;
+ * 64 x 32, 192 x 32 or 256 x 16 as build variants, cf_backend_options.gemm_half_block;
+ * gh_gemm's work-items a group, its GH_NT, are read from the built kernel: gh_program's nt); K
+ * padded to a multiple of GH_KP (gh_pack's steps); gh_pack's groups of 32 x 8 over 32 rows and
+ * GH_PK values of k */
 #define GH_BM 128
 #define GH_KP 32
 #define GH_PK 128
@@ -90,11 +91,12 @@ int cf_cl_gemm_half_split(const cf_cl_ctx *ctx, int M, int N, int K, int compute
     int bn, bk;
     cf_cl_gemm_half_block(ctx, &bn, &bk);
     const long blocks = (long)((M + GH_BM - 1) / GH_BM) * ((N + bn - 1) / bn);
-    /* groups a compute unit at once: on an H100 the default build's 122 registers and 32 KiB of
+    /* groups a compute unit at once, on an H100: the default build's 122 registers and 32 KiB of
      * local memory let two run, and so do the GH_NT 128 variant's 226 with its half-size groups
-     * (bench/results/h100/session18/callC); the wider blocks' 64 x 48 and 64 x 64 warp tiles take
-     * more than 128 registers a work-item, so one */
-    const long per_cu = bn == 64 ? 4 : bn == 128 ? 2 : 1;
+     * (bench/results/h100/session18/callC); 128 x 64 blocks (4 warps) took 160 registers, so
+     * three (session20/callB); the wider blocks' 64 x 48 and 64 x 64 warp tiles hold 96 and 128
+     * accumulators a work-item, so one (by the register budget; their report was not read) */
+    const long per_cu = bn == 64 ? 3 : bn == 128 ? 2 : 1;
     if (blocks <= 0 || blocks >= compute_units) return 1;
     /* as many slices as keep the groups within one wave */
     long s = per_cu * compute_units / blocks;

@@ -13,15 +13,15 @@
  * row has the kernel, CF_GEMM_HALF not off, and either asked for (on) or verified on hardware and
  * not emulated (auto), and it has not failed to build here? */
 int cf_cl_gemm_half_engine(const cf_cl_ctx *ctx);
-/* The block shape of ctx's kernels: bn columns (128, or a variant's 192 / 256) and K slices of bk
- * (32, or 16) for blocks of 128 x bn (ctx NULL: the default, 128 x 32). */
+/* The block shape of ctx's kernels: bn columns (128, or a variant's 64 / 192 / 256) and K slices
+ * of bk (32, or 16) for blocks of 128 x bn (ctx NULL: the default, 128 x 32). */
 void cf_cl_gemm_half_block(const cf_cl_ctx *ctx, int *bn, int *bk);
-/* "<bn>x<bk>": "128x32", "192x32" or "256x16" (CF_ERR_INVALID otherwise) */
+/* "<bn>x<bk>": "64x32", "128x32", "192x32" or "256x16" (CF_ERR_INVALID otherwise) */
 int cf_cl_gemm_half_block_parse(const char *s, int *bn, int *bk);
 /* The split-K rule: K slices for M x N outputs over K on compute_units multiprocessors: where
- * ctx's blocks are fewer than the compute units, as many slices as keep the groups within one wave
- * (two a compute unit for 128 x 128 blocks, one for the wider ones; slices of at least 256 values
- * of k, at most 16); else 1. */
+ * ctx's blocks are fewer than the compute units, as many slices as keep the groups within one
+ * wave (two a compute unit for 128 x 128 blocks, three for 128 x 64, one for the wider ones;
+ * slices of at least 256 values of k, at most 16); else 1. */
 int cf_cl_gemm_half_split(const cf_cl_ctx *ctx, int M, int N, int K, int compute_units);
 /* Run plain product d (bias, GELU epilogues, column sums of a transposed A as gemm_fast.cl's);
  * split 0: the rule's. CF_ERR_BUILD / CF_ERR_UNSUPPORTED when the kernels cannot be built or run
