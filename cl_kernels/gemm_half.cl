@@ -31,14 +31,15 @@
  * work-item stages four rows of a tile instead of two. Two copies of each tile: while the group
  * multiplies one slice, the next slice's 16-byte loads are in registers (one barrier a slice),
  * as gemm_fast.cl does.
- * Wider blocks (build variants, -DGH_BN / -DGH_BK, which the host passes from
+ * Other blocks (build variants, -DGH_BN / -DGH_BK, which the host passes from
  * cf_backend_options.gemm_half_block): 128 x 192 (GH_BN 192: warp tiles of 64 x 48, B staged in
  * three passes) and 128 x 256 with K slices of 16 (GH_BN 256, GH_BK 16: warp tiles of 64 x 64,
  * rows of 2 chunks at r * 2 + (c ^ ((r / 4) % 2)), which again spreads each ldmatrix matrix over
- * the 32 banks). Each slice then reads fewer bytes of A and B from L2 and fewer fragment bytes
- * from local memory per multiply-add: (128 + bn) / (128 bn) of a value per multiply-add from L2,
- * against 1/64 for 128 x 128. Two copies of 128 x 256 slices of 32 would take 48 KiB, over
- * NVIDIA's limit with the 16 bytes its compiler adds.
+ * the 32 banks) read (128 + bn) / (128 bn) of a value from L2 per multiply-add, against 1/64 for
+ * 128 x 128, and fewer fragment bytes from local memory (two copies of 128 x 256 slices of 32
+ * would take 48 KiB, over NVIDIA's limit with the 16 bytes its compiler adds); 128 x 64 (GH_BN
+ * 64) runs groups of 4 warps of 64 x 32, each group with its own barrier. On an H100 each was
+ * slower than the default (session 20, BENCHMARKS.md).
  * Split-K: dimension 2 of the range is the slice s of kps values of k (a multiple of GH_BK), as in
  * gemm_fast.cl; the host then passes a scratch buffer as C and gemm_fast_reduce adds the slices in
  * order and applies the epilogue.
@@ -53,7 +54,7 @@
 #endif
 
 #ifndef GH_BN
-#define GH_BN 128 /* block of C: columns (128; 192 and 256 are build variants: -DGH_BN) */
+#define GH_BN 128 /* block of C: columns (128; 64, 192 and 256 are build variants: -DGH_BN) */
 #endif
 #ifndef GH_BK
 #define GH_BK 32 /* K slice (32; 16 a build variant, -DGH_BK, for 256-wide blocks) */
@@ -77,7 +78,7 @@
     (GH_BK != 32 && GH_BK != 16) || (GH_NT == 128 && GH_BN > 128)
 #error "gemm_half.cl: GH_BN 64, 128, 192 or 256, GH_BK 32 or 16 (GH_NT 128: GH_BN 64 or 128)"
 #endif
-#define GH_SROWS (GH_NT / GH_CH)     /* rows of a tile one staging pass covers: 64 or 128 */
+#define GH_SROWS (GH_NT / GH_CH)     /* rows of a tile one staging pass covers: 32, 64 or 128 */
 #define GH_SPA (GH_BM / GH_SROWS)    /* passes of the A tile */
 #define GH_SPB (GH_BN / GH_SROWS)    /* of the B tile */
 #if GH_SPA * GH_SROWS != GH_BM || GH_SPB * GH_SROWS != GH_BN
