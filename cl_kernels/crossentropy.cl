@@ -59,6 +59,23 @@ ce_row_stats4(__local float *red, __global const float4 *x4, int V4, float softc
     *s_out = cf_group_reduce(red, m == -INFINITY ? 0.0f : s * exp(m - mx), 0);
     *mx_out = mx;
 }
+/* The row's max and sum of exp(z - max): the float4 form above when vec (uniform over the
+ * launch), else two element-by-element reads. Ends with a barrier: all reads of the row done. */
+static inline __attribute__((always_inline)) void
+ce_row_stats(__local float *red, __global const float *x, int V, float softcap, int vec,
+             float *mx_out, float *s_out) {
+    if (vec) {
+        ce_row_stats4(red, (__global const float4 *)x, V / 4, softcap, mx_out, s_out);
+        return;
+    }
+    const int lid = get_local_id(0);
+    float mx = -INFINITY, s = 0.0f;
+    for (int i = lid; i < V; i += LS) mx = fmax(mx, CE_Z(x[i], softcap));
+    mx = cf_group_reduce(red, mx, 1);
+    for (int i = lid; i < V; i += LS) s += exp(CE_Z(x[i], softcap) - mx);
+    *s_out = cf_group_reduce(red, s, 0);
+    *mx_out = mx;
+}
 
 /* losses(N) = logsumexp(logits row) - logits[target] (of the capped logits when softcap > 0) */
 static inline __attribute__((always_inline)) void
@@ -69,15 +86,8 @@ ce_forward_body(__local float *red, __global float *losses, ulong loss_off,
     __global const float *x = logits + logits_off + (size_t)row * V;
     int target = targets[tgt_off + row];
     if (target >= V) target = -1; /* outside the row: ignored */
-    float mx = -INFINITY, s = 0.0f;
-    if (V % 4 == 0 && logits_off % 4 == 0) { /* whole float4s (uniform over the launch) */
-        ce_row_stats4(red, (__global const float4 *)x, V / 4, softcap, &mx, &s);
-    } else {
-        for (int i = lid; i < V; i += LS) mx = fmax(mx, CE_Z(x[i], softcap));
-        mx = cf_group_reduce(red, mx, 1);
-        for (int i = lid; i < V; i += LS) s += exp(CE_Z(x[i], softcap) - mx);
-        s = cf_group_reduce(red, s, 0);
-    }
+    float mx, s;
+    ce_row_stats(red, x, V, softcap, V % 4 == 0 && logits_off % 4 == 0, &mx, &s);
     if (lid == 0) {
         float loss = 0.0f;
         if (target >= 0) loss = log(s) + mx - CE_Z(x[target], softcap);
@@ -162,19 +172,10 @@ ce_fused_body(__local float *red, __global float *losses, ulong loss_off, __glob
         }
         return;
     }
-    /* whole float4s (uniform over the launch) */
-    const int vec = V % 4 == 0 && (logits_off + (size_t)row * V) % 4 == 0 &&
-                    (dlogits_off + (size_t)row * V) % 4 == 0;
-    float mx = -INFINITY, s = 0.0f;
-    if (vec) {
-        ce_row_stats4(red, (__global const float4 *)x, V / 4, softcap, &mx, &s);
-    } else {
-        for (int i = lid; i < V; i += LS) mx = fmax(mx, CE_Z(x[i], softcap));
-        mx = cf_group_reduce(red, mx, 1);
-        for (int i = lid; i < V; i += LS) s += exp(CE_Z(x[i], softcap) - mx);
-        s = cf_group_reduce(red, s, 0);
-    }
-    /* (both end with a barrier: all reads of the row are done) */
+    /* whole float4s: every row starts on the 4-element grid (uniform over the launch) */
+    const int vec = V % 4 == 0 && logits_off % 4 == 0 && dlogits_off % 4 == 0;
+    float mx, s;
+    ce_row_stats(red, x, V, softcap, vec, &mx, &s); /* (all reads of the row done) */
     if (lid == 0) {
         float loss = 0.0f;
         if (target >= 0) loss = log(s) + mx - CE_Z(x[target], softcap);

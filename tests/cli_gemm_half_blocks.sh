@@ -1,9 +1,10 @@
 #!/bin/bash
 # clformer test: gemm_half.cl's other blocks (build variants chosen by CF_GEMM_HALF_BLOCK: 128 x 64
 # in groups of 4 warps; 128 x 192 with K slices of 32, three staging passes of B; 128 x 256 with
-# slices of 16, 64 x 64 warp tiles) as the device calls run them: test_cl_gemm_half in bf16 on the emulated tensor cores (every
-# transpose, partial blocks, split-K, the epilogues), each run required to say that it ran the
-# variant. Skipped (77) without test_cl_gemm_half or an OpenCL device.
+# slices of 16, 64 x 64 warp tiles) as the device calls run them: test_cl_gemm_half in bf16 on
+# the emulated tensor cores (every transpose, partial blocks, split-K, the epilogues), each run
+# required to say that it ran the variant; and a value it does not know (one warning, the
+# default). Skipped (77) without test_cl_gemm_half or an OpenCL device.
 set -u
 CLF=$1
 . "$(dirname "$0")/cli_common.sh" # fail=0; ok, bad, expect_bad

@@ -315,6 +315,15 @@ static void test_split_rule(void) {
     expect(cf_cl_gemm_half_split(NULL, 1024, 2048, 4096, 132) == 2,
            "split rule: 128 blocks on 132 units: two slices, one wave (got %d)",
            cf_cl_gemm_half_split(NULL, 1024, 2048, 4096, 132));
+    /* the block shape's groups a unit: 128 x 64 blocks (three a unit), 72 of them */
+    cf_cl_ctx *c = calloc(1, sizeof *c);
+    if (!c) return;
+    c->gh_bn = 64;
+    c->gh_bk = 32;
+    expect(cf_cl_gemm_half_split(c, 768, 768, 8192, 132) == 5,
+           "split rule: 72 blocks of 128 x 64, three a unit: 5 slices (got %d)",
+           cf_cl_gemm_half_split(c, 768, 768, 8192, 132));
+    free(c);
 }
 
 int main(int argc, char **argv) {

@@ -167,8 +167,8 @@ typedef struct cf_cl_ctx {
     int gemm_fast_verbose;  /* cf_backend_options.gemm_fast_verbose */
     int gemm_half_mode;     /* cf_backend_options.gemm_half: -1 auto, 0 never, 1 wherever the
                              * engine has the kernel (cl_gemm_half.c) */
-    int gh_bn, gh_bk;       /* cf_backend_options.gemm_half_block: its blocks' columns (128, 192,
-                             * 256) and K slice (32, 16); 0 = the default (cl_gemm_half.c) */
+    int gh_bn, gh_bk;       /* cf_backend_options.gemm_half_block: its blocks' columns (64, 128,
+                             * 192, 256) and K slice (32, 16); 0 = the default (cl_gemm_half.c) */
     int mma_tf32;           /* cf_backend_options.tf32 on a device with TF32 mma.sync: the
                              * register-blocked kernel's tensor-core form takes every plain product */
     const struct cf_cl_matrix_engine *mx; /* the matrix engine of tf32 / bf16 / fp16 (cl_matrix.h),
